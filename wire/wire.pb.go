@@ -159,6 +159,7 @@ type ReplicaMessage struct {
 	//	*ReplicaMessage_Prepare
 	//	*ReplicaMessage_Commit
 	//	*ReplicaMessage_Checkpoint
+	//	*ReplicaMessage_ForwardedRequest
 	Body          isReplicaMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -244,6 +245,15 @@ func (x *ReplicaMessage) GetCheckpoint() *Checkpoint {
 	return nil
 }
 
+func (x *ReplicaMessage) GetForwardedRequest() *Signed {
+	if x != nil {
+		if x, ok := x.Body.(*ReplicaMessage_ForwardedRequest); ok {
+			return x.ForwardedRequest
+		}
+	}
+	return nil
+}
+
 type isReplicaMessage_Body interface {
 	isReplicaMessage_Body()
 }
@@ -261,7 +271,14 @@ type ReplicaMessage_Commit struct {
 }
 
 type ReplicaMessage_Checkpoint struct {
-	Checkpoint *Checkpoint `protobuf:"bytes,5,opt,name=checkpoint,proto3,oneof"` // 6..9 reserved for view change and state transfer.
+	Checkpoint *Checkpoint `protobuf:"bytes,5,opt,name=checkpoint,proto3,oneof"`
+}
+
+type ReplicaMessage_ForwardedRequest struct {
+	// 6..9 reserved for view change and state transfer.
+	// forwarded_request is a client's Signed Request that a backup relays
+	// to the primary (the client's signature is checked, not the relayer's).
+	ForwardedRequest *Signed `protobuf:"bytes,10,opt,name=forwarded_request,json=forwardedRequest,proto3,oneof"`
 }
 
 func (*ReplicaMessage_PrePrepare) isReplicaMessage_Body() {}
@@ -271,6 +288,8 @@ func (*ReplicaMessage_Prepare) isReplicaMessage_Body() {}
 func (*ReplicaMessage_Commit) isReplicaMessage_Body() {}
 
 func (*ReplicaMessage_Checkpoint) isReplicaMessage_Body() {}
+
+func (*ReplicaMessage_ForwardedRequest) isReplicaMessage_Body() {}
 
 // PrePrepare assigns a batch of signed client requests to (view, sequence).
 // digest = BatchDigest(requests).
@@ -1069,7 +1088,7 @@ const file_wire_proto_rawDesc = "" +
 	"\aRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12%\n" +
 	"\x0erequest_number\x18\x02 \x01(\x04R\rrequestNumber\x12\x1c\n" +
-	"\toperation\x18\x03 \x01(\fR\toperation\"\x8c\x02\n" +
+	"\toperation\x18\x03 \x01(\fR\toperation\"\xd2\x02\n" +
 	"\x0eReplicaMessage\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\rR\x04from\x12<\n" +
 	"\vpre_prepare\x18\x02 \x01(\v2\x19.pbftnode.wire.PrePrepareH\x00R\n" +
@@ -1078,7 +1097,9 @@ const file_wire_proto_rawDesc = "" +
 	"\x06commit\x18\x04 \x01(\v2\x15.pbftnode.wire.CommitH\x00R\x06commit\x12;\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\v2\x19.pbftnode.wire.CheckpointH\x00R\n" +
-	"checkpointB\x06\n" +
+	"checkpoint\x12D\n" +
+	"\x11forwarded_request\x18\n" +
+	" \x01(\v2\x15.pbftnode.wire.SignedH\x00R\x10forwardedRequestB\x06\n" +
 	"\x04body\"\x87\x01\n" +
 	"\n" +
 	"PrePrepare\x12\x12\n" +
@@ -1167,17 +1188,18 @@ var file_wire_proto_depIdxs = []int32{
 	4,  // 1: pbftnode.wire.ReplicaMessage.prepare:type_name -> pbftnode.wire.Prepare
 	5,  // 2: pbftnode.wire.ReplicaMessage.commit:type_name -> pbftnode.wire.Commit
 	6,  // 3: pbftnode.wire.ReplicaMessage.checkpoint:type_name -> pbftnode.wire.Checkpoint
-	0,  // 4: pbftnode.wire.PrePrepare.requests:type_name -> pbftnode.wire.Signed
-	0,  // 5: pbftnode.wire.ClientFrame.request:type_name -> pbftnode.wire.Signed
-	10, // 6: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
-	11, // 7: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
-	12, // 8: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
-	13, // 9: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	0,  // 4: pbftnode.wire.ReplicaMessage.forwarded_request:type_name -> pbftnode.wire.Signed
+	0,  // 5: pbftnode.wire.PrePrepare.requests:type_name -> pbftnode.wire.Signed
+	0,  // 6: pbftnode.wire.ClientFrame.request:type_name -> pbftnode.wire.Signed
+	10, // 7: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
+	11, // 8: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
+	12, // 9: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
+	13, // 10: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -1190,6 +1212,7 @@ func file_wire_proto_init() {
 		(*ReplicaMessage_Prepare)(nil),
 		(*ReplicaMessage_Commit)(nil),
 		(*ReplicaMessage_Checkpoint)(nil),
+		(*ReplicaMessage_ForwardedRequest)(nil),
 	}
 	file_wire_proto_msgTypes[7].OneofWrappers = []any{
 		(*ClientFrame_Request)(nil),
