@@ -1,0 +1,93 @@
+package crypto
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"sync"
+)
+
+// verifiedKeyPrefix separates the cache's keys from every other SHA-256 the
+// project computes.
+const verifiedKeyPrefix = "pbftnode/v1/verified"
+
+// VerifiedCache remembers (payload, signature) pairs whose signature was
+// already checked and found valid, so a replica verifies each client
+// request once even though it sees it twice (from the client and inside a
+// PRE-PREPARE). Entries are keyed by SHA-256 over the length-framed payload
+// and signature; when the cache holds capacity entries, adding a new one
+// evicts the oldest. It is safe for concurrent use.
+//
+// The key covers neither the public key nor the domain nor the cluster ID:
+// use a cache for one kind of signature only (client requests, whose payload
+// names the signing client), and Add only pairs that verified.
+type VerifiedCache struct {
+	mu       sync.Mutex
+	entries  map[Digest]struct{}
+	order    []Digest // ring buffer of keys, oldest at oldest
+	oldest   int
+	capacity int
+}
+
+// NewVerifiedCache returns an empty cache holding at most capacity entries.
+// A capacity below 1 gives a cache that remembers nothing.
+func NewVerifiedCache(capacity int) *VerifiedCache {
+	capacity = max(capacity, 0)
+	return &VerifiedCache{
+		entries:  make(map[Digest]struct{}, capacity),
+		order:    make([]Digest, 0, capacity),
+		capacity: capacity,
+	}
+}
+
+// verifiedKey is SHA-256 over prefix || uvarint(len(payload)) || payload ||
+// sig. The length prefix keeps (payload, sig) pairs that concatenate to the
+// same bytes from sharing a key, so a verified pair can never vouch for a
+// different one.
+func verifiedKey(payload, sig []byte) Digest {
+	h := sha256.New()
+	h.Write([]byte(verifiedKeyPrefix))
+	h.Write(binary.AppendUvarint(nil, uint64(len(payload))))
+	h.Write(payload)
+	h.Write(sig)
+	var d Digest
+	h.Sum(d[:0])
+	return d
+}
+
+// Contains reports whether (payload, sig) was added and not yet evicted.
+func (c *VerifiedCache) Contains(payload, sig []byte) bool {
+	key := verifiedKey(payload, sig)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.entries[key]
+	return ok
+}
+
+// Add records that sig is a valid signature over payload. Adding a pair that
+// is already present changes nothing (its age is not refreshed).
+func (c *VerifiedCache) Add(payload, sig []byte) {
+	if c.capacity == 0 {
+		return
+	}
+	key := verifiedKey(payload, sig)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[key]; ok {
+		return
+	}
+	if len(c.order) < c.capacity {
+		c.order = append(c.order, key)
+	} else {
+		delete(c.entries, c.order[c.oldest])
+		c.order[c.oldest] = key
+		c.oldest = (c.oldest + 1) % c.capacity
+	}
+	c.entries[key] = struct{}{}
+}
+
+// Len returns the number of entries the cache holds.
+func (c *VerifiedCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}

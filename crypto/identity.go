@@ -1,0 +1,76 @@
+package crypto
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+
+	libp2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/crypto/pb"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// A replica's (or client's) libp2p identity is its signing key: its peer ID
+// is derived from its Ed25519 public key, and the Noise handshake proves
+// possession of the matching private key. Ed25519 public keys are small
+// enough that libp2p inlines them in the peer ID, so the public key can be
+// recovered from a peer ID without a lookup.
+
+// LibP2PPrivateKey converts an Ed25519 signing key into the libp2p private
+// key of the same identity. It fails if key has the wrong length or its
+// public half does not match its seed.
+func LibP2PPrivateKey(key ed25519.PrivateKey) (libp2pcrypto.PrivKey, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("crypto: libp2p private key: private key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+	}
+	canonical := ed25519.NewKeyFromSeed(key.Seed())
+	if !bytes.Equal(canonical, key) {
+		return nil, errors.New("crypto: libp2p private key: public half of the private key does not match its seed")
+	}
+	priv, err := libp2pcrypto.UnmarshalEd25519PrivateKey(canonical)
+	if err != nil {
+		return nil, fmt.Errorf("crypto: libp2p private key: %w", err)
+	}
+	return priv, nil
+}
+
+// PeerIDFromPublicKey returns the libp2p peer ID of the Ed25519 public key
+// pub. It fails if pub is not 32 bytes.
+func PeerIDFromPublicKey(pub ed25519.PublicKey) (peer.ID, error) {
+	if len(pub) != ed25519.PublicKeySize {
+		return "", fmt.Errorf("crypto: peer ID: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+	}
+	owned := make([]byte, ed25519.PublicKeySize)
+	copy(owned, pub)
+	libp2pPub, err := libp2pcrypto.UnmarshalEd25519PublicKey(owned)
+	if err != nil {
+		return "", fmt.Errorf("crypto: peer ID: %w", err)
+	}
+	id, err := peer.IDFromPublicKey(libp2pPub)
+	if err != nil {
+		return "", fmt.Errorf("crypto: peer ID: %w", err)
+	}
+	return id, nil
+}
+
+// PublicKeyFromPeerID recovers the Ed25519 public key embedded in a libp2p
+// peer ID. It fails for IDs that are malformed, that do not embed their
+// public key, or whose key is not Ed25519.
+func PublicKeyFromPeerID(id peer.ID) (ed25519.PublicKey, error) {
+	libp2pPub, err := id.ExtractPublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("crypto: public key from peer ID %q: %w", id, err)
+	}
+	if libp2pPub.Type() != pb.KeyType_Ed25519 {
+		return nil, fmt.Errorf("crypto: public key from peer ID %s: key type is %v, want Ed25519", id, libp2pPub.Type())
+	}
+	raw, err := libp2pPub.Raw()
+	if err != nil {
+		return nil, fmt.Errorf("crypto: public key from peer ID %s: %w", id, err)
+	}
+	if len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("crypto: public key from peer ID %s: key is %d bytes, want %d", id, len(raw), ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(raw), nil
+}

@@ -1,0 +1,145 @@
+package crypto
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// keyFilePEMType is the PEM block type of a pbftnode private key file. The
+// block holds the 32-byte Ed25519 seed.
+const keyFilePEMType = "PBFTNODE ED25519 PRIVATE KEY"
+
+// keyFileMode is the mode key files are created with.
+const keyFileMode os.FileMode = 0o600
+
+// maxKeyFileSize bounds how much of a key file ReadKeyFile reads. A valid
+// file is about 120 bytes.
+const maxKeyFileSize = 4096
+
+// GenerateKey returns a new Ed25519 private key drawn from rand. If rand is
+// nil the operating system's secure random source is used.
+func GenerateKey(rand io.Reader) (ed25519.PrivateKey, error) {
+	_, key, err := ed25519.GenerateKey(rand)
+	if err != nil {
+		return nil, fmt.Errorf("crypto: generate ed25519 key: %w", err)
+	}
+	return key, nil
+}
+
+// WriteKeyFile writes key to a new file at path as a PEM block of type
+// "PBFTNODE ED25519 PRIVATE KEY" holding the 32-byte seed. The file is
+// created with mode 0600 (never widened afterwards) and synced. WriteKeyFile
+// refuses to overwrite an existing file, so a key cannot be lost by
+// accident; on any error after creation it removes the partial file.
+func WriteKeyFile(path string, key ed25519.PrivateKey) (err error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return fmt.Errorf("crypto: write key file %s: private key is %d bytes, want %d", path, len(key), ed25519.PrivateKeySize)
+	}
+	encoded := pem.EncodeToMemory(&pem.Block{Type: keyFilePEMType, Bytes: key.Seed()})
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, keyFileMode)
+	if err != nil {
+		return fmt.Errorf("crypto: write key file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(path)
+		}
+	}()
+	if _, err := file.Write(encoded); err != nil {
+		_ = file.Close()
+		return fmt.Errorf("crypto: write key file %s: %w", path, err)
+	}
+	if err := file.Sync(); err != nil {
+		_ = file.Close()
+		return fmt.Errorf("crypto: sync key file %s: %w", path, err)
+	}
+	if err := file.Close(); err != nil {
+		return fmt.Errorf("crypto: close key file %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadKeyFile reads a private key written by WriteKeyFile. It refuses a file
+// that group or others may read or write (any of the mode bits 0077 set),
+// naming the file and its mode, and refuses content that is not exactly one
+// PEM block of type "PBFTNODE ED25519 PRIVATE KEY", without headers, holding
+// a 32-byte seed (surrounding whitespace is allowed).
+func ReadKeyFile(path string) (ed25519.PrivateKey, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("crypto: read key file: %w", err)
+	}
+	defer func() { _ = file.Close() }()
+
+	// Stat the opened file, not the path, so the mode checked is the mode
+	// of the file that is read.
+	info, err := file.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("crypto: stat key file %s: %w", path, err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("crypto: key file %s is not a regular file (mode %v)", path, info.Mode())
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("crypto: key file %s has mode %#o: it must not be accessible by group or others (chmod 600 %s)", path, perm, path)
+	}
+
+	content, err := io.ReadAll(io.LimitReader(file, maxKeyFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("crypto: read key file %s: %w", path, err)
+	}
+	if len(content) > maxKeyFileSize {
+		return nil, fmt.Errorf("crypto: key file %s is larger than %d bytes", path, maxKeyFileSize)
+	}
+	key, err := parseKeyPEM(content)
+	if err != nil {
+		return nil, fmt.Errorf("crypto: key file %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// parseKeyPEM decodes the content of a key file.
+func parseKeyPEM(content []byte) (ed25519.PrivateKey, error) {
+	block, rest := pem.Decode(content)
+	if block == nil {
+		return nil, errors.New("no PEM block found")
+	}
+	if block.Type != keyFilePEMType {
+		return nil, fmt.Errorf("PEM block type is %q, want %q", block.Type, keyFilePEMType)
+	}
+	if len(block.Headers) != 0 {
+		return nil, errors.New("PEM block has headers, want none")
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, errors.New("unexpected data after the PEM block")
+	}
+	if len(block.Bytes) != ed25519.SeedSize {
+		return nil, fmt.Errorf("seed is %d bytes, want %d", len(block.Bytes), ed25519.SeedSize)
+	}
+	return ed25519.NewKeyFromSeed(block.Bytes), nil
+}
+
+// EncodePublicKey returns pub as lowercase hex, the form public keys take in
+// configuration files.
+func EncodePublicKey(pub ed25519.PublicKey) string {
+	return hex.EncodeToString(pub)
+}
+
+// DecodePublicKey parses a hex public key as written by EncodePublicKey. It
+// fails on invalid hex or a length other than 32 bytes.
+func DecodePublicKey(s string) (ed25519.PublicKey, error) {
+	raw, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("crypto: decode public key: %w", err)
+	}
+	if len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("crypto: decode public key: %d bytes, want %d", len(raw), ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(raw), nil
+}
