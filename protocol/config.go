@@ -1,0 +1,115 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+)
+
+// Signer signs a payload under a domain (crypto.Signer implements it).
+// Ed25519 signing is deterministic, so the core stays deterministic.
+type Signer interface {
+	Sign(domain string, payload []byte) []byte
+}
+
+// Config configures a Replica. Zero values take the defaults below.
+type Config struct {
+	// ID is this replica's index in [0, N).
+	ID uint32
+	// N is the number of replicas; it tolerates F = (N-1)/3 faults.
+	N int
+	// Signer signs this replica's messages.
+	Signer Signer
+
+	// CheckpointInterval K: a checkpoint every K sequence numbers (128).
+	CheckpointInterval uint64
+	// WindowSize L: sequences in (low, low+L] are accepted (2K).
+	WindowSize uint64
+	// MaxBatchSize is the most requests in one pre-prepare (256).
+	MaxBatchSize int
+	// MaxBatchBytes bounds the encoded requests of one batch (4 MiB - 64 KiB).
+	MaxBatchBytes int
+	// BatchDelayTicks is how long the primary may hold a partial batch
+	// while earlier batches are in flight (0: cut as soon as there is room).
+	BatchDelayTicks int
+	// MaxInFlight is how many sequences the primary keeps proposed but not
+	// yet committed (8). Requests arriving meanwhile are batched.
+	MaxInFlight int
+	// MaxPendingRequests bounds the requests a replica queues or tracks
+	// (65536); beyond it new requests are dropped.
+	MaxPendingRequests int
+
+	// RetransmitTicks: after this many ticks without progress while
+	// agreement is open, a replica resends its messages for it (100).
+	RetransmitTicks int
+
+	// Logger receives debug logs of dropped messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultCheckpointInterval = 128
+	DefaultMaxBatchSize       = 256
+	DefaultMaxBatchBytes      = 4<<20 - 64<<10
+	DefaultMaxInFlight        = 8
+	DefaultMaxPendingRequests = 65536
+)
+
+func (c Config) withDefaults() Config {
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if c.WindowSize == 0 {
+		c.WindowSize = 2 * c.CheckpointInterval
+	}
+	if c.MaxBatchSize == 0 {
+		c.MaxBatchSize = DefaultMaxBatchSize
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxPendingRequests == 0 {
+		c.MaxPendingRequests = DefaultMaxPendingRequests
+	}
+	if c.RetransmitTicks == 0 {
+		c.RetransmitTicks = DefaultRetransmitTicks
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.N < 4:
+		return fmt.Errorf("protocol: %d replicas tolerate no Byzantine fault; need at least 4", c.N)
+	case int64(c.ID) >= int64(c.N):
+		return fmt.Errorf("protocol: replica id %d outside [0, %d)", c.ID, c.N)
+	case c.Signer == nil:
+		return errors.New("protocol: no signer")
+	case c.WindowSize < c.CheckpointInterval:
+		return fmt.Errorf("protocol: window %d smaller than checkpoint interval %d", c.WindowSize, c.CheckpointInterval)
+	case c.MaxBatchSize < 1 || c.MaxInFlight < 1 || c.BatchDelayTicks < 0:
+		return errors.New("protocol: batch size and in-flight limit must be positive, batch delay not negative")
+	}
+	return nil
+}
+
+// FaultTolerance returns F, the number of Byzantine replicas n tolerates.
+func FaultTolerance(n int) int { return (n - 1) / 3 }
+
+// Quorum returns the size of a quorum among n replicas: any two quorums
+// intersect in at least F+1 replicas, so in at least one correct one.
+// For n = 3F+1 it is 2F+1.
+func Quorum(n int) int {
+	f := FaultTolerance(n)
+	return (n + f + 2) / 2
+}
+
+// Primary returns the primary of view v among n replicas.
+func Primary(view uint64, n int) uint32 { return uint32(view % uint64(n)) }

@@ -1,0 +1,203 @@
+package protocol
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+const testCluster = "test-cluster"
+
+func testKey(seed byte) ed25519.PrivateKey {
+	var s [32]byte
+	s[0], s[1] = seed, 0xA5
+	return ed25519.NewKeyFromSeed(s[:])
+}
+
+// cluster drives n protocol cores in memory, delivering every message
+// through a MessageVerifier as the runtime does.
+type cluster struct {
+	t        *testing.T
+	replicas []*Replica
+	signers  []*crypto.Signer
+	verifier *MessageVerifier
+	// drop, when set, drops a message from -> to.
+	drop func(from, to uint32, kind Kind) bool
+	// executed[i] lists the committed batches replica i executed.
+	executed [][]CommittedBatch
+	// stateHash[i] chains the digests replica i executed (a stand-in state digest).
+	stateHash [][32]byte
+	queue     []pending
+	stepErrs  map[error]int
+}
+
+type pending struct {
+	from, to uint32
+	kind     Kind
+	frame    []byte
+}
+
+func newCluster(t *testing.T, n int, tweak func(*Config)) *cluster {
+	t.Helper()
+	c := &cluster{t: t, executed: make([][]CommittedBatch, n), stateHash: make([][32]byte, n), stepErrs: map[error]int{}}
+	pubs := make([]ed25519.PublicKey, n)
+	for i := range n {
+		key := testKey(byte(i))
+		pubs[i] = key.Public().(ed25519.PublicKey)
+		c.signers = append(c.signers, crypto.NewSigner(key, testCluster))
+	}
+	c.verifier = NewMessageVerifier(testCluster, pubs, nil, nil, 0)
+	for i := range n {
+		cfg := Config{ID: uint32(i), N: n, Signer: c.signers[i]}
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		r, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.replicas = append(c.replicas, r)
+	}
+	return c
+}
+
+// request builds a client request signed by client key seed.
+func request(clientSeed byte, number uint64, op string) ClientRequest {
+	key := testKey(100 + clientSeed)
+	req := &wire.Request{ClientId: key.Public().(ed25519.PublicKey), RequestNumber: number, Operation: []byte(op)}
+	payload, err := proto.Marshal(req)
+	if err != nil {
+		panic(err)
+	}
+	signer := crypto.NewSigner(key, testCluster)
+	return ClientRequest{Signed: &wire.Signed{Payload: payload, Signature: signer.Sign(crypto.DomainClientRequest, payload)}, Request: req}
+}
+
+// collect drains every replica's Ready into the network queue and executes
+// committed batches.
+func (c *cluster) collect() {
+	for i, r := range c.replicas {
+		for r.HasReady() {
+			rd := r.Ready()
+			for _, m := range rd.Messages {
+				frame, err := proto.Marshal(m.Signed)
+				if err != nil {
+					c.t.Fatal(err)
+				}
+				for to := range c.replicas {
+					if uint32(to) == uint32(i) || (m.To != Broadcast && m.To != uint32(to)) {
+						continue
+					}
+					c.queue = append(c.queue, pending{from: uint32(i), to: uint32(to), kind: m.Kind, frame: frame})
+				}
+			}
+			c.execute(i, rd.Committed)
+		}
+	}
+}
+
+func (c *cluster) execute(i int, batches []CommittedBatch) {
+	r := c.replicas[i]
+	for _, b := range batches {
+		want := uint64(len(c.executed[i])) + 1
+		if b.Sequence != want {
+			c.t.Fatalf("replica %d executed sequence %d, want %d (out of order)", i, b.Sequence, want)
+		}
+		c.executed[i] = append(c.executed[i], b)
+		h := sha256.New()
+		h.Write(c.stateHash[i][:])
+		h.Write(b.Digest[:])
+		copy(c.stateHash[i][:], h.Sum(nil))
+		if b.Sequence%r.cfg.CheckpointInterval == 0 {
+			if err := r.CheckpointExecuted(b.Sequence, c.stateHash[i]); err != nil {
+				c.t.Fatalf("replica %d checkpoint: %v", i, err)
+			}
+		}
+	}
+}
+
+// run delivers messages until the network is quiet.
+func (c *cluster) run() {
+	c.collect()
+	for steps := 0; len(c.queue) > 0; steps++ {
+		if steps > 1_000_000 {
+			c.t.Fatal("cluster did not quiesce")
+		}
+		m := c.queue[0]
+		c.queue = c.queue[1:]
+		if c.drop != nil && c.drop(m.from, m.to, m.kind) {
+			continue
+		}
+		vm, err := c.verifier.ReplicaFrame(m.frame)
+		if err != nil {
+			c.t.Fatalf("own message from %d failed verification: %v", m.from, err)
+		}
+		if err := c.replicas[m.to].Step(vm); err != nil {
+			c.stepErrs[err]++
+		}
+		c.collect()
+	}
+}
+
+func (c *cluster) tick(n int) {
+	for range n {
+		for _, r := range c.replicas {
+			r.Tick()
+		}
+		c.run()
+	}
+}
+
+// assertAgreement checks that every pair of replicas executed the same
+// batch at every sequence both executed.
+func (c *cluster) assertAgreement() {
+	c.t.Helper()
+	for i := range c.executed {
+		for j := i + 1; j < len(c.executed); j++ {
+			for s := 0; s < min(len(c.executed[i]), len(c.executed[j])); s++ {
+				if c.executed[i][s].Digest != c.executed[j][s].Digest {
+					c.t.Fatalf("replicas %d and %d executed different batches at sequence %d", i, j, s+1)
+				}
+			}
+		}
+	}
+}
+
+// executedRequests returns how often each (client, number) executed on replica i.
+func (c *cluster) executedRequests(i int) map[requestKey]int {
+	out := map[requestKey]int{}
+	for _, b := range c.executed[i] {
+		for _, req := range b.Requests {
+			out[keyOf(req)]++
+		}
+	}
+	return out
+}
+
+// signedBy builds a replica message signed by replica from's key.
+func (c *cluster) signedBy(from uint32, body *wire.ReplicaMessage) VerifiedMessage {
+	body.From = from
+	payload, err := proto.Marshal(body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	signed := &wire.Signed{Payload: payload, Signature: c.signers[from].Sign(crypto.DomainReplicaMessage, payload)}
+	frame, _ := proto.Marshal(signed)
+	vm, err := c.verifier.ReplicaFrame(frame)
+	if err != nil {
+		c.t.Fatalf("hand-built message does not verify: %v", err)
+	}
+	return vm
+}
+
+func digestBytes(d crypto.Digest) []byte { return append([]byte(nil), d[:]...) }
+
+func u64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+func protoMarshal(m proto.Message) ([]byte, error) { return proto.Marshal(m) }

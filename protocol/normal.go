@@ -1,0 +1,219 @@
+package protocol
+
+import (
+	"bytes"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// slot is the log entry for one sequence number in the current view.
+type slot struct {
+	view       uint64
+	prePrepare *wire.Signed // accepted or sent pre-prepare; nil until then
+	digest     crypto.Digest
+	requests   []*wire.Request
+	prepares   map[uint32]vote
+	commits    map[uint32]vote
+	prepared   bool
+	committed  bool
+}
+
+// vote is one replica's prepare or commit for a digest.
+type vote struct {
+	digest crypto.Digest
+	signed *wire.Signed
+}
+
+func (r *Replica) slot(seq uint64) *slot {
+	s := r.slots[seq]
+	if s == nil {
+		s = &slot{view: r.view, prepares: make(map[uint32]vote), commits: make(map[uint32]vote)}
+		r.slots[seq] = s
+	}
+	return s
+}
+
+// inFlight is how many sequences the primary proposed that have not
+// committed yet.
+func (r *Replica) inFlight() int { return int(r.nextSequence - 1 - r.lastCommitted) }
+
+// propose cuts batches from the request queue while the pipeline and the
+// window have room. A partial batch goes out at once when nothing is in
+// flight, otherwise after BatchDelayTicks.
+func (r *Replica) propose() {
+	for r.IsPrimary() && r.requests.queued() > 0 {
+		if r.inFlight() >= r.cfg.MaxInFlight || !r.window.Contains(r.nextSequence) {
+			return
+		}
+		full := r.requests.queued() >= r.cfg.MaxBatchSize
+		if !full && r.inFlight() > 0 && r.batchWait < r.cfg.BatchDelayTicks {
+			return
+		}
+		signed, reqs := r.requests.popBatch(r.cfg.MaxBatchSize, r.cfg.MaxBatchBytes)
+		if len(signed) == 0 {
+			continue // only stale queue entries were dropped
+		}
+		r.batchWait = 0
+		seq := r.nextSequence
+		r.nextSequence++
+		digest := crypto.BatchDigest(signed)
+		pp := &wire.PrePrepare{View: r.view, Sequence: seq, Digest: digest[:], Requests: signed}
+		out := r.send(Broadcast, KindPrePrepare, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: pp}})
+		r.persist(r.view, seq, KindPrePrepare, out)
+		s := r.slot(seq)
+		s.prePrepare, s.digest, s.requests = out, digest, reqs
+	}
+}
+
+func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMessage) error {
+	switch {
+	case pp.View != r.view:
+		return ErrWrongView
+	case from != Primary(r.view, r.cfg.N):
+		return ErrNotFromPrimary
+	case !r.window.Contains(pp.Sequence):
+		return ErrOutsideWindow
+	case len(pp.Requests) == 0 || len(pp.Requests) != len(m.Requests):
+		return ErrMalformed // null requests come only from NEW-VIEW
+	case len(pp.Requests) > r.cfg.MaxBatchSize:
+		return ErrBatchTooLarge
+	}
+	size := 0
+	for i, req := range pp.Requests {
+		if req == nil || m.Requests[i] == nil {
+			return ErrMalformed
+		}
+		size += len(req.Payload) + len(req.Signature) + 8
+	}
+	if size > r.cfg.MaxBatchBytes+8*len(pp.Requests) {
+		return ErrBatchTooLarge
+	}
+	digest := crypto.BatchDigest(pp.Requests)
+	if !bytes.Equal(pp.Digest, digest[:]) {
+		return ErrDigestMismatch
+	}
+	s := r.slot(pp.Sequence)
+	if s.prePrepare != nil {
+		if s.digest == digest {
+			return ErrDuplicate
+		}
+		return ErrConflictingPrePrepare
+	}
+	s.prePrepare, s.digest, s.requests = m.Signed, digest, m.Requests
+	r.requests.ordered(m.Requests)
+	r.persist(pp.View, pp.Sequence, KindPrePrepare, m.Signed)
+	prep := &wire.Prepare{View: pp.View, Sequence: pp.Sequence, Digest: digest[:]}
+	out := r.send(Broadcast, KindPrepare, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Prepare{Prepare: prep}})
+	r.persist(pp.View, pp.Sequence, KindPrepare, out)
+	s.prepares[r.cfg.ID] = vote{digest: digest, signed: out}
+	r.tryPrepared(pp.Sequence, s)
+	return nil
+}
+
+// checkVote applies the checks common to prepares and commits.
+func (r *Replica) checkVote(view, seq uint64, digest []byte) (crypto.Digest, error) {
+	var d crypto.Digest
+	switch {
+	case view != r.view:
+		return d, ErrWrongView
+	case !r.window.Contains(seq):
+		return d, ErrOutsideWindow
+	case len(digest) != len(d):
+		return d, ErrMalformed
+	}
+	copy(d[:], digest)
+	return d, nil
+}
+
+func (r *Replica) stepPrepare(from uint32, p *wire.Prepare, signed *wire.Signed) error {
+	d, err := r.checkVote(p.View, p.Sequence, p.Digest)
+	if err != nil {
+		return err
+	}
+	if from == Primary(r.view, r.cfg.N) {
+		return ErrFromPrimary
+	}
+	s := r.slot(p.Sequence)
+	if _, dup := s.prepares[from]; dup {
+		return ErrDuplicate // a replica's first prepare stands
+	}
+	s.prepares[from] = vote{digest: d, signed: signed}
+	r.tryPrepared(p.Sequence, s)
+	return nil
+}
+
+func (r *Replica) stepCommit(from uint32, c *wire.Commit, signed *wire.Signed) error {
+	d, err := r.checkVote(c.View, c.Sequence, c.Digest)
+	if err != nil {
+		return err
+	}
+	s := r.slot(c.Sequence)
+	if _, dup := s.commits[from]; dup {
+		return ErrDuplicate
+	}
+	s.commits[from] = vote{digest: d, signed: signed}
+	r.tryCommitted(c.Sequence, s)
+	return nil
+}
+
+func matching(votes map[uint32]vote, d crypto.Digest) int {
+	n := 0
+	for _, v := range votes {
+		if v.digest == d {
+			n++
+		}
+	}
+	return n
+}
+
+// tryPrepared: prepared = the pre-prepare plus 2f matching prepares from
+// distinct backups (quorum-1 in general); then this replica commits.
+func (r *Replica) tryPrepared(seq uint64, s *slot) {
+	if s.prepared || s.prePrepare == nil || matching(s.prepares, s.digest) < r.quorum-1 {
+		return
+	}
+	s.prepared = true
+	c := &wire.Commit{View: s.view, Sequence: seq, Digest: s.digest[:]}
+	out := r.send(Broadcast, KindCommit, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Commit{Commit: c}})
+	r.persist(s.view, seq, KindCommit, out)
+	s.commits[r.cfg.ID] = vote{digest: s.digest, signed: out}
+	r.tryCommitted(seq, s)
+}
+
+// tryCommitted: committed-local = prepared plus 2f+1 (a quorum of)
+// matching commits from distinct replicas.
+func (r *Replica) tryCommitted(seq uint64, s *slot) {
+	if s.committed || !s.prepared || matching(s.commits, s.digest) < r.quorum {
+		return
+	}
+	s.committed = true
+	r.deliver()
+}
+
+// deliver hands out committed batches strictly in sequence order.
+func (r *Replica) deliver() {
+	for {
+		seq := r.lastCommitted + 1
+		s := r.slots[seq]
+		if s == nil || !s.committed {
+			break
+		}
+		r.ready.Committed = append(r.ready.Committed, CommittedBatch{
+			View: s.view, Sequence: seq, Digest: s.digest, Requests: s.requests,
+		})
+		r.requests.committed(s.requests)
+		r.lastCommitted = seq
+		r.noteProgress()
+		if r.nextSequence <= seq {
+			r.nextSequence = seq + 1
+		}
+	}
+	// A checkpoint that became stable through the others' votes while this
+	// replica was behind takes effect once it has caught up to it.
+	if st := r.checkpoints.Stable(); st.Sequence > r.window.Low && st.Sequence <= r.lastCommitted {
+		r.moveWindow(&st)
+		return
+	}
+	r.propose()
+}

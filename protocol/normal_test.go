@@ -1,0 +1,366 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+func TestQuorumSizes(t *testing.T) {
+	for n, want := range map[int]int{4: 3, 5: 4, 6: 4, 7: 5, 10: 7, 13: 9} {
+		if got := Quorum(n); got != want {
+			t.Errorf("Quorum(%d) = %d, want %d", n, got, want)
+		}
+		// Any two quorums intersect in at least f+1 replicas.
+		if f := FaultTolerance(n); 2*Quorum(n)-n < f+1 {
+			t.Errorf("quorums of %d among %d intersect in fewer than f+1 = %d", Quorum(n), n, f+1)
+		}
+	}
+}
+
+func TestNormalCaseAllReplicasExecuteSameBatchesInOrder(t *testing.T) {
+	for _, n := range []int{4, 7} {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			c := newCluster(t, n, func(cfg *Config) { cfg.MaxInFlight = 2 })
+			for i := range 200 {
+				if err := c.replicas[0].Submit(request(byte(i%5), uint64(i/5+1), fmt.Sprint("op", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.run()
+			c.assertAgreement()
+			for i := range c.replicas {
+				got := c.executedRequests(i)
+				if len(got) != 200 {
+					t.Fatalf("replica %d executed %d distinct requests, want 200", i, len(got))
+				}
+				for k, times := range got {
+					if times != 1 {
+						t.Fatalf("replica %d executed %v %d times", i, k, times)
+					}
+				}
+			}
+			// With two sequences in flight, later requests were batched.
+			if batches := len(c.executed[0]); batches >= 200 || batches < 2 {
+				t.Fatalf("200 requests in %d batches; want batching with pipelining", batches)
+			}
+		})
+	}
+}
+
+func TestDuplicateRequestIsOrderedOnce(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) { cfg.MaxInFlight = 1 })
+	first := request(1, 7, "put")
+	if err := c.replicas[0].Submit(first); err != nil {
+		t.Fatal(err)
+	}
+	// Retransmissions while it is in flight, directly and forwarded by a backup.
+	_ = c.replicas[0].Submit(first)
+	_ = c.replicas[2].Submit(first)
+	c.run()
+	if got := c.executedRequests(0)[keyOf(first.Request)]; got != 1 {
+		t.Fatalf("request executed %d times, want 1", got)
+	}
+}
+
+// backupWithPrePrepare returns a cluster and replica 1 after it accepted
+// a pre-prepare for sequence 1 from primary 0, and the batch's digest.
+func backupWithPrePrepare(t *testing.T) (*cluster, *Replica, crypto.Digest) {
+	t.Helper()
+	c := newCluster(t, 4, nil)
+	req := request(1, 1, "x")
+	batch := []*wire.Signed{req.Signed}
+	d := crypto.BatchDigest(batch)
+	backup := c.replicas[1]
+	pp := c.signedBy(0, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{
+		View: 0, Sequence: 1, Digest: digestBytes(d), Requests: batch}}})
+	if err := backup.Step(pp); err != nil {
+		t.Fatalf("valid pre-prepare rejected: %v", err)
+	}
+	rd := backup.Ready()
+	if len(rd.Messages) != 1 || rd.Messages[0].Kind != KindPrepare || len(rd.Persist) != 2 {
+		t.Fatalf("after pre-prepare: %d messages, %d persisted; want one prepare sent and pre-prepare+prepare persisted", len(rd.Messages), len(rd.Persist))
+	}
+	return c, backup, d
+}
+
+func prepare(c *cluster, from uint32, view, seq uint64, d crypto.Digest) VerifiedMessage {
+	return c.signedBy(from, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Prepare{Prepare: &wire.Prepare{View: view, Sequence: seq, Digest: digestBytes(d)}}})
+}
+
+func commit(c *cluster, from uint32, view, seq uint64, d crypto.Digest) VerifiedMessage {
+	return c.signedBy(from, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Commit{Commit: &wire.Commit{View: view, Sequence: seq, Digest: digestBytes(d)}}})
+}
+
+func TestPreparedAndCommittedNeedQuorumsOfDistinctReplicas(t *testing.T) {
+	c, backup, d := backupWithPrePrepare(t)
+	other := crypto.Digest{9}
+	// Steps that must not make the backup prepared (it holds only its own prepare).
+	for _, s := range []struct {
+		name string
+		m    VerifiedMessage
+		want error
+	}{
+		{"prepare from the primary", prepare(c, 0, 0, 1, d), ErrFromPrimary},
+		{"prepare for another digest", prepare(c, 2, 0, 1, other), nil},
+		{"second prepare from the same replica", prepare(c, 2, 0, 1, d), ErrDuplicate},
+		{"prepare for another view", prepare(c, 3, 1, 1, d), ErrWrongView},
+		{"prepare outside the window", prepare(c, 3, 0, 1+2*DefaultCheckpointInterval, d), ErrOutsideWindow},
+		{"commit before prepared", commit(c, 2, 0, 1, d), nil},
+		{"commit from the same replica again", commit(c, 2, 0, 1, d), ErrDuplicate},
+	} {
+		if err := backup.Step(s.m); !errors.Is(err, s.want) {
+			t.Fatalf("%s: err = %v, want %v", s.name, err, s.want)
+		}
+		if backup.HasReady() {
+			t.Fatalf("%s changed the replica: %+v", s.name, backup.Ready())
+		}
+	}
+	// The second distinct matching prepare (own + replica 3 = 2f) prepares it.
+	if err := backup.Step(prepare(c, 3, 0, 1, d)); err != nil {
+		t.Fatal(err)
+	}
+	rd := backup.Ready()
+	if len(rd.Messages) != 1 || rd.Messages[0].Kind != KindCommit || len(rd.Committed) != 0 {
+		t.Fatalf("after 2f prepares: want exactly one commit sent and nothing committed, got %+v", rd)
+	}
+	// Commits: own + replica 2 so far; a commit for another digest does not count.
+	if err := backup.Step(commit(c, 3, 0, 1, other)); err != nil || backup.HasReady() {
+		t.Fatalf("commit for another digest: err=%v ready=%v", err, backup.HasReady())
+	}
+	if err := backup.Step(commit(c, 0, 0, 1, d)); err != nil {
+		t.Fatal(err)
+	}
+	rd = backup.Ready()
+	if len(rd.Committed) != 1 || rd.Committed[0].Sequence != 1 || rd.Committed[0].Digest != d {
+		t.Fatalf("after 2f+1 commits: committed %+v", rd.Committed)
+	}
+}
+
+func TestPrePrepareChecks(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	backup := c.replicas[1]
+	req := request(1, 1, "x")
+	batch := []*wire.Signed{req.Signed}
+	d := crypto.BatchDigest(batch)
+	pp := func(from uint32, view, seq uint64, digest crypto.Digest, reqs []*wire.Signed) VerifiedMessage {
+		return c.signedBy(from, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{
+			View: view, Sequence: seq, Digest: digestBytes(digest), Requests: reqs}}})
+	}
+	for _, s := range []struct {
+		name string
+		m    VerifiedMessage
+		want error
+	}{
+		{"from a backup", pp(2, 0, 1, d, batch), ErrNotFromPrimary},
+		{"wrong view", pp(1, 1, 1, d, batch), ErrFromSelf},
+		{"future view", pp(0, 4, 1, d, batch), ErrWrongView},
+		{"sequence 0", pp(0, 0, 0, d, batch), ErrOutsideWindow},
+		{"above the high watermark", pp(0, 0, 2*DefaultCheckpointInterval+1, d, batch), ErrOutsideWindow},
+		{"digest mismatch", pp(0, 0, 1, crypto.Digest{1}, batch), ErrDigestMismatch},
+	} {
+		if err := backup.Step(s.m); !errors.Is(err, s.want) {
+			t.Fatalf("%s: err = %v, want %v", s.name, err, s.want)
+		}
+		if backup.HasReady() {
+			t.Fatalf("%s changed the replica", s.name)
+		}
+	}
+	if err := backup.Step(pp(0, 0, 1, d, batch)); err != nil {
+		t.Fatal(err)
+	}
+	backup.Ready()
+	// A second, different pre-prepare for the same view and sequence.
+	other := []*wire.Signed{request(2, 1, "y").Signed}
+	if err := backup.Step(pp(0, 0, 1, crypto.BatchDigest(other), other)); !errors.Is(err, ErrConflictingPrePrepare) {
+		t.Fatalf("conflicting pre-prepare: %v", err)
+	}
+	if err := backup.Step(pp(0, 0, 1, d, batch)); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("duplicate pre-prepare: %v", err)
+	}
+	if backup.HasReady() {
+		t.Fatal("conflicting or duplicate pre-prepare produced actions")
+	}
+	if s := backup.slots[1]; s.digest != d {
+		t.Fatal("the accepted pre-prepare was replaced")
+	}
+}
+
+func TestVerifierRejectsForgedMessages(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	good := prepare(c, 2, 0, 1, crypto.Digest{1})
+	frame := func(s *wire.Signed) []byte { b, _ := protoMarshal(s); return b }
+
+	tampered := &wire.Signed{Payload: append([]byte(nil), good.Signed.Payload...), Signature: good.Signed.Signature}
+	tampered.Payload[len(tampered.Payload)-1] ^= 1
+	// Replica 3 signs a message claiming to be from replica 2.
+	body := &wire.ReplicaMessage{From: 2, Body: &wire.ReplicaMessage_Prepare{Prepare: &wire.Prepare{View: 0, Sequence: 1, Digest: make([]byte, 32)}}}
+	payload, _ := protoMarshal(body)
+	impostor := &wire.Signed{Payload: payload, Signature: c.signers[3].Sign(crypto.DomainReplicaMessage, payload)}
+	// Signed for another cluster.
+	otherCluster := &wire.Signed{Payload: payload, Signature: crypto.NewSigner(testKey(2), "other").Sign(crypto.DomainReplicaMessage, payload)}
+	// Signed under the client-request domain.
+	otherDomain := &wire.Signed{Payload: payload, Signature: c.signers[2].Sign(crypto.DomainClientRequest, payload)}
+	// A pre-prepare carrying a request whose client signature is bad.
+	bad := request(1, 1, "x")
+	bad.Signed.Signature = append([]byte(nil), bad.Signed.Signature...)
+	bad.Signed.Signature[0] ^= 1
+	ppBody := &wire.ReplicaMessage{From: 0, Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{
+		Sequence: 1, Digest: digestBytes(crypto.BatchDigest([]*wire.Signed{bad.Signed})), Requests: []*wire.Signed{bad.Signed}}}}
+	ppPayload, _ := protoMarshal(ppBody)
+	badClient := &wire.Signed{Payload: ppPayload, Signature: c.signers[0].Sign(crypto.DomainReplicaMessage, ppPayload)}
+
+	for name, f := range map[string][]byte{
+		"tampered payload":   frame(tampered),
+		"impostor":           frame(impostor),
+		"other cluster":      frame(otherCluster),
+		"other domain":       frame(otherDomain),
+		"bad client request": frame(badClient),
+		"garbage":            {0xff, 0x01, 0x02},
+		"empty":              nil,
+	} {
+		if _, err := c.verifier.ReplicaFrame(f); err == nil {
+			t.Errorf("%s: verified, want rejected", name)
+		}
+	}
+	if _, err := c.verifier.ReplicaFrame(frame(good.Signed)); err != nil {
+		t.Fatalf("good message rejected: %v", err)
+	}
+}
+
+func TestExecutionWaitsForEarlierSequences(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	backup := c.replicas[1]
+	var digests []crypto.Digest
+	for seq := uint64(1); seq <= 2; seq++ {
+		batch := []*wire.Signed{request(1, seq, "x").Signed}
+		d := crypto.BatchDigest(batch)
+		digests = append(digests, d)
+		if err := backup.Step(c.signedBy(0, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{
+			Sequence: seq, Digest: digestBytes(d), Requests: batch}}})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finish := func(seq uint64) []CommittedBatch {
+		d := digests[seq-1]
+		for _, m := range []VerifiedMessage{prepare(c, 2, 0, seq, d), commit(c, 0, 0, seq, d), commit(c, 2, 0, seq, d)} {
+			if err := backup.Step(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return backup.Ready().Committed
+	}
+	if got := finish(2); len(got) != 0 {
+		t.Fatalf("sequence 2 executed before 1: %+v", got)
+	}
+	got := finish(1)
+	if len(got) != 2 || got[0].Sequence != 1 || got[1].Sequence != 2 {
+		t.Fatalf("after 1 commits: %+v, want 1 then 2", got)
+	}
+}
+
+func TestOneSilentBackupDoesNotStopCommits(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	c.drop = func(from, to uint32, _ Kind) bool { return from == 3 || to == 3 }
+	for i := range 20 {
+		if err := c.replicas[0].Submit(request(1, uint64(i+1), "op")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.run()
+	c.assertAgreement()
+	for i := range 3 {
+		if got := len(c.executedRequests(i)); got != 20 {
+			t.Fatalf("replica %d executed %d requests with a backup down, want 20", i, got)
+		}
+	}
+	if len(c.executed[3]) != 0 {
+		t.Fatal("the isolated backup executed something")
+	}
+}
+
+func TestCheckpointsMoveWindowAndBoundTheLog(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) { cfg.CheckpointInterval = 4; cfg.MaxInFlight = 1 })
+	maxSlots := 0
+	for i := range 100 {
+		if err := c.replicas[0].Submit(request(1, uint64(i+1), "op")); err != nil {
+			t.Fatal(err)
+		}
+		c.run()
+		for _, r := range c.replicas {
+			maxSlots = max(maxSlots, len(r.slots))
+		}
+	}
+	c.assertAgreement()
+	for i, r := range c.replicas {
+		st := r.Status()
+		if st.LastCommitted != 100 || st.LowWatermark != 100 {
+			t.Fatalf("replica %d: committed %d, low watermark %d; want 100 and 100", i, st.LastCommitted, st.LowWatermark)
+		}
+		if r.checkpoints.PendingVotes() != 0 {
+			t.Fatalf("replica %d kept %d checkpoint votes at or below stable", i, r.checkpoints.PendingVotes())
+		}
+	}
+	if maxSlots > 8 {
+		t.Fatalf("log held %d slots, more than the window of 8", maxSlots)
+	}
+}
+
+func TestWindowFullStallsUntilCheckpointStable(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) {
+		cfg.CheckpointInterval = 2
+		cfg.WindowSize = 4
+		cfg.MaxInFlight = 10
+		cfg.MaxBatchSize = 1
+	})
+	// Withhold checkpoints: the primary may not propose beyond the window.
+	c.drop = func(_, _ uint32, k Kind) bool { return k == KindCheckpoint }
+	for i := range 10 {
+		_ = c.replicas[0].Submit(request(1, uint64(i+1), "op"))
+	}
+	c.run()
+	if got := c.replicas[0].Status(); got.LastCommitted != 4 || got.NextSequence != 5 {
+		t.Fatalf("without stable checkpoints: committed %d, next %d; want 4 and 5", got.LastCommitted, got.NextSequence)
+	}
+	c.drop = nil
+	// The checkpoint votes were lost; retransmission after idle ticks
+	// makes them stable and the primary proposes again.
+	c.tick(DefaultRetransmitTicks - 1)
+	if got := c.replicas[0].Status(); got.LastCommitted != 4 {
+		t.Fatalf("progress before the retransmission timeout: committed %d", got.LastCommitted)
+	}
+	c.tick(1)
+	if got := c.replicas[0].Status().Retransmissions; got != 1 {
+		t.Fatalf("retransmissions = %d, want 1", got)
+	}
+	if got := c.replicas[0].Status(); got.LastCommitted != 10 {
+		t.Fatalf("after the checkpoint at 4 became stable: committed %d, want all 10", got.LastCommitted)
+	}
+}
+
+func TestMalformedInputsNeverPanic(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	r := c.replicas[1]
+	for _, m := range []VerifiedMessage{
+		{},
+		{Signed: &wire.Signed{}, Body: &wire.ReplicaMessage{}},
+		{Signed: &wire.Signed{}, Body: &wire.ReplicaMessage{From: 99}},
+		{Signed: &wire.Signed{}, Body: &wire.ReplicaMessage{From: 0, Body: &wire.ReplicaMessage_Prepare{Prepare: &wire.Prepare{Sequence: 1, Digest: []byte{1}}}}},
+		{Signed: &wire.Signed{}, Body: &wire.ReplicaMessage{From: 2, Body: &wire.ReplicaMessage_Checkpoint{Checkpoint: &wire.Checkpoint{Sequence: 128, StateDigest: []byte{1}}}}},
+		{Signed: &wire.Signed{}, Body: &wire.ReplicaMessage{From: 0, Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{Sequence: 1}}}},
+		{Signed: &wire.Signed{}, Body: &wire.ReplicaMessage{From: 0, Body: &wire.ReplicaMessage_ForwardedRequest{}}},
+	} {
+		if err := r.Step(m); err == nil {
+			t.Errorf("Step(%v) accepted a malformed message", m.Body)
+		}
+	}
+	if err := r.Submit(ClientRequest{}); !errors.Is(err, ErrMalformed) {
+		t.Errorf("empty client request: %v", err)
+	}
+	if r.HasReady() {
+		t.Fatal("malformed input produced actions")
+	}
+}

@@ -1,0 +1,196 @@
+package protocol
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/checkpoint"
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// Replica is one PBFT replica's protocol state. It is not safe for
+// concurrent use: one goroutine (the runtime's event loop, or the
+// simulator) owns it.
+type Replica struct {
+	cfg    Config
+	quorum int
+
+	view          uint64
+	window        checkpoint.Window
+	checkpoints   *checkpoint.Tracker
+	nextSequence  uint64 // primary: next sequence to assign
+	lastCommitted uint64 // highest sequence handed out in Ready.Committed
+
+	slots    map[uint64]*slot
+	requests *requestTracker
+	// batchWait counts ticks the primary has held a partial batch.
+	batchWait int
+	// idleTicks counts ticks without progress while agreement is open.
+	idleTicks       int
+	retransmissions uint64
+	// ownCheckpoints holds this replica's checkpoint votes above the stable
+	// checkpoint, for retransmission.
+	ownCheckpoints map[uint64]*wire.Signed
+
+	ready Ready
+}
+
+// New returns a replica in view 0 with an empty log.
+func New(cfg Config) (*Replica, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	quorum := Quorum(cfg.N)
+	// Checkpoint votes are accepted as far ahead as the window reaches.
+	tracker, err := checkpoint.NewTracker(cfg.N, quorum, cfg.CheckpointInterval, cfg.WindowSize)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: %w", err)
+	}
+	return &Replica{
+		cfg:          cfg,
+		quorum:       quorum,
+		window:       checkpoint.Window{Low: 0, Size: cfg.WindowSize},
+		checkpoints:  tracker,
+		nextSequence: 1,
+		slots:        make(map[uint64]*slot),
+		requests:     newRequestTracker(cfg.MaxPendingRequests),
+
+		ownCheckpoints: make(map[uint64]*wire.Signed),
+	}, nil
+}
+
+// ID returns this replica's index.
+func (r *Replica) ID() uint32 { return r.cfg.ID }
+
+// View returns the current view.
+func (r *Replica) View() uint64 { return r.view }
+
+// IsPrimary reports whether this replica is the current view's primary.
+func (r *Replica) IsPrimary() bool { return Primary(r.view, r.cfg.N) == r.cfg.ID }
+
+// Status returns the replica's position.
+func (r *Replica) Status() Status {
+	return Status{
+		ID:              r.cfg.ID,
+		View:            r.view,
+		Primary:         Primary(r.view, r.cfg.N),
+		LowWatermark:    r.window.Low,
+		HighWatermark:   r.window.High(),
+		LastCommitted:   r.lastCommitted,
+		NextSequence:    r.nextSequence,
+		PendingRequests: r.requests.len(),
+		Slots:           len(r.slots),
+		Retransmissions: r.retransmissions,
+	}
+}
+
+// HasReady reports whether Ready would return something to do.
+func (r *Replica) HasReady() bool { return !r.ready.Empty() }
+
+// Ready returns the actions accumulated since the last call and clears
+// them. The caller must persist rd.Persist before sending rd.Messages, and
+// execute rd.Committed in order.
+func (r *Replica) Ready() Ready {
+	rd := r.ready
+	r.ready = Ready{}
+	return rd
+}
+
+// Tick advances the replica's logical clock by one tick.
+func (r *Replica) Tick() {
+	if r.IsPrimary() && r.requests.queued() > 0 {
+		r.batchWait++
+		r.propose()
+	}
+	r.retransmitTick()
+}
+
+// Submit hands the replica a client request whose signature was checked.
+// The primary queues it for a batch; a backup relays it to the primary once
+// (the client sends to every replica when the primary seems slow).
+func (r *Replica) Submit(req ClientRequest) error {
+	if req.Signed == nil || req.Request == nil || len(req.Request.ClientId) == 0 {
+		return ErrMalformed
+	}
+	if err := r.checkRequestSize(req.Signed); err != nil {
+		return err
+	}
+	primary := r.IsPrimary()
+	added, err := r.requests.add(req, primary)
+	if err != nil || !added {
+		return err
+	}
+	if primary {
+		r.propose()
+		return nil
+	}
+	r.send(Primary(r.view, r.cfg.N), KindForward, &wire.ReplicaMessage{
+		Body: &wire.ReplicaMessage_ForwardedRequest{ForwardedRequest: req.Signed},
+	})
+	return nil
+}
+
+// Step hands the replica a message from another replica whose signature
+// was checked. It returns why the message was dropped, or nil.
+func (r *Replica) Step(m VerifiedMessage) error {
+	if m.Body == nil || m.Signed == nil {
+		return ErrMalformed
+	}
+	from := m.Body.From
+	switch {
+	case int64(from) >= int64(r.cfg.N):
+		return ErrUnknownSender
+	case from == r.cfg.ID:
+		return ErrFromSelf
+	}
+	switch body := m.Body.Body.(type) {
+	case *wire.ReplicaMessage_PrePrepare:
+		return r.stepPrePrepare(from, body.PrePrepare, m)
+	case *wire.ReplicaMessage_Prepare:
+		return r.stepPrepare(from, body.Prepare, m.Signed)
+	case *wire.ReplicaMessage_Commit:
+		return r.stepCommit(from, body.Commit, m.Signed)
+	case *wire.ReplicaMessage_Checkpoint:
+		return r.stepCheckpoint(from, body.Checkpoint, m.Signed)
+	case *wire.ReplicaMessage_ForwardedRequest:
+		if len(m.Requests) != 1 {
+			return ErrMalformed
+		}
+		if !r.IsPrimary() {
+			return nil // only the primary orders; the sender will time out on its own
+		}
+		return r.Submit(ClientRequest{Signed: body.ForwardedRequest, Request: m.Requests[0]})
+	default:
+		return ErrMalformed
+	}
+}
+
+// send signs body as this replica and queues it for to (or Broadcast).
+func (r *Replica) send(to uint32, kind Kind, body *wire.ReplicaMessage) *wire.Signed {
+	signed := r.sign(body)
+	r.ready.Messages = append(r.ready.Messages, Outbound{To: to, Signed: signed, Kind: kind})
+	return signed
+}
+
+func (r *Replica) sign(body *wire.ReplicaMessage) *wire.Signed {
+	body.From = r.cfg.ID
+	payload, err := proto.Marshal(body)
+	if err != nil {
+		panic(fmt.Sprintf("protocol: marshal own message: %v", err)) // generated types always marshal
+	}
+	return &wire.Signed{Payload: payload, Signature: r.cfg.Signer.Sign(crypto.DomainReplicaMessage, payload)}
+}
+
+func (r *Replica) persist(view, seq uint64, kind Kind, signed *wire.Signed) {
+	r.ready.Persist = append(r.ready.Persist, LogEntry{View: view, Sequence: seq, Kind: kind, Signed: signed})
+}
+
+func (r *Replica) checkRequestSize(s *wire.Signed) error {
+	if len(s.Payload)+len(s.Signature) > r.cfg.MaxBatchBytes {
+		return ErrBatchTooLarge
+	}
+	return nil
+}

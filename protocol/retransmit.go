@@ -1,0 +1,68 @@
+package protocol
+
+import "github.com/pbftnode/pbftnode/wire"
+
+// DefaultRetransmitTicks is how many ticks without progress pass before a
+// replica resends its share of unfinished agreement.
+const DefaultRetransmitTicks = 100
+
+// noteProgress resets the retransmission timer.
+func (r *Replica) noteProgress() { r.idleTicks = 0 }
+
+// retransmitTick counts a tick without progress while agreement is
+// unfinished, and after RetransmitTicks resends this replica's part of it:
+// the primary's pre-prepares and every prepare and commit it sent for
+// sequences not yet committed, and its checkpoint votes above the stable
+// checkpoint. Streams lose messages when connections break; this is what
+// makes the protocol live anyway. Receivers drop the copies they already
+// have, so resending is always safe.
+func (r *Replica) retransmitTick() {
+	if !r.unfinished() {
+		r.idleTicks = 0
+		return
+	}
+	r.idleTicks++
+	if r.idleTicks < r.cfg.RetransmitTicks {
+		return
+	}
+	r.idleTicks = 0
+	r.retransmissions++
+	for seq := r.lastCommitted + 1; seq <= r.window.High(); seq++ {
+		s := r.slots[seq]
+		if s == nil || s.view != r.view {
+			continue
+		}
+		if s.prePrepare != nil && r.IsPrimary() {
+			r.resend(KindPrePrepare, s.prePrepare)
+		}
+		if v, ok := s.prepares[r.cfg.ID]; ok {
+			r.resend(KindPrepare, v.signed)
+		}
+		if v, ok := s.commits[r.cfg.ID]; ok {
+			r.resend(KindCommit, v.signed)
+		}
+	}
+	for seq, signed := range r.ownCheckpoints {
+		if seq > r.window.Low {
+			r.resend(KindCheckpoint, signed)
+		}
+	}
+}
+
+// unfinished reports whether some agreement this replica takes part in is
+// still open: uncommitted slots, or checkpoint votes not yet stable.
+func (r *Replica) unfinished() bool {
+	if len(r.ownCheckpoints) > 0 {
+		return true
+	}
+	for seq, s := range r.slots {
+		if seq > r.lastCommitted && s.prePrepare != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Replica) resend(kind Kind, signed *wire.Signed) {
+	r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: signed, Kind: kind})
+}

@@ -1,0 +1,133 @@
+package protocol
+
+import (
+	"errors"
+
+	"github.com/pbftnode/pbftnode/checkpoint"
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// Reasons Step and Submit drop an input. Dropping changes nothing.
+var (
+	ErrMalformed             = errors.New("malformed message")
+	ErrBadSignature          = errors.New("bad signature")
+	ErrUnknownSender         = errors.New("sender outside the cluster")
+	ErrFromSelf              = errors.New("message claims to come from this replica")
+	ErrWrongView             = errors.New("message for another view")
+	ErrNotFromPrimary        = errors.New("pre-prepare not from the view's primary")
+	ErrFromPrimary           = errors.New("prepare from the view's primary")
+	ErrOutsideWindow         = errors.New("sequence outside the watermark window")
+	ErrDigestMismatch        = errors.New("digest does not match the batch")
+	ErrConflictingPrePrepare = errors.New("a different pre-prepare was already accepted for this view and sequence")
+	ErrDuplicate             = errors.New("duplicate message")
+	ErrBatchTooLarge         = errors.New("batch exceeds the size limits")
+	ErrQueueFull             = errors.New("request queue full")
+	ErrCheckpointRejected    = errors.New("checkpoint vote rejected")
+)
+
+// VerifiedMessage is a replica message whose signature the runtime checked
+// against the key of replica Body.From.
+type VerifiedMessage struct {
+	// Signed is the frame as received; certificates keep it as proof.
+	Signed *wire.Signed
+	// Body is Signed.Payload decoded.
+	Body *wire.ReplicaMessage
+	// Requests are the decoded payloads of a pre-prepare's requests (their
+	// client signatures checked), or of a forwarded request; nil otherwise.
+	Requests []*wire.Request
+}
+
+// ClientRequest is a client request whose client signature was checked.
+type ClientRequest struct {
+	Signed  *wire.Signed
+	Request *wire.Request
+}
+
+// Outbound is a signed message to send. To is a replica index, or
+// Broadcast for every other replica.
+type Outbound struct {
+	To     uint32
+	Signed *wire.Signed
+	Kind   Kind
+}
+
+// Broadcast as Outbound.To addresses every replica but the sender.
+const Broadcast = ^uint32(0)
+
+// Kind names a protocol message type (for logs, metrics and persistence).
+type Kind byte
+
+// Message kinds; the byte values are stored in the protocol log.
+const (
+	KindPrePrepare Kind = 'P'
+	KindPrepare    Kind = 'p'
+	KindCommit     Kind = 'c'
+	KindCheckpoint Kind = 'k'
+	KindForward    Kind = 'f'
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindPrePrepare:
+		return "pre_prepare"
+	case KindPrepare:
+		return "prepare"
+	case KindCommit:
+		return "commit"
+	case KindCheckpoint:
+		return "checkpoint"
+	case KindForward:
+		return "forwarded_request"
+	}
+	return "unknown"
+}
+
+// LogEntry is a message the replica accepted or sent that safety needs
+// after a crash. It must be durable before Ready.Messages are sent.
+type LogEntry struct {
+	View, Sequence uint64
+	Kind           Kind
+	Signed         *wire.Signed
+}
+
+// CommittedBatch is a batch committed at Sequence, to be executed in order.
+// Requests is empty for a null request.
+type CommittedBatch struct {
+	View, Sequence uint64
+	Digest         crypto.Digest
+	Requests       []*wire.Request
+}
+
+// Ready is what the runtime must do after an input, in this order: persist
+// Persist (synced), then send Messages, then execute Committed in order.
+// StableCheckpoint, when set, allows deleting the log at or below it.
+// Behind, when set, is a stable checkpoint above what this replica has
+// executed: it must catch up by state transfer.
+type Ready struct {
+	Persist          []LogEntry
+	Messages         []Outbound
+	Committed        []CommittedBatch
+	StableCheckpoint *checkpoint.Certificate
+	Behind           *checkpoint.Certificate
+}
+
+// Empty reports whether there is nothing to do.
+func (rd *Ready) Empty() bool {
+	return len(rd.Persist) == 0 && len(rd.Messages) == 0 && len(rd.Committed) == 0 &&
+		rd.StableCheckpoint == nil && rd.Behind == nil
+}
+
+// Status is a snapshot of the replica's position, for metrics and tests.
+type Status struct {
+	ID              uint32
+	View            uint64
+	Primary         uint32
+	LowWatermark    uint64
+	HighWatermark   uint64
+	LastCommitted   uint64
+	NextSequence    uint64
+	PendingRequests int
+	Slots           int
+	Retransmissions uint64
+}

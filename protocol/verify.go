@@ -1,0 +1,148 @@
+package protocol
+
+import (
+	"crypto/ed25519"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// MessageVerifier turns frames from the network into VerifiedMessages and
+// ClientRequests: it decodes them, checks the sender is a cluster member,
+// and checks the replica's and every client's signature. It is what the
+// runtime's verification workers and the simulator run before Step and
+// Submit. It is safe for concurrent use.
+type MessageVerifier struct {
+	clusterID string
+	replicas  []ed25519.PublicKey
+	cache     *crypto.VerifiedCache // may be nil
+	pool      *crypto.Pool          // may be nil: verify inline
+	maxBatch  int
+}
+
+// NewMessageVerifier returns a verifier for a cluster whose replica i has
+// public key replicas[i]. cache remembers checked client requests so each
+// is checked once per replica; pool checks a batch's client signatures in
+// parallel. Both may be nil. maxBatch bounds the requests of a pre-prepare.
+func NewMessageVerifier(clusterID string, replicas []ed25519.PublicKey, cache *crypto.VerifiedCache, pool *crypto.Pool, maxBatch int) *MessageVerifier {
+	if maxBatch <= 0 {
+		maxBatch = DefaultMaxBatchSize
+	}
+	return &MessageVerifier{clusterID: clusterID, replicas: replicas, cache: cache, pool: pool, maxBatch: maxBatch}
+}
+
+// ReplicaFrame decodes and verifies one frame received from a replica.
+func (v *MessageVerifier) ReplicaFrame(frame []byte) (VerifiedMessage, error) {
+	var signed wire.Signed
+	if err := proto.Unmarshal(frame, &signed); err != nil {
+		return VerifiedMessage{}, fmt.Errorf("%w: frame: %w", ErrMalformed, err)
+	}
+	return v.ReplicaMessage(&signed)
+}
+
+// ReplicaMessage verifies a signed replica message.
+func (v *MessageVerifier) ReplicaMessage(signed *wire.Signed) (VerifiedMessage, error) {
+	var body wire.ReplicaMessage
+	if err := proto.Unmarshal(signed.Payload, &body); err != nil {
+		return VerifiedMessage{}, fmt.Errorf("%w: replica message: %w", ErrMalformed, err)
+	}
+	if int64(body.From) >= int64(len(v.replicas)) {
+		return VerifiedMessage{}, ErrUnknownSender
+	}
+	if !crypto.Verify(v.replicas[body.From], v.clusterID, crypto.DomainReplicaMessage, signed.Payload, signed.Signature) {
+		return VerifiedMessage{}, fmt.Errorf("%w from replica %d", ErrBadSignature, body.From)
+	}
+	m := VerifiedMessage{Signed: signed, Body: &body}
+	switch b := body.Body.(type) {
+	case *wire.ReplicaMessage_PrePrepare:
+		if b.PrePrepare == nil {
+			return VerifiedMessage{}, ErrMalformed
+		}
+		if len(b.PrePrepare.Requests) > v.maxBatch {
+			return VerifiedMessage{}, ErrBatchTooLarge
+		}
+		reqs, err := v.requests(b.PrePrepare.Requests)
+		if err != nil {
+			return VerifiedMessage{}, err
+		}
+		m.Requests = reqs
+	case *wire.ReplicaMessage_ForwardedRequest:
+		reqs, err := v.requests([]*wire.Signed{b.ForwardedRequest})
+		if err != nil {
+			return VerifiedMessage{}, err
+		}
+		m.Requests = reqs
+	case *wire.ReplicaMessage_Prepare:
+		if b.Prepare == nil {
+			return VerifiedMessage{}, ErrMalformed
+		}
+	case *wire.ReplicaMessage_Commit:
+		if b.Commit == nil {
+			return VerifiedMessage{}, ErrMalformed
+		}
+	case *wire.ReplicaMessage_Checkpoint:
+		if b.Checkpoint == nil {
+			return VerifiedMessage{}, ErrMalformed
+		}
+	default:
+		return VerifiedMessage{}, fmt.Errorf("%w: unknown message type", ErrMalformed)
+	}
+	return m, nil
+}
+
+// ClientRequest verifies a signed request received from a client.
+func (v *MessageVerifier) ClientRequest(signed *wire.Signed) (ClientRequest, error) {
+	reqs, err := v.requests([]*wire.Signed{signed})
+	if err != nil {
+		return ClientRequest{}, err
+	}
+	return ClientRequest{Signed: signed, Request: reqs[0]}, nil
+}
+
+// requests decodes signed client requests and checks their signatures,
+// skipping those the cache has seen verified.
+func (v *MessageVerifier) requests(signed []*wire.Signed) ([]*wire.Request, error) {
+	reqs := make([]*wire.Request, len(signed))
+	var jobs []crypto.VerifyJob
+	for i, s := range signed {
+		if s == nil {
+			return nil, fmt.Errorf("%w: empty request", ErrMalformed)
+		}
+		var req wire.Request
+		if err := proto.Unmarshal(s.Payload, &req); err != nil {
+			return nil, fmt.Errorf("%w: request: %w", ErrMalformed, err)
+		}
+		if len(req.ClientId) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: client id of %d bytes", ErrMalformed, len(req.ClientId))
+		}
+		reqs[i] = &req
+		if v.cache != nil && v.cache.Contains(s.Payload, s.Signature) {
+			continue
+		}
+		jobs = append(jobs, crypto.VerifyJob{
+			PublicKey: ed25519.PublicKey(req.ClientId), Domain: crypto.DomainClientRequest,
+			Payload: s.Payload, Signature: s.Signature,
+		})
+	}
+	var ok []bool
+	if v.pool != nil && len(jobs) > 1 {
+		ok = v.pool.VerifyAll(jobs)
+	} else {
+		ok = make([]bool, len(jobs))
+		for i, j := range jobs {
+			ok[i] = crypto.Verify(j.PublicKey, v.clusterID, j.Domain, j.Payload, j.Signature)
+		}
+	}
+	for i, good := range ok {
+		if !good {
+			return nil, fmt.Errorf("%w: client request", ErrBadSignature)
+		}
+		if v.cache != nil {
+			v.cache.Add(jobs[i].Payload, jobs[i].Signature)
+		}
+	}
+	return reqs, nil
+}
