@@ -1,0 +1,17 @@
+// Package storage owns a replica's single goleveldb database and the PBFT
+// protocol log kept in it.
+//
+// One database per replica lives in <dir>/db. Every owner writes under its
+// own key prefix so owners never collide:
+//
+//	PrefixProtocol ("p/")  protocol log and current view (this package)
+//	PrefixApp      ("a/")  application state (execution.KV)
+//	PrefixExecutor ("e/")  last executed sequence and reply cache (execution.Executor)
+//	PrefixRaft     ("r/")  Raft log and hard state (Raft mode)
+//
+// Writes that protect safety (AppendLog, SaveView) are fsynced when
+// Options.Sync is true, which DefaultOptions sets. Turning Sync off is meant
+// for benchmarks only; Open logs a warning when it is off.
+//
+// A DB is safe for concurrent use by multiple goroutines, as goleveldb is.
+package storage

@@ -1,0 +1,130 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"syscall"
+
+	"github.com/syndtr/goleveldb/leveldb"
+	leveldberrors "github.com/syndtr/goleveldb/leveldb/errors"
+	"github.com/syndtr/goleveldb/leveldb/opt"
+)
+
+// Key prefixes, one per owner of data in the replica's database.
+const (
+	PrefixProtocol = "p/"
+	PrefixApp      = "a/"
+	PrefixExecutor = "e/"
+	PrefixRaft     = "r/"
+)
+
+// ErrLocked is returned (wrapped) by Open when another process, or another
+// open DB in this process, holds the database.
+var ErrLocked = errors.New("storage: database is locked by another process")
+
+// Options configure Open.
+type Options struct {
+	// Sync makes safety-critical writes (AppendLog, SaveView,
+	// DeleteLogBelow) wait for fsync. Production replicas must set it;
+	// DefaultOptions does. Without it a power loss can lose protocol state
+	// the replica has already acted on, which can break safety.
+	Sync bool
+	// Logger receives operational messages. Nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns the production options: Sync on.
+func DefaultOptions(logger *slog.Logger) Options {
+	return Options{Sync: true, Logger: logger}
+}
+
+// DB is a replica's database. Create it with Open; Close it when done.
+type DB struct {
+	dir    string
+	ldb    *leveldb.DB
+	sync   bool
+	logger *slog.Logger
+}
+
+// Open opens (creating if needed) the database in dir/db. It fails with an
+// error wrapping ErrLocked when the database is already open elsewhere, and
+// with a clear error when it is corrupted (it never repairs silently).
+func Open(dir string, opts Options) (*DB, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	path := filepath.Join(dir, "db")
+	ldb, err := leveldb.OpenFile(path, &opt.Options{})
+	if err != nil {
+		switch {
+		case errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EAGAIN):
+			return nil, fmt.Errorf("open %s: %w (%w)", path, ErrLocked, err)
+		case leveldberrors.IsCorrupted(err):
+			return nil, fmt.Errorf("open %s: database is corrupted, restore it from a peer or a backup: %w", path, err)
+		default:
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
+	if !opts.Sync {
+		logger.Warn("storage: fsync disabled; a power loss can lose protocol state (benchmarks only)", "path", path)
+	}
+	return &DB{dir: path, ldb: ldb, sync: opts.Sync, logger: logger}, nil
+}
+
+// Close closes the database. Further calls on d fail.
+func (d *DB) Close() error {
+	if err := d.ldb.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", d.dir, err)
+	}
+	return nil
+}
+
+// LevelDB returns the underlying goleveldb handle for owners that manage
+// their own keys (application state, executor, Raft). Callers must stay
+// within their own prefix and must not close it.
+func (d *DB) LevelDB() *leveldb.DB { return d.ldb }
+
+// Sync reports whether safety-critical writes are fsynced.
+func (d *DB) Sync() bool { return d.sync }
+
+// Dir returns the directory holding the goleveldb files (dir/db).
+func (d *DB) Dir() string { return d.dir }
+
+// SizeBytes returns the approximate on-disk size: the sum of the sizes of
+// the regular files under the database directory.
+func (d *DB) SizeBytes() (int64, error) {
+	var total int64
+	err := filepath.WalkDir(d.dir, func(_ string, entry fs.DirEntry, err error) error {
+		if err != nil {
+			// A table file can vanish under a concurrent compaction.
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !entry.Type().IsRegular() {
+			return nil
+		}
+		info, err := entry.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		total += info.Size()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("size of %s: %w", d.dir, err)
+	}
+	return total, nil
+}
+
+func (d *DB) writeOptions() *opt.WriteOptions {
+	return &opt.WriteOptions{Sync: d.sync}
+}
