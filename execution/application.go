@@ -1,0 +1,50 @@
+package execution
+
+import "github.com/syndtr/goleveldb/leveldb"
+
+// Application is a deterministic state machine. Execute must give identical
+// results on every correct replica for the same sequence of operations,
+// whatever the operation bytes are (they come from clients and are
+// hostile): malformed operations yield an error result, never a panic.
+type Application interface {
+	// Execute applies one operation and returns its result.
+	Execute(op []byte) (result []byte)
+	// Snapshot returns an encoding of the whole application state.
+	Snapshot() ([]byte, error)
+	// Restore replaces the whole state with a snapshot produced by
+	// Snapshot on any replica. It must reject malformed snapshots with an
+	// error and leave the state unchanged in that case.
+	Restore(snapshot []byte) error
+	// Digest summarises the whole state; equal states have equal digests
+	// and distinct states distinct digests (up to hash collisions). It
+	// must be cheap: checkpoints call it often.
+	Digest() [32]byte
+}
+
+// BatchApplication is an Application whose writes can join the executor's
+// atomic batch. The executor drives it as:
+//
+//	Begin()
+//	Execute(op) ... (reads see the earlier writes of the same batch)
+//	Stage(b)        // error: the executor calls Rollback and fails
+//	write b to the database
+//	Commit()        // or Rollback() if the write failed
+//
+// Between Begin and Commit/Rollback the application must not write to the
+// database itself; its changes live in memory until Stage adds them to b.
+// Digest, called during a batch, covers the executed operations of the
+// batch. Snapshot and Restore are not allowed during a batch.
+type BatchApplication interface {
+	Application
+	// Begin starts buffering the writes of a new batch.
+	Begin()
+	// Stage adds the buffered writes (and any metadata, such as a digest
+	// accumulator) to b. It returns an error when the batch cannot be
+	// committed, for example because a read failed during Execute.
+	Stage(b *leveldb.Batch) error
+	// Commit tells the application that b was written: the buffered
+	// changes are now its durable state.
+	Commit()
+	// Rollback discards the buffered changes of the batch.
+	Rollback()
+}
