@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/syndtr/goleveldb/leveldb"
@@ -38,14 +39,11 @@ type Reply struct {
 	Result        []byte
 }
 
-type cachedReply struct {
-	number uint64
-	result []byte
-}
-
 // Executor applies committed batches in strict sequence order, each client
-// request exactly once, and keeps the last reply per client (the reply
-// cache) so a retransmitted request gets the cached reply.
+// request exactly once, and keeps per client a sliding window of the
+// recently executed request numbers with their replies (the reply cache;
+// see ClientWindow), so a client may have many requests in flight, ordered
+// in any order, and a retransmitted request gets the cached reply.
 //
 // With a BatchApplication, each Apply is crash-atomic (see the package
 // documentation). With a plain Application, the application's own writes
@@ -65,8 +63,8 @@ type Executor struct {
 	logger   *slog.Logger
 
 	lastExecuted uint64
-	replies      map[string]cachedReply
-	// cacheAcc is the AdHash of the reply cache entries.
+	clients      map[string]*clientWindow
+	// cacheAcc is the AdHash of the reply cache entries of all windows.
 	cacheAcc adHash
 }
 
@@ -80,7 +78,7 @@ func NewExecutor(db *storage.DB, app Application, logger *slog.Logger) (*Executo
 		ldb:     db.LevelDB(),
 		app:     app,
 		logger:  logger,
-		replies: make(map[string]cachedReply),
+		clients: make(map[string]*clientWindow),
 	}
 	if batchApp, ok := app.(BatchApplication); ok {
 		e.batchApp = batchApp
@@ -99,45 +97,70 @@ func NewExecutor(db *storage.DB, app Application, logger *slog.Logger) (*Executo
 	defer iter.Release()
 	for iter.Next() {
 		clientID := string(iter.Key()[len(executorReplyPrefix):])
-		number, size := binary.Uvarint(iter.Value())
-		if size <= 0 {
-			return nil, fmt.Errorf("executor: load reply cache: corrupt entry for client %x", clientID)
+		w, err := decodeClientWindow(clientID, iter.Value())
+		if err != nil {
+			return nil, fmt.Errorf("executor: load reply cache of client %x: %w", clientID, err)
 		}
-		reply := cachedReply{number: number, result: bytes.Clone(iter.Value()[size:])}
-		e.replies[clientID] = reply
-		e.cacheAcc.add(replyHash(clientID, reply))
+		e.clients[clientID] = w
+		for _, entry := range w.entries {
+			e.cacheAcc.add(entry.hash)
+		}
 	}
 	if err := iter.Error(); err != nil {
 		return nil, fmt.Errorf("executor: load reply cache: %w", err)
 	}
-	logger.Info("executor: loaded", "last_executed", e.lastExecuted, "cached_clients", len(e.replies))
+	logger.Info("executor: loaded", "last_executed", e.lastExecuted, "cached_clients", len(e.clients))
 	return e, nil
 }
 
 // LastExecuted returns the sequence of the last applied batch (0 if none).
 func (e *Executor) LastExecuted() uint64 { return e.lastExecuted }
 
-// LastRequestNumber returns the number of the client's last executed
-// request, or 0 if it has none.
+// LastRequestNumber returns H, the highest request number executed for
+// the client (not necessarily the most recently executed one), or 0 if it
+// has none. Requests numbered H-ClientWindow or lower are too old.
 func (e *Executor) LastRequestNumber(clientID []byte) uint64 {
-	return e.replies[string(clientID)].number
+	if w := e.clients[string(clientID)]; w != nil {
+		return w.high
+	}
+	return 0
 }
 
-// CachedReply returns the cached result of the client's request if
-// requestNumber is exactly the client's last executed request.
+// Status classifies the client's request number n against the executed
+// state (as of the last applied batch): RequestExecuted if it executed and
+// its reply is cached, RequestTooOld if it is below the client's window
+// (it will never execute and has no reply), RequestNew otherwise. The
+// runtime calls it before handing a request to consensus.
+func (e *Executor) Status(clientID []byte, n uint64) RequestStatus {
+	if w := e.clients[string(clientID)]; w != nil {
+		return w.status(n)
+	}
+	return RequestNew
+}
+
+// CachedReply returns the cached result of the client's request number
+// requestNumber if that request executed and is still in the client's
+// window.
 func (e *Executor) CachedReply(clientID []byte, requestNumber uint64) ([]byte, bool) {
-	reply, ok := e.replies[string(clientID)]
-	if !ok || reply.number != requestNumber {
+	w := e.clients[string(clientID)]
+	if w == nil {
 		return nil, false
 	}
-	return bytes.Clone(reply.result), true
+	entry, ok := w.entries[requestNumber]
+	if !ok {
+		return nil, false
+	}
+	return bytes.Clone(entry.result), true
 }
 
 // StateDigest returns SHA-256("pbftnode/v1/state" || app.Digest() ||
 // reply-cache digest || uvarint(last executed)), the digest checkpoints
-// certify. The reply-cache digest is the AdHash over
-// SHA-256("pbftnode/v1/reply-entry" || uvarint(len id) || id ||
-// uvarint(request number) || result). It costs O(1) when app.Digest does.
+// certify. The reply-cache digest is the AdHash, over every cached entry
+// (client, n, result) of every client window, of
+// SHA-256("pbftnode/v1/reply-entry" || uvarint(len id) || id || uvarint(n)
+// || result); it is maintained incrementally (entries are added when
+// cached and subtracted when evicted), so StateDigest costs O(1) when
+// app.Digest does.
 func (e *Executor) StateDigest() [32]byte {
 	h := sha256.New()
 	h.Write([]byte(stateDigestDomain))
@@ -153,12 +176,17 @@ func (e *Executor) StateDigest() [32]byte {
 
 // Apply executes the committed batch at sequence, which must be
 // LastExecuted()+1 (otherwise it returns an error and changes nothing).
-// For each request, in order:
+// For each request, in order, with H the client's highest executed
+// request number (LastRequestNumber, including earlier requests of the
+// same batch):
 //   - client ID empty or longer than MaxClientIDSize: skipped;
-//   - RequestNumber equal to the client's last executed number: not
-//     executed again, the cached reply is output;
-//   - RequestNumber lower: ignored;
-//   - otherwise: executed, cached, output.
+//   - too old (H >= ClientWindow and RequestNumber <= H-ClientWindow):
+//     skipped, no reply;
+//   - RequestNumber already executed (in the window): not executed again,
+//     the cached reply is output;
+//   - otherwise: executed, cached and output; if RequestNumber > H it
+//     becomes the new H and the entries at or below H-ClientWindow are
+//     evicted.
 //
 // An empty batch (null request) only advances the sequence. Application
 // writes, reply cache updates and the new last executed sequence are
@@ -171,7 +199,9 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 	if e.batchApp != nil {
 		e.batchApp.Begin()
 	}
-	pending := make(map[string]cachedReply)
+	// pending holds copies of the windows this batch changes; they replace
+	// the committed ones only once the batch is written.
+	pending := make(map[string]*clientWindow)
 	cacheAcc := e.cacheAcc
 	replies := make([]Reply, 0, len(requests))
 	for i, req := range requests {
@@ -180,23 +210,31 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 			continue
 		}
 		id := string(req.ClientID)
-		prev, seen := pending[id]
-		if !seen {
-			prev, seen = e.replies[id]
+		w := pending[id]
+		if w == nil {
+			w = e.clients[id]
 		}
-		if seen && req.RequestNumber <= prev.number {
-			if req.RequestNumber == prev.number {
-				replies = append(replies, Reply{ClientID: bytes.Clone(req.ClientID), RequestNumber: prev.number, Result: bytes.Clone(prev.result)})
+		if w != nil {
+			switch w.status(req.RequestNumber) {
+			case RequestTooOld:
+				e.logger.Debug("executor: skipping request below the client window", "sequence", sequence, "index", i, "request_number", req.RequestNumber, "highest", w.high)
+				continue
+			case RequestExecuted:
+				cached := w.entries[req.RequestNumber].result
+				replies = append(replies, Reply{ClientID: bytes.Clone(req.ClientID), RequestNumber: req.RequestNumber, Result: bytes.Clone(cached)})
+				continue
 			}
-			continue
+		}
+		if _, ok := pending[id]; !ok {
+			if w == nil {
+				w = newClientWindow()
+			} else {
+				w = w.clone()
+			}
+			pending[id] = w
 		}
 		result := e.app.Execute(req.Operation)
-		reply := cachedReply{number: req.RequestNumber, result: bytes.Clone(result)}
-		if seen {
-			cacheAcc.sub(replyHash(id, prev))
-		}
-		cacheAcc.add(replyHash(id, reply))
-		pending[id] = reply
+		w.record(id, req.RequestNumber, bytes.Clone(result), &cacheAcc)
 		replies = append(replies, Reply{ClientID: bytes.Clone(req.ClientID), RequestNumber: req.RequestNumber, Result: result})
 	}
 
@@ -207,9 +245,8 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 			return nil, fmt.Errorf("executor: apply sequence %d: %w", sequence, err)
 		}
 	}
-	for id, reply := range pending {
-		value := binary.AppendUvarint(nil, reply.number)
-		batch.Put([]byte(executorReplyPrefix+id), append(value, reply.result...))
+	for id, w := range pending {
+		batch.Put([]byte(executorReplyPrefix+id), w.encode())
 	}
 	batch.Put([]byte(executorLastKey), binary.BigEndian.AppendUint64(nil, sequence))
 	if err := e.ldb.Write(batch, &opt.WriteOptions{Sync: false}); err != nil {
@@ -221,22 +258,8 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 	if e.batchApp != nil {
 		e.batchApp.Commit()
 	}
-	for id, reply := range pending {
-		e.replies[id] = reply
-	}
+	maps.Copy(e.clients, pending)
 	e.cacheAcc = cacheAcc
 	e.lastExecuted = sequence
 	return replies, nil
-}
-
-func replyHash(clientID string, reply cachedReply) [32]byte {
-	h := sha256.New()
-	h.Write([]byte(replyEntryDomain))
-	h.Write(binary.AppendUvarint(nil, uint64(len(clientID))))
-	h.Write([]byte(clientID))
-	h.Write(binary.AppendUvarint(nil, reply.number))
-	h.Write(reply.result)
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
 }

@@ -77,19 +77,22 @@ func TestExecutorExactlyOnce(t *testing.T) {
 	wantResult(t, "request 2", mustDecode(t, second), true, nil)
 	replies = apply(t, r.exe, 4,
 		Request{ClientID: alice, RequestNumber: 2, Operation: incr("1", "2")},  // duplicate: cached
-		Request{ClientID: alice, RequestNumber: 1, Operation: putOp("n", "x")}, // lower: ignored
+		Request{ClientID: alice, RequestNumber: 1, Operation: putOp("n", "x")}, // lower, in the window: cached
 		Request{ClientID: bob, RequestNumber: 7, Operation: EncodeGet([]byte("n"))},
 		Request{ClientID: bob, RequestNumber: 7, Operation: putOp("n", "y")}, // duplicate in the same batch
 	)
-	if len(replies) != 3 {
-		t.Fatalf("batch 4 gave %d replies, want 3: %+v", len(replies), replies)
+	if len(replies) != 4 {
+		t.Fatalf("batch 4 gave %d replies, want 4: %+v", len(replies), replies)
 	}
 	if !bytes.Equal(replies[0].Result, second) || replies[0].RequestNumber != 2 {
 		t.Fatalf("duplicate of request 2 got %+v, want its cached reply", replies[0])
 	}
-	wantResult(t, "bob reads n", mustDecode(t, replies[1].Result), true, []byte("2"))
-	if !bytes.Equal(replies[2].Result, replies[1].Result) || !bytes.Equal(replies[2].ClientID, bob) {
-		t.Fatalf("in-batch duplicate got %+v, want bob's cached reply", replies[2])
+	if !bytes.Equal(replies[1].Result, first) || replies[1].RequestNumber != 1 {
+		t.Fatalf("duplicate of request 1 got %+v, want its cached reply", replies[1])
+	}
+	wantResult(t, "bob reads n", mustDecode(t, replies[2].Result), true, []byte("2"))
+	if !bytes.Equal(replies[3].Result, replies[2].Result) || !bytes.Equal(replies[3].ClientID, bob) {
+		t.Fatalf("in-batch duplicate got %+v, want bob's cached reply", replies[3])
 	}
 	if err := kvStateErr(r.kv, map[string][]byte{"n": []byte("2")}); err != nil {
 		t.Fatalf("state after duplicates: %v", err)
@@ -104,8 +107,11 @@ func TestExecutorExactlyOnce(t *testing.T) {
 	if res, ok := r.exe.CachedReply(alice, 2); !ok || !bytes.Equal(res, second) {
 		t.Fatalf("CachedReply(alice, 2) = %x, %v", res, ok)
 	}
-	if _, ok := r.exe.CachedReply(alice, 1); ok {
-		t.Fatal("CachedReply returned a reply for a superseded request number")
+	if res, ok := r.exe.CachedReply(alice, 1); !ok || !bytes.Equal(res, first) {
+		t.Fatalf("CachedReply(alice, 1) = %x, %v, want request 1's reply (still in the window)", res, ok)
+	}
+	if _, ok := r.exe.CachedReply(alice, 3); ok {
+		t.Fatal("CachedReply returned a reply for a request that never executed")
 	}
 }
 

@@ -1,0 +1,213 @@
+package execution
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// ClientWindow is the width of the per-client exactly-once window. The
+// executor remembers, per client, the highest executed request number H
+// and which numbers in (H-ClientWindow, H] were executed, with their
+// results; a request numbered H-ClientWindow or lower is too old and is
+// skipped. The client library keeps every outstanding request number above
+// (highest issued number) - ClientWindow, so no request it still waits for
+// can fall out of the window.
+const ClientWindow = 64
+
+// RequestStatus is what the executor knows about a client request number;
+// see Executor.Status.
+type RequestStatus int
+
+const (
+	// RequestNew: not executed and inside the window; it executes when
+	// ordered.
+	RequestNew RequestStatus = iota + 1
+	// RequestExecuted: already executed; its cached reply is available
+	// (Executor.CachedReply).
+	RequestExecuted
+	// RequestTooOld: below the window; it will never execute and no reply
+	// is available.
+	RequestTooOld
+)
+
+// String returns the status name.
+func (s RequestStatus) String() string {
+	switch s {
+	case RequestNew:
+		return "new"
+	case RequestExecuted:
+		return "executed"
+	case RequestTooOld:
+		return "too-old"
+	default:
+		return fmt.Sprintf("RequestStatus(%d)", int(s))
+	}
+}
+
+// windowEntry is one executed request of the window: its result and its
+// reply-cache digest element (kept so eviction needs no rehash).
+type windowEntry struct {
+	result []byte
+	hash   [32]byte
+}
+
+// clientWindow is the exactly-once state of one client. Invariant: when
+// entries is non-empty, high is its largest key and every key k satisfies
+// !tooOld(k), so len(entries) <= ClientWindow. Entry results are never
+// modified in place, so clones may share them.
+type clientWindow struct {
+	high    uint64
+	entries map[uint64]windowEntry
+}
+
+func newClientWindow() *clientWindow {
+	return &clientWindow{entries: make(map[uint64]windowEntry)}
+}
+
+// tooOld reports whether n is at or below high-ClientWindow.
+func (w *clientWindow) tooOld(n uint64) bool {
+	return w.high >= ClientWindow && n <= w.high-ClientWindow
+}
+
+// status classifies request number n.
+func (w *clientWindow) status(n uint64) RequestStatus {
+	if w.tooOld(n) {
+		return RequestTooOld
+	}
+	if _, ok := w.entries[n]; ok {
+		return RequestExecuted
+	}
+	return RequestNew
+}
+
+func (w *clientWindow) clone() *clientWindow {
+	return &clientWindow{high: w.high, entries: maps.Clone(w.entries)}
+}
+
+// record caches the result of newly executed request n (which must have
+// status RequestNew), advances high if n is above it, evicts the entries
+// that fell out of the window, and updates acc accordingly.
+func (w *clientWindow) record(clientID string, n uint64, result []byte, acc *adHash) {
+	entry := windowEntry{result: result, hash: replyHash(clientID, n, result)}
+	w.entries[n] = entry
+	acc.add(entry.hash)
+	if n <= w.high {
+		return
+	}
+	w.high = n
+	if n < ClientWindow {
+		return
+	}
+	floor := n - ClientWindow
+	for m, old := range w.entries {
+		if m <= floor {
+			delete(w.entries, m)
+			acc.sub(old.hash)
+		}
+	}
+}
+
+// digest returns the window's contribution to the reply-cache digest,
+// recomputed from the results (for verification; Apply keeps the running
+// sum incrementally).
+func (w *clientWindow) digest(clientID string) adHash {
+	var acc adHash
+	for n, entry := range w.entries {
+		acc.add(replyHash(clientID, n, entry.result))
+	}
+	return acc
+}
+
+// encode returns the persisted record: uvarint(high) || uvarint(count) ||
+// count x (uvarint(n) || uvarint(len result) || result), n ascending.
+func (w *clientWindow) encode() []byte {
+	numbers := slices.Sorted(maps.Keys(w.entries))
+	size := 2 * binary.MaxVarintLen64
+	for _, n := range numbers {
+		size += 2*binary.MaxVarintLen64 + len(w.entries[n].result)
+	}
+	out := make([]byte, 0, size)
+	out = binary.AppendUvarint(out, w.high)
+	out = binary.AppendUvarint(out, uint64(len(numbers)))
+	for _, n := range numbers {
+		result := w.entries[n].result
+		out = binary.AppendUvarint(out, n)
+		out = binary.AppendUvarint(out, uint64(len(result)))
+		out = append(out, result...)
+	}
+	return out
+}
+
+var errCorruptWindow = errors.New("corrupt client window record")
+
+// decodeClientWindow parses and validates a record written by encode. The
+// results are copied out of b.
+func decodeClientWindow(clientID string, b []byte) (*clientWindow, error) {
+	next := func(what string) (uint64, error) {
+		v, size := binary.Uvarint(b)
+		if size <= 0 {
+			return 0, fmt.Errorf("%w: bad %s", errCorruptWindow, what)
+		}
+		b = b[size:]
+		return v, nil
+	}
+	high, err := next("highest request number")
+	if err != nil {
+		return nil, err
+	}
+	count, err := next("entry count")
+	if err != nil {
+		return nil, err
+	}
+	if count == 0 || count > ClientWindow {
+		return nil, fmt.Errorf("%w: %d entries, want 1..%d", errCorruptWindow, count, ClientWindow)
+	}
+	w := &clientWindow{high: high, entries: make(map[uint64]windowEntry, count)}
+	var prev uint64
+	for i := range count {
+		n, err := next("request number")
+		if err != nil {
+			return nil, err
+		}
+		if (i > 0 && n <= prev) || n > high || w.tooOld(n) {
+			return nil, fmt.Errorf("%w: request number %d out of order or outside the window of %d", errCorruptWindow, n, high)
+		}
+		size, err := next("result length")
+		if err != nil {
+			return nil, err
+		}
+		if size > uint64(len(b)) {
+			return nil, fmt.Errorf("%w: result of %d bytes, %d left", errCorruptWindow, size, len(b))
+		}
+		result := slices.Clone(b[:size])
+		b = b[size:]
+		w.entries[n] = windowEntry{result: result, hash: replyHash(clientID, n, result)}
+		prev = n
+	}
+	if prev != high {
+		return nil, fmt.Errorf("%w: highest request number %d has no entry", errCorruptWindow, high)
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", errCorruptWindow, len(b))
+	}
+	return w, nil
+}
+
+// replyHash returns the reply-cache digest element of request n of the
+// client: SHA-256("pbftnode/v1/reply-entry" || uvarint(len id) || id ||
+// uvarint(n) || result).
+func replyHash(clientID string, n uint64, result []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(replyEntryDomain))
+	h.Write(binary.AppendUvarint(nil, uint64(len(clientID))))
+	h.Write([]byte(clientID))
+	h.Write(binary.AppendUvarint(nil, n))
+	h.Write(result)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
