@@ -1,0 +1,159 @@
+package p2p
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// Defaults applied to zero Config fields.
+const (
+	DefaultPeerQueueSize       = 1024
+	DefaultInboundBuffer       = 4096
+	DefaultWriteTimeout        = 10 * time.Second
+	DefaultDialTimeout         = 10 * time.Second
+	DefaultReconnectBackoffMin = 100 * time.Millisecond
+	DefaultReconnectBackoffMax = 10 * time.Second
+)
+
+// Member is one replica of the cluster configuration.
+type Member struct {
+	// Index is the replica index, unique in the configuration.
+	Index uint32
+	// ID is the replica's libp2p peer ID, derived from its Ed25519 key.
+	ID peer.ID
+	// Addr is where the replica listens, e.g. /ip4/10.0.0.1/tcp/26600 (a
+	// trailing /p2p/<ID> is accepted if it matches ID). It may be nil when
+	// not yet known; supply it later with Host.SetMemberAddr.
+	Addr multiaddr.Multiaddr
+}
+
+// Config configures a Host. A replica host has Self set to its own member
+// index; a client host has Self = -1.
+type Config struct {
+	PrivateKey     crypto.PrivKey // libp2p identity (Ed25519); required
+	ListenAddr     string         // e.g. "/ip4/127.0.0.1/tcp/26600"; "" for a client host that does not listen
+	Self           int            // this replica's member index, or -1 for a client host
+	Members        []Member       // all replicas, including self
+	MaxFrameSize   int            // 0 -> DefaultMaxFrameSize
+	PeerQueueSize  int            // 0 -> DefaultPeerQueueSize frames per peer (and per client on a replica)
+	InboundBuffer  int            // capacity of the inbound channels; 0 -> DefaultInboundBuffer
+	ClientsAllowed bool           // replica host: accept connections and ClientProtocol streams from non-members
+	Logger         *slog.Logger   // nil -> discard
+	Rand           *rand.Rand     // backoff jitter; nil -> seeded from crypto/rand once
+
+	WriteTimeout        time.Duration // bound on writing one batch of frames; 0 -> DefaultWriteTimeout
+	DialTimeout         time.Duration // bound on one dial and stream negotiation; 0 -> DefaultDialTimeout
+	ReconnectBackoffMin time.Duration // first reconnect delay; 0 -> DefaultReconnectBackoffMin
+	ReconnectBackoffMax time.Duration // reconnect delay cap; 0 -> DefaultReconnectBackoffMax
+}
+
+// newHost validates cfg, applies defaults and builds the Host's state
+// without starting anything.
+func newHost(cfg Config) (*Host, error) {
+	if cfg.PrivateKey == nil {
+		return nil, errors.New("p2p: config: PrivateKey is required")
+	}
+	if cfg.PrivateKey.Type() != crypto.Ed25519 {
+		return nil, fmt.Errorf("p2p: config: PrivateKey must be Ed25519, not %s", cfg.PrivateKey.Type())
+	}
+	selfID, err := peer.IDFromPrivateKey(cfg.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: config: peer ID from private key: %w", err)
+	}
+	if len(cfg.Members) == 0 {
+		return nil, errors.New("p2p: config: Members is empty")
+	}
+	h := &Host{
+		logger:         cfg.Logger,
+		self:           cfg.Self,
+		clientHost:     cfg.Self == -1,
+		maxFrameSize:   orDefault(cfg.MaxFrameSize, DefaultMaxFrameSize),
+		queueSize:      orDefault(cfg.PeerQueueSize, DefaultPeerQueueSize),
+		writeTimeout:   orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
+		dialTimeout:    orDefault(cfg.DialTimeout, DefaultDialTimeout),
+		backoffMin:     orDefault(cfg.ReconnectBackoffMin, DefaultReconnectBackoffMin),
+		backoffMax:     orDefault(cfg.ReconnectBackoffMax, DefaultReconnectBackoffMax),
+		membersByIndex: make(map[uint32]Member, len(cfg.Members)),
+		memberIndex:    make(map[peer.ID]uint32, len(cfg.Members)),
+		links:          make(map[uint32]*outLink, len(cfg.Members)),
+		clients:        make(map[peer.ID]*clientSession),
+		closed:         make(chan struct{}),
+	}
+	if h.logger == nil {
+		h.logger = slog.New(slog.DiscardHandler)
+	}
+	if h.maxFrameSize < 0 || h.queueSize < 0 || cfg.InboundBuffer < 0 {
+		return nil, errors.New("p2p: config: MaxFrameSize, PeerQueueSize and InboundBuffer must not be negative")
+	}
+	if h.backoffMin <= 0 || h.backoffMax < h.backoffMin || h.writeTimeout <= 0 || h.dialTimeout <= 0 {
+		return nil, errors.New("p2p: config: timeouts must be positive and ReconnectBackoffMax >= ReconnectBackoffMin")
+	}
+	for _, m := range cfg.Members {
+		if err := m.ID.Validate(); err != nil {
+			return nil, fmt.Errorf("p2p: config: member %d: %w", m.Index, err)
+		}
+		if _, dup := h.membersByIndex[m.Index]; dup {
+			return nil, fmt.Errorf("p2p: config: duplicate member index %d", m.Index)
+		}
+		if _, dup := h.memberIndex[m.ID]; dup {
+			return nil, fmt.Errorf("p2p: config: member %d: duplicate peer ID %s", m.Index, m.ID)
+		}
+		h.membersByIndex[m.Index] = m
+		h.memberIndex[m.ID] = m.Index
+	}
+	switch {
+	case cfg.Self == -1:
+		if cfg.ClientsAllowed {
+			return nil, errors.New("p2p: config: ClientsAllowed applies to replica hosts only")
+		}
+		if _, isMember := h.memberIndex[selfID]; isMember {
+			return nil, errors.New("p2p: config: a client host must not use a member's key")
+		}
+	case cfg.Self >= 0 && uint64(cfg.Self) <= uint64(^uint32(0)):
+		m, ok := h.membersByIndex[uint32(cfg.Self)]
+		if !ok {
+			return nil, fmt.Errorf("p2p: config: Self %d is not a member index", cfg.Self)
+		}
+		if m.ID != selfID {
+			return nil, fmt.Errorf("p2p: config: member %d has peer ID %s, but PrivateKey is %s", cfg.Self, m.ID, selfID)
+		}
+		if cfg.ListenAddr == "" {
+			return nil, errors.New("p2p: config: a replica host needs a ListenAddr")
+		}
+	default:
+		return nil, fmt.Errorf("p2p: config: Self %d is neither -1 nor a member index", cfg.Self)
+	}
+	inbound := orDefault(cfg.InboundBuffer, DefaultInboundBuffer)
+	h.replicaFrames = make(chan Frame, inbound)
+	h.clientFrames = make(chan Frame, inbound)
+	h.replies = make(chan Frame, inbound)
+
+	rng := cfg.Rand
+	if rng == nil {
+		var seed [16]byte
+		if _, err := crand.Read(seed[:]); err != nil {
+			return nil, fmt.Errorf("p2p: seed backoff jitter: %w", err)
+		}
+		rng = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
+	}
+	h.rng = &lockedRand{rng: rng}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	return h, nil
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,24 @@
+// Package p2p is pbftnode's libp2p transport. It owns the libp2p host
+// (TCP, Noise and yamux only: no QUIC, relay, NAT port mapping, mDNS or
+// ping), the two stream protocols (ReplicaProtocol between replicas and
+// ClientProtocol between clients and replicas), the length-delimited frame
+// codec with its size limit, one bounded outbound queue and writer goroutine
+// per peer, reconnection with capped exponential backoff and jitter, and the
+// connection gater that keeps peers outside the cluster configuration off
+// the replica protocol.
+//
+// The package moves opaque frames: it neither decodes nor verifies what a
+// frame carries. What it does guarantee is who sent a frame: Frame.From is
+// the peer authenticated by the Noise handshake, and Frame.FromIndex is
+// that peer's replica index from the cluster configuration (or -1 for a
+// client). Delivery is best effort: frames can be dropped when a queue is
+// full, when a stream breaks, or when the inbound channel is full, and each
+// drop is counted in Stats.
+//
+// Resources: the host uses libp2p's resource manager with its default
+// limits scaled to the machine (as libp2p.New would by default) and
+// Prometheus reporting off, and a connection manager that protects every
+// member's connections and trims client connections above a few hundred.
+// Frames are read with their size checked before allocation; bodies above
+// 64 KiB grow as bytes arrive, so a stalled sender holds only what it sent.
+package p2p

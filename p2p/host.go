@@ -1,0 +1,326 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// Stream protocols spoken by pbftnode hosts.
+const (
+	// ReplicaProtocol carries frames from one replica to another. Each
+	// replica writes only on streams it opened; inbound streams are read.
+	ReplicaProtocol = protocol.ID("/pbftnode/replica/1")
+	// ClientProtocol carries client frames to a replica and the replica's
+	// replies back on the same stream, which the client opened.
+	ClientProtocol = protocol.ID("/pbftnode/client/1")
+)
+
+// Connection manager watermarks. Members are protected from trimming, so
+// these only bound how many client connections a replica keeps.
+const (
+	connLowWater  = 128
+	connHighWater = 512
+	connGrace     = time.Minute
+	memberTag     = "pbftnode-member"
+)
+
+// Frame is one received frame.
+type Frame struct {
+	From      peer.ID // the Noise-authenticated sender
+	FromIndex int     // the sender's member index, or -1 for a client
+	Data      []byte  // the frame body, owned by the receiver
+}
+
+// Host is a pbftnode libp2p host. Its methods are safe for concurrent use.
+type Host struct {
+	host   host.Host
+	logger *slog.Logger
+
+	self           int
+	clientHost     bool
+	maxFrameSize   int
+	queueSize      int
+	writeTimeout   time.Duration
+	dialTimeout    time.Duration
+	backoffMin     time.Duration
+	backoffMax     time.Duration
+	rng            *lockedRand
+	membersByIndex map[uint32]Member
+	memberIndex    map[peer.ID]uint32
+
+	links     map[uint32]*outLink // replica host: ReplicaProtocol links; client host: ClientProtocol links
+	linkOrder []uint32            // link indexes in ascending order
+
+	replicaFrames chan Frame
+	clientFrames  chan Frame
+	replies       chan Frame
+
+	clientsMu sync.Mutex
+	clients   map[peer.ID]*clientSession
+
+	stats counters
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	lifeMu   sync.Mutex
+	closing  bool
+	closeErr error          // written before closed is closed
+	closed   chan struct{}  // closed when the first Close call returns
+	wg       sync.WaitGroup // every goroutine and stream handler of the host
+}
+
+// New builds the host, starts listening on cfg.ListenAddr and starts one
+// background link per peer: a replica host maintains a ReplicaProtocol
+// stream to every other member, a client host a ClientProtocol stream to
+// every member. It does not wait for any peer to be reachable.
+func New(cfg Config) (*Host, error) {
+	h, err := newHost(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.start(cfg); err != nil {
+		_ = h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// start creates the libp2p host, registers handlers and starts the links.
+func (h *Host) start(cfg Config) error {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	resources, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()), rcmgr.WithMetricsDisabled())
+	if err != nil {
+		return fmt.Errorf("p2p: resource manager: %w", err)
+	}
+	conns, err := connmgr.NewConnManager(connLowWater, connHighWater, connmgr.WithGracePeriod(connGrace))
+	if err != nil {
+		return fmt.Errorf("p2p: connection manager: %w", err)
+	}
+	gater := &membershipGater{
+		members:        h.memberIndex,
+		clientsAllowed: cfg.ClientsAllowed,
+		stats:          &h.stats,
+		logger:         h.logger,
+	}
+	listen := libp2p.NoListenAddrs
+	if cfg.ListenAddr != "" {
+		listen = libp2p.ListenAddrStrings(cfg.ListenAddr)
+	}
+	h.host, err = libp2p.New(
+		libp2p.Identity(cfg.PrivateKey),
+		listen,
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.DisableRelay(),
+		libp2p.Ping(false),
+		libp2p.DisableIdentifyAddressDiscovery(),
+		libp2p.DisableMetrics(),
+		libp2p.ResourceManager(resources),
+		libp2p.ConnectionManager(conns),
+		libp2p.ConnectionGater(gater),
+		libp2p.UserAgent("pbftnode"),
+	)
+	if err != nil {
+		_ = resources.Close()
+		_ = conns.Close()
+		return fmt.Errorf("p2p: libp2p host: %w", err)
+	}
+	if !h.clientHost {
+		h.host.SetStreamHandler(ReplicaProtocol, h.handleReplicaStream)
+		if cfg.ClientsAllowed {
+			h.host.SetStreamHandler(ClientProtocol, h.handleClientStream)
+		}
+	}
+	for _, m := range h.membersByIndex {
+		if int64(m.Index) == int64(h.self) {
+			continue
+		}
+		h.host.ConnManager().Protect(m.ID, memberTag)
+		if m.Addr != nil {
+			if err := h.SetMemberAddr(m.Index, m.Addr); err != nil {
+				return err
+			}
+		}
+		proto := ReplicaProtocol
+		if h.clientHost {
+			proto = ClientProtocol
+		}
+		h.links[m.Index] = newOutLink(h, m, proto)
+		h.linkOrder = append(h.linkOrder, m.Index)
+	}
+	slices.Sort(h.linkOrder)
+	for _, index := range h.linkOrder {
+		if !h.enter() {
+			return errors.New("p2p: host closed while starting")
+		}
+		go h.links[index].run()
+	}
+	return nil
+}
+
+// SetMemberAddr replaces the known address of member index and makes its
+// link redial now if it is waiting to reconnect. addr may end in /p2p/<ID>
+// if that ID is the member's. It errors for an unknown index or a
+// mismatched ID.
+func (h *Host) SetMemberAddr(index uint32, addr multiaddr.Multiaddr) error {
+	m, ok := h.membersByIndex[index]
+	if !ok {
+		return fmt.Errorf("p2p: set member address: unknown member %d", index)
+	}
+	transport, id := peer.SplitAddr(addr)
+	if transport == nil {
+		return fmt.Errorf("p2p: set member address: member %d: empty address %q", index, addr)
+	}
+	if id != "" && id != m.ID {
+		return fmt.Errorf("p2p: set member address: member %d: address names peer %s, member is %s", index, id, m.ID)
+	}
+	ps := h.host.Peerstore()
+	ps.ClearAddrs(m.ID)
+	ps.AddAddr(m.ID, transport, peerstore.PermanentAddrTTL)
+	if l, ok := h.links[index]; ok {
+		l.wakeUp()
+	}
+	return nil
+}
+
+// ID returns the host's peer ID.
+func (h *Host) ID() peer.ID { return h.host.ID() }
+
+// Addrs returns the addresses the host listens on (none for a client host).
+func (h *Host) Addrs() []multiaddr.Multiaddr { return h.host.Addrs() }
+
+// ReplicaFrames delivers frames from members on ReplicaProtocol. FromIndex is
+// the sender's member index, authenticated by the Noise session. The channel
+// is closed when Close returns.
+func (h *Host) ReplicaFrames() <-chan Frame { return h.replicaFrames }
+
+// ClientFrames delivers frames from clients on ClientProtocol, with
+// FromIndex = -1. The channel is closed when Close returns.
+func (h *Host) ClientFrames() <-chan Frame { return h.clientFrames }
+
+// Replies delivers, on a client host, the frames replicas wrote back on the
+// client's streams, with FromIndex = the replica's member index. The channel
+// is closed when Close returns.
+func (h *Host) Replies() <-chan Frame { return h.replies }
+
+// Send enqueues frame on member to's bounded queue, from a replica host. It
+// returns false, and counts the drop, if the queue is full, to is unknown or
+// self, the frame exceeds MaxFrameSize, this is a client host, or the host
+// is closed. The caller must not modify frame after a successful Send.
+// Delivery is best effort: a frame in flight when a stream breaks is lost.
+func (h *Host) Send(to uint32, frame []byte) bool {
+	if h.clientHost {
+		h.stats.droppedNoRoute.Add(1)
+		return false
+	}
+	return h.enqueue(to, frame)
+}
+
+// Broadcast calls Send for every member but self.
+func (h *Host) Broadcast(frame []byte) {
+	for _, index := range h.linkOrder {
+		h.Send(index, frame)
+	}
+}
+
+// SendToReplica enqueues frame for member to on a client host's
+// ClientProtocol stream, with the same contract as Send.
+func (h *Host) SendToReplica(to uint32, frame []byte) bool {
+	if !h.clientHost {
+		h.stats.droppedNoRoute.Add(1)
+		return false
+	}
+	return h.enqueue(to, frame)
+}
+
+func (h *Host) enqueue(to uint32, frame []byte) bool {
+	l, ok := h.links[to]
+	if !ok || h.ctx.Err() != nil {
+		h.stats.droppedNoRoute.Add(1)
+		return false
+	}
+	if len(frame) > h.maxFrameSize {
+		h.stats.rejectedOversized.Add(1)
+		h.logger.Error("p2p: outbound frame exceeds size limit", "to", to, "length", len(frame), "limit", h.maxFrameSize)
+		return false
+	}
+	if !l.queue.push(frame) {
+		h.stats.droppedQueueFull.Add(1)
+		return false
+	}
+	return true
+}
+
+// enter registers a goroutine or stream handler with the host. It returns
+// false once Close has begun; the caller must then not proceed. A true
+// return must be paired with h.wg.Done.
+func (h *Host) enter() bool {
+	h.lifeMu.Lock()
+	defer h.lifeMu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.wg.Add(1)
+	return true
+}
+
+// Close stops all links and client sessions, closes every stream and the
+// libp2p host, waits for the host's goroutines and closes the inbound
+// channels. It is idempotent; later calls return the first call's result.
+func (h *Host) Close() error {
+	h.lifeMu.Lock()
+	if h.closing {
+		h.lifeMu.Unlock()
+		<-h.closed
+		return h.closeErr
+	}
+	h.closing = true
+	h.lifeMu.Unlock()
+
+	h.cancel()
+	var err error
+	if h.host != nil {
+		if cerr := h.host.Close(); cerr != nil {
+			err = fmt.Errorf("p2p: close libp2p host: %w", cerr)
+		}
+	}
+	h.wg.Wait()
+	close(h.replicaFrames)
+	close(h.clientFrames)
+	close(h.replies)
+	h.closeErr = err
+	close(h.closed)
+	return err
+}
+
+// deliver hands a received frame to an inbound channel without blocking;
+// when the channel is full the frame is dropped and counted.
+func (h *Host) deliver(ch chan<- Frame, f Frame) {
+	h.stats.framesReceived.Add(1)
+	h.stats.bytesReceived.Add(uint64(len(f.Data)))
+	select {
+	case ch <- f:
+	default:
+		h.stats.droppedInboundFull.Add(1)
+	}
+}

@@ -1,0 +1,164 @@
+package p2p
+
+import (
+	"bufio"
+	"slices"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// handleReplicaStream reads a ReplicaProtocol stream another member opened.
+// Streams from peers that are not members (or claim to be this replica) are
+// reset and counted, whatever the gater let through.
+func (h *Host) handleReplicaStream(s network.Stream) {
+	if !h.enter() {
+		_ = s.Reset()
+		return
+	}
+	defer h.wg.Done()
+	remote := s.Conn().RemotePeer()
+	index, ok := h.memberIndex[remote]
+	if !ok || int64(index) == int64(h.self) {
+		h.stats.rejectedPeers.Add(1)
+		h.logger.Warn("p2p: refused replica stream from a peer that is not a member",
+			"peer", remote, "remote_addr", s.Conn().RemoteMultiaddr())
+		_ = s.Reset()
+		return
+	}
+	err := h.readFrames(s, int(index), h.replicaFrames)
+	h.logger.Debug("p2p: inbound replica stream ended", "peer_index", index, "peer", remote, "err", err)
+}
+
+// clientSession is a replica's state for one client peer: the client's open
+// ClientProtocol streams, newest last, and the bounded queue of replies a
+// writer goroutine drains onto the newest stream. A session lives while the
+// client has at least one open stream.
+type clientSession struct {
+	id      peer.ID
+	queue   *frameQueue
+	streams []network.Stream // guarded by Host.clientsMu
+	done    chan struct{}    // closed when the last stream ends
+}
+
+// handleClientStream registers a client's stream with its session, reads the
+// client's frames into ClientFrames, and unregisters the stream when it ends.
+func (h *Host) handleClientStream(s network.Stream) {
+	if !h.enter() {
+		_ = s.Reset()
+		return
+	}
+	defer h.wg.Done()
+	remote := s.Conn().RemotePeer()
+	if !h.addClientStream(remote, s) {
+		_ = s.Reset()
+		return
+	}
+	err := h.readFrames(s, -1, h.clientFrames)
+	h.removeClientStream(remote, s)
+	h.logger.Debug("p2p: client stream ended", "peer", remote, "err", err)
+}
+
+// addClientStream adds s to the client's session, creating the session and
+// its writer on the client's first stream. It returns false if the host is
+// closing.
+func (h *Host) addClientStream(client peer.ID, s network.Stream) bool {
+	h.clientsMu.Lock()
+	defer h.clientsMu.Unlock()
+	sess, ok := h.clients[client]
+	if !ok {
+		if !h.enter() {
+			return false
+		}
+		sess = &clientSession{id: client, queue: newFrameQueue(h.queueSize), done: make(chan struct{})}
+		h.clients[client] = sess
+		go h.runClientSession(sess)
+	}
+	sess.streams = append(sess.streams, s)
+	return true
+}
+
+// removeClientStream drops s from the client's session and ends the session
+// when it was the last stream.
+func (h *Host) removeClientStream(client peer.ID, s network.Stream) {
+	h.clientsMu.Lock()
+	defer h.clientsMu.Unlock()
+	sess, ok := h.clients[client]
+	if !ok {
+		return
+	}
+	sess.streams = slices.DeleteFunc(sess.streams, func(x network.Stream) bool { return x == s })
+	if len(sess.streams) == 0 {
+		delete(h.clients, client)
+		close(sess.done)
+	}
+}
+
+// newestClientStream returns the client's most recently opened stream, or
+// nil if the session has none left.
+func (h *Host) newestClientStream(sess *clientSession) network.Stream {
+	h.clientsMu.Lock()
+	defer h.clientsMu.Unlock()
+	if len(sess.streams) == 0 {
+		return nil
+	}
+	return sess.streams[len(sess.streams)-1]
+}
+
+// runClientSession drains a client's reply queue onto its newest stream
+// until the session or the host ends. A stream that fails a write is reset;
+// its handler then removes it and later replies go to the next newest one.
+func (h *Host) runClientSession(sess *clientSession) {
+	defer h.wg.Done()
+	var (
+		current network.Stream
+		w       *bufio.Writer
+	)
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-sess.done:
+			return
+		case frame := <-sess.queue.frames:
+			s := h.newestClientStream(sess)
+			if s == nil {
+				h.stats.droppedNoRoute.Add(1)
+				continue
+			}
+			if s != current {
+				current, w = s, bufio.NewWriterSize(s, writeBufferSize)
+			}
+			if err := h.writeBatch(s, w, frame, sess.queue); err != nil {
+				h.logger.Info("p2p: write to client failed; resetting its stream", "peer", sess.id, "err", err)
+				_ = s.Reset()
+				current, w = nil, nil
+			}
+		}
+	}
+}
+
+// SendToClient enqueues frame for client on its bounded reply queue; it is
+// written on the newest stream the client opened to this replica. It returns
+// false, and counts the drop, if the client has no open stream, its queue is
+// full or the frame exceeds MaxFrameSize. The caller must not modify frame
+// after a successful call.
+func (h *Host) SendToClient(client peer.ID, frame []byte) bool {
+	h.clientsMu.Lock()
+	sess, ok := h.clients[client]
+	h.clientsMu.Unlock()
+	if !ok {
+		h.stats.droppedNoRoute.Add(1)
+		return false
+	}
+	if len(frame) > h.maxFrameSize {
+		h.stats.rejectedOversized.Add(1)
+		h.logger.Error("p2p: reply exceeds size limit", "peer", client, "length", len(frame), "limit", h.maxFrameSize)
+		return false
+	}
+	if !sess.queue.push(frame) {
+		h.stats.droppedQueueFull.Add(1)
+		return false
+	}
+	return true
+}

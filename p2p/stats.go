@@ -1,0 +1,38 @@
+package p2p
+
+import "sync/atomic"
+
+// Stats is a snapshot of the host's counters.
+type Stats struct {
+	FramesSent         uint64 // frames written and flushed to a stream
+	FramesReceived     uint64 // frames read from streams (including ones later dropped as DroppedInboundFull)
+	BytesSent          uint64 // frame body bytes sent (length prefixes excluded)
+	BytesReceived      uint64 // frame body bytes received (length prefixes excluded)
+	DroppedQueueFull   uint64 // outbound frames refused because the peer's queue was full
+	DroppedNoRoute     uint64 // outbound frames refused: unknown member, self, wrong host kind, no client stream, or host closed
+	DroppedInboundFull uint64 // received frames dropped because the inbound channel was full
+	RejectedOversized  uint64 // frames over MaxFrameSize: outbound refused by Send, inbound streams closed
+	RejectedPeers      uint64 // connections and replica streams refused because the peer is not a member
+}
+
+type counters struct {
+	framesSent, framesReceived, bytesSent, bytesReceived atomic.Uint64
+	droppedQueueFull, droppedNoRoute, droppedInboundFull atomic.Uint64
+	rejectedOversized, rejectedPeers                     atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (h *Host) Stats() Stats {
+	c := &h.stats
+	return Stats{
+		FramesSent:         c.framesSent.Load(),
+		FramesReceived:     c.framesReceived.Load(),
+		BytesSent:          c.bytesSent.Load(),
+		BytesReceived:      c.bytesReceived.Load(),
+		DroppedQueueFull:   c.droppedQueueFull.Load(),
+		DroppedNoRoute:     c.droppedNoRoute.Load(),
+		DroppedInboundFull: c.droppedInboundFull.Load(),
+		RejectedOversized:  c.rejectedOversized.Load(),
+		RejectedPeers:      c.rejectedPeers.Load(),
+	}
+}
