@@ -68,6 +68,7 @@ func (r *Replica) moveWindow(cert *checkpoint.Certificate) {
 	}
 	r.noteProgress()
 	r.ready.StableCheckpoint = cert
+	r.replayFuture()
 	r.propose() // the window has room again
 }
 

@@ -3,7 +3,6 @@ package protocol
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/binary"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -29,6 +28,14 @@ type cluster struct {
 	verifier *MessageVerifier
 	// drop, when set, drops a message from -> to.
 	drop func(from, to uint32, kind Kind) bool
+	// hold, when set, delays a message (in order with other held ones)
+	// until hold returns false for the first held message.
+	hold func(m pending) bool
+	held []pending
+	// afterStep, when set, runs after every delivered message.
+	afterStep func()
+	// dropFrame, when set, drops a message from -> to given its frame.
+	dropFrame func(from, to uint32, kind Kind, frame []byte) bool
 	// executed[i] lists the committed batches replica i executed.
 	executed [][]CommittedBatch
 	// stateHash[i] chains the digests replica i executed (a stand-in state digest).
@@ -129,9 +136,20 @@ func (c *cluster) run() {
 		if steps > 1_000_000 {
 			c.t.Fatal("cluster did not quiesce")
 		}
+		if len(c.held) > 0 && !c.hold(c.held[0]) {
+			c.queue = append(c.held, c.queue...)
+			c.held = nil
+		}
 		m := c.queue[0]
 		c.queue = c.queue[1:]
+		if c.hold != nil && c.hold(m) {
+			c.held = append(c.held, m)
+			continue
+		}
 		if c.drop != nil && c.drop(m.from, m.to, m.kind) {
+			continue
+		}
+		if c.dropFrame != nil && c.dropFrame(m.from, m.to, m.kind, m.frame) {
 			continue
 		}
 		vm, err := c.verifier.ReplicaFrame(m.frame)
@@ -142,6 +160,9 @@ func (c *cluster) run() {
 			c.stepErrs[err]++
 		}
 		c.collect()
+		if c.afterStep != nil {
+			c.afterStep()
+		}
 	}
 }
 
@@ -196,8 +217,15 @@ func (c *cluster) signedBy(from uint32, body *wire.ReplicaMessage) VerifiedMessa
 	return vm
 }
 
-func digestBytes(d crypto.Digest) []byte { return append([]byte(nil), d[:]...) }
+// checkpointSeq returns the sequence of a checkpoint frame (0 otherwise).
+func (c *cluster) checkpointSeq(frame []byte) uint64 {
+	vm, err := c.verifier.ReplicaFrame(frame)
+	if err != nil {
+		return 0
+	}
+	return vm.Body.GetCheckpoint().GetSequence()
+}
 
-func u64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+func digestBytes(d crypto.Digest) []byte { return append([]byte(nil), d[:]...) }
 
 func protoMarshal(m proto.Message) ([]byte, error) { return proto.Marshal(m) }

@@ -72,6 +72,8 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 		return ErrWrongView
 	case from != Primary(r.view, r.cfg.N):
 		return ErrNotFromPrimary
+	case pp.Sequence <= r.window.Low:
+		return ErrStale
 	case !r.window.Contains(pp.Sequence):
 		return ErrOutsideWindow
 	case len(pp.Requests) == 0 || len(pp.Requests) != len(m.Requests):
@@ -117,6 +119,8 @@ func (r *Replica) checkVote(view, seq uint64, digest []byte) (crypto.Digest, err
 	switch {
 	case view != r.view:
 		return d, ErrWrongView
+	case seq <= r.window.Low && seq > 0:
+		return d, ErrStale
 	case !r.window.Contains(seq):
 		return d, ErrOutsideWindow
 	case len(digest) != len(d):

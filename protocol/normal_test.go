@@ -108,7 +108,7 @@ func TestPreparedAndCommittedNeedQuorumsOfDistinctReplicas(t *testing.T) {
 		{"prepare for another digest", prepare(c, 2, 0, 1, other), nil},
 		{"second prepare from the same replica", prepare(c, 2, 0, 1, d), ErrDuplicate},
 		{"prepare for another view", prepare(c, 3, 1, 1, d), ErrWrongView},
-		{"prepare outside the window", prepare(c, 3, 0, 1+2*DefaultCheckpointInterval, d), ErrOutsideWindow},
+		{"prepare beyond the next window", prepare(c, 3, 0, 1+4*DefaultCheckpointInterval, d), ErrOutsideWindow},
 		{"commit before prepared", commit(c, 2, 0, 1, d), nil},
 		{"commit from the same replica again", commit(c, 2, 0, 1, d), ErrDuplicate},
 	} {
@@ -158,8 +158,8 @@ func TestPrePrepareChecks(t *testing.T) {
 		{"from a backup", pp(2, 0, 1, d, batch), ErrNotFromPrimary},
 		{"wrong view", pp(1, 1, 1, d, batch), ErrFromSelf},
 		{"future view", pp(0, 4, 1, d, batch), ErrWrongView},
-		{"sequence 0", pp(0, 0, 0, d, batch), ErrOutsideWindow},
-		{"above the high watermark", pp(0, 0, 2*DefaultCheckpointInterval+1, d, batch), ErrOutsideWindow},
+		{"sequence 0", pp(0, 0, 0, d, batch), ErrStale},
+		{"beyond the next window", pp(0, 0, 4*DefaultCheckpointInterval+1, d, batch), ErrOutsideWindow},
 		{"digest mismatch", pp(0, 0, 1, crypto.Digest{1}, batch), ErrDigestMismatch},
 	} {
 		if err := backup.Step(s.m); !errors.Is(err, s.want) {
@@ -168,6 +168,11 @@ func TestPrePrepareChecks(t *testing.T) {
 		if backup.HasReady() {
 			t.Fatalf("%s changed the replica", s.name)
 		}
+	}
+	// Just above the high watermark: buffered for when the window moves,
+	// with no effect now.
+	if err := backup.Step(pp(0, 0, 2*DefaultCheckpointInterval+1, d, batch)); err != nil || backup.HasReady() || backup.Status().Buffered != 1 {
+		t.Fatalf("pre-prepare above the window: err=%v ready=%v buffered=%d", err, backup.HasReady(), backup.Status().Buffered)
 	}
 	if err := backup.Step(pp(0, 0, 1, d, batch)); err != nil {
 		t.Fatal(err)
@@ -362,5 +367,39 @@ func TestMalformedInputsNeverPanic(t *testing.T) {
 	}
 	if r.HasReady() {
 		t.Fatal("malformed input produced actions")
+	}
+}
+
+func TestLaggingReplicaBuffersMessagesAboveItsWindow(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) {
+		cfg.CheckpointInterval = 2
+		cfg.WindowSize = 4
+		cfg.MaxBatchSize = 1
+	})
+	// Replica 3 never hears of the checkpoint at 2, and hears of the one at
+	// 4 only late, so its window is still (0, 4] when the primary, whose
+	// window moved on, sends it pre-prepares for 5 and 6.
+	c.dropFrame = func(_, to uint32, kind Kind, frame []byte) bool {
+		return to == 3 && kind == KindCheckpoint && c.checkpointSeq(frame) == 2
+	}
+	c.hold = func(m pending) bool {
+		return m.to == 3 && m.kind == KindCheckpoint && c.checkpointSeq(m.frame) == 4 &&
+			c.replicas[3].Status().Buffered == 0 && c.replicas[0].Status().LastCommitted < 8
+	}
+	maxBuffered := 0
+	c.afterStep = func() { maxBuffered = max(maxBuffered, c.replicas[3].Status().Buffered) }
+	for i := range 12 {
+		_ = c.replicas[0].Submit(request(1, uint64(i+1), "op"))
+	}
+	c.run()
+	c.assertAgreement()
+	if maxBuffered == 0 {
+		t.Fatal("replica 3 never buffered a message above its window; the scenario did not happen")
+	}
+	if got := len(c.executed[3]); got != 12 {
+		t.Fatalf("lagging replica executed %d batches, want 12", got)
+	}
+	if got := c.replicas[3].Status().Buffered; got != 0 {
+		t.Fatalf("%d messages left buffered", got)
 	}
 }

@@ -33,6 +33,8 @@ type Replica struct {
 	// ownCheckpoints holds this replica's checkpoint votes above the stable
 	// checkpoint, for retransmission.
 	ownCheckpoints map[uint64]*wire.Signed
+	// future buffers messages for the sequences just above the window.
+	future *futureBuffer
 
 	ready Ready
 }
@@ -59,6 +61,7 @@ func New(cfg Config) (*Replica, error) {
 		requests:     newRequestTracker(cfg.MaxPendingRequests),
 
 		ownCheckpoints: make(map[uint64]*wire.Signed),
+		future:         newFutureBuffer(cfg.N),
 	}, nil
 }
 
@@ -84,6 +87,7 @@ func (r *Replica) Status() Status {
 		PendingRequests: r.requests.len(),
 		Slots:           len(r.slots),
 		Retransmissions: r.retransmissions,
+		Buffered:        r.future.len(),
 	}
 }
 
@@ -148,10 +152,22 @@ func (r *Replica) Step(m VerifiedMessage) error {
 	}
 	switch body := m.Body.Body.(type) {
 	case *wire.ReplicaMessage_PrePrepare:
+		if body.PrePrepare == nil {
+			return ErrMalformed
+		}
+		if from == Primary(r.view, r.cfg.N) && r.deferIfAhead(body.PrePrepare.View, body.PrePrepare.Sequence, m) {
+			return nil
+		}
 		return r.stepPrePrepare(from, body.PrePrepare, m)
 	case *wire.ReplicaMessage_Prepare:
+		if r.deferIfAhead(body.Prepare.GetView(), body.Prepare.GetSequence(), m) {
+			return nil
+		}
 		return r.stepPrepare(from, body.Prepare, m.Signed)
 	case *wire.ReplicaMessage_Commit:
+		if r.deferIfAhead(body.Commit.GetView(), body.Commit.GetSequence(), m) {
+			return nil
+		}
 		return r.stepCommit(from, body.Commit, m.Signed)
 	case *wire.ReplicaMessage_Checkpoint:
 		return r.stepCheckpoint(from, body.Checkpoint, m.Signed)
@@ -194,3 +210,7 @@ func (r *Replica) checkRequestSize(s *wire.Signed) error {
 	}
 	return nil
 }
+
+// CheckpointInterval returns K: the runtime calls CheckpointExecuted after
+// executing each multiple of it.
+func (r *Replica) CheckpointInterval() uint64 { return r.cfg.CheckpointInterval }

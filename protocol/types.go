@@ -18,6 +18,7 @@ var (
 	ErrNotFromPrimary        = errors.New("pre-prepare not from the view's primary")
 	ErrFromPrimary           = errors.New("prepare from the view's primary")
 	ErrOutsideWindow         = errors.New("sequence outside the watermark window")
+	ErrStale                 = errors.New("sequence at or below the stable checkpoint")
 	ErrDigestMismatch        = errors.New("digest does not match the batch")
 	ErrConflictingPrePrepare = errors.New("a different pre-prepare was already accepted for this view and sequence")
 	ErrDuplicate             = errors.New("duplicate message")
@@ -130,4 +131,5 @@ type Status struct {
 	PendingRequests int
 	Slots           int
 	Retransmissions uint64
+	Buffered        int
 }

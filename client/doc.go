@@ -1,0 +1,13 @@
+// Package client is the Go client library of pbftnode. A Client signs each
+// operation with the client's Ed25519 key, sends it to the replica it
+// believes is the primary over its authenticated libp2p stream, and after
+// a timeout to every replica; Invoke returns once ReplyQuorum replicas
+// (f+1 for PBFT, so at least one correct one) sent the same result for the
+// request. Replies need no signature: the Noise session of each stream
+// binds them to that replica's key.
+//
+// Many goroutines may call Invoke on one Client at once. Request numbers
+// increase per client; the client keeps every outstanding number within
+// the replicas' per-client window (execution.ClientWindow) so none is
+// refused as too old.
+package client

@@ -1,0 +1,186 @@
+package localnet
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/protocol"
+)
+
+// Options configures a local cluster.
+type Options struct {
+	// Replicas is n (default 4).
+	Replicas int
+	// Dir holds the replicas' data directories; "" makes a temporary one
+	// that Close removes.
+	Dir string
+	// NoSync turns fsync off (faster; for benchmarks and tests).
+	NoSync bool
+	// Protocol tunes every replica's core.
+	Protocol protocol.Config
+	// Filters makes replica i misbehave (fault injection).
+	Filters map[int]node.Filter
+	// Rand supplies the keys; nil uses crypto/rand.
+	Rand   io.Reader
+	Logger *slog.Logger
+}
+
+// Net is a running local cluster.
+type Net struct {
+	ClusterID string
+	Replicas  []node.Replica
+	Nodes     []*node.Node // nil for a stopped replica
+	configs   []node.Config
+	dir       string
+	ownDir    bool
+	rand      io.Reader
+	logger    *slog.Logger
+
+	mu      sync.Mutex
+	clients []*client.Client
+}
+
+// Start starts a cluster and returns once every replica listens.
+func Start(opts Options) (*Net, error) {
+	if opts.Replicas == 0 {
+		opts.Replicas = 4
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	net := &Net{ClusterID: fmt.Sprintf("localnet-%d", time.Now().UnixNano()), dir: opts.Dir, rand: opts.Rand, logger: opts.Logger}
+	if net.dir == "" {
+		d, err := os.MkdirTemp("", "pbftnode-localnet-")
+		if err != nil {
+			return nil, fmt.Errorf("localnet: %w", err)
+		}
+		net.dir, net.ownDir = d, true
+	}
+	keys := make([]ed25519.PrivateKey, opts.Replicas)
+	for i := range keys {
+		key, err := crypto.GenerateKey(opts.Rand)
+		if err != nil {
+			return nil, fmt.Errorf("localnet: %w", err)
+		}
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		keys[i] = key
+		net.Replicas = append(net.Replicas, node.Replica{
+			Index: uint32(i), PublicKey: key.Public().(ed25519.PublicKey),
+			Addr: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port),
+		})
+	}
+	for i, key := range keys {
+		net.configs = append(net.configs, node.Config{
+			ClusterID: net.ClusterID, Index: uint32(i), Key: key, Replicas: net.Replicas,
+			DataDir: filepath.Join(net.dir, fmt.Sprintf("node%d", i)), Sync: !opts.NoSync,
+			Protocol: opts.Protocol, Filter: opts.Filters[i], Logger: opts.Logger,
+		})
+	}
+	net.Nodes = make([]*node.Node, opts.Replicas)
+	for i := range keys {
+		if err := net.StartReplica(i); err != nil {
+			net.Close()
+			return nil, err
+		}
+	}
+	return net, nil
+}
+
+// StartReplica starts replica i (again).
+func (n *Net) StartReplica(i int) error {
+	nd, err := node.Start(n.configs[i])
+	if err != nil {
+		return fmt.Errorf("localnet: replica %d: %w", i, err)
+	}
+	n.Nodes[i] = nd
+	return nil
+}
+
+// StopReplica stops replica i, as if its process ended.
+func (n *Net) StopReplica(i int) error {
+	if n.Nodes[i] == nil {
+		return nil
+	}
+	err := n.Nodes[i].Close()
+	n.Nodes[i] = nil
+	return err
+}
+
+// Members returns the cluster as transport members.
+func (n *Net) Members() ([]p2p.Member, error) {
+	members := make([]p2p.Member, len(n.Replicas))
+	for i, r := range n.Replicas {
+		m, err := node.Member(r)
+		if err != nil {
+			return nil, err
+		}
+		members[i] = m
+	}
+	return members, nil
+}
+
+// NewClient returns a client of the cluster with a fresh key. Close
+// closes it.
+func (n *Net) NewClient(retransmit time.Duration) (*client.Client, error) {
+	key, err := crypto.GenerateKey(n.rand)
+	if err != nil {
+		return nil, fmt.Errorf("localnet: %w", err)
+	}
+	members, err := n.Members()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(client.Config{
+		ClusterID: n.ClusterID, Key: key, Replicas: members, RetransmitTimeout: retransmit, Logger: n.logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	n.clients = append(n.clients, c)
+	n.mu.Unlock()
+	return c, nil
+}
+
+// Close stops every client and replica and removes a temporary directory.
+func (n *Net) Close() error {
+	var errs []error
+	n.mu.Lock()
+	for _, c := range n.clients {
+		errs = append(errs, c.Close())
+	}
+	n.clients = nil
+	n.mu.Unlock()
+	for i := range n.Nodes {
+		errs = append(errs, n.StopReplica(i))
+	}
+	if n.ownDir {
+		errs = append(errs, os.RemoveAll(n.dir))
+	}
+	return errors.Join(errs...)
+}
+
+// freePort asks the kernel for a free TCP port on loopback.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("localnet: free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,94 @@
+package node
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pbftnode/pbftnode/protocol"
+)
+
+// Replica describes one member of the cluster.
+type Replica struct {
+	Index     uint32
+	PublicKey ed25519.PublicKey
+	// Addr is the replica's libp2p listen multiaddr, e.g.
+	// /ip4/127.0.0.1/tcp/26600.
+	Addr string
+}
+
+// Config configures a Node.
+type Config struct {
+	ClusterID string
+	Index     uint32
+	Key       ed25519.PrivateKey
+	Replicas  []Replica
+	// ListenAddr is this replica's libp2p listen multiaddr; "" uses
+	// Replicas[Index].Addr.
+	ListenAddr string
+	// MetricsAddr is host:port for the /metrics HTTP endpoint; "" for none.
+	MetricsAddr string
+	// DataDir holds the replica's database.
+	DataDir string
+	// Sync fsyncs the protocol log before sending (the default; turning it
+	// off is for benchmarks only and logs a warning).
+	Sync bool
+
+	// Protocol tunes the core; ID, N and Signer are filled in by the node.
+	Protocol protocol.Config
+	// TickInterval is the wall-clock length of one protocol tick (10ms).
+	TickInterval time.Duration
+	// VerifyWorkers is the number of signature-verification goroutines
+	// (default: GOMAXPROCS).
+	VerifyWorkers int
+	// InboxSize bounds verified inputs waiting for the event loop (8192).
+	InboxSize int
+
+	// Filter, when set, sees everything this replica sends: it is how
+	// fault injection (byzantine/) makes a replica misbehave. Nil for a
+	// correct replica.
+	Filter Filter
+	Logger *slog.Logger
+}
+
+// DefaultTickInterval is the wall-clock length of one protocol tick.
+const DefaultTickInterval = 10 * time.Millisecond
+
+func (c *Config) applyDefaults() error {
+	switch {
+	case c.ClusterID == "":
+		return errors.New("node: no cluster id")
+	case len(c.Key) != ed25519.PrivateKeySize:
+		return errors.New("node: no signing key")
+	case int(c.Index) >= len(c.Replicas):
+		return fmt.Errorf("node: index %d outside %d replicas", c.Index, len(c.Replicas))
+	case c.DataDir == "":
+		return errors.New("node: no data directory")
+	}
+	for i, r := range c.Replicas {
+		if r.Index != uint32(i) {
+			return fmt.Errorf("node: replica %d listed at position %d", r.Index, i)
+		}
+		if len(r.PublicKey) != ed25519.PublicKeySize {
+			return fmt.Errorf("node: replica %d has no public key", i)
+		}
+	}
+	if !c.Key.Public().(ed25519.PublicKey).Equal(c.Replicas[c.Index].PublicKey) {
+		return fmt.Errorf("node: key does not match replica %d's public key", c.Index)
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = c.Replicas[c.Index].Addr
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = DefaultTickInterval
+	}
+	if c.InboxSize <= 0 {
+		c.InboxSize = 8192
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}

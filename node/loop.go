@@ -1,0 +1,322 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// input is one verified input for the event loop.
+type input struct {
+	msg    *protocol.VerifiedMessage
+	req    *protocol.ClientRequest
+	client peer.ID
+}
+
+// maxBurst bounds how many inputs the loop takes before handling Ready,
+// so one fsync covers a burst without starving the network.
+const maxBurst = 256
+
+// verifyLoop decodes frames and checks signatures off the loop goroutine.
+func (n *Node) verifyLoop(ctx context.Context) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f, ok := <-n.host.ReplicaFrames():
+			if !ok {
+				return
+			}
+			m, err := n.verifier.ReplicaFrame(f.Data)
+			if err != nil {
+				n.drop(reasonOf(err), "from", f.FromIndex, "err", err)
+				continue
+			}
+			n.push(ctx, input{msg: &m})
+		case f, ok := <-n.host.ClientFrames():
+			if !ok {
+				return
+			}
+			if in, ok := n.verifyClientFrame(f); ok {
+				n.push(ctx, in)
+			}
+		}
+	}
+}
+
+func (n *Node) verifyClientFrame(f p2p.Frame) (input, bool) {
+	var frame wire.ClientFrame
+	if err := proto.Unmarshal(f.Data, &frame); err != nil || frame.GetRequest() == nil {
+		n.drop("malformed", "client", f.From, "err", err)
+		return input{}, false
+	}
+	req, err := n.verifier.ClientRequest(frame.GetRequest())
+	if err != nil {
+		n.drop(reasonOf(err), "client", f.From, "err", err)
+		return input{}, false
+	}
+	// Replies go back on the stream the request came on, so a request must
+	// come from the client it names.
+	id, err := crypto.PeerIDFromPublicKey(req.Request.ClientId)
+	if err != nil || id != f.From {
+		n.drop("client_mismatch", "client", f.From)
+		return input{}, false
+	}
+	return input{req: &req, client: f.From}, true
+}
+
+func (n *Node) push(ctx context.Context, in input) {
+	select {
+	case n.inbox <- in:
+	case <-ctx.Done():
+	default:
+		n.drop("inbox_full")
+	}
+}
+
+func (n *Node) drop(reason string, args ...any) {
+	n.metrics.dropped.WithLabelValues(reason).Inc()
+	n.log.Debug("dropped", append([]any{"reason", reason}, args...)...)
+}
+
+// reasonOf maps a protocol error to a metric label.
+func reasonOf(err error) string {
+	for _, e := range []struct {
+		err    error
+		reason string
+	}{
+		{protocol.ErrBadSignature, "bad_signature"},
+		{protocol.ErrMalformed, "malformed"},
+		{protocol.ErrUnknownSender, "unknown_sender"},
+		{protocol.ErrFromSelf, "from_self"},
+		{protocol.ErrWrongView, "wrong_view"},
+		{protocol.ErrNotFromPrimary, "not_from_primary"},
+		{protocol.ErrFromPrimary, "prepare_from_primary"},
+		{protocol.ErrOutsideWindow, "outside_window"},
+		{protocol.ErrDigestMismatch, "digest_mismatch"},
+		{protocol.ErrConflictingPrePrepare, "conflicting_pre_prepare"},
+		{protocol.ErrDuplicate, "duplicate"},
+		{protocol.ErrBatchTooLarge, "too_large"},
+		{protocol.ErrQueueFull, "queue_full"},
+		{protocol.ErrCheckpointRejected, "checkpoint_rejected"},
+	} {
+		if errors.Is(err, e.err) {
+			return e.reason
+		}
+	}
+	return "other"
+}
+
+// eventLoop owns the core and the executor.
+func (n *Node) eventLoop(ctx context.Context) {
+	defer n.wg.Done()
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			n.core.Tick()
+		case in := <-n.inbox:
+			n.handle(in)
+			for i := 1; i < maxBurst; i++ {
+				select {
+				case in = <-n.inbox:
+					n.handle(in)
+					continue
+				default:
+				}
+				break
+			}
+		}
+		if err := n.handleReady(); err != nil {
+			n.log.Error("replica stopped: storage or execution failed", "err", err)
+			return
+		}
+		n.metrics.inboxDepth.Set(float64(len(n.inbox)))
+	}
+}
+
+func (n *Node) handle(in input) {
+	if in.msg != nil {
+		if err := n.core.Step(*in.msg); err != nil {
+			n.drop(reasonOf(err), "err", err)
+			return
+		}
+		n.metrics.received.WithLabelValues(kindOf(in.msg.Body).String()).Inc()
+		return
+	}
+	req := in.req.Request
+	switch n.executor.Status(req.ClientId, req.RequestNumber) {
+	case execution.RequestExecuted:
+		result, _ := n.executor.CachedReply(req.ClientId, req.RequestNumber)
+		n.reply(in.client, req, result)
+		return
+	case execution.RequestTooOld:
+		n.drop("request_too_old")
+		return
+	}
+	if err := n.core.Submit(*in.req); err != nil {
+		n.drop(reasonOf(err), "err", err)
+	}
+}
+
+// handleReady carries out the core's actions: persist, then send, then
+// execute and reply.
+func (n *Node) handleReady() error {
+	for n.core.HasReady() {
+		rd := n.core.Ready()
+		frames := make(map[*wire.Signed][]byte, len(rd.Messages))
+		encode := func(s *wire.Signed) ([]byte, error) {
+			if b, ok := frames[s]; ok {
+				return b, nil
+			}
+			b, err := proto.Marshal(s)
+			frames[s] = b
+			return b, err
+		}
+		if len(rd.Persist) > 0 {
+			entries := make([]storage.LogEntry, len(rd.Persist))
+			for i, e := range rd.Persist {
+				b, err := encode(e.Signed)
+				if err != nil {
+					return err
+				}
+				entries[i] = storage.LogEntry{View: e.View, Sequence: e.Sequence, Kind: byte(e.Kind), Signed: b}
+			}
+			start := time.Now()
+			if err := n.db.AppendLog(entries); err != nil {
+				return err
+			}
+			n.metrics.persistSeconds.Observe(time.Since(start).Seconds())
+		}
+		for _, out := range rd.Messages {
+			if err := n.send(out, encode); err != nil {
+				return err
+			}
+		}
+		for _, b := range rd.Committed {
+			if err := n.execute(b); err != nil {
+				return err
+			}
+		}
+		if cp := rd.StableCheckpoint; cp != nil {
+			if err := n.db.DeleteLogBelow(cp.Sequence + 1); err != nil {
+				return err
+			}
+			n.metrics.stableCheckpoint.Set(float64(cp.Sequence))
+		}
+		if rd.Behind != nil {
+			n.log.Warn("replica is behind a stable checkpoint; state transfer is not implemented yet", "checkpoint", rd.Behind.Sequence)
+		}
+	}
+	n.publishStatus()
+	return nil
+}
+
+func (n *Node) send(out protocol.Outbound, encode func(*wire.Signed) ([]byte, error)) error {
+	outs := []protocol.Outbound{out}
+	if n.cfg.Filter != nil {
+		outs = n.cfg.Filter.Outbound(out)
+	}
+	for _, o := range outs {
+		b, err := encode(o.Signed)
+		if err != nil {
+			return err
+		}
+		if o.To == protocol.Broadcast {
+			n.host.Broadcast(b)
+		} else {
+			n.host.Send(o.To, b)
+		}
+		n.metrics.sent.WithLabelValues(o.Kind.String()).Inc()
+	}
+	return nil
+}
+
+func (n *Node) execute(b protocol.CommittedBatch) error {
+	reqs := make([]execution.Request, len(b.Requests))
+	for i, r := range b.Requests {
+		reqs[i] = execution.Request{ClientID: r.ClientId, RequestNumber: r.RequestNumber, Operation: r.Operation}
+	}
+	replies, err := n.executor.Apply(b.Sequence, reqs)
+	if err != nil {
+		return err
+	}
+	n.metrics.committedBatches.Inc()
+	n.metrics.committedRequests.Add(float64(len(b.Requests)))
+	n.metrics.batchSize.Observe(float64(len(b.Requests)))
+	n.metrics.executedSequence.Set(float64(b.Sequence))
+	for i := range replies {
+		r := &replies[i]
+		id, err := crypto.PeerIDFromPublicKey(r.ClientID)
+		if err != nil {
+			continue // the verifier admits only well-formed client ids
+		}
+		n.reply(id, &wire.Request{ClientId: r.ClientID, RequestNumber: r.RequestNumber}, r.Result)
+	}
+	if b.Sequence%n.core.CheckpointInterval() == 0 {
+		if err := n.core.CheckpointExecuted(b.Sequence, n.executor.StateDigest()); err != nil {
+			n.log.Warn("checkpoint", "sequence", b.Sequence, "err", err)
+		}
+	}
+	return nil
+}
+
+func (n *Node) reply(client peer.ID, req *wire.Request, result []byte) {
+	r := &wire.Reply{
+		View: n.core.View(), ClientId: req.ClientId, RequestNumber: req.RequestNumber,
+		Replica: n.cfg.Index, Result: result,
+	}
+	if n.cfg.Filter != nil {
+		n.cfg.Filter.Reply(r)
+	}
+	b, err := proto.Marshal(r)
+	if err != nil {
+		return
+	}
+	if n.host.SendToClient(client, b) {
+		n.metrics.clientReplies.Inc()
+	}
+}
+
+func (n *Node) publishStatus() {
+	st := n.core.Status()
+	n.metrics.view.Set(float64(st.View))
+	n.metrics.retransmissions.Set(float64(st.Retransmissions))
+	n.status.Store(&Status{
+		Index:            n.cfg.Index,
+		View:             st.View,
+		ExecutedSequence: n.executor.LastExecuted(),
+		StableCheckpoint: st.LowWatermark,
+		StateDigest:      n.executor.StateDigest(),
+	})
+}
+
+func kindOf(m *wire.ReplicaMessage) protocol.Kind {
+	switch m.Body.(type) {
+	case *wire.ReplicaMessage_PrePrepare:
+		return protocol.KindPrePrepare
+	case *wire.ReplicaMessage_Prepare:
+		return protocol.KindPrepare
+	case *wire.ReplicaMessage_Commit:
+		return protocol.KindCommit
+	case *wire.ReplicaMessage_Checkpoint:
+		return protocol.KindCheckpoint
+	case *wire.ReplicaMessage_ForwardedRequest:
+		return protocol.KindForward
+	}
+	return 0
+}

@@ -1,0 +1,221 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/storage"
+)
+
+// Status is a snapshot of a running replica, safe to read from any
+// goroutine.
+type Status struct {
+	Index            uint32
+	View             uint64
+	ExecutedSequence uint64
+	StableCheckpoint uint64
+	StateDigest      [32]byte
+	CommittedTotal   uint64
+}
+
+// Node is one running PBFT replica.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	host     *p2p.Host
+	db       *storage.DB
+	kv       *execution.KV
+	executor *execution.Executor
+	core     *protocol.Replica
+	verifier *protocol.MessageVerifier
+	pool     *crypto.Pool
+	metrics  *metrics
+	http     *http.Server
+	metricsL net.Listener
+
+	inbox  chan input
+	status atomic.Pointer[Status]
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// Start opens the replica's database, starts its transport, verification
+// workers and event loop, and returns once it is listening.
+func Start(cfg Config) (*Node, error) {
+	if err := cfg.applyDefaults(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("replica", cfg.Index), metrics: newMetrics()}
+	if err := n.open(); err != nil {
+		n.closeResources()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	workers := cfg.VerifyWorkers
+	if workers <= 0 {
+		workers = 2
+	}
+	for range workers {
+		n.wg.Add(1)
+		go n.verifyLoop(ctx)
+	}
+	n.wg.Add(1)
+	go n.eventLoop(ctx)
+	return n, nil
+}
+
+func (n *Node) open() error {
+	cfg := n.cfg
+	if !cfg.Sync {
+		n.log.Warn("fsync is off: a machine crash can lose protocol state; use only for benchmarks")
+	}
+	db, err := storage.Open(cfg.DataDir, storage.Options{Sync: cfg.Sync, Logger: n.log})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.db = db
+	if n.kv, err = execution.NewKV(db.LevelDB()); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if n.executor, err = execution.NewExecutor(db, n.kv, n.log); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if n.executor.LastExecuted() != 0 {
+		// Crash recovery and state transfer arrive with checkpoints (issue 3).
+		return fmt.Errorf("node: data directory %s holds state executed up to %d; restarting from it is not supported yet", cfg.DataDir, n.executor.LastExecuted())
+	}
+	pubs := make([]ed25519.PublicKey, len(cfg.Replicas))
+	members := make([]p2p.Member, len(cfg.Replicas))
+	for i, r := range cfg.Replicas {
+		pubs[i] = r.PublicKey
+		if members[i], err = Member(r); err != nil {
+			return err
+		}
+	}
+	n.pool = crypto.NewPool(cfg.ClusterID, cfg.VerifyWorkers)
+	pcfg := cfg.Protocol
+	pcfg.ID, pcfg.N, pcfg.Logger = cfg.Index, len(cfg.Replicas), n.log
+	pcfg.Signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
+	if n.core, err = protocol.New(pcfg); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.verifier = protocol.NewMessageVerifier(cfg.ClusterID, pubs, crypto.NewVerifiedCache(1<<16), n.pool, pcfg.MaxBatchSize)
+	key, err := crypto.LibP2PPrivateKey(cfg.Key)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.host, err = p2p.New(p2p.Config{
+		PrivateKey:     key,
+		ListenAddr:     cfg.ListenAddr,
+		Self:           int(cfg.Index),
+		Members:        members,
+		ClientsAllowed: true,
+		Logger:         n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.inbox = make(chan input, cfg.InboxSize)
+	n.publishStatus()
+	if cfg.MetricsAddr != "" {
+		if err := n.serveMetrics(cfg.MetricsAddr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Member converts a replica's configuration to a transport member.
+func Member(r Replica) (p2p.Member, error) {
+	id, err := crypto.PeerIDFromPublicKey(r.PublicKey)
+	if err != nil {
+		return p2p.Member{}, fmt.Errorf("node: replica %d: %w", r.Index, err)
+	}
+	m := p2p.Member{Index: r.Index, ID: id}
+	if r.Addr != "" {
+		if m.Addr, err = multiaddr.NewMultiaddr(r.Addr); err != nil {
+			return p2p.Member{}, fmt.Errorf("node: replica %d address %q: %w", r.Index, r.Addr, err)
+		}
+	}
+	return m, nil
+}
+
+func (n *Node) serveMetrics(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("node: metrics listener: %w", err)
+	}
+	n.metricsL = l
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := n.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Status returns the replica's latest published status.
+func (n *Node) Status() Status { return *n.status.Load() }
+
+// Addrs returns the transport's listen addresses.
+func (n *Node) Addrs() []multiaddr.Multiaddr { return n.host.Addrs() }
+
+// MetricsAddr returns the metrics listener's address, or "".
+func (n *Node) MetricsAddr() string {
+	if n.metricsL == nil {
+		return ""
+	}
+	return n.metricsL.Addr().String()
+}
+
+// Close stops the replica and releases its resources. Idempotent.
+func (n *Node) Close() error {
+	if !n.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	n.cancel()
+	// Closing the host ends its inbound channels' producers; the workers
+	// and the loop stop on ctx.
+	err := n.host.Close()
+	n.wg.Wait()
+	return errors.Join(err, n.closeResources())
+}
+
+func (n *Node) closeResources() error {
+	var errs []error
+	if n.http != nil {
+		errs = append(errs, n.http.Close())
+	}
+	if n.host != nil && !n.closed.Load() {
+		errs = append(errs, n.host.Close())
+	}
+	if n.pool != nil {
+		n.pool.Close()
+	}
+	if n.db != nil {
+		errs = append(errs, n.db.Close())
+	}
+	return errors.Join(errs...)
+}
