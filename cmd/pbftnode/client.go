@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/p2p"
+)
+
+func runClient(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("client", flag.ContinueOnError)
+	dir := fs.String("dir", "", "testnet directory holding client.json (required)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	timeout := fs.Duration("timeout", 15*time.Second, "give up after this long")
+	oldAbsent := fs.Bool("old-absent", false, "cas: swap only if the key is absent (then give K NEW)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: pbftnode client --dir DIR [--json] put K V | get K | delete K | cas K OLD NEW | cas --old-absent K NEW")
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return fmt.Errorf("%w: --dir is required", errUsage)
+	}
+	op, err := encodeOperation(fs.Args(), *oldAbsent)
+	if err != nil {
+		return err
+	}
+	c, err := openClient(*dir)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	raw, err := c.Invoke(ctx, op)
+	if err != nil {
+		return fmt.Errorf("%s: no result from the cluster: %w", fs.Arg(0), err)
+	}
+	res, err := execution.DecodeResult(raw)
+	if err != nil {
+		return fmt.Errorf("undecodable result: %w", err)
+	}
+	if res.Error != "" {
+		return fmt.Errorf("the cluster refused the operation: %s", res.Error)
+	}
+	if *asJSON {
+		out := map[string]any{"operation": fs.Arg(0), "ok": res.Ok}
+		if res.Value != nil {
+			out["value"] = string(res.Value)
+		}
+		return json.NewEncoder(stdout).Encode(out)
+	}
+	switch fs.Arg(0) {
+	case "get":
+		if !res.Ok {
+			fmt.Fprintln(stdout, "(not found)")
+			return nil
+		}
+		fmt.Fprintln(stdout, string(res.Value))
+	case "cas":
+		if !res.Ok {
+			if res.Value == nil {
+				fmt.Fprintln(stdout, "not swapped (key absent)")
+			} else {
+				fmt.Fprintf(stdout, "not swapped (current value %s)\n", res.Value)
+			}
+			return nil
+		}
+		fmt.Fprintln(stdout, "swapped")
+	default:
+		fmt.Fprintln(stdout, "ok")
+	}
+	return nil
+}
+
+func encodeOperation(args []string, oldAbsent bool) ([]byte, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("%w: missing operation (put K V | get K | delete K | cas K OLD NEW)", errUsage)
+	}
+	want := map[string]int{"put": 3, "get": 2, "delete": 2, "cas": 4}
+	n, ok := want[args[0]]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown operation %q", errUsage, args[0])
+	}
+	if args[0] == "cas" && oldAbsent {
+		n = 3
+	}
+	if len(args) != n {
+		return nil, fmt.Errorf("%w: %s takes %d arguments, got %d", errUsage, args[0], n-1, len(args)-1)
+	}
+	key := []byte(args[1])
+	switch args[0] {
+	case "put":
+		return execution.EncodePut(key, []byte(args[2])), nil
+	case "get":
+		return execution.EncodeGet(key), nil
+	case "delete":
+		return execution.EncodeDelete(key), nil
+	}
+	if oldAbsent {
+		return execution.EncodeCAS(key, nil, true, []byte(args[2])), nil
+	}
+	return execution.EncodeCAS(key, []byte(args[2]), false, []byte(args[3])), nil
+}
+
+// openClient builds a client from DIR/client.json.
+func openClient(dir string) (*client.Client, error) {
+	var cf node.ClientFile
+	if err := node.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
+		return nil, err
+	}
+	replicas, err := cf.Decode()
+	if err != nil {
+		return nil, err
+	}
+	keyFile := cf.KeyFile
+	if keyFile == "" {
+		keyFile = "client.key"
+	}
+	if !filepath.IsAbs(keyFile) {
+		keyFile = filepath.Join(dir, keyFile)
+	}
+	key, err := crypto.ReadKeyFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	members := make([]p2p.Member, len(replicas))
+	for i, r := range replicas {
+		if members[i], err = node.Member(r); err != nil {
+			return nil, err
+		}
+	}
+	return client.New(client.Config{ClusterID: cf.ClusterID, Key: key, Replicas: members, RetransmitTimeout: 500 * time.Millisecond})
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// errUsage marks a command-line mistake (exit status 2).
+var errUsage = errors.New("usage")
+
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"demo", "start 4 replicas in this process, run concurrent clients, print a summary", runDemo},
+		{"testnet", "write keys and configuration for a local multi-process cluster", runTestnet},
+		{"run", "run one replica from its home directory until SIGINT/SIGTERM", runReplica},
+		{"client", "send one operation (put, get, delete, cas) through consensus", runClient},
+	}
+}
+
+func main() {
+	os.Exit(mainWithArgs(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func mainWithArgs(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		return 2
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(args[1:], stdout, stderr)
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(stderr, "pbftnode %s: %v\n", c.name, err)
+			return 2
+		default:
+			fmt.Fprintf(stderr, "pbftnode %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "pbftnode: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: pbftnode COMMAND [flags]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'pbftnode COMMAND -h' for a command's flags.")
+}
+
+// logFlags adds --log-level and --log-format to fs.
+type logFlags struct{ level, format *string }
+
+func addLogFlags(fs *flag.FlagSet, defaultLevel string) logFlags {
+	return logFlags{
+		level:  fs.String("log-level", defaultLevel, "log level: debug, info, warn, error"),
+		format: fs.String("log-format", "text", "log format: text or json"),
+	}
+}
+
+func (l logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*l.level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q", errUsage, *l.level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(*l.format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("%w: --log-format %q", errUsage, *l.format)
+}
+
+// parse parses flags, turning flag errors into usage errors.
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return nil
+}

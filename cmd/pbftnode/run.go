@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pbftnode/pbftnode/node"
+)
+
+func runReplica(args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	home := fs.String("home", "", "the replica's home directory, holding config.json (required)")
+	noFsync := fs.Bool("unsafe-no-fsync", false, "do not fsync the protocol log (benchmarks only; a machine crash can then break safety)")
+	logs := addLogFlags(fs, "info")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if *home == "" {
+		return fmt.Errorf("%w: --home is required", errUsage)
+	}
+	logger, err := logs.logger(stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := node.LoadHome(*home)
+	if err != nil {
+		return err
+	}
+	if *noFsync {
+		cfg.Sync = false
+	}
+	cfg.Logger = logger
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.Start(cfg)
+	if err != nil {
+		return err
+	}
+	logger.Info("replica running", "index", cfg.Index, "listen", n.Addrs(), "metrics", n.MetricsAddr(), "replicas", len(cfg.Replicas))
+	<-ctx.Done()
+	logger.Info("shutting down")
+	if err := n.Close(); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	st := n.Status()
+	logger.Info("stopped", "executed_sequence", st.ExecutedSequence, "view", st.View)
+	return nil
+}

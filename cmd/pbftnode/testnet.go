@@ -1,0 +1,108 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/node"
+)
+
+// DefaultBasePort is where testnet replicas listen: replica i on P+i,
+// its metrics on P+100+i.
+const DefaultBasePort = 26600
+
+func runTestnet(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("testnet", flag.ContinueOnError)
+	replicas := fs.Int("replicas", 4, "number of replicas (n = 3f+1 for PBFT)")
+	dir := fs.String("dir", "", "directory to write the testnet into (required)")
+	basePort := fs.Int("base-port", DefaultBasePort, "replica i listens on 127.0.0.1:P+i and serves metrics on P+100+i")
+	proto := fs.String("protocol", "pbft", "consensus protocol: pbft")
+	host := fs.String("host", "127.0.0.1", "address the replicas listen on and are reached at")
+	noFsync := fs.Bool("unsafe-no-fsync", false, "write configurations with fsync off (benchmarks only)")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	switch {
+	case *dir == "":
+		return fmt.Errorf("%w: --dir is required", errUsage)
+	case *proto != "pbft":
+		return fmt.Errorf("%w: --protocol %q is not supported by this build (pbft)", errUsage, *proto)
+	case *replicas < 4:
+		return fmt.Errorf("%w: PBFT needs at least 4 replicas (n = 3f+1), got %d", errUsage, *replicas)
+	case *basePort <= 0 || *basePort+100+*replicas > 65535:
+		return fmt.Errorf("%w: --base-port %d leaves no room for %d replicas and their metrics ports", errUsage, *basePort, *replicas)
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	var idBytes [6]byte
+	if _, err := rand.Read(idBytes[:]); err != nil {
+		return err
+	}
+	cluster := node.ClusterFile{ClusterID: "testnet-" + hex.EncodeToString(idBytes[:]), Protocol: *proto}
+	keys := make([]ed25519.PrivateKey, *replicas)
+	for i := range keys {
+		key, err := crypto.GenerateKey(nil)
+		if err != nil {
+			return err
+		}
+		keys[i] = key
+		cluster.Replicas = append(cluster.Replicas, node.ReplicaRecord{
+			Index:     uint32(i),
+			PublicKey: crypto.EncodePublicKey(key.Public().(ed25519.PublicKey)),
+			Address:   fmt.Sprintf("/ip4/%s/tcp/%d", *host, *basePort+i),
+		})
+	}
+	for i, key := range keys {
+		home := filepath.Join(*dir, fmt.Sprintf("node%d", i))
+		if err := os.MkdirAll(home, 0o700); err != nil {
+			return err
+		}
+		if err := writeKey(filepath.Join(home, "key"), key); err != nil {
+			return err
+		}
+		fc := node.FileConfig{
+			ClusterFile:   cluster,
+			Index:         uint32(i),
+			KeyFile:       "key",
+			DataDir:       "data",
+			MetricsListen: fmt.Sprintf("%s:%d", *host, *basePort+100+i),
+			UnsafeNoFsync: *noFsync,
+		}
+		if err := node.WriteJSON(filepath.Join(home, node.ConfigFileName), fc, 0o644); err != nil {
+			return err
+		}
+	}
+	clientKey, err := crypto.GenerateKey(nil)
+	if err != nil {
+		return err
+	}
+	if err := writeKey(filepath.Join(*dir, "client.key"), clientKey); err != nil {
+		return err
+	}
+	if err := node.WriteJSON(filepath.Join(*dir, "client.json"), node.ClientFile{ClusterFile: cluster, KeyFile: "client.key"}, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote a %d-replica %s testnet (cluster %s) to %s\n", *replicas, *proto, cluster.ClusterID, *dir)
+	for i := range keys {
+		fmt.Fprintf(stdout, "  pbftnode run --home %s\n", filepath.Join(*dir, fmt.Sprintf("node%d", i)))
+	}
+	fmt.Fprintf(stdout, "then: pbftnode client --dir %s put a 1\n", *dir)
+	return nil
+}
+
+// writeKey writes a key file, replacing an older one (testnet rewrites a
+// directory).
+func writeKey(path string, key ed25519.PrivateKey) error {
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return crypto.WriteKeyFile(path, key)
+}

@@ -1,0 +1,181 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/protocol"
+)
+
+// ConfigFileName is the replica configuration file inside its home
+// directory.
+const ConfigFileName = "config.json"
+
+// ClusterFile lists the replicas of a cluster: what every replica and
+// client must agree on.
+type ClusterFile struct {
+	// ClusterID is mixed into every signature, so nothing signed for one
+	// cluster is valid in another.
+	ClusterID string `json:"cluster_id"`
+	// Protocol is "pbft" (the default) or "raft".
+	Protocol string          `json:"protocol,omitempty"`
+	Replicas []ReplicaRecord `json:"replicas"`
+}
+
+// ReplicaRecord is one replica in a ClusterFile.
+type ReplicaRecord struct {
+	Index uint32 `json:"index"`
+	// PublicKey is the replica's Ed25519 public key in hex; its libp2p
+	// peer ID derives from it.
+	PublicKey string `json:"public_key"`
+	// Address is the replica's libp2p multiaddr, e.g. /ip4/10.0.0.1/tcp/26600.
+	Address string `json:"address"`
+}
+
+// FileConfig is a replica's configuration file (home/config.json).
+// Relative paths are relative to the home directory.
+type FileConfig struct {
+	ClusterFile
+	// Index is this replica's index in Replicas.
+	Index uint32 `json:"index"`
+	// KeyFile holds this replica's private key (default "key").
+	KeyFile string `json:"key_file,omitempty"`
+	// DataDir holds the database (default "data").
+	DataDir string `json:"data_dir,omitempty"`
+	// Listen overrides the listen multiaddr (default: this replica's
+	// Address, e.g. to listen on 0.0.0.0 behind NAT).
+	Listen string `json:"listen,omitempty"`
+	// MetricsListen is host:port for /metrics ("" disables it).
+	MetricsListen string `json:"metrics_listen,omitempty"`
+	// UnsafeNoFsync turns fsync off: for benchmarks only.
+	UnsafeNoFsync bool `json:"unsafe_no_fsync,omitempty"`
+	// Tuning of the protocol; zero values take the defaults.
+	CheckpointInterval uint64 `json:"checkpoint_interval,omitempty"`
+	WindowSize         uint64 `json:"window_size,omitempty"`
+	MaxBatchSize       int    `json:"max_batch_size,omitempty"`
+	MaxInFlight        int    `json:"max_in_flight,omitempty"`
+	BatchDelayTicks    int    `json:"batch_delay_ticks,omitempty"`
+	// TickInterval is a Go duration, e.g. "10ms".
+	TickInterval string `json:"tick_interval,omitempty"`
+}
+
+// ClientFile is what `pbftnode client --dir DIR` reads (DIR/client.json).
+type ClientFile struct {
+	ClusterFile
+	// KeyFile holds the client's private key (default "client.key").
+	KeyFile string `json:"key_file,omitempty"`
+}
+
+// Replicas decodes the cluster's replica list.
+func (c ClusterFile) Decode() ([]Replica, error) {
+	if c.ClusterID == "" {
+		return nil, errors.New("config: cluster_id is empty")
+	}
+	if len(c.Replicas) == 0 {
+		return nil, errors.New("config: no replicas")
+	}
+	out := make([]Replica, len(c.Replicas))
+	for i, r := range c.Replicas {
+		if r.Index != uint32(i) {
+			return nil, fmt.Errorf("config: replica at position %d has index %d; list replicas in index order", i, r.Index)
+		}
+		pub, err := crypto.DecodePublicKey(r.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("config: replica %d public_key: %w", i, err)
+		}
+		out[i] = Replica{Index: r.Index, PublicKey: pub, Addr: r.Address}
+		if _, err := Member(out[i]); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// WriteJSON writes v as indented JSON to path with the given mode.
+func WriteJSON(path string, v any, mode os.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), mode); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// ReadJSON reads path into v, refusing unknown fields.
+func ReadJSON(path string, v any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	dec := json.NewDecoder(f)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	return nil
+}
+
+func resolve(home, path, def string) string {
+	if path == "" {
+		path = def
+	}
+	if filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(home, path)
+}
+
+// LoadHome reads home/config.json and the key it names into a Config.
+func LoadHome(home string) (Config, error) {
+	var fc FileConfig
+	if err := ReadJSON(filepath.Join(home, ConfigFileName), &fc); err != nil {
+		return Config{}, err
+	}
+	if fc.Protocol != "" && fc.Protocol != "pbft" {
+		return Config{}, fmt.Errorf("config: protocol %q is not supported by this build", fc.Protocol)
+	}
+	replicas, err := fc.Decode()
+	if err != nil {
+		return Config{}, err
+	}
+	key, err := crypto.ReadKeyFile(resolve(home, fc.KeyFile, "key"))
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	var tick time.Duration
+	if fc.TickInterval != "" {
+		if tick, err = time.ParseDuration(fc.TickInterval); err != nil {
+			return Config{}, fmt.Errorf("config: tick_interval: %w", err)
+		}
+	}
+	cfg := Config{
+		ClusterID:   fc.ClusterID,
+		Index:       fc.Index,
+		Key:         key,
+		Replicas:    replicas,
+		ListenAddr:  fc.Listen,
+		MetricsAddr: fc.MetricsListen,
+		DataDir:     resolve(home, fc.DataDir, "data"),
+		Sync:        !fc.UnsafeNoFsync,
+		Protocol: protocol.Config{
+			CheckpointInterval: fc.CheckpointInterval,
+			WindowSize:         fc.WindowSize,
+			MaxBatchSize:       fc.MaxBatchSize,
+			MaxInFlight:        fc.MaxInFlight,
+			BatchDelayTicks:    fc.BatchDelayTicks,
+		},
+		TickInterval: tick,
+	}
+	if err := cfg.applyDefaults(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
