@@ -159,7 +159,11 @@ type ReplicaMessage struct {
 	//	*ReplicaMessage_Prepare
 	//	*ReplicaMessage_Commit
 	//	*ReplicaMessage_Checkpoint
+	//	*ReplicaMessage_Fetch
+	//	*ReplicaMessage_CheckpointCertificate
 	//	*ReplicaMessage_ForwardedRequest
+	//	*ReplicaMessage_StateRequest
+	//	*ReplicaMessage_StateChunk
 	Body          isReplicaMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -245,10 +249,46 @@ func (x *ReplicaMessage) GetCheckpoint() *Checkpoint {
 	return nil
 }
 
+func (x *ReplicaMessage) GetFetch() *Fetch {
+	if x != nil {
+		if x, ok := x.Body.(*ReplicaMessage_Fetch); ok {
+			return x.Fetch
+		}
+	}
+	return nil
+}
+
+func (x *ReplicaMessage) GetCheckpointCertificate() *CheckpointCertificate {
+	if x != nil {
+		if x, ok := x.Body.(*ReplicaMessage_CheckpointCertificate); ok {
+			return x.CheckpointCertificate
+		}
+	}
+	return nil
+}
+
 func (x *ReplicaMessage) GetForwardedRequest() *Signed {
 	if x != nil {
 		if x, ok := x.Body.(*ReplicaMessage_ForwardedRequest); ok {
 			return x.ForwardedRequest
+		}
+	}
+	return nil
+}
+
+func (x *ReplicaMessage) GetStateRequest() *StateRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ReplicaMessage_StateRequest); ok {
+			return x.StateRequest
+		}
+	}
+	return nil
+}
+
+func (x *ReplicaMessage) GetStateChunk() *StateChunk {
+	if x != nil {
+		if x, ok := x.Body.(*ReplicaMessage_StateChunk); ok {
+			return x.StateChunk
 		}
 	}
 	return nil
@@ -274,11 +314,27 @@ type ReplicaMessage_Checkpoint struct {
 	Checkpoint *Checkpoint `protobuf:"bytes,5,opt,name=checkpoint,proto3,oneof"`
 }
 
+type ReplicaMessage_Fetch struct {
+	// 6, 7 reserved for VIEW-CHANGE and NEW-VIEW.
+	Fetch *Fetch `protobuf:"bytes,8,opt,name=fetch,proto3,oneof"`
+}
+
+type ReplicaMessage_CheckpointCertificate struct {
+	CheckpointCertificate *CheckpointCertificate `protobuf:"bytes,9,opt,name=checkpoint_certificate,json=checkpointCertificate,proto3,oneof"`
+}
+
 type ReplicaMessage_ForwardedRequest struct {
-	// 6..9 reserved for view change and state transfer.
 	// forwarded_request is a client's Signed Request that a backup relays
 	// to the primary (the client's signature is checked, not the relayer's).
 	ForwardedRequest *Signed `protobuf:"bytes,10,opt,name=forwarded_request,json=forwardedRequest,proto3,oneof"`
+}
+
+type ReplicaMessage_StateRequest struct {
+	StateRequest *StateRequest `protobuf:"bytes,11,opt,name=state_request,json=stateRequest,proto3,oneof"`
+}
+
+type ReplicaMessage_StateChunk struct {
+	StateChunk *StateChunk `protobuf:"bytes,12,opt,name=state_chunk,json=stateChunk,proto3,oneof"`
 }
 
 func (*ReplicaMessage_PrePrepare) isReplicaMessage_Body() {}
@@ -289,7 +345,15 @@ func (*ReplicaMessage_Commit) isReplicaMessage_Body() {}
 
 func (*ReplicaMessage_Checkpoint) isReplicaMessage_Body() {}
 
+func (*ReplicaMessage_Fetch) isReplicaMessage_Body() {}
+
+func (*ReplicaMessage_CheckpointCertificate) isReplicaMessage_Body() {}
+
 func (*ReplicaMessage_ForwardedRequest) isReplicaMessage_Body() {}
+
+func (*ReplicaMessage_StateRequest) isReplicaMessage_Body() {}
+
+func (*ReplicaMessage_StateChunk) isReplicaMessage_Body() {}
 
 // PrePrepare assigns a batch of signed client requests to (view, sequence).
 // digest = BatchDigest(requests).
@@ -535,6 +599,288 @@ func (x *Checkpoint) GetStateDigest() []byte {
 	return nil
 }
 
+// Fetch asks the receiver to resend what it has for sequences above
+// from_sequence: its stable checkpoint certificate if from_sequence is below
+// it, the accepted pre-prepares and its own prepares and commits for the
+// sequences in its window, and its checkpoint votes above its stable
+// checkpoint. A restarted or lagging replica sends it to catch up.
+type Fetch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FromSequence  uint64                 `protobuf:"varint,1,opt,name=from_sequence,json=fromSequence,proto3" json:"from_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fetch) Reset() {
+	*x = Fetch{}
+	mi := &file_wire_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fetch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fetch) ProtoMessage() {}
+
+func (x *Fetch) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
+func (*Fetch) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Fetch) GetFromSequence() uint64 {
+	if x != nil {
+		return x.FromSequence
+	}
+	return 0
+}
+
+// CheckpointCertificate proves a stable checkpoint: a quorum of signed
+// CHECKPOINT messages (each a Signed{ReplicaMessage{checkpoint}}) from
+// distinct replicas for the same sequence and state digest.
+type CheckpointCertificate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Votes         []*Signed              `protobuf:"bytes,1,rep,name=votes,proto3" json:"votes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointCertificate) Reset() {
+	*x = CheckpointCertificate{}
+	mi := &file_wire_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointCertificate) ProtoMessage() {}
+
+func (x *CheckpointCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointCertificate.ProtoReflect.Descriptor instead.
+func (*CheckpointCertificate) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CheckpointCertificate) GetVotes() []*Signed {
+	if x != nil {
+		return x.Votes
+	}
+	return nil
+}
+
+// StateRequest asks for the entries of the state snapshot taken at the
+// stable checkpoint `sequence`, in key order starting at start_key.
+type StateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	StartKey      []byte                 `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateRequest) Reset() {
+	*x = StateRequest{}
+	mi := &file_wire_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateRequest) ProtoMessage() {}
+
+func (x *StateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
+func (*StateRequest) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *StateRequest) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *StateRequest) GetStartKey() []byte {
+	if x != nil {
+		return x.StartKey
+	}
+	return nil
+}
+
+// StateChunk answers a StateRequest. The receiver checks the whole
+// snapshot against the certified state digest before using any of it.
+type StateChunk struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Sequence uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	StartKey []byte                 `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	Entries  []*KeyValue            `protobuf:"bytes,3,rep,name=entries,proto3" json:"entries,omitempty"`
+	// next_key is where the next chunk starts; empty when this is the last.
+	NextKey []byte `protobuf:"bytes,4,opt,name=next_key,json=nextKey,proto3" json:"next_key,omitempty"`
+	// unavailable is set when the sender has no snapshot for sequence.
+	Unavailable   bool `protobuf:"varint,5,opt,name=unavailable,proto3" json:"unavailable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateChunk) Reset() {
+	*x = StateChunk{}
+	mi := &file_wire_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateChunk) ProtoMessage() {}
+
+func (x *StateChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateChunk.ProtoReflect.Descriptor instead.
+func (*StateChunk) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *StateChunk) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *StateChunk) GetStartKey() []byte {
+	if x != nil {
+		return x.StartKey
+	}
+	return nil
+}
+
+func (x *StateChunk) GetEntries() []*KeyValue {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *StateChunk) GetNextKey() []byte {
+	if x != nil {
+		return x.NextKey
+	}
+	return nil
+}
+
+func (x *StateChunk) GetUnavailable() bool {
+	if x != nil {
+		return x.Unavailable
+	}
+	return false
+}
+
+type KeyValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyValue) Reset() {
+	*x = KeyValue{}
+	mi := &file_wire_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyValue) ProtoMessage() {}
+
+func (x *KeyValue) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
+func (*KeyValue) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *KeyValue) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *KeyValue) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 // ClientFrame is what a client sends on its stream to a replica.
 type ClientFrame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -548,7 +894,7 @@ type ClientFrame struct {
 
 func (x *ClientFrame) Reset() {
 	*x = ClientFrame{}
-	mi := &file_wire_proto_msgTypes[7]
+	mi := &file_wire_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -560,7 +906,7 @@ func (x *ClientFrame) String() string {
 func (*ClientFrame) ProtoMessage() {}
 
 func (x *ClientFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[7]
+	mi := &file_wire_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -573,7 +919,7 @@ func (x *ClientFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientFrame.ProtoReflect.Descriptor instead.
 func (*ClientFrame) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{7}
+	return file_wire_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ClientFrame) GetBody() isClientFrame_Body {
@@ -620,7 +966,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_wire_proto_msgTypes[8]
+	mi := &file_wire_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +978,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[8]
+	mi := &file_wire_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +991,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{8}
+	return file_wire_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Reply) GetView() uint64 {
@@ -706,7 +1052,7 @@ type KVOperation struct {
 
 func (x *KVOperation) Reset() {
 	*x = KVOperation{}
-	mi := &file_wire_proto_msgTypes[9]
+	mi := &file_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +1064,7 @@ func (x *KVOperation) String() string {
 func (*KVOperation) ProtoMessage() {}
 
 func (x *KVOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[9]
+	mi := &file_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +1077,7 @@ func (x *KVOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVOperation.ProtoReflect.Descriptor instead.
 func (*KVOperation) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{9}
+	return file_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KVOperation) GetOp() isKVOperation_Op {
@@ -815,7 +1161,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +1173,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +1186,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{10}
+	return file_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -866,7 +1212,7 @@ type KVGet struct {
 
 func (x *KVGet) Reset() {
 	*x = KVGet{}
-	mi := &file_wire_proto_msgTypes[11]
+	mi := &file_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1224,7 @@ func (x *KVGet) String() string {
 func (*KVGet) ProtoMessage() {}
 
 func (x *KVGet) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[11]
+	mi := &file_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1237,7 @@ func (x *KVGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGet.ProtoReflect.Descriptor instead.
 func (*KVGet) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{11}
+	return file_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KVGet) GetKey() []byte {
@@ -910,7 +1256,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1268,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1281,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{12}
+	return file_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -959,7 +1305,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1317,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1330,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
+	return file_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -1027,7 +1373,7 @@ type KVResult struct {
 
 func (x *KVResult) Reset() {
 	*x = KVResult{}
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1385,7 @@ func (x *KVResult) String() string {
 func (*KVResult) ProtoMessage() {}
 
 func (x *KVResult) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1398,7 @@ func (x *KVResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVResult.ProtoReflect.Descriptor instead.
 func (*KVResult) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{14}
+	return file_wire_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KVResult) GetOk() bool {
@@ -1088,7 +1434,7 @@ const file_wire_proto_rawDesc = "" +
 	"\aRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12%\n" +
 	"\x0erequest_number\x18\x02 \x01(\x04R\rrequestNumber\x12\x1c\n" +
-	"\toperation\x18\x03 \x01(\fR\toperation\"\xd2\x02\n" +
+	"\toperation\x18\x03 \x01(\fR\toperation\"\xe1\x04\n" +
 	"\x0eReplicaMessage\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\rR\x04from\x12<\n" +
 	"\vpre_prepare\x18\x02 \x01(\v2\x19.pbftnode.wire.PrePrepareH\x00R\n" +
@@ -1097,9 +1443,14 @@ const file_wire_proto_rawDesc = "" +
 	"\x06commit\x18\x04 \x01(\v2\x15.pbftnode.wire.CommitH\x00R\x06commit\x12;\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\v2\x19.pbftnode.wire.CheckpointH\x00R\n" +
-	"checkpoint\x12D\n" +
+	"checkpoint\x12,\n" +
+	"\x05fetch\x18\b \x01(\v2\x14.pbftnode.wire.FetchH\x00R\x05fetch\x12]\n" +
+	"\x16checkpoint_certificate\x18\t \x01(\v2$.pbftnode.wire.CheckpointCertificateH\x00R\x15checkpointCertificate\x12D\n" +
 	"\x11forwarded_request\x18\n" +
-	" \x01(\v2\x15.pbftnode.wire.SignedH\x00R\x10forwardedRequestB\x06\n" +
+	" \x01(\v2\x15.pbftnode.wire.SignedH\x00R\x10forwardedRequest\x12B\n" +
+	"\rstate_request\x18\v \x01(\v2\x1b.pbftnode.wire.StateRequestH\x00R\fstateRequest\x12<\n" +
+	"\vstate_chunk\x18\f \x01(\v2\x19.pbftnode.wire.StateChunkH\x00R\n" +
+	"stateChunkB\x06\n" +
 	"\x04body\"\x87\x01\n" +
 	"\n" +
 	"PrePrepare\x12\x12\n" +
@@ -1118,7 +1469,24 @@ const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"Checkpoint\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12!\n" +
-	"\fstate_digest\x18\x02 \x01(\fR\vstateDigest\"H\n" +
+	"\fstate_digest\x18\x02 \x01(\fR\vstateDigest\",\n" +
+	"\x05Fetch\x12#\n" +
+	"\rfrom_sequence\x18\x01 \x01(\x04R\ffromSequence\"D\n" +
+	"\x15CheckpointCertificate\x12+\n" +
+	"\x05votes\x18\x01 \x03(\v2\x15.pbftnode.wire.SignedR\x05votes\"G\n" +
+	"\fStateRequest\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1b\n" +
+	"\tstart_key\x18\x02 \x01(\fR\bstartKey\"\xb5\x01\n" +
+	"\n" +
+	"StateChunk\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1b\n" +
+	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x121\n" +
+	"\aentries\x18\x03 \x03(\v2\x17.pbftnode.wire.KeyValueR\aentries\x12\x19\n" +
+	"\bnext_key\x18\x04 \x01(\fR\anextKey\x12 \n" +
+	"\vunavailable\x18\x05 \x01(\bR\vunavailable\"2\n" +
+	"\bKeyValue\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"H\n" +
 	"\vClientFrame\x121\n" +
 	"\arequest\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedH\x00R\arequestB\x06\n" +
 	"\x04body\"\xa7\x01\n" +
@@ -1165,41 +1533,52 @@ func file_wire_proto_rawDescGZIP() []byte {
 	return file_wire_proto_rawDescData
 }
 
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_wire_proto_goTypes = []any{
-	(*Signed)(nil),           // 0: pbftnode.wire.Signed
-	(*Request)(nil),          // 1: pbftnode.wire.Request
-	(*ReplicaMessage)(nil),   // 2: pbftnode.wire.ReplicaMessage
-	(*PrePrepare)(nil),       // 3: pbftnode.wire.PrePrepare
-	(*Prepare)(nil),          // 4: pbftnode.wire.Prepare
-	(*Commit)(nil),           // 5: pbftnode.wire.Commit
-	(*Checkpoint)(nil),       // 6: pbftnode.wire.Checkpoint
-	(*ClientFrame)(nil),      // 7: pbftnode.wire.ClientFrame
-	(*Reply)(nil),            // 8: pbftnode.wire.Reply
-	(*KVOperation)(nil),      // 9: pbftnode.wire.KVOperation
-	(*KVPut)(nil),            // 10: pbftnode.wire.KVPut
-	(*KVGet)(nil),            // 11: pbftnode.wire.KVGet
-	(*KVDelete)(nil),         // 12: pbftnode.wire.KVDelete
-	(*KVCompareAndSwap)(nil), // 13: pbftnode.wire.KVCompareAndSwap
-	(*KVResult)(nil),         // 14: pbftnode.wire.KVResult
+	(*Signed)(nil),                // 0: pbftnode.wire.Signed
+	(*Request)(nil),               // 1: pbftnode.wire.Request
+	(*ReplicaMessage)(nil),        // 2: pbftnode.wire.ReplicaMessage
+	(*PrePrepare)(nil),            // 3: pbftnode.wire.PrePrepare
+	(*Prepare)(nil),               // 4: pbftnode.wire.Prepare
+	(*Commit)(nil),                // 5: pbftnode.wire.Commit
+	(*Checkpoint)(nil),            // 6: pbftnode.wire.Checkpoint
+	(*Fetch)(nil),                 // 7: pbftnode.wire.Fetch
+	(*CheckpointCertificate)(nil), // 8: pbftnode.wire.CheckpointCertificate
+	(*StateRequest)(nil),          // 9: pbftnode.wire.StateRequest
+	(*StateChunk)(nil),            // 10: pbftnode.wire.StateChunk
+	(*KeyValue)(nil),              // 11: pbftnode.wire.KeyValue
+	(*ClientFrame)(nil),           // 12: pbftnode.wire.ClientFrame
+	(*Reply)(nil),                 // 13: pbftnode.wire.Reply
+	(*KVOperation)(nil),           // 14: pbftnode.wire.KVOperation
+	(*KVPut)(nil),                 // 15: pbftnode.wire.KVPut
+	(*KVGet)(nil),                 // 16: pbftnode.wire.KVGet
+	(*KVDelete)(nil),              // 17: pbftnode.wire.KVDelete
+	(*KVCompareAndSwap)(nil),      // 18: pbftnode.wire.KVCompareAndSwap
+	(*KVResult)(nil),              // 19: pbftnode.wire.KVResult
 }
 var file_wire_proto_depIdxs = []int32{
 	3,  // 0: pbftnode.wire.ReplicaMessage.pre_prepare:type_name -> pbftnode.wire.PrePrepare
 	4,  // 1: pbftnode.wire.ReplicaMessage.prepare:type_name -> pbftnode.wire.Prepare
 	5,  // 2: pbftnode.wire.ReplicaMessage.commit:type_name -> pbftnode.wire.Commit
 	6,  // 3: pbftnode.wire.ReplicaMessage.checkpoint:type_name -> pbftnode.wire.Checkpoint
-	0,  // 4: pbftnode.wire.ReplicaMessage.forwarded_request:type_name -> pbftnode.wire.Signed
-	0,  // 5: pbftnode.wire.PrePrepare.requests:type_name -> pbftnode.wire.Signed
-	0,  // 6: pbftnode.wire.ClientFrame.request:type_name -> pbftnode.wire.Signed
-	10, // 7: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
-	11, // 8: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
-	12, // 9: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
-	13, // 10: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	7,  // 4: pbftnode.wire.ReplicaMessage.fetch:type_name -> pbftnode.wire.Fetch
+	8,  // 5: pbftnode.wire.ReplicaMessage.checkpoint_certificate:type_name -> pbftnode.wire.CheckpointCertificate
+	0,  // 6: pbftnode.wire.ReplicaMessage.forwarded_request:type_name -> pbftnode.wire.Signed
+	9,  // 7: pbftnode.wire.ReplicaMessage.state_request:type_name -> pbftnode.wire.StateRequest
+	10, // 8: pbftnode.wire.ReplicaMessage.state_chunk:type_name -> pbftnode.wire.StateChunk
+	0,  // 9: pbftnode.wire.PrePrepare.requests:type_name -> pbftnode.wire.Signed
+	0,  // 10: pbftnode.wire.CheckpointCertificate.votes:type_name -> pbftnode.wire.Signed
+	11, // 11: pbftnode.wire.StateChunk.entries:type_name -> pbftnode.wire.KeyValue
+	0,  // 12: pbftnode.wire.ClientFrame.request:type_name -> pbftnode.wire.Signed
+	15, // 13: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
+	16, // 14: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
+	17, // 15: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
+	18, // 16: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -1212,12 +1591,16 @@ func file_wire_proto_init() {
 		(*ReplicaMessage_Prepare)(nil),
 		(*ReplicaMessage_Commit)(nil),
 		(*ReplicaMessage_Checkpoint)(nil),
+		(*ReplicaMessage_Fetch)(nil),
+		(*ReplicaMessage_CheckpointCertificate)(nil),
 		(*ReplicaMessage_ForwardedRequest)(nil),
+		(*ReplicaMessage_StateRequest)(nil),
+		(*ReplicaMessage_StateChunk)(nil),
 	}
-	file_wire_proto_msgTypes[7].OneofWrappers = []any{
+	file_wire_proto_msgTypes[12].OneofWrappers = []any{
 		(*ClientFrame_Request)(nil),
 	}
-	file_wire_proto_msgTypes[9].OneofWrappers = []any{
+	file_wire_proto_msgTypes[14].OneofWrappers = []any{
 		(*KVOperation_Put)(nil),
 		(*KVOperation_Get)(nil),
 		(*KVOperation_Delete)(nil),
@@ -1229,7 +1612,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
