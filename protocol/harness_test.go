@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pbftnode/pbftnode/checkpoint"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -42,6 +43,14 @@ type cluster struct {
 	stateHash [][32]byte
 	queue     []pending
 	stepErrs  map[error]int
+	// persisted[i] is replica i's protocol log (what its storage holds);
+	// stable[i] its stable checkpoint; hashAt[i][s] its state after s.
+	persisted [][]LogEntry
+	stable    []*checkpoint.Certificate
+	hashAt    []map[uint64][32]byte
+	// behind[i] is the last state-transfer request of replica i.
+	behind []*checkpoint.Certificate
+	cfgs   []Config
 }
 
 type pending struct {
@@ -52,7 +61,12 @@ type pending struct {
 
 func newCluster(t *testing.T, n int, tweak func(*Config)) *cluster {
 	t.Helper()
-	c := &cluster{t: t, executed: make([][]CommittedBatch, n), stateHash: make([][32]byte, n), stepErrs: map[error]int{}}
+	c := &cluster{t: t, executed: make([][]CommittedBatch, n), stateHash: make([][32]byte, n), stepErrs: map[error]int{},
+		persisted: make([][]LogEntry, n), stable: make([]*checkpoint.Certificate, n), hashAt: make([]map[uint64][32]byte, n),
+		behind: make([]*checkpoint.Certificate, n)}
+	for i := range c.hashAt {
+		c.hashAt[i] = map[uint64][32]byte{}
+	}
 	pubs := make([]ed25519.PublicKey, n)
 	for i := range n {
 		key := testKey(byte(i))
@@ -70,6 +84,7 @@ func newCluster(t *testing.T, n int, tweak func(*Config)) *cluster {
 			t.Fatal(err)
 		}
 		c.replicas = append(c.replicas, r)
+		c.cfgs = append(c.cfgs, cfg)
 	}
 	return c
 }
@@ -92,6 +107,20 @@ func (c *cluster) collect() {
 	for i, r := range c.replicas {
 		for r.HasReady() {
 			rd := r.Ready()
+			c.persisted[i] = append(c.persisted[i], rd.Persist...)
+			if rd.StableCheckpoint != nil {
+				c.stable[i] = rd.StableCheckpoint
+				kept := c.persisted[i][:0]
+				for _, e := range c.persisted[i] {
+					if e.Sequence > rd.StableCheckpoint.Sequence {
+						kept = append(kept, e)
+					}
+				}
+				c.persisted[i] = kept
+			}
+			if rd.Behind != nil {
+				c.behind[i] = rd.Behind
+			}
 			for _, m := range rd.Messages {
 				frame, err := proto.Marshal(m.Signed)
 				if err != nil {
@@ -121,6 +150,7 @@ func (c *cluster) execute(i int, batches []CommittedBatch) {
 		h.Write(c.stateHash[i][:])
 		h.Write(b.Digest[:])
 		copy(c.stateHash[i][:], h.Sum(nil))
+		c.hashAt[i][b.Sequence] = c.stateHash[i]
 		if b.Sequence%r.cfg.CheckpointInterval == 0 {
 			if err := r.CheckpointExecuted(b.Sequence, c.stateHash[i]); err != nil {
 				c.t.Fatalf("replica %d checkpoint: %v", i, err)
@@ -163,6 +193,57 @@ func (c *cluster) run() {
 		if c.afterStep != nil {
 			c.afterStep()
 		}
+	}
+}
+
+// restart replaces replica i by a new one restored from what its storage
+// holds, as after a crash.
+func (c *cluster) restart(i int) {
+	c.t.Helper()
+	r, err := New(c.cfgs[i])
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	rec := Recovered{View: c.replicas[i].View(), Stable: c.stable[i], Executed: uint64(len(c.executed[i]))}
+	for _, e := range c.persisted[i] {
+		frame, _ := proto.Marshal(e.Signed)
+		vm, err := c.verifier.ReplicaFrame(frame)
+		if err != nil {
+			c.t.Fatalf("logged message does not verify: %v", err)
+		}
+		rec.Log = append(rec.Log, vm)
+	}
+	if err := r.Restore(rec); err != nil {
+		c.t.Fatal(err)
+	}
+	c.replicas[i] = r
+	// Messages in flight to the crashed replica are lost.
+	kept := c.queue[:0]
+	for _, m := range c.queue {
+		if m.to != uint32(i) {
+			kept = append(kept, m)
+		}
+	}
+	c.queue = kept
+}
+
+// transferState installs, on replica i, replica from's state at the
+// checkpoint replica i asked for, as state transfer does.
+func (c *cluster) transferState(i, from int) {
+	c.t.Helper()
+	cert := c.behind[i]
+	if cert == nil {
+		c.t.Fatalf("replica %d did not ask for state transfer", i)
+	}
+	if c.hashAt[from][cert.Sequence] != cert.StateDigest {
+		c.t.Fatalf("certificate digest does not match replica %d's state at %d", from, cert.Sequence)
+	}
+	c.executed[i] = append([]CommittedBatch(nil), c.executed[from][:cert.Sequence]...)
+	c.stateHash[i] = cert.StateDigest
+	c.hashAt[i][cert.Sequence] = cert.StateDigest
+	c.behind[i] = nil
+	if err := c.replicas[i].InstallCheckpoint(*cert); err != nil {
+		c.t.Fatal(err)
 	}
 }
 
@@ -229,3 +310,13 @@ func (c *cluster) checkpointSeq(frame []byte) uint64 {
 func digestBytes(d crypto.Digest) []byte { return append([]byte(nil), d[:]...) }
 
 func protoMarshal(m proto.Message) ([]byte, error) { return proto.Marshal(m) }
+
+func (c *cluster) decode(s *wire.Signed) VerifiedMessage {
+	c.t.Helper()
+	frame, _ := proto.Marshal(s)
+	vm, err := c.verifier.ReplicaFrame(frame)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return vm
+}

@@ -35,6 +35,10 @@ type Replica struct {
 	ownCheckpoints map[uint64]*wire.Signed
 	// future buffers messages for the sequences just above the window.
 	future *futureBuffer
+	// ticks counts Tick calls; fetchAnswered rate-limits Fetch answers.
+	ticks         uint64
+	fetchAnswered map[uint32]uint64
+	fetchesSent   uint64
 
 	ready Ready
 }
@@ -62,6 +66,7 @@ func New(cfg Config) (*Replica, error) {
 
 		ownCheckpoints: make(map[uint64]*wire.Signed),
 		future:         newFutureBuffer(cfg.N),
+		fetchAnswered:  make(map[uint32]uint64),
 	}, nil
 }
 
@@ -88,6 +93,7 @@ func (r *Replica) Status() Status {
 		Slots:           len(r.slots),
 		Retransmissions: r.retransmissions,
 		Buffered:        r.future.len(),
+		FetchesSent:     r.fetchesSent,
 	}
 }
 
@@ -105,6 +111,7 @@ func (r *Replica) Ready() Ready {
 
 // Tick advances the replica's logical clock by one tick.
 func (r *Replica) Tick() {
+	r.ticks++
 	if r.IsPrimary() && r.requests.queued() > 0 {
 		r.batchWait++
 		r.propose()
@@ -171,6 +178,13 @@ func (r *Replica) Step(m VerifiedMessage) error {
 		return r.stepCommit(from, body.Commit, m.Signed)
 	case *wire.ReplicaMessage_Checkpoint:
 		return r.stepCheckpoint(from, body.Checkpoint, m.Signed)
+	case *wire.ReplicaMessage_Fetch:
+		if body.Fetch == nil {
+			return ErrMalformed
+		}
+		return r.stepFetch(from, body.Fetch)
+	case *wire.ReplicaMessage_CheckpointCertificate:
+		return r.stepCheckpointCertificate(m.Votes)
 	case *wire.ReplicaMessage_ForwardedRequest:
 		if len(m.Requests) != 1 {
 			return ErrMalformed

@@ -9,23 +9,29 @@ const DefaultRetransmitTicks = 100
 // noteProgress resets the retransmission timer.
 func (r *Replica) noteProgress() { r.idleTicks = 0 }
 
-// retransmitTick counts a tick without progress while agreement is
-// unfinished, and after RetransmitTicks resends this replica's part of it:
-// the primary's pre-prepares and every prepare and commit it sent for
+// retransmitTick counts ticks without progress. After RetransmitTicks of
+// them, a replica with agreement still open resends its part of it (the
+// primary's pre-prepares and every prepare and commit it sent for
 // sequences not yet committed, and its checkpoint votes above the stable
-// checkpoint. Streams lose messages when connections break; this is what
+// checkpoint), and every replica broadcasts a Fetch in case the others
+// are ahead. Streams lose messages when connections break; this is what
 // makes the protocol live anyway. Receivers drop the copies they already
 // have, so resending is always safe.
 func (r *Replica) retransmitTick() {
-	if !r.unfinished() {
-		r.idleTicks = 0
-		return
-	}
 	r.idleTicks++
 	if r.idleTicks < r.cfg.RetransmitTicks {
 		return
 	}
 	r.idleTicks = 0
+	if r.unfinished() {
+		r.retransmit()
+	}
+	// Whether or not agreement is open here, others may be ahead: ask.
+	// Replicas answer only when they have something above this one.
+	r.broadcastFetch()
+}
+
+func (r *Replica) retransmit() {
 	r.retransmissions++
 	for seq := r.lastCommitted + 1; seq <= r.window.High(); seq++ {
 		s := r.slots[seq]

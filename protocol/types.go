@@ -37,6 +37,8 @@ type VerifiedMessage struct {
 	// Requests are the decoded payloads of a pre-prepare's requests (their
 	// client signatures checked), or of a forwarded request; nil otherwise.
 	Requests []*wire.Request
+	// Votes are a checkpoint certificate's votes (signatures checked).
+	Votes []checkpoint.Vote
 }
 
 // ClientRequest is a client request whose client signature was checked.
@@ -66,6 +68,11 @@ const (
 	KindCommit     Kind = 'c'
 	KindCheckpoint Kind = 'k'
 	KindForward    Kind = 'f'
+	// Kinds that are never persisted.
+	KindFetch                 Kind = 'F'
+	KindCheckpointCertificate Kind = 'C'
+	KindStateRequest          Kind = 'r'
+	KindStateChunk            Kind = 's'
 )
 
 func (k Kind) String() string {
@@ -80,6 +87,14 @@ func (k Kind) String() string {
 		return "checkpoint"
 	case KindForward:
 		return "forwarded_request"
+	case KindFetch:
+		return "fetch"
+	case KindCheckpointCertificate:
+		return "checkpoint_certificate"
+	case KindStateRequest:
+		return "state_request"
+	case KindStateChunk:
+		return "state_chunk"
 	}
 	return "unknown"
 }
@@ -132,4 +147,5 @@ type Status struct {
 	Slots           int
 	Retransmissions uint64
 	Buffered        int
+	FetchesSent     uint64
 }

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pbftnode/pbftnode/checkpoint"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -87,10 +88,59 @@ func (v *MessageVerifier) ReplicaMessage(signed *wire.Signed) (VerifiedMessage, 
 		if b.Checkpoint == nil {
 			return VerifiedMessage{}, ErrMalformed
 		}
+	case *wire.ReplicaMessage_CheckpointCertificate:
+		votes, err := v.checkpointVotes(b.CheckpointCertificate.GetVotes())
+		if err != nil {
+			return VerifiedMessage{}, err
+		}
+		m.Votes = votes
+	case *wire.ReplicaMessage_Fetch:
+		if b.Fetch == nil {
+			return VerifiedMessage{}, ErrMalformed
+		}
+	case *wire.ReplicaMessage_StateRequest:
+		if b.StateRequest == nil {
+			return VerifiedMessage{}, ErrMalformed
+		}
+	case *wire.ReplicaMessage_StateChunk:
+		if b.StateChunk == nil {
+			return VerifiedMessage{}, ErrMalformed
+		}
 	default:
 		return VerifiedMessage{}, fmt.Errorf("%w: unknown message type", ErrMalformed)
 	}
 	return m, nil
+}
+
+// checkpointVotes verifies the signed CHECKPOINT messages of a
+// certificate; whether they make a quorum is the core's check.
+func (v *MessageVerifier) checkpointVotes(signed []*wire.Signed) ([]checkpoint.Vote, error) {
+	if len(signed) == 0 || len(signed) > len(v.replicas) {
+		return nil, fmt.Errorf("%w: certificate with %d votes", ErrMalformed, len(signed))
+	}
+	votes := make([]checkpoint.Vote, len(signed))
+	for i, s := range signed {
+		if s == nil {
+			return nil, ErrMalformed
+		}
+		var body wire.ReplicaMessage
+		if err := proto.Unmarshal(s.Payload, &body); err != nil {
+			return nil, fmt.Errorf("%w: certificate vote: %w", ErrMalformed, err)
+		}
+		cp := body.GetCheckpoint()
+		if cp == nil || len(cp.StateDigest) != 32 {
+			return nil, fmt.Errorf("%w: certificate vote is not a checkpoint", ErrMalformed)
+		}
+		if int64(body.From) >= int64(len(v.replicas)) {
+			return nil, ErrUnknownSender
+		}
+		if !crypto.Verify(v.replicas[body.From], v.clusterID, crypto.DomainReplicaMessage, s.Payload, s.Signature) {
+			return nil, fmt.Errorf("%w: certificate vote from replica %d", ErrBadSignature, body.From)
+		}
+		votes[i] = checkpoint.Vote{Replica: body.From, Sequence: cp.Sequence, Signed: s}
+		copy(votes[i].StateDigest[:], cp.StateDigest)
+	}
+	return votes, nil
 }
 
 // ClientRequest verifies a signed request received from a client.

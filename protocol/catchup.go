@@ -1,0 +1,116 @@
+package protocol
+
+import (
+	"fmt"
+
+	"github.com/pbftnode/pbftnode/checkpoint"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// DefaultFetchSlots bounds how many sequences one Fetch answer covers.
+const DefaultFetchSlots = 128
+
+// broadcastFetch asks every replica for what it has above this replica's
+// last committed sequence.
+func (r *Replica) broadcastFetch() {
+	r.send(Broadcast, KindFetch, &wire.ReplicaMessage{
+		Body: &wire.ReplicaMessage_Fetch{Fetch: &wire.Fetch{FromSequence: r.lastCommitted}},
+	})
+	r.fetchesSent++
+}
+
+// stepFetch answers a Fetch from replica from: its stable checkpoint
+// certificate if the sender is below it, then this replica's share of the
+// agreement on the sequences above the sender's (the accepted pre-prepare,
+// which the primary signed, and its own prepare and commit), and its own
+// checkpoint votes above the stable checkpoint. Each replica is answered
+// at most once per RetransmitTicks/4 ticks.
+func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
+	if last, ok := r.fetchAnswered[from]; ok && r.ticks-last < uint64(max(1, r.cfg.RetransmitTicks/4)) {
+		return ErrDuplicate
+	}
+	r.fetchAnswered[from] = r.ticks
+	stable := r.checkpoints.Stable()
+	if f.FromSequence < r.window.Low && stable.Sequence == r.window.Low && stable.Sequence > 0 {
+		votes := make([]*wire.Signed, 0, len(stable.Proof))
+		for _, v := range stable.Proof {
+			votes = append(votes, v.Signed)
+		}
+		r.send(from, KindCheckpointCertificate, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_CheckpointCertificate{
+			CheckpointCertificate: &wire.CheckpointCertificate{Votes: votes},
+		}})
+	}
+	sent := 0
+	for seq := max(f.FromSequence, r.window.Low) + 1; seq <= r.window.High() && sent < DefaultFetchSlots; seq++ {
+		s := r.slots[seq]
+		if s == nil || s.prePrepare == nil || s.view != r.view {
+			continue
+		}
+		sent++
+		r.sendTo(from, KindPrePrepare, s.prePrepare)
+		if v, ok := s.prepares[r.cfg.ID]; ok {
+			r.sendTo(from, KindPrepare, v.signed)
+		}
+		if v, ok := s.commits[r.cfg.ID]; ok {
+			r.sendTo(from, KindCommit, v.signed)
+		}
+	}
+	for seq, signed := range r.ownCheckpoints {
+		if seq > max(f.FromSequence, r.window.Low) {
+			r.sendTo(from, KindCheckpoint, signed)
+		}
+	}
+	return nil
+}
+
+func (r *Replica) sendTo(to uint32, kind Kind, signed *wire.Signed) {
+	r.ready.Messages = append(r.ready.Messages, Outbound{To: to, Signed: signed, Kind: kind})
+}
+
+// stepCheckpointCertificate adopts a stable checkpoint proven by a quorum
+// of signed votes. If this replica has executed that far the window moves;
+// otherwise Ready.Behind asks the runtime for a state transfer.
+func (r *Replica) stepCheckpointCertificate(votes []checkpoint.Vote) error {
+	cert, err := checkpoint.VerifyCertificate(votes, r.cfg.N, r.quorum, r.cfg.CheckpointInterval)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckpointRejected, err)
+	}
+	if cert.Sequence <= r.checkpoints.Stable().Sequence {
+		return ErrStale
+	}
+	r.checkpoints.Restore(cert)
+	if cert.Sequence <= r.lastCommitted {
+		r.moveWindow(&cert)
+		return nil
+	}
+	r.ready.Behind = &cert
+	return nil
+}
+
+// InstallCheckpoint tells the replica that the runtime installed the state
+// certified by cert (fetched by state transfer and checked against
+// cert.StateDigest). The replica continues from cert.Sequence and asks the
+// others for the log above it.
+func (r *Replica) InstallCheckpoint(cert checkpoint.Certificate) error {
+	if _, err := checkpoint.VerifyCertificate(cert.Proof, r.cfg.N, r.quorum, r.cfg.CheckpointInterval); err != nil {
+		return fmt.Errorf("protocol: install: %w", err)
+	}
+	if cert.Sequence <= r.lastCommitted {
+		return fmt.Errorf("protocol: install checkpoint %d at or below the last committed %d: %w", cert.Sequence, r.lastCommitted, ErrStale)
+	}
+	if cert.Sequence > r.checkpoints.Stable().Sequence {
+		r.checkpoints.Restore(cert)
+	}
+	// Requests ordered in the skipped sequences are settled by the state.
+	for seq, s := range r.slots {
+		if seq <= cert.Sequence && !s.committed {
+			r.requests.committed(s.requests)
+		}
+	}
+	r.lastCommitted = cert.Sequence
+	r.nextSequence = max(r.nextSequence, cert.Sequence+1)
+	r.moveWindow(&cert)
+	r.deliver()
+	r.broadcastFetch()
+	return nil
+}

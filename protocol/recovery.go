@@ -1,0 +1,116 @@
+package protocol
+
+import (
+	"fmt"
+
+	"github.com/pbftnode/pbftnode/checkpoint"
+	"github.com/pbftnode/pbftnode/crypto"
+)
+
+// Recovered is what a restarted replica's storage holds: the view, the
+// stable checkpoint with its certificate, the last sequence the executor
+// applied, and the protocol log above the stable checkpoint (accepted
+// pre-prepares and this replica's own prepares, commits and checkpoint
+// votes, re-verified by the runtime).
+type Recovered struct {
+	View     uint64
+	Stable   *checkpoint.Certificate
+	Executed uint64
+	Log      []VerifiedMessage
+}
+
+// Restore loads a restarted replica's state. Call it once, right after
+// New and before any other input. The replica never contradicts what its
+// log says it sent: a restored prepare or commit stands, and the primary
+// continues numbering after the highest sequence it assigned. It then
+// asks the others for what it missed (a Fetch in Ready).
+func (r *Replica) Restore(rec Recovered) error {
+	if r.lastCommitted != 0 || len(r.slots) != 0 {
+		return fmt.Errorf("protocol: restore into a replica that already ran")
+	}
+	r.view = rec.View
+	r.lastCommitted = rec.Executed
+	if rec.Stable != nil && rec.Stable.Sequence > 0 {
+		cert, err := checkpoint.VerifyCertificate(rec.Stable.Proof, r.cfg.N, r.quorum, r.cfg.CheckpointInterval)
+		if err != nil {
+			return fmt.Errorf("protocol: restore: stored certificate: %w", err)
+		}
+		r.checkpoints.Restore(cert)
+		if rec.Executed >= cert.Sequence {
+			r.window.Low = cert.Sequence
+		} else {
+			// The executor's (unsynced) state is older than the stable
+			// checkpoint: fetch the certified state.
+			r.window.Low = rec.Executed - rec.Executed%r.cfg.CheckpointInterval
+			r.ready.Behind = &cert
+		}
+	} else {
+		r.window.Low = rec.Executed - rec.Executed%r.cfg.CheckpointInterval
+	}
+	r.nextSequence = r.lastCommitted + 1
+	for _, m := range rec.Log {
+		if err := r.restoreEntry(m); err != nil {
+			return err
+		}
+	}
+	r.broadcastFetch()
+	return nil
+}
+
+func (r *Replica) restoreEntry(m VerifiedMessage) error {
+	body := m.Body
+	if body == nil {
+		return fmt.Errorf("protocol: restore: %w", ErrMalformed)
+	}
+	switch {
+	case body.GetPrePrepare() != nil:
+		pp := body.GetPrePrepare()
+		if pp.View != r.view || pp.Sequence <= r.window.Low || len(pp.Requests) != len(m.Requests) {
+			return nil
+		}
+		if body.From != Primary(pp.View, r.cfg.N) {
+			return fmt.Errorf("protocol: restore: logged pre-prepare %d not from the primary", pp.Sequence)
+		}
+		s := r.slot(pp.Sequence)
+		s.prePrepare, s.digest, s.requests = m.Signed, crypto.BatchDigest(pp.Requests), m.Requests
+		r.nextSequence = max(r.nextSequence, pp.Sequence+1)
+		if pp.Sequence <= r.lastCommitted {
+			s.prepared, s.committed = true, true
+		} else {
+			r.requests.ordered(m.Requests)
+		}
+	case body.From != r.cfg.ID:
+		return nil // only this replica's own votes are logged
+	case body.GetPrepare() != nil:
+		p := body.GetPrepare()
+		if p.View != r.view || p.Sequence <= r.window.Low {
+			return nil
+		}
+		var d crypto.Digest
+		copy(d[:], p.Digest)
+		r.slot(p.Sequence).prepares[r.cfg.ID] = vote{digest: d, signed: m.Signed}
+	case body.GetCommit() != nil:
+		c := body.GetCommit()
+		if c.View != r.view || c.Sequence <= r.window.Low {
+			return nil
+		}
+		var d crypto.Digest
+		copy(d[:], c.Digest)
+		s := r.slot(c.Sequence)
+		s.commits[r.cfg.ID] = vote{digest: d, signed: m.Signed}
+		// A replica commits only once prepared, and logs the pre-prepare
+		// before its commit.
+		s.prepared = s.prePrepare != nil && s.digest == d
+	case body.GetCheckpoint() != nil:
+		cp := body.GetCheckpoint()
+		if cp.Sequence <= r.checkpoints.Stable().Sequence {
+			return nil
+		}
+		v := checkpoint.Vote{Replica: r.cfg.ID, Sequence: cp.Sequence, Signed: m.Signed}
+		copy(v.StateDigest[:], cp.StateDigest)
+		if _, err := r.checkpoints.Add(v); err == nil {
+			r.ownCheckpoints[cp.Sequence] = m.Signed
+		}
+	}
+	return nil
+}
