@@ -75,16 +75,28 @@ func (r *Replica) stepCheckpointCertificate(votes []checkpoint.Vote) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrCheckpointRejected, err)
 	}
-	if cert.Sequence <= r.checkpoints.Stable().Sequence {
+	switch {
+	case cert.Sequence <= r.window.Low:
+		return ErrStale
+	case r.transferring != nil && cert.Sequence <= r.transferring.Sequence:
 		return ErrStale
 	}
-	r.checkpoints.Restore(cert)
+	if cert.Sequence > r.checkpoints.Stable().Sequence {
+		r.checkpoints.Restore(cert)
+	}
 	if cert.Sequence <= r.lastCommitted {
 		r.moveWindow(&cert)
 		return nil
 	}
-	r.ready.Behind = &cert
+	r.requestStateTransfer(&cert)
 	return nil
+}
+
+// requestStateTransfer asks the runtime for the state certified by cert.
+// Until InstallCheckpoint, nothing is delivered for execution.
+func (r *Replica) requestStateTransfer(cert *checkpoint.Certificate) {
+	r.transferring = cert
+	r.ready.Behind = cert
 }
 
 // InstallCheckpoint tells the replica that the runtime installed the state
@@ -107,6 +119,7 @@ func (r *Replica) InstallCheckpoint(cert checkpoint.Certificate) error {
 			r.requests.committed(s.requests)
 		}
 	}
+	r.transferring = nil
 	r.lastCommitted = cert.Sequence
 	r.nextSequence = max(r.nextSequence, cert.Sequence+1)
 	r.moveWindow(&cert)

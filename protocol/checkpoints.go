@@ -44,8 +44,9 @@ func (r *Replica) addCheckpointVote(v checkpoint.Vote) error {
 		return nil
 	}
 	if cert.Sequence > r.lastCommitted {
-		// A quorum is past this replica: it needs their state.
-		r.ready.Behind = cert
+		// A quorum is past this replica. If it has the log to get there,
+		// deliver moves the window when it does; if not, its next Fetch
+		// brings the certificate that starts a state transfer.
 		return nil
 	}
 	r.moveWindow(cert)

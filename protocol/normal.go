@@ -197,7 +197,7 @@ func (r *Replica) tryCommitted(seq uint64, s *slot) {
 
 // deliver hands out committed batches strictly in sequence order.
 func (r *Replica) deliver() {
-	for {
+	for r.transferring == nil {
 		seq := r.lastCommitted + 1
 		s := r.slots[seq]
 		if s == nil || !s.committed {

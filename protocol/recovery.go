@@ -42,7 +42,7 @@ func (r *Replica) Restore(rec Recovered) error {
 			// The executor's (unsynced) state is older than the stable
 			// checkpoint: fetch the certified state.
 			r.window.Low = rec.Executed - rec.Executed%r.cfg.CheckpointInterval
-			r.ready.Behind = &cert
+			r.requestStateTransfer(&cert)
 		}
 	} else {
 		r.window.Low = rec.Executed - rec.Executed%r.cfg.CheckpointInterval

@@ -39,6 +39,8 @@ type Replica struct {
 	ticks         uint64
 	fetchAnswered map[uint32]uint64
 	fetchesSent   uint64
+	// transferring is the checkpoint a state transfer is fetching.
+	transferring *checkpoint.Certificate
 
 	ready Ready
 }
@@ -94,6 +96,7 @@ func (r *Replica) Status() Status {
 		Retransmissions: r.retransmissions,
 		Buffered:        r.future.len(),
 		FetchesSent:     r.fetchesSent,
+		Transferring:    r.transferring != nil,
 	}
 }
 

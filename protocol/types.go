@@ -148,4 +148,5 @@ type Status struct {
 	Retransmissions uint64
 	Buffered        int
 	FetchesSent     uint64
+	Transferring    bool
 }
