@@ -48,3 +48,26 @@ type BatchApplication interface {
 	// Rollback discards the buffered changes of the batch.
 	Rollback()
 }
+
+// TransferableApplication is an Application whose whole state lives in the
+// replica's database under storage.PrefixApp, so checkpoint state transfer
+// can copy it entry by entry (see StateSnapshot and Executor.RestoreBegin).
+// KV implements it.
+type TransferableApplication interface {
+	Application
+	// TransferKey reports whether a stored key (a full key, starting with
+	// storage.PrefixApp) is part of the transferred state. Derived values,
+	// such as a digest accumulator, are not: the receiver recomputes them.
+	// It must depend on key only: snapshots call it from other goroutines.
+	TransferKey(key []byte) bool
+	// CheckTransferEntry validates an entry received from a possibly
+	// faulty peer (key is a full key starting with storage.PrefixApp). It
+	// must reject every key TransferKey would not send and every value the
+	// application could not have stored, and depend on its arguments only.
+	CheckTransferEntry(key, value []byte) error
+	// Reload reloads the in-memory state from the database after state
+	// transfer rewrote the application's keys directly, recomputing every
+	// derived value (it must not trust a stored one). Never called during a
+	// batch.
+	Reload() error
+}

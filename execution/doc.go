@@ -41,6 +41,29 @@
 // would add an fsync per batch to the ordering critical path for no safety
 // gain.
 //
+// Checkpoint state transfer: a replica that fell behind fetches the state
+// snapshot of a stable checkpoint from peers. On a peer, the runtime calls
+// Executor.TakeSnapshot on its loop goroutine right after executing a
+// checkpoint sequence; the StateSnapshot wraps a goleveldb snapshot, so it
+// is unaffected by later Applies and serves Chunk calls from any goroutine
+// without stalling ordering. A snapshot's entries are, in key order, the
+// application entries the application transfers (for KV a/k/*; derived
+// values such as a/m/digest are left out) and the executor records
+// (e/last, e/reply/*). The receiver, on its loop goroutine, calls
+// RestoreBegin (durably sets the transfer marker of package storage and
+// wipes a/ and e/), RestoreChunk for each chunk (every entry validated:
+// known key shape, size limits, strictly increasing keys across chunks,
+// decodable executor records; a chunk is written whole or not at all),
+// then RestoreFinishExpect(certified digest) (or RestoreFinish and its own
+// comparison): the application recomputes its digest from the entries and
+// the executor reloads and validates its records, so no digest value from
+// the peer is trusted; the marker is cleared only on success. RestoreAbort
+// wipes again for a retry with another peer. Restore writes are fsynced
+// per storage.Options.Sync, so once the marker is cleared the state is
+// durable; if a crash leaves the marker set, NewExecutor discards the
+// partial state and starts empty. Only a TransferableApplication (KV is
+// one) supports state transfer.
+//
 // State digests are incremental multiset hashes (AdHash: a sum modulo
 // 2^256 of per-entry SHA-256 digests), so computing a checkpoint digest
 // costs O(1) and never stalls ordering. The reply-cache digest has one

@@ -57,24 +57,76 @@ type Reply struct {
 // The Executor is not safe for concurrent use: the runtime calls it from
 // one goroutine.
 type Executor struct {
-	ldb      *leveldb.DB
-	app      Application
-	batchApp BatchApplication
-	logger   *slog.Logger
+	db          *storage.DB
+	ldb         *leveldb.DB
+	app         Application
+	batchApp    BatchApplication
+	transferApp TransferableApplication
+	logger      *slog.Logger
 
 	lastExecuted uint64
 	clients      map[string]*clientWindow
 	// cacheAcc is the AdHash of the reply cache entries of all windows.
 	cacheAcc adHash
+
+	// restore is the state transfer in progress, nil when none.
+	restore *restoreState
+}
+
+// loadState replaces the in-memory executor state with the one stored in
+// the database, validating every record.
+func (e *Executor) loadState() error {
+	e.lastExecuted = 0
+	e.clients = make(map[string]*clientWindow)
+	e.cacheAcc = adHash{}
+	last, err := e.ldb.Get([]byte(executorLastKey), nil)
+	switch {
+	case errors.Is(err, leveldb.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("executor: load last executed: %w", err)
+	case len(last) != 8:
+		return fmt.Errorf("executor: load last executed: corrupt value of length %d, want 8", len(last))
+	default:
+		e.lastExecuted = binary.BigEndian.Uint64(last)
+	}
+	iter := e.ldb.NewIterator(util.BytesPrefix([]byte(executorReplyPrefix)), nil)
+	defer iter.Release()
+	for iter.Next() {
+		clientID := string(iter.Key()[len(executorReplyPrefix):])
+		if len(clientID) == 0 || len(clientID) > MaxClientIDSize {
+			return fmt.Errorf("executor: load reply cache: client ID of invalid length %d", len(clientID))
+		}
+		w, err := decodeClientWindow(clientID, iter.Value())
+		if err != nil {
+			return fmt.Errorf("executor: load reply cache of client %x: %w", clientID, err)
+		}
+		e.clients[clientID] = w
+		for _, entry := range w.entries {
+			e.cacheAcc.add(entry.hash)
+		}
+	}
+	if err := iter.Error(); err != nil {
+		return fmt.Errorf("executor: load reply cache: %w", err)
+	}
+	return nil
 }
 
 // NewExecutor loads the last executed sequence and the reply cache from
-// db (under storage.PrefixExecutor). app is normally a KV on the same db.
+// db (under storage.PrefixExecutor), validating every record. app is
+// normally a KV on the same db.
+//
+// If db's state-transfer marker is set (a crash interrupted a restore; see
+// RestoreBegin), the state under storage.PrefixApp and
+// storage.PrefixExecutor is partial: NewExecutor logs a warning, deletes
+// it, reloads app (which must then be a TransferableApplication), clears
+// the marker and starts empty (LastExecuted 0). Nothing else in db is
+// touched; the runtime fetches the state from peers again.
 func NewExecutor(db *storage.DB, app Application, logger *slog.Logger) (*Executor, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Executor{
+		db:      db,
 		ldb:     db.LevelDB(),
 		app:     app,
 		logger:  logger,
@@ -83,31 +135,14 @@ func NewExecutor(db *storage.DB, app Application, logger *slog.Logger) (*Executo
 	if batchApp, ok := app.(BatchApplication); ok {
 		e.batchApp = batchApp
 	}
-	last, err := e.ldb.Get([]byte(executorLastKey), nil)
-	switch {
-	case errors.Is(err, leveldb.ErrNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("executor: load last executed: %w", err)
-	case len(last) != 8:
-		return nil, fmt.Errorf("executor: load last executed: corrupt value of length %d, want 8", len(last))
-	default:
-		e.lastExecuted = binary.BigEndian.Uint64(last)
+	if transferApp, ok := app.(TransferableApplication); ok {
+		e.transferApp = transferApp
 	}
-	iter := e.ldb.NewIterator(util.BytesPrefix([]byte(executorReplyPrefix)), nil)
-	defer iter.Release()
-	for iter.Next() {
-		clientID := string(iter.Key()[len(executorReplyPrefix):])
-		w, err := decodeClientWindow(clientID, iter.Value())
-		if err != nil {
-			return nil, fmt.Errorf("executor: load reply cache of client %x: %w", clientID, err)
-		}
-		e.clients[clientID] = w
-		for _, entry := range w.entries {
-			e.cacheAcc.add(entry.hash)
-		}
+	if err := e.recoverInterruptedTransfer(); err != nil {
+		return nil, err
 	}
-	if err := iter.Error(); err != nil {
-		return nil, fmt.Errorf("executor: load reply cache: %w", err)
+	if err := e.loadState(); err != nil {
+		return nil, err
 	}
 	logger.Info("executor: loaded", "last_executed", e.lastExecuted, "cached_clients", len(e.clients))
 	return e, nil
@@ -193,6 +228,9 @@ func (e *Executor) StateDigest() [32]byte {
 // written in one unsynced goleveldb batch (see the package documentation
 // for why no fsync is needed).
 func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
+	if e.restore != nil {
+		return nil, fmt.Errorf("executor: apply sequence %d: %w", sequence, errRestoreInProgress)
+	}
 	if sequence != e.lastExecuted+1 {
 		return nil, fmt.Errorf("executor: apply sequence %d, want %d (last executed %d)", sequence, e.lastExecuted+1, e.lastExecuted)
 	}

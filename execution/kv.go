@@ -310,3 +310,55 @@ func marshalResult(r *wire.KVResult) []byte {
 	}
 	return out
 }
+
+// TransferKey reports whether the stored key belongs to the state that
+// checkpoint state transfer copies: the entries under a/k/. The digest
+// accumulator is derived and left out (see TransferableApplication).
+func (kv *KV) TransferKey(key []byte) bool {
+	return bytes.HasPrefix(key, []byte(kvDataPrefix))
+}
+
+// CheckTransferEntry validates an entry received from a peer during state
+// transfer: key must be a/k/<k> with k at most MaxKeySize bytes, value at
+// most MaxValueSize bytes.
+func (kv *KV) CheckTransferEntry(key, value []byte) error {
+	k, ok := bytes.CutPrefix(key, []byte(kvDataPrefix))
+	if !ok {
+		return fmt.Errorf("kv: transfer key %q is not a kv entry (want prefix %q)", truncateKey(key), kvDataPrefix)
+	}
+	if len(k) > MaxKeySize {
+		return fmt.Errorf("kv: transfer key of %d bytes over limit %d", len(k), MaxKeySize)
+	}
+	if len(value) > MaxValueSize {
+		return fmt.Errorf("kv: transfer value of %d bytes over limit %d", len(value), MaxValueSize)
+	}
+	return nil
+}
+
+// Reload reloads the KV after state transfer rewrote its entries directly
+// in the database: it recomputes the digest accumulator from the entries
+// (never trusting a stored one) and stores it. Not allowed during a batch.
+func (kv *KV) Reload() error {
+	if kv.inBatch {
+		return errors.New("kv: reload during a batch")
+	}
+	acc, err := kv.recompute()
+	if err != nil {
+		return fmt.Errorf("kv: reload: %w", err)
+	}
+	digest := acc.bytes()
+	if err := kv.db.Put([]byte(kvDigestKey), digest[:], &opt.WriteOptions{Sync: false}); err != nil {
+		return fmt.Errorf("kv: reload: store digest: %w", err)
+	}
+	kv.acc = acc
+	return nil
+}
+
+// truncateKey shortens a hostile key for error messages.
+func truncateKey(key []byte) []byte {
+	const limit = 64
+	if len(key) > limit {
+		return key[:limit]
+	}
+	return key
+}

@@ -9,9 +9,17 @@
 //	PrefixExecutor ("e/")  last executed sequence and reply cache (execution.Executor)
 //	PrefixRaft     ("r/")  Raft log and hard state (Raft mode)
 //
-// Writes that protect safety (AppendLog, SaveView) are fsynced when
-// Options.Sync is true, which DefaultOptions sets. Turning Sync off is meant
-// for benchmarks only; Open logs a warning when it is off.
+// Besides the protocol log (p/log/...) and the view (p/view), PrefixProtocol
+// holds the latest stable checkpoint certificate (p/stable, an encoded
+// wire.CheckpointCertificate stored opaquely; SaveStableCheckpoint,
+// LoadStableCheckpoint) and the state-transfer marker (p/transfer;
+// SetTransferInProgress, TransferInProgress), which package execution sets
+// while it replaces the a/ and e/ state with a snapshot fetched from peers.
+//
+// Writes that protect safety (AppendLog, SaveView, SaveStableCheckpoint,
+// SetTransferInProgress) are fsynced when Options.Sync is true, which
+// DefaultOptions sets. Turning Sync off is meant for benchmarks only; Open
+// logs a warning when it is off.
 //
 // A DB is safe for concurrent use by multiple goroutines, as goleveldb is.
 package storage

@@ -28,7 +28,8 @@ var ErrLocked = errors.New("storage: database is locked by another process")
 // Options configure Open.
 type Options struct {
 	// Sync makes safety-critical writes (AppendLog, SaveView,
-	// DeleteLogBelow) wait for fsync. Production replicas must set it;
+	// DeleteLogBelow, SaveStableCheckpoint, SetTransferInProgress) wait
+	// for fsync. Production replicas must set it;
 	// DefaultOptions does. Without it a power loss can lose protocol state
 	// the replica has already acted on, which can break safety.
 	Sync bool

@@ -1,0 +1,412 @@
+package execution
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/wire"
+	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/util"
+)
+
+var (
+	// ErrTransferUnsupported is returned (wrapped) by TakeSnapshot and
+	// RestoreBegin when the application is not a TransferableApplication.
+	ErrTransferUnsupported = errors.New("application does not support state transfer")
+	// ErrSnapshotReleased is returned (wrapped) by StateSnapshot.Chunk
+	// after Release.
+	ErrSnapshotReleased = errors.New("state snapshot released")
+	// ErrStateDigestMismatch is returned (wrapped) by RestoreFinishExpect
+	// when the restored state does not have the expected digest.
+	ErrStateDigestMismatch = errors.New("restored state digest mismatch")
+
+	errRestoreInProgress = errors.New("state transfer restore in progress")
+	errNoRestore         = errors.New("no state transfer restore in progress")
+)
+
+// transferPrefixes are the key ranges state transfer copies, in key order.
+var transferPrefixes = [...]string{storage.PrefixApp, storage.PrefixExecutor}
+
+// wipeBatchSize bounds the deletions per write when wiping the state.
+const wipeBatchSize = 4096
+
+// StateSnapshot is the state (application and executor) as of one
+// executed sequence, read from a consistent goleveldb snapshot, so later
+// Applies do not change it. Serve it to peers with Chunk; Release it when
+// done. Its methods are safe for concurrent use by multiple goroutines,
+// including concurrently with the Executor.
+type StateSnapshot struct {
+	sequence    uint64
+	digest      [32]byte
+	transferKey func(key []byte) bool
+
+	mu       sync.RWMutex // Release waits for Chunk calls in flight
+	snap     *leveldb.Snapshot
+	released bool
+}
+
+// TakeSnapshot captures the current state: call it between Applies, right
+// after applying a checkpoint sequence. It fails with an error wrapping
+// ErrTransferUnsupported when the application is not a
+// TransferableApplication, and during a restore.
+func (e *Executor) TakeSnapshot() (*StateSnapshot, error) {
+	if e.transferApp == nil {
+		return nil, fmt.Errorf("executor: take snapshot: %w", ErrTransferUnsupported)
+	}
+	if e.restore != nil {
+		return nil, fmt.Errorf("executor: take snapshot: %w", errRestoreInProgress)
+	}
+	snap, err := e.ldb.GetSnapshot()
+	if err != nil {
+		return nil, fmt.Errorf("executor: take snapshot: %w", err)
+	}
+	// The snapshot must hold exactly the state the digest describes.
+	last, err := snap.Get([]byte(executorLastKey), nil)
+	var stored uint64
+	switch {
+	case errors.Is(err, leveldb.ErrNotFound):
+	case err != nil:
+		snap.Release()
+		return nil, fmt.Errorf("executor: take snapshot: read last executed: %w", err)
+	case len(last) == 8:
+		stored = binary.BigEndian.Uint64(last)
+	default:
+		snap.Release()
+		return nil, fmt.Errorf("executor: take snapshot: corrupt last executed of length %d", len(last))
+	}
+	if stored != e.lastExecuted {
+		snap.Release()
+		return nil, fmt.Errorf("executor: take snapshot: stored last executed %d, in memory %d", stored, e.lastExecuted)
+	}
+	return &StateSnapshot{
+		sequence:    e.lastExecuted,
+		digest:      e.StateDigest(),
+		transferKey: e.transferApp.TransferKey,
+		snap:        snap,
+	}, nil
+}
+
+// Sequence returns the last executed sequence the snapshot was taken at.
+func (s *StateSnapshot) Sequence() uint64 { return s.sequence }
+
+// Digest returns the executor's StateDigest at the snapshot's sequence.
+func (s *StateSnapshot) Digest() [32]byte { return s.digest }
+
+// Chunk returns the snapshot's transferred entries (application entries
+// under storage.PrefixApp that the application transfers, then the
+// executor's last executed sequence and client windows) in key order,
+// starting at startKey inclusive. It stops before the keys and values
+// returned would exceed maxBytes, but returns at least one entry when any
+// is left. nextKey is the key to ask for next, empty when no entry is
+// left. startKey may be any bytes (it comes from the network).
+func (s *StateSnapshot) Chunk(startKey []byte, maxBytes int) (entries []*wire.KeyValue, nextKey []byte, err error) {
+	if maxBytes <= 0 {
+		return nil, nil, fmt.Errorf("snapshot chunk: maxBytes %d, want > 0", maxBytes)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.released {
+		return nil, nil, fmt.Errorf("snapshot chunk at sequence %d: %w", s.sequence, ErrSnapshotReleased)
+	}
+	size := 0
+	for _, prefix := range transferPrefixes {
+		rng := util.BytesPrefix([]byte(prefix))
+		if bytes.Compare(startKey, rng.Limit) >= 0 {
+			continue
+		}
+		if bytes.Compare(startKey, rng.Start) > 0 {
+			rng.Start = startKey
+		}
+		iter := s.snap.NewIterator(rng, nil)
+		for iter.Next() {
+			key, value := iter.Key(), iter.Value()
+			if !s.transfers(key) {
+				continue
+			}
+			n := len(key) + len(value)
+			if len(entries) > 0 && size+n > maxBytes {
+				nextKey = bytes.Clone(key)
+				break
+			}
+			entries = append(entries, &wire.KeyValue{Key: bytes.Clone(key), Value: bytes.Clone(value)})
+			size += n
+		}
+		iter.Release()
+		if err := iter.Error(); err != nil {
+			return nil, nil, fmt.Errorf("snapshot chunk at sequence %d: %w", s.sequence, err)
+		}
+		if nextKey != nil {
+			return entries, nextKey, nil
+		}
+	}
+	return entries, nil, nil
+}
+
+func (s *StateSnapshot) transfers(key []byte) bool {
+	if bytes.HasPrefix(key, []byte(storage.PrefixApp)) {
+		return s.transferKey(key)
+	}
+	return isExecutorTransferKey(key)
+}
+
+// Release releases the goleveldb snapshot, waiting for Chunk calls in
+// flight. Later Chunk calls fail. Release is idempotent.
+func (s *StateSnapshot) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.released {
+		s.released = true
+		s.snap.Release()
+	}
+}
+
+// isExecutorTransferKey reports whether key is one of the executor's
+// records (e/last or e/reply/<id>).
+func isExecutorTransferKey(key []byte) bool {
+	return string(key) == executorLastKey || bytes.HasPrefix(key, []byte(executorReplyPrefix))
+}
+
+// restoreState tracks a restore between RestoreBegin and its end.
+type restoreState struct {
+	// lastKey is the last key written, nil before the first.
+	lastKey []byte
+	// failed is the first error of the restore; once set, only
+	// RestoreAbort (or RestoreBegin) can follow.
+	failed error
+}
+
+// RestoreBegin starts replacing the state with a snapshot served by peers:
+// it durably sets the transfer marker (see storage.DB.SetTransferInProgress),
+// deletes all application and executor state (storage.PrefixApp and
+// storage.PrefixExecutor) from the database and memory, and expects the
+// snapshot's entries through RestoreChunk, then RestoreFinish (or
+// RestoreFinishExpect). Called on the runtime's goroutine; Apply and
+// TakeSnapshot fail until the restore ends. Calling it during a restore
+// starts over.
+func (e *Executor) RestoreBegin() error {
+	if e.transferApp == nil {
+		return fmt.Errorf("executor: restore begin: %w", ErrTransferUnsupported)
+	}
+	if err := e.db.SetTransferInProgress(true); err != nil {
+		return fmt.Errorf("executor: restore begin: %w", err)
+	}
+	e.restore = &restoreState{}
+	if err := e.wipeState(); err != nil {
+		err = fmt.Errorf("executor: restore begin: %w", err)
+		e.restore.failed = err
+		return err
+	}
+	e.logger.Info("executor: state transfer restore started")
+	return nil
+}
+
+// RestoreChunk validates entries received from a peer and writes them in
+// one batch (fsynced per storage.Options.Sync, so the state is durable
+// before RestoreFinish clears the marker). Every key must be strictly
+// greater than all keys of earlier chunks of this restore; application
+// keys (storage.PrefixApp) must pass the application's CheckTransferEntry;
+// executor keys must be e/last with an 8-byte value or e/reply/<client ID>
+// (1 to MaxClientIDSize bytes) with a valid client window record. On any
+// error nothing of the chunk is written and the restore is failed: only
+// RestoreAbort or RestoreBegin may follow.
+func (e *Executor) RestoreChunk(entries []*wire.KeyValue) error {
+	if e.restore == nil {
+		return fmt.Errorf("executor: restore chunk: %w", errNoRestore)
+	}
+	if e.restore.failed != nil {
+		return fmt.Errorf("executor: restore chunk: restore already failed: %w", e.restore.failed)
+	}
+	prev := e.restore.lastKey
+	batch := new(leveldb.Batch)
+	for i, entry := range entries {
+		if err := e.checkRestoreEntry(entry, prev); err != nil {
+			err = fmt.Errorf("executor: restore chunk: entry %d: %w", i, err)
+			e.restore.failed = err
+			return err
+		}
+		batch.Put(entry.GetKey(), entry.GetValue())
+		prev = entry.GetKey()
+	}
+	if batch.Len() == 0 {
+		return nil
+	}
+	if err := e.ldb.Write(batch, &opt.WriteOptions{Sync: e.db.Sync()}); err != nil {
+		err = fmt.Errorf("executor: restore chunk: write: %w", err)
+		e.restore.failed = err
+		return err
+	}
+	e.restore.lastKey = bytes.Clone(prev)
+	return nil
+}
+
+func (e *Executor) checkRestoreEntry(entry *wire.KeyValue, prev []byte) error {
+	if entry == nil {
+		return errors.New("nil entry")
+	}
+	key, value := entry.GetKey(), entry.GetValue()
+	if prev != nil && bytes.Compare(key, prev) <= 0 {
+		return fmt.Errorf("key %q not strictly increasing", truncateKey(key))
+	}
+	switch {
+	case bytes.HasPrefix(key, []byte(storage.PrefixApp)):
+		return e.transferApp.CheckTransferEntry(key, value)
+	case string(key) == executorLastKey:
+		if len(value) != 8 {
+			return fmt.Errorf("last executed value of length %d, want 8", len(value))
+		}
+		return nil
+	case bytes.HasPrefix(key, []byte(executorReplyPrefix)):
+		clientID := key[len(executorReplyPrefix):]
+		if len(clientID) == 0 || len(clientID) > MaxClientIDSize {
+			return fmt.Errorf("client window key with client ID of length %d, want 1..%d", len(clientID), MaxClientIDSize)
+		}
+		if _, err := decodeClientWindow(string(clientID), value); err != nil {
+			return fmt.Errorf("client window of %x: %w", clientID, err)
+		}
+		return nil
+	default:
+		return fmt.Errorf("key %q outside the transferred state", truncateKey(key))
+	}
+}
+
+// RestoreFinish ends a restore: it reloads the application (which
+// recomputes its digest from the entries, trusting no digest from the
+// peer), reloads and validates the executor's state (last executed
+// sequence, client windows, reply-cache digest), durably clears the
+// transfer marker and returns the new StateDigest. On error the marker
+// stays set and the restore is failed (call RestoreAbort).
+//
+// The caller must compare the returned digest with the certified one and
+// call RestoreAbort on a mismatch; RestoreFinishExpect does that before
+// clearing the marker, so a crash can never leave an unverified state
+// behind, and is preferred.
+func (e *Executor) RestoreFinish() ([32]byte, error) {
+	return e.finishRestore(nil)
+}
+
+// RestoreFinishExpect is RestoreFinish that fails, with an error wrapping
+// ErrStateDigestMismatch and the marker still set, unless the restored
+// state's digest equals want (the 2f+1-certified checkpoint digest).
+func (e *Executor) RestoreFinishExpect(want [32]byte) ([32]byte, error) {
+	return e.finishRestore(&want)
+}
+
+func (e *Executor) finishRestore(want *[32]byte) ([32]byte, error) {
+	if e.restore == nil {
+		return [32]byte{}, fmt.Errorf("executor: restore finish: %w", errNoRestore)
+	}
+	if e.restore.failed != nil {
+		return [32]byte{}, fmt.Errorf("executor: restore finish: restore already failed: %w", e.restore.failed)
+	}
+	fail := func(err error) ([32]byte, error) {
+		err = fmt.Errorf("executor: restore finish: %w", err)
+		e.restore.failed = err
+		return [32]byte{}, err
+	}
+	if err := e.transferApp.Reload(); err != nil {
+		return fail(err)
+	}
+	if err := e.loadState(); err != nil {
+		return fail(err)
+	}
+	digest := e.StateDigest()
+	if want != nil && digest != *want {
+		return fail(fmt.Errorf("%w: got %x, want %x", ErrStateDigestMismatch, digest, *want))
+	}
+	if err := e.db.SetTransferInProgress(false); err != nil {
+		return fail(err)
+	}
+	e.restore = nil
+	e.logger.Info("executor: state transfer restore finished", "last_executed", e.lastExecuted, "cached_clients", len(e.clients))
+	return digest, nil
+}
+
+// RestoreAbort ends a restore (failed or not) by deleting whatever it
+// wrote, leaving an empty state (LastExecuted 0), and durably clearing the
+// marker. To retry, with another peer, call RestoreBegin again. If it
+// fails, the marker stays set.
+func (e *Executor) RestoreAbort() error {
+	if e.restore == nil {
+		return fmt.Errorf("executor: restore abort: %w", errNoRestore)
+	}
+	if err := e.wipeState(); err != nil {
+		err = fmt.Errorf("executor: restore abort: %w", err)
+		e.restore.failed = err
+		return err
+	}
+	if err := e.db.SetTransferInProgress(false); err != nil {
+		err = fmt.Errorf("executor: restore abort: %w", err)
+		e.restore.failed = err
+		return err
+	}
+	e.restore = nil
+	e.logger.Info("executor: state transfer restore aborted")
+	return nil
+}
+
+// recoverInterruptedTransfer wipes the partial state a crash during a
+// restore left behind (see NewExecutor).
+func (e *Executor) recoverInterruptedTransfer() error {
+	on, err := e.db.TransferInProgress()
+	if err != nil {
+		return fmt.Errorf("executor: %w", err)
+	}
+	if !on {
+		return nil
+	}
+	if e.transferApp == nil {
+		return fmt.Errorf("executor: state transfer marker set: %w", ErrTransferUnsupported)
+	}
+	e.logger.Warn("executor: a state transfer was interrupted; discarding the partial state and starting empty")
+	if err := e.wipeState(); err != nil {
+		return fmt.Errorf("executor: discard interrupted state transfer: %w", err)
+	}
+	if err := e.db.SetTransferInProgress(false); err != nil {
+		return fmt.Errorf("executor: discard interrupted state transfer: %w", err)
+	}
+	return nil
+}
+
+// wipeState deletes every key under storage.PrefixApp and
+// storage.PrefixExecutor (in bounded batches, fsynced per
+// storage.Options.Sync), empties the executor's memory and reloads the
+// application.
+func (e *Executor) wipeState() error {
+	wo := &opt.WriteOptions{Sync: e.db.Sync()}
+	for _, prefix := range transferPrefixes {
+		iter := e.ldb.NewIterator(util.BytesPrefix([]byte(prefix)), nil)
+		batch := new(leveldb.Batch)
+		var err error
+		for iter.Next() {
+			batch.Delete(bytes.Clone(iter.Key()))
+			if batch.Len() == wipeBatchSize {
+				if err = e.ldb.Write(batch, wo); err != nil {
+					break
+				}
+				batch.Reset()
+			}
+		}
+		iter.Release()
+		if err == nil {
+			err = iter.Error()
+		}
+		if err == nil && batch.Len() > 0 {
+			err = e.ldb.Write(batch, wo)
+		}
+		if err != nil {
+			return fmt.Errorf("wipe %s: %w", prefix, err)
+		}
+	}
+	e.lastExecuted = 0
+	e.clients = make(map[string]*clientWindow)
+	e.cacheAcc = adHash{}
+	if err := e.transferApp.Reload(); err != nil {
+		return fmt.Errorf("wipe: %w", err)
+	}
+	return nil
+}
