@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pbftnode/pbftnode/checkpoint"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p"
@@ -41,6 +42,14 @@ func (n *Node) verifyLoop(ctx context.Context) {
 			m, err := n.verifier.ReplicaFrame(f.Data)
 			if err != nil {
 				n.drop(reasonOf(err), "from", f.FromIndex, "err", err)
+				continue
+			}
+			if req := m.Body.GetStateRequest(); req != nil {
+				select {
+				case n.stateRequests <- stateRequest{from: m.Body.From, req: req}:
+				default:
+					n.drop("state_requests_full")
+				}
 				continue
 			}
 			n.push(ctx, input{msg: &m})
@@ -129,6 +138,7 @@ func (n *Node) eventLoop(ctx context.Context) {
 			return
 		case <-ticker.C:
 			n.core.Tick()
+			n.transferTick()
 		case in := <-n.inbox:
 			n.handle(in)
 			for i := 1; i < maxBurst; i++ {
@@ -151,6 +161,10 @@ func (n *Node) eventLoop(ctx context.Context) {
 
 func (n *Node) handle(in input) {
 	if in.msg != nil {
+		if c := in.msg.Body.GetStateChunk(); c != nil {
+			n.handleStateChunk(in.msg.Body.From, c)
+			return
+		}
 		if err := n.core.Step(*in.msg); err != nil {
 			n.drop(reasonOf(err), "err", err)
 			return
@@ -213,13 +227,12 @@ func (n *Node) handleReady() error {
 			}
 		}
 		if cp := rd.StableCheckpoint; cp != nil {
-			if err := n.db.DeleteLogBelow(cp.Sequence + 1); err != nil {
+			if err := n.persistStable(cp); err != nil {
 				return err
 			}
-			n.metrics.stableCheckpoint.Set(float64(cp.Sequence))
 		}
 		if rd.Behind != nil {
-			n.log.Warn("replica is behind a stable checkpoint; state transfer is not implemented yet", "checkpoint", rd.Behind.Sequence)
+			n.startTransfer(*rd.Behind)
 		}
 	}
 	n.publishStatus()
@@ -268,10 +281,41 @@ func (n *Node) execute(b protocol.CommittedBatch) error {
 		n.reply(id, &wire.Request{ClientId: r.ClientID, RequestNumber: r.RequestNumber}, r.Result)
 	}
 	if b.Sequence%n.core.CheckpointInterval() == 0 {
-		if err := n.core.CheckpointExecuted(b.Sequence, n.executor.StateDigest()); err != nil {
+		snap, err := n.executor.TakeSnapshot()
+		if err != nil {
+			return err
+		}
+		select {
+		case n.snapshotEvents <- snapshotEvent{add: snap}:
+		default:
+			snap.Release() // the server is far behind; peers will ask others
+		}
+		if err := n.core.CheckpointExecuted(b.Sequence, snap.Digest()); err != nil {
 			n.log.Warn("checkpoint", "sequence", b.Sequence, "err", err)
 		}
 	}
+	return nil
+}
+
+// persistStable stores a stable checkpoint's certificate, then drops the
+// log at or below it and the older snapshots.
+func (n *Node) persistStable(cp *checkpoint.Certificate) error {
+	encoded, err := encodeCertificate(cp)
+	if err != nil {
+		return err
+	}
+	if err := n.db.SaveStableCheckpoint(encoded); err != nil {
+		return err
+	}
+	if err := n.db.DeleteLogBelow(cp.Sequence + 1); err != nil {
+		return err
+	}
+	select {
+	case n.snapshotEvents <- snapshotEvent{stable: cp.Sequence}:
+	default: // older snapshots go with the next stable checkpoint
+	}
+	n.metrics.stableCheckpoint.Set(float64(cp.Sequence))
+	n.metrics.checkpointsStable.Inc()
 	return nil
 }
 
@@ -296,6 +340,11 @@ func (n *Node) publishStatus() {
 	st := n.core.Status()
 	n.metrics.view.Set(float64(st.View))
 	n.metrics.retransmissions.Set(float64(st.Retransmissions))
+	if n.transfer != nil {
+		n.metrics.transferring.Set(1)
+	} else {
+		n.metrics.transferring.Set(0)
+	}
 	n.status.Store(&Status{
 		Index:            n.cfg.Index,
 		View:             st.View,

@@ -23,6 +23,21 @@ type metrics struct {
 	persistSeconds    prometheus.Histogram
 	inboxDepth        prometheus.Gauge
 	retransmissions   prometheus.Gauge
+
+	checkpointsStable     prometheus.Counter
+	stateTransfers        prometheus.Counter
+	stateTransferRejected *prometheus.CounterVec
+	stateTransferSeconds  prometheus.Histogram
+	stateServedBytes      prometheus.Counter
+	stateReceivedEntries  prometheus.Counter
+	transferring          prometheus.Gauge
+}
+
+// watchDatabaseSize exports the size reported by size.
+func (m *metrics) watchDatabaseSize(size func() float64) {
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pbftnode_database_size_bytes", Help: "Size of the replica's database files.",
+	}, size))
 }
 
 func newMetrics() *metrics {
@@ -69,7 +84,33 @@ func newMetrics() *metrics {
 		retransmissions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pbftnode_retransmissions", Help: "Times this replica resent its messages after a period without progress.",
 		}),
+		checkpointsStable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pbftnode_checkpoints_stable_total", Help: "Checkpoints that became stable (2f+1 matching signed votes).",
+		}),
+		stateTransfers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pbftnode_state_transfers_total", Help: "State transfers started because the replica was behind a stable checkpoint.",
+		}),
+		stateTransferRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pbftnode_state_transfer_peer_failures_total", Help: "Peers given up on during state transfer, by reason (digest_mismatch means a wrong snapshot).",
+		}, []string{"reason"}),
+		stateTransferSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "pbftnode_state_transfer_seconds", Help: "Duration of completed state transfers.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}),
+		stateServedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pbftnode_state_served_bytes_total", Help: "Snapshot bytes served to replicas doing state transfer.",
+		}),
+		stateReceivedEntries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pbftnode_state_received_entries_total", Help: "Snapshot entries received by state transfer.",
+		}),
+		transferring: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pbftnode_state_transfer_in_progress", Help: "1 while a state transfer is in progress.",
+		}),
 	}
+	m.registry.MustRegister(
+		m.checkpointsStable, m.stateTransfers, m.stateTransferRejected, m.stateTransferSeconds,
+		m.stateServedBytes, m.stateReceivedEntries, m.transferring,
+	)
 	m.registry.MustRegister(
 		m.executedSequence, m.view, m.stableCheckpoint, m.committedRequests, m.committedBatches,
 		m.batchSize, m.received, m.sent, m.dropped, m.clientReplies, m.persistSeconds, m.inboxDepth,
@@ -77,4 +118,31 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// MetricValue returns the value of an unlabelled counter or gauge of this
+// replica, or the sum over all its label values (0 if absent). For tests
+// and status tools.
+func (n *Node) MetricValue(name string) float64 {
+	families, err := n.metrics.registry.Gather()
+	if err != nil {
+		return 0
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.Counter != nil:
+				total += m.Counter.GetValue()
+			case m.Gauge != nil:
+				total += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				total += float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return total
 }

@@ -50,6 +50,12 @@ type Node struct {
 
 	inbox  chan input
 	status atomic.Pointer[Status]
+	signer *crypto.Signer
+
+	// State transfer: snapshots are served off the loop goroutine.
+	snapshotEvents chan snapshotEvent
+	stateRequests  chan stateRequest
+	transfer       *transfer // owned by the event loop
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -63,6 +69,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("replica", cfg.Index), metrics: newMetrics()}
+	n.metrics.watchDatabaseSize(n.dbSize)
 	if err := n.open(); err != nil {
 		n.closeResources()
 		return nil, err
@@ -77,7 +84,8 @@ func Start(cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go n.verifyLoop(ctx)
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
+	go n.serveSnapshots(ctx)
 	go n.eventLoop(ctx)
 	return n, nil
 }
@@ -98,10 +106,6 @@ func (n *Node) open() error {
 	if n.executor, err = execution.NewExecutor(db, n.kv, n.log); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	if n.executor.LastExecuted() != 0 {
-		// Crash recovery and state transfer arrive with checkpoints (issue 3).
-		return fmt.Errorf("node: data directory %s holds state executed up to %d; restarting from it is not supported yet", cfg.DataDir, n.executor.LastExecuted())
-	}
 	pubs := make([]ed25519.PublicKey, len(cfg.Replicas))
 	members := make([]p2p.Member, len(cfg.Replicas))
 	for i, r := range cfg.Replicas {
@@ -113,11 +117,15 @@ func (n *Node) open() error {
 	n.pool = crypto.NewPool(cfg.ClusterID, cfg.VerifyWorkers)
 	pcfg := cfg.Protocol
 	pcfg.ID, pcfg.N, pcfg.Logger = cfg.Index, len(cfg.Replicas), n.log
-	pcfg.Signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
+	n.signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
+	pcfg.Signer = n.signer
 	if n.core, err = protocol.New(pcfg); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	n.verifier = protocol.NewMessageVerifier(cfg.ClusterID, pubs, crypto.NewVerifiedCache(1<<16), n.pool, pcfg.MaxBatchSize)
+	if err := n.recover(); err != nil {
+		return err
+	}
 	key, err := crypto.LibP2PPrivateKey(cfg.Key)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -134,6 +142,8 @@ func (n *Node) open() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	n.inbox = make(chan input, cfg.InboxSize)
+	n.snapshotEvents = make(chan snapshotEvent, 16)
+	n.stateRequests = make(chan stateRequest, 64)
 	n.publishStatus()
 	if cfg.MetricsAddr != "" {
 		if err := n.serveMetrics(cfg.MetricsAddr); err != nil {
@@ -174,6 +184,17 @@ func (n *Node) serveMetrics(addr string) error {
 		}
 	}()
 	return nil
+}
+
+func (n *Node) dbSize() float64 {
+	if n.db == nil {
+		return 0
+	}
+	size, err := n.db.SizeBytes()
+	if err != nil {
+		return 0
+	}
+	return float64(size)
 }
 
 // Status returns the replica's latest published status.

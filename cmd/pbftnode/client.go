@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pbftnode/pbftnode/client"
@@ -23,7 +24,7 @@ func runClient(args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", 15*time.Second, "give up after this long")
 	oldAbsent := fs.Bool("old-absent", false, "cas: swap only if the key is absent (then give K NEW)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pbftnode client --dir DIR [--json] put K V | get K | delete K | cas K OLD NEW | cas --old-absent K NEW")
+		fmt.Fprintln(stderr, "usage: pbftnode client --dir DIR [--json] [--old-absent] put K V | get K | delete K | cas K OLD NEW\n       (with --old-absent: cas K NEW, swapping only if K is absent; flags go before the operation)")
 		fs.PrintDefaults()
 	}
 	if err := parse(fs, args, stderr); err != nil {
@@ -87,6 +88,14 @@ func runClient(args []string, stdout, stderr io.Writer) error {
 func encodeOperation(args []string, oldAbsent bool) ([]byte, error) {
 	if len(args) == 0 {
 		return nil, fmt.Errorf("%w: missing operation (put K V | get K | delete K | cas K OLD NEW)", errUsage)
+	}
+	for _, a := range args[1:] {
+		if strings.HasPrefix(a, "-") && len(a) > 1 && strings.TrimLeft(a, "-") != "" && strings.HasPrefix(strings.TrimLeft(a, "-"), "old-absent") {
+			return nil, fmt.Errorf("%w: flags go before the operation: %q", errUsage, a)
+		}
+	}
+	if oldAbsent && args[0] != "cas" {
+		return nil, fmt.Errorf("%w: --old-absent applies only to cas", errUsage)
 	}
 	want := map[string]int{"put": 3, "get": 2, "delete": 2, "cas": 4}
 	n, ok := want[args[0]]

@@ -34,6 +34,8 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: --dir is required", errUsage)
 	case *proto != "pbft":
 		return fmt.Errorf("%w: --protocol %q is not supported by this build (pbft)", errUsage, *proto)
+	case *replicas > 100:
+		return fmt.Errorf("%w: at most 100 replicas (replica ports P..P+99, metrics ports P+100..)", errUsage)
 	case *replicas < 4:
 		return fmt.Errorf("%w: PBFT needs at least 4 replicas (n = 3f+1), got %d", errUsage, *replicas)
 	case *basePort <= 0 || *basePort+100+*replicas > 65535:

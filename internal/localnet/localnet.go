@@ -32,6 +32,11 @@ type Options struct {
 	Protocol protocol.Config
 	// Filters makes replica i misbehave (fault injection).
 	Filters map[int]node.Filter
+	// FilterFactory, when set, builds replica i's filter from its key (a
+	// Byzantine replica signs what it forges); nil results are ignored.
+	FilterFactory func(i int, key ed25519.PrivateKey, clusterID string) node.Filter
+	// Protocol tuning below applies to every replica.
+	TickInterval time.Duration
 	// Rand supplies the keys; nil uses crypto/rand.
 	Rand   io.Reader
 	Logger *slog.Logger
@@ -85,10 +90,16 @@ func Start(opts Options) (*Net, error) {
 		})
 	}
 	for i, key := range keys {
+		filter := opts.Filters[i]
+		if opts.FilterFactory != nil {
+			if f := opts.FilterFactory(i, key, net.ClusterID); f != nil {
+				filter = f
+			}
+		}
 		net.configs = append(net.configs, node.Config{
 			ClusterID: net.ClusterID, Index: uint32(i), Key: key, Replicas: net.Replicas,
 			DataDir: filepath.Join(net.dir, fmt.Sprintf("node%d", i)), Sync: !opts.NoSync,
-			Protocol: opts.Protocol, Filter: opts.Filters[i], Logger: opts.Logger,
+			Protocol: opts.Protocol, Filter: filter, Logger: opts.Logger, TickInterval: opts.TickInterval,
 		})
 	}
 	net.Nodes = make([]*node.Node, opts.Replicas)
@@ -119,6 +130,15 @@ func (n *Net) StopReplica(i int) error {
 	err := n.Nodes[i].Close()
 	n.Nodes[i] = nil
 	return err
+}
+
+// WipeReplica deletes stopped replica i's data directory, as if its disk
+// were replaced.
+func (n *Net) WipeReplica(i int) error {
+	if n.Nodes[i] != nil {
+		return fmt.Errorf("localnet: replica %d is running", i)
+	}
+	return os.RemoveAll(n.configs[i].DataDir)
 }
 
 // Members returns the cluster as transport members.

@@ -1,0 +1,97 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/checkpoint"
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// recover loads what the database holds into the core: the view, the
+// stable checkpoint certificate, the executed sequence and the protocol
+// log above the checkpoint. Everything read back is verified again, as if
+// it came from the network.
+func (n *Node) recover() error {
+	rec := protocol.Recovered{Executed: n.executor.LastExecuted()}
+	view, _, err := n.db.LoadView()
+	if err != nil {
+		return fmt.Errorf("node: recover view: %w", err)
+	}
+	rec.View = view
+	encoded, found, err := n.db.LoadStableCheckpoint()
+	if err != nil {
+		return fmt.Errorf("node: recover stable checkpoint: %w", err)
+	}
+	from := uint64(0)
+	if found {
+		cert, err := n.decodeCertificate(encoded)
+		if err != nil {
+			return fmt.Errorf("node: recover stable checkpoint: %w", err)
+		}
+		rec.Stable = &cert
+		from = cert.Sequence + 1
+	}
+	entries, err := n.db.LoadLog(from)
+	if err != nil {
+		return fmt.Errorf("node: recover log: %w", err)
+	}
+	for _, e := range entries {
+		m, err := n.verifier.ReplicaFrame(e.Signed)
+		if err != nil {
+			return fmt.Errorf("node: recover log entry at sequence %d: %w", e.Sequence, err)
+		}
+		rec.Log = append(rec.Log, m)
+	}
+	if err := n.core.Restore(rec); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if rec.Executed > 0 || len(rec.Log) > 0 {
+		stable := uint64(0)
+		if rec.Stable != nil {
+			stable = rec.Stable.Sequence
+		}
+		n.log.Info("recovered", "view", rec.View, "executed", rec.Executed, "stable_checkpoint", stable, "log_entries", len(rec.Log))
+	}
+	return nil
+}
+
+// encodeCertificate encodes a stable checkpoint's proof for storage.
+func encodeCertificate(cert *checkpoint.Certificate) ([]byte, error) {
+	votes := make([]*wire.Signed, len(cert.Proof))
+	for i, v := range cert.Proof {
+		if v.Signed == nil {
+			return nil, errors.New("node: certificate vote without its signed message")
+		}
+		votes[i] = v.Signed
+	}
+	return proto.Marshal(&wire.CheckpointCertificate{Votes: votes})
+}
+
+func (n *Node) decodeCertificate(b []byte) (checkpoint.Certificate, error) {
+	var wc wire.CheckpointCertificate
+	if err := proto.Unmarshal(b, &wc); err != nil {
+		return checkpoint.Certificate{}, err
+	}
+	// Reuse the verifier: wrap the votes as a certificate message from
+	// ourselves is not possible (it must be signed), so verify the votes
+	// one by one.
+	votes := make([]checkpoint.Vote, 0, len(wc.Votes))
+	for _, s := range wc.Votes {
+		m, err := n.verifier.ReplicaMessage(s)
+		if err != nil {
+			return checkpoint.Certificate{}, err
+		}
+		cp := m.Body.GetCheckpoint()
+		if cp == nil || len(cp.StateDigest) != 32 {
+			return checkpoint.Certificate{}, protocol.ErrMalformed
+		}
+		v := checkpoint.Vote{Replica: m.Body.From, Sequence: cp.Sequence, Signed: s}
+		copy(v.StateDigest[:], cp.StateDigest)
+		votes = append(votes, v)
+	}
+	return checkpoint.VerifyCertificate(votes, len(n.cfg.Replicas), protocol.Quorum(len(n.cfg.Replicas)), n.core.CheckpointInterval())
+}
