@@ -90,7 +90,7 @@ func encodeOperation(args []string, oldAbsent bool) ([]byte, error) {
 		return nil, fmt.Errorf("%w: missing operation (put K V | get K | delete K | cas K OLD NEW)", errUsage)
 	}
 	for _, a := range args[1:] {
-		if strings.HasPrefix(a, "-") && len(a) > 1 && strings.TrimLeft(a, "-") != "" && strings.HasPrefix(strings.TrimLeft(a, "-"), "old-absent") {
+		if strings.TrimLeft(a, "-") == "old-absent" {
 			return nil, fmt.Errorf("%w: flags go before the operation: %q", errUsage, a)
 		}
 	}
