@@ -351,6 +351,10 @@ func (n *Node) publishStatus() {
 		ExecutedSequence: n.executor.LastExecuted(),
 		StableCheckpoint: st.LowWatermark,
 		StateDigest:      n.executor.StateDigest(),
+		RetainedSlots:    st.Slots,
+		BufferedAhead:    st.Buffered,
+		PendingRequests:  st.PendingRequests,
+		Transferring:     st.Transferring,
 	})
 }
 
