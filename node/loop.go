@@ -193,18 +193,18 @@ func (n *Node) handleReady() error {
 	for n.core.HasReady() {
 		rd := n.core.Ready()
 		frames := make(map[*wire.Signed][]byte, len(rd.Messages))
-		encode := func(s *wire.Signed) ([]byte, error) {
+		encode := func(s *wire.Signed, batch []*wire.Signed) ([]byte, error) {
 			if b, ok := frames[s]; ok {
 				return b, nil
 			}
-			b, err := proto.Marshal(s)
+			b, err := protocol.EncodeFrame(s, batch)
 			frames[s] = b
 			return b, err
 		}
 		if len(rd.Persist) > 0 {
 			entries := make([]storage.LogEntry, len(rd.Persist))
 			for i, e := range rd.Persist {
-				b, err := encode(e.Signed)
+				b, err := encode(e.Signed, e.Batch)
 				if err != nil {
 					return err
 				}
@@ -239,13 +239,13 @@ func (n *Node) handleReady() error {
 	return nil
 }
 
-func (n *Node) send(out protocol.Outbound, encode func(*wire.Signed) ([]byte, error)) error {
+func (n *Node) send(out protocol.Outbound, encode func(*wire.Signed, []*wire.Signed) ([]byte, error)) error {
 	outs := []protocol.Outbound{out}
 	if n.cfg.Filter != nil {
 		outs = n.cfg.Filter.Outbound(out)
 	}
 	for _, o := range outs {
-		b, err := encode(o.Signed)
+		b, err := encode(o.Signed, o.Batch)
 		if err != nil {
 			return err
 		}

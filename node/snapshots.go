@@ -82,7 +82,7 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 				out = n.cfg.Filter.Outbound(out[0])
 			}
 			for _, o := range out {
-				if b, err := proto.Marshal(o.Signed); err == nil {
+				if b, err := protocol.EncodeFrame(o.Signed, o.Batch); err == nil {
 					n.host.Send(o.To, b)
 				}
 			}

@@ -151,5 +151,5 @@ func (n *Node) sendOwn(to uint32, kind protocol.Kind, body *wire.ReplicaMessage)
 		return
 	}
 	signed := &wire.Signed{Payload: payload, Signature: n.signer.Sign(crypto.DomainReplicaMessage, payload)}
-	_ = n.send(protocol.Outbound{To: to, Signed: signed, Kind: kind}, func(s *wire.Signed) ([]byte, error) { return proto.Marshal(s) })
+	_ = n.send(protocol.Outbound{To: to, Signed: signed, Kind: kind}, protocol.EncodeFrame)
 }

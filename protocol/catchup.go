@@ -47,7 +47,7 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 			continue
 		}
 		sent++
-		r.sendTo(from, KindPrePrepare, s.prePrepare)
+		r.ready.Messages = append(r.ready.Messages, Outbound{To: from, Signed: s.prePrepare, Batch: s.batch, Kind: KindPrePrepare})
 		if v, ok := s.prepares[r.cfg.ID]; ok {
 			r.sendTo(from, KindPrepare, v.signed)
 		}

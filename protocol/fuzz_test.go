@@ -43,9 +43,11 @@ func fzPublicKeys() []ed25519.PublicKey {
 }
 
 func fzMarshal(tb testing.TB, m proto.Message) []byte {
-	tb.Helper()
 	b, err := proto.Marshal(m)
 	if err != nil {
+		if tb == nil {
+			panic(err) // generated messages always marshal
+		}
 		tb.Fatalf("marshal: %v", err)
 	}
 	return b
@@ -63,18 +65,28 @@ func fzFrame(tb testing.TB, from uint32, body *wire.ReplicaMessage) []byte {
 	body.From = from
 	payload := fzMarshal(tb, body)
 	sig := crypto.NewSigner(fzReplicaKey(int(from)), fzCluster).Sign(crypto.DomainReplicaMessage, payload)
-	return fzMarshal(tb, &wire.Signed{Payload: payload, Signature: sig})
+	var batch []*wire.Signed
+	if pp := body.GetPrePrepare(); pp != nil {
+		if d := crypto.BatchDigest(fzBatch(tb)); string(pp.Digest) == string(d[:]) {
+			batch = fzBatch(tb)
+		}
+	}
+	return fzMarshal(tb, &wire.ReplicaFrame{Message: &wire.Signed{Payload: payload, Signature: sig}, Batch: batch})
+}
+
+// fzBatch is the batch the seeded pre-prepares carry beside them.
+func fzBatch(tb testing.TB) []*wire.Signed {
+	return []*wire.Signed{fzRequest(tb, 0, 1, "put a 1"), fzRequest(tb, 1, 7, "get a")}
 }
 
 // fzValidBodies returns one valid message of each type, unsigned (From set).
 func fzValidBodies(tb testing.TB) map[string]*wire.ReplicaMessage {
-	reqs := []*wire.Signed{fzRequest(tb, 0, 1, "put a 1"), fzRequest(tb, 1, 7, "get a")}
-	d := crypto.BatchDigest(reqs)
+	d := crypto.BatchDigest(fzBatch(tb))
 	digest := append([]byte(nil), d[:]...)
 	state := make([]byte, 32)
 	state[0] = 1
 	return map[string]*wire.ReplicaMessage{
-		"pre_prepare": {From: 0, Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{View: 0, Sequence: 1, Digest: digest, Requests: reqs}}},
+		"pre_prepare": {From: 0, Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{View: 0, Sequence: 1, Digest: digest}}},
 		"prepare":     {From: 1, Body: &wire.ReplicaMessage_Prepare{Prepare: &wire.Prepare{View: 0, Sequence: 1, Digest: digest}}},
 		"commit":      {From: 2, Body: &wire.ReplicaMessage_Commit{Commit: &wire.Commit{View: 0, Sequence: 1, Digest: digest}}},
 		"checkpoint":  {From: 3, Body: &wire.ReplicaMessage_Checkpoint{Checkpoint: &wire.Checkpoint{Sequence: DefaultCheckpointInterval, StateDigest: state}}},
@@ -88,8 +100,8 @@ func fzGarbage(tb testing.TB) [][]byte {
 	pp := fzFrame(tb, 0, bodies["pre_prepare"])
 	badSig := append([]byte(nil), pp...)
 	badSig[len(badSig)-1] ^= 1
-	unknown := fzMarshal(tb, &wire.Signed{Payload: fzMarshal(tb, &wire.ReplicaMessage{From: 9}), Signature: make([]byte, 64)})
-	huge := fzMarshal(tb, &wire.Signed{Payload: fzMarshal(tb, &wire.ReplicaMessage{From: 1 << 31}), Signature: make([]byte, 64)})
+	unknown := fzMarshal(tb, &wire.ReplicaFrame{Message: &wire.Signed{Payload: fzMarshal(tb, &wire.ReplicaMessage{From: 9}), Signature: make([]byte, 64)}})
+	huge := fzMarshal(tb, &wire.ReplicaFrame{Message: &wire.Signed{Payload: fzMarshal(tb, &wire.ReplicaMessage{From: 1 << 31}), Signature: make([]byte, 64)}})
 	return [][]byte{
 		nil,
 		{0x00},
@@ -100,7 +112,7 @@ func fzGarbage(tb testing.TB) [][]byte {
 		huge,
 		fzFrame(tb, 2, &wire.ReplicaMessage{}), // no body
 		fzFrame(tb, 1, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_ForwardedRequest{ForwardedRequest: &wire.Signed{}}}),
-		fzFrame(tb, 0, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{Sequence: 1, Requests: []*wire.Signed{{}}}}}),
+		fzFrame(tb, 0, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{Sequence: 1, Digest: []byte{1}}}}), // digest does not match the batch
 	}
 }
 
@@ -110,8 +122,14 @@ func fzEdge(tb testing.TB) [][]byte {
 		fzFrame(tb, 1, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Prepare{Prepare: &wire.Prepare{}}}),
 		fzFrame(tb, 2, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Commit{Commit: &wire.Commit{Sequence: 1 << 62, Digest: make([]byte, 32)}}}),
 		fzFrame(tb, 3, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Checkpoint{Checkpoint: &wire.Checkpoint{Sequence: 3}}}),
-		fzFrame(tb, 0, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{Sequence: 1}}}),
+		// A null request outside a NEW-VIEW.
+		fzFrame(tb, 0, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{Sequence: 1, Digest: fzNullDigest()}}}),
 	}
+}
+
+func fzNullDigest() []byte {
+	d := crypto.BatchDigest(nil)
+	return d[:]
 }
 
 // checkAccepted asserts what ReplicaFrame promises for an accepted frame.
@@ -131,8 +149,11 @@ func checkAccepted(t *testing.T, frame []byte, m VerifiedMessage) {
 		if b.PrePrepare == nil {
 			t.Fatal("accepted a nil pre-prepare")
 		}
-		if len(m.Requests) != len(b.PrePrepare.Requests) {
-			t.Fatalf("pre-prepare with %d requests decoded to %d", len(b.PrePrepare.Requests), len(m.Requests))
+		if len(m.Requests) != len(m.Batch) {
+			t.Fatalf("pre-prepare with %d requests decoded to %d", len(m.Batch), len(m.Requests))
+		}
+		if d := crypto.BatchDigest(m.Batch); string(d[:]) != string(b.PrePrepare.Digest) {
+			t.Fatal("accepted a pre-prepare whose batch does not match its digest")
 		}
 		if len(m.Requests) > DefaultMaxBatchSize {
 			t.Fatalf("accepted a batch of %d requests", len(m.Requests))
@@ -223,10 +244,17 @@ func fzResign(data []byte) ([]byte, bool) {
 			}
 		}
 	}
+	var batch []*wire.Signed
 	switch b := body.Body.(type) {
 	case *wire.ReplicaMessage_PrePrepare:
-		for _, s := range b.PrePrepare.GetRequests() {
-			resign(s)
+		// Attach the seeded batch and bind it, so fuzzed headers reach Step.
+		if b.PrePrepare != nil {
+			batch = fzBatch(nil)
+			for _, s := range batch {
+				resign(s)
+			}
+			d := crypto.BatchDigest(batch)
+			b.PrePrepare.Digest = d[:]
 		}
 	case *wire.ReplicaMessage_ForwardedRequest:
 		resign(b.ForwardedRequest)
@@ -236,7 +264,7 @@ func fzResign(data []byte) ([]byte, bool) {
 		return nil, false
 	}
 	sig := crypto.NewSigner(fzReplicaKey(int(body.From)), fzCluster).Sign(crypto.DomainReplicaMessage, payload)
-	frame, err := proto.Marshal(&wire.Signed{Payload: payload, Signature: sig})
+	frame, err := proto.Marshal(&wire.ReplicaFrame{Message: &wire.Signed{Payload: payload, Signature: sig}, Batch: batch})
 	return frame, err == nil
 }
 

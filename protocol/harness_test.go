@@ -51,6 +51,14 @@ type cluster struct {
 	// behind[i] is the last state-transfer request of replica i.
 	behind []*checkpoint.Certificate
 	cfgs   []Config
+	// nextBatch is attached to the next message signedBy builds.
+	nextBatch []*wire.Signed
+}
+
+// prePrepareFrom builds a pre-prepare signed by from with its batch.
+func (c *cluster) prePrepareFrom(from uint32, pp *wire.PrePrepare, batch []*wire.Signed) VerifiedMessage {
+	c.nextBatch = batch
+	return c.signedBy(from, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: pp}})
 }
 
 type pending struct {
@@ -122,7 +130,7 @@ func (c *cluster) collect() {
 				c.behind[i] = rd.Behind
 			}
 			for _, m := range rd.Messages {
-				frame, err := proto.Marshal(m.Signed)
+				frame, err := EncodeFrame(m.Signed, m.Batch)
 				if err != nil {
 					c.t.Fatal(err)
 				}
@@ -206,7 +214,7 @@ func (c *cluster) restart(i int) {
 	}
 	rec := Recovered{View: c.replicas[i].View(), Stable: c.stable[i], Executed: uint64(len(c.executed[i]))}
 	for _, e := range c.persisted[i] {
-		frame, _ := proto.Marshal(e.Signed)
+		frame, _ := EncodeFrame(e.Signed, e.Batch)
 		vm, err := c.verifier.ReplicaFrame(frame)
 		if err != nil {
 			c.t.Fatalf("logged message does not verify: %v", err)
@@ -290,7 +298,8 @@ func (c *cluster) signedBy(from uint32, body *wire.ReplicaMessage) VerifiedMessa
 		c.t.Fatal(err)
 	}
 	signed := &wire.Signed{Payload: payload, Signature: c.signers[from].Sign(crypto.DomainReplicaMessage, payload)}
-	frame, _ := proto.Marshal(signed)
+	frame, _ := EncodeFrame(signed, c.nextBatch)
+	c.nextBatch = nil
 	vm, err := c.verifier.ReplicaFrame(frame)
 	if err != nil {
 		c.t.Fatalf("hand-built message does not verify: %v", err)
@@ -311,9 +320,9 @@ func digestBytes(d crypto.Digest) []byte { return append([]byte(nil), d[:]...) }
 
 func protoMarshal(m proto.Message) ([]byte, error) { return proto.Marshal(m) }
 
-func (c *cluster) decode(s *wire.Signed) VerifiedMessage {
+func (c *cluster) decode(m Outbound) VerifiedMessage {
 	c.t.Helper()
-	frame, _ := proto.Marshal(s)
+	frame, _ := EncodeFrame(m.Signed, m.Batch)
 	vm, err := c.verifier.ReplicaFrame(frame)
 	if err != nil {
 		c.t.Fatal(err)

@@ -12,6 +12,7 @@ type slot struct {
 	view       uint64
 	prePrepare *wire.Signed // accepted or sent pre-prepare; nil until then
 	digest     crypto.Digest
+	batch      []*wire.Signed // the signed requests; nil while missing
 	requests   []*wire.Request
 	prepares   map[uint32]vote
 	commits    map[uint32]vote
@@ -58,11 +59,12 @@ func (r *Replica) propose() {
 		seq := r.nextSequence
 		r.nextSequence++
 		digest := crypto.BatchDigest(signed)
-		pp := &wire.PrePrepare{View: r.view, Sequence: seq, Digest: digest[:], Requests: signed}
-		out := r.send(Broadcast, KindPrePrepare, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: pp}})
-		r.persist(r.view, seq, KindPrePrepare, out)
+		pp := &wire.PrePrepare{View: r.view, Sequence: seq, Digest: digest[:]}
+		out := r.sign(&wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: pp}})
+		r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: out, Batch: signed, Kind: KindPrePrepare})
+		r.ready.Persist = append(r.ready.Persist, LogEntry{View: r.view, Sequence: seq, Kind: KindPrePrepare, Signed: out, Batch: signed})
 		s := r.slot(seq)
-		s.prePrepare, s.digest, s.requests = out, digest, reqs
+		s.prePrepare, s.digest, s.batch, s.requests = out, digest, signed, reqs
 	}
 }
 
@@ -76,22 +78,22 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 		return ErrStale
 	case !r.window.Contains(pp.Sequence):
 		return ErrOutsideWindow
-	case len(pp.Requests) == 0 || len(pp.Requests) != len(m.Requests):
+	case len(m.Batch) == 0 || len(m.Batch) != len(m.Requests):
 		return ErrMalformed // null requests come only from NEW-VIEW
-	case len(pp.Requests) > r.cfg.MaxBatchSize:
+	case len(m.Batch) > r.cfg.MaxBatchSize:
 		return ErrBatchTooLarge
 	}
 	size := 0
-	for i, req := range pp.Requests {
+	for i, req := range m.Batch {
 		if req == nil || m.Requests[i] == nil {
 			return ErrMalformed
 		}
 		size += len(req.Payload) + len(req.Signature) + 8
 	}
-	if size > r.cfg.MaxBatchBytes+8*len(pp.Requests) {
+	if size > r.cfg.MaxBatchBytes+8*len(m.Batch) {
 		return ErrBatchTooLarge
 	}
-	digest := crypto.BatchDigest(pp.Requests)
+	digest := crypto.BatchDigest(m.Batch)
 	if !bytes.Equal(pp.Digest, digest[:]) {
 		return ErrDigestMismatch
 	}
@@ -102,9 +104,9 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 		}
 		return ErrConflictingPrePrepare
 	}
-	s.prePrepare, s.digest, s.requests = m.Signed, digest, m.Requests
+	s.prePrepare, s.digest, s.batch, s.requests = m.Signed, digest, m.Batch, m.Requests
 	r.requests.ordered(m.Requests)
-	r.persist(pp.View, pp.Sequence, KindPrePrepare, m.Signed)
+	r.ready.Persist = append(r.ready.Persist, LogEntry{View: pp.View, Sequence: pp.Sequence, Kind: KindPrePrepare, Signed: m.Signed, Batch: m.Batch})
 	prep := &wire.Prepare{View: pp.View, Sequence: pp.Sequence, Digest: digest[:]}
 	out := r.send(Broadcast, KindPrepare, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Prepare{Prepare: prep}})
 	r.persist(pp.View, pp.Sequence, KindPrepare, out)

@@ -75,8 +75,8 @@ func backupWithPrePrepare(t *testing.T) (*cluster, *Replica, crypto.Digest) {
 	batch := []*wire.Signed{req.Signed}
 	d := crypto.BatchDigest(batch)
 	backup := c.replicas[1]
-	pp := c.signedBy(0, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{
-		View: 0, Sequence: 1, Digest: digestBytes(d), Requests: batch}}})
+	pp := c.prePrepareFrom(0, &wire.PrePrepare{
+		View: 0, Sequence: 1, Digest: digestBytes(d)}, batch)
 	if err := backup.Step(pp); err != nil {
 		t.Fatalf("valid pre-prepare rejected: %v", err)
 	}
@@ -147,9 +147,14 @@ func TestPrePrepareChecks(t *testing.T) {
 	batch := []*wire.Signed{req.Signed}
 	d := crypto.BatchDigest(batch)
 	pp := func(from uint32, view, seq uint64, digest crypto.Digest, reqs []*wire.Signed) VerifiedMessage {
-		return c.signedBy(from, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{
-			View: view, Sequence: seq, Digest: digestBytes(digest), Requests: reqs}}})
+		return c.prePrepareFrom(from, &wire.PrePrepare{
+			View: view, Sequence: seq, Digest: digestBytes(digest)}, reqs)
 	}
+	// The verifier rejects a batch that does not match the signed digest;
+	// the core checks it again.
+	mismatch := pp(0, 0, 1, d, batch)
+	swapped := request(2, 1, "y")
+	mismatch.Batch, mismatch.Requests = []*wire.Signed{swapped.Signed}, []*wire.Request{swapped.Request}
 	for _, s := range []struct {
 		name string
 		m    VerifiedMessage
@@ -160,7 +165,7 @@ func TestPrePrepareChecks(t *testing.T) {
 		{"future view", pp(0, 4, 1, d, batch), ErrWrongView},
 		{"sequence 0", pp(0, 0, 0, d, batch), ErrStale},
 		{"beyond the next window", pp(0, 0, 4*DefaultCheckpointInterval+1, d, batch), ErrOutsideWindow},
-		{"digest mismatch", pp(0, 0, 1, crypto.Digest{1}, batch), ErrDigestMismatch},
+		{"digest mismatch", mismatch, ErrDigestMismatch},
 	} {
 		if err := backup.Step(s.m); !errors.Is(err, s.want) {
 			t.Fatalf("%s: err = %v, want %v", s.name, err, s.want)
@@ -197,7 +202,7 @@ func TestPrePrepareChecks(t *testing.T) {
 func TestVerifierRejectsForgedMessages(t *testing.T) {
 	c := newCluster(t, 4, nil)
 	good := prepare(c, 2, 0, 1, crypto.Digest{1})
-	frame := func(s *wire.Signed) []byte { b, _ := protoMarshal(s); return b }
+	frame := func(s *wire.Signed) []byte { b, _ := EncodeFrame(s, nil); return b }
 
 	tampered := &wire.Signed{Payload: append([]byte(nil), good.Signed.Payload...), Signature: good.Signed.Signature}
 	tampered.Payload[len(tampered.Payload)-1] ^= 1
@@ -214,7 +219,7 @@ func TestVerifierRejectsForgedMessages(t *testing.T) {
 	bad.Signed.Signature = append([]byte(nil), bad.Signed.Signature...)
 	bad.Signed.Signature[0] ^= 1
 	ppBody := &wire.ReplicaMessage{From: 0, Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{
-		Sequence: 1, Digest: digestBytes(crypto.BatchDigest([]*wire.Signed{bad.Signed})), Requests: []*wire.Signed{bad.Signed}}}}
+		Sequence: 1, Digest: digestBytes(crypto.BatchDigest([]*wire.Signed{bad.Signed}))}}}
 	ppPayload, _ := protoMarshal(ppBody)
 	badClient := &wire.Signed{Payload: ppPayload, Signature: c.signers[0].Sign(crypto.DomainReplicaMessage, ppPayload)}
 
@@ -223,7 +228,7 @@ func TestVerifierRejectsForgedMessages(t *testing.T) {
 		"impostor":           frame(impostor),
 		"other cluster":      frame(otherCluster),
 		"other domain":       frame(otherDomain),
-		"bad client request": frame(badClient),
+		"bad client request": func() []byte { b, _ := EncodeFrame(badClient, []*wire.Signed{bad.Signed}); return b }(),
 		"garbage":            {0xff, 0x01, 0x02},
 		"empty":              nil,
 	} {
@@ -244,8 +249,8 @@ func TestExecutionWaitsForEarlierSequences(t *testing.T) {
 		batch := []*wire.Signed{request(1, seq, "x").Signed}
 		d := crypto.BatchDigest(batch)
 		digests = append(digests, d)
-		if err := backup.Step(c.signedBy(0, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{
-			Sequence: seq, Digest: digestBytes(d), Requests: batch}}})); err != nil {
+		if err := backup.Step(c.prePrepareFrom(0, &wire.PrePrepare{
+			Sequence: seq, Digest: digestBytes(d)}, batch)); err != nil {
 			t.Fatal(err)
 		}
 	}

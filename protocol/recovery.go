@@ -65,14 +65,14 @@ func (r *Replica) restoreEntry(m VerifiedMessage) error {
 	switch {
 	case body.GetPrePrepare() != nil:
 		pp := body.GetPrePrepare()
-		if pp.View != r.view || pp.Sequence <= r.window.Low || len(pp.Requests) != len(m.Requests) {
+		if pp.View != r.view || pp.Sequence <= r.window.Low || len(m.Batch) != len(m.Requests) {
 			return nil
 		}
 		if body.From != Primary(pp.View, r.cfg.N) {
 			return fmt.Errorf("protocol: restore: logged pre-prepare %d not from the primary", pp.Sequence)
 		}
 		s := r.slot(pp.Sequence)
-		s.prePrepare, s.digest, s.requests = m.Signed, crypto.BatchDigest(pp.Requests), m.Requests
+		s.prePrepare, s.digest, s.batch, s.requests = m.Signed, crypto.BatchDigest(m.Batch), m.Batch, m.Requests
 		r.nextSequence = max(r.nextSequence, pp.Sequence+1)
 		if pp.Sequence <= r.lastCommitted {
 			s.prepared, s.committed = true, true

@@ -49,8 +49,8 @@ func TestRestartedPrimaryNeverReusesASequence(t *testing.T) {
 		if m.Kind != KindPrePrepare {
 			continue
 		}
-		vm := c.decode(m.Signed)
-		if pp := vm.Body.GetPrePrepare(); pp.Sequence == 1 && len(pp.Requests) == 1 && string(vm.Requests[0].Operation) == "other" {
+		vm := c.decode(m)
+		if pp := vm.Body.GetPrePrepare(); pp.Sequence == 1 && len(vm.Requests) == 1 && string(vm.Requests[0].Operation) == "other" {
 			t.Fatal("restarted primary assigned sequence 1 to a different batch: equivocation")
 		}
 	}
@@ -60,7 +60,7 @@ func TestRestartedBackupNeverPreparesAConflictingBatch(t *testing.T) {
 	c := newCluster(t, 4, nil)
 	batch := []*wire.Signed{request(1, 1, "x").Signed}
 	d := crypto.BatchDigest(batch)
-	pp := c.signedBy(0, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{Sequence: 1, Digest: digestBytes(d), Requests: batch}}})
+	pp := c.prePrepareFrom(0, &wire.PrePrepare{Sequence: 1, Digest: digestBytes(d)}, batch)
 	if err := c.replicas[1].Step(pp); err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +69,8 @@ func TestRestartedBackupNeverPreparesAConflictingBatch(t *testing.T) {
 	c.restart(1)
 	c.replicas[1].Ready()
 	other := []*wire.Signed{request(2, 1, "y").Signed}
-	conflicting := c.signedBy(0, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{
-		Sequence: 1, Digest: digestBytes(crypto.BatchDigest(other)), Requests: other}}})
+	conflicting := c.prePrepareFrom(0, &wire.PrePrepare{
+		Sequence: 1, Digest: digestBytes(crypto.BatchDigest(other))}, other)
 	if err := c.replicas[1].Step(conflicting); !errors.Is(err, ErrConflictingPrePrepare) {
 		t.Fatalf("conflicting pre-prepare after restart: %v", err)
 	}
@@ -151,7 +151,7 @@ func TestForgedCheckpointCertificateIsRejected(t *testing.T) {
 	bad.Signature[5] ^= 1
 	body := &wire.ReplicaMessage{From: 2, Body: &wire.ReplicaMessage_CheckpointCertificate{CheckpointCertificate: &wire.CheckpointCertificate{Votes: []*wire.Signed{vote(0, 1), vote(1, 1), bad}}}}
 	payload, _ := protoMarshal(body)
-	frame, _ := protoMarshal(&wire.Signed{Payload: payload, Signature: c.signers[2].Sign(crypto.DomainReplicaMessage, payload)})
+	frame, _ := EncodeFrame(&wire.Signed{Payload: payload, Signature: c.signers[2].Sign(crypto.DomainReplicaMessage, payload)}, nil)
 	if _, err := c.verifier.ReplicaFrame(frame); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("certificate with a forged vote: %v", err)
 	}

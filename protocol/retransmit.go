@@ -39,7 +39,7 @@ func (r *Replica) retransmit() {
 			continue
 		}
 		if s.prePrepare != nil && r.IsPrimary() {
-			r.resend(KindPrePrepare, s.prePrepare)
+			r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: s.prePrepare, Batch: s.batch, Kind: KindPrePrepare})
 		}
 		if v, ok := s.prepares[r.cfg.ID]; ok {
 			r.resend(KindPrepare, v.signed)

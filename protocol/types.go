@@ -34,8 +34,11 @@ type VerifiedMessage struct {
 	Signed *wire.Signed
 	// Body is Signed.Payload decoded.
 	Body *wire.ReplicaMessage
-	// Requests are the decoded payloads of a pre-prepare's requests (their
-	// client signatures checked), or of a forwarded request; nil otherwise.
+	// Batch is a pre-prepare's batch of signed client requests (from the
+	// frame, bound by the signed digest), or a batch reply's requests.
+	Batch []*wire.Signed
+	// Requests are the decoded payloads of Batch (their client signatures
+	// checked), or of a forwarded request; nil otherwise.
 	Requests []*wire.Request
 	// Votes are a checkpoint certificate's votes (signatures checked).
 	Votes []checkpoint.Vote
@@ -52,7 +55,9 @@ type ClientRequest struct {
 type Outbound struct {
 	To     uint32
 	Signed *wire.Signed
-	Kind   Kind
+	// Batch travels beside a pre-prepare (wire.ReplicaFrame.batch).
+	Batch []*wire.Signed
+	Kind  Kind
 }
 
 // Broadcast as Outbound.To addresses every replica but the sender.
@@ -105,6 +110,7 @@ type LogEntry struct {
 	View, Sequence uint64
 	Kind           Kind
 	Signed         *wire.Signed
+	Batch          []*wire.Signed // a pre-prepare's batch
 }
 
 // CommittedBatch is a batch committed at Sequence, to be executed in order.

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"fmt"
 
@@ -35,17 +36,30 @@ func NewMessageVerifier(clusterID string, replicas []ed25519.PublicKey, cache *c
 	return &MessageVerifier{clusterID: clusterID, replicas: replicas, cache: cache, pool: pool, maxBatch: maxBatch}
 }
 
-// ReplicaFrame decodes and verifies one frame received from a replica.
+// ReplicaFrame decodes and verifies one frame (a wire.ReplicaFrame)
+// received from a replica or read back from the protocol log.
 func (v *MessageVerifier) ReplicaFrame(frame []byte) (VerifiedMessage, error) {
-	var signed wire.Signed
-	if err := proto.Unmarshal(frame, &signed); err != nil {
+	var f wire.ReplicaFrame
+	if err := proto.Unmarshal(frame, &f); err != nil {
 		return VerifiedMessage{}, fmt.Errorf("%w: frame: %w", ErrMalformed, err)
 	}
-	return v.ReplicaMessage(&signed)
+	if f.Message == nil {
+		return VerifiedMessage{}, fmt.Errorf("%w: frame without a message", ErrMalformed)
+	}
+	return v.verify(f.Message, f.Batch)
 }
 
-// ReplicaMessage verifies a signed replica message.
+// ReplicaMessage verifies a signed replica message that carries no batch.
 func (v *MessageVerifier) ReplicaMessage(signed *wire.Signed) (VerifiedMessage, error) {
+	return v.verify(signed, nil)
+}
+
+// EncodeFrame encodes a message and its batch as a wire.ReplicaFrame.
+func EncodeFrame(signed *wire.Signed, batch []*wire.Signed) ([]byte, error) {
+	return proto.Marshal(&wire.ReplicaFrame{Message: signed, Batch: batch})
+}
+
+func (v *MessageVerifier) verify(signed *wire.Signed, batch []*wire.Signed) (VerifiedMessage, error) {
 	var body wire.ReplicaMessage
 	if err := proto.Unmarshal(signed.Payload, &body); err != nil {
 		return VerifiedMessage{}, fmt.Errorf("%w: replica message: %w", ErrMalformed, err)
@@ -57,19 +71,25 @@ func (v *MessageVerifier) ReplicaMessage(signed *wire.Signed) (VerifiedMessage, 
 		return VerifiedMessage{}, fmt.Errorf("%w from replica %d", ErrBadSignature, body.From)
 	}
 	m := VerifiedMessage{Signed: signed, Body: &body}
+	if _, isPrePrepare := body.Body.(*wire.ReplicaMessage_PrePrepare); !isPrePrepare && len(batch) > 0 {
+		return VerifiedMessage{}, fmt.Errorf("%w: batch beside a message that is not a pre-prepare", ErrMalformed)
+	}
 	switch b := body.Body.(type) {
 	case *wire.ReplicaMessage_PrePrepare:
 		if b.PrePrepare == nil {
 			return VerifiedMessage{}, ErrMalformed
 		}
-		if len(b.PrePrepare.Requests) > v.maxBatch {
+		if len(batch) > v.maxBatch {
 			return VerifiedMessage{}, ErrBatchTooLarge
 		}
-		reqs, err := v.requests(b.PrePrepare.Requests)
+		if d := crypto.BatchDigest(batch); !bytes.Equal(d[:], b.PrePrepare.Digest) {
+			return VerifiedMessage{}, ErrDigestMismatch
+		}
+		reqs, err := v.requests(batch)
 		if err != nil {
 			return VerifiedMessage{}, err
 		}
-		m.Requests = reqs
+		m.Batch, m.Requests = batch, reqs
 	case *wire.ReplicaMessage_ForwardedRequest:
 		reqs, err := v.requests([]*wire.Signed{b.ForwardedRequest})
 		if err != nil {

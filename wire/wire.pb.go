@@ -147,7 +147,64 @@ func (x *Request) GetOperation() []byte {
 	return nil
 }
 
-// ReplicaMessage is the payload of a Signed frame between replicas.
+// ReplicaFrame is what travels on the replica stream and is stored in the
+// protocol log: a signed message and, for a PRE-PREPARE, its batch of
+// signed client requests. The batch is outside the replica's signature;
+// the signed PrePrepare carries its digest (BatchDigest), which binds it.
+// This keeps certificates (which hold signed messages only) small.
+type ReplicaFrame struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Message       *Signed                `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	Batch         []*Signed              `protobuf:"bytes,2,rep,name=batch,proto3" json:"batch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaFrame) Reset() {
+	*x = ReplicaFrame{}
+	mi := &file_wire_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaFrame) ProtoMessage() {}
+
+func (x *ReplicaFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaFrame.ProtoReflect.Descriptor instead.
+func (*ReplicaFrame) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReplicaFrame) GetMessage() *Signed {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *ReplicaFrame) GetBatch() []*Signed {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+// ReplicaMessage is the payload of a Signed message between replicas.
 // from is the sender's replica index; the signature must be by that
 // replica's key.
 type ReplicaMessage struct {
@@ -159,11 +216,15 @@ type ReplicaMessage struct {
 	//	*ReplicaMessage_Prepare
 	//	*ReplicaMessage_Commit
 	//	*ReplicaMessage_Checkpoint
+	//	*ReplicaMessage_ViewChange
+	//	*ReplicaMessage_NewView
 	//	*ReplicaMessage_Fetch
 	//	*ReplicaMessage_CheckpointCertificate
 	//	*ReplicaMessage_ForwardedRequest
 	//	*ReplicaMessage_StateRequest
 	//	*ReplicaMessage_StateChunk
+	//	*ReplicaMessage_BatchRequest
+	//	*ReplicaMessage_BatchReply
 	Body          isReplicaMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -171,7 +232,7 @@ type ReplicaMessage struct {
 
 func (x *ReplicaMessage) Reset() {
 	*x = ReplicaMessage{}
-	mi := &file_wire_proto_msgTypes[2]
+	mi := &file_wire_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -183,7 +244,7 @@ func (x *ReplicaMessage) String() string {
 func (*ReplicaMessage) ProtoMessage() {}
 
 func (x *ReplicaMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[2]
+	mi := &file_wire_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -196,7 +257,7 @@ func (x *ReplicaMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaMessage.ProtoReflect.Descriptor instead.
 func (*ReplicaMessage) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{2}
+	return file_wire_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReplicaMessage) GetFrom() uint32 {
@@ -249,6 +310,24 @@ func (x *ReplicaMessage) GetCheckpoint() *Checkpoint {
 	return nil
 }
 
+func (x *ReplicaMessage) GetViewChange() *ViewChange {
+	if x != nil {
+		if x, ok := x.Body.(*ReplicaMessage_ViewChange); ok {
+			return x.ViewChange
+		}
+	}
+	return nil
+}
+
+func (x *ReplicaMessage) GetNewView() *NewView {
+	if x != nil {
+		if x, ok := x.Body.(*ReplicaMessage_NewView); ok {
+			return x.NewView
+		}
+	}
+	return nil
+}
+
 func (x *ReplicaMessage) GetFetch() *Fetch {
 	if x != nil {
 		if x, ok := x.Body.(*ReplicaMessage_Fetch); ok {
@@ -294,6 +373,24 @@ func (x *ReplicaMessage) GetStateChunk() *StateChunk {
 	return nil
 }
 
+func (x *ReplicaMessage) GetBatchRequest() *BatchRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ReplicaMessage_BatchRequest); ok {
+			return x.BatchRequest
+		}
+	}
+	return nil
+}
+
+func (x *ReplicaMessage) GetBatchReply() *BatchReply {
+	if x != nil {
+		if x, ok := x.Body.(*ReplicaMessage_BatchReply); ok {
+			return x.BatchReply
+		}
+	}
+	return nil
+}
+
 type isReplicaMessage_Body interface {
 	isReplicaMessage_Body()
 }
@@ -314,8 +411,15 @@ type ReplicaMessage_Checkpoint struct {
 	Checkpoint *Checkpoint `protobuf:"bytes,5,opt,name=checkpoint,proto3,oneof"`
 }
 
+type ReplicaMessage_ViewChange struct {
+	ViewChange *ViewChange `protobuf:"bytes,6,opt,name=view_change,json=viewChange,proto3,oneof"`
+}
+
+type ReplicaMessage_NewView struct {
+	NewView *NewView `protobuf:"bytes,7,opt,name=new_view,json=newView,proto3,oneof"`
+}
+
 type ReplicaMessage_Fetch struct {
-	// 6, 7 reserved for VIEW-CHANGE and NEW-VIEW.
 	Fetch *Fetch `protobuf:"bytes,8,opt,name=fetch,proto3,oneof"`
 }
 
@@ -337,6 +441,14 @@ type ReplicaMessage_StateChunk struct {
 	StateChunk *StateChunk `protobuf:"bytes,12,opt,name=state_chunk,json=stateChunk,proto3,oneof"`
 }
 
+type ReplicaMessage_BatchRequest struct {
+	BatchRequest *BatchRequest `protobuf:"bytes,13,opt,name=batch_request,json=batchRequest,proto3,oneof"`
+}
+
+type ReplicaMessage_BatchReply struct {
+	BatchReply *BatchReply `protobuf:"bytes,14,opt,name=batch_reply,json=batchReply,proto3,oneof"`
+}
+
 func (*ReplicaMessage_PrePrepare) isReplicaMessage_Body() {}
 
 func (*ReplicaMessage_Prepare) isReplicaMessage_Body() {}
@@ -344,6 +456,10 @@ func (*ReplicaMessage_Prepare) isReplicaMessage_Body() {}
 func (*ReplicaMessage_Commit) isReplicaMessage_Body() {}
 
 func (*ReplicaMessage_Checkpoint) isReplicaMessage_Body() {}
+
+func (*ReplicaMessage_ViewChange) isReplicaMessage_Body() {}
+
+func (*ReplicaMessage_NewView) isReplicaMessage_Body() {}
 
 func (*ReplicaMessage_Fetch) isReplicaMessage_Body() {}
 
@@ -355,21 +471,25 @@ func (*ReplicaMessage_StateRequest) isReplicaMessage_Body() {}
 
 func (*ReplicaMessage_StateChunk) isReplicaMessage_Body() {}
 
-// PrePrepare assigns a batch of signed client requests to (view, sequence).
-// digest = BatchDigest(requests).
+func (*ReplicaMessage_BatchRequest) isReplicaMessage_Body() {}
+
+func (*ReplicaMessage_BatchReply) isReplicaMessage_Body() {}
+
+// PrePrepare assigns the batch with this digest (BatchDigest of the
+// signed requests, which travel in ReplicaFrame.batch) to (view, sequence).
+// An empty batch is a null request.
 type PrePrepare struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	View          uint64                 `protobuf:"varint,1,opt,name=view,proto3" json:"view,omitempty"`
 	Sequence      uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	Digest        []byte                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
-	Requests      []*Signed              `protobuf:"bytes,4,rep,name=requests,proto3" json:"requests,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PrePrepare) Reset() {
 	*x = PrePrepare{}
-	mi := &file_wire_proto_msgTypes[3]
+	mi := &file_wire_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -381,7 +501,7 @@ func (x *PrePrepare) String() string {
 func (*PrePrepare) ProtoMessage() {}
 
 func (x *PrePrepare) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[3]
+	mi := &file_wire_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -394,7 +514,7 @@ func (x *PrePrepare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrePrepare.ProtoReflect.Descriptor instead.
 func (*PrePrepare) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{3}
+	return file_wire_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PrePrepare) GetView() uint64 {
@@ -418,13 +538,6 @@ func (x *PrePrepare) GetDigest() []byte {
 	return nil
 }
 
-func (x *PrePrepare) GetRequests() []*Signed {
-	if x != nil {
-		return x.Requests
-	}
-	return nil
-}
-
 type Prepare struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	View          uint64                 `protobuf:"varint,1,opt,name=view,proto3" json:"view,omitempty"`
@@ -436,7 +549,7 @@ type Prepare struct {
 
 func (x *Prepare) Reset() {
 	*x = Prepare{}
-	mi := &file_wire_proto_msgTypes[4]
+	mi := &file_wire_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +561,7 @@ func (x *Prepare) String() string {
 func (*Prepare) ProtoMessage() {}
 
 func (x *Prepare) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[4]
+	mi := &file_wire_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +574,7 @@ func (x *Prepare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prepare.ProtoReflect.Descriptor instead.
 func (*Prepare) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{4}
+	return file_wire_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Prepare) GetView() uint64 {
@@ -496,7 +609,7 @@ type Commit struct {
 
 func (x *Commit) Reset() {
 	*x = Commit{}
-	mi := &file_wire_proto_msgTypes[5]
+	mi := &file_wire_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +621,7 @@ func (x *Commit) String() string {
 func (*Commit) ProtoMessage() {}
 
 func (x *Commit) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[5]
+	mi := &file_wire_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +634,7 @@ func (x *Commit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Commit.ProtoReflect.Descriptor instead.
 func (*Commit) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{5}
+	return file_wire_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Commit) GetView() uint64 {
@@ -557,7 +670,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_wire_proto_msgTypes[6]
+	mi := &file_wire_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +682,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[6]
+	mi := &file_wire_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +695,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{6}
+	return file_wire_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Checkpoint) GetSequence() uint64 {
@@ -613,7 +726,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_wire_proto_msgTypes[7]
+	mi := &file_wire_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +738,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[7]
+	mi := &file_wire_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +751,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{7}
+	return file_wire_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Fetch) GetFromSequence() uint64 {
@@ -660,7 +773,7 @@ type CheckpointCertificate struct {
 
 func (x *CheckpointCertificate) Reset() {
 	*x = CheckpointCertificate{}
-	mi := &file_wire_proto_msgTypes[8]
+	mi := &file_wire_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +785,7 @@ func (x *CheckpointCertificate) String() string {
 func (*CheckpointCertificate) ProtoMessage() {}
 
 func (x *CheckpointCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[8]
+	mi := &file_wire_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +798,7 @@ func (x *CheckpointCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointCertificate.ProtoReflect.Descriptor instead.
 func (*CheckpointCertificate) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{8}
+	return file_wire_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CheckpointCertificate) GetVotes() []*Signed {
@@ -707,7 +820,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_wire_proto_msgTypes[9]
+	mi := &file_wire_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +832,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[9]
+	mi := &file_wire_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +845,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{9}
+	return file_wire_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StateRequest) GetSequence() uint64 {
@@ -766,7 +879,7 @@ type StateChunk struct {
 
 func (x *StateChunk) Reset() {
 	*x = StateChunk{}
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +891,7 @@ func (x *StateChunk) String() string {
 func (*StateChunk) ProtoMessage() {}
 
 func (x *StateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +904,7 @@ func (x *StateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateChunk.ProtoReflect.Descriptor instead.
 func (*StateChunk) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{10}
+	return file_wire_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StateChunk) GetSequence() uint64 {
@@ -839,7 +952,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_wire_proto_msgTypes[11]
+	mi := &file_wire_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +964,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[11]
+	mi := &file_wire_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +977,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{11}
+	return file_wire_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -877,6 +990,298 @@ func (x *KeyValue) GetKey() []byte {
 func (x *KeyValue) GetValue() []byte {
 	if x != nil {
 		return x.Value
+	}
+	return nil
+}
+
+// PreparedCertificate proves that a batch prepared at (view, sequence): the
+// PRE-PREPARE signed by that view's primary and 2f PREPAREs with the same
+// view, sequence and digest from distinct backups.
+type PreparedCertificate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PrePrepare    *Signed                `protobuf:"bytes,1,opt,name=pre_prepare,json=prePrepare,proto3" json:"pre_prepare,omitempty"`
+	Prepares      []*Signed              `protobuf:"bytes,2,rep,name=prepares,proto3" json:"prepares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreparedCertificate) Reset() {
+	*x = PreparedCertificate{}
+	mi := &file_wire_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreparedCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreparedCertificate) ProtoMessage() {}
+
+func (x *PreparedCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreparedCertificate.ProtoReflect.Descriptor instead.
+func (*PreparedCertificate) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PreparedCertificate) GetPrePrepare() *Signed {
+	if x != nil {
+		return x.PrePrepare
+	}
+	return nil
+}
+
+func (x *PreparedCertificate) GetPrepares() []*Signed {
+	if x != nil {
+		return x.Prepares
+	}
+	return nil
+}
+
+// ViewChange announces that the sender moves to new_view. It carries the
+// sender's stable checkpoint with its certificate (absent at sequence 0)
+// and a prepared certificate for every sequence above it that the sender
+// prepared, from the highest view it prepared in.
+type ViewChange struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	NewView        uint64                 `protobuf:"varint,1,opt,name=new_view,json=newView,proto3" json:"new_view,omitempty"`
+	StableSequence uint64                 `protobuf:"varint,2,opt,name=stable_sequence,json=stableSequence,proto3" json:"stable_sequence,omitempty"`
+	Stable         *CheckpointCertificate `protobuf:"bytes,3,opt,name=stable,proto3" json:"stable,omitempty"`
+	Prepared       []*PreparedCertificate `protobuf:"bytes,4,rep,name=prepared,proto3" json:"prepared,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ViewChange) Reset() {
+	*x = ViewChange{}
+	mi := &file_wire_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ViewChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ViewChange) ProtoMessage() {}
+
+func (x *ViewChange) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ViewChange.ProtoReflect.Descriptor instead.
+func (*ViewChange) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ViewChange) GetNewView() uint64 {
+	if x != nil {
+		return x.NewView
+	}
+	return 0
+}
+
+func (x *ViewChange) GetStableSequence() uint64 {
+	if x != nil {
+		return x.StableSequence
+	}
+	return 0
+}
+
+func (x *ViewChange) GetStable() *CheckpointCertificate {
+	if x != nil {
+		return x.Stable
+	}
+	return nil
+}
+
+func (x *ViewChange) GetPrepared() []*PreparedCertificate {
+	if x != nil {
+		return x.Prepared
+	}
+	return nil
+}
+
+// NewView starts `view`. view_changes are 2f+1 signed VIEW-CHANGEs for it
+// from distinct replicas; pre_prepares are the new primary's signed
+// PRE-PREPAREs (headers) for every sequence from the highest stable
+// checkpoint among them to the highest prepared sequence: the prepared
+// batch of the highest view, or a null request. Every backup recomputes
+// them from view_changes and rejects the NEW-VIEW if they differ.
+type NewView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	View          uint64                 `protobuf:"varint,1,opt,name=view,proto3" json:"view,omitempty"`
+	ViewChanges   []*Signed              `protobuf:"bytes,2,rep,name=view_changes,json=viewChanges,proto3" json:"view_changes,omitempty"`
+	PrePrepares   []*Signed              `protobuf:"bytes,3,rep,name=pre_prepares,json=prePrepares,proto3" json:"pre_prepares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NewView) Reset() {
+	*x = NewView{}
+	mi := &file_wire_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NewView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NewView) ProtoMessage() {}
+
+func (x *NewView) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NewView.ProtoReflect.Descriptor instead.
+func (*NewView) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *NewView) GetView() uint64 {
+	if x != nil {
+		return x.View
+	}
+	return 0
+}
+
+func (x *NewView) GetViewChanges() []*Signed {
+	if x != nil {
+		return x.ViewChanges
+	}
+	return nil
+}
+
+func (x *NewView) GetPrePrepares() []*Signed {
+	if x != nil {
+		return x.PrePrepares
+	}
+	return nil
+}
+
+// BatchRequest asks for the batch with this digest (a replica that
+// accepted a pre-prepare, e.g. from a NEW-VIEW, without its batch).
+type BatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        []byte                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_wire_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *BatchRequest) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+// BatchReply carries a batch; the receiver checks its digest.
+type BatchReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        []byte                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	Requests      []*Signed              `protobuf:"bytes,2,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchReply) Reset() {
+	*x = BatchReply{}
+	mi := &file_wire_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchReply) ProtoMessage() {}
+
+func (x *BatchReply) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchReply.ProtoReflect.Descriptor instead.
+func (*BatchReply) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *BatchReply) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *BatchReply) GetRequests() []*Signed {
+	if x != nil {
+		return x.Requests
 	}
 	return nil
 }
@@ -894,7 +1299,7 @@ type ClientFrame struct {
 
 func (x *ClientFrame) Reset() {
 	*x = ClientFrame{}
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1311,7 @@ func (x *ClientFrame) String() string {
 func (*ClientFrame) ProtoMessage() {}
 
 func (x *ClientFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1324,7 @@ func (x *ClientFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientFrame.ProtoReflect.Descriptor instead.
 func (*ClientFrame) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{12}
+	return file_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ClientFrame) GetBody() isClientFrame_Body {
@@ -966,7 +1371,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1383,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1396,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
+	return file_wire_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Reply) GetView() uint64 {
@@ -1052,7 +1457,7 @@ type KVOperation struct {
 
 func (x *KVOperation) Reset() {
 	*x = KVOperation{}
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1469,7 @@ func (x *KVOperation) String() string {
 func (*KVOperation) ProtoMessage() {}
 
 func (x *KVOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1482,7 @@ func (x *KVOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVOperation.ProtoReflect.Descriptor instead.
 func (*KVOperation) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{14}
+	return file_wire_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KVOperation) GetOp() isKVOperation_Op {
@@ -1161,7 +1566,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1578,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1591,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{15}
+	return file_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -1212,7 +1617,7 @@ type KVGet struct {
 
 func (x *KVGet) Reset() {
 	*x = KVGet{}
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1629,7 @@ func (x *KVGet) String() string {
 func (*KVGet) ProtoMessage() {}
 
 func (x *KVGet) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1642,7 @@ func (x *KVGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGet.ProtoReflect.Descriptor instead.
 func (*KVGet) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{16}
+	return file_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KVGet) GetKey() []byte {
@@ -1256,7 +1661,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_wire_proto_msgTypes[17]
+	mi := &file_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1673,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[17]
+	mi := &file_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1686,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{17}
+	return file_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -1305,7 +1710,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_wire_proto_msgTypes[18]
+	mi := &file_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1722,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[18]
+	mi := &file_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1735,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{18}
+	return file_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -1373,7 +1778,7 @@ type KVResult struct {
 
 func (x *KVResult) Reset() {
 	*x = KVResult{}
-	mi := &file_wire_proto_msgTypes[19]
+	mi := &file_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1790,7 @@ func (x *KVResult) String() string {
 func (*KVResult) ProtoMessage() {}
 
 func (x *KVResult) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[19]
+	mi := &file_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1803,7 @@ func (x *KVResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVResult.ProtoReflect.Descriptor instead.
 func (*KVResult) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{19}
+	return file_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KVResult) GetOk() bool {
@@ -1434,7 +1839,10 @@ const file_wire_proto_rawDesc = "" +
 	"\aRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12%\n" +
 	"\x0erequest_number\x18\x02 \x01(\x04R\rrequestNumber\x12\x1c\n" +
-	"\toperation\x18\x03 \x01(\fR\toperation\"\xe1\x04\n" +
+	"\toperation\x18\x03 \x01(\fR\toperation\"l\n" +
+	"\fReplicaFrame\x12/\n" +
+	"\amessage\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedR\amessage\x12+\n" +
+	"\x05batch\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\x05batch\"\xd6\x06\n" +
 	"\x0eReplicaMessage\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\rR\x04from\x12<\n" +
 	"\vpre_prepare\x18\x02 \x01(\v2\x19.pbftnode.wire.PrePrepareH\x00R\n" +
@@ -1443,21 +1851,26 @@ const file_wire_proto_rawDesc = "" +
 	"\x06commit\x18\x04 \x01(\v2\x15.pbftnode.wire.CommitH\x00R\x06commit\x12;\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\v2\x19.pbftnode.wire.CheckpointH\x00R\n" +
-	"checkpoint\x12,\n" +
+	"checkpoint\x12<\n" +
+	"\vview_change\x18\x06 \x01(\v2\x19.pbftnode.wire.ViewChangeH\x00R\n" +
+	"viewChange\x123\n" +
+	"\bnew_view\x18\a \x01(\v2\x16.pbftnode.wire.NewViewH\x00R\anewView\x12,\n" +
 	"\x05fetch\x18\b \x01(\v2\x14.pbftnode.wire.FetchH\x00R\x05fetch\x12]\n" +
 	"\x16checkpoint_certificate\x18\t \x01(\v2$.pbftnode.wire.CheckpointCertificateH\x00R\x15checkpointCertificate\x12D\n" +
 	"\x11forwarded_request\x18\n" +
 	" \x01(\v2\x15.pbftnode.wire.SignedH\x00R\x10forwardedRequest\x12B\n" +
 	"\rstate_request\x18\v \x01(\v2\x1b.pbftnode.wire.StateRequestH\x00R\fstateRequest\x12<\n" +
 	"\vstate_chunk\x18\f \x01(\v2\x19.pbftnode.wire.StateChunkH\x00R\n" +
-	"stateChunkB\x06\n" +
-	"\x04body\"\x87\x01\n" +
+	"stateChunk\x12B\n" +
+	"\rbatch_request\x18\r \x01(\v2\x1b.pbftnode.wire.BatchRequestH\x00R\fbatchRequest\x12<\n" +
+	"\vbatch_reply\x18\x0e \x01(\v2\x19.pbftnode.wire.BatchReplyH\x00R\n" +
+	"batchReplyB\x06\n" +
+	"\x04body\"T\n" +
 	"\n" +
 	"PrePrepare\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\x04R\x04view\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\fR\x06digest\x121\n" +
-	"\brequests\x18\x04 \x03(\v2\x15.pbftnode.wire.SignedR\brequests\"Q\n" +
+	"\x06digest\x18\x03 \x01(\fR\x06digest\"Q\n" +
 	"\aPrepare\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\x04R\x04view\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x16\n" +
@@ -1486,7 +1899,27 @@ const file_wire_proto_rawDesc = "" +
 	"\vunavailable\x18\x05 \x01(\bR\vunavailable\"2\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"H\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\x80\x01\n" +
+	"\x13PreparedCertificate\x126\n" +
+	"\vpre_prepare\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedR\n" +
+	"prePrepare\x121\n" +
+	"\bprepares\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\bprepares\"\xce\x01\n" +
+	"\n" +
+	"ViewChange\x12\x19\n" +
+	"\bnew_view\x18\x01 \x01(\x04R\anewView\x12'\n" +
+	"\x0fstable_sequence\x18\x02 \x01(\x04R\x0estableSequence\x12<\n" +
+	"\x06stable\x18\x03 \x01(\v2$.pbftnode.wire.CheckpointCertificateR\x06stable\x12>\n" +
+	"\bprepared\x18\x04 \x03(\v2\".pbftnode.wire.PreparedCertificateR\bprepared\"\x91\x01\n" +
+	"\aNewView\x12\x12\n" +
+	"\x04view\x18\x01 \x01(\x04R\x04view\x128\n" +
+	"\fview_changes\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\vviewChanges\x128\n" +
+	"\fpre_prepares\x18\x03 \x03(\v2\x15.pbftnode.wire.SignedR\vprePrepares\"&\n" +
+	"\fBatchRequest\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\fR\x06digest\"W\n" +
+	"\n" +
+	"BatchReply\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\fR\x06digest\x121\n" +
+	"\brequests\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\brequests\"H\n" +
 	"\vClientFrame\x121\n" +
 	"\arequest\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedH\x00R\arequestB\x06\n" +
 	"\x04body\"\xa7\x01\n" +
@@ -1533,52 +1966,70 @@ func file_wire_proto_rawDescGZIP() []byte {
 	return file_wire_proto_rawDescData
 }
 
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_wire_proto_goTypes = []any{
 	(*Signed)(nil),                // 0: pbftnode.wire.Signed
 	(*Request)(nil),               // 1: pbftnode.wire.Request
-	(*ReplicaMessage)(nil),        // 2: pbftnode.wire.ReplicaMessage
-	(*PrePrepare)(nil),            // 3: pbftnode.wire.PrePrepare
-	(*Prepare)(nil),               // 4: pbftnode.wire.Prepare
-	(*Commit)(nil),                // 5: pbftnode.wire.Commit
-	(*Checkpoint)(nil),            // 6: pbftnode.wire.Checkpoint
-	(*Fetch)(nil),                 // 7: pbftnode.wire.Fetch
-	(*CheckpointCertificate)(nil), // 8: pbftnode.wire.CheckpointCertificate
-	(*StateRequest)(nil),          // 9: pbftnode.wire.StateRequest
-	(*StateChunk)(nil),            // 10: pbftnode.wire.StateChunk
-	(*KeyValue)(nil),              // 11: pbftnode.wire.KeyValue
-	(*ClientFrame)(nil),           // 12: pbftnode.wire.ClientFrame
-	(*Reply)(nil),                 // 13: pbftnode.wire.Reply
-	(*KVOperation)(nil),           // 14: pbftnode.wire.KVOperation
-	(*KVPut)(nil),                 // 15: pbftnode.wire.KVPut
-	(*KVGet)(nil),                 // 16: pbftnode.wire.KVGet
-	(*KVDelete)(nil),              // 17: pbftnode.wire.KVDelete
-	(*KVCompareAndSwap)(nil),      // 18: pbftnode.wire.KVCompareAndSwap
-	(*KVResult)(nil),              // 19: pbftnode.wire.KVResult
+	(*ReplicaFrame)(nil),          // 2: pbftnode.wire.ReplicaFrame
+	(*ReplicaMessage)(nil),        // 3: pbftnode.wire.ReplicaMessage
+	(*PrePrepare)(nil),            // 4: pbftnode.wire.PrePrepare
+	(*Prepare)(nil),               // 5: pbftnode.wire.Prepare
+	(*Commit)(nil),                // 6: pbftnode.wire.Commit
+	(*Checkpoint)(nil),            // 7: pbftnode.wire.Checkpoint
+	(*Fetch)(nil),                 // 8: pbftnode.wire.Fetch
+	(*CheckpointCertificate)(nil), // 9: pbftnode.wire.CheckpointCertificate
+	(*StateRequest)(nil),          // 10: pbftnode.wire.StateRequest
+	(*StateChunk)(nil),            // 11: pbftnode.wire.StateChunk
+	(*KeyValue)(nil),              // 12: pbftnode.wire.KeyValue
+	(*PreparedCertificate)(nil),   // 13: pbftnode.wire.PreparedCertificate
+	(*ViewChange)(nil),            // 14: pbftnode.wire.ViewChange
+	(*NewView)(nil),               // 15: pbftnode.wire.NewView
+	(*BatchRequest)(nil),          // 16: pbftnode.wire.BatchRequest
+	(*BatchReply)(nil),            // 17: pbftnode.wire.BatchReply
+	(*ClientFrame)(nil),           // 18: pbftnode.wire.ClientFrame
+	(*Reply)(nil),                 // 19: pbftnode.wire.Reply
+	(*KVOperation)(nil),           // 20: pbftnode.wire.KVOperation
+	(*KVPut)(nil),                 // 21: pbftnode.wire.KVPut
+	(*KVGet)(nil),                 // 22: pbftnode.wire.KVGet
+	(*KVDelete)(nil),              // 23: pbftnode.wire.KVDelete
+	(*KVCompareAndSwap)(nil),      // 24: pbftnode.wire.KVCompareAndSwap
+	(*KVResult)(nil),              // 25: pbftnode.wire.KVResult
 }
 var file_wire_proto_depIdxs = []int32{
-	3,  // 0: pbftnode.wire.ReplicaMessage.pre_prepare:type_name -> pbftnode.wire.PrePrepare
-	4,  // 1: pbftnode.wire.ReplicaMessage.prepare:type_name -> pbftnode.wire.Prepare
-	5,  // 2: pbftnode.wire.ReplicaMessage.commit:type_name -> pbftnode.wire.Commit
-	6,  // 3: pbftnode.wire.ReplicaMessage.checkpoint:type_name -> pbftnode.wire.Checkpoint
-	7,  // 4: pbftnode.wire.ReplicaMessage.fetch:type_name -> pbftnode.wire.Fetch
-	8,  // 5: pbftnode.wire.ReplicaMessage.checkpoint_certificate:type_name -> pbftnode.wire.CheckpointCertificate
-	0,  // 6: pbftnode.wire.ReplicaMessage.forwarded_request:type_name -> pbftnode.wire.Signed
-	9,  // 7: pbftnode.wire.ReplicaMessage.state_request:type_name -> pbftnode.wire.StateRequest
-	10, // 8: pbftnode.wire.ReplicaMessage.state_chunk:type_name -> pbftnode.wire.StateChunk
-	0,  // 9: pbftnode.wire.PrePrepare.requests:type_name -> pbftnode.wire.Signed
-	0,  // 10: pbftnode.wire.CheckpointCertificate.votes:type_name -> pbftnode.wire.Signed
-	11, // 11: pbftnode.wire.StateChunk.entries:type_name -> pbftnode.wire.KeyValue
-	0,  // 12: pbftnode.wire.ClientFrame.request:type_name -> pbftnode.wire.Signed
-	15, // 13: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
-	16, // 14: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
-	17, // 15: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
-	18, // 16: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	0,  // 0: pbftnode.wire.ReplicaFrame.message:type_name -> pbftnode.wire.Signed
+	0,  // 1: pbftnode.wire.ReplicaFrame.batch:type_name -> pbftnode.wire.Signed
+	4,  // 2: pbftnode.wire.ReplicaMessage.pre_prepare:type_name -> pbftnode.wire.PrePrepare
+	5,  // 3: pbftnode.wire.ReplicaMessage.prepare:type_name -> pbftnode.wire.Prepare
+	6,  // 4: pbftnode.wire.ReplicaMessage.commit:type_name -> pbftnode.wire.Commit
+	7,  // 5: pbftnode.wire.ReplicaMessage.checkpoint:type_name -> pbftnode.wire.Checkpoint
+	14, // 6: pbftnode.wire.ReplicaMessage.view_change:type_name -> pbftnode.wire.ViewChange
+	15, // 7: pbftnode.wire.ReplicaMessage.new_view:type_name -> pbftnode.wire.NewView
+	8,  // 8: pbftnode.wire.ReplicaMessage.fetch:type_name -> pbftnode.wire.Fetch
+	9,  // 9: pbftnode.wire.ReplicaMessage.checkpoint_certificate:type_name -> pbftnode.wire.CheckpointCertificate
+	0,  // 10: pbftnode.wire.ReplicaMessage.forwarded_request:type_name -> pbftnode.wire.Signed
+	10, // 11: pbftnode.wire.ReplicaMessage.state_request:type_name -> pbftnode.wire.StateRequest
+	11, // 12: pbftnode.wire.ReplicaMessage.state_chunk:type_name -> pbftnode.wire.StateChunk
+	16, // 13: pbftnode.wire.ReplicaMessage.batch_request:type_name -> pbftnode.wire.BatchRequest
+	17, // 14: pbftnode.wire.ReplicaMessage.batch_reply:type_name -> pbftnode.wire.BatchReply
+	0,  // 15: pbftnode.wire.CheckpointCertificate.votes:type_name -> pbftnode.wire.Signed
+	12, // 16: pbftnode.wire.StateChunk.entries:type_name -> pbftnode.wire.KeyValue
+	0,  // 17: pbftnode.wire.PreparedCertificate.pre_prepare:type_name -> pbftnode.wire.Signed
+	0,  // 18: pbftnode.wire.PreparedCertificate.prepares:type_name -> pbftnode.wire.Signed
+	9,  // 19: pbftnode.wire.ViewChange.stable:type_name -> pbftnode.wire.CheckpointCertificate
+	13, // 20: pbftnode.wire.ViewChange.prepared:type_name -> pbftnode.wire.PreparedCertificate
+	0,  // 21: pbftnode.wire.NewView.view_changes:type_name -> pbftnode.wire.Signed
+	0,  // 22: pbftnode.wire.NewView.pre_prepares:type_name -> pbftnode.wire.Signed
+	0,  // 23: pbftnode.wire.BatchReply.requests:type_name -> pbftnode.wire.Signed
+	0,  // 24: pbftnode.wire.ClientFrame.request:type_name -> pbftnode.wire.Signed
+	21, // 25: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
+	22, // 26: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
+	23, // 27: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
+	24, // 28: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -1586,21 +2037,25 @@ func file_wire_proto_init() {
 	if File_wire_proto != nil {
 		return
 	}
-	file_wire_proto_msgTypes[2].OneofWrappers = []any{
+	file_wire_proto_msgTypes[3].OneofWrappers = []any{
 		(*ReplicaMessage_PrePrepare)(nil),
 		(*ReplicaMessage_Prepare)(nil),
 		(*ReplicaMessage_Commit)(nil),
 		(*ReplicaMessage_Checkpoint)(nil),
+		(*ReplicaMessage_ViewChange)(nil),
+		(*ReplicaMessage_NewView)(nil),
 		(*ReplicaMessage_Fetch)(nil),
 		(*ReplicaMessage_CheckpointCertificate)(nil),
 		(*ReplicaMessage_ForwardedRequest)(nil),
 		(*ReplicaMessage_StateRequest)(nil),
 		(*ReplicaMessage_StateChunk)(nil),
+		(*ReplicaMessage_BatchRequest)(nil),
+		(*ReplicaMessage_BatchReply)(nil),
 	}
-	file_wire_proto_msgTypes[12].OneofWrappers = []any{
+	file_wire_proto_msgTypes[18].OneofWrappers = []any{
 		(*ClientFrame_Request)(nil),
 	}
-	file_wire_proto_msgTypes[14].OneofWrappers = []any{
+	file_wire_proto_msgTypes[20].OneofWrappers = []any{
 		(*KVOperation_Put)(nil),
 		(*KVOperation_Get)(nil),
 		(*KVOperation_Delete)(nil),
@@ -1612,7 +2067,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
