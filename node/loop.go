@@ -201,10 +201,21 @@ func (n *Node) handleReady() error {
 			frames[s] = b
 			return b, err
 		}
+		if rd.View != nil {
+			if err := n.db.SaveView(*rd.View); err != nil {
+				return err
+			}
+		}
 		if len(rd.Persist) > 0 {
 			entries := make([]storage.LogEntry, len(rd.Persist))
 			for i, e := range rd.Persist {
-				b, err := encode(e.Signed, e.Batch)
+				var b []byte
+				var err error
+				if e.Certificate != nil {
+					b, err = proto.Marshal(e.Certificate)
+				} else {
+					b, err = encode(e.Signed, e.Batch)
+				}
 				if err != nil {
 					return err
 				}
@@ -338,6 +349,24 @@ func (n *Node) reply(client peer.ID, req *wire.Request, result []byte) {
 
 func (n *Node) publishStatus() {
 	st := n.core.Status()
+	prev := n.lastCore
+	n.lastCore = st
+	n.metrics.viewChangeAttempts.Add(float64(st.ViewChangesStarted - min(prev.ViewChangesStarted, st.ViewChangesStarted)))
+	n.metrics.viewChanges.Add(float64(st.ViewChangesCompleted - min(prev.ViewChangesCompleted, st.ViewChangesCompleted)))
+	if !st.ViewActive && n.viewChangeStarted.IsZero() {
+		n.viewChangeStarted = time.Now()
+		n.log.Info("changing view", "to", st.View)
+	}
+	if st.ViewActive && !n.viewChangeStarted.IsZero() {
+		n.metrics.viewChangeSeconds.Observe(time.Since(n.viewChangeStarted).Seconds())
+		n.log.Info("entered view", "view", st.View, "took", time.Since(n.viewChangeStarted).Round(time.Millisecond))
+		n.viewChangeStarted = time.Time{}
+	}
+	if st.ViewActive {
+		n.metrics.viewChanging.Set(0)
+	} else {
+		n.metrics.viewChanging.Set(1)
+	}
 	n.metrics.view.Set(float64(st.View))
 	n.metrics.retransmissions.Set(float64(st.Retransmissions))
 	if n.transfer != nil {

@@ -31,6 +31,11 @@ type metrics struct {
 	stateServedBytes      prometheus.Counter
 	stateReceivedEntries  prometheus.Counter
 	transferring          prometheus.Gauge
+
+	viewChanges        prometheus.Counter
+	viewChangeAttempts prometheus.Counter
+	viewChangeSeconds  prometheus.Histogram
+	viewChanging       prometheus.Gauge
 }
 
 // watchDatabaseSize exports the size reported by size.
@@ -107,6 +112,20 @@ func newMetrics() *metrics {
 			Name: "pbftnode_state_transfer_in_progress", Help: "1 while a state transfer is in progress.",
 		}),
 	}
+	m.viewChanges = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pbftnode_view_changes_total", Help: "Views this replica entered through a NEW-VIEW (completed view changes).",
+	})
+	m.viewChangeAttempts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pbftnode_view_change_attempts_total", Help: "VIEW-CHANGEs this replica sent (a timeout, or f+1 others asking).",
+	})
+	m.viewChangeSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "pbftnode_view_change_seconds", Help: "Time from this replica's first VIEW-CHANGE to entering the new view.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+	})
+	m.viewChanging = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pbftnode_view_changing", Help: "1 while the replica is changing views (not ordering).",
+	})
+	m.registry.MustRegister(m.viewChanges, m.viewChangeAttempts, m.viewChangeSeconds, m.viewChanging)
 	m.registry.MustRegister(
 		m.checkpointsStable, m.stateTransfers, m.stateTransferRejected, m.stateTransferSeconds,
 		m.stateServedBytes, m.stateReceivedEntries, m.transferring,

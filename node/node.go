@@ -62,6 +62,10 @@ type Node struct {
 	stateRequests  chan stateRequest
 	transfer       *transfer // owned by the event loop
 
+	// View-change accounting, owned by the event loop.
+	lastCore          protocol.Status
+	viewChangeStarted time.Time
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -127,7 +131,8 @@ func (n *Node) open() error {
 	if n.core, err = protocol.New(pcfg); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	n.verifier = protocol.NewMessageVerifier(cfg.ClusterID, pubs, crypto.NewVerifiedCache(1<<16), n.pool, pcfg.MaxBatchSize)
+	n.verifier = protocol.NewMessageVerifier(cfg.ClusterID, pubs, crypto.NewVerifiedCache(1<<16), n.pool, n.core.Config().MaxBatchSize)
+	n.verifier.SetWindowSize(n.core.Config().WindowSize)
 	if err := n.recover(); err != nil {
 		return err
 	}

@@ -40,6 +40,18 @@ func (n *Node) recover() error {
 		return fmt.Errorf("node: recover log: %w", err)
 	}
 	for _, e := range entries {
+		if e.Kind == byte(protocol.KindPreparedCertificate) {
+			var wc wire.PreparedCertificate
+			if err := proto.Unmarshal(e.Signed, &wc); err != nil {
+				return fmt.Errorf("node: recover prepared certificate at %d: %w", e.Sequence, err)
+			}
+			pc, err := n.verifier.PreparedCertificate(&wc)
+			if err != nil {
+				return fmt.Errorf("node: recover prepared certificate at %d: %w", e.Sequence, err)
+			}
+			rec.Prepared = append(rec.Prepared, pc)
+			continue
+		}
 		m, err := n.verifier.ReplicaFrame(e.Signed)
 		if err != nil {
 			return fmt.Errorf("node: recover log entry at sequence %d: %w", e.Sequence, err)

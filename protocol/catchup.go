@@ -14,7 +14,7 @@ const DefaultFetchSlots = 128
 // last committed sequence.
 func (r *Replica) broadcastFetch() {
 	r.send(Broadcast, KindFetch, &wire.ReplicaMessage{
-		Body: &wire.ReplicaMessage_Fetch{Fetch: &wire.Fetch{FromSequence: r.lastCommitted}},
+		Body: &wire.ReplicaMessage_Fetch{Fetch: &wire.Fetch{FromSequence: r.lastCommitted, View: r.view}},
 	})
 	r.fetchesSent++
 }
@@ -30,6 +30,9 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 		return ErrDuplicate
 	}
 	r.fetchAnswered[from] = r.ticks
+	if f.View < r.view && r.viewActive && r.lastNewView != nil {
+		r.sendTo(from, KindNewView, r.lastNewView)
+	}
 	stable := r.checkpoints.Stable()
 	if f.FromSequence < r.window.Low && stable.Sequence == r.window.Low && stable.Sequence > 0 {
 		votes := make([]*wire.Signed, 0, len(stable.Proof))

@@ -67,6 +67,11 @@ func (r *Replica) moveWindow(cert *checkpoint.Certificate) {
 			delete(r.ownCheckpoints, seq)
 		}
 	}
+	for seq := range r.prepared {
+		if seq <= cert.Sequence {
+			delete(r.prepared, seq)
+		}
+	}
 	r.noteProgress()
 	r.ready.StableCheckpoint = cert
 	r.replayFuture()

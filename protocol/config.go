@@ -43,6 +43,11 @@ type Config struct {
 	// agreement is open, a replica resends its messages for it (100).
 	RetransmitTicks int
 
+	// ViewChangeTimeoutTicks: a backup with a pending request starts a
+	// view change when nothing executes for this long (50); doubled on each
+	// consecutive view change without progress, up to 64x.
+	ViewChangeTimeoutTicks int
+
 	// Logger receives debug logs of dropped messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -77,6 +82,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetransmitTicks == 0 {
 		c.RetransmitTicks = DefaultRetransmitTicks
+	}
+	if c.ViewChangeTimeoutTicks == 0 {
+		c.ViewChangeTimeoutTicks = DefaultViewChangeTimeoutTicks
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

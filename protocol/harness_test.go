@@ -53,6 +53,11 @@ type cluster struct {
 	cfgs   []Config
 	// nextBatch is attached to the next message signedBy builds.
 	nextBatch []*wire.Signed
+	// views[i] is replica i's persisted view.
+	views []uint64
+	// outFilter, when set, rewrites (or drops, returning false) what
+	// replica from sends to replica to: a Byzantine replica.
+	outFilter func(from, to uint32, m Outbound) (Outbound, bool)
 }
 
 // prePrepareFrom builds a pre-prepare signed by from with its batch.
@@ -129,16 +134,29 @@ func (c *cluster) collect() {
 			if rd.Behind != nil {
 				c.behind[i] = rd.Behind
 			}
-			for _, m := range rd.Messages {
-				frame, err := EncodeFrame(m.Signed, m.Batch)
-				if err != nil {
-					c.t.Fatal(err)
+			if rd.View != nil {
+				for len(c.views) < len(c.replicas) {
+					c.views = append(c.views, 0)
 				}
+				c.views[i] = *rd.View
+			}
+			for _, m := range rd.Messages {
 				for to := range c.replicas {
 					if uint32(to) == uint32(i) || (m.To != Broadcast && m.To != uint32(to)) {
 						continue
 					}
-					c.queue = append(c.queue, pending{from: uint32(i), to: uint32(to), kind: m.Kind, frame: frame})
+					out := m
+					if c.outFilter != nil {
+						var ok bool
+						if out, ok = c.outFilter(uint32(i), uint32(to), m); !ok {
+							continue
+						}
+					}
+					frame, err := EncodeFrame(out.Signed, out.Batch)
+					if err != nil {
+						c.t.Fatal(err)
+					}
+					c.queue = append(c.queue, pending{from: uint32(i), to: uint32(to), kind: out.Kind, frame: frame})
 				}
 			}
 			c.execute(i, rd.Committed)
@@ -212,8 +230,20 @@ func (c *cluster) restart(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	rec := Recovered{View: c.replicas[i].View(), Stable: c.stable[i], Executed: uint64(len(c.executed[i]))}
+	view := uint64(0)
+	if i < len(c.views) {
+		view = c.views[i]
+	}
+	rec := Recovered{View: view, Stable: c.stable[i], Executed: uint64(len(c.executed[i]))}
 	for _, e := range c.persisted[i] {
+		if e.Certificate != nil {
+			pc, err := c.verifier.PreparedCertificate(e.Certificate)
+			if err != nil {
+				c.t.Fatalf("logged prepared certificate does not verify: %v", err)
+			}
+			rec.Prepared = append(rec.Prepared, pc)
+			continue
+		}
 		frame, _ := EncodeFrame(e.Signed, e.Batch)
 		vm, err := c.verifier.ReplicaFrame(frame)
 		if err != nil {
@@ -271,7 +301,8 @@ func (c *cluster) assertAgreement() {
 	for i := range c.executed {
 		for j := i + 1; j < len(c.executed); j++ {
 			for s := 0; s < min(len(c.executed[i]), len(c.executed[j])); s++ {
-				if c.executed[i][s].Digest != c.executed[j][s].Digest {
+				a, b := c.executed[i][s], c.executed[j][s]
+				if a.Digest != b.Digest || !sameRequests(a.Requests, b.Requests) {
 					c.t.Fatalf("replicas %d and %d executed different batches at sequence %d", i, j, s+1)
 				}
 			}
@@ -328,4 +359,16 @@ func (c *cluster) decode(m Outbound) VerifiedMessage {
 		c.t.Fatal(err)
 	}
 	return vm
+}
+
+func sameRequests(a, b []*wire.Request) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !proto.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -43,7 +43,7 @@ func (r *Replica) inFlight() int { return int(r.nextSequence - 1 - r.lastCommitt
 // window have room. A partial batch goes out at once when nothing is in
 // flight, otherwise after BatchDelayTicks.
 func (r *Replica) propose() {
-	for r.IsPrimary() && r.requests.queued() > 0 {
+	for r.viewActive && r.IsPrimary() && r.requests.queued() > 0 {
 		if r.inFlight() >= r.cfg.MaxInFlight || !r.window.Contains(r.nextSequence) {
 			return
 		}
@@ -98,14 +98,24 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 		return ErrDigestMismatch
 	}
 	s := r.slot(pp.Sequence)
+	if s.committed && s.batch == nil && s.digest == digest {
+		r.attachBatch(pp.Sequence, s, m.Batch, m.Requests)
+		return nil
+	}
 	if s.prePrepare != nil {
-		if s.digest == digest {
+		if s.digest != digest {
+			return ErrConflictingPrePrepare
+		}
+		if s.batch != nil {
 			return ErrDuplicate
 		}
-		return ErrConflictingPrePrepare
+		// A NEW-VIEW re-proposal, or a certified commit, whose batch this
+		// replica lacked.
+		r.attachBatch(pp.Sequence, s, m.Batch, m.Requests)
+		return nil
 	}
 	s.prePrepare, s.digest, s.batch, s.requests = m.Signed, digest, m.Batch, m.Requests
-	r.requests.ordered(m.Requests)
+	r.requests.ordered(m.Batch, m.Requests)
 	r.ready.Persist = append(r.ready.Persist, LogEntry{View: pp.View, Sequence: pp.Sequence, Kind: KindPrePrepare, Signed: m.Signed, Batch: m.Batch})
 	prep := &wire.Prepare{View: pp.View, Sequence: pp.Sequence, Digest: digest[:]}
 	out := r.send(Broadcast, KindPrepare, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Prepare{Prepare: prep}})
@@ -180,6 +190,7 @@ func (r *Replica) tryPrepared(seq uint64, s *slot) {
 		return
 	}
 	s.prepared = true
+	r.recordPrepared(seq, s)
 	c := &wire.Commit{View: s.view, Sequence: seq, Digest: s.digest[:]}
 	out := r.send(Broadcast, KindCommit, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Commit{Commit: c}})
 	r.persist(s.view, seq, KindCommit, out)
@@ -188,13 +199,75 @@ func (r *Replica) tryPrepared(seq uint64, s *slot) {
 }
 
 // tryCommitted: committed-local = prepared plus 2f+1 (a quorum of)
-// matching commits from distinct replicas.
+// matching commits from distinct replicas. A quorum of commits for a
+// digest this replica did not accept is a commit certificate too: at
+// least f+1 correct replicas prepared that batch, so it is the one decided
+// at seq (this replica's primary equivocated, or it missed messages); the
+// replica adopts it, fetching the batch if needed, without voting again.
 func (r *Replica) tryCommitted(seq uint64, s *slot) {
-	if s.committed || !s.prepared || matching(s.commits, s.digest) < r.quorum {
+	if s.committed {
 		return
 	}
-	s.committed = true
+	if s.prepared && matching(s.commits, s.digest) >= r.quorum {
+		s.committed = true
+		r.deliver()
+		return
+	}
+	d, n := topDigest(s.commits)
+	if n < r.quorum || (s.digest == d && s.prePrepare != nil) {
+		return
+	}
+	if s.requests != nil {
+		r.requests.unordered(s.requests)
+	}
+	s.batch, s.requests = nil, nil // the batch this replica accepted lost
+	s.digest, s.committed = d, true
+	s.batch, s.requests = r.findBatch(d)
+	r.adoptedCommits++
+	if s.batch == nil {
+		r.requestBatch(d)
+		return
+	}
+	r.requests.ordered(s.batch, s.requests)
 	r.deliver()
+}
+
+// topDigest returns the digest with the most votes and their number.
+func topDigest(votes map[uint32]vote) (crypto.Digest, int) {
+	counts := make(map[crypto.Digest]int, 2)
+	var best crypto.Digest
+	for _, v := range votes {
+		counts[v.digest]++
+		if counts[v.digest] > counts[best] {
+			best = v.digest
+		}
+	}
+	return best, counts[best]
+}
+
+// findBatch returns a batch with digest d that this replica holds.
+func (r *Replica) findBatch(d crypto.Digest) ([]*wire.Signed, []*wire.Request) {
+	if d == r.vcConfig.NullDigest {
+		return []*wire.Signed{}, nil
+	}
+	for _, s := range r.slots {
+		if s.digest == d && s.batch != nil {
+			return s.batch, s.requests
+		}
+	}
+	return nil, nil
+}
+
+// attachBatch gives a slot waiting for its batch the batch: a committed
+// one is executed, a NEW-VIEW re-proposal is prepared.
+func (r *Replica) attachBatch(seq uint64, s *slot, batch []*wire.Signed, reqs []*wire.Request) {
+	s.batch, s.requests = batch, reqs
+	if s.committed {
+		r.requests.ordered(batch, reqs)
+		r.deliver()
+		return
+	}
+	r.acceptBatch(seq, s)
 }
 
 // deliver hands out committed batches strictly in sequence order.
@@ -202,7 +275,7 @@ func (r *Replica) deliver() {
 	for r.transferring == nil {
 		seq := r.lastCommitted + 1
 		s := r.slots[seq]
-		if s == nil || !s.committed {
+		if s == nil || !s.committed || s.batch == nil {
 			break
 		}
 		r.ready.Committed = append(r.ready.Committed, CommittedBatch{
@@ -211,6 +284,7 @@ func (r *Replica) deliver() {
 		r.requests.committed(s.requests)
 		r.lastCommitted = seq
 		r.noteProgress()
+		r.vcTimer, r.vcAttempts = 0, 0
 		if r.nextSequence <= seq {
 			r.nextSequence = seq + 1
 		}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/checkpoint"
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/viewchange"
 )
 
 // Recovered is what a restarted replica's storage holds: the view, the
@@ -17,6 +18,9 @@ type Recovered struct {
 	Stable   *checkpoint.Certificate
 	Executed uint64
 	Log      []VerifiedMessage
+	// Prepared are the prepared certificates this replica assembled
+	// (signatures re-verified); its VIEW-CHANGEs must still carry them.
+	Prepared []viewchange.PreparedCertificate
 }
 
 // Restore loads a restarted replica's state. Call it once, right after
@@ -53,6 +57,18 @@ func (r *Replica) Restore(rec Recovered) error {
 			return err
 		}
 	}
+	for _, pc := range rec.Prepared {
+		seq := pc.PrePrepare.Sequence
+		if seq <= r.checkpoints.Stable().Sequence {
+			continue
+		}
+		if err := r.vcConfig.ValidatePreparedCertificate(pc); err != nil {
+			return fmt.Errorf("protocol: restore: logged prepared certificate: %w", err)
+		}
+		if prev, ok := r.prepared[seq]; !ok || prev.PrePrepare.View < pc.PrePrepare.View {
+			r.prepared[seq] = pc
+		}
+	}
 	r.broadcastFetch()
 	return nil
 }
@@ -77,7 +93,7 @@ func (r *Replica) restoreEntry(m VerifiedMessage) error {
 		if pp.Sequence <= r.lastCommitted {
 			s.prepared, s.committed = true, true
 		} else {
-			r.requests.ordered(m.Requests)
+			r.requests.ordered(m.Batch, m.Requests)
 		}
 	case body.From != r.cfg.ID:
 		return nil // only this replica's own votes are logged

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/checkpoint"
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/viewchange"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -39,8 +40,29 @@ type Replica struct {
 	ticks         uint64
 	fetchAnswered map[uint32]uint64
 	fetchesSent   uint64
+	// adoptedCommits counts sequences decided by a commit certificate for
+	// a batch this replica had not accepted.
+	adoptedCommits uint64
 	// transferring is the checkpoint a state transfer is fetching.
 	transferring *checkpoint.Certificate
+
+	// View change. viewActive is false from a replica's VIEW-CHANGE until
+	// it accepts the NEW-VIEW of r.view.
+	vcConfig             viewchange.Config
+	viewActive           bool
+	vcTimer, vcAttempts  int
+	viewChangesStarted   uint64
+	viewChangesCompleted uint64
+	newViewSent          bool
+	ownViewChange        *wire.Signed
+	lastNewView          *wire.Signed
+	// latestVC is each replica's highest-view VIEW-CHANGE above r.view.
+	latestVC map[uint32]viewchange.ViewChange
+	// prepared is the highest-view prepared certificate per sequence
+	// above the stable checkpoint.
+	prepared map[uint64]viewchange.PreparedCertificate
+	// pendingView holds messages for r.view received before its NEW-VIEW.
+	pendingView []VerifiedMessage
 
 	ready Ready
 }
@@ -69,6 +91,11 @@ func New(cfg Config) (*Replica, error) {
 		ownCheckpoints: make(map[uint64]*wire.Signed),
 		future:         newFutureBuffer(cfg.N),
 		fetchAnswered:  make(map[uint32]uint64),
+		viewActive:     true,
+		latestVC:       make(map[uint32]viewchange.ViewChange),
+		prepared:       make(map[uint64]viewchange.PreparedCertificate),
+		vcConfig: viewchange.Config{N: cfg.N, Quorum: quorum, CheckpointInterval: cfg.CheckpointInterval,
+			WindowSize: cfg.WindowSize, NullDigest: crypto.BatchDigest(nil)},
 	}, nil
 }
 
@@ -81,6 +108,10 @@ func (r *Replica) View() uint64 { return r.view }
 // IsPrimary reports whether this replica is the current view's primary.
 func (r *Replica) IsPrimary() bool { return Primary(r.view, r.cfg.N) == r.cfg.ID }
 
+// ViewActive reports whether the replica runs the normal case in its view
+// (false while it changes views).
+func (r *Replica) ViewActive() bool { return r.viewActive }
+
 // Status returns the replica's position.
 func (r *Replica) Status() Status {
 	return Status{
@@ -92,11 +123,17 @@ func (r *Replica) Status() Status {
 		LastCommitted:   r.lastCommitted,
 		NextSequence:    r.nextSequence,
 		PendingRequests: r.requests.len(),
+		ClientPending:   r.requests.fromClients,
 		Slots:           len(r.slots),
 		Retransmissions: r.retransmissions,
 		Buffered:        r.future.len(),
 		FetchesSent:     r.fetchesSent,
+		AdoptedCommits:  r.adoptedCommits,
 		Transferring:    r.transferring != nil,
+
+		ViewActive:           r.viewActive,
+		ViewChangesStarted:   r.viewChangesStarted,
+		ViewChangesCompleted: r.viewChangesCompleted,
 	}
 }
 
@@ -120,6 +157,7 @@ func (r *Replica) Tick() {
 		r.propose()
 	}
 	r.retransmitTick()
+	r.viewChangeTick()
 }
 
 // Submit hands the replica a client request whose signature was checked.
@@ -132,7 +170,7 @@ func (r *Replica) Submit(req ClientRequest) error {
 	if err := r.checkRequestSize(req.Signed); err != nil {
 		return err
 	}
-	primary := r.IsPrimary()
+	primary := r.IsPrimary() && r.viewActive
 	added, err := r.requests.add(req, primary)
 	if err != nil || !added {
 		return err
@@ -140,6 +178,9 @@ func (r *Replica) Submit(req ClientRequest) error {
 	if primary {
 		r.propose()
 		return nil
+	}
+	if !r.viewActive {
+		return nil // kept for the new primary
 	}
 	r.send(Primary(r.view, r.cfg.N), KindForward, &wire.ReplicaMessage{
 		Body: &wire.ReplicaMessage_ForwardedRequest{ForwardedRequest: req.Signed},
@@ -160,7 +201,18 @@ func (r *Replica) Step(m VerifiedMessage) error {
 	case from == r.cfg.ID:
 		return ErrFromSelf
 	}
+	if !r.viewActive && r.bufferForNewView(m) {
+		return nil
+	}
 	switch body := m.Body.Body.(type) {
+	case *wire.ReplicaMessage_ViewChange:
+		return r.stepViewChange(from, m.ViewChange)
+	case *wire.ReplicaMessage_NewView:
+		return r.stepNewView(from, m.Signed, m.NewView)
+	case *wire.ReplicaMessage_BatchRequest:
+		return r.stepBatchRequest(from, body.BatchRequest)
+	case *wire.ReplicaMessage_BatchReply:
+		return r.stepBatchReply(m)
 	case *wire.ReplicaMessage_PrePrepare:
 		if body.PrePrepare == nil {
 			return ErrMalformed
@@ -192,7 +244,7 @@ func (r *Replica) Step(m VerifiedMessage) error {
 		if len(m.Requests) != 1 {
 			return ErrMalformed
 		}
-		if !r.IsPrimary() {
+		if !r.IsPrimary() || !r.viewActive {
 			return nil // only the primary orders; the sender will time out on its own
 		}
 		return r.Submit(ClientRequest{Signed: body.ForwardedRequest, Request: m.Requests[0]})
@@ -231,3 +283,28 @@ func (r *Replica) checkRequestSize(s *wire.Signed) error {
 // CheckpointInterval returns K: the runtime calls CheckpointExecuted after
 // executing each multiple of it.
 func (r *Replica) CheckpointInterval() uint64 { return r.cfg.CheckpointInterval }
+
+// bufferForNewView keeps a normal-case message for the view this replica
+// is changing to until the NEW-VIEW arrives (at most 3N per window slot),
+// and drops normal-case messages for other views. It reports whether it
+// took the message.
+func (r *Replica) bufferForNewView(m VerifiedMessage) bool {
+	var view uint64
+	switch {
+	case m.Body.GetPrePrepare() != nil:
+		view = m.Body.GetPrePrepare().View
+	case m.Body.GetPrepare() != nil:
+		view = m.Body.GetPrepare().View
+	case m.Body.GetCommit() != nil:
+		view = m.Body.GetCommit().View
+	default:
+		return false
+	}
+	if view == r.view && uint64(len(r.pendingView)) < 3*uint64(r.cfg.N)*r.cfg.WindowSize {
+		r.pendingView = append(r.pendingView, m)
+	}
+	return true
+}
+
+// Config returns the replica's configuration with defaults applied.
+func (r *Replica) Config() Config { return r.cfg }

@@ -1,6 +1,12 @@
 package protocol
 
-import "github.com/pbftnode/pbftnode/wire"
+import (
+	"cmp"
+	"slices"
+	"strings"
+
+	"github.com/pbftnode/pbftnode/wire"
+)
 
 // requestKey identifies a client request: client id plus request number.
 type requestKey struct {
@@ -20,17 +26,28 @@ const (
 	stateOrdered                           // in an accepted pre-prepare, not yet committed
 )
 
+type trackedRequest struct {
+	state requestState
+	req   ClientRequest
+	// fromClient: a client sent it to this replica (not just a
+	// pre-prepare). Only such requests run the view-change timer.
+	fromClient bool
+}
+
 // requestTracker remembers the client requests this replica knows of and
 // has not yet seen committed, and (on the primary) the FIFO queue of those
-// waiting for a batch. It holds at most limit requests.
+// waiting for a batch. It holds at most limit requests. A backup's pending
+// requests are what its view-change timer watches.
 type requestTracker struct {
 	limit int
-	known map[requestKey]requestState
-	queue []ClientRequest // primary only; entries may be stale (see pop)
+	known map[requestKey]*trackedRequest
+	// fromClients counts known requests with fromClient set.
+	fromClients int
+	queue       []ClientRequest // primary only; entries may be stale (see popBatch)
 }
 
 func newRequestTracker(limit int) *requestTracker {
-	return &requestTracker{limit: limit, known: make(map[requestKey]requestState)}
+	return &requestTracker{limit: limit, known: make(map[requestKey]*trackedRequest)}
 }
 
 func (t *requestTracker) len() int { return len(t.known) }
@@ -41,17 +58,22 @@ func (t *requestTracker) queued() int { return len(t.queue) }
 // It reports false for a request already known.
 func (t *requestTracker) add(req ClientRequest, primary bool) (bool, error) {
 	key := keyOf(req.Request)
-	if _, ok := t.known[key]; ok {
+	if tr, ok := t.known[key]; ok {
+		if !tr.fromClient {
+			tr.fromClient = true
+			t.fromClients++
+		}
 		return false, nil
 	}
 	if len(t.known) >= t.limit {
 		return false, ErrQueueFull
 	}
+	t.fromClients++
 	if primary {
-		t.known[key] = stateQueued
+		t.known[key] = &trackedRequest{state: stateQueued, req: req, fromClient: true}
 		t.queue = append(t.queue, req)
 	} else {
-		t.known[key] = stateForwarded
+		t.known[key] = &trackedRequest{state: stateForwarded, req: req, fromClient: true}
 	}
 	return true, nil
 }
@@ -64,8 +86,8 @@ func (t *requestTracker) popBatch(maxCount, maxBytes int) ([]*wire.Signed, []*wi
 	var reqs []*wire.Request
 	size, taken := 0, 0
 	for _, q := range t.queue {
-		key := keyOf(q.Request)
-		if t.known[key] != stateQueued {
+		tr := t.known[keyOf(q.Request)]
+		if tr == nil || tr.state != stateQueued {
 			taken++ // ordered meanwhile by another pre-prepare, or forgotten
 			continue
 		}
@@ -75,7 +97,7 @@ func (t *requestTracker) popBatch(maxCount, maxBytes int) ([]*wire.Signed, []*wi
 		}
 		size += n
 		taken++
-		t.known[key] = stateOrdered
+		tr.state = stateOrdered
 		signed = append(signed, q.Signed)
 		reqs = append(reqs, q.Request)
 	}
@@ -85,11 +107,13 @@ func (t *requestTracker) popBatch(maxCount, maxBytes int) ([]*wire.Signed, []*wi
 }
 
 // ordered marks requests as included in an accepted pre-prepare.
-func (t *requestTracker) ordered(reqs []*wire.Request) {
-	for _, req := range reqs {
+func (t *requestTracker) ordered(batch []*wire.Signed, reqs []*wire.Request) {
+	for i, req := range reqs {
 		key := keyOf(req)
-		if _, ok := t.known[key]; ok || len(t.known) < t.limit {
-			t.known[key] = stateOrdered
+		if tr, ok := t.known[key]; ok {
+			tr.state = stateOrdered
+		} else if len(t.known) < t.limit && i < len(batch) {
+			t.known[key] = &trackedRequest{state: stateOrdered, req: ClientRequest{Signed: batch[i], Request: req}}
 		}
 	}
 }
@@ -97,6 +121,59 @@ func (t *requestTracker) ordered(reqs []*wire.Request) {
 // committed forgets requests that were committed.
 func (t *requestTracker) committed(reqs []*wire.Request) {
 	for _, req := range reqs {
-		delete(t.known, keyOf(req))
+		t.forget(keyOf(req))
 	}
+}
+
+func (t *requestTracker) forget(key requestKey) {
+	if tr, ok := t.known[key]; ok {
+		if tr.fromClient {
+			t.fromClients--
+		}
+		delete(t.known, key)
+	}
+}
+
+// unordered forgets requests that were only known from a pre-prepare that
+// lost its sequence to another batch; those a client sent stay pending.
+func (t *requestTracker) unordered(reqs []*wire.Request) {
+	for _, req := range reqs {
+		key := keyOf(req)
+		if tr, ok := t.known[key]; ok && !tr.fromClient {
+			t.forget(key)
+		} else if ok {
+			tr.state = stateForwarded
+		}
+	}
+}
+
+// reset turns every request that is not committed back into a pending
+// one after a view change: the new primary queues them all (in a
+// deterministic order: by client, then number), a backup waits for them.
+// Re-proposed batches mark theirs ordered again afterwards.
+func (t *requestTracker) reset(primary bool) {
+	t.queue = t.queue[:0]
+	keys := make([]requestKey, 0, len(t.known))
+	for k := range t.known {
+		keys = append(keys, k)
+	}
+	sortKeys(keys)
+	for _, k := range keys {
+		tr := t.known[k]
+		if primary {
+			tr.state = stateQueued
+			t.queue = append(t.queue, tr.req)
+		} else {
+			tr.state = stateForwarded
+		}
+	}
+}
+
+func sortKeys(keys []requestKey) {
+	slices.SortFunc(keys, func(a, b requestKey) int {
+		if c := strings.Compare(a.client, b.client); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.number, b.number)
+	})
 }

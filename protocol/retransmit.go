@@ -26,6 +26,9 @@ func (r *Replica) retransmitTick() {
 	if r.unfinished() {
 		r.retransmit()
 	}
+	if !r.viewActive && r.ownViewChange != nil {
+		r.resend(KindViewChange, r.ownViewChange)
+	}
 	// Whether or not agreement is open here, others may be ahead: ask.
 	// Replicas answer only when they have something above this one.
 	r.broadcastFetch()

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/checkpoint"
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/viewchange"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -25,6 +26,9 @@ var (
 	ErrBatchTooLarge         = errors.New("batch exceeds the size limits")
 	ErrQueueFull             = errors.New("request queue full")
 	ErrCheckpointRejected    = errors.New("checkpoint vote rejected")
+	ErrViewChangeRejected    = errors.New("view change rejected")
+	ErrNewViewRejected       = errors.New("new view rejected")
+	ErrChangingView          = errors.New("replica is changing views")
 )
 
 // VerifiedMessage is a replica message whose signature the runtime checked
@@ -42,6 +46,10 @@ type VerifiedMessage struct {
 	Requests []*wire.Request
 	// Votes are a checkpoint certificate's votes (signatures checked).
 	Votes []checkpoint.Vote
+	// ViewChange and NewView are decoded, with every nested signature
+	// checked; their structure is the core's to validate.
+	ViewChange *viewchange.ViewChange
+	NewView    *VerifiedNewView
 }
 
 // ClientRequest is a client request whose client signature was checked.
@@ -75,9 +83,16 @@ const (
 	KindForward    Kind = 'f'
 	// Kinds that are never persisted.
 	KindFetch                 Kind = 'F'
-	KindCheckpointCertificate Kind = 'C'
+	KindCheckpointCertificate Kind = 'K'
 	KindStateRequest          Kind = 'r'
 	KindStateChunk            Kind = 's'
+	KindViewChange            Kind = 'V'
+	KindNewView               Kind = 'N'
+	KindBatchRequest          Kind = 'b'
+	KindBatchReply            Kind = 'B'
+	// KindPreparedCertificate is persisted: a certificate this replica
+	// assembled, which its VIEW-CHANGEs must carry even after a crash.
+	KindPreparedCertificate Kind = 'C'
 )
 
 func (k Kind) String() string {
@@ -100,6 +115,16 @@ func (k Kind) String() string {
 		return "state_request"
 	case KindStateChunk:
 		return "state_chunk"
+	case KindViewChange:
+		return "view_change"
+	case KindNewView:
+		return "new_view"
+	case KindBatchRequest:
+		return "batch_request"
+	case KindBatchReply:
+		return "batch_reply"
+	case KindPreparedCertificate:
+		return "prepared_certificate"
 	}
 	return "unknown"
 }
@@ -111,6 +136,8 @@ type LogEntry struct {
 	Kind           Kind
 	Signed         *wire.Signed
 	Batch          []*wire.Signed // a pre-prepare's batch
+	// Certificate is set (and Signed nil) for KindPreparedCertificate.
+	Certificate *wire.PreparedCertificate
 }
 
 // CommittedBatch is a batch committed at Sequence, to be executed in order.
@@ -127,6 +154,9 @@ type CommittedBatch struct {
 // Behind, when set, is a stable checkpoint above what this replica has
 // executed: it must catch up by state transfer.
 type Ready struct {
+	// View, when set, is a new view to persist (with Persist, before
+	// Messages are sent): a replica never returns to a lower view.
+	View             *uint64
 	Persist          []LogEntry
 	Messages         []Outbound
 	Committed        []CommittedBatch
@@ -136,7 +166,7 @@ type Ready struct {
 
 // Empty reports whether there is nothing to do.
 func (rd *Ready) Empty() bool {
-	return len(rd.Persist) == 0 && len(rd.Messages) == 0 && len(rd.Committed) == 0 &&
+	return rd.View == nil && len(rd.Persist) == 0 && len(rd.Messages) == 0 && len(rd.Committed) == 0 &&
 		rd.StableCheckpoint == nil && rd.Behind == nil
 }
 
@@ -150,9 +180,17 @@ type Status struct {
 	LastCommitted   uint64
 	NextSequence    uint64
 	PendingRequests int
+	// ClientPending counts pending requests that clients sent to this
+	// replica: the ones its view-change timer watches.
+	ClientPending   int
 	Slots           int
 	Retransmissions uint64
 	Buffered        int
 	FetchesSent     uint64
+	AdoptedCommits  uint64
 	Transferring    bool
+	// ViewActive is false while the replica changes views.
+	ViewActive           bool
+	ViewChangesStarted   uint64
+	ViewChangesCompleted uint64
 }

@@ -23,6 +23,9 @@ type MessageVerifier struct {
 	cache     *crypto.VerifiedCache // may be nil
 	pool      *crypto.Pool          // may be nil: verify inline
 	maxBatch  int
+	// maxPrepared bounds the prepared certificates of a VIEW-CHANGE and
+	// the pre-prepares of a NEW-VIEW (the window size).
+	maxPrepared uint64
 }
 
 // NewMessageVerifier returns a verifier for a cluster whose replica i has
@@ -33,8 +36,13 @@ func NewMessageVerifier(clusterID string, replicas []ed25519.PublicKey, cache *c
 	if maxBatch <= 0 {
 		maxBatch = DefaultMaxBatchSize
 	}
-	return &MessageVerifier{clusterID: clusterID, replicas: replicas, cache: cache, pool: pool, maxBatch: maxBatch}
+	return &MessageVerifier{clusterID: clusterID, replicas: replicas, cache: cache, pool: pool, maxBatch: maxBatch,
+		maxPrepared: 2 * DefaultCheckpointInterval}
 }
+
+// SetWindowSize sets the largest number of sequences a VIEW-CHANGE or a
+// NEW-VIEW may cover (the replicas' WindowSize).
+func (v *MessageVerifier) SetWindowSize(window uint64) { v.maxPrepared = window }
 
 // ReplicaFrame decodes and verifies one frame (a wire.ReplicaFrame)
 // received from a replica or read back from the protocol log.
@@ -126,6 +134,28 @@ func (v *MessageVerifier) verify(signed *wire.Signed, batch []*wire.Signed) (Ver
 		if b.StateChunk == nil {
 			return VerifiedMessage{}, ErrMalformed
 		}
+	case *wire.ReplicaMessage_ViewChange:
+		vc, err := v.viewChange(body.From, signed, b.ViewChange)
+		if err != nil {
+			return VerifiedMessage{}, err
+		}
+		m.ViewChange = &vc
+	case *wire.ReplicaMessage_NewView:
+		nv, err := v.newView(b.NewView)
+		if err != nil {
+			return VerifiedMessage{}, err
+		}
+		m.NewView = nv
+	case *wire.ReplicaMessage_BatchRequest:
+		if _, err := digestOf(b.BatchRequest.GetDigest()); err != nil {
+			return VerifiedMessage{}, err
+		}
+	case *wire.ReplicaMessage_BatchReply:
+		reqs, err := v.batchReply(b.BatchReply)
+		if err != nil {
+			return VerifiedMessage{}, err
+		}
+		m.Batch, m.Requests = b.BatchReply.Requests, reqs
 	default:
 		return VerifiedMessage{}, fmt.Errorf("%w: unknown message type", ErrMalformed)
 	}

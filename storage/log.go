@@ -16,6 +16,9 @@ const (
 	KindPrepare    byte = 'p'
 	KindCommit     byte = 'c'
 	KindCheckpoint byte = 'k'
+	// KindPreparedCertificate: an encoded wire.PreparedCertificate this
+	// replica assembled (it must survive a crash for view changes).
+	KindPreparedCertificate byte = 'C'
 )
 
 const (
@@ -39,7 +42,7 @@ type LogEntry struct {
 
 func validKind(kind byte) bool {
 	switch kind {
-	case KindPrePrepare, KindPrepare, KindCommit, KindCheckpoint:
+	case KindPrePrepare, KindPrepare, KindCommit, KindCheckpoint, KindPreparedCertificate:
 		return true
 	}
 	return false

@@ -717,9 +717,13 @@ func (x *Checkpoint) GetStateDigest() []byte {
 // it, the accepted pre-prepares and its own prepares and commits for the
 // sequences in its window, and its checkpoint votes above its stable
 // checkpoint. A restarted or lagging replica sends it to catch up.
+// If view is below the receiver's, the receiver also sends the NEW-VIEW
+// that started its view, so a replica that missed a view change learns of
+// it.
 type Fetch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FromSequence  uint64                 `protobuf:"varint,1,opt,name=from_sequence,json=fromSequence,proto3" json:"from_sequence,omitempty"`
+	View          uint64                 `protobuf:"varint,2,opt,name=view,proto3" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -757,6 +761,13 @@ func (*Fetch) Descriptor() ([]byte, []int) {
 func (x *Fetch) GetFromSequence() uint64 {
 	if x != nil {
 		return x.FromSequence
+	}
+	return 0
+}
+
+func (x *Fetch) GetView() uint64 {
+	if x != nil {
+		return x.View
 	}
 	return 0
 }
@@ -1882,9 +1893,10 @@ const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"Checkpoint\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12!\n" +
-	"\fstate_digest\x18\x02 \x01(\fR\vstateDigest\",\n" +
+	"\fstate_digest\x18\x02 \x01(\fR\vstateDigest\"@\n" +
 	"\x05Fetch\x12#\n" +
-	"\rfrom_sequence\x18\x01 \x01(\x04R\ffromSequence\"D\n" +
+	"\rfrom_sequence\x18\x01 \x01(\x04R\ffromSequence\x12\x12\n" +
+	"\x04view\x18\x02 \x01(\x04R\x04view\"D\n" +
 	"\x15CheckpointCertificate\x12+\n" +
 	"\x05votes\x18\x01 \x03(\v2\x15.pbftnode.wire.SignedR\x05votes\"G\n" +
 	"\fStateRequest\x12\x1a\n" +

@@ -1,0 +1,368 @@
+package protocol
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/viewchange"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// DefaultViewChangeTimeoutTicks is how long a backup waits for a pending
+// request before it suspects the primary (and the first wait for a
+// NEW-VIEW); it doubles on each consecutive view change without progress.
+const DefaultViewChangeTimeoutTicks = 50
+
+// maxTimeoutDoublings caps the view-change timeout at 64x the base.
+const maxTimeoutDoublings = 6
+
+// viewTimeout is the current view-change timeout in ticks.
+func (r *Replica) viewTimeout() int {
+	return r.cfg.ViewChangeTimeoutTicks << min(r.vcAttempts, maxTimeoutDoublings)
+}
+
+// viewChangeTick runs the view-change timer: a backup with requests
+// pending starts a view change when none executes within the timeout; a
+// replica changing views moves on to the next view when no NEW-VIEW comes.
+func (r *Replica) viewChangeTick() {
+	if r.viewActive && (r.IsPrimary() || r.requests.fromClients == 0) {
+		r.vcTimer = 0
+		return
+	}
+	r.vcTimer++
+	if r.vcTimer >= r.viewTimeout() {
+		r.startViewChange(r.view + 1)
+	}
+}
+
+// startViewChange moves this replica to view v (not yet active) and
+// broadcasts its VIEW-CHANGE. From here on it accepts nothing for lower
+// views; Ready.View must be persisted before the VIEW-CHANGE is sent.
+func (r *Replica) startViewChange(v uint64) {
+	if v <= r.view && !(v == r.view && r.viewActive) {
+		return
+	}
+	if v == r.view {
+		return
+	}
+	r.view, r.viewActive, r.vcTimer = v, false, 0
+	r.vcAttempts++
+	r.viewChangesStarted++
+	r.ready.View = &r.view
+	r.future.clear()
+	r.pendingView = r.pendingView[:0]
+	r.newViewSent = false
+
+	stable := r.checkpoints.Stable()
+	vc := &wire.ViewChange{NewView: v, StableSequence: stable.Sequence}
+	own := viewchange.ViewChange{From: r.cfg.ID, NewView: v, Stable: stable}
+	if stable.Sequence > 0 {
+		vc.Stable = &wire.CheckpointCertificate{}
+		for _, vote := range stable.Proof {
+			vc.Stable.Votes = append(vc.Stable.Votes, vote.Signed)
+		}
+	}
+	for _, seq := range slices.Sorted(mapsKeys(r.prepared)) {
+		pc := r.prepared[seq]
+		if seq <= stable.Sequence || seq > stable.Sequence+r.cfg.WindowSize {
+			continue
+		}
+		wc := &wire.PreparedCertificate{PrePrepare: pc.PrePrepare.Signed}
+		for _, p := range pc.Prepares {
+			wc.Prepares = append(wc.Prepares, p.Signed)
+		}
+		vc.Prepared = append(vc.Prepared, wc)
+		own.Prepared = append(own.Prepared, pc)
+	}
+	own.Signed = r.send(Broadcast, KindViewChange, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_ViewChange{ViewChange: vc}})
+	r.ownViewChange = own.Signed
+	r.latestVC[r.cfg.ID] = own
+	r.tryNewView()
+}
+
+func mapsKeys[V any](m map[uint64]V) func(func(uint64) bool) {
+	return func(yield func(uint64) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// stepViewChange records a VIEW-CHANGE (its signatures checked).
+func (r *Replica) stepViewChange(from uint32, vc *viewchange.ViewChange) error {
+	if vc == nil || vc.From != from {
+		return ErrMalformed
+	}
+	if vc.NewView < r.view || (vc.NewView == r.view && r.viewActive) {
+		return ErrStale
+	}
+	if err := r.vcConfig.ValidateViewChange(*vc); err != nil {
+		return fmt.Errorf("%w: %w", ErrViewChangeRejected, err)
+	}
+	if prev, ok := r.latestVC[from]; ok && prev.NewView >= vc.NewView {
+		return ErrDuplicate
+	}
+	r.latestVC[from] = *vc
+	r.maybeJoin()
+	r.tryNewView()
+	return nil
+}
+
+// maybeJoin: f+1 replicas asking for views above this replica's include a
+// correct one, so it joins the smallest of those views.
+func (r *Replica) maybeJoin() {
+	var higher []uint64
+	for from, vc := range r.latestVC {
+		if from != r.cfg.ID && (vc.NewView > r.view) {
+			higher = append(higher, vc.NewView)
+		}
+	}
+	if len(higher) >= FaultTolerance(r.cfg.N)+1 {
+		r.startViewChange(slices.Min(higher))
+	}
+}
+
+// tryNewView: the primary of the view being changed to sends NEW-VIEW once
+// it holds a quorum of valid VIEW-CHANGEs for it.
+func (r *Replica) tryNewView() {
+	if r.viewActive || r.newViewSent || !r.IsPrimary() {
+		return
+	}
+	var vcs []viewchange.ViewChange
+	for _, vc := range r.latestVC {
+		if vc.NewView == r.view {
+			vcs = append(vcs, vc)
+		}
+	}
+	chosen, ok := r.vcConfig.Select(r.view, vcs)
+	if !ok {
+		return
+	}
+	decision, err := r.vcConfig.Decide(r.view, chosen)
+	if err != nil {
+		r.cfg.Logger.Error("view change: cannot decide from valid view changes", "view", r.view, "err", err)
+		return
+	}
+	nv := &wire.NewView{View: r.view}
+	for _, vc := range chosen {
+		nv.ViewChanges = append(nv.ViewChanges, vc.Signed)
+	}
+	headers := make([]viewchange.PrePrepare, 0, len(decision.Proposals))
+	for _, p := range decision.Proposals {
+		signed := r.sign(&wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{
+			View: r.view, Sequence: p.Sequence, Digest: append([]byte(nil), p.Digest[:]...)}}})
+		nv.PrePrepares = append(nv.PrePrepares, signed)
+		headers = append(headers, viewchange.PrePrepare{From: r.cfg.ID, View: r.view, Sequence: p.Sequence, Digest: p.Digest, Signed: signed})
+	}
+	r.newViewSent = true
+	signed := r.send(Broadcast, KindNewView, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_NewView{NewView: nv}})
+	r.enterNewView(decision, headers, signed)
+}
+
+// stepNewView checks a NEW-VIEW by recomputing its re-proposals from its
+// VIEW-CHANGEs, and enters that view.
+func (r *Replica) stepNewView(from uint32, signed *wire.Signed, nv *VerifiedNewView) error {
+	if nv == nil {
+		return ErrMalformed
+	}
+	if nv.View < r.view || (nv.View == r.view && r.viewActive) {
+		return ErrStale
+	}
+	if from != Primary(nv.View, r.cfg.N) {
+		return ErrNotFromPrimary
+	}
+	decision, err := r.vcConfig.CheckNewView(nv.View, nv.ViewChanges, nv.PrePrepares)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNewViewRejected, err)
+	}
+	if nv.View > r.view {
+		r.view = nv.View
+		r.ready.View = &r.view
+	}
+	r.enterNewView(decision, nv.PrePrepares, signed)
+	return nil
+}
+
+// enterNewView starts normal operation in r.view: it adopts the decision's
+// stable checkpoint, replaces the log above the last committed sequence by
+// the re-proposals (pre-prepares of the new primary), prepares those whose
+// batch it holds and asks for the others, and replays what arrived for
+// this view before the NEW-VIEW.
+func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePrepare, newView *wire.Signed) {
+	r.viewActive, r.vcTimer = true, 0
+	r.lastNewView, r.ownViewChange = newView, nil
+	r.viewChangesCompleted++
+	for from, vc := range r.latestVC {
+		if vc.NewView <= r.view {
+			delete(r.latestVC, from)
+		}
+	}
+	if d.Stable.Sequence > r.window.Low {
+		if d.Stable.Sequence > r.checkpoints.Stable().Sequence {
+			r.checkpoints.Restore(d.Stable)
+		}
+		if d.Stable.Sequence <= r.lastCommitted {
+			r.moveWindow(&d.Stable)
+		} else {
+			r.requestStateTransfer(&d.Stable)
+		}
+	}
+	// Batches this replica holds, by digest, from the old log.
+	held := make(map[crypto.Digest]*slot)
+	for seq, s := range r.slots {
+		if s.batch != nil {
+			held[s.digest] = s
+		}
+		if seq > r.lastCommitted {
+			delete(r.slots, seq) // replaced by the re-proposals below
+		}
+	}
+	r.requests.reset(r.IsPrimary())
+	maxSeq := r.lastCommitted
+	for _, h := range headers {
+		if h.Sequence <= r.window.Low {
+			continue
+		}
+		maxSeq = max(maxSeq, h.Sequence)
+		r.adoptProposal(h, held)
+	}
+	r.nextSequence = max(r.nextSequence, maxSeq+1)
+	if r.IsPrimary() {
+		r.nextSequence = maxSeq + 1
+		// Re-send the re-proposals with their batches, for backups that
+		// lack them.
+		for _, h := range headers {
+			if s := r.slots[h.Sequence]; s != nil && s.batch != nil && h.Sequence > r.window.Low {
+				r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: s.prePrepare, Batch: s.batch, Kind: KindPrePrepare})
+			}
+		}
+	}
+	pending := r.pendingView
+	r.pendingView = nil
+	for _, m := range pending {
+		_ = r.Step(m)
+	}
+	r.deliver()
+	r.propose()
+}
+
+// adoptProposal installs one re-proposal as the accepted pre-prepare of
+// its sequence in the new view.
+func (r *Replica) adoptProposal(h viewchange.PrePrepare, held map[crypto.Digest]*slot) {
+	old := r.slots[h.Sequence]
+	if old != nil && old.committed && old.digest != h.Digest {
+		// Impossible with at most f faulty replicas: a committed batch is
+		// in every quorum of VIEW-CHANGEs.
+		r.cfg.Logger.Error("view change re-proposes a different batch at a committed sequence; not taking part",
+			"sequence", h.Sequence, "view", r.view)
+		return
+	}
+	s := &slot{view: r.view, prePrepare: h.Signed, digest: h.Digest,
+		prepares: make(map[uint32]vote), commits: make(map[uint32]vote)}
+	if old != nil && old.committed {
+		s.committed, s.batch, s.requests = true, old.batch, old.requests
+	} else if h.Digest == r.vcConfig.NullDigest {
+		s.batch, s.requests = []*wire.Signed{}, nil
+	} else if src := held[h.Digest]; src != nil {
+		s.batch, s.requests = src.batch, src.requests
+	}
+	r.slots[h.Sequence] = s
+	if s.batch == nil {
+		r.ready.Persist = append(r.ready.Persist, LogEntry{View: r.view, Sequence: h.Sequence, Kind: KindPrePrepare, Signed: h.Signed})
+		r.requestBatch(h.Digest)
+		return
+	}
+	r.acceptBatch(h.Sequence, s)
+}
+
+// acceptBatch: a new-view slot's batch is known; log the pre-prepare with
+// it and, on a backup, prepare.
+func (r *Replica) acceptBatch(seq uint64, s *slot) {
+	r.requests.ordered(s.batch, s.requests)
+	r.ready.Persist = append(r.ready.Persist, LogEntry{View: s.view, Sequence: seq, Kind: KindPrePrepare, Signed: s.prePrepare, Batch: s.batch})
+	if r.IsPrimary() {
+		r.tryPrepared(seq, s)
+		return
+	}
+	prep := &wire.Prepare{View: s.view, Sequence: seq, Digest: append([]byte(nil), s.digest[:]...)}
+	out := r.send(Broadcast, KindPrepare, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Prepare{Prepare: prep}})
+	r.persist(s.view, seq, KindPrepare, out)
+	s.prepares[r.cfg.ID] = vote{digest: s.digest, signed: out}
+	r.tryPrepared(seq, s)
+}
+
+func (r *Replica) requestBatch(d crypto.Digest) {
+	r.send(Broadcast, KindBatchRequest, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchRequest{
+		BatchRequest: &wire.BatchRequest{Digest: append([]byte(nil), d[:]...)}}})
+}
+
+// stepBatchRequest answers with the batch if this replica holds it.
+func (r *Replica) stepBatchRequest(from uint32, br *wire.BatchRequest) error {
+	d, err := digestOf(br.GetDigest())
+	if err != nil {
+		return err
+	}
+	for _, s := range r.slots {
+		if s.digest == d && s.batch != nil {
+			r.send(from, KindBatchReply, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchReply{
+				BatchReply: &wire.BatchReply{Digest: br.Digest, Requests: s.batch}}})
+			return nil
+		}
+	}
+	return nil
+}
+
+// stepBatchReply attaches a batch (its digest and client signatures
+// checked) to the slots of this view waiting for it.
+func (r *Replica) stepBatchReply(m VerifiedMessage) error {
+	d, err := digestOf(m.Body.GetBatchReply().GetDigest())
+	if err != nil {
+		return err
+	}
+	used := false
+	for seq, s := range r.slots {
+		if s.digest == d && s.batch == nil && (s.committed || s.view == r.view) {
+			r.attachBatch(seq, s, m.Batch, m.Requests)
+			used = true
+		}
+	}
+	if !used {
+		return ErrDuplicate
+	}
+	return nil
+}
+
+// recordPrepared keeps the prepared certificate of a slot that just
+// prepared, for later view changes, and logs it (before the commit that
+// depends on it is sent).
+func (r *Replica) recordPrepared(seq uint64, s *slot) {
+	if prev, ok := r.prepared[seq]; ok && prev.PrePrepare.View > s.view {
+		return
+	}
+	pc := viewchange.PreparedCertificate{PrePrepare: viewchange.PrePrepare{
+		From: Primary(s.view, r.cfg.N), View: s.view, Sequence: seq, Digest: s.digest, Signed: s.prePrepare}}
+	wc := &wire.PreparedCertificate{PrePrepare: s.prePrepare}
+	for _, id := range slices.Sorted(votersOf(s.prepares)) {
+		v := s.prepares[id]
+		if v.digest != s.digest || len(pc.Prepares) == r.quorum-1 {
+			continue
+		}
+		pc.Prepares = append(pc.Prepares, viewchange.Prepare{From: id, View: s.view, Sequence: seq, Digest: s.digest, Signed: v.signed})
+		wc.Prepares = append(wc.Prepares, v.signed)
+	}
+	r.prepared[seq] = pc
+	r.ready.Persist = append(r.ready.Persist, LogEntry{View: s.view, Sequence: seq, Kind: KindPreparedCertificate, Certificate: wc})
+}
+
+func votersOf(m map[uint32]vote) func(func(uint32) bool) {
+	return func(yield func(uint32) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
