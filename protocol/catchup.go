@@ -14,7 +14,7 @@ const DefaultFetchSlots = 128
 // last committed sequence.
 func (r *Replica) broadcastFetch() {
 	r.send(Broadcast, KindFetch, &wire.ReplicaMessage{
-		Body: &wire.ReplicaMessage_Fetch{Fetch: &wire.Fetch{FromSequence: r.lastCommitted, View: r.view}},
+		Body: &wire.ReplicaMessage_Fetch{Fetch: &wire.Fetch{FromSequence: r.lastCommitted, View: r.view, ViewActive: r.viewActive}},
 	})
 	r.fetchesSent++
 }
@@ -30,7 +30,7 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 		return ErrDuplicate
 	}
 	r.fetchAnswered[from] = r.ticks
-	if f.View < r.view && r.viewActive && r.lastNewView != nil {
+	if (f.View < r.view || (f.View == r.view && !f.ViewActive)) && r.viewActive && r.lastNewView != nil {
 		r.sendTo(from, KindNewView, r.lastNewView)
 	}
 	stable := r.checkpoints.Stable()

@@ -63,6 +63,9 @@ type Replica struct {
 	prepared map[uint64]viewchange.PreparedCertificate
 	// pendingView holds messages for r.view received before its NEW-VIEW.
 	pendingView []VerifiedMessage
+	// suspects is each replica's highest suspected-into view above r.view.
+	suspects     map[uint32]uint64
+	suspectsSent uint64
 
 	ready Ready
 }
@@ -93,6 +96,7 @@ func New(cfg Config) (*Replica, error) {
 		fetchAnswered:  make(map[uint32]uint64),
 		viewActive:     true,
 		latestVC:       make(map[uint32]viewchange.ViewChange),
+		suspects:       make(map[uint32]uint64),
 		prepared:       make(map[uint64]viewchange.PreparedCertificate),
 		vcConfig: viewchange.Config{N: cfg.N, Quorum: quorum, CheckpointInterval: cfg.CheckpointInterval,
 			WindowSize: cfg.WindowSize, NullDigest: crypto.BatchDigest(nil)},
@@ -134,6 +138,7 @@ func (r *Replica) Status() Status {
 		ViewActive:           r.viewActive,
 		ViewChangesStarted:   r.viewChangesStarted,
 		ViewChangesCompleted: r.viewChangesCompleted,
+		SuspectsSent:         r.suspectsSent,
 	}
 }
 
@@ -211,6 +216,8 @@ func (r *Replica) Step(m VerifiedMessage) error {
 		return r.stepNewView(from, m.Signed, m.NewView)
 	case *wire.ReplicaMessage_BatchRequest:
 		return r.stepBatchRequest(from, body.BatchRequest)
+	case *wire.ReplicaMessage_Suspect:
+		return r.stepSuspect(from, body.Suspect)
 	case *wire.ReplicaMessage_BatchReply:
 		return r.stepBatchReply(m)
 	case *wire.ReplicaMessage_PrePrepare:

@@ -90,6 +90,7 @@ const (
 	KindNewView               Kind = 'N'
 	KindBatchRequest          Kind = 'b'
 	KindBatchReply            Kind = 'B'
+	KindSuspect               Kind = 'S'
 	// KindPreparedCertificate is persisted: a certificate this replica
 	// assembled, which its VIEW-CHANGEs must carry even after a crash.
 	KindPreparedCertificate Kind = 'C'
@@ -123,6 +124,8 @@ func (k Kind) String() string {
 		return "batch_request"
 	case KindBatchReply:
 		return "batch_reply"
+	case KindSuspect:
+		return "suspect"
 	case KindPreparedCertificate:
 		return "prepared_certificate"
 	}
@@ -193,4 +196,5 @@ type Status struct {
 	ViewActive           bool
 	ViewChangesStarted   uint64
 	ViewChangesCompleted uint64
+	SuspectsSent         uint64
 }

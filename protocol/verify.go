@@ -146,6 +146,10 @@ func (v *MessageVerifier) verify(signed *wire.Signed, batch []*wire.Signed) (Ver
 			return VerifiedMessage{}, err
 		}
 		m.NewView = nv
+	case *wire.ReplicaMessage_Suspect:
+		if b.Suspect == nil {
+			return VerifiedMessage{}, ErrMalformed
+		}
 	case *wire.ReplicaMessage_BatchRequest:
 		if _, err := digestOf(b.BatchRequest.GetDigest()); err != nil {
 			return VerifiedMessage{}, err

@@ -22,17 +22,64 @@ func (r *Replica) viewTimeout() int {
 	return r.cfg.ViewChangeTimeoutTicks << min(r.vcAttempts, maxTimeoutDoublings)
 }
 
-// viewChangeTick runs the view-change timer: a backup with requests
-// pending starts a view change when none executes within the timeout; a
-// replica changing views moves on to the next view when no NEW-VIEW comes.
+// viewChangeTick runs the view-change timer: a backup with requests that
+// clients sent it pending suspects the primary when none executes within
+// the timeout; a replica changing views suspects the next primary when no
+// NEW-VIEW comes. Suspecting broadcasts a Suspect; the replica changes
+// views once f+1 replicas suspect (see stepSuspect). A replica busy with a
+// state transfer is behind, not a judge of the primary.
 func (r *Replica) viewChangeTick() {
-	if r.viewActive && (r.IsPrimary() || r.requests.fromClients == 0) {
+	if r.transferring != nil || (r.viewActive && (r.IsPrimary() || r.requests.fromClients == 0)) {
 		r.vcTimer = 0
 		return
 	}
 	r.vcTimer++
 	if r.vcTimer >= r.viewTimeout() {
-		r.startViewChange(r.view + 1)
+		r.vcTimer = 0
+		r.suspect(r.view + 1)
+	}
+}
+
+// suspect broadcasts that this replica wants view v (again, if the timer
+// expires again) and counts its own vote.
+func (r *Replica) suspect(v uint64) {
+	r.suspectsSent++
+	r.send(Broadcast, KindSuspect, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Suspect{Suspect: &wire.Suspect{NewView: v}}})
+	r.recordSuspect(r.cfg.ID, v)
+}
+
+func (r *Replica) stepSuspect(from uint32, s *wire.Suspect) error {
+	if s == nil {
+		return ErrMalformed
+	}
+	if s.NewView <= r.view {
+		return ErrStale
+	}
+	if prev, ok := r.suspects[from]; ok && prev >= s.NewView {
+		return ErrDuplicate
+	}
+	r.recordSuspect(from, s.NewView)
+	return nil
+}
+
+// recordSuspect notes that from wants view v; once f+1 replicas want views
+// above this one, at least one correct replica does, and this replica
+// moves to the smallest of those views.
+func (r *Replica) recordSuspect(from uint32, v uint64) {
+	if prev, ok := r.suspects[from]; ok && prev >= v {
+		return
+	}
+	r.suspects[from] = v
+	var higher []uint64
+	for _, w := range r.suspects {
+		if w > r.view {
+			higher = append(higher, w)
+		}
+	}
+	if len(higher) >= FaultTolerance(r.cfg.N)+1 {
+		slices.Sort(higher)
+		// The (f+1)-th highest is a view some correct replica wants.
+		r.startViewChange(higher[len(higher)-FaultTolerance(r.cfg.N)-1])
 	}
 }
 
@@ -47,7 +94,7 @@ func (r *Replica) startViewChange(v uint64) {
 		return
 	}
 	r.view, r.viewActive, r.vcTimer = v, false, 0
-	r.vcAttempts++
+	r.vcAttempts++ // each consecutive view change waits twice as long
 	r.viewChangesStarted++
 	r.ready.View = &r.view
 	r.future.clear()
@@ -198,6 +245,11 @@ func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePr
 	for from, vc := range r.latestVC {
 		if vc.NewView <= r.view {
 			delete(r.latestVC, from)
+		}
+	}
+	for from, v := range r.suspects {
+		if v <= r.view {
+			delete(r.suspects, from)
 		}
 	}
 	if d.Stable.Sequence > r.window.Low {

@@ -291,3 +291,29 @@ func TestRestartKeepsTheView(t *testing.T) {
 		t.Fatalf("restarted replica executed %d of 2", got)
 	}
 }
+
+func TestALoneSuspicionDoesNotChangeTheView(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	// Replica 3 alone has a client's request; its relay to the primary is
+	// lost, so it times out, alone.
+	c.drop = func(from, _ uint32, k Kind) bool { return from == 3 && k == KindForward }
+	_ = c.replicas[3].Submit(request(1, 1, "op"))
+	c.run()
+	c.tick(3 * DefaultViewChangeTimeoutTicks)
+	if st := c.replicas[3].Status(); st.SuspectsSent == 0 {
+		t.Fatal("replica 3 never suspected the primary")
+	}
+	for i, r := range c.replicas {
+		if r.View() != 0 || !r.ViewActive() {
+			t.Fatalf("replica %d left view 0 on a single suspicion", i)
+		}
+	}
+	// A second replica with the same complaint makes f+1: the view changes.
+	_ = c.replicas[2].Submit(request(1, 1, "op"))
+	c.drop = func(from, _ uint32, k Kind) bool { return (from == 3 || from == 2) && k == KindForward }
+	c.tickUntil(4*DefaultViewChangeTimeoutTicks, "view 1 after f+1 suspicions", func() bool { return c.allActiveIn(1) })
+	c.run()
+	if got := len(c.executedRequests(0)); got != 1 {
+		t.Fatalf("request executed %d times after the view change, want 1", got)
+	}
+}

@@ -225,6 +225,7 @@ type ReplicaMessage struct {
 	//	*ReplicaMessage_StateChunk
 	//	*ReplicaMessage_BatchRequest
 	//	*ReplicaMessage_BatchReply
+	//	*ReplicaMessage_Suspect
 	Body          isReplicaMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -391,6 +392,15 @@ func (x *ReplicaMessage) GetBatchReply() *BatchReply {
 	return nil
 }
 
+func (x *ReplicaMessage) GetSuspect() *Suspect {
+	if x != nil {
+		if x, ok := x.Body.(*ReplicaMessage_Suspect); ok {
+			return x.Suspect
+		}
+	}
+	return nil
+}
+
 type isReplicaMessage_Body interface {
 	isReplicaMessage_Body()
 }
@@ -449,6 +459,10 @@ type ReplicaMessage_BatchReply struct {
 	BatchReply *BatchReply `protobuf:"bytes,14,opt,name=batch_reply,json=batchReply,proto3,oneof"`
 }
 
+type ReplicaMessage_Suspect struct {
+	Suspect *Suspect `protobuf:"bytes,15,opt,name=suspect,proto3,oneof"`
+}
+
 func (*ReplicaMessage_PrePrepare) isReplicaMessage_Body() {}
 
 func (*ReplicaMessage_Prepare) isReplicaMessage_Body() {}
@@ -474,6 +488,8 @@ func (*ReplicaMessage_StateChunk) isReplicaMessage_Body() {}
 func (*ReplicaMessage_BatchRequest) isReplicaMessage_Body() {}
 
 func (*ReplicaMessage_BatchReply) isReplicaMessage_Body() {}
+
+func (*ReplicaMessage_Suspect) isReplicaMessage_Body() {}
 
 // PrePrepare assigns the batch with this digest (BatchDigest of the
 // signed requests, which travel in ReplicaFrame.batch) to (view, sequence).
@@ -721,9 +737,12 @@ func (x *Checkpoint) GetStateDigest() []byte {
 // that started its view, so a replica that missed a view change learns of
 // it.
 type Fetch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FromSequence  uint64                 `protobuf:"varint,1,opt,name=from_sequence,json=fromSequence,proto3" json:"from_sequence,omitempty"`
-	View          uint64                 `protobuf:"varint,2,opt,name=view,proto3" json:"view,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	FromSequence uint64                 `protobuf:"varint,1,opt,name=from_sequence,json=fromSequence,proto3" json:"from_sequence,omitempty"`
+	View         uint64                 `protobuf:"varint,2,opt,name=view,proto3" json:"view,omitempty"`
+	// view_active is false while the sender is changing to `view`; the
+	// receiver then also sends its NEW-VIEW for that view, if it has one.
+	ViewActive    bool `protobuf:"varint,3,opt,name=view_active,json=viewActive,proto3" json:"view_active,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -772,6 +791,61 @@ func (x *Fetch) GetView() uint64 {
 	return 0
 }
 
+func (x *Fetch) GetViewActive() bool {
+	if x != nil {
+		return x.ViewActive
+	}
+	return false
+}
+
+// Suspect says the sender's view-change timer expired: it suspects the
+// primary and wants new_view. It is not yet a VIEW-CHANGE: a replica
+// stops ordering only when f+1 replicas suspect, so one slow or lagging
+// replica (or a faulty one) cannot strand itself or force a view change.
+type Suspect struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NewView       uint64                 `protobuf:"varint,1,opt,name=new_view,json=newView,proto3" json:"new_view,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Suspect) Reset() {
+	*x = Suspect{}
+	mi := &file_wire_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Suspect) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Suspect) ProtoMessage() {}
+
+func (x *Suspect) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Suspect.ProtoReflect.Descriptor instead.
+func (*Suspect) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Suspect) GetNewView() uint64 {
+	if x != nil {
+		return x.NewView
+	}
+	return 0
+}
+
 // CheckpointCertificate proves a stable checkpoint: a quorum of signed
 // CHECKPOINT messages (each a Signed{ReplicaMessage{checkpoint}}) from
 // distinct replicas for the same sequence and state digest.
@@ -784,7 +858,7 @@ type CheckpointCertificate struct {
 
 func (x *CheckpointCertificate) Reset() {
 	*x = CheckpointCertificate{}
-	mi := &file_wire_proto_msgTypes[9]
+	mi := &file_wire_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +870,7 @@ func (x *CheckpointCertificate) String() string {
 func (*CheckpointCertificate) ProtoMessage() {}
 
 func (x *CheckpointCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[9]
+	mi := &file_wire_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +883,7 @@ func (x *CheckpointCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointCertificate.ProtoReflect.Descriptor instead.
 func (*CheckpointCertificate) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{9}
+	return file_wire_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CheckpointCertificate) GetVotes() []*Signed {
@@ -831,7 +905,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +917,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[10]
+	mi := &file_wire_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +930,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{10}
+	return file_wire_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StateRequest) GetSequence() uint64 {
@@ -890,7 +964,7 @@ type StateChunk struct {
 
 func (x *StateChunk) Reset() {
 	*x = StateChunk{}
-	mi := &file_wire_proto_msgTypes[11]
+	mi := &file_wire_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +976,7 @@ func (x *StateChunk) String() string {
 func (*StateChunk) ProtoMessage() {}
 
 func (x *StateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[11]
+	mi := &file_wire_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +989,7 @@ func (x *StateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateChunk.ProtoReflect.Descriptor instead.
 func (*StateChunk) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{11}
+	return file_wire_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StateChunk) GetSequence() uint64 {
@@ -963,7 +1037,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1049,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1062,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{12}
+	return file_wire_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KeyValue) GetKey() []byte {
@@ -1018,7 +1092,7 @@ type PreparedCertificate struct {
 
 func (x *PreparedCertificate) Reset() {
 	*x = PreparedCertificate{}
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1104,7 @@ func (x *PreparedCertificate) String() string {
 func (*PreparedCertificate) ProtoMessage() {}
 
 func (x *PreparedCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1117,7 @@ func (x *PreparedCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreparedCertificate.ProtoReflect.Descriptor instead.
 func (*PreparedCertificate) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
+	return file_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PreparedCertificate) GetPrePrepare() *Signed {
@@ -1076,7 +1150,7 @@ type ViewChange struct {
 
 func (x *ViewChange) Reset() {
 	*x = ViewChange{}
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1162,7 @@ func (x *ViewChange) String() string {
 func (*ViewChange) ProtoMessage() {}
 
 func (x *ViewChange) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1175,7 @@ func (x *ViewChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ViewChange.ProtoReflect.Descriptor instead.
 func (*ViewChange) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{14}
+	return file_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ViewChange) GetNewView() uint64 {
@@ -1149,7 +1223,7 @@ type NewView struct {
 
 func (x *NewView) Reset() {
 	*x = NewView{}
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1235,7 @@ func (x *NewView) String() string {
 func (*NewView) ProtoMessage() {}
 
 func (x *NewView) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1248,7 @@ func (x *NewView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NewView.ProtoReflect.Descriptor instead.
 func (*NewView) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{15}
+	return file_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NewView) GetView() uint64 {
@@ -1209,7 +1283,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1295,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1308,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{16}
+	return file_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BatchRequest) GetDigest() []byte {
@@ -1255,7 +1329,7 @@ type BatchReply struct {
 
 func (x *BatchReply) Reset() {
 	*x = BatchReply{}
-	mi := &file_wire_proto_msgTypes[17]
+	mi := &file_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1341,7 @@ func (x *BatchReply) String() string {
 func (*BatchReply) ProtoMessage() {}
 
 func (x *BatchReply) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[17]
+	mi := &file_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1354,7 @@ func (x *BatchReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchReply.ProtoReflect.Descriptor instead.
 func (*BatchReply) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{17}
+	return file_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BatchReply) GetDigest() []byte {
@@ -1310,7 +1384,7 @@ type ClientFrame struct {
 
 func (x *ClientFrame) Reset() {
 	*x = ClientFrame{}
-	mi := &file_wire_proto_msgTypes[18]
+	mi := &file_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1396,7 @@ func (x *ClientFrame) String() string {
 func (*ClientFrame) ProtoMessage() {}
 
 func (x *ClientFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[18]
+	mi := &file_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1409,7 @@ func (x *ClientFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientFrame.ProtoReflect.Descriptor instead.
 func (*ClientFrame) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{18}
+	return file_wire_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ClientFrame) GetBody() isClientFrame_Body {
@@ -1382,7 +1456,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_wire_proto_msgTypes[19]
+	mi := &file_wire_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1468,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[19]
+	mi := &file_wire_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1481,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{19}
+	return file_wire_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Reply) GetView() uint64 {
@@ -1468,7 +1542,7 @@ type KVOperation struct {
 
 func (x *KVOperation) Reset() {
 	*x = KVOperation{}
-	mi := &file_wire_proto_msgTypes[20]
+	mi := &file_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1554,7 @@ func (x *KVOperation) String() string {
 func (*KVOperation) ProtoMessage() {}
 
 func (x *KVOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[20]
+	mi := &file_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1567,7 @@ func (x *KVOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVOperation.ProtoReflect.Descriptor instead.
 func (*KVOperation) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{20}
+	return file_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KVOperation) GetOp() isKVOperation_Op {
@@ -1577,7 +1651,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_wire_proto_msgTypes[21]
+	mi := &file_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +1663,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[21]
+	mi := &file_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +1676,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{21}
+	return file_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -1628,7 +1702,7 @@ type KVGet struct {
 
 func (x *KVGet) Reset() {
 	*x = KVGet{}
-	mi := &file_wire_proto_msgTypes[22]
+	mi := &file_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1640,7 +1714,7 @@ func (x *KVGet) String() string {
 func (*KVGet) ProtoMessage() {}
 
 func (x *KVGet) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[22]
+	mi := &file_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1653,7 +1727,7 @@ func (x *KVGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGet.ProtoReflect.Descriptor instead.
 func (*KVGet) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{22}
+	return file_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KVGet) GetKey() []byte {
@@ -1672,7 +1746,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_wire_proto_msgTypes[23]
+	mi := &file_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1758,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[23]
+	mi := &file_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1771,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{23}
+	return file_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -1721,7 +1795,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_wire_proto_msgTypes[24]
+	mi := &file_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1807,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[24]
+	mi := &file_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1820,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{24}
+	return file_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -1789,7 +1863,7 @@ type KVResult struct {
 
 func (x *KVResult) Reset() {
 	*x = KVResult{}
-	mi := &file_wire_proto_msgTypes[25]
+	mi := &file_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +1875,7 @@ func (x *KVResult) String() string {
 func (*KVResult) ProtoMessage() {}
 
 func (x *KVResult) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[25]
+	mi := &file_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +1888,7 @@ func (x *KVResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVResult.ProtoReflect.Descriptor instead.
 func (*KVResult) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{25}
+	return file_wire_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KVResult) GetOk() bool {
@@ -1853,7 +1927,7 @@ const file_wire_proto_rawDesc = "" +
 	"\toperation\x18\x03 \x01(\fR\toperation\"l\n" +
 	"\fReplicaFrame\x12/\n" +
 	"\amessage\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedR\amessage\x12+\n" +
-	"\x05batch\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\x05batch\"\xd6\x06\n" +
+	"\x05batch\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\x05batch\"\x8a\a\n" +
 	"\x0eReplicaMessage\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\rR\x04from\x12<\n" +
 	"\vpre_prepare\x18\x02 \x01(\v2\x19.pbftnode.wire.PrePrepareH\x00R\n" +
@@ -1875,7 +1949,8 @@ const file_wire_proto_rawDesc = "" +
 	"stateChunk\x12B\n" +
 	"\rbatch_request\x18\r \x01(\v2\x1b.pbftnode.wire.BatchRequestH\x00R\fbatchRequest\x12<\n" +
 	"\vbatch_reply\x18\x0e \x01(\v2\x19.pbftnode.wire.BatchReplyH\x00R\n" +
-	"batchReplyB\x06\n" +
+	"batchReply\x122\n" +
+	"\asuspect\x18\x0f \x01(\v2\x16.pbftnode.wire.SuspectH\x00R\asuspectB\x06\n" +
 	"\x04body\"T\n" +
 	"\n" +
 	"PrePrepare\x12\x12\n" +
@@ -1893,10 +1968,14 @@ const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"Checkpoint\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12!\n" +
-	"\fstate_digest\x18\x02 \x01(\fR\vstateDigest\"@\n" +
+	"\fstate_digest\x18\x02 \x01(\fR\vstateDigest\"a\n" +
 	"\x05Fetch\x12#\n" +
 	"\rfrom_sequence\x18\x01 \x01(\x04R\ffromSequence\x12\x12\n" +
-	"\x04view\x18\x02 \x01(\x04R\x04view\"D\n" +
+	"\x04view\x18\x02 \x01(\x04R\x04view\x12\x1f\n" +
+	"\vview_active\x18\x03 \x01(\bR\n" +
+	"viewActive\"$\n" +
+	"\aSuspect\x12\x19\n" +
+	"\bnew_view\x18\x01 \x01(\x04R\anewView\"D\n" +
 	"\x15CheckpointCertificate\x12+\n" +
 	"\x05votes\x18\x01 \x03(\v2\x15.pbftnode.wire.SignedR\x05votes\"G\n" +
 	"\fStateRequest\x12\x1a\n" +
@@ -1978,7 +2057,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 	return file_wire_proto_rawDescData
 }
 
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_wire_proto_goTypes = []any{
 	(*Signed)(nil),                // 0: pbftnode.wire.Signed
 	(*Request)(nil),               // 1: pbftnode.wire.Request
@@ -1989,23 +2068,24 @@ var file_wire_proto_goTypes = []any{
 	(*Commit)(nil),                // 6: pbftnode.wire.Commit
 	(*Checkpoint)(nil),            // 7: pbftnode.wire.Checkpoint
 	(*Fetch)(nil),                 // 8: pbftnode.wire.Fetch
-	(*CheckpointCertificate)(nil), // 9: pbftnode.wire.CheckpointCertificate
-	(*StateRequest)(nil),          // 10: pbftnode.wire.StateRequest
-	(*StateChunk)(nil),            // 11: pbftnode.wire.StateChunk
-	(*KeyValue)(nil),              // 12: pbftnode.wire.KeyValue
-	(*PreparedCertificate)(nil),   // 13: pbftnode.wire.PreparedCertificate
-	(*ViewChange)(nil),            // 14: pbftnode.wire.ViewChange
-	(*NewView)(nil),               // 15: pbftnode.wire.NewView
-	(*BatchRequest)(nil),          // 16: pbftnode.wire.BatchRequest
-	(*BatchReply)(nil),            // 17: pbftnode.wire.BatchReply
-	(*ClientFrame)(nil),           // 18: pbftnode.wire.ClientFrame
-	(*Reply)(nil),                 // 19: pbftnode.wire.Reply
-	(*KVOperation)(nil),           // 20: pbftnode.wire.KVOperation
-	(*KVPut)(nil),                 // 21: pbftnode.wire.KVPut
-	(*KVGet)(nil),                 // 22: pbftnode.wire.KVGet
-	(*KVDelete)(nil),              // 23: pbftnode.wire.KVDelete
-	(*KVCompareAndSwap)(nil),      // 24: pbftnode.wire.KVCompareAndSwap
-	(*KVResult)(nil),              // 25: pbftnode.wire.KVResult
+	(*Suspect)(nil),               // 9: pbftnode.wire.Suspect
+	(*CheckpointCertificate)(nil), // 10: pbftnode.wire.CheckpointCertificate
+	(*StateRequest)(nil),          // 11: pbftnode.wire.StateRequest
+	(*StateChunk)(nil),            // 12: pbftnode.wire.StateChunk
+	(*KeyValue)(nil),              // 13: pbftnode.wire.KeyValue
+	(*PreparedCertificate)(nil),   // 14: pbftnode.wire.PreparedCertificate
+	(*ViewChange)(nil),            // 15: pbftnode.wire.ViewChange
+	(*NewView)(nil),               // 16: pbftnode.wire.NewView
+	(*BatchRequest)(nil),          // 17: pbftnode.wire.BatchRequest
+	(*BatchReply)(nil),            // 18: pbftnode.wire.BatchReply
+	(*ClientFrame)(nil),           // 19: pbftnode.wire.ClientFrame
+	(*Reply)(nil),                 // 20: pbftnode.wire.Reply
+	(*KVOperation)(nil),           // 21: pbftnode.wire.KVOperation
+	(*KVPut)(nil),                 // 22: pbftnode.wire.KVPut
+	(*KVGet)(nil),                 // 23: pbftnode.wire.KVGet
+	(*KVDelete)(nil),              // 24: pbftnode.wire.KVDelete
+	(*KVCompareAndSwap)(nil),      // 25: pbftnode.wire.KVCompareAndSwap
+	(*KVResult)(nil),              // 26: pbftnode.wire.KVResult
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: pbftnode.wire.ReplicaFrame.message:type_name -> pbftnode.wire.Signed
@@ -2014,34 +2094,35 @@ var file_wire_proto_depIdxs = []int32{
 	5,  // 3: pbftnode.wire.ReplicaMessage.prepare:type_name -> pbftnode.wire.Prepare
 	6,  // 4: pbftnode.wire.ReplicaMessage.commit:type_name -> pbftnode.wire.Commit
 	7,  // 5: pbftnode.wire.ReplicaMessage.checkpoint:type_name -> pbftnode.wire.Checkpoint
-	14, // 6: pbftnode.wire.ReplicaMessage.view_change:type_name -> pbftnode.wire.ViewChange
-	15, // 7: pbftnode.wire.ReplicaMessage.new_view:type_name -> pbftnode.wire.NewView
+	15, // 6: pbftnode.wire.ReplicaMessage.view_change:type_name -> pbftnode.wire.ViewChange
+	16, // 7: pbftnode.wire.ReplicaMessage.new_view:type_name -> pbftnode.wire.NewView
 	8,  // 8: pbftnode.wire.ReplicaMessage.fetch:type_name -> pbftnode.wire.Fetch
-	9,  // 9: pbftnode.wire.ReplicaMessage.checkpoint_certificate:type_name -> pbftnode.wire.CheckpointCertificate
+	10, // 9: pbftnode.wire.ReplicaMessage.checkpoint_certificate:type_name -> pbftnode.wire.CheckpointCertificate
 	0,  // 10: pbftnode.wire.ReplicaMessage.forwarded_request:type_name -> pbftnode.wire.Signed
-	10, // 11: pbftnode.wire.ReplicaMessage.state_request:type_name -> pbftnode.wire.StateRequest
-	11, // 12: pbftnode.wire.ReplicaMessage.state_chunk:type_name -> pbftnode.wire.StateChunk
-	16, // 13: pbftnode.wire.ReplicaMessage.batch_request:type_name -> pbftnode.wire.BatchRequest
-	17, // 14: pbftnode.wire.ReplicaMessage.batch_reply:type_name -> pbftnode.wire.BatchReply
-	0,  // 15: pbftnode.wire.CheckpointCertificate.votes:type_name -> pbftnode.wire.Signed
-	12, // 16: pbftnode.wire.StateChunk.entries:type_name -> pbftnode.wire.KeyValue
-	0,  // 17: pbftnode.wire.PreparedCertificate.pre_prepare:type_name -> pbftnode.wire.Signed
-	0,  // 18: pbftnode.wire.PreparedCertificate.prepares:type_name -> pbftnode.wire.Signed
-	9,  // 19: pbftnode.wire.ViewChange.stable:type_name -> pbftnode.wire.CheckpointCertificate
-	13, // 20: pbftnode.wire.ViewChange.prepared:type_name -> pbftnode.wire.PreparedCertificate
-	0,  // 21: pbftnode.wire.NewView.view_changes:type_name -> pbftnode.wire.Signed
-	0,  // 22: pbftnode.wire.NewView.pre_prepares:type_name -> pbftnode.wire.Signed
-	0,  // 23: pbftnode.wire.BatchReply.requests:type_name -> pbftnode.wire.Signed
-	0,  // 24: pbftnode.wire.ClientFrame.request:type_name -> pbftnode.wire.Signed
-	21, // 25: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
-	22, // 26: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
-	23, // 27: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
-	24, // 28: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	11, // 11: pbftnode.wire.ReplicaMessage.state_request:type_name -> pbftnode.wire.StateRequest
+	12, // 12: pbftnode.wire.ReplicaMessage.state_chunk:type_name -> pbftnode.wire.StateChunk
+	17, // 13: pbftnode.wire.ReplicaMessage.batch_request:type_name -> pbftnode.wire.BatchRequest
+	18, // 14: pbftnode.wire.ReplicaMessage.batch_reply:type_name -> pbftnode.wire.BatchReply
+	9,  // 15: pbftnode.wire.ReplicaMessage.suspect:type_name -> pbftnode.wire.Suspect
+	0,  // 16: pbftnode.wire.CheckpointCertificate.votes:type_name -> pbftnode.wire.Signed
+	13, // 17: pbftnode.wire.StateChunk.entries:type_name -> pbftnode.wire.KeyValue
+	0,  // 18: pbftnode.wire.PreparedCertificate.pre_prepare:type_name -> pbftnode.wire.Signed
+	0,  // 19: pbftnode.wire.PreparedCertificate.prepares:type_name -> pbftnode.wire.Signed
+	10, // 20: pbftnode.wire.ViewChange.stable:type_name -> pbftnode.wire.CheckpointCertificate
+	14, // 21: pbftnode.wire.ViewChange.prepared:type_name -> pbftnode.wire.PreparedCertificate
+	0,  // 22: pbftnode.wire.NewView.view_changes:type_name -> pbftnode.wire.Signed
+	0,  // 23: pbftnode.wire.NewView.pre_prepares:type_name -> pbftnode.wire.Signed
+	0,  // 24: pbftnode.wire.BatchReply.requests:type_name -> pbftnode.wire.Signed
+	0,  // 25: pbftnode.wire.ClientFrame.request:type_name -> pbftnode.wire.Signed
+	22, // 26: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
+	23, // 27: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
+	24, // 28: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
+	25, // 29: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -2063,11 +2144,12 @@ func file_wire_proto_init() {
 		(*ReplicaMessage_StateChunk)(nil),
 		(*ReplicaMessage_BatchRequest)(nil),
 		(*ReplicaMessage_BatchReply)(nil),
+		(*ReplicaMessage_Suspect)(nil),
 	}
-	file_wire_proto_msgTypes[18].OneofWrappers = []any{
+	file_wire_proto_msgTypes[19].OneofWrappers = []any{
 		(*ClientFrame_Request)(nil),
 	}
-	file_wire_proto_msgTypes[20].OneofWrappers = []any{
+	file_wire_proto_msgTypes[21].OneofWrappers = []any{
 		(*KVOperation_Put)(nil),
 		(*KVOperation_Get)(nil),
 		(*KVOperation_Delete)(nil),
@@ -2079,7 +2161,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
