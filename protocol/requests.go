@@ -169,6 +169,23 @@ func (t *requestTracker) reset(primary bool) {
 	}
 }
 
+// fromClientRequests returns up to limit pending requests that clients
+// sent to this replica, in a deterministic order.
+func (t *requestTracker) fromClientRequests(limit int) []ClientRequest {
+	keys := make([]requestKey, 0, t.fromClients)
+	for k, tr := range t.known {
+		if tr.fromClient && tr.state == stateForwarded {
+			keys = append(keys, k)
+		}
+	}
+	sortKeys(keys)
+	out := make([]ClientRequest, 0, min(limit, len(keys)))
+	for _, k := range keys[:min(limit, len(keys))] {
+		out = append(out, t.known[k].req)
+	}
+	return out
+}
+
 func sortKeys(keys []requestKey) {
 	slices.SortFunc(keys, func(a, b requestKey) int {
 		if c := strings.Compare(a.client, b.client); c != 0 {

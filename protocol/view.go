@@ -273,6 +273,13 @@ func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePr
 		}
 	}
 	r.requests.reset(r.IsPrimary())
+	if !r.IsPrimary() {
+		// Relay the requests clients sent here to the new primary.
+		for _, req := range r.requests.fromClientRequests(r.cfg.MaxBatchSize * r.cfg.MaxInFlight) {
+			r.send(Primary(r.view, r.cfg.N), KindForward, &wire.ReplicaMessage{
+				Body: &wire.ReplicaMessage_ForwardedRequest{ForwardedRequest: req.Signed}})
+		}
+	}
 	maxSeq := r.lastCommitted
 	for _, h := range headers {
 		if h.Sequence <= r.window.Low {

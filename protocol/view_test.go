@@ -296,7 +296,7 @@ func TestALoneSuspicionDoesNotChangeTheView(t *testing.T) {
 	c := newCluster(t, 4, nil)
 	// Replica 3 alone has a client's request; its relay to the primary is
 	// lost, so it times out, alone.
-	c.drop = func(from, _ uint32, k Kind) bool { return from == 3 && k == KindForward }
+	c.drop = func(from, to uint32, k Kind) bool { return from == 3 && to == 0 && k == KindForward }
 	_ = c.replicas[3].Submit(request(1, 1, "op"))
 	c.run()
 	c.tick(3 * DefaultViewChangeTimeoutTicks)
@@ -310,7 +310,7 @@ func TestALoneSuspicionDoesNotChangeTheView(t *testing.T) {
 	}
 	// A second replica with the same complaint makes f+1: the view changes.
 	_ = c.replicas[2].Submit(request(1, 1, "op"))
-	c.drop = func(from, _ uint32, k Kind) bool { return (from == 3 || from == 2) && k == KindForward }
+	c.drop = func(from, to uint32, k Kind) bool { return (from == 3 || from == 2) && to == 0 && k == KindForward }
 	c.tickUntil(4*DefaultViewChangeTimeoutTicks, "view 1 after f+1 suspicions", func() bool { return c.allActiveIn(1) })
 	c.run()
 	if got := len(c.executedRequests(0)); got != 1 {
