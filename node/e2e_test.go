@@ -153,9 +153,10 @@ func (w *wrongResults) Outbound(out protocol.Outbound) []protocol.Outbound {
 	return []protocol.Outbound{out}
 }
 
-func (w *wrongResults) Reply(r *wire.Reply) {
+func (w *wrongResults) Reply(r *wire.Reply) bool {
 	r.Result = append([]byte("forged:"), r.Result...)
 	w.corrupted.Add(1)
+	return true
 }
 
 func TestClientsAcceptOnlyCorrectResults(t *testing.T) {

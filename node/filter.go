@@ -12,6 +12,13 @@ type Filter interface {
 	// Outbound returns the messages to send instead of out (none to drop
 	// it, several to equivocate).
 	Outbound(out protocol.Outbound) []protocol.Outbound
-	// Reply may change a reply before it goes to the client.
-	Reply(r *wire.Reply)
+	// Reply may change a reply before it goes to the client; false drops it.
+	Reply(r *wire.Reply) bool
+}
+
+// CountingFilter is a Filter that counts the faults it injected; the node
+// exports the count as pbftnode_fault_injections_total.
+type CountingFilter interface {
+	Filter
+	Actions() uint64
 }

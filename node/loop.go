@@ -335,8 +335,8 @@ func (n *Node) reply(client peer.ID, req *wire.Request, result []byte) {
 		View: n.core.View(), ClientId: req.ClientId, RequestNumber: req.RequestNumber,
 		Replica: n.cfg.Index, Result: result,
 	}
-	if n.cfg.Filter != nil {
-		n.cfg.Filter.Reply(r)
+	if n.cfg.Filter != nil && !n.cfg.Filter.Reply(r) {
+		return
 	}
 	b, err := proto.Marshal(r)
 	if err != nil {
@@ -384,6 +384,8 @@ func (n *Node) publishStatus() {
 		BufferedAhead:    st.Buffered,
 		PendingRequests:  st.PendingRequests,
 		Transferring:     st.Transferring,
+		ViewActive:       st.ViewActive,
+		ViewChanges:      st.ViewChangesCompleted,
 	})
 }
 

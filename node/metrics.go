@@ -38,6 +38,13 @@ type metrics struct {
 	viewChanging       prometheus.Gauge
 }
 
+// watchFaultInjections exports a Byzantine filter's fault count.
+func (m *metrics) watchFaultInjections(count func() float64) {
+	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "pbftnode_fault_injections_total", Help: "Faults this replica injected on purpose (run --byzantine).",
+	}, count))
+}
+
 // watchDatabaseSize exports the size reported by size.
 func (m *metrics) watchDatabaseSize(size func() float64) {
 	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -36,6 +36,10 @@ type Status struct {
 	BufferedAhead   int
 	PendingRequests int
 	Transferring    bool
+	// ViewActive is false while changing views; ViewChanges counts the
+	// views entered through a NEW-VIEW since start.
+	ViewActive  bool
+	ViewChanges uint64
 }
 
 // Node is one running PBFT replica.
@@ -79,6 +83,9 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("replica", cfg.Index), metrics: newMetrics()}
 	n.metrics.watchDatabaseSize(n.dbSize)
+	if cf, ok := cfg.Filter.(CountingFilter); ok {
+		n.metrics.watchFaultInjections(func() float64 { return float64(cf.Actions()) })
+	}
 	if err := n.open(); err != nil {
 		n.closeResources()
 		return nil, err

@@ -84,7 +84,7 @@ func (c *corruptSnapshots) Outbound(out protocol.Outbound) []protocol.Outbound {
 	return []protocol.Outbound{out}
 }
 
-func (c *corruptSnapshots) Reply(*wire.Reply) {}
+func (c *corruptSnapshots) Reply(*wire.Reply) bool { return true }
 
 func TestCorruptSnapshotIsRejectedAndAnotherPeerServes(t *testing.T) {
 	liar := &corruptSnapshots{}

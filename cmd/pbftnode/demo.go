@@ -2,18 +2,29 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/pbftnode/pbftnode/byzantine"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet"
+	"github.com/pbftnode/pbftnode/node"
 )
+
+// demoFaults describes the fault a demo injects.
+type demoFaults struct {
+	crashPrimary bool
+	strategy     string
+	liar         int // the Byzantine replica, or -1
+}
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
@@ -23,6 +34,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 5*time.Second, "how long the clients run")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "turn fsync off")
 	seed := fs.Uint64("seed", 1, "seed of the workload's key choice")
+	crash := fs.Bool("crash-primary", false, "stop the primary a third of the way in; the summary shows the view change")
+	strategy := fs.String("byzantine", "", "make one replica Byzantine: "+strings.Join(byzantine.Strategies, ", ")+
+		" (replica 0, the first primary; for bad-new-view replica 1, and the primary is stopped for a while so that replica 1 must lead)")
 	logs := addLogFlags(fs, "warn")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -30,34 +44,105 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if *replicas < 4 || *clients < 1 || *workers < 1 || *duration <= 0 {
 		return fmt.Errorf("%w: need at least 4 replicas, 1 client, 1 worker and a positive duration", errUsage)
 	}
+	faults := demoFaults{crashPrimary: *crash, strategy: *strategy, liar: -1}
+	if *strategy != "" {
+		if !slices.Contains(byzantine.Strategies, *strategy) {
+			return fmt.Errorf("%w: unknown --byzantine strategy %q", errUsage, *strategy)
+		}
+		faults.liar = 0
+		if *strategy == "bad-new-view" {
+			faults.liar = 1
+		}
+		if *crash && faults.liar != 0 {
+			return fmt.Errorf("%w: --crash-primary with a Byzantine backup is two faults; n=4 tolerates one", errUsage)
+		}
+	}
 	logger, err := logs.logger(stderr)
 	if err != nil {
 		return err
 	}
+	var liar *byzantine.Filter
 	fmt.Fprintf(stdout, "starting %d replicas on 127.0.0.1 (libp2p, fsync %v)\n", *replicas, !*noFsync)
-	net, err := localnet.Start(localnet.Options{Replicas: *replicas, NoSync: *noFsync, Logger: logger})
+	net, err := localnet.Start(localnet.Options{
+		Replicas: *replicas, NoSync: *noFsync, Logger: logger,
+		FilterFactory: func(i int, key ed25519.PrivateKey, cluster string) node.Filter {
+			if i != faults.liar {
+				return nil
+			}
+			liar, _ = byzantine.New(faults.strategy, uint32(i), *replicas, key, cluster)
+			return liar
+		},
+	})
 	if err != nil {
 		return err
 	}
 	defer net.Close()
+	if liar != nil {
+		fmt.Fprintf(stdout, "replica %d is Byzantine: %s\n", faults.liar, faults.strategy)
+	}
 
 	fmt.Fprintf(stdout, "running %d clients x %d concurrent operations for %s\n", *clients, *workers, *duration)
-	ctx, cancel := context.WithTimeout(context.Background(), *duration)
+	res, err := runDemoLoad(net, *clients, *workers, *duration, *seed, faults, stdout)
+	if err != nil {
+		return err
+	}
+	if len(res.latencies) == 0 {
+		return fmt.Errorf("no operation committed in %s", res.elapsed)
+	}
+	lat := res.latencies
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
+	fmt.Fprintf(stdout, "ops committed: %d (%d failed)\n", len(lat), res.failures)
+	fmt.Fprintf(stdout, "throughput:    %.0f ops/s\n", float64(len(lat))/res.elapsed.Seconds())
+	fmt.Fprintf(stdout, "latency:       p50 %s  p99 %s\n", pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond))
+	if res.crashed {
+		fmt.Fprintf(stdout, "primary crash: first commit %s after replica 0 stopped\n", res.recovery.Round(time.Millisecond))
+	}
+	exclude := faults.liar
+	digest, seq, err := convergedDigest(net, exclude, 20*time.Second)
+	if err != nil {
+		return err
+	}
+	var views []string
+	for i, n := range net.Nodes {
+		if n != nil {
+			st := n.Status()
+			views = append(views, fmt.Sprintf("%d:view %d", i, st.View))
+		}
+	}
+	fmt.Fprintf(stdout, "views:         %s\n", strings.Join(views, ", "))
+	if liar != nil {
+		fmt.Fprintf(stdout, "fault:         replica %d injected %d faults (%s); clients saw only results f+1 replicas agreed on\n", faults.liar, liar.Actions(), faults.strategy)
+	}
+	fmt.Fprintf(stdout, "state digest:  %s on every correct replica (executed sequence %d)\n", hex.EncodeToString(digest[:8]), seq)
+	return nil
+}
+
+type demoResult struct {
+	latencies []time.Duration
+	failures  int
+	elapsed   time.Duration
+	crashed   bool
+	recovery  time.Duration
+}
+
+func runDemoLoad(net *localnet.Net, clients, workers int, duration time.Duration, seed uint64, faults demoFaults, stdout io.Writer) (*demoResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), duration)
 	defer cancel()
 	var (
 		mu        sync.Mutex
-		latencies []time.Duration
-		failures  int
+		res       = &demoResult{}
+		crashedAt time.Time
 		wg        sync.WaitGroup
 	)
 	start := time.Now()
-	for ci := range *clients {
-		c, err := net.NewClient(500 * time.Millisecond)
+	for ci := range clients {
+		c, err := net.NewClient(300 * time.Millisecond)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for w := range *workers {
-			rng := rand.New(rand.NewPCG(*seed, uint64(ci*1000+w)))
+		for w := range workers {
+			rng := rand.New(rand.NewPCG(seed, uint64(ci*1000+w)))
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -69,52 +154,73 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 					}
 					t0 := time.Now()
 					_, err := c.Invoke(ctx, op)
-					d := time.Since(t0)
+					done := time.Now()
 					mu.Lock()
 					if err == nil {
-						latencies = append(latencies, d)
+						res.latencies = append(res.latencies, done.Sub(t0))
+						if !crashedAt.IsZero() && res.recovery == 0 && t0.After(crashedAt) {
+							res.recovery = done.Sub(crashedAt)
+						}
 					} else if ctx.Err() == nil {
-						failures++
+						res.failures++
 					}
 					mu.Unlock()
 				}
 			}()
 		}
 	}
+	if faults.crashPrimary || faults.strategy == "bad-new-view" {
+		select {
+		case <-time.After(duration / 3):
+		case <-ctx.Done():
+		}
+		mu.Lock()
+		crashedAt = time.Now()
+		mu.Unlock()
+		if err := net.StopReplica(0); err != nil {
+			return nil, err
+		}
+		res.crashed = true
+		fmt.Fprintln(stdout, "stopped replica 0, the primary")
+		if faults.strategy == "bad-new-view" {
+			// With replica 1 lying, view 1 cannot start; bring replica 0
+			// back so that view 2 can.
+			select {
+			case <-time.After(duration / 3):
+			case <-ctx.Done():
+			}
+			if err := net.StartReplica(0); err != nil {
+				return nil, err
+			}
+			fmt.Fprintln(stdout, "restarted replica 0")
+		}
+	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	if len(latencies) == 0 {
-		return fmt.Errorf("no operation committed in %s", elapsed)
-	}
-	slices.Sort(latencies)
-	pct := func(p float64) time.Duration { return latencies[int(p*float64(len(latencies)-1))] }
-	fmt.Fprintf(stdout, "ops committed: %d (%d failed)\n", len(latencies), failures)
-	fmt.Fprintf(stdout, "throughput:    %.0f ops/s\n", float64(len(latencies))/elapsed.Seconds())
-	fmt.Fprintf(stdout, "latency:       p50 %s  p99 %s\n", pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond))
-
-	digest, seq, err := convergedDigest(net, 20*time.Second)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "state digest:  %s on all %d replicas (executed sequence %d)\n", hex.EncodeToString(digest[:8]), *replicas, seq)
-	return nil
+	res.elapsed = time.Since(start)
+	return res, nil
 }
 
-// convergedDigest waits until every replica executed the same sequence and
-// returns their common state digest, or an error if they differ.
-func convergedDigest(net *localnet.Net, wait time.Duration) ([32]byte, uint64, error) {
+// convergedDigest waits until every running replica but exclude executed
+// the same sequence and returns their common state digest, or an error if
+// they differ.
+func convergedDigest(net *localnet.Net, exclude int, wait time.Duration) ([32]byte, uint64, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		first := net.Nodes[0].Status()
+		var sts []node.Status
+		for i, n := range net.Nodes {
+			if n != nil && i != exclude {
+				sts = append(sts, n.Status())
+			}
+		}
+		first := sts[0]
 		same := true
-		for _, n := range net.Nodes[1:] {
-			st := n.Status()
+		for _, st := range sts[1:] {
 			if st.ExecutedSequence != first.ExecutedSequence {
 				same = false
 				break
 			}
 			if st.StateDigest != first.StateDigest {
-				return first.StateDigest, 0, fmt.Errorf("SAFETY: replicas 0 and %d executed up to %d but hold different state digests", st.Index, st.ExecutedSequence)
+				return first.StateDigest, 0, fmt.Errorf("SAFETY: replicas %d and %d executed up to %d but hold different state digests", first.Index, st.Index, st.ExecutedSequence)
 			}
 		}
 		if same {

@@ -7,7 +7,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/pbftnode/pbftnode/byzantine"
 
 	"github.com/pbftnode/pbftnode/node"
 )
@@ -16,6 +19,7 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	home := fs.String("home", "", "the replica's home directory, holding config.json (required)")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "do not fsync the protocol log (benchmarks only; a machine crash can then break safety)")
+	strategy := fs.String("byzantine", "", "FAULT INJECTION: make this replica misbehave on purpose ("+strings.Join(byzantine.Strategies, ", ")+"); for testing only")
 	logs := addLogFlags(fs, "info")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -35,6 +39,14 @@ func runReplica(args []string, _, stderr io.Writer) error {
 		cfg.Sync = false
 	}
 	cfg.Logger = logger
+	if *strategy != "" {
+		f, err := byzantine.New(*strategy, cfg.Index, len(cfg.Replicas), cfg.Key, cfg.ClusterID)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		cfg.Filter = f
+		logger.Warn("FAULT INJECTION: this replica is Byzantine on purpose", "strategy", *strategy)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	n, err := node.Start(cfg)
