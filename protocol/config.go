@@ -48,6 +48,16 @@ type Config struct {
 	// consecutive view change without progress, up to 64x.
 	ViewChangeTimeoutTicks int
 
+	// Quorum overrides, for the simulator's planted-bug tests only (they
+	// show the checkers catch an unsafe configuration); 0 means the safe
+	// value. PreparedVotes: matching prepares that make a slot prepared
+	// (Quorum-1 = 2f). CommitVotes: matching commits that make it
+	// committed (Quorum = 2f+1). ViewChangeQuorum: VIEW-CHANGEs a NEW-VIEW
+	// is built from and checked against (Quorum).
+	PreparedVotes    int
+	CommitVotes      int
+	ViewChangeQuorum int
+
 	// Logger receives debug logs of dropped messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -82,6 +92,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetransmitTicks == 0 {
 		c.RetransmitTicks = DefaultRetransmitTicks
+	}
+	if c.PreparedVotes == 0 {
+		c.PreparedVotes = Quorum(c.N) - 1
+	}
+	if c.CommitVotes == 0 {
+		c.CommitVotes = Quorum(c.N)
+	}
+	if c.ViewChangeQuorum == 0 {
+		c.ViewChangeQuorum = Quorum(c.N)
 	}
 	if c.ViewChangeTimeoutTicks == 0 {
 		c.ViewChangeTimeoutTicks = DefaultViewChangeTimeoutTicks

@@ -186,7 +186,7 @@ func matching(votes map[uint32]vote, d crypto.Digest) int {
 // tryPrepared: prepared = the pre-prepare plus 2f matching prepares from
 // distinct backups (quorum-1 in general); then this replica commits.
 func (r *Replica) tryPrepared(seq uint64, s *slot) {
-	if s.prepared || s.prePrepare == nil || matching(s.prepares, s.digest) < r.quorum-1 {
+	if s.prepared || s.prePrepare == nil || matching(s.prepares, s.digest) < r.cfg.PreparedVotes {
 		return
 	}
 	s.prepared = true
@@ -208,13 +208,13 @@ func (r *Replica) tryCommitted(seq uint64, s *slot) {
 	if s.committed {
 		return
 	}
-	if s.prepared && matching(s.commits, s.digest) >= r.quorum {
+	if s.prepared && matching(s.commits, s.digest) >= r.cfg.CommitVotes {
 		s.committed = true
 		r.deliver()
 		return
 	}
 	d, n := topDigest(s.commits)
-	if n < r.quorum || (s.digest == d && s.prePrepare != nil) {
+	if n < r.cfg.CommitVotes || (s.digest == d && s.prePrepare != nil) {
 		return
 	}
 	if s.requests != nil {

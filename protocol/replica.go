@@ -98,7 +98,7 @@ func New(cfg Config) (*Replica, error) {
 		latestVC:       make(map[uint32]viewchange.ViewChange),
 		suspects:       make(map[uint32]uint64),
 		prepared:       make(map[uint64]viewchange.PreparedCertificate),
-		vcConfig: viewchange.Config{N: cfg.N, Quorum: quorum, CheckpointInterval: cfg.CheckpointInterval,
+		vcConfig: viewchange.Config{N: cfg.N, Quorum: cfg.ViewChangeQuorum, CheckpointInterval: cfg.CheckpointInterval,
 			WindowSize: cfg.WindowSize, NullDigest: crypto.BatchDigest(nil)},
 	}, nil
 }

@@ -406,7 +406,7 @@ func (r *Replica) recordPrepared(seq uint64, s *slot) {
 	wc := &wire.PreparedCertificate{PrePrepare: s.prePrepare}
 	for _, id := range slices.Sorted(votersOf(s.prepares)) {
 		v := s.prepares[id]
-		if v.digest != s.digest || len(pc.Prepares) == r.quorum-1 {
+		if v.digest != s.digest || len(pc.Prepares) == r.cfg.PreparedVotes {
 			continue
 		}
 		pc.Prepares = append(pc.Prepares, viewchange.Prepare{From: id, View: s.view, Sequence: seq, Digest: s.digest, Signed: v.signed})
