@@ -88,22 +88,5 @@ func (n *Node) decodeCertificate(b []byte) (checkpoint.Certificate, error) {
 	if err := proto.Unmarshal(b, &wc); err != nil {
 		return checkpoint.Certificate{}, err
 	}
-	// Reuse the verifier: wrap the votes as a certificate message from
-	// ourselves is not possible (it must be signed), so verify the votes
-	// one by one.
-	votes := make([]checkpoint.Vote, 0, len(wc.Votes))
-	for _, s := range wc.Votes {
-		m, err := n.verifier.ReplicaMessage(s)
-		if err != nil {
-			return checkpoint.Certificate{}, err
-		}
-		cp := m.Body.GetCheckpoint()
-		if cp == nil || len(cp.StateDigest) != 32 {
-			return checkpoint.Certificate{}, protocol.ErrMalformed
-		}
-		v := checkpoint.Vote{Replica: m.Body.From, Sequence: cp.Sequence, Signed: s}
-		copy(v.StateDigest[:], cp.StateDigest)
-		votes = append(votes, v)
-	}
-	return checkpoint.VerifyCertificate(votes, len(n.cfg.Replicas), protocol.Quorum(len(n.cfg.Replicas)), n.core.CheckpointInterval())
+	return n.verifier.CheckpointCertificate(&wc, protocol.Quorum(len(n.cfg.Replicas)), n.core.CheckpointInterval())
 }

@@ -166,6 +166,17 @@ func (v *MessageVerifier) verify(signed *wire.Signed, batch []*wire.Signed) (Ver
 	return m, nil
 }
 
+// CheckpointCertificate verifies a stored or received certificate's votes
+// and that they prove a stable checkpoint among the verifier's replicas
+// (quorum votes, taken every interval sequences).
+func (v *MessageVerifier) CheckpointCertificate(c *wire.CheckpointCertificate, quorum int, interval uint64) (checkpoint.Certificate, error) {
+	votes, err := v.checkpointVotes(c.GetVotes())
+	if err != nil {
+		return checkpoint.Certificate{}, err
+	}
+	return checkpoint.VerifyCertificate(votes, len(v.replicas), quorum, interval)
+}
+
 // checkpointVotes verifies the signed CHECKPOINT messages of a
 // certificate; whether they make a quorum is the core's check.
 func (v *MessageVerifier) checkpointVotes(signed []*wire.Signed) ([]checkpoint.Vote, error) {
