@@ -119,6 +119,9 @@ func reasonOf(err error) string {
 		{protocol.ErrBatchTooLarge, "too_large"},
 		{protocol.ErrQueueFull, "queue_full"},
 		{protocol.ErrCheckpointRejected, "checkpoint_rejected"},
+		{protocol.ErrViewChangeRejected, "view_change_rejected"},
+		{protocol.ErrNewViewRejected, "new_view_rejected"},
+		{protocol.ErrStale, "stale"},
 	} {
 		if errors.Is(err, e.err) {
 			return e.reason
@@ -368,6 +371,10 @@ func (n *Node) publishStatus() {
 		n.metrics.viewChanging.Set(1)
 	}
 	n.metrics.view.Set(float64(st.View))
+	// Recovery and state transfer move these too, not only execute and
+	// persistStable: a restarted or transferred replica must not report 0.
+	n.metrics.executedSequence.Set(float64(n.executor.LastExecuted()))
+	n.metrics.stableCheckpoint.Set(float64(st.LowWatermark))
 	n.metrics.retransmissions.Set(float64(st.Retransmissions))
 	if n.transfer != nil {
 		n.metrics.transferring.Set(1)
