@@ -25,6 +25,7 @@ func commands() []command {
 		{"testnet", "write keys and configuration for a local multi-process cluster", runTestnet},
 		{"run", "run one replica from its home directory until SIGINT/SIGTERM", runReplica},
 		{"client", "send one operation (put, get, delete, cas) through consensus", runClient},
+		{"sim", "run seeded deterministic simulations of the protocol and check them", runSim},
 	}
 }
 

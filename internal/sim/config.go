@@ -1,0 +1,196 @@
+package sim
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/pbftnode/pbftnode/protocol"
+)
+
+// Planted bugs: unsafe quorum settings applied to the correct replicas, to
+// show that the checkers catch them (see Config.Plant).
+const (
+	// PlantPrepareQuorum makes a slot prepared with f matching prepares
+	// instead of 2f.
+	PlantPrepareQuorum = "prepare-quorum"
+	// PlantCommitQuorum commits with f+1 matching commits instead of 2f+1.
+	PlantCommitQuorum = "commit-quorum"
+	// PlantViewChangeQuorum builds and accepts a NEW-VIEW from f+1
+	// VIEW-CHANGEs instead of 2f+1.
+	PlantViewChangeQuorum = "viewchange-quorum"
+)
+
+// Plants lists the planted bugs Config.Plant accepts.
+var Plants = []string{PlantPrepareQuorum, PlantCommitQuorum, PlantViewChangeQuorum}
+
+// Protocol timing used by every simulated replica, in ticks.
+const (
+	// ViewChangeTimeoutTicks is the replicas' view-change timeout (it
+	// doubles on consecutive view changes, up to MaxTimeoutDoublings).
+	ViewChangeTimeoutTicks = 40
+	// MaxTimeoutDoublings is the protocol's cap on the view-change timeout:
+	// at most 64 times ViewChangeTimeoutTicks.
+	MaxTimeoutDoublings = 64
+	// RetransmitTicks is the replicas' retransmission timeout.
+	RetransmitTicks = 40
+	// ClientTimeoutTicks is how long a client waits for the primary before
+	// broadcasting a request; later retransmissions double up to 8x.
+	ClientTimeoutTicks = 60
+	// CheckpointInterval and WindowSize are small so that checkpoints,
+	// garbage collection and state transfer happen in every run.
+	CheckpointInterval = 8
+	WindowSize         = 16
+	// MaxNetworkDelay bounds a message's delay once the network is calm.
+	MaxNetworkDelay = 3
+)
+
+// LivenessBound returns the number of ticks within which, once the
+// schedule is calm, every pending client operation must complete (counted
+// from the later of the calm tick and the operation's call). After calm, a
+// replica may still be in a view change whose timer has doubled to its cap
+// (64 x ViewChangeTimeoutTicks); then at most f further views can have a
+// Byzantine primary, each costing one capped timeout; one more timeout
+// covers the new primary's first round. Clients need up to 8 x
+// ClientTimeoutTicks to rebroadcast, and agreement, fetch and state
+// transfer take a few network round trips each (bounded generously by
+// 50 x MaxNetworkDelay per view).
+func LivenessBound(n int) int64 {
+	f := int64(protocol.FaultTolerance(n))
+	views := f + 2
+	return views*(MaxTimeoutDoublings*ViewChangeTimeoutTicks+50*MaxNetworkDelay) + 8*ClientTimeoutTicks
+}
+
+// Config configures one simulated run.
+type Config struct {
+	// Seed decides the whole run.
+	Seed uint64
+	// Replicas is n: 4 or 7 (default 4).
+	Replicas int
+	// Byzantine is K, how many replicas misbehave (at most f).
+	Byzantine int
+	// Plant, when set, is one of Plants, applied to the correct replicas.
+	Plant string
+	// MaxSteps caps a run's steps (default DefaultMaxSteps); a run that
+	// reaches it with operations pending is a violation.
+	MaxSteps uint64
+	// Logger receives debug logs of the run; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultMaxSteps is Config.MaxSteps' default.
+const DefaultMaxSteps = 3_000_000
+
+func (c Config) withDefaults() Config {
+	if c.Replicas == 0 {
+		c.Replicas = 4
+	}
+	if c.MaxSteps == 0 {
+		c.MaxSteps = DefaultMaxSteps
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports a configuration the simulator cannot run.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if c.Replicas < 4 || c.Replicas > 16 {
+		return fmt.Errorf("sim: %d replicas; want 4 to 16 (4 or 7 are tested)", c.Replicas)
+	}
+	if f := protocol.FaultTolerance(c.Replicas); c.Byzantine < 0 || c.Byzantine > f {
+		return fmt.Errorf("sim: %d Byzantine replicas among %d; want 0 to f = %d", c.Byzantine, c.Replicas, f)
+	}
+	if c.Plant != "" && !slices.Contains(Plants, c.Plant) {
+		return fmt.Errorf("sim: unknown plant %q (known: %v)", c.Plant, Plants)
+	}
+	return nil
+}
+
+// Violation is a failed check.
+type Violation struct {
+	Seed   uint64 `json:"seed"`
+	Kind   string `json:"kind"`
+	Step   uint64 `json:"step"`
+	Tick   int64  `json:"tick"`
+	Detail string `json:"detail"`
+}
+
+// Violation kinds.
+const (
+	KindAgreement       = "agreement"
+	KindValidity        = "validity"
+	KindLinearizability = "linearizability"
+	KindLiveness        = "liveness"
+	KindInternal        = "internal"
+)
+
+func (v Violation) String() string {
+	return fmt.Sprintf("seed %d: %s violation at step %d (tick %d): %s", v.Seed, v.Kind, v.Step, v.Tick, v.Detail)
+}
+
+// Result is what one run did and found.
+type Result struct {
+	Seed              uint64      `json:"seed"`
+	Scenario          string      `json:"scenario"`
+	Steps             uint64      `json:"steps"`
+	Ticks             int64       `json:"ticks"`
+	ViewChanges       uint64      `json:"view_changes"`
+	Checkpoints       uint64      `json:"checkpoints"`
+	StateTransfers    uint64      `json:"state_transfers"`
+	Crashes           uint64      `json:"crashes"`
+	Partitions        uint64      `json:"partitions"`
+	Messages          uint64      `json:"messages"`
+	Dropped           uint64      `json:"dropped"`
+	RejectedFrames    uint64      `json:"rejected_frames"`
+	ByzantineActions  uint64      `json:"byzantine_actions"`
+	CommittedRequests uint64      `json:"committed_requests"`
+	Operations        uint64      `json:"operations"`
+	Violations        []Violation `json:"violations,omitempty"`
+}
+
+// Summary adds up runs.
+type Summary struct {
+	Runs              uint64      `json:"runs"`
+	Steps             uint64      `json:"steps"`
+	Ticks             int64       `json:"ticks"`
+	ViewChanges       uint64      `json:"view_changes"`
+	Checkpoints       uint64      `json:"checkpoints"`
+	StateTransfers    uint64      `json:"state_transfers"`
+	Crashes           uint64      `json:"crashes"`
+	Partitions        uint64      `json:"partitions"`
+	Messages          uint64      `json:"messages"`
+	Dropped           uint64      `json:"dropped"`
+	RejectedFrames    uint64      `json:"rejected_frames"`
+	ByzantineActions  uint64      `json:"byzantine_actions"`
+	CommittedRequests uint64      `json:"committed_requests"`
+	Operations        uint64      `json:"operations"`
+	Violations        uint64      `json:"violations"`
+	FailedSeeds       []uint64    `json:"failed_seeds"`
+	Failures          []Violation `json:"failures,omitempty"`
+}
+
+// Add adds r to s.
+func (s *Summary) Add(r Result) {
+	s.Runs++
+	s.Steps += r.Steps
+	s.Ticks += r.Ticks
+	s.ViewChanges += r.ViewChanges
+	s.Checkpoints += r.Checkpoints
+	s.StateTransfers += r.StateTransfers
+	s.Crashes += r.Crashes
+	s.Partitions += r.Partitions
+	s.Messages += r.Messages
+	s.Dropped += r.Dropped
+	s.RejectedFrames += r.RejectedFrames
+	s.ByzantineActions += r.ByzantineActions
+	s.CommittedRequests += r.CommittedRequests
+	s.Operations += r.Operations
+	if len(r.Violations) > 0 {
+		s.Violations += uint64(len(r.Violations))
+		s.FailedSeeds = append(s.FailedSeeds, r.Seed)
+		s.Failures = append(s.Failures, r.Violations...)
+	}
+}

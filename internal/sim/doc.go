@@ -1,0 +1,28 @@
+// Package sim is pbftnode's deterministic simulator. It drives the real
+// PBFT core (protocol.Replica, through Step, Submit, Tick,
+// CheckpointExecuted, Ready, InstallCheckpoint and Restore, exactly as
+// node/ does) together with a real execution.Executor and KV application on
+// an in-memory goleveldb, over a seeded virtual network in virtual time
+// (ticks), in one goroutine.
+//
+// One seed decides everything: message delays, drops, duplicates and
+// reordering, partitions that form and heal, replica crashes and restarts
+// (a restarted replica recovers exactly what its storage would hold), the
+// client load, and which replicas (at most --byzantine K <= f) are
+// Byzantine and how (the byzantine package's strategies, the simulator's
+// own filters of the same shape, and Twins: two copies of one replica with
+// the same key, each connected to part of the network). A run is
+// single-threaded and reads no clock, so a seed replays exactly.
+//
+// Every run is checked: agreement (at every execution step), validity,
+// linearizability of the client histories (github.com/anishathalye/porcupine)
+// and liveness (after the schedule turns calm, every pending operation
+// completes within LivenessBound ticks). See docs/testing.md.
+//
+// Files: config.go (Config, Result, Summary), world.go (the event queue,
+// virtual network and main loop), host.go and transfer.go (one simulated
+// replica: core, storage, executor, crash and restart, state transfer),
+// client.go (simulated clients and their history), faults.go and
+// schedule.go (Byzantine strategies, Twins, partitions and crashes),
+// check.go and linear.go (the checkers), run.go (Run and RunMany).
+package sim

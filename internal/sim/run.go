@@ -1,0 +1,261 @@
+package sim
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/pbftnode/pbftnode/byzantine"
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/storage"
+)
+
+// Run runs one seeded simulation and returns what it found. It is
+// deterministic: the same Config gives the same Result.
+func Run(cfg Config) Result {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return Result{Seed: cfg.Seed, Violations: []Violation{{Seed: cfg.Seed, Kind: KindInternal, Detail: err.Error()}}}
+	}
+	w := &world{
+		cfg: cfg, n: cfg.Replicas, f: protocol.FaultTolerance(cfg.Replicas),
+		rng:    rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)),
+		log:    cfg.Logger,
+		vcache: map[[32]byte]verified{}, rcache: map[[32]byte]verifiedRequest{},
+	}
+	w.res.Seed = cfg.Seed
+	w.check = newChecker(w.violate)
+	defer w.close()
+	if err := w.setup(); err != nil {
+		w.violate(KindInternal, fmt.Sprintf("setup: %v", err))
+		return w.res
+	}
+	w.loop()
+	w.finish()
+	return w.res
+}
+
+func replicaKey(i int) ed25519.PrivateKey {
+	seed := sha256.Sum256(binary.BigEndian.AppendUint32([]byte("pbftnode/sim/replica"), uint32(i)))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+func clientKey(i int) ed25519.PrivateKey {
+	seed := sha256.Sum256(binary.BigEndian.AppendUint32([]byte("pbftnode/sim/client"), uint32(i)))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// setup draws the scenario from the seed and builds the hosts and clients.
+func (w *world) setup() error {
+	r := w.rng
+	pubs := make([]ed25519.PublicKey, w.n)
+	for i := range w.n {
+		w.keys = append(w.keys, replicaKey(i))
+		pubs[i] = w.keys[i].Public().(ed25519.PublicKey)
+	}
+	w.verifier = protocol.NewMessageVerifier(clusterID, pubs, nil, nil, 0)
+	w.verifier.SetWindowSize(WindowSize)
+	w.sched = newSchedule(w)
+
+	base := protocol.Config{
+		N: w.n, CheckpointInterval: CheckpointInterval, WindowSize: WindowSize,
+		MaxBatchSize: 1 + r.IntN(4), MaxInFlight: 1 + r.IntN(8), BatchDelayTicks: r.IntN(3),
+		RetransmitTicks: RetransmitTicks, ViewChangeTimeoutTicks: ViewChangeTimeoutTicks,
+	}
+	byz := r.Perm(w.n)[:w.cfg.Byzantine]
+	slices.Sort(byz)
+	var scenario []string
+	w.byID = make([][]*host, w.n)
+	for i := range w.n {
+		cfg := base
+		cfg.ID = uint32(i)
+		cfg.Signer = w.signerFor(uint32(i))
+		if !slices.Contains(byz, i) {
+			plant(&cfg, w.cfg.Plant, w.f)
+			if err := w.addHost(&host{id: uint32(i), correct: true, cfg: cfg}); err != nil {
+				return err
+			}
+			continue
+		}
+		w.check.byzClients[string(byzantineClientID(w.keys[i]))] = true
+		all := append(append([]string{}, byzantine.Strategies...), simStrategies...)
+		all = append(all, stratTwins)
+		strategy := all[r.IntN(len(all))]
+		if strategy == stratTwins {
+			sides := w.twinSides(uint32(i))
+			scenario = append(scenario, fmt.Sprintf("%d:twins%v|%v", i, keysOf(sides[0], w.n), keysOf(sides[1], w.n)))
+			for t := range 2 {
+				if err := w.addHost(&host{id: uint32(i), twin: t + 1, side: sides[t], cfg: cfg}); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		f, err := w.strategy(strategy, uint32(i))
+		if err != nil {
+			return err
+		}
+		if strategy != "silent" && r.IntN(3) == 0 {
+			second := simStrategies[r.IntN(len(simStrategies))]
+			g, err := w.strategy(second, uint32(i))
+			if err != nil {
+				return err
+			}
+			f, strategy = chain{f, g}, strategy+"+"+second
+		}
+		scenario = append(scenario, fmt.Sprintf("%d:%s", i, strategy))
+		if err := w.addHost(&host{id: uint32(i), filter: f, cfg: cfg}); err != nil {
+			return err
+		}
+	}
+	nClients := 3 + r.IntN(2)
+	ops := 40 + r.IntN(111)
+	for i := range nClients {
+		signer := crypto.NewSigner(clientKey(i), clusterID)
+		w.clients = append(w.clients, &client{w: w, idx: i, signer: signer, id: signer.Public(), known: map[string]string{},
+			total: ops / nClients, thinkUntil: r.Int64N(20)})
+	}
+	w.res.Scenario = fmt.Sprintf("n=%d byzantine=[%s] %s batch<=%d inflight<=%d clients=%d ops=%d",
+		w.n, strings.Join(scenario, " "), w.sched, base.MaxBatchSize, base.MaxInFlight, nClients, ops/nClients*nClients)
+	if w.cfg.Plant != "" {
+		w.res.Scenario += " plant=" + w.cfg.Plant
+	}
+	return nil
+}
+
+// plant applies a planted bug to a correct replica's configuration.
+func plant(cfg *protocol.Config, name string, f int) {
+	switch name {
+	case PlantPrepareQuorum:
+		cfg.PreparedVotes = f
+	case PlantCommitQuorum:
+		cfg.CommitVotes = f + 1
+	case PlantViewChangeQuorum:
+		cfg.ViewChangeQuorum = f + 1
+	}
+}
+
+func (w *world) strategy(name string, id uint32) (outFilter, error) {
+	if slices.Contains(byzantine.Strategies, name) {
+		f, err := byzantine.New(name, id, w.n, w.keys[id], clusterID)
+		if err != nil {
+			return nil, fmt.Errorf("replica %d: %w", id, err)
+		}
+		return f, nil
+	}
+	return &simFilter{kind: name, self: id, n: w.n, rng: w.rng, signer: w.signerFor(id)}, nil
+}
+
+// twinSides splits the other replicas between the two copies of replica
+// id; sometimes one replica hears both.
+func (w *world) twinSides(id uint32) [2]map[uint32]bool {
+	var others []uint32
+	for i := range w.n {
+		if uint32(i) != id {
+			others = append(others, uint32(i))
+		}
+	}
+	w.rng.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+	cut := 1 + w.rng.IntN(len(others)-1)
+	sides := [2]map[uint32]bool{{}, {}}
+	for k, o := range others {
+		sides[min(k/cut, 1)][o] = true
+	}
+	if w.rng.IntN(2) == 0 {
+		sides[1][others[0]] = true
+	}
+	return sides
+}
+
+func keysOf(m map[uint32]bool, n int) []uint32 {
+	var out []uint32
+	for i := range n {
+		if m[uint32(i)] {
+			out = append(out, uint32(i))
+		}
+	}
+	return out
+}
+
+func (w *world) addHost(h *host) error {
+	db, err := storage.OpenMem(storage.Options{})
+	if err != nil {
+		return err
+	}
+	h.w, h.db = w, db
+	if err := h.start(false); err != nil {
+		return err
+	}
+	w.hosts = append(w.hosts, h)
+	w.byID[h.id] = append(w.byID[h.id], h)
+	return nil
+}
+
+// finish checks the client histories and fills in the run's statistics.
+func (w *world) finish() {
+	if len(w.res.Violations) == 0 {
+		if ok, detail := checkLinearizable(historyOf(w.clients)); !ok {
+			w.violate(KindLinearizability, detail)
+		}
+	}
+	w.res.Steps, w.res.Ticks = w.steps, w.now
+	w.res.CommittedRequests = uint64(len(w.check.committed))
+	for _, h := range w.hosts {
+		if h.filter != nil {
+			w.res.ByzantineActions += actions(h.filter)
+		}
+		if !h.correct || h.down {
+			continue
+		}
+		st := h.core.Status()
+		w.res.ViewChanges = max(w.res.ViewChanges, st.ViewChangesCompleted)
+		w.res.Checkpoints = max(w.res.Checkpoints, st.LowWatermark/CheckpointInterval)
+	}
+}
+
+func (w *world) close() {
+	for _, h := range w.hosts {
+		for _, s := range h.snaps {
+			s.Release()
+		}
+		if h.db != nil {
+			_ = h.db.Close()
+		}
+	}
+}
+
+// RunMany runs seeds start..start+count-1 of cfg on workers goroutines
+// (GOMAXPROCS when workers <= 0), each seed a separate single-threaded
+// run, and returns the results in seed order.
+func RunMany(cfg Config, start, count uint64, workers int) []Result {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	results := make([]Result, count)
+	next := make(chan uint64)
+	var wg sync.WaitGroup
+	for range min(uint64(workers), max(count, 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				c := cfg
+				c.Seed = start + i
+				results[i] = Run(c)
+			}
+		}()
+	}
+	for i := range count {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return results
+}
