@@ -102,6 +102,15 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 		r.attachBatch(pp.Sequence, s, m.Batch, m.Requests)
 		return nil
 	}
+	if s.committed && s.batch != nil && s.prePrepare == nil {
+		// Committed by a commit certificate, its batch fetched, before this
+		// pre-prepare came: it adds nothing, and ordering its requests again
+		// would leave them tracked as pending forever.
+		if s.digest != digest {
+			return ErrConflictingPrePrepare
+		}
+		return ErrDuplicate
+	}
 	if s.prePrepare != nil {
 		if s.digest != digest {
 			return ErrConflictingPrePrepare
