@@ -317,3 +317,39 @@ func TestALoneSuspicionDoesNotChangeTheView(t *testing.T) {
 		t.Fatalf("request executed %d times after the view change, want 1", got)
 	}
 }
+
+func TestLatePrePrepareAfterCommitCertificateChangesNothing(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	backup := c.replicas[1]
+	req := request(1, 1, "x")
+	batch := []*wire.Signed{req.Signed}
+	d := crypto.BatchDigest(batch)
+	// Commits from a quorum arrive before the pre-prepare: a commit
+	// certificate for a batch this backup does not hold yet.
+	for _, from := range []uint32{0, 2, 3} {
+		if err := backup.Step(commit(c, from, 0, 1, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd := backup.Ready()
+	if len(rd.Messages) != 1 || rd.Messages[0].Kind != KindBatchRequest {
+		t.Fatalf("want one batch request, got %v", rd.Messages)
+	}
+	reply := c.signedBy(2, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchReply{BatchReply: &wire.BatchReply{Digest: digestBytes(d), Requests: batch}}})
+	if err := backup.Step(reply); err != nil {
+		t.Fatal(err)
+	}
+	if rd := backup.Ready(); len(rd.Committed) != 1 || rd.Committed[0].Sequence != 1 {
+		t.Fatalf("batch reply did not execute sequence 1: %+v", rd.Committed)
+	}
+	pp := c.prePrepareFrom(0, &wire.PrePrepare{Sequence: 1, Digest: digestBytes(d)}, batch)
+	if err := backup.Step(pp); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("late pre-prepare: %v, want ErrDuplicate", err)
+	}
+	if backup.HasReady() {
+		t.Fatalf("late pre-prepare produced actions: %+v", backup.Ready())
+	}
+	if st := backup.Status(); st.PendingRequests != 0 || st.LastCommitted != 1 {
+		t.Fatalf("after the late pre-prepare: %+v", st)
+	}
+}
