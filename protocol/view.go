@@ -330,7 +330,9 @@ func (r *Replica) adoptProposal(h viewchange.PrePrepare, held map[crypto.Digest]
 	}
 	r.slots[h.Sequence] = s
 	if s.batch == nil {
-		r.ready.Persist = append(r.ready.Persist, LogEntry{View: r.view, Sequence: h.Sequence, Kind: KindPrePrepare, Signed: h.Signed})
+		// Nothing is sent for this slot until its batch arrives, and
+		// acceptBatch logs the pre-prepare with the batch then; a bare
+		// header is not logged (it could not be verified on restart).
 		r.requestBatch(h.Digest)
 		return
 	}
