@@ -408,6 +408,24 @@ func kindOf(m *wire.ReplicaMessage) protocol.Kind {
 		return protocol.KindCheckpoint
 	case *wire.ReplicaMessage_ForwardedRequest:
 		return protocol.KindForward
+	case *wire.ReplicaMessage_ViewChange:
+		return protocol.KindViewChange
+	case *wire.ReplicaMessage_NewView:
+		return protocol.KindNewView
+	case *wire.ReplicaMessage_Suspect:
+		return protocol.KindSuspect
+	case *wire.ReplicaMessage_Fetch:
+		return protocol.KindFetch
+	case *wire.ReplicaMessage_CheckpointCertificate:
+		return protocol.KindCheckpointCertificate
+	case *wire.ReplicaMessage_BatchRequest:
+		return protocol.KindBatchRequest
+	case *wire.ReplicaMessage_BatchReply:
+		return protocol.KindBatchReply
+	case *wire.ReplicaMessage_StateRequest:
+		return protocol.KindStateRequest
+	case *wire.ReplicaMessage_StateChunk:
+		return protocol.KindStateChunk
 	}
 	return 0
 }
