@@ -19,7 +19,6 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	byz := fs.Int("byzantine", 0, "Byzantine replicas per run (at most f)")
 	plant := fs.String("plant", "", "TESTING ONLY: plant an unsafe quorum in the correct replicas ("+strings.Join(sim.Plants, ", ")+")")
 	steps := fs.Uint64("steps", sim.DefaultMaxSteps, "step limit per run")
-	skipBatchless := fs.Bool("skip-batchless-preprepares", false, "work around a known recovery bug (see sim.Config.SkipBatchlessPrePrepares) to look past it")
 	workers := fs.Int("workers", 0, "seeds run in parallel (0: GOMAXPROCS)")
 	jsonOut := fs.Bool("json", false, "print the summary as one JSON object (the last line)")
 	verbose := fs.Bool("v", false, "print every run's scenario and counters")
@@ -32,8 +31,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg := sim.Config{Replicas: *replicas, Byzantine: *byz, Plant: *plant, MaxSteps: *steps, Logger: logger,
-		SkipBatchlessPrePrepares: *skipBatchless}
+	cfg := sim.Config{Replicas: *replicas, Byzantine: *byz, Plant: *plant, MaxSteps: *steps, Logger: logger}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -76,9 +74,6 @@ func replayCommand(cfg sim.Config, seed uint64) string {
 	s := fmt.Sprintf("pbftnode sim --seeds 1 --start %d --replicas %d --byzantine %d", seed, cfg.Replicas, cfg.Byzantine)
 	if cfg.Plant != "" {
 		s += " --plant " + cfg.Plant
-	}
-	if cfg.SkipBatchlessPrePrepares {
-		s += " --skip-batchless-preprepares"
 	}
 	if cfg.MaxSteps != sim.DefaultMaxSteps {
 		s += fmt.Sprintf(" --steps %d", cfg.MaxSteps)

@@ -74,15 +74,6 @@ type Config struct {
 	// MaxSteps caps a run's steps (default DefaultMaxSteps); a run that
 	// reaches it with operations pending is a violation.
 	MaxSteps uint64
-	// SkipBatchlessPrePrepares works around a known bug so that a campaign
-	// can look past it: the core persists a NEW-VIEW re-proposal whose
-	// batch it has not received yet as a pre-prepare log entry without
-	// its batch (protocol/view.go adoptProposal), and recovery (node/ and
-	// the simulator alike) then fails to verify that entry ("digest does
-	// not match the batch"), so the replica cannot restart. With this set
-	// the simulator skips such entries on restart. Off by default: the
-	// simulator reports the bug.
-	SkipBatchlessPrePrepares bool
 	// Logger receives debug logs of the run; nil discards them.
 	Logger *slog.Logger
 }

@@ -89,9 +89,6 @@ func (h *host) start(restore bool) error {
 			rec.Prepared = append(rec.Prepared, pc)
 			continue
 		}
-		if e.Kind == protocol.KindPrePrepare && e.Batch == nil && h.w.cfg.SkipBatchlessPrePrepares {
-			continue // see Config.SkipBatchlessPrePrepares
-		}
 		frame, err := protocol.EncodeFrame(e.Signed, e.Batch)
 		if err != nil {
 			return fmt.Errorf("replica %d: recover: %w", h.id, err)

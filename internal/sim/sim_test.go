@@ -79,7 +79,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 	const plantSeeds = 200
 	for _, plant := range Plants {
 		t.Run(plant, func(t *testing.T) {
-			cfg := Config{Replicas: 4, Byzantine: 1, Plant: plant, SkipBatchlessPrePrepares: true}
+			cfg := Config{Replicas: 4, Byzantine: 1, Plant: plant}
 			const batch = 20
 			for start := uint64(1); start <= plantSeeds; start += batch {
 				for _, r := range RunMany(cfg, start, batch, 0) {
