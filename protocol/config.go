@@ -43,9 +43,10 @@ type Config struct {
 	// agreement is open, a replica resends its messages for it (100).
 	RetransmitTicks int
 
-	// ViewChangeTimeoutTicks: a backup with a pending request starts a
-	// view change when nothing executes for this long (50); doubled on each
-	// consecutive view change without progress, up to 64x.
+	// ViewChangeTimeoutTicks: a backup with a pending request suspects
+	// the primary when nothing executes for this long (100 = 1 s at the
+	// default tick); doubled on each consecutive view change without
+	// progress, up to 64x.
 	ViewChangeTimeoutTicks int
 
 	// Quorum overrides, for the simulator's planted-bug tests only (they

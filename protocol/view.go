@@ -12,7 +12,7 @@ import (
 // DefaultViewChangeTimeoutTicks is how long a backup waits for a pending
 // request before it suspects the primary (and the first wait for a
 // NEW-VIEW); it doubles on each consecutive view change without progress.
-const DefaultViewChangeTimeoutTicks = 50
+const DefaultViewChangeTimeoutTicks = 100
 
 // maxTimeoutDoublings caps the view-change timeout at 64x the base.
 const maxTimeoutDoublings = 6
