@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/pbftnode/pbftnode/checkpoint"
 	"github.com/pbftnode/pbftnode/wire"
@@ -54,8 +55,13 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 		if v, ok := s.prepares[r.cfg.ID]; ok {
 			r.sendTo(from, KindPrepare, v.signed)
 		}
-		if v, ok := s.commits[r.cfg.ID]; ok {
-			r.sendTo(from, KindCommit, v.signed)
+		// Every matching commit it holds, the others' too: signed, they
+		// are forwardable, and a quorum of them is a commit certificate
+		// the asker can act on even if this replica's own vote is missing.
+		for _, id := range slices.Sorted(votersOf(s.commits)) {
+			if v := s.commits[id]; v.digest == s.digest {
+				r.sendTo(from, KindCommit, v.signed)
+			}
 		}
 	}
 	for seq, signed := range r.ownCheckpoints {

@@ -91,7 +91,11 @@ func (r *Replica) restoreEntry(m VerifiedMessage) error {
 		s.prePrepare, s.digest, s.batch, s.requests = m.Signed, crypto.BatchDigest(m.Batch), m.Batch, m.Requests
 		r.nextSequence = max(r.nextSequence, pp.Sequence+1)
 		if pp.Sequence <= r.lastCommitted {
-			s.prepared, s.committed = true, true
+			// Executed: never delivered again. Prepared only if the log
+			// holds this replica's commit (below); otherwise it prepares
+			// and commits again when the others' prepares come, which
+			// they may need.
+			s.committed = true
 		} else {
 			r.requests.ordered(m.Batch, m.Requests)
 		}

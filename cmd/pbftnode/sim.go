@@ -31,7 +31,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg := sim.Config{Replicas: *replicas, Byzantine: *byz, Plant: *plant, MaxSteps: *steps, Logger: logger}
+	cfg := sim.Config{Replicas: *replicas, Byzantine: *byz, Plant: *plant, MaxSteps: *steps, Logger: logger, Verbose: *verbose}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}

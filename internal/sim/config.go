@@ -76,6 +76,8 @@ type Config struct {
 	MaxSteps uint64
 	// Logger receives debug logs of the run; nil discards them.
 	Logger *slog.Logger
+	// Verbose adds every replica's log to failure reports.
+	Verbose bool
 }
 
 // DefaultMaxSteps is Config.MaxSteps' default.

@@ -349,6 +349,9 @@ func (w *world) describeReplicas() string {
 		s += fmt.Sprintf(" [%d%s view %d active %v committed %d executed %d low %d next %d slots %d pending %d client-pending %d transferring %v suspects-sent %d fetches %d retransmissions %d]",
 			h.id, h.label(), st.View, st.ViewActive, st.LastCommitted, h.exec.LastExecuted(), st.LowWatermark, st.NextSequence, st.Slots,
 			st.PendingRequests, st.ClientPending, st.Transferring, st.SuspectsSent, st.FetchesSent, st.Retransmissions)
+		if w.cfg.Verbose {
+			s += "\n" + h.core.DescribeLog()
+		}
 	}
 	return s
 }
