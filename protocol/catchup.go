@@ -47,11 +47,13 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 	sent := 0
 	for seq := max(f.FromSequence, r.window.Low) + 1; seq <= r.window.High() && sent < DefaultFetchSlots; seq++ {
 		s := r.slots[seq]
-		if s == nil || s.prePrepare == nil || s.view != r.view {
+		if s == nil || s.view != r.view || (s.prePrepare == nil && !s.committed) {
 			continue
 		}
 		sent++
-		r.ready.Messages = append(r.ready.Messages, Outbound{To: from, Signed: s.prePrepare, Batch: s.batch, Kind: KindPrePrepare})
+		if s.prePrepare != nil {
+			r.ready.Messages = append(r.ready.Messages, Outbound{To: from, Signed: s.prePrepare, Batch: s.batch, Kind: KindPrePrepare})
+		}
 		if v, ok := s.prepares[r.cfg.ID]; ok {
 			r.sendTo(from, KindPrepare, v.signed)
 		}

@@ -98,18 +98,18 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 		return ErrDigestMismatch
 	}
 	s := r.slot(pp.Sequence)
-	if s.committed && s.batch == nil && s.digest == digest {
+	if s.committed {
+		// Decided already (possibly by a commit certificate, before any
+		// pre-prepare came): a pre-prepare can only bring the batch of the
+		// decided digest; it never replaces it or orders anything again.
+		switch {
+		case s.digest != digest:
+			return ErrConflictingPrePrepare
+		case s.batch != nil:
+			return ErrDuplicate
+		}
 		r.attachBatch(pp.Sequence, s, m.Batch, m.Requests)
 		return nil
-	}
-	if s.committed && s.batch != nil && s.prePrepare == nil {
-		// Committed by a commit certificate, its batch fetched, before this
-		// pre-prepare came: it adds nothing, and ordering its requests again
-		// would leave them tracked as pending forever.
-		if s.digest != digest {
-			return ErrConflictingPrePrepare
-		}
-		return ErrDuplicate
 	}
 	if s.prePrepare != nil {
 		if s.digest != digest {
@@ -118,8 +118,7 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 		if s.batch != nil {
 			return ErrDuplicate
 		}
-		// A NEW-VIEW re-proposal, or a certified commit, whose batch this
-		// replica lacked.
+		// A NEW-VIEW re-proposal whose batch this replica lacked.
 		r.attachBatch(pp.Sequence, s, m.Batch, m.Requests)
 		return nil
 	}
@@ -229,7 +228,10 @@ func (r *Replica) tryCommitted(seq uint64, s *slot) {
 	if s.requests != nil {
 		r.requests.unordered(s.requests)
 	}
-	s.batch, s.requests = nil, nil // the batch this replica accepted lost
+	// The pre-prepare and batch this replica accepted lost; it no longer
+	// holds a pre-prepare for the decided digest, so it does not prepare
+	// or commit it (it already voted for the other one).
+	s.prePrepare, s.batch, s.requests = nil, nil, nil
 	s.digest, s.committed = d, true
 	s.batch, s.requests = r.findBatch(d)
 	r.adoptedCommits++

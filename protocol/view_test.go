@@ -353,3 +353,40 @@ func TestLatePrePrepareAfterCommitCertificateChangesNothing(t *testing.T) {
 		t.Fatalf("after the late pre-prepare: %+v", st)
 	}
 }
+
+func TestCommitCertificateIsNeverReplacedByALaterPrePrepare(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	backup := c.replicas[3]
+	decided := []*wire.Signed{request(1, 2, "decided").Signed}
+	d := crypto.BatchDigest(decided)
+	// A quorum's commits for the decided batch arrive first...
+	for _, from := range []uint32{0, 1, 2} {
+		if err := backup.Step(commit(c, from, 0, 4, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backup.Ready()
+	// ...then a (twin or equivocating) primary's pre-prepare for another.
+	other := []*wire.Signed{request(1, 3, "other").Signed}
+	pp := c.prePrepareFrom(0, &wire.PrePrepare{Sequence: 4, Digest: digestBytes(crypto.BatchDigest(other))}, other)
+	if err := backup.Step(pp); !errors.Is(err, ErrConflictingPrePrepare) {
+		t.Fatalf("pre-prepare for another batch after a commit certificate: %v", err)
+	}
+	if backup.HasReady() {
+		t.Fatalf("it acted on it: %+v", backup.Ready())
+	}
+	// The decided batch's pre-prepare brings the batch; nothing is voted.
+	right := c.prePrepareFrom(0, &wire.PrePrepare{Sequence: 4, Digest: digestBytes(d)}, decided)
+	if err := backup.Step(right); err != nil {
+		t.Fatal(err)
+	}
+	rd := backup.Ready()
+	for _, m := range rd.Messages {
+		if m.Kind == KindPrepare || m.Kind == KindCommit {
+			t.Fatalf("voted after a commit certificate: %v", m.Kind)
+		}
+	}
+	if s := backup.slots[4]; s.digest != d || s.batch == nil {
+		t.Fatal("the decided batch was not attached")
+	}
+}
