@@ -42,7 +42,7 @@ const (
 )
 
 var simStrategies = []string{stratForge, stratReplay, stratWrongViewSeq, stratBogusCheckpoint, stratBogusViewChange,
-	stratLieClients, stratSlowPrimary}
+	stratLieClients, stratSlowPrimary, stratOmitCertificates}
 
 // byzantineClientID is the client identity byzantine.Filter signs its
 // injected requests with (derived from the replica's key the same way).

@@ -70,6 +70,16 @@ func (w *world) setup() error {
 		RetransmitTicks: RetransmitTicks, ViewChangeTimeoutTicks: ViewChangeTimeoutTicks,
 	}
 	byz := r.Perm(w.n)[:w.cfg.Byzantine]
+	// The attack scenario (a quarter of the seeds with Byzantine
+	// replicas): replica 1, the primary of view 1, omits certificates from
+	// its NEW-VIEW, and replica 0 crashes early so that view 1 comes soon.
+	attack := w.cfg.Byzantine > 0 && r.IntN(2) == 0
+	if attack {
+		if !slices.Contains(byz, 1) {
+			byz[0] = 1
+		}
+		w.sched.primaryCrash = 20 + r.Int64N(200)
+	}
 	slices.Sort(byz)
 	var scenario []string
 	w.byID = make([][]*host, w.n)
@@ -88,6 +98,9 @@ func (w *world) setup() error {
 		all := append(append([]string{}, byzantine.Strategies...), simStrategies...)
 		all = append(all, stratTwins)
 		strategy := all[r.IntN(len(all))]
+		if attack && i == 1 {
+			strategy = stratOmitCertificates
+		}
 		if strategy == stratTwins {
 			sides := w.twinSides(uint32(i))
 			scenario = append(scenario, fmt.Sprintf("%d:twins%v|%v", i, keysOf(sides[0], w.n), keysOf(sides[1], w.n)))
@@ -149,6 +162,9 @@ func (w *world) strategy(name string, id uint32) (outFilter, error) {
 			return nil, fmt.Errorf("replica %d: %w", id, err)
 		}
 		return f, nil
+	}
+	if name == stratOmitCertificates {
+		return newOmitFilter(w, id), nil
 	}
 	return &simFilter{kind: name, self: id, n: w.n, rng: w.rng, signer: w.signerFor(id)}, nil
 }

@@ -23,6 +23,11 @@ type schedule struct {
 	maxDown   int
 	nextCrash int64
 	downUntil map[*host]int64
+
+	// primaryCrash, when positive, is the tick at which replica 0 (the
+	// first primary) crashes, so that replica 1, the next primary, leads
+	// a view change early (see world.setup's attack scenario).
+	primaryCrash int64
 }
 
 func newSchedule(w *world) *schedule {
@@ -45,8 +50,12 @@ func newSchedule(w *world) *schedule {
 }
 
 func (s *schedule) String() string {
-	return fmt.Sprintf("calm@%d drop=%.2f dup=%.2f spike=%.2f delay<=%d partitions=%v crashes=%v",
+	str := fmt.Sprintf("calm@%d drop=%.2f dup=%.2f spike=%.2f delay<=%d partitions=%v crashes=%v",
 		s.calmAt, s.dropRate, s.dupRate, s.spikeRate, s.maxDelay, s.partitions, s.crashes)
+	if s.primaryCrash > 0 {
+		str += fmt.Sprintf(" crash-0>=%d", s.primaryCrash)
+	}
+	return str
 }
 
 // apply carries out what the schedule plans for this tick.
@@ -63,6 +72,22 @@ func (s *schedule) apply(w *world) {
 	}
 	if w.calm() {
 		return
+	}
+	for _, h := range w.hosts {
+		if h.down && w.now >= s.downUntil[h] {
+			delete(s.downUntil, h)
+			h.restart()
+		}
+	}
+	if s.primaryCrash > 0 && w.now >= s.primaryCrash && s.primaryAhead(w) {
+		s.primaryCrash = 0
+		for _, h := range w.byID[0] {
+			if !h.down {
+				h.crash()
+				s.downUntil[h] = w.now + 50 + w.rng.Int64N(300)
+				w.res.Crashes++
+			}
+		}
 	}
 	if s.partitions {
 		s.partition(w)
@@ -88,12 +113,6 @@ func (s *schedule) partition(w *world) {
 }
 
 func (s *schedule) crash(w *world) {
-	for _, h := range w.hosts {
-		if h.down && w.now >= s.downUntil[h] {
-			delete(s.downUntil, h)
-			h.restart()
-		}
-	}
 	if w.now < s.nextCrash {
 		return
 	}
@@ -108,4 +127,24 @@ func (s *schedule) crash(w *world) {
 	h.crash()
 	s.downUntil[h] = w.now + 10 + w.rng.Int64N(200)
 	w.res.Crashes++
+}
+
+// primaryAhead reports whether replica 0 executed a sequence no other
+// correct replica committed yet, the moment its crash hurts most (or,
+// after 300 ticks of waiting for it, any moment).
+func (s *schedule) primaryAhead(w *world) bool {
+	if w.now >= s.primaryCrash+300 {
+		return true
+	}
+	for _, h := range w.byID[0] {
+		if h.down || !h.correct {
+			return true
+		}
+		for _, o := range w.hosts {
+			if o.id != 0 && o.correct && !o.down && o.core.Status().LastCommitted >= h.exec.LastExecuted() {
+				return false
+			}
+		}
+	}
+	return true
 }
