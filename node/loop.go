@@ -205,7 +205,7 @@ func (n *Node) handleReady() error {
 			return b, err
 		}
 		if rd.View != nil {
-			if err := n.db.SaveView(*rd.View); err != nil {
+			if err := n.db.SaveViewState(*rd.View, rd.ViewActive); err != nil {
 				return err
 			}
 		}

@@ -17,11 +17,11 @@ import (
 // it came from the network.
 func (n *Node) recover() error {
 	rec := protocol.Recovered{Executed: n.executor.LastExecuted()}
-	view, _, err := n.db.LoadView()
+	view, active, _, err := n.db.LoadViewState()
 	if err != nil {
 		return fmt.Errorf("node: recover view: %w", err)
 	}
-	rec.View = view
+	rec.View, rec.ViewChanging = view, !active
 	encoded, found, err := n.db.LoadStableCheckpoint()
 	if err != nil {
 		return fmt.Errorf("node: recover stable checkpoint: %w", err)

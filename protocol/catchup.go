@@ -131,6 +131,7 @@ func (r *Replica) InstallCheckpoint(cert checkpoint.Certificate) error {
 		}
 	}
 	r.transferring = nil
+	r.timerBase = r.ticks
 	r.lastCommitted = cert.Sequence
 	r.nextSequence = max(r.nextSequence, cert.Sequence+1)
 	r.moveWindow(&cert)

@@ -40,7 +40,9 @@ type Config struct {
 	MaxPendingRequests int
 
 	// RetransmitTicks: after this many ticks without progress while
-	// agreement is open, a replica resends its messages for it (100).
+	// agreement is open, a replica resends its messages for it (150: longer
+	// than the view-change timeout, so a primary that withholds is
+	// suspected before catch-up papers over it).
 	RetransmitTicks int
 
 	// ViewChangeTimeoutTicks: a backup with a pending request suspects

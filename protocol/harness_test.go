@@ -53,8 +53,10 @@ type cluster struct {
 	cfgs   []Config
 	// nextBatch is attached to the next message signedBy builds.
 	nextBatch []*wire.Signed
-	// views[i] is replica i's persisted view.
-	views []uint64
+	// views[i] is replica i's persisted view, viewActive[i] whether it had
+	// entered it.
+	views      []uint64
+	viewActive []bool
 	// outFilter, when set, rewrites (or drops, returning false) what
 	// replica from sends to replica to: a Byzantine replica.
 	outFilter func(from, to uint32, m Outbound) (Outbound, bool)
@@ -139,6 +141,10 @@ func (c *cluster) collect() {
 					c.views = append(c.views, 0)
 				}
 				c.views[i] = *rd.View
+				for len(c.viewActive) < len(c.replicas) {
+					c.viewActive = append(c.viewActive, true)
+				}
+				c.viewActive[i] = rd.ViewActive
 			}
 			for _, m := range rd.Messages {
 				for to := range c.replicas {
@@ -235,6 +241,9 @@ func (c *cluster) restart(i int) {
 		view = c.views[i]
 	}
 	rec := Recovered{View: view, Stable: c.stable[i], Executed: uint64(len(c.executed[i]))}
+	if i < len(c.viewActive) {
+		rec.ViewChanging = !c.viewActive[i]
+	}
 	for _, e := range c.persisted[i] {
 		if e.Certificate != nil {
 			pc, err := c.verifier.PreparedCertificate(e.Certificate)

@@ -14,10 +14,13 @@ import (
 // pre-prepares and this replica's own prepares, commits and checkpoint
 // votes, re-verified by the runtime).
 type Recovered struct {
-	View     uint64
-	Stable   *checkpoint.Certificate
-	Executed uint64
-	Log      []VerifiedMessage
+	View uint64
+	// ViewChanging: the replica had sent its VIEW-CHANGE for View but not
+	// entered it; it resumes the change (and sends the VIEW-CHANGE again).
+	ViewChanging bool
+	Stable       *checkpoint.Certificate
+	Executed     uint64
+	Log          []VerifiedMessage
 	// Prepared are the prepared certificates this replica assembled
 	// (signatures re-verified); its VIEW-CHANGEs must still carry them.
 	Prepared []viewchange.PreparedCertificate
@@ -34,22 +37,20 @@ func (r *Replica) Restore(rec Recovered) error {
 	}
 	r.view = rec.View
 	r.lastCommitted = rec.Executed
+	// The low watermark is always the stable checkpoint the tracker holds:
+	// answers to Fetch and certificate checks rely on the two agreeing.
 	if rec.Stable != nil && rec.Stable.Sequence > 0 {
 		cert, err := checkpoint.VerifyCertificate(rec.Stable.Proof, r.cfg.N, r.quorum, r.cfg.CheckpointInterval)
 		if err != nil {
 			return fmt.Errorf("protocol: restore: stored certificate: %w", err)
 		}
 		r.checkpoints.Restore(cert)
-		if rec.Executed >= cert.Sequence {
-			r.window.Low = cert.Sequence
-		} else {
+		r.window.Low = cert.Sequence
+		if rec.Executed < cert.Sequence {
 			// The executor's (unsynced) state is older than the stable
 			// checkpoint: fetch the certified state.
-			r.window.Low = rec.Executed - rec.Executed%r.cfg.CheckpointInterval
 			r.requestStateTransfer(&cert)
 		}
-	} else {
-		r.window.Low = rec.Executed - rec.Executed%r.cfg.CheckpointInterval
 	}
 	r.nextSequence = r.lastCommitted + 1
 	for _, m := range rec.Log {
@@ -68,6 +69,10 @@ func (r *Replica) Restore(rec Recovered) error {
 		if prev, ok := r.prepared[seq]; !ok || prev.PrePrepare.View < pc.PrePrepare.View {
 			r.prepared[seq] = pc
 		}
+	}
+	if rec.ViewChanging && r.view > 0 {
+		r.viewActive = false
+		r.sendViewChange()
 	}
 	r.broadcastFetch()
 	return nil

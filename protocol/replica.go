@@ -66,6 +66,9 @@ type Replica struct {
 	// suspects is each replica's highest suspected-into view above r.view.
 	suspects     map[uint32]uint64
 	suspectsSent uint64
+	// timerBase is when the current view (or the last state transfer)
+	// started; lastSuspect when this replica last suspected.
+	timerBase, lastSuspect uint64
 
 	ready Ready
 }
@@ -176,7 +179,7 @@ func (r *Replica) Submit(req ClientRequest) error {
 		return err
 	}
 	primary := r.IsPrimary() && r.viewActive
-	added, err := r.requests.add(req, primary)
+	added, err := r.requests.add(req, primary, r.ticks)
 	if err != nil || !added {
 		return err
 	}

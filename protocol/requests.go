@@ -26,6 +26,11 @@ const (
 	stateOrdered                           // in an accepted pre-prepare, not yet committed
 )
 
+type arrival struct {
+	key  requestKey
+	tick uint64
+}
+
 type trackedRequest struct {
 	state requestState
 	req   ClientRequest
@@ -41,8 +46,11 @@ type trackedRequest struct {
 type requestTracker struct {
 	limit int
 	known map[requestKey]*trackedRequest
-	// fromClients counts known requests with fromClient set.
+	// fromClients counts known requests with fromClient set; arrivals
+	// lists them in arrival order with the tick they came (entries go
+	// stale when a request is forgotten; oldestFromClient skips those).
 	fromClients int
+	arrivals    []arrival
 	queue       []ClientRequest // primary only; entries may be stale (see popBatch)
 }
 
@@ -56,12 +64,13 @@ func (t *requestTracker) queued() int { return len(t.queue) }
 
 // add records a new request: queued on the primary, forwarded on a backup.
 // It reports false for a request already known.
-func (t *requestTracker) add(req ClientRequest, primary bool) (bool, error) {
+func (t *requestTracker) add(req ClientRequest, primary bool, now uint64) (bool, error) {
 	key := keyOf(req.Request)
 	if tr, ok := t.known[key]; ok {
 		if !tr.fromClient {
 			tr.fromClient = true
 			t.fromClients++
+			t.arrivals = append(t.arrivals, arrival{key: key, tick: now})
 		}
 		return false, nil
 	}
@@ -69,6 +78,7 @@ func (t *requestTracker) add(req ClientRequest, primary bool) (bool, error) {
 		return false, ErrQueueFull
 	}
 	t.fromClients++
+	t.arrivals = append(t.arrivals, arrival{key: key, tick: now})
 	if primary {
 		t.known[key] = &trackedRequest{state: stateQueued, req: req, fromClient: true}
 		t.queue = append(t.queue, req)
@@ -167,6 +177,20 @@ func (t *requestTracker) reset(primary bool) {
 			tr.state = stateForwarded
 		}
 	}
+}
+
+// oldestFromClient returns the arrival tick of the oldest pending request
+// a client sent to this replica.
+func (t *requestTracker) oldestFromClient() (uint64, bool) {
+	for len(t.arrivals) > 0 {
+		a := t.arrivals[0]
+		if tr, ok := t.known[a.key]; ok && tr.fromClient {
+			return a.tick, true
+		}
+		t.arrivals[0] = arrival{}
+		t.arrivals = t.arrivals[1:]
+	}
+	return 0, false
 }
 
 // fromClientRequests returns up to limit pending requests that clients

@@ -4,7 +4,7 @@ import "github.com/pbftnode/pbftnode/wire"
 
 // DefaultRetransmitTicks is how many ticks without progress pass before a
 // replica resends its share of unfinished agreement.
-const DefaultRetransmitTicks = 100
+const DefaultRetransmitTicks = 150
 
 // noteProgress resets the retransmission timer.
 func (r *Replica) noteProgress() { r.idleTicks = 0 }

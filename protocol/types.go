@@ -157,9 +157,12 @@ type CommittedBatch struct {
 // Behind, when set, is a stable checkpoint above what this replica has
 // executed: it must catch up by state transfer.
 type Ready struct {
-	// View, when set, is a new view to persist (with Persist, before
-	// Messages are sent): a replica never returns to a lower view.
+	// View, when set, is the view to persist (with Persist, before
+	// Messages are sent), and ViewActive whether the replica entered it or
+	// is still changing to it: a replica never returns to a lower view, and
+	// one restarted mid-change resumes the change.
 	View             *uint64
+	ViewActive       bool
 	Persist          []LogEntry
 	Messages         []Outbound
 	Committed        []CommittedBatch

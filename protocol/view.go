@@ -29,13 +29,31 @@ func (r *Replica) viewTimeout() int {
 // views once f+1 replicas suspect (see stepSuspect). A replica busy with a
 // state transfer is behind, not a judge of the primary.
 func (r *Replica) viewChangeTick() {
-	if r.transferring != nil || (r.viewActive && (r.IsPrimary() || r.requests.fromClients == 0)) {
+	if r.transferring != nil {
 		r.vcTimer = 0
 		return
 	}
-	r.vcTimer++
-	if r.vcTimer >= r.viewTimeout() {
-		r.vcTimer = 0
+	if !r.viewActive {
+		r.vcTimer++
+		if r.vcTimer >= r.viewTimeout() {
+			r.vcTimer = 0
+			r.suspect(r.view + 1)
+		}
+		return
+	}
+	// Active: the oldest request a client sent here must execute within
+	// the timeout, counted from when it came or from when this view (or a
+	// state transfer) started, whichever is later. Slow progress does not
+	// reset it: a primary that lets a request wait is suspected even if it
+	// orders others.
+	since, pending := r.requests.oldestFromClient()
+	if r.IsPrimary() || !pending {
+		return
+	}
+	since = max(since, r.timerBase)
+	timeout := uint64(r.viewTimeout())
+	if r.ticks-since >= timeout && r.ticks-r.lastSuspect >= timeout {
+		r.lastSuspect = r.ticks
 		r.suspect(r.view + 1)
 	}
 }
@@ -96,10 +114,25 @@ func (r *Replica) startViewChange(v uint64) {
 	r.view, r.viewActive, r.vcTimer = v, false, 0
 	r.vcAttempts++ // each consecutive view change waits twice as long
 	r.viewChangesStarted++
-	r.ready.View = &r.view
+	r.persistView()
 	r.future.clear()
 	r.pendingView = r.pendingView[:0]
 	r.newViewSent = false
+	r.sendViewChange()
+}
+
+// persistView asks the runtime to store the view and whether it is
+// active, before anything of this Ready is sent.
+func (r *Replica) persistView() {
+	v := r.view
+	r.ready.View, r.ready.ViewActive = &v, r.viewActive
+}
+
+// sendViewChange broadcasts this replica's VIEW-CHANGE for r.view (its
+// stable checkpoint and its prepared certificates above it) and counts
+// its own vote.
+func (r *Replica) sendViewChange() {
+	v := r.view
 
 	stable := r.checkpoints.Stable()
 	vc := &wire.ViewChange{NewView: v, StableSequence: stable.Sequence}
@@ -227,7 +260,6 @@ func (r *Replica) stepNewView(from uint32, signed *wire.Signed, nv *VerifiedNewV
 	}
 	if nv.View > r.view {
 		r.view = nv.View
-		r.ready.View = &r.view
 	}
 	r.enterNewView(decision, nv.PrePrepares, signed)
 	return nil
@@ -240,8 +272,10 @@ func (r *Replica) stepNewView(from uint32, signed *wire.Signed, nv *VerifiedNewV
 // this view before the NEW-VIEW.
 func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePrepare, newView *wire.Signed) {
 	r.viewActive, r.vcTimer = true, 0
+	r.timerBase = r.ticks
 	r.lastNewView, r.ownViewChange = newView, nil
 	r.viewChangesCompleted++
+	r.persistView()
 	for from, vc := range r.latestVC {
 		if vc.NewView <= r.view {
 			delete(r.latestVC, from)

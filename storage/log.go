@@ -162,11 +162,37 @@ func (d *DB) deleteChunk(rng *util.Range) (bool, error) {
 }
 
 // SaveView durably records the replica's current view.
-func (d *DB) SaveView(view uint64) error {
-	if err := d.ldb.Put([]byte(viewKey), binary.BigEndian.AppendUint64(nil, view), d.writeOptions()); err != nil {
+func (d *DB) SaveView(view uint64) error { return d.SaveViewState(view, true) }
+
+// SaveViewState saves the view and whether the replica had entered it
+// (false while it was still changing to it).
+func (d *DB) SaveViewState(view uint64, active bool) error {
+	value := binary.BigEndian.AppendUint64(nil, view)
+	if !active {
+		value = append(value, 0)
+	}
+	if err := d.ldb.Put([]byte(viewKey), value, d.writeOptions()); err != nil {
 		return fmt.Errorf("save view %d: %w", view, err)
 	}
 	return nil
+}
+
+// LoadViewState returns the saved view and whether it was active.
+func (d *DB) LoadViewState() (view uint64, active, found bool, err error) {
+	value, err := d.ldb.Get([]byte(viewKey), nil)
+	if errors.Is(err, leveldb.ErrNotFound) {
+		return 0, true, false, nil
+	}
+	if err != nil {
+		return 0, false, false, fmt.Errorf("load view: %w", err)
+	}
+	switch {
+	case len(value) == 8:
+		return binary.BigEndian.Uint64(value), true, true, nil
+	case len(value) == 9 && value[8] == 0:
+		return binary.BigEndian.Uint64(value), false, true, nil
+	}
+	return 0, false, false, fmt.Errorf("load view: corrupt value of length %d", len(value))
 }
 
 // LoadView returns the saved view; found is false when none was saved.
@@ -178,8 +204,8 @@ func (d *DB) LoadView() (view uint64, found bool, err error) {
 	if err != nil {
 		return 0, false, fmt.Errorf("load view: %w", err)
 	}
-	if len(value) != 8 {
-		return 0, false, fmt.Errorf("load view: corrupt value of length %d, want 8", len(value))
+	if len(value) != 8 && len(value) != 9 {
+		return 0, false, fmt.Errorf("load view: corrupt value of length %d", len(value))
 	}
-	return binary.BigEndian.Uint64(value), true, nil
+	return binary.BigEndian.Uint64(value[:8]), true, nil
 }

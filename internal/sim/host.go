@@ -35,9 +35,12 @@ type host struct {
 
 	// What storage holds: the persisted view, the protocol log above the
 	// stable checkpoint and the stable checkpoint's certificate.
-	view   uint64
-	log    []protocol.LogEntry
-	stable *checkpoint.Certificate
+	view uint64
+	// viewActive: whether the persisted view had been entered (a restart
+	// resumes a view change otherwise).
+	viewActive bool
+	log        []protocol.LogEntry
+	stable     *checkpoint.Certificate
 	// snaps are state snapshots taken at checkpoints (in memory: a crash
 	// loses them), served to replicas that transfer state.
 	snaps map[uint64]*execution.StateSnapshot
@@ -79,7 +82,7 @@ func (h *host) start(restore bool) error {
 	if !restore {
 		return nil
 	}
-	rec := protocol.Recovered{View: h.view, Stable: h.stable, Executed: exec.LastExecuted()}
+	rec := protocol.Recovered{View: h.view, ViewChanging: !h.viewActive, Stable: h.stable, Executed: exec.LastExecuted()}
 	for _, e := range h.log {
 		if e.Certificate != nil {
 			pc, err := h.w.verifier.PreparedCertificate(e.Certificate)
@@ -172,7 +175,7 @@ func (h *host) drain() {
 	for h.core.HasReady() && !h.w.stop {
 		rd := h.core.Ready()
 		if rd.View != nil {
-			h.view = *rd.View
+			h.view, h.viewActive = *rd.View, rd.ViewActive
 		}
 		h.log = append(h.log, rd.Persist...)
 		for _, out := range rd.Messages {
