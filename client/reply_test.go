@@ -413,3 +413,6 @@ func TestBeginReturnsErrClosedWhenClosedWhileWaiting(t *testing.T) {
 		t.Fatalf("begin after close: %v; want ErrClosed", r.err)
 	}
 }
+
+// replyFrameRaw wraps raw bytes as a frame from replica from.
+func replyFrameRaw(from int, data []byte) p2p.Frame { return p2p.Frame{FromIndex: from, Data: data} }
