@@ -37,11 +37,17 @@ func GenerateKey(rand io.Reader) (ed25519.PrivateKey, error) {
 // created with mode 0600 (never widened afterwards) and synced. WriteKeyFile
 // refuses to overwrite an existing file, so a key cannot be lost by
 // accident; on any error after creation it removes the partial file.
-func WriteKeyFile(path string, key ed25519.PrivateKey) (err error) {
+func WriteKeyFile(path string, key ed25519.PrivateKey) error {
 	if len(key) != ed25519.PrivateKeySize {
 		return fmt.Errorf("crypto: write key file %s: private key is %d bytes, want %d", path, len(key), ed25519.PrivateKeySize)
 	}
 	encoded := pem.EncodeToMemory(&pem.Block{Type: keyFilePEMType, Bytes: key.Seed()})
+	return writeNewKeyFile(path, encoded)
+}
+
+// writeNewKeyFile creates path (mode 0600, never an existing file), writes
+// content and syncs it; on any error after creation it removes the file.
+func writeNewKeyFile(path string, encoded []byte) (err error) {
 	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, keyFileMode)
 	if err != nil {
 		return fmt.Errorf("crypto: write key file: %w", err)
@@ -69,11 +75,37 @@ func WriteKeyFile(path string, key ed25519.PrivateKey) (err error) {
 // that group or others may read or write (any of the mode bits 0077 set),
 // naming the file and its mode, and refuses content that is not exactly one
 // PEM block of type "PBFTNODE ED25519 PRIVATE KEY", without headers, holding
-// a 32-byte seed (surrounding whitespace is allowed).
+// a 32-byte seed (surrounding whitespace is allowed). An encrypted key file
+// (WriteEncryptedKeyFile) is refused with ErrPassphraseRequired; read it
+// with ReadKeyFileWithPassphrase.
 func ReadKeyFile(path string) (ed25519.PrivateKey, error) {
+	return ReadKeyFileWithPassphrase(path, nil)
+}
+
+// ReadKeyFileWithPassphrase reads a key file in either format: a plain one
+// as ReadKeyFile does, or an encrypted one written by WriteEncryptedKeyFile,
+// calling passphrase (only then) for the passphrase. A nil passphrase
+// function refuses encrypted files with ErrPassphraseRequired. A wrong
+// passphrase, or a file altered in any way, fails with ErrWrongPassphrase.
+// The same mode and size checks apply to both formats.
+func ReadKeyFileWithPassphrase(path string, passphrase func() ([]byte, error)) (ed25519.PrivateKey, error) {
+	content, err := readPrivateFile(path, "key file", maxKeyFileSize)
+	if err != nil {
+		return nil, err
+	}
+	key, err := parseKeyFile(content, passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("crypto: key file %s: %w", path, err)
+	}
+	return key, nil
+}
+
+// readPrivateFile reads a small secret file: a regular file of at most
+// limit bytes that neither group nor others may access.
+func readPrivateFile(path, what string, limit int64) ([]byte, error) {
 	file, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("crypto: read key file: %w", err)
+		return nil, fmt.Errorf("crypto: read %s: %w", what, err)
 	}
 	defer func() { _ = file.Close() }()
 
@@ -81,48 +113,47 @@ func ReadKeyFile(path string) (ed25519.PrivateKey, error) {
 	// of the file that is read.
 	info, err := file.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("crypto: stat key file %s: %w", path, err)
+		return nil, fmt.Errorf("crypto: stat %s %s: %w", what, path, err)
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("crypto: key file %s is not a regular file (mode %v)", path, info.Mode())
+		return nil, fmt.Errorf("crypto: %s %s is not a regular file (mode %v)", what, path, info.Mode())
 	}
 	if perm := info.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("crypto: key file %s has mode %#o: it must not be accessible by group or others (chmod 600 %s)", path, perm, path)
+		return nil, fmt.Errorf("crypto: %s %s has mode %#o: it must not be accessible by group or others (chmod 600 %s)", what, path, perm, path)
 	}
 
-	content, err := io.ReadAll(io.LimitReader(file, maxKeyFileSize+1))
+	content, err := io.ReadAll(io.LimitReader(file, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("crypto: read key file %s: %w", path, err)
+		return nil, fmt.Errorf("crypto: read %s %s: %w", what, path, err)
 	}
-	if len(content) > maxKeyFileSize {
-		return nil, fmt.Errorf("crypto: key file %s is larger than %d bytes", path, maxKeyFileSize)
+	if int64(len(content)) > limit {
+		return nil, fmt.Errorf("crypto: %s %s is larger than %d bytes", what, path, limit)
 	}
-	key, err := parseKeyPEM(content)
-	if err != nil {
-		return nil, fmt.Errorf("crypto: key file %s: %w", path, err)
-	}
-	return key, nil
+	return content, nil
 }
 
-// parseKeyPEM decodes the content of a key file.
-func parseKeyPEM(content []byte) (ed25519.PrivateKey, error) {
+// parseKeyFile decodes the content of a key file of either format.
+func parseKeyFile(content []byte, passphrase func() ([]byte, error)) (ed25519.PrivateKey, error) {
 	block, rest := pem.Decode(content)
 	if block == nil {
 		return nil, errors.New("no PEM block found")
 	}
-	if block.Type != keyFilePEMType {
-		return nil, fmt.Errorf("PEM block type is %q, want %q", block.Type, keyFilePEMType)
-	}
-	if len(block.Headers) != 0 {
-		return nil, errors.New("PEM block has headers, want none")
-	}
 	if len(bytes.TrimSpace(rest)) != 0 {
 		return nil, errors.New("unexpected data after the PEM block")
 	}
-	if len(block.Bytes) != ed25519.SeedSize {
-		return nil, fmt.Errorf("seed is %d bytes, want %d", len(block.Bytes), ed25519.SeedSize)
+	switch block.Type {
+	case keyFilePEMType:
+		if len(block.Headers) != 0 {
+			return nil, errors.New("PEM block has headers, want none")
+		}
+		if len(block.Bytes) != ed25519.SeedSize {
+			return nil, fmt.Errorf("seed is %d bytes, want %d", len(block.Bytes), ed25519.SeedSize)
+		}
+		return ed25519.NewKeyFromSeed(block.Bytes), nil
+	case encryptedKeyFilePEMType:
+		return decryptKeyBlock(block, passphrase)
 	}
-	return ed25519.NewKeyFromSeed(block.Bytes), nil
+	return nil, fmt.Errorf("PEM block type is %q, want %q or %q", block.Type, keyFilePEMType, encryptedKeyFilePEMType)
 }
 
 // EncodePublicKey returns pub as lowercase hex, the form public keys take in

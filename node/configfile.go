@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +46,10 @@ type FileConfig struct {
 	Index uint32 `json:"index"`
 	// KeyFile holds this replica's private key (default "key").
 	KeyFile string `json:"key_file,omitempty"`
+	// KeyPassphraseFile holds the passphrase of an encrypted key file (a
+	// file of mode 0600 or stricter); the environment variable
+	// PBFTNODE_PASSPHRASE takes precedence over it. Unused for a plain key.
+	KeyPassphraseFile string `json:"key_passphrase_file,omitempty"`
 	// DataDir holds the database (default "data").
 	DataDir string `json:"data_dir,omitempty"`
 	// Listen overrides the listen multiaddr (default: this replica's
@@ -146,9 +151,9 @@ func LoadHome(home string) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	key, err := crypto.ReadKeyFile(resolve(home, fc.KeyFile, "key"))
+	key, err := fc.ReadKey(home)
 	if err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+		return Config{}, err
 	}
 	var tick time.Duration
 	if fc.TickInterval != "" {
@@ -178,4 +183,29 @@ func LoadHome(home string) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// PassphraseEnv is the environment variable holding the passphrase of an
+// encrypted key file.
+const PassphraseEnv = "PBFTNODE_PASSPHRASE"
+
+// KeyPath returns the path of the replica's key file.
+func (fc FileConfig) KeyPath(home string) string { return resolve(home, fc.KeyFile, "key") }
+
+// ReadKey reads the replica's key file. An encrypted key's passphrase comes
+// from PBFTNODE_PASSPHRASE if it is set, else from key_passphrase_file.
+func (fc FileConfig) ReadKey(home string) (ed25519.PrivateKey, error) {
+	key, err := crypto.ReadKeyFileWithPassphrase(fc.KeyPath(home), func() ([]byte, error) {
+		if p := os.Getenv(PassphraseEnv); p != "" {
+			return []byte(p), nil
+		}
+		if fc.KeyPassphraseFile != "" {
+			return crypto.ReadPassphraseFile(resolve(home, fc.KeyPassphraseFile, ""))
+		}
+		return nil, fmt.Errorf("%w: set %s or key_passphrase_file in %s", crypto.ErrPassphraseRequired, PassphraseEnv, ConfigFileName)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return key, nil
 }

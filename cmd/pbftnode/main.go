@@ -26,6 +26,9 @@ func commands() []command {
 		{"run", "run one replica from its home directory until SIGINT/SIGTERM", runReplica},
 		{"client", "send one operation (put, get, delete, cas) through consensus", runClient},
 		{"sim", "run seeded deterministic simulations of the protocol and check them", runSim},
+		{"keygen", "generate a replica or client key file (optionally encrypted) and print its public key", runKeygen},
+		{"status", "ask a running replica for its view, executed sequence, checkpoint and peers", runStatus},
+		{"config", "config validate --home DIR: check a replica's configuration and key", runConfig},
 	}
 }
 

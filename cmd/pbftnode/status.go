@@ -1,0 +1,96 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/pbftnode/pbftnode/node"
+)
+
+func runStatus(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	home := fs.String("home", "", "the replica's home directory, holding config.json (required)")
+	asJSON := fs.Bool("json", false, "print the replica's /status document as JSON")
+	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the replica to answer")
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if *home == "" {
+		return fmt.Errorf("%w: --home is required", errUsage)
+	}
+	var fc node.FileConfig
+	if err := node.ReadJSON(filepath.Join(*home, node.ConfigFileName), &fc); err != nil {
+		return err
+	}
+	if fc.MetricsListen == "" {
+		return fmt.Errorf("metrics_listen is not set in %s: the replica serves no status endpoint", filepath.Join(*home, node.ConfigFileName))
+	}
+	addr, err := dialableAddr(fc.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("metrics_listen %q: %w", fc.MetricsListen, err)
+	}
+	url := "http://" + addr + "/status"
+	client := &http.Client{Timeout: *timeout}
+	resp, err := client.Get(url)
+	if err != nil {
+		return fmt.Errorf("replica %d does not answer at %s (is it running?): %w", fc.Index, url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	var r node.StatusReport
+	if err := json.Unmarshal(body, &r); err != nil {
+		return fmt.Errorf("%s: not a status document: %w", url, err)
+	}
+	if *asJSON {
+		_, err := stdout.Write(body)
+		return err
+	}
+	viewState := "active"
+	if !r.ViewActive {
+		viewState = "changing"
+	}
+	peers := "unknown (not reported by the transport)"
+	if r.ConnectedPeers != nil {
+		peers = fmt.Sprintf("%d of %d", *r.ConnectedPeers, r.Replicas-1)
+	}
+	ready := "yes"
+	if !r.Ready {
+		ready = "no"
+	}
+	fmt.Fprintf(stdout, "replica:            %d of %d (cluster %s)\n", r.Index, r.Replicas, fc.ClusterID)
+	fmt.Fprintf(stdout, "view:               %d (%s)\n", r.View, viewState)
+	fmt.Fprintf(stdout, "executed sequence:  %d\n", r.ExecutedSequence)
+	fmt.Fprintf(stdout, "stable checkpoint:  %d\n", r.StableCheckpoint)
+	fmt.Fprintf(stdout, "connected peers:    %s\n", peers)
+	fmt.Fprintf(stdout, "state digest:       %s\n", r.StateDigest)
+	fmt.Fprintf(stdout, "ready:              %s (%s)\n", ready, r.ReadyReason)
+	return nil
+}
+
+// dialableAddr turns a listen address into one to connect to: a wildcard
+// or empty host becomes the loopback address.
+func dialableAddr(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", err
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port), nil
+}

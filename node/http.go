@@ -1,0 +1,151 @@
+package node
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// The operations HTTP endpoints, served on the metrics address:
+//
+//	/metrics  Prometheus metrics
+//	/healthz  200 "ok" while the process serves HTTP (liveness)
+//	/readyz   200 when Ready holds, 503 otherwise, with the reason as text
+//	/status   StatusReport as JSON
+
+// StatusReport is the JSON document served at /status.
+type StatusReport struct {
+	Index            uint32 `json:"index"`
+	Replicas         int    `json:"replicas"`
+	View             uint64 `json:"view"`
+	ViewActive       bool   `json:"view_active"`
+	ViewChanges      uint64 `json:"view_changes"`
+	ExecutedSequence uint64 `json:"executed_sequence"`
+	StableCheckpoint uint64 `json:"stable_checkpoint"`
+	// StateDigest is the digest of the application state, in hex.
+	StateDigest  string `json:"state_digest"`
+	Transferring bool   `json:"transferring"`
+	// ConnectedPeers is the number of other replicas the transport is
+	// connected to, or absent if the transport does not report it.
+	ConnectedPeers *int   `json:"connected_peers,omitempty"`
+	Ready          bool   `json:"ready"`
+	ReadyReason    string `json:"ready_reason"`
+}
+
+// peerCounter is implemented by a transport that can count the replicas it
+// is connected to. The p2p host does not implement it yet; when it does,
+// /status reports the count and /readyz uses it.
+type peerCounter interface{ ConnectedPeers() int }
+
+// opsState is what the HTTP handlers read; a func for each so that the
+// handlers can be tested without a running replica.
+type opsState struct {
+	replicas int
+	status   func() Status
+	peers    func() (int, bool)
+}
+
+// Ready decides readiness: the replica is in an active view, is not
+// transferring state, and either has executed at least one batch or (when
+// the transport reports it) is connected to at least 2f other replicas,
+// enough with itself for a quorum of 2f+1. It returns the reason.
+func (s opsState) ready(st Status) (bool, string) {
+	switch {
+	case !st.ViewActive:
+		return false, fmt.Sprintf("changing view (to view %d)", st.View)
+	case st.Transferring:
+		return false, "state transfer in progress"
+	}
+	f := (s.replicas - 1) / 3
+	if peers, ok := s.peers(); ok && peers >= 2*f {
+		return true, fmt.Sprintf("connected to %d of %d other replicas (quorum needs %d)", peers, s.replicas-1, 2*f)
+	}
+	if st.ExecutedSequence > 0 {
+		return true, fmt.Sprintf("executed up to sequence %d", st.ExecutedSequence)
+	}
+	if peers, ok := s.peers(); ok {
+		return false, fmt.Sprintf("connected to %d other replicas, a quorum needs %d, and nothing executed yet", peers, 2*f)
+	}
+	return false, "nothing executed yet"
+}
+
+func (s opsState) report() StatusReport {
+	st := s.status()
+	r := StatusReport{
+		Index:            st.Index,
+		Replicas:         s.replicas,
+		View:             st.View,
+		ViewActive:       st.ViewActive,
+		ViewChanges:      st.ViewChanges,
+		ExecutedSequence: st.ExecutedSequence,
+		StableCheckpoint: st.StableCheckpoint,
+		StateDigest:      hex.EncodeToString(st.StateDigest[:]),
+		Transferring:     st.Transferring,
+	}
+	if peers, ok := s.peers(); ok {
+		r.ConnectedPeers = &peers
+	}
+	r.Ready, r.ReadyReason = s.ready(st)
+	return r
+}
+
+// newOpsHandler returns the mux of the operations endpoints.
+func newOpsHandler(registry *prometheus.Registry, s opsState) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ready, reason := s.ready(s.status())
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "not ready: %s\n", reason)
+			return
+		}
+		_, _ = fmt.Fprintf(w, "ready: %s\n", reason)
+	})
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s.report())
+	})
+	return mux
+}
+
+// opsState returns the node's view for the HTTP handlers.
+func (n *Node) opsState() opsState {
+	return opsState{
+		replicas: len(n.cfg.Replicas),
+		status:   n.Status,
+		peers: func() (int, bool) {
+			if pc, ok := any(n.host).(peerCounter); ok && n.host != nil {
+				return pc.ConnectedPeers(), true
+			}
+			return 0, false
+		},
+	}
+}
+
+// serveMetrics starts the operations HTTP server on addr.
+func (n *Node) serveMetrics(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("node: metrics listener: %w", err)
+	}
+	n.metricsL = l
+	n.http = &http.Server{Handler: newOpsHandler(n.metrics.registry, n.opsState()), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := n.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return nil
+}
