@@ -133,6 +133,19 @@ func TestThousandConcurrentOperationsAgree(t *testing.T) {
 	if st.StableCheckpoint == 0 {
 		t.Fatalf("no checkpoint became stable after %d sequences", st.ExecutedSequence)
 	}
+	// The operator metrics moved with the load.
+	for _, name := range []string{
+		"pbftnode_committed_requests_total", "pbftnode_phase_seconds", "pbftnode_signatures_verified_total",
+		"pbftnode_message_bytes_sent_total", "pbftnode_message_bytes_received_total", "pbftnode_p2p_frames_sent_total",
+		"pbftnode_checkpoints_stable_total",
+	} {
+		if v := net.Nodes[1].MetricValue(name); v <= 0 {
+			t.Errorf("metric %s is %v after 1,000 operations", name, v)
+		}
+	}
+	if v := net.Nodes[1].MetricValue("pbftnode_signatures_rejected_total"); v != 0 {
+		t.Errorf("%v signatures rejected in a cluster of correct replicas", v)
+	}
 }
 
 func TestOneBackupStoppedOthersCommit(t *testing.T) {

@@ -41,9 +41,12 @@ func (n *Node) verifyLoop(ctx context.Context) {
 			}
 			m, err := n.verifier.ReplicaFrame(f.Data)
 			if err != nil {
+				n.countSignature(err)
 				n.drop(reasonOf(err), "from", f.FromIndex, "err", err)
 				continue
 			}
+			n.metrics.ops.verified.Inc()
+			n.metrics.ops.bytesReceived.WithLabelValues(kindOf(m.Body).String()).Add(float64(len(f.Data)))
 			if req := m.Body.GetStateRequest(); req != nil {
 				select {
 				case n.stateRequests <- stateRequest{from: m.Body.From, req: req}:
@@ -72,9 +75,11 @@ func (n *Node) verifyClientFrame(f p2p.Frame) (input, bool) {
 	}
 	req, err := n.verifier.ClientRequest(frame.GetRequest())
 	if err != nil {
+		n.countSignature(err)
 		n.drop(reasonOf(err), "client", f.From, "err", err)
 		return input{}, false
 	}
+	n.metrics.ops.verified.Inc()
 	// Replies go back on the stream the request came on, so a request must
 	// come from the client it names.
 	id, err := crypto.PeerIDFromPublicKey(req.Request.ClientId)
@@ -91,6 +96,13 @@ func (n *Node) push(ctx context.Context, in input) {
 	case <-ctx.Done():
 	default:
 		n.drop("inbox_full")
+	}
+}
+
+// countSignature counts a verification failure that was a bad signature.
+func (n *Node) countSignature(err error) {
+	if errors.Is(err, protocol.ErrBadSignature) {
+		n.metrics.ops.rejected.Inc()
 	}
 }
 
@@ -195,6 +207,7 @@ func (n *Node) handle(in input) {
 func (n *Node) handleReady() error {
 	for n.core.HasReady() {
 		rd := n.core.Ready()
+		n.phases.observe(&rd, n.metrics.ops, time.Now())
 		frames := make(map[*wire.Signed][]byte, len(rd.Messages))
 		encode := func(s *wire.Signed, batch []*wire.Signed) ([]byte, error) {
 			if b, ok := frames[s]; ok {
@@ -269,6 +282,7 @@ func (n *Node) send(out protocol.Outbound, encode func(*wire.Signed, []*wire.Sig
 			n.host.Send(o.To, b)
 		}
 		n.metrics.sent.WithLabelValues(o.Kind.String()).Inc()
+		n.metrics.ops.bytesSent.WithLabelValues(o.Kind.String()).Add(float64(len(b)))
 	}
 	return nil
 }
@@ -286,6 +300,7 @@ func (n *Node) execute(b protocol.CommittedBatch) error {
 	n.metrics.committedRequests.Add(float64(len(b.Requests)))
 	n.metrics.batchSize.Observe(float64(len(b.Requests)))
 	n.metrics.executedSequence.Set(float64(b.Sequence))
+	n.phases.executed(b.Sequence, n.metrics.ops, time.Now())
 	for i := range replies {
 		r := &replies[i]
 		id, err := crypto.PeerIDFromPublicKey(r.ClientID)
@@ -330,6 +345,7 @@ func (n *Node) persistStable(cp *checkpoint.Certificate) error {
 	}
 	n.metrics.stableCheckpoint.Set(float64(cp.Sequence))
 	n.metrics.checkpointsStable.Inc()
+	n.phases.forgetBelow(cp.Sequence)
 	return nil
 }
 

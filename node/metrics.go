@@ -36,6 +36,8 @@ type metrics struct {
 	viewChangeAttempts prometheus.Counter
 	viewChangeSeconds  prometheus.Histogram
 	viewChanging       prometheus.Gauge
+
+	ops *opsMetrics
 }
 
 // watchFaultInjections exports a Byzantine filter's fault count.
@@ -133,6 +135,7 @@ func newMetrics() *metrics {
 		Name: "pbftnode_view_changing", Help: "1 while the replica is changing views (not ordering).",
 	})
 	m.registry.MustRegister(m.viewChanges, m.viewChangeAttempts, m.viewChangeSeconds, m.viewChanging)
+	m.ops = newOpsMetrics(m.registry)
 	m.registry.MustRegister(
 		m.checkpointsStable, m.stateTransfers, m.stateTransferRejected, m.stateTransferSeconds,
 		m.stateServedBytes, m.stateReceivedEntries, m.transferring,

@@ -65,6 +65,9 @@ type Node struct {
 	stateRequests  chan stateRequest
 	transfer       *transfer // owned by the event loop
 
+	// phases times each sequence's phases; owned by the event loop.
+	phases *phaseClock
+
 	// View-change accounting, owned by the event loop.
 	lastCore          protocol.Status
 	viewChangeStarted time.Time
@@ -80,7 +83,7 @@ func Start(cfg Config) (*Node, error) {
 	if err := cfg.applyDefaults(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("replica", cfg.Index), metrics: newMetrics()}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("replica", cfg.Index), metrics: newMetrics(), phases: newPhaseClock()}
 	n.metrics.watchDatabaseSize(n.dbSize)
 	if cf, ok := cfg.Filter.(CountingFilter); ok {
 		n.metrics.watchFaultInjections(func() float64 { return float64(cf.Actions()) })
@@ -157,6 +160,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
+	n.metrics.watchTransport(n.host.Stats)
 	n.inbox = make(chan input, cfg.InboxSize)
 	n.snapshotEvents = make(chan snapshotEvent, 16)
 	n.stateRequests = make(chan stateRequest, 64)
