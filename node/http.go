@@ -40,8 +40,8 @@ type StatusReport struct {
 }
 
 // peerCounter is implemented by a transport that can count the replicas it
-// is connected to. The p2p host does not implement it yet; when it does,
-// /status reports the count and /readyz uses it.
+// is connected to (p2p.Host does): /status reports the count and /readyz
+// uses it.
 type peerCounter interface{ ConnectedPeers() int }
 
 // opsState is what the HTTP handlers read; a func for each so that the

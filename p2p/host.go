@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -323,4 +324,16 @@ func (h *Host) deliver(ch chan<- Frame, f Frame) {
 	default:
 		h.stats.droppedInboundFull.Add(1)
 	}
+}
+
+// ConnectedPeers returns how many other members this host has a live
+// connection to (for readiness and status).
+func (h *Host) ConnectedPeers() int {
+	n := 0
+	for _, m := range h.membersByIndex {
+		if int64(m.Index) != int64(h.self) && h.host.Network().Connectedness(m.ID) == network.Connected {
+			n++
+		}
+	}
+	return n
 }

@@ -61,7 +61,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if !r.ViewActive {
 		viewState = "changing"
 	}
-	peers := "unknown (not reported by the transport)"
+	peers := "unknown"
 	if r.ConnectedPeers != nil {
 		peers = fmt.Sprintf("%d of %d", *r.ConnectedPeers, r.Replicas-1)
 	}
