@@ -130,6 +130,7 @@ func reasonOf(err error) string {
 		{protocol.ErrDuplicate, "duplicate"},
 		{protocol.ErrBatchTooLarge, "too_large"},
 		{protocol.ErrQueueFull, "queue_full"},
+		{protocol.ErrClientQueueFull, "client_queue_full"},
 		{protocol.ErrCheckpointRejected, "checkpoint_rejected"},
 		{protocol.ErrViewChangeRejected, "view_change_rejected"},
 		{protocol.ErrNewViewRejected, "new_view_rejected"},

@@ -38,6 +38,10 @@ type Config struct {
 	// MaxPendingRequests bounds the requests a replica queues or tracks
 	// (65536); beyond it new requests are dropped.
 	MaxPendingRequests int
+	// MaxPendingPerClient bounds one client's pending requests (64, the
+	// executor's per-client window): a flooding client cannot push the
+	// others' requests back by more than that.
+	MaxPendingPerClient int
 
 	// RetransmitTicks: after this many ticks without progress while
 	// agreement is open, a replica resends its messages for it (150: longer
@@ -67,11 +71,12 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultCheckpointInterval = 128
-	DefaultMaxBatchSize       = 256
-	DefaultMaxBatchBytes      = 4<<20 - 64<<10
-	DefaultMaxInFlight        = 8
-	DefaultMaxPendingRequests = 65536
+	DefaultCheckpointInterval  = 128
+	DefaultMaxBatchSize        = 256
+	DefaultMaxBatchBytes       = 4<<20 - 64<<10
+	DefaultMaxInFlight         = 8
+	DefaultMaxPendingRequests  = 65536
+	DefaultMaxPendingPerClient = 64
 )
 
 func (c Config) withDefaults() Config {
@@ -92,6 +97,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPendingRequests == 0 {
 		c.MaxPendingRequests = DefaultMaxPendingRequests
+	}
+	if c.MaxPendingPerClient == 0 {
+		c.MaxPendingPerClient = DefaultMaxPendingPerClient
 	}
 	if c.RetransmitTicks == 0 {
 		c.RetransmitTicks = DefaultRetransmitTicks

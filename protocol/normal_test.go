@@ -408,3 +408,26 @@ func TestLaggingReplicaBuffersMessagesAboveItsWindow(t *testing.T) {
 		t.Fatalf("%d messages left buffered", got)
 	}
 }
+
+func TestAFloodingClientHoldsAtMostItsShareOfTheQueue(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) { cfg.MaxInFlight = 1 })
+	// Nothing commits (the backups never hear of anything), so everything
+	// the flooder sends stays pending at the primary.
+	c.drop = func(_, _ uint32, _ Kind) bool { return true }
+	primary := c.replicas[0]
+	refused := 0
+	for i := range 500 {
+		if err := primary.Submit(request(1, uint64(i+1), "flood")); errors.Is(err, ErrClientQueueFull) {
+			refused++
+		}
+	}
+	if got := primary.Status().PendingRequests; got != DefaultMaxPendingPerClient {
+		t.Fatalf("flooder holds %d pending requests, want the per-client bound %d", got, DefaultMaxPendingPerClient)
+	}
+	if refused != 500-DefaultMaxPendingPerClient {
+		t.Fatalf("%d requests refused, want %d", refused, 500-DefaultMaxPendingPerClient)
+	}
+	if err := primary.Submit(request(2, 1, "other")); err != nil {
+		t.Fatalf("another client's request refused during the flood: %v", err)
+	}
+}

@@ -92,7 +92,7 @@ func New(cfg Config) (*Replica, error) {
 		checkpoints:  tracker,
 		nextSequence: 1,
 		slots:        make(map[uint64]*slot),
-		requests:     newRequestTracker(cfg.MaxPendingRequests),
+		requests:     newRequestTracker(cfg.MaxPendingRequests, cfg.MaxPendingPerClient),
 
 		ownCheckpoints: make(map[uint64]*wire.Signed),
 		future:         newFutureBuffer(cfg.N),

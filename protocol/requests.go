@@ -45,7 +45,12 @@ type trackedRequest struct {
 // requests are what its view-change timer watches.
 type requestTracker struct {
 	limit int
-	known map[requestKey]*trackedRequest
+	// perClient bounds the requests tracked for one client, so a client
+	// flooding the replica holds at most that many places in the queue
+	// ahead of everyone else's requests.
+	perClient int
+	byClient  map[string]int
+	known     map[requestKey]*trackedRequest
 	// fromClients counts known requests with fromClient set; arrivals
 	// lists them in arrival order with the tick they came (entries go
 	// stale when a request is forgotten; oldestFromClient skips those).
@@ -54,8 +59,13 @@ type requestTracker struct {
 	queue       []ClientRequest // primary only; entries may be stale (see popBatch)
 }
 
-func newRequestTracker(limit int) *requestTracker {
-	return &requestTracker{limit: limit, known: make(map[requestKey]*trackedRequest)}
+func newRequestTracker(limit, perClient int) *requestTracker {
+	return &requestTracker{limit: limit, perClient: perClient, byClient: make(map[string]int), known: make(map[requestKey]*trackedRequest)}
+}
+
+func (t *requestTracker) insert(key requestKey, tr *trackedRequest) {
+	t.known[key] = tr
+	t.byClient[key.client]++
 }
 
 func (t *requestTracker) len() int { return len(t.known) }
@@ -77,13 +87,16 @@ func (t *requestTracker) add(req ClientRequest, primary bool, now uint64) (bool,
 	if len(t.known) >= t.limit {
 		return false, ErrQueueFull
 	}
+	if t.byClient[key.client] >= t.perClient {
+		return false, ErrClientQueueFull
+	}
 	t.fromClients++
 	t.arrivals = append(t.arrivals, arrival{key: key, tick: now})
 	if primary {
-		t.known[key] = &trackedRequest{state: stateQueued, req: req, fromClient: true}
+		t.insert(key, &trackedRequest{state: stateQueued, req: req, fromClient: true})
 		t.queue = append(t.queue, req)
 	} else {
-		t.known[key] = &trackedRequest{state: stateForwarded, req: req, fromClient: true}
+		t.insert(key, &trackedRequest{state: stateForwarded, req: req, fromClient: true})
 	}
 	return true, nil
 }
@@ -123,7 +136,9 @@ func (t *requestTracker) ordered(batch []*wire.Signed, reqs []*wire.Request) {
 		if tr, ok := t.known[key]; ok {
 			tr.state = stateOrdered
 		} else if len(t.known) < t.limit && i < len(batch) {
-			t.known[key] = &trackedRequest{state: stateOrdered, req: ClientRequest{Signed: batch[i], Request: req}}
+			// Ordered by the primary: tracked whatever the per-client bound
+			// (the batch is bounded and it commits or is re-proposed).
+			t.insert(key, &trackedRequest{state: stateOrdered, req: ClientRequest{Signed: batch[i], Request: req}})
 		}
 	}
 }
@@ -141,6 +156,9 @@ func (t *requestTracker) forget(key requestKey) {
 			t.fromClients--
 		}
 		delete(t.known, key)
+		if t.byClient[key.client]--; t.byClient[key.client] <= 0 {
+			delete(t.byClient, key.client)
+		}
 	}
 }
 

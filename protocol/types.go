@@ -25,6 +25,7 @@ var (
 	ErrDuplicate             = errors.New("duplicate message")
 	ErrBatchTooLarge         = errors.New("batch exceeds the size limits")
 	ErrQueueFull             = errors.New("request queue full")
+	ErrClientQueueFull       = errors.New("too many pending requests from this client")
 	ErrCheckpointRejected    = errors.New("checkpoint vote rejected")
 	ErrViewChangeRejected    = errors.New("view change rejected")
 	ErrNewViewRejected       = errors.New("new view rejected")
