@@ -157,6 +157,12 @@ func (n *Net) Members() ([]p2p.Member, error) {
 // NewClient returns a client of the cluster with a fresh key. Close
 // closes it.
 func (n *Net) NewClient(retransmit time.Duration) (*client.Client, error) {
+	return n.NewClientWithConfig(client.Config{RetransmitTimeout: retransmit})
+}
+
+// NewClientWithConfig returns a client with a fresh key; cfg's cluster,
+// key and replicas are filled in. Close closes it.
+func (n *Net) NewClientWithConfig(cfg client.Config) (*client.Client, error) {
 	key, err := crypto.GenerateKey(n.rand)
 	if err != nil {
 		return nil, fmt.Errorf("localnet: %w", err)
@@ -165,9 +171,11 @@ func (n *Net) NewClient(retransmit time.Duration) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(client.Config{
-		ClusterID: n.ClusterID, Key: key, Replicas: members, RetransmitTimeout: retransmit, Logger: n.logger,
-	})
+	cfg.ClusterID, cfg.Key, cfg.Replicas = n.ClusterID, key, members
+	if cfg.Logger == nil {
+		cfg.Logger = n.logger
+	}
+	c, err := client.New(cfg)
 	if err != nil {
 		return nil, err
 	}
