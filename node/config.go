@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/protocol"
 )
 
@@ -35,6 +38,10 @@ type Config struct {
 	// Sync fsyncs the protocol log before sending (the default; turning it
 	// off is for benchmarks only and logs a warning).
 	Sync bool
+	// ClientAllowlist, when not empty, lists the Ed25519 public keys of
+	// the only clients that may connect to this replica; other non-member
+	// peers are refused by the transport. Empty: any client may connect.
+	ClientAllowlist []ed25519.PublicKey
 
 	// Protocol tunes the core; ID, N and Signer are filled in by the node.
 	Protocol protocol.Config
@@ -51,6 +58,10 @@ type Config struct {
 	// correct replica.
 	Filter Filter
 	Logger *slog.Logger
+
+	// clientPeers is ClientAllowlist as libp2p peer IDs, filled in by
+	// applyDefaults.
+	clientPeers []peer.ID
 }
 
 // DefaultTickInterval is the wall-clock length of one protocol tick.
@@ -77,6 +88,14 @@ func (c *Config) applyDefaults() error {
 	}
 	if !c.Key.Public().(ed25519.PublicKey).Equal(c.Replicas[c.Index].PublicKey) {
 		return fmt.Errorf("node: key does not match replica %d's public key", c.Index)
+	}
+	c.clientPeers = nil
+	for i, pub := range c.ClientAllowlist {
+		id, err := crypto.PeerIDFromPublicKey(pub)
+		if err != nil {
+			return fmt.Errorf("node: client allowlist entry %d: %w", i, err)
+		}
+		c.clientPeers = append(c.clientPeers, id)
 	}
 	if c.ListenAddr == "" {
 		c.ListenAddr = c.Replicas[c.Index].Addr

@@ -57,6 +57,9 @@ type FileConfig struct {
 	Listen string `json:"listen,omitempty"`
 	// MetricsListen is host:port for /metrics ("" disables it).
 	MetricsListen string `json:"metrics_listen,omitempty"`
+	// ClientAllowlist, when not empty, lists the hex Ed25519 public keys
+	// of the only clients allowed to connect; empty lets any client in.
+	ClientAllowlist []string `json:"client_allowlist,omitempty"`
 	// UnsafeNoFsync turns fsync off: for benchmarks only.
 	UnsafeNoFsync bool `json:"unsafe_no_fsync,omitempty"`
 	// Tuning of the protocol; zero values take the defaults.
@@ -151,6 +154,10 @@ func LoadHome(home string) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	allow, err := fc.DecodeClientAllowlist()
+	if err != nil {
+		return Config{}, err
+	}
 	key, err := fc.ReadKey(home)
 	if err != nil {
 		return Config{}, err
@@ -162,14 +169,15 @@ func LoadHome(home string) (Config, error) {
 		}
 	}
 	cfg := Config{
-		ClusterID:   fc.ClusterID,
-		Index:       fc.Index,
-		Key:         key,
-		Replicas:    replicas,
-		ListenAddr:  fc.Listen,
-		MetricsAddr: fc.MetricsListen,
-		DataDir:     resolve(home, fc.DataDir, "data"),
-		Sync:        !fc.UnsafeNoFsync,
+		ClusterID:       fc.ClusterID,
+		Index:           fc.Index,
+		Key:             key,
+		Replicas:        replicas,
+		ListenAddr:      fc.Listen,
+		MetricsAddr:     fc.MetricsListen,
+		DataDir:         resolve(home, fc.DataDir, "data"),
+		Sync:            !fc.UnsafeNoFsync,
+		ClientAllowlist: allow,
 		Protocol: protocol.Config{
 			CheckpointInterval: fc.CheckpointInterval,
 			WindowSize:         fc.WindowSize,
@@ -183,6 +191,20 @@ func LoadHome(home string) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// DecodeClientAllowlist decodes client_allowlist's hex public keys; nil if
+// the list is empty.
+func (fc FileConfig) DecodeClientAllowlist() ([]ed25519.PublicKey, error) {
+	var out []ed25519.PublicKey
+	for i, hexKey := range fc.ClientAllowlist {
+		pub, err := crypto.DecodePublicKey(hexKey)
+		if err != nil {
+			return nil, fmt.Errorf("config: client_allowlist[%d] %q: %w", i, hexKey, err)
+		}
+		out = append(out, pub)
+	}
+	return out, nil
 }
 
 // PassphraseEnv is the environment variable holding the passphrase of an

@@ -150,12 +150,13 @@ func (n *Node) open() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	n.host, err = p2p.New(p2p.Config{
-		PrivateKey:     key,
-		ListenAddr:     cfg.ListenAddr,
-		Self:           int(cfg.Index),
-		Members:        members,
-		ClientsAllowed: true,
-		Logger:         n.log,
+		PrivateKey:      key,
+		ListenAddr:      cfg.ListenAddr,
+		Self:            int(cfg.Index),
+		Members:         members,
+		ClientsAllowed:  true,
+		ClientAllowlist: cfg.clientPeers,
+		Logger:          n.log,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

@@ -48,8 +48,14 @@ type Config struct {
 	PeerQueueSize  int            // 0 -> DefaultPeerQueueSize frames per peer (and per client on a replica)
 	InboundBuffer  int            // capacity of the inbound channels; 0 -> DefaultInboundBuffer
 	ClientsAllowed bool           // replica host: accept connections and ClientProtocol streams from non-members
-	Logger         *slog.Logger   // nil -> discard
-	Rand           *rand.Rand     // backoff jitter; nil -> seeded from crypto/rand once
+	// ClientAllowlist, when not empty, restricts ClientsAllowed to these
+	// peers: the gater refuses inbound connections from peers that are
+	// neither members nor listed, and ClientProtocol streams from peers not
+	// listed are reset; both count in Stats.RejectedPeers. Empty: any peer
+	// may connect as a client. Replica hosts with ClientsAllowed only.
+	ClientAllowlist []peer.ID
+	Logger          *slog.Logger // nil -> discard
+	Rand            *rand.Rand   // backoff jitter; nil -> seeded from crypto/rand once
 
 	WriteTimeout        time.Duration // bound on writing one batch of frames; 0 -> DefaultWriteTimeout
 	DialTimeout         time.Duration // bound on one dial and stream negotiation; 0 -> DefaultDialTimeout
@@ -119,6 +125,9 @@ func newHost(cfg Config) (*Host, error) {
 		if _, isMember := h.memberIndex[selfID]; isMember {
 			return nil, errors.New("p2p: config: a client host must not use a member's key")
 		}
+		if len(cfg.ClientAllowlist) > 0 {
+			return nil, errors.New("p2p: config: ClientAllowlist applies to replica hosts only")
+		}
 	case cfg.Self >= 0 && uint64(cfg.Self) <= uint64(^uint32(0)):
 		m, ok := h.membersByIndex[uint32(cfg.Self)]
 		if !ok {
@@ -130,8 +139,20 @@ func newHost(cfg Config) (*Host, error) {
 		if cfg.ListenAddr == "" {
 			return nil, errors.New("p2p: config: a replica host needs a ListenAddr")
 		}
+		if len(cfg.ClientAllowlist) > 0 && !cfg.ClientsAllowed {
+			return nil, errors.New("p2p: config: ClientAllowlist needs ClientsAllowed")
+		}
 	default:
 		return nil, fmt.Errorf("p2p: config: Self %d is neither -1 nor a member index", cfg.Self)
+	}
+	if len(cfg.ClientAllowlist) > 0 {
+		h.clientAllowlist = make(peerSet, len(cfg.ClientAllowlist))
+		for i, id := range cfg.ClientAllowlist {
+			if err := id.Validate(); err != nil {
+				return nil, fmt.Errorf("p2p: config: ClientAllowlist[%d]: %w", i, err)
+			}
+			h.clientAllowlist[id] = struct{}{}
+		}
 	}
 	inbound := orDefault(cfg.InboundBuffer, DefaultInboundBuffer)
 	h.replicaFrames = make(chan Frame, inbound)
@@ -149,6 +170,20 @@ func newHost(cfg Config) (*Host, error) {
 	h.rng = &lockedRand{rng: rng}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h, nil
+}
+
+// peerSet is a set of peer IDs. A nil peerSet is an absent allowlist: it
+// allows every peer.
+type peerSet map[peer.ID]struct{}
+
+// allows reports whether p may connect: always for a nil set, otherwise
+// only if p is in it.
+func (s peerSet) allows(p peer.ID) bool {
+	if s == nil {
+		return true
+	}
+	_, ok := s[p]
+	return ok
 }
 
 func orDefault[T int | time.Duration](v, def T) T {

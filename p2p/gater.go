@@ -12,14 +12,17 @@ import (
 
 // membershipGater is the host's libp2p connection gater. It lets the host
 // dial only cluster members, and accepts inbound connections from members
-// always and from anyone else only when clients are allowed. It is the first
-// line of defence; the ReplicaProtocol handler checks membership again,
-// because an allowed client must still never reach the replica protocol.
+// always and from anyone else only when clients are allowed (and, with a
+// client allowlist, only from listed peers). It is the first line of
+// defence; the ReplicaProtocol handler checks membership again, because an
+// allowed client must still never reach the replica protocol, and the
+// ClientProtocol handler checks the allowlist again.
 type membershipGater struct {
-	members        map[peer.ID]uint32
-	clientsAllowed bool
-	stats          *counters
-	logger         *slog.Logger
+	members         map[peer.ID]uint32
+	clientsAllowed  bool
+	clientAllowlist peerSet // nil: any client
+	stats           *counters
+	logger          *slog.Logger
 }
 
 var _ connmgr.ConnectionGater = (*membershipGater)(nil)
@@ -43,12 +46,13 @@ func (g *membershipGater) InterceptAccept(network.ConnMultiaddrs) bool {
 
 // InterceptSecured decides on the authenticated remote peer: members are
 // always allowed; other peers only on inbound connections of a host that
-// accepts clients. Refusals are counted in Stats.RejectedPeers.
+// accepts clients, and only if they are on its client allowlist when it has
+// one. Refusals are counted in Stats.RejectedPeers.
 func (g *membershipGater) InterceptSecured(dir network.Direction, p peer.ID, addrs network.ConnMultiaddrs) bool {
 	if _, ok := g.members[p]; ok {
 		return true
 	}
-	if dir == network.DirInbound && g.clientsAllowed {
+	if dir == network.DirInbound && g.clientsAllowed && g.clientAllowlist.allows(p) {
 		return true
 	}
 	g.stats.rejectedPeers.Add(1)

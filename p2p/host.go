@@ -66,6 +66,8 @@ type Host struct {
 	membersByIndex map[uint32]Member
 	memberIndex    map[peer.ID]uint32
 
+	clientAllowlist peerSet // replica host: the clients allowed to connect; nil: any client
+
 	links     map[uint32]*outLink // replica host: ReplicaProtocol links; client host: ClientProtocol links
 	linkOrder []uint32            // link indexes in ascending order
 
@@ -122,6 +124,7 @@ func (h *Host) start(cfg Config) error {
 		stats:          &h.stats,
 		logger:         h.logger,
 	}
+	gater.clientAllowlist = h.clientAllowlist
 	listen := libp2p.NoListenAddrs
 	if cfg.ListenAddr != "" {
 		listen = libp2p.ListenAddrStrings(cfg.ListenAddr)

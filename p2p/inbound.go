@@ -43,6 +43,8 @@ type clientSession struct {
 
 // handleClientStream registers a client's stream with its session, reads the
 // client's frames into ClientFrames, and unregisters the stream when it ends.
+// With a client allowlist, streams from peers not on it are reset and
+// counted, whatever the gater let through.
 func (h *Host) handleClientStream(s network.Stream) {
 	if !h.enter() {
 		_ = s.Reset()
@@ -50,6 +52,13 @@ func (h *Host) handleClientStream(s network.Stream) {
 	}
 	defer h.wg.Done()
 	remote := s.Conn().RemotePeer()
+	if !h.clientAllowlist.allows(remote) {
+		h.stats.rejectedPeers.Add(1)
+		h.logger.Warn("p2p: refused client stream from a peer not on the client allowlist",
+			"peer", remote, "remote_addr", s.Conn().RemoteMultiaddr())
+		_ = s.Reset()
+		return
+	}
 	if !h.addClientStream(remote, s) {
 		_ = s.Reset()
 		return

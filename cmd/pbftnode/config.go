@@ -112,6 +112,21 @@ func validateHome(home string) (summary, warnings, problems []string) {
 			addrs[ma.String()] = uint32(i)
 		}
 	}
+	clients := map[string]int{}
+	for i, k := range fc.ClientAllowlist {
+		pub, err := crypto.DecodePublicKey(k)
+		if err != nil {
+			problem("client_allowlist[%d] %q: %v", i, k, err)
+			continue
+		}
+		if j, dup := clients[string(pub)]; dup {
+			warn("client_allowlist[%d] repeats client_allowlist[%d]", i, j)
+		}
+		clients[string(pub)] = i
+		if r, member := keys[string(pub)]; member {
+			warn("client_allowlist[%d] is replica %d's public_key; replicas need no allowlist entry", i, r)
+		}
+	}
 	if int(fc.Index) >= n {
 		problem("index %d is outside the %d replicas", fc.Index, n)
 	}
@@ -206,10 +221,19 @@ func validateHome(home string) (summary, warnings, problems []string) {
 		fmt.Sprintf("replica:  %d, peer ID %s", cfg.Index, peerID),
 		fmt.Sprintf("listen:   %s", listen),
 		fmt.Sprintf("metrics:  %s", metrics),
+		fmt.Sprintf("clients:  %s", clientsSummary(len(cfg.ClientAllowlist))),
 		fmt.Sprintf("key:      %s (%s)", keyPath, keyKind),
 		fmt.Sprintf("data:     %s (fsync %s)", cfg.DataDir, map[bool]string{true: "on", false: "OFF"}[cfg.Sync]),
 	}
 	return summary, warnings, nil
+}
+
+// clientsSummary describes who may connect as a client.
+func clientsSummary(allowlisted int) string {
+	if allowlisted == 0 {
+		return "any (no client_allowlist)"
+	}
+	return fmt.Sprintf("%d allowlisted", allowlisted)
 }
 
 // checkHostPort checks a host:port listen address.

@@ -1,0 +1,117 @@
+package node
+
+import (
+	"crypto/ed25519"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pbftnode/pbftnode/crypto"
+)
+
+// allowlistHome writes a replica home (replica 0 of 4, plain key) whose
+// config.json has the given client_allowlist.
+func allowlistHome(t *testing.T, allowlist []string) string {
+	t.Helper()
+	home := t.TempDir()
+	key, err := crypto.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crypto.WriteKeyFile(filepath.Join(home, "key"), key); err != nil {
+		t.Fatal(err)
+	}
+	replicas := make([]ReplicaRecord, 4)
+	for i := range replicas {
+		pub := key.Public().(ed25519.PublicKey)
+		if i > 0 {
+			pub = newPublicKey(t)
+		}
+		replicas[i] = ReplicaRecord{Index: uint32(i), PublicKey: crypto.EncodePublicKey(pub), Address: "/ip4/127.0.0.1/tcp/1"}
+	}
+	fc := FileConfig{ClusterFile: ClusterFile{ClusterID: "c", Replicas: replicas}, ClientAllowlist: allowlist}
+	if err := WriteJSON(filepath.Join(home, ConfigFileName), fc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return home
+}
+
+func newPublicKey(t *testing.T) ed25519.PublicKey {
+	t.Helper()
+	k, err := crypto.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Public().(ed25519.PublicKey)
+}
+
+func TestLoadHomeClientAllowlist(t *testing.T) {
+	a, b := newPublicKey(t), newPublicKey(t)
+	home := allowlistHome(t, []string{crypto.EncodePublicKey(a), crypto.EncodePublicKey(b)})
+	raw, err := os.ReadFile(filepath.Join(home, ConfigFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"client_allowlist": [`) {
+		t.Fatalf("config.json does not spell the field client_allowlist:\n%s", raw)
+	}
+	cfg, err := LoadHome(home)
+	if err != nil {
+		t.Fatalf("LoadHome: %v", err)
+	}
+	if len(cfg.ClientAllowlist) != 2 || !cfg.ClientAllowlist[0].Equal(a) || !cfg.ClientAllowlist[1].Equal(b) {
+		t.Fatalf("ClientAllowlist = %x, want [%x %x]", cfg.ClientAllowlist, a, b)
+	}
+	// The transport gets the keys' peer IDs.
+	for i, pub := range []ed25519.PublicKey{a, b} {
+		want, err := crypto.PeerIDFromPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cfg.clientPeers) != 2 || cfg.clientPeers[i] != want {
+			t.Fatalf("client peer IDs = %v, want %s at %d", cfg.clientPeers, want, i)
+		}
+	}
+
+	// No client_allowlist: any client, as before.
+	cfg, err = LoadHome(allowlistHome(t, nil))
+	if err != nil {
+		t.Fatalf("LoadHome without an allowlist: %v", err)
+	}
+	if cfg.ClientAllowlist != nil || cfg.clientPeers != nil {
+		t.Fatalf("no client_allowlist gave ClientAllowlist %x, peers %v", cfg.ClientAllowlist, cfg.clientPeers)
+	}
+}
+
+func TestLoadHomeClientAllowlistBadKey(t *testing.T) {
+	good := crypto.EncodePublicKey(newPublicKey(t))
+	for _, tc := range []struct{ name, key, want string }{
+		{"not hex", "zz-not-hex", "decode public key"},
+		{"too short", "abcd", "2 bytes, want 32"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadHome(allowlistHome(t, []string{good, tc.key}))
+			if err == nil {
+				t.Fatal("LoadHome accepted a bad client_allowlist key")
+			}
+			if !strings.Contains(err.Error(), "client_allowlist[1]") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not name client_allowlist[1] and %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigClientAllowlistShortKey(t *testing.T) {
+	cfg := Config{
+		ClusterID:       "c",
+		Key:             ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)),
+		DataDir:         t.TempDir(),
+		ClientAllowlist: []ed25519.PublicKey{newPublicKey(t), make(ed25519.PublicKey, 3)},
+	}
+	cfg.Replicas = []Replica{{Index: 0, PublicKey: cfg.Key.Public().(ed25519.PublicKey)}}
+	err := cfg.applyDefaults()
+	if err == nil || !strings.Contains(err.Error(), "client allowlist entry 1") {
+		t.Fatalf("applyDefaults with a 3-byte allowlist key: %v", err)
+	}
+}
