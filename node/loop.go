@@ -327,6 +327,13 @@ func (n *Node) execute(b protocol.CommittedBatch) error {
 	return nil
 }
 
+// pruneRequests lets the core forget requests the executor already ran.
+func (n *Node) pruneRequests() {
+	n.core.PruneRequests(func(clientID []byte, number uint64) bool {
+		return n.executor.Status(clientID, number) != execution.RequestNew
+	})
+}
+
 // persistStable stores a stable checkpoint's certificate, then drops the
 // log at or below it and the older snapshots.
 func (n *Node) persistStable(cp *checkpoint.Certificate) error {
@@ -347,6 +354,7 @@ func (n *Node) persistStable(cp *checkpoint.Certificate) error {
 	n.metrics.stableCheckpoint.Set(float64(cp.Sequence))
 	n.metrics.checkpointsStable.Inc()
 	n.phases.forgetBelow(cp.Sequence)
+	n.pruneRequests()
 	return nil
 }
 

@@ -139,6 +139,7 @@ func (n *Node) handleStateChunk(from uint32, c *wire.StateChunk) {
 		n.log.Error("state transfer: install", "err", err)
 		return
 	}
+	n.pruneRequests()
 	n.metrics.stateTransferSeconds.Observe(time.Since(t.started).Seconds())
 	n.log.Info("state transfer: installed", "checkpoint", t.cert.Sequence, "bytes", t.bytes, "peer", from, "took", time.Since(t.started).Round(time.Millisecond))
 }

@@ -274,7 +274,9 @@ func (r *Replica) findBatch(d crypto.Digest) ([]*wire.Signed, []*wire.Request) {
 func (r *Replica) attachBatch(seq uint64, s *slot, batch []*wire.Signed, reqs []*wire.Request) {
 	s.batch, s.requests = batch, reqs
 	if s.committed {
-		r.requests.ordered(batch, reqs)
+		if seq > r.lastCommitted {
+			r.requests.ordered(batch, reqs)
+		}
 		r.deliver()
 		return
 	}

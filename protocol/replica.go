@@ -318,3 +318,14 @@ func (r *Replica) bufferForNewView(m VerifiedMessage) bool {
 
 // Config returns the replica's configuration with defaults applied.
 func (r *Replica) Config() Config { return r.cfg }
+
+// PruneRequests forgets the client requests that executed outside this
+// replica's view of the log (by state transfer, or in a view it missed):
+// done reports, from the executor, whether a request executed or can no
+// longer execute. The runtime calls it at stable checkpoints and after a
+// state transfer; without it such requests would stay pending forever,
+// holding their client's share of the queue and running the view-change
+// timer.
+func (r *Replica) PruneRequests(done func(clientID []byte, number uint64) bool) int {
+	return r.requests.prune(done)
+}

@@ -236,3 +236,16 @@ func sortKeys(keys []requestKey) {
 		return cmp.Compare(a.number, b.number)
 	})
 }
+
+// prune forgets every tracked request done reports as executed (or too
+// old to execute), and returns how many it forgot.
+func (t *requestTracker) prune(done func(clientID []byte, number uint64) bool) int {
+	n := 0
+	for key := range t.known {
+		if done([]byte(key.client), key.number) {
+			t.forget(key)
+			n++
+		}
+	}
+	return n
+}

@@ -376,7 +376,11 @@ func (r *Replica) adoptProposal(h viewchange.PrePrepare, held map[crypto.Digest]
 // acceptBatch: a new-view slot's batch is known; log the pre-prepare with
 // it and, on a backup, prepare.
 func (r *Replica) acceptBatch(seq uint64, s *slot) {
-	r.requests.ordered(s.batch, s.requests)
+	if seq > r.lastCommitted {
+		// Executed batches (re-proposed at their committed sequence) are
+		// not tracked again: nothing would ever release them.
+		r.requests.ordered(s.batch, s.requests)
+	}
 	r.ready.Persist = append(r.ready.Persist, LogEntry{View: s.view, Sequence: seq, Kind: KindPrePrepare, Signed: s.prePrepare, Batch: s.batch})
 	if r.IsPrimary() {
 		r.tryPrepared(seq, s)

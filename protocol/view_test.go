@@ -73,6 +73,11 @@ func TestSilentPrimaryIsReplaced(t *testing.T) {
 		if st := c.replicas[i].Status(); st.ViewChangesStarted != 1 || st.ViewChangesCompleted != 1 {
 			t.Fatalf("replica %d: %+v", i, st)
 		}
+		// Batches executed in view 0 and re-proposed in view 1 leave no
+		// request tracked (a leak would hold the clients' queue share).
+		if st := c.replicas[i].Status(); st.PendingRequests != 0 {
+			t.Fatalf("replica %d still tracks %d requests after everything executed", i, st.PendingRequests)
+		}
 	}
 }
 

@@ -169,6 +169,14 @@ func (h *host) reply(client int, clientID []byte, number uint64, result []byte) 
 	h.w.sendReply(h.id, client, r)
 }
 
+// pruneRequests lets the core forget requests the executor already ran,
+// as node/ does at stable checkpoints and after a state transfer.
+func (h *host) pruneRequests() {
+	h.core.PruneRequests(func(clientID []byte, number uint64) bool {
+		return h.exec.Status(clientID, number) != execution.RequestNew
+	})
+}
+
 // drain carries out the core's actions in node/'s order: persist, send,
 // execute, then garbage-collect and note a state transfer.
 func (h *host) drain() {
@@ -189,6 +197,7 @@ func (h *host) drain() {
 		}
 		if cp := rd.StableCheckpoint; cp != nil {
 			h.stable = cp
+			h.pruneRequests()
 			kept := h.log[:0]
 			for _, e := range h.log {
 				if e.Sequence > cp.Sequence {

@@ -48,6 +48,7 @@ func (w *world) transfer(h *host) {
 		w.violate(KindInternal, fmt.Sprintf("replica %d%s: install checkpoint %d: %v", h.id, h.label(), cert.Sequence, err))
 		return
 	}
+	h.pruneRequests()
 	if h.correct {
 		w.check.installed(h, srcHost, cert.Sequence)
 	}
