@@ -12,7 +12,7 @@ type Stats struct {
 	DroppedNoRoute     uint64 // outbound frames refused: unknown member, self, wrong host kind, no client stream, or host closed
 	DroppedInboundFull uint64 // received frames dropped because the inbound channel was full
 	RejectedOversized  uint64 // frames over MaxFrameSize: outbound refused by Send, inbound streams closed
-	RejectedPeers      uint64 // connections and replica streams refused because the peer is not a member
+	RejectedPeers      uint64 // connections and streams refused: replica streams from non-members, and clients not on the allowlist
 }
 
 type counters struct {
