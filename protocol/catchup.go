@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/pbftnode/pbftnode/checkpoint"
@@ -60,7 +61,7 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 		// Every matching commit it holds, the others' too: signed, they
 		// are forwardable, and a quorum of them is a commit certificate
 		// the asker can act on even if this replica's own vote is missing.
-		for _, id := range slices.Sorted(votersOf(s.commits)) {
+		for _, id := range slices.Sorted(maps.Keys(s.commits)) {
 			if v := s.commits[id]; v.digest == s.digest {
 				r.sendTo(from, KindCommit, v.signed)
 			}

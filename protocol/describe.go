@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -11,7 +12,7 @@ import (
 // failure reports).
 func (r *Replica) DescribeLog() string {
 	var b strings.Builder
-	for _, seq := range slices.Sorted(mapsKeys(r.slots)) {
+	for _, seq := range slices.Sorted(maps.Keys(r.slots)) {
 		s := r.slots[seq]
 		_, prepared := r.prepared[seq]
 		fmt.Fprintf(&b, "  seq %d view %d digest %s pre-prepare %v batch %v prepares %d/%d commits %d/%d prepared %v(cert %v) committed %v own-prepare %v own-commit %v\n",

@@ -1,7 +1,5 @@
 package protocol
 
-import "github.com/pbftnode/pbftnode/wire"
-
 // DefaultRetransmitTicks is how many ticks without progress pass before a
 // replica resends its share of unfinished agreement.
 const DefaultRetransmitTicks = 150
@@ -27,7 +25,7 @@ func (r *Replica) retransmitTick() {
 		r.retransmit()
 	}
 	if !r.viewActive && r.ownViewChange != nil {
-		r.resend(KindViewChange, r.ownViewChange)
+		r.sendTo(Broadcast, KindViewChange, r.ownViewChange)
 	}
 	// Whether or not agreement is open here, others may be ahead: ask.
 	// Replicas answer only when they have something above this one.
@@ -45,15 +43,15 @@ func (r *Replica) retransmit() {
 			r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: s.prePrepare, Batch: s.batch, Kind: KindPrePrepare})
 		}
 		if v, ok := s.prepares[r.cfg.ID]; ok {
-			r.resend(KindPrepare, v.signed)
+			r.sendTo(Broadcast, KindPrepare, v.signed)
 		}
 		if v, ok := s.commits[r.cfg.ID]; ok {
-			r.resend(KindCommit, v.signed)
+			r.sendTo(Broadcast, KindCommit, v.signed)
 		}
 	}
 	for seq, signed := range r.ownCheckpoints {
 		if seq > r.window.Low {
-			r.resend(KindCheckpoint, signed)
+			r.sendTo(Broadcast, KindCheckpoint, signed)
 		}
 	}
 }
@@ -70,8 +68,4 @@ func (r *Replica) unfinished() bool {
 		}
 	}
 	return false
-}
-
-func (r *Replica) resend(kind Kind, signed *wire.Signed) {
-	r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: signed, Kind: kind})
 }

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/pbftnode/pbftnode/crypto"
@@ -143,7 +144,7 @@ func (r *Replica) sendViewChange() {
 			vc.Stable.Votes = append(vc.Stable.Votes, vote.Signed)
 		}
 	}
-	for _, seq := range slices.Sorted(mapsKeys(r.prepared)) {
+	for _, seq := range slices.Sorted(maps.Keys(r.prepared)) {
 		pc := r.prepared[seq]
 		if seq <= stable.Sequence || seq > stable.Sequence+r.cfg.WindowSize {
 			continue
@@ -159,16 +160,6 @@ func (r *Replica) sendViewChange() {
 	r.ownViewChange = own.Signed
 	r.latestVC[r.cfg.ID] = own
 	r.tryNewView()
-}
-
-func mapsKeys[V any](m map[uint64]V) func(func(uint64) bool) {
-	return func(yield func(uint64) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // stepViewChange records a VIEW-CHANGE (its signatures checked).
@@ -444,7 +435,7 @@ func (r *Replica) recordPrepared(seq uint64, s *slot) {
 	pc := viewchange.PreparedCertificate{PrePrepare: viewchange.PrePrepare{
 		From: Primary(s.view, r.cfg.N), View: s.view, Sequence: seq, Digest: s.digest, Signed: s.prePrepare}}
 	wc := &wire.PreparedCertificate{PrePrepare: s.prePrepare}
-	for _, id := range slices.Sorted(votersOf(s.prepares)) {
+	for _, id := range slices.Sorted(maps.Keys(s.prepares)) {
 		v := s.prepares[id]
 		if v.digest != s.digest || len(pc.Prepares) == r.cfg.PreparedVotes {
 			continue
@@ -454,14 +445,4 @@ func (r *Replica) recordPrepared(seq uint64, s *slot) {
 	}
 	r.prepared[seq] = pc
 	r.ready.Persist = append(r.ready.Persist, LogEntry{View: s.view, Sequence: seq, Kind: KindPreparedCertificate, Certificate: wc})
-}
-
-func votersOf(m map[uint32]vote) func(func(uint32) bool) {
-	return func(yield func(uint32) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }

@@ -133,63 +133,60 @@ func (v Violation) String() string {
 	return fmt.Sprintf("seed %d: %s violation at step %d (tick %d): %s", v.Seed, v.Kind, v.Step, v.Tick, v.Detail)
 }
 
+// Counters are what a run counts; a Summary adds them up over runs.
+type Counters struct {
+	Steps             uint64 `json:"steps"`
+	Ticks             int64  `json:"ticks"`
+	ViewChanges       uint64 `json:"view_changes"`
+	Checkpoints       uint64 `json:"checkpoints"`
+	StateTransfers    uint64 `json:"state_transfers"`
+	Crashes           uint64 `json:"crashes"`
+	Partitions        uint64 `json:"partitions"`
+	Messages          uint64 `json:"messages"`
+	Dropped           uint64 `json:"dropped"`
+	RejectedFrames    uint64 `json:"rejected_frames"`
+	ByzantineActions  uint64 `json:"byzantine_actions"`
+	CommittedRequests uint64 `json:"committed_requests"`
+	Operations        uint64 `json:"operations"`
+}
+
+func (c *Counters) add(o Counters) {
+	c.Steps += o.Steps
+	c.Ticks += o.Ticks
+	c.ViewChanges += o.ViewChanges
+	c.Checkpoints += o.Checkpoints
+	c.StateTransfers += o.StateTransfers
+	c.Crashes += o.Crashes
+	c.Partitions += o.Partitions
+	c.Messages += o.Messages
+	c.Dropped += o.Dropped
+	c.RejectedFrames += o.RejectedFrames
+	c.ByzantineActions += o.ByzantineActions
+	c.CommittedRequests += o.CommittedRequests
+	c.Operations += o.Operations
+}
+
 // Result is what one run did and found.
 type Result struct {
-	Seed              uint64      `json:"seed"`
-	Scenario          string      `json:"scenario"`
-	Steps             uint64      `json:"steps"`
-	Ticks             int64       `json:"ticks"`
-	ViewChanges       uint64      `json:"view_changes"`
-	Checkpoints       uint64      `json:"checkpoints"`
-	StateTransfers    uint64      `json:"state_transfers"`
-	Crashes           uint64      `json:"crashes"`
-	Partitions        uint64      `json:"partitions"`
-	Messages          uint64      `json:"messages"`
-	Dropped           uint64      `json:"dropped"`
-	RejectedFrames    uint64      `json:"rejected_frames"`
-	ByzantineActions  uint64      `json:"byzantine_actions"`
-	CommittedRequests uint64      `json:"committed_requests"`
-	Operations        uint64      `json:"operations"`
-	Violations        []Violation `json:"violations,omitempty"`
+	Seed     uint64 `json:"seed"`
+	Scenario string `json:"scenario"`
+	Counters
+	Violations []Violation `json:"violations,omitempty"`
 }
 
 // Summary adds up runs.
 type Summary struct {
-	Runs              uint64      `json:"runs"`
-	Steps             uint64      `json:"steps"`
-	Ticks             int64       `json:"ticks"`
-	ViewChanges       uint64      `json:"view_changes"`
-	Checkpoints       uint64      `json:"checkpoints"`
-	StateTransfers    uint64      `json:"state_transfers"`
-	Crashes           uint64      `json:"crashes"`
-	Partitions        uint64      `json:"partitions"`
-	Messages          uint64      `json:"messages"`
-	Dropped           uint64      `json:"dropped"`
-	RejectedFrames    uint64      `json:"rejected_frames"`
-	ByzantineActions  uint64      `json:"byzantine_actions"`
-	CommittedRequests uint64      `json:"committed_requests"`
-	Operations        uint64      `json:"operations"`
-	Violations        uint64      `json:"violations"`
-	FailedSeeds       []uint64    `json:"failed_seeds"`
-	Failures          []Violation `json:"failures,omitempty"`
+	Runs uint64 `json:"runs"`
+	Counters
+	Violations  uint64      `json:"violations"`
+	FailedSeeds []uint64    `json:"failed_seeds"`
+	Failures    []Violation `json:"failures,omitempty"`
 }
 
 // Add adds r to s.
 func (s *Summary) Add(r Result) {
 	s.Runs++
-	s.Steps += r.Steps
-	s.Ticks += r.Ticks
-	s.ViewChanges += r.ViewChanges
-	s.Checkpoints += r.Checkpoints
-	s.StateTransfers += r.StateTransfers
-	s.Crashes += r.Crashes
-	s.Partitions += r.Partitions
-	s.Messages += r.Messages
-	s.Dropped += r.Dropped
-	s.RejectedFrames += r.RejectedFrames
-	s.ByzantineActions += r.ByzantineActions
-	s.CommittedRequests += r.CommittedRequests
-	s.Operations += r.Operations
+	s.Counters.add(r.Counters)
 	if len(r.Violations) > 0 {
 		s.Violations += uint64(len(r.Violations))
 		s.FailedSeeds = append(s.FailedSeeds, r.Seed)
