@@ -328,23 +328,11 @@ func (c *netnsCluster) start(i int) error {
 	if c.procs[i] != nil {
 		return fmt.Errorf("replica %d is already running", i)
 	}
-	logf, err := os.OpenFile(c.logPath(i), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := startReplicaProcess(c.logPath(i), fmt.Sprintf("replica %d in namespace %s", i, c.net.ns(i)),
+		"ip", "netns", "exec", c.net.ns(i), c.bin, "run", "--home", c.home(i), "--unsafe-no-fsync")
 	if err != nil {
-		return err
-	}
-	fmt.Fprintf(logf, "=== test: starting replica %d in namespace %s at %s\n", i, c.net.ns(i), time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command("ip", "netns", "exec", c.net.ns(i), c.bin, "run", "--home", c.home(i), "--unsafe-no-fsync")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
 		return fmt.Errorf("start replica %d: %w", i, err)
 	}
-	p := &replicaProc{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.exited)
-	}()
 	c.procs[i] = p
 	return nil
 }
@@ -355,15 +343,7 @@ func (c *netnsCluster) kill(i int) {
 	p := c.procs[i]
 	c.procs[i] = nil
 	c.mu.Unlock()
-	if p == nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		c.t.Errorf("replica %d (pid %d) did not exit 10 s after SIGKILL", i, p.cmd.Process.Pid)
-	}
+	killReplicaProcess(c.t, i, p)
 }
 
 func (c *netnsCluster) stopAll() {

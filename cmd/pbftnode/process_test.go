@@ -184,23 +184,10 @@ func (c *procCluster) start(i int) error {
 	if c.procs[i] != nil {
 		return fmt.Errorf("replica %d is already running", i)
 	}
-	logf, err := os.OpenFile(c.logPath(i), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := startReplicaProcess(c.logPath(i), fmt.Sprintf("replica %d", i), c.bin, "run", "--home", c.home(i), "--unsafe-no-fsync")
 	if err != nil {
-		return err
-	}
-	fmt.Fprintf(logf, "=== test: starting replica %d at %s\n", i, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(c.bin, "run", "--home", c.home(i), "--unsafe-no-fsync")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
 		return fmt.Errorf("start replica %d: %w", i, err)
 	}
-	p := &replicaProc{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.exited)
-	}()
 	c.procs[i] = p
 	return nil
 }
@@ -211,6 +198,34 @@ func (c *procCluster) kill(i int) {
 	p := c.procs[i]
 	c.procs[i] = nil
 	c.mu.Unlock()
+	killReplicaProcess(c.t, i, p)
+}
+
+// startReplicaProcess starts argv with its stdout and stderr appended to
+// logPath (after a banner naming what), and reaps it in the background.
+func startReplicaProcess(logPath, what, name string, args ...string) (*replicaProc, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(logf, "=== test: starting %s at %s\n", what, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	p := &replicaProc{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// killReplicaProcess sends SIGKILL to p (nil: nothing) and waits for it.
+func killReplicaProcess(t *testing.T, i int, p *replicaProc) {
 	if p == nil {
 		return
 	}
@@ -218,7 +233,7 @@ func (c *procCluster) kill(i int) {
 	select {
 	case <-p.exited:
 	case <-time.After(10 * time.Second):
-		c.t.Errorf("replica %d (pid %d) did not exit 10 s after SIGKILL", i, p.cmd.Process.Pid)
+		t.Errorf("replica %d (pid %d) did not exit 10 s after SIGKILL", i, p.cmd.Process.Pid)
 	}
 }
 
