@@ -13,7 +13,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -97,24 +96,6 @@ type replicaProc struct {
 	err    error         // cmd.Wait's result, valid after exited
 }
 
-// procPortsFree reports whether every port can be listened on at
-// 127.0.0.1 right now.
-func procPortsFree(ports ...int) bool {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for _, p := range ports {
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			return false
-		}
-		ls = append(ls, l)
-	}
-	return true
-}
 
 // startProcCluster writes a testnet with the binary and starts its four
 // replicas as processes, retrying with other ports if one could not
@@ -137,7 +118,7 @@ func startProcCluster(t *testing.T) *procCluster {
 			for i := range procReplicas {
 				ports = append(ports, p+i, p+100+i)
 			}
-			if procPortsFree(ports...) {
+			if portsFree(ports...) {
 				base = p
 				break
 			}
