@@ -96,7 +96,6 @@ type replicaProc struct {
 	err    error         // cmd.Wait's result, valid after exited
 }
 
-
 // startProcCluster writes a testnet with the binary and starts its four
 // replicas as processes, retrying with other ports if one could not
 // listen (another process can take a port between the check and the
