@@ -1449,7 +1449,12 @@ type Reply struct {
 	Result        []byte                 `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
 	// error is set instead of result when the replica refuses the request
 	// (for example: bad signature, too large). Not counted toward f+1.
-	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// leader_hint is the index+1 of the replica this one believes leads
+	// (Raft mode), 0 when unknown or in PBFT mode (where the client follows
+	// the view instead). A hint only: the client uses it to pick where to
+	// send first.
+	LeaderHint    uint32 `protobuf:"varint,7,opt,name=leader_hint,json=leaderHint,proto3" json:"leader_hint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1526,6 +1531,179 @@ func (x *Reply) GetError() string {
 	return ""
 }
 
+func (x *Reply) GetLeaderHint() uint32 {
+	if x != nil {
+		return x.LeaderHint
+	}
+	return 0
+}
+
+// RaftEntry is the data of one normal entry of the Raft log: a batch of
+// client requests, in order. The Raft mode authenticates clients by the
+// Noise session of their stream, so requests travel unsigned.
+type RaftEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*Request             `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftEntry) Reset() {
+	*x = RaftEntry{}
+	mi := &file_wire_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftEntry) ProtoMessage() {}
+
+func (x *RaftEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftEntry.ProtoReflect.Descriptor instead.
+func (*RaftEntry) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RaftEntry) GetRequests() []*Request {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// RaftFrame is one frame on the Raft mode's replica stream.
+type RaftFrame struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Body:
+	//
+	//	*RaftFrame_Message
+	//	*RaftFrame_StateRequest
+	//	*RaftFrame_StateChunk
+	//	*RaftFrame_Forward
+	Body          isRaftFrame_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftFrame) Reset() {
+	*x = RaftFrame{}
+	mi := &file_wire_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftFrame) ProtoMessage() {}
+
+func (x *RaftFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftFrame.ProtoReflect.Descriptor instead.
+func (*RaftFrame) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RaftFrame) GetBody() isRaftFrame_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *RaftFrame) GetMessage() []byte {
+	if x != nil {
+		if x, ok := x.Body.(*RaftFrame_Message); ok {
+			return x.Message
+		}
+	}
+	return nil
+}
+
+func (x *RaftFrame) GetStateRequest() *StateRequest {
+	if x != nil {
+		if x, ok := x.Body.(*RaftFrame_StateRequest); ok {
+			return x.StateRequest
+		}
+	}
+	return nil
+}
+
+func (x *RaftFrame) GetStateChunk() *StateChunk {
+	if x != nil {
+		if x, ok := x.Body.(*RaftFrame_StateChunk); ok {
+			return x.StateChunk
+		}
+	}
+	return nil
+}
+
+func (x *RaftFrame) GetForward() *RaftEntry {
+	if x != nil {
+		if x, ok := x.Body.(*RaftFrame_Forward); ok {
+			return x.Forward
+		}
+	}
+	return nil
+}
+
+type isRaftFrame_Body interface {
+	isRaftFrame_Body()
+}
+
+type RaftFrame_Message struct {
+	// message is an encoded raftpb.Message (go.etcd.io/raft/v3/raftpb).
+	Message []byte `protobuf:"bytes,1,opt,name=message,proto3,oneof"`
+}
+
+type RaftFrame_StateRequest struct {
+	// Snapshot state transfer: the follower asks the snapshot's sender for
+	// the application state at a snapshot index, chunk by chunk.
+	StateRequest *StateRequest `protobuf:"bytes,2,opt,name=state_request,json=stateRequest,proto3,oneof"`
+}
+
+type RaftFrame_StateChunk struct {
+	StateChunk *StateChunk `protobuf:"bytes,3,opt,name=state_chunk,json=stateChunk,proto3,oneof"`
+}
+
+type RaftFrame_Forward struct {
+	// forward carries client requests from a follower to the leader.
+	Forward *RaftEntry `protobuf:"bytes,4,opt,name=forward,proto3,oneof"`
+}
+
+func (*RaftFrame_Message) isRaftFrame_Body() {}
+
+func (*RaftFrame_StateRequest) isRaftFrame_Body() {}
+
+func (*RaftFrame_StateChunk) isRaftFrame_Body() {}
+
+func (*RaftFrame_Forward) isRaftFrame_Body() {}
+
 // KVOperation is the operation encoding of the built-in key-value app.
 type KVOperation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1542,7 +1720,7 @@ type KVOperation struct {
 
 func (x *KVOperation) Reset() {
 	*x = KVOperation{}
-	mi := &file_wire_proto_msgTypes[21]
+	mi := &file_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1732,7 @@ func (x *KVOperation) String() string {
 func (*KVOperation) ProtoMessage() {}
 
 func (x *KVOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[21]
+	mi := &file_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1745,7 @@ func (x *KVOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVOperation.ProtoReflect.Descriptor instead.
 func (*KVOperation) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{21}
+	return file_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KVOperation) GetOp() isKVOperation_Op {
@@ -1651,7 +1829,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_wire_proto_msgTypes[22]
+	mi := &file_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1841,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[22]
+	mi := &file_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1854,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{22}
+	return file_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -1702,7 +1880,7 @@ type KVGet struct {
 
 func (x *KVGet) Reset() {
 	*x = KVGet{}
-	mi := &file_wire_proto_msgTypes[23]
+	mi := &file_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1892,7 @@ func (x *KVGet) String() string {
 func (*KVGet) ProtoMessage() {}
 
 func (x *KVGet) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[23]
+	mi := &file_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1905,7 @@ func (x *KVGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGet.ProtoReflect.Descriptor instead.
 func (*KVGet) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{23}
+	return file_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KVGet) GetKey() []byte {
@@ -1746,7 +1924,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_wire_proto_msgTypes[24]
+	mi := &file_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1936,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[24]
+	mi := &file_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1949,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{24}
+	return file_wire_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -1795,7 +1973,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_wire_proto_msgTypes[25]
+	mi := &file_wire_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +1985,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[25]
+	mi := &file_wire_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +1998,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{25}
+	return file_wire_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -1863,7 +2041,7 @@ type KVResult struct {
 
 func (x *KVResult) Reset() {
 	*x = KVResult{}
-	mi := &file_wire_proto_msgTypes[26]
+	mi := &file_wire_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +2053,7 @@ func (x *KVResult) String() string {
 func (*KVResult) ProtoMessage() {}
 
 func (x *KVResult) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[26]
+	mi := &file_wire_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +2066,7 @@ func (x *KVResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVResult.ProtoReflect.Descriptor instead.
 func (*KVResult) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{26}
+	return file_wire_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KVResult) GetOk() bool {
@@ -2013,14 +2191,25 @@ const file_wire_proto_rawDesc = "" +
 	"\brequests\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\brequests\"H\n" +
 	"\vClientFrame\x121\n" +
 	"\arequest\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedH\x00R\arequestB\x06\n" +
-	"\x04body\"\xa7\x01\n" +
+	"\x04body\"\xc8\x01\n" +
 	"\x05Reply\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\x04R\x04view\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\fR\bclientId\x12%\n" +
 	"\x0erequest_number\x18\x03 \x01(\x04R\rrequestNumber\x12\x18\n" +
 	"\areplica\x18\x04 \x01(\rR\areplica\x12\x16\n" +
 	"\x06result\x18\x05 \x01(\fR\x06result\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"\xcf\x01\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x1f\n" +
+	"\vleader_hint\x18\a \x01(\rR\n" +
+	"leaderHint\"?\n" +
+	"\tRaftEntry\x122\n" +
+	"\brequests\x18\x01 \x03(\v2\x16.pbftnode.wire.RequestR\brequests\"\xe7\x01\n" +
+	"\tRaftFrame\x12\x1a\n" +
+	"\amessage\x18\x01 \x01(\fH\x00R\amessage\x12B\n" +
+	"\rstate_request\x18\x02 \x01(\v2\x1b.pbftnode.wire.StateRequestH\x00R\fstateRequest\x12<\n" +
+	"\vstate_chunk\x18\x03 \x01(\v2\x19.pbftnode.wire.StateChunkH\x00R\n" +
+	"stateChunk\x124\n" +
+	"\aforward\x18\x04 \x01(\v2\x18.pbftnode.wire.RaftEntryH\x00R\aforwardB\x06\n" +
+	"\x04body\"\xcf\x01\n" +
 	"\vKVOperation\x12(\n" +
 	"\x03put\x18\x01 \x01(\v2\x14.pbftnode.wire.KVPutH\x00R\x03put\x12(\n" +
 	"\x03get\x18\x02 \x01(\v2\x14.pbftnode.wire.KVGetH\x00R\x03get\x121\n" +
@@ -2057,7 +2246,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 	return file_wire_proto_rawDescData
 }
 
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_wire_proto_goTypes = []any{
 	(*Signed)(nil),                // 0: pbftnode.wire.Signed
 	(*Request)(nil),               // 1: pbftnode.wire.Request
@@ -2080,12 +2269,14 @@ var file_wire_proto_goTypes = []any{
 	(*BatchReply)(nil),            // 18: pbftnode.wire.BatchReply
 	(*ClientFrame)(nil),           // 19: pbftnode.wire.ClientFrame
 	(*Reply)(nil),                 // 20: pbftnode.wire.Reply
-	(*KVOperation)(nil),           // 21: pbftnode.wire.KVOperation
-	(*KVPut)(nil),                 // 22: pbftnode.wire.KVPut
-	(*KVGet)(nil),                 // 23: pbftnode.wire.KVGet
-	(*KVDelete)(nil),              // 24: pbftnode.wire.KVDelete
-	(*KVCompareAndSwap)(nil),      // 25: pbftnode.wire.KVCompareAndSwap
-	(*KVResult)(nil),              // 26: pbftnode.wire.KVResult
+	(*RaftEntry)(nil),             // 21: pbftnode.wire.RaftEntry
+	(*RaftFrame)(nil),             // 22: pbftnode.wire.RaftFrame
+	(*KVOperation)(nil),           // 23: pbftnode.wire.KVOperation
+	(*KVPut)(nil),                 // 24: pbftnode.wire.KVPut
+	(*KVGet)(nil),                 // 25: pbftnode.wire.KVGet
+	(*KVDelete)(nil),              // 26: pbftnode.wire.KVDelete
+	(*KVCompareAndSwap)(nil),      // 27: pbftnode.wire.KVCompareAndSwap
+	(*KVResult)(nil),              // 28: pbftnode.wire.KVResult
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: pbftnode.wire.ReplicaFrame.message:type_name -> pbftnode.wire.Signed
@@ -2114,15 +2305,19 @@ var file_wire_proto_depIdxs = []int32{
 	0,  // 23: pbftnode.wire.NewView.pre_prepares:type_name -> pbftnode.wire.Signed
 	0,  // 24: pbftnode.wire.BatchReply.requests:type_name -> pbftnode.wire.Signed
 	0,  // 25: pbftnode.wire.ClientFrame.request:type_name -> pbftnode.wire.Signed
-	22, // 26: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
-	23, // 27: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
-	24, // 28: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
-	25, // 29: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	1,  // 26: pbftnode.wire.RaftEntry.requests:type_name -> pbftnode.wire.Request
+	11, // 27: pbftnode.wire.RaftFrame.state_request:type_name -> pbftnode.wire.StateRequest
+	12, // 28: pbftnode.wire.RaftFrame.state_chunk:type_name -> pbftnode.wire.StateChunk
+	21, // 29: pbftnode.wire.RaftFrame.forward:type_name -> pbftnode.wire.RaftEntry
+	24, // 30: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
+	25, // 31: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
+	26, // 32: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
+	27, // 33: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -2149,7 +2344,13 @@ func file_wire_proto_init() {
 	file_wire_proto_msgTypes[19].OneofWrappers = []any{
 		(*ClientFrame_Request)(nil),
 	}
-	file_wire_proto_msgTypes[21].OneofWrappers = []any{
+	file_wire_proto_msgTypes[22].OneofWrappers = []any{
+		(*RaftFrame_Message)(nil),
+		(*RaftFrame_StateRequest)(nil),
+		(*RaftFrame_StateChunk)(nil),
+		(*RaftFrame_Forward)(nil),
+	}
+	file_wire_proto_msgTypes[23].OneofWrappers = []any{
 		(*KVOperation_Put)(nil),
 		(*KVOperation_Get)(nil),
 		(*KVOperation_Delete)(nil),
@@ -2161,7 +2362,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
