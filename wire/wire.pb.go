@@ -1593,7 +1593,6 @@ type RaftFrame struct {
 	//	*RaftFrame_Message
 	//	*RaftFrame_StateRequest
 	//	*RaftFrame_StateChunk
-	//	*RaftFrame_Forward
 	Body          isRaftFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1663,15 +1662,6 @@ func (x *RaftFrame) GetStateChunk() *StateChunk {
 	return nil
 }
 
-func (x *RaftFrame) GetForward() *RaftEntry {
-	if x != nil {
-		if x, ok := x.Body.(*RaftFrame_Forward); ok {
-			return x.Forward
-		}
-	}
-	return nil
-}
-
 type isRaftFrame_Body interface {
 	isRaftFrame_Body()
 }
@@ -1691,18 +1681,11 @@ type RaftFrame_StateChunk struct {
 	StateChunk *StateChunk `protobuf:"bytes,3,opt,name=state_chunk,json=stateChunk,proto3,oneof"`
 }
 
-type RaftFrame_Forward struct {
-	// forward carries client requests from a follower to the leader.
-	Forward *RaftEntry `protobuf:"bytes,4,opt,name=forward,proto3,oneof"`
-}
-
 func (*RaftFrame_Message) isRaftFrame_Body() {}
 
 func (*RaftFrame_StateRequest) isRaftFrame_Body() {}
 
 func (*RaftFrame_StateChunk) isRaftFrame_Body() {}
-
-func (*RaftFrame_Forward) isRaftFrame_Body() {}
 
 // KVOperation is the operation encoding of the built-in key-value app.
 type KVOperation struct {
@@ -2202,13 +2185,12 @@ const file_wire_proto_rawDesc = "" +
 	"\vleader_hint\x18\a \x01(\rR\n" +
 	"leaderHint\"?\n" +
 	"\tRaftEntry\x122\n" +
-	"\brequests\x18\x01 \x03(\v2\x16.pbftnode.wire.RequestR\brequests\"\xe7\x01\n" +
+	"\brequests\x18\x01 \x03(\v2\x16.pbftnode.wire.RequestR\brequests\"\xb1\x01\n" +
 	"\tRaftFrame\x12\x1a\n" +
 	"\amessage\x18\x01 \x01(\fH\x00R\amessage\x12B\n" +
 	"\rstate_request\x18\x02 \x01(\v2\x1b.pbftnode.wire.StateRequestH\x00R\fstateRequest\x12<\n" +
 	"\vstate_chunk\x18\x03 \x01(\v2\x19.pbftnode.wire.StateChunkH\x00R\n" +
-	"stateChunk\x124\n" +
-	"\aforward\x18\x04 \x01(\v2\x18.pbftnode.wire.RaftEntryH\x00R\aforwardB\x06\n" +
+	"stateChunkB\x06\n" +
 	"\x04body\"\xcf\x01\n" +
 	"\vKVOperation\x12(\n" +
 	"\x03put\x18\x01 \x01(\v2\x14.pbftnode.wire.KVPutH\x00R\x03put\x12(\n" +
@@ -2308,16 +2290,15 @@ var file_wire_proto_depIdxs = []int32{
 	1,  // 26: pbftnode.wire.RaftEntry.requests:type_name -> pbftnode.wire.Request
 	11, // 27: pbftnode.wire.RaftFrame.state_request:type_name -> pbftnode.wire.StateRequest
 	12, // 28: pbftnode.wire.RaftFrame.state_chunk:type_name -> pbftnode.wire.StateChunk
-	21, // 29: pbftnode.wire.RaftFrame.forward:type_name -> pbftnode.wire.RaftEntry
-	24, // 30: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
-	25, // 31: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
-	26, // 32: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
-	27, // 33: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	24, // 29: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
+	25, // 30: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
+	26, // 31: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
+	27, // 32: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -2348,7 +2329,6 @@ func file_wire_proto_init() {
 		(*RaftFrame_Message)(nil),
 		(*RaftFrame_StateRequest)(nil),
 		(*RaftFrame_StateChunk)(nil),
-		(*RaftFrame_Forward)(nil),
 	}
 	file_wire_proto_msgTypes[23].OneofWrappers = []any{
 		(*KVOperation_Put)(nil),
