@@ -12,6 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
 )
 
@@ -55,7 +56,10 @@ type Config struct {
 	// may connect as a client. Replica hosts with ClientsAllowed only.
 	ClientAllowlist []peer.ID
 	Logger          *slog.Logger // nil -> discard
-	Rand            *rand.Rand   // backoff jitter; nil -> seeded from crypto/rand once
+	// ReplicaProtocol is the stream protocol between replicas:
+	// ReplicaProtocol (the default) for PBFT, RaftProtocol for Raft.
+	ReplicaProtocol protocol.ID
+	Rand            *rand.Rand // backoff jitter; nil -> seeded from crypto/rand once
 
 	WriteTimeout        time.Duration // bound on writing one batch of frames; 0 -> DefaultWriteTimeout
 	DialTimeout         time.Duration // bound on one dial and stream negotiation; 0 -> DefaultDialTimeout
@@ -83,6 +87,7 @@ func newHost(cfg Config) (*Host, error) {
 		logger:         cfg.Logger,
 		self:           cfg.Self,
 		clientHost:     cfg.Self == -1,
+		replicaProto:   orDefaultProtocol(cfg.ReplicaProtocol),
 		maxFrameSize:   orDefault(cfg.MaxFrameSize, DefaultMaxFrameSize),
 		queueSize:      orDefault(cfg.PeerQueueSize, DefaultPeerQueueSize),
 		writeTimeout:   orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
@@ -191,4 +196,11 @@ func orDefault[T int | time.Duration](v, def T) T {
 		return def
 	}
 	return v
+}
+
+func orDefaultProtocol(p protocol.ID) protocol.ID {
+	if p == "" {
+		return ReplicaProtocol
+	}
+	return p
 }

@@ -28,6 +28,9 @@ const (
 	// ReplicaProtocol carries frames from one replica to another. Each
 	// replica writes only on streams it opened; inbound streams are read.
 	ReplicaProtocol = protocol.ID("/pbftnode/replica/1")
+	// RaftProtocol is ReplicaProtocol's counterpart in the Raft mode, so
+	// that replicas of the two modes never mistake each other's frames.
+	RaftProtocol = protocol.ID("/pbftnode/raft/1")
 	// ClientProtocol carries client frames to a replica and the replica's
 	// replies back on the same stream, which the client opened.
 	ClientProtocol = protocol.ID("/pbftnode/client/1")
@@ -56,6 +59,7 @@ type Host struct {
 
 	self           int
 	clientHost     bool
+	replicaProto   protocol.ID // ReplicaProtocol or RaftProtocol
 	maxFrameSize   int
 	queueSize      int
 	writeTimeout   time.Duration
@@ -150,7 +154,7 @@ func (h *Host) start(cfg Config) error {
 		return fmt.Errorf("p2p: libp2p host: %w", err)
 	}
 	if !h.clientHost {
-		h.host.SetStreamHandler(ReplicaProtocol, h.handleReplicaStream)
+		h.host.SetStreamHandler(h.replicaProto, h.handleReplicaStream)
 		if cfg.ClientsAllowed {
 			h.host.SetStreamHandler(ClientProtocol, h.handleClientStream)
 		}
@@ -165,7 +169,7 @@ func (h *Host) start(cfg Config) error {
 				return err
 			}
 		}
-		proto := ReplicaProtocol
+		proto := h.replicaProto
 		if h.clientHost {
 			proto = ClientProtocol
 		}

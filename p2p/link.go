@@ -145,7 +145,7 @@ func (l *outLink) serve(ctx context.Context, s network.Stream) error {
 // replica's replies. On ReplicaProtocol the member must write nothing, so
 // any byte is a protocol violation that ends the stream.
 func (l *outLink) readBack(s network.Stream) error {
-	if l.proto == ReplicaProtocol {
+	if l.proto != ClientProtocol {
 		var b [1]byte
 		n, err := s.Read(b[:])
 		if n > 0 {
