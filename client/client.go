@@ -57,9 +57,13 @@ type Client struct {
 	next        uint64
 	outstanding map[uint64]*call
 	view        uint64
-	closed      bool
-	done        chan struct{}
-	wg          sync.WaitGroup
+	// leader is the replica the last accepted reply named as leader
+	// (Raft mode, ReplyQuorum 1), or -1: then the primary of view is
+	// asked first.
+	leader int
+	closed bool
+	done   chan struct{}
+	wg     sync.WaitGroup
 }
 
 // call is one Invoke waiting for matching replies.
@@ -122,6 +126,7 @@ func New(cfg Config) (*Client, error) {
 		next:        cfg.FirstRequestNumber,
 		outstanding: make(map[uint64]*call),
 		done:        make(chan struct{}),
+		leader:      -1,
 	}
 	c.id = c.signer.Public()
 	c.windowFree = sync.NewCond(&c.mu)
@@ -147,6 +152,9 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 	}
 	c.mu.Lock()
 	primary := uint32(c.view % uint64(c.n))
+	if c.leader >= 0 {
+		primary = uint32(c.leader)
+	}
 	c.mu.Unlock()
 	c.host.SendToReplica(primary, frame)
 
@@ -298,6 +306,11 @@ func (c *Client) handleReply(f p2p.Frame) {
 	slices.Sort(views)
 	if v := views[len(views)-c.cfg.ReplyQuorum]; v > c.view {
 		c.view = v
+	}
+	// A leader hint is trusted only where one reply suffices (the Raft
+	// mode, crash faults only): a Byzantine replica could name anyone.
+	if c.cfg.ReplyQuorum == 1 && r.LeaderHint > 0 && int(r.LeaderHint) <= c.n {
+		c.leader = int(r.LeaderHint) - 1
 	}
 	if r.Error != "" {
 		cl.err = fmt.Errorf("client: request refused by %d replicas: %s", matching, r.Error)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/raftmode"
 )
 
 // Replica describes one member of the cluster.
@@ -45,6 +46,12 @@ type Config struct {
 
 	// Protocol tunes the core; ID, N and Signer are filled in by the node.
 	Protocol protocol.Config
+	// Consensus selects the protocol: "pbft" (or "") or "raft"; Launch
+	// starts the matching runtime.
+	Consensus string
+	// Raft tunes the Raft mode's core (StartRaft only); Index, N, Log,
+	// Executor, Rand and Logger are filled in by the node.
+	Raft raftmode.Config
 	// TickInterval is the wall-clock length of one protocol tick (10ms).
 	TickInterval time.Duration
 	// VerifyWorkers is the number of signature-verification goroutines

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/raftmode"
 )
 
 // ConfigFileName is the replica configuration file inside its home
@@ -23,7 +24,8 @@ type ClusterFile struct {
 	// ClusterID is mixed into every signature, so nothing signed for one
 	// cluster is valid in another.
 	ClusterID string `json:"cluster_id"`
-	// Protocol is "pbft" (the default) or "raft".
+	// Protocol is "pbft" (the default) or "raft" (n = 2f+1, crash faults
+	// only).
 	Protocol string          `json:"protocol,omitempty"`
 	Replicas []ReplicaRecord `json:"replicas"`
 }
@@ -70,6 +72,11 @@ type FileConfig struct {
 	BatchDelayTicks    int    `json:"batch_delay_ticks,omitempty"`
 	// TickInterval is a Go duration, e.g. "10ms".
 	TickInterval string `json:"tick_interval,omitempty"`
+	// Raft mode tuning (zero: the raftmode defaults). The snapshot
+	// interval is in log entries; election and heartbeat are in ticks.
+	RaftSnapshotInterval uint64 `json:"raft_snapshot_interval,omitempty"`
+	RaftElectionTicks    int    `json:"raft_election_ticks,omitempty"`
+	RaftHeartbeatTicks   int    `json:"raft_heartbeat_ticks,omitempty"`
 }
 
 // ClientFile is what `pbftnode client --dir DIR` reads (DIR/client.json).
@@ -147,8 +154,8 @@ func LoadHome(home string) (Config, error) {
 	if err := ReadJSON(filepath.Join(home, ConfigFileName), &fc); err != nil {
 		return Config{}, err
 	}
-	if fc.Protocol != "" && fc.Protocol != "pbft" {
-		return Config{}, fmt.Errorf("config: protocol %q is not supported by this build", fc.Protocol)
+	if fc.Protocol != "" && fc.Protocol != ProtocolPBFT && fc.Protocol != ProtocolRaft {
+		return Config{}, fmt.Errorf("config: protocol %q: want %q or %q", fc.Protocol, ProtocolPBFT, ProtocolRaft)
 	}
 	replicas, err := fc.Decode()
 	if err != nil {
@@ -185,6 +192,13 @@ func LoadHome(home string) (Config, error) {
 			MaxInFlight:        fc.MaxInFlight,
 			BatchDelayTicks:    fc.BatchDelayTicks,
 		},
+		Raft: raftmode.Config{
+			MaxBatchSize:     fc.MaxBatchSize,
+			SnapshotInterval: fc.RaftSnapshotInterval,
+			ElectionTicks:    fc.RaftElectionTicks,
+			HeartbeatTicks:   fc.RaftHeartbeatTicks,
+		},
+		Consensus:    fc.Protocol,
 		TickInterval: tick,
 	}
 	if err := cfg.applyDefaults(); err != nil {

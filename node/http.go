@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -34,9 +35,12 @@ type StatusReport struct {
 	Transferring bool   `json:"transferring"`
 	// ConnectedPeers is the number of other replicas the transport is
 	// connected to, or absent if the transport does not report it.
-	ConnectedPeers *int   `json:"connected_peers,omitempty"`
-	Ready          bool   `json:"ready"`
-	ReadyReason    string `json:"ready_reason"`
+	ConnectedPeers *int `json:"connected_peers,omitempty"`
+	// Leader is the replica this one believes orders requests (the PBFT
+	// primary of View, or the Raft leader); -1 when unknown.
+	Leader      int    `json:"leader"`
+	Ready       bool   `json:"ready"`
+	ReadyReason string `json:"ready_reason"`
 }
 
 // peerCounter is implemented by a transport that can count the replicas it
@@ -48,8 +52,11 @@ type peerCounter interface{ ConnectedPeers() int }
 // handlers can be tested without a running replica.
 type opsState struct {
 	replicas int
-	status   func() Status
-	peers    func() (int, bool)
+	// quorumPeers is how many other replicas make a quorum with this one:
+	// 2f for PBFT (n = 3f+1), f for Raft (n = 2f+1).
+	quorumPeers int
+	status      func() Status
+	peers       func() (int, bool)
 }
 
 // Ready decides readiness: the replica is in an active view, is not
@@ -63,15 +70,14 @@ func (s opsState) ready(st Status) (bool, string) {
 	case st.Transferring:
 		return false, "state transfer in progress"
 	}
-	f := (s.replicas - 1) / 3
-	if peers, ok := s.peers(); ok && peers >= 2*f {
-		return true, fmt.Sprintf("connected to %d of %d other replicas (quorum needs %d)", peers, s.replicas-1, 2*f)
+	if peers, ok := s.peers(); ok && peers >= s.quorumPeers {
+		return true, fmt.Sprintf("connected to %d of %d other replicas (quorum needs %d)", peers, s.replicas-1, s.quorumPeers)
 	}
 	if st.ExecutedSequence > 0 {
 		return true, fmt.Sprintf("executed up to sequence %d", st.ExecutedSequence)
 	}
 	if peers, ok := s.peers(); ok {
-		return false, fmt.Sprintf("connected to %d other replicas, a quorum needs %d, and nothing executed yet", peers, 2*f)
+		return false, fmt.Sprintf("connected to %d other replicas, a quorum needs %d, and nothing executed yet", peers, s.quorumPeers)
 	}
 	return false, "nothing executed yet"
 }
@@ -88,6 +94,7 @@ func (s opsState) report() StatusReport {
 		StableCheckpoint: st.StableCheckpoint,
 		StateDigest:      hex.EncodeToString(st.StateDigest[:]),
 		Transferring:     st.Transferring,
+		Leader:           st.Leader,
 	}
 	if peers, ok := s.peers(); ok {
 		r.ConnectedPeers = &peers
@@ -123,8 +130,9 @@ func newOpsHandler(registry *prometheus.Registry, s opsState) http.Handler {
 // opsState returns the node's view for the HTTP handlers.
 func (n *Node) opsState() opsState {
 	return opsState{
-		replicas: len(n.cfg.Replicas),
-		status:   n.Status,
+		replicas:    len(n.cfg.Replicas),
+		quorumPeers: 2 * ((len(n.cfg.Replicas) - 1) / 3),
+		status:      n.Status,
 		peers: func() (int, bool) {
 			if pc, ok := any(n.host).(peerCounter); ok && n.host != nil {
 				return pc.ConnectedPeers(), true
@@ -136,16 +144,26 @@ func (n *Node) opsState() opsState {
 
 // serveMetrics starts the operations HTTP server on addr.
 func (n *Node) serveMetrics(addr string) error {
+	srv, l, err := serveOps(addr, n.metrics, n.opsState(), n.log)
+	if err != nil {
+		return err
+	}
+	n.http, n.metricsL = srv, l
+	return nil
+}
+
+// serveOps serves the operations endpoints on addr until the returned
+// server is closed.
+func serveOps(addr string, m *metrics, s opsState, log *slog.Logger) (*http.Server, net.Listener, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("node: metrics listener: %w", err)
+		return nil, nil, fmt.Errorf("node: metrics listener: %w", err)
 	}
-	n.metricsL = l
-	n.http = &http.Server{Handler: newOpsHandler(n.metrics.registry, n.opsState()), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: newOpsHandler(m.registry, s), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		if err := n.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("metrics server stopped", "err", err)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
 		}
 	}()
-	return nil
+	return srv, l, nil
 }

@@ -32,9 +32,10 @@ func TestOpsHandlerReadinessAndStatus(t *testing.T) {
 	st.StateDigest[0] = 0xab
 	peers, peersKnown := 0, false
 	srv := httptest.NewServer(newOpsHandler(prometheus.NewRegistry(), opsState{
-		replicas: 4,
-		status:   func() Status { return st },
-		peers:    func() (int, bool) { return peers, peersKnown },
+		replicas:    4,
+		quorumPeers: 2,
+		status:      func() Status { return st },
+		peers:       func() (int, bool) { return peers, peersKnown },
 	}))
 	defer srv.Close()
 

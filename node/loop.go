@@ -418,6 +418,7 @@ func (n *Node) publishStatus() {
 		Transferring:     st.Transferring,
 		ViewActive:       st.ViewActive,
 		ViewChanges:      st.ViewChangesCompleted,
+		Leader:           int(st.View % uint64(len(n.cfg.Replicas))),
 	})
 }
 

@@ -39,6 +39,10 @@ type Status struct {
 	// views entered through a NEW-VIEW since start.
 	ViewActive  bool
 	ViewChanges uint64
+	// Leader is the index of the replica this one believes orders
+	// requests: the primary of View (PBFT) or the Raft leader; -1 when
+	// unknown.
+	Leader int
 }
 
 // Node is one running PBFT replica.

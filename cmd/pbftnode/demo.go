@@ -24,25 +24,46 @@ type demoFaults struct {
 	crashPrimary bool
 	strategy     string
 	liar         int // the Byzantine replica, or -1
+	// victim is the replica crashPrimary stops: the primary (0) for
+	// PBFT, the current leader for Raft (chosen when the crash happens).
+	victim int
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	replicas := fs.Int("replicas", 4, "number of replicas (3f+1)")
+	proto := fs.String("protocol", node.ProtocolPBFT, "consensus protocol: pbft (n = 3f+1) or raft (n = 2f+1, crash faults only)")
+	replicas := fs.Int("replicas", 0, "number of replicas (default 4 for PBFT, 3 for Raft)")
 	clients := fs.Int("clients", 4, "number of clients")
 	workers := fs.Int("workers", 8, "concurrent operations per client")
 	duration := fs.Duration("duration", 5*time.Second, "how long the clients run")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "turn fsync off")
 	seed := fs.Uint64("seed", 1, "seed of the workload's key choice")
-	crash := fs.Bool("crash-primary", false, "stop the primary a third of the way in; the summary shows the view change")
+	crash := fs.Bool("crash-primary", false, "stop the primary (the leader, for Raft) a third of the way in; the summary shows the view change")
 	strategy := fs.String("byzantine", "", "make one replica Byzantine: "+strings.Join(byzantine.Strategies, ", ")+
 		" (replica 0, the first primary; for bad-new-view replica 1, and the primary is stopped for a while so that replica 1 must lead)")
 	logs := addLogFlags(fs, "warn")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	if *replicas < 4 || *clients < 1 || *workers < 1 || *duration <= 0 {
-		return fmt.Errorf("%w: need at least 4 replicas, 1 client, 1 worker and a positive duration", errUsage)
+	raft := *proto == node.ProtocolRaft
+	switch {
+	case *proto != node.ProtocolPBFT && !raft:
+		return fmt.Errorf("%w: --protocol %q: want pbft or raft", errUsage, *proto)
+	case raft && *strategy != "":
+		return fmt.Errorf("%w: --byzantine applies to PBFT only (the Raft mode tolerates crash faults only)", errUsage)
+	}
+	if *replicas == 0 {
+		*replicas = 4
+		if raft {
+			*replicas = 3
+		}
+	}
+	minReplicas := 4
+	if raft {
+		minReplicas = 1
+	}
+	if *replicas < minReplicas || *clients < 1 || *workers < 1 || *duration <= 0 {
+		return fmt.Errorf("%w: need at least %d replicas, 1 client, 1 worker and a positive duration", errUsage, minReplicas)
 	}
 	faults := demoFaults{crashPrimary: *crash, strategy: *strategy, liar: -1}
 	if *strategy != "" {
@@ -62,9 +83,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var liar *byzantine.Filter
-	fmt.Fprintf(stdout, "starting %d replicas on 127.0.0.1 (libp2p, fsync %v)\n", *replicas, !*noFsync)
+	fmt.Fprintf(stdout, "starting %d %s replicas on 127.0.0.1 (libp2p, fsync %v)\n", *replicas, *proto, !*noFsync)
 	net, err := localnet.Start(localnet.Options{
-		Replicas: *replicas, NoSync: *noFsync, Logger: logger,
+		Replicas: *replicas, NoSync: *noFsync, Logger: logger, Consensus: *proto,
 		FilterFactory: func(i int, key ed25519.PrivateKey, cluster string) node.Filter {
 			if i != faults.liar {
 				return nil
@@ -96,7 +117,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "throughput:    %.0f ops/s\n", float64(len(lat))/res.elapsed.Seconds())
 	fmt.Fprintf(stdout, "latency:       p50 %s  p99 %s\n", pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond))
 	if res.crashed {
-		fmt.Fprintf(stdout, "primary crash: first commit %s after replica 0 stopped\n", res.recovery.Round(time.Millisecond))
+		fmt.Fprintf(stdout, "primary crash: first commit %s after replica %d stopped\n", res.recovery.Round(time.Millisecond), res.victim)
 	}
 	exclude := faults.liar
 	digest, seq, err := convergedDigest(net, exclude, 20*time.Second)
@@ -104,13 +125,17 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var views []string
-	for i, n := range net.Nodes {
-		if n != nil {
+	word := "view"
+	if raft {
+		word = "term"
+	}
+	for i := range net.Replicas {
+		if n := net.Replica(i); n != nil {
 			st := n.Status()
-			views = append(views, fmt.Sprintf("%d:view %d", i, st.View))
+			views = append(views, fmt.Sprintf("%d:%s %d", i, word, st.View))
 		}
 	}
-	fmt.Fprintf(stdout, "views:         %s\n", strings.Join(views, ", "))
+	fmt.Fprintf(stdout, "%-15s%s\n", word+"s:", strings.Join(views, ", "))
 	if liar != nil {
 		fmt.Fprintf(stdout, "fault:         replica %d injected %d faults (%s); clients saw only results f+1 replicas agreed on\n", faults.liar, liar.Actions(), faults.strategy)
 	}
@@ -123,6 +148,7 @@ type demoResult struct {
 	failures  int
 	elapsed   time.Duration
 	crashed   bool
+	victim    int
 	recovery  time.Duration
 }
 
@@ -174,14 +200,18 @@ func runDemoLoad(net *localnet.Net, clients, workers int, duration time.Duration
 		case <-time.After(duration / 3):
 		case <-ctx.Done():
 		}
+		victim := 0
+		if net.IsRaft() {
+			victim = currentLeader(net)
+		}
 		mu.Lock()
 		crashedAt = time.Now()
 		mu.Unlock()
-		if err := net.StopReplica(0); err != nil {
+		if err := net.StopReplica(victim); err != nil {
 			return nil, err
 		}
-		res.crashed = true
-		fmt.Fprintln(stdout, "stopped replica 0, the primary")
+		res.crashed, res.victim = true, victim
+		fmt.Fprintf(stdout, "stopped replica %d, the primary\n", victim)
 		if faults.strategy == "bad-new-view" {
 			// With replica 1 lying, view 1 cannot start; bring replica 0
 			// back so that view 2 can.
@@ -207,8 +237,8 @@ func convergedDigest(net *localnet.Net, exclude int, wait time.Duration) ([32]by
 	deadline := time.Now().Add(wait)
 	for {
 		var sts []node.Status
-		for i, n := range net.Nodes {
-			if n != nil && i != exclude {
+		for i := range net.Replicas {
+			if n := net.Replica(i); n != nil && i != exclude {
 				sts = append(sts, n.Status())
 			}
 		}
@@ -231,4 +261,22 @@ func convergedDigest(net *localnet.Net, exclude int, wait time.Duration) ([32]by
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// currentLeader returns the replica most running replicas name as leader
+// (0 if none is named).
+func currentLeader(net *localnet.Net) int {
+	votes := make(map[int]int)
+	best, bestVotes := 0, 0
+	for i := range net.Replicas {
+		if n := net.Replica(i); n != nil {
+			if l := n.Status().Leader; l >= 0 {
+				votes[l]++
+				if votes[l] > bestVotes {
+					best, bestVotes = l, votes[l]
+				}
+			}
+		}
+	}
+	return best
 }

@@ -39,6 +39,9 @@ func runReplica(args []string, _, stderr io.Writer) error {
 		cfg.Sync = false
 	}
 	cfg.Logger = logger
+	if *strategy != "" && cfg.Consensus == node.ProtocolRaft {
+		return fmt.Errorf("%w: --byzantine applies to PBFT only (the Raft mode tolerates crash faults only)", errUsage)
+	}
 	if *strategy != "" {
 		f, err := byzantine.New(*strategy, cfg.Index, len(cfg.Replicas), cfg.Key, cfg.ClusterID)
 		if err != nil {
@@ -49,11 +52,11 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := node.Start(cfg)
+	n, err := node.Launch(cfg)
 	if err != nil {
 		return err
 	}
-	logger.Info("replica running", "index", cfg.Index, "listen", n.Addrs(), "metrics", n.MetricsAddr(), "replicas", len(cfg.Replicas))
+	logger.Info("replica running", "protocol", protocolName(cfg.Consensus), "index", cfg.Index, "listen", n.Addrs(), "metrics", n.MetricsAddr(), "replicas", len(cfg.Replicas))
 	<-ctx.Done()
 	logger.Info("shutting down")
 	if err := n.Close(); err != nil {
@@ -62,4 +65,11 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	st := n.Status()
 	logger.Info("stopped", "executed_sequence", st.ExecutedSequence, "view", st.View)
 	return nil
+}
+
+func protocolName(consensus string) string {
+	if consensus == "" {
+		return node.ProtocolPBFT
+	}
+	return consensus
 }

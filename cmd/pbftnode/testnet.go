@@ -20,10 +20,10 @@ const DefaultBasePort = 26600
 
 func runTestnet(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("testnet", flag.ContinueOnError)
-	replicas := fs.Int("replicas", 4, "number of replicas (n = 3f+1 for PBFT)")
+	replicas := fs.Int("replicas", 0, "number of replicas (default 4 for PBFT, n = 3f+1; 3 for Raft, n = 2f+1)")
 	dir := fs.String("dir", "", "directory to write the testnet into (required)")
 	basePort := fs.Int("base-port", DefaultBasePort, "replica i listens on 127.0.0.1:P+i and serves metrics on P+100+i")
-	proto := fs.String("protocol", "pbft", "consensus protocol: pbft")
+	proto := fs.String("protocol", "pbft", "consensus protocol: pbft (n = 3f+1, Byzantine faults) or raft (n = 2f+1, crash faults)")
 	host := fs.String("host", "127.0.0.1", "address the replicas listen on and are reached at")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "write configurations with fsync off (benchmarks only)")
 	if err := parse(fs, args, stderr); err != nil {
@@ -32,12 +32,22 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	switch {
 	case *dir == "":
 		return fmt.Errorf("%w: --dir is required", errUsage)
-	case *proto != "pbft":
-		return fmt.Errorf("%w: --protocol %q is not supported by this build (pbft)", errUsage, *proto)
+	case *proto != node.ProtocolPBFT && *proto != node.ProtocolRaft:
+		return fmt.Errorf("%w: --protocol %q: want pbft or raft", errUsage, *proto)
+	}
+	if *replicas == 0 {
+		*replicas = 4
+		if *proto == node.ProtocolRaft {
+			*replicas = 3
+		}
+	}
+	switch {
 	case *replicas > 100:
 		return fmt.Errorf("%w: at most 100 replicas (replica ports P..P+99, metrics ports P+100..)", errUsage)
-	case *replicas < 4:
+	case *proto == node.ProtocolPBFT && *replicas < 4:
 		return fmt.Errorf("%w: PBFT needs at least 4 replicas (n = 3f+1), got %d", errUsage, *replicas)
+	case *replicas < 1:
+		return fmt.Errorf("%w: --replicas %d", errUsage, *replicas)
 	case *basePort <= 0 || *basePort+100+*replicas > 65535:
 		return fmt.Errorf("%w: --base-port %d leaves no room for %d replicas and their metrics ports", errUsage, *basePort, *replicas)
 	}

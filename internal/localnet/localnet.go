@@ -17,6 +17,7 @@ import (
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/raftmode"
 )
 
 // Options configures a local cluster.
@@ -30,6 +31,10 @@ type Options struct {
 	NoSync bool
 	// Protocol tunes every replica's core.
 	Protocol protocol.Config
+	// Consensus is node.ProtocolPBFT (the default) or node.ProtocolRaft;
+	// Raft tunes the Raft mode's cores.
+	Consensus string
+	Raft      raftmode.Config
 	// Filters makes replica i misbehave (fault injection).
 	Filters map[int]node.Filter
 	// FilterFactory, when set, builds replica i's filter from its key (a
@@ -46,7 +51,9 @@ type Options struct {
 type Net struct {
 	ClusterID string
 	Replicas  []node.Replica
-	Nodes     []*node.Node // nil for a stopped replica
+	Nodes     []*node.Node // PBFT replicas, nil for a stopped replica
+	// RaftNodes are the Raft-mode replicas, nil for a stopped replica.
+	RaftNodes []*node.RaftNode
 	configs   []node.Config
 	dir       string
 	ownDir    bool
@@ -100,9 +107,11 @@ func Start(opts Options) (*Net, error) {
 			ClusterID: net.ClusterID, Index: uint32(i), Key: key, Replicas: net.Replicas,
 			DataDir: filepath.Join(net.dir, fmt.Sprintf("node%d", i)), Sync: !opts.NoSync,
 			Protocol: opts.Protocol, Filter: filter, Logger: opts.Logger, TickInterval: opts.TickInterval,
+			Consensus: opts.Consensus, Raft: opts.Raft,
 		})
 	}
 	net.Nodes = make([]*node.Node, opts.Replicas)
+	net.RaftNodes = make([]*node.RaftNode, opts.Replicas)
 	for i := range keys {
 		if err := net.StartReplica(i); err != nil {
 			net.Close()
@@ -112,8 +121,19 @@ func Start(opts Options) (*Net, error) {
 	return net, nil
 }
 
+// IsRaft reports whether the cluster runs the Raft mode.
+func (n *Net) IsRaft() bool { return n.configs[0].Consensus == node.ProtocolRaft }
+
 // StartReplica starts replica i (again).
 func (n *Net) StartReplica(i int) error {
+	if n.IsRaft() {
+		nd, err := node.StartRaft(n.configs[i])
+		if err != nil {
+			return fmt.Errorf("localnet: replica %d: %w", i, err)
+		}
+		n.RaftNodes[i] = nd
+		return nil
+	}
 	nd, err := node.Start(n.configs[i])
 	if err != nil {
 		return fmt.Errorf("localnet: replica %d: %w", i, err)
@@ -122,20 +142,32 @@ func (n *Net) StartReplica(i int) error {
 	return nil
 }
 
+// Replica returns running replica i of either protocol, or nil.
+func (n *Net) Replica(i int) node.Runner {
+	if n.RaftNodes[i] != nil {
+		return n.RaftNodes[i]
+	}
+	if n.Nodes[i] != nil {
+		return n.Nodes[i]
+	}
+	return nil
+}
+
 // StopReplica stops replica i, as if its process ended.
 func (n *Net) StopReplica(i int) error {
-	if n.Nodes[i] == nil {
+	r := n.Replica(i)
+	if r == nil {
 		return nil
 	}
-	err := n.Nodes[i].Close()
-	n.Nodes[i] = nil
+	err := r.Close()
+	n.Nodes[i], n.RaftNodes[i] = nil, nil
 	return err
 }
 
 // WipeReplica deletes stopped replica i's data directory, as if its disk
 // were replaced.
 func (n *Net) WipeReplica(i int) error {
-	if n.Nodes[i] != nil {
+	if n.Replica(i) != nil {
 		return fmt.Errorf("localnet: replica %d is running", i)
 	}
 	return os.RemoveAll(n.configs[i].DataDir)
@@ -172,6 +204,9 @@ func (n *Net) NewClientWithConfig(cfg client.Config) (*client.Client, error) {
 		return nil, err
 	}
 	cfg.ClusterID, cfg.Key, cfg.Replicas = n.ClusterID, key, members
+	if n.IsRaft() && cfg.ReplyQuorum == 0 {
+		cfg.ReplyQuorum = 1
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = n.logger
 	}

@@ -1,0 +1,45 @@
+package node
+
+import (
+	"fmt"
+
+	"github.com/multiformats/go-multiaddr"
+)
+
+// The protocols a cluster can run.
+const (
+	ProtocolPBFT = "pbft"
+	ProtocolRaft = "raft"
+)
+
+// Runner is a running replica of either protocol: *Node (PBFT) or
+// *RaftNode (Raft).
+type Runner interface {
+	Status() Status
+	Addrs() []multiaddr.Multiaddr
+	MetricsAddr() string
+	DatabaseSize() (int64, error)
+	Close() error
+}
+
+// Launch starts the runtime cfg.Consensus names.
+func Launch(cfg Config) (Runner, error) {
+	switch cfg.Consensus {
+	case "", ProtocolPBFT:
+		n, err := Start(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return n, nil
+	case ProtocolRaft:
+		if cfg.Filter != nil {
+			return nil, fmt.Errorf("node: fault injection (Byzantine filters) applies to PBFT only")
+		}
+		n, err := StartRaft(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return n, nil
+	}
+	return nil, fmt.Errorf("node: unknown protocol %q", cfg.Consensus)
+}

@@ -1,0 +1,237 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/raftmode"
+	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// RaftNode is one running replica of the crash-fault Raft mode. It shares
+// everything with Node but the protocol: the libp2p transport (on
+// p2p.RaftProtocol), the goleveldb database (the raft log under its own
+// prefix), the executor and key-value application, the client protocol,
+// the metric names and the HTTP endpoints. A raftmode.Core replaces the
+// PBFT core.
+//
+// Trust model: crash faults only. Replicas trust each other (the
+// transport admits only cluster members); a client is authenticated by the
+// Noise session of its stream, so its request signatures are not checked,
+// which is part of what the Byzantine mode costs over this one.
+type RaftNode struct {
+	cfg      Config
+	log      *slog.Logger
+	host     *p2p.Host
+	db       *storage.DB
+	executor *execution.Executor
+	core     *raftmode.Core
+	metrics  *metrics
+	http     *http.Server
+	metricsL net.Listener
+
+	inbox     chan raftInput
+	stateReqs chan stateRequest
+	snapshots chan *execution.StateSnapshot
+	status    atomic.Pointer[Status]
+
+	// Owned by the event loop.
+	transfer    *raftTransfer
+	lastLeader  int
+	leaderTerms uint64
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// raftInput is one input for the Raft event loop.
+type raftInput struct {
+	from   uint32
+	msg    *raftpb.Message
+	chunk  *wire.StateChunk
+	req    *wire.Request
+	client peer.ID
+}
+
+// StartRaft opens the replica's database, starts its transport and event
+// loop, and returns once it is listening.
+func StartRaft(cfg Config) (*RaftNode, error) {
+	if err := cfg.applyDefaults(); err != nil {
+		return nil, err
+	}
+	n := &RaftNode{cfg: cfg, log: cfg.Logger.With("replica", cfg.Index, "protocol", "raft"), metrics: newMetrics(), lastLeader: -1}
+	n.metrics.watchDatabaseSize(func() float64 {
+		if n.db == nil {
+			return 0
+		}
+		size, _ := n.db.SizeBytes()
+		return float64(size)
+	})
+	if err := n.open(); err != nil {
+		n.closeResources()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.wg.Add(4)
+	go n.receiveReplicaFrames(ctx)
+	go n.receiveClientFrames(ctx)
+	go n.serveRaftSnapshots(ctx)
+	go n.eventLoop(ctx)
+	return n, nil
+}
+
+func (n *RaftNode) open() error {
+	cfg := n.cfg
+	if !cfg.Sync {
+		n.log.Warn("fsync is off: a machine crash can lose acknowledged writes; use only for benchmarks")
+	}
+	db, err := storage.Open(cfg.DataDir, storage.Options{Sync: cfg.Sync, Logger: n.log})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.db = db
+	kv, err := execution.NewKV(db.LevelDB())
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if n.executor, err = execution.NewExecutor(db, kv, n.log); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	raftLog, err := db.OpenRaftLog()
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	var seed [16]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return fmt.Errorf("node: seed: %w", err)
+	}
+	rc := cfg.Raft
+	rc.Index, rc.N, rc.Log, rc.Executor, rc.Logger = cfg.Index, len(cfg.Replicas), raftLog, n.executor, n.log
+	rc.Rand = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
+	if n.core, err = raftmode.New(rc); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	members := make([]p2p.Member, len(cfg.Replicas))
+	for i, r := range cfg.Replicas {
+		if members[i], err = Member(r); err != nil {
+			return err
+		}
+	}
+	key, err := crypto.LibP2PPrivateKey(cfg.Key)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.host, err = p2p.New(p2p.Config{
+		PrivateKey:      key,
+		ListenAddr:      cfg.ListenAddr,
+		Self:            int(cfg.Index),
+		Members:         members,
+		ClientsAllowed:  true,
+		ClientAllowlist: cfg.clientPeers,
+		ReplicaProtocol: p2p.RaftProtocol,
+		Logger:          n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.metrics.watchTransport(n.host.Stats)
+	n.inbox = make(chan raftInput, cfg.InboxSize)
+	n.stateReqs = make(chan stateRequest, 64)
+	n.snapshots = make(chan *execution.StateSnapshot, 4)
+	if n.core.WaitingForState() == nil {
+		// Serve the state this replica starts with, so a peer that lost
+		// its data can catch up even before the next snapshot index.
+		if snap, err := n.executor.TakeSnapshot(); err == nil {
+			n.snapshots <- snap
+		}
+	}
+	n.publishStatus()
+	if cfg.MetricsAddr != "" {
+		srv, l, err := serveOps(cfg.MetricsAddr, n.metrics, n.opsState(), n.log)
+		if err != nil {
+			return err
+		}
+		n.http, n.metricsL = srv, l
+	}
+	return nil
+}
+
+// Status returns the replica's latest published status.
+func (n *RaftNode) Status() Status { return *n.status.Load() }
+
+// Addrs returns the transport's listen addresses.
+func (n *RaftNode) Addrs() []multiaddr.Multiaddr { return n.host.Addrs() }
+
+// MetricsAddr returns the metrics listener's address, or "".
+func (n *RaftNode) MetricsAddr() string {
+	if n.metricsL == nil {
+		return ""
+	}
+	return n.metricsL.Addr().String()
+}
+
+// DatabaseSize returns the size of the replica's database files.
+func (n *RaftNode) DatabaseSize() (int64, error) { return n.db.SizeBytes() }
+
+func (n *RaftNode) opsState() opsState {
+	return opsState{
+		replicas:    len(n.cfg.Replicas),
+		quorumPeers: (len(n.cfg.Replicas) - 1) / 2,
+		status:      n.Status,
+		peers:       func() (int, bool) { return n.host.ConnectedPeers(), n.host != nil },
+	}
+}
+
+// Close stops the replica and releases its resources. Idempotent.
+func (n *RaftNode) Close() error {
+	if !n.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	n.cancel()
+	err := n.host.Close()
+	n.wg.Wait()
+	return errors.Join(err, n.closeResources())
+}
+
+func (n *RaftNode) closeResources() error {
+	var errs []error
+	if n.http != nil {
+		errs = append(errs, n.http.Close())
+	}
+	if n.host != nil && !n.closed.Load() {
+		errs = append(errs, n.host.Close())
+	}
+	if n.db != nil {
+		errs = append(errs, n.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// clientPeer returns the libp2p peer of a client id (its Ed25519 key).
+func clientPeer(clientID []byte) (peer.ID, bool) {
+	if len(clientID) != ed25519.PublicKeySize {
+		return "", false
+	}
+	id, err := crypto.PeerIDFromPublicKey(clientID)
+	return id, err == nil
+}

@@ -1,0 +1,221 @@
+package raftmode
+
+import (
+	"errors"
+	"fmt"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// Process proposes the queued requests, then handles every Ready raft
+// has: it persists the Ready (one synced write), applies the committed
+// entries and takes snapshots, and returns the messages and replies to
+// send. An error means storage or execution failed and the replica must
+// stop.
+func (c *Core) Process() (Output, error) {
+	var out Output
+	if c.need != nil {
+		return out, nil
+	}
+	if c.held != nil {
+		rd := c.held
+		c.held = nil
+		if err := c.finishReady(rd, &out); err != nil {
+			return out, err
+		}
+	}
+	c.propose()
+	for c.rn.HasReady() {
+		rd := c.rn.Ready()
+		c.observe(&rd)
+		if snap := rd.Snapshot; !raft.IsEmptySnap(snap) && snap.GetMetadata().GetIndex() > c.exec.LastExecuted() {
+			// The leader sent a snapshot: fetch its state before the
+			// snapshot is recorded, so that the log never starts after
+			// what this replica can apply.
+			need := &StateNeed{Index: snap.GetMetadata().GetIndex(), From: c.snapFrom}
+			need.Digest, need.HasDigest = decodeSnapshotData(snap.GetData())
+			c.need, c.held = need, &rd
+			out.NeedState = need
+			c.log.Info("snapshot from leader; fetching state", "index", need.Index, "from", need.From)
+			return out, nil
+		}
+		if err := c.finishReady(&rd, &out); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// StateInstalled tells the Core that the runtime restored the application
+// state the last NeedState asked for. The next Process resumes.
+func (c *Core) StateInstalled() error {
+	if c.need == nil {
+		return errors.New("raftmode: state installed but none was needed")
+	}
+	if got := c.exec.LastExecuted(); got < c.need.Index {
+		return fmt.Errorf("raftmode: installed state at %d, need at least %d", got, c.need.Index)
+	}
+	c.log.Info("state installed", "executed", c.exec.LastExecuted(), "needed", c.need.Index)
+	c.need = nil
+	return nil
+}
+
+// WaitingForState returns the state the Core waits for, or nil.
+func (c *Core) WaitingForState() *StateNeed { return c.need }
+
+func (c *Core) observe(rd *raft.Ready) {
+	if hs := rd.HardState; !raft.IsEmptyHardState(hs) {
+		if hs.GetVote() != c.vote && hs.GetVote() != raft.None && !c.isLeader {
+			c.electionElapsed = 0 // granted a vote: give the candidate time
+		}
+		c.term, c.vote, c.commit = hs.GetTerm(), hs.GetVote(), hs.GetCommit()
+	}
+	if ss := rd.SoftState; ss != nil {
+		if ss.Lead != c.lead {
+			c.log.Info("leader", "leader", int64(ss.Lead)-1, "term", c.term)
+		}
+		c.lead = ss.Lead
+		c.isLeader = ss.RaftState == raft.StateLeader
+	}
+}
+
+// propose turns the queued requests into log entries of at most
+// MaxBatchSize requests. Without a known leader the queue waits; a
+// follower's proposals are forwarded to the leader by raft.
+func (c *Core) propose() {
+	if len(c.pending) == 0 || c.lead == raft.None {
+		return
+	}
+	for start := 0; start < len(c.pending); start += c.cfg.MaxBatchSize {
+		batch := c.pending[start:min(start+c.cfg.MaxBatchSize, len(c.pending))]
+		data, err := proto.Marshal(&wire.RaftEntry{Requests: batch})
+		if err != nil {
+			c.log.Warn("encode entry", "err", err)
+			continue
+		}
+		if err := c.rn.Propose(data); err != nil {
+			// Dropped (no leader, leadership transfer, too much
+			// uncommitted): clients retransmit.
+			c.log.Debug("proposal dropped", "requests", len(batch), "err", err)
+		}
+	}
+	clear(c.pending)
+	c.pending = c.pending[:0]
+	clear(c.pendingSet)
+}
+
+func (c *Core) finishReady(rd *raft.Ready, out *Output) error {
+	if err := c.cfg.Log.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+		return fmt.Errorf("raftmode: save: %w", err)
+	}
+	if snap := rd.Snapshot; !raft.IsEmptySnap(snap) {
+		c.confState = snap.GetMetadata().GetConfState()
+		c.prevSnapIndex, c.snapIndex = snap.GetMetadata().GetIndex(), snap.GetMetadata().GetIndex()
+	}
+	out.Messages = append(out.Messages, rd.Messages...)
+	for _, e := range rd.CommittedEntries {
+		if err := c.apply(e, out); err != nil {
+			return err
+		}
+	}
+	c.rn.Advance(*rd)
+	return nil
+}
+
+// apply executes one committed entry. Entries at or below the executor's
+// last executed index were applied already (before a restart, or inside
+// an installed snapshot) and are skipped.
+func (c *Core) apply(e *raftpb.Entry, out *Output) error {
+	index := e.GetIndex()
+	last := c.exec.LastExecuted()
+	if index <= last {
+		return nil
+	}
+	if index != last+1 {
+		return fmt.Errorf("raftmode: committed entry %d after executed %d: gap", index, last)
+	}
+	var reqs []execution.Request
+	switch e.GetType() {
+	case raftpb.EntryType_EntryNormal:
+		if len(e.GetData()) > 0 {
+			var entry wire.RaftEntry
+			if err := proto.Unmarshal(e.GetData(), &entry); err != nil {
+				// Deterministic on every replica: the entry applies as empty.
+				c.log.Warn("undecodable entry applied as empty", "index", index, "err", err)
+			}
+			reqs = make([]execution.Request, len(entry.GetRequests()))
+			for i, r := range entry.GetRequests() {
+				reqs[i] = execution.Request{ClientID: r.GetClientId(), RequestNumber: r.GetRequestNumber(), Operation: r.GetOperation()}
+			}
+		}
+	case raftpb.EntryType_EntryConfChange:
+		// The Raft mode never proposes membership changes (the cluster
+		// file fixes the members); should one be committed, raft must
+		// still see it applied.
+		var cc raftpb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
+			c.confState = c.rn.ApplyConfChange(&cc)
+		}
+	case raftpb.EntryType_EntryConfChangeV2:
+		var cc raftpb.ConfChangeV2
+		if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
+			c.confState = c.rn.ApplyConfChange(&cc)
+		}
+	}
+	replies, err := c.exec.Apply(index, reqs)
+	if err != nil {
+		return fmt.Errorf("raftmode: %w", err)
+	}
+	out.Replies = append(out.Replies, replies...)
+	if len(reqs) > 0 {
+		out.AppliedBatches = append(out.AppliedBatches, len(reqs))
+	}
+	if index%c.cfg.SnapshotInterval == 0 {
+		return c.snapshot(index, out)
+	}
+	return nil
+}
+
+// snapshot records a snapshot at index (just applied) and compacts the
+// log below the previous one.
+func (c *Core) snapshot(index uint64, out *Output) error {
+	state, err := c.exec.TakeSnapshot()
+	if err != nil {
+		return fmt.Errorf("raftmode: snapshot at %d: %w", index, err)
+	}
+	digest := state.Digest()
+	if _, err := c.cfg.Log.CreateSnapshot(index, c.confState, digest[:]); err != nil {
+		state.Release()
+		if errors.Is(err, raft.ErrSnapOutOfDate) {
+			return nil
+		}
+		return fmt.Errorf("raftmode: snapshot at %d: %w", index, err)
+	}
+	if c.prevSnapIndex > 0 {
+		if err := c.cfg.Log.Compact(c.prevSnapIndex); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			state.Release()
+			return fmt.Errorf("raftmode: compact below %d: %w", c.prevSnapIndex, err)
+		}
+	}
+	c.prevSnapIndex, c.snapIndex = c.snapIndex, index
+	if out.Snapshot != nil {
+		out.Snapshot.Release()
+	}
+	out.Snapshot = state
+	return nil
+}
+
+// decodeSnapshotData reads the state digest a snapshot's data carries.
+func decodeSnapshotData(data []byte) ([32]byte, bool) {
+	var d [32]byte
+	if len(data) != len(d) {
+		return d, false
+	}
+	copy(d[:], data)
+	return d, true
+}
