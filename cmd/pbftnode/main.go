@@ -29,6 +29,7 @@ func commands() []command {
 		{"keygen", "generate a replica or client key file (optionally encrypted) and print its public key", runKeygen},
 		{"status", "ask a running replica for its view, executed sequence, checkpoint and peers", runStatus},
 		{"config", "config validate --home DIR: check a replica's configuration and key", runConfig},
+		{"bench", "benchmark PBFT against Raft on local replica processes (--compare: the full matrix, table, JSON, plots)", runBench},
 	}
 }
 

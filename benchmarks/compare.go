@@ -1,0 +1,174 @@
+package benchmarks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// CompareOptions configures the standard matrix.
+type CompareOptions struct {
+	// Base holds what every configuration shares: binary, workload
+	// (clients, window, payload, get ratio), duration, warmup, seed,
+	// logger and progress writer. Protocol, Replicas, Scenario, NoFsync
+	// and Rate are set per configuration.
+	Base Config
+	// Protocols to run (default pbft and raft).
+	Protocols []string
+	// PBFTReplicas and RaftReplicas are the cluster sizes of the scaling
+	// runs (default 4, 7, 10 and 3, 5, 7: f = 1, 2, 3 for both); the
+	// first is the size of every other configuration of that protocol.
+	PBFTReplicas []int
+	RaftReplicas []int
+	// SweepFractions are the open-loop rates, as fractions of the
+	// saturated throughput the first scaling run measured (default 0.1,
+	// 0.25, 0.5, 0.75, 0.9).
+	SweepFractions []float64
+	// OnResult, if set, is called after each configuration.
+	OnResult func(Result)
+}
+
+func (o CompareOptions) withDefaults() CompareOptions {
+	if len(o.Protocols) == 0 {
+		o.Protocols = []string{"pbft", "raft"}
+	}
+	if len(o.PBFTReplicas) == 0 {
+		o.PBFTReplicas = []int{4, 7, 10}
+	}
+	if len(o.RaftReplicas) == 0 {
+		o.RaftReplicas = []int{3, 5, 7}
+	}
+	if len(o.SweepFractions) == 0 {
+		o.SweepFractions = []float64{0.1, 0.25, 0.5, 0.75, 0.9}
+	}
+	return o
+}
+
+// plannedRun is one configuration of the matrix; rateFraction, when
+// positive, is resolved against the protocol's saturated throughput.
+type plannedRun struct {
+	group        string
+	cfg          Config
+	rateFraction float64
+}
+
+// plan lists the matrix's configurations in the order Compare runs them,
+// open-loop rates not yet resolved (Rate holds the fraction).
+func (o CompareOptions) plan() []plannedRun {
+	o = o.withDefaults()
+	var runs []plannedRun
+	for _, proto := range o.Protocols {
+		sizes := o.PBFTReplicas
+		if proto == "raft" {
+			sizes = o.RaftReplicas
+		}
+		at := func(group string, n int, edit func(*Config)) plannedRun {
+			c := o.Base
+			c.Protocol, c.Replicas, c.Scenario, c.Label = proto, n, ScenarioNone, ""
+			if edit != nil {
+				edit(&c)
+			}
+			return plannedRun{group: group, cfg: c}
+		}
+		for _, n := range sizes {
+			runs = append(runs, at(GroupScaling, n, nil))
+		}
+		n0 := sizes[0]
+		runs = append(runs,
+			at(GroupFsyncOff, n0, func(c *Config) { c.NoFsync = true }),
+			at(GroupCrashBackup, n0, func(c *Config) { c.Scenario = ScenarioCrashBackup }),
+			at(GroupCrashLeader, n0, func(c *Config) { c.Scenario = ScenarioCrashLeader }))
+		if proto == "pbft" {
+			runs = append(runs, at(GroupByzantine, n0, func(c *Config) { c.Scenario = ScenarioByzantine }))
+		}
+		runs = append(runs, at(GroupOneClient, n0, func(c *Config) { c.Clients, c.Window = 1, 1 }))
+		for _, f := range o.SweepFractions {
+			r := at(GroupRateSweep, n0, nil)
+			r.rateFraction = f
+			runs = append(runs, r)
+		}
+	}
+	return runs
+}
+
+// Compare runs the standard matrix, one configuration after the other,
+// and returns every result. A configuration that fails is reported with
+// Error set and the matrix continues; open-loop runs whose protocol has
+// no saturated throughput to scale from are skipped.
+func Compare(ctx context.Context, opts CompareOptions) ([]Result, error) {
+	opts = opts.withDefaults()
+	saturated := make(map[string]float64)
+	var results []Result
+	for _, pr := range opts.plan() {
+		if err := ctx.Err(); err != nil {
+			return results, err
+		}
+		cfg := pr.cfg
+		if pr.rateFraction > 0 {
+			sat := saturated[cfg.Protocol]
+			if sat <= 0 {
+				continue
+			}
+			cfg.Rate = pr.rateFraction * sat
+		}
+		r, err := Run(ctx, cfg)
+		r.Group = pr.group
+		if err != nil {
+			if r.Label == "" {
+				r.Label = cfg.defaultLabel()
+			}
+			r.Error = err.Error()
+			opts.Base.Logger.Warn("configuration failed", "label", r.Label, "err", err)
+		}
+		if pr.group == GroupScaling && saturated[cfg.Protocol] == 0 && r.Error == "" {
+			saturated[cfg.Protocol] = r.ThroughputOps
+		}
+		results = append(results, r)
+		if opts.OnResult != nil {
+			opts.OnResult(r)
+		}
+	}
+	if !slices.ContainsFunc(results, func(r Result) bool { return r.Error == "" }) {
+		return results, errNoResults
+	}
+	return results, nil
+}
+
+// Report file names WriteReport writes besides the plots.
+const (
+	ReportJSON  = "results.json"
+	ReportTable = "results.txt"
+)
+
+// WriteReport writes the results into dir (created if needed): the JSON
+// list, the table and the plots. It returns the paths written.
+func WriteReport(dir string, results []Result) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("results directory: %w", err)
+	}
+	js, err := json.MarshalIndent(results, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode results: %w", err)
+	}
+	var table bytes.Buffer
+	if err := WriteTable(&table, results); err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, f := range []struct {
+		name    string
+		content []byte
+	}{{ReportJSON, append(js, '\n')}, {ReportTable, table.Bytes()}} {
+		path := filepath.Join(dir, f.name)
+		if err := os.WriteFile(path, f.content, 0o644); err != nil {
+			return paths, fmt.Errorf("write %s: %w", path, err)
+		}
+		paths = append(paths, path)
+	}
+	plots, err := WritePlots(dir, results)
+	return append(paths, plots...), err
+}

@@ -1,0 +1,229 @@
+package benchmarks
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/pbftnode/pbftnode/byzantine"
+)
+
+// Scenarios a run can inject.
+const (
+	ScenarioNone        = "none"         // no fault
+	ScenarioCrashBackup = "crash-backup" // a non-leader replica is killed before measuring
+	ScenarioCrashLeader = "crash-leader" // the primary or leader is killed a third of the way in
+	ScenarioByzantine   = "byzantine"    // one replica runs a byzantine strategy (PBFT only)
+)
+
+// Scenarios lists the scenario names.
+var Scenarios = []string{ScenarioNone, ScenarioCrashBackup, ScenarioCrashLeader, ScenarioByzantine}
+
+// DefaultByzantineStrategy is the strategy of the byzantine scenario: the
+// view-0 primary (replica 0) sends each backup a different pre-prepare for
+// the same sequence. It is the most damaging strategy PBFT tolerates: no
+// batch prepares until the backups' view-change timer replaces the
+// primary, after which the equivocator stays in the cluster as a backup
+// (see docs/benchmarks.md for the comparison with the other strategies).
+const DefaultByzantineStrategy = "equivocate"
+
+// Payload sizes the workload supports (bytes of each put's value).
+var PayloadSizes = []int{16, 1024, 4096}
+
+// Config is one benchmark configuration. Zero values take the defaults
+// noted on each field.
+type Config struct {
+	// Binary is the pbftnode executable the replicas run (default: this
+	// process's executable, os.Executable).
+	Binary string
+	// Protocol is "pbft" (default) or "raft".
+	Protocol string
+	// Replicas is n (default 4 for PBFT, 3 for Raft).
+	Replicas int
+	// NoFsync turns fsync off on every replica (--unsafe-no-fsync).
+	NoFsync bool
+	// Scenario is one of Scenarios (default none).
+	Scenario string
+	// ByzantineStrategy is the byzantine scenario's strategy (default
+	// DefaultByzantineStrategy).
+	ByzantineStrategy string
+
+	// Clients is the number of clients, each with its own key and
+	// connection (default 8).
+	Clients int
+	// Window is each client's outstanding operations in the closed loop
+	// (default 16, at most 64, the replicas' per-client bound).
+	Window int
+	// Rate, when positive, runs the open loop: operations are issued at
+	// this many per second regardless of completions, spread over the
+	// clients, at most Clients*Window outstanding (later ones are
+	// dropped and counted).
+	Rate float64
+	// GetRatio is the fraction of gets; the rest are puts (default 0).
+	GetRatio float64
+	// Payload is the size of each put's value: 16, 1024 or 4096 (default 16).
+	Payload int
+	// Keys is the size of the key space (default 10000).
+	Keys int
+
+	// Duration is the measured interval (default 10 s).
+	Duration time.Duration
+	// Warmup runs the load before measuring (default 1.5 s, negative:
+	// none; the byzantine scenario measures from the start, so that its
+	// fault is counted).
+	Warmup time.Duration
+	// CeilingDuration is how long the crypto ceiling is measured before a
+	// PBFT cluster starts (default 2 s; negative: not measured).
+	CeilingDuration time.Duration
+	// ClientRetransmit is the clients' retransmission timeout (default
+	// 500 ms, as `pbftnode client` uses).
+	ClientRetransmit time.Duration
+	// Seed seeds the workload's key and operation choice (default 1).
+	Seed uint64
+
+	// WorkDir holds the testnet directories (default: a new temporary
+	// directory, removed afterwards unless Keep).
+	WorkDir string
+	Keep    bool
+	// Label names the configuration in tables and plots (default derived).
+	Label string
+	// Logger receives the harness's own logs (default: discarded).
+	Logger *slog.Logger
+	// Progress, when not nil, receives a progress line every second.
+	Progress io.Writer
+}
+
+// withDefaults fills in zero fields.
+func (c Config) withDefaults() (Config, error) {
+	if c.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return c, fmt.Errorf("locate the pbftnode binary: %w", err)
+		}
+		c.Binary = exe
+	}
+	if c.Protocol == "" {
+		c.Protocol = "pbft"
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 4
+		if c.Protocol == "raft" {
+			c.Replicas = 3
+		}
+	}
+	if c.Scenario == "" {
+		c.Scenario = ScenarioNone
+	}
+	if c.ByzantineStrategy == "" {
+		c.ByzantineStrategy = DefaultByzantineStrategy
+	}
+	if c.Clients == 0 {
+		c.Clients = 8
+	}
+	if c.Window == 0 {
+		c.Window = 16
+	}
+	if c.Payload == 0 {
+		c.Payload = 16
+	}
+	if c.Keys == 0 {
+		c.Keys = 10000
+	}
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	switch {
+	case c.Warmup == 0:
+		c.Warmup = 1500 * time.Millisecond
+	case c.Warmup < 0:
+		c.Warmup = 0
+	}
+	if c.Scenario == ScenarioByzantine {
+		c.Warmup = 0
+	}
+	if c.CeilingDuration == 0 {
+		c.CeilingDuration = 2 * time.Second
+	}
+	if c.ClientRetransmit == 0 {
+		c.ClientRetransmit = 500 * time.Millisecond
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Label == "" {
+		c.Label = c.defaultLabel()
+	}
+	return c, c.validate()
+}
+
+// ErrConfig marks an invalid configuration.
+var ErrConfig = errors.New("invalid benchmark configuration")
+
+func (c Config) validate() error {
+	switch {
+	case c.Protocol != "pbft" && c.Protocol != "raft":
+		return fmt.Errorf("%w: protocol %q: want pbft or raft", ErrConfig, c.Protocol)
+	case c.Protocol == "pbft" && c.Replicas < 4:
+		return fmt.Errorf("%w: PBFT needs at least 4 replicas (n = 3f+1), got %d", ErrConfig, c.Replicas)
+	case c.Protocol == "raft" && c.Replicas < 3:
+		return fmt.Errorf("%w: raft needs at least 3 replicas (n = 2f+1) to tolerate a crash, got %d", ErrConfig, c.Replicas)
+	case !slices.Contains(Scenarios, c.Scenario):
+		return fmt.Errorf("%w: scenario %q: want one of %v", ErrConfig, c.Scenario, Scenarios)
+	case c.Scenario == ScenarioByzantine && c.Protocol != "pbft":
+		return fmt.Errorf("%w: the byzantine scenario needs --protocol pbft: Raft tolerates crash faults only", ErrConfig)
+	case !slices.Contains(byzantine.Strategies, c.ByzantineStrategy):
+		return fmt.Errorf("%w: byzantine strategy %q: want one of %v", ErrConfig, c.ByzantineStrategy, byzantine.Strategies)
+	case c.Clients < 1 || c.Window < 1 || c.Window > 64:
+		return fmt.Errorf("%w: need at least 1 client and a window in [1, 64], got %d clients, window %d", ErrConfig, c.Clients, c.Window)
+	case c.Rate < 0:
+		return fmt.Errorf("%w: negative rate %v", ErrConfig, c.Rate)
+	case c.GetRatio < 0 || c.GetRatio > 1:
+		return fmt.Errorf("%w: get ratio %v outside [0, 1]", ErrConfig, c.GetRatio)
+	case !slices.Contains(PayloadSizes, c.Payload):
+		return fmt.Errorf("%w: payload %d bytes: want one of %v", ErrConfig, c.Payload, PayloadSizes)
+	case c.Keys < 1:
+		return fmt.Errorf("%w: key space of %d keys", ErrConfig, c.Keys)
+	case c.Duration <= 0:
+		return fmt.Errorf("%w: duration %v must be positive", ErrConfig, c.Duration)
+	}
+	return nil
+}
+
+// faultTolerance is f for the configuration: (n-1)/3 for PBFT, (n-1)/2
+// for Raft.
+func (c Config) faultTolerance() int {
+	if c.Protocol == "raft" {
+		return (c.Replicas - 1) / 2
+	}
+	return (c.Replicas - 1) / 3
+}
+
+// defaultLabel names the configuration, e.g. "pbft n=4 crash-leader".
+func (c Config) defaultLabel() string {
+	s := fmt.Sprintf("%s n=%d", c.Protocol, c.Replicas)
+	if c.NoFsync {
+		s += " nofsync"
+	}
+	if c.Scenario != ScenarioNone && c.Scenario != "" {
+		s += " " + c.Scenario
+	}
+	if c.Rate > 0 {
+		s += fmt.Sprintf(" rate=%.0f", c.Rate)
+	} else {
+		s += fmt.Sprintf(" c=%dx%d", c.Clients, c.Window)
+	}
+	if c.Payload != 16 && c.Payload != 0 {
+		s += fmt.Sprintf(" %dB", c.Payload)
+	}
+	if c.GetRatio > 0 {
+		s += fmt.Sprintf(" get=%.0f%%", 100*c.GetRatio)
+	}
+	return s
+}

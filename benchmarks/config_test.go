@@ -1,0 +1,90 @@
+package benchmarks
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := Config{Binary: "/bin/true"}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Protocol != "pbft" || c.Replicas != 4 || c.Scenario != ScenarioNone || c.Duration != 10*time.Second {
+		t.Errorf("defaults: %s n=%d %s %v", c.Protocol, c.Replicas, c.Scenario, c.Duration)
+	}
+	r, err := Config{Binary: "/bin/true", Protocol: "raft"}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Replicas != 3 || r.faultTolerance() != 1 {
+		t.Errorf("raft default n=%d f=%d, want 3 and 1", r.Replicas, r.faultTolerance())
+	}
+	b, err := Config{Binary: "/bin/true", Scenario: ScenarioByzantine}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Warmup != 0 || b.ByzantineStrategy != DefaultByzantineStrategy {
+		t.Errorf("byzantine: warmup %v strategy %q, want 0 (the fault is measured) and %q", b.Warmup, b.ByzantineStrategy, DefaultByzantineStrategy)
+	}
+	for n, f := range map[int]int{4: 1, 7: 2, 10: 3} {
+		if got := (Config{Protocol: "pbft", Replicas: n}).faultTolerance(); got != f {
+			t.Errorf("pbft n=%d: f=%d, want %d", n, got, f)
+		}
+	}
+	for n, f := range map[int]int{3: 1, 5: 2, 7: 3} {
+		if got := (Config{Protocol: "raft", Replicas: n}).faultTolerance(); got != f {
+			t.Errorf("raft n=%d: f=%d, want %d", n, got, f)
+		}
+	}
+}
+
+func TestConfigRejects(t *testing.T) {
+	for name, c := range map[string]Config{
+		"unknown protocol":  {Protocol: "paxos"},
+		"pbft n=3":          {Protocol: "pbft", Replicas: 3},
+		"raft byzantine":    {Protocol: "raft", Scenario: ScenarioByzantine},
+		"unknown scenario":  {Scenario: "meteor"},
+		"payload 100":       {Payload: 100},
+		"window 65":         {Window: 65},
+		"get ratio 2":       {GetRatio: 2},
+		"unknown strategy":  {Scenario: ScenarioByzantine, ByzantineStrategy: "lie"},
+		"negative duration": {Duration: -time.Second},
+	} {
+		c.Binary = "/bin/true"
+		if _, err := c.withDefaults(); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: error %v, want ErrConfig", name, err)
+		}
+	}
+}
+
+func TestComparePlan(t *testing.T) {
+	runs := CompareOptions{}.plan()
+	count := make(map[string]int)
+	for _, r := range runs {
+		count[r.cfg.Protocol+" "+r.group]++
+		if r.group != GroupScaling && r.cfg.Replicas != map[string]int{"pbft": 4, "raft": 3}[r.cfg.Protocol] {
+			t.Errorf("%s %s runs n=%d, want the smallest cluster", r.cfg.Protocol, r.group, r.cfg.Replicas)
+		}
+	}
+	want := map[string]int{
+		"pbft scaling": 3, "pbft fsync-off": 1, "pbft crash-backup": 1, "pbft crash-leader": 1, "pbft byzantine": 1,
+		"pbft one-client": 1, "pbft rate-sweep": 5,
+		"raft scaling": 3, "raft fsync-off": 1, "raft crash-backup": 1, "raft crash-leader": 1,
+		"raft one-client": 1, "raft rate-sweep": 5,
+	}
+	for k, v := range want {
+		if count[k] != v {
+			t.Errorf("%s: %d runs, want %d", k, count[k], v)
+		}
+	}
+	if len(runs) != 25 {
+		t.Errorf("%d runs, want 25", len(runs))
+	}
+	// Scaling runs come first for each protocol: the sweep needs the
+	// saturated throughput of the smallest one.
+	if runs[0].group != GroupScaling || runs[0].cfg.Replicas != 4 {
+		t.Errorf("first run is %s n=%d, want scaling n=4", runs[0].group, runs[0].cfg.Replicas)
+	}
+}

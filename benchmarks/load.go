@@ -1,0 +1,174 @@
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/p2p"
+)
+
+// newClients connects cfg.Clients clients, each with a fresh key (clients
+// sharing a key would share a peer ID and steal each other's replies).
+// Raft clients accept one reply (ReplyQuorum 1); PBFT clients wait for
+// f+1 matching ones (the default).
+func newClients(cfg Config, clusterID string, members []p2p.Member) ([]*client.Client, error) {
+	quorum := 0
+	if cfg.Protocol == "raft" {
+		quorum = 1
+	}
+	var out []*client.Client
+	for range cfg.Clients {
+		key, err := crypto.GenerateKey(nil)
+		if err != nil {
+			closeClients(out)
+			return nil, err
+		}
+		cl, err := client.New(client.Config{
+			ClusterID: clusterID, Key: key, Replicas: members,
+			ReplyQuorum: quorum, RetransmitTimeout: cfg.ClientRetransmit,
+			Logger: cfg.Logger,
+		})
+		if err != nil {
+			closeClients(out)
+			return nil, fmt.Errorf("bench client: %w", err)
+		}
+		out = append(out, cl)
+	}
+	return out, nil
+}
+
+func closeClients(cls []*client.Client) {
+	for _, cl := range cls {
+		_ = cl.Close()
+	}
+}
+
+// load drives the clients and records every completed operation.
+type load struct {
+	cfg     Config
+	clients []*client.Client
+	rec     *recorder
+	start   time.Time
+	value   []byte
+	// measureFrom and measureTo bound the measured interval (since start);
+	// open-loop drops are counted only inside it.
+	measureFrom, measureTo time.Duration
+	dropped                atomic.Int64
+}
+
+func newLoad(cfg Config, clients []*client.Client) *load {
+	value := make([]byte, cfg.Payload)
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x76616c7565))
+	for i := range value {
+		value[i] = byte('a' + rng.IntN(26))
+	}
+	return &load{
+		cfg: cfg, clients: clients, rec: &recorder{}, value: value,
+		measureFrom: cfg.Warmup, measureTo: cfg.Warmup + cfg.Duration,
+	}
+}
+
+// op draws the next operation: a get with probability GetRatio, else a
+// put of the payload, on a key drawn uniformly from the key space.
+func (l *load) op(rng *rand.Rand) []byte {
+	key := fmt.Appendf(nil, "k%07d", rng.IntN(l.cfg.Keys))
+	if rng.Float64() < l.cfg.GetRatio {
+		return execution.EncodeGet(key)
+	}
+	return execution.EncodePut(key, l.value)
+}
+
+// run drives the load from start until ctx ends, closed- or open-loop.
+func (l *load) run(ctx context.Context, start time.Time) {
+	l.start = start
+	if l.cfg.Rate > 0 {
+		l.runOpen(ctx)
+		return
+	}
+	l.runClosed(ctx)
+}
+
+// runClosed runs Window workers per client, each sending its next
+// operation as soon as the previous one completed.
+func (l *load) runClosed(ctx context.Context) {
+	var wg sync.WaitGroup
+	for ci, cl := range l.clients {
+		for w := range l.cfg.Window {
+			rng := rand.New(rand.NewPCG(l.cfg.Seed, uint64(ci)<<8|uint64(w)))
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					l.invoke(ctx, cl, l.op(rng), time.Now())
+				}
+			})
+		}
+	}
+	wg.Wait()
+}
+
+// runOpen issues operations at Rate per second on a fixed schedule,
+// round-robin over the clients, whether or not earlier ones completed.
+// Latency counts from the scheduled time, so queueing behind a slow
+// cluster is included. Beyond Clients*Window outstanding operations, a
+// scheduled operation is dropped and counted.
+func (l *load) runOpen(ctx context.Context) {
+	interval := float64(time.Second) / l.cfg.Rate
+	sem := make(chan struct{}, l.cfg.Clients*l.cfg.Window)
+	rng := rand.New(rand.NewPCG(l.cfg.Seed, 0x6f70656e))
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := 0; ; i++ {
+		offset := time.Duration(float64(i) * interval)
+		at := l.start.Add(offset)
+		if d := time.Until(at); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			if offset >= l.measureFrom && offset < l.measureTo {
+				l.dropped.Add(1)
+			}
+			continue
+		}
+		cl, op := l.clients[i%len(l.clients)], l.op(rng)
+		wg.Go(func() {
+			defer func() { <-sem }()
+			l.invoke(ctx, cl, op, at)
+		})
+	}
+}
+
+// invoke runs one operation and records it. An operation cut short by
+// the end of the run is not counted; one that failed or was refused is.
+func (l *load) invoke(ctx context.Context, cl *client.Client, op []byte, issued time.Time) {
+	raw, err := cl.Invoke(ctx, op)
+	now := time.Now()
+	if err != nil {
+		if ctx.Err() == nil {
+			l.rec.fail()
+		}
+		return
+	}
+	if res, err := execution.DecodeResult(raw); err != nil || res.Error != "" {
+		l.rec.fail()
+		return
+	}
+	l.rec.add(now.Sub(l.start), now.Sub(issued))
+}

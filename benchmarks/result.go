@@ -1,0 +1,157 @@
+package benchmarks
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+// Result is what one configuration measured. The JSON names are the
+// interface of `pbftnode bench --json`; optional fields are omitted where
+// they do not apply (crypto_ceiling_* for Raft, unavailability_ms without
+// a crash or Byzantine fault).
+type Result struct {
+	Label string `json:"label"`
+	// Group is the part of the Compare matrix the result belongs to (one
+	// of the Group constants); empty for a single run.
+	Group             string  `json:"group,omitempty"`
+	Protocol          string  `json:"protocol"`
+	Replicas          int     `json:"replicas"`
+	F                 int     `json:"f"`
+	Fsync             bool    `json:"fsync"`
+	Scenario          string  `json:"scenario"`
+	ByzantineStrategy string  `json:"byzantine_strategy,omitempty"`
+	Load              string  `json:"load"` // "closed" or "open"
+	Clients           int     `json:"clients"`
+	Window            int     `json:"window"`
+	TargetRateOps     float64 `json:"target_rate_ops,omitempty"`
+	PayloadBytes      int     `json:"payload_bytes"`
+	GetRatio          float64 `json:"get_ratio"`
+	DurationS         float64 `json:"duration_s"`
+	WarmupS           float64 `json:"warmup_s"`
+
+	Ops           int     `json:"ops"`
+	FailedOps     int     `json:"failed_ops"`
+	DroppedOps    int     `json:"dropped_ops,omitempty"`
+	ThroughputOps float64 `json:"throughput_ops"`
+	LatencyP50Ms  float64 `json:"latency_p50_ms"`
+	LatencyP95Ms  float64 `json:"latency_p95_ms"`
+	LatencyP99Ms  float64 `json:"latency_p99_ms"`
+	LatencyMaxMs  float64 `json:"latency_max_ms"`
+
+	// CPUSecondsPer1kOpsPerReplica is the replicas' CPU time (utime+stime
+	// from /proc, 100 Hz ticks) over the measured interval, per 1000
+	// operations, divided by the number of replicas measured.
+	CPUSecondsPer1kOpsPerReplica float64 `json:"cpu_seconds_per_1k_ops_per_replica"`
+	// CPUSecondsPer1kOpsAll is the same summed over the replicas.
+	CPUSecondsPer1kOpsAll float64 `json:"cpu_seconds_per_1k_ops_all_replicas"`
+	// HarnessCPUSecondsPer1kOps is the bench process's own CPU time (the
+	// clients: signing, transport, bookkeeping) per 1000 operations; it
+	// competes with the replicas for the same cores.
+	HarnessCPUSecondsPer1kOps float64 `json:"harness_cpu_seconds_per_1k_ops"`
+	// BytesSentPerOp is the replicas' transport bytes sent (frames to each
+	// peer and client, pbftnode_p2p_bytes_sent_total) per operation.
+	BytesSentPerOp float64 `json:"bytes_sent_per_op"`
+	// MessageBytesSentPerOp counts encoded protocol messages, a broadcast
+	// once (pbftnode_message_bytes_sent_total), per operation.
+	MessageBytesSentPerOp float64 `json:"message_bytes_sent_per_op"`
+
+	CryptoCeilingOps      *float64       `json:"crypto_ceiling_ops,omitempty"`
+	CryptoCeilingFraction *float64       `json:"crypto_ceiling_fraction,omitempty"`
+	CryptoCeiling         *CeilingReport `json:"crypto_ceiling,omitempty"`
+
+	KilledReplica       *int     `json:"killed_replica,omitempty"`
+	KilledAtS           *float64 `json:"killed_at_s,omitempty"`
+	LeaderBefore        *int     `json:"leader_before,omitempty"`
+	LeaderAfter         *int     `json:"leader_after,omitempty"`
+	UnavailabilityMs    *float64 `json:"unavailability_ms,omitempty"`
+	ViewChangeTimeoutMs float64  `json:"view_change_timeout_ms,omitempty"`
+	ClientRetransmitMs  float64  `json:"client_retransmit_ms"`
+
+	// Error is set when the configuration could not be measured (Compare
+	// keeps going and reports it).
+	Error string `json:"error,omitempty"`
+}
+
+// CeilingReport is crypto.Ceiling as measured in the run.
+type CeilingReport struct {
+	OpsPerSecond  float64 `json:"ops_per_second"`
+	SignNanos     float64 `json:"sign_ns"`
+	VerifyNanos   float64 `json:"verify_ns"`
+	Verifications int     `json:"verifications_per_op"`
+	Workers       int     `json:"workers"`
+	Batch         int     `json:"batch"`
+	DurationS     float64 `json:"duration_s"`
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func ptr[T any](v T) *T { return &v }
+
+// WriteJSON writes one indented JSON object for a single result, or a
+// list for several.
+func WriteJSON(w io.Writer, results []Result) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	var err error
+	if len(results) == 1 {
+		err = enc.Encode(results[0])
+	} else {
+		err = enc.Encode(results)
+	}
+	if err != nil {
+		return fmt.Errorf("write JSON: %w", err)
+	}
+	return nil
+}
+
+// WriteTable writes the human-readable table: one row per result.
+func WriteTable(w io.Writer, results []Result) error {
+	// Numbers right-aligned; labels padded to one width so that they
+	// read left-aligned.
+	width := len("configuration")
+	for _, r := range results {
+		width = max(width, len(r.Label))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-*s\tops/s\tp50 ms\tp95 ms\tp99 ms\tCPU s/1k ops/replica\tbytes/op\tceiling ops/s\tof ceiling\tunavail ms\t\n", width, "configuration")
+	for _, r := range results {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%-*s\terror: %s\t\t\t\t\t\t\t\t\t\n", width, r.Label, oneLine(r.Error, 60))
+			continue
+		}
+		ceiling, frac, unavail := "-", "-", "-"
+		if r.CryptoCeilingOps != nil {
+			ceiling = fmt.Sprintf("%.0f", *r.CryptoCeilingOps)
+		}
+		if r.CryptoCeilingFraction != nil {
+			frac = fmt.Sprintf("%.0f%%", 100**r.CryptoCeilingFraction)
+		}
+		if r.UnavailabilityMs != nil {
+			unavail = fmt.Sprintf("%.0f", *r.UnavailabilityMs)
+		}
+		fmt.Fprintf(tw, "%-*s\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.0f\t%s\t%s\t%s\t\n",
+			width, r.Label, r.ThroughputOps, r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms,
+			r.CPUSecondsPer1kOpsPerReplica, r.BytesSentPerOp, ceiling, frac, unavail)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write table: %w", err)
+	}
+	return nil
+}
+
+// oneLine cuts s at its first newline and at most n bytes.
+func oneLine(s string, n int) string {
+	for i := range len(s) {
+		if s[i] == '\n' {
+			s = s[:i]
+			break
+		}
+	}
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return s
+}

@@ -1,0 +1,295 @@
+package benchmarks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/protocol"
+
+	"math/rand/v2"
+)
+
+// probeTimeout bounds the first operation, which shows the cluster
+// commits before the load starts.
+const probeTimeout = 20 * time.Second
+
+// Run measures one configuration: for PBFT it first measures the crypto
+// ceiling, then starts the cluster as processes, runs the load, injects
+// the scenario's fault and reports what it measured. It stops the
+// replicas before returning.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return Result{}, err
+	}
+	res := header(cfg)
+	prog := progress{w: cfg.Progress, label: cfg.Label}
+	if cfg.Protocol == "pbft" && cfg.CeilingDuration > 0 {
+		prog.say("measuring the crypto ceiling for n=%d for %v on %d workers", cfg.Replicas, cfg.CeilingDuration, runtime.GOMAXPROCS(0))
+		c, err := crypto.MeasureCeiling(ctx, cfg.Replicas, cfg.CeilingDuration, runtime.GOMAXPROCS(0))
+		if err != nil {
+			return res, fmt.Errorf("crypto ceiling: %w", err)
+		}
+		res.CryptoCeilingOps = ptr(c.OpsPerSecond)
+		res.CryptoCeiling = &CeilingReport{
+			OpsPerSecond: c.OpsPerSecond, SignNanos: c.SignNanos, VerifyNanos: c.VerifyNanos,
+			Verifications: c.Verifications, Workers: c.Workers, Batch: c.Batch,
+			DurationS: cfg.CeilingDuration.Seconds(),
+		}
+	}
+
+	workDir := cfg.WorkDir
+	if workDir == "" {
+		if workDir, err = os.MkdirTemp("", "pbftnode-bench-"); err != nil {
+			return res, fmt.Errorf("work directory: %w", err)
+		}
+		if !cfg.Keep {
+			defer os.RemoveAll(workDir)
+		}
+	}
+	spec := clusterSpec{
+		binary: cfg.Binary, protocol: cfg.Protocol, replicas: cfg.Replicas, noFsync: cfg.NoFsync,
+		dir: workDir, log: cfg.Logger,
+		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), cfg.Seed)),
+	}
+	if cfg.Scenario == ScenarioByzantine {
+		// Replica 0 is the primary of view 0.
+		spec.byzantine = map[int]string{0: cfg.ByzantineStrategy}
+	}
+	prog.say("starting %d %s replicas", cfg.Replicas, cfg.Protocol)
+	cl, err := startCluster(ctx, spec)
+	if err != nil {
+		return res, err
+	}
+	defer cl.stop()
+	if cfg.Protocol == "pbft" {
+		res.ViewChangeTimeoutMs = ms(viewChangeTimeout(cl.home(0)))
+	}
+	err = measure(ctx, cfg, cl, prog, &res)
+	if err != nil && !cfg.Keep && cfg.WorkDir == "" {
+		err = fmt.Errorf("%w (replica logs removed; --keep keeps them)", err)
+	} else if err != nil {
+		err = fmt.Errorf("%w (replica logs in %s)", err, cl.dir)
+	}
+	return res, err
+}
+
+// header fills in the result's description of the configuration.
+func header(cfg Config) Result {
+	r := Result{
+		Label: cfg.Label, Protocol: cfg.Protocol, Replicas: cfg.Replicas, F: cfg.faultTolerance(),
+		Fsync: !cfg.NoFsync, Scenario: cfg.Scenario, Load: "closed", Clients: cfg.Clients, Window: cfg.Window,
+		PayloadBytes: cfg.Payload, GetRatio: cfg.GetRatio,
+		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
+		ClientRetransmitMs: ms(cfg.ClientRetransmit),
+	}
+	if cfg.Scenario == ScenarioByzantine {
+		r.ByzantineStrategy = cfg.ByzantineStrategy
+	}
+	if cfg.Rate > 0 {
+		r.Load, r.TargetRateOps = "open", cfg.Rate
+	}
+	return r
+}
+
+// measure runs the load against a started cluster and fills in res.
+func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *Result) error {
+	clusterID, members, err := cl.clientConfig()
+	if err != nil {
+		return err
+	}
+	clients, err := newClients(cfg, clusterID, members)
+	if err != nil {
+		return err
+	}
+	defer closeClients(clients)
+	if cfg.Scenario != ScenarioByzantine {
+		// The Byzantine primary's fault would be spent on the probe; there
+		// the measurement starts with the load instead.
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		_, err := clients[0].Invoke(pctx, execution.EncodePut([]byte("bench-probe"), []byte("1")))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("the cluster committed no operation within %v: %w", probeTimeout, err)
+		}
+	}
+	if cfg.Scenario == ScenarioCrashBackup {
+		leader, err := cl.leader(ctx)
+		if err != nil {
+			return err
+		}
+		victim := cfg.Replicas - 1
+		if victim == leader {
+			victim--
+		}
+		prog.say("killing backup replica %d (leader is %d)", victim, leader)
+		if err := cl.kill(victim); err != nil {
+			return err
+		}
+		res.KilledReplica, res.LeaderBefore = ptr(victim), ptr(leader)
+	}
+
+	ld := newLoad(cfg, clients)
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	start := time.Now()
+	loadDone := make(chan struct{})
+	go func() {
+		ld.run(loadCtx, start)
+		close(loadDone)
+	}()
+	stopProgress := prog.follow(ld.rec, start)
+	defer stopProgress()
+
+	from, to := cfg.Warmup, cfg.Warmup+cfg.Duration
+	if err := sleepUntil(ctx, start.Add(from)); err != nil {
+		return err
+	}
+	before, err := sampleAll(ctx, cl)
+	if err != nil {
+		return err
+	}
+	harnessBefore := selfCPUSeconds()
+	after := make(map[int]counters)
+	var killedAt time.Duration
+	if cfg.Scenario == ScenarioCrashLeader {
+		if err := sleepUntil(ctx, start.Add(from+cfg.Duration/3)); err != nil {
+			return err
+		}
+		leader, err := cl.leader(ctx)
+		if err != nil {
+			return err
+		}
+		if after[leader], err = cl.sample(ctx, leader); err != nil {
+			return err
+		}
+		if err := cl.kill(leader); err != nil {
+			return err
+		}
+		killedAt = time.Since(start)
+		prog.say("killed leader replica %d at %.1fs", leader, killedAt.Seconds())
+		res.KilledReplica, res.LeaderBefore, res.KilledAtS = ptr(leader), ptr(leader), ptr(killedAt.Seconds())
+	}
+	if err := sleepUntil(ctx, start.Add(to)); err != nil {
+		return err
+	}
+	end, err := sampleAll(ctx, cl)
+	if err != nil {
+		return err
+	}
+	harnessCPU := selfCPUSeconds() - harnessBefore
+	for i, s := range end {
+		after[i] = s
+	}
+	stopLoad()
+	<-loadDone
+	stopProgress()
+	if cfg.Scenario == ScenarioCrashLeader {
+		if leader, err := cl.leader(ctx); err == nil {
+			res.LeaderAfter = ptr(leader)
+		}
+	}
+
+	samples, failed := ld.rec.snapshot()
+	w := within(samples, from, to)
+	summarize(res, w, failed, int(ld.dropped.Load()), cfg.Duration, before, after)
+	if w.ops > 0 {
+		res.HarnessCPUSecondsPer1kOps = harnessCPU / (float64(w.ops) / 1000)
+	}
+	switch cfg.Scenario {
+	case ScenarioCrashLeader:
+		res.UnavailabilityMs = ptr(ms(Unavailability(w.completed, killedAt, to)))
+	case ScenarioByzantine:
+		res.UnavailabilityMs = ptr(ms(Unavailability(w.completed, from, to)))
+	}
+	if res.Ops == 0 {
+		return fmt.Errorf("no operation completed in the measured %v (%d failed)", cfg.Duration, failed)
+	}
+	return nil
+}
+
+// summarize fills in throughput, latency, CPU and bytes.
+func summarize(res *Result, w window, failed, dropped int, d time.Duration, before, after map[int]counters) {
+	res.Ops, res.FailedOps, res.DroppedOps = w.ops, failed, dropped
+	res.ThroughputOps = float64(w.ops) / d.Seconds()
+	res.LatencyP50Ms = ms(Percentile(w.latencies, 0.50))
+	res.LatencyP95Ms = ms(Percentile(w.latencies, 0.95))
+	res.LatencyP99Ms = ms(Percentile(w.latencies, 0.99))
+	res.LatencyMaxMs = ms(Percentile(w.latencies, 1))
+	if res.CryptoCeilingOps != nil && *res.CryptoCeilingOps > 0 {
+		res.CryptoCeilingFraction = ptr(res.ThroughputOps / *res.CryptoCeilingOps)
+	}
+	if w.ops == 0 || len(before) == 0 {
+		return
+	}
+	var cpu, p2pBytes, msgBytes float64
+	for i, b := range before {
+		a, ok := after[i]
+		if !ok {
+			continue
+		}
+		cpu += a.cpuSeconds - b.cpuSeconds
+		p2pBytes += a.p2pBytesSent - b.p2pBytesSent
+		msgBytes += a.msgBytesSent - b.msgBytesSent
+	}
+	kops := float64(w.ops) / 1000
+	res.CPUSecondsPer1kOpsAll = cpu / kops
+	res.CPUSecondsPer1kOpsPerReplica = cpu / kops / float64(len(before))
+	res.BytesSentPerOp = p2pBytes / float64(w.ops)
+	res.MessageBytesSentPerOp = msgBytes / float64(w.ops)
+}
+
+// sampleAll samples every running replica.
+func sampleAll(ctx context.Context, cl *cluster) (map[int]counters, error) {
+	out := make(map[int]counters)
+	for _, i := range cl.running() {
+		s, err := cl.sample(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// sleepUntil waits until t or until ctx ends.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// viewChangeTimeout is the PBFT view-change timeout the replica at home
+// runs with: protocol.DefaultViewChangeTimeoutTicks of its tick interval
+// (the configuration file sets the tick; the tick count is not
+// configurable).
+func viewChangeTimeout(home string) time.Duration {
+	tick := node.DefaultTickInterval
+	var fc node.FileConfig
+	if err := node.ReadJSON(filepath.Join(home, node.ConfigFileName), &fc); err == nil && fc.TickInterval != "" {
+		if d, err := time.ParseDuration(fc.TickInterval); err == nil && d > 0 {
+			tick = d
+		}
+	}
+	return time.Duration(protocol.DefaultViewChangeTimeoutTicks) * tick
+}
+
+// errNoResults is returned by Compare when no configuration succeeded.
+var errNoResults = errors.New("no configuration could be measured")

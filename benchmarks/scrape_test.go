@@ -1,0 +1,65 @@
+package benchmarks
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseProcStatCPU(t *testing.T) {
+	// A command name with spaces and a parenthesis must not shift the
+	// fields: utime (14) = 250 ticks, stime (15) = 50 ticks.
+	stat := "4242 (pbft node) x) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 50 0 0 20 0 12 0 100 1000000 500 18446744073709551615"
+	got, err := parseProcStatCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 3.0 {
+		t.Errorf("CPU seconds = %v, want 3 (300 ticks at %d Hz)", got, ClockTicksPerSecond)
+	}
+	if _, err := parseProcStatCPU("4242 (short) S 1 2"); err == nil {
+		t.Error("a truncated stat line parsed without error")
+	}
+	if _, err := parseProcStatCPU("garbage"); err == nil {
+		t.Error("a line without a command name parsed without error")
+	}
+}
+
+func TestProcessCPUSecondsOfThisProcess(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc on this system")
+	}
+	if _, err := processCPUSeconds(os.Getpid()); err != nil {
+		t.Fatalf("CPU time of this process: %v", err)
+	}
+	if _, err := processCPUSeconds(1 << 30); err == nil {
+		t.Error("CPU time of a process that does not exist: no error")
+	}
+}
+
+func TestMetricSums(t *testing.T) {
+	text := `# HELP pbftnode_message_bytes_sent_total Encoded bytes.
+# TYPE pbftnode_message_bytes_sent_total counter
+pbftnode_message_bytes_sent_total{type="prepare"} 1000
+pbftnode_message_bytes_sent_total{type="pre prepare",x="}"} 2.5e3
+pbftnode_message_bytes_sent_total_other 7
+pbftnode_p2p_bytes_sent_total 12345
+pbftnode_p2p_bytes_received_total 999
+`
+	sums, err := metricSums(strings.NewReader(text), metricMsgBytesSent, metricP2PBytesSent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sums[metricMsgBytesSent]; got != 3500 {
+		t.Errorf("%s = %v, want 3500 (both label sets, nothing else)", metricMsgBytesSent, got)
+	}
+	if got := sums[metricP2PBytesSent]; got != 12345 {
+		t.Errorf("%s = %v, want 12345", metricP2PBytesSent, got)
+	}
+	if _, ok := sums["pbftnode_p2p_bytes_received_total"]; ok {
+		t.Error("a metric that was not asked for was summed")
+	}
+	if _, err := metricSums(strings.NewReader("pbftnode_p2p_bytes_sent_total abc\n"), metricP2PBytesSent); err == nil {
+		t.Error("a non-numeric value parsed without error")
+	}
+}

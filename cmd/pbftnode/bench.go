@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pbftnode/pbftnode/benchmarks"
+	"github.com/pbftnode/pbftnode/byzantine"
+)
+
+// runBench parses the bench flags and hands over to package benchmarks.
+func runBench(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var cfg benchmarks.Config
+	fs.StringVar(&cfg.Protocol, "protocol", "pbft", "consensus protocol: pbft or raft")
+	fs.IntVar(&cfg.Replicas, "replicas", 0, "number of replicas (default 4 for pbft, 3 for raft)")
+	fs.BoolVar(&cfg.NoFsync, "unsafe-no-fsync", false, "run the replicas with fsync off")
+	fs.StringVar(&cfg.Scenario, "scenario", benchmarks.ScenarioNone, "fault: "+strings.Join(benchmarks.Scenarios, ", "))
+	fs.StringVar(&cfg.ByzantineStrategy, "byzantine-strategy", benchmarks.DefaultByzantineStrategy,
+		"strategy of the Byzantine replica in --scenario byzantine: "+strings.Join(byzantine.Strategies, ", "))
+	fs.IntVar(&cfg.Clients, "clients", 8, "number of clients (each with its own key and connections)")
+	fs.IntVar(&cfg.Window, "window", 16, "closed loop: outstanding operations per client (1-64); open loop: the bound per client")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: issue this many operations per second (0: closed loop)")
+	fs.Float64Var(&cfg.GetRatio, "get-ratio", 0, "fraction of operations that are gets (the rest are puts)")
+	fs.IntVar(&cfg.Payload, "payload", 16, "bytes of each put's value: 16, 1024 or 4096")
+	fs.IntVar(&cfg.Keys, "keys", 10000, "size of the key space")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured interval of each configuration")
+	fs.DurationVar(&cfg.Warmup, "warmup", 1500*time.Millisecond, "load before measuring (negative: none; the byzantine scenario measures from the start)")
+	fs.DurationVar(&cfg.CeilingDuration, "ceiling-duration", 2*time.Second, "how long to measure the crypto ceiling before a PBFT cluster starts (negative: skip)")
+	fs.DurationVar(&cfg.ClientRetransmit, "client-retransmit", 500*time.Millisecond, "the clients' retransmission timeout")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the workload's key and operation choice")
+	fs.StringVar(&cfg.WorkDir, "work-dir", "", "directory for the testnets (default: a temporary one, removed afterwards)")
+	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temporary testnet directories and replica logs")
+	asJSON := fs.Bool("json", false, "print JSON on stdout: one object for one configuration, a list for --compare")
+	showProgress := fs.Bool("progress", false, "print progress on stderr even with --json (it is on without --json)")
+	compare := fs.Bool("compare", false, "run the standard matrix (PBFT n=4,7,10 and Raft n=3,5,7, fsync off, faults, one client, open-loop sweep) and write table, JSON and plots to --out")
+	out := fs.String("out", "benchmarks/results", "--compare: directory for results.json, results.txt and the SVG plots")
+	logs := addLogFlags(fs, "warn")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: pbftnode bench [flags]           one configuration\n       pbftnode bench --compare [flags] the standard matrix")
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	logger, err := logs.logger(stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = logger
+	if !*asJSON || *showProgress {
+		cfg.Progress = stderr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if *compare {
+		return runCompare(ctx, cfg, *out, *asJSON, stdout, stderr)
+	}
+	res, err := benchmarks.Run(ctx, cfg)
+	if err != nil {
+		if errors.Is(err, benchmarks.ErrConfig) {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		return err
+	}
+	if *asJSON {
+		return benchmarks.WriteJSON(stdout, []benchmarks.Result{res})
+	}
+	return benchmarks.WriteTable(stdout, []benchmarks.Result{res})
+}
+
+// runCompare runs the matrix and writes its report.
+func runCompare(ctx context.Context, base benchmarks.Config, out string, asJSON bool, stdout, stderr io.Writer) error {
+	opts := benchmarks.CompareOptions{Base: base}
+	if base.Progress != nil {
+		opts.OnResult = func(r benchmarks.Result) {
+			_ = benchmarks.WriteTable(base.Progress, []benchmarks.Result{r})
+		}
+	}
+	results, err := benchmarks.Compare(ctx, opts)
+	if len(results) > 0 {
+		paths, werr := benchmarks.WriteReport(out, results)
+		if werr != nil {
+			return werr
+		}
+		fmt.Fprintf(stderr, "wrote %s\n", strings.Join(paths, ", "))
+		if asJSON {
+			if werr := benchmarks.WriteJSON(stdout, results); werr != nil {
+				return werr
+			}
+		} else if werr := benchmarks.WriteTable(stdout, results); werr != nil {
+			return werr
+		}
+	}
+	return err
+}
