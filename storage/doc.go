@@ -7,7 +7,12 @@
 //	PrefixProtocol ("p/")  protocol log and current view (this package)
 //	PrefixApp      ("a/")  application state (execution.KV)
 //	PrefixExecutor ("e/")  last executed sequence and reply cache (execution.Executor)
-//	PrefixRaft     ("r/")  Raft log and hard state (Raft mode)
+//	PrefixRaft     ("r/")  Raft log, hard state and snapshot metadata (RaftLog, this package)
+//
+// Under PrefixRaft, RaftLog (DB.OpenRaftLog) is the Raft mode's durable
+// raft.Storage: entries, hard state, latest snapshot metadata and the log
+// boundary; RaftLog.Save writes one raft Ready in a single batch, fsynced
+// when Options.Sync is on.
 //
 // Besides the protocol log (p/log/...) and the view (p/view), PrefixProtocol
 // holds the latest stable checkpoint certificate (p/stable, an encoded
