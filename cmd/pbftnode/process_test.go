@@ -84,6 +84,9 @@ type procCluster struct {
 	dir  string
 	base int
 	http *http.Client
+	// n replicas run protocol ("pbft" or "raft"); at most procReplicas.
+	n        int
+	protocol string
 
 	mu    sync.Mutex
 	procs [procReplicas]*replicaProc
@@ -102,6 +105,13 @@ type replicaProc struct {
 // bind). It returns once every replica serves /metrics and the cluster
 // commits an operation.
 func startProcCluster(t *testing.T) *procCluster {
+	t.Helper()
+	return startProcClusterOf(t, node.ProtocolPBFT, procReplicas)
+}
+
+// startProcClusterOf is startProcCluster for n replicas of protocol,
+// with extra testnet flags.
+func startProcClusterOf(t *testing.T, protocol string, n int, testnetArgs ...string) *procCluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the binary and runs a multi-process cluster")
@@ -129,9 +139,11 @@ func startProcCluster(t *testing.T) *procCluster {
 			t: t, bin: bin, base: base,
 			dir:  filepath.Join(t.TempDir(), fmt.Sprintf("testnet%d", attempt)),
 			http: &http.Client{Timeout: 2 * time.Second},
+			n:    n, protocol: protocol,
 		}
-		out, err := exec.Command(bin, "testnet", "--replicas", strconv.Itoa(procReplicas),
-			"--dir", c.dir, "--base-port", strconv.Itoa(base)).CombinedOutput()
+		args := append([]string{"testnet", "--protocol", protocol, "--replicas", strconv.Itoa(n),
+			"--dir", c.dir, "--base-port", strconv.Itoa(base)}, testnetArgs...)
+		out, err := exec.Command(bin, args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("pbftnode testnet: %v\n%s", err, out)
 		}
@@ -218,19 +230,19 @@ func killReplicaProcess(t *testing.T, i int, p *replicaProc) {
 }
 
 func (c *procCluster) stopAll() {
-	for i := range procReplicas {
+	for i := range c.n {
 		c.kill(i)
 	}
 }
 
 // startAll starts every replica and waits until each serves /metrics.
 func (c *procCluster) startAll() error {
-	for i := range procReplicas {
+	for i := range c.n {
 		if err := c.start(i); err != nil {
 			return err
 		}
 	}
-	for i := range procReplicas {
+	for i := range c.n {
 		if err := c.waitServing(i, 15*time.Second); err != nil {
 			return err
 		}
@@ -300,7 +312,7 @@ func (c *procCluster) mustMetric(i int, name string) float64 {
 
 // dumpLogs prints the tail of every replica's log.
 func (c *procCluster) dumpLogs() {
-	for i := range procReplicas {
+	for i := range c.n {
 		c.t.Logf("--- tail of replica %d's log (%s):\n%s", i, c.logPath(i), tail(c.logPath(i), 25))
 	}
 }
@@ -435,7 +447,7 @@ func (c *procCluster) waitAllEqual(timeout time.Duration) float64 {
 	deadline := time.Now().Add(timeout)
 	for {
 		var seqs []float64
-		for i := range procReplicas {
+		for i := range c.n {
 			seqs = append(seqs, c.mustMetric(i, "pbftnode_executed_sequence"))
 		}
 		same := true
@@ -456,6 +468,13 @@ func (c *procCluster) waitAllEqual(timeout time.Duration) float64 {
 // four replicas to return the same value, so a replica whose state
 // diverged (or that cannot execute) fails the read.
 func (c *procCluster) checkSample(rc *client.Client, keys []int) {
+	c.t.Helper()
+	c.checkSampleWith(rc, keys)
+}
+
+// checkSampleWith reads sample keys back through rc and fails the test
+// unless each holds the value the load wrote.
+func (c *procCluster) checkSampleWith(rc *client.Client, keys []int) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

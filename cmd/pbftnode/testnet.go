@@ -26,6 +26,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	proto := fs.String("protocol", "pbft", "consensus protocol: pbft (n = 3f+1, Byzantine faults) or raft (n = 2f+1, crash faults)")
 	host := fs.String("host", "127.0.0.1", "address the replicas listen on and are reached at")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "write configurations with fsync off (benchmarks only)")
+	snapshotInterval := fs.Uint64("raft-snapshot-interval", 0, "Raft mode: snapshot the application every N log entries (0: the default, 8192)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -87,6 +88,9 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 			DataDir:       "data",
 			MetricsListen: fmt.Sprintf("%s:%d", *host, *basePort+100+i),
 			UnsafeNoFsync: *noFsync,
+		}
+		if *proto == node.ProtocolRaft {
+			fc.RaftSnapshotInterval = *snapshotInterval
 		}
 		if err := node.WriteJSON(filepath.Join(home, node.ConfigFileName), fc, 0o644); err != nil {
 			return err
