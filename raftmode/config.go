@@ -35,6 +35,7 @@ const (
 	DefaultMaxInflightMsgs    = 256
 	DefaultMaxSizePerMsg      = 1 << 20
 	DefaultSnapshotInterval   = 8192
+	DefaultMaxEntryBytes      = 1 << 20
 )
 
 // Config configures a Core.
@@ -55,8 +56,11 @@ type Config struct {
 	ElectionTicks int
 	// HeartbeatTicks is the leader's heartbeat interval.
 	HeartbeatTicks int
-	// MaxBatchSize bounds the requests in one log entry.
-	MaxBatchSize int
+	// MaxBatchSize bounds the requests in one log entry, MaxEntryBytes
+	// its encoded size (a larger single request is refused): one entry
+	// plus MaxSizePerMsg must fit in a transport frame.
+	MaxBatchSize  int
+	MaxEntryBytes int
 	// MaxPendingRequests bounds requests waiting to be proposed.
 	MaxPendingRequests int
 	// MaxInflightMsgs bounds append messages in flight to one follower;
@@ -97,6 +101,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.MaxBatchSize <= 0 {
 		c.MaxBatchSize = DefaultMaxBatchSize
+	}
+	if c.MaxEntryBytes <= 0 {
+		c.MaxEntryBytes = DefaultMaxEntryBytes
 	}
 	if c.MaxPendingRequests <= 0 {
 		c.MaxPendingRequests = DefaultMaxPendingRequests

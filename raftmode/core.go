@@ -7,6 +7,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/wire"
@@ -15,6 +16,7 @@ import (
 // Errors from Submit and Step.
 var (
 	ErrQueueFull      = errors.New("raftmode: pending request queue full")
+	ErrTooLarge       = errors.New("raftmode: request larger than an entry may be")
 	ErrTooOld         = errors.New("raftmode: request number below the client's window")
 	ErrWrongSender    = errors.New("raftmode: message sender does not match the transport's peer")
 	ErrNotForUs       = errors.New("raftmode: message addressed to another replica")
@@ -269,6 +271,9 @@ func (c *Core) Submit(req *wire.Request) (*execution.Reply, error) {
 	k := requestKey{string(req.GetClientId()), req.GetRequestNumber()}
 	if _, ok := c.pendingSet[k]; ok {
 		return nil, nil
+	}
+	if proto.Size(req) > c.cfg.MaxEntryBytes-entryOverhead {
+		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, proto.Size(req))
 	}
 	if len(c.pending) >= c.cfg.MaxPendingRequests {
 		return nil, ErrQueueFull

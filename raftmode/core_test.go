@@ -1,6 +1,7 @@
 package raftmode
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -293,5 +294,25 @@ func TestStepRejectsSpoofedAndForeignMessages(t *testing.T) {
 		if err := core.Step(tc.from, tc.msg); err == nil {
 			t.Errorf("case %d: accepted", i)
 		}
+	}
+}
+
+func TestOversizedRequestIsRefusedAndEntriesStayBounded(t *testing.T) {
+	c := newCluster(t, 3, 1000)
+	core := c.cores[0]
+	big := make([]byte, DefaultMaxEntryBytes)
+	if _, err := core.Submit(&wire.Request{ClientId: client, RequestNumber: 1, Operation: big}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized request: err %v, want ErrTooLarge", err)
+	}
+	// Requests that each fit but together do not are split over entries.
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	l := c.leader()
+	for n := uint64(2); n < 6; n++ {
+		c.submit(l, n, execution.EncodePut([]byte("k"), make([]byte, DefaultMaxEntryBytes/3)))
+	}
+	before := c.cores[l].Status().LastIndex
+	c.runUntil(200, func() bool { return c.replied(5) })
+	if entries := c.cores[l].Status().LastIndex - before; entries < 2 {
+		t.Fatalf("4 requests of a third of an entry each went into %d entry", entries)
 	}
 }

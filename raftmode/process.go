@@ -91,8 +91,18 @@ func (c *Core) propose() {
 	if len(c.pending) == 0 || c.lead == raft.None {
 		return
 	}
-	for start := 0; start < len(c.pending); start += c.cfg.MaxBatchSize {
-		batch := c.pending[start:min(start+c.cfg.MaxBatchSize, len(c.pending))]
+	for start := 0; start < len(c.pending); {
+		end, size := start, 0
+		for end < len(c.pending) && end-start < c.cfg.MaxBatchSize {
+			n := proto.Size(c.pending[end]) + entryOverhead
+			if end > start && size+n > c.cfg.MaxEntryBytes {
+				break
+			}
+			size += n
+			end++
+		}
+		batch := c.pending[start:end]
+		start = end
 		data, err := proto.Marshal(&wire.RaftEntry{Requests: batch})
 		if err != nil {
 			c.log.Warn("encode entry", "err", err)
@@ -209,6 +219,10 @@ func (c *Core) snapshot(index uint64, out *Output) error {
 	out.Snapshot = state
 	return nil
 }
+
+// entryOverhead bounds the bytes one request adds to an encoded
+// RaftEntry beyond its own encoding (tag and length).
+const entryOverhead = 16
 
 // decodeSnapshotData reads the state digest a snapshot's data carries.
 func decodeSnapshotData(data []byte) ([32]byte, bool) {
