@@ -198,7 +198,7 @@ func TestClientUsageErrors(t *testing.T) {
 		{[]string{"client", "--dir", dir, "--no-such-flag", "get", "a"}, "no-such-flag"},
 		{[]string{"testnet", "--replicas", "4"}, "--dir is required"},
 		{[]string{"testnet", "--dir", dir, "--replicas", "3"}, "at least 4 replicas"},
-		{[]string{"testnet", "--dir", dir, "--protocol", "raft"}, `--protocol "raft" is not supported`},
+		{[]string{"testnet", "--dir", dir, "--protocol", "paxos"}, `--protocol "paxos": want pbft or raft`},
 		{[]string{"testnet", "--dir", dir, "--base-port", "65500"}, "--base-port 65500"},
 		{[]string{"run"}, "--home is required"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
