@@ -62,13 +62,17 @@ type Result struct {
 	CryptoCeilingFraction *float64       `json:"crypto_ceiling_fraction,omitempty"`
 	CryptoCeiling         *CeilingReport `json:"crypto_ceiling,omitempty"`
 
-	KilledReplica       *int     `json:"killed_replica,omitempty"`
-	KilledAtS           *float64 `json:"killed_at_s,omitempty"`
-	LeaderBefore        *int     `json:"leader_before,omitempty"`
-	LeaderAfter         *int     `json:"leader_after,omitempty"`
-	UnavailabilityMs    *float64 `json:"unavailability_ms,omitempty"`
-	ViewChangeTimeoutMs float64  `json:"view_change_timeout_ms,omitempty"`
-	ClientRetransmitMs  float64  `json:"client_retransmit_ms"`
+	KilledReplica    *int     `json:"killed_replica,omitempty"`
+	KilledAtS        *float64 `json:"killed_at_s,omitempty"`
+	LeaderBefore     *int     `json:"leader_before,omitempty"`
+	LeaderAfter      *int     `json:"leader_after,omitempty"`
+	UnavailabilityMs *float64 `json:"unavailability_ms,omitempty"`
+	// ViewChangeTimeoutMs is PBFT's configured view-change timeout;
+	// ElectionTimeoutMs is Raft's base election timeout (each follower
+	// draws its timeout from [1x, 2x) of it).
+	ViewChangeTimeoutMs float64 `json:"view_change_timeout_ms,omitempty"`
+	ElectionTimeoutMs   float64 `json:"election_timeout_ms,omitempty"`
+	ClientRetransmitMs  float64 `json:"client_retransmit_ms"`
 
 	// Error is set when the configuration could not be measured (Compare
 	// keeps going and reports it).

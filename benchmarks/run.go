@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,8 +14,7 @@ import (
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/protocol"
-
-	"math/rand/v2"
+	"github.com/pbftnode/pbftnode/raftmode"
 )
 
 // probeTimeout bounds the first operation, which shows the cluster
@@ -70,8 +70,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 	defer cl.stop()
-	if cfg.Protocol == "pbft" {
-		res.ViewChangeTimeoutMs = ms(viewChangeTimeout(cl.home(0)))
+	if tick, fc := replicaTick(cl.home(0)); cfg.Protocol == "pbft" {
+		res.ViewChangeTimeoutMs = ms(time.Duration(protocol.DefaultViewChangeTimeoutTicks) * tick)
+	} else {
+		ticks := fc.RaftElectionTicks
+		if ticks <= 0 {
+			ticks = raftmode.DefaultElectionTicks
+		}
+		res.ElectionTimeoutMs = ms(time.Duration(ticks) * tick)
 	}
 	err = measure(ctx, cfg, cl, prog, &res)
 	if err != nil && !cfg.Keep && cfg.WorkDir == "" {
@@ -276,11 +282,12 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 	}
 }
 
-// viewChangeTimeout is the PBFT view-change timeout the replica at home
-// runs with: protocol.DefaultViewChangeTimeoutTicks of its tick interval
-// (the configuration file sets the tick; the tick count is not
-// configurable).
-func viewChangeTimeout(home string) time.Duration {
+// replicaTick reads the replica configuration at home and returns its
+// tick interval and the file. The timeouts are counted in ticks: PBFT's
+// view-change timeout is protocol.DefaultViewChangeTimeoutTicks (not
+// configurable), Raft's election timeout raft_election_ticks (default
+// raftmode.DefaultElectionTicks).
+func replicaTick(home string) (time.Duration, node.FileConfig) {
 	tick := node.DefaultTickInterval
 	var fc node.FileConfig
 	if err := node.ReadJSON(filepath.Join(home, node.ConfigFileName), &fc); err == nil && fc.TickInterval != "" {
@@ -288,7 +295,7 @@ func viewChangeTimeout(home string) time.Duration {
 			tick = d
 		}
 	}
-	return time.Duration(protocol.DefaultViewChangeTimeoutTicks) * tick
+	return tick, fc
 }
 
 // errNoResults is returned by Compare when no configuration succeeded.

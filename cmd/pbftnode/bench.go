@@ -26,8 +26,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Scenario, "scenario", benchmarks.ScenarioNone, "fault: "+strings.Join(benchmarks.Scenarios, ", "))
 	fs.StringVar(&cfg.ByzantineStrategy, "byzantine-strategy", benchmarks.DefaultByzantineStrategy,
 		"strategy of the Byzantine replica in --scenario byzantine: "+strings.Join(byzantine.Strategies, ", "))
-	fs.IntVar(&cfg.Clients, "clients", 8, "number of clients (each with its own key and connections)")
-	fs.IntVar(&cfg.Window, "window", 16, "closed loop: outstanding operations per client (1-64); open loop: the bound per client")
+	fs.IntVar(&cfg.Clients, "clients", benchmarks.DefaultClients, "number of clients (each with its own key and connections)")
+	fs.IntVar(&cfg.Window, "window", 0, fmt.Sprintf("closed loop: outstanding operations per client, 1-64 (default %d, or 1 with --clients 1: light load); open loop: the bound per client", benchmarks.DefaultWindow))
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: issue this many operations per second (0: closed loop)")
 	fs.Float64Var(&cfg.GetRatio, "get-ratio", 0, "fraction of operations that are gets (the rest are puts)")
 	fs.IntVar(&cfg.Payload, "payload", 16, "bytes of each put's value: 16, 1024 or 4096")

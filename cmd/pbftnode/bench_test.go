@@ -1,0 +1,35 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// The bench command refuses bad configurations as usage errors (exit 2)
+// before it measures or starts anything.
+func TestBenchRejectsBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--protocol", "paxos"}, "protocol"},
+		{[]string{"bench", "--protocol", "raft", "--scenario", "byzantine"}, "crash faults only"},
+		{[]string{"bench", "--payload", "100"}, "payload"},
+		{[]string{"bench", "--scenario", "meteor"}, "scenario"},
+		{[]string{"bench", "--window", "65"}, "window"},
+		{[]string{"bench", "--replicas", "3"}, "at least 4"},
+		{[]string{"bench", "extra"}, "unexpected arguments"},
+	} {
+		code, _, stderr := cli(t, tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 mentioning %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
+
+func TestBenchListedInUsage(t *testing.T) {
+	_, _, stderr := cli(t, "help")
+	if !strings.Contains(stderr, "bench") {
+		t.Errorf("usage does not list bench:\n%s", stderr)
+	}
+}
