@@ -1,0 +1,226 @@
+package raftsim
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+)
+
+// Planted bugs, test-only faults in the simulated replicas that the
+// checkers must catch (see Config.Plant).
+const (
+	// PlantAlterOp makes replica 0's application store a different value
+	// for every put it executes (a replica that diverges from the log).
+	PlantAlterOp = "alter-op"
+	// PlantStaleRead makes every replica answer a get from its own state
+	// the moment the request arrives, without ordering it through the log.
+	PlantStaleRead = "stale-read"
+)
+
+// Plants lists the planted bugs Config.Plant accepts.
+var Plants = []string{PlantAlterOp, PlantStaleRead}
+
+// Scenarios: Config.Scenario.
+const (
+	// ScenarioRandom (the default) draws faults from the seed.
+	ScenarioRandom = ""
+	// ScenarioWipe is the dedicated data-loss scenario: no network faults
+	// and no crashes; once the leader has taken two snapshots (so its log
+	// is compacted past the start), a follower loses its whole database
+	// and restarts, and must rejoin through snapshot state transfer while
+	// the leader keeps leading.
+	ScenarioWipe = "wipe"
+	// ScenarioWipeNewLeader is ScenarioWipe with the leader crashing at
+	// the moment of the wipe (it restarts WipeLeaderDownTicks later), so
+	// that the wiped replica rejoins under a new leader.
+	ScenarioWipeNewLeader = "wipe-new-leader"
+)
+
+// Scenarios lists the scenarios Config.Scenario accepts.
+var Scenarios = []string{ScenarioRandom, ScenarioWipe, ScenarioWipeNewLeader}
+
+// Timing of every simulated replica and client, in ticks.
+const (
+	// ElectionTicks and HeartbeatTicks configure raftmode: a follower
+	// campaigns after a random time in [ElectionTicks, 2*ElectionTicks)
+	// without a leader.
+	ElectionTicks  = 30
+	HeartbeatTicks = 5
+	// ClientTimeoutTicks is how long a client waits for the replica it
+	// believes leads before sending to every replica; later
+	// retransmissions double up to 8x.
+	ClientTimeoutTicks = 60
+	// TransferIdleTicks is how long a state transfer waits for a chunk
+	// before asking the next peer (node/raft_transfer.go's
+	// raftTransferIdleTicks, scaled to the simulator's network).
+	TransferIdleTicks = 100
+	// TransferChunkBytes is small so that transfers take several chunks.
+	TransferChunkBytes = 256
+	// MaxNetworkDelay bounds a message's delay once the network is calm.
+	MaxNetworkDelay = 3
+	// WipeSettleTicks is how long after calm a random schedule waits
+	// before it may wipe a replica (longer than any message stays in
+	// flight, so no message from before calm is left).
+	WipeSettleTicks = 200
+	// WipeLeaderDownTicks is how long the leader stays down when a wipe
+	// crashes it too.
+	WipeLeaderDownTicks = 100
+)
+
+// LivenessBound returns the number of ticks within which, once the
+// schedule is calm (and after the last wipe), every pending client
+// operation must complete, and the replicas must converge once the
+// clients are done. It allows ten election rounds of the longest timeout
+// (split votes), a state transfer that tries every peer once with its idle
+// timeout, the clients' longest retransmission interval, and generous
+// round trips.
+func LivenessBound(n int) int64 {
+	return 10*2*ElectionTicks + int64(n)*TransferIdleTicks + 8*ClientTimeoutTicks + 50*MaxNetworkDelay
+}
+
+// Config configures one simulated run.
+type Config struct {
+	// Seed decides the whole run.
+	Seed uint64
+	// Replicas is n: 3 or 5 (default 3); 1 to 9 run.
+	Replicas int
+	// Plant, when set, is one of Plants.
+	Plant string
+	// Scenario is one of Scenarios.
+	Scenario string
+	// PlainWipes makes the wipes of random schedules leave the leader
+	// running (by default a wipe also crashes the leader, as in
+	// ScenarioWipeNewLeader; see docs/testing.md for why).
+	PlainWipes bool
+	// MaxSteps caps a run's steps (default DefaultMaxSteps); a run that
+	// reaches it with work pending is a violation.
+	MaxSteps uint64
+	// Logger receives debug logs of the run and the replicas; nil
+	// discards them.
+	Logger *slog.Logger
+	// Verbose adds every replica's raft status to failure reports.
+	Verbose bool
+}
+
+// DefaultMaxSteps is Config.MaxSteps' default.
+const DefaultMaxSteps = 3_000_000
+
+func (c Config) withDefaults() Config {
+	if c.Replicas == 0 {
+		c.Replicas = 3
+	}
+	if c.MaxSteps == 0 {
+		c.MaxSteps = DefaultMaxSteps
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports a configuration the simulator cannot run.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if c.Replicas < 1 || c.Replicas > 9 {
+		return fmt.Errorf("raftsim: %d replicas; want 1 to 9 (3 or 5 are tested)", c.Replicas)
+	}
+	if c.Plant != "" && !slices.Contains(Plants, c.Plant) {
+		return fmt.Errorf("raftsim: unknown plant %q (known: %v)", c.Plant, Plants)
+	}
+	if !slices.Contains(Scenarios, c.Scenario) {
+		return fmt.Errorf("raftsim: unknown scenario %q (known: %q)", c.Scenario, Scenarios)
+	}
+	if c.Scenario != ScenarioRandom && c.Replicas < 3 {
+		return fmt.Errorf("raftsim: the wipe scenarios need at least 3 replicas, not %d", c.Replicas)
+	}
+	return nil
+}
+
+// Violation is a failed check.
+type Violation struct {
+	Seed   uint64 `json:"seed"`
+	Kind   string `json:"kind"`
+	Step   uint64 `json:"step"`
+	Tick   int64  `json:"tick"`
+	Detail string `json:"detail"`
+}
+
+// Violation kinds.
+const (
+	KindAgreement       = "agreement"
+	KindValidity        = "validity"
+	KindLinearizability = "linearizability"
+	KindLiveness        = "liveness"
+	KindConvergence     = "convergence"
+	KindInternal        = "internal"
+)
+
+func (v Violation) String() string {
+	return fmt.Sprintf("seed %d: %s violation at step %d (tick %d): %s", v.Seed, v.Kind, v.Step, v.Tick, v.Detail)
+}
+
+// Counters are what a run counts; a Summary adds them up over runs.
+type Counters struct {
+	Steps uint64 `json:"steps"`
+	Ticks int64  `json:"ticks"`
+	// Elections counts the terms in which some replica became leader.
+	Elections uint64 `json:"elections"`
+	// Snapshots counts the snapshots the replicas took (Output.Snapshot).
+	Snapshots      uint64 `json:"snapshots"`
+	StateTransfers uint64 `json:"state_transfers"`
+	Crashes        uint64 `json:"crashes"`
+	Wipes          uint64 `json:"wipes"`
+	// WaitingRestarts counts restarts whose Core was built waiting for
+	// state (a crash during a state transfer, or a log that starts after
+	// the application state).
+	WaitingRestarts   uint64 `json:"waiting_restarts"`
+	Partitions        uint64 `json:"partitions"`
+	Messages          uint64 `json:"messages"`
+	Dropped           uint64 `json:"dropped"`
+	CommittedRequests uint64 `json:"committed_requests"`
+	Operations        uint64 `json:"operations"`
+}
+
+func (c *Counters) add(o Counters) {
+	c.Steps += o.Steps
+	c.Ticks += o.Ticks
+	c.Elections += o.Elections
+	c.Snapshots += o.Snapshots
+	c.StateTransfers += o.StateTransfers
+	c.Crashes += o.Crashes
+	c.Wipes += o.Wipes
+	c.WaitingRestarts += o.WaitingRestarts
+	c.Partitions += o.Partitions
+	c.Messages += o.Messages
+	c.Dropped += o.Dropped
+	c.CommittedRequests += o.CommittedRequests
+	c.Operations += o.Operations
+}
+
+// Result is what one run did and found.
+type Result struct {
+	Seed     uint64 `json:"seed"`
+	Scenario string `json:"scenario"`
+	Counters
+	Violations []Violation `json:"violations,omitempty"`
+}
+
+// Summary adds up runs.
+type Summary struct {
+	Runs uint64 `json:"runs"`
+	Counters
+	Violations  uint64      `json:"violations"`
+	FailedSeeds []uint64    `json:"failed_seeds"`
+	Failures    []Violation `json:"failures,omitempty"`
+}
+
+// Add adds r to s.
+func (s *Summary) Add(r Result) {
+	s.Runs++
+	s.Counters.add(r.Counters)
+	if len(r.Violations) > 0 {
+		s.Violations += uint64(len(r.Violations))
+		s.FailedSeeds = append(s.FailedSeeds, r.Seed)
+		s.Failures = append(s.Failures, r.Violations...)
+	}
+}

@@ -1,0 +1,42 @@
+// Package raftsim is the deterministic simulator of pbftnode's crash-fault
+// Raft mode. It drives the real replica logic (raftmode.Core, through
+// Tick, Step, Submit, Process, StateInstalled, ReportSnapshot and
+// ReportUnreachable, in the order node/raft_loop.go uses them) on a real
+// storage.RaftLog and execution.Executor with the KV application, each
+// replica on its own in-memory goleveldb (storage.OpenMem), over a seeded
+// virtual network in virtual time (ticks), in one goroutine.
+//
+// One seed decides everything: message delays, drops, duplicates and
+// reordering, partitions that form and heal, replica crashes and restarts
+// (a restart rebuilds the executor, the raft log and the Core from exactly
+// what the replica's database holds), optionally the loss of one replica's
+// whole database once the cluster is calm (a wipe, followed by a rejoin
+// through snapshot state transfer), the client load, the Core's batching
+// and message limits, the snapshot interval, and every replica's election
+// randomness (raftmode.Config.Rand). A run reads no clock, so a seed
+// replays exactly.
+//
+// State transfer is the runtime's (node/raft_transfer.go) carried over the
+// simulated network: a replica whose Core reports NeedState asks one peer
+// at a time for a snapshot at the needed index or later, chunk by chunk,
+// restores it into its executor (RestoreBegin, RestoreChunk,
+// RestoreFinish or RestoreFinishExpect) and calls StateInstalled; peers
+// serve their two latest snapshots (Output.Snapshot, plus the state a
+// replica starts with).
+//
+// Every run is checked: agreement (every applied log entry, and the state
+// digest after every index, is the same on every replica), validity (only
+// issued requests execute, each at most once per replica),
+// linearizability of the client histories (github.com/anishathalye/porcupine,
+// with a copy of internal/sim's key-value model), liveness (once the
+// schedule is calm every pending operation completes within LivenessBound
+// ticks) and convergence (at the end every replica has applied the same
+// log and holds the same state digest). See docs/testing.md.
+//
+// Files: config.go (Config, Result, Summary, timing), world.go (event
+// queue, virtual network, main loop), host.go and transfer.go (one
+// replica: Core, storage, executor, crash, restart, wipe, state
+// transfer), client.go (simulated clients), schedule.go (network faults,
+// crashes, wipes), check.go and linear.go (the checkers), run.go (Run and
+// RunMany).
+package raftsim

@@ -1,0 +1,160 @@
+package raftsim
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+
+	"github.com/pbftnode/pbftnode/storage"
+)
+
+// Run runs one seeded simulation and returns what it found. It is
+// deterministic: the same Config gives the same Result.
+func Run(cfg Config) (res Result) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return Result{Seed: cfg.Seed, Violations: []Violation{{Seed: cfg.Seed, Kind: KindInternal, Detail: err.Error()}}}
+	}
+	w := &world{
+		cfg: cfg, n: cfg.Replicas,
+		rng:         rand.New(rand.NewPCG(cfg.Seed, 0x5deece66d2b992dd)),
+		log:         cfg.Logger,
+		leaderTerms: map[uint64]bool{}, clientsDoneAt: -1,
+	}
+	w.res.Seed = cfg.Seed
+	w.check = newChecker(w.violate)
+	defer w.close()
+	defer func() {
+		if p := recover(); p != nil {
+			w.panicked(p)
+			res = w.res
+		}
+	}()
+	if err := w.setup(); err != nil {
+		w.violate(KindInternal, fmt.Sprintf("setup: %v", err))
+		return w.res
+	}
+	w.loop()
+	w.finish()
+	return w.res
+}
+
+// setup draws the scenario from the seed and builds the replicas and
+// clients.
+func (w *world) setup() error {
+	r := w.rng
+	w.tuning = tuning{
+		snapshotInterval: uint64(8 + r.IntN(25)),
+		maxBatchSize:     1 + r.IntN(4),
+		maxInflightMsgs:  1 + r.IntN(8),
+		maxSizePerMsg:    uint64(256 + r.IntN(4096)),
+	}
+	if w.cfg.Scenario != ScenarioRandom {
+		w.tuning.snapshotInterval = 16
+		w.sched = newWipeSchedule(w, w.cfg.Scenario == ScenarioWipeNewLeader)
+	} else {
+		w.sched = newSchedule(w)
+	}
+	for i := range w.n {
+		db, err := storage.OpenMem(storage.Options{})
+		if err != nil {
+			return fmt.Errorf("replica %d: %w", i, err)
+		}
+		h := &host{w: w, id: uint32(i), db: db}
+		w.hosts = append(w.hosts, h)
+		if err := h.start(); err != nil {
+			return err
+		}
+	}
+	nClients := 3 + r.IntN(2)
+	ops := 40 + r.IntN(111)
+	if w.cfg.Scenario != ScenarioRandom {
+		ops = 150
+	}
+	for i := range nClients {
+		w.clients = append(w.clients, &client{w: w, idx: i, id: clientID(i), known: map[string]string{},
+			total: ops / nClients, thinkUntil: r.Int64N(20)})
+	}
+	t := w.tuning
+	w.res.Scenario = fmt.Sprintf("n=%d %s snapshot-interval=%d batch<=%d inflight<=%d msg<=%dB clients=%d ops=%d",
+		w.n, w.sched, t.snapshotInterval, t.maxBatchSize, t.maxInflightMsgs, t.maxSizePerMsg, nClients, ops/nClients*nClients)
+	if w.cfg.Scenario != ScenarioRandom {
+		w.res.Scenario = "scenario=" + w.cfg.Scenario + " " + w.res.Scenario
+	}
+	if w.cfg.Plant != "" {
+		w.res.Scenario += " plant=" + w.cfg.Plant
+	}
+	return nil
+}
+
+// finish checks the client histories and fills in the run's statistics.
+func (w *world) finish() {
+	if len(w.res.Violations) == 0 {
+		if ok, detail := checkLinearizable(historyOf(w.clients)); !ok {
+			w.violate(KindLinearizability, detail)
+		}
+	}
+	w.count()
+}
+
+// count fills in the run's statistics.
+func (w *world) count() {
+	w.res.Steps, w.res.Ticks = w.steps, w.now
+	w.res.CommittedRequests = uint64(len(w.check.committed))
+	w.res.Elections = uint64(len(w.leaderTerms))
+	if s := w.sched; s.wipedReplica >= 0 {
+		w.res.Scenario += fmt.Sprintf(" wiped=%d@%d", s.wipedReplica, s.wipedAt)
+	}
+}
+
+// panicked turns a panic in a replica (etcd raft panics on a broken
+// invariant, such as a commit index beyond the log) into an internal
+// violation naming the replica, so that one seed cannot stop a campaign.
+func (w *world) panicked(p any) {
+	where := "the simulator"
+	if w.active != nil {
+		where = fmt.Sprintf("replica %d", w.active.id)
+	}
+	w.stop = false
+	w.violate(KindInternal, fmt.Sprintf("panic in %s: %v; %s", where, p, w.describeReplicas()))
+	w.count()
+}
+
+func (w *world) close() {
+	for _, h := range w.hosts {
+		h.releaseSnapshots()
+		if h.db != nil {
+			_ = h.db.Close()
+		}
+	}
+}
+
+// RunMany runs seeds start..start+count-1 of cfg on workers goroutines
+// (GOMAXPROCS when workers <= 0), each seed a separate single-threaded
+// run, and returns the results in seed order.
+func RunMany(cfg Config, start, count uint64, workers int) []Result {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	results := make([]Result, count)
+	next := make(chan uint64)
+	var wg sync.WaitGroup
+	for range min(uint64(workers), max(count, 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				c := cfg
+				c.Seed = start + i
+				results[i] = Run(c)
+			}
+		}()
+	}
+	for i := range count {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return results
+}

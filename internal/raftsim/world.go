@@ -1,0 +1,398 @@
+package raftsim
+
+import (
+	"container/heap"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+type eventKind byte
+
+const (
+	evRaft         eventKind = iota // an encoded raft message to a replica
+	evStateRequest                  // a state request to a replica
+	evStateChunk                    // a state chunk to a replica
+	evRequest                       // a client request to a replica
+	evReply                         // a reply to a client
+)
+
+// event is something the network delivers at tick at. Events of one tick
+// are delivered in the order of their random key: the network reorders.
+type event struct {
+	at    int64
+	order uint64
+	id    uint64
+	kind  eventKind
+	// from is the sending replica (all but evRequest) and fromEpoch its
+	// incarnation when it sent.
+	from      *host
+	fromEpoch uint64
+	// to is the receiving replica (all but evReply) and epoch its
+	// incarnation when the event was sent: a restart loses what was in
+	// flight to it.
+	to    *host
+	epoch uint64
+
+	raft     []byte
+	stateReq *wire.StateRequest
+	chunk    *wire.StateChunk
+	// client is the sending (evRequest) or receiving (evReply) client.
+	client int
+	req    *wire.Request
+	reply  *wire.Reply
+}
+
+type eventQueue []*event
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	a, b := q[i], q[j]
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	if a.order != b.order {
+		return a.order < b.order
+	}
+	return a.id < b.id
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(*event)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	return e
+}
+
+// world is one run: every replica, client and message in flight.
+type world struct {
+	cfg Config
+	n   int
+	rng *rand.Rand
+	log *slog.Logger
+
+	now     int64
+	steps   uint64
+	queue   eventQueue
+	eventID uint64
+
+	hosts   []*host
+	clients []*client
+	sched   *schedule
+	check   *checker
+	tuning  tuning
+	// leaderTerms are the terms in which a replica was seen leading.
+	leaderTerms map[uint64]bool
+	// clientsDoneAt is the tick the last client finished (-1 before).
+	clientsDoneAt int64
+
+	// active is the replica whose code runs (for panic reports).
+	active *host
+
+	res  Result
+	stop bool
+}
+
+func (w *world) push(e *event) {
+	w.eventID++
+	e.id = w.eventID
+	e.order = w.rng.Uint64()
+	heap.Push(&w.queue, e)
+}
+
+// delay returns how many ticks a message takes, whether it is lost, and
+// how many copies arrive (2 when the network duplicates it).
+func (w *world) delay() (ticks int64, dropped bool, copies int) {
+	s := w.sched
+	if w.calm() {
+		return 1 + w.rng.Int64N(MaxNetworkDelay), false, 1
+	}
+	if w.rng.Float64() < s.dropRate {
+		return 0, true, 0
+	}
+	ticks = 1 + w.rng.Int64N(s.maxDelay)
+	if w.rng.Float64() < s.spikeRate {
+		ticks += w.rng.Int64N(40)
+	}
+	copies = 1
+	if w.rng.Float64() < s.dupRate {
+		copies = 2
+	}
+	return ticks, false, copies
+}
+
+func (w *world) calm() bool { return w.now >= w.sched.calmAt }
+
+// linked reports whether replicas a and b can reach each other.
+func (w *world) linked(a, b uint32) bool {
+	return w.calm() || w.sched.group[a] == w.sched.group[b]
+}
+
+// sendBetween puts one replica-to-replica event on the network and
+// reports whether the transport would have accepted it (the peer is up and
+// reachable); a random loss still counts as accepted.
+func (w *world) sendBetween(from, to *host, e event) bool {
+	if to.down || !w.linked(from.id, to.id) {
+		w.res.Dropped++
+		return false
+	}
+	d, dropped, copies := w.delay()
+	if dropped {
+		w.res.Dropped++
+		return true
+	}
+	for c := range copies {
+		w.res.Messages++
+		ev := e
+		ev.at = w.now + d + int64(c)*w.rng.Int64N(20)
+		ev.from, ev.fromEpoch, ev.to, ev.epoch = from, from.epoch, to, to.epoch
+		w.push(&ev)
+	}
+	return true
+}
+
+// sendRaft encodes m, as the transport does, and sends it.
+func (w *world) sendRaft(from *host, m *raftpb.Message) bool {
+	to := m.GetTo() - 1
+	if to >= uint64(w.n) {
+		w.violate(KindInternal, fmt.Sprintf("replica %d sends to raft ID %d", from.id, m.GetTo()))
+		return false
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		w.violate(KindInternal, fmt.Sprintf("replica %d: encode raft message: %v", from.id, err))
+		return false
+	}
+	return w.sendBetween(from, w.hosts[to], event{kind: evRaft, raft: b})
+}
+
+// sendRequest sends a client's request to replica to.
+func (w *world) sendRequest(client int, to uint32, req *wire.Request) {
+	dst := w.hosts[to]
+	d, dropped, copies := w.delay()
+	if dropped {
+		w.res.Dropped++
+		return
+	}
+	for c := range copies {
+		w.res.Messages++
+		w.push(&event{at: w.now + d + int64(c)*w.rng.Int64N(20), kind: evRequest, client: client, to: dst, epoch: dst.epoch, req: req})
+	}
+}
+
+// sendReply sends a reply from replica from to a client.
+func (w *world) sendReply(from *host, client int, r *wire.Reply) {
+	d, dropped, _ := w.delay()
+	if dropped {
+		w.res.Dropped++
+		return
+	}
+	w.res.Messages++
+	w.push(&event{at: w.now + d, kind: evReply, from: from, fromEpoch: from.epoch, client: client, reply: r})
+}
+
+// deliver hands one event to its receiver.
+func (w *world) deliver(e *event) {
+	if e.kind == evReply {
+		w.clients[e.client].handleReply(e.from.id, e.reply)
+		return
+	}
+	h := e.to
+	w.active = h
+	if h.down || h.epoch != e.epoch || (e.from != nil && e.fromEpoch < e.from.wipedEpoch) {
+		// Lost with a crashed receiver, or sent by a replica whose data
+		// has since been wiped (its old process is gone for good).
+		w.res.Dropped++
+		return
+	}
+	switch e.kind {
+	case evRaft:
+		m := new(raftpb.Message)
+		if err := proto.Unmarshal(e.raft, m); err != nil {
+			w.violate(KindInternal, fmt.Sprintf("replica %d: decode raft message: %v", h.id, err))
+			return
+		}
+		h.step(e.from.id, m)
+	case evStateRequest:
+		h.serveState(e.from, e.stateReq)
+	case evStateChunk:
+		h.handleStateChunk(e.from.id, e.chunk)
+	case evRequest:
+		h.submit(e.client, e.req)
+	}
+	if !w.stop {
+		h.process()
+	}
+}
+
+// violate records a failed check and stops the run.
+func (w *world) violate(kind, detail string) {
+	v := Violation{Seed: w.cfg.Seed, Kind: kind, Step: w.steps, Tick: w.now, Detail: detail}
+	w.log.Debug("violation", "seed", w.cfg.Seed, "kind", kind, "step", w.steps, "detail", detail)
+	w.res.Violations = append(w.res.Violations, v)
+	w.stop = true
+}
+
+// loop runs the simulation until the clients are done and the replicas
+// converged, a check fails, or the step limit is reached.
+func (w *world) loop() {
+	for !w.stop {
+		for len(w.queue) > 0 && w.queue[0].at <= w.now && !w.stop && w.steps < w.cfg.MaxSteps {
+			e := heap.Pop(&w.queue).(*event)
+			w.steps++
+			w.deliver(e)
+		}
+		if w.stop {
+			return
+		}
+		if w.steps >= w.cfg.MaxSteps {
+			w.violate(KindLiveness, fmt.Sprintf("step limit %d reached with %d operations pending; %s", w.cfg.MaxSteps, w.pendingOps(), w.describeReplicas()))
+			return
+		}
+		w.sched.apply(w)
+		for _, h := range w.hosts {
+			if h.down || w.stop {
+				continue
+			}
+			w.steps++
+			w.active = h
+			h.tick()
+		}
+		if w.stop {
+			return
+		}
+		done := true
+		for _, c := range w.clients {
+			c.tick()
+			done = done && c.done()
+		}
+		if done && w.clientsDoneAt < 0 {
+			w.clientsDoneAt = w.now
+		}
+		if done && w.calm() && !w.sched.wipePending() && w.converged() {
+			return
+		}
+		w.checkLiveness(done)
+		w.now++
+	}
+}
+
+func (w *world) pendingOps() int {
+	n := 0
+	for _, c := range w.clients {
+		if c.cur != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// settledAt is when the schedule stopped injecting faults: calm, or the
+// last wipe after it.
+func (w *world) settledAt() int64 { return max(w.sched.calmAt, w.sched.wipedAt) }
+
+// checkLiveness fails the run when, after calm, an operation is pending
+// past its deadline (LivenessBound ticks after the later of calm, the last
+// wipe and its call), when the replicas do not converge within the bound
+// once the clients are done, or when a planned wipe never finds a stable
+// leader.
+func (w *world) checkLiveness(clientsDone bool) {
+	if !w.calm() {
+		return
+	}
+	bound := LivenessBound(w.n)
+	settled := w.settledAt()
+	for _, c := range w.clients {
+		if c.cur == nil {
+			continue
+		}
+		if start := max(settled, c.cur.call); w.now > start+bound {
+			w.violate(KindLiveness, fmt.Sprintf("client %d request %d (%s) issued at tick %d still pending %d ticks after calm (tick %d); bound %d; %s",
+				c.idx, c.cur.number, c.cur.input, c.cur.call, w.now-settled, settled, bound, w.describeReplicas()))
+			return
+		}
+	}
+	if w.sched.wipePending() && w.now > w.sched.wipeFrom+bound {
+		w.violate(KindLiveness, fmt.Sprintf("no stable leader with caught-up followers within %d ticks of tick %d (the planned wipe never happened); %s",
+			bound, w.sched.wipeFrom, w.describeReplicas()))
+		return
+	}
+	if clientsDone && !w.sched.wipePending() {
+		if start := max(settled, w.clientsDoneAt); w.now > start+bound {
+			w.violate(KindConvergence, fmt.Sprintf("replicas did not converge within %d ticks of tick %d (clients done and calm); %s",
+				bound, start, w.describeReplicas()))
+		}
+	}
+}
+
+// converged reports whether every replica is up, not transferring state,
+// and has applied everything the leader has in its log, with equal state
+// digests.
+func (w *world) converged() bool {
+	leader := w.stableLeader()
+	if leader == nil {
+		return false
+	}
+	st := leader.core.Status()
+	digest := leader.exec.StateDigest()
+	for _, h := range w.hosts {
+		if h.exec.LastExecuted() != st.LastIndex || h.exec.StateDigest() != digest {
+			return false
+		}
+	}
+	return true
+}
+
+// stableLeader returns the leader when every replica is up, follows it in
+// its term, waits for no state, and holds the leader's whole log, all of
+// it committed; nil otherwise.
+func (w *world) stableLeader() *host {
+	var leader *host
+	for _, h := range w.hosts {
+		if h.down || h.transfer != nil || h.core.WaitingForState() != nil {
+			return nil
+		}
+		if h.core.Status().IsLeader {
+			leader = h
+		}
+	}
+	if leader == nil {
+		return nil
+	}
+	ls := leader.core.Status()
+	if ls.Commit != ls.LastIndex {
+		return nil
+	}
+	for _, h := range w.hosts {
+		st := h.core.Status()
+		if st.Term != ls.Term || st.Leader != int(leader.id) || st.LastIndex != ls.LastIndex || st.Commit != ls.Commit {
+			return nil
+		}
+	}
+	return leader
+}
+
+func (w *world) describeReplicas() string {
+	s := "replicas:"
+	for _, h := range w.hosts {
+		if h.down || h.core == nil {
+			s += fmt.Sprintf(" [%d down]", h.id)
+			continue
+		}
+		st := h.core.Status()
+		s += fmt.Sprintf(" [%d term %d leader %d commit %d applied %d last %d snapshot %d pending %d waiting %v transferring %v]",
+			h.id, st.Term, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.PendingRequests, st.WaitingForState, h.transfer != nil)
+		if w.cfg.Verbose && h.transfer != nil {
+			t := h.transfer
+			s += fmt.Sprintf("{transfer need %d peer %d index %d idle %d}", t.need.Index, t.peer, t.index, t.idle)
+		}
+	}
+	return s
+}
