@@ -43,6 +43,12 @@ type Config struct {
 	// the only clients that may connect to this replica; other non-member
 	// peers are refused by the transport. Empty: any client may connect.
 	ClientAllowlist []ed25519.PublicKey
+	// ClientRateLimit bounds each client's requests per second at this
+	// replica, with bursts of ClientRateBurst (0: max(1, limit)); excess
+	// requests are dropped before their signatures are checked. 0: no
+	// rate limit (the per-client pending bound still applies).
+	ClientRateLimit float64
+	ClientRateBurst int
 
 	// Protocol tunes the core; ID, N and Signer are filled in by the node.
 	Protocol protocol.Config
@@ -84,6 +90,8 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("node: index %d outside %d replicas", c.Index, len(c.Replicas))
 	case c.DataDir == "":
 		return errors.New("node: no data directory")
+	case c.ClientRateLimit < 0 || c.ClientRateBurst < 0:
+		return fmt.Errorf("node: client rate limit %v, burst %d: must not be negative", c.ClientRateLimit, c.ClientRateBurst)
 	}
 	for i, r := range c.Replicas {
 		if r.Index != uint32(i) {

@@ -62,6 +62,10 @@ type FileConfig struct {
 	// ClientAllowlist, when not empty, lists the hex Ed25519 public keys
 	// of the only clients allowed to connect; empty lets any client in.
 	ClientAllowlist []string `json:"client_allowlist,omitempty"`
+	// ClientRateLimit bounds each client's requests per second (0: no
+	// limit); ClientRateBurst is the burst allowed above it.
+	ClientRateLimit float64 `json:"client_rate_limit,omitempty"`
+	ClientRateBurst int     `json:"client_rate_burst,omitempty"`
 	// UnsafeNoFsync turns fsync off: for benchmarks only.
 	UnsafeNoFsync bool `json:"unsafe_no_fsync,omitempty"`
 	// Tuning of the protocol; zero values take the defaults.
@@ -185,6 +189,8 @@ func LoadHome(home string) (Config, error) {
 		DataDir:         resolve(home, fc.DataDir, "data"),
 		Sync:            !fc.UnsafeNoFsync,
 		ClientAllowlist: allow,
+		ClientRateLimit: fc.ClientRateLimit,
+		ClientRateBurst: fc.ClientRateBurst,
 		Protocol: protocol.Config{
 			CheckpointInterval: fc.CheckpointInterval,
 			WindowSize:         fc.WindowSize,

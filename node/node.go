@@ -160,6 +160,8 @@ func (n *Node) open() error {
 		Members:         members,
 		ClientsAllowed:  true,
 		ClientAllowlist: cfg.clientPeers,
+		ClientRateLimit: cfg.ClientRateLimit,
+		ClientRateBurst: cfg.ClientRateBurst,
 		Logger:          n.log,
 	})
 	if err != nil {

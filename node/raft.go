@@ -148,6 +148,8 @@ func (n *RaftNode) open() error {
 		Members:         members,
 		ClientsAllowed:  true,
 		ClientAllowlist: cfg.clientPeers,
+		ClientRateLimit: cfg.ClientRateLimit,
+		ClientRateBurst: cfg.ClientRateBurst,
 		ReplicaProtocol: p2p.RaftProtocol,
 		Logger:          n.log,
 	})

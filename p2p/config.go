@@ -56,6 +56,14 @@ type Config struct {
 	// may connect as a client. Replica hosts with ClientsAllowed only.
 	ClientAllowlist []peer.ID
 	Logger          *slog.Logger // nil -> discard
+	// ClientRateLimit bounds the request frames one client (one peer ID,
+	// over all its streams) may deliver per second, with bursts of
+	// ClientRateBurst; frames beyond it are dropped before decoding and
+	// counted in Stats.RateLimited. 0: unlimited (the per-client pending
+	// bound of the protocol still keeps a flooding client from starving
+	// others). Replica hosts with ClientsAllowed only.
+	ClientRateLimit float64
+	ClientRateBurst int // 0 -> max(1, ClientRateLimit)
 	// ReplicaProtocol is the stream protocol between replicas:
 	// ReplicaProtocol (the default) for PBFT, RaftProtocol for Raft.
 	ReplicaProtocol protocol.ID
@@ -88,6 +96,8 @@ func newHost(cfg Config) (*Host, error) {
 		self:           cfg.Self,
 		clientHost:     cfg.Self == -1,
 		replicaProto:   orDefaultProtocol(cfg.ReplicaProtocol),
+		clientRate:     cfg.ClientRateLimit,
+		clientBurst:    clientBurst(cfg.ClientRateLimit, cfg.ClientRateBurst),
 		maxFrameSize:   orDefault(cfg.MaxFrameSize, DefaultMaxFrameSize),
 		queueSize:      orDefault(cfg.PeerQueueSize, DefaultPeerQueueSize),
 		writeTimeout:   orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
@@ -203,4 +213,11 @@ func orDefaultProtocol(p protocol.ID) protocol.ID {
 		return ReplicaProtocol
 	}
 	return p
+}
+
+func clientBurst(limit float64, burst int) int {
+	if burst > 0 {
+		return burst
+	}
+	return max(1, int(limit))
 }

@@ -60,6 +60,8 @@ type Host struct {
 	self           int
 	clientHost     bool
 	replicaProto   protocol.ID // ReplicaProtocol or RaftProtocol
+	clientRate     float64     // client frames per second, 0: unlimited
+	clientBurst    int
 	maxFrameSize   int
 	queueSize      int
 	writeTimeout   time.Duration
@@ -112,9 +114,7 @@ func New(cfg Config) (*Host, error) {
 
 // start creates the libp2p host, registers handlers and starts the links.
 func (h *Host) start(cfg Config) error {
-	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
-	resources, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()), rcmgr.WithMetricsDisabled())
+	resources, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits()), rcmgr.WithMetricsDisabled())
 	if err != nil {
 		return fmt.Errorf("p2p: resource manager: %w", err)
 	}

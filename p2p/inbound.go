@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"bufio"
+	"golang.org/x/time/rate"
 	"slices"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -39,6 +40,9 @@ type clientSession struct {
 	queue   *frameQueue
 	streams []network.Stream // guarded by Host.clientsMu
 	done    chan struct{}    // closed when the last stream ends
+	// limiter bounds the client's request rate over all its streams; nil
+	// when unlimited.
+	limiter *rate.Limiter
 }
 
 // handleClientStream registers a client's stream with its session, reads the
@@ -59,32 +63,46 @@ func (h *Host) handleClientStream(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	if !h.addClientStream(remote, s) {
+	sess := h.addClientStream(remote, s)
+	if sess == nil {
 		_ = s.Reset()
 		return
 	}
-	err := h.readFrames(s, -1, h.clientFrames)
+	var allow func() bool
+	if sess.limiter != nil {
+		allow = func() bool {
+			if sess.limiter.Allow() {
+				return true
+			}
+			h.stats.rateLimited.Add(1)
+			return false
+		}
+	}
+	err := h.readFramesLimited(s, -1, h.clientFrames, allow)
 	h.removeClientStream(remote, s)
 	h.logger.Debug("p2p: client stream ended", "peer", remote, "err", err)
 }
 
 // addClientStream adds s to the client's session, creating the session and
-// its writer on the client's first stream. It returns false if the host is
+// its writer on the client's first stream. It returns nil if the host is
 // closing.
-func (h *Host) addClientStream(client peer.ID, s network.Stream) bool {
+func (h *Host) addClientStream(client peer.ID, s network.Stream) *clientSession {
 	h.clientsMu.Lock()
 	defer h.clientsMu.Unlock()
 	sess, ok := h.clients[client]
 	if !ok {
 		if !h.enter() {
-			return false
+			return nil
 		}
 		sess = &clientSession{id: client, queue: newFrameQueue(h.queueSize), done: make(chan struct{})}
+		if h.clientRate > 0 {
+			sess.limiter = rate.NewLimiter(rate.Limit(h.clientRate), h.clientBurst)
+		}
 		h.clients[client] = sess
 		go h.runClientSession(sess)
 	}
 	sess.streams = append(sess.streams, s)
-	return true
+	return sess
 }
 
 // removeClientStream drops s from the client's session and ends the session

@@ -199,6 +199,12 @@ func (h *Host) writeBatch(s network.Stream, w *bufio.Writer, first []byte, q *fr
 // is reset before it returns. An oversized length prefix is logged, counted
 // and ends the stream without allocating the claimed size.
 func (h *Host) readFrames(s network.Stream, fromIndex int, ch chan<- Frame) error {
+	return h.readFramesLimited(s, fromIndex, ch, nil)
+}
+
+// readFramesLimited is readFrames that drops, after reading it, every frame
+// allow refuses (nil: none).
+func (h *Host) readFramesLimited(s network.Stream, fromIndex int, ch chan<- Frame, allow func() bool) error {
 	defer func() { _ = s.Reset() }()
 	from := s.Conn().RemotePeer()
 	r := bufio.NewReader(s)
@@ -214,6 +220,9 @@ func (h *Host) readFrames(s network.Stream, fromIndex int, ch chan<- Frame) erro
 				return fmt.Errorf("p2p: stream from %s ended: %w", from, err)
 			}
 			return fmt.Errorf("p2p: read from %s: %w", from, err)
+		}
+		if allow != nil && !allow() {
+			continue
 		}
 		h.deliver(ch, Frame{From: from, FromIndex: fromIndex, Data: data})
 	}

@@ -13,12 +13,13 @@ type Stats struct {
 	DroppedInboundFull uint64 // received frames dropped because the inbound channel was full
 	RejectedOversized  uint64 // frames over MaxFrameSize: outbound refused by Send, inbound streams closed
 	RejectedPeers      uint64 // connections and streams refused: replica streams from non-members, and clients not on the allowlist
+	RateLimited        uint64 // client frames dropped over the client's rate limit
 }
 
 type counters struct {
 	framesSent, framesReceived, bytesSent, bytesReceived atomic.Uint64
 	droppedQueueFull, droppedNoRoute, droppedInboundFull atomic.Uint64
-	rejectedOversized, rejectedPeers                     atomic.Uint64
+	rejectedOversized, rejectedPeers, rateLimited        atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -34,5 +35,6 @@ func (h *Host) Stats() Stats {
 		DroppedInboundFull: c.droppedInboundFull.Load(),
 		RejectedOversized:  c.rejectedOversized.Load(),
 		RejectedPeers:      c.rejectedPeers.Load(),
+		RateLimited:        c.rateLimited.Load(),
 	}
 }
