@@ -18,11 +18,13 @@ type VerifyJob struct {
 }
 
 // Pool verifies signatures on a fixed number of worker goroutines, so the
-// protocol core's goroutine never spends its time on signature checks. It is
-// safe for concurrent use. A Pool must be closed with Close to stop its
-// workers.
+// protocol core's goroutine never spends its time on signature checks. It
+// checks sets of signatures with batch verification (see
+// Verifier.VerifyBatch), splitting large sets into batches that idle
+// workers check in parallel. It is safe for concurrent use. A Pool must be
+// closed with Close to stop its workers.
 type Pool struct {
-	clusterID   string
+	verifier    *Verifier
 	workerCount int
 	// work is unbuffered: a send succeeds only when a worker is idle.
 	work    chan *verifyBatch
@@ -34,27 +36,33 @@ type Pool struct {
 	closed bool
 }
 
+// minParallelChunk is the smallest batch handed to a helper: below it,
+// batch verification gains little over single verification, and the
+// hand-over costs more than it saves.
+const minParallelChunk = 8
+
 // verifyBatch is one VerifyAll call shared between the caller and the
-// workers that help with it. Each participant claims job indices with next
-// until none are left, so every job is checked exactly once and results are
-// written to distinct elements.
+// workers that help with it. Each participant claims chunks of chunk jobs
+// with next until none are left, so every job is checked exactly once and
+// results are written to distinct elements.
 type verifyBatch struct {
-	clusterID string
-	jobs      []VerifyJob
-	results   []bool
-	next      atomic.Int64
-	helpers   sync.WaitGroup
+	verifier *Verifier
+	jobs     []VerifyJob
+	results  []bool
+	chunk    int
+	next     atomic.Int64
+	helpers  sync.WaitGroup
 }
 
-// run checks jobs until none are unclaimed.
+// run checks chunks until none are unclaimed.
 func (b *verifyBatch) run() {
 	for {
-		i := int(b.next.Add(1) - 1)
-		if i >= len(b.jobs) {
+		start := int(b.next.Add(1)-1) * b.chunk
+		if start >= len(b.jobs) {
 			return
 		}
-		job := &b.jobs[i]
-		b.results[i] = Verify(job.PublicKey, b.clusterID, job.Domain, job.Payload, job.Signature)
+		end := min(start+b.chunk, len(b.jobs))
+		b.verifier.verifyChunk(b.jobs[start:end], b.results[start:end])
 	}
 }
 
@@ -65,7 +73,7 @@ func NewPool(clusterID string, workers int) *Pool {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	p := &Pool{
-		clusterID:   clusterID,
+		verifier:    NewVerifier(clusterID),
 		workerCount: workers,
 		work:        make(chan *verifyBatch),
 	}
@@ -75,6 +83,10 @@ func NewPool(clusterID string, workers int) *Pool {
 	}
 	return p
 }
+
+// Verifier returns the Verifier the pool's workers use (and whose key
+// cache they share).
+func (p *Pool) Verifier() *Verifier { return p.verifier }
 
 // worker helps with batches until the pool is closed.
 func (p *Pool) worker() {
@@ -87,20 +99,28 @@ func (p *Pool) worker() {
 
 // VerifyAll checks every job and returns one result per job, in the same
 // order: true exactly when Verify would return true for that job under the
-// pool's cluster ID. Jobs are spread over the idle workers; the calling
-// goroutine works too, so VerifyAll makes progress even when every worker is
-// busy with other callers, and a single job runs inline. Malformed keys or
+// pool's cluster ID. The jobs are cut into batches (at most
+// MaxVerifyBatch jobs, at least minParallelChunk when there are helpers)
+// spread over the idle workers; the calling goroutine works too, so
+// VerifyAll makes progress even when every worker is busy with other
+// callers, and a small set runs inline as one batch. Malformed keys or
 // signatures yield false, never a panic. VerifyAll is safe for concurrent
 // use; after Close it still works, running every job on the caller's
 // goroutine. The jobs must not be modified until VerifyAll returns.
 func (p *Pool) VerifyAll(jobs []VerifyJob) []bool {
+	// Cut into as many chunks as there are participants (the workers and
+	// the caller), none smaller than minParallelChunk nor larger than
+	// MaxVerifyBatch.
+	parts := min(p.workerCount+1, max(1, len(jobs)/minParallelChunk))
+	chunk := min(MaxVerifyBatch, max(1, (len(jobs)+parts-1)/parts))
 	batch := &verifyBatch{
-		clusterID: p.clusterID,
-		jobs:      jobs,
-		results:   make([]bool, len(jobs)),
+		verifier: p.verifier,
+		jobs:     jobs,
+		results:  make([]bool, len(jobs)),
+		chunk:    chunk,
 	}
-	if len(jobs) > 1 {
-		p.recruitHelpers(batch, len(jobs)-1)
+	if chunks := (len(jobs) + chunk - 1) / chunk; chunks > 1 {
+		p.recruitHelpers(batch, chunks-1)
 	}
 	batch.run()
 	batch.helpers.Wait()

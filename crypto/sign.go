@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
+
+	voied "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
 
 // Signature domains. Each names one purpose a signature can serve; a
@@ -68,9 +70,11 @@ func NewSigner(key ed25519.PrivateKey, clusterID string) *Signer {
 }
 
 // Sign returns the 64-byte Ed25519 signature over
-// SignedBytes(domain, s.ClusterID(), payload).
+// SignedBytes(domain, s.ClusterID(), payload). Ed25519 signing is
+// deterministic (RFC 8032): the signature is byte for byte the one
+// crypto/ed25519.Sign makes; curve25519-voi just makes it faster.
 func (s *Signer) Sign(domain string, payload []byte) []byte {
-	return ed25519.Sign(s.key, SignedBytes(domain, s.clusterID, payload))
+	return voied.Sign(voied.PrivateKey(s.key), SignedBytes(domain, s.clusterID, payload))
 }
 
 // Public returns a copy of the signer's public key.
@@ -86,11 +90,13 @@ func (s *Signer) ClusterID() string {
 }
 
 // Verify reports whether sig is pub's signature over
-// SignedBytes(domain, clusterID, payload). It never panics: a public key or
-// signature of the wrong length (including nil or empty) yields false.
+// SignedBytes(domain, clusterID, payload), under the ZIP-215 rules every
+// pbftnode verification uses (see verifyOptions). It never panics: a
+// public key or signature of the wrong length (including nil or empty)
+// yields false.
 func Verify(pub ed25519.PublicKey, clusterID, domain string, payload, sig []byte) bool {
 	if len(pub) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize {
 		return false
 	}
-	return ed25519.Verify(pub, SignedBytes(domain, clusterID, payload), sig)
+	return voied.VerifyWithOptions(voied.PublicKey(pub), SignedBytes(domain, clusterID, payload), sig, verifyOptions)
 }

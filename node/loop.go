@@ -28,57 +28,154 @@ type input struct {
 // so one fsync covers a burst without starving the network.
 const maxBurst = 256
 
+// maxVerifyDrain bounds how many frames one verification worker takes at
+// once; it checks all their signatures in one batch verification. It takes
+// only frames that are already waiting: it never waits for more, so
+// batching adds no latency, and batches grow with the load.
+const maxVerifyDrain = 64
+
+// arrival is one frame a verification worker took: from a replica, or
+// from a client.
+type arrival struct {
+	frame  p2p.Frame
+	client bool
+}
+
 // verifyLoop decodes frames and checks signatures off the loop goroutine.
+// Each pass takes one frame, or more if more are waiting (up to
+// maxVerifyDrain), and verifies them together.
 func (n *Node) verifyLoop(ctx context.Context) {
 	defer n.wg.Done()
+	replicaFrames, clientFrames := n.host.ReplicaFrames(), n.host.ClientFrames()
+	arrivals := make([]arrival, 0, maxVerifyDrain)
 	for {
+		arrivals = arrivals[:0]
 		select {
 		case <-ctx.Done():
 			return
-		case f, ok := <-n.host.ReplicaFrames():
+		case f, ok := <-replicaFrames:
 			if !ok {
 				return
 			}
-			m, err := n.verifier.ReplicaFrame(f.Data)
-			if err != nil {
-				n.countSignature(err)
-				n.drop(reasonOf(err), "from", f.FromIndex, "err", err)
-				continue
+			arrivals = append(arrivals, arrival{frame: f})
+		case f, ok := <-clientFrames:
+			if !ok {
+				return
 			}
-			n.metrics.ops.verified.Inc()
-			n.metrics.ops.bytesReceived.WithLabelValues(kindOf(m.Body).String()).Add(float64(len(f.Data)))
-			if req := m.Body.GetStateRequest(); req != nil {
-				select {
-				case n.stateRequests <- stateRequest{from: m.Body.From, req: req}:
-				default:
-					n.drop("state_requests_full")
+			arrivals = append(arrivals, arrival{frame: f, client: true})
+		}
+		closed := false
+	drain:
+		for len(arrivals) < maxVerifyDrain {
+			select {
+			case f, ok := <-replicaFrames:
+				if !ok {
+					closed = true
+					break drain
 				}
-				continue
+				arrivals = append(arrivals, arrival{frame: f})
+			case f, ok := <-clientFrames:
+				if !ok {
+					closed = true
+					break drain
+				}
+				arrivals = append(arrivals, arrival{frame: f, client: true})
+			default:
+				break drain
 			}
-			n.push(ctx, input{msg: &m})
-		case f, ok := <-n.host.ClientFrames():
-			if !ok {
-				return
-			}
-			if in, ok := n.verifyClientFrame(f); ok {
-				n.push(ctx, in)
-			}
+		}
+		n.verifyArrivals(ctx, arrivals)
+		if closed {
+			return
 		}
 	}
 }
 
+// verifyArrivals verifies frames together and hands what passes to the
+// event loop, in the order the frames came.
+func (n *Node) verifyArrivals(ctx context.Context, arrivals []arrival) {
+	frames := make([]protocol.Frame, 0, len(arrivals))
+	index := make([]int, len(arrivals)) // into frames; -1: dropped undecoded
+	for i, a := range arrivals {
+		index[i] = -1
+		if a.client {
+			signed, ok := n.decodeClientFrame(a.frame)
+			if !ok {
+				continue
+			}
+			frames = append(frames, protocol.Frame{ClientRequest: signed})
+		} else {
+			frames = append(frames, protocol.Frame{ReplicaFrame: a.frame.Data})
+		}
+		index[i] = len(frames) - 1
+	}
+	if len(frames) == 0 {
+		return
+	}
+	verdicts := n.verifier.VerifyFrames(frames)
+	for i, a := range arrivals {
+		if index[i] < 0 {
+			continue
+		}
+		v := verdicts[index[i]]
+		if a.client {
+			if in, ok := n.acceptClientRequest(a.frame, v); ok {
+				n.push(ctx, in)
+			}
+			continue
+		}
+		n.acceptReplicaMessage(ctx, a.frame, v)
+	}
+}
+
+// acceptReplicaMessage hands a verified replica frame to where it goes.
+func (n *Node) acceptReplicaMessage(ctx context.Context, f p2p.Frame, v protocol.Verified) {
+	if v.Err != nil {
+		n.countSignature(v.Err)
+		n.drop(reasonOf(v.Err), "from", f.FromIndex, "err", v.Err)
+		return
+	}
+	m := v.Message
+	n.metrics.ops.verified.Inc()
+	n.metrics.ops.bytesReceived.WithLabelValues(kindOf(m.Body).String()).Add(float64(len(f.Data)))
+	if req := m.Body.GetStateRequest(); req != nil {
+		select {
+		case n.stateRequests <- stateRequest{from: m.Body.From, req: req}:
+		default:
+			n.drop("state_requests_full")
+		}
+		return
+	}
+	n.push(ctx, input{msg: &m})
+}
+
+// verifyClientFrame decodes and verifies one client frame on its own.
 func (n *Node) verifyClientFrame(f p2p.Frame) (input, bool) {
+	signed, ok := n.decodeClientFrame(f)
+	if !ok {
+		return input{}, false
+	}
+	return n.acceptClientRequest(f, n.verifier.VerifyFrames([]protocol.Frame{{ClientRequest: signed}})[0])
+}
+
+// decodeClientFrame decodes a client frame down to its signed request.
+func (n *Node) decodeClientFrame(f p2p.Frame) (*wire.Signed, bool) {
 	var frame wire.ClientFrame
 	if err := proto.Unmarshal(f.Data, &frame); err != nil || frame.GetRequest() == nil {
 		n.drop("malformed", "client", f.From, "err", err)
+		return nil, false
+	}
+	return frame.GetRequest(), true
+}
+
+// acceptClientRequest turns a verified client request into an input.
+func (n *Node) acceptClientRequest(f p2p.Frame, v protocol.Verified) (input, bool) {
+	if v.Err != nil {
+		n.countSignature(v.Err)
+		n.drop(reasonOf(v.Err), "client", f.From, "err", v.Err)
 		return input{}, false
 	}
-	req, err := n.verifier.ClientRequest(frame.GetRequest())
-	if err != nil {
-		n.countSignature(err)
-		n.drop(reasonOf(err), "client", f.From, "err", err)
-		return input{}, false
-	}
+	req := v.Request
 	n.metrics.ops.verified.Inc()
 	// Replies go back on the stream the request came on, so a request must
 	// come from the client it names.

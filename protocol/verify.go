@@ -17,11 +17,19 @@ import (
 // and checks the replica's and every client's signature. It is what the
 // runtime's verification workers and the simulator run before Step and
 // Submit. It is safe for concurrent use.
+//
+// VerifyFrames checks many frames at once: it decodes them all, gathers
+// every signature they carry (the replicas' and the clients') and checks
+// them together with batch verification, then reports on each frame
+// exactly as ReplicaFrame, ReplicaMessage or ClientRequest would have
+// (same verdict, same error). Batching never changes a verdict: the
+// signature rules are those of crypto.Verify whatever the batch.
 type MessageVerifier struct {
 	clusterID string
 	replicas  []ed25519.PublicKey
 	cache     *crypto.VerifiedCache // may be nil
 	pool      *crypto.Pool          // may be nil: verify inline
+	sigs      *crypto.Verifier      // the pool's, or the verifier's own
 	maxBatch  int
 	// maxPrepared bounds the prepared certificates of a VIEW-CHANGE and
 	// the pre-prepares of a NEW-VIEW (the window size).
@@ -30,13 +38,17 @@ type MessageVerifier struct {
 
 // NewMessageVerifier returns a verifier for a cluster whose replica i has
 // public key replicas[i]. cache remembers checked client requests so each
-// is checked once per replica; pool checks a batch's client signatures in
+// is checked once per replica; pool checks large sets of signatures in
 // parallel. Both may be nil. maxBatch bounds the requests of a pre-prepare.
 func NewMessageVerifier(clusterID string, replicas []ed25519.PublicKey, cache *crypto.VerifiedCache, pool *crypto.Pool, maxBatch int) *MessageVerifier {
 	if maxBatch <= 0 {
 		maxBatch = DefaultMaxBatchSize
 	}
-	return &MessageVerifier{clusterID: clusterID, replicas: replicas, cache: cache, pool: pool, maxBatch: maxBatch,
+	sigs := crypto.NewVerifier(clusterID)
+	if pool != nil && pool.Verifier().ClusterID() == clusterID {
+		sigs = pool.Verifier()
+	}
+	return &MessageVerifier{clusterID: clusterID, replicas: replicas, cache: cache, pool: pool, sigs: sigs, maxBatch: maxBatch,
 		maxPrepared: 2 * DefaultCheckpointInterval}
 }
 
@@ -44,22 +56,42 @@ func NewMessageVerifier(clusterID string, replicas []ed25519.PublicKey, cache *c
 // NEW-VIEW may cover (the replicas' WindowSize).
 func (v *MessageVerifier) SetWindowSize(window uint64) { v.maxPrepared = window }
 
+// Frame is one input of VerifyFrames: exactly one of its fields is set.
+type Frame struct {
+	// ReplicaFrame is an encoded wire.ReplicaFrame, as ReplicaFrame takes.
+	ReplicaFrame []byte
+	// ReplicaMessage is a signed replica message without a batch, as
+	// ReplicaMessage takes.
+	ReplicaMessage *wire.Signed
+	// ClientRequest is a client's signed request, as ClientRequest takes.
+	ClientRequest *wire.Signed
+}
+
+// Verified is VerifyFrames' verdict on one Frame: Message for a replica
+// frame or message, Request for a client request, or Err.
+type Verified struct {
+	Message VerifiedMessage
+	Request ClientRequest
+	Err     error
+}
+
 // ReplicaFrame decodes and verifies one frame (a wire.ReplicaFrame)
 // received from a replica or read back from the protocol log.
 func (v *MessageVerifier) ReplicaFrame(frame []byte) (VerifiedMessage, error) {
-	var f wire.ReplicaFrame
-	if err := proto.Unmarshal(frame, &f); err != nil {
-		return VerifiedMessage{}, fmt.Errorf("%w: frame: %w", ErrMalformed, err)
-	}
-	if f.Message == nil {
-		return VerifiedMessage{}, fmt.Errorf("%w: frame without a message", ErrMalformed)
-	}
-	return v.verify(f.Message, f.Batch)
+	out := v.VerifyFrames([]Frame{{ReplicaFrame: frame}})[0]
+	return out.Message, out.Err
 }
 
 // ReplicaMessage verifies a signed replica message that carries no batch.
 func (v *MessageVerifier) ReplicaMessage(signed *wire.Signed) (VerifiedMessage, error) {
-	return v.verify(signed, nil)
+	out := v.VerifyFrames([]Frame{{ReplicaMessage: signed}})[0]
+	return out.Message, out.Err
+}
+
+// ClientRequest verifies a signed request received from a client.
+func (v *MessageVerifier) ClientRequest(signed *wire.Signed) (ClientRequest, error) {
+	out := v.VerifyFrames([]Frame{{ClientRequest: signed}})[0]
+	return out.Request, out.Err
 }
 
 // EncodeFrame encodes a message and its batch as a wire.ReplicaFrame.
@@ -67,103 +99,257 @@ func EncodeFrame(signed *wire.Signed, batch []*wire.Signed) ([]byte, error) {
 	return proto.Marshal(&wire.ReplicaFrame{Message: signed, Batch: batch})
 }
 
-func (v *MessageVerifier) verify(signed *wire.Signed, batch []*wire.Signed) (VerifiedMessage, error) {
+// pendingFrame is one frame between decoding and the signature verdicts.
+// The checks run in this order, and the first that fails names the error:
+// decoding (err), the replica's signature (outer), the structure that
+// follows it (after), a certificate's nested signatures (deferred to
+// finish and checked one by one: certificates are rare), then the clients'
+// signatures (requests).
+type pendingFrame struct {
+	err      error
+	signed   *wire.Signed
+	batch    []*wire.Signed
+	body     *wire.ReplicaMessage
+	outer    int // index of the replica's signature in the jobs
+	after    error
+	deferred bool
+	requests pendingRequests
+	client   bool // a client request: no replica signature
+}
+
+// pendingRequests are decoded client requests whose signatures wait in the
+// jobs: jobs[i] is the job index of signed[i] once queued, toQueue before,
+// or vouched when the cache vouched for it.
+type pendingRequests struct {
+	signed []*wire.Signed
+	reqs   []*wire.Request
+	jobs   []int
+}
+
+// VerifyFrames verifies frames together and returns one verdict per frame,
+// in order; each verdict is what ReplicaFrame, ReplicaMessage or
+// ClientRequest returns for that frame alone. The signatures are checked
+// with batch verification (spread over the pool's workers when there are
+// many) in two rounds: first the replicas' signatures of all frames, then
+// the clients' signatures of the client requests and of the frames that
+// passed the first round, skipping requests the cache vouches for. A
+// frame with a bad replica signature thus costs one check, never the
+// checks of the requests it carries.
+func (v *MessageVerifier) VerifyFrames(frames []Frame) []Verified {
+	pending := make([]pendingFrame, len(frames))
+	var outerJobs []crypto.VerifyJob
+	for i, f := range frames {
+		p := &pending[i]
+		switch {
+		case f.ClientRequest != nil:
+			p.client = true
+			p.requests, p.err = v.decodeRequests([]*wire.Signed{f.ClientRequest})
+		case f.ReplicaMessage != nil:
+			v.decodeReplica(p, f.ReplicaMessage, nil, &outerJobs)
+		default:
+			var rf wire.ReplicaFrame
+			if err := proto.Unmarshal(f.ReplicaFrame, &rf); err != nil {
+				p.err = fmt.Errorf("%w: frame: %w", ErrMalformed, err)
+				continue
+			}
+			if rf.Message == nil {
+				p.err = fmt.Errorf("%w: frame without a message", ErrMalformed)
+				continue
+			}
+			v.decodeReplica(p, rf.Message, rf.Batch, &outerJobs)
+		}
+	}
+	outerOK := v.verifyJobs(outerJobs)
+	var jobs []crypto.VerifyJob
+	for i := range pending {
+		p := &pending[i]
+		if p.err == nil && p.after == nil && (p.client || outerOK[p.outer]) {
+			p.requests.queue(&jobs)
+		}
+	}
+	ok := v.verifyJobs(jobs)
+	out := make([]Verified, len(frames))
+	for i := range pending {
+		v.finish(&pending[i], outerOK, jobs, ok, &out[i])
+	}
+	return out
+}
+
+// verifyJobs checks jobs on the pool, or inline without one.
+func (v *MessageVerifier) verifyJobs(jobs []crypto.VerifyJob) []bool {
+	if len(jobs) == 0 {
+		return nil
+	}
+	if v.pool != nil {
+		return v.pool.VerifyAll(jobs)
+	}
+	return v.sigs.VerifyBatch(jobs)
+}
+
+// decodeReplica decodes a signed replica message (with the batch beside
+// it) and queues its signatures, recording the first failed check.
+func (v *MessageVerifier) decodeReplica(p *pendingFrame, signed *wire.Signed, batch []*wire.Signed, outerJobs *[]crypto.VerifyJob) {
+	p.signed, p.batch = signed, batch
 	var body wire.ReplicaMessage
-	if err := proto.Unmarshal(signed.Payload, &body); err != nil {
-		return VerifiedMessage{}, fmt.Errorf("%w: replica message: %w", ErrMalformed, err)
+	if err := proto.Unmarshal(signed.GetPayload(), &body); err != nil {
+		p.err = fmt.Errorf("%w: replica message: %w", ErrMalformed, err)
+		return
 	}
 	if int64(body.From) >= int64(len(v.replicas)) {
-		return VerifiedMessage{}, ErrUnknownSender
+		p.err = ErrUnknownSender
+		return
 	}
-	if !crypto.Verify(v.replicas[body.From], v.clusterID, crypto.DomainReplicaMessage, signed.Payload, signed.Signature) {
-		return VerifiedMessage{}, fmt.Errorf("%w from replica %d", ErrBadSignature, body.From)
-	}
-	m := VerifiedMessage{Signed: signed, Body: &body}
+	p.body = &body
+	p.outer = len(*outerJobs)
+	*outerJobs = append(*outerJobs, crypto.VerifyJob{
+		PublicKey: v.replicas[body.From], Domain: crypto.DomainReplicaMessage,
+		Payload: signed.GetPayload(), Signature: signed.GetSignature(),
+	})
 	if _, isPrePrepare := body.Body.(*wire.ReplicaMessage_PrePrepare); !isPrePrepare && len(batch) > 0 {
-		return VerifiedMessage{}, fmt.Errorf("%w: batch beside a message that is not a pre-prepare", ErrMalformed)
+		p.after = fmt.Errorf("%w: batch beside a message that is not a pre-prepare", ErrMalformed)
+		return
 	}
 	switch b := body.Body.(type) {
 	case *wire.ReplicaMessage_PrePrepare:
 		if b.PrePrepare == nil {
-			return VerifiedMessage{}, ErrMalformed
+			p.after = ErrMalformed
+			return
 		}
 		if len(batch) > v.maxBatch {
-			return VerifiedMessage{}, ErrBatchTooLarge
+			p.after = ErrBatchTooLarge
+			return
 		}
 		if d := crypto.BatchDigest(batch); !bytes.Equal(d[:], b.PrePrepare.Digest) {
-			return VerifiedMessage{}, ErrDigestMismatch
+			p.after = ErrDigestMismatch
+			return
 		}
-		reqs, err := v.requests(batch)
-		if err != nil {
-			return VerifiedMessage{}, err
-		}
-		m.Batch, m.Requests = batch, reqs
+		p.requests, p.after = v.decodeRequests(batch)
 	case *wire.ReplicaMessage_ForwardedRequest:
-		reqs, err := v.requests([]*wire.Signed{b.ForwardedRequest})
-		if err != nil {
-			return VerifiedMessage{}, err
-		}
-		m.Requests = reqs
+		p.requests, p.after = v.decodeRequests([]*wire.Signed{b.ForwardedRequest})
 	case *wire.ReplicaMessage_Prepare:
 		if b.Prepare == nil {
-			return VerifiedMessage{}, ErrMalformed
+			p.after = ErrMalformed
 		}
 	case *wire.ReplicaMessage_Commit:
 		if b.Commit == nil {
-			return VerifiedMessage{}, ErrMalformed
+			p.after = ErrMalformed
 		}
 	case *wire.ReplicaMessage_Checkpoint:
 		if b.Checkpoint == nil {
-			return VerifiedMessage{}, ErrMalformed
+			p.after = ErrMalformed
 		}
-	case *wire.ReplicaMessage_CheckpointCertificate:
-		votes, err := v.checkpointVotes(b.CheckpointCertificate.GetVotes())
-		if err != nil {
-			return VerifiedMessage{}, err
-		}
-		m.Votes = votes
 	case *wire.ReplicaMessage_Fetch:
 		if b.Fetch == nil {
-			return VerifiedMessage{}, ErrMalformed
+			p.after = ErrMalformed
 		}
 	case *wire.ReplicaMessage_StateRequest:
 		if b.StateRequest == nil {
-			return VerifiedMessage{}, ErrMalformed
+			p.after = ErrMalformed
 		}
 	case *wire.ReplicaMessage_StateChunk:
 		if b.StateChunk == nil {
-			return VerifiedMessage{}, ErrMalformed
+			p.after = ErrMalformed
 		}
-	case *wire.ReplicaMessage_ViewChange:
-		vc, err := v.viewChange(body.From, signed, b.ViewChange)
+	case *wire.ReplicaMessage_Suspect:
+		if b.Suspect == nil {
+			p.after = ErrMalformed
+		}
+	case *wire.ReplicaMessage_BatchRequest:
+		if _, err := digestOf(b.BatchRequest.GetDigest()); err != nil {
+			p.after = err
+		}
+	case *wire.ReplicaMessage_BatchReply:
+		br := b.BatchReply
+		if br == nil || len(br.Requests) > v.maxBatch {
+			p.after = fmt.Errorf("%w: batch reply", ErrMalformed)
+			return
+		}
+		if d := crypto.BatchDigest(br.Requests); !bytes.Equal(d[:], br.Digest) {
+			p.after = ErrDigestMismatch
+			return
+		}
+		p.requests, p.after = v.decodeRequests(br.Requests)
+	case *wire.ReplicaMessage_CheckpointCertificate, *wire.ReplicaMessage_ViewChange, *wire.ReplicaMessage_NewView:
+		p.deferred = true
+	default:
+		p.after = fmt.Errorf("%w: unknown message type", ErrMalformed)
+	}
+}
+
+// finish turns a pending frame and the signature verdicts into the frame's
+// verdict.
+func (v *MessageVerifier) finish(p *pendingFrame, outerOK []bool, jobs []crypto.VerifyJob, ok []bool, out *Verified) {
+	if p.err != nil {
+		out.Err = p.err
+		return
+	}
+	if p.client {
+		if err := v.checkRequests(&p.requests, jobs, ok); err != nil {
+			out.Err = err
+			return
+		}
+		out.Request = ClientRequest{Signed: p.requests.signed[0], Request: p.requests.reqs[0]}
+		return
+	}
+	if !outerOK[p.outer] {
+		out.Err = fmt.Errorf("%w from replica %d", ErrBadSignature, p.body.From)
+		return
+	}
+	if p.after != nil {
+		out.Err = p.after
+		return
+	}
+	m := VerifiedMessage{Signed: p.signed, Body: p.body}
+	switch b := p.body.Body.(type) {
+	case *wire.ReplicaMessage_PrePrepare:
+		if err := v.checkRequests(&p.requests, jobs, ok); err != nil {
+			out.Err = err
+			return
+		}
+		m.Batch, m.Requests = p.batch, p.requests.reqs
+	case *wire.ReplicaMessage_ForwardedRequest:
+		if err := v.checkRequests(&p.requests, jobs, ok); err != nil {
+			out.Err = err
+			return
+		}
+		m.Requests = p.requests.reqs
+	case *wire.ReplicaMessage_BatchReply:
+		if err := v.checkRequests(&p.requests, jobs, ok); err != nil {
+			out.Err = err
+			return
+		}
+		m.Batch, m.Requests = b.BatchReply.Requests, p.requests.reqs
+	case *wire.ReplicaMessage_CheckpointCertificate:
+		votes, err := v.checkpointVotes(b.CheckpointCertificate.GetVotes())
 		if err != nil {
-			return VerifiedMessage{}, err
+			out.Err = err
+			return
+		}
+		m.Votes = votes
+	case *wire.ReplicaMessage_ViewChange:
+		vc, err := v.viewChange(p.body.From, p.signed, b.ViewChange)
+		if err != nil {
+			out.Err = err
+			return
 		}
 		m.ViewChange = &vc
 	case *wire.ReplicaMessage_NewView:
 		nv, err := v.newView(b.NewView)
 		if err != nil {
-			return VerifiedMessage{}, err
+			out.Err = err
+			return
 		}
 		m.NewView = nv
-	case *wire.ReplicaMessage_Suspect:
-		if b.Suspect == nil {
-			return VerifiedMessage{}, ErrMalformed
-		}
-	case *wire.ReplicaMessage_BatchRequest:
-		if _, err := digestOf(b.BatchRequest.GetDigest()); err != nil {
-			return VerifiedMessage{}, err
-		}
-	case *wire.ReplicaMessage_BatchReply:
-		reqs, err := v.batchReply(b.BatchReply)
-		if err != nil {
-			return VerifiedMessage{}, err
-		}
-		m.Batch, m.Requests = b.BatchReply.Requests, reqs
-	default:
-		return VerifiedMessage{}, fmt.Errorf("%w: unknown message type", ErrMalformed)
 	}
-	return m, nil
+	out.Message = m
+}
+
+// replicaSignature checks one signature by replica from (which the caller
+// checked is a member) over payload, with the replicas' expanded keys.
+func (v *MessageVerifier) replicaSignature(from uint32, payload, sig []byte) bool {
+	return v.sigs.Verify(&crypto.VerifyJob{
+		PublicKey: v.replicas[from], Domain: crypto.DomainReplicaMessage, Payload: payload, Signature: sig,
+	})
 }
 
 // CheckpointCertificate verifies a stored or received certificate's votes
@@ -199,7 +385,7 @@ func (v *MessageVerifier) checkpointVotes(signed []*wire.Signed) ([]checkpoint.V
 		if int64(body.From) >= int64(len(v.replicas)) {
 			return nil, ErrUnknownSender
 		}
-		if !crypto.Verify(v.replicas[body.From], v.clusterID, crypto.DomainReplicaMessage, s.Payload, s.Signature) {
+		if !v.replicaSignature(body.From, s.Payload, s.Signature) {
 			return nil, fmt.Errorf("%w: certificate vote from replica %d", ErrBadSignature, body.From)
 		}
 		votes[i] = checkpoint.Vote{Replica: body.From, Sequence: cp.Sequence, Signed: s}
@@ -208,56 +394,72 @@ func (v *MessageVerifier) checkpointVotes(signed []*wire.Signed) ([]checkpoint.V
 	return votes, nil
 }
 
-// ClientRequest verifies a signed request received from a client.
-func (v *MessageVerifier) ClientRequest(signed *wire.Signed) (ClientRequest, error) {
-	reqs, err := v.requests([]*wire.Signed{signed})
-	if err != nil {
-		return ClientRequest{}, err
-	}
-	return ClientRequest{Signed: signed, Request: reqs[0]}, nil
-}
+// Markers in pendingRequests.jobs.
+const (
+	vouched = -1 // the cache vouched for the request
+	toQueue = -2 // its signature must be checked
+)
 
-// requests decodes signed client requests and checks their signatures,
-// skipping those the cache has seen verified.
-func (v *MessageVerifier) requests(signed []*wire.Signed) ([]*wire.Request, error) {
-	reqs := make([]*wire.Request, len(signed))
-	var jobs []crypto.VerifyJob
+// decodeRequests decodes signed client requests and notes which
+// signatures the cache has not vouched for. The error is that of the first
+// request that does not decode (checked before any signature).
+func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests, error) {
+	p := pendingRequests{signed: signed, reqs: make([]*wire.Request, len(signed)), jobs: make([]int, len(signed))}
 	for i, s := range signed {
 		if s == nil {
-			return nil, fmt.Errorf("%w: empty request", ErrMalformed)
+			return pendingRequests{}, fmt.Errorf("%w: empty request", ErrMalformed)
 		}
 		var req wire.Request
 		if err := proto.Unmarshal(s.Payload, &req); err != nil {
-			return nil, fmt.Errorf("%w: request: %w", ErrMalformed, err)
+			return pendingRequests{}, fmt.Errorf("%w: request: %w", ErrMalformed, err)
 		}
 		if len(req.ClientId) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("%w: client id of %d bytes", ErrMalformed, len(req.ClientId))
+			return pendingRequests{}, fmt.Errorf("%w: client id of %d bytes", ErrMalformed, len(req.ClientId))
 		}
-		reqs[i] = &req
+		p.reqs[i] = &req
+		p.jobs[i] = toQueue
 		if v.cache != nil && v.cache.Contains(s.Payload, s.Signature) {
+			p.jobs[i] = vouched
+		}
+	}
+	return p, nil
+}
+
+// queue appends the signatures p must have checked to jobs.
+func (p *pendingRequests) queue(jobs *[]crypto.VerifyJob) {
+	for i, j := range p.jobs {
+		if j != toQueue {
 			continue
 		}
-		jobs = append(jobs, crypto.VerifyJob{
-			PublicKey: ed25519.PublicKey(req.ClientId), Domain: crypto.DomainClientRequest,
+		s := p.signed[i]
+		p.jobs[i] = len(*jobs)
+		*jobs = append(*jobs, crypto.VerifyJob{
+			PublicKey: ed25519.PublicKey(p.reqs[i].ClientId), Domain: crypto.DomainClientRequest,
 			Payload: s.Payload, Signature: s.Signature,
 		})
 	}
-	var ok []bool
-	if v.pool != nil && len(jobs) > 1 {
-		ok = v.pool.VerifyAll(jobs)
-	} else {
-		ok = make([]bool, len(jobs))
-		for i, j := range jobs {
-			ok[i] = crypto.Verify(j.PublicKey, v.clusterID, j.Domain, j.Payload, j.Signature)
+}
+
+// checkRequests reports whether every queued client signature of p
+// verified, and remembers in the cache those that did.
+func (v *MessageVerifier) checkRequests(p *pendingRequests, jobs []crypto.VerifyJob, ok []bool) error {
+	var err error
+	for _, j := range p.jobs {
+		if j == vouched {
+			continue
 		}
-	}
-	for i, good := range ok {
-		if !good {
-			return nil, fmt.Errorf("%w: client request", ErrBadSignature)
+		if j < 0 { // not queued: never happens, but never vouch for it
+			return fmt.Errorf("%w: client request not checked", ErrBadSignature)
+		}
+		if !ok[j] {
+			if err == nil {
+				err = fmt.Errorf("%w: client request", ErrBadSignature)
+			}
+			continue
 		}
 		if v.cache != nil {
-			v.cache.Add(jobs[i].Payload, jobs[i].Signature)
+			v.cache.Add(jobs[j].Payload, jobs[j].Signature)
 		}
 	}
-	return reqs, nil
+	return err
 }

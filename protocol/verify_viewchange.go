@@ -1,13 +1,11 @@
 package protocol
 
 import (
-	"bytes"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/checkpoint"
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/viewchange"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -32,7 +30,7 @@ func (v *MessageVerifier) inner(s *wire.Signed) (*wire.ReplicaMessage, error) {
 	if int64(body.From) >= int64(len(v.replicas)) {
 		return nil, ErrUnknownSender
 	}
-	if !crypto.Verify(v.replicas[body.From], v.clusterID, crypto.DomainReplicaMessage, s.Payload, s.Signature) {
+	if !v.replicaSignature(body.From, s.Payload, s.Signature) {
 		return nil, fmt.Errorf("%w: nested message from replica %d", ErrBadSignature, body.From)
 	}
 	return &body, nil
@@ -143,15 +141,4 @@ func (v *MessageVerifier) newView(nv *wire.NewView) (*VerifiedNewView, error) {
 		out.PrePrepares = append(out.PrePrepares, pp)
 	}
 	return out, nil
-}
-
-// batchReply verifies a batch reply's requests and its digest.
-func (v *MessageVerifier) batchReply(br *wire.BatchReply) ([]*wire.Request, error) {
-	if br == nil || len(br.Requests) > v.maxBatch {
-		return nil, fmt.Errorf("%w: batch reply", ErrMalformed)
-	}
-	if d := crypto.BatchDigest(br.Requests); !bytes.Equal(d[:], br.Digest) {
-		return nil, ErrDigestMismatch
-	}
-	return v.requests(br.Requests)
 }
