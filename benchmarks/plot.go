@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"path/filepath"
 	"slices"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -39,7 +40,8 @@ var protocolStyle = map[string]color.RGBA{
 // WritePlots writes the two plots of the results into dir and returns
 // their paths: throughput against p50 (and p99) latency for the smallest
 // cluster of each protocol (one-client, open-loop sweep and saturated
-// points), and saturated throughput against n.
+// points), and saturated throughput against n (with PBFT's crypto
+// ceiling for each n).
 func WritePlots(dir string, results []Result) ([]string, error) {
 	var paths []string
 	for _, w := range []struct {
@@ -77,7 +79,7 @@ func protocols(results []Result) []string {
 
 func throughputLatencyPlot(all []Result) (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = "Throughput against latency (no fault, smallest cluster)"
+	p.Title.Text = "Throughput against latency (no fault, smallest cluster, fsync on)"
 	p.X.Label.Text = "throughput (ops/s)"
 	p.Y.Label.Text = "latency (ms), p50 solid, p99 dashed"
 	p.Legend.Top, p.Legend.Left = true, true
@@ -115,22 +117,30 @@ func throughputLatencyPlot(all []Result) (*plot.Plot, error) {
 			return nil, err
 		}
 	}
-	p.Y.Min = 0
+	// Latencies span from about a millisecond (one client) to hundreds
+	// (saturation): a log scale shows both ends.
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.X.Tick.Marker = plainTicks{}
+	p.X.Min = 0
 	return p, nil
 }
 
 func throughputVsNPlot(all []Result) (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = "Saturated throughput against cluster size (no fault)"
+	p.Title.Text = "Saturated throughput against cluster size (no fault, fsync on)"
 	p.X.Label.Text = "replicas n"
 	p.Y.Label.Text = "throughput (ops/s)"
 	p.Legend.Top = true
 	results := usable(all)
 	for _, proto := range protocols(results) {
-		var pts plotter.XYs
+		var pts, ceiling plotter.XYs
 		for _, r := range results {
 			if r.Protocol == proto && r.Group == GroupScaling {
 				pts = append(pts, plotter.XY{X: float64(r.Replicas), Y: r.ThroughputOps})
+				if r.CryptoCeilingOps != nil {
+					ceiling = append(ceiling, plotter.XY{X: float64(r.Replicas), Y: *r.CryptoCeilingOps})
+				}
 			}
 		}
 		if len(pts) == 0 {
@@ -140,9 +150,30 @@ func throughputVsNPlot(all []Result) (*plot.Plot, error) {
 		if err := addSeries(p, pts, protocolStyle[proto], false, proto); err != nil {
 			return nil, err
 		}
+		if len(ceiling) > 0 {
+			slices.SortFunc(ceiling, func(a, b plotter.XY) int { return cmp.Compare(a.X, b.X) })
+			if err := addSeries(p, ceiling, protocolStyle[proto], true, proto+" crypto ceiling"); err != nil {
+				return nil, err
+			}
+		}
 	}
 	p.Y.Min = 0
+	p.X.Tick.Marker = plainTicks{}
+	p.Y.Tick.Marker = plainTicks{}
 	return p, nil
+}
+
+// plainTicks are plot.DefaultTicks labelled without trailing zeros.
+type plainTicks struct{}
+
+func (plainTicks) Ticks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ticks {
+		if ticks[i].Label != "" {
+			ticks[i].Label = strconv.FormatFloat(ticks[i].Value, 'f', -1, 64)
+		}
+	}
+	return ticks
 }
 
 // addSeries adds a line with points in c (dashed if asked) to the legend.
