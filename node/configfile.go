@@ -153,10 +153,19 @@ func resolve(home, path, def string) string {
 }
 
 // LoadHome reads home/config.json and the key it names into a Config.
-func LoadHome(home string) (Config, error) {
+func LoadHome(home string) (Config, error) { return LoadHomeWith(home, nil) }
+
+// LoadHomeWith is LoadHome with overrides (the command-line flags) applied
+// to the file's settings before they are checked.
+func LoadHomeWith(home string, overrides *ConfigFlags) (Config, error) {
 	var fc FileConfig
 	if err := ReadJSON(filepath.Join(home, ConfigFileName), &fc); err != nil {
 		return Config{}, err
+	}
+	if overrides != nil {
+		if err := overrides.Apply(&fc); err != nil {
+			return Config{}, err
+		}
 	}
 	if fc.Protocol != "" && fc.Protocol != ProtocolPBFT && fc.Protocol != ProtocolRaft {
 		return Config{}, fmt.Errorf("config: protocol %q: want %q or %q", fc.Protocol, ProtocolPBFT, ProtocolRaft)

@@ -18,8 +18,8 @@ import (
 func runReplica(args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	home := fs.String("home", "", "the replica's home directory, holding config.json (required)")
-	noFsync := fs.Bool("unsafe-no-fsync", false, "do not fsync the protocol log (benchmarks only; a machine crash can then break safety)")
 	strategy := fs.String("byzantine", "", "FAULT INJECTION: make this replica misbehave on purpose ("+strings.Join(byzantine.Strategies, ", ")+"); for testing only")
+	settings := node.RegisterConfigFlags(fs) // one flag per config.json setting, e.g. --unsafe-no-fsync
 	logs := addLogFlags(fs, "info")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -31,12 +31,9 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := node.LoadHome(*home)
+	cfg, err := node.LoadHomeWith(*home, settings)
 	if err != nil {
 		return err
-	}
-	if *noFsync {
-		cfg.Sync = false
 	}
 	cfg.Logger = logger
 	if *strategy != "" && cfg.Consensus == node.ProtocolRaft {
