@@ -1,0 +1,197 @@
+package raftsim
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"reflect"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// raceEnabled reports whether this test binary was built with -race (as
+// internal/sim does): the race detector slows the simulator about 10x,
+// and the seeds are single-threaded runs that share nothing, so a race
+// build runs fewer of them.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" && s.Value == "true" {
+			return true
+		}
+	}
+	return false
+}
+
+// testSeeds is how many seeds a test runs: normal, or raced under the
+// race detector, a quarter of normal with -short; PBFTNODE_RAFTSIM_SEEDS
+// sets it for a long campaign.
+func testSeeds(t *testing.T, normal, raced uint64) uint64 {
+	t.Helper()
+	if s := os.Getenv("PBFTNODE_RAFTSIM_SEEDS"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("PBFTNODE_RAFTSIM_SEEDS=%q: %v", s, err)
+		}
+		return n
+	}
+	switch {
+	case raceEnabled():
+		return raced
+	case testing.Short():
+		return max(1, normal/4)
+	}
+	return normal
+}
+
+func requireClean(t *testing.T, cfg Config, results []Result) Summary {
+	t.Helper()
+	var sum Summary
+	for _, r := range results {
+		sum.Add(r)
+		for _, v := range r.Violations {
+			t.Errorf("%s\n  scenario: %s\n  replay: pbftnode sim --protocol raft --seeds 1 --start %d --replicas %d -v",
+				v, r.Scenario, r.Seed, cfg.Replicas)
+		}
+	}
+	return sum
+}
+
+func TestSeeds(t *testing.T) {
+	for _, tc := range []struct {
+		replicas      int
+		normal, raced uint64
+	}{{3, 400, 40}, {5, 150, 10}} {
+		t.Run(fmt.Sprintf("n%d", tc.replicas), func(t *testing.T) {
+			cfg := Config{Replicas: tc.replicas}
+			n := testSeeds(t, tc.normal, tc.raced)
+			sum := requireClean(t, cfg, RunMany(cfg, 1000, n, 0))
+			t.Logf("%d seeds: %d operations, %d elections, %d snapshots, %d state transfers, %d crashes, %d wipes, %d partitions",
+				sum.Runs, sum.Operations, sum.Elections, sum.Snapshots, sum.StateTransfers, sum.Crashes, sum.Wipes, sum.Partitions)
+			if n < 20 {
+				return // too few seeds to expect every fault
+			}
+			// The schedules must exercise what the checkers are for.
+			for name, got := range map[string]uint64{"crashes": sum.Crashes, "partitions": sum.Partitions, "wipes": sum.Wipes,
+				"snapshots": sum.Snapshots, "state transfers": sum.StateTransfers, "elections": sum.Elections - sum.Runs} {
+				if got == 0 {
+					t.Errorf("%d seeds had no %s", n, name)
+				}
+			}
+		})
+	}
+}
+
+func TestSameSeedSameResult(t *testing.T) {
+	for _, cfg := range []Config{{Seed: 4242}, {Seed: 18}, {Seed: 69, Replicas: 5}, {Seed: 1, Scenario: ScenarioWipeNewLeader}} {
+		a, b := Run(cfg), Run(cfg)
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("seed %d ran differently:\n%+v\n%+v", cfg.Seed, a, b)
+		}
+		ja, errA := json.Marshal(a)
+		jb, errB := json.Marshal(b)
+		if errA != nil || errB != nil || string(ja) != string(jb) {
+			t.Fatalf("seed %d: JSON differs (%v, %v):\n%s\n%s", cfg.Seed, errA, errB, ja, jb)
+		}
+		if a.Operations == 0 || a.Steps == 0 {
+			t.Fatalf("seed %d did nothing: %+v", cfg.Seed, a)
+		}
+	}
+	var s1, s2 Summary
+	for _, r := range RunMany(Config{}, 7, 6, 2) {
+		s1.Add(r)
+	}
+	for _, r := range RunMany(Config{}, 7, 6, 1) {
+		s2.Add(r)
+	}
+	if !reflect.DeepEqual(s1, s2) {
+		t.Fatalf("summaries differ with the number of workers:\n%+v\n%+v", s1, s2)
+	}
+}
+
+// TestPlantedBugsAreCaught shows the checkers bite: with a planted bug,
+// some seed among the first few reports the expected kind of violation,
+// and that seed passes without the plant.
+func TestPlantedBugsAreCaught(t *testing.T) {
+	for _, tc := range []struct {
+		plant, kind string
+		limit       uint64
+	}{
+		{PlantAlterOp, KindAgreement, 5},
+		// A stale read shows only when a lagging replica answers a get a
+		// client sent it: about 1 seed in 20.
+		{PlantStaleRead, KindLinearizability, 100},
+	} {
+		t.Run(tc.plant, func(t *testing.T) {
+			cfg := Config{Plant: tc.plant}
+			var caught *Result
+			for start := uint64(1); start <= tc.limit && caught == nil; start += 10 {
+				for _, r := range RunMany(cfg, start, 10, 0) {
+					if len(r.Violations) > 0 && r.Violations[0].Kind == tc.kind {
+						caught = &r
+						break
+					}
+				}
+			}
+			if caught == nil {
+				t.Fatalf("plant %s: no %s violation within %d seeds", tc.plant, tc.kind, tc.limit)
+			}
+			t.Logf("plant %s caught by seed %d: %.300s", tc.plant, caught.Seed, caught.Violations[0])
+			clean := Config{Seed: caught.Seed}
+			if res := Run(clean); len(res.Violations) > 0 {
+				t.Fatalf("seed %d also fails without the plant: %s", caught.Seed, res.Violations[0])
+			}
+		})
+	}
+}
+
+// TestWipeRejoinsUnderNewLeader: a follower loses its database once the
+// leader's log is compacted, and the leader crashes with it; the wiped
+// replica rejoins through snapshot state transfer from the new leader.
+func TestWipeRejoinsUnderNewLeader(t *testing.T) {
+	for seed := uint64(1); seed <= 3; seed++ {
+		for _, n := range []int{3, 5} {
+			cfg := Config{Seed: seed, Replicas: n, Scenario: ScenarioWipeNewLeader}
+			res := Run(cfg)
+			requireClean(t, cfg, []Result{res})
+			if res.Wipes != 1 || res.StateTransfers == 0 {
+				t.Errorf("seed %d n=%d: %d wipes, %d state transfers; want 1 wipe and a transfer (%s)", seed, n, res.Wipes, res.StateTransfers, res.Scenario)
+			}
+		}
+	}
+}
+
+// TestWipeRejoinsUnderSameLeader: the same with the leader staying up. It
+// fails today: the leader keeps the wiped follower's old match index, and
+// etcd raft panics on the follower when a heartbeat's commit index is
+// beyond its (now empty) log ("tocommit(N) is out of range
+// [lastIndex(1)]"); see docs/testing.md. The test skips on that known
+// failure and fails on any other.
+func TestWipeRejoinsUnderSameLeader(t *testing.T) {
+	cfg := Config{Seed: 1, Scenario: ScenarioWipe}
+	res := Run(cfg)
+	if len(res.Violations) > 0 && strings.Contains(res.Violations[0].Detail, "is out of range [lastIndex(1)]") {
+		t.Skipf("known raftmode bug, seed %d (pbftnode sim --protocol raft --scenario wipe --seeds 1 --start %d): %.200s",
+			cfg.Seed, cfg.Seed, res.Violations[0])
+	}
+	requireClean(t, cfg, []Result{res})
+	if res.Wipes != 1 || res.StateTransfers == 0 {
+		t.Errorf("%d wipes, %d state transfers; want 1 wipe and a transfer (%s)", res.Wipes, res.StateTransfers, res.Scenario)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, bad := range []Config{{Replicas: 10}, {Plant: "nope"}, {Scenario: "nope"}, {Replicas: 2, Scenario: ScenarioWipe}} {
+		if bad.Validate() == nil {
+			t.Errorf("%+v: valid", bad)
+		}
+	}
+	if res := Run(Config{Plant: "nope"}); len(res.Violations) != 1 || res.Violations[0].Kind != KindInternal {
+		t.Errorf("an invalid config ran: %+v", res)
+	}
+}
