@@ -16,8 +16,11 @@ type schedule struct {
 	spikeRate float64
 	maxDelay  int64
 
-	partitions     bool
+	partitions bool
+	// group splits the replicas in two; with oneWay, group 1 still hears
+	// group 0 (an asymmetric partition).
 	group          []int
+	oneWay         bool
 	partitionUntil int64
 	nextPartition  int64
 
@@ -133,6 +136,7 @@ func (s *schedule) partition(w *world) {
 		for i := range s.group {
 			s.group[i] = w.rng.IntN(2)
 		}
+		s.oneWay = w.rng.IntN(4) == 0
 		s.partitionUntil = w.now + 20 + w.rng.Int64N(150)
 		w.res.Partitions++
 	}

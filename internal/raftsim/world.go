@@ -130,9 +130,10 @@ func (w *world) delay() (ticks int64, dropped bool, copies int) {
 
 func (w *world) calm() bool { return w.now >= w.sched.calmAt }
 
-// linked reports whether replicas a and b can reach each other.
+// linked reports whether replica a's messages reach replica b.
 func (w *world) linked(a, b uint32) bool {
-	return w.calm() || w.sched.group[a] == w.sched.group[b]
+	s := w.sched
+	return w.calm() || s.group[a] == s.group[b] || (s.oneWay && s.group[a] == 0)
 }
 
 // sendBetween puts one replica-to-replica event on the network and
