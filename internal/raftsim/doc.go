@@ -34,9 +34,9 @@
 // log and holds the same state digest). See docs/testing.md.
 //
 // Files: config.go (Config, Result, Summary, timing), world.go (event
-// queue, virtual network, main loop), host.go and transfer.go (one
-// replica: Core, storage, executor, crash, restart, wipe, state
+// queue, virtual network, main loop), host.go, app.go and transfer.go
+// (one replica: Core, storage, executor, crash, restart, wipe, state
 // transfer), client.go (simulated clients), schedule.go (network faults,
-// crashes, wipes), check.go and linear.go (the checkers), run.go (Run and
-// RunMany).
+// crashes, wipes), check.go, linear.go and liveness.go (the checkers),
+// run.go (Run and RunMany).
 package raftsim
