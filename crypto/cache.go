@@ -39,11 +39,13 @@ func NewVerifiedCache(capacity int) *VerifiedCache {
 	}
 }
 
-// verifiedKey is SHA-256 over prefix || uvarint(len(payload)) || payload ||
-// sig. The length prefix keeps (payload, sig) pairs that concatenate to the
-// same bytes from sharing a key, so a verified pair can never vouch for a
-// different one.
-func verifiedKey(payload, sig []byte) Digest {
+// VerifiedKey is the cache key of (payload, sig): SHA-256 over prefix ||
+// uvarint(len(payload)) || payload || sig. The length prefix keeps
+// (payload, sig) pairs that concatenate to the same bytes from sharing a
+// key, so a verified pair can never vouch for a different one. A caller
+// that looks a pair up and later adds it computes the key once and uses
+// ContainsKey and AddKey.
+func VerifiedKey(payload, sig []byte) Digest {
 	h := sha256.New()
 	h.Write([]byte(verifiedKeyPrefix))
 	h.Write(binary.AppendUvarint(nil, uint64(len(payload))))
@@ -56,7 +58,11 @@ func verifiedKey(payload, sig []byte) Digest {
 
 // Contains reports whether (payload, sig) was added and not yet evicted.
 func (c *VerifiedCache) Contains(payload, sig []byte) bool {
-	key := verifiedKey(payload, sig)
+	return c.ContainsKey(VerifiedKey(payload, sig))
+}
+
+// ContainsKey is Contains for the pair whose VerifiedKey is key.
+func (c *VerifiedCache) ContainsKey(key Digest) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	_, ok := c.entries[key]
@@ -69,7 +75,15 @@ func (c *VerifiedCache) Add(payload, sig []byte) {
 	if c.capacity == 0 {
 		return
 	}
-	key := verifiedKey(payload, sig)
+	c.AddKey(VerifiedKey(payload, sig))
+}
+
+// AddKey is Add for the pair whose VerifiedKey is key: add it only if that
+// pair's signature verified.
+func (c *VerifiedCache) AddKey(key Digest) {
+	if c.capacity == 0 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.entries[key]; ok {

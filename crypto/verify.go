@@ -52,6 +52,8 @@ const DefaultKeyCacheSize = 4096
 type Verifier struct {
 	clusterID string
 	keys      *keyCache
+	// batches recycles batch verifiers (and their entry arrays).
+	batches sync.Pool
 }
 
 // NewVerifier returns a Verifier for the cluster clusterID.
@@ -103,7 +105,12 @@ func (v *Verifier) verifyChunk(jobs []VerifyJob, results []bool) {
 		results[0] = v.Verify(&jobs[0])
 		return
 	}
-	batch := voied.NewBatchVerifierWithCapacity(len(jobs))
+	batch, _ := v.batches.Get().(*voied.BatchVerifier)
+	if batch == nil {
+		batch = voied.NewBatchVerifierWithCapacity(MaxVerifyBatch)
+	}
+	defer v.batches.Put(batch)
+	batch.Reset()
 	// index[k] is the job of the batch's k-th entry: malformed jobs are
 	// false without entering the batch, so they cannot spoil it.
 	index := make([]int, 0, len(jobs))

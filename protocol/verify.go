@@ -124,6 +124,7 @@ type pendingRequests struct {
 	signed []*wire.Signed
 	reqs   []*wire.Request
 	jobs   []int
+	keys   []crypto.Digest // cache keys (with a cache)
 }
 
 // VerifyFrames verifies frames together and returns one verdict per frame,
@@ -170,7 +171,7 @@ func (v *MessageVerifier) VerifyFrames(frames []Frame) []Verified {
 	ok := v.verifyJobs(jobs)
 	out := make([]Verified, len(frames))
 	for i := range pending {
-		v.finish(&pending[i], outerOK, jobs, ok, &out[i])
+		v.finish(&pending[i], outerOK, ok, &out[i])
 	}
 	return out
 }
@@ -278,13 +279,13 @@ func (v *MessageVerifier) decodeReplica(p *pendingFrame, signed *wire.Signed, ba
 
 // finish turns a pending frame and the signature verdicts into the frame's
 // verdict.
-func (v *MessageVerifier) finish(p *pendingFrame, outerOK []bool, jobs []crypto.VerifyJob, ok []bool, out *Verified) {
+func (v *MessageVerifier) finish(p *pendingFrame, outerOK, ok []bool, out *Verified) {
 	if p.err != nil {
 		out.Err = p.err
 		return
 	}
 	if p.client {
-		if err := v.checkRequests(&p.requests, jobs, ok); err != nil {
+		if err := v.checkRequests(&p.requests, ok); err != nil {
 			out.Err = err
 			return
 		}
@@ -302,19 +303,19 @@ func (v *MessageVerifier) finish(p *pendingFrame, outerOK []bool, jobs []crypto.
 	m := VerifiedMessage{Signed: p.signed, Body: p.body}
 	switch b := p.body.Body.(type) {
 	case *wire.ReplicaMessage_PrePrepare:
-		if err := v.checkRequests(&p.requests, jobs, ok); err != nil {
+		if err := v.checkRequests(&p.requests, ok); err != nil {
 			out.Err = err
 			return
 		}
 		m.Batch, m.Requests = p.batch, p.requests.reqs
 	case *wire.ReplicaMessage_ForwardedRequest:
-		if err := v.checkRequests(&p.requests, jobs, ok); err != nil {
+		if err := v.checkRequests(&p.requests, ok); err != nil {
 			out.Err = err
 			return
 		}
 		m.Requests = p.requests.reqs
 	case *wire.ReplicaMessage_BatchReply:
-		if err := v.checkRequests(&p.requests, jobs, ok); err != nil {
+		if err := v.checkRequests(&p.requests, ok); err != nil {
 			out.Err = err
 			return
 		}
@@ -405,6 +406,9 @@ const (
 // request that does not decode (checked before any signature).
 func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests, error) {
 	p := pendingRequests{signed: signed, reqs: make([]*wire.Request, len(signed)), jobs: make([]int, len(signed))}
+	if v.cache != nil {
+		p.keys = make([]crypto.Digest, len(signed))
+	}
 	for i, s := range signed {
 		if s == nil {
 			return pendingRequests{}, fmt.Errorf("%w: empty request", ErrMalformed)
@@ -418,8 +422,11 @@ func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests
 		}
 		p.reqs[i] = &req
 		p.jobs[i] = toQueue
-		if v.cache != nil && v.cache.Contains(s.Payload, s.Signature) {
-			p.jobs[i] = vouched
+		if v.cache != nil {
+			p.keys[i] = crypto.VerifiedKey(s.Payload, s.Signature)
+			if v.cache.ContainsKey(p.keys[i]) {
+				p.jobs[i] = vouched
+			}
 		}
 	}
 	return p, nil
@@ -442,9 +449,9 @@ func (p *pendingRequests) queue(jobs *[]crypto.VerifyJob) {
 
 // checkRequests reports whether every queued client signature of p
 // verified, and remembers in the cache those that did.
-func (v *MessageVerifier) checkRequests(p *pendingRequests, jobs []crypto.VerifyJob, ok []bool) error {
+func (v *MessageVerifier) checkRequests(p *pendingRequests, ok []bool) error {
 	var err error
-	for _, j := range p.jobs {
+	for i, j := range p.jobs {
 		if j == vouched {
 			continue
 		}
@@ -458,7 +465,7 @@ func (v *MessageVerifier) checkRequests(p *pendingRequests, jobs []crypto.Verify
 			continue
 		}
 		if v.cache != nil {
-			v.cache.Add(jobs[j].Payload, jobs[j].Signature)
+			v.cache.AddKey(p.keys[i])
 		}
 	}
 	return err
