@@ -51,6 +51,12 @@ type Result struct {
 	// clients: signing, transport, bookkeeping) per 1000 operations; it
 	// competes with the replicas for the same cores.
 	HarnessCPUSecondsPer1kOps float64 `json:"harness_cpu_seconds_per_1k_ops"`
+	// BackgroundCPUCores is how many cores, on average over the measured
+	// interval, processes outside the benchmark kept busy (machine busy
+	// time from /proc/stat minus the replicas' and the harness's). Above
+	// a few tenths the run competed with other work and its figures are
+	// low.
+	BackgroundCPUCores float64 `json:"background_cpu_cores"`
 	// BytesSentPerOp is the replicas' transport bytes sent (frames to each
 	// peer and client, pbftnode_p2p_bytes_sent_total) per operation.
 	BytesSentPerOp float64 `json:"bytes_sent_per_op"`
@@ -111,7 +117,9 @@ func WriteJSON(w io.Writer, results []Result) error {
 	return nil
 }
 
-// WriteTable writes the human-readable table: one row per result.
+// WriteTable writes the human-readable table: one row per result. The
+// last column is BackgroundCPUCores: how busy the machine was with other
+// work meanwhile.
 func WriteTable(w io.Writer, results []Result) error {
 	// Numbers right-aligned; labels padded to one width so that they
 	// read left-aligned.
@@ -120,10 +128,11 @@ func WriteTable(w io.Writer, results []Result) error {
 		width = max(width, len(r.Label))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-*s\tops/s\tp50 ms\tp95 ms\tp99 ms\tCPU s/1k ops/replica\tbytes/op\tceiling ops/s\tof ceiling\tunavail ms\t\n", width, "configuration")
+	fmt.Fprintf(tw, "%-*s\tops/s\tp50 ms\tp95 ms\tp99 ms\tCPU s/1k ops/replica\tbytes/op\tceiling ops/s\tof ceiling\tunavail ms\tbg cores\t\n", width, "configuration")
 	for _, r := range results {
 		if r.Error != "" {
-			fmt.Fprintf(tw, "%-*s\terror: %s\t\t\t\t\t\t\t\t\t\n", width, r.Label, oneLine(r.Error, 60))
+			// The message trails the cells, so it widens no column.
+			fmt.Fprintf(tw, "%-*s\terror\t\t\t\t\t\t\t\t\t\t  %s\n", width, r.Label, oneLine(r.Error, 100))
 			continue
 		}
 		ceiling, frac, unavail := "-", "-", "-"
@@ -136,9 +145,9 @@ func WriteTable(w io.Writer, results []Result) error {
 		if r.UnavailabilityMs != nil {
 			unavail = fmt.Sprintf("%.0f", *r.UnavailabilityMs)
 		}
-		fmt.Fprintf(tw, "%-*s\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.0f\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%-*s\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.0f\t%s\t%s\t%s\t%.2f\t\n",
 			width, r.Label, r.ThroughputOps, r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms,
-			r.CPUSecondsPer1kOpsPerReplica, r.BytesSentPerOp, ceiling, frac, unavail)
+			r.CPUSecondsPer1kOpsPerReplica, r.BytesSentPerOp, ceiling, frac, unavail, r.BackgroundCPUCores)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)

@@ -12,7 +12,7 @@ func pbftResult() Result {
 		Label: "pbft n=4 c=8x16", Protocol: "pbft", Replicas: 4, F: 1, Fsync: true, Scenario: ScenarioNone,
 		Ops: 30000, ThroughputOps: 3000, LatencyP50Ms: 12.5, LatencyP95Ms: 30, LatencyP99Ms: 45.25,
 		CPUSecondsPer1kOpsPerReplica: 0.1234, BytesSentPerOp: 812,
-		CryptoCeilingOps: ptr(6000.0), CryptoCeilingFraction: ptr(0.5),
+		CryptoCeilingOps: ptr(6000.0), CryptoCeilingFraction: ptr(0.5), BackgroundCPUCores: 0.125,
 	}
 }
 
@@ -74,21 +74,25 @@ func TestWriteTable(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("table has %d lines, want a header and 3 rows:\n%s", len(lines), buf.String())
 	}
-	for _, col := range []string{"ops/s", "p50 ms", "p95 ms", "p99 ms", "CPU s/1k ops/replica", "bytes/op", "of ceiling", "unavail ms"} {
+	for _, col := range []string{"ops/s", "p50 ms", "p95 ms", "p99 ms", "CPU s/1k ops/replica", "bytes/op", "of ceiling", "unavail ms", "bg cores"} {
 		if !strings.Contains(lines[0], col) {
 			t.Errorf("header lacks %q: %s", col, lines[0])
 		}
 	}
 	pbft := strings.Fields(lines[1])
-	want := []string{"pbft", "n=4", "c=8x16", "3000", "12.50", "30.00", "45.25", "0.123", "812", "6000", "50%", "-"}
+	want := []string{"pbft", "n=4", "c=8x16", "3000", "12.50", "30.00", "45.25", "0.123", "812", "6000", "50%", "-", "0.12"}
 	if strings.Join(pbft, " ") != strings.Join(want, " ") {
 		t.Errorf("PBFT row = %q, want fields %q", lines[1], want)
 	}
-	if !strings.HasSuffix(strings.TrimSpace(lines[2]), "1234") || !strings.Contains(lines[2], " - ") {
-		t.Errorf("Raft row should end in the unavailability and show no ceiling: %q", lines[2])
+	raft := strings.Fields(lines[2])
+	if strings.Join(raft[len(raft)-4:], " ") != "- - 1234 0.00" {
+		t.Errorf("Raft row should end in the unavailability and background load and show no ceiling: %q", lines[2])
 	}
-	if !strings.Contains(lines[3], "error: testnet --protocol raft: unsupported") || strings.Contains(lines[3], "more detail") {
+	if !strings.Contains(lines[3], "error") || !strings.HasSuffix(lines[3], "testnet --protocol raft: unsupported") {
 		t.Errorf("failed row = %q, want the error's first line", lines[3])
+	}
+	if len(lines[2]) > len(lines[0]) {
+		t.Errorf("the error message widened the columns:\n%s", buf.String())
 	}
 	// Labels start in the same column.
 	if strings.Index(lines[1], "pbft") != strings.Index(lines[2], "raft") {

@@ -164,6 +164,7 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 		return err
 	}
 	harnessBefore := selfCPUSeconds()
+	machineBefore, machineErr := machineBusySeconds()
 	after := make(map[int]counters)
 	var killedAt time.Duration
 	if cfg.Scenario == ScenarioCrashLeader {
@@ -192,6 +193,10 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 		return err
 	}
 	harnessCPU := selfCPUSeconds() - harnessBefore
+	machineAfter, err := machineBusySeconds()
+	if machineErr == nil {
+		machineErr = err
+	}
 	for i, s := range end {
 		after[i] = s
 	}
@@ -209,6 +214,10 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 	summarize(res, w, failed, int(ld.dropped.Load()), cfg.Duration, before, after)
 	if w.ops > 0 {
 		res.HarnessCPUSecondsPer1kOps = harnessCPU / (float64(w.ops) / 1000)
+	}
+	if machineErr == nil {
+		replicasCPU := res.CPUSecondsPer1kOpsAll * float64(w.ops) / 1000
+		res.BackgroundCPUCores = max(0, machineAfter-machineBefore-replicasCPU-harnessCPU) / cfg.Duration.Seconds()
 	}
 	switch cfg.Scenario {
 	case ScenarioCrashLeader:

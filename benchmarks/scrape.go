@@ -39,6 +39,40 @@ func selfCPUSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
+// machineBusySeconds returns the CPU time all processors spent busy so
+// far (every state but idle and iowait), from the first line of
+// /proc/stat.
+func machineBusySeconds() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("machine cpu time: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return parseMachineBusy(line)
+}
+
+// parseMachineBusy parses the "cpu" line of /proc/stat: user nice system
+// idle iowait irq softirq steal ..., in clock ticks.
+func parseMachineBusy(line string) (float64, error) {
+	fields := strings.Fields(line)
+	if len(fields) < 5 || fields[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: first line %q is not the cpu total", line)
+	}
+	var busy uint64
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat cpu field %d: %w", i+1, err)
+		}
+		// Fields 4 and 5 are idle and iowait; guest time (9, 10) is
+		// already counted in user and nice.
+		if i != 3 && i != 4 && i < 8 {
+			busy += v
+		}
+	}
+	return float64(busy) / ClockTicksPerSecond, nil
+}
+
 // parseProcStatCPU extracts utime+stime (fields 14 and 15) from the text
 // of /proc/PID/stat and converts clock ticks to seconds. The command name
 // (field 2) is in parentheses and may hold spaces, so fields are counted

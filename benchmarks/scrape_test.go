@@ -63,3 +63,23 @@ pbftnode_p2p_bytes_received_total 999
 		t.Error("a non-numeric value parsed without error")
 	}
 }
+
+func TestParseMachineBusy(t *testing.T) {
+	// user 100, nice 10, system 40, idle 1000, iowait 50, irq 5, softirq 5,
+	// steal 0, guest 30 (inside user), guest_nice 0: busy 160 ticks.
+	got, err := parseMachineBusy("cpu  100 10 40 1000 50 5 5 0 30 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 1.6 {
+		t.Errorf("busy = %v s, want 1.6 (160 ticks, idle, iowait and guest excluded)", got)
+	}
+	if _, err := parseMachineBusy("cpu0 1 2 3 4 5"); err == nil {
+		t.Error("a per-CPU line was taken for the total")
+	}
+	if _, err := machineBusySeconds(); err != nil {
+		if _, statErr := os.Stat("/proc/stat"); statErr == nil {
+			t.Errorf("machine busy time: %v", err)
+		}
+	}
+}
