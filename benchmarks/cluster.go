@@ -277,9 +277,25 @@ func (c *cluster) status(ctx context.Context, i int) (statusDoc, error) {
 }
 
 // leader returns the replica the running replicas name as the current
-// primary or leader: /status "leader" where reported, else (PBFT) view
-// mod n. The most common answer wins.
+// primary or leader, asking again for up to 5 s while none is named (a
+// Raft election in progress).
 func (c *cluster) leader(ctx context.Context) (int, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l, err := c.leaderOnce(ctx)
+		if err == nil || time.Now().After(deadline) {
+			return l, err
+		}
+		if err := sleepUntil(ctx, time.Now().Add(100*time.Millisecond)); err != nil {
+			return -1, err
+		}
+	}
+}
+
+// leaderOnce asks every running replica once: /status "leader" where
+// reported (-1: unknown), else (PBFT builds without it) view mod n. The
+// most common answer wins.
+func (c *cluster) leaderOnce(ctx context.Context) (int, error) {
 	votes := make(map[int]int)
 	var lastErr error
 	for _, i := range c.running() {
