@@ -162,10 +162,16 @@ func (v *MessageVerifier) VerifyFrames(frames []Frame) []Verified {
 	}
 	outerOK := v.verifyJobs(outerJobs)
 	var jobs []crypto.VerifyJob
+	// With a cache, a request that appears twice among the frames (from
+	// its client and inside a pre-prepare, say) is checked once.
+	var seen map[crypto.Digest]int
+	if v.cache != nil {
+		seen = make(map[crypto.Digest]int)
+	}
 	for i := range pending {
 		p := &pending[i]
 		if p.err == nil && p.after == nil && (p.client || outerOK[p.outer]) {
-			p.requests.queue(&jobs)
+			p.requests.queue(&jobs, seen)
 		}
 	}
 	ok := v.verifyJobs(jobs)
@@ -432,11 +438,20 @@ func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests
 	return p, nil
 }
 
-// queue appends the signatures p must have checked to jobs.
-func (p *pendingRequests) queue(jobs *[]crypto.VerifyJob) {
+// queue appends the signatures p must have checked to jobs. seen (nil
+// without a cache) maps the cache keys already queued to their jobs, so a
+// pair queued before is not queued again.
+func (p *pendingRequests) queue(jobs *[]crypto.VerifyJob, seen map[crypto.Digest]int) {
 	for i, j := range p.jobs {
 		if j != toQueue {
 			continue
+		}
+		if seen != nil {
+			if prev, ok := seen[p.keys[i]]; ok {
+				p.jobs[i] = prev
+				continue
+			}
+			seen[p.keys[i]] = len(*jobs)
 		}
 		s := p.signed[i]
 		p.jobs[i] = len(*jobs)
