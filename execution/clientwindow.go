@@ -98,11 +98,29 @@ func (w *clientWindow) record(clientID string, n uint64, result []byte, acc *adH
 	if n <= w.high {
 		return
 	}
+	prevHigh := w.high
 	w.high = n
 	if n < ClientWindow {
 		return
 	}
 	floor := n - ClientWindow
+	// Every other entry is above prevHigh-ClientWindow (the invariant), so
+	// only the numbers in (prevHigh-ClientWindow, floor] can fall out. When
+	// high advances by a few, as it does for a client with requests in
+	// flight, look those up instead of scanning the window.
+	low := uint64(0)
+	if prevHigh >= ClientWindow {
+		low = prevHigh - ClientWindow + 1
+	}
+	if floor-low < uint64(len(w.entries)) {
+		for m := low; m <= floor; m++ {
+			if old, ok := w.entries[m]; ok {
+				delete(w.entries, m)
+				acc.sub(old.hash)
+			}
+		}
+		return
+	}
 	for m, old := range w.entries {
 		if m <= floor {
 			delete(w.entries, m)
