@@ -66,7 +66,7 @@ func TestSeeds(t *testing.T) {
 	for _, tc := range []struct {
 		replicas      int
 		normal, raced uint64
-	}{{3, 400, 40}, {5, 150, 10}} {
+	}{{3, 400, 60}, {5, 150, 20}} {
 		t.Run(fmt.Sprintf("n%d", tc.replicas), func(t *testing.T) {
 			cfg := Config{Replicas: tc.replicas}
 			n := testSeeds(t, tc.normal, tc.raced)

@@ -233,8 +233,12 @@ func (w *world) deliver(e *event) {
 	}
 }
 
-// violate records a failed check and stops the run.
+// violate records a failed check and stops the run; checks that fail
+// after it in the same step (consequences of the first) are not recorded.
 func (w *world) violate(kind, detail string) {
+	if w.stop {
+		return
+	}
 	v := Violation{Seed: w.cfg.Seed, Kind: kind, Step: w.steps, Tick: w.now, Detail: detail}
 	w.log.Debug("violation", "seed", w.cfg.Seed, "kind", kind, "step", w.steps, "detail", detail)
 	w.res.Violations = append(w.res.Violations, v)
