@@ -107,6 +107,11 @@ func (n *RaftNode) eventLoop(ctx context.Context) {
 	defer n.wg.Done()
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
+	if need := n.core.WaitingForState(); need != nil {
+		// A crash interrupted a restore, or the log starts after the
+		// application state: fetch the state before anything else.
+		n.startTransfer(*need)
+	}
 	for {
 		select {
 		case <-ctx.Done():

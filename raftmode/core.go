@@ -95,9 +95,12 @@ type Core struct {
 	isLeader  bool
 	confState *raftpb.ConfState
 	snapIndex uint64
-	// prevSnapIndex is the snapshot before the latest: the log is kept
-	// from there on.
-	prevSnapIndex uint64
+
+	// extra are messages the Core adds to raft's (see dataLossReport).
+	extra []*raftpb.Message
+	// transferTicks counts ticks since this leader started handing
+	// leadership over (see handOver); 0 when not handing over.
+	transferTicks int
 
 	electionElapsed int
 	electionTimeout int
@@ -136,7 +139,6 @@ func New(cfg Config) (*Core, error) {
 	}
 	c.confState, c.term, c.vote, c.commit = cs, hs.GetTerm(), hs.GetVote(), hs.GetCommit()
 	c.snapIndex = snap.GetMetadata().GetIndex()
-	c.prevSnapIndex = first - 1
 	applied := min(c.exec.LastExecuted(), hs.GetCommit())
 	if c.exec.LastExecuted() < first-1 {
 		// The log starts after the application state: fetch the state.
@@ -214,6 +216,7 @@ func (c *Core) Tick() {
 	c.rn.Tick()
 	if c.isLeader {
 		c.electionElapsed = 0
+		c.tickHandOver()
 		return
 	}
 	c.electionElapsed++
@@ -250,6 +253,13 @@ func (c *Core) Step(from uint32, m *raftpb.Message) error {
 		}
 		if m.GetType() == raftpb.MessageType_MsgSnap {
 			c.snapFrom = int(from)
+		}
+		if m.GetType() == raftpb.MessageType_MsgHeartbeat {
+			c.checkHeartbeatCommit(m)
+		}
+	case raftpb.MessageType_MsgAppResp:
+		if c.isLeader && m.GetReject() && m.GetTerm() == c.term {
+			c.checkFollowerDataLoss(from, m)
 		}
 	}
 	if err := c.rn.Step(m); err != nil {

@@ -316,3 +316,45 @@ func TestOversizedRequestIsRefusedAndEntriesStayBounded(t *testing.T) {
 		t.Fatalf("4 requests of a third of an entry each went into %d entry", entries)
 	}
 }
+
+// wipe replaces replica i's database with an empty one, as a disk
+// replacement would, and restarts it.
+func (c *cluster) wipe(i int) {
+	c.t.Helper()
+	db, err := storage.OpenMem(storage.Options{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { db.Close() })
+	c.dbs[i] = db
+	if c.snaps[i] != nil {
+		c.snaps[i].Release()
+		c.snaps[i] = nil
+	}
+	c.start(i)
+}
+
+// A follower that lost its data while the leader stays up must not wedge
+// (etcd raft alone panics on the leader's heartbeat): the leader hands
+// leadership over and the new leader sends the follower a snapshot.
+func TestWipedFollowerRejoinsWhileTheLeaderStaysUp(t *testing.T) {
+	c := newCluster(t, 3, 8)
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	l := c.leader()
+	wiped := (l + 1) % 3
+	for n := uint64(1); n <= 60; n++ {
+		c.submit(l, n, execution.EncodePut(fmt.Appendf(nil, "k%d", n%7), fmt.Appendf(nil, "v%d", n)))
+		c.round()
+	}
+	c.runUntil(300, func() bool { return c.replied(60) && c.converged() })
+	c.down[wiped] = true
+	c.round()
+	c.wipe(wiped)
+	c.submit(c.leader(), 61, execution.EncodePut([]byte("after"), []byte("wipe")))
+	c.runUntil(1000, func() bool { return c.replied(61) && c.converged() })
+	c.submit(c.leader(), 62, execution.EncodePut([]byte("and"), []byte("more")))
+	c.runUntil(300, func() bool { return c.replied(62) && c.converged() })
+	if st := c.cores[wiped].Status(); st.SnapshotIndex < 8 || st.Applied < 60 {
+		t.Fatalf("wiped replica: %+v; want it restored from a snapshot", st)
+	}
+}

@@ -81,6 +81,9 @@ func (c *Core) observe(rd *raft.Ready) {
 		}
 		c.lead = ss.Lead
 		c.isLeader = ss.RaftState == raft.StateLeader
+		if !c.isLeader {
+			c.transferTicks = 0
+		}
 	}
 }
 
@@ -125,9 +128,11 @@ func (c *Core) finishReady(rd *raft.Ready, out *Output) error {
 	}
 	if snap := rd.Snapshot; !raft.IsEmptySnap(snap) {
 		c.confState = snap.GetMetadata().GetConfState()
-		c.prevSnapIndex, c.snapIndex = snap.GetMetadata().GetIndex(), snap.GetMetadata().GetIndex()
+		c.snapIndex = snap.GetMetadata().GetIndex()
 	}
 	out.Messages = append(out.Messages, rd.Messages...)
+	out.Messages = append(out.Messages, c.extra...)
+	c.extra = nil
 	for _, e := range rd.CommittedEntries {
 		if err := c.apply(e, out); err != nil {
 			return err
@@ -206,13 +211,15 @@ func (c *Core) snapshot(index uint64, out *Output) error {
 		}
 		return fmt.Errorf("raftmode: snapshot at %d: %w", index, err)
 	}
-	if c.prevSnapIndex > 0 {
-		if err := c.cfg.Log.Compact(c.prevSnapIndex); err != nil && !errors.Is(err, raft.ErrCompacted) {
+	// Keep the log from the previous snapshot on: a follower less than
+	// one interval behind catches up from entries.
+	if prev := c.snapIndex; prev > 1 {
+		if err := c.cfg.Log.Compact(prev); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			state.Release()
-			return fmt.Errorf("raftmode: compact below %d: %w", c.prevSnapIndex, err)
+			return fmt.Errorf("raftmode: compact below %d: %w", prev, err)
 		}
 	}
-	c.prevSnapIndex, c.snapIndex = c.snapIndex, index
+	c.snapIndex = index
 	if out.Snapshot != nil {
 		out.Snapshot.Release()
 	}

@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"testing"
 )
 
@@ -166,19 +165,14 @@ func TestWipeRejoinsUnderNewLeader(t *testing.T) {
 	}
 }
 
-// TestWipeRejoinsUnderSameLeader: the same with the leader staying up. It
-// fails today: the leader keeps the wiped follower's old match index, and
-// etcd raft panics on the follower when a heartbeat's commit index is
-// beyond its (now empty) log ("tocommit(N) is out of range
-// [lastIndex(1)]"); see docs/testing.md. The test skips on that known
-// failure and fails on any other.
+// TestWipeRejoinsUnderSameLeader: the same with the leader staying up.
+// etcd raft alone panics on the wiped follower ("tocommit(N) is out of
+// range [lastIndex(1)]": the leader still holds its old match index);
+// raftmode's data-loss recovery (raftmode/dataloss.go) must hand
+// leadership over and bring the follower back by snapshot.
 func TestWipeRejoinsUnderSameLeader(t *testing.T) {
 	cfg := Config{Seed: 1, Scenario: ScenarioWipe}
 	res := Run(cfg)
-	if len(res.Violations) > 0 && strings.Contains(res.Violations[0].Detail, "is out of range [lastIndex(1)]") {
-		t.Skipf("known raftmode bug, seed %d (pbftnode sim --protocol raft --scenario wipe --seeds 1 --start %d): %.200s",
-			cfg.Seed, cfg.Seed, res.Violations[0])
-	}
 	requireClean(t, cfg, []Result{res})
 	if res.Wipes != 1 || res.StateTransfers == 0 {
 		t.Errorf("%d wipes, %d state transfers; want 1 wipe and a transfer (%s)", res.Wipes, res.StateTransfers, res.Scenario)
