@@ -35,12 +35,26 @@ func LibP2PPrivateKey(key ed25519.PrivateKey) (libp2pcrypto.PrivKey, error) {
 	return priv, nil
 }
 
+// ed25519PeerIDPrefix starts the libp2p peer ID of every Ed25519 key: the
+// identity multihash (code 0x00, length 36) of the key's protobuf encoding
+// (field 1, KeyType Ed25519 = 1; field 2, 32 bytes), which is followed by
+// the 32 key bytes. libp2p inlines keys this short in the peer ID.
+const ed25519PeerIDPrefix = "\x00\x24\x08\x01\x12\x20"
+
 // PeerIDFromPublicKey returns the libp2p peer ID of the Ed25519 public key
-// pub. It fails if pub is not 32 bytes.
+// pub: exactly what libp2p's peer.IDFromPublicKey returns for it, built
+// without decoding and re-encoding the key (replicas compute it for every
+// client request and every reply). It fails if pub is not 32 bytes.
 func PeerIDFromPublicKey(pub ed25519.PublicKey) (peer.ID, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return "", fmt.Errorf("crypto: peer ID: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
 	}
+	return peer.ID(ed25519PeerIDPrefix + string(pub)), nil
+}
+
+// libp2pPeerID is PeerIDFromPublicKey the long way, through libp2p (for
+// the tests that hold the two equal).
+func libp2pPeerID(pub ed25519.PublicKey) (peer.ID, error) {
 	owned := make([]byte, ed25519.PublicKeySize)
 	copy(owned, pub)
 	libp2pPub, err := libp2pcrypto.UnmarshalEd25519PublicKey(owned)

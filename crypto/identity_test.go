@@ -103,3 +103,30 @@ func TestPublicKeyFromPeerIDRefusesNonEd25519(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerIDFromPublicKeyMatchesLibp2p: the peer ID built directly is the
+// one libp2p derives, for random keys and for byte patterns that are not
+// valid points (libp2p does not check the point either).
+func TestPeerIDFromPublicKeyMatchesLibp2p(t *testing.T) {
+	keys := []ed25519.PublicKey{make([]byte, 32), bytes.Repeat([]byte{0xff}, 32)}
+	for i := range 200 {
+		keys = append(keys, testKey(t, int64(500+i)).Public().(ed25519.PublicKey))
+	}
+	for i, pub := range keys {
+		got, err := PeerIDFromPublicKey(pub)
+		if err != nil {
+			t.Fatalf("key %d: %v", i, err)
+		}
+		want, err := libp2pPeerID(pub)
+		if err != nil {
+			t.Fatalf("key %d: libp2p: %v", i, err)
+		}
+		if got != want {
+			t.Fatalf("key %d: peer ID %x, libp2p derives %x", i, []byte(got), []byte(want))
+		}
+		back, err := PublicKeyFromPeerID(got)
+		if err != nil || !bytes.Equal(back, pub) {
+			t.Fatalf("key %d: round trip gave %x, %v", i, back, err)
+		}
+	}
+}
