@@ -5,7 +5,6 @@ import (
 	"log/slog"
 
 	"github.com/syndtr/goleveldb/leveldb"
-	"github.com/syndtr/goleveldb/leveldb/opt"
 	lstorage "github.com/syndtr/goleveldb/leveldb/storage"
 )
 
@@ -19,7 +18,7 @@ func OpenMem(opts Options) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ldb, err := leveldb.Open(lstorage.NewMemStorage(), &opt.Options{})
+	ldb, err := leveldb.Open(lstorage.NewMemStorage(), levelDBOptions())
 	if err != nil {
 		return nil, fmt.Errorf("open in-memory database: %w", err)
 	}
