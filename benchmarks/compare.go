@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 )
 
 // CompareOptions configures the standard matrix.
@@ -42,11 +43,19 @@ func (o CompareOptions) withDefaults() CompareOptions {
 	if len(o.RaftReplicas) == 0 {
 		o.RaftReplicas = []int{3, 5, 7}
 	}
+	if o.Base.QuietWait == 0 {
+		o.Base.QuietWait = DefaultCompareQuietWait
+	}
 	if len(o.SweepFractions) == 0 {
 		o.SweepFractions = []float64{0.1, 0.25, 0.5, 0.75, 0.9}
 	}
 	return o
 }
+
+// DefaultCompareQuietWait is how long Compare lets each configuration
+// wait for a busy machine to settle (Config.QuietWait) unless the base
+// configuration sets it (negative: never wait).
+const DefaultCompareQuietWait = 60 * time.Second
 
 // plannedRun is one configuration of the matrix; rateFraction, when
 // positive, is resolved against the protocol's saturated throughput.

@@ -92,6 +92,10 @@ type Config struct {
 	// ClientRetransmit is the clients' retransmission timeout (default
 	// 500 ms, as `pbftnode client` uses).
 	ClientRetransmit time.Duration
+	// QuietWait, when positive, makes the run first wait (at most this
+	// long) until other work leaves the machine nearly idle (below a
+	// quarter of a core over a second). --compare waits up to 60 s.
+	QuietWait time.Duration
 	// Seed seeds the workload's key and operation choice (default 1).
 	Seed uint64
 

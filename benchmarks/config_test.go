@@ -82,6 +82,11 @@ func TestComparePlan(t *testing.T) {
 	if len(runs) != 25 {
 		t.Errorf("%d runs, want 25", len(runs))
 	}
+	for _, r := range runs {
+		if r.cfg.QuietWait != DefaultCompareQuietWait {
+			t.Fatalf("%s %s waits %v for a quiet machine, want %v", r.cfg.Protocol, r.group, r.cfg.QuietWait, DefaultCompareQuietWait)
+		}
+	}
 	// Scaling runs come first for each protocol: the sweep needs the
 	// saturated throughput of the smallest one.
 	if runs[0].group != GroupScaling || runs[0].cfg.Replicas != 4 {

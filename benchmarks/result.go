@@ -57,6 +57,11 @@ type Result struct {
 	// a few tenths the run competed with other work and its figures are
 	// low.
 	BackgroundCPUCores float64 `json:"background_cpu_cores"`
+	// QuietWaitS is how long the run waited for the machine to settle
+	// first, and StartLoadCores the load it saw last (both with
+	// Config.QuietWait only).
+	QuietWaitS     float64 `json:"quiet_wait_s,omitempty"`
+	StartLoadCores float64 `json:"start_load_cores,omitempty"`
 	// BytesSentPerOp is the replicas' transport bytes sent (frames to each
 	// peer and client, pbftnode_p2p_bytes_sent_total) per operation.
 	BytesSentPerOp float64 `json:"bytes_sent_per_op"`

@@ -32,6 +32,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res := header(cfg)
 	prog := progress{w: cfg.Progress, label: cfg.Label}
+	if cfg.QuietWait > 0 {
+		waited, load, err := waitQuiet(ctx, cfg.QuietWait, prog)
+		if err != nil {
+			return res, err
+		}
+		res.QuietWaitS, res.StartLoadCores = waited.Seconds(), load
+	}
 	if cfg.Protocol == "pbft" && cfg.CeilingDuration > 0 {
 		prog.say("measuring the crypto ceiling for n=%d for %v on %d workers", cfg.Replicas, cfg.CeilingDuration, runtime.GOMAXPROCS(0))
 		c, err := crypto.MeasureCeiling(ctx, cfg.Replicas, cfg.CeilingDuration, runtime.GOMAXPROCS(0))

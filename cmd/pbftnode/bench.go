@@ -36,6 +36,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Warmup, "warmup", 1500*time.Millisecond, "load before measuring (negative: none; the byzantine scenario measures from the start)")
 	fs.DurationVar(&cfg.CeilingDuration, "ceiling-duration", 2*time.Second, "how long to measure the crypto ceiling before a PBFT cluster starts (negative: skip)")
 	fs.DurationVar(&cfg.ClientRetransmit, "client-retransmit", 500*time.Millisecond, "the clients' retransmission timeout")
+	fs.DurationVar(&cfg.QuietWait, "wait-quiet", 0, "first wait up to this long for other work to leave the machine idle (default: 0, or 1m per configuration with --compare; negative: never)")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the workload's key and operation choice")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "directory for the testnets (default: a temporary one, removed afterwards)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temporary testnet directories and replica logs")
