@@ -67,9 +67,9 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 			}
 		}
 	}
-	for seq, signed := range r.ownCheckpoints {
+	for _, seq := range slices.Sorted(maps.Keys(r.ownCheckpoints)) {
 		if seq > max(f.FromSequence, r.window.Low) {
-			r.sendTo(from, KindCheckpoint, signed)
+			r.sendTo(from, KindCheckpoint, r.ownCheckpoints[seq])
 		}
 	}
 	return nil

@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"bytes"
+	"maps"
+	"slices"
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/wire"
@@ -243,17 +245,21 @@ func (r *Replica) tryCommitted(seq uint64, s *slot) {
 	r.deliver()
 }
 
-// topDigest returns the digest with the most votes and their number.
+// topDigest returns the digest with the most votes and their number; of
+// digests with equally many votes, the lowest (whatever the map's order).
 func topDigest(votes map[uint32]vote) (crypto.Digest, int) {
 	counts := make(map[crypto.Digest]int, 2)
-	var best crypto.Digest
 	for _, v := range votes {
 		counts[v.digest]++
-		if counts[v.digest] > counts[best] {
-			best = v.digest
+	}
+	var best crypto.Digest
+	top := 0
+	for d, n := range counts {
+		if n > top || (n == top && bytes.Compare(d[:], best[:]) < 0) {
+			best, top = d, n
 		}
 	}
-	return best, counts[best]
+	return best, top
 }
 
 // findBatch returns a batch with digest d that this replica holds.
@@ -261,8 +267,8 @@ func (r *Replica) findBatch(d crypto.Digest) ([]*wire.Signed, []*wire.Request) {
 	if d == r.vcConfig.NullDigest {
 		return []*wire.Signed{}, nil
 	}
-	for _, s := range r.slots {
-		if s.digest == d && s.batch != nil {
+	for _, seq := range slices.Sorted(maps.Keys(r.slots)) {
+		if s := r.slots[seq]; s.digest == d && s.batch != nil {
 			return s.batch, s.requests
 		}
 	}

@@ -1,5 +1,10 @@
 package protocol
 
+import (
+	"maps"
+	"slices"
+)
+
 // DefaultRetransmitTicks is how many ticks without progress pass before a
 // replica resends its share of unfinished agreement.
 const DefaultRetransmitTicks = 150
@@ -49,9 +54,9 @@ func (r *Replica) retransmit() {
 			r.sendTo(Broadcast, KindCommit, v.signed)
 		}
 	}
-	for seq, signed := range r.ownCheckpoints {
+	for _, seq := range slices.Sorted(maps.Keys(r.ownCheckpoints)) {
 		if seq > r.window.Low {
-			r.sendTo(Broadcast, KindCheckpoint, signed)
+			r.sendTo(Broadcast, KindCheckpoint, r.ownCheckpoints[seq])
 		}
 	}
 }

@@ -289,7 +289,8 @@ func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePr
 	}
 	// Batches this replica holds, by digest, from the old log.
 	held := make(map[crypto.Digest]*slot)
-	for seq, s := range r.slots {
+	for _, seq := range slices.Sorted(maps.Keys(r.slots)) {
+		s := r.slots[seq]
 		if s.batch != nil {
 			held[s.digest] = s
 		}
@@ -395,8 +396,8 @@ func (r *Replica) stepBatchRequest(from uint32, br *wire.BatchRequest) error {
 	if err != nil {
 		return err
 	}
-	for _, s := range r.slots {
-		if s.digest == d && s.batch != nil {
+	for _, seq := range slices.Sorted(maps.Keys(r.slots)) {
+		if s := r.slots[seq]; s.digest == d && s.batch != nil {
 			r.send(from, KindBatchReply, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchReply{
 				BatchReply: &wire.BatchReply{Digest: br.Digest, Requests: s.batch}}})
 			return nil
@@ -413,8 +414,11 @@ func (r *Replica) stepBatchReply(m VerifiedMessage) error {
 		return err
 	}
 	used := false
-	for seq, s := range r.slots {
-		if s.digest == d && s.batch == nil && (s.committed || s.view == r.view) {
+	// In sequence order; attaching may execute and move the window, which
+	// removes slots (those are skipped).
+	for _, seq := range slices.Sorted(maps.Keys(r.slots)) {
+		s := r.slots[seq]
+		if s != nil && s.digest == d && s.batch == nil && (s.committed || s.view == r.view) {
 			r.attachBatch(seq, s, m.Batch, m.Requests)
 			used = true
 		}

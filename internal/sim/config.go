@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 
@@ -78,6 +79,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Verbose adds every replica's log to failure reports.
 	Verbose bool
+	// Trace, when set, receives one line per delivered event and per
+	// message sent (debugging: two runs of a seed must trace alike).
+	Trace io.Writer
 }
 
 // DefaultMaxSteps is Config.MaxSteps' default.

@@ -4,9 +4,13 @@ import (
 	"container/heap"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/wire"
@@ -36,6 +40,8 @@ type event struct {
 	// client is the receiving (evReply) or sending (evRequest) client.
 	client int
 	reply  *wire.Reply
+	// note describes the message for Config.Trace (empty without one).
+	note string
 }
 
 type eventQueue []*event
@@ -105,6 +111,7 @@ func (w *world) push(e *event) {
 	w.eventID++
 	e.id = w.eventID
 	e.order = w.rng.Uint64()
+	w.trace("push", e)
 	heap.Push(&w.queue, e)
 }
 
@@ -150,6 +157,7 @@ func (w *world) sendReplica(from *host, out protocol.Outbound, extraDelay int64)
 		w.violate(KindInternal, fmt.Sprintf("replica %d: encode frame: %v", from.id, err))
 		return
 	}
+	note := w.traceNote(frame, true)
 	for to := range w.n {
 		if uint32(to) == from.id || (out.To != protocol.Broadcast && out.To != uint32(to)) {
 			continue
@@ -166,7 +174,7 @@ func (w *world) sendReplica(from *host, out protocol.Outbound, extraDelay int64)
 			}
 			for c := range copies {
 				w.res.Messages++
-				w.push(&event{at: w.now + d + extraDelay + int64(c)*w.rng.Int64N(20), kind: evReplica, from: from.id, to: dst, epoch: dst.epoch, frame: frame})
+				w.push(&event{at: w.now + d + extraDelay + int64(c)*w.rng.Int64N(20), kind: evReplica, from: from.id, to: dst, epoch: dst.epoch, frame: frame, note: note})
 			}
 		}
 	}
@@ -174,6 +182,7 @@ func (w *world) sendReplica(from *host, out protocol.Outbound, extraDelay int64)
 
 // sendRequest sends a client's signed request to every copy of replica to.
 func (w *world) sendRequest(client int, to uint32, frame []byte) {
+	note := w.traceNote(frame, false)
 	for _, dst := range w.byID[to] {
 		d, dropped, copies := w.delay()
 		if dropped {
@@ -182,7 +191,7 @@ func (w *world) sendRequest(client int, to uint32, frame []byte) {
 		}
 		for c := range copies {
 			w.res.Messages++
-			w.push(&event{at: w.now + d + int64(c)*w.rng.Int64N(20), kind: evRequest, client: client, to: dst, epoch: dst.epoch, frame: frame})
+			w.push(&event{at: w.now + d + int64(c)*w.rng.Int64N(20), kind: evRequest, client: client, to: dst, epoch: dst.epoch, frame: frame, note: note})
 		}
 	}
 }
@@ -195,7 +204,12 @@ func (w *world) sendReply(from uint32, client int, r *wire.Reply) {
 		return
 	}
 	w.res.Messages++
-	w.push(&event{at: w.now + d, kind: evReply, from: from, client: client, reply: r})
+	var note string
+	if w.cfg.Trace != nil {
+		b, _ := proto.Marshal(r)
+		note = w.traceNote(b, false)
+	}
+	w.push(&event{at: w.now + d, kind: evReply, from: from, client: client, reply: r, note: note})
 }
 
 func (w *world) verifyFrame(frame []byte) verified {
@@ -270,6 +284,7 @@ func (w *world) loop() {
 		for len(w.queue) > 0 && w.queue[0].at <= w.now && !w.stop {
 			e := heap.Pop(&w.queue).(*event)
 			w.steps++
+			w.trace("deliver", e)
 			w.deliver(e)
 			if w.steps >= w.cfg.MaxSteps {
 				break
@@ -354,4 +369,53 @@ func (w *world) describeReplicas() string {
 		}
 	}
 	return s
+}
+
+// trace writes one line about e to Config.Trace, if set: what happens
+// (push: sent; deliver: handed to its receiver), the step and tick, the
+// event and its message (see traceNote). Two runs of one seed must write
+// the same trace; the first line that differs is where they diverge.
+func (w *world) trace(what string, e *event) {
+	if w.cfg.Trace == nil {
+		return
+	}
+	to := "-"
+	if e.to != nil {
+		to = strconv.FormatUint(uint64(e.to.id), 10) + e.to.label()
+	}
+	fmt.Fprintf(w.cfg.Trace, "%s step=%d tick=%d id=%d at=%d kind=%d from=%d to=%s client=%d %s\n",
+		what, w.steps, w.now, e.id, e.at, e.kind, e.from, to, e.client, e.note)
+}
+
+// traceNote describes an encoded message for the trace: a hash of its
+// bytes and, for a replica frame, the message's type, sender, view and
+// sequence. It is empty when the run is not traced.
+func (w *world) traceNote(b []byte, replicaFrame bool) string {
+	if w.cfg.Trace == nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	note := hex.EncodeToString(sum[:8])
+	if !replicaFrame {
+		return note
+	}
+	var frame wire.ReplicaFrame
+	var m wire.ReplicaMessage
+	if proto.Unmarshal(b, &frame) != nil || frame.Message == nil || proto.Unmarshal(frame.Message.Payload, &m) != nil {
+		return note + " undecodable"
+	}
+	msg := m.ProtoReflect()
+	body := msg.WhichOneof(msg.Descriptor().Oneofs().ByName("body"))
+	if body == nil {
+		return note + " empty"
+	}
+	note += fmt.Sprintf(" %s from=%d", body.Name(), m.From)
+	inner := msg.Get(body).Message().Interface()
+	if v, ok := inner.(interface{ GetView() uint64 }); ok {
+		note += fmt.Sprintf(" view=%d", v.GetView())
+	}
+	if s, ok := inner.(interface{ GetSequence() uint64 }); ok {
+		note += fmt.Sprintf(" seq=%d", s.GetSequence())
+	}
+	return note
 }
