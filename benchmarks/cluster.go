@@ -328,12 +328,14 @@ type counters struct {
 	cpuSeconds   float64
 	p2pBytesSent float64 // pbftnode_p2p_bytes_sent_total: frame bytes, per recipient
 	msgBytesSent float64 // pbftnode_message_bytes_sent_total: protocol messages, a broadcast once
+	view         float64 // pbftnode_view: the PBFT view or Raft term
 }
 
 // Metric names the harness reads.
 const (
 	metricP2PBytesSent = "pbftnode_p2p_bytes_sent_total"
 	metricMsgBytesSent = "pbftnode_message_bytes_sent_total"
+	metricView         = "pbftnode_view"
 )
 
 // sample reads replica i's CPU time and byte counters.
@@ -352,11 +354,11 @@ func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
 		return s, err
 	}
 	defer body.Close()
-	sums, err := metricSums(body, metricP2PBytesSent, metricMsgBytesSent)
+	sums, err := metricSums(body, metricP2PBytesSent, metricMsgBytesSent, metricView)
 	if err != nil {
 		return s, fmt.Errorf("replica %d: %w", i, err)
 	}
-	s.p2pBytesSent, s.msgBytesSent = sums[metricP2PBytesSent], sums[metricMsgBytesSent]
+	s.p2pBytesSent, s.msgBytesSent, s.view = sums[metricP2PBytesSent], sums[metricMsgBytesSent], sums[metricView]
 	return s, nil
 }
 

@@ -73,6 +73,11 @@ type Result struct {
 	CryptoCeilingFraction *float64       `json:"crypto_ceiling_fraction,omitempty"`
 	CryptoCeiling         *CeilingReport `json:"crypto_ceiling,omitempty"`
 
+	// ViewChanges is how far the highest PBFT view or Raft term any
+	// replica reported advanced during the measured interval: leader
+	// changes (a Raft election may take more than one term).
+	ViewChanges int `json:"view_changes"`
+
 	KilledReplica    *int     `json:"killed_replica,omitempty"`
 	KilledAtS        *float64 `json:"killed_at_s,omitempty"`
 	LeaderBefore     *int     `json:"leader_before,omitempty"`

@@ -252,6 +252,14 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 	if w.ops == 0 || len(before) == 0 {
 		return
 	}
+	var viewBefore, viewAfter float64
+	for _, b := range before {
+		viewBefore = max(viewBefore, b.view)
+	}
+	for _, a := range after {
+		viewAfter = max(viewAfter, a.view)
+	}
+	res.ViewChanges = int(max(0, viewAfter-viewBefore))
 	var cpu, p2pBytes, msgBytes float64
 	for i, b := range before {
 		a, ok := after[i]

@@ -128,13 +128,13 @@ func TestSummarizeCPUAndBytes(t *testing.T) {
 	res.CryptoCeilingOps = ptr(4000.0)
 	w := window{ops: 2000, latencies: []time.Duration{time.Millisecond, 3 * time.Millisecond}}
 	before := map[int]counters{
-		0: {cpuSeconds: 10, p2pBytesSent: 1000, msgBytesSent: 100},
-		1: {cpuSeconds: 20, p2pBytesSent: 2000, msgBytesSent: 200},
+		0: {cpuSeconds: 10, p2pBytesSent: 1000, msgBytesSent: 100, view: 3},
+		1: {cpuSeconds: 20, p2pBytesSent: 2000, msgBytesSent: 200, view: 3},
 	}
 	after := map[int]counters{
-		0: {cpuSeconds: 11, p2pBytesSent: 401000, msgBytesSent: 40100}, // +1 s, +400000, +40000
-		1: {cpuSeconds: 23, p2pBytesSent: 202000, msgBytesSent: 20200}, // +3 s, +200000, +20000
-		2: {cpuSeconds: 99},                                            // not measured at the start
+		0: {cpuSeconds: 11, p2pBytesSent: 401000, msgBytesSent: 40100},          // +1 s, +400000, +40000
+		1: {cpuSeconds: 23, p2pBytesSent: 202000, msgBytesSent: 20200, view: 5}, // +3 s, +200000, +20000, 2 views
+		2: {cpuSeconds: 99},                                                     // not measured at the start
 	}
 	summarize(&res, w, 1, 0, 2*time.Second, before, after)
 	check := func(name string, got, want float64) {
@@ -151,6 +151,9 @@ func TestSummarizeCPUAndBytes(t *testing.T) {
 	check("message bytes sent per op", res.MessageBytesSentPerOp, 30)
 	check("p50 ms", res.LatencyP50Ms, 1)
 	check("p99 ms", res.LatencyP99Ms, 3)
+	if res.ViewChanges != 2 {
+		t.Errorf("view changes = %d, want 2 (highest view 3 -> 5)", res.ViewChanges)
+	}
 	if res.FailedOps != 1 || res.Ops != 2000 {
 		t.Errorf("ops %d failed %d, want 2000 and 1", res.Ops, res.FailedOps)
 	}
