@@ -12,7 +12,9 @@
 // Byzantine and how (the byzantine package's strategies, the simulator's
 // own filters of the same shape, and Twins: two copies of one replica with
 // the same key, each connected to part of the network). A run is
-// single-threaded and reads no clock, so a seed replays exactly.
+// single-threaded and reads no clock, so a seed replays exactly; the
+// replicas emit nothing in map order. Config.Trace records every message
+// sent and delivered, to find where two runs diverge.
 //
 // Every run is checked: agreement (at every execution step), validity,
 // linearizability of the client histories (github.com/anishathalye/porcupine)
