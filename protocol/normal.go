@@ -45,14 +45,7 @@ func (r *Replica) inFlight() int { return int(r.nextSequence - 1 - r.lastCommitt
 // window have room. A partial batch goes out at once when nothing is in
 // flight, otherwise after BatchDelayTicks.
 func (r *Replica) propose() {
-	for r.viewActive && r.IsPrimary() && r.requests.queued() > 0 {
-		if r.inFlight() >= r.cfg.MaxInFlight || !r.window.Contains(r.nextSequence) {
-			return
-		}
-		full := r.requests.queued() >= r.cfg.MaxBatchSize
-		if !full && r.inFlight() > 0 && r.batchWait < r.cfg.BatchDelayTicks {
-			return
-		}
+	for r.canPropose() {
 		signed, reqs := r.requests.popBatch(r.cfg.MaxBatchSize, r.cfg.MaxBatchBytes)
 		if len(signed) == 0 {
 			continue // only stale queue entries were dropped
@@ -68,6 +61,21 @@ func (r *Replica) propose() {
 		s := r.slot(seq)
 		s.prePrepare, s.digest, s.batch, s.requests = out, digest, signed, reqs
 	}
+}
+
+// canPropose reports whether propose would cut a batch now: this replica
+// is the active primary, requests are queued, fewer than MaxInFlight
+// batches are in flight, the window has room, and the batch is full or
+// the delay (BatchDelayTicks, only while others are in flight) is over.
+func (r *Replica) canPropose() bool {
+	if !r.viewActive || !r.IsPrimary() || r.requests.queued() == 0 {
+		return false
+	}
+	if r.inFlight() >= r.cfg.MaxInFlight || !r.window.Contains(r.nextSequence) {
+		return false
+	}
+	full := r.requests.queued() >= r.cfg.MaxBatchSize
+	return full || r.inFlight() == 0 || r.batchWait >= r.cfg.BatchDelayTicks
 }
 
 func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMessage) error {
@@ -314,5 +322,6 @@ func (r *Replica) deliver() {
 		r.moveWindow(&st)
 		return
 	}
-	r.propose()
+	// The freed in-flight place is used at the next Ready, with every
+	// request queued by then.
 }

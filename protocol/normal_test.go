@@ -24,7 +24,7 @@ func TestQuorumSizes(t *testing.T) {
 func TestNormalCaseAllReplicasExecuteSameBatchesInOrder(t *testing.T) {
 	for _, n := range []int{4, 7} {
 		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
-			c := newCluster(t, n, func(cfg *Config) { cfg.MaxInFlight = 2 })
+			c := newCluster(t, n, func(cfg *Config) { cfg.MaxInFlight = 2; cfg.MaxBatchSize = 16 })
 			for i := range 200 {
 				if err := c.replicas[0].Submit(request(byte(i%5), uint64(i/5+1), fmt.Sprint("op", i))); err != nil {
 					t.Fatal(err)
@@ -43,9 +43,10 @@ func TestNormalCaseAllReplicasExecuteSameBatchesInOrder(t *testing.T) {
 					}
 				}
 			}
-			// With two sequences in flight, later requests were batched.
-			if batches := len(c.executed[0]); batches >= 200 || batches < 2 {
-				t.Fatalf("200 requests in %d batches; want batching with pipelining", batches)
+			// Submitted before one Ready, the requests go out in full
+			// batches of 16, two in flight at a time.
+			if batches := len(c.executed[0]); batches != 13 {
+				t.Fatalf("200 requests in %d batches; want 13 (12 full batches of 16, then 8)", batches)
 			}
 		})
 	}
@@ -429,5 +430,39 @@ func TestAFloodingClientHoldsAtMostItsShareOfTheQueue(t *testing.T) {
 	}
 	if err := primary.Submit(request(2, 1, "other")); err != nil {
 		t.Fatalf("another client's request refused during the flood: %v", err)
+	}
+}
+
+// Requests handed to the primary between two Ready calls go out together,
+// even while earlier batches are in flight with room for more: the
+// primary cuts batches at Ready, not at each Submit.
+func TestPrimaryBatchesABurstOfRequests(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	primary := c.replicas[0]
+	prePrepares := func(rd Ready) (batches, requests int) {
+		for _, m := range rd.Messages {
+			if m.Kind == KindPrePrepare {
+				batches++
+				requests += len(m.Batch)
+			}
+		}
+		return batches, requests
+	}
+	if err := primary.Submit(request(1, 1, "first")); err != nil {
+		t.Fatal(err)
+	}
+	if b, r := prePrepares(primary.Ready()); b != 1 || r != 1 {
+		t.Fatalf("a lone request: %d batches of %d requests; want it proposed at once", b, r)
+	}
+	for i := range 50 {
+		if err := primary.Submit(request(byte(2+i%4), uint64(i/4+1), fmt.Sprint("burst", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !primary.HasReady() {
+		t.Fatal("HasReady is false with 50 requests queued and room in flight")
+	}
+	if b, r := prePrepares(primary.Ready()); b != 1 || r != 50 {
+		t.Fatalf("a burst of 50 requests went out in %d batches (%d requests); want one batch", b, r)
 	}
 }

@@ -146,12 +146,18 @@ func (r *Replica) Status() Status {
 }
 
 // HasReady reports whether Ready would return something to do.
-func (r *Replica) HasReady() bool { return !r.ready.Empty() }
+func (r *Replica) HasReady() bool { return !r.ready.Empty() || r.canPropose() }
 
 // Ready returns the actions accumulated since the last call and clears
 // them. The caller must persist rd.Persist before sending rd.Messages, and
 // execute rd.Committed in order.
+//
+// On the primary, Ready first cuts batches from the requests queued since
+// the last call (Submit only queues), so a burst of requests handed to the
+// replica between two Ready calls goes out in as few batches as the limits
+// allow, while a lone request goes out at once.
 func (r *Replica) Ready() Ready {
+	r.propose()
 	rd := r.ready
 	r.ready = Ready{}
 	return rd
@@ -184,8 +190,7 @@ func (r *Replica) Submit(req ClientRequest) error {
 		return err
 	}
 	if primary {
-		r.propose()
-		return nil
+		return nil // proposed at the next Ready
 	}
 	if !r.viewActive {
 		return nil // kept for the new primary
