@@ -28,6 +28,7 @@ type clusterSpec struct {
 	protocol  string
 	replicas  int
 	noFsync   bool
+	logLevel  string // the replicas' --log-level, or "" for their default
 	dir       string // parent directory; each attempt writes a subdirectory
 	byzantine map[int]string
 	rng       *rand.Rand
@@ -143,6 +144,9 @@ func (c *cluster) start(i int) error {
 	}
 	if s := c.spec.byzantine[i]; s != "" {
 		args = append(args, "--byzantine", s)
+	}
+	if c.spec.logLevel != "" {
+		args = append(args, "--log-level", c.spec.logLevel)
 	}
 	logf, err := os.OpenFile(c.logPath(i), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

@@ -54,6 +54,9 @@ type Config struct {
 	Replicas int
 	// NoFsync turns fsync off on every replica (--unsafe-no-fsync).
 	NoFsync bool
+	// ReplicaLogLevel, when set, is passed to every replica as
+	// --log-level (e.g. "debug", with --keep, to study a run's logs).
+	ReplicaLogLevel string
 	// Scenario is one of Scenarios (default none).
 	Scenario string
 	// ByzantineStrategy is the byzantine scenario's strategy (default

@@ -64,7 +64,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	spec := clusterSpec{
 		binary: cfg.Binary, protocol: cfg.Protocol, replicas: cfg.Replicas, noFsync: cfg.NoFsync,
-		dir: workDir, log: cfg.Logger,
+		logLevel: cfg.ReplicaLogLevel, dir: workDir, log: cfg.Logger,
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), cfg.Seed)),
 	}
 	if cfg.Scenario == ScenarioByzantine {
