@@ -299,13 +299,6 @@ func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePr
 		}
 	}
 	r.requests.reset(r.IsPrimary())
-	if !r.IsPrimary() {
-		// Relay the requests clients sent here to the new primary.
-		for _, req := range r.requests.fromClientRequests(r.cfg.MaxBatchSize * r.cfg.MaxInFlight) {
-			r.send(Primary(r.view, r.cfg.N), KindForward, &wire.ReplicaMessage{
-				Body: &wire.ReplicaMessage_ForwardedRequest{ForwardedRequest: req.Signed}})
-		}
-	}
 	maxSeq := r.lastCommitted
 	for _, h := range headers {
 		if h.Sequence <= r.window.Low {
@@ -332,6 +325,19 @@ func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePr
 	}
 	r.deliver()
 	r.propose()
+	if !r.IsPrimary() {
+		// Relay the requests clients sent here to the new primary: after
+		// this view's prepares, and at most one batch of them, so that the
+		// relay cannot crowd the votes the new view needs out of a bounded
+		// transport queue (it did: 2048 relayed requests overflowed the
+		// 1024-frame queue to the new primary, the prepares behind them
+		// were dropped, and the view stalled until retransmission). Clients
+		// send to every replica after their timeout anyway.
+		for _, req := range r.requests.fromClientRequests(r.cfg.MaxBatchSize) {
+			r.send(Primary(r.view, r.cfg.N), KindForward, &wire.ReplicaMessage{
+				Body: &wire.ReplicaMessage_ForwardedRequest{ForwardedRequest: req.Signed}})
+		}
+	}
 }
 
 // adoptProposal installs one re-proposal as the accepted pre-prepare of
