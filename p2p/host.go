@@ -274,6 +274,7 @@ func (h *Host) enqueue(to uint32, frame []byte) bool {
 	}
 	if !l.queue.push(frame) {
 		h.stats.droppedQueueFull.Add(1)
+		h.logger.Debug("p2p: peer queue full; frame dropped", "to", to, "length", len(frame))
 		return false
 	}
 	return true
@@ -330,6 +331,7 @@ func (h *Host) deliver(ch chan<- Frame, f Frame) {
 	case ch <- f:
 	default:
 		h.stats.droppedInboundFull.Add(1)
+		h.logger.Debug("p2p: inbound buffer full; frame dropped", "from_index", f.FromIndex, "length", len(f.Data))
 	}
 }
 
