@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/internal/kvmodel"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -15,9 +15,9 @@ var keys = []string{"x", "y", "z"}
 // op is one client operation and what became of it.
 type op struct {
 	number    uint64
-	input     kvInput
+	input     kvmodel.Input
 	call, ret int64
-	output    kvOutput
+	output    kvmodel.Output
 	req       *wire.Request
 	// retransmitAt is when the client sends to every replica; attempts
 	// counts those broadcasts.
@@ -42,7 +42,7 @@ type client struct {
 	thinkUntil int64
 	leader     int
 	// known is the last value this client saw per key ("" = absent).
-	known   map[string]string
+	known   kvmodel.Known
 	history []*op
 }
 
@@ -75,22 +75,7 @@ func (c *client) issue() {
 	w := c.w
 	c.next++
 	c.issued++
-	in := kvInput{key: keys[w.rng.IntN(len(keys))], value: fmt.Sprintf("c%d.%d", c.idx, c.next)}
-	var encoded []byte
-	switch r := w.rng.IntN(100); {
-	case r < 40:
-		in.kind = 'p'
-		encoded = execution.EncodePut([]byte(in.key), []byte(in.value))
-	case r < 70:
-		in.kind = 'g'
-		in.value = ""
-		encoded = execution.EncodeGet([]byte(in.key))
-	default:
-		in.kind = 'c'
-		in.old = c.known[in.key]
-		in.oldAbsent = in.old == ""
-		encoded = execution.EncodeCAS([]byte(in.key), []byte(in.old), in.oldAbsent, []byte(in.value))
-	}
+	in, encoded := kvmodel.NextInput(w.rng, keys[w.rng.IntN(len(keys))], fmt.Sprintf("c%d.%d", c.idx, c.next), c.known)
 	req := &wire.Request{ClientId: c.id, RequestNumber: c.next, Operation: encoded}
 	c.cur = &op{number: c.next, input: in, call: w.now, req: req, retransmitAt: w.now + ClientTimeoutTicks}
 	w.check.issued(c.id, c.next, encoded)
@@ -110,25 +95,8 @@ func (c *client) handleReply(from uint32, r *wire.Reply) {
 		c.leader = int(h) - 1
 	}
 	o.ret = c.w.now
-	if r.GetError() != "" {
-		o.output = kvOutput{ok: false, value: "error:" + r.GetError()}
-	} else if res, err := execution.DecodeResult(r.GetResult()); err != nil || res.GetError() != "" {
-		o.output = kvOutput{ok: false, value: fmt.Sprintf("undecodable result %q", r.GetResult())}
-	} else {
-		o.output = kvOutput{ok: res.GetOk(), value: string(res.GetValue())}
-	}
-	switch in := o.input; in.kind {
-	case 'p':
-		c.known[in.key] = in.value
-	case 'g':
-		c.known[in.key] = o.output.value
-	case 'c':
-		if o.output.ok {
-			c.known[in.key] = in.value
-		} else {
-			c.known[in.key] = o.output.value
-		}
-	}
+	o.output = kvmodel.OutputOf(r.GetError(), r.GetResult())
+	c.known.Record(o.input, o.output)
 	c.history = append(c.history, o)
 	c.cur = nil
 	c.w.res.Operations++

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/pbftnode/pbftnode/internal/kvmodel"
+
 	"github.com/pbftnode/pbftnode/storage"
 )
 
@@ -73,7 +75,7 @@ func (w *world) setup() error {
 		ops = 150
 	}
 	for i := range nClients {
-		w.clients = append(w.clients, &client{w: w, idx: i, id: clientID(i), known: map[string]string{},
+		w.clients = append(w.clients, &client{w: w, idx: i, id: clientID(i), known: kvmodel.Known{},
 			total: ops / nClients, thinkUntil: r.Int64N(20)})
 	}
 	t := w.tuning
@@ -91,7 +93,7 @@ func (w *world) setup() error {
 // finish checks the client histories and fills in the run's statistics.
 func (w *world) finish() {
 	if len(w.res.Violations) == 0 {
-		if ok, detail := checkLinearizable(historyOf(w.clients)); !ok {
+		if ok, detail := kvmodel.Check(historyOf(w.clients)); !ok {
 			w.violate(KindLinearizability, detail)
 		}
 	}

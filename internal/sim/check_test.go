@@ -1,66 +1,14 @@
 package sim
 
 import (
-	"math"
 	"strings"
 	"testing"
-
-	"github.com/anishathalye/porcupine"
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/wire"
 )
-
-func put(client int, call, ret int64, key, value string) porcupine.Operation {
-	return porcupine.Operation{ClientId: client, Input: kvInput{kind: 'p', key: key, value: value}, Call: call, Output: kvOutput{ok: true}, Return: ret}
-}
-
-func get(client int, call, ret int64, key, value string) porcupine.Operation {
-	return porcupine.Operation{ClientId: client, Input: kvInput{kind: 'g', key: key}, Call: call,
-		Output: kvOutput{ok: value != "", value: value}, Return: ret}
-}
-
-func TestLinearizabilityChecker(t *testing.T) {
-	cases := []struct {
-		name string
-		ops  []porcupine.Operation
-		ok   bool
-	}{
-		{"sequential", []porcupine.Operation{put(0, 1, 2, "x", "a"), get(1, 3, 4, "x", "a")}, true},
-		{"concurrent read may see old value", []porcupine.Operation{put(0, 1, 10, "x", "a"), get(1, 2, 3, "x", "")}, true},
-		{"stale read after write returned", []porcupine.Operation{put(0, 1, 2, "x", "a"), get(1, 3, 4, "x", "")}, false},
-		{"read of a value never written", []porcupine.Operation{get(1, 3, 4, "x", "b")}, false},
-		{"reads go back in time", []porcupine.Operation{
-			put(0, 1, 2, "x", "a"), put(0, 3, 4, "x", "b"), get(1, 5, 6, "x", "b"), get(2, 7, 8, "x", "a"),
-		}, false},
-		{"cas succeeds on expected value", []porcupine.Operation{
-			put(0, 1, 2, "x", "a"),
-			{ClientId: 1, Input: kvInput{kind: 'c', key: "x", old: "a", value: "b"}, Call: 3, Output: kvOutput{ok: true}, Return: 4},
-			get(2, 5, 6, "x", "b"),
-		}, true},
-		{"two cas from the same old value both succeed", []porcupine.Operation{
-			put(0, 1, 2, "x", "a"),
-			{ClientId: 1, Input: kvInput{kind: 'c', key: "x", old: "a", value: "b"}, Call: 3, Output: kvOutput{ok: true}, Return: 6},
-			{ClientId: 2, Input: kvInput{kind: 'c', key: "x", old: "a", value: "c"}, Call: 3, Output: kvOutput{ok: true}, Return: 6},
-		}, false},
-		{"failed cas reports the current value", []porcupine.Operation{
-			put(0, 1, 2, "x", "a"),
-			{ClientId: 1, Input: kvInput{kind: 'c', key: "x", oldAbsent: true, value: "b"}, Call: 3, Output: kvOutput{ok: false, value: "a"}, Return: 4},
-		}, true},
-		{"pending put may or may not take effect", []porcupine.Operation{
-			{ClientId: 0, Input: kvInput{kind: 'p', key: "x", value: "a"}, Call: 1, Output: kvOutput{unknown: true}, Return: math.MaxInt64},
-			get(1, 3, 4, "x", ""), get(1, 5, 6, "x", "a"),
-		}, true},
-	}
-	for _, c := range cases {
-		ok, detail := checkLinearizable(c.ops)
-		if ok != c.ok {
-			t.Errorf("%s: linearizable = %v, want %v (%s)", c.name, ok, c.ok, detail)
-		}
-	}
-}
 
 func testRequest(t *testing.T, client byte, number uint64, op []byte) *wire.Request {
 	t.Helper()

@@ -7,7 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
-	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/internal/kvmodel"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -15,43 +15,12 @@ import (
 // keys are the small key space the clients work on.
 var keys = []string{"x", "y", "z"}
 
-// kvInput is an operation of the key-value model.
-type kvInput struct {
-	kind      byte // 'p' put, 'g' get, 'c' compare-and-swap
-	key       string
-	value     string // put: the value; cas: the new value
-	old       string // cas: the expected value
-	oldAbsent bool   // cas: expect the key to be absent
-}
-
-func (in kvInput) String() string {
-	switch in.kind {
-	case 'p':
-		return fmt.Sprintf("put(%s,%s)", in.key, in.value)
-	case 'g':
-		return fmt.Sprintf("get(%s)", in.key)
-	}
-	if in.oldAbsent {
-		return fmt.Sprintf("cas(%s,<absent>,%s)", in.key, in.value)
-	}
-	return fmt.Sprintf("cas(%s,%s,%s)", in.key, in.old, in.value)
-}
-
-// kvOutput is a result: ok (put: true; get: found; cas: swapped) and the
-// value (get: the value; failed cas: the current value). unknown marks an
-// operation that never completed.
-type kvOutput struct {
-	ok      bool
-	value   string
-	unknown bool
-}
-
 // op is one client operation and what became of it.
 type op struct {
 	number    uint64
-	input     kvInput
+	input     kvmodel.Input
 	call, ret int64
-	output    kvOutput
+	output    kvmodel.Output
 	frame     []byte
 	// results and views hold each replica's first reply (client.go's rule).
 	results map[uint32]string
@@ -78,7 +47,7 @@ type client struct {
 	thinkUntil int64
 	view       uint64
 	// known is the last value this client saw per key ("" = absent).
-	known   map[string]string
+	known   kvmodel.Known
 	history []*op
 }
 
@@ -105,22 +74,7 @@ func (c *client) issue() {
 	w := c.w
 	c.next++
 	c.issued++
-	in := kvInput{key: keys[w.rng.IntN(len(keys))], value: fmt.Sprintf("c%d.%d", c.idx, c.next)}
-	var encoded []byte
-	switch r := w.rng.IntN(100); {
-	case r < 40:
-		in.kind = 'p'
-		encoded = execution.EncodePut([]byte(in.key), []byte(in.value))
-	case r < 70:
-		in.kind = 'g'
-		in.value = ""
-		encoded = execution.EncodeGet([]byte(in.key))
-	default:
-		in.kind = 'c'
-		in.old = c.known[in.key]
-		in.oldAbsent = in.old == ""
-		encoded = execution.EncodeCAS([]byte(in.key), []byte(in.old), in.oldAbsent, []byte(in.value))
-	}
+	in, encoded := kvmodel.NextInput(w.rng, keys[w.rng.IntN(len(keys))], fmt.Sprintf("c%d.%d", c.idx, c.next), c.known)
 	req := &wire.Request{ClientId: c.id, RequestNumber: c.next, Operation: encoded}
 	payload, err := proto.Marshal(req)
 	if err != nil {
@@ -181,25 +135,8 @@ func (c *client) accept(r *wire.Reply) {
 	w := c.w
 	o := c.cur
 	o.ret = w.now
-	if r.Error != "" {
-		o.output = kvOutput{ok: false, value: "error:" + r.Error}
-	} else if res, err := execution.DecodeResult(r.Result); err != nil || res.Error != "" {
-		o.output = kvOutput{ok: false, value: fmt.Sprintf("undecodable result %q", r.Result)}
-	} else {
-		o.output = kvOutput{ok: res.Ok, value: string(res.Value)}
-	}
-	switch in := o.input; in.kind {
-	case 'p':
-		c.known[in.key] = in.value
-	case 'g':
-		c.known[in.key] = o.output.value
-	case 'c':
-		if o.output.ok {
-			c.known[in.key] = in.value
-		} else {
-			c.known[in.key] = o.output.value
-		}
-	}
+	o.output = kvmodel.OutputOf(r.Error, r.Result)
+	c.known.Record(o.input, o.output)
 	c.history = append(c.history, o)
 	c.cur = nil
 	w.res.Operations++

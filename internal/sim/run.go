@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/pbftnode/pbftnode/internal/kvmodel"
+
 	"github.com/pbftnode/pbftnode/byzantine"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/protocol"
@@ -132,7 +134,7 @@ func (w *world) setup() error {
 	ops := 40 + r.IntN(111)
 	for i := range nClients {
 		signer := crypto.NewSigner(clientKey(i), clusterID)
-		w.clients = append(w.clients, &client{w: w, idx: i, signer: signer, id: signer.Public(), known: map[string]string{},
+		w.clients = append(w.clients, &client{w: w, idx: i, signer: signer, id: signer.Public(), known: kvmodel.Known{},
 			total: ops / nClients, thinkUntil: r.Int64N(20)})
 	}
 	w.res.Scenario = fmt.Sprintf("n=%d byzantine=[%s] %s batch<=%d inflight<=%d clients=%d ops=%d",
@@ -217,7 +219,7 @@ func (w *world) addHost(h *host) error {
 // finish checks the client histories and fills in the run's statistics.
 func (w *world) finish() {
 	if len(w.res.Violations) == 0 {
-		if ok, detail := checkLinearizable(historyOf(w.clients)); !ok {
+		if ok, detail := kvmodel.Check(historyOf(w.clients)); !ok {
 			w.violate(KindLinearizability, detail)
 		}
 	}
