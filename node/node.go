@@ -3,12 +3,8 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,18 +43,15 @@ type Status struct {
 
 // Node is one running PBFT replica.
 type Node struct {
+	shell
 	cfg      Config
 	log      *slog.Logger
-	host     *p2p.Host
-	db       *storage.DB
 	kv       *execution.KV
 	executor *execution.Executor
 	core     *protocol.Replica
 	verifier *protocol.MessageVerifier
 	pool     *crypto.Pool
 	metrics  *metrics
-	http     *http.Server
-	metricsL net.Listener
 
 	inbox  chan input
 	status atomic.Pointer[Status]
@@ -75,10 +68,6 @@ type Node struct {
 	// View-change accounting, owned by the event loop.
 	lastCore          protocol.Status
 	viewChangeStarted time.Time
-
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
 }
 
 // Start opens the replica's database, starts its transport, verification
@@ -213,49 +202,16 @@ func (n *Node) StoredLogEntries() (int, error) {
 	return len(entries), err
 }
 
-// DatabaseSize returns the size of the replica's database files.
-func (n *Node) DatabaseSize() (int64, error) { return n.db.SizeBytes() }
-
 // Status returns the replica's latest published status.
 func (n *Node) Status() Status { return *n.status.Load() }
 
-// Addrs returns the transport's listen addresses.
-func (n *Node) Addrs() []multiaddr.Multiaddr { return n.host.Addrs() }
-
-// MetricsAddr returns the metrics listener's address, or "".
-func (n *Node) MetricsAddr() string {
-	if n.metricsL == nil {
-		return ""
-	}
-	return n.metricsL.Addr().String()
-}
-
 // Close stops the replica and releases its resources. Idempotent.
-func (n *Node) Close() error {
-	if !n.closed.CompareAndSwap(false, true) {
-		return nil
-	}
-	n.cancel()
-	// Closing the host ends its inbound channels' producers; the workers
-	// and the loop stop on ctx.
-	err := n.host.Close()
-	n.wg.Wait()
-	return errors.Join(err, n.closeResources())
-}
+func (n *Node) Close() error { return n.shutdown(n.closePool) }
 
-func (n *Node) closeResources() error {
-	var errs []error
-	if n.http != nil {
-		errs = append(errs, n.http.Close())
-	}
-	if n.host != nil && !n.closed.Load() {
-		errs = append(errs, n.host.Close())
-	}
+func (n *Node) closeResources() error { return n.shell.closeResources(n.closePool) }
+
+func (n *Node) closePool() {
 	if n.pool != nil {
 		n.pool.Close()
 	}
-	if n.db != nil {
-		errs = append(errs, n.db.Close())
-	}
-	return errors.Join(errs...)
 }

@@ -5,17 +5,12 @@ import (
 	"crypto/ed25519"
 	crand "crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
-	"net/http"
-	"sync"
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/multiformats/go-multiaddr"
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/pbftnode/pbftnode/crypto"
@@ -38,15 +33,12 @@ import (
 // Noise session of its stream, so its request signatures are not checked,
 // which is part of what the Byzantine mode costs over this one.
 type RaftNode struct {
+	shell
 	cfg      Config
 	log      *slog.Logger
-	host     *p2p.Host
-	db       *storage.DB
 	executor *execution.Executor
 	core     *raftmode.Core
 	metrics  *metrics
-	http     *http.Server
-	metricsL net.Listener
 
 	inbox     chan raftInput
 	stateReqs chan stateRequest
@@ -57,10 +49,6 @@ type RaftNode struct {
 	transfer    *raftTransfer
 	lastLeader  int
 	leaderTerms uint64
-
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
 }
 
 // raftInput is one input for the Raft event loop.
@@ -181,20 +169,6 @@ func (n *RaftNode) open() error {
 // Status returns the replica's latest published status.
 func (n *RaftNode) Status() Status { return *n.status.Load() }
 
-// Addrs returns the transport's listen addresses.
-func (n *RaftNode) Addrs() []multiaddr.Multiaddr { return n.host.Addrs() }
-
-// MetricsAddr returns the metrics listener's address, or "".
-func (n *RaftNode) MetricsAddr() string {
-	if n.metricsL == nil {
-		return ""
-	}
-	return n.metricsL.Addr().String()
-}
-
-// DatabaseSize returns the size of the replica's database files.
-func (n *RaftNode) DatabaseSize() (int64, error) { return n.db.SizeBytes() }
-
 func (n *RaftNode) opsState() opsState {
 	return opsState{
 		replicas:    len(n.cfg.Replicas),
@@ -205,29 +179,9 @@ func (n *RaftNode) opsState() opsState {
 }
 
 // Close stops the replica and releases its resources. Idempotent.
-func (n *RaftNode) Close() error {
-	if !n.closed.CompareAndSwap(false, true) {
-		return nil
-	}
-	n.cancel()
-	err := n.host.Close()
-	n.wg.Wait()
-	return errors.Join(err, n.closeResources())
-}
+func (n *RaftNode) Close() error { return n.shutdown(nil) }
 
-func (n *RaftNode) closeResources() error {
-	var errs []error
-	if n.http != nil {
-		errs = append(errs, n.http.Close())
-	}
-	if n.host != nil && !n.closed.Load() {
-		errs = append(errs, n.host.Close())
-	}
-	if n.db != nil {
-		errs = append(errs, n.db.Close())
-	}
-	return errors.Join(errs...)
-}
+func (n *RaftNode) closeResources() error { return n.shell.closeResources(nil) }
 
 // clientPeer returns the libp2p peer of a client id (its Ed25519 key).
 func clientPeer(clientID []byte) (peer.ID, bool) {
