@@ -173,7 +173,7 @@ func (n *RaftNode) serveRaftSnapshots(ctx context.Context) {
 			}
 		case r := <-n.stateReqs:
 			chunk := &wire.StateChunk{StartKey: r.req.GetStartKey(), Sequence: r.req.GetSequence()}
-			snap := pickSnapshot(snaps, r.req.GetSequence())
+			snap := raftmode.PickSnapshot(snaps, r.req.GetSequence())
 			if snap == nil {
 				chunk.Unavailable = true
 			} else {
@@ -188,19 +188,4 @@ func (n *RaftNode) serveRaftSnapshots(ctx context.Context) {
 			n.sendFrame(r.from, &wire.RaftFrame{Body: &wire.RaftFrame_StateChunk{StateChunk: chunk}}, "StateChunk")
 		}
 	}
-}
-
-// pickSnapshot returns the snapshot at exactly index if held, else the
-// newest at or above it, else nil.
-func pickSnapshot(snaps []*execution.StateSnapshot, index uint64) *execution.StateSnapshot {
-	var best *execution.StateSnapshot
-	for _, s := range snaps {
-		if s.Sequence() == index {
-			return s
-		}
-		if s.Sequence() > index && (best == nil || s.Sequence() > best.Sequence()) {
-			best = s
-		}
-	}
-	return best
 }

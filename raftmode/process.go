@@ -240,3 +240,20 @@ func decodeSnapshotData(data []byte) ([32]byte, bool) {
 	copy(d[:], data)
 	return d, true
 }
+
+// PickSnapshot chooses which of the snapshots a replica holds serves a
+// request for the state at index: the one at exactly index if held, else
+// the newest above it (any snapshot at or above the needed index will do,
+// see StateNeed), else nil.
+func PickSnapshot(snaps []*execution.StateSnapshot, index uint64) *execution.StateSnapshot {
+	var best *execution.StateSnapshot
+	for _, s := range snaps {
+		if s.Sequence() == index {
+			return s
+		}
+		if s.Sequence() > index && (best == nil || s.Sequence() > best.Sequence()) {
+			best = s
+		}
+	}
+	return best
+}

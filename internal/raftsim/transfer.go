@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/raftmode"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -140,7 +139,7 @@ func (h *host) handleStateChunk(from uint32, c *wire.StateChunk) {
 // RaftNode.serveRaftSnapshots does.
 func (h *host) serveState(from *host, r *wire.StateRequest) {
 	chunk := &wire.StateChunk{StartKey: r.GetStartKey(), Sequence: r.GetSequence()}
-	if snap := pickSnapshot(h.snaps, r.GetSequence()); snap == nil {
+	if snap := raftmode.PickSnapshot(h.snaps, r.GetSequence()); snap == nil {
 		chunk.Unavailable = true
 	} else if entries, next, err := snap.Chunk(r.GetStartKey(), TransferChunkBytes); err != nil {
 		chunk.Unavailable = true
@@ -148,20 +147,4 @@ func (h *host) serveState(from *host, r *wire.StateRequest) {
 		chunk.Sequence, chunk.Entries, chunk.NextKey = snap.Sequence(), entries, next
 	}
 	h.w.sendBetween(h, from, event{kind: evStateChunk, chunk: chunk})
-}
-
-// pickSnapshot returns the snapshot at exactly index if held, else the
-// newest at or above it, else nil (node/raft_transfer.go's rule: any
-// snapshot at or above the needed index will do).
-func pickSnapshot(snaps []*execution.StateSnapshot, index uint64) *execution.StateSnapshot {
-	var best *execution.StateSnapshot
-	for _, s := range snaps {
-		if s.Sequence() == index {
-			return s
-		}
-		if s.Sequence() > index && (best == nil || s.Sequence() > best.Sequence()) {
-			best = s
-		}
-	}
-	return best
 }
