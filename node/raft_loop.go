@@ -237,13 +237,12 @@ func (n *RaftNode) reply(r execution.Reply) {
 	if !ok {
 		return
 	}
-	st := n.core.Status()
 	hint := uint32(0)
-	if st.Leader >= 0 {
-		hint = uint32(st.Leader) + 1
+	if l := n.core.Leader(); l >= 0 {
+		hint = uint32(l) + 1
 	}
 	b, err := proto.Marshal(&wire.Reply{
-		View: st.Term, ClientId: r.ClientID, RequestNumber: r.RequestNumber,
+		View: n.core.Term(), ClientId: r.ClientID, RequestNumber: r.RequestNumber,
 		Replica: n.cfg.Index, Result: r.Result, LeaderHint: hint,
 	})
 	if err != nil {

@@ -323,6 +323,9 @@ func (c *Core) ReportSnapshot(to uint32, ok bool) {
 // queued, so it stops pipelining to it until it answers again.
 func (c *Core) ReportUnreachable(to uint32) { c.rn.ReportUnreachable(RaftID(to)) }
 
+// Term returns the current term.
+func (c *Core) Term() uint64 { return c.term }
+
 // Leader returns the index of the replica believed to lead, or -1.
 func (c *Core) Leader() int {
 	if c.lead == raft.None {
