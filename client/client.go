@@ -6,15 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/p2p"
-	"github.com/pbftnode/pbftnode/wire"
 )
 
 // Config configures a Client.
@@ -43,20 +41,33 @@ type Config struct {
 // ErrClosed is returned by Invoke after Close.
 var ErrClosed = errors.New("client: closed")
 
+// errBadSignature reports a signer that did not return an Ed25519
+// signature; it cannot happen with crypto.Signer.
+var errBadSignature = errors.New("unexpected signature length")
+
 // Client sends operations to a pbftnode cluster. Safe for concurrent use.
 type Client struct {
 	cfg    Config
 	signer *crypto.Signer
 	id     []byte
 	host   *p2p.Host
-	n      int
-	log    *slog.Logger
+	// send enqueues a frame for a replica: host.SendToReplica, or a fake
+	// in benchmarks.
+	send func(to uint32, frame []byte) bool
+	n    int
+	log  *slog.Logger
 
 	mu          sync.Mutex
 	windowFree  *sync.Cond
 	next        uint64
 	outstanding map[uint64]*call
-	view        uint64
+	// lowest is the oldest outstanding request number while any is
+	// outstanding (request numbers are handed out consecutively, so end
+	// advances it past the ones already ended).
+	lowest uint64
+	// waiting counts begin calls blocked on windowFree.
+	waiting int
+	view    uint64
 	// leader is the replica the last accepted reply named as leader
 	// (Raft mode, ReplyQuorum 1), or -1: then the primary of view is
 	// asked first.
@@ -68,12 +79,14 @@ type Client struct {
 
 // call is one Invoke waiting for matching replies.
 type call struct {
-	number  uint64
-	results map[uint32]string // replica -> result (or "error:" + refusal)
-	views   map[uint32]uint64
-	done    chan struct{}
-	result  []byte
-	err     error
+	number uint64
+	done   chan struct{}
+	result []byte
+	err    error
+	// replies holds each replica's first reply, by replica index; it is
+	// inline for clusters of up to len(inline) replicas.
+	replies []replyRecord
+	inline  [4]replyRecord
 }
 
 // New connects a client to the cluster. Connections are made in the
@@ -129,6 +142,7 @@ func New(cfg Config) (*Client, error) {
 		leader:      -1,
 	}
 	c.id = c.signer.Public()
+	c.send = host.SendToReplica
 	c.windowFree = sync.NewCond(&c.mu)
 	c.wg.Add(1)
 	go c.readReplies()
@@ -156,7 +170,7 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 		primary = uint32(c.leader)
 	}
 	c.mu.Unlock()
-	c.host.SendToReplica(primary, frame)
+	c.send(primary, frame)
 
 	timeout := c.cfg.RetransmitTimeout
 	timer := time.NewTimer(timeout)
@@ -172,7 +186,7 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 		case <-timer.C:
 			// The primary may be slow, faulty or gone: send to everyone.
 			for i := range c.cfg.Replicas {
-				c.host.SendToReplica(c.cfg.Replicas[i].Index, frame)
+				c.send(c.cfg.Replicas[i].Index, frame)
 			}
 			timeout = min(2*timeout, 8*c.cfg.RetransmitTimeout)
 			timer.Reset(timeout)
@@ -183,14 +197,9 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 // begin allocates the next request number once it is within the window of
 // the oldest outstanding one.
 func (c *Client) begin(ctx context.Context) (*call, error) {
-	stop := context.AfterFunc(ctx, func() {
-		c.mu.Lock()
-		c.windowFree.Broadcast()
-		c.mu.Unlock()
-	})
-	defer stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	registered := false
 	for {
 		if c.closed {
 			return nil, ErrClosed
@@ -198,126 +207,115 @@ func (c *Client) begin(ctx context.Context) (*call, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("client: %w", err)
 		}
-		if c.oldestLocked() == 0 || c.next-c.oldestLocked() < c.cfg.Window {
+		if c.windowOpenLocked() {
 			break
 		}
+		// Wake up when ctx ends; only a begin that must wait pays for it.
+		if !registered {
+			registered = true
+			stop := context.AfterFunc(ctx, func() {
+				c.mu.Lock()
+				c.windowFree.Broadcast()
+				c.mu.Unlock()
+			})
+			defer stop()
+		}
+		c.waiting++
 		c.windowFree.Wait()
+		c.waiting--
 	}
-	cl := &call{
-		number:  c.next,
-		results: make(map[uint32]string),
-		views:   make(map[uint32]uint64),
-		done:    make(chan struct{}),
+	cl := &call{number: c.next, done: make(chan struct{})}
+	if c.n <= len(cl.inline) {
+		cl.replies = cl.inline[:c.n]
+	} else {
+		cl.replies = make([]replyRecord, c.n)
+	}
+	if len(c.outstanding) == 0 {
+		c.lowest = cl.number
 	}
 	c.next++
 	c.outstanding[cl.number] = cl
 	return cl, nil
 }
 
-func (c *Client) oldestLocked() uint64 {
-	var oldest uint64
-	for n := range c.outstanding {
-		if oldest == 0 || n < oldest {
-			oldest = n
-		}
-	}
-	return oldest
+// windowOpenLocked reports whether the next request number is within the
+// window of the oldest outstanding one.
+func (c *Client) windowOpenLocked() bool {
+	return len(c.outstanding) == 0 || c.next-c.lowest < c.cfg.Window
 }
 
+// end retires cl's request number. When it was the oldest, the window
+// moves up to the next outstanding number and blocked begins re-check it.
 func (c *Client) end(cl *call) {
 	c.mu.Lock()
-	delete(c.outstanding, cl.number)
-	c.windowFree.Broadcast()
-	c.mu.Unlock()
-}
-
-func (c *Client) frame(number uint64, op []byte) ([]byte, error) {
-	payload, err := proto.Marshal(&wire.Request{ClientId: c.id, RequestNumber: number, Operation: op})
-	if err != nil {
-		return nil, fmt.Errorf("client: encode request: %w", err)
-	}
-	signed := &wire.Signed{Payload: payload, Signature: c.signer.Sign(crypto.DomainClientRequest, payload)}
-	frame, err := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: signed}})
-	if err != nil {
-		return nil, fmt.Errorf("client: encode frame: %w", err)
-	}
-	return frame, nil
-}
-
-// readReplies matches replies to outstanding calls.
-func (c *Client) readReplies() {
-	defer c.wg.Done()
-	for {
-		select {
-		case <-c.done:
-			return
-		case f, ok := <-c.host.Replies():
-			if !ok {
-				return
-			}
-			c.handleReply(f)
-		}
-	}
-}
-
-func (c *Client) handleReply(f p2p.Frame) {
-	if f.FromIndex < 0 || f.FromIndex >= c.n {
-		return
-	}
-	var r wire.Reply
-	if err := proto.Unmarshal(f.Data, &r); err != nil {
-		c.log.Debug("malformed reply", "replica", f.FromIndex, "err", err)
-		return
-	}
-	// The stream authenticates the replica; a Replica field that disagrees
-	// marks a lying replica, whose reply does not count.
-	replica := uint32(f.FromIndex)
-	if r.Replica != replica || string(r.ClientId) != string(c.id) {
-		return
-	}
-	outcome := "result:" + string(r.Result)
-	if r.Error != "" {
-		outcome = "error:" + r.Error
-	}
-	c.mu.Lock()
 	defer c.mu.Unlock()
-	cl := c.outstanding[r.RequestNumber]
-	if cl == nil || cl.result != nil || cl.err != nil {
+	if c.outstanding[cl.number] != cl {
 		return
 	}
-	if _, seen := cl.results[replica]; seen {
-		return // a replica's first reply stands
+	delete(c.outstanding, cl.number)
+	if cl.number != c.lowest {
+		return
 	}
-	cl.results[replica] = outcome
-	cl.views[replica] = r.View
-	var views []uint64
-	for rep, o := range cl.results {
-		if o == outcome {
-			views = append(views, cl.views[rep])
+	if len(c.outstanding) == 0 {
+		c.lowest = c.next
+	} else {
+		// Every number is passed at most once: O(1) amortised.
+		for c.outstanding[c.lowest] == nil {
+			c.lowest++
 		}
 	}
-	matching := len(views)
-	if matching < c.cfg.ReplyQuorum {
-		return
+	if c.waiting > 0 {
+		c.windowFree.Broadcast()
 	}
-	// At least one of ReplyQuorum replicas is correct, so the
-	// ReplyQuorum-th highest view they report is one a correct replica
-	// reached: a faulty replica cannot steer the client to a made-up view.
-	slices.Sort(views)
-	if v := views[len(views)-c.cfg.ReplyQuorum]; v > c.view {
-		c.view = v
+}
+
+// frame encodes and signs the request as a ClientFrame{request:
+// Signed{payload: Request, signature}}, byte for byte what proto.Marshal
+// makes of those messages, in one buffer: the payload is written in place
+// and signed there.
+func (c *Client) frame(number uint64, op []byte) ([]byte, error) {
+	const bytesType = protowire.BytesType
+	payloadLen := 0
+	if len(c.id) > 0 {
+		payloadLen += protowire.SizeTag(1) + protowire.SizeBytes(len(c.id))
 	}
-	// A leader hint is trusted only where one reply suffices (the Raft
-	// mode, crash faults only): a Byzantine replica could name anyone.
-	if c.cfg.ReplyQuorum == 1 && r.LeaderHint > 0 && int(r.LeaderHint) <= c.n {
-		c.leader = int(r.LeaderHint) - 1
+	if number != 0 {
+		payloadLen += protowire.SizeTag(2) + protowire.SizeVarint(number)
 	}
-	if r.Error != "" {
-		cl.err = fmt.Errorf("client: request refused by %d replicas: %s", matching, r.Error)
-	} else {
-		cl.result = append([]byte{}, r.Result...)
+	if len(op) > 0 {
+		payloadLen += protowire.SizeTag(3) + protowire.SizeBytes(len(op))
 	}
-	close(cl.done)
+	signedLen := protowire.SizeTag(2) + protowire.SizeBytes(ed25519.SignatureSize)
+	if payloadLen > 0 {
+		signedLen += protowire.SizeTag(1) + protowire.SizeBytes(payloadLen)
+	}
+	buf := make([]byte, 0, protowire.SizeTag(1)+protowire.SizeBytes(signedLen))
+	buf = protowire.AppendTag(buf, 1, bytesType) // ClientFrame.request
+	buf = protowire.AppendVarint(buf, uint64(signedLen))
+	if payloadLen > 0 {
+		buf = protowire.AppendTag(buf, 1, bytesType) // Signed.payload
+		buf = protowire.AppendVarint(buf, uint64(payloadLen))
+	}
+	start := len(buf)
+	if len(c.id) > 0 {
+		buf = protowire.AppendTag(buf, 1, bytesType) // Request.client_id
+		buf = protowire.AppendBytes(buf, c.id)
+	}
+	if number != 0 {
+		buf = protowire.AppendTag(buf, 2, protowire.VarintType) // Request.request_number
+		buf = protowire.AppendVarint(buf, number)
+	}
+	if len(op) > 0 {
+		buf = protowire.AppendTag(buf, 3, bytesType) // Request.operation
+		buf = protowire.AppendBytes(buf, op)
+	}
+	sig := c.signer.Sign(crypto.DomainClientRequest, buf[start:])
+	if len(sig) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("client: encode frame: signature of %d bytes: %w", len(sig), errBadSignature)
+	}
+	buf = protowire.AppendTag(buf, 2, bytesType) // Signed.signature
+	buf = protowire.AppendBytes(buf, sig)
+	return buf, nil
 }
 
 // Close disconnects the client. Pending Invoke calls return ErrClosed.

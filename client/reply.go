@@ -1,0 +1,209 @@
+package client
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// reply is a decoded wire.Reply. Its byte slices may alias the frame.
+type reply struct {
+	view       uint64
+	clientID   []byte
+	number     uint64
+	replica    uint32
+	result     []byte
+	refusal    []byte // wire.Reply.Error; non-empty: the replica refused
+	leaderHint uint32
+}
+
+// wire.Reply field numbers.
+const (
+	replyView       protowire.Number = 1
+	replyClientID   protowire.Number = 2
+	replyNumber     protowire.Number = 3
+	replyReplica    protowire.Number = 4
+	replyResult     protowire.Number = 5
+	replyError      protowire.Number = 6
+	replyLeaderHint protowire.Number = 7
+)
+
+// parseReplyFast decodes data as a wire.Reply without the proto runtime
+// or any allocation. It succeeds only when data holds nothing but Reply's
+// own fields, each with its declared wire type, and a valid UTF-8 error:
+// then it decodes exactly what proto.Unmarshal would (the last occurrence
+// of a field wins; uint32 fields truncate). For anything else (unknown
+// fields, groups, malformed input) it returns false and proto.Unmarshal
+// must judge the frame.
+func parseReplyFast(data []byte, r *reply) bool {
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return false
+		}
+		data = data[n:]
+		switch typ {
+		case protowire.VarintType:
+			v, m := protowire.ConsumeVarint(data)
+			if m < 0 {
+				return false
+			}
+			data = data[m:]
+			switch num {
+			case replyView:
+				r.view = v
+			case replyNumber:
+				r.number = v
+			case replyReplica:
+				r.replica = uint32(v)
+			case replyLeaderHint:
+				r.leaderHint = uint32(v)
+			default:
+				return false
+			}
+		case protowire.BytesType:
+			v, m := protowire.ConsumeBytes(data)
+			if m < 0 {
+				return false
+			}
+			data = data[m:]
+			switch num {
+			case replyClientID:
+				r.clientID = v
+			case replyResult:
+				r.result = v
+			case replyError:
+				if !utf8.Valid(v) {
+					return false
+				}
+				r.refusal = v
+			default:
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// parseReply decodes a wire.Reply: by parseReplyFast when it can, else by
+// proto.Unmarshal.
+func parseReply(data []byte, r *reply) error {
+	if parseReplyFast(data, r) {
+		return nil
+	}
+	var m wire.Reply
+	if err := proto.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("client: decode reply: %w", err)
+	}
+	*r = reply{
+		view:       m.View,
+		clientID:   m.ClientId,
+		number:     m.RequestNumber,
+		replica:    m.Replica,
+		result:     m.Result,
+		refusal:    []byte(m.Error),
+		leaderHint: m.LeaderHint,
+	}
+	return nil
+}
+
+// replyRecord is the first reply one replica sent for a call.
+type replyRecord struct {
+	seen    bool
+	refused bool   // body is the refusal message, not a result
+	body    []byte // the result or the refusal
+	view    uint64
+}
+
+// matches reports whether two replies carry the same outcome: the same
+// result bytes, or the same refusal message.
+func (a *replyRecord) matches(b *replyRecord) bool {
+	return a.refused == b.refused && bytes.Equal(a.body, b.body)
+}
+
+// readReplies matches replies to outstanding calls.
+func (c *Client) readReplies() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.done:
+			return
+		case f, ok := <-c.host.Replies():
+			if !ok {
+				return
+			}
+			c.handleReply(f)
+		}
+	}
+}
+
+func (c *Client) handleReply(f p2p.Frame) {
+	if f.FromIndex < 0 || f.FromIndex >= c.n {
+		return
+	}
+	var r reply
+	if err := parseReply(f.Data, &r); err != nil {
+		c.log.Debug("malformed reply", "replica", f.FromIndex, "err", err)
+		return
+	}
+	// The stream authenticates the replica; a Replica field that disagrees
+	// marks a lying replica, whose reply does not count.
+	replica := uint32(f.FromIndex)
+	if r.replica != replica || string(r.clientID) != string(c.id) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cl := c.outstanding[r.number]
+	if cl == nil || cl.result != nil || cl.err != nil || int(replica) >= len(cl.replies) {
+		return
+	}
+	rec := &cl.replies[replica]
+	if rec.seen {
+		return // a replica's first reply stands
+	}
+	*rec = replyRecord{seen: true, body: r.result, view: r.view}
+	if len(r.refusal) > 0 {
+		rec.refused, rec.body = true, r.refusal
+	}
+	var buf [8]uint64
+	views := buf[:0]
+	for i := range cl.replies {
+		if o := &cl.replies[i]; o.seen && o.matches(rec) {
+			views = append(views, o.view)
+		}
+	}
+	matching := len(views)
+	if matching < c.cfg.ReplyQuorum {
+		return
+	}
+	// At least one of ReplyQuorum replicas is correct, so the
+	// ReplyQuorum-th highest view they report is one a correct replica
+	// reached: a faulty replica cannot steer the client to a made-up view.
+	slices.Sort(views)
+	if v := views[len(views)-c.cfg.ReplyQuorum]; v > c.view {
+		c.view = v
+	}
+	// A leader hint is trusted only where one reply suffices (the Raft
+	// mode, crash faults only): a Byzantine replica could name anyone.
+	if c.cfg.ReplyQuorum == 1 && r.leaderHint > 0 && int(r.leaderHint) <= c.n {
+		c.leader = int(r.leaderHint) - 1
+	}
+	if rec.refused {
+		cl.err = fmt.Errorf("client: request refused by %d replicas: %s", matching, rec.body)
+	} else {
+		cl.result = append([]byte{}, rec.body...)
+	}
+	// The other replicas' replies are no longer needed: let their frames go.
+	clear(cl.replies)
+	close(cl.done)
+}
