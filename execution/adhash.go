@@ -46,15 +46,28 @@ func adHashFromBytes(b [32]byte) adHash {
 	return a
 }
 
+// hashScratchSize is the size of the stack buffer entryHash and replyHash
+// hash small inputs from in one sha256.Sum256 call (no allocation); larger
+// inputs are streamed. Both ways hash the same bytes.
+const hashScratchSize = 512
+
 // entryHash returns SHA-256(domain || uvarint(len k) || k || v).
 func entryHash(domain string, k, v []byte) [32]byte {
-	h := sha256.New()
-	h.Write([]byte(domain))
-	var lenBuf [binary.MaxVarintLen64]byte
-	h.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(k)))])
-	h.Write(k)
-	h.Write(v)
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	var buf [hashScratchSize]byte
+	if len(domain)+binary.MaxVarintLen64+len(k)+len(v) > len(buf) {
+		h := sha256.New()
+		h.Write([]byte(domain))
+		var lenBuf [binary.MaxVarintLen64]byte
+		h.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(k)))])
+		h.Write(k)
+		h.Write(v)
+		var out [32]byte
+		h.Sum(out[:0])
+		return out
+	}
+	b := append(buf[:0], domain...)
+	b = binary.AppendUvarint(b, uint64(len(k)))
+	b = append(b, k...)
+	b = append(b, v...)
+	return sha256.Sum256(b)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/bits"
 	"slices"
 )
 
@@ -62,6 +63,9 @@ type windowEntry struct {
 type clientWindow struct {
 	high    uint64
 	entries map[uint64]windowEntry
+	// touched is set while an Apply has changed the window (see
+	// Executor.Apply); false between Applies.
+	touched bool
 }
 
 func newClientWindow() *clientWindow {
@@ -84,16 +88,31 @@ func (w *clientWindow) status(n uint64) RequestStatus {
 	return RequestNew
 }
 
-func (w *clientWindow) clone() *clientWindow {
-	return &clientWindow{high: w.high, entries: maps.Clone(w.entries)}
+// windowChange is the undo record of one change to a window's entries:
+// entry n was old (had) or absent (!had) before the change.
+type windowChange struct {
+	w   *clientWindow
+	n   uint64
+	old windowEntry
+	had bool
 }
 
 // record caches the result of newly executed request n (which must have
 // status RequestNew), advances high if n is above it, evicts the entries
 // that fell out of the window, and updates acc accordingly.
 func (w *clientWindow) record(clientID string, n uint64, result []byte, acc *adHash) {
-	entry := windowEntry{result: result, hash: replyHash(clientID, n, result)}
+	w.recordEntry(n, windowEntry{result: result, hash: replyHash(clientID, n, result)}, acc, nil)
+}
+
+// recordEntry is record with the entry's hash already computed. When undo
+// is not nil, it appends to *undo a windowChange for every entry it adds
+// or evicts (high is not logged: the caller saves it), so that undoing
+// them in reverse order and restoring high restores the window.
+func (w *clientWindow) recordEntry(n uint64, entry windowEntry, acc *adHash, undo *[]windowChange) {
 	w.entries[n] = entry
+	if undo != nil {
+		*undo = append(*undo, windowChange{w: w, n: n})
+	}
 	acc.add(entry.hash)
 	if n <= w.high {
 		return
@@ -104,6 +123,13 @@ func (w *clientWindow) record(clientID string, n uint64, result []byte, acc *adH
 		return
 	}
 	floor := n - ClientWindow
+	evict := func(m uint64, old windowEntry) {
+		delete(w.entries, m)
+		acc.sub(old.hash)
+		if undo != nil {
+			*undo = append(*undo, windowChange{w: w, n: m, old: old, had: true})
+		}
+	}
 	// Every other entry is above prevHigh-ClientWindow (the invariant), so
 	// only the numbers in (prevHigh-ClientWindow, floor] can fall out. When
 	// high advances by a few, as it does for a client with requests in
@@ -115,16 +141,26 @@ func (w *clientWindow) record(clientID string, n uint64, result []byte, acc *adH
 	if floor-low < uint64(len(w.entries)) {
 		for m := low; m <= floor; m++ {
 			if old, ok := w.entries[m]; ok {
-				delete(w.entries, m)
-				acc.sub(old.hash)
+				evict(m, old)
 			}
 		}
 		return
 	}
 	for m, old := range w.entries {
 		if m <= floor {
-			delete(w.entries, m)
-			acc.sub(old.hash)
+			evict(m, old)
+		}
+	}
+}
+
+// undoChanges reverts changes, which recordEntry logged, newest first.
+func undoChanges(changes []windowChange) {
+	for i := len(changes) - 1; i >= 0; i-- {
+		c := changes[i]
+		if c.had {
+			c.w.entries[c.n] = c.old
+		} else {
+			delete(c.w.entries, c.n)
 		}
 	}
 }
@@ -142,20 +178,49 @@ func (w *clientWindow) digest(clientID string) adHash {
 
 // encode returns the persisted record: uvarint(high) || uvarint(count) ||
 // count x (uvarint(n) || uvarint(len result) || result), n ascending.
-func (w *clientWindow) encode() []byte {
-	numbers := slices.Sorted(maps.Keys(w.entries))
-	size := 2 * binary.MaxVarintLen64
-	for _, n := range numbers {
-		size += 2*binary.MaxVarintLen64 + len(w.entries[n].result)
+func (w *clientWindow) encode() []byte { return w.appendEncoded(nil) }
+
+// appendEncoded appends the record encode returns to out and returns the
+// extended slice.
+func (w *clientWindow) appendEncoded(out []byte) []byte {
+	// Under the invariant every number is in [high-ClientWindow+1, high]:
+	// mark each by its distance below high in a bitmap, which lists them
+	// in order without sorting. Windows built by hand (tests of corrupt
+	// records) may break the invariant; those take the sorting path.
+	var (
+		bitmap  uint64
+		results [ClientWindow][]byte
+		size    = 2 * binary.MaxVarintLen64
+	)
+	inOrder := true
+	for n, entry := range w.entries {
+		size += 2*binary.MaxVarintLen64 + len(entry.result)
+		if n > w.high || w.high-n >= ClientWindow {
+			inOrder = false
+			continue
+		}
+		d := w.high - n
+		bitmap |= 1 << d
+		results[d] = entry.result
 	}
-	out := make([]byte, 0, size)
+	out = slices.Grow(out, size)
 	out = binary.AppendUvarint(out, w.high)
-	out = binary.AppendUvarint(out, uint64(len(numbers)))
-	for _, n := range numbers {
-		result := w.entries[n].result
-		out = binary.AppendUvarint(out, n)
-		out = binary.AppendUvarint(out, uint64(len(result)))
-		out = append(out, result...)
+	out = binary.AppendUvarint(out, uint64(len(w.entries)))
+	if !inOrder {
+		for _, n := range slices.Sorted(maps.Keys(w.entries)) {
+			result := w.entries[n].result
+			out = binary.AppendUvarint(out, n)
+			out = binary.AppendUvarint(out, uint64(len(result)))
+			out = append(out, result...)
+		}
+		return out
+	}
+	for bitmap != 0 {
+		d := uint64(63 - bits.LeadingZeros64(bitmap))
+		bitmap &^= 1 << d
+		out = binary.AppendUvarint(out, w.high-d)
+		out = binary.AppendUvarint(out, uint64(len(results[d])))
+		out = append(out, results[d]...)
 	}
 	return out
 }
@@ -219,13 +284,28 @@ func decodeClientWindow(clientID string, b []byte) (*clientWindow, error) {
 // client: SHA-256("pbftnode/v1/reply-entry" || uvarint(len id) || id ||
 // uvarint(n) || result).
 func replyHash(clientID string, n uint64, result []byte) [32]byte {
-	h := sha256.New()
-	h.Write([]byte(replyEntryDomain))
-	h.Write(binary.AppendUvarint(nil, uint64(len(clientID))))
-	h.Write([]byte(clientID))
-	h.Write(binary.AppendUvarint(nil, n))
-	h.Write(result)
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	return replyHashOf(clientID, n, result)
+}
+
+// replyHashOf is replyHash for a client ID given as a string or as bytes.
+func replyHashOf[ID string | []byte](clientID ID, n uint64, result []byte) [32]byte {
+	var buf [hashScratchSize]byte
+	size := len(replyEntryDomain) + 2*binary.MaxVarintLen64 + len(clientID) + len(result)
+	if size > len(buf) {
+		h := sha256.New()
+		h.Write([]byte(replyEntryDomain))
+		h.Write(binary.AppendUvarint(nil, uint64(len(clientID))))
+		h.Write([]byte(clientID))
+		h.Write(binary.AppendUvarint(nil, n))
+		h.Write(result)
+		var out [32]byte
+		h.Sum(out[:0])
+		return out
+	}
+	b := append(buf[:0], replyEntryDomain...)
+	b = binary.AppendUvarint(b, uint64(len(clientID)))
+	b = append(b, clientID...)
+	b = binary.AppendUvarint(b, n)
+	b = append(b, result...)
+	return sha256.Sum256(b)
 }

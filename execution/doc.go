@@ -64,6 +64,17 @@
 // partial state and starts empty. Only a TransferableApplication (KV is
 // one) supports state transfer.
 //
+// KV keeps a bounded LRU read cache of its committed entries (present
+// values, absent keys and entry hashes; see kvCache), so a write, which
+// subtracts the old entry's hash from the digest, or a read of a recently
+// used key needs no database read. It holds committed state only: a
+// batch's writes enter it on Commit, Rollback leaves it alone, and it is
+// emptied whenever entries change in the database behind KV (Restore,
+// Reload, and state transfer before its direct writes). Apply changes the
+// client windows in place and keeps an undo log to revert them if the
+// batch is not written. Neither is observable: results, digests and
+// written keys and values are those of a plain read of the database.
+//
 // State digests are incremental multiset hashes (AdHash: a sum modulo
 // 2^256 of per-entry SHA-256 digests), so computing a checkpoint digest
 // costs O(1) and never stalls ordering. The reply-cache digest has one

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/syndtr/goleveldb/leveldb"
@@ -23,6 +22,9 @@ const (
 	// MaxClientIDSize bounds a request's client ID; requests with an empty
 	// or longer ID are skipped (deterministically, on every replica).
 	MaxClientIDSize = 256
+	// maxKeptBufferSize bounds the write buffers an Executor or KV keeps
+	// for reuse between batches; larger ones are dropped after use.
+	maxKeptBufferSize = 1 << 20
 )
 
 // Request is one client request of a committed batch.
@@ -71,6 +73,49 @@ type Executor struct {
 
 	// restore is the state transfer in progress, nil when none.
 	restore *restoreState
+
+	// Per-Apply scratch state, empty between Applies: the windows the
+	// batch touched, in first-touch order, and the undo log of their
+	// entries (see Apply). batch, keyBuf and valueBuf are reused buffers.
+	touched  []touchedWindow
+	undo     []windowChange
+	batch    *leveldb.Batch
+	keyBuf   []byte
+	valueBuf []byte
+}
+
+// touchedWindow is a window an Apply changed: its client ID, its H before
+// the batch and whether the batch created it.
+type touchedWindow struct {
+	id       string
+	w        *clientWindow
+	prevHigh uint64
+	created  bool
+}
+
+// revertWindows undoes the changes the current Apply made to the windows:
+// entries (from the undo log, newest first), H, and created windows.
+func (e *Executor) revertWindows() {
+	undoChanges(e.undo)
+	for _, t := range e.touched {
+		if t.created {
+			delete(e.clients, t.id)
+		} else {
+			t.w.high = t.prevHigh
+		}
+	}
+}
+
+// resetBatchLog empties the per-Apply scratch state, dropping its
+// references to windows and results.
+func (e *Executor) resetBatchLog() {
+	for _, t := range e.touched {
+		t.w.touched = false
+	}
+	clear(e.touched)
+	e.touched = e.touched[:0]
+	clear(e.undo)
+	e.undo = e.undo[:0]
 }
 
 // loadState replaces the in-memory executor state with the one stored in
@@ -131,6 +176,7 @@ func NewExecutor(db *storage.DB, app Application, logger *slog.Logger) (*Executo
 		app:     app,
 		logger:  logger,
 		clients: make(map[string]*clientWindow),
+		batch:   new(leveldb.Batch),
 	}
 	if batchApp, ok := app.(BatchApplication); ok {
 		e.batchApp = batchApp
@@ -237,9 +283,21 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 	if e.batchApp != nil {
 		e.batchApp.Begin()
 	}
-	// pending holds copies of the windows this batch changes; they replace
-	// the committed ones only once the batch is written.
-	pending := make(map[string]*clientWindow)
+	// The batch changes the committed windows in place, logging in e.undo
+	// how to revert the entries and in e.touched each window's previous H;
+	// unless the batch is written, the deferred call reverts them (and
+	// removes the windows it created), so on error, or a panic of the
+	// application, the executor's state is unchanged.
+	written := false
+	defer func() {
+		if !written {
+			e.revertWindows()
+			if e.batchApp != nil {
+				e.batchApp.Rollback()
+			}
+		}
+		e.resetBatchLog()
+	}()
 	cacheAcc := e.cacheAcc
 	replies := make([]Reply, 0, len(requests))
 	for i, req := range requests {
@@ -247,11 +305,7 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 			e.logger.Warn("executor: skipping request with invalid client ID", "sequence", sequence, "index", i, "client_id_len", len(req.ClientID))
 			continue
 		}
-		id := string(req.ClientID)
-		w := pending[id]
-		if w == nil {
-			w = e.clients[id]
-		}
+		w := e.clients[string(req.ClientID)]
 		if w != nil {
 			switch w.status(req.RequestNumber) {
 			case RequestTooOld:
@@ -263,40 +317,55 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 				continue
 			}
 		}
-		if _, ok := pending[id]; !ok {
-			if w == nil {
-				w = newClientWindow()
-			} else {
-				w = w.clone()
-			}
-			pending[id] = w
+		if w == nil {
+			w = newClientWindow()
+			id := string(req.ClientID)
+			e.clients[id] = w
+			w.touched = true
+			e.touched = append(e.touched, touchedWindow{id: id, w: w, created: true})
+		} else if !w.touched {
+			w.touched = true
+			e.touched = append(e.touched, touchedWindow{id: string(req.ClientID), w: w, prevHigh: w.high})
 		}
 		result := e.app.Execute(req.Operation)
-		w.record(id, req.RequestNumber, bytes.Clone(result), &cacheAcc)
+		cached := bytes.Clone(result)
+		entry := windowEntry{result: cached, hash: replyHashOf(req.ClientID, req.RequestNumber, cached)}
+		w.recordEntry(req.RequestNumber, entry, &cacheAcc, &e.undo)
 		replies = append(replies, Reply{ClientID: bytes.Clone(req.ClientID), RequestNumber: req.RequestNumber, Result: result})
 	}
 
-	batch := new(leveldb.Batch)
+	if e.batch == nil {
+		e.batch = new(leveldb.Batch)
+	}
+	batch := e.batch
+	batch.Reset()
 	if e.batchApp != nil {
 		if err := e.batchApp.Stage(batch); err != nil {
-			e.batchApp.Rollback()
 			return nil, fmt.Errorf("executor: apply sequence %d: %w", sequence, err)
 		}
 	}
-	for id, w := range pending {
-		batch.Put([]byte(executorReplyPrefix+id), w.encode())
+	// Windows in the order the batch first touched them: the written
+	// batch does not depend on map iteration order.
+	for _, t := range e.touched {
+		e.keyBuf = append(append(e.keyBuf[:0], executorReplyPrefix...), t.id...)
+		e.valueBuf = t.w.appendEncoded(e.valueBuf[:0])
+		batch.Put(e.keyBuf, e.valueBuf)
 	}
-	batch.Put([]byte(executorLastKey), binary.BigEndian.AppendUint64(nil, sequence))
+	batch.Put([]byte(executorLastKey), binary.BigEndian.AppendUint64(e.keyBuf[:0], sequence))
 	if err := e.ldb.Write(batch, &opt.WriteOptions{Sync: false}); err != nil {
-		if e.batchApp != nil {
-			e.batchApp.Rollback()
-		}
 		return nil, fmt.Errorf("executor: apply sequence %d: write: %w", sequence, err)
 	}
+	written = true
 	if e.batchApp != nil {
 		e.batchApp.Commit()
 	}
-	maps.Copy(e.clients, pending)
+	// Keep the reusable buffers only while they are modest.
+	if len(batch.Dump()) > maxKeptBufferSize {
+		e.batch = new(leveldb.Batch)
+	}
+	if cap(e.valueBuf) > maxKeptBufferSize {
+		e.valueBuf = nil
+	}
 	e.cacheAcc = cacheAcc
 	e.lastExecuted = sequence
 	return replies, nil

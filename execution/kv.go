@@ -44,24 +44,39 @@ type KV struct {
 	db *leveldb.DB
 	// acc is the digest accumulator of the committed state.
 	acc adHash
+	// cache holds recently used entries of the committed state (see
+	// kvCache for the contract).
+	cache *kvCache
 
-	// Batch state, valid while inBatch.
+	// Batch state, valid while inBatch. order lists the overlay's keys in
+	// the order of their first write, so Stage and Commit do not depend
+	// on map iteration order. The overlay map and order are reused
+	// across batches.
 	inBatch  bool
 	overlay  map[string]overlayValue
+	order    []string
 	batchAcc adHash
 	batchErr error
+	// keyBuf is scratch space for database keys.
+	keyBuf []byte
 }
 
-// overlayValue is a buffered write: a new value or a deletion.
+// overlayValue is a buffered write: a new value (with its entry hash) or
+// a deletion.
 type overlayValue struct {
 	value   []byte
+	hash    [32]byte
 	deleted bool
 }
+
+// maxKeptOverlay bounds the overlay map size KV keeps for reuse; after a
+// batch with more keys it allocates a fresh map (a Go map never shrinks).
+const maxKeptOverlay = 4096
 
 // NewKV opens the key-value application stored in db and loads its digest
 // accumulator (recomputing it when the database holds none yet).
 func NewKV(db *leveldb.DB) (*KV, error) {
-	kv := &KV{db: db}
+	kv := &KV{db: db, cache: newKVCache()}
 	stored, err := db.Get([]byte(kvDigestKey), nil)
 	switch {
 	case errors.Is(err, leveldb.ErrNotFound):
@@ -124,7 +139,9 @@ func (kv *KV) Begin() {
 		panic("execution: KV.Begin called during a batch")
 	}
 	kv.inBatch = true
-	kv.overlay = make(map[string]overlayValue)
+	if kv.overlay == nil {
+		kv.overlay = make(map[string]overlayValue)
+	}
 	kv.batchAcc = kv.acc
 	kv.batchErr = nil
 }
@@ -138,11 +155,13 @@ func (kv *KV) Stage(b *leveldb.Batch) error {
 	if kv.batchErr != nil {
 		return fmt.Errorf("kv: batch aborted: %w", kv.batchErr)
 	}
-	for key, w := range kv.overlay {
+	for _, key := range kv.order {
+		w := kv.overlay[key]
+		kv.keyBuf = append(append(kv.keyBuf[:0], kvDataPrefix...), key...)
 		if w.deleted {
-			b.Delete(dataKey([]byte(key)))
+			b.Delete(kv.keyBuf)
 		} else {
-			b.Put(dataKey([]byte(key)), w.value)
+			b.Put(kv.keyBuf, w.value)
 		}
 	}
 	acc := kv.batchAcc.bytes()
@@ -151,97 +170,135 @@ func (kv *KV) Stage(b *leveldb.Batch) error {
 }
 
 // Commit makes the staged batch the committed state; the caller has
-// written the batch passed to Stage.
+// written the batch passed to Stage. The batch's writes enter the read
+// cache only now.
 func (kv *KV) Commit() {
 	if !kv.inBatch {
 		panic("execution: KV.Commit called outside a batch")
+	}
+	for _, key := range kv.order {
+		w := kv.overlay[key]
+		kv.cache.store(key, w.value, !w.deleted, w.hash, !w.deleted)
 	}
 	kv.acc = kv.batchAcc
 	kv.endBatch()
 }
 
-// Rollback discards the open batch, if any.
+// Rollback discards the open batch, if any. The read cache, which holds
+// committed state only, is unaffected.
 func (kv *KV) Rollback() { kv.endBatch() }
 
 func (kv *KV) endBatch() {
 	kv.inBatch = false
-	kv.overlay = nil
+	if len(kv.order) > maxKeptOverlay {
+		kv.overlay, kv.order = nil, nil
+	} else {
+		clear(kv.overlay)
+		clear(kv.order)
+		kv.order = kv.order[:0]
+	}
 	kv.batchAcc = adHash{}
 	kv.batchErr = nil
 }
+
+// dropCache empties the read cache. The executor calls it before writing
+// application entries to the database directly (state transfer).
+func (kv *KV) dropCache() { kv.cache.reset() }
 
 // Execute applies one encoded wire.KVOperation and returns the encoded
 // wire.KVResult.
 func (kv *KV) Execute(op []byte) []byte {
 	if kv.inBatch {
-		return marshalResult(kv.execute(op))
+		return kv.execute(op).encode()
 	}
 	kv.Begin()
 	result := kv.execute(op)
 	b := new(leveldb.Batch)
 	if err := kv.Stage(b); err != nil {
 		kv.Rollback()
-		return marshalResult(&wire.KVResult{Error: kvInternalFail})
+		return kvResult{err: kvInternalFail}.encode()
 	}
 	if err := kv.db.Write(b, &opt.WriteOptions{Sync: false}); err != nil {
 		kv.Rollback()
-		return marshalResult(&wire.KVResult{Error: kvInternalFail})
+		return kvResult{err: kvInternalFail}.encode()
 	}
 	kv.Commit()
-	return marshalResult(result)
+	return result.encode()
 }
 
-func (kv *KV) execute(op []byte) *wire.KVResult {
+func (kv *KV) execute(op []byte) kvResult {
+	if d, ok := decodeSimpleOp(op); ok {
+		switch d.field {
+		case opPutField:
+			return kv.put(d.key, d.value)
+		case opGetField:
+			return kv.read(d.key)
+		default:
+			return kv.delete(d.key)
+		}
+	}
 	var decoded wire.KVOperation
 	if err := proto.Unmarshal(op, &decoded); err != nil {
-		return &wire.KVResult{Error: "malformed operation"}
+		return kvResult{err: "malformed operation"}
 	}
 	switch o := decoded.Op.(type) {
 	case *wire.KVOperation_Put:
-		if msg := checkKey(o.Put.GetKey()); msg != "" {
-			return &wire.KVResult{Error: "put: " + msg}
-		}
-		if len(o.Put.GetValue()) > MaxValueSize {
-			return &wire.KVResult{Error: "put: value too large"}
-		}
-		kv.set(o.Put.GetKey(), o.Put.GetValue())
-		return &wire.KVResult{Ok: true}
+		return kv.put(o.Put.GetKey(), o.Put.GetValue())
 	case *wire.KVOperation_Get:
-		if msg := checkKey(o.Get.GetKey()); msg != "" {
-			return &wire.KVResult{Error: "get: " + msg}
-		}
-		value, found := kv.get(o.Get.GetKey())
-		return &wire.KVResult{Ok: found, Value: value}
+		return kv.read(o.Get.GetKey())
 	case *wire.KVOperation_Delete:
-		if msg := checkKey(o.Delete.GetKey()); msg != "" {
-			return &wire.KVResult{Error: "delete: " + msg}
-		}
-		kv.remove(o.Delete.GetKey())
-		return &wire.KVResult{Ok: true}
+		return kv.delete(o.Delete.GetKey())
 	case *wire.KVOperation_Cas:
 		return kv.compareAndSwap(o.Cas)
 	default:
-		return &wire.KVResult{Error: "malformed operation: no operation set"}
+		return kvResult{err: "malformed operation: no operation set"}
 	}
 }
 
-func (kv *KV) compareAndSwap(c *wire.KVCompareAndSwap) *wire.KVResult {
+func (kv *KV) put(key, value []byte) kvResult {
+	if msg := checkKey(key); msg != "" {
+		return kvResult{err: "put: " + msg}
+	}
+	if len(value) > MaxValueSize {
+		return kvResult{err: "put: value too large"}
+	}
+	kv.set(key, value)
+	return kvResult{ok: true}
+}
+
+func (kv *KV) read(key []byte) kvResult {
+	if msg := checkKey(key); msg != "" {
+		return kvResult{err: "get: " + msg}
+	}
+	value, found, _ := kv.lookup(key, false)
+	return kvResult{ok: found, value: value}
+}
+
+func (kv *KV) delete(key []byte) kvResult {
+	if msg := checkKey(key); msg != "" {
+		return kvResult{err: "delete: " + msg}
+	}
+	kv.remove(key)
+	return kvResult{ok: true}
+}
+
+func (kv *KV) compareAndSwap(c *wire.KVCompareAndSwap) kvResult {
 	if msg := checkKey(c.GetKey()); msg != "" {
-		return &wire.KVResult{Error: "cas: " + msg}
+		return kvResult{err: "cas: " + msg}
 	}
 	if c.GetOldAbsent() && len(c.GetOldValue()) > 0 {
-		return &wire.KVResult{Error: "cas: old_value set together with old_absent"}
+		return kvResult{err: "cas: old_value set together with old_absent"}
 	}
 	if len(c.GetOldValue()) > MaxValueSize || len(c.GetNewValue()) > MaxValueSize {
-		return &wire.KVResult{Error: "cas: value too large"}
+		return kvResult{err: "cas: value too large"}
 	}
-	current, found := kv.get(c.GetKey())
+	current, found, _ := kv.lookup(c.GetKey(), false)
 	matches := (c.GetOldAbsent() && !found) || (!c.GetOldAbsent() && found && bytes.Equal(current, c.GetOldValue()))
 	if !matches {
-		return &wire.KVResult{Ok: false, Value: current}
+		return kvResult{ok: false, value: current}
 	}
 	kv.set(c.GetKey(), c.GetNewValue())
-	return &wire.KVResult{Ok: true}
+	return kvResult{ok: true}
 }
 
 func checkKey(key []byte) string {
@@ -251,64 +308,85 @@ func checkKey(key []byte) string {
 	return ""
 }
 
-// get reads key, seeing the batch's own writes first. A storage failure
-// poisons the batch (Stage fails) and reads as absent.
-func (kv *KV) get(key []byte) ([]byte, bool) {
+// lookup reads key, seeing the batch's own writes first, then the read
+// cache, then the database (filling the cache). When found and withHash,
+// hash is the entry hash of key and value. The value must not be
+// modified. A storage failure poisons the batch (Stage fails) and reads as
+// absent.
+func (kv *KV) lookup(key []byte, withHash bool) (value []byte, found bool, hash [32]byte) {
 	if w, ok := kv.overlay[string(key)]; ok {
 		if w.deleted {
-			return nil, false
+			return nil, false, hash
 		}
-		return w.value, true
+		return w.value, true, w.hash
 	}
-	value, err := kv.db.Get(dataKey(key), nil)
+	if e := kv.cache.lookup(key); e != nil {
+		if !e.present {
+			return nil, false, hash
+		}
+		if withHash && !e.hashed {
+			e.hash, e.hashed = entryHash(kvEntryDomain, key, e.value), true
+		}
+		return e.value, true, e.hash
+	}
+	kv.keyBuf = append(append(kv.keyBuf[:0], kvDataPrefix...), key...)
+	value, err := kv.db.Get(kv.keyBuf, nil)
 	if errors.Is(err, leveldb.ErrNotFound) {
-		return nil, false
+		kv.cache.store(string(key), nil, false, hash, false)
+		return nil, false, hash
 	}
 	if err != nil {
 		if kv.batchErr == nil {
 			kv.batchErr = fmt.Errorf("kv: read %x: %w", key, err)
 		}
-		return nil, false
+		return nil, false, hash
 	}
-	return value, true
+	if withHash {
+		hash = entryHash(kvEntryDomain, key, value)
+	}
+	// DB.Get returns its own copy, so the cache may keep value.
+	kv.cache.store(string(key), value, true, hash, withHash)
+	return value, true, hash
 }
 
 func (kv *KV) set(key, value []byte) {
-	if old, found := kv.get(key); found {
-		kv.batchAcc.sub(entryHash(kvEntryDomain, key, old))
+	if _, found, oldHash := kv.lookup(key, true); found {
+		kv.batchAcc.sub(oldHash)
 	}
 	// Own the bytes: the operation buffer belongs to the caller.
 	stored := bytes.Clone(value)
 	if stored == nil {
 		stored = []byte{}
 	}
-	kv.batchAcc.add(entryHash(kvEntryDomain, key, stored))
-	kv.overlay[string(key)] = overlayValue{value: stored}
+	hash := entryHash(kvEntryDomain, key, stored)
+	kv.batchAcc.add(hash)
+	kv.write(key, overlayValue{value: stored, hash: hash})
 }
 
 func (kv *KV) remove(key []byte) {
-	old, found := kv.get(key)
+	_, found, oldHash := kv.lookup(key, true)
 	if !found {
 		return
 	}
-	kv.batchAcc.sub(entryHash(kvEntryDomain, key, old))
-	kv.overlay[string(key)] = overlayValue{deleted: true}
+	kv.batchAcc.sub(oldHash)
+	kv.write(key, overlayValue{deleted: true})
+}
+
+// write buffers w as the batch's write of key.
+func (kv *KV) write(key []byte, w overlayValue) {
+	if _, ok := kv.overlay[string(key)]; ok {
+		kv.overlay[string(key)] = w
+		return
+	}
+	k := string(key)
+	kv.overlay[k] = w
+	kv.order = append(kv.order, k)
 }
 
 func dataKey(key []byte) []byte {
 	out := make([]byte, 0, len(kvDataPrefix)+len(key))
 	out = append(out, kvDataPrefix...)
 	return append(out, key...)
-}
-
-// marshalResult encodes r deterministically. Results only carry fixed
-// ASCII error strings, so marshalling cannot fail.
-func marshalResult(r *wire.KVResult) []byte {
-	out, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
-	if err != nil {
-		panic(fmt.Sprintf("execution: marshal KVResult: %v", err))
-	}
-	return out
 }
 
 // TransferKey reports whether the stored key belongs to the state that
@@ -342,6 +420,7 @@ func (kv *KV) Reload() error {
 	if kv.inBatch {
 		return errors.New("kv: reload during a batch")
 	}
+	kv.cache.reset()
 	acc, err := kv.recompute()
 	if err != nil {
 		return fmt.Errorf("kv: reload: %w", err)

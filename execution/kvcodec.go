@@ -150,6 +150,9 @@ func (kv *KV) Restore(snapshot []byte) error {
 	if err != nil {
 		return err
 	}
+	// The state changes under the read cache from here on, whatever the
+	// outcome.
+	kv.cache.reset()
 	b := new(leveldb.Batch)
 	iter := kv.db.NewIterator(util.BytesPrefix([]byte(storage.PrefixApp)), nil)
 	for iter.Next() {

@@ -222,6 +222,7 @@ func (e *Executor) RestoreChunk(entries []*wire.KeyValue) error {
 		return fmt.Errorf("executor: restore chunk: restore already failed: %w", e.restore.failed)
 	}
 	prev := e.restore.lastKey
+	e.dropAppCache()
 	batch := new(leveldb.Batch)
 	for i, entry := range entries {
 		if err := e.checkRestoreEntry(entry, prev); err != nil {
@@ -377,6 +378,7 @@ func (e *Executor) recoverInterruptedTransfer() error {
 // storage.Options.Sync), empties the executor's memory and reloads the
 // application.
 func (e *Executor) wipeState() error {
+	e.dropAppCache()
 	wo := &opt.WriteOptions{Sync: e.db.Sync()}
 	for _, prefix := range transferPrefixes {
 		iter := e.ldb.NewIterator(util.BytesPrefix([]byte(prefix)), nil)
@@ -409,4 +411,20 @@ func (e *Executor) wipeState() error {
 		return fmt.Errorf("wipe: %w", err)
 	}
 	return nil
+}
+
+// cachingApplication is an application that caches its committed state in
+// memory (KV does) and must drop that cache when the executor writes the
+// application's entries directly.
+type cachingApplication interface {
+	dropCache()
+}
+
+// dropAppCache empties the application's read cache, if it has one,
+// before state transfer changes its entries in the database (Reload drops
+// it too; this covers failures before Reload runs).
+func (e *Executor) dropAppCache() {
+	if c, ok := e.app.(cachingApplication); ok {
+		c.dropCache()
+	}
 }
