@@ -73,6 +73,7 @@ type FileConfig struct {
 	WindowSize         uint64 `json:"window_size,omitempty"`
 	MaxBatchSize       int    `json:"max_batch_size,omitempty"`
 	MaxInFlight        int    `json:"max_in_flight,omitempty"`
+	MaxPartialInFlight int    `json:"max_partial_in_flight,omitempty"`
 	BatchDelayTicks    int    `json:"batch_delay_ticks,omitempty"`
 	// TickInterval is a Go duration, e.g. "10ms".
 	TickInterval string `json:"tick_interval,omitempty"`
@@ -205,6 +206,7 @@ func LoadHomeWith(home string, overrides *ConfigFlags) (Config, error) {
 			WindowSize:         fc.WindowSize,
 			MaxBatchSize:       fc.MaxBatchSize,
 			MaxInFlight:        fc.MaxInFlight,
+			MaxPartialInFlight: fc.MaxPartialInFlight,
 			BatchDelayTicks:    fc.BatchDelayTicks,
 		},
 		Raft: raftmode.Config{

@@ -32,8 +32,10 @@ import (
 // this machine's cores, as the ceiling does. Before the cluster starts,
 // crypto.MeasureCeiling measures for 2 s how many requests per second this
 // machine can sign once and verify n times through the engine's
-// verification kernel. PBFTNODE_BENCH_INFLIGHT sets the protocol's
-// MaxInFlight (default 8), which sets the batch size under this load.
+// verification kernel. PBFTNODE_BENCH_INFLIGHT and
+// PBFTNODE_BENCH_PARTIAL_INFLIGHT set the protocol's MaxInFlight (default
+// 8) and MaxPartialInFlight (default 2), which set the batch size under
+// this load.
 //
 // Metrics: ops/s (PBFT), ceiling-ops/s and ratio (ops/s / ceiling-ops/s);
 // cpu-us/op, the process's CPU time per operation during the cluster
@@ -107,6 +109,9 @@ func runThroughput(b *testing.B, replicas, clients, outstanding, ops int, noSync
 	opts := localnet.Options{Replicas: replicas, NoSync: noSync}
 	if v, err := strconv.Atoi(os.Getenv("PBFTNODE_BENCH_INFLIGHT")); err == nil {
 		opts.Protocol.MaxInFlight = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("PBFTNODE_BENCH_PARTIAL_INFLIGHT")); err == nil {
+		opts.Protocol.MaxPartialInFlight = v
 	}
 	net, err := localnet.Start(opts)
 	if err != nil {

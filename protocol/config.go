@@ -29,12 +29,20 @@ type Config struct {
 	MaxBatchSize int
 	// MaxBatchBytes bounds the encoded requests of one batch (4 MiB - 64 KiB).
 	MaxBatchBytes int
-	// BatchDelayTicks is how long the primary may hold a partial batch
-	// while earlier batches are in flight (0: cut as soon as there is room).
+	// BatchDelayTicks, when positive, bounds how long the primary holds a
+	// partial batch back because MaxPartialInFlight batches are in flight
+	// (0: until one of them commits).
 	BatchDelayTicks int
 	// MaxInFlight is how many sequences the primary keeps proposed but not
 	// yet committed (8). Requests arriving meanwhile are batched.
 	MaxInFlight int
+	// MaxPartialInFlight is how many batches may be in flight when the
+	// primary cuts a partial one (2). A full batch may use the whole
+	// MaxInFlight pipeline; a partial one waits while this many are in
+	// flight, so under load requests gather into larger batches, while a
+	// lone request still goes out at once. Setting it to MaxInFlight cuts
+	// every batch as soon as the pipeline has room.
+	MaxPartialInFlight int
 	// MaxPendingRequests bounds the requests a replica queues or tracks
 	// (65536); beyond it new requests are dropped.
 	MaxPendingRequests int
@@ -75,6 +83,7 @@ const (
 	DefaultMaxBatchSize        = 256
 	DefaultMaxBatchBytes       = 4<<20 - 64<<10
 	DefaultMaxInFlight         = 8
+	DefaultMaxPartialInFlight  = 2
 	DefaultMaxPendingRequests  = 65536
 	DefaultMaxPendingPerClient = 64
 )
@@ -94,6 +103,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxPartialInFlight == 0 {
+		c.MaxPartialInFlight = min(DefaultMaxPartialInFlight, c.MaxInFlight)
 	}
 	if c.MaxPendingRequests == 0 {
 		c.MaxPendingRequests = DefaultMaxPendingRequests
@@ -134,6 +146,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("protocol: window %d smaller than checkpoint interval %d", c.WindowSize, c.CheckpointInterval)
 	case c.MaxBatchSize < 1 || c.MaxInFlight < 1 || c.BatchDelayTicks < 0:
 		return errors.New("protocol: batch size and in-flight limit must be positive, batch delay not negative")
+	case c.MaxPartialInFlight < 1 || c.MaxPartialInFlight > c.MaxInFlight:
+		return fmt.Errorf("protocol: partial in-flight limit %d outside [1, max in flight %d]", c.MaxPartialInFlight, c.MaxInFlight)
 	}
 	return nil
 }

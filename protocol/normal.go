@@ -42,8 +42,9 @@ func (r *Replica) slot(seq uint64) *slot {
 func (r *Replica) inFlight() int { return int(r.nextSequence - 1 - r.lastCommitted) }
 
 // propose cuts batches from the request queue while the pipeline and the
-// window have room. A partial batch goes out at once when nothing is in
-// flight, otherwise after BatchDelayTicks.
+// window have room. A partial batch goes out at once when fewer than
+// MaxPartialInFlight batches are in flight, otherwise when one commits or
+// after BatchDelayTicks (if set).
 func (r *Replica) propose() {
 	for r.canPropose() {
 		signed, reqs := r.requests.popBatch(r.cfg.MaxBatchSize, r.cfg.MaxBatchBytes)
@@ -65,8 +66,9 @@ func (r *Replica) propose() {
 
 // canPropose reports whether propose would cut a batch now: this replica
 // is the active primary, requests are queued, fewer than MaxInFlight
-// batches are in flight, the window has room, and the batch is full or
-// the delay (BatchDelayTicks, only while others are in flight) is over.
+// batches are in flight, the window has room, and the batch is full, or
+// fewer than MaxPartialInFlight batches are in flight, or the partial
+// batch has waited BatchDelayTicks (when positive).
 func (r *Replica) canPropose() bool {
 	if !r.viewActive || !r.IsPrimary() || r.requests.queued() == 0 {
 		return false
@@ -75,7 +77,8 @@ func (r *Replica) canPropose() bool {
 		return false
 	}
 	full := r.requests.queued() >= r.cfg.MaxBatchSize
-	return full || r.inFlight() == 0 || r.batchWait >= r.cfg.BatchDelayTicks
+	waited := r.cfg.BatchDelayTicks > 0 && r.batchWait >= r.cfg.BatchDelayTicks
+	return full || r.inFlight() < r.cfg.MaxPartialInFlight || waited
 }
 
 func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMessage) error {

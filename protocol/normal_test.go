@@ -466,3 +466,102 @@ func TestPrimaryBatchesABurstOfRequests(t *testing.T) {
 		t.Fatalf("a burst of 50 requests went out in %d batches (%d requests); want one batch", b, r)
 	}
 }
+
+// TestPartialBatchesWaitForThePipeline checks MaxPartialInFlight: while two
+// batches are in flight a partial batch is held (so requests gather into a
+// larger one), a full batch still goes out, and the held requests go out
+// when a batch commits, or after BatchDelayTicks when that is set.
+func TestPartialBatchesWaitForThePipeline(t *testing.T) {
+	submit := func(t *testing.T, r *Replica, from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if err := r.Submit(request(byte(10+i%8), uint64(i/8+1), fmt.Sprint("op", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// proposed collects every replica's Ready (queueing, not delivering,
+	// the messages) and returns the sizes of the primary's pre-prepares
+	// since the last call.
+	seen := 0
+	proposed := func(c *cluster) []int {
+		c.collect()
+		var sizes []int
+		for _, e := range c.persisted[0][seen:] {
+			if e.Kind == KindPrePrepare {
+				sizes = append(sizes, len(e.Batch))
+			}
+		}
+		seen = len(c.persisted[0])
+		return sizes
+	}
+
+	t.Run("held until a commit", func(t *testing.T) {
+		seen = 0
+		c := newCluster(t, 4, nil)
+		primary := c.replicas[0]
+		for i := range 2 {
+			submit(t, primary, i, i+1)
+			if got := proposed(c); len(got) != 1 {
+				t.Fatalf("partial batch %d with %d in flight: proposed %v, want one batch", i+1, i, got)
+			}
+		}
+		submit(t, primary, 2, 3)
+		if primary.HasReady() {
+			t.Fatal("HasReady with 2 partial batches in flight: a third partial batch should wait")
+		}
+		primary.Tick() // BatchDelayTicks is 0: ticks do not release it
+		if got := proposed(c); len(got) != 0 {
+			t.Fatalf("proposed %v with 2 partial batches in flight; BatchDelayTicks 0 must wait for a commit", got)
+		}
+		submit(t, primary, 3, 3+DefaultMaxBatchSize) // now a full batch is queued
+		if got := proposed(c); len(got) != 1 || got[0] != DefaultMaxBatchSize {
+			t.Fatalf("full batch: proposed %v, want one of %d", got, DefaultMaxBatchSize)
+		}
+		c.run() // commits everything, which releases the last partial batch
+		total := 3 + DefaultMaxBatchSize
+		for i := range c.replicas {
+			if got := len(c.executedRequests(i)); got != total {
+				t.Fatalf("replica %d executed %d requests, want %d", i, got, total)
+			}
+		}
+		c.assertAgreement()
+	})
+
+	t.Run("released by BatchDelayTicks", func(t *testing.T) {
+		seen = 0
+		c := newCluster(t, 4, func(cfg *Config) { cfg.BatchDelayTicks = 3 })
+		primary := c.replicas[0]
+		submit(t, primary, 0, 1)
+		proposed(c)
+		submit(t, primary, 1, 2)
+		proposed(c)
+		submit(t, primary, 2, 3)
+		for tick := 1; tick <= 3; tick++ {
+			primary.Tick()
+			got := proposed(c)
+			if tick < 3 && len(got) != 0 {
+				t.Fatalf("after %d of 3 delay ticks: proposed %v, want nothing yet", tick, got)
+			}
+			if tick == 3 && len(got) != 1 {
+				t.Fatalf("after 3 delay ticks: proposed %v, want the held batch", got)
+			}
+		}
+	})
+
+	t.Run("limit equal to MaxInFlight cuts at once", func(t *testing.T) {
+		seen = 0
+		c := newCluster(t, 4, func(cfg *Config) { cfg.MaxInFlight, cfg.MaxPartialInFlight = 4, 4 })
+		primary := c.replicas[0]
+		for i := range 4 {
+			submit(t, primary, i, i+1)
+			if got := proposed(c); len(got) != 1 {
+				t.Fatalf("partial batch %d: proposed %v, want one batch", i+1, got)
+			}
+		}
+		submit(t, primary, 4, 5)
+		if primary.HasReady() {
+			t.Fatal("HasReady with MaxInFlight batches in flight")
+		}
+	})
+}

@@ -166,6 +166,16 @@ func validateHome(home string) (summary, warnings, problems []string) {
 	if fc.MaxInFlight < 0 {
 		problem("max_in_flight %d is negative", fc.MaxInFlight)
 	}
+	if fc.MaxPartialInFlight < 0 {
+		problem("max_partial_in_flight %d is negative", fc.MaxPartialInFlight)
+	}
+	inFlight := fc.MaxInFlight
+	if inFlight == 0 {
+		inFlight = protocol.DefaultMaxInFlight
+	}
+	if fc.MaxPartialInFlight > inFlight {
+		problem("max_partial_in_flight %d is above max_in_flight %d", fc.MaxPartialInFlight, inFlight)
+	}
 	if fc.BatchDelayTicks < 0 {
 		problem("batch_delay_ticks %d is negative", fc.BatchDelayTicks)
 	}

@@ -71,6 +71,9 @@ func (w *world) setup() error {
 		MaxBatchSize: 1 + r.IntN(4), MaxInFlight: 1 + r.IntN(8), BatchDelayTicks: r.IntN(3),
 		RetransmitTicks: RetransmitTicks, ViewChangeTimeoutTicks: ViewChangeTimeoutTicks,
 	}
+	// Any partial-batch pipeline depth, from one batch at a time to cutting
+	// each batch as soon as the pipeline has room.
+	base.MaxPartialInFlight = 1 + r.IntN(base.MaxInFlight)
 	byz := r.Perm(w.n)[:w.cfg.Byzantine]
 	// The attack scenario (a quarter of the seeds with Byzantine
 	// replicas): replica 1, the primary of view 1, omits certificates from
