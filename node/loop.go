@@ -300,7 +300,8 @@ func (n *Node) handle(in input) {
 	}
 }
 
-// handleReady carries out the core's actions: persist, then send, then
+// handleReady carries out the core's actions: persist the view, send the
+// messages marked BeforePersist, persist the log, send the rest, then
 // execute and reply.
 func (n *Node) handleReady() error {
 	for n.core.HasReady() {
@@ -318,6 +319,16 @@ func (n *Node) handleReady() error {
 		if rd.View != nil {
 			if err := n.db.SaveViewState(*rd.View, rd.ViewActive); err != nil {
 				return err
+			}
+		}
+		// The primary's PRE-PREPAREs may go before the log is durable
+		// (see protocol.Outbound.BeforePersist): its own fsync then runs
+		// while the backups receive them.
+		for _, out := range rd.Messages {
+			if out.BeforePersist {
+				if err := n.send(out, encode); err != nil {
+					return err
+				}
 			}
 		}
 		if len(rd.Persist) > 0 {
@@ -342,6 +353,9 @@ func (n *Node) handleReady() error {
 			n.metrics.persistSeconds.Observe(time.Since(start).Seconds())
 		}
 		for _, out := range rd.Messages {
+			if out.BeforePersist {
+				continue
+			}
 			if err := n.send(out, encode); err != nil {
 				return err
 			}

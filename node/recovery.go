@@ -15,9 +15,15 @@ import (
 // stable checkpoint certificate, the executed sequence and the protocol
 // log above the checkpoint. Everything read back is verified again, as if
 // it came from the network.
+//
+// On a first start (nothing stored) it stores view 0 instead, durably and
+// before the core sends anything, so that every later start is a restart
+// the core learns of through Restore: the primary may send PRE-PREPAREs
+// before persisting them (Outbound.BeforePersist), and only a restored
+// primary knows to abdicate.
 func (n *Node) recover() error {
 	rec := protocol.Recovered{Executed: n.executor.LastExecuted()}
-	view, active, _, err := n.db.LoadViewState()
+	view, active, found, err := n.db.LoadViewState()
 	if err != nil {
 		return fmt.Errorf("node: recover view: %w", err)
 	}
@@ -57,6 +63,12 @@ func (n *Node) recover() error {
 			return fmt.Errorf("node: recover log entry at sequence %d: %w", e.Sequence, err)
 		}
 		rec.Log = append(rec.Log, m)
+	}
+	if !found && rec.Stable == nil && len(rec.Log) == 0 && len(rec.Prepared) == 0 && rec.Executed == 0 {
+		if err := n.db.SaveViewState(0, true); err != nil {
+			return fmt.Errorf("node: first start: %w", err)
+		}
+		return nil
 	}
 	if err := n.core.Restore(rec); err != nil {
 		return fmt.Errorf("node: %w", err)

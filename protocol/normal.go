@@ -57,7 +57,7 @@ func (r *Replica) propose() {
 		digest := crypto.BatchDigest(signed)
 		pp := &wire.PrePrepare{View: r.view, Sequence: seq, Digest: digest[:]}
 		out := r.sign(&wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: pp}})
-		r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: out, Batch: signed, Kind: KindPrePrepare})
+		r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: out, Batch: signed, Kind: KindPrePrepare, BeforePersist: true})
 		r.ready.Persist = append(r.ready.Persist, LogEntry{View: r.view, Sequence: seq, Kind: KindPrePrepare, Signed: out, Batch: signed})
 		s := r.slot(seq)
 		s.prePrepare, s.digest, s.batch, s.requests = out, digest, signed, reqs

@@ -27,10 +27,18 @@ type Recovered struct {
 }
 
 // Restore loads a restarted replica's state. Call it once, right after
-// New and before any other input. The replica never contradicts what its
-// log says it sent: a restored prepare or commit stands, and the primary
-// continues numbering after the highest sequence it assigned. It then
-// asks the others for what it missed (a Fetch in Ready).
+// New and before any other input, whenever the replica's storage shows it
+// ran before (a first start with empty storage skips it). The replica
+// never contradicts what its log says it sent: a restored prepare or
+// commit stands. It then asks the others for what it missed (a Fetch in
+// Ready).
+//
+// A replica that leads the view it restored abdicates: it moves to the
+// next view at once and asks the others to follow (see abdicate). It
+// never proposes again in the restored view, so a PRE-PREPARE or NEW-VIEW
+// it sent there but had not persisted when it crashed cannot be
+// contradicted. That is what lets the runtime send the primary's
+// PRE-PREPAREs before persisting them (Outbound.BeforePersist).
 func (r *Replica) Restore(rec Recovered) error {
 	if r.lastCommitted != 0 || len(r.slots) != 0 {
 		return fmt.Errorf("protocol: restore into a replica that already ran")
@@ -70,7 +78,11 @@ func (r *Replica) Restore(rec Recovered) error {
 			r.prepared[seq] = pc
 		}
 	}
-	if rec.ViewChanging && r.view > 0 {
+	switch {
+	case r.IsPrimary():
+		r.viewActive = !rec.ViewChanging
+		r.abdicate()
+	case rec.ViewChanging && r.view > 0:
 		r.viewActive = false
 		r.sendViewChange()
 	}

@@ -67,6 +67,13 @@ type Outbound struct {
 	// Batch travels beside a pre-prepare (wire.ReplicaFrame.batch).
 	Batch []*wire.Signed
 	Kind  Kind
+	// BeforePersist marks a message the runtime may send before the
+	// Ready's Persist is durable: the primary's own PRE-PREPAREs. A crash
+	// between sending and persisting one cannot lead to a contradiction,
+	// because a restarted primary never proposes again in the view it
+	// restored (Restore abdicates). Its later messages for that sequence
+	// (a COMMIT) come in later Readys, after this one's Persist.
+	BeforePersist bool
 }
 
 // Broadcast as Outbound.To addresses every replica but the sender.

@@ -81,11 +81,30 @@ func (r *Replica) stepSuspect(from uint32, s *wire.Suspect) error {
 	return nil
 }
 
+// abdicate ends this replica's own view: it moves to the next view and
+// broadcasts a Suspect for it, which the others follow at once because it
+// comes from the primary of the view it ends (see recordSuspect). A
+// restarted primary abdicates (see Restore).
+func (r *Replica) abdicate() {
+	v := r.view + 1
+	r.suspectsSent++
+	r.send(Broadcast, KindSuspect, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Suspect{Suspect: &wire.Suspect{NewView: v}}})
+	r.startViewChange(v)
+}
+
 // recordSuspect notes that from wants view v; once f+1 replicas want views
 // above this one, at least one correct replica does, and this replica
-// moves to the smallest of those views.
+// moves to the smallest of those views. A Suspect for the next view from
+// the primary of this view is an abdication, followed at once: a primary
+// can stall its own view anyway, so letting it end that view gives a
+// faulty one no power it lacks, and a restarted primary hands over
+// without waiting for the others' timers.
 func (r *Replica) recordSuspect(from uint32, v uint64) {
 	if prev, ok := r.suspects[from]; ok && prev >= v {
+		return
+	}
+	if from != r.cfg.ID && from == Primary(r.view, r.cfg.N) && v == r.view+1 {
+		r.startViewChange(v)
 		return
 	}
 	r.suspects[from] = v

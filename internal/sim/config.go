@@ -126,7 +126,10 @@ type Violation struct {
 
 // Violation kinds.
 const (
-	KindAgreement       = "agreement"
+	KindAgreement = "agreement"
+	// KindEquivocation: a correct replica sent two different votes for
+	// one view and sequence (see equivocationChecker).
+	KindEquivocation    = "equivocation"
 	KindValidity        = "validity"
 	KindLinearizability = "linearizability"
 	KindLiveness        = "liveness"
@@ -139,12 +142,15 @@ func (v Violation) String() string {
 
 // Counters are what a run counts; a Summary adds them up over runs.
 type Counters struct {
-	Steps             uint64 `json:"steps"`
-	Ticks             int64  `json:"ticks"`
-	ViewChanges       uint64 `json:"view_changes"`
-	Checkpoints       uint64 `json:"checkpoints"`
-	StateTransfers    uint64 `json:"state_transfers"`
-	Crashes           uint64 `json:"crashes"`
+	Steps          uint64 `json:"steps"`
+	Ticks          int64  `json:"ticks"`
+	ViewChanges    uint64 `json:"view_changes"`
+	Checkpoints    uint64 `json:"checkpoints"`
+	StateTransfers uint64 `json:"state_transfers"`
+	Crashes        uint64 `json:"crashes"`
+	// TornCrashes counts crashes of a primary between sending its
+	// PRE-PREPAREs (Outbound.BeforePersist) and persisting them.
+	TornCrashes       uint64 `json:"torn_crashes"`
 	Partitions        uint64 `json:"partitions"`
 	Messages          uint64 `json:"messages"`
 	Dropped           uint64 `json:"dropped"`
@@ -161,6 +167,7 @@ func (c *Counters) add(o Counters) {
 	c.Checkpoints += o.Checkpoints
 	c.StateTransfers += o.StateTransfers
 	c.Crashes += o.Crashes
+	c.TornCrashes += o.TornCrashes
 	c.Partitions += o.Partitions
 	c.Messages += o.Messages
 	c.Dropped += o.Dropped

@@ -47,6 +47,10 @@ type host struct {
 
 	down  bool
 	epoch uint64
+	// tornArmedAt, when positive, is the tick the schedule chose to crash
+	// this replica in the middle of its next Ready that sends messages
+	// before persisting (see drain).
+	tornArmedAt int64
 	// behind is the checkpoint a state transfer must install.
 	behind *checkpoint.Certificate
 }
@@ -113,6 +117,8 @@ func (h *host) start(restore bool) error {
 // state (the core, snapshots) is gone; the database stays.
 func (h *host) crash() {
 	h.down = true
+	h.tornArmedAt = 0
+	h.behind = nil
 	h.epoch++
 	for _, s := range h.snaps {
 		s.Release()
@@ -177,17 +183,34 @@ func (h *host) pruneRequests() {
 	})
 }
 
-// drain carries out the core's actions in node/'s order: persist, send,
-// execute, then garbage-collect and note a state transfer.
+// drain carries out the core's actions in node/'s order: persist the
+// view, send what may go before the log is persisted (the primary's
+// PRE-PREPAREs), persist the log, send the rest, execute, then
+// garbage-collect and note a state transfer. A replica the schedule armed
+// for a torn crash crashes right after the early sends, before the log
+// is persisted, the moment a real replica's crash can hit between them.
 func (h *host) drain() {
 	for h.core.HasReady() && !h.w.stop {
 		rd := h.core.Ready()
 		if rd.View != nil {
 			h.view, h.viewActive = *rd.View, rd.ViewActive
 		}
+		early := false
+		for _, out := range rd.Messages {
+			if out.BeforePersist {
+				h.send(out)
+				early = true
+			}
+		}
+		if early && h.tornArmedAt > 0 {
+			h.w.sched.tornCrash(h.w, h)
+			return
+		}
 		h.log = append(h.log, rd.Persist...)
 		for _, out := range rd.Messages {
-			h.send(out)
+			if !out.BeforePersist {
+				h.send(out)
+			}
 		}
 		for _, b := range rd.Committed {
 			if err := h.execute(b); err != nil {
@@ -220,6 +243,12 @@ func (h *host) drain() {
 }
 
 func (h *host) send(out protocol.Outbound) {
+	if h.correct {
+		if d := h.w.votes.check(h.id, out); d != "" {
+			h.w.violate(KindEquivocation, d)
+			return
+		}
+	}
 	outs := []protocol.Outbound{out}
 	var extra int64
 	if h.filter != nil {

@@ -31,6 +31,7 @@ func Run(cfg Config) Result {
 		rng:    rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)),
 		log:    cfg.Logger,
 		vcache: map[[32]byte]verified{}, rcache: map[[32]byte]verifiedRequest{},
+		votes: newEquivocationChecker(),
 	}
 	w.res.Seed = cfg.Seed
 	w.check = newChecker(w.violate)

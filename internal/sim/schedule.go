@@ -63,6 +63,7 @@ func (s *schedule) apply(w *world) {
 	if w.now == s.calmAt {
 		clear(s.group)
 		for _, h := range w.hosts {
+			h.tornArmedAt = 0
 			if h.down {
 				delete(s.downUntil, h)
 				h.restart()
@@ -77,6 +78,12 @@ func (s *schedule) apply(w *world) {
 		if h.down && w.now >= s.downUntil[h] {
 			delete(s.downUntil, h)
 			h.restart()
+		}
+		if h.tornArmedAt > 0 && w.now-h.tornArmedAt > tornArmedTicks {
+			// No Ready sent anything early meanwhile: crash it plainly.
+			h.crash()
+			s.downUntil[h] = w.now + 10 + w.rng.Int64N(200)
+			w.res.Crashes++
 		}
 	}
 	if s.primaryCrash > 0 && w.now >= s.primaryCrash && s.primaryAhead(w) {
@@ -117,16 +124,46 @@ func (s *schedule) crash(w *world) {
 		return
 	}
 	s.nextCrash = w.now + 50 + w.rng.Int64N(400)
-	if len(s.downUntil) >= s.maxDown {
+	armed := 0
+	for _, h := range w.hosts {
+		if h.tornArmedAt > 0 {
+			armed++
+		}
+	}
+	if len(s.downUntil)+armed >= s.maxDown {
 		return
 	}
+	// A third of the crashes are torn crashes of the primary: they hit a
+	// correct primary between sending its next PRE-PREPAREs and persisting
+	// them (host.drain).
+	if w.rng.IntN(3) == 0 {
+		for _, h := range w.hosts {
+			if h.correct && !h.down && h.core.IsPrimary() && h.core.ViewActive() {
+				h.tornArmedAt = w.now
+				return
+			}
+		}
+	}
 	h := w.hosts[w.rng.IntN(len(w.hosts))]
-	if h.down {
+	if h.down || h.tornArmedAt > 0 {
 		return
 	}
 	h.crash()
 	s.downUntil[h] = w.now + 10 + w.rng.Int64N(200)
 	w.res.Crashes++
+}
+
+// tornArmedTicks is how long a replica armed for a torn crash waits for a
+// Ready that sends before persisting; after that it crashes plainly.
+const tornArmedTicks = 200
+
+// tornCrash crashes h between its early sends and its persist (see
+// host.drain).
+func (s *schedule) tornCrash(w *world, h *host) {
+	h.crash()
+	s.downUntil[h] = w.now + 10 + w.rng.Int64N(200)
+	w.res.Crashes++
+	w.res.TornCrashes++
 }
 
 // primaryAhead reports whether replica 0 executed a sequence no other

@@ -84,6 +84,8 @@ type world struct {
 	n, f int
 	rng  *rand.Rand
 	log  *slog.Logger
+	// votes checks that correct replicas never equivocate.
+	votes *equivocationChecker
 
 	now     int64
 	steps   uint64
