@@ -112,10 +112,16 @@ func databaseSizes(t *testing.T, nodes []*node.Node) []int64 {
 }
 
 func TestLongRunBoundedMemoryAndDisk(t *testing.T) {
-	net := startNet(t, localnet.Options{}) // defaults: K = 128, window 2K
+	// K = 16 (window 2K): the primary batches up to MaxPartialInFlight,
+	// so 4000 operations span only about a hundred sequences; a small K
+	// still moves the window and garbage-collects the log many times.
+	const checkpointInterval = 16
+	opts := localnet.Options{}
+	opts.Protocol.CheckpointInterval = checkpointInterval
+	net := startNet(t, opts)
 	ops := longRunOps()
 	var (
-		k        = uint64(protocol.DefaultCheckpointInterval)
+		k        = uint64(checkpointInterval)
 		window   = int(2 * k)
 		replicas = len(net.Nodes)
 		nodes    = append([]*node.Node(nil), net.Nodes...) // none is stopped here
