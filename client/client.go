@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,8 +19,15 @@ import (
 // Config configures a Client.
 type Config struct {
 	ClusterID string
-	// Key is the client's signing key; its public key is the client id.
+	// Key is the client's signing key. The client id is its public key
+	// followed by Session.
 	Key ed25519.PrivateKey
+	// Session tells apart Clients that share Key: each session has its own
+	// request numbers and its own reply window at the replicas, so several
+	// processes may use one key at once. nil draws 8 random bytes; an empty
+	// non-nil Session makes the client id the bare public key. At most
+	// crypto.MaxClientSessionSize bytes.
+	Session []byte
 	// Replicas are the cluster's replicas (index, peer ID, address).
 	Replicas []p2p.Member
 	// ReplyQuorum is how many replicas must send the same result: f+1 for
@@ -117,6 +125,16 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Session == nil {
+		cfg.Session = make([]byte, 8)
+		if _, err := rand.Read(cfg.Session); err != nil {
+			return nil, fmt.Errorf("client: session: %w", err)
+		}
+	}
+	id, err := crypto.ClientID(cfg.Key.Public().(ed25519.PublicKey), cfg.Session)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
 	libp2pKey, err := crypto.LibP2PPrivateKey(cfg.Key)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
@@ -141,7 +159,7 @@ func New(cfg Config) (*Client, error) {
 		done:        make(chan struct{}),
 		leader:      -1,
 	}
-	c.id = c.signer.Public()
+	c.id = id
 	c.send = host.SendToReplica
 	c.windowFree = sync.NewCond(&c.mu)
 	c.wg.Add(1)
@@ -149,7 +167,7 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// ID returns the client id (its Ed25519 public key).
+// ID returns the client id: its Ed25519 public key followed by its session.
 func (c *Client) ID() []byte { return c.id }
 
 // Invoke orders op through the cluster and returns its result once

@@ -179,7 +179,7 @@ func (n *Node) acceptClientRequest(f p2p.Frame, v protocol.Verified) (input, boo
 	n.metrics.ops.verified.Inc()
 	// Replies go back on the stream the request came on, so a request must
 	// come from the client it names.
-	id, err := crypto.PeerIDFromPublicKey(req.Request.ClientId)
+	id, err := crypto.ClientPeerID(req.Request.ClientId)
 	if err != nil || id != f.From {
 		n.drop("client_mismatch", "client", f.From)
 		return input{}, false
@@ -415,7 +415,7 @@ func (n *Node) execute(b protocol.CommittedBatch) error {
 	n.phases.executed(b.Sequence, n.metrics.ops, time.Now())
 	for i := range replies {
 		r := &replies[i]
-		id, err := crypto.PeerIDFromPublicKey(r.ClientID)
+		id, err := crypto.ClientPeerID(r.ClientID)
 		if err != nil {
 			continue // the verifier admits only well-formed client ids
 		}

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/ed25519"
 	crand "crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -183,11 +182,9 @@ func (n *RaftNode) Close() error { return n.shutdown(nil) }
 
 func (n *RaftNode) closeResources() error { return n.shell.closeResources(nil) }
 
-// clientPeer returns the libp2p peer of a client id (its Ed25519 key).
+// clientPeer returns the libp2p peer of a client id (the peer of its
+// Ed25519 key; the rest of the id is the client's session).
 func clientPeer(clientID []byte) (peer.ID, bool) {
-	if len(clientID) != ed25519.PublicKeySize {
-		return "", false
-	}
-	id, err := crypto.PeerIDFromPublicKey(clientID)
+	id, err := crypto.ClientPeerID(clientID)
 	return id, err == nil
 }

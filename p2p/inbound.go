@@ -33,7 +33,7 @@ func (h *Host) handleReplicaStream(s network.Stream) {
 
 // clientSession is a replica's state for one client peer: the client's open
 // ClientProtocol streams, newest last, and the bounded queue of replies a
-// writer goroutine drains onto the newest stream. A session lives while the
+// writer goroutine drains onto them. A session lives while the
 // client has at least one open stream.
 type clientSession struct {
 	id      peer.ID
@@ -121,25 +121,26 @@ func (h *Host) removeClientStream(client peer.ID, s network.Stream) {
 	}
 }
 
-// newestClientStream returns the client's most recently opened stream, or
-// nil if the session has none left.
-func (h *Host) newestClientStream(sess *clientSession) network.Stream {
+// clientStreams returns a copy of the client's open streams, oldest first.
+func (h *Host) clientStreams(sess *clientSession, into []network.Stream) []network.Stream {
 	h.clientsMu.Lock()
 	defer h.clientsMu.Unlock()
-	if len(sess.streams) == 0 {
-		return nil
-	}
-	return sess.streams[len(sess.streams)-1]
+	return append(into[:0], sess.streams...)
 }
 
-// runClientSession drains a client's reply queue onto its newest stream
-// until the session or the host ends. A stream that fails a write is reset;
-// its handler then removes it and later replies go to the next newest one.
+// runClientSession drains a client's reply queue onto every stream the
+// client has open to this replica, until the session or the host ends.
+// Processes that share a client key share a peer ID, so each of them has
+// a stream here and the replica cannot tell which one a reply is for; the
+// client library drops replies for other sessions. A client normally has
+// one stream, so this costs nothing then. A stream that fails a write is
+// reset; its handler then removes it.
 func (h *Host) runClientSession(sess *clientSession) {
 	defer h.wg.Done()
 	var (
-		current network.Stream
-		w       *bufio.Writer
+		streams []network.Stream
+		batch   [][]byte
+		writers = make(map[network.Stream]*bufio.Writer)
 	)
 	for {
 		select {
@@ -148,25 +149,55 @@ func (h *Host) runClientSession(sess *clientSession) {
 		case <-sess.done:
 			return
 		case frame := <-sess.queue.frames:
-			s := h.newestClientStream(sess)
-			if s == nil {
-				h.stats.droppedNoRoute.Add(1)
+			batch = drainBatch(append(batch[:0], frame), sess.queue)
+			streams = h.clientStreams(sess, streams)
+			if len(streams) == 0 {
+				h.stats.droppedNoRoute.Add(uint64(len(batch)))
 				continue
 			}
-			if s != current {
-				current, w = s, bufio.NewWriterSize(s, writeBufferSize)
+			for s := range writers {
+				if !slices.Contains(streams, s) {
+					delete(writers, s)
+				}
 			}
-			if err := h.writeBatch(s, w, frame, sess.queue); err != nil {
-				h.logger.Info("p2p: write to client failed; resetting its stream", "peer", sess.id, "err", err)
-				_ = s.Reset()
-				current, w = nil, nil
+			for _, s := range streams {
+				w, ok := writers[s]
+				if !ok {
+					w = bufio.NewWriterSize(s, writeBufferSize)
+					writers[s] = w
+				}
+				if err := h.writeFrames(s, w, batch); err != nil {
+					h.logger.Info("p2p: write to client failed; resetting its stream", "peer", sess.id, "err", err)
+					_ = s.Reset()
+					delete(writers, s)
+				}
 			}
+			clear(batch)
 		}
 	}
 }
 
+// drainBatch appends to batch the frames already queued on q, up to about
+// writeBufferSize bytes in all.
+func drainBatch(batch [][]byte, q *frameQueue) [][]byte {
+	size := 0
+	for _, f := range batch {
+		size += len(f)
+	}
+	for size < writeBufferSize {
+		select {
+		case f := <-q.frames:
+			batch = append(batch, f)
+			size += len(f)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
 // SendToClient enqueues frame for client on its bounded reply queue; it is
-// written on the newest stream the client opened to this replica. It returns
+// written on every stream the client has open to this replica. It returns
 // false, and counts the drop, if the client has no open stream, its queue is
 // full or the frame exceeds MaxFrameSize. The caller must not modify frame
 // after a successful call.

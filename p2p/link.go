@@ -194,6 +194,27 @@ func (h *Host) writeBatch(s network.Stream, w *bufio.Writer, first []byte, q *fr
 	return nil
 }
 
+// writeFrames writes frames to s through w and flushes, within the write
+// timeout.
+func (h *Host) writeFrames(s network.Stream, w *bufio.Writer, frames [][]byte) error {
+	if err := s.SetWriteDeadline(time.Now().Add(h.writeTimeout)); err != nil {
+		return fmt.Errorf("p2p: set write deadline: %w", err)
+	}
+	bytes := 0
+	for _, f := range frames {
+		if err := WriteFrame(w, f, h.maxFrameSize); err != nil {
+			return err
+		}
+		bytes += len(f)
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("p2p: flush frames: %w", err)
+	}
+	h.stats.framesSent.Add(uint64(len(frames)))
+	h.stats.bytesSent.Add(uint64(bytes))
+	return nil
+}
+
 // readFrames reads frames from s and delivers them to ch as coming from
 // (remote peer, fromIndex) until the stream ends or misbehaves; the stream
 // is reset before it returns. An oversized length prefix is logged, counted

@@ -13,12 +13,12 @@ import (
 // per-peer limits bound what one peer (a flooding or buggy client) can
 // hold; the system limits bound the host as a whole.
 const (
-	limitPeerConns          = 4    // connections per peer (one is normal; redials overlap briefly)
-	limitPeerStreamsIn      = 16   // inbound streams per peer (ours: 1, plus identify and ping)
+	limitPeerConns          = 16   // connections per peer (one is normal; processes sharing a client key have one each)
+	limitPeerStreamsIn      = 40   // inbound streams per peer (ours: 1, plus identify and ping; a shared client key: one per process)
 	limitPeerStreamsOut     = 16   // outbound streams per peer
 	limitSystemConnsInbound = 1024 // inbound connections in total: replicas plus clients
 	limitSystemStreamsIn    = 4096 // inbound streams in total
-	limitClientStreamsPeer  = 4    // ClientProtocol streams per client (one per replica is normal)
+	limitClientStreamsPeer  = 16   // ClientProtocol streams per client key (one per process using the key is normal)
 )
 
 // resourceLimits returns the host's resource-manager limits: libp2p's

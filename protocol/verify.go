@@ -423,8 +423,8 @@ func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests
 		if err := proto.Unmarshal(s.Payload, &req); err != nil {
 			return pendingRequests{}, fmt.Errorf("%w: request: %w", ErrMalformed, err)
 		}
-		if len(req.ClientId) != ed25519.PublicKeySize {
-			return pendingRequests{}, fmt.Errorf("%w: client id of %d bytes", ErrMalformed, len(req.ClientId))
+		if _, err := crypto.ClientPublicKey(req.ClientId); err != nil {
+			return pendingRequests{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		p.reqs[i] = &req
 		p.jobs[i] = toQueue
@@ -456,7 +456,7 @@ func (p *pendingRequests) queue(jobs *[]crypto.VerifyJob, seen map[crypto.Digest
 		s := p.signed[i]
 		p.jobs[i] = len(*jobs)
 		*jobs = append(*jobs, crypto.VerifyJob{
-			PublicKey: ed25519.PublicKey(p.reqs[i].ClientId), Domain: crypto.DomainClientRequest,
+			PublicKey: p.reqs[i].ClientId[:ed25519.PublicKeySize], Domain: crypto.DomainClientRequest,
 			Payload: s.Payload, Signature: s.Signature,
 		})
 	}

@@ -192,12 +192,16 @@ func (n *Net) NewClient(retransmit time.Duration) (*client.Client, error) {
 	return n.NewClientWithConfig(client.Config{RetransmitTimeout: retransmit})
 }
 
-// NewClientWithConfig returns a client with a fresh key; cfg's cluster,
-// key and replicas are filled in. Close closes it.
+// NewClientWithConfig returns a client; cfg's cluster and replicas are
+// filled in, and its key with a fresh one when cfg has none. Close closes
+// it.
 func (n *Net) NewClientWithConfig(cfg client.Config) (*client.Client, error) {
-	key, err := crypto.GenerateKey(n.rand)
-	if err != nil {
-		return nil, fmt.Errorf("localnet: %w", err)
+	key := cfg.Key
+	if key == nil {
+		var err error
+		if key, err = crypto.GenerateKey(n.rand); err != nil {
+			return nil, fmt.Errorf("localnet: %w", err)
+		}
 	}
 	members, err := n.Members()
 	if err != nil {
