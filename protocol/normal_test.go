@@ -433,6 +433,42 @@ func TestAFloodingClientHoldsAtMostItsShareOfTheQueue(t *testing.T) {
 	}
 }
 
+// A client's requests that the primary has ordered but not yet committed
+// do not count against the per-client bound: the client stops counting a
+// request once f+1 replicas answered, which may be before this replica
+// committed it, and its next requests must not be refused for that.
+func TestOrderedRequestsLeaveTheClientBound(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) { cfg.MaxInFlight = 1 })
+	c.drop = func(_, _ uint32, _ Kind) bool { return true }
+	primary := c.replicas[0]
+	const bound = DefaultMaxPendingPerClient
+	for i := range bound {
+		if err := primary.Submit(request(1, uint64(i+1), "first")); err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+	}
+	ordered := 0
+	for _, m := range primary.Ready().Messages {
+		if m.Kind == KindPrePrepare {
+			ordered += len(m.Batch)
+		}
+	}
+	if ordered != bound {
+		t.Fatalf("the primary ordered %d requests, want %d", ordered, bound)
+	}
+	for i := bound; i < 2*bound; i++ {
+		if err := primary.Submit(request(1, uint64(i+1), "second")); err != nil {
+			t.Fatalf("request %d, with the first %d ordered: %v", i+1, bound, err)
+		}
+	}
+	if err := primary.Submit(request(1, 2*bound+1, "third")); !errors.Is(err, ErrClientQueueFull) {
+		t.Fatalf("request %d with %d queued: got %v, want ErrClientQueueFull", 2*bound+1, bound, err)
+	}
+	if got := primary.Status().PendingRequests; got != 2*bound {
+		t.Fatalf("%d requests pending, want %d", got, 2*bound)
+	}
+}
+
 // Requests handed to the primary between two Ready calls go out together,
 // even while earlier batches are in flight with room for more: the
 // primary cuts batches at Ready, not at each Submit.

@@ -45,9 +45,14 @@ type trackedRequest struct {
 // requests are what its view-change timer watches.
 type requestTracker struct {
 	limit int
-	// perClient bounds the requests tracked for one client, so a client
+	// perClient bounds the requests of one client that are waiting to be
+	// ordered (queued on the primary, forwarded on a backup), so a client
 	// flooding the replica holds at most that many places in the queue
-	// ahead of everyone else's requests.
+	// ahead of everyone else's requests. byClient counts them per client.
+	// Ordered requests do not count: the pipeline bounds them, and a
+	// replica that commits a little later than the f+1 replicas a client
+	// heard from still holds requests the client no longer counts as
+	// outstanding, so counting them would refuse the client's next ones.
 	perClient int
 	byClient  map[string]int
 	known     map[requestKey]*trackedRequest
@@ -65,7 +70,27 @@ func newRequestTracker(limit, perClient int) *requestTracker {
 
 func (t *requestTracker) insert(key requestKey, tr *trackedRequest) {
 	t.known[key] = tr
-	t.byClient[key.client]++
+	if tr.state != stateOrdered {
+		t.byClient[key.client]++
+	}
+}
+
+// setState moves a tracked request to state s, keeping byClient (which
+// counts the requests not yet ordered) in step.
+func (t *requestTracker) setState(key requestKey, tr *trackedRequest, s requestState) {
+	switch {
+	case tr.state == stateOrdered && s != stateOrdered:
+		t.byClient[key.client]++
+	case tr.state != stateOrdered && s == stateOrdered:
+		t.uncount(key.client)
+	}
+	tr.state = s
+}
+
+func (t *requestTracker) uncount(client string) {
+	if t.byClient[client]--; t.byClient[client] <= 0 {
+		delete(t.byClient, client)
+	}
 }
 
 func (t *requestTracker) len() int { return len(t.known) }
@@ -120,7 +145,7 @@ func (t *requestTracker) popBatch(maxCount, maxBytes int) ([]*wire.Signed, []*wi
 		}
 		size += n
 		taken++
-		tr.state = stateOrdered
+		t.setState(keyOf(q.Request), tr, stateOrdered)
 		signed = append(signed, q.Signed)
 		reqs = append(reqs, q.Request)
 	}
@@ -134,7 +159,7 @@ func (t *requestTracker) ordered(batch []*wire.Signed, reqs []*wire.Request) {
 	for i, req := range reqs {
 		key := keyOf(req)
 		if tr, ok := t.known[key]; ok {
-			tr.state = stateOrdered
+			t.setState(key, tr, stateOrdered)
 		} else if len(t.known) < t.limit && i < len(batch) {
 			// Ordered by the primary: tracked whatever the per-client bound
 			// (the batch is bounded and it commits or is re-proposed).
@@ -156,8 +181,8 @@ func (t *requestTracker) forget(key requestKey) {
 			t.fromClients--
 		}
 		delete(t.known, key)
-		if t.byClient[key.client]--; t.byClient[key.client] <= 0 {
-			delete(t.byClient, key.client)
+		if tr.state != stateOrdered {
+			t.uncount(key.client)
 		}
 	}
 }
@@ -170,7 +195,7 @@ func (t *requestTracker) unordered(reqs []*wire.Request) {
 		if tr, ok := t.known[key]; ok && !tr.fromClient {
 			t.forget(key)
 		} else if ok {
-			tr.state = stateForwarded
+			t.setState(key, tr, stateForwarded)
 		}
 	}
 }
@@ -189,10 +214,10 @@ func (t *requestTracker) reset(primary bool) {
 	for _, k := range keys {
 		tr := t.known[k]
 		if primary {
-			tr.state = stateQueued
+			t.setState(k, tr, stateQueued)
 			t.queue = append(t.queue, tr.req)
 		} else {
-			tr.state = stateForwarded
+			t.setState(k, tr, stateForwarded)
 		}
 	}
 }
