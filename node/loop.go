@@ -445,8 +445,9 @@ func (n *Node) pruneRequests() {
 	})
 }
 
-// persistStable stores a stable checkpoint's certificate, then drops the
-// log at or below it and the older snapshots.
+// persistStable stores a stable checkpoint's certificate (durably), then
+// has the snapshot server drop the older snapshots and the log at or
+// below it, off this goroutine.
 func (n *Node) persistStable(cp *checkpoint.Certificate) error {
 	encoded, err := encodeCertificate(cp)
 	if err != nil {
@@ -455,12 +456,9 @@ func (n *Node) persistStable(cp *checkpoint.Certificate) error {
 	if err := n.db.SaveStableCheckpoint(encoded); err != nil {
 		return err
 	}
-	if err := n.db.DeleteLogBelow(cp.Sequence + 1); err != nil {
-		return err
-	}
 	select {
 	case n.snapshotEvents <- snapshotEvent{stable: cp.Sequence}:
-	default: // older snapshots go with the next stable checkpoint
+	default: // older snapshots and log entries go with the next one
 	}
 	n.metrics.stableCheckpoint.Set(float64(cp.Sequence))
 	n.metrics.checkpointsStable.Inc()

@@ -16,7 +16,8 @@ import (
 const stateChunkBytes = 1 << 20
 
 // snapshotEvent hands the snapshot server a new checkpoint snapshot, or
-// tells it which checkpoint became stable (older snapshots are released).
+// tells it which checkpoint became stable (older snapshots are released
+// and the log at or below it deleted).
 type snapshotEvent struct {
 	add    *execution.StateSnapshot
 	stable uint64
@@ -54,6 +55,11 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 						s.Release()
 						delete(snaps, seq)
 					}
+				}
+				// The certificate is saved: the log at or below it is
+				// never read again (see storage.DB.DeleteLogBelow).
+				if err := n.db.DeleteLogBelow(ev.stable + 1); err != nil {
+					n.log.Warn("deleting the log below a stable checkpoint", "sequence", ev.stable, "err", err)
 				}
 			}
 		case r := <-n.stateRequests:

@@ -123,18 +123,29 @@ func (d *DB) LoadLog(fromSeq uint64) ([]LogEntry, error) {
 }
 
 // DeleteLogBelow deletes the entries with Sequence < seq (garbage
-// collection after a stable checkpoint). It deletes in bounded batches; a
-// crash midway leaves a suffix of the doomed entries, which a later call
-// removes. Entries at or above seq are never touched.
+// collection after a stable checkpoint). It deletes in bounded batches and
+// does not wait for fsync: the caller must first have saved (durably) a
+// stable checkpoint at seq-1 or above, so that recovery never reads the
+// entries below it (LoadLog starts above the stable checkpoint), and a
+// deletion a crash loses costs only space until the next call, which
+// deletes everything below its own seq. Entries at or above seq are never
+// touched. Safe to call from another goroutine than the one appending.
 func (d *DB) DeleteLogBelow(seq uint64) error {
-	rng := &util.Range{Start: []byte(logPrefix), Limit: logSeqKey(seq)}
+	start := logSeqKey(min(d.logFloor.Load(), seq))
+	rng := &util.Range{Start: start, Limit: logSeqKey(seq)}
 	for {
 		done, err := d.deleteChunk(rng)
 		if err != nil {
 			return fmt.Errorf("delete log below seq %d: %w", seq, err)
 		}
 		if done {
-			return nil
+			// Later calls start here, not at the first tombstone.
+			for {
+				floor := d.logFloor.Load()
+				if floor >= seq || d.logFloor.CompareAndSwap(floor, seq) {
+					return nil
+				}
+			}
 		}
 	}
 }
@@ -155,7 +166,7 @@ func (d *DB) deleteChunk(rng *util.Range) (bool, error) {
 	if batch.Len() == 0 {
 		return true, nil
 	}
-	if err := d.ldb.Write(batch, d.writeOptions()); err != nil {
+	if err := d.ldb.Write(batch, nil); err != nil {
 		return false, err
 	}
 	return !more, nil

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/syndtr/goleveldb/leveldb"
@@ -29,7 +30,7 @@ var ErrLocked = errors.New("storage: database is locked by another process")
 // Options configure Open.
 type Options struct {
 	// Sync makes safety-critical writes (AppendLog, SaveView,
-	// DeleteLogBelow, SaveStableCheckpoint, SetTransferInProgress) wait
+	// SaveStableCheckpoint, SetTransferInProgress) wait
 	// for fsync. Production replicas must set it;
 	// DefaultOptions does. Without it a power loss can lose protocol state
 	// the replica has already acted on, which can break safety.
@@ -49,6 +50,9 @@ type DB struct {
 	ldb    *leveldb.DB
 	sync   bool
 	logger *slog.Logger
+	// logFloor is a sequence below which DeleteLogBelow already deleted
+	// every log entry (0 after Open): where its next scan starts.
+	logFloor atomic.Uint64
 }
 
 // Open opens (creating if needed) the database in dir/db. It fails with an

@@ -155,6 +155,18 @@ func TestDeleteLogBelow(t *testing.T) {
 	if len(again) != len(got) {
 		t.Fatalf("no-op DeleteLogBelow changed entry count from %d to %d", len(got), len(again))
 	}
+	// A later call starts at the floor the last one left and still
+	// deletes everything between it and its own bound.
+	if err := db.DeleteLogBelow(n); err != nil {
+		t.Fatalf("DeleteLogBelow(%d): %v", n, err)
+	}
+	last, err := db.LoadLog(0)
+	if err != nil {
+		t.Fatalf("LoadLog: %v", err)
+	}
+	if len(last) != 1 || last[0].Sequence != n {
+		t.Fatalf("after DeleteLogBelow(%d): %d entries, want only sequence %d", n, len(last), n)
+	}
 }
 
 func TestViewAndLogSurviveReopen(t *testing.T) {
