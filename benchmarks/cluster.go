@@ -333,6 +333,11 @@ type counters struct {
 	p2pBytesSent float64 // pbftnode_p2p_bytes_sent_total: frame bytes, per recipient
 	msgBytesSent float64 // pbftnode_message_bytes_sent_total: protocol messages, a broadcast once
 	view         float64 // pbftnode_view: the PBFT view or Raft term
+	batches      float64 // pbftnode_committed_batches_total
+	requests     float64 // pbftnode_committed_requests_total
+	// dropped is pbftnode_messages_dropped_total by reason, plus the
+	// transport's drops (queue_full, inbound_full, rate_limited).
+	dropped map[string]float64
 }
 
 // Metric names the harness reads.
@@ -340,7 +345,18 @@ const (
 	metricP2PBytesSent = "pbftnode_p2p_bytes_sent_total"
 	metricMsgBytesSent = "pbftnode_message_bytes_sent_total"
 	metricView         = "pbftnode_view"
+	metricBatches      = "pbftnode_committed_batches_total"
+	metricRequests     = "pbftnode_committed_requests_total"
+	metricDropped      = "pbftnode_messages_dropped_total"
 )
+
+// transportDrops maps the transport's drop counters to the reasons the
+// harness reports them under.
+var transportDrops = map[string]string{
+	"pbftnode_p2p_dropped_queue_full_total":   "p2p_queue_full",
+	"pbftnode_p2p_dropped_inbound_full_total": "p2p_inbound_full",
+	"pbftnode_p2p_rate_limited_total":         "p2p_rate_limited",
+}
 
 // sample reads replica i's CPU time and byte counters.
 func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
@@ -358,11 +374,25 @@ func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
 		return s, err
 	}
 	defer body.Close()
-	sums, err := metricSums(body, metricP2PBytesSent, metricMsgBytesSent, metricView)
+	names := []string{metricP2PBytesSent, metricMsgBytesSent, metricView, metricBatches, metricRequests, metricDropped}
+	for name := range transportDrops {
+		names = append(names, name)
+	}
+	sums, err := metricSums(body, names...)
 	if err != nil {
 		return s, fmt.Errorf("replica %d: %w", i, err)
 	}
 	s.p2pBytesSent, s.msgBytesSent, s.view = sums[metricP2PBytesSent], sums[metricMsgBytesSent], sums[metricView]
+	s.batches, s.requests = sums[metricBatches], sums[metricRequests]
+	s.dropped = make(map[string]float64)
+	for series, v := range sums {
+		if reason, ok := strings.CutPrefix(series, metricDropped+`{reason="`); ok {
+			s.dropped[strings.TrimSuffix(reason, `"}`)] += v
+		}
+	}
+	for name, reason := range transportDrops {
+		s.dropped[reason] += sums[name]
+	}
 	return s, nil
 }
 

@@ -68,6 +68,16 @@ type Result struct {
 	// MessageBytesSentPerOp counts encoded protocol messages, a broadcast
 	// once (pbftnode_message_bytes_sent_total), per operation.
 	MessageBytesSentPerOp float64 `json:"message_bytes_sent_per_op"`
+	// RequestsPerBatch is committed requests over committed batches (PBFT
+	// batches, Raft entries), summed over the replicas.
+	RequestsPerBatch float64 `json:"requests_per_batch,omitempty"`
+	// DroppedByReason counts, summed over the replicas, the messages and
+	// requests they dropped during the measurement, by reason
+	// (pbftnode_messages_dropped_total, and p2p_* for the transport's
+	// queues and rate limit). Some drops are routine (duplicates, stale
+	// votes); client requests dropped (e.g. client_queue_full) each cost
+	// a client retransmission.
+	DroppedByReason map[string]float64 `json:"dropped_by_reason,omitempty"`
 
 	CryptoCeilingOps      *float64       `json:"crypto_ceiling_ops,omitempty"`
 	CryptoCeilingFraction *float64       `json:"crypto_ceiling_fraction,omitempty"`
@@ -138,11 +148,11 @@ func WriteTable(w io.Writer, results []Result) error {
 		width = max(width, len(r.Label))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-*s\tops/s\tp50 ms\tp95 ms\tp99 ms\tCPU s/1k ops/replica\tbytes/op\tceiling ops/s\tof ceiling\tunavail ms\tbg cores\t\n", width, "configuration")
+	fmt.Fprintf(tw, "%-*s\tops/s\tp50 ms\tp95 ms\tp99 ms\tCPU s/1k ops/replica\tbytes/op\treq/batch\tceiling ops/s\tof ceiling\tunavail ms\tbg cores\t\n", width, "configuration")
 	for _, r := range results {
 		if r.Error != "" {
 			// The message trails the cells, so it widens no column.
-			fmt.Fprintf(tw, "%-*s\terror\t\t\t\t\t\t\t\t\t\t  %s\n", width, r.Label, oneLine(r.Error, 100))
+			fmt.Fprintf(tw, "%-*s\terror\t\t\t\t\t\t\t\t\t\t\t  %s\n", width, r.Label, oneLine(r.Error, 100))
 			continue
 		}
 		ceiling, frac, unavail := "-", "-", "-"
@@ -155,9 +165,9 @@ func WriteTable(w io.Writer, results []Result) error {
 		if r.UnavailabilityMs != nil {
 			unavail = fmt.Sprintf("%.0f", *r.UnavailabilityMs)
 		}
-		fmt.Fprintf(tw, "%-*s\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.0f\t%s\t%s\t%s\t%.2f\t\n",
+		fmt.Fprintf(tw, "%-*s\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.0f\t%.1f\t%s\t%s\t%s\t%.2f\t\n",
 			width, r.Label, r.ThroughputOps, r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms,
-			r.CPUSecondsPer1kOpsPerReplica, r.BytesSentPerOp, ceiling, frac, unavail, r.BackgroundCPUCores)
+			r.CPUSecondsPer1kOpsPerReplica, r.BytesSentPerOp, r.RequestsPerBatch, ceiling, frac, unavail, r.BackgroundCPUCores)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)

@@ -11,7 +11,7 @@ func pbftResult() Result {
 	return Result{
 		Label: "pbft n=4 c=8x16", Protocol: "pbft", Replicas: 4, F: 1, Fsync: true, Scenario: ScenarioNone,
 		Ops: 30000, ThroughputOps: 3000, LatencyP50Ms: 12.5, LatencyP95Ms: 30, LatencyP99Ms: 45.25,
-		CPUSecondsPer1kOpsPerReplica: 0.1234, BytesSentPerOp: 812,
+		CPUSecondsPer1kOpsPerReplica: 0.1234, BytesSentPerOp: 812, RequestsPerBatch: 41.25,
 		CryptoCeilingOps: ptr(6000.0), CryptoCeilingFraction: ptr(0.5), BackgroundCPUCores: 0.125,
 	}
 }
@@ -74,13 +74,13 @@ func TestWriteTable(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("table has %d lines, want a header and 3 rows:\n%s", len(lines), buf.String())
 	}
-	for _, col := range []string{"ops/s", "p50 ms", "p95 ms", "p99 ms", "CPU s/1k ops/replica", "bytes/op", "of ceiling", "unavail ms", "bg cores"} {
+	for _, col := range []string{"ops/s", "p50 ms", "p95 ms", "p99 ms", "CPU s/1k ops/replica", "bytes/op", "req/batch", "of ceiling", "unavail ms", "bg cores"} {
 		if !strings.Contains(lines[0], col) {
 			t.Errorf("header lacks %q: %s", col, lines[0])
 		}
 	}
 	pbft := strings.Fields(lines[1])
-	want := []string{"pbft", "n=4", "c=8x16", "3000", "12.50", "30.00", "45.25", "0.123", "812", "6000", "50%", "-", "0.12"}
+	want := []string{"pbft", "n=4", "c=8x16", "3000", "12.50", "30.00", "45.25", "0.123", "812", "41.2", "6000", "50%", "-", "0.12"}
 	if strings.Join(pbft, " ") != strings.Join(want, " ") {
 		t.Errorf("PBFT row = %q, want fields %q", lines[1], want)
 	}

@@ -260,7 +260,7 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 		viewAfter = max(viewAfter, a.view)
 	}
 	res.ViewChanges = int(max(0, viewAfter-viewBefore))
-	var cpu, p2pBytes, msgBytes float64
+	var cpu, p2pBytes, msgBytes, batches, requests float64
 	for i, b := range before {
 		a, ok := after[i]
 		if !ok {
@@ -269,6 +269,19 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 		cpu += a.cpuSeconds - b.cpuSeconds
 		p2pBytes += a.p2pBytesSent - b.p2pBytesSent
 		msgBytes += a.msgBytesSent - b.msgBytesSent
+		batches += a.batches - b.batches
+		requests += a.requests - b.requests
+		for reason, v := range a.dropped {
+			if d := v - b.dropped[reason]; d > 0 {
+				if res.DroppedByReason == nil {
+					res.DroppedByReason = make(map[string]float64)
+				}
+				res.DroppedByReason[reason] += d
+			}
+		}
+	}
+	if batches > 0 {
+		res.RequestsPerBatch = requests / batches
 	}
 	kops := float64(w.ops) / 1000
 	res.CPUSecondsPer1kOpsAll = cpu / kops

@@ -100,6 +100,8 @@ func parseProcStatCPU(stat string) (float64, error) {
 
 // metricSums adds up, per metric name, every series of the Prometheus
 // text exposition in r whose name is in names (all label sets summed).
+// Each labelled series is also returned on its own, keyed by its name and
+// label set as exposed (e.g. `m{reason="stale"}`).
 func metricSums(r io.Reader, names ...string) (map[string]float64, error) {
 	want := make(map[string]bool, len(names))
 	for _, n := range names {
@@ -120,13 +122,14 @@ func metricSums(r io.Reader, names ...string) (map[string]float64, error) {
 		if !want[name] {
 			continue
 		}
+		series := ""
 		if strings.HasPrefix(rest, "{") {
 			// Label values may hold spaces; the value follows the '}'.
 			j := strings.LastIndexByte(rest, '}')
 			if j < 0 {
 				return nil, fmt.Errorf("metrics line %q: unterminated labels", line)
 			}
-			rest = rest[j+1:]
+			series, rest = name+rest[:j+1], rest[j+1:]
 		}
 		fields := strings.Fields(rest)
 		if len(fields) == 0 {
@@ -137,6 +140,9 @@ func metricSums(r io.Reader, names ...string) (map[string]float64, error) {
 			return nil, fmt.Errorf("metrics line %q: %w", line, err)
 		}
 		sums[name] += v
+		if series != "" {
+			sums[series] += v
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read metrics: %w", err)

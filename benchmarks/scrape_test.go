@@ -59,6 +59,9 @@ pbftnode_p2p_bytes_received_total 999
 	if _, ok := sums["pbftnode_p2p_bytes_received_total"]; ok {
 		t.Error("a metric that was not asked for was summed")
 	}
+	if got := sums[metricMsgBytesSent+`{type="prepare"}`]; got != 1000 {
+		t.Errorf("the prepare series = %v, want 1000 on its own", got)
+	}
 	if _, err := metricSums(strings.NewReader("pbftnode_p2p_bytes_sent_total abc\n"), metricP2PBytesSent); err == nil {
 		t.Error("a non-numeric value parsed without error")
 	}
