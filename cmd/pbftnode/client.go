@@ -37,7 +37,14 @@ func runClient(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := openClient(*dir)
+	// One request: take a session slot shared with the directory's other
+	// commands (see claimSession), or a random session if none is free.
+	var edit func(*client.Config)
+	if sess := claimSession(*dir); sess != nil {
+		defer sess.release()
+		edit = func(cfg *client.Config) { cfg.Session, cfg.FirstRequestNumber = sess.id, sess.first }
+	}
+	c, err := openClientWith(*dir, edit)
 	if err != nil {
 		return err
 	}
@@ -123,8 +130,12 @@ func encodeOperation(args []string, oldAbsent bool) ([]byte, error) {
 	return execution.EncodeCAS(key, []byte(args[2]), false, []byte(args[3])), nil
 }
 
-// openClient builds a client from DIR/client.json.
-func openClient(dir string) (*client.Client, error) {
+// openClient builds a client from DIR/client.json, with a random session.
+func openClient(dir string) (*client.Client, error) { return openClientWith(dir, nil) }
+
+// openClientWith is openClient with edit (if not nil) applied to the
+// client's configuration before it starts.
+func openClientWith(dir string, edit func(*client.Config)) (*client.Client, error) {
 	var cf node.ClientFile
 	if err := node.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
 		return nil, err
@@ -154,5 +165,9 @@ func openClient(dir string) (*client.Client, error) {
 	if cf.Protocol == node.ProtocolRaft {
 		quorum = 1 // crash faults only: any replica's reply is correct
 	}
-	return client.New(client.Config{ClusterID: cf.ClusterID, Key: key, Replicas: members, ReplyQuorum: quorum, RetransmitTimeout: 500 * time.Millisecond})
+	cfg := client.Config{ClusterID: cf.ClusterID, Key: key, Replicas: members, ReplyQuorum: quorum, RetransmitTimeout: 500 * time.Millisecond}
+	if edit != nil {
+		edit(&cfg)
+	}
+	return client.New(cfg)
 }

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// cliSessionSlots is how many client sessions the `pbftnode client`
+// processes of one directory take turns on. Each session the replicas see
+// keeps a reply window in their state for good, so one-shot commands must
+// not each bring a new one; 16 matches how many processes per client key
+// a replica accepts at once.
+const cliSessionSlots = 16
+
+// cliSession is a session slot a `pbftnode client` process holds: an
+// exclusive lock on DIR/sessions/N, released by release.
+type cliSession struct {
+	id    []byte // the client session: 0xC1, N
+	first uint64 // the first request number to use
+	file  *os.File
+}
+
+// claimSession takes the first free slot in dir/sessions (creating it) and
+// returns it, or nil when every slot is busy or the directory cannot be
+// written: the caller then draws a random session. The slot file holds the
+// next request number its session may use, so a later process on the
+// slot never reuses a number even if the clock went back; the claim
+// advances it past the one request a command sends.
+func claimSession(dir string) *cliSession {
+	slots := filepath.Join(dir, "sessions")
+	if err := os.MkdirAll(slots, 0o700); err != nil {
+		return nil
+	}
+	for i := range cliSessionSlots {
+		f, err := os.OpenFile(filepath.Join(slots, fmt.Sprint(i)), os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				continue
+			}
+			return nil
+		}
+		s, err := startSession(f, byte(i))
+		if err != nil {
+			s.release()
+			return nil
+		}
+		return s
+	}
+	return nil
+}
+
+// startSession reads the slot's next request number and stores the one
+// after the number this process will use.
+func startSession(f *os.File, slot byte) (*cliSession, error) {
+	s := &cliSession{id: []byte{0xC1, slot}, file: f}
+	var stored [8]byte
+	// A new slot file is empty (EOF at 0); a used one holds 8 bytes.
+	if n, err := f.ReadAt(stored[:], 0); err != nil && !(errors.Is(err, io.EOF) && (n == 0 || n == len(stored))) {
+		return s, fmt.Errorf("session slot %d: %d bytes: %w", slot, n, err)
+	}
+	s.first = max(uint64(time.Now().UnixNano()), binary.BigEndian.Uint64(stored[:]))
+	binary.BigEndian.PutUint64(stored[:], s.first+1)
+	if _, err := f.WriteAt(stored[:], 0); err != nil {
+		return s, fmt.Errorf("session slot %d: %w", slot, err)
+	}
+	return s, f.Sync()
+}
+
+// release unlocks the slot (closing the file drops the lock).
+func (s *cliSession) release() {
+	if s != nil && s.file != nil {
+		s.file.Close()
+	}
+}
