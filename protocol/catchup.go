@@ -24,9 +24,10 @@ func (r *Replica) broadcastFetch() {
 // stepFetch answers a Fetch from replica from: its stable checkpoint
 // certificate if the sender is below it, then this replica's share of the
 // agreement on the sequences above the sender's (the accepted pre-prepare,
-// which the primary signed, and its own prepare and commit), and its own
-// checkpoint votes above the stable checkpoint. Each replica is answered
-// at most once per RetransmitTicks/4 ticks.
+// which the primary signed, with its batch when it holds it, and its own
+// prepare and commit), and its own checkpoint votes above the stable
+// checkpoint. Each replica is answered at most once per RetransmitTicks/4
+// ticks.
 func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 	if last, ok := r.fetchAnswered[from]; ok && r.ticks-last < uint64(max(1, r.cfg.RetransmitTicks/4)) {
 		return ErrDuplicate
@@ -52,7 +53,8 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 			continue
 		}
 		sent++
-		if s.prePrepare != nil {
+		if s.prePrepare != nil && s.batch != nil {
+			// Without its batch a pre-prepare frame fails verification.
 			r.ready.Messages = append(r.ready.Messages, Outbound{To: from, Signed: s.prePrepare, Batch: s.batch, Kind: KindPrePrepare})
 		}
 		if v, ok := s.prepares[r.cfg.ID]; ok {

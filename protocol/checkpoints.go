@@ -72,6 +72,7 @@ func (r *Replica) moveWindow(cert *checkpoint.Certificate) {
 			delete(r.prepared, seq)
 		}
 	}
+	r.releaseBatches(cert.Sequence)
 	r.noteProgress()
 	r.ready.StableCheckpoint = cert
 	r.replayFuture()

@@ -58,7 +58,7 @@ func (r *Replica) propose() {
 		pp := &wire.PrePrepare{View: r.view, Sequence: seq, Digest: digest[:]}
 		out := r.sign(&wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: pp}})
 		r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: out, Batch: signed, Kind: KindPrePrepare, BeforePersist: true})
-		r.ready.Persist = append(r.ready.Persist, LogEntry{View: r.view, Sequence: seq, Kind: KindPrePrepare, Signed: out, Batch: signed})
+		r.logPrePrepare(r.view, seq, out, digest, signed, reqs)
 		s := r.slot(seq)
 		s.prePrepare, s.digest, s.batch, s.requests = out, digest, signed, reqs
 	}
@@ -137,7 +137,7 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 	}
 	s.prePrepare, s.digest, s.batch, s.requests = m.Signed, digest, m.Batch, m.Requests
 	r.requests.ordered(m.Batch, m.Requests)
-	r.ready.Persist = append(r.ready.Persist, LogEntry{View: pp.View, Sequence: pp.Sequence, Kind: KindPrePrepare, Signed: m.Signed, Batch: m.Batch})
+	r.logPrePrepare(pp.View, pp.Sequence, m.Signed, digest, m.Batch, m.Requests)
 	prep := &wire.Prepare{View: pp.View, Sequence: pp.Sequence, Digest: digest[:]}
 	out := r.send(Broadcast, KindPrepare, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Prepare{Prepare: prep}})
 	r.persist(pp.View, pp.Sequence, KindPrepare, out)
@@ -273,7 +273,8 @@ func topDigest(votes map[uint32]vote) (crypto.Digest, int) {
 	return best, top
 }
 
-// findBatch returns a batch with digest d that this replica holds.
+// findBatch returns a batch with digest d that this replica holds, in a
+// slot or retained (see retainBatch); nil if it holds none.
 func (r *Replica) findBatch(d crypto.Digest) ([]*wire.Signed, []*wire.Request) {
 	if d == r.vcConfig.NullDigest {
 		return []*wire.Signed{}, nil
@@ -282,6 +283,9 @@ func (r *Replica) findBatch(d crypto.Digest) ([]*wire.Signed, []*wire.Request) {
 		if s := r.slots[seq]; s.digest == d && s.batch != nil {
 			return s.batch, s.requests
 		}
+	}
+	if b := r.retained[d]; b != nil {
+		return b.batch, b.requests
 	}
 	return nil, nil
 }

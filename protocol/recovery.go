@@ -98,7 +98,14 @@ func (r *Replica) restoreEntry(m VerifiedMessage) error {
 	switch {
 	case body.GetPrePrepare() != nil:
 		pp := body.GetPrePrepare()
-		if pp.View != r.view || pp.Sequence <= r.window.Low || len(m.Batch) != len(m.Requests) {
+		if pp.Sequence <= r.window.Low || len(m.Batch) != len(m.Requests) {
+			return nil
+		}
+		// Every logged batch is retained, those of older views too: a
+		// NEW-VIEW may re-propose it (see retainBatch). Its digest is
+		// recomputed, so the batch is kept under the digest it has.
+		r.retainBatch(pp.Sequence, crypto.BatchDigest(m.Batch), m.Batch, m.Requests)
+		if pp.View != r.view {
 			return nil
 		}
 		if body.From != Primary(pp.View, r.cfg.N) {

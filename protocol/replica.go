@@ -61,6 +61,10 @@ type Replica struct {
 	// prepared is the highest-view prepared certificate per sequence
 	// above the stable checkpoint.
 	prepared map[uint64]viewchange.PreparedCertificate
+	// retained holds, by digest, the batches of the pre-prepares this
+	// replica logged above the stable checkpoint, in any view, so that it
+	// can serve a re-proposed one whose slot is gone (see retainBatch).
+	retained map[crypto.Digest]*retainedBatch
 	// pendingView holds messages for r.view received before its NEW-VIEW.
 	pendingView []VerifiedMessage
 	// suspects is each replica's highest suspected-into view above r.view.
@@ -101,6 +105,7 @@ func New(cfg Config) (*Replica, error) {
 		latestVC:       make(map[uint32]viewchange.ViewChange),
 		suspects:       make(map[uint32]uint64),
 		prepared:       make(map[uint64]viewchange.PreparedCertificate),
+		retained:       make(map[crypto.Digest]*retainedBatch),
 		vcConfig: viewchange.Config{N: cfg.N, Quorum: cfg.ViewChangeQuorum, CheckpointInterval: cfg.CheckpointInterval,
 			WindowSize: cfg.WindowSize, NullDigest: crypto.BatchDigest(nil)},
 	}, nil

@@ -44,7 +44,7 @@ func (r *Replica) retransmit() {
 		if s == nil || s.view != r.view {
 			continue
 		}
-		if s.prePrepare != nil && r.IsPrimary() {
+		if s.prePrepare != nil && s.batch != nil && r.IsPrimary() {
 			r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: s.prePrepare, Batch: s.batch, Kind: KindPrePrepare})
 		}
 		if v, ok := s.prepares[r.cfg.ID]; ok {

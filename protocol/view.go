@@ -378,6 +378,10 @@ func (r *Replica) adoptProposal(h viewchange.PrePrepare, held map[crypto.Digest]
 		s.batch, s.requests = []*wire.Signed{}, nil
 	} else if src := held[h.Digest]; src != nil {
 		s.batch, s.requests = src.batch, src.requests
+	} else {
+		// A batch whose slot went in an earlier view change or a restart,
+		// retained because a certificate may re-propose it (retainBatch).
+		s.batch, s.requests = r.findBatch(h.Digest)
 	}
 	r.slots[h.Sequence] = s
 	if s.batch == nil {
@@ -398,7 +402,7 @@ func (r *Replica) acceptBatch(seq uint64, s *slot) {
 		// not tracked again: nothing would ever release them.
 		r.requests.ordered(s.batch, s.requests)
 	}
-	r.ready.Persist = append(r.ready.Persist, LogEntry{View: s.view, Sequence: seq, Kind: KindPrePrepare, Signed: s.prePrepare, Batch: s.batch})
+	r.logPrePrepare(s.view, seq, s.prePrepare, s.digest, s.batch, s.requests)
 	if r.IsPrimary() {
 		r.tryPrepared(seq, s)
 		return
@@ -415,18 +419,19 @@ func (r *Replica) requestBatch(d crypto.Digest) {
 		BatchRequest: &wire.BatchRequest{Digest: append([]byte(nil), d[:]...)}}})
 }
 
-// stepBatchRequest answers with the batch if this replica holds it.
+// stepBatchRequest answers with the batch if this replica holds it, in a
+// slot or retained (see retainBatch).
 func (r *Replica) stepBatchRequest(from uint32, br *wire.BatchRequest) error {
 	d, err := digestOf(br.GetDigest())
 	if err != nil {
 		return err
 	}
-	for _, seq := range slices.Sorted(maps.Keys(r.slots)) {
-		if s := r.slots[seq]; s.digest == d && s.batch != nil {
-			r.send(from, KindBatchReply, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchReply{
-				BatchReply: &wire.BatchReply{Digest: br.Digest, Requests: s.batch}}})
-			return nil
-		}
+	if d == r.vcConfig.NullDigest {
+		return nil // every replica has the null batch
+	}
+	if batch, _ := r.findBatch(d); batch != nil {
+		r.send(from, KindBatchReply, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchReply{
+			BatchReply: &wire.BatchReply{Digest: br.Digest, Requests: batch}}})
 	}
 	return nil
 }
