@@ -70,3 +70,55 @@ func BenchmarkApply(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkApplyEvicting measures the execution cost per request under
+// client churn at the window limit: batches of 32 puts, each from a client
+// never seen before, with at most 1,024 windows, so every batch creates 32
+// windows and evicts 32 (the least recently active).
+func BenchmarkApplyEvicting(b *testing.B) {
+	const (
+		batchSize = 32
+		limit     = 1024
+	)
+	r := openLimited(b, b.TempDir(), limit)
+	defer r.db.Close()
+	value := make([]byte, 16)
+	var seq, client uint64
+	makeBatch := func() []Request {
+		reqs := make([]Request, batchSize)
+		for i := range reqs {
+			client++
+			reqs[i] = Request{ClientID: fmt.Appendf(nil, "churn-client-%08d-public-key-32b", client), RequestNumber: 1,
+				Operation: EncodePut(fmt.Appendf(nil, "key-%05d", client%10_000), value)}
+		}
+		return reqs
+	}
+	apply := func(reqs []Request) {
+		seq++
+		if _, err := r.exe.Apply(seq, reqs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range 2 * limit / batchSize { // fill the windows
+		apply(makeBatch())
+	}
+	pre := make([][]Request, 256)
+	for i := range pre {
+		pre[i] = makeBatch()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += batchSize {
+		apply(pre[(i/batchSize)%len(pre)])
+		if (i/batchSize)%len(pre) == len(pre)-1 {
+			b.StopTimer()
+			for j := range pre {
+				pre[j] = makeBatch()
+			}
+			b.StartTimer()
+		}
+	}
+	if r.exe.ClientWindows() != limit {
+		b.Fatalf("%d windows, want %d", r.exe.ClientWindows(), limit)
+	}
+}

@@ -2,11 +2,15 @@ package execution
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pbftnode/pbftnode/storage"
@@ -38,7 +42,7 @@ type modelReplica struct {
 	exe *Executor
 }
 
-func openModelReplica(t *testing.T, dir string, cacheEntries int) *modelReplica {
+func openModelReplica(t *testing.T, dir string, cacheEntries int, opts ...ExecutorOption) *modelReplica {
 	t.Helper()
 	db := openStorage(t, dir)
 	kv, err := NewKV(db.LevelDB())
@@ -49,7 +53,7 @@ func openModelReplica(t *testing.T, dir string, cacheEntries int) *modelReplica 
 		kv.cache.maxEntries = cacheEntries
 	}
 	app := &flakyKV{KV: kv}
-	exe, err := NewExecutor(db, app, nil)
+	exe, err := NewExecutor(db, app, nil, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,11 +61,23 @@ func openModelReplica(t *testing.T, dir string, cacheEntries int) *modelReplica 
 }
 
 // kvModel is the reference: a plain map and the results of executed
-// requests, per client.
+// requests, per client. With maxWindows > 0 it also applies the window
+// eviction rule: results (and lastSeq) hold the clients whose window is
+// kept, and a retransmission of an evicted client's request executes
+// again.
 type kvModel struct {
 	state   map[string][]byte
 	results map[string]map[uint64][]byte
 	next    map[string]uint64
+	lastSeq map[string]uint64 // the last batch that executed a request
+
+	clients    int // client IDs are client-0 .. client-(clients-1)
+	maxWindows int // 0: the executor's default, never reached
+}
+
+func newKVModel(clients, maxWindows int) *kvModel {
+	return &kvModel{state: map[string][]byte{}, results: map[string]map[uint64][]byte{}, next: map[string]uint64{},
+		lastSeq: map[string]uint64{}, clients: clients, maxWindows: maxWindows}
 }
 
 // protoResult encodes a result with the protobuf library (independently
@@ -137,36 +153,22 @@ func randomModelOp(rng *rand.Rand, state map[string][]byte) []byte {
 	}
 }
 
-// randomBatch returns requests of 4 clients with increasing numbers and
-// some retransmissions of recent ones, and the expected replies, computed
-// on a copy of the model (committed by the caller only if the batch is).
-func (m *kvModel) randomBatch(rng *rand.Rand, state map[string][]byte) (reqs []Request, want []Reply, results map[string]map[uint64][]byte, next map[string]uint64) {
-	results = make(map[string]map[uint64][]byte)
-	next = make(map[string]uint64)
+// randomBatch returns the batch at seq: requests of m.clients clients
+// with increasing numbers and some retransmissions of recent ones, and the
+// expected replies, computed on a copy of the model with the state
+// replaced by state (the caller adopts the returned model only if the
+// batch is applied).
+func (m *kvModel) randomBatch(rng *rand.Rand, state map[string][]byte, seq uint64) (reqs []Request, want []Reply, nm *kvModel) {
+	nm = newKVModel(m.clients, m.maxWindows)
+	nm.state = state
 	for c, rs := range m.results {
-		results[c] = make(map[uint64][]byte, len(rs))
-		for n, r := range rs {
-			results[c][n] = r
-		}
+		nm.results[c] = maps.Clone(rs)
 	}
-	for c, n := range m.next {
-		next[c] = n
-	}
-	for range 1 + rng.IntN(40) {
-		client := fmt.Sprintf("client-%d", rng.IntN(4))
-		if next[client] > 1 && rng.IntN(8) == 0 {
-			// Retransmission of one of the last 8 numbers: in the window.
-			n := next[client] - 1 - uint64(rng.IntN(int(min(next[client]-1, 8))))
-			reqs = append(reqs, Request{ClientID: []byte(client), RequestNumber: n, Operation: EncodeGet([]byte("ignored"))})
-			want = append(want, Reply{ClientID: []byte(client), RequestNumber: n, Result: results[client][n]})
-			continue
-		}
-		if next[client] == 0 {
-			next[client] = 1
-		}
-		n := next[client]
-		next[client]++
-		op := randomModelOp(rng, state)
+	maps.Copy(nm.next, m.next)
+	maps.Copy(nm.lastSeq, m.lastSeq)
+	results, next := nm.results, nm.next
+	touched := make(map[string]bool)
+	execute := func(client string, n uint64, op []byte) []byte {
 		var decoded wire.KVOperation
 		if err := proto.Unmarshal(op, &decoded); err != nil {
 			panic(err)
@@ -176,10 +178,55 @@ func (m *kvModel) randomBatch(rng *rand.Rand, state map[string][]byte) (reqs []R
 			results[client] = make(map[uint64][]byte)
 		}
 		results[client][n] = result
+		nm.lastSeq[client] = seq
+		touched[client] = true
+		return result
+	}
+	for range 1 + rng.IntN(40) {
+		client := fmt.Sprintf("client-%d", rng.IntN(m.clients))
+		if next[client] > 1 && rng.IntN(8) == 0 {
+			// Retransmission of one of the last 8 numbers: in the window,
+			// unless the window was evicted since.
+			n := next[client] - 1 - uint64(rng.IntN(int(min(next[client]-1, 8))))
+			op := EncodeGet([]byte("ignored"))
+			result, ok := results[client][n]
+			if !ok {
+				result = execute(client, n, op)
+			}
+			reqs = append(reqs, Request{ClientID: []byte(client), RequestNumber: n, Operation: op})
+			want = append(want, Reply{ClientID: []byte(client), RequestNumber: n, Result: result})
+			continue
+		}
+		if next[client] == 0 {
+			next[client] = 1
+		}
+		n := next[client]
+		next[client]++
+		op := randomModelOp(rng, state)
+		result := execute(client, n, op)
 		reqs = append(reqs, Request{ClientID: []byte(client), RequestNumber: n, Operation: op})
 		want = append(want, Reply{ClientID: []byte(client), RequestNumber: n, Result: result})
 	}
-	return reqs, want, results, next
+	if m.maxWindows > 0 {
+		// Evict by sorting, independently of the executor's heap.
+		var idle []string
+		for c := range results {
+			if !touched[c] {
+				idle = append(idle, c)
+			}
+		}
+		slices.SortFunc(idle, func(a, b string) int {
+			return cmp.Or(cmp.Compare(nm.lastSeq[a], nm.lastSeq[b]), strings.Compare(a, b))
+		})
+		for _, c := range idle {
+			if len(results) <= m.maxWindows {
+				break
+			}
+			delete(results, c)
+			delete(nm.lastSeq, c)
+		}
+	}
+	return reqs, want, nm
 }
 
 // checkReplica checks r's state after a batch against the model and
@@ -234,33 +281,51 @@ func checkReplies(t *testing.T, name string, seq uint64, got, want []Reply) {
 // conflicting state, from the first one's snapshot; the second then
 // follows in lockstep. It runs with the default read cache and with a
 // tiny one (constant eviction).
+//
+// The windows=3 variant runs 8 clients with at most 3 client windows, so
+// most batches evict, and checks the kept windows and their lastSeq
+// against the model's eviction rule too.
 func TestApplyMatchesModel(t *testing.T) {
-	for _, cacheEntries := range []int{0, 5} {
-		t.Run(fmt.Sprintf("cache=%d", cacheEntries), func(t *testing.T) {
-			runApplyModel(t, cacheEntries)
+	for _, v := range []struct{ cacheEntries, clients, maxWindows int }{{0, 4, 0}, {5, 4, 0}, {0, 8, 3}} {
+		name := fmt.Sprintf("cache=%d", v.cacheEntries)
+		if v.maxWindows > 0 {
+			name += fmt.Sprintf(",windows=%d", v.maxWindows)
+		}
+		t.Run(name, func(t *testing.T) {
+			runApplyModel(t, v.cacheEntries, v.clients, v.maxWindows)
 		})
 	}
 }
 
-func runApplyModel(t *testing.T, cacheEntries int) {
-	rng := rand.New(rand.NewPCG(7, uint64(cacheEntries)))
+func runApplyModel(t *testing.T, cacheEntries, clients, maxWindows int) {
+	rng := rand.New(rand.NewPCG(7, uint64(cacheEntries+100*maxWindows)))
+	var opts []ExecutorOption
+	if maxWindows > 0 {
+		opts = append(opts, WithMaxClientWindows(maxWindows))
+	}
 	dirA := t.TempDir()
-	a := openModelReplica(t, dirA, cacheEntries)
+	a := openModelReplica(t, dirA, cacheEntries, opts...)
 	defer func() { a.db.Close() }()
-	m := &kvModel{state: map[string][]byte{}, results: map[string]map[uint64][]byte{}, next: map[string]uint64{}}
+	m := newKVModel(clients, maxWindows)
 
 	// b executes a different history first, so its cache holds values
 	// that the restore must not let through.
-	b := openModelReplica(t, t.TempDir(), cacheEntries)
+	b := openModelReplica(t, t.TempDir(), cacheEntries, opts...)
 	defer func() { b.db.Close() }()
-	other := &kvModel{state: map[string][]byte{}, results: map[string]map[uint64][]byte{}, next: map[string]uint64{}}
+	other := newKVModel(clients, maxWindows)
 	for seq := uint64(1); seq <= 30; seq++ {
-		state := maps2Clone(other.state)
-		reqs, want, results, next := other.randomBatch(rng, state)
+		reqs, want, next := other.randomBatch(rng, maps2Clone(other.state), seq)
 		checkReplies(t, "b-own", seq, apply(t, b.exe, seq, reqs...), want)
-		other.state, other.results, other.next = state, results, next
+		other = next
+	}
+	checkWindows := func(name string, r *modelReplica, seq uint64) {
+		t.Helper()
+		if got := lastSeqs(r.exe); maxWindows > 0 && !maps.Equal(got, m.lastSeq) {
+			t.Fatalf("%s seq %d: windows %v, model %v", name, seq, got, m.lastSeq)
+		}
 	}
 	bFollows := false
+	evictions := 0
 
 	const batches = 150
 	for seq := uint64(1); seq <= batches; seq++ {
@@ -268,8 +333,7 @@ func runApplyModel(t *testing.T, cacheEntries int) {
 		// of it may remain, in the KV (overlay, digest, cache) or in the
 		// client windows.
 		if seq%7 == 3 {
-			state := maps2Clone(m.state)
-			reqs, _, _, _ := m.randomBatch(rng, state)
+			reqs, _, _ := m.randomBatch(rng, maps2Clone(m.state), seq)
 			before := a.exe.StateDigest()
 			a.app.failStage = true
 			if _, err := a.exe.Apply(seq, reqs); err == nil {
@@ -280,15 +344,22 @@ func runApplyModel(t *testing.T, cacheEntries int) {
 				t.Fatalf("seq %d: failed Apply changed the state", seq)
 			}
 			checkReplica(t, "a-after-failure", a, seq-1, m.state)
+			checkWindows("a-after-failure", a, seq-1)
 		}
-		state := maps2Clone(m.state)
-		reqs, want, results, next := m.randomBatch(rng, state)
+		reqs, want, next := m.randomBatch(rng, maps2Clone(m.state), seq)
 		checkReplies(t, "a", seq, apply(t, a.exe, seq, reqs...), want)
-		m.state, m.results, m.next = state, results, next
+		for c := range m.results {
+			if next.results[c] == nil {
+				evictions++
+			}
+		}
+		m = next
 		checkReplica(t, "a", a, seq, m.state)
+		checkWindows("a", a, seq)
 		if bFollows {
 			checkReplies(t, "b", seq, apply(t, b.exe, seq, reqs...), want)
 			checkReplica(t, "b", b, seq, m.state)
+			checkWindows("b", b, seq)
 			if a.exe.StateDigest() != b.exe.StateDigest() {
 				t.Fatalf("seq %d: replicas' digests differ", seq)
 			}
@@ -300,8 +371,9 @@ func runApplyModel(t *testing.T, cacheEntries int) {
 			if err := a.db.Close(); err != nil {
 				t.Fatal(err)
 			}
-			a = openModelReplica(t, dirA, cacheEntries)
+			a = openModelReplica(t, dirA, cacheEntries, opts...)
 			checkReplica(t, "a-reopened", a, seq, m.state)
+			checkWindows("a-reopened", a, seq)
 		case 80:
 			snap := takeSnapshot(t, a.exe)
 			digest := restoreChunks(t, &testReplica{db: b.db, kv: b.kv, exe: b.exe}, chunkAll(t, snap, 200))
@@ -309,8 +381,12 @@ func runApplyModel(t *testing.T, cacheEntries int) {
 				t.Fatalf("restored digest %x, want %x", digest, a.exe.StateDigest())
 			}
 			checkReplica(t, "b-restored", b, seq, m.state)
+			checkWindows("b-restored", b, seq)
 			bFollows = true
 		}
+	}
+	if maxWindows > 0 && evictions < batches {
+		t.Fatalf("only %d window evictions in %d batches", evictions, batches)
 	}
 }
 

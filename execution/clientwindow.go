@@ -63,6 +63,13 @@ type windowEntry struct {
 type clientWindow struct {
 	high    uint64
 	entries map[uint64]windowEntry
+	// lastSeq is the sequence of the last batch that executed one of the
+	// client's requests (0 for a window loaded from a record written
+	// before lastSeq existed); it orders evictions (see evictWindows).
+	// seqHash is windowSeqHash(client ID, lastSeq), the window's element
+	// of the reply-cache digest.
+	lastSeq uint64
+	seqHash [32]byte
 	// touched is set while an Apply has changed the window (see
 	// Executor.Apply); false between Applies.
 	touched bool
@@ -166,18 +173,21 @@ func undoChanges(changes []windowChange) {
 }
 
 // digest returns the window's contribution to the reply-cache digest,
-// recomputed from the results (for verification; Apply keeps the running
-// sum incrementally).
+// recomputed from the results and lastSeq (for verification; Apply keeps
+// the running sum incrementally).
 func (w *clientWindow) digest(clientID string) adHash {
 	var acc adHash
 	for n, entry := range w.entries {
 		acc.add(replyHash(clientID, n, entry.result))
 	}
+	acc.add(windowSeqHash(clientID, w.lastSeq))
 	return acc
 }
 
 // encode returns the persisted record: uvarint(high) || uvarint(count) ||
-// count x (uvarint(n) || uvarint(len result) || result), n ascending.
+// count x (uvarint(n) || uvarint(len result) || result), n ascending,
+// then uvarint(lastSeq) when lastSeq > 0 (a record without it has lastSeq
+// 0; records written before lastSeq existed have none).
 func (w *clientWindow) encode() []byte { return w.appendEncoded(nil) }
 
 // appendEncoded appends the record encode returns to out and returns the
@@ -203,7 +213,7 @@ func (w *clientWindow) appendEncoded(out []byte) []byte {
 		bitmap |= 1 << d
 		results[d] = entry.result
 	}
-	out = slices.Grow(out, size)
+	out = slices.Grow(out, size+binary.MaxVarintLen64)
 	out = binary.AppendUvarint(out, w.high)
 	out = binary.AppendUvarint(out, uint64(len(w.entries)))
 	if !inOrder {
@@ -213,22 +223,28 @@ func (w *clientWindow) appendEncoded(out []byte) []byte {
 			out = binary.AppendUvarint(out, uint64(len(result)))
 			out = append(out, result...)
 		}
-		return out
+	} else {
+		for bitmap != 0 {
+			d := uint64(63 - bits.LeadingZeros64(bitmap))
+			bitmap &^= 1 << d
+			out = binary.AppendUvarint(out, w.high-d)
+			out = binary.AppendUvarint(out, uint64(len(results[d])))
+			out = append(out, results[d]...)
+		}
 	}
-	for bitmap != 0 {
-		d := uint64(63 - bits.LeadingZeros64(bitmap))
-		bitmap &^= 1 << d
-		out = binary.AppendUvarint(out, w.high-d)
-		out = binary.AppendUvarint(out, uint64(len(results[d])))
-		out = append(out, results[d]...)
+	if w.lastSeq > 0 {
+		out = binary.AppendUvarint(out, w.lastSeq)
 	}
 	return out
 }
 
 var errCorruptWindow = errors.New("corrupt client window record")
 
-// decodeClientWindow parses and validates a record written by encode. The
-// results are copied out of b.
+// decodeClientWindow parses and validates a record written by encode
+// (with or without the lastSeq trailer; a trailer must be a minimal uvarint
+// of a nonzero lastSeq, so each window has one encoding of its lastSeq).
+// The results are copied out of b. The caller checks lastSeq against the
+// last executed sequence.
 func decodeClientWindow(clientID string, b []byte) (*clientWindow, error) {
 	next := func(what string) (uint64, error) {
 		v, size := binary.Uvarint(b)
@@ -275,9 +291,28 @@ func decodeClientWindow(clientID string, b []byte) (*clientWindow, error) {
 		return nil, fmt.Errorf("%w: highest request number %d has no entry", errCorruptWindow, high)
 	}
 	if len(b) != 0 {
+		lastSeq, size := binary.Uvarint(b)
+		switch {
+		case size <= 0:
+			return nil, fmt.Errorf("%w: bad last active sequence", errCorruptWindow)
+		case size != uvarintLen(lastSeq):
+			return nil, fmt.Errorf("%w: last active sequence %d not minimally encoded", errCorruptWindow, lastSeq)
+		case lastSeq == 0:
+			return nil, fmt.Errorf("%w: explicit last active sequence 0", errCorruptWindow)
+		}
+		w.lastSeq = lastSeq
+		b = b[size:]
+	}
+	w.seqHash = windowSeqHash(clientID, w.lastSeq)
+	if len(b) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes", errCorruptWindow, len(b))
 	}
 	return w, nil
+}
+
+// uvarintLen returns the length of the minimal uvarint encoding of v.
+func uvarintLen(v uint64) int {
+	return (bits.Len64(v|1) + 6) / 7
 }
 
 // replyHash returns the reply-cache digest element of request n of the

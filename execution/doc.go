@@ -17,19 +17,42 @@
 // too old before it executes. Executor.Status classifies a request before
 // the runtime hands it to consensus.
 //
+// Client windows are bounded (WithMaxClientWindows, default
+// DefaultMaxClientWindows = 65536), since every client ID ever seen would
+// otherwise keep one forever. Each window records lastSeq, the sequence of
+// the last batch that executed one of the client's requests (a cached
+// reply does not count). After a batch, while more windows exist than the
+// limit, the window with the smallest (lastSeq, client ID) among those
+// the batch executed no request of is evicted whole: a total order over
+// the replicated state, so every correct replica evicts the same windows
+// at the same sequence. A batch that executes requests of more clients
+// than the limit keeps them all; later batches evict the excess. The limit
+// must be the same on every replica. Exactly-once is therefore guaranteed
+// only while a client's window is kept, i.e. for the limit's number of
+// most recently active clients: a request of an evicted client is treated as
+// one of a client never seen (executed, even if it executed before the
+// eviction), which is why the limit is large. Finding the victims
+// costs O(log n) per eviction (a min-heap of (lastSeq, client ID) with
+// lazy deletion of stale entries, compacted when it outgrows twice the
+// window count), not a scan of the windows.
+//
 // Storage layout inside the replica's database (see package storage):
 //
 //	a/k/<key>      KV entry (value bytes)
 //	a/m/digest     KV digest accumulator (32 bytes)
 //	e/last         last executed sequence (8 bytes, big-endian)
 //	e/reply/<id>   client window: uvarint(H) || uvarint(count) ||
-//	               count x (uvarint(n) || uvarint(len result) || result),
-//	               n ascending, the last entry being H
+//	               count x (uvarint(n) || uvarint(len result) || result)
+//	               [|| uvarint(lastSeq)], n ascending, the last entry
+//	               being H; lastSeq is present iff it is nonzero (minimal
+//	               encoding, at most e/last); records written before it
+//	               existed have none and load with lastSeq 0
 //
 // Crash atomicity: when the application implements BatchApplication (KV
-// does), the application's writes for a batch, the reply cache updates and
-// the new last executed sequence go to goleveldb in one write, so after a
-// crash either all of a batch is visible or none of it.
+// does), the application's writes for a batch, the reply cache updates
+// (including the deletion of evicted windows) and the new last executed
+// sequence go to goleveldb in one write, so after a crash either all of a
+// batch is visible or none of it.
 //
 // Durability: execution writes are not fsynced. They are derived state: the
 // protocol log (fsynced by package storage) holds the committed batches
@@ -53,7 +76,8 @@
 // RestoreBegin (durably sets the transfer marker of package storage and
 // wipes a/ and e/), RestoreChunk for each chunk (every entry validated:
 // known key shape, size limits, strictly increasing keys across chunks,
-// decodable executor records; a chunk is written whole or not at all),
+// decodable executor records, no window lastSeq above e/last, which sorts
+// before every window; a chunk is written whole or not at all),
 // then RestoreFinishExpect(certified digest) (or RestoreFinish and its own
 // comparison): the application recomputes its digest from the entries and
 // the executor reloads and validates its records, so no digest value from
@@ -74,11 +98,19 @@
 // client windows in place and keeps an undo log to revert them if the
 // batch is not written. Neither is observable: results, digests and
 // written keys and values are those of a plain read of the database.
+// Evictions are undone too: the evicted windows return to the map and the
+// heap entries popped to find them return to the heap.
 //
 // State digests are incremental multiset hashes (AdHash: a sum modulo
 // 2^256 of per-entry SHA-256 digests), so computing a checkpoint digest
 // costs O(1) and never stalls ordering. The reply-cache digest has one
 // element per cached (client, n, result), added when the entry is cached
-// and subtracted when it is evicted; it covers H implicitly (H is always
-// the largest cached number of its client).
+// and subtracted when it is evicted, and one element per window, hashing
+// (client ID, lastSeq), replaced when lastSeq changes and subtracted with
+// the entries' when the window is evicted. It covers H implicitly (H is
+// always the largest cached number of its client) and lastSeq explicitly,
+// so a state-transfer peer cannot make a replica evict differently later.
+// (The window elements make these digests differ from those of executors
+// without eviction: all replicas of a cluster must run the same version,
+// switched at the same executed sequence.)
 package execution

@@ -68,33 +68,45 @@ type Executor struct {
 
 	lastExecuted uint64
 	clients      map[string]*clientWindow
-	// cacheAcc is the AdHash of the reply cache entries of all windows.
+	// cacheAcc is the AdHash of the reply cache entries and the window
+	// elements (windowSeqHash) of all windows.
 	cacheAcc adHash
+	// maxClientWindows bounds len(clients) after each Apply (see
+	// evictWindows); evictHeap orders the windows for eviction.
+	maxClientWindows int
+	evictHeap        windowHeap
 
 	// restore is the state transfer in progress, nil when none.
 	restore *restoreState
 
 	// Per-Apply scratch state, empty between Applies: the windows the
-	// batch touched, in first-touch order, and the undo log of their
-	// entries (see Apply). batch, keyBuf and valueBuf are reused buffers.
+	// batch touched, in first-touch order, the undo log of their entries,
+	// the windows evicted and the eviction heap refs popped (see Apply).
+	// batch, keyBuf and valueBuf are reused buffers.
 	touched  []touchedWindow
 	undo     []windowChange
+	evicted  []evictedWindow
+	popped   []windowRef
 	batch    *leveldb.Batch
 	keyBuf   []byte
 	valueBuf []byte
 }
 
-// touchedWindow is a window an Apply changed: its client ID, its H before
-// the batch and whether the batch created it.
+// touchedWindow is a window an Apply changed: its client ID, its H,
+// lastSeq and window digest element before the batch, and whether the
+// batch created it.
 type touchedWindow struct {
-	id       string
-	w        *clientWindow
-	prevHigh uint64
-	created  bool
+	id          string
+	w           *clientWindow
+	prevHigh    uint64
+	prevLastSeq uint64
+	prevSeqHash [32]byte
+	created     bool
 }
 
 // revertWindows undoes the changes the current Apply made to the windows:
-// entries (from the undo log, newest first), H, and created windows.
+// entries (from the undo log, newest first), H, lastSeq, created windows
+// and evictions.
 func (e *Executor) revertWindows() {
 	undoChanges(e.undo)
 	for _, t := range e.touched {
@@ -102,8 +114,11 @@ func (e *Executor) revertWindows() {
 			delete(e.clients, t.id)
 		} else {
 			t.w.high = t.prevHigh
+			t.w.lastSeq = t.prevLastSeq
+			t.w.seqHash = t.prevSeqHash
 		}
 	}
+	e.revertEvictions()
 }
 
 // resetBatchLog empties the per-Apply scratch state, dropping its
@@ -116,14 +131,19 @@ func (e *Executor) resetBatchLog() {
 	e.touched = e.touched[:0]
 	clear(e.undo)
 	e.undo = e.undo[:0]
+	clear(e.evicted)
+	e.evicted = e.evicted[:0]
+	clear(e.popped)
+	e.popped = e.popped[:0]
 }
 
 // loadState replaces the in-memory executor state with the one stored in
-// the database, validating every record.
+// the database, validating every record (a window's lastSeq may not exceed
+// the last executed sequence), and rebuilds the eviction heap. It does not
+// evict: a database holding more windows than the limit is brought under
+// it by the next Apply, as on every replica.
 func (e *Executor) loadState() error {
-	e.lastExecuted = 0
-	e.clients = make(map[string]*clientWindow)
-	e.cacheAcc = adHash{}
+	e.resetState()
 	last, err := e.ldb.Get([]byte(executorLastKey), nil)
 	switch {
 	case errors.Is(err, leveldb.ErrNotFound):
@@ -145,20 +165,36 @@ func (e *Executor) loadState() error {
 		if err != nil {
 			return fmt.Errorf("executor: load reply cache of client %x: %w", clientID, err)
 		}
+		if w.lastSeq > e.lastExecuted {
+			return fmt.Errorf("executor: load reply cache of client %x: %w: last active sequence %d above last executed %d", clientID, errCorruptWindow, w.lastSeq, e.lastExecuted)
+		}
 		e.clients[clientID] = w
 		for _, entry := range w.entries {
 			e.cacheAcc.add(entry.hash)
 		}
+		e.cacheAcc.add(w.seqHash)
 	}
 	if err := iter.Error(); err != nil {
 		return fmt.Errorf("executor: load reply cache: %w", err)
 	}
+	e.rebuildEvictHeap()
 	return nil
+}
+
+// resetState empties the in-memory executor state (last executed
+// sequence, windows, reply-cache digest, eviction heap).
+func (e *Executor) resetState() {
+	e.lastExecuted = 0
+	e.clients = make(map[string]*clientWindow)
+	e.cacheAcc = adHash{}
+	clear(e.evictHeap)
+	e.evictHeap = e.evictHeap[:0]
 }
 
 // NewExecutor loads the last executed sequence and the reply cache from
 // db (under storage.PrefixExecutor), validating every record. app is
-// normally a KV on the same db.
+// normally a KV on the same db. opts may bound the number of client
+// windows (WithMaxClientWindows; default DefaultMaxClientWindows).
 //
 // If db's state-transfer marker is set (a crash interrupted a restore; see
 // RestoreBegin), the state under storage.PrefixApp and
@@ -166,17 +202,24 @@ func (e *Executor) loadState() error {
 // it, reloads app (which must then be a TransferableApplication), clears
 // the marker and starts empty (LastExecuted 0). Nothing else in db is
 // touched; the runtime fetches the state from peers again.
-func NewExecutor(db *storage.DB, app Application, logger *slog.Logger) (*Executor, error) {
+func NewExecutor(db *storage.DB, app Application, logger *slog.Logger, opts ...ExecutorOption) (*Executor, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	cfg := executorConfig{maxClientWindows: DefaultMaxClientWindows}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, fmt.Errorf("executor: %w", err)
+		}
+	}
 	e := &Executor{
-		db:      db,
-		ldb:     db.LevelDB(),
-		app:     app,
-		logger:  logger,
-		clients: make(map[string]*clientWindow),
-		batch:   new(leveldb.Batch),
+		db:               db,
+		ldb:              db.LevelDB(),
+		app:              app,
+		logger:           logger,
+		clients:          make(map[string]*clientWindow),
+		maxClientWindows: cfg.maxClientWindows,
+		batch:            new(leveldb.Batch),
 	}
 	if batchApp, ok := app.(BatchApplication); ok {
 		e.batchApp = batchApp
@@ -190,9 +233,14 @@ func NewExecutor(db *storage.DB, app Application, logger *slog.Logger) (*Executo
 	if err := e.loadState(); err != nil {
 		return nil, err
 	}
-	logger.Info("executor: loaded", "last_executed", e.lastExecuted, "cached_clients", len(e.clients))
+	logger.Info("executor: loaded", "last_executed", e.lastExecuted, "cached_clients", len(e.clients), "max_client_windows", e.maxClientWindows)
 	return e, nil
 }
+
+// ClientWindows returns the number of client windows kept (at most the
+// limit set by WithMaxClientWindows, except right after a batch that
+// executed requests of more clients than that).
+func (e *Executor) ClientWindows() int { return len(e.clients) }
 
 // LastExecuted returns the sequence of the last applied batch (0 if none).
 func (e *Executor) LastExecuted() uint64 { return e.lastExecuted }
@@ -236,12 +284,14 @@ func (e *Executor) CachedReply(clientID []byte, requestNumber uint64) ([]byte, b
 
 // StateDigest returns SHA-256("pbftnode/v1/state" || app.Digest() ||
 // reply-cache digest || uvarint(last executed)), the digest checkpoints
-// certify. The reply-cache digest is the AdHash, over every cached entry
-// (client, n, result) of every client window, of
+// certify. The reply-cache digest is the AdHash of one element per cached
+// entry (client, n, result) of every client window,
 // SHA-256("pbftnode/v1/reply-entry" || uvarint(len id) || id || uvarint(n)
-// || result); it is maintained incrementally (entries are added when
-// cached and subtracted when evicted), so StateDigest costs O(1) when
-// app.Digest does.
+// || result), and one element per window, SHA-256("pbftnode/v1/reply-window"
+// || uvarint(len id) || id || uvarint(lastSeq)), so it covers the state
+// that decides future window evictions. It is maintained incrementally
+// (elements are added when cached or stamped and subtracted when evicted
+// or restamped), so StateDigest costs O(1) when app.Digest does.
 func (e *Executor) StateDigest() [32]byte {
 	h := sha256.New()
 	h.Write([]byte(stateDigestDomain))
@@ -267,10 +317,19 @@ func (e *Executor) StateDigest() [32]byte {
 //     the cached reply is output;
 //   - otherwise: executed, cached and output; if RequestNumber > H it
 //     becomes the new H and the entries at or below H-ClientWindow are
-//     evicted.
+//     evicted. The client's window (created if it had none) gets lastSeq =
+//     sequence.
 //
-// An empty batch (null request) only advances the sequence. Application
-// writes, reply cache updates and the new last executed sequence are
+// Then, while more windows exist than the limit (WithMaxClientWindows),
+// the window with the smallest (lastSeq, client ID) among those that
+// executed no request in this batch is evicted whole: the client's next
+// request is treated as new. If the batch executed requests of more
+// clients than the limit, their windows are all kept and the limit is
+// exceeded until later batches evict them.
+//
+// An empty batch (null request) only advances the sequence (and may evict
+// windows). Application writes, reply cache updates (including the
+// deletion of evicted windows) and the new last executed sequence are
 // written in one unsynced goleveldb batch (see the package documentation
 // for why no fsync is needed).
 func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
@@ -284,10 +343,11 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 		e.batchApp.Begin()
 	}
 	// The batch changes the committed windows in place, logging in e.undo
-	// how to revert the entries and in e.touched each window's previous H;
-	// unless the batch is written, the deferred call reverts them (and
-	// removes the windows it created), so on error, or a panic of the
-	// application, the executor's state is unchanged.
+	// how to revert the entries, in e.touched each window's previous H and
+	// lastSeq, and in e.evicted and e.popped the evictions; unless the
+	// batch is written, the deferred call reverts them (and removes the
+	// windows it created), so on error, or a panic of the application, the
+	// executor's state is unchanged.
 	written := false
 	defer func() {
 		if !written {
@@ -323,15 +383,23 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 			e.clients[id] = w
 			w.touched = true
 			e.touched = append(e.touched, touchedWindow{id: id, w: w, created: true})
+			w.stamp(req.ClientID, sequence, true, &cacheAcc)
 		} else if !w.touched {
 			w.touched = true
-			e.touched = append(e.touched, touchedWindow{id: string(req.ClientID), w: w, prevHigh: w.high})
+			e.touched = append(e.touched, touchedWindow{id: string(req.ClientID), w: w, prevHigh: w.high, prevLastSeq: w.lastSeq, prevSeqHash: w.seqHash})
+			w.stamp(req.ClientID, sequence, false, &cacheAcc)
 		}
 		result := e.app.Execute(req.Operation)
 		cached := bytes.Clone(result)
 		entry := windowEntry{result: cached, hash: replyHashOf(req.ClientID, req.RequestNumber, cached)}
 		w.recordEntry(req.RequestNumber, entry, &cacheAcc, &e.undo)
 		replies = append(replies, Reply{ClientID: bytes.Clone(req.ClientID), RequestNumber: req.RequestNumber, Result: result})
+	}
+	if len(e.clients) > e.maxClientWindows {
+		e.evictWindows(&cacheAcc)
+		if len(e.evicted) > 0 {
+			e.logger.Debug("executor: evicted client windows", "sequence", sequence, "evicted", len(e.evicted), "windows", len(e.clients))
+		}
 	}
 
 	if e.batch == nil {
@@ -351,11 +419,17 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 		e.valueBuf = t.w.appendEncoded(e.valueBuf[:0])
 		batch.Put(e.keyBuf, e.valueBuf)
 	}
+	// Evicted windows in eviction order ((lastSeq, client ID) ascending).
+	for _, ev := range e.evicted {
+		e.keyBuf = append(append(e.keyBuf[:0], executorReplyPrefix...), ev.id...)
+		batch.Delete(e.keyBuf)
+	}
 	batch.Put([]byte(executorLastKey), binary.BigEndian.AppendUint64(e.keyBuf[:0], sequence))
 	if err := e.ldb.Write(batch, &opt.WriteOptions{Sync: false}); err != nil {
 		return nil, fmt.Errorf("executor: apply sequence %d: write: %w", sequence, err)
 	}
 	written = true
+	e.commitEvictHeap(sequence)
 	if e.batchApp != nil {
 		e.batchApp.Commit()
 	}

@@ -175,6 +175,10 @@ func isExecutorTransferKey(key []byte) bool {
 type restoreState struct {
 	// lastKey is the last key written, nil before the first.
 	lastKey []byte
+	// lastExecuted is the value of the e/last entry accepted, 0 before it
+	// (e/last sorts before every e/reply/ key, so windows are checked
+	// against the final value).
+	lastExecuted uint64
 	// failed is the first error of the restore; once set, only
 	// RestoreAbort (or RestoreBegin) can follow.
 	failed error
@@ -211,7 +215,8 @@ func (e *Executor) RestoreBegin() error {
 // greater than all keys of earlier chunks of this restore; application
 // keys (storage.PrefixApp) must pass the application's CheckTransferEntry;
 // executor keys must be e/last with an 8-byte value or e/reply/<client ID>
-// (1 to MaxClientIDSize bytes) with a valid client window record. On any
+// (1 to MaxClientIDSize bytes) with a valid client window record whose
+// last active sequence is at most e/last (0 when no e/last came). On any
 // error nothing of the chunk is written and the restore is failed: only
 // RestoreAbort or RestoreBegin may follow.
 func (e *Executor) RestoreChunk(entries []*wire.KeyValue) error {
@@ -260,14 +265,21 @@ func (e *Executor) checkRestoreEntry(entry *wire.KeyValue, prev []byte) error {
 		if len(value) != 8 {
 			return fmt.Errorf("last executed value of length %d, want 8", len(value))
 		}
+		// A later entry of this chunk may still fail it; then the whole
+		// restore is failed, so the value is never used.
+		e.restore.lastExecuted = binary.BigEndian.Uint64(value)
 		return nil
 	case bytes.HasPrefix(key, []byte(executorReplyPrefix)):
 		clientID := key[len(executorReplyPrefix):]
 		if len(clientID) == 0 || len(clientID) > MaxClientIDSize {
 			return fmt.Errorf("client window key with client ID of length %d, want 1..%d", len(clientID), MaxClientIDSize)
 		}
-		if _, err := decodeClientWindow(string(clientID), value); err != nil {
+		w, err := decodeClientWindow(string(clientID), value)
+		if err != nil {
 			return fmt.Errorf("client window of %x: %w", clientID, err)
+		}
+		if w.lastSeq > e.restore.lastExecuted {
+			return fmt.Errorf("client window of %x: %w: last active sequence %d above last executed %d", clientID, errCorruptWindow, w.lastSeq, e.restore.lastExecuted)
 		}
 		return nil
 	default:
@@ -404,9 +416,7 @@ func (e *Executor) wipeState() error {
 			return fmt.Errorf("wipe %s: %w", prefix, err)
 		}
 	}
-	e.lastExecuted = 0
-	e.clients = make(map[string]*clientWindow)
-	e.cacheAcc = adHash{}
+	e.resetState()
 	if err := e.transferApp.Reload(); err != nil {
 		return fmt.Errorf("wipe: %w", err)
 	}

@@ -16,6 +16,10 @@ func TestRestoreRejectsHostileChunks(t *testing.T) {
 	}
 	valid := kvEntry("a", []byte("1"))
 	window := (&clientWindow{high: 3, entries: map[uint64]windowEntry{3: {result: []byte("r")}}}).encode()
+	windowWith := func(trailer ...byte) *wire.KeyValue {
+		return &wire.KeyValue{Key: []byte(executorReplyPrefix + "c"), Value: append(bytes.Clone(window), trailer...)}
+	}
+	last9 := &wire.KeyValue{Key: []byte(executorLastKey), Value: binary.BigEndian.AppendUint64(nil, 9)}
 	cases := map[string]struct {
 		earlier []*wire.KeyValue // an accepted chunk before the hostile one
 		chunk   []*wire.KeyValue
@@ -39,6 +43,17 @@ func TestRestoreRejectsHostileChunks(t *testing.T) {
 		"window trailing bytes":  {chunk: []*wire.KeyValue{{Key: []byte(executorReplyPrefix + "c"), Value: append(bytes.Clone(window), 0)}}},
 		"window missing high": {chunk: []*wire.KeyValue{{Key: []byte(executorReplyPrefix + "c"),
 			Value: binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(nil, 9), 1), 3), 0)}}},
+		// The lastSeq trailer (see decodeClientWindow), after an accepted
+		// e/last of 9.
+		"window lastSeq truncated":   {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith(0x85)}},
+		"window lastSeq overflow":    {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith(bytes.Repeat([]byte{0xff}, 10)...)}},
+		"window lastSeq zero":        {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith(0)}},
+		"window lastSeq non-minimal": {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith(0x85, 0x00)}},
+		"window lastSeq trailing":    {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith(5, 0)}},
+		"window lastSeq above last":  {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith(10)}},
+		"window lastSeq, no last":    {chunk: []*wire.KeyValue{windowWith(1)}},
+		"window lastSeq above last in chunk": {chunk: []*wire.KeyValue{
+			{Key: []byte(executorLastKey), Value: binary.BigEndian.AppendUint64(nil, 4)}, windowWith(5)}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

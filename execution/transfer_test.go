@@ -309,6 +309,18 @@ func TestRestoreDetectsTampering(t *testing.T) {
 		},
 		"removed kv entry":      func() []*wire.KeyValue { return slices.Delete(clone(), kvIdx, kvIdx+1) },
 		"removed client window": func() []*wire.KeyValue { return slices.Delete(clone(), replyIdx, replyIdx+1) },
+		// A valid, earlier lastSeq: it would change later evictions.
+		"tampered window lastSeq": func() []*wire.KeyValue {
+			c := clone()
+			id := string(c[replyIdx].Key[len(executorReplyPrefix):])
+			w, err := decodeClientWindow(id, c[replyIdx].Value)
+			if err != nil || w.lastSeq != 20 {
+				t.Fatalf("window %q: lastSeq %d, %v", id, w.lastSeq, err)
+			}
+			w.lastSeq = 19
+			c[replyIdx].Value = w.encode()
+			return c
+		},
 		"tampered last executed": func() []*wire.KeyValue {
 			c := clone()
 			i := slices.IndexFunc(c, func(e *wire.KeyValue) bool { return string(e.Key) == executorLastKey })

@@ -17,6 +17,7 @@ type clientModel struct {
 	outstanding map[uint64]bool
 	high        uint64
 	results     map[uint64][]byte // every executed number, never evicted
+	lastSeq     uint64            // the last batch that executed a request
 }
 
 func (m *clientModel) tooOld(n uint64) bool {
@@ -66,6 +67,9 @@ func modelDigest(models []*clientModel) adHash {
 			if !m.tooOld(n) {
 				acc.add(replyHash(string(m.id), n, result))
 			}
+		}
+		if len(m.results) > 0 {
+			acc.add(windowSeqHash(m.id, m.lastSeq))
 		}
 	}
 	return acc
@@ -137,6 +141,7 @@ func runRandomInterleaving(t *testing.T, seed int64) {
 				want = append(want, true)
 				m.results[req.RequestNumber] = nil // filled from the reply below
 				m.high = max(m.high, req.RequestNumber)
+				m.lastSeq = seq
 				newly = append(newly, req)
 			}
 		}
