@@ -53,22 +53,7 @@ func BenchmarkApply(b *testing.B) {
 	for range 2 * keys / batchSize {
 		apply(makeBatch())
 	}
-	pre := make([][]Request, 256)
-	for i := range pre {
-		pre[i] = makeBatch()
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i += batchSize {
-		apply(pre[(i/batchSize)%len(pre)])
-		if (i/batchSize)%len(pre) == len(pre)-1 {
-			b.StopTimer()
-			for j := range pre {
-				pre[j] = makeBatch()
-			}
-			b.StartTimer()
-		}
-	}
+	measureBatches(b, batchSize, makeBatch, apply)
 }
 
 // BenchmarkApplyEvicting measures the execution cost per request under
@@ -102,6 +87,16 @@ func BenchmarkApplyEvicting(b *testing.B) {
 	for range 2 * limit / batchSize { // fill the windows
 		apply(makeBatch())
 	}
+	measureBatches(b, batchSize, makeBatch, apply)
+	if r.exe.ClientWindows() != limit {
+		b.Fatalf("%d windows, want %d", r.exe.ClientWindows(), limit)
+	}
+}
+
+// measureBatches times b.N requests applied in batches of batchSize: it
+// builds 256 batches ahead, applies them in turn and rebuilds them, off the
+// clock, each time they run out.
+func measureBatches(b *testing.B, batchSize int, makeBatch func() []Request, apply func([]Request)) {
 	pre := make([][]Request, 256)
 	for i := range pre {
 		pre[i] = makeBatch()
@@ -117,8 +112,5 @@ func BenchmarkApplyEvicting(b *testing.B) {
 			}
 			b.StartTimer()
 		}
-	}
-	if r.exe.ClientWindows() != limit {
-		b.Fatalf("%d windows, want %d", r.exe.ClientWindows(), limit)
 	}
 }

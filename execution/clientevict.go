@@ -1,8 +1,6 @@
 package execution
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 )
 
@@ -224,20 +222,5 @@ func (w *clientWindow) stamp(clientID []byte, sequence uint64, fresh bool, acc *
 // uvarint(lastSeq)). It makes the digest cover lastSeq, which decides
 // future evictions.
 func windowSeqHash[ID string | []byte](clientID ID, lastSeq uint64) [32]byte {
-	var buf [hashScratchSize]byte
-	if len(replyWindowDomain)+2*binary.MaxVarintLen64+len(clientID) > len(buf) {
-		h := sha256.New()
-		h.Write([]byte(replyWindowDomain))
-		h.Write(binary.AppendUvarint(nil, uint64(len(clientID))))
-		h.Write([]byte(clientID))
-		h.Write(binary.AppendUvarint(nil, lastSeq))
-		var out [32]byte
-		h.Sum(out[:0])
-		return out
-	}
-	b := append(buf[:0], replyWindowDomain...)
-	b = binary.AppendUvarint(b, uint64(len(clientID)))
-	b = append(b, clientID...)
-	b = binary.AppendUvarint(b, lastSeq)
-	return sha256.Sum256(b)
+	return clientNumberHash(replyWindowDomain, clientID, lastSeq, nil)
 }

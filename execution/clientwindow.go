@@ -324,23 +324,31 @@ func replyHash(clientID string, n uint64, result []byte) [32]byte {
 
 // replyHashOf is replyHash for a client ID given as a string or as bytes.
 func replyHashOf[ID string | []byte](clientID ID, n uint64, result []byte) [32]byte {
+	return clientNumberHash(replyEntryDomain, clientID, n, result)
+}
+
+// clientNumberHash returns SHA-256(domain || uvarint(len id) || id ||
+// uvarint(n) || tail), the shape of the reply-cache digest elements
+// (replyHashOf, windowSeqHash). Inputs that fit hashScratchSize are hashed
+// from a stack buffer in one call (no allocation); larger ones are
+// streamed. Both ways hash the same bytes.
+func clientNumberHash[ID string | []byte](domain string, clientID ID, n uint64, tail []byte) [32]byte {
 	var buf [hashScratchSize]byte
-	size := len(replyEntryDomain) + 2*binary.MaxVarintLen64 + len(clientID) + len(result)
-	if size > len(buf) {
+	if len(domain)+2*binary.MaxVarintLen64+len(clientID)+len(tail) > len(buf) {
 		h := sha256.New()
-		h.Write([]byte(replyEntryDomain))
+		h.Write([]byte(domain))
 		h.Write(binary.AppendUvarint(nil, uint64(len(clientID))))
 		h.Write([]byte(clientID))
 		h.Write(binary.AppendUvarint(nil, n))
-		h.Write(result)
+		h.Write(tail)
 		var out [32]byte
 		h.Sum(out[:0])
 		return out
 	}
-	b := append(buf[:0], replyEntryDomain...)
+	b := append(buf[:0], domain...)
 	b = binary.AppendUvarint(b, uint64(len(clientID)))
 	b = append(b, clientID...)
 	b = binary.AppendUvarint(b, n)
-	b = append(b, result...)
+	b = append(b, tail...)
 	return sha256.Sum256(b)
 }

@@ -177,25 +177,6 @@ func (h *Host) runClientSession(sess *clientSession) {
 	}
 }
 
-// drainBatch appends to batch the frames already queued on q, up to about
-// writeBufferSize bytes in all.
-func drainBatch(batch [][]byte, q *frameQueue) [][]byte {
-	size := 0
-	for _, f := range batch {
-		size += len(f)
-	}
-	for size < writeBufferSize {
-		select {
-		case f := <-q.frames:
-			batch = append(batch, f)
-			size += len(f)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
 // SendToClient enqueues frame for client on its bounded reply queue; it is
 // written on every stream the client has open to this replica. It returns
 // false, and counts the drop, if the client has no open stream, its queue is

@@ -121,6 +121,7 @@ func (l *outLink) serve(ctx context.Context, s network.Stream) error {
 		readerDone <- l.readBack(s)
 	}()
 	w := bufio.NewWriterSize(s, writeBufferSize)
+	var batch [][]byte
 	for {
 		select {
 		case <-ctx.Done():
@@ -131,7 +132,10 @@ func (l *outLink) serve(ctx context.Context, s network.Stream) error {
 			_ = s.Reset()
 			return err
 		case frame := <-l.queue.frames:
-			if err := l.h.writeBatch(s, w, frame, l.queue); err != nil {
+			batch = drainBatch(append(batch[:0], frame), l.queue)
+			err := l.h.writeFrames(s, w, batch)
+			clear(batch)
+			if err != nil {
 				_ = s.Reset()
 				<-readerDone
 				return err
@@ -156,42 +160,6 @@ func (l *outLink) readBack(s network.Stream) error {
 		return fmt.Errorf("p2p: replica stream closed: %w", err)
 	}
 	return l.h.readFrames(s, int(l.member.Index), l.h.replies)
-}
-
-// writeBatch writes first and then whatever else is already queued, up to
-// about one write buffer, and flushes, all under the write timeout. It
-// counts what was flushed. Frames written into w but not flushed when an
-// error occurs are lost.
-func (h *Host) writeBatch(s network.Stream, w *bufio.Writer, first []byte, q *frameQueue) error {
-	if err := s.SetWriteDeadline(time.Now().Add(h.writeTimeout)); err != nil {
-		return fmt.Errorf("p2p: set write deadline: %w", err)
-	}
-	frames, bytes := 0, 0
-	frame := first
-	for {
-		if err := WriteFrame(w, frame, h.maxFrameSize); err != nil {
-			return err
-		}
-		frames++
-		bytes += len(frame)
-		if w.Buffered() >= writeBufferSize {
-			break
-		}
-		var more bool
-		select {
-		case frame, more = <-q.frames:
-		default:
-		}
-		if !more {
-			break
-		}
-	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("p2p: flush frames: %w", err)
-	}
-	h.stats.framesSent.Add(uint64(frames))
-	h.stats.bytesSent.Add(uint64(bytes))
-	return nil
 }
 
 // writeFrames writes frames to s through w and flushes, within the write

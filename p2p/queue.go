@@ -27,6 +27,25 @@ func (q *frameQueue) push(frame []byte) bool {
 	}
 }
 
+// drainBatch appends to batch the frames already queued on q, up to about
+// writeBufferSize bytes in all.
+func drainBatch(batch [][]byte, q *frameQueue) [][]byte {
+	size := 0
+	for _, f := range batch {
+		size += len(f)
+	}
+	for size < writeBufferSize {
+		select {
+		case f := <-q.frames:
+			batch = append(batch, f)
+			size += len(f)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
 // lockedRand serialises access to a *rand.Rand, which is not safe for
 // concurrent use, so every peer's backoff can share the injected source.
 type lockedRand struct {
