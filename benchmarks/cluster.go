@@ -29,6 +29,7 @@ type clusterSpec struct {
 	replicas  int
 	noFsync   bool
 	logLevel  string // the replicas' --log-level, or "" for their default
+	profDir   string // when set, replica i writes a CPU profile to profDir/nodeI.pprof
 	dir       string // parent directory; each attempt writes a subdirectory
 	byzantine map[int]string
 	rng       *rand.Rand
@@ -147,6 +148,9 @@ func (c *cluster) start(i int) error {
 	}
 	if c.spec.logLevel != "" {
 		args = append(args, "--log-level", c.spec.logLevel)
+	}
+	if c.spec.profDir != "" {
+		args = append(args, "--cpuprofile", filepath.Join(c.spec.profDir, fmt.Sprintf("node%d.pprof", i)))
 	}
 	logf, err := os.OpenFile(c.logPath(i), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

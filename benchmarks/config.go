@@ -57,6 +57,11 @@ type Config struct {
 	// ReplicaLogLevel, when set, is passed to every replica as
 	// --log-level (e.g. "debug", with --keep, to study a run's logs).
 	ReplicaLogLevel string
+	// CPUProfileDir, when set, makes every replica write a CPU profile
+	// of its whole life to DIR/nodeI.pprof (run --cpuprofile) and the
+	// bench process one of its clients to DIR/harness.pprof: for
+	// `go tool pprof`.
+	CPUProfileDir string
 	// Scenario is one of Scenarios (default none).
 	Scenario string
 	// ByzantineStrategy is the byzantine scenario's strategy (default

@@ -1,7 +1,10 @@
 package benchmarks
 
 import (
+	"compress/gzip"
 	"context"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -22,11 +25,12 @@ func TestRunPBFTEndToEnd(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	profDir := filepath.Join(t.TempDir(), "profiles")
 	res, err := Run(ctx, Config{
 		Binary: bin, Protocol: "pbft", Replicas: 4, NoFsync: true,
 		Clients: 2, Window: 8,
 		Duration: 2 * time.Second, Warmup: 500 * time.Millisecond, CeilingDuration: 300 * time.Millisecond,
-		WorkDir: t.TempDir(), Keep: true,
+		WorkDir: t.TempDir(), Keep: true, CPUProfileDir: profDir,
 	})
 	if err != nil {
 		t.Fatalf("bench run: %v", err)
@@ -51,7 +55,33 @@ func TestRunPBFTEndToEnd(t *testing.T) {
 	if res.BytesSentPerOp <= 0 {
 		t.Errorf("bytes sent per op %v, want > 0", res.BytesSentPerOp)
 	}
+	// --cpuprofile-dir: a gzipped pprof profile from every replica (written
+	// as it shut down) and from the harness.
+	for _, name := range []string{"node0", "node1", "node2", "node3", "harness"} {
+		checkProfile(t, filepath.Join(profDir, name+".pprof"))
+	}
 	if res.ViewChangeTimeoutMs != 1000 {
 		t.Errorf("view-change timeout %v ms, want the default 1000", res.ViewChangeTimeoutMs)
+	}
+}
+
+// checkProfile fails t unless path holds a gzipped, non-empty profile,
+// the format runtime/pprof writes and go tool pprof reads.
+func checkProfile(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Errorf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Errorf("profile %s is not gzipped: %v", path, err)
+		return
+	}
+	n, err := io.Copy(io.Discard, zr)
+	if err != nil || n == 0 {
+		t.Errorf("profile %s: %d bytes, %v", path, n, err)
 	}
 }

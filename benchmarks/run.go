@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/pbftnode/pbftnode/crypto"
@@ -64,12 +65,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	spec := clusterSpec{
 		binary: cfg.Binary, protocol: cfg.Protocol, replicas: cfg.Replicas, noFsync: cfg.NoFsync,
-		logLevel: cfg.ReplicaLogLevel, dir: workDir, log: cfg.Logger,
+		logLevel: cfg.ReplicaLogLevel, profDir: cfg.CPUProfileDir, dir: workDir, log: cfg.Logger,
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), cfg.Seed)),
 	}
 	if cfg.Scenario == ScenarioByzantine {
 		// Replica 0 is the primary of view 0.
 		spec.byzantine = map[int]string{0: cfg.ByzantineStrategy}
+	}
+	if cfg.CPUProfileDir != "" {
+		stopProfile, err := startHarnessProfile(cfg.CPUProfileDir)
+		if err != nil {
+			return res, err
+		}
+		defer stopProfile()
 	}
 	prog.say("starting %d %s replicas", cfg.Replicas, cfg.Protocol)
 	cl, err := startCluster(ctx, spec)
@@ -337,3 +345,21 @@ func replicaTick(home string) (time.Duration, node.FileConfig) {
 
 // errNoResults is returned by Compare when no configuration succeeded.
 var errNoResults = errors.New("no configuration could be measured")
+
+// startHarnessProfile writes the bench process's CPU profile (its
+// clients, from cluster start to the end of the run) to
+// dir/harness.pprof until the returned function is called.
+func startHarnessProfile(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("profile directory: %w", err)
+	}
+	f, err := os.Create(filepath.Join(dir, "harness.pprof"))
+	if err != nil {
+		return nil, fmt.Errorf("harness profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("harness profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}

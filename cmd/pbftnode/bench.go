@@ -24,6 +24,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Replicas, "replicas", 0, "number of replicas (default 4 for pbft, 3 for raft)")
 	fs.BoolVar(&cfg.NoFsync, "unsafe-no-fsync", false, "run the replicas with fsync off")
 	fs.StringVar(&cfg.Scenario, "scenario", benchmarks.ScenarioNone, "fault: "+strings.Join(benchmarks.Scenarios, ", "))
+	fs.StringVar(&cfg.CPUProfileDir, "cpuprofile-dir", "", "write CPU profiles of every replica (nodeI.pprof) and of the clients (harness.pprof) into this directory")
 	fs.StringVar(&cfg.ReplicaLogLevel, "replica-log-level", "", "pass --log-level to every replica (e.g. debug, with --keep to study the replica logs)")
 	fs.StringVar(&cfg.ByzantineStrategy, "byzantine-strategy", benchmarks.DefaultByzantineStrategy,
 		"strategy of the Byzantine replica in --scenario byzantine: "+strings.Join(byzantine.Strategies, ", "))

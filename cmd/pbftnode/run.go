@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -21,6 +22,7 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	strategy := fs.String("byzantine", "", "FAULT INJECTION: make this replica misbehave on purpose ("+strings.Join(byzantine.Strategies, ", ")+"); for testing only")
 	settings := node.RegisterConfigFlags(fs) // one flag per config.json setting, e.g. --unsafe-no-fsync
 	logs := addLogFlags(fs, "info")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the replica's whole run to this file (for go tool pprof)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -46,6 +48,17 @@ func runReplica(args []string, _, stderr io.Writer) error {
 		}
 		cfg.Filter = f
 		logger.Warn("FAULT INJECTION: this replica is Byzantine on purpose", "strategy", *strategy)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
