@@ -36,6 +36,15 @@ type clusterSpec struct {
 	log       *slog.Logger
 }
 
+// testnetProtocol is the protocol of the testnet's configuration: a
+// floor cluster runs on a PBFT configuration.
+func (s clusterSpec) testnetProtocol() string {
+	if s.protocol == ProtocolFloor {
+		return "pbft"
+	}
+	return s.protocol
+}
+
 // cluster is a testnet whose replicas run as `pbftnode run` processes.
 type cluster struct {
 	spec clusterSpec
@@ -72,7 +81,7 @@ func startCluster(ctx context.Context, spec clusterSpec) (*cluster, error) {
 			hc:    &http.Client{Timeout: 2 * time.Second},
 			procs: make([]*replicaProc, spec.replicas),
 		}
-		args := []string{"testnet", "--protocol", spec.protocol, "--replicas", strconv.Itoa(spec.replicas),
+		args := []string{"testnet", "--protocol", spec.testnetProtocol(), "--replicas", strconv.Itoa(spec.replicas),
 			"--dir", c.dir, "--base-port", strconv.Itoa(base)}
 		if spec.noFsync {
 			args = append(args, "--unsafe-no-fsync")
@@ -142,6 +151,9 @@ func (c *cluster) start(i int) error {
 	args := []string{"run", "--home", c.home(i)}
 	if c.spec.noFsync {
 		args = append(args, "--unsafe-no-fsync")
+	}
+	if c.spec.protocol == ProtocolFloor {
+		args = append(args, "--benchmark-floor")
 	}
 	if s := c.spec.byzantine[i]; s != "" {
 		args = append(args, "--byzantine", s)

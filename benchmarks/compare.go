@@ -87,6 +87,11 @@ func (o CompareOptions) plan() []plannedRun {
 			runs = append(runs, at(GroupScaling, n, nil))
 		}
 		n0 := sizes[0]
+		if proto == "pbft" {
+			// Right after PBFT's saturated run, on the same machine state:
+			// what PBFT's data path costs without agreement.
+			runs = append(runs, at(GroupFloor, n0, func(c *Config) { c.Protocol = ProtocolFloor }))
+		}
 		runs = append(runs,
 			at(GroupFsyncOff, n0, func(c *Config) { c.NoFsync = true }),
 			at(GroupCrashBackup, n0, func(c *Config) { c.Scenario = ScenarioCrashBackup }),

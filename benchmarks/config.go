@@ -48,7 +48,7 @@ type Config struct {
 	// Binary is the pbftnode executable the replicas run (default: this
 	// process's executable, os.Executable).
 	Binary string
-	// Protocol is "pbft" (default) or "raft".
+	// Protocol is "pbft" (default), "raft", or ProtocolFloor.
 	Protocol string
 	// Replicas is n (default 4 for PBFT, 3 for Raft).
 	Replicas int
@@ -188,15 +188,27 @@ func (c Config) withDefaults() (Config, error) {
 	return c, c.validate()
 }
 
+// ProtocolFloor is the benchmark's third "protocol": PBFT's data path
+// without agreement (replicas run `pbftnode run --benchmark-floor`,
+// node.FloorNode). Every replica verifies each client signature and
+// answers, the primary relays the requests in signed PRE-PREPAREs, and
+// nothing is prepared, committed, persisted or executed. Its throughput
+// is the most a PBFT cluster could reach on this machine with this
+// transport and these signatures; PBFT's distance from it is what
+// agreement, persistence and execution cost.
+const ProtocolFloor = "floor"
+
 // ErrConfig marks an invalid configuration.
 var ErrConfig = errors.New("invalid benchmark configuration")
 
 func (c Config) validate() error {
 	switch {
-	case c.Protocol != "pbft" && c.Protocol != "raft":
-		return fmt.Errorf("%w: protocol %q: want pbft or raft", ErrConfig, c.Protocol)
-	case c.Protocol == "pbft" && c.Replicas < 4:
-		return fmt.Errorf("%w: PBFT needs at least 4 replicas (n = 3f+1), got %d", ErrConfig, c.Replicas)
+	case c.Protocol != "pbft" && c.Protocol != "raft" && c.Protocol != ProtocolFloor:
+		return fmt.Errorf("%w: protocol %q: want pbft, raft or %s", ErrConfig, c.Protocol, ProtocolFloor)
+	case c.Protocol != "raft" && c.Replicas < 4:
+		return fmt.Errorf("%w: %s needs at least 4 replicas (n = 3f+1), got %d", ErrConfig, c.Protocol, c.Replicas)
+	case c.Protocol == ProtocolFloor && c.Scenario != ScenarioNone:
+		return fmt.Errorf("%w: the %s has no faults to survive: scenario %q needs pbft or raft", ErrConfig, ProtocolFloor, c.Scenario)
 	case c.Protocol == "raft" && c.Replicas < 3:
 		return fmt.Errorf("%w: raft needs at least 3 replicas (n = 2f+1) to tolerate a crash, got %d", ErrConfig, c.Replicas)
 	case !slices.Contains(Scenarios, c.Scenario):

@@ -44,6 +44,8 @@ func TestConfigRejects(t *testing.T) {
 	for name, c := range map[string]Config{
 		"unknown protocol":  {Protocol: "paxos"},
 		"pbft n=3":          {Protocol: "pbft", Replicas: 3},
+		"floor n=3":         {Protocol: ProtocolFloor, Replicas: 3},
+		"floor crash":       {Protocol: ProtocolFloor, Scenario: ScenarioCrashLeader},
 		"raft byzantine":    {Protocol: "raft", Scenario: ScenarioByzantine},
 		"unknown scenario":  {Scenario: "meteor"},
 		"payload 100":       {Payload: 100},
@@ -64,13 +66,13 @@ func TestComparePlan(t *testing.T) {
 	count := make(map[string]int)
 	for _, r := range runs {
 		count[r.cfg.Protocol+" "+r.group]++
-		if r.group != GroupScaling && r.cfg.Replicas != map[string]int{"pbft": 4, "raft": 3}[r.cfg.Protocol] {
+		if r.group != GroupScaling && r.cfg.Replicas != map[string]int{"pbft": 4, "raft": 3, ProtocolFloor: 4}[r.cfg.Protocol] {
 			t.Errorf("%s %s runs n=%d, want the smallest cluster", r.cfg.Protocol, r.group, r.cfg.Replicas)
 		}
 	}
 	want := map[string]int{
 		"pbft scaling": 3, "pbft fsync-off": 1, "pbft crash-backup": 1, "pbft crash-leader": 1, "pbft byzantine": 1,
-		"pbft one-client": 1, "pbft rate-sweep": 5,
+		"pbft one-client": 1, "pbft rate-sweep": 5, "floor floor": 1,
 		"raft scaling": 3, "raft fsync-off": 1, "raft crash-backup": 1, "raft crash-leader": 1,
 		"raft one-client": 1, "raft rate-sweep": 5,
 	}
@@ -79,8 +81,8 @@ func TestComparePlan(t *testing.T) {
 			t.Errorf("%s: %d runs, want %d", k, count[k], v)
 		}
 	}
-	if len(runs) != 25 {
-		t.Errorf("%d runs, want 25", len(runs))
+	if len(runs) != 26 {
+		t.Errorf("%d runs, want 26", len(runs))
 	}
 	for _, r := range runs {
 		if r.cfg.QuietWait != DefaultCompareQuietWait {

@@ -63,6 +63,25 @@ func TestRunPBFTEndToEnd(t *testing.T) {
 	if res.ViewChangeTimeoutMs != 1000 {
 		t.Errorf("view-change timeout %v ms, want the default 1000", res.ViewChangeTimeoutMs)
 	}
+
+	// The floor on the same binary: replica processes that verify, relay
+	// and answer, measured against a crypto ceiling of their own.
+	floor, err := Run(ctx, Config{
+		Binary: bin, Protocol: ProtocolFloor, Clients: 2, Window: 8,
+		Duration: time.Second, Warmup: 300 * time.Millisecond, CeilingDuration: 300 * time.Millisecond,
+		WorkDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatalf("floor run: %v", err)
+	}
+	t.Logf("%s: %.0f ops/s, %.1f requests per relayed batch", floor.Label, floor.ThroughputOps, floor.RequestsPerBatch)
+	if floor.Replicas != 4 || floor.ThroughputOps <= 0 || floor.CryptoCeilingFraction == nil {
+		t.Errorf("floor run: n=%d, %v ops/s, ceiling fraction %v: want n=4 answering, with a ceiling", floor.Replicas, floor.ThroughputOps, floor.CryptoCeilingFraction)
+	}
+	// Every replica counts the requests it relayed or answered in batches.
+	if floor.RequestsPerBatch < 1 {
+		t.Errorf("floor: %v requests per batch, want >= 1 (the primary relays every request)", floor.RequestsPerBatch)
+	}
 }
 
 // checkProfile fails t unless path holds a gzipped, non-empty profile,

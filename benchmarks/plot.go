@@ -23,6 +23,7 @@ const (
 	GroupByzantine   = "byzantine"    // one Byzantine replica (PBFT)
 	GroupOneClient   = "one-client"   // one client, one operation outstanding
 	GroupRateSweep   = "rate-sweep"   // open loop at fractions of the saturated throughput
+	GroupFloor       = "floor"        // PBFT's smallest n as ProtocolFloor: its data path without agreement
 )
 
 // Plot file names WritePlots writes.

@@ -40,7 +40,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		res.QuietWaitS, res.StartLoadCores = waited.Seconds(), load
 	}
-	if cfg.Protocol == "pbft" && cfg.CeilingDuration > 0 {
+	if cfg.Protocol != "raft" && cfg.CeilingDuration > 0 {
 		prog.say("measuring the crypto ceiling for n=%d for %v on %d workers", cfg.Replicas, cfg.CeilingDuration, runtime.GOMAXPROCS(0))
 		c, err := crypto.MeasureCeiling(ctx, cfg.Replicas, cfg.CeilingDuration, runtime.GOMAXPROCS(0))
 		if err != nil {
@@ -87,7 +87,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	defer cl.stop()
 	if tick, fc := replicaTick(cl.home(0)); cfg.Protocol == "pbft" {
 		res.ViewChangeTimeoutMs = ms(time.Duration(protocol.DefaultViewChangeTimeoutTicks) * tick)
-	} else {
+	} else if cfg.Protocol == "raft" {
 		ticks := fc.RaftElectionTicks
 		if ticks <= 0 {
 			ticks = raftmode.DefaultElectionTicks

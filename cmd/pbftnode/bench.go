@@ -20,7 +20,7 @@ import (
 func runBench(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var cfg benchmarks.Config
-	fs.StringVar(&cfg.Protocol, "protocol", "pbft", "consensus protocol: pbft or raft")
+	fs.StringVar(&cfg.Protocol, "protocol", "pbft", "consensus protocol: pbft or raft; or floor: PBFT's signature checks and messages to clients without agreement, persistence or execution (the most PBFT could reach here)")
 	fs.IntVar(&cfg.Replicas, "replicas", 0, "number of replicas (default 4 for pbft, 3 for raft)")
 	fs.BoolVar(&cfg.NoFsync, "unsafe-no-fsync", false, "run the replicas with fsync off")
 	fs.StringVar(&cfg.Scenario, "scenario", benchmarks.ScenarioNone, "fault: "+strings.Join(benchmarks.Scenarios, ", "))

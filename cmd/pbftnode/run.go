@@ -22,6 +22,7 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	strategy := fs.String("byzantine", "", "FAULT INJECTION: make this replica misbehave on purpose ("+strings.Join(byzantine.Strategies, ", ")+"); for testing only")
 	settings := node.RegisterConfigFlags(fs) // one flag per config.json setting, e.g. --unsafe-no-fsync
 	logs := addLogFlags(fs, "info")
+	floor := fs.Bool("benchmark-floor", false, "BENCHMARK ONLY: instead of PBFT, verify and answer requests without ordering, persisting or executing them (the transport-and-signature floor that bench --protocol floor measures); gives no guarantee")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the replica's whole run to this file (for go tool pprof)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -40,6 +41,9 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	cfg.Logger = logger
 	if *strategy != "" && cfg.Consensus == node.ProtocolRaft {
 		return fmt.Errorf("%w: --byzantine applies to PBFT only (the Raft mode tolerates crash faults only)", errUsage)
+	}
+	if *floor && (cfg.Consensus == node.ProtocolRaft || *strategy != "") {
+		return fmt.Errorf("%w: --benchmark-floor runs on a PBFT configuration, without --byzantine", errUsage)
 	}
 	if *strategy != "" {
 		f, err := byzantine.New(*strategy, cfg.Index, len(cfg.Replicas), cfg.Key, cfg.ClusterID)
@@ -62,7 +66,12 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := node.Launch(cfg)
+	var n node.Runner
+	if *floor {
+		n, err = node.StartFloor(cfg)
+	} else {
+		n, err = node.Launch(cfg)
+	}
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,9 @@ type Options struct {
 	// Raft tunes the Raft mode's cores.
 	Consensus string
 	Raft      raftmode.Config
+	// Floor runs node.FloorNode benchmark instruments on a PBFT
+	// configuration instead of PBFT replicas (Consensus must be PBFT).
+	Floor bool
 	// Filters makes replica i misbehave (fault injection).
 	Filters map[int]node.Filter
 	// FilterFactory, when set, builds replica i's filter from its key (a
@@ -54,11 +57,15 @@ type Net struct {
 	Nodes     []*node.Node // PBFT replicas, nil for a stopped replica
 	// RaftNodes are the Raft-mode replicas, nil for a stopped replica.
 	RaftNodes []*node.RaftNode
-	configs   []node.Config
-	dir       string
-	ownDir    bool
-	rand      io.Reader
-	logger    *slog.Logger
+	// Floors are the FloorNodes of an Options.Floor cluster, nil for a
+	// stopped one.
+	Floors  []*node.FloorNode
+	floor   bool
+	configs []node.Config
+	dir     string
+	ownDir  bool
+	rand    io.Reader
+	logger  *slog.Logger
 
 	mu      sync.Mutex
 	clients []*client.Client
@@ -72,7 +79,10 @@ func Start(opts Options) (*Net, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	net := &Net{ClusterID: fmt.Sprintf("localnet-%d", time.Now().UnixNano()), dir: opts.Dir, rand: opts.Rand, logger: opts.Logger}
+	if opts.Floor && opts.Consensus != "" && opts.Consensus != node.ProtocolPBFT {
+		return nil, fmt.Errorf("localnet: a floor cluster runs on a PBFT configuration, not %q", opts.Consensus)
+	}
+	net := &Net{ClusterID: fmt.Sprintf("localnet-%d", time.Now().UnixNano()), dir: opts.Dir, rand: opts.Rand, logger: opts.Logger, floor: opts.Floor}
 	if net.dir == "" {
 		d, err := os.MkdirTemp("", "pbftnode-localnet-")
 		if err != nil {
@@ -112,6 +122,7 @@ func Start(opts Options) (*Net, error) {
 	}
 	net.Nodes = make([]*node.Node, opts.Replicas)
 	net.RaftNodes = make([]*node.RaftNode, opts.Replicas)
+	net.Floors = make([]*node.FloorNode, opts.Replicas)
 	for i := range keys {
 		if err := net.StartReplica(i); err != nil {
 			net.Close()
@@ -126,6 +137,14 @@ func (n *Net) IsRaft() bool { return n.configs[0].Consensus == node.ProtocolRaft
 
 // StartReplica starts replica i (again).
 func (n *Net) StartReplica(i int) error {
+	if n.floor {
+		nd, err := node.StartFloor(n.configs[i])
+		if err != nil {
+			return fmt.Errorf("localnet: floor node %d: %w", i, err)
+		}
+		n.Floors[i] = nd
+		return nil
+	}
 	if n.IsRaft() {
 		nd, err := node.StartRaft(n.configs[i])
 		if err != nil {
@@ -150,6 +169,9 @@ func (n *Net) Replica(i int) node.Runner {
 	if n.Nodes[i] != nil {
 		return n.Nodes[i]
 	}
+	if n.Floors[i] != nil {
+		return n.Floors[i]
+	}
 	return nil
 }
 
@@ -160,7 +182,7 @@ func (n *Net) StopReplica(i int) error {
 		return nil
 	}
 	err := r.Close()
-	n.Nodes[i], n.RaftNodes[i] = nil, nil
+	n.Nodes[i], n.RaftNodes[i], n.Floors[i] = nil, nil, nil
 	return err
 }
 
