@@ -101,12 +101,8 @@ func (n *FloorNode) open() error {
 	}
 	n.db = db
 	pubs := make([]ed25519.PublicKey, len(cfg.Replicas))
-	members := make([]p2p.Member, len(cfg.Replicas))
 	for i, r := range cfg.Replicas {
 		pubs[i] = r.PublicKey
-		if members[i], err = Member(r); err != nil {
-			return err
-		}
 	}
 	n.maxBatch = cfg.Protocol.MaxBatchSize
 	if n.maxBatch <= 0 {
@@ -115,20 +111,8 @@ func (n *FloorNode) open() error {
 	n.pool = crypto.NewPool(cfg.ClusterID, cfg.VerifyWorkers)
 	n.signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
 	n.verifier = protocol.NewMessageVerifier(cfg.ClusterID, pubs, crypto.NewVerifiedCache(1<<16), n.pool, n.maxBatch)
-	key, err := crypto.LibP2PPrivateKey(cfg.Key)
-	if err != nil {
-		return fmt.Errorf("node: %w", err)
-	}
-	n.host, err = p2p.New(p2p.Config{
-		PrivateKey:     key,
-		ListenAddr:     cfg.ListenAddr,
-		Self:           int(cfg.Index),
-		Members:        members,
-		ClientsAllowed: true,
-		Logger:         n.log,
-	})
-	if err != nil {
-		return fmt.Errorf("node: %w", err)
+	if err := n.startHost(cfg, "", n.log); err != nil {
+		return err
 	}
 	n.metrics.watchTransport(n.host.Stats)
 	n.relay = make(chan *wire.Signed, floorRelayQueue)
@@ -165,43 +149,7 @@ func (n *FloorNode) Close() error { return n.shutdown(nil) }
 // PBFT Node's verification workers do.
 func (n *FloorNode) verifyLoop(ctx context.Context) {
 	defer n.wg.Done()
-	replicaFrames, clientFrames := n.host.ReplicaFrames(), n.host.ClientFrames()
-	arrivals := make([]arrival, 0, maxVerifyDrain)
-	for {
-		arrivals = arrivals[:0]
-		select {
-		case <-ctx.Done():
-			return
-		case f, ok := <-replicaFrames:
-			if !ok {
-				return
-			}
-			arrivals = append(arrivals, arrival{frame: f})
-		case f, ok := <-clientFrames:
-			if !ok {
-				return
-			}
-			arrivals = append(arrivals, arrival{frame: f, client: true})
-		}
-	drain:
-		for len(arrivals) < maxVerifyDrain {
-			select {
-			case f, ok := <-replicaFrames:
-				if !ok {
-					break drain
-				}
-				arrivals = append(arrivals, arrival{frame: f})
-			case f, ok := <-clientFrames:
-				if !ok {
-					break drain
-				}
-				arrivals = append(arrivals, arrival{frame: f, client: true})
-			default:
-				break drain
-			}
-		}
-		n.verifyArrivals(ctx, arrivals)
-	}
+	verifyLoop(ctx, n.host, n.verifyArrivals)
 }
 
 // verifyArrivals verifies frames together, answers every request that

@@ -46,49 +46,62 @@ type arrival struct {
 // maxVerifyDrain), and verifies them together.
 func (n *Node) verifyLoop(ctx context.Context) {
 	defer n.wg.Done()
-	replicaFrames, clientFrames := n.host.ReplicaFrames(), n.host.ClientFrames()
+	verifyLoop(ctx, n.host, n.verifyArrivals)
+}
+
+// verifyLoop hands verify every batch of frames takeArrivals takes from
+// host until ctx ends or the host's channels close.
+func verifyLoop(ctx context.Context, host *p2p.Host, verify func(context.Context, []arrival)) {
+	replicaFrames, clientFrames := host.ReplicaFrames(), host.ClientFrames()
 	arrivals := make([]arrival, 0, maxVerifyDrain)
 	for {
-		arrivals = arrivals[:0]
-		select {
-		case <-ctx.Done():
-			return
-		case f, ok := <-replicaFrames:
-			if !ok {
-				return
-			}
-			arrivals = append(arrivals, arrival{frame: f})
-		case f, ok := <-clientFrames:
-			if !ok {
-				return
-			}
-			arrivals = append(arrivals, arrival{frame: f, client: true})
+		var closed bool
+		arrivals, closed = takeArrivals(ctx, replicaFrames, clientFrames, arrivals[:0])
+		if len(arrivals) > 0 {
+			verify(ctx, arrivals)
 		}
-		closed := false
-	drain:
-		for len(arrivals) < maxVerifyDrain {
-			select {
-			case f, ok := <-replicaFrames:
-				if !ok {
-					closed = true
-					break drain
-				}
-				arrivals = append(arrivals, arrival{frame: f})
-			case f, ok := <-clientFrames:
-				if !ok {
-					closed = true
-					break drain
-				}
-				arrivals = append(arrivals, arrival{frame: f, client: true})
-			default:
-				break drain
-			}
-		}
-		n.verifyArrivals(ctx, arrivals)
 		if closed {
 			return
 		}
 	}
+}
+
+// takeArrivals waits for one frame from either channel, then appends it
+// and every frame already waiting, up to maxVerifyDrain in all, to
+// arrivals. closed reports that ctx ended or a channel closed: the caller
+// handles what was taken, then stops.
+func takeArrivals(ctx context.Context, replicaFrames, clientFrames <-chan p2p.Frame, arrivals []arrival) (_ []arrival, closed bool) {
+	select {
+	case <-ctx.Done():
+		return arrivals, true
+	case f, ok := <-replicaFrames:
+		if !ok {
+			return arrivals, true
+		}
+		arrivals = append(arrivals, arrival{frame: f})
+	case f, ok := <-clientFrames:
+		if !ok {
+			return arrivals, true
+		}
+		arrivals = append(arrivals, arrival{frame: f, client: true})
+	}
+	for len(arrivals) < maxVerifyDrain {
+		select {
+		case f, ok := <-replicaFrames:
+			if !ok {
+				return arrivals, true
+			}
+			arrivals = append(arrivals, arrival{frame: f})
+		case f, ok := <-clientFrames:
+			if !ok {
+				return arrivals, true
+			}
+			arrivals = append(arrivals, arrival{frame: f, client: true})
+		default:
+			return arrivals, false
+		}
+	}
+	return arrivals, false
 }
 
 // verifyArrivals verifies frames together and hands what passes to the

@@ -118,12 +118,8 @@ func (n *Node) open() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	pubs := make([]ed25519.PublicKey, len(cfg.Replicas))
-	members := make([]p2p.Member, len(cfg.Replicas))
 	for i, r := range cfg.Replicas {
 		pubs[i] = r.PublicKey
-		if members[i], err = Member(r); err != nil {
-			return err
-		}
 	}
 	n.pool = crypto.NewPool(cfg.ClusterID, cfg.VerifyWorkers)
 	pcfg := cfg.Protocol
@@ -138,23 +134,8 @@ func (n *Node) open() error {
 	if err := n.recover(); err != nil {
 		return err
 	}
-	key, err := crypto.LibP2PPrivateKey(cfg.Key)
-	if err != nil {
-		return fmt.Errorf("node: %w", err)
-	}
-	n.host, err = p2p.New(p2p.Config{
-		PrivateKey:      key,
-		ListenAddr:      cfg.ListenAddr,
-		Self:            int(cfg.Index),
-		Members:         members,
-		ClientsAllowed:  true,
-		ClientAllowlist: cfg.clientPeers,
-		ClientRateLimit: cfg.ClientRateLimit,
-		ClientRateBurst: cfg.ClientRateBurst,
-		Logger:          n.log,
-	})
-	if err != nil {
-		return fmt.Errorf("node: %w", err)
+	if err := n.startHost(cfg, "", n.log); err != nil {
+		return err
 	}
 	n.metrics.watchTransport(n.host.Stats)
 	n.inbox = make(chan input, cfg.InboxSize)

@@ -118,30 +118,8 @@ func (n *RaftNode) open() error {
 	if n.core, err = raftmode.New(rc); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	members := make([]p2p.Member, len(cfg.Replicas))
-	for i, r := range cfg.Replicas {
-		if members[i], err = Member(r); err != nil {
-			return err
-		}
-	}
-	key, err := crypto.LibP2PPrivateKey(cfg.Key)
-	if err != nil {
-		return fmt.Errorf("node: %w", err)
-	}
-	n.host, err = p2p.New(p2p.Config{
-		PrivateKey:      key,
-		ListenAddr:      cfg.ListenAddr,
-		Self:            int(cfg.Index),
-		Members:         members,
-		ClientsAllowed:  true,
-		ClientAllowlist: cfg.clientPeers,
-		ClientRateLimit: cfg.ClientRateLimit,
-		ClientRateBurst: cfg.ClientRateBurst,
-		ReplicaProtocol: p2p.RaftProtocol,
-		Logger:          n.log,
-	})
-	if err != nil {
-		return fmt.Errorf("node: %w", err)
+	if err := n.startHost(cfg, p2p.RaftProtocol, n.log); err != nil {
+		return err
 	}
 	n.metrics.watchTransport(n.host.Stats)
 	n.inbox = make(chan raftInput, cfg.InboxSize)

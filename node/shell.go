@@ -3,13 +3,17 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
 
+	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/storage"
 )
@@ -73,4 +77,39 @@ func (s *shell) closeResources(release func()) error {
 		errs = append(errs, s.db.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// startHost starts the replica's transport: its libp2p identity from
+// cfg.Key, the members from cfg.Replicas, clients admitted per cfg's
+// allowlist and rate limit, and replicaProtocol between replicas (""
+// for PBFT's).
+func (s *shell) startHost(cfg Config, replicaProtocol protocol.ID, log *slog.Logger) error {
+	members := make([]p2p.Member, len(cfg.Replicas))
+	for i, r := range cfg.Replicas {
+		m, err := Member(r)
+		if err != nil {
+			return err
+		}
+		members[i] = m
+	}
+	key, err := crypto.LibP2PPrivateKey(cfg.Key)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	s.host, err = p2p.New(p2p.Config{
+		PrivateKey:      key,
+		ListenAddr:      cfg.ListenAddr,
+		Self:            int(cfg.Index),
+		Members:         members,
+		ClientsAllowed:  true,
+		ClientAllowlist: cfg.clientPeers,
+		ClientRateLimit: cfg.ClientRateLimit,
+		ClientRateBurst: cfg.ClientRateBurst,
+		ReplicaProtocol: replicaProtocol,
+		Logger:          log,
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	return nil
 }
