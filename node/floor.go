@@ -116,14 +116,7 @@ func (n *FloorNode) open() error {
 	}
 	n.metrics.watchTransport(n.host.Stats)
 	n.relay = make(chan *wire.Signed, floorRelayQueue)
-	if cfg.MetricsAddr != "" {
-		srv, l, err := serveOps(cfg.MetricsAddr, n.metrics, n.opsState(), n.log)
-		if err != nil {
-			return err
-		}
-		n.http, n.metricsL = srv, l
-	}
-	return nil
+	return n.serveMetrics(cfg.MetricsAddr, n.metrics, n.opsState(), n.log)
 }
 
 // Status reports view 0, always active, led by replica 0; the executed

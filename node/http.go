@@ -142,13 +142,17 @@ func (n *Node) opsState() opsState {
 	}
 }
 
-// serveMetrics starts the operations HTTP server on addr.
-func (n *Node) serveMetrics(addr string) error {
-	srv, l, err := serveOps(addr, n.metrics, n.opsState(), n.log)
+// serveMetrics starts the operations HTTP server on addr, when addr is
+// set, and keeps it in the shell (shutdown closes it).
+func (s *shell) serveMetrics(addr string, m *metrics, st opsState, log *slog.Logger) error {
+	if addr == "" {
+		return nil
+	}
+	srv, l, err := serveOps(addr, m, st, log)
 	if err != nil {
 		return err
 	}
-	n.http, n.metricsL = srv, l
+	s.http, s.metricsL = srv, l
 	return nil
 }
 

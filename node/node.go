@@ -142,12 +142,7 @@ func (n *Node) open() error {
 	n.snapshotEvents = make(chan snapshotEvent, 16)
 	n.stateRequests = make(chan stateRequest, 64)
 	n.publishStatus()
-	if cfg.MetricsAddr != "" {
-		if err := n.serveMetrics(cfg.MetricsAddr); err != nil {
-			return err
-		}
-	}
-	return nil
+	return n.serveMetrics(cfg.MetricsAddr, n.metrics, n.opsState(), n.log)
 }
 
 // Member converts a replica's configuration to a transport member.

@@ -133,14 +133,7 @@ func (n *RaftNode) open() error {
 		}
 	}
 	n.publishStatus()
-	if cfg.MetricsAddr != "" {
-		srv, l, err := serveOps(cfg.MetricsAddr, n.metrics, n.opsState(), n.log)
-		if err != nil {
-			return err
-		}
-		n.http, n.metricsL = srv, l
-	}
-	return nil
+	return n.serveMetrics(cfg.MetricsAddr, n.metrics, n.opsState(), n.log)
 }
 
 // Status returns the replica's latest published status.
