@@ -158,10 +158,37 @@ func throughputVsNPlot(all []Result) (*plot.Plot, error) {
 			}
 		}
 	}
+	if err := addFloor(p, results); err != nil {
+		return nil, err
+	}
 	p.Y.Min = 0
 	p.X.Tick.Marker = plainTicks{}
 	p.Y.Tick.Marker = plainTicks{}
 	return p, nil
+}
+
+// addFloor marks the floor runs (ProtocolFloor: PBFT without agreement)
+// as triangles in PBFT's color, the most PBFT could reach at that n.
+func addFloor(p *plot.Plot, results []Result) error {
+	var pts plotter.XYs
+	for _, r := range results {
+		if r.Protocol == ProtocolFloor && r.Scenario == ScenarioNone {
+			pts = append(pts, plotter.XY{X: float64(r.Replicas), Y: r.ThroughputOps})
+		}
+	}
+	if len(pts) == 0 {
+		return nil
+	}
+	scatter, err := plotter.NewScatter(pts)
+	if err != nil {
+		return fmt.Errorf("plot floor: %w", err)
+	}
+	scatter.Color = protocolStyle["pbft"]
+	scatter.Shape = draw.TriangleGlyph{}
+	scatter.Radius = vg.Points(4)
+	p.Add(scatter)
+	p.Legend.Add("floor (PBFT without agreement)", scatter)
+	return nil
 }
 
 // plainTicks are plot.DefaultTicks labelled without trailing zeros.

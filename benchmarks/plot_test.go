@@ -19,6 +19,7 @@ func plotResults() []Result {
 		mk(GroupScaling, "raft", 3, 6000, 20), mk(GroupScaling, "raft", 5, 5000, 25), mk(GroupScaling, "raft", 7, 4200, 30),
 		mk(GroupOneClient, "pbft", 4, 300, 3.3), mk(GroupOneClient, "raft", 3, 700, 1.4),
 		mk(GroupRateSweep, "pbft", 4, 1500, 8), mk(GroupRateSweep, "raft", 3, 3000, 4),
+		mk(GroupFloor, ProtocolFloor, 4, 5000, 30),
 		{Group: GroupScaling, Protocol: "raft", Replicas: 9, Error: "failed"},
 	}
 }
@@ -45,6 +46,10 @@ func TestWritePlots(t *testing.T) {
 			if !strings.Contains(svg, legend) {
 				t.Errorf("%s has no %q series in its legend", name, legend)
 			}
+		}
+		// The floor is a point of the throughput-against-n plot only.
+		if got, want := strings.Contains(svg, "floor (PBFT without agreement)"), name == PlotThroughputVsN; got != want {
+			t.Errorf("%s shows the floor: %v, want %v", name, got, want)
 		}
 	}
 }
