@@ -44,7 +44,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temporary testnet directories and replica logs")
 	asJSON := fs.Bool("json", false, "print JSON on stdout: one object for one configuration, a list for --compare")
 	showProgress := fs.Bool("progress", false, "print progress on stderr even with --json (it is on without --json)")
-	compare := fs.Bool("compare", false, "run the standard matrix (PBFT n=4,7,10 and Raft n=3,5,7, fsync off, faults, one client, open-loop sweep) and write table, JSON and plots to --out")
+	compare := fs.Bool("compare", false, "run the standard matrix (PBFT n=4,7,10 and Raft n=3,5,7, the floor, fsync off, faults, one client, open-loop sweep) and write table, JSON and plots to --out")
 	out := fs.String("out", "benchmarks/results", "--compare: directory for results.json, results.txt and the SVG plots")
 	logs := addLogFlags(fs, "warn")
 	fs.Usage = func() {
