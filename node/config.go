@@ -80,6 +80,15 @@ type Config struct {
 // DefaultTickInterval is the wall-clock length of one protocol tick.
 const DefaultTickInterval = 10 * time.Millisecond
 
+// verifyLoops is how many goroutines take frames for verification (each
+// hands its sets to the verification pool of VerifyWorkers).
+func (c Config) verifyLoops() int {
+	if c.VerifyWorkers <= 0 {
+		return 2
+	}
+	return c.VerifyWorkers
+}
+
 func (c *Config) applyDefaults() error {
 	switch {
 	case c.ClusterID == "":

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
@@ -77,11 +78,7 @@ func StartFloor(cfg Config) (*FloorNode, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	workers := cfg.VerifyWorkers
-	if workers <= 0 {
-		workers = 2 // as a PBFT Node
-	}
-	for range workers {
+	for range cfg.verifyLoops() {
 		n.wg.Add(1)
 		go n.verifyLoop(ctx)
 	}
@@ -126,12 +123,7 @@ func (n *FloorNode) Status() Status {
 }
 
 func (n *FloorNode) opsState() opsState {
-	return opsState{
-		replicas:    len(n.cfg.Replicas),
-		quorumPeers: 2 * ((len(n.cfg.Replicas) - 1) / 3),
-		status:      n.Status,
-		peers:       func() (int, bool) { return n.host.ConnectedPeers(), n.host != nil },
-	}
+	return n.shell.opsState(len(n.cfg.Replicas), 2*((len(n.cfg.Replicas)-1)/3), n.Status)
 }
 
 // Close stops the node and releases its resources. Idempotent.
@@ -152,12 +144,12 @@ func (n *FloorNode) verifyArrivals(ctx context.Context, arrivals []arrival) {
 	from := make([]p2p.Frame, 0, len(arrivals))
 	for _, a := range arrivals {
 		if a.client {
-			var cf wire.ClientFrame
-			if err := proto.Unmarshal(a.frame.Data, &cf); err != nil || cf.GetRequest() == nil {
+			signed, err := signedRequestOf(a.frame)
+			if err != nil {
 				n.metrics.dropped.WithLabelValues("malformed").Inc()
 				continue
 			}
-			frames = append(frames, protocol.Frame{ClientRequest: cf.GetRequest()})
+			frames = append(frames, protocol.Frame{ClientRequest: signed})
 		} else {
 			frames = append(frames, protocol.Frame{ReplicaFrame: a.frame.Data})
 		}
@@ -168,12 +160,11 @@ func (n *FloorNode) verifyArrivals(ctx context.Context, arrivals []arrival) {
 		case v.Err != nil:
 			n.metrics.dropped.WithLabelValues(reasonOf(v.Err)).Inc()
 		case frames[i].ClientRequest != nil:
-			id, err := crypto.ClientPeerID(v.Request.Request.ClientId)
-			if err != nil || id != from[i].From {
+			if !sentByItsClient(from[i], v.Request.Request) {
 				n.metrics.dropped.WithLabelValues("client_mismatch").Inc()
 				continue
 			}
-			n.answer(v.Request.Request)
+			n.answer(from[i].From, v.Request.Request)
 			if n.cfg.Index == 0 {
 				select {
 				case n.relay <- v.Request.Signed:
@@ -183,7 +174,9 @@ func (n *FloorNode) verifyArrivals(ctx context.Context, arrivals []arrival) {
 			}
 		case v.Message.Body.GetPrePrepare() != nil && v.Message.Body.From == 0:
 			for _, r := range v.Message.Requests {
-				n.answer(r)
+				if id, err := crypto.ClientPeerID(r.ClientId); err == nil {
+					n.answer(id, r)
+				}
 			}
 			n.batches.Add(1)
 			n.metrics.committedBatches.Inc()
@@ -192,12 +185,8 @@ func (n *FloorNode) verifyArrivals(ctx context.Context, arrivals []arrival) {
 	}
 }
 
-// answer sends the fixed result for req to its client.
-func (n *FloorNode) answer(req *wire.Request) {
-	id, err := crypto.ClientPeerID(req.ClientId)
-	if err != nil {
-		return
-	}
+// answer sends the fixed result for req to its client, peer id.
+func (n *FloorNode) answer(id peer.ID, req *wire.Request) {
 	b, err := proto.Marshal(&wire.Reply{ClientId: req.ClientId, RequestNumber: req.RequestNumber, Replica: n.cfg.Index, Result: n.result})
 	if err != nil {
 		return

@@ -43,11 +43,6 @@ type StatusReport struct {
 	ReadyReason string `json:"ready_reason"`
 }
 
-// peerCounter is implemented by a transport that can count the replicas it
-// is connected to (p2p.Host does): /status reports the count and /readyz
-// uses it.
-type peerCounter interface{ ConnectedPeers() int }
-
 // opsState is what the HTTP handlers read; a func for each so that the
 // handlers can be tested without a running replica.
 type opsState struct {
@@ -129,15 +124,20 @@ func newOpsHandler(registry *prometheus.Registry, s opsState) http.Handler {
 
 // opsState returns the node's view for the HTTP handlers.
 func (n *Node) opsState() opsState {
+	return n.shell.opsState(len(n.cfg.Replicas), 2*((len(n.cfg.Replicas)-1)/3), n.Status)
+}
+
+// opsState is what the HTTP handlers read of a runtime with replicas
+// replicas, of which quorumPeers others make a quorum with it: status,
+// and the transport's count of connected replicas.
+func (s *shell) opsState(replicas, quorumPeers int, status func() Status) opsState {
 	return opsState{
-		replicas:    len(n.cfg.Replicas),
-		quorumPeers: 2 * ((len(n.cfg.Replicas) - 1) / 3),
-		status:      n.Status,
+		replicas: replicas, quorumPeers: quorumPeers, status: status,
 		peers: func() (int, bool) {
-			if pc, ok := any(n.host).(peerCounter); ok && n.host != nil {
-				return pc.ConnectedPeers(), true
+			if s.host == nil {
+				return 0, false
 			}
-			return 0, false
+			return s.host.ConnectedPeers(), true
 		},
 	}
 }

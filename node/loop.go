@@ -71,35 +71,30 @@ func verifyLoop(ctx context.Context, host *p2p.Host, verify func(context.Context
 // arrivals. closed reports that ctx ended or a channel closed: the caller
 // handles what was taken, then stops.
 func takeArrivals(ctx context.Context, replicaFrames, clientFrames <-chan p2p.Frame, arrivals []arrival) (_ []arrival, closed bool) {
-	select {
-	case <-ctx.Done():
-		return arrivals, true
-	case f, ok := <-replicaFrames:
-		if !ok {
-			return arrivals, true
-		}
-		arrivals = append(arrivals, arrival{frame: f})
-	case f, ok := <-clientFrames:
-		if !ok {
-			return arrivals, true
-		}
-		arrivals = append(arrivals, arrival{frame: f, client: true})
-	}
 	for len(arrivals) < maxVerifyDrain {
-		select {
-		case f, ok := <-replicaFrames:
-			if !ok {
+		var f p2p.Frame
+		ok, client := true, false
+		if len(arrivals) == 0 {
+			select {
+			case <-ctx.Done():
 				return arrivals, true
+			case f, ok = <-replicaFrames:
+			case f, ok = <-clientFrames:
+				client = true
 			}
-			arrivals = append(arrivals, arrival{frame: f})
-		case f, ok := <-clientFrames:
-			if !ok {
-				return arrivals, true
+		} else {
+			select {
+			case f, ok = <-replicaFrames:
+			case f, ok = <-clientFrames:
+				client = true
+			default:
+				return arrivals, false
 			}
-			arrivals = append(arrivals, arrival{frame: f, client: true})
-		default:
-			return arrivals, false
 		}
+		if !ok {
+			return arrivals, true
+		}
+		arrivals = append(arrivals, arrival{frame: f, client: client})
 	}
 	return arrivals, false
 }
@@ -173,12 +168,31 @@ func (n *Node) verifyClientFrame(f p2p.Frame) (input, bool) {
 
 // decodeClientFrame decodes a client frame down to its signed request.
 func (n *Node) decodeClientFrame(f p2p.Frame) (*wire.Signed, bool) {
-	var frame wire.ClientFrame
-	if err := proto.Unmarshal(f.Data, &frame); err != nil || frame.GetRequest() == nil {
+	signed, err := signedRequestOf(f)
+	if err != nil {
 		n.drop("malformed", "client", f.From, "err", err)
 		return nil, false
 	}
-	return frame.GetRequest(), true
+	return signed, true
+}
+
+// signedRequestOf decodes a client frame down to its signed request.
+func signedRequestOf(f p2p.Frame) (*wire.Signed, error) {
+	var frame wire.ClientFrame
+	if err := proto.Unmarshal(f.Data, &frame); err != nil {
+		return nil, err
+	}
+	if frame.GetRequest() == nil {
+		return nil, errors.New("client frame without a request")
+	}
+	return frame.GetRequest(), nil
+}
+
+// sentByItsClient reports whether the verified request req came from the
+// client it names: replies go back on the stream a request came on.
+func sentByItsClient(f p2p.Frame, req *wire.Request) bool {
+	id, err := crypto.ClientPeerID(req.ClientId)
+	return err == nil && id == f.From
 }
 
 // acceptClientRequest turns a verified client request into an input.
@@ -190,10 +204,7 @@ func (n *Node) acceptClientRequest(f p2p.Frame, v protocol.Verified) (input, boo
 	}
 	req := v.Request
 	n.metrics.ops.verified.Inc()
-	// Replies go back on the stream the request came on, so a request must
-	// come from the client it names.
-	id, err := crypto.ClientPeerID(req.Request.ClientId)
-	if err != nil || id != f.From {
+	if !sentByItsClient(f, req.Request) {
 		n.drop("client_mismatch", "client", f.From)
 		return input{}, false
 	}

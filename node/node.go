@@ -87,11 +87,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	workers := cfg.VerifyWorkers
-	if workers <= 0 {
-		workers = 2
-	}
-	for range workers {
+	for range cfg.verifyLoops() {
 		n.wg.Add(1)
 		go n.verifyLoop(ctx)
 	}

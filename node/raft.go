@@ -140,12 +140,7 @@ func (n *RaftNode) open() error {
 func (n *RaftNode) Status() Status { return *n.status.Load() }
 
 func (n *RaftNode) opsState() opsState {
-	return opsState{
-		replicas:    len(n.cfg.Replicas),
-		quorumPeers: (len(n.cfg.Replicas) - 1) / 2,
-		status:      n.Status,
-		peers:       func() (int, bool) { return n.host.ConnectedPeers(), n.host != nil },
-	}
+	return n.shell.opsState(len(n.cfg.Replicas), (len(n.cfg.Replicas)-1)/2, n.Status)
 }
 
 // Close stops the replica and releases its resources. Idempotent.

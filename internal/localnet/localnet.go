@@ -38,6 +38,9 @@ type Options struct {
 	// Floor runs node.FloorNode benchmark instruments on a PBFT
 	// configuration instead of PBFT replicas (Consensus must be PBFT).
 	Floor bool
+	// Metrics serves each replica's operations endpoints (/metrics,
+	// /status) on a free loopback port: Replica(i).MetricsAddr().
+	Metrics bool
 	// Filters makes replica i misbehave (fault injection).
 	Filters map[int]node.Filter
 	// FilterFactory, when set, builds replica i's filter from its key (a
@@ -119,6 +122,9 @@ func Start(opts Options) (*Net, error) {
 			Protocol: opts.Protocol, Filter: filter, Logger: opts.Logger, TickInterval: opts.TickInterval,
 			Consensus: opts.Consensus, Raft: opts.Raft,
 		})
+		if opts.Metrics {
+			net.configs[i].MetricsAddr = "127.0.0.1:0"
+		}
 	}
 	net.Nodes = make([]*node.Node, opts.Replicas)
 	net.RaftNodes = make([]*node.RaftNode, opts.Replicas)
