@@ -24,7 +24,7 @@ func TestClientAllowlist(t *testing.T) {
 
 	// Members still connect: the allowlist restricts clients only.
 	replicas[0].Send(1, []byte("from member 0"))
-	f := receive(t, replicas[1].ReplicaFrames(), "member frame")
+	f := receive(t, replicaFrames(replicas[1]), "member frame")
 	if string(f.Data) != "from member 0" || f.FromIndex != 0 || f.From != keys[0].id {
 		t.Fatalf("got %q from %s (index %d), want \"from member 0\" from member 0", f.Data, f.From, f.FromIndex)
 	}
@@ -37,7 +37,7 @@ func TestClientAllowlist(t *testing.T) {
 		}
 	}
 	for i, r := range replicas {
-		f := receive(t, r.ClientFrames(), fmt.Sprintf("replica %d client frames", i))
+		f := receive(t, clientFrames(r), fmt.Sprintf("replica %d client frames", i))
 		if f.From != listed.id || f.FromIndex != -1 || string(f.Data) != fmt.Sprintf("listed to %d", i) {
 			t.Fatalf("replica %d: got %q from %s (index %d), want the listed client's request", i, f.Data, f.From, f.FromIndex)
 		}
@@ -61,7 +61,7 @@ func TestClientAllowlist(t *testing.T) {
 	stranger := newTestHost(t, testConfig(t, unlisted, -1, members, 8))
 	stranger.SendToReplica(0, []byte("unlisted"))
 	waitFor(t, "replica 0 to refuse the unlisted client", func() bool { return replicas[0].Stats().RejectedPeers >= 1 })
-	assertNoFrame(t, replicas[0].ClientFrames(), "replica 0 after refusing the unlisted client")
+	assertNoFrame(t, clientFrames(replicas[0]), "replica 0 after refusing the unlisted client")
 	if c := len(replicas[0].host.Network().ConnsToPeer(unlisted.id)); c != 0 {
 		t.Fatalf("replica 0 holds %d connections to the unlisted client", c)
 	}
@@ -82,7 +82,7 @@ func TestClientAllowlistStreamCheck(t *testing.T) {
 	// Wait for the members' own connection, so the stream below reuses it
 	// instead of racing their dials.
 	replicas[1].Send(0, []byte("member"))
-	receive(t, replicas[0].ReplicaFrames(), "member frame")
+	receive(t, replicaFrames(replicas[0]), "member frame")
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	s, err := replicas[1].host.NewStream(ctx, replicas[0].ID(), ClientProtocol)
@@ -98,7 +98,7 @@ func TestClientAllowlistStreamCheck(t *testing.T) {
 		t.Fatalf("read reply %q on a stream the replica should have reset", frame)
 	}
 	waitFor(t, "replica 0 to count the refused stream", func() bool { return replicas[0].Stats().RejectedPeers >= 1 })
-	assertNoFrame(t, replicas[0].ClientFrames(), "replica 0 after refusing the stream")
+	assertNoFrame(t, clientFrames(replicas[0]), "replica 0 after refusing the stream")
 }
 
 func TestClientAllowlistConfig(t *testing.T) {

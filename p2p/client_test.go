@@ -26,14 +26,14 @@ func TestClientHostRoundTrip(t *testing.T) {
 		}
 	}
 	for i, r := range replicas {
-		f := receive(t, r.ClientFrames(), fmt.Sprintf("replica %d client frames", i))
+		f := receive(t, clientFrames(r), fmt.Sprintf("replica %d client frames", i))
 		if f.FromIndex != -1 || f.From != client.ID() {
 			t.Fatalf("replica %d: client frame from %s (index %d), want %s (index -1)", i, f.From, f.FromIndex, client.ID())
 		}
 		if want := fmt.Sprintf("request for %d", i); string(f.Data) != want {
 			t.Fatalf("replica %d: got %q, want %q", i, f.Data, want)
 		}
-		assertNoFrame(t, r.ReplicaFrames(), fmt.Sprintf("replica %d replica frames", i))
+		assertNoFrame(t, replicaFrames(r), fmt.Sprintf("replica %d replica frames", i))
 	}
 
 	for i, r := range replicas {
@@ -74,7 +74,7 @@ func TestClientRefusedWhenClientsNotAllowed(t *testing.T) {
 	client.SendToReplica(0, []byte("request"))
 	waitFor(t, "the replica to refuse the client", func() bool { return replicas[0].Stats().RejectedPeers >= 1 })
 	select {
-	case f := <-replicas[0].ClientFrames():
+	case f := <-clientFrames(replicas[0]):
 		t.Fatalf("replica delivered client frame %q although clients are not allowed", f.Data)
 	default:
 	}

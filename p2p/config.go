@@ -47,7 +47,7 @@ type Config struct {
 	Members        []Member       // all replicas, including self
 	MaxFrameSize   int            // 0 -> DefaultMaxFrameSize
 	PeerQueueSize  int            // 0 -> DefaultPeerQueueSize frames per peer (and per client on a replica)
-	InboundBuffer  int            // capacity of the inbound channels; 0 -> DefaultInboundBuffer
+	InboundBuffer  int            // client host: capacity of the Replies channel; 0 -> DefaultInboundBuffer
 	ClientsAllowed bool           // replica host: accept connections and ClientProtocol streams from non-members
 	// ClientAllowlist, when not empty, restricts ClientsAllowed to these
 	// peers: the gater refuses inbound connections from peers that are
@@ -73,6 +73,28 @@ type Config struct {
 	DialTimeout         time.Duration // bound on one dial and stream negotiation; 0 -> DefaultDialTimeout
 	ReconnectBackoffMin time.Duration // first reconnect delay; 0 -> DefaultReconnectBackoffMin
 	ReconnectBackoffMax time.Duration // reconnect delay cap; 0 -> DefaultReconnectBackoffMax
+
+	// Inbound bounds and weighs the replica host's per-source inbound
+	// queues (zero fields: defaults).
+	Inbound InboundLimits
+	// ReplyQueueBytes bounds the reply bytes queued for one client key;
+	// 0 -> DefaultReplyQueueBytes. PeerQueueSize bounds them in frames.
+	ReplyQueueBytes int
+	// FrameDeadlineBase and FrameMinRate give a frame that has begun
+	// arriving FrameDeadlineBase + length/FrameMinRate to complete, else
+	// its stream is reset (Stats.IncompleteFrameTimeouts); 0 -> defaults.
+	FrameDeadlineBase time.Duration
+	FrameMinRate      int // bytes per second
+	// PartialBytesPerClient and PartialBytesTotal bound the claimed bytes
+	// of client frames still arriving, per key and in all; a stream whose
+	// frame would exceed them is reset (Stats.RejectedPartial). 0 ->
+	// defaults.
+	PartialBytesPerClient, PartialBytesTotal int
+	// FaultyBackoffMin and FaultyBackoffMax bound how long a source
+	// reported with ReportFaulty is backed off; 0 -> defaults.
+	FaultyBackoffMin, FaultyBackoffMax time.Duration
+	// Now is the clock of the fault backoffs; nil -> time.Now.
+	Now func() time.Time
 }
 
 // newHost validates cfg, applies defaults and builds the Host's state
@@ -170,9 +192,10 @@ func newHost(cfg Config) (*Host, error) {
 		}
 	}
 	inbound := orDefault(cfg.InboundBuffer, DefaultInboundBuffer)
-	h.replicaFrames = make(chan Frame, inbound)
-	h.clientFrames = make(chan Frame, inbound)
 	h.replies = make(chan Frame, inbound)
+	if err := h.configureInbound(cfg); err != nil {
+		return nil, err
+	}
 
 	rng := cfg.Rand
 	if rng == nil {
@@ -185,6 +208,32 @@ func newHost(cfg Config) (*Host, error) {
 	h.rng = &lockedRand{rng: rng}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h, nil
+}
+
+// configureInbound sets up the inbound queues, deadlines and budgets.
+func (h *Host) configureInbound(cfg Config) error {
+	if cfg.ReplyQueueBytes < 0 || cfg.FrameDeadlineBase < 0 || cfg.FrameMinRate < 0 ||
+		cfg.PartialBytesPerClient < 0 || cfg.PartialBytesTotal < 0 || cfg.FaultyBackoffMin < 0 || cfg.FaultyBackoffMax < 0 {
+		return errors.New("p2p: config: inbound limits must not be negative")
+	}
+	h.replyQueueBytes = orDefault(cfg.ReplyQueueBytes, DefaultReplyQueueBytes)
+	h.deadline = frameDeadline{
+		base: orDefault(cfg.FrameDeadlineBase, DefaultFrameDeadlineBase),
+		rate: orDefault(cfg.FrameMinRate, DefaultFrameMinRate),
+	}
+	if !h.clientHost {
+		h.partial = newPartialBudget(
+			orDefault(cfg.PartialBytesPerClient, DefaultPartialBytesPerClient),
+			orDefault(cfg.PartialBytesTotal, DefaultPartialBytesTotal))
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	lo := orDefault(cfg.FaultyBackoffMin, DefaultFaultyBackoffMin)
+	h.faulty = newFaultBook(lo, max(lo, orDefault(cfg.FaultyBackoffMax, DefaultFaultyBackoffMax)), now)
+	h.sched = newScheduler(cfg.Inbound, &h.stats, h.faulty)
+	return nil
 }
 
 // peerSet is a set of peer IDs. A nil peerSet is an absent allowlist: it

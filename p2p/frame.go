@@ -31,17 +31,31 @@ type ByteReader interface {
 // clean end of input before the first prefix byte is io.EOF. The returned
 // slice is newly allocated and owned by the caller.
 func ReadFrame(r ByteReader, maxSize int) ([]byte, error) {
+	length, err := readFrameLength(r, maxSize)
+	if err != nil {
+		return nil, err
+	}
+	return readFrameBody(r, length)
+}
+
+// readFrameLength reads and checks a frame's length prefix, as ReadFrame.
+func readFrameLength(r ByteReader, maxSize int) (int, error) {
 	length, err := binary.ReadUvarint(r)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, io.EOF
+			return 0, io.EOF
 		}
-		return nil, fmt.Errorf("p2p: read frame length: %w", err)
+		return 0, fmt.Errorf("p2p: read frame length: %w", err)
 	}
 	if maxSize < 0 || length > uint64(maxSize) {
-		return nil, fmt.Errorf("%w: length %d, limit %d", ErrFrameTooLarge, length, maxSize)
+		return 0, fmt.Errorf("%w: length %d, limit %d", ErrFrameTooLarge, length, maxSize)
 	}
-	data, err := readBody(r, int(length))
+	return int(length), nil
+}
+
+// readFrameBody reads a frame body of length bytes, as ReadFrame.
+func readFrameBody(r io.Reader, length int) ([]byte, error) {
+	data, err := readBody(r, length)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF

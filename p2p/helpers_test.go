@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,3 +187,45 @@ func secp256k1Key(t *testing.T) crypto.PrivKey {
 	}
 	return priv
 }
+
+// testInbound splits a host's scheduled inbound frames into two channels,
+// as the host delivered them before it had per-source queues, for the
+// tests that only check what arrives.
+type testInbound struct{ replica, client chan Frame }
+
+var testInbounds sync.Map // *Host -> *testInbound
+
+func inboundOf(h *Host) *testInbound {
+	if v, ok := testInbounds.Load(h); ok {
+		return v.(*testInbound)
+	}
+	in := &testInbound{replica: make(chan Frame, 1<<16), client: make(chan Frame, 1<<16)}
+	if v, loaded := testInbounds.LoadOrStore(h, in); loaded {
+		return v.(*testInbound)
+	}
+	go func() {
+		var buf []Frame
+		for {
+			var ok bool
+			buf, ok = h.NextFrames(context.Background(), buf[:0], 64)
+			for _, f := range buf {
+				if f.FromIndex >= 0 {
+					in.replica <- f
+				} else {
+					in.client <- f
+				}
+			}
+			if !ok {
+				close(in.replica)
+				close(in.client)
+				return
+			}
+		}
+	}()
+	return in
+}
+
+// replicaFrames and clientFrames deliver h's frames from replicas and from
+// clients; the channels close when h closes.
+func replicaFrames(h *Host) <-chan Frame { return inboundOf(h).replica }
+func clientFrames(h *Host) <-chan Frame  { return inboundOf(h).client }

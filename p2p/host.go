@@ -77,9 +77,13 @@ type Host struct {
 	links     map[uint32]*outLink // replica host: ReplicaProtocol links; client host: ClientProtocol links
 	linkOrder []uint32            // link indexes in ascending order
 
-	replicaFrames chan Frame
-	clientFrames  chan Frame
-	replies       chan Frame
+	sched    *scheduler // replica host: every inbound replica and client frame
+	faulty   *faultBook
+	partial  *partialBudget // replica host: bytes of client frames still arriving
+	deadline frameDeadline
+	replies  chan Frame // client host: the replicas' replies
+
+	replyQueueBytes int
 
 	clientsMu sync.Mutex
 	clients   map[peer.ID]*clientSession
@@ -217,14 +221,29 @@ func (h *Host) ID() peer.ID { return h.host.ID() }
 // Addrs returns the addresses the host listens on (none for a client host).
 func (h *Host) Addrs() []multiaddr.Multiaddr { return h.host.Addrs() }
 
-// ReplicaFrames delivers frames from members on ReplicaProtocol. FromIndex is
-// the sender's member index, authenticated by the Noise session. The channel
-// is closed when Close returns.
-func (h *Host) ReplicaFrames() <-chan Frame { return h.replicaFrames }
+// NextFrames waits until a frame is queued, then appends up to limit of
+// the queued frames, in fair-scheduling order, to into and returns it.
+// Frames from members on the replica protocol carry the sender's member
+// index (authenticated by the Noise session) in FromIndex; frames from
+// clients on ClientProtocol carry FromIndex = -1. Each source (every
+// member, every established client key, and all other keys together) has
+// its own bounded queue; see InboundLimits for the scheduling. ok is
+// false, with nothing taken, once ctx ends, or the host is closed and
+// nothing is left queued. Safe for concurrent use by many workers.
+func (h *Host) NextFrames(ctx context.Context, into []Frame, limit int) (_ []Frame, ok bool) {
+	return h.sched.next(ctx, h.ctx.Done(), into, max(1, limit))
+}
 
-// ClientFrames delivers frames from clients on ClientProtocol, with
-// FromIndex = -1. The channel is closed when Close returns.
-func (h *Host) ClientFrames() <-chan Frame { return h.clientFrames }
+// MarkClientEstablished gives client its own inbound queue from now on:
+// the node calls it when the key has earned it (a request of its
+// executed). Keys not established share one newcomer queue. The host
+// remembers InboundLimits.EstablishedClients keys, least recently active
+// forgotten first. SendToClient marks the key it sends to.
+func (h *Host) MarkClientEstablished(client peer.ID) {
+	h.sched.mu.Lock()
+	h.sched.established.add(client)
+	h.sched.mu.Unlock()
+}
 
 // Replies delivers, on a client host, the frames replicas wrote back on the
 // client's streams, with FromIndex = the replica's member index. The channel
@@ -314,24 +333,33 @@ func (h *Host) Close() error {
 		}
 	}
 	h.wg.Wait()
-	close(h.replicaFrames)
-	close(h.clientFrames)
 	close(h.replies)
 	h.closeErr = err
 	close(h.closed)
 	return err
 }
 
-// deliver hands a received frame to an inbound channel without blocking;
-// when the channel is full the frame is dropped and counted.
-func (h *Host) deliver(ch chan<- Frame, f Frame) {
+// deliverReply hands a replica's reply to the Replies channel without
+// blocking; when the channel is full the frame is dropped and counted.
+func (h *Host) deliverReply(f Frame) {
 	h.stats.framesReceived.Add(1)
 	h.stats.bytesReceived.Add(uint64(len(f.Data)))
 	select {
-	case ch <- f:
+	case h.replies <- f:
 	default:
 		h.stats.droppedInboundFull.Add(1)
 		h.logger.Debug("p2p: inbound buffer full; frame dropped", "from_index", f.FromIndex, "length", len(f.Data))
+	}
+}
+
+// deliverInbound queues a frame from a replica or a client on its
+// source's inbound queue; a full queue drops it (counted by class).
+func (h *Host) deliverInbound(f Frame) {
+	h.stats.framesReceived.Add(1)
+	h.stats.bytesReceived.Add(uint64(len(f.Data)))
+	if !h.sched.push(f) {
+		h.logger.Debug("p2p: inbound queue of the sender full or sender backed off; frame dropped",
+			"from_index", f.FromIndex, "peer", f.From, "length", len(f.Data))
 	}
 }
 

@@ -17,7 +17,7 @@ func TestBroadcastReachesEveryMember(t *testing.T) {
 	for i, h := range hosts {
 		seen := make(map[int]bool)
 		for range n - 1 {
-			f := receive(t, h.ReplicaFrames(), fmt.Sprintf("replica %d", i))
+			f := receive(t, replicaFrames(h), fmt.Sprintf("replica %d", i))
 			if f.FromIndex < 0 || f.FromIndex >= n || f.FromIndex == i {
 				t.Fatalf("replica %d: frame with FromIndex %d", i, f.FromIndex)
 			}
@@ -32,7 +32,7 @@ func TestBroadcastReachesEveryMember(t *testing.T) {
 			}
 			seen[f.FromIndex] = true
 		}
-		assertNoFrame(t, h.ReplicaFrames(), fmt.Sprintf("replica %d after all broadcasts", i))
+		assertNoFrame(t, replicaFrames(h), fmt.Sprintf("replica %d after all broadcasts", i))
 	}
 	for i, h := range hosts {
 		st := h.Stats()
@@ -64,14 +64,14 @@ func TestNonMemberCannotDeliverReplicaFrames(t *testing.T) {
 
 		// A member's frame sent after the refusal is the first one delivered.
 		hosts[0].Send(1, []byte("genuine"))
-		f := receive(t, target.ReplicaFrames(), "member frame")
+		f := receive(t, replicaFrames(target), "member frame")
 		if string(f.Data) != "genuine" || f.FromIndex != 0 || f.From != keys[0].id {
 			t.Fatalf("got %q from %s (index %d), want \"genuine\" from member 0", f.Data, f.From, f.FromIndex)
 		}
 		// The intruder keeps redialing and keeps being refused; nothing of
 		// it is ever delivered.
 		waitFor(t, "a second refusal", func() bool { return target.Stats().RejectedPeers >= 2 })
-		assertNoFrame(t, target.ReplicaFrames(), "after refusing the intruder")
+		assertNoFrame(t, replicaFrames(target), "after refusing the intruder")
 	})
 	t.Run("clients not allowed: gater refuses the connection", func(t *testing.T) {
 		hosts, _ := startCluster(t, 2, nil)
@@ -79,7 +79,7 @@ func TestNonMemberCannotDeliverReplicaFrames(t *testing.T) {
 		intruder := intruderFor(t, target)
 		intruder.Send(1, []byte("forged"))
 		waitFor(t, "the gater to refuse the intruder", func() bool { return target.Stats().RejectedPeers >= 2 })
-		assertNoFrame(t, target.ReplicaFrames(), "after refusing the intruder")
+		assertNoFrame(t, replicaFrames(target), "after refusing the intruder")
 		if st := intruder.Stats(); st.FramesSent != 0 {
 			t.Fatalf("intruder flushed %d frames through a refused connection", st.FramesSent)
 		}
@@ -147,7 +147,7 @@ func sendUntilReceived(t *testing.T, send func([]byte) bool, ch <-chan Frame, wh
 func TestReconnectAfterPeerRestart(t *testing.T) {
 	hosts, keys := startCluster(t, 2, nil)
 	hosts[0].Send(1, []byte("before"))
-	if f := receive(t, hosts[1].ReplicaFrames(), "before restart"); string(f.Data) != "before" {
+	if f := receive(t, replicaFrames(hosts[1]), "before restart"); string(f.Data) != "before" {
 		t.Fatalf("got %q, want \"before\"", f.Data)
 	}
 
@@ -161,11 +161,11 @@ func TestReconnectAfterPeerRestart(t *testing.T) {
 	cfg.ListenAddr = addr.String()
 	restarted := newTestHost(t, cfg)
 
-	f := sendUntilReceived(t, func(b []byte) bool { return hosts[0].Send(1, b) }, restarted.ReplicaFrames(), "0 -> restarted 1")
+	f := sendUntilReceived(t, func(b []byte) bool { return hosts[0].Send(1, b) }, replicaFrames(restarted), "0 -> restarted 1")
 	if f.FromIndex != 0 || f.From != keys[0].id || !bytes.HasPrefix(f.Data, []byte("probe ")) {
 		t.Fatalf("restarted replica got %q from %s (index %d)", f.Data, f.From, f.FromIndex)
 	}
-	f = sendUntilReceived(t, func(b []byte) bool { return restarted.Send(0, b) }, hosts[0].ReplicaFrames(), "restarted 1 -> 0")
+	f = sendUntilReceived(t, func(b []byte) bool { return restarted.Send(0, b) }, replicaFrames(hosts[0]), "restarted 1 -> 0")
 	if f.FromIndex != 1 || f.From != keys[1].id {
 		t.Fatalf("replica 0 got %q from %s (index %d), want index 1", f.Data, f.From, f.FromIndex)
 	}
@@ -179,9 +179,9 @@ func TestOversizedInboundFrameClosesStream(t *testing.T) {
 	})
 	hosts[0].Send(1, make([]byte, 4096))
 	waitFor(t, "replica 1 to refuse the oversized frame", func() bool { return hosts[1].Stats().RejectedOversized == 1 })
-	assertNoFrame(t, hosts[1].ReplicaFrames(), "after the oversized frame")
+	assertNoFrame(t, replicaFrames(hosts[1]), "after the oversized frame")
 	// The sender notices the closed stream, redials, and small frames flow.
-	f := sendUntilReceived(t, func(b []byte) bool { return hosts[0].Send(1, b) }, hosts[1].ReplicaFrames(), "after reconnect")
+	f := sendUntilReceived(t, func(b []byte) bool { return hosts[0].Send(1, b) }, replicaFrames(hosts[1]), "after reconnect")
 	if f.FromIndex != 0 || len(f.Data) > 1024 {
 		t.Fatalf("got %d bytes from index %d", len(f.Data), f.FromIndex)
 	}
@@ -196,7 +196,7 @@ func TestCloseIsIdempotentAndClosesChannels(t *testing.T) {
 	if err := h.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	for name, ch := range map[string]<-chan Frame{"ReplicaFrames": h.ReplicaFrames(), "ClientFrames": h.ClientFrames(), "Replies": h.Replies()} {
+	for name, ch := range map[string]<-chan Frame{"replica frames": replicaFrames(h), "client frames": clientFrames(h), "Replies": h.Replies()} {
 		if _, ok := <-ch; ok {
 			t.Fatalf("%s delivered a frame after Close", name)
 		}

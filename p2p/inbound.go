@@ -27,7 +27,7 @@ func (h *Host) handleReplicaStream(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	err := h.readFrames(s, int(index), h.replicaFrames)
+	err := h.readFrames(s, int(index), h.deliverInbound)
 	h.logger.Debug("p2p: inbound replica stream ended", "peer_index", index, "peer", remote, "err", err)
 }
 
@@ -78,7 +78,7 @@ func (h *Host) handleClientStream(s network.Stream) {
 			return false
 		}
 	}
-	err := h.readFramesLimited(s, -1, h.clientFrames, allow)
+	err := h.readFramesLimited(s, -1, h.deliverInbound, allow)
 	h.removeClientStream(remote, s)
 	h.logger.Debug("p2p: client stream ended", "peer", remote, "err", err)
 }
@@ -94,7 +94,7 @@ func (h *Host) addClientStream(client peer.ID, s network.Stream) *clientSession 
 		if !h.enter() {
 			return nil
 		}
-		sess = &clientSession{id: client, queue: newFrameQueue(h.queueSize), done: make(chan struct{})}
+		sess = &clientSession{id: client, queue: newFrameQueue(h.queueSize, h.replyQueueBytes), done: make(chan struct{})}
 		if h.clientRate > 0 {
 			sess.limiter = rate.NewLimiter(rate.Limit(h.clientRate), h.clientBurst)
 		}
@@ -149,6 +149,7 @@ func (h *Host) runClientSession(sess *clientSession) {
 		case <-sess.done:
 			return
 		case frame := <-sess.queue.frames:
+			sess.queue.taken(frame)
 			batch = drainBatch(append(batch[:0], frame), sess.queue)
 			streams = h.clientStreams(sess, streams)
 			if len(streams) == 0 {
@@ -177,10 +178,13 @@ func (h *Host) runClientSession(sess *clientSession) {
 	}
 }
 
-// SendToClient enqueues frame for client on its bounded reply queue; it is
-// written on every stream the client has open to this replica. It returns
-// false, and counts the drop, if the client has no open stream, its queue is
-// full or the frame exceeds MaxFrameSize. The caller must not modify frame
+// SendToClient enqueues frame for client on its reply queue, bounded in
+// frames (PeerQueueSize) and bytes (ReplyQueueBytes); it is written on
+// every stream the client has open to this replica, and a stream that
+// does not take it within WriteTimeout is reset. It returns false, and
+// counts the drop, if the client has no open stream, its queue is full or
+// the frame exceeds MaxFrameSize. A queued reply marks the key
+// established (MarkClientEstablished). The caller must not modify frame
 // after a successful call.
 func (h *Host) SendToClient(client peer.ID, frame []byte) bool {
 	h.clientsMu.Lock()
@@ -199,5 +203,6 @@ func (h *Host) SendToClient(client peer.ID, frame []byte) bool {
 		h.stats.droppedQueueFull.Add(1)
 		return false
 	}
+	h.MarkClientEstablished(client)
 	return true
 }

@@ -35,7 +35,7 @@ func newOutLink(h *Host, m Member, proto protocol.ID) *outLink {
 		h:      h,
 		member: m,
 		proto:  proto,
-		queue:  newFrameQueue(h.queueSize),
+		queue:  newFrameQueue(h.queueSize, 0),
 		wake:   make(chan struct{}, 1),
 	}
 }
@@ -132,6 +132,7 @@ func (l *outLink) serve(ctx context.Context, s network.Stream) error {
 			_ = s.Reset()
 			return err
 		case frame := <-l.queue.frames:
+			l.queue.taken(frame)
 			batch = drainBatch(append(batch[:0], frame), l.queue)
 			err := l.h.writeFrames(s, w, batch)
 			clear(batch)
@@ -159,7 +160,7 @@ func (l *outLink) readBack(s network.Stream) error {
 		}
 		return fmt.Errorf("p2p: replica stream closed: %w", err)
 	}
-	return l.h.readFrames(s, int(l.member.Index), l.h.replies)
+	return l.h.readFrames(s, int(l.member.Index), l.h.deliverReply)
 }
 
 // writeFrames writes frames to s through w and flushes, within the write
@@ -183,22 +184,28 @@ func (h *Host) writeFrames(s network.Stream, w *bufio.Writer, frames [][]byte) e
 	return nil
 }
 
-// readFrames reads frames from s and delivers them to ch as coming from
+// readFrames reads frames from s and hands them to deliver as coming from
 // (remote peer, fromIndex) until the stream ends or misbehaves; the stream
 // is reset before it returns. An oversized length prefix is logged, counted
-// and ends the stream without allocating the claimed size.
-func (h *Host) readFrames(s network.Stream, fromIndex int, ch chan<- Frame) error {
-	return h.readFramesLimited(s, fromIndex, ch, nil)
+// and ends the stream without allocating the claimed size; so does a frame
+// that does not complete within its deadline, or a client's frame beyond
+// the bytes of incomplete frames allowed.
+func (h *Host) readFrames(s network.Stream, fromIndex int, deliver func(Frame)) error {
+	return h.readFramesLimited(s, fromIndex, deliver, nil)
 }
 
 // readFramesLimited is readFrames that drops, after reading it, every frame
 // allow refuses (nil: none).
-func (h *Host) readFramesLimited(s network.Stream, fromIndex int, ch chan<- Frame, allow func() bool) error {
+func (h *Host) readFramesLimited(s network.Stream, fromIndex int, deliver func(Frame), allow func() bool) error {
 	defer func() { _ = s.Reset() }()
 	from := s.Conn().RemotePeer()
+	var budget *partialBudget
+	if fromIndex < 0 {
+		budget = h.partial // nil on a client host
+	}
 	r := bufio.NewReader(s)
 	for {
-		data, err := ReadFrame(r, h.maxFrameSize)
+		data, err := h.readFrameTimed(s, r, from, budget)
 		if err != nil {
 			if errors.Is(err, ErrFrameTooLarge) {
 				h.stats.rejectedOversized.Add(1)
@@ -213,6 +220,6 @@ func (h *Host) readFramesLimited(s network.Stream, fromIndex int, ch chan<- Fram
 		if allow != nil && !allow() {
 			continue
 		}
-		h.deliver(ch, Frame{From: from, FromIndex: fromIndex, Data: data})
+		deliver(Frame{From: from, FromIndex: fromIndex, Data: data})
 	}
 }

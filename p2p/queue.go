@@ -3,32 +3,57 @@ package p2p
 import (
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// frameQueue is a bounded FIFO of outbound frames for one peer. push never
-// blocks: when the queue is full the newest frame (the one being pushed) is
-// refused, so frames already queued keep their place.
+// frameQueue is a bounded FIFO of outbound frames for one peer, bounded
+// in frames and (when maxBytes > 0) in bytes. push never blocks: when the
+// queue is full the newest frame (the one being pushed) is refused, so
+// frames already queued keep their place. Whoever receives from frames
+// must call taken for each frame.
 type frameQueue struct {
-	frames chan []byte
+	frames   chan []byte
+	bytes    atomic.Int64
+	maxBytes int64 // 0: bounded in frames only
 }
 
-func newFrameQueue(capacity int) *frameQueue {
-	return &frameQueue{frames: make(chan []byte, capacity)}
+func newFrameQueue(capacity, maxBytes int) *frameQueue {
+	return &frameQueue{frames: make(chan []byte, capacity), maxBytes: int64(maxBytes)}
 }
 
-// push enqueues frame and reports whether there was room for it.
+// push enqueues frame and reports whether there was room for it. A frame
+// alone larger than maxBytes is accepted into an empty queue, so the
+// byte bound never refuses every frame of some size.
 func (q *frameQueue) push(frame []byte) bool {
+	n := int64(len(frame))
+	if q.maxBytes > 0 {
+		if after := q.bytes.Add(n); after > q.maxBytes && after != n {
+			q.bytes.Add(-n)
+			return false
+		}
+	}
 	select {
 	case q.frames <- frame:
 		return true
 	default:
+		if q.maxBytes > 0 {
+			q.bytes.Add(-n)
+		}
 		return false
 	}
 }
 
+// taken records that frame left the queue.
+func (q *frameQueue) taken(frame []byte) {
+	if q.maxBytes > 0 {
+		q.bytes.Add(-int64(len(frame)))
+	}
+}
+
 // drainBatch appends to batch the frames already queued on q, up to about
-// writeBufferSize bytes in all.
+// writeBufferSize bytes in all. The first frame of batch, received from
+// q.frames by the caller, must have been passed to taken.
 func drainBatch(batch [][]byte, q *frameQueue) [][]byte {
 	size := 0
 	for _, f := range batch {
@@ -37,6 +62,7 @@ func drainBatch(batch [][]byte, q *frameQueue) [][]byte {
 	for size < writeBufferSize {
 		select {
 		case f := <-q.frames:
+			q.taken(f)
 			batch = append(batch, f)
 			size += len(f)
 		default:

@@ -26,13 +26,13 @@ func TestClientRateLimitDropsExcessFrames(t *testing.T) {
 		}
 	}
 	waitFor(t, "the flood to be read", func() bool {
-		return replicas[0].Stats().RateLimited+uint64(len(replicas[0].ClientFrames())) >= sent
+		return replicas[0].Stats().RateLimited+uint64(len(clientFrames(replicas[0]))) >= sent
 	})
 	elapsed := time.Since(start)
 	// Every frame is accounted for: the delivered ones wait in the channel.
 	delivered := 0
-	for len(replicas[0].ClientFrames()) > 0 {
-		<-replicas[0].ClientFrames()
+	for len(clientFrames(replicas[0])) > 0 {
+		<-clientFrames(replicas[0])
 		delivered++
 	}
 	st := replicas[0].Stats()
@@ -48,7 +48,7 @@ func TestClientRateLimitDropsExcessFrames(t *testing.T) {
 	if !calm.SendToReplica(0, []byte("calm")) {
 		t.Fatal("calm client's send refused")
 	}
-	if f := receive(t, replicas[0].ClientFrames(), "calm client's frame"); string(f.Data) != "calm" {
+	if f := receive(t, clientFrames(replicas[0]), "calm client's frame"); string(f.Data) != "calm" {
 		t.Fatalf("got %q from the calm client", f.Data)
 	}
 }

@@ -1,0 +1,147 @@
+package p2p
+
+import (
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Defaults for backing off a source that proved itself faulty.
+const (
+	DefaultFaultyBackoffMin = time.Second
+	DefaultFaultyBackoffMax = time.Minute
+	// maxFaultyClients bounds the client keys the fault book remembers.
+	maxFaultyClients = 4096
+)
+
+// faultKey names a source: a replica index, or a client key (replica -1).
+type faultKey struct {
+	replica int
+	client  peer.ID
+}
+
+func faultKeyOf(f Frame) faultKey {
+	if f.FromIndex >= 0 {
+		return faultKey{replica: f.FromIndex}
+	}
+	return faultKey{replica: -1, client: f.From}
+}
+
+// faultState is one source's backoff: frames are dropped until until; the
+// next backoff, if the source fails again within period of being let
+// back, lasts twice as long (up to the maximum).
+type faultState struct {
+	until  time.Time
+	period time.Duration
+}
+
+// faultBook remembers the sources backed off as provably faulty. Its
+// methods are safe for concurrent use.
+type faultBook struct {
+	now      func() time.Time
+	min, max time.Duration
+
+	mu     sync.Mutex
+	states map[faultKey]*faultState
+}
+
+func newFaultBook(minPeriod, maxPeriod time.Duration, now func() time.Time) *faultBook {
+	return &faultBook{now: now, min: minPeriod, max: maxPeriod, states: make(map[faultKey]*faultState)}
+}
+
+// backedOff reports whether f's source is backed off now.
+func (b *faultBook) backedOff(f Frame) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st, ok := b.states[faultKeyOf(f)]
+	return ok && b.now().Before(st.until)
+}
+
+// report backs off f's source unless it is backed off already; started
+// reports a new backoff, of length period. A source that fails again
+// within one period of being let back is backed off twice as long, up to
+// the maximum; otherwise it starts again at the minimum.
+func (b *faultBook) report(f Frame) (period time.Duration, started bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	key := faultKeyOf(f)
+	st, ok := b.states[key]
+	switch {
+	case ok && now.Before(st.until):
+		return st.period, false
+	case ok && now.Before(st.until.Add(st.period)):
+		st.period = min(2*st.period, b.max)
+	case ok:
+		st.period = b.min
+	default:
+		if key.replica < 0 && !b.roomForClient(now) {
+			return 0, false
+		}
+		st = &faultState{period: b.min}
+		b.states[key] = st
+	}
+	st.until = now.Add(st.period)
+	return st.period, true
+}
+
+// roomForClient makes room for one more client key by forgetting those
+// whose backoff and doubling window have passed; it reports whether there
+// is room. The caller holds b.mu.
+func (b *faultBook) roomForClient(now time.Time) bool {
+	clients := 0
+	for k := range b.states {
+		if k.replica < 0 {
+			clients++
+		}
+	}
+	if clients < maxFaultyClients {
+		return true
+	}
+	for k, st := range b.states {
+		if k.replica < 0 && !now.Before(st.until.Add(st.period)) {
+			delete(b.states, k)
+			clients--
+		}
+	}
+	return clients < maxFaultyClients
+}
+
+// backedOffReplicas returns the replica indexes backed off now.
+func (b *faultBook) backedOffReplicas() []int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	var out []int
+	for k, st := range b.states {
+		if k.replica >= 0 && now.Before(st.until) {
+			out = append(out, k.replica)
+		}
+	}
+	return out
+}
+
+// ReportFaulty records that f's source proved itself faulty: a frame on
+// a replica's own authenticated stream, or a client key's, carried a
+// signature that does not verify, which a correct sender never sends. The
+// source is backed off: its queued frames and every frame it sends until
+// the backoff ends are dropped unverified (counted in
+// Stats.DroppedFaulty). started reports that a new backoff of length
+// period began (the caller logs and counts it once); a source already
+// backed off returns started = false.
+func (h *Host) ReportFaulty(f Frame) (period time.Duration, started bool) {
+	period, started = h.faulty.report(f)
+	if !started {
+		return period, false
+	}
+	h.stats.faultyBackoffs.Add(1)
+	h.sched.mu.Lock()
+	h.sched.dropQueued(f)
+	h.sched.mu.Unlock()
+	return period, true
+}
+
+// BackedOffReplicas returns the indexes of the replicas backed off as
+// faulty now.
+func (h *Host) BackedOffReplicas() []int { return h.faulty.backedOffReplicas() }
