@@ -158,6 +158,7 @@ func (n *FloorNode) verifyArrivals(ctx context.Context, arrivals []arrival) {
 	for i, v := range n.verifier.VerifyFrames(frames) {
 		switch {
 		case v.Err != nil:
+			refused(n.host, n.metrics, n.log, from[i], v.Err)
 			n.metrics.dropped.WithLabelValues(reasonOf(v.Err)).Inc()
 		case frames[i].ClientRequest != nil:
 			if !sentByItsClient(from[i], v.Request.Request) {

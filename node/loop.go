@@ -49,54 +49,25 @@ func (n *Node) verifyLoop(ctx context.Context) {
 	verifyLoop(ctx, n.host, n.verifyArrivals)
 }
 
-// verifyLoop hands verify every batch of frames takeArrivals takes from
-// host until ctx ends or the host's channels close.
+// verifyLoop hands verify every batch of frames the host schedules (up
+// to maxVerifyDrain, only frames already waiting) until ctx ends or the
+// host closes.
 func verifyLoop(ctx context.Context, host *p2p.Host, verify func(context.Context, []arrival)) {
-	replicaFrames, clientFrames := host.ReplicaFrames(), host.ClientFrames()
+	frames := make([]p2p.Frame, 0, maxVerifyDrain)
 	arrivals := make([]arrival, 0, maxVerifyDrain)
 	for {
-		var closed bool
-		arrivals, closed = takeArrivals(ctx, replicaFrames, clientFrames, arrivals[:0])
+		var ok bool
+		frames, ok = host.NextFrames(ctx, frames[:0], maxVerifyDrain)
+		arrivals = arrivalsOf(frames, arrivals[:0])
+		clear(frames)
 		if len(arrivals) > 0 {
 			verify(ctx, arrivals)
 		}
-		if closed {
+		clear(arrivals)
+		if !ok {
 			return
 		}
 	}
-}
-
-// takeArrivals waits for one frame from either channel, then appends it
-// and every frame already waiting, up to maxVerifyDrain in all, to
-// arrivals. closed reports that ctx ended or a channel closed: the caller
-// handles what was taken, then stops.
-func takeArrivals(ctx context.Context, replicaFrames, clientFrames <-chan p2p.Frame, arrivals []arrival) (_ []arrival, closed bool) {
-	for len(arrivals) < maxVerifyDrain {
-		var f p2p.Frame
-		ok, client := true, false
-		if len(arrivals) == 0 {
-			select {
-			case <-ctx.Done():
-				return arrivals, true
-			case f, ok = <-replicaFrames:
-			case f, ok = <-clientFrames:
-				client = true
-			}
-		} else {
-			select {
-			case f, ok = <-replicaFrames:
-			case f, ok = <-clientFrames:
-				client = true
-			default:
-				return arrivals, false
-			}
-		}
-		if !ok {
-			return arrivals, true
-		}
-		arrivals = append(arrivals, arrival{frame: f, client: client})
-	}
-	return arrivals, false
 }
 
 // verifyArrivals verifies frames together and hands what passes to the
@@ -120,7 +91,7 @@ func (n *Node) verifyArrivals(ctx context.Context, arrivals []arrival) {
 	if len(frames) == 0 {
 		return
 	}
-	verdicts := n.verifier.VerifyFrames(frames)
+	verdicts := n.verifier.VerifyFramesAdmitting(frames, n.admission())
 	for i, a := range arrivals {
 		if index[i] < 0 {
 			continue
@@ -140,6 +111,7 @@ func (n *Node) verifyArrivals(ctx context.Context, arrivals []arrival) {
 func (n *Node) acceptReplicaMessage(ctx context.Context, f p2p.Frame, v protocol.Verified) {
 	if v.Err != nil {
 		n.countSignature(v.Err)
+		refused(n.host, n.metrics, n.log, f, v.Err)
 		n.drop(reasonOf(v.Err), "from", f.FromIndex, "err", v.Err)
 		return
 	}
@@ -199,6 +171,9 @@ func sentByItsClient(f p2p.Frame, req *wire.Request) bool {
 func (n *Node) acceptClientRequest(f p2p.Frame, v protocol.Verified) (input, bool) {
 	if v.Err != nil {
 		n.countSignature(v.Err)
+		if n.host != nil {
+			refused(n.host, n.metrics, n.log, f, v.Err)
+		}
 		n.drop(reasonOf(v.Err), "client", f.From, "err", v.Err)
 		return input{}, false
 	}

@@ -37,7 +37,8 @@ type metrics struct {
 	viewChangeSeconds  prometheus.Histogram
 	viewChanging       prometheus.Gauge
 
-	ops *opsMetrics
+	ops     *opsMetrics
+	inbound *inboundMetrics
 }
 
 // watchFaultInjections exports a Byzantine filter's fault count.
@@ -136,6 +137,7 @@ func newMetrics() *metrics {
 	})
 	m.registry.MustRegister(m.viewChanges, m.viewChangeAttempts, m.viewChangeSeconds, m.viewChanging)
 	m.ops = newOpsMetrics(m.registry)
+	m.inbound = newInboundMetrics(m.registry)
 	m.registry.MustRegister(
 		m.checkpointsStable, m.stateTransfers, m.stateTransferRejected, m.stateTransferSeconds,
 		m.stateServedBytes, m.stateReceivedEntries, m.transferring,

@@ -60,6 +60,7 @@ func (m *metrics) watchTransport(stats func() p2p.Stats) {
 		counter("pbftnode_p2p_rate_limited_total", "Client frames dropped because the client exceeded its rate limit.", func(s p2p.Stats) uint64 { return s.RateLimited }),
 		counter("pbftnode_p2p_rejected_peers_total", "Connections and streams refused: replica streams from non-members, clients not on the allowlist.", func(s p2p.Stats) uint64 { return s.RejectedPeers }),
 	)
+	m.watchInbound(stats)
 }
 
 // phaseClock remembers when each sequence's pre-prepare was seen here, to

@@ -50,6 +50,7 @@ type Node struct {
 	executor *execution.Executor
 	core     *protocol.Replica
 	verifier *protocol.MessageVerifier
+	window   uint64 // the core's window size, for the verifier's pre-check
 	pool     *crypto.Pool
 	metrics  *metrics
 
@@ -127,6 +128,7 @@ func (n *Node) open() error {
 	}
 	n.verifier = protocol.NewMessageVerifier(cfg.ClusterID, pubs, crypto.NewVerifiedCache(1<<16), n.pool, n.core.Config().MaxBatchSize)
 	n.verifier.SetWindowSize(n.core.Config().WindowSize)
+	n.window = n.core.Config().WindowSize
 	if err := n.recover(); err != nil {
 		return err
 	}

@@ -79,9 +79,8 @@ func StartRaft(cfg Config) (*RaftNode, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.wg.Add(4)
-	go n.receiveReplicaFrames(ctx)
-	go n.receiveClientFrames(ctx)
+	n.wg.Add(3)
+	go n.receiveFrames(ctx)
 	go n.serveRaftSnapshots(ctx)
 	go n.eventLoop(ctx)
 	return n, nil

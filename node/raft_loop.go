@@ -8,84 +8,86 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
-// receiveReplicaFrames decodes frames from other replicas off the event
-// loop: raft messages and state chunks go to the loop, state requests to
-// the snapshot server.
-func (n *RaftNode) receiveReplicaFrames(ctx context.Context) {
+// receiveFrames takes the frames the host schedules fairly across its
+// sources (each replica, each established client key, and the newcomer
+// keys together) and decodes them off the event loop, in one goroutine so
+// that each replica's frames stay in order.
+func (n *RaftNode) receiveFrames(ctx context.Context) {
 	defer n.wg.Done()
+	frames := make([]p2p.Frame, 0, maxVerifyDrain)
 	for {
-		select {
-		case <-ctx.Done():
+		var ok bool
+		frames, ok = n.host.NextFrames(ctx, frames[:0], maxVerifyDrain)
+		for _, f := range frames {
+			if f.FromIndex >= 0 {
+				n.receiveReplicaFrame(ctx, f)
+			} else {
+				n.receiveClientFrame(ctx, f)
+			}
+		}
+		clear(frames)
+		if !ok {
 			return
-		case f, ok := <-n.host.ReplicaFrames():
-			if !ok {
-				return
-			}
-			var frame wire.RaftFrame
-			if err := proto.Unmarshal(f.Data, &frame); err != nil || f.FromIndex < 0 {
-				n.drop("malformed", "from", f.FromIndex, "err", err)
-				continue
-			}
-			from := uint32(f.FromIndex)
-			switch body := frame.Body.(type) {
-			case *wire.RaftFrame_Message:
-				m := new(raftpb.Message)
-				if err := proto.Unmarshal(body.Message, m); err != nil {
-					n.drop("malformed", "from", from, "err", err)
-					continue
-				}
-				kind := m.GetType().String()
-				n.metrics.received.WithLabelValues(kind).Inc()
-				n.metrics.ops.bytesReceived.WithLabelValues(kind).Add(float64(len(f.Data)))
-				n.push(ctx, raftInput{from: from, msg: m})
-			case *wire.RaftFrame_StateChunk:
-				n.push(ctx, raftInput{from: from, chunk: body.StateChunk})
-			case *wire.RaftFrame_StateRequest:
-				select {
-				case n.stateReqs <- stateRequest{from: from, req: body.StateRequest}:
-				default:
-					n.drop("state_requests_full")
-				}
-			default:
-				n.drop("malformed", "from", from)
-			}
 		}
 	}
 }
 
-// receiveClientFrames decodes client requests. The Noise session of the
+// receiveReplicaFrame decodes a frame from another replica: raft messages
+// and state chunks go to the loop, state requests to the snapshot server.
+func (n *RaftNode) receiveReplicaFrame(ctx context.Context, f p2p.Frame) {
+	var frame wire.RaftFrame
+	if err := proto.Unmarshal(f.Data, &frame); err != nil || f.FromIndex < 0 {
+		n.drop("malformed", "from", f.FromIndex, "err", err)
+		return
+	}
+	from := uint32(f.FromIndex)
+	switch body := frame.Body.(type) {
+	case *wire.RaftFrame_Message:
+		m := new(raftpb.Message)
+		if err := proto.Unmarshal(body.Message, m); err != nil {
+			n.drop("malformed", "from", from, "err", err)
+			return
+		}
+		kind := m.GetType().String()
+		n.metrics.received.WithLabelValues(kind).Inc()
+		n.metrics.ops.bytesReceived.WithLabelValues(kind).Add(float64(len(f.Data)))
+		n.push(ctx, raftInput{from: from, msg: m})
+	case *wire.RaftFrame_StateChunk:
+		n.push(ctx, raftInput{from: from, chunk: body.StateChunk})
+	case *wire.RaftFrame_StateRequest:
+		select {
+		case n.stateReqs <- stateRequest{from: from, req: body.StateRequest}:
+		default:
+			n.drop("state_requests_full")
+		}
+	default:
+		n.drop("malformed", "from", from)
+	}
+}
+
+// receiveClientFrame decodes a client request. The Noise session of the
 // stream authenticates the client, so the request must name the stream's
 // peer; its signature is not checked (crash-fault model).
-func (n *RaftNode) receiveClientFrames(ctx context.Context) {
-	defer n.wg.Done()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case f, ok := <-n.host.ClientFrames():
-			if !ok {
-				return
-			}
-			var frame wire.ClientFrame
-			if err := proto.Unmarshal(f.Data, &frame); err != nil || frame.GetRequest() == nil {
-				n.drop("malformed", "client", f.From, "err", err)
-				continue
-			}
-			req := new(wire.Request)
-			if err := proto.Unmarshal(frame.GetRequest().GetPayload(), req); err != nil {
-				n.drop("malformed", "client", f.From, "err", err)
-				continue
-			}
-			if id, ok := clientPeer(req.GetClientId()); !ok || id != f.From {
-				n.drop("client_mismatch", "client", f.From)
-				continue
-			}
-			n.push(ctx, raftInput{req: req, client: f.From})
-		}
+func (n *RaftNode) receiveClientFrame(ctx context.Context, f p2p.Frame) {
+	var frame wire.ClientFrame
+	if err := proto.Unmarshal(f.Data, &frame); err != nil || frame.GetRequest() == nil {
+		n.drop("malformed", "client", f.From, "err", err)
+		return
 	}
+	req := new(wire.Request)
+	if err := proto.Unmarshal(frame.GetRequest().GetPayload(), req); err != nil {
+		n.drop("malformed", "client", f.From, "err", err)
+		return
+	}
+	if id, ok := clientPeer(req.GetClientId()); !ok || id != f.From {
+		n.drop("client_mismatch", "client", f.From)
+		return
+	}
+	n.push(ctx, raftInput{req: req, client: f.From})
 }
 
 func (n *RaftNode) push(ctx context.Context, in raftInput) {

@@ -21,6 +21,7 @@ type Stats struct {
 	RejectedOversized       uint64 // frames over MaxFrameSize: outbound refused by Send, inbound streams closed
 	RejectedPeers           uint64 // connections and streams refused: replica streams from non-members, and clients not on the allowlist
 	RateLimited             uint64 // client frames dropped over the client's rate limit
+	BackedOffReplicas       int    // replicas backed off as faulty now (a gauge)
 }
 
 type counters struct {
@@ -50,6 +51,9 @@ func (h *Host) Stats() Stats {
 		RejectedOversized:       c.rejectedOversized.Load(),
 		RejectedPeers:           c.rejectedPeers.Load(),
 		RateLimited:             c.rateLimited.Load(),
+	}
+	if h.faulty != nil {
+		st.BackedOffReplicas = len(h.faulty.backedOffReplicas())
 	}
 	for i := range st.DroppedInbound {
 		st.DroppedInbound[i] = c.droppedInbound[i].Load()

@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
@@ -137,6 +138,20 @@ type pendingRequests struct {
 // frame with a bad replica signature thus costs one check, never the
 // checks of the requests it carries.
 func (v *MessageVerifier) VerifyFrames(frames []Frame) []Verified {
+	return v.VerifyFramesAdmitting(frames, nil)
+}
+
+// Admission is a cheap check of a decoded replica message that runs before
+// any of its signatures is checked: a non-nil error is the frame's verdict
+// and no signature of the frame is checked. It must only refuse what the
+// core would drop anyway (see AdmitNormalCase).
+type Admission func(body *wire.ReplicaMessage) error
+
+// VerifyFramesAdmitting is VerifyFrames that first asks admit (when not
+// nil) about every replica frame or message, once decoded: decode, admit,
+// then verify. Frames read back from the protocol log must not be
+// admitted this way.
+func (v *MessageVerifier) VerifyFramesAdmitting(frames []Frame, admit Admission) []Verified {
 	pending := make([]pendingFrame, len(frames))
 	var outerJobs []crypto.VerifyJob
 	for i, f := range frames {
@@ -146,7 +161,7 @@ func (v *MessageVerifier) VerifyFrames(frames []Frame) []Verified {
 			p.client = true
 			p.requests, p.err = v.decodeRequests([]*wire.Signed{f.ClientRequest})
 		case f.ReplicaMessage != nil:
-			v.decodeReplica(p, f.ReplicaMessage, nil, &outerJobs)
+			v.decodeAdmitted(p, f.ReplicaMessage, nil, &outerJobs, admit)
 		default:
 			var rf wire.ReplicaFrame
 			if err := proto.Unmarshal(f.ReplicaFrame, &rf); err != nil {
@@ -157,7 +172,7 @@ func (v *MessageVerifier) VerifyFrames(frames []Frame) []Verified {
 				p.err = fmt.Errorf("%w: frame without a message", ErrMalformed)
 				continue
 			}
-			v.decodeReplica(p, rf.Message, rf.Batch, &outerJobs)
+			v.decodeAdmitted(p, rf.Message, rf.Batch, &outerJobs, admit)
 		}
 	}
 	outerOK := v.verifyJobs(outerJobs)
@@ -196,6 +211,12 @@ func (v *MessageVerifier) verifyJobs(jobs []crypto.VerifyJob) []bool {
 // decodeReplica decodes a signed replica message (with the batch beside
 // it) and queues its signatures, recording the first failed check.
 func (v *MessageVerifier) decodeReplica(p *pendingFrame, signed *wire.Signed, batch []*wire.Signed, outerJobs *[]crypto.VerifyJob) {
+	v.decodeAdmitted(p, signed, batch, outerJobs, nil)
+}
+
+// decodeAdmitted is decodeReplica that asks admit (when not nil) about the
+// decoded message before queuing any signature.
+func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, batch []*wire.Signed, outerJobs *[]crypto.VerifyJob, admit Admission) {
 	p.signed, p.batch = signed, batch
 	var body wire.ReplicaMessage
 	if err := proto.Unmarshal(signed.GetPayload(), &body); err != nil {
@@ -205,6 +226,12 @@ func (v *MessageVerifier) decodeReplica(p *pendingFrame, signed *wire.Signed, ba
 	if int64(body.From) >= int64(len(v.replicas)) {
 		p.err = ErrUnknownSender
 		return
+	}
+	if admit != nil {
+		if err := admit(&body); err != nil {
+			p.err = err
+			return
+		}
 	}
 	p.body = &body
 	p.outer = len(*outerJobs)
@@ -281,6 +308,49 @@ func (v *MessageVerifier) decodeReplica(p *pendingFrame, signed *wire.Signed, ba
 	default:
 		p.after = fmt.Errorf("%w: unknown message type", ErrMalformed)
 	}
+}
+
+// ErrNotAdmitted marks a frame an Admission refused before verification;
+// it wraps the reason (ErrStale or ErrOutsideWindow).
+var ErrNotAdmitted = errors.New("dropped before verification")
+
+// Watermarks are what AdmitNormalCase needs of a replica's state: its
+// view, its low watermark and its window size, published together.
+type Watermarks struct {
+	View, Low, Window uint64
+}
+
+// AdmitNormalCase refuses the normal-case messages (PRE-PREPARE, PREPARE,
+// COMMIT) that a replica whose state was w, or any later state, drops
+// without using them: those of a view below w.View (Step drops every
+// normal-case message of another view, and views only grow), at a
+// sequence at or below w.Low (stale: the low watermark only grows), or
+// beyond w.Low+2*w.Window (outside the window and beyond what the future
+// buffer takes: such a sequence becomes usable only once the low
+// watermark has moved, by a checkpoint the sender will have to prove
+// anyway). Every other message, of any kind, is admitted: Fetch answers,
+// checkpoint certificates, view changes and messages of later views.
+func AdmitNormalCase(body *wire.ReplicaMessage, w Watermarks) error {
+	var view, seq uint64
+	switch b := body.Body.(type) {
+	case *wire.ReplicaMessage_PrePrepare:
+		view, seq = b.PrePrepare.GetView(), b.PrePrepare.GetSequence()
+	case *wire.ReplicaMessage_Prepare:
+		view, seq = b.Prepare.GetView(), b.Prepare.GetSequence()
+	case *wire.ReplicaMessage_Commit:
+		view, seq = b.Commit.GetView(), b.Commit.GetSequence()
+	default:
+		return nil
+	}
+	switch {
+	case view < w.View:
+		return fmt.Errorf("%w: %w: view %d below %d", ErrNotAdmitted, ErrStale, view, w.View)
+	case seq <= w.Low:
+		return fmt.Errorf("%w: %w: sequence %d at or below %d", ErrNotAdmitted, ErrStale, seq, w.Low)
+	case w.Window > 0 && seq > w.Low+2*w.Window:
+		return fmt.Errorf("%w: %w: sequence %d beyond %d", ErrNotAdmitted, ErrOutsideWindow, seq, w.Low+2*w.Window)
+	}
+	return nil
 }
 
 // finish turns a pending frame and the signature verdicts into the frame's
