@@ -55,7 +55,7 @@ func (m *metrics) watchTransport(stats func() p2p.Stats) {
 		counter("pbftnode_p2p_bytes_sent_total", "Frame bytes sent.", func(s p2p.Stats) uint64 { return s.BytesSent }),
 		counter("pbftnode_p2p_bytes_received_total", "Frame bytes received.", func(s p2p.Stats) uint64 { return s.BytesReceived }),
 		counter("pbftnode_p2p_dropped_queue_full_total", "Outbound frames dropped because a peer's bounded queue was full.", func(s p2p.Stats) uint64 { return s.DroppedQueueFull }),
-		counter("pbftnode_p2p_dropped_inbound_full_total", "Received frames dropped because the inbound buffer was full.", func(s p2p.Stats) uint64 { return s.DroppedInboundFull }),
+		counter("pbftnode_p2p_dropped_inbound_full_total", "Client host: replies dropped because the Replies channel was full (a replica counts inbound drops in pbftnode_p2p_inbound_dropped_total{class}).", func(s p2p.Stats) uint64 { return s.DroppedInboundFull }),
 		counter("pbftnode_p2p_rejected_oversized_total", "Frames refused for exceeding the size limit.", func(s p2p.Stats) uint64 { return s.RejectedOversized }),
 		counter("pbftnode_p2p_rate_limited_total", "Client frames dropped because the client exceeded its rate limit.", func(s p2p.Stats) uint64 { return s.RateLimited }),
 		counter("pbftnode_p2p_rejected_peers_total", "Connections and streams refused: replica streams from non-members, clients not on the allowlist.", func(s p2p.Stats) uint64 { return s.RejectedPeers }),

@@ -40,7 +40,7 @@ const (
 	DefaultReplicaQueueBytes   = 64 << 20
 	DefaultClientQueueFrames   = 256
 	DefaultClientQueueBytes    = 8 << 20
-	DefaultNewcomerQueueFrames = 1024
+	DefaultNewcomerQueueFrames = 4096
 	DefaultNewcomerQueueBytes  = 16 << 20
 	DefaultClientTotalBytes    = 128 << 20
 	DefaultEstablishedClients  = 4096
