@@ -247,6 +247,23 @@ func TestFaultySourceBackedOff(t *testing.T) {
 	if period, _ := h.ReportFaulty(bad); period != time.Second {
 		t.Fatalf("after a long good spell the backoff is %v, want the minimum", period)
 	}
+
+	// A client key is backed off the same way, whether established or not;
+	// other keys are not.
+	faultyKey, other := clientID(t, 7), clientID(t, 8)
+	s.established.add(faultyKey)
+	s.push(clientFrame(faultyKey, 10))
+	if _, started := h.ReportFaulty(clientFrame(faultyKey, 10)); !started {
+		t.Fatal("client key report started no backoff")
+	}
+	if s.push(clientFrame(faultyKey, 10)) || !s.push(clientFrame(other, 10)) {
+		t.Fatal("during its backoff the faulty key's frame was queued, or another key's refused")
+	}
+	for _, f := range takeAll(s) {
+		if f.From == faultyKey {
+			t.Fatal("a frame the faulty key queued before its backoff was still served")
+		}
+	}
 }
 
 // NextFrames waits for a frame and returns false once the host context
