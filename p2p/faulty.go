@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -44,6 +45,7 @@ type faultBook struct {
 
 	mu     sync.Mutex
 	states map[faultKey]*faultState
+	any    atomic.Bool // states is not empty: lets backedOff skip the lock
 }
 
 func newFaultBook(minPeriod, maxPeriod time.Duration, now func() time.Time) *faultBook {
@@ -52,6 +54,9 @@ func newFaultBook(minPeriod, maxPeriod time.Duration, now func() time.Time) *fau
 
 // backedOff reports whether f's source is backed off now.
 func (b *faultBook) backedOff(f Frame) bool {
+	if !b.any.Load() {
+		return false
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st, ok := b.states[faultKeyOf(f)]
@@ -81,6 +86,7 @@ func (b *faultBook) report(f Frame) (period time.Duration, started bool) {
 		}
 		st = &faultState{period: b.min}
 		b.states[key] = st
+		b.any.Store(true)
 	}
 	st.until = now.Add(st.period)
 	return st.period, true

@@ -262,10 +262,11 @@ func ringOf(c Class) int {
 	return 1
 }
 
-// take appends up to limit frames to into, in scheduling order. The
-// caller holds s.mu.
+// take appends up to limit frames to into, in scheduling order, dropping
+// (counted) those whose source was backed off since they were queued (in
+// the shared newcomer queue, say). The caller holds s.mu.
 func (s *scheduler) take(into []Frame, limit int) []Frame {
-	for n := 0; n < limit && s.queued > 0; n++ {
+	for n := 0; n < limit && s.queued > 0; {
 		r := &s.rings[0]
 		if other := &s.rings[1]; len(r.active) == 0 || (len(other.active) > 0 && other.vtime < r.vtime) {
 			r = other
@@ -279,7 +280,12 @@ func (s *scheduler) take(into []Frame, limit int) []Frame {
 				delete(s.clients, src.client)
 			}
 		}
+		if s.faulty.backedOff(f) {
+			s.stats.droppedFaulty.Add(1)
+			continue
+		}
 		into = append(into, f)
+		n++
 	}
 	return into
 }

@@ -264,6 +264,15 @@ func TestFaultySourceBackedOff(t *testing.T) {
 			t.Fatal("a frame the faulty key queued before its backoff was still served")
 		}
 	}
+	// A fresh key's frames already in the shared newcomer queue are
+	// dropped when taken, once it is backed off.
+	fresh := clientID(t, 9)
+	s.push(clientFrame(fresh, 10))
+	s.push(clientFrame(fresh, 10))
+	h.ReportFaulty(clientFrame(fresh, 10))
+	if got := takeAll(s); len(got) != 0 {
+		t.Fatalf("served %d frames of a backed-off fresh key", len(got))
+	}
 }
 
 // NextFrames waits for a frame and returns false once the host context
