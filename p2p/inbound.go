@@ -45,9 +45,9 @@ type clientSession struct {
 	limiter *rate.Limiter
 }
 
-// handleClientStream registers a client's stream with its session, reads the
-// client's frames into ClientFrames, and unregisters the stream when it ends.
-// With a client allowlist, streams from peers not on it are reset and
+// handleClientStream registers a client's stream with its session, reads
+// the client's frames into its inbound queue (see NextFrames), and
+// unregisters the stream when it ends. With a client allowlist, streams from peers not on it are reset and
 // counted, whatever the gater let through.
 func (h *Host) handleClientStream(s network.Stream) {
 	if !h.enter() {
