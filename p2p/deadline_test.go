@@ -158,3 +158,42 @@ func TestReplyQueueBoundedInBytes(t *testing.T) {
 		t.Fatal("oversized lone reply refused, or a second accepted")
 	}
 }
+
+// While a replica is backed off its stream is not read at all (its bytes
+// wait in the stream's flow-control window); reading resumes when the
+// backoff ends.
+func TestBackedOffReplicaStreamPaused(t *testing.T) {
+	const backoff = 400 * time.Millisecond
+	hosts, _ := startCluster(t, 2, func(_ int, cfg *Config) { cfg.FaultyBackoffMin = backoff })
+	h0, h1 := hosts[0], hosts[1]
+	f := sendUntilReceived(t, func(b []byte) bool { return h1.Send(0, b) }, replicaFrames(h0), "1 -> 0 before the backoff")
+	// Take every probe still on its way, up to a marker.
+	if !h1.Send(0, []byte("marker")) {
+		t.Fatal("send refused")
+	}
+	for string(receive(t, replicaFrames(h0), "marker").Data) != "marker" {
+	}
+	if _, started := h0.ReportFaulty(f); !started {
+		t.Fatal("no backoff started")
+	}
+	until, _ := h0.faulty.backedOffUntil(f)
+	// The reader may have been waiting for this frame's first byte when
+	// the backoff began: it reads that one frame and drops it (counted).
+	// The next one it must not read before the backoff ends.
+	if !h1.Send(0, []byte("during 1")) {
+		t.Fatal("send refused")
+	}
+	waitFor(t, "the first frame during the backoff to be read and dropped", func() bool {
+		return h0.Stats().DroppedFaulty >= 1
+	})
+	if !h1.Send(0, []byte("during 2")) {
+		t.Fatal("send refused")
+	}
+	got := receive(t, replicaFrames(h0), "the frame sent during the backoff")
+	if string(got.Data) != "during 2" {
+		t.Fatalf("got %q", got.Data)
+	}
+	if now := time.Now(); now.Before(until) {
+		t.Fatalf("frame read %v before the backoff ended", until.Sub(now))
+	}
+}

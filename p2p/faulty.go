@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,47 @@ func (b *faultBook) backedOff(f Frame) bool {
 	defer b.mu.Unlock()
 	st, ok := b.states[faultKeyOf(f)]
 	return ok && b.now().Before(st.until)
+}
+
+// backedOffUntil returns when f's source's backoff ends, and whether it
+// is backed off now.
+func (b *faultBook) backedOffUntil(f Frame) (time.Time, bool) {
+	if !b.any.Load() {
+		return time.Time{}, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st, ok := b.states[faultKeyOf(f)]
+	if !ok || !b.now().Before(st.until) {
+		return time.Time{}, false
+	}
+	return st.until, true
+}
+
+// pauseWhileBackedOff blocks, without reading the stream, while the
+// source of stream frames like f is backed off: the stream's flow-control
+// window then fills and the sender can send nothing more on it, so its
+// bytes cost neither decryption nor parsing (as Aardvark closes a faulty
+// replica's link). It returns an error when the host closes.
+func (h *Host) pauseWhileBackedOff(f Frame) error {
+	for {
+		until, ok := h.faulty.backedOffUntil(f)
+		if !ok {
+			return nil
+		}
+		t := time.NewTimer(h.faulty.until(until))
+		select {
+		case <-h.ctx.Done():
+			t.Stop()
+			return fmt.Errorf("p2p: host closing: %w", h.ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// until converts an instant of the book's clock into a wait from now.
+func (b *faultBook) until(t time.Time) time.Duration {
+	return max(time.Millisecond, t.Sub(b.now()))
 }
 
 // report backs off f's source unless it is backed off already; started
@@ -131,9 +173,9 @@ func (b *faultBook) backedOffReplicas() []int {
 // ReportFaulty records that f's source proved itself faulty: a frame on
 // a replica's own authenticated stream, or a client key's, carried a
 // signature that does not verify, which a correct sender never sends. The
-// source is backed off: its queued frames and every frame it sends until
-// the backoff ends are dropped unverified (counted in
-// Stats.DroppedFaulty). started reports that a new backoff of length
+// source is backed off: its queued frames are dropped unverified (counted
+// in Stats.DroppedFaulty), and its streams are not read until the backoff
+// ends (a frame read just before is dropped too). started reports that a new backoff of length
 // period began (the caller logs and counts it once); a source already
 // backed off returns started = false.
 func (h *Host) ReportFaulty(f Frame) (period time.Duration, started bool) {

@@ -205,6 +205,9 @@ func (h *Host) readFramesLimited(s network.Stream, fromIndex int, deliver func(F
 	}
 	r := bufio.NewReader(s)
 	for {
+		if err := h.pauseWhileBackedOff(Frame{From: from, FromIndex: fromIndex}); err != nil {
+			return err
+		}
 		data, err := h.readFrameTimed(s, r, from, budget)
 		if err != nil {
 			if errors.Is(err, ErrFrameTooLarge) {
