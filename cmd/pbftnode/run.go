@@ -34,6 +34,12 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	if *home == "" {
 		return fmt.Errorf("%w: --home is required", errUsage)
 	}
+	if *toggle && *strategy == "" {
+		return fmt.Errorf("%w: --byzantine-toggle needs --byzantine", errUsage)
+	}
+	if *rate <= 0 {
+		return fmt.Errorf("%w: --byzantine-rate must be positive", errUsage)
+	}
 	logger, err := logs.logger(stderr)
 	if err != nil {
 		return err
@@ -48,12 +54,6 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	}
 	if *floor && (cfg.Consensus == node.ProtocolRaft || *strategy != "") {
 		return fmt.Errorf("%w: --benchmark-floor runs on a PBFT configuration, without --byzantine", errUsage)
-	}
-	if *toggle && *strategy == "" {
-		return fmt.Errorf("%w: --byzantine-toggle needs --byzantine", errUsage)
-	}
-	if *rate <= 0 {
-		return fmt.Errorf("%w: --byzantine-rate must be positive", errUsage)
 	}
 	var byz *byzantine.Filter
 	if *strategy != "" {
