@@ -10,6 +10,10 @@ package node_test
 import (
 	"context"
 	"crypto/ed25519"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,26 +44,52 @@ func startStrategy(t *testing.T, strategy string, liar int, opts byzantine.Optio
 	return net, filter
 }
 
-// victimsSum adds up series over the /metrics of every replica but liar.
-func victimsSum(t *testing.T, net *localnet.Net, liar int, series ...string) float64 {
+// seriesSum adds up every series on addr's /metrics whose line starts
+// with one of prefixes (a name with "{" covers all its labels).
+func seriesSum(t *testing.T, addr string, prefixes ...string) float64 {
 	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var sum float64
-	for i := range net.Nodes {
-		if i == liar {
-			continue
-		}
-		for _, s := range series {
-			sum += metric(t, net.Replica(i).MetricsAddr(), s)
+	for _, line := range strings.Split(string(body), "\n") {
+		for _, p := range prefixes {
+			if !strings.HasPrefix(line, p) {
+				continue
+			}
+			if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+				sum += v
+			}
 		}
 	}
 	return sum
 }
 
+// victimsEvidence returns each victim's (every replica but liar) sum of
+// the evidence series.
+func victimsEvidence(t *testing.T, net *localnet.Net, liar int, evidence []string) map[int]float64 {
+	t.Helper()
+	got := map[int]float64{}
+	for i := range net.Nodes {
+		if i != liar {
+			got[i] = seriesSum(t, net.Replica(i).MetricsAddr(), evidence...)
+		}
+	}
+	return got
+}
+
 // floodTest runs strategy on replica 3 (a backup), switched off for a
-// warm-up load, then on: the victims' evidence series must reach
-// minEvidence, a client load must complete and the correct replicas
-// converge.
-func floodTest(t *testing.T, strategy string, minEvidence float64, evidence ...string) {
+// warm-up load, then on: every victim's evidence series must grow by at
+// least perVictim, a client load must complete and the correct replicas
+// converge. Evidence counts drops of any reason, so that whichever stage
+// drops the flood (verification, a per-peer budget, a back-off), it shows.
+func floodTest(t *testing.T, strategy string, perVictim float64, evidence ...string) {
 	const liar = 3
 	net, filter := startStrategy(t, strategy, liar, byzantine.Options{Inactive: true})
 	if n := runWorkload(t, net, 1, 2, 8); n != 16 {
@@ -68,22 +98,33 @@ func floodTest(t *testing.T, strategy string, minEvidence float64, evidence ...s
 	if a := filter.Actions(); a != 0 {
 		t.Fatalf("inactive %s injected %d frames", strategy, a)
 	}
-	before := victimsSum(t, net, liar, evidence...)
+	before := victimsEvidence(t, net, liar, evidence)
 	if !filter.SetActive(true) {
 		t.Fatal("SetActive(true) changed nothing")
 	}
 	started := time.Now()
-	waitUntil(t, net, 20*time.Second, "the victims show the flood", func() bool {
-		return victimsSum(t, net, liar, evidence...)-before >= minEvidence
+	grown := func() map[int]float64 {
+		now := victimsEvidence(t, net, liar, evidence)
+		for i := range now {
+			now[i] -= before[i]
+		}
+		return now
+	}
+	waitUntil(t, net, 20*time.Second, "every victim shows the flood", func() bool {
+		for _, g := range grown() {
+			if g < perVictim {
+				return false
+			}
+		}
+		return filter.Actions() >= 100
 	})
-	t.Logf("%s: evidence %v after %s (%d frames injected)", strategy, victimsSum(t, net, liar, evidence...)-before,
-		time.Since(started).Round(time.Millisecond), filter.Actions())
+	t.Logf("%s: victims' evidence %v after %s (%d frames injected)", strategy, grown(), time.Since(started).Round(time.Millisecond), filter.Actions())
 	if n := runWorkload(t, net, byzClients, byzWorkers, 12); n != byzClients*byzWorkers*12 {
 		t.Fatalf("%d operations completed under %s, want %d", n, strategy, byzClients*byzWorkers*12)
 	}
 	filter.SetActive(false)
-	t.Logf("%s: load done %s after the flood started; %d frames injected, evidence %v",
-		strategy, time.Since(started).Round(time.Millisecond), filter.Actions(), victimsSum(t, net, liar, evidence...)-before)
+	t.Logf("%s: load done %s after the flood started; %d frames injected, victims' evidence %v",
+		strategy, time.Since(started).Round(time.Millisecond), filter.Actions(), grown())
 	if st := waitConvergedExcept(t, net, liar); st.ExecutedSequence == 0 {
 		t.Fatal("correct replicas converged on an empty log")
 	}
@@ -91,20 +132,17 @@ func floodTest(t *testing.T, strategy string, minEvidence float64, evidence ...s
 
 // Frames with bad signatures are rejected by the victims' verification.
 func TestByzantineBadSignatureFlood(t *testing.T) {
-	floodTest(t, byzantine.StrategyBadSignatureFlood, 100,
-		"pbftnode_signatures_rejected_total", `pbftnode_messages_dropped_total{reason="bad_signature"}`)
+	floodTest(t, byzantine.StrategyBadSignatureFlood, 1, "pbftnode_signatures_rejected_total ", "pbftnode_messages_dropped_total{")
 }
 
 // Properly signed stale-view and out-of-window messages are dropped.
 func TestByzantineStaleFlood(t *testing.T) {
-	floodTest(t, byzantine.StrategyStaleFlood, 100,
-		`pbftnode_messages_dropped_total{reason="outside_window"}`, `pbftnode_messages_dropped_total{reason="wrong_view"}`,
-		`pbftnode_messages_dropped_total{reason="stale"}`)
+	floodTest(t, byzantine.StrategyStaleFlood, 20, "pbftnode_messages_dropped_total{")
 }
 
 // BATCH-REQUESTs for real batches make the victims send batches back.
 func TestByzantineBatchRequestFlood(t *testing.T) {
-	floodTest(t, byzantine.StrategyBatchRequestFlood, 20, `pbftnode_messages_sent_total{type="batch_reply"}`)
+	floodTest(t, byzantine.StrategyBatchRequestFlood, 5, `pbftnode_messages_sent_total{type="batch_reply"}`)
 }
 
 // The primary of view 0 holds each PRE-PREPARE for 90 ticks (900 ms):
