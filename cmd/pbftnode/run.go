@@ -34,11 +34,8 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	if *home == "" {
 		return fmt.Errorf("%w: --home is required", errUsage)
 	}
-	if *toggle && *strategy == "" {
-		return fmt.Errorf("%w: --byzantine-toggle needs --byzantine", errUsage)
-	}
-	if *rate <= 0 {
-		return fmt.Errorf("%w: --byzantine-rate must be positive", errUsage)
+	if err := checkByzantineFlags(*strategy, *rate, *toggle); err != nil {
+		return err
 	}
 	logger, err := logs.logger(stderr)
 	if err != nil {
@@ -105,6 +102,18 @@ func protocolName(consensus string) string {
 		return node.ProtocolPBFT
 	}
 	return consensus
+}
+
+// checkByzantineFlags rejects --byzantine-toggle without a strategy and
+// a rate that is not positive.
+func checkByzantineFlags(strategy string, rate float64, toggle bool) error {
+	if toggle && strategy == "" {
+		return fmt.Errorf("%w: --byzantine-toggle needs --byzantine", errUsage)
+	}
+	if rate <= 0 {
+		return fmt.Errorf("%w: --byzantine-rate must be positive", errUsage)
+	}
+	return nil
 }
 
 // newByzantine builds a --byzantine strategy for cfg's replica: the flood
