@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"slices"
-
+	"sync"
 	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
@@ -15,44 +15,132 @@ import (
 	"github.com/pbftnode/pbftnode/wire"
 )
 
+// Strategy names.
+const (
+	StrategySilent            = "silent"
+	StrategyEquivocate        = "equivocate"
+	StrategyWithhold          = "withhold"
+	StrategyBadNewView        = "bad-new-view"
+	StrategyWrongResults      = "wrong-results"
+	StrategyBadSignatureFlood = "bad-signature-flood"
+	StrategyStaleFlood        = "stale-flood"
+	StrategyBatchRequestFlood = "batch-request-flood"
+	StrategySlowPrimary       = "slow-primary"
+)
+
 // Strategies lists the strategy names New accepts.
-var Strategies = []string{"silent", "equivocate", "withhold", "bad-new-view", "wrong-results"}
+var Strategies = []string{
+	StrategySilent, StrategyEquivocate, StrategyWithhold, StrategyBadNewView, StrategyWrongResults,
+	StrategyBadSignatureFlood, StrategyStaleFlood, StrategyBatchRequestFlood, StrategySlowPrimary,
+}
+
+// DefaultRate is the floods' default rate in frames per second, to all
+// other replicas together: about what one peer can push on a 2-core
+// machine it shares with its victims.
+const DefaultRate = 2000
+
+// DefaultFramesPerTick is DefaultRate at the runtime's default 10 ms tick.
+const DefaultFramesPerTick = DefaultRate / 100
+
+// DefaultDelayTicks is how long slow-primary holds each PRE-PREPARE by
+// default: 90% of protocol.DefaultViewChangeTimeoutTicks, just under the
+// backups' timeout.
+const DefaultDelayTicks = protocol.DefaultViewChangeTimeoutTicks * 9 / 10
+
+// maxFramesPerTick bounds one tick's injection whatever the rate.
+const maxFramesPerTick = 4096
+
+// Options tunes the strategies that act on their own schedule (the
+// floods, driven by the runtime's ticks, and slow-primary). The zero
+// value gives the defaults.
+type Options struct {
+	// FramesPerTick is the floods' rate: frames per tick to all other
+	// replicas together (default DefaultFramesPerTick; it may be a
+	// fraction, e.g. 0.5 is one frame every other tick).
+	FramesPerTick float64
+	// DelayTicks is how many ticks slow-primary holds each PRE-PREPARE
+	// (default DefaultDelayTicks).
+	DelayTicks uint64
+	// Inactive starts the strategy switched off: the filter passes
+	// everything through unchanged and injects nothing until
+	// SetActive(true).
+	Inactive bool
+}
 
 // Filter is one replica's fault-injection strategy. It implements
-// node.Filter and counts the faults it committed. Safe for concurrent use.
+// node.Filter (and the node's optional Injector and Delayer hooks) and
+// counts the faults it committed. Safe for concurrent use.
 type Filter struct {
 	strategy string
 	self     uint32
 	n        int
+	opts     Options
 	signer   *crypto.Signer
 	// client is the Byzantine replica's own client identity: it cannot
 	// forge real clients' signatures, so what it injects, it signs itself.
 	client  *crypto.Signer
 	actions atomic.Uint64
+	// active switches the strategy on and off (SetActive).
+	active atomic.Bool
+
+	mu    sync.Mutex // guards flood
+	flood floodState
 }
 
-// New returns the strategy for replica self of n, signing with key.
+// New returns the strategy for replica self of n, signing with key, with
+// default Options.
 func New(strategy string, self uint32, n int, key ed25519.PrivateKey, clusterID string) (*Filter, error) {
+	return NewWithOptions(strategy, self, n, key, clusterID, Options{})
+}
+
+// NewWithOptions returns the strategy for replica self of n, signing with
+// key, tuned by opts.
+func NewWithOptions(strategy string, self uint32, n int, key ed25519.PrivateKey, clusterID string, opts Options) (*Filter, error) {
 	if !slices.Contains(Strategies, strategy) {
 		return nil, fmt.Errorf("byzantine: unknown strategy %q (known: %v)", strategy, Strategies)
 	}
+	if opts.FramesPerTick < 0 {
+		return nil, fmt.Errorf("byzantine: negative flood rate %v frames per tick", opts.FramesPerTick)
+	}
+	if opts.FramesPerTick == 0 {
+		opts.FramesPerTick = DefaultFramesPerTick
+	}
+	if opts.DelayTicks == 0 {
+		opts.DelayTicks = DefaultDelayTicks
+	}
 	seed := sha256.Sum256(append([]byte("pbftnode/byzantine-client"), key.Seed()...))
-	return &Filter{
-		strategy: strategy, self: self, n: n,
+	f := &Filter{
+		strategy: strategy, self: self, n: n, opts: opts,
 		signer: crypto.NewSigner(key, clusterID),
 		client: crypto.NewSigner(ed25519.NewKeyFromSeed(seed[:]), clusterID),
-	}, nil
+	}
+	f.active.Store(!opts.Inactive)
+	return f, nil
 }
 
 // Strategy returns the strategy's name.
 func (f *Filter) Strategy() string { return f.strategy }
 
-// Actions counts the faults committed so far (messages withheld, forged
-// or corrupted).
+// Actions counts the faults committed so far (messages withheld, forged,
+// corrupted, injected or delayed).
 func (f *Filter) Actions() uint64 { return f.actions.Load() }
+
+// SetActive switches the strategy on or off; it reports whether that
+// changed anything. Off, the filter passes everything through unchanged
+// and injects and delays nothing.
+func (f *Filter) SetActive(on bool) bool { return f.active.Swap(on) != on }
+
+// Active reports whether the strategy is switched on.
+func (f *Filter) Active() bool { return f.active.Load() }
 
 // Outbound implements node.Filter.
 func (f *Filter) Outbound(out protocol.Outbound) []protocol.Outbound {
+	if f.strategy == StrategyBatchRequestFlood {
+		f.observeDigest(out) // even while inactive, so an attack starts at once
+	}
+	if !f.active.Load() {
+		return []protocol.Outbound{out}
+	}
 	switch f.strategy {
 	case "silent":
 		f.actions.Add(1)
@@ -75,6 +163,9 @@ func (f *Filter) Outbound(out protocol.Outbound) []protocol.Outbound {
 
 // Reply implements node.Filter.
 func (f *Filter) Reply(r *wire.Reply) bool {
+	if !f.active.Load() {
+		return true
+	}
 	switch f.strategy {
 	case "silent":
 		f.actions.Add(1)

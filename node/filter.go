@@ -22,3 +22,22 @@ type CountingFilter interface {
 	Filter
 	Actions() uint64
 }
+
+// Injector is an optional hook of a Filter, found by type assertion: the
+// event loop calls Inject once per tick (tick counts the loop's ticks
+// from 1; st is the core's status after the tick: view, primary, window)
+// and encodes, sends through the host and counts every message it
+// returns, as it does the core's. Fault injection uses it to send traffic
+// of its own (floods) on the protocol's clock, not a wall-clock timer.
+type Injector interface {
+	Inject(tick uint64, st protocol.Status) []protocol.Outbound
+}
+
+// Delayer is an optional hook of a Filter, found by type assertion: for
+// each message the Filter lets out, Delay returns how many ticks the node
+// holds it before sending (0: send now). Held frames wait in a
+// tick-ordered queue bounded by maxHeldFrames and maxHeldBytes; a frame
+// that does not fit goes at once.
+type Delayer interface {
+	Delay(out protocol.Outbound) uint64
+}

@@ -251,6 +251,7 @@ func (n *Node) eventLoop(ctx context.Context) {
 		case <-ticker.C:
 			n.core.Tick()
 			n.transferTick()
+			n.injectTick()
 		case in := <-n.inbox:
 			n.handle(in)
 			for i := 1; i < maxBurst; i++ {
@@ -382,18 +383,18 @@ func (n *Node) send(out protocol.Outbound, encode func(*wire.Signed, []*wire.Sig
 	if n.cfg.Filter != nil {
 		outs = n.cfg.Filter.Outbound(out)
 	}
+	delayer, _ := n.cfg.Filter.(Delayer)
 	for _, o := range outs {
 		b, err := encode(o.Signed, o.Batch)
 		if err != nil {
 			return err
 		}
-		if o.To == protocol.Broadcast {
-			n.host.Broadcast(b)
-		} else {
-			n.host.Send(o.To, b)
+		if delayer != nil {
+			if d := delayer.Delay(o); d > 0 && n.hold(d, o.To, o.Kind, b) {
+				continue
+			}
 		}
-		n.metrics.sent.WithLabelValues(o.Kind.String()).Inc()
-		n.metrics.ops.bytesSent.WithLabelValues(o.Kind.String()).Add(float64(len(b)))
+		n.transmit(o.To, o.Kind, b)
 	}
 	return nil
 }

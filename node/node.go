@@ -63,6 +63,9 @@ type Node struct {
 	stateRequests  chan stateRequest
 	transfer       *transfer // owned by the event loop
 
+	// hooks drives a Filter's Injector and Delayer; owned by the event loop.
+	hooks faultHooks
+
 	// phases times each sequence's phases; owned by the event loop.
 	phases *phaseClock
 

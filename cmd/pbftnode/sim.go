@@ -21,6 +21,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	start := fs.Uint64("start", 1, "first seed")
 	replicas := fs.Int("replicas", 4, "replicas per run (pbft: 4 or 7; raft: 3 or 5, default 3)")
 	byz := fs.Int("byzantine", 0, "Byzantine replicas per run (at most f)")
+	strategy := fs.String("strategy", "", "pbft only: the strategy every Byzantine replica runs ("+strings.Join(sim.AllStrategies(), ", ")+"); default: each seed draws one")
 	plant := fs.String("plant", "", "TESTING ONLY: plant a bug (pbft: an unsafe quorum in the correct replicas, "+strings.Join(sim.Plants, ", ")+"; raft: "+strings.Join(raftsim.Plants, ", ")+")")
 	steps := fs.Uint64("steps", sim.DefaultMaxSteps, "step limit per run")
 	workers := fs.Int("workers", 0, "seeds run in parallel (0: GOMAXPROCS)")
@@ -42,7 +43,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%w: --scenario and --plain-wipes are for --protocol raft", errUsage)
 		}
 	case "raft":
-		if *byz != 0 {
+		if *byz != 0 || *strategy != "" {
 			return fmt.Errorf("%w: the Raft mode tolerates crash faults only (--byzantine 0)", errUsage)
 		}
 		rcfg := raftsim.Config{Replicas: *replicas, Plant: *plant, Scenario: *scenario, PlainWipes: *plainWipes,
@@ -57,7 +58,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("%w: --protocol %q: want pbft or raft", errUsage, *protocol)
 	}
-	cfg := sim.Config{Replicas: *replicas, Byzantine: *byz, Plant: *plant, MaxSteps: *steps, Logger: logger, Verbose: *verbose}
+	cfg := sim.Config{Replicas: *replicas, Byzantine: *byz, Strategy: *strategy, Plant: *plant, MaxSteps: *steps, Logger: logger, Verbose: *verbose}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -98,6 +99,9 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 
 func replayCommand(cfg sim.Config, seed uint64) string {
 	s := fmt.Sprintf("pbftnode sim --seeds 1 --start %d --replicas %d --byzantine %d", seed, cfg.Replicas, cfg.Byzantine)
+	if cfg.Strategy != "" {
+		s += " --strategy " + cfg.Strategy
+	}
 	if cfg.Plant != "" {
 		s += " --plant " + cfg.Plant
 	}

@@ -44,6 +44,11 @@ const (
 	WindowSize         = 16
 	// MaxNetworkDelay bounds a message's delay once the network is calm.
 	MaxNetworkDelay = 3
+	// FloodFramesPerTick is the byzantine floods' rate in the simulator,
+	// scaled down from a real replica's (byzantine.DefaultFramesPerTick)
+	// so that a campaign stays fast: one frame a tick to some other
+	// replica.
+	FloodFramesPerTick = 1
 )
 
 // LivenessBound returns the number of ticks within which, once the
@@ -70,6 +75,10 @@ type Config struct {
 	Replicas int
 	// Byzantine is K, how many replicas misbehave (at most f).
 	Byzantine int
+	// Strategy, when set, is the strategy every Byzantine replica runs
+	// (one of byzantine.Strategies or the simulator's own), alone; unset,
+	// each seed draws one.
+	Strategy string
 	// Plant, when set, is one of Plants, applied to the correct replicas.
 	Plant string
 	// MaxSteps caps a run's steps (default DefaultMaxSteps); a run that
@@ -108,6 +117,9 @@ func (c Config) Validate() error {
 	}
 	if f := protocol.FaultTolerance(c.Replicas); c.Byzantine < 0 || c.Byzantine > f {
 		return fmt.Errorf("sim: %d Byzantine replicas among %d; want 0 to f = %d", c.Byzantine, c.Replicas, f)
+	}
+	if c.Strategy != "" && !slices.Contains(AllStrategies(), c.Strategy) {
+		return fmt.Errorf("sim: unknown strategy %q (known: %v)", c.Strategy, AllStrategies())
 	}
 	if c.Plant != "" && !slices.Contains(Plants, c.Plant) {
 		return fmt.Errorf("sim: unknown plant %q (known: %v)", c.Plant, Plants)

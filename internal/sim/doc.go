@@ -11,7 +11,10 @@
 // client load, and which replicas (at most --byzantine K <= f) are
 // Byzantine and how (the byzantine package's strategies, the simulator's
 // own filters of the same shape, and Twins: two copies of one replica with
-// the same key, each connected to part of the network). A run is
+// the same key, each connected to part of the network; Config.Strategy
+// forces one). The byzantine floods and slow-primary act through the
+// node's Injector and Delayer hooks, which the simulator drives from its
+// own ticks (FloodFramesPerTick; 90% of the view-change timeout). A run is
 // single-threaded and reads no clock, so a seed replays exactly; the
 // replicas emit nothing in map order. Config.Trace records every message
 // sent and delivered, to find where two runs diverge.

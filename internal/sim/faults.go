@@ -24,25 +24,37 @@ type delayer interface {
 	extraDelay(out protocol.Outbound) int64
 }
 
+// tickDelayer is node.Delayer's shape: how many ticks to hold a message
+// the filter let out (*byzantine.Filter implements it).
+type tickDelayer interface {
+	Delay(out protocol.Outbound) uint64
+}
+
+// injector is node.Injector's shape: messages a strategy sends of its own
+// on each tick (*byzantine.Filter's floods implement it).
+type injector interface {
+	Inject(tick uint64, st protocol.Status) []protocol.Outbound
+}
+
 // actionCounter counts the faults a strategy committed.
 type actionCounter interface{ Actions() uint64 }
 
 // Simulator-only strategies, filters of the same shape as the byzantine
 // package's.
 const (
-	stratForge            = "forge"             // corrupt signatures, claim to be another replica
-	stratReplay           = "replay"            // resend old messages later
-	stratWrongViewSeq     = "wrong-view-seq"    // votes for other views and sequences outside the window
-	stratBogusCheckpoint  = "bogus-checkpoint"  // checkpoint votes with wrong digests
-	stratBogusViewChange  = "bogus-view-change" // VIEW-CHANGEs hiding prepared certificates, far-ahead SUSPECTs
-	stratLieClients       = "lie-clients"       // plausible but wrong replies
-	stratSlowPrimary      = "slow-primary"      // delays its own pre-prepares
-	stratTwins            = "twins"             // two copies, each talking to part of the network
+	stratForge            = "forge"              // corrupt signatures, claim to be another replica
+	stratReplay           = "replay"             // resend old messages later
+	stratWrongViewSeq     = "wrong-view-seq"     // votes for other views and sequences outside the window
+	stratBogusCheckpoint  = "bogus-checkpoint"   // checkpoint votes with wrong digests
+	stratBogusViewChange  = "bogus-view-change"  // VIEW-CHANGEs hiding prepared certificates, far-ahead SUSPECTs
+	stratLieClients       = "lie-clients"        // plausible but wrong replies
+	stratDelayPrePrepares = "delay-pre-prepares" // delays its own pre-prepares by random ticks
+	stratTwins            = "twins"              // two copies, each talking to part of the network
 	byzantineClientDomain = "pbftnode/byzantine-client"
 )
 
 var simStrategies = []string{stratForge, stratReplay, stratWrongViewSeq, stratBogusCheckpoint, stratBogusViewChange,
-	stratLieClients, stratSlowPrimary, stratOmitCertificates}
+	stratLieClients, stratDelayPrePrepares, stratOmitCertificates}
 
 // byzantineClientID is the client identity byzantine.Filter signs its
 // injected requests with (derived from the replica's key the same way).
@@ -75,7 +87,7 @@ func (f *simFilter) Reply(r *wire.Reply) bool {
 }
 
 func (f *simFilter) extraDelay(out protocol.Outbound) int64 {
-	if f.kind == stratSlowPrimary && out.Kind == protocol.KindPrePrepare {
+	if f.kind == stratDelayPrePrepares && out.Kind == protocol.KindPrePrepare {
 		f.actions++
 		return 5 + f.rng.Int64N(30)
 	}
@@ -207,6 +219,32 @@ func (c chain) extraDelay(out protocol.Outbound) int64 {
 		}
 	}
 	return d
+}
+
+// Delay is the sum of both strategies' tick delays.
+func (c chain) Delay(out protocol.Outbound) uint64 {
+	var d uint64
+	for _, f := range []outFilter{c.a, c.b} {
+		if x, ok := f.(tickDelayer); ok {
+			d += x.Delay(out)
+		}
+	}
+	return d
+}
+
+// Inject returns what both strategies inject; b sees a's injections as it
+// sees a's other messages.
+func (c chain) Inject(tick uint64, st protocol.Status) []protocol.Outbound {
+	var outs []protocol.Outbound
+	if x, ok := c.a.(injector); ok {
+		for _, o := range x.Inject(tick, st) {
+			outs = append(outs, c.b.Outbound(o)...)
+		}
+	}
+	if x, ok := c.b.(injector); ok {
+		outs = append(outs, x.Inject(tick, st)...)
+	}
+	return outs
 }
 
 func (c chain) Actions() uint64 { return actions(c.a) + actions(c.b) }

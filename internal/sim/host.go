@@ -137,6 +137,11 @@ func (h *host) restart() {
 func (h *host) tick() {
 	h.core.Tick()
 	h.drain()
+	if inj, ok := h.filter.(injector); ok && !h.w.stop {
+		for _, o := range inj.Inject(uint64(h.w.now), h.core.Status()) {
+			h.w.sendReplica(h, o, 0)
+		}
+	}
 	if h.behind != nil {
 		h.w.transfer(h)
 	}
@@ -257,8 +262,13 @@ func (h *host) send(out protocol.Outbound) {
 		}
 		outs = h.filter.Outbound(out)
 	}
+	held, _ := h.filter.(tickDelayer)
 	for _, o := range outs {
-		h.w.sendReplica(h, o, extra)
+		d := extra
+		if held != nil {
+			d += int64(held.Delay(o))
+		}
+		h.w.sendReplica(h, o, d)
 	}
 }
 

@@ -101,11 +101,13 @@ func (w *world) setup() error {
 			continue
 		}
 		w.check.byzClients[string(byzantineClientID(w.keys[i]))] = true
-		all := append(append([]string{}, byzantine.Strategies...), simStrategies...)
-		all = append(all, stratTwins)
+		all := AllStrategies()
 		strategy := all[r.IntN(len(all))]
 		if attack && i == 1 {
 			strategy = stratOmitCertificates
+		}
+		if w.cfg.Strategy != "" {
+			strategy = w.cfg.Strategy
 		}
 		if strategy == stratTwins {
 			sides := w.twinSides(uint32(i))
@@ -121,7 +123,7 @@ func (w *world) setup() error {
 		if err != nil {
 			return err
 		}
-		if strategy != "silent" && r.IntN(3) == 0 {
+		if strategy != "silent" && r.IntN(3) == 0 && w.cfg.Strategy == "" {
 			second := simStrategies[r.IntN(len(simStrategies))]
 			g, err := w.strategy(second, uint32(i))
 			if err != nil {
@@ -149,6 +151,13 @@ func (w *world) setup() error {
 	return nil
 }
 
+// AllStrategies lists the strategies a simulated Byzantine replica may
+// run: the byzantine package's, the simulator's own, and Twins.
+func AllStrategies() []string {
+	all := append(append([]string{}, byzantine.Strategies...), simStrategies...)
+	return append(all, stratTwins)
+}
+
 // plant applies a planted bug to a correct replica's configuration.
 func plant(cfg *protocol.Config, name string, f int) {
 	switch name {
@@ -163,7 +172,8 @@ func plant(cfg *protocol.Config, name string, f int) {
 
 func (w *world) strategy(name string, id uint32) (outFilter, error) {
 	if slices.Contains(byzantine.Strategies, name) {
-		f, err := byzantine.New(name, id, w.n, w.keys[id], clusterID)
+		f, err := byzantine.NewWithOptions(name, id, w.n, w.keys[id], clusterID, byzantine.Options{
+			FramesPerTick: FloodFramesPerTick, DelayTicks: ViewChangeTimeoutTicks * 9 / 10})
 		if err != nil {
 			return nil, fmt.Errorf("replica %d: %w", id, err)
 		}
