@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/node"
@@ -72,6 +73,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		// Replica 0 is the primary of view 0.
 		spec.byzantine = map[int]string{0: cfg.ByzantineStrategy}
 	}
+	plan, attack := planFor(cfg.Scenario, cfg.Replicas)
+	if plan.replicaAttack() {
+		spec.byzantine, spec.toggle = map[int]string{plan.replica: plan.strategy}, true
+	}
 	if cfg.CPUProfileDir != "" {
 		stopProfile, err := startHarnessProfile(cfg.CPUProfileDir)
 		if err != nil {
@@ -94,7 +99,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		res.ElectionTimeoutMs = ms(time.Duration(ticks) * tick)
 	}
-	err = measure(ctx, cfg, cl, prog, &res)
+	if attack {
+		err = measureAttack(ctx, cfg, plan, cl, prog, &res)
+	} else {
+		err = measure(ctx, cfg, cl, prog, &res)
+	}
 	if err != nil && !cfg.Keep && cfg.WorkDir == "" {
 		err = fmt.Errorf("%w (replica logs removed; --keep keeps them)", err)
 	} else if err != nil {
@@ -135,11 +144,8 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 	if cfg.Scenario != ScenarioByzantine {
 		// The Byzantine primary's fault would be spent on the probe; there
 		// the measurement starts with the load instead.
-		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		_, err := clients[0].Invoke(pctx, execution.EncodePut([]byte("bench-probe"), []byte("1")))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("the cluster committed no operation within %v: %w", probeTimeout, err)
+		if err := probe(ctx, clients[0]); err != nil {
+			return err
 		}
 	}
 	if cfg.Scenario == ScenarioCrashBackup {
@@ -242,6 +248,16 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 	}
 	if res.Ops == 0 {
 		return fmt.Errorf("no operation completed in the measured %v (%d failed)", cfg.Duration, failed)
+	}
+	return nil
+}
+
+// probe orders one operation: the cluster commits before the load starts.
+func probe(ctx context.Context, cl *client.Client) error {
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	if _, err := cl.Invoke(pctx, execution.EncodePut([]byte("bench-probe"), []byte("1"))); err != nil {
+		return fmt.Errorf("the cluster committed no operation within %v: %w", probeTimeout, err)
 	}
 	return nil
 }
