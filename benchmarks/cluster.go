@@ -35,8 +35,8 @@ type clusterSpec struct {
 	// toggle starts the byzantine strategies inactive
 	// (--byzantine-toggle): SIGUSR1 switches them on, SIGUSR2 off.
 	toggle bool
-	rng       *rand.Rand
-	log       *slog.Logger
+	rng    *rand.Rand
+	log    *slog.Logger
 }
 
 // testnetProtocol is the protocol of the testnet's configuration: a
