@@ -69,14 +69,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		logLevel: cfg.ReplicaLogLevel, profDir: cfg.CPUProfileDir, dir: workDir, log: cfg.Logger,
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), cfg.Seed)),
 	}
-	if cfg.Scenario == ScenarioByzantine {
-		// Replica 0 is the primary of view 0.
-		spec.byzantine = map[int]string{0: cfg.ByzantineStrategy}
-	}
+	spec.byzantine, spec.toggle = byzantineReplicas(cfg)
 	plan, attack := planFor(cfg.Scenario, cfg.Replicas)
-	if plan.replicaAttack() {
-		spec.byzantine, spec.toggle = map[int]string{plan.replica: plan.strategy}, true
-	}
 	if cfg.CPUProfileDir != "" {
 		stopProfile, err := startHarnessProfile(cfg.CPUProfileDir)
 		if err != nil {
@@ -110,6 +104,20 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		err = fmt.Errorf("%w (replica logs in %s)", err, cl.dir)
 	}
 	return res, err
+}
+
+// byzantineReplicas returns which replica runs which byzantine strategy
+// in cfg's scenario, and whether the strategies start inactive
+// (--byzantine-toggle, the attack scenarios).
+func byzantineReplicas(cfg Config) (map[int]string, bool) {
+	if cfg.Scenario == ScenarioByzantine {
+		// Replica 0 is the primary of view 0.
+		return map[int]string{0: cfg.ByzantineStrategy}, false
+	}
+	if plan, _ := planFor(cfg.Scenario, cfg.Replicas); plan.replicaAttack() {
+		return map[int]string{plan.replica: plan.strategy}, true
+	}
+	return nil, false
 }
 
 // header fills in the result's description of the configuration.
