@@ -149,6 +149,9 @@ type attacker struct {
 	key       ed25519.PrivateKey
 	tally     attackTally
 	log       *slog.Logger
+	// stopping is set when the attack ends: the errors of closing its
+	// own streams are not counted.
+	stopping atomic.Bool
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -326,7 +329,7 @@ func (a *attacker) openStream(ctx context.Context, h host.Host, index int) (netw
 	s, err := h.NewStream(ctx, a.members[index].ID, p2p.ClientProtocol)
 	if err != nil {
 		err = fmt.Errorf("attack: stream to replica %d: %w", index, err)
-		a.tally.fail(err)
+		a.fail(err)
 		return nil, err
 	}
 	a.tally.streams.Add(1)
@@ -353,7 +356,7 @@ func (a *attacker) writeFrames(s network.Stream, frames [][]byte) error {
 	}
 	if _, err := s.Write(buf); err != nil {
 		err = fmt.Errorf("attack: write: %w", err)
-		a.tally.fail(err)
+		a.fail(err)
 		return err
 	}
 	a.tally.frames.Add(int64(len(frames)))
@@ -421,13 +424,21 @@ func (a *attacker) readReplies(s network.Stream) {
 	}
 }
 
+// fail counts an error, unless the attack is ending.
+func (a *attacker) fail(err error) {
+	if !a.stopping.Load() {
+		a.tally.fail(err)
+	}
+}
+
 // closeOnDone closes h when ctx ends, which resets its streams and
-// unblocks their writes.
-func closeOnDone(ctx context.Context, h host.Host) (stop func()) {
+// unblocks their writes, or when the returned function is called.
+func (a *attacker) closeOnDone(ctx context.Context, h host.Host) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		select {
 		case <-ctx.Done():
+			a.stopping.Store(true)
 		case <-done:
 		}
 		_ = h.Close()

@@ -43,7 +43,7 @@ func (a *attacker) bigBurst(ctx context.Context, t *attackTimer) error {
 	if err != nil {
 		return err
 	}
-	defer closeOnDone(ctx, h)()
+	defer a.closeOnDone(ctx, h)()
 	s, err := a.openStream(ctx, h, a.cfg.Target)
 	if err != nil {
 		return err
@@ -107,7 +107,7 @@ func (a *attacker) clientFlood(ctx context.Context, t *attackTimer) error {
 	if err != nil {
 		return err
 	}
-	defer closeOnDone(ctx, h)()
+	defer a.closeOnDone(ctx, h)()
 	for i := range a.members {
 		s, err := a.openStream(ctx, h, i)
 		if err != nil {
@@ -152,6 +152,7 @@ func (a *attacker) clientFlood(ctx context.Context, t *attackTimer) error {
 // one per replica (nil until opened, and again after a failed write).
 type garbageKey struct {
 	h       host.Host
+	close   func() // closes h; h is also closed when the attack ends
 	sess    *session
 	streams []network.Stream
 	op      []byte // the operation of its requests
@@ -159,7 +160,7 @@ type garbageKey struct {
 }
 
 // newGarbageKey makes a fresh key no replica has seen.
-func (a *attacker) newGarbageKey() (*garbageKey, error) {
+func (a *attacker) newGarbageKey(ctx context.Context) (*garbageKey, error) {
 	key, err := crypto.GenerateKey(nil)
 	if err != nil {
 		return nil, fmt.Errorf("attack: %w", err)
@@ -173,7 +174,7 @@ func (a *attacker) newGarbageKey() (*garbageKey, error) {
 		_ = h.Close()
 		return nil, err
 	}
-	return &garbageKey{h: h, sess: sess, streams: make([]network.Stream, len(a.members)),
+	return &garbageKey{h: h, close: a.closeOnDone(ctx, h), sess: sess, streams: make([]network.Stream, len(a.members)),
 		op: execution.EncodePut([]byte("garbage"), a.randBytes(16)), badSig: a.randBytes(64)}, nil
 }
 
@@ -184,11 +185,11 @@ func (a *attacker) garbageClient(ctx context.Context, t *attackTimer) error {
 	keys := make([]*garbageKey, 0, garbageKeyCount)
 	defer func() {
 		for _, k := range keys {
-			_ = k.h.Close()
+			k.close()
 		}
 	}()
 	for range garbageKeyCount {
-		k, err := a.newGarbageKey()
+		k, err := a.newGarbageKey(ctx)
 		if err != nil {
 			return err
 		}
@@ -202,12 +203,6 @@ func (a *attacker) garbageClient(ctx context.Context, t *attackTimer) error {
 	if !t.begin(ctx) {
 		return nil
 	}
-	stop := context.AfterFunc(ctx, func() {
-		for _, k := range keys {
-			_ = k.h.Close()
-		}
-	})
-	defer stop()
 	lim := rate.NewLimiter(rate.Limit(a.cfg.Rate), max(garbageBatch, int(a.cfg.Rate/100)))
 	lastRotation := time.Now()
 	for i := 0; ; i++ {
@@ -216,11 +211,11 @@ func (a *attacker) garbageClient(ctx context.Context, t *attackTimer) error {
 		}
 		if time.Since(lastRotation) >= time.Second {
 			lastRotation = time.Now()
-			fresh, err := a.newGarbageKey()
+			fresh, err := a.newGarbageKey(ctx)
 			if err != nil {
 				return err
 			}
-			_ = keys[0].h.Close()
+			keys[0].close()
 			keys = append(keys[1:], fresh)
 		}
 		k := keys[i%len(keys)]
@@ -266,7 +261,7 @@ func (a *attacker) slowloris(ctx context.Context, t *attackTimer) error {
 	if err != nil {
 		return err
 	}
-	defer closeOnDone(ctx, h)()
+	defer a.closeOnDone(ctx, h)()
 	s, err := a.openStream(ctx, h, a.cfg.Target)
 	if err != nil {
 		return err
@@ -298,7 +293,7 @@ func (a *attacker) slowStream(ctx context.Context, h host.Host, lim *rate.Limite
 			// Stall: nothing more is sent; a read returns when the
 			// replica ends the stream (or the host closes).
 			if _, err := s.Read(make([]byte, 1)); err != nil && ctx.Err() == nil {
-				a.tally.fail(fmt.Errorf("attack: stalled stream ended by the replica: %w", err))
+				a.fail(fmt.Errorf("attack: stalled stream ended by the replica: %w", err))
 			}
 		}
 		_ = s.Reset()
@@ -312,7 +307,7 @@ func (a *attacker) slowStream(ctx context.Context, h host.Host, lim *rate.Limite
 func (a *attacker) writePartial(ctx context.Context, s network.Stream, lim *rate.Limiter, chunk []byte) bool {
 	prefix := binary.AppendUvarint(nil, slowClaim)
 	if _, err := s.Write(prefix); err != nil {
-		a.tally.fail(fmt.Errorf("attack: write: %w", err))
+		a.fail(fmt.Errorf("attack: write: %w", err))
 		return false
 	}
 	a.tally.bytes.Add(int64(len(prefix)))
@@ -323,7 +318,7 @@ func (a *attacker) writePartial(ctx context.Context, s network.Stream, lim *rate
 		}
 		if _, err := s.Write(chunk[:n]); err != nil {
 			if ctx.Err() == nil {
-				a.tally.fail(fmt.Errorf("attack: write: %w", err))
+				a.fail(fmt.Errorf("attack: write: %w", err))
 			}
 			return false
 		}
@@ -340,7 +335,7 @@ func (a *attacker) nonReading(ctx context.Context, t *attackTimer) error {
 	if err != nil {
 		return err
 	}
-	defer closeOnDone(ctx, h)()
+	defer a.closeOnDone(ctx, h)()
 	sess, err := a.newSession(a.key)
 	if err != nil {
 		return err
@@ -385,7 +380,7 @@ func (a *attacker) awaitReplies(streams []network.Stream) {
 			_ = s.SetReadDeadline(time.Now().Add(replyWait))
 			defer s.SetReadDeadline(time.Time{})
 			if _, err := p2p.ReadFrame(bufio.NewReader(s), 2*p2p.DefaultMaxFrameSize); err != nil {
-				a.tally.fail(fmt.Errorf("attack: reply to the put: %w", err))
+				a.fail(fmt.Errorf("attack: reply to the put: %w", err))
 				return
 			}
 			a.tally.replies.Add(1)
