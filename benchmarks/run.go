@@ -303,15 +303,8 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 		msgBytes += a.msgBytesSent - b.msgBytesSent
 		batches += a.batches - b.batches
 		requests += a.requests - b.requests
-		for reason, v := range a.dropped {
-			if d := v - b.dropped[reason]; d > 0 {
-				if res.DroppedByReason == nil {
-					res.DroppedByReason = make(map[string]float64)
-				}
-				res.DroppedByReason[reason] += d
-			}
-		}
 	}
+	res.DroppedByReason = droppedBetween(before, after)
 	if batches > 0 {
 		res.RequestsPerBatch = requests / batches
 	}
@@ -320,6 +313,27 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 	res.CPUSecondsPer1kOpsPerReplica = cpu / kops / float64(len(before))
 	res.BytesSentPerOp = p2pBytes / float64(w.ops)
 	res.MessageBytesSentPerOp = msgBytes / float64(w.ops)
+}
+
+// droppedBetween sums, over the replicas sampled both times, how many
+// messages each reason dropped from before to after (nil: none).
+func droppedBetween(before, after map[int]counters) map[string]float64 {
+	var out map[string]float64
+	for i, b := range before {
+		a, ok := after[i]
+		if !ok {
+			continue
+		}
+		for reason, v := range a.dropped {
+			if d := v - b.dropped[reason]; d > 0 {
+				if out == nil {
+					out = make(map[string]float64)
+				}
+				out[reason] += d
+			}
+		}
+	}
+	return out
 }
 
 // sampleAll samples every running replica.

@@ -37,6 +37,11 @@ type attackRun struct {
 	rss                     *rssSampler
 	attackedAt, stoppedAt   time.Duration
 	attackerCPU             float64
+	// The harness's and the machine's CPU time at the attack's start and
+	// over the attack.
+	harness0, machine0     float64
+	harnessCPU, machineCPU float64
+	machineErr             error
 }
 
 // measureAttack runs an attack scenario on a started cluster: warm-up, a
@@ -103,6 +108,8 @@ func (r *attackRun) phases(ctx context.Context) error {
 		return err
 	}
 	r.atAttack = sampleSome(ctx, r.cl)
+	r.harness0 = selfCPUSeconds()
+	r.machine0, r.machineErr = machineBusySeconds()
 	r.rssBase = sampleRSS(r.cl)
 	r.rss = startRSSSampler(r.cl, rssPeriod)
 	if err := r.attack(true); err != nil {
@@ -120,6 +127,11 @@ func (r *attackRun) phases(ctx context.Context) error {
 		return err
 	}
 	r.stoppedAt = time.Since(r.start)
+	r.harnessCPU = selfCPUSeconds() - r.harness0
+	machine, err := machineBusySeconds()
+	if r.machineErr == nil {
+		r.machineCPU, r.machineErr = machine-r.machine0, err
+	}
 	r.atStop = sampleSome(ctx, r.cl)
 	r.prog.say("attack off at %.1fs; waiting up to %v for the throughput to recover", r.stoppedAt.Seconds(), r.cfg.RecoveryCap)
 	need := recoveryNeed(r.baselineOps())
@@ -178,6 +190,8 @@ func (r *attackRun) report(res *Result) error {
 	base := within(samples, r.cfg.Warmup, r.cfg.Warmup+r.cfg.Duration)
 	during := within(samples, r.attackedAt, r.attackedAt+r.cfg.Duration)
 	summarize(res, during, failed, int(r.ld.dropped.Load()), r.cfg.Duration, r.atAttack, r.atStop)
+	// Also when no honest operation completed during the attack.
+	res.DroppedByReason = droppedBetween(r.atAttack, r.atStop)
 	res.BaselineOps = base.ops
 	res.BaselineThroughputOps = ptr(float64(base.ops) / r.cfg.Duration.Seconds())
 	res.BaselineLatencyP50Ms = ptr(ms(Percentile(base.latencies, 0.50)))
@@ -202,6 +216,18 @@ func (r *attackRun) report(res *Result) error {
 		}
 		res.Attack = &rep
 		res.AttackerCPUCores = ptr(max(0, r.attackerCPU) / r.cfg.Duration.Seconds())
+	}
+	if during.ops > 0 {
+		res.HarnessCPUSecondsPer1kOps = r.harnessCPU / (float64(during.ops) / 1000)
+	}
+	if r.machineErr == nil {
+		var replicas float64
+		for i, a := range r.atStop {
+			if b, ok := r.atAttack[i]; ok {
+				replicas += a.cpuSeconds - b.cpuSeconds
+			}
+		}
+		res.BackgroundCPUCores = max(0, r.machineCPU-replicas-r.harnessCPU-r.attackerCPU) / r.cfg.Duration.Seconds()
 	}
 	if base.ops == 0 {
 		return fmt.Errorf("no operation completed in the %v baseline (%d failed)", r.cfg.Duration, failed)

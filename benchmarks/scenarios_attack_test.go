@@ -146,7 +146,8 @@ func TestAttackReportFields(t *testing.T) {
 		cfg:        Config{Scenario: ScenarioGarbageClient, Duration: time.Second, RecoveryCap: 3 * time.Second},
 		ld:         &load{rec: rec},
 		rss:        &rssSampler{cancel: func() {}, done: done, samples: map[int][]uint64{0: {100 * mib, 164 * mib}}},
-		atAttack:   map[int]counters{0: {view: 2}, 1: {view: 2}},
+		atAttack:   map[int]counters{0: {view: 2, dropped: map[string]float64{"malformed": 4}}, 1: {view: 2}},
+		atStop:     map[int]counters{0: {view: 2, dropped: map[string]float64{"malformed": 10}}, 1: {view: 3}},
 		atEnd:      map[int]counters{0: {view: 2}, 1: {view: 5}},
 		rssBase:    map[int]uint64{0: 100 * mib},
 		attackedAt: time.Second, stoppedAt: 2 * time.Second,
@@ -173,6 +174,8 @@ func TestAttackReportFields(t *testing.T) {
 		t.Errorf("view changes %d, want 3 (the most any replica's view rose)", res.ViewChanges)
 	case *res.MaxRSSGrowthMiB != 64:
 		t.Errorf("RSS growth %v MiB, want 64", *res.MaxRSSGrowthMiB)
+	case res.DroppedByReason["malformed"] != 6:
+		t.Errorf("dropped %v during the attack, want malformed: 6 (even with no honest operation completed)", res.DroppedByReason)
 	case *res.RecoveryMs != 3000 || *res.Recovered:
 		t.Errorf("recovery %v ms (recovered %v), want the cap, 3000, and not recovered", *res.RecoveryMs, *res.Recovered)
 	}
