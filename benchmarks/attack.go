@@ -323,13 +323,15 @@ func (a *attacker) newHost(key ed25519.PrivateKey) (host.Host, error) {
 const streamTimeout = 5 * time.Second
 
 // openStream opens a ClientProtocol stream from h to replica index.
-func (a *attacker) openStream(ctx context.Context, h host.Host, index int) (network.Stream, error) {
-	ctx, cancel := context.WithTimeout(ctx, streamTimeout)
+func (a *attacker) openStream(parent context.Context, h host.Host, index int) (network.Stream, error) {
+	ctx, cancel := context.WithTimeout(parent, streamTimeout)
 	defer cancel()
 	s, err := h.NewStream(ctx, a.members[index].ID, p2p.ClientProtocol)
 	if err != nil {
 		err = fmt.Errorf("attack: stream to replica %d: %w", index, err)
-		a.fail(err)
+		if parent.Err() == nil {
+			a.fail(err)
+		}
 		return nil, err
 	}
 	a.tally.streams.Add(1)
