@@ -85,7 +85,7 @@ func TestAttackSignals(t *testing.T) {
 	for _, scenario := range []string{ScenarioStaleFloodReplica, ScenarioSlowPrimary} {
 		plan, _ := planFor(scenario, 4)
 		cl := &cluster{procs: make([]*replicaProc, 4)}
-		lines := make([]*bufio.Scanner, 4)
+		lines := make([]chan string, 4)
 		for i := range 4 {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestSignalCatcherHelper$")
 			cmd.Env = append(os.Environ(), signalHelperEnv+"=1")
@@ -98,32 +98,55 @@ func TestAttackSignals(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 			cl.procs[i] = &replicaProc{cmd: cmd, exited: make(chan struct{})}
-			lines[i] = bufio.NewScanner(out)
-			if !lines[i].Scan() || lines[i].Text() != "ready" {
-				t.Fatalf("helper %d did not start: %q", i, lines[i].Text())
+			lines[i] = make(chan string, 8)
+			go func() {
+				defer close(lines[i])
+				sc := bufio.NewScanner(out)
+				for sc.Scan() {
+					lines[i] <- sc.Text()
+				}
+			}()
+			if got := nextLine(lines[i]); got != "ready" {
+				t.Fatalf("helper %d did not start: %q", i, got)
 			}
 		}
 		r := &attackRun{plan: plan, cl: cl}
-		if err := r.attack(true); err != nil {
-			t.Fatal(err)
-		}
-		if err := r.attack(false); err != nil {
-			t.Fatal(err)
+		// Each signal is awaited before the next is sent: signals pending
+		// together may be delivered in any order.
+		for _, step := range []struct {
+			on   bool
+			want string
+		}{{true, "usr1"}, {false, "usr2"}} {
+			if err := r.attack(step.on); err != nil {
+				t.Fatal(err)
+			}
+			if got := nextLine(lines[plan.replica]); got != step.want {
+				t.Fatalf("%s: replica %d got %q, want %q", scenario, plan.replica, got, step.want)
+			}
 		}
 		for i := range 4 {
 			_ = cl.procs[i].cmd.Process.Signal(syscall.SIGTERM)
 			var got []string
-			for lines[i].Scan() {
-				got = append(got, lines[i].Text())
+			for l := range lines[i] {
+				got = append(got, l)
 			}
-			want := []string(nil)
-			if i == plan.replica {
-				want = []string{"usr1", "usr2"}
-			}
-			if !slices.Equal(got, want) {
-				t.Errorf("%s: replica %d got signals %v, want %v", scenario, i, got, want)
+			if len(got) > 0 {
+				t.Errorf("%s: replica %d got further signals %v, want none", scenario, i, got)
 			}
 		}
+	}
+}
+
+// nextLine returns the next line from a helper, or "(none within 10 s)".
+func nextLine(lines <-chan string) string {
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			return "(exited)"
+		}
+		return l
+	case <-time.After(10 * time.Second):
+		return "(none within 10 s)"
 	}
 }
 
