@@ -48,7 +48,8 @@ const (
 	// by a new one every second) send Rate frames a second in all (default
 	// 100000, about 5 MB/s), alternately tiny random garbage and
 	// well-formed requests with random signatures, spread over every
-	// replica, in writes of 64 frames.
+	// replica, in writes of 1024 frames (about 100 KB: bursts that fill
+	// a shared inbound queue).
 	AttackGarbageClient = "garbage-client"
 	// AttackSlowloris: 32 streams to the target replica each send a frame
 	// prefix announcing 4 MiB and then 4 MiB minus one byte of it, and

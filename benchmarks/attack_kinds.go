@@ -26,7 +26,7 @@ const (
 	floodKeepStreams = 16      // client-flood: open streams kept per replica (older ones are reset)
 	garbageKeyCount  = 8       // garbage-client: keys sending at once
 	garbageMaxBytes  = 64      // garbage-client: the largest garbage frame
-	garbageBatch     = 64      // garbage-client: frames per write
+	garbageBatch     = 1024    // garbage-client: frames per write
 	slowStreams      = 32      // slowloris: stalled streams
 	slowClaim        = p2p.DefaultMaxFrameSize
 	slowChunk        = 64 << 10
