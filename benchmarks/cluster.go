@@ -32,8 +32,11 @@ type clusterSpec struct {
 	profDir   string // when set, replica i writes a CPU profile to profDir/nodeI.pprof
 	dir       string // parent directory; each attempt writes a subdirectory
 	byzantine map[int]string
-	rng       *rand.Rand
-	log       *slog.Logger
+	// toggle starts the byzantine strategies inactive
+	// (--byzantine-toggle): SIGUSR1 switches them on, SIGUSR2 off.
+	toggle bool
+	rng    *rand.Rand
+	log    *slog.Logger
 }
 
 // testnetProtocol is the protocol of the testnet's configuration: a
@@ -148,22 +151,7 @@ func (c *cluster) startAll(ctx context.Context) error {
 // appended to DIR/nodeI.log. The process is killed if the bench process
 // dies first.
 func (c *cluster) start(i int) error {
-	args := []string{"run", "--home", c.home(i)}
-	if c.spec.noFsync {
-		args = append(args, "--unsafe-no-fsync")
-	}
-	if c.spec.protocol == ProtocolFloor {
-		args = append(args, "--benchmark-floor")
-	}
-	if s := c.spec.byzantine[i]; s != "" {
-		args = append(args, "--byzantine", s)
-	}
-	if c.spec.logLevel != "" {
-		args = append(args, "--log-level", c.spec.logLevel)
-	}
-	if c.spec.profDir != "" {
-		args = append(args, "--cpuprofile", filepath.Join(c.spec.profDir, fmt.Sprintf("node%d.pprof", i)))
-	}
+	args := c.replicaArgs(i)
 	logf, err := os.OpenFile(c.logPath(i), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("replica %d log: %w", i, err)
@@ -185,6 +173,32 @@ func (c *cluster) start(i int) error {
 	c.procs[i] = p
 	c.mu.Unlock()
 	return nil
+}
+
+// replicaArgs is replica i's `pbftnode run` command line. A replica with
+// a byzantine strategy gets --byzantine; in the attack scenarios also
+// --byzantine-toggle, which starts it inactive.
+func (c *cluster) replicaArgs(i int) []string {
+	args := []string{"run", "--home", c.home(i)}
+	if c.spec.noFsync {
+		args = append(args, "--unsafe-no-fsync")
+	}
+	if c.spec.protocol == ProtocolFloor {
+		args = append(args, "--benchmark-floor")
+	}
+	if s := c.spec.byzantine[i]; s != "" {
+		args = append(args, "--byzantine", s)
+		if c.spec.toggle {
+			args = append(args, "--byzantine-toggle")
+		}
+	}
+	if c.spec.logLevel != "" {
+		args = append(args, "--log-level", c.spec.logLevel)
+	}
+	if c.spec.profDir != "" {
+		args = append(args, "--cpuprofile", filepath.Join(c.spec.profDir, fmt.Sprintf("node%d.pprof", i)))
+	}
+	return args
 }
 
 // proc returns replica i's process, or nil.

@@ -20,8 +20,9 @@ const (
 	ScenarioByzantine   = "byzantine"    // one replica runs a byzantine strategy (PBFT only)
 )
 
-// Scenarios lists the scenario names.
-var Scenarios = []string{ScenarioNone, ScenarioCrashBackup, ScenarioCrashLeader, ScenarioByzantine}
+// Scenarios lists the scenario names: the faults above and
+// AttackScenarios.
+var Scenarios = append([]string{ScenarioNone, ScenarioCrashBackup, ScenarioCrashLeader, ScenarioByzantine}, AttackScenarios...)
 
 // DefaultByzantineStrategy is the strategy of the byzantine scenario: the
 // view-0 primary (replica 0) sends each backup a different pre-prepare for
@@ -67,6 +68,13 @@ type Config struct {
 	// ByzantineStrategy is the byzantine scenario's strategy (default
 	// DefaultByzantineStrategy).
 	ByzantineStrategy string
+	// AttackRate bounds an attacking client's rate, in its kind's unit
+	// (`pbftnode attack --rate`; 0: the kind's default).
+	AttackRate float64
+	// RecoveryCap bounds how long an attack scenario waits, after the
+	// attack stops, for the honest throughput to recover; a run that
+	// never recovers reports it as recovery_ms (default 15 s).
+	RecoveryCap time.Duration
 
 	// Clients is the number of clients, each with its own key and
 	// connection (default DefaultClients).
@@ -173,6 +181,13 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CeilingDuration == 0 {
 		c.CeilingDuration = 2 * time.Second
 	}
+	if isAttack(c.Scenario) {
+		// The crypto ceiling costs time and says nothing about an attack.
+		c.CeilingDuration = -1
+	}
+	if c.RecoveryCap <= 0 {
+		c.RecoveryCap = 15 * time.Second
+	}
 	if c.ClientRetransmit == 0 {
 		c.ClientRetransmit = 500 * time.Millisecond
 	}
@@ -215,6 +230,12 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: scenario %q: want one of %v", ErrConfig, c.Scenario, Scenarios)
 	case c.Scenario == ScenarioByzantine && c.Protocol != "pbft":
 		return fmt.Errorf("%w: the byzantine scenario needs --protocol pbft: Raft tolerates crash faults only", ErrConfig)
+	case isAttack(c.Scenario) && c.Protocol != "pbft" && c.Protocol != "raft":
+		return fmt.Errorf("%w: attack scenario %q needs pbft or raft", ErrConfig, c.Scenario)
+	case c.Protocol == "raft" && slices.Contains(AttackScenarios, c.Scenario) && !slices.Contains(AttackKinds, c.Scenario):
+		return fmt.Errorf("%w: scenario %q attacks from a replica: it needs --protocol pbft (Raft's replicas are trusted)", ErrConfig, c.Scenario)
+	case c.AttackRate < 0:
+		return fmt.Errorf("%w: negative attack rate %v", ErrConfig, c.AttackRate)
 	case !slices.Contains(byzantine.Strategies, c.ByzantineStrategy):
 		return fmt.Errorf("%w: byzantine strategy %q: want one of %v", ErrConfig, c.ByzantineStrategy, byzantine.Strategies)
 	case c.Clients < 1 || c.Window < 1 || c.Window > 64:

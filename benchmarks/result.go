@@ -100,6 +100,38 @@ type Result struct {
 	ElectionTimeoutMs   float64 `json:"election_timeout_ms,omitempty"`
 	ClientRetransmitMs  float64 `json:"client_retransmit_ms"`
 
+	// The attack scenarios (issue 15) measure a fault-free baseline, then
+	// the attack (the fields above, and view_changes from the attack's
+	// start to the end of the recovery), then the recovery.
+	// BaselineThroughputOps and the BaselineLatency fields are the
+	// baseline's honest load.
+	BaselineOps           int      `json:"baseline_ops,omitempty"`
+	BaselineThroughputOps *float64 `json:"baseline_throughput_ops,omitempty"`
+	BaselineLatencyP50Ms  *float64 `json:"baseline_latency_p50_ms,omitempty"`
+	BaselineLatencyP99Ms  *float64 `json:"baseline_latency_p99_ms,omitempty"`
+	// MaxRSSGrowthMiB is the largest growth of any replica's resident
+	// memory (VmRSS, sampled every 250 ms during the attack and the
+	// recovery) over its value at the end of the baseline, RSSBaseMiB.
+	MaxRSSGrowthMiB *float64           `json:"max_rss_growth_mib,omitempty"`
+	RSSBaseMiB      map[string]float64 `json:"rss_base_mib,omitempty"`
+	// RecoveryMs is how long after the attack stopped the first 1 s
+	// window began that held at least 0.9 of the baseline's throughput;
+	// when none did within Config.RecoveryCap, it is the cap and
+	// Recovered is false.
+	RecoveryMs *float64 `json:"recovery_ms,omitempty"`
+	Recovered  *bool    `json:"recovered,omitempty"`
+	// AttackStartS and AttackStopS are when the attack started and
+	// stopped, in seconds since the load started.
+	AttackStartS *float64 `json:"attack_start_s,omitempty"`
+	AttackStopS  *float64 `json:"attack_stop_s,omitempty"`
+	// AttackingReplica runs AttackStrategy (replica attacks); Attack is
+	// the attacking client's report and AttackerCPUCores its CPU use
+	// during the attack (client attacks).
+	AttackingReplica *int          `json:"attacking_replica,omitempty"`
+	AttackStrategy   string        `json:"attack_strategy,omitempty"`
+	Attack           *AttackReport `json:"attack,omitempty"`
+	AttackerCPUCores *float64      `json:"attacker_cpu_cores,omitempty"`
+
 	// Error is set when the configuration could not be measured (Compare
 	// keeps going and reports it).
 	Error string `json:"error,omitempty"`

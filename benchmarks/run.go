@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/node"
@@ -68,10 +69,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		logLevel: cfg.ReplicaLogLevel, profDir: cfg.CPUProfileDir, dir: workDir, log: cfg.Logger,
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), cfg.Seed)),
 	}
-	if cfg.Scenario == ScenarioByzantine {
-		// Replica 0 is the primary of view 0.
-		spec.byzantine = map[int]string{0: cfg.ByzantineStrategy}
-	}
+	spec.byzantine, spec.toggle = byzantineReplicas(cfg)
+	plan, attack := planFor(cfg.Scenario, cfg.Replicas)
 	if cfg.CPUProfileDir != "" {
 		stopProfile, err := startHarnessProfile(cfg.CPUProfileDir)
 		if err != nil {
@@ -94,13 +93,31 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		res.ElectionTimeoutMs = ms(time.Duration(ticks) * tick)
 	}
-	err = measure(ctx, cfg, cl, prog, &res)
+	if attack {
+		err = measureAttack(ctx, cfg, plan, cl, prog, &res)
+	} else {
+		err = measure(ctx, cfg, cl, prog, &res)
+	}
 	if err != nil && !cfg.Keep && cfg.WorkDir == "" {
 		err = fmt.Errorf("%w (replica logs removed; --keep keeps them)", err)
 	} else if err != nil {
 		err = fmt.Errorf("%w (replica logs in %s)", err, cl.dir)
 	}
 	return res, err
+}
+
+// byzantineReplicas returns which replica runs which byzantine strategy
+// in cfg's scenario, and whether the strategies start inactive
+// (--byzantine-toggle, the attack scenarios).
+func byzantineReplicas(cfg Config) (map[int]string, bool) {
+	if cfg.Scenario == ScenarioByzantine {
+		// Replica 0 is the primary of view 0.
+		return map[int]string{0: cfg.ByzantineStrategy}, false
+	}
+	if plan, _ := planFor(cfg.Scenario, cfg.Replicas); plan.replicaAttack() {
+		return map[int]string{plan.replica: plan.strategy}, true
+	}
+	return nil, false
 }
 
 // header fills in the result's description of the configuration.
@@ -135,11 +152,8 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 	if cfg.Scenario != ScenarioByzantine {
 		// The Byzantine primary's fault would be spent on the probe; there
 		// the measurement starts with the load instead.
-		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		_, err := clients[0].Invoke(pctx, execution.EncodePut([]byte("bench-probe"), []byte("1")))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("the cluster committed no operation within %v: %w", probeTimeout, err)
+		if err := probe(ctx, clients[0]); err != nil {
+			return err
 		}
 	}
 	if cfg.Scenario == ScenarioCrashBackup {
@@ -246,6 +260,16 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 	return nil
 }
 
+// probe orders one operation: the cluster commits before the load starts.
+func probe(ctx context.Context, cl *client.Client) error {
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	if _, err := cl.Invoke(pctx, execution.EncodePut([]byte("bench-probe"), []byte("1"))); err != nil {
+		return fmt.Errorf("the cluster committed no operation within %v: %w", probeTimeout, err)
+	}
+	return nil
+}
+
 // summarize fills in throughput, latency, CPU and bytes.
 func summarize(res *Result, w window, failed, dropped int, d time.Duration, before, after map[int]counters) {
 	res.Ops, res.FailedOps, res.DroppedOps = w.ops, failed, dropped
@@ -279,15 +303,8 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 		msgBytes += a.msgBytesSent - b.msgBytesSent
 		batches += a.batches - b.batches
 		requests += a.requests - b.requests
-		for reason, v := range a.dropped {
-			if d := v - b.dropped[reason]; d > 0 {
-				if res.DroppedByReason == nil {
-					res.DroppedByReason = make(map[string]float64)
-				}
-				res.DroppedByReason[reason] += d
-			}
-		}
 	}
+	res.DroppedByReason = droppedBetween(before, after)
 	if batches > 0 {
 		res.RequestsPerBatch = requests / batches
 	}
@@ -296,6 +313,27 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 	res.CPUSecondsPer1kOpsPerReplica = cpu / kops / float64(len(before))
 	res.BytesSentPerOp = p2pBytes / float64(w.ops)
 	res.MessageBytesSentPerOp = msgBytes / float64(w.ops)
+}
+
+// droppedBetween sums, over the replicas sampled both times, how many
+// messages each reason dropped from before to after (nil: none).
+func droppedBetween(before, after map[int]counters) map[string]float64 {
+	var out map[string]float64
+	for i, b := range before {
+		a, ok := after[i]
+		if !ok {
+			continue
+		}
+		for reason, v := range a.dropped {
+			if d := v - b.dropped[reason]; d > 0 {
+				if out == nil {
+					out = make(map[string]float64)
+				}
+				out[reason] += d
+			}
+		}
+	}
+	return out
 }
 
 // sampleAll samples every running replica.

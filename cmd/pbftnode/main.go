@@ -30,6 +30,7 @@ func commands() []command {
 		{"status", "ask a running replica for its view, executed sequence, checkpoint and peers", runStatus},
 		{"config", "config validate --home DIR: check a replica's configuration and key", runConfig},
 		{"bench", "benchmark PBFT against Raft on local replica processes (--compare: the full matrix, table, JSON, plots)", runBench},
+		{"attack", "TESTING INSTRUMENT: attack a testnet as one faulty client (bench's attack scenarios run it)", runAttack},
 	}
 }
 
