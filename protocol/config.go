@@ -50,6 +50,17 @@ type Config struct {
 	// executor's per-client window): a flooding client cannot push the
 	// others' requests back by more than that.
 	MaxPendingPerClient int
+	// MaxPendingBytes bounds the encoded bytes of the requests a replica
+	// tracks (64 MiB); beyond it new requests are dropped.
+	MaxPendingBytes int
+	// MaxPendingPerKey bounds the pending requests of one client key over
+	// all its sessions (256: four sessions' windows), so fresh sessions of
+	// a key buy it no more of the queue.
+	MaxPendingPerKey int
+	// MaxPendingBytesPerKey bounds the encoded bytes of one client key's
+	// pending requests over all its sessions (8 MiB). A key with nothing
+	// pending may always have one request in flight, whatever its size.
+	MaxPendingBytesPerKey int
 
 	// RetransmitTicks: after this many ticks without progress while
 	// agreement is open, a replica resends its messages for it (150: longer
@@ -86,6 +97,12 @@ const (
 	DefaultMaxPartialInFlight  = 2
 	DefaultMaxPendingRequests  = 65536
 	DefaultMaxPendingPerClient = 64
+	// DefaultMaxPendingBytes is 64 MiB.
+	DefaultMaxPendingBytes  = 64 << 20
+	DefaultMaxPendingPerKey = 256
+	// DefaultMaxPendingBytesPerKey is 8 MiB: two requests of the largest
+	// size, or hundreds of thousands of small ones.
+	DefaultMaxPendingBytesPerKey = 8 << 20
 )
 
 func (c Config) withDefaults() Config {
@@ -112,6 +129,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPendingPerClient == 0 {
 		c.MaxPendingPerClient = DefaultMaxPendingPerClient
+	}
+	if c.MaxPendingBytes == 0 {
+		c.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if c.MaxPendingPerKey == 0 {
+		c.MaxPendingPerKey = DefaultMaxPendingPerKey
+	}
+	if c.MaxPendingBytesPerKey == 0 {
+		c.MaxPendingBytesPerKey = DefaultMaxPendingBytesPerKey
 	}
 	if c.RetransmitTicks == 0 {
 		c.RetransmitTicks = DefaultRetransmitTicks
@@ -146,6 +172,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("protocol: window %d smaller than checkpoint interval %d", c.WindowSize, c.CheckpointInterval)
 	case c.MaxBatchSize < 1 || c.MaxInFlight < 1 || c.BatchDelayTicks < 0:
 		return errors.New("protocol: batch size and in-flight limit must be positive, batch delay not negative")
+	case c.MaxPendingRequests < 1 || c.MaxPendingPerClient < 1 || c.MaxPendingPerKey < c.MaxPendingPerClient:
+		return fmt.Errorf("protocol: pending limits must be positive, per key (%d) at least per client (%d)", c.MaxPendingPerKey, c.MaxPendingPerClient)
+	case c.MaxPendingBytesPerKey < 1 || c.MaxPendingBytes < c.MaxPendingBytesPerKey:
+		return fmt.Errorf("protocol: pending byte limits must be positive, in all (%d) at least per key (%d)", c.MaxPendingBytes, c.MaxPendingBytesPerKey)
 	case c.MaxPartialInFlight < 1 || c.MaxPartialInFlight > c.MaxInFlight:
 		return fmt.Errorf("protocol: partial in-flight limit %d outside [1, max in flight %d]", c.MaxPartialInFlight, c.MaxInFlight)
 	}

@@ -96,7 +96,8 @@ func New(cfg Config) (*Replica, error) {
 		checkpoints:  tracker,
 		nextSequence: 1,
 		slots:        make(map[uint64]*slot),
-		requests:     newRequestTracker(cfg.MaxPendingRequests, cfg.MaxPendingPerClient),
+		requests:     newRequestTracker(trackerLimits{total: cfg.MaxPendingRequests, totalBytes: cfg.MaxPendingBytes,
+			perClient: cfg.MaxPendingPerClient, perKey: cfg.MaxPendingPerKey, perKeyBytes: cfg.MaxPendingBytesPerKey}),
 
 		ownCheckpoints: make(map[uint64]*wire.Signed),
 		future:         newFutureBuffer(cfg.N),
