@@ -135,6 +135,7 @@ func (r *Replica) InstallCheckpoint(cert checkpoint.Certificate) error {
 	}
 	r.transferring = nil
 	r.timerBase = r.ticks
+	r.restartLivenessClocks()
 	r.lastCommitted = cert.Sequence
 	r.nextSequence = max(r.nextSequence, cert.Sequence+1)
 	r.moveWindow(&cert)

@@ -73,6 +73,13 @@ type Replica struct {
 	// timerBase is when the current view (or the last state transfer)
 	// started; lastSuspect when this replica last suspected.
 	timerBase, lastSuspect uint64
+	// head is the view-change timer of the oldest client-sent request
+	// pending here; orderedBytes counts the bytes of every batch this
+	// replica logged a pre-prepare for (the timer's credit); monitor
+	// watches the primary's throughput (see liveness.go).
+	head         headTimer
+	orderedBytes uint64
+	monitor      primaryMonitor
 
 	ready Ready
 }
@@ -96,7 +103,7 @@ func New(cfg Config) (*Replica, error) {
 		checkpoints:  tracker,
 		nextSequence: 1,
 		slots:        make(map[uint64]*slot),
-		requests:     newRequestTracker(trackerLimits{total: cfg.MaxPendingRequests, totalBytes: cfg.MaxPendingBytes,
+		requests: newRequestTracker(trackerLimits{total: cfg.MaxPendingRequests, totalBytes: cfg.MaxPendingBytes,
 			perClient: cfg.MaxPendingPerClient, perKey: cfg.MaxPendingPerKey, perKeyBytes: cfg.MaxPendingBytesPerKey}),
 
 		ownCheckpoints: make(map[uint64]*wire.Signed),
@@ -148,6 +155,7 @@ func (r *Replica) Status() Status {
 		ViewChangesStarted:   r.viewChangesStarted,
 		ViewChangesCompleted: r.viewChangesCompleted,
 		SuspectsSent:         r.suspectsSent,
+		SlowPrimarySuspects:  r.monitor.suspects,
 	}
 }
 

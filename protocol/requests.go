@@ -285,18 +285,18 @@ func (t *requestTracker) reset(primary bool) {
 	}
 }
 
-// oldestFromClient returns the arrival tick of the oldest pending request
-// a client sent to this replica.
-func (t *requestTracker) oldestFromClient() (uint64, bool) {
+// oldestFromClient returns the oldest pending request a client sent to
+// this replica, with its arrival tick.
+func (t *requestTracker) oldestFromClient() (arrival, bool) {
 	for len(t.arrivals) > 0 {
 		a := t.arrivals[0]
 		if tr, ok := t.known[a.key]; ok && tr.fromClient {
-			return a.tick, true
+			return a, true
 		}
 		t.arrivals[0] = arrival{}
 		t.arrivals = t.arrivals[1:]
 	}
-	return 0, false
+	return arrival{}, false
 }
 
 // fromClientRequests returns up to limit pending requests that clients

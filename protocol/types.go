@@ -208,4 +208,7 @@ type Status struct {
 	ViewChangesStarted   uint64
 	ViewChangesCompleted uint64
 	SuspectsSent         uint64
+	// SlowPrimarySuspects counts the times the slow-primary monitor
+	// suspected the primary (see liveness.go).
+	SlowPrimarySuspects uint64
 }

@@ -42,18 +42,30 @@ func (r *Replica) viewChangeTick() {
 		}
 		return
 	}
-	// Active: the oldest request a client sent here must execute within
-	// the timeout, counted from when it came or from when this view (or a
-	// state transfer) started, whichever is later. Slow progress does not
-	// reset it: a primary that lets a request wait is suspected even if it
-	// orders others.
-	since, pending := r.requests.oldestFromClient()
-	if r.IsPrimary() || !pending {
+	// Active: the request at the head of this backup's FIFO of requests
+	// clients sent it must execute within the timeout from when it became
+	// the head (or this view, or a state transfer, started), plus the
+	// credit the primary earns by ordering bytes meanwhile (see
+	// liveness.go). Ordering others does not reset it: a primary that
+	// lets a request wait is suspected even if it orders others.
+	if r.monitorTick() {
+		r.suspectOnce()
 		return
 	}
-	since = max(since, r.timerBase)
-	timeout := uint64(r.viewTimeout())
-	if r.ticks-since >= timeout && r.ticks-r.lastSuspect >= timeout {
+	head, pending := r.requests.oldestFromClient()
+	if r.IsPrimary() || !pending {
+		r.head.running = false
+		return
+	}
+	if r.headOverdue(head) {
+		r.suspectOnce()
+	}
+}
+
+// suspectOnce suspects the primary unless this replica did within the
+// timeout.
+func (r *Replica) suspectOnce() {
+	if r.ticks-r.lastSuspect >= uint64(r.viewTimeout()) {
 		r.lastSuspect = r.ticks
 		r.suspect(r.view + 1)
 	}
@@ -283,6 +295,7 @@ func (r *Replica) stepNewView(from uint32, signed *wire.Signed, nv *VerifiedNewV
 func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePrepare, newView *wire.Signed) {
 	r.viewActive, r.vcTimer = true, 0
 	r.timerBase = r.ticks
+	r.restartLivenessClocks()
 	r.lastNewView, r.ownViewChange = newView, nil
 	r.viewChangesCompleted++
 	r.persistView()
