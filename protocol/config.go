@@ -68,6 +68,13 @@ type Config struct {
 	// suspected before catch-up papers over it).
 	RetransmitTicks int
 
+	// MaxServeBytesPerPeer bounds the batch bytes this replica sends one
+	// replica in answer to its BATCH-REQUESTs and Fetches per
+	// RetransmitTicks (2 x MaxBatchBytes); MaxServeRequestsPerPeer the
+	// BATCH-REQUESTs it answers per period (64). See serve.go.
+	MaxServeBytesPerPeer    int
+	MaxServeRequestsPerPeer int
+
 	// ViewChangeTimeoutTicks: a backup with a pending request suspects
 	// the primary when nothing executes for this long (100 = 1 s at the
 	// default tick); doubled on each consecutive view change without
@@ -100,6 +107,9 @@ const (
 	// DefaultMaxPendingBytes is 64 MiB.
 	DefaultMaxPendingBytes  = 64 << 20
 	DefaultMaxPendingPerKey = 256
+	// DefaultMaxServeRequestsPerPeer is how many BATCH-REQUESTs of one
+	// replica are answered per RetransmitTicks.
+	DefaultMaxServeRequestsPerPeer = 64
 	// DefaultMaxPendingBytesPerKey is 8 MiB: two requests of the largest
 	// size, or hundreds of thousands of small ones.
 	DefaultMaxPendingBytesPerKey = 8 << 20
@@ -142,6 +152,12 @@ func (c Config) withDefaults() Config {
 	if c.RetransmitTicks == 0 {
 		c.RetransmitTicks = DefaultRetransmitTicks
 	}
+	if c.MaxServeBytesPerPeer == 0 {
+		c.MaxServeBytesPerPeer = 2 * c.MaxBatchBytes
+	}
+	if c.MaxServeRequestsPerPeer == 0 {
+		c.MaxServeRequestsPerPeer = DefaultMaxServeRequestsPerPeer
+	}
 	if c.PreparedVotes == 0 {
 		c.PreparedVotes = Quorum(c.N) - 1
 	}
@@ -176,6 +192,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("protocol: pending limits must be positive, per key (%d) at least per client (%d)", c.MaxPendingPerKey, c.MaxPendingPerClient)
 	case c.MaxPendingBytesPerKey < 1 || c.MaxPendingBytes < c.MaxPendingBytesPerKey:
 		return fmt.Errorf("protocol: pending byte limits must be positive, in all (%d) at least per key (%d)", c.MaxPendingBytes, c.MaxPendingBytesPerKey)
+	case c.MaxServeBytesPerPeer < c.MaxBatchBytes || c.MaxServeRequestsPerPeer < 1:
+		return fmt.Errorf("protocol: serve budget %d bytes below the batch limit %d, or no requests", c.MaxServeBytesPerPeer, c.MaxBatchBytes)
 	case c.MaxPartialInFlight < 1 || c.MaxPartialInFlight > c.MaxInFlight:
 		return fmt.Errorf("protocol: partial in-flight limit %d outside [1, max in flight %d]", c.MaxPartialInFlight, c.MaxInFlight)
 	}

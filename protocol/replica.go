@@ -39,7 +39,12 @@ type Replica struct {
 	// ticks counts Tick calls; fetchAnswered rate-limits Fetch answers.
 	ticks         uint64
 	fetchAnswered map[uint32]uint64
-	fetchesSent   uint64
+	// serve bounds per peer what this replica sends on request (batch
+	// replies, Fetch answers' batches; see serve.go).
+	serve *serveBudget
+	// serveLimited counts batches left out of Fetch answers by the budget.
+	serveLimited uint64
+	fetchesSent  uint64
 	// adoptedCommits counts sequences decided by a commit certificate for
 	// a batch this replica had not accepted.
 	adoptedCommits uint64
@@ -109,6 +114,7 @@ func New(cfg Config) (*Replica, error) {
 		ownCheckpoints: make(map[uint64]*wire.Signed),
 		future:         newFutureBuffer(cfg.N),
 		fetchAnswered:  make(map[uint32]uint64),
+		serve:          newServeBudget(cfg.MaxServeBytesPerPeer, cfg.MaxServeRequestsPerPeer, cfg.RetransmitTicks),
 		viewActive:     true,
 		latestVC:       make(map[uint32]viewchange.ViewChange),
 		suspects:       make(map[uint32]uint64),
@@ -156,6 +162,7 @@ func (r *Replica) Status() Status {
 		ViewChangesCompleted: r.viewChangesCompleted,
 		SuspectsSent:         r.suspectsSent,
 		SlowPrimarySuspects:  r.monitor.suspects,
+		ServeLimited:         r.serveLimited,
 	}
 }
 

@@ -433,7 +433,7 @@ func (r *Replica) requestBatch(d crypto.Digest) {
 }
 
 // stepBatchRequest answers with the batch if this replica holds it, in a
-// slot or retained (see retainBatch).
+// slot or retained (see retainBatch), within the asker's serve budget.
 func (r *Replica) stepBatchRequest(from uint32, br *wire.BatchRequest) error {
 	d, err := digestOf(br.GetDigest())
 	if err != nil {
@@ -442,10 +442,17 @@ func (r *Replica) stepBatchRequest(from uint32, br *wire.BatchRequest) error {
 	if d == r.vcConfig.NullDigest {
 		return nil // every replica has the null batch
 	}
-	if batch, _ := r.findBatch(d); batch != nil {
-		r.send(from, KindBatchReply, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchReply{
-			BatchReply: &wire.BatchReply{Digest: br.Digest, Requests: batch}}})
+	batch, _ := r.findBatch(d)
+	if batch == nil {
+		return nil
 	}
+	// Charged to the asker's serve budget (serve.go): a 40-byte request
+	// must not buy an unbounded stream of batches.
+	if !r.serve.takeRequest(from, r.ticks) || !r.serve.takeBytes(from, r.ticks, batchBytes(batch)) {
+		return ErrRateLimited
+	}
+	r.send(from, KindBatchReply, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchReply{
+		BatchReply: &wire.BatchReply{Digest: br.Digest, Requests: batch}}})
 	return nil
 }
 
