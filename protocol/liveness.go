@@ -13,18 +13,22 @@ import "github.com/pbftnode/pbftnode/wire"
 // honest primary orders FIFO too, so the head is what it orders next from
 // this backup's point of view; requests ahead of the head in the primary's
 // queue that this backup never saw (other clients', sent only to the
-// primary) are ordered first, and those show up as ordered bytes. Each
-// ordered byte buys the head time at a conservative minimum rate
-// (orderCreditBytesPerTick, 32 KiB per tick: 3.2 MiB/s at the default
-// 10 ms tick), up to the time the whole pending budget (MaxPendingBytes)
-// takes at that rate. So:
+// primary) are ordered first. Large requests are what makes that take
+// long, so the bytes the primary orders beyond orderCreditFreeBytes per
+// request (large bytes) buy the head time, at a conservative minimum rate
+// (orderCreditBytesPerTick, 16 KiB per tick: 1.6 MiB/s at the default
+// 10 ms tick), up to orderCreditMaxTimeouts view-change timeouts. Small
+// requests buy nothing: an honest primary orders thousands of them per
+// tick. So:
 //
 //   - a primary that withholds a request is suspected within the timeout,
-//     or, if it keeps ordering others' requests meanwhile, within the
-//     timeout plus MaxPendingBytes / orderCreditBytesPerTick ticks (the
-//     most an honest primary can have queued ahead of it);
-//   - a primary ordering a burst of large requests at 3.2 MiB/s or more is
-//     never suspected while it works through them, however long the burst.
+//     as before, while it orders small requests; if it orders large ones
+//     meanwhile (its own junk included), within 1 + orderCreditMaxTimeouts
+//     timeouts at most;
+//   - a primary working through a burst of large requests at 1.6 MiB/s or
+//     more is not suspected for orderCreditMaxTimeouts timeouts beyond the
+//     base one: with 8 MiB per client key pending at most, one key's burst
+//     drains in that time at that rate.
 //
 // The slow-primary monitor (Aardvark's rule, with a demand test). A
 // backup counts, in windows of slowWindowTicks, the requests and bytes
@@ -44,7 +48,9 @@ import "github.com/pbftnode/pbftnode/wire"
 // slowDemandPending of its requests can wait here. Honest throughput on a noisy 2-core
 // machine varies by about 2x; the rule wants 5x for two seconds.
 const (
-	orderCreditBytesPerTick    = 32 << 10
+	orderCreditBytesPerTick    = 16 << 10
+	orderCreditFreeBytes       = 4 << 10
+	orderCreditMaxTimeouts     = 4
 	slowWindowTicks            = 100
 	slowFactor                 = 5
 	slowWindowsToSuspect       = 2
@@ -60,7 +66,7 @@ type headTimer struct {
 	key     requestKey
 	running bool
 	// start is the tick the request became the head; ordered is
-	// r.orderedBytes then.
+	// r.orderedLarge then.
 	start, ordered uint64
 }
 
@@ -80,9 +86,10 @@ type primaryMonitor struct {
 func (r *Replica) noteOrdered(batch []*wire.Signed) {
 	n := uint64(0)
 	for _, s := range batch {
-		n += uint64(requestSize(s))
+		size := requestSize(s)
+		n += uint64(size)
+		r.orderedLarge += uint64(size - min(size, orderCreditFreeBytes))
 	}
-	r.orderedBytes += n
 	if len(batch) > 0 {
 		r.monitor.reqs += uint64(len(batch))
 		r.monitor.bytes += n
@@ -103,11 +110,11 @@ func (r *Replica) restartLivenessClocks() {
 // has waited longer than the timeout plus its ordering credit.
 func (r *Replica) headOverdue(head arrival) bool {
 	if !r.head.running || r.head.key != head.key {
-		r.head = headTimer{key: head.key, running: true, start: r.ticks, ordered: r.orderedBytes}
+		r.head = headTimer{key: head.key, running: true, start: r.ticks, ordered: r.orderedLarge}
 	}
 	since := max(r.head.start, r.timerBase)
-	credit := min((r.orderedBytes-r.head.ordered)/orderCreditBytesPerTick,
-		uint64(r.cfg.MaxPendingBytes)/orderCreditBytesPerTick)
+	credit := min((r.orderedLarge-r.head.ordered)/orderCreditBytesPerTick,
+		uint64(orderCreditMaxTimeouts*r.cfg.ViewChangeTimeoutTicks))
 	return r.ticks-since >= uint64(r.viewTimeout())+credit
 }
 

@@ -242,37 +242,49 @@ func TestBurstOfLargeRequestsDrainsWithoutSuspicion(t *testing.T) {
 }
 
 // A primary that withholds one request while ordering a steady stream of
-// others' large requests is still suspected: the ordering credit is capped
-// at the time the whole pending budget takes at the minimum rate.
+// others' requests is still suspected: small requests buy no time, and
+// the time large ones buy is capped.
 func TestPrimaryWithholdingOneRequestWhileOrderingOthersIsSuspected(t *testing.T) {
-	c := newCluster(t, 4, func(cfg *Config) { cfg.MaxPendingBytes = 8 << 20 })
-	d := newDelayNet(c)
-	withheld := request(1, 1, "withheld")
-	// Replica 0 never hears of it: the backups' relays to it are dropped.
-	c.drop = func(_, to uint32, kind Kind) bool { return to == 0 && kind == KindForward }
-	for _, r := range c.replicas[1:] {
-		if err := r.Submit(withheld); err != nil {
-			t.Fatal(err)
-		}
+	for _, tc := range []struct {
+		name          string
+		size, perTick int
+		min, max      int
+	}{
+		// 24 KiB per tick in requests under orderCreditFreeBytes: more
+		// than the credit rate, yet no credit.
+		{"small requests", 3 << 10, 8, DefaultViewChangeTimeoutTicks, DefaultViewChangeTimeoutTicks + 10},
+		{"large requests", 64 << 10, 1, (1 + orderCreditMaxTimeouts) * DefaultViewChangeTimeoutTicks,
+			(1+orderCreditMaxTimeouts)*DefaultViewChangeTimeoutTicks + 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 4, nil)
+			d := newDelayNet(c)
+			withheld := request(1, 1, "withheld")
+			// Replica 0 never hears of it: the backups' relays are dropped.
+			c.drop = func(_, to uint32, kind Kind) bool { return to == 0 && kind == KindForward }
+			for _, r := range c.replicas[1:] {
+				if err := r.Submit(withheld); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for n := 0; c.replicas[1].View() == 0; n++ {
+				if n > tc.max {
+					t.Fatalf("no view change after %d ticks", n)
+				}
+				// Ordered every tick, from other keys.
+				for i := range tc.perTick {
+					_ = c.replicas[0].Submit(sessionRequest(byte(10+i), "s", uint64(n+1), tc.size))
+				}
+				d.tick()
+			}
+			if d.now < tc.min {
+				t.Fatalf("suspected after %d ticks, before %d", d.now, tc.min)
+			}
+			c.drop = nil
+			c.tickUntil(3*DefaultViewChangeTimeoutTicks, "the withheld request to execute in view 1", func() bool {
+				return c.executedRequests(1)[keyOf(withheld.Request)] == 1
+			})
+			c.assertAgreement()
+		})
 	}
-	capTicks := (8 << 20) / orderCreditBytesPerTick
-	limit := DefaultViewChangeTimeoutTicks + capTicks + 50
-	for n := 0; c.replicas[1].View() == 0; n++ {
-		if n > limit {
-			t.Fatalf("no view change after %d ticks", n)
-		}
-		// 64 KiB ordered per tick: twice the minimum rate.
-		if c.replicas[0].IsPrimary() {
-			_ = c.replicas[0].Submit(sessionRequest(byte(10+n%4), "s", uint64(n+1), 64<<10))
-		}
-		d.tick()
-	}
-	if d.now < DefaultViewChangeTimeoutTicks+capTicks/2 {
-		t.Fatalf("suspected after %d ticks, before the ordering credit ran out", d.now)
-	}
-	c.drop = nil
-	c.tickUntil(3*DefaultViewChangeTimeoutTicks, "the withheld request to execute in view 1", func() bool {
-		return c.executedRequests(1)[keyOf(withheld.Request)] == 1
-	})
-	c.assertAgreement()
 }

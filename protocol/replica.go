@@ -79,11 +79,11 @@ type Replica struct {
 	// started; lastSuspect when this replica last suspected.
 	timerBase, lastSuspect uint64
 	// head is the view-change timer of the oldest client-sent request
-	// pending here; orderedBytes counts the bytes of every batch this
-	// replica logged a pre-prepare for (the timer's credit); monitor
+	// pending here; orderedLarge counts the large bytes of every batch
+	// this replica logged a pre-prepare for (the timer's credit); monitor
 	// watches the primary's throughput (see liveness.go).
 	head         headTimer
-	orderedBytes uint64
+	orderedLarge uint64
 	monitor      primaryMonitor
 
 	ready Ready

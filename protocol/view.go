@@ -49,7 +49,8 @@ func (r *Replica) viewChangeTick() {
 	// liveness.go). Ordering others does not reset it: a primary that
 	// lets a request wait is suspected even if it orders others.
 	if r.monitorTick() {
-		r.suspectOnce()
+		m := &r.monitor
+		r.suspectOnce("slow_primary", "reference_requests", m.refReqs, "reference_bytes", m.refBytes)
 		return
 	}
 	head, pending := r.requests.oldestFromClient()
@@ -58,15 +59,17 @@ func (r *Replica) viewChangeTick() {
 		return
 	}
 	if r.headOverdue(head) {
-		r.suspectOnce()
+		r.suspectOnce("request_timeout", "waited_ticks", r.ticks-max(r.head.start, r.timerBase),
+			"ordered_large_bytes", r.orderedLarge-r.head.ordered, "pending", r.requests.fromClients)
 	}
 }
 
 // suspectOnce suspects the primary unless this replica did within the
-// timeout.
-func (r *Replica) suspectOnce() {
+// timeout, and logs why (suspicions are rare: each is worth a line).
+func (r *Replica) suspectOnce(reason string, args ...any) {
 	if r.ticks-r.lastSuspect >= uint64(r.viewTimeout()) {
 		r.lastSuspect = r.ticks
+		r.cfg.Logger.Info("suspecting the primary", append([]any{"view", r.view, "reason", reason}, args...)...)
 		r.suspect(r.view + 1)
 	}
 }
