@@ -83,12 +83,15 @@ type primaryMonitor struct {
 
 // noteOrdered counts a batch this replica logged a pre-prepare for: the
 // view-change timer's credit and the slow-primary monitor's figures.
-func (r *Replica) noteOrdered(batch []*wire.Signed) {
+func (r *Replica) noteOrdered(batch []*wire.Signed, reqs []*wire.Request) {
 	n := uint64(0)
-	for _, s := range batch {
+	for i, s := range batch {
 		size := requestSize(s)
 		n += uint64(size)
 		r.orderedLarge += uint64(size - min(size, orderCreditFreeBytes))
+		if i < len(reqs) && reqs[i] != nil {
+			r.requests.noteKeyOrdered(string(reqs[i].ClientId), r.ticks)
+		}
 	}
 	if len(batch) > 0 {
 		r.monitor.reqs += uint64(len(batch))
@@ -111,6 +114,14 @@ func (r *Replica) restartLivenessClocks() {
 func (r *Replica) headOverdue(head arrival) bool {
 	if !r.head.running || r.head.key != head.key {
 		r.head = headTimer{key: head.key, running: true, start: r.ticks, ordered: r.orderedLarge}
+	}
+	// Progress on the head's client key restarts its timer: a key with
+	// many requests outstanding (a burst) is served in the primary's
+	// order, which need not be this backup's, and while its requests are
+	// ordered the primary is not ignoring it. A key's client window bounds
+	// how far the primary can go on around one withheld request.
+	if p := r.requests.keyProgress(head.key.client); p > r.head.start {
+		r.head.start, r.head.ordered = p, r.orderedLarge
 	}
 	since := max(r.head.start, r.timerBase)
 	credit := min((r.orderedLarge-r.head.ordered)/orderCreditBytesPerTick,

@@ -288,3 +288,46 @@ func TestPrimaryWithholdingOneRequestWhileOrderingOthersIsSuspected(t *testing.T
 		})
 	}
 }
+
+// A client key with many requests outstanding is served in the primary's
+// order, not necessarily the backup's: while the key's requests are
+// ordered, the backup does not suspect the primary for the one it waits
+// for.
+func TestProgressOnAKeyRestartsItsRequestsTimer(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) { cfg.MaxBatchSize = 1; cfg.MaxInFlight = 1 })
+	d := newDelayNet(c)
+	d.delay = func(from, _ uint32, kind Kind) int {
+		if from == 0 && kind == KindPrePrepare {
+			return 5
+		}
+		return 0
+	}
+	const n = 40
+	for i := range n {
+		if err := c.replicas[0].Submit(sessionRequest(1, "s", uint64(i+1), 16)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The backups hold only the last one: the client retransmitted it.
+	last := sessionRequest(1, "s", n, 16)
+	for _, r := range c.replicas[1:] {
+		if err := r.Submit(last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 * n * 6 {
+		if c.executedRequests(2)[keyOf(last.Request)] == 1 {
+			break
+		}
+		d.tick()
+	}
+	if c.executedRequests(2)[keyOf(last.Request)] != 1 {
+		t.Fatal("the last request did not execute")
+	}
+	if started, _ := viewChanges(c); started != 0 {
+		t.Fatalf("%d view changes while the primary served the key in its own order", started)
+	}
+	if d.now <= DefaultViewChangeTimeoutTicks+10 {
+		t.Fatalf("the key's requests took %d ticks; the scenario needs longer than the timeout", d.now)
+	}
+}

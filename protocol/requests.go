@@ -63,6 +63,9 @@ type requestTracker struct {
 	byClient map[string]int
 	byKey    map[string]int
 	keyBytes map[string]int
+	// keyOrdered is, for each key with requests waiting here, the last
+	// tick a request of that key was ordered (see keyProgress).
+	keyOrdered map[string]uint64
 	// bytes is the encoded size of every known request.
 	bytes int
 	known map[requestKey]*trackedRequest
@@ -92,7 +95,7 @@ func requestSize(s *wire.Signed) int { return len(s.Payload) + len(s.Signature) 
 
 func newRequestTracker(l trackerLimits) *requestTracker {
 	return &requestTracker{limits: l, byClient: make(map[string]int), byKey: make(map[string]int),
-		keyBytes: make(map[string]int), known: make(map[requestKey]*trackedRequest)}
+		keyBytes: make(map[string]int), keyOrdered: make(map[string]uint64), known: make(map[requestKey]*trackedRequest)}
 }
 
 func (t *requestTracker) insert(key requestKey, tr *trackedRequest) {
@@ -129,10 +132,25 @@ func (t *requestTracker) uncount(client string, size int) {
 	k := clientKeyOf(client)
 	if t.byKey[k]--; t.byKey[k] <= 0 {
 		delete(t.byKey, k)
+		delete(t.keyOrdered, k)
 	}
 	if t.keyBytes[k] -= size; t.keyBytes[k] <= 0 {
 		delete(t.keyBytes, k)
 	}
+}
+
+// noteKeyOrdered records that a request of client's key was ordered at
+// tick now, if the key has requests waiting here.
+func (t *requestTracker) noteKeyOrdered(client string, now uint64) {
+	if k := clientKeyOf(client); t.byKey[k] > 0 {
+		t.keyOrdered[k] = now
+	}
+}
+
+// keyProgress returns the last tick a request of client's key was ordered
+// while the key had requests waiting here (0 if none).
+func (t *requestTracker) keyProgress(client string) uint64 {
+	return t.keyOrdered[clientKeyOf(client)]
 }
 
 // admit reports why a new request of size bytes from client does not fit
