@@ -30,6 +30,13 @@ import "github.com/pbftnode/pbftnode/wire"
 //     base one: with 8 MiB per client key pending at most, one key's burst
 //     drains in that time at that rate.
 //
+// Progress on the head's client key also restarts its timer: a key with
+// many requests outstanding (a burst, and the per-key budget refusing
+// some of them for a while) is served in the primary's order, which need
+// not be this backup's; while the key's requests are ordered, the primary
+// is not ignoring it, and the key's client window bounds how far it can
+// go on around one withheld request.
+//
 // The slow-primary monitor (Aardvark's rule, with a demand test). A
 // backup counts, in windows of slowWindowTicks, the requests and bytes
 // this view's primary ordered, and keeps as reference a slowly decaying
