@@ -52,8 +52,12 @@ import "github.com/pbftnode/pbftnode/wire"
 // is not judged, references under slowMinReferenceRequests are not
 // trusted, and light load (a few clients doing one request at a time)
 // shows no demand: its batches hold a request or two and fewer than
-// slowDemandPending of its requests can wait here. Honest throughput on a noisy 2-core
-// machine varies by about 2x; the rule wants 5x for two seconds.
+// slowDemandPending of its requests can wait here. Honest throughput on a
+// noisy 2-core machine varies by about 2x; the rule wants 5x for two
+// seconds. Latency evidence (how long a request known here waits for its
+// PRE-PREPARE) is not used: clients send to the primary alone until their
+// 1 s timeout, so under a slow primary backups rarely hold requests long
+// enough to measure, while the batches the primary cuts show its load.
 const (
 	orderCreditBytesPerTick    = 16 << 10
 	orderCreditFreeBytes       = 4 << 10
