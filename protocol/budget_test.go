@@ -104,3 +104,41 @@ func TestTotalPendingBytesAreBounded(t *testing.T) {
 		t.Fatalf("the replica holds %d pending 1 MiB requests, want 16 (16 MiB in all)", accepted)
 	}
 }
+
+// A burst of large requests does not fill the pipeline: the primary keeps
+// at most MaxBatchBytes of large requests in flight, and the small
+// requests queued behind them are batched meanwhile.
+func TestLargeRequestsInFlightAreBounded(t *testing.T) {
+	primary := isolatedPrimary(t, func(cfg *Config) { cfg.MaxInFlight = 8 })
+	for i := range 8 {
+		if err := primary.Submit(sessionRequest(1, "s", uint64(i+1), 1<<20-1024)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		if err := primary.Submit(sessionRequest(2, "s", uint64(i+1), 16)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	large, small := 0, 0
+	for primary.HasReady() {
+		for _, m := range primary.Ready().Messages {
+			if m.Kind != KindPrePrepare {
+				continue
+			}
+			for _, s := range m.Batch {
+				if n := requestSize(s); n > largeRequestBytes {
+					large += n
+				} else {
+					small++
+				}
+			}
+		}
+	}
+	if limit := primary.Config().MaxBatchBytes; large > limit || large == 0 {
+		t.Fatalf("%d bytes of large requests proposed before any committed; bound %d", large, limit)
+	}
+	if small != 20 {
+		t.Fatalf("%d of the 20 small requests behind the large ones proposed", small)
+	}
+}

@@ -90,6 +90,10 @@ const ClientKeySize = 32
 // clientKeyOf returns the key part of a client id.
 func clientKeyOf(client string) string { return client[:min(len(client), ClientKeySize)] }
 
+// largeRequestBytes: requests above it are large; the primary bounds the
+// large bytes it has in flight (see Replica.propose).
+const largeRequestBytes = 4 << 10
+
 // requestSize is a request's encoded size as batches count it.
 func requestSize(s *wire.Signed) int { return len(s.Payload) + len(s.Signature) + 8 }
 
@@ -207,11 +211,12 @@ func (t *requestTracker) add(req ClientRequest, primary bool, now uint64) (bool,
 
 // popBatch removes from the queue the longest prefix that fits maxCount
 // requests and maxBytes encoded bytes (at least one request), and marks
-// those requests ordered.
-func (t *requestTracker) popBatch(maxCount, maxBytes int) ([]*wire.Signed, []*wire.Request) {
-	var signed []*wire.Signed
-	var reqs []*wire.Request
+// those requests ordered. Large requests (over largeRequestBytes) take
+// at most largeAllowance bytes in all: those that do not fit stay queued,
+// in order, for a later batch, and the small requests behind them go on.
+func (t *requestTracker) popBatch(maxCount, maxBytes, largeAllowance int) (signed []*wire.Signed, reqs []*wire.Request, large int) {
 	size, taken := 0, 0
+	var kept []ClientRequest
 	for _, q := range t.queue {
 		tr := t.known[keyOf(q.Request)]
 		if tr == nil || tr.state != stateQueued {
@@ -222,15 +227,37 @@ func (t *requestTracker) popBatch(maxCount, maxBytes int) ([]*wire.Signed, []*wi
 		if len(signed) >= maxCount || (len(signed) > 0 && size+n > maxBytes) {
 			break
 		}
-		size += n
 		taken++
+		if n > largeRequestBytes {
+			if large+n > largeAllowance {
+				kept = append(kept, q)
+				continue
+			}
+			large += n
+		}
+		size += n
 		t.setState(keyOf(q.Request), tr, stateOrdered)
 		signed = append(signed, q.Signed)
 		reqs = append(reqs, q.Request)
 	}
 	clear(t.queue[:taken]) // let committed requests be collected
 	t.queue = t.queue[taken:]
-	return signed, reqs
+	if len(kept) > 0 {
+		t.queue = append(kept, t.queue...)
+	}
+	return signed, reqs, large
+}
+
+// proposable reports whether a batch could take a queued request now: a
+// small one, or a large one within largeAllowance bytes.
+func (t *requestTracker) proposable(largeAllowance int) bool {
+	for _, q := range t.queue {
+		if tr := t.known[keyOf(q.Request)]; tr != nil && tr.state == stateQueued &&
+			(tr.size <= largeRequestBytes || tr.size <= largeAllowance) {
+			return true
+		}
+	}
+	return false
 }
 
 // ordered marks requests as included in an accepted pre-prepare.
