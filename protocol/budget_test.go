@@ -106,7 +106,7 @@ func TestTotalPendingBytesAreBounded(t *testing.T) {
 }
 
 // A burst of large requests does not fill the pipeline: the primary keeps
-// at most MaxBatchBytes of large requests in flight, and the small
+// at most MaxLargeInFlightBytes of large requests in flight, and the small
 // requests queued behind them are batched meanwhile.
 func TestLargeRequestsInFlightAreBounded(t *testing.T) {
 	primary := isolatedPrimary(t, func(cfg *Config) { cfg.MaxInFlight = 8 })
@@ -135,7 +135,7 @@ func TestLargeRequestsInFlightAreBounded(t *testing.T) {
 			}
 		}
 	}
-	if limit := primary.Config().MaxBatchBytes; large > limit || large == 0 {
+	if limit := primary.Config().MaxLargeInFlightBytes; large > limit || large == 0 {
 		t.Fatalf("%d bytes of large requests proposed before any committed; bound %d", large, limit)
 	}
 	if small != 20 {

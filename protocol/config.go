@@ -43,6 +43,11 @@ type Config struct {
 	// lone request still goes out at once. Setting it to MaxInFlight cuts
 	// every batch as soon as the pipeline has room.
 	MaxPartialInFlight int
+	// MaxLargeInFlightBytes bounds the bytes of large requests (over
+	// 4 KiB each) in the batches the primary proposed and that have not
+	// committed (1 MiB); one large request of any allowed size may always
+	// be in flight alone. Small requests are not held back by it.
+	MaxLargeInFlightBytes int
 	// MaxPendingRequests bounds the requests a replica queues or tracks
 	// (65536); beyond it new requests are dropped.
 	MaxPendingRequests int
@@ -107,6 +112,8 @@ const (
 	// DefaultMaxPendingBytes is 64 MiB.
 	DefaultMaxPendingBytes  = 64 << 20
 	DefaultMaxPendingPerKey = 256
+	// DefaultMaxLargeInFlightBytes is 1 MiB.
+	DefaultMaxLargeInFlightBytes = 1 << 20
 	// DefaultMaxServeRequestsPerPeer is how many BATCH-REQUESTs of one
 	// replica are answered per RetransmitTicks.
 	DefaultMaxServeRequestsPerPeer = 64
@@ -133,6 +140,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPartialInFlight == 0 {
 		c.MaxPartialInFlight = min(DefaultMaxPartialInFlight, c.MaxInFlight)
+	}
+	if c.MaxLargeInFlightBytes == 0 {
+		c.MaxLargeInFlightBytes = DefaultMaxLargeInFlightBytes
 	}
 	if c.MaxPendingRequests == 0 {
 		c.MaxPendingRequests = DefaultMaxPendingRequests
@@ -192,6 +202,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("protocol: pending limits must be positive, per key (%d) at least per client (%d)", c.MaxPendingPerKey, c.MaxPendingPerClient)
 	case c.MaxPendingBytesPerKey < 1 || c.MaxPendingBytes < c.MaxPendingBytesPerKey:
 		return fmt.Errorf("protocol: pending byte limits must be positive, in all (%d) at least per key (%d)", c.MaxPendingBytes, c.MaxPendingBytesPerKey)
+	case c.MaxLargeInFlightBytes < 1:
+		return errors.New("protocol: large in-flight bound must be positive")
 	case c.MaxServeBytesPerPeer < c.MaxBatchBytes || c.MaxServeRequestsPerPeer < 1:
 		return fmt.Errorf("protocol: serve budget %d bytes below the batch limit %d, or no requests", c.MaxServeBytesPerPeer, c.MaxBatchBytes)
 	case c.MaxPartialInFlight < 1 || c.MaxPartialInFlight > c.MaxInFlight:

@@ -50,7 +50,7 @@ func (r *Replica) inFlight() int { return int(r.nextSequence - 1 - r.lastCommitt
 // after BatchDelayTicks (if set).
 //
 // Large requests (over largeRequestBytes) in flight are bounded by
-// MaxBatchBytes in all: a burst of large requests from one key would
+// MaxLargeInFlightBytes in all: a burst of large requests from one key would
 // otherwise fill every batch of the pipeline with megabytes that the
 // small requests behind them wait for (agreement on a batch takes time in
 // proportion to its bytes). Beyond the bound, large requests wait in the
@@ -59,8 +59,8 @@ func (r *Replica) inFlight() int { return int(r.nextSequence - 1 - r.lastCommitt
 func (r *Replica) propose() {
 	for r.canPropose() {
 		before := r.requests.queued()
-		allowance := r.cfg.MaxBatchBytes - r.largeInFlight()
-		signed, reqs, large := r.requests.popBatch(r.cfg.MaxBatchSize, r.cfg.MaxBatchBytes, allowance)
+		allowance, alone := r.largeAllowance()
+		signed, reqs, large := r.requests.popBatch(r.cfg.MaxBatchSize, r.cfg.MaxBatchBytes, allowance, alone)
 		if len(signed) == 0 {
 			if r.requests.queued() == before {
 				return // only large requests wait, and the bound is reached
@@ -79,6 +79,14 @@ func (r *Replica) propose() {
 		s.prePrepare, s.digest, s.batch, s.requests = out, digest, signed, reqs
 		s.largeBytes = large
 	}
+}
+
+// largeAllowance is how many bytes of large requests the next batch may
+// carry (what MaxLargeInFlightBytes leaves), and whether none is in
+// flight, in which case one large request of any allowed size fits.
+func (r *Replica) largeAllowance() (int, bool) {
+	inFlight := r.largeInFlight()
+	return max(0, r.cfg.MaxLargeInFlightBytes-inFlight), inFlight == 0
 }
 
 // largeInFlight sums the large-request bytes of the batches this primary
@@ -106,7 +114,7 @@ func (r *Replica) canPropose() bool {
 	if r.inFlight() >= r.cfg.MaxInFlight || !r.window.Contains(r.nextSequence) {
 		return false
 	}
-	if large := r.largeInFlight(); large > 0 && !r.requests.proposable(r.cfg.MaxBatchBytes-large) {
+	if allowance, alone := r.largeAllowance(); !alone && !r.requests.proposable(allowance) {
 		return false // only large requests wait, beyond the in-flight bound
 	}
 	full := r.requests.queued() >= r.cfg.MaxBatchSize

@@ -212,9 +212,10 @@ func (t *requestTracker) add(req ClientRequest, primary bool, now uint64) (bool,
 // popBatch removes from the queue the longest prefix that fits maxCount
 // requests and maxBytes encoded bytes (at least one request), and marks
 // those requests ordered. Large requests (over largeRequestBytes) take
-// at most largeAllowance bytes in all: those that do not fit stay queued,
-// in order, for a later batch, and the small requests behind them go on.
-func (t *requestTracker) popBatch(maxCount, maxBytes, largeAllowance int) (signed []*wire.Signed, reqs []*wire.Request, large int) {
+// at most largeAllowance bytes in all, or, with alone, one large request
+// of any size: those that do not fit stay queued, in order, for a later
+// batch, and the small requests behind them go on.
+func (t *requestTracker) popBatch(maxCount, maxBytes, largeAllowance int, alone bool) (signed []*wire.Signed, reqs []*wire.Request, large int) {
 	size, taken := 0, 0
 	var kept []ClientRequest
 	for _, q := range t.queue {
@@ -229,7 +230,7 @@ func (t *requestTracker) popBatch(maxCount, maxBytes, largeAllowance int) (signe
 		}
 		taken++
 		if n > largeRequestBytes {
-			if large+n > largeAllowance {
+			if large+n > largeAllowance && !(alone && large == 0) {
 				kept = append(kept, q)
 				continue
 			}
