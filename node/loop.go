@@ -231,6 +231,7 @@ func reasonOf(err error) string {
 		{protocol.ErrViewChangeRejected, "view_change_rejected"},
 		{protocol.ErrNewViewRejected, "new_view_rejected"},
 		{protocol.ErrStale, "stale"},
+		{protocol.ErrRateLimited, "rate_limited"},
 	} {
 		if errors.Is(err, e.err) {
 			return e.reason

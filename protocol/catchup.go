@@ -27,10 +27,11 @@ func (r *Replica) broadcastFetch() {
 // which the primary signed, with its batch when it holds it, and its own
 // prepare and commit), and its own checkpoint votes above the stable
 // checkpoint. Each replica is answered at most once per RetransmitTicks/4
-// ticks.
+// ticks, and the batches it gets count against its serve budget
+// (serve.go).
 func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 	if last, ok := r.fetchAnswered[from]; ok && r.ticks-last < uint64(max(1, r.cfg.RetransmitTicks/4)) {
-		return ErrDuplicate
+		return ErrRateLimited
 	}
 	r.fetchAnswered[from] = r.ticks
 	if (f.View < r.view || (f.View == r.view && !f.ViewActive)) && r.viewActive && r.lastNewView != nil {
@@ -55,7 +56,14 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 		sent++
 		if s.prePrepare != nil && s.batch != nil {
 			// Without its batch a pre-prepare frame fails verification.
-			r.ready.Messages = append(r.ready.Messages, Outbound{To: from, Signed: s.prePrepare, Batch: s.batch, Kind: KindPrePrepare})
+			// Batches are charged to the asker's serve budget; beyond it
+			// the votes still go, and the asker fetches the batches it
+			// lacks by BATCH-REQUEST, within the same budget, later.
+			if r.serve.takeBytes(from, r.ticks, batchBytes(s.batch)) {
+				r.ready.Messages = append(r.ready.Messages, Outbound{To: from, Signed: s.prePrepare, Batch: s.batch, Kind: KindPrePrepare})
+			} else {
+				r.serveLimited++
+			}
 		}
 		if v, ok := s.prepares[r.cfg.ID]; ok {
 			r.sendTo(from, KindPrepare, v.signed)
@@ -135,6 +143,7 @@ func (r *Replica) InstallCheckpoint(cert checkpoint.Certificate) error {
 	}
 	r.transferring = nil
 	r.timerBase = r.ticks
+	r.restartLivenessClocks()
 	r.lastCommitted = cert.Sequence
 	r.nextSequence = max(r.nextSequence, cert.Sequence+1)
 	r.moveWindow(&cert)

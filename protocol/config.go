@@ -43,6 +43,11 @@ type Config struct {
 	// lone request still goes out at once. Setting it to MaxInFlight cuts
 	// every batch as soon as the pipeline has room.
 	MaxPartialInFlight int
+	// MaxLargeInFlightBytes bounds the bytes of large requests (over
+	// 4 KiB each) in the batches the primary proposed and that have not
+	// committed (1 MiB); one large request of any allowed size may always
+	// be in flight alone. Small requests are not held back by it.
+	MaxLargeInFlightBytes int
 	// MaxPendingRequests bounds the requests a replica queues or tracks
 	// (65536); beyond it new requests are dropped.
 	MaxPendingRequests int
@@ -50,12 +55,30 @@ type Config struct {
 	// executor's per-client window): a flooding client cannot push the
 	// others' requests back by more than that.
 	MaxPendingPerClient int
+	// MaxPendingBytes bounds the encoded bytes of the requests a replica
+	// tracks (64 MiB); beyond it new requests are dropped.
+	MaxPendingBytes int
+	// MaxPendingPerKey bounds the pending requests of one client key over
+	// all its sessions (256: four sessions' windows), so fresh sessions of
+	// a key buy it no more of the queue.
+	MaxPendingPerKey int
+	// MaxPendingBytesPerKey bounds the encoded bytes of one client key's
+	// pending requests over all its sessions (8 MiB). A key with nothing
+	// pending may always have one request in flight, whatever its size.
+	MaxPendingBytesPerKey int
 
 	// RetransmitTicks: after this many ticks without progress while
 	// agreement is open, a replica resends its messages for it (150: longer
 	// than the view-change timeout, so a primary that withholds is
 	// suspected before catch-up papers over it).
 	RetransmitTicks int
+
+	// MaxServeBytesPerPeer bounds the batch bytes this replica sends one
+	// replica in answer to its BATCH-REQUESTs and Fetches per
+	// RetransmitTicks (2 x MaxBatchBytes); MaxServeRequestsPerPeer the
+	// BATCH-REQUESTs it answers per period (64). See serve.go.
+	MaxServeBytesPerPeer    int
+	MaxServeRequestsPerPeer int
 
 	// ViewChangeTimeoutTicks: a backup with a pending request suspects
 	// the primary when nothing executes for this long (100 = 1 s at the
@@ -86,6 +109,17 @@ const (
 	DefaultMaxPartialInFlight  = 2
 	DefaultMaxPendingRequests  = 65536
 	DefaultMaxPendingPerClient = 64
+	// DefaultMaxPendingBytes is 64 MiB.
+	DefaultMaxPendingBytes  = 64 << 20
+	DefaultMaxPendingPerKey = 256
+	// DefaultMaxLargeInFlightBytes is 1 MiB.
+	DefaultMaxLargeInFlightBytes = 1 << 20
+	// DefaultMaxServeRequestsPerPeer is how many BATCH-REQUESTs of one
+	// replica are answered per RetransmitTicks.
+	DefaultMaxServeRequestsPerPeer = 64
+	// DefaultMaxPendingBytesPerKey is 8 MiB: two requests of the largest
+	// size, or hundreds of thousands of small ones.
+	DefaultMaxPendingBytesPerKey = 8 << 20
 )
 
 func (c Config) withDefaults() Config {
@@ -107,14 +141,32 @@ func (c Config) withDefaults() Config {
 	if c.MaxPartialInFlight == 0 {
 		c.MaxPartialInFlight = min(DefaultMaxPartialInFlight, c.MaxInFlight)
 	}
+	if c.MaxLargeInFlightBytes == 0 {
+		c.MaxLargeInFlightBytes = DefaultMaxLargeInFlightBytes
+	}
 	if c.MaxPendingRequests == 0 {
 		c.MaxPendingRequests = DefaultMaxPendingRequests
 	}
 	if c.MaxPendingPerClient == 0 {
 		c.MaxPendingPerClient = DefaultMaxPendingPerClient
 	}
+	if c.MaxPendingBytes == 0 {
+		c.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if c.MaxPendingPerKey == 0 {
+		c.MaxPendingPerKey = DefaultMaxPendingPerKey
+	}
+	if c.MaxPendingBytesPerKey == 0 {
+		c.MaxPendingBytesPerKey = DefaultMaxPendingBytesPerKey
+	}
 	if c.RetransmitTicks == 0 {
 		c.RetransmitTicks = DefaultRetransmitTicks
+	}
+	if c.MaxServeBytesPerPeer == 0 {
+		c.MaxServeBytesPerPeer = 2 * c.MaxBatchBytes
+	}
+	if c.MaxServeRequestsPerPeer == 0 {
+		c.MaxServeRequestsPerPeer = DefaultMaxServeRequestsPerPeer
 	}
 	if c.PreparedVotes == 0 {
 		c.PreparedVotes = Quorum(c.N) - 1
@@ -146,6 +198,14 @@ func (c Config) validate() error {
 		return fmt.Errorf("protocol: window %d smaller than checkpoint interval %d", c.WindowSize, c.CheckpointInterval)
 	case c.MaxBatchSize < 1 || c.MaxInFlight < 1 || c.BatchDelayTicks < 0:
 		return errors.New("protocol: batch size and in-flight limit must be positive, batch delay not negative")
+	case c.MaxPendingRequests < 1 || c.MaxPendingPerClient < 1 || c.MaxPendingPerKey < c.MaxPendingPerClient:
+		return fmt.Errorf("protocol: pending limits must be positive, per key (%d) at least per client (%d)", c.MaxPendingPerKey, c.MaxPendingPerClient)
+	case c.MaxPendingBytesPerKey < 1 || c.MaxPendingBytes < c.MaxPendingBytesPerKey:
+		return fmt.Errorf("protocol: pending byte limits must be positive, in all (%d) at least per key (%d)", c.MaxPendingBytes, c.MaxPendingBytesPerKey)
+	case c.MaxLargeInFlightBytes < 1:
+		return errors.New("protocol: large in-flight bound must be positive")
+	case c.MaxServeBytesPerPeer < c.MaxBatchBytes || c.MaxServeRequestsPerPeer < 1:
+		return fmt.Errorf("protocol: serve budget %d bytes below the batch limit %d, or no requests", c.MaxServeBytesPerPeer, c.MaxBatchBytes)
 	case c.MaxPartialInFlight < 1 || c.MaxPartialInFlight > c.MaxInFlight:
 		return fmt.Errorf("protocol: partial in-flight limit %d outside [1, max in flight %d]", c.MaxPartialInFlight, c.MaxInFlight)
 	}

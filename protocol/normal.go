@@ -20,6 +20,9 @@ type slot struct {
 	commits    map[uint32]vote
 	prepared   bool
 	committed  bool
+	// largeBytes: on the primary, the large-request bytes of a batch it
+	// proposed (see propose).
+	largeBytes int
 }
 
 // vote is one replica's prepare or commit for a digest.
@@ -45,10 +48,23 @@ func (r *Replica) inFlight() int { return int(r.nextSequence - 1 - r.lastCommitt
 // window have room. A partial batch goes out at once when fewer than
 // MaxPartialInFlight batches are in flight, otherwise when one commits or
 // after BatchDelayTicks (if set).
+//
+// Large requests (over largeRequestBytes) in flight are bounded by
+// MaxLargeInFlightBytes in all: a burst of large requests from one key would
+// otherwise fill every batch of the pipeline with megabytes that the
+// small requests behind them wait for (agreement on a batch takes time in
+// proportion to its bytes). Beyond the bound, large requests wait in the
+// queue while the small ones behind them are batched; one large request
+// always fits once nothing large is in flight.
 func (r *Replica) propose() {
 	for r.canPropose() {
-		signed, reqs := r.requests.popBatch(r.cfg.MaxBatchSize, r.cfg.MaxBatchBytes)
+		before := r.requests.queued()
+		allowance, alone := r.largeAllowance()
+		signed, reqs, large := r.requests.popBatch(r.cfg.MaxBatchSize, r.cfg.MaxBatchBytes, allowance, alone)
 		if len(signed) == 0 {
+			if r.requests.queued() == before {
+				return // only large requests wait, and the bound is reached
+			}
 			continue // only stale queue entries were dropped
 		}
 		r.batchWait = 0
@@ -61,12 +77,34 @@ func (r *Replica) propose() {
 		r.logPrePrepare(r.view, seq, out, digest, signed, reqs)
 		s := r.slot(seq)
 		s.prePrepare, s.digest, s.batch, s.requests = out, digest, signed, reqs
+		s.largeBytes = large
 	}
 }
 
+// largeAllowance is how many bytes of large requests the next batch may
+// carry (what MaxLargeInFlightBytes leaves), and whether none is in
+// flight, in which case one large request of any allowed size fits.
+func (r *Replica) largeAllowance() (int, bool) {
+	inFlight := r.largeInFlight()
+	return max(0, r.cfg.MaxLargeInFlightBytes-inFlight), inFlight == 0
+}
+
+// largeInFlight sums the large-request bytes of the batches this primary
+// proposed that have not committed.
+func (r *Replica) largeInFlight() int {
+	n := 0
+	for seq := r.lastCommitted + 1; seq < r.nextSequence; seq++ {
+		if s := r.slots[seq]; s != nil && s.view == r.view {
+			n += s.largeBytes
+		}
+	}
+	return n
+}
+
 // canPropose reports whether propose would cut a batch now: this replica
-// is the active primary, requests are queued, fewer than MaxInFlight
-// batches are in flight, the window has room, and the batch is full, or
+// is the active primary, requests are queued that the large-request bound
+// lets through, fewer than MaxInFlight batches are in flight, the window
+// has room, and the batch is full, or
 // fewer than MaxPartialInFlight batches are in flight, or the partial
 // batch has waited BatchDelayTicks (when positive).
 func (r *Replica) canPropose() bool {
@@ -75,6 +113,9 @@ func (r *Replica) canPropose() bool {
 	}
 	if r.inFlight() >= r.cfg.MaxInFlight || !r.window.Contains(r.nextSequence) {
 		return false
+	}
+	if allowance, alone := r.largeAllowance(); !alone && !r.requests.proposable(allowance) {
+		return false // only large requests wait, beyond the in-flight bound
 	}
 	full := r.requests.queued() >= r.cfg.MaxBatchSize
 	waited := r.cfg.BatchDelayTicks > 0 && r.batchWait >= r.cfg.BatchDelayTicks

@@ -39,7 +39,12 @@ type Replica struct {
 	// ticks counts Tick calls; fetchAnswered rate-limits Fetch answers.
 	ticks         uint64
 	fetchAnswered map[uint32]uint64
-	fetchesSent   uint64
+	// serve bounds per peer what this replica sends on request (batch
+	// replies, Fetch answers' batches; see serve.go).
+	serve *serveBudget
+	// serveLimited counts batches left out of Fetch answers by the budget.
+	serveLimited uint64
+	fetchesSent  uint64
 	// adoptedCommits counts sequences decided by a commit certificate for
 	// a batch this replica had not accepted.
 	adoptedCommits uint64
@@ -73,6 +78,13 @@ type Replica struct {
 	// timerBase is when the current view (or the last state transfer)
 	// started; lastSuspect when this replica last suspected.
 	timerBase, lastSuspect uint64
+	// head is the view-change timer of the oldest client-sent request
+	// pending here; orderedLarge counts the large bytes of every batch
+	// this replica logged a pre-prepare for (the timer's credit); monitor
+	// watches the primary's throughput (see liveness.go).
+	head         headTimer
+	orderedLarge uint64
+	monitor      primaryMonitor
 
 	ready Ready
 }
@@ -96,11 +108,13 @@ func New(cfg Config) (*Replica, error) {
 		checkpoints:  tracker,
 		nextSequence: 1,
 		slots:        make(map[uint64]*slot),
-		requests:     newRequestTracker(cfg.MaxPendingRequests, cfg.MaxPendingPerClient),
+		requests: newRequestTracker(trackerLimits{total: cfg.MaxPendingRequests, totalBytes: cfg.MaxPendingBytes,
+			perClient: cfg.MaxPendingPerClient, perKey: cfg.MaxPendingPerKey, perKeyBytes: cfg.MaxPendingBytesPerKey}),
 
 		ownCheckpoints: make(map[uint64]*wire.Signed),
 		future:         newFutureBuffer(cfg.N),
 		fetchAnswered:  make(map[uint32]uint64),
+		serve:          newServeBudget(cfg.MaxServeBytesPerPeer, cfg.MaxServeRequestsPerPeer, cfg.RetransmitTicks),
 		viewActive:     true,
 		latestVC:       make(map[uint32]viewchange.ViewChange),
 		suspects:       make(map[uint32]uint64),
@@ -147,6 +161,8 @@ func (r *Replica) Status() Status {
 		ViewChangesStarted:   r.viewChangesStarted,
 		ViewChangesCompleted: r.viewChangesCompleted,
 		SuspectsSent:         r.suspectsSent,
+		SlowPrimarySuspects:  r.monitor.suspects,
+		ServeLimited:         r.serveLimited,
 	}
 }
 

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -34,6 +35,9 @@ type arrival struct {
 type trackedRequest struct {
 	state requestState
 	req   ClientRequest
+	// size is the request's encoded size (requestSize), what it counts
+	// against the byte budgets.
+	size int
 	// fromClient: a client sent it to this replica (not just a
 	// pre-prepare). Only such requests run the view-change timer.
 	fromClient bool
@@ -41,21 +45,30 @@ type trackedRequest struct {
 
 // requestTracker remembers the client requests this replica knows of and
 // has not yet seen committed, and (on the primary) the FIFO queue of those
-// waiting for a batch. It holds at most limit requests. A backup's pending
-// requests are what its view-change timer watches.
+// waiting for a batch. It holds at most limits.total requests and
+// limits.totalBytes encoded bytes. A backup's pending requests are what its
+// view-change timer watches.
 type requestTracker struct {
-	limit int
-	// perClient bounds the requests of one client that are waiting to be
-	// ordered (queued on the primary, forwarded on a backup), so a client
-	// flooding the replica holds at most that many places in the queue
-	// ahead of everyone else's requests. byClient counts them per client.
-	// Ordered requests do not count: the pipeline bounds them, and a
-	// replica that commits a little later than the f+1 replicas a client
-	// heard from still holds requests the client no longer counts as
-	// outstanding, so counting them would refuse the client's next ones.
-	perClient int
-	byClient  map[string]int
-	known     map[requestKey]*trackedRequest
+	limits trackerLimits
+	// The per-client budgets bound the requests waiting to be ordered
+	// (queued on the primary, forwarded on a backup), so a client flooding
+	// the replica holds at most that much of the queue ahead of everyone
+	// else's requests: byClient counts them per client id, byKey and
+	// keyBytes per client key (the id's first ClientKeySize bytes: every
+	// session of a key shares its key's budget). Ordered requests do not
+	// count: the pipeline bounds them, and a replica that commits a little
+	// later than the f+1 replicas a client heard from still holds requests
+	// the client no longer counts as outstanding, so counting them would
+	// refuse the client's next ones.
+	byClient map[string]int
+	byKey    map[string]int
+	keyBytes map[string]int
+	// keyOrdered is, for each key with requests waiting here, the last
+	// tick a request of that key was ordered (see keyProgress).
+	keyOrdered map[string]uint64
+	// bytes is the encoded size of every known request.
+	bytes int
+	known map[requestKey]*trackedRequest
 	// fromClients counts known requests with fromClient set; arrivals
 	// lists them in arrival order with the tick they came (entries go
 	// stale when a request is forgotten; oldestFromClient skips those).
@@ -64,33 +77,105 @@ type requestTracker struct {
 	queue       []ClientRequest // primary only; entries may be stale (see popBatch)
 }
 
-func newRequestTracker(limit, perClient int) *requestTracker {
-	return &requestTracker{limit: limit, perClient: perClient, byClient: make(map[string]int), known: make(map[requestKey]*trackedRequest)}
+// trackerLimits are the request tracker's bounds (see Config).
+type trackerLimits struct {
+	total, totalBytes              int
+	perClient, perKey, perKeyBytes int
+}
+
+// ClientKeySize is how many leading bytes of a client id are its key; the
+// rest names a session of that key.
+const ClientKeySize = 32
+
+// clientKeyOf returns the key part of a client id.
+func clientKeyOf(client string) string { return client[:min(len(client), ClientKeySize)] }
+
+// largeRequestBytes: requests above it are large; the primary bounds the
+// large bytes it has in flight (see Replica.propose).
+const largeRequestBytes = 4 << 10
+
+// requestSize is a request's encoded size as batches count it.
+func requestSize(s *wire.Signed) int { return len(s.Payload) + len(s.Signature) + 8 }
+
+func newRequestTracker(l trackerLimits) *requestTracker {
+	return &requestTracker{limits: l, byClient: make(map[string]int), byKey: make(map[string]int),
+		keyBytes: make(map[string]int), keyOrdered: make(map[string]uint64), known: make(map[requestKey]*trackedRequest)}
 }
 
 func (t *requestTracker) insert(key requestKey, tr *trackedRequest) {
 	t.known[key] = tr
+	t.bytes += tr.size
 	if tr.state != stateOrdered {
-		t.byClient[key.client]++
+		t.count(key.client, tr.size)
 	}
 }
 
-// setState moves a tracked request to state s, keeping byClient (which
-// counts the requests not yet ordered) in step.
+// setState moves a tracked request to state s, keeping the per-client
+// counts (of the requests not yet ordered) in step.
 func (t *requestTracker) setState(key requestKey, tr *trackedRequest, s requestState) {
 	switch {
 	case tr.state == stateOrdered && s != stateOrdered:
-		t.byClient[key.client]++
+		t.count(key.client, tr.size)
 	case tr.state != stateOrdered && s == stateOrdered:
-		t.uncount(key.client)
+		t.uncount(key.client, tr.size)
 	}
 	tr.state = s
 }
 
-func (t *requestTracker) uncount(client string) {
+func (t *requestTracker) count(client string, size int) {
+	k := clientKeyOf(client)
+	t.byClient[client]++
+	t.byKey[k]++
+	t.keyBytes[k] += size
+}
+
+func (t *requestTracker) uncount(client string, size int) {
 	if t.byClient[client]--; t.byClient[client] <= 0 {
 		delete(t.byClient, client)
 	}
+	k := clientKeyOf(client)
+	if t.byKey[k]--; t.byKey[k] <= 0 {
+		delete(t.byKey, k)
+		delete(t.keyOrdered, k)
+	}
+	if t.keyBytes[k] -= size; t.keyBytes[k] <= 0 {
+		delete(t.keyBytes, k)
+	}
+}
+
+// noteKeyOrdered records that a request of client's key was ordered at
+// tick now, if the key has requests waiting here.
+func (t *requestTracker) noteKeyOrdered(client string, now uint64) {
+	if k := clientKeyOf(client); t.byKey[k] > 0 {
+		t.keyOrdered[k] = now
+	}
+}
+
+// keyProgress returns the last tick a request of client's key was ordered
+// while the key had requests waiting here (0 if none).
+func (t *requestTracker) keyProgress(client string) uint64 {
+	return t.keyOrdered[clientKeyOf(client)]
+}
+
+// admit reports why a new request of size bytes from client does not fit
+// the budgets, or nil.
+func (t *requestTracker) admit(client string, size int) error {
+	k := clientKeyOf(client)
+	switch {
+	case len(t.known) >= t.limits.total:
+		return ErrQueueFull
+	case t.bytes+size > t.limits.totalBytes:
+		return fmt.Errorf("%w: %d bytes pending", ErrQueueFull, t.bytes)
+	case t.byClient[client] >= t.limits.perClient:
+		return ErrClientQueueFull
+	case t.byKey[k] >= t.limits.perKey:
+		return fmt.Errorf("%w: %d requests pending for its key", ErrClientQueueFull, t.byKey[k])
+	case t.byKey[k] > 0 && t.keyBytes[k]+size > t.limits.perKeyBytes:
+		// A key with nothing pending may always have one request (up to
+		// the request size limit) in flight.
+		return fmt.Errorf("%w: %d bytes pending for its key", ErrClientQueueFull, t.keyBytes[k])
+	}
+	return nil
 }
 
 func (t *requestTracker) len() int { return len(t.known) }
@@ -109,49 +194,71 @@ func (t *requestTracker) add(req ClientRequest, primary bool, now uint64) (bool,
 		}
 		return false, nil
 	}
-	if len(t.known) >= t.limit {
-		return false, ErrQueueFull
-	}
-	if t.byClient[key.client] >= t.perClient {
-		return false, ErrClientQueueFull
+	size := requestSize(req.Signed)
+	if err := t.admit(key.client, size); err != nil {
+		return false, err
 	}
 	t.fromClients++
 	t.arrivals = append(t.arrivals, arrival{key: key, tick: now})
 	if primary {
-		t.insert(key, &trackedRequest{state: stateQueued, req: req, fromClient: true})
+		t.insert(key, &trackedRequest{state: stateQueued, req: req, size: size, fromClient: true})
 		t.queue = append(t.queue, req)
 	} else {
-		t.insert(key, &trackedRequest{state: stateForwarded, req: req, fromClient: true})
+		t.insert(key, &trackedRequest{state: stateForwarded, req: req, size: size, fromClient: true})
 	}
 	return true, nil
 }
 
 // popBatch removes from the queue the longest prefix that fits maxCount
 // requests and maxBytes encoded bytes (at least one request), and marks
-// those requests ordered.
-func (t *requestTracker) popBatch(maxCount, maxBytes int) ([]*wire.Signed, []*wire.Request) {
-	var signed []*wire.Signed
-	var reqs []*wire.Request
+// those requests ordered. Large requests (over largeRequestBytes) take
+// at most largeAllowance bytes in all, or, with alone, one large request
+// of any size: those that do not fit stay queued, in order, for a later
+// batch, and the small requests behind them go on.
+func (t *requestTracker) popBatch(maxCount, maxBytes, largeAllowance int, alone bool) (signed []*wire.Signed, reqs []*wire.Request, large int) {
 	size, taken := 0, 0
+	var kept []ClientRequest
 	for _, q := range t.queue {
 		tr := t.known[keyOf(q.Request)]
 		if tr == nil || tr.state != stateQueued {
 			taken++ // ordered meanwhile by another pre-prepare, or forgotten
 			continue
 		}
-		n := len(q.Signed.Payload) + len(q.Signed.Signature) + 8
+		n := tr.size
 		if len(signed) >= maxCount || (len(signed) > 0 && size+n > maxBytes) {
 			break
 		}
-		size += n
 		taken++
+		if n > largeRequestBytes {
+			if large+n > largeAllowance && !(alone && large == 0) {
+				kept = append(kept, q)
+				continue
+			}
+			large += n
+		}
+		size += n
 		t.setState(keyOf(q.Request), tr, stateOrdered)
 		signed = append(signed, q.Signed)
 		reqs = append(reqs, q.Request)
 	}
 	clear(t.queue[:taken]) // let committed requests be collected
 	t.queue = t.queue[taken:]
-	return signed, reqs
+	if len(kept) > 0 {
+		t.queue = append(kept, t.queue...)
+	}
+	return signed, reqs, large
+}
+
+// proposable reports whether a batch could take a queued request now: a
+// small one, or a large one within largeAllowance bytes.
+func (t *requestTracker) proposable(largeAllowance int) bool {
+	for _, q := range t.queue {
+		if tr := t.known[keyOf(q.Request)]; tr != nil && tr.state == stateQueued &&
+			(tr.size <= largeRequestBytes || tr.size <= largeAllowance) {
+			return true
+		}
+	}
+	return false
 }
 
 // ordered marks requests as included in an accepted pre-prepare.
@@ -160,10 +267,11 @@ func (t *requestTracker) ordered(batch []*wire.Signed, reqs []*wire.Request) {
 		key := keyOf(req)
 		if tr, ok := t.known[key]; ok {
 			t.setState(key, tr, stateOrdered)
-		} else if len(t.known) < t.limit && i < len(batch) {
-			// Ordered by the primary: tracked whatever the per-client bound
-			// (the batch is bounded and it commits or is re-proposed).
-			t.insert(key, &trackedRequest{state: stateOrdered, req: ClientRequest{Signed: batch[i], Request: req}})
+		} else if len(t.known) < t.limits.total && i < len(batch) {
+			// Ordered by the primary: tracked whatever the per-client and
+			// byte bounds (the batch is bounded and it commits or is
+			// re-proposed).
+			t.insert(key, &trackedRequest{state: stateOrdered, req: ClientRequest{Signed: batch[i], Request: req}, size: requestSize(batch[i])})
 		}
 	}
 }
@@ -181,8 +289,9 @@ func (t *requestTracker) forget(key requestKey) {
 			t.fromClients--
 		}
 		delete(t.known, key)
+		t.bytes -= tr.size
 		if tr.state != stateOrdered {
-			t.uncount(key.client)
+			t.uncount(key.client, tr.size)
 		}
 	}
 }
@@ -222,18 +331,18 @@ func (t *requestTracker) reset(primary bool) {
 	}
 }
 
-// oldestFromClient returns the arrival tick of the oldest pending request
-// a client sent to this replica.
-func (t *requestTracker) oldestFromClient() (uint64, bool) {
+// oldestFromClient returns the oldest pending request a client sent to
+// this replica, with its arrival tick.
+func (t *requestTracker) oldestFromClient() (arrival, bool) {
 	for len(t.arrivals) > 0 {
 		a := t.arrivals[0]
 		if tr, ok := t.known[a.key]; ok && tr.fromClient {
-			return a.tick, true
+			return a, true
 		}
 		t.arrivals[0] = arrival{}
 		t.arrivals = t.arrivals[1:]
 	}
-	return 0, false
+	return arrival{}, false
 }
 
 // fromClientRequests returns up to limit pending requests that clients

@@ -20,6 +20,7 @@ type retainedBatch struct {
 func (r *Replica) logPrePrepare(view, seq uint64, signed *wire.Signed, digest crypto.Digest, batch []*wire.Signed, reqs []*wire.Request) {
 	r.ready.Persist = append(r.ready.Persist, LogEntry{View: view, Sequence: seq, Kind: KindPrePrepare, Signed: signed, Batch: batch})
 	r.retainBatch(seq, digest, batch, reqs)
+	r.noteOrdered(batch, reqs)
 }
 
 // retainBatch keeps the batch of a pre-prepare this replica logged at seq,

@@ -35,6 +35,25 @@ func (r *Replica) retransmitTick() {
 	// Whether or not agreement is open here, others may be ahead: ask.
 	// Replicas answer only when they have something above this one.
 	r.broadcastFetch()
+	r.reRequestBatches()
+}
+
+// maxBatchReRequests bounds the BATCH-REQUESTs one retransmission sends.
+const maxBatchReRequests = 16
+
+// reRequestBatches asks again for the batches of slots that wait for
+// theirs (committed, or re-proposed in this view): the first request may
+// have been lost, or refused by a serve budget.
+func (r *Replica) reRequestBatches() {
+	sent := 0
+	for seq := r.lastCommitted + 1; seq <= r.window.High() && sent < maxBatchReRequests; seq++ {
+		s := r.slots[seq]
+		if s == nil || s.batch != nil || !(s.committed || (s.prePrepare != nil && s.view == r.view)) {
+			continue
+		}
+		r.requestBatch(s.digest)
+		sent++
+	}
 }
 
 func (r *Replica) retransmit() {

@@ -30,6 +30,7 @@ var (
 	ErrViewChangeRejected    = errors.New("view change rejected")
 	ErrNewViewRejected       = errors.New("new view rejected")
 	ErrChangingView          = errors.New("replica is changing views")
+	ErrRateLimited           = errors.New("the sender used its budget for this period")
 )
 
 // VerifiedMessage is a replica message whose signature the runtime checked
@@ -208,4 +209,10 @@ type Status struct {
 	ViewChangesStarted   uint64
 	ViewChangesCompleted uint64
 	SuspectsSent         uint64
+	// SlowPrimarySuspects counts the times the slow-primary monitor
+	// suspected the primary (see liveness.go).
+	SlowPrimarySuspects uint64
+	// ServeLimited counts batches left out of Fetch answers because the
+	// asker had used its serve budget (see serve.go).
+	ServeLimited uint64
 }

@@ -42,19 +42,34 @@ func (r *Replica) viewChangeTick() {
 		}
 		return
 	}
-	// Active: the oldest request a client sent here must execute within
-	// the timeout, counted from when it came or from when this view (or a
-	// state transfer) started, whichever is later. Slow progress does not
-	// reset it: a primary that lets a request wait is suspected even if it
-	// orders others.
-	since, pending := r.requests.oldestFromClient()
-	if r.IsPrimary() || !pending {
+	// Active: the request at the head of this backup's FIFO of requests
+	// clients sent it must execute within the timeout from when it became
+	// the head (or this view, or a state transfer, started), plus the
+	// credit the primary earns by ordering bytes meanwhile (see
+	// liveness.go). Ordering others does not reset it: a primary that
+	// lets a request wait is suspected even if it orders others.
+	if r.monitorTick() {
+		m := &r.monitor
+		r.suspectOnce("slow_primary", "reference_requests", m.refReqs, "reference_bytes", m.refBytes)
 		return
 	}
-	since = max(since, r.timerBase)
-	timeout := uint64(r.viewTimeout())
-	if r.ticks-since >= timeout && r.ticks-r.lastSuspect >= timeout {
+	head, pending := r.requests.oldestFromClient()
+	if r.IsPrimary() || !pending {
+		r.head.running = false
+		return
+	}
+	if r.headOverdue(head) {
+		r.suspectOnce("request_timeout", "waited_ticks", r.ticks-max(r.head.start, r.timerBase),
+			"ordered_large_bytes", r.orderedLarge-r.head.ordered, "pending", r.requests.fromClients)
+	}
+}
+
+// suspectOnce suspects the primary unless this replica did within the
+// timeout, and logs why (suspicions are rare: each is worth a line).
+func (r *Replica) suspectOnce(reason string, args ...any) {
+	if r.ticks-r.lastSuspect >= uint64(r.viewTimeout()) {
 		r.lastSuspect = r.ticks
+		r.cfg.Logger.Info("suspecting the primary", append([]any{"view", r.view, "reason", reason}, args...)...)
 		r.suspect(r.view + 1)
 	}
 }
@@ -283,6 +298,7 @@ func (r *Replica) stepNewView(from uint32, signed *wire.Signed, nv *VerifiedNewV
 func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePrepare, newView *wire.Signed) {
 	r.viewActive, r.vcTimer = true, 0
 	r.timerBase = r.ticks
+	r.restartLivenessClocks()
 	r.lastNewView, r.ownViewChange = newView, nil
 	r.viewChangesCompleted++
 	r.persistView()
@@ -420,7 +436,7 @@ func (r *Replica) requestBatch(d crypto.Digest) {
 }
 
 // stepBatchRequest answers with the batch if this replica holds it, in a
-// slot or retained (see retainBatch).
+// slot or retained (see retainBatch), within the asker's serve budget.
 func (r *Replica) stepBatchRequest(from uint32, br *wire.BatchRequest) error {
 	d, err := digestOf(br.GetDigest())
 	if err != nil {
@@ -429,10 +445,17 @@ func (r *Replica) stepBatchRequest(from uint32, br *wire.BatchRequest) error {
 	if d == r.vcConfig.NullDigest {
 		return nil // every replica has the null batch
 	}
-	if batch, _ := r.findBatch(d); batch != nil {
-		r.send(from, KindBatchReply, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchReply{
-			BatchReply: &wire.BatchReply{Digest: br.Digest, Requests: batch}}})
+	batch, _ := r.findBatch(d)
+	if batch == nil {
+		return nil
 	}
+	// Charged to the asker's serve budget (serve.go): a 40-byte request
+	// must not buy an unbounded stream of batches.
+	if !r.serve.takeRequest(from, r.ticks) || !r.serve.takeBytes(from, r.ticks, batchBytes(batch)) {
+		return ErrRateLimited
+	}
+	r.send(from, KindBatchReply, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchReply{
+		BatchReply: &wire.BatchReply{Digest: br.Digest, Requests: batch}}})
 	return nil
 }
 

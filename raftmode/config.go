@@ -36,6 +36,10 @@ const (
 	DefaultMaxSizePerMsg      = 1 << 20
 	DefaultSnapshotInterval   = 8192
 	DefaultMaxEntryBytes      = 1 << 20
+	// DefaultMaxPendingBytes is 64 MiB, DefaultMaxPendingBytesPerKey 8 MiB.
+	DefaultMaxPendingBytes       = 64 << 20
+	DefaultMaxPendingPerKey      = 256
+	DefaultMaxPendingBytesPerKey = 8 << 20
 )
 
 // Config configures a Core.
@@ -63,6 +67,13 @@ type Config struct {
 	MaxEntryBytes int
 	// MaxPendingRequests bounds requests waiting to be proposed.
 	MaxPendingRequests int
+	// MaxPendingBytes bounds their encoded bytes (64 MiB);
+	// MaxPendingPerKey and MaxPendingBytesPerKey bound those of one client
+	// key over all its sessions (256 requests, 8 MiB; a key with nothing
+	// pending may always queue one request), as the PBFT core does.
+	MaxPendingBytes       int
+	MaxPendingPerKey      int
+	MaxPendingBytesPerKey int
 	// MaxInflightMsgs bounds append messages in flight to one follower;
 	// MaxSizePerMsg bounds one append message's entries (bytes), and so
 	// must stay below the transport's frame limit.
@@ -107,6 +118,15 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.MaxPendingRequests <= 0 {
 		c.MaxPendingRequests = DefaultMaxPendingRequests
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if c.MaxPendingPerKey <= 0 {
+		c.MaxPendingPerKey = DefaultMaxPendingPerKey
+	}
+	if c.MaxPendingBytesPerKey <= 0 {
+		c.MaxPendingBytesPerKey = DefaultMaxPendingBytesPerKey
 	}
 	if c.MaxInflightMsgs <= 0 {
 		c.MaxInflightMsgs = DefaultMaxInflightMsgs

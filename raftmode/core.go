@@ -15,13 +15,16 @@ import (
 
 // Errors from Submit and Step.
 var (
-	ErrQueueFull      = errors.New("raftmode: pending request queue full")
-	ErrTooLarge       = errors.New("raftmode: request larger than an entry may be")
-	ErrTooOld         = errors.New("raftmode: request number below the client's window")
-	ErrWrongSender    = errors.New("raftmode: message sender does not match the transport's peer")
-	ErrNotForUs       = errors.New("raftmode: message addressed to another replica")
-	ErrLocalMessage   = errors.New("raftmode: local raft message from the network")
-	ErrWaitingOnState = errors.New("raftmode: waiting for snapshot state")
+	ErrQueueFull = errors.New("raftmode: pending request queue full")
+	// ErrClientQueueFull: the request's client key has used its share of
+	// the pending queue (requests or bytes).
+	ErrClientQueueFull = errors.New("raftmode: too many pending requests from this client key")
+	ErrTooLarge        = errors.New("raftmode: request larger than an entry may be")
+	ErrTooOld          = errors.New("raftmode: request number below the client's window")
+	ErrWrongSender     = errors.New("raftmode: message sender does not match the transport's peer")
+	ErrNotForUs        = errors.New("raftmode: message addressed to another replica")
+	ErrLocalMessage    = errors.New("raftmode: local raft message from the network")
+	ErrWaitingOnState  = errors.New("raftmode: waiting for snapshot state")
 )
 
 // Output is what one Process call asks the runtime to do. Everything in
@@ -87,6 +90,9 @@ type Core struct {
 
 	pending    []*wire.Request
 	pendingSet map[requestKey]struct{}
+	// budget bounds the pending requests per client key and in bytes
+	// (see admit).
+	budget pendingBudget
 
 	lead      uint64
 	term      uint64
@@ -121,6 +127,7 @@ func New(cfg Config) (*Core, error) {
 	c := &Core{
 		cfg: cfg, log: cfg.Logger, exec: cfg.Executor,
 		pendingSet: make(map[requestKey]struct{}), snapFrom: -1,
+		budget: newPendingBudget(),
 	}
 	if err := c.bootstrap(); err != nil {
 		return nil, err
@@ -287,6 +294,9 @@ func (c *Core) Submit(req *wire.Request) (*execution.Reply, error) {
 	}
 	if len(c.pending) >= c.cfg.MaxPendingRequests {
 		return nil, ErrQueueFull
+	}
+	if err := c.budget.admit(c.cfg, req); err != nil {
+		return nil, err
 	}
 	c.pendingSet[k] = struct{}{}
 	c.pending = append(c.pending, req)

@@ -120,6 +120,7 @@ func (c *Core) propose() {
 	clear(c.pending)
 	c.pending = c.pending[:0]
 	clear(c.pendingSet)
+	c.budget.reset()
 }
 
 func (c *Core) finishReady(rd *raft.Ready, out *Output) error {

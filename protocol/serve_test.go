@@ -1,0 +1,113 @@
+package protocol
+
+import (
+	"testing"
+
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// batchBytesSent sums the batch bytes of the messages of kind in rd
+// addressed to replica to.
+func batchBytesSent(rd Ready, to uint32, kind Kind) (n, frames int) {
+	for _, m := range rd.Messages {
+		if m.Kind == kind && (m.To == to || m.To == Broadcast) {
+			n += batchBytes(m.Batch)
+			frames++
+		}
+	}
+	return n, frames
+}
+
+// committedBatch commits one batch of large requests and returns its
+// digest.
+func committedLargeBatch(t *testing.T, c *cluster) []byte {
+	t.Helper()
+	for i := range 3 {
+		if err := c.replicas[0].Submit(sessionRequest(1, "s", uint64(i+1), 256<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.run()
+	if len(c.executed[1]) == 0 {
+		t.Fatal("nothing committed")
+	}
+	d := c.executed[1][0].Digest
+	return d[:]
+}
+
+func TestBatchRequestFloodIsBoundedPerPeer(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	digest := committedLargeBatch(t, c)
+	victim := c.replicas[1]
+	victim.Ready()
+	answered, limited := 0, 0
+	for range 200 {
+		m := c.signedBy(3, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchRequest{BatchRequest: &wire.BatchRequest{Digest: digest}}})
+		switch err := victim.Step(m); err {
+		case nil:
+			answered++
+		case ErrRateLimited:
+			limited++
+		default:
+			t.Fatal(err)
+		}
+	}
+	sent := 0
+	for _, m := range victim.Ready().Messages {
+		if m.Kind == KindBatchReply {
+			sent += len(m.Signed.Payload)
+		}
+	}
+	budget := victim.Config().MaxServeBytesPerPeer
+	if sent > budget+budget/8 || answered == 0 || limited == 0 {
+		t.Fatalf("200 BATCH-REQUESTs: %d answered (%d bytes), %d refused; budget %d bytes per period", answered, sent, limited, budget)
+	}
+	// Another replica's budget is its own.
+	m := c.signedBy(2, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchRequest{BatchRequest: &wire.BatchRequest{Digest: digest}}})
+	if err := victim.Step(m); err != nil {
+		t.Fatalf("replica 2's BATCH-REQUEST refused during replica 3's flood: %v", err)
+	}
+	// After a period the flooder's budget is back.
+	for range victim.Config().RetransmitTicks {
+		victim.Tick()
+	}
+	victim.Ready()
+	m = c.signedBy(3, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_BatchRequest{BatchRequest: &wire.BatchRequest{Digest: digest}}})
+	if err := victim.Step(m); err != nil {
+		t.Fatalf("a BATCH-REQUEST one period later refused: %v", err)
+	}
+}
+
+// A Fetch answer carries batches only within the asker's serve budget;
+// the votes still go, and the asker gets the batches it lacks later.
+func TestFetchAnswersAreBoundedInBytes(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) { cfg.MaxBatchBytes = 300 << 10 })
+	// Replica 3 misses everything; 12 batches of ~256 KiB commit without it.
+	c.drop = func(from, to uint32, _ Kind) bool { return from == 3 || to == 3 }
+	for i := range 12 {
+		if err := c.replicas[0].Submit(sessionRequest(byte(1+i%4), "s", uint64(i/4+1), 256<<10)); err != nil {
+			t.Fatal(err)
+		}
+		c.run()
+	}
+	if len(c.executed[1]) != 12 {
+		t.Fatalf("%d batches committed, want 12", len(c.executed[1]))
+	}
+	helper := c.replicas[1]
+	helper.Ready()
+	if err := helper.Step(c.signedBy(3, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Fetch{Fetch: &wire.Fetch{View: 0, ViewActive: true}}})); err != nil {
+		t.Fatal(err)
+	}
+	sent, _ := batchBytesSent(helper.Ready(), 3, KindPrePrepare)
+	if budget := helper.Config().MaxServeBytesPerPeer; sent > budget || sent == 0 {
+		t.Fatalf("a Fetch answer carried %d batch bytes; budget %d", sent, budget)
+	}
+	if helper.Status().ServeLimited == 0 {
+		t.Fatal("no batch was left out; the scenario did not exceed the budget")
+	}
+	// Legitimate catch-up still completes: with the link back, replica 3
+	// gets everything through Fetch, BATCH-REQUEST and retransmission.
+	c.drop = nil
+	c.tickUntil(20*DefaultRetransmitTicks, "replica 3 to catch up", func() bool { return len(c.executed[3]) == 12 })
+	c.assertAgreement()
+}
