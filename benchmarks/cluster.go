@@ -386,7 +386,18 @@ var transportDrops = map[string]string{
 	"pbftnode_p2p_dropped_queue_full_total":   "p2p_queue_full",
 	"pbftnode_p2p_dropped_inbound_full_total": "p2p_inbound_full",
 	"pbftnode_p2p_rate_limited_total":         "p2p_rate_limited",
+	// The inbound isolation's own counters (issue 15): frames a source's
+	// full queue refused, frames of a backed-off (provably faulty) sender,
+	// streams reset for a stalled frame or too many incomplete bytes.
+	"pbftnode_p2p_dropped_faulty_total":            "p2p_faulty",
+	"pbftnode_p2p_incomplete_frame_timeouts_total": "p2p_incomplete_frame_timeout",
+	"pbftnode_p2p_rejected_partial_total":          "p2p_rejected_partial",
 }
+
+// metricInboundDropped counts frames dropped because their own source's
+// inbound queue was full, by source class; the harness reports them as
+// p2p_inbound_full_<class>.
+const metricInboundDropped = "pbftnode_p2p_inbound_dropped_total"
 
 // sample reads replica i's CPU time and byte counters.
 func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
@@ -404,7 +415,7 @@ func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
 		return s, err
 	}
 	defer body.Close()
-	names := []string{metricP2PBytesSent, metricMsgBytesSent, metricView, metricBatches, metricRequests, metricDropped}
+	names := []string{metricP2PBytesSent, metricMsgBytesSent, metricView, metricBatches, metricRequests, metricDropped, metricInboundDropped}
 	for name := range transportDrops {
 		names = append(names, name)
 	}
@@ -418,6 +429,9 @@ func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
 	for series, v := range sums {
 		if reason, ok := strings.CutPrefix(series, metricDropped+`{reason="`); ok {
 			s.dropped[strings.TrimSuffix(reason, `"}`)] += v
+		}
+		if class, ok := strings.CutPrefix(series, metricInboundDropped+`{class="`); ok {
+			s.dropped["p2p_inbound_full_"+strings.TrimSuffix(class, `"}`)] += v
 		}
 	}
 	for name, reason := range transportDrops {
