@@ -80,6 +80,17 @@ type Config struct {
 	// ReplyQueueBytes bounds the reply bytes queued for one client key;
 	// 0 -> DefaultReplyQueueBytes. PeerQueueSize bounds them in frames.
 	ReplyQueueBytes int
+	// ClientByteRate and ClientByteBurst pace the reading of one client
+	// key's streams (all of them together): after a frame the stream
+	// reader waits until the key's token bucket, ClientByteRate bytes a
+	// second with bursts of ClientByteBurst, covers it, so a key that
+	// pushes more stalls in TCP and yamux flow control instead of costing
+	// this host decryption, copying and signature checks (Stats.
+	// ClientBytesPaced counts the waits). 0 -> defaults; negative
+	// ClientByteRate: unpaced. The burst is raised to MaxFrameSize if
+	// below it.
+	ClientByteRate  int
+	ClientByteBurst int
 	// FrameDeadlineBase and FrameMinRate give a frame that has begun
 	// arriving FrameDeadlineBase + length/FrameMinRate to complete, else
 	// its stream is reset (Stats.IncompleteFrameTimeouts); 0 -> defaults.
@@ -217,6 +228,8 @@ func (h *Host) configureInbound(cfg Config) error {
 		return errors.New("p2p: config: inbound limits must not be negative")
 	}
 	h.replyQueueBytes = orDefault(cfg.ReplyQueueBytes, DefaultReplyQueueBytes)
+	h.clientByteRate = orDefault(cfg.ClientByteRate, DefaultClientByteRate)
+	h.clientByteBurst = max(orDefault(cfg.ClientByteBurst, DefaultClientByteBurst), h.maxFrameSize)
 	h.deadline = frameDeadline{
 		base: orDefault(cfg.FrameDeadlineBase, DefaultFrameDeadlineBase),
 		rate: orDefault(cfg.FrameMinRate, DefaultFrameMinRate),

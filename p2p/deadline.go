@@ -30,6 +30,15 @@ const (
 	DefaultPartialBytesTotal = 64 << 20
 	// DefaultReplyQueueBytes bounds the bytes queued for one client key.
 	DefaultReplyQueueBytes = 8 << 20
+	// DefaultClientByteRate is how many frame bytes a second one client
+	// key's streams are read at, once its burst (DefaultClientByteBurst)
+	// is spent: far above an honest client's need (16 benchmark clients
+	// at their full speed with 4 KiB values each read about 2.5 MB/s),
+	// far below what one key can push over loopback.
+	DefaultClientByteRate = 8 << 20
+	// DefaultClientByteBurst is the bytes a key may send at once before
+	// its streams are paced; at least the frame size limit.
+	DefaultClientByteBurst = 16 << 20
 )
 
 // frameDeadline is how long a frame that has begun arriving may take.

@@ -197,3 +197,48 @@ func TestBackedOffReplicaStreamPaused(t *testing.T) {
 		t.Fatalf("frame read %v before the backoff ended", until.Sub(now))
 	}
 }
+
+// A client key that pushes more bytes than its pacing rate has its
+// stream's reading held back (its bytes wait in its own flow control),
+// counted, while another key's frame sent later is read at once and
+// overtakes the paced key's backlog.
+func TestClientBytesPaced(t *testing.T) {
+	replicas, _ := startCluster(t, 1, func(_ int, cfg *Config) {
+		cfg.ClientsAllowed = true
+		cfg.MaxFrameSize = 256 << 10 // the pacing burst is raised to at least this
+		cfg.ClientByteRate = 512 << 10
+		cfg.ClientByteBurst = 256 << 10
+	})
+	r := replicas[0]
+	frames := clientFrames(r)
+	flooder := openClientStream(t, rawClient(t, r), r)
+	const flood = 16
+	var burst []byte
+	for range flood {
+		burst = binary.AppendUvarint(burst, 128<<10)
+		burst = append(burst, make([]byte, 128<<10)...)
+	}
+	go func() { _, _ = flooder.Write(burst) }() // 2 MiB: about 3.5 s at 512 KiB/s after the burst
+	deadline := time.Now().Add(waitTimeout)
+	for r.Stats().ClientBytesPaced == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the flooding key's stream was never paced")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	other := openClientStream(t, rawClient(t, r), r)
+	if _, err := other.Write(append(binary.AppendUvarint(nil, 5), "hello"...)); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	before := 0
+	for {
+		f := receive(t, frames, "frames")
+		if string(f.Data) == "hello" {
+			break
+		}
+		before++
+	}
+	if before >= flood {
+		t.Fatalf("the other key's frame came after all %d of the flooding key's frames", flood)
+	}
+}

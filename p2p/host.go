@@ -84,6 +84,8 @@ type Host struct {
 	replies  chan Frame // client host: the replicas' replies
 
 	replyQueueBytes int
+	clientByteRate  int // client key read pacing, bytes per second; <= 0: unpaced
+	clientByteBurst int
 
 	clientsMu sync.Mutex
 	clients   map[peer.ID]*clientSession

@@ -2,11 +2,12 @@ package p2p
 
 import (
 	"bufio"
-	"golang.org/x/time/rate"
 	"slices"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
 )
 
 // handleReplicaStream reads a ReplicaProtocol stream another member opened.
@@ -43,6 +44,35 @@ type clientSession struct {
 	// limiter bounds the client's request rate over all its streams; nil
 	// when unlimited.
 	limiter *rate.Limiter
+	// bytes paces the reading of all the client's streams (see
+	// Config.ClientByteRate); nil when unpaced.
+	bytes *rate.Limiter
+}
+
+// paceClient charges n frame bytes to the client's byte bucket and, when
+// the bucket is empty, holds this stream's reader until it covers them:
+// the client's further bytes wait in its own flow-control windows, not in
+// this host's memory or CPU. The wait is at most burst/rate and ends
+// early when the host closes.
+func (h *Host) paceClient(sess *clientSession, n int) {
+	if sess.bytes == nil {
+		return
+	}
+	r := sess.bytes.ReserveN(time.Now(), min(n, h.clientByteBurst))
+	if !r.OK() {
+		return
+	}
+	d := r.Delay()
+	if d <= 0 {
+		return
+	}
+	h.stats.clientBytesPaced.Add(1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-h.ctx.Done():
+	}
 }
 
 // handleClientStream registers a client's stream with its session, reads
@@ -78,7 +108,10 @@ func (h *Host) handleClientStream(s network.Stream) {
 			return false
 		}
 	}
-	err := h.readFramesLimited(s, -1, h.deliverInbound, allow)
+	err := h.readFramesLimited(s, -1, func(f Frame) {
+		h.deliverInbound(f)
+		h.paceClient(sess, len(f.Data))
+	}, allow)
 	h.removeClientStream(remote, s)
 	h.logger.Debug("p2p: client stream ended", "peer", remote, "err", err)
 }
@@ -97,6 +130,9 @@ func (h *Host) addClientStream(client peer.ID, s network.Stream) *clientSession 
 		sess = &clientSession{id: client, queue: newFrameQueue(h.queueSize, h.replyQueueBytes), done: make(chan struct{})}
 		if h.clientRate > 0 {
 			sess.limiter = rate.NewLimiter(rate.Limit(h.clientRate), h.clientBurst)
+		}
+		if h.clientByteRate > 0 {
+			sess.bytes = rate.NewLimiter(rate.Limit(h.clientByteRate), h.clientByteBurst)
 		}
 		h.clients[client] = sess
 		go h.runClientSession(sess)
