@@ -44,7 +44,7 @@ type Config struct {
 	// every batch as soon as the pipeline has room.
 	MaxPartialInFlight int
 	// MaxLargeInFlightBytes bounds the bytes of large requests (over
-	// 4 KiB each) in the batches the primary proposed and that have not
+	// 64 KiB each) in the batches the primary proposed and that have not
 	// committed (1 MiB); one large request of any allowed size may always
 	// be in flight alone. Small requests are not held back by it.
 	MaxLargeInFlightBytes int

@@ -92,7 +92,7 @@ func clientKeyOf(client string) string { return client[:min(len(client), ClientK
 
 // largeRequestBytes: requests above it are large; the primary bounds the
 // large bytes it has in flight (see Replica.propose).
-const largeRequestBytes = 4 << 10
+const largeRequestBytes = 64 << 10
 
 // requestSize is a request's encoded size as batches count it.
 func requestSize(s *wire.Signed) int { return len(s.Payload) + len(s.Signature) + 8 }
