@@ -511,6 +511,8 @@ func (n *Node) publishStatus() {
 	n.metrics.executedSequence.Set(float64(n.executor.LastExecuted()))
 	n.metrics.stableCheckpoint.Set(float64(st.LowWatermark))
 	n.metrics.retransmissions.Set(float64(st.Retransmissions))
+	n.metrics.slowPrimary.Set(float64(st.SlowPrimarySuspects))
+	n.metrics.serveLimited.Set(float64(st.ServeLimited))
 	if n.transfer != nil {
 		n.metrics.transferring.Set(1)
 	} else {

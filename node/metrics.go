@@ -23,6 +23,8 @@ type metrics struct {
 	persistSeconds    prometheus.Histogram
 	inboxDepth        prometheus.Gauge
 	retransmissions   prometheus.Gauge
+	slowPrimary       prometheus.Gauge // the core's count of slow-primary suspicions
+	serveLimited      prometheus.Gauge // the core's count of batches left out of Fetch answers over a peer's serve budget
 
 	checkpointsStable     prometheus.Counter
 	stateTransfers        prometheus.Counter
@@ -96,6 +98,12 @@ func newMetrics() *metrics {
 		inboxDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pbftnode_inbox_depth", Help: "Verified inputs waiting for the event loop.",
 		}),
+		slowPrimary: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pbftnode_slow_primary_suspicions", Help: "Times this replica's slow-primary monitor suspected the primary (since start).",
+		}),
+		serveLimited: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pbftnode_serve_limited_batches", Help: "Batches left out of Fetch answers because the requesting peer's serve budget was spent (since start).",
+		}),
 		retransmissions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pbftnode_retransmissions", Help: "Times this replica resent its messages after a period without progress.",
 		}),
@@ -146,6 +154,8 @@ func newMetrics() *metrics {
 		m.executedSequence, m.view, m.stableCheckpoint, m.committedRequests, m.committedBatches,
 		m.batchSize, m.received, m.sent, m.dropped, m.clientReplies, m.persistSeconds, m.inboxDepth,
 		m.retransmissions,
+		m.slowPrimary,
+		m.serveLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
