@@ -21,6 +21,7 @@ type Stats struct {
 	RejectedOversized       uint64 // frames over MaxFrameSize: outbound refused by Send, inbound streams closed
 	RejectedPeers           uint64 // connections and streams refused: replica streams from non-members, and clients not on the allowlist
 	RateLimited             uint64 // client frames dropped over the client's rate limit
+	ClientStreamsRefused    uint64 // ClientProtocol streams reset unread: their key opened streams over its limit (StreamLimits)
 	BackedOffReplicas       int    // replicas backed off as faulty now (a gauge)
 }
 
@@ -31,6 +32,7 @@ type counters struct {
 	droppedFaulty, faultyBackoffs                        atomic.Uint64
 	incompleteFrameTimeouts, rejectedPartial             atomic.Uint64
 	rejectedOversized, rejectedPeers, rateLimited        atomic.Uint64
+	clientStreamsRefused                                 atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -51,6 +53,7 @@ func (h *Host) Stats() Stats {
 		RejectedOversized:       c.rejectedOversized.Load(),
 		RejectedPeers:           c.rejectedPeers.Load(),
 		RateLimited:             c.rateLimited.Load(),
+		ClientStreamsRefused:    c.clientStreamsRefused.Load(),
 	}
 	if h.faulty != nil {
 		st.BackedOffReplicas = len(h.faulty.backedOffReplicas())
