@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // A key that opens ClientProtocol streams faster than its stream-opening
@@ -68,4 +70,47 @@ func TestClientStreamLimitRefusesExcessStreams(t *testing.T) {
 		t.Fatalf("ClientStreamsRefused = %d after the calm clients, want %d", got, extra)
 	}
 	assertNoFrame(t, clientFrames(replica), "frames of refused streams")
+}
+
+// The gate's buckets: an established key has its own, kept across its
+// sessions (nothing here refills it but time); keys not established share
+// one; the LRU forgets the least recently used key beyond its bound.
+func TestStreamGateBuckets(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	established := map[string]bool{"a": true, "b": true, "c": true}
+	g := newStreamGate(StreamLimits{ClientRate: 1, ClientBurst: 2, NewcomerRate: 1, NewcomerBurst: 3, Keys: 2},
+		func() time.Time { return now }, func(id peer.ID) bool { return established[string(id)] })
+	take := func(id string, n int) (allowed int) {
+		for range n {
+			if g.allow(peer.ID(id)) {
+				allowed++
+			}
+		}
+		return allowed
+	}
+	if got := take("a", 5); got != 2 {
+		t.Fatalf("established key a: %d of 5 streams allowed, want its burst 2", got)
+	}
+	if got := take("b", 1); got != 1 {
+		t.Fatal("established key b refused while a is over its limit")
+	}
+	if got := take("x", 2) + take("y", 2); got != 3 {
+		t.Fatalf("keys not established: %d of 4 streams allowed, want the shared burst 3", got)
+	}
+	if got := take("a", 1); got != 0 {
+		t.Fatal("key a's bucket refilled without time passing")
+	}
+	now = now.Add(time.Second)
+	if got := take("a", 2); got != 1 {
+		t.Fatalf("key a after 1 s: %d streams allowed, want 1", got)
+	}
+	// a and b are remembered; c evicts the least recently used, b, whose
+	// bucket starts full again when it returns.
+	take("c", 1)
+	if len(g.buckets) != 2 || g.buckets["b"] != nil {
+		t.Fatalf("remembered %d keys (b: %v), want 2 without b", len(g.buckets), g.buckets["b"] != nil)
+	}
+	if !newStreamGate(StreamLimits{ClientRate: -1}, time.Now, nil).allow("a") {
+		t.Fatal("a switched-off gate refused a stream")
+	}
 }
