@@ -392,6 +392,9 @@ var transportDrops = map[string]string{
 	"pbftnode_p2p_dropped_faulty_total":            "p2p_faulty",
 	"pbftnode_p2p_incomplete_frame_timeouts_total": "p2p_incomplete_frame_timeout",
 	"pbftnode_p2p_rejected_partial_total":          "p2p_rejected_partial",
+	// Client streams a key opened over its stream-opening limit, reset
+	// unread (the client-flood attack's new sessions).
+	"pbftnode_p2p_client_streams_refused_total": "p2p_streams_refused",
 }
 
 // metricInboundDropped counts frames dropped because their own source's

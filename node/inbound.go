@@ -56,6 +56,7 @@ func (m *metrics) watchInbound(stats func() p2p.Stats) {
 		counter("pbftnode_p2p_dropped_faulty_total", "Received frames dropped unverified because their sender is backed off as faulty.", func(s p2p.Stats) uint64 { return s.DroppedFaulty }),
 		counter("pbftnode_p2p_incomplete_frame_timeouts_total", "Streams reset because a frame that had begun arriving missed its deadline.", func(s p2p.Stats) uint64 { return s.IncompleteFrameTimeouts }),
 		counter("pbftnode_p2p_client_bytes_paced_total", "Times a client stream's reader waited because its key had used its inbound byte budget (the key's further bytes wait in its own flow control).", func(s p2p.Stats) uint64 { return s.ClientBytesPaced }),
+		counter("pbftnode_p2p_client_streams_refused_total", "Client streams reset unread because their key opened streams faster than its stream-opening limit.", func(s p2p.Stats) uint64 { return s.ClientStreamsRefused }),
 		counter("pbftnode_p2p_rejected_partial_total", "Client streams reset for exceeding the bytes of incomplete frames allowed per key or in all.", func(s p2p.Stats) uint64 { return s.RejectedPartial }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "pbftnode_faulty_replicas_backed_off", Help: "Replicas whose frames are dropped unverified now, backed off as provably faulty.",

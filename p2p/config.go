@@ -104,7 +104,11 @@ type Config struct {
 	// FaultyBackoffMin and FaultyBackoffMax bound how long a source
 	// reported with ReportFaulty is backed off; 0 -> defaults.
 	FaultyBackoffMin, FaultyBackoffMax time.Duration
-	// Now is the clock of the fault backoffs; nil -> time.Now.
+	// Streams bounds how fast each client key may open ClientProtocol
+	// streams (zero fields: defaults; see StreamLimits). Replica hosts only.
+	Streams StreamLimits
+	// Now is the clock of the fault backoffs and of the stream-opening
+	// limit; nil -> time.Now.
 	Now func() time.Time
 }
 
@@ -223,7 +227,7 @@ func newHost(cfg Config) (*Host, error) {
 
 // configureInbound sets up the inbound queues, deadlines and budgets.
 func (h *Host) configureInbound(cfg Config) error {
-	if cfg.ReplyQueueBytes < 0 || cfg.FrameDeadlineBase < 0 || cfg.FrameMinRate < 0 ||
+	if cfg.ReplyQueueBytes < 0 || cfg.Streams.ClientBurst < 0 || cfg.Streams.NewcomerBurst < 0 || cfg.Streams.Keys < 0 || cfg.FrameDeadlineBase < 0 || cfg.FrameMinRate < 0 ||
 		cfg.PartialBytesPerClient < 0 || cfg.PartialBytesTotal < 0 || cfg.FaultyBackoffMin < 0 || cfg.FaultyBackoffMax < 0 {
 		return errors.New("p2p: config: inbound limits must not be negative")
 	}
@@ -246,6 +250,9 @@ func (h *Host) configureInbound(cfg Config) error {
 	lo := orDefault(cfg.FaultyBackoffMin, DefaultFaultyBackoffMin)
 	h.faulty = newFaultBook(lo, max(lo, orDefault(cfg.FaultyBackoffMax, DefaultFaultyBackoffMax)), now)
 	h.sched = newScheduler(cfg.Inbound, &h.stats, h.faulty)
+	if !h.clientHost {
+		h.streamGate = newStreamGate(cfg.Streams, now, h.sched.isEstablished)
+	}
 	return nil
 }
 

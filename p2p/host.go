@@ -77,11 +77,14 @@ type Host struct {
 	links     map[uint32]*outLink // replica host: ReplicaProtocol links; client host: ClientProtocol links
 	linkOrder []uint32            // link indexes in ascending order
 
-	sched    *scheduler // replica host: every inbound replica and client frame
-	faulty   *faultBook
-	partial  *partialBudget // replica host: bytes of client frames still arriving
-	deadline frameDeadline
-	replies  chan Frame // client host: the replicas' replies
+	sched   *scheduler // replica host: every inbound replica and client frame
+	faulty  *faultBook
+	partial *partialBudget // replica host: bytes of client frames still arriving
+	// streamGate limits how fast each client key opens ClientProtocol
+	// streams; nil: unlimited (and on a client host).
+	streamGate *streamGate
+	deadline   frameDeadline
+	replies    chan Frame // client host: the replicas' replies
 
 	replyQueueBytes int
 	clientByteRate  int // client key read pacing, bytes per second; <= 0: unpaced

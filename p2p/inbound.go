@@ -77,8 +77,11 @@ func (h *Host) paceClient(sess *clientSession, n int) {
 
 // handleClientStream registers a client's stream with its session, reads
 // the client's frames into its inbound queue (see NextFrames), and
-// unregisters the stream when it ends. With a client allowlist, streams from peers not on it are reset and
-// counted, whatever the gater let through.
+// unregisters the stream when it ends. With a client allowlist, streams
+// from peers not on it are reset and counted, whatever the gater let
+// through. A stream its key opened over the key's stream-opening limit
+// (Config.Streams) is reset before any frame is read and counted in
+// Stats.ClientStreamsRefused.
 func (h *Host) handleClientStream(s network.Stream) {
 	if !h.enter() {
 		_ = s.Reset()
@@ -90,6 +93,12 @@ func (h *Host) handleClientStream(s network.Stream) {
 		h.stats.rejectedPeers.Add(1)
 		h.logger.Warn("p2p: refused client stream from a peer not on the client allowlist",
 			"peer", remote, "remote_addr", s.Conn().RemoteMultiaddr())
+		_ = s.Reset()
+		return
+	}
+	if !h.streamGate.allow(remote) {
+		h.stats.clientStreamsRefused.Add(1)
+		h.logger.Debug("p2p: refused client stream over the key's stream-opening limit", "peer", remote)
 		_ = s.Reset()
 		return
 	}

@@ -240,6 +240,15 @@ func (s *scheduler) sourceOf(f Frame) (*source, Class) {
 	return s.newcomers, ClassNewcomer
 }
 
+// isEstablished reports whether client is an established key, without
+// making it the most recent.
+func (s *scheduler) isEstablished(client peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.established.elems[client]
+	return ok
+}
+
 // activate puts src in its class's ring with one quantum of credit. A ring
 // that was idle starts at the other's virtual time, so idleness banks no
 // credit.

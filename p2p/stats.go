@@ -22,6 +22,7 @@ type Stats struct {
 	RejectedPeers           uint64 // connections and streams refused: replica streams from non-members, and clients not on the allowlist
 	RateLimited             uint64 // client frames dropped over the client's rate limit
 	ClientBytesPaced        uint64 // times a client stream's reader waited for its key's byte budget
+	ClientStreamsRefused    uint64 // ClientProtocol streams reset unread: their key opened streams over its limit (StreamLimits)
 	BackedOffReplicas       int    // replicas backed off as faulty now (a gauge)
 }
 
@@ -33,6 +34,7 @@ type counters struct {
 	incompleteFrameTimeouts, rejectedPartial             atomic.Uint64
 	rejectedOversized, rejectedPeers, rateLimited        atomic.Uint64
 	clientBytesPaced                                     atomic.Uint64
+	clientStreamsRefused                                 atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -54,6 +56,7 @@ func (h *Host) Stats() Stats {
 		RejectedPeers:           c.rejectedPeers.Load(),
 		RateLimited:             c.rateLimited.Load(),
 		ClientBytesPaced:        c.clientBytesPaced.Load(),
+		ClientStreamsRefused:    c.clientStreamsRefused.Load(),
 	}
 	if h.faulty != nil {
 		st.BackedOffReplicas = len(h.faulty.backedOffReplicas())
