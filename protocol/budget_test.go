@@ -142,3 +142,61 @@ func TestLargeRequestsInFlightAreBounded(t *testing.T) {
 		t.Fatalf("%d of the 20 small requests behind the large ones proposed", small)
 	}
 }
+
+// proposedLarge drains the primary's Ready and counts the large requests
+// its PRE-PREPAREs carried, per client id.
+func proposedLarge(r *Replica, into map[string]int) {
+	for r.HasReady() {
+		for _, m := range r.Ready().Messages {
+			if m.Kind != KindPrePrepare {
+				continue
+			}
+			for _, s := range m.Batch {
+				if requestSize(s) <= largeRequestBytes {
+					continue
+				}
+				var req wire.Request
+				if err := proto.Unmarshal(s.Payload, &req); err != nil {
+					panic(err)
+				}
+				into[string(req.ClientId)]++
+			}
+		}
+	}
+}
+
+// One key's large requests are paced: once its burst allowance
+// (largePaceBurst) is spent its next large request waits, while another
+// key's large request is ordered at once, and the waiting one goes after
+// the ticks that pay its allowance back.
+func TestLargeRequestsArePacedPerKey(t *testing.T) {
+	primary := isolatedPrimary(t, func(cfg *Config) {
+		cfg.MaxInFlight = 16
+		cfg.MaxLargeInFlightBytes = 64 << 20 // only the pace binds here
+		cfg.MaxPartialInFlight = 16
+	})
+	const size = 1<<20 - 1024
+	for i := range 8 {
+		if err := primary.Submit(sessionRequest(1, "s", uint64(i+1), size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := primary.Submit(sessionRequest(2, "s", 1, size)); err != nil {
+		t.Fatal(err)
+	}
+	one, two := string(sessionRequest(1, "s", 1, 0).Request.ClientId), string(sessionRequest(2, "s", 1, 0).Request.ClientId)
+	got := map[string]int{}
+	proposedLarge(primary, got)
+	// The burst (4 MiB) admits four and a fifth that takes the allowance
+	// below zero.
+	if got[one] != 5 || got[two] != 1 {
+		t.Fatalf("proposed %d of key 1's and %d of key 2's 1 MiB requests before any tick; want 5 and 1", got[one], got[two])
+	}
+	for range (size + largePaceBytesPerTick - 1) / largePaceBytesPerTick {
+		primary.Tick()
+		proposedLarge(primary, got)
+	}
+	if got[one] != 6 {
+		t.Fatalf("after the ticks that pay back one request, key 1 has %d proposed; want 6", got[one])
+	}
+}

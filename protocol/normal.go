@@ -60,7 +60,7 @@ func (r *Replica) propose() {
 	for r.canPropose() {
 		before := r.requests.queued()
 		allowance, alone := r.largeAllowance()
-		signed, reqs, large := r.requests.popBatch(r.cfg.MaxBatchSize, r.cfg.MaxBatchBytes, allowance, alone)
+		signed, reqs, large := r.requests.popBatch(r.cfg.MaxBatchSize, r.cfg.MaxBatchBytes, largeGate{allowance, alone, r.pace, r.ticks})
 		if len(signed) == 0 {
 			if r.requests.queued() == before {
 				return // only large requests wait, and the bound is reached
@@ -114,8 +114,8 @@ func (r *Replica) canPropose() bool {
 	if r.inFlight() >= r.cfg.MaxInFlight || !r.window.Contains(r.nextSequence) {
 		return false
 	}
-	if allowance, alone := r.largeAllowance(); !alone && !r.requests.proposable(allowance) {
-		return false // only large requests wait, beyond the in-flight bound
+	if allowance, alone := r.largeAllowance(); !r.requests.proposable(largeGate{allowance, alone, r.pace, r.ticks}) {
+		return false // only large requests wait, beyond the in-flight bound or their keys' pace
 	}
 	full := r.requests.queued() >= r.cfg.MaxBatchSize
 	waited := r.cfg.BatchDelayTicks > 0 && r.batchWait >= r.cfg.BatchDelayTicks

@@ -26,6 +26,8 @@ type Replica struct {
 
 	slots    map[uint64]*slot
 	requests *requestTracker
+	// pace is the primary's per-key allowance for large requests (pace.go).
+	pace *largePace
 	// batchWait counts ticks the primary has held a partial batch.
 	batchWait int
 	// idleTicks counts ticks without progress while agreement is open.
@@ -111,6 +113,7 @@ func New(cfg Config) (*Replica, error) {
 		requests: newRequestTracker(trackerLimits{total: cfg.MaxPendingRequests, totalBytes: cfg.MaxPendingBytes,
 			perClient: cfg.MaxPendingPerClient, perKey: cfg.MaxPendingPerKey, perKeyBytes: cfg.MaxPendingBytesPerKey}),
 
+		pace:           newLargePace(largePaceBurst),
 		ownCheckpoints: make(map[uint64]*wire.Signed),
 		future:         newFutureBuffer(cfg.N),
 		fetchAnswered:  make(map[uint32]uint64),

@@ -215,7 +215,7 @@ func (t *requestTracker) add(req ClientRequest, primary bool, now uint64) (bool,
 // at most largeAllowance bytes in all, or, with alone, one large request
 // of any size: those that do not fit stay queued, in order, for a later
 // batch, and the small requests behind them go on.
-func (t *requestTracker) popBatch(maxCount, maxBytes, largeAllowance int, alone bool) (signed []*wire.Signed, reqs []*wire.Request, large int) {
+func (t *requestTracker) popBatch(maxCount, maxBytes int, gate largeGate) (signed []*wire.Signed, reqs []*wire.Request, large int) {
 	size, taken := 0, 0
 	var kept []ClientRequest
 	for _, q := range t.queue {
@@ -230,10 +230,12 @@ func (t *requestTracker) popBatch(maxCount, maxBytes, largeAllowance int, alone 
 		}
 		taken++
 		if n > largeRequestBytes {
-			if large+n > largeAllowance && !(alone && large == 0) {
+			key := clientKeyOf(string(q.Request.ClientId))
+			if !gate.fits(large, n) || !gate.pace.admits(key, gate.now) {
 				kept = append(kept, q)
 				continue
 			}
+			gate.pace.charge(key, n, gate.now)
 			large += n
 		}
 		size += n
@@ -250,15 +252,36 @@ func (t *requestTracker) popBatch(maxCount, maxBytes, largeAllowance int, alone 
 }
 
 // proposable reports whether a batch could take a queued request now: a
-// small one, or a large one within largeAllowance bytes.
-func (t *requestTracker) proposable(largeAllowance int) bool {
+// small one, or a large one that fits the gate (in-flight bound and pace).
+func (t *requestTracker) proposable(gate largeGate) bool {
 	for _, q := range t.queue {
-		if tr := t.known[keyOf(q.Request)]; tr != nil && tr.state == stateQueued &&
-			(tr.size <= largeRequestBytes || tr.size <= largeAllowance) {
+		tr := t.known[keyOf(q.Request)]
+		if tr == nil || tr.state != stateQueued {
+			continue
+		}
+		if tr.size <= largeRequestBytes ||
+			(gate.fits(0, tr.size) && gate.pace.admits(clientKeyOf(string(q.Request.ClientId)), gate.now)) {
 			return true
 		}
 	}
 	return false
+}
+
+// largeGate is what decides whether a batch may take a large request: the
+// bytes MaxLargeInFlightBytes leaves (allowance), whether nothing large is
+// in flight (alone: one large request of any size fits), and the keys'
+// pace at tick now.
+type largeGate struct {
+	allowance int
+	alone     bool
+	pace      *largePace
+	now       uint64
+}
+
+// fits reports whether a large request of n bytes fits beside the large
+// bytes already taken into the batch.
+func (g largeGate) fits(taken, n int) bool {
+	return taken+n <= g.allowance || (g.alone && taken == 0)
 }
 
 // ordered marks requests as included in an accepted pre-prepare.
