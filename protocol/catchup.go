@@ -38,7 +38,11 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 		r.sendTo(from, KindNewView, r.lastNewView)
 	}
 	stable := r.checkpoints.Stable()
-	if f.FromSequence < r.window.Low && stable.Sequence == r.window.Low && stable.Sequence > 0 {
+	// At or below: an asker that executed exactly to this stable
+	// checkpoint (by replaying the log) may still lack its certificate,
+	// and without it its window never moves past it (the others no longer
+	// send their votes for a stable checkpoint).
+	if f.FromSequence <= r.window.Low && stable.Sequence == r.window.Low && stable.Sequence > 0 {
 		votes := make([]*wire.Signed, 0, len(stable.Proof))
 		for _, v := range stable.Proof {
 			votes = append(votes, v.Signed)

@@ -111,3 +111,32 @@ func TestFetchAnswersAreBoundedInBytes(t *testing.T) {
 	c.tickUntil(20*DefaultRetransmitTicks, "replica 3 to catch up", func() bool { return len(c.executed[3]) == 12 })
 	c.assertAgreement()
 }
+
+// A replica that executed exactly to the others' stable checkpoint (it
+// replayed the log there) but holds no certificate for it gets the
+// certificate in a Fetch answer: without it its window would never move
+// past the checkpoint, since the others no longer send those votes.
+func TestFetchAtTheStableCheckpointGetsItsCertificate(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) { cfg.CheckpointInterval = 2 })
+	for i := range 2 {
+		if err := c.replicas[0].Submit(sessionRequest(1, "s", uint64(i+1), 16)); err != nil {
+			t.Fatal(err)
+		}
+		c.run()
+	}
+	helper := c.replicas[1]
+	if low := helper.Status().LowWatermark; low != 2 {
+		t.Fatalf("helper's stable checkpoint %d, want 2", low)
+	}
+	helper.Ready()
+	fetch := &wire.Fetch{FromSequence: 2, View: 0, ViewActive: true}
+	if err := helper.Step(c.signedBy(3, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Fetch{Fetch: fetch}})); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range helper.Ready().Messages {
+		if m.Kind == KindCheckpointCertificate && m.To == 3 {
+			return
+		}
+	}
+	t.Fatal("a Fetch from the stable checkpoint got no certificate")
+}
