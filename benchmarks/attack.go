@@ -18,9 +18,6 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
-	"github.com/libp2p/go-libp2p/p2p/security/noise"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
@@ -296,17 +293,10 @@ func (a *attacker) newHost(key ed25519.PrivateKey) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attack: %w", err)
 	}
-	h, err := libp2p.New(
+	h, err := libp2p.New(append(p2p.TransportOptions(),
 		libp2p.Identity(lk),
 		libp2p.NoListenAddrs,
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.DisableRelay(),
-		libp2p.Ping(false),
-		libp2p.DisableIdentifyAddressDiscovery(),
-		libp2p.DisableMetrics(),
-		libp2p.ResourceManager(&network.NullResourceManager{}),
+		libp2p.ResourceManager(&network.NullResourceManager{}))...,
 	)
 	if err != nil {
 		return nil, fmt.Errorf("attack: libp2p host: %w", err)

@@ -138,13 +138,18 @@ func header(cfg Config) Result {
 	return r
 }
 
-// measure runs the load against a started cluster and fills in res.
-func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *Result) error {
+// clusterClients makes cfg's clients for the started cluster cl.
+func clusterClients(cfg Config, cl *cluster) ([]*client.Client, error) {
 	clusterID, members, err := cl.clientConfig()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	clients, err := newClients(cfg, clusterID, members)
+	return newClients(cfg, clusterID, members)
+}
+
+// measure runs the load against a started cluster and fills in res.
+func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *Result) error {
+	clients, err := clusterClients(cfg, cl)
 	if err != nil {
 		return err
 	}

@@ -50,11 +50,7 @@ type attackRun struct {
 // recover. It fills in res: the Result fields describe the attack
 // phase, the baseline_* fields the baseline.
 func measureAttack(ctx context.Context, cfg Config, plan attackPlan, cl *cluster, prog progress, res *Result) error {
-	clusterID, members, err := cl.clientConfig()
-	if err != nil {
-		return err
-	}
-	clients, err := newClients(cfg, clusterID, members)
+	clients, err := clusterClients(cfg, cl)
 	if err != nil {
 		return err
 	}

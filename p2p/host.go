@@ -142,20 +142,13 @@ func (h *Host) start(cfg Config) error {
 	if cfg.ListenAddr != "" {
 		listen = libp2p.ListenAddrStrings(cfg.ListenAddr)
 	}
-	h.host, err = libp2p.New(
+	h.host, err = libp2p.New(append(TransportOptions(),
 		libp2p.Identity(cfg.PrivateKey),
 		listen,
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.DisableRelay(),
-		libp2p.Ping(false),
-		libp2p.DisableIdentifyAddressDiscovery(),
-		libp2p.DisableMetrics(),
 		libp2p.ResourceManager(resources),
 		libp2p.ConnectionManager(conns),
 		libp2p.ConnectionGater(gater),
-		libp2p.UserAgent("pbftnode"),
+		libp2p.UserAgent("pbftnode"))...,
 	)
 	if err != nil {
 		_ = resources.Close()
@@ -193,6 +186,22 @@ func (h *Host) start(cfg Config) error {
 		go h.links[index].run()
 	}
 	return nil
+}
+
+// TransportOptions are the libp2p options every pbftnode host uses: TCP,
+// Noise and yamux only, no relay, ping, identify address discovery or
+// libp2p metrics. A tool that speaks the pbftnode protocols with a bare
+// libp2p host (the benchmark's attacker) starts from them too.
+func TransportOptions() []libp2p.Option {
+	return []libp2p.Option{
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.DisableRelay(),
+		libp2p.Ping(false),
+		libp2p.DisableIdentifyAddressDiscovery(),
+		libp2p.DisableMetrics(),
+	}
 }
 
 // SetMemberAddr replaces the known address of member index and makes its
