@@ -2,8 +2,6 @@ package benchmarks
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,11 +20,7 @@ func TestBenchAttackGarbageClientEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the pbftnode binary and runs 4 replica processes and an attacker; skipped under -short")
 	}
-	bin := filepath.Join(t.TempDir(), "pbftnode")
-	build := exec.Command("go", "build", "-o", bin, "github.com/pbftnode/pbftnode/cmd/pbftnode")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildPbftnode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, Config{

@@ -18,11 +18,7 @@ func TestRunPBFTEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the pbftnode binary and runs 4 replica processes for a few seconds; skipped under -short")
 	}
-	bin := filepath.Join(t.TempDir(), "pbftnode")
-	build := exec.Command("go", "build", "-o", bin, "github.com/pbftnode/pbftnode/cmd/pbftnode")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildPbftnode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	profDir := filepath.Join(t.TempDir(), "profiles")
@@ -103,4 +99,16 @@ func checkProfile(t *testing.T, path string) {
 	if err != nil || n == 0 {
 		t.Errorf("profile %s: %d bytes, %v", path, n, err)
 	}
+}
+
+// buildPbftnode builds cmd/pbftnode into the test's temporary directory
+// and returns the binary's path.
+func buildPbftnode(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pbftnode")
+	build := exec.Command("go", "build", "-o", bin, "github.com/pbftnode/pbftnode/cmd/pbftnode")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }

@@ -10,8 +10,6 @@ package node_test
 import (
 	"context"
 	"crypto/ed25519"
-	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,17 +46,9 @@ func startStrategy(t *testing.T, strategy string, liar int, opts byzantine.Optio
 // with one of prefixes (a name with "{" covers all its labels).
 func seriesSum(t *testing.T, addr string, prefixes ...string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := metricsText(t, addr)
 	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(body, "\n") {
 		for _, p := range prefixes {
 			if !strings.HasPrefix(line, p) {
 				continue
