@@ -286,6 +286,8 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 	if res.CryptoCeilingOps != nil && *res.CryptoCeilingOps > 0 {
 		res.CryptoCeilingFraction = ptr(res.ThroughputOps / *res.CryptoCeilingOps)
 	}
+	// The drops also when no operation completed (an attack may stop all).
+	res.DroppedByReason = droppedBetween(before, after)
 	if w.ops == 0 || len(before) == 0 {
 		return
 	}
@@ -309,7 +311,6 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 		batches += a.batches - b.batches
 		requests += a.requests - b.requests
 	}
-	res.DroppedByReason = droppedBetween(before, after)
 	if batches > 0 {
 		res.RequestsPerBatch = requests / batches
 	}

@@ -88,6 +88,9 @@ func measureAttack(ctx context.Context, cfg Config, plan attackPlan, cl *cluster
 	stopProgress := prog.follow(r.ld.rec, r.start)
 	defer stopProgress()
 	if err := r.phases(ctx); err != nil {
+		if r.rss != nil {
+			r.rss.stop()
+		}
 		return err
 	}
 	stopLoad()
@@ -109,17 +112,14 @@ func (r *attackRun) phases(ctx context.Context) error {
 	r.rssBase = sampleRSS(r.cl)
 	r.rss = startRSSSampler(r.cl, rssPeriod)
 	if err := r.attack(true); err != nil {
-		r.rss.stop()
 		return err
 	}
 	r.attackedAt = time.Since(r.start)
 	r.prog.say("attack %s on at %.1fs", r.cfg.Scenario, r.attackedAt.Seconds())
 	if err := sleepUntil(ctx, r.start.Add(r.attackedAt+r.cfg.Duration)); err != nil {
-		r.rss.stop()
 		return err
 	}
 	if err := r.attack(false); err != nil {
-		r.rss.stop()
 		return err
 	}
 	r.stoppedAt = time.Since(r.start)
@@ -142,7 +142,6 @@ func (r *attackRun) phases(ctx context.Context) error {
 			}
 		}
 		if err := sleepUntil(ctx, time.Now().Add(250*time.Millisecond)); err != nil {
-			r.rss.stop()
 			return err
 		}
 	}
@@ -186,8 +185,6 @@ func (r *attackRun) report(res *Result) error {
 	base := within(samples, r.cfg.Warmup, r.cfg.Warmup+r.cfg.Duration)
 	during := within(samples, r.attackedAt, r.attackedAt+r.cfg.Duration)
 	summarize(res, during, failed, int(r.ld.dropped.Load()), r.cfg.Duration, r.atAttack, r.atStop)
-	// Also when no honest operation completed during the attack.
-	res.DroppedByReason = droppedBetween(r.atAttack, r.atStop)
 	res.BaselineOps = base.ops
 	res.BaselineThroughputOps = ptr(float64(base.ops) / r.cfg.Duration.Seconds())
 	res.BaselineLatencyP50Ms = ptr(ms(Percentile(base.latencies, 0.50)))
