@@ -219,13 +219,7 @@ func TestClientBytesPaced(t *testing.T) {
 		burst = append(burst, make([]byte, 128<<10)...)
 	}
 	go func() { _, _ = flooder.Write(burst) }() // 2 MiB: about 3.5 s at 512 KiB/s after the burst
-	deadline := time.Now().Add(waitTimeout)
-	for r.Stats().ClientBytesPaced == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the flooding key's stream was never paced")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "the flooding key's stream to be paced", func() bool { return r.Stats().ClientBytesPaced > 0 })
 	other := openClientStream(t, rawClient(t, r), r)
 	if _, err := other.Write(append(binary.AppendUvarint(nil, 5), "hello"...)); err != nil {
 		t.Fatalf("write: %v", err)

@@ -46,7 +46,10 @@ type faultBook struct {
 
 	mu     sync.Mutex
 	states map[faultKey]*faultState
-	any    atomic.Bool // states is not empty: lets backedOff skip the lock
+	// latest is the end (Unix nanoseconds) of the latest backoff ever
+	// started: once it has passed nobody is backed off, and the lookups
+	// skip the lock. Written under mu, read without it.
+	latest atomic.Int64
 }
 
 func newFaultBook(minPeriod, maxPeriod time.Duration, now func() time.Time) *faultBook {
@@ -55,25 +58,21 @@ func newFaultBook(minPeriod, maxPeriod time.Duration, now func() time.Time) *fau
 
 // backedOff reports whether f's source is backed off now.
 func (b *faultBook) backedOff(f Frame) bool {
-	if !b.any.Load() {
-		return false
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	st, ok := b.states[faultKeyOf(f)]
-	return ok && b.now().Before(st.until)
+	_, ok := b.backedOffUntil(f)
+	return ok
 }
 
 // backedOffUntil returns when f's source's backoff ends, and whether it
 // is backed off now.
 func (b *faultBook) backedOffUntil(f Frame) (time.Time, bool) {
-	if !b.any.Load() {
+	now := b.now()
+	if now.UnixNano() >= b.latest.Load() {
 		return time.Time{}, false
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st, ok := b.states[faultKeyOf(f)]
-	if !ok || !b.now().Before(st.until) {
+	if !ok || !now.Before(st.until) {
 		return time.Time{}, false
 	}
 	return st.until, true
@@ -128,9 +127,11 @@ func (b *faultBook) report(f Frame) (period time.Duration, started bool) {
 		}
 		st = &faultState{period: b.min}
 		b.states[key] = st
-		b.any.Store(true)
 	}
 	st.until = now.Add(st.period)
+	if u := st.until.UnixNano(); u > b.latest.Load() {
+		b.latest.Store(u)
+	}
 	return st.period, true
 }
 
@@ -183,13 +184,8 @@ func (h *Host) ReportFaulty(f Frame) (period time.Duration, started bool) {
 	if !started {
 		return period, false
 	}
-	h.stats.faultyBackoffs.Add(1)
 	h.sched.mu.Lock()
 	h.sched.dropQueued(f)
 	h.sched.mu.Unlock()
 	return period, true
 }
-
-// BackedOffReplicas returns the indexes of the replicas backed off as
-// faulty now.
-func (h *Host) BackedOffReplicas() []int { return h.faulty.backedOffReplicas() }

@@ -205,10 +205,12 @@ func (s *scheduler) push(f Frame) bool {
 		src.bytes += len(f.Data)
 		if class == ClassClient {
 			s.clientBytes += len(f.Data)
-			s.clients[f.From] = src
 		}
 		s.queued++
 		if !src.active {
+			if class == ClassClient {
+				s.clients[f.From] = src // a new source: lookup found none queued
+			}
 			s.activate(src)
 		}
 	}
@@ -299,7 +301,7 @@ func (s *scheduler) take(into []Frame, limit int) []Frame {
 	return into
 }
 
-// drop discards the queued frames of a source just backed off, counting
+// dropQueued discards the queued frames of a source just backed off, counting
 // them as dropped faulty. The caller holds s.mu.
 func (s *scheduler) dropQueued(f Frame) {
 	var src *source

@@ -233,8 +233,8 @@ func TestFaultySourceBackedOff(t *testing.T) {
 	if got := takeAll(s); len(got) != 1 || got[0].FromIndex != 2 {
 		t.Fatalf("served %d frames; want only replica 2's", len(got))
 	}
-	if stats.droppedFaulty.Load() != 6 || len(h.BackedOffReplicas()) != 1 {
-		t.Fatalf("dropped faulty %d (want 6), backed off %v", stats.droppedFaulty.Load(), h.BackedOffReplicas())
+	if stats.droppedFaulty.Load() != 6 || h.Stats().BackedOffReplicas != 1 {
+		t.Fatalf("dropped faulty %d (want 6), backed off %d", stats.droppedFaulty.Load(), h.Stats().BackedOffReplicas)
 	}
 	now = now.Add(1500 * time.Millisecond) // let back, fails again soon
 	if !s.push(replicaFrame(1, 10)) {

@@ -15,7 +15,6 @@ type Stats struct {
 	// source's inbound queue was full, by the source's Class.
 	DroppedInbound          [numClasses]uint64
 	DroppedFaulty           uint64 // received frames dropped unverified: their source was backed off as faulty
-	FaultyBackoffs          uint64 // backoffs started by ReportFaulty
 	IncompleteFrameTimeouts uint64 // streams reset: a frame that had begun arriving missed its deadline
 	RejectedPartial         uint64 // client streams reset: a frame beyond the bytes of incomplete frames allowed
 	RejectedOversized       uint64 // frames over MaxFrameSize: outbound refused by Send, inbound streams closed
@@ -30,7 +29,7 @@ type counters struct {
 	framesSent, framesReceived, bytesSent, bytesReceived atomic.Uint64
 	droppedQueueFull, droppedNoRoute, droppedInboundFull atomic.Uint64
 	droppedInbound                                       [numClasses]atomic.Uint64
-	droppedFaulty, faultyBackoffs                        atomic.Uint64
+	droppedFaulty                                        atomic.Uint64
 	incompleteFrameTimeouts, rejectedPartial             atomic.Uint64
 	rejectedOversized, rejectedPeers, rateLimited        atomic.Uint64
 	clientBytesPaced                                     atomic.Uint64
@@ -49,7 +48,6 @@ func (h *Host) Stats() Stats {
 		DroppedNoRoute:          c.droppedNoRoute.Load(),
 		DroppedInboundFull:      c.droppedInboundFull.Load(),
 		DroppedFaulty:           c.droppedFaulty.Load(),
-		FaultyBackoffs:          c.faultyBackoffs.Load(),
 		IncompleteFrameTimeouts: c.incompleteFrameTimeouts.Load(),
 		RejectedPartial:         c.rejectedPartial.Load(),
 		RejectedOversized:       c.rejectedOversized.Load(),
