@@ -23,6 +23,9 @@ type serveBudget struct {
 	peers                             map[uint32]*peerServeBudget
 }
 
+// peerServeBudget holds one peer's tokens in units of 1/period of a
+// byte or a request, so that a refill of a tick or two adds its share
+// instead of rounding down to nothing.
 type peerServeBudget struct {
 	bytes, requests int64
 	refilled        uint64
@@ -33,19 +36,22 @@ func newServeBudget(bytesPerPeriod, requestsPerPeriod int, period int) *serveBud
 		period: uint64(max(1, period)), peers: make(map[uint32]*peerServeBudget)}
 }
 
+// unit is one byte or one request in a peer's tokens (see peerServeBudget).
+func (b *serveBudget) unit() int64 { return int64(b.period) }
+
 // peer returns from's bucket, refilled for the ticks since its last refill.
 // from is a replica index checked by Step, so the map holds at most N.
 func (b *serveBudget) peer(from uint32, now uint64) *peerServeBudget {
 	p := b.peers[from]
 	if p == nil {
-		p = &peerServeBudget{bytes: b.bytesPerPeriod, requests: b.requestsPerPeriod, refilled: now}
+		p = &peerServeBudget{bytes: b.bytesPerPeriod * b.unit(), requests: b.requestsPerPeriod * b.unit(), refilled: now}
 		b.peers[from] = p
 		return p
 	}
 	if elapsed := now - p.refilled; elapsed > 0 {
 		e := int64(min(elapsed, b.period))
-		p.bytes = min(b.bytesPerPeriod, p.bytes+b.bytesPerPeriod*e/int64(b.period))
-		p.requests = min(b.requestsPerPeriod, p.requests+b.requestsPerPeriod*e/int64(b.period))
+		p.bytes = min(b.bytesPerPeriod*b.unit(), p.bytes+b.bytesPerPeriod*e)
+		p.requests = min(b.requestsPerPeriod*b.unit(), p.requests+b.requestsPerPeriod*e)
 		p.refilled = now
 	}
 	return p
@@ -55,10 +61,10 @@ func (b *serveBudget) peer(from uint32, now uint64) *peerServeBudget {
 // used its requests for the period.
 func (b *serveBudget) takeRequest(from uint32, now uint64) bool {
 	p := b.peer(from, now)
-	if p.requests < 1 {
+	if p.requests < b.unit() {
 		return false
 	}
-	p.requests--
+	p.requests -= b.unit()
 	return true
 }
 
@@ -66,10 +72,10 @@ func (b *serveBudget) takeRequest(from uint32, now uint64) bool {
 // they do not fit what is left of from's budget.
 func (b *serveBudget) takeBytes(from uint32, now uint64, n int) bool {
 	p := b.peer(from, now)
-	if int64(n) > p.bytes {
+	if int64(n)*b.unit() > p.bytes {
 		return false
 	}
-	p.bytes -= int64(n)
+	p.bytes -= int64(n) * b.unit()
 	return true
 }
 

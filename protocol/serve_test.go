@@ -140,3 +140,20 @@ func TestFetchAtTheStableCheckpointGetsItsCertificate(t *testing.T) {
 	}
 	t.Fatal("a Fetch from the stable checkpoint got no certificate")
 }
+
+// A peer that asks every tick is refilled at the budget's rate: a refill
+// of one tick adds its share (it used to round down to nothing and reset
+// the refill clock, shutting such a peer out for good).
+func TestServeBudgetRefillsAPeerThatAsksEveryTick(t *testing.T) {
+	b := newServeBudget(1<<20, 64, 150)
+	answered := 0
+	for now := range uint64(3000) {
+		if b.takeRequest(1, now) {
+			answered++
+		}
+	}
+	// 64 at once, then 64 per 150 ticks: 64 + 64*2999/150 = 1343.
+	if answered < 1300 || answered > 1344 {
+		t.Fatalf("%d of 3000 requests, one per tick, answered; want about 1343", answered)
+	}
+}
