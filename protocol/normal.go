@@ -114,12 +114,16 @@ func (r *Replica) canPropose() bool {
 	if r.inFlight() >= r.cfg.MaxInFlight || !r.window.Contains(r.nextSequence) {
 		return false
 	}
-	if allowance, alone := r.largeAllowance(); !r.requests.proposable(largeGate{allowance, alone, r.pace, r.ticks}) {
-		return false // only large requests wait, beyond the in-flight bound or their keys' pace
-	}
 	full := r.requests.queued() >= r.cfg.MaxBatchSize
 	waited := r.cfg.BatchDelayTicks > 0 && r.batchWait >= r.cfg.BatchDelayTicks
-	return full || r.inFlight() < r.cfg.MaxPartialInFlight || waited
+	if !full && r.inFlight() >= r.cfg.MaxPartialInFlight && !waited {
+		return false
+	}
+	// Last, as it scans the slots in flight and the queue: false when
+	// only large requests wait, beyond the in-flight bound or their keys'
+	// pace.
+	allowance, alone := r.largeAllowance()
+	return r.requests.proposable(largeGate{allowance, alone, r.pace, r.ticks})
 }
 
 func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMessage) error {

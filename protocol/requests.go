@@ -231,7 +231,7 @@ func (t *requestTracker) popBatch(maxCount, maxBytes int, gate largeGate) (signe
 		taken++
 		if n > largeRequestBytes {
 			key := clientKeyOf(string(q.Request.ClientId))
-			if !gate.fits(large, n) || !gate.pace.admits(key, gate.now) {
+			if !gate.takes(key, large, n) {
 				kept = append(kept, q)
 				continue
 			}
@@ -243,11 +243,12 @@ func (t *requestTracker) popBatch(maxCount, maxBytes int, gate largeGate) (signe
 		signed = append(signed, q.Signed)
 		reqs = append(reqs, q.Request)
 	}
-	clear(t.queue[:taken]) // let committed requests be collected
-	t.queue = t.queue[taken:]
-	if len(kept) > 0 {
-		t.queue = append(kept, t.queue...)
-	}
+	// The held-back requests came from the consumed prefix: they go back
+	// at its end, in order, ahead of the rest, without copying the queue.
+	start := taken - len(kept)
+	copy(t.queue[start:taken], kept)
+	clear(t.queue[:start]) // let committed requests be collected
+	t.queue = t.queue[start:]
 	return signed, reqs, large
 }
 
@@ -259,8 +260,7 @@ func (t *requestTracker) proposable(gate largeGate) bool {
 		if tr == nil || tr.state != stateQueued {
 			continue
 		}
-		if tr.size <= largeRequestBytes ||
-			(gate.fits(0, tr.size) && gate.pace.admits(clientKeyOf(string(q.Request.ClientId)), gate.now)) {
+		if tr.size <= largeRequestBytes || gate.takes(clientKeyOf(string(q.Request.ClientId)), 0, tr.size) {
 			return true
 		}
 	}
@@ -278,10 +278,12 @@ type largeGate struct {
 	now       uint64
 }
 
-// fits reports whether a large request of n bytes fits beside the large
-// bytes already taken into the batch.
-func (g largeGate) fits(taken, n int) bool {
-	return taken+n <= g.allowance || (g.alone && taken == 0)
+// takes reports whether a large request of n bytes from client key key
+// may join a batch that already took taken large bytes: it fits beside
+// them and its key's pace admits it.
+func (g largeGate) takes(key string, taken, n int) bool {
+	fits := taken+n <= g.allowance || (g.alone && taken == 0)
+	return fits && g.pace.admits(key, g.now)
 }
 
 // ordered marks requests as included in an accepted pre-prepare.
