@@ -142,18 +142,18 @@ func (f *Filter) Outbound(out protocol.Outbound) []protocol.Outbound {
 		return []protocol.Outbound{out}
 	}
 	switch f.strategy {
-	case "silent":
+	case StrategySilent:
 		f.actions.Add(1)
 		return nil
-	case "equivocate":
+	case StrategyEquivocate:
 		if out.Kind == protocol.KindPrePrepare {
 			return f.equivocate(out)
 		}
-	case "withhold":
+	case StrategyWithhold:
 		if out.Kind == protocol.KindPrePrepare && out.To == protocol.Broadcast {
 			return f.withhold(out)
 		}
-	case "bad-new-view":
+	case StrategyBadNewView:
 		if out.Kind == protocol.KindNewView {
 			return f.badNewView(out)
 		}
@@ -167,10 +167,10 @@ func (f *Filter) Reply(r *wire.Reply) bool {
 		return true
 	}
 	switch f.strategy {
-	case "silent":
+	case StrategySilent:
 		f.actions.Add(1)
 		return false
-	case "wrong-results":
+	case StrategyWrongResults:
 		r.Result = append([]byte("wrong:"), r.Result...)
 		f.actions.Add(1)
 	}

@@ -91,7 +91,11 @@ func TestInactiveFiltersDoNothing(t *testing.T) {
 // this replica, well formed, every signature invalid.
 func TestBadSignatureFlood(t *testing.T) {
 	f, pub := testFilter(t, StrategyBadSignatureFlood, Options{})
-	for _, o := range f.Inject(1, status) {
+	outs := f.Inject(1, status)
+	if len(outs) == 0 {
+		t.Fatal("the active flood injected nothing")
+	}
+	for _, o := range outs {
 		m, ok := decode(o.Signed)
 		if !ok {
 			t.Fatal("a forged frame does not decode")
