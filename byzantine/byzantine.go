@@ -45,7 +45,14 @@ const DefaultFramesPerTick = DefaultRate / 100
 // DefaultDelayTicks is how long slow-primary holds each PRE-PREPARE by
 // default: 90% of protocol.DefaultViewChangeTimeoutTicks, just under the
 // backups' timeout.
-const DefaultDelayTicks = protocol.DefaultViewChangeTimeoutTicks * 9 / 10
+const DefaultDelayTicks = protocol.DefaultViewChangeTimeoutTicks * 9 / 10 // SlowPrimaryDelayTicks of the default
+
+// SlowPrimaryDelayTicks is how long slow-primary holds each PRE-PREPARE
+// in a cluster whose view-change timeout is timeoutTicks: 90% of it, at
+// least one tick.
+func SlowPrimaryDelayTicks(timeoutTicks int) uint64 {
+	return uint64(max(1, timeoutTicks*9/10))
+}
 
 // maxFramesPerTick bounds one tick's injection whatever the rate.
 const maxFramesPerTick = 4096

@@ -130,7 +130,7 @@ func newByzantine(cfg node.Config, strategy string, rate float64, toggle bool) (
 	}
 	opts := byzantine.Options{
 		FramesPerTick: rate * tick.Seconds(),
-		DelayTicks:    uint64(max(1, timeout*9/10)),
+		DelayTicks:    byzantine.SlowPrimaryDelayTicks(timeout),
 		Inactive:      toggle,
 	}
 	f, err := byzantine.NewWithOptions(strategy, cfg.Index, len(cfg.Replicas), cfg.Key, cfg.ClusterID, opts)

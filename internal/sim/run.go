@@ -173,7 +173,7 @@ func plant(cfg *protocol.Config, name string, f int) {
 func (w *world) strategy(name string, id uint32) (outFilter, error) {
 	if slices.Contains(byzantine.Strategies, name) {
 		f, err := byzantine.NewWithOptions(name, id, w.n, w.keys[id], clusterID, byzantine.Options{
-			FramesPerTick: FloodFramesPerTick, DelayTicks: ViewChangeTimeoutTicks * 9 / 10})
+			FramesPerTick: FloodFramesPerTick, DelayTicks: byzantine.SlowPrimaryDelayTicks(ViewChangeTimeoutTicks)})
 		if err != nil {
 			return nil, fmt.Errorf("replica %d: %w", id, err)
 		}
