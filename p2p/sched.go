@@ -1,7 +1,6 @@
 package p2p
 
 import (
-	"container/list"
 	"context"
 	"sync"
 
@@ -247,8 +246,7 @@ func (s *scheduler) sourceOf(f Frame) (*source, Class) {
 func (s *scheduler) isEstablished(client peer.ID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.established.elems[client]
-	return ok
+	return s.established.has(client)
 }
 
 // activate puts src in its class's ring with one quantum of credit. A ring
@@ -362,40 +360,5 @@ func (s *scheduler) next(ctx context.Context, done <-chan struct{}, into []Frame
 			return into, false
 		case <-s.notify:
 		}
-	}
-}
-
-// lruSet is a bounded set of peer IDs that forgets the least recently
-// touched first.
-type lruSet struct {
-	capacity int
-	order    *list.List // front: most recent
-	elems    map[peer.ID]*list.Element
-}
-
-func newLRUSet(capacity int) *lruSet {
-	return &lruSet{capacity: capacity, order: list.New(), elems: make(map[peer.ID]*list.Element)}
-}
-
-// touch reports whether id is in the set, making it the most recent.
-func (l *lruSet) touch(id peer.ID) bool {
-	e, ok := l.elems[id]
-	if ok {
-		l.order.MoveToFront(e)
-	}
-	return ok
-}
-
-// add puts id in the set as the most recent, evicting the least recent
-// beyond capacity.
-func (l *lruSet) add(id peer.ID) {
-	if l.touch(id) {
-		return
-	}
-	l.elems[id] = l.order.PushFront(id)
-	for l.order.Len() > l.capacity {
-		last := l.order.Back()
-		l.order.Remove(last)
-		delete(l.elems, last.Value.(peer.ID))
 	}
 }

@@ -1,7 +1,6 @@
 package p2p
 
 import (
-	"container/list"
 	"sync"
 	"time"
 
@@ -68,13 +67,7 @@ type streamGate struct {
 
 	mu        sync.Mutex
 	newcomers *rate.Limiter
-	order     *list.List // of *keyBucket, front: most recent
-	buckets   map[peer.ID]*list.Element
-}
-
-type keyBucket struct {
-	id  peer.ID
-	lim *rate.Limiter
+	buckets   *lruMap[*rate.Limiter] // established keys' own buckets
 }
 
 // newStreamGate returns the gate for limits (defaults applied), or nil when
@@ -90,8 +83,7 @@ func newStreamGate(limits StreamLimits, now func() time.Time, established func(p
 		now:         now,
 		established: established,
 		newcomers:   rate.NewLimiter(rate.Limit(max(0, l.NewcomerRate)), l.NewcomerBurst),
-		order:       list.New(),
-		buckets:     make(map[peer.ID]*list.Element),
+		buckets:     newLRUMap[*rate.Limiter](l.Keys),
 	}
 }
 
@@ -105,19 +97,13 @@ func (g *streamGate) allow(client peer.ID) bool {
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if e, ok := g.buckets[client]; ok {
-		g.order.MoveToFront(e)
-		return e.Value.(*keyBucket).lim.AllowN(now, 1)
+	if lim, ok := g.buckets.get(client); ok {
+		return lim.AllowN(now, 1)
 	}
 	if !established {
 		return g.newcomers.AllowN(now, 1)
 	}
 	lim := rate.NewLimiter(rate.Limit(g.limits.ClientRate), g.limits.ClientBurst)
-	g.buckets[client] = g.order.PushFront(&keyBucket{id: client, lim: lim})
-	for g.order.Len() > g.limits.Keys {
-		last := g.order.Back()
-		g.order.Remove(last)
-		delete(g.buckets, last.Value.(*keyBucket).id)
-	}
+	g.buckets.put(client, lim)
 	return lim.AllowN(now, 1)
 }

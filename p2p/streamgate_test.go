@@ -107,8 +107,8 @@ func TestStreamGateBuckets(t *testing.T) {
 	// a and b are remembered; c evicts the least recently used, b, whose
 	// bucket starts full again when it returns.
 	take("c", 1)
-	if len(g.buckets) != 2 || g.buckets["b"] != nil {
-		t.Fatalf("remembered %d keys (b: %v), want 2 without b", len(g.buckets), g.buckets["b"] != nil)
+	if g.buckets.len() != 2 || g.buckets.has("b") {
+		t.Fatalf("remembered %d keys (b: %v), want 2 without b", g.buckets.len(), g.buckets.has("b"))
 	}
 	if !newStreamGate(StreamLimits{ClientRate: -1}, time.Now, nil).allow("a") {
 		t.Fatal("a switched-off gate refused a stream")
