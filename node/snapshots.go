@@ -44,9 +44,21 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 	}()
 	signer := crypto.NewSigner(n.cfg.Key, n.cfg.ClusterID)
 	budget := newChunkBudget()
-	retry := time.NewTicker(stateServeRetry)
-	defer retry.Stop()
+	// retry is armed only while requests are deferred (nil: not armed).
+	var retry *time.Timer
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
+		var retryC <-chan time.Time
+		if retry != nil {
+			retryC = retry.C
+		} else if len(budget.deferred) > 0 {
+			retry = time.NewTimer(stateServeRetry)
+			retryC = retry.C
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -58,7 +70,8 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 				continue
 			}
 			budget.charge(r.from, n.answerStateRequest(signer, snaps, r))
-		case now := <-retry.C:
+		case now := <-retryC:
+			retry = nil
 			for _, r := range budget.due(now) {
 				budget.charge(r.from, n.answerStateRequest(signer, snaps, r))
 			}
