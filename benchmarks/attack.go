@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -21,7 +20,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
-	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -193,34 +191,16 @@ func newAttacker(cfg AttackConfig) (*attacker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	var cf node.ClientFile
-	if err := node.ReadJSON(filepath.Join(cfg.Dir, "client.json"), &cf); err != nil {
-		return nil, fmt.Errorf("attack: %w", err)
-	}
-	replicas, err := cf.Decode()
+	cf, members, err := readClientConfig(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("attack: %w", err)
 	}
-	a := &attacker{cfg: cfg, clusterID: cf.ClusterID, log: cfg.Logger,
+	a := &attacker{cfg: cfg, clusterID: cf.ClusterID, log: cfg.Logger, members: members,
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x61747461636b))}
-	for _, r := range replicas {
-		m, err := node.Member(r)
-		if err != nil {
-			return nil, fmt.Errorf("attack: %w", err)
-		}
-		a.members = append(a.members, m)
-	}
 	if cfg.Target < 0 || cfg.Target >= len(a.members) {
 		return nil, fmt.Errorf("%w: target replica %d of %d", ErrAttackConfig, cfg.Target, len(a.members))
 	}
-	keyFile := cf.KeyFile
-	if keyFile == "" {
-		keyFile = "client.key"
-	}
-	if !filepath.IsAbs(keyFile) {
-		keyFile = filepath.Join(cfg.Dir, keyFile)
-	}
-	if a.key, err = crypto.ReadKeyFile(keyFile); err != nil {
+	if a.key, err = crypto.ReadKeyFile(cf.KeyPath(cfg.Dir)); err != nil {
 		return nil, fmt.Errorf("attack: client key: %w", err)
 	}
 	return a, nil

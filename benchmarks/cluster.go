@@ -446,21 +446,28 @@ func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
 // clientConfig reads DIR/client.json: the cluster ID and the replicas as
 // transport members (each bench client brings its own key).
 func (c *cluster) clientConfig() (string, []p2p.Member, error) {
+	cf, members, err := readClientConfig(c.dir)
+	return cf.ClusterID, members, err
+}
+
+// readClientConfig reads DIR/client.json and its replicas as transport
+// members.
+func readClientConfig(dir string) (node.ClientFile, []p2p.Member, error) {
 	var cf node.ClientFile
-	if err := node.ReadJSON(filepath.Join(c.dir, "client.json"), &cf); err != nil {
-		return "", nil, err
+	if err := node.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
+		return cf, nil, err
 	}
 	replicas, err := cf.Decode()
 	if err != nil {
-		return "", nil, err
+		return cf, nil, err
 	}
 	members := make([]p2p.Member, len(replicas))
 	for i, r := range replicas {
 		if members[i], err = node.Member(r); err != nil {
-			return "", nil, err
+			return cf, nil, err
 		}
 	}
-	return cf.ClusterID, members, nil
+	return cf, members, nil
 }
 
 // tailFile returns the last n lines of a file.

@@ -91,6 +91,10 @@ type ClientFile struct {
 	KeyFile string `json:"key_file,omitempty"`
 }
 
+// KeyPath is the client's key file for a client.json in dir: KeyFile,
+// relative to dir unless absolute, or dir/client.key.
+func (c ClientFile) KeyPath(dir string) string { return resolve(dir, c.KeyFile, "client.key") }
+
 // Replicas decodes the cluster's replica list.
 func (c ClusterFile) Decode() ([]Replica, error) {
 	if c.ClusterID == "" {

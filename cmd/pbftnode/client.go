@@ -144,14 +144,7 @@ func openClientWith(dir string, edit func(*client.Config)) (*client.Client, erro
 	if err != nil {
 		return nil, err
 	}
-	keyFile := cf.KeyFile
-	if keyFile == "" {
-		keyFile = "client.key"
-	}
-	if !filepath.IsAbs(keyFile) {
-		keyFile = filepath.Join(dir, keyFile)
-	}
-	key, err := crypto.ReadKeyFile(keyFile)
+	key, err := crypto.ReadKeyFile(cf.KeyPath(dir))
 	if err != nil {
 		return nil, err
 	}
