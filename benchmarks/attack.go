@@ -355,15 +355,10 @@ func (a *attacker) newSession(key ed25519.PrivateKey) (*session, error) {
 }
 
 // request encodes and signs the session's next request of op as a
-// ClientFrame; it returns the frame and the request number.
-func (s *session) request(op []byte) ([]byte, uint64) {
-	n := s.next
+// ClientFrame.
+func (s *session) request(op []byte) []byte {
+	payload := requestPayload(s.id, s.next, op)
 	s.next++
-	return s.requestNumbered(n, op), n
-}
-
-func (s *session) requestNumbered(n uint64, op []byte) []byte {
-	payload := requestPayload(s.id, n, op)
 	return clientFrame(payload, s.signer.Sign(crypto.DomainClientRequest, payload))
 }
 

@@ -94,7 +94,7 @@ func (a *attacker) signBurst(round int, value []byte) ([][]byte, error) {
 				return nil, err
 			}
 		}
-		f, _ := sess.request(execution.EncodePut(fmt.Appendf(nil, "burst-%d-%d", round, i), value))
+		f := sess.request(execution.EncodePut(fmt.Appendf(nil, "burst-%d-%d", round, i), value))
 		out = append(out, f)
 	}
 	return out, nil
@@ -129,7 +129,7 @@ func (a *attacker) clientFlood(ctx context.Context, t *attackTimer) error {
 		if err != nil {
 			return err
 		}
-		frame, _ := sess.request(execution.EncodePut(fmt.Appendf(nil, "flood-%d", k), value))
+		frame := sess.request(execution.EncodePut(fmt.Appendf(nil, "flood-%d", k), value))
 		for i := range a.members {
 			s, err := a.openStream(ctx, h, i)
 			if err != nil {
@@ -347,14 +347,14 @@ func (a *attacker) nonReading(ctx context.Context, t *attackTimer) error {
 		}
 	}
 	key := []byte("nonreading-" + hex.EncodeToString(sess.id[len(sess.id)-8:]))
-	put, _ := sess.request(execution.EncodePut(key, a.randBytes(bigValueBytes)))
+	put := sess.request(execution.EncodePut(key, a.randBytes(bigValueBytes)))
 	for _, s := range streams {
 		if err := a.writeFrame(s, put); err != nil {
 			return err
 		}
 	}
 	a.awaitReplies(streams)
-	get, _ := sess.request(execution.EncodeGet(key))
+	get := sess.request(execution.EncodeGet(key))
 	if !t.begin(ctx) {
 		return nil
 	}
