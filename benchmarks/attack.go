@@ -84,7 +84,8 @@ type AttackConfig struct {
 	// slowloris) aim at (default 0, the primary of view 0).
 	Target int
 	// Ready, when not nil, is called once the attack is prepared (keys
-	// made, connections open, frames signed).
+	// made, connections open, frames signed), on RunAttack's goroutine,
+	// before RunAttack returns.
 	Ready func()
 	// Start, when not nil, delays the attack until it is closed.
 	Start <-chan struct{}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -63,7 +62,6 @@ func runAttack(args []string, stdout, stderr io.Writer) error {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	var out sync.Mutex // the ready line and the report never interleave
 	if *onSignal {
 		start := make(chan struct{})
 		usr1 := make(chan os.Signal, 1)
@@ -78,19 +76,15 @@ func runAttack(args []string, stdout, stderr io.Writer) error {
 		}()
 		cfg.Start = start
 	}
-	cfg.Ready = func() {
-		out.Lock()
-		fmt.Fprintln(stdout, attackReadyLine)
-		out.Unlock()
-	}
+	// Ready runs on RunAttack's goroutine, so the ready line always
+	// comes before the report.
+	cfg.Ready = func() { fmt.Fprintln(stdout, attackReadyLine) }
 	began := time.Now()
 	rep, err := benchmarks.RunAttack(ctx, cfg)
 	if errors.Is(err, benchmarks.ErrAttackConfig) {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	logger.Info("attack ended", "kind", cfg.Kind, "after", time.Since(began), "frames", rep.Frames, "err", err)
-	out.Lock()
-	defer out.Unlock()
 	if jerr := json.NewEncoder(stdout).Encode(rep); jerr != nil {
 		return errors.Join(err, fmt.Errorf("write the report: %w", jerr))
 	}
