@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
 )
@@ -452,9 +453,9 @@ func (c *cluster) clientConfig() (string, []p2p.Member, error) {
 
 // readClientConfig reads DIR/client.json and its replicas as transport
 // members.
-func readClientConfig(dir string) (node.ClientFile, []p2p.Member, error) {
-	var cf node.ClientFile
-	if err := node.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
+func readClientConfig(dir string) (config.ClientFile, []p2p.Member, error) {
+	var cf config.ClientFile
+	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
 		return cf, nil, err
 	}
 	replicas, err := cf.Decode()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/node"
@@ -376,10 +377,10 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 // view-change timeout is protocol.DefaultViewChangeTimeoutTicks (not
 // configurable), Raft's election timeout raft_election_ticks (default
 // raftmode.DefaultElectionTicks).
-func replicaTick(home string) (time.Duration, node.FileConfig) {
+func replicaTick(home string) (time.Duration, config.FileConfig) {
 	tick := node.DefaultTickInterval
-	var fc node.FileConfig
-	if err := node.ReadJSON(filepath.Join(home, node.ConfigFileName), &fc); err == nil && fc.TickInterval != "" {
+	var fc config.FileConfig
+	if err := config.ReadJSON(filepath.Join(home, config.FileName), &fc); err == nil && fc.TickInterval != "" {
 		if d, err := time.ParseDuration(fc.TickInterval); err == nil && d > 0 {
 			tick = d
 		}

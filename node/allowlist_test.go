@@ -2,11 +2,13 @@ package node
 
 import (
 	"crypto/ed25519"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
 )
 
@@ -22,16 +24,16 @@ func allowlistHome(t *testing.T, allowlist []string) string {
 	if err := crypto.WriteKeyFile(filepath.Join(home, "key"), key); err != nil {
 		t.Fatal(err)
 	}
-	replicas := make([]ReplicaRecord, 4)
+	replicas := make([]config.ReplicaRecord, 4)
 	for i := range replicas {
 		pub := key.Public().(ed25519.PublicKey)
 		if i > 0 {
 			pub = newPublicKey(t)
 		}
-		replicas[i] = ReplicaRecord{Index: uint32(i), PublicKey: crypto.EncodePublicKey(pub), Address: "/ip4/127.0.0.1/tcp/1"}
+		replicas[i] = config.ReplicaRecord{Index: uint32(i), PublicKey: crypto.EncodePublicKey(pub), Address: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 1+i)}
 	}
-	fc := FileConfig{ClusterFile: ClusterFile{ClusterID: "c", Replicas: replicas}, ClientAllowlist: allowlist}
-	if err := WriteJSON(filepath.Join(home, ConfigFileName), fc, 0o644); err != nil {
+	fc := config.FileConfig{ClusterFile: config.ClusterFile{ClusterID: "c", Replicas: replicas}, ClientAllowlist: allowlist}
+	if err := config.WriteJSON(filepath.Join(home, config.FileName), fc, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return home
@@ -49,14 +51,14 @@ func newPublicKey(t *testing.T) ed25519.PublicKey {
 func TestLoadHomeClientAllowlist(t *testing.T) {
 	a, b := newPublicKey(t), newPublicKey(t)
 	home := allowlistHome(t, []string{crypto.EncodePublicKey(a), crypto.EncodePublicKey(b)})
-	raw, err := os.ReadFile(filepath.Join(home, ConfigFileName))
+	raw, err := os.ReadFile(filepath.Join(home, config.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(raw), `"client_allowlist": [`) {
 		t.Fatalf("config.json does not spell the field client_allowlist:\n%s", raw)
 	}
-	cfg, err := LoadHome(home)
+	cfg, err := LoadHome(home, nil)
 	if err != nil {
 		t.Fatalf("LoadHome: %v", err)
 	}
@@ -75,30 +77,12 @@ func TestLoadHomeClientAllowlist(t *testing.T) {
 	}
 
 	// No client_allowlist: any client, as before.
-	cfg, err = LoadHome(allowlistHome(t, nil))
+	cfg, err = LoadHome(allowlistHome(t, nil), nil)
 	if err != nil {
 		t.Fatalf("LoadHome without an allowlist: %v", err)
 	}
 	if cfg.ClientAllowlist != nil || cfg.clientPeers != nil {
 		t.Fatalf("no client_allowlist gave ClientAllowlist %x, peers %v", cfg.ClientAllowlist, cfg.clientPeers)
-	}
-}
-
-func TestLoadHomeClientAllowlistBadKey(t *testing.T) {
-	good := crypto.EncodePublicKey(newPublicKey(t))
-	for _, tc := range []struct{ name, key, want string }{
-		{"not hex", "zz-not-hex", "decode public key"},
-		{"too short", "abcd", "2 bytes, want 32"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := LoadHome(allowlistHome(t, []string{good, tc.key}))
-			if err == nil {
-				t.Fatal("LoadHome accepted a bad client_allowlist key")
-			}
-			if !strings.Contains(err.Error(), "client_allowlist[1]") || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %q does not name client_allowlist[1] and %q", err, tc.want)
-			}
-		})
 	}
 }
 

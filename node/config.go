@@ -9,19 +9,15 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/raftmode"
 )
 
-// Replica describes one member of the cluster.
-type Replica struct {
-	Index     uint32
-	PublicKey ed25519.PublicKey
-	// Addr is the replica's libp2p listen multiaddr, e.g.
-	// /ip4/127.0.0.1/tcp/26600.
-	Addr string
-}
+// Replica describes one member of the cluster (config.Replica: the
+// configuration file decodes into it).
+type Replica = config.Replica
 
 // Config configures a Node.
 type Config struct {
@@ -50,10 +46,10 @@ type Config struct {
 	ClientRateLimit float64
 	ClientRateBurst int
 
-	// Protocol tunes the core; ID, N and Signer are filled in by the node.
-	Protocol protocol.Config
-	// Consensus selects the protocol: "pbft" (or "") or "raft"; Launch
-	// starts the matching runtime.
+	// PBFT tunes the PBFT core; ID, N and Signer are filled in by the node.
+	PBFT protocol.Config
+	// Consensus selects the protocol: config.ConsensusPBFT (or "") or
+	// config.ConsensusRaft; Launch starts the matching runtime.
 	Consensus string
 	// Raft tunes the Raft mode's core (StartRaft only); Index, N, Log,
 	// Executor, Rand and Logger are filled in by the node.

@@ -1,268 +1,45 @@
 package node
 
 import (
-	"crypto/ed25519"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"time"
 
-	"github.com/pbftnode/pbftnode/crypto"
-	"github.com/pbftnode/pbftnode/protocol"
-	"github.com/pbftnode/pbftnode/raftmode"
+	"github.com/pbftnode/pbftnode/config"
 )
 
-// ConfigFileName is the replica configuration file inside its home
-// directory.
-const ConfigFileName = "config.json"
-
-// ClusterFile lists the replicas of a cluster: what every replica and
-// client must agree on.
-type ClusterFile struct {
-	// ClusterID is mixed into every signature, so nothing signed for one
-	// cluster is valid in another.
-	ClusterID string `json:"cluster_id"`
-	// Protocol is "pbft" (the default) or "raft" (n = 2f+1, crash faults
-	// only).
-	Protocol string          `json:"protocol,omitempty"`
-	Replicas []ReplicaRecord `json:"replicas"`
-}
-
-// ReplicaRecord is one replica in a ClusterFile.
-type ReplicaRecord struct {
-	Index uint32 `json:"index"`
-	// PublicKey is the replica's Ed25519 public key in hex; its libp2p
-	// peer ID derives from it.
-	PublicKey string `json:"public_key"`
-	// Address is the replica's libp2p multiaddr, e.g. /ip4/10.0.0.1/tcp/26600.
-	Address string `json:"address"`
-}
-
-// FileConfig is a replica's configuration file (home/config.json).
-// Relative paths are relative to the home directory.
-type FileConfig struct {
-	ClusterFile
-	// Index is this replica's index in Replicas.
-	Index uint32 `json:"index"`
-	// KeyFile holds this replica's private key (default "key").
-	KeyFile string `json:"key_file,omitempty"`
-	// KeyPassphraseFile holds the passphrase of an encrypted key file (a
-	// file of mode 0600 or stricter); the environment variable
-	// PBFTNODE_PASSPHRASE takes precedence over it. Unused for a plain key.
-	KeyPassphraseFile string `json:"key_passphrase_file,omitempty"`
-	// DataDir holds the database (default "data").
-	DataDir string `json:"data_dir,omitempty"`
-	// Listen overrides the listen multiaddr (default: this replica's
-	// Address, e.g. to listen on 0.0.0.0 behind NAT).
-	Listen string `json:"listen,omitempty"`
-	// MetricsListen is host:port for /metrics ("" disables it).
-	MetricsListen string `json:"metrics_listen,omitempty"`
-	// ClientAllowlist, when not empty, lists the hex Ed25519 public keys
-	// of the only clients allowed to connect; empty lets any client in.
-	ClientAllowlist []string `json:"client_allowlist,omitempty"`
-	// ClientRateLimit bounds each client's requests per second (0: no
-	// limit); ClientRateBurst is the burst allowed above it.
-	ClientRateLimit float64 `json:"client_rate_limit,omitempty"`
-	ClientRateBurst int     `json:"client_rate_burst,omitempty"`
-	// UnsafeNoFsync turns fsync off: for benchmarks only.
-	UnsafeNoFsync bool `json:"unsafe_no_fsync,omitempty"`
-	// Tuning of the protocol; zero values take the defaults.
-	CheckpointInterval uint64 `json:"checkpoint_interval,omitempty"`
-	WindowSize         uint64 `json:"window_size,omitempty"`
-	MaxBatchSize       int    `json:"max_batch_size,omitempty"`
-	MaxInFlight        int    `json:"max_in_flight,omitempty"`
-	MaxPartialInFlight int    `json:"max_partial_in_flight,omitempty"`
-	BatchDelayTicks    int    `json:"batch_delay_ticks,omitempty"`
-	// TickInterval is a Go duration, e.g. "10ms".
-	TickInterval string `json:"tick_interval,omitempty"`
-	// Raft mode tuning (zero: the raftmode defaults). The snapshot
-	// interval is in log entries; election and heartbeat are in ticks.
-	RaftSnapshotInterval uint64 `json:"raft_snapshot_interval,omitempty"`
-	RaftElectionTicks    int    `json:"raft_election_ticks,omitempty"`
-	RaftHeartbeatTicks   int    `json:"raft_heartbeat_ticks,omitempty"`
-}
-
-// ClientFile is what `pbftnode client --dir DIR` reads (DIR/client.json).
-type ClientFile struct {
-	ClusterFile
-	// KeyFile holds the client's private key (default "client.key").
-	KeyFile string `json:"key_file,omitempty"`
-}
-
-// KeyPath is the client's key file for a client.json in dir: KeyFile,
-// relative to dir unless absolute, or dir/client.key.
-func (c ClientFile) KeyPath(dir string) string { return resolve(dir, c.KeyFile, "client.key") }
-
-// Replicas decodes the cluster's replica list.
-func (c ClusterFile) Decode() ([]Replica, error) {
-	if c.ClusterID == "" {
-		return nil, errors.New("config: cluster_id is empty")
-	}
-	if len(c.Replicas) == 0 {
-		return nil, errors.New("config: no replicas")
-	}
-	out := make([]Replica, len(c.Replicas))
-	for i, r := range c.Replicas {
-		if r.Index != uint32(i) {
-			return nil, fmt.Errorf("config: replica at position %d has index %d; list replicas in index order", i, r.Index)
-		}
-		pub, err := crypto.DecodePublicKey(r.PublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("config: replica %d public_key: %w", i, err)
-		}
-		out[i] = Replica{Index: r.Index, PublicKey: pub, Addr: r.Address}
-		if _, err := Member(out[i]); err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-	}
-	return out, nil
-}
-
-// WriteJSON writes v as indented JSON to path with the given mode.
-func WriteJSON(path string, v any, mode os.FileMode) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), mode); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	return nil
-}
-
-// ReadJSON reads path into v, refusing unknown fields.
-func ReadJSON(path string, v any) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	defer f.Close()
-	dec := json.NewDecoder(f)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("config: %s: %w", path, err)
-	}
-	return nil
-}
-
-func resolve(home, path, def string) string {
-	if path == "" {
-		path = def
-	}
-	if filepath.IsAbs(path) {
-		return path
-	}
-	return filepath.Join(home, path)
-}
-
-// LoadHome reads home/config.json and the key it names into a Config.
-func LoadHome(home string) (Config, error) { return LoadHomeWith(home, nil) }
-
-// LoadHomeWith is LoadHome with overrides (the command-line flags) applied
-// to the file's settings before they are checked.
-func LoadHomeWith(home string, overrides *ConfigFlags) (Config, error) {
-	var fc FileConfig
-	if err := ReadJSON(filepath.Join(home, ConfigFileName), &fc); err != nil {
-		return Config{}, err
-	}
-	if overrides != nil {
-		if err := overrides.Apply(&fc); err != nil {
-			return Config{}, err
-		}
-	}
-	if fc.Protocol != "" && fc.Protocol != ProtocolPBFT && fc.Protocol != ProtocolRaft {
-		return Config{}, fmt.Errorf("config: protocol %q: want %q or %q", fc.Protocol, ProtocolPBFT, ProtocolRaft)
-	}
-	replicas, err := fc.Decode()
-	if err != nil {
-		return Config{}, err
-	}
-	allow, err := fc.DecodeClientAllowlist()
-	if err != nil {
-		return Config{}, err
-	}
-	key, err := fc.ReadKey(home)
-	if err != nil {
-		return Config{}, err
-	}
-	var tick time.Duration
-	if fc.TickInterval != "" {
-		if tick, err = time.ParseDuration(fc.TickInterval); err != nil {
-			return Config{}, fmt.Errorf("config: tick_interval: %w", err)
-		}
-	}
+// ConfigFromHome builds the runtime's Config from a home that passed
+// config.Check (config.Load), with the runtime's defaults applied.
+func ConfigFromHome(h config.Home) (Config, error) {
 	cfg := Config{
-		ClusterID:       fc.ClusterID,
-		Index:           fc.Index,
-		Key:             key,
-		Replicas:        replicas,
-		ListenAddr:      fc.Listen,
-		MetricsAddr:     fc.MetricsListen,
-		DataDir:         resolve(home, fc.DataDir, "data"),
-		Sync:            !fc.UnsafeNoFsync,
-		ClientAllowlist: allow,
-		ClientRateLimit: fc.ClientRateLimit,
-		ClientRateBurst: fc.ClientRateBurst,
-		Protocol: protocol.Config{
-			CheckpointInterval: fc.CheckpointInterval,
-			WindowSize:         fc.WindowSize,
-			MaxBatchSize:       fc.MaxBatchSize,
-			MaxInFlight:        fc.MaxInFlight,
-			MaxPartialInFlight: fc.MaxPartialInFlight,
-			BatchDelayTicks:    fc.BatchDelayTicks,
-		},
-		Raft: raftmode.Config{
-			MaxBatchSize:     fc.MaxBatchSize,
-			SnapshotInterval: fc.RaftSnapshotInterval,
-			ElectionTicks:    fc.RaftElectionTicks,
-			HeartbeatTicks:   fc.RaftHeartbeatTicks,
-		},
-		Consensus:    fc.Protocol,
-		TickInterval: tick,
+		ClusterID:       h.File.ClusterID,
+		Index:           h.File.Index,
+		Key:             h.Key,
+		Replicas:        h.Replicas,
+		ListenAddr:      h.ListenAddr,
+		MetricsAddr:     h.File.MetricsListen,
+		DataDir:         h.DataDir,
+		Sync:            !h.File.UnsafeNoFsync,
+		ClientAllowlist: h.ClientAllowlist,
+		ClientRateLimit: h.File.ClientRateLimit,
+		ClientRateBurst: h.File.ClientRateBurst,
+		PBFT:            h.PBFT,
+		Raft:            h.Raft,
+		Consensus:       h.Consensus,
+		TickInterval:    h.TickInterval,
 	}
 	if err := cfg.applyDefaults(); err != nil {
-		return Config{}, err
+		return Config{}, fmt.Errorf("%s: %w", h.Dir, err)
 	}
 	return cfg, nil
 }
 
-// DecodeClientAllowlist decodes client_allowlist's hex public keys; nil if
-// the list is empty.
-func (fc FileConfig) DecodeClientAllowlist() ([]ed25519.PublicKey, error) {
-	var out []ed25519.PublicKey
-	for i, hexKey := range fc.ClientAllowlist {
-		pub, err := crypto.DecodePublicKey(hexKey)
-		if err != nil {
-			return nil, fmt.Errorf("config: client_allowlist[%d] %q: %w", i, hexKey, err)
-		}
-		out = append(out, pub)
-	}
-	return out, nil
-}
-
-// PassphraseEnv is the environment variable holding the passphrase of an
-// encrypted key file.
-const PassphraseEnv = "PBFTNODE_PASSPHRASE"
-
-// KeyPath returns the path of the replica's key file.
-func (fc FileConfig) KeyPath(home string) string { return resolve(home, fc.KeyFile, "key") }
-
-// ReadKey reads the replica's key file. An encrypted key's passphrase comes
-// from PBFTNODE_PASSPHRASE if it is set, else from key_passphrase_file.
-func (fc FileConfig) ReadKey(home string) (ed25519.PrivateKey, error) {
-	key, err := crypto.ReadKeyFileWithPassphrase(fc.KeyPath(home), func() ([]byte, error) {
-		if p := os.Getenv(PassphraseEnv); p != "" {
-			return []byte(p), nil
-		}
-		if fc.KeyPassphraseFile != "" {
-			return crypto.ReadPassphraseFile(resolve(home, fc.KeyPassphraseFile, ""))
-		}
-		return nil, fmt.Errorf("%w: set %s or key_passphrase_file in %s", crypto.ErrPassphraseRequired, PassphraseEnv, ConfigFileName)
-	})
+// LoadHome loads a replica's home with config.Load (home/config.json,
+// overrides applied, config.Check's rules; overrides may be nil) and
+// builds its Config. It refuses every configuration config.Check finds a
+// problem in.
+func LoadHome(home string, overrides *config.Flags) (Config, error) {
+	h, err := config.Load(home, overrides)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return Config{}, err
 	}
-	return key, nil
+	return ConfigFromHome(h)
 }

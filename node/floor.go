@@ -101,7 +101,7 @@ func (n *FloorNode) open() error {
 	for i, r := range cfg.Replicas {
 		pubs[i] = r.PublicKey
 	}
-	n.maxBatch = cfg.Protocol.MaxBatchSize
+	n.maxBatch = cfg.PBFT.MaxBatchSize
 	if n.maxBatch <= 0 {
 		n.maxBatch = protocol.DefaultMaxBatchSize
 	}

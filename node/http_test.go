@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -130,56 +129,5 @@ func TestNodeServesOperationsEndpoints(t *testing.T) {
 	}
 	if code, body := get(t, base+"/metrics"); code != 200 || !strings.Contains(body, "pbftnode_executed_sequence") {
 		t.Fatalf("/metrics = %d", code)
-	}
-}
-
-func TestLoadHomeEncryptedKey(t *testing.T) {
-	home := t.TempDir()
-	key, err := crypto.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := crypto.WriteEncryptedKeyFileParams(filepath.Join(home, "key"), key, []byte("hunter2"), crypto.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}); err != nil {
-		t.Fatal(err)
-	}
-	others := make([]ReplicaRecord, 4)
-	for i := range others {
-		pub := key.Public().(ed25519.PublicKey)
-		if i > 0 {
-			k, _ := crypto.GenerateKey(nil)
-			pub = k.Public().(ed25519.PublicKey)
-		}
-		others[i] = ReplicaRecord{Index: uint32(i), PublicKey: crypto.EncodePublicKey(pub), Address: "/ip4/127.0.0.1/tcp/1"}
-	}
-	fc := FileConfig{ClusterFile: ClusterFile{ClusterID: "c", Replicas: others}}
-	writeConfig := func() {
-		t.Helper()
-		if err := WriteJSON(filepath.Join(home, ConfigFileName), fc, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeConfig()
-
-	t.Setenv(PassphraseEnv, "")
-	if _, err := LoadHome(home); err == nil || !strings.Contains(err.Error(), PassphraseEnv) {
-		t.Fatalf("LoadHome without a passphrase: %v", err)
-	}
-	t.Setenv(PassphraseEnv, "wrong")
-	if _, err := LoadHome(home); err == nil || !strings.Contains(err.Error(), "wrong passphrase") {
-		t.Fatalf("LoadHome with a wrong passphrase: %v", err)
-	}
-	t.Setenv(PassphraseEnv, "hunter2")
-	if cfg, err := LoadHome(home); err != nil || !cfg.Key.Equal(key) {
-		t.Fatalf("LoadHome with the passphrase in the environment: %v", err)
-	}
-
-	t.Setenv(PassphraseEnv, "")
-	if err := os.WriteFile(filepath.Join(home, "pass"), []byte("hunter2\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	fc.KeyPassphraseFile = "pass"
-	writeConfig()
-	if cfg, err := LoadHome(home); err != nil || !cfg.Key.Equal(key) {
-		t.Fatalf("LoadHome with key_passphrase_file: %v", err)
 	}
 }

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet"
-	"github.com/pbftnode/pbftnode/node"
 )
 
 // BenchmarkLightLoadLatency measures one client with one operation
@@ -23,8 +23,8 @@ import (
 //	go test ./node -run '^$' -bench LightLoadLatency -benchtime 1x
 func BenchmarkLightLoadLatency(b *testing.B) {
 	for range b.N {
-		pbft := lightLoadP50(b, node.ProtocolPBFT, 4)
-		raft := lightLoadP50(b, node.ProtocolRaft, 3)
+		pbft := lightLoadP50(b, config.ConsensusPBFT, 4)
+		raft := lightLoadP50(b, config.ConsensusRaft, 3)
 		b.ReportMetric(float64(pbft.Microseconds())/1000, "pbft-p50-ms")
 		b.ReportMetric(float64(raft.Microseconds())/1000, "raft-p50-ms")
 		b.ReportMetric(float64(pbft)/float64(raft), "p50-ratio")

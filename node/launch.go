@@ -4,12 +4,8 @@ import (
 	"fmt"
 
 	"github.com/multiformats/go-multiaddr"
-)
 
-// The protocols a cluster can run.
-const (
-	ProtocolPBFT = "pbft"
-	ProtocolRaft = "raft"
+	"github.com/pbftnode/pbftnode/config"
 )
 
 // Runner is a running replica of either protocol: *Node (PBFT) or
@@ -25,13 +21,13 @@ type Runner interface {
 // Launch starts the runtime cfg.Consensus names.
 func Launch(cfg Config) (Runner, error) {
 	switch cfg.Consensus {
-	case "", ProtocolPBFT:
+	case "", config.ConsensusPBFT:
 		n, err := Start(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return n, nil
-	case ProtocolRaft:
+	case config.ConsensusRaft:
 		if cfg.Filter != nil {
 			return nil, fmt.Errorf("node: fault injection (Byzantine filters) applies to PBFT only")
 		}

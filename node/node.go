@@ -122,7 +122,7 @@ func (n *Node) open() error {
 		pubs[i] = r.PublicKey
 	}
 	n.pool = crypto.NewPool(cfg.ClusterID, cfg.VerifyWorkers)
-	pcfg := cfg.Protocol
+	pcfg := cfg.PBFT
 	pcfg.ID, pcfg.N, pcfg.Logger = cfg.Index, len(cfg.Replicas), n.log
 	n.signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
 	pcfg.Signer = n.signer

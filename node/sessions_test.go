@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet"
-	"github.com/pbftnode/pbftnode/node"
 )
 
 // sharedKeyClients starts a cluster and two clients that sign with one key,
@@ -57,7 +57,7 @@ func putAll(ctx context.Context, c *client.Client, name string, n int) error {
 // own sessions each get all their requests executed and answered, though
 // their request numbers are far apart and their replies go to one peer ID.
 func TestClientsSharingAKeyBothProgress(t *testing.T) {
-	for _, consensus := range []string{node.ProtocolPBFT, node.ProtocolRaft} {
+	for _, consensus := range []string{config.ConsensusPBFT, config.ConsensusRaft} {
 		t.Run(consensus, func(t *testing.T) {
 			cs := sharedKeyClients(t, consensus, [2][]byte{nil, nil})
 			if string(cs[0].ID()) == string(cs[1].ID()) {
@@ -86,7 +86,7 @@ func TestClientsSharingAKeyBothProgress(t *testing.T) {
 // lower-numbered client's requests are too old once the other's ran, and
 // are never answered.
 func TestClientsSharingAKeyAndSessionCollide(t *testing.T) {
-	cs := sharedKeyClients(t, node.ProtocolPBFT, [2][]byte{{}, {}})
+	cs := sharedKeyClients(t, config.ConsensusPBFT, [2][]byte{{}, {}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := putAll(ctx, cs[1], "late", 1); err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/node"
@@ -136,8 +137,8 @@ func openClient(dir string) (*client.Client, error) { return openClientWith(dir,
 // openClientWith is openClient with edit (if not nil) applied to the
 // client's configuration before it starts.
 func openClientWith(dir string, edit func(*client.Config)) (*client.Client, error) {
-	var cf node.ClientFile
-	if err := node.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
+	var cf config.ClientFile
+	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
 		return nil, err
 	}
 	replicas, err := cf.Decode()
@@ -155,7 +156,7 @@ func openClientWith(dir string, edit func(*client.Config)) (*client.Client, erro
 		}
 	}
 	quorum := 0 // f+1 matching replies
-	if cf.Protocol == node.ProtocolRaft {
+	if cf.Consensus == config.ConsensusRaft {
 		quorum = 1 // crash faults only: any replica's reply is correct
 	}
 	cfg := client.Config{ClusterID: cf.ClusterID, Key: key, Replicas: members, ReplyQuorum: quorum, RetransmitTimeout: 500 * time.Millisecond}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pbftnode/pbftnode/byzantine"
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet"
 	"github.com/pbftnode/pbftnode/node"
@@ -31,7 +32,7 @@ type demoFaults struct {
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	proto := fs.String("protocol", node.ProtocolPBFT, "consensus protocol: pbft (n = 3f+1) or raft (n = 2f+1, crash faults only)")
+	proto := fs.String("protocol", config.ConsensusPBFT, "consensus protocol: pbft (n = 3f+1) or raft (n = 2f+1, crash faults only)")
 	replicas := fs.Int("replicas", 0, "number of replicas (default 4 for PBFT, 3 for Raft)")
 	clients := fs.Int("clients", 4, "number of clients")
 	workers := fs.Int("workers", 8, "concurrent operations per client")
@@ -45,9 +46,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	raft := *proto == node.ProtocolRaft
+	raft := *proto == config.ConsensusRaft
 	switch {
-	case *proto != node.ProtocolPBFT && !raft:
+	case *proto != config.ConsensusPBFT && !raft:
 		return fmt.Errorf("%w: --protocol %q: want pbft or raft", errUsage, *proto)
 	case raft && *strategy != "":
 		return fmt.Errorf("%w: --byzantine applies to PBFT only (the Raft mode tolerates crash faults only)", errUsage)

@@ -7,14 +7,14 @@ import (
 	"io"
 	"os"
 
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
-	"github.com/pbftnode/pbftnode/node"
 )
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
 	out := fs.String("out", "", "file to write the new private key to, mode 0600; never overwritten (required)")
-	encrypt := fs.Bool("encrypt", false, "encrypt the key file with a passphrase (argon2id + chacha20poly1305), from $"+node.PassphraseEnv+" or --passphrase-file")
+	encrypt := fs.Bool("encrypt", false, "encrypt the key file with a passphrase (argon2id + chacha20poly1305), from $"+config.PassphraseEnv+" or --passphrase-file")
 	passFile := fs.String("passphrase-file", "", "with --encrypt: read the passphrase from this file (mode 0600; one trailing newline is dropped)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -63,8 +63,8 @@ func keygenPassphrase(file string) ([]byte, error) {
 	if file != "" {
 		return crypto.ReadPassphraseFile(file)
 	}
-	if p := os.Getenv(node.PassphraseEnv); p != "" {
+	if p := os.Getenv(config.PassphraseEnv); p != "" {
 		return []byte(p), nil
 	}
-	return nil, fmt.Errorf("%w: --encrypt needs a passphrase: set %s or pass --passphrase-file", errUsage, node.PassphraseEnv)
+	return nil, fmt.Errorf("%w: --encrypt needs a passphrase: set %s or pass --passphrase-file", errUsage, config.PassphraseEnv)
 }

@@ -81,7 +81,7 @@ func startReplicas(dir string) ([]*node.Node, error) {
 	var nodes []*node.Node
 	for i := range 4 {
 		home := filepath.Join(dir, fmt.Sprintf("node%d", i))
-		cfg, err := node.LoadHome(home)
+		cfg, err := node.LoadHome(home, nil)
 		if err != nil {
 			return nodes, err
 		}
@@ -249,14 +249,14 @@ func TestTestnetKeyFilesArePrivate(t *testing.T) {
 	}
 
 	home := filepath.Join(dir, "node0")
-	if _, err := node.LoadHome(home); err != nil {
+	if _, err := node.LoadHome(home, nil); err != nil {
 		t.Fatalf("LoadHome of a fresh testnet: %v", err)
 	}
 	keyFile := filepath.Join(home, "key")
 	if err := os.Chmod(keyFile, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := node.LoadHome(home)
+	_, err := node.LoadHome(home, nil)
 	if err == nil {
 		t.Fatal("LoadHome accepted a key file with mode 0644")
 	}
@@ -289,7 +289,7 @@ func TestTestnetRewritesDirectory(t *testing.T) {
 	if bytes.Equal(first, second) {
 		t.Fatal("a second testnet into the same directory kept the old key")
 	}
-	if _, err := node.LoadHome(filepath.Join(dir, "node1")); err != nil {
+	if _, err := node.LoadHome(filepath.Join(dir, "node1"), nil); err != nil {
 		t.Fatalf("LoadHome after rewriting: %v", err)
 	}
 }

@@ -30,8 +30,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
-	"github.com/pbftnode/pbftnode/node"
 )
 
 const (
@@ -280,20 +280,20 @@ func writeNetnsTestnet(t *testing.T, n *netnsNet, bin string) *netnsCluster {
 	if err != nil {
 		t.Fatalf("pbftnode testnet: %v\n%s", err, out)
 	}
-	readdress := func(cf *node.ClusterFile) {
+	readdress := func(cf *config.ClusterFile) {
 		for i := range cf.Replicas {
 			cf.Replicas[i].Address = fmt.Sprintf("/ip4/%s/tcp/%d", n.ip(i), netnsPort)
 		}
 	}
 	for i := range procReplicas {
-		path := filepath.Join(c.home(i), node.ConfigFileName)
-		var fc node.FileConfig
-		if err := node.ReadJSON(path, &fc); err != nil {
+		path := filepath.Join(c.home(i), config.FileName)
+		var fc config.FileConfig
+		if err := config.ReadJSON(path, &fc); err != nil {
 			t.Fatal(err)
 		}
 		readdress(&fc.ClusterFile)
 		fc.MetricsListen = c.metricsAddr(i)
-		if err := node.WriteJSON(path, fc, 0o644); err != nil {
+		if err := config.WriteJSON(path, fc, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if out, err := exec.Command(bin, "config", "validate", "--home", c.home(i)).CombinedOutput(); err != nil {
@@ -301,12 +301,12 @@ func writeNetnsTestnet(t *testing.T, n *netnsNet, bin string) *netnsCluster {
 		}
 	}
 	path := filepath.Join(c.dir, "client.json")
-	var cf node.ClientFile
-	if err := node.ReadJSON(path, &cf); err != nil {
+	var cf config.ClientFile
+	if err := config.ReadJSON(path, &cf); err != nil {
 		t.Fatal(err)
 	}
 	readdress(&cf.ClusterFile)
-	if err := node.WriteJSON(path, cf, 0o644); err != nil {
+	if err := config.WriteJSON(path, cf, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.stopAll)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/node"
 )
@@ -42,7 +43,7 @@ func pubHex(key ed25519.PrivateKey) string {
 
 func TestKeygen(t *testing.T) {
 	dir := t.TempDir()
-	t.Setenv(node.PassphraseEnv, "")
+	t.Setenv(config.PassphraseEnv, "")
 
 	plain := filepath.Join(dir, "plain.key")
 	pub := keygenOK(t, "--out", plain)
@@ -59,7 +60,7 @@ func TestKeygen(t *testing.T) {
 	if code, _, _ := cli(t, "keygen"); code != 2 {
 		t.Fatalf("keygen without --out: exit %d, want 2", code)
 	}
-	if code, _, stderr := cli(t, "keygen", "--out", filepath.Join(dir, "x.key"), "--encrypt"); code != 2 || !strings.Contains(stderr, node.PassphraseEnv) {
+	if code, _, stderr := cli(t, "keygen", "--out", filepath.Join(dir, "x.key"), "--encrypt"); code != 2 || !strings.Contains(stderr, config.PassphraseEnv) {
 		t.Fatalf("keygen --encrypt without a passphrase: exit %d: %s", code, stderr)
 	}
 
@@ -83,7 +84,7 @@ func TestKeygen(t *testing.T) {
 	}
 
 	// Passphrase from the environment.
-	t.Setenv(node.PassphraseEnv, "env secret")
+	t.Setenv(config.PassphraseEnv, "env secret")
 	enc2 := filepath.Join(dir, "enc2.key")
 	pub = keygenOK(t, "--out", enc2, "--encrypt")
 	key, err = crypto.ReadKeyFileWithPassphrase(enc2, func() ([]byte, error) { return []byte("env secret"), nil })
@@ -95,21 +96,21 @@ func TestKeygen(t *testing.T) {
 // cheapKDF keeps tests that write encrypted keys directly fast.
 var cheapKDF = crypto.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
 
-func editConfig(t *testing.T, home string, edit func(fc *node.FileConfig)) {
+func editConfig(t *testing.T, home string, edit func(fc *config.FileConfig)) {
 	t.Helper()
-	path := filepath.Join(home, node.ConfigFileName)
-	var fc node.FileConfig
-	if err := node.ReadJSON(path, &fc); err != nil {
+	path := filepath.Join(home, config.FileName)
+	var fc config.FileConfig
+	if err := config.ReadJSON(path, &fc); err != nil {
 		t.Fatal(err)
 	}
 	edit(&fc)
-	if err := node.WriteJSON(path, fc, 0o644); err != nil {
+	if err := config.WriteJSON(path, fc, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestConfigValidate(t *testing.T) {
-	t.Setenv(node.PassphraseEnv, "")
+	t.Setenv(config.PassphraseEnv, "")
 	dir := t.TempDir()
 	writeTestnet(t, dir, 27600)
 	home := func(i int) string { return filepath.Join(dir, "node"+string(rune('0'+i))) }
@@ -120,7 +121,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 
 	// Many problems at once, all listed.
-	editConfig(t, home(1), func(fc *node.FileConfig) {
+	editConfig(t, home(1), func(fc *config.FileConfig) {
 		fc.Replicas[2].PublicKey = fc.Replicas[3].PublicKey
 		fc.Replicas[3].Address = "/ip4/not-an-ip/tcp/1"
 		fc.Replicas[0].Address = fc.Replicas[2].Address
@@ -146,7 +147,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 
 	// The key does not match the replica's public key.
-	editConfig(t, home(2), func(fc *node.FileConfig) {
+	editConfig(t, home(2), func(fc *config.FileConfig) {
 		fc.Replicas[2].PublicKey, fc.Replicas[3].PublicKey = fc.Replicas[3].PublicKey, fc.Replicas[2].PublicKey
 	})
 	if code, stdout, _ = cli(t, "config", "validate", "--home", home(2)); code != 1 || !strings.Contains(stdout, "but replica 2's public_key is") {
@@ -167,26 +168,26 @@ func TestConfigValidate(t *testing.T) {
 	if err := crypto.WriteEncryptedKeyFileParams(keyPath, key, []byte("s3cret"), cheapKDF); err != nil {
 		t.Fatal(err)
 	}
-	if code, stdout, _ = cli(t, "config", "validate", "--home", home(3)); code != 1 || !strings.Contains(stdout, node.PassphraseEnv) {
+	if code, stdout, _ = cli(t, "config", "validate", "--home", home(3)); code != 1 || !strings.Contains(stdout, config.PassphraseEnv) {
 		t.Fatalf("validate an encrypted key without a passphrase: exit %d\n%s", code, stdout)
 	}
-	t.Setenv(node.PassphraseEnv, "wrong")
+	t.Setenv(config.PassphraseEnv, "wrong")
 	if code, stdout, _ = cli(t, "config", "validate", "--home", home(3)); code != 1 || !strings.Contains(stdout, "wrong passphrase or corrupted key file") {
 		t.Fatalf("validate an encrypted key with a wrong passphrase: exit %d\n%s", code, stdout)
 	}
-	t.Setenv(node.PassphraseEnv, "s3cret")
+	t.Setenv(config.PassphraseEnv, "s3cret")
 	if code, stdout, _ = cli(t, "config", "validate", "--home", home(3)); code != 0 || !strings.Contains(stdout, "(encrypted)") {
 		t.Fatalf("validate an encrypted key with the passphrase: exit %d\n%s", code, stdout)
 	}
-	t.Setenv(node.PassphraseEnv, "")
+	t.Setenv(config.PassphraseEnv, "")
 	if err := os.WriteFile(filepath.Join(home(3), "passphrase"), []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	editConfig(t, home(3), func(fc *node.FileConfig) { fc.KeyPassphraseFile = "passphrase" })
+	editConfig(t, home(3), func(fc *config.FileConfig) { fc.KeyPassphraseFile = "passphrase" })
 	if code, stdout, _ = cli(t, "config", "validate", "--home", home(3)); code != 0 {
 		t.Fatalf("validate with key_passphrase_file: exit %d\n%s", code, stdout)
 	}
-	cfg, err := node.LoadHome(home(3))
+	cfg, err := node.LoadHome(home(3), nil)
 	if err != nil || !cfg.Key.Equal(key) {
 		t.Fatalf("LoadHome with key_passphrase_file: %v", err)
 	}
@@ -211,12 +212,12 @@ func TestStatusWhenReplicaDown(t *testing.T) {
 	addr := l.Addr().String()
 	_ = l.Close()
 	home := filepath.Join(dir, "node0")
-	editConfig(t, home, func(fc *node.FileConfig) { fc.MetricsListen = addr })
+	editConfig(t, home, func(fc *config.FileConfig) { fc.MetricsListen = addr })
 	code, _, stderr := cli(t, "status", "--home", home)
 	if code != 1 || !strings.Contains(stderr, "does not answer") || !strings.Contains(stderr, addr) {
 		t.Fatalf("status of a stopped replica: exit %d: %s", code, stderr)
 	}
-	editConfig(t, home, func(fc *node.FileConfig) { fc.MetricsListen = "" })
+	editConfig(t, home, func(fc *config.FileConfig) { fc.MetricsListen = "" })
 	if code, _, stderr := cli(t, "status", "--home", home); code != 1 || !strings.Contains(stderr, "metrics_listen is not set") {
 		t.Fatalf("status without metrics_listen: exit %d: %s", code, stderr)
 	}
@@ -260,8 +261,8 @@ func TestStatusAndReadinessOnTestnet(t *testing.T) {
 		if !r.Ready || !r.ViewActive {
 			t.Fatalf("replica %d executed but is not ready: %+v", i, r)
 		}
-		var fc node.FileConfig
-		if err := node.ReadJSON(filepath.Join(home, node.ConfigFileName), &fc); err != nil {
+		var fc config.FileConfig
+		if err := config.ReadJSON(filepath.Join(home, config.FileName), &fc); err != nil {
 			t.Fatal(err)
 		}
 		resp, err := http.Get("http://" + fc.MetricsListen + "/readyz")
@@ -279,7 +280,7 @@ func TestStatusAndReadinessOnTestnet(t *testing.T) {
 }
 
 // TestOperationsDocListsEveryConfigField keeps docs/operations.md's
-// config.json table in step with node.FileConfig.
+// config.json table in step with config.FileConfig.
 func TestOperationsDocListsEveryConfigField(t *testing.T) {
 	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
 	if err != nil {
@@ -305,5 +306,5 @@ func TestOperationsDocListsEveryConfigField(t *testing.T) {
 			}
 		}
 	}
-	fields(reflect.TypeFor[node.FileConfig](), "")
+	fields(reflect.TypeFor[config.FileConfig](), "")
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/node"
@@ -106,7 +107,7 @@ type replicaProc struct {
 // commits an operation.
 func startProcCluster(t *testing.T) *procCluster {
 	t.Helper()
-	return startProcClusterOf(t, node.ProtocolPBFT, procReplicas)
+	return startProcClusterOf(t, config.ConsensusPBFT, procReplicas)
 }
 
 // startProcClusterOf is startProcCluster for n replicas of protocol,
@@ -336,8 +337,8 @@ func tail(path string, n int) string {
 // compares all four replicas' states for that key.
 func (c *procCluster) readerClient() *client.Client {
 	c.t.Helper()
-	var cf node.ClientFile
-	if err := node.ReadJSON(filepath.Join(c.dir, "client.json"), &cf); err != nil {
+	var cf config.ClientFile
+	if err := config.ReadJSON(filepath.Join(c.dir, "client.json"), &cf); err != nil {
 		c.t.Fatal(err)
 	}
 	replicas, err := cf.Decode()

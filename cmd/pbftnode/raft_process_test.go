@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/node"
 )
 
@@ -52,7 +53,7 @@ func (c *procCluster) raftLeader(not int, timeout time.Duration) int {
 // up from a snapshot; every acknowledged write is still there and all
 // replicas hold the same state.
 func TestProcessRaftLeaderKilledUnderLoadAndWipedReplicaRejoins(t *testing.T) {
-	c := startProcClusterOf(t, node.ProtocolRaft, 3, "--raft-snapshot-interval", "32")
+	c := startProcClusterOf(t, config.ConsensusRaft, 3, "--raft-snapshot-interval", "32")
 	load, err := openClient(c.dir)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/pbftnode/pbftnode/byzantine"
+	"github.com/pbftnode/pbftnode/config"
 
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/protocol"
@@ -24,7 +25,7 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	strategy := fs.String("byzantine", "", "FAULT INJECTION: make this replica misbehave on purpose ("+strings.Join(byzantine.Strategies, ", ")+"); for testing only")
 	rate := fs.Float64("byzantine-rate", byzantine.DefaultRate, "FAULT INJECTION: the flood strategies' rate, frames per second to all other replicas together")
 	toggle := fs.Bool("byzantine-toggle", false, "FAULT INJECTION: start the --byzantine strategy inactive; SIGUSR1 activates it, SIGUSR2 deactivates it")
-	settings := node.RegisterConfigFlags(fs) // one flag per config.json setting, e.g. --unsafe-no-fsync
+	settings := config.RegisterFlags(fs) // one flag per config.json setting, e.g. --unsafe-no-fsync
 	logs := addLogFlags(fs, "info")
 	floor := fs.Bool("benchmark-floor", false, "BENCHMARK ONLY: instead of PBFT, verify and answer requests without ordering, persisting or executing them (the transport-and-signature floor that bench --protocol floor measures); gives no guarantee")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the replica's whole run to this file (for go tool pprof)")
@@ -41,15 +42,15 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := node.LoadHomeWith(*home, settings)
+	cfg, err := node.LoadHome(*home, settings)
 	if err != nil {
 		return err
 	}
 	cfg.Logger = logger
-	if *strategy != "" && cfg.Consensus == node.ProtocolRaft {
+	if *strategy != "" && cfg.Consensus == config.ConsensusRaft {
 		return fmt.Errorf("%w: --byzantine applies to PBFT only (the Raft mode tolerates crash faults only)", errUsage)
 	}
-	if *floor && (cfg.Consensus == node.ProtocolRaft || *strategy != "") {
+	if *floor && (cfg.Consensus == config.ConsensusRaft || *strategy != "") {
 		return fmt.Errorf("%w: --benchmark-floor runs on a PBFT configuration, without --byzantine", errUsage)
 	}
 	var byz *byzantine.Filter
@@ -99,7 +100,7 @@ func runReplica(args []string, _, stderr io.Writer) error {
 
 func protocolName(consensus string) string {
 	if consensus == "" {
-		return node.ProtocolPBFT
+		return config.ConsensusPBFT
 	}
 	return consensus
 }
@@ -124,7 +125,7 @@ func newByzantine(cfg node.Config, strategy string, rate float64, toggle bool) (
 	if tick <= 0 {
 		tick = node.DefaultTickInterval
 	}
-	timeout := cfg.Protocol.ViewChangeTimeoutTicks
+	timeout := cfg.PBFT.ViewChangeTimeoutTicks
 	if timeout <= 0 {
 		timeout = protocol.DefaultViewChangeTimeoutTicks
 	}

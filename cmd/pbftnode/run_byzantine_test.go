@@ -35,7 +35,7 @@ func TestRunByzantineFlagErrors(t *testing.T) {
 func TestRunByzantineRateAndDelay(t *testing.T) {
 	seed := sha256.Sum256([]byte("run-byzantine"))
 	cfg := node.Config{Index: 1, Key: ed25519.NewKeyFromSeed(seed[:]), ClusterID: "c", Replicas: make([]node.Replica, 4)}
-	cfg.Protocol.ViewChangeTimeoutTicks = 200
+	cfg.PBFT.ViewChangeTimeoutTicks = 200
 	f, err := newByzantine(cfg, byzantine.StrategyBadSignatureFlood, 500, true)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/node"
 )
 
@@ -24,12 +25,12 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if *home == "" {
 		return fmt.Errorf("%w: --home is required", errUsage)
 	}
-	var fc node.FileConfig
-	if err := node.ReadJSON(filepath.Join(*home, node.ConfigFileName), &fc); err != nil {
+	var fc config.FileConfig
+	if err := config.ReadJSON(filepath.Join(*home, config.FileName), &fc); err != nil {
 		return err
 	}
 	if fc.MetricsListen == "" {
-		return fmt.Errorf("metrics_listen is not set in %s: the replica serves no status endpoint", filepath.Join(*home, node.ConfigFileName))
+		return fmt.Errorf("metrics_listen is not set in %s: the replica serves no status endpoint", filepath.Join(*home, config.FileName))
 	}
 	addr, err := dialableAddr(fc.MetricsListen)
 	if err != nil {

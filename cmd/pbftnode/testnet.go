@@ -10,8 +10,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
-	"github.com/pbftnode/pbftnode/node"
 )
 
 // DefaultBasePort is where testnet replicas listen: replica i on P+i,
@@ -33,19 +33,19 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	switch {
 	case *dir == "":
 		return fmt.Errorf("%w: --dir is required", errUsage)
-	case *proto != node.ProtocolPBFT && *proto != node.ProtocolRaft:
+	case *proto != config.ConsensusPBFT && *proto != config.ConsensusRaft:
 		return fmt.Errorf("%w: --protocol %q: want pbft or raft", errUsage, *proto)
 	}
 	if *replicas == 0 {
 		*replicas = 4
-		if *proto == node.ProtocolRaft {
+		if *proto == config.ConsensusRaft {
 			*replicas = 3
 		}
 	}
 	switch {
 	case *replicas > 100:
 		return fmt.Errorf("%w: at most 100 replicas (replica ports P..P+99, metrics ports P+100..)", errUsage)
-	case *proto == node.ProtocolPBFT && *replicas < 4:
+	case *proto == config.ConsensusPBFT && *replicas < 4:
 		return fmt.Errorf("%w: PBFT needs at least 4 replicas (n = 3f+1), got %d", errUsage, *replicas)
 	case *replicas < 1:
 		return fmt.Errorf("%w: --replicas %d", errUsage, *replicas)
@@ -59,7 +59,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	if _, err := rand.Read(idBytes[:]); err != nil {
 		return err
 	}
-	cluster := node.ClusterFile{ClusterID: "testnet-" + hex.EncodeToString(idBytes[:]), Protocol: *proto}
+	cluster := config.ClusterFile{ClusterID: "testnet-" + hex.EncodeToString(idBytes[:]), Consensus: *proto}
 	keys := make([]ed25519.PrivateKey, *replicas)
 	for i := range keys {
 		key, err := crypto.GenerateKey(nil)
@@ -67,7 +67,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		keys[i] = key
-		cluster.Replicas = append(cluster.Replicas, node.ReplicaRecord{
+		cluster.Replicas = append(cluster.Replicas, config.ReplicaRecord{
 			Index:     uint32(i),
 			PublicKey: crypto.EncodePublicKey(key.Public().(ed25519.PublicKey)),
 			Address:   fmt.Sprintf("/ip4/%s/tcp/%d", *host, *basePort+i),
@@ -81,7 +81,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 		if err := writeKey(filepath.Join(home, "key"), key); err != nil {
 			return err
 		}
-		fc := node.FileConfig{
+		fc := config.FileConfig{
 			ClusterFile:   cluster,
 			Index:         uint32(i),
 			KeyFile:       "key",
@@ -89,10 +89,10 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 			MetricsListen: fmt.Sprintf("%s:%d", *host, *basePort+100+i),
 			UnsafeNoFsync: *noFsync,
 		}
-		if *proto == node.ProtocolRaft {
+		if *proto == config.ConsensusRaft {
 			fc.RaftSnapshotInterval = *snapshotInterval
 		}
-		if err := node.WriteJSON(filepath.Join(home, node.ConfigFileName), fc, 0o644); err != nil {
+		if err := config.WriteJSON(filepath.Join(home, config.FileName), fc, 0o644); err != nil {
 			return err
 		}
 	}
@@ -103,7 +103,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	if err := writeKey(filepath.Join(*dir, "client.key"), clientKey); err != nil {
 		return err
 	}
-	if err := node.WriteJSON(filepath.Join(*dir, "client.json"), node.ClientFile{ClusterFile: cluster, KeyFile: "client.key"}, 0o644); err != nil {
+	if err := config.WriteJSON(filepath.Join(*dir, "client.json"), config.ClientFile{ClusterFile: cluster, KeyFile: "client.key"}, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote a %d-replica %s testnet (cluster %s) to %s\n", *replicas, *proto, cluster.ClusterID, *dir)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/node"
@@ -45,8 +46,8 @@ const (
 // quorum replicas sent the same one.
 func vcFreshClient(t *testing.T, dir string, quorum int) *client.Client {
 	t.Helper()
-	var cf node.ClientFile
-	if err := node.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
+	var cf config.ClientFile
+	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
 		t.Fatal(err)
 	}
 	replicas, err := cf.Decode()

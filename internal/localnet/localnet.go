@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
@@ -31,7 +32,7 @@ type Options struct {
 	NoSync bool
 	// Protocol tunes every replica's core.
 	Protocol protocol.Config
-	// Consensus is node.ProtocolPBFT (the default) or node.ProtocolRaft;
+	// Consensus is config.ConsensusPBFT (the default) or config.ConsensusRaft;
 	// Raft tunes the Raft mode's cores.
 	Consensus string
 	Raft      raftmode.Config
@@ -82,7 +83,7 @@ func Start(opts Options) (*Net, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Floor && opts.Consensus != "" && opts.Consensus != node.ProtocolPBFT {
+	if opts.Floor && opts.Consensus != "" && opts.Consensus != config.ConsensusPBFT {
 		return nil, fmt.Errorf("localnet: a floor cluster runs on a PBFT configuration, not %q", opts.Consensus)
 	}
 	net := &Net{ClusterID: fmt.Sprintf("localnet-%d", time.Now().UnixNano()), dir: opts.Dir, rand: opts.Rand, logger: opts.Logger, floor: opts.Floor}
@@ -119,7 +120,7 @@ func Start(opts Options) (*Net, error) {
 		net.configs = append(net.configs, node.Config{
 			ClusterID: net.ClusterID, Index: uint32(i), Key: key, Replicas: net.Replicas,
 			DataDir: filepath.Join(net.dir, fmt.Sprintf("node%d", i)), Sync: !opts.NoSync,
-			Protocol: opts.Protocol, Filter: filter, Logger: opts.Logger, TickInterval: opts.TickInterval,
+			PBFT: opts.Protocol, Filter: filter, Logger: opts.Logger, TickInterval: opts.TickInterval,
 			Consensus: opts.Consensus, Raft: opts.Raft,
 		})
 		if opts.Metrics {
@@ -139,7 +140,7 @@ func Start(opts Options) (*Net, error) {
 }
 
 // IsRaft reports whether the cluster runs the Raft mode.
-func (n *Net) IsRaft() bool { return n.configs[0].Consensus == node.ProtocolRaft }
+func (n *Net) IsRaft() bool { return n.configs[0].Consensus == config.ConsensusRaft }
 
 // StartReplica starts replica i (again).
 func (n *Net) StartReplica(i int) error {

@@ -1,4 +1,4 @@
-package node
+package config
 
 import (
 	"flag"
@@ -8,12 +8,12 @@ import (
 	"strings"
 )
 
-// ConfigFlags registers one command-line flag per replica setting of
+// Flags registers one command-line flag per replica setting of
 // FileConfig (every json field but the cluster-wide ones: cluster_id,
 // protocol, replicas), named after its json key with dashes
 // (metrics_listen -> --metrics-listen). A flag that is set overrides the
 // configuration file; Apply writes the set ones into a FileConfig.
-type ConfigFlags struct {
+type Flags struct {
 	set map[string]*fieldFlag
 }
 
@@ -41,9 +41,9 @@ func (f *fieldFlag) IsBoolFlag() bool { return f.kind.Kind() == reflect.Bool }
 // clusterWide are settings every replica must share; they stay in the file.
 var clusterWide = map[string]bool{"cluster_id": true, "protocol": true, "replicas": true}
 
-// RegisterConfigFlags adds the setting flags to fs.
-func RegisterConfigFlags(fs *flag.FlagSet) *ConfigFlags {
-	cf := &ConfigFlags{set: make(map[string]*fieldFlag)}
+// RegisterFlags adds the setting flags to fs.
+func RegisterFlags(fs *flag.FlagSet) *Flags {
+	cf := &Flags{set: make(map[string]*fieldFlag)}
 	t := reflect.TypeFor[FileConfig]()
 	for _, field := range reflect.VisibleFields(t) {
 		name, ok := jsonName(field)
@@ -58,7 +58,7 @@ func RegisterConfigFlags(fs *flag.FlagSet) *ConfigFlags {
 }
 
 // Names returns the json names of the settings that have a flag.
-func (cf *ConfigFlags) Names() []string {
+func (cf *Flags) Names() []string {
 	names := make([]string, 0, len(cf.set))
 	for n := range cf.set {
 		names = append(names, n)
@@ -67,7 +67,7 @@ func (cf *ConfigFlags) Names() []string {
 }
 
 // Apply writes the flags that were set into fc.
-func (cf *ConfigFlags) Apply(fc *FileConfig) error {
+func (cf *Flags) Apply(fc *FileConfig) error {
 	v := reflect.ValueOf(fc).Elem()
 	for name, f := range cf.set {
 		if !f.isSet {

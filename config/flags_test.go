@@ -1,4 +1,4 @@
-package node
+package config
 
 import (
 	"flag"
@@ -11,7 +11,7 @@ import (
 func TestEveryReplicaSettingHasAFlagThatOverridesTheFile(t *testing.T) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	flags := RegisterConfigFlags(fs)
+	flags := RegisterFlags(fs)
 	var want []string
 	for _, f := range reflect.VisibleFields(reflect.TypeFor[FileConfig]()) {
 		if name, ok := jsonName(f); ok && !clusterWide[name] {

@@ -1,0 +1,174 @@
+package config
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/pbftnode/pbftnode/crypto"
+)
+
+// FileName is the replica configuration file inside its home directory.
+const FileName = "config.json"
+
+// PassphraseEnv is the environment variable holding the passphrase of an
+// encrypted key file.
+const PassphraseEnv = "PBFTNODE_PASSPHRASE"
+
+// The consensus protocols a cluster can run (ClusterFile.Consensus).
+const (
+	// ConsensusPBFT is PBFT: n = 3f+1 replicas tolerate f Byzantine faults.
+	ConsensusPBFT = "pbft"
+	// ConsensusRaft is the Raft mode: n = 2f+1 replicas tolerate f crash
+	// faults.
+	ConsensusRaft = "raft"
+)
+
+// Defaults for the empty file settings, relative to the home directory.
+const (
+	DefaultKeyFile       = "key"
+	DefaultDataDir       = "data"
+	DefaultClientKeyFile = "client.key"
+)
+
+// ClusterFile lists the replicas of a cluster: what every replica and
+// client must agree on.
+type ClusterFile struct {
+	// ClusterID is mixed into every signature, so nothing signed for one
+	// cluster is valid in another.
+	ClusterID string `json:"cluster_id"`
+	// Consensus is ConsensusPBFT (or "", the default) or ConsensusRaft.
+	// Its JSON key is "protocol", as existing files spell it.
+	Consensus string          `json:"protocol,omitempty"`
+	Replicas  []ReplicaRecord `json:"replicas"`
+}
+
+// ReplicaRecord is one replica in a ClusterFile.
+type ReplicaRecord struct {
+	Index uint32 `json:"index"`
+	// PublicKey is the replica's Ed25519 public key in hex; its libp2p
+	// peer ID derives from it.
+	PublicKey string `json:"public_key"`
+	// Address is the replica's libp2p multiaddr, e.g. /ip4/10.0.0.1/tcp/26600.
+	Address string `json:"address"`
+}
+
+// FileConfig is a replica's configuration file (home/config.json).
+// Relative paths are relative to the home directory.
+type FileConfig struct {
+	ClusterFile
+	// Index is this replica's index in Replicas.
+	Index uint32 `json:"index"`
+	// KeyFile holds this replica's private key (default "key").
+	KeyFile string `json:"key_file,omitempty"`
+	// KeyPassphraseFile holds the passphrase of an encrypted key file (a
+	// file of mode 0600 or stricter); the environment variable
+	// PBFTNODE_PASSPHRASE takes precedence over it. Unused for a plain key.
+	KeyPassphraseFile string `json:"key_passphrase_file,omitempty"`
+	// DataDir holds the database (default "data").
+	DataDir string `json:"data_dir,omitempty"`
+	// Listen overrides the listen multiaddr (default: this replica's
+	// Address, e.g. to listen on 0.0.0.0 behind NAT).
+	Listen string `json:"listen,omitempty"`
+	// MetricsListen is host:port for /metrics ("" disables it).
+	MetricsListen string `json:"metrics_listen,omitempty"`
+	// ClientAllowlist, when not empty, lists the hex Ed25519 public keys
+	// of the only clients allowed to connect; empty lets any client in.
+	ClientAllowlist []string `json:"client_allowlist,omitempty"`
+	// ClientRateLimit bounds each client's requests per second (0: no
+	// limit); ClientRateBurst is the burst allowed above it.
+	ClientRateLimit float64 `json:"client_rate_limit,omitempty"`
+	ClientRateBurst int     `json:"client_rate_burst,omitempty"`
+	// UnsafeNoFsync turns fsync off: for benchmarks only.
+	UnsafeNoFsync bool `json:"unsafe_no_fsync,omitempty"`
+	// PBFT tuning; zero values take the defaults.
+	CheckpointInterval uint64 `json:"checkpoint_interval,omitempty"`
+	WindowSize         uint64 `json:"window_size,omitempty"`
+	MaxBatchSize       int    `json:"max_batch_size,omitempty"`
+	MaxInFlight        int    `json:"max_in_flight,omitempty"`
+	MaxPartialInFlight int    `json:"max_partial_in_flight,omitempty"`
+	BatchDelayTicks    int    `json:"batch_delay_ticks,omitempty"`
+	// TickInterval is a Go duration, e.g. "10ms".
+	TickInterval string `json:"tick_interval,omitempty"`
+	// Raft mode tuning (zero: the raftmode defaults). The snapshot
+	// interval is in log entries; election and heartbeat are in ticks.
+	RaftSnapshotInterval uint64 `json:"raft_snapshot_interval,omitempty"`
+	RaftElectionTicks    int    `json:"raft_election_ticks,omitempty"`
+	RaftHeartbeatTicks   int    `json:"raft_heartbeat_ticks,omitempty"`
+}
+
+// ClientFile is what `pbftnode client --dir DIR` reads (DIR/client.json).
+type ClientFile struct {
+	ClusterFile
+	// KeyFile holds the client's private key (default "client.key").
+	KeyFile string `json:"key_file,omitempty"`
+}
+
+// KeyPath is the client's key file for a client.json in dir: KeyFile,
+// relative to dir unless absolute, or dir/client.key.
+func (c ClientFile) KeyPath(dir string) string { return resolve(dir, c.KeyFile, DefaultClientKeyFile) }
+
+// KeyPath returns the path of the replica's key file.
+func (fc FileConfig) KeyPath(home string) string { return resolve(home, fc.KeyFile, DefaultKeyFile) }
+
+// DataPath returns the path of the replica's database directory.
+func (fc FileConfig) DataPath(home string) string { return resolve(home, fc.DataDir, DefaultDataDir) }
+
+// ReadKey reads the replica's key file. An encrypted key's passphrase comes
+// from PBFTNODE_PASSPHRASE if it is set, else from key_passphrase_file.
+func (fc FileConfig) ReadKey(home string) (ed25519.PrivateKey, error) {
+	key, err := crypto.ReadKeyFileWithPassphrase(fc.KeyPath(home), func() ([]byte, error) {
+		if p := os.Getenv(PassphraseEnv); p != "" {
+			return []byte(p), nil
+		}
+		if fc.KeyPassphraseFile != "" {
+			return crypto.ReadPassphraseFile(resolve(home, fc.KeyPassphraseFile, ""))
+		}
+		return nil, fmt.Errorf("%w: set %s or key_passphrase_file in %s", crypto.ErrPassphraseRequired, PassphraseEnv, FileName)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return key, nil
+}
+
+// WriteJSON writes v as indented JSON to path with the given mode.
+func WriteJSON(path string, v any, mode os.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), mode); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// ReadJSON reads path into v, refusing unknown fields.
+func ReadJSON(path string, v any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	dec := json.NewDecoder(f)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	return nil
+}
+
+// resolve returns path (or def when path is empty) relative to home
+// unless it is absolute.
+func resolve(home, path, def string) string {
+	if path == "" {
+		path = def
+	}
+	if filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(home, path)
+}

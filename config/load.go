@@ -1,0 +1,174 @@
+package config
+
+import (
+	"cmp"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/raftmode"
+)
+
+// Replica is one member of the cluster, decoded from a ReplicaRecord.
+type Replica struct {
+	Index     uint32
+	PublicKey ed25519.PublicKey
+	// Addr is the replica's libp2p listen multiaddr, e.g.
+	// /ip4/127.0.0.1/tcp/26600.
+	Addr string
+}
+
+// Home is a replica's home directory whose configuration passed Check:
+// the file's settings decoded into what a runtime needs. Settings left
+// zero take the runtime's and the core's defaults.
+type Home struct {
+	// Dir is the home directory; File its configuration after the
+	// command-line overrides.
+	Dir  string
+	File FileConfig
+	// Consensus is ConsensusPBFT or ConsensusRaft ("" in the file reads as
+	// ConsensusPBFT).
+	Consensus string
+	Replicas  []Replica
+	Key       ed25519.PrivateKey
+	// KeyEncrypted says whether the key file is passphrase-encrypted.
+	KeyEncrypted    bool
+	ClientAllowlist []ed25519.PublicKey
+	// DataDir is the database directory, resolved against Dir.
+	DataDir string
+	// ListenAddr is the libp2p listen multiaddr: listen, or this replica's
+	// own address.
+	ListenAddr string
+	// TickInterval is tick_interval (0: the runtime's default).
+	TickInterval time.Duration
+	// PBFT and Raft are the two cores' tuning from the file; the runtime
+	// fills in the rest.
+	PBFT protocol.Config
+	Raft raftmode.Config
+	// Warnings are what Check warned about.
+	Warnings []string
+}
+
+// InvalidError is a configuration with problems: every problem Check
+// found.
+type InvalidError struct {
+	Path     string
+	Problems []error
+}
+
+func (e *InvalidError) Error() string {
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = p.Error()
+	}
+	return fmt.Sprintf("config: %s: %d problem(s): %s", e.Path, len(e.Problems), strings.Join(msgs, "; "))
+}
+
+// Unwrap returns the problems, so errors.Is sees their causes.
+func (e *InvalidError) Unwrap() []error { return e.Problems }
+
+// Load reads home/config.json, applies overrides (the command-line flags;
+// nil for none) and checks the result with Check. It returns the checked
+// home, or an error: the file could not be read or parsed, an override is
+// malformed, or Check found problems (an *InvalidError listing them all).
+// `pbftnode run` and `pbftnode config validate` both load through here,
+// so one refuses exactly what the other does.
+func Load(home string, overrides *Flags) (Home, error) {
+	path := filepath.Join(home, FileName)
+	var fc FileConfig
+	if err := ReadJSON(path, &fc); err != nil {
+		return Home{}, err
+	}
+	if overrides != nil {
+		if err := overrides.Apply(&fc); err != nil {
+			return Home{}, err
+		}
+	}
+	var f findings
+	c := check(home, fc, &f)
+	if len(f.problems) > 0 {
+		return Home{Dir: home, File: fc, Warnings: f.warnings}, &InvalidError{Path: path, Problems: f.problems}
+	}
+	h := Home{
+		Dir:             home,
+		File:            fc,
+		Consensus:       cmp.Or(fc.Consensus, ConsensusPBFT),
+		Replicas:        c.replicas,
+		Key:             c.key,
+		KeyEncrypted:    c.keyEncrypted,
+		ClientAllowlist: c.allowlist,
+		DataDir:         fc.DataPath(home),
+		ListenAddr:      cmp.Or(fc.Listen, c.replicas[fc.Index].Addr),
+		TickInterval:    c.tick,
+		PBFT: protocol.Config{
+			CheckpointInterval: fc.CheckpointInterval,
+			WindowSize:         fc.WindowSize,
+			MaxBatchSize:       fc.MaxBatchSize,
+			MaxInFlight:        fc.MaxInFlight,
+			MaxPartialInFlight: fc.MaxPartialInFlight,
+			BatchDelayTicks:    fc.BatchDelayTicks,
+		},
+		Raft: raftmode.Config{
+			MaxBatchSize:     fc.MaxBatchSize,
+			SnapshotInterval: fc.RaftSnapshotInterval,
+			ElectionTicks:    fc.RaftElectionTicks,
+			HeartbeatTicks:   fc.RaftHeartbeatTicks,
+		},
+		Warnings: f.warnings,
+	}
+	return h, nil
+}
+
+// Summary is what `pbftnode config validate` prints about a valid home:
+// one line each for the cluster, this replica, its addresses, its clients,
+// its key and its data.
+func (h Home) Summary() []string {
+	n := len(h.Replicas)
+	peerID := ""
+	if id, err := crypto.PeerIDFromPublicKey(h.Key.Public().(ed25519.PublicKey)); err == nil {
+		peerID = id.String()
+	}
+	metrics := cmp.Or(h.File.MetricsListen, "(disabled)")
+	clients := "any (no client_allowlist)"
+	if len(h.ClientAllowlist) > 0 {
+		clients = fmt.Sprintf("%d allowlisted", len(h.ClientAllowlist))
+	}
+	keyKind := "plain"
+	if h.KeyEncrypted {
+		keyKind = "encrypted"
+	}
+	fsync := "on"
+	if h.File.UnsafeNoFsync {
+		fsync = "OFF"
+	}
+	return []string{
+		fmt.Sprintf("cluster:  %s (%s, %d replicas, tolerates f=%d)", h.File.ClusterID, h.Consensus, n, FaultTolerance(h.Consensus, n)),
+		fmt.Sprintf("replica:  %d, peer ID %s", h.File.Index, peerID),
+		fmt.Sprintf("listen:   %s", h.ListenAddr),
+		fmt.Sprintf("metrics:  %s", metrics),
+		fmt.Sprintf("clients:  %s", clients),
+		fmt.Sprintf("key:      %s (%s)", h.File.KeyPath(h.Dir), keyKind),
+		fmt.Sprintf("data:     %s (fsync %s)", h.DataDir, fsync),
+	}
+}
+
+// Decode checks the cluster's settings (cluster_id, the number of replicas
+// for its consensus protocol, the replica list: the cluster rules of
+// Check) and returns its replicas; the error names every problem.
+func (c ClusterFile) Decode() ([]Replica, error) {
+	var f findings
+	if c.ClusterID == "" {
+		f.problem("cluster_id is empty")
+	}
+	checkClusterSize(c.Consensus, len(c.Replicas), &f)
+	replicas := checkReplicas(c.Replicas, &f)
+	if len(f.problems) > 0 {
+		return nil, fmt.Errorf("config: %w", errors.Join(f.problems...))
+	}
+	return replicas, nil
+}
