@@ -44,3 +44,9 @@ func TestEveryReplicaSettingHasAFlagThatOverridesTheFile(t *testing.T) {
 		t.Fatal("a malformed value was accepted")
 	}
 }
+
+func newFlagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}

@@ -279,6 +279,50 @@ func TestStatusAndReadinessOnTestnet(t *testing.T) {
 	}
 }
 
+// TestConfigValidateAgreesWithRun: validate and run apply the same rules
+// (config.Check): a valid Raft home passes validate, a duplicate address
+// fails both, a 3-replica PBFT home fails both.
+func TestConfigValidateAgreesWithRun(t *testing.T) {
+	t.Setenv(config.PassphraseEnv, "")
+	dir := t.TempDir()
+	if code, _, stderr := cli(t, "testnet", "--protocol", "raft", "--replicas", "3", "--dir", filepath.Join(dir, "raft"), "--base-port", "27650"); code != 0 {
+		t.Fatalf("testnet --protocol raft: exit %d: %s", code, stderr)
+	}
+	raftHome := filepath.Join(dir, "raft", "node0")
+	code, stdout, stderr := cli(t, "config", "validate", "--home", raftHome)
+	if code != 0 || !strings.Contains(stdout, "(raft, 3 replicas, tolerates f=1)") || stderr != "" {
+		t.Fatalf("validate a Raft testnet home: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if cfg, err := node.LoadHome(raftHome, nil); err != nil || cfg.Consensus != config.ConsensusRaft {
+		t.Fatalf("LoadHome of a Raft testnet home: %v", err)
+	}
+
+	writeTestnet(t, filepath.Join(dir, "pbft"), 27660)
+	home := func(i int) string { return filepath.Join(dir, "pbft", fmt.Sprintf("node%d", i)) }
+	editConfig(t, home(1), func(fc *config.FileConfig) { fc.Replicas[1].Address = fc.Replicas[0].Address })
+	code, stdout, _ = cli(t, "config", "validate", "--home", home(1))
+	if code != 1 || !strings.Contains(stdout, "replica 1 has the same address /ip4/127.0.0.1/tcp/27660 as replica 0") {
+		t.Fatalf("validate a duplicate address: exit %d\n%s", code, stdout)
+	}
+	// run refuses it before it starts anything (no listener, no database).
+	code, _, stderr = cli(t, "run", "--home", home(1))
+	if code == 0 || !strings.Contains(stderr, "same address") {
+		t.Fatalf("run with a duplicate address: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(home(1), "data")); !os.IsNotExist(err) {
+		t.Fatalf("run with a duplicate address created its database: %v", err)
+	}
+
+	editConfig(t, home(2), func(fc *config.FileConfig) { fc.Replicas = fc.Replicas[:3] })
+	code, stdout, _ = cli(t, "config", "validate", "--home", home(2))
+	if code != 1 || !strings.Contains(stdout, "3 replicas: PBFT needs at least 4") {
+		t.Fatalf("validate a 3-replica PBFT home: exit %d\n%s", code, stdout)
+	}
+	if _, err := node.LoadHome(home(2), nil); err == nil || !strings.Contains(err.Error(), "PBFT needs at least 4") {
+		t.Fatalf("LoadHome of a 3-replica PBFT home: %v", err)
+	}
+}
+
 // TestOperationsDocListsEveryConfigField keeps docs/operations.md's
 // config.json table in step with config.FileConfig.
 func TestOperationsDocListsEveryConfigField(t *testing.T) {
