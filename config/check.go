@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -92,6 +93,15 @@ func FaultTolerance(consensus string, n int) int {
 	return protocol.FaultTolerance(n)
 }
 
+// CheckClusterSize returns Check's problem with a cluster of n replicas of
+// the named consensus protocol (an unknown protocol, too few replicas for
+// it), or nil: for tools that write configurations, such as testnet.
+func CheckClusterSize(consensus string, n int) error {
+	var f findings
+	checkClusterSize(consensus, n, &f)
+	return errors.Join(f.problems...)
+}
+
 // checkClusterSize applies the consensus protocol's rule on the number of
 // replicas n: PBFT needs n >= 4, Raft n >= 1; a size above the smallest
 // one tolerating the same f is a warning.
@@ -101,14 +111,14 @@ func checkClusterSize(consensus string, n int, f *findings) {
 	case "", ConsensusPBFT:
 		switch {
 		case n < 4:
-			f.problem("%d replicas: PBFT needs at least 4 (n = 3f+1)", n)
+			f.problem("%d replicas: PBFT needs at least 4 replicas (n = 3f+1)", n)
 		case n != 3*faults+1:
 			f.warn("%d replicas tolerate f=%d faults, as %d would; the extra %d add cost, not tolerance", n, faults, 3*faults+1, n-(3*faults+1))
 		}
 	case ConsensusRaft:
 		switch {
 		case n < 1:
-			f.problem("%d replicas: Raft needs at least 1 (n = 2f+1)", n)
+			f.problem("%d replicas: Raft needs at least 1 replica (n = 2f+1)", n)
 		case n != 2*faults+1:
 			f.warn("%d replicas tolerate f=%d crash faults, as %d would; the extra %d add cost, not tolerance", n, faults, 2*faults+1, n-(2*faults+1))
 		}

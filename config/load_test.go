@@ -30,7 +30,7 @@ func writeHome(t *testing.T, consensus string, n int, edit func(*FileConfig)) (s
 	for i := range n {
 		pub := key.Public().(ed25519.PublicKey)
 		if i > 0 {
-			pub = newPublicKey(t)
+			pub = seededPublicKey(byte(i))
 		}
 		fc.Replicas = append(fc.Replicas, ReplicaRecord{Index: uint32(i), PublicKey: crypto.EncodePublicKey(pub), Address: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 26600+i)})
 	}
@@ -43,13 +43,11 @@ func writeHome(t *testing.T, consensus string, n int, edit func(*FileConfig)) (s
 	return home, key
 }
 
-func newPublicKey(t *testing.T) ed25519.PublicKey {
-	t.Helper()
-	k, err := crypto.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k.Public().(ed25519.PublicKey)
+// seededPublicKey is a public key that depends only on seed.
+func seededPublicKey(seed byte) ed25519.PublicKey {
+	s := make([]byte, ed25519.SeedSize)
+	s[0] = seed
+	return ed25519.NewKeyFromSeed(s).Public().(ed25519.PublicKey)
 }
 
 // checkHome runs Check on home's config.json.
@@ -98,7 +96,7 @@ func TestPBFTNeedsFourReplicas(t *testing.T) {
 	for _, consensus := range []string{"", ConsensusPBFT} {
 		home, _ := writeHome(t, consensus, 3, nil)
 		_, problems := checkHome(t, home)
-		wantProblem(t, problems, "3 replicas: PBFT needs at least 4 (n = 3f+1)")
+		wantProblem(t, problems, "3 replicas: PBFT needs at least 4 replicas (n = 3f+1)")
 		if _, err := Load(home, nil); err == nil {
 			t.Fatalf("Load accepted a 3-replica PBFT home (consensus %q)", consensus)
 		}
@@ -202,7 +200,7 @@ func TestEveryProblemIsReported(t *testing.T) {
 }
 
 func TestWarnings(t *testing.T) {
-	client := crypto.EncodePublicKey(newPublicKey(t))
+	client := crypto.EncodePublicKey(seededPublicKey(100))
 	home, _ := writeHome(t, ConsensusPBFT, 4, func(fc *FileConfig) {
 		fc.MetricsListen = ""
 		fc.UnsafeNoFsync = true
@@ -285,7 +283,7 @@ func TestLoadEncryptedKey(t *testing.T) {
 }
 
 func TestLoadClientAllowlistBadKey(t *testing.T) {
-	good := crypto.EncodePublicKey(newPublicKey(t))
+	good := crypto.EncodePublicKey(seededPublicKey(100))
 	for _, tc := range []struct{ name, key, want string }{
 		{"not hex", "zz-not-hex", "decode public key"},
 		{"too short", "abcd", "2 bytes, want 32"},

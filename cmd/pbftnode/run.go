@@ -14,7 +14,6 @@ import (
 
 	"github.com/pbftnode/pbftnode/byzantine"
 	"github.com/pbftnode/pbftnode/config"
-
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/protocol"
 )

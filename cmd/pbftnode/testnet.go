@@ -42,13 +42,12 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 			*replicas = 3
 		}
 	}
+	if err := config.CheckClusterSize(*proto, *replicas); err != nil {
+		return fmt.Errorf("%w: --replicas: %w", errUsage, err)
+	}
 	switch {
 	case *replicas > 100:
 		return fmt.Errorf("%w: at most 100 replicas (replica ports P..P+99, metrics ports P+100..)", errUsage)
-	case *proto == config.ConsensusPBFT && *replicas < 4:
-		return fmt.Errorf("%w: PBFT needs at least 4 replicas (n = 3f+1), got %d", errUsage, *replicas)
-	case *replicas < 1:
-		return fmt.Errorf("%w: --replicas %d", errUsage, *replicas)
 	case *basePort <= 0 || *basePort+100+*replicas > 65535:
 		return fmt.Errorf("%w: --base-port %d leaves no room for %d replicas and their metrics ports", errUsage, *basePort, *replicas)
 	}
