@@ -75,7 +75,8 @@ func (e *InvalidError) Unwrap() []error { return e.Problems }
 // Load reads home/config.json, applies overrides (the command-line flags;
 // nil for none) and checks the result with Check. It returns the checked
 // home, or an error: the file could not be read or parsed, an override is
-// malformed, or Check found problems (an *InvalidError listing them all).
+// malformed, or Check found problems (an *InvalidError listing them all;
+// the Home returned with it still carries Dir, File and Warnings).
 // `pbftnode run` and `pbftnode config validate` both load through here,
 // so one refuses exactly what the other does.
 func Load(home string, overrides *Flags) (Home, error) {
