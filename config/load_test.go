@@ -68,7 +68,7 @@ func wantProblem(t *testing.T, problems []string, want string) {
 	}
 }
 
-func TestRaftHomeIsValid(t *testing.T) {
+func TestValidateRaftHome(t *testing.T) {
 	for _, n := range []int{1, 3, 5} {
 		home, key := writeHome(t, ConsensusRaft, n, nil)
 		if warnings, problems := checkHome(t, home); len(problems) > 0 || len(warnings) > 0 {
@@ -92,7 +92,7 @@ func TestRaftHomeIsValid(t *testing.T) {
 	wantProblem(t, problems, "raft_heartbeat_ticks 20 is not below raft_election_ticks 20")
 }
 
-func TestPBFTNeedsFourReplicas(t *testing.T) {
+func TestValidatePBFTNeedsFourReplicas(t *testing.T) {
 	for _, consensus := range []string{"", ConsensusPBFT} {
 		home, _ := writeHome(t, consensus, 3, nil)
 		_, problems := checkHome(t, home)
@@ -114,10 +114,10 @@ func TestPBFTNeedsFourReplicas(t *testing.T) {
 	wantProblem(t, problems, `protocol "paxos": want "pbft" or "raft"`)
 }
 
-// TestDuplicateAddressIsAProblem: a duplicate address is refused by Check
+// TestValidateRefusesDuplicateAddress: a duplicate address is refused by Check
 // (config validate), by Load (run) and by ClusterFile.Decode (clients), for
 // both consensus protocols.
-func TestDuplicateAddressIsAProblem(t *testing.T) {
+func TestValidateRefusesDuplicateAddress(t *testing.T) {
 	for _, consensus := range []string{ConsensusPBFT, ConsensusRaft} {
 		home, _ := writeHome(t, consensus, 4, func(fc *FileConfig) {
 			fc.Replicas[2].Address = "/ip4/127.0.0.1/tcp/26601"
@@ -139,9 +139,9 @@ func TestDuplicateAddressIsAProblem(t *testing.T) {
 	}
 }
 
-// TestEveryProblemIsReported: many problems at once, all listed, and Load
+// TestValidateReportsEveryProblem: many problems at once, all listed, and Load
 // refuses the same home.
-func TestEveryProblemIsReported(t *testing.T) {
+func TestValidateReportsEveryProblem(t *testing.T) {
 	home, _ := writeHome(t, ConsensusPBFT, 4, func(fc *FileConfig) {
 		fc.ClusterID = ""
 		fc.Replicas[2].PublicKey = fc.Replicas[3].PublicKey
@@ -199,7 +199,7 @@ func TestEveryProblemIsReported(t *testing.T) {
 	wantProblem(t, problems, "but replica 0's public_key is")
 }
 
-func TestWarnings(t *testing.T) {
+func TestValidateWarnings(t *testing.T) {
 	client := crypto.EncodePublicKey(seededPublicKey(100))
 	home, _ := writeHome(t, ConsensusPBFT, 4, func(fc *FileConfig) {
 		fc.MetricsListen = ""
