@@ -17,6 +17,7 @@ import (
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/raftmode"
 	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/storage/raftlog"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -103,7 +104,7 @@ func (n *RaftNode) open() error {
 	if n.executor, err = execution.NewExecutor(db, kv, n.log); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	raftLog, err := db.OpenRaftLog()
+	raftLog, err := raftlog.Open(db)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
