@@ -21,6 +21,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -270,7 +271,7 @@ func (a *attacker) randIntN(n int) int {
 // would (TCP, Noise, yamux), but without its queues and its good manners:
 // the attacks write on raw streams. It knows every replica's address.
 func (a *attacker) newHost(key ed25519.PrivateKey) (host.Host, error) {
-	lk, err := crypto.LibP2PPrivateKey(key)
+	lk, err := identity.LibP2PPrivateKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("attack: %w", err)
 	}

@@ -2,16 +2,13 @@ package crypto
 
 import (
 	"crypto/ed25519"
-	"math/rand"
 	"testing"
+
+	"github.com/pbftnode/pbftnode/crypto/cryptotest"
 )
 
 // testKey returns a deterministic private key derived from seed.
 func testKey(t testing.TB, seed int64) ed25519.PrivateKey {
 	t.Helper()
-	key, err := GenerateKey(rand.New(rand.NewSource(seed)))
-	if err != nil {
-		t.Fatalf("GenerateKey: %v", err)
-	}
-	return key
+	return cryptotest.Key(t, seed)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 )
 
 // allowlistHome writes a replica home (replica 0 of 4, plain key) whose
@@ -65,7 +66,7 @@ func TestLoadHomeClientAllowlist(t *testing.T) {
 	}
 	// The transport gets the keys' peer IDs.
 	for i, pub := range []ed25519.PublicKey{a, b} {
-		want, err := crypto.PeerIDFromPublicKey(pub)
+		want, err := identity.PeerIDFromPublicKey(pub)
 		if err != nil {
 			t.Fatal(err)
 		}

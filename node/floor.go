@@ -12,6 +12,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/wire"
@@ -175,7 +176,7 @@ func (n *FloorNode) verifyArrivals(ctx context.Context, arrivals []arrival) {
 			}
 		case v.Message.Body.GetPrePrepare() != nil && v.Message.Body.From == 0:
 			for _, r := range v.Message.Requests {
-				if id, err := crypto.ClientPeerID(r.ClientId); err == nil {
+				if id, err := identity.ClientPeerID(r.ClientId); err == nil {
 					n.answer(id, r)
 				}
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/storage"
 )
@@ -148,7 +149,7 @@ func (n *Node) open() error {
 
 // Member converts a replica's configuration to a transport member.
 func Member(r Replica) (p2p.Member, error) {
-	id, err := crypto.PeerIDFromPublicKey(r.PublicKey)
+	id, err := identity.PeerIDFromPublicKey(r.PublicKey)
 	if err != nil {
 		return p2p.Member{}, fmt.Errorf("node: replica %d: %w", r.Index, err)
 	}

@@ -12,9 +12,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.etcd.io/raft/v3/raftpb"
 
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/raftmode"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/storage/raftlog"
@@ -151,6 +151,6 @@ func (n *RaftNode) closeResources() error { return n.shell.closeResources(nil) }
 // clientPeer returns the libp2p peer of a client id (the peer of its
 // Ed25519 key; the rest of the id is the client's session).
 func clientPeer(clientID []byte) (peer.ID, bool) {
-	id, err := crypto.ClientPeerID(clientID)
+	id, err := identity.ClientPeerID(clientID)
 	return id, err == nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 )
 
@@ -209,7 +210,7 @@ func validateHome(home string) (summary, warnings, problems []string) {
 		if !pub.Equal(pubs[fc.Index]) {
 			problem("key file %s holds public key %s, but replica %d's public_key is %s", keyPath, crypto.EncodePublicKey(pub), fc.Index, fc.Replicas[fc.Index].PublicKey)
 		}
-		if id, err := crypto.PeerIDFromPublicKey(pub); err == nil {
+		if id, err := identity.PeerIDFromPublicKey(pub); err == nil {
 			peerID = id.String()
 		}
 	}

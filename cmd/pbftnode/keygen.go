@@ -9,6 +9,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 )
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
@@ -45,7 +46,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	id, err := crypto.PeerIDFromPublicKey(pub)
+	id, err := identity.PeerIDFromPublicKey(pub)
 	if err != nil {
 		return err
 	}
