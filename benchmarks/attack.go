@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/wire"
@@ -202,7 +203,7 @@ func newAttacker(cfg AttackConfig) (*attacker, error) {
 	if cfg.Target < 0 || cfg.Target >= len(a.members) {
 		return nil, fmt.Errorf("%w: target replica %d of %d", ErrAttackConfig, cfg.Target, len(a.members))
 	}
-	if a.key, err = crypto.ReadKeyFile(cf.KeyPath(cfg.Dir)); err != nil {
+	if a.key, err = keyfile.Read(cf.KeyPath(cfg.Dir)); err != nil {
 		return nil, fmt.Errorf("attack: client key: %w", err)
 	}
 	return a, nil

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 )
 
@@ -20,7 +21,7 @@ func allowlistHome(t *testing.T, allowlist []string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := crypto.WriteKeyFile(filepath.Join(home, "key"), key); err != nil {
+	if err := keyfile.Write(filepath.Join(home, "key"), key); err != nil {
 		t.Fatal(err)
 	}
 	replicas := make([]ReplicaRecord, 4)
@@ -29,7 +30,7 @@ func allowlistHome(t *testing.T, allowlist []string) string {
 		if i > 0 {
 			pub = newPublicKey(t)
 		}
-		replicas[i] = ReplicaRecord{Index: uint32(i), PublicKey: crypto.EncodePublicKey(pub), Address: "/ip4/127.0.0.1/tcp/1"}
+		replicas[i] = ReplicaRecord{Index: uint32(i), PublicKey: keyfile.EncodePublicKey(pub), Address: "/ip4/127.0.0.1/tcp/1"}
 	}
 	fc := FileConfig{ClusterFile: ClusterFile{ClusterID: "c", Replicas: replicas}, ClientAllowlist: allowlist}
 	if err := WriteJSON(filepath.Join(home, ConfigFileName), fc, 0o644); err != nil {
@@ -49,7 +50,7 @@ func newPublicKey(t *testing.T) ed25519.PublicKey {
 
 func TestLoadHomeClientAllowlist(t *testing.T) {
 	a, b := newPublicKey(t), newPublicKey(t)
-	home := allowlistHome(t, []string{crypto.EncodePublicKey(a), crypto.EncodePublicKey(b)})
+	home := allowlistHome(t, []string{keyfile.EncodePublicKey(a), keyfile.EncodePublicKey(b)})
 	raw, err := os.ReadFile(filepath.Join(home, ConfigFileName))
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +87,7 @@ func TestLoadHomeClientAllowlist(t *testing.T) {
 }
 
 func TestLoadHomeClientAllowlistBadKey(t *testing.T) {
-	good := crypto.EncodePublicKey(newPublicKey(t))
+	good := keyfile.EncodePublicKey(newPublicKey(t))
 	for _, tc := range []struct{ name, key, want string }{
 		{"not hex", "zz-not-hex", "decode public key"},
 		{"too short", "abcd", "2 bytes, want 32"},

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/raftmode"
 )
@@ -108,7 +108,7 @@ func (c ClusterFile) Decode() ([]Replica, error) {
 		if r.Index != uint32(i) {
 			return nil, fmt.Errorf("config: replica at position %d has index %d; list replicas in index order", i, r.Index)
 		}
-		pub, err := crypto.DecodePublicKey(r.PublicKey)
+		pub, err := keyfile.DecodePublicKey(r.PublicKey)
 		if err != nil {
 			return nil, fmt.Errorf("config: replica %d public_key: %w", i, err)
 		}
@@ -233,7 +233,7 @@ func LoadHomeWith(home string, overrides *ConfigFlags) (Config, error) {
 func (fc FileConfig) DecodeClientAllowlist() ([]ed25519.PublicKey, error) {
 	var out []ed25519.PublicKey
 	for i, hexKey := range fc.ClientAllowlist {
-		pub, err := crypto.DecodePublicKey(hexKey)
+		pub, err := keyfile.DecodePublicKey(hexKey)
 		if err != nil {
 			return nil, fmt.Errorf("config: client_allowlist[%d] %q: %w", i, hexKey, err)
 		}
@@ -252,14 +252,14 @@ func (fc FileConfig) KeyPath(home string) string { return resolve(home, fc.KeyFi
 // ReadKey reads the replica's key file. An encrypted key's passphrase comes
 // from PBFTNODE_PASSPHRASE if it is set, else from key_passphrase_file.
 func (fc FileConfig) ReadKey(home string) (ed25519.PrivateKey, error) {
-	key, err := crypto.ReadKeyFileWithPassphrase(fc.KeyPath(home), func() ([]byte, error) {
+	key, err := keyfile.ReadWithPassphrase(fc.KeyPath(home), func() ([]byte, error) {
 		if p := os.Getenv(PassphraseEnv); p != "" {
 			return []byte(p), nil
 		}
 		if fc.KeyPassphraseFile != "" {
-			return crypto.ReadPassphraseFile(resolve(home, fc.KeyPassphraseFile, ""))
+			return keyfile.ReadPassphraseFile(resolve(home, fc.KeyPassphraseFile, ""))
 		}
-		return nil, fmt.Errorf("%w: set %s or key_passphrase_file in %s", crypto.ErrPassphraseRequired, PassphraseEnv, ConfigFileName)
+		return nil, fmt.Errorf("%w: set %s or key_passphrase_file in %s", keyfile.ErrPassphraseRequired, PassphraseEnv, ConfigFileName)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -139,7 +140,7 @@ func TestLoadHomeEncryptedKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := crypto.WriteEncryptedKeyFileParams(filepath.Join(home, "key"), key, []byte("hunter2"), crypto.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}); err != nil {
+	if err := keyfile.WriteEncryptedParams(filepath.Join(home, "key"), key, []byte("hunter2"), keyfile.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}); err != nil {
 		t.Fatal(err)
 	}
 	others := make([]ReplicaRecord, 4)
@@ -149,7 +150,7 @@ func TestLoadHomeEncryptedKey(t *testing.T) {
 			k, _ := crypto.GenerateKey(nil)
 			pub = k.Public().(ed25519.PublicKey)
 		}
-		others[i] = ReplicaRecord{Index: uint32(i), PublicKey: crypto.EncodePublicKey(pub), Address: "/ip4/127.0.0.1/tcp/1"}
+		others[i] = ReplicaRecord{Index: uint32(i), PublicKey: keyfile.EncodePublicKey(pub), Address: "/ip4/127.0.0.1/tcp/1"}
 	}
 	fc := FileConfig{ClusterFile: ClusterFile{ClusterID: "c", Replicas: others}}
 	writeConfig := func() {

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/pbftnode/pbftnode/client"
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
 )
@@ -144,7 +144,7 @@ func openClientWith(dir string, edit func(*client.Config)) (*client.Client, erro
 	if err != nil {
 		return nil, err
 	}
-	key, err := crypto.ReadKeyFile(cf.KeyPath(dir))
+	key, err := keyfile.Read(cf.KeyPath(dir))
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/multiformats/go-multiaddr"
 
-	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
@@ -92,7 +92,7 @@ func validateHome(home string) (summary, warnings, problems []string) {
 		if r.Index != uint32(i) {
 			problem("replicas[%d] has index %d; list replicas in index order 0..%d", i, r.Index, n-1)
 		}
-		pub, err := crypto.DecodePublicKey(r.PublicKey)
+		pub, err := keyfile.DecodePublicKey(r.PublicKey)
 		if err != nil {
 			problem("replica %d public_key: %v", i, err)
 		} else {
@@ -115,7 +115,7 @@ func validateHome(home string) (summary, warnings, problems []string) {
 	}
 	clients := map[string]int{}
 	for i, k := range fc.ClientAllowlist {
-		pub, err := crypto.DecodePublicKey(k)
+		pub, err := keyfile.DecodePublicKey(k)
 		if err != nil {
 			problem("client_allowlist[%d] %q: %v", i, k, err)
 			continue
@@ -196,7 +196,7 @@ func validateHome(home string) (summary, warnings, problems []string) {
 
 	keyPath := fc.KeyPath(home)
 	keyKind := "plain"
-	if enc, err := crypto.IsEncryptedKeyFile(keyPath); err == nil && enc {
+	if enc, err := keyfile.IsEncrypted(keyPath); err == nil && enc {
 		keyKind = "encrypted"
 	} else if err == nil && fc.KeyPassphraseFile != "" {
 		warn("key_passphrase_file is set but the key file is not encrypted")
@@ -208,7 +208,7 @@ func validateHome(home string) (summary, warnings, problems []string) {
 	} else if int(fc.Index) < n && pubs[fc.Index] != nil {
 		pub := key.Public().(ed25519.PublicKey)
 		if !pub.Equal(pubs[fc.Index]) {
-			problem("key file %s holds public key %s, but replica %d's public_key is %s", keyPath, crypto.EncodePublicKey(pub), fc.Index, fc.Replicas[fc.Index].PublicKey)
+			problem("key file %s holds public key %s, but replica %d's public_key is %s", keyPath, keyfile.EncodePublicKey(pub), fc.Index, fc.Replicas[fc.Index].PublicKey)
 		}
 		if id, err := identity.PeerIDFromPublicKey(pub); err == nil {
 			peerID = id.String()

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 )
@@ -37,12 +38,12 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		err = crypto.WriteEncryptedKeyFile(*out, key, pass)
+		err = keyfile.WriteEncrypted(*out, key, pass)
 		clear(pass)
 		if err != nil {
 			return err
 		}
-	} else if err := crypto.WriteKeyFile(*out, key); err != nil {
+	} else if err := keyfile.Write(*out, key); err != nil {
 		return err
 	}
 	pub := key.Public().(ed25519.PublicKey)
@@ -54,7 +55,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	if *encrypt {
 		kind = "encrypted"
 	}
-	fmt.Fprintf(stdout, "wrote %s key file %s\npublic_key: %s\npeer_id: %s\n", kind, *out, crypto.EncodePublicKey(pub), id)
+	fmt.Fprintf(stdout, "wrote %s key file %s\npublic_key: %s\npeer_id: %s\n", kind, *out, keyfile.EncodePublicKey(pub), id)
 	return nil
 }
 
@@ -62,7 +63,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 // the environment. It is never printed.
 func keygenPassphrase(file string) ([]byte, error) {
 	if file != "" {
-		return crypto.ReadPassphraseFile(file)
+		return keyfile.ReadPassphraseFile(file)
 	}
 	if p := os.Getenv(node.PassphraseEnv); p != "" {
 		return []byte(p), nil
