@@ -1,4 +1,4 @@
-package crypto
+package crypto_test
 
 import (
 	"bytes"
@@ -10,6 +10,9 @@ import (
 
 	"github.com/oasisprotocol/curve25519-voi/curve"
 	"github.com/oasisprotocol/curve25519-voi/curve/scalar"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/crypto/cryptotest"
 )
 
 // TestSignMatchesStdlib: Ed25519 signing is deterministic, so Signer's
@@ -18,12 +21,12 @@ import (
 func TestSignMatchesStdlib(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
 	for i := range 200 {
-		key := testKey(t, int64(1000+i))
+		key := cryptotest.Key(t, int64(1000+i))
 		payload := make([]byte, rng.Intn(300))
 		rng.Read(payload)
-		s := NewSigner(key, testCluster)
-		got := s.Sign(DomainClientRequest, payload)
-		msg := SignedBytes(DomainClientRequest, testCluster, payload)
+		s := crypto.NewSigner(key, testCluster)
+		got := s.Sign(crypto.DomainClientRequest, payload)
+		msg := crypto.SignedBytes(crypto.DomainClientRequest, testCluster, payload)
 		if want := stded.Sign(key, msg); !bytes.Equal(got, want) {
 			t.Fatalf("key %d: signature %x, crypto/ed25519 signs %x", i, got, want)
 		}
@@ -38,11 +41,11 @@ func TestSignMatchesStdlib(t *testing.T) {
 // special points), Verify says what crypto/ed25519 says.
 func TestVerifyAgreesWithStdlibOnHonestAndCorrupted(t *testing.T) {
 	rng := rand.New(rand.NewSource(8))
-	signers := testSigners(t, 5)
+	signers := cryptotest.Signers(t, 5, testCluster)
 	for i := range 400 {
 		s := signers[i%len(signers)]
 		payload := fmt.Appendf(nil, "payload %d", i)
-		sig := s.Sign(DomainReplicaMessage, payload)
+		sig := s.Sign(crypto.DomainReplicaMessage, payload)
 		pub := s.Public()
 		switch i % 4 {
 		case 1:
@@ -52,8 +55,8 @@ func TestVerifyAgreesWithStdlibOnHonestAndCorrupted(t *testing.T) {
 		case 3:
 			pub = signers[(i+1)%len(signers)].Public()
 		}
-		want := stded.Verify(pub, SignedBytes(DomainReplicaMessage, testCluster, payload), sig)
-		if got := Verify(pub, testCluster, DomainReplicaMessage, payload, sig); got != want {
+		want := stded.Verify(pub, crypto.SignedBytes(crypto.DomainReplicaMessage, testCluster, payload), sig)
+		if got := crypto.Verify(pub, testCluster, crypto.DomainReplicaMessage, payload, sig); got != want {
 			t.Fatalf("case %d: Verify = %v, crypto/ed25519 = %v", i, got, want)
 		}
 	}
@@ -67,7 +70,7 @@ func TestVerifyAgreesWithStdlibOnHonestAndCorrupted(t *testing.T) {
 // which is why every path must apply the same rules.
 func mixedOrderSignature(t testing.TB, key stded.PrivateKey, domain, payload []byte) []byte {
 	t.Helper()
-	msg := SignedBytes(string(domain), testCluster, payload)
+	msg := crypto.SignedBytes(string(domain), testCluster, payload)
 	h := sha512.Sum512(key.Seed())
 	h[0] &= 248
 	h[31] &= 127
@@ -116,17 +119,17 @@ func mixedOrderSignature(t testing.TB, key stded.PrivateKey, domain, payload []b
 // them signatures the verification rules must decide consistently
 // (mixed-order R, small-order keys, non-canonical S).
 func TestAllPathsAgreeOnEdgeCases(t *testing.T) {
-	signers := testSigners(t, 4)
-	key := testKey(t, 77)
-	mixed := mixedOrderSignature(t, key, []byte(DomainClientRequest), []byte("mixed"))
+	signers := cryptotest.Signers(t, 4, testCluster)
+	key := cryptotest.Key(t, 77)
+	mixed := mixedOrderSignature(t, key, []byte(crypto.DomainClientRequest), []byte("mixed"))
 	pubMixed := key.Public().(stded.PublicKey)
-	if stded.Verify(pubMixed, SignedBytes(DomainClientRequest, testCluster, []byte("mixed")), mixed) {
+	if stded.Verify(pubMixed, crypto.SignedBytes(crypto.DomainClientRequest, testCluster, []byte("mixed")), mixed) {
 		t.Fatal("crypto/ed25519 accepts the mixed-order signature; the test constructs the wrong thing")
 	}
-	if !Verify(pubMixed, testCluster, DomainClientRequest, []byte("mixed"), mixed) {
+	if !crypto.Verify(pubMixed, testCluster, crypto.DomainClientRequest, []byte("mixed"), mixed) {
 		t.Fatal("Verify rejects a ZIP-215-valid signature with a mixed-order R")
 	}
-	honest := NewSigner(key, testCluster).Sign(DomainClientRequest, []byte("mixed"))
+	honest := crypto.NewSigner(key, testCluster).Sign(crypto.DomainClientRequest, []byte("mixed"))
 	nonCanonicalS := bytes.Clone(honest)
 	// S + L has the same value mod L but is not canonical.
 	var sPlusL [32]byte
@@ -139,26 +142,24 @@ func TestAllPathsAgreeOnEdgeCases(t *testing.T) {
 	copy(nonCanonicalS[32:], sPlusL[:])
 	var zero [32]byte
 
-	var edge []VerifyJob
+	var edge []crypto.VerifyJob
 	edge = append(edge,
-		VerifyJob{PublicKey: pubMixed, Domain: DomainClientRequest, Payload: []byte("mixed"), Signature: mixed},
-		VerifyJob{PublicKey: pubMixed, Domain: DomainClientRequest, Payload: []byte("mixed"), Signature: nonCanonicalS},
-		VerifyJob{PublicKey: zero[:], Domain: DomainClientRequest, Payload: []byte("anything"), Signature: make([]byte, 64)},
-		VerifyJob{PublicKey: pubMixed, Domain: DomainClientRequest, Payload: []byte("mixed"), Signature: honest},
+		crypto.VerifyJob{PublicKey: pubMixed, Domain: crypto.DomainClientRequest, Payload: []byte("mixed"), Signature: mixed},
+		crypto.VerifyJob{PublicKey: pubMixed, Domain: crypto.DomainClientRequest, Payload: []byte("mixed"), Signature: nonCanonicalS},
+		crypto.VerifyJob{PublicKey: zero[:], Domain: crypto.DomainClientRequest, Payload: []byte("anything"), Signature: make([]byte, 64)},
+		crypto.VerifyJob{PublicKey: pubMixed, Domain: crypto.DomainClientRequest, Payload: []byte("mixed"), Signature: honest},
 	)
 	want := []bool{true, false, false, true}
 	for i, j := range edge {
-		if got := Verify(j.PublicKey, testCluster, j.Domain, j.Payload, j.Signature); got != want[i] {
+		if got := crypto.Verify(j.PublicKey, testCluster, j.Domain, j.Payload, j.Signature); got != want[i] {
 			t.Fatalf("edge case %d: Verify = %v, want %v", i, got, want[i])
 		}
 	}
-	pool := NewPool(testCluster, 2)
-	defer pool.Close()
-	verifier := NewVerifier(testCluster)
+	verifier := crypto.NewVerifier(testCluster)
 	rng := rand.New(rand.NewSource(9))
 	for _, size := range []int{1, 2, 3, 7, 8, 16, 17, 63, 64, 65, 100, 130, 200} {
 		for round := range 3 {
-			jobs, expect := mixedJobs(t, signers, size)
+			jobs, expect := cryptotest.MixedJobs(t, signers, size)
 			// Sprinkle edge cases in.
 			for k := 0; k < 1+size/20; k++ {
 				e := rng.Intn(len(edge))
@@ -173,30 +174,13 @@ func TestAllPathsAgreeOnEdgeCases(t *testing.T) {
 				}
 			}
 			for p, j := range jobs {
-				single := Verify(j.PublicKey, testCluster, j.Domain, j.Payload, j.Signature)
+				single := crypto.Verify(j.PublicKey, testCluster, j.Domain, j.Payload, j.Signature)
 				if single != expect[p] || verifier.Verify(&jobs[p]) != expect[p] {
 					t.Fatalf("size %d job %d: Verify %v, Verifier.Verify %v, want %v", size, p, single, verifier.Verify(&jobs[p]), expect[p])
 				}
 			}
-			checkResults(t, fmt.Sprintf("VerifyBatch size %d round %d", size, round), verifier.VerifyBatch(jobs), expect)
-			checkResults(t, fmt.Sprintf("Pool size %d round %d", size, round), pool.VerifyAll(jobs), expect)
-			checkResults(t, fmt.Sprintf("package VerifyBatch size %d round %d", size, round), VerifyBatch(testCluster, jobs), expect)
+			cryptotest.CheckResults(t, fmt.Sprintf("VerifyBatch size %d round %d", size, round), verifier.VerifyBatch(jobs), expect)
+			cryptotest.CheckResults(t, fmt.Sprintf("package VerifyBatch size %d round %d", size, round), crypto.VerifyBatch(testCluster, jobs), expect)
 		}
-	}
-}
-
-func TestKeyCacheEvicts(t *testing.T) {
-	c := newKeyCache(3)
-	signers := testSigners(t, 5)
-	for _, s := range signers {
-		if c.get(s.Public()) == nil {
-			t.Fatal("valid key not expanded")
-		}
-	}
-	if len(c.entries) != 3 || len(c.order) != 3 {
-		t.Fatalf("cache holds %d entries, %d in order; want 3", len(c.entries), len(c.order))
-	}
-	if x := c.get(signers[4].Public()); x == nil || x != c.get(signers[4].Public()) {
-		t.Fatal("a cached key is expanded again")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/verifypool"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -42,7 +43,7 @@ type FloorNode struct {
 	cfg      Config
 	log      *slog.Logger
 	verifier *protocol.MessageVerifier
-	pool     *crypto.Pool
+	pool     *verifypool.Pool
 	signer   *crypto.Signer
 	metrics  *metrics
 	maxBatch int
@@ -106,7 +107,7 @@ func (n *FloorNode) open() error {
 	if n.maxBatch <= 0 {
 		n.maxBatch = protocol.DefaultMaxBatchSize
 	}
-	n.pool = crypto.NewPool(cfg.ClusterID, cfg.VerifyWorkers)
+	n.pool = verifypool.New(cfg.ClusterID, cfg.VerifyWorkers)
 	n.signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
 	n.verifier = protocol.NewMessageVerifier(cfg.ClusterID, pubs, crypto.NewVerifiedCache(1<<16), n.pool, n.maxBatch)
 	if err := n.startHost(cfg, "", n.log); err != nil {

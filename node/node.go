@@ -16,6 +16,7 @@ import (
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/verifypool"
 )
 
 // Status is a snapshot of a running replica, safe to read from any
@@ -52,7 +53,7 @@ type Node struct {
 	core     *protocol.Replica
 	verifier *protocol.MessageVerifier
 	window   uint64 // the core's window size, for the verifier's pre-check
-	pool     *crypto.Pool
+	pool     *verifypool.Pool
 	metrics  *metrics
 
 	inbox  chan input
@@ -122,7 +123,7 @@ func (n *Node) open() error {
 	for i, r := range cfg.Replicas {
 		pubs[i] = r.PublicKey
 	}
-	n.pool = crypto.NewPool(cfg.ClusterID, cfg.VerifyWorkers)
+	n.pool = verifypool.New(cfg.ClusterID, cfg.VerifyWorkers)
 	pcfg := cfg.Protocol
 	pcfg.ID, pcfg.N, pcfg.Logger = cfg.Index, len(cfg.Replicas), n.log
 	n.signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
