@@ -107,17 +107,15 @@ func BenchmarkPoolVerifyAll(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(jobs)), "ns/sig")
 }
 
-// TestPoolAgreesWithVerifier: the pool's verdicts are the verifier's for
-// sets of every size around the batch and chunk boundaries (the
-// equivalence test of every verification path is crypto's
-// TestAllPathsAgreeOnEdgeCases).
+// TestPoolAgreesWithVerifier: the pool's verdicts are those every
+// verification path must give (crypto's TestAllPathsAgreeOnEdgeCases holds
+// crypto.Verify, Verifier.Verify and VerifyBatch to the same sets), for
+// sets of every size around the batch and chunk boundaries with the edge
+// cases of the verification rules among them.
 func TestPoolAgreesWithVerifier(t *testing.T) {
 	pool := New(testCluster, 2)
 	defer pool.Close()
-	signers := cryptotest.Signers(t, 4, testCluster)
-	for _, size := range []int{1, 2, 3, 7, 8, 16, 17, 63, 64, 65, 100, 130, 200} {
-		jobs, expect := cryptotest.MixedJobs(t, signers, size)
-		cryptotest.CheckResults(t, fmt.Sprintf("Pool size %d", size), pool.VerifyAll(jobs), expect)
-		cryptotest.CheckResults(t, fmt.Sprintf("Verifier size %d", size), pool.Verifier().VerifyBatch(jobs), expect)
+	for _, set := range cryptotest.AgreementSets(t, cryptotest.Signers(t, 4, testCluster), testCluster) {
+		cryptotest.CheckResults(t, "Pool "+set.Label, pool.VerifyAll(set.Jobs), set.Want)
 	}
 }

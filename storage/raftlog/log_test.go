@@ -63,7 +63,7 @@ func (env *raftEnv) open() *Log {
 	env.t.Helper()
 	l, err := Open(env.db)
 	if err != nil {
-		env.t.Fatalf("OpenRaftLog: %v", err)
+		env.t.Fatalf("Open: %v", err)
 	}
 	if env.cacheEntries >= 0 {
 		l.cacheMaxEntries = env.cacheEntries

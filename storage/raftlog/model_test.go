@@ -31,7 +31,7 @@ func testRaftLogMatchesMemoryStorage(t *testing.T, disk bool, seed uint64) {
 	l.cacheMaxBytes = 200 // a few entries
 	ms := raft.NewMemoryStorage()
 	rng := rand.New(rand.NewPCG(seed, 99))
-	// Like raft, never truncate at or below the commit index (OpenRaftLog
+	// Like raft, never truncate at or below the commit index (Open
 	// rejects a commit index beyond the last index).
 	term, commit := uint64(1), uint64(0)
 	steps := 400
@@ -257,7 +257,7 @@ func TestRaftLogCorruption(t *testing.T) {
 			env := setup(t)
 			put(t, env, tc.key, tc.value)
 			if _, err := Open(env.db); !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("OpenRaftLog: err = %v, want one wrapping ErrCorrupt", err)
+				t.Fatalf("Open: err = %v, want one wrapping ErrCorrupt", err)
 			}
 		})
 	}
@@ -266,7 +266,7 @@ func TestRaftLogCorruption(t *testing.T) {
 		value, _ := proto.Marshal(&raftpb.HardState{Term: new(uint64(1)), Commit: new(uint64(9))})
 		put(t, env, []byte(raftHardStateKey), value)
 		if _, err := Open(env.db); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("OpenRaftLog: err = %v, want one wrapping ErrCorrupt", err)
+			t.Fatalf("Open: err = %v, want one wrapping ErrCorrupt", err)
 		}
 	})
 }

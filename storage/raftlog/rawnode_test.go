@@ -42,7 +42,7 @@ func (c *raftTestCluster) start(n *raftTestNode) {
 	}
 	l, err := Open(db)
 	if err != nil {
-		c.t.Fatalf("node %d: OpenRaftLog: %v", n.id, err)
+		c.t.Fatalf("node %d: Open: %v", n.id, err)
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:              n.id,
@@ -170,7 +170,7 @@ func TestRaftLogRawNodeCluster(t *testing.T) {
 		}
 		l, err := Open(db)
 		if err != nil {
-			t.Fatalf("OpenRaftLog: %v", err)
+			t.Fatalf("Open: %v", err)
 		}
 		boot := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(1)), Term: new(uint64(1)), ConfState: voters}}
 		if err := l.Save(nil, nil, boot); err != nil {
