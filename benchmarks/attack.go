@@ -20,7 +20,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -201,7 +203,7 @@ func newAttacker(cfg AttackConfig) (*attacker, error) {
 	if cfg.Target < 0 || cfg.Target >= len(a.members) {
 		return nil, fmt.Errorf("%w: target replica %d of %d", ErrAttackConfig, cfg.Target, len(a.members))
 	}
-	if a.key, err = crypto.ReadKeyFile(cf.KeyPath(cfg.Dir)); err != nil {
+	if a.key, err = keyfile.Read(cf.KeyPath(cfg.Dir)); err != nil {
 		return nil, fmt.Errorf("attack: client key: %w", err)
 	}
 	return a, nil
@@ -270,7 +272,7 @@ func (a *attacker) randIntN(n int) int {
 // would (TCP, Noise, yamux), but without its queues and its good manners:
 // the attacks write on raw streams. It knows every replica's address.
 func (a *attacker) newHost(key ed25519.PrivateKey) (host.Host, error) {
-	lk, err := crypto.LibP2PPrivateKey(key)
+	lk, err := identity.LibP2PPrivateKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("attack: %w", err)
 	}

@@ -11,7 +11,7 @@
 // samples each replica's CPU time from /proc/PID/stat and its byte
 // counters from /metrics, injects the scenario's fault (a crashed
 // backup, a crashed leader, a Byzantine replica) and, for PBFT, measures
-// the crypto ceiling (crypto.MeasureCeiling) before starting the cluster.
+// the crypto ceiling (cryptoceiling.Measure) before starting the cluster.
 //
 // Run measures one configuration; Compare runs the standard matrix and
 // writes a table, JSON and plots (WriteTable, WriteJSON, WritePlots).

@@ -137,7 +137,7 @@ type Result struct {
 	Error string `json:"error,omitempty"`
 }
 
-// CeilingReport is crypto.Ceiling as measured in the run.
+// CeilingReport is cryptoceiling.Result as measured in the run.
 type CeilingReport struct {
 	OpsPerSecond  float64 `json:"ops_per_second"`
 	SignNanos     float64 `json:"sign_ns"`

@@ -11,9 +11,9 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/pbftnode/pbftnode/benchmarks/cryptoceiling"
 	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/config"
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/protocol"
@@ -44,7 +44,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if cfg.Protocol != "raft" && cfg.CeilingDuration > 0 {
 		prog.say("measuring the crypto ceiling for n=%d for %v on %d workers", cfg.Replicas, cfg.CeilingDuration, runtime.GOMAXPROCS(0))
-		c, err := crypto.MeasureCeiling(ctx, cfg.Replicas, cfg.CeilingDuration, runtime.GOMAXPROCS(0))
+		c, err := cryptoceiling.Measure(ctx, cfg.Replicas, cfg.CeilingDuration, runtime.GOMAXPROCS(0))
 		if err != nil {
 			return res, fmt.Errorf("crypto ceiling: %w", err)
 		}

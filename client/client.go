@@ -14,6 +14,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 )
 
 // Config configures a Client.
@@ -135,7 +136,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	libp2pKey, err := crypto.LibP2PPrivateKey(cfg.Key)
+	libp2pKey, err := identity.LibP2PPrivateKey(cfg.Key)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}

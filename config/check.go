@@ -12,7 +12,8 @@ import (
 
 	"github.com/multiformats/go-multiaddr"
 
-	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/raftmode"
 )
@@ -140,9 +141,9 @@ func checkReplicas(records []ReplicaRecord, f *findings) []Replica {
 		if r.Index != uint32(i) {
 			f.problem("replicas[%d] has index %d; list replicas in index order 0..%d", i, r.Index, n-1)
 		}
-		if pub, err := crypto.DecodePublicKey(r.PublicKey); err != nil {
+		if pub, err := keyfile.DecodePublicKey(r.PublicKey); err != nil {
 			f.problem("replica %d public_key: %w", i, err)
-		} else if _, err := crypto.PeerIDFromPublicKey(pub); err != nil {
+		} else if _, err := identity.PeerIDFromPublicKey(pub); err != nil {
 			f.problem("replica %d public_key: %w", i, err)
 		} else {
 			out[i].PublicKey = pub
@@ -171,9 +172,9 @@ func checkAllowlist(hexKeys []string, replicas []Replica, f *findings) []ed25519
 	var out []ed25519.PublicKey
 	clients := map[string]int{}
 	for i, k := range hexKeys {
-		pub, err := crypto.DecodePublicKey(k)
+		pub, err := keyfile.DecodePublicKey(k)
 		if err == nil {
-			_, err = crypto.PeerIDFromPublicKey(pub)
+			_, err = identity.PeerIDFromPublicKey(pub)
 		}
 		if err != nil {
 			f.problem("client_allowlist[%d] %q: %w", i, k, err)
@@ -301,7 +302,7 @@ func checkRaftTuning(fc FileConfig, f *findings) {
 // encrypted.
 func checkKey(home string, fc FileConfig, replicas []Replica, f *findings) (ed25519.PrivateKey, bool) {
 	keyPath := fc.KeyPath(home)
-	encrypted, err := crypto.IsEncryptedKeyFile(keyPath)
+	encrypted, err := keyfile.IsEncrypted(keyPath)
 	if err == nil && !encrypted && fc.KeyPassphraseFile != "" {
 		f.warn("key_passphrase_file is set but the key file is not encrypted")
 	}
@@ -313,7 +314,7 @@ func checkKey(home string, fc FileConfig, replicas []Replica, f *findings) (ed25
 	if int(fc.Index) < len(replicas) && replicas[fc.Index].PublicKey != nil {
 		pub := key.Public().(ed25519.PublicKey)
 		if !pub.Equal(replicas[fc.Index].PublicKey) {
-			f.problem("key file %s holds public key %s, but replica %d's public_key is %s", keyPath, crypto.EncodePublicKey(pub), fc.Index, fc.Replicas[fc.Index].PublicKey)
+			f.problem("key file %s holds public key %s, but replica %d's public_key is %s", keyPath, keyfile.EncodePublicKey(pub), fc.Index, fc.Replicas[fc.Index].PublicKey)
 		}
 	}
 	return key, encrypted

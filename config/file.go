@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
 )
 
 // FileName is the replica configuration file inside its home directory.
@@ -119,14 +119,14 @@ func (fc FileConfig) DataPath(home string) string { return resolve(home, fc.Data
 // ReadKey reads the replica's key file. An encrypted key's passphrase comes
 // from PBFTNODE_PASSPHRASE if it is set, else from key_passphrase_file.
 func (fc FileConfig) ReadKey(home string) (ed25519.PrivateKey, error) {
-	key, err := crypto.ReadKeyFileWithPassphrase(fc.KeyPath(home), func() ([]byte, error) {
+	key, err := keyfile.ReadWithPassphrase(fc.KeyPath(home), func() ([]byte, error) {
 		if p := os.Getenv(PassphraseEnv); p != "" {
 			return []byte(p), nil
 		}
 		if fc.KeyPassphraseFile != "" {
-			return crypto.ReadPassphraseFile(resolve(home, fc.KeyPassphraseFile, ""))
+			return keyfile.ReadPassphraseFile(resolve(home, fc.KeyPassphraseFile, ""))
 		}
-		return nil, fmt.Errorf("%w: set %s or key_passphrase_file in %s", crypto.ErrPassphraseRequired, PassphraseEnv, FileName)
+		return nil, fmt.Errorf("%w: set %s or key_passphrase_file in %s", keyfile.ErrPassphraseRequired, PassphraseEnv, FileName)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)

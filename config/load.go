@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/raftmode"
 )
@@ -131,7 +131,7 @@ func Load(home string, overrides *Flags) (Home, error) {
 func (h Home) Summary() []string {
 	n := len(h.Replicas)
 	peerID := ""
-	if id, err := crypto.PeerIDFromPublicKey(h.Key.Public().(ed25519.PublicKey)); err == nil {
+	if id, err := identity.PeerIDFromPublicKey(h.Key.Public().(ed25519.PublicKey)); err == nil {
 		peerID = id.String()
 	}
 	metrics := cmp.Or(h.File.MetricsListen, "(disabled)")

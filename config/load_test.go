@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
 )
 
 // writeHome writes the home of replica 0 of an n-replica cluster of the
@@ -23,7 +24,7 @@ func writeHome(t *testing.T, consensus string, n int, edit func(*FileConfig)) (s
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := crypto.WriteKeyFile(filepath.Join(home, DefaultKeyFile), key); err != nil {
+	if err := keyfile.Write(filepath.Join(home, DefaultKeyFile), key); err != nil {
 		t.Fatal(err)
 	}
 	fc := FileConfig{ClusterFile: ClusterFile{ClusterID: "c", Consensus: consensus}, MetricsListen: "127.0.0.1:0"}
@@ -32,7 +33,7 @@ func writeHome(t *testing.T, consensus string, n int, edit func(*FileConfig)) (s
 		if i > 0 {
 			pub = seededPublicKey(byte(i))
 		}
-		fc.Replicas = append(fc.Replicas, ReplicaRecord{Index: uint32(i), PublicKey: crypto.EncodePublicKey(pub), Address: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 26600+i)})
+		fc.Replicas = append(fc.Replicas, ReplicaRecord{Index: uint32(i), PublicKey: keyfile.EncodePublicKey(pub), Address: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 26600+i)})
 	}
 	if edit != nil {
 		edit(&fc)
@@ -200,7 +201,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 }
 
 func TestValidateWarnings(t *testing.T) {
-	client := crypto.EncodePublicKey(seededPublicKey(100))
+	client := keyfile.EncodePublicKey(seededPublicKey(100))
 	home, _ := writeHome(t, ConsensusPBFT, 4, func(fc *FileConfig) {
 		fc.MetricsListen = ""
 		fc.UnsafeNoFsync = true
@@ -249,11 +250,11 @@ func TestLoadEncryptedKey(t *testing.T) {
 	if err := os.Remove(keyPath); err != nil {
 		t.Fatal(err)
 	}
-	if err := crypto.WriteEncryptedKeyFileParams(keyPath, key, []byte("hunter2"), crypto.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}); err != nil {
+	if err := keyfile.WriteEncryptedParams(keyPath, key, []byte("hunter2"), keyfile.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(PassphraseEnv, "")
-	if _, err := Load(home, nil); err == nil || !strings.Contains(err.Error(), PassphraseEnv) || !errors.Is(err, crypto.ErrPassphraseRequired) {
+	if _, err := Load(home, nil); err == nil || !strings.Contains(err.Error(), PassphraseEnv) || !errors.Is(err, keyfile.ErrPassphraseRequired) {
 		t.Fatalf("Load without a passphrase: %v", err)
 	}
 	t.Setenv(PassphraseEnv, "wrong")
@@ -283,7 +284,7 @@ func TestLoadEncryptedKey(t *testing.T) {
 }
 
 func TestLoadClientAllowlistBadKey(t *testing.T) {
-	good := crypto.EncodePublicKey(seededPublicKey(100))
+	good := keyfile.EncodePublicKey(seededPublicKey(100))
 	for _, tc := range []struct{ name, key, want string }{
 		{"not hex", "zz-not-hex", "decode public key"},
 		{"too short", "abcd", "2 bytes, want 32"},

@@ -1,10 +1,16 @@
-// Package crypto owns pbftnode's cryptographic primitives: Ed25519 keys and
-// key files, domain-separated signing and verification, the digests that
-// identify client requests and batches, the mapping between signing keys and
-// libp2p identities, a worker pool that verifies signatures in parallel
-// (with batch verification) off the protocol core's goroutine, a bounded
-// cache of client requests whose signatures were already checked, and the
-// measurement of the crypto ceiling (MeasureCeiling).
+// Package crypto owns pbftnode's cryptographic primitives: Ed25519 key
+// generation, domain-separated signing and verification (single and
+// batch, with a cache of expanded public keys: Verifier), the digests
+// that identify client requests and batches, client ids (a public key
+// and a session), and a bounded cache of client requests whose signatures
+// were already checked (VerifiedCache). It is what the protocol core needs
+// and nothing more: it imports no networking or storage library.
+//
+// What was built on the primitives lives where it is used: key files in
+// package keyfile, the verification workers in package verifypool, the
+// libp2p identity of a key in package p2p/identity, and the measurement
+// of the crypto ceiling in package benchmarks/cryptoceiling. Package
+// crypto/cryptotest gives tests deterministic keys and signature jobs.
 //
 // Every signature in pbftnode is made over SignedBytes(domain, clusterID,
 // payload). The domain names the purpose of the signature (a replica

@@ -54,7 +54,7 @@ type Signer struct {
 
 // NewSigner returns a Signer for key in the cluster clusterID. The key is
 // copied. key must be a well-formed ed25519.PrivateKey (as returned by
-// GenerateKey or ReadKeyFile); NewSigner panics otherwise, because a
+// GenerateKey or keyfile.Read); NewSigner panics otherwise, because a
 // malformed private key is a programming error, never network input.
 func NewSigner(key ed25519.PrivateKey, clusterID string) *Signer {
 	if len(key) != ed25519.PrivateKeySize {

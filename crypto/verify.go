@@ -33,9 +33,19 @@ var verifyOptions = &voied.Options{Verify: &voied.VerifyOptions{
 	AllowNonCanonicalR: true,
 }}
 
+// VerifyJob is one signature check: is Signature PublicKey's signature over
+// SignedBytes(Domain, clusterID, Payload), with the cluster ID of the
+// Verifier (or verification pool) that runs it.
+type VerifyJob struct {
+	PublicKey ed25519.PublicKey
+	Domain    string
+	Payload   []byte
+	Signature []byte
+}
+
 // MaxVerifyBatch is the most signatures checked in one batch verification.
 // Larger sets of jobs are split into batches of at most this size (and
-// spread over a Pool's workers). Beyond ~64 the gain per signature is
+// spread over a verification pool's workers). Beyond ~64 the gain per signature is
 // small, while smaller batches let more workers share a large set.
 const MaxVerifyBatch = 64
 
@@ -85,13 +95,14 @@ func (v *Verifier) Verify(job *VerifyJob) bool {
 // signature costs its batch about what checking it singly would have.
 func (v *Verifier) VerifyBatch(jobs []VerifyJob) []bool {
 	results := make([]bool, len(jobs))
-	v.verifyInto(jobs, results)
+	v.VerifyInto(jobs, results)
 	return results
 }
 
-// verifyInto is VerifyBatch writing into results (len(results) ==
-// len(jobs)).
-func (v *Verifier) verifyInto(jobs []VerifyJob, results []bool) {
+// VerifyInto is VerifyBatch writing the results into results, which must
+// be as long as jobs (a verification pool hands each worker a part of one
+// results slice).
+func (v *Verifier) VerifyInto(jobs []VerifyJob, results []bool) {
 	for start := 0; start < len(jobs); start += MaxVerifyBatch {
 		end := min(start+MaxVerifyBatch, len(jobs))
 		v.verifyChunk(jobs[start:end], results[start:end])

@@ -1,7 +1,5 @@
 package execution
 
-import "github.com/syndtr/goleveldb/leveldb"
-
 // Application is a deterministic state machine. Execute must give identical
 // results on every correct replica for the same sequence of operations,
 // whatever the operation bytes are (they come from clients and are
@@ -19,6 +17,18 @@ type Application interface {
 	// and distinct states distinct digests (up to hash collisions). It
 	// must be cheap: checkpoints call it often.
 	Digest() [32]byte
+}
+
+// Batch collects the writes of one executed batch, which the executor then
+// commits to its database in one atomic write. Put and Delete copy their
+// arguments, so the caller may reuse its buffers at once. Writes apply in
+// the order they were added; a later write to a key replaces an earlier
+// one. The application's keys must start with storage.PrefixApp.
+type Batch interface {
+	// Put sets key to value.
+	Put(key, value []byte)
+	// Delete removes key.
+	Delete(key []byte)
 }
 
 // BatchApplication is an Application whose writes can join the executor's
@@ -41,7 +51,7 @@ type BatchApplication interface {
 	// Stage adds the buffered writes (and any metadata, such as a digest
 	// accumulator) to b. It returns an error when the batch cannot be
 	// committed, for example because a read failed during Execute.
-	Stage(b *leveldb.Batch) error
+	Stage(b Batch) error
 	// Commit tells the application that b was written: the buffered
 	// changes are now its durable state.
 	Commit()

@@ -15,7 +15,6 @@ import (
 
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/wire"
-	"github.com/syndtr/goleveldb/leveldb"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -27,7 +26,7 @@ type flakyKV struct {
 	failStage bool
 }
 
-func (f *flakyKV) Stage(b *leveldb.Batch) error {
+func (f *flakyKV) Stage(b Batch) error {
 	if f.failStage {
 		return errors.New("injected stage failure")
 	}

@@ -3,6 +3,11 @@
 // (KV), and the Executor that applies committed batches in sequence order,
 // each client request exactly once, with a reply cache.
 //
+// The application interface names no storage library type: a
+// BatchApplication stages its writes into a Batch (Put, Delete), which the
+// executor backs with its goleveldb batch. goleveldb stays the executor's
+// own store.
+//
 // Exactly-once uses a per-client sliding window of ClientWindow request
 // numbers, so a client may have many requests in flight and consensus may
 // order them in any order. Per client the executor keeps H, the highest

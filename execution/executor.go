@@ -92,6 +92,9 @@ type Executor struct {
 	valueBuf []byte
 }
 
+// The executor's goleveldb batch is what a BatchApplication stages into.
+var _ Batch = (*leveldb.Batch)(nil)
+
 // touchedWindow is a window an Apply changed: its client ID, its H,
 // lastSeq and window digest element before the batch, and whether the
 // batch created it.

@@ -148,7 +148,7 @@ func (kv *KV) Begin() {
 
 // Stage adds the batch's writes and the new digest accumulator to b. It
 // fails if a storage read failed during the batch.
-func (kv *KV) Stage(b *leveldb.Batch) error {
+func (kv *KV) Stage(b Batch) error {
 	if !kv.inBatch {
 		return errors.New("kv: stage outside a batch")
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 )
 
 // allowlistHome writes a replica home (replica 0 of 4, plain key) whose
@@ -21,7 +23,7 @@ func allowlistHome(t *testing.T, allowlist []string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := crypto.WriteKeyFile(filepath.Join(home, "key"), key); err != nil {
+	if err := keyfile.Write(filepath.Join(home, "key"), key); err != nil {
 		t.Fatal(err)
 	}
 	replicas := make([]config.ReplicaRecord, 4)
@@ -30,7 +32,7 @@ func allowlistHome(t *testing.T, allowlist []string) string {
 		if i > 0 {
 			pub = newPublicKey(t)
 		}
-		replicas[i] = config.ReplicaRecord{Index: uint32(i), PublicKey: crypto.EncodePublicKey(pub), Address: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 1+i)}
+		replicas[i] = config.ReplicaRecord{Index: uint32(i), PublicKey: keyfile.EncodePublicKey(pub), Address: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 1+i)}
 	}
 	fc := config.FileConfig{ClusterFile: config.ClusterFile{ClusterID: "c", Replicas: replicas}, ClientAllowlist: allowlist}
 	if err := config.WriteJSON(filepath.Join(home, config.FileName), fc, 0o644); err != nil {
@@ -50,7 +52,7 @@ func newPublicKey(t *testing.T) ed25519.PublicKey {
 
 func TestLoadHomeClientAllowlist(t *testing.T) {
 	a, b := newPublicKey(t), newPublicKey(t)
-	home := allowlistHome(t, []string{crypto.EncodePublicKey(a), crypto.EncodePublicKey(b)})
+	home := allowlistHome(t, []string{keyfile.EncodePublicKey(a), keyfile.EncodePublicKey(b)})
 	raw, err := os.ReadFile(filepath.Join(home, config.FileName))
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +69,7 @@ func TestLoadHomeClientAllowlist(t *testing.T) {
 	}
 	// The transport gets the keys' peer IDs.
 	for i, pub := range []ed25519.PublicKey{a, b} {
-		want, err := crypto.PeerIDFromPublicKey(pub)
+		want, err := identity.PeerIDFromPublicKey(pub)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pbftnode/pbftnode/config"
-	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/raftmode"
 )
@@ -111,7 +111,7 @@ func (c *Config) applyDefaults() error {
 	}
 	c.clientPeers = nil
 	for i, pub := range c.ClientAllowlist {
-		id, err := crypto.PeerIDFromPublicKey(pub)
+		id, err := identity.PeerIDFromPublicKey(pub)
 		if err != nil {
 			return fmt.Errorf("node: client allowlist entry %d: %w", i, err)
 		}

@@ -12,8 +12,10 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/verifypool"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -41,7 +43,7 @@ type FloorNode struct {
 	cfg      Config
 	log      *slog.Logger
 	verifier *protocol.MessageVerifier
-	pool     *crypto.Pool
+	pool     *verifypool.Pool
 	signer   *crypto.Signer
 	metrics  *metrics
 	maxBatch int
@@ -105,7 +107,7 @@ func (n *FloorNode) open() error {
 	if n.maxBatch <= 0 {
 		n.maxBatch = protocol.DefaultMaxBatchSize
 	}
-	n.pool = crypto.NewPool(cfg.ClusterID, cfg.VerifyWorkers)
+	n.pool = verifypool.New(cfg.ClusterID, cfg.VerifyWorkers)
 	n.signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
 	n.verifier = protocol.NewMessageVerifier(cfg.ClusterID, pubs, crypto.NewVerifiedCache(1<<16), n.pool, n.maxBatch)
 	if err := n.startHost(cfg, "", n.log); err != nil {
@@ -175,7 +177,7 @@ func (n *FloorNode) verifyArrivals(ctx context.Context, arrivals []arrival) {
 			}
 		case v.Message.Body.GetPrePrepare() != nil && v.Message.Body.From == 0:
 			for _, r := range v.Message.Requests {
-				if id, err := crypto.ClientPeerID(r.ClientId); err == nil {
+				if id, err := identity.ClientPeerID(r.ClientId); err == nil {
 					n.answer(id, r)
 				}
 			}

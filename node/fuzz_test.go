@@ -10,6 +10,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -23,7 +24,7 @@ func fzKey(kind, i byte) ed25519.PrivateKey {
 }
 
 func fzPeerID(tb testing.TB, key ed25519.PrivateKey) peer.ID {
-	id, err := crypto.PeerIDFromPublicKey(key.Public().(ed25519.PublicKey))
+	id, err := identity.PeerIDFromPublicKey(key.Public().(ed25519.PublicKey))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func FuzzVerifyClientFrame(f *testing.F) {
 			t.Fatalf("input names client %s, frame came from %s", in.client, from)
 		}
 		pub := ed25519.PublicKey(in.req.Request.ClientId)
-		if id, err := crypto.PeerIDFromPublicKey(pub); err != nil || id != from {
+		if id, err := identity.PeerIDFromPublicKey(pub); err != nil || id != from {
 			t.Fatalf("accepted a request of client %x from peer %s", pub, from)
 		}
 		if !crypto.Verify(pub, fzCluster, crypto.DomainClientRequest, in.req.Signed.Payload, in.req.Signed.Signature) {

@@ -9,9 +9,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/checkpoint"
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/wire"
@@ -163,7 +163,7 @@ func signedRequestOf(f p2p.Frame) (*wire.Signed, error) {
 // sentByItsClient reports whether the verified request req came from the
 // client it names: replies go back on the stream a request came on.
 func sentByItsClient(f p2p.Frame, req *wire.Request) bool {
-	id, err := crypto.ClientPeerID(req.ClientId)
+	id, err := identity.ClientPeerID(req.ClientId)
 	return err == nil && id == f.From
 }
 
@@ -416,7 +416,7 @@ func (n *Node) execute(b protocol.CommittedBatch) error {
 	n.phases.executed(b.Sequence, n.metrics.ops, time.Now())
 	for i := range replies {
 		r := &replies[i]
-		id, err := crypto.ClientPeerID(r.ClientID)
+		id, err := identity.ClientPeerID(r.ClientID)
 		if err != nil {
 			continue // the verifier admits only well-formed client ids
 		}

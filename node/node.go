@@ -13,8 +13,10 @@ import (
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/verifypool"
 )
 
 // Status is a snapshot of a running replica, safe to read from any
@@ -51,7 +53,7 @@ type Node struct {
 	core     *protocol.Replica
 	verifier *protocol.MessageVerifier
 	window   uint64 // the core's window size, for the verifier's pre-check
-	pool     *crypto.Pool
+	pool     *verifypool.Pool
 	metrics  *metrics
 
 	inbox  chan input
@@ -121,7 +123,7 @@ func (n *Node) open() error {
 	for i, r := range cfg.Replicas {
 		pubs[i] = r.PublicKey
 	}
-	n.pool = crypto.NewPool(cfg.ClusterID, cfg.VerifyWorkers)
+	n.pool = verifypool.New(cfg.ClusterID, cfg.VerifyWorkers)
 	pcfg := cfg.PBFT
 	pcfg.ID, pcfg.N, pcfg.Logger = cfg.Index, len(cfg.Replicas), n.log
 	n.signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
@@ -148,7 +150,7 @@ func (n *Node) open() error {
 
 // Member converts a replica's configuration to a transport member.
 func Member(r Replica) (p2p.Member, error) {
-	id, err := crypto.PeerIDFromPublicKey(r.PublicKey)
+	id, err := identity.PeerIDFromPublicKey(r.PublicKey)
 	if err != nil {
 		return p2p.Member{}, fmt.Errorf("node: replica %d: %w", r.Index, err)
 	}

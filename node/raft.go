@@ -12,11 +12,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.etcd.io/raft/v3/raftpb"
 
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/raftmode"
 	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/storage/raftlog"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -103,7 +104,7 @@ func (n *RaftNode) open() error {
 	if n.executor, err = execution.NewExecutor(db, kv, n.log); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	raftLog, err := db.OpenRaftLog()
+	raftLog, err := raftlog.Open(db)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
@@ -150,6 +151,6 @@ func (n *RaftNode) closeResources() error { return n.shell.closeResources(nil) }
 // clientPeer returns the libp2p peer of a client id (the peer of its
 // Ed25519 key; the rest of the id is the client's session).
 func clientPeer(clientID []byte) (peer.ID, bool) {
-	id, err := crypto.ClientPeerID(clientID)
+	id, err := identity.ClientPeerID(clientID)
 	return id, err == nil
 }

@@ -13,8 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
 
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/storage"
 )
 
@@ -92,7 +92,7 @@ func (s *shell) startHost(cfg Config, replicaProtocol protocol.ID, log *slog.Log
 		}
 		members[i] = m
 	}
-	key, err := crypto.LibP2PPrivateKey(cfg.Key)
+	key, err := identity.LibP2PPrivateKey(cfg.Key)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}

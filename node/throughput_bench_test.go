@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbftnode/pbftnode/benchmarks/cryptoceiling"
 	"github.com/pbftnode/pbftnode/client"
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet"
 )
@@ -30,7 +30,7 @@ import (
 // key, 16-byte value) outstanding each, until 20,000 operations
 // (PBFTNODE_BENCH_OPS overrides) completed. Replicas and clients share
 // this machine's cores, as the ceiling does. Before the cluster starts,
-// crypto.MeasureCeiling measures for 2 s how many requests per second this
+// cryptoceiling.Measure measures for 2 s how many requests per second this
 // machine can sign once and verify n times through the engine's
 // verification kernel. PBFTNODE_BENCH_INFLIGHT and
 // PBFTNODE_BENCH_PARTIAL_INFLIGHT set the protocol's MaxInFlight (default
@@ -66,11 +66,11 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 	noSync := os.Getenv("PBFTNODE_BENCH_SYNC") != "1"
 	for range b.N {
-		var ceiling crypto.Ceiling
+		var ceiling cryptoceiling.Result
 		var err error
 		ceilingStart := processCPU()
 		pprof.Do(context.Background(), pprof.Labels("phase", "ceiling"), func(ctx context.Context) {
-			ceiling, err = crypto.MeasureCeiling(ctx, replicas, 2*time.Second, 0)
+			ceiling, err = cryptoceiling.Measure(ctx, replicas, 2*time.Second, 0)
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/verifypool"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -199,7 +200,7 @@ func FuzzReplicaFrame(f *testing.F) {
 	}
 	pubs := fzPublicKeys()
 	plain := NewMessageVerifier(fzCluster, pubs, nil, nil, 0)
-	pool := crypto.NewPool(fzCluster, 2)
+	pool := verifypool.New(fzCluster, 2)
 	f.Cleanup(pool.Close)
 	cached := NewMessageVerifier(fzCluster, pubs, crypto.NewVerifiedCache(64), pool, 0)
 

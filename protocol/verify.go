@@ -29,7 +29,7 @@ type MessageVerifier struct {
 	clusterID string
 	replicas  []ed25519.PublicKey
 	cache     *crypto.VerifiedCache // may be nil
-	pool      *crypto.Pool          // may be nil: verify inline
+	pool      SignaturePool         // may be nil: verify inline
 	sigs      *crypto.Verifier      // the pool's, or the verifier's own
 	maxBatch  int
 	// maxPrepared bounds the prepared certificates of a VIEW-CHANGE and
@@ -37,11 +37,26 @@ type MessageVerifier struct {
 	maxPrepared uint64
 }
 
+// SignaturePool checks sets of signatures off the caller's goroutine, on
+// workers the runtime owns (verifypool.Pool is one). The core only calls
+// it; it never starts goroutines itself.
+type SignaturePool interface {
+	// Verifier returns the crypto.Verifier the pool checks with; the
+	// MessageVerifier shares it (and its key cache) when the cluster IDs
+	// match.
+	Verifier() *crypto.Verifier
+	// VerifyAll checks every job and returns one result per job, in
+	// order: true exactly when crypto.Verify would return true for it
+	// under the pool's cluster ID. It must be safe for concurrent use.
+	VerifyAll(jobs []crypto.VerifyJob) []bool
+}
+
 // NewMessageVerifier returns a verifier for a cluster whose replica i has
 // public key replicas[i]. cache remembers checked client requests so each
 // is checked once per replica; pool checks large sets of signatures in
-// parallel. Both may be nil. maxBatch bounds the requests of a pre-prepare.
-func NewMessageVerifier(clusterID string, replicas []ed25519.PublicKey, cache *crypto.VerifiedCache, pool *crypto.Pool, maxBatch int) *MessageVerifier {
+// parallel. Both may be nil (a nil interface, not a nil *verifypool.Pool).
+// maxBatch bounds the requests of a pre-prepare.
+func NewMessageVerifier(clusterID string, replicas []ed25519.PublicKey, cache *crypto.VerifiedCache, pool SignaturePool, maxBatch int) *MessageVerifier {
 	if maxBatch <= 0 {
 		maxBatch = DefaultMaxBatchSize
 	}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/verifypool"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -124,7 +125,7 @@ func TestVerifyFramesMatchesOneByOne(t *testing.T) {
 	if accepted == 0 || accepted == len(corpus) {
 		t.Fatalf("corpus has %d accepted of %d frames; want a mix", accepted, len(corpus))
 	}
-	pool := crypto.NewPool(fzCluster, 2)
+	pool := verifypool.New(fzCluster, 2)
 	defer pool.Close()
 	cached := NewMessageVerifier(fzCluster, pubs, crypto.NewVerifiedCache(256), pool, 0)
 	rng := rand.New(rand.NewSource(1))

@@ -13,7 +13,7 @@ import (
 )
 
 // LogStorage is the durable raft log: raft.Storage plus the writes the
-// Core makes (storage.RaftLog implements it on goleveldb).
+// Core makes (raftlog.Log, in storage/raftlog, implements it on goleveldb).
 type LogStorage interface {
 	raft.Storage
 	// Save durably persists one Ready's snapshot, entries and hard state,

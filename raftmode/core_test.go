@@ -11,6 +11,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/storage/raftlog"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -58,7 +59,7 @@ func (c *cluster) start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	log, err := db.OpenRaftLog()
+	log, err := raftlog.Open(db)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -7,12 +7,12 @@
 //	PrefixProtocol ("p/")  protocol log and current view (this package)
 //	PrefixApp      ("a/")  application state (execution.KV)
 //	PrefixExecutor ("e/")  last executed sequence and reply cache (execution.Executor)
-//	PrefixRaft     ("r/")  Raft log, hard state and snapshot metadata (RaftLog, this package)
+//	PrefixRaft     ("r/")  Raft log, hard state and snapshot metadata (package storage/raftlog)
 //
-// Under PrefixRaft, RaftLog (DB.OpenRaftLog) is the Raft mode's durable
+// Under PrefixRaft, raftlog.Log (raftlog.Open) is the Raft mode's durable
 // raft.Storage: entries, hard state, latest snapshot metadata and the log
-// boundary; RaftLog.Save writes one raft Ready in a single batch, fsynced
-// when Options.Sync is on.
+// boundary. It lives in its own package so that this one, and what imports
+// it, do not depend on etcd raft.
 //
 // Besides the protocol log (p/log/...) and the view (p/view), PrefixProtocol
 // holds the latest stable checkpoint certificate (p/stable, an encoded

@@ -94,6 +94,11 @@ func (d *DB) Close() error {
 // within their own prefix and must not close it.
 func (d *DB) LevelDB() *leveldb.DB { return d.ldb }
 
+// Logger returns the logger the database was opened with (a discarding
+// one when Options.Logger was nil), for owners of keys that log, such as
+// the Raft log.
+func (d *DB) Logger() *slog.Logger { return d.logger }
+
 // Sync reports whether safety-critical writes are fsynced.
 func (d *DB) Sync() bool { return d.sync }
 

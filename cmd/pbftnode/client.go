@@ -12,8 +12,8 @@ import (
 
 	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/config"
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
 )
@@ -145,7 +145,7 @@ func openClientWith(dir string, edit func(*client.Config)) (*client.Client, erro
 	if err != nil {
 		return nil, err
 	}
-	key, err := crypto.ReadKeyFile(cf.KeyPath(dir))
+	key, err := keyfile.Read(cf.KeyPath(dir))
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 )
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
@@ -36,16 +38,16 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		err = crypto.WriteEncryptedKeyFile(*out, key, pass)
+		err = keyfile.WriteEncrypted(*out, key, pass)
 		clear(pass)
 		if err != nil {
 			return err
 		}
-	} else if err := crypto.WriteKeyFile(*out, key); err != nil {
+	} else if err := keyfile.Write(*out, key); err != nil {
 		return err
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	id, err := crypto.PeerIDFromPublicKey(pub)
+	id, err := identity.PeerIDFromPublicKey(pub)
 	if err != nil {
 		return err
 	}
@@ -53,7 +55,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	if *encrypt {
 		kind = "encrypted"
 	}
-	fmt.Fprintf(stdout, "wrote %s key file %s\npublic_key: %s\npeer_id: %s\n", kind, *out, crypto.EncodePublicKey(pub), id)
+	fmt.Fprintf(stdout, "wrote %s key file %s\npublic_key: %s\npeer_id: %s\n", kind, *out, keyfile.EncodePublicKey(pub), id)
 	return nil
 }
 
@@ -61,7 +63,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 // the environment. It is never printed.
 func keygenPassphrase(file string) ([]byte, error) {
 	if file != "" {
-		return crypto.ReadPassphraseFile(file)
+		return keyfile.ReadPassphraseFile(file)
 	}
 	if p := os.Getenv(config.PassphraseEnv); p != "" {
 		return []byte(p), nil

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/pbftnode/pbftnode/config"
-	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/node"
 )
 
@@ -38,7 +38,7 @@ func keygenOK(t *testing.T, args ...string) string {
 }
 
 func pubHex(key ed25519.PrivateKey) string {
-	return crypto.EncodePublicKey(key.Public().(ed25519.PublicKey))
+	return keyfile.EncodePublicKey(key.Public().(ed25519.PublicKey))
 }
 
 func TestKeygen(t *testing.T) {
@@ -47,7 +47,7 @@ func TestKeygen(t *testing.T) {
 
 	plain := filepath.Join(dir, "plain.key")
 	pub := keygenOK(t, "--out", plain)
-	key, err := crypto.ReadKeyFile(plain)
+	key, err := keyfile.Read(plain)
 	if err != nil || pubHex(key) != pub {
 		t.Fatalf("the plain key file does not hold the printed key: %v", err)
 	}
@@ -75,10 +75,10 @@ func TestKeygen(t *testing.T) {
 		t.Fatalf("keygen --encrypt --passphrase-file: exit %d (or the passphrase was echoed): %s%s", code, stdout, stderr)
 	}
 	pub = pubLine.FindStringSubmatch(stdout)[1]
-	if _, err := crypto.ReadKeyFile(enc); err == nil {
+	if _, err := keyfile.Read(enc); err == nil {
 		t.Fatal("the encrypted key file reads without a passphrase")
 	}
-	key, err = crypto.ReadKeyFileWithPassphrase(enc, func() ([]byte, error) { return []byte("file secret"), nil })
+	key, err = keyfile.ReadWithPassphrase(enc, func() ([]byte, error) { return []byte("file secret"), nil })
 	if err != nil || pubHex(key) != pub {
 		t.Fatalf("the encrypted key file does not hold the printed key: %v", err)
 	}
@@ -87,14 +87,14 @@ func TestKeygen(t *testing.T) {
 	t.Setenv(config.PassphraseEnv, "env secret")
 	enc2 := filepath.Join(dir, "enc2.key")
 	pub = keygenOK(t, "--out", enc2, "--encrypt")
-	key, err = crypto.ReadKeyFileWithPassphrase(enc2, func() ([]byte, error) { return []byte("env secret"), nil })
+	key, err = keyfile.ReadWithPassphrase(enc2, func() ([]byte, error) { return []byte("env secret"), nil })
 	if err != nil || pubHex(key) != pub {
 		t.Fatalf("encrypted with the environment's passphrase: %v", err)
 	}
 }
 
 // cheapKDF keeps tests that write encrypted keys directly fast.
-var cheapKDF = crypto.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
+var cheapKDF = keyfile.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
 
 func editConfig(t *testing.T, home string, edit func(fc *config.FileConfig)) {
 	t.Helper()
@@ -158,14 +158,14 @@ func TestConfigValidate(t *testing.T) {
 	// from the environment or from key_passphrase_file, and `run`'s
 	// LoadHome agrees.
 	keyPath := filepath.Join(home(3), "key")
-	key, err := crypto.ReadKeyFile(keyPath)
+	key, err := keyfile.Read(keyPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(keyPath); err != nil {
 		t.Fatal(err)
 	}
-	if err := crypto.WriteEncryptedKeyFileParams(keyPath, key, []byte("s3cret"), cheapKDF); err != nil {
+	if err := keyfile.WriteEncryptedParams(keyPath, key, []byte("s3cret"), cheapKDF); err != nil {
 		t.Fatal(err)
 	}
 	if code, stdout, _ = cli(t, "config", "validate", "--home", home(3)); code != 1 || !strings.Contains(stdout, config.PassphraseEnv) {

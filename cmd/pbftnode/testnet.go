@@ -12,6 +12,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/keyfile"
 )
 
 // DefaultBasePort is where testnet replicas listen: replica i on P+i,
@@ -68,7 +69,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 		keys[i] = key
 		cluster.Replicas = append(cluster.Replicas, config.ReplicaRecord{
 			Index:     uint32(i),
-			PublicKey: crypto.EncodePublicKey(key.Public().(ed25519.PublicKey)),
+			PublicKey: keyfile.EncodePublicKey(key.Public().(ed25519.PublicKey)),
 			Address:   fmt.Sprintf("/ip4/%s/tcp/%d", *host, *basePort+i),
 		})
 	}
@@ -119,5 +120,5 @@ func writeKey(path string, key ed25519.PrivateKey) error {
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	return crypto.WriteKeyFile(path, key)
+	return keyfile.Write(path, key)
 }

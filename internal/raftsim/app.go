@@ -2,7 +2,7 @@ package raftsim
 
 import (
 	"github.com/pbftnode/pbftnode/execution"
-	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/storage/raftlog"
 	"github.com/pbftnode/pbftnode/wire"
 	"google.golang.org/protobuf/proto"
 )
@@ -17,7 +17,7 @@ type recordingApp struct {
 	*execution.KV
 	h       *host
 	exec    *execution.Executor
-	raftLog *storage.RaftLog
+	raftLog *raftlog.Log
 	// alterPuts is PlantAlterOp: every put stores a different value.
 	alterPuts bool
 }

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/execution"
-	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/storage/raftlog"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -88,7 +88,7 @@ func (c *checker) digestAt(h *host, index uint64, digest [32]byte) {
 // LastExecuted()+1: it checks the digest after the previous index, and the
 // entry (read from h's raft log, where the Core saved it before applying)
 // for agreement and validity.
-func (c *checker) beforeApply(h *host, exec *execution.Executor, raftLog *storage.RaftLog) {
+func (c *checker) beforeApply(h *host, exec *execution.Executor, raftLog *raftlog.Log) {
 	last := exec.LastExecuted()
 	c.digestAt(h, last, exec.StateDigest())
 	index := last + 1

@@ -2,7 +2,7 @@
 // Raft mode. It drives the real replica logic (raftmode.Core, through
 // Tick, Step, Submit, Process, StateInstalled, ReportSnapshot and
 // ReportUnreachable, in the order node/raft_loop.go uses them) on a real
-// storage.RaftLog and execution.Executor with the KV application, each
+// raftlog.Log (storage/raftlog) and execution.Executor with the KV application, each
 // replica on its own in-memory goleveldb (storage.OpenMem), over a seeded
 // virtual network in virtual time (ticks), in one goroutine.
 //

@@ -9,6 +9,7 @@ import (
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/raftmode"
 	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/storage/raftlog"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -31,7 +32,7 @@ type host struct {
 	db      *storage.DB
 	app     *recordingApp
 	exec    *execution.Executor
-	raftLog *storage.RaftLog
+	raftLog *raftlog.Log
 	core    *raftmode.Core
 
 	// snaps are the snapshots this process serves, oldest first, at most
@@ -61,7 +62,7 @@ func (h *host) start() error {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
 	w.check.restarted(h)
-	if h.raftLog, err = h.db.OpenRaftLog(); err != nil {
+	if h.raftLog, err = raftlog.Open(h.db); err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
 	h.app.exec, h.app.raftLog = h.exec, h.raftLog

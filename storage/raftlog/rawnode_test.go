@@ -1,4 +1,4 @@
-package storage
+package raftlog
 
 import (
 	"fmt"
@@ -10,14 +10,16 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/pbftnode/pbftnode/storage"
 )
 
 // raftTestNode is one replica of the in-memory RawNode cluster.
 type raftTestNode struct {
 	id      uint64
 	dir     string
-	db      *DB
-	log     *RaftLog
+	db      *storage.DB
+	log     *Log
 	rn      *raft.RawNode
 	applied uint64
 	state   []string // applied proposals, in order (the "application")
@@ -34,13 +36,13 @@ var raftTestLogger = &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)}
 
 func (c *raftTestCluster) start(n *raftTestNode) {
 	c.t.Helper()
-	db, err := Open(n.dir, Options{Sync: false})
+	db, err := storage.Open(n.dir, storage.Options{Sync: false})
 	if err != nil {
 		c.t.Fatalf("node %d: Open: %v", n.id, err)
 	}
-	l, err := db.OpenRaftLog()
+	l, err := Open(db)
 	if err != nil {
-		c.t.Fatalf("node %d: OpenRaftLog: %v", n.id, err)
+		c.t.Fatalf("node %d: Open: %v", n.id, err)
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:              n.id,
@@ -162,13 +164,13 @@ func TestRaftLogRawNodeCluster(t *testing.T) {
 		c.nodes[id] = n
 		// Bootstrap as raft recommends: a log starting after a snapshot
 		// at index 1 holding the membership.
-		db, err := Open(n.dir, Options{Sync: false})
+		db, err := storage.Open(n.dir, storage.Options{Sync: false})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
-		l, err := db.OpenRaftLog()
+		l, err := Open(db)
 		if err != nil {
-			t.Fatalf("OpenRaftLog: %v", err)
+			t.Fatalf("Open: %v", err)
 		}
 		boot := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(1)), Term: new(uint64(1)), ConfState: voters}}
 		if err := l.Save(nil, nil, boot); err != nil {

@@ -1,4 +1,4 @@
-package crypto
+package keyfile
 
 import (
 	"bytes"
@@ -6,46 +6,19 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pbftnode/pbftnode/crypto/cryptotest"
 )
 
-func TestGenerateKey(t *testing.T) {
-	a, err := GenerateKey(rand.New(rand.NewSource(7)))
-	if err != nil {
-		t.Fatalf("GenerateKey: %v", err)
-	}
-	b, err := GenerateKey(rand.New(rand.NewSource(7)))
-	if err != nil {
-		t.Fatalf("GenerateKey: %v", err)
-	}
-	if !bytes.Equal(a, b) {
-		t.Fatal("GenerateKey is not deterministic in its random source")
-	}
-	if len(a) != ed25519.PrivateKeySize {
-		t.Fatalf("key length = %d, want %d", len(a), ed25519.PrivateKeySize)
-	}
-	fromOS, err := GenerateKey(nil)
-	if err != nil {
-		t.Fatalf("GenerateKey(nil): %v", err)
-	}
-	if bytes.Equal(fromOS, a) {
-		t.Fatal("GenerateKey(nil) returned the seeded key")
-	}
-	if _, err := GenerateKey(bytes.NewReader(make([]byte, 5))); !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("GenerateKey on a short reader: err = %v, want io.ErrUnexpectedEOF", err)
-	}
-}
-
 func TestKeyFileRoundTrip(t *testing.T) {
-	key := testKey(t, 8)
+	key := cryptotest.Key(t, 8)
 	path := filepath.Join(t.TempDir(), "replica.key")
-	if err := WriteKeyFile(path, key); err != nil {
-		t.Fatalf("WriteKeyFile: %v", err)
+	if err := Write(path, key); err != nil {
+		t.Fatalf("Write: %v", err)
 	}
 	info, err := os.Stat(path)
 	if err != nil {
@@ -61,25 +34,25 @@ func TestKeyFileRoundTrip(t *testing.T) {
 	if !strings.Contains(string(content), "PBFTNODE ED25519 PRIVATE KEY") {
 		t.Fatalf("key file does not use the PBFTNODE ED25519 PRIVATE KEY block:\n%s", content)
 	}
-	got, err := ReadKeyFile(path)
+	got, err := Read(path)
 	if err != nil {
-		t.Fatalf("ReadKeyFile: %v", err)
+		t.Fatalf("Read: %v", err)
 	}
 	if !bytes.Equal(got, key) {
-		t.Fatal("ReadKeyFile returned a different key")
+		t.Fatal("Read returned a different key")
 	}
 }
 
 func TestWriteKeyFileRefusesToOverwrite(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replica.key")
-	first := testKey(t, 9)
-	if err := WriteKeyFile(path, first); err != nil {
-		t.Fatalf("WriteKeyFile: %v", err)
+	first := cryptotest.Key(t, 9)
+	if err := Write(path, first); err != nil {
+		t.Fatalf("Write: %v", err)
 	}
-	if err := WriteKeyFile(path, testKey(t, 10)); !errors.Is(err, os.ErrExist) {
-		t.Fatalf("second WriteKeyFile: err = %v, want os.ErrExist", err)
+	if err := Write(path, cryptotest.Key(t, 10)); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("second Write: err = %v, want os.ErrExist", err)
 	}
-	got, err := ReadKeyFile(path)
+	got, err := Read(path)
 	if err != nil || !bytes.Equal(got, first) {
 		t.Fatalf("existing key was changed: %v", err)
 	}
@@ -87,11 +60,11 @@ func TestWriteKeyFileRefusesToOverwrite(t *testing.T) {
 
 func TestWriteKeyFileRefusesMalformedKey(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replica.key")
-	if err := WriteKeyFile(path, make(ed25519.PrivateKey, 32)); err == nil {
-		t.Fatal("WriteKeyFile accepted a 32-byte private key")
+	if err := Write(path, make(ed25519.PrivateKey, 32)); err == nil {
+		t.Fatal("Write accepted a 32-byte private key")
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("WriteKeyFile left a file behind after refusing: %v", err)
+		t.Fatalf("Write left a file behind after refusing: %v", err)
 	}
 }
 
@@ -99,15 +72,15 @@ func TestReadKeyFileRefusesLooseMode(t *testing.T) {
 	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660, 0o620} {
 		t.Run(mode.String(), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "replica.key")
-			if err := WriteKeyFile(path, testKey(t, 11)); err != nil {
-				t.Fatalf("WriteKeyFile: %v", err)
+			if err := Write(path, cryptotest.Key(t, 11)); err != nil {
+				t.Fatalf("Write: %v", err)
 			}
 			if err := os.Chmod(path, mode); err != nil {
 				t.Fatalf("chmod: %v", err)
 			}
-			_, err := ReadKeyFile(path)
+			_, err := Read(path)
 			if err == nil {
-				t.Fatalf("ReadKeyFile accepted a key file with mode %#o", mode)
+				t.Fatalf("Read accepted a key file with mode %#o", mode)
 			}
 			msg := err.Error()
 			if !strings.Contains(msg, path) {
@@ -122,21 +95,21 @@ func TestReadKeyFileRefusesLooseMode(t *testing.T) {
 
 func TestReadKeyFileAcceptsOwnerOnlyModes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replica.key")
-	key := testKey(t, 12)
-	if err := WriteKeyFile(path, key); err != nil {
-		t.Fatalf("WriteKeyFile: %v", err)
+	key := cryptotest.Key(t, 12)
+	if err := Write(path, key); err != nil {
+		t.Fatalf("Write: %v", err)
 	}
 	if err := os.Chmod(path, 0o400); err != nil {
 		t.Fatalf("chmod: %v", err)
 	}
-	got, err := ReadKeyFile(path)
+	got, err := Read(path)
 	if err != nil || !bytes.Equal(got, key) {
-		t.Fatalf("ReadKeyFile on a 0400 file: %v", err)
+		t.Fatalf("Read on a 0400 file: %v", err)
 	}
 }
 
 func TestReadKeyFileRefusesMalformedContent(t *testing.T) {
-	seed := testKey(t, 13).Seed()
+	seed := cryptotest.Key(t, 13).Seed()
 	block := func(typ string, body []byte, headers map[string]string) string {
 		return string(pem.EncodeToMemory(&pem.Block{Type: typ, Headers: headers, Bytes: body}))
 	}
@@ -160,8 +133,8 @@ func TestReadKeyFileRefusesMalformedContent(t *testing.T) {
 			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 				t.Fatalf("write: %v", err)
 			}
-			if _, err := ReadKeyFile(path); err == nil {
-				t.Fatal("ReadKeyFile accepted malformed content")
+			if _, err := Read(path); err == nil {
+				t.Fatal("Read accepted malformed content")
 			} else if !strings.Contains(err.Error(), path) {
 				t.Errorf("error %q does not name the file", err)
 			}
@@ -173,27 +146,27 @@ func TestReadKeyFileRefusesMalformedContent(t *testing.T) {
 	if err := os.WriteFile(path, []byte("\n"+valid+"\n\n"), 0o600); err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	if _, err := ReadKeyFile(path); err != nil {
-		t.Fatalf("ReadKeyFile refused a key surrounded by blank lines: %v", err)
+	if _, err := Read(path); err != nil {
+		t.Fatalf("Read refused a key surrounded by blank lines: %v", err)
 	}
 }
 
 func TestReadKeyFileMissingAndDirectory(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := ReadKeyFile(filepath.Join(dir, "absent.key")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Read(filepath.Join(dir, "absent.key")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing file: err = %v, want os.ErrNotExist", err)
 	}
 	sub := filepath.Join(dir, "sub")
 	if err := os.Mkdir(sub, 0o700); err != nil {
 		t.Fatalf("mkdir: %v", err)
 	}
-	if _, err := ReadKeyFile(sub); err == nil {
-		t.Fatal("ReadKeyFile accepted a directory")
+	if _, err := Read(sub); err == nil {
+		t.Fatal("Read accepted a directory")
 	}
 }
 
 func TestPublicKeyHexRoundTrip(t *testing.T) {
-	pub := NewSigner(testKey(t, 14), testCluster).Public()
+	pub := cryptotest.Key(t, 14).Public().(ed25519.PublicKey)
 	encoded := EncodePublicKey(pub)
 	if len(encoded) != 64 || strings.ToLower(encoded) != encoded {
 		t.Fatalf("EncodePublicKey = %q, want 64 lowercase hex characters", encoded)

@@ -1,4 +1,4 @@
-package crypto
+package keyfile
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pbftnode/pbftnode/crypto/cryptotest"
 )
 
 // cheapKDF keeps the tests fast; the format and the code paths are the
@@ -21,19 +23,19 @@ func passphrase(p string) func() ([]byte, error) {
 
 func writeEncrypted(t *testing.T, seed int64, pass string) (string, []byte) {
 	t.Helper()
-	key := testKey(t, seed)
+	key := cryptotest.Key(t, seed)
 	path := filepath.Join(t.TempDir(), "replica.key")
-	if err := WriteEncryptedKeyFileParams(path, key, []byte(pass), cheapKDF); err != nil {
-		t.Fatalf("WriteEncryptedKeyFileParams: %v", err)
+	if err := WriteEncryptedParams(path, key, []byte(pass), cheapKDF); err != nil {
+		t.Fatalf("WriteEncryptedParams: %v", err)
 	}
 	return path, key
 }
 
 func TestEncryptedKeyFileRoundTripDefaultParams(t *testing.T) {
-	key := testKey(t, 20)
+	key := cryptotest.Key(t, 20)
 	path := filepath.Join(t.TempDir(), "replica.key")
-	if err := WriteEncryptedKeyFile(path, key, []byte("correct horse")); err != nil {
-		t.Fatalf("WriteEncryptedKeyFile: %v", err)
+	if err := WriteEncrypted(path, key, []byte("correct horse")); err != nil {
+		t.Fatalf("WriteEncrypted: %v", err)
 	}
 	info, err := os.Stat(path)
 	if err != nil {
@@ -49,25 +51,25 @@ func TestEncryptedKeyFileRoundTripDefaultParams(t *testing.T) {
 	if bytes.Contains(content, []byte(base64.StdEncoding.EncodeToString(key.Seed())[:20])) {
 		t.Fatal("the seed appears in clear")
 	}
-	got, err := ReadKeyFileWithPassphrase(path, passphrase("correct horse"))
+	got, err := ReadWithPassphrase(path, passphrase("correct horse"))
 	if err != nil || !bytes.Equal(got, key) {
-		t.Fatalf("ReadKeyFileWithPassphrase: %v", err)
+		t.Fatalf("ReadWithPassphrase: %v", err)
 	}
-	if enc, err := IsEncryptedKeyFile(path); err != nil || !enc {
-		t.Fatalf("IsEncryptedKeyFile = %v, %v", enc, err)
+	if enc, err := IsEncrypted(path); err != nil || !enc {
+		t.Fatalf("IsEncrypted = %v, %v", enc, err)
 	}
 }
 
 func TestEncryptedKeyFileRefusesOverwriteAndEmptyPassphrase(t *testing.T) {
 	path, key := writeEncrypted(t, 21, "pw")
-	if err := WriteEncryptedKeyFileParams(path, key, []byte("pw"), cheapKDF); !errors.Is(err, os.ErrExist) {
+	if err := WriteEncryptedParams(path, key, []byte("pw"), cheapKDF); !errors.Is(err, os.ErrExist) {
 		t.Fatalf("overwrite: err = %v, want os.ErrExist", err)
 	}
 	other := filepath.Join(t.TempDir(), "k")
-	if err := WriteEncryptedKeyFileParams(other, key, nil, cheapKDF); err == nil {
+	if err := WriteEncryptedParams(other, key, nil, cheapKDF); err == nil {
 		t.Fatal("empty passphrase accepted")
 	}
-	if err := WriteEncryptedKeyFileParams(other, key, []byte("pw"), KDFParams{Time: 1, MemoryKiB: 1 << 30, Threads: 1}); err == nil {
+	if err := WriteEncryptedParams(other, key, []byte("pw"), KDFParams{Time: 1, MemoryKiB: 1 << 30, Threads: 1}); err == nil {
 		t.Fatal("out-of-bounds parameters accepted on write")
 	}
 	if _, err := os.Stat(other); !errors.Is(err, os.ErrNotExist) {
@@ -77,7 +79,7 @@ func TestEncryptedKeyFileRefusesOverwriteAndEmptyPassphrase(t *testing.T) {
 
 func TestEncryptedKeyFileWrongPassphrase(t *testing.T) {
 	path, _ := writeEncrypted(t, 22, "right")
-	_, err := ReadKeyFileWithPassphrase(path, passphrase("wrong"))
+	_, err := ReadWithPassphrase(path, passphrase("wrong"))
 	if !errors.Is(err, ErrWrongPassphrase) {
 		t.Fatalf("err = %v, want ErrWrongPassphrase", err)
 	}
@@ -88,33 +90,33 @@ func TestEncryptedKeyFileWrongPassphrase(t *testing.T) {
 
 func TestEncryptedKeyFileNeedsPassphrase(t *testing.T) {
 	path, _ := writeEncrypted(t, 23, "pw")
-	if _, err := ReadKeyFile(path); !errors.Is(err, ErrPassphraseRequired) {
-		t.Fatalf("ReadKeyFile: err = %v, want ErrPassphraseRequired", err)
+	if _, err := Read(path); !errors.Is(err, ErrPassphraseRequired) {
+		t.Fatalf("Read: err = %v, want ErrPassphraseRequired", err)
 	}
-	if _, err := ReadKeyFileWithPassphrase(path, passphrase("")); !errors.Is(err, ErrPassphraseRequired) {
+	if _, err := ReadWithPassphrase(path, passphrase("")); !errors.Is(err, ErrPassphraseRequired) {
 		t.Fatalf("empty passphrase: err = %v, want ErrPassphraseRequired", err)
 	}
 	boom := errors.New("no terminal")
-	if _, err := ReadKeyFileWithPassphrase(path, func() ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+	if _, err := ReadWithPassphrase(path, func() ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want the passphrase source's error", err)
 	}
 }
 
 func TestPlainKeyFileNeverAsksForPassphrase(t *testing.T) {
-	key := testKey(t, 24)
+	key := cryptotest.Key(t, 24)
 	path := filepath.Join(t.TempDir(), "replica.key")
-	if err := WriteKeyFile(path, key); err != nil {
+	if err := Write(path, key); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadKeyFileWithPassphrase(path, func() ([]byte, error) {
+	got, err := ReadWithPassphrase(path, func() ([]byte, error) {
 		t.Fatal("passphrase asked for a plain key file")
 		return nil, nil
 	})
 	if err != nil || !bytes.Equal(got, key) {
-		t.Fatalf("ReadKeyFileWithPassphrase on a plain file: %v", err)
+		t.Fatalf("ReadWithPassphrase on a plain file: %v", err)
 	}
-	if enc, err := IsEncryptedKeyFile(path); err != nil || enc {
-		t.Fatalf("IsEncryptedKeyFile = %v, %v", enc, err)
+	if enc, err := IsEncrypted(path); err != nil || enc {
+		t.Fatalf("IsEncrypted = %v, %v", enc, err)
 	}
 }
 
@@ -146,7 +148,7 @@ func TestEncryptedKeyFileTampered(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			path, _ := writeEncrypted(t, 25, "pw")
 			rewrite(t, path, edit)
-			if _, err := ReadKeyFileWithPassphrase(path, passphrase("pw")); !errors.Is(err, ErrWrongPassphrase) {
+			if _, err := ReadWithPassphrase(path, passphrase("pw")); !errors.Is(err, ErrWrongPassphrase) {
 				t.Fatalf("err = %v, want ErrWrongPassphrase", err)
 			}
 		})
@@ -176,7 +178,7 @@ func TestEncryptedKeyFileRefusesBadHeaders(t *testing.T) {
 			path, _ := writeEncrypted(t, 26, "pw")
 			rewrite(t, path, edit)
 			asked := false
-			_, err := ReadKeyFileWithPassphrase(path, func() ([]byte, error) { asked = true; return []byte("pw"), nil })
+			_, err := ReadWithPassphrase(path, func() ([]byte, error) { asked = true; return []byte("pw"), nil })
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -195,7 +197,7 @@ func TestEncryptedKeyFileRefusesLooseMode(t *testing.T) {
 	if err := os.Chmod(path, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadKeyFileWithPassphrase(path, passphrase("pw")); err == nil || !strings.Contains(err.Error(), "0640") {
+	if _, err := ReadWithPassphrase(path, passphrase("pw")); err == nil || !strings.Contains(err.Error(), "0640") {
 		t.Fatalf("err = %v, want a mode error", err)
 	}
 }

@@ -1,4 +1,4 @@
-package crypto
+package cryptoceiling
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
-// Ceiling is the measured crypto ceiling: how many client requests per
+// Result is the measured crypto ceiling: how many client requests per
 // second this machine can sign once and verify Verifications times, on
 // Workers goroutines, using the same verification path the engine uses.
-type Ceiling struct {
+type Result struct {
 	OpsPerSecond  float64 // requests per second
 	SignNanos     float64 // mean ns per client signature
 	VerifyNanos   float64 // mean ns per verification, amortised over batches when Batch
@@ -26,17 +27,17 @@ type Ceiling struct {
 	Batch         int // batch size used for verification; 1 = single verification
 }
 
-// String summarises c on one line.
-func (c Ceiling) String() string {
+// String summarises r on one line.
+func (r Result) String() string {
 	return fmt.Sprintf("%.0f requests/s (sign %.1f µs, verify %.1f µs x %d, batch %d, %d workers)",
-		c.OpsPerSecond, c.SignNanos/1e3, c.VerifyNanos/1e3, c.Verifications, c.Batch, c.Workers)
+		r.OpsPerSecond, r.SignNanos/1e3, r.VerifyNanos/1e3, r.Verifications, r.Batch, r.Workers)
 }
 
-// CeilingBatch is the batch size MeasureCeiling verifies client requests
-// in: the largest batch the engine verifies at once (MaxVerifyBatch), so
+// Batch is the batch size Measure verifies client requests in: the
+// largest batch the engine verifies at once (crypto.MaxVerifyBatch), so
 // the ceiling assumes every verification gets the full batch discount,
 // which the engine under load approaches but never beats.
-const CeilingBatch = MaxVerifyBatch
+const Batch = crypto.MaxVerifyBatch
 
 // ceilingSeed derives the measurement's client key. The key signs only
 // the measurement's own payloads, so a fixed seed is fine and keeps the
@@ -71,80 +72,55 @@ type ceilingTotals struct {
 	err        error
 }
 
-// MeasureCeiling measures the ceiling for a cluster of n replicas for about d,
+// measurement is what every worker of one Measure call shares.
+type measurement struct {
+	n        int
+	deadline time.Time
+	signer   *crypto.Signer
+	verifier *crypto.Verifier
+}
+
+// Measure measures the ceiling for a cluster of n replicas for about d,
 // on workers goroutines (0 = GOMAXPROCS).
 //
 // One measured request is what the engine's cryptography costs per client
 // request: the client signs the encoded request once (exactly as
 // client.Client does, domain prefix included), and each of the n replicas
-// verifies that signature once, through Verifier.VerifyBatch, the kernel
-// the engine's verification path (a Pool's workers) runs, with the
-// expanded-key cache warm as it is for a long-lived client. Requests are
-// verified in batches of CeilingBatch: each worker signs CeilingBatch
-// requests, then verifies the batch n times. The workers run in parallel; OpsPerSecond is the number of
-// requests they completed divided by the wall time.
-func MeasureCeiling(ctx context.Context, n int, d time.Duration, workers int) (Ceiling, error) {
+// verifies that signature once, through crypto.Verifier.VerifyBatch, the
+// kernel the engine's verification path (a verifypool.Pool's workers)
+// runs, with the expanded-key cache warm as it is for a long-lived client.
+// Requests are verified in batches of Batch: each worker signs Batch
+// requests, then verifies the batch n times. The workers run in parallel;
+// OpsPerSecond is the number of requests they completed divided by the
+// wall time.
+func Measure(ctx context.Context, n int, d time.Duration, workers int) (Result, error) {
 	if n < 1 {
-		return Ceiling{}, fmt.Errorf("crypto: ceiling: %d replicas", n)
+		return Result{}, fmt.Errorf("cryptoceiling: %d replicas", n)
 	}
 	if d <= 0 {
-		return Ceiling{}, fmt.Errorf("crypto: ceiling: duration %v", d)
+		return Result{}, fmt.Errorf("cryptoceiling: duration %v", d)
 	}
 	if workers < 1 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	batch := CeilingBatch
-	key := ed25519.NewKeyFromSeed(ceilingSeed[:])
-	signer := NewSigner(key, ceilingClusterID)
-	clientID := signer.Public()
-	verifier := NewVerifier(ceilingClusterID)
-
+	m := &measurement{
+		n:        n,
+		signer:   crypto.NewSigner(ed25519.NewKeyFromSeed(ceilingSeed[:]), ceilingClusterID),
+		verifier: crypto.NewVerifier(ceilingClusterID),
+	}
+	start := time.Now()
+	m.deadline = start.Add(d)
 	totals := make([]ceilingTotals, workers)
 	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(d)
 	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := &totals[w]
-			jobs := make([]VerifyJob, batch)
-			number := uint64(1_700_000_000_000_000_000) + uint64(w)<<40
-			for ctx.Err() == nil && time.Now().Before(deadline) {
-				for i := range jobs {
-					number++
-					payload, err := ceilingRequest(clientID, number)
-					if err != nil {
-						t.err = err
-						return
-					}
-					t0 := time.Now()
-					sig := signer.Sign(DomainClientRequest, payload)
-					t.signTime += time.Since(t0)
-					t.signs++
-					jobs[i] = VerifyJob{PublicKey: clientID, Domain: DomainClientRequest, Payload: payload, Signature: sig}
-				}
-				t0 := time.Now()
-				for range n {
-					for i, ok := range verifier.VerifyBatch(jobs) {
-						if !ok {
-							t.err = fmt.Errorf("crypto: ceiling: signature %d did not verify", i)
-							return
-						}
-					}
-				}
-				t.verifyTime += time.Since(t0)
-				t.verifies += int64(n * batch)
-				t.requests += int64(batch)
-			}
-		}()
+		wg.Go(func() { m.work(ctx, w, &totals[w]) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	var sum ceilingTotals
 	for _, t := range totals {
 		if t.err != nil {
-			return Ceiling{}, t.err
+			return Result{}, t.err
 		}
 		sum.requests += t.requests
 		sum.signs += t.signs
@@ -154,16 +130,51 @@ func MeasureCeiling(ctx context.Context, n int, d time.Duration, workers int) (C
 	}
 	if sum.requests == 0 {
 		if err := ctx.Err(); err != nil {
-			return Ceiling{}, fmt.Errorf("crypto: ceiling: %w", err)
+			return Result{}, fmt.Errorf("cryptoceiling: %w", err)
 		}
-		return Ceiling{}, errors.New("crypto: ceiling: no request completed")
+		return Result{}, errors.New("cryptoceiling: no request completed")
 	}
-	return Ceiling{
+	return Result{
 		OpsPerSecond:  float64(sum.requests) / elapsed.Seconds(),
 		SignNanos:     float64(sum.signTime.Nanoseconds()) / float64(sum.signs),
 		VerifyNanos:   float64(sum.verifyTime.Nanoseconds()) / float64(sum.verifies),
 		Verifications: n,
 		Workers:       workers,
-		Batch:         batch,
+		Batch:         Batch,
 	}, nil
+}
+
+// work is worker w's loop: until ctx ends or the deadline passes, sign a
+// batch of requests, then verify it n times, counting into t.
+func (m *measurement) work(ctx context.Context, w int, t *ceilingTotals) {
+	clientID := m.signer.Public()
+	jobs := make([]crypto.VerifyJob, Batch)
+	number := uint64(1_700_000_000_000_000_000) + uint64(w)<<40
+	for ctx.Err() == nil && time.Now().Before(m.deadline) {
+		for i := range jobs {
+			number++
+			payload, err := ceilingRequest(clientID, number)
+			if err != nil {
+				t.err = err
+				return
+			}
+			t0 := time.Now()
+			sig := m.signer.Sign(crypto.DomainClientRequest, payload)
+			t.signTime += time.Since(t0)
+			t.signs++
+			jobs[i] = crypto.VerifyJob{PublicKey: clientID, Domain: crypto.DomainClientRequest, Payload: payload, Signature: sig}
+		}
+		t0 := time.Now()
+		for range m.n {
+			for i, ok := range m.verifier.VerifyBatch(jobs) {
+				if !ok {
+					t.err = fmt.Errorf("cryptoceiling: signature %d did not verify", i)
+					return
+				}
+			}
+		}
+		t.verifyTime += time.Since(t0)
+		t.verifies += int64(m.n * Batch)
+		t.requests += int64(Batch)
+	}
 }

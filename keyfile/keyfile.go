@@ -1,4 +1,4 @@
-package crypto
+package keyfile
 
 import (
 	"bytes"
@@ -18,28 +18,18 @@ const keyFilePEMType = "PBFTNODE ED25519 PRIVATE KEY"
 // keyFileMode is the mode key files are created with.
 const keyFileMode os.FileMode = 0o600
 
-// maxKeyFileSize bounds how much of a key file ReadKeyFile reads. A valid
+// maxKeyFileSize bounds how much of a key file Read reads. A valid
 // file is about 120 bytes.
 const maxKeyFileSize = 4096
 
-// GenerateKey returns a new Ed25519 private key drawn from rand. If rand is
-// nil the operating system's secure random source is used.
-func GenerateKey(rand io.Reader) (ed25519.PrivateKey, error) {
-	_, key, err := ed25519.GenerateKey(rand)
-	if err != nil {
-		return nil, fmt.Errorf("crypto: generate ed25519 key: %w", err)
-	}
-	return key, nil
-}
-
-// WriteKeyFile writes key to a new file at path as a PEM block of type
+// Write writes key to a new file at path as a PEM block of type
 // "PBFTNODE ED25519 PRIVATE KEY" holding the 32-byte seed. The file is
-// created with mode 0600 (never widened afterwards) and synced. WriteKeyFile
+// created with mode 0600 (never widened afterwards) and synced. Write
 // refuses to overwrite an existing file, so a key cannot be lost by
 // accident; on any error after creation it removes the partial file.
-func WriteKeyFile(path string, key ed25519.PrivateKey) error {
+func Write(path string, key ed25519.PrivateKey) error {
 	if len(key) != ed25519.PrivateKeySize {
-		return fmt.Errorf("crypto: write key file %s: private key is %d bytes, want %d", path, len(key), ed25519.PrivateKeySize)
+		return fmt.Errorf("keyfile: write key file %s: private key is %d bytes, want %d", path, len(key), ed25519.PrivateKeySize)
 	}
 	encoded := pem.EncodeToMemory(&pem.Block{Type: keyFilePEMType, Bytes: key.Seed()})
 	return writeNewKeyFile(path, encoded)
@@ -50,7 +40,7 @@ func WriteKeyFile(path string, key ed25519.PrivateKey) error {
 func writeNewKeyFile(path string, encoded []byte) (err error) {
 	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, keyFileMode)
 	if err != nil {
-		return fmt.Errorf("crypto: write key file: %w", err)
+		return fmt.Errorf("keyfile: write key file: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -59,43 +49,43 @@ func writeNewKeyFile(path string, encoded []byte) (err error) {
 	}()
 	if _, err := file.Write(encoded); err != nil {
 		_ = file.Close()
-		return fmt.Errorf("crypto: write key file %s: %w", path, err)
+		return fmt.Errorf("keyfile: write key file %s: %w", path, err)
 	}
 	if err := file.Sync(); err != nil {
 		_ = file.Close()
-		return fmt.Errorf("crypto: sync key file %s: %w", path, err)
+		return fmt.Errorf("keyfile: sync key file %s: %w", path, err)
 	}
 	if err := file.Close(); err != nil {
-		return fmt.Errorf("crypto: close key file %s: %w", path, err)
+		return fmt.Errorf("keyfile: close key file %s: %w", path, err)
 	}
 	return nil
 }
 
-// ReadKeyFile reads a private key written by WriteKeyFile. It refuses a file
+// Read reads a private key written by Write. It refuses a file
 // that group or others may read or write (any of the mode bits 0077 set),
 // naming the file and its mode, and refuses content that is not exactly one
 // PEM block of type "PBFTNODE ED25519 PRIVATE KEY", without headers, holding
 // a 32-byte seed (surrounding whitespace is allowed). An encrypted key file
-// (WriteEncryptedKeyFile) is refused with ErrPassphraseRequired; read it
-// with ReadKeyFileWithPassphrase.
-func ReadKeyFile(path string) (ed25519.PrivateKey, error) {
-	return ReadKeyFileWithPassphrase(path, nil)
+// (WriteEncrypted) is refused with ErrPassphraseRequired; read it
+// with ReadWithPassphrase.
+func Read(path string) (ed25519.PrivateKey, error) {
+	return ReadWithPassphrase(path, nil)
 }
 
-// ReadKeyFileWithPassphrase reads a key file in either format: a plain one
-// as ReadKeyFile does, or an encrypted one written by WriteEncryptedKeyFile,
+// ReadWithPassphrase reads a key file in either format: a plain one
+// as Read does, or an encrypted one written by WriteEncrypted,
 // calling passphrase (only then) for the passphrase. A nil passphrase
 // function refuses encrypted files with ErrPassphraseRequired. A wrong
 // passphrase, or a file altered in any way, fails with ErrWrongPassphrase.
 // The same mode and size checks apply to both formats.
-func ReadKeyFileWithPassphrase(path string, passphrase func() ([]byte, error)) (ed25519.PrivateKey, error) {
+func ReadWithPassphrase(path string, passphrase func() ([]byte, error)) (ed25519.PrivateKey, error) {
 	content, err := readPrivateFile(path, "key file", maxKeyFileSize)
 	if err != nil {
 		return nil, err
 	}
 	key, err := parseKeyFile(content, passphrase)
 	if err != nil {
-		return nil, fmt.Errorf("crypto: key file %s: %w", path, err)
+		return nil, fmt.Errorf("keyfile: key file %s: %w", path, err)
 	}
 	return key, nil
 }
@@ -105,7 +95,7 @@ func ReadKeyFileWithPassphrase(path string, passphrase func() ([]byte, error)) (
 func readPrivateFile(path, what string, limit int64) ([]byte, error) {
 	file, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("crypto: read %s: %w", what, err)
+		return nil, fmt.Errorf("keyfile: read %s: %w", what, err)
 	}
 	defer func() { _ = file.Close() }()
 
@@ -113,21 +103,21 @@ func readPrivateFile(path, what string, limit int64) ([]byte, error) {
 	// of the file that is read.
 	info, err := file.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("crypto: stat %s %s: %w", what, path, err)
+		return nil, fmt.Errorf("keyfile: stat %s %s: %w", what, path, err)
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("crypto: %s %s is not a regular file (mode %v)", what, path, info.Mode())
+		return nil, fmt.Errorf("keyfile: %s %s is not a regular file (mode %v)", what, path, info.Mode())
 	}
 	if perm := info.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("crypto: %s %s has mode %#o: it must not be accessible by group or others (chmod 600 %s)", what, path, perm, path)
+		return nil, fmt.Errorf("keyfile: %s %s has mode %#o: it must not be accessible by group or others (chmod 600 %s)", what, path, perm, path)
 	}
 
 	content, err := io.ReadAll(io.LimitReader(file, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("crypto: read %s %s: %w", what, path, err)
+		return nil, fmt.Errorf("keyfile: read %s %s: %w", what, path, err)
 	}
 	if int64(len(content)) > limit {
-		return nil, fmt.Errorf("crypto: %s %s is larger than %d bytes", what, path, limit)
+		return nil, fmt.Errorf("keyfile: %s %s is larger than %d bytes", what, path, limit)
 	}
 	return content, nil
 }
@@ -167,10 +157,10 @@ func EncodePublicKey(pub ed25519.PublicKey) string {
 func DecodePublicKey(s string) (ed25519.PublicKey, error) {
 	raw, err := hex.DecodeString(s)
 	if err != nil {
-		return nil, fmt.Errorf("crypto: decode public key: %w", err)
+		return nil, fmt.Errorf("keyfile: decode public key: %w", err)
 	}
 	if len(raw) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("crypto: decode public key: %d bytes, want %d", len(raw), ed25519.PublicKeySize)
+		return nil, fmt.Errorf("keyfile: decode public key: %d bytes, want %d", len(raw), ed25519.PublicKeySize)
 	}
 	return ed25519.PublicKey(raw), nil
 }

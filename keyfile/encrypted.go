@@ -1,4 +1,4 @@
-package crypto
+package keyfile
 
 import (
 	"bytes"
@@ -67,7 +67,7 @@ type KDFParams struct {
 	Threads   uint8  // lanes
 }
 
-// DefaultKDFParams are the parameters WriteEncryptedKeyFile uses: RFC 9106's
+// DefaultKDFParams are the parameters WriteEncrypted uses: RFC 9106's
 // second recommended option (3 passes, 64 MiB, 4 lanes).
 var DefaultKDFParams = KDFParams{Time: 3, MemoryKiB: 64 * 1024, Threads: 4}
 
@@ -88,40 +88,40 @@ func (p KDFParams) check() error {
 	return nil
 }
 
-// WriteEncryptedKeyFile writes key to a new file at path, encrypted under
-// passphrase with DefaultKDFParams. Like WriteKeyFile, the file is created
+// WriteEncrypted writes key to a new file at path, encrypted under
+// passphrase with DefaultKDFParams. Like Write, the file is created
 // 0600 and synced, and an existing file is never overwritten. An empty
 // passphrase is refused.
-func WriteEncryptedKeyFile(path string, key ed25519.PrivateKey, passphrase []byte) error {
-	return WriteEncryptedKeyFileParams(path, key, passphrase, DefaultKDFParams)
+func WriteEncrypted(path string, key ed25519.PrivateKey, passphrase []byte) error {
+	return WriteEncryptedParams(path, key, passphrase, DefaultKDFParams)
 }
 
-// WriteEncryptedKeyFileParams is WriteEncryptedKeyFile with explicit KDF
+// WriteEncryptedParams is WriteEncrypted with explicit KDF
 // parameters, which must be within MaxKDFParams.
-func WriteEncryptedKeyFileParams(path string, key ed25519.PrivateKey, passphrase []byte, params KDFParams) error {
+func WriteEncryptedParams(path string, key ed25519.PrivateKey, passphrase []byte, params KDFParams) error {
 	if len(key) != ed25519.PrivateKeySize {
-		return fmt.Errorf("crypto: write key file %s: private key is %d bytes, want %d", path, len(key), ed25519.PrivateKeySize)
+		return fmt.Errorf("keyfile: write key file %s: private key is %d bytes, want %d", path, len(key), ed25519.PrivateKeySize)
 	}
 	if len(passphrase) == 0 {
-		return fmt.Errorf("crypto: write key file %s: empty passphrase", path)
+		return fmt.Errorf("keyfile: write key file %s: empty passphrase", path)
 	}
 	if len(passphrase) > maxPassphraseSize {
-		return fmt.Errorf("crypto: write key file %s: passphrase longer than %d bytes", path, maxPassphraseSize)
+		return fmt.Errorf("keyfile: write key file %s: passphrase longer than %d bytes", path, maxPassphraseSize)
 	}
 	if err := params.check(); err != nil {
-		return fmt.Errorf("crypto: write key file %s: %w", path, err)
+		return fmt.Errorf("keyfile: write key file %s: %w", path, err)
 	}
 	salt := make([]byte, kdfSaltSize)
 	nonce := make([]byte, chacha20poly1305.NonceSize)
 	if _, err := rand.Read(salt); err != nil {
-		return fmt.Errorf("crypto: write key file %s: %w", path, err)
+		return fmt.Errorf("keyfile: write key file %s: %w", path, err)
 	}
 	if _, err := rand.Read(nonce); err != nil {
-		return fmt.Errorf("crypto: write key file %s: %w", path, err)
+		return fmt.Errorf("keyfile: write key file %s: %w", path, err)
 	}
 	aead, err := deriveAEAD(passphrase, salt, params)
 	if err != nil {
-		return fmt.Errorf("crypto: write key file %s: %w", path, err)
+		return fmt.Errorf("keyfile: write key file %s: %w", path, err)
 	}
 	sealed := aead.Seal(nil, nonce, key.Seed(), additionalData(params, salt, nonce))
 	block := &pem.Block{
@@ -140,10 +140,10 @@ func WriteEncryptedKeyFileParams(path string, key ed25519.PrivateKey, passphrase
 	return writeNewKeyFile(path, pem.EncodeToMemory(block))
 }
 
-// IsEncryptedKeyFile reports whether the file at path looks like an
-// encrypted key file. It applies ReadKeyFile's mode and size checks and
+// IsEncrypted reports whether the file at path looks like an
+// encrypted key file. It applies Read's mode and size checks and
 // does not decrypt anything.
-func IsEncryptedKeyFile(path string) (bool, error) {
+func IsEncrypted(path string) (bool, error) {
 	content, err := readPrivateFile(path, "key file", maxKeyFileSize)
 	if err != nil {
 		return false, err
@@ -163,7 +163,7 @@ func ReadPassphraseFile(path string) ([]byte, error) {
 	content = bytes.TrimSuffix(content, []byte("\n"))
 	content = bytes.TrimSuffix(content, []byte("\r"))
 	if len(content) == 0 {
-		return nil, fmt.Errorf("crypto: passphrase file %s is empty", path)
+		return nil, fmt.Errorf("keyfile: passphrase file %s is empty", path)
 	}
 	return content, nil
 }

@@ -1,9 +1,10 @@
-package storage
+package raftlog
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/syndtr/goleveldb/leveldb"
@@ -12,6 +13,8 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/storage"
 )
 
 // Raft log keys, all under PrefixRaft:
@@ -22,26 +25,30 @@ import (
 //	r/first          the boundary ("dummy" entry): <index BE8><term BE8>; FirstIndex is index+1
 //
 // An entry key at or below the boundary index is garbage left by a cleanup
-// that a crash interrupted; OpenRaftLog removes it.
+// that a crash interrupted; Open removes it.
 const (
-	raftEntryPrefix  = PrefixRaft + "e/"
-	raftHardStateKey = PrefixRaft + "hs"
-	raftSnapshotKey  = PrefixRaft + "snap"
-	raftFirstKey     = PrefixRaft + "first"
+	raftEntryPrefix  = storage.PrefixRaft + "e/"
+	raftHardStateKey = storage.PrefixRaft + "hs"
+	raftSnapshotKey  = storage.PrefixRaft + "snap"
+	raftFirstKey     = storage.PrefixRaft + "first"
 	raftEntryKeyLen  = len(raftEntryPrefix) + 8
 
 	// Bounds of the in-memory cache of the most recent entries.
 	raftCacheMaxEntries = 4096
 	raftCacheMaxBytes   = 16 << 20
+
+	// deleteChunk bounds the number of deletions per unsynced batch when
+	// removing entries below the boundary.
+	deleteChunk = 4096
 )
 
-// ErrRaftLogCorrupt is wrapped by the errors RaftLog returns when stored
+// ErrCorrupt is wrapped by the errors Log returns when stored
 // Raft state does not decode or is inconsistent (an entry whose Index
 // differs from its key, a missing entry inside the log, ...).
-var ErrRaftLogCorrupt = errors.New("storage: raft log is corrupt")
+var ErrCorrupt = errors.New("storage: raft log is corrupt")
 
-// RaftLog is the Raft mode's durable log, hard state and snapshot metadata,
-// stored in the replica's database under PrefixRaft. It implements
+// Log is the Raft mode's durable log, hard state and snapshot metadata,
+// stored in the replica's database under storage.PrefixRaft. It implements
 // raft.Storage (go.etcd.io/raft/v3) with the semantics of
 // raft.MemoryStorage, made durable: Save plays the role of
 // MemoryStorage's ApplySnapshot, Append and SetHardState in one atomic
@@ -54,9 +61,11 @@ var ErrRaftLogCorrupt = errors.New("storage: raft log is corrupt")
 // Entries returned by Entries are shared with the log's cache and must
 // not be mutated; entries passed to Save must not be mutated afterwards
 // (raft never does either).
-type RaftLog struct {
-	mu sync.Mutex
-	db *DB
+type Log struct {
+	mu     sync.Mutex
+	ldb    *leveldb.DB  // the replica database's handle (storage.DB.LevelDB)
+	sync   bool         // fsync Save, CreateSnapshot and Compact (storage.DB.Sync)
+	logger *slog.Logger // storage.DB.Logger
 
 	hs   *raftpb.HardState // never nil
 	snap *raftpb.Snapshot  // never nil; metadata and conf state set
@@ -75,41 +84,46 @@ type RaftLog struct {
 	cacheMaxEntries, cacheMaxBytes int
 }
 
-// OpenRaftLog loads the hard state, conf state, latest snapshot and the
-// first/last index from the database. On a fresh database the log is empty
+// Open opens the Raft log kept in db: it loads the hard state, conf state,
+// latest snapshot and the first/last index. The log writes through db's
+// goleveldb handle, fsyncs as db's Sync option says and logs to db's
+// logger; db must stay open while the log is used. On a fresh database the log is empty
 // like raft.NewMemoryStorage: FirstIndex 1, LastIndex 0, an empty hard
 // state and conf state. It removes entries a crash left below the
-// boundary, and fails with an error wrapping ErrRaftLogCorrupt when the
+// boundary, and fails with an error wrapping ErrCorrupt when the
 // stored state does not decode or is inconsistent.
-func (d *DB) OpenRaftLog() (*RaftLog, error) {
-	l := &RaftLog{
-		db:              d,
+func Open(db *storage.DB) (*Log, error) {
+	d := db.LevelDB()
+	l := &Log{
+		ldb:             d,
+		sync:            db.Sync(),
+		logger:          db.Logger(),
 		hs:              &raftpb.HardState{},
 		snap:            raftpb.EnsureSnapshot(nil),
 		cacheMaxEntries: raftCacheMaxEntries,
 		cacheMaxBytes:   raftCacheMaxBytes,
 	}
-	if value, found, err := d.getRaftKey(raftHardStateKey); err != nil {
+	if value, found, err := getKey(d, raftHardStateKey); err != nil {
 		return nil, err
 	} else if found {
 		if err := proto.Unmarshal(value, l.hs); err != nil {
-			return nil, fmt.Errorf("open raft log: hard state: %w: %w", ErrRaftLogCorrupt, err)
+			return nil, fmt.Errorf("open raft log: hard state: %w: %w", ErrCorrupt, err)
 		}
 	}
-	if value, found, err := d.getRaftKey(raftSnapshotKey); err != nil {
+	if value, found, err := getKey(d, raftSnapshotKey); err != nil {
 		return nil, err
 	} else if found {
 		snap := new(raftpb.Snapshot)
 		if err := proto.Unmarshal(value, snap); err != nil {
-			return nil, fmt.Errorf("open raft log: snapshot: %w: %w", ErrRaftLogCorrupt, err)
+			return nil, fmt.Errorf("open raft log: snapshot: %w: %w", ErrCorrupt, err)
 		}
 		l.snap = raftpb.EnsureSnapshot(snap)
 	}
-	if value, found, err := d.getRaftKey(raftFirstKey); err != nil {
+	if value, found, err := getKey(d, raftFirstKey); err != nil {
 		return nil, err
 	} else if found {
 		if len(value) != 16 {
-			return nil, fmt.Errorf("open raft log: boundary value of length %d, want 16: %w", len(value), ErrRaftLogCorrupt)
+			return nil, fmt.Errorf("open raft log: boundary value of length %d, want 16: %w", len(value), ErrCorrupt)
 		}
 		l.offset = binary.BigEndian.Uint64(value[:8])
 		l.offsetTerm = binary.BigEndian.Uint64(value[8:])
@@ -117,12 +131,12 @@ func (d *DB) OpenRaftLog() (*RaftLog, error) {
 
 	// The last index is the highest entry key (when above the boundary).
 	l.last = l.offset
-	iter := d.ldb.NewIterator(util.BytesPrefix([]byte(raftEntryPrefix)), nil)
+	iter := d.NewIterator(util.BytesPrefix([]byte(raftEntryPrefix)), nil)
 	if iter.Last() {
 		key := iter.Key()
 		if len(key) != raftEntryKeyLen {
 			iter.Release()
-			return nil, fmt.Errorf("open raft log: entry key %x of length %d, want %d: %w", key, len(key), raftEntryKeyLen, ErrRaftLogCorrupt)
+			return nil, fmt.Errorf("open raft log: entry key %x of length %d, want %d: %w", key, len(key), raftEntryKeyLen, ErrCorrupt)
 		}
 		if index := binary.BigEndian.Uint64(key[len(raftEntryPrefix):]); index > l.offset {
 			if _, err := decodeRaftEntry(index, iter.Value()); err != nil {
@@ -143,9 +157,9 @@ func (d *DB) OpenRaftLog() (*RaftLog, error) {
 		}
 	}
 	if commit := l.hs.GetCommit(); commit > l.last {
-		return nil, fmt.Errorf("open raft log: hard state commit %d is beyond the last index %d: %w", commit, l.last, ErrRaftLogCorrupt)
+		return nil, fmt.Errorf("open raft log: hard state commit %d is beyond the last index %d: %w", commit, l.last, ErrCorrupt)
 	}
-	if err := d.deleteRaftGarbage(l.offset); err != nil {
+	if err := deleteBelow(d, l.offset); err != nil {
 		return nil, fmt.Errorf("open raft log: remove entries below index %d: %w", l.offset+1, err)
 	}
 	return l, nil
@@ -154,7 +168,7 @@ func (d *DB) OpenRaftLog() (*RaftLog, error) {
 // InitialState implements raft.Storage: the saved hard state (empty when
 // none was saved) and the conf state of the latest snapshot (empty when
 // none). The results are copies.
-func (l *RaftLog) InitialState() (*raftpb.HardState, *raftpb.ConfState, error) {
+func (l *Log) InitialState() (*raftpb.HardState, *raftpb.ConfState, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	hs := proto.Clone(l.hs).(*raftpb.HardState)
@@ -173,7 +187,7 @@ func (l *RaftLog) InitialState() (*raftpb.HardState, *raftpb.ConfState, error) {
 // hi > LastIndex+1 is an error wrapping raft.ErrUnavailable (MemoryStorage
 // panics). The caller may append to the returned slice but must not
 // mutate the entries.
-func (l *RaftLog) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
+func (l *Log) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if lo <= l.offset {
@@ -200,13 +214,13 @@ func (l *RaftLog) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 	ents := make([]*raftpb.Entry, 0, min(hi-lo, 256))
 	var size uint64
 	full := false
-	iter := l.db.ldb.NewIterator(&util.Range{Start: raftEntryKey(lo), Limit: raftEntryKey(dbHi)}, nil)
+	iter := l.ldb.NewIterator(&util.Range{Start: raftEntryKey(lo), Limit: raftEntryKey(dbHi)}, nil)
 	next := lo
 	for iter.Next() {
 		key := iter.Key()
 		if len(key) != raftEntryKeyLen || binary.BigEndian.Uint64(key[len(raftEntryPrefix):]) != next {
 			iter.Release()
-			return nil, fmt.Errorf("raft log: entry %d missing (found key %x): %w", next, key, ErrRaftLogCorrupt)
+			return nil, fmt.Errorf("raft log: entry %d missing (found key %x): %w", next, key, ErrCorrupt)
 		}
 		e, err := decodeRaftEntry(next, iter.Value())
 		if err != nil {
@@ -230,7 +244,7 @@ func (l *RaftLog) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 		return ents, nil
 	}
 	if next != dbHi {
-		return nil, fmt.Errorf("raft log: entry %d missing: %w", next, ErrRaftLogCorrupt)
+		return nil, fmt.Errorf("raft log: entry %d missing: %w", next, ErrCorrupt)
 	}
 	if hi > cacheFirst {
 		for _, e := range l.cache[:hi-cacheFirst] {
@@ -248,13 +262,13 @@ func (l *RaftLog) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 // Term implements raft.Storage: the term of entry i for i in
 // [FirstIndex-1, LastIndex]; raft.ErrCompacted below, raft.ErrUnavailable
 // above.
-func (l *RaftLog) Term(i uint64) (uint64, error) {
+func (l *Log) Term(i uint64) (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.term(i)
 }
 
-func (l *RaftLog) term(i uint64) (uint64, error) {
+func (l *Log) term(i uint64) (uint64, error) {
 	switch {
 	case i < l.offset:
 		return 0, raft.ErrCompacted
@@ -274,14 +288,14 @@ func (l *RaftLog) term(i uint64) (uint64, error) {
 }
 
 // LastIndex implements raft.Storage.
-func (l *RaftLog) LastIndex() (uint64, error) {
+func (l *Log) LastIndex() (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.last, nil
 }
 
 // FirstIndex implements raft.Storage.
-func (l *RaftLog) FirstIndex() (uint64, error) {
+func (l *Log) FirstIndex() (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.offset + 1, nil
@@ -289,7 +303,7 @@ func (l *RaftLog) FirstIndex() (uint64, error) {
 
 // Snapshot implements raft.Storage: a copy of the latest snapshot (from
 // Save or CreateSnapshot), with Index 0 when there is none.
-func (l *RaftLog) Snapshot() (*raftpb.Snapshot, error) {
+func (l *Log) Snapshot() (*raftpb.Snapshot, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return proto.Clone(l.snap).(*raftpb.Snapshot), nil
@@ -314,7 +328,7 @@ func (l *RaftLog) Snapshot() (*raftpb.Snapshot, error) {
 // new entry must be at most LastIndex+1 (a gap is an error).
 //
 // On error nothing is written and the in-memory state is unchanged.
-func (l *RaftLog) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot) error {
+func (l *Log) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
@@ -390,7 +404,7 @@ func (l *RaftLog) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raft
 	if batch.Len() == 0 {
 		return nil
 	}
-	if err := l.db.ldb.Write(batch, l.db.writeOptions()); err != nil {
+	if err := l.ldb.Write(batch, l.writeOptions()); err != nil {
 		return fmt.Errorf("raft log: save (%d entries): %w", len(appended), err)
 	}
 
@@ -420,7 +434,7 @@ func (l *RaftLog) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raft
 // with raft.ErrCompacted when i is below FirstIndex-1, and with an error
 // when i > LastIndex. It does not compact the log (call Compact). It
 // returns a copy of the new snapshot.
-func (l *RaftLog) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
+func (l *Log) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if i <= l.snap.GetMetadata().GetIndex() {
@@ -444,7 +458,7 @@ func (l *RaftLog) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*
 	if err != nil {
 		return nil, fmt.Errorf("raft log: create snapshot %d: %w", i, err)
 	}
-	if err := l.db.ldb.Put([]byte(raftSnapshotKey), value, l.db.writeOptions()); err != nil {
+	if err := l.ldb.Put([]byte(raftSnapshotKey), value, l.writeOptions()); err != nil {
 		return nil, fmt.Errorf("raft log: create snapshot %d: %w", i, err)
 	}
 	l.snap = snap
@@ -458,9 +472,9 @@ func (l *RaftLog) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*
 // FirstIndex-1 and with an error when compactIndex > LastIndex. The
 // caller must not compact above its applied index. The new boundary is
 // written durably first; the entries are then deleted in bounded,
-// unsynced batches (a failure there is logged: OpenRaftLog finishes the
+// unsynced batches (a failure there is logged: Open finishes the
 // job).
-func (l *RaftLog) Compact(compactIndex uint64) error {
+func (l *Log) Compact(compactIndex uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if compactIndex <= l.offset {
@@ -473,7 +487,7 @@ func (l *RaftLog) Compact(compactIndex uint64) error {
 	if err != nil {
 		return err
 	}
-	if err := l.db.ldb.Put([]byte(raftFirstKey), raftBoundaryValue(compactIndex, term), l.db.writeOptions()); err != nil {
+	if err := l.ldb.Put([]byte(raftFirstKey), raftBoundaryValue(compactIndex, term), l.writeOptions()); err != nil {
 		return fmt.Errorf("raft log: compact to %d: %w", compactIndex, err)
 	}
 	oldOffset := l.offset
@@ -490,21 +504,21 @@ func (l *RaftLog) Compact(compactIndex uint64) error {
 
 // cacheFirst returns the index of the first cached entry, last+1 when the
 // cache is empty.
-func (l *RaftLog) cacheFirst() uint64 {
+func (l *Log) cacheFirst() uint64 {
 	if len(l.cache) == 0 {
 		return l.last + 1
 	}
 	return l.cache[0].GetIndex()
 }
 
-func (l *RaftLog) clearCache() {
+func (l *Log) clearCache() {
 	l.cache = nil
 	l.cacheBytes = 0
 }
 
 // cacheAppend records entries just saved; they end at l.last (already
 // updated) and start at most one past the previously cached ones.
-func (l *RaftLog) cacheAppend(entries []*raftpb.Entry) {
+func (l *Log) cacheAppend(entries []*raftpb.Entry) {
 	first := entries[0].GetIndex()
 	switch {
 	case len(l.cache) == 0 || first < l.cache[0].GetIndex():
@@ -537,16 +551,16 @@ func (l *RaftLog) cacheAppend(entries []*raftpb.Entry) {
 
 // deleteGarbage deletes the entries in [lo, hi], which are below the
 // durable boundary, in bounded unsynced batches. Losing these deletes is
-// harmless (OpenRaftLog removes leftovers), so a failure is only logged.
-func (l *RaftLog) deleteGarbage(lo, hi uint64) {
+// harmless (Open removes leftovers), so a failure is only logged.
+func (l *Log) deleteGarbage(lo, hi uint64) {
 	for lo <= hi {
 		end := min(hi, lo+deleteChunk-1)
 		batch := new(leveldb.Batch)
 		for i := lo; i <= end; i++ {
 			batch.Delete(raftEntryKey(i))
 		}
-		if err := l.db.ldb.Write(batch, &opt.WriteOptions{}); err != nil {
-			l.db.logger.Warn("raft log: deleting compacted entries failed; they are removed at the next open", "from", lo, "to", hi, "err", err)
+		if err := l.ldb.Write(batch, &opt.WriteOptions{}); err != nil {
+			l.logger.Warn("raft log: deleting compacted entries failed; they are removed at the next open", "from", lo, "to", hi, "err", err)
 			return
 		}
 		if end == hi {
@@ -556,13 +570,13 @@ func (l *RaftLog) deleteGarbage(lo, hi uint64) {
 	}
 }
 
-// deleteRaftGarbage deletes every entry key at or below offset, in bounded
+// deleteBelow deletes every entry key at or below offset, in bounded
 // unsynced batches.
-func (d *DB) deleteRaftGarbage(offset uint64) error {
+func deleteBelow(d *leveldb.DB, offset uint64) error {
 	start := []byte(raftEntryPrefix)
 	limit := raftEntryKey(offset + 1)
 	for {
-		iter := d.ldb.NewIterator(&util.Range{Start: start, Limit: limit}, nil)
+		iter := d.NewIterator(&util.Range{Start: start, Limit: limit}, nil)
 		batch := new(leveldb.Batch)
 		var lastKey []byte
 		for batch.Len() < deleteChunk && iter.Next() {
@@ -576,7 +590,7 @@ func (d *DB) deleteRaftGarbage(offset uint64) error {
 		if batch.Len() == 0 {
 			return nil
 		}
-		if err := d.ldb.Write(batch, &opt.WriteOptions{}); err != nil {
+		if err := d.Write(batch, &opt.WriteOptions{}); err != nil {
 			return err
 		}
 		if batch.Len() < deleteChunk {
@@ -586,11 +600,17 @@ func (d *DB) deleteRaftGarbage(offset uint64) error {
 	}
 }
 
+// writeOptions are those of the writes that must be durable: fsynced when
+// the database's Sync option is on.
+func (l *Log) writeOptions() *opt.WriteOptions {
+	return &opt.WriteOptions{Sync: l.sync}
+}
+
 // loadEntry reads entry i from the database.
-func (l *RaftLog) loadEntry(i uint64) (*raftpb.Entry, error) {
-	value, err := l.db.ldb.Get(raftEntryKey(i), nil)
+func (l *Log) loadEntry(i uint64) (*raftpb.Entry, error) {
+	value, err := l.ldb.Get(raftEntryKey(i), nil)
 	if errors.Is(err, leveldb.ErrNotFound) {
-		return nil, fmt.Errorf("raft log: entry %d missing: %w", i, ErrRaftLogCorrupt)
+		return nil, fmt.Errorf("raft log: entry %d missing: %w", i, ErrCorrupt)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("raft log: read entry %d: %w", i, err)
@@ -602,16 +622,16 @@ func (l *RaftLog) loadEntry(i uint64) (*raftpb.Entry, error) {
 func decodeRaftEntry(i uint64, value []byte) (*raftpb.Entry, error) {
 	e := new(raftpb.Entry)
 	if err := proto.Unmarshal(value, e); err != nil {
-		return nil, fmt.Errorf("raft log: entry %d: %w: %w", i, ErrRaftLogCorrupt, err)
+		return nil, fmt.Errorf("raft log: entry %d: %w: %w", i, ErrCorrupt, err)
 	}
 	if e.GetIndex() != i {
-		return nil, fmt.Errorf("raft log: entry stored at index %d has index %d: %w", i, e.GetIndex(), ErrRaftLogCorrupt)
+		return nil, fmt.Errorf("raft log: entry stored at index %d has index %d: %w", i, e.GetIndex(), ErrCorrupt)
 	}
 	return e, nil
 }
 
-func (d *DB) getRaftKey(key string) ([]byte, bool, error) {
-	value, err := d.ldb.Get([]byte(key), nil)
+func getKey(d *leveldb.DB, key string) ([]byte, bool, error) {
+	value, err := d.Get([]byte(key), nil)
 	if errors.Is(err, leveldb.ErrNotFound) {
 		return nil, false, nil
 	}

@@ -1,4 +1,4 @@
-package crypto
+package identity
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	libp2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/crypto/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pbftnode/pbftnode/crypto"
 )
 
 // A replica's (or client's) libp2p identity is its signing key: its peer ID
@@ -22,15 +24,15 @@ import (
 // public half does not match its seed.
 func LibP2PPrivateKey(key ed25519.PrivateKey) (libp2pcrypto.PrivKey, error) {
 	if len(key) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("crypto: libp2p private key: private key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+		return nil, fmt.Errorf("identity: libp2p private key: private key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
 	}
 	canonical := ed25519.NewKeyFromSeed(key.Seed())
 	if !bytes.Equal(canonical, key) {
-		return nil, errors.New("crypto: libp2p private key: public half of the private key does not match its seed")
+		return nil, errors.New("identity: libp2p private key: public half of the private key does not match its seed")
 	}
 	priv, err := libp2pcrypto.UnmarshalEd25519PrivateKey(canonical)
 	if err != nil {
-		return nil, fmt.Errorf("crypto: libp2p private key: %w", err)
+		return nil, fmt.Errorf("identity: libp2p private key: %w", err)
 	}
 	return priv, nil
 }
@@ -47,7 +49,7 @@ const ed25519PeerIDPrefix = "\x00\x24\x08\x01\x12\x20"
 // client request and every reply). It fails if pub is not 32 bytes.
 func PeerIDFromPublicKey(pub ed25519.PublicKey) (peer.ID, error) {
 	if len(pub) != ed25519.PublicKeySize {
-		return "", fmt.Errorf("crypto: peer ID: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+		return "", fmt.Errorf("identity: peer ID: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
 	}
 	return peer.ID(ed25519PeerIDPrefix + string(pub)), nil
 }
@@ -59,11 +61,11 @@ func libp2pPeerID(pub ed25519.PublicKey) (peer.ID, error) {
 	copy(owned, pub)
 	libp2pPub, err := libp2pcrypto.UnmarshalEd25519PublicKey(owned)
 	if err != nil {
-		return "", fmt.Errorf("crypto: peer ID: %w", err)
+		return "", fmt.Errorf("identity: peer ID: %w", err)
 	}
 	id, err := peer.IDFromPublicKey(libp2pPub)
 	if err != nil {
-		return "", fmt.Errorf("crypto: peer ID: %w", err)
+		return "", fmt.Errorf("identity: peer ID: %w", err)
 	}
 	return id, nil
 }
@@ -74,54 +76,25 @@ func libp2pPeerID(pub ed25519.PublicKey) (peer.ID, error) {
 func PublicKeyFromPeerID(id peer.ID) (ed25519.PublicKey, error) {
 	libp2pPub, err := id.ExtractPublicKey()
 	if err != nil {
-		return nil, fmt.Errorf("crypto: public key from peer ID %q: %w", id, err)
+		return nil, fmt.Errorf("identity: public key from peer ID %q: %w", id, err)
 	}
 	if libp2pPub.Type() != pb.KeyType_Ed25519 {
-		return nil, fmt.Errorf("crypto: public key from peer ID %s: key type is %v, want Ed25519", id, libp2pPub.Type())
+		return nil, fmt.Errorf("identity: public key from peer ID %s: key type is %v, want Ed25519", id, libp2pPub.Type())
 	}
 	raw, err := libp2pPub.Raw()
 	if err != nil {
-		return nil, fmt.Errorf("crypto: public key from peer ID %s: %w", id, err)
+		return nil, fmt.Errorf("identity: public key from peer ID %s: %w", id, err)
 	}
 	if len(raw) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("crypto: public key from peer ID %s: key is %d bytes, want %d", id, len(raw), ed25519.PublicKeySize)
+		return nil, fmt.Errorf("identity: public key from peer ID %s: key is %d bytes, want %d", id, len(raw), ed25519.PublicKeySize)
 	}
 	return ed25519.PublicKey(raw), nil
-}
-
-// MaxClientSessionSize bounds the session suffix of a client id.
-const MaxClientSessionSize = 16
-
-// ClientID returns the client id a client with public key pub and session
-// uses: pub followed by session (at most MaxClientSessionSize bytes). A
-// session gives every Client instance its own request numbers and reply
-// window, so several processes may share one key.
-func ClientID(pub ed25519.PublicKey, session []byte) ([]byte, error) {
-	if len(pub) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("crypto: client id: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
-	}
-	if len(session) > MaxClientSessionSize {
-		return nil, fmt.Errorf("crypto: client id: session is %d bytes, limit %d", len(session), MaxClientSessionSize)
-	}
-	id := make([]byte, 0, len(pub)+len(session))
-	return append(append(id, pub...), session...), nil
-}
-
-// ClientPublicKey returns the public key a client id names: its first
-// ed25519.PublicKeySize bytes. The rest, at most MaxClientSessionSize
-// bytes, is the client's session. The key aliases id.
-func ClientPublicKey(id []byte) (ed25519.PublicKey, error) {
-	if len(id) < ed25519.PublicKeySize || len(id) > ed25519.PublicKeySize+MaxClientSessionSize {
-		return nil, fmt.Errorf("crypto: client id of %d bytes, want %d to %d", len(id),
-			ed25519.PublicKeySize, ed25519.PublicKeySize+MaxClientSessionSize)
-	}
-	return ed25519.PublicKey(id[:ed25519.PublicKeySize:ed25519.PublicKeySize]), nil
 }
 
 // ClientPeerID returns the libp2p peer ID of the client a client id names
 // (the peer ID of its public key).
 func ClientPeerID(id []byte) (peer.ID, error) {
-	pub, err := ClientPublicKey(id)
+	pub, err := crypto.ClientPublicKey(id)
 	if err != nil {
 		return "", err
 	}

@@ -1,4 +1,4 @@
-package storage
+package raftlog
 
 import (
 	"bytes"
@@ -12,16 +12,18 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/storage"
 )
 
 // raftEnv is one configuration the RaftLog tests run against: a backend
 // (in-memory or on-disk database) and a cache size.
 type raftEnv struct {
 	t            *testing.T
-	db           *DB
+	db           *storage.DB
 	dir          string // "" for the in-memory database
 	cacheEntries int    // -1: the default
-	opts         Options
+	opts         storage.Options
 }
 
 // forEachRaftEnv runs f against the in-memory and the on-disk database, with
@@ -41,12 +43,12 @@ func newRaftEnv(t *testing.T, disk bool, cacheEntries int) *raftEnv {
 	t.Helper()
 	// Reopening, not fsync, is what these tests check (TestRaftLogDurability
 	// runs with Sync on).
-	env := &raftEnv{t: t, cacheEntries: cacheEntries, opts: Options{Sync: false}}
+	env := &raftEnv{t: t, cacheEntries: cacheEntries, opts: storage.Options{Sync: false}}
 	if disk {
 		env.dir = t.TempDir()
 		env.db = env.openDisk()
 	} else {
-		db, err := OpenMem(env.opts)
+		db, err := storage.OpenMem(env.opts)
 		if err != nil {
 			t.Fatalf("OpenMem: %v", err)
 		}
@@ -57,11 +59,11 @@ func newRaftEnv(t *testing.T, disk bool, cacheEntries int) *raftEnv {
 }
 
 // open opens the RaftLog of the current database.
-func (env *raftEnv) open() *RaftLog {
+func (env *raftEnv) open() *Log {
 	env.t.Helper()
-	l, err := env.db.OpenRaftLog()
+	l, err := Open(env.db)
 	if err != nil {
-		env.t.Fatalf("OpenRaftLog: %v", err)
+		env.t.Fatalf("Open: %v", err)
 	}
 	if env.cacheEntries >= 0 {
 		l.cacheMaxEntries = env.cacheEntries
@@ -71,7 +73,7 @@ func (env *raftEnv) open() *RaftLog {
 
 // reopen closes and reopens the on-disk database (the in-memory one is
 // kept, as a simulated crash keeps it) and opens its RaftLog afresh.
-func (env *raftEnv) reopen() *RaftLog {
+func (env *raftEnv) reopen() *Log {
 	env.t.Helper()
 	if env.dir != "" {
 		if err := env.db.Close(); err != nil {
@@ -82,9 +84,9 @@ func (env *raftEnv) reopen() *RaftLog {
 	return env.open()
 }
 
-func (env *raftEnv) openDisk() *DB {
+func (env *raftEnv) openDisk() *storage.DB {
 	env.t.Helper()
-	db, err := Open(env.dir, env.opts)
+	db, err := storage.Open(env.dir, env.opts)
 	if err != nil {
 		env.t.Fatalf("Open(%s): %v", env.dir, err)
 	}
@@ -105,7 +107,7 @@ func ents(index uint64, terms ...uint64) []*raftpb.Entry {
 // newRaftLogWith returns a RaftLog in the state of raft's
 // MemoryStorage{ents: dummyAndEntries}: the first entry is the boundary
 // (FirstIndex-1 and its term), the rest are the stored entries.
-func newRaftLogWith(t *testing.T, env *raftEnv, dummyAndEntries []*raftpb.Entry) *RaftLog {
+func newRaftLogWith(t *testing.T, env *raftEnv, dummyAndEntries []*raftpb.Entry) *Log {
 	t.Helper()
 	l := env.open()
 	offset := dummyAndEntries[0].GetIndex()
@@ -201,7 +203,7 @@ func diffRaftLogState(a, b raftLogState) string {
 
 // checkReload checks that a RaftLog opened afresh from the (reopened)
 // database exposes the same state as l, and returns it.
-func checkReload(t *testing.T, env *raftEnv, l *RaftLog) *RaftLog {
+func checkReload(t *testing.T, env *raftEnv, l *Log) *Log {
 	t.Helper()
 	before := readRaftLogState(t, l)
 	reloaded := env.reopen()
@@ -592,7 +594,7 @@ func TestRaftLogSaveSnapshot(t *testing.T) {
 	})
 }
 
-func countRaftEntryKeys(t *testing.T, db *DB) int {
+func countRaftEntryKeys(t *testing.T, db *storage.DB) int {
 	t.Helper()
 	iter := db.LevelDB().NewIterator(util.BytesPrefix([]byte(raftEntryPrefix)), nil)
 	defer iter.Release()

@@ -1,4 +1,4 @@
-package storage
+package raftlog
 
 import (
 	"errors"
@@ -31,7 +31,7 @@ func testRaftLogMatchesMemoryStorage(t *testing.T, disk bool, seed uint64) {
 	l.cacheMaxBytes = 200 // a few entries
 	ms := raft.NewMemoryStorage()
 	rng := rand.New(rand.NewPCG(seed, 99))
-	// Like raft, never truncate at or below the commit index (OpenRaftLog
+	// Like raft, never truncate at or below the commit index (Open
 	// rejects a commit index beyond the last index).
 	term, commit := uint64(1), uint64(0)
 	steps := 400
@@ -159,7 +159,7 @@ func testRaftLogMatchesMemoryStorage(t *testing.T, disk bool, seed uint64) {
 	}
 }
 
-func compareWithMemoryStorage(t *testing.T, what string, l *RaftLog, ms *raft.MemoryStorage, rng *rand.Rand) {
+func compareWithMemoryStorage(t *testing.T, what string, l *Log, ms *raft.MemoryStorage, rng *rand.Rand) {
 	t.Helper()
 	want, got := readRaftLogState(t, ms), readRaftLogState(t, l)
 	if raft.IsEmptyHardState(want.hs) {
@@ -195,7 +195,7 @@ func compareWithMemoryStorage(t *testing.T, what string, l *RaftLog, ms *raft.Me
 }
 
 // TestRaftLogCorruption checks that corrupt stored bytes produce errors
-// wrapping ErrRaftLogCorrupt, never panics.
+// wrapping ErrCorrupt, never panics.
 func TestRaftLogCorruption(t *testing.T) {
 	setup := func(t *testing.T) *raftEnv {
 		env := newRaftEnv(t, true, 0)
@@ -231,14 +231,14 @@ func TestRaftLogCorruption(t *testing.T) {
 				put(t, env, raftEntryKey(tc.index), tc.value)
 			}
 			l := env.open()
-			if _, err := l.Entries(1, 5, math.MaxUint64); !errors.Is(err, ErrRaftLogCorrupt) {
-				t.Errorf("Entries: err = %v, want one wrapping ErrRaftLogCorrupt", err)
+			if _, err := l.Entries(1, 5, math.MaxUint64); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Entries: err = %v, want one wrapping ErrCorrupt", err)
 			}
-			if _, err := l.Term(tc.index); !errors.Is(err, ErrRaftLogCorrupt) {
-				t.Errorf("Term(%d): err = %v, want one wrapping ErrRaftLogCorrupt", tc.index, err)
+			if _, err := l.Term(tc.index); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Term(%d): err = %v, want one wrapping ErrCorrupt", tc.index, err)
 			}
-			if err := l.Compact(tc.index); !errors.Is(err, ErrRaftLogCorrupt) {
-				t.Errorf("Compact(%d): err = %v, want one wrapping ErrRaftLogCorrupt", tc.index, err)
+			if err := l.Compact(tc.index); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Compact(%d): err = %v, want one wrapping ErrCorrupt", tc.index, err)
 			}
 		})
 	}
@@ -256,8 +256,8 @@ func TestRaftLogCorruption(t *testing.T) {
 		t.Run("open/"+tc.name, func(t *testing.T) {
 			env := setup(t)
 			put(t, env, tc.key, tc.value)
-			if _, err := env.db.OpenRaftLog(); !errors.Is(err, ErrRaftLogCorrupt) {
-				t.Fatalf("OpenRaftLog: err = %v, want one wrapping ErrRaftLogCorrupt", err)
+			if _, err := Open(env.db); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Open: err = %v, want one wrapping ErrCorrupt", err)
 			}
 		})
 	}
@@ -265,8 +265,8 @@ func TestRaftLogCorruption(t *testing.T) {
 		env := setup(t)
 		value, _ := proto.Marshal(&raftpb.HardState{Term: new(uint64(1)), Commit: new(uint64(9))})
 		put(t, env, []byte(raftHardStateKey), value)
-		if _, err := env.db.OpenRaftLog(); !errors.Is(err, ErrRaftLogCorrupt) {
-			t.Fatalf("OpenRaftLog: err = %v, want one wrapping ErrRaftLogCorrupt", err)
+		if _, err := Open(env.db); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Open: err = %v, want one wrapping ErrCorrupt", err)
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package crypto
+package cryptoceiling
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"github.com/pbftnode/pbftnode/wire"
 )
 
-func TestMeasureCeiling(t *testing.T) {
+func TestMeasure(t *testing.T) {
 	for _, n := range []int{1, 4} {
-		c, err := MeasureCeiling(context.Background(), n, 50*time.Millisecond, 0)
+		c, err := Measure(context.Background(), n, 50*time.Millisecond, 0)
 		if err != nil {
 			t.Fatalf("n=%d: %v", n, err)
 		}
@@ -26,11 +26,11 @@ func TestMeasureCeiling(t *testing.T) {
 	}
 }
 
-func TestMeasureCeilingRejectsBadArguments(t *testing.T) {
-	if _, err := MeasureCeiling(context.Background(), 0, time.Millisecond, 1); err == nil {
+func TestMeasureRejectsBadArguments(t *testing.T) {
+	if _, err := Measure(context.Background(), 0, time.Millisecond, 1); err == nil {
 		t.Error("n=0 accepted")
 	}
-	if _, err := MeasureCeiling(context.Background(), 4, 0, 1); err == nil {
+	if _, err := Measure(context.Background(), 4, 0, 1); err == nil {
 		t.Error("d=0 accepted")
 	}
 }

@@ -1,30 +1,21 @@
-package crypto
+package verifypool
 
 import (
-	"crypto/ed25519"
 	"runtime"
 	"sync"
 	"sync/atomic"
-)
 
-// VerifyJob is one signature check: is Signature PublicKey's signature over
-// SignedBytes(Domain, clusterID, Payload), with the cluster ID of the Pool
-// that runs it.
-type VerifyJob struct {
-	PublicKey ed25519.PublicKey
-	Domain    string
-	Payload   []byte
-	Signature []byte
-}
+	"github.com/pbftnode/pbftnode/crypto"
+)
 
 // Pool verifies signatures on a fixed number of worker goroutines, so the
 // protocol core's goroutine never spends its time on signature checks. It
 // checks sets of signatures with batch verification (see
-// Verifier.VerifyBatch), splitting large sets into batches that idle
+// crypto.Verifier.VerifyBatch), splitting large sets into batches that idle
 // workers check in parallel. It is safe for concurrent use. A Pool must be
 // closed with Close to stop its workers.
 type Pool struct {
-	verifier    *Verifier
+	verifier    *crypto.Verifier
 	workerCount int
 	// work is unbuffered: a send succeeds only when a worker is idle.
 	work    chan *verifyBatch
@@ -48,8 +39,8 @@ const minParallelChunk = 32
 // with next until none are left, so every job is checked exactly once and
 // results are written to distinct elements.
 type verifyBatch struct {
-	verifier *Verifier
-	jobs     []VerifyJob
+	verifier *crypto.Verifier
+	jobs     []crypto.VerifyJob
 	results  []bool
 	chunk    int
 	next     atomic.Int64
@@ -64,18 +55,18 @@ func (b *verifyBatch) run() {
 			return
 		}
 		end := min(start+b.chunk, len(b.jobs))
-		b.verifier.verifyChunk(b.jobs[start:end], b.results[start:end])
+		b.verifier.VerifyInto(b.jobs[start:end], b.results[start:end])
 	}
 }
 
-// NewPool starts a Pool of workers goroutines verifying signatures for the
+// New starts a Pool of workers goroutines verifying signatures for the
 // cluster clusterID. If workers < 1, it uses runtime.GOMAXPROCS(0).
-func NewPool(clusterID string, workers int) *Pool {
+func New(clusterID string, workers int) *Pool {
 	if workers < 1 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	p := &Pool{
-		verifier:    NewVerifier(clusterID),
+		verifier:    crypto.NewVerifier(clusterID),
 		workerCount: workers,
 		work:        make(chan *verifyBatch),
 	}
@@ -86,9 +77,9 @@ func NewPool(clusterID string, workers int) *Pool {
 	return p
 }
 
-// Verifier returns the Verifier the pool's workers use (and whose key
+// Verifier returns the crypto.Verifier the pool's workers use (and whose key
 // cache they share).
-func (p *Pool) Verifier() *Verifier { return p.verifier }
+func (p *Pool) Verifier() *crypto.Verifier { return p.verifier }
 
 // worker helps with batches until the pool is closed.
 func (p *Pool) worker() {
@@ -100,21 +91,21 @@ func (p *Pool) worker() {
 }
 
 // VerifyAll checks every job and returns one result per job, in the same
-// order: true exactly when Verify would return true for that job under the
+// order: true exactly when crypto.Verify would return true for that job under the
 // pool's cluster ID. The jobs are cut into batches (at most
-// MaxVerifyBatch jobs, at least minParallelChunk when there are helpers)
+// crypto.MaxVerifyBatch jobs, at least minParallelChunk when there are helpers)
 // spread over the idle workers; the calling goroutine works too, so
 // VerifyAll makes progress even when every worker is busy with other
 // callers, and a small set runs inline as one batch. Malformed keys or
 // signatures yield false, never a panic. VerifyAll is safe for concurrent
 // use; after Close it still works, running every job on the caller's
 // goroutine. The jobs must not be modified until VerifyAll returns.
-func (p *Pool) VerifyAll(jobs []VerifyJob) []bool {
+func (p *Pool) VerifyAll(jobs []crypto.VerifyJob) []bool {
 	// Cut into as many chunks as there are participants (the workers and
 	// the caller), none smaller than minParallelChunk nor larger than
-	// MaxVerifyBatch.
+	// crypto.MaxVerifyBatch.
 	parts := min(p.workerCount+1, max(1, len(jobs)/minParallelChunk))
-	chunk := min(MaxVerifyBatch, max(1, (len(jobs)+parts-1)/parts))
+	chunk := min(crypto.MaxVerifyBatch, max(1, (len(jobs)+parts-1)/parts))
 	batch := &verifyBatch{
 		verifier: p.verifier,
 		jobs:     jobs,

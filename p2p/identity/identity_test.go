@@ -1,4 +1,4 @@
-package crypto
+package identity
 
 import (
 	"bytes"
@@ -8,10 +8,12 @@ import (
 
 	libp2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pbftnode/pbftnode/crypto/cryptotest"
 )
 
 func TestPeerIDPublicKeyRoundTrip(t *testing.T) {
-	key := testKey(t, 20)
+	key := cryptotest.Key(t, 20)
 	pub := key.Public().(ed25519.PublicKey)
 	id, err := PeerIDFromPublicKey(pub)
 	if err != nil {
@@ -32,7 +34,7 @@ func TestPeerIDPublicKeyRoundTrip(t *testing.T) {
 }
 
 func TestLibP2PPrivateKeyIsSameIdentity(t *testing.T) {
-	key := testKey(t, 21)
+	key := cryptotest.Key(t, 21)
 	priv, err := LibP2PPrivateKey(key)
 	if err != nil {
 		t.Fatalf("LibP2PPrivateKey: %v", err)
@@ -64,7 +66,7 @@ func TestLibP2PPrivateKeyRefusesMalformedKey(t *testing.T) {
 	if _, err := LibP2PPrivateKey(make(ed25519.PrivateKey, 32)); err == nil {
 		t.Fatal("LibP2PPrivateKey accepted a 32-byte key")
 	}
-	mismatched := bytes.Clone(testKey(t, 22))
+	mismatched := bytes.Clone(cryptotest.Key(t, 22))
 	mismatched[40] ^= 1 // corrupt the public half
 	if _, err := LibP2PPrivateKey(mismatched); err == nil {
 		t.Fatal("LibP2PPrivateKey accepted a key whose public half does not match its seed")
@@ -110,7 +112,7 @@ func TestPublicKeyFromPeerIDRefusesNonEd25519(t *testing.T) {
 func TestPeerIDFromPublicKeyMatchesLibp2p(t *testing.T) {
 	keys := []ed25519.PublicKey{make([]byte, 32), bytes.Repeat([]byte{0xff}, 32)}
 	for i := range 200 {
-		keys = append(keys, testKey(t, int64(500+i)).Public().(ed25519.PublicKey))
+		keys = append(keys, cryptotest.Key(t, int64(500+i)).Public().(ed25519.PublicKey))
 	}
 	for i, pub := range keys {
 		got, err := PeerIDFromPublicKey(pub)
@@ -128,34 +130,5 @@ func TestPeerIDFromPublicKeyMatchesLibp2p(t *testing.T) {
 		if err != nil || !bytes.Equal(back, pub) {
 			t.Fatalf("key %d: round trip gave %x, %v", i, back, err)
 		}
-	}
-}
-
-func TestClientIDBounds(t *testing.T) {
-	pub := make(ed25519.PublicKey, ed25519.PublicKeySize)
-	pub[0] = 9
-	for _, n := range []int{0, 8, MaxClientSessionSize} {
-		id, err := ClientID(pub, make([]byte, n))
-		if err != nil {
-			t.Fatalf("session of %d bytes: %v", n, err)
-		}
-		got, err := ClientPublicKey(id)
-		if err != nil || !got.Equal(pub) {
-			t.Fatalf("session of %d bytes: key %x, %v", n, got, err)
-		}
-	}
-	if _, err := ClientID(pub, make([]byte, MaxClientSessionSize+1)); err == nil {
-		t.Error("an oversized session was accepted")
-	}
-	for _, n := range []int{0, 31, ed25519.PublicKeySize + MaxClientSessionSize + 1} {
-		if _, err := ClientPublicKey(make([]byte, n)); err == nil {
-			t.Errorf("a client id of %d bytes was accepted", n)
-		}
-	}
-	id, _ := ClientID(pub, []byte{1, 2})
-	key, _ := ClientPublicKey(id)
-	_ = append(key, 7)
-	if id[ed25519.PublicKeySize] != 1 {
-		t.Error("appending to the returned key overwrote the session")
 	}
 }

@@ -1,4 +1,4 @@
-package storage
+package raftlog
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/storage"
 )
 
 // TestRaftLogDurability saves, compacts, snapshots and reopens the
@@ -14,7 +16,7 @@ import (
 func TestRaftLogDurability(t *testing.T) {
 	env := newRaftEnv(t, true, -1)
 	env.db.Close()
-	env.opts = DefaultOptions(nil)
+	env.opts = storage.DefaultOptions(nil)
 	env.db = env.openDisk()
 	if !env.db.Sync() {
 		t.Fatal("DefaultOptions must enable Sync")
