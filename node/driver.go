@@ -101,6 +101,9 @@ func (o *driverObserver) Ready(rd *protocol.Ready) {
 	o.n.phases.observe(rd, o.n.metrics.ops, time.Now())
 }
 
+// Executing implements replica.Observer.
+func (o *driverObserver) Executing(protocol.CommittedBatch) {}
+
 // Executed implements replica.Observer.
 func (o *driverObserver) Executed(b protocol.CommittedBatch) {
 	m := o.n.metrics

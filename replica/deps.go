@@ -117,7 +117,10 @@ type Delayer interface {
 type Observer interface {
 	// Ready is called with each Ready before it is handled.
 	Ready(rd *protocol.Ready)
-	// Executed is called after batch b was applied and its replies sent.
+	// Executing is called with batch b before it is applied.
+	Executing(b protocol.CommittedBatch)
+	// Executed is called after batch b was applied, before its replies
+	// are sent.
 	Executed(b protocol.CommittedBatch)
 	// Stable is called after the certificate of checkpoint seq was stored.
 	Stable(seq uint64)
@@ -138,6 +141,7 @@ type Observer interface {
 type NopObserver struct{}
 
 func (NopObserver) Ready(*protocol.Ready)                          {}
+func (NopObserver) Executing(protocol.CommittedBatch)              {}
 func (NopObserver) Executed(protocol.CommittedBatch)               {}
 func (NopObserver) Stable(uint64)                                  {}
 func (NopObserver) TransferStarted(uint64, uint64)                 {}

@@ -247,6 +247,7 @@ func (d *Driver) execute(b protocol.CommittedBatch) error {
 	for i, r := range b.Requests {
 		reqs[i] = execution.Request{ClientID: r.ClientId, RequestNumber: r.RequestNumber, Operation: r.Operation}
 	}
+	d.obs.Executing(b)
 	replies, err := d.exec.Apply(b.Sequence, reqs)
 	if err != nil {
 		return fmt.Errorf("replica: apply %d: %w", b.Sequence, err)

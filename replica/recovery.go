@@ -21,10 +21,12 @@ import (
 // before the core sends anything, so that every later start is a restart
 // the core learns of through Restore: the primary may send PRE-PREPAREs
 // before persisting them (Outbound.BeforePersist), and only a restored
-// primary knows to abdicate.
+// primary knows to abdicate. (A stored view alone makes a restart: a
+// primary that crashed between its early sends and its first persist has
+// only its view stored, and must not propose those sequences afresh.)
 func (d *Driver) Recover() error {
 	rec := protocol.Recovered{Executed: d.exec.LastExecuted()}
-	view, active, _, err := d.store.LoadViewState()
+	view, active, viewFound, err := d.store.LoadViewState()
 	if err != nil {
 		return fmt.Errorf("replica: recover view: %w", err)
 	}
@@ -45,7 +47,7 @@ func (d *Driver) Recover() error {
 	if err := d.recoverLog(&rec, from); err != nil {
 		return err
 	}
-	if !found && len(rec.Log) == 0 && len(rec.Prepared) == 0 && rec.Executed == 0 {
+	if !viewFound && !found && len(rec.Log) == 0 && len(rec.Prepared) == 0 && rec.Executed == 0 {
 		if err := d.store.SaveViewState(0, true); err != nil {
 			return fmt.Errorf("replica: first start: %w", err)
 		}
