@@ -59,6 +59,15 @@ func Pick[S Snapshot](snaps []S, seq uint64) Snapshot {
 	return best
 }
 
+// At returns the snapshot at exactly seq from snaps (keyed by sequence),
+// or an untyped nil: how a server for Target.Exact fetches (PBFT) chooses.
+func At[S Snapshot](snaps map[uint64]S, seq uint64) Snapshot {
+	if s, ok := snaps[seq]; ok {
+		return s
+	}
+	return nil
+}
+
 // Ring returns the replicas 0..n-1 other than self, in index order, for
 // Target.Peers, and the position in it for Target.First: that of prefer
 // if prefer is one of them, else that of the first replica after self

@@ -43,6 +43,16 @@ func TestPickAtOrAboveNeed(t *testing.T) {
 	}
 }
 
+func TestAtExactly(t *testing.T) {
+	snaps := map[uint64]*snap{2: {seq: 2}}
+	if got := At(snaps, 2); got == nil || got.Sequence() != 2 {
+		t.Errorf("At 2: %v", got)
+	}
+	if At(snaps, 3) != nil {
+		t.Error("At 3: not an untyped nil")
+	}
+}
+
 func TestRingSkipsSelf(t *testing.T) {
 	for _, tc := range []struct {
 		n      int
