@@ -21,12 +21,6 @@ type raftTransfer struct {
 	fetch *statetransfer.Fetcher
 }
 
-// raftTarget is the statetransfer.Target for need on replica self of n.
-func raftTarget(need raftmode.StateNeed, n int, self uint32) statetransfer.Target {
-	peers, first := statetransfer.Ring(n, self, need.From)
-	return statetransfer.Target{Sequence: need.Index, Digest: need.Digest, HasDigest: need.HasDigest, Peers: peers, First: first}
-}
-
 func (n *RaftNode) startTransfer(need raftmode.StateNeed) {
 	if n.transfer == nil {
 		n.transfer = &raftTransfer{fetch: statetransfer.New(statetransfer.Config{
@@ -38,7 +32,7 @@ func (n *RaftNode) startTransfer(need raftmode.StateNeed) {
 			Observer: &transferMetrics{m: n.metrics},
 		})}
 	}
-	n.transfer.fetch.Start(raftTarget(need, len(n.cfg.Replicas), n.cfg.Index))
+	n.transfer.fetch.Start(need.Target(len(n.cfg.Replicas), n.cfg.Index))
 	if !n.transfer.fetch.Active() {
 		n.transfer = nil // no peer to ask (a single replica)
 	}

@@ -156,6 +156,15 @@ func (f *Fetcher) Peer() uint32 {
 	return f.target.Peers[f.current]
 }
 
+// String describes the fetch for diagnostics.
+func (f *Fetcher) String() string {
+	if !f.started {
+		return "no fetch"
+	}
+	return fmt.Sprintf("fetch of %d (exact %v, active %v) from peer %d at sequence %d, key %q, idle %d",
+		f.target.Sequence, f.target.Exact, f.active, f.Peer(), f.index, f.nextKey, f.idle)
+}
+
 // Tick counts one tick without the expected chunk; after IdleTicks of them
 // the Fetcher asks the next peer.
 func (f *Fetcher) Tick() {
