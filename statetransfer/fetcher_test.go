@@ -66,6 +66,7 @@ func TestEachRejectionMovesToTheNextPeer(t *testing.T) {
 		tamper func(c *wire.StateChunk)
 		// finished: peer 1's restore finished (nothing left to wipe).
 		finished bool
+		name     string // when the reason alone does not say
 	}{
 		{reason: "unavailable", exact: true, peer1: nil},
 		{reason: "unavailable", exact: false, peer1: []*snap{state(9, 2, "")}},
@@ -84,7 +85,7 @@ func TestEachRejectionMovesToTheNextPeer(t *testing.T) {
 		{reason: "digest_mismatch", exact: true, peer1: []*snap{state(10, 12, "forged")}},
 		{reason: "digest_mismatch", exact: false, peer1: []*snap{state(10, 12, "forged")}},
 		// The served state says it is at 11, not at the 12 it was served as.
-		{reason: "digest_mismatch", exact: false, peer1: []*snap{{seq: 12, entries: state(11, 12, "").entries}}, finished: true},
+		{reason: "digest_mismatch", exact: false, peer1: []*snap{{seq: 12, entries: state(11, 12, "").entries}}, finished: true, name: "wrong index"},
 		{reason: "too_old", exact: false, peer1: []*snap{good}, tamper: func(c *wire.StateChunk) { c.Sequence = 9 }},
 		{reason: "changed", exact: false, peer1: []*snap{good}, tamper: func(c *wire.StateChunk) {
 			if c.StartKey != nil {
@@ -93,7 +94,7 @@ func TestEachRejectionMovesToTheNextPeer(t *testing.T) {
 		}},
 	}
 	for _, tc := range cases {
-		t.Run(fmt.Sprintf("%s/exact=%v", tc.reason, tc.exact), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/exact=%v/%s", tc.reason, tc.exact, tc.name), func(t *testing.T) {
 			c := newCluster(t, tc.exact)
 			c.snaps[1], c.snaps[2] = tc.peer1, []*snap{good}
 			if tc.tamper != nil {
