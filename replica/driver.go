@@ -10,6 +10,7 @@ import (
 	"github.com/pbftnode/pbftnode/checkpoint"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -30,16 +31,22 @@ var ErrStateRequest = errors.New("replica: state requests are served by the runt
 // Ready in the order doc.go states. It starts no goroutine and is not
 // safe for concurrent use: one goroutine owns it.
 type Driver struct {
-	cfg      Config
-	core     *protocol.Replica
-	exec     Executor
-	store    Storage
-	net      Network
-	snaps    Snapshots
-	obs      Observer
-	log      *slog.Logger
-	transfer *transfer
-	hooks    faultHooks
+	cfg   Config
+	core  *protocol.Replica
+	exec  Executor
+	store Storage
+	net   Network
+	snaps Snapshots
+	obs   Observer
+	log   *slog.Logger
+	hooks faultHooks
+
+	// The state transfer: the fetcher, the certificate it fetches for,
+	// and what its observer noted during the last Chunk.
+	fetcher        *statetransfer.Fetcher
+	behind         *checkpoint.Certificate
+	unexpected     bool
+	installedBytes int
 }
 
 // New creates the core from cfg.Core and a Driver around it. Call Recover
@@ -64,8 +71,10 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replica: %w", err)
 	}
-	return &Driver{cfg: cfg, core: core, exec: cfg.Executor, store: cfg.Storage, net: cfg.Network,
-		snaps: cfg.Snapshots, obs: cfg.Observer, log: cfg.Logger}, nil
+	d := &Driver{cfg: cfg, core: core, exec: cfg.Executor, store: cfg.Storage, net: cfg.Network,
+		snaps: cfg.Snapshots, obs: cfg.Observer, log: cfg.Logger}
+	d.fetcher = d.newFetcher()
+	return d, nil
 }
 
 // Core returns the protocol core, for reading its state (Status, View,
@@ -76,7 +85,7 @@ func (d *Driver) Core() *protocol.Replica { return d.core }
 func (d *Driver) Status() protocol.Status { return d.core.Status() }
 
 // Transferring reports whether a state transfer is in progress.
-func (d *Driver) Transferring() bool { return d.transfer != nil }
+func (d *Driver) Transferring() bool { return d.fetcher.Active() }
 
 // Step hands the core one verified replica message; a state chunk goes to
 // the transfer in progress instead. It returns why the input was dropped

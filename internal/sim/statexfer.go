@@ -5,6 +5,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -16,14 +17,7 @@ const transferChunkBytes = 256
 // the host's Filter, without its rate limits): the requesting replica's
 // driver fetches state chunk by chunk as in production.
 func (h *host) serveState(from uint32, req *wire.StateRequest) {
-	chunk := &wire.StateChunk{Sequence: req.Sequence, StartKey: req.StartKey}
-	if snap := h.snaps[req.Sequence]; snap == nil {
-		chunk.Unavailable = true
-	} else if entries, next, err := snap.Chunk(req.StartKey, transferChunkBytes); err != nil {
-		chunk.Unavailable = true
-	} else {
-		chunk.Entries, chunk.NextKey = entries, next
-	}
+	chunk := statetransfer.Serve(statetransfer.At(h.snaps, req.Sequence), req, transferChunkBytes)
 	body := &wire.ReplicaMessage{From: h.id, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
 	payload, err := proto.Marshal(body)
 	if err != nil {
