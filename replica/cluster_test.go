@@ -12,6 +12,7 @@ import (
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -54,6 +55,10 @@ type testReplica struct {
 	trace  []step
 	// replies are the replies the replica sent, in order.
 	replies []*wire.Reply
+	// snaps are the checkpoint snapshots it keeps to serve.
+	snaps map[uint64]*execution.StateSnapshot
+	// cut: frames to and from it are lost.
+	cut bool
 }
 
 type testCluster struct {
@@ -111,6 +116,12 @@ func (r *testReplica) start() {
 		t.Fatal(err)
 	}
 	r.driver = d
+	r.snaps = make(map[uint64]*execution.StateSnapshot)
+	t.Cleanup(func() {
+		for _, s := range r.snaps {
+			s.Release()
+		}
+	})
 	if err := d.Recover(); err != nil {
 		t.Fatal(err)
 	}
@@ -162,11 +173,20 @@ type recordingSnapshots struct{ r *testReplica }
 
 func (s recordingSnapshots) Checkpointed(snap *execution.StateSnapshot) {
 	s.r.note(step{what: "snapshot", seq: snap.Sequence()})
-	snap.Release()
+	if old := s.r.snaps[snap.Sequence()]; old != nil {
+		old.Release()
+	}
+	s.r.snaps[snap.Sequence()] = snap
 }
 
 func (s recordingSnapshots) Stable(seq uint64) {
 	s.r.note(step{what: "stable", seq: seq})
+	for q, snap := range s.r.snaps {
+		if q < seq {
+			snap.Release()
+			delete(s.r.snaps, q)
+		}
+	}
 	s.r.store.DeleteLogBelow(seq + 1)
 }
 
@@ -176,6 +196,10 @@ type recordingObserver struct {
 }
 
 func (o recordingObserver) Ready(*protocol.Ready) { o.r.note(step{what: "ready"}) }
+
+func (o recordingObserver) TransferInstalled(seq uint64, from uint32, _ int) {
+	o.r.note(step{what: "installed", seq: seq})
+}
 
 func (o recordingObserver) Executing(b protocol.CommittedBatch) {
 	o.r.note(step{what: "apply", seq: b.Sequence})
@@ -218,16 +242,46 @@ func (c *testCluster) deliver() {
 		f := c.queue[0]
 		c.queue = c.queue[1:]
 		r := c.replicas[f.to]
-		if r.driver == nil {
+		if r.driver == nil || r.cut || c.replicas[f.from].cut {
 			continue
 		}
 		m, err := c.verifier.ReplicaFrame(f.data)
 		if err != nil {
 			c.t.Fatalf("frame from %d: %v", f.from, err)
 		}
+		if req := m.Body.GetStateRequest(); req != nil {
+			r.serve(m.Body.From, req)
+			continue
+		}
 		_ = r.driver.Step(m)
 		if err := r.driver.Process(); err != nil {
 			c.t.Fatal(err)
 		}
 	}
+}
+
+// serve answers a state request from r's snapshots, as a runtime does.
+func (r *testReplica) serve(from uint32, req *wire.StateRequest) {
+	chunk := statetransfer.Serve(statetransfer.At(r.snaps, req.Sequence), req, 64)
+	payload, err := proto.Marshal(&wire.ReplicaMessage{From: r.id, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}})
+	if err != nil {
+		r.c.t.Fatal(err)
+	}
+	signed := &wire.Signed{Payload: payload, Signature: crypto.NewSigner(r.c.keys[r.id], testClusterID).Sign(crypto.DomainReplicaMessage, payload)}
+	b, err := protocol.EncodeFrame(signed, nil)
+	if err != nil {
+		r.c.t.Fatal(err)
+	}
+	r.c.queue = append(r.c.queue, frame{from: r.id, to: from, data: b})
+}
+
+// tick ticks every replica once and delivers everything.
+func (c *testCluster) tick() {
+	for _, r := range c.replicas {
+		r.driver.Tick()
+		if err := r.driver.Process(); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	c.deliver()
 }

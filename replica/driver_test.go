@@ -41,7 +41,7 @@ func orderError(r *testReplica) error {
 			last, ready = -1, i
 			continue
 		}
-		if k := rank(s); k < last {
+		if k := rank(s); k >= 0 && k < last {
 			return fmt.Errorf("replica %d: %v after %v in one Ready: %v", r.id, s, r.trace[i-1], r.trace[ready:i+1])
 		}
 		last = max(last, rank(s))
@@ -59,6 +59,9 @@ func run(t *testing.T, c *testCluster, count int) {
 		c.deliver()
 	}
 	for _, r := range c.replicas {
+		if r.cut {
+			continue
+		}
 		if got := r.exec.LastExecuted(); got != uint64(count) {
 			t.Fatalf("replica %d executed %d, want %d", r.id, got, count)
 		}
@@ -215,5 +218,37 @@ func TestStepStateMessages(t *testing.T) {
 	chunk := protocol.VerifiedMessage{Body: &wire.ReplicaMessage{From: 2, Body: &wire.ReplicaMessage_StateChunk{StateChunk: &wire.StateChunk{Sequence: 2}}}}
 	if err := d.Step(chunk); !errors.Is(err, ErrUnexpectedStateChunk) {
 		t.Fatalf("unexpected state chunk: %v", err)
+	}
+}
+
+// TestBehindReplicaTransfersState: a replica cut off while the others
+// moved two windows on learns it is behind, fetches the certified
+// snapshot from them chunk by chunk, installs it and executes on from
+// there.
+func TestBehindReplicaTransfersState(t *testing.T) {
+	c := newTestCluster(t, 4)
+	r := c.replicas[3]
+	r.cut = true
+	run(t, c, 10)
+	r.cut = false
+	r.trace = nil
+	for i := 0; i < 2000 && r.exec.LastExecuted() < 10; i++ {
+		c.tick()
+	}
+	if got := r.exec.LastExecuted(); got < 10 {
+		t.Fatalf("the cut-off replica executed %d after reconnecting, want 10 (status %+v)", got, r.driver.Status())
+	}
+	requests := 0
+	for _, s := range r.trace {
+		if s.what == "send" && s.kind == protocol.KindStateRequest {
+			requests++
+		}
+	}
+	installed := slices.IndexFunc(r.trace, func(s step) bool { return s.what == "installed" })
+	if requests < 2 || installed < 0 || r.driver.Transferring() {
+		t.Fatalf("%d state requests, installed at step %d, still transferring %v: %v", requests, installed, r.driver.Transferring(), r.trace)
+	}
+	if r.exec.StateDigest() != c.replicas[0].exec.StateDigest() {
+		t.Fatal("the transferred state differs from the primary's")
 	}
 }
