@@ -124,8 +124,8 @@ func (n *Node) open() error {
 	n.signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
 	pcfg.Signer = n.signer
 	n.verifier = protocol.NewMessageVerifier(cfg.ClusterID, pubs, crypto.NewVerifiedCache(1<<16), n.pool, pcfg.MaxBatchSize)
-	// The snapshot server's channel exists before recovery: Recover may
-	// already hand it a snapshot.
+	// The snapshot server's channel exists before the driver can hand it
+	// a snapshot.
 	n.snapshotEvents = make(chan snapshotEvent, 16)
 	if n.driver, err = replica.New(replica.Config{
 		Core:      pcfg,
