@@ -8,12 +8,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/pbftnode/pbftnode/checkpoint"
-	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
-	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/replica"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -232,6 +230,8 @@ func reasonOf(err error) string {
 		{protocol.ErrNewViewRejected, "new_view_rejected"},
 		{protocol.ErrStale, "stale"},
 		{protocol.ErrRateLimited, "rate_limited"},
+		{replica.ErrRequestTooOld, "request_too_old"},
+		{replica.ErrUnexpectedStateChunk, "unexpected_state_chunk"},
 	} {
 		if errors.Is(err, e.err) {
 			return e.reason
@@ -240,7 +240,9 @@ func reasonOf(err error) string {
 	return "other"
 }
 
-// eventLoop owns the core and the executor.
+// eventLoop owns the replica driver (the core and the executor): it
+// feeds it ticks and inputs, and after each tick or burst of inputs has it
+// handle the core's Ready.
 func (n *Node) eventLoop(ctx context.Context) {
 	defer n.wg.Done()
 	ticker := time.NewTicker(n.cfg.TickInterval)
@@ -250,9 +252,7 @@ func (n *Node) eventLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-			n.core.Tick()
-			n.transferTick()
-			n.injectTick()
+			n.driver.Tick()
 		case in := <-n.inbox:
 			n.handle(in)
 			for i := 1; i < maxBurst; i++ {
@@ -265,228 +265,35 @@ func (n *Node) eventLoop(ctx context.Context) {
 				break
 			}
 		}
-		if err := n.handleReady(); err != nil {
+		if err := n.driver.Process(); err != nil {
 			n.log.Error("replica stopped: storage or execution failed", "err", err)
 			return
 		}
+		n.publishStatus()
 		n.metrics.inboxDepth.Set(float64(len(n.inbox)))
 	}
 }
 
+// handle hands one verified input to the driver and counts the outcome.
 func (n *Node) handle(in input) {
 	if in.msg != nil {
-		if c := in.msg.Body.GetStateChunk(); c != nil {
-			n.handleStateChunk(in.msg.Body.From, c)
-			return
-		}
-		if err := n.core.Step(*in.msg); err != nil {
+		chunk := in.msg.Body.GetStateChunk() != nil
+		if err := n.driver.Step(*in.msg); err != nil {
 			n.drop(reasonOf(err), "err", err)
 			return
 		}
-		n.metrics.received.WithLabelValues(kindOf(in.msg.Body).String()).Inc()
+		if !chunk {
+			n.metrics.received.WithLabelValues(kindOf(in.msg.Body).String()).Inc()
+		}
 		return
 	}
-	req := in.req.Request
-	switch n.executor.Status(req.ClientId, req.RequestNumber) {
-	case execution.RequestExecuted:
-		result, _ := n.executor.CachedReply(req.ClientId, req.RequestNumber)
-		n.reply(in.client, req, result)
-		return
-	case execution.RequestTooOld:
-		n.drop("request_too_old")
-		return
-	}
-	if err := n.core.Submit(*in.req); err != nil {
+	if err := n.driver.Submit(*in.req); err != nil {
 		n.drop(reasonOf(err), "err", err)
 	}
 }
 
-// handleReady carries out the core's actions: persist the view, send the
-// messages marked BeforePersist, persist the log, send the rest, then
-// execute and reply.
-func (n *Node) handleReady() error {
-	for n.core.HasReady() {
-		rd := n.core.Ready()
-		n.phases.observe(&rd, n.metrics.ops, time.Now())
-		frames := make(map[*wire.Signed][]byte, len(rd.Messages))
-		encode := func(s *wire.Signed, batch []*wire.Signed) ([]byte, error) {
-			if b, ok := frames[s]; ok {
-				return b, nil
-			}
-			b, err := protocol.EncodeFrame(s, batch)
-			frames[s] = b
-			return b, err
-		}
-		if rd.View != nil {
-			if err := n.db.SaveViewState(*rd.View, rd.ViewActive); err != nil {
-				return err
-			}
-		}
-		// The primary's PRE-PREPAREs may go before the log is durable
-		// (see protocol.Outbound.BeforePersist): its own fsync then runs
-		// while the backups receive them.
-		for _, out := range rd.Messages {
-			if out.BeforePersist {
-				if err := n.send(out, encode); err != nil {
-					return err
-				}
-			}
-		}
-		if len(rd.Persist) > 0 {
-			entries := make([]storage.LogEntry, len(rd.Persist))
-			for i, e := range rd.Persist {
-				var b []byte
-				var err error
-				if e.Certificate != nil {
-					b, err = proto.Marshal(e.Certificate)
-				} else {
-					b, err = encode(e.Signed, e.Batch)
-				}
-				if err != nil {
-					return err
-				}
-				entries[i] = storage.LogEntry{View: e.View, Sequence: e.Sequence, Kind: byte(e.Kind), Signed: b}
-			}
-			start := time.Now()
-			if err := n.db.AppendLog(entries); err != nil {
-				return err
-			}
-			n.metrics.persistSeconds.Observe(time.Since(start).Seconds())
-		}
-		for _, out := range rd.Messages {
-			if out.BeforePersist {
-				continue
-			}
-			if err := n.send(out, encode); err != nil {
-				return err
-			}
-		}
-		for _, b := range rd.Committed {
-			if err := n.execute(b); err != nil {
-				return err
-			}
-		}
-		if cp := rd.StableCheckpoint; cp != nil {
-			if err := n.persistStable(cp); err != nil {
-				return err
-			}
-		}
-		if rd.Behind != nil {
-			n.startTransfer(*rd.Behind)
-		}
-	}
-	n.publishStatus()
-	return nil
-}
-
-func (n *Node) send(out protocol.Outbound, encode func(*wire.Signed, []*wire.Signed) ([]byte, error)) error {
-	outs := []protocol.Outbound{out}
-	if n.cfg.Filter != nil {
-		outs = n.cfg.Filter.Outbound(out)
-	}
-	delayer, _ := n.cfg.Filter.(Delayer)
-	for _, o := range outs {
-		b, err := encode(o.Signed, o.Batch)
-		if err != nil {
-			return err
-		}
-		if delayer != nil {
-			if d := delayer.Delay(o); d > 0 && n.hold(d, o.To, o.Kind, b) {
-				continue
-			}
-		}
-		n.transmit(o.To, o.Kind, b)
-	}
-	return nil
-}
-
-func (n *Node) execute(b protocol.CommittedBatch) error {
-	reqs := make([]execution.Request, len(b.Requests))
-	for i, r := range b.Requests {
-		reqs[i] = execution.Request{ClientID: r.ClientId, RequestNumber: r.RequestNumber, Operation: r.Operation}
-	}
-	replies, err := n.executor.Apply(b.Sequence, reqs)
-	if err != nil {
-		return err
-	}
-	n.metrics.committedBatches.Inc()
-	n.metrics.committedRequests.Add(float64(len(b.Requests)))
-	n.metrics.batchSize.Observe(float64(len(b.Requests)))
-	n.metrics.executedSequence.Set(float64(b.Sequence))
-	n.phases.executed(b.Sequence, n.metrics.ops, time.Now())
-	for i := range replies {
-		r := &replies[i]
-		id, err := identity.ClientPeerID(r.ClientID)
-		if err != nil {
-			continue // the verifier admits only well-formed client ids
-		}
-		n.reply(id, &wire.Request{ClientId: r.ClientID, RequestNumber: r.RequestNumber}, r.Result)
-	}
-	if b.Sequence%n.core.CheckpointInterval() == 0 {
-		snap, err := n.executor.TakeSnapshot()
-		if err != nil {
-			return err
-		}
-		select {
-		case n.snapshotEvents <- snapshotEvent{add: snap}:
-		default:
-			snap.Release() // the server is far behind; peers will ask others
-		}
-		if err := n.core.CheckpointExecuted(b.Sequence, snap.Digest()); err != nil {
-			n.log.Warn("checkpoint", "sequence", b.Sequence, "err", err)
-		}
-	}
-	return nil
-}
-
-// pruneRequests lets the core forget requests the executor already ran.
-func (n *Node) pruneRequests() {
-	n.core.PruneRequests(func(clientID []byte, number uint64) bool {
-		return n.executor.Status(clientID, number) != execution.RequestNew
-	})
-}
-
-// persistStable stores a stable checkpoint's certificate (durably), then
-// has the snapshot server drop the older snapshots and the log at or
-// below it, off this goroutine.
-func (n *Node) persistStable(cp *checkpoint.Certificate) error {
-	encoded, err := encodeCertificate(cp)
-	if err != nil {
-		return err
-	}
-	if err := n.db.SaveStableCheckpoint(encoded); err != nil {
-		return err
-	}
-	select {
-	case n.snapshotEvents <- snapshotEvent{stable: cp.Sequence}:
-	default: // older snapshots and log entries go with the next one
-	}
-	n.metrics.stableCheckpoint.Set(float64(cp.Sequence))
-	n.metrics.checkpointsStable.Inc()
-	n.phases.forgetBelow(cp.Sequence)
-	n.pruneRequests()
-	return nil
-}
-
-func (n *Node) reply(client peer.ID, req *wire.Request, result []byte) {
-	r := &wire.Reply{
-		View: n.core.View(), ClientId: req.ClientId, RequestNumber: req.RequestNumber,
-		Replica: n.cfg.Index, Result: result,
-	}
-	if n.cfg.Filter != nil && !n.cfg.Filter.Reply(r) {
-		return
-	}
-	b, err := proto.Marshal(r)
-	if err != nil {
-		return
-	}
-	if n.host.SendToClient(client, b) {
-		n.metrics.clientReplies.Inc()
-	}
-}
-
 func (n *Node) publishStatus() {
-	st := n.core.Status()
+	st := n.driver.Status()
 	prev := n.lastCore
 	n.lastCore = st
 	n.metrics.viewChangeAttempts.Add(float64(st.ViewChangesStarted - min(prev.ViewChangesStarted, st.ViewChangesStarted)))
@@ -513,7 +320,7 @@ func (n *Node) publishStatus() {
 	n.metrics.retransmissions.Set(float64(st.Retransmissions))
 	n.metrics.slowPrimary.Set(float64(st.SlowPrimarySuspects))
 	n.metrics.serveLimited.Set(float64(st.ServeLimited))
-	if n.transfer != nil {
+	if n.driver.Transferring() {
 		n.metrics.transferring.Set(1)
 	} else {
 		n.metrics.transferring.Set(0)

@@ -15,6 +15,7 @@ import (
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/replica"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/verifypool"
 )
@@ -50,7 +51,7 @@ type Node struct {
 	log      *slog.Logger
 	kv       *execution.KV
 	executor *execution.Executor
-	core     *protocol.Replica
+	driver   *replica.Driver
 	verifier *protocol.MessageVerifier
 	window   uint64 // the core's window size, for the verifier's pre-check
 	pool     *verifypool.Pool
@@ -63,10 +64,6 @@ type Node struct {
 	// State transfer: snapshots are served off the loop goroutine.
 	snapshotEvents chan snapshotEvent
 	stateRequests  chan stateRequest
-	transfer       *transfer // owned by the event loop
-
-	// hooks drives a Filter's Injector and Delayer; owned by the event loop.
-	hooks faultHooks
 
 	// phases times each sequence's phases; owned by the event loop.
 	phases *phaseClock
@@ -128,21 +125,33 @@ func (n *Node) open() error {
 	pcfg.ID, pcfg.N, pcfg.Logger = cfg.Index, len(cfg.Replicas), n.log
 	n.signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
 	pcfg.Signer = n.signer
-	if n.core, err = protocol.New(pcfg); err != nil {
+	n.verifier = protocol.NewMessageVerifier(cfg.ClusterID, pubs, crypto.NewVerifiedCache(1<<16), n.pool, pcfg.MaxBatchSize)
+	// The snapshot server's channel exists before the driver can hand it
+	// a snapshot.
+	n.snapshotEvents = make(chan snapshotEvent, 16)
+	if n.driver, err = replica.New(replica.Config{
+		Core:      pcfg,
+		Storage:   driverStorage{DB: db, m: n.metrics},
+		Network:   driverNetwork{n: n},
+		Executor:  n.executor,
+		Snapshots: driverSnapshots{n: n},
+		Verifier:  n.verifier,
+		Filter:    cfg.Filter,
+		Observer:  &driverObserver{n: n},
+		Logger:    n.log,
+	}); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	n.verifier = protocol.NewMessageVerifier(cfg.ClusterID, pubs, crypto.NewVerifiedCache(1<<16), n.pool, n.core.Config().MaxBatchSize)
-	n.verifier.SetWindowSize(n.core.Config().WindowSize)
-	n.window = n.core.Config().WindowSize
-	if err := n.recover(); err != nil {
-		return err
+	n.window = n.driver.Core().Config().WindowSize
+	n.verifier.SetWindowSize(n.window)
+	if err := n.driver.Recover(); err != nil {
+		return fmt.Errorf("node: %w", err)
 	}
 	if err := n.startHost(cfg, "", n.log); err != nil {
 		return err
 	}
 	n.metrics.watchTransport(n.host.Stats)
 	n.inbox = make(chan input, cfg.InboxSize)
-	n.snapshotEvents = make(chan snapshotEvent, 16)
 	n.stateRequests = make(chan stateRequest, 64)
 	n.publishStatus()
 	return n.serveMetrics(cfg.MetricsAddr, n.metrics, n.opsState(), n.log)

@@ -10,6 +10,7 @@ import (
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -104,19 +105,11 @@ func (n *Node) snapshotEvent(snaps map[uint64]*execution.StateSnapshot, ev snaps
 // answerStateRequest sends the chunk r asks for (or Unavailable) and
 // returns the bytes sent.
 func (n *Node) answerStateRequest(signer *crypto.Signer, snaps map[uint64]*execution.StateSnapshot, r stateRequest) int {
-	chunk := &wire.StateChunk{Sequence: r.req.Sequence, StartKey: r.req.StartKey}
-	snap := snaps[r.req.Sequence]
-	if snap == nil {
-		chunk.Unavailable = true
-	} else {
-		entries, next, err := snap.Chunk(r.req.StartKey, stateChunkBytes)
-		if err != nil {
-			n.log.Warn("state transfer: reading snapshot", "sequence", r.req.Sequence, "err", err)
-			chunk.Unavailable = true
-		} else {
-			chunk.Entries, chunk.NextKey = entries, next
-			n.metrics.stateServedBytes.Add(float64(proto.Size(chunk)))
-		}
+	chunk, err := statetransfer.ServeChunk(statetransfer.At(snaps, r.req.Sequence), r.req, stateChunkBytes)
+	if err != nil {
+		n.log.Warn("state transfer: reading snapshot", "sequence", r.req.Sequence, "err", err)
+	} else if !chunk.Unavailable {
+		n.metrics.stateServedBytes.Add(float64(proto.Size(chunk)))
 	}
 	body := &wire.ReplicaMessage{From: n.cfg.Index, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
 	payload, err := proto.Marshal(body)

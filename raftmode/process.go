@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -242,19 +243,12 @@ func decodeSnapshotData(data []byte) ([32]byte, bool) {
 	return d, true
 }
 
-// PickSnapshot chooses which of the snapshots a replica holds serves a
-// request for the state at index: the one at exactly index if held, else
-// the newest above it (any snapshot at or above the needed index will do,
-// see StateNeed), else nil.
-func PickSnapshot(snaps []*execution.StateSnapshot, index uint64) *execution.StateSnapshot {
-	var best *execution.StateSnapshot
-	for _, s := range snaps {
-		if s.Sequence() == index {
-			return s
-		}
-		if s.Sequence() > index && (best == nil || s.Sequence() > best.Sequence()) {
-			best = s
-		}
-	}
-	return best
+// Target is the statetransfer.Target that fetches need on replica self
+// of n: a snapshot at need.Index or above (any snapshot there will do,
+// every replica snapshots at the same indexes), its digest checked when
+// known, asking the leader that sent the raft snapshot first and then
+// every other replica in turn. Servers choose with statetransfer.Pick.
+func (need StateNeed) Target(n int, self uint32) statetransfer.Target {
+	peers, first := statetransfer.Ring(n, self, need.From)
+	return statetransfer.Target{Sequence: need.Index, Digest: need.Digest, HasDigest: need.HasDigest, Peers: peers, First: first}
 }

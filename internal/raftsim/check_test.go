@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/pbftnode/pbftnode/execution"
-	"github.com/pbftnode/pbftnode/raftmode"
+	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -104,7 +104,7 @@ func TestPickSnapshotAtOrAboveNeed(t *testing.T) {
 		}
 	}
 	for need, want := range map[uint64]uint64{1: 3, 2: 2, 3: 3, 4: 0} {
-		got := raftmode.PickSnapshot(snaps, need)
+		got := statetransfer.Pick(snaps, need)
 		if (got == nil) != (want == 0) || (got != nil && got.Sequence() != want) {
 			t.Errorf("need %d: got %v, want snapshot %d", need, got, want)
 		}

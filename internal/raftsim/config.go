@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+
+	"github.com/pbftnode/pbftnode/statetransfer"
 )
 
 // Planted bugs, test-only faults in the simulated replicas that the
@@ -51,9 +53,8 @@ const (
 	// retransmissions double up to 8x.
 	ClientTimeoutTicks = 60
 	// TransferIdleTicks is how long a state transfer waits for a chunk
-	// before asking the next peer (node/raft_transfer.go's
-	// raftTransferIdleTicks, scaled to the simulator's network).
-	TransferIdleTicks = 100
+	// before asking the next peer: the runtimes' own.
+	TransferIdleTicks = statetransfer.DefaultIdleTicks
 	// TransferChunkBytes is small so that transfers take several chunks.
 	TransferChunkBytes = 256
 	// MaxNetworkDelay bounds a message's delay once the network is calm.

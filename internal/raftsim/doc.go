@@ -16,9 +16,10 @@
 // randomness (raftmode.Config.Rand). A run reads no clock, so a seed
 // replays exactly.
 //
-// State transfer is the runtime's (node/raft_transfer.go) carried over the
-// simulated network: a replica whose Core reports NeedState asks one peer
-// at a time for a snapshot at the needed index or later, chunk by chunk,
+// State transfer is the runtime's (a statetransfer.Fetcher, as
+// node/raft_transfer.go drives it, with the runtime's idle timeout) carried
+// over the simulated network: a replica whose Core reports NeedState asks
+// one peer at a time for a snapshot at the needed index or later, chunk by chunk,
 // restores it into its executor (RestoreBegin, RestoreChunk,
 // RestoreFinish or RestoreFinishExpect) and calls StateInstalled; peers
 // serve their two latest snapshots (Output.Snapshot, plus the state a

@@ -108,8 +108,7 @@ func (w *world) describeReplicas() string {
 		s += fmt.Sprintf(" [%d term %d leader %d commit %d applied %d last %d snapshot %d pending %d waiting %v transferring %v]",
 			h.id, st.Term, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.PendingRequests, st.WaitingForState, h.transfer != nil)
 		if w.cfg.Verbose && h.transfer != nil {
-			t := h.transfer
-			s += fmt.Sprintf("{transfer need %d peer %d index %d idle %d}", t.need.Index, t.peer, t.index, t.idle)
+			s += fmt.Sprintf("{%v}", h.transfer.fetch)
 		}
 	}
 	return s

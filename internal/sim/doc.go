@@ -1,9 +1,9 @@
 // Package sim is pbftnode's deterministic simulator. It drives the real
-// PBFT core (protocol.Replica, through Step, Submit, Tick,
-// CheckpointExecuted, Ready, InstallCheckpoint and Restore, exactly as
-// node/ does) together with a real execution.Executor and KV application on
-// an in-memory goleveldb, over a seeded virtual network in virtual time
-// (ticks), in one goroutine.
+// PBFT core through the production driver (replica.Driver, as node/ does:
+// same order of persist, send, execute, checkpoint, recovery and state
+// transfer), with a real execution.Executor and KV application on an
+// in-memory goleveldb and replica.MemoryStorage, over a seeded virtual
+// network in virtual time (ticks), in one goroutine.
 //
 // One seed decides everything: message delays, drops, duplicates and
 // reordering, partitions that form and heal, replica crashes and restarts
@@ -25,8 +25,9 @@
 // completes within LivenessBound ticks). See docs/testing.md.
 //
 // Files: config.go (Config, Result, Summary), world.go (the event queue,
-// virtual network and main loop), host.go and transfer.go (one simulated
-// replica: core, storage, executor, crash and restart, state transfer),
+// virtual network and main loop), host.go (one simulated replica: the
+// driver and what it plugs in, crash and restart, torn writes),
+// statexfer.go (serving state requests from checkpoint snapshots),
 // client.go (simulated clients and their history), faults.go and
 // schedule.go (Byzantine strategies, Twins, partitions and crashes),
 // check.go and linear.go (the checkers), run.go (Run and RunMany).

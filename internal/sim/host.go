@@ -1,22 +1,34 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/pbftnode/pbftnode/checkpoint"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/replica"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
 func unmarshal(b []byte, m proto.Message) error { return proto.Unmarshal(b, m) }
 
-// host is one simulated replica process: the protocol core, its storage
-// (what a restart recovers) and its executor on an in-memory goleveldb.
+// Errors the simulator's plug-ins return to stop a Ready half-way.
+var (
+	// errTorn: the schedule crashes the replica between its early sends
+	// and its log append (MemoryStorage.BeforeAppend).
+	errTorn = errors.New("sim: torn crash")
+	// errStopped: a check failed; the run stops.
+	errStopped = errors.New("sim: run stopped")
+)
+
+// host is one simulated replica process: the production driver
+// (replica.Driver) over the virtual network, an in-memory Storage (what a
+// restart recovers) and an executor on an in-memory goleveldb. What is
+// simulation lives here: crashes, restarts, twins, torn writes.
 type host struct {
 	w  *world
 	id uint32
@@ -29,18 +41,13 @@ type host struct {
 	correct bool
 	cfg     protocol.Config
 
+	driver *replica.Driver
+	// core is the driver's core, for reading its state.
 	core *protocol.Replica
 	db   *storage.DB
 	exec *execution.Executor
-
-	// What storage holds: the persisted view, the protocol log above the
-	// stable checkpoint and the stable checkpoint's certificate.
-	view uint64
-	// viewActive: whether the persisted view had been entered (a restart
-	// resumes a view change otherwise).
-	viewActive bool
-	log        []protocol.LogEntry
-	stable     *checkpoint.Certificate
+	// store is the protocol state that survives a crash.
+	store *replica.MemoryStorage
 	// snaps are state snapshots taken at checkpoints (in memory: a crash
 	// loses them), served to replicas that transfer state.
 	snaps map[uint64]*execution.StateSnapshot
@@ -49,10 +56,13 @@ type host struct {
 	epoch uint64
 	// tornArmedAt, when positive, is the tick the schedule chose to crash
 	// this replica in the middle of its next Ready that sends messages
-	// before persisting (see drain).
+	// before persisting (see beforeAppend).
 	tornArmedAt int64
-	// behind is the checkpoint a state transfer must install.
-	behind *checkpoint.Certificate
+	// earlySent: the Ready being handled sent messages before persisting.
+	earlySent bool
+	// extra is the network delay the filter's delayer adds to the
+	// messages it is letting out now.
+	extra int64
 }
 
 func (h *host) label() string {
@@ -65,12 +75,13 @@ func (h *host) label() string {
 	return ""
 }
 
-// start creates the core and the executor; with restore, from what
-// storage holds, as after a crash.
+// start creates the executor and a driver over the host's storage and
+// recovers what the storage holds (nothing on the first start); with
+// restore, as after a crash, it then handles what the core has to do.
 func (h *host) start(restore bool) error {
-	core, err := protocol.New(h.cfg)
-	if err != nil {
-		return fmt.Errorf("replica %d: %w", h.id, err)
+	if h.store == nil {
+		h.store = replica.NewMemoryStorage()
+		h.store.BeforeAppend = h.beforeAppend
 	}
 	kv, err := execution.NewKV(h.db.LevelDB())
 	if err != nil {
@@ -80,51 +91,41 @@ func (h *host) start(restore bool) error {
 	if err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
-	h.core, h.exec = core, exec
+	h.exec = exec
 	h.snaps = make(map[uint64]*execution.StateSnapshot)
-	h.behind = nil
-	if !restore {
-		return nil
+	cfg := replica.Config{
+		Core: h.cfg, Storage: h.store, Network: hostNetwork{h}, Executor: hostExecutor{exec, h},
+		Snapshots: hostSnapshots{h}, Verifier: h.w.verifier, Observer: hostObserver{h: h},
 	}
-	rec := protocol.Recovered{View: h.view, ViewChanging: !h.viewActive, Stable: h.stable, Executed: exec.LastExecuted()}
-	for _, e := range h.log {
-		if e.Certificate != nil {
-			pc, err := h.w.verifier.PreparedCertificate(e.Certificate)
-			if err != nil {
-				return fmt.Errorf("replica %d: recover prepared certificate at %d: %w", h.id, e.Sequence, err)
-			}
-			rec.Prepared = append(rec.Prepared, pc)
-			continue
-		}
-		frame, err := protocol.EncodeFrame(e.Signed, e.Batch)
-		if err != nil {
-			return fmt.Errorf("replica %d: recover: %w", h.id, err)
-		}
-		v := h.w.verifyFrame(frame)
-		if v.err != nil {
-			return fmt.Errorf("replica %d: recover log entry at %d: %w", h.id, e.Sequence, v.err)
-		}
-		rec.Log = append(rec.Log, v.vm)
+	if h.filter != nil {
+		cfg.Filter = hostFilter{h}
 	}
-	if err := core.Restore(rec); err != nil {
+	d, err := replica.New(cfg)
+	if err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
-	h.drain()
+	h.driver, h.core = d, d.Core()
+	if err := d.Recover(); err != nil {
+		return fmt.Errorf("replica %d: %w", h.id, err)
+	}
+	if restore {
+		h.process()
+	}
 	return nil
 }
 
 // crash stops the replica: messages in flight to it are lost, in-memory
-// state (the core, snapshots) is gone; the database stays.
+// state (the driver, the core, snapshots) is gone; the storage and the
+// database stay.
 func (h *host) crash() {
 	h.down = true
 	h.tornArmedAt = 0
-	h.behind = nil
 	h.epoch++
 	for _, s := range h.snaps {
 		s.Release()
 	}
 	h.snaps = nil
-	h.core, h.exec = nil, nil
+	h.driver, h.core, h.exec = nil, nil, nil
 }
 
 func (h *host) restart() {
@@ -135,186 +136,168 @@ func (h *host) restart() {
 }
 
 func (h *host) tick() {
-	h.core.Tick()
-	h.drain()
-	if inj, ok := h.filter.(injector); ok && !h.w.stop {
-		for _, o := range inj.Inject(uint64(h.w.now), h.core.Status()) {
-			h.w.sendReplica(h, o, 0)
-		}
-	}
-	if h.behind != nil {
-		h.w.transfer(h)
-	}
+	h.extra = 0
+	h.driver.Tick()
+	h.process()
 }
 
 func (h *host) step(vm protocol.VerifiedMessage) {
-	_ = h.core.Step(vm) // a dropped input changes nothing; the reason is the core's business
-	h.drain()
-}
-
-// submit handles a verified client request as node/ does: a request that
-// executed gets its cached reply, one too old is dropped, others go to
-// the core.
-func (h *host) submit(client int, req protocol.ClientRequest) {
-	r := req.Request
-	switch h.exec.Status(r.ClientId, r.RequestNumber) {
-	case execution.RequestExecuted:
-		result, _ := h.exec.CachedReply(r.ClientId, r.RequestNumber)
-		h.reply(client, r.ClientId, r.RequestNumber, result)
-		return
-	case execution.RequestTooOld:
+	if req := vm.Body.GetStateRequest(); req != nil {
+		h.serveState(vm.Body.From, req)
 		return
 	}
-	_ = h.core.Submit(req)
-	h.drain()
+	_ = h.driver.Step(vm) // a dropped input changes nothing; the reason is the core's business
+	h.process()
 }
 
-func (h *host) reply(client int, clientID []byte, number uint64, result []byte) {
-	if client < 0 {
-		return // not one of the simulated clients (a Byzantine replica's own)
+// submit hands a verified client request to the driver (which answers an
+// executed one from the reply cache).
+func (h *host) submit(_ int, req protocol.ClientRequest) {
+	_ = h.driver.Submit(req)
+	h.process()
+}
+
+// process has the driver handle the core's Ready; a torn write crashes
+// the replica there, any other failure is a violation.
+func (h *host) process() {
+	err := h.driver.Process()
+	switch {
+	case err == nil, errors.Is(err, errStopped):
+	case errors.Is(err, errTorn):
+		h.w.sched.tornCrash(h.w, h)
+	default:
+		h.w.violate(KindInternal, fmt.Sprintf("replica %d%s: %v", h.id, h.label(), err))
 	}
-	r := &wire.Reply{View: h.core.View(), ClientId: clientID, RequestNumber: number, Replica: h.id, Result: result}
-	if h.filter != nil && !h.filter.Reply(r) {
+}
+
+// beforeAppend fails the log append of a replica armed for a torn crash
+// whose Ready already sent messages early.
+func (h *host) beforeAppend() error {
+	if h.earlySent && h.tornArmedAt > 0 {
+		return errTorn
+	}
+	return nil
+}
+
+// hostNetwork puts what the driver sends on the virtual network.
+type hostNetwork struct{ h *host }
+
+func (n hostNetwork) Send(out protocol.Outbound, _ []byte) {
+	h := n.h
+	if h.w.stop {
 		return
 	}
-	h.w.sendReply(h.id, client, r)
-}
-
-// pruneRequests lets the core forget requests the executor already ran,
-// as node/ does at stable checkpoints and after a state transfer.
-func (h *host) pruneRequests() {
-	h.core.PruneRequests(func(clientID []byte, number uint64) bool {
-		return h.exec.Status(clientID, number) != execution.RequestNew
-	})
-}
-
-// drain carries out the core's actions in node/'s order: persist the
-// view, send what may go before the log is persisted (the primary's
-// PRE-PREPAREs), persist the log, send the rest, execute, then
-// garbage-collect and note a state transfer. A replica the schedule armed
-// for a torn crash crashes right after the early sends, before the log
-// is persisted, the moment a real replica's crash can hit between them.
-func (h *host) drain() {
-	for h.core.HasReady() && !h.w.stop {
-		rd := h.core.Ready()
-		if rd.View != nil {
-			h.view, h.viewActive = *rd.View, rd.ViewActive
-		}
-		early := false
-		for _, out := range rd.Messages {
-			if out.BeforePersist {
-				h.send(out)
-				early = true
-			}
-		}
-		if early && h.tornArmedAt > 0 {
-			h.w.sched.tornCrash(h.w, h)
-			return
-		}
-		h.log = append(h.log, rd.Persist...)
-		for _, out := range rd.Messages {
-			if !out.BeforePersist {
-				h.send(out)
-			}
-		}
-		for _, b := range rd.Committed {
-			if err := h.execute(b); err != nil {
-				h.w.violate(KindInternal, fmt.Sprintf("replica %d%s: %v", h.id, h.label(), err))
-				return
-			}
-		}
-		if cp := rd.StableCheckpoint; cp != nil {
-			h.stable = cp
-			h.pruneRequests()
-			kept := h.log[:0]
-			for _, e := range h.log {
-				if e.Sequence > cp.Sequence {
-					kept = append(kept, e)
-				}
-			}
-			clear(h.log[len(kept):])
-			h.log = kept
-			for seq, s := range h.snaps {
-				if seq < cp.Sequence {
-					s.Release()
-					delete(h.snaps, seq)
-				}
-			}
-		}
-		if rd.Behind != nil {
-			h.behind = rd.Behind
-		}
-	}
-}
-
-func (h *host) send(out protocol.Outbound) {
 	if h.correct {
 		if d := h.w.votes.check(h.id, out); d != "" {
 			h.w.violate(KindEquivocation, d)
 			return
 		}
 	}
-	outs := []protocol.Outbound{out}
-	var extra int64
-	if h.filter != nil {
-		if d, ok := h.filter.(delayer); ok {
-			extra = d.extraDelay(out)
-		}
-		outs = h.filter.Outbound(out)
+	if out.BeforePersist {
+		h.earlySent = true
 	}
-	held, _ := h.filter.(tickDelayer)
-	for _, o := range outs {
-		d := extra
-		if held != nil {
-			d += int64(held.Delay(o))
-		}
-		h.w.sendReplica(h, o, d)
-	}
+	h.w.sendReplica(h, out, h.extra)
 }
 
-// execute applies one committed batch: the checkers see it first (so a
-// disagreement is caught at the step it happens), then the executor runs
-// it, replies go out, and a checkpoint sequence is snapshotted and its
-// digest handed to the core.
-func (h *host) execute(b protocol.CommittedBatch) error {
-	reqs := make([]execution.Request, len(b.Requests))
-	for i, r := range b.Requests {
-		reqs[i] = execution.Request{ClientID: r.ClientId, RequestNumber: r.RequestNumber, Operation: r.Operation}
+func (n hostNetwork) Reply(r *wire.Reply) {
+	client := n.h.w.clientIndex(r.ClientId)
+	if client < 0 {
+		return // not one of the simulated clients (a Byzantine replica's own)
 	}
-	if h.correct {
-		h.w.check.executed(h, b)
-		if h.w.stop {
-			return nil
-		}
-	}
-	replies, err := h.exec.Apply(b.Sequence, reqs)
-	if err != nil {
-		return fmt.Errorf("apply %d: %w", b.Sequence, err)
-	}
-	for _, r := range replies {
-		h.reply(h.w.clientIndex(r.ClientID), r.ClientID, r.RequestNumber, r.Result)
-	}
-	if b.Sequence%CheckpointInterval == 0 {
-		if err := h.checkpoint(b.Sequence); err != nil {
-			return err
-		}
-	}
-	return nil
+	n.h.w.sendReply(n.h.id, client, r)
 }
 
-func (h *host) checkpoint(seq uint64) error {
-	snap, err := h.exec.TakeSnapshot()
-	if err != nil {
-		return fmt.Errorf("snapshot at %d: %w", seq, err)
+// hostExecutor stops applying once a check failed.
+type hostExecutor struct {
+	*execution.Executor
+	h *host
+}
+
+func (e hostExecutor) Apply(sequence uint64, requests []execution.Request) ([]execution.Reply, error) {
+	if e.h.w.stop {
+		return nil, errStopped
 	}
-	if old := h.snaps[seq]; old != nil {
+	return e.Executor.Apply(sequence, requests)
+}
+
+// hostSnapshots keeps the checkpoint snapshots the host serves.
+type hostSnapshots struct{ h *host }
+
+func (s hostSnapshots) Checkpointed(snap *execution.StateSnapshot) {
+	seq := snap.Sequence()
+	if old := s.h.snaps[seq]; old != nil {
 		old.Release()
 	}
-	h.snaps[seq] = snap
-	if err := h.core.CheckpointExecuted(seq, snap.Digest()); err != nil {
-		// node/ only logs this too (for example after a restart below
-		// the stable checkpoint).
-		h.w.log.Debug("checkpoint", "replica", h.id, "sequence", seq, "err", err)
+	s.h.snaps[seq] = snap
+}
+
+func (s hostSnapshots) Stable(seq uint64) {
+	for q, snap := range s.h.snaps {
+		if q < seq {
+			snap.Release()
+			delete(s.h.snaps, q)
+		}
+	}
+	s.h.store.DeleteLogBelow(seq + 1)
+}
+
+// hostObserver runs the checkers and counts state transfers.
+type hostObserver struct {
+	replica.NopObserver
+	h *host
+}
+
+func (o hostObserver) Ready(*protocol.Ready) { o.h.earlySent = false }
+
+// Executing lets the checkers see a batch before it executes, so that a
+// disagreement is caught at the step it happens.
+func (o hostObserver) Executing(b protocol.CommittedBatch) {
+	if o.h.correct && !o.h.w.stop {
+		o.h.w.check.executed(o.h, b)
+	}
+}
+
+func (o hostObserver) TransferInstalled(seq uint64, from uint32, _ int) {
+	h := o.h
+	h.w.res.StateTransfers++
+	if !h.correct {
+		return
+	}
+	var src *host
+	for _, s := range h.w.byID[from] {
+		if s.correct {
+			src = s
+		}
+	}
+	h.w.check.installed(h, src, seq)
+}
+
+// hostFilter is the host's Byzantine strategy as the driver's Filter,
+// with the strategy's network delay (delayer), tick delay (tickDelayer)
+// and injections (injector), when it has them.
+type hostFilter struct{ h *host }
+
+func (f hostFilter) Outbound(out protocol.Outbound) []protocol.Outbound {
+	h := f.h
+	h.extra = 0
+	if d, ok := h.filter.(delayer); ok {
+		h.extra = d.extraDelay(out)
+	}
+	return h.filter.Outbound(out)
+}
+
+func (f hostFilter) Reply(r *wire.Reply) bool { return f.h.filter.Reply(r) }
+
+func (f hostFilter) Delay(out protocol.Outbound) uint64 {
+	if d, ok := f.h.filter.(tickDelayer); ok {
+		return d.Delay(out)
+	}
+	return 0
+}
+
+func (f hostFilter) Inject(tick uint64, st protocol.Status) []protocol.Outbound {
+	if inj, ok := f.h.filter.(injector); ok && !f.h.w.stop {
+		return inj.Inject(tick, st)
 	}
 	return nil
 }

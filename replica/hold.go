@@ -1,4 +1,4 @@
-package node
+package replica
 
 import (
 	"container/heap"
@@ -16,8 +16,7 @@ const (
 type heldFrame struct {
 	due   uint64
 	order uint64 // first held, first sent among frames due at one tick
-	to    uint32
-	kind  protocol.Kind
+	out   protocol.Outbound
 	frame []byte
 }
 
@@ -41,8 +40,8 @@ func (h *heldFrames) Pop() any {
 	return f
 }
 
-// faultHooks is the event loop's state for a Filter's optional Injector
-// and Delayer hooks; owned by the event loop.
+// faultHooks is the driver's state for a Filter's optional Injector and
+// Delayer hooks.
 type faultHooks struct {
 	tick   uint64
 	held   heldFrames
@@ -51,51 +50,38 @@ type faultHooks struct {
 }
 
 // injectTick advances the hooks' tick count, sends the held frames now
-// due, and sends what the Filter's Injector returns. Called on every tick
-// of the event loop.
-func (n *Node) injectTick() {
-	h := &n.hooks
+// due, and sends what the Filter's Injector returns.
+func (d *Driver) injectTick() {
+	h := &d.hooks
 	h.tick++
 	for len(h.held) > 0 && h.held[0].due <= h.tick {
 		f := heap.Pop(&h.held).(heldFrame)
 		h.bytes -= len(f.frame)
-		n.transmit(f.to, f.kind, f.frame)
+		d.net.Send(f.out, f.frame)
 	}
-	inj, ok := n.cfg.Filter.(Injector)
+	inj, ok := d.cfg.Filter.(Injector)
 	if !ok {
 		return
 	}
-	for _, o := range inj.Inject(h.tick, n.core.Status()) {
+	for _, o := range inj.Inject(h.tick, d.core.Status()) {
 		b, err := protocol.EncodeFrame(o.Signed, o.Batch)
 		if err != nil {
-			n.log.Debug("fault injection: encode", "err", err)
+			d.log.Debug("fault injection: encode", "err", err)
 			continue
 		}
-		n.transmit(o.To, o.Kind, b)
+		d.net.Send(o, b)
 	}
 }
 
 // hold queues an encoded frame for ticks ticks; it reports false, and
 // queues nothing, when the queue is full (in frames or bytes).
-func (n *Node) hold(ticks uint64, to uint32, kind protocol.Kind, frame []byte) bool {
-	h := &n.hooks
+func (d *Driver) hold(ticks uint64, out protocol.Outbound, frame []byte) bool {
+	h := &d.hooks
 	if len(h.held) >= maxHeldFrames || h.bytes+len(frame) > maxHeldBytes {
 		return false
 	}
 	h.orders++
-	heap.Push(&h.held, heldFrame{due: h.tick + ticks, order: h.orders, to: to, kind: kind, frame: frame})
+	heap.Push(&h.held, heldFrame{due: h.tick + ticks, order: h.orders, out: out, frame: frame})
 	h.bytes += len(frame)
 	return true
-}
-
-// transmit sends an encoded frame to one replica, or to all others for
-// protocol.Broadcast, and counts it.
-func (n *Node) transmit(to uint32, kind protocol.Kind, b []byte) {
-	if to == protocol.Broadcast {
-		n.host.Broadcast(b)
-	} else {
-		n.host.Send(to, b)
-	}
-	n.metrics.sent.WithLabelValues(kind.String()).Inc()
-	n.metrics.ops.bytesSent.WithLabelValues(kind.String()).Add(float64(len(b)))
 }

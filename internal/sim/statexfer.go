@@ -1,0 +1,34 @@
+package sim
+
+import (
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/statetransfer"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// transferChunkBytes is small so that transfers take several chunks.
+const transferChunkBytes = 256
+
+// serveState answers a state request over the virtual network from the
+// host's checkpoint snapshots, as node/'s snapshot server does (through
+// the host's Filter, without its rate limits): the requesting replica's
+// driver fetches state chunk by chunk as in production.
+func (h *host) serveState(from uint32, req *wire.StateRequest) {
+	chunk := statetransfer.Serve(statetransfer.At(h.snaps, req.Sequence), req, transferChunkBytes)
+	body := &wire.ReplicaMessage{From: h.id, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
+	payload, err := proto.Marshal(body)
+	if err != nil {
+		return
+	}
+	signed := &wire.Signed{Payload: payload, Signature: h.cfg.Signer.Sign(crypto.DomainReplicaMessage, payload)}
+	outs := []protocol.Outbound{{To: from, Signed: signed, Kind: protocol.KindStateChunk}}
+	if h.filter != nil {
+		outs = h.filter.Outbound(outs[0])
+	}
+	for _, o := range outs {
+		h.w.sendReplica(h, o, 0)
+	}
+}

@@ -1,0 +1,315 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/checkpoint"
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/statetransfer"
+	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// ErrRequestTooOld is returned by Submit for a request below its client's
+// window in the executor: it executed long ago and its reply is gone.
+var ErrRequestTooOld = errors.New("replica: request too old")
+
+// ErrUnexpectedStateChunk is returned by Step for a state chunk that no
+// transfer in progress asked for.
+var ErrUnexpectedStateChunk = errors.New("replica: unexpected state chunk")
+
+// ErrStateRequest is returned by Step for a state request: the runtime
+// answers those from its snapshots (see Snapshots), not the driver.
+var ErrStateRequest = errors.New("replica: state requests are served by the runtime")
+
+// Driver drives one protocol core: it feeds it inputs and carries out its
+// Ready in the order doc.go states. It starts no goroutine and is not
+// safe for concurrent use: one goroutine owns it.
+type Driver struct {
+	cfg   Config
+	core  *protocol.Replica
+	exec  Executor
+	store Storage
+	net   Network
+	snaps Snapshots
+	obs   Observer
+	log   *slog.Logger
+	hooks faultHooks
+
+	// The state transfer: the fetcher, the certificate it fetches for,
+	// and what its observer noted during the last Chunk.
+	fetcher        *statetransfer.Fetcher
+	behind         *checkpoint.Certificate
+	unexpected     bool
+	installedBytes int
+}
+
+// New creates the core from cfg.Core and a Driver around it. Call Recover
+// before anything else.
+func New(cfg Config) (*Driver, error) {
+	switch {
+	case cfg.Storage == nil, cfg.Network == nil, cfg.Executor == nil, cfg.Snapshots == nil, cfg.Verifier == nil:
+		return nil, errors.New("replica: Storage, Network, Executor, Snapshots and Verifier are required")
+	case cfg.Core.Signer == nil:
+		return nil, errors.New("replica: Core.Signer is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = NopObserver{}
+	}
+	if cfg.Core.Logger == nil {
+		cfg.Core.Logger = cfg.Logger
+	}
+	core, err := protocol.New(cfg.Core)
+	if err != nil {
+		return nil, fmt.Errorf("replica: %w", err)
+	}
+	d := &Driver{cfg: cfg, core: core, exec: cfg.Executor, store: cfg.Storage, net: cfg.Network,
+		snaps: cfg.Snapshots, obs: cfg.Observer, log: cfg.Logger}
+	d.fetcher = d.newFetcher()
+	return d, nil
+}
+
+// Core returns the protocol core, for reading its state (Status, View,
+// IsPrimary, DescribeLog). Callers must not feed it inputs directly.
+func (d *Driver) Core() *protocol.Replica { return d.core }
+
+// Status returns the core's status.
+func (d *Driver) Status() protocol.Status { return d.core.Status() }
+
+// Transferring reports whether a state transfer is in progress.
+func (d *Driver) Transferring() bool { return d.fetcher.Active() }
+
+// Step hands the core one verified replica message; a state chunk goes to
+// the transfer in progress instead. It returns why the input was dropped
+// (the core's error, ErrUnexpectedStateChunk, ErrStateRequest); a dropped
+// input changes nothing.
+func (d *Driver) Step(m protocol.VerifiedMessage) error {
+	if c := m.Body.GetStateChunk(); c != nil {
+		return d.handleStateChunk(m.Body.From, c)
+	}
+	if m.Body.GetStateRequest() != nil {
+		return ErrStateRequest
+	}
+	return d.core.Step(m)
+}
+
+// Submit handles a verified client request: one the executor already ran
+// is answered from its reply cache, one too old for the cache is dropped
+// (ErrRequestTooOld), others go to the core (its error if it drops them).
+func (d *Driver) Submit(req protocol.ClientRequest) error {
+	r := req.Request
+	switch d.exec.Status(r.ClientId, r.RequestNumber) {
+	case execution.RequestExecuted:
+		result, _ := d.exec.CachedReply(r.ClientId, r.RequestNumber)
+		d.reply(r.ClientId, r.RequestNumber, result)
+		return nil
+	case execution.RequestTooOld:
+		return ErrRequestTooOld
+	}
+	return d.core.Submit(req)
+}
+
+// Tick advances the core's clock by one tick, times out a silent state
+// transfer peer, sends the held frames now due and what the Filter's
+// Injector returns.
+func (d *Driver) Tick() {
+	d.core.Tick()
+	d.transferTick()
+	d.injectTick()
+}
+
+// Process carries out every Ready the core has, in the contract's order
+// (see the package documentation). An error means storage or execution
+// failed: the replica must stop (a restart recovers from Storage).
+func (d *Driver) Process() error {
+	for d.core.HasReady() {
+		rd := d.core.Ready()
+		d.obs.Ready(&rd)
+		if err := d.handleReady(&rd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// frameCache encodes each signed message once per Ready: a broadcast, its
+// log entry and its copies share one encoding.
+type frameCache map[*wire.Signed][]byte
+
+func (c frameCache) encode(s *wire.Signed, batch []*wire.Signed) ([]byte, error) {
+	if b, ok := c[s]; ok {
+		return b, nil
+	}
+	b, err := protocol.EncodeFrame(s, batch)
+	if err != nil {
+		return nil, fmt.Errorf("replica: encode frame: %w", err)
+	}
+	c[s] = b
+	return b, nil
+}
+
+// handleReady carries out one Ready: persist the view, send the messages
+// marked BeforePersist, persist the log, send the rest, execute and
+// reply, persist the stable checkpoint, then start a state transfer.
+func (d *Driver) handleReady(rd *protocol.Ready) error {
+	frames := make(frameCache, len(rd.Messages))
+	if rd.View != nil {
+		if err := d.store.SaveViewState(*rd.View, rd.ViewActive); err != nil {
+			return fmt.Errorf("replica: save view: %w", err)
+		}
+	}
+	// The primary's PRE-PREPAREs may go before the log is durable (see
+	// protocol.Outbound.BeforePersist): its own fsync then runs while the
+	// backups receive them.
+	for _, out := range rd.Messages {
+		if out.BeforePersist {
+			if err := d.send(out, frames.encode); err != nil {
+				return err
+			}
+		}
+	}
+	if err := d.persist(rd.Persist, frames); err != nil {
+		return err
+	}
+	for _, out := range rd.Messages {
+		if !out.BeforePersist {
+			if err := d.send(out, frames.encode); err != nil {
+				return err
+			}
+		}
+	}
+	for _, b := range rd.Committed {
+		if err := d.execute(b); err != nil {
+			return err
+		}
+	}
+	if cp := rd.StableCheckpoint; cp != nil {
+		if err := d.persistStable(cp); err != nil {
+			return err
+		}
+	}
+	if rd.Behind != nil {
+		d.startTransfer(*rd.Behind)
+	}
+	return nil
+}
+
+// persist appends the Ready's log entries to Storage.
+func (d *Driver) persist(persist []protocol.LogEntry, frames frameCache) error {
+	if len(persist) == 0 {
+		return nil
+	}
+	entries := make([]storage.LogEntry, len(persist))
+	for i, e := range persist {
+		var b []byte
+		var err error
+		if e.Certificate != nil {
+			b, err = proto.Marshal(e.Certificate)
+		} else {
+			b, err = frames.encode(e.Signed, e.Batch)
+		}
+		if err != nil {
+			return fmt.Errorf("replica: encode log entry at %d: %w", e.Sequence, err)
+		}
+		entries[i] = storage.LogEntry{View: e.View, Sequence: e.Sequence, Kind: byte(e.Kind), Signed: b}
+	}
+	if err := d.store.AppendLog(entries); err != nil {
+		return fmt.Errorf("replica: append log: %w", err)
+	}
+	return nil
+}
+
+// send passes out through the Filter and sends (or holds) what it lets out.
+func (d *Driver) send(out protocol.Outbound, encode func(*wire.Signed, []*wire.Signed) ([]byte, error)) error {
+	outs := []protocol.Outbound{out}
+	if d.cfg.Filter != nil {
+		outs = d.cfg.Filter.Outbound(out)
+	}
+	delayer, _ := d.cfg.Filter.(Delayer)
+	for _, o := range outs {
+		b, err := encode(o.Signed, o.Batch)
+		if err != nil {
+			return err
+		}
+		if delayer != nil {
+			if ticks := delayer.Delay(o); ticks > 0 && d.hold(ticks, o, b) {
+				continue
+			}
+		}
+		d.net.Send(o, b)
+	}
+	return nil
+}
+
+// execute applies one committed batch, replies to its clients, and at a
+// checkpoint sequence takes a snapshot and hands its digest to the core.
+func (d *Driver) execute(b protocol.CommittedBatch) error {
+	reqs := make([]execution.Request, len(b.Requests))
+	for i, r := range b.Requests {
+		reqs[i] = execution.Request{ClientID: r.ClientId, RequestNumber: r.RequestNumber, Operation: r.Operation}
+	}
+	d.obs.Executing(b)
+	replies, err := d.exec.Apply(b.Sequence, reqs)
+	if err != nil {
+		return fmt.Errorf("replica: apply %d: %w", b.Sequence, err)
+	}
+	d.obs.Executed(b)
+	for i := range replies {
+		r := &replies[i]
+		d.reply(r.ClientID, r.RequestNumber, r.Result)
+	}
+	if b.Sequence%d.core.CheckpointInterval() != 0 {
+		return nil
+	}
+	snap, err := d.exec.TakeSnapshot()
+	if err != nil {
+		return fmt.Errorf("replica: snapshot at %d: %w", b.Sequence, err)
+	}
+	d.snaps.Checkpointed(snap)
+	if err := d.core.CheckpointExecuted(b.Sequence, snap.Digest()); err != nil {
+		// For example after a restart below the stable checkpoint.
+		d.log.Warn("checkpoint", "sequence", b.Sequence, "err", err)
+	}
+	return nil
+}
+
+// persistStable stores a stable checkpoint's certificate (durably), then
+// lets Snapshots drop what is below it and the core forget the requests
+// the executor already ran.
+func (d *Driver) persistStable(cp *checkpoint.Certificate) error {
+	encoded, err := encodeCertificate(cp)
+	if err != nil {
+		return err
+	}
+	if err := d.store.SaveStableCheckpoint(encoded); err != nil {
+		return fmt.Errorf("replica: save stable checkpoint %d: %w", cp.Sequence, err)
+	}
+	d.snaps.Stable(cp.Sequence)
+	d.obs.Stable(cp.Sequence)
+	d.pruneRequests()
+	return nil
+}
+
+// pruneRequests lets the core forget requests the executor already ran.
+func (d *Driver) pruneRequests() {
+	d.core.PruneRequests(func(clientID []byte, number uint64) bool {
+		return d.exec.Status(clientID, number) != execution.RequestNew
+	})
+}
+
+// reply sends a reply through the Filter.
+func (d *Driver) reply(clientID []byte, number uint64, result []byte) {
+	r := &wire.Reply{View: d.core.View(), ClientId: clientID, RequestNumber: number, Replica: d.cfg.Core.ID, Result: result}
+	if d.cfg.Filter != nil && !d.cfg.Filter.Reply(r) {
+		return
+	}
+	d.net.Reply(r)
+}

@@ -1,0 +1,254 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// rank is where a step belongs in the handling of one Ready (see doc.go).
+func rank(s step) int {
+	switch s.what {
+	case "view":
+		return 0
+	case "send":
+		if s.early {
+			return 1
+		}
+		return 3
+	case "append":
+		return 2
+	case "apply", "reply", "snapshot":
+		return 4
+	case "stable-save":
+		return 5
+	case "stable":
+		return 6
+	}
+	return -1
+}
+
+// orderError says where, within one Ready, a step comes after one that
+// must follow it (nil: nowhere).
+func orderError(r *testReplica) error {
+	last, ready := -1, 0
+	for i, s := range r.trace {
+		if s.what == "ready" {
+			last, ready = -1, i
+			continue
+		}
+		if k := rank(s); k >= 0 && k < last {
+			return fmt.Errorf("replica %d: %v after %v in one Ready: %v", r.id, s, r.trace[i-1], r.trace[ready:i+1])
+		}
+		last = max(last, rank(s))
+	}
+	return nil
+}
+
+// run submits requests 1..count to the primary and delivers everything.
+func run(t *testing.T, c *testCluster, count int) {
+	t.Helper()
+	for i := 1; i <= count; i++ {
+		if err := c.submit(0, c.request(uint64(i), string(rune('a'+i)))); err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+		c.deliver()
+	}
+	for _, r := range c.replicas {
+		if r.cut {
+			continue
+		}
+		if got := r.exec.LastExecuted(); got != uint64(count) {
+			t.Fatalf("replica %d executed %d, want %d", r.id, got, count)
+		}
+	}
+}
+
+// TestProcessOrder: every replica handles each Ready in the contract's
+// order: view, early sends, log append, other sends, execution and
+// replies, stable checkpoint stored, then released; the view is stored
+// before anything is sent, and the primary sends its PRE-PREPARE before
+// its log append.
+func TestProcessOrder(t *testing.T) {
+	c := newTestCluster(t, 4)
+	run(t, c, 4)
+	for _, r := range c.replicas {
+		if err := orderError(r); err != nil {
+			t.Fatal(err)
+		}
+		if r.trace[0].what != "view" {
+			t.Errorf("replica %d: first step %v, want the first start's view", r.id, r.trace[0])
+		}
+		i := slices.IndexFunc(r.trace, func(s step) bool { return s.what == "stable-save" })
+		j := slices.IndexFunc(r.trace, func(s step) bool { return s.what == "stable" })
+		if i < 0 || j < i {
+			t.Errorf("replica %d: stable checkpoint stored at step %d, released at %d", r.id, i, j)
+		}
+		if r.store.LogEntries() == 0 {
+			continue
+		}
+		for _, e := range mustLoadLog(t, r) {
+			if e.Sequence <= 4 {
+				t.Errorf("replica %d: log entry at %d kept below the stable checkpoint 4", r.id, e.Sequence)
+			}
+		}
+	}
+	p := c.replicas[0].trace
+	early := slices.IndexFunc(p, func(s step) bool { return s.early && s.kind == protocol.KindPrePrepare })
+	if early < 0 || !slices.ContainsFunc(p[early:], func(s step) bool { return s.what == "append" }) {
+		t.Fatalf("primary: no PRE-PREPARE sent before its log append: %v", p)
+	}
+	for _, r := range c.replicas[1:] {
+		if slices.ContainsFunc(r.trace, func(s step) bool { return s.early }) {
+			t.Errorf("backup %d sent before persisting", r.id)
+		}
+	}
+}
+
+// TestProcessOrderCheckFails: the order check catches a late send moved
+// before the log append.
+func TestProcessOrderCheckFails(t *testing.T) {
+	r := &testReplica{trace: []step{{what: "ready"}, {what: "send", kind: protocol.KindPrepare}, {what: "append"}}}
+	if orderError(r) == nil {
+		t.Fatal("a send before the log append passed the order check")
+	}
+}
+
+func mustLoadLog(t *testing.T, r *testReplica) []struct{ Sequence uint64 } {
+	t.Helper()
+	entries, err := r.store.LoadLog(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]struct{ Sequence uint64 }, len(entries))
+	for i, e := range entries {
+		out[i].Sequence = e.Sequence
+	}
+	return out
+}
+
+// TestRecoverRestoresWhatWasPersisted: a replica restarted over its
+// storage and executor state resumes at its stable checkpoint with its
+// log above it.
+func TestRecoverRestoresWhatWasPersisted(t *testing.T) {
+	c := newTestCluster(t, 4)
+	run(t, c, 3)
+	r := c.replicas[2]
+	before := r.driver.Status()
+	r.trace = nil
+	r.start()
+	after := r.driver.Status()
+	if after.LowWatermark != 2 || after.LowWatermark != before.LowWatermark {
+		t.Fatalf("restarted at stable checkpoint %d, want 2 (was %d)", after.LowWatermark, before.LowWatermark)
+	}
+	if after.LastCommitted != before.LastCommitted || after.View != before.View {
+		t.Fatalf("restarted at view %d committed %d, was view %d committed %d", after.View, after.LastCommitted, before.View, before.LastCommitted)
+	}
+	if slices.ContainsFunc(r.trace, func(s step) bool { return s.what == "view" && s.seq == 0 && len(r.trace) == 1 }) {
+		t.Fatal("a restart stored the first start's view")
+	}
+	// The restarted replica takes part again.
+	if err := c.submit(0, c.request(4, "d")); err != nil {
+		t.Fatal(err)
+	}
+	c.deliver()
+	if got := r.exec.LastExecuted(); got != 4 {
+		t.Fatalf("restarted replica executed %d, want 4", got)
+	}
+}
+
+// TestRestartWithOnlyTheViewStored: a primary that crashed after its
+// first start stored the view, and before it persisted anything else,
+// restarts as a restart (the core is restored) and does not propose
+// afresh: it may have sent PRE-PREPAREs it did not persist.
+func TestRestartWithOnlyTheViewStored(t *testing.T) {
+	fresh := newTestCluster(t, 4)
+	if err := fresh.submit(0, fresh.request(1, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(fresh.replicas[0].trace, func(s step) bool { return s.kind == protocol.KindPrePrepare }) {
+		t.Fatal("a fresh primary did not propose")
+	}
+
+	c := newTestCluster(t, 4)
+	p := c.replicas[0]
+	p.trace = nil
+	p.start() // only view 0 is stored
+	if err := c.submit(0, c.request(1, "a")); err != nil && !errors.Is(err, protocol.ErrQueueFull) {
+		t.Logf("submit: %v", err)
+	}
+	if slices.ContainsFunc(p.trace, func(s step) bool { return s.kind == protocol.KindPrePrepare }) {
+		t.Fatalf("a restarted primary proposed afresh: %v", p.trace)
+	}
+}
+
+// TestSubmitExecutedRepliesFromCache: a request the executor ran is
+// answered from its reply cache, without the core.
+func TestSubmitExecutedRepliesFromCache(t *testing.T) {
+	c := newTestCluster(t, 4)
+	run(t, c, 1)
+	r := c.replicas[1]
+	first := r.replies[len(r.replies)-1]
+	r.trace = nil
+	if err := c.submit(1, c.request(1, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.trace) != 1 || r.trace[0].what != "reply" {
+		t.Fatalf("resubmitted executed request: %v, want one reply", r.trace)
+	}
+	again := r.replies[len(r.replies)-1]
+	if again.RequestNumber != 1 || string(again.Result) != string(first.Result) {
+		t.Fatalf("cached reply %v, want %v", again, first)
+	}
+}
+
+// TestStepStateMessages: state requests are the runtime's; a chunk no
+// transfer asked for is refused.
+func TestStepStateMessages(t *testing.T) {
+	c := newTestCluster(t, 4)
+	d := c.replicas[1].driver
+	req := protocol.VerifiedMessage{Body: &wire.ReplicaMessage{From: 2, Body: &wire.ReplicaMessage_StateRequest{StateRequest: &wire.StateRequest{Sequence: 2}}}}
+	if err := d.Step(req); !errors.Is(err, ErrStateRequest) {
+		t.Fatalf("state request: %v", err)
+	}
+	chunk := protocol.VerifiedMessage{Body: &wire.ReplicaMessage{From: 2, Body: &wire.ReplicaMessage_StateChunk{StateChunk: &wire.StateChunk{Sequence: 2}}}}
+	if err := d.Step(chunk); !errors.Is(err, ErrUnexpectedStateChunk) {
+		t.Fatalf("unexpected state chunk: %v", err)
+	}
+}
+
+// TestBehindReplicaTransfersState: a replica cut off while the others
+// moved two windows on learns it is behind, fetches the certified
+// snapshot from them chunk by chunk, installs it and executes on from
+// there.
+func TestBehindReplicaTransfersState(t *testing.T) {
+	c := newTestCluster(t, 4)
+	r := c.replicas[3]
+	r.cut = true
+	run(t, c, 10)
+	r.cut = false
+	r.trace = nil
+	for i := 0; i < 2000 && r.exec.LastExecuted() < 10; i++ {
+		c.tick()
+	}
+	if got := r.exec.LastExecuted(); got < 10 {
+		t.Fatalf("the cut-off replica executed %d after reconnecting, want 10 (status %+v)", got, r.driver.Status())
+	}
+	requests := 0
+	for _, s := range r.trace {
+		if s.what == "send" && s.kind == protocol.KindStateRequest {
+			requests++
+		}
+	}
+	installed := slices.IndexFunc(r.trace, func(s step) bool { return s.what == "installed" })
+	if requests < 2 || installed < 0 || r.driver.Transferring() {
+		t.Fatalf("%d state requests, installed at step %d, still transferring %v: %v", requests, installed, r.driver.Transferring(), r.trace)
+	}
+	if r.exec.StateDigest() != c.replicas[0].exec.StateDigest() {
+		t.Fatal("the transferred state differs from the primary's")
+	}
+}

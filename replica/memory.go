@@ -1,0 +1,124 @@
+package replica
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/pbftnode/pbftnode/storage"
+)
+
+// MemoryStorage is a Storage in memory, with storage.DB's semantics: what
+// a call stored survives a "crash" (a new Driver over the same
+// MemoryStorage) and nothing else does. The simulator and the golden
+// tests use it. Not safe for concurrent use.
+type MemoryStorage struct {
+	view       uint64
+	viewActive bool
+	viewFound  bool
+	// log maps storage.DB's key order (sequence, view, kind, hash) to the
+	// entry, so that LoadLog returns what DB.LoadLog would.
+	log    map[string]storage.LogEntry
+	stable []byte
+
+	// BeforeAppend, when set, is called at the start of every AppendLog;
+	// an error it returns fails the call (wrapped), and nothing is
+	// stored. The simulator uses it to crash a replica between its early
+	// sends and its persist.
+	BeforeAppend func() error
+}
+
+// NewMemoryStorage returns an empty MemoryStorage (a first start).
+func NewMemoryStorage() *MemoryStorage {
+	return &MemoryStorage{log: make(map[string]storage.LogEntry)}
+}
+
+// SaveViewState implements Storage.
+func (m *MemoryStorage) SaveViewState(view uint64, active bool) error {
+	m.view, m.viewActive, m.viewFound = view, active, true
+	return nil
+}
+
+// LoadViewState implements Storage; like storage.DB it reports an active
+// view 0 when none was saved.
+func (m *MemoryStorage) LoadViewState() (view uint64, active, found bool, err error) {
+	if !m.viewFound {
+		return 0, true, false, nil
+	}
+	return m.view, m.viewActive, true, nil
+}
+
+// AppendLog implements Storage.
+func (m *MemoryStorage) AppendLog(entries []storage.LogEntry) error {
+	if m.BeforeAppend != nil {
+		if err := m.BeforeAppend(); err != nil {
+			return fmt.Errorf("append log: %w", err)
+		}
+	}
+	for i, e := range entries {
+		if len(e.Signed) == 0 {
+			return fmt.Errorf("append log: entry %d (seq %d): empty signed message", i, e.Sequence)
+		}
+	}
+	for _, e := range entries {
+		e.Signed = slices.Clone(e.Signed)
+		m.log[memoryLogKey(e)] = e
+	}
+	return nil
+}
+
+// LoadLog implements Storage.
+func (m *MemoryStorage) LoadLog(fromSeq uint64) ([]storage.LogEntry, error) {
+	keys := make([]string, 0, len(m.log))
+	for k, e := range m.log {
+		if e.Sequence >= fromSeq {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, strings.Compare)
+	entries := make([]storage.LogEntry, len(keys))
+	for i, k := range keys {
+		e := m.log[k]
+		e.Signed = slices.Clone(e.Signed)
+		entries[i] = e
+	}
+	return entries, nil
+}
+
+// DeleteLogBelow deletes the entries with Sequence < seq, as
+// storage.DB.DeleteLogBelow does.
+func (m *MemoryStorage) DeleteLogBelow(seq uint64) {
+	for k, e := range m.log {
+		if e.Sequence < seq {
+			delete(m.log, k)
+		}
+	}
+}
+
+// LogEntries returns how many log entries are stored.
+func (m *MemoryStorage) LogEntries() int { return len(m.log) }
+
+// SaveStableCheckpoint implements Storage.
+func (m *MemoryStorage) SaveStableCheckpoint(encodedCert []byte) error {
+	m.stable = slices.Clone(encodedCert)
+	return nil
+}
+
+// LoadStableCheckpoint implements Storage.
+func (m *MemoryStorage) LoadStableCheckpoint() (encodedCert []byte, found bool, err error) {
+	if m.stable == nil {
+		return nil, false, nil
+	}
+	return slices.Clone(m.stable), true, nil
+}
+
+// memoryLogKey orders entries as storage.DB's log keys do.
+func memoryLogKey(e storage.LogEntry) string {
+	key := binary.BigEndian.AppendUint64(nil, e.Sequence)
+	key = binary.BigEndian.AppendUint64(key, e.View)
+	key = append(key, e.Kind)
+	sum := sha256.Sum256(e.Signed)
+	return string(append(key, sum[:8]...))
+}

@@ -1,0 +1,129 @@
+package replica
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/checkpoint"
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/statetransfer"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// The driver's state transfer: when the core is behind (Ready.Behind), a
+// statetransfer.Fetcher fetches the snapshot of the certified checkpoint
+// chunk by chunk from the certificate's signers, checks its digest, and
+// the driver installs the checkpoint in the core.
+
+// newFetcher returns the driver's fetcher, reporting to d's Observer.
+func (d *Driver) newFetcher() *statetransfer.Fetcher {
+	return statetransfer.New(statetransfer.Config{
+		Restorer: restorer{d.exec},
+		Request: func(to uint32, req *wire.StateRequest) {
+			d.sendOwn(to, protocol.KindStateRequest, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_StateRequest{StateRequest: req}})
+		},
+		Logger:   d.log,
+		Observer: fetchObserver{d},
+	})
+}
+
+// startTransfer begins (or retargets to a higher checkpoint) a state
+// transfer to cert, asking its signers other than this replica, the first
+// one chosen by this replica's index.
+func (d *Driver) startTransfer(cert checkpoint.Certificate) {
+	if d.fetcher.Active() && cert.Sequence <= d.behind.Sequence {
+		return
+	}
+	var peers []uint32
+	for _, v := range cert.Proof {
+		if v.Replica != d.cfg.Core.ID {
+			peers = append(peers, v.Replica)
+		}
+	}
+	if len(peers) == 0 {
+		d.log.Error("state transfer: no peer signed the certificate", "sequence", cert.Sequence)
+		return
+	}
+	d.behind = &cert
+	d.fetcher.Start(statetransfer.Target{
+		Sequence: cert.Sequence, Exact: true, Digest: cert.StateDigest, HasDigest: true,
+		Peers: peers, First: int(d.cfg.Core.ID) % len(peers),
+	})
+}
+
+// transferTick times out a silent peer.
+func (d *Driver) transferTick() { d.fetcher.Tick() }
+
+// handleStateChunk applies one chunk of the transfer in progress; when
+// the state is complete and matches the certificate, it installs the
+// checkpoint in the core and prunes the requests the state executed.
+func (d *Driver) handleStateChunk(from uint32, c *wire.StateChunk) error {
+	d.unexpected = false
+	seq, done := d.fetcher.Chunk(from, c)
+	if d.unexpected {
+		return ErrUnexpectedStateChunk
+	}
+	if !done {
+		return nil
+	}
+	cert := *d.behind
+	d.behind = nil
+	if seq != cert.Sequence {
+		panic(fmt.Sprintf("replica: exact state transfer of %d installed %d", cert.Sequence, seq))
+	}
+	if err := d.core.InstallCheckpoint(cert); err != nil {
+		d.log.Error("state transfer: install", "err", err)
+		return nil
+	}
+	d.pruneRequests()
+	d.obs.TransferInstalled(cert.Sequence, from, d.installedBytes)
+	return nil
+}
+
+// sendOwn signs body as this replica and sends it through the Filter.
+func (d *Driver) sendOwn(to uint32, kind protocol.Kind, body *wire.ReplicaMessage) {
+	body.From = d.cfg.Core.ID
+	payload, err := proto.Marshal(body)
+	if err != nil {
+		d.log.Error("encode own message", "err", fmt.Errorf("replica: %w", err))
+		return
+	}
+	signed := &wire.Signed{Payload: payload, Signature: d.cfg.Core.Signer.Sign(crypto.DomainReplicaMessage, payload)}
+	if err := d.send(protocol.Outbound{To: to, Signed: signed, Kind: kind}, protocol.EncodeFrame); err != nil {
+		d.log.Error("send own message", "err", err)
+	}
+}
+
+// restorer is the Executor's restore side as statetransfer.Restorer.
+type restorer struct{ Executor }
+
+// RestoreFinish is never called for an exact fetch with a digest.
+func (r restorer) RestoreFinish() ([32]byte, error) {
+	return [32]byte{}, fmt.Errorf("replica: state transfer without a certified digest")
+}
+
+// fetchObserver passes the fetcher's events to the driver's Observer.
+type fetchObserver struct{ d *Driver }
+
+func (o fetchObserver) Started(t statetransfer.Target) {
+	o.d.obs.TransferStarted(t.Sequence, o.d.exec.LastExecuted())
+}
+
+func (o fetchObserver) Rejected(reason string) {
+	d := o.d
+	if reason == "unexpected" {
+		d.unexpected = true
+		return
+	}
+	var seq uint64
+	if d.behind != nil {
+		seq = d.behind.Sequence
+	}
+	d.obs.TransferRejected(seq, d.fetcher.Peer(), reason, nil)
+}
+
+func (o fetchObserver) Received(entries, _ int) { o.d.obs.TransferReceived(entries) }
+
+func (o fetchObserver) Installed(_ uint64, bytes int) { o.d.installedBytes = bytes }

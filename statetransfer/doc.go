@@ -1,0 +1,34 @@
+// Package statetransfer fetches a replica's application state from its
+// peers, chunk by chunk, and answers such requests from a snapshot. It is
+// the one state-transfer fetcher of both consensus modes (PBFT and Raft)
+// and of both simulators.
+//
+// A Fetcher is goroutine-free and tick-driven: its owner (a runtime's event
+// loop, a driver, a simulator) calls Start, Tick, Chunk, Fail and Stop on one
+// goroutine, and the Fetcher calls back Config.Request to send a
+// wire.StateRequest and Config.Restorer (the executor's restore side) to
+// install what arrives. Time comes only from Tick: after Config.IdleTicks
+// ticks without an expected chunk the Fetcher gives up on the peer. It keeps
+// no clock; callers that want durations time them around Start and the
+// Chunk that reports done.
+//
+// Contracts the Fetcher keeps:
+//   - It asks one peer at a time, Target.Peers[Target.First] first, and
+//     moves to the next one in Peers (wrapping) on a timeout, an
+//     Unavailable answer, a chunk the Restorer refuses, a NextKey that does
+//     not advance, a sequence that does not fit (Raft mode), a restored
+//     state whose digest or index is wrong, or Fail.
+//   - Before asking another peer it wipes what the restore installed so far
+//     (RestoreAbort, then RestoreBegin), so no two peers' states are mixed.
+//   - A chunk from another peer, for another start key, or (Exact mode) for
+//     another sequence is ignored and reported as Observer.Rejected
+//     ("unexpected"); it neither resets the idle count nor moves on.
+//   - Chunk reports done only once the Restorer finished the restore, the
+//     digest matched (when the Target has one at the fetched sequence) and
+//     the executor's last executed sequence is the one fetched. The caller
+//     then tells its core; if the core refuses, Fail starts over with the
+//     next peer.
+//
+// Serve is the server side: it answers one StateRequest from a Snapshot,
+// and Pick chooses which of the snapshots a replica holds serves it.
+package statetransfer

@@ -1,0 +1,325 @@
+package statetransfer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// DefaultIdleTicks is how many ticks a Fetcher waits for an expected chunk
+// before it asks the next peer, in both consensus modes (3 s at the
+// runtimes' 10 ms tick; long enough for a chunk the server's per-peer
+// budget defers).
+const DefaultIdleTicks = 300
+
+// errStateIndex: the restored state is not at the snapshot sequence served.
+var errStateIndex = errors.New("restored state is not at the served snapshot sequence")
+
+// Restorer is the executor's restore side (*execution.Executor implements
+// it; see its methods for the contracts).
+type Restorer interface {
+	RestoreBegin() error
+	RestoreChunk(entries []*wire.KeyValue) error
+	RestoreFinish() ([32]byte, error)
+	RestoreFinishExpect(digest [32]byte) ([32]byte, error)
+	RestoreAbort() error
+	LastExecuted() uint64
+}
+
+// Target is the state a fetch must install.
+type Target struct {
+	// Sequence is the least acceptable snapshot sequence; with Exact the
+	// only one.
+	Sequence uint64
+	// Exact: only a snapshot at exactly Sequence will do (PBFT: the
+	// certified checkpoint). Without it (Raft) the first chunk fixes the
+	// sequence fetched, Sequence or above.
+	Exact bool
+	// Digest is the state digest at Sequence, checked when HasDigest and
+	// the fetched snapshot is at Sequence.
+	Digest    [32]byte
+	HasDigest bool
+	// Peers are whom to ask, in turn; they must not include the fetching
+	// replica itself (see Ring).
+	Peers []uint32
+	// First is the index into Peers of the peer to ask first (taken
+	// modulo len(Peers)).
+	First int
+}
+
+// Observer receives the Fetcher's events, for metrics. Its methods are
+// called on the Fetcher's goroutine and must not call back into it.
+type Observer interface {
+	// Started: a fetch of t began (or was retargeted to t).
+	Started(t Target)
+	// Rejected: a chunk was ignored ("unexpected") or a peer given up on
+	// (the reason: timeout, unavailable, too_old, changed, bad_chunk,
+	// digest_mismatch, or the one passed to Fail).
+	Rejected(reason string)
+	// Received: a chunk of entries (bytes of keys and values) was restored.
+	Received(entries, bytes int)
+	// Installed: the state at seq (bytes of keys and values) is restored
+	// and checked.
+	Installed(seq uint64, bytes int)
+}
+
+// Config configures a Fetcher.
+type Config struct {
+	// IdleTicks is how many ticks without an expected chunk make the
+	// Fetcher ask the next peer; 0 means DefaultIdleTicks.
+	IdleTicks int
+	// Restorer installs the fetched state. Required.
+	Restorer Restorer
+	// Request sends req to replica to. Required. It must not call back into
+	// the Fetcher (an answer arrives later through Chunk).
+	Request func(to uint32, req *wire.StateRequest)
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Observer is optional.
+	Observer Observer
+}
+
+// Fetcher is one state transfer at a time. It is not safe for concurrent
+// use; see the package documentation for its contracts.
+type Fetcher struct {
+	cfg Config
+
+	target  Target
+	started bool // a target is held: fetching, or done and open to Fail
+	active  bool // fetching
+	current int  // index into target.Peers
+	// index is the snapshot sequence being fetched: target.Sequence with
+	// Exact, else 0 until the first chunk fixes it.
+	index   uint64
+	nextKey []byte
+	idle    int
+	bytes   int
+	begun   bool // RestoreBegin was called and no abort or finish ended it
+}
+
+// New returns an idle Fetcher. It panics if Restorer or Request is nil
+// (a wiring bug).
+func New(cfg Config) *Fetcher {
+	if cfg.Restorer == nil || cfg.Request == nil {
+		panic("statetransfer: Config.Restorer and Config.Request are required")
+	}
+	if cfg.IdleTicks <= 0 {
+		cfg.IdleTicks = DefaultIdleTicks
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	return &Fetcher{cfg: cfg}
+}
+
+// Start begins fetching t, or retargets a fetch in progress to t if
+// t.Sequence is higher than the current target's; otherwise it does
+// nothing. A Target without peers is logged and ignored.
+func (f *Fetcher) Start(t Target) {
+	if f.active && t.Sequence <= f.target.Sequence {
+		return
+	}
+	if len(t.Peers) == 0 {
+		f.cfg.Logger.Error("state transfer: no peer to ask", "sequence", t.Sequence)
+		return
+	}
+	t.Peers = append([]uint32(nil), t.Peers...)
+	f.target, f.started, f.active = t, true, true
+	f.current = t.First % len(t.Peers)
+	if f.current < 0 {
+		f.current += len(t.Peers)
+	}
+	f.cfg.Observer.Started(t)
+	f.cfg.Logger.Info("state transfer: starting", "sequence", t.Sequence, "exact", t.Exact,
+		"executed", f.cfg.Restorer.LastExecuted(), "peer", t.Peers[f.current])
+	f.restart()
+}
+
+// Active reports whether a fetch is in progress.
+func (f *Fetcher) Active() bool { return f.active }
+
+// Target returns the target of the fetch in progress, or of the last one
+// done (open to Fail); ok is false when Stop or nothing came before.
+func (f *Fetcher) Target() (t Target, ok bool) { return f.target, f.started }
+
+// Peer returns the peer being asked (meaningful while Active).
+func (f *Fetcher) Peer() uint32 {
+	if !f.started {
+		return 0
+	}
+	return f.target.Peers[f.current]
+}
+
+// String describes the fetch for diagnostics.
+func (f *Fetcher) String() string {
+	if !f.started {
+		return "no fetch"
+	}
+	return fmt.Sprintf("fetch of %d (exact %v, active %v) from peer %d at sequence %d, key %q, idle %d",
+		f.target.Sequence, f.target.Exact, f.active, f.Peer(), f.index, f.nextKey, f.idle)
+}
+
+// Tick counts one tick without the expected chunk; after IdleTicks of them
+// the Fetcher asks the next peer.
+func (f *Fetcher) Tick() {
+	if !f.active {
+		return
+	}
+	if f.idle++; f.idle >= f.cfg.IdleTicks {
+		f.next("timeout")
+	}
+}
+
+// Fail gives up on the peer that served the state just installed (the
+// core refused it, reason says why), wipes it, and asks the next peer. It
+// does nothing after Stop or before Start.
+func (f *Fetcher) Fail(reason string) {
+	if !f.started {
+		return
+	}
+	f.active = true
+	f.next(reason)
+}
+
+// Stop abandons the fetch: a restore in progress is aborted, which leaves
+// the executor with an empty state. A done fetch is forgotten.
+func (f *Fetcher) Stop() {
+	if f.begun {
+		f.abort()
+	}
+	f.active, f.started = false, false
+	f.nextKey = nil
+}
+
+// restart wipes what was fetched and asks the current peer for the
+// snapshot from its first key.
+func (f *Fetcher) restart() {
+	if f.begun {
+		f.abort()
+	}
+	f.index, f.nextKey, f.idle, f.bytes = 0, nil, 0, 0
+	if f.target.Exact {
+		f.index = f.target.Sequence
+	}
+	f.begun = true // even a failed RestoreBegin may leave a restore to abort
+	if err := f.cfg.Restorer.RestoreBegin(); err != nil {
+		// No request: the idle count moves on to the next peer, which
+		// tries again.
+		f.cfg.Logger.Error("state transfer: begin", "err", err)
+		return
+	}
+	f.request()
+}
+
+func (f *Fetcher) abort() {
+	if err := f.cfg.Restorer.RestoreAbort(); err != nil {
+		f.cfg.Logger.Warn("state transfer: wiping state", "err", err)
+		return
+	}
+	f.begun = false
+}
+
+func (f *Fetcher) request() {
+	want := f.index
+	if want == 0 {
+		want = f.target.Sequence
+	}
+	f.cfg.Request(f.target.Peers[f.current], &wire.StateRequest{Sequence: want, StartKey: f.nextKey})
+}
+
+// next gives up on the current peer.
+func (f *Fetcher) next(reason string) {
+	f.cfg.Observer.Rejected(reason)
+	peer := f.target.Peers[f.current]
+	f.current = (f.current + 1) % len(f.target.Peers)
+	f.cfg.Logger.Warn("state transfer: trying another peer", "peer", peer, "reason", reason,
+		"sequence", f.target.Sequence, "next", f.target.Peers[f.current])
+	f.restart()
+}
+
+// Chunk applies one chunk from peer from. It returns done (and the
+// sequence installed) once the state is restored and checked; the caller
+// then tells its core, and calls Fail if the core refuses. A chunk that is
+// not the answer the Fetcher waits for is ignored.
+func (f *Fetcher) Chunk(from uint32, c *wire.StateChunk) (installed uint64, done bool) {
+	if !f.active || from != f.target.Peers[f.current] || !bytes.Equal(c.GetStartKey(), f.nextKey) ||
+		(f.target.Exact && c.GetSequence() != f.target.Sequence) {
+		f.cfg.Observer.Rejected("unexpected")
+		return 0, false
+	}
+	switch {
+	case f.index == 0 && c.GetSequence() < f.target.Sequence:
+		f.next("too_old")
+		return 0, false
+	case f.index != 0 && c.GetSequence() != f.index:
+		f.next("changed")
+		return 0, false
+	}
+	f.idle = 0
+	if c.GetUnavailable() {
+		f.next("unavailable")
+		return 0, false
+	}
+	f.index = c.GetSequence()
+	if err := f.cfg.Restorer.RestoreChunk(c.GetEntries()); err != nil {
+		f.cfg.Logger.Warn("state transfer: bad chunk", "peer", from, "err", err)
+		f.next("bad_chunk")
+		return 0, false
+	}
+	size := 0
+	for _, e := range c.GetEntries() {
+		size += len(e.GetKey()) + len(e.GetValue())
+	}
+	f.bytes += size
+	f.cfg.Observer.Received(len(c.GetEntries()), size)
+	if len(c.GetNextKey()) > 0 {
+		if bytes.Compare(c.GetNextKey(), f.nextKey) <= 0 {
+			f.next("bad_chunk")
+			return 0, false
+		}
+		f.nextKey = c.GetNextKey()
+		f.request()
+		return 0, false
+	}
+	if err := f.finish(); err != nil {
+		f.cfg.Logger.Warn("state transfer: snapshot rejected", "peer", from, "sequence", f.index, "err", err)
+		f.next("digest_mismatch")
+		return 0, false
+	}
+	f.active = false
+	f.cfg.Observer.Installed(f.index, f.bytes)
+	f.cfg.Logger.Info("state transfer: installed", "sequence", f.index, "bytes", f.bytes, "peer", from)
+	return f.index, true
+}
+
+// finish ends the restore and checks the state against the target.
+func (f *Fetcher) finish() error {
+	r := f.cfg.Restorer
+	var err error
+	if f.target.HasDigest && f.index == f.target.Sequence {
+		_, err = r.RestoreFinishExpect(f.target.Digest)
+	} else {
+		_, err = r.RestoreFinish()
+	}
+	if err != nil {
+		return fmt.Errorf("finish restore: %w", err)
+	}
+	f.begun = false
+	if got := r.LastExecuted(); got != f.index {
+		return fmt.Errorf("%w: last executed %d, served %d", errStateIndex, got, f.index)
+	}
+	return nil
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Started(Target)        {}
+func (nopObserver) Rejected(string)       {}
+func (nopObserver) Received(int, int)     {}
+func (nopObserver) Installed(uint64, int) {}

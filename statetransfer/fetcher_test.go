@@ -1,0 +1,268 @@
+package statetransfer
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// pbftTarget is a certified checkpoint at s's sequence, signed by peers.
+func pbftTarget(s *snap, peers ...uint32) Target {
+	return Target{Sequence: s.seq, Exact: true, Digest: digest(s.entries), HasDigest: true, Peers: peers}
+}
+
+func TestExactDigestHappyPathOverSeveralChunks(t *testing.T) {
+	c := newCluster(t, true)
+	good := state(10, 12, "")
+	c.snaps[1], c.snaps[2] = []*snap{good}, []*snap{good}
+	tg := pbftTarget(good, 1, 2)
+	tg.First = 1
+	c.f.Start(tg)
+	if !c.f.Active() || c.lastRequest().to != 2 || c.lastRequest().req.Sequence != 10 {
+		t.Fatalf("first request %+v, want peer 2 at 10", c.lastRequest())
+	}
+	seq, done := c.run(100)
+	if !done || seq != 10 {
+		t.Fatalf("done %v at %d, want done at 10", done, seq)
+	}
+	if good.chunks < 3 {
+		t.Fatalf("served in %d chunks, want several", good.chunks)
+	}
+	if c.f.Active() || c.r.last != 10 || digest(c.r.state) != digest(good.entries) {
+		t.Fatalf("active %v, state at %d", c.f.Active(), c.r.last)
+	}
+	if len(c.obs.rejected) != 0 || c.obs.entries != len(good.entries) || !slices.Equal(c.obs.installed, []uint64{10}) {
+		t.Fatalf("observer %+v", c.obs)
+	}
+	// A late duplicate after done is ignored.
+	if _, done := c.f.Chunk(2, &wire.StateChunk{Sequence: 10}); done {
+		t.Fatal("a chunk after done finished again")
+	}
+}
+
+func TestLeastIndexHappyPathTakesANewerSnapshot(t *testing.T) {
+	c := newCluster(t, false)
+	c.snaps[3] = []*snap{state(8, 3, ""), state(14, 9, "")}
+	peers, first := Ring(4, 0, 3)
+	c.f.Start(Target{Sequence: 10, Digest: [32]byte{1}, HasDigest: true, Peers: peers, First: first})
+	seq, done := c.run(100)
+	// The digest is for 10 only: a snapshot at 14 is checked by its index.
+	if !done || seq != 14 || c.r.last != 14 {
+		t.Fatalf("done %v at %d (state %d), want 14", done, seq, c.r.last)
+	}
+}
+
+// TestEachRejectionMovesToTheNextPeer: peer 1 misbehaves in one way, peer
+// 2 is honest; the fetch gives up on 1 for the named reason, wipes what 1
+// served, and installs 2's state.
+func TestEachRejectionMovesToTheNextPeer(t *testing.T) {
+	good := state(10, 12, "")
+	cases := []struct {
+		reason string
+		exact  bool
+		peer1  []*snap
+		tamper func(c *wire.StateChunk)
+		// finished: peer 1's restore finished (nothing left to wipe).
+		finished bool
+		name     string // when the reason alone does not say
+	}{
+		{reason: "unavailable", exact: true, peer1: nil},
+		{reason: "unavailable", exact: false, peer1: []*snap{state(9, 2, "")}},
+		{reason: "bad_chunk", exact: true, peer1: []*snap{good}, tamper: func(c *wire.StateChunk) {
+			if c.StartKey != nil {
+				c.Entries = append(c.Entries, &wire.KeyValue{Key: []byte("bad")})
+			}
+		}},
+		// A NextKey that does not advance, with no entries: without the
+		// check the fetch would loop on peer 1 forever.
+		{reason: "bad_chunk", exact: false, peer1: []*snap{good}, tamper: func(c *wire.StateChunk) {
+			if c.StartKey != nil {
+				c.Entries, c.NextKey = nil, c.StartKey
+			}
+		}},
+		{reason: "digest_mismatch", exact: true, peer1: []*snap{state(10, 12, "forged")}},
+		{reason: "digest_mismatch", exact: false, peer1: []*snap{state(10, 12, "forged")}},
+		// The served state says it is at 11, not at the 12 it was served as.
+		{reason: "digest_mismatch", exact: false, peer1: []*snap{{seq: 12, entries: state(11, 12, "").entries}}, finished: true, name: "wrong index"},
+		{reason: "too_old", exact: false, peer1: []*snap{good}, tamper: func(c *wire.StateChunk) { c.Sequence = 9 }},
+		{reason: "changed", exact: false, peer1: []*snap{good}, tamper: func(c *wire.StateChunk) {
+			if c.StartKey != nil {
+				c.Sequence = 11
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%s/exact=%v/%s", tc.reason, tc.exact, tc.name), func(t *testing.T) {
+			c := newCluster(t, tc.exact)
+			c.snaps[1], c.snaps[2] = tc.peer1, []*snap{good}
+			if tc.tamper != nil {
+				c.tamper = func(from uint32, ch *wire.StateChunk) {
+					if from == 1 {
+						tc.tamper(ch)
+					}
+				}
+			}
+			tg := pbftTarget(good, 1, 2)
+			tg.Exact = tc.exact
+			c.f.Start(tg)
+			seq, done := c.run(100)
+			if !done || seq != 10 || digest(c.r.state) != digest(good.entries) {
+				t.Fatalf("done %v at %d", done, seq)
+			}
+			c.wantRejected(tc.reason)
+			// The restart wiped peer 1's part, unless peer 1's restore had
+			// finished (RestoreBegin wipes that).
+			if c.r.begins != 2 || c.r.aborts != 1-boolInt(tc.finished) {
+				t.Fatalf("begins %d aborts %d, want 2 and a wipe", c.r.begins, c.r.aborts)
+			}
+		})
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func TestTimeoutAfterIdleTicksAsksTheNextPeerSkippingNone(t *testing.T) {
+	c := newCluster(t, true)
+	good := state(10, 3, "")
+	c.f.Start(pbftTarget(good, 0, 2, 3))
+	for _, peer := range []uint32{0, 2, 3, 0} {
+		if got := c.lastRequest().to; got != peer {
+			t.Fatalf("asking %d, want %d", got, peer)
+		}
+		for range testIdle - 1 {
+			c.f.Tick()
+		}
+		if got := c.lastRequest().to; got != peer {
+			t.Fatalf("moved to %d before IdleTicks", got)
+		}
+		c.f.Tick()
+	}
+	c.wantRejected("timeout", "timeout", "timeout", "timeout")
+	if c.r.aborts != 4 || c.r.begins != 5 {
+		t.Fatalf("aborts %d begins %d, want a wipe before each restart", c.r.aborts, c.r.begins)
+	}
+}
+
+func TestAChunkResetsTheIdleCount(t *testing.T) {
+	c := newCluster(t, true)
+	good := state(10, 12, "")
+	c.snaps[1] = []*snap{good}
+	c.f.Start(pbftTarget(good, 1, 2))
+	for range 3 {
+		for range testIdle - 1 {
+			c.f.Tick()
+		}
+		if _, done := c.answer(); done {
+			t.Fatal("done early")
+		}
+	}
+	c.wantRejected()
+}
+
+func TestRetargetToAHigherSequenceOnly(t *testing.T) {
+	c := newCluster(t, true)
+	old, newer := state(10, 12, ""), state(20, 12, "")
+	c.snaps[1] = []*snap{old, newer}
+	c.f.Start(pbftTarget(old, 1))
+	c.answer() // one chunk of 10 restored
+	c.f.Start(pbftTarget(old, 1))
+	c.f.Start(pbftTarget(state(5, 1, ""), 1))
+	if c.obs.started != 1 {
+		t.Fatalf("started %d times, want a lower or equal target ignored", c.obs.started)
+	}
+	c.f.Start(pbftTarget(newer, 1))
+	if c.obs.started != 2 || c.r.aborts != 1 || c.lastRequest().req.Sequence != 20 || c.lastRequest().req.StartKey != nil {
+		t.Fatalf("retarget: started %d aborts %d last %+v", c.obs.started, c.r.aborts, c.lastRequest())
+	}
+	c.sent = c.sent[len(c.sent)-1:] // the answer to the old request is lost
+	if seq, done := c.run(100); !done || seq != 20 {
+		t.Fatalf("done %v at %d, want 20", done, seq)
+	}
+	// After done, the same target starts a new fetch.
+	c.f.Start(pbftTarget(newer, 1))
+	if c.obs.started != 3 || !c.f.Active() {
+		t.Fatal("a fetch after done did not start")
+	}
+}
+
+func TestStaleAndForeignChunksAreIgnored(t *testing.T) {
+	c := newCluster(t, true)
+	good := state(10, 12, "")
+	c.snaps[1] = []*snap{good}
+	c.f.Start(pbftTarget(good, 1, 2))
+	first := c.sent[0]
+	firstChunk := Serve(good, first.req, 16)
+	c.answer()
+	pending := len(c.sent)
+	for range testIdle - 1 {
+		c.f.Tick()
+	}
+	for name, ch := range map[string]struct {
+		from  uint32
+		chunk *wire.StateChunk
+	}{
+		"stale start key": {1, firstChunk},
+		"other peer":      {2, Serve(good, c.lastRequest().req, 16)},
+		"other sequence":  {1, Serve(state(11, 12, ""), c.lastRequest().req, 16)},
+	} {
+		if _, done := c.f.Chunk(ch.from, ch.chunk); done {
+			t.Fatalf("%s: done", name)
+		}
+		if len(c.sent) != pending || c.f.Peer() != 1 {
+			t.Fatalf("%s: acted on", name)
+		}
+	}
+	c.wantRejected("unexpected", "unexpected", "unexpected")
+	c.f.Tick() // ignored chunks did not reset the idle count
+	c.wantRejected("unexpected", "unexpected", "unexpected", "timeout")
+}
+
+func TestFailAfterDoneWipesAndAsksTheNextPeer(t *testing.T) {
+	c := newCluster(t, false)
+	good := state(10, 3, "")
+	c.snaps[1], c.snaps[2] = []*snap{good}, []*snap{good}
+	c.f.Start(Target{Sequence: 10, Peers: []uint32{1, 2}})
+	if _, done := c.run(100); !done {
+		t.Fatal("not done")
+	}
+	c.f.Fail("install")
+	if !c.f.Active() || c.lastRequest().to != 2 || c.r.begins != 2 || c.r.state != nil {
+		t.Fatalf("fail: active %v, asking %d, begins %d", c.f.Active(), c.lastRequest().to, c.r.begins)
+	}
+	c.wantRejected("install")
+	if seq, done := c.run(100); !done || seq != 10 {
+		t.Fatal("not done after Fail")
+	}
+}
+
+func TestStopAbortsARestoreInProgress(t *testing.T) {
+	c := newCluster(t, true)
+	good := state(10, 12, "")
+	c.snaps[1] = []*snap{good}
+	c.f.Start(pbftTarget(good, 1))
+	c.answer()
+	c.f.Stop()
+	if c.f.Active() || c.r.inProgress || c.r.aborts != 1 {
+		t.Fatalf("stop: active %v, restore in progress %v", c.f.Active(), c.r.inProgress)
+	}
+	c.f.Fail("install") // nothing to fail after Stop
+	c.f.Tick()
+	if _, done := c.answer(); done || c.f.Active() {
+		t.Fatal("acted after Stop")
+	}
+}
+
+func TestStartWithoutPeersDoesNothing(t *testing.T) {
+	c := newCluster(t, true)
+	c.f.Start(Target{Sequence: 10})
+	if c.f.Active() || len(c.sent) != 0 || c.r.begins != 0 {
+		t.Fatal("started without peers")
+	}
+}
