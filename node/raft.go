@@ -16,6 +16,7 @@ import (
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/raftmode"
+	"github.com/pbftnode/pbftnode/raftreplica"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/storage/raftlog"
 	"github.com/pbftnode/pbftnode/wire"
@@ -25,8 +26,9 @@ import (
 // everything with Node but the protocol: the libp2p transport (on
 // p2p.RaftProtocol), the goleveldb database (the raft log under its own
 // prefix), the executor and key-value application, the client protocol,
-// the metric names and the HTTP endpoints. A raftmode.Core replaces the
-// PBFT core.
+// the metric names and the HTTP endpoints. A raftmode.Core, driven by a
+// raftreplica.Driver, replaces the PBFT core: the runtime adds the
+// goroutines, the sockets, the ticker, the metrics and the snapshot server.
 //
 // Trust model: crash faults only. Replicas trust each other (the
 // transport admits only cluster members); a client is authenticated by the
@@ -46,7 +48,8 @@ type RaftNode struct {
 	status    atomic.Pointer[Status]
 
 	// Owned by the event loop.
-	transfer    *raftTransfer
+	driver      *raftreplica.Driver
+	ports       *raftPorts
 	lastLeader  int
 	leaderTerms uint64
 }
@@ -125,13 +128,12 @@ func (n *RaftNode) open() error {
 	n.inbox = make(chan raftInput, cfg.InboxSize)
 	n.stateReqs = make(chan stateRequest, 64)
 	n.snapshots = make(chan *execution.StateSnapshot, 4)
-	if n.core.WaitingForState() == nil {
-		// Serve the state this replica starts with, so a peer that lost
-		// its data can catch up even before the next snapshot index.
-		if snap, err := n.executor.TakeSnapshot(); err == nil {
-			n.snapshots <- snap
-		}
-	}
+	n.ports = &raftPorts{n: n}
+	n.driver = raftreplica.New(raftreplica.Config{
+		Self: cfg.Index, N: len(cfg.Replicas), Core: n.core, App: n.executor,
+		Network: n.ports, Snapshots: n.ports, Observer: n.ports,
+		TransferObserver: &transferMetrics{m: n.metrics}, Logger: n.log,
+	})
 	n.publishStatus()
 	return n.serveMetrics(cfg.MetricsAddr, n.metrics, n.opsState(), n.log)
 }

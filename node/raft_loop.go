@@ -9,6 +9,8 @@ import (
 
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/raftmode"
+	"github.com/pbftnode/pbftnode/raftreplica"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -104,23 +106,21 @@ func (n *RaftNode) drop(reason string, args ...any) {
 	n.log.Debug("dropped", append([]any{"reason", reason}, args...)...)
 }
 
-// eventLoop owns the core, the executor and the state transfer.
+// eventLoop owns the driver (and through it the core, the executor and
+// the state transfer).
 func (n *RaftNode) eventLoop(ctx context.Context) {
 	defer n.wg.Done()
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
-	if need := n.core.WaitingForState(); need != nil {
-		// A crash interrupted a restore, or the log starts after the
-		// application state: fetch the state before anything else.
-		n.startTransfer(*need)
+	if err := n.driver.Start(); err != nil {
+		n.log.Warn("no startup snapshot to serve", "err", err)
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-			n.core.Tick()
-			n.transferTick()
+			n.driver.Tick()
 		case in := <-n.inbox:
 			n.handle(in)
 		burst:
@@ -133,10 +133,12 @@ func (n *RaftNode) eventLoop(ctx context.Context) {
 				}
 			}
 		}
-		if err := n.process(); err != nil {
+		n.ports.processStart = time.Now()
+		if err := n.driver.Process(); err != nil {
 			n.log.Error("replica stopped: storage or execution failed", "err", err)
 			return
 		}
+		n.publishStatus()
 		n.metrics.inboxDepth.Set(float64(len(n.inbox)))
 	}
 }
@@ -144,81 +146,102 @@ func (n *RaftNode) eventLoop(ctx context.Context) {
 func (n *RaftNode) handle(in raftInput) {
 	switch {
 	case in.msg != nil:
-		if err := n.core.Step(in.from, in.msg); err != nil {
+		if err := n.driver.Step(in.from, in.msg); err != nil {
 			n.drop("rejected", "from", in.from, "err", err)
 		}
 	case in.chunk != nil:
-		n.handleStateChunk(in.from, in.chunk)
+		if err := n.driver.Chunk(in.from, in.chunk); err != nil {
+			n.log.Error("state transfer: install", "err", err)
+		}
 	case in.req != nil:
-		reply, err := n.core.Submit(in.req)
-		if err != nil {
+		if err := n.driver.Submit(in.req); err != nil {
 			n.drop("refused", "client", in.client, "err", err)
-			return
-		}
-		if reply != nil {
-			n.reply(*reply)
 		}
 	}
 }
 
-// process hands the core's output to the transport: the core persisted
-// it already.
-func (n *RaftNode) process() error {
-	start := time.Now()
-	out, err := n.core.Process()
-	if err != nil {
-		return err
-	}
-	if len(out.Messages) > 0 || len(out.AppliedBatches) > 0 {
-		n.metrics.persistSeconds.Observe(time.Since(start).Seconds())
-	}
-	for _, m := range out.Messages {
-		n.sendRaft(m)
-	}
-	for _, size := range out.AppliedBatches {
-		n.metrics.committedBatches.Inc()
-		n.metrics.committedRequests.Add(float64(size))
-		n.metrics.batchSize.Observe(float64(size))
-	}
-	for _, r := range out.Replies {
-		n.reply(r)
-	}
-	if out.Snapshot != nil {
-		select {
-		case n.snapshots <- out.Snapshot:
-		default:
-			out.Snapshot.Release()
-		}
-	}
-	if out.NeedState != nil {
-		n.startTransfer(*out.NeedState)
-	}
-	n.publishStatus()
-	return nil
+// raftPorts connects the Raft driver to the runtime: it is the driver's
+// Network (the libp2p host), Snapshots (the snapshot server's channel) and
+// Observer (the metrics). It runs on the event loop.
+type raftPorts struct {
+	n *RaftNode
+	// processStart is when the loop called Driver.Process, to time the
+	// core's persist.
+	processStart time.Time
 }
 
-func (n *RaftNode) sendRaft(m *raftpb.Message) {
+var (
+	_ raftreplica.Network   = (*raftPorts)(nil)
+	_ raftreplica.Snapshots = (*raftPorts)(nil)
+	_ raftreplica.Observer  = (*raftPorts)(nil)
+)
+
+// SendRaft encodes m into a raft frame and sends it to replica to.
+func (p *raftPorts) SendRaft(to uint32, m *raftpb.Message) bool {
+	n := p.n
 	b, err := proto.Marshal(m)
 	if err != nil {
 		n.log.Error("encode raft message", "err", err)
-		return
+		return false
 	}
 	frame, err := proto.Marshal(&wire.RaftFrame{Body: &wire.RaftFrame_Message{Message: b}})
 	if err != nil {
 		n.log.Error("encode raft frame", "err", err)
-		return
+		return false
 	}
-	to := uint32(m.GetTo() - 1)
 	sent := n.host.Send(to, frame)
-	if m.GetType() == raftpb.MessageType_MsgSnap {
-		n.core.ReportSnapshot(to, sent)
-	} else if !sent {
-		n.core.ReportUnreachable(to)
-	}
 	kind := m.GetType().String()
 	n.metrics.sent.WithLabelValues(kind).Inc()
 	n.metrics.ops.bytesSent.WithLabelValues(kind).Add(float64(len(frame)))
+	return sent
 }
+
+// SendStateRequest sends a state request to replica to.
+func (p *raftPorts) SendStateRequest(to uint32, req *wire.StateRequest) {
+	p.n.sendFrame(to, &wire.RaftFrame{Body: &wire.RaftFrame_StateRequest{StateRequest: req}}, "StateRequest")
+}
+
+// Reply sends a result to its client, if the client has a stream to this
+// replica; the replica the client talks to replies when it applies.
+func (p *raftPorts) Reply(r *wire.Reply) {
+	id, ok := clientPeer(r.GetClientId())
+	if !ok {
+		return
+	}
+	b, err := proto.Marshal(r)
+	if err != nil {
+		return
+	}
+	if p.n.host.SendToClient(id, b) {
+		p.n.metrics.clientReplies.Inc()
+	}
+}
+
+// Keep hands a snapshot to the snapshot server, or releases it when the
+// server is behind.
+func (p *raftPorts) Keep(s *execution.StateSnapshot) {
+	select {
+	case p.n.snapshots <- s:
+	default:
+		s.Release()
+	}
+}
+
+// Persisted times the core's persist and counts the applied batches.
+func (p *raftPorts) Persisted(out *raftmode.Output) {
+	m := p.n.metrics
+	if len(out.Messages) > 0 || len(out.AppliedBatches) > 0 {
+		m.persistSeconds.Observe(time.Since(p.processStart).Seconds())
+	}
+	for _, size := range out.AppliedBatches {
+		m.committedBatches.Inc()
+		m.committedRequests.Add(float64(size))
+		m.batchSize.Observe(float64(size))
+	}
+}
+
+// StateInstalled needs nothing more: the fetcher's observer timed it.
+func (p *raftPorts) StateInstalled(uint32, uint64) {}
 
 func (n *RaftNode) sendFrame(to uint32, frame *wire.RaftFrame, kind string) {
 	b, err := proto.Marshal(frame)
@@ -229,29 +252,6 @@ func (n *RaftNode) sendFrame(to uint32, frame *wire.RaftFrame, kind string) {
 	if n.host.Send(to, b) {
 		n.metrics.sent.WithLabelValues(kind).Inc()
 		n.metrics.ops.bytesSent.WithLabelValues(kind).Add(float64(len(b)))
-	}
-}
-
-// reply sends a result to its client, if the client has a stream to this
-// replica; the replica the client talks to replies when it applies.
-func (n *RaftNode) reply(r execution.Reply) {
-	id, ok := clientPeer(r.ClientID)
-	if !ok {
-		return
-	}
-	hint := uint32(0)
-	if l := n.core.Leader(); l >= 0 {
-		hint = uint32(l) + 1
-	}
-	b, err := proto.Marshal(&wire.Reply{
-		View: n.core.Term(), ClientId: r.ClientID, RequestNumber: r.RequestNumber,
-		Replica: n.cfg.Index, Result: r.Result, LeaderHint: hint,
-	})
-	if err != nil {
-		return
-	}
-	if n.host.SendToClient(id, b) {
-		n.metrics.clientReplies.Inc()
 	}
 }
 
@@ -272,7 +272,7 @@ func (n *RaftNode) publishStatus() {
 	} else {
 		n.metrics.viewChanging.Set(1)
 	}
-	if n.transfer != nil {
+	if n.driver.Transferring() {
 		n.metrics.transferring.Set(1)
 	} else {
 		n.metrics.transferring.Set(0)

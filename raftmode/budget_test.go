@@ -1,15 +1,16 @@
-package raftmode
+package raftmode_test
 
 import (
 	"bytes"
 	"errors"
 	"testing"
 
+	"github.com/pbftnode/pbftnode/raftmode"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
 func keyedClient(key byte, session byte) []byte {
-	return append(bytes.Repeat([]byte{key}, clientKeySize), 's', session)
+	return append(bytes.Repeat([]byte{key}, raftmode.ClientKeySize), 's', session)
 }
 
 // Before a leader is known nothing is proposed, so what a client key
@@ -25,13 +26,13 @@ func TestPendingRequestsAreBoundedPerClientKey(t *testing.T) {
 			switch {
 			case err == nil:
 				accepted++
-			case !errors.Is(err, ErrClientQueueFull):
+			case !errors.Is(err, raftmode.ErrClientQueueFull):
 				t.Fatal(err)
 			}
 		}
 	}
-	if accepted != DefaultMaxPendingPerKey {
-		t.Fatalf("8 sessions of one key queued %d requests, want %d", accepted, DefaultMaxPendingPerKey)
+	if accepted != raftmode.DefaultMaxPendingPerKey {
+		t.Fatalf("8 sessions of one key queued %d requests, want %d", accepted, raftmode.DefaultMaxPendingPerKey)
 	}
 	large := 0
 	for n := range 20 {
@@ -39,7 +40,7 @@ func TestPendingRequestsAreBoundedPerClientKey(t *testing.T) {
 		switch {
 		case err == nil:
 			large++
-		case !errors.Is(err, ErrClientQueueFull):
+		case !errors.Is(err, raftmode.ErrClientQueueFull):
 			t.Fatal(err)
 		}
 	}

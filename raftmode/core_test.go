@@ -1,4 +1,4 @@
-package raftmode
+package raftmode_test
 
 import (
 	"errors"
@@ -10,44 +10,123 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/raftmode"
+	"github.com/pbftnode/pbftnode/raftreplica"
+	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/storage/raftlog"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
-// cluster is an in-memory Raft-mode cluster driven step by step: each
-// round ticks every replica, delivers the messages of the previous round
-// (except to or from a cut-off replica) and processes.
+// cluster is an in-memory Raft-mode cluster driven step by step through
+// the runtime's driver (raftreplica.Driver): each round delivers what the
+// previous round sent (except to or from a cut-off replica), then ticks
+// and processes every running replica.
 type cluster struct {
 	t        *testing.T
 	n        int
 	dbs      []*storage.DB
-	cores    []*Core
+	logs     []*raftlog.Log
+	cores    []*raftmode.Core
+	drivers  []*raftreplica.Driver
 	down     map[int]bool // crashed: neither ticks nor receives
 	cut      map[int]bool // partitioned away
-	inflight []*raftpb.Message
+	inflight []delivery
 	replies  map[string][]byte
-	snaps    []*execution.StateSnapshot // latest snapshot per replica
+	snaps    [][]*execution.StateSnapshot // the two latest per replica
 	interval uint64
+}
+
+// delivery is a raft message or a state chunk in flight.
+type delivery struct {
+	from, to int
+	msg      *raftpb.Message
+	chunk    *wire.StateChunk
+}
+
+// ports is replica i's raftreplica Network, Snapshots and Observer: what it
+// sends is delivered in the next round.
+type ports struct {
+	c *cluster
+	i int
+}
+
+// SendRaft also checks that the entries a message carries are in the
+// sender's raft log already (persist before send).
+func (p ports) SendRaft(to uint32, m *raftpb.Message) bool {
+	if ents := m.GetEntries(); len(ents) > 0 {
+		last, err := p.c.logs[p.i].LastIndex()
+		if want := ents[len(ents)-1].GetIndex(); err != nil || last < want {
+			p.c.t.Fatalf("replica %d sends entries up to %d before its log holds them (last index %d, %v)", p.i, want, last, err)
+		}
+	}
+	p.c.inflight = append(p.c.inflight, delivery{from: p.i, to: int(to), msg: m})
+	return true
+}
+
+// SendStateRequest is answered at once from the peer's snapshots; the
+// chunk arrives in the next round.
+func (p ports) SendStateRequest(to uint32, req *wire.StateRequest) {
+	c := p.c
+	if c.down[int(to)] || c.cut[int(to)] || c.cut[p.i] {
+		return
+	}
+	chunk := statetransfer.Serve(statetransfer.Pick(c.snaps[to], req.GetSequence()), req, 256)
+	c.inflight = append(c.inflight, delivery{from: int(to), to: p.i, chunk: chunk})
+}
+
+func (p ports) Reply(r *wire.Reply) {
+	p.c.replies[fmt.Sprintf("%x/%d", r.GetClientId(), r.GetRequestNumber())] = r.GetResult()
+}
+
+func (p ports) Keep(s *execution.StateSnapshot) {
+	snaps := append(p.c.snaps[p.i], s)
+	if len(snaps) > 2 {
+		snaps[0].Release()
+		snaps = snaps[1:]
+	}
+	p.c.snaps[p.i] = snaps
 }
 
 func newCluster(t *testing.T, n int, interval uint64) *cluster {
 	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, interval: interval, n: n}
 	for i := range n {
-		db, err := storage.OpenMem(storage.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		c.dbs = append(c.dbs, db)
+		c.dbs = append(c.dbs, c.openDB(i))
+		c.logs = append(c.logs, nil)
 		c.cores = append(c.cores, nil)
+		c.drivers = append(c.drivers, nil)
 		c.snaps = append(c.snaps, nil)
 		c.start(i)
 	}
 	return c
 }
 
-// start (re)builds replica i's core from what its database holds.
+// openDB opens an empty database for replica i; the test's cleanup
+// releases the snapshots the replica holds of it, then closes it.
+func (c *cluster) openDB(i int) *storage.DB {
+	c.t.Helper()
+	db, err := storage.OpenMem(storage.Options{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() {
+		if c.dbs[i] == db {
+			c.releaseSnapshots(i)
+		}
+		db.Close()
+	})
+	return db
+}
+
+func (c *cluster) releaseSnapshots(i int) {
+	for _, s := range c.snaps[i] {
+		s.Release()
+	}
+	c.snaps[i] = nil
+}
+
+// start (re)builds replica i's core and driver from what its database
+// holds, and starts the driver.
 func (c *cluster) start(i int) {
 	c.t.Helper()
 	db := c.dbs[i]
@@ -63,7 +142,7 @@ func (c *cluster) start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	core, err := New(Config{
+	core, err := raftmode.New(raftmode.Config{
 		Index: uint32(i), N: c.n, Log: log, Executor: exec,
 		Rand: rand.New(rand.NewPCG(uint64(i), 7)), ElectionTicks: 10, HeartbeatTicks: 2,
 		SnapshotInterval: c.interval, MaxBatchSize: 4,
@@ -71,87 +150,40 @@ func (c *cluster) start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.cores[i] = core
+	c.releaseSnapshots(i)
+	p := ports{c: c, i: i}
+	c.logs[i], c.cores[i] = log, core
+	c.drivers[i] = raftreplica.New(raftreplica.Config{
+		Self: uint32(i), N: c.n, Core: core, App: exec, Network: p, Snapshots: p,
+	})
+	if err := c.drivers[i].Start(); err != nil {
+		c.t.Fatal(err)
+	}
 	delete(c.down, i)
 }
 
 func (c *cluster) round() {
 	c.t.Helper()
-	msgs := c.inflight
+	sent := c.inflight
 	c.inflight = nil
-	for _, m := range msgs {
-		from, to := int(m.GetFrom()-1), int(m.GetTo()-1)
-		if c.down[to] || c.cut[to] || c.cut[from] {
+	for _, d := range sent {
+		if c.down[d.to] || c.cut[d.to] || c.cut[d.from] {
 			continue
 		}
-		_ = c.cores[to].Step(uint32(from), m)
+		if d.msg != nil {
+			_ = c.drivers[d.to].Step(uint32(d.from), d.msg)
+		} else if err := c.drivers[d.to].Chunk(uint32(d.from), d.chunk); err != nil {
+			c.t.Fatalf("replica %d: %v", d.to, err)
+		}
 	}
-	for i, core := range c.cores {
+	for i, d := range c.drivers {
 		if c.down[i] {
 			continue
 		}
-		core.Tick()
-		out, err := core.Process()
-		if err != nil {
+		d.Tick()
+		if err := d.Process(); err != nil {
 			c.t.Fatalf("replica %d: %v", i, err)
 		}
-		c.inflight = append(c.inflight, out.Messages...)
-		for _, m := range out.Messages {
-			if m.GetType() == raftpb.MessageType_MsgSnap {
-				core.ReportSnapshot(uint32(m.GetTo()-1), true)
-			}
-		}
-		for _, r := range out.Replies {
-			c.replies[fmt.Sprintf("%x/%d", r.ClientID, r.RequestNumber)] = r.Result
-		}
-		if out.Snapshot != nil {
-			if c.snaps[i] != nil {
-				c.snaps[i].Release()
-			}
-			c.snaps[i] = out.Snapshot
-		}
-		if need := out.NeedState; need != nil {
-			c.transfer(i, need)
-		}
-	}
-}
-
-// transfer installs the newest snapshot any other replica holds, as the
-// runtime's state transfer does.
-func (c *cluster) transfer(i int, need *StateNeed) {
-	c.t.Helper()
-	var src *execution.StateSnapshot
-	for j, s := range c.snaps {
-		if j != i && s != nil && s.Sequence() >= need.Index && (src == nil || s.Sequence() > src.Sequence()) {
-			src = s
-		}
-	}
-	if src == nil {
-		c.t.Fatalf("replica %d needs state at %d; no peer has a snapshot", i, need.Index)
-	}
-	exec := c.cores[i].Executor()
-	if err := exec.RestoreBegin(); err != nil {
-		c.t.Fatal(err)
-	}
-	var key []byte
-	for {
-		entries, next, err := src.Chunk(key, 256)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		if err := exec.RestoreChunk(entries); err != nil {
-			c.t.Fatal(err)
-		}
-		if len(next) == 0 {
-			break
-		}
-		key = next
-	}
-	if _, err := exec.RestoreFinish(); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := c.cores[i].StateInstalled(); err != nil {
-		c.t.Fatal(err)
 	}
 }
 
@@ -179,7 +211,7 @@ var client = []byte("client-0123456789abcdef0123456789")
 
 func (c *cluster) submit(to int, number uint64, op []byte) {
 	c.t.Helper()
-	if _, err := c.cores[to].Submit(&wire.Request{ClientId: client, RequestNumber: number, Operation: op}); err != nil {
+	if err := c.drivers[to].Submit(&wire.Request{ClientId: client, RequestNumber: number, Operation: op}); err != nil {
 		c.t.Fatal(err)
 	}
 }
@@ -192,7 +224,7 @@ func (c *cluster) replied(number uint64) bool {
 // converged: every running replica applied the same index and holds the
 // same state digest.
 func (c *cluster) converged() bool {
-	var first *Core
+	var first *raftmode.Core
 	for i, core := range c.cores {
 		if c.down[i] {
 			continue
@@ -266,7 +298,7 @@ func TestLaggingFollowerCatchesUpFromSnapshot(t *testing.T) {
 		c.round()
 	}
 	c.runUntil(300, func() bool { return c.replied(120) })
-	if first, _ := c.cores[l].cfg.Log.FirstIndex(); first <= 2 {
+	if first, _ := c.logs[l].FirstIndex(); first <= 2 {
 		t.Fatalf("leader's log was not compacted (first index %d)", first)
 	}
 	c.cut = map[int]bool{}
@@ -301,15 +333,15 @@ func TestStepRejectsSpoofedAndForeignMessages(t *testing.T) {
 func TestOversizedRequestIsRefusedAndEntriesStayBounded(t *testing.T) {
 	c := newCluster(t, 3, 1000)
 	core := c.cores[0]
-	big := make([]byte, DefaultMaxEntryBytes)
-	if _, err := core.Submit(&wire.Request{ClientId: client, RequestNumber: 1, Operation: big}); !errors.Is(err, ErrTooLarge) {
+	big := make([]byte, raftmode.DefaultMaxEntryBytes)
+	if _, err := core.Submit(&wire.Request{ClientId: client, RequestNumber: 1, Operation: big}); !errors.Is(err, raftmode.ErrTooLarge) {
 		t.Fatalf("oversized request: err %v, want ErrTooLarge", err)
 	}
 	// Requests that each fit but together do not are split over entries.
 	c.runUntil(200, func() bool { return c.leader() >= 0 })
 	l := c.leader()
 	for n := uint64(2); n < 6; n++ {
-		c.submit(l, n, execution.EncodePut([]byte("k"), make([]byte, DefaultMaxEntryBytes/3)))
+		c.submit(l, n, execution.EncodePut([]byte("k"), make([]byte, raftmode.DefaultMaxEntryBytes/3)))
 	}
 	before := c.cores[l].Status().LastIndex
 	c.runUntil(200, func() bool { return c.replied(5) })
@@ -322,16 +354,7 @@ func TestOversizedRequestIsRefusedAndEntriesStayBounded(t *testing.T) {
 // replacement would, and restarts it.
 func (c *cluster) wipe(i int) {
 	c.t.Helper()
-	db, err := storage.OpenMem(storage.Options{})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() { db.Close() })
-	c.dbs[i] = db
-	if c.snaps[i] != nil {
-		c.snaps[i].Release()
-		c.snaps[i] = nil
-	}
+	c.dbs[i] = c.openDB(i)
 	c.start(i)
 }
 

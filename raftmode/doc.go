@@ -10,9 +10,9 @@
 // it writes to the replica's storage (the raft log through LogStorage, the
 // application through execution.Executor) itself, because etcd raft's
 // Ready/Advance contract ties persisting and applying to one call; both are
-// deterministic goleveldb writes, so the same Core runs under the libp2p
-// runtime (node/) and under the simulator (internal/raftsim) on an
-// in-memory database.
+// deterministic goleveldb writes, so the same Core, driven by the same
+// driver (raftreplica.Driver), runs under the libp2p runtime (node/) and
+// under the simulator (internal/raftsim) on an in-memory database.
 //
 // Elections: etcd raft randomises election timeouts with crypto/rand,
 // which would make simulator runs impossible to replay. The Core therefore

@@ -1,8 +1,7 @@
 // Package raftsim is the deterministic simulator of pbftnode's crash-fault
-// Raft mode. It drives the real replica logic (raftmode.Core, through
-// Tick, Step, Submit, Process, StateInstalled, ReportSnapshot and
-// ReportUnreachable, in the order node/raft_loop.go uses them) on a real
-// raftlog.Log (storage/raftlog) and execution.Executor with the KV application, each
+// Raft mode. It drives the real replica logic (raftmode.Core) through the
+// runtime's own driver (raftreplica.Driver) on a real raftlog.Log (storage/raftlog) and
+// execution.Executor with the KV application, each
 // replica on its own in-memory goleveldb (storage.OpenMem), over a seeded
 // virtual network in virtual time (ticks), in one goroutine.
 //
@@ -16,8 +15,8 @@
 // randomness (raftmode.Config.Rand). A run reads no clock, so a seed
 // replays exactly.
 //
-// State transfer is the runtime's (a statetransfer.Fetcher, as
-// node/raft_transfer.go drives it, with the runtime's idle timeout) carried
+// State transfer is the runtime's (the statetransfer.Fetcher the
+// raftreplica.Driver owns, with the runtime's idle timeout) carried
 // over the simulated network: a replica whose Core reports NeedState asks
 // one peer at a time for a snapshot at the needed index or later, chunk by chunk,
 // restores it into its executor (RestoreBegin, RestoreChunk,
@@ -36,8 +35,8 @@
 //
 // Files: config.go (Config, Result, Summary, timing), world.go (event
 // queue, virtual network, main loop), host.go, app.go and transfer.go
-// (one replica: Core, storage, executor, crash, restart, wipe, state
-// transfer), client.go (simulated clients), schedule.go (network faults,
+// (one replica: Core and driver, storage, executor, crash, restart, wipe,
+// the driver's Network, Snapshots and Observer, serving state), client.go (simulated clients), schedule.go (network faults,
 // crashes, wipes), check.go, linear.go and liveness.go (the checkers),
 // run.go (Run and RunMany).
 package raftsim

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/raftmode"
+	"github.com/pbftnode/pbftnode/raftreplica"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/storage/raftlog"
 	"github.com/pbftnode/pbftnode/wire"
@@ -23,8 +24,9 @@ type tuning struct {
 }
 
 // host is one simulated replica process: its database (what a crash
-// keeps), and the executor, raft log and Core built from it (what a crash
-// loses), plus the runtime's state transfer and snapshot server.
+// keeps), and the executor, raft log, Core and driver built from it (what
+// a crash loses), plus the runtime's snapshot server. It is the driver's
+// Network, Snapshots and Observer.
 type host struct {
 	w  *world
 	id uint32
@@ -34,11 +36,13 @@ type host struct {
 	exec    *execution.Executor
 	raftLog *raftlog.Log
 	core    *raftmode.Core
+	// driver drives core in the runtime's order, and owns the state
+	// transfer.
+	driver *raftreplica.Driver
 
 	// snaps are the snapshots this process serves, oldest first, at most
 	// two (node/raft_transfer.go's serveRaftSnapshots).
-	snaps    []*execution.StateSnapshot
-	transfer *transfer
+	snaps []*execution.StateSnapshot
 	// clients are the clients with a stream to this process: a replica
 	// replies to a client only over the client's own stream.
 	clients map[int]bool
@@ -67,42 +71,47 @@ func (h *host) start() error {
 	}
 	h.app.exec, h.app.raftLog = h.exec, h.raftLog
 	h.clients = map[int]bool{}
-	h.transfer = nil
+	logger := w.log.With("replica", h.id)
 	h.core, err = raftmode.New(raftmode.Config{
 		Index: h.id, N: w.n, Log: h.raftLog, Executor: h.exec,
 		Rand:          rand.New(rand.NewPCG(w.rng.Uint64(), w.rng.Uint64())),
 		ElectionTicks: ElectionTicks, HeartbeatTicks: HeartbeatTicks,
 		MaxBatchSize: w.tuning.maxBatchSize, MaxInflightMsgs: w.tuning.maxInflightMsgs,
 		MaxSizePerMsg: w.tuning.maxSizePerMsg, SnapshotInterval: w.tuning.snapshotInterval,
-		Logger: w.log.With("replica", h.id),
+		Logger: logger,
 	})
 	if err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
-	if need := h.core.WaitingForState(); need != nil {
-		// node.StartRaft starts no transfer here (Process never reports
-		// this need): the simulator does, and counts these restarts.
+	h.driver = raftreplica.New(raftreplica.Config{
+		Self: h.id, N: w.n, Core: h.core, App: simRestorer{Executor: h.exec, h: h},
+		Network: h, Snapshots: h, Observer: h, Logger: logger,
+	})
+	waiting := h.core.WaitingForState() != nil
+	if waiting {
+		// node.StartRaft fetches this state as the driver starts (Process
+		// never reports this need): the simulator counts these restarts.
 		w.res.WaitingRestarts++
-		h.startTransfer(*need)
-		return nil
 	}
-	// Serve the state this replica starts with, as node.StartRaft does.
-	snap, err := h.exec.TakeSnapshot()
-	if err != nil {
-		return fmt.Errorf("replica %d: startup snapshot: %w", h.id, err)
+	// Fetch the state the Core waits for, or serve the state this replica
+	// starts with, as node.StartRaft does.
+	if err := h.driver.Start(); err != nil {
+		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
-	h.addSnapshot(snap)
-	w.check.digestAt(h, h.exec.LastExecuted(), h.exec.StateDigest())
+	if !waiting {
+		w.check.digestAt(h, h.exec.LastExecuted(), h.exec.StateDigest())
+	}
 	return nil
 }
 
 // crash stops the process: what was in flight to it is lost, and so is
-// everything in memory (Core, snapshots, transfer); the database stays.
+// everything in memory (Core, driver and its transfer, snapshots); the
+// database stays.
 func (h *host) crash() {
 	h.down = true
 	h.epoch++
 	h.releaseSnapshots()
-	h.core, h.exec, h.app, h.raftLog, h.transfer, h.clients = nil, nil, nil, nil, nil, nil
+	h.core, h.driver, h.exec, h.app, h.raftLog, h.clients = nil, nil, nil, nil, nil, nil
 }
 
 // restart starts a new process on the database the replica kept.
@@ -140,7 +149,8 @@ func (h *host) releaseSnapshots() {
 	h.snaps = nil
 }
 
-func (h *host) addSnapshot(s *execution.StateSnapshot) {
+// Keep is the driver's Snapshots: h serves its two latest snapshots.
+func (h *host) Keep(s *execution.StateSnapshot) {
 	h.snaps = append(h.snaps, s)
 	if len(h.snaps) > 2 {
 		h.snaps[0].Release()
@@ -150,8 +160,7 @@ func (h *host) addSnapshot(s *execution.StateSnapshot) {
 
 // tick is one tick of node/raft_loop.go's event loop.
 func (h *host) tick() {
-	h.core.Tick()
-	h.transferTick()
+	h.driver.Tick()
 	if !h.w.stop {
 		h.process()
 	}
@@ -159,56 +168,31 @@ func (h *host) tick() {
 
 func (h *host) step(from uint32, m *raftpb.Message) {
 	// A rejected message changes nothing; node/ only counts it.
-	_ = h.core.Step(from, m)
+	_ = h.driver.Step(from, m)
 }
 
 // submit handles a client request as node/raft_loop.go does.
 func (h *host) submit(client int, req *wire.Request) {
 	h.clients[client] = true
-	if h.w.cfg.Plant == PlantStaleRead && h.transfer == nil && isGet(req.GetOperation()) {
+	if h.w.cfg.Plant == PlantStaleRead && !h.driver.Transferring() && isGet(req.GetOperation()) {
 		// Planted bug: answer a read from local state, unordered.
 		result := h.app.KV.Execute(req.GetOperation())
-		h.reply(execution.Reply{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber(), Result: result})
+		h.driver.Reply(execution.Reply{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber(), Result: result})
 		return
 	}
-	reply, err := h.core.Submit(req)
-	if err != nil {
-		return // refused (too old, queue full): node/ drops it too
-	}
-	if reply != nil {
-		h.reply(*reply)
-	}
+	// A refused request (too old, queue full) is dropped, as node/ does.
+	_ = h.driver.Submit(req)
 }
 
-// process hands the Core's output to the network, as RaftNode.process
-// does, and lets the checkers see the applied state.
+// process runs the driver's Process, as RaftNode's event loop does, and
+// lets the checkers see the applied state.
 func (h *host) process() {
 	w := h.w
-	out, err := h.core.Process()
-	if err != nil {
-		w.violate(KindInternal, fmt.Sprintf("replica %d: process: %v", h.id, err))
+	if err := h.driver.Process(); err != nil {
+		w.violate(KindInternal, fmt.Sprintf("replica %d: %v", h.id, err))
 		return
 	}
-	for _, m := range out.Messages {
-		to := uint32(m.GetTo() - 1)
-		sent := w.sendRaft(h, m)
-		if m.GetType() == raftpb.MessageType_MsgSnap {
-			h.core.ReportSnapshot(to, sent)
-		} else if !sent {
-			h.core.ReportUnreachable(to)
-		}
-	}
-	for _, r := range out.Replies {
-		h.reply(r)
-	}
-	if out.Snapshot != nil {
-		w.res.Snapshots++
-		h.addSnapshot(out.Snapshot)
-	}
-	if out.NeedState != nil {
-		h.startTransfer(*out.NeedState)
-	}
-	if h.transfer == nil && h.core.WaitingForState() == nil {
+	if !h.driver.Transferring() && h.core.WaitingForState() == nil {
 		w.check.digestAt(h, h.exec.LastExecuted(), h.exec.StateDigest())
 	}
 	if st := h.core.Status(); st.IsLeader {
@@ -216,20 +200,23 @@ func (h *host) process() {
 	}
 }
 
-// reply sends a result to its client if the client has a stream to this
-// replica, with the leader hint RaftNode.reply adds.
-func (h *host) reply(r execution.Reply) {
-	client := h.w.clientIndex(r.ClientID)
+// SendRaft is the driver's Network: it encodes m and sends it over the
+// virtual network.
+func (h *host) SendRaft(_ uint32, m *raftpb.Message) bool { return h.w.sendRaft(h, m) }
+
+// Reply is the driver's Network: it sends a reply to its client if the
+// client has a stream to this replica.
+func (h *host) Reply(r *wire.Reply) {
+	client := h.w.clientIndex(r.GetClientId())
 	if client < 0 || !h.clients[client] {
 		return
 	}
-	st := h.core.Status()
-	hint := uint32(0)
-	if st.Leader >= 0 {
-		hint = uint32(st.Leader) + 1
+	h.w.sendReply(h, client, r)
+}
+
+// Persisted is the driver's Observer: it counts the snapshots taken.
+func (h *host) Persisted(out *raftmode.Output) {
+	if out.Snapshot != nil {
+		h.w.res.Snapshots++
 	}
-	h.w.sendReply(h, client, &wire.Reply{
-		View: st.Term, ClientId: r.ClientID, RequestNumber: r.RequestNumber,
-		Replica: h.id, Result: r.Result, LeaderHint: hint,
-	})
 }

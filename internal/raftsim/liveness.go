@@ -74,7 +74,7 @@ func (w *world) converged() bool {
 func (w *world) stableLeader() *host {
 	var leader *host
 	for _, h := range w.hosts {
-		if h.down || h.transfer != nil || h.core.WaitingForState() != nil {
+		if h.down || h.driver.Transferring() || h.core.WaitingForState() != nil {
 			return nil
 		}
 		if h.core.Status().IsLeader {
@@ -106,9 +106,9 @@ func (w *world) describeReplicas() string {
 		}
 		st := h.core.Status()
 		s += fmt.Sprintf(" [%d term %d leader %d commit %d applied %d last %d snapshot %d pending %d waiting %v transferring %v]",
-			h.id, st.Term, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.PendingRequests, st.WaitingForState, h.transfer != nil)
-		if w.cfg.Verbose && h.transfer != nil {
-			s += fmt.Sprintf("{%v}", h.transfer.fetch)
+			h.id, st.Term, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.PendingRequests, st.WaitingForState, h.driver.Transferring())
+		if w.cfg.Verbose && h.driver.Transferring() {
+			s += fmt.Sprintf("{%v}", h.driver.Fetcher())
 		}
 	}
 	return s

@@ -4,19 +4,9 @@ import (
 	"fmt"
 
 	"github.com/pbftnode/pbftnode/execution"
-	"github.com/pbftnode/pbftnode/raftmode"
 	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/wire"
 )
-
-// transfer is the runtime's state transfer (node/raft_transfer.go): a
-// statetransfer.Fetcher for the state a Core waits for, from the moment
-// the Core needs it until the Core accepts it (host.transfer is nil
-// otherwise). It uses the runtime's idle timeout,
-// statetransfer.DefaultIdleTicks.
-type transfer struct {
-	fetch *statetransfer.Fetcher
-}
 
 // simRestorer is the executor's restore side; a RestoreBegin that fails
 // (it cannot on an in-memory database) is a violation.
@@ -33,46 +23,25 @@ func (r simRestorer) RestoreBegin() error {
 	return err
 }
 
-func (h *host) startTransfer(need raftmode.StateNeed) {
-	if h.transfer == nil {
-		h.transfer = &transfer{fetch: statetransfer.New(statetransfer.Config{
-			Restorer: simRestorer{Executor: h.exec, h: h},
-			Request: func(to uint32, req *wire.StateRequest) {
-				h.w.sendBetween(h, h.w.hosts[to], event{kind: evStateRequest, stateReq: req})
-			},
-			Logger: h.w.log.With("replica", h.id),
-		})}
-	}
-	h.transfer.fetch.Start(need.Target(h.w.n, h.id))
-	if !h.transfer.fetch.Active() {
-		h.transfer = nil // no peer to ask (a single replica)
-	}
+// SendStateRequest is the driver's Network: it sends a state request for
+// the driver's fetcher over the virtual network.
+func (h *host) SendStateRequest(to uint32, req *wire.StateRequest) {
+	h.w.sendBetween(h, h.w.hosts[to], event{kind: evStateRequest, stateReq: req})
 }
 
-func (h *host) transferTick() {
-	if h.transfer != nil {
-		h.transfer.fetch.Tick()
-	}
-}
-
-// handleStateChunk is RaftNode.handleStateChunk, and checks the state
-// installed.
-func (h *host) handleStateChunk(from uint32, c *wire.StateChunk) {
-	if h.transfer == nil {
-		return
-	}
-	index, done := h.transfer.fetch.Chunk(from, c)
-	if !done {
-		return
-	}
-	if err := h.core.StateInstalled(); err != nil {
-		h.w.violate(KindInternal, fmt.Sprintf("replica %d: state installed at %d: %v", h.id, index, err))
-		return
-	}
+// StateInstalled is the driver's Observer: it checks the state installed.
+func (h *host) StateInstalled(from uint32, index uint64) {
 	h.w.res.StateTransfers++
 	h.w.check.installed(h, from, index)
 	h.w.check.digestAt(h, index, h.exec.StateDigest())
-	h.transfer = nil
+}
+
+// handleStateChunk hands a chunk to the driver; the Core refusing the
+// state it installed is a violation.
+func (h *host) handleStateChunk(from uint32, c *wire.StateChunk) {
+	if err := h.driver.Chunk(from, c); err != nil {
+		h.w.violate(KindInternal, fmt.Sprintf("replica %d: %v", h.id, err))
+	}
 }
 
 // serveState answers a state request from the snapshots h holds, as

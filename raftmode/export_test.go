@@ -1,0 +1,4 @@
+package raftmode
+
+// ClientKeySize is clientKeySize, for the external tests.
+const ClientKeySize = clientKeySize

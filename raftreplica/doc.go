@@ -1,0 +1,41 @@
+// Package raftreplica is the one driver of the Raft mode's core
+// (raftmode.Core): the order of operations around it, used alike by the
+// Raft runtime (node/) and the Raft simulator (internal/raftsim), in the
+// style of etcd raft's RawNode users. It sits beside replica/ (the PBFT
+// driver) rather than inside raftmode/, so that raftmode stays the core
+// and its tests need no network, and the driver's fakes need no etcd raft.
+//
+// A Driver is goroutine-free and reads no clock. Its owner (a runtime's
+// event loop, a simulated host) calls Start once, then Tick, Step, Chunk,
+// Submit and Process on one goroutine. The outside is reached through
+// three small interfaces: Network (raft messages, state requests and
+// client replies), Snapshots (where the snapshots to serve go) and
+// Observer (hooks the runtime turns into metrics and the simulator into
+// checks). The Driver owns the state-transfer fetcher
+// (statetransfer.Fetcher) from the moment the core needs state until the
+// core accepts it; serving state to peers stays with the owner.
+//
+// Contracts the Driver keeps:
+//   - Messages leave only after the core persisted them: Process calls
+//     Core.Process (which makes the Ready durable and applies committed
+//     entries), then Observer.Persisted, and only then Network.SendRaft.
+//   - Every sent raft message is reported back: a MsgSnap with
+//     Core.ReportSnapshot(to, sent), any other unsent message with
+//     Core.ReportUnreachable(to).
+//   - After the messages: the replies of applied requests go to
+//     Network.Reply, a new snapshot to Snapshots.Keep (the owner then owns
+//     it and releases it when it drops it), and a NeedState starts (or
+//     retargets) the fetcher.
+//   - Start fetches the state a restarted core waits for
+//     (Core.WaitingForState); otherwise it hands the application's current
+//     state to Snapshots.Keep, so a peer that lost its data can catch up
+//     before the next snapshot index.
+//   - A Chunk that completes the fetch calls Core.StateInstalled; if the
+//     core refuses the state the fetcher moves on to the next peer
+//     (Fetcher.Fail) and Chunk returns the error; if it accepts,
+//     Observer.StateInstalled is called and the fetcher is dropped.
+//   - Submit replies at once when the core has the request's result
+//     already (a retransmission of an applied request).
+//   - Replies carry the core's term as View and the leader hint (the
+//     leader's index + 1, 0 when unknown).
+package raftreplica
