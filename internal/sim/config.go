@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"github.com/pbftnode/pbftnode/internal/simkit"
 	"github.com/pbftnode/pbftnode/protocol"
 )
 
@@ -43,7 +44,7 @@ const (
 	CheckpointInterval = 8
 	WindowSize         = 16
 	// MaxNetworkDelay bounds a message's delay once the network is calm.
-	MaxNetworkDelay = 3
+	MaxNetworkDelay = simkit.MaxNetworkDelay
 	// FloodFramesPerTick is the byzantine floods' rate in the simulator,
 	// scaled down from a real replica's (byzantine.DefaultFramesPerTick)
 	// so that a campaign stays fast: one frame a tick to some other
@@ -128,29 +129,19 @@ func (c Config) Validate() error {
 }
 
 // Violation is a failed check.
-type Violation struct {
-	Seed   uint64 `json:"seed"`
-	Kind   string `json:"kind"`
-	Step   uint64 `json:"step"`
-	Tick   int64  `json:"tick"`
-	Detail string `json:"detail"`
-}
+type Violation = simkit.Violation
 
 // Violation kinds.
 const (
-	KindAgreement = "agreement"
+	KindAgreement = simkit.KindAgreement
 	// KindEquivocation: a correct replica sent two different votes for
 	// one view and sequence (see equivocationChecker).
 	KindEquivocation    = "equivocation"
-	KindValidity        = "validity"
-	KindLinearizability = "linearizability"
-	KindLiveness        = "liveness"
-	KindInternal        = "internal"
+	KindValidity        = simkit.KindValidity
+	KindLinearizability = simkit.KindLinearizability
+	KindLiveness        = simkit.KindLiveness
+	KindInternal        = simkit.KindInternal
 )
-
-func (v Violation) String() string {
-	return fmt.Sprintf("seed %d: %s violation at step %d (tick %d): %s", v.Seed, v.Kind, v.Step, v.Tick, v.Detail)
-}
 
 // Counters are what a run counts; a Summary adds them up over runs.
 type Counters struct {
@@ -201,18 +192,12 @@ type Result struct {
 type Summary struct {
 	Runs uint64 `json:"runs"`
 	Counters
-	Violations  uint64      `json:"violations"`
-	FailedSeeds []uint64    `json:"failed_seeds"`
-	Failures    []Violation `json:"failures,omitempty"`
+	simkit.Tally
 }
 
 // Add adds r to s.
 func (s *Summary) Add(r Result) {
 	s.Runs++
 	s.Counters.add(r.Counters)
-	if len(r.Violations) > 0 {
-		s.Violations += uint64(len(r.Violations))
-		s.FailedSeeds = append(s.FailedSeeds, r.Seed)
-		s.Failures = append(s.Failures, r.Violations...)
-	}
+	s.Tally.Add(r.Seed, r.Violations)
 }

@@ -6,12 +6,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/pbftnode/pbftnode/internal/kvmodel"
+	"github.com/pbftnode/pbftnode/internal/simkit"
 
 	"github.com/pbftnode/pbftnode/byzantine"
 	"github.com/pbftnode/pbftnode/crypto"
@@ -140,8 +139,9 @@ func (w *world) setup() error {
 	ops := 40 + r.IntN(111)
 	for i := range nClients {
 		signer := crypto.NewSigner(clientKey(i), clusterID)
-		w.clients = append(w.clients, &client{w: w, idx: i, signer: signer, id: signer.Public(), known: kvmodel.Known{},
-			total: ops / nClients, thinkUntil: r.Int64N(20)})
+		c := simkit.NewClient[[]byte](i, signer.Public(), ops/nClients, r.Int64N(20))
+		w.work = append(w.work, &c)
+		w.clients = append(w.clients, &client{Client: &c, w: w, signer: signer})
 	}
 	w.res.Scenario = fmt.Sprintf("n=%d byzantine=[%s] %s batch<=%d inflight<=%d clients=%d ops=%d",
 		w.n, strings.Join(scenario, " "), w.sched, base.MaxBatchSize, base.MaxInFlight, nClients, ops/nClients*nClients)
@@ -233,12 +233,12 @@ func (w *world) addHost(h *host) error {
 // finish checks the client histories and fills in the run's statistics.
 func (w *world) finish() {
 	if len(w.res.Violations) == 0 {
-		if ok, detail := kvmodel.Check(historyOf(w.clients)); !ok {
+		if ok, detail := kvmodel.Check(w.work.History()); !ok {
 			w.violate(KindLinearizability, detail)
 		}
 	}
 	w.res.Steps, w.res.Ticks = w.steps, w.now
-	w.res.CommittedRequests = uint64(len(w.check.committed))
+	w.res.CommittedRequests = uint64(len(w.check.Committed))
 	for _, h := range w.hosts {
 		if h.filter != nil {
 			w.res.ByzantineActions += actions(h.filter)
@@ -267,27 +267,9 @@ func (w *world) close() {
 // (GOMAXPROCS when workers <= 0), each seed a separate single-threaded
 // run, and returns the results in seed order.
 func RunMany(cfg Config, start, count uint64, workers int) []Result {
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	results := make([]Result, count)
-	next := make(chan uint64)
-	var wg sync.WaitGroup
-	for range min(uint64(workers), max(count, 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				c := cfg
-				c.Seed = start + i
-				results[i] = Run(c)
-			}
-		}()
-	}
-	for i := range count {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	return results
+	return simkit.RunMany(start, count, workers, func(seed uint64) Result {
+		c := cfg
+		c.Seed = seed
+		return Run(c)
+	})
 }
