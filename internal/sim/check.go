@@ -77,4 +77,3 @@ func sameRequests(a, b []*wire.Request) bool {
 	}
 	return true
 }
-
