@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+
+	"github.com/pbftnode/pbftnode/internal/simkit"
 )
 
 // Planted bugs, test-only faults in the simulated replicas that the
@@ -57,7 +59,7 @@ const (
 	// TransferChunkBytes is small so that transfers take several chunks.
 	TransferChunkBytes = 256
 	// MaxNetworkDelay bounds a message's delay once the network is calm.
-	MaxNetworkDelay = 3
+	MaxNetworkDelay = simkit.MaxNetworkDelay
 	// WipeSettleTicks is how long after calm a random schedule waits
 	// before it may wipe a replica (longer than any message stays in
 	// flight, so no message from before calm is left).
@@ -137,27 +139,19 @@ func (c Config) Validate() error {
 }
 
 // Violation is a failed check.
-type Violation struct {
-	Seed   uint64 `json:"seed"`
-	Kind   string `json:"kind"`
-	Step   uint64 `json:"step"`
-	Tick   int64  `json:"tick"`
-	Detail string `json:"detail"`
-}
+type Violation = simkit.Violation
 
 // Violation kinds.
 const (
-	KindAgreement       = "agreement"
-	KindValidity        = "validity"
-	KindLinearizability = "linearizability"
-	KindLiveness        = "liveness"
-	KindConvergence     = "convergence"
-	KindInternal        = "internal"
+	KindAgreement       = simkit.KindAgreement
+	KindValidity        = simkit.KindValidity
+	KindLinearizability = simkit.KindLinearizability
+	KindLiveness        = simkit.KindLiveness
+	// KindConvergence: the replicas did not converge once the clients
+	// were done (see checkLiveness).
+	KindConvergence = "convergence"
+	KindInternal    = simkit.KindInternal
 )
-
-func (v Violation) String() string {
-	return fmt.Sprintf("seed %d: %s violation at step %d (tick %d): %s", v.Seed, v.Kind, v.Step, v.Tick, v.Detail)
-}
 
 // Counters are what a run counts; a Summary adds them up over runs.
 type Counters struct {
@@ -209,18 +203,12 @@ type Result struct {
 type Summary struct {
 	Runs uint64 `json:"runs"`
 	Counters
-	Violations  uint64      `json:"violations"`
-	FailedSeeds []uint64    `json:"failed_seeds"`
-	Failures    []Violation `json:"failures,omitempty"`
+	simkit.Tally
 }
 
 // Add adds r to s.
 func (s *Summary) Add(r Result) {
 	s.Runs++
 	s.Counters.add(r.Counters)
-	if len(r.Violations) > 0 {
-		s.Violations += uint64(len(r.Violations))
-		s.FailedSeeds = append(s.FailedSeeds, r.Seed)
-		s.Failures = append(s.Failures, r.Violations...)
-	}
+	s.Tally.Add(r.Seed, r.Violations)
 }

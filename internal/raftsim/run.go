@@ -3,12 +3,12 @@ package raftsim
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime"
-	"sync"
 
 	"github.com/pbftnode/pbftnode/internal/kvmodel"
+	"github.com/pbftnode/pbftnode/internal/simkit"
 
 	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/wire"
 )
 
 // Run runs one seeded simulation and returns what it found. It is
@@ -75,8 +75,9 @@ func (w *world) setup() error {
 		ops = 150
 	}
 	for i := range nClients {
-		w.clients = append(w.clients, &client{w: w, idx: i, id: clientID(i), known: kvmodel.Known{},
-			total: ops / nClients, thinkUntil: r.Int64N(20)})
+		c := simkit.NewClient[*wire.Request](i, clientID(i), ops/nClients, r.Int64N(20))
+		w.work = append(w.work, &c)
+		w.clients = append(w.clients, &client{Client: &c, w: w})
 	}
 	t := w.tuning
 	w.res.Scenario = fmt.Sprintf("n=%d %s snapshot-interval=%d batch<=%d inflight<=%d msg<=%dB clients=%d ops=%d",
@@ -93,7 +94,7 @@ func (w *world) setup() error {
 // finish checks the client histories and fills in the run's statistics.
 func (w *world) finish() {
 	if len(w.res.Violations) == 0 {
-		if ok, detail := kvmodel.Check(historyOf(w.clients)); !ok {
+		if ok, detail := kvmodel.Check(w.work.History()); !ok {
 			w.violate(KindLinearizability, detail)
 		}
 	}
@@ -103,7 +104,7 @@ func (w *world) finish() {
 // count fills in the run's statistics.
 func (w *world) count() {
 	w.res.Steps, w.res.Ticks = w.steps, w.now
-	w.res.CommittedRequests = uint64(len(w.check.committed))
+	w.res.CommittedRequests = uint64(len(w.check.Committed))
 	w.res.Elections = uint64(len(w.leaderTerms))
 	if s := w.sched; s.wipedReplica >= 0 {
 		w.res.Scenario += fmt.Sprintf(" wiped=%d@%d", s.wipedReplica, s.wipedAt)
@@ -136,27 +137,9 @@ func (w *world) close() {
 // (GOMAXPROCS when workers <= 0), each seed a separate single-threaded
 // run, and returns the results in seed order.
 func RunMany(cfg Config, start, count uint64, workers int) []Result {
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	results := make([]Result, count)
-	next := make(chan uint64)
-	var wg sync.WaitGroup
-	for range min(uint64(workers), max(count, 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				c := cfg
-				c.Seed = start + i
-				results[i] = Run(c)
-			}
-		}()
-	}
-	for i := range count {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	return results
+	return simkit.RunMany(start, count, workers, func(seed uint64) Result {
+		c := cfg
+		c.Seed = seed
+		return Run(c)
+	})
 }
