@@ -27,14 +27,6 @@ func clientID(i int) []byte {
 	return id[:]
 }
 
-func (c *client) tick() {
-	w := c.w
-	send := func(to uint32, req *wire.Request) { w.sendRequest(c.Index, to, req) }
-	if c.Tick(w.now, w.n, ClientTimeoutTicks, send) {
-		c.issue()
-	}
-}
-
 func (c *client) issue() {
 	w := c.w
 	o, encoded, err := c.Issue(w.rng, w.now, ClientTimeoutTicks, c.request)
@@ -62,6 +54,9 @@ func (c *client) handleReply(from uint32, r *wire.Reply) {
 	c.Accept(c.w.rng, c.w.now, r)
 	c.w.res.Operations++
 }
+
+// issue issues client i's next operation.
+func (w *world) issue(i int) { w.clients[i].issue() }
 
 // clientIndex returns the simulated client with this id, or -1.
 func (w *world) clientIndex(id []byte) int { return w.work.Index(id) }

@@ -16,7 +16,7 @@ import (
 func Run(cfg Config) (res Result) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
-		return Result{Seed: cfg.Seed, Violations: []Violation{{Seed: cfg.Seed, Kind: KindInternal, Detail: err.Error()}}}
+		return Result{Seed: cfg.Seed, Violations: simkit.Invalid(cfg.Seed, err)}
 	}
 	w := &world{
 		cfg: cfg, n: cfg.Replicas,
@@ -33,13 +33,18 @@ func Run(cfg Config) (res Result) {
 			res = w.res
 		}
 	}()
-	if err := w.setup(); err != nil {
-		w.violate(KindInternal, fmt.Sprintf("setup: %v", err))
-		return w.res
-	}
-	w.loop()
-	w.finish()
+	simkit.Drive(w.setup, w.loop, w.finish, w.violate)
 	return w.res
+}
+
+// close releases what the run holds: snapshots and databases.
+func (w *world) close() {
+	for _, h := range w.hosts {
+		h.releaseSnapshots()
+		if h.db != nil {
+			_ = h.db.Close()
+		}
+	}
 }
 
 // setup draws the scenario from the seed and builds the replicas and
@@ -124,22 +129,15 @@ func (w *world) panicked(p any) {
 	w.count()
 }
 
-func (w *world) close() {
-	for _, h := range w.hosts {
-		h.releaseSnapshots()
-		if h.db != nil {
-			_ = h.db.Close()
-		}
-	}
-}
-
 // RunMany runs seeds start..start+count-1 of cfg on workers goroutines
 // (GOMAXPROCS when workers <= 0), each seed a separate single-threaded
 // run, and returns the results in seed order.
 func RunMany(cfg Config, start, count uint64, workers int) []Result {
-	return simkit.RunMany(start, count, workers, func(seed uint64) Result {
-		c := cfg
-		c.Seed = seed
-		return Run(c)
-	})
+	return simkit.RunMany(start, count, workers, cfg.runSeed)
+}
+
+// runSeed runs c with seed.
+func (c Config) runSeed(seed uint64) Result {
+	c.Seed = seed
+	return Run(c)
 }

@@ -179,9 +179,7 @@ func (w *world) violate(kind, detail string) {
 	if w.stop {
 		return
 	}
-	v := Violation{Seed: w.cfg.Seed, Kind: kind, Step: w.steps, Tick: w.now, Detail: detail}
-	w.log.Debug("violation", "seed", w.cfg.Seed, "kind", kind, "step", w.steps, "detail", detail)
-	w.res.Violations = append(w.res.Violations, v)
+	w.res.Violations = append(w.res.Violations, simkit.Violated(w.log, w.cfg.Seed, kind, w.steps, w.now, detail))
 	w.stop = true
 }
 
@@ -213,11 +211,7 @@ func (w *world) loop() {
 		if w.stop {
 			return
 		}
-		done := true
-		for _, c := range w.clients {
-			c.tick()
-			done = done && c.Done()
-		}
+		done := w.work.Tick(w.now, w.n, ClientTimeoutTicks, w.sendRequest, w.issue)
 		if done && w.clientsDoneAt < 0 {
 			w.clientsDoneAt = w.now
 		}

@@ -23,7 +23,7 @@ import (
 func Run(cfg Config) Result {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
-		return Result{Seed: cfg.Seed, Violations: []Violation{{Seed: cfg.Seed, Kind: KindInternal, Detail: err.Error()}}}
+		return Result{Seed: cfg.Seed, Violations: simkit.Invalid(cfg.Seed, err)}
 	}
 	w := &world{
 		cfg: cfg, n: cfg.Replicas, f: protocol.FaultTolerance(cfg.Replicas),
@@ -35,13 +35,20 @@ func Run(cfg Config) Result {
 	w.res.Seed = cfg.Seed
 	w.check = newChecker(w.violate)
 	defer w.close()
-	if err := w.setup(); err != nil {
-		w.violate(KindInternal, fmt.Sprintf("setup: %v", err))
-		return w.res
-	}
-	w.loop()
-	w.finish()
+	simkit.Drive(w.setup, w.loop, w.finish, w.violate)
 	return w.res
+}
+
+// close releases what the run holds: snapshots and databases.
+func (w *world) close() {
+	for _, h := range w.hosts {
+		for _, s := range h.snaps {
+			s.Release()
+		}
+		if h.db != nil {
+			_ = h.db.Close()
+		}
+	}
 }
 
 func replicaKey(i int) ed25519.PrivateKey {
@@ -252,24 +259,15 @@ func (w *world) finish() {
 	}
 }
 
-func (w *world) close() {
-	for _, h := range w.hosts {
-		for _, s := range h.snaps {
-			s.Release()
-		}
-		if h.db != nil {
-			_ = h.db.Close()
-		}
-	}
-}
-
 // RunMany runs seeds start..start+count-1 of cfg on workers goroutines
 // (GOMAXPROCS when workers <= 0), each seed a separate single-threaded
 // run, and returns the results in seed order.
 func RunMany(cfg Config, start, count uint64, workers int) []Result {
-	return simkit.RunMany(start, count, workers, func(seed uint64) Result {
-		c := cfg
-		c.Seed = seed
-		return Run(c)
-	})
+	return simkit.RunMany(start, count, workers, cfg.runSeed)
+}
+
+// runSeed runs c with seed.
+func (c Config) runSeed(seed uint64) Result {
+	c.Seed = seed
+	return Run(c)
 }

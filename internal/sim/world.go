@@ -220,9 +220,7 @@ func (w *world) deliver(e *event) {
 
 // violate records a failed check and stops the run.
 func (w *world) violate(kind, detail string) {
-	v := Violation{Seed: w.cfg.Seed, Kind: kind, Step: w.steps, Tick: w.now, Detail: detail}
-	w.log.Debug("violation", "seed", w.cfg.Seed, "kind", kind, "step", w.steps, "detail", detail)
-	w.res.Violations = append(w.res.Violations, v)
+	w.res.Violations = append(w.res.Violations, simkit.Violated(w.log, w.cfg.Seed, kind, w.steps, w.now, detail))
 	w.stop = true
 }
 
@@ -257,13 +255,7 @@ func (w *world) loop() {
 				return
 			}
 		}
-		done := true
-		for _, c := range w.clients {
-			c.tick()
-			if !c.Done() {
-				done = false
-			}
-		}
+		done := w.work.Tick(w.now, w.n, ClientTimeoutTicks, w.sendRequest, w.issue)
 		if done && w.calm() {
 			return
 		}

@@ -117,6 +117,21 @@ func (c *Client[M]) Accept(rng *rand.Rand, now int64, r *wire.Reply) {
 // Workload is a simulator's clients, by index.
 type Workload[M any] []*Client[M]
 
+// Tick is every client's tick at now (Client.Tick), in index order: send
+// resends a pending operation, issue(i) issues client i's next one. It
+// reports whether every client is done.
+func (cs Workload[M]) Tick(now int64, n int, timeout int64, send func(client int, to uint32, m M), issue func(client int)) (done bool) {
+	done = true
+	for _, c := range cs {
+		resend := func(to uint32, m M) { send(c.Index, to, m) }
+		if c.Tick(now, n, timeout, resend) {
+			issue(c.Index)
+		}
+		done = done && c.Done()
+	}
+	return done
+}
+
 // Index returns the index of the client with this id, or -1.
 func (cs Workload[M]) Index(id []byte) int {
 	for _, c := range cs {

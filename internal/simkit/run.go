@@ -2,6 +2,7 @@ package simkit
 
 import (
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
 )
@@ -24,8 +25,32 @@ const (
 	KindInternal        = "internal"
 )
 
+// Violated returns the violation of kind found at step and tick of the
+// run of seed, and logs it to log at debug level.
+func Violated(log *slog.Logger, seed uint64, kind string, step uint64, tick int64, detail string) Violation {
+	log.Debug("violation", "seed", seed, "kind", kind, "step", step, "detail", detail)
+	return Violation{Seed: seed, Kind: kind, Step: step, Tick: tick, Detail: detail}
+}
+
 func (v Violation) String() string {
 	return fmt.Sprintf("seed %d: %s violation at step %d (tick %d): %s", v.Seed, v.Kind, v.Step, v.Tick, v.Detail)
+}
+
+// Invalid is the violation of a run whose configuration err rejects.
+func Invalid(seed uint64, err error) []Violation {
+	return []Violation{{Seed: seed, Kind: KindInternal, Detail: err.Error()}}
+}
+
+// Drive runs a world's phases in order: setup, then, if it succeeded,
+// the main loop and the checks at the end. A setup error is reported
+// through fail as an internal violation.
+func Drive(setup func() error, loop, finish func(), fail func(kind, detail string)) {
+	if err := setup(); err != nil {
+		fail(KindInternal, fmt.Sprintf("setup: %v", err))
+		return
+	}
+	loop()
+	finish()
 }
 
 // Tally is the part of a summary of runs that counts and lists what
