@@ -3,7 +3,6 @@ package raftsim
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
 
 	"github.com/pbftnode/pbftnode/internal/simkit"
 	"github.com/pbftnode/pbftnode/wire"
@@ -12,7 +11,7 @@ import (
 // client is a simulated client (simkit.Client's workload, each operation
 // a request) with client/client.go's Raft-mode rules: one operation at a
 // time, sent to the replica it believes leads (replica 0 until a reply
-// names one), sent to every replica after ClientTimeoutTicks (doubling up
+// names one), sent to every replica after simkit.ClientTimeoutTicks (doubling up
 // to 8x), and accepted on the first reply (ReplyQuorum 1), whose leader
 // hint it then follows.
 type client struct {
@@ -27,21 +26,22 @@ func clientID(i int) []byte {
 	return id[:]
 }
 
-func (c *client) issue() {
-	w := c.w
-	o, encoded, err := c.Issue(w.rng, w.now, ClientTimeoutTicks, c.request)
-	if err != nil {
-		w.violate(KindInternal, fmt.Sprintf("client %d: %v", c.Index, err))
-		return
-	}
-	w.check.issued(c.ID, o.Number, encoded)
-	w.sendRequest(c.Index, uint32(max(c.leader, 0)), o.Msg)
+// Request (simkit.Network) is client's new request (it cannot fail).
+func (w *world) Request(client int, number uint64, operation []byte) (*wire.Request, error) {
+	return &wire.Request{ClientId: w.clients[client].ID, RequestNumber: number, Operation: operation}, nil
 }
 
-// request is request number with operation (it cannot fail).
-func (c *client) request(number uint64, operation []byte) (*wire.Request, error) {
-	return &wire.Request{ClientId: c.ID, RequestNumber: number, Operation: operation}, nil
+// Fail (simkit.Network) reports a request that could not be encoded.
+func (w *world) Fail(err error) { w.violate(KindInternal, err.Error()) }
+
+// Issued (simkit.Network) tells the checkers.
+func (w *world) Issued(client []byte, number uint64, operation []byte) {
+	w.check.issued(client, number, operation)
 }
+
+// Target (simkit.Network) is the replica the client believes leads
+// (replica 0 until a reply names one).
+func (w *world) Target(client int) uint32 { return uint32(max(w.clients[client].leader, 0)) }
 
 // handleReply accepts the first reply to the current operation.
 func (c *client) handleReply(from uint32, r *wire.Reply) {
@@ -54,9 +54,6 @@ func (c *client) handleReply(from uint32, r *wire.Reply) {
 	c.Accept(c.w.rng, c.w.now, r)
 	c.w.res.Operations++
 }
-
-// issue issues client i's next operation.
-func (w *world) issue(i int) { w.clients[i].issue() }
 
 // clientIndex returns the simulated client with this id, or -1.
 func (w *world) clientIndex(id []byte) int { return w.work.Index(id) }

@@ -48,18 +48,12 @@ const (
 	// without a leader.
 	ElectionTicks  = 30
 	HeartbeatTicks = 5
-	// ClientTimeoutTicks is how long a client waits for the replica it
-	// believes leads before sending to every replica; later
-	// retransmissions double up to 8x.
-	ClientTimeoutTicks = 60
 	// TransferIdleTicks is how long a state transfer waits for a chunk
 	// before asking the next peer (node/raft_transfer.go's
 	// raftTransferIdleTicks, scaled to the simulator's network).
 	TransferIdleTicks = 100
 	// TransferChunkBytes is small so that transfers take several chunks.
 	TransferChunkBytes = 256
-	// MaxNetworkDelay bounds a message's delay once the network is calm.
-	MaxNetworkDelay = simkit.MaxNetworkDelay
 	// WipeSettleTicks is how long after calm a random schedule waits
 	// before it may wipe a replica (longer than any message stays in
 	// flight, so no message from before calm is left).
@@ -77,7 +71,7 @@ const (
 // timeout, the clients' longest retransmission interval, and generous
 // round trips.
 func LivenessBound(n int) int64 {
-	return 10*2*ElectionTicks + int64(n)*TransferIdleTicks + 8*ClientTimeoutTicks + 50*MaxNetworkDelay
+	return 10*2*ElectionTicks + int64(n)*TransferIdleTicks + 8*simkit.ClientTimeoutTicks + 50*simkit.MaxNetworkDelay
 }
 
 // Config configures one simulated run.
@@ -105,18 +99,10 @@ type Config struct {
 }
 
 // DefaultMaxSteps is Config.MaxSteps' default.
-const DefaultMaxSteps = 3_000_000
+const DefaultMaxSteps = simkit.DefaultMaxSteps
 
 func (c Config) withDefaults() Config {
-	if c.Replicas == 0 {
-		c.Replicas = 3
-	}
-	if c.MaxSteps == 0 {
-		c.MaxSteps = DefaultMaxSteps
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	simkit.Defaults(&c.Replicas, 3, &c.MaxSteps, &c.Logger)
 	return c
 }
 
@@ -153,6 +139,14 @@ const (
 	KindInternal    = simkit.KindInternal
 )
 
+// Result is what one run did and found.
+type Result struct {
+	Seed     uint64 `json:"seed"`
+	Scenario string `json:"scenario"`
+	Counters
+	Violations []Violation `json:"violations,omitempty"`
+}
+
 // Counters are what a run counts; a Summary adds them up over runs.
 type Counters struct {
 	Steps uint64 `json:"steps"`
@@ -175,30 +169,6 @@ type Counters struct {
 	Operations        uint64 `json:"operations"`
 }
 
-func (c *Counters) add(o Counters) {
-	c.Steps += o.Steps
-	c.Ticks += o.Ticks
-	c.Elections += o.Elections
-	c.Snapshots += o.Snapshots
-	c.StateTransfers += o.StateTransfers
-	c.Crashes += o.Crashes
-	c.Wipes += o.Wipes
-	c.WaitingRestarts += o.WaitingRestarts
-	c.Partitions += o.Partitions
-	c.Messages += o.Messages
-	c.Dropped += o.Dropped
-	c.CommittedRequests += o.CommittedRequests
-	c.Operations += o.Operations
-}
-
-// Result is what one run did and found.
-type Result struct {
-	Seed     uint64 `json:"seed"`
-	Scenario string `json:"scenario"`
-	Counters
-	Violations []Violation `json:"violations,omitempty"`
-}
-
 // Summary adds up runs.
 type Summary struct {
 	Runs uint64 `json:"runs"`
@@ -208,7 +178,5 @@ type Summary struct {
 
 // Add adds r to s.
 func (s *Summary) Add(r Result) {
-	s.Runs++
-	s.Counters.add(r.Counters)
-	s.Tally.Add(r.Seed, r.Violations)
+	simkit.Summarize(&s.Runs, &s.Counters, &s.Tally, r.Seed, r.Counters, r.Violations)
 }

@@ -11,7 +11,7 @@ import (
 // drops, duplicates and delays messages, partitions form and heal and
 // replicas crash and restart (at most a minority down at once); from
 // CalmAt on every replica runs, the network is whole and delivers
-// everything within MaxNetworkDelay ticks. A planned wipe happens after
+// everything within simkit.MaxNetworkDelay ticks. A planned wipe happens after
 // calm, at the first tick from wipeFrom on at which the cluster has a
 // stable leader whose whole log every other replica holds, committed.
 type schedule struct {

@@ -122,8 +122,8 @@ func (w *world) sendRaft(from *host, m *raftpb.Message) bool {
 	return w.sendBetween(from, w.hosts[to], event{kind: evRaft, raft: b})
 }
 
-// sendRequest sends a client's request to replica to.
-func (w *world) sendRequest(client int, to uint32, req *wire.Request) {
+// SendRequest (simkit.Network) sends a client's request to replica to.
+func (w *world) SendRequest(client int, to uint32, req *wire.Request) {
 	dst := w.hosts[to]
 	w.transmit(event{kind: evRequest, client: client, to: dst, epoch: dst.epoch, req: req})
 }
@@ -211,7 +211,7 @@ func (w *world) loop() {
 		if w.stop {
 			return
 		}
-		done := w.work.Tick(w.now, w.n, ClientTimeoutTicks, w.sendRequest, w.issue)
+		done := w.work.Tick(w.rng, w.now, w.n, w)
 		if done && w.clientsDoneAt < 0 {
 			w.clientsDoneAt = w.now
 		}

@@ -14,7 +14,7 @@ import (
 
 // client is a simulated client (simkit.Client's workload, each operation
 // a signed request frame): one operation at a time, sent to the primary
-// it believes in, broadcast after ClientTimeoutTicks (doubling up to 8x),
+// it believes in, broadcast after simkit.ClientTimeoutTicks (doubling up to 8x),
 // accepted once f+1 replicas sent the same reply.
 type client struct {
 	*simkit.Client[[]byte]
@@ -27,28 +27,34 @@ type client struct {
 	views   map[uint32]uint64
 }
 
-func (c *client) issue() {
-	w := c.w
-	o, encoded, err := c.Issue(w.rng, w.now, ClientTimeoutTicks, c.sign)
-	if err != nil {
-		w.violate(KindInternal, fmt.Sprintf("client %d: marshal request: %v", c.Index, err))
-		return
-	}
+// Request (simkit.Network) signs client's new request: a frame.
+func (w *world) Request(client int, number uint64, operation []byte) ([]byte, error) {
+	c := w.clients[client]
 	c.results, c.views = map[uint32]string{}, map[uint32]uint64{}
-	w.check.issued(c.ID, o.Number, encoded)
-	w.sendRequest(c.Index, protocol.Primary(c.view, w.n), o.Msg)
-}
-
-// sign encodes request number with operation as a signed frame.
-func (c *client) sign(number uint64, operation []byte) ([]byte, error) {
 	req := &wire.Request{ClientId: c.ID, RequestNumber: number, Operation: operation}
 	payload, err := proto.Marshal(req)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("marshal request: %w", err)
 	}
 	signed := &wire.Signed{Payload: payload, Signature: c.signer.Sign(crypto.DomainClientRequest, payload)}
-	return proto.Marshal(signed)
+	frame, err := proto.Marshal(signed)
+	if err != nil {
+		return nil, fmt.Errorf("marshal request: %w", err)
+	}
+	return frame, nil
 }
+
+// Fail (simkit.Network) reports a request that could not be encoded.
+func (w *world) Fail(err error) { w.violate(KindInternal, err.Error()) }
+
+// Issued (simkit.Network) tells the checkers.
+func (w *world) Issued(client []byte, number uint64, operation []byte) {
+	w.check.issued(client, number, operation)
+}
+
+// Target (simkit.Network) is the primary of the view the client last
+// learnt.
+func (w *world) Target(client int) uint32 { return protocol.Primary(w.clients[client].view, w.n) }
 
 // handleReply applies client/client.go's rule: a replica's first reply
 // stands; f+1 replicas with the same outcome decide; the view moves to the
@@ -83,9 +89,6 @@ func (c *client) handleReply(from uint32, r *wire.Reply) {
 	c.Accept(c.w.rng, c.w.now, r)
 	c.w.res.Operations++
 }
-
-// issue issues client i's next operation.
-func (w *world) issue(i int) { w.clients[i].issue() }
 
 // clientIndex returns the simulated client with this id, or -1.
 func (w *world) clientIndex(id []byte) int { return w.work.Index(id) }

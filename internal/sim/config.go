@@ -36,15 +36,10 @@ const (
 	MaxTimeoutDoublings = 64
 	// RetransmitTicks is the replicas' retransmission timeout.
 	RetransmitTicks = 40
-	// ClientTimeoutTicks is how long a client waits for the primary before
-	// broadcasting a request; later retransmissions double up to 8x.
-	ClientTimeoutTicks = 60
 	// CheckpointInterval and WindowSize are small so that checkpoints,
 	// garbage collection and state transfer happen in every run.
 	CheckpointInterval = 8
 	WindowSize         = 16
-	// MaxNetworkDelay bounds a message's delay once the network is calm.
-	MaxNetworkDelay = simkit.MaxNetworkDelay
 	// FloodFramesPerTick is the byzantine floods' rate in the simulator,
 	// scaled down from a real replica's (byzantine.DefaultFramesPerTick)
 	// so that a campaign stays fast: one frame a tick to some other
@@ -59,13 +54,13 @@ const (
 // (64 x ViewChangeTimeoutTicks); then at most f further views can have a
 // Byzantine primary, each costing one capped timeout; one more timeout
 // covers the new primary's first round. Clients need up to 8 x
-// ClientTimeoutTicks to rebroadcast, and agreement, fetch and state
+// simkit.ClientTimeoutTicks to rebroadcast, and agreement, fetch and state
 // transfer take a few network round trips each (bounded generously by
-// 50 x MaxNetworkDelay per view).
+// 50 x simkit.MaxNetworkDelay per view).
 func LivenessBound(n int) int64 {
 	f := int64(protocol.FaultTolerance(n))
 	views := f + 2
-	return views*(MaxTimeoutDoublings*ViewChangeTimeoutTicks+50*MaxNetworkDelay) + 8*ClientTimeoutTicks
+	return views*(MaxTimeoutDoublings*ViewChangeTimeoutTicks+50*simkit.MaxNetworkDelay) + 8*simkit.ClientTimeoutTicks
 }
 
 // Config configures one simulated run.
@@ -95,18 +90,10 @@ type Config struct {
 }
 
 // DefaultMaxSteps is Config.MaxSteps' default.
-const DefaultMaxSteps = 3_000_000
+const DefaultMaxSteps = simkit.DefaultMaxSteps
 
 func (c Config) withDefaults() Config {
-	if c.Replicas == 0 {
-		c.Replicas = 4
-	}
-	if c.MaxSteps == 0 {
-		c.MaxSteps = DefaultMaxSteps
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	simkit.Defaults(&c.Replicas, 4, &c.MaxSteps, &c.Logger)
 	return c
 }
 
@@ -143,6 +130,14 @@ const (
 	KindInternal        = simkit.KindInternal
 )
 
+// Result is what one run did and found.
+type Result struct {
+	Seed     uint64 `json:"seed"`
+	Scenario string `json:"scenario"`
+	Counters
+	Violations []Violation `json:"violations,omitempty"`
+}
+
 // Counters are what a run counts; a Summary adds them up over runs.
 type Counters struct {
 	Steps          uint64 `json:"steps"`
@@ -163,31 +158,6 @@ type Counters struct {
 	Operations        uint64 `json:"operations"`
 }
 
-func (c *Counters) add(o Counters) {
-	c.Steps += o.Steps
-	c.Ticks += o.Ticks
-	c.ViewChanges += o.ViewChanges
-	c.Checkpoints += o.Checkpoints
-	c.StateTransfers += o.StateTransfers
-	c.Crashes += o.Crashes
-	c.TornCrashes += o.TornCrashes
-	c.Partitions += o.Partitions
-	c.Messages += o.Messages
-	c.Dropped += o.Dropped
-	c.RejectedFrames += o.RejectedFrames
-	c.ByzantineActions += o.ByzantineActions
-	c.CommittedRequests += o.CommittedRequests
-	c.Operations += o.Operations
-}
-
-// Result is what one run did and found.
-type Result struct {
-	Seed     uint64 `json:"seed"`
-	Scenario string `json:"scenario"`
-	Counters
-	Violations []Violation `json:"violations,omitempty"`
-}
-
 // Summary adds up runs.
 type Summary struct {
 	Runs uint64 `json:"runs"`
@@ -197,7 +167,5 @@ type Summary struct {
 
 // Add adds r to s.
 func (s *Summary) Add(r Result) {
-	s.Runs++
-	s.Counters.add(r.Counters)
-	s.Tally.Add(r.Seed, r.Violations)
+	simkit.Summarize(&s.Runs, &s.Counters, &s.Tally, r.Seed, r.Counters, r.Violations)
 }

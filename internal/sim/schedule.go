@@ -11,7 +11,7 @@ import (
 // messages, partitions form and heal and replicas crash and restart (a
 // third of the crashes torn crashes of the primary); from CalmAt on every
 // replica runs, the network is whole and delivers everything within
-// MaxNetworkDelay ticks (Byzantine replicas keep misbehaving).
+// simkit.MaxNetworkDelay ticks (Byzantine replicas keep misbehaving).
 type schedule struct {
 	*simkit.Faults[*host]
 

@@ -137,8 +137,8 @@ func (w *world) sendReplica(from *host, out protocol.Outbound, extraDelay int64)
 	}
 }
 
-// sendRequest sends a client's signed request to every copy of replica to.
-func (w *world) sendRequest(client int, to uint32, frame []byte) {
+// SendRequest (simkit.Network) sends a client's signed request to every copy of replica to.
+func (w *world) SendRequest(client int, to uint32, frame []byte) {
 	note := w.traceNote(frame, false)
 	for _, dst := range w.byID[to] {
 		w.transmit(0, event{kind: evRequest, client: client, to: dst, epoch: dst.epoch, frame: frame, note: note})
@@ -255,7 +255,7 @@ func (w *world) loop() {
 				return
 			}
 		}
-		done := w.work.Tick(w.now, w.n, ClientTimeoutTicks, w.sendRequest, w.issue)
+		done := w.work.Tick(w.rng, w.now, w.n, w)
 		if done && w.calm() {
 			return
 		}

@@ -13,6 +13,11 @@ import (
 // keys are the small key space the clients work on.
 var keys = []string{"x", "y", "z"}
 
+// ClientTimeoutTicks is how long a client waits for the replica it sent
+// an operation to before sending it to every replica; later resends
+// double the wait up to 8x.
+const ClientTimeoutTicks = 60
+
 // Op is one client operation and what became of it; M is how the
 // simulator sends it (a signed frame, a request).
 type Op[M any] struct {
@@ -29,7 +34,7 @@ type Op[M any] struct {
 
 // Client is the workload of one simulated client: Total operations on a
 // small key space, one at a time, each after a random think time,
-// resent to every replica after a timeout that doubles up to 8x. The
+// resent to every replica after ClientTimeoutTicks, doubling up to 8x. The
 // simulator decides where a new operation goes and when a reply decides
 // it.
 type Client[M any] struct {
@@ -57,37 +62,58 @@ func NewClient[M any](index int, id []byte, total int, thinkUntil int64) Client[
 // Done reports whether every operation completed.
 func (c *Client[M]) Done() bool { return c.issued == c.total && c.Cur == nil }
 
-// Tick is the client's tick at now: it reports whether a new operation
-// is due (the caller then calls Issue), or resends the pending one to
-// each of the n replicas through send when its timeout expired.
-func (c *Client[M]) Tick(now int64, n int, timeout int64, send func(to uint32, m M)) (issue bool) {
+// tick is the client's tick at now: it issues a new operation when one
+// is due, or resends the pending one to each of the n replicas when its
+// timeout expired.
+func (c *Client[M]) tick(rng *rand.Rand, now int64, n int, net Network[M]) error {
 	if c.Cur == nil {
-		return c.issued < c.total && now >= c.thinkUntil
+		if c.issued < c.total && now >= c.thinkUntil {
+			return c.issue(rng, now, net)
+		}
+		return nil
 	}
 	if now >= c.Cur.RetransmitAt {
 		c.Cur.Attempts++
 		for i := range n {
-			send(uint32(i), c.Cur.Msg)
+			net.SendRequest(c.Index, uint32(i), c.Cur.Msg)
 		}
-		c.Cur.RetransmitAt = now + timeout<<min(c.Cur.Attempts, 3)
+		c.Cur.RetransmitAt = now + ClientTimeoutTicks<<min(c.Cur.Attempts, 3)
 	}
-	return false
+	return nil
 }
 
-// Issue draws the next operation from rng, has build encode it as a
-// request numbered number, and makes it the pending one (first resent at
-// now+timeout). It returns the operation and its encoding; a build error
-// leaves no operation pending.
-func (c *Client[M]) Issue(rng *rand.Rand, now, timeout int64, build func(number uint64, operation []byte) (M, error)) (*Op[M], []byte, error) {
+// Network is what a simulator's clients send through, for clients whose
+// operations travel as M.
+type Network[M any] interface {
+	// Request encodes client's new request number with operation; it is
+	// called once per new operation.
+	Request(client int, number uint64, operation []byte) (M, error)
+	// Issued notes (for the checkers) that client issued it.
+	Issued(client []byte, number uint64, operation []byte)
+	// Target is the replica a new operation of client goes to first.
+	Target(client int) uint32
+	// SendRequest puts m from client on the network to replica to.
+	SendRequest(client int, to uint32, m M)
+	// Fail reports a request Request could not encode (an internal
+	// error; the operation is not issued).
+	Fail(err error)
+}
+
+// issue draws the next operation from rng, has net encode it, makes it
+// the pending one (first resent ClientTimeoutTicks after now) and sends
+// it. An encoding error leaves no operation pending.
+func (c *Client[M]) issue(rng *rand.Rand, now int64, net Network[M]) error {
 	c.next++
 	c.issued++
 	in, encoded := kvmodel.NextInput(rng, keys[rng.IntN(len(keys))], fmt.Sprintf("c%d.%d", c.Index, c.next), c.known)
-	m, err := build(c.next, encoded)
+	m, err := net.Request(c.Index, c.next, encoded)
 	if err != nil {
-		return nil, nil, err
+		return fmt.Errorf("client %d: %w", c.Index, err)
 	}
-	c.Cur = &Op[M]{Number: c.next, Input: in, Call: now, Msg: m, RetransmitAt: now + timeout}
-	return c.Cur, encoded, nil
+	c.Cur = &Op[M]{Number: c.next, Input: in, Call: now, Msg: m, RetransmitAt: now + ClientTimeoutTicks}
+	net.Issued(c.ID, c.next, encoded)
+	net.SendRequest(c.Index, net.Target(c.Index), m)
+	return nil
 }
 
 // Answers returns the pending operation if r, received from replica
@@ -117,15 +143,13 @@ func (c *Client[M]) Accept(rng *rand.Rand, now int64, r *wire.Reply) {
 // Workload is a simulator's clients, by index.
 type Workload[M any] []*Client[M]
 
-// Tick is every client's tick at now (Client.Tick), in index order: send
-// resends a pending operation, issue(i) issues client i's next one. It
-// reports whether every client is done.
-func (cs Workload[M]) Tick(now int64, n int, timeout int64, send func(client int, to uint32, m M), issue func(client int)) (done bool) {
+// Tick is every client's tick at now, in index order, over n replicas.
+// It reports whether every client is done.
+func (cs Workload[M]) Tick(rng *rand.Rand, now int64, n int, net Network[M]) (done bool) {
 	done = true
 	for _, c := range cs {
-		resend := func(to uint32, m M) { send(c.Index, to, m) }
-		if c.Tick(now, n, timeout, resend) {
-			issue(c.Index)
+		if err := c.tick(rng, now, n, net); err != nil {
+			net.Fail(err)
 		}
 		done = done && c.Done()
 	}
