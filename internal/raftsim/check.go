@@ -61,7 +61,7 @@ func (c *checker) digestAt(h *host, index uint64, digest [32]byte) {
 		return
 	}
 	if rec.digest != digest {
-		c.fail(KindAgreement, fmt.Sprintf("state digest after index %d: replica %d has %x, replica %d had %x",
+		c.fail(simkit.KindAgreement, fmt.Sprintf("state digest after index %d: replica %d has %x, replica %d had %x",
 			index, h.id, digest[:6], rec.replica, rec.digest[:6]))
 	}
 }
@@ -87,7 +87,7 @@ func (c *checker) beforeApply(h *host, exec *execution.Executor, raftLog *storag
 	if e.GetType() == raftpb.EntryType_EntryNormal && len(e.GetData()) > 0 {
 		var entry wire.RaftEntry
 		if err := proto.Unmarshal(e.GetData(), &entry); err != nil {
-			c.fail(KindValidity, fmt.Sprintf("replica %d applies an undecodable entry at index %d: %v", h.id, index, err))
+			c.fail(simkit.KindValidity, fmt.Sprintf("replica %d applies an undecodable entry at index %d: %v", h.id, index, err))
 			return
 		}
 		reqs = entry.GetRequests()
@@ -96,7 +96,7 @@ func (c *checker) beforeApply(h *host, exec *execution.Executor, raftLog *storag
 	if rec, seen := c.entries[index]; !seen {
 		c.entries[index] = entryRecord{replica: h.id, term: e.GetTerm(), hash: hash, requests: simkit.DescribeRequests(reqs)}
 	} else if rec.hash != hash {
-		c.fail(KindAgreement, fmt.Sprintf("index %d: replica %d applied the entry of term %d %s, but replica %d applies the entry of term %d %s",
+		c.fail(simkit.KindAgreement, fmt.Sprintf("index %d: replica %d applied the entry of term %d %s, but replica %d applies the entry of term %d %s",
 			index, rec.replica, rec.term, rec.requests, h.id, e.GetTerm(), simkit.DescribeRequests(reqs)))
 		return
 	}

@@ -124,33 +124,18 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Violation is a failed check.
-type Violation = simkit.Violation
+// KindConvergence is the violation of replicas that did not converge
+// once the clients were done (see checkLiveness); the other kinds are
+// simkit's.
+const KindConvergence = "convergence"
 
-// Violation kinds.
-const (
-	KindAgreement       = simkit.KindAgreement
-	KindValidity        = simkit.KindValidity
-	KindLinearizability = simkit.KindLinearizability
-	KindLiveness        = simkit.KindLiveness
-	// KindConvergence: the replicas did not converge once the clients
-	// were done (see checkLiveness).
-	KindConvergence = "convergence"
-	KindInternal    = simkit.KindInternal
-)
+// KindInternal is simkit.KindInternal: the simulator itself failed.
+const KindInternal = simkit.KindInternal
 
-// Result is what one run did and found.
-type Result struct {
-	Seed     uint64 `json:"seed"`
-	Scenario string `json:"scenario"`
-	Counters
-	Violations []Violation `json:"violations,omitempty"`
-}
-
-// Counters are what a run counts; a Summary adds them up over runs.
+// Counters are what a run counts (simkit.Progress first, simkit.Work
+// last); a Summary adds them up over runs.
 type Counters struct {
-	Steps uint64 `json:"steps"`
-	Ticks int64  `json:"ticks"`
+	simkit.Progress
 	// Elections counts the terms in which some replica became leader.
 	Elections uint64 `json:"elections"`
 	// Snapshots counts the snapshots the replicas took (Output.Snapshot).
@@ -161,22 +146,20 @@ type Counters struct {
 	// WaitingRestarts counts restarts whose Core was built waiting for
 	// state (a crash during a state transfer, or a log that starts after
 	// the application state).
-	WaitingRestarts   uint64 `json:"waiting_restarts"`
-	Partitions        uint64 `json:"partitions"`
-	Messages          uint64 `json:"messages"`
-	Dropped           uint64 `json:"dropped"`
-	CommittedRequests uint64 `json:"committed_requests"`
-	Operations        uint64 `json:"operations"`
+	WaitingRestarts uint64 `json:"waiting_restarts"`
+	Partitions      uint64 `json:"partitions"`
+	Messages        uint64 `json:"messages"`
+	Dropped         uint64 `json:"dropped"`
+	simkit.Work
 }
 
 // Summary adds up runs.
 type Summary struct {
-	Runs uint64 `json:"runs"`
 	Counters
 	simkit.Tally
 }
 
 // Add adds r to s.
 func (s *Summary) Add(r Result) {
-	simkit.Summarize(&s.Runs, &s.Counters, &s.Tally, r.Seed, r.Counters, r.Violations)
+	simkit.Summarize(&s.Counters, &s.Tally, r.Counters, r.Seed, r.Violations)
 }

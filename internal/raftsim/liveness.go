@@ -1,6 +1,10 @@
 package raftsim
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/pbftnode/pbftnode/internal/simkit"
+)
 
 func (w *world) pendingOps() int { return w.work.Pending() }
 
@@ -20,11 +24,11 @@ func (w *world) checkLiveness(clientsDone bool) {
 	bound := LivenessBound(w.n)
 	settled := w.settledAt()
 	if d := w.work.Overdue(w.now, settled, bound); d != "" {
-		w.violate(KindLiveness, d+"; "+w.describeReplicas())
+		w.violate(simkit.KindLiveness, d+"; "+w.describeReplicas())
 		return
 	}
 	if w.sched.wipePending() && w.now > w.sched.wipeFrom+bound {
-		w.violate(KindLiveness, fmt.Sprintf("no stable leader with caught-up followers within %d ticks of tick %d (the planned wipe never happened); %s",
+		w.violate(simkit.KindLiveness, fmt.Sprintf("no stable leader with caught-up followers within %d ticks of tick %d (the planned wipe never happened); %s",
 			bound, w.sched.wipeFrom, w.describeReplicas()))
 		return
 	}

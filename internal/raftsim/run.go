@@ -11,12 +11,20 @@ import (
 	"github.com/pbftnode/pbftnode/wire"
 )
 
+// Result is what one run did and found.
+type Result struct {
+	Seed     uint64 `json:"seed"`
+	Scenario string `json:"scenario"`
+	Counters
+	Violations []simkit.Violation `json:"violations,omitempty"`
+}
+
 // Run runs one seeded simulation and returns what it found. It is
 // deterministic: the same Config gives the same Result.
 func Run(cfg Config) (res Result) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
-		return Result{Seed: cfg.Seed, Violations: simkit.Invalid(cfg.Seed, err)}
+		return Result{Seed: cfg.Seed, Counters: Counters{Progress: simkit.OneRun}, Violations: simkit.Invalid(cfg.Seed, err)}
 	}
 	w := &world{
 		cfg: cfg, n: cfg.Replicas,
@@ -24,7 +32,7 @@ func Run(cfg Config) (res Result) {
 		log:         cfg.Logger,
 		leaderTerms: map[uint64]bool{}, clientsDoneAt: -1,
 	}
-	w.res.Seed = cfg.Seed
+	w.res.Seed, w.res.Progress = cfg.Seed, simkit.OneRun
 	w.check = newChecker(w.violate)
 	defer w.close()
 	defer func() {
@@ -100,7 +108,7 @@ func (w *world) setup() error {
 func (w *world) finish() {
 	if len(w.res.Violations) == 0 {
 		if ok, detail := kvmodel.Check(w.work.History()); !ok {
-			w.violate(KindLinearizability, detail)
+			w.violate(simkit.KindLinearizability, detail)
 		}
 	}
 	w.count()

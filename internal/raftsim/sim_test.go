@@ -3,6 +3,7 @@ package raftsim
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/pbftnode/pbftnode/internal/simkit"
 	"reflect"
 	"testing"
 
@@ -90,10 +91,10 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		plant, kind string
 		limit       uint64
 	}{
-		{PlantAlterOp, KindAgreement, 5},
+		{PlantAlterOp, simkit.KindAgreement, 5},
 		// A stale read shows only when a lagging replica answers a get a
 		// client sent it: about 1 seed in 20.
-		{PlantStaleRead, KindLinearizability, 100},
+		{PlantStaleRead, simkit.KindLinearizability, 100},
 	} {
 		t.Run(tc.plant, func(t *testing.T) {
 			cfg := Config{Plant: tc.plant}

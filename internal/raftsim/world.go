@@ -196,7 +196,7 @@ func (w *world) loop() {
 			return
 		}
 		if w.steps >= w.cfg.MaxSteps {
-			w.violate(KindLiveness, fmt.Sprintf("step limit %d reached with %d operations pending; %s", w.cfg.MaxSteps, w.pendingOps(), w.describeReplicas()))
+			w.violate(simkit.KindLiveness, fmt.Sprintf("step limit %d reached with %d operations pending; %s", w.cfg.MaxSteps, w.pendingOps(), w.describeReplicas()))
 			return
 		}
 		w.sched.apply(w)

@@ -53,7 +53,7 @@ func (c *checker) checkBatch(h *host, id uint32, b protocol.CommittedBatch, stat
 	if !seen {
 		c.bySeq[b.Sequence] = execRecord{replica: id, view: b.View, digest: b.Digest, requests: b.Requests}
 	} else if rec.digest != b.Digest || !sameRequests(rec.requests, b.Requests) {
-		c.fail(KindAgreement, fmt.Sprintf("sequence %d: replica %d executed batch %x (view %d) %s, but replica %d executed batch %x (view %d) %s",
+		c.fail(simkit.KindAgreement, fmt.Sprintf("sequence %d: replica %d executed batch %x (view %d) %s, but replica %d executed batch %x (view %d) %s",
 			b.Sequence, rec.replica, rec.digest[:6], rec.view, simkit.DescribeRequests(rec.requests), id, b.Digest[:6], b.View, simkit.DescribeRequests(b.Requests)))
 		return
 	}

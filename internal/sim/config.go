@@ -115,57 +115,40 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Violation is a failed check.
-type Violation = simkit.Violation
+// KindEquivocation is the violation of a correct replica that sent two
+// different votes for one view and sequence (see equivocationChecker);
+// the other kinds are simkit's.
+const KindEquivocation = "equivocation"
 
-// Violation kinds.
-const (
-	KindAgreement = simkit.KindAgreement
-	// KindEquivocation: a correct replica sent two different votes for
-	// one view and sequence (see equivocationChecker).
-	KindEquivocation    = "equivocation"
-	KindValidity        = simkit.KindValidity
-	KindLinearizability = simkit.KindLinearizability
-	KindLiveness        = simkit.KindLiveness
-	KindInternal        = simkit.KindInternal
-)
+// KindInternal is simkit.KindInternal: the simulator itself failed.
+const KindInternal = simkit.KindInternal
 
-// Result is what one run did and found.
-type Result struct {
-	Seed     uint64 `json:"seed"`
-	Scenario string `json:"scenario"`
-	Counters
-	Violations []Violation `json:"violations,omitempty"`
-}
-
-// Counters are what a run counts; a Summary adds them up over runs.
+// Counters are what a run counts (simkit.Progress first, simkit.Work
+// last); a Summary adds them up over runs.
 type Counters struct {
-	Steps          uint64 `json:"steps"`
-	Ticks          int64  `json:"ticks"`
+	simkit.Progress
 	ViewChanges    uint64 `json:"view_changes"`
 	Checkpoints    uint64 `json:"checkpoints"`
 	StateTransfers uint64 `json:"state_transfers"`
 	Crashes        uint64 `json:"crashes"`
 	// TornCrashes counts crashes of a primary between sending its
 	// PRE-PREPAREs (Outbound.BeforePersist) and persisting them.
-	TornCrashes       uint64 `json:"torn_crashes"`
-	Partitions        uint64 `json:"partitions"`
-	Messages          uint64 `json:"messages"`
-	Dropped           uint64 `json:"dropped"`
-	RejectedFrames    uint64 `json:"rejected_frames"`
-	ByzantineActions  uint64 `json:"byzantine_actions"`
-	CommittedRequests uint64 `json:"committed_requests"`
-	Operations        uint64 `json:"operations"`
+	TornCrashes      uint64 `json:"torn_crashes"`
+	Partitions       uint64 `json:"partitions"`
+	Messages         uint64 `json:"messages"`
+	Dropped          uint64 `json:"dropped"`
+	RejectedFrames   uint64 `json:"rejected_frames"`
+	ByzantineActions uint64 `json:"byzantine_actions"`
+	simkit.Work
 }
 
 // Summary adds up runs.
 type Summary struct {
-	Runs uint64 `json:"runs"`
 	Counters
 	simkit.Tally
 }
 
 // Add adds r to s.
 func (s *Summary) Add(r Result) {
-	simkit.Summarize(&s.Runs, &s.Counters, &s.Tally, r.Seed, r.Counters, r.Violations)
+	simkit.Summarize(&s.Counters, &s.Tally, r.Counters, r.Seed, r.Violations)
 }

@@ -18,12 +18,20 @@ import (
 	"github.com/pbftnode/pbftnode/storage"
 )
 
+// Result is what one run did and found.
+type Result struct {
+	Seed     uint64 `json:"seed"`
+	Scenario string `json:"scenario"`
+	Counters
+	Violations []simkit.Violation `json:"violations,omitempty"`
+}
+
 // Run runs one seeded simulation and returns what it found. It is
 // deterministic: the same Config gives the same Result.
 func Run(cfg Config) Result {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
-		return Result{Seed: cfg.Seed, Violations: simkit.Invalid(cfg.Seed, err)}
+		return Result{Seed: cfg.Seed, Counters: Counters{Progress: simkit.OneRun}, Violations: simkit.Invalid(cfg.Seed, err)}
 	}
 	w := &world{
 		cfg: cfg, n: cfg.Replicas, f: protocol.FaultTolerance(cfg.Replicas),
@@ -32,7 +40,7 @@ func Run(cfg Config) Result {
 		vcache: map[[32]byte]verified{}, rcache: map[[32]byte]verifiedRequest{},
 		votes: newEquivocationChecker(),
 	}
-	w.res.Seed = cfg.Seed
+	w.res.Seed, w.res.Progress = cfg.Seed, simkit.OneRun
 	w.check = newChecker(w.violate)
 	defer w.close()
 	simkit.Drive(w.setup, w.loop, w.finish, w.violate)
@@ -241,7 +249,7 @@ func (w *world) addHost(h *host) error {
 func (w *world) finish() {
 	if len(w.res.Violations) == 0 {
 		if ok, detail := kvmodel.Check(w.work.History()); !ok {
-			w.violate(KindLinearizability, detail)
+			w.violate(simkit.KindLinearizability, detail)
 		}
 	}
 	w.res.Steps, w.res.Ticks = w.steps, w.now

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"github.com/pbftnode/pbftnode/internal/simkit"
 	"reflect"
 	"testing"
 
@@ -95,7 +96,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 						caught = append(caught, r)
 					}
 				}
-				if len(caught) > 0 && caught[0].Violations[0].Kind == KindAgreement {
+				if len(caught) > 0 && caught[0].Violations[0].Kind == simkit.KindAgreement {
 					break
 				}
 			}
@@ -107,7 +108,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 			}
 			pick := caught[0]
 			for _, r := range caught {
-				if r.Violations[0].Kind == KindAgreement {
+				if r.Violations[0].Kind == simkit.KindAgreement {
 					pick = r
 					break
 				}

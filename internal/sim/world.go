@@ -241,7 +241,7 @@ func (w *world) loop() {
 			return
 		}
 		if w.steps >= w.cfg.MaxSteps {
-			w.violate(KindLiveness, fmt.Sprintf("step limit %d reached with %d operations pending", w.cfg.MaxSteps, w.pendingOps()))
+			w.violate(simkit.KindLiveness, fmt.Sprintf("step limit %d reached with %d operations pending", w.cfg.MaxSteps, w.pendingOps()))
 			return
 		}
 		w.sched.apply(w)
@@ -273,7 +273,7 @@ func (w *world) checkLiveness() {
 		return
 	}
 	if d := w.work.Overdue(w.now, w.sched.CalmAt, LivenessBound(w.n)); d != "" {
-		w.violate(KindLiveness, d+"; "+w.describeReplicas())
+		w.violate(simkit.KindLiveness, d+"; "+w.describeReplicas())
 	}
 }
 

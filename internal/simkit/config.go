@@ -24,28 +24,49 @@ func Defaults(replicas *int, def int, maxSteps *uint64, logger **slog.Logger) {
 	}
 }
 
-// Summarize adds one run to a summary of runs: it counts the run, adds
-// its counters C (a struct of uint64 and int64 fields) field by field to
-// total, and tallies its violations.
-func Summarize[C any](runs *uint64, total *C, tally *Tally, seed uint64, counters C, vs []Violation) {
-	*runs++
-	addCounters(total, counters)
+// Progress is what every run counts of itself: Runs (1 for one run's
+// counters, the number of runs in a sum), and the steps and virtual
+// ticks it ran. Simulators embed it first in their counters.
+type Progress struct {
+	Runs  uint64 `json:"runs"`
+	Steps uint64 `json:"steps"`
+	Ticks int64  `json:"ticks"`
+}
+
+// OneRun is the Progress of a run before it starts.
+var OneRun = Progress{Runs: 1}
+
+// Work is what a run's clients got done: the requests some replica
+// committed and the operations the clients completed. Simulators embed
+// it last in their counters.
+type Work struct {
+	CommittedRequests uint64 `json:"committed_requests"`
+	Operations        uint64 `json:"operations"`
+}
+
+// Summarize adds one run to a summary of runs: it adds the run's
+// counters C (a struct of uint64 and int64 fields and structs of them,
+// such as Progress and Work) field by field to total, and tallies its
+// violations.
+func Summarize[C any](total *C, tally *Tally, counters C, seed uint64, vs []Violation) {
+	addFields(reflect.ValueOf(total).Elem(), reflect.ValueOf(counters))
 	tally.Add(seed, vs)
 }
 
-// addCounters adds every field of src to the same field of *dst. Counters
+// addFields adds every field of src to the same field of dst. Counters
 // are integers: another field kind is a broken invariant of the caller's
 // type.
-func addCounters[C any](dst *C, src C) {
-	d, s := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
-	for i := range d.NumField() {
-		switch f := d.Field(i); f.Kind() {
+func addFields(dst, src reflect.Value) {
+	for i := range dst.NumField() {
+		switch f := dst.Field(i); f.Kind() {
 		case reflect.Uint64:
-			f.SetUint(f.Uint() + s.Field(i).Uint())
+			f.SetUint(f.Uint() + src.Field(i).Uint())
 		case reflect.Int64:
-			f.SetInt(f.Int() + s.Field(i).Int())
+			f.SetInt(f.Int() + src.Field(i).Int())
+		case reflect.Struct:
+			addFields(f, src.Field(i))
 		default:
-			panic(fmt.Sprintf("simkit: counter %s is a %s, not an integer", d.Type().Field(i).Name, f.Kind()))
+			panic(fmt.Sprintf("simkit: counter %s is a %s, not an integer", dst.Type().Field(i).Name, f.Kind()))
 		}
 	}
 }
