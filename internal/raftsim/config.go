@@ -124,14 +124,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// KindConvergence is the violation of replicas that did not converge
-// once the clients were done (see checkLiveness); the other kinds are
-// simkit's.
-const KindConvergence = "convergence"
-
-// KindInternal is simkit.KindInternal: the simulator itself failed.
-const KindInternal = simkit.KindInternal
-
 // Counters are what a run counts (simkit.Progress first, simkit.Work
 // last); a Summary adds them up over runs.
 type Counters struct {

@@ -6,6 +6,10 @@ import (
 	"github.com/pbftnode/pbftnode/internal/simkit"
 )
 
+// KindConvergence is the violation of replicas that did not converge
+// once the clients were done (see checkLiveness).
+const KindConvergence = "convergence"
+
 func (w *world) pendingOps() int { return w.work.Pending() }
 
 // settledAt is when the schedule stopped injecting faults: calm, or the

@@ -173,6 +173,9 @@ func (w *world) deliver(e *event) {
 	}
 }
 
+// KindInternal is simkit.KindInternal: the simulator itself failed.
+const KindInternal = simkit.KindInternal
+
 // violate records a failed check and stops the run; checks that fail
 // after it in the same step (consequences of the first) are not recorded.
 func (w *world) violate(kind, detail string) {

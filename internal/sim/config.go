@@ -115,14 +115,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// KindEquivocation is the violation of a correct replica that sent two
-// different votes for one view and sequence (see equivocationChecker);
-// the other kinds are simkit's.
-const KindEquivocation = "equivocation"
-
-// KindInternal is simkit.KindInternal: the simulator itself failed.
-const KindInternal = simkit.KindInternal
-
 // Counters are what a run counts (simkit.Progress first, simkit.Work
 // last); a Summary adds them up over runs.
 type Counters struct {

@@ -218,6 +218,9 @@ func (w *world) deliver(e *event) {
 	}
 }
 
+// KindInternal is simkit.KindInternal: the simulator itself failed.
+const KindInternal = simkit.KindInternal
+
 // violate records a failed check and stops the run.
 func (w *world) violate(kind, detail string) {
 	w.res.Violations = append(w.res.Violations, simkit.Violated(w.log, w.cfg.Seed, kind, w.steps, w.now, detail))
