@@ -2,6 +2,7 @@ package simkit
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -129,5 +130,57 @@ func TestRunManyKeepsSeedOrder(t *testing.T) {
 		if r != uint64(10+i)*2 {
 			t.Fatalf("result %d is %d", i, r)
 		}
+	}
+}
+
+// fakeNet records what the clients send.
+type fakeNet struct {
+	sent   []string
+	issued int
+	fail   error
+}
+
+func (n *fakeNet) Request(client int, number uint64, operation []byte) (uint64, error) {
+	return number, n.fail
+}
+func (n *fakeNet) Issued([]byte, uint64, []byte) { n.issued++ }
+func (n *fakeNet) Target(client int) uint32      { return 2 }
+func (n *fakeNet) SendRequest(client int, to uint32, m uint64) {
+	n.sent = append(n.sent, fmt.Sprintf("c%d->%d#%d", client, to, m))
+}
+func (n *fakeNet) Fail(err error) { n.fail = nil }
+
+func TestWorkloadIssuesResendsAndAccepts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	c := NewClient[uint64](0, []byte("id"), 1, 0)
+	work := Workload[uint64]{&c}
+	net := &fakeNet{}
+	if work.Tick(rng, 0, 3, net) || net.issued != 1 || len(net.sent) != 1 || net.sent[0] != "c0->2#1" {
+		t.Fatalf("first tick: sent %v issued %d", net.sent, net.issued)
+	}
+	if work.Pending() != 1 || work.Overdue(10, 0, 20) != "" || work.Overdue(30, 0, 20) == "" {
+		t.Fatal("pending and overdue operations miscounted")
+	}
+	work.Tick(rng, ClientTimeoutTicks, 3, net)
+	if len(net.sent) != 4 || c.Cur.RetransmitAt != ClientTimeoutTicks+ClientTimeoutTicks<<1 {
+		t.Fatalf("resend: sent %v, next at %d", net.sent, c.Cur.RetransmitAt)
+	}
+	reply := &wire.Reply{Replica: 1, ClientId: []byte("id"), RequestNumber: 1, Result: []byte{}}
+	if c.Answers(2, reply) != nil || c.Answers(1, reply) == nil {
+		t.Fatal("a reply from a replica other than its sender answered")
+	}
+	c.Accept(rng, 70, reply)
+	if !c.Done() || work.Pending() != 0 || len(work.History()) != 1 || work.Index([]byte("id")) != 0 {
+		t.Fatalf("accepted operation: done %v history %d", c.Done(), len(work.History()))
+	}
+}
+
+func TestWorkloadReportsEncodingErrors(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	c := NewClient[uint64](0, []byte("id"), 1, 0)
+	net := &fakeNet{fail: errors.New("no")}
+	Workload[uint64]{&c}.Tick(rng, 0, 3, net)
+	if net.fail != nil || c.Cur != nil || net.issued != 0 || len(net.sent) != 0 {
+		t.Fatalf("an unencodable request was issued: %+v", net)
 	}
 }
