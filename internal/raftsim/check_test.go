@@ -13,6 +13,26 @@ type failures []string
 
 func (f *failures) fail(kind, detail string) { *f = append(*f, kind+": "+detail) }
 
+// newTestExecutor is an executor of the KV application on an in-memory
+// database that the test closes at its end.
+func newTestExecutor(t *testing.T) *execution.Executor {
+	t.Helper()
+	db, err := storage.OpenMem(storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	kv, err := execution.NewKV(db.LevelDB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec, err := execution.NewExecutor(db, kv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exec
+}
+
 func TestDigestAgreement(t *testing.T) {
 	var got failures
 	c := newChecker(got.fail)
@@ -29,19 +49,7 @@ func TestDigestAgreement(t *testing.T) {
 }
 
 func TestRequestValidity(t *testing.T) {
-	db, err := storage.OpenMem(storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	kv, err := execution.NewKV(db.LevelDB())
-	if err != nil {
-		t.Fatal(err)
-	}
-	exec, err := execution.NewExecutor(db, kv, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	exec := newTestExecutor(t)
 	put := execution.EncodePut([]byte("x"), []byte("1"))
 	id := clientID(0)
 	for _, tc := range []struct {
@@ -76,19 +84,7 @@ func TestRequestValidity(t *testing.T) {
 }
 
 func TestPickSnapshotAtOrAboveNeed(t *testing.T) {
-	db, err := storage.OpenMem(storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	kv, err := execution.NewKV(db.LevelDB())
-	if err != nil {
-		t.Fatal(err)
-	}
-	exec, err := execution.NewExecutor(db, kv, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	exec := newTestExecutor(t)
 	var snaps []*execution.StateSnapshot
 	for seq := uint64(1); seq <= 3; seq++ {
 		if _, err := exec.Apply(seq, nil); err != nil {

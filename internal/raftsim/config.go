@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"github.com/pbftnode/pbftnode/internal/simkit"
 	"github.com/pbftnode/pbftnode/statetransfer"
 )
 
@@ -48,17 +49,11 @@ const (
 	// without a leader.
 	ElectionTicks  = 30
 	HeartbeatTicks = 5
-	// ClientTimeoutTicks is how long a client waits for the replica it
-	// believes leads before sending to every replica; later
-	// retransmissions double up to 8x.
-	ClientTimeoutTicks = 60
 	// TransferIdleTicks is how long a state transfer waits for a chunk
 	// before asking the next peer: the runtimes' own.
 	TransferIdleTicks = statetransfer.DefaultIdleTicks
 	// TransferChunkBytes is small so that transfers take several chunks.
 	TransferChunkBytes = 256
-	// MaxNetworkDelay bounds a message's delay once the network is calm.
-	MaxNetworkDelay = 3
 	// WipeSettleTicks is how long after calm a random schedule waits
 	// before it may wipe a replica (longer than any message stays in
 	// flight, so no message from before calm is left).
@@ -76,7 +71,7 @@ const (
 // timeout, the clients' longest retransmission interval, and generous
 // round trips.
 func LivenessBound(n int) int64 {
-	return 10*2*ElectionTicks + int64(n)*TransferIdleTicks + 8*ClientTimeoutTicks + 50*MaxNetworkDelay
+	return 10*2*ElectionTicks + int64(n)*TransferIdleTicks + 8*simkit.ClientTimeoutTicks + 50*simkit.MaxNetworkDelay
 }
 
 // Config configures one simulated run.
@@ -104,18 +99,10 @@ type Config struct {
 }
 
 // DefaultMaxSteps is Config.MaxSteps' default.
-const DefaultMaxSteps = 3_000_000
+const DefaultMaxSteps = simkit.DefaultMaxSteps
 
 func (c Config) withDefaults() Config {
-	if c.Replicas == 0 {
-		c.Replicas = 3
-	}
-	if c.MaxSteps == 0 {
-		c.MaxSteps = DefaultMaxSteps
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	simkit.Defaults(&c.Replicas, 3, &c.MaxSteps, &c.Logger)
 	return c
 }
 
@@ -137,33 +124,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Violation is a failed check.
-type Violation struct {
-	Seed   uint64 `json:"seed"`
-	Kind   string `json:"kind"`
-	Step   uint64 `json:"step"`
-	Tick   int64  `json:"tick"`
-	Detail string `json:"detail"`
-}
-
-// Violation kinds.
-const (
-	KindAgreement       = "agreement"
-	KindValidity        = "validity"
-	KindLinearizability = "linearizability"
-	KindLiveness        = "liveness"
-	KindConvergence     = "convergence"
-	KindInternal        = "internal"
-)
-
-func (v Violation) String() string {
-	return fmt.Sprintf("seed %d: %s violation at step %d (tick %d): %s", v.Seed, v.Kind, v.Step, v.Tick, v.Detail)
-}
-
-// Counters are what a run counts; a Summary adds them up over runs.
+// Counters are what a run counts (simkit.Progress first, simkit.Work
+// last); a Summary adds them up over runs.
 type Counters struct {
-	Steps uint64 `json:"steps"`
-	Ticks int64  `json:"ticks"`
+	simkit.Progress
 	// Elections counts the terms in which some replica became leader.
 	Elections uint64 `json:"elections"`
 	// Snapshots counts the snapshots the replicas took (Output.Snapshot).
@@ -174,54 +138,20 @@ type Counters struct {
 	// WaitingRestarts counts restarts whose Core was built waiting for
 	// state (a crash during a state transfer, or a log that starts after
 	// the application state).
-	WaitingRestarts   uint64 `json:"waiting_restarts"`
-	Partitions        uint64 `json:"partitions"`
-	Messages          uint64 `json:"messages"`
-	Dropped           uint64 `json:"dropped"`
-	CommittedRequests uint64 `json:"committed_requests"`
-	Operations        uint64 `json:"operations"`
-}
-
-func (c *Counters) add(o Counters) {
-	c.Steps += o.Steps
-	c.Ticks += o.Ticks
-	c.Elections += o.Elections
-	c.Snapshots += o.Snapshots
-	c.StateTransfers += o.StateTransfers
-	c.Crashes += o.Crashes
-	c.Wipes += o.Wipes
-	c.WaitingRestarts += o.WaitingRestarts
-	c.Partitions += o.Partitions
-	c.Messages += o.Messages
-	c.Dropped += o.Dropped
-	c.CommittedRequests += o.CommittedRequests
-	c.Operations += o.Operations
-}
-
-// Result is what one run did and found.
-type Result struct {
-	Seed     uint64 `json:"seed"`
-	Scenario string `json:"scenario"`
-	Counters
-	Violations []Violation `json:"violations,omitempty"`
+	WaitingRestarts uint64 `json:"waiting_restarts"`
+	Partitions      uint64 `json:"partitions"`
+	Messages        uint64 `json:"messages"`
+	Dropped         uint64 `json:"dropped"`
+	simkit.Work
 }
 
 // Summary adds up runs.
 type Summary struct {
-	Runs uint64 `json:"runs"`
 	Counters
-	Violations  uint64      `json:"violations"`
-	FailedSeeds []uint64    `json:"failed_seeds"`
-	Failures    []Violation `json:"failures,omitempty"`
+	simkit.Tally
 }
 
 // Add adds r to s.
 func (s *Summary) Add(r Result) {
-	s.Runs++
-	s.Counters.add(r.Counters)
-	if len(r.Violations) > 0 {
-		s.Violations += uint64(len(r.Violations))
-		s.FailedSeeds = append(s.FailedSeeds, r.Seed)
-		s.Failures = append(s.Failures, r.Violations...)
-	}
+	simkit.Summarize(&s.Counters, &s.Tally, r.Counters, r.Seed, r.Violations)
 }

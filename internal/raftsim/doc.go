@@ -33,10 +33,16 @@
 // ticks) and convergence (at the end every replica has applied the same
 // log and holds the same state digest). See docs/testing.md.
 //
-// Files: config.go (Config, Result, Summary, timing), world.go (event
-// queue, virtual network, main loop), host.go, app.go and transfer.go
-// (one replica: Core and driver, storage, executor, crash, restart, wipe,
-// the driver's Network, Snapshots and Observer, serving state), client.go (simulated clients), schedule.go (network faults,
-// crashes, wipes), check.go, linear.go and liveness.go (the checkers),
-// run.go (Run and RunMany).
+// The scaffolding it shares with internal/sim is internal/simkit's: the
+// event queue, the network's fault plan (rates, partitions, crash timing,
+// calm), the client workload and its porcupine history, the validity
+// checker, and RunMany. What is the Raft mode's stays here.
+//
+// Files: config.go (Config, Counters, Summary, timing), world.go (events,
+// virtual network, main loop), host.go, app.go and transfer.go (one
+// replica: Core and driver, storage, executor, crash, restart, wipe, the
+// driver's Network, Snapshots and Observer, serving state),
+// client.go (the clients' Raft-mode rules: leader hints, first reply),
+// schedule.go (asymmetric partitions, leader crashes, wipes), check.go
+// and liveness.go (the checkers), run.go (Result, Run and RunMany).
 package raftsim

@@ -1,20 +1,20 @@
 package raftsim
 
-import "fmt"
+import (
+	"fmt"
 
-func (w *world) pendingOps() int {
-	n := 0
-	for _, c := range w.clients {
-		if c.cur != nil {
-			n++
-		}
-	}
-	return n
-}
+	"github.com/pbftnode/pbftnode/internal/simkit"
+)
+
+// KindConvergence is the violation of replicas that did not converge
+// once the clients were done (see checkLiveness).
+const KindConvergence = "convergence"
+
+func (w *world) pendingOps() int { return w.work.Pending() }
 
 // settledAt is when the schedule stopped injecting faults: calm, or the
 // last wipe after it.
-func (w *world) settledAt() int64 { return max(w.sched.calmAt, w.sched.wipedAt) }
+func (w *world) settledAt() int64 { return max(w.sched.CalmAt, w.sched.wipedAt) }
 
 // checkLiveness fails the run when, after calm, an operation is pending
 // past its deadline (LivenessBound ticks after the later of calm, the last
@@ -27,18 +27,12 @@ func (w *world) checkLiveness(clientsDone bool) {
 	}
 	bound := LivenessBound(w.n)
 	settled := w.settledAt()
-	for _, c := range w.clients {
-		if c.cur == nil {
-			continue
-		}
-		if start := max(settled, c.cur.call); w.now > start+bound {
-			w.violate(KindLiveness, fmt.Sprintf("client %d request %d (%s) issued at tick %d still pending %d ticks after calm (tick %d); bound %d; %s",
-				c.idx, c.cur.number, c.cur.input, c.cur.call, w.now-settled, settled, bound, w.describeReplicas()))
-			return
-		}
+	if d := w.work.Overdue(w.now, settled, bound); d != "" {
+		w.violate(simkit.KindLiveness, d+"; "+w.describeReplicas())
+		return
 	}
 	if w.sched.wipePending() && w.now > w.sched.wipeFrom+bound {
-		w.violate(KindLiveness, fmt.Sprintf("no stable leader with caught-up followers within %d ticks of tick %d (the planned wipe never happened); %s",
+		w.violate(simkit.KindLiveness, fmt.Sprintf("no stable leader with caught-up followers within %d ticks of tick %d (the planned wipe never happened); %s",
 			bound, w.sched.wipeFrom, w.describeReplicas()))
 		return
 	}

@@ -3,20 +3,28 @@ package raftsim
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime"
-	"sync"
 
 	"github.com/pbftnode/pbftnode/internal/kvmodel"
+	"github.com/pbftnode/pbftnode/internal/simkit"
 
 	"github.com/pbftnode/pbftnode/storage"
+	"github.com/pbftnode/pbftnode/wire"
 )
+
+// Result is what one run did and found.
+type Result struct {
+	Seed     uint64 `json:"seed"`
+	Scenario string `json:"scenario"`
+	Counters
+	Violations []simkit.Violation `json:"violations,omitempty"`
+}
 
 // Run runs one seeded simulation and returns what it found. It is
 // deterministic: the same Config gives the same Result.
 func Run(cfg Config) (res Result) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
-		return Result{Seed: cfg.Seed, Violations: []Violation{{Seed: cfg.Seed, Kind: KindInternal, Detail: err.Error()}}}
+		return Result{Seed: cfg.Seed, Counters: Counters{Progress: simkit.OneRun}, Violations: simkit.Invalid(cfg.Seed, err)}
 	}
 	w := &world{
 		cfg: cfg, n: cfg.Replicas,
@@ -24,7 +32,7 @@ func Run(cfg Config) (res Result) {
 		log:         cfg.Logger,
 		leaderTerms: map[uint64]bool{}, clientsDoneAt: -1,
 	}
-	w.res.Seed = cfg.Seed
+	w.res.Seed, w.res.Progress = cfg.Seed, simkit.OneRun
 	w.check = newChecker(w.violate)
 	defer w.close()
 	defer func() {
@@ -33,13 +41,18 @@ func Run(cfg Config) (res Result) {
 			res = w.res
 		}
 	}()
-	if err := w.setup(); err != nil {
-		w.violate(KindInternal, fmt.Sprintf("setup: %v", err))
-		return w.res
-	}
-	w.loop()
-	w.finish()
+	simkit.Drive(w.setup, w.loop, w.finish, w.violate)
 	return w.res
+}
+
+// close releases what the run holds: snapshots and databases.
+func (w *world) close() {
+	for _, h := range w.hosts {
+		h.releaseSnapshots()
+		if h.db != nil {
+			_ = h.db.Close()
+		}
+	}
 }
 
 // setup draws the scenario from the seed and builds the replicas and
@@ -75,8 +88,9 @@ func (w *world) setup() error {
 		ops = 150
 	}
 	for i := range nClients {
-		w.clients = append(w.clients, &client{w: w, idx: i, id: clientID(i), known: kvmodel.Known{},
-			total: ops / nClients, thinkUntil: r.Int64N(20)})
+		c := simkit.NewClient[*wire.Request](i, clientID(i), ops/nClients, r.Int64N(20))
+		w.work = append(w.work, &c)
+		w.clients = append(w.clients, &client{Client: &c, w: w})
 	}
 	t := w.tuning
 	w.res.Scenario = fmt.Sprintf("n=%d %s snapshot-interval=%d batch<=%d inflight<=%d msg<=%dB clients=%d ops=%d",
@@ -93,8 +107,8 @@ func (w *world) setup() error {
 // finish checks the client histories and fills in the run's statistics.
 func (w *world) finish() {
 	if len(w.res.Violations) == 0 {
-		if ok, detail := kvmodel.Check(historyOf(w.clients)); !ok {
-			w.violate(KindLinearizability, detail)
+		if ok, detail := kvmodel.Check(w.work.History()); !ok {
+			w.violate(simkit.KindLinearizability, detail)
 		}
 	}
 	w.count()
@@ -103,7 +117,7 @@ func (w *world) finish() {
 // count fills in the run's statistics.
 func (w *world) count() {
 	w.res.Steps, w.res.Ticks = w.steps, w.now
-	w.res.CommittedRequests = uint64(len(w.check.committed))
+	w.res.CommittedRequests = uint64(len(w.check.Committed))
 	w.res.Elections = uint64(len(w.leaderTerms))
 	if s := w.sched; s.wipedReplica >= 0 {
 		w.res.Scenario += fmt.Sprintf(" wiped=%d@%d", s.wipedReplica, s.wipedAt)
@@ -123,40 +137,15 @@ func (w *world) panicked(p any) {
 	w.count()
 }
 
-func (w *world) close() {
-	for _, h := range w.hosts {
-		h.releaseSnapshots()
-		if h.db != nil {
-			_ = h.db.Close()
-		}
-	}
-}
-
 // RunMany runs seeds start..start+count-1 of cfg on workers goroutines
 // (GOMAXPROCS when workers <= 0), each seed a separate single-threaded
 // run, and returns the results in seed order.
 func RunMany(cfg Config, start, count uint64, workers int) []Result {
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	results := make([]Result, count)
-	next := make(chan uint64)
-	var wg sync.WaitGroup
-	for range min(uint64(workers), max(count, 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				c := cfg
-				c.Seed = start + i
-				results[i] = Run(c)
-			}
-		}()
-	}
-	for i := range count {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	return results
+	return simkit.RunMany(start, count, workers, cfg.runSeed)
+}
+
+// runSeed runs c with seed.
+func (c Config) runSeed(seed uint64) Result {
+	c.Seed = seed
+	return Run(c)
 }

@@ -3,49 +3,20 @@ package raftsim
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"reflect"
-	"runtime/debug"
-	"strconv"
 	"testing"
+
+	"github.com/pbftnode/pbftnode/internal/simkit"
+
+	"github.com/pbftnode/pbftnode/internal/simkit/simtest"
 )
 
-// raceEnabled reports whether this test binary was built with -race (as
-// internal/sim does): the race detector slows the simulator about 10x,
-// and the seeds are single-threaded runs that share nothing, so a race
-// build runs fewer of them.
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" && s.Value == "true" {
-			return true
-		}
-	}
-	return false
-}
-
 // testSeeds is how many seeds a test runs: normal, or raced under the
-// race detector, a quarter of normal with -short; PBFTNODE_RAFTSIM_SEEDS
+// race detector (which slows the simulator about 10x), a quarter of normal with -short; PBFTNODE_RAFTSIM_SEEDS
 // sets it for a long campaign.
 func testSeeds(t *testing.T, normal, raced uint64) uint64 {
 	t.Helper()
-	if s := os.Getenv("PBFTNODE_RAFTSIM_SEEDS"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("PBFTNODE_RAFTSIM_SEEDS=%q: %v", s, err)
-		}
-		return n
-	}
-	switch {
-	case raceEnabled():
-		return raced
-	case testing.Short():
-		return max(1, normal/4)
-	}
-	return normal
+	return simtest.Seeds(t, "PBFTNODE_RAFTSIM_SEEDS", normal, raced, max(1, normal/4))
 }
 
 func requireClean(t *testing.T, cfg Config, results []Result) Summary {
@@ -121,10 +92,10 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 		plant, kind string
 		limit       uint64
 	}{
-		{PlantAlterOp, KindAgreement, 5},
+		{PlantAlterOp, simkit.KindAgreement, 5},
 		// A stale read shows only when a lagging replica answers a get a
 		// client sent it: about 1 seed in 20.
-		{PlantStaleRead, KindLinearizability, 100},
+		{PlantStaleRead, simkit.KindLinearizability, 100},
 	} {
 		t.Run(tc.plant, func(t *testing.T) {
 			cfg := Config{Plant: tc.plant}

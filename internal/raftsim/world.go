@@ -1,7 +1,6 @@
 package raftsim
 
 import (
-	"container/heap"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -9,6 +8,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pbftnode/pbftnode/internal/simkit"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -22,13 +22,10 @@ const (
 	evReply                         // a reply to a client
 )
 
-// event is something the network delivers at tick at. Events of one tick
-// are delivered in the order of their random key: the network reorders.
+// event is a message the network delivers (see simkit.Queue: events of
+// one tick are delivered in a random order, the network reorders).
 type event struct {
-	at    int64
-	order uint64
-	id    uint64
-	kind  eventKind
+	kind eventKind
 	// from is the sending replica (all but evRequest) and fromEpoch its
 	// incarnation when it sent.
 	from      *host
@@ -48,29 +45,6 @@ type event struct {
 	reply  *wire.Reply
 }
 
-type eventQueue []*event
-
-func (q eventQueue) Len() int { return len(q) }
-func (q eventQueue) Less(i, j int) bool {
-	a, b := q[i], q[j]
-	if a.at != b.at {
-		return a.at < b.at
-	}
-	if a.order != b.order {
-		return a.order < b.order
-	}
-	return a.id < b.id
-}
-func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *eventQueue) Push(x any)   { *q = append(*q, x.(*event)) }
-func (q *eventQueue) Pop() any {
-	old := *q
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*q = old[:len(old)-1]
-	return e
-}
-
 // world is one run: every replica, client and message in flight.
 type world struct {
 	cfg Config
@@ -78,13 +52,15 @@ type world struct {
 	rng *rand.Rand
 	log *slog.Logger
 
-	now     int64
-	steps   uint64
-	queue   eventQueue
-	eventID uint64
+	now   int64
+	steps uint64
+	queue simkit.Queue[event]
 
-	hosts   []*host
+	hosts []*host
+	// clients are the simulated clients; work their shared workload
+	// state (the same clients, by index).
 	clients []*client
+	work    simkit.Workload[*wire.Request]
 	sched   *schedule
 	check   *checker
 	tuning  tuning
@@ -100,40 +76,22 @@ type world struct {
 	stop bool
 }
 
-func (w *world) push(e *event) {
-	w.eventID++
-	e.id = w.eventID
-	e.order = w.rng.Uint64()
-	heap.Push(&w.queue, e)
+// transmit sends one message, drawing its fate (see
+// simkit.Faults.Transmit), and counts it.
+func (w *world) transmit(p event) {
+	if !w.sched.Transmit(w.rng, w.now, func(at int64) {
+		w.res.Messages++
+		w.queue.Push(w.rng, at, p)
+	}) {
+		w.res.Dropped++
+	}
 }
 
-// delay returns how many ticks a message takes, whether it is lost, and
-// how many copies arrive (2 when the network duplicates it).
-func (w *world) delay() (ticks int64, dropped bool, copies int) {
-	s := w.sched
-	if w.calm() {
-		return 1 + w.rng.Int64N(MaxNetworkDelay), false, 1
-	}
-	if w.rng.Float64() < s.dropRate {
-		return 0, true, 0
-	}
-	ticks = 1 + w.rng.Int64N(s.maxDelay)
-	if w.rng.Float64() < s.spikeRate {
-		ticks += w.rng.Int64N(40)
-	}
-	copies = 1
-	if w.rng.Float64() < s.dupRate {
-		copies = 2
-	}
-	return ticks, false, copies
-}
-
-func (w *world) calm() bool { return w.now >= w.sched.calmAt }
+func (w *world) calm() bool { return w.sched.Calm(w.now) }
 
 // linked reports whether replica a's messages reach replica b.
 func (w *world) linked(a, b uint32) bool {
-	s := w.sched
-	return w.calm() || s.group[a] == s.group[b] || (s.oneWay && s.group[a] == 0)
+	return w.sched.Linked(w.now, a, b)
 }
 
 // sendBetween puts one replica-to-replica event on the network and
@@ -144,18 +102,8 @@ func (w *world) sendBetween(from, to *host, e event) bool {
 		w.res.Dropped++
 		return false
 	}
-	d, dropped, copies := w.delay()
-	if dropped {
-		w.res.Dropped++
-		return true
-	}
-	for c := range copies {
-		w.res.Messages++
-		ev := e
-		ev.at = w.now + d + int64(c)*w.rng.Int64N(20)
-		ev.from, ev.fromEpoch, ev.to, ev.epoch = from, from.epoch, to, to.epoch
-		w.push(&ev)
-	}
+	e.from, e.fromEpoch, e.to, e.epoch = from, from.epoch, to, to.epoch
+	w.transmit(e)
 	return true
 }
 
@@ -174,29 +122,21 @@ func (w *world) sendRaft(from *host, m *raftpb.Message) bool {
 	return w.sendBetween(from, w.hosts[to], event{kind: evRaft, raft: b})
 }
 
-// sendRequest sends a client's request to replica to.
-func (w *world) sendRequest(client int, to uint32, req *wire.Request) {
+// SendRequest (simkit.Network) sends a client's request to replica to.
+func (w *world) SendRequest(client int, to uint32, req *wire.Request) {
 	dst := w.hosts[to]
-	d, dropped, copies := w.delay()
-	if dropped {
-		w.res.Dropped++
-		return
-	}
-	for c := range copies {
-		w.res.Messages++
-		w.push(&event{at: w.now + d + int64(c)*w.rng.Int64N(20), kind: evRequest, client: client, to: dst, epoch: dst.epoch, req: req})
-	}
+	w.transmit(event{kind: evRequest, client: client, to: dst, epoch: dst.epoch, req: req})
 }
 
 // sendReply sends a reply from replica from to a client.
 func (w *world) sendReply(from *host, client int, r *wire.Reply) {
-	d, dropped, _ := w.delay()
+	d, dropped, _ := w.sched.Delay(w.rng, w.now)
 	if dropped {
 		w.res.Dropped++
 		return
 	}
 	w.res.Messages++
-	w.push(&event{at: w.now + d, kind: evReply, from: from, fromEpoch: from.epoch, client: client, reply: r})
+	w.queue.Push(w.rng, w.now+d, event{kind: evReply, from: from, fromEpoch: from.epoch, client: client, reply: r})
 }
 
 // deliver hands one event to its receiver.
@@ -233,15 +173,16 @@ func (w *world) deliver(e *event) {
 	}
 }
 
+// KindInternal is simkit.KindInternal: the simulator itself failed.
+const KindInternal = simkit.KindInternal
+
 // violate records a failed check and stops the run; checks that fail
 // after it in the same step (consequences of the first) are not recorded.
 func (w *world) violate(kind, detail string) {
 	if w.stop {
 		return
 	}
-	v := Violation{Seed: w.cfg.Seed, Kind: kind, Step: w.steps, Tick: w.now, Detail: detail}
-	w.log.Debug("violation", "seed", w.cfg.Seed, "kind", kind, "step", w.steps, "detail", detail)
-	w.res.Violations = append(w.res.Violations, v)
+	w.res.Violations = append(w.res.Violations, simkit.Violated(w.log, w.cfg.Seed, kind, w.steps, w.now, detail))
 	w.stop = true
 }
 
@@ -249,16 +190,16 @@ func (w *world) violate(kind, detail string) {
 // converged, a check fails, or the step limit is reached.
 func (w *world) loop() {
 	for !w.stop {
-		for len(w.queue) > 0 && w.queue[0].at <= w.now && !w.stop && w.steps < w.cfg.MaxSteps {
-			e := heap.Pop(&w.queue).(*event)
+		for w.queue.Due(w.now) && !w.stop && w.steps < w.cfg.MaxSteps {
+			e := w.queue.Pop()
 			w.steps++
-			w.deliver(e)
+			w.deliver(&e.Payload)
 		}
 		if w.stop {
 			return
 		}
 		if w.steps >= w.cfg.MaxSteps {
-			w.violate(KindLiveness, fmt.Sprintf("step limit %d reached with %d operations pending; %s", w.cfg.MaxSteps, w.pendingOps(), w.describeReplicas()))
+			w.violate(simkit.KindLiveness, fmt.Sprintf("step limit %d reached with %d operations pending; %s", w.cfg.MaxSteps, w.pendingOps(), w.describeReplicas()))
 			return
 		}
 		w.sched.apply(w)
@@ -273,11 +214,7 @@ func (w *world) loop() {
 		if w.stop {
 			return
 		}
-		done := true
-		for _, c := range w.clients {
-			c.tick()
-			done = done && c.done()
-		}
+		done := w.work.Tick(w.rng, w.now, w.n, w)
 		if done && w.clientsDoneAt < 0 {
 			w.clientsDoneAt = w.now
 		}

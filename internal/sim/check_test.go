@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"github.com/pbftnode/pbftnode/internal/simkit"
 	"strings"
 	"testing"
 
@@ -32,11 +33,11 @@ func TestAgreementChecker(t *testing.T) {
 	}
 	// Same digest, different requests: still a disagreement.
 	c.checkBatch(&host{id: 3}, 3, protocol.CommittedBatch{Sequence: 1, Digest: crypto.Digest{1}, Requests: []*wire.Request{b}}, always)
-	if len(failures) != 1 || !strings.HasPrefix(failures[0], KindAgreement) {
+	if len(failures) != 1 || !strings.HasPrefix(failures[0], simkit.KindAgreement) {
 		t.Fatalf("different requests at one sequence: %v", failures)
 	}
 	c.checkBatch(&host{id: 3}, 3, protocol.CommittedBatch{Sequence: 1, Digest: crypto.Digest{2}, Requests: []*wire.Request{a}}, always)
-	if len(failures) != 2 || !strings.HasPrefix(failures[1], KindAgreement) {
+	if len(failures) != 2 || !strings.HasPrefix(failures[1], simkit.KindAgreement) {
 		t.Fatalf("different digests at one sequence: %v", failures)
 	}
 }
@@ -54,7 +55,7 @@ func TestValidityChecker(t *testing.T) {
 	}
 	// Executed again as new at a later sequence: at most once is broken.
 	c.checkBatch(h, 1, protocol.CommittedBatch{Sequence: 2, Digest: crypto.Digest{2}, Requests: []*wire.Request{a}}, always)
-	if len(failures) != 1 || !strings.HasPrefix(failures[0], KindValidity) {
+	if len(failures) != 1 || !strings.HasPrefix(failures[0], simkit.KindValidity) {
 		t.Fatalf("double execution: %v", failures)
 	}
 	// A request no client issued.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"github.com/pbftnode/pbftnode/internal/simkit"
 	"github.com/pbftnode/pbftnode/protocol"
 )
 
@@ -35,15 +36,10 @@ const (
 	MaxTimeoutDoublings = 64
 	// RetransmitTicks is the replicas' retransmission timeout.
 	RetransmitTicks = 40
-	// ClientTimeoutTicks is how long a client waits for the primary before
-	// broadcasting a request; later retransmissions double up to 8x.
-	ClientTimeoutTicks = 60
 	// CheckpointInterval and WindowSize are small so that checkpoints,
 	// garbage collection and state transfer happen in every run.
 	CheckpointInterval = 8
 	WindowSize         = 16
-	// MaxNetworkDelay bounds a message's delay once the network is calm.
-	MaxNetworkDelay = 3
 	// FloodFramesPerTick is the byzantine floods' rate in the simulator,
 	// scaled down from a real replica's (byzantine.DefaultFramesPerTick)
 	// so that a campaign stays fast: one frame a tick to some other
@@ -58,13 +54,13 @@ const (
 // (64 x ViewChangeTimeoutTicks); then at most f further views can have a
 // Byzantine primary, each costing one capped timeout; one more timeout
 // covers the new primary's first round. Clients need up to 8 x
-// ClientTimeoutTicks to rebroadcast, and agreement, fetch and state
+// simkit.ClientTimeoutTicks to rebroadcast, and agreement, fetch and state
 // transfer take a few network round trips each (bounded generously by
-// 50 x MaxNetworkDelay per view).
+// 50 x simkit.MaxNetworkDelay per view).
 func LivenessBound(n int) int64 {
 	f := int64(protocol.FaultTolerance(n))
 	views := f + 2
-	return views*(MaxTimeoutDoublings*ViewChangeTimeoutTicks+50*MaxNetworkDelay) + 8*ClientTimeoutTicks
+	return views*(MaxTimeoutDoublings*ViewChangeTimeoutTicks+50*simkit.MaxNetworkDelay) + 8*simkit.ClientTimeoutTicks
 }
 
 // Config configures one simulated run.
@@ -94,18 +90,10 @@ type Config struct {
 }
 
 // DefaultMaxSteps is Config.MaxSteps' default.
-const DefaultMaxSteps = 3_000_000
+const DefaultMaxSteps = simkit.DefaultMaxSteps
 
 func (c Config) withDefaults() Config {
-	if c.Replicas == 0 {
-		c.Replicas = 4
-	}
-	if c.MaxSteps == 0 {
-		c.MaxSteps = DefaultMaxSteps
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	simkit.Defaults(&c.Replicas, 4, &c.MaxSteps, &c.Logger)
 	return c
 }
 
@@ -127,92 +115,32 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Violation is a failed check.
-type Violation struct {
-	Seed   uint64 `json:"seed"`
-	Kind   string `json:"kind"`
-	Step   uint64 `json:"step"`
-	Tick   int64  `json:"tick"`
-	Detail string `json:"detail"`
-}
-
-// Violation kinds.
-const (
-	KindAgreement = "agreement"
-	// KindEquivocation: a correct replica sent two different votes for
-	// one view and sequence (see equivocationChecker).
-	KindEquivocation    = "equivocation"
-	KindValidity        = "validity"
-	KindLinearizability = "linearizability"
-	KindLiveness        = "liveness"
-	KindInternal        = "internal"
-)
-
-func (v Violation) String() string {
-	return fmt.Sprintf("seed %d: %s violation at step %d (tick %d): %s", v.Seed, v.Kind, v.Step, v.Tick, v.Detail)
-}
-
-// Counters are what a run counts; a Summary adds them up over runs.
+// Counters are what a run counts (simkit.Progress first, simkit.Work
+// last); a Summary adds them up over runs.
 type Counters struct {
-	Steps          uint64 `json:"steps"`
-	Ticks          int64  `json:"ticks"`
+	simkit.Progress
 	ViewChanges    uint64 `json:"view_changes"`
 	Checkpoints    uint64 `json:"checkpoints"`
 	StateTransfers uint64 `json:"state_transfers"`
 	Crashes        uint64 `json:"crashes"`
 	// TornCrashes counts crashes of a primary between sending its
 	// PRE-PREPAREs (Outbound.BeforePersist) and persisting them.
-	TornCrashes       uint64 `json:"torn_crashes"`
-	Partitions        uint64 `json:"partitions"`
-	Messages          uint64 `json:"messages"`
-	Dropped           uint64 `json:"dropped"`
-	RejectedFrames    uint64 `json:"rejected_frames"`
-	ByzantineActions  uint64 `json:"byzantine_actions"`
-	CommittedRequests uint64 `json:"committed_requests"`
-	Operations        uint64 `json:"operations"`
-}
-
-func (c *Counters) add(o Counters) {
-	c.Steps += o.Steps
-	c.Ticks += o.Ticks
-	c.ViewChanges += o.ViewChanges
-	c.Checkpoints += o.Checkpoints
-	c.StateTransfers += o.StateTransfers
-	c.Crashes += o.Crashes
-	c.TornCrashes += o.TornCrashes
-	c.Partitions += o.Partitions
-	c.Messages += o.Messages
-	c.Dropped += o.Dropped
-	c.RejectedFrames += o.RejectedFrames
-	c.ByzantineActions += o.ByzantineActions
-	c.CommittedRequests += o.CommittedRequests
-	c.Operations += o.Operations
-}
-
-// Result is what one run did and found.
-type Result struct {
-	Seed     uint64 `json:"seed"`
-	Scenario string `json:"scenario"`
-	Counters
-	Violations []Violation `json:"violations,omitempty"`
+	TornCrashes      uint64 `json:"torn_crashes"`
+	Partitions       uint64 `json:"partitions"`
+	Messages         uint64 `json:"messages"`
+	Dropped          uint64 `json:"dropped"`
+	RejectedFrames   uint64 `json:"rejected_frames"`
+	ByzantineActions uint64 `json:"byzantine_actions"`
+	simkit.Work
 }
 
 // Summary adds up runs.
 type Summary struct {
-	Runs uint64 `json:"runs"`
 	Counters
-	Violations  uint64      `json:"violations"`
-	FailedSeeds []uint64    `json:"failed_seeds"`
-	Failures    []Violation `json:"failures,omitempty"`
+	simkit.Tally
 }
 
 // Add adds r to s.
 func (s *Summary) Add(r Result) {
-	s.Runs++
-	s.Counters.add(r.Counters)
-	if len(r.Violations) > 0 {
-		s.Violations += uint64(len(r.Violations))
-		s.FailedSeeds = append(s.FailedSeeds, r.Seed)
-		s.Failures = append(s.Failures, r.Violations...)
-	}
+	simkit.Summarize(&s.Counters, &s.Tally, r.Counters, r.Seed, r.Violations)
 }

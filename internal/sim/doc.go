@@ -24,11 +24,17 @@
 // and liveness (after the schedule turns calm, every pending operation
 // completes within LivenessBound ticks). See docs/testing.md.
 //
-// Files: config.go (Config, Result, Summary), world.go (the event queue,
+// The scaffolding it shares with internal/raftsim is internal/simkit's:
+// the event queue, the network's fault plan (rates, partitions, crash
+// timing, calm), the client workload and its porcupine history, the
+// validity checker, and RunMany. What is PBFT's stays here.
+//
+// Files: config.go (Config, Counters, Summary), world.go (the events,
 // virtual network and main loop), host.go (one simulated replica: the
 // driver and what it plugs in, crash and restart, torn writes),
 // statexfer.go (serving state requests from checkpoint snapshots),
-// client.go (simulated clients and their history), faults.go and
-// schedule.go (Byzantine strategies, Twins, partitions and crashes),
-// check.go and linear.go (the checkers), run.go (Run and RunMany).
+// client.go (the clients' PBFT rules: signed requests, f+1 matching
+// replies), faults.go and schedule.go (Byzantine strategies, Twins, the
+// attack scenario, torn crashes), check.go and equivocation.go (agreement
+// and equivocation checks), run.go (Result, Run and RunMany).
 package sim

@@ -9,6 +9,10 @@ import (
 	"github.com/pbftnode/pbftnode/wire"
 )
 
+// KindEquivocation is the violation of a correct replica that sent two
+// different votes for one view and sequence (see equivocationChecker).
+const KindEquivocation = "equivocation"
+
 // voteKey names one vote a replica may cast at most once: its
 // PRE-PREPARE, PREPARE or COMMIT for a view and sequence.
 type voteKey struct {

@@ -6,12 +6,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/pbftnode/pbftnode/internal/kvmodel"
+	"github.com/pbftnode/pbftnode/internal/simkit"
 
 	"github.com/pbftnode/pbftnode/byzantine"
 	"github.com/pbftnode/pbftnode/crypto"
@@ -19,12 +18,20 @@ import (
 	"github.com/pbftnode/pbftnode/storage"
 )
 
+// Result is what one run did and found.
+type Result struct {
+	Seed     uint64 `json:"seed"`
+	Scenario string `json:"scenario"`
+	Counters
+	Violations []simkit.Violation `json:"violations,omitempty"`
+}
+
 // Run runs one seeded simulation and returns what it found. It is
 // deterministic: the same Config gives the same Result.
 func Run(cfg Config) Result {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
-		return Result{Seed: cfg.Seed, Violations: []Violation{{Seed: cfg.Seed, Kind: KindInternal, Detail: err.Error()}}}
+		return Result{Seed: cfg.Seed, Counters: Counters{Progress: simkit.OneRun}, Violations: simkit.Invalid(cfg.Seed, err)}
 	}
 	w := &world{
 		cfg: cfg, n: cfg.Replicas, f: protocol.FaultTolerance(cfg.Replicas),
@@ -33,16 +40,23 @@ func Run(cfg Config) Result {
 		vcache: map[[32]byte]verified{}, rcache: map[[32]byte]verifiedRequest{},
 		votes: newEquivocationChecker(),
 	}
-	w.res.Seed = cfg.Seed
+	w.res.Seed, w.res.Progress = cfg.Seed, simkit.OneRun
 	w.check = newChecker(w.violate)
 	defer w.close()
-	if err := w.setup(); err != nil {
-		w.violate(KindInternal, fmt.Sprintf("setup: %v", err))
-		return w.res
-	}
-	w.loop()
-	w.finish()
+	simkit.Drive(w.setup, w.loop, w.finish, w.violate)
 	return w.res
+}
+
+// close releases what the run holds: snapshots and databases.
+func (w *world) close() {
+	for _, h := range w.hosts {
+		for _, s := range h.snaps {
+			s.Release()
+		}
+		if h.db != nil {
+			_ = h.db.Close()
+		}
+	}
 }
 
 func replicaKey(i int) ed25519.PrivateKey {
@@ -140,8 +154,9 @@ func (w *world) setup() error {
 	ops := 40 + r.IntN(111)
 	for i := range nClients {
 		signer := crypto.NewSigner(clientKey(i), clusterID)
-		w.clients = append(w.clients, &client{w: w, idx: i, signer: signer, id: signer.Public(), known: kvmodel.Known{},
-			total: ops / nClients, thinkUntil: r.Int64N(20)})
+		c := simkit.NewClient[[]byte](i, signer.Public(), ops/nClients, r.Int64N(20))
+		w.work = append(w.work, &c)
+		w.clients = append(w.clients, &client{Client: &c, w: w, signer: signer})
 	}
 	w.res.Scenario = fmt.Sprintf("n=%d byzantine=[%s] %s batch<=%d inflight<=%d clients=%d ops=%d",
 		w.n, strings.Join(scenario, " "), w.sched, base.MaxBatchSize, base.MaxInFlight, nClients, ops/nClients*nClients)
@@ -233,12 +248,12 @@ func (w *world) addHost(h *host) error {
 // finish checks the client histories and fills in the run's statistics.
 func (w *world) finish() {
 	if len(w.res.Violations) == 0 {
-		if ok, detail := kvmodel.Check(historyOf(w.clients)); !ok {
-			w.violate(KindLinearizability, detail)
+		if ok, detail := kvmodel.Check(w.work.History()); !ok {
+			w.violate(simkit.KindLinearizability, detail)
 		}
 	}
 	w.res.Steps, w.res.Ticks = w.steps, w.now
-	w.res.CommittedRequests = uint64(len(w.check.committed))
+	w.res.CommittedRequests = uint64(len(w.check.Committed))
 	for _, h := range w.hosts {
 		if h.filter != nil {
 			w.res.ByzantineActions += actions(h.filter)
@@ -252,42 +267,15 @@ func (w *world) finish() {
 	}
 }
 
-func (w *world) close() {
-	for _, h := range w.hosts {
-		for _, s := range h.snaps {
-			s.Release()
-		}
-		if h.db != nil {
-			_ = h.db.Close()
-		}
-	}
-}
-
 // RunMany runs seeds start..start+count-1 of cfg on workers goroutines
 // (GOMAXPROCS when workers <= 0), each seed a separate single-threaded
 // run, and returns the results in seed order.
 func RunMany(cfg Config, start, count uint64, workers int) []Result {
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	results := make([]Result, count)
-	next := make(chan uint64)
-	var wg sync.WaitGroup
-	for range min(uint64(workers), max(count, 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				c := cfg
-				c.Seed = start + i
-				results[i] = Run(c)
-			}
-		}()
-	}
-	for i := range count {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	return results
+	return simkit.RunMany(start, count, workers, cfg.runSeed)
+}
+
+// runSeed runs c with seed.
+func (c Config) runSeed(seed uint64) Result {
+	c.Seed = seed
+	return Run(c)
 }

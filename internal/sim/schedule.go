@@ -1,28 +1,19 @@
 package sim
 
-import "fmt"
+import (
+	"fmt"
 
-// schedule is the seed's plan for the network and for crashes. Until
-// calmAt the network drops, duplicates and delays messages, partitions
-// form and heal and replicas crash and restart; from calmAt on every
+	"github.com/pbftnode/pbftnode/internal/simkit"
+)
+
+// schedule is the seed's plan for the network and for crashes
+// (simkit.Faults): until CalmAt the network drops, duplicates and delays
+// messages, partitions form and heal and replicas crash and restart (a
+// third of the crashes torn crashes of the primary); from CalmAt on every
 // replica runs, the network is whole and delivers everything within
-// MaxNetworkDelay ticks (Byzantine replicas keep misbehaving).
+// simkit.MaxNetworkDelay ticks (Byzantine replicas keep misbehaving).
 type schedule struct {
-	calmAt    int64
-	dropRate  float64
-	dupRate   float64
-	spikeRate float64
-	maxDelay  int64
-
-	partitions     bool
-	group          []int
-	partitionUntil int64
-	nextPartition  int64
-
-	crashes   bool
-	maxDown   int
-	nextCrash int64
-	downUntil map[*host]int64
+	*simkit.Faults[*host]
 
 	// primaryCrash, when positive, is the tick at which replica 0 (the
 	// first primary) crashes, so that replica 1, the next primary, leads
@@ -31,27 +22,13 @@ type schedule struct {
 }
 
 func newSchedule(w *world) *schedule {
-	r := w.rng
-	s := &schedule{
-		calmAt:     300 + r.Int64N(700),
-		dropRate:   r.Float64() * 0.2,
-		dupRate:    r.Float64() * 0.05,
-		spikeRate:  r.Float64() * 0.1,
-		maxDelay:   1 + r.Int64N(8),
-		partitions: r.IntN(10) < 6,
-		crashes:    r.IntN(10) < 6,
-		maxDown:    max(1, w.f),
-		group:      make([]int, w.n),
-		downUntil:  map[*host]int64{},
-	}
-	s.nextPartition = r.Int64N(200)
-	s.nextCrash = r.Int64N(300)
+	s := &schedule{Faults: simkit.DrawFaults[*host](w.rng, w.n, max(1, w.f))}
+	s.Arm(w.rng)
 	return s
 }
 
 func (s *schedule) String() string {
-	str := fmt.Sprintf("calm@%d drop=%.2f dup=%.2f spike=%.2f delay<=%d partitions=%v crashes=%v",
-		s.calmAt, s.dropRate, s.dupRate, s.spikeRate, s.maxDelay, s.partitions, s.crashes)
+	str := s.Faults.String()
 	if s.primaryCrash > 0 {
 		str += fmt.Sprintf(" crash-0>=%d", s.primaryCrash)
 	}
@@ -60,12 +37,12 @@ func (s *schedule) String() string {
 
 // apply carries out what the schedule plans for this tick.
 func (s *schedule) apply(w *world) {
-	if w.now == s.calmAt {
-		clear(s.group)
+	if w.now == s.CalmAt {
+		s.Heal()
 		for _, h := range w.hosts {
 			h.tornArmedAt = 0
 			if h.down {
-				delete(s.downUntil, h)
+				delete(s.DownUntil, h)
 				h.restart()
 			}
 		}
@@ -75,15 +52,12 @@ func (s *schedule) apply(w *world) {
 		return
 	}
 	for _, h := range w.hosts {
-		if h.down && w.now >= s.downUntil[h] {
-			delete(s.downUntil, h)
+		if h.down && s.RestartDue(h, w.now) {
 			h.restart()
 		}
 		if h.tornArmedAt > 0 && w.now-h.tornArmedAt > tornArmedTicks {
 			// No Ready sent anything early meanwhile: crash it plainly.
-			h.crash()
-			s.downUntil[h] = w.now + 10 + w.rng.Int64N(200)
-			w.res.Crashes++
+			s.crashHost(w, h, 200)
 		}
 	}
 	if s.primaryCrash > 0 && w.now >= s.primaryCrash && s.primaryAhead(w) {
@@ -91,46 +65,32 @@ func (s *schedule) apply(w *world) {
 		for _, h := range w.byID[0] {
 			if !h.down {
 				h.crash()
-				s.downUntil[h] = w.now + 50 + w.rng.Int64N(300)
+				s.Down(w.rng, h, w.now, 50, 300)
 				w.res.Crashes++
 			}
 		}
 	}
-	if s.partitions {
-		s.partition(w)
-	}
-	if s.crashes {
-		s.crash(w)
-	}
-}
-
-func (s *schedule) partition(w *world) {
-	switch {
-	case s.partitionUntil > 0 && w.now >= s.partitionUntil:
-		clear(s.group)
-		s.partitionUntil = 0
-		s.nextPartition = w.now + w.rng.Int64N(300)
-	case s.partitionUntil == 0 && w.now >= s.nextPartition:
-		for i := range s.group {
-			s.group[i] = w.rng.IntN(2)
-		}
-		s.partitionUntil = w.now + 20 + w.rng.Int64N(150)
+	if s.Partition(w.rng, w.now) {
 		w.res.Partitions++
 	}
+	s.crash(w)
+}
+
+// crashHost crashes h for 10 ticks plus a draw below spread.
+func (s *schedule) crashHost(w *world, h *host, spread int64) {
+	h.crash()
+	s.Down(w.rng, h, w.now, 10, spread)
+	w.res.Crashes++
 }
 
 func (s *schedule) crash(w *world) {
-	if w.now < s.nextCrash {
-		return
-	}
-	s.nextCrash = w.now + 50 + w.rng.Int64N(400)
 	armed := 0
 	for _, h := range w.hosts {
 		if h.tornArmedAt > 0 {
 			armed++
 		}
 	}
-	if len(s.downUntil)+armed >= s.maxDown {
+	if !s.CrashDue(w.rng, w.now, armed) {
 		return
 	}
 	// A third of the crashes are torn crashes of the primary: they hit a
@@ -148,9 +108,7 @@ func (s *schedule) crash(w *world) {
 	if h.down || h.tornArmedAt > 0 {
 		return
 	}
-	h.crash()
-	s.downUntil[h] = w.now + 10 + w.rng.Int64N(200)
-	w.res.Crashes++
+	s.crashHost(w, h, 200)
 }
 
 // tornArmedTicks is how long a replica armed for a torn crash waits for a
@@ -160,9 +118,7 @@ const tornArmedTicks = 200
 // tornCrash crashes h between its early sends and its persist (see
 // host.drain).
 func (s *schedule) tornCrash(w *world, h *host) {
-	h.crash()
-	s.downUntil[h] = w.now + 10 + w.rng.Int64N(200)
-	w.res.Crashes++
+	s.crashHost(w, h, 200)
 	w.res.TornCrashes++
 }
 

@@ -2,49 +2,23 @@ package sim
 
 import (
 	"fmt"
-	"os"
+	"github.com/pbftnode/pbftnode/internal/simkit"
 	"reflect"
-	"runtime/debug"
-	"strconv"
 	"testing"
+
+	"github.com/pbftnode/pbftnode/internal/simkit/simtest"
 )
 
-// raceEnabled reports whether this test binary was built with -race (as
-// in node/longrun_test.go). The race detector slows the simulator about
-// 10x, and the seeds are single-threaded runs that share nothing: a race
-// build runs a few of them, enough to check the harness, not a campaign.
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" && s.Value == "true" {
-			return true
-		}
-	}
-	return false
-}
+// raceEnabled reports whether this test binary was built with -race:
+// a race build runs a few seeds, enough to check the harness.
+func raceEnabled() bool { return simtest.RaceEnabled() }
 
 // testSeeds is how many seeds the normal test suite runs per setting;
 // PBFTNODE_SIM_SEEDS raises it for a long campaign. -short and the race
 // detector run a quarter and a tenth of them.
 func testSeeds(t *testing.T, normal uint64) uint64 {
 	t.Helper()
-	if s := os.Getenv("PBFTNODE_SIM_SEEDS"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("PBFTNODE_SIM_SEEDS=%q: %v", s, err)
-		}
-		return n
-	}
-	switch {
-	case raceEnabled():
-		return max(1, normal/10)
-	case testing.Short():
-		return normal / 4
-	}
-	return normal
+	return simtest.Seeds(t, "PBFTNODE_SIM_SEEDS", normal, max(1, normal/10), normal/4)
 }
 
 func requireClean(t *testing.T, cfg Config, results []Result) {
@@ -122,7 +96,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 						caught = append(caught, r)
 					}
 				}
-				if len(caught) > 0 && caught[0].Violations[0].Kind == KindAgreement {
+				if len(caught) > 0 && caught[0].Violations[0].Kind == simkit.KindAgreement {
 					break
 				}
 			}
@@ -134,7 +108,7 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 			}
 			pick := caught[0]
 			for _, r := range caught {
-				if r.Violations[0].Kind == KindAgreement {
+				if r.Violations[0].Kind == simkit.KindAgreement {
 					pick = r
 					break
 				}

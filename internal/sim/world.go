@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"container/heap"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pbftnode/pbftnode/internal/simkit"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -26,12 +26,9 @@ const (
 	evReply                    // a reply to a client
 )
 
-// event is something the network delivers at tick at. Events of one tick
-// are delivered in the order of their random key: the network reorders.
+// event is a message the network delivers (see simkit.Queue: events of
+// one tick are delivered in a random order, the network reorders).
 type event struct {
-	at    int64
-	order uint64
-	id    uint64
 	kind  eventKind
 	from  uint32 // sending replica (evReplica, evReply)
 	to    *host  // evReplica, evRequest
@@ -42,29 +39,6 @@ type event struct {
 	reply  *wire.Reply
 	// note describes the message for Config.Trace (empty without one).
 	note string
-}
-
-type eventQueue []*event
-
-func (q eventQueue) Len() int { return len(q) }
-func (q eventQueue) Less(i, j int) bool {
-	a, b := q[i], q[j]
-	if a.at != b.at {
-		return a.at < b.at
-	}
-	if a.order != b.order {
-		return a.order < b.order
-	}
-	return a.id < b.id
-}
-func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *eventQueue) Push(x any)   { *q = append(*q, x.(*event)) }
-func (q *eventQueue) Pop() any {
-	old := *q
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*q = old[:len(old)-1]
-	return e
 }
 
 // verified is a cached verification result of one frame.
@@ -87,10 +61,9 @@ type world struct {
 	// votes checks that correct replicas never equivocate.
 	votes *equivocationChecker
 
-	now     int64
-	steps   uint64
-	queue   eventQueue
-	eventID uint64
+	now   int64
+	steps uint64
+	queue simkit.Queue[event]
 
 	keys     []ed25519.PrivateKey
 	verifier *protocol.MessageVerifier
@@ -99,9 +72,12 @@ type world struct {
 
 	// hosts are all simulated replica copies; byID[i] those of replica i
 	// (two for a Twins replica).
-	hosts   []*host
-	byID    [][]*host
+	hosts []*host
+	byID  [][]*host
+	// clients are the simulated clients; work their shared workload
+	// state (the same clients, by index).
 	clients []*client
+	work    simkit.Workload[[]byte]
 	sched   *schedule
 	check   *checker
 
@@ -109,36 +85,23 @@ type world struct {
 	stop bool
 }
 
-func (w *world) push(e *event) {
-	w.eventID++
-	e.id = w.eventID
-	e.order = w.rng.Uint64()
-	w.trace("push", e)
-	heap.Push(&w.queue, e)
+// push puts p on the network for delivery at tick at.
+func (w *world) push(at int64, p event) {
+	w.trace("push", w.queue.Push(w.rng, at, p))
 }
 
-// delay returns how many ticks a message takes, and whether it is lost.
-// copies > 1 means the network duplicates it.
-func (w *world) delay() (ticks int64, dropped bool, copies int) {
-	s := w.sched
-	if w.calm() {
-		return 1 + w.rng.Int64N(MaxNetworkDelay), false, 1
+// transmit sends one message, drawing its fate (see simkit.Faults.Transmit),
+// with extraDelay more ticks, and counts it.
+func (w *world) transmit(extraDelay int64, p event) {
+	if !w.sched.Transmit(w.rng, w.now, func(at int64) {
+		w.res.Messages++
+		w.push(at+extraDelay, p)
+	}) {
+		w.res.Dropped++
 	}
-	if w.rng.Float64() < s.dropRate {
-		return 0, true, 0
-	}
-	ticks = 1 + w.rng.Int64N(s.maxDelay)
-	if w.rng.Float64() < s.spikeRate {
-		ticks += w.rng.Int64N(40)
-	}
-	copies = 1
-	if w.rng.Float64() < s.dupRate {
-		copies = 2
-	}
-	return ticks, false, copies
 }
 
-func (w *world) calm() bool { return w.now >= w.sched.calmAt }
+func (w *world) calm() bool { return w.sched.Calm(w.now) }
 
 // connected reports whether host a's messages reach host b: Twins each
 // talk to their own side only, and partitions split replicas.
@@ -149,7 +112,7 @@ func (w *world) connected(a, b *host) bool {
 	if b.side != nil && !b.side[a.id] {
 		return false
 	}
-	return w.calm() || w.sched.group[a.id] == w.sched.group[b.id]
+	return w.sched.Linked(w.now, a.id, b.id)
 }
 
 // sendReplica puts what host from sends on the network.
@@ -169,38 +132,22 @@ func (w *world) sendReplica(from *host, out protocol.Outbound, extraDelay int64)
 				w.res.Dropped++
 				continue
 			}
-			d, dropped, copies := w.delay()
-			if dropped {
-				w.res.Dropped++
-				continue
-			}
-			for c := range copies {
-				w.res.Messages++
-				w.push(&event{at: w.now + d + extraDelay + int64(c)*w.rng.Int64N(20), kind: evReplica, from: from.id, to: dst, epoch: dst.epoch, frame: frame, note: note})
-			}
+			w.transmit(extraDelay, event{kind: evReplica, from: from.id, to: dst, epoch: dst.epoch, frame: frame, note: note})
 		}
 	}
 }
 
-// sendRequest sends a client's signed request to every copy of replica to.
-func (w *world) sendRequest(client int, to uint32, frame []byte) {
+// SendRequest (simkit.Network) sends a client's signed request to every copy of replica to.
+func (w *world) SendRequest(client int, to uint32, frame []byte) {
 	note := w.traceNote(frame, false)
 	for _, dst := range w.byID[to] {
-		d, dropped, copies := w.delay()
-		if dropped {
-			w.res.Dropped++
-			continue
-		}
-		for c := range copies {
-			w.res.Messages++
-			w.push(&event{at: w.now + d + int64(c)*w.rng.Int64N(20), kind: evRequest, client: client, to: dst, epoch: dst.epoch, frame: frame, note: note})
-		}
+		w.transmit(0, event{kind: evRequest, client: client, to: dst, epoch: dst.epoch, frame: frame, note: note})
 	}
 }
 
 // sendReply sends a reply from replica from to a client.
 func (w *world) sendReply(from uint32, client int, r *wire.Reply) {
-	d, dropped, _ := w.delay()
+	d, dropped, _ := w.sched.Delay(w.rng, w.now)
 	if dropped {
 		w.res.Dropped++
 		return
@@ -211,7 +158,7 @@ func (w *world) sendReply(from uint32, client int, r *wire.Reply) {
 		b, _ := proto.Marshal(r)
 		note = w.traceNote(b, false)
 	}
-	w.push(&event{at: w.now + d, kind: evReply, from: from, client: client, reply: r, note: note})
+	w.push(w.now+d, event{kind: evReply, from: from, client: client, reply: r, note: note})
 }
 
 func (w *world) verifyFrame(frame []byte) verified {
@@ -271,11 +218,12 @@ func (w *world) deliver(e *event) {
 	}
 }
 
+// KindInternal is simkit.KindInternal: the simulator itself failed.
+const KindInternal = simkit.KindInternal
+
 // violate records a failed check and stops the run.
 func (w *world) violate(kind, detail string) {
-	v := Violation{Seed: w.cfg.Seed, Kind: kind, Step: w.steps, Tick: w.now, Detail: detail}
-	w.log.Debug("violation", "seed", w.cfg.Seed, "kind", kind, "step", w.steps, "detail", detail)
-	w.res.Violations = append(w.res.Violations, v)
+	w.res.Violations = append(w.res.Violations, simkit.Violated(w.log, w.cfg.Seed, kind, w.steps, w.now, detail))
 	w.stop = true
 }
 
@@ -283,11 +231,11 @@ func (w *world) violate(kind, detail string) {
 // the step limit is reached.
 func (w *world) loop() {
 	for !w.stop {
-		for len(w.queue) > 0 && w.queue[0].at <= w.now && !w.stop {
-			e := heap.Pop(&w.queue).(*event)
+		for w.queue.Due(w.now) && !w.stop {
+			e := w.queue.Pop()
 			w.steps++
 			w.trace("deliver", e)
-			w.deliver(e)
+			w.deliver(&e.Payload)
 			if w.steps >= w.cfg.MaxSteps {
 				break
 			}
@@ -296,7 +244,7 @@ func (w *world) loop() {
 			return
 		}
 		if w.steps >= w.cfg.MaxSteps {
-			w.violate(KindLiveness, fmt.Sprintf("step limit %d reached with %d operations pending", w.cfg.MaxSteps, w.pendingOps()))
+			w.violate(simkit.KindLiveness, fmt.Sprintf("step limit %d reached with %d operations pending", w.cfg.MaxSteps, w.pendingOps()))
 			return
 		}
 		w.sched.apply(w)
@@ -310,13 +258,7 @@ func (w *world) loop() {
 				return
 			}
 		}
-		done := true
-		for _, c := range w.clients {
-			c.tick()
-			if !c.done() {
-				done = false
-			}
-		}
+		done := w.work.Tick(w.rng, w.now, w.n, w)
 		if done && w.calm() {
 			return
 		}
@@ -325,15 +267,7 @@ func (w *world) loop() {
 	}
 }
 
-func (w *world) pendingOps() int {
-	n := 0
-	for _, c := range w.clients {
-		if c.cur != nil {
-			n++
-		}
-	}
-	return n
-}
+func (w *world) pendingOps() int { return w.work.Pending() }
 
 // checkLiveness fails the run when an operation is pending past its
 // deadline: LivenessBound ticks after the later of calm and its call.
@@ -341,17 +275,8 @@ func (w *world) checkLiveness() {
 	if !w.calm() {
 		return
 	}
-	bound := LivenessBound(w.n)
-	for _, c := range w.clients {
-		if c.cur == nil {
-			continue
-		}
-		start := max(w.sched.calmAt, c.cur.call)
-		if w.now > start+bound {
-			w.violate(KindLiveness, fmt.Sprintf("client %d request %d (%s) issued at tick %d still pending %d ticks after calm (tick %d); bound %d; %s",
-				c.idx, c.cur.number, c.cur.input, c.cur.call, w.now-w.sched.calmAt, w.sched.calmAt, bound, w.describeReplicas()))
-			return
-		}
+	if d := w.work.Overdue(w.now, w.sched.CalmAt, LivenessBound(w.n)); d != "" {
+		w.violate(simkit.KindLiveness, d+"; "+w.describeReplicas())
 	}
 }
 
@@ -377,16 +302,17 @@ func (w *world) describeReplicas() string {
 // (push: sent; deliver: handed to its receiver), the step and tick, the
 // event and its message (see traceNote). Two runs of one seed must write
 // the same trace; the first line that differs is where they diverge.
-func (w *world) trace(what string, e *event) {
+func (w *world) trace(what string, qe *simkit.Event[event]) {
 	if w.cfg.Trace == nil {
 		return
 	}
+	e := &qe.Payload
 	to := "-"
 	if e.to != nil {
 		to = strconv.FormatUint(uint64(e.to.id), 10) + e.to.label()
 	}
 	fmt.Fprintf(w.cfg.Trace, "%s step=%d tick=%d id=%d at=%d kind=%d from=%d to=%s client=%d %s\n",
-		what, w.steps, w.now, e.id, e.at, e.kind, e.from, to, e.client, e.note)
+		what, w.steps, w.now, qe.ID, qe.At, e.kind, e.from, to, e.client, e.note)
 }
 
 // traceNote describes an encoded message for the trace: a hash of its
