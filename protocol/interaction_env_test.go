@@ -76,13 +76,20 @@ type interactionEnv struct {
 	out *strings.Builder
 	// indent prefixes the lines of what a delivery caused.
 	indent string
+	// executedAt is the digest first executed at each sequence, and
+	// executedBy[i] the requests replica i executed (over restarts): the
+	// environment fails the test when two replicas execute different
+	// digests at one sequence or one replica executes a request twice.
+	executedAt map[uint64]string
+	executedBy []map[string]uint64
 }
 
 const interactionClients = 4
 
 func newInteractionEnv(t *testing.T, n int, core protocol.Config) *interactionEnv {
 	env := &interactionEnv{t: t, n: n, core: core, group: make([]int, n),
-		nextRequest: map[int]uint64{}, ops: map[string]string{}, out: &strings.Builder{}}
+		nextRequest: map[int]uint64{}, ops: map[string]string{}, out: &strings.Builder{},
+		executedAt: map[uint64]string{}}
 	pubs := make([]ed25519.PublicKey, n)
 	for i := range n {
 		env.keys = append(env.keys, seededKey("replica", i))
@@ -101,6 +108,7 @@ func newInteractionEnv(t *testing.T, n int, core protocol.Config) *interactionEn
 		t.Cleanup(func() { _ = db.Close() })
 		r := &envReplica{env: env, id: uint32(i), store: replica.NewMemoryStorage(), db: db}
 		env.replicas = append(env.replicas, r)
+		env.executedBy = append(env.executedBy, map[string]uint64{})
 		if err := r.start(); err != nil {
 			t.Fatal(err)
 		}
@@ -287,6 +295,27 @@ func (o envObserver) Executing(b protocol.CommittedBatch) {
 		}
 	}
 	env.printf("%d exec n=%d v=%d d=%s [%s]", o.r.id, b.Sequence, b.View, short(b.Digest[:]), strings.Join(names, ", "))
+	env.checkExecution(o.r.id, b)
+}
+
+// checkExecution fails the test when replica id executes b at a digest
+// another replica did not execute at b.Sequence, or executes one of b's
+// requests a second time.
+func (env *interactionEnv) checkExecution(id uint32, b protocol.CommittedBatch) {
+	d := fmt.Sprintf("%x", b.Digest[:])
+	if first, ok := env.executedAt[b.Sequence]; ok && first != d {
+		env.printf("VIOLATION: %d executed n=%d at digest %.4s, another replica at %.4s", id, b.Sequence, d, first)
+		env.t.Errorf("replica %d executed n=%d at digest %.8s, another replica at %.8s", id, b.Sequence, d, first)
+	}
+	env.executedAt[b.Sequence] = d
+	for _, req := range b.Requests {
+		name := env.requestName(req.ClientId, req.RequestNumber)
+		if at, ok := env.executedBy[id][name]; ok {
+			env.printf("VIOLATION: %d executed %s again at n=%d (first at n=%d)", id, name, b.Sequence, at)
+			env.t.Errorf("replica %d executed %s again at n=%d (first at n=%d)", id, name, b.Sequence, at)
+		}
+		env.executedBy[id][name] = b.Sequence
+	}
 }
 
 func (o envObserver) Stable(seq uint64) {

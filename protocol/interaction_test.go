@@ -289,7 +289,9 @@ func (env *interactionEnv) stabilize() error {
 	return nil
 }
 
-func (f envFrame) trimmed() string { return strings.TrimSuffix(f.desc, fmt.Sprintf(" from=%d", f.from)) }
+func (f envFrame) trimmed() string {
+	return strings.TrimSuffix(f.desc, fmt.Sprintf(" from=%d", f.from))
+}
 
 // deliverFrame verifies a frame as the runtime does and hands it to its
 // recipient's driver (a state request to the recipient's server).
