@@ -76,6 +76,9 @@ type interactionEnv struct {
 	out *strings.Builder
 	// indent prefixes the lines of what a delivery caused.
 	indent string
+	// quiet: the command prints only views, executions, checkpoints,
+	// state transfers and restarts (its "quiet" argument).
+	quiet bool
 	// executedAt is the digest first executed at each sequence, and
 	// executedBy[i] the requests replica i executed (over restarts): the
 	// environment fails the test when two replicas execute different
@@ -122,9 +125,19 @@ func newInteractionEnv(t *testing.T, n int, core protocol.Config) *interactionEn
 }
 
 func (env *interactionEnv) printf(format string, args ...any) {
-	env.out.WriteString(env.indent)
+	if !env.quiet {
+		env.out.WriteString(env.indent)
+	}
 	fmt.Fprintf(env.out, format, args...)
 	env.out.WriteByte('\n')
+}
+
+// detailf prints a line that a quiet command leaves out: deliveries,
+// sends, log appends, replies and dropped inputs.
+func (env *interactionEnv) detailf(format string, args ...any) {
+	if !env.quiet {
+		env.printf(format, args...)
+	}
 }
 
 // take returns and clears what was printed.
@@ -200,7 +213,7 @@ func (s envStorage) SaveViewState(view uint64, active bool) error {
 
 func (s envStorage) AppendLog(entries []storage.LogEntry) error {
 	for _, e := range entries {
-		s.r.env.printf("%d persist %s", s.r.id, s.r.env.describeLogEntry(e))
+		s.r.env.detailf("%d persist %s", s.r.id, s.r.env.describeLogEntry(e))
 	}
 	return s.MemoryStorage.AppendLog(entries)
 }
@@ -232,7 +245,7 @@ func (n envNetwork) Send(out protocol.Outbound, frame []byte) {
 		early = " (before persist)"
 	}
 	own := strings.TrimSuffix(desc, fmt.Sprintf(" from=%d", n.r.id))
-	env.printf("%d send %s to=%s%s", n.r.id, own, to, early)
+	env.detailf("%d send %s to=%s%s", n.r.id, own, to, early)
 	for i := range env.n {
 		if uint32(i) != n.r.id && (out.To == protocol.Broadcast || out.To == uint32(i)) {
 			env.queue = append(env.queue, envFrame{from: n.r.id, to: uint32(i), kind: out.Kind, data: frame, desc: desc})
@@ -241,7 +254,7 @@ func (n envNetwork) Send(out protocol.Outbound, frame []byte) {
 }
 
 func (n envNetwork) Reply(rep *wire.Reply) {
-	n.r.env.printf("%d reply %s v=%d", n.r.id, n.r.env.requestName(rep.ClientId, rep.RequestNumber), rep.View)
+	n.r.env.detailf("%d reply %s v=%d", n.r.id, n.r.env.requestName(rep.ClientId, rep.RequestNumber), rep.View)
 }
 
 // envSnapshots keeps the checkpoint snapshots and, once a checkpoint is

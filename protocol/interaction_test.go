@@ -47,6 +47,7 @@ func TestInteraction(t *testing.T) {
 					t.Fatalf("%s: %s before init", d.Pos, d.Cmd)
 				}
 				env.t = t
+				env.quiet = d.HasArg("quiet")
 				if err := env.handle(d); err != nil {
 					t.Fatalf("%s: %s: %v", d.Pos, d.Cmd, err)
 				}
@@ -197,10 +198,10 @@ func (env *interactionEnv) submit(d *datadriven.TestData) error {
 			env.printf("%s -> %d: replica down", name, i)
 			continue
 		}
-		env.printf("%s -> %d", name, i)
+		env.detailf("%s -> %d", name, i)
 		env.indent = "  "
 		if err := r.driver.Submit(verified); err != nil {
-			env.printf("%d drops %s: %v", i, name, err)
+			env.detailf("%d drops %s: %v", i, name, err)
 		}
 		err := r.process()
 		env.indent = ""
@@ -263,7 +264,7 @@ func (env *interactionEnv) deliver(d *datadriven.TestData) error {
 	env.queue = rest
 	for _, f := range picked {
 		if d.HasArg("drop") {
-			env.printf("%d->%d %s dropped", f.from, f.to, f.trimmed())
+			env.detailf("%d->%d %s dropped", f.from, f.to, f.trimmed())
 			continue
 		}
 		if err := env.deliverFrame(f); err != nil {
@@ -299,18 +300,18 @@ func (env *interactionEnv) deliverFrame(f envFrame) error {
 	r := env.replicas[f.to]
 	switch {
 	case r.down():
-		env.printf("%d->%d %s lost: %d is down", f.from, f.to, f.trimmed(), f.to)
+		env.detailf("%d->%d %s lost: %d is down", f.from, f.to, f.trimmed(), f.to)
 		return nil
 	case env.group[f.from] != env.group[f.to]:
-		env.printf("%d->%d %s lost: partition", f.from, f.to, f.trimmed())
+		env.detailf("%d->%d %s lost: partition", f.from, f.to, f.trimmed())
 		return nil
 	}
-	env.printf("%d->%d %s", f.from, f.to, f.trimmed())
+	env.detailf("%d->%d %s", f.from, f.to, f.trimmed())
 	env.indent = "  "
 	defer func() { env.indent = "" }()
 	m, err := env.verifier.ReplicaFrame(f.data)
 	if err != nil {
-		env.printf("%d rejects: %v", f.to, err)
+		env.detailf("%d rejects: %v", f.to, err)
 		return nil
 	}
 	if req := m.Body.GetStateRequest(); req != nil {
@@ -318,7 +319,7 @@ func (env *interactionEnv) deliverFrame(f envFrame) error {
 		return nil
 	}
 	if err := r.driver.Step(m); err != nil {
-		env.printf("%d drops: %v", f.to, err)
+		env.detailf("%d drops: %v", f.to, err)
 	}
 	return r.process()
 }
