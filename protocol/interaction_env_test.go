@@ -52,7 +52,9 @@ type envReplica struct {
 	db     *storage.DB
 	exec   *execution.Executor
 	driver *replica.Driver
-	snaps  map[uint64]*execution.StateSnapshot
+	// snaps keeps the checkpoint snapshots and, once a checkpoint is
+	// stable, deletes the log at or below it, as the runtime does.
+	snaps *replica.MemorySnapshots
 	// byz, when set, rewrites what the replica sends (fault injection).
 	byz *byzantine.Filter
 }
@@ -161,18 +163,18 @@ func (r *envReplica) start() error {
 	if r.exec, err = execution.NewExecutor(r.db, kv, nil); err != nil {
 		return err
 	}
+	r.snaps = replica.NewMemorySnapshots(r.store)
 	cfg := r.env.core
 	cfg.ID, cfg.N = r.id, r.env.n
 	cfg.Signer = crypto.NewSigner(r.env.keys[r.id], interactionClusterID)
 	d, err := replica.New(replica.Config{
 		Core: cfg, Storage: envStorage{r.store, r}, Network: envNetwork{r}, Executor: r.exec,
-		Snapshots: envSnapshots{r}, Verifier: r.env.verifier, Filter: envFilter{r}, Observer: envObserver{r: r},
+		Snapshots: r.snaps, Verifier: r.env.verifier, Filter: envFilter{r}, Observer: envObserver{r: r},
 	})
 	if err != nil {
 		return err
 	}
 	r.driver = d
-	r.snaps = make(map[uint64]*execution.StateSnapshot)
 	if err := d.Recover(); err != nil {
 		return err
 	}
@@ -193,8 +195,8 @@ func (r *envReplica) crash() {
 }
 
 func (r *envReplica) releaseSnapshots() {
-	for _, s := range r.snaps {
-		s.Release()
+	if r.snaps != nil {
+		r.snaps.ReleaseAll()
 	}
 }
 
@@ -255,28 +257,6 @@ func (n envNetwork) Send(out protocol.Outbound, frame []byte) {
 
 func (n envNetwork) Reply(rep *wire.Reply) {
 	n.r.env.detailf("%d reply %s v=%d", n.r.id, n.r.env.requestName(rep.ClientId, rep.RequestNumber), rep.View)
-}
-
-// envSnapshots keeps the checkpoint snapshots and, once a checkpoint is
-// stable, releases the older ones and deletes the log at or below it, as
-// the runtime does.
-type envSnapshots struct{ r *envReplica }
-
-func (s envSnapshots) Checkpointed(snap *execution.StateSnapshot) {
-	if old := s.r.snaps[snap.Sequence()]; old != nil {
-		old.Release()
-	}
-	s.r.snaps[snap.Sequence()] = snap
-}
-
-func (s envSnapshots) Stable(seq uint64) {
-	for q, snap := range s.r.snaps {
-		if q < seq {
-			snap.Release()
-			delete(s.r.snaps, q)
-		}
-	}
-	s.r.store.DeleteLogBelow(seq + 1)
 }
 
 // envFilter passes the replica's messages through its Byzantine
@@ -514,7 +494,7 @@ func mustMarshal(m proto.Message) []byte {
 // serveState answers a state request from r's snapshots, as the runtime
 // does (the driver leaves state requests to its caller).
 func (r *envReplica) serveState(from uint32, req *wire.StateRequest) {
-	chunk := statetransfer.Serve(statetransfer.At(r.snaps, req.Sequence), req, 64)
+	chunk := statetransfer.Serve(statetransfer.At(r.snaps.Taken, req.Sequence), req, 64)
 	body := &wire.ReplicaMessage{From: r.id, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
 	payload := mustMarshal(body)
 	signed := &wire.Signed{Payload: payload, Signature: crypto.NewSigner(r.env.keys[r.id], interactionClusterID).Sign(crypto.DomainReplicaMessage, payload)}
