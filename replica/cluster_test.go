@@ -56,7 +56,7 @@ type testReplica struct {
 	// replies are the replies the replica sent, in order.
 	replies []*wire.Reply
 	// snaps are the checkpoint snapshots it keeps to serve.
-	snaps map[uint64]*execution.StateSnapshot
+	snaps *MemorySnapshots
 	// cut: frames to and from it are lost.
 	cut bool
 }
@@ -106,6 +106,7 @@ func (r *testReplica) start() {
 	if r.exec, err = execution.NewExecutor(r.db, kv, nil); err != nil {
 		t.Fatal(err)
 	}
+	r.snaps = NewMemorySnapshots(r.store)
 	d, err := New(Config{
 		Core: protocol.Config{ID: r.id, N: r.c.n, Signer: crypto.NewSigner(r.c.keys[r.id], testClusterID),
 			CheckpointInterval: 2, WindowSize: 4},
@@ -116,12 +117,7 @@ func (r *testReplica) start() {
 		t.Fatal(err)
 	}
 	r.driver = d
-	r.snaps = make(map[uint64]*execution.StateSnapshot)
-	t.Cleanup(func() {
-		for _, s := range r.snaps {
-			s.Release()
-		}
-	})
+	t.Cleanup(r.snaps.ReleaseAll)
 	if err := d.Recover(); err != nil {
 		t.Fatal(err)
 	}
@@ -173,21 +169,12 @@ type recordingSnapshots struct{ r *testReplica }
 
 func (s recordingSnapshots) Checkpointed(snap *execution.StateSnapshot) {
 	s.r.note(step{what: "snapshot", seq: snap.Sequence()})
-	if old := s.r.snaps[snap.Sequence()]; old != nil {
-		old.Release()
-	}
-	s.r.snaps[snap.Sequence()] = snap
+	s.r.snaps.Checkpointed(snap)
 }
 
 func (s recordingSnapshots) Stable(seq uint64) {
 	s.r.note(step{what: "stable", seq: seq})
-	for q, snap := range s.r.snaps {
-		if q < seq {
-			snap.Release()
-			delete(s.r.snaps, q)
-		}
-	}
-	s.r.store.DeleteLogBelow(seq + 1)
+	s.r.snaps.Stable(seq)
 }
 
 type recordingObserver struct {
@@ -262,7 +249,7 @@ func (c *testCluster) deliver() {
 
 // serve answers a state request from r's snapshots, as a runtime does.
 func (r *testReplica) serve(from uint32, req *wire.StateRequest) {
-	chunk := statetransfer.Serve(statetransfer.At(r.snaps, req.Sequence), req, 64)
+	chunk := statetransfer.Serve(statetransfer.At(r.snaps.Taken, req.Sequence), req, 64)
 	payload, err := proto.Marshal(&wire.ReplicaMessage{From: r.id, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}})
 	if err != nil {
 		r.c.t.Fatal(err)

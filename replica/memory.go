@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/storage"
 )
 
@@ -121,4 +122,49 @@ func memoryLogKey(e storage.LogEntry) string {
 	key = append(key, e.Kind)
 	sum := sha256.Sum256(e.Signed)
 	return string(append(key, sum[:8]...))
+}
+
+// MemorySnapshots is a Snapshots in memory, for the simulator and the
+// tests: it keeps the snapshot of each checkpoint until a later one is
+// stable, and then deletes Store's log at or below the stable checkpoint,
+// as the runtime does with its database. Taken serves state transfers
+// (statetransfer.At(s.Taken, seq)). Not safe for concurrent use.
+type MemorySnapshots struct {
+	Store *MemoryStorage
+	// Taken maps a checkpoint's sequence to its snapshot.
+	Taken map[uint64]*execution.StateSnapshot
+}
+
+// NewMemorySnapshots returns a MemorySnapshots over store's log.
+func NewMemorySnapshots(store *MemoryStorage) *MemorySnapshots {
+	return &MemorySnapshots{Store: store, Taken: make(map[uint64]*execution.StateSnapshot)}
+}
+
+// Checkpointed implements Snapshots: it keeps snap, releasing one it
+// replaces.
+func (s *MemorySnapshots) Checkpointed(snap *execution.StateSnapshot) {
+	if old := s.Taken[snap.Sequence()]; old != nil {
+		old.Release()
+	}
+	s.Taken[snap.Sequence()] = snap
+}
+
+// Stable implements Snapshots: it releases the snapshots below seq and
+// deletes the log at or below seq.
+func (s *MemorySnapshots) Stable(seq uint64) {
+	for q, snap := range s.Taken {
+		if q < seq {
+			snap.Release()
+			delete(s.Taken, q)
+		}
+	}
+	s.Store.DeleteLogBelow(seq + 1)
+}
+
+// ReleaseAll releases every snapshot kept, as a crash loses them.
+func (s *MemorySnapshots) ReleaseAll() {
+	for q, snap := range s.Taken {
+		snap.Release()
+		delete(s.Taken, q)
+	}
 }
