@@ -1,9 +1,10 @@
 package sim
 
 import (
-	"github.com/pbftnode/pbftnode/internal/simkit"
 	"strings"
 	"testing"
+
+	"github.com/pbftnode/pbftnode/internal/simkit"
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"

@@ -50,7 +50,7 @@ type host struct {
 	store *replica.MemoryStorage
 	// snaps are state snapshots taken at checkpoints (in memory: a crash
 	// loses them), served to replicas that transfer state.
-	snaps map[uint64]*execution.StateSnapshot
+	snaps *replica.MemorySnapshots
 
 	down  bool
 	epoch uint64
@@ -92,10 +92,10 @@ func (h *host) start(restore bool) error {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
 	h.exec = exec
-	h.snaps = make(map[uint64]*execution.StateSnapshot)
+	h.snaps = replica.NewMemorySnapshots(h.store)
 	cfg := replica.Config{
 		Core: h.cfg, Storage: h.store, Network: hostNetwork{h}, Executor: hostExecutor{exec, h},
-		Snapshots: hostSnapshots{h}, Verifier: h.w.verifier, Observer: hostObserver{h: h},
+		Snapshots: h.snaps, Verifier: h.w.verifier, Observer: hostObserver{h: h},
 	}
 	if h.filter != nil {
 		cfg.Filter = hostFilter{h}
@@ -121,9 +121,7 @@ func (h *host) crash() {
 	h.down = true
 	h.tornArmedAt = 0
 	h.epoch++
-	for _, s := range h.snaps {
-		s.Release()
-	}
+	h.snaps.ReleaseAll()
 	h.snaps = nil
 	h.driver, h.core, h.exec = nil, nil, nil
 }
@@ -218,27 +216,6 @@ func (e hostExecutor) Apply(sequence uint64, requests []execution.Request) ([]ex
 		return nil, errStopped
 	}
 	return e.Executor.Apply(sequence, requests)
-}
-
-// hostSnapshots keeps the checkpoint snapshots the host serves.
-type hostSnapshots struct{ h *host }
-
-func (s hostSnapshots) Checkpointed(snap *execution.StateSnapshot) {
-	seq := snap.Sequence()
-	if old := s.h.snaps[seq]; old != nil {
-		old.Release()
-	}
-	s.h.snaps[seq] = snap
-}
-
-func (s hostSnapshots) Stable(seq uint64) {
-	for q, snap := range s.h.snaps {
-		if q < seq {
-			snap.Release()
-			delete(s.h.snaps, q)
-		}
-	}
-	s.h.store.DeleteLogBelow(seq + 1)
 }
 
 // hostObserver runs the checkers and counts state transfers.

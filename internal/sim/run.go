@@ -50,8 +50,8 @@ func Run(cfg Config) Result {
 // close releases what the run holds: snapshots and databases.
 func (w *world) close() {
 	for _, h := range w.hosts {
-		for _, s := range h.snaps {
-			s.Release()
+		if h.snaps != nil {
+			h.snaps.ReleaseAll()
 		}
 		if h.db != nil {
 			_ = h.db.Close()

@@ -2,9 +2,10 @@ package sim
 
 import (
 	"fmt"
-	"github.com/pbftnode/pbftnode/internal/simkit"
 	"reflect"
 	"testing"
+
+	"github.com/pbftnode/pbftnode/internal/simkit"
 
 	"github.com/pbftnode/pbftnode/internal/simkit/simtest"
 )

@@ -17,7 +17,7 @@ const transferChunkBytes = 256
 // the host's Filter, without its rate limits): the requesting replica's
 // driver fetches state chunk by chunk as in production.
 func (h *host) serveState(from uint32, req *wire.StateRequest) {
-	chunk := statetransfer.Serve(statetransfer.At(h.snaps, req.Sequence), req, transferChunkBytes)
+	chunk := statetransfer.Serve(statetransfer.At(h.snaps.Taken, req.Sequence), req, transferChunkBytes)
 	body := &wire.ReplicaMessage{From: h.id, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
 	payload, err := proto.Marshal(body)
 	if err != nil {
