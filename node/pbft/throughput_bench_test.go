@@ -1,4 +1,4 @@
-package node_test
+package pbft_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package node_test
+package pbft_test
 
 // Long-run resource bounds: many clients write over a fixed key space for
 // a long time, and nothing a replica keeps may grow with the number of
@@ -28,7 +28,7 @@ import (
 	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet"
-	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/node/pbft"
 	"github.com/pbftnode/pbftnode/protocol"
 )
 
@@ -71,7 +71,7 @@ type longMaxima struct {
 
 // sampleBounds records every replica's maxima until stop is closed. It
 // reads Status (cheap) every 10 ms and the stored log every 200 ms.
-func sampleBounds(t *testing.T, nodes []*node.Node, stop <-chan struct{}) []longMaxima {
+func sampleBounds(t *testing.T, nodes []*pbft.Node, stop <-chan struct{}) []longMaxima {
 	maxima := make([]longMaxima, len(nodes))
 	ticker := time.NewTicker(10 * time.Millisecond)
 	defer ticker.Stop()
@@ -98,7 +98,7 @@ func sampleBounds(t *testing.T, nodes []*node.Node, stop <-chan struct{}) []long
 	}
 }
 
-func databaseSizes(t *testing.T, nodes []*node.Node) []int64 {
+func databaseSizes(t *testing.T, nodes []*pbft.Node) []int64 {
 	t.Helper()
 	sizes := make([]int64, len(nodes))
 	for i, n := range nodes {
@@ -124,7 +124,7 @@ func TestLongRunBoundedMemoryAndDisk(t *testing.T) {
 		k        = uint64(checkpointInterval)
 		window   = int(2 * k)
 		replicas = len(net.Nodes)
-		nodes    = append([]*node.Node(nil), net.Nodes...) // none is stopped here
+		nodes    = append([]*pbft.Node(nil), net.Nodes...) // none is stopped here
 	)
 
 	var (

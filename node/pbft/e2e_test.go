@@ -1,4 +1,4 @@
-package node_test
+package pbft_test
 
 import (
 	"context"
@@ -11,23 +11,17 @@ import (
 	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet"
+	"github.com/pbftnode/pbftnode/internal/localnet/localnettest"
 	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/node/pbft"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
+// startNet starts a local cluster for the test (localnettest.Start).
 func startNet(t *testing.T, opts localnet.Options) *localnet.Net {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a libp2p cluster")
-	}
-	opts.NoSync = true
-	net, err := localnet.Start(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = net.Close() })
-	return net
+	return localnettest.Start(t, opts)
 }
 
 // invoke runs one operation and decodes its key-value result.
@@ -174,7 +168,7 @@ func (w *wrongResults) Reply(r *wire.Reply) bool {
 
 func TestClientsAcceptOnlyCorrectResults(t *testing.T) {
 	liar := &wrongResults{}
-	net := startNet(t, localnet.Options{Filters: map[int]node.Filter{1: liar}})
+	net := startNet(t, localnet.Options{Filters: map[int]pbft.Filter{1: liar}})
 	if n := runWorkload(t, net, 2, 4, 20); n != 160 {
 		t.Fatalf("%d operations completed, want 160", n)
 	}

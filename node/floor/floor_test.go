@@ -1,13 +1,9 @@
-package node_test
+package floor_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +12,7 @@ import (
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet"
+	"github.com/pbftnode/pbftnode/internal/localnet/localnettest"
 )
 
 // TestFloorRelaysEveryRequest: clients send to the primary of a floor
@@ -25,7 +22,7 @@ import (
 // client's stream to it is still opening, as with a PBFT replica; the
 // client's retransmission to every node covers that.)
 func TestFloorRelaysEveryRequest(t *testing.T) {
-	net := startNet(t, localnet.Options{Floor: true, NoSync: true, Metrics: true})
+	net := localnettest.Start(t, localnet.Options{Floor: true, NoSync: true, Metrics: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const clients, each = 4, 50
@@ -37,7 +34,7 @@ func TestFloorRelaysEveryRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 		wg.Go(func() {
-			if err := putAll(ctx, cl, fmt.Sprintf("c%d", c), each); err != nil {
+			if err := localnettest.PutAll(ctx, cl, fmt.Sprintf("c%d", c), each); err != nil {
 				errs <- err
 			}
 		})
@@ -56,7 +53,7 @@ func TestFloorRelaysEveryRequest(t *testing.T) {
 			t.Errorf("floor node %d status %+v: want an active view led by replica 0", i, st)
 		}
 		// A backup counts only requests that came in a PRE-PREPARE.
-		if got := metric(t, f.MetricsAddr(), "pbftnode_committed_requests_total"); got < clients*each {
+		if got := localnettest.Metric(t, f.MetricsAddr(), "pbftnode_committed_requests_total"); got < clients*each {
 			t.Errorf("floor node %d: %v requests relayed or answered in batches, want at least %d", i, got, clients*each)
 		}
 	}
@@ -68,7 +65,7 @@ func TestFloorRelaysEveryRequest(t *testing.T) {
 // node; each counts it dropped as a bad signature, and the client gets no
 // answer, while a correctly signed request is answered.
 func TestFloorRefusesBadSignatures(t *testing.T) {
-	net := startNet(t, localnet.Options{Floor: true, NoSync: true, Metrics: true})
+	net := localnettest.Start(t, localnet.Options{Floor: true, NoSync: true, Metrics: true})
 	members, err := net.Members()
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +91,7 @@ func TestFloorRefusesBadSignatures(t *testing.T) {
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for i, f := range net.Floors {
-		for metric(t, f.MetricsAddr(), `pbftnode_messages_dropped_total{reason="bad_signature"}`) == 0 {
+		for localnettest.Metric(t, f.MetricsAddr(), `pbftnode_messages_dropped_total{reason="bad_signature"}`) == 0 {
 			if time.Now().After(deadline) {
 				t.Fatalf("floor node %d never refused the request's signature", i)
 			}
@@ -112,39 +109,7 @@ func TestFloorRefusesBadSignatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := putAll(context.Background(), good, "good", 1); err != nil {
+	if err := localnettest.PutAll(context.Background(), good, "good", 1); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// metric reads one series (name and labels as exposed) from the /metrics
-// endpoint at addr, 0 when absent.
-func metric(t *testing.T, addr, series string) float64 {
-	t.Helper()
-	body := metricsText(t, addr)
-	for _, line := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return f
-		}
-	}
-	return 0
-}
-
-// metricsText fetches the /metrics exposition at addr.
-func metricsText(t *testing.T, addr string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(body)
 }

@@ -1,9 +1,10 @@
-package node
+package pbft
 
 import (
 	"testing"
 	"time"
 
+	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -14,21 +15,21 @@ func TestStateChunkRequestsAreBoundedPerReplica(t *testing.T) {
 	// A flood of 1000 chunk requests from replica 3 in one instant, each
 	// answered with a full chunk.
 	for i := range 1000 {
-		r := stateRequest{from: 3, req: &wire.StateRequest{Sequence: 128, StartKey: []byte{byte(i)}}}
+		r := node.StateRequest{From: 3, Req: &wire.StateRequest{Sequence: 128, StartKey: []byte{byte(i)}}}
 		if b.admit(r, now) {
 			answered++
-			b.charge(3, stateChunkBytes)
+			b.charge(3, node.StateChunkBytes)
 		}
 	}
-	if answered*stateChunkBytes > stateServeBytesPerSecond+stateChunkBytes {
+	if answered*node.StateChunkBytes > stateServeBytesPerSecond+node.StateChunkBytes {
 		t.Fatalf("%d chunks answered in one instant; budget %d bytes per second", answered, stateServeBytesPerSecond)
 	}
 	// Replica 2's transfer of a few MiB is untouched by replica 3's flood.
 	for i := range 4 {
-		if !b.admit(stateRequest{from: 2, req: &wire.StateRequest{Sequence: 128}}, now) {
+		if !b.admit(node.StateRequest{From: 2, Req: &wire.StateRequest{Sequence: 128}}, now) {
 			t.Fatalf("replica 2's chunk request %d deferred during replica 3's flood", i)
 		}
-		b.charge(2, stateChunkBytes)
+		b.charge(2, node.StateChunkBytes)
 	}
 	// The flooder's latest request waits for its bucket, and is answered
 	// once it refills; one at most is kept.
@@ -36,7 +37,7 @@ func TestStateChunkRequestsAreBoundedPerReplica(t *testing.T) {
 		t.Fatalf("%d deferred requests answered before the bucket refilled", len(due))
 	}
 	due := b.due(now.Add(2 * time.Second))
-	if len(due) != 1 || due[0].req.StartKey[0] != byte(999%256) {
+	if len(due) != 1 || due[0].Req.StartKey[0] != byte(999%256) {
 		t.Fatalf("after the refill: %d deferred requests answered, want the latest one", len(due))
 	}
 }

@@ -1,7 +1,6 @@
-package node
+package raftnode
 
 import (
-	"context"
 	crand "crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -13,17 +12,18 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/raftmode"
 	"github.com/pbftnode/pbftnode/raftreplica"
-	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/storage/raftlog"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
-// RaftNode is one running replica of the crash-fault Raft mode. It shares
-// everything with Node but the protocol: the libp2p transport (on
+// Node is one running replica of the crash-fault Raft mode. It shares
+// everything with the PBFT runtime (pbft.Node) but the protocol, through
+// the shell (node.Shell) and the shared helpers of package node: the libp2p transport (on
 // p2p.RaftProtocol), the goleveldb database (the raft log under its own
 // prefix), the executor and key-value application, the client protocol,
 // the metric names and the HTTP endpoints. A raftmode.Core, driven by a
@@ -34,18 +34,18 @@ import (
 // transport admits only cluster members); a client is authenticated by the
 // Noise session of its stream, so its request signatures are not checked,
 // which is part of what the Byzantine mode costs over this one.
-type RaftNode struct {
-	shell
-	cfg      Config
+type Node struct {
+	node.Shell
+	cfg      node.Config
 	log      *slog.Logger
 	executor *execution.Executor
 	core     *raftmode.Core
-	metrics  *metrics
+	metrics  *node.Metrics
 
 	inbox     chan raftInput
-	stateReqs chan stateRequest
+	stateReqs chan node.StateRequest
 	snapshots chan *execution.StateSnapshot
-	status    atomic.Pointer[Status]
+	status    atomic.Pointer[node.Status]
 
 	// Owned by the event loop.
 	driver      *raftreplica.Driver
@@ -63,43 +63,31 @@ type raftInput struct {
 	client peer.ID
 }
 
-// StartRaft opens the replica's database, starts its transport and event
-// loop, and returns once it is listening.
-func StartRaft(cfg Config) (*RaftNode, error) {
-	if err := cfg.applyDefaults(); err != nil {
+// Start opens the replica's database, starts its transport, receiver,
+// snapshot server and event loop, and returns once it is listening.
+func Start(cfg node.Config) (*Node, error) {
+	if err := cfg.ApplyDefaults(); err != nil {
 		return nil, err
 	}
-	n := &RaftNode{cfg: cfg, log: cfg.Logger.With("replica", cfg.Index, "protocol", "raft"), metrics: newMetrics(), lastLeader: -1}
-	n.metrics.watchDatabaseSize(func() float64 {
-		if n.db == nil {
-			return 0
-		}
-		size, _ := n.db.SizeBytes()
-		return float64(size)
-	})
+	n := &Node{cfg: cfg, log: cfg.Logger.With("replica", cfg.Index, "protocol", "raft"), metrics: node.NewMetrics(), lastLeader: -1}
+	n.WatchDatabaseSize(n.metrics)
 	if err := n.open(); err != nil {
-		n.closeResources()
+		_ = n.CloseResources(nil)
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
-	n.wg.Add(3)
-	go n.receiveFrames(ctx)
-	go n.serveRaftSnapshots(ctx)
-	go n.eventLoop(ctx)
+	n.Run(n.receiveFrames, n.serveSnapshots, n.eventLoop)
 	return n, nil
 }
 
-func (n *RaftNode) open() error {
+func (n *Node) open() error {
 	cfg := n.cfg
 	if !cfg.Sync {
 		n.log.Warn("fsync is off: a machine crash can lose acknowledged writes; use only for benchmarks")
 	}
-	db, err := storage.Open(cfg.DataDir, storage.Options{Sync: cfg.Sync, Logger: n.log})
-	if err != nil {
-		return fmt.Errorf("node: %w", err)
+	if err := n.OpenDB(cfg, n.log); err != nil {
+		return err
 	}
-	n.db = db
+	db := n.DB
 	kv, err := execution.NewKV(db.LevelDB())
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -121,12 +109,12 @@ func (n *RaftNode) open() error {
 	if n.core, err = raftmode.New(rc); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	if err := n.startHost(cfg, p2p.RaftProtocol, n.log); err != nil {
+	if err := n.StartHost(cfg, p2p.RaftProtocol, n.log); err != nil {
 		return err
 	}
-	n.metrics.watchTransport(n.host.Stats)
+	n.metrics.WatchTransport(n.Host.Stats)
 	n.inbox = make(chan raftInput, cfg.InboxSize)
-	n.stateReqs = make(chan stateRequest, 64)
+	n.stateReqs = make(chan node.StateRequest, 64)
 	n.snapshots = make(chan *execution.StateSnapshot, 4)
 	n.ports = &raftPorts{n: n}
 	n.driver = raftreplica.New(raftreplica.Config{
@@ -135,20 +123,15 @@ func (n *RaftNode) open() error {
 		TransferObserver: &transferMetrics{m: n.metrics}, Logger: n.log,
 	})
 	n.publishStatus()
-	return n.serveMetrics(cfg.MetricsAddr, n.metrics, n.opsState(), n.log)
+	replicas := len(cfg.Replicas)
+	return n.ServeOps(cfg.MetricsAddr, n.metrics, replicas, (replicas-1)/2, n.Status, n.log)
 }
 
 // Status returns the replica's latest published status.
-func (n *RaftNode) Status() Status { return *n.status.Load() }
-
-func (n *RaftNode) opsState() opsState {
-	return n.shell.opsState(len(n.cfg.Replicas), (len(n.cfg.Replicas)-1)/2, n.Status)
-}
+func (n *Node) Status() node.Status { return *n.status.Load() }
 
 // Close stops the replica and releases its resources. Idempotent.
-func (n *RaftNode) Close() error { return n.shutdown(nil) }
-
-func (n *RaftNode) closeResources() error { return n.shell.closeResources(nil) }
+func (n *Node) Close() error { return n.Shutdown(nil) }
 
 // clientPeer returns the libp2p peer of a client id (the peer of its
 // Ed25519 key; the rest of the id is the client's session).

@@ -1,13 +1,15 @@
-package node
+package pbft
 
 import "github.com/pbftnode/pbftnode/replica"
 
-// Filter rewrites what a replica sends (see replica.Filter); the byzantine
-// package implements the fault-injection strategies with it.
+// Filter rewrites what a PBFT replica sends (see replica.Filter); the
+// byzantine package implements the fault-injection strategies with it.
+// It is the PBFT runtime's own option (Start's filter): the other
+// runtimes have no fault injection.
 type Filter = replica.Filter
 
 // CountingFilter is a Filter that counts the faults it injected; the node
-// exports the count as pbftnode_fault_injections_total.
+// runtime exports the count as pbftnode_fault_injections_total.
 type CountingFilter interface {
 	Filter
 	Actions() uint64

@@ -1,8 +1,9 @@
-package node
+package raftnode
 
 import (
 	"time"
 
+	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/statetransfer"
 )
 
@@ -10,7 +11,7 @@ import (
 // metrics; it runs on the goroutine that owns the Fetcher and times a
 // transfer from its (latest) Started to Installed.
 type transferMetrics struct {
-	m *metrics
+	m *node.Metrics
 	// unexpected counts a chunk the Fetcher ignored; nil: not counted.
 	unexpected func()
 	started    time.Time
@@ -19,22 +20,22 @@ type transferMetrics struct {
 var _ statetransfer.Observer = (*transferMetrics)(nil)
 
 func (o *transferMetrics) Started(statetransfer.Target) {
-	o.m.stateTransfers.Inc()
+	o.m.StateTransfers.Inc()
 	o.started = time.Now()
 }
 
 func (o *transferMetrics) Rejected(reason string) {
 	if reason != "unexpected" {
-		o.m.stateTransferRejected.WithLabelValues(reason).Inc()
+		o.m.StateTransferRejected.WithLabelValues(reason).Inc()
 	} else if o.unexpected != nil {
 		o.unexpected()
 	}
 }
 
 func (o *transferMetrics) Received(entries, _ int) {
-	o.m.stateReceivedEntries.Add(float64(entries))
+	o.m.StateReceivedEntries.Add(float64(entries))
 }
 
 func (o *transferMetrics) Installed(uint64, int) {
-	o.m.stateTransferSeconds.Observe(time.Since(o.started).Seconds())
+	o.m.StateTransferSeconds.Observe(time.Since(o.started).Seconds())
 }

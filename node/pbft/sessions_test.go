@@ -1,4 +1,4 @@
-package node_test
+package pbft_test
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
-	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet"
+	"github.com/pbftnode/pbftnode/internal/localnet/localnettest"
 )
 
 // sharedKeyClients starts a cluster and two clients that sign with one key,
@@ -39,20 +39,6 @@ func sharedKeyClients(t *testing.T, consensus string, sessions [2][]byte) [2]*cl
 	return cs
 }
 
-// putAll has c put n keys, one after another, and returns the first error.
-func putAll(ctx context.Context, c *client.Client, name string, n int) error {
-	for i := range n {
-		raw, err := c.Invoke(ctx, execution.EncodePut([]byte(fmt.Sprintf("%s-%d", name, i)), []byte("v")))
-		if err != nil {
-			return err
-		}
-		if res, err := execution.DecodeResult(raw); err != nil || !res.Ok {
-			return fmt.Errorf("put %d: result %v, %w", i, res, err)
-		}
-	}
-	return nil
-}
-
 // TestClientsSharingAKeyBothProgress: two clients with one key and their
 // own sessions each get all their requests executed and answered, though
 // their request numbers are far apart and their replies go to one peer ID.
@@ -65,13 +51,13 @@ func TestClientsSharingAKeyBothProgress(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if err := putAll(ctx, cs[1], "late", 5); err != nil {
+			if err := localnettest.PutAll(ctx, cs[1], "late", 5); err != nil {
 				t.Fatalf("the client with the higher numbers: %v", err)
 			}
 			var wg sync.WaitGroup
 			errs := make([]error, 2)
 			for i, c := range cs {
-				wg.Go(func() { errs[i] = putAll(ctx, c, fmt.Sprintf("c%d", i), 20) })
+				wg.Go(func() { errs[i] = localnettest.PutAll(ctx, c, fmt.Sprintf("c%d", i), 20) })
 			}
 			wg.Wait()
 			if err := errors.Join(errs...); err != nil {
@@ -89,12 +75,12 @@ func TestClientsSharingAKeyAndSessionCollide(t *testing.T) {
 	cs := sharedKeyClients(t, config.ConsensusPBFT, [2][]byte{{}, {}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := putAll(ctx, cs[1], "late", 1); err != nil {
+	if err := localnettest.PutAll(ctx, cs[1], "late", 1); err != nil {
 		t.Fatalf("the client with the higher numbers: %v", err)
 	}
 	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
 	defer cancelShort()
-	if err := putAll(short, cs[0], "early", 1); !errors.Is(err, context.DeadlineExceeded) {
+	if err := localnettest.PutAll(short, cs[0], "early", 1); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a too-old request of a shared client id: got %v, want no answer", err)
 	}
 }

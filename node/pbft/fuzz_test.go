@@ -1,4 +1,4 @@
-package node
+package pbft
 
 import (
 	"crypto/ed25519"
@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
@@ -53,7 +54,7 @@ func fzNode() *Node {
 	}
 	return &Node{
 		log:      slog.New(slog.DiscardHandler),
-		metrics:  newMetrics(),
+		metrics:  node.NewMetrics(),
 		verifier: protocol.NewMessageVerifier(fzCluster, pubs, crypto.NewVerifiedCache(64), nil, 0),
 	}
 }

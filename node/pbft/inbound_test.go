@@ -1,4 +1,4 @@
-package node_test
+package pbft_test
 
 import (
 	"crypto/ed25519"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/internal/localnet"
-	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/node/pbft"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -37,7 +37,7 @@ func (f *badSignatures) Reply(*wire.Reply) bool { return true }
 func TestBadSignatureReplicaBackedOff(t *testing.T) {
 	const liar = 1
 	filter := &badSignatures{}
-	net := startNet(t, localnet.Options{Filters: map[int]node.Filter{liar: filter}})
+	net := startNet(t, localnet.Options{Filters: map[int]pbft.Filter{liar: filter}})
 	if n := runWorkload(t, net, 2, 4, 20); n != 160 {
 		t.Fatalf("%d operations completed with replica %d sending bad signatures, want 160", n, liar)
 	}
@@ -115,7 +115,7 @@ func TestStaleFramesDroppedBeforeVerification(t *testing.T) {
 	const liar, stopped = 2, 0
 	var filter *staleCopies
 	net := startNet(t, localnet.Options{
-		FilterFactory: func(i int, key ed25519.PrivateKey, cluster string) node.Filter {
+		FilterFactory: func(i int, key ed25519.PrivateKey, cluster string) pbft.Filter {
 			if i != liar {
 				return nil
 			}

@@ -1,4 +1,4 @@
-package node_test
+package pbft_test
 
 // End-to-end Byzantine fault tests: one test per strategy of package
 // byzantine, each on 4 in-process replicas (f = 1) with default protocol
@@ -24,6 +24,7 @@ import (
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet"
 	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/node/pbft"
 	"github.com/pbftnode/pbftnode/protocol"
 )
 
@@ -42,7 +43,7 @@ func startByzantine(t *testing.T, strategy string, liar int) (*localnet.Net, *by
 	var filter *byzantine.Filter
 	var ferr error
 	net := startNet(t, localnet.Options{
-		FilterFactory: func(i int, key ed25519.PrivateKey, cluster string) node.Filter {
+		FilterFactory: func(i int, key ed25519.PrivateKey, cluster string) pbft.Filter {
 			if i != liar {
 				return nil
 			}
@@ -203,7 +204,7 @@ func TestByzantineStrategyBadNewView(t *testing.T) {
 		t.Fatalf("replica %d injected %d faults in view 0, where it sends no NEW-VIEW", liar, filter.Actions())
 	}
 
-	correct := []*node.Node{net.Nodes[2], net.Nodes[3]}
+	correct := []*pbft.Node{net.Nodes[2], net.Nodes[3]}
 	stopSampler := make(chan struct{})
 	var sampler sync.WaitGroup
 	var sawView1 atomic.Pointer[string] // the first offending status

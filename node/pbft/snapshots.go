@@ -1,4 +1,4 @@
-package node
+package pbft
 
 import (
 	"context"
@@ -9,14 +9,11 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/wire"
 )
-
-// stateChunkBytes bounds the entries of one StateChunk, well under the
-// transport's frame limit.
-const stateChunkBytes = 1 << 20
 
 // snapshotEvent hands the snapshot server a new checkpoint snapshot, or
 // tells it which checkpoint became stable (older snapshots are released
@@ -26,17 +23,10 @@ type snapshotEvent struct {
 	stable uint64
 }
 
-// stateRequest is a verified StateRequest from a replica.
-type stateRequest struct {
-	from uint32
-	req  *wire.StateRequest
-}
-
 // serveSnapshots answers state requests from the snapshots taken at
 // checkpoints, off the event loop's goroutine. It owns the snapshots: it
 // keeps the stable one and those above it, and releases the rest.
 func (n *Node) serveSnapshots(ctx context.Context) {
-	defer n.wg.Done()
 	snaps := make(map[uint64]*execution.StateSnapshot)
 	defer func() {
 		for _, s := range snaps {
@@ -67,14 +57,14 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 			n.snapshotEvent(snaps, ev)
 		case r := <-n.stateRequests:
 			if !budget.admit(r, time.Now()) {
-				n.drop("rate_limited", "from", r.from, "kind", "state_request")
+				n.drop("rate_limited", "from", r.From, "kind", "state_request")
 				continue
 			}
-			budget.charge(r.from, n.answerStateRequest(signer, snaps, r))
+			budget.charge(r.From, n.answerStateRequest(signer, snaps, r))
 		case now := <-retryC:
 			retry = nil
 			for _, r := range budget.due(now) {
-				budget.charge(r.from, n.answerStateRequest(signer, snaps, r))
+				budget.charge(r.From, n.answerStateRequest(signer, snaps, r))
 			}
 		}
 	}
@@ -97,19 +87,19 @@ func (n *Node) snapshotEvent(snaps map[uint64]*execution.StateSnapshot, ev snaps
 	}
 	// The certificate is saved: the log at or below it is never read again
 	// (see storage.DB.DeleteLogBelow).
-	if err := n.db.DeleteLogBelow(ev.stable + 1); err != nil {
+	if err := n.DB.DeleteLogBelow(ev.stable + 1); err != nil {
 		n.log.Warn("deleting the log below a stable checkpoint", "sequence", ev.stable, "err", err)
 	}
 }
 
 // answerStateRequest sends the chunk r asks for (or Unavailable) and
 // returns the bytes sent.
-func (n *Node) answerStateRequest(signer *crypto.Signer, snaps map[uint64]*execution.StateSnapshot, r stateRequest) int {
-	chunk, err := statetransfer.ServeChunk(statetransfer.At(snaps, r.req.Sequence), r.req, stateChunkBytes)
+func (n *Node) answerStateRequest(signer *crypto.Signer, snaps map[uint64]*execution.StateSnapshot, r node.StateRequest) int {
+	chunk, err := statetransfer.ServeChunk(statetransfer.At(snaps, r.Req.Sequence), r.Req, node.StateChunkBytes)
 	if err != nil {
-		n.log.Warn("state transfer: reading snapshot", "sequence", r.req.Sequence, "err", err)
+		n.log.Warn("state transfer: reading snapshot", "sequence", r.Req.Sequence, "err", err)
 	} else if !chunk.Unavailable {
-		n.metrics.stateServedBytes.Add(float64(proto.Size(chunk)))
+		n.metrics.StateServedBytes.Add(float64(proto.Size(chunk)))
 	}
 	body := &wire.ReplicaMessage{From: n.cfg.Index, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
 	payload, err := proto.Marshal(body)
@@ -117,14 +107,14 @@ func (n *Node) answerStateRequest(signer *crypto.Signer, snaps map[uint64]*execu
 		return 0
 	}
 	signed := &wire.Signed{Payload: payload, Signature: signer.Sign(crypto.DomainReplicaMessage, payload)}
-	out := []protocol.Outbound{{To: r.from, Signed: signed, Kind: protocol.KindStateChunk}}
-	if n.cfg.Filter != nil {
-		out = n.cfg.Filter.Outbound(out[0])
+	out := []protocol.Outbound{{To: r.From, Signed: signed, Kind: protocol.KindStateChunk}}
+	if n.filter != nil {
+		out = n.filter.Outbound(out[0])
 	}
 	sent := 0
 	for _, o := range out {
 		if b, err := protocol.EncodeFrame(o.Signed, o.Batch); err == nil {
-			n.host.Send(o.To, b)
+			n.Host.Send(o.To, b)
 			sent += len(b)
 		}
 	}
@@ -132,7 +122,7 @@ func (n *Node) answerStateRequest(signer *crypto.Signer, snaps map[uint64]*execu
 }
 
 // State-transfer chunk requests are about 50 bytes and each answer up to
-// stateChunkBytes: without a bound one replica could make another send it
+// node.StateChunkBytes: without a bound one replica could make another send it
 // its whole state over and over. Each requesting replica has a token
 // bucket of stateServeRequestsPerSecond requests and
 // stateServeBytesPerSecond bytes, holding at most one second's worth. A
@@ -155,7 +145,7 @@ const (
 type chunkBudget struct {
 	bytesPerSecond, requestsPerSecond float64
 	peers                             map[uint32]*chunkBucket
-	deferred                          map[uint32]stateRequest
+	deferred                          map[uint32]node.StateRequest
 }
 
 type chunkBucket struct {
@@ -165,7 +155,7 @@ type chunkBucket struct {
 
 func newChunkBudget() *chunkBudget {
 	return &chunkBudget{bytesPerSecond: stateServeBytesPerSecond, requestsPerSecond: stateServeRequestsPerSecond,
-		peers: make(map[uint32]*chunkBucket), deferred: make(map[uint32]stateRequest)}
+		peers: make(map[uint32]*chunkBucket), deferred: make(map[uint32]node.StateRequest)}
 }
 
 // bucket returns from's bucket refilled up to now. from is a replica
@@ -187,13 +177,13 @@ func (b *chunkBudget) bucket(from uint32, now time.Time) *chunkBucket {
 
 // admit reports whether r may be answered now, taking a request token if
 // so; otherwise r becomes from's deferred request (replacing an older one).
-func (b *chunkBudget) admit(r stateRequest, now time.Time) bool {
-	p := b.bucket(r.from, now)
-	if _, waiting := b.deferred[r.from]; !waiting && p.requests >= 1 && p.bytes > 0 {
+func (b *chunkBudget) admit(r node.StateRequest, now time.Time) bool {
+	p := b.bucket(r.From, now)
+	if _, waiting := b.deferred[r.From]; !waiting && p.requests >= 1 && p.bytes > 0 {
 		p.requests--
 		return true
 	}
-	b.deferred[r.from] = r
+	b.deferred[r.From] = r
 	return false
 }
 
@@ -207,8 +197,8 @@ func (b *chunkBudget) charge(from uint32, sent int) {
 
 // due returns the deferred requests whose buckets have refilled, taking a
 // request token for each, in replica order.
-func (b *chunkBudget) due(now time.Time) []stateRequest {
-	var out []stateRequest
+func (b *chunkBudget) due(now time.Time) []node.StateRequest {
+	var out []node.StateRequest
 	for from, r := range b.deferred {
 		if p := b.bucket(from, now); p.requests >= 1 && p.bytes > 0 {
 			p.requests--
@@ -216,6 +206,6 @@ func (b *chunkBudget) due(now time.Time) []stateRequest {
 			out = append(out, r)
 		}
 	}
-	slices.SortFunc(out, func(a, c stateRequest) int { return int(a.from) - int(c.from) })
+	slices.SortFunc(out, func(a, c node.StateRequest) int { return int(a.From) - int(c.From) })
 	return out
 }

@@ -1,4 +1,4 @@
-package node
+package raftnode
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/raftmode"
 	"github.com/pbftnode/pbftnode/raftreplica"
@@ -18,29 +19,21 @@ import (
 // sources (each replica, each established client key, and the newcomer
 // keys together) and decodes them off the event loop, in one goroutine so
 // that each replica's frames stay in order.
-func (n *RaftNode) receiveFrames(ctx context.Context) {
-	defer n.wg.Done()
-	frames := make([]p2p.Frame, 0, maxVerifyDrain)
-	for {
-		var ok bool
-		frames, ok = n.host.NextFrames(ctx, frames[:0], maxVerifyDrain)
-		for _, f := range frames {
-			if f.FromIndex >= 0 {
-				n.receiveReplicaFrame(ctx, f)
+func (n *Node) receiveFrames(ctx context.Context) {
+	node.ReceiveLoop(ctx, n.Host, func(ctx context.Context, arrivals []node.Arrival) {
+		for _, a := range arrivals {
+			if a.Client {
+				n.receiveClientFrame(ctx, a.Frame)
 			} else {
-				n.receiveClientFrame(ctx, f)
+				n.receiveReplicaFrame(ctx, a.Frame)
 			}
 		}
-		clear(frames)
-		if !ok {
-			return
-		}
-	}
+	})
 }
 
 // receiveReplicaFrame decodes a frame from another replica: raft messages
 // and state chunks go to the loop, state requests to the snapshot server.
-func (n *RaftNode) receiveReplicaFrame(ctx context.Context, f p2p.Frame) {
+func (n *Node) receiveReplicaFrame(ctx context.Context, f p2p.Frame) {
 	var frame wire.RaftFrame
 	if err := proto.Unmarshal(f.Data, &frame); err != nil || f.FromIndex < 0 {
 		n.drop("malformed", "from", f.FromIndex, "err", err)
@@ -55,14 +48,14 @@ func (n *RaftNode) receiveReplicaFrame(ctx context.Context, f p2p.Frame) {
 			return
 		}
 		kind := m.GetType().String()
-		n.metrics.received.WithLabelValues(kind).Inc()
-		n.metrics.ops.bytesReceived.WithLabelValues(kind).Add(float64(len(f.Data)))
+		n.metrics.Received.WithLabelValues(kind).Inc()
+		n.metrics.Ops.BytesReceived.WithLabelValues(kind).Add(float64(len(f.Data)))
 		n.push(ctx, raftInput{from: from, msg: m})
 	case *wire.RaftFrame_StateChunk:
 		n.push(ctx, raftInput{from: from, chunk: body.StateChunk})
 	case *wire.RaftFrame_StateRequest:
 		select {
-		case n.stateReqs <- stateRequest{from: from, req: body.StateRequest}:
+		case n.stateReqs <- node.StateRequest{From: from, Req: body.StateRequest}:
 		default:
 			n.drop("state_requests_full")
 		}
@@ -74,7 +67,7 @@ func (n *RaftNode) receiveReplicaFrame(ctx context.Context, f p2p.Frame) {
 // receiveClientFrame decodes a client request. The Noise session of the
 // stream authenticates the client, so the request must name the stream's
 // peer; its signature is not checked (crash-fault model).
-func (n *RaftNode) receiveClientFrame(ctx context.Context, f p2p.Frame) {
+func (n *Node) receiveClientFrame(ctx context.Context, f p2p.Frame) {
 	var frame wire.ClientFrame
 	if err := proto.Unmarshal(f.Data, &frame); err != nil || frame.GetRequest() == nil {
 		n.drop("malformed", "client", f.From, "err", err)
@@ -92,58 +85,36 @@ func (n *RaftNode) receiveClientFrame(ctx context.Context, f p2p.Frame) {
 	n.push(ctx, raftInput{req: req, client: f.From})
 }
 
-func (n *RaftNode) push(ctx context.Context, in raftInput) {
-	select {
-	case n.inbox <- in:
-	case <-ctx.Done():
-	default:
+func (n *Node) push(ctx context.Context, in raftInput) {
+	if !node.Push(ctx, n.inbox, in) {
 		n.drop("inbox_full")
 	}
 }
 
-func (n *RaftNode) drop(reason string, args ...any) {
-	n.metrics.dropped.WithLabelValues(reason).Inc()
-	n.log.Debug("dropped", append([]any{"reason", reason}, args...)...)
-}
+func (n *Node) drop(reason string, args ...any) { n.metrics.Drop(n.log, reason, args...) }
 
 // eventLoop owns the driver (and through it the core, the executor and
 // the state transfer).
-func (n *RaftNode) eventLoop(ctx context.Context) {
-	defer n.wg.Done()
-	ticker := time.NewTicker(n.cfg.TickInterval)
-	defer ticker.Stop()
+func (n *Node) eventLoop(ctx context.Context) {
 	if err := n.driver.Start(); err != nil {
 		n.log.Warn("no startup snapshot to serve", "err", err)
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			n.driver.Tick()
-		case in := <-n.inbox:
-			n.handle(in)
-		burst:
-			for i := 1; i < maxBurst; i++ {
-				select {
-				case in = <-n.inbox:
-					n.handle(in)
-				default:
-					break burst
-				}
-			}
-		}
-		n.ports.processStart = time.Now()
-		if err := n.driver.Process(); err != nil {
-			n.log.Error("replica stopped: storage or execution failed", "err", err)
-			return
-		}
-		n.publishStatus()
-		n.metrics.inboxDepth.Set(float64(len(n.inbox)))
-	}
+	node.EventLoop[raftInput]{
+		TickInterval: n.cfg.TickInterval,
+		Inbox:        n.inbox,
+		Tick:         n.driver.Tick,
+		Handle:       n.handle,
+		Process: func() error {
+			n.ports.processStart = time.Now()
+			return n.driver.Process()
+		},
+		Processed: n.publishStatus,
+		Metrics:   n.metrics,
+		Log:       n.log,
+	}.Run(ctx)
 }
 
-func (n *RaftNode) handle(in raftInput) {
+func (n *Node) handle(in raftInput) {
 	switch {
 	case in.msg != nil:
 		if err := n.driver.Step(in.from, in.msg); err != nil {
@@ -164,7 +135,7 @@ func (n *RaftNode) handle(in raftInput) {
 // Network (the libp2p host), Snapshots (the snapshot server's channel) and
 // Observer (the metrics). It runs on the event loop.
 type raftPorts struct {
-	n *RaftNode
+	n *Node
 	// processStart is when the loop called Driver.Process, to time the
 	// core's persist.
 	processStart time.Time
@@ -189,10 +160,8 @@ func (p *raftPorts) SendRaft(to uint32, m *raftpb.Message) bool {
 		n.log.Error("encode raft frame", "err", err)
 		return false
 	}
-	sent := n.host.Send(to, frame)
-	kind := m.GetType().String()
-	n.metrics.sent.WithLabelValues(kind).Inc()
-	n.metrics.ops.bytesSent.WithLabelValues(kind).Add(float64(len(frame)))
+	sent := n.Host.Send(to, frame)
+	n.metrics.CountSent(m.GetType().String(), len(frame))
 	return sent
 }
 
@@ -204,17 +173,7 @@ func (p *raftPorts) SendStateRequest(to uint32, req *wire.StateRequest) {
 // Reply sends a result to its client, if the client has a stream to this
 // replica; the replica the client talks to replies when it applies.
 func (p *raftPorts) Reply(r *wire.Reply) {
-	id, ok := clientPeer(r.GetClientId())
-	if !ok {
-		return
-	}
-	b, err := proto.Marshal(r)
-	if err != nil {
-		return
-	}
-	if p.n.host.SendToClient(id, b) {
-		p.n.metrics.clientReplies.Inc()
-	}
+	node.ReplyToClient(p.n.Host, p.n.metrics, r)
 }
 
 // Keep hands a snapshot to the snapshot server, or releases it when the
@@ -231,53 +190,52 @@ func (p *raftPorts) Keep(s *execution.StateSnapshot) {
 func (p *raftPorts) Persisted(out *raftmode.Output) {
 	m := p.n.metrics
 	if len(out.Messages) > 0 || len(out.AppliedBatches) > 0 {
-		m.persistSeconds.Observe(time.Since(p.processStart).Seconds())
+		m.PersistSeconds.Observe(time.Since(p.processStart).Seconds())
 	}
 	for _, size := range out.AppliedBatches {
-		m.committedBatches.Inc()
-		m.committedRequests.Add(float64(size))
-		m.batchSize.Observe(float64(size))
+		m.CommittedBatches.Inc()
+		m.CommittedRequests.Add(float64(size))
+		m.BatchSize.Observe(float64(size))
 	}
 }
 
 // StateInstalled needs nothing more: the fetcher's observer timed it.
 func (p *raftPorts) StateInstalled(uint32, uint64) {}
 
-func (n *RaftNode) sendFrame(to uint32, frame *wire.RaftFrame, kind string) {
+func (n *Node) sendFrame(to uint32, frame *wire.RaftFrame, kind string) {
 	b, err := proto.Marshal(frame)
 	if err != nil {
 		n.log.Error("encode raft frame", "err", err)
 		return
 	}
-	if n.host.Send(to, b) {
-		n.metrics.sent.WithLabelValues(kind).Inc()
-		n.metrics.ops.bytesSent.WithLabelValues(kind).Add(float64(len(b)))
+	if n.Host.Send(to, b) {
+		n.metrics.CountSent(kind, len(b))
 	}
 }
 
-func (n *RaftNode) publishStatus() {
+func (n *Node) publishStatus() {
 	st := n.core.Status()
 	if st.Leader >= 0 && st.Leader != n.lastLeader {
 		if n.lastLeader >= 0 || n.leaderTerms > 0 {
-			n.metrics.viewChanges.Inc()
+			n.metrics.ViewChanges.Inc()
 		}
 		n.leaderTerms++
 		n.lastLeader = st.Leader
 	}
-	n.metrics.view.Set(float64(st.Term))
-	n.metrics.executedSequence.Set(float64(st.Applied))
-	n.metrics.stableCheckpoint.Set(float64(st.SnapshotIndex))
+	n.metrics.View.Set(float64(st.Term))
+	n.metrics.ExecutedSequence.Set(float64(st.Applied))
+	n.metrics.StableCheckpoint.Set(float64(st.SnapshotIndex))
 	if st.Leader >= 0 {
-		n.metrics.viewChanging.Set(0)
+		n.metrics.ViewChanging.Set(0)
 	} else {
-		n.metrics.viewChanging.Set(1)
+		n.metrics.ViewChanging.Set(1)
 	}
 	if n.driver.Transferring() {
-		n.metrics.transferring.Set(1)
+		n.metrics.Transferring.Set(1)
 	} else {
-		n.metrics.transferring.Set(0)
+		n.metrics.Transferring.Set(0)
 	}
-	n.status.Store(&Status{
+	n.status.Store(&node.Status{
 		Index:            n.cfg.Index,
 		View:             st.Term,
 		ExecutedSequence: st.Applied,

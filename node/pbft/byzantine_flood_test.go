@@ -1,4 +1,4 @@
-package node_test
+package pbft_test
 
 // End-to-end tests of the tick-driven Byzantine strategies (floods and
 // slow-primary) on 4 in-process replicas: the node drives the filter's
@@ -17,7 +17,9 @@ import (
 
 	"github.com/pbftnode/pbftnode/byzantine"
 	"github.com/pbftnode/pbftnode/internal/localnet"
+	"github.com/pbftnode/pbftnode/internal/localnet/localnettest"
 	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/node/pbft"
 )
 
 // startStrategy starts 4 replicas with metrics, of which replica liar
@@ -28,7 +30,7 @@ func startStrategy(t *testing.T, strategy string, liar int, opts byzantine.Optio
 	var ferr error
 	net := startNet(t, localnet.Options{
 		Metrics: true,
-		FilterFactory: func(i int, key ed25519.PrivateKey, cluster string) node.Filter {
+		FilterFactory: func(i int, key ed25519.PrivateKey, cluster string) pbft.Filter {
 			if i != liar {
 				return nil
 			}
@@ -46,7 +48,7 @@ func startStrategy(t *testing.T, strategy string, liar int, opts byzantine.Optio
 // with one of prefixes (a name with "{" covers all its labels).
 func seriesSum(t *testing.T, addr string, prefixes ...string) float64 {
 	t.Helper()
-	body := metricsText(t, addr)
+	body := localnettest.MetricsText(t, addr)
 	var sum float64
 	for _, line := range strings.Split(body, "\n") {
 		for _, p := range prefixes {

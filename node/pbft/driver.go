@@ -1,12 +1,10 @@
-package node
+package pbft
 
 import (
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/pbftnode/pbftnode/execution"
-	"github.com/pbftnode/pbftnode/p2p/identity"
+	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/wire"
@@ -18,7 +16,7 @@ import (
 // driverStorage is the database, with the log appends timed.
 type driverStorage struct {
 	*storage.DB
-	m *metrics
+	m *node.Metrics
 }
 
 // AppendLog implements replica.Storage.
@@ -27,7 +25,7 @@ func (s driverStorage) AppendLog(entries []storage.LogEntry) error {
 	if err := s.DB.AppendLog(entries); err != nil {
 		return err
 	}
-	s.m.persistSeconds.Observe(time.Since(start).Seconds())
+	s.m.PersistSeconds.Observe(time.Since(start).Seconds())
 	return nil
 }
 
@@ -42,30 +40,19 @@ func (d driverNetwork) Send(out protocol.Outbound, frame []byte) {
 // Reply implements replica.Network: the reply goes back on the stream of
 // the client it names (requests are admitted only from their own client).
 func (d driverNetwork) Reply(r *wire.Reply) {
-	id, err := identity.ClientPeerID(r.ClientId)
-	if err != nil {
-		return // the verifier admits only well-formed client ids
-	}
-	n := d.n
-	b, err := proto.Marshal(r)
-	if err != nil {
-		return
-	}
-	if n.host.SendToClient(id, b) {
-		n.metrics.clientReplies.Inc()
-	}
+	// The verifier admits only well-formed client ids.
+	node.ReplyToClient(d.n.Host, d.n.metrics, r)
 }
 
 // transmit sends an encoded frame to one replica, or to all others for
 // protocol.Broadcast, and counts it.
 func (n *Node) transmit(to uint32, kind protocol.Kind, b []byte) {
 	if to == protocol.Broadcast {
-		n.host.Broadcast(b)
+		n.Host.Broadcast(b)
 	} else {
-		n.host.Send(to, b)
+		n.Host.Send(to, b)
 	}
-	n.metrics.sent.WithLabelValues(kind.String()).Inc()
-	n.metrics.ops.bytesSent.WithLabelValues(kind.String()).Add(float64(len(b)))
+	n.metrics.CountSent(kind.String(), len(b))
 }
 
 // driverSnapshots hands snapshots and stable checkpoints to the snapshot
@@ -98,7 +85,7 @@ type driverObserver struct {
 
 // Ready implements replica.Observer.
 func (o *driverObserver) Ready(rd *protocol.Ready) {
-	o.n.phases.observe(rd, o.n.metrics.ops, time.Now())
+	o.n.phases.observe(rd, o.n.metrics.Ops, time.Now())
 }
 
 // Executing implements replica.Observer.
@@ -107,39 +94,39 @@ func (o *driverObserver) Executing(protocol.CommittedBatch) {}
 // Executed implements replica.Observer.
 func (o *driverObserver) Executed(b protocol.CommittedBatch) {
 	m := o.n.metrics
-	m.committedBatches.Inc()
-	m.committedRequests.Add(float64(len(b.Requests)))
-	m.batchSize.Observe(float64(len(b.Requests)))
-	m.executedSequence.Set(float64(b.Sequence))
-	o.n.phases.executed(b.Sequence, m.ops, time.Now())
+	m.CommittedBatches.Inc()
+	m.CommittedRequests.Add(float64(len(b.Requests)))
+	m.BatchSize.Observe(float64(len(b.Requests)))
+	m.ExecutedSequence.Set(float64(b.Sequence))
+	o.n.phases.executed(b.Sequence, m.Ops, time.Now())
 }
 
 // Stable implements replica.Observer.
 func (o *driverObserver) Stable(seq uint64) {
-	o.n.metrics.stableCheckpoint.Set(float64(seq))
-	o.n.metrics.checkpointsStable.Inc()
+	o.n.metrics.StableCheckpoint.Set(float64(seq))
+	o.n.metrics.CheckpointsStable.Inc()
 	o.n.phases.forgetBelow(seq)
 }
 
 // TransferStarted implements replica.Observer.
 func (o *driverObserver) TransferStarted(uint64, uint64) {
 	o.transferStarted = time.Now()
-	o.n.metrics.stateTransfers.Inc()
+	o.n.metrics.StateTransfers.Inc()
 }
 
 // TransferRejected implements replica.Observer.
 func (o *driverObserver) TransferRejected(_ uint64, _ uint32, reason string, _ error) {
-	o.n.metrics.stateTransferRejected.WithLabelValues(reason).Inc()
+	o.n.metrics.StateTransferRejected.WithLabelValues(reason).Inc()
 }
 
 // TransferReceived implements replica.Observer.
 func (o *driverObserver) TransferReceived(entries int) {
-	o.n.metrics.stateReceivedEntries.Add(float64(entries))
+	o.n.metrics.StateReceivedEntries.Add(float64(entries))
 }
 
 // TransferInstalled implements replica.Observer.
 func (o *driverObserver) TransferInstalled(seq uint64, _ uint32, _ int) {
 	took := time.Since(o.transferStarted)
-	o.n.metrics.stateTransferSeconds.Observe(took.Seconds())
+	o.n.metrics.StateTransferSeconds.Observe(took.Seconds())
 	o.n.log.Info("state transfer: took", "checkpoint", seq, "took", took.Round(time.Millisecond))
 }

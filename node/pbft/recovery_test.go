@@ -1,4 +1,4 @@
-package node_test
+package pbft_test
 
 import (
 	"crypto/ed25519"
@@ -9,7 +9,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/internal/localnet"
-	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/node/pbft"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -92,7 +92,7 @@ func TestCorruptSnapshotIsRejectedAndAnotherPeerServes(t *testing.T) {
 		Protocol: protocol.Config{CheckpointInterval: 16},
 		// Replica 0 lies; a wiped replica 3 asks it first (the first of
 		// the certificate's signers 0, 1, 2 it tries is 3 mod 3 = 0).
-		FilterFactory: func(i int, key ed25519.PrivateKey, cluster string) node.Filter {
+		FilterFactory: func(i int, key ed25519.PrivateKey, cluster string) pbft.Filter {
 			if i != 0 {
 				return nil
 			}

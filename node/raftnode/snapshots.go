@@ -1,4 +1,4 @@
-package node
+package raftnode
 
 import (
 	"context"
@@ -6,15 +6,15 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
-// serveRaftSnapshots answers state requests off the event loop from the
+// serveSnapshots answers state requests off the event loop from the
 // two latest snapshots (the Core snapshots at the same indexes on every
 // replica). It owns the snapshots and releases those it drops.
-func (n *RaftNode) serveRaftSnapshots(ctx context.Context) {
-	defer n.wg.Done()
+func (n *Node) serveSnapshots(ctx context.Context) {
 	var snaps []*execution.StateSnapshot // oldest first, at most 2
 	defer func() {
 		for _, s := range snaps {
@@ -32,11 +32,11 @@ func (n *RaftNode) serveRaftSnapshots(ctx context.Context) {
 				snaps = snaps[1:]
 			}
 		case r := <-n.stateReqs:
-			chunk := statetransfer.Serve(statetransfer.Pick(snaps, r.req.GetSequence()), r.req, stateChunkBytes)
+			chunk := statetransfer.Serve(statetransfer.Pick(snaps, r.Req.GetSequence()), r.Req, node.StateChunkBytes)
 			if !chunk.Unavailable {
-				n.metrics.stateServedBytes.Add(float64(proto.Size(chunk)))
+				n.metrics.StateServedBytes.Add(float64(proto.Size(chunk)))
 			}
-			n.sendFrame(r.from, &wire.RaftFrame{Body: &wire.RaftFrame_StateChunk{StateChunk: chunk}}, "StateChunk")
+			n.sendFrame(r.From, &wire.RaftFrame{Body: &wire.RaftFrame_StateChunk{StateChunk: chunk}}, "StateChunk")
 		}
 	}
 }
