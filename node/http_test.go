@@ -2,25 +2,13 @@ package node
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/pbftnode/pbftnode/internal/opstest"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
 
 func TestOpsHandlerReadinessAndStatus(t *testing.T) {
 	st := Status{Index: 2, View: 3, ViewActive: true, ExecutedSequence: 0, StableCheckpoint: 0}
@@ -34,12 +22,12 @@ func TestOpsHandlerReadinessAndStatus(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	if code, body := get(t, srv.URL+"/healthz"); code != 200 || body != "ok\n" {
+	if code, body := opstest.Get(t, srv.URL+"/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz = %d %q", code, body)
 	}
 	check := func(wantCode int, wantReason string) {
 		t.Helper()
-		code, body := get(t, srv.URL+"/readyz")
+		code, body := opstest.Get(t, srv.URL+"/readyz")
 		if code != wantCode || !strings.Contains(body, wantReason) {
 			t.Fatalf("/readyz = %d %q, want %d containing %q", code, body, wantCode, wantReason)
 		}
@@ -58,7 +46,7 @@ func TestOpsHandlerReadinessAndStatus(t *testing.T) {
 	check(503, "state transfer")
 	st.Transferring = false
 
-	code, body := get(t, srv.URL+"/status")
+	code, body := opstest.Get(t, srv.URL+"/status")
 	if code != 200 {
 		t.Fatalf("/status = %d", code)
 	}
@@ -74,7 +62,7 @@ func TestOpsHandlerReadinessAndStatus(t *testing.T) {
 		t.Fatalf("/status reports connected_peers though the transport does not: %s", body)
 	}
 	peersKnown, peers = true, 3
-	_, body = get(t, srv.URL+"/status")
+	_, body = opstest.Get(t, srv.URL+"/status")
 	if err := json.Unmarshal([]byte(body), &r); err != nil || r.ConnectedPeers == nil || *r.ConnectedPeers != 3 {
 		t.Fatalf("/status with peers = %s (%v)", body, err)
 	}

@@ -208,3 +208,19 @@ func (m *Metrics) CountSent(kind string, bytes int) {
 	m.Sent.WithLabelValues(kind).Inc()
 	m.Ops.BytesSent.WithLabelValues(kind).Add(float64(bytes))
 }
+
+// SetChanging sets the gauges of what keeps a replica from ordering:
+// pbftnode_view_changing (changing views, or no known leader) and
+// pbftnode_state_transfer_in_progress.
+func (m *Metrics) SetChanging(changingView, transferring bool) {
+	m.ViewChanging.Set(flag(changingView))
+	m.Transferring.Set(flag(transferring))
+}
+
+// flag is a boolean as a gauge value.
+func flag(on bool) float64 {
+	if on {
+		return 1
+	}
+	return 0
+}

@@ -56,8 +56,12 @@ func (s *Shell) MetricsAddr() string {
 func (s *Shell) DatabaseSize() (int64, error) { return s.DB.SizeBytes() }
 
 // OpenDB opens the replica's database in cfg.DataDir, fsyncing per
-// cfg.Sync.
-func (s *Shell) OpenDB(cfg Config, log *slog.Logger) error {
+// cfg.Sync. With fsync off it warns that a machine crash can lose
+// unsynced (what the runtime stands to lose; "": no warning).
+func (s *Shell) OpenDB(cfg Config, log *slog.Logger, unsynced string) error {
+	if !cfg.Sync && unsynced != "" {
+		log.Warn("fsync is off: a machine crash can lose " + unsynced + "; use only for benchmarks")
+	}
 	db, err := storage.Open(cfg.DataDir, storage.Options{Sync: cfg.Sync, Logger: log})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

@@ -91,7 +91,7 @@ func Start(cfg node.Config) (*Node, error) {
 func (n *Node) open() error {
 	cfg := n.cfg
 	n.log.Warn("BENCHMARK FLOOR: this replica verifies and answers requests without ordering, persisting or executing them")
-	if err := n.OpenDB(cfg, n.log); err != nil {
+	if err := n.OpenDB(cfg, n.log, ""); err != nil {
 		return err
 	}
 	n.maxBatch = cfg.PBFT.MaxBatchSize

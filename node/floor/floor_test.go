@@ -13,6 +13,7 @@ import (
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet"
 	"github.com/pbftnode/pbftnode/internal/localnet/localnettest"
+	"github.com/pbftnode/pbftnode/internal/opstest"
 )
 
 // TestFloorRelaysEveryRequest: clients send to the primary of a floor
@@ -53,7 +54,7 @@ func TestFloorRelaysEveryRequest(t *testing.T) {
 			t.Errorf("floor node %d status %+v: want an active view led by replica 0", i, st)
 		}
 		// A backup counts only requests that came in a PRE-PREPARE.
-		if got := localnettest.Metric(t, f.MetricsAddr(), "pbftnode_committed_requests_total"); got < clients*each {
+		if got := opstest.Metric(t, f.MetricsAddr(), "pbftnode_committed_requests_total"); got < clients*each {
 			t.Errorf("floor node %d: %v requests relayed or answered in batches, want at least %d", i, got, clients*each)
 		}
 	}
@@ -91,7 +92,7 @@ func TestFloorRefusesBadSignatures(t *testing.T) {
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for i, f := range net.Floors {
-		for localnettest.Metric(t, f.MetricsAddr(), `pbftnode_messages_dropped_total{reason="bad_signature"}`) == 0 {
+		for opstest.Metric(t, f.MetricsAddr(), `pbftnode_messages_dropped_total{reason="bad_signature"}`) == 0 {
 			if time.Now().After(deadline) {
 				t.Fatalf("floor node %d never refused the request's signature", i)
 			}

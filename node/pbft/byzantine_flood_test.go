@@ -17,7 +17,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/byzantine"
 	"github.com/pbftnode/pbftnode/internal/localnet"
-	"github.com/pbftnode/pbftnode/internal/localnet/localnettest"
+	"github.com/pbftnode/pbftnode/internal/opstest"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/node/pbft"
 )
@@ -48,7 +48,7 @@ func startStrategy(t *testing.T, strategy string, liar int, opts byzantine.Optio
 // with one of prefixes (a name with "{" covers all its labels).
 func seriesSum(t *testing.T, addr string, prefixes ...string) float64 {
 	t.Helper()
-	body := localnettest.MetricsText(t, addr)
+	body := opstest.MetricsText(t, addr)
 	var sum float64
 	for _, line := range strings.Split(body, "\n") {
 		for _, p := range prefixes {

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/pbftnode/pbftnode/crypto"
-	"github.com/pbftnode/pbftnode/internal/localnet/localnettest"
+	"github.com/pbftnode/pbftnode/internal/opstest"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/node/pbft"
 )
@@ -42,13 +42,13 @@ func TestNodeServesOperationsEndpoints(t *testing.T) {
 	}
 	defer n.Close()
 	base := "http://" + n.MetricsAddr()
-	if code, _ := localnettest.Get(t, base+"/healthz"); code != 200 {
+	if code, _ := opstest.Get(t, base+"/healthz"); code != 200 {
 		t.Fatalf("/healthz = %d", code)
 	}
-	if code, body := localnettest.Get(t, base+"/readyz"); code != 503 {
+	if code, body := opstest.Get(t, base+"/readyz"); code != 503 {
 		t.Fatalf("/readyz on an isolated fresh replica = %d %q, want 503", code, body)
 	}
-	code, body := localnettest.Get(t, base+"/status")
+	code, body := opstest.Get(t, base+"/status")
 	var r node.StatusReport
 	if err := json.Unmarshal([]byte(body), &r); code != 200 || err != nil {
 		t.Fatalf("/status = %d %s (%v)", code, body, err)
@@ -56,7 +56,7 @@ func TestNodeServesOperationsEndpoints(t *testing.T) {
 	if r.Index != 0 || r.Replicas != 4 || r.View != 0 || !r.ViewActive || r.Ready || len(r.StateDigest) != 64 {
 		t.Fatalf("/status = %+v", r)
 	}
-	if code, body := localnettest.Get(t, base+"/metrics"); code != 200 || !strings.Contains(body, "pbftnode_executed_sequence") {
+	if code, body := opstest.Get(t, base+"/metrics"); code != 200 || !strings.Contains(body, "pbftnode_executed_sequence") {
 		t.Fatalf("/metrics = %d", code)
 	}
 }

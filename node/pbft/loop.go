@@ -203,11 +203,6 @@ func (n *Node) publishStatus() {
 		n.log.Info("entered view", "view", st.View, "took", time.Since(n.viewChangeStarted).Round(time.Millisecond))
 		n.viewChangeStarted = time.Time{}
 	}
-	if st.ViewActive {
-		n.metrics.ViewChanging.Set(0)
-	} else {
-		n.metrics.ViewChanging.Set(1)
-	}
 	n.metrics.View.Set(float64(st.View))
 	// Recovery and state transfer move these too, not only execute and
 	// persistStable: a restarted or transferred replica must not report 0.
@@ -216,11 +211,7 @@ func (n *Node) publishStatus() {
 	n.metrics.Retransmissions.Set(float64(st.Retransmissions))
 	n.metrics.SlowPrimary.Set(float64(st.SlowPrimarySuspects))
 	n.metrics.ServeLimited.Set(float64(st.ServeLimited))
-	if n.driver.Transferring() {
-		n.metrics.Transferring.Set(1)
-	} else {
-		n.metrics.Transferring.Set(0)
-	}
+	n.metrics.SetChanging(!st.ViewActive, n.driver.Transferring())
 	n.status.Store(&node.Status{
 		Index:            n.cfg.Index,
 		View:             st.View,

@@ -73,10 +73,7 @@ func Start(cfg node.Config, filter Filter) (*Node, error) {
 
 func (n *Node) open() error {
 	cfg := n.cfg
-	if !cfg.Sync {
-		n.log.Warn("fsync is off: a machine crash can lose protocol state; use only for benchmarks")
-	}
-	if err := n.OpenDB(cfg, n.log); err != nil {
+	if err := n.OpenDB(cfg, n.log, "protocol state"); err != nil {
 		return err
 	}
 	var err error

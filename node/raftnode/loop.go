@@ -225,16 +225,7 @@ func (n *Node) publishStatus() {
 	n.metrics.View.Set(float64(st.Term))
 	n.metrics.ExecutedSequence.Set(float64(st.Applied))
 	n.metrics.StableCheckpoint.Set(float64(st.SnapshotIndex))
-	if st.Leader >= 0 {
-		n.metrics.ViewChanging.Set(0)
-	} else {
-		n.metrics.ViewChanging.Set(1)
-	}
-	if n.driver.Transferring() {
-		n.metrics.Transferring.Set(1)
-	} else {
-		n.metrics.Transferring.Set(0)
-	}
+	n.metrics.SetChanging(st.Leader < 0, n.driver.Transferring())
 	n.status.Store(&node.Status{
 		Index:            n.cfg.Index,
 		View:             st.Term,

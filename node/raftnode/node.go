@@ -81,10 +81,7 @@ func Start(cfg node.Config) (*Node, error) {
 
 func (n *Node) open() error {
 	cfg := n.cfg
-	if !cfg.Sync {
-		n.log.Warn("fsync is off: a machine crash can lose acknowledged writes; use only for benchmarks")
-	}
-	if err := n.OpenDB(cfg, n.log); err != nil {
+	if err := n.OpenDB(cfg, n.log, "acknowledged writes"); err != nil {
 		return err
 	}
 	db := n.DB
