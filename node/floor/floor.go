@@ -6,13 +6,11 @@ import (
 	"log/slog"
 	"sync/atomic"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
-	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/verifypool"
 	"github.com/pbftnode/pbftnode/wire"
@@ -153,7 +151,8 @@ func (n *Node) verifyArrivals(ctx context.Context, arrivals []node.Arrival) {
 				n.metrics.Dropped.WithLabelValues("client_mismatch").Inc()
 				continue
 			}
-			n.answer(from[i].From, v.Request.Request)
+			// Answered on the stream it came on (its client's, checked above).
+			node.SendReply(n.Host, n.metrics, from[i].From, n.answer(v.Request.Request))
 			if n.cfg.Index == 0 {
 				select {
 				case n.relay <- v.Request.Signed:
@@ -163,9 +162,7 @@ func (n *Node) verifyArrivals(ctx context.Context, arrivals []node.Arrival) {
 			}
 		case v.Message.Body.GetPrePrepare() != nil && v.Message.Body.From == 0:
 			for _, r := range v.Message.Requests {
-				if id, err := identity.ClientPeerID(r.ClientId); err == nil {
-					n.answer(id, r)
-				}
+				node.ReplyToClient(n.Host, n.metrics, n.answer(r))
 			}
 			n.batches.Add(1)
 			n.metrics.CommittedBatches.Inc()
@@ -174,9 +171,9 @@ func (n *Node) verifyArrivals(ctx context.Context, arrivals []node.Arrival) {
 	}
 }
 
-// answer sends the fixed result for req to its client, peer id.
-func (n *Node) answer(id peer.ID, req *wire.Request) {
-	node.SendReply(n.Host, n.metrics, id, &wire.Reply{ClientId: req.ClientId, RequestNumber: req.RequestNumber, Replica: n.cfg.Index, Result: n.result})
+// answer is the reply with the fixed result for req.
+func (n *Node) answer(req *wire.Request) *wire.Reply {
+	return &wire.Reply{ClientId: req.ClientId, RequestNumber: req.RequestNumber, Replica: n.cfg.Index, Result: n.result}
 }
 
 // batchLoop (primary only) takes one verified request and every one
