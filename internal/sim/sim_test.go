@@ -10,7 +10,7 @@ import (
 )
 
 // raceEnabled reports whether this test binary was built with -race (as
-// in node/longrun_test.go). The race detector slows the simulator about
+// in node/pbft/longrun_test.go). The race detector slows the simulator about
 // 10x, and the seeds are single-threaded runs that share nothing: a race
 // build runs a few of them, enough to check the harness, not a campaign.
 func raceEnabled() bool {

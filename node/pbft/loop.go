@@ -23,7 +23,7 @@ type input struct {
 
 // verifyLoop decodes frames and checks signatures off the loop goroutine.
 // Each pass takes one frame, or more if more are waiting (up to
-// maxVerifyDrain), and verifies them together.
+// node.MaxVerifyDrain), and verifies them together.
 func (n *Node) verifyLoop(ctx context.Context) {
 	node.ReceiveLoop(ctx, n.Host, n.verifyArrivals)
 }
