@@ -21,9 +21,10 @@
 //     sender that signed badly on its own stream).
 //   - The event loop (loop.go): EventLoop is the one goroutine a runtime's
 //     driver runs on (ticks, bursts of at most MaxBurst inputs, then
-//     Process); Push queues inputs without blocking; StateRequest and
-//     StateChunkBytes serve state transfer; ReplyToClient answers a
-//     client on its own stream.
+//     Process); Push queues inputs without blocking.
+//   - Snapshot serving (transfer.go): StateRequest and StateChunkBytes.
+//   - Replies (reply.go): SendReply and ReplyToClient answer a client on
+//     its own stream.
 //   - Status and Runner (status.go): what every runtime reports.
 //
 // Contracts: a runtime's Start calls Config.ApplyDefaults first; its
