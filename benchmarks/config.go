@@ -205,7 +205,7 @@ func (c Config) withDefaults() (Config, error) {
 
 // ProtocolFloor is the benchmark's third "protocol": PBFT's data path
 // without agreement (replicas run `pbftnode run --benchmark-floor`,
-// node.FloorNode). Every replica verifies each client signature and
+// floor.Node). Every replica verifies each client signature and
 // answers, the primary relays the requests in signed PRE-PREPAREs, and
 // nothing is prepared, committed, persisted or executed. Its throughput
 // is the most a PBFT cluster could reach on this machine with this

@@ -75,7 +75,7 @@ type Options struct {
 }
 
 // Filter is one replica's fault-injection strategy. It implements
-// node.Filter (and the node's optional Injector and Delayer hooks) and
+// pbft.Filter (and the node's optional Injector and Delayer hooks) and
 // counts the faults it committed. Safe for concurrent use.
 type Filter struct {
 	strategy string
@@ -140,7 +140,7 @@ func (f *Filter) SetActive(on bool) bool { return f.active.Swap(on) != on }
 // Active reports whether the strategy is switched on.
 func (f *Filter) Active() bool { return f.active.Load() }
 
-// Outbound implements node.Filter.
+// Outbound implements pbft.Filter.
 func (f *Filter) Outbound(out protocol.Outbound) []protocol.Outbound {
 	if f.strategy == StrategyBatchRequestFlood {
 		f.observeDigest(out) // even while inactive, so an attack starts at once
@@ -168,7 +168,7 @@ func (f *Filter) Outbound(out protocol.Outbound) []protocol.Outbound {
 	return []protocol.Outbound{out}
 }
 
-// Reply implements node.Filter.
+// Reply implements pbft.Filter.
 func (f *Filter) Reply(r *wire.Reply) bool {
 	if !f.active.Load() {
 		return true

@@ -1,7 +1,7 @@
 // Package byzantine holds the fault-injection strategies that make a
 // replica misbehave on purpose: silent, equivocate, withhold, bad-new-view
 // and wrong-results rewrite what the replica sends (the runtime's
-// node.Filter); bad-signature-flood, stale-flood and batch-request-flood
+// pbft.Filter); bad-signature-flood, stale-flood and batch-request-flood
 // also send traffic of their own on every tick (the node's optional
 // Injector hook), and slow-primary holds its PRE-PREPAREs (the Delayer
 // hook). Each holds the replica's key so it can sign what it forges, and

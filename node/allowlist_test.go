@@ -96,8 +96,8 @@ func TestConfigClientAllowlistShortKey(t *testing.T) {
 		ClientAllowlist: []ed25519.PublicKey{newPublicKey(t), make(ed25519.PublicKey, 3)},
 	}
 	cfg.Replicas = []Replica{{Index: 0, PublicKey: cfg.Key.Public().(ed25519.PublicKey)}}
-	err := cfg.applyDefaults()
+	err := cfg.ApplyDefaults()
 	if err == nil || !strings.Contains(err.Error(), "client allowlist entry 1") {
-		t.Fatalf("applyDefaults with a 3-byte allowlist key: %v", err)
+		t.Fatalf("ApplyDefaults with a 3-byte allowlist key: %v", err)
 	}
 }

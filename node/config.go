@@ -19,7 +19,10 @@ import (
 // configuration file decodes into it).
 type Replica = config.Replica
 
-// Config configures a Node.
+// Config configures a replica of any runtime: what every runtime needs
+// (identity, members, addresses, database, client admission, ticks,
+// logging) and each core's tuning (PBFT, Raft). A runtime's own options
+// (the PBFT runtime's fault-injection filter) are arguments of its Start.
 type Config struct {
 	ClusterID string
 	Index     uint32
@@ -49,9 +52,9 @@ type Config struct {
 	// PBFT tunes the PBFT core; ID, N and Signer are filled in by the node.
 	PBFT protocol.Config
 	// Consensus selects the protocol: config.ConsensusPBFT (or "") or
-	// config.ConsensusRaft; Launch starts the matching runtime.
+	// config.ConsensusRaft; launch.Start starts the matching runtime.
 	Consensus string
-	// Raft tunes the Raft mode's core (StartRaft only); Index, N, Log,
+	// Raft tunes the Raft mode's core (raftnode.Start only); Index, N, Log,
 	// Executor, Rand and Logger are filled in by the node.
 	Raft raftmode.Config
 	// TickInterval is the wall-clock length of one protocol tick (10ms).
@@ -62,30 +65,28 @@ type Config struct {
 	// InboxSize bounds verified inputs waiting for the event loop (8192).
 	InboxSize int
 
-	// Filter, when set, sees everything this replica sends: it is how
-	// fault injection (byzantine/) makes a replica misbehave. Nil for a
-	// correct replica.
-	Filter Filter
 	Logger *slog.Logger
 
 	// clientPeers is ClientAllowlist as libp2p peer IDs, filled in by
-	// applyDefaults.
+	// ApplyDefaults.
 	clientPeers []peer.ID
 }
 
 // DefaultTickInterval is the wall-clock length of one protocol tick.
 const DefaultTickInterval = 10 * time.Millisecond
 
-// verifyLoops is how many goroutines take frames for verification (each
+// VerifyLoops is how many goroutines take frames for verification (each
 // hands its sets to the verification pool of VerifyWorkers).
-func (c Config) verifyLoops() int {
+func (c Config) VerifyLoops() int {
 	if c.VerifyWorkers <= 0 {
 		return 2
 	}
 	return c.VerifyWorkers
 }
 
-func (c *Config) applyDefaults() error {
+// ApplyDefaults checks c and fills in its defaults; every runtime's Start
+// calls it. It refuses a configuration no runtime can start with.
+func (c *Config) ApplyDefaults() error {
 	switch {
 	case c.ClusterID == "":
 		return errors.New("node: no cluster id")
@@ -130,4 +131,13 @@ func (c *Config) applyDefaults() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
+}
+
+// PublicKeys returns the replicas' public keys, by index.
+func (c Config) PublicKeys() []ed25519.PublicKey {
+	pubs := make([]ed25519.PublicKey, len(c.Replicas))
+	for i, r := range c.Replicas {
+		pubs[i] = r.PublicKey
+	}
+	return pubs
 }

@@ -26,7 +26,7 @@ func ConfigFromHome(h config.Home) (Config, error) {
 		Consensus:       h.Consensus,
 		TickInterval:    h.TickInterval,
 	}
-	if err := cfg.applyDefaults(); err != nil {
+	if err := cfg.ApplyDefaults(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", h.Dir, err)
 	}
 	return cfg, nil

@@ -1,19 +1,35 @@
-// Package node is the runtime of a PBFT replica (and, in raft*.go and
-// floor.go, of the Raft mode and the benchmark floor). For PBFT it wires
-// the libp2p transport (p2p/), signature verification
-// (protocol.MessageVerifier on a pool of workers), storage (storage/), the
-// executor (execution/) and the replica driver (replica.Driver, which owns
-// the protocol core and the order of persist, send, execute, checkpoint,
-// recovery and state transfer), and exports Prometheus metrics.
+// Package node is the shell the replica runtimes share; each runtime is a
+// package of its own on top of it: node/pbft (the PBFT replica),
+// node/raftnode (the crash-fault Raft mode) and node/floor (the benchmark
+// floor), started by node/launch. No runtime imports another; what two of
+// them share lives here.
 //
-// Concurrency: the transport's goroutines deliver frames; verification
-// workers decode them and check signatures in parallel; one goroutine, the
-// event loop, owns the driver (and through it the core and the executor):
-// it feeds it ticks and verified inputs, and after each tick or burst of
-// inputs calls Driver.Process, which handles the core's Ready in the order
-// the replica package documents. The snapshot server, on its own
-// goroutine, keeps the checkpoint snapshots the driver hands it and
-// answers state requests. Metrics come from the driver's Observer hooks
-// and its Status. No lock is shared between these components; they talk
-// over bounded channels.
+// The shell owns:
+//   - Config (config.go, configfile.go): what every runtime is configured
+//     with, built from a checked home (config.Load) by LoadHome; each
+//     runtime's own options are arguments of its Start.
+//   - Shell (shell.go): the transport (StartHost), the database (OpenDB),
+//     the operations HTTP server (ServeOps: /metrics, /healthz, /readyz,
+//     /status) and the goroutines' lifetime (Run, Shutdown). A runtime
+//     embeds it.
+//   - Metrics (metrics.go, metrics_ops.go, inbound.go): one replica's
+//     Prometheus metrics, the same names for every runtime.
+//   - The inbound path (verify.go, inbound.go): ReceiveLoop takes the
+//     frames the host schedules fairly across its sources; NewVerifier,
+//     SignedRequestOf, SentByItsClient, ReasonOf and Refused are the
+//     verification steps PBFT and the floor share (Refused backs off a
+//     sender that signed badly on its own stream).
+//   - The event loop (loop.go): EventLoop is the one goroutine a runtime's
+//     driver runs on (ticks, bursts of at most MaxBurst inputs, then
+//     Process); Push queues inputs without blocking.
+//   - Snapshot serving (transfer.go): StateRequest and StateChunkBytes.
+//   - Replies (reply.go): SendReply and ReplyToClient answer a client on
+//     its own stream.
+//   - Status and Runner (status.go): what every runtime reports.
+//
+// Contracts: a runtime's Start calls Config.ApplyDefaults first; its
+// goroutines are started by Shell.Run and stopped by Shell.Shutdown, once
+// (Close is idempotent). Metrics and Status are safe to read from any
+// goroutine. The shell holds no protocol logic and no wall-clock timers
+// of a protocol: the cores count the ticks the event loop feeds them.
 package node

@@ -122,31 +122,23 @@ func newOpsHandler(registry *prometheus.Registry, s opsState) http.Handler {
 	return mux
 }
 
-// opsState returns the node's view for the HTTP handlers.
-func (n *Node) opsState() opsState {
-	return n.shell.opsState(len(n.cfg.Replicas), 2*((len(n.cfg.Replicas)-1)/3), n.Status)
-}
-
-// opsState is what the HTTP handlers read of a runtime with replicas
-// replicas, of which quorumPeers others make a quorum with it: status,
-// and the transport's count of connected replicas.
-func (s *shell) opsState(replicas, quorumPeers int, status func() Status) opsState {
-	return opsState{
-		replicas: replicas, quorumPeers: quorumPeers, status: status,
-		peers: func() (int, bool) {
-			if s.host == nil {
-				return 0, false
-			}
-			return s.host.ConnectedPeers(), true
-		},
-	}
-}
-
-// serveMetrics starts the operations HTTP server on addr, when addr is
-// set, and keeps it in the shell (shutdown closes it).
-func (s *shell) serveMetrics(addr string, m *metrics, st opsState, log *slog.Logger) error {
+// ServeOps starts the operations HTTP server on addr, when addr is set,
+// and keeps it in the shell (Shutdown closes it). The runtime has
+// replicas replicas, of which quorumPeers others make a quorum with it
+// (2f for PBFT, f for Raft); status is its latest Status, and the
+// transport (StartHost first) reports the connected replicas.
+func (s *Shell) ServeOps(addr string, m *Metrics, replicas, quorumPeers int, status func() Status, log *slog.Logger) error {
 	if addr == "" {
 		return nil
+	}
+	st := opsState{
+		replicas: replicas, quorumPeers: quorumPeers, status: status,
+		peers: func() (int, bool) {
+			if s.Host == nil {
+				return 0, false
+			}
+			return s.Host.ConnectedPeers(), true
+		},
 	}
 	srv, l, err := serveOps(addr, m, st, log)
 	if err != nil {
@@ -158,12 +150,12 @@ func (s *shell) serveMetrics(addr string, m *metrics, st opsState, log *slog.Log
 
 // serveOps serves the operations endpoints on addr until the returned
 // server is closed.
-func serveOps(addr string, m *metrics, s opsState, log *slog.Logger) (*http.Server, net.Listener, error) {
+func serveOps(addr string, m *Metrics, s opsState, log *slog.Logger) (*http.Server, net.Listener, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("node: metrics listener: %w", err)
 	}
-	srv := &http.Server{Handler: newOpsHandler(m.registry, s), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: newOpsHandler(m.Registry, s), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server stopped", "err", err)

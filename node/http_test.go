@@ -1,30 +1,14 @@
 package node
 
 import (
-	"crypto/ed25519"
 	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/pbftnode/pbftnode/internal/opstest"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/pbftnode/pbftnode/crypto"
 )
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
 
 func TestOpsHandlerReadinessAndStatus(t *testing.T) {
 	st := Status{Index: 2, View: 3, ViewActive: true, ExecutedSequence: 0, StableCheckpoint: 0}
@@ -38,12 +22,12 @@ func TestOpsHandlerReadinessAndStatus(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	if code, body := get(t, srv.URL+"/healthz"); code != 200 || body != "ok\n" {
+	if code, body := opstest.Get(t, srv.URL+"/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz = %d %q", code, body)
 	}
 	check := func(wantCode int, wantReason string) {
 		t.Helper()
-		code, body := get(t, srv.URL+"/readyz")
+		code, body := opstest.Get(t, srv.URL+"/readyz")
 		if code != wantCode || !strings.Contains(body, wantReason) {
 			t.Fatalf("/readyz = %d %q, want %d containing %q", code, body, wantCode, wantReason)
 		}
@@ -62,7 +46,7 @@ func TestOpsHandlerReadinessAndStatus(t *testing.T) {
 	check(503, "state transfer")
 	st.Transferring = false
 
-	code, body := get(t, srv.URL+"/status")
+	code, body := opstest.Get(t, srv.URL+"/status")
 	if code != 200 {
 		t.Fatalf("/status = %d", code)
 	}
@@ -78,56 +62,8 @@ func TestOpsHandlerReadinessAndStatus(t *testing.T) {
 		t.Fatalf("/status reports connected_peers though the transport does not: %s", body)
 	}
 	peersKnown, peers = true, 3
-	_, body = get(t, srv.URL+"/status")
+	_, body = opstest.Get(t, srv.URL+"/status")
 	if err := json.Unmarshal([]byte(body), &r); err != nil || r.ConnectedPeers == nil || *r.ConnectedPeers != 3 {
 		t.Fatalf("/status with peers = %s (%v)", body, err)
-	}
-}
-
-// TestNodeServesOperationsEndpoints starts one replica of a 4-replica
-// cluster (the others never start) and reads its endpoints.
-func TestNodeServesOperationsEndpoints(t *testing.T) {
-	keys := make([]ed25519.PrivateKey, 4)
-	replicas := make([]Replica, 4)
-	for i := range keys {
-		k, err := crypto.GenerateKey(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[i] = k
-		// Port 1 on loopback refuses connections: the peers are down.
-		replicas[i] = Replica{Index: uint32(i), PublicKey: k.Public().(ed25519.PublicKey), Addr: "/ip4/127.0.0.1/tcp/1"}
-	}
-	n, err := Start(Config{
-		ClusterID:   "http-test",
-		Index:       0,
-		Key:         keys[0],
-		Replicas:    replicas,
-		ListenAddr:  "/ip4/127.0.0.1/tcp/0",
-		MetricsAddr: "127.0.0.1:0",
-		DataDir:     filepath.Join(t.TempDir(), "data"),
-		Sync:        false,
-	})
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	defer n.Close()
-	base := "http://" + n.MetricsAddr()
-	if code, _ := get(t, base+"/healthz"); code != 200 {
-		t.Fatalf("/healthz = %d", code)
-	}
-	if code, body := get(t, base+"/readyz"); code != 503 {
-		t.Fatalf("/readyz on an isolated fresh replica = %d %q, want 503", code, body)
-	}
-	code, body := get(t, base+"/status")
-	var r StatusReport
-	if err := json.Unmarshal([]byte(body), &r); code != 200 || err != nil {
-		t.Fatalf("/status = %d %s (%v)", code, body, err)
-	}
-	if r.Index != 0 || r.Replicas != 4 || r.View != 0 || !r.ViewActive || r.Ready || len(r.StateDigest) != 64 {
-		t.Fatalf("/status = %+v", r)
-	}
-	if code, body := get(t, base+"/metrics"); code != 200 || !strings.Contains(body, "pbftnode_executed_sequence") {
-		t.Fatalf("/metrics = %d", code)
 	}
 }

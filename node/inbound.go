@@ -9,41 +9,40 @@ import (
 
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/protocol"
-	"github.com/pbftnode/pbftnode/wire"
 )
 
-// inboundMetrics count what the verification path refused before or
+// InboundMetrics count what the verification path refused before or
 // instead of verifying: frames dropped by the cheap pre-check, and the
 // backoffs of senders that proved themselves faulty.
-type inboundMetrics struct {
-	prechecked            *prometheus.CounterVec
-	faultyReplicaBackoffs *prometheus.CounterVec
-	faultyClientBackoffs  prometheus.Counter
+type InboundMetrics struct {
+	Prechecked            *prometheus.CounterVec
+	FaultyReplicaBackoffs *prometheus.CounterVec
+	FaultyClientBackoffs  prometheus.Counter
 }
 
-func newInboundMetrics(reg *prometheus.Registry) *inboundMetrics {
-	m := &inboundMetrics{
-		prechecked: prometheus.NewCounterVec(prometheus.CounterOpts{
+func newInboundMetrics(reg *prometheus.Registry) *InboundMetrics {
+	m := &InboundMetrics{
+		Prechecked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pbftnode_prechecked_dropped_total",
 			Help: "Replica messages dropped before any signature check because the core would drop them anyway, by reason (stale, outside_window).",
 		}, []string{"reason"}),
-		faultyReplicaBackoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+		FaultyReplicaBackoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pbftnode_faulty_replica_backoffs_total",
 			Help: "Backoffs of a replica whose frame on its own stream carried a bad signature, by replica.",
 		}, []string{"replica"}),
-		faultyClientBackoffs: prometheus.NewCounter(prometheus.CounterOpts{
+		FaultyClientBackoffs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pbftnode_faulty_client_backoffs_total",
 			Help: "Backoffs of a client key whose request on its own stream carried a bad signature.",
 		}),
 	}
-	reg.MustRegister(m.prechecked, m.faultyReplicaBackoffs, m.faultyClientBackoffs)
+	reg.MustRegister(m.Prechecked, m.FaultyReplicaBackoffs, m.FaultyClientBackoffs)
 	return m
 }
 
 // watchInbound exports the transport's inbound-isolation counters.
-func (m *metrics) watchInbound(stats func() p2p.Stats) {
+func (m *Metrics) watchInbound(stats func() p2p.Stats) {
 	for class := p2p.ClassReplica; class <= p2p.ClassNewcomer; class++ {
-		m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "pbftnode_p2p_inbound_dropped_total",
 			Help:        "Received frames dropped because their own source's inbound queue was full, by source class (replica, client, newcomer).",
 			ConstLabels: prometheus.Labels{"class": class.String()},
@@ -52,7 +51,7 @@ func (m *metrics) watchInbound(stats func() p2p.Stats) {
 	counter := func(name, help string, get func(p2p.Stats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(get(stats())) })
 	}
-	m.registry.MustRegister(
+	m.Registry.MustRegister(
 		counter("pbftnode_p2p_dropped_faulty_total", "Received frames dropped unverified because their sender is backed off as faulty.", func(s p2p.Stats) uint64 { return s.DroppedFaulty }),
 		counter("pbftnode_p2p_incomplete_frame_timeouts_total", "Streams reset because a frame that had begun arriving missed its deadline.", func(s p2p.Stats) uint64 { return s.IncompleteFrameTimeouts }),
 		counter("pbftnode_p2p_client_bytes_paced_total", "Times a client stream's reader waited because its key had used its inbound byte budget (the key's further bytes wait in its own flow control).", func(s p2p.Stats) uint64 { return s.ClientBytesPaced }),
@@ -64,33 +63,13 @@ func (m *metrics) watchInbound(stats func() p2p.Stats) {
 	)
 }
 
-// arrivalsOf turns frames the host scheduled into arrivals: a frame with
-// no member index came from a client.
-func arrivalsOf(frames []p2p.Frame, arrivals []arrival) []arrival {
-	for _, f := range frames {
-		arrivals = append(arrivals, arrival{frame: f, client: f.FromIndex < 0})
-	}
-	return arrivals
-}
-
-// admission returns the pre-check for the frames verified now: it drops
-// the normal-case messages the core, in its last published state or any
-// later one, would drop (nil before the first publication).
-func (n *Node) admission() protocol.Admission {
-	st := n.status.Load()
-	if st == nil {
-		return nil
-	}
-	w := protocol.Watermarks{View: st.View, Low: st.StableCheckpoint, Window: n.window}
-	return func(body *wire.ReplicaMessage) error { return protocol.AdmitNormalCase(body, w) }
-}
-
-// refused counts and handles a frame the verifier refused: a pre-check
+// Refused counts and handles a frame the verifier refused: a pre-check
 // drop is counted by reason; a bad signature on a sender's own stream
-// backs the sender off.
-func refused(host *p2p.Host, m *metrics, log *slog.Logger, f p2p.Frame, err error) {
+// backs the sender off (host.ReportFaulty) and says so in a metric and a
+// log line.
+func Refused(host *p2p.Host, m *Metrics, log *slog.Logger, f p2p.Frame, err error) {
 	if errors.Is(err, protocol.ErrNotAdmitted) {
-		m.inbound.prechecked.WithLabelValues(reasonOf(err)).Inc()
+		m.Inbound.Prechecked.WithLabelValues(ReasonOf(err)).Inc()
 	}
 	if !errors.Is(err, protocol.ErrBadSignature) {
 		return
@@ -102,12 +81,12 @@ func refused(host *p2p.Host, m *metrics, log *slog.Logger, f p2p.Frame, err erro
 		return
 	}
 	if f.FromIndex >= 0 {
-		m.inbound.faultyReplicaBackoffs.WithLabelValues(strconv.Itoa(f.FromIndex)).Inc()
+		m.Inbound.FaultyReplicaBackoffs.WithLabelValues(strconv.Itoa(f.FromIndex)).Inc()
 		log.Warn("replica sent a bad signature on its own stream: dropping its frames unverified",
 			"from", f.FromIndex, "for", period, "err", err)
 		return
 	}
-	m.inbound.faultyClientBackoffs.Inc()
+	m.Inbound.FaultyClientBackoffs.Inc()
 	log.Warn("client key sent a bad signature on its own stream: dropping its frames unverified",
 		"client", f.From, "for", period, "err", err)
 }

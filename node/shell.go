@@ -18,13 +18,21 @@ import (
 	"github.com/pbftnode/pbftnode/storage"
 )
 
-// shell is what both runtimes (Node for PBFT, RaftNode for Raft) own
-// beside their core: the transport, the database, the operations HTTP
-// server, and the goroutines' lifetime. It is embedded, so its fields and
-// methods are the runtimes' own.
-type shell struct {
-	host     *p2p.Host
-	db       *storage.DB
+// Shell is what every runtime (pbft.Node, raftnode.Node, floor.Node) owns
+// beside its protocol: the transport, the database, the operations HTTP
+// server, and the goroutines' lifetime. A runtime embeds it, so its
+// methods (Addrs, MetricsAddr, DatabaseSize) are the runtime's own.
+//
+// Contract: a runtime calls OpenDB and StartHost (and ServeOps) while it
+// starts, then Run once to start its goroutines; Shutdown stops them and
+// releases everything, once. A runtime whose start fails calls
+// CloseResources instead.
+type Shell struct {
+	// Host is the transport, set by StartHost.
+	Host *p2p.Host
+	// DB is the replica's database, set by OpenDB.
+	DB *storage.DB
+
 	http     *http.Server
 	metricsL net.Listener
 
@@ -34,10 +42,10 @@ type shell struct {
 }
 
 // Addrs returns the transport's listen addresses.
-func (s *shell) Addrs() []multiaddr.Multiaddr { return s.host.Addrs() }
+func (s *Shell) Addrs() []multiaddr.Multiaddr { return s.Host.Addrs() }
 
 // MetricsAddr returns the metrics listener's address, or "".
-func (s *shell) MetricsAddr() string {
+func (s *Shell) MetricsAddr() string {
 	if s.metricsL == nil {
 		return ""
 	}
@@ -45,45 +53,93 @@ func (s *shell) MetricsAddr() string {
 }
 
 // DatabaseSize returns the size of the replica's database files.
-func (s *shell) DatabaseSize() (int64, error) { return s.db.SizeBytes() }
+func (s *Shell) DatabaseSize() (int64, error) { return s.DB.SizeBytes() }
 
-// shutdown stops the replica once: it cancels the goroutines, closes the
+// OpenDB opens the replica's database in cfg.DataDir, fsyncing per
+// cfg.Sync. With fsync off it warns that a machine crash can lose
+// unsynced (what the runtime stands to lose; "": no warning).
+func (s *Shell) OpenDB(cfg Config, log *slog.Logger, unsynced string) error {
+	if !cfg.Sync && unsynced != "" {
+		log.Warn("fsync is off: a machine crash can lose " + unsynced + "; use only for benchmarks")
+	}
+	db, err := storage.Open(cfg.DataDir, storage.Options{Sync: cfg.Sync, Logger: log})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	s.DB = db
+	return nil
+}
+
+// WatchDatabaseSize exports the size of the database files as
+// pbftnode_database_size_bytes (0 before OpenDB or when it cannot be
+// read).
+func (s *Shell) WatchDatabaseSize(m *Metrics) {
+	m.WatchDatabaseSize(func() float64 {
+		if s.DB == nil {
+			return 0
+		}
+		size, err := s.DB.SizeBytes()
+		if err != nil {
+			return 0
+		}
+		return float64(size)
+	})
+}
+
+// Run starts each loop on a goroutine of its own, with a context that
+// Shutdown cancels (Shutdown then waits for them). Call it once, after
+// the runtime has started everything the loops use.
+func (s *Shell) Run(loops ...func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	for _, loop := range loops {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			loop(ctx)
+		}()
+	}
+}
+
+// Shutdown stops the replica once: it cancels the goroutines, closes the
 // host (which ends its inbound channels' producers; the goroutines stop on
 // their context), waits for them, then releases the resources, calling
-// release (nil: nothing) before the database closes.
-func (s *shell) shutdown(release func()) error {
+// release (nil: nothing) before the database closes. Later calls return
+// nil.
+func (s *Shell) Shutdown(release func()) error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
 	s.cancel()
-	err := s.host.Close()
+	err := s.Host.Close()
 	s.wg.Wait()
-	return errors.Join(err, s.closeResources(release))
+	return errors.Join(err, s.CloseResources(release))
 }
 
-// closeResources releases what a (possibly half-started) replica holds.
-func (s *shell) closeResources(release func()) error {
+// CloseResources releases what a (possibly half-started) replica holds,
+// calling release (nil: nothing) before the database closes.
+func (s *Shell) CloseResources(release func()) error {
 	var errs []error
 	if s.http != nil {
 		errs = append(errs, s.http.Close())
 	}
-	if s.host != nil && !s.closed.Load() {
-		errs = append(errs, s.host.Close())
+	if s.Host != nil && !s.closed.Load() {
+		errs = append(errs, s.Host.Close())
 	}
 	if release != nil {
 		release()
 	}
-	if s.db != nil {
-		errs = append(errs, s.db.Close())
+	if s.DB != nil {
+		errs = append(errs, s.DB.Close())
 	}
 	return errors.Join(errs...)
 }
 
-// startHost starts the replica's transport: its libp2p identity from
+// StartHost starts the replica's transport: its libp2p identity from
 // cfg.Key, the members from cfg.Replicas, clients admitted per cfg's
 // allowlist and rate limit, and replicaProtocol between replicas (""
-// for PBFT's).
-func (s *shell) startHost(cfg Config, replicaProtocol protocol.ID, log *slog.Logger) error {
+// for PBFT's). cfg must have passed ApplyDefaults.
+func (s *Shell) StartHost(cfg Config, replicaProtocol protocol.ID, log *slog.Logger) error {
 	members := make([]p2p.Member, len(cfg.Replicas))
 	for i, r := range cfg.Replicas {
 		m, err := Member(r)
@@ -96,7 +152,7 @@ func (s *shell) startHost(cfg Config, replicaProtocol protocol.ID, log *slog.Log
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	s.host, err = p2p.New(p2p.Config{
+	s.Host, err = p2p.New(p2p.Config{
 		PrivateKey:      key,
 		ListenAddr:      cfg.ListenAddr,
 		Self:            int(cfg.Index),
@@ -112,4 +168,19 @@ func (s *shell) startHost(cfg Config, replicaProtocol protocol.ID, log *slog.Log
 		return fmt.Errorf("node: %w", err)
 	}
 	return nil
+}
+
+// Member converts a replica's configuration to a transport member.
+func Member(r Replica) (p2p.Member, error) {
+	id, err := identity.PeerIDFromPublicKey(r.PublicKey)
+	if err != nil {
+		return p2p.Member{}, fmt.Errorf("node: replica %d: %w", r.Index, err)
+	}
+	m := p2p.Member{Index: r.Index, ID: id}
+	if r.Addr != "" {
+		if m.Addr, err = multiaddr.NewMultiaddr(r.Addr); err != nil {
+			return p2p.Member{}, fmt.Errorf("node: replica %d address %q: %w", r.Index, r.Addr, err)
+		}
+	}
+	return m, nil
 }

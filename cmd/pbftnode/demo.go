@@ -18,6 +18,7 @@ import (
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet"
 	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/node/pbft"
 )
 
 // demoFaults describes the fault a demo injects.
@@ -87,7 +88,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "starting %d %s replicas on 127.0.0.1 (libp2p, fsync %v)\n", *replicas, *proto, !*noFsync)
 	net, err := localnet.Start(localnet.Options{
 		Replicas: *replicas, NoSync: *noFsync, Logger: logger, Consensus: *proto,
-		FilterFactory: func(i int, key ed25519.PrivateKey, cluster string) node.Filter {
+		FilterFactory: func(i int, key ed25519.PrivateKey, cluster string) pbft.Filter {
 			if i != faults.liar {
 				return nil
 			}

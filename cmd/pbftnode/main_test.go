@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/node/pbft"
 )
 
 // cli runs the command line in-process and returns its exit status and
@@ -77,8 +78,8 @@ func writeTestnet(t *testing.T, dir string, basePort int, extra ...string) {
 
 // startReplicas starts the testnet's replicas in this process (the run
 // command blocks on signals, so this uses the library like run does).
-func startReplicas(dir string) ([]*node.Node, error) {
-	var nodes []*node.Node
+func startReplicas(dir string) ([]*pbft.Node, error) {
+	var nodes []*pbft.Node
 	for i := range 4 {
 		home := filepath.Join(dir, fmt.Sprintf("node%d", i))
 		cfg, err := node.LoadHome(home, nil)
@@ -88,7 +89,7 @@ func startReplicas(dir string) ([]*node.Node, error) {
 		if cfg.Sync {
 			return nodes, fmt.Errorf("%s: --unsafe-no-fsync was not carried into the configuration", home)
 		}
-		n, err := node.Start(cfg)
+		n, err := pbft.Start(cfg, nil)
 		if err != nil {
 			return nodes, fmt.Errorf("start replica %d: %w", i, err)
 		}

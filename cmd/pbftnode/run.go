@@ -15,6 +15,9 @@ import (
 	"github.com/pbftnode/pbftnode/byzantine"
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/node"
+	floornode "github.com/pbftnode/pbftnode/node/floor"
+	"github.com/pbftnode/pbftnode/node/launch"
+	"github.com/pbftnode/pbftnode/node/pbft"
 	"github.com/pbftnode/pbftnode/protocol"
 )
 
@@ -53,11 +56,12 @@ func runReplica(args []string, _, stderr io.Writer) error {
 		return fmt.Errorf("%w: --benchmark-floor runs on a PBFT configuration, without --byzantine", errUsage)
 	}
 	var byz *byzantine.Filter
+	var filter pbft.Filter // nil (not a nil *byzantine.Filter) for a correct replica
 	if *strategy != "" {
 		if byz, err = newByzantine(cfg, *strategy, *rate, *toggle); err != nil {
 			return err
 		}
-		cfg.Filter = byz
+		filter = byz
 		logger.Warn("FAULT INJECTION: this replica is Byzantine on purpose", "strategy", *strategy, "active", byz.Active(), "rate_frames_per_second", *rate)
 	}
 	if *cpuProfile != "" {
@@ -75,9 +79,9 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	defer stop()
 	var n node.Runner
 	if *floor {
-		n, err = node.StartFloor(cfg)
+		n, err = floornode.Start(cfg)
 	} else {
-		n, err = node.Launch(cfg)
+		n, err = launch.Start(cfg, filter)
 	}
 	if err != nil {
 		return err

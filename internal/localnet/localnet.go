@@ -16,6 +16,9 @@ import (
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/node/floor"
+	"github.com/pbftnode/pbftnode/node/pbft"
+	"github.com/pbftnode/pbftnode/node/raftnode"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/raftmode"
@@ -36,17 +39,17 @@ type Options struct {
 	// Raft tunes the Raft mode's cores.
 	Consensus string
 	Raft      raftmode.Config
-	// Floor runs node.FloorNode benchmark instruments on a PBFT
+	// Floor runs floor.Node benchmark instruments on a PBFT
 	// configuration instead of PBFT replicas (Consensus must be PBFT).
 	Floor bool
 	// Metrics serves each replica's operations endpoints (/metrics,
 	// /status) on a free loopback port: Replica(i).MetricsAddr().
 	Metrics bool
 	// Filters makes replica i misbehave (fault injection).
-	Filters map[int]node.Filter
+	Filters map[int]pbft.Filter
 	// FilterFactory, when set, builds replica i's filter from its key (a
 	// Byzantine replica signs what it forges); nil results are ignored.
-	FilterFactory func(i int, key ed25519.PrivateKey, clusterID string) node.Filter
+	FilterFactory func(i int, key ed25519.PrivateKey, clusterID string) pbft.Filter
 	// Protocol tuning below applies to every replica.
 	TickInterval time.Duration
 	// Rand supplies the keys; nil uses crypto/rand.
@@ -58,14 +61,16 @@ type Options struct {
 type Net struct {
 	ClusterID string
 	Replicas  []node.Replica
-	Nodes     []*node.Node // PBFT replicas, nil for a stopped replica
+	Nodes     []*pbft.Node // PBFT replicas, nil for a stopped replica
 	// RaftNodes are the Raft-mode replicas, nil for a stopped replica.
-	RaftNodes []*node.RaftNode
-	// Floors are the FloorNodes of an Options.Floor cluster, nil for a
+	RaftNodes []*raftnode.Node
+	// Floors are the floor Nodes of an Options.Floor cluster, nil for a
 	// stopped one.
-	Floors  []*node.FloorNode
+	Floors  []*floor.Node
 	floor   bool
 	configs []node.Config
+	// filters are the PBFT replicas' fault injections (nil: correct).
+	filters []pbft.Filter
 	dir     string
 	ownDir  bool
 	rand    io.Reader
@@ -120,16 +125,17 @@ func Start(opts Options) (*Net, error) {
 		net.configs = append(net.configs, node.Config{
 			ClusterID: net.ClusterID, Index: uint32(i), Key: key, Replicas: net.Replicas,
 			DataDir: filepath.Join(net.dir, fmt.Sprintf("node%d", i)), Sync: !opts.NoSync,
-			PBFT: opts.Protocol, Filter: filter, Logger: opts.Logger, TickInterval: opts.TickInterval,
+			PBFT: opts.Protocol, Logger: opts.Logger, TickInterval: opts.TickInterval,
 			Consensus: opts.Consensus, Raft: opts.Raft,
 		})
+		net.filters = append(net.filters, filter)
 		if opts.Metrics {
 			net.configs[i].MetricsAddr = "127.0.0.1:0"
 		}
 	}
-	net.Nodes = make([]*node.Node, opts.Replicas)
-	net.RaftNodes = make([]*node.RaftNode, opts.Replicas)
-	net.Floors = make([]*node.FloorNode, opts.Replicas)
+	net.Nodes = make([]*pbft.Node, opts.Replicas)
+	net.RaftNodes = make([]*raftnode.Node, opts.Replicas)
+	net.Floors = make([]*floor.Node, opts.Replicas)
 	for i := range keys {
 		if err := net.StartReplica(i); err != nil {
 			net.Close()
@@ -145,7 +151,7 @@ func (n *Net) IsRaft() bool { return n.configs[0].Consensus == config.ConsensusR
 // StartReplica starts replica i (again).
 func (n *Net) StartReplica(i int) error {
 	if n.floor {
-		nd, err := node.StartFloor(n.configs[i])
+		nd, err := floor.Start(n.configs[i])
 		if err != nil {
 			return fmt.Errorf("localnet: floor node %d: %w", i, err)
 		}
@@ -153,14 +159,14 @@ func (n *Net) StartReplica(i int) error {
 		return nil
 	}
 	if n.IsRaft() {
-		nd, err := node.StartRaft(n.configs[i])
+		nd, err := raftnode.Start(n.configs[i])
 		if err != nil {
 			return fmt.Errorf("localnet: replica %d: %w", i, err)
 		}
 		n.RaftNodes[i] = nd
 		return nil
 	}
-	nd, err := node.Start(n.configs[i])
+	nd, err := pbft.Start(n.configs[i], n.filters[i])
 	if err != nil {
 		return fmt.Errorf("localnet: replica %d: %w", i, err)
 	}

@@ -41,7 +41,7 @@ type host struct {
 	driver *raftreplica.Driver
 
 	// snaps are the snapshots this process serves, oldest first, at most
-	// two (node/raft_transfer.go's serveRaftSnapshots).
+	// two (node/raftnode/snapshots.go's serveSnapshots).
 	snaps []*execution.StateSnapshot
 	// clients are the clients with a stream to this process: a replica
 	// replies to a client only over the client's own stream.
@@ -54,7 +54,7 @@ type host struct {
 }
 
 // start builds the executor, raft log and Core from what the database
-// holds, as node.StartRaft does.
+// holds, as raftnode.Start does.
 func (h *host) start() error {
 	w := h.w
 	kv, err := execution.NewKV(h.db.LevelDB())
@@ -89,12 +89,12 @@ func (h *host) start() error {
 	})
 	waiting := h.core.WaitingForState() != nil
 	if waiting {
-		// node.StartRaft fetches this state as the driver starts (Process
+		// raftnode.Start fetches this state as the driver starts (Process
 		// never reports this need): the simulator counts these restarts.
 		w.res.WaitingRestarts++
 	}
 	// Fetch the state the Core waits for, or serve the state this replica
-	// starts with, as node.StartRaft does.
+	// starts with, as raftnode.Start does.
 	if err := h.driver.Start(); err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
@@ -158,7 +158,7 @@ func (h *host) Keep(s *execution.StateSnapshot) {
 	}
 }
 
-// tick is one tick of node/raft_loop.go's event loop.
+// tick is one tick of node/raftnode/loop.go's event loop.
 func (h *host) tick() {
 	h.driver.Tick()
 	if !h.w.stop {
@@ -171,7 +171,7 @@ func (h *host) step(from uint32, m *raftpb.Message) {
 	_ = h.driver.Step(from, m)
 }
 
-// submit handles a client request as node/raft_loop.go does.
+// submit handles a client request as node/raftnode/loop.go does.
 func (h *host) submit(client int, req *wire.Request) {
 	h.clients[client] = true
 	if h.w.cfg.Plant == PlantStaleRead && !h.driver.Transferring() && isGet(req.GetOperation()) {

@@ -13,7 +13,7 @@ import (
 )
 
 // outFilter is a Byzantine strategy: it rewrites what a replica sends
-// (node.Filter's shape; *byzantine.Filter implements it).
+// (pbft.Filter's shape; *byzantine.Filter implements it).
 type outFilter interface {
 	Outbound(out protocol.Outbound) []protocol.Outbound
 	Reply(r *wire.Reply) bool
@@ -24,13 +24,13 @@ type delayer interface {
 	extraDelay(out protocol.Outbound) int64
 }
 
-// tickDelayer is node.Delayer's shape: how many ticks to hold a message
+// tickDelayer is pbft.Delayer's shape: how many ticks to hold a message
 // the filter let out (*byzantine.Filter implements it).
 type tickDelayer interface {
 	Delay(out protocol.Outbound) uint64
 }
 
-// injector is node.Injector's shape: messages a strategy sends of its own
+// injector is pbft.Injector's shape: messages a strategy sends of its own
 // on each tick (*byzantine.Filter's floods implement it).
 type injector interface {
 	Inject(tick uint64, st protocol.Status) []protocol.Outbound

@@ -1,0 +1,123 @@
+package pbft
+
+import (
+	"crypto/ed25519"
+	"log/slog"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+const fzCluster = "node-fuzz-cluster"
+
+func fzKey(kind, i byte) ed25519.PrivateKey {
+	var s [ed25519.SeedSize]byte
+	s[0], s[1], s[2] = 'n', kind, i
+	return ed25519.NewKeyFromSeed(s[:])
+}
+
+func fzPeerID(tb testing.TB, key ed25519.PrivateKey) peer.ID {
+	id, err := identity.PeerIDFromPublicKey(key.Public().(ed25519.PublicKey))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+// fzClientFrame is a ClientFrame carrying a request signed by key.
+func fzClientFrame(tb testing.TB, key ed25519.PrivateKey, number uint64, op string) []byte {
+	payload, err := proto.Marshal(&wire.Request{ClientId: key.Public().(ed25519.PublicKey), RequestNumber: number, Operation: []byte(op)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signed := &wire.Signed{Payload: payload, Signature: crypto.NewSigner(key, fzCluster).Sign(crypto.DomainClientRequest, payload)}
+	frame, err := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: signed}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return frame
+}
+
+// fzNode is a Node with just what verifyClientFrame uses.
+func fzNode() *Node {
+	pubs := make([]ed25519.PublicKey, 4)
+	for i := range pubs {
+		pubs[i] = fzKey('r', byte(i)).Public().(ed25519.PublicKey)
+	}
+	return &Node{
+		log:      slog.New(slog.DiscardHandler),
+		metrics:  node.NewMetrics(),
+		verifier: protocol.NewMessageVerifier(fzCluster, pubs, crypto.NewVerifiedCache(64), nil, 0),
+	}
+}
+
+// FuzzVerifyClientFrame feeds arbitrary client frames, from the client
+// whose key the harness holds or from another peer, to verifyClientFrame:
+// it must never panic, and what it accepts must be a request signed by the
+// very peer that sent it.
+func FuzzVerifyClientFrame(f *testing.F) {
+	client := fzKey('c', 0)
+	valid := fzClientFrame(f, client, 1, "op")
+	f.Add(valid, true)
+	f.Add(valid, false) // from another peer: client_mismatch
+	f.Add(fzClientFrame(f, fzKey('c', 1), 2, ""), true)
+	f.Add([]byte{}, true)
+	f.Add([]byte{0x0a, 0x00}, true) // an empty Signed request
+	f.Add([]byte{0xff, 0x01}, false)
+	bad := append([]byte(nil), valid...)
+	bad[len(bad)-1] ^= 0x80
+	f.Add(bad, true)
+
+	n := fzNode()
+	clientID := fzPeerID(f, client)
+	otherID := fzPeerID(f, fzKey('c', 9))
+
+	f.Fuzz(func(t *testing.T, data []byte, fromClient bool) {
+		from := otherID
+		if fromClient {
+			from = clientID
+		}
+		in, ok := n.verifyClientFrame(p2p.Frame{From: from, FromIndex: -1, Data: data})
+		if !ok {
+			return
+		}
+		if in.req == nil || in.req.Request == nil || in.req.Signed == nil || in.msg != nil {
+			t.Fatalf("accepted frame gave input %+v", in)
+		}
+		if in.client != from {
+			t.Fatalf("input names client %s, frame came from %s", in.client, from)
+		}
+		pub := ed25519.PublicKey(in.req.Request.ClientId)
+		if id, err := identity.PeerIDFromPublicKey(pub); err != nil || id != from {
+			t.Fatalf("accepted a request of client %x from peer %s", pub, from)
+		}
+		if !crypto.Verify(pub, fzCluster, crypto.DomainClientRequest, in.req.Signed.Payload, in.req.Signed.Signature) {
+			t.Fatal("accepted a request its client did not sign")
+		}
+	})
+}
+
+func TestVerifyClientFrameSeeds(t *testing.T) {
+	n := fzNode()
+	client := fzKey('c', 0)
+	valid := fzClientFrame(t, client, 1, "op")
+	if _, ok := n.verifyClientFrame(p2p.Frame{From: fzPeerID(t, client), FromIndex: -1, Data: valid}); !ok {
+		t.Fatal("a valid request from its own client was dropped")
+	}
+	if _, ok := n.verifyClientFrame(p2p.Frame{From: fzPeerID(t, fzKey('c', 9)), FromIndex: -1, Data: valid}); ok {
+		t.Fatal("a request relayed by another peer was accepted")
+	}
+	bad := append([]byte(nil), valid...)
+	bad[len(bad)-1] ^= 0x80
+	if _, ok := n.verifyClientFrame(p2p.Frame{From: fzPeerID(t, client), FromIndex: -1, Data: bad}); ok {
+		t.Fatal("a request with a corrupted signature was accepted")
+	}
+}

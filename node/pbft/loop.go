@@ -1,0 +1,275 @@
+package pbft
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/replica"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// input is one verified input for the event loop.
+type input struct {
+	msg    *protocol.VerifiedMessage
+	req    *protocol.ClientRequest
+	client peer.ID
+}
+
+// verifyLoop decodes frames and checks signatures off the loop goroutine.
+// Each pass takes one frame, or more if more are waiting (up to
+// node.MaxVerifyDrain), and verifies them together.
+func (n *Node) verifyLoop(ctx context.Context) {
+	node.ReceiveLoop(ctx, n.Host, n.verifyArrivals)
+}
+
+// verifyArrivals verifies frames together and hands what passes to the
+// event loop, in the order the frames came.
+func (n *Node) verifyArrivals(ctx context.Context, arrivals []node.Arrival) {
+	frames := make([]protocol.Frame, 0, len(arrivals))
+	index := make([]int, len(arrivals)) // into frames; -1: dropped undecoded
+	for i, a := range arrivals {
+		index[i] = -1
+		if a.Client {
+			signed, ok := n.decodeClientFrame(a.Frame)
+			if !ok {
+				continue
+			}
+			frames = append(frames, protocol.Frame{ClientRequest: signed})
+		} else {
+			frames = append(frames, protocol.Frame{ReplicaFrame: a.Frame.Data})
+		}
+		index[i] = len(frames) - 1
+	}
+	if len(frames) == 0 {
+		return
+	}
+	verdicts := n.verifier.VerifyFramesAdmitting(frames, n.admission())
+	for i, a := range arrivals {
+		if index[i] < 0 {
+			continue
+		}
+		v := verdicts[index[i]]
+		if a.Client {
+			if in, ok := n.acceptClientRequest(a.Frame, v); ok {
+				n.push(ctx, in)
+			}
+			continue
+		}
+		n.acceptReplicaMessage(ctx, a.Frame, v)
+	}
+}
+
+// acceptReplicaMessage hands a verified replica frame to where it goes.
+func (n *Node) acceptReplicaMessage(ctx context.Context, f p2p.Frame, v protocol.Verified) {
+	if v.Err != nil {
+		n.countSignature(v.Err)
+		node.Refused(n.Host, n.metrics, n.log, f, v.Err)
+		n.drop(reasonOf(v.Err), "from", f.FromIndex, "err", v.Err)
+		return
+	}
+	m := v.Message
+	n.metrics.Ops.Verified.Inc()
+	n.metrics.Ops.BytesReceived.WithLabelValues(kindOf(m.Body).String()).Add(float64(len(f.Data)))
+	if req := m.Body.GetStateRequest(); req != nil {
+		select {
+		case n.stateRequests <- node.StateRequest{From: m.Body.From, Req: req}:
+		default:
+			n.drop("state_requests_full")
+		}
+		return
+	}
+	n.push(ctx, input{msg: &m})
+}
+
+// verifyClientFrame decodes and verifies one client frame on its own.
+func (n *Node) verifyClientFrame(f p2p.Frame) (input, bool) {
+	signed, ok := n.decodeClientFrame(f)
+	if !ok {
+		return input{}, false
+	}
+	return n.acceptClientRequest(f, n.verifier.VerifyFrames([]protocol.Frame{{ClientRequest: signed}})[0])
+}
+
+// decodeClientFrame decodes a client frame down to its signed request.
+func (n *Node) decodeClientFrame(f p2p.Frame) (*wire.Signed, bool) {
+	signed, err := node.SignedRequestOf(f)
+	if err != nil {
+		n.drop("malformed", "client", f.From, "err", err)
+		return nil, false
+	}
+	return signed, true
+}
+
+// acceptClientRequest turns a verified client request into an input.
+func (n *Node) acceptClientRequest(f p2p.Frame, v protocol.Verified) (input, bool) {
+	if v.Err != nil {
+		n.countSignature(v.Err)
+		if n.Host != nil {
+			node.Refused(n.Host, n.metrics, n.log, f, v.Err)
+		}
+		n.drop(reasonOf(v.Err), "client", f.From, "err", v.Err)
+		return input{}, false
+	}
+	req := v.Request
+	n.metrics.Ops.Verified.Inc()
+	if !node.SentByItsClient(f, req.Request) {
+		n.drop("client_mismatch", "client", f.From)
+		return input{}, false
+	}
+	return input{req: &req, client: f.From}, true
+}
+
+func (n *Node) push(ctx context.Context, in input) {
+	if !node.Push(ctx, n.inbox, in) {
+		n.drop("inbox_full")
+	}
+}
+
+// countSignature counts a verification failure that was a bad signature.
+func (n *Node) countSignature(err error) {
+	if errors.Is(err, protocol.ErrBadSignature) {
+		n.metrics.Ops.Rejected.Inc()
+	}
+}
+
+func (n *Node) drop(reason string, args ...any) { n.metrics.Drop(n.log, reason, args...) }
+
+// reasonOf maps an error of the core or the driver to a metric label.
+func reasonOf(err error) string {
+	if reason := node.ReasonOf(err); reason != "other" {
+		return reason
+	}
+	switch {
+	case errors.Is(err, replica.ErrRequestTooOld):
+		return "request_too_old"
+	case errors.Is(err, replica.ErrUnexpectedStateChunk):
+		return "unexpected_state_chunk"
+	}
+	return "other"
+}
+
+// eventLoop owns the replica driver (the core and the executor): it
+// feeds it ticks and inputs, and after each tick or burst of inputs has it
+// handle the core's Ready.
+func (n *Node) eventLoop(ctx context.Context) {
+	node.EventLoop[input]{
+		TickInterval: n.cfg.TickInterval,
+		Inbox:        n.inbox,
+		Tick:         n.driver.Tick,
+		Handle:       n.handle,
+		Process:      n.driver.Process,
+		Processed:    n.publishStatus,
+		Metrics:      n.metrics,
+		Log:          n.log,
+	}.Run(ctx)
+}
+
+// handle hands one verified input to the driver and counts the outcome.
+func (n *Node) handle(in input) {
+	if in.msg != nil {
+		chunk := in.msg.Body.GetStateChunk() != nil
+		if err := n.driver.Step(*in.msg); err != nil {
+			n.drop(reasonOf(err), "err", err)
+			return
+		}
+		if !chunk {
+			n.metrics.Received.WithLabelValues(kindOf(in.msg.Body).String()).Inc()
+		}
+		return
+	}
+	if err := n.driver.Submit(*in.req); err != nil {
+		n.drop(reasonOf(err), "err", err)
+	}
+}
+
+func (n *Node) publishStatus() {
+	st := n.driver.Status()
+	prev := n.lastCore
+	n.lastCore = st
+	n.metrics.ViewChangeAttempts.Add(float64(st.ViewChangesStarted - min(prev.ViewChangesStarted, st.ViewChangesStarted)))
+	n.metrics.ViewChanges.Add(float64(st.ViewChangesCompleted - min(prev.ViewChangesCompleted, st.ViewChangesCompleted)))
+	if !st.ViewActive && n.viewChangeStarted.IsZero() {
+		n.viewChangeStarted = time.Now()
+		n.log.Info("changing view", "to", st.View)
+	}
+	if st.ViewActive && !n.viewChangeStarted.IsZero() {
+		n.metrics.ViewChangeSeconds.Observe(time.Since(n.viewChangeStarted).Seconds())
+		n.log.Info("entered view", "view", st.View, "took", time.Since(n.viewChangeStarted).Round(time.Millisecond))
+		n.viewChangeStarted = time.Time{}
+	}
+	n.metrics.View.Set(float64(st.View))
+	// Recovery and state transfer move these too, not only execute and
+	// persistStable: a restarted or transferred replica must not report 0.
+	n.metrics.ExecutedSequence.Set(float64(n.executor.LastExecuted()))
+	n.metrics.StableCheckpoint.Set(float64(st.LowWatermark))
+	n.metrics.Retransmissions.Set(float64(st.Retransmissions))
+	n.metrics.SlowPrimary.Set(float64(st.SlowPrimarySuspects))
+	n.metrics.ServeLimited.Set(float64(st.ServeLimited))
+	n.metrics.SetChanging(!st.ViewActive, n.driver.Transferring())
+	n.status.Store(&node.Status{
+		Index:            n.cfg.Index,
+		View:             st.View,
+		ExecutedSequence: n.executor.LastExecuted(),
+		StableCheckpoint: st.LowWatermark,
+		StateDigest:      n.executor.StateDigest(),
+		RetainedSlots:    st.Slots,
+		BufferedAhead:    st.Buffered,
+		PendingRequests:  st.PendingRequests,
+		Transferring:     st.Transferring,
+		ViewActive:       st.ViewActive,
+		ViewChanges:      st.ViewChangesCompleted,
+		Leader:           int(st.View % uint64(len(n.cfg.Replicas))),
+	})
+}
+
+func kindOf(m *wire.ReplicaMessage) protocol.Kind {
+	switch m.Body.(type) {
+	case *wire.ReplicaMessage_PrePrepare:
+		return protocol.KindPrePrepare
+	case *wire.ReplicaMessage_Prepare:
+		return protocol.KindPrepare
+	case *wire.ReplicaMessage_Commit:
+		return protocol.KindCommit
+	case *wire.ReplicaMessage_Checkpoint:
+		return protocol.KindCheckpoint
+	case *wire.ReplicaMessage_ForwardedRequest:
+		return protocol.KindForward
+	case *wire.ReplicaMessage_ViewChange:
+		return protocol.KindViewChange
+	case *wire.ReplicaMessage_NewView:
+		return protocol.KindNewView
+	case *wire.ReplicaMessage_Suspect:
+		return protocol.KindSuspect
+	case *wire.ReplicaMessage_Fetch:
+		return protocol.KindFetch
+	case *wire.ReplicaMessage_CheckpointCertificate:
+		return protocol.KindCheckpointCertificate
+	case *wire.ReplicaMessage_BatchRequest:
+		return protocol.KindBatchRequest
+	case *wire.ReplicaMessage_BatchReply:
+		return protocol.KindBatchReply
+	case *wire.ReplicaMessage_StateRequest:
+		return protocol.KindStateRequest
+	case *wire.ReplicaMessage_StateChunk:
+		return protocol.KindStateChunk
+	}
+	return 0
+}
+
+// admission returns the pre-check for the frames verified now: it drops
+// the normal-case messages the core, in its last published state or any
+// later one, would drop (nil before the first publication).
+func (n *Node) admission() protocol.Admission {
+	st := n.status.Load()
+	if st == nil {
+		return nil
+	}
+	w := protocol.Watermarks{View: st.View, Low: st.StableCheckpoint, Window: n.window}
+	return func(body *wire.ReplicaMessage) error { return protocol.AdmitNormalCase(body, w) }
+}

@@ -1,0 +1,145 @@
+package pbft
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/replica"
+	"github.com/pbftnode/pbftnode/verifypool"
+)
+
+// Node is one running PBFT replica.
+type Node struct {
+	node.Shell
+	cfg      node.Config
+	filter   Filter
+	log      *slog.Logger
+	kv       *execution.KV
+	executor *execution.Executor
+	driver   *replica.Driver
+	verifier *protocol.MessageVerifier
+	window   uint64 // the core's window size, for the verifier's pre-check
+	pool     *verifypool.Pool
+	metrics  *node.Metrics
+
+	inbox  chan input
+	status atomic.Pointer[node.Status]
+	signer *crypto.Signer
+
+	// State transfer: snapshots are served off the loop goroutine.
+	snapshotEvents chan snapshotEvent
+	stateRequests  chan node.StateRequest
+
+	// phases times each sequence's phases; owned by the event loop.
+	phases *phaseClock
+
+	// View-change accounting, owned by the event loop.
+	lastCore          protocol.Status
+	viewChangeStarted time.Time
+}
+
+// Start opens the replica's database, starts its transport, verification
+// workers, snapshot server and event loop, and returns once it is
+// listening. filter, when not nil, sees everything the replica sends: it
+// is how fault injection (byzantine/) makes a replica misbehave; nil for
+// a correct replica.
+func Start(cfg node.Config, filter Filter) (*Node, error) {
+	if err := cfg.ApplyDefaults(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, filter: filter, log: cfg.Logger.With("replica", cfg.Index), metrics: node.NewMetrics(), phases: newPhaseClock()}
+	n.WatchDatabaseSize(n.metrics)
+	if cf, ok := filter.(CountingFilter); ok {
+		n.metrics.WatchFaultInjections(func() float64 { return float64(cf.Actions()) })
+	}
+	if err := n.open(); err != nil {
+		_ = n.CloseResources(n.closePool)
+		return nil, err
+	}
+	var loops []func(ctx context.Context)
+	for range cfg.VerifyLoops() {
+		loops = append(loops, n.verifyLoop)
+	}
+	n.Run(append(loops, n.serveSnapshots, n.eventLoop)...)
+	return n, nil
+}
+
+func (n *Node) open() error {
+	cfg := n.cfg
+	if err := n.OpenDB(cfg, n.log, "protocol state"); err != nil {
+		return err
+	}
+	var err error
+	if n.kv, err = execution.NewKV(n.DB.LevelDB()); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if n.executor, err = execution.NewExecutor(n.DB, n.kv, n.log); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	pcfg := cfg.PBFT
+	pcfg.ID, pcfg.N, pcfg.Logger = cfg.Index, len(cfg.Replicas), n.log
+	n.signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
+	pcfg.Signer = n.signer
+	n.verifier, n.pool = node.NewVerifier(cfg, pcfg.MaxBatchSize)
+	// The snapshot server's channel exists before the driver can hand it
+	// a snapshot.
+	n.snapshotEvents = make(chan snapshotEvent, 16)
+	if n.driver, err = replica.New(replica.Config{
+		Core:      pcfg,
+		Storage:   driverStorage{DB: n.DB, m: n.metrics},
+		Network:   driverNetwork{n: n},
+		Executor:  n.executor,
+		Snapshots: driverSnapshots{n: n},
+		Verifier:  n.verifier,
+		Filter:    n.filter,
+		Observer:  &driverObserver{n: n},
+		Logger:    n.log,
+	}); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.window = n.driver.Core().Config().WindowSize
+	n.verifier.SetWindowSize(n.window)
+	if err := n.driver.Recover(); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if err := n.StartHost(cfg, "", n.log); err != nil {
+		return err
+	}
+	n.metrics.WatchTransport(n.Host.Stats)
+	n.inbox = make(chan input, cfg.InboxSize)
+	n.stateRequests = make(chan node.StateRequest, 64)
+	n.publishStatus()
+	replicas := len(cfg.Replicas)
+	return n.ServeOps(cfg.MetricsAddr, n.metrics, replicas, 2*((replicas-1)/3), n.Status, n.log)
+}
+
+// StoredLogEntries counts the protocol log entries in the database (they
+// are deleted at each stable checkpoint, so this stays bounded).
+func (n *Node) StoredLogEntries() (int, error) {
+	entries, err := n.DB.LoadLog(0)
+	return len(entries), err
+}
+
+// Status returns the replica's latest published status.
+func (n *Node) Status() node.Status { return *n.status.Load() }
+
+// MetricValue returns the value of an unlabelled counter or gauge of this
+// replica, or the sum over all its label values (0 if absent). For tests
+// and status tools.
+func (n *Node) MetricValue(name string) float64 { return n.metrics.Value(name) }
+
+// Close stops the replica and releases its resources. Idempotent.
+func (n *Node) Close() error { return n.Shutdown(n.closePool) }
+
+func (n *Node) closePool() {
+	if n.pool != nil {
+		n.pool.Close()
+	}
+}

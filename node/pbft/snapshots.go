@@ -1,0 +1,211 @@
+package pbft
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/statetransfer"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// snapshotEvent hands the snapshot server a new checkpoint snapshot, or
+// tells it which checkpoint became stable (older snapshots are released
+// and the log at or below it deleted).
+type snapshotEvent struct {
+	add    *execution.StateSnapshot
+	stable uint64
+}
+
+// serveSnapshots answers state requests from the snapshots taken at
+// checkpoints, off the event loop's goroutine. It owns the snapshots: it
+// keeps the stable one and those above it, and releases the rest.
+func (n *Node) serveSnapshots(ctx context.Context) {
+	snaps := make(map[uint64]*execution.StateSnapshot)
+	defer func() {
+		for _, s := range snaps {
+			s.Release()
+		}
+	}()
+	signer := crypto.NewSigner(n.cfg.Key, n.cfg.ClusterID)
+	budget := newChunkBudget()
+	// retry is armed only while requests are deferred (nil: not armed).
+	var retry *time.Timer
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	for {
+		var retryC <-chan time.Time
+		if retry != nil {
+			retryC = retry.C
+		} else if len(budget.deferred) > 0 {
+			retry = time.NewTimer(stateServeRetry)
+			retryC = retry.C
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-n.snapshotEvents:
+			n.snapshotEvent(snaps, ev)
+		case r := <-n.stateRequests:
+			if !budget.admit(r, time.Now()) {
+				n.drop("rate_limited", "from", r.From, "kind", "state_request")
+				continue
+			}
+			budget.charge(r.From, n.answerStateRequest(signer, snaps, r))
+		case now := <-retryC:
+			retry = nil
+			for _, r := range budget.due(now) {
+				budget.charge(r.From, n.answerStateRequest(signer, snaps, r))
+			}
+		}
+	}
+}
+
+// snapshotEvent adds a snapshot, or releases those below a new stable
+// checkpoint and deletes the log at or below it.
+func (n *Node) snapshotEvent(snaps map[uint64]*execution.StateSnapshot, ev snapshotEvent) {
+	if ev.add != nil {
+		snaps[ev.add.Sequence()] = ev.add
+	}
+	if ev.stable == 0 {
+		return
+	}
+	for seq, s := range snaps {
+		if seq < ev.stable {
+			s.Release()
+			delete(snaps, seq)
+		}
+	}
+	// The certificate is saved: the log at or below it is never read again
+	// (see storage.DB.DeleteLogBelow).
+	if err := n.DB.DeleteLogBelow(ev.stable + 1); err != nil {
+		n.log.Warn("deleting the log below a stable checkpoint", "sequence", ev.stable, "err", err)
+	}
+}
+
+// answerStateRequest sends the chunk r asks for (or Unavailable) and
+// returns the bytes sent.
+func (n *Node) answerStateRequest(signer *crypto.Signer, snaps map[uint64]*execution.StateSnapshot, r node.StateRequest) int {
+	chunk, err := statetransfer.ServeChunk(statetransfer.At(snaps, r.Req.Sequence), r.Req, node.StateChunkBytes)
+	if err != nil {
+		n.log.Warn("state transfer: reading snapshot", "sequence", r.Req.Sequence, "err", err)
+	} else if !chunk.Unavailable {
+		n.metrics.StateServedBytes.Add(float64(proto.Size(chunk)))
+	}
+	body := &wire.ReplicaMessage{From: n.cfg.Index, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
+	payload, err := proto.Marshal(body)
+	if err != nil {
+		return 0
+	}
+	signed := &wire.Signed{Payload: payload, Signature: signer.Sign(crypto.DomainReplicaMessage, payload)}
+	out := []protocol.Outbound{{To: r.From, Signed: signed, Kind: protocol.KindStateChunk}}
+	if n.filter != nil {
+		out = n.filter.Outbound(out[0])
+	}
+	sent := 0
+	for _, o := range out {
+		if b, err := protocol.EncodeFrame(o.Signed, o.Batch); err == nil {
+			n.Host.Send(o.To, b)
+			sent += len(b)
+		}
+	}
+	return sent
+}
+
+// State-transfer chunk requests are about 50 bytes and each answer up to
+// node.StateChunkBytes: without a bound one replica could make another send it
+// its whole state over and over. Each requesting replica has a token
+// bucket of stateServeRequestsPerSecond requests and
+// stateServeBytesPerSecond bytes, holding at most one second's worth. A
+// request that finds the bucket empty is deferred, not dropped (a
+// requester asks for one chunk at a time and restarts its transfer on a
+// timeout, so dropping would stall an honest transfer of a large state):
+// the server keeps the latest deferred request of each replica, answers it
+// when the bucket has refilled, and counts every request it defers or
+// replaces (pbftnode_messages_dropped_total{reason="rate_limited"}). An
+// honest transfer of a few MiB fits in the first second's burst; a larger
+// one proceeds at the budget's rate.
+const (
+	stateServeBytesPerSecond    = 32 << 20
+	stateServeRequestsPerSecond = 64
+	stateServeRetry             = 50 * time.Millisecond
+)
+
+// chunkBudget is the snapshot server's per-replica budget. It is used by
+// the server's goroutine only.
+type chunkBudget struct {
+	bytesPerSecond, requestsPerSecond float64
+	peers                             map[uint32]*chunkBucket
+	deferred                          map[uint32]node.StateRequest
+}
+
+type chunkBucket struct {
+	bytes, requests float64
+	refilled        time.Time
+}
+
+func newChunkBudget() *chunkBudget {
+	return &chunkBudget{bytesPerSecond: stateServeBytesPerSecond, requestsPerSecond: stateServeRequestsPerSecond,
+		peers: make(map[uint32]*chunkBucket), deferred: make(map[uint32]node.StateRequest)}
+}
+
+// bucket returns from's bucket refilled up to now. from is a replica
+// index checked by the verifier, so the map holds at most N entries.
+func (b *chunkBudget) bucket(from uint32, now time.Time) *chunkBucket {
+	p := b.peers[from]
+	if p == nil {
+		p = &chunkBucket{bytes: b.bytesPerSecond, requests: b.requestsPerSecond, refilled: now}
+		b.peers[from] = p
+		return p
+	}
+	if dt := now.Sub(p.refilled).Seconds(); dt > 0 {
+		p.bytes = min(b.bytesPerSecond, p.bytes+dt*b.bytesPerSecond)
+		p.requests = min(b.requestsPerSecond, p.requests+dt*b.requestsPerSecond)
+		p.refilled = now
+	}
+	return p
+}
+
+// admit reports whether r may be answered now, taking a request token if
+// so; otherwise r becomes from's deferred request (replacing an older one).
+func (b *chunkBudget) admit(r node.StateRequest, now time.Time) bool {
+	p := b.bucket(r.From, now)
+	if _, waiting := b.deferred[r.From]; !waiting && p.requests >= 1 && p.bytes > 0 {
+		p.requests--
+		return true
+	}
+	b.deferred[r.From] = r
+	return false
+}
+
+// charge takes the bytes sent to from out of its bucket (it may go into
+// debt: a chunk's size is known only once read).
+func (b *chunkBudget) charge(from uint32, sent int) {
+	if p := b.peers[from]; p != nil {
+		p.bytes -= float64(sent)
+	}
+}
+
+// due returns the deferred requests whose buckets have refilled, taking a
+// request token for each, in replica order.
+func (b *chunkBudget) due(now time.Time) []node.StateRequest {
+	var out []node.StateRequest
+	for from, r := range b.deferred {
+		if p := b.bucket(from, now); p.requests >= 1 && p.bytes > 0 {
+			p.requests--
+			delete(b.deferred, from)
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, c node.StateRequest) int { return int(a.From) - int(c.From) })
+	return out
+}
