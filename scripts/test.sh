@@ -13,7 +13,7 @@ if [ "$FUZZTIME" != "0" ]; then
   targets=(
     "./protocol FuzzReplicaFrame"
     "./protocol FuzzStep"
-    "./node FuzzVerifyClientFrame"
+    "./node/pbft FuzzVerifyClientFrame"
     "./client FuzzHandleReply"
     "./p2p FuzzReadFrame"
     "./execution FuzzKVExecute"
