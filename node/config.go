@@ -59,8 +59,9 @@ type Config struct {
 	Raft raftmode.Config
 	// TickInterval is the wall-clock length of one protocol tick (10ms).
 	TickInterval time.Duration
-	// VerifyWorkers is the number of signature-verification goroutines
-	// (default: GOMAXPROCS).
+	// VerifyWorkers sizes signature verification: the verification pool
+	// has VerifyWorkers workers (default: GOMAXPROCS) and VerifyLoops
+	// receiving goroutines hand it their sets.
 	VerifyWorkers int
 	// InboxSize bounds verified inputs waiting for the event loop (8192).
 	InboxSize int

@@ -6,7 +6,8 @@
 // out (entries to persist, messages to send, committed batches to execute,
 // stable checkpoints to garbage-collect).
 //
-// Contract with the runtime (node/) and the simulator:
+// Contract with its driver (replica.Driver, which the runtime node/pbft,
+// the simulator and the golden tests all use):
 //   - Every message given to Step has had its Ed25519 signature checked
 //     against the key of the replica named in its From field, and every
 //     client request inside it (or given to Submit) has had its client

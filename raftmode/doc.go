@@ -11,7 +11,7 @@
 // application through execution.Executor) itself, because etcd raft's
 // Ready/Advance contract ties persisting and applying to one call; both are
 // deterministic goleveldb writes, so the same Core, driven by the same
-// driver (raftreplica.Driver), runs under the libp2p runtime (node/) and
+// driver (raftreplica.Driver), runs under the libp2p runtime (node/raftnode) and
 // under the simulator (internal/raftsim) on an in-memory database.
 //
 // Elections: etcd raft randomises election timeouts with crypto/rand,

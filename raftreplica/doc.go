@@ -1,6 +1,6 @@
 // Package raftreplica is the one driver of the Raft mode's core
 // (raftmode.Core): the order of operations around it, used alike by the
-// Raft runtime (node/) and the Raft simulator (internal/raftsim), in the
+// Raft runtime (node/raftnode) and the Raft simulator (internal/raftsim), in the
 // style of etcd raft's RawNode users. It sits beside replica/ (the PBFT
 // driver) rather than inside raftmode/, so that raftmode stays the core
 // and its tests need no network, and the driver's fakes need no etcd raft.

@@ -1,6 +1,6 @@
 // Package replica is the driver of the PBFT core (protocol.Replica): the
 // one place that says in which order what the core asks for is done. The
-// PBFT runtime (node/), the simulator (internal/sim) and the core's golden
+// PBFT runtime (node/pbft), the simulator (internal/sim) and the core's golden
 // tests all drive the core through it; they differ only in what they plug
 // in: storage, network, executor, snapshot keeping, observer.
 //

@@ -45,7 +45,7 @@ func (h *host) handleStateChunk(from uint32, c *wire.StateChunk) {
 }
 
 // serveState answers a state request from the snapshots h holds, as
-// RaftNode.serveRaftSnapshots does.
+// raftnode.Node.serveSnapshots does.
 func (h *host) serveState(from *host, r *wire.StateRequest) {
 	chunk := statetransfer.Serve(statetransfer.Pick(h.snaps, r.GetSequence()), r, TransferChunkBytes)
 	h.w.sendBetween(h, from, event{kind: evStateChunk, chunk: chunk})

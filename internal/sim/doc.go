@@ -13,7 +13,7 @@
 // own filters of the same shape, and Twins: two copies of one replica with
 // the same key, each connected to part of the network; Config.Strategy
 // forces one). The byzantine floods and slow-primary act through the
-// node's Injector and Delayer hooks, which the simulator drives from its
+// driver's Injector and Delayer hooks (replica.Filter), which the simulator drives from its
 // own ticks (FloodFramesPerTick; 90% of the view-change timeout). A run is
 // single-threaded and reads no clock, so a seed replays exactly; the
 // replicas emit nothing in map order. Config.Trace records every message

@@ -13,7 +13,7 @@ import (
 const transferChunkBytes = 256
 
 // serveState answers a state request over the virtual network from the
-// host's checkpoint snapshots, as node/'s snapshot server does (through
+// host's checkpoint snapshots, as node/pbft's snapshot server does (through
 // the host's Filter, without its rate limits): the requesting replica's
 // driver fetches state chunk by chunk as in production.
 func (h *host) serveState(from uint32, req *wire.StateRequest) {

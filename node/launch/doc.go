@@ -1,5 +1,8 @@
 // Package launch starts the runtime a replica's configuration names
 // (config.ConsensusPBFT or config.ConsensusRaft). It is the one place that
-// knows every runtime: the runtimes (node/pbft, node/raftnode,
-// node/floor) never import each other, only the shell (package node).
+// knows both consensus runtimes (node/pbft and node/raftnode); the
+// benchmark floor (node/floor), an instrument rather than a consensus
+// protocol, is started directly by `pbftnode run --benchmark-floor` and
+// internal/localnet. The runtimes never import each other, only the shell
+// (package node).
 package launch
