@@ -198,8 +198,9 @@ func (c *Client) handleReply(f p2p.Frame) {
 	if c.cfg.ReplyQuorum == 1 && r.leaderHint > 0 && int(r.leaderHint) <= c.n {
 		c.leader = int(r.leaderHint) - 1
 	}
+	c.known, c.confirmed = true, true
 	if rec.refused {
-		cl.err = fmt.Errorf("client: request refused by %d replicas: %s", matching, rec.body)
+		cl.err = fmt.Errorf("client: request %w by %d replicas: %s", ErrRefused, matching, rec.body)
 	} else {
 		cl.result = append([]byte{}, rec.body...)
 	}
