@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/pbftnode/pbftnode/client"
 )
 
 func TestClaimSessionSlots(t *testing.T) {
@@ -55,5 +57,60 @@ func TestClaimSessionSlots(t *testing.T) {
 	// A directory that cannot hold the slots leaves the choice to the caller.
 	if s := claimSession(filepath.Join(dir, "sessions", "0")); s != nil {
 		t.Fatal("a session was claimed under a regular file")
+	}
+}
+
+// TestSessionRemembersThePrimary: a slot stores where the primary was; a
+// later claim of any slot starts from the highest view any slot holds,
+// and a slot's request numbers keep working beside the hint.
+func TestSessionRemembersThePrimary(t *testing.T) {
+	dir := t.TempDir()
+	a := claimSession(dir)
+	if a == nil || a.hint != nil {
+		t.Fatalf("first claim in a new directory: %+v, want a slot without a hint", a)
+	}
+	b := claimSession(dir)
+	if err := a.remember(client.Hint{View: 7, Leader: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.remember(client.Hint{View: 3, Leader: 2}); err != nil {
+		t.Fatal(err)
+	}
+	b.release()
+	again := claimSession(dir) // b's slot: its own hint is older than a's
+	if again == nil || again.hint == nil || *again.hint != (client.Hint{View: 7, Leader: -1}) {
+		t.Fatalf("claim after hints in views 7 and 3: %+v, want view 7 without a leader", again)
+	}
+	again.release()
+	a.release()
+
+	// The Raft leader comes back with its term.
+	c := claimSession(dir)
+	if err := c.remember(client.Hint{View: 9, Leader: 2}); err != nil {
+		t.Fatal(err)
+	}
+	first := c.first
+	c.release()
+	d := claimSession(dir)
+	if d.hint == nil || *d.hint != (client.Hint{View: 9, Leader: 2}) {
+		t.Fatalf("hint %+v, want term 9 leader 2", d.hint)
+	}
+	if d.first <= first {
+		t.Fatalf("request numbers went back beside the hint: %d after %d", d.first, first)
+	}
+	d.release()
+
+	// A slot in the old format (the request number only) has no hint.
+	old := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(old, "sessions"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(old, "sessions", "0"), make([]byte, 8), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s := claimSession(old); s == nil || s.hint != nil {
+		t.Fatalf("old-format slot: %+v, want a slot without a hint", s)
+	} else {
+		s.release()
 	}
 }
