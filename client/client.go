@@ -40,10 +40,16 @@ type Config struct {
 	RetransmitTimeout time.Duration
 	// Hint is where an earlier client found the primary (PBFT: a view;
 	// Raft: a leader), as Client.Hint reported it: the client sends to
-	// that primary first. nil: the client has no idea, and its first
-	// request goes to every replica at once. A hint only steers where a
+	// that primary first. nil: the client has no idea until a reply names
+	// a view (see BroadcastWhenUnknown). A hint only steers where a
 	// request goes first; a wrong one costs at most HintTimeout.
 	Hint *Hint
+	// BroadcastWhenUnknown makes a client with no idea of the primary (no
+	// Hint, no reply yet) send to every replica at once rather than to the
+	// primary of view 0. A short-lived client (the CLI) wants it: it
+	// costs each replica one more request to verify, not a timeout. A
+	// long-lived one pays the timeout once at most.
+	BroadcastWhenUnknown bool
 	// HintTimeout is how long a request sent to the primary named only by
 	// Hint (remembered, perhaps stale) waits before it goes to every
 	// replica (default RetransmitTimeout). Once a reply confirmed a view
@@ -218,7 +224,7 @@ func (c *Client) ID() []byte { return c.id }
 
 // Invoke orders op through the cluster and returns its result once
 // ReplyQuorum replicas sent the same one. It sends to the primary it
-// believes in (to every replica when it has no idea) and retransmits to
+// believes in (see Config.Hint and BroadcastWhenUnknown) and retransmits to
 // every replica until ctx ends. Errors: ErrRefused when ReplyQuorum
 // replicas refused; ErrUnknownOutcome (wrapping ctx's error) when ctx
 // ended after the request was sent; ErrClosed.
@@ -254,8 +260,9 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 }
 
 // sendFirst sends a request's first frame: to the primary the client
-// believes in, or to every replica when it has no idea. It returns how
-// long to wait before sending to every replica.
+// believes in (view 0's with no idea), or to every replica when it has no
+// idea and BroadcastWhenUnknown is set. It returns how long to wait
+// before sending to every replica.
 func (c *Client) sendFirst(frame []byte) time.Duration {
 	c.mu.Lock()
 	known, confirmed := c.known, c.confirmed
@@ -265,10 +272,10 @@ func (c *Client) sendFirst(frame []byte) time.Duration {
 	}
 	c.mu.Unlock()
 	switch {
-	case !known:
+	case !known && c.cfg.BroadcastWhenUnknown:
 		c.sendAll(frame)
 		return c.cfg.RetransmitTimeout
-	case !confirmed:
+	case known && !confirmed:
 		c.send(primary, frame)
 		return c.cfg.HintTimeout
 	}

@@ -83,11 +83,12 @@ func awaitErr(t *testing.T, errc <-chan error) error {
 }
 
 // TestNoHintAsksEveryReplicaAtOnce: a client with no idea of the primary
-// sends its first request to all replicas without waiting for a
+// and BroadcastWhenUnknown sends its first request to all replicas without waiting for a
 // retransmission (RetransmitTimeout is a minute here); once replies named
 // a view, the next request goes to that view's primary only.
 func TestNoHintAsksEveryReplicaAtOnce(t *testing.T) {
 	c := newBenchClient(64)
+	c.cfg.BroadcastWhenUnknown = true
 	sends := recordSends(c)
 	if _, ok := c.Hint(); ok {
 		t.Fatal("a new client without Config.Hint claims to know the primary")
@@ -183,7 +184,7 @@ func TestOutcomeClassification(t *testing.T) {
 		c := newBenchClient(64)
 		sends := recordSends(c)
 		errc := invokeAsync(context.Background(), c)
-		sends.await(t, 4)
+		sends.await(t, 1)
 		c.mu.Lock()
 		number := c.lowest
 		c.mu.Unlock()
@@ -199,7 +200,7 @@ func TestOutcomeClassification(t *testing.T) {
 		c := newBenchClient(64)
 		sends := recordSends(c)
 		errc := invokeAsync(context.Background(), c)
-		sends.await(t, 4)
+		sends.await(t, 1)
 		close(c.done) // what Close does to a waiting Invoke
 		err := awaitErr(t, errc)
 		if !errors.Is(err, ErrUnknownOutcome) || !errors.Is(err, ErrClosed) {
@@ -229,5 +230,23 @@ func TestHintIgnoresLeaderOutsideCluster(t *testing.T) {
 	c.adoptHint(&Hint{View: 1, Leader: 9})
 	if h, ok := c.Hint(); !ok || h.Leader != -1 {
 		t.Fatalf("hint %+v ok=%v, want the leader dropped", h, ok)
+	}
+}
+
+// TestNoHintWithoutBroadcastAsksViewZero: by default a client with no
+// idea guesses the primary of view 0, as long-lived clients always did.
+func TestNoHintWithoutBroadcastAsksViewZero(t *testing.T) {
+	c := newBenchClient(64)
+	sends := recordSends(c)
+	errc := invokeAsync(context.Background(), c)
+	if got := sends.await(t, 1); !slices.Equal(got, []uint32{0}) {
+		t.Fatalf("first request went to %v, want replica 0 only", got)
+	}
+	answer(t, c, 0, "X", 0, 1)
+	if err := awaitErr(t, errc); err != nil {
+		t.Fatal(err)
+	}
+	if extra := len(sends.sends); extra != 0 {
+		t.Fatalf("%d more sends before the replies", extra)
 	}
 }

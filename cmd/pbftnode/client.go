@@ -35,6 +35,12 @@ exit status:
 "ok", ...} on stdout in every one of these cases but 2; "ok" is true only for
 "executed", and then "found" (get) or "swapped" (cas) says what it did.`
 
+// cliHintTimeout is how long a command waits for the primary its session
+// slots remember before it asks every replica: one that does not answer
+// that soon is likely gone (killed, or deposed by a view change), and
+// asking everyone costs each replica one request, not a wrong result.
+const cliHintTimeout = 150 * time.Millisecond
+
 // Outcomes of a client command, as --json reports them.
 const (
 	outcomeExecuted = "executed"
@@ -99,9 +105,7 @@ func invokeOnce(dir string, timeout time.Duration, op []byte) ([]byte, error) {
 	sess := claimSession(dir)
 	defer sess.release()
 	c, err := openClientWith(dir, func(cfg *client.Config) {
-		// A remembered primary that does not answer soon is likely gone
-		// (killed, or deposed by a view change): ask everyone.
-		cfg.HintTimeout = 150 * time.Millisecond
+		cfg.HintTimeout, cfg.BroadcastWhenUnknown = cliHintTimeout, true
 		if sess != nil {
 			cfg.Session, cfg.FirstRequestNumber, cfg.Hint = sess.id, sess.first, sess.hint
 		}
