@@ -117,8 +117,10 @@ func invokeOnce(dir string, timeout time.Duration, op []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	raw, err := c.Invoke(ctx, op)
-	if h, ok := c.Hint(); ok && sess != nil {
-		_ = sess.remember(h) // a hint lost costs a later command one broadcast
+	// Replies (a result or refusals) taught the client where the primary
+	// is; without them its hint is only what the slots held.
+	if h, ok := c.Hint(); ok && sess != nil && (err == nil || errors.Is(err, client.ErrRefused)) {
+		_ = sess.remember(h, time.Now()) // a hint lost costs a later command a broadcast
 	}
 	return raw, err
 }

@@ -21,12 +21,12 @@ import (
 const cliSessionSlots = 16
 
 // A slot file holds the next request number of its session (8 bytes,
-// big-endian) and, once a command learned one, where the primary was
-// (slotHintSize more bytes: the view or term, then the Raft leader + 1, 0
-// for none).
+// big-endian) and, once a command learned from replies where the primary
+// was, slotHintSize more bytes: the view or term, the Raft leader + 1 (0
+// for none) and when it was learned (Unix nanoseconds).
 const (
 	slotNumberSize = 8
-	slotHintSize   = 12
+	slotHintSize   = 8 + 4 + 8
 	slotFileSize   = slotNumberSize + slotHintSize
 )
 
@@ -95,39 +95,44 @@ func startSession(f *os.File, slot byte) (*cliSession, error) {
 
 // newestHint reads the primary hints of every slot file under slots (held
 // by other processes or not: a hint is only advice, so a torn or stale
-// one costs time, never safety) and returns the one with the highest
-// view, or nil when no slot has one.
+// one costs time, never safety) and returns the one learned last (the
+// higher view on a tie), or nil when no slot has one. Learned last, not
+// highest: a directory rewritten for a new cluster keeps old slots.
 func newestHint(slots string) *client.Hint {
 	var best *client.Hint
+	var bestAt uint64
 	for i := range cliSessionSlots {
-		h, ok := readHint(filepath.Join(slots, fmt.Sprint(i)))
-		if ok && (best == nil || h.View > best.View) {
-			best = &h
+		h, at, ok := readHint(filepath.Join(slots, fmt.Sprint(i)))
+		if ok && (best == nil || at > bestAt || at == bestAt && h.View > best.View) {
+			best, bestAt = &h, at
 		}
 	}
 	return best
 }
 
-// readHint decodes the hint of one slot file; ok is false when the file
-// has none (or cannot be read).
-func readHint(path string) (h client.Hint, ok bool) {
+// readHint decodes the hint of one slot file and when it was learned; ok
+// is false when the file has none (or cannot be read).
+func readHint(path string) (h client.Hint, learned uint64, ok bool) {
 	b, err := os.ReadFile(path)
 	if err != nil || len(b) != slotFileSize {
-		return client.Hint{}, false
+		return client.Hint{}, 0, false
 	}
-	h.View = binary.BigEndian.Uint64(b[slotNumberSize:])
-	h.Leader = int(binary.BigEndian.Uint32(b[slotNumberSize+8:])) - 1
-	return h, true
+	b = b[slotNumberSize:]
+	h.View = binary.BigEndian.Uint64(b)
+	h.Leader = int(binary.BigEndian.Uint32(b[8:])) - 1
+	return h, binary.BigEndian.Uint64(b[12:]), true
 }
 
-// remember stores h in the slot for the directory's later commands. It is
-// best effort (no fsync): a lost hint costs one command a broadcast.
-func (s *cliSession) remember(h client.Hint) error {
+// remember stores h, learned from replies at learned, in the slot for the
+// directory's later commands. It is best effort (no fsync): a lost hint
+// costs a later command at most a broadcast.
+func (s *cliSession) remember(h client.Hint, learned time.Time) error {
 	var b [slotHintSize]byte
 	binary.BigEndian.PutUint64(b[:], h.View)
 	if h.Leader >= 0 {
 		binary.BigEndian.PutUint32(b[8:], uint32(h.Leader)+1)
 	}
+	binary.BigEndian.PutUint64(b[12:], uint64(learned.UnixNano()))
 	if _, err := s.file.WriteAt(b[:], slotNumberSize); err != nil {
 		return fmt.Errorf("session slot %x: remember the primary: %w", s.id, err)
 	}

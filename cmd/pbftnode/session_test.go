@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/pbftnode/pbftnode/client"
 )
@@ -61,7 +62,7 @@ func TestClaimSessionSlots(t *testing.T) {
 }
 
 // TestSessionRemembersThePrimary: a slot stores where the primary was; a
-// later claim of any slot starts from the highest view any slot holds,
+// later claim of any slot starts from the hint learned last in any slot,
 // and a slot's request numbers keep working beside the hint.
 func TestSessionRemembersThePrimary(t *testing.T) {
 	dir := t.TempDir()
@@ -70,35 +71,35 @@ func TestSessionRemembersThePrimary(t *testing.T) {
 		t.Fatalf("first claim in a new directory: %+v, want a slot without a hint", a)
 	}
 	b := claimSession(dir)
-	if err := a.remember(client.Hint{View: 7, Leader: -1}); err != nil {
+	at := time.Unix(1_700_000_000, 0)
+	if err := a.remember(client.Hint{View: 7, Leader: -1}, at); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.remember(client.Hint{View: 3, Leader: 2}); err != nil {
+	// Learned later in a lower view (the directory's cluster was
+	// rewritten): the later one wins.
+	if err := b.remember(client.Hint{View: 3, Leader: 2}, at.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	b.release()
-	again := claimSession(dir) // b's slot: its own hint is older than a's
-	if again == nil || again.hint == nil || *again.hint != (client.Hint{View: 7, Leader: -1}) {
-		t.Fatalf("claim after hints in views 7 and 3: %+v, want view 7 without a leader", again)
-	}
-	again.release()
 	a.release()
-
-	// The Raft leader comes back with its term.
-	c := claimSession(dir)
-	if err := c.remember(client.Hint{View: 9, Leader: 2}); err != nil {
+	again := claimSession(dir) // a's slot: its own hint is older than b's
+	if again == nil || again.hint == nil || *again.hint != (client.Hint{View: 3, Leader: 2}) {
+		t.Fatalf("claim after hints of view 7 and, later, 3: %+v, want view 3 leader 2", again)
+	}
+	// Learned at the same time: the higher view wins.
+	if err := again.remember(client.Hint{View: 4, Leader: -1}, at.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	first := c.first
-	c.release()
+	first := again.first
+	again.release()
 	d := claimSession(dir)
-	if d.hint == nil || *d.hint != (client.Hint{View: 9, Leader: 2}) {
-		t.Fatalf("hint %+v, want term 9 leader 2", d.hint)
+	if d.hint == nil || *d.hint != (client.Hint{View: 4, Leader: -1}) {
+		t.Fatalf("hint %+v, want view 4 (same time as view 3)", d.hint)
 	}
 	if d.first <= first {
 		t.Fatalf("request numbers went back beside the hint: %d after %d", d.first, first)
 	}
 	d.release()
+	b.release()
 
 	// A slot in the old format (the request number only) has no hint.
 	old := t.TempDir()
