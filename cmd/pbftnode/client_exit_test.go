@@ -2,13 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/wire"
 )
 
 // runCLIClient runs `pbftnode client --dir DIR args...` as a process and
@@ -73,5 +80,39 @@ func TestProcessClientExitStatuses(t *testing.T) {
 	got = clientReport{}
 	if err := json.Unmarshal([]byte(out), &got); code != 3 || err != nil || got.Outcome != outcomeUnknown || got.OK {
 		t.Fatalf("--json delete with 3 of 4 replicas down: exit %d, stdout %q (%v), stderr %q; want 3 and outcome unknown", code, out, err, stderr)
+	}
+}
+
+// TestDescribeOutcomeExitStatuses: each way an Invoke can end maps to its
+// --json outcome and exit status.
+func TestDescribeOutcomeExitStatuses(t *testing.T) {
+	encode := func(r *wire.KVResult) []byte {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	unknown := fmt.Errorf("client: request 1: %w: %w", client.ErrUnknownOutcome, context.DeadlineExceeded)
+	refused := fmt.Errorf("client: request %w by 2 replicas: too large", client.ErrRefused)
+	for _, tc := range []struct {
+		name    string
+		raw     []byte
+		err     error
+		outcome string
+		status  int
+	}{
+		{"executed get, missing key", encode(&wire.KVResult{}), nil, outcomeExecuted, 0},
+		{"executed cas, not swapped", encode(&wire.KVResult{Value: []byte("v")}), nil, outcomeExecuted, 0},
+		{"application refused a malformed operation", encode(&wire.KVResult{Error: "malformed"}), nil, outcomeRefused, 4},
+		{"f+1 matching refusals", nil, refused, outcomeRefused, 4},
+		{"no f+1 matching replies in time", nil, unknown, outcomeUnknown, 3},
+		{"undecodable agreed result", []byte{0xff}, nil, outcomeUnknown, 3},
+		{"failed before sending", nil, errors.New("client: no signing key"), outcomeNotSent, 1},
+	} {
+		report, err := describeOutcome("get", tc.raw, tc.err)
+		if report.Outcome != tc.outcome || exitStatus(err) != tc.status || report.OK != (tc.status == 0) {
+			t.Errorf("%s: outcome %q ok %v exit %d (err %v); want %q, exit %d", tc.name, report.Outcome, report.OK, exitStatus(err), err, tc.outcome, tc.status)
+		}
 	}
 }
