@@ -38,6 +38,23 @@ type Config struct {
 	// to every replica, and between later retransmissions (default 1s; it
 	// doubles up to 8x).
 	RetransmitTimeout time.Duration
+	// Hint is where an earlier client found the primary (PBFT: a view;
+	// Raft: a leader), as Client.Hint reported it: the client sends to
+	// that primary first. nil: the client has no idea until a reply names
+	// a view (see BroadcastWhenUnknown). A hint only steers where a
+	// request goes first; a wrong one costs at most HintTimeout.
+	Hint *Hint
+	// BroadcastWhenUnknown makes a client with no idea of the primary (no
+	// Hint, no reply yet) send to every replica at once rather than to the
+	// primary of view 0. A short-lived client (the CLI) wants it: it
+	// costs each replica one more request to verify, not a timeout. A
+	// long-lived one pays the timeout once at most.
+	BroadcastWhenUnknown bool
+	// HintTimeout is how long a request sent to the primary named only by
+	// Hint (remembered, perhaps stale) waits before it goes to every
+	// replica (default RetransmitTimeout). Once a reply confirmed a view
+	// or leader, RetransmitTimeout applies.
+	HintTimeout time.Duration
 	// Window is how far apart outstanding request numbers may be (default
 	// 64, the replicas' per-client window). It bounds concurrency.
 	Window uint64
@@ -47,8 +64,34 @@ type Config struct {
 	Logger             *slog.Logger
 }
 
-// ErrClosed is returned by Invoke after Close.
-var ErrClosed = errors.New("client: closed")
+// Hint is what a client knows of where the cluster's primary is.
+type Hint struct {
+	// View is the highest view (Raft: term) that ReplyQuorum matching
+	// replies reported; the primary of a PBFT view v is replica v mod n.
+	View uint64
+	// Leader is the replica a Raft reply named as leader, or -1 (PBFT,
+	// or no leader known): then the primary of View is asked first.
+	Leader int
+}
+
+// The outcome of an Invoke that did not return a result. errors.Is tells
+// them apart; a caller that must know whether an operation took effect
+// treats ErrUnknownOutcome as "maybe".
+var (
+	// ErrClosed is returned by Invoke after Close. An Invoke whose request
+	// was already sent when Close came returns an error that is both
+	// ErrClosed and ErrUnknownOutcome.
+	ErrClosed = errors.New("client: closed")
+	// ErrUnknownOutcome: the request was sent but ReplyQuorum matching
+	// replies did not arrive before the context ended (or the client
+	// closed). The operation may or may not have taken effect, now or
+	// later; the error also wraps the context's error.
+	ErrUnknownOutcome = errors.New("outcome unknown")
+	// ErrRefused: ReplyQuorum replicas sent the same refusal (at least one
+	// correct replica refused), so the operation did not and will not take
+	// effect.
+	ErrRefused = errors.New("refused")
+)
 
 // errBadSignature reports a signer that did not return an Ed25519
 // signature; it cannot happen with crypto.Signer.
@@ -81,9 +124,13 @@ type Client struct {
 	// (Raft mode, ReplyQuorum 1), or -1: then the primary of view is
 	// asked first.
 	leader int
-	closed bool
-	done   chan struct{}
-	wg     sync.WaitGroup
+	// known: view and leader come from Config.Hint or a reply; without,
+	// a request goes to every replica at once. confirmed: from a reply of
+	// this client (then RetransmitTimeout applies, not HintTimeout).
+	known, confirmed bool
+	closed           bool
+	done             chan struct{}
+	wg               sync.WaitGroup
 }
 
 // call is one Invoke waiting for matching replies.
@@ -116,6 +163,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.RetransmitTimeout <= 0 {
 		cfg.RetransmitTimeout = time.Second
+	}
+	if cfg.HintTimeout <= 0 {
+		cfg.HintTimeout = cfg.RetransmitTimeout
 	}
 	if cfg.Window == 0 {
 		cfg.Window = 64
@@ -162,6 +212,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.id = id
 	c.send = host.SendToReplica
+	c.adoptHint(cfg.Hint)
 	c.windowFree = sync.NewCond(&c.mu)
 	c.wg.Add(1)
 	go c.readReplies()
@@ -172,7 +223,11 @@ func New(cfg Config) (*Client, error) {
 func (c *Client) ID() []byte { return c.id }
 
 // Invoke orders op through the cluster and returns its result once
-// ReplyQuorum replicas sent the same one. It retransmits until ctx ends.
+// ReplyQuorum replicas sent the same one. It sends to the primary it
+// believes in (see Config.Hint and BroadcastWhenUnknown) and retransmits to
+// every replica until ctx ends. Errors: ErrRefused when ReplyQuorum
+// replicas refused; ErrUnknownOutcome (wrapping ctx's error) when ctx
+// ended after the request was sent; ErrClosed.
 func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 	cl, err := c.begin(ctx)
 	if err != nil {
@@ -183,33 +238,76 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	primary := uint32(c.view % uint64(c.n))
-	if c.leader >= 0 {
-		primary = uint32(c.leader)
-	}
-	c.mu.Unlock()
-	c.send(primary, frame)
-
-	timeout := c.cfg.RetransmitTimeout
+	timeout := c.sendFirst(frame)
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	timeout = c.cfg.RetransmitTimeout
 	for {
 		select {
 		case <-cl.done:
 			return cl.result, cl.err
 		case <-ctx.Done():
-			return nil, fmt.Errorf("client: request %d: %w", cl.number, ctx.Err())
+			return nil, fmt.Errorf("client: request %d: %w: %w", cl.number, ErrUnknownOutcome, ctx.Err())
 		case <-c.done:
-			return nil, ErrClosed
+			return nil, fmt.Errorf("client: request %d: %w: %w", cl.number, ErrUnknownOutcome, ErrClosed)
 		case <-timer.C:
 			// The primary may be slow, faulty or gone: send to everyone.
-			for i := range c.cfg.Replicas {
-				c.send(c.cfg.Replicas[i].Index, frame)
-			}
+			c.sendAll(frame)
 			timeout = min(2*timeout, 8*c.cfg.RetransmitTimeout)
 			timer.Reset(timeout)
 		}
+	}
+}
+
+// sendFirst sends a request's first frame: to the primary the client
+// believes in (view 0's with no idea), or to every replica when it has no
+// idea and BroadcastWhenUnknown is set. It returns how long to wait
+// before sending to every replica.
+func (c *Client) sendFirst(frame []byte) time.Duration {
+	c.mu.Lock()
+	known, confirmed := c.known, c.confirmed
+	primary := uint32(c.view % uint64(c.n))
+	if c.leader >= 0 {
+		primary = uint32(c.leader)
+	}
+	c.mu.Unlock()
+	switch {
+	case !known && c.cfg.BroadcastWhenUnknown:
+		c.sendAll(frame)
+		return c.cfg.RetransmitTimeout
+	case known && !confirmed:
+		c.send(primary, frame)
+		return c.cfg.HintTimeout
+	}
+	c.send(primary, frame)
+	return c.cfg.RetransmitTimeout
+}
+
+// sendAll sends frame to every replica.
+func (c *Client) sendAll(frame []byte) {
+	for i := range c.cfg.Replicas {
+		c.send(c.cfg.Replicas[i].Index, frame)
+	}
+}
+
+// Hint reports where the client believes the primary is, to hand to a
+// later client's Config.Hint; ok is false when it has no idea.
+func (c *Client) Hint() (h Hint, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Hint{View: c.view, Leader: c.leader}, c.known
+}
+
+// adoptHint starts the client from h (nil: no idea). A leader is taken
+// only where a reply's leader hint would be (ReplyQuorum 1) and only
+// inside the cluster.
+func (c *Client) adoptHint(h *Hint) {
+	if h == nil {
+		return
+	}
+	c.known, c.view = true, h.View
+	if c.cfg.ReplyQuorum == 1 && h.Leader >= 0 && h.Leader < c.n {
+		c.leader = h.Leader
 	}
 }
 

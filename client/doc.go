@@ -1,9 +1,13 @@
 // Package client is the Go client library of pbftnode. A Client signs each
 // operation with the client's Ed25519 key, sends it to the replica it
-// believes is the primary over its authenticated libp2p stream, and after
-// a timeout to every replica; Invoke returns once ReplyQuorum replicas
-// (f+1 for PBFT, so at least one correct one) sent the same result for the
-// request. Replies need no signature: the Noise session of each stream
+// believes is the primary over its authenticated libp2p stream (with
+// Config.BroadcastWhenUnknown, to every replica at once while it has no
+// idea: no reply yet and no Config.Hint), and after a timeout to every
+// replica; Invoke returns once ReplyQuorum
+// replicas (f+1 for PBFT, so at least one correct one) sent the same
+// result for the request. Its errors say what a caller may assume:
+// ErrRefused (no effect), ErrUnknownOutcome (it may take effect), and
+// Client.Hint hands where the primary was to a later client. Replies need no signature: the Noise session of each stream
 // binds them to that replica's key.
 //
 // Many goroutines may call Invoke on one Client at once. Request numbers

@@ -25,6 +25,7 @@ func newBenchClient(window uint64) *Client {
 			ReplyQuorum:       2,
 			Window:            window,
 			RetransmitTimeout: time.Minute,
+			HintTimeout:       time.Minute,
 			Replicas:          make([]p2p.Member, 4),
 		},
 		signer:      crypto.NewSigner(key, "bench"),

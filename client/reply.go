@@ -189,8 +189,11 @@ func (c *Client) handleReply(f p2p.Frame) {
 	// At least one of ReplyQuorum replicas is correct, so the
 	// ReplyQuorum-th highest view they report is one a correct replica
 	// reached: a faulty replica cannot steer the client to a made-up view.
+	// The first such view replaces one from Config.Hint even if lower (the
+	// hint may be stale, from another run of the cluster); after that the
+	// view only rises, whatever order concurrent calls complete in.
 	slices.Sort(views)
-	if v := views[len(views)-c.cfg.ReplyQuorum]; v > c.view {
+	if v := views[len(views)-c.cfg.ReplyQuorum]; v > c.view || !c.confirmed {
 		c.view = v
 	}
 	// A leader hint is trusted only where one reply suffices (the Raft
@@ -198,8 +201,9 @@ func (c *Client) handleReply(f p2p.Frame) {
 	if c.cfg.ReplyQuorum == 1 && r.leaderHint > 0 && int(r.leaderHint) <= c.n {
 		c.leader = int(r.leaderHint) - 1
 	}
+	c.known, c.confirmed = true, true
 	if rec.refused {
-		cl.err = fmt.Errorf("client: request refused by %d replicas: %s", matching, rec.body)
+		cl.err = fmt.Errorf("client: request %w by %d replicas: %s", ErrRefused, matching, rec.body)
 	} else {
 		cl.result = append([]byte{}, rec.body...)
 	}

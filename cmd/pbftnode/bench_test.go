@@ -28,8 +28,8 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 }
 
 func TestBenchListedInUsage(t *testing.T) {
-	_, _, stderr := cli(t, "help")
-	if !strings.Contains(stderr, "bench") {
-		t.Errorf("usage does not list bench:\n%s", stderr)
+	_, stdout, _ := cli(t, "help") // asked-for help goes to stdout
+	if !strings.Contains(stdout, "bench") {
+		t.Errorf("usage does not list bench:\n%s", stdout)
 	}
 }

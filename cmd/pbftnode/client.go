@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,14 +19,56 @@ import (
 	"github.com/pbftnode/pbftnode/p2p"
 )
 
+// clientUsage is `pbftnode client --help`, before the flags.
+const clientUsage = `usage: pbftnode client --dir DIR [--json] [--timeout D] [--old-absent] put K V | get K | delete K | cas K OLD NEW
+       (with --old-absent: cas K NEW, swapping only if K is absent; flags go before the operation)
+
+exit status:
+  0  executed: the output says what happened (a get of a missing key prints
+     "(not found)", a cas that did not swap prints "not swapped ...")
+  2  usage or configuration error: nothing was sent
+  3  outcome unknown: no f+1 matching replies before --timeout; the operation
+     may or may not take effect (retrying a put, delete or cas is a new operation)
+  4  refused: f+1 replicas refused the operation; it did not and will not take effect
+  1  any other failure, before the operation was sent: it did not take effect
+--json prints {"operation", "outcome": "executed"|"unknown"|"refused"|"not-sent",
+"ok", ...} on stdout in every one of these cases but 2; "ok" is true only for
+"executed", and then "found" (get) or "swapped" (cas) says what it did.`
+
+// cliHintTimeout is how long a command waits for the primary its session
+// slots remember before it asks every replica: one that does not answer
+// that soon is likely gone (killed, or deposed by a view change), and
+// asking everyone costs each replica one request, not a wrong result.
+const cliHintTimeout = 150 * time.Millisecond
+
+// Outcomes of a client command, as --json reports them.
+const (
+	outcomeExecuted = "executed"
+	outcomeUnknown  = "unknown"
+	outcomeRefused  = "refused"
+	outcomeNotSent  = "not-sent"
+)
+
+// clientReport is what `pbftnode client --json` prints. OK means the
+// operation was executed; Found (get) and Swapped (cas) say what it did.
+type clientReport struct {
+	Operation string  `json:"operation"`
+	Outcome   string  `json:"outcome"`
+	OK        bool    `json:"ok"`
+	Found     *bool   `json:"found,omitempty"`
+	Swapped   *bool   `json:"swapped,omitempty"`
+	Value     *string `json:"value,omitempty"`
+	Error     string  `json:"error,omitempty"`
+}
+
 func runClient(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("client", flag.ContinueOnError)
 	dir := fs.String("dir", "", "testnet directory holding client.json (required)")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	timeout := fs.Duration("timeout", 15*time.Second, "give up after this long")
+	asJSON := fs.Bool("json", false, "print the outcome as JSON")
+	timeout := fs.Duration("timeout", 15*time.Second, "give up after this long (exit status 3: outcome unknown)")
 	oldAbsent := fs.Bool("old-absent", false, "cas: swap only if the key is absent (then give K NEW)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pbftnode client --dir DIR [--json] [--old-absent] put K V | get K | delete K | cas K OLD NEW\n       (with --old-absent: cas K NEW, swapping only if K is absent; flags go before the operation)")
+		fmt.Fprintln(stderr, clientUsage)
 		fs.PrintDefaults()
 	}
 	if err := parse(fs, args, stderr); err != nil {
@@ -38,59 +81,110 @@ func runClient(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// One request: take a session slot shared with the directory's other
-	// commands (see claimSession), or a random session if none is free.
-	var edit func(*client.Config)
-	if sess := claimSession(*dir); sess != nil {
-		defer sess.release()
-		edit = func(cfg *client.Config) { cfg.Session, cfg.FirstRequestNumber = sess.id, sess.first }
-	}
-	c, err := openClientWith(*dir, edit)
-	if err != nil {
+	raw, err := invokeOnce(*dir, *timeout, op)
+	if errors.Is(err, errConfig) {
 		return err
 	}
+	report, err := describeOutcome(fs.Arg(0), raw, err)
+	if *asJSON {
+		if jerr := json.NewEncoder(stdout).Encode(report); jerr != nil && err == nil {
+			err = fmt.Errorf("write result: %w", jerr)
+		}
+	} else if report.Outcome == outcomeExecuted {
+		fmt.Fprintln(stdout, report.text())
+	}
+	return err
+}
+
+// invokeOnce sends one operation from a session slot shared with the
+// directory's other commands (see claimSession; a random session if none
+// is free), starting from the primary the slot remembers, and stores
+// where the primary turned out to be. Errors in the directory's files are
+// errConfig.
+func invokeOnce(dir string, timeout time.Duration, op []byte) ([]byte, error) {
+	sess := claimSession(dir)
+	defer sess.release()
+	c, err := openClientWith(dir, func(cfg *client.Config) {
+		cfg.HintTimeout, cfg.BroadcastWhenUnknown = cliHintTimeout, true
+		if sess != nil {
+			cfg.Session, cfg.FirstRequestNumber, cfg.Hint = sess.id, sess.first, sess.hint
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	raw, err := c.Invoke(ctx, op)
-	if err != nil {
-		return fmt.Errorf("%s: no result from the cluster: %w", fs.Arg(0), err)
+	// Replies (a result or refusals) taught the client where the primary
+	// is; without them its hint is only what the slots held.
+	if h, ok := c.Hint(); ok && sess != nil && (err == nil || errors.Is(err, client.ErrRefused)) {
+		_ = sess.remember(h, time.Now()) // a hint lost costs a later command a broadcast
+	}
+	return raw, err
+}
+
+// describeOutcome classifies what Invoke returned for operation: executed
+// (with what the result says), unknown (client.ErrUnknownOutcome) or
+// refused (f+1 matching refusals, or a result the application refused).
+// The error is nil only when the operation was executed.
+func describeOutcome(operation string, raw []byte, err error) (clientReport, error) {
+	r := clientReport{Operation: operation}
+	switch {
+	case errors.Is(err, client.ErrUnknownOutcome):
+		r.Outcome, r.Error = outcomeUnknown, err.Error()
+		return r, fmt.Errorf("%s: the operation may or may not take effect: %w", operation, err)
+	case errors.Is(err, client.ErrRefused):
+		r.Outcome, r.Error = outcomeRefused, err.Error()
+		return r, fmt.Errorf("%s: %w", operation, err)
+	case err != nil:
+		// Every other error of opening a client or of Invoke comes before
+		// the request is sent.
+		r.Outcome, r.Error = outcomeNotSent, err.Error()
+		return r, fmt.Errorf("%s: not sent: %w", operation, err)
 	}
 	res, err := execution.DecodeResult(raw)
 	if err != nil {
-		return fmt.Errorf("undecodable result: %w", err)
+		// f+1 replicas agreed on bytes this client cannot read: it cannot
+		// say what happened.
+		r.Outcome, r.Error = outcomeUnknown, err.Error()
+		return r, fmt.Errorf("%s: undecodable result (%w): %w", operation, client.ErrUnknownOutcome, err)
 	}
 	if res.Error != "" {
-		return fmt.Errorf("the cluster refused the operation: %s", res.Error)
+		r.Outcome, r.Error = outcomeRefused, res.Error
+		return r, fmt.Errorf("%s: the cluster %w the operation: %s", operation, client.ErrRefused, res.Error)
 	}
-	if *asJSON {
-		out := map[string]any{"operation": fs.Arg(0), "ok": res.Ok}
-		if res.Value != nil {
-			out["value"] = string(res.Value)
-		}
-		return json.NewEncoder(stdout).Encode(out)
-	}
-	switch fs.Arg(0) {
+	r.Outcome, r.OK = outcomeExecuted, true
+	ok := res.Ok
+	switch operation {
 	case "get":
-		if !res.Ok {
-			fmt.Fprintln(stdout, "(not found)")
-			return nil
-		}
-		fmt.Fprintln(stdout, string(res.Value))
+		r.Found = &ok
 	case "cas":
-		if !res.Ok {
-			if res.Value == nil {
-				fmt.Fprintln(stdout, "not swapped (key absent)")
-			} else {
-				fmt.Fprintf(stdout, "not swapped (current value %s)\n", res.Value)
-			}
-			return nil
-		}
-		fmt.Fprintln(stdout, "swapped")
-	default:
-		fmt.Fprintln(stdout, "ok")
+		r.Swapped = &ok
 	}
-	return nil
+	if res.Value != nil {
+		v := string(res.Value)
+		r.Value = &v
+	}
+	return r, nil
+}
+
+// text is the plain output of an executed operation.
+func (r clientReport) text() string {
+	switch {
+	case r.Found != nil && !*r.Found:
+		return "(not found)"
+	case r.Found != nil:
+		return *r.Value
+	case r.Swapped != nil && *r.Swapped:
+		return "swapped"
+	case r.Swapped != nil && r.Value == nil:
+		return "not swapped (key absent)"
+	case r.Swapped != nil:
+		return fmt.Sprintf("not swapped (current value %s)", *r.Value)
+	}
+	return "ok"
 }
 
 func encodeOperation(args []string, oldAbsent bool) ([]byte, error) {
@@ -139,20 +233,20 @@ func openClient(dir string) (*client.Client, error) { return openClientWith(dir,
 func openClientWith(dir string, edit func(*client.Config)) (*client.Client, error) {
 	var cf config.ClientFile
 	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errConfig, err)
 	}
 	replicas, err := cf.Decode()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errConfig, err)
 	}
 	key, err := keyfile.Read(cf.KeyPath(dir))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errConfig, err)
 	}
 	members := make([]p2p.Member, len(replicas))
 	for i, r := range replicas {
 		if members[i], err = node.Member(r); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", errConfig, err)
 		}
 	}
 	quorum := 0 // f+1 matching replies

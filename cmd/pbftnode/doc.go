@@ -5,5 +5,6 @@
 //	                                    keys and configuration for N separate processes
 //	pbftnode run --home DIR/nodeI       one replica until SIGINT or SIGTERM
 //	pbftnode client --dir DIR [--json] put K V | get K | delete K | cas K OLD NEW
-//	                                    one operation through consensus
+//	                                    one operation through consensus; exit status
+//	                                    0 executed, 2 usage, 3 outcome unknown, 4 refused
 package main

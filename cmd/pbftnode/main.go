@@ -8,10 +8,16 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/pbftnode/pbftnode/client"
 )
 
-// errUsage marks a command-line mistake (exit status 2).
-var errUsage = errors.New("usage")
+// errUsage marks a command-line mistake and errConfig a configuration
+// file that cannot be used (exit status 2 for both).
+var (
+	errUsage  = errors.New("usage")
+	errConfig = errors.New("configuration")
+)
 
 type command struct {
 	name    string
@@ -39,31 +45,45 @@ func main() {
 }
 
 func mainWithArgs(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
 		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		return 0
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {
 			continue
 		}
 		err := c.run(args[1:], stdout, stderr)
-		switch {
-		case err == nil:
-			return 0
-		case errors.Is(err, flag.ErrHelp):
-			return 0
-		case errors.Is(err, errUsage):
+		code := exitStatus(err)
+		if code != 0 {
 			fmt.Fprintf(stderr, "pbftnode %s: %v\n", c.name, err)
-			return 2
-		default:
-			fmt.Fprintf(stderr, "pbftnode %s: %v\n", c.name, err)
-			return 1
 		}
+		return code
 	}
 	fmt.Fprintf(stderr, "pbftnode: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+// exitStatus maps a command's error to the process's exit status: 0
+// success or help; 2 a usage or configuration error; for the client, 3
+// outcome unknown and 4 refused (see clientUsage); 1 anything else.
+func exitStatus(err error) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, client.ErrUnknownOutcome):
+		return 3
+	case errors.Is(err, client.ErrRefused):
+		return 4
+	case errors.Is(err, errUsage), errors.Is(err, errConfig):
+		return 2
+	}
+	return 1
 }
 
 func usage(w io.Writer) {

@@ -161,11 +161,12 @@ func TestClientAgainstTestnetCluster(t *testing.T) {
 		args []string
 		want map[string]any
 	}{
-		{[]string{"get", "a"}, map[string]any{"operation": "get", "ok": false}},
-		{[]string{"put", "a", "x y"}, map[string]any{"operation": "put", "ok": true}},
-		{[]string{"get", "a"}, map[string]any{"operation": "get", "ok": true, "value": "x y"}},
-		{[]string{"cas", "a", "zzz", "w"}, map[string]any{"operation": "cas", "ok": false, "value": "x y"}},
-		{[]string{"delete", "a"}, map[string]any{"operation": "delete", "ok": true}},
+		{[]string{"get", "a"}, map[string]any{"operation": "get", "outcome": "executed", "ok": true, "found": false}},
+		{[]string{"put", "a", "x y"}, map[string]any{"operation": "put", "outcome": "executed", "ok": true}},
+		{[]string{"get", "a"}, map[string]any{"operation": "get", "outcome": "executed", "ok": true, "found": true, "value": "x y"}},
+		{[]string{"cas", "a", "zzz", "w"}, map[string]any{"operation": "cas", "outcome": "executed", "ok": true, "swapped": false, "value": "x y"}},
+		{[]string{"cas", "a", "x y", "w"}, map[string]any{"operation": "cas", "outcome": "executed", "ok": true, "swapped": true}},
+		{[]string{"delete", "a"}, map[string]any{"operation": "delete", "outcome": "executed", "ok": true}},
 	} {
 		args := append([]string{"client", "--dir", dir, "--json"}, step.args...)
 		code, stdout, stderr := cli(t, args...)
@@ -218,11 +219,13 @@ func TestClientUsageErrors(t *testing.T) {
 	}
 }
 
+// TestClientWithoutClientJSONFails: a directory without client.json is a
+// configuration error (exit 2), reported before anything is sent.
 func TestClientWithoutClientJSONFails(t *testing.T) {
 	dir := t.TempDir()
-	code, stdout, stderr := cli(t, "client", "--dir", dir, "get", "a")
-	if code != 1 {
-		t.Fatalf("exit %d, want 1 (stderr %q)", code, stderr)
+	code, stdout, stderr := cli(t, "client", "--dir", dir, "--json", "get", "a")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2 (stderr %q)", code, stderr)
 	}
 	if !strings.Contains(stderr, "client.json") {
 		t.Fatalf("stderr %q does not name client.json", stderr)
@@ -265,12 +268,13 @@ func TestTestnetKeyFilesArePrivate(t *testing.T) {
 		t.Fatalf("error %q does not name the key file %s", err, keyFile)
 	}
 
-	// The client refuses a readable key too, naming it (exit 1).
+	// The client refuses a readable key too, naming it (exit 2: a
+	// configuration error).
 	if err := os.Chmod(filepath.Join(dir, "client.key"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	code, _, stderr := cli(t, "client", "--dir", dir, "get", "a")
-	if code != 1 || !strings.Contains(stderr, filepath.Join(dir, "client.key")) {
+	if code != 2 || !strings.Contains(stderr, filepath.Join(dir, "client.key")) {
 		t.Fatalf("client with a 0640 key: exit %d, stderr %q", code, stderr)
 	}
 }
@@ -303,6 +307,24 @@ func TestHelpExitsZero(t *testing.T) {
 		}
 		if !strings.Contains(stderr, "-dir") && !strings.Contains(stderr, "-home") {
 			t.Errorf("%s -h printed no flags: %q", cmd, stderr)
+		}
+	}
+	for _, c := range commands() {
+		if code, _, stderr := cli(t, c.name, "--help"); code != 0 {
+			t.Errorf("%s --help: exit %d, want 0 (stderr %q)", c.name, code, stderr)
+		}
+	}
+	for _, help := range []string{"--help", "-h", "help"} {
+		code, stdout, _ := cli(t, help)
+		if code != 0 || !strings.Contains(stdout, "usage: pbftnode COMMAND") {
+			t.Errorf("pbftnode %s: exit %d, stdout %q; want 0 and the usage on stdout", help, code, stdout)
+		}
+	}
+	// The client's help documents its exit statuses.
+	_, _, stderr := cli(t, "client", "--help")
+	for _, want := range []string{"exit status", "0  executed", "2  usage", "3  outcome unknown", "4  refused"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("client --help does not say %q:\n%s", want, stderr)
 		}
 	}
 }
