@@ -32,12 +32,23 @@ func checkLinearizable(t *testing.T, ops []porcupine.Operation, dir string) {
 	case porcupine.Unknown:
 		t.Fatalf("porcupine did not finish within %v on %d operations", checkTimeout, len(ops))
 	}
-	_, detail := kvmodel.Check(ops)
 	path := filepath.Join(dir, "history.html")
 	if err := porcupine.VisualizePath(kvmodel.Model, info, path); err != nil {
 		t.Logf("writing the visualization: %v", err)
 	}
-	t.Fatalf("the client history is not linearizable (visualization: %s): %s", path, detail)
+	t.Fatalf("the client history is not linearizable on %s (porcupine's visualization: %s)", illegalKeys(ops), path)
+}
+
+// illegalKeys names the keys whose own history is not linearizable, with
+// their number of operations.
+func illegalKeys(ops []porcupine.Operation) string {
+	var bad []string
+	for _, part := range kvmodel.Model.Partition(ops) {
+		if !porcupine.CheckOperations(kvmodel.Model, part) {
+			bad = append(bad, fmt.Sprintf("%s (%d operations)", part[0].Input.(kvmodel.Input).Key, len(part)))
+		}
+	}
+	return strings.Join(bad, ", ")
 }
 
 // replicaState is what one replica reports for the convergence check.
@@ -89,9 +100,9 @@ func waitConverged(t *testing.T, c *proctest.Cluster, timeout time.Duration) (ui
 	}
 }
 
-// plantFromEnv applies PBFTNODE_ROBUSTNESS_PLANT, a deliberate fault that
-// shows the checks can fail: "history" turns the last completed get that
-// found a value into one that found another value.
+// plantFromEnv applies PBFTNODE_ROBUSTNESS_PLANT=history, a deliberate
+// fault that shows the check can fail: it turns the last completed get
+// that found a value into one that found another value.
 func plantFromEnv(t *testing.T, ops []porcupine.Operation) {
 	switch plant := os.Getenv("PBFTNODE_ROBUSTNESS_PLANT"); plant {
 	case "":
@@ -106,8 +117,17 @@ func plantFromEnv(t *testing.T, ops []porcupine.Operation) {
 			}
 		}
 		t.Log("planted: no completed get to change")
-	default:
-		t.Logf("PBFTNODE_ROBUSTNESS_PLANT=%q is not a planted fault here (history)", plant)
+	}
+}
+
+// plantSetting applies PBFTNODE_ROBUSTNESS_PLANT=checkpoint-interval: it
+// runs replica i with a checkpoint interval the others do not share (a
+// misconfiguration the cluster cannot be expected to survive), to show
+// that the test notices.
+func plantSetting(t *testing.T, replicaArgs map[int][]string, i int) {
+	if os.Getenv("PBFTNODE_ROBUSTNESS_PLANT") == "checkpoint-interval" {
+		replicaArgs[i] = append(replicaArgs[i], "--checkpoint-interval", "12")
+		t.Logf("planted: replica %d runs with checkpoint interval 12, the others 16", i)
 	}
 }
 

@@ -95,7 +95,7 @@ func startWorkload(h *history, clients []*client.Client, keys int, timeout time.
 	w := &workload{h: h, keys: keys, timeout: timeout, stop: make(chan struct{}), cancel: cancel}
 	for i, cl := range clients {
 		w.wg.Add(1)
-		go w.run(ctx, i, cl, rand.New(rand.NewPCG(seed, uint64(i)+1)))
+		go w.run(ctx, i, cl, seededRand(seed, uint64(i)+1))
 	}
 	return w
 }
