@@ -57,10 +57,14 @@ type Cluster struct {
 	procs []*Process
 }
 
-// firstPort and portRange bound the blocks of ports Start picks from.
+// firstPort and portRange bound the blocks of ports Start picks from:
+// below Linux's default ephemeral range (32768-60999), so that the
+// outgoing connections of a busy machine cannot take the port of a killed
+// replica before it restarts ("address already in use"), and clear of
+// the testnet default (26600).
 const (
-	firstPort = 31000
-	portRange = 8000
+	firstPort = 10000
+	portRange = 16000
 )
 
 // Start builds the binary (see Binary), writes a testnet on a free block
@@ -243,13 +247,20 @@ func (c *Cluster) WaitServing(i int, timeout time.Duration) error {
 // Metric scrapes replica i's /metrics and returns the value of series (a
 // metric name, with its labels as exposed if it has any).
 func (c *Cluster) Metric(i int, series string) (float64, error) {
-	resp, err := c.http.Get(c.OpsURL(i) + "/metrics")
+	return ScrapeMetric(c.http, c.OpsURL(i)+"/metrics", series)
+}
+
+// ScrapeMetric fetches a /metrics exposition from url with hc and returns
+// the value of series (a metric name, with its labels as exposed if it
+// has any).
+func ScrapeMetric(hc *http.Client, url, series string) (float64, error) {
+	resp, err := hc.Get(url)
 	if err != nil {
 		return 0, fmt.Errorf("proctest: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("proctest: replica %d /metrics: %s", i, resp.Status)
+		return 0, fmt.Errorf("proctest: %s: %s", url, resp.Status)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -259,9 +270,9 @@ func (c *Cluster) Metric(i int, series string) (float64, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("proctest: replica %d /metrics: %w", i, err)
+		return 0, fmt.Errorf("proctest: %s: %w", url, err)
 	}
-	return 0, fmt.Errorf("proctest: replica %d exports no series %s", i, series)
+	return 0, fmt.Errorf("proctest: %s exports no series %s", url, series)
 }
 
 // Status fetches replica i's /status.
@@ -282,34 +293,38 @@ func (c *Cluster) Status(i int) (node.StatusReport, error) {
 // clients sharing a key and session would steal each other's replies)
 // that accepts a result once quorum replicas sent the same one (0: the
 // library's default, f+1). Cleanup closes it.
-func (c *Cluster) Client(quorum int) *client.Client {
-	c.t.Helper()
+func (c *Cluster) Client(quorum int) *client.Client { return ClientOf(c.t, c.Dir, quorum) }
+
+// ClientOf is Cluster.Client for the testnet written in dir (its
+// client.json).
+func ClientOf(t testing.TB, dir string, quorum int) *client.Client {
+	t.Helper()
 	var cf config.ClientFile
-	if err := config.ReadJSON(filepath.Join(c.Dir, "client.json"), &cf); err != nil {
-		c.t.Fatal(err)
+	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
+		t.Fatal(err)
 	}
 	replicas, err := cf.Decode()
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	members := make([]p2p.Member, len(replicas))
 	for i, r := range replicas {
 		if members[i], err = node.Member(r); err != nil {
-			c.t.Fatal(err)
+			t.Fatal(err)
 		}
 	}
 	key, err := crypto.GenerateKey(nil)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	cl, err := client.New(client.Config{
 		ClusterID: cf.ClusterID, Key: key, Replicas: members,
 		ReplyQuorum: quorum, RetransmitTimeout: 500 * time.Millisecond,
 	})
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
-	c.t.Cleanup(func() { _ = cl.Close() })
+	t.Cleanup(func() { _ = cl.Close() })
 	return cl
 }
 
