@@ -29,8 +29,11 @@ const (
 	keys            = 5
 	// opTimeout is how long a client waits for an operation before
 	// recording it as pending; long enough to ride out a restart of the
-	// whole cluster on a busy machine.
-	opTimeout = 20 * time.Second
+	// whole cluster on a busy machine. One worker gives up after
+	// impatientTimeout instead, so that outages leave operations whose
+	// outcome is unknown (they may still take effect) in the history.
+	opTimeout        = 20 * time.Second
+	impatientTimeout = 1500 * time.Millisecond
 	// healLoad is how long the load runs on the healed cluster before it
 	// stops; convergeTimeout bounds the idle cluster's convergence.
 	healLoad        = 3 * time.Second
@@ -92,7 +95,12 @@ func TestRobustness(t *testing.T) {
 	for i := range clients {
 		clients[i] = c.Client(0)
 	}
-	load := startWorkload(h, clients, keys, opTimeout, seed)
+	timeouts := make([]time.Duration, workers)
+	for i := range timeouts {
+		timeouts[i] = opTimeout
+	}
+	timeouts[0] = impatientTimeout
+	load := startWorkload(h, clients, keys, timeouts, seed)
 	defer load.halt(0)
 	waitCompleted(t, load, 20, 60*time.Second)
 

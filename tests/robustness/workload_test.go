@@ -78,9 +78,10 @@ func invoke(ctx context.Context, h *history, cl *client.Client, clientID int, in
 // own and issues puts, gets and compare-and-swaps on a few shared keys,
 // one at a time, until stopped.
 type workload struct {
-	h       *history
-	keys    int
-	timeout time.Duration
+	h    *history
+	keys int
+	// timeouts[i] is worker i's operation timeout.
+	timeouts []time.Duration
 
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -89,10 +90,11 @@ type workload struct {
 	completed atomic.Int64
 }
 
-// startWorkload starts one worker per client; seed seeds their choices.
-func startWorkload(h *history, clients []*client.Client, keys int, timeout time.Duration, seed uint64) *workload {
+// startWorkload starts one worker per client, worker i giving up on an
+// operation after timeouts[i]; seed seeds their choices.
+func startWorkload(h *history, clients []*client.Client, keys int, timeouts []time.Duration, seed uint64) *workload {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &workload{h: h, keys: keys, timeout: timeout, stop: make(chan struct{}), cancel: cancel}
+	w := &workload{h: h, keys: keys, timeouts: timeouts, stop: make(chan struct{}), cancel: cancel}
 	for i, cl := range clients {
 		w.wg.Add(1)
 		go w.run(ctx, i, cl, seededRand(seed, uint64(i)+1))
@@ -115,7 +117,7 @@ func (w *workload) run(ctx context.Context, i int, cl *client.Client, rng *rand.
 		}
 		key := fmt.Sprintf("rk%d", rng.IntN(w.keys))
 		in, op := kvmodel.NextInput(rng, key, fmt.Sprintf("w%d-%d", i, n), known)
-		out, ok := invoke(ctx, w.h, cl, clientID, in, op, w.timeout)
+		out, ok := invoke(ctx, w.h, cl, clientID, in, op, w.timeouts[i])
 		if !ok {
 			gen++
 			clientID = i*1_000_000 + gen
