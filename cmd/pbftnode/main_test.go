@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbftnode/pbftnode/internal/proctest"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/node/pbft"
 )
@@ -26,25 +26,6 @@ func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errOut.String()
 }
 
-// portsFree reports whether every port can be listened on at 127.0.0.1
-// right now.
-func portsFree(ports ...int) bool {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for _, p := range ports {
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			return false
-		}
-		ls = append(ls, l)
-	}
-	return true
-}
-
 // freeBasePort finds P such that P..P+n-1 and P+100..P+100+n-1 are free.
 // Another process can still take them before the replicas listen; the
 // caller retries once.
@@ -56,7 +37,7 @@ func freeBasePort(t *testing.T, rng *rand.Rand, n int) int {
 		for i := range n {
 			ports = append(ports, base+i, base+100+i)
 		}
-		if portsFree(ports...) {
+		if proctest.PortsFree(ports...) {
 			return base
 		}
 	}

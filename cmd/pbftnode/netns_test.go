@@ -13,7 +13,6 @@ package main
 // delay and says so in the log. Skipped under -short.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/internal/proctest"
 )
 
 const (
@@ -253,7 +253,7 @@ type netnsCluster struct {
 	http *http.Client
 
 	mu    sync.Mutex
-	procs [procReplicas]*replicaProc
+	procs [procReplicas]*proctest.Process
 }
 
 func (c *netnsCluster) home(i int) string { return filepath.Join(c.dir, fmt.Sprintf("node%d", i)) }
@@ -313,7 +313,7 @@ func writeNetnsTestnet(t *testing.T, n *netnsNet, bin string) *netnsCluster {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for i := range procReplicas {
-				t.Logf("--- tail of replica %d's log (%s):\n%s", i, c.logPath(i), tail(c.logPath(i), 25))
+				t.Logf("--- tail of replica %d's log (%s):\n%s", i, c.logPath(i), proctest.Tail(c.logPath(i), 25))
 			}
 		}
 	})
@@ -328,7 +328,7 @@ func (c *netnsCluster) start(i int) error {
 	if c.procs[i] != nil {
 		return fmt.Errorf("replica %d is already running", i)
 	}
-	p, err := startReplicaProcess(c.logPath(i), fmt.Sprintf("replica %d in namespace %s", i, c.net.ns(i)),
+	p, err := proctest.StartProcess(c.logPath(i), fmt.Sprintf("replica %d in namespace %s", i, c.net.ns(i)),
 		"ip", "netns", "exec", c.net.ns(i), c.bin, "run", "--home", c.home(i), "--unsafe-no-fsync")
 	if err != nil {
 		return fmt.Errorf("start replica %d: %w", i, err)
@@ -343,7 +343,11 @@ func (c *netnsCluster) kill(i int) {
 	p := c.procs[i]
 	c.procs[i] = nil
 	c.mu.Unlock()
-	killReplicaProcess(c.t, i, p)
+	if p != nil {
+		if err := p.Kill(10 * time.Second); err != nil {
+			c.t.Errorf("replica %d: %v", i, err)
+		}
+	}
 }
 
 func (c *netnsCluster) stopAll() {
@@ -364,10 +368,8 @@ func (c *netnsCluster) waitServing(i int, timeout time.Duration) {
 		if p == nil {
 			c.t.Fatalf("replica %d is not running", i)
 		}
-		select {
-		case <-p.exited:
-			c.t.Fatalf("replica %d exited (%v); log tail:\n%s", i, p.err, tail(c.logPath(i), 10))
-		default:
+		if done, err := p.Exited(); done {
+			c.t.Fatalf("replica %d exited (%v); log tail:\n%s", i, err, proctest.Tail(c.logPath(i), 10))
 		}
 		_, err := c.metric(i, "pbftnode_executed_sequence")
 		if err == nil {
@@ -384,26 +386,7 @@ func (c *netnsCluster) waitServing(i int, timeout time.Duration) {
 // metric scrapes replica i's /metrics over the bridge and returns the
 // value of the unlabelled metric name.
 func (c *netnsCluster) metric(i int, name string) (float64, error) {
-	resp, err := c.http.Get("http://" + c.metricsAddr(i) + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("replica %d /metrics: %s", i, resp.Status)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 2 && fields[0] == name {
-			return strconv.ParseFloat(fields[1], 64)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("replica %d exports no metric %s", i, name)
+	return proctest.ScrapeMetric(c.http, "http://"+c.metricsAddr(i)+"/metrics", name)
 }
 
 // waitConverged polls the replicas' pbftnode_executed_sequence until all
@@ -571,6 +554,6 @@ func TestMultiHostNetworkNamespaces(t *testing.T) {
 	// client that needs all four replies to agree.
 	pc := &procCluster{t: t, dir: c.dir}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x4e7))
-	pc.checkSample(pc.readerClient(), sampleKeys(rng, 2*phase, 20))
+	pc.checkSampleWith(proctest.ClientOf(t, c.dir, procReplicas), sampleKeys(rng, 2*phase, 20))
 	t.Logf("done in %v", time.Since(testStart).Round(time.Millisecond))
 }

@@ -9,16 +9,11 @@ package main
 // Both tests are skipped under -short.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,85 +21,34 @@ import (
 
 	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/config"
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
-	"github.com/pbftnode/pbftnode/node"
-	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/internal/proctest"
 )
-
-// procBinary is the pbftnode binary built for this test run (see
-// pbftnodeBinary); TestMain removes its directory.
-var procBinary struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if procBinary.dir != "" {
-		_ = os.RemoveAll(procBinary.dir)
-	}
+	proctest.RemoveBinary()
 	os.Exit(code)
 }
 
-// pbftnodeBinary builds the command (the test runs in cmd/pbftnode) once
-// per test binary and returns its path.
-func pbftnodeBinary(t *testing.T) string {
-	t.Helper()
-	procBinary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "pbftnode-bin-")
-		if err != nil {
-			procBinary.err = err
-			return
-		}
-		procBinary.dir = dir
-		path := filepath.Join(dir, "pbftnode")
-		start := time.Now()
-		out, err := exec.Command("go", "build", "-o", path, ".").CombinedOutput()
-		if err != nil {
-			procBinary.err = fmt.Errorf("go build: %w\n%s", err, out)
-			return
-		}
-		procBinary.path = path
-		t.Logf("built %s in %v", path, time.Since(start).Round(time.Millisecond))
-	})
-	if procBinary.err != nil {
-		t.Fatalf("building the pbftnode binary: %v", procBinary.err)
-	}
-	return procBinary.path
-}
+// pbftnodeBinary builds the command once per test binary and returns its
+// path (proctest.Binary).
+func pbftnodeBinary(t *testing.T) string { return proctest.Binary(t) }
 
 const procReplicas = 4
 
-// procCluster is a testnet run as separate `pbftnode run` processes.
+// procCluster is a testnet run as separate `pbftnode run` processes
+// (proctest.Cluster), with this package's names for its operations.
 type procCluster struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	base int
-	http *http.Client
-	// n replicas run protocol ("pbft" or "raft"); at most procReplicas.
-	n        int
-	protocol string
-
-	mu    sync.Mutex
-	procs [procReplicas]*replicaProc
-}
-
-// replicaProc is one running replica process.
-type replicaProc struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once cmd.Wait returned
-	err    error         // cmd.Wait's result, valid after exited
+	*proctest.Cluster
+	t   *testing.T
+	dir string
+	// n replicas run the cluster's protocol ("pbft" or "raft").
+	n int
 }
 
 // startProcCluster writes a testnet with the binary and starts its four
-// replicas as processes, retrying with other ports if one could not
-// listen (another process can take a port between the check and the
-// bind). It returns once every replica serves /metrics and the cluster
-// commits an operation.
+// replicas as processes; it returns once every replica serves /metrics.
 func startProcCluster(t *testing.T) *procCluster {
 	t.Helper()
 	return startProcClusterOf(t, config.ConsensusPBFT, procReplicas)
@@ -114,192 +58,28 @@ func startProcCluster(t *testing.T) *procCluster {
 // with extra testnet flags.
 func startProcClusterOf(t *testing.T, protocol string, n int, testnetArgs ...string) *procCluster {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the binary and runs a multi-process cluster")
-	}
-	bin := pbftnodeBinary(t)
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
-	var lastErr error
-	for attempt := range 3 {
-		base := 0
-		for range 50 {
-			p := 31000 + rng.IntN(8000-100-procReplicas)
-			var ports []int
-			for i := range procReplicas {
-				ports = append(ports, p+i, p+100+i)
-			}
-			if portsFree(ports...) {
-				base = p
-				break
-			}
-		}
-		if base == 0 {
-			t.Fatal("no free block of ports in 31000-39000")
-		}
-		c := &procCluster{
-			t: t, bin: bin, base: base,
-			dir:  filepath.Join(t.TempDir(), fmt.Sprintf("testnet%d", attempt)),
-			http: &http.Client{Timeout: 2 * time.Second},
-			n:    n, protocol: protocol,
-		}
-		args := append([]string{"testnet", "--protocol", protocol, "--replicas", strconv.Itoa(n),
-			"--dir", c.dir, "--base-port", strconv.Itoa(base)}, testnetArgs...)
-		out, err := exec.Command(bin, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("pbftnode testnet: %v\n%s", err, out)
-		}
-		t.Cleanup(c.stopAll)
-		if lastErr = c.startAll(); lastErr == nil {
-			t.Cleanup(func() {
-				if t.Failed() {
-					c.dumpLogs()
-				}
-			})
-			return c
-		}
-		t.Logf("attempt %d (base port %d): %v", attempt, base, lastErr)
-		c.stopAll()
-	}
-	t.Fatalf("could not start the multi-process testnet: %v", lastErr)
-	return nil
+	pc := proctest.Start(t, proctest.Options{Protocol: protocol, Replicas: n, TestnetArgs: testnetArgs})
+	return &procCluster{Cluster: pc, t: t, dir: pc.Dir, n: pc.N}
 }
 
-func (c *procCluster) home(i int) string { return filepath.Join(c.dir, fmt.Sprintf("node%d", i)) }
-func (c *procCluster) logPath(i int) string {
-	return filepath.Join(c.dir, fmt.Sprintf("node%d.log", i))
-}
+func (c *procCluster) home(i int) string    { return c.Home(i) }
+func (c *procCluster) logPath(i int) string { return c.LogPath(i) }
 
-// start starts replica i's process; its stdout and stderr are appended to
-// node<i>.log.
-func (c *procCluster) start(i int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.procs[i] != nil {
-		return fmt.Errorf("replica %d is already running", i)
-	}
-	p, err := startReplicaProcess(c.logPath(i), fmt.Sprintf("replica %d", i), c.bin, "run", "--home", c.home(i), "--unsafe-no-fsync")
-	if err != nil {
-		return fmt.Errorf("start replica %d: %w", i, err)
-	}
-	c.procs[i] = p
-	return nil
-}
+// start starts replica i's process; its output is appended to node<i>.log.
+func (c *procCluster) start(i int) error { return c.StartReplica(i) }
 
 // kill sends SIGKILL to replica i and waits for the process to end.
-func (c *procCluster) kill(i int) {
-	c.mu.Lock()
-	p := c.procs[i]
-	c.procs[i] = nil
-	c.mu.Unlock()
-	killReplicaProcess(c.t, i, p)
-}
-
-// startReplicaProcess starts argv with its stdout and stderr appended to
-// logPath (after a banner naming what), and reaps it in the background.
-func startReplicaProcess(logPath, what, name string, args ...string) (*replicaProc, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(logf, "=== test: starting %s at %s\n", what, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	p := &replicaProc{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// killReplicaProcess sends SIGKILL to p (nil: nothing) and waits for it.
-func killReplicaProcess(t *testing.T, i int, p *replicaProc) {
-	if p == nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		t.Errorf("replica %d (pid %d) did not exit 10 s after SIGKILL", i, p.cmd.Process.Pid)
-	}
-}
-
-func (c *procCluster) stopAll() {
-	for i := range c.n {
-		c.kill(i)
-	}
-}
-
-// startAll starts every replica and waits until each serves /metrics.
-func (c *procCluster) startAll() error {
-	for i := range c.n {
-		if err := c.start(i); err != nil {
-			return err
-		}
-	}
-	for i := range c.n {
-		if err := c.waitServing(i, 15*time.Second); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (c *procCluster) kill(i int) { c.Kill(i) }
 
 // waitServing polls replica i's /metrics until it answers, failing early
 // if the process exits.
 func (c *procCluster) waitServing(i int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		c.mu.Lock()
-		p := c.procs[i]
-		c.mu.Unlock()
-		if p == nil {
-			return fmt.Errorf("replica %d is not running", i)
-		}
-		select {
-		case <-p.exited:
-			return fmt.Errorf("replica %d exited (%v); log tail:\n%s", i, p.err, tail(c.logPath(i), 10))
-		default:
-		}
-		if _, err := c.metric(i, "pbftnode_executed_sequence"); err == nil {
-			return nil
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("replica %d does not serve /metrics after %v: %w", i, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return c.WaitServing(i, timeout)
 }
 
 // metric scrapes replica i's /metrics and returns the value of the
 // unlabelled metric name.
-func (c *procCluster) metric(i int, name string) (float64, error) {
-	resp, err := c.http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", c.base+100+i))
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("replica %d /metrics: %s", i, resp.Status)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 2 && fields[0] == name {
-			return strconv.ParseFloat(fields[1], 64)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("replica %d exports no metric %s", i, name)
-}
+func (c *procCluster) metric(i int, name string) (float64, error) { return c.Metric(i, name) }
 
 // mustMetric is metric, failing the test on error.
 func (c *procCluster) mustMetric(i int, name string) float64 {
@@ -311,60 +91,11 @@ func (c *procCluster) mustMetric(i int, name string) float64 {
 	return v
 }
 
-// dumpLogs prints the tail of every replica's log.
-func (c *procCluster) dumpLogs() {
-	for i := range c.n {
-		c.t.Logf("--- tail of replica %d's log (%s):\n%s", i, c.logPath(i), tail(c.logPath(i), 25))
-	}
-}
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(%v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // readerClient is a client with a fresh key (a second client under
 // client.key would share its peer ID and steal its replies) that accepts
 // a result only once every replica sent the same one: a read through it
 // compares all four replicas' states for that key.
-func (c *procCluster) readerClient() *client.Client {
-	c.t.Helper()
-	var cf config.ClientFile
-	if err := config.ReadJSON(filepath.Join(c.dir, "client.json"), &cf); err != nil {
-		c.t.Fatal(err)
-	}
-	replicas, err := cf.Decode()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	members := make([]p2p.Member, len(replicas))
-	for i, r := range replicas {
-		if members[i], err = node.Member(r); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-	key, err := crypto.GenerateKey(nil)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	rc, err := client.New(client.Config{
-		ClusterID: cf.ClusterID, Key: key, Replicas: members,
-		ReplyQuorum: len(members), RetransmitTimeout: 500 * time.Millisecond,
-	})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() { _ = rc.Close() })
-	return rc
-}
+func (c *procCluster) readerClient() *client.Client { return c.Client(c.n) }
 
 // procKey and procValue name the keys the load writes.
 func procKey(i int) []byte   { return []byte(fmt.Sprintf("k%06d", i)) }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,15 +13,7 @@ import (
 )
 
 // status fetches replica i's /status.
-func (c *procCluster) status(i int) (node.StatusReport, error) {
-	var st node.StatusReport
-	resp, err := c.http.Get(fmt.Sprintf("http://127.0.0.1:%d/status", c.base+100+i))
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	return st, json.NewDecoder(resp.Body).Decode(&st)
-}
+func (c *procCluster) status(i int) (node.StatusReport, error) { return c.Status(i) }
 
 // raftLeader waits until a running replica other than not names a
 // leader other than not, and returns it.

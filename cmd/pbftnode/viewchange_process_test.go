@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,11 +21,8 @@ import (
 	"time"
 
 	"github.com/pbftnode/pbftnode/client"
-	"github.com/pbftnode/pbftnode/config"
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
-	"github.com/pbftnode/pbftnode/node"
-	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/internal/proctest"
 )
 
 const (
@@ -45,34 +41,7 @@ const (
 // ID with another client of the testnet) that accepts a result once
 // quorum replicas sent the same one.
 func vcFreshClient(t *testing.T, dir string, quorum int) *client.Client {
-	t.Helper()
-	var cf config.ClientFile
-	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
-		t.Fatal(err)
-	}
-	replicas, err := cf.Decode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	members := make([]p2p.Member, len(replicas))
-	for i, r := range replicas {
-		if members[i], err = node.Member(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	key, err := crypto.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.New(client.Config{
-		ClusterID: cf.ClusterID, Key: key, Replicas: members,
-		ReplyQuorum: quorum, RetransmitTimeout: 500 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cl.Close() })
-	return cl
+	return proctest.ClientOf(t, dir, quorum)
 }
 
 // vcPut puts key=value through cl and fails unless the cluster
