@@ -22,7 +22,7 @@ import (
 // returns its exit status and output.
 func (c *procCluster) runCLIClient(args ...string) (code int, stdout, stderr string) {
 	c.t.Helper()
-	cmd := exec.Command(c.bin, append([]string{"client", "--dir", c.dir}, args...)...)
+	cmd := exec.Command(c.Bin, append([]string{"client", "--dir", c.dir}, args...)...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
