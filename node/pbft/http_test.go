@@ -97,14 +97,20 @@ func TestReadyzNeedsAQuorumOfPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	watched := net.Nodes[3]
+	// The client needed f+1 replies only: wait for replica 3 to execute
+	// them too.
+	deadline := time.Now().Add(60 * time.Second)
+	for watched.Status().ExecutedSequence < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("replica 3 did not execute the 3 puts: %+v", watched.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	waitReadyz(t, watched.MetricsAddr(), 200, "connected to 3 of 3 other replicas")
 	for i := range 2 {
 		if err := net.StopReplica(i); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if st := watched.Status(); st.ExecutedSequence == 0 {
-		t.Fatalf("replica 3 executed nothing: %+v", st)
 	}
 	waitReadyz(t, watched.MetricsAddr(), 503, "no quorum: connected to 1 of 3 other replicas, a quorum needs 2")
 }
