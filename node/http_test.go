@@ -48,17 +48,19 @@ func checkReadyz(t *testing.T, rule Readiness, cases []readyCase) {
 	}
 }
 
+// edited returns a copy of st changed by edit.
+func edited(st Status, edit func(*Status)) Status {
+	edit(&st)
+	return st
+}
+
 // A PBFT replica is ready only when it is caught up (active view, no
 // state transfer, executed up to its stable checkpoint) and connected to
 // 2f other replicas; having executed something is not enough (issue 17:
 // with 2 of 4 replicas down /readyz answered 200).
 func TestReadyzPBFTReasons(t *testing.T) {
 	caughtUp := Status{Index: 1, View: 2, ViewActive: true, ExecutedSequence: 13, StableCheckpoint: 8}
-	with := func(edit func(*Status)) Status {
-		st := caughtUp
-		edit(&st)
-		return st
-	}
+	with := func(edit func(*Status)) Status { return edited(caughtUp, edit) }
 	checkReadyz(t, PBFTReadiness(4), []readyCase{
 		{"ready", caughtUp, 2, true, 200, "view 2, connected to 2 of 3 other replicas (a quorum needs 2), executed up to sequence 13"},
 		{"all peers down", caughtUp, 0, true, 503, "no quorum: connected to 0 of 3 other replicas, a quorum needs 2"},
@@ -76,11 +78,7 @@ func TestReadyzPBFTReasons(t *testing.T) {
 // terms, applied indexes and snapshots.
 func TestReadyzRaftReasons(t *testing.T) {
 	caughtUp := Status{Index: 0, View: 5, ViewActive: true, Leader: 2, ExecutedSequence: 40, StableCheckpoint: 32}
-	with := func(edit func(*Status)) Status {
-		st := caughtUp
-		edit(&st)
-		return st
-	}
+	with := func(edit func(*Status)) Status { return edited(caughtUp, edit) }
 	checkReadyz(t, RaftReadiness(3), []readyCase{
 		{"ready", caughtUp, 1, true, 200, "leader 2 in term 5, connected to 1 of 2 other replicas (a quorum needs 1), applied up to index 40"},
 		{"no leader", with(func(s *Status) { s.ViewActive, s.Leader = false, -1 }), 2, true, 503, "no known leader in term 5"},
