@@ -12,6 +12,8 @@
 //     the operations HTTP server (ServeOps: /metrics, /healthz, /readyz,
 //     /status) and the goroutines' lifetime (Run, Shutdown). A runtime
 //     embeds it.
+//   - Readiness (ready.go): when /readyz says ready (caught up and able to
+//     reach a quorum), per protocol, and the reason it gives.
 //   - Metrics (metrics.go, metrics_ops.go, inbound.go): one replica's
 //     Prometheus metrics, the same names for every runtime.
 //   - The inbound path (verify.go, inbound.go): ReceiveLoop takes the

@@ -18,13 +18,18 @@ import (
 //
 //	/metrics  Prometheus metrics
 //	/healthz  200 "ok" while the process serves HTTP (liveness)
-//	/readyz   200 when Ready holds, 503 otherwise, with the reason as text
+//	/readyz   200 when the replica is ready (caught up and able to reach a
+//	          quorum: Readiness.decide), 503 otherwise, with the reason as text
 //	/status   StatusReport as JSON
 
 // StatusReport is the JSON document served at /status.
 type StatusReport struct {
-	Index            uint32 `json:"index"`
-	Replicas         int    `json:"replicas"`
+	Index    uint32 `json:"index"`
+	Replicas int    `json:"replicas"`
+	// Consensus is "pbft", "raft" or "floor". For Raft, View is the term,
+	// ExecutedSequence the applied index and StableCheckpoint the latest
+	// snapshot index.
+	Consensus        string `json:"consensus"`
 	View             uint64 `json:"view"`
 	ViewActive       bool   `json:"view_active"`
 	ViewChanges      uint64 `json:"view_changes"`
@@ -38,50 +43,36 @@ type StatusReport struct {
 	ConnectedPeers *int `json:"connected_peers,omitempty"`
 	// Leader is the replica this one believes orders requests (the PBFT
 	// primary of View, or the Raft leader); -1 when unknown.
-	Leader      int    `json:"leader"`
-	Ready       bool   `json:"ready"`
+	Leader int  `json:"leader"`
+	Ready  bool `json:"ready"`
+	// ReadyReason says why the replica is ready or, when it is not, what
+	// it lacks (see Readiness.decide).
 	ReadyReason string `json:"ready_reason"`
 }
 
 // opsState is what the HTTP handlers read; a func for each so that the
 // handlers can be tested without a running replica.
 type opsState struct {
-	replicas int
-	// quorumPeers is how many other replicas make a quorum with this one:
-	// 2f for PBFT (n = 3f+1), f for Raft (n = 2f+1).
-	quorumPeers int
-	status      func() Status
-	peers       func() (int, bool)
+	rule   Readiness
+	status func() Status
+	// peers is how many other replicas the transport is connected to, and
+	// whether it reports that at all.
+	peers func() (int, bool)
 }
 
-// Ready decides readiness: the replica is in an active view, is not
-// transferring state, and either has executed at least one batch or (when
-// the transport reports it) is connected to at least 2f other replicas,
-// enough with itself for a quorum of 2f+1. It returns the reason.
+// ready decides readiness from st and the transport's connections (see
+// Readiness.decide) and returns the reason.
 func (s opsState) ready(st Status) (bool, string) {
-	switch {
-	case !st.ViewActive:
-		return false, fmt.Sprintf("changing view (to view %d)", st.View)
-	case st.Transferring:
-		return false, "state transfer in progress"
-	}
-	if peers, ok := s.peers(); ok && peers >= s.quorumPeers {
-		return true, fmt.Sprintf("connected to %d of %d other replicas (quorum needs %d)", peers, s.replicas-1, s.quorumPeers)
-	}
-	if st.ExecutedSequence > 0 {
-		return true, fmt.Sprintf("executed up to sequence %d", st.ExecutedSequence)
-	}
-	if peers, ok := s.peers(); ok {
-		return false, fmt.Sprintf("connected to %d other replicas, a quorum needs %d, and nothing executed yet", peers, s.quorumPeers)
-	}
-	return false, "nothing executed yet"
+	peers, known := s.peers()
+	return s.rule.decide(st, peers, known)
 }
 
 func (s opsState) report() StatusReport {
 	st := s.status()
 	r := StatusReport{
 		Index:            st.Index,
-		Replicas:         s.replicas,
+		Replicas:         s.rule.Replicas,
+		Consensus:        s.rule.Consensus,
 		View:             st.View,
 		ViewActive:       st.ViewActive,
 		ViewChanges:      st.ViewChanges,
@@ -123,16 +114,16 @@ func newOpsHandler(registry *prometheus.Registry, s opsState) http.Handler {
 }
 
 // ServeOps starts the operations HTTP server on addr, when addr is set,
-// and keeps it in the shell (Shutdown closes it). The runtime has
-// replicas replicas, of which quorumPeers others make a quorum with it
-// (2f for PBFT, f for Raft); status is its latest Status, and the
-// transport (StartHost first) reports the connected replicas.
-func (s *Shell) ServeOps(addr string, m *Metrics, replicas, quorumPeers int, status func() Status, log *slog.Logger) error {
+// and keeps it in the shell (Shutdown closes it). rule says what the
+// runtime's replica needs to be ready (PBFTReadiness, RaftReadiness);
+// status is its latest Status, and the transport (StartHost first)
+// reports the connected replicas.
+func (s *Shell) ServeOps(addr string, m *Metrics, rule Readiness, status func() Status, log *slog.Logger) error {
 	if addr == "" {
 		return nil
 	}
 	st := opsState{
-		replicas: replicas, quorumPeers: quorumPeers, status: status,
+		rule: rule, status: status,
 		peers: func() (int, bool) {
 			if s.Host == nil {
 				return 0, false

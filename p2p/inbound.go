@@ -213,7 +213,7 @@ func (h *Host) runClientSession(sess *clientSession) {
 					writers[s] = w
 				}
 				if err := h.writeFrames(s, w, batch); err != nil {
-					h.logger.Info("p2p: write to client failed; resetting its stream", "peer", sess.id, "err", err)
+					h.logger.Debug("p2p: write to client failed; resetting its stream", "peer", sess.id, "err", err)
 					_ = s.Reset()
 					delete(writers, s)
 				}

@@ -119,7 +119,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "throughput:    %.0f ops/s\n", float64(len(lat))/res.elapsed.Seconds())
 	fmt.Fprintf(stdout, "latency:       p50 %s  p99 %s\n", pct(0.50).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond))
 	if res.crashed {
-		fmt.Fprintf(stdout, "primary crash: first commit %s after replica %d stopped\n", res.recovery.Round(time.Millisecond), res.victim)
+		fmt.Fprintf(stdout, "%-15sfirst commit %s after replica %d stopped\n", orderingRole(raft)+" crash:", res.recovery.Round(time.Millisecond), res.victim)
 	}
 	exclude := faults.liar
 	digest, seq, err := convergedDigest(net, exclude, 20*time.Second)
@@ -141,8 +141,21 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if liar != nil {
 		fmt.Fprintf(stdout, "fault:         replica %d injected %d faults (%s); clients saw only results f+1 replicas agreed on\n", faults.liar, liar.Actions(), faults.strategy)
 	}
-	fmt.Fprintf(stdout, "state digest:  %s on every correct replica (executed sequence %d)\n", hex.EncodeToString(digest[:8]), seq)
+	executed := "executed sequence"
+	if raft {
+		executed = "applied index"
+	}
+	fmt.Fprintf(stdout, "state digest:  %s on every correct replica (%s %d)\n", hex.EncodeToString(digest[:8]), executed, seq)
 	return nil
+}
+
+// orderingRole names the replica that orders requests: the PBFT primary
+// or the Raft leader.
+func orderingRole(raft bool) string {
+	if raft {
+		return "leader"
+	}
+	return "primary"
 }
 
 type demoResult struct {
@@ -213,7 +226,7 @@ func runDemoLoad(net *localnet.Net, clients, workers int, duration time.Duration
 			return nil, err
 		}
 		res.crashed, res.victim = true, victim
-		fmt.Fprintf(stdout, "stopped replica %d, the primary\n", victim)
+		fmt.Fprintf(stdout, "stopped replica %d, the %s\n", victim, orderingRole(net.IsRaft()))
 		if faults.strategy == "bad-new-view" {
 			// With replica 1 lying, view 1 cannot start; bring replica 0
 			// back so that view 2 can.

@@ -58,10 +58,18 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		_, err := stdout.Write(body)
 		return err
 	}
-	viewState := "active"
-	if !r.ViewActive {
-		viewState = "changing"
+	if r.Consensus == "" { // a replica older than the consensus field
+		r.Consensus = fc.Consensus
 	}
+	printStatus(stdout, r, fc.ClusterID)
+	return nil
+}
+
+// printStatus prints r for a person, in the words of the replica's
+// consensus protocol: a Raft replica has terms, a leader, an applied index
+// and snapshots where a PBFT replica has views, a primary, an executed
+// sequence and stable checkpoints.
+func printStatus(w io.Writer, r node.StatusReport, clusterID string) {
 	peers := "unknown"
 	if r.ConnectedPeers != nil {
 		peers = fmt.Sprintf("%d of %d", *r.ConnectedPeers, r.Replicas-1)
@@ -70,14 +78,27 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if !r.Ready {
 		ready = "no"
 	}
-	fmt.Fprintf(stdout, "replica:            %d of %d (cluster %s)\n", r.Index, r.Replicas, fc.ClusterID)
-	fmt.Fprintf(stdout, "view:               %d (%s)\n", r.View, viewState)
-	fmt.Fprintf(stdout, "executed sequence:  %d\n", r.ExecutedSequence)
-	fmt.Fprintf(stdout, "stable checkpoint:  %d\n", r.StableCheckpoint)
-	fmt.Fprintf(stdout, "connected peers:    %s\n", peers)
-	fmt.Fprintf(stdout, "state digest:       %s\n", r.StateDigest)
-	fmt.Fprintf(stdout, "ready:              %s (%s)\n", ready, r.ReadyReason)
-	return nil
+	fmt.Fprintf(w, "replica:            %d of %d (cluster %s)\n", r.Index, r.Replicas, clusterID)
+	if r.Consensus == config.ConsensusRaft {
+		leader := "no known leader"
+		if r.ViewActive {
+			leader = fmt.Sprintf("leader %d", r.Leader)
+		}
+		fmt.Fprintf(w, "term:               %d (%s)\n", r.View, leader)
+		fmt.Fprintf(w, "applied index:      %d\n", r.ExecutedSequence)
+		fmt.Fprintf(w, "snapshot index:     %d\n", r.StableCheckpoint)
+	} else {
+		viewState := "active"
+		if !r.ViewActive {
+			viewState = "changing"
+		}
+		fmt.Fprintf(w, "view:               %d (%s, primary %d)\n", r.View, viewState, r.Leader)
+		fmt.Fprintf(w, "executed sequence:  %d\n", r.ExecutedSequence)
+		fmt.Fprintf(w, "stable checkpoint:  %d\n", r.StableCheckpoint)
+	}
+	fmt.Fprintf(w, "connected peers:    %s\n", peers)
+	fmt.Fprintf(w, "state digest:       %s\n", r.StateDigest)
+	fmt.Fprintf(w, "ready:              %s (%s)\n", ready, r.ReadyReason)
 }
 
 // dialableAddr turns a listen address into one to connect to: a wildcard

@@ -103,8 +103,9 @@ func (n *Node) open() error {
 	}
 	n.metrics.WatchTransport(n.Host.Stats)
 	n.relay = make(chan *wire.Signed, floorRelayQueue)
-	replicas := len(cfg.Replicas)
-	return n.ServeOps(cfg.MetricsAddr, n.metrics, replicas, 2*((replicas-1)/3), n.Status, n.log)
+	rule := node.PBFTReadiness(len(cfg.Replicas))
+	rule.Consensus = "floor"
+	return n.ServeOps(cfg.MetricsAddr, n.metrics, rule, n.Status, n.log)
 }
 
 // Status reports view 0, always active, led by replica 0; the executed

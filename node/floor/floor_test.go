@@ -22,10 +22,25 @@ import (
 // gets f+1 matching answers. (A backup's answer can be lost while the
 // client's stream to it is still opening, as with a PBFT replica; the
 // client's retransmission to every node covers that.)
+//
+// A client's f+1 answers can come before a backup has received the
+// PRE-PREPARE of the same request (the primary and another backup answer
+// first), so the test waits for the backups' counts rather than reading
+// them once the clients are done; and it starts the load only once a
+// first request has reached every node, so that the links are up.
 func TestFloorRelaysEveryRequest(t *testing.T) {
 	net := localnettest.Start(t, localnet.Options{Floor: true, NoSync: true, Metrics: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	warm, err := net.NewClient(500 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer warm.Close()
+	if err := localnettest.PutAll(ctx, warm, "warm", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitRelayed(t, net, 1)
 	const clients, each = 4, 50
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -34,6 +49,7 @@ func TestFloorRelaysEveryRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer cl.Close()
 		wg.Go(func() {
 			if err := localnettest.PutAll(ctx, cl, fmt.Sprintf("c%d", c), each); err != nil {
 				errs <- err
@@ -45,17 +61,30 @@ func TestFloorRelaysEveryRequest(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	waitRelayed(t, net, 1+clients*each)
 	for i, f := range net.Floors {
-		st := f.Status()
-		if st.ExecutedSequence == 0 {
-			t.Errorf("floor node %d relayed or answered no batch", i)
+		if st := f.Status(); !st.ViewActive || st.Leader != 0 || st.ExecutedSequence == 0 {
+			t.Errorf("floor node %d status %+v: want an active view led by replica 0, with batches relayed or answered", i, st)
 		}
-		if !st.ViewActive || st.Leader != 0 {
-			t.Errorf("floor node %d status %+v: want an active view led by replica 0", i, st)
-		}
-		// A backup counts only requests that came in a PRE-PREPARE.
-		if got := opstest.Metric(t, f.MetricsAddr(), "pbftnode_committed_requests_total"); got < clients*each {
-			t.Errorf("floor node %d: %v requests relayed or answered in batches, want at least %d", i, got, clients*each)
+	}
+}
+
+// waitRelayed waits until every floor node counts at least want requests
+// relayed (primary) or received in PRE-PREPAREs (backups), or fails the
+// test after a generous deadline.
+func waitRelayed(t *testing.T, net *localnet.Net, want int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for i, f := range net.Floors {
+		for {
+			got := opstest.Metric(t, f.MetricsAddr(), "pbftnode_committed_requests_total")
+			if got >= float64(want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("floor node %d: %v requests relayed or answered in batches, want at least %d", i, got, want)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 }

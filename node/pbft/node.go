@@ -116,8 +116,7 @@ func (n *Node) open() error {
 	n.inbox = make(chan input, cfg.InboxSize)
 	n.stateRequests = make(chan node.StateRequest, 64)
 	n.publishStatus()
-	replicas := len(cfg.Replicas)
-	return n.ServeOps(cfg.MetricsAddr, n.metrics, replicas, 2*((replicas-1)/3), n.Status, n.log)
+	return n.ServeOps(cfg.MetricsAddr, n.metrics, node.PBFTReadiness(len(cfg.Replicas)), n.Status, n.log)
 }
 
 // StoredLogEntries counts the protocol log entries in the database (they

@@ -120,8 +120,7 @@ func (n *Node) open() error {
 		TransferObserver: &transferMetrics{m: n.metrics}, Logger: n.log,
 	})
 	n.publishStatus()
-	replicas := len(cfg.Replicas)
-	return n.ServeOps(cfg.MetricsAddr, n.metrics, replicas, (replicas-1)/2, n.Status, n.log)
+	return n.ServeOps(cfg.MetricsAddr, n.metrics, node.RaftReadiness(len(cfg.Replicas)), n.Status, n.log)
 }
 
 // Status returns the replica's latest published status.
