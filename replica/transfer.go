@@ -32,6 +32,12 @@ func (d *Driver) newFetcher() *statetransfer.Fetcher {
 // startTransfer begins (or retargets to a higher checkpoint) a state
 // transfer to cert, asking its signers other than this replica, the first
 // one chosen by this replica's index.
+//
+// It first stores cert as the stable checkpoint: the transfer wipes the
+// executor's state, so after a crash this replica can only start from a
+// transferred state again, and it must ask for cert (whose partial
+// restore the executor kept, see statetransfer.Resumer) rather than for
+// the older checkpoint it stored last, which the others may have released.
 func (d *Driver) startTransfer(cert checkpoint.Certificate) {
 	if d.fetcher.Active() && cert.Sequence <= d.behind.Sequence {
 		return
@@ -45,6 +51,11 @@ func (d *Driver) startTransfer(cert checkpoint.Certificate) {
 	if len(peers) == 0 {
 		d.log.Error("state transfer: no peer signed the certificate", "sequence", cert.Sequence)
 		return
+	}
+	if stored, err := encodeCertificate(&cert); err != nil {
+		d.log.Error("state transfer: store the target", "err", err)
+	} else if err := d.store.SaveStableCheckpoint(stored); err != nil {
+		d.log.Error("state transfer: store the target", "err", err)
 	}
 	d.behind = &cert
 	d.fetcher.Start(statetransfer.Target{
@@ -98,6 +109,24 @@ func (d *Driver) sendOwn(to uint32, kind protocol.Kind, body *wire.ReplicaMessag
 
 // restorer is the Executor's restore side as statetransfer.Restorer.
 type restorer struct{ Executor }
+
+// RestoreBeginTagged makes the restore resumable after a crash when the
+// Executor supports it (statetransfer.Resumer).
+func (r restorer) RestoreBeginTagged(tag []byte) error {
+	if x, ok := r.Executor.(statetransfer.Resumer); ok {
+		return x.RestoreBeginTagged(tag)
+	}
+	return r.RestoreBegin()
+}
+
+// RestoreResume continues a restore a crash interrupted, when the
+// Executor supports it.
+func (r restorer) RestoreResume(tag []byte) ([]byte, bool) {
+	if x, ok := r.Executor.(statetransfer.Resumer); ok {
+		return x.RestoreResume(tag)
+	}
+	return nil, false
+}
 
 // RestoreFinish is never called for an exact fetch with a digest.
 func (r restorer) RestoreFinish() ([32]byte, error) {

@@ -2,6 +2,7 @@ package statetransfer
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,18 @@ type Restorer interface {
 	RestoreFinishExpect(digest [32]byte) ([32]byte, error)
 	RestoreAbort() error
 	LastExecuted() uint64
+}
+
+// Resumer is a Restorer whose restore survives a crash
+// (*execution.Executor implements it): RestoreBeginTagged is RestoreBegin
+// that durably names the restore with tag, and after a restart
+// RestoreResume continues the interrupted restore named tag from the key
+// it returns (false: there is none; the Fetcher then begins afresh). A
+// Fetcher tags only an Exact target with a digest, by its sequence and
+// digest, so the final digest check covers what was kept.
+type Resumer interface {
+	RestoreBeginTagged(tag []byte) error
+	RestoreResume(tag []byte) (startKey []byte, ok bool)
 }
 
 // Target is the state a fetch must install.
@@ -172,7 +185,37 @@ func (f *Fetcher) Start(t Target) {
 	f.cfg.Observer.Started(t)
 	f.cfg.Logger.Info("state transfer: starting", "sequence", t.Sequence, "exact", t.Exact,
 		"executed", f.cfg.Restorer.LastExecuted(), "peer", t.Peers[f.current])
+	if f.resume() {
+		return
+	}
 	f.restart()
+}
+
+// tag names the target for a Resumer: its sequence and digest; nil when
+// the target is not exact with a digest (then nothing is resumed).
+func (f *Fetcher) tag() []byte {
+	if !f.target.Exact || !f.target.HasDigest {
+		return nil
+	}
+	return binary.BigEndian.AppendUint64(bytes.Clone(f.target.Digest[:]), f.target.Sequence)
+}
+
+// resume continues a restore of this target that a crash interrupted, if
+// the Restorer kept one; it reports whether it did.
+func (f *Fetcher) resume() bool {
+	resumer, ok := f.cfg.Restorer.(Resumer)
+	tag := f.tag()
+	if !ok || tag == nil || f.begun {
+		return false
+	}
+	key, ok := resumer.RestoreResume(tag)
+	if !ok {
+		return false
+	}
+	f.begun, f.index, f.nextKey, f.idle, f.bytes = true, f.target.Sequence, key, 0, 0
+	f.cfg.Logger.Info("state transfer: resuming an interrupted restore", "sequence", f.index, "key", key)
+	f.request()
+	return true
 }
 
 // Active reports whether a fetch is in progress.
@@ -250,7 +293,7 @@ func (f *Fetcher) restart() {
 		f.index = f.target.Sequence
 	}
 	f.begun = true // even a failed RestoreBegin may leave a restore to abort
-	if err := f.cfg.Restorer.RestoreBegin(); err != nil {
+	if err := f.begin(); err != nil {
 		// No request: the idle count moves on to the next peer, which
 		// tries again.
 		f.cfg.Logger.Error("state transfer: begin", "err", err)
@@ -260,6 +303,17 @@ func (f *Fetcher) restart() {
 	if f.wait == 0 {
 		f.request()
 	}
+}
+
+// begin begins a restore, tagged when the Restorer is a Resumer and the
+// target has a tag.
+func (f *Fetcher) begin() error {
+	if resumer, ok := f.cfg.Restorer.(Resumer); ok {
+		if tag := f.tag(); tag != nil {
+			return resumer.RestoreBeginTagged(tag)
+		}
+	}
+	return f.cfg.Restorer.RestoreBegin()
 }
 
 func (f *Fetcher) abort() {

@@ -387,3 +387,63 @@ func TestStartWithoutPeersDoesNothing(t *testing.T) {
 		t.Fatal("started without peers")
 	}
 }
+
+// resumingRestorer is the fake restorer with a restore kept from before a
+// crash (a Resumer).
+type resumingRestorer struct {
+	*restorer
+	keptTag  []byte
+	tags     [][]byte
+	resumeAt []byte
+}
+
+func (r *resumingRestorer) RestoreBeginTagged(tag []byte) error {
+	r.tags = append(r.tags, tag)
+	return r.RestoreBegin()
+}
+
+func (r *resumingRestorer) RestoreResume(tag []byte) ([]byte, bool) {
+	if r.keptTag == nil || string(tag) != string(r.keptTag) {
+		return nil, false
+	}
+	r.keptTag = nil
+	return r.resumeAt, true
+}
+
+// TestAFetchResumesARestoreACrashInterrupted: the Restorer kept the
+// first chunks of the target's snapshot across a restart; Start continues
+// from the key it names instead of wiping, and the completed state has the
+// certified digest. A target with another sequence begins afresh, tagged.
+func TestAFetchResumesARestoreACrashInterrupted(t *testing.T) {
+	good := state(10, 12, "")
+	first := Serve(good, &wire.StateRequest{Sequence: 10}, 16)
+	run := func(kept Target) (*cluster, *resumingRestorer) {
+		c := newCluster(t, true)
+		rr := &resumingRestorer{restorer: c.r}
+		c.f = New(Config{IdleTicks: testIdle, Restorer: rr, Observer: c.obs,
+			Request: func(to uint32, req *wire.StateRequest) { c.sent = append(c.sent, request{to, req}) }})
+		// What the crashed process restored: the first chunk, under kept's tag.
+		c.r.inProgress, c.r.restoring = true, append([]*wire.KeyValue(nil), first.Entries...)
+		probe := New(Config{Restorer: c.r, Request: func(uint32, *wire.StateRequest) {}})
+		probe.target = kept
+		rr.keptTag, rr.resumeAt = probe.tag(), first.NextKey
+		c.snaps[1] = []*snap{good, state(20, 12, "")}
+		return c, rr
+	}
+	c, rr := run(pbftTarget(good, 1))
+	c.f.Start(pbftTarget(good, 1))
+	if rq := c.lastRequest(); string(rq.req.StartKey) != string(first.NextKey) || c.r.begins != 0 {
+		t.Fatalf("first request from %q after %d begins; want a resume from %q", rq.req.StartKey, c.r.begins, first.NextKey)
+	}
+	if seq, done := c.run(100); !done || seq != 10 || digest(c.r.state) != digest(good.entries) {
+		t.Fatalf("done %v at %d", done, seq)
+	}
+	if len(rr.tags) != 0 {
+		t.Fatal("began a new restore")
+	}
+	c, rr = run(pbftTarget(good, 1))
+	c.f.Start(pbftTarget(state(20, 12, ""), 1))
+	if rq := c.lastRequest(); rq.req.StartKey != nil || c.r.begins != 1 || len(rr.tags) != 1 {
+		t.Fatalf("another target: request from %q, %d begins, tags %q", rq.req.StartKey, c.r.begins, rr.tags)
+	}
+}
