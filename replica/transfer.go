@@ -38,9 +38,12 @@ func (d *Driver) newFetcher() *statetransfer.Fetcher {
 // transferred state again, and it must ask for cert (whose partial
 // restore the executor kept, see statetransfer.Resumer) rather than for
 // the older checkpoint it stored last, which the others may have released.
-func (d *Driver) startTransfer(cert checkpoint.Certificate) {
+// An error storing it is returned (as persistStable's is) and nothing
+// starts: a restore must never begin that a restart could not resume or
+// wipe.
+func (d *Driver) startTransfer(cert checkpoint.Certificate) error {
 	if d.fetcher.Active() && cert.Sequence <= d.behind.Sequence {
-		return
+		return nil
 	}
 	var peers []uint32
 	for _, v := range cert.Proof {
@@ -50,18 +53,21 @@ func (d *Driver) startTransfer(cert checkpoint.Certificate) {
 	}
 	if len(peers) == 0 {
 		d.log.Error("state transfer: no peer signed the certificate", "sequence", cert.Sequence)
-		return
+		return nil
 	}
-	if stored, err := encodeCertificate(&cert); err != nil {
-		d.log.Error("state transfer: store the target", "err", err)
-	} else if err := d.store.SaveStableCheckpoint(stored); err != nil {
-		d.log.Error("state transfer: store the target", "err", err)
+	stored, err := encodeCertificate(&cert)
+	if err != nil {
+		return fmt.Errorf("replica: state transfer: %w", err)
+	}
+	if err := d.store.SaveStableCheckpoint(stored); err != nil {
+		return fmt.Errorf("replica: state transfer: store the target: %w", err)
 	}
 	d.behind = &cert
 	d.fetcher.Start(statetransfer.Target{
 		Sequence: cert.Sequence, Exact: true, Digest: cert.StateDigest, HasDigest: true,
 		Peers: peers, First: int(d.cfg.Core.ID) % len(peers),
 	})
+	return nil
 }
 
 // transferTick times out a silent peer.
