@@ -19,6 +19,19 @@ func (r *Replica) broadcastFetch() {
 		Body: &wire.ReplicaMessage_Fetch{Fetch: &wire.Fetch{FromSequence: r.lastCommitted, View: r.view, ViewActive: r.viewActive}},
 	})
 	r.fetchesSent++
+	r.lastFetch = r.ticks
+}
+
+// FetchSoon broadcasts a Fetch now unless this replica sent one in the
+// last max(1, RetransmitTicks/4) ticks (the others would refuse to answer
+// more often). The driver calls it when a state transfer's peers answer
+// that they no longer hold its target: their answers carry the newer
+// stable certificate sooner than the retransmission timer would ask.
+func (r *Replica) FetchSoon() {
+	if r.fetchesSent > 0 && r.ticks-r.lastFetch < uint64(max(1, r.cfg.RetransmitTicks/4)) {
+		return
+	}
+	r.broadcastFetch()
 }
 
 // stepFetch answers a Fetch from replica from: its stable checkpoint

@@ -190,3 +190,35 @@ func TestIdleClusterBringsAReplicaPastAStableCheckpointItMissed(t *testing.T) {
 	}
 	c.assertAgreement()
 }
+
+// FetchSoon broadcasts a Fetch, but not twice within the Fetch rate period.
+func TestFetchSoonIsRateLimited(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	r := c.replicas[3]
+	r.Ready()
+	fetches := func() int {
+		n := 0
+		for _, m := range r.Ready().Messages {
+			if m.Kind == KindFetch {
+				n++
+			}
+		}
+		return n
+	}
+	r.FetchSoon()
+	if got := fetches(); got != 1 {
+		t.Fatalf("%d Fetches, want 1", got)
+	}
+	r.FetchSoon()
+	if got := fetches(); got != 0 {
+		t.Fatalf("%d Fetches right after one, want 0", got)
+	}
+	for range r.Config().RetransmitTicks / 4 {
+		r.Tick()
+	}
+	r.Ready()
+	r.FetchSoon()
+	if got := fetches(); got != 1 {
+		t.Fatalf("%d Fetches a period later, want 1", got)
+	}
+}

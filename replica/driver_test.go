@@ -324,3 +324,43 @@ func TestCrashDuringStateTransferResumes(t *testing.T) {
 		t.Fatalf("after the resumed transfer: executed %d, same digest %v", r.exec.LastExecuted(), r.exec.StateDigest() == c.replicas[0].exec.StateDigest())
 	}
 }
+
+// TestUnavailableTargetAsksForANewerCertificate: when a peer answers that
+// it no longer holds the transfer's target (it moved its stable checkpoint
+// on), the replica broadcasts a Fetch at once, whose answers carry the
+// newer certificate, instead of waiting for its retransmission timer.
+func TestUnavailableTargetAsksForANewerCertificate(t *testing.T) {
+	c := newTestCluster(t, 4)
+	r := c.replicas[3]
+	r.cut = true
+	run(t, c, 10)
+	r.cut = false
+	c.halt = func() bool {
+		f := c.queue[0]
+		if f.from != 3 {
+			return false
+		}
+		m, err := c.verifier.ReplicaFrame(f.data)
+		return err == nil && m.Body.GetStateRequest() != nil
+	}
+	for i := 0; i < 2000 && !r.driver.Transferring(); i++ {
+		c.tick()
+	}
+	c.halt = nil
+	if !r.driver.Transferring() {
+		t.Fatal("the cut-off replica did not start a state transfer")
+	}
+	// The peers release their snapshots; time passes for replica 3 (past
+	// the Fetch rate limit) while its request waits.
+	for _, p := range c.replicas[:3] {
+		p.snaps.ReleaseAll()
+	}
+	for range protocol.DefaultRetransmitTicks/4 + 1 {
+		r.driver.Tick()
+	}
+	r.trace = nil
+	c.deliver()
+	if !slices.ContainsFunc(r.trace, func(s step) bool { return s.what == "send" && s.kind == protocol.KindFetch }) {
+		t.Fatalf("no Fetch after an unavailable answer: %v", r.trace)
+	}
+}

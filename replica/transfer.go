@@ -157,6 +157,11 @@ func (o fetchObserver) Rejected(reason string) {
 		seq = d.behind.Sequence
 	}
 	d.obs.TransferRejected(seq, d.fetcher.Peer(), reason, nil)
+	if reason == "unavailable" {
+		// The peers moved past the target (they keep only the stable
+		// snapshot and newer ones): ask for the newer certificate now.
+		d.core.FetchSoon()
+	}
 }
 
 func (o fetchObserver) Received(entries, _ int) { o.d.obs.TransferReceived(entries) }
