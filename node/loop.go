@@ -32,39 +32,16 @@ type EventLoop[T any] struct {
 	Log       *slog.Logger
 }
 
-// MaxCatchUpTicks bounds the ticks one wake-up of the ticker delivers.
-const MaxCatchUpTicks = 100
-
 // Run runs the loop until ctx ends or Process fails.
-//
-// A tick stands for TickInterval of wall-clock time: when an iteration
-// (a burst and its fsynced Process) takes longer than that, time.Ticker
-// drops the ticks it missed, so on each tick Run delivers every tick due
-// since the last one delivered (at most MaxCatchUpTicks, so a process
-// stopped for long does not fire every timer at once). Without this a
-// busy loop counted time slower than the clock, and a 1 s view-change
-// timeout took 3.8 to 6.5 s under load.
 func (l EventLoop[T]) Run(ctx context.Context) {
 	ticker := time.NewTicker(l.TickInterval)
 	defer ticker.Stop()
-	ticked := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-ticker.C:
-			due := int(now.Sub(ticked) / l.TickInterval)
-			switch {
-			case due < 1: // a tick the ticker sent a little early
-				due, ticked = 1, now
-			case due > MaxCatchUpTicks:
-				due, ticked = MaxCatchUpTicks, now
-			default: // keep the fraction of a tick for the next one
-				ticked = ticked.Add(time.Duration(due) * l.TickInterval)
-			}
-			for range due {
-				l.Tick()
-			}
+		case <-ticker.C:
+			l.Tick()
 		case in := <-l.Inbox:
 			l.Handle(in)
 		burst:
