@@ -204,7 +204,10 @@ func (e *Executor) resetState() {
 // storage.PrefixExecutor is partial: NewExecutor logs a warning, deletes
 // it, reloads app (which must then be a TransferableApplication), clears
 // the marker and starts empty (LastExecuted 0). Nothing else in db is
-// touched; the runtime fetches the state from peers again.
+// touched; the runtime fetches the state from peers again. A restore begun
+// with RestoreBeginTagged is kept instead: the executor starts empty
+// (LastExecuted 0) with that restore in progress, for RestoreResume to
+// continue (or RestoreBegin, RestoreBeginTagged or RestoreAbort to wipe).
 func NewExecutor(db *storage.DB, app Application, logger *slog.Logger, opts ...ExecutorOption) (*Executor, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -230,11 +233,14 @@ func NewExecutor(db *storage.DB, app Application, logger *slog.Logger, opts ...E
 	if transferApp, ok := app.(TransferableApplication); ok {
 		e.transferApp = transferApp
 	}
-	if err := e.recoverInterruptedTransfer(); err != nil {
+	resumable, err := e.recoverInterruptedTransfer()
+	if err != nil {
 		return nil, err
 	}
-	if err := e.loadState(); err != nil {
-		return nil, err
+	if !resumable {
+		if err := e.loadState(); err != nil {
+			return nil, err
+		}
 	}
 	logger.Info("executor: loaded", "last_executed", e.lastExecuted, "cached_clients", len(e.clients), "max_client_windows", e.maxClientWindows)
 	return e, nil

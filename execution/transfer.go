@@ -182,6 +182,11 @@ type restoreState struct {
 	// failed is the first error of the restore; once set, only
 	// RestoreAbort (or RestoreBegin) can follow.
 	failed error
+	// tag names a resumable restore (RestoreBeginTagged), nil otherwise;
+	// recovered: a crash interrupted it and RestoreResume has not yet
+	// continued it (resume.go).
+	tag       []byte
+	recovered bool
 }
 
 // RestoreBegin starts replacing the state with a snapshot served by peers:
@@ -240,6 +245,9 @@ func (e *Executor) RestoreChunk(entries []*wire.KeyValue) error {
 	}
 	if batch.Len() == 0 {
 		return nil
+	}
+	if e.restore.tag != nil {
+		batch.Put([]byte(restoreProgressKey), encodeRestoreProgress(e.restore.tag, prev))
 	}
 	if err := e.ldb.Write(batch, &opt.WriteOptions{Sync: e.db.Sync()}); err != nil {
 		err = fmt.Errorf("executor: restore chunk: write: %w", err)
@@ -331,6 +339,11 @@ func (e *Executor) finishRestore(want *[32]byte) ([32]byte, error) {
 	if want != nil && digest != *want {
 		return fail(fmt.Errorf("%w: got %x, want %x", ErrStateDigestMismatch, digest, *want))
 	}
+	if e.restore.tag != nil {
+		if err := e.ldb.Delete([]byte(restoreProgressKey), &opt.WriteOptions{Sync: e.db.Sync()}); err != nil {
+			return fail(err)
+		}
+	}
 	if err := e.db.SetTransferInProgress(false); err != nil {
 		return fail(err)
 	}
@@ -363,26 +376,30 @@ func (e *Executor) RestoreAbort() error {
 }
 
 // recoverInterruptedTransfer wipes the partial state a crash during a
-// restore left behind (see NewExecutor).
-func (e *Executor) recoverInterruptedTransfer() error {
+// restore left behind (see NewExecutor), unless the restore was tagged
+// (resume.go): then it keeps it and reports true.
+func (e *Executor) recoverInterruptedTransfer() (kept bool, err error) {
 	on, err := e.db.TransferInProgress()
 	if err != nil {
-		return fmt.Errorf("executor: %w", err)
+		return false, fmt.Errorf("executor: %w", err)
 	}
 	if !on {
-		return nil
+		return false, nil
 	}
 	if e.transferApp == nil {
-		return fmt.Errorf("executor: state transfer marker set: %w", ErrTransferUnsupported)
+		return false, fmt.Errorf("executor: state transfer marker set: %w", ErrTransferUnsupported)
+	}
+	if kept, err := e.recoverTaggedRestore(); kept || err != nil {
+		return kept, err
 	}
 	e.logger.Warn("executor: a state transfer was interrupted; discarding the partial state and starting empty")
 	if err := e.wipeState(); err != nil {
-		return fmt.Errorf("executor: discard interrupted state transfer: %w", err)
+		return false, fmt.Errorf("executor: discard interrupted state transfer: %w", err)
 	}
 	if err := e.db.SetTransferInProgress(false); err != nil {
-		return fmt.Errorf("executor: discard interrupted state transfer: %w", err)
+		return false, fmt.Errorf("executor: discard interrupted state transfer: %w", err)
 	}
-	return nil
+	return false, nil
 }
 
 // wipeState deletes every key under storage.PrefixApp and

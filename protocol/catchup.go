@@ -19,10 +19,24 @@ func (r *Replica) broadcastFetch() {
 		Body: &wire.ReplicaMessage_Fetch{Fetch: &wire.Fetch{FromSequence: r.lastCommitted, View: r.view, ViewActive: r.viewActive}},
 	})
 	r.fetchesSent++
+	r.lastFetch = r.ticks
+}
+
+// FetchSoon broadcasts a Fetch now unless this replica sent one in the
+// last max(1, RetransmitTicks/4) ticks (the others would refuse to answer
+// more often). The driver calls it when a state transfer's peers answer
+// that they no longer hold its target: their answers carry the newer
+// stable certificate sooner than the retransmission timer would ask.
+func (r *Replica) FetchSoon() {
+	if r.fetchesSent > 0 && r.ticks-r.lastFetch < uint64(max(1, r.cfg.RetransmitTicks/4)) {
+		return
+	}
+	r.broadcastFetch()
 }
 
 // stepFetch answers a Fetch from replica from: its stable checkpoint
-// certificate if the sender is below it, then this replica's share of the
+// certificate unless the sender is past this replica's window (see
+// sendsStableCertificate), then this replica's share of the
 // agreement on the sequences above the sender's (the accepted pre-prepare,
 // which the primary signed, with its batch when it holds it, and its own
 // prepare and commit), and its own checkpoint votes above the stable
@@ -37,12 +51,7 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 	if (f.View < r.view || (f.View == r.view && !f.ViewActive)) && r.viewActive && r.lastNewView != nil {
 		r.sendTo(from, KindNewView, r.lastNewView)
 	}
-	stable := r.checkpoints.Stable()
-	// At or below: an asker that executed exactly to this stable
-	// checkpoint (by replaying the log) may still lack its certificate,
-	// and without it its window never moves past it (the others no longer
-	// send their votes for a stable checkpoint).
-	if f.FromSequence <= r.window.Low && stable.Sequence == r.window.Low && stable.Sequence > 0 {
+	if stable := r.checkpoints.Stable(); r.sendsStableCertificate(f, stable) {
 		votes := make([]*wire.Signed, 0, len(stable.Proof))
 		for _, v := range stable.Proof {
 			votes = append(votes, v.Signed)
@@ -87,6 +96,21 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 		}
 	}
 	return nil
+}
+
+// sendsStableCertificate reports whether a Fetch answer carries the
+// stable checkpoint certificate. A Fetch does not say which stable
+// checkpoint the asker holds, only what it committed, and the votes of a
+// stable checkpoint are never sent again once it is stable: an asker below
+// it needs it for a state transfer, and one at or above it (it executed
+// there by replaying its log, or got the commits but missed the votes)
+// needs it to move its window past it. So the certificate goes to every
+// asker that is not past this replica's window (one that is has nothing
+// to learn here), at most once per Fetch rate period; an asker that holds
+// it drops it as stale. Without this a replica whose window stopped below
+// the others' stable checkpoint never moved it in an idle cluster.
+func (r *Replica) sendsStableCertificate(f *wire.Fetch, stable checkpoint.Certificate) bool {
+	return stable.Sequence > 0 && stable.Sequence == r.window.Low && f.FromSequence <= r.window.High()
 }
 
 func (r *Replica) sendTo(to uint32, kind Kind, signed *wire.Signed) {

@@ -47,6 +47,8 @@ type Replica struct {
 	// serveLimited counts batches left out of Fetch answers by the budget.
 	serveLimited uint64
 	fetchesSent  uint64
+	// lastFetch is the tick of the last Fetch this replica broadcast.
+	lastFetch uint64
 	// adoptedCommits counts sequences decided by a commit certificate for
 	// a batch this replica had not accepted.
 	adoptedCommits uint64

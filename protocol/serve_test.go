@@ -157,3 +157,68 @@ func TestServeBudgetRefillsAPeerThatAsksEveryTick(t *testing.T) {
 		t.Fatalf("%d of 3000 requests, one per tick, answered; want about 1343", answered)
 	}
 }
+
+// A replica that executed past the others' stable checkpoint without its
+// votes (they were lost) converges in an idle cluster: a Fetch answer
+// carries the certificate even to an asker above it, so its window moves
+// and it executes what the others hold above its old window. Without the
+// certificate it stayed at its high watermark forever: the others never
+// send a stable checkpoint's votes again, and no new load came to make the
+// next checkpoint.
+func TestIdleClusterBringsAReplicaPastAStableCheckpointItMissed(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) { cfg.CheckpointInterval, cfg.WindowSize = 4, 5 })
+	c.drop = func(_, to uint32, kind Kind) bool { return to == 3 && kind == KindCheckpoint }
+	for i := range 7 {
+		if err := c.replicas[0].Submit(sessionRequest(1, "s", uint64(i+1), 16)); err != nil {
+			t.Fatal(err)
+		}
+		c.run()
+	}
+	if got := len(c.executed[0]); got != 7 {
+		t.Fatalf("replica 0 executed %d, want 7", got)
+	}
+	if st := c.replicas[3].Status(); len(c.executed[3]) != 5 || st.LowWatermark != 0 {
+		t.Fatalf("replica 3 executed %d with low watermark %d; the scenario wants 5 and 0", len(c.executed[3]), st.LowWatermark)
+	}
+	// The cluster is idle from here on; nothing is lost any more.
+	c.drop = nil
+	c.tickUntil(10*DefaultRetransmitTicks, "replica 3 to catch up in an idle cluster", func() bool {
+		return len(c.executed[3]) == 7 && c.replicas[3].Status().LowWatermark == c.replicas[0].Status().LowWatermark
+	})
+	if c.behind[3] != nil {
+		t.Fatalf("replica 3 asked for a state transfer to %d; it had the log", c.behind[3].Sequence)
+	}
+	c.assertAgreement()
+}
+
+// FetchSoon broadcasts a Fetch, but not twice within the Fetch rate period.
+func TestFetchSoonIsRateLimited(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	r := c.replicas[3]
+	r.Ready()
+	fetches := func() int {
+		n := 0
+		for _, m := range r.Ready().Messages {
+			if m.Kind == KindFetch {
+				n++
+			}
+		}
+		return n
+	}
+	r.FetchSoon()
+	if got := fetches(); got != 1 {
+		t.Fatalf("%d Fetches, want 1", got)
+	}
+	r.FetchSoon()
+	if got := fetches(); got != 0 {
+		t.Fatalf("%d Fetches right after one, want 0", got)
+	}
+	for range r.Config().RetransmitTicks / 4 {
+		r.Tick()
+	}
+	r.Ready()
+	r.FetchSoon()
+	if got := fetches(); got != 1 {
+		t.Fatalf("%d Fetches a period later, want 1", got)
+	}
+}

@@ -69,6 +69,8 @@ type testCluster struct {
 	replicas []*testReplica
 	queue    []frame
 	client   ed25519.PrivateKey
+	// halt, when set, stops deliver (leaving the queue) once it is true.
+	halt func() bool
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
@@ -225,6 +227,9 @@ func (c *testCluster) deliver() {
 	for steps := 0; len(c.queue) > 0; steps++ {
 		if steps > 100000 {
 			c.t.Fatal("the cluster does not settle")
+		}
+		if c.halt != nil && c.halt() {
+			return
 		}
 		f := c.queue[0]
 		c.queue = c.queue[1:]

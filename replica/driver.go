@@ -197,7 +197,7 @@ func (d *Driver) handleReady(rd *protocol.Ready) error {
 		}
 	}
 	if rd.Behind != nil {
-		d.startTransfer(*rd.Behind)
+		return d.startTransfer(*rd.Behind)
 	}
 	return nil
 }

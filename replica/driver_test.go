@@ -252,3 +252,115 @@ func TestBehindReplicaTransfersState(t *testing.T) {
 		t.Fatal("the transferred state differs from the primary's")
 	}
 }
+
+// stateRequestsFrom decodes the state requests replica from has queued.
+func stateRequestsFrom(t *testing.T, c *testCluster, from uint32) []*wire.StateRequest {
+	t.Helper()
+	var out []*wire.StateRequest
+	for _, f := range c.queue {
+		if f.from != from {
+			continue
+		}
+		m, err := c.verifier.ReplicaFrame(f.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req := m.Body.GetStateRequest(); req != nil {
+			out = append(out, req)
+		}
+	}
+	return out
+}
+
+// TestCrashDuringStateTransferResumes: a replica that crashes in the
+// middle of a state transfer keeps the chunks it restored: restarted, it
+// asks for the same certified checkpoint (not the older one it had
+// stored) from the key after the last one it wrote, and completes the
+// state, digest checked, without fetching the first part again.
+func TestCrashDuringStateTransferResumes(t *testing.T) {
+	c := newTestCluster(t, 4)
+	r := c.replicas[3]
+	r.cut = true
+	run(t, c, 10)
+	r.cut = false
+	// Halt (crash) when the third chunk with entries arrives: two are in.
+	received := 0
+	c.halt = func() bool {
+		f := c.queue[0]
+		if f.to == 3 {
+			if m, err := c.verifier.ReplicaFrame(f.data); err == nil && len(m.Body.GetStateChunk().GetEntries()) > 0 {
+				received++
+			}
+		}
+		return received >= 3
+	}
+	for i := 0; i < 2000 && received < 3; i++ {
+		c.tick()
+	}
+	if received < 3 || !r.driver.Transferring() {
+		t.Fatalf("%d chunks on the way, transferring %v: the scenario wants a transfer in progress", received, r.driver.Transferring())
+	}
+	c.halt = nil
+	// Crash: what is in flight is lost; the storage and database stay.
+	kept := c.queue[:0]
+	for _, f := range c.queue {
+		if f.to != 3 && f.from != 3 {
+			kept = append(kept, f)
+		}
+	}
+	c.queue = kept
+	r.start()
+	if r.exec.LastExecuted() != 0 {
+		t.Fatalf("restarted at executed %d, want 0 during the transfer", r.exec.LastExecuted())
+	}
+	reqs := stateRequestsFrom(t, c, 3)
+	if len(reqs) != 1 || len(reqs[0].GetStartKey()) == 0 {
+		t.Fatalf("after the restart it asked %v; want one request resuming past the first key", reqs)
+	}
+	for i := 0; i < 2000 && r.exec.LastExecuted() < 10; i++ {
+		c.tick()
+	}
+	if r.exec.LastExecuted() < 10 || r.exec.StateDigest() != c.replicas[0].exec.StateDigest() {
+		t.Fatalf("after the resumed transfer: executed %d, same digest %v", r.exec.LastExecuted(), r.exec.StateDigest() == c.replicas[0].exec.StateDigest())
+	}
+}
+
+// TestUnavailableTargetAsksForANewerCertificate: when a peer answers that
+// it no longer holds the transfer's target (it moved its stable checkpoint
+// on), the replica broadcasts a Fetch at once, whose answers carry the
+// newer certificate, instead of waiting for its retransmission timer.
+func TestUnavailableTargetAsksForANewerCertificate(t *testing.T) {
+	c := newTestCluster(t, 4)
+	r := c.replicas[3]
+	r.cut = true
+	run(t, c, 10)
+	r.cut = false
+	c.halt = func() bool {
+		f := c.queue[0]
+		if f.from != 3 {
+			return false
+		}
+		m, err := c.verifier.ReplicaFrame(f.data)
+		return err == nil && m.Body.GetStateRequest() != nil
+	}
+	for i := 0; i < 2000 && !r.driver.Transferring(); i++ {
+		c.tick()
+	}
+	c.halt = nil
+	if !r.driver.Transferring() {
+		t.Fatal("the cut-off replica did not start a state transfer")
+	}
+	// The peers release their snapshots; time passes for replica 3 (past
+	// the Fetch rate limit) while its request waits.
+	for _, p := range c.replicas[:3] {
+		p.snaps.ReleaseAll()
+	}
+	for range protocol.DefaultRetransmitTicks/4 + 1 {
+		r.driver.Tick()
+	}
+	r.trace = nil
+	c.deliver()
+	if !slices.ContainsFunc(r.trace, func(s step) bool { return s.what == "send" && s.kind == protocol.KindFetch }) {
+		t.Fatalf("no Fetch after an unavailable answer: %v", r.trace)
+	}
+}

@@ -32,9 +32,18 @@ func (d *Driver) newFetcher() *statetransfer.Fetcher {
 // startTransfer begins (or retargets to a higher checkpoint) a state
 // transfer to cert, asking its signers other than this replica, the first
 // one chosen by this replica's index.
-func (d *Driver) startTransfer(cert checkpoint.Certificate) {
+//
+// It first stores cert as the stable checkpoint: the transfer wipes the
+// executor's state, so after a crash this replica can only start from a
+// transferred state again, and it must ask for cert (whose partial
+// restore the executor kept, see statetransfer.Resumer) rather than for
+// the older checkpoint it stored last, which the others may have released.
+// An error storing it is returned (as persistStable's is) and nothing
+// starts: a restore must never begin that a restart could not resume or
+// wipe.
+func (d *Driver) startTransfer(cert checkpoint.Certificate) error {
 	if d.fetcher.Active() && cert.Sequence <= d.behind.Sequence {
-		return
+		return nil
 	}
 	var peers []uint32
 	for _, v := range cert.Proof {
@@ -44,13 +53,21 @@ func (d *Driver) startTransfer(cert checkpoint.Certificate) {
 	}
 	if len(peers) == 0 {
 		d.log.Error("state transfer: no peer signed the certificate", "sequence", cert.Sequence)
-		return
+		return nil
+	}
+	stored, err := encodeCertificate(&cert)
+	if err != nil {
+		return fmt.Errorf("replica: state transfer: %w", err)
+	}
+	if err := d.store.SaveStableCheckpoint(stored); err != nil {
+		return fmt.Errorf("replica: state transfer: store the target: %w", err)
 	}
 	d.behind = &cert
 	d.fetcher.Start(statetransfer.Target{
 		Sequence: cert.Sequence, Exact: true, Digest: cert.StateDigest, HasDigest: true,
 		Peers: peers, First: int(d.cfg.Core.ID) % len(peers),
 	})
+	return nil
 }
 
 // transferTick times out a silent peer.
@@ -99,6 +116,24 @@ func (d *Driver) sendOwn(to uint32, kind protocol.Kind, body *wire.ReplicaMessag
 // restorer is the Executor's restore side as statetransfer.Restorer.
 type restorer struct{ Executor }
 
+// RestoreBeginTagged makes the restore resumable after a crash when the
+// Executor supports it (statetransfer.Resumer).
+func (r restorer) RestoreBeginTagged(tag []byte) error {
+	if x, ok := r.Executor.(statetransfer.Resumer); ok {
+		return x.RestoreBeginTagged(tag)
+	}
+	return r.RestoreBegin()
+}
+
+// RestoreResume continues a restore a crash interrupted, when the
+// Executor supports it.
+func (r restorer) RestoreResume(tag []byte) ([]byte, bool) {
+	if x, ok := r.Executor.(statetransfer.Resumer); ok {
+		return x.RestoreResume(tag)
+	}
+	return nil, false
+}
+
 // RestoreFinish is never called for an exact fetch with a digest.
 func (r restorer) RestoreFinish() ([32]byte, error) {
 	return [32]byte{}, fmt.Errorf("replica: state transfer without a certified digest")
@@ -122,6 +157,11 @@ func (o fetchObserver) Rejected(reason string) {
 		seq = d.behind.Sequence
 	}
 	d.obs.TransferRejected(seq, d.fetcher.Peer(), reason, nil)
+	if reason == "unavailable" {
+		// The peers moved past the target (they keep only the stable
+		// snapshot and newer ones): ask for the newer certificate now.
+		d.core.FetchSoon()
+	}
 }
 
 func (o fetchObserver) Received(entries, _ int) { o.d.obs.TransferReceived(entries) }

@@ -18,8 +18,21 @@
 //     Unavailable answer, a chunk the Restorer refuses, a NextKey that does
 //     not advance, a sequence that does not fit (Raft mode), a restored
 //     state whose digest or index is wrong, or Fail.
-//   - Before asking another peer it wipes what the restore installed so far
-//     (RestoreAbort, then RestoreBegin), so no two peers' states are mixed.
+//   - After a timeout or an Unavailable answer the next peer continues the
+//     restore from the key the last one stopped at: every correct peer
+//     serves the same snapshot at one sequence, and the final digest check
+//     covers every chunk whoever served it. After any other reason it wipes
+//     what the restore installed so far (RestoreAbort, then RestoreBegin)
+//     and starts over; once a restore failed its final check (or Fail),
+//     every later restore of that target takes all its chunks from one
+//     peer, so a peer that serves forged chunks cannot spoil another's.
+//   - Backoff, in ticks: the first round of peers since the last chunk
+//     restored is asked at once; after that each request waits
+//     Config.BackoffTicks, doubling per round up to Config.MaxBackoffTicks.
+//     A chunk restored resets it.
+//   - A new, higher target (Start) wipes and starts over: a snapshot at
+//     another sequence has other content, and only the whole state's
+//     digest is certified, so no chunk of the old one can be re-checked.
 //   - A chunk from another peer, for another start key, or (Exact mode) for
 //     another sequence is ignored and reported as Observer.Rejected
 //     ("unexpected"); it neither resets the idle count nor moves on.

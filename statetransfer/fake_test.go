@@ -161,11 +161,15 @@ type cluster struct {
 	tamper func(from uint32, c *wire.StateChunk)
 }
 
-const testIdle = 5
+const (
+	testIdle       = 5
+	testBackoff    = 2
+	testMaxBackoff = 16
+)
 
 func newCluster(t *testing.T, exact bool) *cluster {
 	c := &cluster{t: t, r: &restorer{}, obs: &observer{}, snaps: map[uint32][]*snap{}, exact: exact}
-	c.f = New(Config{IdleTicks: testIdle, Restorer: c.r, Observer: c.obs,
+	c.f = New(Config{IdleTicks: testIdle, BackoffTicks: testBackoff, MaxBackoffTicks: testMaxBackoff, Restorer: c.r, Observer: c.obs,
 		Request: func(to uint32, req *wire.StateRequest) { c.sent = append(c.sent, request{to, req}) }})
 	return c
 }

@@ -2,6 +2,7 @@ package statetransfer
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,15 @@ import (
 // budget defers).
 const DefaultIdleTicks = 300
 
+// DefaultBackoffTicks is how long a Fetcher waits before asking again once
+// every peer in turn gave up (an Unavailable answer or a timeout) without
+// a chunk restored in between; each further round doubles it, up to
+// DefaultMaxBackoffTicks (100 ms and 2 s at the runtimes' 10 ms tick).
+const (
+	DefaultBackoffTicks    = 10
+	DefaultMaxBackoffTicks = 200
+)
+
 // errStateIndex: the restored state is not at the snapshot sequence served.
 var errStateIndex = errors.New("restored state is not at the served snapshot sequence")
 
@@ -27,6 +37,18 @@ type Restorer interface {
 	RestoreFinishExpect(digest [32]byte) ([32]byte, error)
 	RestoreAbort() error
 	LastExecuted() uint64
+}
+
+// Resumer is a Restorer whose restore survives a crash
+// (*execution.Executor implements it): RestoreBeginTagged is RestoreBegin
+// that durably names the restore with tag, and after a restart
+// RestoreResume continues the interrupted restore named tag from the key
+// it returns (false: there is none; the Fetcher then begins afresh). A
+// Fetcher tags only an Exact target with a digest, by its sequence and
+// digest, so the final digest check covers what was kept.
+type Resumer interface {
+	RestoreBeginTagged(tag []byte) error
+	RestoreResume(tag []byte) (startKey []byte, ok bool)
 }
 
 // Target is the state a fetch must install.
@@ -71,6 +93,10 @@ type Config struct {
 	// IdleTicks is how many ticks without an expected chunk make the
 	// Fetcher ask the next peer; 0 means DefaultIdleTicks.
 	IdleTicks int
+	// BackoffTicks and MaxBackoffTicks bound the wait before asking again
+	// after a round of peers that all gave up (see DefaultBackoffTicks);
+	// 0 means the default.
+	BackoffTicks, MaxBackoffTicks int
 	// Restorer installs the fetched state. Required.
 	Restorer Restorer
 	// Request sends req to replica to. Required. It must not call back into
@@ -98,6 +124,17 @@ type Fetcher struct {
 	idle    int
 	bytes   int
 	begun   bool // RestoreBegin was called and no abort or finish ended it
+	// failures counts the peers given up on since the last chunk restored
+	// (or Start); a whole round of them makes the next request wait.
+	failures int
+	// wait is the ticks left before the next request is sent (backoff);
+	// while it runs, no chunk is expected.
+	wait int
+	// strict: the restore never continues with another peer's chunks. Set
+	// once a restore assembled from several peers failed its final check
+	// (or the core refused it), so that one honest peer alone completes
+	// the next; cleared by Start.
+	strict bool
 }
 
 // New returns an idle Fetcher. It panics if Restorer or Request is nil
@@ -108,6 +145,12 @@ func New(cfg Config) *Fetcher {
 	}
 	if cfg.IdleTicks <= 0 {
 		cfg.IdleTicks = DefaultIdleTicks
+	}
+	if cfg.BackoffTicks <= 0 {
+		cfg.BackoffTicks = DefaultBackoffTicks
+	}
+	if cfg.MaxBackoffTicks < cfg.BackoffTicks {
+		cfg.MaxBackoffTicks = max(DefaultMaxBackoffTicks, cfg.BackoffTicks)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -120,7 +163,10 @@ func New(cfg Config) *Fetcher {
 
 // Start begins fetching t, or retargets a fetch in progress to t if
 // t.Sequence is higher than the current target's; otherwise it does
-// nothing. A Target without peers is logged and ignored.
+// nothing. A Target without peers is logged and ignored. A retarget wipes
+// what was restored: a snapshot at another sequence has other content,
+// and no chunk of it can be checked on its own (only the whole state's
+// digest is certified).
 func (f *Fetcher) Start(t Target) {
 	if f.active && t.Sequence <= f.target.Sequence {
 		return
@@ -131,6 +177,7 @@ func (f *Fetcher) Start(t Target) {
 	}
 	t.Peers = append([]uint32(nil), t.Peers...)
 	f.target, f.started, f.active = t, true, true
+	f.failures, f.wait, f.strict = 0, 0, false
 	f.current = t.First % len(t.Peers)
 	if f.current < 0 {
 		f.current += len(t.Peers)
@@ -138,7 +185,37 @@ func (f *Fetcher) Start(t Target) {
 	f.cfg.Observer.Started(t)
 	f.cfg.Logger.Info("state transfer: starting", "sequence", t.Sequence, "exact", t.Exact,
 		"executed", f.cfg.Restorer.LastExecuted(), "peer", t.Peers[f.current])
+	if f.resume() {
+		return
+	}
 	f.restart()
+}
+
+// tag names the target for a Resumer: its sequence and digest; nil when
+// the target is not exact with a digest (then nothing is resumed).
+func (f *Fetcher) tag() []byte {
+	if !f.target.Exact || !f.target.HasDigest {
+		return nil
+	}
+	return binary.BigEndian.AppendUint64(bytes.Clone(f.target.Digest[:]), f.target.Sequence)
+}
+
+// resume continues a restore of this target that a crash interrupted, if
+// the Restorer kept one; it reports whether it did.
+func (f *Fetcher) resume() bool {
+	resumer, ok := f.cfg.Restorer.(Resumer)
+	tag := f.tag()
+	if !ok || tag == nil || f.begun {
+		return false
+	}
+	key, ok := resumer.RestoreResume(tag)
+	if !ok {
+		return false
+	}
+	f.begun, f.index, f.nextKey, f.idle, f.bytes = true, f.target.Sequence, key, 0, 0
+	f.cfg.Logger.Info("state transfer: resuming an interrupted restore", "sequence", f.index, "key", key)
+	f.request()
+	return true
 }
 
 // Active reports whether a fetch is in progress.
@@ -161,14 +238,21 @@ func (f *Fetcher) String() string {
 	if !f.started {
 		return "no fetch"
 	}
-	return fmt.Sprintf("fetch of %d (exact %v, active %v) from peer %d at sequence %d, key %q, idle %d",
-		f.target.Sequence, f.target.Exact, f.active, f.Peer(), f.index, f.nextKey, f.idle)
+	return fmt.Sprintf("fetch of %d (exact %v, active %v) from peer %d at sequence %d, key %q, idle %d, failures %d, backoff %d",
+		f.target.Sequence, f.target.Exact, f.active, f.Peer(), f.index, f.nextKey, f.idle, f.failures, f.wait)
 }
 
 // Tick counts one tick without the expected chunk; after IdleTicks of them
-// the Fetcher asks the next peer.
+// the Fetcher asks the next peer. During a backoff it counts the wait down
+// instead and sends the request when it ends.
 func (f *Fetcher) Tick() {
 	if !f.active {
+		return
+	}
+	if f.wait > 0 {
+		if f.wait--; f.wait == 0 {
+			f.request()
+		}
 		return
 	}
 	if f.idle++; f.idle >= f.cfg.IdleTicks {
@@ -177,13 +261,14 @@ func (f *Fetcher) Tick() {
 }
 
 // Fail gives up on the peer that served the state just installed (the
-// core refused it, reason says why), wipes it, and asks the next peer. It
-// does nothing after Stop or before Start.
+// core refused it, reason says why), wipes it, and asks the next peer;
+// the next restore takes every chunk from one peer. It does nothing after
+// Stop or before Start.
 func (f *Fetcher) Fail(reason string) {
 	if !f.started {
 		return
 	}
-	f.active = true
+	f.active, f.strict = true, true
 	f.next(reason)
 }
 
@@ -198,7 +283,7 @@ func (f *Fetcher) Stop() {
 }
 
 // restart wipes what was fetched and asks the current peer for the
-// snapshot from its first key.
+// snapshot from its first key (after the backoff, if one runs).
 func (f *Fetcher) restart() {
 	if f.begun {
 		f.abort()
@@ -208,13 +293,27 @@ func (f *Fetcher) restart() {
 		f.index = f.target.Sequence
 	}
 	f.begun = true // even a failed RestoreBegin may leave a restore to abort
-	if err := f.cfg.Restorer.RestoreBegin(); err != nil {
+	if err := f.begin(); err != nil {
 		// No request: the idle count moves on to the next peer, which
 		// tries again.
 		f.cfg.Logger.Error("state transfer: begin", "err", err)
+		f.wait = 0
 		return
 	}
-	f.request()
+	if f.wait == 0 {
+		f.request()
+	}
+}
+
+// begin begins a restore, tagged when the Restorer is a Resumer and the
+// target has a tag.
+func (f *Fetcher) begin() error {
+	if resumer, ok := f.cfg.Restorer.(Resumer); ok {
+		if tag := f.tag(); tag != nil {
+			return resumer.RestoreBeginTagged(tag)
+		}
+	}
+	return f.cfg.Restorer.RestoreBegin()
 }
 
 func (f *Fetcher) abort() {
@@ -233,14 +332,50 @@ func (f *Fetcher) request() {
 	f.cfg.Request(f.target.Peers[f.current], &wire.StateRequest{Sequence: want, StartKey: f.nextKey})
 }
 
-// next gives up on the current peer.
+// next gives up on the current peer and asks the next one, after a
+// backoff once a whole round of peers gave up without a chunk restored.
+// When the current peer only failed to answer (timeout, unavailable), the
+// next one continues the restore from the key it stopped at: every
+// correct peer serves the same certified snapshot at one sequence, and
+// the final digest check covers every chunk, whoever served it. Any
+// other reason (a chunk refused, a changed sequence, a failed final
+// check) wipes the restore and starts it over.
 func (f *Fetcher) next(reason string) {
 	f.cfg.Observer.Rejected(reason)
 	peer := f.target.Peers[f.current]
 	f.current = (f.current + 1) % len(f.target.Peers)
+	f.failures++
+	f.wait = f.backoff()
+	if reason == "digest_mismatch" {
+		f.strict = true
+	}
+	resume := f.begun && !f.strict && (reason == "timeout" || reason == "unavailable")
 	f.cfg.Logger.Warn("state transfer: trying another peer", "peer", peer, "reason", reason,
-		"sequence", f.target.Sequence, "next", f.target.Peers[f.current])
-	f.restart()
+		"sequence", f.target.Sequence, "next", f.target.Peers[f.current], "resume", resume,
+		"backoff_ticks", f.wait)
+	if !resume {
+		f.restart()
+		return
+	}
+	f.idle = 0
+	if f.wait == 0 {
+		f.request()
+	}
+}
+
+// backoff returns the ticks to wait before the next request: none within
+// the first round of peers since the last chunk restored, then
+// BackoffTicks doubling with each further round, up to MaxBackoffTicks.
+func (f *Fetcher) backoff() int {
+	rounds := f.failures / len(f.target.Peers)
+	if rounds == 0 {
+		return 0
+	}
+	wait := f.cfg.BackoffTicks
+	for ; rounds > 1 && wait < f.cfg.MaxBackoffTicks; rounds-- {
+		wait *= 2
+	}
+	return min(wait, f.cfg.MaxBackoffTicks)
 }
 
 // Chunk applies one chunk from peer from. It returns done (and the
@@ -248,7 +383,7 @@ func (f *Fetcher) next(reason string) {
 // then tells its core, and calls Fail if the core refuses. A chunk that is
 // not the answer the Fetcher waits for is ignored.
 func (f *Fetcher) Chunk(from uint32, c *wire.StateChunk) (installed uint64, done bool) {
-	if !f.active || from != f.target.Peers[f.current] || !bytes.Equal(c.GetStartKey(), f.nextKey) ||
+	if !f.active || f.wait > 0 || from != f.target.Peers[f.current] || !bytes.Equal(c.GetStartKey(), f.nextKey) ||
 		(f.target.Exact && c.GetSequence() != f.target.Sequence) {
 		f.cfg.Observer.Rejected("unexpected")
 		return 0, false
@@ -277,6 +412,7 @@ func (f *Fetcher) Chunk(from uint32, c *wire.StateChunk) (installed uint64, done
 		size += len(e.GetKey()) + len(e.GetValue())
 	}
 	f.bytes += size
+	f.failures = 0
 	f.cfg.Observer.Received(len(c.GetEntries()), size)
 	if len(c.GetNextKey()) > 0 {
 		if bytes.Compare(c.GetNextKey(), f.nextKey) <= 0 {

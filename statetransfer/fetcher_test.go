@@ -56,7 +56,7 @@ func TestLeastIndexHappyPathTakesANewerSnapshot(t *testing.T) {
 
 // TestEachRejectionMovesToTheNextPeer: peer 1 misbehaves in one way, peer
 // 2 is honest; the fetch gives up on 1 for the named reason, wipes what 1
-// served, and installs 2's state.
+// served (unless 1 only had nothing to serve), and installs 2's state.
 func TestEachRejectionMovesToTheNextPeer(t *testing.T) {
 	good := state(10, 12, "")
 	cases := []struct {
@@ -66,10 +66,12 @@ func TestEachRejectionMovesToTheNextPeer(t *testing.T) {
 		tamper func(c *wire.StateChunk)
 		// finished: peer 1's restore finished (nothing left to wipe).
 		finished bool
-		name     string // when the reason alone does not say
+		// kept: nothing to wipe, the restore goes on with peer 2.
+		kept bool
+		name string // when the reason alone does not say
 	}{
-		{reason: "unavailable", exact: true, peer1: nil},
-		{reason: "unavailable", exact: false, peer1: []*snap{state(9, 2, "")}},
+		{reason: "unavailable", exact: true, peer1: nil, kept: true},
+		{reason: "unavailable", exact: false, peer1: []*snap{state(9, 2, "")}, kept: true},
 		{reason: "bad_chunk", exact: true, peer1: []*snap{good}, tamper: func(c *wire.StateChunk) {
 			if c.StartKey != nil {
 				c.Entries = append(c.Entries, &wire.KeyValue{Key: []byte("bad")})
@@ -114,6 +116,12 @@ func TestEachRejectionMovesToTheNextPeer(t *testing.T) {
 			c.wantRejected(tc.reason)
 			// The restart wiped peer 1's part, unless peer 1's restore had
 			// finished (RestoreBegin wipes that).
+			if tc.kept {
+				if c.r.begins != 1 || c.r.aborts != 0 {
+					t.Fatalf("begins %d aborts %d, want the restore kept", c.r.begins, c.r.aborts)
+				}
+				return
+			}
 			if c.r.begins != 2 || c.r.aborts != 1-boolInt(tc.finished) {
 				t.Fatalf("begins %d aborts %d, want 2 and a wipe", c.r.begins, c.r.aborts)
 			}
@@ -128,26 +136,139 @@ func boolInt(b bool) int {
 	return 0
 }
 
+// TestTimeoutAfterIdleTicksAsksTheNextPeerSkippingNone: silent peers are
+// asked in turn, the restore is kept across them, and once every peer gave
+// up each further request waits BackoffTicks, twice that from the third
+// round on.
 func TestTimeoutAfterIdleTicksAsksTheNextPeerSkippingNone(t *testing.T) {
 	c := newCluster(t, true)
 	good := state(10, 3, "")
 	c.f.Start(pbftTarget(good, 0, 2, 3))
-	for _, peer := range []uint32{0, 2, 3, 0} {
-		if got := c.lastRequest().to; got != peer {
-			t.Fatalf("asking %d, want %d", got, peer)
+	backoff := map[int]int{3: testBackoff, 4: testBackoff, 5: testBackoff, 6: 2 * testBackoff}
+	for i, peer := range []uint32{0, 2, 3, 0, 2, 3, 0} {
+		for range backoff[i] {
+			if got := len(c.sent); got != i {
+				t.Fatalf("request %d sent during the backoff", got)
+			}
+			c.f.Tick()
+		}
+		if got := len(c.sent); got != i+1 || c.lastRequest().to != peer {
+			t.Fatalf("after %d timeouts: %d requests, last to %d, want %d", i, got, c.lastRequest().to, peer)
 		}
 		for range testIdle - 1 {
 			c.f.Tick()
 		}
-		if got := c.lastRequest().to; got != peer {
+		if got := c.lastRequest().to; got != peer || len(c.sent) != i+1 {
 			t.Fatalf("moved to %d before IdleTicks", got)
 		}
 		c.f.Tick()
 	}
-	c.wantRejected("timeout", "timeout", "timeout", "timeout")
-	if c.r.aborts != 4 || c.r.begins != 5 {
-		t.Fatalf("aborts %d begins %d, want a wipe before each restart", c.r.aborts, c.r.begins)
+	if len(c.obs.rejected) != 7 || c.r.aborts != 0 || c.r.begins != 1 {
+		t.Fatalf("rejected %v, aborts %d begins %d; want 7 timeouts and the restore kept", c.obs.rejected, c.r.aborts, c.r.begins)
 	}
+}
+
+// TestUnavailablePeersBackOffInsteadOfSpinning: every peer answers
+// Unavailable (it released the checkpoint). The fetch asks each once,
+// then waits BackoffTicks before each request, doubling per round up to
+// MaxBackoffTicks, instead of asking again at once; a chunk restored ends
+// the backoff.
+func TestUnavailablePeersBackOffInsteadOfSpinning(t *testing.T) {
+	c := newCluster(t, true)
+	good := state(10, 12, "")
+	c.f.Start(pbftTarget(good, 1, 2, 3))
+	asked := 0
+	for range 200 {
+		for len(c.sent) > 0 && asked < 1000 {
+			c.answer()
+			asked++
+		}
+		c.f.Tick()
+	}
+	// 3 at once, then 3 each after 2, 4, 8 ticks, then one per 16 ticks:
+	// in 200 ticks about 21 asks (without the backoff, one per answer).
+	if asked < 6 || asked > 3+3*(4+200/testMaxBackoff) {
+		t.Fatalf("%d requests in 200 ticks with every peer unavailable", asked)
+	}
+	if c.r.aborts != 0 || c.r.begins != 1 {
+		t.Fatalf("aborts %d begins %d: unavailable peers wiped the restore", c.r.aborts, c.r.begins)
+	}
+	// Peer 2 gets the snapshot: the fetch completes and the backoff resets.
+	c.snaps[2] = []*snap{good}
+	for range 2 * testMaxBackoff {
+		for len(c.sent) > 0 {
+			if _, done := c.answer(); done {
+				if c.f.failures != 0 {
+					t.Fatalf("failures %d after chunks restored", c.f.failures)
+				}
+				return
+			}
+		}
+		c.f.Tick()
+	}
+	t.Fatal("the fetch did not complete once a peer had the snapshot")
+}
+
+// TestChunksAreKeptAcrossPeers: peer 1 serves part of the snapshot, then
+// goes silent; peer 2 serves it as unavailable; peer 3 continues from the
+// key peer 1 stopped at, and the state, checked against the certified
+// digest, installs without a wipe or a second copy of peer 1's part.
+func TestChunksAreKeptAcrossPeers(t *testing.T) {
+	c := newCluster(t, true)
+	good := state(10, 12, "")
+	c.snaps[1], c.snaps[3] = []*snap{good}, []*snap{good}
+	c.f.Start(pbftTarget(good, 1, 2, 3))
+	c.answer()
+	c.answer()
+	key := c.lastRequest().req.StartKey
+	if len(key) == 0 || c.obs.entries == 0 {
+		t.Fatal("peer 1 served nothing")
+	}
+	before := c.obs.entries
+	c.sent = nil // peer 1 falls silent
+	for range testIdle {
+		c.f.Tick()
+	}
+	if rq := c.lastRequest(); rq.to != 2 || string(rq.req.StartKey) != string(key) {
+		t.Fatalf("after peer 1's timeout: %+v, want peer 2 from %q", rq, key)
+	}
+	seq, done := c.run(100) // peer 2: unavailable; peer 3 continues
+	if !done || seq != 10 || digest(c.r.state) != digest(good.entries) {
+		t.Fatalf("done %v at %d", done, seq)
+	}
+	if c.r.begins != 1 || c.r.aborts != 0 || c.obs.entries != len(good.entries) || before >= len(good.entries) {
+		t.Fatalf("begins %d aborts %d, %d entries received for %d", c.r.begins, c.r.aborts, c.obs.entries, len(good.entries))
+	}
+	c.wantRejected("timeout", "unavailable")
+}
+
+// TestAMixedRestoreThatFailsIsRedoneFromOnePeer: peer 1 always serves one
+// forged chunk, then goes silent; peer 2 continues honestly. The final
+// digest check fails, and from then on the fetch takes every chunk of a
+// restore from one peer, so peer 1's forged part is never mixed in again
+// and peer 2's restore completes (without that, peer 1 and peer 2 would
+// take turns forever).
+func TestAMixedRestoreThatFailsIsRedoneFromOnePeer(t *testing.T) {
+	c := newCluster(t, true)
+	good := state(10, 12, "")
+	c.snaps[1], c.snaps[2] = []*snap{state(10, 12, "forged")}, []*snap{good}
+	c.f.Start(pbftTarget(good, 1, 2))
+	for range 1000 {
+		switch {
+		case len(c.sent) == 0:
+			c.f.Tick()
+		case c.sent[0].to == 1 && c.sent[0].req.StartKey != nil:
+			c.sent = c.sent[1:] // peer 1 falls silent after its first chunk
+		default:
+			if seq, done := c.answer(); done {
+				if seq != 10 || digest(c.r.state) != digest(good.entries) || !c.f.strict {
+					t.Fatalf("installed %d, strict %v", seq, c.f.strict)
+				}
+				return
+			}
+		}
+	}
+	t.Fatalf("no restore completed: rejected %v", c.obs.rejected)
 }
 
 func TestAChunkResetsTheIdleCount(t *testing.T) {
@@ -264,5 +385,65 @@ func TestStartWithoutPeersDoesNothing(t *testing.T) {
 	c.f.Start(Target{Sequence: 10})
 	if c.f.Active() || len(c.sent) != 0 || c.r.begins != 0 {
 		t.Fatal("started without peers")
+	}
+}
+
+// resumingRestorer is the fake restorer with a restore kept from before a
+// crash (a Resumer).
+type resumingRestorer struct {
+	*restorer
+	keptTag  []byte
+	tags     [][]byte
+	resumeAt []byte
+}
+
+func (r *resumingRestorer) RestoreBeginTagged(tag []byte) error {
+	r.tags = append(r.tags, tag)
+	return r.RestoreBegin()
+}
+
+func (r *resumingRestorer) RestoreResume(tag []byte) ([]byte, bool) {
+	if r.keptTag == nil || string(tag) != string(r.keptTag) {
+		return nil, false
+	}
+	r.keptTag = nil
+	return r.resumeAt, true
+}
+
+// TestAFetchResumesARestoreACrashInterrupted: the Restorer kept the
+// first chunks of the target's snapshot across a restart; Start continues
+// from the key it names instead of wiping, and the completed state has the
+// certified digest. A target with another sequence begins afresh, tagged.
+func TestAFetchResumesARestoreACrashInterrupted(t *testing.T) {
+	good := state(10, 12, "")
+	first := Serve(good, &wire.StateRequest{Sequence: 10}, 16)
+	run := func(kept Target) (*cluster, *resumingRestorer) {
+		c := newCluster(t, true)
+		rr := &resumingRestorer{restorer: c.r}
+		c.f = New(Config{IdleTicks: testIdle, Restorer: rr, Observer: c.obs,
+			Request: func(to uint32, req *wire.StateRequest) { c.sent = append(c.sent, request{to, req}) }})
+		// What the crashed process restored: the first chunk, under kept's tag.
+		c.r.inProgress, c.r.restoring = true, append([]*wire.KeyValue(nil), first.Entries...)
+		probe := New(Config{Restorer: c.r, Request: func(uint32, *wire.StateRequest) {}})
+		probe.target = kept
+		rr.keptTag, rr.resumeAt = probe.tag(), first.NextKey
+		c.snaps[1] = []*snap{good, state(20, 12, "")}
+		return c, rr
+	}
+	c, rr := run(pbftTarget(good, 1))
+	c.f.Start(pbftTarget(good, 1))
+	if rq := c.lastRequest(); string(rq.req.StartKey) != string(first.NextKey) || c.r.begins != 0 {
+		t.Fatalf("first request from %q after %d begins; want a resume from %q", rq.req.StartKey, c.r.begins, first.NextKey)
+	}
+	if seq, done := c.run(100); !done || seq != 10 || digest(c.r.state) != digest(good.entries) {
+		t.Fatalf("done %v at %d", done, seq)
+	}
+	if len(rr.tags) != 0 {
+		t.Fatal("began a new restore")
+	}
+	c, rr = run(pbftTarget(good, 1))
+	c.f.Start(pbftTarget(state(20, 12, ""), 1))
+	if rq := c.lastRequest(); rq.req.StartKey != nil || c.r.begins != 1 || len(rr.tags) != 1 {
+		t.Fatalf("another target: request from %q, %d begins, tags %q", rq.req.StartKey, c.r.begins, rr.tags)
 	}
 }
