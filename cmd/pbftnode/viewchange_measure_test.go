@@ -5,7 +5,8 @@ package main
 // f=2, n=7, against a 1 s configured timeout"). Seven `pbftnode run`
 // processes under the steady load of vcLoad; the primaries of three
 // successive views are SIGKILLed in a row (the first one restarted before
-// the third kill, so that at most f are down). For each kill it reports
+// the third kill, once it is back in the current view and caught up, so
+// that at most f are down and every survivor can take part). For each kill it reports
 // the time from the kill until every survivor settled in a later view,
 // until the first put issued after the kill was acknowledged, and the
 // survivors' own VIEW-CHANGE-to-NEW-VIEW times
@@ -102,6 +103,10 @@ func measureSuccessiveViewChanges(t *testing.T) []string {
 			if err := c.waitServing(first, 30*time.Second); err != nil {
 				t.Fatal(err)
 			}
+			// Wait until it is back in the current view and caught up:
+			// with f down, the next view needs every survivor.
+			c.vcWaitView([]int{first}, view, 60*time.Second)
+			c.waitCaughtUp(first, int(uint64(view+1)%vcMeasureReplicas), 60*time.Second)
 			delete(down, first)
 		}
 		primary := int(uint64(view) % vcMeasureReplicas)
