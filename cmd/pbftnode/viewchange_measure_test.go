@@ -18,7 +18,9 @@ package main
 // opt-in: PBFTNODE_VC_MEASURE=1 go test ./cmd/pbftnode -run
 // TestProcessMeasureSuccessiveViewChanges -v (PBFTNODE_VC_MEASURE=3 repeats
 // the three kills on three fresh testnets; PBFTNODE_VC_LOGS=dir keeps the
-// replicas' logs there).
+// replicas' logs there; PBFTNODE_VC_CLIENTS=k runs k such loads, each
+// through a client of its own (the extra ones retransmit after 500 ms),
+// for a heavier load).
 
 import (
 	"fmt"
@@ -64,12 +66,19 @@ func TestProcessMeasureSuccessiveViewChanges(t *testing.T) {
 // kills and returns one line per view change.
 func measureSuccessiveViewChanges(t *testing.T) []string {
 	c := startProcClusterOf(t, "pbft", vcMeasureReplicas)
+	clients, _ := strconv.Atoi(os.Getenv("PBFTNODE_VC_CLIENTS"))
+	load := &vcLoads{}
 	cl, err := openClient(c.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cl.Close() })
-	load := startVCLoad(cl)
+	load.loads = append(load.loads, startVCLoad(cl))
+	for range clients - 1 {
+		// Keys of their own (a shared key would make the clients'
+		// sessions collide); these retransmit after 500 ms.
+		load.loads = append(load.loads, startVCLoad(vcFreshClient(t, c.dir, 0)))
+	}
 	defer load.stop()
 	waitAcks := func(n int, timeout time.Duration) {
 		t.Helper()
@@ -165,6 +174,24 @@ func measureSuccessiveViewChanges(t *testing.T) []string {
 		}
 	}
 	return lines
+}
+
+// vcLoads is several vcLoads (clients with keys of their own) as one.
+type vcLoads struct{ loads []*vcLoad }
+
+func (l *vcLoads) stop() {
+	for _, one := range l.loads {
+		one.stop()
+	}
+}
+
+// snapshot returns every load's acknowledged puts and errors so far.
+func (l *vcLoads) snapshot() (acks []vcAck, errs []error) {
+	for _, one := range l.loads {
+		a, e := one.snapshot()
+		acks, errs = append(acks, a...), append(errs, e...)
+	}
+	return acks, errs
 }
 
 // firstOf returns the first of two results.
