@@ -461,12 +461,7 @@ func (v *MessageVerifier) CheckpointCertificate(c *wire.CheckpointCertificate, q
 // checkpointVotes verifies the signed CHECKPOINT messages of a
 // certificate; whether they make a quorum is the core's check.
 func (v *MessageVerifier) checkpointVotes(signed []*wire.Signed) ([]checkpoint.Vote, error) {
-	var sigs nestedSigs
-	votes, err := v.queueCheckpointVotes(signed, &sigs)
-	if err == nil {
-		err = v.check(&sigs)
-	}
-	return votes, err
+	return checked(v, func(sigs *nestedSigs) ([]checkpoint.Vote, error) { return v.queueCheckpointVotes(signed, sigs) })
 }
 
 // queueCheckpointVotes decodes the signed CHECKPOINT messages of a

@@ -51,6 +51,21 @@ func (v *MessageVerifier) check(n *nestedSigs) error {
 	return nil
 }
 
+// checked runs decode, which queues signatures on a fresh nestedSigs, and
+// then checks them: decode's result, or the first error.
+func checked[T any](v *MessageVerifier, decode func(*nestedSigs) (T, error)) (T, error) {
+	var sigs nestedSigs
+	out, err := decode(&sigs)
+	if err == nil {
+		err = v.check(&sigs)
+	}
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return out, nil
+}
+
 // inner decodes a nested signed replica message and queues its signature
 // on sigs. Nested messages are never certificates themselves (no
 // recursion).
@@ -80,12 +95,7 @@ func digestOf(b []byte) ([32]byte, error) {
 
 // PrePrepareHeader verifies a signed pre-prepare header.
 func (v *MessageVerifier) PrePrepareHeader(s *wire.Signed) (viewchange.PrePrepare, error) {
-	var sigs nestedSigs
-	pp, err := v.prePrepareHeader(s, &sigs)
-	if err == nil {
-		err = v.check(&sigs)
-	}
-	return pp, err
+	return checked(v, func(sigs *nestedSigs) (viewchange.PrePrepare, error) { return v.prePrepareHeader(s, sigs) })
 }
 
 // prePrepareHeader decodes a signed pre-prepare header, queuing its
@@ -108,12 +118,7 @@ func (v *MessageVerifier) prePrepareHeader(s *wire.Signed, sigs *nestedSigs) (vi
 
 // PreparedCertificate verifies every signature of a prepared certificate.
 func (v *MessageVerifier) PreparedCertificate(c *wire.PreparedCertificate) (viewchange.PreparedCertificate, error) {
-	var sigs nestedSigs
-	pc, err := v.preparedCertificate(c, &sigs)
-	if err == nil {
-		err = v.check(&sigs)
-	}
-	return pc, err
+	return checked(v, func(sigs *nestedSigs) (viewchange.PreparedCertificate, error) { return v.preparedCertificate(c, sigs) })
 }
 
 // preparedCertificate decodes a prepared certificate, queuing its
@@ -150,11 +155,7 @@ func (v *MessageVerifier) preparedCertificate(c *wire.PreparedCertificate, sigs 
 // verified whole, so that a NEW-VIEW carrying the same VIEW-CHANGE need not
 // check it again.
 func (v *MessageVerifier) viewChangeFrame(from uint32, signed *wire.Signed, vc *wire.ViewChange) (viewchange.ViewChange, error) {
-	var sigs nestedSigs
-	out, err := v.viewChange(from, signed, vc, &sigs)
-	if err == nil {
-		err = v.check(&sigs)
-	}
+	out, err := checked(v, func(sigs *nestedSigs) (viewchange.ViewChange, error) { return v.viewChange(from, signed, vc, sigs) })
 	if err != nil {
 		return viewchange.ViewChange{}, err
 	}
