@@ -106,6 +106,7 @@ func measureSuccessiveViewChanges(t *testing.T) []string {
 		if step == 2 {
 			// Restart the first victim so that at most f are down.
 			first := int(uint64(view-2) % vcMeasureReplicas)
+			restartAt := time.Now()
 			if err := c.start(first); err != nil {
 				t.Fatal(err)
 			}
@@ -115,6 +116,9 @@ func measureSuccessiveViewChanges(t *testing.T) []string {
 			// Wait until it is back in the current view and caught up:
 			// with f down, the next view needs every survivor.
 			c.vcWaitView([]int{first}, view, 60*time.Second)
+			line := fmt.Sprintf("restarted replica %d: back in view %v %v after its start", first, view, time.Since(restartAt).Round(time.Millisecond))
+			t.Log(line)
+			lines = append(lines, line)
 			c.waitCaughtUp(first, int(uint64(view+1)%vcMeasureReplicas), 60*time.Second)
 			delete(down, first)
 		}
