@@ -25,7 +25,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -252,8 +251,7 @@ type netnsCluster struct {
 	dir  string
 	http *http.Client
 
-	mu    sync.Mutex
-	procs [procReplicas]*proctest.Process
+	procs *proctest.Procs
 }
 
 func (c *netnsCluster) home(i int) string { return filepath.Join(c.dir, fmt.Sprintf("node%d", i)) }
@@ -272,8 +270,9 @@ func writeNetnsTestnet(t *testing.T, n *netnsNet, bin string) *netnsCluster {
 	t.Helper()
 	c := &netnsCluster{
 		t: t, net: n, bin: bin,
-		dir:  filepath.Join(t.TempDir(), "testnet"),
-		http: &http.Client{Timeout: 2 * time.Second},
+		dir:   filepath.Join(t.TempDir(), "testnet"),
+		http:  &http.Client{Timeout: 2 * time.Second},
+		procs: proctest.NewProcs(procReplicas),
 	}
 	out, err := exec.Command(bin, "testnet", "--replicas", strconv.Itoa(procReplicas),
 		"--dir", c.dir, "--base-port", strconv.Itoa(netnsPort)).CombinedOutput()
@@ -323,30 +322,14 @@ func writeNetnsTestnet(t *testing.T, n *netnsNet, bin string) *netnsCluster {
 // start starts replica i with `ip netns exec <ns> pbftnode run`; ip execs
 // the binary in place, so the process is the replica itself.
 func (c *netnsCluster) start(i int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.procs[i] != nil {
-		return fmt.Errorf("replica %d is already running", i)
-	}
-	p, err := proctest.StartProcess(c.logPath(i), fmt.Sprintf("replica %d in namespace %s", i, c.net.ns(i)),
+	return c.procs.Start(i, c.logPath(i), fmt.Sprintf("replica %d in namespace %s", i, c.net.ns(i)),
 		"ip", "netns", "exec", c.net.ns(i), c.bin, "run", "--home", c.home(i), "--unsafe-no-fsync")
-	if err != nil {
-		return fmt.Errorf("start replica %d: %w", i, err)
-	}
-	c.procs[i] = p
-	return nil
 }
 
 // kill sends SIGKILL to replica i and waits for it to end.
 func (c *netnsCluster) kill(i int) {
-	c.mu.Lock()
-	p := c.procs[i]
-	c.procs[i] = nil
-	c.mu.Unlock()
-	if p != nil {
-		if err := p.Kill(10 * time.Second); err != nil {
-			c.t.Errorf("replica %d: %v", i, err)
-		}
+	if err := c.procs.Kill(i); err != nil {
+		c.t.Error(err)
 	}
 }
 
@@ -362,9 +345,7 @@ func (c *netnsCluster) waitServing(i int, timeout time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		c.mu.Lock()
-		p := c.procs[i]
-		c.mu.Unlock()
+		p := c.procs.Get(i)
 		if p == nil {
 			c.t.Fatalf("replica %d is not running", i)
 		}

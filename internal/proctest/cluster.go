@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,8 +52,7 @@ type Cluster struct {
 	opts Options
 	http *http.Client
 
-	mu    sync.Mutex
-	procs []*Process
+	procs *Procs
 }
 
 // firstPort and portRange bound the blocks of ports Start picks from:
@@ -99,7 +97,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 			t: t, Bin: bin, Base: base, N: opts.Replicas, opts: opts,
 			Dir:   filepath.Join(t.TempDir(), fmt.Sprintf("testnet%d", attempt)),
 			http:  &http.Client{Timeout: 5 * time.Second},
-			procs: make([]*Process, opts.Replicas),
+			procs: NewProcs(opts.Replicas),
 		}
 		args := append([]string{"testnet", "--protocol", opts.Protocol, "--replicas", strconv.Itoa(opts.Replicas),
 			"--dir", c.Dir, "--base-port", strconv.Itoa(base)}, opts.TestnetArgs...)
@@ -149,40 +147,21 @@ func (c *Cluster) OpsURL(i int) string { return fmt.Sprintf("http://127.0.0.1:%d
 // StartReplica starts replica i's process with the cluster's RunArgs, its
 // ReplicaArgs and extra flags. It does not wait for it to serve (see WaitServing).
 func (c *Cluster) StartReplica(i int, extra ...string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.procs[i] != nil {
-		return fmt.Errorf("proctest: replica %d is already running", i)
-	}
 	args := append([]string{"run", "--home", c.Home(i), "--unsafe-no-fsync"}, c.opts.RunArgs...)
 	args = append(args, c.opts.ReplicaArgs[i]...)
-	p, err := StartProcess(c.LogPath(i), fmt.Sprintf("replica %d", i), c.Bin, append(args, extra...)...)
-	if err != nil {
-		return fmt.Errorf("proctest: start replica %d: %w", i, err)
-	}
-	c.procs[i] = p
-	return nil
+	return c.procs.Start(i, c.LogPath(i), fmt.Sprintf("replica %d", i), c.Bin, append(args, extra...)...)
 }
 
 // Kill sends SIGKILL to replica i (if running) and waits for it to end.
 func (c *Cluster) Kill(i int) {
-	c.mu.Lock()
-	p := c.procs[i]
-	c.procs[i] = nil
-	c.mu.Unlock()
-	if p == nil {
-		return
-	}
-	if err := p.Kill(10 * time.Second); err != nil {
-		c.t.Errorf("replica %d: %v", i, err)
+	if err := c.procs.Kill(i); err != nil {
+		c.t.Error(err)
 	}
 }
 
 // Signal sends sig to replica i's process.
 func (c *Cluster) Signal(i int, sig syscall.Signal) error {
-	c.mu.Lock()
-	p := c.procs[i]
-	c.mu.Unlock()
+	p := c.procs.Get(i)
 	if p == nil {
 		return fmt.Errorf("proctest: replica %d is not running", i)
 	}
@@ -192,9 +171,7 @@ func (c *Cluster) Signal(i int, sig syscall.Signal) error {
 // Running reports whether replica i has a process (started and not
 // killed; it may have exited on its own, see WaitServing).
 func (c *Cluster) Running(i int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.procs[i] != nil
+	return c.procs.Get(i) != nil
 }
 
 // StopAll kills every replica.
@@ -224,9 +201,7 @@ func (c *Cluster) startAll() error {
 func (c *Cluster) WaitServing(i int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		c.mu.Lock()
-		p := c.procs[i]
-		c.mu.Unlock()
+		p := c.procs.Get(i)
 		if p == nil {
 			return fmt.Errorf("proctest: replica %d is not running", i)
 		}
