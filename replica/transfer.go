@@ -91,6 +91,9 @@ func (d *Driver) handleStateChunk(from uint32, c *wire.StateChunk) error {
 		panic(fmt.Sprintf("replica: exact state transfer of %d installed %d", cert.Sequence, seq))
 	}
 	if err := d.core.InstallCheckpoint(cert); err != nil {
+		// No Fetcher.Fail: the state matched the certified digest, so any
+		// other peer would serve the same state and the core would refuse
+		// it again.
 		d.log.Error("state transfer: install", "err", err)
 		return nil
 	}

@@ -39,8 +39,11 @@
 //   - Chunk reports done only once the Restorer finished the restore, the
 //     digest matched (when the Target has one at the fetched sequence) and
 //     the executor's last executed sequence is the one fetched. The caller
-//     then tells its core; if the core refuses, Fail starts over with the
-//     next peer.
+//     then tells its core; if the core refuses a state another peer could
+//     serve differently (Raft: any snapshot at or above the need), Fail
+//     starts over with the next peer. A PBFT core that refuses a certified
+//     checkpoint would refuse it from every peer (the state is fixed by the
+//     certified digest), so the PBFT driver logs the refusal instead.
 //
 // Serve is the server side: it answers one StateRequest from a Snapshot,
 // and Pick chooses which of the snapshots a replica holds serves it.

@@ -380,7 +380,8 @@ func (f *Fetcher) backoff() int {
 
 // Chunk applies one chunk from peer from. It returns done (and the
 // sequence installed) once the state is restored and checked; the caller
-// then tells its core, and calls Fail if the core refuses. A chunk that is
+// then tells its core, and may call Fail if the core refuses (see the
+// package doc). A chunk that is
 // not the answer the Fetcher waits for is ignored.
 func (f *Fetcher) Chunk(from uint32, c *wire.StateChunk) (installed uint64, done bool) {
 	if !f.active || f.wait > 0 || from != f.target.Peers[f.current] || !bytes.Equal(c.GetStartKey(), f.nextKey) ||
