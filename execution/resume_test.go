@@ -13,11 +13,7 @@ import (
 // completed from there, has the snapshot's digest. A restore under
 // another tag starts over from an empty state.
 func TestTaggedRestoreResumesAfterACrash(t *testing.T) {
-	src := openReplica(t, t.TempDir())
-	defer src.db.Close()
-	buildState(t, src.exe, 1, 20)
-	snap := takeSnapshot(t, src.exe)
-	chunks := chunkAll(t, snap, 100)
+	snap, chunks := sourceSnapshot(t, 20, 100)
 	if len(chunks) < 4 {
 		t.Fatalf("%d chunks; the test wants several", len(chunks))
 	}
@@ -79,11 +75,7 @@ func TestTaggedRestoreResumesAfterACrash(t *testing.T) {
 }
 
 func TestUntaggedOrRetaggedRestoreStartsOver(t *testing.T) {
-	src := openReplica(t, t.TempDir())
-	defer src.db.Close()
-	buildState(t, src.exe, 1, 20)
-	snap := takeSnapshot(t, src.exe)
-	chunks := chunkAll(t, snap, 200)
+	snap, chunks := sourceSnapshot(t, 20, 200)
 
 	dir := t.TempDir()
 	dst := openReplica(t, dir)

@@ -74,6 +74,17 @@ func restoreChunks(t testing.TB, r *testReplica, chunks [][]*wire.KeyValue) [32]
 	return digest
 }
 
+// sourceSnapshot builds a state of sequences 1..upTo on a replica of its
+// own and returns its snapshot, cut into chunks of at most chunkBytes.
+func sourceSnapshot(t *testing.T, upTo uint64, chunkBytes int) (*StateSnapshot, [][]*wire.KeyValue) {
+	t.Helper()
+	src := openReplica(t, t.TempDir())
+	t.Cleanup(func() { src.db.Close() })
+	buildState(t, src.exe, 1, upTo)
+	snap := takeSnapshot(t, src.exe)
+	return snap, chunkAll(t, snap, chunkBytes)
+}
+
 func takeSnapshot(t testing.TB, exe *Executor) *StateSnapshot {
 	t.Helper()
 	snap, err := exe.TakeSnapshot()
@@ -376,11 +387,7 @@ func restoreChecked(r *testReplica, entries []*wire.KeyValue, want [32]byte) ([3
 }
 
 func TestRestoreMarkerCrashStartsEmpty(t *testing.T) {
-	src := openReplica(t, t.TempDir())
-	defer src.db.Close()
-	buildState(t, src.exe, 1, 20)
-	snap := takeSnapshot(t, src.exe)
-	chunks := chunkAll(t, snap, 200)
+	snap, chunks := sourceSnapshot(t, 20, 200)
 
 	dir := t.TempDir()
 	dst := openReplica(t, dir)
