@@ -113,16 +113,7 @@ func waitConvergedExcept(t *testing.T, net *localnet.Net, skip int) node.Status 
 		if len(sts) < 2 {
 			t.Fatalf("only %d correct replicas running; nothing to compare", len(sts))
 		}
-		same := true
-		for _, st := range sts[1:] {
-			same = same && st.ExecutedSequence == sts[0].ExecutedSequence
-		}
-		if same {
-			for _, st := range sts[1:] {
-				if st.StateDigest != sts[0].StateDigest {
-					t.Fatalf("correct replicas %d and %d executed up to %d but hold different state digests", sts[0].Index, st.Index, st.ExecutedSequence)
-				}
-			}
+		if sameExecuted(t, sts, "correct replicas") {
 			return sts[0]
 		}
 		if time.Now().After(deadline) {

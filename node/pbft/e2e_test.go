@@ -99,16 +99,7 @@ func waitConverged(t *testing.T, net *localnet.Net) node.Status {
 				sts = append(sts, n.Status())
 			}
 		}
-		same := true
-		for _, st := range sts[1:] {
-			same = same && st.ExecutedSequence == sts[0].ExecutedSequence
-		}
-		if same {
-			for _, st := range sts[1:] {
-				if st.StateDigest != sts[0].StateDigest {
-					t.Fatalf("replicas %d and %d executed up to %d but hold different state digests", sts[0].Index, st.Index, st.ExecutedSequence)
-				}
-			}
+		if sameExecuted(t, sts, "replicas") {
 			return sts[0]
 		}
 		if time.Now().After(deadline) {
@@ -116,6 +107,24 @@ func waitConverged(t *testing.T, net *localnet.Net) node.Status {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// sameExecuted reports whether every status has executed up to the same
+// sequence; if they have, it fails the test unless they also hold the same
+// state digest (who names the replicas in the message).
+func sameExecuted(t *testing.T, sts []node.Status, who string) bool {
+	t.Helper()
+	for _, st := range sts[1:] {
+		if st.ExecutedSequence != sts[0].ExecutedSequence {
+			return false
+		}
+	}
+	for _, st := range sts[1:] {
+		if st.StateDigest != sts[0].StateDigest {
+			t.Fatalf("%s %d and %d executed up to %d but hold different state digests", who, sts[0].Index, st.Index, st.ExecutedSequence)
+		}
+	}
+	return true
 }
 
 func TestThousandConcurrentOperationsAgree(t *testing.T) {
