@@ -1,5 +1,11 @@
 package execution
 
+import (
+	"log/slog"
+
+	"github.com/pbftnode/pbftnode/storage"
+)
+
 // Application is a deterministic state machine. Execute must give identical
 // results on every correct replica for the same sequence of operations,
 // whatever the operation bytes are (they come from clients and are
@@ -80,4 +86,53 @@ type TransferableApplication interface {
 	// derived value (it must not trust a stored one). Never called during a
 	// batch.
 	Reload() error
+}
+
+// RequestApplication is an Application that needs to know who sent each
+// operation: the executor calls ExecuteRequest instead of Execute. The
+// client ID is authenticated by the replica (its first 32 bytes are the
+// client's Ed25519 public key, the rest a session), so an application may
+// use it as the account an operation acts for.
+type RequestApplication interface {
+	Application
+	// ExecuteRequest applies op, sent by clientID, and returns its
+	// result; the rules of Execute apply.
+	ExecuteRequest(clientID, op []byte) (result []byte)
+}
+
+// BatchRunner is an Application that executes the new requests of a
+// committed batch in one call (an application in another process, where a
+// call per request would cost a round trip each). The executor picks the
+// requests to execute exactly as it would call Execute for them (duplicates
+// get their cached reply and are not passed) and calls ExecuteBatch once
+// per batch, also for a batch with no new request, in sequence order. Inside
+// a BatchApplication's Begin and Stage when the runner is also one.
+//
+// An error means the batch could not be executed at all (the application
+// is gone for good, or the replica is shutting down): Apply fails and
+// changes nothing. A failed operation is a result, never an error.
+type BatchRunner interface {
+	Application
+	// ExecuteBatch executes requests, the new requests of the batch at
+	// sequence, in order, and returns one result per request.
+	ExecuteBatch(sequence uint64, requests []Request) (results [][]byte, err error)
+}
+
+// HealthReporter is an optional interface of an Application whose
+// availability can change (one in another process): Health returns nil
+// while the application can execute and an error saying why not otherwise.
+// It is called from other goroutines (readiness checks) and must be safe
+// for that.
+type HealthReporter interface {
+	Health() error
+}
+
+// Opener opens an application on a replica's database (at start, before
+// the Executor is made over it); logger is the replica's. An application
+// that keeps its state elsewhere may ignore db.
+type Opener func(db *storage.DB, logger *slog.Logger) (Application, error)
+
+// OpenKV is the Opener of the built-in key-value store.
+func OpenKV(db *storage.DB, _ *slog.Logger) (Application, error) {
+	return NewKV(db.LevelDB())
 }

@@ -64,6 +64,8 @@ type Executor struct {
 	app         Application
 	batchApp    BatchApplication
 	transferApp TransferableApplication
+	requestApp  RequestApplication
+	batchRunner BatchRunner
 	logger      *slog.Logger
 
 	lastExecuted uint64
@@ -233,6 +235,8 @@ func NewExecutor(db *storage.DB, app Application, logger *slog.Logger, opts ...E
 	if transferApp, ok := app.(TransferableApplication); ok {
 		e.transferApp = transferApp
 	}
+	e.requestApp, _ = app.(RequestApplication)
+	e.batchRunner, _ = app.(BatchRunner)
 	resumable, err := e.recoverInterruptedTransfer()
 	if err != nil {
 		return nil, err
@@ -368,41 +372,14 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 		e.resetBatchLog()
 	}()
 	cacheAcc := e.cacheAcc
-	replies := make([]Reply, 0, len(requests))
-	for i, req := range requests {
-		if len(req.ClientID) == 0 || len(req.ClientID) > MaxClientIDSize {
-			e.logger.Warn("executor: skipping request with invalid client ID", "sequence", sequence, "index", i, "client_id_len", len(req.ClientID))
-			continue
+	var replies []Reply
+	if e.batchRunner != nil {
+		var err error
+		if replies, err = e.runBatch(sequence, requests, &cacheAcc); err != nil {
+			return nil, fmt.Errorf("executor: apply sequence %d: %w", sequence, err)
 		}
-		w := e.clients[string(req.ClientID)]
-		if w != nil {
-			switch w.status(req.RequestNumber) {
-			case RequestTooOld:
-				e.logger.Debug("executor: skipping request below the client window", "sequence", sequence, "index", i, "request_number", req.RequestNumber, "highest", w.high)
-				continue
-			case RequestExecuted:
-				cached := w.entries[req.RequestNumber].result
-				replies = append(replies, Reply{ClientID: bytes.Clone(req.ClientID), RequestNumber: req.RequestNumber, Result: bytes.Clone(cached)})
-				continue
-			}
-		}
-		if w == nil {
-			w = newClientWindow()
-			id := string(req.ClientID)
-			e.clients[id] = w
-			w.touched = true
-			e.touched = append(e.touched, touchedWindow{id: id, w: w, created: true})
-			w.stamp(req.ClientID, sequence, true, &cacheAcc)
-		} else if !w.touched {
-			w.touched = true
-			e.touched = append(e.touched, touchedWindow{id: string(req.ClientID), w: w, prevHigh: w.high, prevLastSeq: w.lastSeq, prevSeqHash: w.seqHash})
-			w.stamp(req.ClientID, sequence, false, &cacheAcc)
-		}
-		result := e.app.Execute(req.Operation)
-		cached := bytes.Clone(result)
-		entry := windowEntry{result: cached, hash: replyHashOf(req.ClientID, req.RequestNumber, cached)}
-		w.recordEntry(req.RequestNumber, entry, &cacheAcc, &e.undo)
-		replies = append(replies, Reply{ClientID: bytes.Clone(req.ClientID), RequestNumber: req.RequestNumber, Result: result})
+	} else {
+		replies = e.runRequests(sequence, requests, &cacheAcc, e.executeOne)
 	}
 	if len(e.clients) > e.maxClientWindows {
 		e.evictWindows(&cacheAcc)
@@ -452,4 +429,87 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 	e.cacheAcc = cacheAcc
 	e.lastExecuted = sequence
 	return replies, nil
+}
+
+// executeOne executes one new request on the application.
+func (e *Executor) executeOne(req Request) []byte {
+	if e.requestApp != nil {
+		return e.requestApp.ExecuteRequest(req.ClientID, req.Operation)
+	}
+	return e.app.Execute(req.Operation)
+}
+
+// runBatch runs the batch's requests on a BatchRunner: one pass finds
+// the requests to execute (those runRequests would execute), the windows
+// are put back as they were, the runner executes those requests in one
+// call, and a second pass over the same windows records its results. The
+// passes see the same windows and requests, so they pick the same
+// requests in the same order. On error the windows are as before the
+// batch except for what the deferred revert of Apply undoes.
+func (e *Executor) runBatch(sequence uint64, requests []Request, cacheAcc *adHash) ([]Reply, error) {
+	var picked []Request
+	scratch := *cacheAcc
+	e.runRequests(sequence, requests, &scratch, func(req Request) []byte {
+		picked = append(picked, req)
+		return nil
+	})
+	e.revertWindows()
+	e.resetBatchLog()
+	results, err := e.batchRunner.ExecuteBatch(sequence, picked)
+	if err != nil {
+		return nil, err
+	}
+	if len(results) != len(picked) {
+		return nil, fmt.Errorf("application returned %d results for %d requests", len(results), len(picked))
+	}
+	next := 0
+	return e.runRequests(sequence, requests, cacheAcc, func(Request) []byte {
+		r := results[next]
+		next++
+		return r
+	}), nil
+}
+
+// runRequests classifies each request of the batch against the client
+// windows (see Apply), calls execute for each new one, records its result
+// in the client's window and returns the replies. It changes the windows
+// in place, logging how to revert them (see Apply).
+func (e *Executor) runRequests(sequence uint64, requests []Request, cacheAcc *adHash, execute func(Request) []byte) []Reply {
+	replies := make([]Reply, 0, len(requests))
+	for i, req := range requests {
+		if len(req.ClientID) == 0 || len(req.ClientID) > MaxClientIDSize {
+			e.logger.Warn("executor: skipping request with invalid client ID", "sequence", sequence, "index", i, "client_id_len", len(req.ClientID))
+			continue
+		}
+		w := e.clients[string(req.ClientID)]
+		if w != nil {
+			switch w.status(req.RequestNumber) {
+			case RequestTooOld:
+				e.logger.Debug("executor: skipping request below the client window", "sequence", sequence, "index", i, "request_number", req.RequestNumber, "highest", w.high)
+				continue
+			case RequestExecuted:
+				cached := w.entries[req.RequestNumber].result
+				replies = append(replies, Reply{ClientID: bytes.Clone(req.ClientID), RequestNumber: req.RequestNumber, Result: bytes.Clone(cached)})
+				continue
+			}
+		}
+		if w == nil {
+			w = newClientWindow()
+			id := string(req.ClientID)
+			e.clients[id] = w
+			w.touched = true
+			e.touched = append(e.touched, touchedWindow{id: id, w: w, created: true})
+			w.stamp(req.ClientID, sequence, true, cacheAcc)
+		} else if !w.touched {
+			w.touched = true
+			e.touched = append(e.touched, touchedWindow{id: string(req.ClientID), w: w, prevHigh: w.high, prevLastSeq: w.lastSeq, prevSeqHash: w.seqHash})
+			w.stamp(req.ClientID, sequence, false, cacheAcc)
+		}
+		result := execute(req)
+		cached := bytes.Clone(result)
+		entry := windowEntry{result: cached, hash: replyHashOf(req.ClientID, req.RequestNumber, cached)}
+		w.recordEntry(req.RequestNumber, entry, cacheAcc, &e.undo)
+		replies = append(replies, Reply{ClientID: bytes.Clone(req.ClientID), RequestNumber: req.RequestNumber, Result: result})
+	}
+	return replies
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pbftnode/pbftnode/config"
+	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/raftmode"
@@ -57,6 +58,10 @@ type Config struct {
 	// Raft tunes the Raft mode's core (raftnode.Start only); Index, N, Log,
 	// Executor, Rand and Logger are filled in by the node.
 	Raft raftmode.Config
+	// Application opens the replicated application on the replica's
+	// database; nil is the built-in key-value store (execution.OpenKV).
+	Application execution.Opener
+
 	// TickInterval is the wall-clock length of one protocol tick (10ms).
 	TickInterval time.Duration
 	// VerifyWorkers sizes signature verification: the verification pool

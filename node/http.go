@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pbftnode/pbftnode/execution"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -58,11 +59,19 @@ type opsState struct {
 	// peers is how many other replicas the transport is connected to, and
 	// whether it reports that at all.
 	peers func() (int, bool)
+	// appHealth says why the application cannot execute (nil: it can, or
+	// its availability never changes).
+	appHealth func() error
 }
 
 // ready decides readiness from st and the transport's connections (see
 // Readiness.decide) and returns the reason.
 func (s opsState) ready(st Status) (bool, string) {
+	if s.appHealth != nil {
+		if err := s.appHealth(); err != nil {
+			return false, fmt.Sprintf("application unavailable: %v", err)
+		}
+	}
 	peers, known := s.peers()
 	return s.rule.decide(st, peers, known)
 }
@@ -130,6 +139,9 @@ func (s *Shell) ServeOps(addr string, m *Metrics, rule Readiness, status func() 
 			}
 			return s.Host.ConnectedPeers(), true
 		},
+	}
+	if h, ok := s.App.(execution.HealthReporter); ok {
+		st.appHealth = h.Health
 	}
 	srv, l, err := serveOps(addr, m, st, log)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
 
+	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/storage"
@@ -23,7 +25,8 @@ import (
 // server, and the goroutines' lifetime. A runtime embeds it, so its
 // methods (Addrs, MetricsAddr, DatabaseSize) are the runtime's own.
 //
-// Contract: a runtime calls OpenDB and StartHost (and ServeOps) while it
+// Contract: a runtime calls OpenDB, OpenApplication and StartHost (and
+// ServeOps) while it
 // starts, then Run once to start its goroutines; Shutdown stops them and
 // releases everything, once. A runtime whose start fails calls
 // CloseResources instead.
@@ -32,6 +35,8 @@ type Shell struct {
 	Host *p2p.Host
 	// DB is the replica's database, set by OpenDB.
 	DB *storage.DB
+	// App is the replicated application, set by OpenApplication.
+	App execution.Application
 
 	http     *http.Server
 	metricsL net.Listener
@@ -67,6 +72,33 @@ func (s *Shell) OpenDB(cfg Config, log *slog.Logger, unsynced string) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	s.DB = db
+	return nil
+}
+
+// OpenApplication opens the replicated application on the database
+// (OpenDB first): cfg.Application, or the built-in key-value store when
+// that is nil. Shutdown and CloseResources close it if it is an
+// io.Closer.
+func (s *Shell) OpenApplication(cfg Config, log *slog.Logger) (execution.Application, error) {
+	open := cfg.Application
+	if open == nil {
+		open = execution.OpenKV
+	}
+	app, err := open(s.DB, log)
+	if err != nil {
+		return nil, fmt.Errorf("node: open application: %w", err)
+	}
+	s.App = app
+	return app, nil
+}
+
+// closeApp closes the application if it is an io.Closer: an application
+// in another process stops waiting for it, so the event loop, which may be
+// blocked executing on it, returns.
+func (s *Shell) closeApp() error {
+	if c, ok := s.App.(io.Closer); ok {
+		return c.Close()
+	}
 	return nil
 }
 
@@ -111,7 +143,7 @@ func (s *Shell) Shutdown(release func()) error {
 		return nil
 	}
 	s.cancel()
-	err := s.Host.Close()
+	err := errors.Join(s.closeApp(), s.Host.Close())
 	s.wg.Wait()
 	return errors.Join(err, s.CloseResources(release))
 }
@@ -129,6 +161,7 @@ func (s *Shell) CloseResources(release func()) error {
 	if release != nil {
 		release()
 	}
+	errs = append(errs, s.closeApp())
 	if s.DB != nil {
 		errs = append(errs, s.DB.Close())
 	}

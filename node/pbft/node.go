@@ -21,7 +21,6 @@ type Node struct {
 	cfg      node.Config
 	filter   Filter
 	log      *slog.Logger
-	kv       *execution.KV
 	executor *execution.Executor
 	driver   *replica.Driver
 	verifier *protocol.MessageVerifier
@@ -76,11 +75,11 @@ func (n *Node) open() error {
 	if err := n.OpenDB(cfg, n.log, "protocol state"); err != nil {
 		return err
 	}
-	var err error
-	if n.kv, err = execution.NewKV(n.DB.LevelDB()); err != nil {
-		return fmt.Errorf("node: %w", err)
+	app, err := n.OpenApplication(cfg, n.log)
+	if err != nil {
+		return err
 	}
-	if n.executor, err = execution.NewExecutor(n.DB, n.kv, n.log); err != nil {
+	if n.executor, err = execution.NewExecutor(n.DB, app, n.log); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	pcfg := cfg.PBFT

@@ -85,11 +85,11 @@ func (n *Node) open() error {
 		return err
 	}
 	db := n.DB
-	kv, err := execution.NewKV(db.LevelDB())
+	app, err := n.OpenApplication(cfg, n.log)
 	if err != nil {
-		return fmt.Errorf("node: %w", err)
+		return err
 	}
-	if n.executor, err = execution.NewExecutor(db, kv, n.log); err != nil {
+	if n.executor, err = execution.NewExecutor(db, app, n.log); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	raftLog, err := raftlog.Open(db)
