@@ -43,6 +43,10 @@ type ClusterFile struct {
 	// Its JSON key is "protocol", as existing files spell it.
 	Consensus string          `json:"protocol,omitempty"`
 	Replicas  []ReplicaRecord `json:"replicas"`
+	// LedgerIssuers lists the hex Ed25519 public keys allowed to mint in
+	// the ledger application (application "ledger"); every replica must
+	// list the same keys.
+	LedgerIssuers []string `json:"ledger_issuers,omitempty"`
 }
 
 // ReplicaRecord is one replica in a ClusterFile.
@@ -81,6 +85,11 @@ type FileConfig struct {
 	// limit); ClientRateBurst is the burst allowed above it.
 	ClientRateLimit float64 `json:"client_rate_limit,omitempty"`
 	ClientRateBurst int     `json:"client_rate_burst,omitempty"`
+	// Application is the replicated application: "kv" (or "", the
+	// built-in key-value store), "ledger" (the built-in ledger), or
+	// grpc://HOST:PORT or unix:///PATH (an application in another
+	// process, serving the gRPC protocol of package appgrpc).
+	Application string `json:"application,omitempty"`
 	// UnsafeNoFsync turns fsync off: for benchmarks only.
 	UnsafeNoFsync bool `json:"unsafe_no_fsync,omitempty"`
 	// PBFT tuning; zero values take the defaults.
