@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -121,5 +122,25 @@ func TestStatusReport(t *testing.T) {
 	_, body = opstest.Get(t, srv.URL+"/status")
 	if err := json.Unmarshal([]byte(body), &r); err != nil || r.ConnectedPeers == nil || *r.ConnectedPeers != 3 || !r.Ready {
 		t.Fatalf("/status with peers = %s (%v)", body, err)
+	}
+}
+
+func TestReadyzSaysTheApplicationIsUnavailable(t *testing.T) {
+	st := Status{View: 1, ViewActive: true, ExecutedSequence: 9}
+	var appErr error
+	srv := httptest.NewServer(newOpsHandler(prometheus.NewRegistry(), opsState{
+		rule:      PBFTReadiness(4),
+		status:    func() Status { return st },
+		peers:     func() (int, bool) { return 3, true },
+		appHealth: func() error { return appErr },
+	}))
+	defer srv.Close()
+	if code, _ := opstest.Get(t, srv.URL+"/readyz"); code != 200 {
+		t.Fatalf("/readyz with a healthy application = %d", code)
+	}
+	appErr = errors.New("application at unix:///run/app.sock: connection refused")
+	code, body := opstest.Get(t, srv.URL+"/readyz")
+	if code != 503 || !strings.Contains(body, "application unavailable: application at unix:///run/app.sock: connection refused") {
+		t.Fatalf("/readyz with the application down = %d %q", code, body)
 	}
 }
