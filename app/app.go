@@ -37,7 +37,11 @@ type Application interface {
 	// Execute executes the committed batch at sequence (always the
 	// current State's Sequence+1; an empty ops still advances it), the
 	// operations in order, and returns one result per operation and the
-	// digest of the state after the batch.
+	// digest of the state after the batch. An application asked to
+	// execute any other sequence (it lost state without the replica
+	// seeing an error, for example after a silent restart) must return an
+	// error and change nothing: the replica then calls Info and restores
+	// it; executing it would put the batch on the wrong state.
 	Execute(ctx context.Context, sequence uint64, ops []Operation) (results [][]byte, digest [32]byte, err error)
 	// Query answers a read-only query on the current state; it must not
 	// change the state. Its answer is this replica's alone, not agreed.
