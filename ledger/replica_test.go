@@ -335,7 +335,10 @@ func TestInvariantsDetectCorruption(t *testing.T) {
 	corruptions := map[string]func(kv *execution.KV){
 		"balance without history": func(kv *execution.KV) { set(kv, balanceKey(bob), encodeUint(0)) },
 		"sum differs from total":  func(kv *execution.KV) { set(kv, keyTotal, encodeUint(1001)) },
-		"history ends elsewhere":  func(kv *execution.KV) { set(kv, balanceKey(alice), encodeUint(751)); set(kv, balanceKey(bob), encodeUint(249)) },
+		"history ends elsewhere": func(kv *execution.KV) {
+			set(kv, balanceKey(alice), encodeUint(751))
+			set(kv, balanceKey(bob), encodeUint(249))
+		},
 		"history gap": func(kv *execution.KV) {
 			_ = kv.Delete(historyKey(alice, 2))
 		},
