@@ -23,6 +23,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	byz := fs.Int("byzantine", 0, "Byzantine replicas per run (at most f)")
 	strategy := fs.String("strategy", "", "pbft only: the strategy every Byzantine replica runs ("+strings.Join(sim.AllStrategies(), ", ")+"); default: each seed draws one")
 	plant := fs.String("plant", "", "TESTING ONLY: plant a bug (pbft: an unsafe quorum in the correct replicas, "+strings.Join(sim.Plants, ", ")+"; raft: "+strings.Join(raftsim.Plants, ", ")+")")
+	app := fs.String("app", "kv", "the application the replicas run: kv (the key-value store) or ledger (the built-in ledger: its invariants checked after every batch)")
 	steps := fs.Uint64("steps", sim.DefaultMaxSteps, "step limit per run")
 	workers := fs.Int("workers", 0, "seeds run in parallel (0: GOMAXPROCS)")
 	jsonOut := fs.Bool("json", false, "print the summary as one JSON object (the last line)")
@@ -37,6 +38,10 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	out := simOutput{stdout: stdout, stderr: stderr, json: *jsonOut, verbose: *verbose, timing: *timing}
+	if *app != "kv" && *app != "ledger" {
+		return fmt.Errorf("%w: --app %q: want kv or ledger", errUsage, *app)
+	}
+	ledger := *app == "ledger"
 	switch *protocol {
 	case "pbft":
 		if *scenario != "" || *plainWipes {
@@ -47,7 +52,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%w: the Raft mode tolerates crash faults only (--byzantine 0)", errUsage)
 		}
 		rcfg := raftsim.Config{Replicas: *replicas, Plant: *plant, Scenario: *scenario, PlainWipes: *plainWipes,
-			MaxSteps: *steps, Logger: logger, Verbose: *verbose}
+			Ledger: ledger, MaxSteps: *steps, Logger: logger, Verbose: *verbose}
 		if !flagSet(fs, "replicas") {
 			rcfg.Replicas = 3
 		}
@@ -58,7 +63,8 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("%w: --protocol %q: want pbft or raft", errUsage, *protocol)
 	}
-	cfg := sim.Config{Replicas: *replicas, Byzantine: *byz, Strategy: *strategy, Plant: *plant, MaxSteps: *steps, Logger: logger, Verbose: *verbose}
+	cfg := sim.Config{Replicas: *replicas, Byzantine: *byz, Strategy: *strategy, Plant: *plant, Ledger: ledger,
+		MaxSteps: *steps, Logger: logger, Verbose: *verbose}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -104,6 +110,9 @@ func replayCommand(cfg sim.Config, seed uint64) string {
 	}
 	if cfg.Plant != "" {
 		s += " --plant " + cfg.Plant
+	}
+	if cfg.Ledger {
+		s += " --app ledger"
 	}
 	if cfg.MaxSteps != sim.DefaultMaxSteps {
 		s += fmt.Sprintf(" --steps %d", cfg.MaxSteps)
@@ -175,6 +184,9 @@ func raftReplayCommand(cfg raftsim.Config, seed uint64) string {
 	}
 	if cfg.Plant != "" {
 		s += " --plant " + cfg.Plant
+	}
+	if cfg.Ledger {
+		s += " --app ledger"
 	}
 	if cfg.MaxSteps != raftsim.DefaultMaxSteps {
 		s += fmt.Sprintf(" --steps %d", cfg.MaxSteps)

@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
-	"strings"
 
 	"github.com/anishathalye/porcupine"
 
@@ -96,6 +95,38 @@ func (k Known) Record(in Input, out Output) {
 	}
 }
 
+// keys are the small key space Source's operations work on.
+var keys = []string{"x", "y", "z"}
+
+// Source is a simulated client's source of key-value operations (the
+// simkit.Source of the key-value store): NextInput on one of three keys,
+// with what the client learned.
+type Source struct {
+	// known is the last value this client saw per key ("" = absent).
+	known Known
+}
+
+// NewSource returns the operation source of one client.
+func NewSource() *Source { return &Source{known: Known{}} }
+
+// Next draws operation number of client: a key, then NextInput with a
+// value naming the client and the number.
+func (s *Source) Next(rng *rand.Rand, client int, number uint64) (fmt.Stringer, []byte) {
+	return NextInput(rng, keys[rng.IntN(len(keys))], fmt.Sprintf("c%d.%d", client, number), s.known)
+}
+
+// Output reads a reply (OutputOf) and records what it says of the key.
+func (s *Source) Output(in fmt.Stringer, refusal string, result []byte) any {
+	out := OutputOf(refusal, result)
+	s.known.Record(in.(Input), out)
+	return out
+}
+
+// Pending is the history entry of an operation that never returned.
+func (s *Source) Pending(client int, in fmt.Stringer, call int64) porcupine.Operation {
+	return Pending(client, in.(Input), call)
+}
+
 // Pending is an operation that was called and never returned: it may or
 // may not have taken effect, so it returns at +infinity with an unknown
 // output.
@@ -170,24 +201,4 @@ func step(st state, in Input, out Output) (bool, state) {
 		return !out.OK && out.Value == st.value, st
 	}
 	return false, st
-}
-
-// Check reports whether ops are linearizable against Model, and a short
-// description of the history if not.
-func Check(ops []porcupine.Operation) (bool, string) {
-	if porcupine.CheckOperations(Model, ops) {
-		return true, ""
-	}
-	sorted := append([]porcupine.Operation(nil), ops...)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Call < sorted[j].Call })
-	var b strings.Builder
-	fmt.Fprintf(&b, "history of %d operations is not linearizable:", len(ops))
-	for i, o := range sorted {
-		if i == 40 {
-			b.WriteString(" ...")
-			break
-		}
-		fmt.Fprintf(&b, " [c%d %d..%d %s]", o.ClientId, o.Call, o.Return, Model.DescribeOperation(o.Input, o.Output))
-	}
-	return false, b.String()
 }

@@ -49,9 +49,8 @@ func TestLinearizabilityChecker(t *testing.T) {
 		}, true},
 	}
 	for _, c := range cases {
-		ok, detail := Check(c.ops)
-		if ok != c.ok {
-			t.Errorf("%s: linearizable = %v, want %v (%s)", c.name, ok, c.ok, detail)
+		if ok := porcupine.CheckOperations(Model, c.ops); ok != c.ok {
+			t.Errorf("%s: linearizable = %v, want %v", c.name, ok, c.ok)
 		}
 	}
 }

@@ -88,6 +88,14 @@ type Config struct {
 	// running (by default a wipe also crashes the leader, as in
 	// ScenarioWipeNewLeader; see docs/testing.md for why).
 	PlainWipes bool
+	// Ledger runs the built-in ledger (package ledger) instead of the
+	// key-value store: client 0's ID is the only issuer key, the clients
+	// mint, transfer and read (internal/ledgermodel, whose model the
+	// history is checked against), and every replica's ledger invariants
+	// are checked before it applies each index and after every Process
+	// that applied something. The plants alter and read key-value
+	// operations: they need the key-value store.
+	Ledger bool
 	// MaxSteps caps a run's steps (default DefaultMaxSteps); a run that
 	// reaches it with work pending is a violation.
 	MaxSteps uint64
@@ -114,6 +122,9 @@ func (c Config) Validate() error {
 	}
 	if c.Plant != "" && !slices.Contains(Plants, c.Plant) {
 		return fmt.Errorf("raftsim: unknown plant %q (known: %v)", c.Plant, Plants)
+	}
+	if c.Plant != "" && c.Ledger {
+		return fmt.Errorf("raftsim: plant %q needs the key-value store, not the ledger", c.Plant)
 	}
 	if !slices.Contains(Scenarios, c.Scenario) {
 		return fmt.Errorf("raftsim: unknown scenario %q (known: %q)", c.Scenario, Scenarios)

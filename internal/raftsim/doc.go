@@ -28,7 +28,9 @@
 // digest after every index, is the same on every replica), validity (only
 // issued requests execute, each at most once per replica),
 // linearizability of the client histories (github.com/anishathalye/porcupine,
-// against internal/kvmodel, the key-value model internal/sim uses too), liveness (once the
+// against internal/kvmodel, the key-value model internal/sim uses too, or
+// internal/ledgermodel with Config.Ledger, whose runs also check every
+// replica's ledger invariants around every applied index), liveness (once the
 // schedule is calm every pending operation completes within LivenessBound
 // ticks) and convergence (at the end every replica has applied the same
 // log and holds the same state digest). See docs/testing.md.

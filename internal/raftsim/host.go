@@ -7,6 +7,8 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/internal/simkit"
+	"github.com/pbftnode/pbftnode/ledger"
 	"github.com/pbftnode/pbftnode/raftmode"
 	"github.com/pbftnode/pbftnode/raftreplica"
 	"github.com/pbftnode/pbftnode/storage"
@@ -31,8 +33,12 @@ type host struct {
 	w  *world
 	id uint32
 
-	db      *storage.DB
-	app     *recordingApp
+	db *storage.DB
+	// kv is the application of a key-value run, ledger that of a ledger
+	// run (the other is nil); hook is their checkers' hook.
+	kv      *recordingApp
+	ledger  *ledger.Ledger
+	hook    *applyHook
 	exec    *execution.Executor
 	raftLog *raftlog.Log
 	core    *raftmode.Core
@@ -48,6 +54,9 @@ type host struct {
 	clients map[int]bool
 
 	down bool
+	// ledgerChecked is the applied index at which process last checked
+	// the ledger's invariants.
+	ledgerChecked uint64
 	// epoch counts incarnations; wipedEpoch is the first incarnation after
 	// the latest wipe.
 	epoch, wipedEpoch uint64
@@ -57,19 +66,25 @@ type host struct {
 // holds, as raftnode.Start does.
 func (h *host) start() error {
 	w := h.w
-	kv, err := execution.NewKV(h.db.LevelDB())
+	app, l, err := w.app.Open(h.db)
 	if err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
-	h.app = &recordingApp{KV: kv, h: h, alterPuts: w.cfg.Plant == PlantAlterOp && h.id == 0}
-	if h.exec, err = execution.NewExecutor(h.db, h.app, nil); err != nil {
+	h.hook, h.ledger, h.kv = &applyHook{h: h}, l, nil
+	if l != nil {
+		app = &recordingLedger{Ledger: l, hook: h.hook}
+	} else {
+		h.kv = &recordingApp{KV: app.(*execution.KV), hook: h.hook, alterPuts: w.cfg.Plant == PlantAlterOp && h.id == 0}
+		app = h.kv
+	}
+	if h.exec, err = execution.NewExecutor(h.db, app, nil); err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
 	w.check.restarted(h)
 	if h.raftLog, err = raftlog.Open(h.db); err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
-	h.app.exec, h.app.raftLog = h.exec, h.raftLog
+	h.hook.exec, h.hook.raftLog = h.exec, h.raftLog
 	h.clients = map[int]bool{}
 	logger := w.log.With("replica", h.id)
 	h.core, err = raftmode.New(raftmode.Config{
@@ -100,8 +115,21 @@ func (h *host) start() error {
 	}
 	if !waiting {
 		w.check.digestAt(h, h.exec.LastExecuted(), h.exec.StateDigest())
+		h.checkLedger("after start")
 	}
 	return nil
+}
+
+// checkLedger checks the ledger's invariants (a ledger run only) where
+// says when.
+func (h *host) checkLedger(where string) {
+	if h.ledger == nil || h.w.stop {
+		return
+	}
+	name := fmt.Sprintf("replica %d", h.id)
+	if d := simkit.CheckLedger(h.ledger, h.db, name, fmt.Sprintf("%s (applied %d)", where, h.exec.LastExecuted())); d != "" {
+		h.w.violate(simkit.KindLedgerInvariant, d)
+	}
 }
 
 // crash stops the process: what was in flight to it is lost, and so is
@@ -111,7 +139,7 @@ func (h *host) crash() {
 	h.down = true
 	h.epoch++
 	h.releaseSnapshots()
-	h.core, h.driver, h.exec, h.app, h.raftLog, h.clients = nil, nil, nil, nil, nil, nil
+	h.core, h.driver, h.exec, h.kv, h.ledger, h.hook, h.raftLog, h.clients = nil, nil, nil, nil, nil, nil, nil, nil
 }
 
 // restart starts a new process on the database the replica kept.
@@ -174,9 +202,9 @@ func (h *host) step(from uint32, m *raftpb.Message) {
 // submit handles a client request as node/raftnode/loop.go does.
 func (h *host) submit(client int, req *wire.Request) {
 	h.clients[client] = true
-	if h.w.cfg.Plant == PlantStaleRead && !h.driver.Transferring() && isGet(req.GetOperation()) {
+	if h.w.cfg.Plant == PlantStaleRead && h.kv != nil && !h.driver.Transferring() && isGet(req.GetOperation()) {
 		// Planted bug: answer a read from local state, unordered.
-		result := h.app.KV.Execute(req.GetOperation())
+		result := h.kv.KV.Execute(req.GetOperation())
 		h.driver.Reply(execution.Reply{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber(), Result: result})
 		return
 	}
@@ -194,6 +222,10 @@ func (h *host) process() {
 	}
 	if !h.driver.Transferring() && h.core.WaitingForState() == nil {
 		w.check.digestAt(h, h.exec.LastExecuted(), h.exec.StateDigest())
+		if h.ledger != nil && h.exec.LastExecuted() != h.ledgerChecked {
+			h.ledgerChecked = h.exec.LastExecuted()
+			h.checkLedger("after processing")
+		}
 	}
 	if st := h.core.Status(); st.IsLeader {
 		w.leaderTerms[st.Term] = true

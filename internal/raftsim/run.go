@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
-	"github.com/pbftnode/pbftnode/internal/kvmodel"
+	"github.com/pbftnode/pbftnode/internal/ledgermodel"
 	"github.com/pbftnode/pbftnode/internal/simkit"
 
 	"github.com/pbftnode/pbftnode/storage"
@@ -71,6 +71,7 @@ func (w *world) setup() error {
 	} else {
 		w.sched = newSchedule(w)
 	}
+	w.app = simkit.Application{Ledger: w.cfg.Ledger, Issuer: clientID(ledgermodel.IssuerClient)}
 	for i := range w.n {
 		db, err := storage.OpenMem(storage.Options{})
 		if err != nil {
@@ -87,8 +88,12 @@ func (w *world) setup() error {
 	if w.cfg.Scenario != ScenarioRandom {
 		ops = 150
 	}
+	accounts := make([][]byte, nClients)
 	for i := range nClients {
-		c := simkit.NewClient[*wire.Request](i, clientID(i), ops/nClients, r.Int64N(20))
+		accounts[i] = clientID(i)
+	}
+	for i := range nClients {
+		c := simkit.NewClientOf[*wire.Request](i, clientID(i), ops/nClients, r.Int64N(20), w.app.Source(accounts))
 		w.work = append(w.work, &c)
 		w.clients = append(w.clients, &client{Client: &c, w: w})
 	}
@@ -101,13 +106,16 @@ func (w *world) setup() error {
 	if w.cfg.Plant != "" {
 		w.res.Scenario += " plant=" + w.cfg.Plant
 	}
+	if w.cfg.Ledger {
+		w.res.Scenario += " app=ledger"
+	}
 	return nil
 }
 
 // finish checks the client histories and fills in the run's statistics.
 func (w *world) finish() {
 	if len(w.res.Violations) == 0 {
-		if ok, detail := kvmodel.Check(w.work.History()); !ok {
+		if ok, detail := simkit.CheckHistory(w.app.Model(), w.work.History()); !ok {
 			w.violate(simkit.KindLinearizability, detail)
 		}
 	}

@@ -25,8 +25,12 @@ func requireClean(t *testing.T, cfg Config, results []Result) Summary {
 	for _, r := range results {
 		sum.Add(r)
 		for _, v := range r.Violations {
-			t.Errorf("%s\n  scenario: %s\n  replay: pbftnode sim --protocol raft --seeds 1 --start %d --replicas %d -v",
-				v, r.Scenario, r.Seed, cfg.Replicas)
+			app := ""
+			if cfg.Ledger {
+				app = " --app ledger"
+			}
+			t.Errorf("%s\n  scenario: %s\n  replay: pbftnode sim --protocol raft --seeds 1 --start %d --replicas %d%s -v",
+				v, r.Scenario, r.Seed, cfg.Replicas, app)
 		}
 	}
 	return sum

@@ -64,6 +64,8 @@ type world struct {
 	sched   *schedule
 	check   *checker
 	tuning  tuning
+	// app is the application the replicas run and the clients use.
+	app simkit.Application
 	// leaderTerms are the terms in which a replica was seen leading.
 	leaderTerms map[uint64]bool
 	// clientsDoneAt is the tick the last client finished (-1 before).

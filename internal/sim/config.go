@@ -77,6 +77,13 @@ type Config struct {
 	Strategy string
 	// Plant, when set, is one of Plants, applied to the correct replicas.
 	Plant string
+	// Ledger runs the built-in ledger (package ledger) instead of the
+	// key-value store: client 0's key is the only issuer key, the clients
+	// mint, transfer and read (internal/ledgermodel, whose model the
+	// history is checked against), and every correct replica's ledger
+	// invariants are checked after every batch it executes, every state it
+	// installs and every restart (nothing else changes its state).
+	Ledger bool
 	// MaxSteps caps a run's steps (default DefaultMaxSteps); a run that
 	// reaches it with operations pending is a violation.
 	MaxSteps uint64

@@ -22,7 +22,11 @@
 // Every run is checked: agreement (at every execution step), validity,
 // linearizability of the client histories (github.com/anishathalye/porcupine)
 // and liveness (after the schedule turns calm, every pending operation
-// completes within LivenessBound ticks). See docs/testing.md.
+// completes within LivenessBound ticks). With Config.Ledger the replicas
+// run the built-in ledger instead of the key-value store, the history is
+// checked against internal/ledgermodel, and every correct replica's
+// ledger invariants after every batch it executes, state it installs and
+// restart. See docs/testing.md.
 //
 // The scaffolding it shares with internal/raftsim is internal/simkit's:
 // the event queue, the network's fault plan (rates, partitions, crash

@@ -8,6 +8,8 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/internal/simkit"
+	"github.com/pbftnode/pbftnode/ledger"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/replica"
 	"github.com/pbftnode/pbftnode/storage"
@@ -46,6 +48,9 @@ type host struct {
 	core *protocol.Replica
 	db   *storage.DB
 	exec *execution.Executor
+	// ledger is the application when the run is a ledger run (nil for
+	// the key-value store), for the invariant checks.
+	ledger *ledger.Ledger
 	// store is the protocol state that survives a crash.
 	store *replica.MemoryStorage
 	// snaps are state snapshots taken at checkpoints (in memory: a crash
@@ -83,11 +88,12 @@ func (h *host) start(restore bool) error {
 		h.store = replica.NewMemoryStorage()
 		h.store.BeforeAppend = h.beforeAppend
 	}
-	kv, err := execution.NewKV(h.db.LevelDB())
+	app, l, err := h.w.app.Open(h.db)
 	if err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
-	exec, err := execution.NewExecutor(h.db, kv, nil)
+	h.ledger = l
+	exec, err := execution.NewExecutor(h.db, app, nil)
 	if err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
@@ -111,7 +117,20 @@ func (h *host) start(restore bool) error {
 	if restore {
 		h.process()
 	}
+	h.checkLedger("after recovery")
 	return nil
+}
+
+// checkLedger checks a correct replica's ledger invariants (a ledger run
+// only) after what changed its state.
+func (h *host) checkLedger(where string) {
+	if h.ledger == nil || !h.correct || h.w.stop || h.exec == nil {
+		return
+	}
+	name := fmt.Sprintf("replica %d", h.id)
+	if d := simkit.CheckLedger(h.ledger, h.db, name, fmt.Sprintf("%s (executed %d)", where, h.exec.LastExecuted())); d != "" {
+		h.w.violate(simkit.KindLedgerInvariant, d)
+	}
 }
 
 // crash stops the replica: messages in flight to it are lost, in-memory
@@ -215,7 +234,11 @@ func (e hostExecutor) Apply(sequence uint64, requests []execution.Request) ([]ex
 	if e.h.w.stop {
 		return nil, errStopped
 	}
-	return e.Executor.Apply(sequence, requests)
+	replies, err := e.Executor.Apply(sequence, requests)
+	if err == nil {
+		e.h.checkLedger(fmt.Sprintf("after sequence %d", sequence))
+	}
+	return replies, err
 }
 
 // hostObserver runs the checkers and counts state transfers.
@@ -240,6 +263,7 @@ func (o hostObserver) TransferInstalled(seq uint64, from uint32, _ int) {
 	if !h.correct {
 		return
 	}
+	h.checkLedger(fmt.Sprintf("after installing sequence %d from replica %d", seq, from))
 	var src *host
 	for _, s := range h.w.byID[from] {
 		if s.correct {

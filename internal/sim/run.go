@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/pbftnode/pbftnode/internal/kvmodel"
+	"github.com/pbftnode/pbftnode/internal/ledgermodel"
 	"github.com/pbftnode/pbftnode/internal/simkit"
 
 	"github.com/pbftnode/pbftnode/byzantine"
@@ -80,6 +80,7 @@ func (w *world) setup() error {
 	w.verifier = protocol.NewMessageVerifier(clusterID, pubs, nil, nil, 0)
 	w.verifier.SetWindowSize(WindowSize)
 	w.sched = newSchedule(w)
+	w.app = simkit.Application{Ledger: w.cfg.Ledger, Issuer: clientKey(ledgermodel.IssuerClient).Public().(ed25519.PublicKey)}
 
 	base := protocol.Config{
 		N: w.n, CheckpointInterval: CheckpointInterval, WindowSize: WindowSize,
@@ -152,9 +153,14 @@ func (w *world) setup() error {
 	}
 	nClients := 3 + r.IntN(2)
 	ops := 40 + r.IntN(111)
+	signers := make([]*crypto.Signer, nClients)
+	accounts := make([][]byte, nClients)
 	for i := range nClients {
-		signer := crypto.NewSigner(clientKey(i), clusterID)
-		c := simkit.NewClient[[]byte](i, signer.Public(), ops/nClients, r.Int64N(20))
+		signers[i] = crypto.NewSigner(clientKey(i), clusterID)
+		accounts[i] = signers[i].Public()
+	}
+	for i, signer := range signers {
+		c := simkit.NewClientOf[[]byte](i, signer.Public(), ops/nClients, r.Int64N(20), w.app.Source(accounts))
 		w.work = append(w.work, &c)
 		w.clients = append(w.clients, &client{Client: &c, w: w, signer: signer})
 	}
@@ -162,6 +168,9 @@ func (w *world) setup() error {
 		w.n, strings.Join(scenario, " "), w.sched, base.MaxBatchSize, base.MaxInFlight, nClients, ops/nClients*nClients)
 	if w.cfg.Plant != "" {
 		w.res.Scenario += " plant=" + w.cfg.Plant
+	}
+	if w.cfg.Ledger {
+		w.res.Scenario += " app=ledger"
 	}
 	return nil
 }
@@ -248,7 +257,7 @@ func (w *world) addHost(h *host) error {
 // finish checks the client histories and fills in the run's statistics.
 func (w *world) finish() {
 	if len(w.res.Violations) == 0 {
-		if ok, detail := kvmodel.Check(w.work.History()); !ok {
+		if ok, detail := simkit.CheckHistory(w.app.Model(), w.work.History()); !ok {
 			w.violate(simkit.KindLinearizability, detail)
 		}
 	}

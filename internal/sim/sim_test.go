@@ -26,8 +26,12 @@ func requireClean(t *testing.T, cfg Config, results []Result) {
 	t.Helper()
 	for _, r := range results {
 		for _, v := range r.Violations {
-			t.Errorf("%s\n  scenario: %s\n  replay: pbftnode sim --seeds 1 --start %d --replicas %d --byzantine %d -v",
-				v, r.Scenario, r.Seed, cfg.Replicas, cfg.Byzantine)
+			app := ""
+			if cfg.Ledger {
+				app = " --app ledger"
+			}
+			t.Errorf("%s\n  scenario: %s\n  replay: pbftnode sim --seeds 1 --start %d --replicas %d --byzantine %d%s -v",
+				v, r.Scenario, r.Seed, cfg.Replicas, cfg.Byzantine, app)
 		}
 	}
 }

@@ -80,6 +80,8 @@ type world struct {
 	work    simkit.Workload[[]byte]
 	sched   *schedule
 	check   *checker
+	// app is the application the replicas run and the clients use.
+	app simkit.Application
 
 	res  Result
 	stop bool

@@ -10,9 +10,6 @@ import (
 	"github.com/pbftnode/pbftnode/wire"
 )
 
-// keys are the small key space the clients work on.
-var keys = []string{"x", "y", "z"}
-
 // ClientTimeoutTicks is how long a client waits for the replica it sent
 // an operation to before sending it to every replica; later resends
 // double the wait up to 8x.
@@ -22,9 +19,9 @@ const ClientTimeoutTicks = 60
 // simulator sends it (a signed frame, a request).
 type Op[M any] struct {
 	Number    uint64
-	Input     kvmodel.Input
+	Input     fmt.Stringer
 	Call, Ret int64
-	Output    kvmodel.Output
+	Output    any
 	Msg       M
 	// RetransmitAt is when the client sends to every replica; Attempts
 	// counts those broadcasts.
@@ -32,8 +29,27 @@ type Op[M any] struct {
 	Attempts     int
 }
 
-// Client is the workload of one simulated client: Total operations on a
-// small key space, one at a time, each after a random think time,
+// Source is the application a simulated client works on: it draws the
+// client's operations and reads the replies as the outputs of the model
+// that its simulator checks the history against (kvmodel.Model for
+// kvmodel.NewSource's key-value store; another application brings its
+// own model for CheckHistory). One Source per client: it may keep what the
+// client learned.
+type Source interface {
+	// Next draws operation number of client: its model input and its
+	// encoding for the application.
+	Next(rng *rand.Rand, client int, number uint64) (input fmt.Stringer, encoded []byte)
+	// Output turns the reply to input (its refusal text, or its encoded
+	// result) into the model's output, and learns from it.
+	Output(input fmt.Stringer, refusal string, result []byte) any
+	// Pending is the history entry of an operation of client called at
+	// call that never returned.
+	Pending(client int, input fmt.Stringer, call int64) porcupine.Operation
+}
+
+// Client is the workload of one simulated client: Total operations drawn
+// from its Source (a small key space by default), one at a time, each
+// after a random think time,
 // resent to every replica after ClientTimeoutTicks, doubling up to 8x. The
 // simulator decides where a new operation goes and when a reply decides
 // it.
@@ -49,14 +65,19 @@ type Client[M any] struct {
 	total      int
 	issued     int
 	thinkUntil int64
-	// known is the last value this client saw per key ("" = absent).
-	known kvmodel.Known
+	source     Source
 }
 
 // NewClient returns client index with identity id that issues total
-// operations, the first not before tick thinkUntil.
+// key-value operations (kvmodel.NewSource), the first not before tick
+// thinkUntil.
 func NewClient[M any](index int, id []byte, total int, thinkUntil int64) Client[M] {
-	return Client[M]{Index: index, ID: id, total: total, thinkUntil: thinkUntil, known: kvmodel.Known{}}
+	return NewClientOf[M](index, id, total, thinkUntil, kvmodel.NewSource())
+}
+
+// NewClientOf is NewClient with the operations drawn from source.
+func NewClientOf[M any](index int, id []byte, total int, thinkUntil int64, source Source) Client[M] {
+	return Client[M]{Index: index, ID: id, total: total, thinkUntil: thinkUntil, source: source}
 }
 
 // Done reports whether every operation completed.
@@ -105,7 +126,7 @@ type Network[M any] interface {
 func (c *Client[M]) issue(rng *rand.Rand, now int64, net Network[M]) error {
 	c.next++
 	c.issued++
-	in, encoded := kvmodel.NextInput(rng, keys[rng.IntN(len(keys))], fmt.Sprintf("c%d.%d", c.Index, c.next), c.known)
+	in, encoded := c.source.Next(rng, c.Index, c.next)
 	m, err := net.Request(c.Index, c.next, encoded)
 	if err != nil {
 		return fmt.Errorf("client %d: %w", c.Index, err)
@@ -133,8 +154,7 @@ func (c *Client[M]) Answers(from uint32, r *wire.Reply) *Op[M] {
 func (c *Client[M]) Accept(rng *rand.Rand, now int64, r *wire.Reply) {
 	o := c.Cur
 	o.Ret = now
-	o.Output = kvmodel.OutputOf(r.GetError(), r.GetResult())
-	c.known.Record(o.Input, o.Output)
+	o.Output = c.source.Output(o.Input, r.GetError(), r.GetResult())
 	c.History = append(c.History, o)
 	c.Cur = nil
 	c.thinkUntil = now + rng.Int64N(15)
@@ -194,7 +214,7 @@ func (cs Workload[M]) Overdue(now, settled, bound int64) string {
 }
 
 // History is the clients' completed operations, plus each one's pending
-// operation (kvmodel.Pending), for the linearizability check.
+// operation (Source.Pending), for the linearizability check.
 func (cs Workload[M]) History() []porcupine.Operation {
 	var ops []porcupine.Operation
 	for _, c := range cs {
@@ -202,7 +222,7 @@ func (cs Workload[M]) History() []porcupine.Operation {
 			ops = append(ops, porcupine.Operation{ClientId: c.Index, Input: o.Input, Call: o.Call, Output: o.Output, Return: o.Ret})
 		}
 		if o := c.Cur; o != nil {
-			ops = append(ops, kvmodel.Pending(c.Index, o.Input, o.Call))
+			ops = append(ops, c.source.Pending(c.Index, o.Input, o.Call))
 		}
 	}
 	return ops

@@ -3,9 +3,11 @@
 // event queue of a virtual network in virtual time (Queue), the common
 // part of a seed's fault plan (Faults: network fault rates, partitions,
 // crash timing, the calm tick), the client workload and its history for
-// the linearizability check (Client, Workload), the validity checker
-// (Validity), and running seeds on workers (RunMany, Violation,
-// Tally).
+// the linearizability check (Client, Workload; the operations come from a
+// Source: kvmodel's or, in a ledger run, ledgermodel's), the application a
+// run uses (Application) and the history check (CheckHistory), the
+// validity checker (Validity), and running seeds on workers (RunMany,
+// Violation, Tally).
 //
 // Contracts: nothing here reads a clock, starts a goroutine (except
 // RunMany, whose runs share nothing) or iterates a map where order

@@ -23,6 +23,9 @@ const (
 	KindLinearizability = "linearizability"
 	KindLiveness        = "liveness"
 	KindInternal        = "internal"
+	// KindLedgerInvariant: a correct replica's ledger broke one of its
+	// invariants (ledger.Ledger.Invariants).
+	KindLedgerInvariant = "ledger-invariant"
 )
 
 // Violated returns the violation of kind found at step and tick of the
