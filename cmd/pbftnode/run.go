@@ -44,7 +44,7 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := node.LoadHome(*home, settings)
+	cfg, err := launch.LoadHome(*home, settings)
 	if err != nil {
 		return err
 	}
