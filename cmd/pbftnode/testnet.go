@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 
 	"github.com/pbftnode/pbftnode/config"
 )
@@ -58,7 +59,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  pbftnode run --home %s\n", filepath.Join(*dir, fmt.Sprintf("node%d", i)))
 	}
 	if *app == config.ApplicationLedger {
-		fmt.Fprintf(stdout, "application: ledger; %s may mint (ledger_issuers)\n", issuer)
+		fmt.Fprintf(stdout, "application: ledger; ledger_issuers %s: %s may mint\n", strings.Join(cluster.LedgerIssuers, ", "), issuer)
 		fmt.Fprintf(stdout, "then: pbftnode client --dir %s [--key FILE] ledger mint ACCOUNT AMOUNT\n", *dir)
 		return nil
 	}
@@ -75,12 +76,12 @@ func testnetIssuer(t *config.Testnet, issuerKey string) (string, error) {
 	}
 	if issuerKey == "" {
 		t.ClientIsIssuer = true
-		return fmt.Sprintf("the testnet's client key (%s)", filepath.Join(t.Dir, config.DefaultClientKeyFile)), nil
+		return fmt.Sprintf("the testnet's own client key (%s, the default of pbftnode client --dir)", filepath.Join(t.Dir, config.DefaultClientKeyFile)), nil
 	}
 	pub, err := readPublicKey(issuerKey)
 	if err != nil {
 		return "", fmt.Errorf("%w: --issuer-key: %w", errUsage, err)
 	}
 	t.LedgerIssuers = append(t.LedgerIssuers, pub)
-	return fmt.Sprintf("the key in %s (public_key %s)", issuerKey, pub), nil
+	return fmt.Sprintf("the key in %s", issuerKey), nil
 }
