@@ -10,7 +10,6 @@ import (
 
 	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/crypto"
-	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p"
 )
 
@@ -56,33 +55,19 @@ type load struct {
 	clients []*client.Client
 	rec     *recorder
 	start   time.Time
-	value   []byte
+	work    workload
 	// measureFrom and measureTo bound the measured interval (since start);
 	// open-loop drops are counted only inside it.
 	measureFrom, measureTo time.Duration
 	dropped                atomic.Int64
 }
 
-func newLoad(cfg Config, clients []*client.Client) *load {
-	value := make([]byte, cfg.Payload)
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0x76616c7565))
-	for i := range value {
-		value[i] = byte('a' + rng.IntN(26))
-	}
+// newLoad prepares the clients' load of operations drawn from work.
+func newLoad(cfg Config, clients []*client.Client, work workload) *load {
 	return &load{
-		cfg: cfg, clients: clients, rec: &recorder{}, value: value,
+		cfg: cfg, clients: clients, rec: &recorder{}, work: work,
 		measureFrom: cfg.Warmup, measureTo: cfg.Warmup + cfg.Duration,
 	}
-}
-
-// op draws the next operation: a get with probability GetRatio, else a
-// put of the payload, on a key drawn uniformly from the key space.
-func (l *load) op(rng *rand.Rand) []byte {
-	key := fmt.Appendf(nil, "k%07d", rng.IntN(l.cfg.Keys))
-	if rng.Float64() < l.cfg.GetRatio {
-		return execution.EncodeGet(key)
-	}
-	return execution.EncodePut(key, l.value)
 }
 
 // run drives the load from start until ctx ends, closed- or open-loop.
@@ -104,7 +89,7 @@ func (l *load) runClosed(ctx context.Context) {
 			rng := rand.New(rand.NewPCG(l.cfg.Seed, uint64(ci)<<8|uint64(w)))
 			wg.Go(func() {
 				for ctx.Err() == nil {
-					l.invoke(ctx, cl, l.op(rng), time.Now())
+					l.invoke(ctx, cl, l.work.op(ci, rng), time.Now())
 				}
 			})
 		}
@@ -147,7 +132,8 @@ func (l *load) runOpen(ctx context.Context) {
 			}
 			continue
 		}
-		cl, op := l.clients[i%len(l.clients)], l.op(rng)
+		ci := i % len(l.clients)
+		cl, op := l.clients[ci], l.work.op(ci, rng)
 		wg.Go(func() {
 			defer func() { <-sem }()
 			l.invoke(ctx, cl, op, at)
@@ -166,7 +152,7 @@ func (l *load) invoke(ctx context.Context, cl *client.Client, op []byte, issued 
 		}
 		return
 	}
-	if res, err := execution.DecodeResult(raw); err != nil || res.Error != "" {
+	if !l.work.executed(raw) {
 		l.rec.fail()
 		return
 	}
