@@ -40,7 +40,7 @@ type clusterSpec struct {
 	// is (testnet --app ledger --issuer-key).
 	ledgerIssuer *ledgerIssuer
 	rng          *rand.Rand
-	log    *slog.Logger
+	log          *slog.Logger
 }
 
 // testnetProtocol is the protocol of the testnet's configuration: a

@@ -64,7 +64,6 @@ func (w *kvWorkload) executed(raw []byte) bool {
 	return err == nil && res.Error == ""
 }
 
-
 // ledgerWorkload has client ci transfer one unit to the next client's
 // account (to the issuer's with a single client), or, GetRatio of the
 // time, read its own balance. Accounts are the clients' public keys.
@@ -89,7 +88,6 @@ func (w *ledgerWorkload) executed(raw []byte) bool {
 	res, err := ledger.DecodeResult(raw)
 	return err == nil && res.Error == ""
 }
-
 
 // ledgerIssuer is the benchmark's ledger issuer: its key, written to
 // DIR/issuer.key for `pbftnode testnet --issuer-key`.
