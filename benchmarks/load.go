@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -18,10 +19,6 @@ import (
 // Raft clients accept one reply (ReplyQuorum 1); PBFT clients wait for
 // f+1 matching ones (the default).
 func newClients(cfg Config, clusterID string, members []p2p.Member) ([]*client.Client, error) {
-	quorum := 0
-	if cfg.Protocol == "raft" {
-		quorum = 1
-	}
 	var out []*client.Client
 	for range cfg.Clients {
 		key, err := crypto.GenerateKey(nil)
@@ -29,18 +26,32 @@ func newClients(cfg Config, clusterID string, members []p2p.Member) ([]*client.C
 			closeClients(out)
 			return nil, err
 		}
-		cl, err := client.New(client.Config{
-			ClusterID: clusterID, Key: key, Replicas: members,
-			ReplyQuorum: quorum, RetransmitTimeout: cfg.ClientRetransmit,
-			Logger: cfg.Logger,
-		})
+		cl, err := newClient(cfg, clusterID, members, key)
 		if err != nil {
 			closeClients(out)
-			return nil, fmt.Errorf("bench client: %w", err)
+			return nil, err
 		}
 		out = append(out, cl)
 	}
 	return out, nil
+}
+
+// newClient connects one client with key: for Raft it accepts one reply
+// (ReplyQuorum 1), for PBFT f+1 matching ones (the default).
+func newClient(cfg Config, clusterID string, members []p2p.Member, key ed25519.PrivateKey) (*client.Client, error) {
+	quorum := 0
+	if cfg.Protocol == "raft" {
+		quorum = 1
+	}
+	cl, err := client.New(client.Config{
+		ClusterID: clusterID, Key: key, Replicas: members,
+		ReplyQuorum: quorum, RetransmitTimeout: cfg.ClientRetransmit,
+		Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench client: %w", err)
+	}
+	return cl, nil
 }
 
 func closeClients(cls []*client.Client) {

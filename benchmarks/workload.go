@@ -118,16 +118,9 @@ func mintToClients(ctx context.Context, cfg Config, issuer *ledgerIssuer, cl *cl
 	if err != nil {
 		return nil, err
 	}
-	quorum := 0
-	if cfg.Protocol == "raft" {
-		quorum = 1
-	}
-	ic, err := client.New(client.Config{
-		ClusterID: clusterID, Key: issuer.key, Replicas: members,
-		ReplyQuorum: quorum, RetransmitTimeout: cfg.ClientRetransmit, Logger: cfg.Logger,
-	})
+	ic, err := newClient(cfg, clusterID, members, issuer.key)
 	if err != nil {
-		return nil, fmt.Errorf("ledger issuer client: %w", err)
+		return nil, fmt.Errorf("ledger issuer: %w", err)
 	}
 	defer ic.Close()
 	w := &ledgerWorkload{cfg: cfg, issuer: issuer.key.Public().(ed25519.PublicKey)}
