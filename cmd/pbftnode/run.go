@@ -44,7 +44,11 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := launch.LoadHome(*home, settings)
+	h, err := config.Load(*home, settings)
+	if err != nil {
+		return err
+	}
+	cfg, err := launch.Config(h)
 	if err != nil {
 		return err
 	}
@@ -90,7 +94,7 @@ func runReplica(args []string, _, stderr io.Writer) error {
 		stopToggle := toggleOnSignals(byz, logger)
 		defer stopToggle()
 	}
-	logger.Info("replica running", "protocol", protocolName(cfg.Consensus), "index", cfg.Index, "listen", n.Addrs(), "metrics", n.MetricsAddr(), "replicas", len(cfg.Replicas))
+	logger.Info("replica running", "protocol", protocolName(cfg.Consensus), "application", h.Application.String(), "index", cfg.Index, "listen", n.Addrs(), "metrics", n.MetricsAddr(), "replicas", len(cfg.Replicas))
 	<-ctx.Done()
 	logger.Info("shutting down")
 	if err := n.Close(); err != nil {

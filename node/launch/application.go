@@ -39,20 +39,25 @@ func RemoteApplication(spec config.ApplicationSpec) (execution.Opener, error) {
 	return nil, fmt.Errorf("launch: application %s: %w", spec, ErrRemoteNotWired)
 }
 
-// LoadHome is node.LoadHome (config.Load with the overrides, then
-// node.ConfigFromHome) with Config.Application filled from the home's
-// application setting by Application: what `pbftnode run` starts.
-func LoadHome(home string, overrides *config.Flags) (node.Config, error) {
-	h, err := config.Load(home, overrides)
-	if err != nil {
-		return node.Config{}, err
-	}
+// Config is node.ConfigFromHome with Config.Application filled from the
+// home's application setting by Application.
+func Config(h config.Home) (node.Config, error) {
 	cfg, err := node.ConfigFromHome(h)
 	if err != nil {
 		return node.Config{}, err
 	}
 	if cfg.Application, err = Application(h); err != nil {
-		return node.Config{}, fmt.Errorf("%s: %w", home, err)
+		return node.Config{}, fmt.Errorf("%s: %w", h.Dir, err)
 	}
 	return cfg, nil
+}
+
+// LoadHome is config.Load (home/config.json with the overrides, checked)
+// and then Config: what `pbftnode run` starts.
+func LoadHome(home string, overrides *config.Flags) (node.Config, error) {
+	h, err := config.Load(home, overrides)
+	if err != nil {
+		return node.Config{}, err
+	}
+	return Config(h)
 }
