@@ -44,11 +44,10 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := node.LoadHome(*home, settings)
+	_, cfg, err := launch.LoadHome(*home, settings, logger)
 	if err != nil {
 		return err
 	}
-	cfg.Logger = logger
 	if *strategy != "" && cfg.Consensus == config.ConsensusRaft {
 		return fmt.Errorf("%w: --byzantine applies to PBFT only (the Raft mode tolerates crash faults only)", errUsage)
 	}
