@@ -275,6 +275,7 @@ func (h *Host) Reload() error {
 		}
 		return fmt.Errorf("apphost: reload: %w", err)
 	}
+	h.markAvailable()
 	return nil
 }
 
