@@ -30,13 +30,18 @@ type testApp struct {
 	// failCalls makes the next failCalls calls fail with
 	// errTestUnavailable; blockExecute makes Execute block until its
 	// context ends, after signalling on entered.
-	failCalls    int
-	blockExecute bool
-	entered      chan struct{}
+	failCalls int
+	// failSnapshots makes the next failSnapshots Snapshot calls fail.
+	failSnapshots int
+	blockExecute  bool
+	entered       chan struct{}
 	// nondeterministic: Execute stores how many times this instance
 	// executed, which differs on replay.
 	nondeterministic bool
 	executeCalls     int
+	// lenient: Execute executes any sequence (an application that does
+	// not check that a batch follows its State).
+	lenient bool
 }
 
 // testState is the application's whole state (its snapshot is the JSON).
@@ -117,7 +122,7 @@ func (a *testApp) Execute(ctx context.Context, sequence uint64, ops []app.Operat
 	if err := a.fail(); err != nil {
 		return nil, [32]byte{}, err
 	}
-	if sequence != a.st.Sequence+1 {
+	if sequence != a.st.Sequence+1 && !a.lenient {
 		// What package app asks of an application that lost its state:
 		// refuse a batch that does not follow its State.
 		return nil, [32]byte{}, fmt.Errorf("test app: batch %d does not follow sequence %d", sequence, a.st.Sequence)
@@ -152,6 +157,10 @@ func (a *testApp) Snapshot(_ context.Context, w io.Writer) error {
 	defer a.mu.Unlock()
 	if err := a.fail(); err != nil {
 		return err
+	}
+	if a.failSnapshots > 0 {
+		a.failSnapshots--
+		return errTestUnavailable
 	}
 	return json.NewEncoder(w).Encode(a.st)
 }
