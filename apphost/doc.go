@@ -47,8 +47,18 @@
 // return "application at <Options.Where>: <error>" (logged once per
 // outage); the host waits (exponential backoff from Options.RetryMin to
 // Options.RetryMax), resyncs and retries until the call succeeds or Close
-// (ExecuteBatch then fails with ErrClosed). Stats counts resyncs,
-// restores, replayed batches, retries and snapshots.
+// (ExecuteBatch then fails with ErrClosed). While the replica is idle,
+// Health itself probes an unhealthy application (Info, paced by the same
+// backoff) so readiness returns when the application does; an application
+// with a Health() error method of its own is asked too. A broken
+// application stays reported. Stats counts resyncs, restores, replayed
+// batches, retries and snapshots.
+//
+// An application that lost its state without any call failing must refuse
+// (with an error) an Execute whose sequence is not its State's Sequence+1,
+// as package app states; the host then resyncs it. The host does not call
+// Info before every batch (a round trip per batch for a remote
+// application).
 //
 // # State transfer
 //

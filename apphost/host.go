@@ -185,8 +185,19 @@ type Host struct {
 	inSync            bool
 	pending           *pendingBatch
 
-	healthMu sync.Mutex
-	health   error
+	// busy is set while the executor's goroutine uses the application
+	// (ExecuteBatch, Reload): Health then starts no probe.
+	busy atomic.Bool
+
+	// Health state: health is the last failure (nil: available); broken
+	// keeps it for good. probing, lastProbe and probeBackoff pace the
+	// probes Health starts while the host is idle and unhealthy.
+	healthMu     sync.Mutex
+	health       error
+	broken       bool
+	probing      bool
+	lastProbe    time.Time
+	probeBackoff time.Duration
 
 	resyncs, restores, replayed, retries, snapshots atomic.Uint64
 }
@@ -309,11 +320,62 @@ func (h *Host) Query(ctx context.Context, query []byte) ([]byte, error) {
 }
 
 // Health returns nil while the application answers, else an error
-// "application at <where>: <the last failure>".
+// "application at <where>: <the last failure>". An application with a
+// Health() error method of its own (a client that knows its connection is
+// down) is asked too while the host saw no failure.
+//
+// While the host is unhealthy (and not broken) and the executor is not
+// using the application, Health starts a probe in the background (one
+// Info call, no more often than the retry backoff allows) that clears the
+// failure when the application answers again, so an idle replica becomes
+// ready once its application is back.
 func (h *Host) Health() error {
 	h.healthMu.Lock()
+	err := h.health
+	start := err != nil && !h.broken && !h.probing && !h.busy.Load() && h.ctx.Err() == nil &&
+		time.Since(h.lastProbe) >= h.probeBackoff
+	if start {
+		h.probing, h.lastProbe = true, time.Now()
+	}
+	h.healthMu.Unlock()
+	if start {
+		go h.probe()
+	}
+	if err != nil {
+		return err
+	}
+	if hr, ok := h.app.(interface{ Health() error }); ok {
+		if err := hr.Health(); err != nil {
+			return fmt.Errorf("application at %s: %w", h.opts.Where, err)
+		}
+	}
+	return nil
+}
+
+// probe asks Info once, unless the executor is calling the application,
+// and records the outcome in Health.
+func (h *Host) probe() {
+	var err error
+	probed := h.callMu.TryLock()
+	if probed {
+		ctx, cancel := context.WithTimeout(h.ctx, h.opts.CallTimeout)
+		_, err = h.app.Info(ctx)
+		cancel()
+		h.callMu.Unlock()
+	}
+	h.healthMu.Lock()
 	defer h.healthMu.Unlock()
-	return h.health
+	h.probing = false
+	if !probed || h.broken || h.health == nil || h.ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		h.probeBackoff = min(max(2*h.probeBackoff, h.opts.RetryMin), h.opts.RetryMax)
+		h.health = fmt.Errorf("application at %s: info: %w", h.opts.Where, err)
+		return
+	}
+	h.logger.Info("apphost: application available again")
+	h.health, h.probeBackoff = nil, 0
 }
 
 // Stats returns the host's counters.
@@ -348,6 +410,10 @@ func (h *Host) Close() error {
 func (h *Host) markUnavailable(err error) {
 	h.healthMu.Lock()
 	defer h.healthMu.Unlock()
+	if h.broken {
+		return
+	}
+	h.broken = errors.Is(err, ErrBrokenApplication)
 	if h.health == nil {
 		h.logger.Warn("apphost: application unavailable; retrying until it answers", "err", err)
 	}
@@ -358,8 +424,8 @@ func (h *Host) markUnavailable(err error) {
 func (h *Host) markAvailable() {
 	h.healthMu.Lock()
 	defer h.healthMu.Unlock()
-	if h.health != nil {
+	if h.health != nil && !h.broken {
 		h.logger.Info("apphost: application available again")
-		h.health = nil
+		h.health, h.probeBackoff = nil, 0
 	}
 }

@@ -375,8 +375,17 @@ func TestNonDeterministicDetected(t *testing.T) {
 	if r.exe.LastExecuted() != 6 {
 		t.Fatalf("last executed %d, want 6", r.exe.LastExecuted())
 	}
-	if h := r.host.Health(); !errors.Is(h, ErrBrokenApplication) {
-		t.Fatalf("Health() = %v, want the broken application", h)
+	// Broken for good: no probe clears it.
+	for range 3 {
+		if h := r.host.Health(); !errors.Is(h, ErrBrokenApplication) {
+			t.Fatalf("Health() = %v, want the broken application", h)
+		}
+	}
+	r.host.healthMu.Lock()
+	probing := r.host.probing
+	r.host.healthMu.Unlock()
+	if probing {
+		t.Fatal("a broken application is probed")
 	}
 }
 
@@ -398,5 +407,35 @@ func TestPlainCallsRefused(t *testing.T) {
 	r.host.Close()
 	if _, err := r.host.Query(context.Background(), []byte("k1")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Query after Close: %v", err)
+	}
+}
+
+// healthApp is a testApp that reports its own health (as a client that
+// knows its connection is down does).
+type healthApp struct {
+	*testApp
+	err error
+}
+
+func (a *healthApp) Health() error { return a.err }
+
+// TestIdleHealth: an application unreachable when the replica opens makes
+// Health report it; with no batch to execute, the probes Health starts
+// clear it once the application answers. An application's own Health is
+// reported too.
+func TestIdleHealth(t *testing.T) {
+	a := newTestApp()
+	a.failNext(1) // Info at Open
+	r := openReplica(t, t.TempDir(), a, Options{Where: "idle-app"})
+	if err := r.host.Health(); !errors.Is(err, errTestUnavailable) || !strings.Contains(err.Error(), "application at idle-app") {
+		t.Fatalf("Health after a failed Open: %v", err)
+	}
+	waitFor(t, func() bool { return r.host.Health() == nil })
+	r.applyRange(1, 3)
+
+	down := errors.New("connection refused")
+	h := openReplica(t, t.TempDir(), &healthApp{testApp: newTestApp(), err: down}, Options{Where: "remote"})
+	if err := h.host.Health(); !errors.Is(err, down) || !strings.Contains(err.Error(), "application at remote") {
+		t.Fatalf("Health with the application's own failure: %v", err)
 	}
 }

@@ -268,6 +268,8 @@ func (h *Host) Reload() error {
 	if h.pending != nil {
 		return errors.New("apphost: reload during a batch")
 	}
+	h.busy.Store(true)
+	defer h.busy.Store(false)
 	if err := h.reload(); err != nil {
 		h.inSync = false
 		if !isFatal(err) && !errors.Is(err, ErrBrokenApplication) {

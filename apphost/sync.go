@@ -42,6 +42,8 @@ func (h *Host) ExecuteBatch(sequence uint64, requests []execution.Request) ([][]
 	if len(journal) > MaxJournalEntryBytes {
 		return nil, fmt.Errorf("apphost: execute sequence %d: %d bytes of requests over the journal limit %d", sequence, len(journal), MaxJournalEntryBytes)
 	}
+	h.busy.Store(true)
+	defer h.busy.Store(false)
 	ops := toOperations(requests)
 	var results [][]byte
 	var digest [32]byte
