@@ -35,6 +35,9 @@ func (a *adder) Info(context.Context) (app.State, error) {
 func (a *adder) Execute(_ context.Context, seq uint64, ops []app.Operation) ([][]byte, [32]byte, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if seq != a.state.Sequence+1 { // lost state: the replica restores it
+		return nil, [32]byte{}, errors.New("adder: out of sequence")
+	}
 	results := make([][]byte, len(ops))
 	for i, op := range ops {
 		n, err := strconv.ParseInt(string(op.Payload), 10, 32) // hostile bytes: refuse, never panic
