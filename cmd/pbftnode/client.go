@@ -7,15 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/pbftnode/pbftnode"
 	"github.com/pbftnode/pbftnode/client"
-	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
-	"github.com/pbftnode/pbftnode/node"
-	"github.com/pbftnode/pbftnode/p2p"
 )
 
 // clientUsage is `pbftnode client --help`, before the flags.
@@ -289,32 +286,15 @@ func openClient(dir string) (*client.Client, error) { return openClientWith(dir,
 // client key client.json names), with edit (if not nil) applied to the
 // client's configuration before it starts.
 func openClientWith(dir, keyPath string, edit func(*client.Config)) (*client.Client, error) {
-	var cf config.ClientFile
-	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
-		return nil, fmt.Errorf("%w: %w", errConfig, err)
-	}
-	replicas, err := cf.Decode()
+	cfg, err := pbftnode.ClientConfig(dir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errConfig, err)
 	}
-	if keyPath == "" {
-		keyPath = cf.KeyPath(dir)
-	}
-	key, err := readKey(keyPath)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errConfig, err)
-	}
-	members := make([]p2p.Member, len(replicas))
-	for i, r := range replicas {
-		if members[i], err = node.Member(r); err != nil {
+	if keyPath != "" {
+		if cfg.Key, err = readKey(keyPath); err != nil {
 			return nil, fmt.Errorf("%w: %w", errConfig, err)
 		}
 	}
-	quorum := 0 // f+1 matching replies
-	if cf.Consensus == config.ConsensusRaft {
-		quorum = 1 // crash faults only: any replica's reply is correct
-	}
-	cfg := client.Config{ClusterID: cf.ClusterID, Key: key, Replicas: members, ReplyQuorum: quorum, RetransmitTimeout: 500 * time.Millisecond}
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -44,15 +44,10 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h, err := config.Load(*home, settings)
+	h, cfg, err := launch.LoadReplica(*home, settings, logger)
 	if err != nil {
 		return err
 	}
-	cfg, err := launch.Config(h)
-	if err != nil {
-		return err
-	}
-	cfg.Logger = logger
 	if *strategy != "" && cfg.Consensus == config.ConsensusRaft {
 		return fmt.Errorf("%w: --byzantine applies to PBFT only (the Raft mode tolerates crash faults only)", errUsage)
 	}

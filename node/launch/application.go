@@ -3,6 +3,7 @@ package launch
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
@@ -39,25 +40,15 @@ func RemoteApplication(spec config.ApplicationSpec) (execution.Opener, error) {
 	return nil, fmt.Errorf("launch: application %s: %w", spec, ErrRemoteNotWired)
 }
 
-// Config is node.ConfigFromHome with Config.Application filled from the
-// home's application setting by Application.
-func Config(h config.Home) (node.Config, error) {
-	cfg, err := node.ConfigFromHome(h)
+// LoadReplica is LoadHome with Config.Application set by Application
+// from the home's application setting: what `pbftnode run` starts.
+func LoadReplica(home string, overrides *config.Flags, logger *slog.Logger) (config.Home, node.Config, error) {
+	h, cfg, err := LoadHome(home, overrides, logger)
 	if err != nil {
-		return node.Config{}, err
+		return config.Home{}, node.Config{}, err
 	}
 	if cfg.Application, err = Application(h); err != nil {
-		return node.Config{}, fmt.Errorf("%s: %w", h.Dir, err)
+		return config.Home{}, node.Config{}, fmt.Errorf("%s: %w", home, err)
 	}
-	return cfg, nil
-}
-
-// LoadHome is config.Load (home/config.json with the overrides, checked)
-// and then Config: what `pbftnode run` starts.
-func LoadHome(home string, overrides *config.Flags) (node.Config, error) {
-	h, err := config.Load(home, overrides)
-	if err != nil {
-		return node.Config{}, err
-	}
-	return Config(h)
+	return h, cfg, nil
 }
