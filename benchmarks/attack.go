@@ -21,6 +21,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/keyfile"
+	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/wire"
@@ -194,7 +195,7 @@ func newAttacker(cfg AttackConfig) (*attacker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	cf, members, err := readClientConfig(cfg.Dir)
+	cf, members, err := node.ReadClientFile(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("attack: %w", err)
 	}

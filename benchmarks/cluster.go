@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
 )
@@ -36,8 +35,11 @@ type clusterSpec struct {
 	// toggle starts the byzantine strategies inactive
 	// (--byzantine-toggle): SIGUSR1 switches them on, SIGUSR2 off.
 	toggle bool
-	rng    *rand.Rand
-	log    *slog.Logger
+	// ledgerIssuer, when set, makes the testnet a ledger whose issuer it
+	// is (testnet --app ledger --issuer-key).
+	ledgerIssuer *ledgerIssuer
+	rng          *rand.Rand
+	log          *slog.Logger
 }
 
 // testnetProtocol is the protocol of the testnet's configuration: a
@@ -89,6 +91,9 @@ func startCluster(ctx context.Context, spec clusterSpec) (*cluster, error) {
 			"--dir", c.dir, "--base-port", strconv.Itoa(base)}
 		if spec.noFsync {
 			args = append(args, "--unsafe-no-fsync")
+		}
+		if spec.ledgerIssuer != nil {
+			args = append(args, "--app", AppLedger, "--issuer-key", spec.ledgerIssuer.path)
 		}
 		if out, err := exec.CommandContext(ctx, spec.binary, args...).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("pbftnode %v: %w: %s", args, err, out)
@@ -447,28 +452,8 @@ func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
 // clientConfig reads DIR/client.json: the cluster ID and the replicas as
 // transport members (each bench client brings its own key).
 func (c *cluster) clientConfig() (string, []p2p.Member, error) {
-	cf, members, err := readClientConfig(c.dir)
+	cf, members, err := node.ReadClientFile(c.dir)
 	return cf.ClusterID, members, err
-}
-
-// readClientConfig reads DIR/client.json and its replicas as transport
-// members.
-func readClientConfig(dir string) (config.ClientFile, []p2p.Member, error) {
-	var cf config.ClientFile
-	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
-		return cf, nil, err
-	}
-	replicas, err := cf.Decode()
-	if err != nil {
-		return cf, nil, err
-	}
-	members := make([]p2p.Member, len(replicas))
-	for i, r := range replicas {
-		if members[i], err = node.Member(r); err != nil {
-			return cf, nil, err
-		}
-	}
-	return cf, members, nil
 }
 
 // tailFile returns the last n lines of a file.

@@ -2,8 +2,10 @@ package node
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/pbftnode/pbftnode/config"
+	"github.com/pbftnode/pbftnode/p2p"
 )
 
 // ConfigFromHome builds the runtime's Config from a home that passed
@@ -42,4 +44,25 @@ func LoadHome(home string, overrides *config.Flags) (Config, error) {
 		return Config{}, err
 	}
 	return ConfigFromHome(h)
+}
+
+// ReadClientFile reads DIR/client.json and returns it with its replicas as
+// transport members (what a client dials). It refuses a file whose cluster
+// settings config's rules refuse (ClusterFile.Decode).
+func ReadClientFile(dir string) (config.ClientFile, []p2p.Member, error) {
+	var cf config.ClientFile
+	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
+		return cf, nil, err
+	}
+	replicas, err := cf.Decode()
+	if err != nil {
+		return cf, nil, err
+	}
+	members := make([]p2p.Member, len(replicas))
+	for i, r := range replicas {
+		if members[i], err = Member(r); err != nil {
+			return cf, nil, err
+		}
+	}
+	return cf, members, nil
 }

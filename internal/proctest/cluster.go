@@ -18,7 +18,6 @@ import (
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/node"
-	"github.com/pbftnode/pbftnode/p2p"
 )
 
 // Options describes a testnet.
@@ -274,19 +273,9 @@ func (c *Cluster) Client(quorum int) *client.Client { return ClientOf(c.t, c.Dir
 // client.json).
 func ClientOf(t testing.TB, dir string, quorum int) *client.Client {
 	t.Helper()
-	var cf config.ClientFile
-	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
-		t.Fatal(err)
-	}
-	replicas, err := cf.Decode()
+	cf, members, err := node.ReadClientFile(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	members := make([]p2p.Member, len(replicas))
-	for i, r := range replicas {
-		if members[i], err = node.Member(r); err != nil {
-			t.Fatal(err)
-		}
 	}
 	key, err := crypto.GenerateKey(nil)
 	if err != nil {

@@ -1,0 +1,55 @@
+package pbftnode
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/config"
+	"github.com/pbftnode/pbftnode/keyfile"
+	"github.com/pbftnode/pbftnode/node"
+)
+
+// ClientOption adjusts a client's configuration before Dial starts it
+// (for example its Key, to act as another account, or its Logger).
+type ClientOption func(*client.Config)
+
+// ClientConfig reads DIR/client.json (what WriteTestnet and `pbftnode
+// testnet` write) and its key file into a client configuration: the
+// cluster, its replicas, the key, and how many matching replies make a
+// result (f+1 for PBFT, 1 for the crash-fault Raft mode). Session is nil,
+// so each client started from it has a session of its own and many may
+// share the key at once.
+func ClientConfig(dir string) (client.Config, error) {
+	cf, members, err := node.ReadClientFile(dir)
+	if err != nil {
+		return client.Config{}, fmt.Errorf("pbftnode: %w", err)
+	}
+	key, err := keyfile.Read(cf.KeyPath(dir))
+	if err != nil {
+		return client.Config{}, fmt.Errorf("pbftnode: %w", err)
+	}
+	quorum := 0 // the client's default: f+1 matching replies
+	if cf.Consensus == config.ConsensusRaft {
+		quorum = 1 // crash faults only: any replica's reply is correct
+	}
+	return client.Config{ClusterID: cf.ClusterID, Key: key, Replicas: members, ReplyQuorum: quorum, RetransmitTimeout: 500 * time.Millisecond}, nil
+}
+
+// Dial starts a client of the cluster DIR/client.json describes
+// (ClientConfig), with opts applied in order. The client is safe for
+// concurrent use; Close it when done.
+func Dial(dir string, opts ...ClientOption) (*client.Client, error) {
+	cfg, err := ClientConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pbftnode: %w", err)
+	}
+	return c, nil
+}
