@@ -54,49 +54,12 @@ func runHostedCluster(t *testing.T, consensus string) {
 			}
 		}
 	}
-	converged := func(running []int) {
-		t.Helper()
-		deadline := time.Now().Add(testDeadline)
-		for !func() bool {
-			first := net.Replica(running[0]).Status()
-			for _, i := range running[1:] {
-				st := net.Replica(i).Status()
-				if st.ExecutedSequence != first.ExecutedSequence || st.StateDigest != first.StateDigest {
-					return false
-				}
-			}
-			return true
-		}() {
-			if time.Now().After(deadline) {
-				for _, i := range running {
-					st := apps[i].state()
-					t.Logf("replica %d: %+v; application at %d", i, net.Replica(i).Status(), st.Sequence)
-				}
-				t.Fatal("replicas did not converge")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		want := apps[running[0]].state()
-		for _, i := range running[1:] {
-			if got := apps[i].state(); !reflect.DeepEqual(got, want) {
-				t.Fatalf("application of replica %d differs from replica %d's:\n got %+v\nwant %+v", i, running[0], got, want)
-			}
-		}
-		seen := map[string]bool{}
-		for _, id := range want.Applied {
-			if seen[id] {
-				t.Fatalf("operation %s applied twice", id)
-			}
-			seen[id] = true
-		}
-	}
-	all := []int{0, 1, 2, 3}
 	put(0, 20)
-	converged(all)
+	waitAgreed(t, net, apps)
 
 	apps[2].restart()
 	put(20, 30)
-	converged(all)
+	waitAgreed(t, net, apps)
 
 	if err := net.StopReplica(3); err != nil {
 		t.Fatal(err)
@@ -110,5 +73,45 @@ func runHostedCluster(t *testing.T, consensus string) {
 		t.Fatal(err)
 	}
 	put(70, 75)
-	converged(all)
+	waitAgreed(t, net, apps)
+}
+
+// waitAgreed waits until the four replicas executed the same sequence
+// with the same state digest, then checks their applications hold the
+// same state with no operation applied twice.
+func waitAgreed(t *testing.T, net *localnet.Net, apps []*testApp) {
+	t.Helper()
+	agreed := func() bool {
+		first := net.Replica(0).Status()
+		for i := 1; i < len(apps); i++ {
+			st := net.Replica(i).Status()
+			if st.ExecutedSequence != first.ExecutedSequence || st.StateDigest != first.StateDigest {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(testDeadline)
+	for !agreed() {
+		if time.Now().After(deadline) {
+			for i, a := range apps {
+				t.Logf("replica %d: %+v; application at %d", i, net.Replica(i).Status(), a.state().Sequence)
+			}
+			t.Fatal("replicas did not converge")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	want := apps[0].state()
+	for i, a := range apps[1:] {
+		if got := a.state(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("application of replica %d differs from replica 0's:\n got %+v\nwant %+v", i+1, got, want)
+		}
+	}
+	seen := map[string]bool{}
+	for _, id := range want.Applied {
+		if seen[id] {
+			t.Fatalf("operation %s applied twice", id)
+		}
+		seen[id] = true
+	}
 }
