@@ -77,8 +77,9 @@ type Options struct {
 	// (defaults DefaultRetryMin, DefaultRetryMax).
 	RetryMin time.Duration
 	RetryMax time.Duration
-	// Wait waits d or until ctx ends (returning ctx.Err()); nil uses a
-	// timer. Tests inject one that does not sleep.
+	// Wait waits d or until ctx ends (returning ctx.Err()) between
+	// retries; nil uses a timer. Any error it returns ends the retries as
+	// Close does. Tests inject one that does not sleep.
 	Wait func(ctx context.Context, d time.Duration) error
 }
 
