@@ -130,7 +130,7 @@ func reference(t testing.TB, to uint64) (*testApp, map[uint64][][]byte) {
 	for seq := uint64(1); seq <= to; seq++ {
 		var ops []app.Operation
 		for _, r := range batchAt(seq) {
-			id := fmt.Sprintf("%s/%d", r.ClientID, r.RequestNumber)
+			id := fmt.Sprintf("%x/%d", r.ClientID, r.RequestNumber)
 			if seen[id] {
 				continue
 			}
@@ -437,5 +437,19 @@ func TestIdleHealth(t *testing.T) {
 	h := openReplica(t, t.TempDir(), &healthApp{testApp: newTestApp(), err: down}, Options{Where: "remote"})
 	if err := h.host.Health(); !errors.Is(err, down) || !strings.Contains(err.Error(), "application at remote") {
 		t.Fatalf("Health with the application's own failure: %v", err)
+	}
+}
+
+// namedApp is a testApp that names itself (as appgrpc's client does).
+type namedApp struct{ *testApp }
+
+func (namedApp) String() string { return "grpc://app.example:7000" }
+
+func TestWhereDefaultsToApplicationName(t *testing.T) {
+	a := namedApp{newTestApp()}
+	a.failNext(1) // Info at Open
+	r := openReplica(t, t.TempDir(), a, Options{})
+	if err := r.host.Health(); err == nil || !strings.Contains(err.Error(), "application at grpc://app.example:7000:") {
+		t.Fatalf("Health() = %v, want it to name the application", err)
 	}
 }
