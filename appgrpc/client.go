@@ -11,7 +11,9 @@ import (
 	"github.com/pbftnode/pbftnode/appgrpc/apppb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // Defaults and fixed limits of the protocol (app.proto states them too).
@@ -31,6 +33,8 @@ const (
 	// reconnectMaxDelay caps the wait between two connection attempts to
 	// an application that went away, so a restarted one is found quickly.
 	reconnectMaxDelay = time.Second
+	// connectTimeout bounds one connection attempt (gRPC's default).
+	connectTimeout = 20 * time.Second
 )
 
 // Options tune a Client. The zero value means the defaults.
@@ -117,7 +121,7 @@ func Dial(target string, o Options) (*Client, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.MaxMessageBytes), grpc.MaxCallSendMsgSize(o.MaxMessageBytes)),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMaxDelay},
-			MinConnectTimeout: o.CallTimeout,
+			MinConnectTimeout: connectTimeout,
 		}),
 	)
 	if err != nil {
@@ -243,10 +247,13 @@ func (cl *call) wrap(err error) error {
 // fail wraps err, an error of the gRPC call; when the call's context ended
 // first, the error names why (Close, timeout, the caller) and wraps it.
 func (cl *call) fail(err error) error {
-	if cl.ctx.Err() != nil {
-		if cause := context.Cause(cl.ctx); cause != nil {
-			return fmt.Errorf("appgrpc: %s on %s: %w (%v)", cl.method, cl.client.target, cause, err)
-		}
+	if cause := context.Cause(cl.ctx); cause != nil {
+		return fmt.Errorf("appgrpc: %s on %s: %w (%v)", cl.method, cl.client.target, cause, err)
+	}
+	// gRPC's own timer for the caller's deadline can fire before the
+	// context's: name the deadline all the same.
+	if deadline, ok := cl.ctx.Deadline(); ok && status.Code(err) == codes.DeadlineExceeded && !time.Now().Before(deadline) {
+		return fmt.Errorf("appgrpc: %s on %s: %w (%v)", cl.method, cl.client.target, context.DeadlineExceeded, err)
 	}
 	return cl.wrap(err)
 }
