@@ -103,8 +103,8 @@ func RandomKVOperations(rng *rand.Rand, n int) [][]byte {
 	return ops
 }
 
-// CheckMatchesKV executes the edge operations and a seeded random
-// sequence, in batches of 7, on the fresh application behind c and on the
+// CheckMatchesKV executes the edge operations, a seeded random sequence
+// and hostile encodings, in batches of 7, on the fresh application behind c and on the
 // built-in store, and fails the test unless every result is
 // byte-identical, the digest after every batch equal, Info right, and
 // Query of a get answering as the built-in get does.
@@ -112,7 +112,9 @@ func CheckMatchesKV(t *testing.T, c *appgrpc.Client) {
 	t.Helper()
 	kv := BuiltinKV(t)
 	ctx := context.Background()
-	ops := append(EdgeKVOperations(), RandomKVOperations(rand.New(rand.NewPCG(18, 1)), 600)...)
+	rng := rand.New(rand.NewPCG(18, 1))
+	ops := append(EdgeKVOperations(), RandomKVOperations(rng, 600)...)
+	ops = append(ops, HostileKVOperations(rng, 2000)...)
 	sequence := uint64(0)
 	for start := 0; start < len(ops); start += 7 {
 		batch := ops[start:min(start+7, len(ops))]
@@ -127,7 +129,7 @@ func CheckMatchesKV(t *testing.T, c *appgrpc.Client) {
 		}
 		for i, op := range batch {
 			if want := kv.Execute(op); !bytes.Equal(results[i], want) {
-				t.Fatalf("operation %d (%x): application result %x, built-in %x", start+i, op, results[i], want)
+				t.Fatalf("operation %d (%x, %d bytes): application result %x, built-in %x", start+i, op[:min(len(op), 48)], len(op), results[i], want)
 			}
 		}
 		if digest != kv.Digest() {
