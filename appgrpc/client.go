@@ -118,6 +118,9 @@ func Dial(target string, o Options) (*Client, error) {
 	}
 	conn, err := grpc.NewClient(t.dialTarget(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// The connection stays up while the cluster is quiet: an
+		// application may watch it to know its replica is there.
+		grpc.WithIdleTimeout(0),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.MaxMessageBytes), grpc.MaxCallSendMsgSize(o.MaxMessageBytes)),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMaxDelay},

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/pbftnode/pbftnode/wire"
 	"google.golang.org/protobuf/proto"
@@ -241,3 +242,41 @@ func TestParseAccount(t *testing.T) {
 }
 
 func unmarshal(b []byte, m proto.Message) error { return proto.Unmarshal(b, m) }
+
+// TestOperationsOfTheOtherApplicationAreRefused: the ledger's and the
+// key-value store's operation encodings share no field number, so an
+// operation sent to the wrong cluster is refused there and changes nothing
+// (a ledger balance read must not be a key-value delete).
+func TestOperationsOfTheOtherApplicationAreRefused(t *testing.T) {
+	db := openDB(t)
+	kv, err := execution.NewKV(db.LevelDB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	account := string(alice)
+	kv.Execute(execution.EncodePut([]byte("\x0a\x20"+account), []byte("v")))
+	kv.Execute(execution.EncodePut([]byte(account), []byte("v")))
+	digest := kv.Digest()
+	for name, op := range map[string][]byte{
+		"mint": EncodeMint(alice, 5), "transfer": EncodeTransfer(alice, 5),
+		"balance": EncodeBalance(alice), "history": EncodeHistory(alice, 3),
+	} {
+		res, err := execution.DecodeResult(kv.Execute(op))
+		if err != nil || res.Error == "" {
+			t.Errorf("key-value store executing a ledger %s: %v, %v; want a refusal", name, res, err)
+		}
+	}
+	if kv.Digest() != digest {
+		t.Fatal("ledger operations changed the key-value store")
+	}
+	l := newLedger(t)
+	mustOK(t, run(t, l, issuer, EncodeMint(alice, 7)))
+	for _, op := range [][]byte{execution.EncodePut([]byte("k"), []byte("v")), execution.EncodeGet(alice), execution.EncodeDelete(alice)} {
+		if r := run(t, l, alice, op); r.Error == "" {
+			t.Errorf("ledger executing a key-value operation %x: %v; want a refusal", op, r)
+		}
+	}
+	if r := mustOK(t, run(t, l, alice, EncodeBalance(alice))); r.Balance != 7 {
+		t.Fatalf("balance %d after key-value operations, want 7", r.Balance)
+	}
+}

@@ -2077,6 +2077,10 @@ func (x *KVResult) GetError() string {
 // (package ledger). Accounts are 32-byte Ed25519 public keys; the sending
 // account of an operation is the first 32 bytes of the request's client
 // ID, which the replica authenticates.
+// Its field numbers are disjoint from KVOperation's, so an operation sent
+// to the wrong application decodes as no operation there and is refused,
+// instead of being read as another application's operation (a ledger
+// balance read as a key-value delete).
 type LedgerOperation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Op:
@@ -2168,19 +2172,19 @@ type isLedgerOperation_Op interface {
 }
 
 type LedgerOperation_Mint struct {
-	Mint *LedgerMint `protobuf:"bytes,1,opt,name=mint,proto3,oneof"`
+	Mint *LedgerMint `protobuf:"bytes,16,opt,name=mint,proto3,oneof"`
 }
 
 type LedgerOperation_Transfer struct {
-	Transfer *LedgerTransfer `protobuf:"bytes,2,opt,name=transfer,proto3,oneof"`
+	Transfer *LedgerTransfer `protobuf:"bytes,17,opt,name=transfer,proto3,oneof"`
 }
 
 type LedgerOperation_Balance struct {
-	Balance *LedgerBalance `protobuf:"bytes,3,opt,name=balance,proto3,oneof"`
+	Balance *LedgerBalance `protobuf:"bytes,18,opt,name=balance,proto3,oneof"`
 }
 
 type LedgerOperation_History struct {
-	History *LedgerHistory `protobuf:"bytes,4,opt,name=history,proto3,oneof"`
+	History *LedgerHistory `protobuf:"bytes,19,opt,name=history,proto3,oneof"`
 }
 
 func (*LedgerOperation_Mint) isLedgerOperation_Op() {}
@@ -2702,10 +2706,10 @@ const file_wire_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"\xf9\x01\n" +
 	"\x0fLedgerOperation\x12/\n" +
-	"\x04mint\x18\x01 \x01(\v2\x19.pbftnode.wire.LedgerMintH\x00R\x04mint\x12;\n" +
-	"\btransfer\x18\x02 \x01(\v2\x1d.pbftnode.wire.LedgerTransferH\x00R\btransfer\x128\n" +
-	"\abalance\x18\x03 \x01(\v2\x1c.pbftnode.wire.LedgerBalanceH\x00R\abalance\x128\n" +
-	"\ahistory\x18\x04 \x01(\v2\x1c.pbftnode.wire.LedgerHistoryH\x00R\ahistoryB\x04\n" +
+	"\x04mint\x18\x10 \x01(\v2\x19.pbftnode.wire.LedgerMintH\x00R\x04mint\x12;\n" +
+	"\btransfer\x18\x11 \x01(\v2\x1d.pbftnode.wire.LedgerTransferH\x00R\btransfer\x128\n" +
+	"\abalance\x18\x12 \x01(\v2\x1c.pbftnode.wire.LedgerBalanceH\x00R\abalance\x128\n" +
+	"\ahistory\x18\x13 \x01(\v2\x1c.pbftnode.wire.LedgerHistoryH\x00R\ahistoryB\x04\n" +
 	"\x02op\">\n" +
 	"\n" +
 	"LedgerMint\x12\x18\n" +

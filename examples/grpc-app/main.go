@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pbftnode/pbftnode/appgrpc/apppb"
 	"google.golang.org/grpc"
@@ -33,6 +34,7 @@ func run(args []string) error {
 	listen := flags.String("listen", "", "address to serve on: HOST:PORT, grpc://HOST:PORT or unix:///PATH (required)")
 	maxMessage := flags.Int("max-message-bytes", maxMessageBytes, "largest gRPC message received or sent")
 	verbose := flags.Bool("v", false, "log every batch")
+	idleExit := flags.Duration("idle-exit", 10*time.Second, "exit once no replica has been connected for this long, after the first one connected (its state lives in memory, for its replica only); 0 serves until killed")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -48,9 +50,22 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	server := newServer(logger, *maxMessage)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var opts []grpc.ServerOption
+	if *idleExit > 0 {
+		watch := newConnWatch(*idleExit)
+		opts = append(opts, grpc.StatsHandler(watch))
+		go func() {
+			select {
+			case <-watch.idle:
+				logger.Info("no replica connected; exiting", "idle_exit", *idleExit)
+				stop()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	server := newServer(logger, *maxMessage, opts...)
 	go func() {
 		<-ctx.Done()
 		server.Stop()
@@ -63,8 +78,8 @@ func run(args []string) error {
 }
 
 // newServer returns a gRPC server of a fresh, empty key-value store.
-func newServer(logger *slog.Logger, maxMessage int) *grpc.Server {
-	server := grpc.NewServer(grpc.MaxRecvMsgSize(maxMessage), grpc.MaxSendMsgSize(maxMessage))
+func newServer(logger *slog.Logger, maxMessage int, opts ...grpc.ServerOption) *grpc.Server {
+	server := grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(maxMessage), grpc.MaxSendMsgSize(maxMessage)}, opts...)...)
 	apppb.RegisterApplicationServer(server, newService(logger))
 	return server
 }

@@ -5,15 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/pbftnode/pbftnode/appgrpc"
+	"github.com/pbftnode/pbftnode/apphost"
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/ledger"
 	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/storage"
 )
-
-// ErrRemoteNotWired is what RemoteApplication returns while this build
-// cannot connect to an application in another process.
-var ErrRemoteNotWired = errors.New("applications in another process (grpc://, unix://) are not wired into this build yet")
 
 // Application returns the opener of the application home names
 // (node.Config.Application): nil for the built-in key-value store, the
@@ -34,10 +33,28 @@ func Application(home config.Home) (execution.Opener, error) {
 
 // RemoteApplication returns the opener of an application in another
 // process serving the gRPC application protocol at spec (grpc://HOST:PORT
-// or unix:///PATH). This is where the appgrpc client is wired in; until
-// then it returns ErrRemoteNotWired.
+// or unix:///PATH): an appgrpc client, run under the executor by an
+// apphost.Host, which records its snapshots and journal in the replica's
+// database and brings the application back in sync whenever it restarts.
+// The connection is made lazily: a replica starts while its application
+// is down and is not ready (saying why) until it answers. The Host closes
+// the client when the replica stops.
 func RemoteApplication(spec config.ApplicationSpec) (execution.Opener, error) {
-	return nil, fmt.Errorf("launch: application %s: %w", spec, ErrRemoteNotWired)
+	target := spec.String()
+	if _, err := appgrpc.ParseTarget(target); err != nil {
+		return nil, fmt.Errorf("launch: application: %w", err)
+	}
+	return func(db *storage.DB, logger *slog.Logger) (execution.Application, error) {
+		client, err := appgrpc.Dial(target, appgrpc.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("launch: application %s: %w", target, err)
+		}
+		host, err := apphost.Open(db, client, apphost.Options{Where: target}, logger)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("launch: application %s: %w", target, err), client.Close())
+		}
+		return host, nil
+	}, nil
 }
 
 // LoadReplica is LoadHome with Config.Application set by Application

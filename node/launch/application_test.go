@@ -8,8 +8,7 @@ import (
 )
 
 // TestApplicationChoosesTheOpener: kv is the built-in store (nil opener),
-// ledger the ledger's opener, and a remote application the stub that
-// says it is not wired yet.
+// ledger the ledger's opener, and a remote application the gRPC one.
 func TestApplicationChoosesTheOpener(t *testing.T) {
 	for _, tc := range []struct {
 		spec       config.ApplicationSpec
@@ -19,8 +18,8 @@ func TestApplicationChoosesTheOpener(t *testing.T) {
 		{config.ApplicationSpec{Kind: config.ApplicationKV}, false, nil},
 		{config.ApplicationSpec{}, false, nil},
 		{config.ApplicationSpec{Kind: config.ApplicationLedger}, true, nil},
-		{config.ApplicationSpec{Kind: config.ApplicationGRPC, Address: "127.0.0.1:7000"}, false, ErrRemoteNotWired},
-		{config.ApplicationSpec{Kind: config.ApplicationUnix, Address: "/run/app.sock"}, false, ErrRemoteNotWired},
+		{config.ApplicationSpec{Kind: config.ApplicationGRPC, Address: "127.0.0.1:7000"}, true, nil},
+		{config.ApplicationSpec{Kind: config.ApplicationUnix, Address: "/run/app.sock"}, true, nil},
 	} {
 		open, err := Application(config.Home{Application: tc.spec})
 		if !errors.Is(err, tc.wantErr) || (open != nil) != tc.wantOpener {
