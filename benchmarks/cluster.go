@@ -35,8 +35,11 @@ type clusterSpec struct {
 	// toggle starts the byzantine strategies inactive
 	// (--byzantine-toggle): SIGUSR1 switches them on, SIGUSR2 off.
 	toggle bool
-	rng    *rand.Rand
-	log    *slog.Logger
+	// ledgerIssuer, when set, makes the testnet a ledger whose issuer it
+	// is (testnet --app ledger --issuer-key).
+	ledgerIssuer *ledgerIssuer
+	rng          *rand.Rand
+	log          *slog.Logger
 }
 
 // testnetProtocol is the protocol of the testnet's configuration: a
@@ -88,6 +91,9 @@ func startCluster(ctx context.Context, spec clusterSpec) (*cluster, error) {
 			"--dir", c.dir, "--base-port", strconv.Itoa(base)}
 		if spec.noFsync {
 			args = append(args, "--unsafe-no-fsync")
+		}
+		if spec.ledgerIssuer != nil {
+			args = append(args, "--app", AppLedger, "--issuer-key", spec.ledgerIssuer.path)
 		}
 		if out, err := exec.CommandContext(ctx, spec.binary, args...).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("pbftnode %v: %w: %s", args, err, out)

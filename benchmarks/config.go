@@ -51,6 +51,12 @@ type Config struct {
 	Binary string
 	// Protocol is "pbft" (default), "raft", or ProtocolFloor.
 	Protocol string
+	// App is the replicated application: AppKV (default; puts of Payload
+	// bytes on Keys keys, GetRatio gets) or AppLedger (the built-in
+	// ledger: the setup mints to every client's account, then each client
+	// transfers one unit at a time to the next client's account;
+	// GetRatio of the operations read the client's balance instead).
+	App string
 	// Replicas is n (default 4 for PBFT, 3 for Raft).
 	Replicas int
 	// NoFsync turns fsync off on every replica (--unsafe-no-fsync).
@@ -139,6 +145,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Protocol == "" {
 		c.Protocol = "pbft"
 	}
+	if c.App == "" {
+		c.App = AppKV
+	}
 	if c.Replicas == 0 {
 		c.Replicas = 4
 		if c.Protocol == "raft" {
@@ -222,6 +231,12 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: protocol %q: want pbft, raft or %s", ErrConfig, c.Protocol, ProtocolFloor)
 	case c.Protocol != "raft" && c.Replicas < 4:
 		return fmt.Errorf("%w: %s needs at least 4 replicas (n = 3f+1), got %d", ErrConfig, c.Protocol, c.Replicas)
+	case c.App != AppKV && c.App != AppLedger:
+		return fmt.Errorf("%w: app %q: want %s or %s", ErrConfig, c.App, AppKV, AppLedger)
+	case c.App == AppLedger && c.Protocol == ProtocolFloor:
+		return fmt.Errorf("%w: the %s executes nothing: --app %s needs pbft or raft", ErrConfig, ProtocolFloor, AppLedger)
+	case c.App == AppLedger && c.Scenario != ScenarioNone && c.Scenario != ScenarioCrashBackup && c.Scenario != ScenarioCrashLeader:
+		return fmt.Errorf("%w: --app %s runs the scenarios %s, %s and %s (its setup would spend scenario %q's fault)", ErrConfig, AppLedger, ScenarioNone, ScenarioCrashBackup, ScenarioCrashLeader, c.Scenario)
 	case c.Protocol == ProtocolFloor && c.Scenario != ScenarioNone:
 		return fmt.Errorf("%w: the %s has no faults to survive: scenario %q needs pbft or raft", ErrConfig, ProtocolFloor, c.Scenario)
 	case c.Protocol == "raft" && c.Replicas < 3:
@@ -266,6 +281,9 @@ func (c Config) faultTolerance() int {
 // defaultLabel names the configuration, e.g. "pbft n=4 crash-leader".
 func (c Config) defaultLabel() string {
 	s := fmt.Sprintf("%s n=%d", c.Protocol, c.Replicas)
+	if c.App == AppLedger {
+		s += " ledger"
+	}
 	if c.NoFsync {
 		s += " nofsync"
 	}
@@ -277,7 +295,7 @@ func (c Config) defaultLabel() string {
 	} else {
 		s += fmt.Sprintf(" c=%dx%d", c.Clients, c.Window)
 	}
-	if c.Payload != 16 && c.Payload != 0 {
+	if c.Payload != 16 && c.Payload != 0 && c.App != AppLedger {
 		s += fmt.Sprintf(" %dB", c.Payload)
 	}
 	if c.GetRatio > 0 {

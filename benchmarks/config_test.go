@@ -53,6 +53,10 @@ func TestConfigRejects(t *testing.T) {
 		"get ratio 2":       {GetRatio: 2},
 		"unknown strategy":  {Scenario: ScenarioByzantine, ByzantineStrategy: "lie"},
 		"negative duration": {Duration: -time.Second},
+		"unknown app":       {App: "bank"},
+		"ledger floor":      {App: AppLedger, Protocol: ProtocolFloor},
+		"ledger byzantine":  {App: AppLedger, Scenario: ScenarioByzantine},
+		"ledger attack":     {App: AppLedger, Scenario: AttackScenarios[0]},
 	} {
 		c.Binary = "/bin/true"
 		if _, err := c.withDefaults(); !errors.Is(err, ErrConfig) {

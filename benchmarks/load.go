@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/crypto"
-	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p"
 )
 
@@ -19,10 +19,6 @@ import (
 // Raft clients accept one reply (ReplyQuorum 1); PBFT clients wait for
 // f+1 matching ones (the default).
 func newClients(cfg Config, clusterID string, members []p2p.Member) ([]*client.Client, error) {
-	quorum := 0
-	if cfg.Protocol == "raft" {
-		quorum = 1
-	}
 	var out []*client.Client
 	for range cfg.Clients {
 		key, err := crypto.GenerateKey(nil)
@@ -30,18 +26,32 @@ func newClients(cfg Config, clusterID string, members []p2p.Member) ([]*client.C
 			closeClients(out)
 			return nil, err
 		}
-		cl, err := client.New(client.Config{
-			ClusterID: clusterID, Key: key, Replicas: members,
-			ReplyQuorum: quorum, RetransmitTimeout: cfg.ClientRetransmit,
-			Logger: cfg.Logger,
-		})
+		cl, err := newClient(cfg, clusterID, members, key)
 		if err != nil {
 			closeClients(out)
-			return nil, fmt.Errorf("bench client: %w", err)
+			return nil, err
 		}
 		out = append(out, cl)
 	}
 	return out, nil
+}
+
+// newClient connects one client with key: for Raft it accepts one reply
+// (ReplyQuorum 1), for PBFT f+1 matching ones (the default).
+func newClient(cfg Config, clusterID string, members []p2p.Member, key ed25519.PrivateKey) (*client.Client, error) {
+	quorum := 0
+	if cfg.Protocol == "raft" {
+		quorum = 1
+	}
+	cl, err := client.New(client.Config{
+		ClusterID: clusterID, Key: key, Replicas: members,
+		ReplyQuorum: quorum, RetransmitTimeout: cfg.ClientRetransmit,
+		Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench client: %w", err)
+	}
+	return cl, nil
 }
 
 func closeClients(cls []*client.Client) {
@@ -56,33 +66,19 @@ type load struct {
 	clients []*client.Client
 	rec     *recorder
 	start   time.Time
-	value   []byte
+	work    workload
 	// measureFrom and measureTo bound the measured interval (since start);
 	// open-loop drops are counted only inside it.
 	measureFrom, measureTo time.Duration
 	dropped                atomic.Int64
 }
 
-func newLoad(cfg Config, clients []*client.Client) *load {
-	value := make([]byte, cfg.Payload)
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0x76616c7565))
-	for i := range value {
-		value[i] = byte('a' + rng.IntN(26))
-	}
+// newLoad prepares the clients' load of operations drawn from work.
+func newLoad(cfg Config, clients []*client.Client, work workload) *load {
 	return &load{
-		cfg: cfg, clients: clients, rec: &recorder{}, value: value,
+		cfg: cfg, clients: clients, rec: &recorder{}, work: work,
 		measureFrom: cfg.Warmup, measureTo: cfg.Warmup + cfg.Duration,
 	}
-}
-
-// op draws the next operation: a get with probability GetRatio, else a
-// put of the payload, on a key drawn uniformly from the key space.
-func (l *load) op(rng *rand.Rand) []byte {
-	key := fmt.Appendf(nil, "k%07d", rng.IntN(l.cfg.Keys))
-	if rng.Float64() < l.cfg.GetRatio {
-		return execution.EncodeGet(key)
-	}
-	return execution.EncodePut(key, l.value)
 }
 
 // run drives the load from start until ctx ends, closed- or open-loop.
@@ -104,7 +100,7 @@ func (l *load) runClosed(ctx context.Context) {
 			rng := rand.New(rand.NewPCG(l.cfg.Seed, uint64(ci)<<8|uint64(w)))
 			wg.Go(func() {
 				for ctx.Err() == nil {
-					l.invoke(ctx, cl, l.op(rng), time.Now())
+					l.invoke(ctx, cl, l.work.op(ci, rng), time.Now())
 				}
 			})
 		}
@@ -147,7 +143,8 @@ func (l *load) runOpen(ctx context.Context) {
 			}
 			continue
 		}
-		cl, op := l.clients[i%len(l.clients)], l.op(rng)
+		ci := i % len(l.clients)
+		cl, op := l.clients[ci], l.work.op(ci, rng)
 		wg.Go(func() {
 			defer func() { <-sem }()
 			l.invoke(ctx, cl, op, at)
@@ -166,7 +163,7 @@ func (l *load) invoke(ctx context.Context, cl *client.Client, op []byte, issued 
 		}
 		return
 	}
-	if res, err := execution.DecodeResult(raw); err != nil || res.Error != "" {
+	if !l.work.executed(raw) {
 		l.rec.fail()
 		return
 	}

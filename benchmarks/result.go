@@ -16,7 +16,10 @@ type Result struct {
 	Label string `json:"label"`
 	// Group is the part of the Compare matrix the result belongs to (one
 	// of the Group constants); empty for a single run.
-	Group             string  `json:"group,omitempty"`
+	Group string `json:"group,omitempty"`
+	// App is the replicated application: AppKV (puts and gets) or
+	// AppLedger (transfers, and balance reads for GetRatio).
+	App               string  `json:"app"`
 	Protocol          string  `json:"protocol"`
 	Replicas          int     `json:"replicas"`
 	F                 int     `json:"f"`

@@ -71,6 +71,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), cfg.Seed)),
 	}
 	spec.byzantine, spec.toggle = byzantineReplicas(cfg)
+	if cfg.App == AppLedger {
+		if spec.ledgerIssuer, err = newLedgerIssuer(workDir); err != nil {
+			return res, err
+		}
+	}
 	plan, attack := planFor(cfg.Scenario, cfg.Replicas)
 	if cfg.CPUProfileDir != "" {
 		stopProfile, err := startHarnessProfile(cfg.CPUProfileDir)
@@ -124,7 +129,7 @@ func byzantineReplicas(cfg Config) (map[int]string, bool) {
 // header fills in the result's description of the configuration.
 func header(cfg Config) Result {
 	r := Result{
-		Label: cfg.Label, Protocol: cfg.Protocol, Replicas: cfg.Replicas, F: cfg.faultTolerance(),
+		Label: cfg.Label, App: cfg.App, Protocol: cfg.Protocol, Replicas: cfg.Replicas, F: cfg.faultTolerance(),
 		Fsync: !cfg.NoFsync, Scenario: cfg.Scenario, Load: "closed", Clients: cfg.Clients, Window: cfg.Window,
 		PayloadBytes: cfg.Payload, GetRatio: cfg.GetRatio,
 		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
@@ -155,7 +160,13 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 		return err
 	}
 	defer closeClients(clients)
-	if cfg.Scenario != ScenarioByzantine {
+	var work workload = newKVWorkload(cfg)
+	if issuer := cl.spec.ledgerIssuer; issuer != nil {
+		prog.say("minting to %d client accounts", len(clients))
+		if work, err = mintToClients(ctx, cfg, issuer, cl, clients); err != nil {
+			return err
+		}
+	} else if cfg.Scenario != ScenarioByzantine {
 		// The Byzantine primary's fault would be spent on the probe; there
 		// the measurement starts with the load instead.
 		if err := probe(ctx, clients[0]); err != nil {
@@ -178,7 +189,7 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 		res.KilledReplica, res.LeaderBefore = ptr(victim), ptr(leader)
 	}
 
-	ld := newLoad(cfg, clients)
+	ld := newLoad(cfg, clients, work)
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	start := time.Now()

@@ -43,6 +43,8 @@ type checked struct {
 	key          ed25519.PrivateKey
 	keyEncrypted bool
 	tick         time.Duration
+	application  ApplicationSpec
+	issuers      []ed25519.PublicKey
 }
 
 // Check applies every configuration rule to fc, a replica's configuration
@@ -73,6 +75,7 @@ func check(home string, fc FileConfig, f *findings) checked {
 		f.problem("index %d is outside the %d replicas", fc.Index, len(fc.Replicas))
 	}
 	checkAddresses(fc, f)
+	c.application, c.issuers = checkApplication(fc, f)
 	c.tick = checkTuning(fc, f)
 	if info, err := os.Stat(fc.DataPath(home)); err == nil && !info.IsDir() {
 		f.problem("data_dir %s is not a directory", fc.DataPath(home))

@@ -10,7 +10,7 @@ import (
 
 // Flags registers one command-line flag per replica setting of
 // FileConfig (every json field but the cluster-wide ones: cluster_id,
-// protocol, replicas), named after its json key with dashes
+// protocol, replicas, ledger_issuers), named after its json key with dashes
 // (metrics_listen -> --metrics-listen). A flag that is set overrides the
 // configuration file; Apply writes the set ones into a FileConfig.
 type Flags struct {
@@ -39,7 +39,7 @@ func (f *fieldFlag) Set(s string) error {
 func (f *fieldFlag) IsBoolFlag() bool { return f.kind.Kind() == reflect.Bool }
 
 // clusterWide are settings every replica must share; they stay in the file.
-var clusterWide = map[string]bool{"cluster_id": true, "protocol": true, "replicas": true}
+var clusterWide = map[string]bool{"cluster_id": true, "protocol": true, "replicas": true, "ledger_issuers": true}
 
 // RegisterFlags adds the setting flags to fs.
 func RegisterFlags(fs *flag.FlagSet) *Flags {

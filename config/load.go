@@ -44,6 +44,10 @@ type Home struct {
 	// ListenAddr is the libp2p listen multiaddr: listen, or this replica's
 	// own address.
 	ListenAddr string
+	// Application is the application setting, parsed; LedgerIssuers are
+	// ledger_issuers, decoded (used by the ledger only).
+	Application   ApplicationSpec
+	LedgerIssuers []ed25519.PublicKey
 	// TickInterval is tick_interval (0: the runtime's default).
 	TickInterval time.Duration
 	// PBFT and Raft are the two cores' tuning from the file; the runtime
@@ -106,6 +110,8 @@ func Load(home string, overrides *Flags) (Home, error) {
 		DataDir:         fc.DataPath(home),
 		ListenAddr:      cmp.Or(fc.Listen, c.replicas[fc.Index].Addr),
 		TickInterval:    c.tick,
+		Application:     c.application,
+		LedgerIssuers:   c.issuers,
 		PBFT: protocol.Config{
 			CheckpointInterval: fc.CheckpointInterval,
 			WindowSize:         fc.WindowSize,
@@ -127,7 +133,7 @@ func Load(home string, overrides *Flags) (Home, error) {
 
 // Summary is what `pbftnode config validate` prints about a valid home:
 // one line each for the cluster, this replica, its addresses, its clients,
-// its key and its data.
+// its key, its data and its application.
 func (h Home) Summary() []string {
 	n := len(h.Replicas)
 	peerID := ""
@@ -147,6 +153,10 @@ func (h Home) Summary() []string {
 	if h.File.UnsafeNoFsync {
 		fsync = "OFF"
 	}
+	app := h.Application.String()
+	if h.Application.Kind == ApplicationLedger {
+		app += fmt.Sprintf(" (%d issuer(s) may mint)", len(h.LedgerIssuers))
+	}
 	return []string{
 		fmt.Sprintf("cluster:  %s (%s, %d replicas, tolerates f=%d)", h.File.ClusterID, h.Consensus, n, FaultTolerance(h.Consensus, n)),
 		fmt.Sprintf("replica:  %d, peer ID %s", h.File.Index, peerID),
@@ -155,6 +165,7 @@ func (h Home) Summary() []string {
 		fmt.Sprintf("clients:  %s", clients),
 		fmt.Sprintf("key:      %s (%s)", h.File.KeyPath(h.Dir), keyKind),
 		fmt.Sprintf("data:     %s (fsync %s)", h.DataDir, fsync),
+		fmt.Sprintf("app:      %s", app),
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/keyfile"
@@ -42,6 +43,9 @@ type Testnet struct {
 	// LedgerIssuers are the hex Ed25519 public keys that may mint in the
 	// ledger application (ClusterFile.LedgerIssuers).
 	LedgerIssuers []string
+	// ClientIsIssuer adds the testnet's own client key (DIR/client.key)
+	// to LedgerIssuers, so `pbftnode client --dir DIR` can mint.
+	ClientIsIssuer bool
 }
 
 // WriteTestnet writes a testnet: fresh keys for every replica and for a
@@ -69,6 +73,9 @@ func WriteTestnet(t Testnet) (ClusterFile, error) {
 	if err := CheckClusterSize(t.Consensus, t.Replicas); err != nil {
 		return ClusterFile{}, fmt.Errorf("testnet: %w", err)
 	}
+	if err := CheckApplication(t.Application, t.LedgerIssuers); err != nil {
+		return ClusterFile{}, fmt.Errorf("testnet: %w", err)
+	}
 	switch {
 	case t.Replicas > 100:
 		return ClusterFile{}, errors.New("testnet: at most 100 replicas (replica ports P..P+99, metrics ports P+100..)")
@@ -82,7 +89,15 @@ func WriteTestnet(t Testnet) (ClusterFile, error) {
 	if _, err := rand.Read(idBytes[:]); err != nil {
 		return ClusterFile{}, fmt.Errorf("testnet: cluster id: %w", err)
 	}
-	cluster := ClusterFile{ClusterID: "testnet-" + hex.EncodeToString(idBytes[:]), Consensus: t.Consensus, LedgerIssuers: t.LedgerIssuers}
+	clientKey, err := crypto.GenerateKey(nil)
+	if err != nil {
+		return ClusterFile{}, fmt.Errorf("testnet: %w", err)
+	}
+	issuers := slices.Clone(t.LedgerIssuers)
+	if t.ClientIsIssuer {
+		issuers = append(issuers, keyfile.EncodePublicKey(clientKey.Public().(ed25519.PublicKey)))
+	}
+	cluster := ClusterFile{ClusterID: "testnet-" + hex.EncodeToString(idBytes[:]), Consensus: t.Consensus, LedgerIssuers: issuers}
 	keys := make([]ed25519.PrivateKey, t.Replicas)
 	for i := range keys {
 		key, err := crypto.GenerateKey(nil)
@@ -100,10 +115,6 @@ func WriteTestnet(t Testnet) (ClusterFile, error) {
 		if err := writeTestnetHome(t, cluster, i, key); err != nil {
 			return ClusterFile{}, err
 		}
-	}
-	clientKey, err := crypto.GenerateKey(nil)
-	if err != nil {
-		return ClusterFile{}, fmt.Errorf("testnet: %w", err)
 	}
 	if err := replaceKey(filepath.Join(t.Dir, DefaultClientKeyFile), clientKey); err != nil {
 		return ClusterFile{}, err

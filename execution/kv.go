@@ -201,29 +201,17 @@ func (kv *KV) endBatch() {
 	kv.batchErr = nil
 }
 
-// dropCache empties the read cache. The executor calls it before writing
-// application entries to the database directly (state transfer).
-func (kv *KV) dropCache() { kv.cache.reset() }
-
 // Execute applies one encoded wire.KVOperation and returns the encoded
 // wire.KVResult.
 func (kv *KV) Execute(op []byte) []byte {
 	if kv.inBatch {
 		return kv.execute(op).encode()
 	}
-	kv.Begin()
-	result := kv.execute(op)
-	b := new(leveldb.Batch)
-	if err := kv.Stage(b); err != nil {
-		kv.Rollback()
+	result, err := kv.Atomically(func() []byte { return kv.execute(op).encode() })
+	if err != nil {
 		return kvResult{err: kvInternalFail}.encode()
 	}
-	if err := kv.db.Write(b, &opt.WriteOptions{Sync: false}); err != nil {
-		kv.Rollback()
-		return kvResult{err: kvInternalFail}.encode()
-	}
-	kv.Commit()
-	return result.encode()
+	return result
 }
 
 func (kv *KV) execute(op []byte) kvResult {

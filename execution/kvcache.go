@@ -33,7 +33,7 @@ type kvCacheEntry struct {
 // database (never a batch's uncommitted write). KV fills it from database
 // reads and, on Commit, with the batch's writes; it clears it whenever the
 // database's entries may have changed behind its back (Restore, Reload,
-// and the executor's state transfer through dropCache). Eviction is LRU
+// and the executor's state transfer through DropCache). Eviction is LRU
 // and deterministic, though nothing observable depends on it.
 type kvCache struct {
 	// maxEntries and maxBytes bound the cache (kvCacheMaxEntries and

@@ -441,10 +441,10 @@ func (e *Executor) wipeState() error {
 }
 
 // cachingApplication is an application that caches its committed state in
-// memory (KV does) and must drop that cache when the executor writes the
-// application's entries directly.
+// memory (KV does, and applications built on a KV forward it) and must drop
+// that cache when the executor writes the application's entries directly.
 type cachingApplication interface {
-	dropCache()
+	DropCache()
 }
 
 // dropAppCache empties the application's read cache, if it has one,
@@ -452,6 +452,6 @@ type cachingApplication interface {
 // it too; this covers failures before Reload runs).
 func (e *Executor) dropAppCache() {
 	if c, ok := e.app.(cachingApplication); ok {
-		c.dropCache()
+		c.DropCache()
 	}
 }

@@ -73,6 +73,7 @@ if [ "$FUZZTIME" != "0" ]; then
     "./p2p FuzzReadFrame"
     "./execution FuzzKVExecute"
     "./apphost FuzzCheckTransferEntry"
+    "./ledger FuzzExecuteRequest"
     "./crypto FuzzVerify"
   )
   for t in "${targets[@]}"; do

@@ -2073,6 +2073,492 @@ func (x *KVResult) GetError() string {
 	return ""
 }
 
+// LedgerOperation is one operation of the built-in ledger application
+// (package ledger). Accounts are 32-byte Ed25519 public keys; the sending
+// account of an operation is the first 32 bytes of the request's client
+// ID, which the replica authenticates.
+type LedgerOperation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*LedgerOperation_Mint
+	//	*LedgerOperation_Transfer
+	//	*LedgerOperation_Balance
+	//	*LedgerOperation_History
+	Op            isLedgerOperation_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerOperation) Reset() {
+	*x = LedgerOperation{}
+	mi := &file_wire_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerOperation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerOperation) ProtoMessage() {}
+
+func (x *LedgerOperation) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerOperation.ProtoReflect.Descriptor instead.
+func (*LedgerOperation) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *LedgerOperation) GetOp() isLedgerOperation_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *LedgerOperation) GetMint() *LedgerMint {
+	if x != nil {
+		if x, ok := x.Op.(*LedgerOperation_Mint); ok {
+			return x.Mint
+		}
+	}
+	return nil
+}
+
+func (x *LedgerOperation) GetTransfer() *LedgerTransfer {
+	if x != nil {
+		if x, ok := x.Op.(*LedgerOperation_Transfer); ok {
+			return x.Transfer
+		}
+	}
+	return nil
+}
+
+func (x *LedgerOperation) GetBalance() *LedgerBalance {
+	if x != nil {
+		if x, ok := x.Op.(*LedgerOperation_Balance); ok {
+			return x.Balance
+		}
+	}
+	return nil
+}
+
+func (x *LedgerOperation) GetHistory() *LedgerHistory {
+	if x != nil {
+		if x, ok := x.Op.(*LedgerOperation_History); ok {
+			return x.History
+		}
+	}
+	return nil
+}
+
+type isLedgerOperation_Op interface {
+	isLedgerOperation_Op()
+}
+
+type LedgerOperation_Mint struct {
+	Mint *LedgerMint `protobuf:"bytes,1,opt,name=mint,proto3,oneof"`
+}
+
+type LedgerOperation_Transfer struct {
+	Transfer *LedgerTransfer `protobuf:"bytes,2,opt,name=transfer,proto3,oneof"`
+}
+
+type LedgerOperation_Balance struct {
+	Balance *LedgerBalance `protobuf:"bytes,3,opt,name=balance,proto3,oneof"`
+}
+
+type LedgerOperation_History struct {
+	History *LedgerHistory `protobuf:"bytes,4,opt,name=history,proto3,oneof"`
+}
+
+func (*LedgerOperation_Mint) isLedgerOperation_Op() {}
+
+func (*LedgerOperation_Transfer) isLedgerOperation_Op() {}
+
+func (*LedgerOperation_Balance) isLedgerOperation_Op() {}
+
+func (*LedgerOperation_History) isLedgerOperation_Op() {}
+
+// LedgerMint creates amount new units in account. Only a sender holding an
+// issuer key named in the cluster configuration may mint.
+type LedgerMint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Account       []byte                 `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	Amount        uint64                 `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerMint) Reset() {
+	*x = LedgerMint{}
+	mi := &file_wire_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerMint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerMint) ProtoMessage() {}
+
+func (x *LedgerMint) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerMint.ProtoReflect.Descriptor instead.
+func (*LedgerMint) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *LedgerMint) GetAccount() []byte {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *LedgerMint) GetAmount() uint64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+// LedgerTransfer moves amount units from the sending account to to.
+type LedgerTransfer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	To            []byte                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	Amount        uint64                 `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerTransfer) Reset() {
+	*x = LedgerTransfer{}
+	mi := &file_wire_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerTransfer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerTransfer) ProtoMessage() {}
+
+func (x *LedgerTransfer) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerTransfer.ProtoReflect.Descriptor instead.
+func (*LedgerTransfer) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *LedgerTransfer) GetTo() []byte {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *LedgerTransfer) GetAmount() uint64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+// LedgerBalance reads the balance of account; it changes nothing.
+type LedgerBalance struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Account       []byte                 `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerBalance) Reset() {
+	*x = LedgerBalance{}
+	mi := &file_wire_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerBalance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerBalance) ProtoMessage() {}
+
+func (x *LedgerBalance) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerBalance.ProtoReflect.Descriptor instead.
+func (*LedgerBalance) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *LedgerBalance) GetAccount() []byte {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+// LedgerHistory reads the newest limit entries of account's history (0
+// means 100; at most 1000), newest last; it changes nothing.
+type LedgerHistory struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Account       []byte                 `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerHistory) Reset() {
+	*x = LedgerHistory{}
+	mi := &file_wire_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerHistory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerHistory) ProtoMessage() {}
+
+func (x *LedgerHistory) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerHistory.ProtoReflect.Descriptor instead.
+func (*LedgerHistory) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *LedgerHistory) GetAccount() []byte {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *LedgerHistory) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// LedgerResult is the result of one LedgerOperation, deterministically
+// marshalled. error is set (and nothing changed) when the operation was
+// refused. balance is the balance after the operation of the account it
+// names (mint, balance, history) or of the sender (transfer); history is
+// set by history; total_minted is the total minted after the operation.
+type LedgerResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Balance       uint64                 `protobuf:"varint,2,opt,name=balance,proto3" json:"balance,omitempty"`
+	History       []*LedgerEntry         `protobuf:"bytes,3,rep,name=history,proto3" json:"history,omitempty"`
+	TotalMinted   uint64                 `protobuf:"varint,4,opt,name=total_minted,json=totalMinted,proto3" json:"total_minted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerResult) Reset() {
+	*x = LedgerResult{}
+	mi := &file_wire_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerResult) ProtoMessage() {}
+
+func (x *LedgerResult) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerResult.ProtoReflect.Descriptor instead.
+func (*LedgerResult) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *LedgerResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *LedgerResult) GetBalance() uint64 {
+	if x != nil {
+		return x.Balance
+	}
+	return 0
+}
+
+func (x *LedgerResult) GetHistory() []*LedgerEntry {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
+func (x *LedgerResult) GetTotalMinted() uint64 {
+	if x != nil {
+		return x.TotalMinted
+	}
+	return 0
+}
+
+// LedgerEntry is one entry of an account's history: one per mint or
+// transfer touching the account, numbered from 1 per account
+// (sequence_in_account) in execution order. kind is "mint" or "transfer";
+// from is empty for a mint; balance_after is the account's balance after
+// the operation.
+type LedgerEntry struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	SequenceInAccount uint64                 `protobuf:"varint,1,opt,name=sequence_in_account,json=sequenceInAccount,proto3" json:"sequence_in_account,omitempty"`
+	Kind              string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	From              []byte                 `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	To                []byte                 `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	Amount            uint64                 `protobuf:"varint,5,opt,name=amount,proto3" json:"amount,omitempty"`
+	BalanceAfter      uint64                 `protobuf:"varint,6,opt,name=balance_after,json=balanceAfter,proto3" json:"balance_after,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *LedgerEntry) Reset() {
+	*x = LedgerEntry{}
+	mi := &file_wire_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerEntry) ProtoMessage() {}
+
+func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerEntry.ProtoReflect.Descriptor instead.
+func (*LedgerEntry) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *LedgerEntry) GetSequenceInAccount() uint64 {
+	if x != nil {
+		return x.SequenceInAccount
+	}
+	return 0
+}
+
+func (x *LedgerEntry) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *LedgerEntry) GetFrom() []byte {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *LedgerEntry) GetTo() []byte {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *LedgerEntry) GetAmount() uint64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+func (x *LedgerEntry) GetBalanceAfter() uint64 {
+	if x != nil {
+		return x.BalanceAfter
+	}
+	return 0
+}
+
 var File_wire_proto protoreflect.FileDescriptor
 
 const file_wire_proto_rawDesc = "" +
@@ -2214,7 +2700,37 @@ const file_wire_proto_rawDesc = "" +
 	"\bKVResult\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05errorB#Z!github.com/pbftnode/pbftnode/wireb\x06proto3"
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xf9\x01\n" +
+	"\x0fLedgerOperation\x12/\n" +
+	"\x04mint\x18\x01 \x01(\v2\x19.pbftnode.wire.LedgerMintH\x00R\x04mint\x12;\n" +
+	"\btransfer\x18\x02 \x01(\v2\x1d.pbftnode.wire.LedgerTransferH\x00R\btransfer\x128\n" +
+	"\abalance\x18\x03 \x01(\v2\x1c.pbftnode.wire.LedgerBalanceH\x00R\abalance\x128\n" +
+	"\ahistory\x18\x04 \x01(\v2\x1c.pbftnode.wire.LedgerHistoryH\x00R\ahistoryB\x04\n" +
+	"\x02op\">\n" +
+	"\n" +
+	"LedgerMint\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\fR\aaccount\x12\x16\n" +
+	"\x06amount\x18\x02 \x01(\x04R\x06amount\"8\n" +
+	"\x0eLedgerTransfer\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\fR\x02to\x12\x16\n" +
+	"\x06amount\x18\x02 \x01(\x04R\x06amount\")\n" +
+	"\rLedgerBalance\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\fR\aaccount\"?\n" +
+	"\rLedgerHistory\x12\x18\n" +
+	"\aaccount\x18\x01 \x01(\fR\aaccount\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\x97\x01\n" +
+	"\fLedgerResult\x12\x14\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\x12\x18\n" +
+	"\abalance\x18\x02 \x01(\x04R\abalance\x124\n" +
+	"\ahistory\x18\x03 \x03(\v2\x1a.pbftnode.wire.LedgerEntryR\ahistory\x12!\n" +
+	"\ftotal_minted\x18\x04 \x01(\x04R\vtotalMinted\"\xb2\x01\n" +
+	"\vLedgerEntry\x12.\n" +
+	"\x13sequence_in_account\x18\x01 \x01(\x04R\x11sequenceInAccount\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\fR\x04from\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\fR\x02to\x12\x16\n" +
+	"\x06amount\x18\x05 \x01(\x04R\x06amount\x12#\n" +
+	"\rbalance_after\x18\x06 \x01(\x04R\fbalanceAfterB#Z!github.com/pbftnode/pbftnode/wireb\x06proto3"
 
 var (
 	file_wire_proto_rawDescOnce sync.Once
@@ -2228,7 +2744,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 	return file_wire_proto_rawDescData
 }
 
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_wire_proto_goTypes = []any{
 	(*Signed)(nil),                // 0: pbftnode.wire.Signed
 	(*Request)(nil),               // 1: pbftnode.wire.Request
@@ -2259,6 +2775,13 @@ var file_wire_proto_goTypes = []any{
 	(*KVDelete)(nil),              // 26: pbftnode.wire.KVDelete
 	(*KVCompareAndSwap)(nil),      // 27: pbftnode.wire.KVCompareAndSwap
 	(*KVResult)(nil),              // 28: pbftnode.wire.KVResult
+	(*LedgerOperation)(nil),       // 29: pbftnode.wire.LedgerOperation
+	(*LedgerMint)(nil),            // 30: pbftnode.wire.LedgerMint
+	(*LedgerTransfer)(nil),        // 31: pbftnode.wire.LedgerTransfer
+	(*LedgerBalance)(nil),         // 32: pbftnode.wire.LedgerBalance
+	(*LedgerHistory)(nil),         // 33: pbftnode.wire.LedgerHistory
+	(*LedgerResult)(nil),          // 34: pbftnode.wire.LedgerResult
+	(*LedgerEntry)(nil),           // 35: pbftnode.wire.LedgerEntry
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: pbftnode.wire.ReplicaFrame.message:type_name -> pbftnode.wire.Signed
@@ -2294,11 +2817,16 @@ var file_wire_proto_depIdxs = []int32{
 	25, // 30: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
 	26, // 31: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
 	27, // 32: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	30, // 33: pbftnode.wire.LedgerOperation.mint:type_name -> pbftnode.wire.LedgerMint
+	31, // 34: pbftnode.wire.LedgerOperation.transfer:type_name -> pbftnode.wire.LedgerTransfer
+	32, // 35: pbftnode.wire.LedgerOperation.balance:type_name -> pbftnode.wire.LedgerBalance
+	33, // 36: pbftnode.wire.LedgerOperation.history:type_name -> pbftnode.wire.LedgerHistory
+	35, // 37: pbftnode.wire.LedgerResult.history:type_name -> pbftnode.wire.LedgerEntry
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -2336,13 +2864,19 @@ func file_wire_proto_init() {
 		(*KVOperation_Delete)(nil),
 		(*KVOperation_Cas)(nil),
 	}
+	file_wire_proto_msgTypes[29].OneofWrappers = []any{
+		(*LedgerOperation_Mint)(nil),
+		(*LedgerOperation_Transfer)(nil),
+		(*LedgerOperation_Balance)(nil),
+		(*LedgerOperation_History)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -21,6 +21,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var cfg benchmarks.Config
 	fs.StringVar(&cfg.Protocol, "protocol", "pbft", "consensus protocol: pbft or raft; or floor: PBFT's signature checks and messages to clients without agreement, persistence or execution (the most PBFT could reach here)")
+	fs.StringVar(&cfg.App, "app", benchmarks.AppKV, "the replicated application: kv (puts, --get-ratio gets) or ledger (transfers between the clients' accounts, after a setup that mints to each; --get-ratio balance reads)")
 	fs.IntVar(&cfg.Replicas, "replicas", 0, "number of replicas (default 4 for pbft, 3 for raft)")
 	fs.BoolVar(&cfg.NoFsync, "unsafe-no-fsync", false, "run the replicas with fsync off")
 	fs.StringVar(&cfg.Scenario, "scenario", benchmarks.ScenarioNone, "fault: "+strings.Join(benchmarks.Scenarios, ", ")+" (the attack scenarios measure a fault-free baseline, the attack and the recovery, each --duration long at most)")
@@ -71,6 +72,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 
 	if *compare {
+		if cfg.App != benchmarks.AppKV {
+			return fmt.Errorf("%w: --compare measures the key-value store; run --app %s without it (once per protocol)", errUsage, cfg.App)
+		}
 		return runCompare(ctx, cfg, *out, *asJSON, stdout, stderr)
 	}
 	res, err := benchmarks.Run(ctx, cfg)

@@ -19,6 +19,9 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{[]string{"bench", "--window", "65"}, "window"},
 		{[]string{"bench", "--replicas", "3"}, "at least 4"},
 		{[]string{"bench", "extra"}, "unexpected arguments"},
+		{[]string{"bench", "--app", "bank"}, `app "bank"`},
+		{[]string{"bench", "--app", "ledger", "--protocol", "floor"}, "executes nothing"},
+		{[]string{"bench", "--app", "ledger", "--compare"}, "--compare measures the key-value store"},
 	} {
 		code, _, stderr := cli(t, tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {

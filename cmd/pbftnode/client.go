@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,20 +17,31 @@ import (
 )
 
 // clientUsage is `pbftnode client --help`, before the flags.
-const clientUsage = `usage: pbftnode client --dir DIR [--json] [--timeout D] [--old-absent] put K V | get K | delete K | cas K OLD NEW
-       (with --old-absent: cas K NEW, swapping only if K is absent; flags go before the operation)
+const clientUsage = `usage: pbftnode client --dir DIR [--key FILE] [--json] [--timeout D] [--old-absent] OPERATION
+operations (flags go before the operation):
+  put K V | get K | delete K | cas K OLD NEW     the key-value store
+       (with --old-absent: cas K NEW, swapping only if K is absent)
+  ledger mint ACCOUNT AMOUNT                     the ledger (ACCOUNT, TO: the hex
+  ledger transfer TO AMOUNT                      public key pbftnode keygen prints;
+  ledger balance ACCOUNT                         transfer moves AMOUNT from the
+  ledger history ACCOUNT [--limit N]             --key account to TO)
 
 exit status:
   0  executed: the output says what happened (a get of a missing key prints
      "(not found)", a cas that did not swap prints "not swapped ...")
   2  usage or configuration error: nothing was sent
   3  outcome unknown: no f+1 matching replies before --timeout; the operation
-     may or may not take effect (retrying a put, delete or cas is a new operation)
-  4  refused: f+1 replicas refused the operation; it did not and will not take effect
+     may or may not take effect (retrying a put, delete, cas, mint or transfer is
+     a new operation)
+  4  refused: f+1 replicas refused the operation, or the application did (a
+     ledger overdraft, a mint by a key that is no issuer); it did not and will
+     not take effect
   1  any other failure, before the operation was sent: it did not take effect
 --json prints {"operation", "outcome": "executed"|"unknown"|"refused"|"not-sent",
 "ok", ...} on stdout in every one of these cases but 2; "ok" is true only for
-"executed", and then "found" (get) or "swapped" (cas) says what it did.`
+"executed", and then "found" (get) or "swapped" (cas) says what it did, and
+"balance" (ledger balance) or "history" (ledger history) what the ledger holds;
+"error" says why an operation was refused.`
 
 // cliHintTimeout is how long a command waits for the primary its session
 // slots remember before it asks every replica: one that does not answer
@@ -55,6 +67,19 @@ type clientReport struct {
 	Swapped   *bool   `json:"swapped,omitempty"`
 	Value     *string `json:"value,omitempty"`
 	Error     string  `json:"error,omitempty"`
+	// The ledger's operations (see ledgerReport).
+	ledgerReport
+}
+
+// clientOperation is one operation a client command sends: its name in
+// reports, its encoding, and how to read the agreed result into a report
+// (refusal: the application's reason for refusing it, "" if executed).
+type clientOperation struct {
+	name   string
+	op     []byte
+	decode func(raw []byte, r *clientReport) (refusal string, err error)
+	// text is the plain output of the executed operation.
+	text func(r clientReport) string
 }
 
 func runClient(args []string, stdout, stderr io.Writer) error {
@@ -63,6 +88,7 @@ func runClient(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the outcome as JSON")
 	timeout := fs.Duration("timeout", 15*time.Second, "give up after this long (exit status 3: outcome unknown)")
 	oldAbsent := fs.Bool("old-absent", false, "cas: swap only if the key is absent (then give K NEW)")
+	keyPath := fs.String("key", "", "sign as this key file's account (a file from pbftnode keygen; default: the directory's client key)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, clientUsage)
 		fs.PrintDefaults()
@@ -73,34 +99,51 @@ func runClient(args []string, stdout, stderr io.Writer) error {
 	if *dir == "" {
 		return fmt.Errorf("%w: --dir is required", errUsage)
 	}
-	op, err := encodeOperation(fs.Args(), *oldAbsent)
+	op, err := parseClientOperation(fs.Args(), *oldAbsent)
 	if err != nil {
 		return err
 	}
-	raw, err := invokeOnce(*dir, *timeout, op)
+	raw, err := invokeOnce(*dir, *keyPath, *timeout, op.op)
 	if errors.Is(err, errConfig) {
 		return err
 	}
-	report, err := describeOutcome(fs.Arg(0), raw, err)
+	report, err := describeResult(op, raw, err)
 	if *asJSON {
 		if jerr := json.NewEncoder(stdout).Encode(report); jerr != nil && err == nil {
 			err = fmt.Errorf("write result: %w", jerr)
 		}
 	} else if report.Outcome == outcomeExecuted {
-		fmt.Fprintln(stdout, report.text())
+		fmt.Fprintln(stdout, op.text(report))
 	}
 	return err
 }
 
-// invokeOnce sends one operation from a session slot shared with the
+// parseClientOperation parses the operation arguments: a ledger operation
+// or a key-value one.
+func parseClientOperation(args []string, oldAbsent bool) (clientOperation, error) {
+	if len(args) > 0 && args[0] == "ledger" {
+		if oldAbsent {
+			return clientOperation{}, fmt.Errorf("%w: --old-absent applies only to cas", errUsage)
+		}
+		return parseLedgerOperation(args[1:])
+	}
+	op, err := encodeOperation(args, oldAbsent)
+	if err != nil {
+		return clientOperation{}, err
+	}
+	return clientOperation{name: args[0], op: op, decode: decodeKVResult, text: clientReport.text}, nil
+}
+
+// invokeOnce sends one operation, signed with the key in keyPath (""
+// for the directory's client key), from a session slot shared with the
 // directory's other commands (see claimSession; a random session if none
 // is free), starting from the primary the slot remembers, and stores
-// where the primary turned out to be. Errors in the directory's files are
-// errConfig.
-func invokeOnce(dir string, timeout time.Duration, op []byte) ([]byte, error) {
+// where the primary turned out to be. Errors in the directory's files and
+// in the key file are errConfig.
+func invokeOnce(dir, keyPath string, timeout time.Duration, op []byte) ([]byte, error) {
 	sess := claimSession(dir)
 	defer sess.release()
-	c, err := openClientWith(dir, func(cfg *client.Config) {
+	c, err := openClientWith(dir, keyPath, func(cfg *client.Config) {
 		cfg.HintTimeout, cfg.BroadcastWhenUnknown = cliHintTimeout, true
 		if sess != nil {
 			cfg.Session, cfg.FirstRequestNumber, cfg.Hint = sess.id, sess.first, sess.hint
@@ -121,11 +164,18 @@ func invokeOnce(dir string, timeout time.Duration, op []byte) ([]byte, error) {
 	return raw, err
 }
 
-// describeOutcome classifies what Invoke returned for operation: executed
-// (with what the result says), unknown (client.ErrUnknownOutcome) or
-// refused (f+1 matching refusals, or a result the application refused).
-// The error is nil only when the operation was executed.
+// describeOutcome is describeResult for the key-value operation named
+// operation.
 func describeOutcome(operation string, raw []byte, err error) (clientReport, error) {
+	return describeResult(clientOperation{name: operation, decode: decodeKVResult}, raw, err)
+}
+
+// describeResult classifies what Invoke returned for op: executed (with
+// what the result says), unknown (client.ErrUnknownOutcome) or refused
+// (f+1 matching refusals, or a result the application refused). The error
+// is nil only when the operation was executed.
+func describeResult(op clientOperation, raw []byte, err error) (clientReport, error) {
+	operation := op.name
 	r := clientReport{Operation: operation}
 	switch {
 	case errors.Is(err, client.ErrUnknownOutcome):
@@ -140,20 +190,29 @@ func describeOutcome(operation string, raw []byte, err error) (clientReport, err
 		r.Outcome, r.Error = outcomeNotSent, err.Error()
 		return r, fmt.Errorf("%s: not sent: %w", operation, err)
 	}
-	res, err := execution.DecodeResult(raw)
+	refusal, err := op.decode(raw, &r)
 	if err != nil {
 		// f+1 replicas agreed on bytes this client cannot read: it cannot
 		// say what happened.
-		r.Outcome, r.Error = outcomeUnknown, err.Error()
+		r = clientReport{Operation: operation, Outcome: outcomeUnknown, Error: err.Error()}
 		return r, fmt.Errorf("%s: undecodable result (%w): %w", operation, client.ErrUnknownOutcome, err)
 	}
-	if res.Error != "" {
-		r.Outcome, r.Error = outcomeRefused, res.Error
-		return r, fmt.Errorf("%s: the cluster %w the operation: %s", operation, client.ErrRefused, res.Error)
+	if refusal != "" {
+		r = clientReport{Operation: operation, Outcome: outcomeRefused, Error: refusal}
+		return r, fmt.Errorf("%s: the cluster %w the operation: %s", operation, client.ErrRefused, refusal)
 	}
 	r.Outcome, r.OK = outcomeExecuted, true
+	return r, nil
+}
+
+// decodeKVResult reads a key-value store result into r.
+func decodeKVResult(raw []byte, r *clientReport) (string, error) {
+	res, err := execution.DecodeResult(raw)
+	if err != nil || res.Error != "" {
+		return res.GetError(), err
+	}
 	ok := res.Ok
-	switch operation {
+	switch r.Operation {
 	case "get":
 		r.Found = &ok
 	case "cas":
@@ -163,7 +222,7 @@ func describeOutcome(operation string, raw []byte, err error) (clientReport, err
 		v := string(res.Value)
 		r.Value = &v
 	}
-	return r, nil
+	return "", nil
 }
 
 // text is the plain output of an executed operation.
@@ -222,12 +281,20 @@ func encodeOperation(args []string, oldAbsent bool) ([]byte, error) {
 }
 
 // openClient builds a client from DIR/client.json, with a random session.
-func openClient(dir string) (*client.Client, error) { return openClientWith(dir, nil) }
+func openClient(dir string) (*client.Client, error) { return openClientWith(dir, "", nil) }
 
-// openClientWith is openClient with edit (if not nil) applied to the
+// openClientWith is openClient signing with the key in keyPath ("": the
+// client key client.json names), with edit (if not nil) applied to the
 // client's configuration before it starts.
-func openClientWith(dir string, edit func(*client.Config)) (*client.Client, error) {
-	cfg, err := pbftnode.ClientConfig(dir)
+func openClientWith(dir, keyPath string, edit func(*client.Config)) (*client.Client, error) {
+	var key ed25519.PrivateKey // nil: the key client.json names
+	if keyPath != "" {
+		var err error
+		if key, err = readKey(keyPath); err != nil {
+			return nil, fmt.Errorf("%w: %w", errConfig, err)
+		}
+	}
+	cfg, err := pbftnode.ClientConfig(dir, key)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errConfig, err)
 	}

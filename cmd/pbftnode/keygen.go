@@ -70,3 +70,28 @@ func keygenPassphrase(file string) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("%w: --encrypt needs a passphrase: set %s or pass --passphrase-file", errUsage, config.PassphraseEnv)
 }
+
+// readKey reads a key file `pbftnode keygen` wrote: a plain one, or an
+// encrypted one whose passphrase is in $PBFTNODE_PASSPHRASE.
+func readKey(path string) (ed25519.PrivateKey, error) {
+	key, err := keyfile.ReadWithPassphrase(path, func() ([]byte, error) {
+		if p := os.Getenv(config.PassphraseEnv); p != "" {
+			return []byte(p), nil
+		}
+		return nil, fmt.Errorf("%w: set %s", keyfile.ErrPassphraseRequired, config.PassphraseEnv)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read key: %w", err)
+	}
+	return key, nil
+}
+
+// readPublicKey returns the hex public key (as keygen prints it) of the
+// key file at path.
+func readPublicKey(path string) (string, error) {
+	key, err := readKey(path)
+	if err != nil {
+		return "", err
+	}
+	return keyfile.EncodePublicKey(key.Public().(ed25519.PublicKey)), nil
+}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/internal/proctest"
 	"github.com/pbftnode/pbftnode/node"
-	"github.com/pbftnode/pbftnode/node/pbft"
+	"github.com/pbftnode/pbftnode/node/launch"
 )
 
 // cli runs the command line in-process and returns its exit status and
@@ -59,18 +59,18 @@ func writeTestnet(t *testing.T, dir string, basePort int, extra ...string) {
 
 // startReplicas starts the testnet's replicas in this process (the run
 // command blocks on signals, so this uses the library like run does).
-func startReplicas(dir string) ([]*pbft.Node, error) {
-	var nodes []*pbft.Node
+func startReplicas(dir string) ([]node.Runner, error) {
+	var nodes []node.Runner
 	for i := range 4 {
 		home := filepath.Join(dir, fmt.Sprintf("node%d", i))
-		cfg, err := node.LoadHome(home, nil)
+		_, cfg, err := launch.LoadHome(home, nil, nil)
 		if err != nil {
 			return nodes, err
 		}
 		if cfg.Sync {
 			return nodes, fmt.Errorf("%s: --unsafe-no-fsync was not carried into the configuration", home)
 		}
-		n, err := pbft.Start(cfg, nil)
+		n, err := launch.Start(cfg, nil)
 		if err != nil {
 			return nodes, fmt.Errorf("start replica %d: %w", i, err)
 		}
@@ -81,13 +81,16 @@ func startReplicas(dir string) ([]*pbft.Node, error) {
 
 // startCluster writes a testnet and starts it, retrying once with other
 // ports if a replica could not listen.
-func startCluster(t *testing.T) string {
+func startCluster(t *testing.T) string { return startClusterWith(t) }
+
+// startClusterWith is startCluster with more testnet flags.
+func startClusterWith(t *testing.T, testnetFlags ...string) string {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15))
 	var lastErr error
 	for attempt := range 2 {
 		dir := filepath.Join(t.TempDir(), fmt.Sprintf("testnet%d", attempt))
-		writeTestnet(t, dir, freeBasePort(t, rng, 4), "--unsafe-no-fsync")
+		writeTestnet(t, dir, freeBasePort(t, rng, 4), append([]string{"--unsafe-no-fsync"}, testnetFlags...)...)
 		nodes, err := startReplicas(dir)
 		t.Cleanup(func() {
 			for _, n := range nodes {
@@ -182,7 +185,7 @@ func TestClientUsageErrors(t *testing.T) {
 		{[]string{"testnet", "--replicas", "4"}, "--dir is required"},
 		{[]string{"testnet", "--dir", dir, "--replicas", "3"}, "at least 4 replicas"},
 		{[]string{"testnet", "--dir", dir, "--protocol", "paxos"}, `--protocol "paxos": want pbft or raft`},
-		{[]string{"testnet", "--dir", dir, "--base-port", "65500"}, "--base-port 65500"},
+		{[]string{"testnet", "--dir", dir, "--base-port", "65500"}, "base port 65500 leaves no room"},
 		{[]string{"run"}, "--home is required"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{nil, "usage: pbftnode COMMAND"},

@@ -61,15 +61,20 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if r.Consensus == "" { // a replica older than the consensus field
 		r.Consensus = fc.Consensus
 	}
-	printStatus(stdout, r, fc.ClusterID)
+	app := fc.Application
+	if spec, err := config.ParseApplication(app); err == nil {
+		app = spec.String()
+	}
+	printStatus(stdout, r, fc.ClusterID, app)
 	return nil
 }
 
 // printStatus prints r for a person, in the words of the replica's
 // consensus protocol: a Raft replica has terms, a leader, an applied index
 // and snapshots where a PBFT replica has views, a primary, an executed
-// sequence and stable checkpoints.
-func printStatus(w io.Writer, r node.StatusReport, clusterID string) {
+// sequence and stable checkpoints. application is the application
+// config.json names (`run --application` may have overridden it).
+func printStatus(w io.Writer, r node.StatusReport, clusterID, application string) {
 	peers := "unknown"
 	if r.ConnectedPeers != nil {
 		peers = fmt.Sprintf("%d of %d", *r.ConnectedPeers, r.Replicas-1)
@@ -79,6 +84,7 @@ func printStatus(w io.Writer, r node.StatusReport, clusterID string) {
 		ready = "no"
 	}
 	fmt.Fprintf(w, "replica:            %d of %d (cluster %s)\n", r.Index, r.Replicas, clusterID)
+	fmt.Fprintf(w, "application:        %s (config.json)\n", application)
 	if r.Consensus == config.ConsensusRaft {
 		leader := "no known leader"
 		if r.ViewActive {

@@ -36,7 +36,10 @@ func TestStatusWordsPerConsensus(t *testing.T) {
 	}
 	for _, c := range cases {
 		var out strings.Builder
-		printStatus(&out, c.report, "test")
+		printStatus(&out, c.report, "test", "ledger")
+		if !strings.Contains(out.String(), "application:        ledger") {
+			t.Errorf("status does not name the application:\n%s", out.String())
+		}
 		for _, w := range c.want {
 			if !strings.Contains(out.String(), w) {
 				t.Errorf("%s status lacks %q:\n%s", c.report.Consensus, w, out.String())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 
 	"github.com/pbftnode/pbftnode/config"
 )
@@ -18,6 +19,8 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	host := fs.String("host", "127.0.0.1", "address the replicas listen on and are reached at")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "write configurations with fsync off (benchmarks only)")
 	snapshotInterval := fs.Uint64("raft-snapshot-interval", 0, "Raft mode: snapshot the application every N log entries (0: the default, 8192)")
+	app := fs.String("app", config.ApplicationKV, "the replicated application: kv (the key-value store) or ledger")
+	issuerKey := fs.String("issuer-key", "", "--app ledger: the key file (from pbftnode keygen) of the account allowed to mint (default: the testnet's client key)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -28,6 +31,10 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: --protocol %q: want pbft or raft", errUsage, *proto)
 	case *basePort <= 0:
 		return fmt.Errorf("%w: --base-port %d: want a port number", errUsage, *basePort)
+	case *app != config.ApplicationKV && *app != config.ApplicationLedger:
+		return fmt.Errorf("%w: --app %q: want kv or ledger", errUsage, *app)
+	case *issuerKey != "" && *app != config.ApplicationLedger:
+		return fmt.Errorf("%w: --issuer-key needs --app ledger", errUsage)
 	}
 	if *replicas != 0 {
 		if err := config.CheckClusterSize(*proto, *replicas); err != nil {
@@ -37,6 +44,11 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	t := config.Testnet{
 		Dir: *dir, Replicas: *replicas, Consensus: *proto, Host: *host, BasePort: *basePort,
 		UnsafeNoFsync: *noFsync, RaftSnapshotInterval: *snapshotInterval,
+		Application: *app,
+	}
+	issuer, err := testnetIssuer(&t, *issuerKey)
+	if err != nil {
+		return err
 	}
 	cluster, err := config.WriteTestnet(t)
 	if err != nil {
@@ -46,6 +58,30 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	for i := range cluster.Replicas {
 		fmt.Fprintf(stdout, "  pbftnode run --home %s\n", filepath.Join(*dir, fmt.Sprintf("node%d", i)))
 	}
+	if *app == config.ApplicationLedger {
+		fmt.Fprintf(stdout, "application: ledger; ledger_issuers %s: %s may mint\n", strings.Join(cluster.LedgerIssuers, ", "), issuer)
+		fmt.Fprintf(stdout, "then: pbftnode client --dir %s [--key FILE] ledger mint ACCOUNT AMOUNT\n", *dir)
+		return nil
+	}
 	fmt.Fprintf(stdout, "then: pbftnode client --dir %s put a 1\n", *dir)
 	return nil
+}
+
+// testnetIssuer names the ledger's issuer in t: the public key of the key
+// file issuerKey, or (none given) the testnet's own client key. It
+// returns how to say who the issuer is; nothing for a key-value testnet.
+func testnetIssuer(t *config.Testnet, issuerKey string) (string, error) {
+	if t.Application != config.ApplicationLedger {
+		return "", nil
+	}
+	if issuerKey == "" {
+		t.ClientIsIssuer = true
+		return fmt.Sprintf("the testnet's own client key (%s, the default of pbftnode client --dir)", filepath.Join(t.Dir, config.DefaultClientKeyFile)), nil
+	}
+	pub, err := readPublicKey(issuerKey)
+	if err != nil {
+		return "", fmt.Errorf("%w: --issuer-key: %w", errUsage, err)
+	}
+	t.LedgerIssuers = append(t.LedgerIssuers, pub)
+	return fmt.Sprintf("the key in %s", issuerKey), nil
 }
