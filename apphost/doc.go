@@ -55,8 +55,8 @@
 // batches, retries and snapshots.
 //
 // An application that lost its state without any call failing must refuse
-// (with an error) an Execute whose sequence is not its State's Sequence+1,
-// as package app states; the host then resyncs it. The host does not call
+// (with an error) an Execute whose sequence is not its State's Sequence+1
+// (the sequence package app promises it); the host then resyncs it. The host does not call
 // Info before every batch (a round trip per batch for a remote
 // application).
 //

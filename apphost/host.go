@@ -53,7 +53,9 @@ const hostDigestDomain = "pbftnode/v1/apphost-state"
 // Options tune a Host. The zero value of each field selects its default.
 type Options struct {
 	// Where names the application in health messages and logs (an
-	// address such as "grpc://10.0.0.5:7000"; default "in-process").
+	// address such as "grpc://10.0.0.5:7000"). Default: the
+	// application's String() when it is a fmt.Stringer (appgrpc's client
+	// names its target), else "in-process".
 	Where string
 	// SnapshotEvery is the number of batches after which the host takes a
 	// snapshot of the application (default DefaultSnapshotEvery).
@@ -241,6 +243,9 @@ func Opener(a app.Application, o Options) execution.Opener {
 func Open(db *storage.DB, a app.Application, o Options, logger *slog.Logger) (*Host, error) {
 	if a == nil {
 		return nil, errors.New("apphost: nil application")
+	}
+	if s, ok := a.(fmt.Stringer); ok && o.Where == "" {
+		o.Where = s.String()
 	}
 	opts, err := o.withDefaults()
 	if err != nil {

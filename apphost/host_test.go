@@ -439,3 +439,17 @@ func TestIdleHealth(t *testing.T) {
 		t.Fatalf("Health with the application's own failure: %v", err)
 	}
 }
+
+// namedApp is a testApp that names itself (as appgrpc's client does).
+type namedApp struct{ *testApp }
+
+func (namedApp) String() string { return "grpc://app.example:7000" }
+
+func TestWhereDefaultsToApplicationName(t *testing.T) {
+	a := namedApp{newTestApp()}
+	a.failNext(1) // Info at Open
+	r := openReplica(t, t.TempDir(), a, Options{})
+	if err := r.host.Health(); err == nil || !strings.Contains(err.Error(), "application at grpc://app.example:7000:") {
+		t.Fatalf("Health() = %v, want it to name the application", err)
+	}
+}
