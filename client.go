@@ -1,7 +1,6 @@
 package pbftnode
 
 import (
-	"crypto/ed25519"
 	"fmt"
 	"time"
 
@@ -16,21 +15,21 @@ import (
 type ClientOption func(*client.Config)
 
 // ClientConfig reads DIR/client.json (what WriteTestnet and `pbftnode
-// testnet` write) into a client configuration: the cluster, its replicas,
-// how many matching replies make a result (f+1 for PBFT, 1 for the
-// crash-fault Raft mode) and the signing key: key, or (nil) the plain key
-// file client.json names (key_file, default DIR/client.key). The key is
-// the account the client acts for. Session is nil, so each client started
-// from it has a session of its own and many may share the key at once.
-func ClientConfig(dir string, key ed25519.PrivateKey) (client.Config, error) {
+// testnet` write) and the plain key file it names (key_file, default
+// DIR/client.key) into a client configuration: the cluster, its replicas,
+// the signing key (the account the client acts for: replace Key to act
+// for another) and how many matching replies make a result (f+1 for
+// PBFT, 1 for the crash-fault Raft mode). Session is nil, so each client
+// started from it has a session of its own and many may share the key at
+// once.
+func ClientConfig(dir string) (client.Config, error) {
 	cf, members, err := node.ReadClientFile(dir)
 	if err != nil {
 		return client.Config{}, fmt.Errorf("pbftnode: %w", err)
 	}
-	if key == nil {
-		if key, err = keyfile.Read(cf.KeyPath(dir)); err != nil {
-			return client.Config{}, fmt.Errorf("pbftnode: %w", err)
-		}
+	key, err := keyfile.Read(cf.KeyPath(dir))
+	if err != nil {
+		return client.Config{}, fmt.Errorf("pbftnode: %w", err)
 	}
 	quorum := 0 // the client's default: f+1 matching replies
 	if cf.Consensus == config.ConsensusRaft {
@@ -39,12 +38,11 @@ func ClientConfig(dir string, key ed25519.PrivateKey) (client.Config, error) {
 	return client.Config{ClusterID: cf.ClusterID, Key: key, Replicas: members, ReplyQuorum: quorum, RetransmitTimeout: 500 * time.Millisecond}, nil
 }
 
-// Dial starts a client of the cluster DIR/client.json describes, signing
-// with the key client.json names (ClientConfig(dir, nil)), with opts
-// applied in order. The client is safe for concurrent use; Close it when
-// done.
+// Dial starts a client of the cluster DIR/client.json describes
+// (ClientConfig), with opts applied in order (one may set another Key).
+// The client is safe for concurrent use; Close it when done.
 func Dial(dir string, opts ...ClientOption) (*client.Client, error) {
-	cfg, err := ClientConfig(dir, nil)
+	cfg, err := ClientConfig(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -51,7 +51,7 @@ func TestClientConfigReplyQuorum(t *testing.T) {
 		n         int
 		quorum    int
 	}{{pbftnode.PBFT, 4, 0}, {pbftnode.Raft, 3, 1}} {
-		cfg, err := pbftnode.ClientConfig(writeTestnet(t, tc.consensus, tc.n, ""), nil)
+		cfg, err := pbftnode.ClientConfig(writeTestnet(t, tc.consensus, tc.n, ""))
 		if err != nil {
 			t.Fatal(err)
 		}

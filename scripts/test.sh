@@ -72,8 +72,8 @@ if [ "$FUZZTIME" != "0" ]; then
     "./client FuzzHandleReply"
     "./p2p FuzzReadFrame"
     "./execution FuzzKVExecute"
-    "./apphost FuzzCheckTransferEntry"
     "./ledger FuzzExecuteRequest"
+    "./apphost FuzzCheckTransferEntry"
     "./crypto FuzzVerify"
   )
   for t in "${targets[@]}"; do

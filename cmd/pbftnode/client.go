@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -287,16 +286,14 @@ func openClient(dir string) (*client.Client, error) { return openClientWith(dir,
 // client key client.json names), with edit (if not nil) applied to the
 // client's configuration before it starts.
 func openClientWith(dir, keyPath string, edit func(*client.Config)) (*client.Client, error) {
-	var key ed25519.PrivateKey // nil: the key client.json names
-	if keyPath != "" {
-		var err error
-		if key, err = readKey(keyPath); err != nil {
-			return nil, fmt.Errorf("%w: %w", errConfig, err)
-		}
-	}
-	cfg, err := pbftnode.ClientConfig(dir, key)
+	cfg, err := pbftnode.ClientConfig(dir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errConfig, err)
+	}
+	if keyPath != "" {
+		if cfg.Key, err = readKey(keyPath); err != nil {
+			return nil, fmt.Errorf("%w: %w", errConfig, err)
+		}
 	}
 	if edit != nil {
 		edit(&cfg)

@@ -213,7 +213,7 @@ func mustJSON(t *testing.T, v any) string {
 
 // TestRunApplicationOverride: run --application replaces the file's
 // application (and is checked like it): what `pbftnode run` loads
-// (launch.LoadHome) opens the ledger on a key-value home given
+// (launch.LoadReplica) opens the ledger on a key-value home given
 // --application ledger, the key-value store on a ledger home given
 // --application kv, and refuses a malformed value.
 func TestRunApplicationOverride(t *testing.T) {
@@ -237,7 +237,7 @@ func TestRunApplicationOverride(t *testing.T) {
 		if err := fs.Parse(tc.args); err != nil {
 			t.Fatal(err)
 		}
-		_, cfg, err := launch.LoadHome(tc.home, settings, nil)
+		_, cfg, err := launch.LoadReplica(tc.home, settings, nil)
 		if err != nil {
 			t.Fatalf("%s %q: %v", tc.home, tc.args, err)
 		}

@@ -63,7 +63,7 @@ func startReplicas(dir string) ([]node.Runner, error) {
 	var nodes []node.Runner
 	for i := range 4 {
 		home := filepath.Join(dir, fmt.Sprintf("node%d", i))
-		_, cfg, err := launch.LoadHome(home, nil, nil)
+		_, cfg, err := launch.LoadReplica(home, nil, nil)
 		if err != nil {
 			return nodes, err
 		}

@@ -44,7 +44,7 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, cfg, err := launch.LoadHome(*home, settings, logger)
+	h, cfg, err := launch.LoadReplica(*home, settings, logger)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func runReplica(args []string, _, stderr io.Writer) error {
 		stopToggle := toggleOnSignals(byz, logger)
 		defer stopToggle()
 	}
-	logger.Info("replica running", "protocol", protocolName(cfg.Consensus), "index", cfg.Index, "listen", n.Addrs(), "metrics", n.MetricsAddr(), "replicas", len(cfg.Replicas))
+	logger.Info("replica running", "protocol", protocolName(cfg.Consensus), "application", h.Application.String(), "index", cfg.Index, "listen", n.Addrs(), "metrics", n.MetricsAddr(), "replicas", len(cfg.Replicas))
 	<-ctx.Done()
 	logger.Info("shutting down")
 	if err := n.Close(); err != nil {

@@ -3,10 +3,12 @@ package launch
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/ledger"
+	"github.com/pbftnode/pbftnode/node"
 )
 
 // ErrRemoteNotWired is what RemoteApplication returns while this build
@@ -36,4 +38,17 @@ func Application(home config.Home) (execution.Opener, error) {
 // then it returns ErrRemoteNotWired.
 func RemoteApplication(spec config.ApplicationSpec) (execution.Opener, error) {
 	return nil, fmt.Errorf("launch: application %s: %w", spec, ErrRemoteNotWired)
+}
+
+// LoadReplica is LoadHome with Config.Application set by Application
+// from the home's application setting: what `pbftnode run` starts.
+func LoadReplica(home string, overrides *config.Flags, logger *slog.Logger) (config.Home, node.Config, error) {
+	h, cfg, err := LoadHome(home, overrides, logger)
+	if err != nil {
+		return config.Home{}, node.Config{}, err
+	}
+	if cfg.Application, err = Application(h); err != nil {
+		return config.Home{}, node.Config{}, fmt.Errorf("%s: %w", home, err)
+	}
+	return h, cfg, nil
 }

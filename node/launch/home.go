@@ -1,7 +1,6 @@
 package launch
 
 import (
-	"fmt"
 	"log/slog"
 
 	"github.com/pbftnode/pbftnode/config"
@@ -11,11 +10,11 @@ import (
 // LoadHome loads a replica's home the one way every starter does
 // (`pbftnode run` and the pbftnode library): config.Load (home/config.json,
 // overrides applied, config.Check's rules; overrides may be nil), then
-// node.ConfigFromHome, with Config.Application the opener of the
-// application the home names (Application), logger (nil: discard) as the
-// replica's logger and each of Check's warnings logged on it. It returns
-// the checked home too, for the settings the runtime's Config does not
-// carry. The caller starts the runtime (Start).
+// node.ConfigFromHome, with logger (nil: discard) as the replica's logger
+// and each of Check's warnings logged on it. It returns the checked home
+// too, for the settings the runtime's Config does not carry (the
+// application the file names). The caller sets Config.Application and
+// starts the runtime (Start).
 func LoadHome(home string, overrides *config.Flags, logger *slog.Logger) (config.Home, node.Config, error) {
 	h, err := config.Load(home, overrides)
 	if err != nil {
@@ -24,9 +23,6 @@ func LoadHome(home string, overrides *config.Flags, logger *slog.Logger) (config
 	cfg, err := node.ConfigFromHome(h)
 	if err != nil {
 		return config.Home{}, node.Config{}, err
-	}
-	if cfg.Application, err = Application(h); err != nil {
-		return config.Home{}, node.Config{}, fmt.Errorf("%s: %w", home, err)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
