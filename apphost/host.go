@@ -77,8 +77,9 @@ type Options struct {
 	// (defaults DefaultRetryMin, DefaultRetryMax).
 	RetryMin time.Duration
 	RetryMax time.Duration
-	// Wait waits d or until ctx ends (returning ctx.Err()); nil uses a
-	// timer. Tests inject one that does not sleep.
+	// Wait waits d or until ctx ends (returning ctx.Err()) between
+	// retries; nil uses a timer. Any error it returns ends the retries as
+	// Close does. Tests inject one that does not sleep.
 	Wait func(ctx context.Context, d time.Duration) error
 }
 
@@ -238,6 +239,9 @@ func Opener(a app.Application, o Options) execution.Opener {
 // Open loads the host's records from db (under storage.PrefixApp+"x/"),
 // validating them, and tries once to bring a in sync with them (a failure
 // to reach a is logged and reported by Health; ExecuteBatch retries).
+// While db's state-transfer marker is set the records are partial: Open
+// leaves them to the executor (which wipes them or resumes the transfer)
+// and to Reload.
 // It fails on invalid options, corrupt records, or an application found
 // broken (ErrBrokenApplication).
 func Open(db *storage.DB, a app.Application, o Options, logger *slog.Logger) (*Host, error) {
@@ -256,6 +260,18 @@ func Open(db *storage.DB, a app.Application, o Options, logger *slog.Logger) (*H
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Host{app: a, opts: opts, ldb: db.LevelDB(), logger: logger.With("application", opts.Where), ctx: ctx, cancel: cancel}
+	inTransfer, err := db.TransferInProgress()
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("apphost: open: %w", err)
+	}
+	if inTransfer {
+		// The records are partial: the executor wipes them or resumes the
+		// transfer, and Reload loads them when it ends.
+		h.digest = hostDigest(app.State{})
+		h.logger.Info("apphost: opened during an interrupted state transfer; the records load when it ends")
+		return h, nil
+	}
 	if err := h.loadRecords(); err != nil {
 		cancel()
 		return nil, fmt.Errorf("apphost: open: %w", err)

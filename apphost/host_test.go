@@ -130,7 +130,7 @@ func reference(t testing.TB, to uint64) (*testApp, map[uint64][][]byte) {
 	for seq := uint64(1); seq <= to; seq++ {
 		var ops []app.Operation
 		for _, r := range batchAt(seq) {
-			id := fmt.Sprintf("%s/%d", r.ClientID, r.RequestNumber)
+			id := fmt.Sprintf("%x/%d", r.ClientID, r.RequestNumber)
 			if seen[id] {
 				continue
 			}

@@ -20,7 +20,7 @@ var errTestUnavailable = errors.New("test application unreachable")
 
 // testApp is an in-memory key-value application: an operation "k=v" sets
 // k to v and returns the previous value; every executed operation is
-// appended to Applied (client/number), so a test sees whether an
+// appended to Applied (hex client/number; JSON keeps it intact), so a test sees whether an
 // operation was applied twice on the state. Its digest hashes the whole
 // state. It is safe for concurrent use (Query may run from any goroutine).
 type testApp struct {
@@ -140,7 +140,7 @@ func (a *testApp) Execute(ctx context.Context, sequence uint64, ops []app.Operat
 		}
 		results[i] = []byte("old:" + a.st.Data[k])
 		a.st.Data[k] = v
-		a.st.Applied = append(a.st.Applied, fmt.Sprintf("%s/%d", op.Client, op.RequestNumber))
+		a.st.Applied = append(a.st.Applied, fmt.Sprintf("%x/%d", op.Client, op.RequestNumber))
 	}
 	a.st.Sequence = sequence
 	return results, a.st.digest(), nil

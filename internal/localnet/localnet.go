@@ -15,6 +15,7 @@ import (
 	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/node/floor"
 	"github.com/pbftnode/pbftnode/node/pbft"
@@ -52,6 +53,9 @@ type Options struct {
 	FilterFactory func(i int, key ed25519.PrivateKey, clusterID string) pbft.Filter
 	// Protocol tuning below applies to every replica.
 	TickInterval time.Duration
+	// Application, when set, gives replica i's application opener
+	// (node.Config.Application); nil: the built-in key-value store.
+	Application func(i int) execution.Opener
 	// Rand supplies the keys; nil uses crypto/rand.
 	Rand   io.Reader
 	Logger *slog.Logger
@@ -128,6 +132,9 @@ func Start(opts Options) (*Net, error) {
 			PBFT: opts.Protocol, Logger: opts.Logger, TickInterval: opts.TickInterval,
 			Consensus: opts.Consensus, Raft: opts.Raft,
 		})
+		if opts.Application != nil {
+			net.configs[i].Application = opts.Application(i)
+		}
 		net.filters = append(net.filters, filter)
 		if opts.Metrics {
 			net.configs[i].MetricsAddr = "127.0.0.1:0"
