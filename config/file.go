@@ -113,6 +113,11 @@ type ClientFile struct {
 	ClusterFile
 	// KeyFile holds the client's private key (default "client.key").
 	KeyFile string `json:"key_file,omitempty"`
+	// Application, when set, is the application the cluster replicates
+	// (an application setting, e.g. "kv" or "ledger"), so that a client
+	// can refuse to send an operation of another application, which the
+	// cluster's would misread; empty: not said.
+	Application string `json:"application,omitempty"`
 }
 
 // KeyPath is the client's key file for a client.json in dir: KeyFile,

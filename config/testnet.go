@@ -119,7 +119,7 @@ func WriteTestnet(t Testnet) (ClusterFile, error) {
 	if err := replaceKey(filepath.Join(t.Dir, DefaultClientKeyFile), clientKey); err != nil {
 		return ClusterFile{}, err
 	}
-	if err := WriteJSON(filepath.Join(t.Dir, "client.json"), ClientFile{ClusterFile: cluster, KeyFile: DefaultClientKeyFile}, 0o644); err != nil {
+	if err := WriteJSON(filepath.Join(t.Dir, "client.json"), ClientFile{ClusterFile: cluster, KeyFile: DefaultClientKeyFile, Application: t.Application}, 0o644); err != nil {
 		return ClusterFile{}, fmt.Errorf("testnet: %w", err)
 	}
 	return cluster, nil

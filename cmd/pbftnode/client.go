@@ -7,11 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/pbftnode/pbftnode"
 	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
 )
 
@@ -74,6 +76,9 @@ type clientReport struct {
 // reports, its encoding, and how to read the agreed result into a report
 // (refusal: the application's reason for refusing it, "" if executed).
 type clientOperation struct {
+	// app is the application kind the operation is for
+	// (config.ApplicationKV or config.ApplicationLedger).
+	app    string
 	name   string
 	op     []byte
 	decode func(raw []byte, r *clientReport) (refusal string, err error)
@@ -100,6 +105,9 @@ func runClient(args []string, stdout, stderr io.Writer) error {
 	}
 	op, err := parseClientOperation(fs.Args(), *oldAbsent)
 	if err != nil {
+		return err
+	}
+	if err := checkClusterApplication(*dir, op); err != nil {
 		return err
 	}
 	raw, err := invokeOnce(*dir, *keyPath, *timeout, op.op)
@@ -130,7 +138,31 @@ func parseClientOperation(args []string, oldAbsent bool) (clientOperation, error
 	if err != nil {
 		return clientOperation{}, err
 	}
-	return clientOperation{name: args[0], op: op, decode: decodeKVResult, text: clientReport.text}, nil
+	return clientOperation{app: config.ApplicationKV, name: args[0], op: op, decode: decodeKVResult, text: clientReport.text}, nil
+}
+
+// checkClusterApplication refuses op when DIR/client.json says the
+// cluster replicates another application: the key-value store and the
+// ledger would each misread the other's operations (their encodings
+// share field numbers). A client.json that does not say (hand-written,
+// or a testnet of a library application) or names an application in
+// another process lets every operation through.
+func checkClusterApplication(dir string, op clientOperation) error {
+	var cf config.ClientFile
+	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
+		return fmt.Errorf("%w: %w", errConfig, err)
+	}
+	if cf.Application == "" {
+		return nil
+	}
+	spec, err := config.ParseApplication(cf.Application)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", errConfig, filepath.Join(dir, "client.json"), err)
+	}
+	if !spec.Remote() && spec.Kind != op.app {
+		return fmt.Errorf("%w: %s says the cluster replicates %s, not %s: not sending %s, which it would misread", errConfig, filepath.Join(dir, "client.json"), spec, op.app, op.name)
+	}
+	return nil
 }
 
 // invokeOnce sends one operation, signed with the key in keyPath (""

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/ledger"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -77,7 +78,7 @@ func parseLedgerOperation(args []string) (clientOperation, error) {
 			return clientOperation{}, fmt.Errorf("%w: amount %q: want a whole number", errUsage, args[1])
 		}
 	}
-	op := clientOperation{name: "ledger " + name}
+	op := clientOperation{app: config.ApplicationLedger, name: "ledger " + name}
 	switch name {
 	case "mint":
 		op.op = ledger.EncodeMint(account, amount)

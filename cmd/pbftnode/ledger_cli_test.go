@@ -91,7 +91,8 @@ func writeKVTestnet(t *testing.T) string {
 }
 
 // TestLedgerClientUsageErrors: malformed ledger commands are usage errors
-// (exit 2) reported before anything is sent (the testnet never runs).
+// (exit 2) reported before anything is sent (the testnet never runs), and
+// so is an operation of the other application than client.json names.
 func TestLedgerClientUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	writeTestnet(t, dir, 31000, "--app", "ledger")
@@ -112,12 +113,20 @@ func TestLedgerClientUsageErrors(t *testing.T) {
 		{[]string{"ledger", "history", "--limit", "99999999999", account}, "too large"},
 		{[]string{"--old-absent", "ledger", "balance", account}, "--old-absent applies only to cas"},
 		{[]string{"--key", filepath.Join(dir, "missing.pem"), "ledger", "balance", account}, "missing.pem"},
+		{[]string{"delete", "a"}, "says the cluster replicates ledger, not kv: not sending delete"},
 	} {
 		args := append([]string{"client", "--dir", dir, "--timeout", "1s"}, tc.args...)
 		code, stdout, stderr := cli(t, args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) || stdout != "" {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2 and %q", tc.args, code, stdout, stderr, tc.want)
 		}
+	}
+	// A ledger balance read is a key-value delete to the key-value store
+	// (the encodings share field numbers): refused before it is sent.
+	kvDir := writeKVTestnet(t)
+	code, stdout, stderr := cli(t, "client", "--dir", kvDir, "--timeout", "1s", "ledger", "balance", account)
+	if code != 2 || stdout != "" || !strings.Contains(stderr, "says the cluster replicates kv, not ledger: not sending ledger balance") {
+		t.Errorf("ledger balance on a key-value testnet: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
 
