@@ -15,11 +15,13 @@ import (
 type ClientOption func(*client.Config)
 
 // ClientConfig reads DIR/client.json (what WriteTestnet and `pbftnode
-// testnet` write) and its key file into a client configuration: the
-// cluster, its replicas, the key, and how many matching replies make a
-// result (f+1 for PBFT, 1 for the crash-fault Raft mode). Session is nil,
-// so each client started from it has a session of its own and many may
-// share the key at once.
+// testnet` write) and the plain key file it names (key_file, default
+// DIR/client.key) into a client configuration: the cluster, its replicas,
+// the signing key (the account the client acts for: replace Key to act
+// for another) and how many matching replies make a result (f+1 for
+// PBFT, 1 for the crash-fault Raft mode). Session is nil, so each client
+// started from it has a session of its own and many may share the key at
+// once.
 func ClientConfig(dir string) (client.Config, error) {
 	cf, members, err := node.ReadClientFile(dir)
 	if err != nil {
@@ -37,8 +39,8 @@ func ClientConfig(dir string) (client.Config, error) {
 }
 
 // Dial starts a client of the cluster DIR/client.json describes
-// (ClientConfig), with opts applied in order. The client is safe for
-// concurrent use; Close it when done.
+// (ClientConfig), with opts applied in order (one may set another Key).
+// The client is safe for concurrent use; Close it when done.
 func Dial(dir string, opts ...ClientOption) (*client.Client, error) {
 	cfg, err := ClientConfig(dir)
 	if err != nil {

@@ -48,8 +48,11 @@ func WithHostOptions(h apphost.Options) Option { return func(o *options) { o.hos
 // as the file says; fsync on unless the file sets unsafe_no_fsync), opens
 // the replica's database in the file's data directory, brings a up to the
 // replica's state (see package app: restore from the replica's snapshot
-// and execute the recorded batches again) and joins the cluster. It
-// returns once the replica is running; Close stops it.
+// and execute the recorded batches again; if a cannot be reached yet, the
+// replica is not ready and retries before it executes anything) and joins
+// the cluster. It returns once the replica is running; Close stops it. It
+// fails on a configuration config.Check refuses, a database or records it
+// cannot read, and an application found broken (see apphost).
 //
 // The configuration must not name another application: its application
 // setting must be empty (a home written by WriteTestnet without

@@ -2,6 +2,8 @@ package pbftnode_test
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -148,4 +150,27 @@ func TestRestartedReplicaRestoresItsApplication(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// FreeBasePort's ranges can be listened on, below the ephemeral range.
+func TestFreeBasePort(t *testing.T) {
+	for range 5 {
+		base, err := pbftnode.FreeBasePort("127.0.0.1", 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if base < 20000 || base+104 > 32768 {
+			t.Fatalf("base port %d outside 20000..32767", base)
+		}
+		for _, p := range []int{base, base + 3, base + 100, base + 103} {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				t.Fatalf("port %d of base %d: %v", p, base, err)
+			}
+			_ = l.Close()
+		}
+	}
+	if _, err := pbftnode.FreeBasePort("127.0.0.1", 101); err == nil {
+		t.Fatal("FreeBasePort accepted 101 replicas")
+	}
 }

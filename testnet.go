@@ -1,6 +1,8 @@
 package pbftnode
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -37,25 +39,33 @@ func TestnetHome(dir string, i int) string {
 	return filepath.Join(dir, "node"+strconv.Itoa(i))
 }
 
-// freePortAttempts bounds FreeBasePort's search.
-const freePortAttempts = 64
+// FreeBasePort's search: bases are drawn below Linux's default ephemeral
+// range (32768-60999), so that outgoing connections, which take their
+// local ports from that range, cannot take a replica's port between the
+// check and the replica's listen.
+const (
+	freePortAttempts = 64
+	freePortLow      = 20000
+	freePortHigh     = 32768
+)
 
 // FreeBasePort returns a base port for a Testnet of n replicas on host:
 // one whose replica ports (P..P+n-1) and metrics ports (P+100..P+100+n-1)
-// were all free when it checked. Another program may still take one
-// before the replicas listen; StartReplica then fails, saying so.
+// were all free when it checked, drawn at random from 20000 to 32767.
+// Another program may still take one before the replicas listen;
+// StartReplica then fails, saying so.
 func FreeBasePort(host string, n int) (int, error) {
 	if n < 1 || n > 100 {
 		return 0, fmt.Errorf("pbftnode: free ports for %d replicas: want 1 to 100", n)
 	}
+	span := freePortHigh - freePortLow - 100 - n
 	for range freePortAttempts {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
+		var b [4]byte
+		if _, err := rand.Read(b[:]); err != nil {
 			return 0, fmt.Errorf("pbftnode: free ports: %w", err)
 		}
-		base := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		if base+100+n <= 65535 && portsFree(host, base, n) && portsFree(host, base+100, n) {
+		base := freePortLow + int(binary.BigEndian.Uint32(b[:])%uint32(span))
+		if portsFree(host, base, n) && portsFree(host, base+100, n) {
 			return base, nil
 		}
 	}

@@ -33,6 +33,22 @@ func startCluster(dir string, n int, logger *slog.Logger) (*cluster, error) {
 	return c, nil
 }
 
+// restart closes replica i and starts it again on its home with a fresh
+// Counters: the replica's database remembers what it executed, the
+// application nothing.
+func (c *cluster) restart(dir string, i int, logger *slog.Logger) error {
+	if err := c.replicas[i].Close(); err != nil {
+		return fmt.Errorf("replica %d: close: %w", i, err)
+	}
+	a := NewCounters()
+	r, err := pbftnode.StartReplica(pbftnode.TestnetHome(dir, i), a, pbftnode.WithLogger(logger.With("replica", i)))
+	if err != nil {
+		return fmt.Errorf("replica %d: restart: %w", i, err)
+	}
+	c.replicas[i], c.apps[i] = r, a
+	return nil
+}
+
 // close stops every replica.
 func (c *cluster) close() error {
 	var errs []error

@@ -16,14 +16,15 @@ import (
 const runDeadline = 2 * time.Minute
 
 // TestRun runs the program's whole check, as `go run ./examples/embedded`
-// does, for both protocols.
+// does (with the last replica restarted halfway with an empty
+// application), for both protocols.
 func TestRun(t *testing.T) {
 	for _, protocol := range []string{pbftnode.PBFT, pbftnode.Raft} {
 		t.Run(protocol, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), runDeadline)
 			defer cancel()
 			var out bytes.Buffer
-			err := run(ctx, workload{protocol: protocol, clients: 3, rounds: 10}, &out, slog.New(slog.DiscardHandler))
+			err := run(ctx, workload{protocol: protocol, clients: 3, rounds: 10, restart: true}, &out, slog.New(slog.DiscardHandler))
 			t.Log(out.String())
 			if err != nil {
 				t.Fatal(err)
