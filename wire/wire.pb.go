@@ -92,6 +92,13 @@ type Request struct {
 	ClientId      []byte                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	RequestNumber uint64                 `protobuf:"varint,2,opt,name=request_number,json=requestNumber,proto3" json:"request_number,omitempty"`
 	Operation     []byte                 `protobuf:"bytes,3,opt,name=operation,proto3" json:"operation,omitempty"`
+	// read_only asks for the read-only path: PBFT replicas execute the
+	// operation at once on their current state, without ordering it, and
+	// the client accepts 2f+1 matching answers (else it orders the request
+	// as usual); the Raft leader answers after a ReadIndex round. An
+	// operation the application does not classify as read-only is refused
+	// on that path. Never relayed or put in a batch.
+	ReadOnly      bool `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -145,6 +152,13 @@ func (x *Request) GetOperation() []byte {
 		return x.Operation
 	}
 	return nil
+}
+
+func (x *Request) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
 }
 
 // ReplicaFrame is what travels on the replica stream and is stored in the
@@ -1454,7 +1468,14 @@ type Reply struct {
 	// (Raft mode), 0 when unknown or in PBFT mode (where the client follows
 	// the view instead). A hint only: the client uses it to pick where to
 	// send first.
-	LeaderHint    uint32 `protobuf:"varint,7,opt,name=leader_hint,json=leaderHint,proto3" json:"leader_hint,omitempty"`
+	LeaderHint uint32 `protobuf:"varint,7,opt,name=leader_hint,json=leaderHint,proto3" json:"leader_hint,omitempty"`
+	// receipt, when set, is this replica's signed statement about the batch
+	// that executed the request and the request's place in it (PBFT; see
+	// ReplyReceipt).
+	Receipt *ReplyReceipt `protobuf:"bytes,8,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	// read_only marks an answer of the read-only path: executed on the
+	// replica's current state, not ordered, and with no receipt.
+	ReadOnly      bool `protobuf:"varint,9,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1538,6 +1559,122 @@ func (x *Reply) GetLeaderHint() uint32 {
 	return 0
 }
 
+func (x *Reply) GetReceipt() *ReplyReceipt {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+func (x *Reply) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
+// ReplyReceipt lets anyone holding the cluster's public keys check, offline,
+// that a replica executed a request with a result at a sequence. Per
+// executed batch a replica signs once (crypto.ReceiptStatement): the
+// cluster id, the sequence, the state digest after the batch and
+// results_root, the root of a Merkle tree (package receipt) whose leaves
+// are, in execution order, one per reply the batch produced:
+// SHA-256("pbftnode/v1/receipt-leaf" || uvarint(len client_id) ||
+// client_id || uvarint(request_number) || SHA-256(result)). Every correct
+// replica executing the batch signs the same statement, so f+1 matching
+// signatures over it make a receipt.
+type ReplyReceipt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	StateDigest   []byte                 `protobuf:"bytes,2,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"` // 32 bytes
+	ResultsRoot   []byte                 `protobuf:"bytes,3,opt,name=results_root,json=resultsRoot,proto3" json:"results_root,omitempty"` // 32 bytes
+	LeafIndex     uint32                 `protobuf:"varint,4,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`      // this reply's leaf
+	LeafCount     uint32                 `protobuf:"varint,5,opt,name=leaf_count,json=leafCount,proto3" json:"leaf_count,omitempty"`      // leaves in the tree (at most the batch's requests)
+	Proof         [][]byte               `protobuf:"bytes,6,rep,name=proof,proto3" json:"proof,omitempty"`                                // sibling hashes from the leaf up, 32 bytes each
+	Signature     []byte                 `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`                        // Ed25519 over the statement, by Reply.replica
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplyReceipt) Reset() {
+	*x = ReplyReceipt{}
+	mi := &file_wire_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplyReceipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplyReceipt) ProtoMessage() {}
+
+func (x *ReplyReceipt) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplyReceipt.ProtoReflect.Descriptor instead.
+func (*ReplyReceipt) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReplyReceipt) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ReplyReceipt) GetStateDigest() []byte {
+	if x != nil {
+		return x.StateDigest
+	}
+	return nil
+}
+
+func (x *ReplyReceipt) GetResultsRoot() []byte {
+	if x != nil {
+		return x.ResultsRoot
+	}
+	return nil
+}
+
+func (x *ReplyReceipt) GetLeafIndex() uint32 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
+func (x *ReplyReceipt) GetLeafCount() uint32 {
+	if x != nil {
+		return x.LeafCount
+	}
+	return 0
+}
+
+func (x *ReplyReceipt) GetProof() [][]byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+func (x *ReplyReceipt) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // RaftEntry is the data of one normal entry of the Raft log: a batch of
 // client requests, in order. The Raft mode authenticates clients by the
 // Noise session of their stream, so requests travel unsigned.
@@ -1550,7 +1687,7 @@ type RaftEntry struct {
 
 func (x *RaftEntry) Reset() {
 	*x = RaftEntry{}
-	mi := &file_wire_proto_msgTypes[21]
+	mi := &file_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1699,7 @@ func (x *RaftEntry) String() string {
 func (*RaftEntry) ProtoMessage() {}
 
 func (x *RaftEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[21]
+	mi := &file_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1712,7 @@ func (x *RaftEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftEntry.ProtoReflect.Descriptor instead.
 func (*RaftEntry) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{21}
+	return file_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RaftEntry) GetRequests() []*Request {
@@ -1600,7 +1737,7 @@ type RaftFrame struct {
 
 func (x *RaftFrame) Reset() {
 	*x = RaftFrame{}
-	mi := &file_wire_proto_msgTypes[22]
+	mi := &file_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1749,7 @@ func (x *RaftFrame) String() string {
 func (*RaftFrame) ProtoMessage() {}
 
 func (x *RaftFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[22]
+	mi := &file_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1762,7 @@ func (x *RaftFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftFrame.ProtoReflect.Descriptor instead.
 func (*RaftFrame) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{22}
+	return file_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RaftFrame) GetBody() isRaftFrame_Body {
@@ -1703,7 +1840,7 @@ type KVOperation struct {
 
 func (x *KVOperation) Reset() {
 	*x = KVOperation{}
-	mi := &file_wire_proto_msgTypes[23]
+	mi := &file_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1715,7 +1852,7 @@ func (x *KVOperation) String() string {
 func (*KVOperation) ProtoMessage() {}
 
 func (x *KVOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[23]
+	mi := &file_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1728,7 +1865,7 @@ func (x *KVOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVOperation.ProtoReflect.Descriptor instead.
 func (*KVOperation) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{23}
+	return file_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KVOperation) GetOp() isKVOperation_Op {
@@ -1812,7 +1949,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_wire_proto_msgTypes[24]
+	mi := &file_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1824,7 +1961,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[24]
+	mi := &file_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1837,7 +1974,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{24}
+	return file_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -1863,7 +2000,7 @@ type KVGet struct {
 
 func (x *KVGet) Reset() {
 	*x = KVGet{}
-	mi := &file_wire_proto_msgTypes[25]
+	mi := &file_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +2012,7 @@ func (x *KVGet) String() string {
 func (*KVGet) ProtoMessage() {}
 
 func (x *KVGet) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[25]
+	mi := &file_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +2025,7 @@ func (x *KVGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGet.ProtoReflect.Descriptor instead.
 func (*KVGet) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{25}
+	return file_wire_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KVGet) GetKey() []byte {
@@ -1907,7 +2044,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_wire_proto_msgTypes[26]
+	mi := &file_wire_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2056,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[26]
+	mi := &file_wire_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2069,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{26}
+	return file_wire_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -1956,7 +2093,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_wire_proto_msgTypes[27]
+	mi := &file_wire_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2105,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[27]
+	mi := &file_wire_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2118,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{27}
+	return file_wire_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -2024,7 +2161,7 @@ type KVResult struct {
 
 func (x *KVResult) Reset() {
 	*x = KVResult{}
-	mi := &file_wire_proto_msgTypes[28]
+	mi := &file_wire_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2173,7 @@ func (x *KVResult) String() string {
 func (*KVResult) ProtoMessage() {}
 
 func (x *KVResult) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[28]
+	mi := &file_wire_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2186,7 @@ func (x *KVResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVResult.ProtoReflect.Descriptor instead.
 func (*KVResult) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{28}
+	return file_wire_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KVResult) GetOk() bool {
@@ -2096,7 +2233,7 @@ type LedgerOperation struct {
 
 func (x *LedgerOperation) Reset() {
 	*x = LedgerOperation{}
-	mi := &file_wire_proto_msgTypes[29]
+	mi := &file_wire_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2108,7 +2245,7 @@ func (x *LedgerOperation) String() string {
 func (*LedgerOperation) ProtoMessage() {}
 
 func (x *LedgerOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[29]
+	mi := &file_wire_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2121,7 +2258,7 @@ func (x *LedgerOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerOperation.ProtoReflect.Descriptor instead.
 func (*LedgerOperation) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{29}
+	return file_wire_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LedgerOperation) GetOp() isLedgerOperation_Op {
@@ -2207,7 +2344,7 @@ type LedgerMint struct {
 
 func (x *LedgerMint) Reset() {
 	*x = LedgerMint{}
-	mi := &file_wire_proto_msgTypes[30]
+	mi := &file_wire_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2356,7 @@ func (x *LedgerMint) String() string {
 func (*LedgerMint) ProtoMessage() {}
 
 func (x *LedgerMint) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[30]
+	mi := &file_wire_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2369,7 @@ func (x *LedgerMint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerMint.ProtoReflect.Descriptor instead.
 func (*LedgerMint) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{30}
+	return file_wire_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LedgerMint) GetAccount() []byte {
@@ -2260,7 +2397,7 @@ type LedgerTransfer struct {
 
 func (x *LedgerTransfer) Reset() {
 	*x = LedgerTransfer{}
-	mi := &file_wire_proto_msgTypes[31]
+	mi := &file_wire_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2272,7 +2409,7 @@ func (x *LedgerTransfer) String() string {
 func (*LedgerTransfer) ProtoMessage() {}
 
 func (x *LedgerTransfer) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[31]
+	mi := &file_wire_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2285,7 +2422,7 @@ func (x *LedgerTransfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerTransfer.ProtoReflect.Descriptor instead.
 func (*LedgerTransfer) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{31}
+	return file_wire_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LedgerTransfer) GetTo() []byte {
@@ -2312,7 +2449,7 @@ type LedgerBalance struct {
 
 func (x *LedgerBalance) Reset() {
 	*x = LedgerBalance{}
-	mi := &file_wire_proto_msgTypes[32]
+	mi := &file_wire_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2324,7 +2461,7 @@ func (x *LedgerBalance) String() string {
 func (*LedgerBalance) ProtoMessage() {}
 
 func (x *LedgerBalance) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[32]
+	mi := &file_wire_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2337,7 +2474,7 @@ func (x *LedgerBalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerBalance.ProtoReflect.Descriptor instead.
 func (*LedgerBalance) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{32}
+	return file_wire_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LedgerBalance) GetAccount() []byte {
@@ -2359,7 +2496,7 @@ type LedgerHistory struct {
 
 func (x *LedgerHistory) Reset() {
 	*x = LedgerHistory{}
-	mi := &file_wire_proto_msgTypes[33]
+	mi := &file_wire_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +2508,7 @@ func (x *LedgerHistory) String() string {
 func (*LedgerHistory) ProtoMessage() {}
 
 func (x *LedgerHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[33]
+	mi := &file_wire_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +2521,7 @@ func (x *LedgerHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerHistory.ProtoReflect.Descriptor instead.
 func (*LedgerHistory) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{33}
+	return file_wire_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LedgerHistory) GetAccount() []byte {
@@ -2418,7 +2555,7 @@ type LedgerResult struct {
 
 func (x *LedgerResult) Reset() {
 	*x = LedgerResult{}
-	mi := &file_wire_proto_msgTypes[34]
+	mi := &file_wire_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2567,7 @@ func (x *LedgerResult) String() string {
 func (*LedgerResult) ProtoMessage() {}
 
 func (x *LedgerResult) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[34]
+	mi := &file_wire_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2580,7 @@ func (x *LedgerResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerResult.ProtoReflect.Descriptor instead.
 func (*LedgerResult) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{34}
+	return file_wire_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LedgerResult) GetError() string {
@@ -2493,7 +2630,7 @@ type LedgerEntry struct {
 
 func (x *LedgerEntry) Reset() {
 	*x = LedgerEntry{}
-	mi := &file_wire_proto_msgTypes[35]
+	mi := &file_wire_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2642,7 @@ func (x *LedgerEntry) String() string {
 func (*LedgerEntry) ProtoMessage() {}
 
 func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[35]
+	mi := &file_wire_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2655,7 @@ func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerEntry.ProtoReflect.Descriptor instead.
 func (*LedgerEntry) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{35}
+	return file_wire_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LedgerEntry) GetSequenceInAccount() uint64 {
@@ -2571,11 +2708,12 @@ const file_wire_proto_rawDesc = "" +
 	"wire.proto\x12\rpbftnode.wire\"@\n" +
 	"\x06Signed\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"k\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x88\x01\n" +
 	"\aRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12%\n" +
 	"\x0erequest_number\x18\x02 \x01(\x04R\rrequestNumber\x12\x1c\n" +
-	"\toperation\x18\x03 \x01(\fR\toperation\"l\n" +
+	"\toperation\x18\x03 \x01(\fR\toperation\x12\x1b\n" +
+	"\tread_only\x18\x04 \x01(\bR\breadOnly\"l\n" +
 	"\fReplicaFrame\x12/\n" +
 	"\amessage\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedR\amessage\x12+\n" +
 	"\x05batch\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\x05batch\"\x8a\a\n" +
@@ -2664,7 +2802,7 @@ const file_wire_proto_rawDesc = "" +
 	"\brequests\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\brequests\"H\n" +
 	"\vClientFrame\x121\n" +
 	"\arequest\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedH\x00R\arequestB\x06\n" +
-	"\x04body\"\xc8\x01\n" +
+	"\x04body\"\x9c\x02\n" +
 	"\x05Reply\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\x04R\x04view\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\fR\bclientId\x12%\n" +
@@ -2673,7 +2811,19 @@ const file_wire_proto_rawDesc = "" +
 	"\x06result\x18\x05 \x01(\fR\x06result\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12\x1f\n" +
 	"\vleader_hint\x18\a \x01(\rR\n" +
-	"leaderHint\"?\n" +
+	"leaderHint\x125\n" +
+	"\areceipt\x18\b \x01(\v2\x1b.pbftnode.wire.ReplyReceiptR\areceipt\x12\x1b\n" +
+	"\tread_only\x18\t \x01(\bR\breadOnly\"\xe2\x01\n" +
+	"\fReplyReceipt\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12!\n" +
+	"\fstate_digest\x18\x02 \x01(\fR\vstateDigest\x12!\n" +
+	"\fresults_root\x18\x03 \x01(\fR\vresultsRoot\x12\x1d\n" +
+	"\n" +
+	"leaf_index\x18\x04 \x01(\rR\tleafIndex\x12\x1d\n" +
+	"\n" +
+	"leaf_count\x18\x05 \x01(\rR\tleafCount\x12\x14\n" +
+	"\x05proof\x18\x06 \x03(\fR\x05proof\x12\x1c\n" +
+	"\tsignature\x18\a \x01(\fR\tsignature\"?\n" +
 	"\tRaftEntry\x122\n" +
 	"\brequests\x18\x01 \x03(\v2\x16.pbftnode.wire.RequestR\brequests\"\xb1\x01\n" +
 	"\tRaftFrame\x12\x1a\n" +
@@ -2748,7 +2898,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 	return file_wire_proto_rawDescData
 }
 
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_wire_proto_goTypes = []any{
 	(*Signed)(nil),                // 0: pbftnode.wire.Signed
 	(*Request)(nil),               // 1: pbftnode.wire.Request
@@ -2771,21 +2921,22 @@ var file_wire_proto_goTypes = []any{
 	(*BatchReply)(nil),            // 18: pbftnode.wire.BatchReply
 	(*ClientFrame)(nil),           // 19: pbftnode.wire.ClientFrame
 	(*Reply)(nil),                 // 20: pbftnode.wire.Reply
-	(*RaftEntry)(nil),             // 21: pbftnode.wire.RaftEntry
-	(*RaftFrame)(nil),             // 22: pbftnode.wire.RaftFrame
-	(*KVOperation)(nil),           // 23: pbftnode.wire.KVOperation
-	(*KVPut)(nil),                 // 24: pbftnode.wire.KVPut
-	(*KVGet)(nil),                 // 25: pbftnode.wire.KVGet
-	(*KVDelete)(nil),              // 26: pbftnode.wire.KVDelete
-	(*KVCompareAndSwap)(nil),      // 27: pbftnode.wire.KVCompareAndSwap
-	(*KVResult)(nil),              // 28: pbftnode.wire.KVResult
-	(*LedgerOperation)(nil),       // 29: pbftnode.wire.LedgerOperation
-	(*LedgerMint)(nil),            // 30: pbftnode.wire.LedgerMint
-	(*LedgerTransfer)(nil),        // 31: pbftnode.wire.LedgerTransfer
-	(*LedgerBalance)(nil),         // 32: pbftnode.wire.LedgerBalance
-	(*LedgerHistory)(nil),         // 33: pbftnode.wire.LedgerHistory
-	(*LedgerResult)(nil),          // 34: pbftnode.wire.LedgerResult
-	(*LedgerEntry)(nil),           // 35: pbftnode.wire.LedgerEntry
+	(*ReplyReceipt)(nil),          // 21: pbftnode.wire.ReplyReceipt
+	(*RaftEntry)(nil),             // 22: pbftnode.wire.RaftEntry
+	(*RaftFrame)(nil),             // 23: pbftnode.wire.RaftFrame
+	(*KVOperation)(nil),           // 24: pbftnode.wire.KVOperation
+	(*KVPut)(nil),                 // 25: pbftnode.wire.KVPut
+	(*KVGet)(nil),                 // 26: pbftnode.wire.KVGet
+	(*KVDelete)(nil),              // 27: pbftnode.wire.KVDelete
+	(*KVCompareAndSwap)(nil),      // 28: pbftnode.wire.KVCompareAndSwap
+	(*KVResult)(nil),              // 29: pbftnode.wire.KVResult
+	(*LedgerOperation)(nil),       // 30: pbftnode.wire.LedgerOperation
+	(*LedgerMint)(nil),            // 31: pbftnode.wire.LedgerMint
+	(*LedgerTransfer)(nil),        // 32: pbftnode.wire.LedgerTransfer
+	(*LedgerBalance)(nil),         // 33: pbftnode.wire.LedgerBalance
+	(*LedgerHistory)(nil),         // 34: pbftnode.wire.LedgerHistory
+	(*LedgerResult)(nil),          // 35: pbftnode.wire.LedgerResult
+	(*LedgerEntry)(nil),           // 36: pbftnode.wire.LedgerEntry
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: pbftnode.wire.ReplicaFrame.message:type_name -> pbftnode.wire.Signed
@@ -2814,23 +2965,24 @@ var file_wire_proto_depIdxs = []int32{
 	0,  // 23: pbftnode.wire.NewView.pre_prepares:type_name -> pbftnode.wire.Signed
 	0,  // 24: pbftnode.wire.BatchReply.requests:type_name -> pbftnode.wire.Signed
 	0,  // 25: pbftnode.wire.ClientFrame.request:type_name -> pbftnode.wire.Signed
-	1,  // 26: pbftnode.wire.RaftEntry.requests:type_name -> pbftnode.wire.Request
-	11, // 27: pbftnode.wire.RaftFrame.state_request:type_name -> pbftnode.wire.StateRequest
-	12, // 28: pbftnode.wire.RaftFrame.state_chunk:type_name -> pbftnode.wire.StateChunk
-	24, // 29: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
-	25, // 30: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
-	26, // 31: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
-	27, // 32: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
-	30, // 33: pbftnode.wire.LedgerOperation.mint:type_name -> pbftnode.wire.LedgerMint
-	31, // 34: pbftnode.wire.LedgerOperation.transfer:type_name -> pbftnode.wire.LedgerTransfer
-	32, // 35: pbftnode.wire.LedgerOperation.balance:type_name -> pbftnode.wire.LedgerBalance
-	33, // 36: pbftnode.wire.LedgerOperation.history:type_name -> pbftnode.wire.LedgerHistory
-	35, // 37: pbftnode.wire.LedgerResult.history:type_name -> pbftnode.wire.LedgerEntry
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	21, // 26: pbftnode.wire.Reply.receipt:type_name -> pbftnode.wire.ReplyReceipt
+	1,  // 27: pbftnode.wire.RaftEntry.requests:type_name -> pbftnode.wire.Request
+	11, // 28: pbftnode.wire.RaftFrame.state_request:type_name -> pbftnode.wire.StateRequest
+	12, // 29: pbftnode.wire.RaftFrame.state_chunk:type_name -> pbftnode.wire.StateChunk
+	25, // 30: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
+	26, // 31: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
+	27, // 32: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
+	28, // 33: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
+	31, // 34: pbftnode.wire.LedgerOperation.mint:type_name -> pbftnode.wire.LedgerMint
+	32, // 35: pbftnode.wire.LedgerOperation.transfer:type_name -> pbftnode.wire.LedgerTransfer
+	33, // 36: pbftnode.wire.LedgerOperation.balance:type_name -> pbftnode.wire.LedgerBalance
+	34, // 37: pbftnode.wire.LedgerOperation.history:type_name -> pbftnode.wire.LedgerHistory
+	36, // 38: pbftnode.wire.LedgerResult.history:type_name -> pbftnode.wire.LedgerEntry
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -2857,18 +3009,18 @@ func file_wire_proto_init() {
 	file_wire_proto_msgTypes[19].OneofWrappers = []any{
 		(*ClientFrame_Request)(nil),
 	}
-	file_wire_proto_msgTypes[22].OneofWrappers = []any{
+	file_wire_proto_msgTypes[23].OneofWrappers = []any{
 		(*RaftFrame_Message)(nil),
 		(*RaftFrame_StateRequest)(nil),
 		(*RaftFrame_StateChunk)(nil),
 	}
-	file_wire_proto_msgTypes[23].OneofWrappers = []any{
+	file_wire_proto_msgTypes[24].OneofWrappers = []any{
 		(*KVOperation_Put)(nil),
 		(*KVOperation_Get)(nil),
 		(*KVOperation_Delete)(nil),
 		(*KVOperation_Cas)(nil),
 	}
-	file_wire_proto_msgTypes[29].OneofWrappers = []any{
+	file_wire_proto_msgTypes[30].OneofWrappers = []any{
 		(*LedgerOperation_Mint)(nil),
 		(*LedgerOperation_Transfer)(nil),
 		(*LedgerOperation_Balance)(nil),
@@ -2880,7 +3032,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
