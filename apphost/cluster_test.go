@@ -60,6 +60,14 @@ func runHostedCluster(t *testing.T, consensus string) {
 	apps[2].restart()
 	put(20, 30)
 	waitAgreed(t, net, apps)
+	if m, ok := net.Replica(2).(interface{ MetricValue(string) float64 }); ok {
+		if got := m.MetricValue("pbftnode_application_restores_total"); got < 1 {
+			t.Fatalf("pbftnode_application_restores_total = %v on the replica whose application restarted, want >= 1", got)
+		}
+		if got := m.MetricValue("pbftnode_application_available"); got != 1 {
+			t.Fatalf("pbftnode_application_available = %v after the restore, want 1", got)
+		}
+	}
 
 	if err := net.StopReplica(3); err != nil {
 		t.Fatal(err)

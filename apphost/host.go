@@ -450,3 +450,16 @@ func (h *Host) markAvailable() {
 		h.health, h.probeBackoff = nil, 0
 	}
 }
+
+// Counters reports Stats as execution.Counters (the replica exports them
+// as pbftnode_application_<name>_total).
+func (h *Host) Counters() []execution.Counter {
+	s := h.Stats()
+	return []execution.Counter{
+		{Name: "resyncs", Help: "Times the replica checked whether its application was where it recorded it (after a start, an error or a rollback).", Value: s.Resyncs},
+		{Name: "restores", Help: "Times the replica restored its application from its recorded snapshot.", Value: s.Restores},
+		{Name: "replayed_batches", Help: "Recorded batches executed again on the application after a restore.", Value: s.ReplayedBatches},
+		{Name: "retries", Help: "Calls to the application that failed and were retried.", Value: s.Retries},
+		{Name: "snapshots", Help: "Snapshots of the application taken and recorded.", Value: s.Snapshots},
+	}
+}

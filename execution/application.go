@@ -136,3 +136,19 @@ type Opener func(db *storage.DB, logger *slog.Logger) (Application, error)
 func OpenKV(db *storage.DB, _ *slog.Logger) (Application, error) {
 	return NewKV(db.LevelDB())
 }
+
+// Counter is one count an application reports (see CounterReporter).
+type Counter struct {
+	// Name is a metric name suffix: the replica exports it as
+	// pbftnode_application_<Name>_total.
+	Name, Help string
+	Value      uint64
+}
+
+// CounterReporter is an optional interface of an Application that counts
+// what it did (apphost: resyncs, restores, retries, ...). Counters returns
+// the same names in the same order on every call; it is called from other
+// goroutines (metrics scrapes) and must be safe for that.
+type CounterReporter interface {
+	Counters() []Counter
+}

@@ -3,6 +3,7 @@ package node
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/p2p"
 )
 
@@ -58,4 +59,28 @@ func (m *Metrics) WatchTransport(stats func() p2p.Stats) {
 		counter("pbftnode_p2p_rejected_peers_total", "Connections and streams refused: replica streams from non-members, clients not on the allowlist.", func(s p2p.Stats) uint64 { return s.RejectedPeers }),
 	)
 	m.watchInbound(stats)
+}
+
+// WatchApplication exports an application's counters (an
+// execution.CounterReporter, such as an application run by apphost) as
+// pbftnode_application_<name>_total, and, for one whose availability can
+// change (execution.HealthReporter), pbftnode_application_available.
+func (m *Metrics) WatchApplication(a execution.Application) {
+	if r, ok := a.(execution.CounterReporter); ok {
+		for i, c := range r.Counters() {
+			m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "pbftnode_application_" + c.Name + "_total", Help: c.Help,
+			}, func() float64 { return float64(r.Counters()[i].Value) }))
+		}
+	}
+	if h, ok := a.(execution.HealthReporter); ok {
+		m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pbftnode_application_available", Help: "1 while the application answers, 0 while the replica waits for it (see /readyz for why).",
+		}, func() float64 {
+			if h.Health() != nil {
+				return 0
+			}
+			return 1
+		}))
+	}
 }

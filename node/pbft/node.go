@@ -79,6 +79,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return err
 	}
+	n.metrics.WatchApplication(app)
 	if n.executor, err = execution.NewExecutor(n.DB, app, n.log); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}

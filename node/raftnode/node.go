@@ -89,6 +89,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return err
 	}
+	n.metrics.WatchApplication(app)
 	if n.executor, err = execution.NewExecutor(db, app, n.log); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
