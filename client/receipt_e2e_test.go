@@ -22,7 +22,9 @@ import (
 // receipt over the honest statement with a corrupted signature.
 type bogusReceipts struct{}
 
-func (bogusReceipts) Outbound(out protocol.Outbound) []protocol.Outbound { return []protocol.Outbound{out} }
+func (bogusReceipts) Outbound(out protocol.Outbound) []protocol.Outbound {
+	return []protocol.Outbound{out}
+}
 
 func (bogusReceipts) Reply(r *wire.Reply) bool {
 	if r.Receipt != nil {

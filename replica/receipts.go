@@ -24,7 +24,7 @@ type receiptKey struct {
 type receiptBatch struct {
 	sequence uint64
 	keys     []receiptKey
-	bytes int
+	bytes    int
 }
 
 // receiptCache keeps the receipts of the last batches, bounded in count
