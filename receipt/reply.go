@@ -28,17 +28,30 @@ func SignBatch(signer Signer, sequence uint64, stateDigest crypto.Digest, leaves
 	tree := NewTree(leaves)
 	root := tree.Root()
 	sig := signer.Sign(crypto.DomainReceipt, crypto.ReceiptStatement(sequence, stateDigest, root))
+	// One allocation each for the receipts, the proofs' slices and their
+	// bytes, whatever the batch size: this runs on the event loop.
+	depth := len(tree.levels) - 1
+	hashes := make([]byte, len(leaves)*depth*crypto.DigestSize)
+	slices := make([][]byte, len(leaves)*depth)
+	receipts := make([]wire.ReplyReceipt, len(leaves))
 	out := make([]*wire.ReplyReceipt, len(leaves))
+	used := 0
 	for i := range leaves {
-		proof := tree.Proof(i)
-		hashes := make([][]byte, len(proof))
-		for j := range proof {
-			hashes[j] = proof[j][:]
+		start := used
+		index := i
+		for _, level := range tree.levels[:depth] {
+			if sibling := index ^ 1; sibling < len(level) {
+				h := hashes[used*crypto.DigestSize : (used+1)*crypto.DigestSize : (used+1)*crypto.DigestSize]
+				copy(h, level[sibling][:])
+				slices[used] = h
+				used++
+			}
+			index /= 2
 		}
-		out[i] = &wire.ReplyReceipt{
-			Sequence: sequence, StateDigest: stateDigest[:], ResultsRoot: root[:],
-			LeafIndex: uint32(i), LeafCount: uint32(len(leaves)), Proof: hashes, Signature: sig,
-		}
+		rr := &receipts[i]
+		rr.Sequence, rr.StateDigest, rr.ResultsRoot = sequence, stateDigest[:], root[:]
+		rr.LeafIndex, rr.LeafCount, rr.Proof, rr.Signature = uint32(i), uint32(len(leaves)), slices[start:used:used], sig
+		out[i] = rr
 	}
 	return out
 }

@@ -44,13 +44,11 @@ func LeafHash(clientID []byte, requestNumber uint64, result []byte) crypto.Diges
 
 // innerHash is SHA-256("pbftnode/v1/receipt-node" || left || right).
 func innerHash(left, right crypto.Digest) crypto.Digest {
-	h := sha256.New()
-	h.Write([]byte(innerDomain))
-	h.Write(left[:])
-	h.Write(right[:])
-	var d crypto.Digest
-	h.Sum(d[:0])
-	return d
+	var buf [len(innerDomain) + 2*crypto.DigestSize]byte
+	n := copy(buf[:], innerDomain)
+	n += copy(buf[n:], left[:])
+	copy(buf[n:], right[:])
+	return sha256.Sum256(buf[:])
 }
 
 // Tree is a results tree: a binary Merkle tree built level by level from
