@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/p2p/identity"
@@ -79,6 +80,34 @@ func (c *Client) InvokeWithReceipt(ctx context.Context, op []byte) ([]byte, *rec
 		return nil, nil, err
 	}
 	return result, col.best(), err
+}
+
+// plainReceipt reports whether b is a wire.ReplyReceipt encoding that
+// parseReplyFast may pass on undecoded: only ReplyReceipt's own fields,
+// each with its declared wire type, well formed. Then proto.Unmarshal
+// accepts it and decodes the same fields; anything else goes to
+// proto.Unmarshal.
+func plainReceipt(b []byte) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.VarintType && (num == 1 || num == 4 || num == 5):
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		case typ == protowire.BytesType && num >= 2 && num <= 7 && num != 4 && num != 5:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		default:
+			return false
+		}
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
 
 // resultAgreed reports whether cl's result is in (its done channel closed

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
@@ -147,5 +150,55 @@ func TestReceiptOfAnotherResultIsNotCounted(t *testing.T) {
 	}
 	if err := receipt.Verify(*rec, h.cluster); !errors.Is(err, receipt.ErrTooFewSigners) {
 		t.Fatalf("partial receipt: %v, want ErrTooFewSigners", err)
+	}
+}
+
+// TestParseReplyFastReceipts: a reply's receipt passes the fast path
+// only when proto.Unmarshal would decode it the same; a malformed,
+// repeated or unusual one goes to proto.Unmarshal.
+func TestParseReplyFastReceipts(t *testing.T) {
+	rr := receipt.SignBatch(crypto.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), "c"), 3, crypto.Digest{1},
+		[]crypto.Digest{{1}, {2}, {3}})[1]
+	enc, err := proto.Marshal(rr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := proto.Marshal(&wire.Reply{RequestNumber: 7, Result: []byte("ok"), Receipt: rr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withReceipt := func(b []byte) []byte {
+		out := protowire.AppendVarint(protowire.AppendTag(nil, replyNumber, protowire.VarintType), 7)
+		return protowire.AppendBytes(protowire.AppendTag(out, replyReceipt, protowire.BytesType), b)
+	}
+	cases := []struct {
+		name string
+		data []byte
+		fast bool
+	}{
+		{"marshalled", good, true},
+		{"truncated receipt", withReceipt(enc[:len(enc)-3]), false},
+		{"unknown field in receipt", withReceipt(protowire.AppendVarint(protowire.AppendTag(append([]byte{}, enc...), 40, protowire.VarintType), 1)), false},
+		{"receipt twice", append(withReceipt(enc), protowire.AppendBytes(protowire.AppendTag(nil, replyReceipt, protowire.BytesType), enc)...), false},
+		{"receipt field of the wrong type", withReceipt(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{1})), false},
+	}
+	for _, tc := range cases {
+		var fast reply
+		if got := parseReplyFast(tc.data, &fast); got != tc.fast {
+			t.Fatalf("%s: parseReplyFast accepted=%v, want %v", tc.name, got, tc.fast)
+		}
+		var m wire.Reply
+		uerr := proto.Unmarshal(tc.data, &m)
+		var slow reply
+		perr := parseReply(tc.data, &slow)
+		if (uerr == nil) != (perr == nil) {
+			t.Fatalf("%s: parseReply %v, proto.Unmarshal %v", tc.name, perr, uerr)
+		}
+		if tc.fast {
+			var got wire.ReplyReceipt
+			if err := proto.Unmarshal(fast.receipt, &got); err != nil || !proto.Equal(&got, m.Receipt) {
+				t.Fatalf("%s: fast receipt %v (%v), proto %v", tc.name, &got, err, m.Receipt)
+			}
+		}
 	}
 }

@@ -84,6 +84,11 @@ func parseReplyFast(data []byte, r *reply) bool {
 			case replyResult:
 				r.result = v
 			case replyReceipt:
+				// proto.Unmarshal merges repeated occurrences of a
+				// message field and refuses a malformed one.
+				if r.receipt != nil || !plainReceipt(v) {
+					return false
+				}
 				r.receipt = v
 			case replyError:
 				if !utf8.Valid(v) {
