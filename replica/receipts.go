@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"hash/maphash"
+
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/receipt"
@@ -14,9 +16,13 @@ const (
 	ReceiptCacheBytes   = 16 << 20
 )
 
-// receiptKey names one request.
+// receiptKey names one request: its number and a seeded hash of its
+// client id (no allocation per entry). Two requests whose keys collide
+// (chance about 2^-64 per pair) share an entry; the worst outcome is a
+// reply carrying another request's receipt, which the client's check of
+// the proof rejects, as it would any bogus receipt.
 type receiptKey struct {
-	client string
+	client uint64
 	number uint64
 }
 
@@ -33,6 +39,7 @@ type receiptBatch struct {
 // receipt while its batch is recent. A later batch that answers the same
 // request again (a duplicate in it) replaces the entry.
 type receiptCache struct {
+	seed      maphash.Seed
 	byRequest map[receiptKey]*wire.ReplyReceipt
 	batches   []receiptBatch
 	bytes     int
@@ -47,11 +54,12 @@ func receiptSize(clientID []byte, rr *wire.ReplyReceipt) int {
 // evicts the oldest batches beyond the bounds (the newest always stays).
 func (c *receiptCache) add(sequence uint64, replies []execution.Reply, receipts []*wire.ReplyReceipt) {
 	if c.byRequest == nil {
+		c.seed = maphash.MakeSeed()
 		c.byRequest = make(map[receiptKey]*wire.ReplyReceipt)
 	}
 	b := receiptBatch{sequence: sequence, keys: make([]receiptKey, len(replies))}
 	for i := range replies {
-		k := receiptKey{client: string(replies[i].ClientID), number: replies[i].RequestNumber}
+		k := c.key(replies[i].ClientID, replies[i].RequestNumber)
 		b.keys[i] = k
 		b.bytes += receiptSize(replies[i].ClientID, receipts[i])
 		c.byRequest[k] = receipts[i]
@@ -74,7 +82,14 @@ func (c *receiptCache) add(sequence uint64, replies []execution.Reply, receipts 
 
 // lookup returns the cached receipt of a request, or nil.
 func (c *receiptCache) lookup(clientID []byte, number uint64) *wire.ReplyReceipt {
-	return c.byRequest[receiptKey{client: string(clientID), number: number}]
+	if c.byRequest == nil {
+		return nil
+	}
+	return c.byRequest[c.key(clientID, number)]
+}
+
+func (c *receiptCache) key(clientID []byte, number uint64) receiptKey {
+	return receiptKey{client: maphash.Bytes(c.seed, clientID), number: number}
 }
 
 // signReceipts builds and signs the receipts of one executed batch's
