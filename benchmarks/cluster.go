@@ -34,6 +34,8 @@ type clusterSpec struct {
 	byzantine map[int]string
 	// noReceipts writes the testnet with receipts off (--no-receipts).
 	noReceipts bool
+	// receiptsCachedOnly writes it with --receipts-cached-only.
+	receiptsCachedOnly bool
 	// toggle starts the byzantine strategies inactive
 	// (--byzantine-toggle): SIGUSR1 switches them on, SIGUSR2 off.
 	toggle bool
@@ -96,6 +98,9 @@ func startCluster(ctx context.Context, spec clusterSpec) (*cluster, error) {
 		}
 		if spec.noReceipts {
 			args = append(args, "--no-receipts")
+		}
+		if spec.receiptsCachedOnly {
+			args = append(args, "--receipts-cached-only")
 		}
 		if spec.ledgerIssuer != nil {
 			args = append(args, "--app", AppLedger, "--issuer-key", spec.ledgerIssuer.path)

@@ -272,7 +272,11 @@ func (c *Client) await(ctx context.Context, cl *call, op []byte, col *receiptCol
 			if col == nil || cl.err != nil || col.agreed(cl.result) {
 				return cl.result, cl.err
 			}
-			done = nil // the result is in; wait for more receipts
+			// The result is in without f+1 receipts (replicas that attach
+			// them only to cached replies, or lost ones): ask every
+			// replica again, once; their reply caches answer.
+			done = nil
+			c.sendAll(frame)
 		case rr := <-receipts:
 			if col.add(rr) {
 				return cl.result, nil

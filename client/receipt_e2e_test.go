@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"testing"
 	"time"
 
@@ -48,7 +49,15 @@ func clusterFile(net *localnet.Net) config.ClusterFile {
 // receipts verify against the cluster file, without the Byzantine
 // replica's signature.
 func TestInvokeWithReceiptVerifies(t *testing.T) {
-	net := localnettest.Start(t, localnet.Options{Replicas: 4, Filters: map[int]pbft.Filter{3: bogusReceipts{}}})
+	for _, cachedOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cached-only=%v", cachedOnly), func(t *testing.T) { testInvokeWithReceipt(t, cachedOnly) })
+	}
+}
+
+// testInvokeWithReceipt is TestInvokeWithReceiptVerifies with receipts in
+// every reply or (cachedOnly) only in replies from the reply cache.
+func testInvokeWithReceipt(t *testing.T, cachedOnly bool) {
+	net := localnettest.Start(t, localnet.Options{Replicas: 4, Filters: map[int]pbft.Filter{3: bogusReceipts{}}, ReceiptsCachedOnly: cachedOnly})
 	c, err := net.NewClient(300 * time.Millisecond)
 	if err != nil {
 		t.Fatal(err)

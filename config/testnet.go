@@ -35,8 +35,10 @@ type Testnet struct {
 	BasePort int
 	// UnsafeNoFsync writes configurations with fsync off (benchmarks).
 	UnsafeNoFsync bool
-	// NoReceipts writes configurations with receipts off (benchmarks).
-	NoReceipts bool
+	// NoReceipts writes configurations with receipts off (benchmarks);
+	// ReceiptsCachedOnly with receipts_cached_only.
+	NoReceipts         bool
+	ReceiptsCachedOnly bool
 	// RaftSnapshotInterval sets the Raft mode's snapshot interval (0:
 	// the default).
 	RaftSnapshotInterval uint64
@@ -149,6 +151,7 @@ func writeTestnetHome(t Testnet, cluster ClusterFile, i int, key ed25519.Private
 		UnsafeNoFsync: t.UnsafeNoFsync,
 		Application:   t.Application,
 	}
+	fc.ReceiptsCachedOnly = t.ReceiptsCachedOnly
 	if t.NoReceipts {
 		off := false
 		fc.Receipts = &off

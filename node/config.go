@@ -62,6 +62,9 @@ type Config struct {
 	// statement and replies carry none (replica.Config.Receipts). The
 	// default, false, signs once per executed batch.
 	NoReceipts bool
+	// ReceiptsCachedOnly attaches receipts only to replies from the
+	// reply cache (replica.Config.ReceiptsCachedOnly).
+	ReceiptsCachedOnly bool
 	// Application opens the replicated application on the replica's
 	// database; nil is the built-in key-value store (execution.OpenKV).
 	Application execution.Opener

@@ -9,6 +9,28 @@ import (
 	"github.com/pbftnode/pbftnode/wire"
 )
 
+// ReceiptMode says whether a driver signs receipts and which replies
+// carry them.
+type ReceiptMode int
+
+const (
+	// ReceiptsOff: no signing, replies carry no receipt.
+	ReceiptsOff ReceiptMode = iota
+	// ReceiptsInReplies: the driver signs a receipt statement once per
+	// executed batch (package receipt) and attaches to each reply its
+	// wire.ReplyReceipt; it keeps the last batches' receipts
+	// (ReceiptCacheBatches, ReceiptCacheBytes) for replies from the
+	// executor's reply cache.
+	ReceiptsInReplies
+	// ReceiptsCachedOnly signs and keeps the receipts the same way but
+	// attaches them only to replies from the reply cache (a retransmitted
+	// request), not to a batch's first replies: replies to clients that
+	// want no receipt stay small, and a client that wants one asks again
+	// once the result is in (client.InvokeWithReceipt does), at the cost
+	// of a round trip.
+	ReceiptsCachedOnly
+)
+
 // Bounds of the recent receipts a driver keeps for retransmitted requests
 // (Config.Receipts): the receipts of at most this many batches and bytes.
 const (
@@ -96,7 +118,7 @@ func (c *receiptCache) key(clientID []byte, number uint64) receiptKey {
 // replies (receipt.SignBatch) and caches them; nil when receipts are off
 // or the batch produced no reply.
 func (d *Driver) signReceipts(sequence uint64, replies []execution.Reply) []*wire.ReplyReceipt {
-	if !d.cfg.Receipts || len(replies) == 0 {
+	if d.cfg.Receipts == ReceiptsOff || len(replies) == 0 {
 		return nil
 	}
 	leaves := make([]crypto.Digest, len(replies))

@@ -92,3 +92,28 @@ func TestReceiptCacheIsBounded(t *testing.T) {
 		t.Fatalf("after a batch over the byte bound: %d batches cached", len(c.batches))
 	}
 }
+
+// TestReceiptsCachedOnly: in ReceiptsCachedOnly mode a batch's first
+// replies carry no receipt; a retransmitted request's cached reply does,
+// and it verifies.
+func TestReceiptsCachedOnly(t *testing.T) {
+	c := newTestCluster(t, 4)
+	for _, r := range c.replicas {
+		r.driver.cfg.Receipts = ReceiptsCachedOnly
+	}
+	run(t, c, 2)
+	r := c.replicas[2]
+	for _, rep := range r.replies {
+		if rep.Receipt != nil {
+			t.Fatalf("first reply to request %d carries a receipt", rep.RequestNumber)
+		}
+	}
+	if err := c.submit(2, c.request(2, "c")); err != nil {
+		t.Fatal(err)
+	}
+	again := r.replies[len(r.replies)-1]
+	pub := c.keys[r.id].Public().(ed25519.PublicKey)
+	if _, err := receipt.VerifyReply(pub, testClusterID, again.ClientId, again.RequestNumber, again.Result, again.Receipt); err != nil {
+		t.Fatalf("cached reply's receipt: %v", err)
+	}
+}
