@@ -16,27 +16,67 @@ type Signer interface {
 	Sign(domain string, payload []byte) []byte
 }
 
-// SignBatch is the replica side: it builds the results tree over leaves
-// (one per reply of the batch at sequence, in execution order; LeafHash),
-// signs the statement once with signer, and returns each leaf's
-// wire.ReplyReceipt (sharing the digests and the signature). No leaves:
-// nil.
-func SignBatch(signer Signer, sequence uint64, stateDigest crypto.Digest, leaves []crypto.Digest) []*wire.ReplyReceipt {
+// SignedBatch is one executed batch's signed results tree, from which
+// each reply's wire.ReplyReceipt is built (Receipt, Receipts). It is
+// immutable once made.
+type SignedBatch struct {
+	sequence    uint64
+	stateDigest crypto.Digest
+	root        crypto.Digest
+	signature   []byte
+	tree        *Tree
+}
+
+// Sign is the replica side: it builds the results tree over leaves (one
+// per reply of the batch at sequence, in execution order; LeafHash) and
+// signs the statement once with signer. No leaves: nil.
+func Sign(signer Signer, sequence uint64, stateDigest crypto.Digest, leaves []crypto.Digest) *SignedBatch {
 	if len(leaves) == 0 {
 		return nil
 	}
 	tree := NewTree(leaves)
 	root := tree.Root()
 	sig := signer.Sign(crypto.DomainReceipt, crypto.ReceiptStatement(sequence, stateDigest, root))
-	// One allocation each for the receipts, the proofs' slices and their
-	// bytes, whatever the batch size: this runs on the event loop.
+	return &SignedBatch{sequence: sequence, stateDigest: stateDigest, root: root, signature: sig, tree: tree}
+}
+
+// Len returns the number of leaves (replies) of the batch.
+func (b *SignedBatch) Len() int { return b.tree.Count() }
+
+// Bytes approximates the memory the batch holds.
+func (b *SignedBatch) Bytes() int {
+	n := 0
+	for _, level := range b.tree.levels {
+		n += len(level) * crypto.DigestSize
+	}
+	return n + 256
+}
+
+// Receipt builds leaf i's receipt (i below Len).
+func (b *SignedBatch) Receipt(i int) *wire.ReplyReceipt {
+	proof := b.tree.Proof(i)
+	hashes := make([][]byte, len(proof))
+	for j := range proof {
+		hashes[j] = proof[j][:]
+	}
+	return &wire.ReplyReceipt{
+		Sequence: b.sequence, StateDigest: b.stateDigest[:], ResultsRoot: b.root[:],
+		LeafIndex: uint32(i), LeafCount: uint32(b.Len()), Proof: hashes, Signature: b.signature,
+	}
+}
+
+// Receipts builds every leaf's receipt, in leaf order, with one
+// allocation each for the receipts, the proofs' slices and their bytes,
+// whatever the batch size: the driver calls it on the event loop.
+func (b *SignedBatch) Receipts() []*wire.ReplyReceipt {
+	tree, n := b.tree, b.Len()
 	depth := len(tree.levels) - 1
-	hashes := make([]byte, len(leaves)*depth*crypto.DigestSize)
-	slices := make([][]byte, len(leaves)*depth)
-	receipts := make([]wire.ReplyReceipt, len(leaves))
-	out := make([]*wire.ReplyReceipt, len(leaves))
+	hashes := make([]byte, n*depth*crypto.DigestSize)
+	slices := make([][]byte, n*depth)
+	receipts := make([]wire.ReplyReceipt, n)
+	out := make([]*wire.ReplyReceipt, n)
 	used := 0
-	for i := range leaves {
+	for i := range n {
 		start := used
 		index := i
 		for _, level := range tree.levels[:depth] {
@@ -49,11 +89,20 @@ func SignBatch(signer Signer, sequence uint64, stateDigest crypto.Digest, leaves
 			index /= 2
 		}
 		rr := &receipts[i]
-		rr.Sequence, rr.StateDigest, rr.ResultsRoot = sequence, stateDigest[:], root[:]
-		rr.LeafIndex, rr.LeafCount, rr.Proof, rr.Signature = uint32(i), uint32(len(leaves)), slices[start:used:used], sig
+		rr.Sequence, rr.StateDigest, rr.ResultsRoot = b.sequence, b.stateDigest[:], b.root[:]
+		rr.LeafIndex, rr.LeafCount, rr.Proof, rr.Signature = uint32(i), uint32(n), slices[start:used:used], b.signature
 		out[i] = rr
 	}
 	return out
+}
+
+// SignBatch is Sign(...).Receipts(): every reply's receipt for a batch.
+func SignBatch(signer Signer, sequence uint64, stateDigest crypto.Digest, leaves []crypto.Digest) []*wire.ReplyReceipt {
+	b := Sign(signer, sequence, stateDigest, leaves)
+	if b == nil {
+		return nil
+	}
+	return b.Receipts()
 }
 
 // VerifyReply checks one replica's receipt on its reply: the digests'

@@ -269,7 +269,7 @@ func (d *Driver) execute(b protocol.CommittedBatch) error {
 	for i := range replies {
 		r := &replies[i]
 		var rr *wire.ReplyReceipt
-		if receipts != nil && d.cfg.Receipts == ReceiptsInReplies {
+		if receipts != nil {
 			rr = receipts[i]
 		}
 		d.reply(r.ClientID, r.RequestNumber, r.Result, rr)

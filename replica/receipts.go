@@ -48,75 +48,88 @@ type receiptKey struct {
 	number uint64
 }
 
-// receiptBatch is one cached batch's receipts: their keys and their size.
-type receiptBatch struct {
-	sequence uint64
-	keys     []receiptKey
-	bytes    int
+// receiptKeySize is the size of a receiptKey.
+const receiptKeySize = 16
+
+// receiptRef is where a request's receipt is: its batch and leaf.
+type receiptRef struct {
+	batch *receipt.SignedBatch
+	leaf  int
 }
 
-// receiptCache keeps the receipts of the last batches, bounded in count
-// (ReceiptCacheBatches) and bytes (ReceiptCacheBytes), oldest evicted
-// first, so a reply from the executor's reply cache can carry its
-// receipt while its batch is recent. A later batch that answers the same
-// request again (a duplicate in it) replaces the entry.
+// receiptBatch is one cached batch: its signed tree, its requests' keys
+// and its size.
+type receiptBatch struct {
+	signed *receipt.SignedBatch
+	keys   []receiptKey
+	bytes  int
+}
+
+// receiptCache keeps the signed trees of the last batches, bounded in
+// count (ReceiptCacheBatches) and bytes (ReceiptCacheBytes), oldest
+// evicted first, so a reply from the executor's reply cache can carry its
+// receipt (built again from the tree) while its batch is recent. A later
+// batch that answers the same request again (a duplicate in it) replaces
+// the entry.
 type receiptCache struct {
 	seed      maphash.Seed
-	byRequest map[receiptKey]*wire.ReplyReceipt
+	byRequest map[receiptKey]receiptRef
 	batches   []receiptBatch
 	bytes     int
+	// maxBatches and maxBytes are the bounds (0: ReceiptCacheBatches,
+	// ReceiptCacheBytes).
+	maxBatches, maxBytes int
 }
 
-// receiptSize approximates the memory one cached receipt holds.
-func receiptSize(clientID []byte, rr *wire.ReplyReceipt) int {
-	return 128 + len(clientID) + len(rr.Proof)*(crypto.DigestSize+24)
-}
-
-// add caches the receipts of the batch at sequence, one per reply, and
-// evicts the oldest batches beyond the bounds (the newest always stays).
-func (c *receiptCache) add(sequence uint64, replies []execution.Reply, receipts []*wire.ReplyReceipt) {
+// add caches the signed batch whose leaves are replies, and evicts the
+// oldest batches beyond the bounds (the newest always stays).
+func (c *receiptCache) add(signed *receipt.SignedBatch, replies []execution.Reply) {
 	if c.byRequest == nil {
 		c.seed = maphash.MakeSeed()
-		c.byRequest = make(map[receiptKey]*wire.ReplyReceipt)
+		c.byRequest = make(map[receiptKey]receiptRef)
 	}
-	b := receiptBatch{sequence: sequence, keys: make([]receiptKey, len(replies))}
+	if c.maxBatches == 0 {
+		c.maxBatches, c.maxBytes = ReceiptCacheBatches, ReceiptCacheBytes
+	}
+	b := receiptBatch{signed: signed, keys: make([]receiptKey, len(replies))}
+	b.bytes = signed.Bytes() + len(replies)*receiptKeySize
 	for i := range replies {
 		k := c.key(replies[i].ClientID, replies[i].RequestNumber)
 		b.keys[i] = k
-		b.bytes += receiptSize(replies[i].ClientID, receipts[i])
-		c.byRequest[k] = receipts[i]
+		c.byRequest[k] = receiptRef{batch: signed, leaf: i}
 	}
 	c.batches = append(c.batches, b)
 	c.bytes += b.bytes
-	for len(c.batches) > ReceiptCacheBatches || (c.bytes > ReceiptCacheBytes && len(c.batches) > 1) {
+	for len(c.batches) > c.maxBatches || (c.bytes > c.maxBytes && len(c.batches) > 1) {
 		old := c.batches[0]
 		c.batches[0] = receiptBatch{}
 		c.batches = c.batches[1:]
 		c.bytes -= old.bytes
 		for _, k := range old.keys {
 			// A later batch may hold a newer receipt for the key: keep it.
-			if rr := c.byRequest[k]; rr != nil && rr.Sequence == old.sequence {
+			if ref, ok := c.byRequest[k]; ok && ref.batch == old.signed {
 				delete(c.byRequest, k)
 			}
 		}
 	}
 }
 
-// lookup returns the cached receipt of a request, or nil.
+// lookup returns the receipt of a request of a cached batch, or nil.
 func (c *receiptCache) lookup(clientID []byte, number uint64) *wire.ReplyReceipt {
-	if c.byRequest == nil {
+	ref, ok := c.byRequest[c.key(clientID, number)]
+	if !ok {
 		return nil
 	}
-	return c.byRequest[c.key(clientID, number)]
+	return ref.batch.Receipt(ref.leaf)
 }
 
 func (c *receiptCache) key(clientID []byte, number uint64) receiptKey {
 	return receiptKey{client: maphash.Bytes(c.seed, clientID), number: number}
 }
 
-// signReceipts builds and signs the receipts of one executed batch's
-// replies (receipt.SignBatch) and caches them; nil when receipts are off
-// or the batch produced no reply.
+// signReceipts signs one executed batch's results tree (receipt.Sign)
+// and caches it; it returns the replies' receipts when they go in every
+// reply (ReceiptsInReplies), else nil.
 func (d *Driver) signReceipts(sequence uint64, replies []execution.Reply) []*wire.ReplyReceipt {
 	if d.cfg.Receipts == ReceiptsOff || len(replies) == 0 {
 		return nil
@@ -126,7 +139,10 @@ func (d *Driver) signReceipts(sequence uint64, replies []execution.Reply) []*wir
 		r := &replies[i]
 		leaves[i] = receipt.LeafHash(r.ClientID, r.RequestNumber, r.Result)
 	}
-	receipts := receipt.SignBatch(d.cfg.Core.Signer, sequence, d.exec.StateDigest(), leaves)
-	d.receipts.add(sequence, replies, receipts)
-	return receipts
+	signed := receipt.Sign(d.cfg.Core.Signer, sequence, d.exec.StateDigest(), leaves)
+	d.receipts.add(signed, replies)
+	if d.cfg.Receipts != ReceiptsInReplies {
+		return nil
+	}
+	return signed.Receipts()
 }

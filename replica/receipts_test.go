@@ -1,15 +1,14 @@
 package replica
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/receipt"
-	"github.com/pbftnode/pbftnode/wire"
 )
 
 // TestRepliesCarryVerifiableReceipts: with Config.Receipts every reply
@@ -57,23 +56,24 @@ func TestCachedReplyOfRecentBatchCarriesReceipt(t *testing.T) {
 }
 
 // TestReceiptCacheIsBounded: the oldest batches' receipts go beyond
-// ReceiptCacheBatches batches or ReceiptCacheBytes bytes; a request
-// answered again by a later batch keeps the later receipt.
+// the batch bound or the byte bound; a request answered again by a later
+// batch keeps the later receipt.
 func TestReceiptCacheIsBounded(t *testing.T) {
-	var c receiptCache
+	c := receiptCache{maxBatches: 8, maxBytes: 1 << 20}
+	signer := crypto.NewSigner(testKey("replica", 0), testClusterID)
 	batch := func(seq uint64, client string, numbers ...uint64) {
 		replies := make([]execution.Reply, len(numbers))
-		receipts := make([]*wire.ReplyReceipt, len(numbers))
+		leaves := make([]crypto.Digest, len(numbers))
 		for i, n := range numbers {
 			replies[i] = execution.Reply{ClientID: []byte(client), RequestNumber: n}
-			receipts[i] = &wire.ReplyReceipt{Sequence: seq}
+			leaves[i] = receipt.LeafHash(replies[i].ClientID, n, nil)
 		}
-		c.add(seq, replies, receipts)
+		c.add(receipt.Sign(signer, seq, crypto.Digest{}, leaves), replies)
 	}
 	batch(1, "a", 1)
 	batch(2, "a", 2)
 	batch(3, "a", 2) // request 2 again, in a later batch
-	for seq := uint64(4); seq <= ReceiptCacheBatches+2; seq++ {
+	for seq := uint64(4); seq <= 10; seq++ {
 		batch(seq, "b", seq)
 	}
 	if c.lookup([]byte("a"), 1) != nil {
@@ -82,13 +82,16 @@ func TestReceiptCacheIsBounded(t *testing.T) {
 	if rr := c.lookup([]byte("a"), 2); rr == nil || rr.Sequence != 3 {
 		t.Fatalf("request 2's receipt %v, want batch 3's", rr)
 	}
-	if len(c.batches) != ReceiptCacheBatches {
-		t.Fatalf("%d batches cached, want %d", len(c.batches), ReceiptCacheBatches)
+	if len(c.batches) != 8 {
+		t.Fatalf("%d batches cached, want 8", len(c.batches))
 	}
 	// One batch over the byte bound evicts everything older.
-	huge := bytes.Repeat([]byte{1}, ReceiptCacheBytes)
-	c.add(1000, []execution.Reply{{ClientID: huge, RequestNumber: 1}}, []*wire.ReplyReceipt{{Sequence: 1000}})
-	if len(c.batches) != 1 || c.lookup([]byte("a"), 2) != nil || c.lookup(huge, 1) == nil {
+	numbers := make([]uint64, (1<<20)/crypto.DigestSize)
+	for i := range numbers {
+		numbers[i] = uint64(i + 1)
+	}
+	batch(11, "c", numbers...)
+	if len(c.batches) != 1 || c.lookup([]byte("a"), 2) != nil || c.lookup([]byte("c"), 5) == nil {
 		t.Fatalf("after a batch over the byte bound: %d batches cached", len(c.batches))
 	}
 }
