@@ -5,8 +5,9 @@
 // A PBFT replica, once per executed batch, builds a results tree (Tree)
 // over the leaves of the batch's replies in execution order (LeafHash),
 // signs the statement crypto.ReceiptStatement(sequence, state digest,
-// root) under crypto.DomainReceipt (SignBatch), and attaches to each
-// reply a wire.ReplyReceipt with the leaf's proof. A client checks each
+// root) under crypto.DomainReceipt (Sign, a SignedBatch), and attaches to
+// each reply a wire.ReplyReceipt with the leaf's proof (Receipts, or
+// Receipt for one reply from the reply cache). A client checks each
 // reply's receipt as it arrives (VerifyReply), gathers f+1 signatures
 // over one statement that include its result, and writes a Receipt
 // (Assemble), which Verify checks against a config.ClusterFile. The
