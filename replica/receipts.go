@@ -116,6 +116,9 @@ func (c *receiptCache) add(signed *receipt.SignedBatch, replies []execution.Repl
 
 // lookup returns the receipt of a request of a cached batch, or nil.
 func (c *receiptCache) lookup(clientID []byte, number uint64) *wire.ReplyReceipt {
+	if c.byRequest == nil {
+		return nil // nothing cached yet (or receipts off): no seed either
+	}
 	ref, ok := c.byRequest[c.key(clientID, number)]
 	if !ok {
 		return nil

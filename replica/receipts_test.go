@@ -120,3 +120,21 @@ func TestReceiptsCachedOnly(t *testing.T) {
 		t.Fatalf("cached reply's receipt: %v", err)
 	}
 }
+
+// TestReceiptsOffCachedReply: with receipts off, a retransmitted
+// request is answered from the reply cache without a receipt (and the
+// empty receipt cache is not touched).
+func TestReceiptsOffCachedReply(t *testing.T) {
+	c := newTestCluster(t, 4)
+	for _, r := range c.replicas {
+		r.driver.cfg.Receipts = ReceiptsOff
+	}
+	run(t, c, 1)
+	r := c.replicas[1]
+	if err := c.submit(1, c.request(1, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if again := r.replies[len(r.replies)-1]; again.RequestNumber != 1 || again.Receipt != nil {
+		t.Fatalf("cached reply %v: want request 1 without a receipt", again)
+	}
+}
