@@ -28,6 +28,8 @@ func ConfigFromHome(h config.Home) (Config, error) {
 		Consensus:       h.Consensus,
 		TickInterval:    h.TickInterval,
 	}
+	cfg.NoReceipts = h.File.Receipts != nil && !*h.File.Receipts
+	cfg.ReceiptsCachedOnly = h.File.ReceiptsCachedOnly
 	if err := cfg.ApplyDefaults(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", h.Dir, err)
 	}

@@ -162,6 +162,9 @@ type Config struct {
 	// Verifier checks what recovery reads back from Storage, as if it came
 	// from the network.
 	Verifier *protocol.MessageVerifier
+	// Receipts says whether and where the driver attaches receipts
+	// (ReceiptMode; the zero value is ReceiptsOff).
+	Receipts ReceiptMode
 	// Filter, when set, makes the replica Byzantine (fault injection).
 	Filter   Filter
 	Observer Observer

@@ -56,6 +56,9 @@ type Options struct {
 	// Application, when set, gives replica i's application opener
 	// (node.Config.Application); nil: the built-in key-value store.
 	Application func(i int) execution.Opener
+	// ReceiptsCachedOnly sets node.Config.ReceiptsCachedOnly on every
+	// replica.
+	ReceiptsCachedOnly bool
 	// Rand supplies the keys; nil uses crypto/rand.
 	Rand   io.Reader
 	Logger *slog.Logger
@@ -135,6 +138,7 @@ func Start(opts Options) (*Net, error) {
 		if opts.Application != nil {
 			net.configs[i].Application = opts.Application(i)
 		}
+		net.configs[i].ReceiptsCachedOnly = opts.ReceiptsCachedOnly
 		net.filters = append(net.filters, filter)
 		if opts.Metrics {
 			net.configs[i].MetricsAddr = "127.0.0.1:0"

@@ -98,6 +98,7 @@ func (n *Node) open() error {
 		Executor:  n.executor,
 		Snapshots: driverSnapshots{n: n},
 		Verifier:  n.verifier,
+		Receipts:  receiptMode(cfg),
 		Filter:    n.filter,
 		Observer:  &driverObserver{n: n},
 		Logger:    n.log,
@@ -141,4 +142,16 @@ func (n *Node) closePool() {
 	if n.pool != nil {
 		n.pool.Close()
 	}
+}
+
+// receiptMode is the driver's receipt mode for cfg (node.Config.NoReceipts,
+// ReceiptsCachedOnly).
+func receiptMode(cfg node.Config) replica.ReceiptMode {
+	switch {
+	case cfg.NoReceipts:
+		return replica.ReceiptsOff
+	case cfg.ReceiptsCachedOnly:
+		return replica.ReceiptsCachedOnly
+	}
+	return replica.ReceiptsInReplies
 }

@@ -1,0 +1,151 @@
+package replica
+
+import (
+	"hash/maphash"
+
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/receipt"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// ReceiptMode says whether a driver signs receipts and which replies
+// carry them.
+type ReceiptMode int
+
+const (
+	// ReceiptsOff: no signing, replies carry no receipt.
+	ReceiptsOff ReceiptMode = iota
+	// ReceiptsInReplies: the driver signs a receipt statement once per
+	// executed batch (package receipt) and attaches to each reply its
+	// wire.ReplyReceipt; it keeps the last batches' receipts
+	// (ReceiptCacheBatches, ReceiptCacheBytes) for replies from the
+	// executor's reply cache.
+	ReceiptsInReplies
+	// ReceiptsCachedOnly signs and keeps the receipts the same way but
+	// attaches them only to replies from the reply cache (a retransmitted
+	// request), not to a batch's first replies: replies to clients that
+	// want no receipt stay small, and a client that wants one asks again
+	// once the result is in (client.InvokeWithReceipt does), at the cost
+	// of a round trip.
+	ReceiptsCachedOnly
+)
+
+// Bounds of the recent receipts a driver keeps for retransmitted requests
+// (Config.Receipts): the receipts of at most this many batches and bytes.
+const (
+	ReceiptCacheBatches = 256
+	ReceiptCacheBytes   = 16 << 20
+)
+
+// receiptKey names one request: its number and a seeded hash of its
+// client id (no allocation per entry). Two requests whose keys collide
+// (chance about 2^-64 per pair) share an entry; the worst outcome is a
+// reply carrying another request's receipt, which the client's check of
+// the proof rejects, as it would any bogus receipt.
+type receiptKey struct {
+	client uint64
+	number uint64
+}
+
+// receiptKeySize is the size of a receiptKey.
+const receiptKeySize = 16
+
+// receiptRef is where a request's receipt is: its batch and leaf.
+type receiptRef struct {
+	batch *receipt.SignedBatch
+	leaf  int
+}
+
+// receiptBatch is one cached batch: its signed tree, its requests' keys
+// and its size.
+type receiptBatch struct {
+	signed *receipt.SignedBatch
+	keys   []receiptKey
+	bytes  int
+}
+
+// receiptCache keeps the signed trees of the last batches, bounded in
+// count (ReceiptCacheBatches) and bytes (ReceiptCacheBytes), oldest
+// evicted first, so a reply from the executor's reply cache can carry its
+// receipt (built again from the tree) while its batch is recent. A later
+// batch that answers the same request again (a duplicate in it) replaces
+// the entry.
+type receiptCache struct {
+	seed      maphash.Seed
+	byRequest map[receiptKey]receiptRef
+	batches   []receiptBatch
+	bytes     int
+	// maxBatches and maxBytes are the bounds (0: ReceiptCacheBatches,
+	// ReceiptCacheBytes).
+	maxBatches, maxBytes int
+}
+
+// add caches the signed batch whose leaves are replies, and evicts the
+// oldest batches beyond the bounds (the newest always stays).
+func (c *receiptCache) add(signed *receipt.SignedBatch, replies []execution.Reply) {
+	if c.byRequest == nil {
+		c.seed = maphash.MakeSeed()
+		c.byRequest = make(map[receiptKey]receiptRef)
+	}
+	if c.maxBatches == 0 {
+		c.maxBatches, c.maxBytes = ReceiptCacheBatches, ReceiptCacheBytes
+	}
+	b := receiptBatch{signed: signed, keys: make([]receiptKey, len(replies))}
+	b.bytes = signed.Bytes() + len(replies)*receiptKeySize
+	for i := range replies {
+		k := c.key(replies[i].ClientID, replies[i].RequestNumber)
+		b.keys[i] = k
+		c.byRequest[k] = receiptRef{batch: signed, leaf: i}
+	}
+	c.batches = append(c.batches, b)
+	c.bytes += b.bytes
+	for len(c.batches) > c.maxBatches || (c.bytes > c.maxBytes && len(c.batches) > 1) {
+		old := c.batches[0]
+		c.batches[0] = receiptBatch{}
+		c.batches = c.batches[1:]
+		c.bytes -= old.bytes
+		for _, k := range old.keys {
+			// A later batch may hold a newer receipt for the key: keep it.
+			if ref, ok := c.byRequest[k]; ok && ref.batch == old.signed {
+				delete(c.byRequest, k)
+			}
+		}
+	}
+}
+
+// lookup returns the receipt of a request of a cached batch, or nil.
+func (c *receiptCache) lookup(clientID []byte, number uint64) *wire.ReplyReceipt {
+	if c.byRequest == nil {
+		return nil // nothing cached yet (or receipts off): no seed either
+	}
+	ref, ok := c.byRequest[c.key(clientID, number)]
+	if !ok {
+		return nil
+	}
+	return ref.batch.Receipt(ref.leaf)
+}
+
+func (c *receiptCache) key(clientID []byte, number uint64) receiptKey {
+	return receiptKey{client: maphash.Bytes(c.seed, clientID), number: number}
+}
+
+// signReceipts signs one executed batch's results tree (receipt.Sign)
+// and caches it; it returns the replies' receipts when they go in every
+// reply (ReceiptsInReplies), else nil.
+func (d *Driver) signReceipts(sequence uint64, replies []execution.Reply) []*wire.ReplyReceipt {
+	if d.cfg.Receipts == ReceiptsOff || len(replies) == 0 {
+		return nil
+	}
+	leaves := make([]crypto.Digest, len(replies))
+	for i := range replies {
+		r := &replies[i]
+		leaves[i] = receipt.LeafHash(r.ClientID, r.RequestNumber, r.Result)
+	}
+	signed := receipt.Sign(d.cfg.Core.Signer, sequence, d.exec.StateDigest(), leaves)
+	d.receipts.add(signed, replies)
+	if d.cfg.Receipts != ReceiptsInReplies {
+		return nil
+	}
+	return signed.Receipts()
+}
