@@ -150,9 +150,9 @@ type call struct {
 	// an ordered call only ordered ones); quorum is how many must match.
 	readOnly bool
 	quorum   int
-	done   chan struct{}
-	result []byte
-	err    error
+	done     chan struct{}
+	result   []byte
+	err      error
 	// replies holds each replica's first reply, by replica index; it is
 	// inline for clusters of up to len(inline) replicas.
 	replies []replyRecord
