@@ -102,6 +102,7 @@ func (n *Node) open() error {
 		Executor:  n.executor,
 		Snapshots: driverSnapshots{n: n},
 		Verifier:  n.verifier,
+		Receipts:  !cfg.NoReceipts,
 		Filter:    n.filter,
 		Observer:  &driverObserver{n: n},
 		Logger:    n.log,
