@@ -287,7 +287,10 @@ func (f hostFilter) Outbound(out protocol.Outbound) []protocol.Outbound {
 	return h.filter.Outbound(out)
 }
 
-func (f hostFilter) Reply(r *wire.Reply) bool { return f.h.filter.Reply(r) }
+func (f hostFilter) Reply(r *wire.Reply) bool {
+	f.h.w.forgeRead(r)
+	return f.h.filter.Reply(r)
+}
 
 func (f hostFilter) Delay(out protocol.Outbound) uint64 {
 	if d, ok := f.h.filter.(tickDelayer); ok {
