@@ -39,9 +39,12 @@ type host struct {
 	twin int
 	side map[uint32]bool
 	// filter, when set, makes the replica Byzantine.
-	filter  outFilter
-	correct bool
-	cfg     protocol.Config
+	filter outFilter
+	// readMemo: a Byzantine replica's last answer to each read operation
+	// (see staleRead).
+	readMemo map[string][]byte
+	correct  bool
+	cfg      protocol.Config
 
 	driver *replica.Driver
 	// core is the driver's core, for reading its state.

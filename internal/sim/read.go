@@ -100,10 +100,43 @@ func readOnlyRequest(frame []byte) (*wire.Request, bool) {
 	return &req, true
 }
 
-// read hands a read-only request to the replica's driver.
+// read hands a read-only request to the replica's driver. A Byzantine
+// replica (Config.FastReads) instead answers at once, three times in four with
+// a stale value: the answer it gave the last read of the same operation,
+// a value the key really had (see staleRead); the driver's answers it
+// forges (forgeRead).
 func (h *host) read(req *wire.Request) {
+	if h.filter != nil && h.w.cfg.FastReads > 0 && h.w.rng.IntN(4) != 0 {
+		h.staleRead(req)
+		return
+	}
 	_ = h.driver.Read(req)
 	h.process()
+}
+
+// staleRead answers req from this (Byzantine) replica's memory of earlier
+// reads: the answer it last gave that operation (any client's), else its
+// current state without waiting for execution to catch up.
+func (h *host) staleRead(req *wire.Request) {
+	current, err := h.exec.Read(req.ClientId, req.Operation)
+	if err != nil {
+		return
+	}
+	if h.readMemo == nil {
+		h.readMemo = map[string][]byte{}
+	}
+	result, seen := h.readMemo[string(req.Operation)]
+	if !seen {
+		result = current
+	}
+	if string(result) != string(current) {
+		h.w.res.ForgedReads++
+	}
+	h.readMemo[string(req.Operation)] = current
+	if client := h.w.clientIndex(req.ClientId); client >= 0 {
+		h.w.sendReply(h.id, client, &wire.Reply{View: h.core.View(), ClientId: req.ClientId, RequestNumber: req.RequestNumber,
+			Replica: h.id, Result: result, ReadOnly: true})
+	}
 }
 
 // forgeRead makes a Byzantine replica's read-only answer wrong: a value
