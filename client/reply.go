@@ -22,6 +22,7 @@ type reply struct {
 	result     []byte
 	refusal    []byte // wire.Reply.Error; non-empty: the replica refused
 	leaderHint uint32
+	readOnly   bool // wire.Reply.ReadOnly: an answer of the read-only path
 	// receipt is the encoded wire.ReplyReceipt, if any: decoded only for
 	// a call that asked for receipts (InvokeWithReceipt).
 	receipt []byte
@@ -36,6 +37,7 @@ const (
 	replyResult     protowire.Number = 5
 	replyError      protowire.Number = 6
 	replyLeaderHint protowire.Number = 7
+	replyReadOnly   protowire.Number = 9
 	replyReceipt    protowire.Number = 8
 )
 
@@ -69,6 +71,8 @@ func parseReplyFast(data []byte, r *reply) bool {
 				r.replica = uint32(v)
 			case replyLeaderHint:
 				r.leaderHint = uint32(v)
+			case replyReadOnly:
+				r.readOnly = v != 0
 			default:
 				return false
 			}
@@ -124,6 +128,7 @@ func parseReply(data []byte, r *reply) error {
 		result:     m.Result,
 		refusal:    []byte(m.Error),
 		leaderHint: m.LeaderHint,
+		readOnly:   m.ReadOnly,
 	}
 	if m.Receipt != nil {
 		if r.receipt, err = proto.Marshal(m.Receipt); err != nil {
@@ -187,6 +192,12 @@ func (c *Client) handleReply(f p2p.Frame) {
 	if cl == nil || cl.result != nil || cl.err != nil || int(replica) >= len(cl.replies) {
 		return
 	}
+	// A read counts read-only answers, and any refusal (one refusing
+	// before it saw read_only, such as a bad signature, only hastens the
+	// fallback); an ordered call counts no read-only answer.
+	if r.readOnly != cl.readOnly && !(cl.readOnly && len(r.refusal) > 0) {
+		return
+	}
 	rec := &cl.replies[replica]
 	if rec.seen {
 		return // a replica's first reply stands
@@ -203,7 +214,12 @@ func (c *Client) handleReply(f p2p.Frame) {
 		}
 	}
 	matching := len(views)
-	if matching < c.cfg.ReplyQuorum {
+	if matching < cl.quorum {
+		if cl.readOnly && !cl.quorumPossible() {
+			cl.err = errReadDisagreed
+			clear(cl.replies)
+			close(cl.done)
+		}
 		return
 	}
 	// At least one of ReplyQuorum replicas is correct, so the
@@ -212,9 +228,12 @@ func (c *Client) handleReply(f p2p.Frame) {
 	// The first such view replaces one from Config.Hint even if lower (the
 	// hint may be stale, from another run of the cluster); after that the
 	// view only rises, whatever order concurrent calls complete in.
+	// (A read quorum below ReplyQuorum does not move the view.)
 	slices.Sort(views)
-	if v := views[len(views)-c.cfg.ReplyQuorum]; v > c.view || !c.confirmed {
-		c.view = v
+	if matching >= c.cfg.ReplyQuorum {
+		if v := views[len(views)-c.cfg.ReplyQuorum]; v > c.view || !c.confirmed {
+			c.view = v
+		}
 	}
 	// A leader hint is trusted only where one reply suffices (the Raft
 	// mode, crash faults only): a Byzantine replica could name anyone.

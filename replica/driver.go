@@ -48,6 +48,8 @@ type Driver struct {
 	unexpected     bool
 	installedBytes int
 
+	// reads waits for execution to catch up (see Read).
+	reads readQueue
 	// receipts are the recent batches' receipts (Config.Receipts).
 	receipts receiptCache
 }
@@ -125,6 +127,7 @@ func (d *Driver) Submit(req protocol.ClientRequest) error {
 // Injector returns.
 func (d *Driver) Tick() {
 	d.core.Tick()
+	d.readsTick()
 	d.transferTick()
 	d.injectTick()
 }
@@ -140,6 +143,7 @@ func (d *Driver) Process() error {
 			return err
 		}
 	}
+	d.answerReads()
 	return nil
 }
 

@@ -85,6 +85,9 @@ type clientOperation struct {
 	decode func(raw []byte, r *clientReport) (refusal string, err error)
 	// text is the plain output of the executed operation.
 	text func(r clientReport) string
+	// readOnly: the operation changes nothing (get, ledger balance and
+	// history), so it goes by client.Read unless a receipt is wanted.
+	readOnly bool
 }
 
 func runClient(args []string, stdout, stderr io.Writer) error {
@@ -112,7 +115,7 @@ func runClient(args []string, stdout, stderr io.Writer) error {
 	if err := checkClusterApplication(*dir, op); err != nil {
 		return err
 	}
-	raw, rec, err := invokeOnce(*dir, *keyPath, *timeout, op.op, *receiptPath != "")
+	raw, rec, err := invokeOnce(*dir, *keyPath, *timeout, op.op, *receiptPath != "", op.readOnly)
 	if errors.Is(err, errConfig) {
 		return err
 	}
@@ -147,7 +150,7 @@ func parseClientOperation(args []string, oldAbsent bool) (clientOperation, error
 	if err != nil {
 		return clientOperation{}, err
 	}
-	return clientOperation{app: config.ApplicationKV, name: args[0], op: op, decode: decodeKVResult, text: clientReport.text}, nil
+	return clientOperation{app: config.ApplicationKV, name: args[0], op: op, decode: decodeKVResult, text: clientReport.text, readOnly: args[0] == "get"}, nil
 }
 
 // checkClusterApplication refuses op when DIR/client.json says the
@@ -179,9 +182,10 @@ func checkClusterApplication(dir string, op clientOperation) error {
 // directory's other commands (see claimSession; a random session if none
 // is free), starting from the primary the slot remembers, and stores
 // where the primary turned out to be. With withReceipt it gathers a
-// receipt too (client.InvokeWithReceipt). Errors in the directory's files
+// receipt too (client.InvokeWithReceipt); else a readOnly operation goes
+// by client.Read (the read-only path, ordered if that fails). Errors in the directory's files
 // and in the key file are errConfig.
-func invokeOnce(dir, keyPath string, timeout time.Duration, op []byte, withReceipt bool) ([]byte, *receipt.Receipt, error) {
+func invokeOnce(dir, keyPath string, timeout time.Duration, op []byte, withReceipt, readOnly bool) ([]byte, *receipt.Receipt, error) {
 	sess := claimSession(dir)
 	defer sess.release()
 	c, err := openClientWith(dir, keyPath, func(cfg *client.Config) {
@@ -200,6 +204,8 @@ func invokeOnce(dir, keyPath string, timeout time.Duration, op []byte, withRecei
 	var rec *receipt.Receipt
 	if withReceipt {
 		raw, rec, err = c.InvokeWithReceipt(ctx, op)
+	} else if readOnly {
+		raw, err = c.Read(ctx, op)
 	} else {
 		raw, err = c.Invoke(ctx, op)
 	}
