@@ -34,6 +34,14 @@ type Config struct {
 	// ReplyQuorum is how many replicas must send the same result: f+1 for
 	// PBFT (the default), 1 for the crash-fault Raft mode.
 	ReplyQuorum int
+	// ReadQuorum is how many replicas must send the same read-only answer
+	// for Read to return it without ordering the operation: 0 means 2f+1
+	// (PBFT), or 1 when ReplyQuorum is 1 (the crash-fault Raft mode).
+	ReadQuorum int
+	// ReadTimeout is how long Read waits for ReadQuorum matching
+	// read-only answers before it orders the operation instead (default
+	// RetransmitTimeout/4).
+	ReadTimeout time.Duration
 	// RetransmitTimeout is how long to wait for the primary before sending
 	// to every replica, and between later retransmissions (default 1s; it
 	// doubles up to 8x).
@@ -131,14 +139,20 @@ type Client struct {
 	closed           bool
 	done             chan struct{}
 	wg               sync.WaitGroup
+
+	reads readCounters
 }
 
 // call is one Invoke waiting for matching replies.
 type call struct {
 	number uint64
-	done   chan struct{}
-	result []byte
-	err    error
+	// readOnly: a Read's call, which counts only read-only answers (and
+	// an ordered call only ordered ones); quorum is how many must match.
+	readOnly bool
+	quorum   int
+	done     chan struct{}
+	result   []byte
+	err      error
 	// replies holds each replica's first reply, by replica index; it is
 	// inline for clusters of up to len(inline) replicas.
 	replies []replyRecord
@@ -163,6 +177,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.RetransmitTimeout <= 0 {
 		cfg.RetransmitTimeout = time.Second
+	}
+	if err := defaultReadConfig(&cfg, n); err != nil {
+		return nil, err
 	}
 	if cfg.HintTimeout <= 0 {
 		cfg.HintTimeout = cfg.RetransmitTimeout
@@ -234,7 +251,7 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer c.end(cl)
-	frame, err := c.frame(cl.number, op)
+	frame, err := c.frame(cl.number, op, false)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +358,7 @@ func (c *Client) begin(ctx context.Context) (*call, error) {
 		c.windowFree.Wait()
 		c.waiting--
 	}
-	cl := &call{number: c.next, done: make(chan struct{})}
+	cl := &call{number: c.next, done: make(chan struct{}), quorum: c.cfg.ReplyQuorum}
 	if c.n <= len(cl.inline) {
 		cl.replies = cl.inline[:c.n]
 	} else {
@@ -390,7 +407,8 @@ func (c *Client) end(cl *call) {
 // Signed{payload: Request, signature}}, byte for byte what proto.Marshal
 // makes of those messages, in one buffer: the payload is written in place
 // and signed there.
-func (c *Client) frame(number uint64, op []byte) ([]byte, error) {
+// readOnly sets Request.read_only.
+func (c *Client) frame(number uint64, op []byte, readOnly bool) ([]byte, error) {
 	const bytesType = protowire.BytesType
 	payloadLen := 0
 	if len(c.id) > 0 {
@@ -401,6 +419,9 @@ func (c *Client) frame(number uint64, op []byte) ([]byte, error) {
 	}
 	if len(op) > 0 {
 		payloadLen += protowire.SizeTag(3) + protowire.SizeBytes(len(op))
+	}
+	if readOnly {
+		payloadLen += protowire.SizeTag(4) + protowire.SizeVarint(1)
 	}
 	signedLen := protowire.SizeTag(2) + protowire.SizeBytes(ed25519.SignatureSize)
 	if payloadLen > 0 {
@@ -425,6 +446,10 @@ func (c *Client) frame(number uint64, op []byte) ([]byte, error) {
 	if len(op) > 0 {
 		buf = protowire.AppendTag(buf, 3, bytesType) // Request.operation
 		buf = protowire.AppendBytes(buf, op)
+	}
+	if readOnly {
+		buf = protowire.AppendTag(buf, 4, protowire.VarintType) // Request.read_only
+		buf = protowire.AppendVarint(buf, 1)
 	}
 	sig := c.signer.Sign(crypto.DomainClientRequest, buf[start:])
 	if len(sig) != ed25519.SignatureSize {

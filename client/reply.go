@@ -22,6 +22,7 @@ type reply struct {
 	result     []byte
 	refusal    []byte // wire.Reply.Error; non-empty: the replica refused
 	leaderHint uint32
+	readOnly   bool // wire.Reply.ReadOnly: an answer of the read-only path
 }
 
 // wire.Reply field numbers.
@@ -33,6 +34,7 @@ const (
 	replyResult     protowire.Number = 5
 	replyError      protowire.Number = 6
 	replyLeaderHint protowire.Number = 7
+	replyReadOnly   protowire.Number = 9
 )
 
 // parseReplyFast decodes data as a wire.Reply without the proto runtime
@@ -65,6 +67,8 @@ func parseReplyFast(data []byte, r *reply) bool {
 				r.replica = uint32(v)
 			case replyLeaderHint:
 				r.leaderHint = uint32(v)
+			case replyReadOnly:
+				r.readOnly = v != 0
 			default:
 				return false
 			}
@@ -112,6 +116,7 @@ func parseReply(data []byte, r *reply) error {
 		result:     m.Result,
 		refusal:    []byte(m.Error),
 		leaderHint: m.LeaderHint,
+		readOnly:   m.ReadOnly,
 	}
 	return nil
 }
@@ -164,7 +169,7 @@ func (c *Client) handleReply(f p2p.Frame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl := c.outstanding[r.number]
-	if cl == nil || cl.result != nil || cl.err != nil || int(replica) >= len(cl.replies) {
+	if cl == nil || cl.result != nil || cl.err != nil || int(replica) >= len(cl.replies) || r.readOnly != cl.readOnly {
 		return
 	}
 	rec := &cl.replies[replica]
@@ -183,7 +188,12 @@ func (c *Client) handleReply(f p2p.Frame) {
 		}
 	}
 	matching := len(views)
-	if matching < c.cfg.ReplyQuorum {
+	if matching < cl.quorum {
+		if cl.readOnly && !cl.quorumPossible() {
+			cl.err = errReadDisagreed
+			clear(cl.replies)
+			close(cl.done)
+		}
 		return
 	}
 	// At least one of ReplyQuorum replicas is correct, so the
@@ -192,9 +202,12 @@ func (c *Client) handleReply(f p2p.Frame) {
 	// The first such view replaces one from Config.Hint even if lower (the
 	// hint may be stale, from another run of the cluster); after that the
 	// view only rises, whatever order concurrent calls complete in.
+	// (A read quorum below ReplyQuorum does not move the view.)
 	slices.Sort(views)
-	if v := views[len(views)-c.cfg.ReplyQuorum]; v > c.view || !c.confirmed {
-		c.view = v
+	if matching >= c.cfg.ReplyQuorum {
+		if v := views[len(views)-c.cfg.ReplyQuorum]; v > c.view || !c.confirmed {
+			c.view = v
+		}
 	}
 	// A leader hint is trusted only where one reply suffices (the Raft
 	// mode, crash faults only): a Byzantine replica could name anyone.
