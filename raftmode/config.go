@@ -89,9 +89,6 @@ type Config struct {
 	// previous snapshot, so a follower less than one interval behind still
 	// catches up from the log.
 	SnapshotInterval uint64
-	// Read executes read-only operations for Core.Read (the executor's
-	// read-only path); nil refuses every read with ErrNotReadOnly.
-	Read ReadFunc
 	// MaxPendingReads and MaxPendingReadBytes bound the reads waiting for
 	// an answer (count and encoded bytes); ReadTimeoutTicks is how long a
 	// read may wait for its read index to be confirmed and applied before

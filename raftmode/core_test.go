@@ -154,7 +154,7 @@ func (c *cluster) start(i int) {
 		Index: uint32(i), N: c.n, Log: log, Executor: exec,
 		Rand: rand.New(rand.NewPCG(uint64(i), 7)), ElectionTicks: 10, HeartbeatTicks: 2,
 		SnapshotInterval: c.interval, MaxBatchSize: 4,
-		Read: kvGet(kv), ReadTimeoutTicks: c.readTimeout, MaxPendingReads: c.maxReads,
+		ReadTimeoutTicks: c.readTimeout, MaxPendingReads: c.maxReads,
 	})
 	if err != nil {
 		c.t.Fatal(err)

@@ -17,9 +17,6 @@ var (
 	ErrNotLeader = errors.New("raftmode: read-only request at a replica that does not lead")
 	// ErrReadsFull: the pending reads are at their bound (count or bytes).
 	ErrReadsFull = errors.New("raftmode: too many pending reads")
-	// ErrNotReadOnly: the application does not classify the operation as
-	// read-only (or the replica has no read-only path).
-	ErrNotReadOnly = errors.New("raftmode: operation is not read-only")
 	// ErrReadAborted: leadership changed (or the replica began fetching
 	// state) before the read was answered; its read index proves nothing
 	// any more, so it fails rather than risk stale data.
@@ -32,14 +29,9 @@ var (
 	ErrReadOnlyOrdered = errors.New("raftmode: read-only request on the ordering path")
 )
 
-// ReadFunc executes a read-only operation on the current application
-// state: ok is false when the operation could change state (then the read
-// is refused); otherwise result is the bytes an ordered execution of the
-// operation would return at this state. It runs on the Core's goroutine.
-type ReadFunc func(clientID, operation []byte) (result []byte, ok bool)
-
 // ReadReply is the outcome of one read-only request: a result, or Err
-// (one of the read errors above) when it was refused or failed.
+// (one of the read errors above, or execution.ErrNotReadOnly) when it was
+// refused or failed.
 type ReadReply struct {
 	ClientID      []byte
 	RequestNumber uint64
@@ -80,7 +72,9 @@ type readQueue struct {
 // Read takes a read-only request. The leader answers it (in a later
 // Output.ReadReplies) without a log append: after a ReadIndex round
 // confirms its leadership at commit index i, once the executor applied i,
-// executing the operation on the state then (Config.Read). An error means
+// executing the operation on the state then (execution.Executor.Read; an
+// operation the application does not classify as read-only fails with
+// execution.ErrNotReadOnly). An error means
 // it was refused at once (ErrNotLeader, ErrReadsFull, ErrWaitingOnState,
 // ErrTooLarge); the caller answers the client with it. Reads of a leader
 // that loses leadership fail (ErrReadAborted) and so do reads not answered
@@ -159,11 +153,7 @@ func (c *Core) answerReads() {
 		}
 		for _, req := range b.reads {
 			r := ReadReply{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber()}
-			if result, ok := c.read(req.GetClientId(), req.GetOperation()); ok {
-				r.Result = result
-			} else {
-				r.Err = ErrNotReadOnly
-			}
+			r.Result, r.Err = c.exec.Read(req.GetClientId(), req.GetOperation())
 			q.done = append(q.done, r)
 		}
 		q.count -= len(b.reads)
@@ -171,13 +161,6 @@ func (c *Core) answerReads() {
 	}
 	clear(q.batches[len(kept):])
 	q.batches = kept
-}
-
-func (c *Core) read(clientID, op []byte) ([]byte, bool) {
-	if c.cfg.Read == nil {
-		return nil, false
-	}
-	return c.cfg.Read(clientID, op)
 }
 
 // tickReads ages the pending batches and fails those past the deadline.

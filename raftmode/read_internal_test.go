@@ -30,13 +30,12 @@ func TestReadWaitsForApplyToReachItsIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(Config{N: 1, Log: log, Executor: exec, Rand: rand.New(rand.NewPCG(1, 2)),
-		Read: func(_, op []byte) ([]byte, bool) { return op, true }})
+	c, err := New(Config{N: 1, Log: log, Executor: exec, Rand: rand.New(rand.NewPCG(1, 2))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	applied := exec.LastExecuted()
-	req := &wire.Request{ClientId: []byte("c"), RequestNumber: 1, Operation: []byte("get"), ReadOnly: true}
+	req := &wire.Request{ClientId: []byte("c"), RequestNumber: 1, Operation: execution.EncodeGet([]byte("k")), ReadOnly: true}
 	c.reads = readQueue{batches: []*readBatch{{ctx: "x", reads: []*wire.Request{req}}}, count: 1}
 	c.confirmReads([]readState{{index: applied + 1, ctx: []byte("x")}})
 	c.answerReads()
@@ -47,7 +46,7 @@ func TestReadWaitsForApplyToReachItsIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.answerReads()
-	if len(c.reads.done) != 1 || string(c.reads.done[0].Result) != "get" || c.reads.count != 0 {
+	if len(c.reads.done) != 1 || c.reads.done[0].Err != nil || c.reads.count != 0 {
 		t.Fatalf("after apply reached the read index: answers %v, %d pending", c.reads.done, c.reads.count)
 	}
 }

@@ -5,23 +5,10 @@ import (
 	"fmt"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/raftmode"
 	"github.com/pbftnode/pbftnode/wire"
 )
-
-// kvGet is a read-only path for the tests: key-value gets only.
-func kvGet(kv *execution.KV) raftmode.ReadFunc {
-	return func(_, op []byte) ([]byte, bool) {
-		var decoded wire.KVOperation
-		if proto.Unmarshal(op, &decoded) != nil || decoded.GetGet() == nil {
-			return nil, false
-		}
-		return kv.Execute(op), true
-	}
-}
 
 // read sends a read-only request to replica to.
 func (c *cluster) read(to int, number uint64, op []byte) {

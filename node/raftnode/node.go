@@ -102,7 +102,6 @@ func (n *Node) open() error {
 	}
 	rc := cfg.Raft
 	rc.Index, rc.N, rc.Log, rc.Executor, rc.Logger = cfg.Index, len(cfg.Replicas), raftLog, n.executor, n.log
-	rc.Read = readOnlyPath(app)
 	rc.Rand = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	if n.core, err = raftmode.New(rc); err != nil {
 		return fmt.Errorf("node: %w", err)
