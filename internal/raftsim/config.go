@@ -151,8 +151,13 @@ type Counters struct {
 	// the application state).
 	WaitingRestarts uint64 `json:"waiting_restarts"`
 	Partitions      uint64 `json:"partitions"`
-	Messages        uint64 `json:"messages"`
-	Dropped         uint64 `json:"dropped"`
+	// FastReads counts operations answered on the read-only path
+	// (ReadIndex); ReadFallbacks read-only requests refused and then
+	// ordered.
+	FastReads     uint64 `json:"fast_reads"`
+	ReadFallbacks uint64 `json:"read_fallbacks"`
+	Messages      uint64 `json:"messages"`
+	Dropped       uint64 `json:"dropped"`
 	simkit.Work
 }
 

@@ -71,6 +71,8 @@ func (w *world) setup() error {
 	} else {
 		w.sched = newSchedule(w)
 	}
+	w.readRng = rand.New(rand.NewPCG(w.cfg.Seed, readStream))
+	w.readRatio = readRatios[w.readRng.IntN(len(readRatios))]
 	w.app = simkit.Application{Ledger: w.cfg.Ledger, Issuer: clientID(ledgermodel.IssuerClient)}
 	for i := range w.n {
 		db, err := storage.OpenMem(storage.Options{})
@@ -102,6 +104,9 @@ func (w *world) setup() error {
 		w.n, w.sched, t.snapshotInterval, t.maxBatchSize, t.maxInflightMsgs, t.maxSizePerMsg, nClients, ops/nClients*nClients)
 	if w.cfg.Scenario != ScenarioRandom {
 		w.res.Scenario = "scenario=" + w.cfg.Scenario + " " + w.res.Scenario
+	}
+	if w.readRatio > 0 {
+		w.res.Scenario += fmt.Sprintf(" read-only=%.2f", w.readRatio)
 	}
 	if w.cfg.Plant != "" {
 		w.res.Scenario += " plant=" + w.cfg.Plant

@@ -164,3 +164,22 @@ func TestValidate(t *testing.T) {
 		t.Errorf("an invalid config ran: %+v", res)
 	}
 }
+
+// TestReadOnlyReadsStayLinearizable: the seeds' clients send a share of
+// their operations read-only (the leader answers through ReadIndex, a
+// follower or a write is refused and the client orders the operation),
+// among writes, crashes and partitions; the histories stay linearizable.
+func TestReadOnlyReadsStayLinearizable(t *testing.T) {
+	for _, ledger := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ledger=%v", ledger), func(t *testing.T) {
+			cfg := Config{Ledger: ledger}
+			n := testSeeds(t, 200, 30)
+			sum := requireClean(t, cfg, RunMany(cfg, 5000, n, 0))
+			t.Logf("%d seeds: %d operations, %d fast reads, %d read fallbacks, %d crashes, %d partitions",
+				sum.Runs, sum.Operations, sum.FastReads, sum.ReadFallbacks, sum.Crashes, sum.Partitions)
+			if sum.FastReads == 0 || sum.ReadFallbacks == 0 {
+				t.Errorf("%d seeds: %d fast reads, %d fallbacks; want both", n, sum.FastReads, sum.ReadFallbacks)
+			}
+		})
+	}
+}
