@@ -28,7 +28,11 @@ func clientID(i int) []byte {
 
 // Request (simkit.Network) is client's new request (it cannot fail).
 func (w *world) Request(client int, number uint64, operation []byte) (*wire.Request, error) {
-	return &wire.Request{ClientId: w.clients[client].ID, RequestNumber: number, Operation: operation, ReadOnly: w.readOnly()}, nil
+	readOnly := w.readOnly()
+	if readOnly {
+		w.fresh.issued(client)
+	}
+	return &wire.Request{ClientId: w.clients[client].ID, RequestNumber: number, Operation: operation, ReadOnly: readOnly}, nil
 }
 
 // Fail (simkit.Network) reports a request that could not be encoded.
@@ -64,6 +68,9 @@ func (c *client) handleReply(from uint32, r *wire.Reply) {
 	}
 	if r.GetReadOnly() {
 		c.w.res.FastReads++
+	}
+	if detail := c.w.fresh.accepted(c.Index, r); detail != "" {
+		c.w.violate(KindStaleRead, detail)
 	}
 	c.Accept(c.w.rng, c.w.now, r)
 	c.w.res.Operations++

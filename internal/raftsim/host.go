@@ -252,6 +252,7 @@ func (h *host) Reply(r *wire.Reply) {
 	if client < 0 || !h.clients[client] {
 		return
 	}
+	h.w.fresh.answered(h, r)
 	h.w.sendReply(h, client, r)
 }
 

@@ -71,6 +71,7 @@ func (w *world) setup() error {
 	} else {
 		w.sched = newSchedule(w)
 	}
+	w.fresh = newFreshness()
 	w.readRng = rand.New(rand.NewPCG(w.cfg.Seed, readStream))
 	w.readRatio = readRatios[w.readRng.IntN(len(readRatios))]
 	w.app = simkit.Application{Ledger: w.cfg.Ledger, Issuer: clientID(ledgermodel.IssuerClient)}

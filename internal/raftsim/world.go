@@ -72,6 +72,8 @@ type world struct {
 	// which, apart from rng so that the seed's schedule stays the same.
 	readRatio float64
 	readRng   *rand.Rand
+	// fresh checks the read-only answers (reads.go).
+	fresh freshness
 	// leaderTerms are the terms in which a replica was seen leading.
 	leaderTerms map[uint64]bool
 	// clientsDoneAt is the tick the last client finished (-1 before).
