@@ -39,13 +39,16 @@ func newClients(cfg Config, clusterID string, members []p2p.Member) ([]*client.C
 // newClient connects one client with key: for Raft it accepts one reply
 // (ReplyQuorum 1), for PBFT f+1 matching ones (the default).
 func newClient(cfg Config, clusterID string, members []p2p.Member, key ed25519.PrivateKey) (*client.Client, error) {
-	quorum := 0
+	quorum, readTimeout := 0, time.Duration(0)
 	if cfg.Protocol == "raft" {
-		quorum = 1
+		// The leader answers every read it does not refuse, and an
+		// ordered read costs a write: under a saturating load, wait for
+		// the read as long as for a write before ordering it.
+		quorum, readTimeout = 1, cfg.ClientRetransmit
 	}
 	cl, err := client.New(client.Config{
 		ClusterID: clusterID, Key: key, Replicas: members,
-		ReplyQuorum: quorum, RetransmitTimeout: cfg.ClientRetransmit,
+		ReplyQuorum: quorum, RetransmitTimeout: cfg.ClientRetransmit, ReadTimeout: readTimeout,
 		Logger: cfg.Logger,
 	})
 	if err != nil {

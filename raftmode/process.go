@@ -51,6 +51,8 @@ func (c *Core) Process() (out Output, err error) {
 		if err := c.finishReady(&rd, &out); err != nil {
 			return out, err
 		}
+		// A confirmed read index lets the reads queued behind it go.
+		c.requestReadIndex()
 	}
 	c.answerReads()
 	return out, nil

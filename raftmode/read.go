@@ -102,7 +102,10 @@ func (c *Core) Read(req *wire.Request) error {
 }
 
 // requestReadIndex sends the queued reads' ReadIndex request, one for all
-// of them (or fails them if this replica no longer leads).
+// of them (or fails them if this replica no longer leads). One request is
+// in flight at a time: reads arriving meanwhile wait for the next, so a
+// heavy read load costs one heartbeat round per round trip, not one per
+// Process.
 func (c *Core) requestReadIndex() {
 	q := &c.reads
 	if len(q.queued) == 0 {
@@ -110,6 +113,9 @@ func (c *Core) requestReadIndex() {
 	}
 	if !c.isLeader {
 		c.failReads(ErrReadAborted)
+		return
+	}
+	if n := len(q.batches); n > 0 && !q.batches[n-1].confirmed {
 		return
 	}
 	var ctx [16]byte
