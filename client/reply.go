@@ -23,6 +23,9 @@ type reply struct {
 	refusal    []byte // wire.Reply.Error; non-empty: the replica refused
 	leaderHint uint32
 	readOnly   bool // wire.Reply.ReadOnly: an answer of the read-only path
+	// receipt is the encoded wire.ReplyReceipt, if any: decoded only for
+	// a call that asked for receipts (InvokeWithReceipt).
+	receipt []byte
 }
 
 // wire.Reply field numbers.
@@ -35,6 +38,7 @@ const (
 	replyError      protowire.Number = 6
 	replyLeaderHint protowire.Number = 7
 	replyReadOnly   protowire.Number = 9
+	replyReceipt    protowire.Number = 8
 )
 
 // parseReplyFast decodes data as a wire.Reply without the proto runtime
@@ -83,6 +87,8 @@ func parseReplyFast(data []byte, r *reply) bool {
 				r.clientID = v
 			case replyResult:
 				r.result = v
+			case replyReceipt:
+				r.receipt = v
 			case replyError:
 				if !utf8.Valid(v) {
 					return false
@@ -105,7 +111,8 @@ func parseReply(data []byte, r *reply) error {
 		return nil
 	}
 	var m wire.Reply
-	if err := proto.Unmarshal(data, &m); err != nil {
+	err := proto.Unmarshal(data, &m)
+	if err != nil {
 		return fmt.Errorf("client: decode reply: %w", err)
 	}
 	*r = reply{
@@ -117,6 +124,11 @@ func parseReply(data []byte, r *reply) error {
 		refusal:    []byte(m.Error),
 		leaderHint: m.LeaderHint,
 		readOnly:   m.ReadOnly,
+	}
+	if m.Receipt != nil {
+		if r.receipt, err = proto.Marshal(m.Receipt); err != nil {
+			return fmt.Errorf("client: re-encode reply receipt: %w", err)
+		}
 	}
 	return nil
 }
@@ -169,6 +181,9 @@ func (c *Client) handleReply(f p2p.Frame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl := c.outstanding[r.number]
+	if cl != nil && cl.receipts != nil {
+		offerReceiptLocked(cl, replica, &r)
+	}
 	if cl == nil || cl.result != nil || cl.err != nil || int(replica) >= len(cl.replies) || r.readOnly != cl.readOnly {
 		return
 	}

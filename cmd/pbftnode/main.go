@@ -31,6 +31,7 @@ func commands() []command {
 		{"testnet", "write keys and configuration for a local multi-process cluster", runTestnet},
 		{"run", "run one replica from its home directory until SIGINT/SIGTERM", runReplica},
 		{"client", "send one operation (put, get, delete, cas; ledger mint, transfer, balance, history) through consensus", runClient},
+		{"verify-receipt", "check a receipt (pbftnode client --receipt) against a cluster file, offline", runVerifyReceipt},
 		{"sim", "run seeded deterministic simulations of the protocol and check them", runSim},
 		{"keygen", "generate a replica or client key file (optionally encrypted) and print its public key", runKeygen},
 		{"status", "ask a running replica for its view, executed sequence, checkpoint and peers", runStatus},
