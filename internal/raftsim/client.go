@@ -45,7 +45,18 @@ func (w *world) Issued(client []byte, number uint64, operation []byte) {
 
 // Target (simkit.Network) is the replica the client believes leads
 // (replica 0 until a reply names one).
-func (w *world) Target(client int) uint32 { return uint32(max(w.clients[client].leader, 0)) }
+//
+// In ScenarioIsolateLeader, client 0 holds a stale hint: while the old
+// leader is cut off, its read-only requests go there first (as a client
+// started from a saved client.Hint would), which is where a read path
+// that skipped the ReadIndex round would answer from stale state.
+func (w *world) Target(client int) uint32 {
+	c := w.clients[client]
+	if stale, ok := w.sched.staleLeader(w.now); ok && client == 0 && c.Cur != nil && c.Cur.Msg.GetReadOnly() {
+		return stale
+	}
+	return uint32(max(c.leader, 0))
+}
 
 // handleReply accepts the first reply to the current operation (a
 // read-only answer only for a read-only request, an ordered one only for

@@ -68,12 +68,18 @@ func (w *world) setup() error {
 	if w.cfg.Scenario != ScenarioRandom {
 		w.tuning.snapshotInterval = 16
 		w.sched = newWipeSchedule(w, w.cfg.Scenario == ScenarioWipeNewLeader)
+		if w.cfg.Scenario == ScenarioIsolateLeader {
+			w.sched = newIsolateSchedule(w)
+		}
 	} else {
 		w.sched = newSchedule(w)
 	}
 	w.fresh = newFreshness()
 	w.readRng = rand.New(rand.NewPCG(w.cfg.Seed, readStream))
 	w.readRatio = readRatios[w.readRng.IntN(len(readRatios))]
+	if w.cfg.Scenario == ScenarioIsolateLeader {
+		w.readRatio = 0.9
+	}
 	w.app = simkit.Application{Ledger: w.cfg.Ledger, Issuer: clientID(ledgermodel.IssuerClient)}
 	for i := range w.n {
 		db, err := storage.OpenMem(storage.Options{})
