@@ -58,6 +58,10 @@ type readBatch struct {
 type readQueue struct {
 	queued      []*wire.Request
 	queuedBytes int
+	// queuedAge counts the ticks the oldest queued read has waited; the
+	// batch it joins starts at that age, so a read waiting behind a stuck
+	// request still fails within ReadTimeoutTicks.
+	queuedAge int
 	batches     []*readBatch
 	count       int
 	bytes       int
@@ -122,8 +126,8 @@ func (c *Core) requestReadIndex() {
 	binary.BigEndian.PutUint64(ctx[:8], q.nonce)
 	binary.BigEndian.PutUint64(ctx[8:], q.next)
 	q.next++
-	q.batches = append(q.batches, &readBatch{ctx: string(ctx[:]), reads: q.queued, bytes: q.queuedBytes})
-	q.queued, q.queuedBytes = nil, 0
+	q.batches = append(q.batches, &readBatch{ctx: string(ctx[:]), reads: q.queued, bytes: q.queuedBytes, age: q.queuedAge})
+	q.queued, q.queuedBytes, q.queuedAge = nil, 0, 0
 	c.rn.ReadIndex(ctx[:])
 }
 
@@ -172,6 +176,9 @@ func (c *Core) answerReads() {
 // tickReads ages the pending batches and fails those past the deadline.
 func (c *Core) tickReads() {
 	q := &c.reads
+	if len(q.queued) > 0 {
+		q.queuedAge++
+	}
 	kept := q.batches[:0]
 	for _, b := range q.batches {
 		b.age++
@@ -189,7 +196,7 @@ func (c *Core) tickReads() {
 func (c *Core) failReads(err error) {
 	q := &c.reads
 	c.failBatch(q.queued, q.queuedBytes, err)
-	q.queued, q.queuedBytes = nil, 0
+	q.queued, q.queuedBytes, q.queuedAge = nil, 0, 0
 	for _, b := range q.batches {
 		c.failBatch(b.reads, b.bytes, err)
 	}

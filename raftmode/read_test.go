@@ -156,3 +156,27 @@ func TestSubmitRefusesReadOnlyRequests(t *testing.T) {
 		t.Fatalf("Submit of a read-only request: %v, want ErrReadOnlyOrdered", err)
 	}
 }
+
+// A read queued behind a ReadIndex request that never completes still
+// fails within the deadline: its wait in the queue counts.
+func TestQueuedReadsFailWithinTheDeadline(t *testing.T) {
+	c := newCluster(t, 3, 1000)
+	c.readTimeout = 20
+	for i := range 3 {
+		c.start(i)
+	}
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	l := c.leader()
+	c.cut[l] = true
+	c.read(l, 1, execution.EncodeGet([]byte("k")))
+	for range 10 {
+		c.round()
+	}
+	c.read(l, 2, execution.EncodeGet([]byte("k"))) // queued behind read 1's request
+	for range 24 {
+		c.round()
+	}
+	if r := c.readAnswer(2); r == nil || r.GetError() != raftmode.ErrReadTimeout.Error() {
+		t.Fatalf("read queued for 24 ticks with a 20-tick deadline: %v, want %q", r, raftmode.ErrReadTimeout)
+	}
+}
