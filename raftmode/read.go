@@ -62,9 +62,9 @@ type readQueue struct {
 	// batch it joins starts at that age, so a read waiting behind a stuck
 	// request still fails within ReadTimeoutTicks.
 	queuedAge int
-	batches     []*readBatch
-	count       int
-	bytes       int
+	batches   []*readBatch
+	count     int
+	bytes     int
 	// nonce makes this incarnation's request contexts unique, so a
 	// confirmation meant for an earlier incarnation (or another replica)
 	// never matches a read of this one; next numbers the batches.
