@@ -33,10 +33,22 @@ func readValue(t *testing.T, r *wire.Reply) string {
 	return string(res.GetValue())
 }
 
-func TestLeaderReadSeesCompletedWritesWithoutLogAppend(t *testing.T) {
+// readCluster starts 3 replicas with the given read deadline and bound
+// (0: defaults) and returns them once one leads, with the leader.
+func readCluster(t *testing.T, timeout, maxReads int) (*cluster, int) {
 	c := newCluster(t, 3, 1000)
+	if timeout != 0 || maxReads != 0 {
+		c.readTimeout, c.maxReads = timeout, maxReads
+		for i := range 3 {
+			c.start(i)
+		}
+	}
 	c.runUntil(200, func() bool { return c.leader() >= 0 })
-	l := c.leader()
+	return c, c.leader()
+}
+
+func TestLeaderReadSeesCompletedWritesWithoutLogAppend(t *testing.T) {
+	c, l := readCluster(t, 0, 0)
 	c.submit(l, 1, execution.EncodePut([]byte("k"), []byte("v1")))
 	c.runUntil(100, func() bool { return c.replied(1) && c.converged() })
 	last := c.cores[l].Status().LastIndex
@@ -69,13 +81,7 @@ func TestLeaderReadSeesCompletedWritesWithoutLogAppend(t *testing.T) {
 }
 
 func TestReadsAreBounded(t *testing.T) {
-	c := newCluster(t, 3, 1000)
-	c.maxReads = 2
-	for i := range 3 {
-		c.start(i)
-	}
-	c.runUntil(200, func() bool { return c.leader() >= 0 })
-	l := c.leader()
+	c, l := readCluster(t, 0, 2)
 	for n := uint64(1); n <= 3; n++ {
 		c.read(l, n, execution.EncodeGet([]byte("k")))
 	}
@@ -89,13 +95,7 @@ func TestReadsAreBounded(t *testing.T) {
 }
 
 func TestPartitionedLeaderTimesOutReads(t *testing.T) {
-	c := newCluster(t, 3, 1000)
-	c.readTimeout = 20
-	for i := range 3 {
-		c.start(i)
-	}
-	c.runUntil(200, func() bool { return c.leader() >= 0 })
-	l := c.leader()
+	c, l := readCluster(t, 20, 0)
 	c.cut[l] = true
 	c.read(l, 1, execution.EncodeGet([]byte("k")))
 	for range 15 {
@@ -114,13 +114,7 @@ func TestPartitionedLeaderTimesOutReads(t *testing.T) {
 // term its pending read fails at once: it never answers with the value it
 // holds, which the new leader's write made stale.
 func TestDeposedLeaderFailsPendingReads(t *testing.T) {
-	c := newCluster(t, 3, 1000)
-	c.readTimeout = 100000
-	for i := range 3 {
-		c.start(i)
-	}
-	c.runUntil(200, func() bool { return c.leader() >= 0 })
-	old := c.leader()
+	c, old := readCluster(t, 100000, 0)
 	c.submit(old, 1, execution.EncodePut([]byte("k"), []byte("old")))
 	c.runUntil(100, func() bool { return c.replied(1) && c.converged() })
 	c.cut[old] = true
@@ -160,13 +154,7 @@ func TestSubmitRefusesReadOnlyRequests(t *testing.T) {
 // A read queued behind a ReadIndex request that never completes still
 // fails within the deadline: its wait in the queue counts.
 func TestQueuedReadsFailWithinTheDeadline(t *testing.T) {
-	c := newCluster(t, 3, 1000)
-	c.readTimeout = 20
-	for i := range 3 {
-		c.start(i)
-	}
-	c.runUntil(200, func() bool { return c.leader() >= 0 })
-	l := c.leader()
+	c, l := readCluster(t, 20, 0)
 	c.cut[l] = true
 	c.read(l, 1, execution.EncodeGet([]byte("k")))
 	for range 10 {
