@@ -39,12 +39,12 @@ func newClients(cfg Config, clusterID string, members []p2p.Member) ([]*client.C
 // newClient connects one client with key: for Raft it accepts one reply
 // (ReplyQuorum 1), for PBFT f+1 matching ones (the default).
 func newClient(cfg Config, clusterID string, members []p2p.Member, key ed25519.PrivateKey) (*client.Client, error) {
-	quorum, readTimeout := 0, time.Duration(0)
+	// An ordered read costs a write: under a saturating load, wait for
+	// the read-only answers as long as for a write's before ordering the
+	// read (answers that disagree or refuse still order it at once).
+	quorum, readTimeout := 0, cfg.ClientRetransmit
 	if cfg.Protocol == "raft" {
-		// The leader answers every read it does not refuse, and an
-		// ordered read costs a write: under a saturating load, wait for
-		// the read as long as for a write before ordering it.
-		quorum, readTimeout = 1, cfg.ClientRetransmit
+		quorum = 1
 	}
 	cl, err := client.New(client.Config{
 		ClusterID: clusterID, Key: key, Replicas: members,
