@@ -40,7 +40,8 @@ type Config struct {
 	ReadQuorum int
 	// ReadTimeout is how long Read waits for ReadQuorum matching
 	// read-only answers before it orders the operation instead (default
-	// RetransmitTimeout/4).
+	// RetransmitTimeout: an ordered read costs as much as a write, and
+	// answers that cannot match end the wait at once anyway).
 	ReadTimeout time.Duration
 	// RetransmitTimeout is how long to wait for the primary before sending
 	// to every replica, and between later retransmissions (default 1s; it

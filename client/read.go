@@ -49,7 +49,7 @@ func defaultReadConfig(cfg *Config, n int) error {
 		return fmt.Errorf("client: read quorum %d above %d replicas", cfg.ReadQuorum, n)
 	}
 	if cfg.ReadTimeout <= 0 {
-		cfg.ReadTimeout = cfg.RetransmitTimeout / 4
+		cfg.ReadTimeout = cfg.RetransmitTimeout
 	}
 	return nil
 }

@@ -13,18 +13,18 @@ import (
 // newReadTestClient is a client of 4 replicas (f=1) with the default read
 // configuration, no network, and timeouts far beyond the tests' waits:
 // every outcome comes from the replies the test injects, not a clock.
-func newReadTestClient(t *testing.T) (*Client, chan wire.Request) {
+func newReadTestClient(t *testing.T) (*Client, chan *wire.Request) {
 	t.Helper()
 	c := newBenchClient(64)
 	c.cfg.ReadTimeout = time.Minute
 	if err := defaultReadConfig(&c.cfg, c.n); err != nil {
 		t.Fatal(err)
 	}
-	sent := make(chan wire.Request, 64)
+	sent := make(chan *wire.Request, 64)
 	c.send = func(_ uint32, frame []byte) bool {
 		var f wire.ClientFrame
-		var req wire.Request
-		if proto.Unmarshal(frame, &f) != nil || proto.Unmarshal(f.GetRequest().GetPayload(), &req) != nil {
+		req := new(wire.Request)
+		if proto.Unmarshal(frame, &f) != nil || proto.Unmarshal(f.GetRequest().GetPayload(), req) != nil {
 			t.Errorf("client sent an undecodable frame")
 			return true
 		}
@@ -35,11 +35,11 @@ func newReadTestClient(t *testing.T) (*Client, chan wire.Request) {
 }
 
 // nextSent waits for the next frame the client sends.
-func nextSent(t *testing.T, sent chan wire.Request) *wire.Request {
+func nextSent(t *testing.T, sent chan *wire.Request) *wire.Request {
 	t.Helper()
 	select {
 	case req := <-sent:
-		return &req
+		return req
 	case <-time.After(testDeadline):
 		t.Fatalf("nothing sent within %v", testDeadline)
 		return nil
@@ -108,8 +108,8 @@ func TestByzantineStaleReadNotReturned(t *testing.T) {
 	c, sent := newReadTestClient(t)
 	results, errs := readAsync(c)
 	req := nextSent(t, sent)
-	readReply(t, c, 3, req.RequestNumber, "stale", true) // Byzantine
-	readReply(t, c, 2, req.RequestNumber, "stale", true) // correct, behind
+	readReply(t, c, 3, req.RequestNumber, "stale", true)  // Byzantine
+	readReply(t, c, 2, req.RequestNumber, "stale", true)  // correct, behind
 	readReply(t, c, 1, req.RequestNumber, "stale", false) // not a read-only answer: ignored
 	readReply(t, c, 0, req.RequestNumber, "v1", true)
 	readReply(t, c, 1, req.RequestNumber, "v1", true)

@@ -184,7 +184,13 @@ func (c *Client) handleReply(f p2p.Frame) {
 	if cl != nil && cl.receipts != nil {
 		offerReceiptLocked(cl, replica, &r)
 	}
-	if cl == nil || cl.result != nil || cl.err != nil || int(replica) >= len(cl.replies) || r.readOnly != cl.readOnly {
+	if cl == nil || cl.result != nil || cl.err != nil || int(replica) >= len(cl.replies) {
+		return
+	}
+	// A read counts read-only answers, and any refusal (one refusing
+	// before it saw read_only, such as a bad signature, only hastens the
+	// fallback); an ordered call counts no read-only answer.
+	if r.readOnly != cl.readOnly && !(cl.readOnly && len(r.refusal) > 0) {
 		return
 	}
 	rec := &cl.replies[replica]

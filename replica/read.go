@@ -58,7 +58,7 @@ type readQueue struct {
 // answer is an error (the client orders the operation instead).
 // ErrReadsFull when MaxPendingReads reads wait (answered with an error).
 func (d *Driver) Read(req *wire.Request) error {
-	if !d.core.Status().ViewActive || d.fetcher.Active() {
+	if !d.core.ViewActive() || d.fetcher.Active() {
 		d.readReply(req, nil, readNotReady)
 		return nil
 	}
@@ -98,7 +98,7 @@ func (d *Driver) readsTick() {
 	if len(d.reads.pending) == 0 {
 		return
 	}
-	notReady := !d.core.Status().ViewActive || d.fetcher.Active()
+	notReady := !d.core.ViewActive() || d.fetcher.Active()
 	n := 0
 	for i := range d.reads.pending {
 		p := &d.reads.pending[i]

@@ -24,6 +24,17 @@ func readReplies(r *testReplica) []*wire.Reply {
 	return out
 }
 
+// writeUnexecutedAt has the primary order a put of k=v and stops delivery
+// once r prepared it but did not execute it yet.
+func (c *testCluster) writeUnexecutedAt(r *testReplica) {
+	c.t.Helper()
+	c.halt = func() bool { return r.driver.Core().HighestPrepared() >= 1 && r.exec.LastExecuted() == 0 }
+	if err := c.submit(0, c.request(1, "k")); err != nil {
+		c.t.Fatal(err)
+	}
+	c.deliver()
+}
+
 // A read arriving at a replica that prepared a write but has not executed
 // it yet waits for that execution: once the write could have completed
 // (a commit quorum, which shares a correct replica with any 2f+1
@@ -33,11 +44,7 @@ func readReplies(r *testReplica) []*wire.Reply {
 func TestReadWaitsForPreparedWrites(t *testing.T) {
 	c := newTestCluster(t, 4)
 	r := c.replicas[1]
-	c.halt = func() bool { return r.driver.Core().HighestPrepared() >= 1 && r.exec.LastExecuted() == 0 }
-	if err := c.submit(0, c.request(1, "k")); err != nil {
-		t.Fatal(err)
-	}
-	c.deliver()
+	c.writeUnexecutedAt(r)
 	if r.driver.Core().HighestPrepared() < 1 || r.exec.LastExecuted() != 0 {
 		t.Fatalf("replica 1 prepared %d, executed %d: the scenario did not arise", r.driver.Core().HighestPrepared(), r.exec.LastExecuted())
 	}
@@ -97,11 +104,7 @@ func TestReadAnswersAtOnceAndRefusesWrites(t *testing.T) {
 func TestPendingReadExpires(t *testing.T) {
 	c := newTestCluster(t, 4)
 	r := c.replicas[1]
-	c.halt = func() bool { return r.driver.Core().HighestPrepared() >= 1 && r.exec.LastExecuted() == 0 }
-	if err := c.submit(0, c.request(1, "k")); err != nil {
-		t.Fatal(err)
-	}
-	c.deliver()
+	c.writeUnexecutedAt(r)
 	if err := r.driver.Read(c.readRequest(100, execution.EncodeGet([]byte("k")))); err != nil {
 		t.Fatal(err)
 	}
