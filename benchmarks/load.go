@@ -39,13 +39,16 @@ func newClients(cfg Config, clusterID string, members []p2p.Member) ([]*client.C
 // newClient connects one client with key: for Raft it accepts one reply
 // (ReplyQuorum 1), for PBFT f+1 matching ones (the default).
 func newClient(cfg Config, clusterID string, members []p2p.Member, key ed25519.PrivateKey) (*client.Client, error) {
-	quorum := 0
+	// An ordered read costs a write: under a saturating load, wait for
+	// the read-only answers as long as for a write's before ordering the
+	// read (answers that disagree or refuse still order it at once).
+	quorum, readTimeout := 0, cfg.ClientRetransmit
 	if cfg.Protocol == "raft" {
 		quorum = 1
 	}
 	cl, err := client.New(client.Config{
 		ClusterID: clusterID, Key: key, Replicas: members,
-		ReplyQuorum: quorum, RetransmitTimeout: cfg.ClientRetransmit,
+		ReplyQuorum: quorum, RetransmitTimeout: cfg.ClientRetransmit, ReadTimeout: readTimeout,
 		Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -100,7 +103,8 @@ func (l *load) runClosed(ctx context.Context) {
 			rng := rand.New(rand.NewPCG(l.cfg.Seed, uint64(ci)<<8|uint64(w)))
 			wg.Go(func() {
 				for ctx.Err() == nil {
-					l.invoke(ctx, cl, l.work.op(ci, rng), time.Now())
+					op, read := l.work.op(ci, rng)
+					l.invoke(ctx, cl, op, read, time.Now())
 				}
 			})
 		}
@@ -144,18 +148,27 @@ func (l *load) runOpen(ctx context.Context) {
 			continue
 		}
 		ci := i % len(l.clients)
-		cl, op := l.clients[ci], l.work.op(ci, rng)
+		cl := l.clients[ci]
+		op, read := l.work.op(ci, rng)
 		wg.Go(func() {
 			defer func() { <-sem }()
-			l.invoke(ctx, cl, op, at)
+			l.invoke(ctx, cl, op, read, at)
 		})
 	}
 }
 
-// invoke runs one operation and records it. An operation cut short by
-// the end of the run is not counted; one that failed or was refused is.
-func (l *load) invoke(ctx context.Context, cl *client.Client, op []byte, issued time.Time) {
-	raw, err := cl.Invoke(ctx, op)
+// invoke runs one operation, a read through client.Read (the read-only
+// path, ordered when that fails) and a write through Invoke, and records
+// it. An operation cut short by the end of the run is not counted; one
+// that failed or was refused is.
+func (l *load) invoke(ctx context.Context, cl *client.Client, op []byte, read bool, issued time.Time) {
+	var raw []byte
+	var err error
+	if read {
+		raw, err = cl.Read(ctx, op)
+	} else {
+		raw, err = cl.Invoke(ctx, op)
+	}
 	now := time.Now()
 	if err != nil {
 		if ctx.Err() == nil {
@@ -167,5 +180,16 @@ func (l *load) invoke(ctx context.Context, cl *client.Client, op []byte, issued 
 		l.rec.fail()
 		return
 	}
-	l.rec.add(now.Sub(l.start), now.Sub(issued))
+	l.rec.add(now.Sub(l.start), now.Sub(issued), read)
+}
+
+// readCounts adds up the clients' read outcomes (fast, ordered instead).
+func readCounts(clients []*client.Client) client.ReadCounts {
+	var total client.ReadCounts
+	for _, cl := range clients {
+		c := cl.ReadCounts()
+		total.Fast += c.Fast
+		total.Fallback += c.Fallback
+	}
+	return total
 }

@@ -43,6 +43,22 @@ type Result struct {
 	LatencyP95Ms  float64 `json:"latency_p95_ms"`
 	LatencyP99Ms  float64 `json:"latency_p99_ms"`
 	LatencyMaxMs  float64 `json:"latency_max_ms"`
+	// The same split by kind: reads (gets, balances; GetRatio of the
+	// operations, sent through client.Read) and writes (ordered). The
+	// totals above count both.
+	ReadOps            int     `json:"read_ops"`
+	WriteOps           int     `json:"write_ops"`
+	ReadThroughputOps  float64 `json:"read_throughput_ops"`
+	WriteThroughputOps float64 `json:"write_throughput_ops"`
+	ReadLatencyP50Ms   float64 `json:"read_latency_p50_ms"`
+	ReadLatencyP99Ms   float64 `json:"read_latency_p99_ms"`
+	WriteLatencyP50Ms  float64 `json:"write_latency_p50_ms"`
+	WriteLatencyP99Ms  float64 `json:"write_latency_p99_ms"`
+	// FastReads counts the reads answered on the read-only path over the
+	// whole run, ReadFallbacks those the clients ordered instead (answers
+	// disagreed, were refused or late).
+	FastReads     uint64 `json:"fast_reads"`
+	ReadFallbacks uint64 `json:"read_fallbacks"`
 
 	// CPUSecondsPer1kOpsPerReplica is the replicas' CPU time (utime+stime
 	// from /proc, 100 Hz ticks) over the measured interval, per 1000
@@ -183,11 +199,11 @@ func WriteTable(w io.Writer, results []Result) error {
 		width = max(width, len(r.Label))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-*s\tops/s\tp50 ms\tp95 ms\tp99 ms\tCPU s/1k ops/replica\tbytes/op\treq/batch\tceiling ops/s\tof ceiling\tunavail ms\tbg cores\t\n", width, "configuration")
+	fmt.Fprintf(tw, "%-*s\tops/s\treads/s\twrites/s\tp50 ms\tp95 ms\tp99 ms\tread p99\twrite p99\tCPU s/1k ops/replica\tbytes/op\treq/batch\tceiling ops/s\tof ceiling\tunavail ms\tbg cores\t\n", width, "configuration")
 	for _, r := range results {
 		if r.Error != "" {
 			// The message trails the cells, so it widens no column.
-			fmt.Fprintf(tw, "%-*s\terror\t\t\t\t\t\t\t\t\t\t\t  %s\n", width, r.Label, oneLine(r.Error, 100))
+			fmt.Fprintf(tw, "%-*s\terror\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t  %s\n", width, r.Label, oneLine(r.Error, 100))
 			continue
 		}
 		ceiling, frac, unavail := "-", "-", "-"
@@ -200,8 +216,9 @@ func WriteTable(w io.Writer, results []Result) error {
 		if r.UnavailabilityMs != nil {
 			unavail = fmt.Sprintf("%.0f", *r.UnavailabilityMs)
 		}
-		fmt.Fprintf(tw, "%-*s\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.0f\t%.1f\t%s\t%s\t%s\t%.2f\t\n",
-			width, r.Label, r.ThroughputOps, r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms,
+		fmt.Fprintf(tw, "%-*s\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.0f\t%.1f\t%s\t%s\t%s\t%.2f\t\n",
+			width, r.Label, r.ThroughputOps, r.ReadThroughputOps, r.WriteThroughputOps, r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms,
+			r.ReadLatencyP99Ms, r.WriteLatencyP99Ms,
 			r.CPUSecondsPer1kOpsPerReplica, r.BytesSentPerOp, r.RequestsPerBatch, ceiling, frac, unavail, r.BackgroundCPUCores)
 	}
 	if err := tw.Flush(); err != nil {

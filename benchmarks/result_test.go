@@ -11,6 +11,8 @@ func pbftResult() Result {
 	return Result{
 		Label: "pbft n=4 c=8x16", Protocol: "pbft", Replicas: 4, F: 1, Fsync: true, Scenario: ScenarioNone,
 		Ops: 30000, ThroughputOps: 3000, LatencyP50Ms: 12.5, LatencyP95Ms: 30, LatencyP99Ms: 45.25,
+		ReadThroughputOps: 2700, WriteThroughputOps: 300, ReadLatencyP50Ms: 2.5, ReadLatencyP99Ms: 4.5,
+		WriteLatencyP50Ms: 20, WriteLatencyP99Ms: 60.5,
 		CPUSecondsPer1kOpsPerReplica: 0.1234, BytesSentPerOp: 812, RequestsPerBatch: 41.25,
 		CryptoCeilingOps: ptr(6000.0), CryptoCeilingFraction: ptr(0.5), BackgroundCPUCores: 0.125,
 	}
@@ -37,6 +39,8 @@ func TestResultJSONFieldNames(t *testing.T) {
 		"throughput_ops": 3000, "latency_p50_ms": 12.5, "latency_p95_ms": 30, "latency_p99_ms": 45.25,
 		"crypto_ceiling_ops": 6000, "crypto_ceiling_fraction": 0.5,
 		"cpu_seconds_per_1k_ops_per_replica": 0.1234, "bytes_sent_per_op": 812, "replicas": 4,
+		"read_throughput_ops": 2700, "write_throughput_ops": 300, "read_latency_p50_ms": 2.5,
+		"read_latency_p99_ms": 4.5, "write_latency_p50_ms": 20, "write_latency_p99_ms": 60.5,
 	} {
 		got, ok := obj[field].(float64)
 		if !ok || got != want {
@@ -74,13 +78,13 @@ func TestWriteTable(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("table has %d lines, want a header and 3 rows:\n%s", len(lines), buf.String())
 	}
-	for _, col := range []string{"ops/s", "p50 ms", "p95 ms", "p99 ms", "CPU s/1k ops/replica", "bytes/op", "req/batch", "of ceiling", "unavail ms", "bg cores"} {
+	for _, col := range []string{"ops/s", "reads/s", "writes/s", "read p99", "write p99", "p50 ms", "p95 ms", "p99 ms", "CPU s/1k ops/replica", "bytes/op", "req/batch", "of ceiling", "unavail ms", "bg cores"} {
 		if !strings.Contains(lines[0], col) {
 			t.Errorf("header lacks %q: %s", col, lines[0])
 		}
 	}
 	pbft := strings.Fields(lines[1])
-	want := []string{"pbft", "n=4", "c=8x16", "3000", "12.50", "30.00", "45.25", "0.123", "812", "41.2", "6000", "50%", "-", "0.12"}
+	want := []string{"pbft", "n=4", "c=8x16", "3000", "2700", "300", "12.50", "30.00", "45.25", "4.50", "60.50", "0.123", "812", "41.2", "6000", "50%", "-", "0.12"}
 	if strings.Join(pbft, " ") != strings.Join(want, " ") {
 		t.Errorf("PBFT row = %q, want fields %q", lines[1], want)
 	}

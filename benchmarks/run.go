@@ -258,6 +258,8 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 	samples, failed := ld.rec.snapshot()
 	w := within(samples, from, to)
 	summarize(res, w, failed, int(ld.dropped.Load()), cfg.Duration, before, after)
+	rc := readCounts(ld.clients)
+	res.FastReads, res.ReadFallbacks = rc.Fast, rc.Fallback
 	if w.ops > 0 {
 		res.HarnessCPUSecondsPer1kOps = harnessCPU / (float64(w.ops) / 1000)
 	}
@@ -295,6 +297,13 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 	res.LatencyP95Ms = ms(Percentile(w.latencies, 0.95))
 	res.LatencyP99Ms = ms(Percentile(w.latencies, 0.99))
 	res.LatencyMaxMs = ms(Percentile(w.latencies, 1))
+	res.ReadOps, res.WriteOps = len(w.readLatencies), len(w.writeLatencies)
+	res.ReadThroughputOps = float64(res.ReadOps) / d.Seconds()
+	res.WriteThroughputOps = float64(res.WriteOps) / d.Seconds()
+	res.ReadLatencyP50Ms = ms(Percentile(w.readLatencies, 0.50))
+	res.ReadLatencyP99Ms = ms(Percentile(w.readLatencies, 0.99))
+	res.WriteLatencyP50Ms = ms(Percentile(w.writeLatencies, 0.50))
+	res.WriteLatencyP99Ms = ms(Percentile(w.writeLatencies, 0.99))
 	if res.CryptoCeilingOps != nil && *res.CryptoCeilingOps > 0 {
 		res.CryptoCeilingFraction = ptr(res.ThroughputOps / *res.CryptoCeilingOps)
 	}

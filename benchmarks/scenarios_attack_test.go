@@ -160,7 +160,7 @@ var attackJSONFields = []string{"scenario", "baseline_throughput_ops", "throughp
 func TestAttackReportFields(t *testing.T) {
 	rec := &recorder{}
 	for _, c := range evenly(0, time.Second, 1000) {
-		rec.add(c, 2*time.Millisecond)
+		rec.add(c, 2*time.Millisecond, false)
 	}
 	done := make(chan struct{})
 	close(done)

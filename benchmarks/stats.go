@@ -12,6 +12,8 @@ import (
 type sample struct {
 	done    time.Duration
 	latency time.Duration
+	// read: the operation was a read (sent through client.Read).
+	read bool
 }
 
 // recorder collects samples from concurrent workers.
@@ -21,9 +23,9 @@ type recorder struct {
 	failed  int
 }
 
-func (r *recorder) add(done, latency time.Duration) {
+func (r *recorder) add(done, latency time.Duration, read bool) {
 	r.mu.Lock()
-	r.samples = append(r.samples, sample{done: done, latency: latency})
+	r.samples = append(r.samples, sample{done: done, latency: latency, read: read})
 	r.mu.Unlock()
 }
 
@@ -53,6 +55,8 @@ type window struct {
 	ops       int
 	latencies []time.Duration // sorted ascending
 	completed []time.Duration // completion times, sorted ascending
+	// readLatencies and writeLatencies split latencies by kind (sorted).
+	readLatencies, writeLatencies []time.Duration
 }
 
 // within selects the samples that completed in [from, to).
@@ -62,11 +66,18 @@ func within(samples []sample, from, to time.Duration) window {
 		if s.done >= from && s.done < to {
 			w.latencies = append(w.latencies, s.latency)
 			w.completed = append(w.completed, s.done)
+			if s.read {
+				w.readLatencies = append(w.readLatencies, s.latency)
+			} else {
+				w.writeLatencies = append(w.writeLatencies, s.latency)
+			}
 		}
 	}
 	w.ops = len(w.latencies)
 	slices.Sort(w.latencies)
 	slices.Sort(w.completed)
+	slices.Sort(w.readLatencies)
+	slices.Sort(w.writeLatencies)
 	return w
 }
 

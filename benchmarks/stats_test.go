@@ -158,3 +158,35 @@ func TestSummarizeCPUAndBytes(t *testing.T) {
 		t.Errorf("ops %d failed %d, want 2000 and 1", res.Ops, res.FailedOps)
 	}
 }
+
+// TestSummarizeSplitsReadsAndWrites: reads and writes are counted and
+// timed apart (read_throughput_ops, write_throughput_ops and their
+// latencies) beside the totals.
+func TestSummarizeSplitsReadsAndWrites(t *testing.T) {
+	ms := time.Millisecond
+	samples := []sample{
+		{done: 1100 * ms, latency: 1 * ms, read: true},
+		{done: 1200 * ms, latency: 2 * ms, read: true},
+		{done: 1300 * ms, latency: 3 * ms, read: true},
+		{done: 1400 * ms, latency: 20 * ms},
+		{done: 500 * ms, latency: 90 * ms, read: true}, // warmup
+	}
+	var res Result
+	summarize(&res, within(samples, time.Second, 3*time.Second), 0, 0, 2*time.Second, nil, nil)
+	for name, got := range map[string][2]float64{
+		"throughput":       {res.ThroughputOps, 2},
+		"read throughput":  {res.ReadThroughputOps, 1.5},
+		"write throughput": {res.WriteThroughputOps, 0.5},
+		"read p50":         {res.ReadLatencyP50Ms, 2},
+		"read p99":         {res.ReadLatencyP99Ms, 3},
+		"write p50":        {res.WriteLatencyP50Ms, 20},
+		"write p99":        {res.WriteLatencyP99Ms, 20},
+	} {
+		if got[0] != got[1] {
+			t.Errorf("%s = %v, want %v", name, got[0], got[1])
+		}
+	}
+	if res.ReadOps != 3 || res.WriteOps != 1 {
+		t.Errorf("read ops %d, write ops %d; want 3 and 1", res.ReadOps, res.WriteOps)
+	}
+}

@@ -28,8 +28,9 @@ const ledgerMintAmount = 1 << 40
 
 // workload is what the clients send and how a result counts.
 type workload interface {
-	// op draws the next operation of client ci.
-	op(ci int, rng *rand.Rand) []byte
+	// op draws the next operation of client ci; read reports a read (a
+	// get, a balance), which the load sends through client.Read.
+	op(ci int, rng *rand.Rand) (op []byte, read bool)
 	// executed reports whether raw is the result of an executed
 	// operation (not one the application refused).
 	executed(raw []byte) bool
@@ -51,12 +52,12 @@ func newKVWorkload(cfg Config) *kvWorkload {
 	return &kvWorkload{cfg: cfg, value: value}
 }
 
-func (w *kvWorkload) op(_ int, rng *rand.Rand) []byte {
+func (w *kvWorkload) op(_ int, rng *rand.Rand) ([]byte, bool) {
 	key := fmt.Appendf(nil, "k%07d", rng.IntN(w.cfg.Keys))
 	if rng.Float64() < w.cfg.GetRatio {
-		return execution.EncodeGet(key)
+		return execution.EncodeGet(key), true
 	}
-	return execution.EncodePut(key, w.value)
+	return execution.EncodePut(key, w.value), false
 }
 
 func (w *kvWorkload) executed(raw []byte) bool {
@@ -73,15 +74,15 @@ type ledgerWorkload struct {
 	issuer   []byte
 }
 
-func (w *ledgerWorkload) op(ci int, rng *rand.Rand) []byte {
+func (w *ledgerWorkload) op(ci int, rng *rand.Rand) ([]byte, bool) {
 	if rng.Float64() < w.cfg.GetRatio {
-		return ledger.EncodeBalance(w.accounts[ci])
+		return ledger.EncodeBalance(w.accounts[ci]), true
 	}
 	to := w.issuer
 	if len(w.accounts) > 1 {
 		to = w.accounts[(ci+1)%len(w.accounts)]
 	}
-	return ledger.EncodeTransfer(to, 1)
+	return ledger.EncodeTransfer(to, 1), false
 }
 
 func (w *ledgerWorkload) executed(raw []byte) bool {

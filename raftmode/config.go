@@ -40,6 +40,10 @@ const (
 	DefaultMaxPendingBytes       = 64 << 20
 	DefaultMaxPendingPerKey      = 256
 	DefaultMaxPendingBytesPerKey = 8 << 20
+	// DefaultMaxPendingReads and DefaultMaxPendingReadBytes bound the
+	// leader's reads waiting for their read index (16 MiB).
+	DefaultMaxPendingReads     = 65536
+	DefaultMaxPendingReadBytes = 16 << 20
 )
 
 // Config configures a Core.
@@ -85,7 +89,14 @@ type Config struct {
 	// previous snapshot, so a follower less than one interval behind still
 	// catches up from the log.
 	SnapshotInterval uint64
-	Logger           *slog.Logger
+	// MaxPendingReads and MaxPendingReadBytes bound the reads waiting for
+	// an answer (count and encoded bytes); ReadTimeoutTicks is how long a
+	// read may wait for its read index to be confirmed and applied before
+	// it fails (default: ElectionTicks).
+	MaxPendingReads     int
+	MaxPendingReadBytes int
+	ReadTimeoutTicks    int
+	Logger              *slog.Logger
 }
 
 func (c *Config) applyDefaults() error {
@@ -136,6 +147,15 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.SnapshotInterval == 0 {
 		c.SnapshotInterval = DefaultSnapshotInterval
+	}
+	if c.MaxPendingReads <= 0 {
+		c.MaxPendingReads = DefaultMaxPendingReads
+	}
+	if c.MaxPendingReadBytes <= 0 {
+		c.MaxPendingReadBytes = DefaultMaxPendingReadBytes
+	}
+	if c.ReadTimeoutTicks <= 0 {
+		c.ReadTimeoutTicks = c.ElectionTicks
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -45,6 +45,9 @@ type Output struct {
 	// installed (execution.Executor.RestoreBegin ... RestoreFinish), after
 	// which the runtime calls StateInstalled.
 	NeedState *StateNeed
+	// ReadReplies answer read-only requests (Core.Read): results and
+	// failures.
+	ReadReplies []ReadReply
 	// AppliedBatches lists, for each applied entry that carried requests,
 	// how many it carried.
 	AppliedBatches []int
@@ -73,6 +76,8 @@ type Status struct {
 	// SnapshotIndex is the index of the latest snapshot in the log.
 	SnapshotIndex   uint64
 	PendingRequests int
+	// PendingReads counts the read-only requests waiting for an answer.
+	PendingReads    int
 	WaitingForState bool
 }
 
@@ -93,6 +98,8 @@ type Core struct {
 	// budget bounds the pending requests per client key and in bytes
 	// (see admit).
 	budget pendingBudget
+	// reads are the leader's pending read-only requests (read.go).
+	reads readQueue
 
 	lead      uint64
 	term      uint64
@@ -129,6 +136,7 @@ func New(cfg Config) (*Core, error) {
 		pendingSet: make(map[requestKey]struct{}), snapFrom: -1,
 		budget: newPendingBudget(),
 	}
+	c.reads.nonce = cfg.Rand.Uint64()
 	if err := c.bootstrap(); err != nil {
 		return nil, err
 	}
@@ -217,6 +225,7 @@ func (c *Core) Executor() *execution.Executor { return c.exec }
 
 // Tick advances time by one tick.
 func (c *Core) Tick() {
+	c.tickReads()
 	if c.need != nil {
 		return
 	}
@@ -285,6 +294,9 @@ func (c *Core) Submit(req *wire.Request) (*execution.Reply, error) {
 	case execution.RequestTooOld:
 		return nil, ErrTooOld
 	}
+	if req.GetReadOnly() {
+		return nil, ErrReadOnlyOrdered
+	}
 	k := requestKey{string(req.GetClientId()), req.GetRequestNumber()}
 	if _, ok := c.pendingSet[k]; ok {
 		return nil, nil
@@ -313,7 +325,7 @@ func (c *Core) Status() Status {
 	return Status{
 		Term: c.term, Leader: leader, IsLeader: c.isLeader, Commit: c.commit,
 		Applied: c.exec.LastExecuted(), LastIndex: last, SnapshotIndex: c.snapIndex,
-		PendingRequests: len(c.pending), WaitingForState: c.need != nil,
+		PendingRequests: len(c.pending), PendingReads: c.reads.count, WaitingForState: c.need != nil,
 	}
 }
 

@@ -35,6 +35,10 @@ type cluster struct {
 	replies  map[string][]byte
 	snaps    [][]*execution.StateSnapshot // the two latest per replica
 	interval uint64
+	// reads are the read-only answers, by client/number; readTimeout and
+	// maxReads configure the cores' read path (0: defaults).
+	reads                 map[string]*wire.Reply
+	readTimeout, maxReads int
 }
 
 // delivery is a raft message or a state chunk in flight.
@@ -76,6 +80,10 @@ func (p ports) SendStateRequest(to uint32, req *wire.StateRequest) {
 }
 
 func (p ports) Reply(r *wire.Reply) {
+	if r.GetReadOnly() {
+		p.c.reads[fmt.Sprintf("%x/%d", r.GetClientId(), r.GetRequestNumber())] = r
+		return
+	}
 	p.c.replies[fmt.Sprintf("%x/%d", r.GetClientId(), r.GetRequestNumber())] = r.GetResult()
 }
 
@@ -89,7 +97,7 @@ func (p ports) Keep(s *execution.StateSnapshot) {
 }
 
 func newCluster(t *testing.T, n int, interval uint64) *cluster {
-	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, interval: interval, n: n}
+	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, reads: map[string]*wire.Reply{}, interval: interval, n: n}
 	for i := range n {
 		c.dbs = append(c.dbs, c.openDB(i))
 		c.logs = append(c.logs, nil)
@@ -146,6 +154,7 @@ func (c *cluster) start(i int) {
 		Index: uint32(i), N: c.n, Log: log, Executor: exec,
 		Rand: rand.New(rand.NewPCG(uint64(i), 7)), ElectionTicks: 10, HeartbeatTicks: 2,
 		SnapshotInterval: c.interval, MaxBatchSize: 4,
+		ReadTimeoutTicks: c.readTimeout, MaxPendingReads: c.maxReads,
 	})
 	if err != nil {
 		c.t.Fatal(err)

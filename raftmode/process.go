@@ -18,8 +18,8 @@ import (
 // entries and takes snapshots, and returns the messages and replies to
 // send. An error means storage or execution failed and the replica must
 // stop.
-func (c *Core) Process() (Output, error) {
-	var out Output
+func (c *Core) Process() (out Output, err error) {
+	defer c.handOutReads(&out)
 	if c.need != nil {
 		return out, nil
 	}
@@ -31,9 +31,11 @@ func (c *Core) Process() (Output, error) {
 		}
 	}
 	c.propose()
+	c.requestReadIndex()
 	for c.rn.HasReady() {
 		rd := c.rn.Ready()
 		c.observe(&rd)
+		c.confirmReadStates(rd.ReadStates)
 		if snap := rd.Snapshot; !raft.IsEmptySnap(snap) && snap.GetMetadata().GetIndex() > c.exec.LastExecuted() {
 			// The leader sent a snapshot: fetch its state before the
 			// snapshot is recorded, so that the log never starts after
@@ -41,6 +43,7 @@ func (c *Core) Process() (Output, error) {
 			need := &StateNeed{Index: snap.GetMetadata().GetIndex(), From: c.snapFrom}
 			need.Digest, need.HasDigest = decodeSnapshotData(snap.GetData())
 			c.need, c.held = need, &rd
+			c.failReads(ErrReadAborted)
 			out.NeedState = need
 			c.log.Info("snapshot from leader; fetching state", "index", need.Index, "from", need.From)
 			return out, nil
@@ -48,8 +51,32 @@ func (c *Core) Process() (Output, error) {
 		if err := c.finishReady(&rd, &out); err != nil {
 			return out, err
 		}
+		// A confirmed read index lets the reads queued behind it go.
+		c.requestReadIndex()
 	}
+	c.answerReads()
 	return out, nil
+}
+
+// handOutReads moves the read answers ready so far into out.
+func (c *Core) handOutReads(out *Output) {
+	if len(c.reads.done) > 0 {
+		out.ReadReplies = append(out.ReadReplies, c.reads.done...)
+		clear(c.reads.done)
+		c.reads.done = c.reads.done[:0]
+	}
+}
+
+// confirmReadStates hands raft's read states to confirmReads.
+func (c *Core) confirmReadStates(states []raft.ReadState) {
+	if len(states) == 0 {
+		return
+	}
+	rs := make([]readState, len(states))
+	for i, s := range states {
+		rs[i] = readState{index: s.Index, ctx: s.RequestCtx}
+	}
+	c.confirmReads(rs)
 }
 
 // StateInstalled tells the Core that the runtime restored the application
@@ -70,6 +97,13 @@ func (c *Core) StateInstalled() error {
 func (c *Core) WaitingForState() *StateNeed { return c.need }
 
 func (c *Core) observe(rd *raft.Ready) {
+	term, leader := c.term, c.isLeader
+	defer func() {
+		if leader && (!c.isLeader || c.term != term) {
+			// Deposed: the pending reads' indexes prove nothing now.
+			c.failReads(ErrReadAborted)
+		}
+	}()
 	if hs := rd.HardState; !raft.IsEmptyHardState(hs) {
 		if hs.GetVote() != c.vote && hs.GetVote() != raft.None && !c.isLeader {
 			c.electionElapsed = 0 // granted a vote: give the candidate time

@@ -36,6 +36,11 @@
 //     Observer.StateInstalled is called and the fetcher is dropped.
 //   - Submit replies at once when the core has the request's result
 //     already (a retransmission of an applied request).
+//   - Read hands a read-only request to the core; a refusal is answered at
+//     once (an error reply with the leader hint), the rest by the
+//     Process that follows the core's answer (Output.ReadReplies, sent
+//     after the replies of applied requests). Read replies are marked
+//     read_only.
 //   - Replies carry the core's term as View and the leader hint (the
 //     leader's index + 1, 0 when unknown).
 package raftreplica

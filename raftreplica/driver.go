@@ -18,6 +18,7 @@ type Core interface {
 	Tick()
 	Step(from uint32, m *raftpb.Message) error
 	Submit(req *wire.Request) (*execution.Reply, error)
+	Read(req *wire.Request) error
 	Process() (raftmode.Output, error)
 	ReportSnapshot(to uint32, ok bool)
 	ReportUnreachable(to uint32)
@@ -161,6 +162,17 @@ func (d *Driver) Submit(req *wire.Request) error {
 	return nil
 }
 
+// Read hands a read-only request to the core (raftmode.Core.Read). A
+// request the core refuses at once (a follower, too many pending reads,
+// waiting for state) is answered at once with an error reply carrying the
+// leader hint, so the client retries at the leader; the others are
+// answered by a later Process.
+func (d *Driver) Read(req *wire.Request) {
+	if err := d.cfg.Core.Read(req); err != nil {
+		d.ReadReply(raftmode.ReadReply{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber(), Err: err})
+	}
+}
+
 // Chunk hands a state chunk from replica from to the fetcher; a chunk when
 // no fetch runs is ignored. When the chunk completes the fetch the core is
 // told; an error means it refused the installed state, and the fetcher
@@ -204,6 +216,9 @@ func (d *Driver) Process() error {
 	for _, r := range out.Replies {
 		d.Reply(r)
 	}
+	for _, r := range out.ReadReplies {
+		d.ReadReply(r)
+	}
 	if out.Snapshot != nil {
 		d.cfg.Snapshots.Keep(out.Snapshot)
 	}
@@ -216,14 +231,32 @@ func (d *Driver) Process() error {
 // Reply sends a result to its client through Network.Reply, with the
 // core's term and leader hint.
 func (d *Driver) Reply(r execution.Reply) {
-	hint := uint32(0)
-	if l := d.cfg.Core.Leader(); l >= 0 {
-		hint = uint32(l) + 1
-	}
 	d.cfg.Network.Reply(&wire.Reply{
 		View: d.cfg.Core.Term(), ClientId: r.ClientID, RequestNumber: r.RequestNumber,
-		Replica: d.cfg.Self, Result: r.Result, LeaderHint: hint,
+		Replica: d.cfg.Self, Result: r.Result, LeaderHint: d.leaderHint(),
 	})
+}
+
+// ReadReply sends the answer to a read-only request through
+// Network.Reply, marked read_only, with the core's term and leader hint:
+// its result, or its failure as the reply's error.
+func (d *Driver) ReadReply(r raftmode.ReadReply) {
+	reply := &wire.Reply{
+		View: d.cfg.Core.Term(), ClientId: r.ClientID, RequestNumber: r.RequestNumber,
+		Replica: d.cfg.Self, Result: r.Result, LeaderHint: d.leaderHint(), ReadOnly: true,
+	}
+	if r.Err != nil {
+		reply.Result, reply.Error = nil, r.Err.Error()
+	}
+	d.cfg.Network.Reply(reply)
+}
+
+// leaderHint is the leader's index + 1, 0 when unknown.
+func (d *Driver) leaderHint() uint32 {
+	if l := d.cfg.Core.Leader(); l >= 0 {
+		return uint32(l) + 1
+	}
+	return 0
 }
 
 // Transferring reports whether a state transfer runs (from the core's

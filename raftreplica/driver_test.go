@@ -30,6 +30,7 @@ type fakeCore struct {
 	installErr error
 	submitted  *execution.Reply
 	submitErr  error
+	readErr    error
 	term       uint64
 	leader     int
 	ticks      int
@@ -43,6 +44,10 @@ func (c *fakeCore) Step(from uint32, m *raftpb.Message) error {
 func (c *fakeCore) Submit(req *wire.Request) (*execution.Reply, error) {
 	c.t.add("submit %d", req.GetRequestNumber())
 	return c.submitted, c.submitErr
+}
+func (c *fakeCore) Read(req *wire.Request) error {
+	c.t.add("read %d", req.GetRequestNumber())
+	return c.readErr
 }
 func (c *fakeCore) Process() (raftmode.Output, error) {
 	c.t.add("process")
@@ -297,4 +302,38 @@ func TestTickDrivesFetcher(t *testing.T) {
 		t.Fatalf("core ticked %d times", f.core.ticks)
 	}
 	f.expect(t, "state-request to 1 at 5")
+}
+
+// TestReadRepliesAreMarkedAndCarryTheLeaderHint: a read the core refuses
+// is answered at once with an error reply naming the leader; the core's
+// read answers go out after the replies of applied requests, marked
+// read_only.
+func TestReadRepliesAreMarkedAndCarryTheLeaderHint(t *testing.T) {
+	f := newFixture()
+	f.core.leader, f.core.term = 2, 4
+	f.core.readErr = raftmode.ErrNotLeader
+	f.d.Read(&wire.Request{RequestNumber: 3, ReadOnly: true})
+	f.expect(t, "read 3", "reply 3")
+	r := f.ports.replies[0]
+	if !r.GetReadOnly() || r.GetError() != raftmode.ErrNotLeader.Error() || r.GetLeaderHint() != 3 || r.GetView() != 4 {
+		t.Fatalf("refused read's reply %v: want read_only, error, leader hint 3, view 4", r)
+	}
+	f.core.readErr = nil
+	f.d.Read(&wire.Request{RequestNumber: 4, ReadOnly: true})
+	f.expect(t, "read 4")
+	f.core.out = raftmode.Output{
+		Replies:     []execution.Reply{{RequestNumber: 5}},
+		ReadReplies: []raftmode.ReadReply{{RequestNumber: 4, Result: []byte("v")}, {RequestNumber: 6, Result: []byte("x"), Err: raftmode.ErrReadAborted}},
+	}
+	if err := f.d.Process(); err != nil {
+		t.Fatal(err)
+	}
+	f.expect(t, "process", "persisted 0", "reply 5", "reply 4", "reply 6")
+	ok, failed := f.ports.replies[2], f.ports.replies[3]
+	if !ok.GetReadOnly() || string(ok.GetResult()) != "v" || ok.GetError() != "" {
+		t.Fatalf("read answer %v: want read_only result v", ok)
+	}
+	if !failed.GetReadOnly() || failed.GetResult() != nil || failed.GetError() != raftmode.ErrReadAborted.Error() {
+		t.Fatalf("failed read's reply %v: want read_only error without a result", failed)
+	}
 }

@@ -36,7 +36,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Clients, "clients", benchmarks.DefaultClients, "number of clients (each with its own key and connections)")
 	fs.IntVar(&cfg.Window, "window", 0, fmt.Sprintf("closed loop: outstanding operations per client, 1-64 (default %d, or 1 with --clients 1: light load); open loop: the bound per client", benchmarks.DefaultWindow))
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: issue this many operations per second (0: closed loop)")
-	fs.Float64Var(&cfg.GetRatio, "get-ratio", 0, "fraction of operations that are gets (the rest are puts)")
+	fs.Float64Var(&cfg.GetRatio, "get-ratio", 0, "fraction of operations that are gets, sent through client.Read (the read-only path; the rest are ordered puts); results split reads and writes")
 	fs.IntVar(&cfg.Payload, "payload", 16, "bytes of each put's value: 16, 1024 or 4096")
 	fs.IntVar(&cfg.Keys, "keys", 10000, "size of the key space")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured interval of each configuration")

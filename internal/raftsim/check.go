@@ -101,6 +101,7 @@ func (c *checker) beforeApply(h *host, exec *execution.Executor, raftLog *raftlo
 		return
 	}
 	c.checkRequests(h.id, index, reqs, exec)
+	h.w.fresh.applied(index, reqs)
 }
 
 // checkRequests checks validity: every request was issued with exactly

@@ -28,7 +28,11 @@ func clientID(i int) []byte {
 
 // Request (simkit.Network) is client's new request (it cannot fail).
 func (w *world) Request(client int, number uint64, operation []byte) (*wire.Request, error) {
-	return &wire.Request{ClientId: w.clients[client].ID, RequestNumber: number, Operation: operation}, nil
+	readOnly := w.readOnly()
+	if readOnly {
+		w.fresh.issued(client)
+	}
+	return &wire.Request{ClientId: w.clients[client].ID, RequestNumber: number, Operation: operation, ReadOnly: readOnly}, nil
 }
 
 // Fail (simkit.Network) reports a request that could not be encoded.
@@ -41,15 +45,43 @@ func (w *world) Issued(client []byte, number uint64, operation []byte) {
 
 // Target (simkit.Network) is the replica the client believes leads
 // (replica 0 until a reply names one).
-func (w *world) Target(client int) uint32 { return uint32(max(w.clients[client].leader, 0)) }
+//
+// In ScenarioIsolateLeader, client 0 holds a stale hint: while the old
+// leader is cut off, its read-only requests go there first (as a client
+// started from a saved client.Hint would), which is where a read path
+// that skipped the ReadIndex round would answer from stale state.
+func (w *world) Target(client int) uint32 {
+	c := w.clients[client]
+	if stale, ok := w.sched.staleLeader(w.now); ok && client == 0 && c.Cur != nil && c.Cur.Msg.GetReadOnly() {
+		return stale
+	}
+	return uint32(max(c.leader, 0))
+}
 
-// handleReply accepts the first reply to the current operation.
+// handleReply accepts the first reply to the current operation (a
+// read-only answer only for a read-only request, an ordered one only for
+// an ordered request). A refused read-only request is ordered instead,
+// under the same request number (which the read-only path never used), as
+// client.Read falls back to Invoke.
 func (c *client) handleReply(from uint32, r *wire.Reply) {
-	if c.Answers(from, r) == nil {
+	o := c.Answers(from, r)
+	if o == nil || r.GetReadOnly() != o.Msg.GetReadOnly() {
 		return
 	}
 	if h := r.GetLeaderHint(); h > 0 && int(h) <= c.w.n {
 		c.leader = int(h) - 1
+	}
+	if r.GetReadOnly() && r.GetError() != "" {
+		c.w.res.ReadFallbacks++
+		o.Msg = &wire.Request{ClientId: c.ID, RequestNumber: o.Number, Operation: o.Msg.GetOperation()}
+		c.w.SendRequest(c.Index, c.w.Target(c.Index), o.Msg)
+		return
+	}
+	if r.GetReadOnly() {
+		c.w.res.FastReads++
+	}
+	if detail := c.w.fresh.accepted(c.Index, r); detail != "" {
+		c.w.violate(KindStaleRead, detail)
 	}
 	c.Accept(c.w.rng, c.w.now, r)
 	c.w.res.Operations++
@@ -57,3 +89,15 @@ func (c *client) handleReply(from uint32, r *wire.Reply) {
 
 // clientIndex returns the simulated client with this id, or -1.
 func (w *world) clientIndex(id []byte) int { return w.work.Index(id) }
+
+// readRatios are the shares of read-only operations a seed draws from
+// (one in four seeds sends none); readStream seeds the draws apart from
+// the run's own random stream.
+var readRatios = []float64{0, 0.3, 0.6, 0.9}
+
+const readStream = 0x7265616473
+
+// readOnly draws whether the client's next operation goes read-only.
+func (w *world) readOnly() bool {
+	return w.readRatio > 0 && w.readRng.Float64() < w.readRatio
+}

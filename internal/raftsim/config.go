@@ -37,10 +37,17 @@ const (
 	// the moment of the wipe (it restarts WipeLeaderDownTicks later), so
 	// that the wiped replica rejoins under a new leader.
 	ScenarioWipeNewLeader = "wipe-new-leader"
+	// ScenarioIsolateLeader is the read-only path's scenario: no other
+	// faults; once the clients have run a while, the leader is cut off
+	// from the other replicas (not from the clients) for IsolateTicks, so
+	// that the others elect a new leader and complete writes while
+	// clients still send reads to the old one, which must not answer them
+	// from its stale state. Most operations go read-only.
+	ScenarioIsolateLeader = "isolate-leader"
 )
 
 // Scenarios lists the scenarios Config.Scenario accepts.
-var Scenarios = []string{ScenarioRandom, ScenarioWipe, ScenarioWipeNewLeader}
+var Scenarios = []string{ScenarioRandom, ScenarioWipe, ScenarioWipeNewLeader, ScenarioIsolateLeader}
 
 // Timing of every simulated replica and client, in ticks.
 const (
@@ -61,6 +68,10 @@ const (
 	// WipeLeaderDownTicks is how long the leader stays down when a wipe
 	// crashes it too.
 	WipeLeaderDownTicks = 100
+	// IsolateFromTicks is when ScenarioIsolateLeader may cut the leader
+	// off (once there is a stable one), and IsolateTicks for how long.
+	IsolateFromTicks = 100
+	IsolateTicks     = 400
 )
 
 // LivenessBound returns the number of ticks within which, once the
@@ -130,7 +141,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raftsim: unknown scenario %q (known: %q)", c.Scenario, Scenarios)
 	}
 	if c.Scenario != ScenarioRandom && c.Replicas < 3 {
-		return fmt.Errorf("raftsim: the wipe scenarios need at least 3 replicas, not %d", c.Replicas)
+		return fmt.Errorf("raftsim: the dedicated scenarios need at least 3 replicas, not %d", c.Replicas)
 	}
 	return nil
 }
@@ -151,8 +162,13 @@ type Counters struct {
 	// the application state).
 	WaitingRestarts uint64 `json:"waiting_restarts"`
 	Partitions      uint64 `json:"partitions"`
-	Messages        uint64 `json:"messages"`
-	Dropped         uint64 `json:"dropped"`
+	// FastReads counts operations answered on the read-only path
+	// (ReadIndex); ReadFallbacks read-only requests refused and then
+	// ordered.
+	FastReads     uint64 `json:"fast_reads"`
+	ReadFallbacks uint64 `json:"read_fallbacks"`
+	Messages      uint64 `json:"messages"`
+	Dropped       uint64 `json:"dropped"`
 	simkit.Work
 }
 

@@ -205,7 +205,16 @@ func (h *host) submit(client int, req *wire.Request) {
 	if h.w.cfg.Plant == PlantStaleRead && h.kv != nil && !h.driver.Transferring() && isGet(req.GetOperation()) {
 		// Planted bug: answer a read from local state, unordered.
 		result := h.kv.KV.Execute(req.GetOperation())
+		if req.GetReadOnly() {
+			h.driver.ReadReply(raftmode.ReadReply{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber(), Result: result})
+			return
+		}
 		h.driver.Reply(execution.Reply{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber(), Result: result})
+		return
+	}
+	if req.GetReadOnly() {
+		// ReadIndex at the leader, refused elsewhere, as node/raftnode does.
+		h.driver.Read(req)
 		return
 	}
 	// A refused request (too old, queue full) is dropped, as node/ does.
@@ -243,6 +252,7 @@ func (h *host) Reply(r *wire.Reply) {
 	if client < 0 || !h.clients[client] {
 		return
 	}
+	h.w.fresh.answered(h, r)
 	h.w.sendReply(h, client, r)
 }
 

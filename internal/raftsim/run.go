@@ -68,8 +68,17 @@ func (w *world) setup() error {
 	if w.cfg.Scenario != ScenarioRandom {
 		w.tuning.snapshotInterval = 16
 		w.sched = newWipeSchedule(w, w.cfg.Scenario == ScenarioWipeNewLeader)
+		if w.cfg.Scenario == ScenarioIsolateLeader {
+			w.sched = newIsolateSchedule(w)
+		}
 	} else {
 		w.sched = newSchedule(w)
+	}
+	w.fresh = newFreshness()
+	w.readRng = rand.New(rand.NewPCG(w.cfg.Seed, readStream))
+	w.readRatio = readRatios[w.readRng.IntN(len(readRatios))]
+	if w.cfg.Scenario == ScenarioIsolateLeader {
+		w.readRatio = 0.9
 	}
 	w.app = simkit.Application{Ledger: w.cfg.Ledger, Issuer: clientID(ledgermodel.IssuerClient)}
 	for i := range w.n {
@@ -102,6 +111,9 @@ func (w *world) setup() error {
 		w.n, w.sched, t.snapshotInterval, t.maxBatchSize, t.maxInflightMsgs, t.maxSizePerMsg, nClients, ops/nClients*nClients)
 	if w.cfg.Scenario != ScenarioRandom {
 		w.res.Scenario = "scenario=" + w.cfg.Scenario + " " + w.res.Scenario
+	}
+	if w.readRatio > 0 {
+		w.res.Scenario += fmt.Sprintf(" read-only=%.2f", w.readRatio)
 	}
 	if w.cfg.Plant != "" {
 		w.res.Scenario += " plant=" + w.cfg.Plant

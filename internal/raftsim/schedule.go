@@ -27,6 +27,11 @@ type schedule struct {
 	wipeCompacted bool
 	wipedAt       int64
 	wipedReplica  int
+	// isolate is ScenarioIsolateLeader; isolatedAt when it cut the leader
+	// off (0 before).
+	isolate    bool
+	isolatedAt int64
+	isolated   uint32
 }
 
 func newSchedule(w *world) *schedule {
@@ -52,6 +57,9 @@ func newWipeSchedule(w *world, crashLeader bool) *schedule {
 
 func (s *schedule) String() string {
 	str := s.Faults.String()
+	if s.isolate {
+		str += fmt.Sprintf(" isolate-leader>=%d for %d", IsolateFromTicks, IsolateTicks)
+	}
 	if s.wipe {
 		str += fmt.Sprintf(" wipe>=%d", s.wipeFrom)
 		if s.wipeLeader {
@@ -64,7 +72,9 @@ func (s *schedule) String() string {
 	return str
 }
 
-func (s *schedule) wipePending() bool { return s.wipe && s.wipedAt == 0 }
+func (s *schedule) wipePending() bool {
+	return (s.wipe && s.wipedAt == 0) || (s.isolate && s.isolatedAt == 0)
+}
 
 // apply carries out what the schedule plans for this tick.
 func (s *schedule) apply(w *world) {
@@ -85,6 +95,7 @@ func (s *schedule) apply(w *world) {
 			}
 		}
 		s.applyWipe(w)
+		s.applyIsolate(w)
 		return
 	}
 	for _, h := range w.hosts {
@@ -128,7 +139,7 @@ func (s *schedule) crash(w *world) {
 // count: every committed entry is on a majority without it, and every
 // later election is in a later term.
 func (s *schedule) applyWipe(w *world) {
-	if !s.wipePending() || w.now < s.wipeFrom {
+	if !s.wipe || s.wipedAt != 0 || w.now < s.wipeFrom {
 		return
 	}
 	leader := w.stableLeader()
@@ -153,4 +164,34 @@ func (s *schedule) applyWipe(w *world) {
 	if err := victim.wipe(); err != nil {
 		w.violate(KindInternal, err.Error())
 	}
+}
+
+// newIsolateSchedule is ScenarioIsolateLeader's: calm until the leader is
+// cut off.
+func newIsolateSchedule(w *world) *schedule {
+	s := &schedule{Faults: simkit.CalmFaults[*host](w.n), isolate: true, wipeFrom: IsolateFromTicks, wipedReplica: -1}
+	return s
+}
+
+// applyIsolate cuts the stable leader off from the other replicas for
+// IsolateTicks, once IsolateFromTicks have passed: the schedule is not calm
+// until then, and heals at calm.
+func (s *schedule) applyIsolate(w *world) {
+	if !s.isolate || s.isolatedAt != 0 || w.now < IsolateFromTicks {
+		return
+	}
+	leader := w.stableLeader()
+	if leader == nil {
+		return
+	}
+	s.Group[leader.id] = 1
+	s.isolatedAt, s.CalmAt, s.isolated = w.now, w.now+IsolateTicks, leader.id
+	w.res.Partitions++
+	w.log.Debug("isolate leader", "replica", leader.id, "until", s.CalmAt)
+}
+
+// staleLeader returns the replica cut off by ScenarioIsolateLeader while it
+// is cut off.
+func (s *schedule) staleLeader(now int64) (uint32, bool) {
+	return s.isolated, s.isolate && s.isolatedAt > 0 && now < s.CalmAt
 }

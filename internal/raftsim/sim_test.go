@@ -164,3 +164,42 @@ func TestValidate(t *testing.T) {
 		t.Errorf("an invalid config ran: %+v", res)
 	}
 }
+
+// TestReadOnlyReadsStayLinearizable: the seeds' clients send a share of
+// their operations read-only (the leader answers through ReadIndex, a
+// follower or a write is refused and the client orders the operation),
+// among writes, crashes and partitions; the histories stay linearizable.
+func TestReadOnlyReadsStayLinearizable(t *testing.T) {
+	for _, ledger := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ledger=%v", ledger), func(t *testing.T) {
+			cfg := Config{Ledger: ledger}
+			n := testSeeds(t, 200, 30)
+			sum := requireClean(t, cfg, RunMany(cfg, 5000, n, 0))
+			t.Logf("%d seeds: %d operations, %d fast reads, %d read fallbacks, %d crashes, %d partitions",
+				sum.Runs, sum.Operations, sum.FastReads, sum.ReadFallbacks, sum.Crashes, sum.Partitions)
+			if sum.FastReads == 0 || sum.ReadFallbacks == 0 {
+				t.Errorf("%d seeds: %d fast reads, %d fallbacks; want both", n, sum.FastReads, sum.ReadFallbacks)
+			}
+		})
+	}
+}
+
+// TestIsolatedLeaderServesNoStaleReads: the leader is cut off from the
+// other replicas while the clients keep reading from it; the others elect
+// a new leader and complete writes. The old leader must not answer a read
+// (its ReadIndex round cannot complete): the freshness check and porcupine
+// would see the stale answer.
+func TestIsolatedLeaderServesNoStaleReads(t *testing.T) {
+	for _, replicas := range []int{3, 5} {
+		t.Run(fmt.Sprintf("n%d", replicas), func(t *testing.T) {
+			cfg := Config{Replicas: replicas, Scenario: ScenarioIsolateLeader}
+			n := testSeeds(t, 40, 8)
+			sum := requireClean(t, cfg, RunMany(cfg, 1, n, 0))
+			t.Logf("%d seeds: %d operations, %d fast reads, %d read fallbacks, %d elections",
+				sum.Runs, sum.Operations, sum.FastReads, sum.ReadFallbacks, sum.Elections)
+			if sum.FastReads == 0 || sum.Partitions != sum.Runs {
+				t.Errorf("%d seeds: %d fast reads, %d isolations; want reads and one isolation per seed", n, sum.FastReads, sum.Partitions)
+			}
+		})
+	}
+}

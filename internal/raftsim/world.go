@@ -66,6 +66,14 @@ type world struct {
 	tuning  tuning
 	// app is the application the replicas run and the clients use.
 	app simkit.Application
+	// readRatio is the share of operations the clients send read-only
+	// (the Raft leader answers them through ReadIndex, refuses those that
+	// are not reads, and the clients then order them); readRng draws
+	// which, apart from rng so that the seed's schedule stays the same.
+	readRatio float64
+	readRng   *rand.Rand
+	// fresh checks the read-only answers (reads.go).
+	fresh freshness
 	// leaderTerms are the terms in which a replica was seen leading.
 	leaderTerms map[uint64]bool
 	// clientsDoneAt is the tick the last client finished (-1 before).

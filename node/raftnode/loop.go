@@ -124,6 +124,10 @@ func (n *Node) handle(in raftInput) {
 		if err := n.driver.Chunk(in.from, in.chunk); err != nil {
 			n.log.Error("state transfer: install", "err", err)
 		}
+	case in.req != nil && in.req.GetReadOnly():
+		// Answered without a log append (ReadIndex), or refused with an
+		// error reply.
+		n.driver.Read(in.req)
 	case in.req != nil:
 		if err := n.driver.Submit(in.req); err != nil {
 			n.drop("refused", "client", in.client, "err", err)
