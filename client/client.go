@@ -131,6 +131,11 @@ type Client struct {
 	closed           bool
 	done             chan struct{}
 	wg               sync.WaitGroup
+
+	// receiptKeys are the replicas' public keys by index, derived once
+	// from their peer IDs for InvokeWithReceipt.
+	receiptKeysOnce sync.Once
+	receiptKeys     map[uint32]ed25519.PublicKey
 }
 
 // call is one Invoke waiting for matching replies.
@@ -143,6 +148,9 @@ type call struct {
 	// inline for clusters of up to len(inline) replicas.
 	replies []replyRecord
 	inline  [4]replyRecord
+	// receipts, set by InvokeWithReceipt, receives copies of the replies
+	// that carry a receipt (see offerReceiptLocked); nil otherwise.
+	receipts chan receiptReply
 }
 
 // New connects a client to the cluster. Connections are made in the
@@ -234,6 +242,13 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer c.end(cl)
+	return c.await(ctx, cl, op, nil)
+}
+
+// await sends op as cl's request and waits for its outcome. With col set
+// (InvokeWithReceipt) it also feeds col the replies' receipts and, once
+// the result is agreed, waits on until col is complete or ctx ends.
+func (c *Client) await(ctx context.Context, cl *call, op []byte, col *receiptCollector) ([]byte, error) {
 	frame, err := c.frame(cl.number, op)
 	if err != nil {
 		return nil, err
@@ -242,11 +257,26 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	timeout = c.cfg.RetransmitTimeout
+	done := cl.done
+	var receipts chan receiptReply
+	if col != nil {
+		receipts = cl.receipts
+	}
 	for {
 		select {
-		case <-cl.done:
-			return cl.result, cl.err
+		case <-done:
+			if col == nil || cl.err != nil || col.agreed(cl.result) {
+				return cl.result, cl.err
+			}
+			done = nil // the result is in; wait for more receipts
+		case rr := <-receipts:
+			if col.add(rr) {
+				return cl.result, nil
+			}
 		case <-ctx.Done():
+			if col != nil && done == nil {
+				return cl.result, fmt.Errorf("client: request %d: %w: %w", cl.number, ErrIncompleteReceipt, ctx.Err())
+			}
 			return nil, fmt.Errorf("client: request %d: %w: %w", cl.number, ErrUnknownOutcome, ctx.Err())
 		case <-c.done:
 			return nil, fmt.Errorf("client: request %d: %w: %w", cl.number, ErrUnknownOutcome, ErrClosed)

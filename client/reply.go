@@ -22,6 +22,9 @@ type reply struct {
 	result     []byte
 	refusal    []byte // wire.Reply.Error; non-empty: the replica refused
 	leaderHint uint32
+	// receipt is the encoded wire.ReplyReceipt, if any: decoded only for
+	// a call that asked for receipts (InvokeWithReceipt).
+	receipt []byte
 }
 
 // wire.Reply field numbers.
@@ -33,6 +36,7 @@ const (
 	replyResult     protowire.Number = 5
 	replyError      protowire.Number = 6
 	replyLeaderHint protowire.Number = 7
+	replyReceipt    protowire.Number = 8
 )
 
 // parseReplyFast decodes data as a wire.Reply without the proto runtime
@@ -79,6 +83,8 @@ func parseReplyFast(data []byte, r *reply) bool {
 				r.clientID = v
 			case replyResult:
 				r.result = v
+			case replyReceipt:
+				r.receipt = v
 			case replyError:
 				if !utf8.Valid(v) {
 					return false
@@ -101,7 +107,8 @@ func parseReply(data []byte, r *reply) error {
 		return nil
 	}
 	var m wire.Reply
-	if err := proto.Unmarshal(data, &m); err != nil {
+	err := proto.Unmarshal(data, &m)
+	if err != nil {
 		return fmt.Errorf("client: decode reply: %w", err)
 	}
 	*r = reply{
@@ -112,6 +119,11 @@ func parseReply(data []byte, r *reply) error {
 		result:     m.Result,
 		refusal:    []byte(m.Error),
 		leaderHint: m.LeaderHint,
+	}
+	if m.Receipt != nil {
+		if r.receipt, err = proto.Marshal(m.Receipt); err != nil {
+			return fmt.Errorf("client: re-encode reply receipt: %w", err)
+		}
 	}
 	return nil
 }
@@ -164,6 +176,9 @@ func (c *Client) handleReply(f p2p.Frame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl := c.outstanding[r.number]
+	if cl != nil && cl.receipts != nil {
+		offerReceiptLocked(cl, replica, &r)
+	}
 	if cl == nil || cl.result != nil || cl.err != nil || int(replica) >= len(cl.replies) {
 		return
 	}
