@@ -34,6 +34,14 @@ type Config struct {
 	// ReplyQuorum is how many replicas must send the same result: f+1 for
 	// PBFT (the default), 1 for the crash-fault Raft mode.
 	ReplyQuorum int
+	// ReadQuorum is how many replicas must send the same read-only answer
+	// for Read to return it without ordering the operation: 0 means 2f+1
+	// (PBFT), or 1 when ReplyQuorum is 1 (the crash-fault Raft mode).
+	ReadQuorum int
+	// ReadTimeout is how long Read waits for ReadQuorum matching
+	// read-only answers before it orders the operation instead (default
+	// RetransmitTimeout/4).
+	ReadTimeout time.Duration
 	// RetransmitTimeout is how long to wait for the primary before sending
 	// to every replica, and between later retransmissions (default 1s; it
 	// doubles up to 8x).
@@ -136,14 +144,19 @@ type Client struct {
 	// from their peer IDs for InvokeWithReceipt.
 	receiptKeysOnce sync.Once
 	receiptKeys     map[uint32]ed25519.PublicKey
+	reads           readCounters
 }
 
 // call is one Invoke waiting for matching replies.
 type call struct {
 	number uint64
-	done   chan struct{}
-	result []byte
-	err    error
+	// readOnly: a Read's call, which counts only read-only answers (and
+	// an ordered call only ordered ones); quorum is how many must match.
+	readOnly bool
+	quorum   int
+	done     chan struct{}
+	result   []byte
+	err      error
 	// replies holds each replica's first reply, by replica index; it is
 	// inline for clusters of up to len(inline) replicas.
 	replies []replyRecord
@@ -171,6 +184,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.RetransmitTimeout <= 0 {
 		cfg.RetransmitTimeout = time.Second
+	}
+	if err := defaultReadConfig(&cfg, n); err != nil {
+		return nil, err
 	}
 	if cfg.HintTimeout <= 0 {
 		cfg.HintTimeout = cfg.RetransmitTimeout
@@ -249,7 +265,7 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 // (InvokeWithReceipt) it also feeds col the replies' receipts and, once
 // the result is agreed, waits on until col is complete or ctx ends.
 func (c *Client) await(ctx context.Context, cl *call, op []byte, col *receiptCollector) ([]byte, error) {
-	frame, err := c.frame(cl.number, op)
+	frame, err := c.frame(cl.number, op, false)
 	if err != nil {
 		return nil, err
 	}
@@ -371,7 +387,7 @@ func (c *Client) begin(ctx context.Context) (*call, error) {
 		c.windowFree.Wait()
 		c.waiting--
 	}
-	cl := &call{number: c.next, done: make(chan struct{})}
+	cl := &call{number: c.next, done: make(chan struct{}), quorum: c.cfg.ReplyQuorum}
 	if c.n <= len(cl.inline) {
 		cl.replies = cl.inline[:c.n]
 	} else {
@@ -420,7 +436,8 @@ func (c *Client) end(cl *call) {
 // Signed{payload: Request, signature}}, byte for byte what proto.Marshal
 // makes of those messages, in one buffer: the payload is written in place
 // and signed there.
-func (c *Client) frame(number uint64, op []byte) ([]byte, error) {
+// readOnly sets Request.read_only.
+func (c *Client) frame(number uint64, op []byte, readOnly bool) ([]byte, error) {
 	const bytesType = protowire.BytesType
 	payloadLen := 0
 	if len(c.id) > 0 {
@@ -431,6 +448,9 @@ func (c *Client) frame(number uint64, op []byte) ([]byte, error) {
 	}
 	if len(op) > 0 {
 		payloadLen += protowire.SizeTag(3) + protowire.SizeBytes(len(op))
+	}
+	if readOnly {
+		payloadLen += protowire.SizeTag(4) + protowire.SizeVarint(1)
 	}
 	signedLen := protowire.SizeTag(2) + protowire.SizeBytes(ed25519.SignatureSize)
 	if payloadLen > 0 {
@@ -455,6 +475,10 @@ func (c *Client) frame(number uint64, op []byte) ([]byte, error) {
 	if len(op) > 0 {
 		buf = protowire.AppendTag(buf, 3, bytesType) // Request.operation
 		buf = protowire.AppendBytes(buf, op)
+	}
+	if readOnly {
+		buf = protowire.AppendTag(buf, 4, protowire.VarintType) // Request.read_only
+		buf = protowire.AppendVarint(buf, 1)
 	}
 	sig := c.signer.Sign(crypto.DomainClientRequest, buf[start:])
 	if len(sig) != ed25519.SignatureSize {

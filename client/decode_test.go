@@ -34,7 +34,7 @@ func TestFrameMatchesProtoMarshal(t *testing.T) {
 	ops := [][]byte{nil, {}, []byte("x"), bytes.Repeat([]byte{7}, 200), bytes.Repeat([]byte{1}, 20000)}
 	for _, number := range []uint64{0, 1, 127, 128, 1 << 40, 1<<64 - 1} {
 		for _, op := range ops {
-			got, err := c.frame(number, op)
+			got, err := c.frame(number, op, false)
 			if err != nil {
 				t.Fatalf("frame(%d, %d bytes): %v", number, len(op), err)
 			}

@@ -24,7 +24,8 @@ type reply struct {
 	leaderHint uint32
 	// receipt is the encoded wire.ReplyReceipt, if any: decoded only for
 	// a call that asked for receipts (InvokeWithReceipt).
-	receipt []byte
+	receipt  []byte
+	readOnly bool // wire.Reply.ReadOnly: an answer of the read-only path
 }
 
 // wire.Reply field numbers.
@@ -37,6 +38,7 @@ const (
 	replyError      protowire.Number = 6
 	replyLeaderHint protowire.Number = 7
 	replyReceipt    protowire.Number = 8
+	replyReadOnly   protowire.Number = 9
 )
 
 // parseReplyFast decodes data as a wire.Reply without the proto runtime
@@ -69,6 +71,8 @@ func parseReplyFast(data []byte, r *reply) bool {
 				r.replica = uint32(v)
 			case replyLeaderHint:
 				r.leaderHint = uint32(v)
+			case replyReadOnly:
+				r.readOnly = v != 0
 			default:
 				return false
 			}
@@ -119,6 +123,7 @@ func parseReply(data []byte, r *reply) error {
 		result:     m.Result,
 		refusal:    []byte(m.Error),
 		leaderHint: m.LeaderHint,
+		readOnly:   m.ReadOnly,
 	}
 	if m.Receipt != nil {
 		if r.receipt, err = proto.Marshal(m.Receipt); err != nil {
@@ -179,7 +184,7 @@ func (c *Client) handleReply(f p2p.Frame) {
 	if cl != nil && cl.receipts != nil {
 		offerReceiptLocked(cl, replica, &r)
 	}
-	if cl == nil || cl.result != nil || cl.err != nil || int(replica) >= len(cl.replies) {
+	if cl == nil || cl.result != nil || cl.err != nil || int(replica) >= len(cl.replies) || r.readOnly != cl.readOnly {
 		return
 	}
 	rec := &cl.replies[replica]
@@ -198,7 +203,12 @@ func (c *Client) handleReply(f p2p.Frame) {
 		}
 	}
 	matching := len(views)
-	if matching < c.cfg.ReplyQuorum {
+	if matching < cl.quorum {
+		if cl.readOnly && !cl.quorumPossible() {
+			cl.err = errReadDisagreed
+			clear(cl.replies)
+			close(cl.done)
+		}
 		return
 	}
 	// At least one of ReplyQuorum replicas is correct, so the
@@ -207,9 +217,12 @@ func (c *Client) handleReply(f p2p.Frame) {
 	// The first such view replaces one from Config.Hint even if lower (the
 	// hint may be stale, from another run of the cluster); after that the
 	// view only rises, whatever order concurrent calls complete in.
+	// (A read quorum below ReplyQuorum does not move the view.)
 	slices.Sort(views)
-	if v := views[len(views)-c.cfg.ReplyQuorum]; v > c.view || !c.confirmed {
-		c.view = v
+	if matching >= c.cfg.ReplyQuorum {
+		if v := views[len(views)-c.cfg.ReplyQuorum]; v > c.view || !c.confirmed {
+			c.view = v
+		}
 	}
 	// A leader hint is trusted only where one reply suffices (the Raft
 	// mode, crash faults only): a Byzantine replica could name anyone.

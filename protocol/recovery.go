@@ -77,6 +77,7 @@ func (r *Replica) Restore(rec Recovered) error {
 		if prev, ok := r.prepared[seq]; !ok || prev.PrePrepare.View < pc.PrePrepare.View {
 			r.prepared[seq] = pc
 		}
+		r.highestPrepared = max(r.highestPrepared, seq)
 	}
 	switch {
 	case r.IsPrimary():

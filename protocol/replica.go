@@ -70,6 +70,9 @@ type Replica struct {
 	// prepared is the highest-view prepared certificate per sequence
 	// above the stable checkpoint.
 	prepared map[uint64]viewchange.PreparedCertificate
+	// highestPrepared is the highest sequence this replica ever prepared
+	// (and so sent a COMMIT for) in any view; see HighestPrepared.
+	highestPrepared uint64
 	// retained holds, by digest, the batches of the pre-prepares this
 	// replica logged above the stable checkpoint, in any view, so that it
 	// can serve a re-proposed one whose slot is gone (see retainBatch).
@@ -135,6 +138,13 @@ func (r *Replica) ID() uint32 { return r.cfg.ID }
 
 // View returns the current view.
 func (r *Replica) View() uint64 { return r.view }
+
+// HighestPrepared returns the highest sequence this replica prepared (and
+// so voted to commit) in any view, since it started or recovered. Every
+// batch that committed before now at a quorum including this replica is
+// at or below it: the read-only path answers only once this replica has
+// executed up to the HighestPrepared of the read's arrival.
+func (r *Replica) HighestPrepared() uint64 { return r.highestPrepared }
 
 // IsPrimary reports whether this replica is the current view's primary.
 func (r *Replica) IsPrimary() bool { return Primary(r.view, r.cfg.N) == r.cfg.ID }

@@ -501,5 +501,6 @@ func (r *Replica) recordPrepared(seq uint64, s *slot) {
 		wc.Prepares = append(wc.Prepares, v.signed)
 	}
 	r.prepared[seq] = pc
+	r.highestPrepared = max(r.highestPrepared, seq)
 	r.ready.Persist = append(r.ready.Persist, LogEntry{View: s.view, Sequence: seq, Kind: KindPreparedCertificate, Certificate: wc})
 }

@@ -60,6 +60,9 @@ type Executor interface {
 	TakeSnapshot() (*execution.StateSnapshot, error)
 	LastExecuted() uint64
 	StateDigest() [32]byte
+	// Read answers a read-only operation on the current state (see
+	// execution.Executor.Read); execution.ErrNotReadOnly for others.
+	Read(clientID, op []byte) ([]byte, error)
 	// The restore side, for state transfer.
 	RestoreBegin() error
 	RestoreChunk(entries []*wire.KeyValue) error

@@ -47,6 +47,9 @@ type Driver struct {
 	behind         *checkpoint.Certificate
 	unexpected     bool
 	installedBytes int
+
+	// reads waits for execution to catch up (see Read).
+	reads readQueue
 }
 
 // New creates the core from cfg.Core and a Driver around it. Call Recover
@@ -122,6 +125,7 @@ func (d *Driver) Submit(req protocol.ClientRequest) error {
 // Injector returns.
 func (d *Driver) Tick() {
 	d.core.Tick()
+	d.readsTick()
 	d.transferTick()
 	d.injectTick()
 }
@@ -137,6 +141,7 @@ func (d *Driver) Process() error {
 			return err
 		}
 	}
+	d.answerReads()
 	return nil
 }
 

@@ -1,0 +1,138 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// errReadDisagreed: the read-only answers that arrived differ (or some
+// replicas refused) so that ReadQuorum of them can no longer match; Read
+// orders the operation instead.
+var errReadDisagreed = errors.New("client: read-only answers disagree")
+
+// errReadTimeout: ReadQuorum matching read-only answers did not arrive
+// within ReadTimeout; Read orders the operation instead.
+var errReadTimeout = errors.New("client: read-only answers timed out")
+
+// ReadCounts counts how Read calls ended.
+type ReadCounts struct {
+	// Fast: answered by ReadQuorum matching read-only answers.
+	Fast uint64
+	// Fallback: ordered after the read-only path failed (disagreement,
+	// refusals, or no quorum within ReadTimeout).
+	Fallback uint64
+}
+
+type readCounters struct {
+	fast, fallback atomic.Uint64
+}
+
+// ReadCounts returns how many Read calls the client answered on the
+// read-only path and how many it ordered instead.
+func (c *Client) ReadCounts() ReadCounts {
+	return ReadCounts{Fast: c.reads.fast.Load(), Fallback: c.reads.fallback.Load()}
+}
+
+// defaultReadConfig fills ReadQuorum and ReadTimeout for a cluster of n
+// replicas (after ReplyQuorum and RetransmitTimeout got theirs).
+func defaultReadConfig(cfg *Config, n int) error {
+	if cfg.ReadQuorum <= 0 {
+		cfg.ReadQuorum = 2*((n-1)/3) + 1
+		if cfg.ReplyQuorum == 1 {
+			cfg.ReadQuorum = 1
+		}
+	}
+	if cfg.ReadQuorum > n {
+		return fmt.Errorf("client: read quorum %d above %d replicas", cfg.ReadQuorum, n)
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = cfg.RetransmitTimeout / 4
+	}
+	return nil
+}
+
+// Read returns the result of op, an operation that does not change the
+// application's state (a get), as Invoke would. It first asks every
+// replica to execute op at once on its current state, without ordering it
+// (Request.read_only), and returns the answer when ReadQuorum replicas
+// sent the same one. Replicas answer only after executing every batch
+// they prepared before the read arrived, so with ReadQuorum 2f+1 the
+// answer reflects every operation that completed before Read was called:
+// reads stay linearizable. When the answers disagree, replicas refuse
+// (the application does not know op as read-only, a replica is changing
+// views or transferring state), or no quorum arrives within ReadTimeout,
+// Read orders op with Invoke (a fresh request number) and returns that.
+// Errors are Invoke's.
+func (c *Client) Read(ctx context.Context, op []byte) ([]byte, error) {
+	result, err := c.readOnly(ctx, op)
+	if err == nil {
+		c.reads.fast.Add(1)
+		return result, nil
+	}
+	if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+		return nil, err
+	}
+	c.log.Debug("read-only path failed, ordering the read", "err", err)
+	c.reads.fallback.Add(1)
+	return c.Invoke(ctx, op)
+}
+
+// readOnly sends op as a read-only request and waits up to ReadTimeout for
+// ReadQuorum matching read-only answers.
+func (c *Client) readOnly(ctx context.Context, op []byte) ([]byte, error) {
+	cl, err := c.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.end(cl)
+	c.mu.Lock()
+	cl.readOnly, cl.quorum = true, c.cfg.ReadQuorum
+	c.mu.Unlock()
+	frame, err := c.frame(cl.number, op, true)
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.ReadQuorum == 1 {
+		// The crash-fault mode: the leader's answer is the one.
+		c.sendFirst(frame)
+	} else {
+		c.sendAll(frame)
+	}
+	timer := time.NewTimer(c.cfg.ReadTimeout)
+	defer timer.Stop()
+	select {
+	case <-cl.done:
+		return cl.result, cl.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("client: read %d: %w", cl.number, ctx.Err())
+	case <-c.done:
+		return nil, ErrClosed
+	case <-timer.C:
+		return nil, errReadTimeout
+	}
+}
+
+// quorumPossible reports whether the call can still gather its quorum of
+// matching replies: some outcome already seen, or a reply not yet seen,
+// could still reach it.
+func (cl *call) quorumPossible() bool {
+	unseen, best := 0, 0
+	for i := range cl.replies {
+		a := &cl.replies[i]
+		if !a.seen {
+			unseen++
+			continue
+		}
+		same := 0
+		for j := range cl.replies {
+			if b := &cl.replies[j]; b.seen && b.matches(a) {
+				same++
+			}
+		}
+		best = max(best, same)
+	}
+	return best+unseen >= cl.quorum
+}
