@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"unicode/utf8"
 
 	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/receipt"
 )
 
 // Outcomes and exit codes, as `pbftnode client` reports them.
@@ -43,8 +45,11 @@ type answer struct {
 	Balance     *uint64        `json:"balance,omitempty"`
 	TotalMinted *uint64        `json:"total_minted,omitempty"`
 	History     *[]ledgerEntry `json:"history,omitempty"`
-	// Receipt is the cluster's receipt for an ordered operation.
-	Receipt *Receipt `json:"receipt,omitempty"`
+	// Receipt is the cluster's receipt for an ordered operation;
+	// ReceiptError says why an executed operation has none (f+1 valid
+	// receipts did not arrive within the call timeout).
+	Receipt      *receipt.Receipt `json:"receipt,omitempty"`
+	ReceiptError string           `json:"receipt_error,omitempty"`
 }
 
 // setValue sets the answer's value (text and base64).
@@ -116,6 +121,28 @@ func classify(err error) (int, errorAnswer) {
 	}
 	e.Outcome, e.ExitCode = outcomeNotSent, exitNotSent
 	return http.StatusBadGateway, e
+}
+
+// outcome is an executed operation's agreed result and its receipt (or
+// why it has none).
+type outcome struct {
+	raw          []byte
+	receipt      *receipt.Receipt
+	receiptError string
+}
+
+// run runs the operation name (op) through call. An operation executed
+// without a complete receipt is executed, not failed: its answer says why
+// the receipt is missing.
+func (g *Gateway) run(r *http.Request, name string, op []byte, ordered bool) (outcome, error) {
+	raw, rec, err := g.call(r, op, ordered)
+	if errors.Is(err, client.ErrIncompleteReceipt) {
+		return outcome{raw: raw, receiptError: err.Error()}, nil
+	}
+	if err != nil {
+		return outcome{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return outcome{raw: raw, receipt: rec}, nil
 }
 
 func writeError(w http.ResponseWriter, status int, e errorAnswer) { writeJSON(w, status, e) }

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
@@ -13,10 +12,10 @@ import (
 	"testing"
 
 	"github.com/pbftnode/pbftnode"
-	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/gateway"
 	"github.com/pbftnode/pbftnode/node/launch"
+	"github.com/pbftnode/pbftnode/receipt"
 )
 
 // startCluster writes a 4-replica PBFT testnet of application (its
@@ -46,19 +45,6 @@ func startCluster(t *testing.T, application string) string {
 	return dir
 }
 
-// clusterCluster adapts a client to gateway.Cluster.
-// TODO(issue 19): the client itself once Read and InvokeWithReceipt land.
-type clusterCluster struct{ c *client.Client }
-
-func (g clusterCluster) Read(ctx context.Context, op []byte) ([]byte, error) {
-	return g.c.Invoke(ctx, op)
-}
-
-func (g clusterCluster) InvokeWithReceipt(ctx context.Context, op []byte) ([]byte, *gateway.Receipt, error) {
-	raw, err := g.c.Invoke(ctx, op)
-	return raw, nil, err
-}
-
 // serveGateway dials the cluster of dir and serves a gateway for it over
 // real HTTP.
 func serveGateway(t *testing.T, dir, application string) (*httptest.Server, []byte) {
@@ -69,7 +55,7 @@ func serveGateway(t *testing.T, dir, application string) (*httptest.Server, []by
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	account := c.ID()[:ed25519.PublicKeySize]
-	g, err := gateway.New(gateway.Config{Cluster: clusterCluster{c}, Application: application, Account: account})
+	g, err := gateway.New(gateway.Config{Cluster: c, Application: application, Account: account})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,10 +100,24 @@ func call(t *testing.T, method, url, body string) (int, answer) {
 	return resp.StatusCode, a
 }
 
-// checkReceipt fails unless a carries a receipt of the cluster in dir.
+// checkReceipt fails unless a carries a receipt that verifies against
+// the cluster of dir (its client.json names the replicas and their keys).
 func checkReceipt(t *testing.T, dir, what string, a answer) {
 	t.Helper()
-	verifyReceipt(t, filepath.Join(dir, "cluster.json"), what, a.Receipt)
+	if len(a.Receipt) == 0 {
+		t.Fatalf("%s: no receipt: %+v", what, a)
+	}
+	var cf config.ClientFile
+	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
+		t.Fatal(err)
+	}
+	var r receipt.Receipt
+	if err := json.Unmarshal(a.Receipt, &r); err != nil {
+		t.Fatalf("%s: receipt: %v", what, err)
+	}
+	if err := receipt.Verify(&r, cf.ClusterFile); err != nil {
+		t.Fatalf("%s: the receipt does not verify: %v", what, err)
+	}
 }
 
 func TestKeyValueRoundTripsOverHTTP(t *testing.T) {

@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/receipt"
 )
 
 // Limits and defaults of a Gateway.
@@ -47,17 +50,21 @@ const (
 	retryAfter = "1"
 )
 
-// Cluster is what the gateway needs of a pbftnode client
-// (*client.Client): both calls are safe for concurrent use, return the
-// agreed result bytes, and fail with client.ErrUnknownOutcome,
+// Cluster is what the gateway needs of a pbftnode client: a
+// *client.Client. Every call is safe for concurrent use, returns the
+// agreed result bytes, and fails with client.ErrUnknownOutcome,
 // client.ErrRefused or an error before sending, as Invoke does.
 type Cluster interface {
+	// Invoke orders op (a cluster that signs no receipts: Raft).
+	Invoke(ctx context.Context, op []byte) ([]byte, error)
 	// Read runs a read-only operation on the fast path (falling back to
 	// ordering it); it returns no receipt.
 	Read(ctx context.Context, op []byte) ([]byte, error)
 	// InvokeWithReceipt orders op and returns its result and the receipt
-	// the replicas signed for it.
-	InvokeWithReceipt(ctx context.Context, op []byte) ([]byte, *Receipt, error)
+	// the replicas signed for it; client.ErrIncompleteReceipt with the
+	// result when the receipt did not complete in time,
+	// client.ErrNoReceipts (before sending) when the cluster signs none.
+	InvokeWithReceipt(ctx context.Context, op []byte) ([]byte, *receipt.Receipt, error)
 }
 
 // Config configures a Gateway.
@@ -86,6 +93,9 @@ type Gateway struct {
 	slots  chan struct{}
 	routes []route
 	mux    *http.ServeMux
+	// noReceipts is set once the cluster said it signs no receipts
+	// (client.ErrNoReceipts): ordered operations then use Invoke.
+	noReceipts atomic.Bool
 }
 
 // route is one operation of the API: what the OpenAPI document says of
@@ -205,14 +215,25 @@ func (g *Gateway) dispatch(rs []route) http.HandlerFunc {
 }
 
 // call runs op on the cluster within the call timeout: ordered with a
-// receipt when ordered, else on the read-only path.
-func (g *Gateway) call(r *http.Request, op []byte, ordered bool) ([]byte, *Receipt, error) {
+// receipt when ordered, else on the read-only path. A cluster that signs
+// no receipts (Raft) orders without one. The error wraps
+// client.ErrIncompleteReceipt, with the result, when the operation was
+// executed but its receipt did not complete in time.
+func (g *Gateway) call(r *http.Request, op []byte, ordered bool) ([]byte, *receipt.Receipt, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.CallTimeout)
 	defer cancel()
-	if ordered {
-		return g.cfg.Cluster.InvokeWithReceipt(ctx, op)
+	if !ordered {
+		raw, err := g.cfg.Cluster.Read(ctx, op)
+		return raw, nil, err
 	}
-	raw, err := g.cfg.Cluster.Read(ctx, op)
+	if !g.noReceipts.Load() {
+		raw, rec, err := g.cfg.Cluster.InvokeWithReceipt(ctx, op)
+		if !errors.Is(err, client.ErrNoReceipts) {
+			return raw, rec, err
+		}
+		g.noReceipts.Store(true) // nothing was sent
+	}
+	raw, err := g.cfg.Cluster.Invoke(ctx, op)
 	return raw, nil, err
 }
 

@@ -16,17 +16,22 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/receipt"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
 // fakeCluster answers every operation with result (or err), after
 // entered (if not nil) was signalled and release (if not nil) closed.
 type fakeCluster struct {
-	result  []byte
-	err     error
-	entered chan struct{}
-	release chan struct{}
-	calls   atomic.Int32
+	result []byte
+	err    error
+	// receiptErr is what InvokeWithReceipt returns instead of err;
+	// invokes counts Invoke calls.
+	receiptErr error
+	invokes    atomic.Int32
+	entered    chan struct{}
+	release    chan struct{}
+	calls      atomic.Int32
 }
 
 func (f *fakeCluster) Read(ctx context.Context, op []byte) ([]byte, error) {
@@ -34,7 +39,12 @@ func (f *fakeCluster) Read(ctx context.Context, op []byte) ([]byte, error) {
 	return raw, err
 }
 
-func (f *fakeCluster) InvokeWithReceipt(ctx context.Context, _ []byte) ([]byte, *Receipt, error) {
+func (f *fakeCluster) Invoke(ctx context.Context, op []byte) ([]byte, error) {
+	f.invokes.Add(1)
+	return f.result, f.err
+}
+
+func (f *fakeCluster) InvokeWithReceipt(ctx context.Context, _ []byte) ([]byte, *receipt.Receipt, error) {
 	f.calls.Add(1)
 	if f.entered != nil {
 		f.entered <- struct{}{}
@@ -45,6 +55,9 @@ func (f *fakeCluster) InvokeWithReceipt(ctx context.Context, _ []byte) ([]byte, 
 		case <-ctx.Done():
 			return nil, nil, fmt.Errorf("fake: %w: %w", client.ErrUnknownOutcome, ctx.Err())
 		}
+	}
+	if f.receiptErr != nil {
+		return f.result, nil, f.receiptErr
 	}
 	return f.result, nil, f.err
 }
@@ -225,6 +238,32 @@ func TestClusterOutcomesMapToStatuses(t *testing.T) {
 			resp, v := do(t, http.MethodDelete, srv.URL+"/v1/kv/k", nil)
 			wantError(t, resp, v, tc.status, tc.outcome, tc.exit)
 		})
+	}
+}
+
+// An operation executed without a complete receipt is executed (200),
+// and the answer says why it has no receipt.
+func TestIncompleteReceiptIsExecuted(t *testing.T) {
+	f := &fakeCluster{result: kvResult(t, &wire.KVResult{Ok: true}), receiptErr: fmt.Errorf("x: %w", client.ErrIncompleteReceipt)}
+	srv := serve(t, f, nil)
+	resp, v := do(t, http.MethodPut, srv.URL+"/v1/kv/k", strings.NewReader("v"))
+	if resp.StatusCode != 200 || v["ok"] != true || v["receipt"] != nil || !strings.Contains(fmt.Sprint(v["receipt_error"]), "receipt incomplete") {
+		t.Fatalf("put with an incomplete receipt: %d %v", resp.StatusCode, v)
+	}
+}
+
+// A cluster that signs no receipts (Raft) is asked with Invoke, from the
+// first ErrNoReceipts on.
+func TestClusterWithoutReceiptsIsInvoked(t *testing.T) {
+	f := &fakeCluster{result: kvResult(t, &wire.KVResult{Ok: true}), receiptErr: client.ErrNoReceipts}
+	srv := serve(t, f, nil)
+	for range 2 {
+		if resp, v := do(t, http.MethodDelete, srv.URL+"/v1/kv/k", nil); resp.StatusCode != 200 || v["receipt"] != nil {
+			t.Fatalf("delete: %d %v", resp.StatusCode, v)
+		}
+	}
+	if f.calls.Load() != 1 || f.invokes.Load() != 2 {
+		t.Fatalf("%d InvokeWithReceipt, %d Invoke calls: want 1 and 2", f.calls.Load(), f.invokes.Load())
 	}
 }
 

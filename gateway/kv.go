@@ -192,18 +192,18 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 // kvRun runs a key-value operation (ordered with a receipt, or a fast
 // read) and reads its result into an answer.
 func (g *Gateway) kvRun(r *http.Request, name string, key, op []byte, ordered bool) (answer, error) {
-	raw, rec, err := g.call(r, op, ordered)
+	out, err := g.run(r, name, op, ordered)
 	if err != nil {
-		return answer{}, fmt.Errorf("%s: %w", name, err)
+		return answer{}, err
 	}
-	res, err := execution.DecodeResult(raw)
+	res, err := execution.DecodeResult(out.raw)
 	if err != nil {
 		return answer{}, fmt.Errorf("%s: %w: %w", name, errUndecodable, err)
 	}
 	if res.Error != "" {
 		return answer{}, &refusal{reason: res.Error}
 	}
-	a := answer{Operation: name, Outcome: outcomeExecuted, OK: true, Key: string(key), Receipt: rec}
+	a := answer{Operation: name, Outcome: outcomeExecuted, OK: true, Key: string(key), Receipt: out.receipt, ReceiptError: out.receiptError}
 	ok := res.Ok
 	switch name {
 	case "get":

@@ -123,11 +123,11 @@ func (g *Gateway) ledgerHistory(_ http.ResponseWriter, r *http.Request) (answer,
 // ledgerRun runs a ledger operation and reads its result into a (which
 // names the operation and its accounts).
 func (g *Gateway) ledgerRun(r *http.Request, a answer, op []byte, ordered bool) (answer, error) {
-	raw, rec, err := g.call(r, op, ordered)
+	out, err := g.run(r, a.Operation, op, ordered)
 	if err != nil {
-		return answer{}, fmt.Errorf("%s: %w", a.Operation, err)
+		return answer{}, err
 	}
-	res, err := ledger.DecodeResult(raw)
+	res, err := ledger.DecodeResult(out.raw)
 	if err != nil {
 		return answer{}, fmt.Errorf("%s: %w: %w", a.Operation, errUndecodable, err)
 	}
@@ -135,7 +135,8 @@ func (g *Gateway) ledgerRun(r *http.Request, a answer, op []byte, ordered bool) 
 		return answer{}, &refusal{reason: res.Error}
 	}
 	balance, total := res.Balance, res.TotalMinted
-	a.Outcome, a.OK, a.Balance, a.TotalMinted, a.Receipt = outcomeExecuted, true, &balance, &total, rec
+	a.Outcome, a.OK, a.Balance, a.TotalMinted = outcomeExecuted, true, &balance, &total
+	a.Receipt, a.ReceiptError = out.receipt, out.receiptError
 	if a.Operation == "ledger history" {
 		entries := make([]ledgerEntry, 0, len(res.History))
 		for _, e := range res.History {

@@ -64,7 +64,7 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	}
 	defer c.Close()
 	gw, err := gateway.New(gateway.Config{
-		Cluster: gatewayCluster{c}, Application: application, Account: accountOf(c),
+		Cluster: c, Application: application, Account: accountOf(c),
 		CallTimeout: *timeout, MaxInFlight: *maxInFlight, Logger: logger,
 	})
 	if err != nil {
@@ -127,17 +127,3 @@ func gatewayApplication(dir string) (string, error) {
 // accountOf is the client's ledger account: its public key, the first
 // bytes of its id.
 func accountOf(c *client.Client) []byte { return c.ID()[:ed25519.PublicKeySize] }
-
-// gatewayCluster adapts a client to gateway.Cluster.
-// TODO(issue 19): replace with the client itself once client.Read and
-// client.InvokeWithReceipt are merged.
-type gatewayCluster struct{ c *client.Client }
-
-func (g gatewayCluster) Read(ctx context.Context, op []byte) ([]byte, error) {
-	return g.c.Invoke(ctx, op)
-}
-
-func (g gatewayCluster) InvokeWithReceipt(ctx context.Context, op []byte) ([]byte, *gateway.Receipt, error) {
-	raw, err := g.c.Invoke(ctx, op)
-	return raw, nil, err
-}
