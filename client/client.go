@@ -140,11 +140,11 @@ type Client struct {
 	done             chan struct{}
 	wg               sync.WaitGroup
 
+	reads readCounters
 	// receiptKeys are the replicas' public keys by index, derived once
 	// from their peer IDs for InvokeWithReceipt.
 	receiptKeysOnce sync.Once
 	receiptKeys     map[uint32]ed25519.PublicKey
-	reads           readCounters
 }
 
 // call is one Invoke waiting for matching replies.

@@ -22,10 +22,10 @@ type reply struct {
 	result     []byte
 	refusal    []byte // wire.Reply.Error; non-empty: the replica refused
 	leaderHint uint32
+	readOnly   bool // wire.Reply.ReadOnly: an answer of the read-only path
 	// receipt is the encoded wire.ReplyReceipt, if any: decoded only for
 	// a call that asked for receipts (InvokeWithReceipt).
-	receipt  []byte
-	readOnly bool // wire.Reply.ReadOnly: an answer of the read-only path
+	receipt []byte
 }
 
 // wire.Reply field numbers.
@@ -37,8 +37,8 @@ const (
 	replyResult     protowire.Number = 5
 	replyError      protowire.Number = 6
 	replyLeaderHint protowire.Number = 7
-	replyReceipt    protowire.Number = 8
 	replyReadOnly   protowire.Number = 9
+	replyReceipt    protowire.Number = 8
 )
 
 // parseReplyFast decodes data as a wire.Reply without the proto runtime

@@ -92,6 +92,9 @@ type FileConfig struct {
 	Application string `json:"application,omitempty"`
 	// UnsafeNoFsync turns fsync off: for benchmarks only.
 	UnsafeNoFsync bool `json:"unsafe_no_fsync,omitempty"`
+	// Receipts (PBFT): sign a receipt per executed batch and attach it to
+	// the replies (docs/receipts.md). Absent or true: on; false: off.
+	Receipts *bool `json:"receipts,omitempty"`
 	// PBFT tuning; zero values take the defaults.
 	CheckpointInterval uint64 `json:"checkpoint_interval,omitempty"`
 	WindowSize         uint64 `json:"window_size,omitempty"`

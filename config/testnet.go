@@ -20,8 +20,9 @@ const DefaultBasePort = 26600
 
 // Testnet describes a local test cluster for WriteTestnet.
 type Testnet struct {
-	// Dir receives DIR/nodeI (a replica home each), DIR/client.json and
-	// DIR/client.key.
+	// Dir receives DIR/nodeI (a replica home each), DIR/client.json,
+	// DIR/client.key and DIR/cluster.json (the cluster file: its id and
+	// the replicas' public keys, for pbftnode verify-receipt).
 	Dir string
 	// Replicas is the number of replicas (0: 4 for PBFT, 3 for Raft).
 	Replicas int
@@ -34,6 +35,8 @@ type Testnet struct {
 	BasePort int
 	// UnsafeNoFsync writes configurations with fsync off (benchmarks).
 	UnsafeNoFsync bool
+	// NoReceipts writes configurations with receipts off (benchmarks).
+	NoReceipts bool
 	// RaftSnapshotInterval sets the Raft mode's snapshot interval (0:
 	// the default).
 	RaftSnapshotInterval uint64
@@ -119,6 +122,9 @@ func WriteTestnet(t Testnet) (ClusterFile, error) {
 	if err := replaceKey(filepath.Join(t.Dir, DefaultClientKeyFile), clientKey); err != nil {
 		return ClusterFile{}, err
 	}
+	if err := WriteJSON(filepath.Join(t.Dir, "cluster.json"), cluster, 0o644); err != nil {
+		return ClusterFile{}, fmt.Errorf("testnet: %w", err)
+	}
 	if err := WriteJSON(filepath.Join(t.Dir, "client.json"), ClientFile{ClusterFile: cluster, KeyFile: DefaultClientKeyFile, Application: t.Application}, 0o644); err != nil {
 		return ClusterFile{}, fmt.Errorf("testnet: %w", err)
 	}
@@ -142,6 +148,10 @@ func writeTestnetHome(t Testnet, cluster ClusterFile, i int, key ed25519.Private
 		MetricsListen: fmt.Sprintf("%s:%d", t.Host, t.BasePort+100+i),
 		UnsafeNoFsync: t.UnsafeNoFsync,
 		Application:   t.Application,
+	}
+	if t.NoReceipts {
+		off := false
+		fc.Receipts = &off
 	}
 	if t.Consensus == ConsensusRaft {
 		fc.RaftSnapshotInterval = t.RaftSnapshotInterval

@@ -58,6 +58,10 @@ type Config struct {
 	// Raft tunes the Raft mode's core (raftnode.Start only); Index, N, Log,
 	// Executor, Rand and Logger are filled in by the node.
 	Raft raftmode.Config
+	// NoReceipts turns receipts off (PBFT): replicas then sign no receipt
+	// statement and replies carry none (replica.Config.Receipts). The
+	// default, false, signs once per executed batch.
+	NoReceipts bool
 	// Application opens the replicated application on the replica's
 	// database; nil is the built-in key-value store (execution.OpenKV).
 	Application execution.Opener

@@ -27,6 +27,7 @@ func ConfigFromHome(h config.Home) (Config, error) {
 		Raft:            h.Raft,
 		Consensus:       h.Consensus,
 		TickInterval:    h.TickInterval,
+		NoReceipts:      h.File.Receipts != nil && !*h.File.Receipts,
 	}
 	if err := cfg.ApplyDefaults(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", h.Dir, err)

@@ -108,6 +108,7 @@ func ReasonOf(err error) string {
 		{protocol.ErrNewViewRejected, "new_view_rejected"},
 		{protocol.ErrStale, "stale"},
 		{protocol.ErrRateLimited, "rate_limited"},
+		{protocol.ErrReadOnlyOrdered, "read_only_ordered"},
 	} {
 		if errors.Is(err, e.err) {
 			return e.reason

@@ -31,6 +31,10 @@ var (
 	ErrNewViewRejected       = errors.New("new view rejected")
 	ErrChangingView          = errors.New("replica is changing views")
 	ErrRateLimited           = errors.New("the sender used its budget for this period")
+	// ErrReadOnlyOrdered: a read-only request (wire.Request.read_only)
+	// reached the ordering path (submitted, relayed, or in a batch); it
+	// is only ever answered by the replica it was sent to.
+	ErrReadOnlyOrdered = errors.New("read-only request on the ordering path")
 )
 
 // VerifiedMessage is a replica message whose signature the runtime checked

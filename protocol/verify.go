@@ -518,6 +518,9 @@ func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests
 		if _, err := crypto.ClientPublicKey(req.ClientId); err != nil {
 			return pendingRequests{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
+		if req.ReadOnly {
+			return pendingRequests{}, ErrReadOnlyOrdered
+		}
 		p.reqs[i] = &req
 		p.jobs[i] = toQueue
 		if v.cache != nil {

@@ -10,12 +10,18 @@ import (
 	"github.com/pbftnode/pbftnode/wire"
 )
 
+// Signer signs a payload under a domain: crypto.Signer, or the protocol
+// core's signer (which is one).
+type Signer interface {
+	Sign(domain string, payload []byte) []byte
+}
+
 // SignBatch is the replica side: it builds the results tree over leaves
 // (one per reply of the batch at sequence, in execution order; LeafHash),
 // signs the statement once with signer, and returns each leaf's
 // wire.ReplyReceipt (sharing the digests and the signature). No leaves:
 // nil.
-func SignBatch(signer *crypto.Signer, sequence uint64, stateDigest crypto.Digest, leaves []crypto.Digest) []*wire.ReplyReceipt {
+func SignBatch(signer Signer, sequence uint64, stateDigest crypto.Digest, leaves []crypto.Digest) []*wire.ReplyReceipt {
 	if len(leaves) == 0 {
 		return nil
 	}

@@ -165,6 +165,12 @@ type Config struct {
 	// Verifier checks what recovery reads back from Storage, as if it came
 	// from the network.
 	Verifier *protocol.MessageVerifier
+	// Receipts makes the driver sign a receipt statement once per executed
+	// batch and attach to each reply its wire.ReplyReceipt (package
+	// receipt); it keeps the last batches' receipts (ReceiptCacheBatches,
+	// ReceiptCacheBytes) for replies from the executor's reply cache.
+	// Off: no signing, replies carry no receipt.
+	Receipts bool
 	// Filter, when set, makes the replica Byzantine (fault injection).
 	Filter   Filter
 	Observer Observer

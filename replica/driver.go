@@ -50,6 +50,8 @@ type Driver struct {
 
 	// reads waits for execution to catch up (see Read).
 	reads readQueue
+	// receipts are the recent batches' receipts (Config.Receipts).
+	receipts receiptCache
 }
 
 // New creates the core from cfg.Core and a Driver around it. Call Recover
@@ -112,7 +114,7 @@ func (d *Driver) Submit(req protocol.ClientRequest) error {
 	switch d.exec.Status(r.ClientId, r.RequestNumber) {
 	case execution.RequestExecuted:
 		result, _ := d.exec.CachedReply(r.ClientId, r.RequestNumber)
-		d.reply(r.ClientId, r.RequestNumber, result)
+		d.reply(r.ClientId, r.RequestNumber, result, d.receipts.lookup(r.ClientId, r.RequestNumber))
 		return nil
 	case execution.RequestTooOld:
 		return ErrRequestTooOld
@@ -267,9 +269,14 @@ func (d *Driver) execute(b protocol.CommittedBatch) error {
 		return fmt.Errorf("replica: apply %d: %w", b.Sequence, err)
 	}
 	d.obs.Executed(b)
+	receipts := d.signReceipts(b.Sequence, replies)
 	for i := range replies {
 		r := &replies[i]
-		d.reply(r.ClientID, r.RequestNumber, r.Result)
+		var rr *wire.ReplyReceipt
+		if receipts != nil {
+			rr = receipts[i]
+		}
+		d.reply(r.ClientID, r.RequestNumber, r.Result, rr)
 	}
 	if b.Sequence%d.core.CheckpointInterval() != 0 {
 		return nil
@@ -310,9 +317,9 @@ func (d *Driver) pruneRequests() {
 	})
 }
 
-// reply sends a reply through the Filter.
-func (d *Driver) reply(clientID []byte, number uint64, result []byte) {
-	r := &wire.Reply{View: d.core.View(), ClientId: clientID, RequestNumber: number, Replica: d.cfg.Core.ID, Result: result}
+// reply sends a reply, with its receipt if not nil, through the Filter.
+func (d *Driver) reply(clientID []byte, number uint64, result []byte, receipt *wire.ReplyReceipt) {
+	r := &wire.Reply{View: d.core.View(), ClientId: clientID, RequestNumber: number, Replica: d.cfg.Core.ID, Result: result, Receipt: receipt}
 	if d.cfg.Filter != nil && !d.cfg.Filter.Reply(r) {
 		return
 	}

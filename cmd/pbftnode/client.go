@@ -15,10 +15,11 @@ import (
 	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/receipt"
 )
 
 // clientUsage is `pbftnode client --help`, before the flags.
-const clientUsage = `usage: pbftnode client --dir DIR [--key FILE] [--json] [--timeout D] [--old-absent] OPERATION
+const clientUsage = `usage: pbftnode client --dir DIR [--key FILE] [--json] [--timeout D] [--old-absent] [--receipt FILE] OPERATION
 operations (flags go before the operation):
   put K V | get K | delete K | cas K OLD NEW     the key-value store
        (with --old-absent: cas K NEW, swapping only if K is absent)
@@ -84,6 +85,9 @@ type clientOperation struct {
 	decode func(raw []byte, r *clientReport) (refusal string, err error)
 	// text is the plain output of the executed operation.
 	text func(r clientReport) string
+	// readOnly: the operation changes nothing (get, ledger balance and
+	// history), so it goes by client.Read unless a receipt is wanted.
+	readOnly bool
 }
 
 func runClient(args []string, stdout, stderr io.Writer) error {
@@ -93,6 +97,7 @@ func runClient(args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", 15*time.Second, "give up after this long (exit status 3: outcome unknown)")
 	oldAbsent := fs.Bool("old-absent", false, "cas: swap only if the key is absent (then give K NEW)")
 	keyPath := fs.String("key", "", "sign as this key file's account (a file from pbftnode keygen; default: the directory's client key)")
+	receiptPath := fs.String("receipt", "", "PBFT: also gather f+1 replicas' signed receipts and write the receipt (JSON) to FILE; check it with pbftnode verify-receipt")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, clientUsage)
 		fs.PrintDefaults()
@@ -110,11 +115,18 @@ func runClient(args []string, stdout, stderr io.Writer) error {
 	if err := checkClusterApplication(*dir, op); err != nil {
 		return err
 	}
-	raw, err := invokeOnce(*dir, *keyPath, *timeout, op.op)
+	raw, rec, err := invokeOnce(*dir, *keyPath, *timeout, op.op, *receiptPath != "", op.readOnly)
 	if errors.Is(err, errConfig) {
 		return err
 	}
+	receiptErr := writeReceipt(*receiptPath, rec, err)
+	if errors.Is(err, client.ErrIncompleteReceipt) {
+		err = nil // executed: the result stands, the receipt is what failed
+	}
 	report, err := describeResult(op, raw, err)
+	if err == nil {
+		err = receiptErr
+	}
 	if *asJSON {
 		if jerr := json.NewEncoder(stdout).Encode(report); jerr != nil && err == nil {
 			err = fmt.Errorf("write result: %w", jerr)
@@ -138,7 +150,7 @@ func parseClientOperation(args []string, oldAbsent bool) (clientOperation, error
 	if err != nil {
 		return clientOperation{}, err
 	}
-	return clientOperation{app: config.ApplicationKV, name: args[0], op: op, decode: decodeKVResult, text: clientReport.text}, nil
+	return clientOperation{app: config.ApplicationKV, name: args[0], op: op, decode: decodeKVResult, text: clientReport.text, readOnly: args[0] == "get"}, nil
 }
 
 // checkClusterApplication refuses op when DIR/client.json says the
@@ -169,9 +181,11 @@ func checkClusterApplication(dir string, op clientOperation) error {
 // for the directory's client key), from a session slot shared with the
 // directory's other commands (see claimSession; a random session if none
 // is free), starting from the primary the slot remembers, and stores
-// where the primary turned out to be. Errors in the directory's files and
-// in the key file are errConfig.
-func invokeOnce(dir, keyPath string, timeout time.Duration, op []byte) ([]byte, error) {
+// where the primary turned out to be. With withReceipt it gathers a
+// receipt too (client.InvokeWithReceipt); else a readOnly operation goes
+// by client.Read (the read-only path, ordered if that fails). Errors in the directory's files
+// and in the key file are errConfig.
+func invokeOnce(dir, keyPath string, timeout time.Duration, op []byte, withReceipt, readOnly bool) ([]byte, *receipt.Receipt, error) {
 	sess := claimSession(dir)
 	defer sess.release()
 	c, err := openClientWith(dir, keyPath, func(cfg *client.Config) {
@@ -181,18 +195,26 @@ func invokeOnce(dir, keyPath string, timeout time.Duration, op []byte) ([]byte, 
 		}
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	raw, err := c.Invoke(ctx, op)
+	var raw []byte
+	var rec *receipt.Receipt
+	if withReceipt {
+		raw, rec, err = c.InvokeWithReceipt(ctx, op)
+	} else if readOnly {
+		raw, err = c.Read(ctx, op)
+	} else {
+		raw, err = c.Invoke(ctx, op)
+	}
 	// Replies (a result or refusals) taught the client where the primary
 	// is; without them its hint is only what the slots held.
 	if h, ok := c.Hint(); ok && sess != nil && (err == nil || errors.Is(err, client.ErrRefused)) {
 		_ = sess.remember(h, time.Now()) // a hint lost costs a later command a broadcast
 	}
-	return raw, err
+	return raw, rec, err
 }
 
 // describeOutcome is describeResult for the key-value operation named

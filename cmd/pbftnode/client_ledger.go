@@ -93,6 +93,7 @@ func parseLedgerOperation(args []string) (clientOperation, error) {
 		return decodeLedgerResult(name, account, amount, raw, r)
 	}
 	op.text = ledgerText
+	op.readOnly = name == "balance" || name == "history"
 	return op, nil
 }
 

@@ -16,8 +16,11 @@ import (
 
 // input is one verified input for the event loop.
 type input struct {
-	msg    *protocol.VerifiedMessage
-	req    *protocol.ClientRequest
+	msg *protocol.VerifiedMessage
+	req *protocol.ClientRequest
+	// read is a read-only request from its client's own stream (see
+	// acceptRead): answered by Driver.Read, never verified or ordered.
+	read   *wire.Request
 	client peer.ID
 }
 
@@ -38,6 +41,12 @@ func (n *Node) verifyArrivals(ctx context.Context, arrivals []node.Arrival) {
 		if a.Client {
 			signed, ok := n.decodeClientFrame(a.Frame)
 			if !ok {
+				continue
+			}
+			if in, ok, dropped := n.acceptRead(a.Frame, signed); ok || dropped {
+				if ok {
+					n.push(ctx, in)
+				}
 				continue
 			}
 			frames = append(frames, protocol.Frame{ClientRequest: signed})
@@ -150,6 +159,8 @@ func reasonOf(err error) string {
 		return "request_too_old"
 	case errors.Is(err, replica.ErrUnexpectedStateChunk):
 		return "unexpected_state_chunk"
+	case errors.Is(err, replica.ErrReadsFull):
+		return "reads_full"
 	}
 	return "other"
 }
@@ -172,6 +183,10 @@ func (n *Node) eventLoop(ctx context.Context) {
 
 // handle hands one verified input to the driver and counts the outcome.
 func (n *Node) handle(in input) {
+	if in.read != nil {
+		n.handleRead(in.read)
+		return
+	}
 	if in.msg != nil {
 		chunk := in.msg.Body.GetStateChunk() != nil
 		if err := n.driver.Step(*in.msg); err != nil {

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/node"
@@ -27,6 +29,8 @@ type Node struct {
 	window   uint64 // the core's window size, for the verifier's pre-check
 	pool     *verifypool.Pool
 	metrics  *node.Metrics
+	// readOnly counts read-only requests handed to the driver.
+	readOnly prometheus.Counter
 
 	inbox  chan input
 	status atomic.Pointer[node.Status]
@@ -55,6 +59,7 @@ func Start(cfg node.Config, filter Filter) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, filter: filter, log: cfg.Logger.With("replica", cfg.Index), metrics: node.NewMetrics(), phases: newPhaseClock()}
 	n.WatchDatabaseSize(n.metrics)
+	n.readOnly = newReadOnlyCounter(n.metrics)
 	if cf, ok := filter.(CountingFilter); ok {
 		n.metrics.WatchFaultInjections(func() float64 { return float64(cf.Actions()) })
 	}
@@ -97,6 +102,7 @@ func (n *Node) open() error {
 		Executor:  n.executor,
 		Snapshots: driverSnapshots{n: n},
 		Verifier:  n.verifier,
+		Receipts:  !cfg.NoReceipts,
 		Filter:    n.filter,
 		Observer:  &driverObserver{n: n},
 		Logger:    n.log,
