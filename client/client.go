@@ -290,8 +290,8 @@ func (c *Client) await(ctx context.Context, cl *call, op []byte, col *receiptCol
 				return cl.result, nil
 			}
 		case <-ctx.Done():
-			if col != nil && done == nil {
-				return cl.result, fmt.Errorf("client: request %d: %w: %w", cl.number, ErrIncompleteReceipt, ctx.Err())
+			if col != nil && resultAgreed(cl) {
+				return col.finish(cl, ctx.Err())
 			}
 			return nil, fmt.Errorf("client: request %d: %w: %w", cl.number, ErrUnknownOutcome, ctx.Err())
 		case <-c.done:

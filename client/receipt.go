@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
+	"fmt"
 
 	"google.golang.org/protobuf/proto"
 
@@ -72,6 +73,36 @@ func (c *Client) InvokeWithReceipt(ctx context.Context, op []byte) ([]byte, *rec
 		return nil, nil, err
 	}
 	return result, col.best(), err
+}
+
+// resultAgreed reports whether cl's result is in (its done channel closed
+// with no error).
+func resultAgreed(cl *call) bool {
+	select {
+	case <-cl.done:
+		return cl.err == nil
+	default:
+		return false
+	}
+}
+
+// finish is the end of an InvokeWithReceipt whose ctx ended after cl's
+// result was agreed: the receipts already queued still count; without f+1
+// of them the error wraps ErrIncompleteReceipt and cause.
+func (col *receiptCollector) finish(cl *call, cause error) ([]byte, error) {
+	if col.agreed(cl.result) {
+		return cl.result, nil
+	}
+	for {
+		select {
+		case rr := <-cl.receipts:
+			if col.add(rr) {
+				return cl.result, nil
+			}
+		default:
+			return cl.result, fmt.Errorf("client: request %d: %w: %w", cl.number, ErrIncompleteReceipt, cause)
+		}
+	}
 }
 
 // replicaKey returns replica index's public key, from its peer ID.

@@ -158,6 +158,9 @@ func FormatResult(operation string, raw []byte) string {
 // error wraps ErrWrongCluster, ErrMalformed, ErrTamperedResult,
 // ErrBadProof, ErrUnknownKey, ErrBadSignature or ErrTooFewSigners.
 func Verify(r *Receipt, cluster config.ClusterFile) error {
+	if r == nil {
+		return fmt.Errorf("%w: no receipt", ErrMalformed)
+	}
 	if r.ClusterID != cluster.ClusterID {
 		return fmt.Errorf("%w: the receipt is for cluster %q, the cluster file is %q", ErrWrongCluster, r.ClusterID, cluster.ClusterID)
 	}

@@ -112,7 +112,8 @@ func (r *testReplica) start() {
 	d, err := New(Config{
 		Core: protocol.Config{ID: r.id, N: r.c.n, Signer: crypto.NewSigner(r.c.keys[r.id], testClusterID),
 			CheckpointInterval: 2, WindowSize: 4},
-		Storage: recordingStorage{r.store, r}, Network: recordingNetwork{r}, Executor: r.exec,
+		Receipts: true,
+		Storage:  recordingStorage{r.store, r}, Network: recordingNetwork{r}, Executor: r.exec,
 		Snapshots: recordingSnapshots{r}, Verifier: r.c.verifier, Observer: recordingObserver{r: r},
 	})
 	if err != nil {
