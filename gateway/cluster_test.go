@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pbftnode/pbftnode"
 	"github.com/pbftnode/pbftnode/config"
@@ -21,17 +22,22 @@ import (
 // startCluster writes a 4-replica PBFT testnet of application (its
 // client key a ledger issuer) and runs it in this process.
 func startCluster(t *testing.T, application string) string {
+	return startClusterOf(t, config.ConsensusPBFT, 4, application)
+}
+
+// startClusterOf is startCluster of n replicas of consensus.
+func startClusterOf(t *testing.T, consensus string, n int, application string) string {
 	t.Helper()
 	dir := t.TempDir()
-	base, err := pbftnode.FreeBasePort("127.0.0.1", 4)
+	base, err := pbftnode.FreeBasePort("127.0.0.1", n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = config.WriteTestnet(config.Testnet{Dir: dir, Replicas: 4, BasePort: base, UnsafeNoFsync: true, Application: application, ClientIsIssuer: application == config.ApplicationLedger})
+	_, err = config.WriteTestnet(config.Testnet{Dir: dir, Replicas: n, Consensus: consensus, BasePort: base, UnsafeNoFsync: true, Application: application, ClientIsIssuer: application == config.ApplicationLedger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 4 {
+	for i := range n {
 		_, cfg, err := launch.LoadReplica(pbftnode.TestnetHome(dir, i), nil, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -55,7 +61,11 @@ func serveGateway(t *testing.T, dir, application string) (*httptest.Server, []by
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	account := c.ID()[:ed25519.PublicKeySize]
-	g, err := gateway.New(gateway.Config{Cluster: c, Application: application, Account: account})
+	var cf config.ClientFile
+	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(gateway.Config{Cluster: c, Application: application, Account: account, NoReceipts: cf.Consensus == config.ConsensusRaft})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,10 +86,13 @@ type answer struct {
 	Error    string          `json:"error"`
 	ExitCode int             `json:"exit_code"`
 	Receipt  json.RawMessage `json:"receipt"`
+	// ReceiptError says why an executed operation has no receipt.
+	ReceiptError string `json:"receipt_error"`
 }
 
 func call(t *testing.T, method, url, body string) (int, answer) {
 	t.Helper()
+	defer func(start time.Time) { t.Logf("%s %s: %v", method, url, time.Since(start)) }(time.Now())
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
@@ -162,6 +175,29 @@ func TestKeyValueRoundTripsOverHTTP(t *testing.T) {
 	}
 	if s, a := call(t, http.MethodPost, kv+"fresh/cas", `{"new":"first"}`); s != 200 || !*a.Swapped {
 		t.Fatalf("cas of an absent key: %d %+v", s, a)
+	}
+}
+
+// A Raft cluster signs no receipts: the gateway orders its writes
+// without one.
+func TestKeyValueOverHTTPOnRaft(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-replica cluster")
+	}
+	dir := startClusterOf(t, config.ConsensusRaft, 3, "")
+	srv, _ := serveGateway(t, dir, config.ApplicationKV)
+	kv := srv.URL + "/v1/kv/"
+	// Not a write that waited for receipts until the call timeout.
+	if s, a := call(t, http.MethodPut, kv+"r", "raft"); s != 200 || !a.OK || len(a.Receipt) != 0 || a.ReceiptError != "" {
+		t.Fatalf("put: %d %+v", s, a)
+	}
+	for _, q := range []string{"", "?receipt=true"} {
+		if s, a := call(t, http.MethodGet, kv+"r"+q, ""); s != 200 || a.Value == nil || *a.Value != "raft" {
+			t.Fatalf("get%s: %d %+v", q, s, a)
+		}
+	}
+	if s, a := call(t, http.MethodDelete, kv+"r", ""); s != 200 || !a.OK {
+		t.Fatalf("delete: %d %+v", s, a)
 	}
 }
 

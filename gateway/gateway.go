@@ -74,6 +74,11 @@ type Config struct {
 	// Application is the cluster's application: config.ApplicationKV
 	// (also "") serves /v1/kv/, config.ApplicationLedger /v1/ledger/.
 	Application string
+	// NoReceipts says the cluster signs no receipts (the Raft mode):
+	// ordered operations then use Invoke rather than wait for receipts
+	// that never come. (A cluster whose client says client.ErrNoReceipts
+	// is treated so from then on.)
+	NoReceipts bool
 	// Account is the gateway key's public key: the ledger account its
 	// transfers move funds from (reported by /healthz).
 	Account []byte
@@ -128,6 +133,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.MaxInFlight)}
+	g.noReceipts.Store(cfg.NoReceipts)
 	switch cfg.Application {
 	case "", config.ApplicationKV:
 		g.routes = g.kvRoutes()

@@ -88,12 +88,17 @@ func (g *Gateway) ledgerTransfer(w http.ResponseWriter, r *http.Request) (answer
 	return g.ledgerRun(r, a, ledger.EncodeTransfer(to, body.Amount), true)
 }
 
-func (g *Gateway) ledgerBalance(_ http.ResponseWriter, r *http.Request) (answer, error) {
-	account, err := parseAccount("account", r.PathValue("account"))
-	if err != nil {
-		return answer{}, err
+// accountRead reads a ledger read's {account} and ?receipt=.
+func accountRead(r *http.Request) (account []byte, ordered bool, err error) {
+	if account, err = parseAccount("account", r.PathValue("account")); err != nil {
+		return nil, false, err
 	}
-	ordered, err := wantsReceipt(r)
+	ordered, err = wantsReceipt(r)
+	return account, ordered, err
+}
+
+func (g *Gateway) ledgerBalance(_ http.ResponseWriter, r *http.Request) (answer, error) {
+	account, ordered, err := accountRead(r)
 	if err != nil {
 		return answer{}, err
 	}
@@ -102,11 +107,7 @@ func (g *Gateway) ledgerBalance(_ http.ResponseWriter, r *http.Request) (answer,
 }
 
 func (g *Gateway) ledgerHistory(_ http.ResponseWriter, r *http.Request) (answer, error) {
-	account, err := parseAccount("account", r.PathValue("account"))
-	if err != nil {
-		return answer{}, err
-	}
-	ordered, err := wantsReceipt(r)
+	account, ordered, err := accountRead(r)
 	if err != nil {
 		return answer{}, err
 	}

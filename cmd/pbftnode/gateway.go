@@ -54,7 +54,7 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	application, err := gatewayApplication(*dir)
+	application, consensus, err := gatewayCluster(*dir)
 	if err != nil {
 		return err
 	}
@@ -65,6 +65,7 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	defer c.Close()
 	gw, err := gateway.New(gateway.Config{
 		Cluster: c, Application: application, Account: accountOf(c),
+		NoReceipts:  consensus == config.ConsensusRaft, // crash faults only: one reply, no receipts
 		CallTimeout: *timeout, MaxInFlight: *maxInFlight, Logger: logger,
 	})
 	if err != nil {
@@ -103,25 +104,26 @@ func serveUntilSignal(srv *http.Server, ln net.Listener, callTimeout time.Durati
 	return nil
 }
 
-// gatewayApplication is the application DIR/client.json names (kv when
-// it names none); the gateway serves the built-in ones only.
-func gatewayApplication(dir string) (string, error) {
+// gatewayCluster reads the application DIR/client.json names (kv when
+// it names none; the gateway serves the built-in ones only) and the
+// cluster's consensus protocol.
+func gatewayCluster(dir string) (application, consensus string, err error) {
 	path := filepath.Join(dir, "client.json")
 	var cf config.ClientFile
 	if err := config.ReadJSON(path, &cf); err != nil {
-		return "", fmt.Errorf("%w: %w", errConfig, err)
+		return "", "", fmt.Errorf("%w: %w", errConfig, err)
 	}
 	if cf.Application == "" {
-		return config.ApplicationKV, nil
+		return config.ApplicationKV, cf.Consensus, nil
 	}
 	spec, err := config.ParseApplication(cf.Application)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s: %w", errConfig, path, err)
+		return "", "", fmt.Errorf("%w: %s: %w", errConfig, path, err)
 	}
 	if spec.Remote() {
-		return "", fmt.Errorf("%w: %s says the cluster replicates %s: the gateway serves the built-in %s and %s only", errConfig, path, spec, config.ApplicationKV, config.ApplicationLedger)
+		return "", "", fmt.Errorf("%w: %s says the cluster replicates %s: the gateway serves the built-in %s and %s only", errConfig, path, spec, config.ApplicationKV, config.ApplicationLedger)
 	}
-	return spec.Kind, nil
+	return spec.Kind, cf.Consensus, nil
 }
 
 // accountOf is the client's ledger account: its public key, the first
