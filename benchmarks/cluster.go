@@ -32,6 +32,8 @@ type clusterSpec struct {
 	profDir   string // when set, replica i writes a CPU profile to profDir/nodeI.pprof
 	dir       string // parent directory; each attempt writes a subdirectory
 	byzantine map[int]string
+	// noReceipts writes the testnet with receipts off (--no-receipts).
+	noReceipts bool
 	// toggle starts the byzantine strategies inactive
 	// (--byzantine-toggle): SIGUSR1 switches them on, SIGUSR2 off.
 	toggle bool
@@ -91,6 +93,9 @@ func startCluster(ctx context.Context, spec clusterSpec) (*cluster, error) {
 			"--dir", c.dir, "--base-port", strconv.Itoa(base)}
 		if spec.noFsync {
 			args = append(args, "--unsafe-no-fsync")
+		}
+		if spec.noReceipts {
+			args = append(args, "--no-receipts")
 		}
 		if spec.ledgerIssuer != nil {
 			args = append(args, "--app", AppLedger, "--issuer-key", spec.ledgerIssuer.path)

@@ -61,6 +61,9 @@ type Config struct {
 	Replicas int
 	// NoFsync turns fsync off on every replica (--unsafe-no-fsync).
 	NoFsync bool
+	// NoReceipts turns the PBFT replicas' receipts off (testnet
+	// --no-receipts): no signature per batch, to measure their cost.
+	NoReceipts bool
 	// ReplicaLogLevel, when set, is passed to every replica as
 	// --log-level (e.g. "debug", with --keep, to study a run's logs).
 	ReplicaLogLevel string
@@ -286,6 +289,9 @@ func (c Config) defaultLabel() string {
 	}
 	if c.NoFsync {
 		s += " nofsync"
+	}
+	if c.NoReceipts {
+		s += " noreceipts"
 	}
 	if c.Scenario != ScenarioNone && c.Scenario != "" {
 		s += " " + c.Scenario

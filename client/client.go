@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -145,6 +146,9 @@ type Client struct {
 	// from their peer IDs for InvokeWithReceipt.
 	receiptKeysOnce sync.Once
 	receiptKeys     map[uint32]ed25519.PublicKey
+	// receiptsRejected counts reply receipts InvokeWithReceipt dropped
+	// (invalid, or beyond a call's queue).
+	receiptsRejected atomic.Uint64
 }
 
 // call is one Invoke waiting for matching replies.

@@ -35,15 +35,21 @@ type receiptReply struct {
 // offerReceiptLocked hands a copy of r to cl's receipt collector when it
 // carries a receipt and a result. The channel holds 2n replies; more (a
 // replica repeating itself) are dropped, never waited for.
-func offerReceiptLocked(cl *call, replica uint32, r *reply) {
+func (c *Client) offerReceiptLocked(cl *call, replica uint32, r *reply) {
 	if len(r.receipt) == 0 || len(r.refusal) > 0 {
 		return
 	}
 	select {
 	case cl.receipts <- receiptReply{replica: replica, result: bytes.Clone(r.result), receipt: bytes.Clone(r.receipt)}:
 	default:
+		c.receiptsRejected.Add(1)
 	}
 }
+
+// ReceiptsRejected returns how many reply receipts InvokeWithReceipt
+// dropped: ones that did not verify (bad signature, proof, encoding) and
+// ones beyond a call's queue of 2n.
+func (c *Client) ReceiptsRejected() uint64 { return c.receiptsRejected.Load() }
 
 // InvokeWithReceipt is Invoke that also returns a receipt (package
 // receipt) for the operation: among the replies it checks each receipt
@@ -156,6 +162,7 @@ func (col *receiptCollector) add(rr receiptReply) bool {
 			st, err = receipt.VerifyReply(col.c.replicaKey(rr.replica), col.c.cfg.ClusterID, col.c.id, col.number, rr.result, &m)
 		}
 		if err != nil {
+			col.c.receiptsRejected.Add(1)
 			col.c.log.Debug("dropped a reply receipt", "replica", rr.replica, "request", col.number, "err", err)
 			return false
 		}

@@ -114,6 +114,9 @@ func TestByzantineReceiptIsNotHandedOut(t *testing.T) {
 	if got := (*rec).Signers(); len(got) != 2 || got[0] != 0 || got[1] != 1 {
 		t.Fatalf("signers %v, want [0 1]", got)
 	}
+	if got := h.c.ReceiptsRejected(); got != 2 {
+		t.Fatalf("ReceiptsRejected %d, want 2 (the bad signature, the wrong replica's key)", got)
+	}
 }
 
 // TestReceiptOfAnotherResultIsNotCounted: a Byzantine replica's validly

@@ -182,7 +182,7 @@ func (c *Client) handleReply(f p2p.Frame) {
 	defer c.mu.Unlock()
 	cl := c.outstanding[r.number]
 	if cl != nil && cl.receipts != nil {
-		offerReceiptLocked(cl, replica, &r)
+		c.offerReceiptLocked(cl, replica, &r)
 	}
 	if cl == nil || cl.result != nil || cl.err != nil || int(replica) >= len(cl.replies) || r.readOnly != cl.readOnly {
 		return

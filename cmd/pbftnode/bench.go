@@ -24,6 +24,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.App, "app", benchmarks.AppKV, "the replicated application: kv (puts, --get-ratio gets) or ledger (transfers between the clients' accounts, after a setup that mints to each; --get-ratio balance reads)")
 	fs.IntVar(&cfg.Replicas, "replicas", 0, "number of replicas (default 4 for pbft, 3 for raft)")
 	fs.BoolVar(&cfg.NoFsync, "unsafe-no-fsync", false, "run the replicas with fsync off")
+	fs.BoolVar(&cfg.NoReceipts, "no-receipts", false, "PBFT: run the replicas with receipts off (no signature per batch), to measure what receipts cost")
 	fs.StringVar(&cfg.Scenario, "scenario", benchmarks.ScenarioNone, "fault: "+strings.Join(benchmarks.Scenarios, ", ")+" (the attack scenarios measure a fault-free baseline, the attack and the recovery, each --duration long at most)")
 	fs.StringVar(&cfg.CPUProfileDir, "cpuprofile-dir", "", "write CPU profiles of every replica (nodeI.pprof) and of the clients (harness.pprof) into this directory")
 	fs.StringVar(&cfg.ReplicaLogLevel, "replica-log-level", "", "pass --log-level to every replica (e.g. debug, with --keep to study the replica logs)")

@@ -18,6 +18,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	proto := fs.String("protocol", "pbft", "consensus protocol: pbft (n = 3f+1, Byzantine faults) or raft (n = 2f+1, crash faults)")
 	host := fs.String("host", "127.0.0.1", "address the replicas listen on and are reached at")
 	noFsync := fs.Bool("unsafe-no-fsync", false, "write configurations with fsync off (benchmarks only)")
+	noReceipts := fs.Bool("no-receipts", false, "PBFT: write configurations with receipts off (\"receipts\": false; no signature per executed batch)")
 	snapshotInterval := fs.Uint64("raft-snapshot-interval", 0, "Raft mode: snapshot the application every N log entries (0: the default, 8192)")
 	app := fs.String("app", config.ApplicationKV, "the replicated application: kv (the key-value store) or ledger")
 	issuerKey := fs.String("issuer-key", "", "--app ledger: the key file (from pbftnode keygen) of the account allowed to mint (default: the testnet's client key)")
@@ -43,7 +44,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	}
 	t := config.Testnet{
 		Dir: *dir, Replicas: *replicas, Consensus: *proto, Host: *host, BasePort: *basePort,
-		UnsafeNoFsync: *noFsync, RaftSnapshotInterval: *snapshotInterval,
+		UnsafeNoFsync: *noFsync, NoReceipts: *noReceipts, RaftSnapshotInterval: *snapshotInterval,
 		Application: *app,
 	}
 	issuer, err := testnetIssuer(&t, *issuerKey)
