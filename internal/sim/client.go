@@ -1,10 +1,7 @@
 package sim
 
 import (
-	"fmt"
 	"slices"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/internal/simkit"
@@ -25,23 +22,18 @@ type client struct {
 	// operation (client.go's rule).
 	results map[uint32]string
 	views   map[uint32]uint64
+	// reading: the pending operation is a read-only request (see
+	// read.go); readOp is its operation, for the ordered fallback.
+	reading bool
+	readOp  []byte
 }
 
 // Request (simkit.Network) signs client's new request: a frame.
 func (w *world) Request(client int, number uint64, operation []byte) ([]byte, error) {
 	c := w.clients[client]
 	c.results, c.views = map[uint32]string{}, map[uint32]uint64{}
-	req := &wire.Request{ClientId: c.ID, RequestNumber: number, Operation: operation}
-	payload, err := proto.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("marshal request: %w", err)
-	}
-	signed := &wire.Signed{Payload: payload, Signature: c.signer.Sign(crypto.DomainClientRequest, payload)}
-	frame, err := proto.Marshal(signed)
-	if err != nil {
-		return nil, fmt.Errorf("marshal request: %w", err)
-	}
-	return frame, nil
+	c.reading, c.readOp = w.wantsFastRead(operation), operation
+	return c.signRequest(&wire.Request{ClientId: c.ID, RequestNumber: number, Operation: operation, ReadOnly: c.reading})
 }
 
 // Fail (simkit.Network) reports a request that could not be encoded.
@@ -60,7 +52,7 @@ func (w *world) Target(client int) uint32 { return protocol.Primary(w.clients[cl
 // stands; f+1 replicas with the same outcome decide; the view moves to the
 // (f+1)-th highest view those replicas report.
 func (c *client) handleReply(from uint32, r *wire.Reply) {
-	if c.Answers(from, r) == nil {
+	if c.Answers(from, r) == nil || r.ReadOnly != c.reading {
 		return
 	}
 	if _, seen := c.results[from]; seen {
@@ -79,7 +71,18 @@ func (c *client) handleReply(from uint32, r *wire.Reply) {
 		}
 	}
 	quorum := c.w.f + 1
+	if c.reading {
+		quorum = c.w.readQuorum()
+	}
 	if len(views) < quorum {
+		if c.reading && c.readQuorumLost(quorum) {
+			c.w.fallBack(c)
+		}
+		return
+	}
+	if c.reading && r.Error != "" {
+		// 2f+1 refusals of the read-only path: the client orders it.
+		c.w.fallBack(c)
 		return
 	}
 	slices.Sort(views)
@@ -88,6 +91,9 @@ func (c *client) handleReply(from uint32, r *wire.Reply) {
 	}
 	c.Accept(c.w.rng, c.w.now, r)
 	c.w.res.Operations++
+	if c.reading {
+		c.w.res.FastReads++
+	}
 }
 
 // clientIndex returns the simulated client with this id, or -1.

@@ -84,6 +84,10 @@ type Config struct {
 	// invariants are checked after every batch it executes, every state it
 	// installs and every restart (nothing else changes its state).
 	Ledger bool
+	// FastReads is the probability that a key-value get goes by the
+	// read-only path (0: never, every get is ordered). Byzantine replicas
+	// then answer reads with forged or stale results.
+	FastReads float64
 	// MaxSteps caps a run's steps (default DefaultMaxSteps); a run that
 	// reaches it with operations pending is a violation.
 	MaxSteps uint64
@@ -138,6 +142,12 @@ type Counters struct {
 	Dropped          uint64 `json:"dropped"`
 	RejectedFrames   uint64 `json:"rejected_frames"`
 	ByzantineActions uint64 `json:"byzantine_actions"`
+	// FastReads counts reads answered by 2f+1 read-only answers,
+	// ReadFallbacks reads ordered instead, ForgedReads the read-only
+	// answers Byzantine replicas forged (Config.FastReads).
+	FastReads     uint64 `json:"fast_reads,omitempty"`
+	ReadFallbacks uint64 `json:"read_fallbacks,omitempty"`
+	ForgedReads   uint64 `json:"forged_reads,omitempty"`
 	simkit.Work
 }
 

@@ -39,9 +39,12 @@ type host struct {
 	twin int
 	side map[uint32]bool
 	// filter, when set, makes the replica Byzantine.
-	filter  outFilter
-	correct bool
-	cfg     protocol.Config
+	filter outFilter
+	// readMemo: a Byzantine replica's last answer to each read operation
+	// (see staleRead).
+	readMemo map[string][]byte
+	correct  bool
+	cfg      protocol.Config
 
 	driver *replica.Driver
 	// core is the driver's core, for reading its state.
@@ -287,7 +290,10 @@ func (f hostFilter) Outbound(out protocol.Outbound) []protocol.Outbound {
 	return h.filter.Outbound(out)
 }
 
-func (f hostFilter) Reply(r *wire.Reply) bool { return f.h.filter.Reply(r) }
+func (f hostFilter) Reply(r *wire.Reply) bool {
+	f.h.w.forgeRead(r)
+	return f.h.filter.Reply(r)
+}
 
 func (f hostFilter) Delay(out protocol.Outbound) uint64 {
 	if d, ok := f.h.filter.(tickDelayer); ok {

@@ -141,6 +141,17 @@ func (w *world) sendReplica(from *host, out protocol.Outbound, extraDelay int64)
 
 // SendRequest (simkit.Network) sends a client's signed request to every copy of replica to.
 func (w *world) SendRequest(client int, to uint32, frame []byte) {
+	if c := w.clients[client]; c.reading && c.Cur != nil {
+		if to == 0 || c.Cur.Attempts == 0 { // once per send or retransmission round
+			w.sendRead(c)
+		}
+		return
+	}
+	w.sendFrame(client, to, frame)
+}
+
+// sendFrame sends a client's request frame to every copy of replica to.
+func (w *world) sendFrame(client int, to uint32, frame []byte) {
 	note := w.traceNote(frame, false)
 	for _, dst := range w.byID[to] {
 		w.transmit(0, event{kind: evRequest, client: client, to: dst, epoch: dst.epoch, frame: frame, note: note})
@@ -203,6 +214,10 @@ func (w *world) deliver(e *event) {
 			return
 		}
 		if e.kind == evRequest {
+			if req, ok := readOnlyRequest(e.frame); ok {
+				h.read(req)
+				return
+			}
 			v := w.verifyRequest(e.frame)
 			if v.err != nil {
 				w.res.RejectedFrames++
