@@ -21,7 +21,7 @@ import (
 )
 
 // gatewayUsage is `pbftnode gateway --help`, before the flags.
-const gatewayUsage = `usage: pbftnode gateway --dir DIR [--listen ADDR] [--key FILE] [--timeout D] [--max-in-flight N]
+const gatewayUsage = `usage: pbftnode gateway --dir DIR [--listen ADDR] [--key FILE] [--timeout D] [--max-in-flight N] [--receipts=false]
 serves an HTTP/JSON API for the cluster DIR/client.json describes, as one
 client (DIR's client key, or --key's: on the ledger, the account transfers
 move funds from), until SIGINT or SIGTERM:
@@ -36,6 +36,7 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	keyPath := fs.String("key", "", "sign as this key file's account (default: the directory's client key)")
 	timeout := fs.Duration("timeout", gateway.DefaultCallTimeout, "how long one operation waits for the cluster (then 504, outcome unknown)")
 	maxInFlight := fs.Int("max-in-flight", gateway.DefaultMaxInFlight, "operations in flight at once (beyond: 503 with Retry-After)")
+	receipts := fs.Bool("receipts", true, "wait for the cluster's receipts on writes (false for a PBFT cluster running with receipts off; a Raft cluster never signs them)")
 	logs := addLogFlags(fs, "info")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, gatewayUsage)
@@ -65,7 +66,8 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	defer c.Close()
 	gw, err := gateway.New(gateway.Config{
 		Cluster: c, Application: application, Account: accountOf(c),
-		NoReceipts:  consensus == config.ConsensusRaft, // crash faults only: one reply, no receipts
+		// Raft: crash faults only, one reply, no receipts.
+		NoReceipts: consensus == config.ConsensusRaft || !*receipts,
 		CallTimeout: *timeout, MaxInFlight: *maxInFlight, Logger: logger,
 	})
 	if err != nil {
