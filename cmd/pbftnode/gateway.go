@@ -67,7 +67,7 @@ func runGateway(args []string, stdout, stderr io.Writer) error {
 	gw, err := gateway.New(gateway.Config{
 		Cluster: c, Application: application, Account: accountOf(c),
 		// Raft: crash faults only, one reply, no receipts.
-		NoReceipts: consensus == config.ConsensusRaft || !*receipts,
+		NoReceipts:  consensus == config.ConsensusRaft || !*receipts,
 		CallTimeout: *timeout, MaxInFlight: *maxInFlight, Logger: logger,
 	})
 	if err != nil {
