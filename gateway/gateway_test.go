@@ -47,7 +47,10 @@ func (f *fakeCluster) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 func (f *fakeCluster) InvokeWithReceipt(ctx context.Context, _ []byte) ([]byte, *receipt.Receipt, error) {
 	f.calls.Add(1)
 	if f.entered != nil {
-		f.entered <- struct{}{}
+		select { // a buffered channel: the test waits for the first only
+		case f.entered <- struct{}{}:
+		default:
+		}
 	}
 	if f.release != nil {
 		select {
@@ -174,8 +177,7 @@ func TestFullGatewayAnswers503WithRetryAfter(t *testing.T) {
 	if s := <-first; s != 200 {
 		t.Fatalf("the first operation: %d", s)
 	}
-	// The slot is free again; /healthz never takes one.
-	f.entered = nil
+	// The slot is free again.
 	if resp, v := do(t, http.MethodPut, srv.URL+"/v1/kv/k", strings.NewReader("v")); resp.StatusCode != 200 {
 		t.Fatalf("after the first finished: %d %v", resp.StatusCode, v)
 	}
