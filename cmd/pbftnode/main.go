@@ -31,6 +31,7 @@ func commands() []command {
 		{"testnet", "write keys and configuration for a local multi-process cluster", runTestnet},
 		{"run", "run one replica from its home directory until SIGINT/SIGTERM", runReplica},
 		{"client", "send one operation (put, get, delete, cas; ledger mint, transfer, balance, history) through consensus", runClient},
+		{"gateway", "serve an HTTP/JSON API (key-value store or ledger, with receipts) as one client of a cluster", runGateway},
 		{"verify-receipt", "check a receipt (pbftnode client --receipt) against a cluster file, offline", runVerifyReceipt},
 		{"sim", "run seeded deterministic simulations of the protocol and check them", runSim},
 		{"keygen", "generate a replica or client key file (optionally encrypted) and print its public key", runKeygen},
