@@ -461,7 +461,16 @@ func (c *Client) frame(number uint64, op []byte, readOnly bool) ([]byte, error) 
 	if readOnly {
 		payloadLen += protowire.SizeTag(4) + protowire.SizeVarint(1)
 	}
-	signedLen := protowire.SizeTag(2) + protowire.SizeBytes(ed25519.SignatureSize)
+	// A read-only request is not signed: it travels only on the client's
+	// own Noise-authenticated stream, where replicas answer it without
+	// verifying a signature and never relay it (an unsigned request on
+	// the ordering path is refused), so a signature would cost the client
+	// for nothing. Its fallback to the ordered path is a new, signed
+	// request.
+	signedLen := 0
+	if !readOnly {
+		signedLen = protowire.SizeTag(2) + protowire.SizeBytes(ed25519.SignatureSize)
+	}
 	if payloadLen > 0 {
 		signedLen += protowire.SizeTag(1) + protowire.SizeBytes(payloadLen)
 	}
@@ -488,6 +497,7 @@ func (c *Client) frame(number uint64, op []byte, readOnly bool) ([]byte, error) 
 	if readOnly {
 		buf = protowire.AppendTag(buf, 4, protowire.VarintType) // Request.read_only
 		buf = protowire.AppendVarint(buf, 1)
+		return buf, nil
 	}
 	sig := c.signer.Sign(crypto.DomainClientRequest, buf[start:])
 	if len(sig) != ed25519.SignatureSize {

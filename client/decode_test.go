@@ -267,3 +267,33 @@ func TestLeaderHintOnlyWithQuorumOne(t *testing.T) {
 		}
 	}
 }
+
+// TestReadOnlyFramesAreUnsigned: a read-only request carries no
+// signature (replicas answer it on the client's authenticated stream
+// without verifying one), and otherwise encodes as proto.Marshal would.
+func TestReadOnlyFramesAreUnsigned(t *testing.T) {
+	c := newBenchClient(64)
+	got, err := c.frame(7, []byte("get"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := proto.Marshal(&wire.Request{ClientId: c.id, RequestNumber: 7, Operation: []byte("get"), ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: &wire.Signed{Payload: payload}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read-only frame:\n got %x\nwant %x", got, want)
+	}
+	ordered, err := c.frame(7, []byte("get"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f wire.ClientFrame
+	if err := proto.Unmarshal(ordered, &f); err != nil || len(f.GetRequest().GetSignature()) != 64 {
+		t.Fatalf("ordered frame lost its signature: %v", err)
+	}
+}

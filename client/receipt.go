@@ -63,7 +63,9 @@ func (c *Client) ReceiptsRejected() uint64 { return c.receiptsRejected.Load() }
 // ErrIncompleteReceipt. Other errors as Invoke, and ErrNoReceipts for a
 // Raft client.
 func (c *Client) InvokeWithReceipt(ctx context.Context, op []byte) ([]byte, *receipt.Receipt, error) {
-	if c.cfg.ReplyQuorum < (c.n-1)/3+1 {
+	// ReplyQuorum 1 is the Raft mode's rule (see Hint); PBFT's f+1 is at
+	// least 2.
+	if c.cfg.ReplyQuorum < max(2, (c.n-1)/3+1) {
 		return nil, nil, ErrNoReceipts
 	}
 	cl, err := c.begin(ctx)
