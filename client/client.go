@@ -44,6 +44,9 @@ type Config struct {
 	// RetransmitTimeout: an ordered read costs as much as a write, and
 	// answers that cannot match end the wait at once anyway).
 	ReadTimeout time.Duration
+	// ReadSpreadTimeout is how long Read waits for the ReadQuorum replicas
+	// it asked first before asking the others too (default ReadTimeout/4).
+	ReadSpreadTimeout time.Duration
 	// RetransmitTimeout is how long to wait for the primary before sending
 	// to every replica, and between later retransmissions (default 1s; it
 	// doubles up to 8x).

@@ -28,6 +28,12 @@ type ReadCounts struct {
 
 type readCounters struct {
 	fast, fallback atomic.Uint64
+	// Guarded by Client.mu: missed marks the replicas that did not answer
+	// the last read-only request sent to them before the others were
+	// asked (skipped when choosing where reads go first, until they
+	// answer one again); next rotates where the choice starts.
+	missed []bool
+	next   int
 }
 
 // ReadCounts returns how many Read calls the client answered on the
@@ -51,12 +57,16 @@ func defaultReadConfig(cfg *Config, n int) error {
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = cfg.RetransmitTimeout
 	}
+	if cfg.ReadSpreadTimeout <= 0 {
+		cfg.ReadSpreadTimeout = cfg.ReadTimeout / 4
+	}
 	return nil
 }
 
 // Read returns the result of op, an operation that does not change the
-// application's state (a get), as Invoke would. It first asks every
-// replica to execute op at once on its current state, without ordering it
+// application's state (a get), as Invoke would. It first asks ReadQuorum
+// replicas (every replica once ReadSpreadTimeout passed without their
+// answers) to execute op at once on its current state, without ordering it
 // (Request.read_only), and returns the answer when ReadQuorum replicas
 // sent the same one. Replicas answer only after executing every batch
 // they prepared before the read arrived, so with ReadQuorum 2f+1 the
@@ -98,20 +108,96 @@ func (c *Client) readOnly(ctx context.Context, op []byte) ([]byte, error) {
 	if c.cfg.ReadQuorum == 1 {
 		// The crash-fault mode: the leader's answer is the one.
 		c.sendFirst(frame)
-	} else {
-		c.sendAll(frame)
+		return c.awaitRead(ctx, cl, nil, nil, frame)
 	}
+	first, rest := c.readTargets()
+	for _, i := range first {
+		c.send(uint32(i), frame)
+	}
+	return c.awaitRead(ctx, cl, first, rest, frame)
+}
+
+// awaitRead waits for the read's quorum, asking the replicas in rest too
+// once ReadSpreadTimeout passed without it, and gives up after
+// ReadTimeout. It records which of first had not answered by then.
+func (c *Client) awaitRead(ctx context.Context, cl *call, first, rest []int, frame []byte) ([]byte, error) {
 	timer := time.NewTimer(c.cfg.ReadTimeout)
 	defer timer.Stop()
-	select {
-	case <-cl.done:
-		return cl.result, cl.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("client: read %d: %w", cl.number, ctx.Err())
-	case <-c.done:
-		return nil, ErrClosed
-	case <-timer.C:
-		return nil, errReadTimeout
+	var spread <-chan time.Time
+	if len(rest) > 0 {
+		t := time.NewTimer(c.cfg.ReadSpreadTimeout)
+		defer t.Stop()
+		spread = t.C
+	}
+	for {
+		select {
+		case <-cl.done:
+			return cl.result, cl.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("client: read %d: %w", cl.number, ctx.Err())
+		case <-c.done:
+			return nil, ErrClosed
+		case <-timer.C:
+			return nil, errReadTimeout
+		case <-spread:
+			spread = nil
+			c.noteSilent(cl, first)
+			for _, i := range rest {
+				c.send(uint32(i), frame)
+			}
+		}
+	}
+}
+
+// readTargets splits the replicas into the ReadQuorum a read-only request
+// goes to first (taken in a rotating order, so reads spread over the
+// replicas, skipping those that missed a read, while enough others are
+// left) and the rest, asked only if those do not answer in time. Sending
+// to a quorum rather than to every replica saves a request and an answer
+// per replica left out.
+func (c *Client) readTargets() (first, rest []int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := &c.reads
+	if len(r.missed) != c.n {
+		r.missed = make([]bool, c.n)
+	}
+	start := r.next
+	r.next = (r.next + 1) % c.n
+	var skipped []int
+	for k := range c.n {
+		i := (start + k) % c.n
+		switch {
+		case r.missed[i]:
+			skipped = append(skipped, i)
+		case len(first) < c.cfg.ReadQuorum:
+			first = append(first, i)
+		default:
+			rest = append(rest, i)
+		}
+	}
+	for _, i := range skipped {
+		if len(first) < c.cfg.ReadQuorum {
+			first = append(first, i)
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	return first, rest
+}
+
+// noteSilent marks the replicas of first that have not answered the read
+// yet as missed (handleReply clears the mark when one answers a read).
+func (c *Client) noteSilent(cl *call, first []int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl.result != nil || cl.err != nil {
+		return // done: its replies are cleared
+	}
+	for _, i := range first {
+		if i < len(cl.replies) && i < len(c.reads.missed) && !cl.replies[i].seen {
+			c.reads.missed[i] = true
+		}
 	}
 }
 

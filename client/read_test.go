@@ -113,7 +113,7 @@ func TestByzantineStaleReadNotReturned(t *testing.T) {
 	readReply(t, c, 1, req.RequestNumber, "stale", false) // not a read-only answer: ignored
 	readReply(t, c, 0, req.RequestNumber, "v1", true)
 	readReply(t, c, 1, req.RequestNumber, "v1", true)
-	for range c.n - 1 { // the rest of the read's broadcast
+	for range c.cfg.ReadQuorum - 1 { // the rest of the read's first sends (to a quorum)
 		nextSent(t, sent)
 	}
 	ordered := nextSent(t, sent)
@@ -156,7 +156,7 @@ func TestReadRefusalsFallBack(t *testing.T) {
 		t.Fatal("the read gave up while 2f+1 matching answers were still possible")
 	}
 	readReply(t, c, 3, req.RequestNumber, "w", true)
-	for range c.n - 1 {
+	for range c.cfg.ReadQuorum - 1 {
 		nextSent(t, sent)
 	}
 	ordered := nextSent(t, sent)
@@ -168,4 +168,68 @@ func TestReadRefusalsFallBack(t *testing.T) {
 	if got := string(<-results); got != "v" {
 		t.Fatalf("Read returned %q, want v", got)
 	}
+}
+
+// TestReadGoesToAQuorumThenSpreads: a read goes first to 2f+1 replicas
+// only; when one of them stays silent past ReadSpreadTimeout the others
+// are asked too, and the silent one is left out of the next read's first
+// sends.
+func TestReadGoesToAQuorumThenSpreads(t *testing.T) {
+	c, _ := newReadTestClient(t)
+	c.cfg.ReadSpreadTimeout = 20 * time.Millisecond
+	type sentTo struct {
+		to  uint32
+		req *wire.Request
+	}
+	sent := make(chan sentTo, 64)
+	c.send = func(to uint32, frame []byte) bool {
+		var f wire.ClientFrame
+		req := new(wire.Request)
+		if proto.Unmarshal(frame, &f) != nil || proto.Unmarshal(f.GetRequest().GetPayload(), req) != nil {
+			t.Errorf("client sent an undecodable frame")
+		}
+		sent <- sentTo{to, req}
+		return true
+	}
+	next := func() sentTo {
+		t.Helper()
+		select {
+		case s := <-sent:
+			return s
+		case <-time.After(testDeadline):
+			t.Fatalf("nothing sent within %v", testDeadline)
+			return sentTo{}
+		}
+	}
+	results, errs := readAsync(c)
+	var first []uint32
+	for range 3 {
+		first = append(first, next().to)
+	}
+	number := c.lastNumber(t)
+	silent := first[2]
+	readReply(t, c, int(first[0]), number, "v", true)
+	readReply(t, c, int(first[1]), number, "v", true)
+	late := next() // the spread to the replica not asked first
+	if late.to == first[0] || late.to == first[1] || late.to == silent {
+		t.Fatalf("spread went to %d, already asked (first %v)", late.to, first)
+	}
+	readReply(t, c, int(late.to), number, "v", true)
+	if err := <-errs; err != nil || string(<-results) != "v" {
+		t.Fatalf("read: %v", err)
+	}
+	readAsync(c)
+	for range 3 {
+		if s := next(); s.to == silent {
+			t.Fatalf("replica %d, silent on the last read, is asked first again", silent)
+		}
+	}
+}
+
+// lastNumber is the number of the request the client issued last.
+func (c *Client) lastNumber(t *testing.T) uint64 {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.next - 1
 }

@@ -203,6 +203,9 @@ func (c *Client) handleReply(f p2p.Frame) {
 		return // a replica's first reply stands
 	}
 	*rec = replyRecord{seen: true, body: r.result, view: r.view}
+	if cl.readOnly && int(replica) < len(c.reads.missed) {
+		c.reads.missed[replica] = false // it answers reads again
+	}
 	if len(r.refusal) > 0 {
 		rec.refused, rec.body = true, r.refusal
 	}
