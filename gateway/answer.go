@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pbftnode/pbftnode/client"
+	"github.com/pbftnode/pbftnode/ledger"
 	"github.com/pbftnode/pbftnode/receipt"
 )
 
@@ -38,13 +39,13 @@ type answer struct {
 	Value       *string `json:"value,omitempty"`
 	ValueBase64 *string `json:"value_base64,omitempty"`
 	// The ledger's (and /healthz's) fields.
-	Application string         `json:"application,omitempty"`
-	Account     string         `json:"account,omitempty"`
-	To          string         `json:"to,omitempty"`
-	Amount      *uint64        `json:"amount,omitempty"`
-	Balance     *uint64        `json:"balance,omitempty"`
-	TotalMinted *uint64        `json:"total_minted,omitempty"`
-	History     *[]ledgerEntry `json:"history,omitempty"`
+	Application string              `json:"application,omitempty"`
+	Account     string              `json:"account,omitempty"`
+	To          string              `json:"to,omitempty"`
+	Amount      *uint64             `json:"amount,omitempty"`
+	Balance     *uint64             `json:"balance,omitempty"`
+	TotalMinted *uint64             `json:"total_minted,omitempty"`
+	History     *[]ledger.EntryJSON `json:"history,omitempty"`
 	// Receipt is the cluster's receipt for an ordered operation;
 	// ReceiptError says why an executed operation has none (f+1 valid
 	// receipts did not arrive within the call timeout).

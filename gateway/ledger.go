@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/pbftnode/pbftnode/ledger"
-	"github.com/pbftnode/pbftnode/wire"
 )
 
 // The ledger's paths. {account} is an account's 64 hex digits (an
@@ -18,17 +17,6 @@ const (
 	ledgerBalancePath  = "/v1/ledger/accounts/{account}/balance"
 	ledgerHistoryPath  = "/v1/ledger/accounts/{account}/history"
 )
-
-// ledgerEntry is one history entry in an answer; accounts in hex, From
-// empty for a mint.
-type ledgerEntry struct {
-	SequenceInAccount uint64 `json:"sequence_in_account"`
-	Kind              string `json:"kind"`
-	From              string `json:"from"`
-	To                string `json:"to"`
-	Amount            uint64 `json:"amount"`
-	BalanceAfter      uint64 `json:"balance_after"`
-}
 
 func (g *Gateway) ledgerRoutes() []route {
 	limit := [2]string{"limit", fmt.Sprintf("the newest entries to return (default %d, at most %d)", ledger.DefaultHistoryLimit, ledger.MaxHistoryLimit)}
@@ -139,19 +127,11 @@ func (g *Gateway) ledgerRun(r *http.Request, a answer, op []byte, ordered bool) 
 	a.Outcome, a.OK, a.Balance, a.TotalMinted = outcomeExecuted, true, &balance, &total
 	a.Receipt, a.ReceiptError = out.receipt, out.receiptError
 	if a.Operation == "ledger history" {
-		entries := make([]ledgerEntry, 0, len(res.History))
+		entries := make([]ledger.EntryJSON, 0, len(res.History))
 		for _, e := range res.History {
-			entries = append(entries, historyEntry(e))
+			entries = append(entries, ledger.EntryJSONOf(e))
 		}
 		a.History = &entries
 	}
 	return a, nil
-}
-
-func historyEntry(e *wire.LedgerEntry) ledgerEntry {
-	return ledgerEntry{
-		SequenceInAccount: e.SequenceInAccount, Kind: e.Kind,
-		From: hex.EncodeToString(e.From), To: hex.EncodeToString(e.To),
-		Amount: e.Amount, BalanceAfter: e.BalanceAfter,
-	}
 }

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"encoding/hex"
 	"fmt"
 
 	"github.com/pbftnode/pbftnode/keyfile"
@@ -71,4 +72,24 @@ func ParseAccount(hex string) ([]byte, error) {
 		return nil, fmt.Errorf("ledger: account: %w", err)
 	}
 	return pub, nil
+}
+
+// EntryJSON is a history entry as the CLI and the gateway print it in
+// JSON: accounts in hex, From empty for a mint.
+type EntryJSON struct {
+	SequenceInAccount uint64 `json:"sequence_in_account"`
+	Kind              string `json:"kind"`
+	From              string `json:"from"`
+	To                string `json:"to"`
+	Amount            uint64 `json:"amount"`
+	BalanceAfter      uint64 `json:"balance_after"`
+}
+
+// EntryJSONOf is e in its JSON form.
+func EntryJSONOf(e *wire.LedgerEntry) EntryJSON {
+	return EntryJSON{
+		SequenceInAccount: e.SequenceInAccount, Kind: e.Kind,
+		From: hex.EncodeToString(e.From), To: hex.EncodeToString(e.To),
+		Amount: e.Amount, BalanceAfter: e.BalanceAfter,
+	}
 }

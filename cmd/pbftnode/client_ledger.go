@@ -10,7 +10,6 @@ import (
 
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/ledger"
-	"github.com/pbftnode/pbftnode/wire"
 )
 
 // ledgerReport is what `pbftnode client --json ledger ...` adds to the
@@ -19,23 +18,12 @@ import (
 // TotalMinted is the total minted so far; History is an account's newest
 // entries, oldest first.
 type ledgerReport struct {
-	Account     string               `json:"account,omitempty"`
-	To          string               `json:"to,omitempty"`
-	Amount      *uint64              `json:"amount,omitempty"`
-	Balance     *uint64              `json:"balance,omitempty"`
-	TotalMinted *uint64              `json:"total_minted,omitempty"`
-	History     *[]ledgerEntryReport `json:"history,omitempty"`
-}
-
-// ledgerEntryReport is one history entry in a report; accounts in hex,
-// From empty for a mint.
-type ledgerEntryReport struct {
-	SequenceInAccount uint64 `json:"sequence_in_account"`
-	Kind              string `json:"kind"`
-	From              string `json:"from"`
-	To                string `json:"to"`
-	Amount            uint64 `json:"amount"`
-	BalanceAfter      uint64 `json:"balance_after"`
+	Account     string              `json:"account,omitempty"`
+	To          string              `json:"to,omitempty"`
+	Amount      *uint64             `json:"amount,omitempty"`
+	Balance     *uint64             `json:"balance,omitempty"`
+	TotalMinted *uint64             `json:"total_minted,omitempty"`
+	History     *[]ledger.EntryJSON `json:"history,omitempty"`
 }
 
 // ledgerUsage lists the ledger operations, for errors.
@@ -136,21 +124,13 @@ func decodeLedgerResult(name string, account []byte, amount uint64, raw []byte, 
 		r.Account = hex.EncodeToString(account)
 	}
 	if name == "history" {
-		entries := make([]ledgerEntryReport, 0, len(res.History))
+		entries := make([]ledger.EntryJSON, 0, len(res.History))
 		for _, e := range res.History {
-			entries = append(entries, ledgerEntry(e))
+			entries = append(entries, ledger.EntryJSONOf(e))
 		}
 		r.History = &entries
 	}
 	return "", nil
-}
-
-func ledgerEntry(e *wire.LedgerEntry) ledgerEntryReport {
-	return ledgerEntryReport{
-		SequenceInAccount: e.SequenceInAccount, Kind: e.Kind,
-		From: hex.EncodeToString(e.From), To: hex.EncodeToString(e.To),
-		Amount: e.Amount, BalanceAfter: e.BalanceAfter,
-	}
 }
 
 // ledgerText is the plain output of an executed ledger operation.
