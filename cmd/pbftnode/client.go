@@ -71,6 +71,8 @@ type clientReport struct {
 	Error     string  `json:"error,omitempty"`
 	// The ledger's operations (see ledgerReport).
 	ledgerReport
+	// raw is the agreed result of an executed operation.
+	raw []byte
 }
 
 // clientOperation is one operation a client command sends: its name in
@@ -254,7 +256,7 @@ func describeResult(op clientOperation, raw []byte, err error) (clientReport, er
 		r = clientReport{Operation: operation, Outcome: outcomeRefused, Error: refusal}
 		return r, fmt.Errorf("%s: the cluster %w the operation: %s", operation, client.ErrRefused, refusal)
 	}
-	r.Outcome, r.OK = outcomeExecuted, true
+	r.Outcome, r.OK, r.raw = outcomeExecuted, true, raw
 	return r, nil
 }
 
@@ -278,22 +280,10 @@ func decodeKVResult(raw []byte, r *clientReport) (string, error) {
 	return "", nil
 }
 
-// text is the plain output of an executed operation.
-func (r clientReport) text() string {
-	switch {
-	case r.Found != nil && !*r.Found:
-		return "(not found)"
-	case r.Found != nil:
-		return *r.Value
-	case r.Swapped != nil && *r.Swapped:
-		return "swapped"
-	case r.Swapped != nil && r.Value == nil:
-		return "not swapped (key absent)"
-	case r.Swapped != nil:
-		return fmt.Sprintf("not swapped (current value %s)", *r.Value)
-	}
-	return "ok"
-}
+// text is the plain output of an executed key-value operation: the
+// form a receipt's "result" holds (receipt.FormatResult), so what the
+// client prints is what verify-receipt checks.
+func (r clientReport) text() string { return receipt.FormatResult(r.Operation, r.raw) }
 
 func encodeOperation(args []string, oldAbsent bool) ([]byte, error) {
 	if len(args) == 0 {
