@@ -75,6 +75,11 @@ func check(home string, fc FileConfig, f *findings) checked {
 		f.problem("index %d is outside the %d replicas", fc.Index, len(fc.Replicas))
 	}
 	checkAddresses(fc, f)
+	if len(fc.Admins) > 0 || fc.AdminThreshold != 0 {
+		if _, err := fc.ClusterFile.Genesis(); err != nil {
+			f.problem("admins: %w", err)
+		}
+	}
 	c.application, c.issuers = checkApplication(fc, f)
 	c.tick = checkTuning(fc, f)
 	if info, err := os.Stat(fc.DataPath(home)); err == nil && !info.IsDir() {

@@ -47,6 +47,12 @@ type ClusterFile struct {
 	// the ledger application (application "ledger"); every replica must
 	// list the same keys.
 	LedgerIssuers []string `json:"ledger_issuers,omitempty"`
+	// Admins lists the hex Ed25519 public keys of the administrators who
+	// may change the membership at run time (docs/reconfiguration.md);
+	// AdminThreshold of them must sign each change (0 with admins listed:
+	// all of them). No admins: the membership cannot change.
+	Admins         []string `json:"admins,omitempty"`
+	AdminThreshold int      `json:"admin_threshold,omitempty"`
 }
 
 // ReplicaRecord is one replica in a ClusterFile.

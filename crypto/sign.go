@@ -100,3 +100,13 @@ func Verify(pub ed25519.PublicKey, clusterID, domain string, payload, sig []byte
 	}
 	return voied.VerifyWithOptions(voied.PublicKey(pub), SignedBytes(domain, clusterID, payload), sig, verifyOptions)
 }
+
+// Membership signature domains (package membership).
+const (
+	// DomainConfigChange signs an encoded wire.ConfigChange: an
+	// administrator's approval of one configuration change.
+	DomainConfigChange = "pbftnode/v1/config-change"
+	// DomainConfigVote signs an encoded wire.ConfigVote: a member's
+	// statement that a configuration holds from a sequence on.
+	DomainConfigVote = "pbftnode/v1/config-vote"
+)

@@ -98,7 +98,16 @@ type Request struct {
 	// as usual); the Raft leader answers after a ReadIndex round. An
 	// operation the application does not classify as read-only is refused
 	// on that path. Never relayed or put in a batch.
-	ReadOnly      bool `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	ReadOnly bool `protobuf:"varint,4,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// config_change, when set, makes this a configuration change (an
+	// encoded SignedConfigChange; operation is then empty): ordered like any
+	// request and executed by the replicas' membership rules, never by the
+	// application (package membership).
+	ConfigChange []byte `protobuf:"bytes,5,opt,name=config_change,json=configChange,proto3" json:"config_change,omitempty"`
+	// config_query asks for the cluster's configuration history instead of
+	// running an operation (operation empty, read_only set): the result is
+	// an encoded ConfigHistory.
+	ConfigQuery   bool `protobuf:"varint,6,opt,name=config_query,json=configQuery,proto3" json:"config_query,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -157,6 +166,20 @@ func (x *Request) GetOperation() []byte {
 func (x *Request) GetReadOnly() bool {
 	if x != nil {
 		return x.ReadOnly
+	}
+	return false
+}
+
+func (x *Request) GetConfigChange() []byte {
+	if x != nil {
+		return x.ConfigChange
+	}
+	return nil
+}
+
+func (x *Request) GetConfigQuery() bool {
+	if x != nil {
+		return x.ConfigQuery
 	}
 	return false
 }
@@ -2700,6 +2723,680 @@ func (x *LedgerEntry) GetBalanceAfter() uint64 {
 	return 0
 }
 
+// MembershipConfig is one configuration of the cluster (package
+// membership): its epoch (0: the cluster file's), its members and the
+// administrators whose threshold of signatures may change it.
+type MembershipConfig struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Epoch          uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Members        []*MemberRecord        `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`                                      // ascending index; indices and keys unique
+	Admins         [][]byte               `protobuf:"bytes,3,rep,name=admins,proto3" json:"admins,omitempty"`                                        // Ed25519 public keys, 32 bytes each, unique
+	AdminThreshold uint32                 `protobuf:"varint,4,opt,name=admin_threshold,json=adminThreshold,proto3" json:"admin_threshold,omitempty"` // in [1, len(admins)]
+	Retired        []uint32               `protobuf:"varint,5,rep,packed,name=retired,proto3" json:"retired,omitempty"`                              // indices of removed members, ascending: never given out again
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *MembershipConfig) Reset() {
+	*x = MembershipConfig{}
+	mi := &file_wire_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembershipConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembershipConfig) ProtoMessage() {}
+
+func (x *MembershipConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembershipConfig.ProtoReflect.Descriptor instead.
+func (*MembershipConfig) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *MembershipConfig) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *MembershipConfig) GetMembers() []*MemberRecord {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MembershipConfig) GetAdmins() [][]byte {
+	if x != nil {
+		return x.Admins
+	}
+	return nil
+}
+
+func (x *MembershipConfig) GetAdminThreshold() uint32 {
+	if x != nil {
+		return x.AdminThreshold
+	}
+	return 0
+}
+
+func (x *MembershipConfig) GetRetired() []uint32 {
+	if x != nil {
+		return x.Retired
+	}
+	return nil
+}
+
+// MemberRecord is one replica of a MembershipConfig. Its index is its
+// name for good (a removed index is never reused); its position among the
+// members may change from one epoch to the next.
+type MemberRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	PublicKey     []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"` // Ed25519, 32 bytes
+	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`                      // libp2p multiaddr
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberRecord) Reset() {
+	*x = MemberRecord{}
+	mi := &file_wire_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberRecord) ProtoMessage() {}
+
+func (x *MemberRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberRecord.ProtoReflect.Descriptor instead.
+func (*MemberRecord) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *MemberRecord) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *MemberRecord) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *MemberRecord) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+// ConfigChange changes the configuration of one epoch (epoch must equal
+// the current one, so a change applies once). Travels inside a
+// SignedConfigChange.
+type ConfigChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// Types that are valid to be assigned to Change:
+	//
+	//	*ConfigChange_AddReplica
+	//	*ConfigChange_RemoveReplica
+	//	*ConfigChange_RotateKey
+	//	*ConfigChange_SetAdmins
+	Change        isConfigChange_Change `protobuf_oneof:"change"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigChange) Reset() {
+	*x = ConfigChange{}
+	mi := &file_wire_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigChange) ProtoMessage() {}
+
+func (x *ConfigChange) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigChange.ProtoReflect.Descriptor instead.
+func (*ConfigChange) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ConfigChange) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ConfigChange) GetChange() isConfigChange_Change {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *ConfigChange) GetAddReplica() *MemberRecord {
+	if x != nil {
+		if x, ok := x.Change.(*ConfigChange_AddReplica); ok {
+			return x.AddReplica
+		}
+	}
+	return nil
+}
+
+func (x *ConfigChange) GetRemoveReplica() uint32 {
+	if x != nil {
+		if x, ok := x.Change.(*ConfigChange_RemoveReplica); ok {
+			return x.RemoveReplica
+		}
+	}
+	return 0
+}
+
+func (x *ConfigChange) GetRotateKey() *RotateKey {
+	if x != nil {
+		if x, ok := x.Change.(*ConfigChange_RotateKey); ok {
+			return x.RotateKey
+		}
+	}
+	return nil
+}
+
+func (x *ConfigChange) GetSetAdmins() *SetAdmins {
+	if x != nil {
+		if x, ok := x.Change.(*ConfigChange_SetAdmins); ok {
+			return x.SetAdmins
+		}
+	}
+	return nil
+}
+
+type isConfigChange_Change interface {
+	isConfigChange_Change()
+}
+
+type ConfigChange_AddReplica struct {
+	AddReplica *MemberRecord `protobuf:"bytes,2,opt,name=add_replica,json=addReplica,proto3,oneof"`
+}
+
+type ConfigChange_RemoveReplica struct {
+	RemoveReplica uint32 `protobuf:"varint,3,opt,name=remove_replica,json=removeReplica,proto3,oneof"`
+}
+
+type ConfigChange_RotateKey struct {
+	RotateKey *RotateKey `protobuf:"bytes,4,opt,name=rotate_key,json=rotateKey,proto3,oneof"`
+}
+
+type ConfigChange_SetAdmins struct {
+	SetAdmins *SetAdmins `protobuf:"bytes,5,opt,name=set_admins,json=setAdmins,proto3,oneof"`
+}
+
+func (*ConfigChange_AddReplica) isConfigChange_Change() {}
+
+func (*ConfigChange_RemoveReplica) isConfigChange_Change() {}
+
+func (*ConfigChange_RotateKey) isConfigChange_Change() {}
+
+func (*ConfigChange_SetAdmins) isConfigChange_Change() {}
+
+type RotateKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	PublicKey     []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKey) Reset() {
+	*x = RotateKey{}
+	mi := &file_wire_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKey) ProtoMessage() {}
+
+func (x *RotateKey) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKey.ProtoReflect.Descriptor instead.
+func (*RotateKey) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RotateKey) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RotateKey) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+type SetAdmins struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Admins        [][]byte               `protobuf:"bytes,1,rep,name=admins,proto3" json:"admins,omitempty"`
+	Threshold     uint32                 `protobuf:"varint,2,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAdmins) Reset() {
+	*x = SetAdmins{}
+	mi := &file_wire_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAdmins) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAdmins) ProtoMessage() {}
+
+func (x *SetAdmins) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAdmins.ProtoReflect.Descriptor instead.
+func (*SetAdmins) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *SetAdmins) GetAdmins() [][]byte {
+	if x != nil {
+		return x.Admins
+	}
+	return nil
+}
+
+func (x *SetAdmins) GetThreshold() uint32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+// SignedConfigChange is an encoded ConfigChange and the administrators'
+// signatures over it (crypto.DomainConfigChange).
+type SignedConfigChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Change        []byte                 `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	Signatures    []*AdminSignature      `protobuf:"bytes,2,rep,name=signatures,proto3" json:"signatures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedConfigChange) Reset() {
+	*x = SignedConfigChange{}
+	mi := &file_wire_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedConfigChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedConfigChange) ProtoMessage() {}
+
+func (x *SignedConfigChange) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedConfigChange.ProtoReflect.Descriptor instead.
+func (*SignedConfigChange) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SignedConfigChange) GetChange() []byte {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *SignedConfigChange) GetSignatures() []*AdminSignature {
+	if x != nil {
+		return x.Signatures
+	}
+	return nil
+}
+
+type AdminSignature struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PublicKey     []byte                 `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminSignature) Reset() {
+	*x = AdminSignature{}
+	mi := &file_wire_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminSignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminSignature) ProtoMessage() {}
+
+func (x *AdminSignature) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminSignature.ProtoReflect.Descriptor instead.
+func (*AdminSignature) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *AdminSignature) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *AdminSignature) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// ConfigVote is a member's statement that the configuration with digest
+// config_digest is epoch's configuration from sequence on. Travels as
+// Signed{payload: ConfigVote} (crypto.DomainConfigVote).
+type ConfigVote struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	ConfigDigest  []byte                 `protobuf:"bytes,2,opt,name=config_digest,json=configDigest,proto3" json:"config_digest,omitempty"`
+	Sequence      uint64                 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	From          uint32                 `protobuf:"varint,4,opt,name=from,proto3" json:"from,omitempty"` // the signer's member index in the previous epoch
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigVote) Reset() {
+	*x = ConfigVote{}
+	mi := &file_wire_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigVote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigVote) ProtoMessage() {}
+
+func (x *ConfigVote) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigVote.ProtoReflect.Descriptor instead.
+func (*ConfigVote) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ConfigVote) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ConfigVote) GetConfigDigest() []byte {
+	if x != nil {
+		return x.ConfigDigest
+	}
+	return nil
+}
+
+func (x *ConfigVote) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ConfigVote) GetFrom() uint32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+// ConfigCertificate proves one configuration change: the change the
+// administrators signed, the configuration it produced, and the votes of
+// a quorum of the previous configuration's members.
+type ConfigCertificate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Change        []byte                 `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"` // encoded SignedConfigChange
+	Config        []byte                 `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"` // encoded MembershipConfig (epoch = previous + 1)
+	Sequence      uint64                 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Votes         []*Signed              `protobuf:"bytes,4,rep,name=votes,proto3" json:"votes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigCertificate) Reset() {
+	*x = ConfigCertificate{}
+	mi := &file_wire_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigCertificate) ProtoMessage() {}
+
+func (x *ConfigCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigCertificate.ProtoReflect.Descriptor instead.
+func (*ConfigCertificate) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ConfigCertificate) GetChange() []byte {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *ConfigCertificate) GetConfig() []byte {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *ConfigCertificate) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ConfigCertificate) GetVotes() []*Signed {
+	if x != nil {
+		return x.Votes
+	}
+	return nil
+}
+
+// ConfigHistory is the chain of certificates from the cluster file's
+// configuration (epoch 0) to the current one: certificate i produces epoch
+// i+1. A Raft cluster (crash faults) sends its current configuration only.
+type ConfigHistory struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificates  []*ConfigCertificate   `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	Current       []byte                 `protobuf:"bytes,2,opt,name=current,proto3" json:"current,omitempty"` // encoded MembershipConfig
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigHistory) Reset() {
+	*x = ConfigHistory{}
+	mi := &file_wire_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigHistory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigHistory) ProtoMessage() {}
+
+func (x *ConfigHistory) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigHistory.ProtoReflect.Descriptor instead.
+func (*ConfigHistory) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ConfigHistory) GetCertificates() []*ConfigCertificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+func (x *ConfigHistory) GetCurrent() []byte {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
 var File_wire_proto protoreflect.FileDescriptor
 
 const file_wire_proto_rawDesc = "" +
@@ -2708,12 +3405,14 @@ const file_wire_proto_rawDesc = "" +
 	"wire.proto\x12\rpbftnode.wire\"@\n" +
 	"\x06Signed\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x88\x01\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xd0\x01\n" +
 	"\aRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12%\n" +
 	"\x0erequest_number\x18\x02 \x01(\x04R\rrequestNumber\x12\x1c\n" +
 	"\toperation\x18\x03 \x01(\fR\toperation\x12\x1b\n" +
-	"\tread_only\x18\x04 \x01(\bR\breadOnly\"l\n" +
+	"\tread_only\x18\x04 \x01(\bR\breadOnly\x12#\n" +
+	"\rconfig_change\x18\x05 \x01(\fR\fconfigChange\x12!\n" +
+	"\fconfig_query\x18\x06 \x01(\bR\vconfigQuery\"l\n" +
 	"\fReplicaFrame\x12/\n" +
 	"\amessage\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedR\amessage\x12+\n" +
 	"\x05batch\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\x05batch\"\x8a\a\n" +
@@ -2884,7 +3583,58 @@ const file_wire_proto_rawDesc = "" +
 	"\x04from\x18\x03 \x01(\fR\x04from\x12\x0e\n" +
 	"\x02to\x18\x04 \x01(\fR\x02to\x12\x16\n" +
 	"\x06amount\x18\x05 \x01(\x04R\x06amount\x12#\n" +
-	"\rbalance_after\x18\x06 \x01(\x04R\fbalanceAfterB#Z!github.com/pbftnode/pbftnode/wireb\x06proto3"
+	"\rbalance_after\x18\x06 \x01(\x04R\fbalanceAfter\"\xba\x01\n" +
+	"\x10MembershipConfig\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x125\n" +
+	"\amembers\x18\x02 \x03(\v2\x1b.pbftnode.wire.MemberRecordR\amembers\x12\x16\n" +
+	"\x06admins\x18\x03 \x03(\fR\x06admins\x12'\n" +
+	"\x0fadmin_threshold\x18\x04 \x01(\rR\x0eadminThreshold\x12\x18\n" +
+	"\aretired\x18\x05 \x03(\rR\aretired\"]\n" +
+	"\fMemberRecord\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\"\x8d\x02\n" +
+	"\fConfigChange\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12>\n" +
+	"\vadd_replica\x18\x02 \x01(\v2\x1b.pbftnode.wire.MemberRecordH\x00R\n" +
+	"addReplica\x12'\n" +
+	"\x0eremove_replica\x18\x03 \x01(\rH\x00R\rremoveReplica\x129\n" +
+	"\n" +
+	"rotate_key\x18\x04 \x01(\v2\x18.pbftnode.wire.RotateKeyH\x00R\trotateKey\x129\n" +
+	"\n" +
+	"set_admins\x18\x05 \x01(\v2\x18.pbftnode.wire.SetAdminsH\x00R\tsetAdminsB\b\n" +
+	"\x06change\"@\n" +
+	"\tRotateKey\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"A\n" +
+	"\tSetAdmins\x12\x16\n" +
+	"\x06admins\x18\x01 \x03(\fR\x06admins\x12\x1c\n" +
+	"\tthreshold\x18\x02 \x01(\rR\tthreshold\"k\n" +
+	"\x12SignedConfigChange\x12\x16\n" +
+	"\x06change\x18\x01 \x01(\fR\x06change\x12=\n" +
+	"\n" +
+	"signatures\x18\x02 \x03(\v2\x1d.pbftnode.wire.AdminSignatureR\n" +
+	"signatures\"M\n" +
+	"\x0eAdminSignature\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x01 \x01(\fR\tpublicKey\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"w\n" +
+	"\n" +
+	"ConfigVote\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12#\n" +
+	"\rconfig_digest\x18\x02 \x01(\fR\fconfigDigest\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\x12\n" +
+	"\x04from\x18\x04 \x01(\rR\x04from\"\x8c\x01\n" +
+	"\x11ConfigCertificate\x12\x16\n" +
+	"\x06change\x18\x01 \x01(\fR\x06change\x12\x16\n" +
+	"\x06config\x18\x02 \x01(\fR\x06config\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12+\n" +
+	"\x05votes\x18\x04 \x03(\v2\x15.pbftnode.wire.SignedR\x05votes\"o\n" +
+	"\rConfigHistory\x12D\n" +
+	"\fcertificates\x18\x01 \x03(\v2 .pbftnode.wire.ConfigCertificateR\fcertificates\x12\x18\n" +
+	"\acurrent\x18\x02 \x01(\fR\acurrentB#Z!github.com/pbftnode/pbftnode/wireb\x06proto3"
 
 var (
 	file_wire_proto_rawDescOnce sync.Once
@@ -2898,7 +3648,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 	return file_wire_proto_rawDescData
 }
 
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_wire_proto_goTypes = []any{
 	(*Signed)(nil),                // 0: pbftnode.wire.Signed
 	(*Request)(nil),               // 1: pbftnode.wire.Request
@@ -2937,6 +3687,16 @@ var file_wire_proto_goTypes = []any{
 	(*LedgerHistory)(nil),         // 34: pbftnode.wire.LedgerHistory
 	(*LedgerResult)(nil),          // 35: pbftnode.wire.LedgerResult
 	(*LedgerEntry)(nil),           // 36: pbftnode.wire.LedgerEntry
+	(*MembershipConfig)(nil),      // 37: pbftnode.wire.MembershipConfig
+	(*MemberRecord)(nil),          // 38: pbftnode.wire.MemberRecord
+	(*ConfigChange)(nil),          // 39: pbftnode.wire.ConfigChange
+	(*RotateKey)(nil),             // 40: pbftnode.wire.RotateKey
+	(*SetAdmins)(nil),             // 41: pbftnode.wire.SetAdmins
+	(*SignedConfigChange)(nil),    // 42: pbftnode.wire.SignedConfigChange
+	(*AdminSignature)(nil),        // 43: pbftnode.wire.AdminSignature
+	(*ConfigVote)(nil),            // 44: pbftnode.wire.ConfigVote
+	(*ConfigCertificate)(nil),     // 45: pbftnode.wire.ConfigCertificate
+	(*ConfigHistory)(nil),         // 46: pbftnode.wire.ConfigHistory
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: pbftnode.wire.ReplicaFrame.message:type_name -> pbftnode.wire.Signed
@@ -2978,11 +3738,18 @@ var file_wire_proto_depIdxs = []int32{
 	33, // 36: pbftnode.wire.LedgerOperation.balance:type_name -> pbftnode.wire.LedgerBalance
 	34, // 37: pbftnode.wire.LedgerOperation.history:type_name -> pbftnode.wire.LedgerHistory
 	36, // 38: pbftnode.wire.LedgerResult.history:type_name -> pbftnode.wire.LedgerEntry
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	38, // 39: pbftnode.wire.MembershipConfig.members:type_name -> pbftnode.wire.MemberRecord
+	38, // 40: pbftnode.wire.ConfigChange.add_replica:type_name -> pbftnode.wire.MemberRecord
+	40, // 41: pbftnode.wire.ConfigChange.rotate_key:type_name -> pbftnode.wire.RotateKey
+	41, // 42: pbftnode.wire.ConfigChange.set_admins:type_name -> pbftnode.wire.SetAdmins
+	43, // 43: pbftnode.wire.SignedConfigChange.signatures:type_name -> pbftnode.wire.AdminSignature
+	0,  // 44: pbftnode.wire.ConfigCertificate.votes:type_name -> pbftnode.wire.Signed
+	45, // 45: pbftnode.wire.ConfigHistory.certificates:type_name -> pbftnode.wire.ConfigCertificate
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -3026,13 +3793,19 @@ func file_wire_proto_init() {
 		(*LedgerOperation_Balance)(nil),
 		(*LedgerOperation_History)(nil),
 	}
+	file_wire_proto_msgTypes[39].OneofWrappers = []any{
+		(*ConfigChange_AddReplica)(nil),
+		(*ConfigChange_RemoveReplica)(nil),
+		(*ConfigChange_RotateKey)(nil),
+		(*ConfigChange_SetAdmins)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
