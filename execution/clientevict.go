@@ -22,6 +22,7 @@ type ExecutorOption func(*executorConfig) error
 
 type executorConfig struct {
 	maxClientWindows int
+	membership       *MembershipRules
 }
 
 // WithMaxClientWindows bounds the number of client windows (exactly-once

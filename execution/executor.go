@@ -32,6 +32,10 @@ type Request struct {
 	ClientID      []byte
 	RequestNumber uint64
 	Operation     []byte
+	// ConfigChange, when set, makes the request a configuration change
+	// (wire.Request.config_change): the executor applies it under its
+	// MembershipRules, never the application.
+	ConfigChange []byte
 }
 
 // Reply is the result of a request, to be sent to the client.
@@ -80,6 +84,16 @@ type Executor struct {
 
 	// restore is the state transfer in progress, nil when none.
 	restore *restoreState
+
+	// memberRules (nil: configuration changes refused), the membership
+	// after the last executed sequence, whether it is recorded (a change
+	// executed; else it is the genesis) and the SHA-256 of its record,
+	// and the membership a batch in progress staged.
+	memberRules    *MembershipRules
+	member         Membership
+	memberRecorded bool
+	memberDigest   [32]byte
+	stagedMember   *Membership
 
 	// Per-Apply scratch state, empty between Applies: the windows the
 	// batch touched, in first-touch order, the undo log of their entries,
@@ -183,7 +197,7 @@ func (e *Executor) loadState() error {
 		return fmt.Errorf("executor: load reply cache: %w", err)
 	}
 	e.rebuildEvictHeap()
-	return nil
+	return e.loadMembership()
 }
 
 // resetState empties the in-memory executor state (last executed
@@ -194,6 +208,7 @@ func (e *Executor) resetState() {
 	e.cacheAcc = adHash{}
 	clear(e.evictHeap)
 	e.evictHeap = e.evictHeap[:0]
+	e.member, e.memberRecorded, e.memberDigest, e.stagedMember = e.genesisMembership(), false, [32]byte{}, nil
 }
 
 // NewExecutor loads the last executed sequence and the reply cache from
@@ -228,7 +243,9 @@ func NewExecutor(db *storage.DB, app Application, logger *slog.Logger, opts ...E
 		clients:          make(map[string]*clientWindow),
 		maxClientWindows: cfg.maxClientWindows,
 		batch:            new(leveldb.Batch),
+		memberRules:      cfg.membership,
 	}
+	e.member = e.genesisMembership()
 	if batchApp, ok := app.(BatchApplication); ok {
 		e.batchApp = batchApp
 	}
@@ -313,6 +330,9 @@ func (e *Executor) StateDigest() [32]byte {
 	cacheDigest := e.cacheAcc.bytes()
 	h.Write(cacheDigest[:])
 	h.Write(binary.AppendUvarint(nil, e.lastExecuted))
+	if e.memberRecorded {
+		h.Write(e.memberDigest[:])
+	}
 	var out [32]byte
 	h.Sum(out[:0])
 	return out
@@ -363,6 +383,7 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 	// executor's state is unchanged.
 	written := false
 	defer func() {
+		e.stagedMember = nil
 		if !written {
 			e.revertWindows()
 			if e.batchApp != nil {
@@ -379,7 +400,12 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 			return nil, fmt.Errorf("executor: apply sequence %d: %w", sequence, err)
 		}
 	} else {
-		replies = e.runRequests(sequence, requests, &cacheAcc, e.executeOne)
+		replies = e.runRequests(sequence, requests, &cacheAcc, func(req Request) []byte {
+			if req.ConfigChange != nil {
+				return e.applyConfigChange(sequence, req)
+			}
+			return e.executeOne(req)
+		})
 	}
 	if len(e.clients) > e.maxClientWindows {
 		e.evictWindows(&cacheAcc)
@@ -410,11 +436,13 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 		e.keyBuf = append(append(e.keyBuf[:0], executorReplyPrefix...), ev.id...)
 		batch.Delete(e.keyBuf)
 	}
+	e.stageMembership(batch)
 	batch.Put([]byte(executorLastKey), binary.BigEndian.AppendUint64(e.keyBuf[:0], sequence))
 	if err := e.ldb.Write(batch, &opt.WriteOptions{Sync: false}); err != nil {
 		return nil, fmt.Errorf("executor: apply sequence %d: write: %w", sequence, err)
 	}
 	written = true
+	e.commitMembership()
 	e.commitEvictHeap(sequence)
 	if e.batchApp != nil {
 		e.batchApp.Commit()
@@ -455,15 +483,25 @@ func (e *Executor) runBatch(sequence uint64, requests []Request, cacheAcc *adHas
 	})
 	e.revertWindows()
 	e.resetBatchLog()
-	results, err := e.batchRunner.ExecuteBatch(sequence, picked)
+	// Configuration changes are the executor's, not the application's.
+	appRequests := picked[:0:0]
+	for _, req := range picked {
+		if req.ConfigChange == nil {
+			appRequests = append(appRequests, req)
+		}
+	}
+	results, err := e.batchRunner.ExecuteBatch(sequence, appRequests)
 	if err != nil {
 		return nil, err
 	}
-	if len(results) != len(picked) {
-		return nil, fmt.Errorf("application returned %d results for %d requests", len(results), len(picked))
+	if len(results) != len(appRequests) {
+		return nil, fmt.Errorf("application returned %d results for %d requests", len(results), len(appRequests))
 	}
 	next := 0
-	return e.runRequests(sequence, requests, cacheAcc, func(Request) []byte {
+	return e.runRequests(sequence, requests, cacheAcc, func(req Request) []byte {
+		if req.ConfigChange != nil {
+			return e.applyConfigChange(sequence, req)
+		}
 		r := results[next]
 		next++
 		return r

@@ -168,7 +168,7 @@ func (s *StateSnapshot) Release() {
 // isExecutorTransferKey reports whether key is one of the executor's
 // records (e/last or e/reply/<id>).
 func isExecutorTransferKey(key []byte) bool {
-	return string(key) == executorLastKey || bytes.HasPrefix(key, []byte(executorReplyPrefix))
+	return string(key) == executorLastKey || string(key) == executorMembershipKey || bytes.HasPrefix(key, []byte(executorReplyPrefix))
 }
 
 // restoreState tracks a restore between RestoreBegin and its end.
@@ -277,6 +277,8 @@ func (e *Executor) checkRestoreEntry(entry *wire.KeyValue, prev []byte) error {
 		// restore is failed, so the value is never used.
 		e.restore.lastExecuted = binary.BigEndian.Uint64(value)
 		return nil
+	case string(key) == executorMembershipKey:
+		return e.checkMembershipEntry(value)
 	case bytes.HasPrefix(key, []byte(executorReplyPrefix)):
 		clientID := key[len(executorReplyPrefix):]
 		if len(clientID) == 0 || len(clientID) > MaxClientIDSize {
