@@ -261,7 +261,7 @@ func (d *Driver) send(out protocol.Outbound, encode func(*wire.Signed, []*wire.S
 func (d *Driver) execute(b protocol.CommittedBatch) error {
 	reqs := make([]execution.Request, len(b.Requests))
 	for i, r := range b.Requests {
-		reqs[i] = execution.Request{ClientID: r.ClientId, RequestNumber: r.RequestNumber, Operation: r.Operation}
+		reqs[i] = execution.Request{ClientID: r.ClientId, RequestNumber: r.RequestNumber, Operation: r.Operation, ConfigChange: r.ConfigChange}
 	}
 	d.obs.Executing(b)
 	replies, err := d.exec.Apply(b.Sequence, reqs)

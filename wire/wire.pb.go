@@ -1498,7 +1498,12 @@ type Reply struct {
 	Receipt *ReplyReceipt `protobuf:"bytes,8,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	// read_only marks an answer of the read-only path: executed on the
 	// replica's current state, not ordered, and with no receipt.
-	ReadOnly      bool `protobuf:"varint,9,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	ReadOnly bool `protobuf:"varint,9,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// epoch is the configuration epoch the replica is in (package
+	// membership; 0: the cluster file's). A client that sees an epoch above
+	// the one it knows asks for the configuration history (config_query)
+	// to learn the new members.
+	Epoch         uint64 `protobuf:"varint,10,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1594,6 +1599,13 @@ func (x *Reply) GetReadOnly() bool {
 		return x.ReadOnly
 	}
 	return false
+}
+
+func (x *Reply) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 // ReplyReceipt lets anyone holding the cluster's public keys check, offline,
@@ -3501,7 +3513,7 @@ const file_wire_proto_rawDesc = "" +
 	"\brequests\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\brequests\"H\n" +
 	"\vClientFrame\x121\n" +
 	"\arequest\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedH\x00R\arequestB\x06\n" +
-	"\x04body\"\x9c\x02\n" +
+	"\x04body\"\xb2\x02\n" +
 	"\x05Reply\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\x04R\x04view\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\fR\bclientId\x12%\n" +
@@ -3512,7 +3524,9 @@ const file_wire_proto_rawDesc = "" +
 	"\vleader_hint\x18\a \x01(\rR\n" +
 	"leaderHint\x125\n" +
 	"\areceipt\x18\b \x01(\v2\x1b.pbftnode.wire.ReplyReceiptR\areceipt\x12\x1b\n" +
-	"\tread_only\x18\t \x01(\bR\breadOnly\"\xe2\x01\n" +
+	"\tread_only\x18\t \x01(\bR\breadOnly\x12\x14\n" +
+	"\x05epoch\x18\n" +
+	" \x01(\x04R\x05epoch\"\xe2\x01\n" +
 	"\fReplyReceipt\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12!\n" +
 	"\fstate_digest\x18\x02 \x01(\fR\vstateDigest\x12!\n" +
