@@ -80,6 +80,8 @@ type Executor struct {
 
 	// restore is the state transfer in progress, nil when none.
 	restore *restoreState
+	// trackRollback: Apply writes rollback records (see TrackRollback).
+	trackRollback bool
 
 	// Per-Apply scratch state, empty between Applies: the windows the
 	// batch touched, in first-touch order, the undo log of their entries,
@@ -411,6 +413,11 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 		batch.Delete(e.keyBuf)
 	}
 	batch.Put([]byte(executorLastKey), binary.BigEndian.AppendUint64(e.keyBuf[:0], sequence))
+	if e.trackRollback {
+		if err := e.stageRollback(sequence, batch); err != nil {
+			return nil, fmt.Errorf("executor: apply sequence %d: %w", sequence, err)
+		}
+	}
 	if err := e.ldb.Write(batch, &opt.WriteOptions{Sync: false}); err != nil {
 		return nil, fmt.Errorf("executor: apply sequence %d: write: %w", sequence, err)
 	}

@@ -1,0 +1,227 @@
+package execution
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/util"
+
+	"github.com/pbftnode/pbftnode/storage"
+)
+
+// Rollback records. A replica serves peers the state at its stable
+// checkpoint, but it usually executed past it, and the in-memory
+// goleveldb snapshot TakeSnapshot took at the checkpoint dies with the
+// process. With TrackRollback on, every Apply also writes, in the same
+// atomic batch, the value each key it changes had before the batch (its
+// "undo record"), under
+//
+//	e/u/<sequence, 8 bytes big-endian><key> = 0 (absent) | 1 <value>
+//
+// so that SnapshotAt can rebuild the state at any executed sequence above
+// the last one TrackRollback was given, after a restart too. The records
+// are under storage.PrefixExecutor, so a state transfer's wipe deletes
+// them, and they are never transferred (isExecutorTransferKey).
+//
+// Cost: one read (usually from the memtable or block cache) per distinct
+// key a batch writes, and on disk the previous values of the keys written
+// by the batches above the stable checkpoint: at most WindowSize batches,
+// deleted when the next checkpoint becomes stable.
+const rollbackPrefix = storage.PrefixExecutor + "u/"
+
+var (
+	// ErrRollbackUnavailable is returned (wrapped) by SnapshotAt when the
+	// undo records to reach the sequence asked for are not all there
+	// (TrackRollback was off for some batch above it, or they were
+	// deleted), or when the application cannot be rolled back (it is not
+	// a BatchApplication and TransferableApplication).
+	ErrRollbackUnavailable = errors.New("state at that sequence cannot be rebuilt")
+)
+
+// rollbackKey returns the undo record key of key written at sequence.
+func rollbackKey(sequence uint64, key []byte) []byte {
+	k := make([]byte, 0, len(rollbackPrefix)+8+len(key))
+	k = append(k, rollbackPrefix...)
+	k = binary.BigEndian.AppendUint64(k, sequence)
+	return append(k, key...)
+}
+
+// rollbackSequencePrefix returns the prefix of the undo records of
+// sequence.
+func rollbackSequencePrefix(sequence uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(rollbackPrefix), sequence)
+}
+
+// TrackRollback makes every later Apply record what it overwrites (see
+// the rollback records above), and deletes the records of the sequences
+// at or below stable: the state at stable or above is what SnapshotAt can
+// rebuild. The PBFT driver calls it at recovery and at each stable
+// checkpoint, on the executor's goroutine. It does nothing for an
+// application that cannot be rolled back (SnapshotAt then always fails).
+func (e *Executor) TrackRollback(stable uint64) error {
+	if e.batchApp == nil || e.transferApp == nil {
+		return nil
+	}
+	e.trackRollback = true
+	rng := &util.Range{Start: []byte(rollbackPrefix), Limit: rollbackSequencePrefix(stable + 1)}
+	iter := e.ldb.NewIterator(rng, nil)
+	batch := new(leveldb.Batch)
+	var err error
+	for iter.Next() {
+		batch.Delete(bytes.Clone(iter.Key()))
+		if batch.Len() == wipeBatchSize {
+			if err = e.ldb.Write(batch, &opt.WriteOptions{Sync: false}); err != nil {
+				break
+			}
+			batch.Reset()
+		}
+	}
+	iter.Release()
+	if err == nil {
+		err = iter.Error()
+	}
+	if err == nil && batch.Len() > 0 {
+		err = e.ldb.Write(batch, &opt.WriteOptions{Sync: false})
+	}
+	if err != nil {
+		return fmt.Errorf("executor: delete rollback records at or below %d: %w", stable, err)
+	}
+	return nil
+}
+
+// keyCollector gathers the distinct keys a batch writes, in first-write
+// order.
+type keyCollector struct {
+	seen map[string]struct{}
+	keys [][]byte
+}
+
+func (c *keyCollector) add(key []byte) {
+	if _, ok := c.seen[string(key)]; ok {
+		return
+	}
+	c.seen[string(key)] = struct{}{}
+	c.keys = append(c.keys, bytes.Clone(key))
+}
+
+func (c *keyCollector) Put(key, _ []byte) { c.add(key) }
+func (c *keyCollector) Delete(key []byte) { c.add(key) }
+
+// stageRollback adds to batch, about to be written for sequence, the undo
+// record of every key it writes: that key's value now.
+func (e *Executor) stageRollback(sequence uint64, batch *leveldb.Batch) error {
+	c := &keyCollector{seen: make(map[string]struct{}, batch.Len())}
+	if err := batch.Replay(c); err != nil {
+		return fmt.Errorf("rollback record: %w", err)
+	}
+	for _, key := range c.keys {
+		old, err := e.ldb.Get(key, nil)
+		switch {
+		case errors.Is(err, leveldb.ErrNotFound):
+			batch.Put(rollbackKey(sequence, key), []byte{0})
+		case err != nil:
+			return fmt.Errorf("rollback record of %q: %w", key, err)
+		default:
+			batch.Put(rollbackKey(sequence, key), append([]byte{1}, old...))
+		}
+	}
+	return nil
+}
+
+// rollbackOverlay is what a StateSnapshot built by SnapshotAt changes in
+// its goleveldb snapshot: for each key a later batch wrote (sorted), the
+// undo record holding its value at the snapshot's sequence. Values are
+// read from the snapshot when served, so memory holds only keys.
+type rollbackOverlay struct {
+	keys     [][]byte
+	undoKeys map[string][]byte
+}
+
+// SnapshotAt returns the state as of executed sequence seq, which must be
+// at most LastExecuted: the current state with the undo records of the
+// batches after seq applied in reverse. Its Digest is the zero value (it
+// is not recomputed: a replica fetching it checks the whole state against
+// a certified digest). It fails with ErrRollbackUnavailable when a
+// record is missing (TrackRollback was off, or its records were deleted).
+// Call it between Applies; the snapshot is independent of later ones.
+func (e *Executor) SnapshotAt(seq uint64) (*StateSnapshot, error) {
+	if seq == e.lastExecuted {
+		return e.TakeSnapshot()
+	}
+	if e.batchApp == nil || e.transferApp == nil {
+		return nil, fmt.Errorf("executor: snapshot at %d: %w", seq, ErrRollbackUnavailable)
+	}
+	if e.restore != nil || seq > e.lastExecuted {
+		return nil, fmt.Errorf("executor: snapshot at %d (executed %d, restoring %v): %w", seq, e.lastExecuted, e.restore != nil, ErrRollbackUnavailable)
+	}
+	snap, err := e.TakeSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	overlay, err := loadRollbackOverlay(snap.snap, seq, e.lastExecuted)
+	if err != nil {
+		snap.Release()
+		return nil, fmt.Errorf("executor: snapshot at %d: %w", seq, err)
+	}
+	snap.sequence, snap.digest, snap.overlay = seq, [32]byte{}, overlay
+	return snap, nil
+}
+
+// loadRollbackOverlay reads the undo records of the sequences in
+// (seq, last] from snap, keeping for each key the earliest one (its value
+// at seq), and checks that every one of those sequences has records (each
+// tracked Apply writes at least e/last).
+func loadRollbackOverlay(snap *leveldb.Snapshot, seq, last uint64) (*rollbackOverlay, error) {
+	o := &rollbackOverlay{undoKeys: make(map[string][]byte)}
+	rng := &util.Range{Start: rollbackSequencePrefix(seq + 1), Limit: rollbackSequencePrefix(last + 1)}
+	iter := snap.NewIterator(rng, nil)
+	defer iter.Release()
+	want := seq + 1
+	for iter.Next() {
+		k := iter.Key()
+		if len(k) < len(rollbackPrefix)+8 {
+			return nil, fmt.Errorf("corrupt rollback record key %q", k)
+		}
+		s := binary.BigEndian.Uint64(k[len(rollbackPrefix):])
+		switch {
+		case s == want:
+			want++
+		case s != want-1:
+			return nil, fmt.Errorf("no rollback record of sequence %d: %w", want, ErrRollbackUnavailable)
+		}
+		key := k[len(rollbackPrefix)+8:]
+		if _, ok := o.undoKeys[string(key)]; !ok {
+			o.undoKeys[string(key)] = bytes.Clone(k)
+			o.keys = append(o.keys, bytes.Clone(key))
+		}
+	}
+	if err := iter.Error(); err != nil {
+		return nil, fmt.Errorf("read rollback records: %w", err)
+	}
+	if want != last+1 {
+		return nil, fmt.Errorf("no rollback record of sequence %d: %w", want, ErrRollbackUnavailable)
+	}
+	slices.SortFunc(o.keys, bytes.Compare)
+	return o, nil
+}
+
+// value returns key's value at the snapshot's sequence from its
+// undo record; ok is false when the key did not exist then.
+func (o *rollbackOverlay) value(snap *leveldb.Snapshot, key []byte) (value []byte, ok bool, err error) {
+	rec, err := snap.Get(o.undoKeys[string(key)], nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("read rollback record of %q: %w", key, err)
+	}
+	switch {
+	case len(rec) == 1 && rec[0] == 0:
+		return nil, false, nil
+	case len(rec) >= 1 && rec[0] == 1:
+		return rec[1:], true, nil
+	}
+	return nil, false, fmt.Errorf("corrupt rollback record of %q", key)
+}
