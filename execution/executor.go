@@ -80,8 +80,12 @@ type Executor struct {
 
 	// restore is the state transfer in progress, nil when none.
 	restore *restoreState
-	// trackRollback: Apply writes rollback records (see TrackRollback).
+	// trackRollback: Apply writes rollback records (see TrackRollback);
+	// the records below rollbackFloor are deleted; rollbackKeys is
+	// stageRollback's reused buffer.
 	trackRollback bool
+	rollbackFloor uint64
+	rollbackKeys  keyCollector
 
 	// Per-Apply scratch state, empty between Applies: the windows the
 	// batch touched, in first-touch order, the undo log of their entries,
@@ -109,6 +113,9 @@ type touchedWindow struct {
 	prevLastSeq uint64
 	prevSeqHash [32]byte
 	created     bool
+	// prevEnd ends the window's encoding before the batch in
+	// e.rollbackKeys.windows (written only when tracking rollback).
+	prevEnd int
 }
 
 // revertWindows undoes the changes the current Apply made to the windows:
@@ -142,6 +149,7 @@ func (e *Executor) resetBatchLog() {
 	e.evicted = e.evicted[:0]
 	clear(e.popped)
 	e.popped = e.popped[:0]
+	e.rollbackKeys.reset()
 }
 
 // loadState replaces the in-memory executor state with the one stored in
@@ -510,6 +518,7 @@ func (e *Executor) runRequests(sequence uint64, requests []Request, cacheAcc *ad
 		} else if !w.touched {
 			w.touched = true
 			e.touched = append(e.touched, touchedWindow{id: string(req.ClientID), w: w, prevHigh: w.high, prevLastSeq: w.lastSeq, prevSeqHash: w.seqHash})
+			e.notePriorWindow(w)
 			w.stamp(req.ClientID, sequence, false, cacheAcc)
 		}
 		result := execute(req)

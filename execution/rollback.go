@@ -43,14 +43,6 @@ var (
 	ErrRollbackUnavailable = errors.New("state at that sequence cannot be rebuilt")
 )
 
-// rollbackKey returns the undo record key of key written at sequence.
-func rollbackKey(sequence uint64, key []byte) []byte {
-	k := make([]byte, 0, len(rollbackPrefix)+8+len(key))
-	k = append(k, rollbackPrefix...)
-	k = binary.BigEndian.AppendUint64(k, sequence)
-	return append(k, key...)
-}
-
 // rollbackSequencePrefix returns the prefix of the undo records of
 // sequence.
 func rollbackSequencePrefix(sequence uint64) []byte {
@@ -68,7 +60,13 @@ func (e *Executor) TrackRollback(stable uint64) error {
 		return nil
 	}
 	e.trackRollback = true
-	rng := &util.Range{Start: []byte(rollbackPrefix), Limit: rollbackSequencePrefix(stable + 1)}
+	if stable < e.rollbackFloor {
+		return nil
+	}
+	// Start at the first sequence not yet trimmed: the deleted records
+	// stay as tombstones until a compaction, and scanning them again at
+	// every checkpoint would cost more and more.
+	rng := &util.Range{Start: rollbackSequencePrefix(e.rollbackFloor), Limit: rollbackSequencePrefix(stable + 1)}
 	iter := e.ldb.NewIterator(rng, nil)
 	batch := new(leveldb.Batch)
 	var err error
@@ -91,14 +89,19 @@ func (e *Executor) TrackRollback(stable uint64) error {
 	if err != nil {
 		return fmt.Errorf("executor: delete rollback records at or below %d: %w", stable, err)
 	}
+	e.rollbackFloor = stable + 1
 	return nil
 }
 
 // keyCollector gathers the distinct keys a batch writes, in first-write
-// order.
+// order, in one reused buffer; windows holds the encodings of the client
+// windows the batch touched as they were before it (notePriorWindow).
 type keyCollector struct {
-	seen map[string]struct{}
-	keys [][]byte
+	seen    map[string]struct{}
+	arena   []byte
+	ends    []int
+	windows []byte
+	prior   map[string][]byte
 }
 
 func (c *keyCollector) add(key []byte) {
@@ -106,31 +109,120 @@ func (c *keyCollector) add(key []byte) {
 		return
 	}
 	c.seen[string(key)] = struct{}{}
-	c.keys = append(c.keys, bytes.Clone(key))
+	c.arena = append(c.arena, key...)
+	c.ends = append(c.ends, len(c.arena))
 }
 
 func (c *keyCollector) Put(key, _ []byte) { c.add(key) }
 func (c *keyCollector) Delete(key []byte) { c.add(key) }
 
+func (c *keyCollector) reset() {
+	clear(c.seen)
+	clear(c.prior)
+	c.arena, c.ends, c.windows = c.arena[:0], c.ends[:0], c.windows[:0]
+	if cap(c.arena)+cap(c.windows) > maxKeptBufferSize {
+		c.arena, c.windows = nil, nil
+	}
+}
+
+// notePriorWindow records w's encoding before the batch changes it (it
+// is the last one touched), sparing stageRollback a database read.
+func (e *Executor) notePriorWindow(w *clientWindow) {
+	if !e.trackRollback {
+		return
+	}
+	c := &e.rollbackKeys
+	c.windows = w.appendEncoded(c.windows)
+	e.touched[len(e.touched)-1].prevEnd = len(c.windows)
+}
+
+// CommittedValueCache is an optional side of an application: the value
+// key (a full database key) had after the last committed batch, when the
+// application knows it without reading the database (ok false
+// otherwise). KV implements it from its read cache, which holds the old
+// value of every key a batch writes (the write needs it for the digest).
+type CommittedValueCache interface {
+	CachedCommittedValue(key []byte) (value []byte, present, ok bool)
+}
+
+// priorValues fills c.prior with the values before the batch at sequence
+// that the executor knows without reading: e/last and the client windows
+// the batch writes or deletes (nil: absent).
+func (e *Executor) priorValues(sequence uint64) {
+	c := &e.rollbackKeys
+	if c.prior == nil {
+		c.prior = make(map[string][]byte)
+	}
+	if sequence > 1 {
+		c.prior[executorLastKey] = binary.BigEndian.AppendUint64(nil, sequence-1)
+	}
+	start := 0
+	for _, t := range e.touched {
+		key := executorReplyPrefix + t.id
+		if t.created {
+			c.prior[key] = nil
+			continue
+		}
+		c.prior[key] = c.windows[start:t.prevEnd]
+		start = t.prevEnd
+	}
+	for _, ev := range e.evicted {
+		c.prior[executorReplyPrefix+ev.id] = ev.w.appendEncoded(nil)
+	}
+}
+
 // stageRollback adds to batch, about to be written for sequence, the undo
 // record of every key it writes: that key's value now.
 func (e *Executor) stageRollback(sequence uint64, batch *leveldb.Batch) error {
-	c := &keyCollector{seen: make(map[string]struct{}, batch.Len())}
+	c := &e.rollbackKeys
+	if c.seen == nil {
+		c.seen = make(map[string]struct{})
+	}
 	if err := batch.Replay(c); err != nil {
 		return fmt.Errorf("rollback record: %w", err)
 	}
-	for _, key := range c.keys {
-		old, err := e.ldb.Get(key, nil)
+	e.priorValues(sequence)
+	appCache, _ := e.app.(CommittedValueCache)
+	recordKey := rollbackSequencePrefix(sequence)
+	prefixLen := len(recordKey)
+	start := 0
+	for _, end := range c.ends {
+		key := c.arena[start:end]
+		start = end
+		if !e.transfers(key) {
+			continue // never served, so never rolled back (a/m/digest)
+		}
+		recordKey = append(recordKey[:prefixLen], key...)
+		old, present, err := e.valueBefore(c, appCache, key)
 		switch {
-		case errors.Is(err, leveldb.ErrNotFound):
-			batch.Put(rollbackKey(sequence, key), []byte{0})
 		case err != nil:
 			return fmt.Errorf("rollback record of %q: %w", key, err)
+		case !present:
+			batch.Put(recordKey, []byte{0})
 		default:
-			batch.Put(rollbackKey(sequence, key), append([]byte{1}, old...))
+			e.valueBuf = append(append(e.valueBuf[:0], 1), old...)
+			batch.Put(recordKey, e.valueBuf)
 		}
 	}
 	return nil
+}
+
+// valueBefore returns key's committed value before the batch: known to
+// the executor, cached by the application, or read from the database.
+func (e *Executor) valueBefore(c *keyCollector, appCache CommittedValueCache, key []byte) (value []byte, present bool, err error) {
+	if v, ok := c.prior[string(key)]; ok {
+		return v, v != nil, nil
+	}
+	if appCache != nil {
+		if v, present, ok := appCache.CachedCommittedValue(key); ok {
+			return v, present, nil
+		}
+	}
+	v, err := e.ldb.Get(key, nil)
+	if errors.Is(err, leveldb.ErrNotFound) {
+		return nil, false, nil
+	}
+	return v, err == nil, err
 }
 
 // rollbackOverlay is what a StateSnapshot built by SnapshotAt changes in
@@ -224,4 +316,12 @@ func (o *rollbackOverlay) value(snap *leveldb.Snapshot, key []byte) (value []byt
 		return rec[1:], true, nil
 	}
 	return nil, false, fmt.Errorf("corrupt rollback record of %q", key)
+}
+
+// transfers reports whether key is part of the state a snapshot serves.
+func (e *Executor) transfers(key []byte) bool {
+	if bytes.HasPrefix(key, []byte(storage.PrefixApp)) {
+		return e.transferApp.TransferKey(key)
+	}
+	return isExecutorTransferKey(key)
 }
