@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -396,5 +397,30 @@ func TestLaggingReplicaRecoversAfterAWholeClusterRestart(t *testing.T) {
 	}
 	if r.exec.StateDigest() != c.replicas[0].exec.StateDigest() {
 		t.Fatal("the lagging replica's state differs from the others'")
+	}
+}
+
+// TestInstalledStateIsServed: a replica that installed a checkpoint by
+// state transfer serves that checkpoint's state to others (it may be the
+// one replica that still has it once the others restarted).
+func TestInstalledStateIsServed(t *testing.T) {
+	c := newTestCluster(t, 4)
+	r := c.replicas[3]
+	r.cut = true
+	run(t, c, 9)
+	r.cut = false
+	for i := 0; i < 2000 && r.exec.LastExecuted() < 9; i++ {
+		c.tick()
+	}
+	if !slices.ContainsFunc(r.trace, func(s step) bool { return s.what == "installed" && s.seq == 8 }) {
+		t.Fatalf("replica 3 did not install checkpoint 8: %v", r.trace)
+	}
+	snap := r.snaps.Taken[8]
+	if snap == nil {
+		t.Fatal("replica 3 keeps no snapshot of the checkpoint it installed")
+	}
+	chunk := statetransfer.Serve(snap, &wire.StateRequest{Sequence: 8}, 1<<20)
+	if chunk.Unavailable || len(chunk.Entries) == 0 {
+		t.Fatalf("replica 3 cannot serve checkpoint 8: %+v", chunk)
 	}
 }
