@@ -67,26 +67,7 @@ func (e *Executor) TrackRollback(stable uint64) error {
 	// stay as tombstones until a compaction, and scanning them again at
 	// every checkpoint would cost more and more.
 	rng := &util.Range{Start: rollbackSequencePrefix(e.rollbackFloor), Limit: rollbackSequencePrefix(stable + 1)}
-	iter := e.ldb.NewIterator(rng, nil)
-	batch := new(leveldb.Batch)
-	var err error
-	for iter.Next() {
-		batch.Delete(bytes.Clone(iter.Key()))
-		if batch.Len() == wipeBatchSize {
-			if err = e.ldb.Write(batch, &opt.WriteOptions{Sync: false}); err != nil {
-				break
-			}
-			batch.Reset()
-		}
-	}
-	iter.Release()
-	if err == nil {
-		err = iter.Error()
-	}
-	if err == nil && batch.Len() > 0 {
-		err = e.ldb.Write(batch, &opt.WriteOptions{Sync: false})
-	}
-	if err != nil {
+	if err := e.deleteRange(rng, &opt.WriteOptions{Sync: false}); err != nil {
 		return fmt.Errorf("executor: delete rollback records at or below %d: %w", stable, err)
 	}
 	e.rollbackFloor = stable + 1

@@ -448,32 +448,37 @@ func (e *Executor) wipeState() error {
 	e.dropAppCache()
 	wo := &opt.WriteOptions{Sync: e.db.Sync()}
 	for _, prefix := range transferPrefixes {
-		iter := e.ldb.NewIterator(util.BytesPrefix([]byte(prefix)), nil)
-		batch := new(leveldb.Batch)
-		var err error
-		for iter.Next() {
-			batch.Delete(bytes.Clone(iter.Key()))
-			if batch.Len() == wipeBatchSize {
-				if err = e.ldb.Write(batch, wo); err != nil {
-					break
-				}
-				batch.Reset()
-			}
-		}
-		iter.Release()
-		if err == nil {
-			err = iter.Error()
-		}
-		if err == nil && batch.Len() > 0 {
-			err = e.ldb.Write(batch, wo)
-		}
-		if err != nil {
+		if err := e.deleteRange(util.BytesPrefix([]byte(prefix)), wo); err != nil {
 			return fmt.Errorf("wipe %s: %w", prefix, err)
 		}
 	}
 	e.resetState()
 	if err := e.transferApp.Reload(); err != nil {
 		return fmt.Errorf("wipe: %w", err)
+	}
+	return nil
+}
+
+// deleteRange deletes every key in rng, in writes of at most
+// wipeBatchSize deletions.
+func (e *Executor) deleteRange(rng *util.Range, wo *opt.WriteOptions) error {
+	iter := e.ldb.NewIterator(rng, nil)
+	defer iter.Release()
+	batch := new(leveldb.Batch)
+	for iter.Next() {
+		batch.Delete(bytes.Clone(iter.Key()))
+		if batch.Len() == wipeBatchSize {
+			if err := e.ldb.Write(batch, wo); err != nil {
+				return err
+			}
+			batch.Reset()
+		}
+	}
+	if err := iter.Error(); err != nil {
+		return err
+	}
+	if batch.Len() > 0 {
+		return e.ldb.Write(batch, wo)
 	}
 	return nil
 }
