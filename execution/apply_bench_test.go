@@ -11,7 +11,15 @@ import (
 // random keys among 10,000, from 16 clients with increasing request
 // numbers, on a real goleveldb. ns/op and allocs/op are per request (one
 // b.N iteration executes one request; a batch is applied every 32).
-func BenchmarkApply(b *testing.B) {
+func BenchmarkApply(b *testing.B) { benchmarkApply(b, false) }
+
+// BenchmarkApplyRollback is BenchmarkApply with the rollback records the
+// PBFT driver has the executor write (TrackRollback), trimmed every 128
+// batches to those above the previous multiple of 128, as stable
+// checkpoints do.
+func BenchmarkApplyRollback(b *testing.B) { benchmarkApply(b, true) }
+
+func benchmarkApply(b *testing.B, rollback bool) {
 	const (
 		batchSize = 32
 		clients   = 16
@@ -42,10 +50,20 @@ func BenchmarkApply(b *testing.B) {
 		}
 		return reqs
 	}
+	if rollback {
+		if err := r.exe.TrackRollback(0); err != nil {
+			b.Fatal(err)
+		}
+	}
 	apply := func(reqs []Request) {
 		seq++
 		if _, err := r.exe.Apply(seq, reqs); err != nil {
 			b.Fatal(err)
+		}
+		if rollback && seq%128 == 0 {
+			if err := r.exe.TrackRollback(seq - 128); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	// Warm up: touch most keys once so puts mostly overwrite, as in a

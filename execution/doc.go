@@ -93,6 +93,14 @@
 // partial state and starts empty. Only a TransferableApplication (KV is
 // one) supports state transfer.
 //
+// Rollback records (rollback.go): those goleveldb snapshots die with the
+// process, and a restarted replica has usually executed past its stable
+// checkpoint. With TrackRollback on (the PBFT driver turns it on), each
+// Apply also writes, in its atomic batch, the previous value of every
+// transferred key it writes (e/u/<sequence><key>), and SnapshotAt rebuilds
+// the state at any executed sequence above the last one TrackRollback was
+// given, across restarts, from the current state and those records.
+//
 // KV keeps a bounded LRU read cache of its committed entries (present
 // values, absent keys and entry hashes; see kvCache), so a write, which
 // subtracts the old entry's hash from the digest, or a read of a recently

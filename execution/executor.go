@@ -84,6 +84,12 @@ type Executor struct {
 
 	// restore is the state transfer in progress, nil when none.
 	restore *restoreState
+	// trackRollback: Apply writes rollback records (see TrackRollback);
+	// the records below rollbackFloor are deleted; rollbackKeys is
+	// stageRollback's reused buffer.
+	trackRollback bool
+	rollbackFloor uint64
+	rollbackKeys  keyCollector
 
 	// memberRules (nil: configuration changes refused), the membership
 	// after the last executed sequence, whether it is recorded (a change
@@ -121,6 +127,9 @@ type touchedWindow struct {
 	prevLastSeq uint64
 	prevSeqHash [32]byte
 	created     bool
+	// prevEnd ends the window's encoding before the batch in
+	// e.rollbackKeys.windows (written only when tracking rollback).
+	prevEnd int
 }
 
 // revertWindows undoes the changes the current Apply made to the windows:
@@ -154,6 +163,7 @@ func (e *Executor) resetBatchLog() {
 	e.evicted = e.evicted[:0]
 	clear(e.popped)
 	e.popped = e.popped[:0]
+	e.rollbackKeys.reset()
 }
 
 // loadState replaces the in-memory executor state with the one stored in
@@ -438,6 +448,11 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 	}
 	e.stageMembership(batch)
 	batch.Put([]byte(executorLastKey), binary.BigEndian.AppendUint64(e.keyBuf[:0], sequence))
+	if e.trackRollback {
+		if err := e.stageRollback(sequence, batch); err != nil {
+			return nil, fmt.Errorf("executor: apply sequence %d: %w", sequence, err)
+		}
+	}
 	if err := e.ldb.Write(batch, &opt.WriteOptions{Sync: false}); err != nil {
 		return nil, fmt.Errorf("executor: apply sequence %d: write: %w", sequence, err)
 	}
@@ -541,6 +556,7 @@ func (e *Executor) runRequests(sequence uint64, requests []Request, cacheAcc *ad
 		} else if !w.touched {
 			w.touched = true
 			e.touched = append(e.touched, touchedWindow{id: string(req.ClientID), w: w, prevHigh: w.high, prevLastSeq: w.lastSeq, prevSeqHash: w.seqHash})
+			e.notePriorWindow(w)
 			w.stamp(req.ClientID, sequence, false, cacheAcc)
 		}
 		result := execute(req)

@@ -128,3 +128,18 @@ func EntryKey(stored []byte) (key []byte, ok bool) {
 // state transfer writes the application's entries to the database
 // directly; an application built on a KV must forward it.
 func (kv *KV) DropCache() { kv.cache.reset() }
+
+// CachedCommittedValue implements CommittedValueCache: key's committed
+// value (key is a database key under a/k/) if the read cache holds it.
+// The executor's rollback records use it; the returned value must not be
+// modified.
+func (kv *KV) CachedCommittedValue(key []byte) (value []byte, present, ok bool) {
+	if !bytes.HasPrefix(key, []byte(kvDataPrefix)) {
+		return nil, false, false
+	}
+	e := kv.cache.lookup(key[len(kvDataPrefix):])
+	if e == nil {
+		return nil, false, false
+	}
+	return e.value, e.present, true
+}

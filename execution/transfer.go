@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/pbftnode/pbftnode/storage"
@@ -48,6 +49,8 @@ type StateSnapshot struct {
 	mu       sync.RWMutex // Release waits for Chunk calls in flight
 	snap     *leveldb.Snapshot
 	released bool
+	// overlay, when set, rolls snap back to sequence (SnapshotAt).
+	overlay *rollbackOverlay
 }
 
 // TakeSnapshot captures the current state: call it between Applies, right
@@ -122,22 +125,20 @@ func (s *StateSnapshot) Chunk(startKey []byte, maxBytes int) (entries []*wire.Ke
 		if bytes.Compare(startKey, rng.Start) > 0 {
 			rng.Start = startKey
 		}
-		iter := s.snap.NewIterator(rng, nil)
-		for iter.Next() {
-			key, value := iter.Key(), iter.Value()
+		err := s.scan(rng, func(key, value []byte) bool {
 			if !s.transfers(key) {
-				continue
+				return true
 			}
 			n := len(key) + len(value)
 			if len(entries) > 0 && size+n > maxBytes {
 				nextKey = bytes.Clone(key)
-				break
+				return false
 			}
 			entries = append(entries, &wire.KeyValue{Key: bytes.Clone(key), Value: bytes.Clone(value)})
 			size += n
-		}
-		iter.Release()
-		if err := iter.Error(); err != nil {
+			return true
+		})
+		if err != nil {
 			return nil, nil, fmt.Errorf("snapshot chunk at sequence %d: %w", s.sequence, err)
 		}
 		if nextKey != nil {
@@ -145,6 +146,43 @@ func (s *StateSnapshot) Chunk(startKey []byte, maxBytes int) (entries []*wire.Ke
 		}
 	}
 	return entries, nil, nil
+}
+
+// scan calls visit with the snapshot's entries in rng in key order (the
+// rollback overlay's values replacing the goleveldb snapshot's, see
+// SnapshotAt) until visit returns false.
+func (s *StateSnapshot) scan(rng *util.Range, visit func(key, value []byte) bool) error {
+	iter := s.snap.NewIterator(rng, nil)
+	defer iter.Release()
+	var over [][]byte
+	if s.overlay != nil {
+		lo, _ := slices.BinarySearchFunc(s.overlay.keys, rng.Start, bytes.Compare)
+		hi, _ := slices.BinarySearchFunc(s.overlay.keys, rng.Limit, bytes.Compare)
+		over = s.overlay.keys[lo:hi]
+	}
+	valid := iter.Next()
+	for valid || len(over) > 0 {
+		if len(over) == 0 || valid && bytes.Compare(iter.Key(), over[0]) < 0 {
+			if !visit(iter.Key(), iter.Value()) {
+				return nil
+			}
+			valid = iter.Next()
+			continue
+		}
+		key := over[0]
+		over = over[1:]
+		if valid && bytes.Equal(iter.Key(), key) {
+			valid = iter.Next()
+		}
+		value, ok, err := s.overlay.value(s.snap, key)
+		if err != nil {
+			return err
+		}
+		if ok && !visit(key, value) {
+			return nil
+		}
+	}
+	return iter.Error()
 }
 
 func (s *StateSnapshot) transfers(key []byte) bool {
@@ -412,32 +450,37 @@ func (e *Executor) wipeState() error {
 	e.dropAppCache()
 	wo := &opt.WriteOptions{Sync: e.db.Sync()}
 	for _, prefix := range transferPrefixes {
-		iter := e.ldb.NewIterator(util.BytesPrefix([]byte(prefix)), nil)
-		batch := new(leveldb.Batch)
-		var err error
-		for iter.Next() {
-			batch.Delete(bytes.Clone(iter.Key()))
-			if batch.Len() == wipeBatchSize {
-				if err = e.ldb.Write(batch, wo); err != nil {
-					break
-				}
-				batch.Reset()
-			}
-		}
-		iter.Release()
-		if err == nil {
-			err = iter.Error()
-		}
-		if err == nil && batch.Len() > 0 {
-			err = e.ldb.Write(batch, wo)
-		}
-		if err != nil {
+		if err := e.deleteRange(util.BytesPrefix([]byte(prefix)), wo); err != nil {
 			return fmt.Errorf("wipe %s: %w", prefix, err)
 		}
 	}
 	e.resetState()
 	if err := e.transferApp.Reload(); err != nil {
 		return fmt.Errorf("wipe: %w", err)
+	}
+	return nil
+}
+
+// deleteRange deletes every key in rng, in writes of at most
+// wipeBatchSize deletions.
+func (e *Executor) deleteRange(rng *util.Range, wo *opt.WriteOptions) error {
+	iter := e.ldb.NewIterator(rng, nil)
+	defer iter.Release()
+	batch := new(leveldb.Batch)
+	for iter.Next() {
+		batch.Delete(bytes.Clone(iter.Key()))
+		if batch.Len() == wipeBatchSize {
+			if err := e.ldb.Write(batch, wo); err != nil {
+				return err
+			}
+			batch.Reset()
+		}
+	}
+	if err := iter.Error(); err != nil {
+		return err
+	}
+	if batch.Len() > 0 {
+		return e.ldb.Write(batch, wo)
 	}
 	return nil
 }

@@ -70,6 +70,22 @@ type Executor interface {
 	RestoreAbort() error
 }
 
+// RollbackExecutor is an optional side of an Executor, found by type
+// assertion (*execution.Executor implements it): it keeps enough to
+// rebuild the state at any executed sequence above the stable checkpoint,
+// across restarts, so that a replica that executed past its stable
+// checkpoint and restarted can still serve that checkpoint's state (the
+// snapshot TakeSnapshot took there died with the process).
+type RollbackExecutor interface {
+	// TrackRollback makes later Applies keep what SnapshotAt needs, and
+	// forgets what only the state at or below stable would need.
+	TrackRollback(stable uint64) error
+	// SnapshotAt returns the state at executed sequence seq, at most
+	// LastExecuted (its Digest may be unset: fetchers check the whole
+	// state against the certificate).
+	SnapshotAt(seq uint64) (*execution.StateSnapshot, error)
+}
+
 // Snapshots keeps the state snapshots taken at checkpoints, which the
 // runtime serves to replicas that transfer state. Calls come from the
 // driver's caller goroutine; the implementation may hand them to another

@@ -10,7 +10,10 @@
 //
 //   - Recover once, first: load the view, the stable checkpoint and the
 //     log from Storage, verify them again and restore the core (on a first
-//     start, store view 0 instead);
+//     start, store view 0 instead); then hand Snapshots the state of the
+//     stable checkpoint and of each executed checkpoint above it, rebuilt
+//     from the executor's rollback records (RollbackExecutor), since the
+//     snapshots taken when they executed died with the previous process;
 //   - Step for a verified replica message (state chunks go to the state
 //     transfer in progress), Submit for a verified client request (the
 //     executor first: a request that executed is answered from its reply
@@ -27,12 +30,14 @@
 //     and at each checkpoint sequence take a snapshot
 //     (Snapshots.Checkpointed) and give the core its digest;
 //     6. store a new stable checkpoint's certificate
-//     (Storage.SaveStableCheckpoint), then tell Snapshots (which may
+//     (Storage.SaveStableCheckpoint), let the executor forget the
+//     rollback records at or below it, then tell Snapshots (which may
 //     release older snapshots and delete the log at or below it) and
 //     let the core forget requests the executor already ran;
 //     7. when the core is behind, start (or retarget) a state transfer:
 //     fetch the certified snapshot chunk by chunk from the certificate's
-//     signers, check its digest, install it in the core, prune requests.
+//     signers, check its digest, install it in the core, prune requests,
+//     and hand Snapshots a snapshot of the installed state.
 //
 // Every message goes through the optional Filter (Byzantine fault
 // injection) and its Delayer and Injector hooks before Network.Send.

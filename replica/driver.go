@@ -304,6 +304,11 @@ func (d *Driver) persistStable(cp *checkpoint.Certificate) error {
 	if err := d.store.SaveStableCheckpoint(encoded); err != nil {
 		return fmt.Errorf("replica: save stable checkpoint %d: %w", cp.Sequence, err)
 	}
+	if x, ok := d.exec.(RollbackExecutor); ok {
+		if err := x.TrackRollback(cp.Sequence); err != nil {
+			return fmt.Errorf("replica: stable checkpoint %d: %w", cp.Sequence, err)
+		}
+	}
 	d.snaps.Stable(cp.Sequence)
 	d.obs.Stable(cp.Sequence)
 	d.pruneRequests()

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pbftnode/pbftnode/protocol"
+	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -362,5 +363,64 @@ func TestUnavailableTargetAsksForANewerCertificate(t *testing.T) {
 	c.deliver()
 	if !slices.ContainsFunc(r.trace, func(s step) bool { return s.what == "send" && s.kind == protocol.KindFetch }) {
 		t.Fatalf("no Fetch after an unavailable answer: %v", r.trace)
+	}
+}
+
+// TestLaggingReplicaRecoversAfterAWholeClusterRestart: the correct
+// replicas executed past their stable checkpoint, the whole cluster
+// restarted (every in-memory snapshot lost) and stays idle, so the next
+// checkpoint never comes. A replica behind the stable checkpoint must
+// still get its state: the others rebuild it at recovery (the executor's
+// rollback records) and serve it.
+func TestLaggingReplicaRecoversAfterAWholeClusterRestart(t *testing.T) {
+	c := newTestCluster(t, 4)
+	r := c.replicas[3]
+	r.cut = true
+	run(t, c, 9) // checkpoint 8 is stable, 9 executed past it
+	for _, p := range c.replicas[:3] {
+		if st := p.driver.Status(); st.LowWatermark != 8 {
+			t.Fatalf("replica %d stable checkpoint %d, want 8", p.id, st.LowWatermark)
+		}
+	}
+	// Crash everyone: what is in flight and every snapshot are lost.
+	c.queue = nil
+	for _, p := range c.replicas {
+		p.snaps.ReleaseAll()
+		p.start()
+	}
+	r.cut = false
+	for i := 0; i < 3000 && r.exec.LastExecuted() < 9; i++ {
+		c.tick()
+	}
+	if got := r.exec.LastExecuted(); got < 9 {
+		t.Fatalf("the lagging replica executed %d after the restart, want 9 (status %+v)", got, r.driver.Status())
+	}
+	if r.exec.StateDigest() != c.replicas[0].exec.StateDigest() {
+		t.Fatal("the lagging replica's state differs from the others'")
+	}
+}
+
+// TestInstalledStateIsServed: a replica that installed a checkpoint by
+// state transfer serves that checkpoint's state to others (it may be the
+// one replica that still has it once the others restarted).
+func TestInstalledStateIsServed(t *testing.T) {
+	c := newTestCluster(t, 4)
+	r := c.replicas[3]
+	r.cut = true
+	run(t, c, 9)
+	r.cut = false
+	for i := 0; i < 2000 && r.exec.LastExecuted() < 9; i++ {
+		c.tick()
+	}
+	if !slices.ContainsFunc(r.trace, func(s step) bool { return s.what == "installed" && s.seq == 8 }) {
+		t.Fatalf("replica 3 did not install checkpoint 8: %v", r.trace)
+	}
+	snap := r.snaps.Taken[8]
+	if snap == nil {
+		t.Fatal("replica 3 keeps no snapshot of the checkpoint it installed")
+	}
+	chunk := statetransfer.Serve(snap, &wire.StateRequest{Sequence: 8}, 1<<20)
+	if chunk.Unavailable || len(chunk.Entries) == 0 {
+		t.Fatalf("replica 3 cannot serve checkpoint 8: %+v", chunk)
 	}
 }

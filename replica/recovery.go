@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/checkpoint"
+	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -51,10 +52,13 @@ func (d *Driver) Recover() error {
 		if err := d.store.SaveViewState(0, true); err != nil {
 			return fmt.Errorf("replica: first start: %w", err)
 		}
-		return nil
+		return d.recoverSnapshots(nil)
 	}
 	if err := d.core.Restore(rec); err != nil {
 		return fmt.Errorf("replica: %w", err)
+	}
+	if err := d.recoverSnapshots(rec.Stable); err != nil {
+		return err
 	}
 	if rec.Executed > 0 || len(rec.Log) > 0 {
 		stable := uint64(0)
@@ -62,6 +66,50 @@ func (d *Driver) Recover() error {
 			stable = rec.Stable.Sequence
 		}
 		d.log.Info("recovered", "view", rec.View, "executed", rec.Executed, "stable_checkpoint", stable, "log_entries", len(rec.Log))
+	}
+	return nil
+}
+
+// recoverSnapshots hands Snapshots the state of the stable checkpoint
+// (nil: none yet) and of every checkpoint above it the executor has
+// executed, which the snapshots taken when they were executed, lost with
+// the previous process, held: peers behind may need exactly those, and
+// after a restart of the whole cluster no one else has them. The state at
+// the executed sequence is the current one; an earlier one is rebuilt
+// from the executor's rollback records (RollbackExecutor), which it then
+// keeps recording. A state that cannot be rebuilt is logged and skipped:
+// this replica then answers "unavailable" for it, as before.
+func (d *Driver) recoverSnapshots(stable *checkpoint.Certificate) error {
+	rb, canRollBack := d.exec.(RollbackExecutor)
+	from := uint64(0)
+	if stable != nil {
+		from = stable.Sequence
+	}
+	if canRollBack {
+		if err := rb.TrackRollback(from); err != nil {
+			return fmt.Errorf("replica: recover: %w", err)
+		}
+	}
+	if from == 0 {
+		return nil
+	}
+	executed, k := d.exec.LastExecuted(), d.core.CheckpointInterval()
+	for seq := from; seq <= executed; seq = (seq/k + 1) * k {
+		var snap *execution.StateSnapshot
+		var err error
+		switch {
+		case seq == executed:
+			snap, err = d.exec.TakeSnapshot()
+		case canRollBack:
+			snap, err = rb.SnapshotAt(seq)
+		default:
+			continue
+		}
+		if err != nil {
+			d.log.Warn("recover: the state of a checkpoint cannot be served", "sequence", seq, "executed", executed, "err", err)
+			continue
+		}
+		d.snaps.Checkpointed(snap)
 	}
 	return nil
 }

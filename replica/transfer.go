@@ -98,6 +98,13 @@ func (d *Driver) handleStateChunk(from uint32, c *wire.StateChunk) error {
 		return nil
 	}
 	d.pruneRequests()
+	// Serve the installed state too: peers behind may need it, and after
+	// a restart of the others this replica may be the one that has it.
+	if snap, err := d.exec.TakeSnapshot(); err != nil {
+		d.log.Warn("state transfer: snapshot of the installed state", "sequence", cert.Sequence, "err", err)
+	} else {
+		d.snaps.Checkpointed(snap)
+	}
 	d.obs.TransferInstalled(cert.Sequence, from, d.installedBytes)
 	return nil
 }

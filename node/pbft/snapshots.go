@@ -70,10 +70,13 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 	}
 }
 
-// snapshotEvent adds a snapshot, or releases those below a new stable
-// checkpoint and deletes the log at or below it.
+// snapshotEvent adds a snapshot (releasing one it replaces), or releases
+// those below a new stable checkpoint and deletes the log at or below it.
 func (n *Node) snapshotEvent(snaps map[uint64]*execution.StateSnapshot, ev snapshotEvent) {
 	if ev.add != nil {
+		if old := snaps[ev.add.Sequence()]; old != nil && old != ev.add {
+			old.Release()
+		}
 		snaps[ev.add.Sequence()] = ev.add
 	}
 	if ev.stable == 0 {

@@ -1,0 +1,308 @@
+package execution
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/util"
+
+	"github.com/pbftnode/pbftnode/storage"
+)
+
+// Rollback records. A replica serves peers the state at its stable
+// checkpoint, but it usually executed past it, and the in-memory
+// goleveldb snapshot TakeSnapshot took at the checkpoint dies with the
+// process. With TrackRollback on, every Apply also writes, in the same
+// atomic batch, the value each key it changes had before the batch (its
+// "undo record"), under
+//
+//	e/u/<sequence, 8 bytes big-endian><key> = 0 (absent) | 1 <value>
+//
+// so that SnapshotAt can rebuild the state at any executed sequence above
+// the last one TrackRollback was given, after a restart too. The records
+// are under storage.PrefixExecutor, so a state transfer's wipe deletes
+// them, and they are never transferred (isExecutorTransferKey).
+//
+// Cost: one read (usually from the memtable or block cache) per distinct
+// key a batch writes, and on disk the previous values of the keys written
+// by the batches above the stable checkpoint: at most WindowSize batches,
+// deleted when the next checkpoint becomes stable.
+const rollbackPrefix = storage.PrefixExecutor + "u/"
+
+var (
+	// ErrRollbackUnavailable is returned (wrapped) by SnapshotAt when the
+	// undo records to reach the sequence asked for are not all there
+	// (TrackRollback was off for some batch above it, or they were
+	// deleted), or when the application cannot be rolled back (it is not
+	// a BatchApplication and TransferableApplication).
+	ErrRollbackUnavailable = errors.New("state at that sequence cannot be rebuilt")
+)
+
+// rollbackSequencePrefix returns the prefix of the undo records of
+// sequence.
+func rollbackSequencePrefix(sequence uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(rollbackPrefix), sequence)
+}
+
+// TrackRollback makes every later Apply record what it overwrites (see
+// the rollback records above), and deletes the records of the sequences
+// at or below stable: the state at stable or above is what SnapshotAt can
+// rebuild. The PBFT driver calls it at recovery and at each stable
+// checkpoint, on the executor's goroutine. It does nothing for an
+// application that cannot be rolled back (SnapshotAt then always fails).
+func (e *Executor) TrackRollback(stable uint64) error {
+	if e.batchApp == nil || e.transferApp == nil {
+		return nil
+	}
+	e.trackRollback = true
+	if stable < e.rollbackFloor {
+		return nil
+	}
+	// Start at the first sequence not yet trimmed: the deleted records
+	// stay as tombstones until a compaction, and scanning them again at
+	// every checkpoint would cost more and more.
+	rng := &util.Range{Start: rollbackSequencePrefix(e.rollbackFloor), Limit: rollbackSequencePrefix(stable + 1)}
+	if err := e.deleteRange(rng, &opt.WriteOptions{Sync: false}); err != nil {
+		return fmt.Errorf("executor: delete rollback records at or below %d: %w", stable, err)
+	}
+	e.rollbackFloor = stable + 1
+	return nil
+}
+
+// keyCollector gathers the distinct keys a batch writes, in first-write
+// order, in one reused buffer; windows holds the encodings of the client
+// windows the batch touched as they were before it (notePriorWindow).
+type keyCollector struct {
+	seen    map[string]struct{}
+	arena   []byte
+	ends    []int
+	windows []byte
+	prior   map[string][]byte
+}
+
+func (c *keyCollector) add(key []byte) {
+	if _, ok := c.seen[string(key)]; ok {
+		return
+	}
+	c.seen[string(key)] = struct{}{}
+	c.arena = append(c.arena, key...)
+	c.ends = append(c.ends, len(c.arena))
+}
+
+func (c *keyCollector) Put(key, _ []byte) { c.add(key) }
+func (c *keyCollector) Delete(key []byte) { c.add(key) }
+
+func (c *keyCollector) reset() {
+	clear(c.seen)
+	clear(c.prior)
+	c.arena, c.ends, c.windows = c.arena[:0], c.ends[:0], c.windows[:0]
+	if cap(c.arena)+cap(c.windows) > maxKeptBufferSize {
+		c.arena, c.windows = nil, nil
+	}
+}
+
+// notePriorWindow records w's encoding before the batch changes it (it
+// is the last one touched), sparing stageRollback a database read.
+func (e *Executor) notePriorWindow(w *clientWindow) {
+	if !e.trackRollback {
+		return
+	}
+	c := &e.rollbackKeys
+	c.windows = w.appendEncoded(c.windows)
+	e.touched[len(e.touched)-1].prevEnd = len(c.windows)
+}
+
+// CommittedValueCache is an optional side of an application: the value
+// key (a full database key) had after the last committed batch, when the
+// application knows it without reading the database (ok false
+// otherwise). KV implements it from its read cache, which holds the old
+// value of every key a batch writes (the write needs it for the digest).
+type CommittedValueCache interface {
+	CachedCommittedValue(key []byte) (value []byte, present, ok bool)
+}
+
+// priorValues fills c.prior with the values before the batch at sequence
+// that the executor knows without reading: e/last and the client windows
+// the batch writes or deletes (nil: absent).
+func (e *Executor) priorValues(sequence uint64) {
+	c := &e.rollbackKeys
+	if c.prior == nil {
+		c.prior = make(map[string][]byte)
+	}
+	if sequence > 1 {
+		c.prior[executorLastKey] = binary.BigEndian.AppendUint64(nil, sequence-1)
+	}
+	start := 0
+	for _, t := range e.touched {
+		key := executorReplyPrefix + t.id
+		if t.created {
+			c.prior[key] = nil
+			continue
+		}
+		c.prior[key] = c.windows[start:t.prevEnd]
+		start = t.prevEnd
+	}
+	for _, ev := range e.evicted {
+		c.prior[executorReplyPrefix+ev.id] = ev.w.appendEncoded(nil)
+	}
+}
+
+// stageRollback adds to batch, about to be written for sequence, the undo
+// record of every key it writes: that key's value now.
+func (e *Executor) stageRollback(sequence uint64, batch *leveldb.Batch) error {
+	c := &e.rollbackKeys
+	if c.seen == nil {
+		c.seen = make(map[string]struct{})
+	}
+	if err := batch.Replay(c); err != nil {
+		return fmt.Errorf("rollback record: %w", err)
+	}
+	e.priorValues(sequence)
+	appCache, _ := e.app.(CommittedValueCache)
+	recordKey := rollbackSequencePrefix(sequence)
+	prefixLen := len(recordKey)
+	start := 0
+	for _, end := range c.ends {
+		key := c.arena[start:end]
+		start = end
+		if !e.transfers(key) {
+			continue // never served, so never rolled back (a/m/digest)
+		}
+		recordKey = append(recordKey[:prefixLen], key...)
+		old, present, err := e.valueBefore(c, appCache, key)
+		switch {
+		case err != nil:
+			return fmt.Errorf("rollback record of %q: %w", key, err)
+		case !present:
+			batch.Put(recordKey, []byte{0})
+		default:
+			e.valueBuf = append(append(e.valueBuf[:0], 1), old...)
+			batch.Put(recordKey, e.valueBuf)
+		}
+	}
+	return nil
+}
+
+// valueBefore returns key's committed value before the batch: known to
+// the executor, cached by the application, or read from the database.
+func (e *Executor) valueBefore(c *keyCollector, appCache CommittedValueCache, key []byte) (value []byte, present bool, err error) {
+	if v, ok := c.prior[string(key)]; ok {
+		return v, v != nil, nil
+	}
+	if appCache != nil {
+		if v, present, ok := appCache.CachedCommittedValue(key); ok {
+			return v, present, nil
+		}
+	}
+	v, err := e.ldb.Get(key, nil)
+	if errors.Is(err, leveldb.ErrNotFound) {
+		return nil, false, nil
+	}
+	return v, err == nil, err
+}
+
+// rollbackOverlay is what a StateSnapshot built by SnapshotAt changes in
+// its goleveldb snapshot: for each key a later batch wrote (sorted), the
+// undo record holding its value at the snapshot's sequence. Values are
+// read from the snapshot when served, so memory holds only keys.
+type rollbackOverlay struct {
+	keys     [][]byte
+	undoKeys map[string][]byte
+}
+
+// SnapshotAt returns the state as of executed sequence seq, which must be
+// at most LastExecuted: the current state with the undo records of the
+// batches after seq applied in reverse. Its Digest is the zero value (it
+// is not recomputed: a replica fetching it checks the whole state against
+// a certified digest). It fails with ErrRollbackUnavailable when a
+// record is missing (TrackRollback was off, or its records were deleted).
+// Call it between Applies; the snapshot is independent of later ones.
+func (e *Executor) SnapshotAt(seq uint64) (*StateSnapshot, error) {
+	if seq == e.lastExecuted {
+		return e.TakeSnapshot()
+	}
+	if e.batchApp == nil || e.transferApp == nil {
+		return nil, fmt.Errorf("executor: snapshot at %d: %w", seq, ErrRollbackUnavailable)
+	}
+	if e.restore != nil || seq > e.lastExecuted {
+		return nil, fmt.Errorf("executor: snapshot at %d (executed %d, restoring %v): %w", seq, e.lastExecuted, e.restore != nil, ErrRollbackUnavailable)
+	}
+	snap, err := e.TakeSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	overlay, err := loadRollbackOverlay(snap.snap, seq, e.lastExecuted)
+	if err != nil {
+		snap.Release()
+		return nil, fmt.Errorf("executor: snapshot at %d: %w", seq, err)
+	}
+	snap.sequence, snap.digest, snap.overlay = seq, [32]byte{}, overlay
+	return snap, nil
+}
+
+// loadRollbackOverlay reads the undo records of the sequences in
+// (seq, last] from snap, keeping for each key the earliest one (its value
+// at seq), and checks that every one of those sequences has records (each
+// tracked Apply writes at least e/last).
+func loadRollbackOverlay(snap *leveldb.Snapshot, seq, last uint64) (*rollbackOverlay, error) {
+	o := &rollbackOverlay{undoKeys: make(map[string][]byte)}
+	rng := &util.Range{Start: rollbackSequencePrefix(seq + 1), Limit: rollbackSequencePrefix(last + 1)}
+	iter := snap.NewIterator(rng, nil)
+	defer iter.Release()
+	want := seq + 1
+	for iter.Next() {
+		k := iter.Key()
+		if len(k) < len(rollbackPrefix)+8 {
+			return nil, fmt.Errorf("corrupt rollback record key %q", k)
+		}
+		s := binary.BigEndian.Uint64(k[len(rollbackPrefix):])
+		switch {
+		case s == want:
+			want++
+		case s != want-1:
+			return nil, fmt.Errorf("no rollback record of sequence %d: %w", want, ErrRollbackUnavailable)
+		}
+		key := k[len(rollbackPrefix)+8:]
+		if _, ok := o.undoKeys[string(key)]; !ok {
+			o.undoKeys[string(key)] = bytes.Clone(k)
+			o.keys = append(o.keys, bytes.Clone(key))
+		}
+	}
+	if err := iter.Error(); err != nil {
+		return nil, fmt.Errorf("read rollback records: %w", err)
+	}
+	if want != last+1 {
+		return nil, fmt.Errorf("no rollback record of sequence %d: %w", want, ErrRollbackUnavailable)
+	}
+	slices.SortFunc(o.keys, bytes.Compare)
+	return o, nil
+}
+
+// value returns key's value at the snapshot's sequence from its
+// undo record; ok is false when the key did not exist then.
+func (o *rollbackOverlay) value(snap *leveldb.Snapshot, key []byte) (value []byte, ok bool, err error) {
+	rec, err := snap.Get(o.undoKeys[string(key)], nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("read rollback record of %q: %w", key, err)
+	}
+	switch {
+	case len(rec) == 1 && rec[0] == 0:
+		return nil, false, nil
+	case len(rec) >= 1 && rec[0] == 1:
+		return rec[1:], true, nil
+	}
+	return nil, false, fmt.Errorf("corrupt rollback record of %q", key)
+}
+
+// transfers reports whether key is part of the state a snapshot serves.
+func (e *Executor) transfers(key []byte) bool {
+	if bytes.HasPrefix(key, []byte(storage.PrefixApp)) {
+		return e.transferApp.TransferKey(key)
+	}
+	return isExecutorTransferKey(key)
+}
