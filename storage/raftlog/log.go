@@ -338,7 +338,9 @@ func (l *Log) Snapshot() (*raftpb.Snapshot, error) {
 // restarts from an older one, at or above an earlier synced one, and
 // learns the rest from the leader again; entries are never applied twice,
 // the Core skips those the executor already applied), and a later synced
-// write makes it durable too (goleveldb's journal is written in order).
+// write makes it durable too (goleveldb's journal is written in order;
+// CreateSnapshot rewrites the hard state, so the stored commit index is
+// never below the stored snapshot's, which etcd raft refuses).
 // Saves counts both kinds.
 //
 // Applying a snapshot replaces the whole log, like
@@ -465,7 +467,8 @@ func (l *Log) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.S
 // raft.ErrSnapOutOfDate when i is not above the current snapshot index,
 // with raft.ErrCompacted when i is below FirstIndex-1, and with an error
 // when i > LastIndex. It does not compact the log (call Compact). It
-// returns a copy of the new snapshot.
+// rewrites the hard state in the same synced batch. It returns a copy of
+// the new snapshot.
 func (l *Log) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -490,7 +493,17 @@ func (l *Log) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*raft
 	if err != nil {
 		return nil, fmt.Errorf("raft log: create snapshot %d: %w", i, err)
 	}
-	if err := l.ldb.Put([]byte(raftSnapshotKey), value, l.writeOptions()); err != nil {
+	// The hard state goes in the same synced batch: its commit index may
+	// have been written unsynced (see Save), and raft refuses to start
+	// from a stored commit index below the stored snapshot's.
+	hs, err := proto.Marshal(l.hs)
+	if err != nil {
+		return nil, fmt.Errorf("raft log: create snapshot %d: hard state: %w", i, err)
+	}
+	batch := new(leveldb.Batch)
+	batch.Put([]byte(raftSnapshotKey), value)
+	batch.Put([]byte(raftHardStateKey), hs)
+	if err := l.ldb.Write(batch, l.writeOptions()); err != nil {
 		return nil, fmt.Errorf("raft log: create snapshot %d: %w", i, err)
 	}
 	l.snap = snap
