@@ -44,6 +44,9 @@ const (
 	// leader's reads waiting for their read index (16 MiB).
 	DefaultMaxPendingReads     = 65536
 	DefaultMaxPendingReadBytes = 16 << 20
+	// DefaultReadIndexesInFlight bounds the ReadIndex rounds the leader
+	// has unconfirmed at once.
+	DefaultReadIndexesInFlight = 4
 )
 
 // Config configures a Core.
@@ -96,6 +99,13 @@ type Config struct {
 	MaxPendingReads     int
 	MaxPendingReadBytes int
 	ReadTimeoutTicks    int
+	// ReadIndexesInFlight bounds the ReadIndex rounds (one per Process
+	// with reads queued, shared by all of them) the leader has
+	// unconfirmed at once; reads arriving while that many are out wait
+	// for the next. More than one lets a read that arrives just after a
+	// round started go out in the next Process instead of waiting a whole
+	// round trip (default DefaultReadIndexesInFlight).
+	ReadIndexesInFlight int
 	Logger              *slog.Logger
 }
 
@@ -156,6 +166,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.ReadTimeoutTicks <= 0 {
 		c.ReadTimeoutTicks = c.ElectionTicks
+	}
+	if c.ReadIndexesInFlight <= 0 {
+		c.ReadIndexesInFlight = DefaultReadIndexesInFlight
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

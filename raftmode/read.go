@@ -106,10 +106,10 @@ func (c *Core) Read(req *wire.Request) error {
 }
 
 // requestReadIndex sends the queued reads' ReadIndex request, one for all
-// of them (or fails them if this replica no longer leads). One request is
-// in flight at a time: reads arriving meanwhile wait for the next, so a
-// heavy read load costs one heartbeat round per round trip, not one per
-// Process.
+// of them (or fails them if this replica no longer leads). At most
+// Config.ReadIndexesInFlight requests are unconfirmed at a time: reads
+// arriving meanwhile wait for the next, so a heavy read load costs a
+// bounded number of heartbeat rounds per round trip, not one per Process.
 func (c *Core) requestReadIndex() {
 	q := &c.reads
 	if len(q.queued) == 0 {
@@ -119,7 +119,7 @@ func (c *Core) requestReadIndex() {
 		c.failReads(ErrReadAborted)
 		return
 	}
-	if n := len(q.batches); n > 0 && !q.batches[n-1].confirmed {
+	if q.unconfirmed() >= c.cfg.ReadIndexesInFlight {
 		return
 	}
 	var ctx [16]byte
@@ -129,6 +129,18 @@ func (c *Core) requestReadIndex() {
 	q.batches = append(q.batches, &readBatch{ctx: string(ctx[:]), reads: q.queued, bytes: q.queuedBytes, age: q.queuedAge})
 	q.queued, q.queuedBytes, q.queuedAge = nil, 0, 0
 	c.rn.ReadIndex(ctx[:])
+}
+
+// unconfirmed counts the batches whose ReadIndex request raft has not
+// confirmed yet.
+func (q *readQueue) unconfirmed() int {
+	n := 0
+	for _, b := range q.batches {
+		if !b.confirmed {
+			n++
+		}
+	}
+	return n
 }
 
 // confirmReads records the read indexes a Ready carries. A context that

@@ -168,3 +168,47 @@ func TestQueuedReadsFailWithinTheDeadline(t *testing.T) {
 		t.Fatalf("read queued for 24 ticks with a 20-tick deadline: %v, want %q", r, raftmode.ErrReadTimeout)
 	}
 }
+
+// Reads that arrive before one Process share one ReadIndex request; reads
+// arriving in later Processes, while earlier requests are unconfirmed, get
+// requests of their own at once, up to ReadIndexesInFlight, and the rest
+// wait for a confirmation. Every read is answered with the completed write.
+func TestReadIndexRequestsShareAndPipeline(t *testing.T) {
+	c, l := readCluster(t, 0, 0)
+	c.submit(l, 1, execution.EncodePut([]byte("k"), []byte("v1")))
+	c.runUntil(100, func() bool { return c.replied(1) && c.converged() })
+	leader := c.drivers[l]
+	process := func() {
+		t.Helper()
+		if err := leader.Process(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	number := uint64(2)
+	for range 10 {
+		c.read(l, number, execution.EncodeGet([]byte("k")))
+		number++
+	}
+	process() // no message is delivered until c.round
+	if got := raftmode.UnconfirmedReadIndexes(c.cores[l]); got != 1 {
+		t.Fatalf("10 reads before one Process: %d ReadIndex requests, want 1", got)
+	}
+	for range raftmode.DefaultReadIndexesInFlight {
+		c.read(l, number, execution.EncodeGet([]byte("k")))
+		number++
+		process()
+	}
+	if got := raftmode.UnconfirmedReadIndexes(c.cores[l]); got != raftmode.DefaultReadIndexesInFlight {
+		t.Fatalf("%d more Processes with a read each: %d ReadIndex requests unconfirmed, want %d",
+			raftmode.DefaultReadIndexesInFlight, got, raftmode.DefaultReadIndexesInFlight)
+	}
+	if got, want := c.cores[l].PendingReads(), int(number-2); got != want {
+		t.Fatalf("%d reads pending, want %d", got, want)
+	}
+	c.runUntil(100, func() bool { return c.cores[l].PendingReads() == 0 })
+	for n := uint64(2); n < number; n++ {
+		if r := c.readAnswer(n); r == nil || readValue(t, r) != "v1" {
+			t.Fatalf("read %d: %v, want v1", n, r)
+		}
+	}
+}

@@ -132,3 +132,51 @@ func TestRaftLogEntriesSliceIsSafe(t *testing.T) {
 		}
 	})
 }
+
+// TestRaftLogSyncsOnlyWhatRaftNeeds checks etcd raft's MustSync rule:
+// entries, a snapshot, a new term or a new vote are synced; a hard state
+// whose only change is the commit index is not, and still reads back after
+// a reopen.
+func TestRaftLogSyncsOnlyWhatRaftNeeds(t *testing.T) {
+	env := newRaftEnv(t, true, -1)
+	l := env.open()
+	hs := func(term, vote, commit uint64) *raftpb.HardState {
+		return &raftpb.HardState{Term: new(term), Vote: new(vote), Commit: new(commit)}
+	}
+	snap := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(9)), Term: new(uint64(3)), ConfState: &raftpb.ConfState{Voters: []uint64{1}}}}
+	steps := []struct {
+		name    string
+		hs      *raftpb.HardState
+		entries []*raftpb.Entry
+		snap    *raftpb.Snapshot
+		want    SaveCounts
+	}{
+		{"entries", hs(1, 1, 0), ents(1, 1, 1), nil, SaveCounts{Synced: 1}},
+		{"commit only", hs(1, 1, 2), nil, nil, SaveCounts{Synced: 1, Unsynced: 1}},
+		{"entries with commit", hs(1, 1, 3), ents(3, 1, 1), nil, SaveCounts{Synced: 2, Unsynced: 1}},
+		{"new term", hs(2, 0, 3), nil, nil, SaveCounts{Synced: 3, Unsynced: 1}},
+		{"new vote", hs(2, 2, 3), nil, nil, SaveCounts{Synced: 4, Unsynced: 1}},
+		{"commit only again", hs(2, 2, 4), nil, nil, SaveCounts{Synced: 4, Unsynced: 2}},
+	}
+	for _, s := range steps {
+		if err := l.Save(s.hs, s.entries, s.snap); err != nil {
+			t.Fatalf("%s: Save: %v", s.name, err)
+		}
+		if got := l.Saves(); got != s.want {
+			t.Fatalf("%s: saves %+v, want %+v", s.name, got, s.want)
+		}
+	}
+	l = checkReload(t, env, l)
+	if st := readRaftLogState(t, l); st.hs.GetCommit() != 4 {
+		t.Fatalf("unsynced commit after reopen: %d, want 4", st.hs.GetCommit())
+	}
+	if err := l.Save(hs(3, 2, 9), nil, snap); err != nil {
+		t.Fatalf("Save(snapshot): %v", err)
+	}
+	if err := l.Save(nil, nil, nil); err != nil {
+		t.Fatalf("Save(nothing): %v", err)
+	}
+	if got, want := l.Saves(), (SaveCounts{Synced: 1}); got != want {
+		t.Fatalf("snapshot, then nothing: saves %+v, want %+v", got, want)
+	}
+}

@@ -82,6 +82,20 @@ type Log struct {
 	cacheBytes int
 	// Cache bounds (tests shrink them).
 	cacheMaxEntries, cacheMaxBytes int
+	saves                          SaveCounts
+}
+
+// SaveCounts counts the Saves that wrote something, by whether they
+// needed a sync (see Save).
+type SaveCounts struct {
+	Synced, Unsynced uint64
+}
+
+// Saves returns how many Saves wrote something, synced and not.
+func (l *Log) Saves() SaveCounts {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.saves
 }
 
 // Open opens the Raft log kept in db: it loads the hard state, conf state,
@@ -309,12 +323,25 @@ func (l *Log) Snapshot() (*raftpb.Snapshot, error) {
 	return proto.Clone(l.snap).(*raftpb.Snapshot), nil
 }
 
-// Save durably persists one raft Ready: the snapshot (unless
-// raft.IsEmptySnap), then the entries, then the hard state (unless
-// raft.IsEmptyHardState), in one goleveldb batch written with the
-// database's sync option, so a Ready costs at most one fsync. The runtime
+// Save persists one raft Ready: the snapshot (unless raft.IsEmptySnap),
+// then the entries, then the hard state (unless raft.IsEmptyHardState), in
+// one goleveldb batch, so a Ready costs at most one fsync. The runtime
 // must call it BEFORE sending the Ready's messages. Any argument may be
 // nil.
+//
+// The batch is synced (when the database's Sync option is on) only when
+// raft needs it durable before the messages go out: etcd raft's MustSync
+// rule, a snapshot, entries, or a term or vote that changed. A Ready whose
+// only change is the hard state's commit index (a follower learning the
+// commit from a heartbeat, the leader advancing it) is written unsynced:
+// the commit index is only a lower bound raft may lose (after a crash it
+// restarts from an older one, at or above an earlier synced one, and
+// learns the rest from the leader again; entries are never applied twice,
+// the Core skips those the executor already applied), and a later synced
+// write makes it durable too (goleveldb's journal is written in order;
+// CreateSnapshot rewrites the hard state, so the stored commit index is
+// never below the stored snapshot's, which etcd raft refuses).
+// Saves counts both kinds.
 //
 // Applying a snapshot replaces the whole log, like
 // raft.MemoryStorage.ApplySnapshot: every stored entry is discarded, the
@@ -404,8 +431,15 @@ func (l *Log) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.S
 	if batch.Len() == 0 {
 		return nil
 	}
-	if err := l.ldb.Write(batch, l.writeOptions()); err != nil {
+	mustSync := newSnap != nil || len(entries) > 0 ||
+		(newHS != nil && (newHS.GetTerm() != l.hs.GetTerm() || newHS.GetVote() != l.hs.GetVote()))
+	if err := l.ldb.Write(batch, &opt.WriteOptions{Sync: l.sync && mustSync}); err != nil {
 		return fmt.Errorf("raft log: save (%d entries): %w", len(appended), err)
+	}
+	if mustSync {
+		l.saves.Synced++
+	} else {
+		l.saves.Unsynced++
 	}
 
 	// The write is durable: update the in-memory state.
@@ -433,7 +467,8 @@ func (l *Log) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.S
 // raft.ErrSnapOutOfDate when i is not above the current snapshot index,
 // with raft.ErrCompacted when i is below FirstIndex-1, and with an error
 // when i > LastIndex. It does not compact the log (call Compact). It
-// returns a copy of the new snapshot.
+// rewrites the hard state in the same synced batch. It returns a copy of
+// the new snapshot.
 func (l *Log) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -458,7 +493,17 @@ func (l *Log) CreateSnapshot(i uint64, cs *raftpb.ConfState, data []byte) (*raft
 	if err != nil {
 		return nil, fmt.Errorf("raft log: create snapshot %d: %w", i, err)
 	}
-	if err := l.ldb.Put([]byte(raftSnapshotKey), value, l.writeOptions()); err != nil {
+	// The hard state goes in the same synced batch: its commit index may
+	// have been written unsynced (see Save), and raft refuses to start
+	// from a stored commit index below the stored snapshot's.
+	hs, err := proto.Marshal(l.hs)
+	if err != nil {
+		return nil, fmt.Errorf("raft log: create snapshot %d: hard state: %w", i, err)
+	}
+	batch := new(leveldb.Batch)
+	batch.Put([]byte(raftSnapshotKey), value)
+	batch.Put([]byte(raftHardStateKey), hs)
+	if err := l.ldb.Write(batch, l.writeOptions()); err != nil {
 		return nil, fmt.Errorf("raft log: create snapshot %d: %w", i, err)
 	}
 	l.snap = snap
