@@ -28,6 +28,11 @@ type ReadCounts struct {
 
 type readCounters struct {
 	fast, fallback atomic.Uint64
+	// Guarded by Client.mu: calls holds the outstanding Read calls by
+	// request number, apart from Client.outstanding (see beginRead);
+	// number is the next read request number, 0 until the first read.
+	calls  map[uint64]*call
+	number uint64
 	// Guarded by Client.mu: missed marks the replicas that did not answer
 	// the last read-only request sent to them before the others were
 	// asked (skipped when choosing where reads go first, until they
@@ -93,14 +98,11 @@ func (c *Client) Read(ctx context.Context, op []byte) ([]byte, error) {
 // readOnly sends op as a read-only request and waits up to ReadTimeout for
 // ReadQuorum matching read-only answers.
 func (c *Client) readOnly(ctx context.Context, op []byte) ([]byte, error) {
-	cl, err := c.begin(ctx)
+	cl, err := c.beginRead(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer c.end(cl)
-	c.mu.Lock()
-	cl.readOnly, cl.quorum = true, c.cfg.ReadQuorum
-	c.mu.Unlock()
+	defer c.endRead(cl)
 	frame, err := c.frame(cl.number, op, true)
 	if err != nil {
 		return nil, err
@@ -115,6 +117,88 @@ func (c *Client) readOnly(ctx context.Context, op []byte) ([]byte, error) {
 		c.send(uint32(i), frame)
 	}
 	return c.awaitRead(ctx, cl, first, rest, frame)
+}
+
+// readNumberBit is set in every read-only request number and in no
+// ordered one (those start from Config.FirstRequestNumber, the clock by
+// default, about 2^60, and count up by one).
+const readNumberBit = 1 << 63
+
+// beginRead registers a Read's call under a fresh number of the read
+// space (readNumberBit set), waiting while Window reads are outstanding.
+// Reads take no number from the ordered requests' window: replicas never
+// enter a read-only request in the client's window (they do not order
+// it), so a read need not wait behind an ordered request that is slow to
+// complete, as it would if it held a number there (a write outstanding
+// for a whole batch round would stall every read begun Window numbers
+// after it). The read space starts at readNumberBit|FirstRequestNumber,
+// so processes sharing a key do not take each other's read answers.
+func (c *Client) beginRead(ctx context.Context) (*call, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := &c.reads
+	registered := false
+	for {
+		if c.closed {
+			return nil, ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		if uint64(len(r.calls)) < max(c.cfg.Window, 1) {
+			break
+		}
+		if !registered { // wake up when ctx ends, as begin
+			registered = true
+			stop := context.AfterFunc(ctx, func() {
+				c.mu.Lock()
+				c.windowFree.Broadcast()
+				c.mu.Unlock()
+			})
+			defer stop()
+		}
+		c.waiting++
+		c.windowFree.Wait()
+		c.waiting--
+	}
+	if r.calls == nil {
+		r.calls = make(map[uint64]*call)
+		r.number = readNumberBit | c.cfg.FirstRequestNumber
+	}
+	for r.calls[r.number] != nil || c.outstanding[r.number] != nil {
+		r.number++
+	}
+	cl := &call{number: r.number, done: make(chan struct{}), readOnly: true, quorum: c.cfg.ReadQuorum}
+	r.number++
+	if c.n <= len(cl.inline) {
+		cl.replies = cl.inline[:c.n]
+	} else {
+		cl.replies = make([]replyRecord, c.n)
+	}
+	r.calls[cl.number] = cl
+	return cl, nil
+}
+
+// endRead retires a Read's call and wakes the calls waiting for room.
+func (c *Client) endRead(cl *call) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reads.calls[cl.number] != cl {
+		return
+	}
+	delete(c.reads.calls, cl.number)
+	if c.waiting > 0 {
+		c.windowFree.Broadcast()
+	}
+}
+
+// callLocked returns the outstanding call a reply numbered number is for
+// (a Read's or an ordered one's), or nil. c.mu must be held.
+func (c *Client) callLocked(number uint64) *call {
+	if cl := c.reads.calls[number]; cl != nil {
+		return cl
+	}
+	return c.outstanding[number]
 }
 
 // awaitRead waits for the read's quorum, asking the replicas in rest too
