@@ -137,29 +137,9 @@ func (c *Client) beginRead(ctx context.Context) (*call, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := &c.reads
-	registered := false
-	for {
-		if c.closed {
-			return nil, ErrClosed
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("client: %w", err)
-		}
-		if uint64(len(r.calls)) < max(c.cfg.Window, 1) {
-			break
-		}
-		if !registered { // wake up when ctx ends, as begin
-			registered = true
-			stop := context.AfterFunc(ctx, func() {
-				c.mu.Lock()
-				c.windowFree.Broadcast()
-				c.mu.Unlock()
-			})
-			defer stop()
-		}
-		c.waiting++
-		c.windowFree.Wait()
-		c.waiting--
+	room := func() bool { return uint64(len(r.calls)) < max(c.cfg.Window, 1) }
+	if err := c.waitRoomLocked(ctx, room); err != nil {
+		return nil, err
 	}
 	if r.calls == nil {
 		r.calls = make(map[uint64]*call)
@@ -168,13 +148,9 @@ func (c *Client) beginRead(ctx context.Context) (*call, error) {
 	for r.calls[r.number] != nil || c.outstanding[r.number] != nil {
 		r.number++
 	}
-	cl := &call{number: r.number, done: make(chan struct{}), readOnly: true, quorum: c.cfg.ReadQuorum}
+	cl := c.newCallLocked(r.number, c.cfg.ReadQuorum)
+	cl.readOnly = true
 	r.number++
-	if c.n <= len(cl.inline) {
-		cl.replies = cl.inline[:c.n]
-	} else {
-		cl.replies = make([]replyRecord, c.n)
-	}
 	r.calls[cl.number] = cl
 	return cl, nil
 }
