@@ -171,42 +171,53 @@ func (c *Client) endRead(cl *call) {
 // callLocked returns the outstanding call a reply numbered number is for
 // (a Read's or an ordered one's), or nil. c.mu must be held.
 func (c *Client) callLocked(number uint64) *call {
-	if cl := c.reads.calls[number]; cl != nil {
-		return cl
+	if number&readNumberBit != 0 {
+		if cl := c.reads.calls[number]; cl != nil {
+			return cl
+		}
 	}
 	return c.outstanding[number]
 }
 
 // awaitRead waits for the read's quorum, asking the replicas in rest too
 // once ReadSpreadTimeout passed without it, and gives up after
-// ReadTimeout. It records which of first had not answered by then.
+// ReadTimeout. It records which of first had not answered by then. The
+// two deadlines are timer callbacks that act on the call under c.mu, so
+// the wait itself selects on the call, ctx and the client only.
 func (c *Client) awaitRead(ctx context.Context, cl *call, first, rest []int, frame []byte) ([]byte, error) {
-	timer := time.NewTimer(c.cfg.ReadTimeout)
-	defer timer.Stop()
-	var spread <-chan time.Time
+	timeout := time.AfterFunc(c.cfg.ReadTimeout, func() { c.timeOutRead(cl) })
+	defer timeout.Stop()
 	if len(rest) > 0 {
-		t := time.NewTimer(c.cfg.ReadSpreadTimeout)
-		defer t.Stop()
-		spread = t.C
-	}
-	for {
-		select {
-		case <-cl.done:
-			return cl.result, cl.err
-		case <-ctx.Done():
-			return nil, fmt.Errorf("client: read %d: %w", cl.number, ctx.Err())
-		case <-c.done:
-			return nil, ErrClosed
-		case <-timer.C:
-			return nil, errReadTimeout
-		case <-spread:
-			spread = nil
-			c.noteSilent(cl, first)
-			for _, i := range rest {
-				c.send(uint32(i), frame)
+		spread := time.AfterFunc(c.cfg.ReadSpreadTimeout, func() {
+			if c.noteSilent(cl, first) {
+				for _, i := range rest {
+					c.send(uint32(i), frame)
+				}
 			}
-		}
+		})
+		defer spread.Stop()
 	}
+	select {
+	case <-cl.done:
+		return cl.result, cl.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("client: read %d: %w", cl.number, ctx.Err())
+	case <-c.done:
+		return nil, ErrClosed
+	}
+}
+
+// timeOutRead ends a read still waiting for its quorum with
+// errReadTimeout.
+func (c *Client) timeOutRead(cl *call) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl.result != nil || cl.err != nil {
+		return
+	}
+	cl.err = errReadTimeout
+	clear(cl.replies)
+	close(cl.done)
 }
 
 // readTargets splits the replicas into the ReadQuorum a read-only request
@@ -247,18 +258,20 @@ func (c *Client) readTargets() (first, rest []int) {
 }
 
 // noteSilent marks the replicas of first that have not answered the read
-// yet as missed (handleReply clears the mark when one answers a read).
-func (c *Client) noteSilent(cl *call, first []int) {
+// yet as missed (handleReply clears the mark when one answers a read),
+// and reports whether the read still waits for answers.
+func (c *Client) noteSilent(cl *call, first []int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cl.result != nil || cl.err != nil {
-		return // done: its replies are cleared
+		return false // done: its replies are cleared
 	}
 	for _, i := range first {
 		if i < len(cl.replies) && i < len(c.reads.missed) && !cl.replies[i].seen {
 			c.reads.missed[i] = true
 		}
 	}
+	return true
 }
 
 // quorumPossible reports whether the call can still gather its quorum of
