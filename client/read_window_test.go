@@ -91,3 +91,29 @@ func (c *Client) waitingReads() int {
 	}
 	return c.waiting
 }
+
+// A read that gets no answers within ReadTimeout is ordered instead (the
+// deadline is a timer callback that ends the read's call).
+func TestReadWithoutAnswersTimesOutAndIsOrdered(t *testing.T) {
+	c, sent := newReadTestClient(t)
+	c.cfg.ReadTimeout = 50 * time.Millisecond
+	c.cfg.ReadSpreadTimeout = time.Minute
+	results, errs := readAsync(c)
+	req := nextSent(t, sent)
+	for range c.cfg.ReadQuorum - 1 {
+		nextSent(t, sent)
+	}
+	ordered := nextSent(t, sent) // after ReadTimeout, with no answer
+	if ordered.ReadOnly || ordered.RequestNumber == req.RequestNumber {
+		t.Fatalf("after the read timed out, sent %#x (read-only %v)", ordered.RequestNumber, ordered.ReadOnly)
+	}
+	readReply(t, c, 0, req.RequestNumber, "late", true) // a late answer to the timed-out read: ignored
+	readReply(t, c, 0, ordered.RequestNumber, "v", false)
+	readReply(t, c, 1, ordered.RequestNumber, "v", false)
+	if err := <-errs; err != nil || string(<-results) != "v" {
+		t.Fatalf("timed-out read: %v", err)
+	}
+	if rc := c.ReadCounts(); rc.Fast != 0 || rc.Fallback != 1 {
+		t.Fatalf("read counts %+v, want one fallback", rc)
+	}
+}
