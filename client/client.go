@@ -374,18 +374,33 @@ func (c *Client) adoptHint(h *Hint) {
 func (c *Client) begin(ctx context.Context) (*call, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.waitRoomLocked(ctx, c.windowOpenLocked); err != nil {
+		return nil, err
+	}
+	cl := c.newCallLocked(c.next, c.cfg.ReplyQuorum)
+	if len(c.outstanding) == 0 {
+		c.lowest = cl.number
+	}
+	c.next++
+	c.outstanding[cl.number] = cl
+	return cl, nil
+}
+
+// waitRoomLocked waits on windowFree until room reports true, and fails
+// when the client closes or ctx ends first. c.mu must be held.
+func (c *Client) waitRoomLocked(ctx context.Context, room func() bool) error {
 	registered := false
 	for {
 		if c.closed {
-			return nil, ErrClosed
+			return ErrClosed
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("client: %w", err)
+			return fmt.Errorf("client: %w", err)
 		}
-		if c.windowOpenLocked() {
-			break
+		if room() {
+			return nil
 		}
-		// Wake up when ctx ends; only a begin that must wait pays for it.
+		// Wake up when ctx ends; only a call that must wait pays for it.
 		if !registered {
 			registered = true
 			stop := context.AfterFunc(ctx, func() {
@@ -399,18 +414,18 @@ func (c *Client) begin(ctx context.Context) (*call, error) {
 		c.windowFree.Wait()
 		c.waiting--
 	}
-	cl := &call{number: c.next, done: make(chan struct{}), quorum: c.cfg.ReplyQuorum}
+}
+
+// newCallLocked returns a call for request number, done once quorum
+// replies match.
+func (c *Client) newCallLocked(number uint64, quorum int) *call {
+	cl := &call{number: number, done: make(chan struct{}), quorum: quorum}
 	if c.n <= len(cl.inline) {
 		cl.replies = cl.inline[:c.n]
 	} else {
 		cl.replies = make([]replyRecord, c.n)
 	}
-	if len(c.outstanding) == 0 {
-		c.lowest = cl.number
-	}
-	c.next++
-	c.outstanding[cl.number] = cl
-	return cl, nil
+	return cl
 }
 
 // windowOpenLocked reports whether the next request number is within the

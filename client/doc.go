@@ -13,5 +13,7 @@
 // Many goroutines may call Invoke on one Client at once. Request numbers
 // increase per client; the client keeps every outstanding number within
 // the replicas' per-client window (execution.ClientWindow) so none is
-// refused as too old.
+// refused as too old. Read's read-only requests are not ordered and hold
+// no place in that window: their numbers come from a space of their own
+// (top bit set), with at most Config.Window reads outstanding.
 package client

@@ -28,6 +28,11 @@ type ReadCounts struct {
 
 type readCounters struct {
 	fast, fallback atomic.Uint64
+	// Guarded by Client.mu: calls holds the outstanding Read calls by
+	// request number, apart from Client.outstanding (see beginRead);
+	// number is the next read request number, 0 until the first read.
+	calls  map[uint64]*call
+	number uint64
 	// Guarded by Client.mu: missed marks the replicas that did not answer
 	// the last read-only request sent to them before the others were
 	// asked (skipped when choosing where reads go first, until they
@@ -93,14 +98,11 @@ func (c *Client) Read(ctx context.Context, op []byte) ([]byte, error) {
 // readOnly sends op as a read-only request and waits up to ReadTimeout for
 // ReadQuorum matching read-only answers.
 func (c *Client) readOnly(ctx context.Context, op []byte) ([]byte, error) {
-	cl, err := c.begin(ctx)
+	cl, err := c.beginRead(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer c.end(cl)
-	c.mu.Lock()
-	cl.readOnly, cl.quorum = true, c.cfg.ReadQuorum
-	c.mu.Unlock()
+	defer c.endRead(cl)
 	frame, err := c.frame(cl.number, op, true)
 	if err != nil {
 		return nil, err
@@ -117,36 +119,105 @@ func (c *Client) readOnly(ctx context.Context, op []byte) ([]byte, error) {
 	return c.awaitRead(ctx, cl, first, rest, frame)
 }
 
-// awaitRead waits for the read's quorum, asking the replicas in rest too
-// once ReadSpreadTimeout passed without it, and gives up after
-// ReadTimeout. It records which of first had not answered by then.
-func (c *Client) awaitRead(ctx context.Context, cl *call, first, rest []int, frame []byte) ([]byte, error) {
-	timer := time.NewTimer(c.cfg.ReadTimeout)
-	defer timer.Stop()
-	var spread <-chan time.Time
-	if len(rest) > 0 {
-		t := time.NewTimer(c.cfg.ReadSpreadTimeout)
-		defer t.Stop()
-		spread = t.C
+// readNumberBit is set in every read-only request number and in no
+// ordered one (those start from Config.FirstRequestNumber, the clock by
+// default, about 2^60, and count up by one).
+const readNumberBit = 1 << 63
+
+// beginRead registers a Read's call under a fresh number of the read
+// space (readNumberBit set), waiting while Window reads are outstanding.
+// Reads take no number from the ordered requests' window: replicas never
+// enter a read-only request in the client's window (they do not order
+// it), so a read need not wait behind an ordered request that is slow to
+// complete, as it would if it held a number there (a write outstanding
+// for a whole batch round would stall every read begun Window numbers
+// after it). The read space starts at readNumberBit|FirstRequestNumber,
+// so processes sharing a key do not take each other's read answers.
+func (c *Client) beginRead(ctx context.Context) (*call, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := &c.reads
+	room := func() bool { return uint64(len(r.calls)) < max(c.cfg.Window, 1) }
+	if err := c.waitRoomLocked(ctx, room); err != nil {
+		return nil, err
 	}
-	for {
-		select {
-		case <-cl.done:
-			return cl.result, cl.err
-		case <-ctx.Done():
-			return nil, fmt.Errorf("client: read %d: %w", cl.number, ctx.Err())
-		case <-c.done:
-			return nil, ErrClosed
-		case <-timer.C:
-			return nil, errReadTimeout
-		case <-spread:
-			spread = nil
-			c.noteSilent(cl, first)
-			for _, i := range rest {
-				c.send(uint32(i), frame)
-			}
+	if r.calls == nil {
+		r.calls = make(map[uint64]*call)
+		r.number = readNumberBit | c.cfg.FirstRequestNumber
+	}
+	for r.calls[r.number] != nil || c.outstanding[r.number] != nil {
+		r.number++
+	}
+	cl := c.newCallLocked(r.number, c.cfg.ReadQuorum)
+	cl.readOnly = true
+	r.number++
+	r.calls[cl.number] = cl
+	return cl, nil
+}
+
+// endRead retires a Read's call and wakes the calls waiting for room.
+func (c *Client) endRead(cl *call) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reads.calls[cl.number] != cl {
+		return
+	}
+	delete(c.reads.calls, cl.number)
+	if c.waiting > 0 {
+		c.windowFree.Broadcast()
+	}
+}
+
+// callLocked returns the outstanding call a reply numbered number is for
+// (a Read's or an ordered one's), or nil. c.mu must be held.
+func (c *Client) callLocked(number uint64) *call {
+	if number&readNumberBit != 0 {
+		if cl := c.reads.calls[number]; cl != nil {
+			return cl
 		}
 	}
+	return c.outstanding[number]
+}
+
+// awaitRead waits for the read's quorum, asking the replicas in rest too
+// once ReadSpreadTimeout passed without it, and gives up after
+// ReadTimeout. It records which of first had not answered by then. The
+// two deadlines are timer callbacks that act on the call under c.mu, so
+// the wait itself selects on the call, ctx and the client only.
+func (c *Client) awaitRead(ctx context.Context, cl *call, first, rest []int, frame []byte) ([]byte, error) {
+	timeout := time.AfterFunc(c.cfg.ReadTimeout, func() { c.timeOutRead(cl) })
+	defer timeout.Stop()
+	if len(rest) > 0 {
+		spread := time.AfterFunc(c.cfg.ReadSpreadTimeout, func() {
+			if c.noteSilent(cl, first) {
+				for _, i := range rest {
+					c.send(uint32(i), frame)
+				}
+			}
+		})
+		defer spread.Stop()
+	}
+	select {
+	case <-cl.done:
+		return cl.result, cl.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("client: read %d: %w", cl.number, ctx.Err())
+	case <-c.done:
+		return nil, ErrClosed
+	}
+}
+
+// timeOutRead ends a read still waiting for its quorum with
+// errReadTimeout.
+func (c *Client) timeOutRead(cl *call) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl.result != nil || cl.err != nil {
+		return
+	}
+	cl.err = errReadTimeout
+	clear(cl.replies)
+	close(cl.done)
 }
 
 // readTargets splits the replicas into the ReadQuorum a read-only request
@@ -187,18 +258,20 @@ func (c *Client) readTargets() (first, rest []int) {
 }
 
 // noteSilent marks the replicas of first that have not answered the read
-// yet as missed (handleReply clears the mark when one answers a read).
-func (c *Client) noteSilent(cl *call, first []int) {
+// yet as missed (handleReply clears the mark when one answers a read),
+// and reports whether the read still waits for answers.
+func (c *Client) noteSilent(cl *call, first []int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cl.result != nil || cl.err != nil {
-		return // done: its replies are cleared
+		return false // done: its replies are cleared
 	}
 	for _, i := range first {
 		if i < len(cl.replies) && i < len(c.reads.missed) && !cl.replies[i].seen {
 			c.reads.missed[i] = true
 		}
 	}
+	return true
 }
 
 // quorumPossible reports whether the call can still gather its quorum of

@@ -150,7 +150,7 @@ func TestReadRefusalsFallBack(t *testing.T) {
 	}
 	readReply(t, c, 2, req.RequestNumber, "v", true)
 	c.mu.Lock()
-	cl := c.outstanding[req.RequestNumber]
+	cl := c.callLocked(req.RequestNumber)
 	c.mu.Unlock()
 	if cl == nil || isDone(cl) {
 		t.Fatal("the read gave up while 2f+1 matching answers were still possible")
@@ -226,10 +226,10 @@ func TestReadGoesToAQuorumThenSpreads(t *testing.T) {
 	}
 }
 
-// lastNumber is the number of the request the client issued last.
+// lastNumber is the number of the read the client issued last.
 func (c *Client) lastNumber(t *testing.T) uint64 {
 	t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.next - 1
+	return c.reads.number - 1
 }

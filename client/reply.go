@@ -185,7 +185,7 @@ func (c *Client) handleReply(f p2p.Frame) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cl := c.outstanding[r.number]
+	cl := c.callLocked(r.number)
 	if cl != nil && cl.receipts != nil {
 		c.offerReceiptLocked(cl, replica, &r)
 	}

@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,13 +53,21 @@ func (q *frameQueue) taken(frame []byte) {
 }
 
 // drainBatch appends to batch the frames already queued on q, up to about
-// writeBufferSize bytes in all. The first frame of batch, received from
-// q.frames by the caller, must have been passed to taken.
+// writeBufferSize bytes in all, so a wakeup of the writer becomes one
+// buffered write (one yamux frame, one Noise record, one syscall) for
+// every frame queued by then. Before it drains it yields the processor
+// once (runtime.Gosched): when the writer was woken by the first of a
+// burst of frames, the goroutines producing the rest (the event loop's
+// replies, a client's concurrent requests) get to queue them first, so
+// they share the write. With nothing else runnable the yield returns at
+// once, so an idle link adds no delay. The first frame of batch, received
+// from q.frames by the caller, must have been passed to taken.
 func drainBatch(batch [][]byte, q *frameQueue) [][]byte {
 	size := 0
 	for _, f := range batch {
 		size += len(f)
 	}
+	runtime.Gosched()
 	for size < writeBufferSize {
 		select {
 		case f := <-q.frames:
