@@ -44,8 +44,8 @@ type Home struct {
 	Spare bool
 	// Genesis is the cluster file's configuration as membership epoch 0
 	// (ClusterFile.Genesis).
-	Genesis   membership.Config
-	Key       ed25519.PrivateKey
+	Genesis membership.Config
+	Key     ed25519.PrivateKey
 	// KeyEncrypted says whether the key file is passphrase-encrypted.
 	KeyEncrypted    bool
 	ClientAllowlist []ed25519.PublicKey
