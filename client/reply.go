@@ -169,7 +169,7 @@ func (c *Client) readReplies() {
 }
 
 func (c *Client) handleReply(f p2p.Frame) {
-	if f.FromIndex < 0 || f.FromIndex >= c.n {
+	if !c.isMember(f.FromIndex) {
 		return
 	}
 	var r reply
@@ -240,7 +240,7 @@ func (c *Client) handleReply(f p2p.Frame) {
 	}
 	// A leader hint is trusted only where one reply suffices (the Raft
 	// mode, crash faults only): a Byzantine replica could name anyone.
-	if c.cfg.ReplyQuorum == 1 && r.leaderHint > 0 && int(r.leaderHint) <= c.n {
+	if c.cfg.ReplyQuorum == 1 && r.leaderHint > 0 && c.isMember(int(r.leaderHint)-1) {
 		c.leader = int(r.leaderHint) - 1
 	}
 	c.known, c.confirmed = true, true
