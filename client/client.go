@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 )
@@ -75,6 +76,18 @@ type Config struct {
 	// restarted client does not reuse numbers.
 	FirstRequestNumber uint64
 	Logger             *slog.Logger
+	// Genesis is the cluster file's configuration (membership epoch 0):
+	// what Membership verifies a configuration history from. Empty: one
+	// derived from Replicas, with no administrators (then only histories
+	// without changes verify). Rules are the membership rules of the
+	// cluster's protocol (config.MembershipRules; zero: PBFT's when
+	// ReplyQuorum is above 1, Raft's otherwise).
+	Genesis         membership.Config
+	MembershipRules membership.Rules
+	// Epoch is the membership epoch of the configuration Replicas lists
+	// (0: the genesis; a configuration learned earlier by Membership and
+	// kept, such as the CLI's session cache, has its own).
+	Epoch uint64
 }
 
 // Hint is what a client knows of where the cluster's primary is.
@@ -158,6 +171,9 @@ type Client struct {
 	// receiptsRejected counts reply receipts InvokeWithReceipt dropped
 	// (invalid, or beyond a call's queue).
 	receiptsRejected atomic.Uint64
+	// epochSeen is the highest membership epoch a reply reported
+	// (guarded by mu): above Config.Epoch, the membership changed.
+	epochSeen uint64
 }
 
 // call is one Invoke waiting for matching replies.
@@ -177,6 +193,9 @@ type call struct {
 	// receipts, set by InvokeWithReceipt, receives copies of the replies
 	// that carry a receipt (see offerReceiptLocked); nil otherwise.
 	receipts chan receiptReply
+	// answers, set by Membership, receives every member's answer to a
+	// config_query (see offerAnswerLocked); nil otherwise.
+	answers chan queryAnswer
 }
 
 // New connects a client to the cluster. Connections are made in the
