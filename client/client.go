@@ -337,6 +337,11 @@ func (c *Client) await(ctx context.Context, cl *call, op []byte, col *receiptCol
 	if err != nil {
 		return nil, err
 	}
+	return c.awaitFrame(ctx, cl, frame, col)
+}
+
+// awaitFrame is await with cl's request already encoded and signed.
+func (c *Client) awaitFrame(ctx context.Context, cl *call, frame []byte, col *receiptCollector) ([]byte, error) {
 	timeout := c.sendFirst(frame)
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()

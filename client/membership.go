@@ -9,6 +9,7 @@ import (
 	"github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
@@ -200,3 +201,33 @@ func Members(cfg membership.Config) ([]p2p.Member, error) {
 	}
 	return out, nil
 }
+
+// ChangeConfig orders a configuration change: signedChange is an encoded
+// membership.SignedChange, sent as a signed request's config_change.
+// It returns the agreed result, which starts with
+// execution.ConfigChangeAccepted or ConfigChangeRefused and says what
+// happened; errors are Invoke's.
+func (c *Client) ChangeConfig(ctx context.Context, signedChange []byte) ([]byte, error) {
+	cl, err := c.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.end(cl)
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(&wire.Request{ClientId: c.id, RequestNumber: cl.number, ConfigChange: signedChange})
+	if err != nil {
+		return nil, fmt.Errorf("client: config change: %w", err)
+	}
+	sig := c.signer.Sign(crypto.DomainClientRequest, payload)
+	frame, err := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: &wire.Signed{Payload: payload, Signature: sig}}})
+	if err != nil {
+		return nil, fmt.Errorf("client: config change: %w", err)
+	}
+	return c.awaitFrame(ctx, cl, frame, nil)
+}
+
+// ClusterID returns the cluster id the client signs for.
+func (c *Client) ClusterID() string { return c.cfg.ClusterID }
+
+// MembershipRules returns the membership rules of the client's cluster
+// (Config.MembershipRules, or the default for its reply quorum).
+func (c *Client) MembershipRules() membership.Rules { return c.rules() }

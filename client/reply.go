@@ -22,7 +22,7 @@ type reply struct {
 	result     []byte
 	refusal    []byte // wire.Reply.Error; non-empty: the replica refused
 	leaderHint uint32
-	readOnly   bool // wire.Reply.ReadOnly: an answer of the read-only path
+	readOnly   bool   // wire.Reply.ReadOnly: an answer of the read-only path
 	epoch      uint64 // wire.Reply.Epoch: the replica's membership epoch
 	// receipt is the encoded wire.ReplyReceipt, if any: decoded only for
 	// a call that asked for receipts (InvokeWithReceipt).
