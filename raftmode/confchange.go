@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -113,12 +114,6 @@ func mustMarshal(m proto.Message) []byte {
 // raft drops a second one silently meanwhile.
 func (c *Core) confChangeInFlight() bool { return c.exec.LastExecuted() < c.confPendingIndex }
 
-// raftLastIndex is raft's last log index (unstable entries included), as
-// the leader's own progress records it.
-func (c *Core) raftLastIndex() uint64 {
-	return c.rn.Status().Progress[RaftID(c.cfg.Index)].Match
-}
-
 // proposeConfChanges proposes the queued configuration change requests:
 // the leader one at a time (or a learner's promotion first), a follower
 // forwards them all to the leader.
@@ -162,9 +157,9 @@ func (c *Core) clearConfQueue() {
 func (c *Core) proposeConf(cc *raftpb.ConfChangeV2) {
 	if err := c.rn.ProposeConfChange(cc); err != nil {
 		c.log.Debug("configuration change proposal dropped", "err", err)
-		return
 	}
-	c.confPendingIndex = c.raftLastIndex()
+	// The Ready that follows in this Process carries the entry, and
+	// trackConfEntries records its index.
 }
 
 // promoteLearner proposes the promotion of the lowest learner whose log
@@ -185,10 +180,20 @@ func (c *Core) promoteLearner() bool {
 	return false
 }
 
-// becameLeader sets up a new leader's configuration change state: etcd
-// raft treats everything up to its last index as possibly holding an
-// unapplied configuration change.
-func (c *Core) becameLeader() { c.confPendingIndex = c.raftLastIndex() }
+// trackConfEntries records, at the leader, the index of the
+// configuration change entries a Ready appends; a new leader (elected)
+// treats its whole log as possibly holding one, as etcd raft does.
+func (c *Core) trackConfEntries(rd *raft.Ready, elected bool) {
+	if elected {
+		last, _ := c.cfg.Log.LastIndex()
+		c.confPendingIndex = max(c.confPendingIndex, last)
+	}
+	for _, e := range rd.Entries {
+		if elected || e.GetType() != raftpb.EntryType_EntryNormal {
+			c.confPendingIndex = max(c.confPendingIndex, e.GetIndex())
+		}
+	}
+}
 
 // applyConfEntry applies a committed configuration change entry (see the
 // top of this file). An entry at or below the executor's last executed
@@ -308,11 +313,11 @@ func (c *Core) promotion(cc *raftpb.ConfChangeV2) *raftpb.ConfChangeV2 {
 // checkConfState panics unless raft's configuration (voters and learners)
 // names exactly the members of the executor's configuration: the two are
 // changed by the same entries, so a difference is a broken invariant.
-// Without membership rules (no members recorded) there is nothing to
-// compare.
+// Without membership rules (no members recorded), or on a spare that has
+// no configuration yet, there is nothing to compare.
 func (c *Core) checkConfState() {
 	cur := c.exec.Membership().Current
-	if len(cur.Members) == 0 || c.confState == nil {
+	if len(cur.Members) == 0 || len(c.confState.GetVoters())+len(c.confState.GetLearners()) == 0 {
 		return
 	}
 	var got []uint64

@@ -117,13 +117,13 @@ func (c *Core) observe(rd *raft.Ready) {
 			c.log.Info("leader", "leader", int64(ss.Lead)-1, "term", c.term)
 		}
 		c.lead = ss.Lead
-		wasLeader := c.isLeader
 		c.isLeader = ss.RaftState == raft.StateLeader
 		if !c.isLeader {
 			c.transferTicks = 0
-		} else if !wasLeader {
-			c.becameLeader()
 		}
+	}
+	if c.isLeader {
+		c.trackConfEntries(rd, !leader || c.term != term)
 	}
 }
 
