@@ -216,7 +216,11 @@ func (c *Core) applyConfEntry(e *raftpb.Entry, out *Output) error {
 	}
 	if !replay {
 		var reqs []execution.Request
-		if req != nil {
+		if reason := c.removesLastVoter(req); reason != "" {
+			// Not executed (so not in the client's window): a retransmission
+			// is checked again, once the learners are voters.
+			out.Replies = append(out.Replies, execution.Reply{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber(), Result: []byte(execution.ConfigChangeRefused + reason)})
+		} else if req != nil {
 			reqs = []execution.Request{{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber(), ConfigChange: req.GetConfigChange()}}
 		}
 		replies, err := c.exec.Apply(index, reqs)
@@ -248,6 +252,29 @@ func (c *Core) applyConfEntry(e *raftpb.Entry, out *Output) error {
 		return c.snapshot(index, out)
 	}
 	return nil
+}
+
+// removesLastVoter says why req, when it removes raft's only voter while
+// the other members are still learners, must not execute (raft cannot
+// apply it: no voter would be left); "" otherwise. It depends only on
+// raft's configuration at the entry, the same on every replica.
+func (c *Core) removesLastVoter(req *wire.Request) string {
+	if req == nil {
+		return ""
+	}
+	sc, err := membership.DecodeSignedChange(req.GetConfigChange())
+	if err != nil {
+		return ""
+	}
+	ch, err := membership.DecodeChange(sc.Change)
+	if err != nil || ch.Kind != membership.RemoveReplica {
+		return ""
+	}
+	voters := c.confState.GetVoters()
+	if len(voters) == 1 && voters[0] == RaftID(ch.Member.Index) && len(c.confState.GetLearners()) > 0 {
+		return fmt.Sprintf("replica %d is the only voter; the new members are still catching up (learners): send this again once they vote", ch.Member.Index)
+	}
+	return ""
 }
 
 // decodeConfEntry returns an entry's change as a ConfChangeV2 (empty when
