@@ -1,0 +1,202 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/multiformats/go-multiaddr"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pbftnode/pbftnode/membership"
+	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// ErrNoConfiguration: no member answered a config_query with a
+// configuration this client could verify before the context ended.
+var ErrNoConfiguration = errors.New("client: no verifiable configuration")
+
+// queryAnswer is one member's answer to a config_query.
+type queryAnswer struct {
+	replica uint32
+	result  []byte
+	refusal string
+}
+
+// offerAnswerLocked hands r to cl's Membership call (c.mu held): the
+// first answer of each replica, copied (the frame is reused), dropped if
+// the call's queue is full (a queue of twice the members cannot fill
+// with first answers).
+func offerAnswerLocked(cl *call, replica uint32, r *reply) {
+	if int(replica) >= len(cl.replies) || cl.replies[replica].seen {
+		return
+	}
+	cl.replies[replica].seen = true
+	select {
+	case cl.answers <- queryAnswer{replica: replica, result: append([]byte(nil), r.result...), refusal: string(r.refusal)}:
+	default:
+	}
+}
+
+// Epochs reports the membership epoch of the configuration the client
+// was built with (Config.Epoch) and the highest epoch any member's reply
+// reported since: above known, the membership changed and Membership
+// learns the new one.
+func (c *Client) Epochs() (known, seen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.Epoch, c.epochSeen
+}
+
+// Membership asks every member for the cluster's configuration (a
+// read-only request with config_query set) and returns the newest one it
+// can verify, once every member answered or, after the first verified
+// answer, RetransmitTimeout passed (it asks again while none verified,
+// until ctx ends: ErrNoConfiguration). A PBFT cluster (ReplyQuorum above
+// 1) answers a history of configuration certificates, verified from
+// Config.Genesis with membership.VerifyHistory: a configuration signed by
+// a quorum of each previous one's members, never one replica's word. A
+// Raft cluster (crash faults, ReplyQuorum 1) answers its leader's current
+// configuration, taken as is.
+func (c *Client) Membership(ctx context.Context) (membership.Config, error) {
+	genesis, err := c.genesis()
+	if err != nil {
+		return membership.Config{}, err
+	}
+	cl, err := c.begin(ctx)
+	if err != nil {
+		return membership.Config{}, err
+	}
+	defer c.end(cl)
+	c.mu.Lock()
+	cl.readOnly, cl.answers = true, make(chan queryAnswer, 2*c.span)
+	c.mu.Unlock()
+	frame, err := c.queryFrame(cl.number)
+	if err != nil {
+		return membership.Config{}, err
+	}
+	c.sendAll(frame)
+	timer := time.NewTimer(c.cfg.RetransmitTimeout)
+	defer timer.Stop()
+	var best *membership.Config
+	var reasons []error
+	for answered := 0; answered < c.n; {
+		select {
+		case a := <-cl.answers:
+			answered++
+			cfg, err := c.verifyAnswer(genesis, a)
+			if err != nil {
+				reasons = append(reasons, fmt.Errorf("replica %d: %w", a.replica, err))
+				continue
+			}
+			if best == nil || cfg.Epoch > best.Epoch {
+				best = &cfg
+			}
+		case <-timer.C:
+			if best != nil {
+				return *best, nil
+			}
+			c.sendAll(frame) // lost, or members not reached yet
+			timer.Reset(c.cfg.RetransmitTimeout)
+		case <-ctx.Done():
+			return membership.Config{}, fmt.Errorf("%w: %w (%w)", ErrNoConfiguration, ctx.Err(), errors.Join(reasons...))
+		case <-c.done:
+			return membership.Config{}, ErrClosed
+		}
+	}
+	if best == nil {
+		return membership.Config{}, fmt.Errorf("%w: %w", ErrNoConfiguration, errors.Join(reasons...))
+	}
+	return *best, nil
+}
+
+// verifyAnswer returns the configuration one member's answer proves.
+func (c *Client) verifyAnswer(genesis membership.Config, a queryAnswer) (membership.Config, error) {
+	if a.refusal != "" {
+		return membership.Config{}, fmt.Errorf("refused: %s", a.refusal)
+	}
+	if c.cfg.ReplyQuorum == 1 {
+		var h wire.ConfigHistory
+		if len(a.result) > membership.MaxEncodedHistory {
+			return membership.Config{}, fmt.Errorf("%w: %d bytes", membership.ErrBadCertificate, len(a.result))
+		}
+		if err := proto.Unmarshal(a.result, &h); err != nil {
+			return membership.Config{}, fmt.Errorf("%w: %w", membership.ErrBadCertificate, err)
+		}
+		return membership.Decode(h.GetCurrent())
+	}
+	h, err := membership.DecodeHistory(a.result)
+	if err != nil {
+		return membership.Config{}, err
+	}
+	cfg, _, err := membership.VerifyHistory(c.cfg.ClusterID, genesis, h, c.rules())
+	return cfg, err
+}
+
+// rules are Config.MembershipRules, or the default for the client's
+// reply quorum.
+func (c *Client) rules() membership.Rules {
+	if c.cfg.MembershipRules != (membership.Rules{}) {
+		return c.cfg.MembershipRules
+	}
+	if c.cfg.ReplyQuorum == 1 {
+		return membership.Rules{MinMembers: 1}
+	}
+	return membership.Rules{MinMembers: 4}
+}
+
+// genesis is Config.Genesis, or a configuration of epoch 0 derived from
+// Replicas (their keys from their peer IDs; no administrators).
+func (c *Client) genesis() (membership.Config, error) {
+	if len(c.cfg.Genesis.Members) > 0 {
+		return c.cfg.Genesis, nil
+	}
+	var g membership.Config
+	for _, r := range c.cfg.Replicas {
+		pub, err := identity.PublicKeyFromPeerID(r.ID)
+		if err != nil {
+			return membership.Config{}, fmt.Errorf("client: replica %d: %w", r.Index, err)
+		}
+		addr := ""
+		if r.Addr != nil {
+			addr = r.Addr.String()
+		}
+		g.Members = append(g.Members, membership.Member{Index: r.Index, PublicKey: pub, Address: addr})
+	}
+	return g, nil
+}
+
+// queryFrame is a read-only request (unsigned: it travels only on the
+// client's own authenticated stream) with config_query set.
+func (c *Client) queryFrame(number uint64) ([]byte, error) {
+	payload, err := proto.Marshal(&wire.Request{ClientId: c.id, RequestNumber: number, ReadOnly: true, ConfigQuery: true})
+	if err != nil {
+		return nil, fmt.Errorf("client: config query: %w", err)
+	}
+	frame, err := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: &wire.Signed{Payload: payload}}})
+	if err != nil {
+		return nil, fmt.Errorf("client: config query: %w", err)
+	}
+	return frame, nil
+}
+
+// Members returns cfg's members as transport members (what a client
+// dials): a learned configuration's replacement for Config.Replicas.
+func Members(cfg membership.Config) ([]p2p.Member, error) {
+	out := make([]p2p.Member, len(cfg.Members))
+	for i, m := range cfg.Members {
+		id, err := identity.PeerIDFromPublicKey(m.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("client: member %d: %w", m.Index, err)
+		}
+		addr, err := multiaddr.NewMultiaddr(m.Address)
+		if err != nil {
+			return nil, fmt.Errorf("client: member %d: %w", m.Index, err)
+		}
+		out[i] = p2p.Member{Index: m.Index, ID: id, Addr: addr}
+	}
+	return out, nil
+}
