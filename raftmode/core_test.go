@@ -39,6 +39,10 @@ type cluster struct {
 	// maxReads configure the cores' read path (0: defaults).
 	reads                 map[string]*wire.Reply
 	readTimeout, maxReads int
+	// rules, when set, run the executors WithMembership; spare marks the
+	// replicas started outside the configuration (addSpare).
+	rules *execution.MembershipRules
+	spare map[int]bool
 }
 
 // delivery is a raft message or a state chunk in flight.
@@ -142,7 +146,11 @@ func (c *cluster) start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	exec, err := execution.NewExecutor(db, kv, nil)
+	var opts []execution.ExecutorOption
+	if c.rules != nil {
+		opts = append(opts, execution.WithMembership(*c.rules))
+	}
+	exec, err := execution.NewExecutor(db, kv, nil, opts...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -151,7 +159,7 @@ func (c *cluster) start(i int) {
 		c.t.Fatal(err)
 	}
 	core, err := raftmode.New(raftmode.Config{
-		Index: uint32(i), N: c.n, Log: log, Executor: exec,
+		Index: uint32(i), N: c.n, Spare: c.spare[i], Log: log, Executor: exec,
 		Rand: rand.New(rand.NewPCG(uint64(i), 7)), ElectionTicks: 10, HeartbeatTicks: 2,
 		SnapshotInterval: c.interval, MaxBatchSize: 4,
 		ReadTimeoutTicks: c.readTimeout, MaxPendingReads: c.maxReads,

@@ -124,6 +124,8 @@ func (n *Node) handle(in raftInput) {
 		if err := n.driver.Chunk(in.from, in.chunk); err != nil {
 			n.log.Error("state transfer: install", "err", err)
 		}
+	case in.joined != nil:
+		n.joined(*in.joined)
 	case in.req != nil && in.req.GetReadOnly():
 		// Answered without a log append (ReadIndex), or refused with an
 		// error reply.
@@ -192,6 +194,7 @@ func (p *raftPorts) Keep(s *execution.StateSnapshot) {
 
 // Persisted times the core's persist and counts the applied batches.
 func (p *raftPorts) Persisted(out *raftmode.Output) {
+	p.n.syncMembers()
 	m := p.n.metrics
 	if len(out.Messages) > 0 || len(out.AppliedBatches) > 0 {
 		m.PersistSeconds.Observe(time.Since(p.processStart).Seconds())
@@ -241,5 +244,7 @@ func (n *Node) publishStatus() {
 		ViewActive:       st.Leader >= 0,
 		ViewChanges:      n.leaderTerms - min(n.leaderTerms, 1),
 		Leader:           st.Leader,
+		Epoch:            st.Epoch,
+		Members:          n.core.Membership().Indices(),
 	})
 }
