@@ -49,6 +49,11 @@ func isConfigChange(req *wire.Request) bool { return len(req.GetConfigChange()) 
 // submitConfChange queues a configuration change request (already known
 // to be new and not queued).
 func (c *Core) submitConfChange(req *wire.Request, k requestKey) error {
+	for _, q := range c.confQueue {
+		if q.GetRequestNumber() == req.GetRequestNumber() && string(q.GetClientId()) == string(req.GetClientId()) {
+			return nil // queued already (propose clears pendingSet)
+		}
+	}
 	if len(c.confQueue) >= maxPendingConfChanges {
 		return ErrQueueFull
 	}
