@@ -38,12 +38,7 @@ func newMemberCluster(t *testing.T, n, spares int, interval uint64) (*cluster, e
 		spare: map[int]bool{}}
 	for i := range n + spares {
 		c.spare[i] = i >= n
-		c.dbs = append(c.dbs, c.openDB(i))
-		c.logs = append(c.logs, nil)
-		c.cores = append(c.cores, nil)
-		c.drivers = append(c.drivers, nil)
-		c.snaps = append(c.snaps, nil)
-		c.start(i)
+		c.add(i)
 	}
 	return c, admin
 }

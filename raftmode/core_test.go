@@ -103,14 +103,19 @@ func (p ports) Keep(s *execution.StateSnapshot) {
 func newCluster(t *testing.T, n int, interval uint64) *cluster {
 	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, reads: map[string]*wire.Reply{}, interval: interval, n: n}
 	for i := range n {
-		c.dbs = append(c.dbs, c.openDB(i))
-		c.logs = append(c.logs, nil)
-		c.cores = append(c.cores, nil)
-		c.drivers = append(c.drivers, nil)
-		c.snaps = append(c.snaps, nil)
-		c.start(i)
+		c.add(i)
 	}
 	return c
+}
+
+// add opens replica i's database (the next one) and starts it.
+func (c *cluster) add(i int) {
+	c.dbs = append(c.dbs, c.openDB(i))
+	c.logs = append(c.logs, nil)
+	c.cores = append(c.cores, nil)
+	c.drivers = append(c.drivers, nil)
+	c.snaps = append(c.snaps, nil)
+	c.start(i)
 }
 
 // openDB opens an empty database for replica i; the test's cleanup
