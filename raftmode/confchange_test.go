@@ -7,12 +7,14 @@ import (
 	"strings"
 	"testing"
 
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto/cryptotest"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/raftmode"
+	"github.com/pbftnode/pbftnode/storage/raftlog"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -220,4 +222,44 @@ func TestRestartKeepsTheConfiguration(t *testing.T) {
 		}
 	}
 	c.runUntil(1000, func() bool { return isVoter(c.cores[c.leader2()], 4) && c.membersConverged(0, 2, 3, 4) })
+}
+
+// lostSnapshots is a raft log whose snapshots are never recorded, as if
+// the replica crashed each time between executing an entry and recording
+// the snapshot after it.
+type lostSnapshots struct{ *raftlog.Log }
+
+func (l lostSnapshots) CreateSnapshot(uint64, *raftpb.ConfState, []byte) (*raftpb.Snapshot, error) {
+	return &raftpb.Snapshot{}, nil
+}
+
+// Compact does nothing: the log is compacted only below a recorded
+// snapshot.
+func (l lostSnapshots) Compact(uint64) error { return nil }
+
+// A configuration change executed just before a crash, whose snapshot was
+// not recorded, is applied to raft again at restart from the executor's
+// record.
+func TestRestartReplaysAChangeWhoseSnapshotWasLost(t *testing.T) {
+	c, admin := newMemberCluster(t, 3, 1, 1000)
+	l := c.leader2()
+	f := (l + 1) % 3
+	c.wrapLog = func(i int, log *raftlog.Log) raftmode.LogStorage {
+		if i == f {
+			return lostSnapshots{log}
+		}
+		return log
+	}
+	c.start(f)
+	c.wrapLog = nil
+	c.submitChange(c.leader2(), 1, signedChange(t, admin, membership.Change{Epoch: 0, Kind: membership.AddReplica, Member: testMember(t, 3)}))
+	c.runUntil(1000, func() bool { return isVoter(c.cores[c.leader2()], 3) && c.membersConverged(0, 1, 2, 3) })
+	if snap, _ := c.logs[f].Snapshot(); snap.GetMetadata().GetIndex() > 1 {
+		t.Fatalf("replica %d recorded a snapshot at %d", f, snap.GetMetadata().GetIndex())
+	}
+	want := proto.Clone(c.cores[c.leader()].ConfState())
+	c.start(f)
+	c.runUntil(300, func() bool { return proto.Equal(c.cores[f].ConfState(), want) })
+	c.submit(c.leader2(), 1, execution.EncodePut([]byte("k"), []byte("v")))
+	c.runUntil(500, func() bool { return c.replied(1) && c.membersConverged(0, 1, 2, 3) })
 }

@@ -43,6 +43,8 @@ type cluster struct {
 	// replicas started outside the configuration (addSpare).
 	rules *execution.MembershipRules
 	spare map[int]bool
+	// wrapLog, when set, wraps replica i's raft log storage.
+	wrapLog func(i int, l *raftlog.Log) raftmode.LogStorage
 }
 
 // delivery is a raft message or a state chunk in flight.
@@ -164,7 +166,7 @@ func (c *cluster) start(i int) {
 		c.t.Fatal(err)
 	}
 	core, err := raftmode.New(raftmode.Config{
-		Index: uint32(i), N: c.n, Spare: c.spare[i], Log: log, Executor: exec,
+		Index: uint32(i), N: c.n, Spare: c.spare[i], Log: c.logStorage(i, log), Executor: exec,
 		Rand: rand.New(rand.NewPCG(uint64(i), 7)), ElectionTicks: 10, HeartbeatTicks: 2,
 		SnapshotInterval: c.interval, MaxBatchSize: 4,
 		ReadTimeoutTicks: c.readTimeout, MaxPendingReads: c.maxReads,
@@ -182,6 +184,13 @@ func (c *cluster) start(i int) {
 		c.t.Fatal(err)
 	}
 	delete(c.down, i)
+}
+
+func (c *cluster) logStorage(i int, l *raftlog.Log) raftmode.LogStorage {
+	if c.wrapLog != nil {
+		return c.wrapLog(i, l)
+	}
+	return l
 }
 
 func (c *cluster) round() {
