@@ -237,11 +237,11 @@ func (l lostSnapshots) CreateSnapshot(uint64, *raftpb.ConfState, []byte) (*raftp
 // snapshot.
 func (l lostSnapshots) Compact(uint64) error { return nil }
 
-// A configuration change executed just before a crash, whose snapshot was
-// not recorded, is applied to raft again at restart from the executor's
-// record.
+// Configuration changes executed before a crash whose snapshots were not
+// recorded are applied to raft again at restart: the latest from the
+// executor's record, an earlier one from the reply cached for it.
 func TestRestartReplaysAChangeWhoseSnapshotWasLost(t *testing.T) {
-	c, admin := newMemberCluster(t, 3, 1, 1000)
+	c, admin := newMemberCluster(t, 3, 2, 1000)
 	l := c.leader2()
 	f := (l + 1) % 3
 	c.wrapLog = func(i int, log *raftlog.Log) raftmode.LogStorage {
@@ -254,6 +254,9 @@ func TestRestartReplaysAChangeWhoseSnapshotWasLost(t *testing.T) {
 	c.wrapLog = nil
 	c.submitChange(c.leader2(), 1, signedChange(t, admin, membership.Change{Epoch: 0, Kind: membership.AddReplica, Member: testMember(t, 3)}))
 	c.runUntil(1000, func() bool { return isVoter(c.cores[c.leader2()], 3) && c.membersConverged(0, 1, 2, 3) })
+	// A second change: the first is no longer the executor's latest.
+	c.submitChange(c.leader2(), 2, signedChange(t, admin, membership.Change{Epoch: 1, Kind: membership.AddReplica, Member: testMember(t, 4)}))
+	c.runUntil(1000, func() bool { return isVoter(c.cores[c.leader2()], 4) && c.membersConverged(0, 1, 2, 3, 4) })
 	if snap, _ := c.logs[f].Snapshot(); snap.GetMetadata().GetIndex() > 1 {
 		t.Fatalf("replica %d recorded a snapshot at %d", f, snap.GetMetadata().GetIndex())
 	}
@@ -261,5 +264,5 @@ func TestRestartReplaysAChangeWhoseSnapshotWasLost(t *testing.T) {
 	c.start(f)
 	c.runUntil(300, func() bool { return proto.Equal(c.cores[f].ConfState(), want) })
 	c.submit(c.leader2(), 1, execution.EncodePut([]byte("k"), []byte("v")))
-	c.runUntil(500, func() bool { return c.replied(1) && c.membersConverged(0, 1, 2, 3) })
+	c.runUntil(500, func() bool { return c.replied(1) && c.membersConverged(0, 1, 2, 3, 4) })
 }
