@@ -326,17 +326,16 @@ func (c *Core) membershipChange(index uint64) *raftpb.ConfChangeV2 {
 }
 
 // promotion is the raft change of a promotion entry: the learner becomes a
-// voter if it still is a learner and a member, else nothing changes.
+// voter if it still is a learner, else nothing changes.
 func (c *Core) promotion(cc *raftpb.ConfChangeV2) *raftpb.ConfChangeV2 {
 	chs := cc.GetChanges()
 	if len(chs) != 1 || chs[0].GetType() != raftpb.ConfChangeType_ConfChangeAddNode || chs[0].GetNodeId() == 0 {
 		return noopConfChange()
 	}
 	id := chs[0].GetNodeId()
+	// A learner is a member (checkConfState); raft's configuration alone
+	// decides, so a replay promotes exactly as the first apply did.
 	if !slices.Contains(c.confState.GetLearners(), id) {
-		return noopConfChange()
-	}
-	if cur := c.exec.Membership().Current; len(cur.Members) > 0 && cur.Position(uint32(id-1)) < 0 {
 		return noopConfChange()
 	}
 	return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{single(raftpb.ConfChangeType_ConfChangeAddNode, uint32(id-1))}}
