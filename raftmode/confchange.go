@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -37,7 +38,9 @@ import (
 // receives then names it (etcd raft refuses a snapshot that does not), and
 // at restart raft's configuration (from the latest snapshot) includes
 // every change but possibly the last one executed, which New's replay
-// (Applied = the snapshot's index) applies again.
+// (Applied = the snapshot's index) applies again. A replica that installs
+// state past a snapshot replays the changes between the two the same way
+// (replayedChange).
 
 // maxPendingConfChanges bounds the configuration change requests queued at
 // one replica.
@@ -236,6 +239,8 @@ func (c *Core) applyConfEntry(e *raftpb.Entry, out *Output) error {
 	}
 	var change *raftpb.ConfChangeV2
 	switch {
+	case req != nil && replay:
+		change = c.replayedChange(index, req)
 	case req != nil:
 		change = c.membershipChange(index)
 	case len(cc.GetContext()) == 0:
@@ -323,6 +328,30 @@ func (c *Core) membershipChange(index uint64) *raftpb.ConfChangeV2 {
 		return noopConfChange() // a key rotation or an admin change
 	}
 	return &raftpb.ConfChangeV2{Changes: changes}
+}
+
+// replayedChange is the raft change of a configuration change request
+// executed at index before a restart or inside installed state: the
+// executor's record when index is where its latest change executed, else
+// the reply cached for the request, which says whether it was accepted at
+// index ("ok: epoch E from sequence index+1"), the change itself saying
+// what. A request whose reply left the cache is taken as refused (a
+// mismatch then fails checkConfState).
+func (c *Core) replayedChange(index uint64, req *wire.Request) *raftpb.ConfChangeV2 {
+	if c.exec.Membership().ExecutedAt == index {
+		return c.membershipChange(index)
+	}
+	result, ok := c.exec.CachedReply(req.GetClientId(), req.GetRequestNumber())
+	var epoch, from uint64
+	if !ok || !strings.HasPrefix(string(result), execution.ConfigChangeAccepted) {
+		return noopConfChange()
+	}
+	if _, err := fmt.Sscanf(string(result), execution.ConfigChangeAccepted+"epoch %d from sequence %d", &epoch, &from); err != nil || from != index+1 {
+		return noopConfChange()
+	}
+	cc := proposedChange(req)
+	cc.Context = nil
+	return cc
 }
 
 // promotion is the raft change of a promotion entry: the learner becomes a
