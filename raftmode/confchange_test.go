@@ -266,3 +266,21 @@ func TestRestartReplaysAChangeWhoseSnapshotWasLost(t *testing.T) {
 	c.submit(c.leader2(), 1, execution.EncodePut([]byte("k"), []byte("v")))
 	c.runUntil(500, func() bool { return c.replied(1) && c.membersConverged(0, 1, 2, 3, 4) })
 }
+
+// A key rotation moves the configuration to a new epoch without changing
+// raft's: the member keeps its raft ID and its vote.
+func TestRotatedKeyChangesNoRaftMembership(t *testing.T) {
+	c, admin := newMemberCluster(t, 3, 0, 1000)
+	l := c.leader2()
+	before := proto.Clone(c.cores[l].ConfState())
+	fresh := cryptotest.Key(t, 555).Public().(ed25519.PublicKey)
+	c.submitChange(l, 1, signedChange(t, admin, membership.Change{Epoch: 0, Kind: membership.RotateKey, Member: membership.Member{Index: 1, PublicKey: fresh}}))
+	c.runUntil(500, func() bool { _, ok := c.changeResult(1); return ok && c.membersConverged(0, 1, 2) })
+	if res, _ := c.changeResult(1); !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
+		t.Fatalf("rotate-key: %q", res)
+	}
+	core := c.cores[c.leader()]
+	if m, _ := core.Membership().Member(1); core.Epoch() != 1 || !m.PublicKey.Equal(fresh) || !proto.Equal(core.ConfState(), before) {
+		t.Fatalf("after rotation: epoch %d, key %x, conf state %v (was %v)", core.Epoch(), m.PublicKey, core.ConfState(), before)
+	}
+}
