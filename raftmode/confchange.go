@@ -31,7 +31,9 @@ import (
 // A learner is promoted to voter by the leader once its log matches the
 // leader's commit index: a ConfChangeV2 entry with an empty Context, which
 // applies only if the node is still a learner and a member (else as a
-// no-op). One configuration change is in flight at a time.
+// no-op). One configuration change is in flight at a time. A leader that
+// removes itself leads on until it has handed leadership over
+// (handOverIfRemoved).
 //
 // Every entry that changes raft's configuration is followed by a snapshot
 // at its index (the same on every replica): the snapshot a new learner
@@ -395,6 +397,34 @@ func (c *Core) checkConfState() {
 	}
 }
 
+// handOverIfRemoved hands leadership to the most up-to-date voter when a
+// configuration change removed this leader. Raft applies a configuration
+// when it applies the entry, so the voters that have not yet learned that
+// the removal committed still count this replica: were it to step down at
+// once (raft's StepDownOnRemoval), a longer log than theirs would refuse
+// them its vote, and a two-voter configuration could elect no one. A
+// hand-over waits until the new leader's log matches this one's, which
+// then grants its vote.
+func (c *Core) handOverIfRemoved() {
+	self := RaftID(c.cfg.Index)
+	if c.transferTicks > 0 || slices.Contains(c.confState.GetVoters(), self) {
+		return
+	}
+	st := c.rn.Status()
+	var to uint64
+	for _, id := range c.confState.GetVoters() {
+		if to == 0 || st.Progress[id].Match > st.Progress[to].Match {
+			to = id
+		}
+	}
+	if to == 0 {
+		return
+	}
+	c.log.Info("removed from the configuration while leading; handing leadership over", "to", to-1)
+	c.rn.TransferLeader(to)
+	c.transferTicks = 1
+}
+
 // Membership returns the configuration in force after the last applied
 // entry (the executor's; the zero Config without membership rules).
 func (c *Core) Membership() membership.Config { return c.exec.Membership().Current }
@@ -405,6 +435,10 @@ func (c *Core) Epoch() uint64 { return c.exec.Membership().Current.Epoch }
 // Removed reports whether a configuration change removed this replica: it
 // takes no further part (raft no longer counts it) and the runtime stops.
 func (c *Core) Removed() bool { return c.exec.Membership().Current.IsRetired(c.cfg.Index) }
+
+// ConfState returns raft's configuration after the last applied entry
+// (the caller must not modify it).
+func (c *Core) ConfState() *raftpb.ConfState { return c.confState }
 
 // Peers returns the indices of the other replicas in raft's configuration
 // (voters and learners), in ascending order.

@@ -64,6 +64,9 @@ func (n *Node) syncMembers() {
 		return
 	}
 	if n.core.Removed() {
+		if n.core.Status().IsLeader {
+			return // it hands leadership over first, over its links
+		}
 		if !n.removedLogged {
 			n.log.Warn("this replica was removed from the cluster: it idles (stop it)", "epoch", cur.Epoch)
 			n.removedLogged = true
