@@ -128,7 +128,7 @@ func (c *cluster) leader2() int {
 	return c.leader()
 }
 
-func TestRemovedLeaderStepsDownAndTheRestGoOn(t *testing.T) {
+func TestRemovedLeaderHandsOverAndTheRestGoOn(t *testing.T) {
 	c, admin := newMemberCluster(t, 3, 0, 1000)
 	l := c.leader2()
 	c.submitChange(l, 1, signedChange(t, admin, membership.Change{Epoch: 0, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(l)}}))
