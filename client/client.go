@@ -267,20 +267,20 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c := &Client{
-		cfg:         cfg,
-		signer:      crypto.NewSigner(cfg.Key, cfg.ClusterID),
-		host:        host,
-		n:           n,
-		span:        span,
-		member:      member,
+		cfg:    cfg,
+		signer: crypto.NewSigner(cfg.Key, cfg.ClusterID),
+		host:   host,
+		n:      n,
+		span:   span,
+		member: member,
 
 		defaultReplyQuorum: defaultReply,
 		defaultReadQuorum:  defaultRead,
-		log:         cfg.Logger,
-		next:        cfg.FirstRequestNumber,
-		outstanding: make(map[uint64]*call),
-		done:        make(chan struct{}),
-		leader:      -1,
+		log:                cfg.Logger,
+		next:               cfg.FirstRequestNumber,
+		outstanding:        make(map[uint64]*call),
+		done:               make(chan struct{}),
+		leader:             -1,
 	}
 	c.id = id
 	c.send = host.SendToReplica
