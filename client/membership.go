@@ -54,9 +54,9 @@ func (c *Client) Epochs() (known, seen uint64) {
 
 // Membership asks every member for the cluster's configuration (a
 // read-only request with config_query set) and returns the newest one it
-// can verify, once every member answered or, after the first verified
-// answer, RetransmitTimeout passed (it asks again while none verified,
-// until ctx ends: ErrNoConfiguration). A PBFT cluster (ReplyQuorum above
+// can verify, once every member answered one or, after the first verified
+// answer, RetransmitTimeout passed (it asks again every RetransmitTimeout
+// while none verified, until ctx ends: ErrNoConfiguration). A PBFT cluster (ReplyQuorum above
 // 1) answers a history of configuration certificates, verified from
 // Config.Genesis with membership.VerifyHistory: a configuration signed by
 // a quorum of each previous one's members, never one replica's word. A
@@ -84,32 +84,45 @@ func (c *Client) Membership(ctx context.Context) (membership.Config, error) {
 	defer timer.Stop()
 	var best *membership.Config
 	var reasons []error
-	for answered := 0; answered < c.n; {
+	verified := make(map[uint32]bool, c.n)
+	answered := make(map[uint32]bool, c.n) // since the last send
+	for len(verified) < c.n {
+		if best != nil && len(answered) == c.n {
+			break // every member answered; some did not verify
+		}
 		select {
 		case a := <-cl.answers:
-			answered++
+			answered[a.replica] = true
 			cfg, err := c.verifyAnswer(genesis, a)
 			if err != nil {
 				reasons = append(reasons, fmt.Errorf("replica %d: %w", a.replica, err))
 				continue
 			}
+			verified[a.replica] = true
 			if best == nil || cfg.Epoch > best.Epoch {
 				best = &cfg
+			}
+			if c.cfg.ReplyQuorum == 1 {
+				return *best, nil // crash faults: the leader's answer is the one
 			}
 		case <-timer.C:
 			if best != nil {
 				return *best, nil
 			}
-			c.sendAll(frame) // lost, or members not reached yet
+			// Lost, members not reached yet, or refused (a Raft follower,
+			// an election): ask everyone again and hear them again.
+			c.mu.Lock()
+			clear(cl.replies)
+			c.mu.Unlock()
+			reasons = reasons[:0]
+			clear(answered)
+			c.sendAll(frame)
 			timer.Reset(c.cfg.RetransmitTimeout)
 		case <-ctx.Done():
 			return membership.Config{}, fmt.Errorf("%w: %w (%w)", ErrNoConfiguration, ctx.Err(), errors.Join(reasons...))
 		case <-c.done:
 			return membership.Config{}, ErrClosed
 		}
-	}
-	if best == nil {
-		return membership.Config{}, fmt.Errorf("%w: %w", ErrNoConfiguration, errors.Join(reasons...))
 	}
 	return *best, nil
 }
