@@ -174,6 +174,12 @@ type Client struct {
 	// epochSeen is the highest membership epoch a reply reported
 	// (guarded by mu): above Config.Epoch, the membership changed.
 	epochSeen uint64
+	// follow is the state of learning a new membership in the background
+	// (guarded by mu; see followLocked).
+	follow followState
+	// defaultQuorums: ReplyQuorum and ReadQuorum were defaulted from the
+	// number of replicas, so Follow recomputes them for a new membership.
+	defaultReplyQuorum, defaultReadQuorum bool
 }
 
 // call is one Invoke waiting for matching replies.
@@ -212,6 +218,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	defaultReply, defaultRead := cfg.ReplyQuorum <= 0, cfg.ReadQuorum <= 0
 	if cfg.ReplyQuorum <= 0 {
 		cfg.ReplyQuorum = (n-1)/3 + 1
 	}
@@ -260,17 +267,20 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c := &Client{
-		cfg:         cfg,
-		signer:      crypto.NewSigner(cfg.Key, cfg.ClusterID),
-		host:        host,
-		n:           n,
-		span:        span,
-		member:      member,
-		log:         cfg.Logger,
-		next:        cfg.FirstRequestNumber,
-		outstanding: make(map[uint64]*call),
-		done:        make(chan struct{}),
-		leader:      -1,
+		cfg:    cfg,
+		signer: crypto.NewSigner(cfg.Key, cfg.ClusterID),
+		host:   host,
+		n:      n,
+		span:   span,
+		member: member,
+
+		defaultReplyQuorum: defaultReply,
+		defaultReadQuorum:  defaultRead,
+		log:                cfg.Logger,
+		next:               cfg.FirstRequestNumber,
+		outstanding:        make(map[uint64]*call),
+		done:               make(chan struct{}),
+		leader:             -1,
 	}
 	c.id = id
 	c.send = host.SendToReplica
@@ -374,7 +384,11 @@ func (c *Client) awaitFrame(ctx context.Context, cl *call, frame []byte, col *re
 		case <-c.done:
 			return nil, fmt.Errorf("client: request %d: %w: %w", cl.number, ErrUnknownOutcome, ErrClosed)
 		case <-timer.C:
-			// The primary may be slow, faulty or gone: send to everyone.
+			// The primary may be slow, faulty or gone: send to everyone,
+			// and check whether the membership moved on.
+			c.mu.Lock()
+			c.followLocked()
+			c.mu.Unlock()
 			c.sendAll(frame)
 			timeout = min(2*timeout, 8*c.cfg.RetransmitTimeout)
 			timer.Reset(timeout)
@@ -408,8 +422,11 @@ func (c *Client) sendFirst(frame []byte) time.Duration {
 
 // sendAll sends frame to every replica.
 func (c *Client) sendAll(frame []byte) {
-	for i := range c.cfg.Replicas {
-		c.send(c.cfg.Replicas[i].Index, frame)
+	c.mu.Lock()
+	replicas := c.cfg.Replicas // replaced, never modified, by Follow
+	c.mu.Unlock()
+	for i := range replicas {
+		c.send(replicas[i].Index, frame)
 	}
 }
 

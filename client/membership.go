@@ -54,9 +54,9 @@ func (c *Client) Epochs() (known, seen uint64) {
 
 // Membership asks every member for the cluster's configuration (a
 // read-only request with config_query set) and returns the newest one it
-// can verify, once every member answered or, after the first verified
-// answer, RetransmitTimeout passed (it asks again while none verified,
-// until ctx ends: ErrNoConfiguration). A PBFT cluster (ReplyQuorum above
+// can verify, once every member answered one or, after the first verified
+// answer, RetransmitTimeout passed (it asks again every RetransmitTimeout
+// while none verified, until ctx ends: ErrNoConfiguration). A PBFT cluster (ReplyQuorum above
 // 1) answers a history of configuration certificates, verified from
 // Config.Genesis with membership.VerifyHistory: a configuration signed by
 // a quorum of each previous one's members, never one replica's word. A
@@ -84,32 +84,45 @@ func (c *Client) Membership(ctx context.Context) (membership.Config, error) {
 	defer timer.Stop()
 	var best *membership.Config
 	var reasons []error
-	for answered := 0; answered < c.n; {
+	verified := make(map[uint32]bool, c.n)
+	answered := make(map[uint32]bool, c.n) // since the last send
+	for len(verified) < c.n {
+		if best != nil && len(answered) == c.n {
+			break // every member answered; some did not verify
+		}
 		select {
 		case a := <-cl.answers:
-			answered++
+			answered[a.replica] = true
 			cfg, err := c.verifyAnswer(genesis, a)
 			if err != nil {
 				reasons = append(reasons, fmt.Errorf("replica %d: %w", a.replica, err))
 				continue
 			}
+			verified[a.replica] = true
 			if best == nil || cfg.Epoch > best.Epoch {
 				best = &cfg
+			}
+			if c.cfg.ReplyQuorum == 1 {
+				return *best, nil // crash faults: the leader's answer is the one
 			}
 		case <-timer.C:
 			if best != nil {
 				return *best, nil
 			}
-			c.sendAll(frame) // lost, or members not reached yet
+			// Lost, members not reached yet, or refused (a Raft follower,
+			// an election): ask everyone again and hear them again.
+			c.mu.Lock()
+			clear(cl.replies)
+			c.mu.Unlock()
+			reasons = reasons[:0]
+			clear(answered)
+			c.sendAll(frame)
 			timer.Reset(c.cfg.RetransmitTimeout)
 		case <-ctx.Done():
 			return membership.Config{}, fmt.Errorf("%w: %w (%w)", ErrNoConfiguration, ctx.Err(), errors.Join(reasons...))
 		case <-c.done:
 			return membership.Config{}, ErrClosed
 		}
-	}
-	if best == nil {
-		return membership.Config{}, fmt.Errorf("%w: %w", ErrNoConfiguration, errors.Join(reasons...))
 	}
 	return *best, nil
 }
@@ -231,3 +244,84 @@ func (c *Client) ClusterID() string { return c.cfg.ClusterID }
 // MembershipRules returns the membership rules of the client's cluster
 // (Config.MembershipRules, or the default for its reply quorum).
 func (c *Client) MembershipRules() membership.Rules { return c.rules() }
+
+// followState rate-limits background learning: at most one at a time,
+// and none sooner than RetransmitTimeout after the previous one ended.
+type followState struct {
+	running bool
+	last    time.Time
+}
+
+// followLocked starts learning the configuration in the background
+// (c.mu held), unless one is running, one ended less than
+// RetransmitTimeout ago, or the client is closed. Replies that report a
+// newer epoch and requests that go unanswered call it.
+func (c *Client) followLocked() {
+	if c.follow.running || c.closed || time.Since(c.follow.last) < c.cfg.RetransmitTimeout {
+		return
+	}
+	c.follow.running = true
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 8*c.cfg.RetransmitTimeout)
+		defer cancel()
+		if _, err := c.Follow(ctx); err != nil {
+			c.log.Debug("learning the membership", "err", err)
+		}
+		c.mu.Lock()
+		c.follow.running, c.follow.last = false, time.Now()
+		c.mu.Unlock()
+	}()
+}
+
+// Follow learns the configuration (Membership) and, when it is newer than
+// the one the client uses, moves the client to its members without a
+// restart: the transport's member set, where requests go, whose replies
+// count and, when they were defaulted, the quorums (f+1 and 2f+1 of the
+// new membership). Calls already waiting keep their reply slots; their
+// retransmissions go to the new members. It returns the configuration
+// learned. The client calls it by itself (in the background) when a
+// reply reports a newer epoch or a request goes unanswered.
+func (c *Client) Follow(ctx context.Context) (membership.Config, error) {
+	cfg, err := c.Membership(ctx)
+	if err != nil {
+		return membership.Config{}, err
+	}
+	c.mu.Lock()
+	known := c.cfg.Epoch
+	c.mu.Unlock()
+	if cfg.Epoch <= known {
+		return cfg, nil
+	}
+	members, err := Members(cfg)
+	if err != nil {
+		return membership.Config{}, err
+	}
+	span, member, err := memberIndices(members)
+	if err != nil {
+		return membership.Config{}, err
+	}
+	if err := c.host.SetMembers(members); err != nil {
+		return membership.Config{}, fmt.Errorf("client: follow epoch %d: %w", cfg.Epoch, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cfg.Epoch <= c.cfg.Epoch {
+		return cfg, nil // a concurrent Follow got there first
+	}
+	n := len(members)
+	c.cfg.Replicas, c.cfg.Epoch, c.n, c.span, c.member = members, cfg.Epoch, n, span, member
+	if c.defaultReplyQuorum && c.cfg.ReplyQuorum > 1 {
+		c.cfg.ReplyQuorum = (n-1)/3 + 1
+	}
+	if c.defaultReadQuorum && c.cfg.ReadQuorum > 1 {
+		c.cfg.ReadQuorum = 2*((n-1)/3) + 1
+	}
+	if !c.isMember(c.leader) {
+		c.leader = -1
+	}
+	c.reads.missed = nil
+	c.log.Info("client follows a new membership", "epoch", cfg.Epoch, "members", cfg.Indices())
+	return cfg, nil
+}

@@ -85,13 +85,19 @@ func membershipClient(t *testing.T, ch *chain) (*Client, chan uint32) {
 // answerAll runs Membership on c, answering each member i with
 // answers[i], and returns its result.
 func answerAll(t *testing.T, c *Client, sent chan uint32, answers [][]byte) (membership.Config, error) {
+	return answerAllWithin(t, c, sent, answers, time.Minute)
+}
+
+// answerAllWithin is answerAll with Membership's context ending after
+// timeout.
+func answerAllWithin(t *testing.T, c *Client, sent chan uint32, answers [][]byte, timeout time.Duration) (membership.Config, error) {
 	t.Helper()
 	type result struct {
 		cfg membership.Config
 		err error
 	}
 	done := make(chan result, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	go func() {
 		cfg, err := c.Membership(ctx)
@@ -143,9 +149,92 @@ func TestMembershipVerifiesHistory(t *testing.T) {
 		t.Fatalf("learned epoch %d from a forged history, want 0", cfg.Epoch)
 	}
 
-	// Nothing verifies: an error, not a configuration.
+	// Nothing verifies: an error once the context ends, not a
+	// configuration.
 	c, sent = membershipClient(t, genuine)
-	if _, err := answerAll(t, c, sent, [][]byte{forged.encode(), []byte("junk"), forged.encode(), forged.encode()}); !errors.Is(err, ErrNoConfiguration) {
+	if _, err := answerAllWithin(t, c, sent, [][]byte{forged.encode(), []byte("junk"), forged.encode(), forged.encode()}, time.Second); !errors.Is(err, ErrNoConfiguration) {
 		t.Fatalf("only forged answers: %v, want ErrNoConfiguration", err)
+	}
+}
+
+// TestClientFollowsNewMembership: a reply reporting a newer epoch makes a
+// running client learn the configuration and move to its members: a
+// member added after the client started (index 5) is then one whose
+// reply completes a call, and a removed one (index 0) is no longer asked
+// or heard.
+func TestClientFollowsNewMembership(t *testing.T) {
+	ch := newChain(t)
+	genesisMembers, err := Members(ch.genesis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{
+		ClusterID: membershipTestCluster, Key: cryptotest.Key(t, 555), Replicas: genesisMembers, ReplyQuorum: 1,
+		Genesis: ch.genesis, RetransmitTimeout: 200 * time.Millisecond, FirstRequestNumber: 100,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	next := ch.genesis.Clone()
+	next.Epoch = 2
+	next.Members = append(next.Members[1:], ch.member(t, 5))
+	next.Retired = []uint32{0}
+	current := membership.History{}.Encode(next) // what a Raft leader answers
+
+	// A reply (to no call) that reports epoch 2 starts the learning.
+	c.handleReply(replyFrame(t, 1, &wire.Reply{ClientId: c.id, RequestNumber: 1, Replica: 1, Epoch: 2}))
+	deadline := time.Now().Add(time.Minute)
+	for known, _ := c.Epochs(); known != 2; known, _ = c.Epochs() {
+		if time.Now().After(deadline) {
+			t.Fatal("the client did not follow epoch 2")
+		}
+		c.mu.Lock()
+		var query uint64
+		for number, cl := range c.outstanding {
+			if cl.answers != nil {
+				query = number
+			}
+		}
+		c.mu.Unlock()
+		if query != 0 {
+			c.handleReply(replyFrame(t, 2, &wire.Reply{ClientId: c.id, RequestNumber: query, Replica: 2, Result: current, ReadOnly: true, Epoch: 2}))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.mu.Lock()
+	n, member0, member5, quorum := c.n, c.isMember(0), c.isMember(5), c.cfg.ReplyQuorum
+	c.mu.Unlock()
+	if n != 4 || member0 || !member5 || quorum != 1 {
+		t.Fatalf("after following: %d members, 0 a member %v, 5 a member %v, reply quorum %d", n, member0, member5, quorum)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		res, err := c.Invoke(context.Background(), []byte("op"))
+		if err == nil && string(res) != "from 5" {
+			err = fmt.Errorf("result %q", res)
+		}
+		done <- err
+	}()
+	var number uint64
+	for number == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the call did not start")
+		}
+		c.mu.Lock()
+		for n, cl := range c.outstanding {
+			if cl.answers == nil {
+				number = n
+			}
+		}
+		c.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.handleReply(replyFrame(t, 0, &wire.Reply{ClientId: c.id, RequestNumber: number, Replica: 0, Result: []byte("from removed 0")}))
+	c.handleReply(replyFrame(t, 5, &wire.Reply{ClientId: c.id, RequestNumber: number, Replica: 5, Result: []byte("from 5")}))
+	if err := <-done; err != nil {
+		t.Fatalf("a call after following: %v", err)
 	}
 }

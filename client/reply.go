@@ -190,8 +190,17 @@ func (c *Client) handleReply(f p2p.Frame) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.epochSeen = max(c.epochSeen, r.epoch)
+	if r.epoch > c.epochSeen {
+		c.epochSeen = r.epoch
+		if r.epoch > c.cfg.Epoch {
+			c.followLocked()
+		}
+	}
 	cl := c.outstanding[r.number]
+	if cl != nil && int(replica) >= len(cl.replies) {
+		// A member of a membership the client followed after the call began.
+		cl.replies = append(cl.replies, make([]replyRecord, c.span-len(cl.replies))...)
+	}
 	if cl != nil && cl.answers != nil {
 		offerAnswerLocked(cl, replica, &r)
 		return

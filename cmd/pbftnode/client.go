@@ -195,6 +195,7 @@ func invokeOnce(dir, keyPath string, timeout time.Duration, op []byte, withRecei
 	defer cancel()
 	var clusterID string
 	var members []p2p.Member
+	var opened uint64 // the epoch of the members the client was opened with
 	for attempt := 0; ; attempt++ {
 		c, err := openClientWith(dir, keyPath, func(cfg *client.Config) {
 			cfg.HintTimeout, cfg.BroadcastWhenUnknown = cliHintTimeout, true
@@ -202,7 +203,7 @@ func invokeOnce(dir, keyPath string, timeout time.Duration, op []byte, withRecei
 				cfg.Session, cfg.FirstRequestNumber, cfg.Hint = sess.id, sess.first, sess.hint
 			}
 			useCachedMembership(dir, cfg)
-			clusterID = cfg.ClusterID
+			clusterID, opened = cfg.ClusterID, cfg.Epoch
 			if members != nil {
 				cfg.Replicas = members
 			}
@@ -224,10 +225,9 @@ func invokeOnce(dir, keyPath string, timeout time.Duration, op []byte, withRecei
 		// Too few members answered: the membership may have moved on.
 		// Learn it and send the same request (same session and number:
 		// executed at most once) to the members it names.
-		known, _ := c.Epochs()
 		learned, lerr := learnMembership(ctx, dir, clusterID, c)
 		c.Close()
-		if lerr != nil || learned.Epoch <= known {
+		if lerr != nil || learned.Epoch <= opened {
 			return raw, rec, err
 		}
 		if members, lerr = client.Members(learned); lerr != nil {

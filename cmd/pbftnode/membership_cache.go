@@ -94,9 +94,14 @@ func learnMembership(ctx context.Context, dir, clusterID string, c *client.Clien
 }
 
 // learnIfMoved learns the configuration when c's replies reported an
-// epoch above the one it was built with.
+// epoch above the one the directory's cache holds (the client may have
+// followed it already; the cache has not).
 func learnIfMoved(dir, clusterID string, c *client.Client) {
-	if known, seen := c.Epochs(); seen > known {
+	cached := uint64(0)
+	if cfg, ok := cachedMembership(dir, clusterID); ok {
+		cached = cfg.Epoch
+	}
+	if _, seen := c.Epochs(); seen > cached {
 		ctx, cancel := context.WithTimeout(context.Background(), learnTimeout)
 		defer cancel()
 		_, _ = learnMembership(ctx, dir, clusterID, c)
