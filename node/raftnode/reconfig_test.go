@@ -176,17 +176,26 @@ func TestSpareJoinsAndRemovedMemberLeaves(t *testing.T) {
 	put("after", "add")
 	waitUntil(t, "all four to agree on epoch 1", func() bool { return agree(nodes, 1, []uint32{0, 1, 2, 3}, 0, 1, 2, 3) })
 
-	res = ad.change(replicasOf(t, nodes, cfgs, 0, 1, 2, 3), membership.Change{Epoch: 1, Kind: membership.RemoveReplica, Member: membership.Member{Index: 0}})
-	if !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
-		t.Fatalf("remove-replica: %q", res)
+	// Remove the leader: it hands leadership over before it goes.
+	var victim int
+	waitUntil(t, "a leader", func() bool { victim = nodes[0].Status().Leader; return victim >= 0 })
+	rest := slices.DeleteFunc([]int{0, 1, 2, 3}, func(i int) bool { return i == victim })
+	restIdx := make([]uint32, len(rest))
+	for i, r := range rest {
+		restIdx[i] = uint32(r)
 	}
-	waitUntil(t, "the other three to agree on epoch 2", func() bool { return agree(nodes, 2, []uint32{1, 2, 3}, 1, 2, 3) })
-	_ = nodes[0].Close()
+	res = ad.change(replicasOf(t, nodes, cfgs, 0, 1, 2, 3), membership.Change{Epoch: 1, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(victim)}})
+	if !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
+		t.Fatalf("remove-replica %d: %q", victim, res)
+	}
+	waitUntil(t, "the other three to agree on epoch 2", func() bool { return agree(nodes, 2, restIdx, rest...) })
+	waitUntil(t, "a new leader", func() bool { l := nodes[rest[0]].Status().Leader; return l >= 0 && l != victim })
+	_ = nodes[victim].Close()
 	put("after", "remove")
-	// With replica 1 down too, 2 and 3 are a majority of the three.
-	_ = nodes[1].Close()
+	// With one more down, the other two are a majority of the three.
+	_ = nodes[rest[len(rest)-1]].Close()
 	put("with", "two")
-	waitUntil(t, "2 and 3 to agree", func() bool { return agree(nodes, 2, []uint32{1, 2, 3}, 2, 3) })
+	waitUntil(t, "the last two to agree", func() bool { return agree(nodes, 2, restIdx, rest[:2]...) })
 }
 
 func cryptoKey(t *testing.T) ed25519.PrivateKey {
