@@ -30,8 +30,7 @@ import (
 //
 // A learner is promoted to voter by the leader once its log matches the
 // leader's commit index: a ConfChangeV2 entry with an empty Context, which
-// applies only if the node is still a learner and a member (else as a
-// no-op). One configuration change is in flight at a time. A leader that
+// applies only if the node is still a learner (else as a no-op). One configuration change is in flight at a time. A leader that
 // removes itself leads on until it has handed leadership over
 // (handOverIfRemoved).
 //
@@ -89,8 +88,10 @@ func isNoop(cc *raftpb.ConfChangeV2) bool {
 	return true
 }
 
-// proposedChange predicts, for the proposal's record only, the raft change
-// of a configuration change request: what its apply derives may differ.
+// proposedChange is the raft change a configuration change request asks
+// for, by its kind, with the request as Context: the proposal's record
+// (what an apply hands raft is derived from the executor's outcome) and,
+// once a replay knows the request was accepted at an entry, its change.
 func proposedChange(req *wire.Request) *raftpb.ConfChangeV2 {
 	cc := noopConfChange()
 	cc.Context = mustMarshal(req)
