@@ -125,7 +125,7 @@ const spareQueryInterval = time.Second
 // configuration naming it to the event loop. The leader's answer counts
 // (a crash-fault cluster: no certificate).
 func (n *Node) learnMembership(ctx context.Context) {
-	if !n.cfg.Spare || n.core.Membership().Position(n.cfg.Index) >= 0 {
+	if !n.mustLearn {
 		return
 	}
 	known := n.cfg.Genesis

@@ -60,6 +60,9 @@ type Node struct {
 	hostEpoch     uint64
 	joinPending   bool
 	removedLogged bool
+	// mustLearn: a spare not in its applied configuration, which
+	// learnMembership runs for (set before the goroutines start).
+	mustLearn bool
 }
 
 // raftInput is one input for the Raft event loop.
@@ -130,6 +133,7 @@ func (n *Node) open() error {
 	hostCfg := cfg
 	hostCfg.Replicas = n.hostReplicas(n.core.Membership())
 	n.hostEpoch = n.core.Epoch()
+	n.mustLearn = cfg.Spare && n.core.Membership().Position(cfg.Index) < 0
 	if err := n.StartHost(hostCfg, p2p.RaftProtocol, n.log); err != nil {
 		return err
 	}
