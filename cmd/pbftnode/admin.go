@@ -30,6 +30,9 @@ commands (flags go before the command; docs/reconfiguration.md):
   remove-replica INDEX         remove replica INDEX (its index is never used again)
   rotate-key INDEX --key FILE  register FILE's public key as replica INDEX's; then restart
                                that replica with FILE as its key file
+  set-admins --threshold K ADMIN...
+                               replace the administrators: each ADMIN a hex public key or a
+                               key file; K of them must sign later changes
 A change is signed by as many administrator keys (DIR/admin*.pem, or each
 --admin-key) as the current configuration's threshold needs, for the current
 epoch (learned from the members, never from one replica alone), and ordered
@@ -96,6 +99,7 @@ func parseAdminChange(args []string) (changeBuilder, error) {
 	sub.SetOutput(io.Discard)
 	home := sub.String("home", "", "add-replica: the spare's home directory")
 	keyPath := sub.String("key", "", "rotate-key: the replica's new key file")
+	threshold := sub.Int("threshold", 0, "set-admins: how many administrators must sign a change")
 	// The index comes before or after the flags.
 	var positional []string
 	rest := args[1:]
@@ -154,8 +158,37 @@ func parseAdminChange(args []string) (changeBuilder, error) {
 		return func(cur membership.Config) (membership.Change, error) {
 			return membership.Change{Epoch: cur.Epoch, Kind: membership.RotateKey, Member: membership.Member{Index: i, PublicKey: pub}}, nil
 		}, nil
+	case "set-admins":
+		admins, err := adminPublicKeys(positional)
+		if err != nil {
+			return nil, err
+		}
+		if len(admins) == 0 || *threshold < 1 || *threshold > len(admins) {
+			return nil, fmt.Errorf("%w: set-admins takes --threshold K (1 to the number of administrators) and one or more administrators", errUsage)
+		}
+		return func(cur membership.Config) (membership.Change, error) {
+			return membership.Change{Epoch: cur.Epoch, Kind: membership.SetAdmins, Admins: admins, AdminThreshold: *threshold}, nil
+		}, nil
 	}
 	return nil, fmt.Errorf("%w: unknown admin command %q", errUsage, args[0])
+}
+
+// adminPublicKeys reads set-admins' arguments: hex public keys or key
+// files.
+func adminPublicKeys(args []string) ([]ed25519.PublicKey, error) {
+	var out []ed25519.PublicKey
+	for _, a := range args {
+		if pub, err := keyfile.DecodePublicKey(a); err == nil {
+			out = append(out, pub)
+			continue
+		}
+		key, err := readKey(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: set-admins: %q is neither a hex public key nor a readable key file: %w", errUsage, a, err)
+		}
+		out = append(out, key.Public().(ed25519.PublicKey))
+	}
+	return out, nil
 }
 
 // spareMember reads the member record a spare's home registers: its
