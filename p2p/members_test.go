@@ -70,3 +70,28 @@ func TestSetMembersRefusesASetWithoutSelf(t *testing.T) {
 		t.Fatal("accepted a key twice")
 	}
 }
+
+// A member whose key changes (same index, new peer ID) gets a new link;
+// the old key is refused from then on.
+func TestSetMembersFollowsARotatedKey(t *testing.T) {
+	hosts, keys := startCluster(t, 2, nil)
+	a, old := hosts[0], hosts[1]
+	rotated := newTestKey(t)
+	members := []Member{{Index: 0, ID: keys[0].id, Addr: listenAddr(t, a)}, {Index: 1, ID: rotated.id}}
+	replacement := newTestHost(t, testConfig(t, rotated, 1, members, 5))
+	members[1].Addr = listenAddr(t, replacement)
+	if err := a.SetMembers(members); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Send(1, []byte("to the new key")) {
+		t.Fatal("a could not queue a frame for index 1")
+	}
+	if f := receive(t, replicaFrames(replacement), "a's frame at the new key"); string(f.Data) != "to the new key" || f.FromIndex != 0 {
+		t.Fatalf("got %q from index %d", f.Data, f.FromIndex)
+	}
+	rejected := a.Stats().RejectedPeers
+	old.Send(0, []byte("from the old key"))
+	waitFor(t, "a to refuse the old key", func() bool { return a.Stats().RejectedPeers > rejected })
+	assertNoFrame(t, replicaFrames(a), "from the old key")
+	assertNoFrame(t, replicaFrames(old), "a's frames after the rotation")
+}

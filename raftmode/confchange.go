@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -30,14 +31,18 @@ import (
 // A learner is promoted to voter by the leader once its log matches the
 // leader's commit index: a ConfChangeV2 entry with an empty Context, which
 // applies only if the node is still a learner and a member (else as a
-// no-op). One configuration change is in flight at a time.
+// no-op). One configuration change is in flight at a time. A leader that
+// removes itself leads on until it has handed leadership over
+// (handOverIfRemoved).
 //
 // Every entry that changes raft's configuration is followed by a snapshot
 // at its index (the same on every replica): the snapshot a new learner
 // receives then names it (etcd raft refuses a snapshot that does not), and
 // at restart raft's configuration (from the latest snapshot) includes
 // every change but possibly the last one executed, which New's replay
-// (Applied = the snapshot's index) applies again.
+// (Applied = the snapshot's index) applies again. A replica that installs
+// state past a snapshot replays the changes between the two the same way
+// (replayedChange).
 
 // maxPendingConfChanges bounds the configuration change requests queued at
 // one replica.
@@ -49,6 +54,11 @@ func isConfigChange(req *wire.Request) bool { return len(req.GetConfigChange()) 
 // submitConfChange queues a configuration change request (already known
 // to be new and not queued).
 func (c *Core) submitConfChange(req *wire.Request, k requestKey) error {
+	for _, q := range c.confQueue {
+		if q.GetRequestNumber() == req.GetRequestNumber() && string(q.GetClientId()) == string(req.GetClientId()) {
+			return nil // queued already (propose clears pendingSet)
+		}
+	}
 	if len(c.confQueue) >= maxPendingConfChanges {
 		return ErrQueueFull
 	}
@@ -231,6 +241,8 @@ func (c *Core) applyConfEntry(e *raftpb.Entry, out *Output) error {
 	}
 	var change *raftpb.ConfChangeV2
 	switch {
+	case req != nil && replay:
+		change = c.replayedChange(index, req)
 	case req != nil:
 		change = c.membershipChange(index)
 	case len(cc.GetContext()) == 0:
@@ -320,18 +332,41 @@ func (c *Core) membershipChange(index uint64) *raftpb.ConfChangeV2 {
 	return &raftpb.ConfChangeV2{Changes: changes}
 }
 
+// replayedChange is the raft change of a configuration change request
+// executed at index before a restart or inside installed state: the
+// executor's record when index is where its latest change executed, else
+// the reply cached for the request, which says whether it was accepted at
+// index ("ok: epoch E from sequence index+1"), the change itself saying
+// what. A request whose reply left the cache is taken as refused (a
+// mismatch then fails checkConfState).
+func (c *Core) replayedChange(index uint64, req *wire.Request) *raftpb.ConfChangeV2 {
+	if c.exec.Membership().ExecutedAt == index {
+		return c.membershipChange(index)
+	}
+	result, ok := c.exec.CachedReply(req.GetClientId(), req.GetRequestNumber())
+	var epoch, from uint64
+	if !ok || !strings.HasPrefix(string(result), execution.ConfigChangeAccepted) {
+		return noopConfChange()
+	}
+	if _, err := fmt.Sscanf(string(result), execution.ConfigChangeAccepted+"epoch %d from sequence %d", &epoch, &from); err != nil || from != index+1 {
+		return noopConfChange()
+	}
+	cc := proposedChange(req)
+	cc.Context = nil
+	return cc
+}
+
 // promotion is the raft change of a promotion entry: the learner becomes a
-// voter if it still is a learner and a member, else nothing changes.
+// voter if it still is a learner, else nothing changes.
 func (c *Core) promotion(cc *raftpb.ConfChangeV2) *raftpb.ConfChangeV2 {
 	chs := cc.GetChanges()
 	if len(chs) != 1 || chs[0].GetType() != raftpb.ConfChangeType_ConfChangeAddNode || chs[0].GetNodeId() == 0 {
 		return noopConfChange()
 	}
 	id := chs[0].GetNodeId()
+	// A learner is a member (checkConfState); raft's configuration alone
+	// decides, so a replay promotes exactly as the first apply did.
 	if !slices.Contains(c.confState.GetLearners(), id) {
-		return noopConfChange()
-	}
-	if cur := c.exec.Membership().Current; len(cur.Members) > 0 && cur.Position(uint32(id-1)) < 0 {
 		return noopConfChange()
 	}
 	return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{single(raftpb.ConfChangeType_ConfChangeAddNode, uint32(id-1))}}
@@ -362,6 +397,34 @@ func (c *Core) checkConfState() {
 	}
 }
 
+// handOverIfRemoved hands leadership to the most up-to-date voter when a
+// configuration change removed this leader. Raft applies a configuration
+// when it applies the entry, so the voters that have not yet learned that
+// the removal committed still count this replica: were it to step down at
+// once (raft's StepDownOnRemoval), a longer log than theirs would refuse
+// them its vote, and a two-voter configuration could elect no one. A
+// hand-over waits until the new leader's log matches this one's, which
+// then grants its vote.
+func (c *Core) handOverIfRemoved() {
+	self := RaftID(c.cfg.Index)
+	if c.transferTicks > 0 || slices.Contains(c.confState.GetVoters(), self) {
+		return
+	}
+	st := c.rn.Status()
+	var to uint64
+	for _, id := range c.confState.GetVoters() {
+		if to == 0 || st.Progress[id].Match > st.Progress[to].Match {
+			to = id
+		}
+	}
+	if to == 0 {
+		return
+	}
+	c.log.Info("removed from the configuration while leading; handing leadership over", "to", to-1)
+	c.rn.TransferLeader(to)
+	c.transferTicks = 1
+}
+
 // Membership returns the configuration in force after the last applied
 // entry (the executor's; the zero Config without membership rules).
 func (c *Core) Membership() membership.Config { return c.exec.Membership().Current }
@@ -372,6 +435,10 @@ func (c *Core) Epoch() uint64 { return c.exec.Membership().Current.Epoch }
 // Removed reports whether a configuration change removed this replica: it
 // takes no further part (raft no longer counts it) and the runtime stops.
 func (c *Core) Removed() bool { return c.exec.Membership().Current.IsRetired(c.cfg.Index) }
+
+// ConfState returns raft's configuration after the last applied entry
+// (the caller must not modify it).
+func (c *Core) ConfState() *raftpb.ConfState { return c.confState }
 
 // Peers returns the indices of the other replicas in raft's configuration
 // (voters and learners), in ascending order.

@@ -7,12 +7,14 @@ import (
 	"strings"
 	"testing"
 
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto/cryptotest"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/raftmode"
+	"github.com/pbftnode/pbftnode/storage/raftlog"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -38,12 +40,7 @@ func newMemberCluster(t *testing.T, n, spares int, interval uint64) (*cluster, e
 		spare: map[int]bool{}}
 	for i := range n + spares {
 		c.spare[i] = i >= n
-		c.dbs = append(c.dbs, c.openDB(i))
-		c.logs = append(c.logs, nil)
-		c.cores = append(c.cores, nil)
-		c.drivers = append(c.drivers, nil)
-		c.snaps = append(c.snaps, nil)
-		c.start(i)
+		c.add(i)
 	}
 	return c, admin
 }
@@ -131,7 +128,7 @@ func (c *cluster) leader2() int {
 	return c.leader()
 }
 
-func TestRemovedLeaderStepsDownAndTheRestGoOn(t *testing.T) {
+func TestRemovedLeaderHandsOverAndTheRestGoOn(t *testing.T) {
 	c, admin := newMemberCluster(t, 3, 0, 1000)
 	l := c.leader2()
 	c.submitChange(l, 1, signedChange(t, admin, membership.Change{Epoch: 0, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(l)}}))
@@ -225,4 +222,65 @@ func TestRestartKeepsTheConfiguration(t *testing.T) {
 		}
 	}
 	c.runUntil(1000, func() bool { return isVoter(c.cores[c.leader2()], 4) && c.membersConverged(0, 2, 3, 4) })
+}
+
+// lostSnapshots is a raft log whose snapshots are never recorded, as if
+// the replica crashed each time between executing an entry and recording
+// the snapshot after it.
+type lostSnapshots struct{ *raftlog.Log }
+
+func (l lostSnapshots) CreateSnapshot(uint64, *raftpb.ConfState, []byte) (*raftpb.Snapshot, error) {
+	return &raftpb.Snapshot{}, nil
+}
+
+// Compact does nothing: the log is compacted only below a recorded
+// snapshot.
+func (l lostSnapshots) Compact(uint64) error { return nil }
+
+// Configuration changes executed before a crash whose snapshots were not
+// recorded are applied to raft again at restart: the latest from the
+// executor's record, an earlier one from the reply cached for it.
+func TestRestartReplaysAChangeWhoseSnapshotWasLost(t *testing.T) {
+	c, admin := newMemberCluster(t, 3, 2, 1000)
+	l := c.leader2()
+	f := (l + 1) % 3
+	c.wrapLog = func(i int, log *raftlog.Log) raftmode.LogStorage {
+		if i == f {
+			return lostSnapshots{log}
+		}
+		return log
+	}
+	c.start(f)
+	c.wrapLog = nil
+	c.submitChange(c.leader2(), 1, signedChange(t, admin, membership.Change{Epoch: 0, Kind: membership.AddReplica, Member: testMember(t, 3)}))
+	c.runUntil(1000, func() bool { return isVoter(c.cores[c.leader2()], 3) && c.membersConverged(0, 1, 2, 3) })
+	// A second change: the first is no longer the executor's latest.
+	c.submitChange(c.leader2(), 2, signedChange(t, admin, membership.Change{Epoch: 1, Kind: membership.AddReplica, Member: testMember(t, 4)}))
+	c.runUntil(1000, func() bool { return isVoter(c.cores[c.leader2()], 4) && c.membersConverged(0, 1, 2, 3, 4) })
+	if snap, _ := c.logs[f].Snapshot(); snap.GetMetadata().GetIndex() > 1 {
+		t.Fatalf("replica %d recorded a snapshot at %d", f, snap.GetMetadata().GetIndex())
+	}
+	want := proto.Clone(c.cores[c.leader()].ConfState())
+	c.start(f)
+	c.runUntil(300, func() bool { return proto.Equal(c.cores[f].ConfState(), want) })
+	c.submit(c.leader2(), 1, execution.EncodePut([]byte("k"), []byte("v")))
+	c.runUntil(500, func() bool { return c.replied(1) && c.membersConverged(0, 1, 2, 3, 4) })
+}
+
+// A key rotation moves the configuration to a new epoch without changing
+// raft's: the member keeps its raft ID and its vote.
+func TestRotatedKeyChangesNoRaftMembership(t *testing.T) {
+	c, admin := newMemberCluster(t, 3, 0, 1000)
+	l := c.leader2()
+	before := proto.Clone(c.cores[l].ConfState())
+	fresh := cryptotest.Key(t, 555).Public().(ed25519.PublicKey)
+	c.submitChange(l, 1, signedChange(t, admin, membership.Change{Epoch: 0, Kind: membership.RotateKey, Member: membership.Member{Index: 1, PublicKey: fresh}}))
+	c.runUntil(500, func() bool { _, ok := c.changeResult(1); return ok && c.membersConverged(0, 1, 2) })
+	if res, _ := c.changeResult(1); !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
+		t.Fatalf("rotate-key: %q", res)
+	}
+	core := c.cores[c.leader()]
+	if m, _ := core.Membership().Member(1); core.Epoch() != 1 || !m.PublicKey.Equal(fresh) || !proto.Equal(core.ConfState(), before) {
+		t.Fatalf("after rotation: epoch %d, key %x, conf state %v (was %v)", core.Epoch(), m.PublicKey, core.ConfState(), before)
+	}
 }

@@ -191,7 +191,6 @@ func New(cfg Config) (*Core, error) {
 		MaxUncommittedEntriesSize: 64 * cfg.MaxSizePerMsg,
 		MaxInflightMsgs:           cfg.MaxInflightMsgs,
 		PreVote:                   true,
-		StepDownOnRemoval:         true,
 		Logger:                    discardRaftLogger{},
 	})
 	if err != nil {
@@ -255,6 +254,7 @@ func (c *Core) Tick() {
 	if c.isLeader {
 		c.electionElapsed = 0
 		c.tickHandOver()
+		c.handOverIfRemoved()
 		return
 	}
 	c.electionElapsed++

@@ -43,6 +43,8 @@ type cluster struct {
 	// replicas started outside the configuration (addSpare).
 	rules *execution.MembershipRules
 	spare map[int]bool
+	// wrapLog, when set, wraps replica i's raft log storage.
+	wrapLog func(i int, l *raftlog.Log) raftmode.LogStorage
 }
 
 // delivery is a raft message or a state chunk in flight.
@@ -103,14 +105,19 @@ func (p ports) Keep(s *execution.StateSnapshot) {
 func newCluster(t *testing.T, n int, interval uint64) *cluster {
 	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, reads: map[string]*wire.Reply{}, interval: interval, n: n}
 	for i := range n {
-		c.dbs = append(c.dbs, c.openDB(i))
-		c.logs = append(c.logs, nil)
-		c.cores = append(c.cores, nil)
-		c.drivers = append(c.drivers, nil)
-		c.snaps = append(c.snaps, nil)
-		c.start(i)
+		c.add(i)
 	}
 	return c
+}
+
+// add opens replica i's database (the next one) and starts it.
+func (c *cluster) add(i int) {
+	c.dbs = append(c.dbs, c.openDB(i))
+	c.logs = append(c.logs, nil)
+	c.cores = append(c.cores, nil)
+	c.drivers = append(c.drivers, nil)
+	c.snaps = append(c.snaps, nil)
+	c.start(i)
 }
 
 // openDB opens an empty database for replica i; the test's cleanup
@@ -159,7 +166,7 @@ func (c *cluster) start(i int) {
 		c.t.Fatal(err)
 	}
 	core, err := raftmode.New(raftmode.Config{
-		Index: uint32(i), N: c.n, Spare: c.spare[i], Log: log, Executor: exec,
+		Index: uint32(i), N: c.n, Spare: c.spare[i], Log: c.logStorage(i, log), Executor: exec,
 		Rand: rand.New(rand.NewPCG(uint64(i), 7)), ElectionTicks: 10, HeartbeatTicks: 2,
 		SnapshotInterval: c.interval, MaxBatchSize: 4,
 		ReadTimeoutTicks: c.readTimeout, MaxPendingReads: c.maxReads,
@@ -177,6 +184,13 @@ func (c *cluster) start(i int) {
 		c.t.Fatal(err)
 	}
 	delete(c.down, i)
+}
+
+func (c *cluster) logStorage(i int, l *raftlog.Log) raftmode.LogStorage {
+	if c.wrapLog != nil {
+		return c.wrapLog(i, l)
+	}
+	return l
 }
 
 func (c *cluster) round() {

@@ -114,6 +114,10 @@ func (w *world) describeReplicas() string {
 		st := h.core.Status()
 		s += fmt.Sprintf(" [%d term %d leader %d commit %d applied %d last %d snapshot %d pending %d waiting %v transferring %v]",
 			h.id, st.Term, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.PendingRequests, st.WaitingForState, h.driver.Transferring())
+		if w.reconf != nil {
+			cs := h.core.ConfState()
+			s += fmt.Sprintf("{epoch %d voters %v learners %v}", st.Epoch, cs.GetVoters(), cs.GetLearners())
+		}
 		if w.cfg.Verbose && h.driver.Transferring() {
 			s += fmt.Sprintf("{%v}", h.driver.Fetcher())
 		}

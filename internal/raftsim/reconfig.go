@@ -15,8 +15,8 @@ import (
 // configuration, raftmode.Config.Spare), every executor under the Raft
 // mode's membership rules, and an administrator changes the configuration
 // while the clients run and the network and crashes do their worst: it
-// adds each spare, then removes one of the first members (drawn from the
-// seed). Each change is a signed request the administrator sends to every
+// adds each spare, rotates a member's key, then removes one of the first
+// members (both drawn from the seed). Each change is a signed request the administrator sends to every
 // running replica, again every ReconfigRetryTicks, until some replica has
 // applied it; the next follows a seeded pause later. The run is not over
 // before the last change is applied and the members (the removed one
@@ -73,6 +73,10 @@ func newReconfig(w *world, genesis int) *reconfig {
 		rc.changes = append(rc.changes, membership.Change{Epoch: epoch, Kind: membership.AddReplica, Member: simMember(i)})
 		epoch++
 	}
+	rotated := uint32(w.rng.IntN(w.n))
+	rc.changes = append(rc.changes, membership.Change{Epoch: epoch, Kind: membership.RotateKey,
+		Member: membership.Member{Index: rotated, PublicKey: replicaKey(100 + int(rotated)).Public().(ed25519.PublicKey)}})
+	epoch++
 	victim := uint32(w.rng.IntN(genesis))
 	rc.changes = append(rc.changes, membership.Change{Epoch: epoch, Kind: membership.RemoveReplica, Member: membership.Member{Index: victim}})
 	rc.sendAt = 50 + w.rng.Int64N(maxReconfigPause-50)

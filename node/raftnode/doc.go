@@ -13,4 +13,11 @@
 // bounded channels. Trust model: crash faults only; a client is
 // authenticated by its stream's Noise session, so request signatures are
 // not checked.
+//
+// Membership (members.go): the executor applies configuration changes
+// under the Raft mode's rules; the transport admits the applied
+// configuration's members and follows each change (p2p.Host.SetMembers).
+// A spare learns the configuration with config_query reads (a goroutine
+// of its own) until one names it, then admits the members and is brought
+// in by the leader; a removed replica idles.
 package raftnode

@@ -56,16 +56,23 @@ func (n *Node) hostReplicas(cur membership.Config) []node.Replica {
 // syncMembers hands the transport the applied configuration's members
 // when its epoch changed since the last call (on the event loop, before
 // the Process output that follows a change is sent). A removed replica
-// keeps its transport as it is: it takes no further part and idles.
+// keeps only itself (its links stop, the members no longer hear from it):
+// it takes no further part and idles.
 func (n *Node) syncMembers() {
 	cur := n.core.Membership()
 	if cur.Epoch == n.hostEpoch && !n.joinPending {
 		return
 	}
 	if n.core.Removed() {
+		if n.core.Status().IsLeader {
+			return // it hands leadership over first, over its links
+		}
 		if !n.removedLogged {
 			n.log.Warn("this replica was removed from the cluster: it idles (stop it)", "epoch", cur.Epoch)
 			n.removedLogged = true
+		}
+		if err := n.setHostMembers(cur); err != nil {
+			n.log.Error("transport: member set", "epoch", cur.Epoch, "err", err)
 		}
 		n.hostEpoch = cur.Epoch
 		return
