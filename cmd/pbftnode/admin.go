@@ -30,6 +30,9 @@ commands (flags go before the command; docs/reconfiguration.md):
   remove-replica INDEX         remove replica INDEX (its index is never used again)
   rotate-key INDEX --key FILE  register FILE's public key as replica INDEX's; then restart
                                that replica with FILE as its key file
+  set-admins --threshold K ADMIN...
+                               replace the administrators: each ADMIN a hex public key or a
+                               key file; K of them must sign later changes
 A change is signed by as many administrator keys (DIR/admin*.pem, or each
 --admin-key) as the current configuration's threshold needs, for the current
 epoch (learned from the members, never from one replica alone), and ordered
@@ -80,82 +83,105 @@ func runAdmin(args []string, stdout, stderr io.Writer) error {
 		}
 		return a.members(stdout)
 	}
-	build, err := parseAdminChange(rest)
+	ch, err := parseAdminChange(rest)
 	if err != nil {
 		return err
 	}
-	return a.change(build, stdout)
+	return a.change(ch, stdout)
 }
 
-// changeBuilder makes the change for the current configuration.
-type changeBuilder func(current membership.Config) (membership.Change, error)
-
-// parseAdminChange parses a change command into what builds its change.
-func parseAdminChange(args []string) (changeBuilder, error) {
+// parseAdminChange parses a change command into its change; its Epoch
+// is set once the current configuration is learned.
+func parseAdminChange(args []string) (membership.Change, error) {
 	sub := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	sub.SetOutput(io.Discard)
 	home := sub.String("home", "", "add-replica: the spare's home directory")
 	keyPath := sub.String("key", "", "rotate-key: the replica's new key file")
-	// The index comes before or after the flags.
-	var positional []string
-	rest := args[1:]
-	for len(rest) > 0 {
-		if err := sub.Parse(rest); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", errUsage, args[0], err)
-		}
-		rest = sub.Args()
-		if len(rest) > 0 {
-			positional, rest = append(positional, rest[0]), rest[1:]
-		}
-	}
-	index := func() (uint32, error) {
-		if len(positional) != 1 {
-			return 0, fmt.Errorf("%w: %s takes one replica index", errUsage, args[0])
-		}
-		i, err := strconv.ParseUint(positional[0], 10, 32)
-		if err != nil {
-			return 0, fmt.Errorf("%w: %s: replica index %q: %w", errUsage, args[0], positional[0], err)
-		}
-		return uint32(i), nil
+	threshold := sub.Int("threshold", 0, "set-admins: how many administrators must sign a change")
+	positional, err := parseInterleaved(sub, args[1:])
+	if err != nil {
+		return membership.Change{}, fmt.Errorf("%w: %s: %w", errUsage, args[0], err)
 	}
 	switch args[0] {
 	case "add-replica":
 		if *home == "" || len(positional) > 0 {
-			return nil, fmt.Errorf("%w: add-replica takes --home HOME only", errUsage)
+			return membership.Change{}, fmt.Errorf("%w: add-replica takes --home HOME only", errUsage)
 		}
 		m, err := spareMember(*home)
-		if err != nil {
-			return nil, err
-		}
-		return func(cur membership.Config) (membership.Change, error) {
-			return membership.Change{Epoch: cur.Epoch, Kind: membership.AddReplica, Member: m}, nil
-		}, nil
+		return membership.Change{Kind: membership.AddReplica, Member: m}, err
 	case "remove-replica":
-		i, err := index()
-		if err != nil {
-			return nil, err
-		}
-		return func(cur membership.Config) (membership.Change, error) {
-			return membership.Change{Epoch: cur.Epoch, Kind: membership.RemoveReplica, Member: membership.Member{Index: i}}, nil
-		}, nil
+		i, err := replicaIndex(args[0], positional)
+		return membership.Change{Kind: membership.RemoveReplica, Member: membership.Member{Index: i}}, err
 	case "rotate-key":
-		i, err := index()
+		i, err := replicaIndex(args[0], positional)
 		if err != nil {
-			return nil, err
+			return membership.Change{}, err
 		}
 		if *keyPath == "" {
-			return nil, fmt.Errorf("%w: rotate-key takes --key FILE", errUsage)
+			return membership.Change{}, fmt.Errorf("%w: rotate-key takes --key FILE", errUsage)
 		}
 		key, err := readKey(*keyPath)
 		if err != nil {
-			return nil, fmt.Errorf("%w: --key: %w", errConfig, err)
+			return membership.Change{}, fmt.Errorf("%w: --key: %w", errConfig, err)
 		}
-		pub := key.Public().(ed25519.PublicKey)
-		return func(cur membership.Config) (membership.Change, error) {
-			return membership.Change{Epoch: cur.Epoch, Kind: membership.RotateKey, Member: membership.Member{Index: i, PublicKey: pub}}, nil
-		}, nil
+		return membership.Change{Kind: membership.RotateKey, Member: membership.Member{Index: i, PublicKey: key.Public().(ed25519.PublicKey)}}, nil
+	case "set-admins":
+		admins, err := adminPublicKeys(positional)
+		if err != nil {
+			return membership.Change{}, err
+		}
+		if len(admins) == 0 || *threshold < 1 || *threshold > len(admins) {
+			return membership.Change{}, fmt.Errorf("%w: set-admins takes --threshold K (1 to the number of administrators) and one or more administrators", errUsage)
+		}
+		return membership.Change{Kind: membership.SetAdmins, Admins: admins, AdminThreshold: *threshold}, nil
 	}
-	return nil, fmt.Errorf("%w: unknown admin command %q", errUsage, args[0])
+	return membership.Change{}, fmt.Errorf("%w: unknown admin command %q", errUsage, args[0])
+}
+
+// parseInterleaved parses fs's flags anywhere among args and returns the
+// other arguments in order.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) > 0 {
+			positional, args = append(positional, args[0]), args[1:]
+		}
+	}
+	return positional, nil
+}
+
+// replicaIndex reads the one replica index command takes.
+func replicaIndex(command string, positional []string) (uint32, error) {
+	if len(positional) != 1 {
+		return 0, fmt.Errorf("%w: %s takes one replica index", errUsage, command)
+	}
+	i, err := strconv.ParseUint(positional[0], 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: replica index %q: %w", errUsage, command, positional[0], err)
+	}
+	return uint32(i), nil
+}
+
+// adminPublicKeys reads set-admins' arguments: hex public keys or key
+// files.
+func adminPublicKeys(args []string) ([]ed25519.PublicKey, error) {
+	var out []ed25519.PublicKey
+	for _, a := range args {
+		if pub, err := keyfile.DecodePublicKey(a); err == nil {
+			out = append(out, pub)
+			continue
+		}
+		key, err := readKey(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: set-admins: %q is neither a hex public key nor a readable key file: %w", errUsage, a, err)
+		}
+		out = append(out, key.Public().(ed25519.PublicKey))
+	}
+	return out, nil
 }
 
 // spareMember reads the member record a spare's home registers: its
@@ -274,7 +300,7 @@ type changeReport struct {
 // change learns the current configuration, builds the change for its
 // epoch, signs it with enough administrator keys, orders it and reports
 // the cluster's answer.
-func (a adminCommand) change(build changeBuilder, stdout io.Writer) error {
+func (a adminCommand) change(ch membership.Change, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	c, cur, err := a.session(ctx)
@@ -282,10 +308,7 @@ func (a adminCommand) change(build changeBuilder, stdout io.Writer) error {
 		return err
 	}
 	defer c.Close()
-	ch, err := build(cur)
-	if err != nil {
-		return err
-	}
+	ch.Epoch = cur.Epoch
 	// The rules are checked locally first, for a clear refusal before
 	// anything is sent (the replicas check them again when they apply it).
 	signed, err := a.sign(cur, c, ch)

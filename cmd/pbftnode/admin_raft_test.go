@@ -117,4 +117,18 @@ func TestAdminReconfiguresRaft(t *testing.T) {
 	if out := run(0, "admin", "--dir", dir, "members"); !strings.Contains(out, "epoch:    2 (3 members") {
 		t.Fatalf("admin members: %q", out)
 	}
+
+	// Two administrators, both needed from now on: one key is not enough.
+	second := filepath.Join(t.TempDir(), "admin-b.pem")
+	run(0, "keygen", "--out", second)
+	run(0, "admin", "--dir", dir, "set-admins", "--threshold", "2", filepath.Join(dir, "admin0.pem"), second)
+	if out := run(0, "admin", "--dir", dir, "members"); !strings.Contains(out, "admins:   2 of 2 must sign a change") {
+		t.Fatalf("admin members after set-admins: %q", out)
+	}
+	code, _, stderr = cli(t, "admin", "--dir", dir, "remove-replica", "1")
+	if code != 2 || !strings.Contains(stderr, "1 of the 2 administrator keys") {
+		t.Fatalf("a change with one of two admin keys: exit %d, %s", code, stderr)
+	}
+	run(0, "admin", "--dir", dir, "--admin-key", filepath.Join(dir, "admin0.pem"), "--admin-key", second, "remove-replica", "1")
+	waitMembers(t, nodes[2:], 4, "[2 3]")
 }
