@@ -205,3 +205,54 @@ func cryptoKey(t *testing.T) ed25519.PrivateKey {
 	}
 	return k
 }
+
+// A follower removed while cut off from the others never hears of it from
+// raft; it notices the silence, asks the members, and reports that it is
+// no longer a member.
+func TestFollowerRemovedWhileCutOffLearnsIt(t *testing.T) {
+	dir := t.TempDir()
+	base, err := pbftnode.FreeBasePort("127.0.0.1", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.WriteTestnet(config.Testnet{Dir: dir, Replicas: 3, Consensus: config.ConsensusRaft, BasePort: base, UnsafeNoFsync: true}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, cfgs := map[int]*raftnode.Node{}, map[int]node.Config{}
+	start := func(i int) {
+		cfg, err := node.LoadHome(pbftnode.TestnetHome(dir, i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MetricsAddr = ""
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		n, err := raftnode.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		nodes[i], cfgs[i] = n, cfg
+	}
+	for i := range 3 {
+		start(i)
+	}
+	var leader int
+	waitUntil(t, "a leader", func() bool { leader = nodes[0].Status().Leader; return leader >= 0 })
+	victim := (leader + 1) % 3
+	// The victim is down while it is removed, so it cannot apply its
+	// removal; it comes back to a cluster that no longer admits it.
+	_ = nodes[victim].Close()
+	adminKey, err := keyfile.Read(filepath.Join(dir, config.AdminKeyFile(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad := &admin{t: t, clusterID: cfgs[0].ClusterID, key: adminKey, client: cryptoKey(t)}
+	if res := ad.change(replicasOf(t, nodes, cfgs, 0, 1, 2), membership.Change{Epoch: 0, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(victim)}}); !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
+		t.Fatalf("remove-replica %d: %q", victim, res)
+	}
+	start(victim)
+	waitUntil(t, "the removed follower to report epoch 1 without itself", func() bool {
+		st := nodes[victim].Status()
+		return st.Epoch == 1 && !slices.Contains(st.Members, uint32(victim))
+	})
+}
