@@ -14,11 +14,13 @@ import (
 // it anything any more. watchRemoval notices the silence and asks.
 
 // removalCheckAfter is how long a member knows no leader before it asks
-// the others for the configuration; removalCheckInterval how often it
-// looks.
+// the others for the configuration, and again after each unanswered or
+// unremarkable query, doubling up to removalCheckMax;
+// removalCheckInterval is how often it looks.
 const (
 	removalCheckInterval = time.Second
 	removalCheckAfter    = 3 * time.Second
+	removalCheckMax      = 30 * time.Second
 )
 
 // watchRemoval runs on a member: whenever it has known no leader for
@@ -37,6 +39,7 @@ func (n *Node) watchRemoval(ctx context.Context) {
 	t := time.NewTicker(removalCheckInterval)
 	defer t.Stop()
 	var leaderless time.Duration
+	after := removalCheckAfter
 	for {
 		select {
 		case <-ctx.Done():
@@ -44,12 +47,13 @@ func (n *Node) watchRemoval(ctx context.Context) {
 		case <-t.C:
 		}
 		if n.Status().Leader >= 0 {
-			leaderless = 0
+			leaderless, after = 0, removalCheckAfter
 			continue
 		}
-		if leaderless += removalCheckInterval; leaderless < removalCheckAfter {
+		if leaderless += removalCheckInterval; leaderless < after {
 			continue
 		}
+		leaderless, after = 0, min(2*after, removalCheckMax)
 		applied := n.applied.Load()
 		if applied == nil || applied.IsRetired(n.cfg.Index) {
 			continue
