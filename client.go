@@ -35,7 +35,14 @@ func ClientConfig(dir string) (client.Config, error) {
 	if cf.Consensus == config.ConsensusRaft {
 		quorum = 1 // crash faults only: any replica's reply is correct
 	}
-	return client.Config{ClusterID: cf.ClusterID, Key: key, Replicas: members, ReplyQuorum: quorum, RetransmitTimeout: 500 * time.Millisecond}, nil
+	genesis, err := cf.Genesis()
+	if err != nil {
+		return client.Config{}, fmt.Errorf("pbftnode: %w", err)
+	}
+	return client.Config{
+		ClusterID: cf.ClusterID, Key: key, Replicas: members, ReplyQuorum: quorum, RetransmitTimeout: 500 * time.Millisecond,
+		Genesis: genesis, MembershipRules: config.MembershipRules(cf.Consensus),
+	}, nil
 }
 
 // Dial starts a client of the cluster DIR/client.json describes

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 )
@@ -75,6 +76,18 @@ type Config struct {
 	// restarted client does not reuse numbers.
 	FirstRequestNumber uint64
 	Logger             *slog.Logger
+	// Genesis is the cluster file's configuration (membership epoch 0):
+	// what Membership verifies a configuration history from. Empty: one
+	// derived from Replicas, with no administrators (then only histories
+	// without changes verify). Rules are the membership rules of the
+	// cluster's protocol (config.MembershipRules; zero: PBFT's when
+	// ReplyQuorum is above 1, Raft's otherwise).
+	Genesis         membership.Config
+	MembershipRules membership.Rules
+	// Epoch is the membership epoch of the configuration Replicas lists
+	// (0: the genesis; a configuration learned earlier by Membership and
+	// kept, such as the CLI's session cache, has its own).
+	Epoch uint64
 }
 
 // Hint is what a client knows of where the cluster's primary is.
@@ -120,7 +133,12 @@ type Client struct {
 	// in benchmarks.
 	send func(to uint32, frame []byte) bool
 	n    int
-	log  *slog.Logger
+	// span is one more than the highest member index, and member marks
+	// the indices of members: after a reconfiguration the indices need
+	// not be 0..n-1 (a removed index is never reused).
+	span   int
+	member []bool
+	log    *slog.Logger
 
 	mu          sync.Mutex
 	windowFree  *sync.Cond
@@ -153,6 +171,15 @@ type Client struct {
 	// receiptsRejected counts reply receipts InvokeWithReceipt dropped
 	// (invalid, or beyond a call's queue).
 	receiptsRejected atomic.Uint64
+	// epochSeen is the highest membership epoch a reply reported
+	// (guarded by mu): above Config.Epoch, the membership changed.
+	epochSeen uint64
+	// follow is the state of learning a new membership in the background
+	// (guarded by mu; see followLocked).
+	follow followState
+	// defaultQuorums: ReplyQuorum and ReadQuorum were defaulted from the
+	// number of replicas, so Follow recomputes them for a new membership.
+	defaultReplyQuorum, defaultReadQuorum bool
 }
 
 // call is one Invoke waiting for matching replies.
@@ -172,6 +199,9 @@ type call struct {
 	// receipts, set by InvokeWithReceipt, receives copies of the replies
 	// that carry a receipt (see offerReceiptLocked); nil otherwise.
 	receipts chan receiptReply
+	// answers, set by Membership, receives every member's answer to a
+	// config_query (see offerAnswerLocked); nil otherwise.
+	answers chan queryAnswer
 }
 
 // New connects a client to the cluster. Connections are made in the
@@ -184,6 +214,11 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("client: no signing key")
 	}
 	n := len(cfg.Replicas)
+	span, member, err := memberIndices(cfg.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	defaultReply, defaultRead := cfg.ReplyQuorum <= 0, cfg.ReadQuorum <= 0
 	if cfg.ReplyQuorum <= 0 {
 		cfg.ReplyQuorum = (n-1)/3 + 1
 	}
@@ -232,15 +267,20 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c := &Client{
-		cfg:         cfg,
-		signer:      crypto.NewSigner(cfg.Key, cfg.ClusterID),
-		host:        host,
-		n:           n,
-		log:         cfg.Logger,
-		next:        cfg.FirstRequestNumber,
-		outstanding: make(map[uint64]*call),
-		done:        make(chan struct{}),
-		leader:      -1,
+		cfg:    cfg,
+		signer: crypto.NewSigner(cfg.Key, cfg.ClusterID),
+		host:   host,
+		n:      n,
+		span:   span,
+		member: member,
+
+		defaultReplyQuorum: defaultReply,
+		defaultReadQuorum:  defaultRead,
+		log:                cfg.Logger,
+		next:               cfg.FirstRequestNumber,
+		outstanding:        make(map[uint64]*call),
+		done:               make(chan struct{}),
+		leader:             -1,
 	}
 	c.id = id
 	c.send = host.SendToReplica
@@ -249,6 +289,36 @@ func New(cfg Config) (*Client, error) {
 	c.wg.Add(1)
 	go c.readReplies()
 	return c, nil
+}
+
+// memberIndices returns one more than the highest replica index and which
+// indices are replicas', refusing an index listed twice or one beyond
+// membership.MaxMembers times 16 (indices are never reused, so they grow
+// with removals, but a reply slot per index must stay cheap).
+func memberIndices(replicas []p2p.Member) (int, []bool, error) {
+	span := 0
+	for _, r := range replicas {
+		if r.Index >= maxMemberIndex {
+			return 0, nil, fmt.Errorf("client: replica index %d (at most %d)", r.Index, maxMemberIndex-1)
+		}
+		span = max(span, int(r.Index)+1)
+	}
+	member := make([]bool, span)
+	for _, r := range replicas {
+		if member[r.Index] {
+			return 0, nil, fmt.Errorf("client: replica index %d listed twice", r.Index)
+		}
+		member[r.Index] = true
+	}
+	return span, member, nil
+}
+
+// maxMemberIndex bounds replica indices (see memberIndices).
+const maxMemberIndex = 4096
+
+// isMember reports whether index is a replica's.
+func (c *Client) isMember(index int) bool {
+	return index >= 0 && index < c.span && c.member[index]
 }
 
 // ID returns the client id: its Ed25519 public key followed by its session.
@@ -277,6 +347,11 @@ func (c *Client) await(ctx context.Context, cl *call, op []byte, col *receiptCol
 	if err != nil {
 		return nil, err
 	}
+	return c.awaitFrame(ctx, cl, frame, col)
+}
+
+// awaitFrame is await with cl's request already encoded and signed.
+func (c *Client) awaitFrame(ctx context.Context, cl *call, frame []byte, col *receiptCollector) ([]byte, error) {
 	timeout := c.sendFirst(frame)
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -309,7 +384,11 @@ func (c *Client) await(ctx context.Context, cl *call, op []byte, col *receiptCol
 		case <-c.done:
 			return nil, fmt.Errorf("client: request %d: %w: %w", cl.number, ErrUnknownOutcome, ErrClosed)
 		case <-timer.C:
-			// The primary may be slow, faulty or gone: send to everyone.
+			// The primary may be slow, faulty or gone: send to everyone,
+			// and check whether the membership moved on.
+			c.mu.Lock()
+			c.followLocked()
+			c.mu.Unlock()
 			c.sendAll(frame)
 			timeout = min(2*timeout, 8*c.cfg.RetransmitTimeout)
 			timer.Reset(timeout)
@@ -324,7 +403,7 @@ func (c *Client) await(ctx context.Context, cl *call, op []byte, col *receiptCol
 func (c *Client) sendFirst(frame []byte) time.Duration {
 	c.mu.Lock()
 	known, confirmed := c.known, c.confirmed
-	primary := uint32(c.view % uint64(c.n))
+	primary := c.cfg.Replicas[c.view%uint64(c.n)].Index
 	if c.leader >= 0 {
 		primary = uint32(c.leader)
 	}
@@ -343,8 +422,11 @@ func (c *Client) sendFirst(frame []byte) time.Duration {
 
 // sendAll sends frame to every replica.
 func (c *Client) sendAll(frame []byte) {
-	for i := range c.cfg.Replicas {
-		c.send(c.cfg.Replicas[i].Index, frame)
+	c.mu.Lock()
+	replicas := c.cfg.Replicas // replaced, never modified, by Follow
+	c.mu.Unlock()
+	for i := range replicas {
+		c.send(replicas[i].Index, frame)
 	}
 }
 
@@ -364,7 +446,7 @@ func (c *Client) adoptHint(h *Hint) {
 		return
 	}
 	c.known, c.view = true, h.View
-	if c.cfg.ReplyQuorum == 1 && h.Leader >= 0 && h.Leader < c.n {
+	if c.cfg.ReplyQuorum == 1 && c.isMember(h.Leader) {
 		c.leader = h.Leader
 	}
 }
@@ -420,10 +502,10 @@ func (c *Client) waitRoomLocked(ctx context.Context, room func() bool) error {
 // replies match.
 func (c *Client) newCallLocked(number uint64, quorum int) *call {
 	cl := &call{number: number, done: make(chan struct{}), quorum: quorum}
-	if c.n <= len(cl.inline) {
-		cl.replies = cl.inline[:c.n]
+	if c.span <= len(cl.inline) {
+		cl.replies = cl.inline[:c.span]
 	} else {
-		cl.replies = make([]replyRecord, c.n)
+		cl.replies = make([]replyRecord, c.span)
 	}
 	return cl
 }

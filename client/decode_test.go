@@ -175,7 +175,9 @@ func FuzzParseReplyFast(f *testing.F) {
 // four and the view rule with ReplyQuorum 3.
 func TestSevenReplicasQuorumThree(t *testing.T) {
 	c := newTestClient(t, 64)
+	c.cfg.Replicas = []p2p.Member{{Index: 0}, {Index: 1}, {Index: 2}, {Index: 3}, {Index: 4}, {Index: 5}, {Index: 6}}
 	c.n, c.cfg.ReplyQuorum = 7, 3
+	c.span, c.member, _ = memberIndices(c.cfg.Replicas)
 	cl := mustBegin(t, c)
 	send := func(from int, view uint64, result string) {
 		c.handleReply(replyFrame(t, from, &wire.Reply{ClientId: c.id, RequestNumber: cl.number, Replica: uint32(from), View: view, Result: []byte(result)}))

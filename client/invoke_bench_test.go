@@ -30,6 +30,8 @@ func newBenchClient(window uint64) *Client {
 		},
 		signer:      crypto.NewSigner(key, "bench"),
 		n:           4,
+		span:        4,
+		member:      []bool{true, true, true, true},
 		log:         slog.New(slog.DiscardHandler),
 		next:        1,
 		outstanding: make(map[uint64]*call),

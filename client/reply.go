@@ -22,7 +22,8 @@ type reply struct {
 	result     []byte
 	refusal    []byte // wire.Reply.Error; non-empty: the replica refused
 	leaderHint uint32
-	readOnly   bool // wire.Reply.ReadOnly: an answer of the read-only path
+	readOnly   bool   // wire.Reply.ReadOnly: an answer of the read-only path
+	epoch      uint64 // wire.Reply.Epoch: the replica's membership epoch
 	// receipt is the encoded wire.ReplyReceipt, if any: decoded only for
 	// a call that asked for receipts (InvokeWithReceipt).
 	receipt []byte
@@ -39,6 +40,7 @@ const (
 	replyLeaderHint protowire.Number = 7
 	replyReadOnly   protowire.Number = 9
 	replyReceipt    protowire.Number = 8
+	replyEpoch      protowire.Number = 10
 )
 
 // parseReplyFast decodes data as a wire.Reply without the proto runtime
@@ -73,6 +75,8 @@ func parseReplyFast(data []byte, r *reply) bool {
 				r.leaderHint = uint32(v)
 			case replyReadOnly:
 				r.readOnly = v != 0
+			case replyEpoch:
+				r.epoch = v
 			default:
 				return false
 			}
@@ -129,6 +133,7 @@ func parseReply(data []byte, r *reply) error {
 		refusal:    []byte(m.Error),
 		leaderHint: m.LeaderHint,
 		readOnly:   m.ReadOnly,
+		epoch:      m.Epoch,
 	}
 	if m.Receipt != nil {
 		if r.receipt, err = proto.Marshal(m.Receipt); err != nil {
@@ -169,7 +174,7 @@ func (c *Client) readReplies() {
 }
 
 func (c *Client) handleReply(f p2p.Frame) {
-	if f.FromIndex < 0 || f.FromIndex >= c.n {
+	if !c.isMember(f.FromIndex) {
 		return
 	}
 	var r reply
@@ -185,7 +190,21 @@ func (c *Client) handleReply(f p2p.Frame) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if r.epoch > c.epochSeen {
+		c.epochSeen = r.epoch
+		if r.epoch > c.cfg.Epoch {
+			c.followLocked()
+		}
+	}
 	cl := c.callLocked(r.number)
+	if cl != nil && int(replica) >= len(cl.replies) {
+		// A member of a membership the client followed after the call began.
+		cl.replies = append(cl.replies, make([]replyRecord, c.span-len(cl.replies))...)
+	}
+	if cl != nil && cl.answers != nil {
+		offerAnswerLocked(cl, replica, &r)
+		return
+	}
 	if cl != nil && cl.receipts != nil {
 		c.offerReceiptLocked(cl, replica, &r)
 	}
@@ -240,7 +259,7 @@ func (c *Client) handleReply(f p2p.Frame) {
 	}
 	// A leader hint is trusted only where one reply suffices (the Raft
 	// mode, crash faults only): a Byzantine replica could name anyone.
-	if c.cfg.ReplyQuorum == 1 && r.leaderHint > 0 && int(r.leaderHint) <= c.n {
+	if c.cfg.ReplyQuorum == 1 && r.leaderHint > 0 && c.isMember(int(r.leaderHint)-1) {
 		c.leader = int(r.leaderHint) - 1
 	}
 	c.known, c.confirmed = true, true

@@ -28,9 +28,11 @@ func newTestClient(t *testing.T, window uint64) *Client {
 	seed[0] = 7
 	key := ed25519.NewKeyFromSeed(seed[:])
 	c := &Client{
-		cfg:         Config{ReplyQuorum: 2, Window: window},
+		cfg:         Config{ReplyQuorum: 2, Window: window, Replicas: []p2p.Member{{Index: 0}, {Index: 1}, {Index: 2}, {Index: 3}}},
 		id:          key.Public().(ed25519.PublicKey),
 		n:           4,
+		span:        4,
+		member:      []bool{true, true, true, true},
 		log:         slog.New(slog.DiscardHandler),
 		next:        1,
 		outstanding: make(map[uint64]*call),

@@ -45,6 +45,9 @@ type checked struct {
 	tick         time.Duration
 	application  ApplicationSpec
 	issuers      []ed25519.PublicKey
+	// spare: index is not among the replicas (a home that joins when an
+	// administrator adds it; address names where it listens).
+	spare bool
 }
 
 // Check applies every configuration rule to fc, a replica's configuration
@@ -71,9 +74,7 @@ func check(home string, fc FileConfig, f *findings) checked {
 	checkClusterSize(fc.Consensus, len(fc.Replicas), f)
 	c.replicas = checkReplicas(fc.Replicas, f)
 	c.allowlist = checkAllowlist(fc.ClientAllowlist, c.replicas, f)
-	if int(fc.Index) >= len(fc.Replicas) {
-		f.problem("index %d is outside the %d replicas", fc.Index, len(fc.Replicas))
-	}
+	c.spare = checkSelf(fc, c.replicas, f)
 	checkAddresses(fc, f)
 	if len(fc.Admins) > 0 || fc.AdminThreshold != 0 {
 		if _, err := fc.ClusterFile.Genesis(); err != nil {
@@ -203,6 +204,34 @@ func checkAllowlist(hexKeys []string, replicas []Replica, f *findings) []ed25519
 	return out
 }
 
+// checkSelf checks this replica's index and address: a member's home
+// (index among the replicas) may repeat its record's address in address;
+// a spare's (index not among them) must give an address of its own that
+// no member has. It reports whether the home is a spare's.
+func checkSelf(fc FileConfig, replicas []Replica, f *findings) bool {
+	if int(fc.Index) < len(fc.Replicas) {
+		if fc.Address != "" && fc.Address != fc.Replicas[fc.Index].Address {
+			f.problem("address %q differs from replica %d's address %q in replicas", fc.Address, fc.Index, fc.Replicas[fc.Index].Address)
+		}
+		return false
+	}
+	if fc.Address == "" {
+		f.problem("index %d is outside the %d replicas and address is empty: a spare (a replica not yet a member) must give its own address", fc.Index, len(fc.Replicas))
+		return true
+	}
+	ma, err := multiaddr.NewMultiaddr(fc.Address)
+	if err != nil {
+		f.problem("address %q: %w", fc.Address, err)
+		return true
+	}
+	for _, r := range replicas {
+		if other, err := multiaddr.NewMultiaddr(r.Addr); err == nil && other.Equal(ma) {
+			f.problem("address %s is replica %d's: a spare needs an address of its own", ma, r.Index)
+		}
+	}
+	return true
+}
+
 // checkAddresses checks listen and metrics_listen.
 func checkAddresses(fc FileConfig, f *findings) {
 	if fc.Listen != "" {
@@ -319,10 +348,16 @@ func checkKey(home string, fc FileConfig, replicas []Replica, f *findings) (ed25
 		f.problems = append(f.problems, err)
 		return nil, encrypted
 	}
-	if int(fc.Index) < len(replicas) && replicas[fc.Index].PublicKey != nil {
-		pub := key.Public().(ed25519.PublicKey)
-		if !pub.Equal(replicas[fc.Index].PublicKey) {
+	pub := key.Public().(ed25519.PublicKey)
+	if int(fc.Index) < len(replicas) {
+		if replicas[fc.Index].PublicKey != nil && !pub.Equal(replicas[fc.Index].PublicKey) {
 			f.problem("key file %s holds public key %s, but replica %d's public_key is %s", keyPath, keyfile.EncodePublicKey(pub), fc.Index, fc.Replicas[fc.Index].PublicKey)
+		}
+		return key, encrypted
+	}
+	for _, r := range replicas {
+		if pub.Equal(r.PublicKey) {
+			f.problem("key file %s holds replica %d's key: a spare needs a key of its own", keyPath, r.Index)
 		}
 	}
 	return key, encrypted

@@ -69,8 +69,15 @@ type ReplicaRecord struct {
 // Relative paths are relative to the home directory.
 type FileConfig struct {
 	ClusterFile
-	// Index is this replica's index in Replicas.
+	// Index is this replica's index: its position in Replicas, or, for a
+	// spare (a replica that is not yet a member and joins when an
+	// administrator adds it), an index not among them.
 	Index uint32 `json:"index"`
+	// Address is this replica's own libp2p multiaddr when it is a spare
+	// (required then, since Replicas does not list it; an add-replica
+	// change registers it). Unused, and must be empty or equal to its
+	// record's, for a replica listed in Replicas.
+	Address string `json:"address,omitempty"`
 	// KeyFile holds this replica's private key (default "key").
 	KeyFile string `json:"key_file,omitempty"`
 	// KeyPassphraseFile holds the passphrase of an encrypted key file (a

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/raftmode"
@@ -35,7 +36,16 @@ type Home struct {
 	// ConsensusPBFT).
 	Consensus string
 	Replicas  []Replica
-	Key       ed25519.PrivateKey
+	// Self is this replica's own record (index, public key, address):
+	// its entry in Replicas, or for a spare its index, its key's public
+	// key and address. Spare says the home is a spare's: Self is not
+	// among the replicas of the cluster file.
+	Self  membership.Member
+	Spare bool
+	// Genesis is the cluster file's configuration as membership epoch 0
+	// (ClusterFile.Genesis).
+	Genesis membership.Config
+	Key     ed25519.PrivateKey
 	// KeyEncrypted says whether the key file is passphrase-encrypted.
 	KeyEncrypted    bool
 	ClientAllowlist []ed25519.PublicKey
@@ -99,16 +109,27 @@ func Load(home string, overrides *Flags) (Home, error) {
 	if len(f.problems) > 0 {
 		return Home{Dir: home, File: fc, Warnings: f.warnings}, &InvalidError{Path: path, Problems: f.problems}
 	}
+	genesis, err := fc.ClusterFile.Genesis()
+	if err != nil {
+		return Home{Dir: home, File: fc, Warnings: f.warnings}, &InvalidError{Path: path, Problems: []error{err}}
+	}
+	self := membership.Member{Index: fc.Index, PublicKey: c.key.Public().(ed25519.PublicKey), Address: fc.Address}
+	if !c.spare {
+		self.Address = c.replicas[fc.Index].Addr
+	}
 	h := Home{
 		Dir:             home,
 		File:            fc,
 		Consensus:       cmp.Or(fc.Consensus, ConsensusPBFT),
 		Replicas:        c.replicas,
+		Self:            self,
+		Spare:           c.spare,
+		Genesis:         genesis,
 		Key:             c.key,
 		KeyEncrypted:    c.keyEncrypted,
 		ClientAllowlist: c.allowlist,
 		DataDir:         fc.DataPath(home),
-		ListenAddr:      cmp.Or(fc.Listen, c.replicas[fc.Index].Addr),
+		ListenAddr:      cmp.Or(fc.Listen, self.Address),
 		TickInterval:    c.tick,
 		Application:     c.application,
 		LedgerIssuers:   c.issuers,
@@ -159,7 +180,7 @@ func (h Home) Summary() []string {
 	}
 	return []string{
 		fmt.Sprintf("cluster:  %s (%s, %d replicas, tolerates f=%d)", h.File.ClusterID, h.Consensus, n, FaultTolerance(h.Consensus, n)),
-		fmt.Sprintf("replica:  %d, peer ID %s", h.File.Index, peerID),
+		fmt.Sprintf("replica:  %d%s, peer ID %s", h.File.Index, spareNote(h.Spare), peerID),
 		fmt.Sprintf("listen:   %s", h.ListenAddr),
 		fmt.Sprintf("metrics:  %s", metrics),
 		fmt.Sprintf("clients:  %s", clients),
@@ -167,6 +188,14 @@ func (h Home) Summary() []string {
 		fmt.Sprintf("data:     %s (fsync %s)", h.DataDir, fsync),
 		fmt.Sprintf("app:      %s", app),
 	}
+}
+
+// spareNote is what Summary adds after a spare's index.
+func spareNote(spare bool) string {
+	if spare {
+		return " (a spare: not yet a member; it joins once an administrator adds it)"
+	}
+	return ""
 }
 
 // Decode checks the cluster's settings (cluster_id, the number of replicas

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/keyfile"
+	"github.com/pbftnode/pbftnode/membership"
 )
 
 // DefaultBasePort is where testnet replicas listen: replica i on P+i,
@@ -20,9 +22,11 @@ const DefaultBasePort = 26600
 
 // Testnet describes a local test cluster for WriteTestnet.
 type Testnet struct {
-	// Dir receives DIR/nodeI (a replica home each), DIR/client.json,
-	// DIR/client.key and DIR/cluster.json (the cluster file: its id and
-	// the replicas' public keys, for pbftnode verify-receipt).
+	// Dir receives DIR/nodeI (a replica home each, then the spares'),
+	// DIR/client.json, DIR/client.key, DIR/admin0.pem ... (the
+	// administrators' keys) and DIR/cluster.json (the cluster file: its
+	// id, the replicas' and administrators' public keys, for pbftnode
+	// verify-receipt).
 	Dir string
 	// Replicas is the number of replicas (0: 4 for PBFT, 3 for Raft).
 	Replicas int
@@ -51,7 +55,22 @@ type Testnet struct {
 	// ClientIsIssuer adds the testnet's own client key (DIR/client.key)
 	// to LedgerIssuers, so `pbftnode client --dir DIR` can mint.
 	ClientIsIssuer bool
+	// Spares is how many spare homes to write after the replicas'
+	// (DIR/nodeN .. DIR/nodeN+Spares-1 for N replicas): replicas that are
+	// not members of the cluster file's configuration, each with its own
+	// key, index N+i, address (BasePort+N+i) and metrics port, that join
+	// once an administrator adds them (pbftnode admin add-replica).
+	Spares int
+	// Admins is how many administrator keys to write (DIR/admin0.pem
+	// ...; 0: 1) and list in every cluster file; AdminThreshold of them
+	// must sign a membership change (0: 1).
+	Admins         int
+	AdminThreshold int
 }
+
+// AdminKeyFile is the name of administrator i's key file in a testnet
+// directory.
+func AdminKeyFile(i int) string { return fmt.Sprintf("admin%d.pem", i) }
 
 // WriteTestnet writes a testnet: fresh keys for every replica and for a
 // client, the replicas' homes and the client's configuration. It returns
@@ -81,11 +100,18 @@ func WriteTestnet(t Testnet) (ClusterFile, error) {
 	if err := CheckApplication(t.Application, t.LedgerIssuers); err != nil {
 		return ClusterFile{}, fmt.Errorf("testnet: %w", err)
 	}
+	t.Admins, t.AdminThreshold = cmp.Or(t.Admins, 1), cmp.Or(t.AdminThreshold, 1)
 	switch {
-	case t.Replicas > 100:
-		return ClusterFile{}, errors.New("testnet: at most 100 replicas (replica ports P..P+99, metrics ports P+100..)")
-	case t.BasePort < 0 || t.BasePort+100+t.Replicas > 65535:
-		return ClusterFile{}, fmt.Errorf("testnet: base port %d leaves no room for %d replicas and their metrics ports", t.BasePort, t.Replicas)
+	case t.Spares < 0:
+		return ClusterFile{}, fmt.Errorf("testnet: %d spares", t.Spares)
+	case t.Replicas+t.Spares > 100:
+		return ClusterFile{}, errors.New("testnet: at most 100 replicas and spares (replica ports P..P+99, metrics ports P+100..)")
+	case t.BasePort < 0 || t.BasePort+100+t.Replicas+t.Spares > 65535:
+		return ClusterFile{}, fmt.Errorf("testnet: base port %d leaves no room for %d replicas and their metrics ports", t.BasePort, t.Replicas+t.Spares)
+	case t.Admins < 0 || t.Admins > membership.MaxAdmins:
+		return ClusterFile{}, fmt.Errorf("testnet: %d admins (1 to %d)", t.Admins, membership.MaxAdmins)
+	case t.AdminThreshold < 1 || t.AdminThreshold > t.Admins:
+		return ClusterFile{}, fmt.Errorf("testnet: admin threshold %d of %d admins (want 1 to %d)", t.AdminThreshold, t.Admins, t.Admins)
 	}
 	if err := os.MkdirAll(t.Dir, 0o755); err != nil {
 		return ClusterFile{}, fmt.Errorf("testnet: %w", err)
@@ -103,18 +129,24 @@ func WriteTestnet(t Testnet) (ClusterFile, error) {
 		issuers = append(issuers, keyfile.EncodePublicKey(clientKey.Public().(ed25519.PublicKey)))
 	}
 	cluster := ClusterFile{ClusterID: "testnet-" + hex.EncodeToString(idBytes[:]), Consensus: t.Consensus, LedgerIssuers: issuers}
-	keys := make([]ed25519.PrivateKey, t.Replicas)
+	if cluster.Admins, err = writeAdminKeys(t.Dir, t.Admins); err != nil {
+		return ClusterFile{}, err
+	}
+	cluster.AdminThreshold = t.AdminThreshold
+	keys := make([]ed25519.PrivateKey, t.Replicas+t.Spares)
 	for i := range keys {
 		key, err := crypto.GenerateKey(nil)
 		if err != nil {
 			return ClusterFile{}, fmt.Errorf("testnet: %w", err)
 		}
 		keys[i] = key
-		cluster.Replicas = append(cluster.Replicas, ReplicaRecord{
-			Index:     uint32(i),
-			PublicKey: keyfile.EncodePublicKey(key.Public().(ed25519.PublicKey)),
-			Address:   fmt.Sprintf("/ip4/%s/tcp/%d", t.Host, t.BasePort+i),
-		})
+		if i < t.Replicas {
+			cluster.Replicas = append(cluster.Replicas, ReplicaRecord{
+				Index:     uint32(i),
+				PublicKey: keyfile.EncodePublicKey(key.Public().(ed25519.PublicKey)),
+				Address:   testnetAddress(t, i),
+			})
+		}
 	}
 	for i, key := range keys {
 		if err := writeTestnetHome(t, cluster, i, key); err != nil {
@@ -133,7 +165,30 @@ func WriteTestnet(t Testnet) (ClusterFile, error) {
 	return cluster, nil
 }
 
-// writeTestnetHome writes replica i's home, DIR/nodeI.
+// testnetAddress is where replica (or spare) i of a testnet listens.
+func testnetAddress(t Testnet, i int) string {
+	return fmt.Sprintf("/ip4/%s/tcp/%d", t.Host, t.BasePort+i)
+}
+
+// writeAdminKeys writes n fresh administrator keys, DIR/admin0.pem ...,
+// and returns their public keys in hex.
+func writeAdminKeys(dir string, n int) ([]string, error) {
+	var pubs []string
+	for i := range n {
+		key, err := crypto.GenerateKey(nil)
+		if err != nil {
+			return nil, fmt.Errorf("testnet: %w", err)
+		}
+		if err := replaceKey(filepath.Join(dir, AdminKeyFile(i)), key); err != nil {
+			return nil, err
+		}
+		pubs = append(pubs, keyfile.EncodePublicKey(key.Public().(ed25519.PublicKey)))
+	}
+	return pubs, nil
+}
+
+// writeTestnetHome writes replica i's home, DIR/nodeI: a spare's when i is
+// not among the cluster's replicas (then config.json gives its address).
 func writeTestnetHome(t Testnet, cluster ClusterFile, i int, key ed25519.PrivateKey) error {
 	home := filepath.Join(t.Dir, fmt.Sprintf("node%d", i))
 	if err := os.MkdirAll(home, 0o700); err != nil {
@@ -150,6 +205,9 @@ func writeTestnetHome(t Testnet, cluster ClusterFile, i int, key ed25519.Private
 		MetricsListen: fmt.Sprintf("%s:%d", t.Host, t.BasePort+100+i),
 		UnsafeNoFsync: t.UnsafeNoFsync,
 		Application:   t.Application,
+	}
+	if i >= len(cluster.Replicas) {
+		fc.Address = testnetAddress(t, i)
 	}
 	fc.ReceiptsCachedOnly = t.ReceiptsCachedOnly
 	if t.NoReceipts {

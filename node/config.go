@@ -11,6 +11,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/raftmode"
@@ -28,7 +29,20 @@ type Config struct {
 	ClusterID string
 	Index     uint32
 	Key       ed25519.PrivateKey
-	Replicas  []Replica
+	// Replicas are the members of the cluster file's configuration (the
+	// genesis), Replicas[i].Index == i.
+	Replicas []Replica
+	// Self is this replica's own record: its index, its key's public key
+	// and its address (ApplyDefaults fills it from Replicas[Index] for a
+	// member). Spare says this replica is not among Replicas: a spare that
+	// learns the configuration and joins once an administrator adds it;
+	// then Self.Address is required.
+	Self  membership.Member
+	Spare bool
+	// Genesis is the configuration of membership epoch 0: the cluster
+	// file's replicas and administrators (ApplyDefaults derives one with
+	// no administrators from Replicas when it is empty).
+	Genesis membership.Config
 	// ListenAddr is this replica's libp2p listen multiaddr; "" uses
 	// Replicas[Index].Addr.
 	ListenAddr string
@@ -105,8 +119,10 @@ func (c *Config) ApplyDefaults() error {
 		return errors.New("node: no cluster id")
 	case len(c.Key) != ed25519.PrivateKeySize:
 		return errors.New("node: no signing key")
-	case int(c.Index) >= len(c.Replicas):
+	case int(c.Index) >= len(c.Replicas) && !c.Spare:
 		return fmt.Errorf("node: index %d outside %d replicas", c.Index, len(c.Replicas))
+	case int(c.Index) < len(c.Replicas) && c.Spare:
+		return fmt.Errorf("node: a spare's index %d is among the %d replicas", c.Index, len(c.Replicas))
 	case c.DataDir == "":
 		return errors.New("node: no data directory")
 	case c.ClientRateLimit < 0 || c.ClientRateBurst < 0:
@@ -120,8 +136,8 @@ func (c *Config) ApplyDefaults() error {
 			return fmt.Errorf("node: replica %d has no public key", i)
 		}
 	}
-	if !c.Key.Public().(ed25519.PublicKey).Equal(c.Replicas[c.Index].PublicKey) {
-		return fmt.Errorf("node: key does not match replica %d's public key", c.Index)
+	if err := c.defaultSelf(); err != nil {
+		return err
 	}
 	c.clientPeers = nil
 	for i, pub := range c.ClientAllowlist {
@@ -132,7 +148,7 @@ func (c *Config) ApplyDefaults() error {
 		c.clientPeers = append(c.clientPeers, id)
 	}
 	if c.ListenAddr == "" {
-		c.ListenAddr = c.Replicas[c.Index].Addr
+		c.ListenAddr = c.Self.Address
 	}
 	if c.TickInterval <= 0 {
 		c.TickInterval = DefaultTickInterval
@@ -142,6 +158,33 @@ func (c *Config) ApplyDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// defaultSelf fills Self (a member's from Replicas[Index]) and Genesis
+// (from Replicas when empty) and checks that the key is Self's.
+func (c *Config) defaultSelf() error {
+	pub := c.Key.Public().(ed25519.PublicKey)
+	if c.Spare {
+		if c.Self.Address == "" {
+			return fmt.Errorf("node: spare %d has no address", c.Index)
+		}
+		c.Self.Index = c.Index
+		if c.Self.PublicKey == nil {
+			c.Self.PublicKey = pub
+		}
+	} else {
+		r := c.Replicas[c.Index]
+		c.Self = membership.Member{Index: r.Index, PublicKey: r.PublicKey, Address: r.Addr}
+	}
+	if !pub.Equal(c.Self.PublicKey) {
+		return fmt.Errorf("node: key does not match replica %d's public key", c.Index)
+	}
+	if len(c.Genesis.Members) == 0 {
+		for _, r := range c.Replicas {
+			c.Genesis.Members = append(c.Genesis.Members, membership.Member{Index: r.Index, PublicKey: r.PublicKey, Address: r.Addr})
+		}
 	}
 	return nil
 }

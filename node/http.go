@@ -49,6 +49,11 @@ type StatusReport struct {
 	// ReadyReason says why the replica is ready or, when it is not, what
 	// it lacks (see Readiness.decide).
 	ReadyReason string `json:"ready_reason"`
+	// Epoch is the membership epoch the replica is in (0: the cluster
+	// file's configuration); Members lists that epoch's member indices,
+	// ascending (docs/reconfiguration.md).
+	Epoch   uint64   `json:"epoch"`
+	Members []uint32 `json:"members"`
 }
 
 // opsState is what the HTTP handlers read; a func for each so that the
@@ -90,6 +95,11 @@ func (s opsState) report() StatusReport {
 		StateDigest:      hex.EncodeToString(st.StateDigest[:]),
 		Transferring:     st.Transferring,
 		Leader:           st.Leader,
+		Epoch:            st.Epoch,
+		Members:          st.Members,
+	}
+	if r.Members == nil {
+		r.Members = []uint32{} // a list, never null
 	}
 	if peers, ok := s.peers(); ok {
 		r.ConnectedPeers = &peers

@@ -24,6 +24,12 @@ type Status struct {
 	// requests: the primary of View (PBFT) or the Raft leader; -1 when
 	// unknown.
 	Leader int
+	// Epoch is the membership epoch the replica is in (0: the cluster
+	// file's configuration) and Members the indices of that epoch's
+	// members, ascending (package membership). A runtime that does not
+	// change its membership reports its genesis.
+	Epoch   uint64
+	Members []uint32
 }
 
 // Runner is a running replica of any runtime: *pbft.Node, *raftnode.Node

@@ -129,23 +129,20 @@ func newHost(cfg Config) (*Host, error) {
 		return nil, errors.New("p2p: config: Members is empty")
 	}
 	h := &Host{
-		logger:         cfg.Logger,
-		self:           cfg.Self,
-		clientHost:     cfg.Self == -1,
-		replicaProto:   orDefaultProtocol(cfg.ReplicaProtocol),
-		clientRate:     cfg.ClientRateLimit,
-		clientBurst:    clientBurst(cfg.ClientRateLimit, cfg.ClientRateBurst),
-		maxFrameSize:   orDefault(cfg.MaxFrameSize, DefaultMaxFrameSize),
-		queueSize:      orDefault(cfg.PeerQueueSize, DefaultPeerQueueSize),
-		writeTimeout:   orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
-		dialTimeout:    orDefault(cfg.DialTimeout, DefaultDialTimeout),
-		backoffMin:     orDefault(cfg.ReconnectBackoffMin, DefaultReconnectBackoffMin),
-		backoffMax:     orDefault(cfg.ReconnectBackoffMax, DefaultReconnectBackoffMax),
-		membersByIndex: make(map[uint32]Member, len(cfg.Members)),
-		memberIndex:    make(map[peer.ID]uint32, len(cfg.Members)),
-		links:          make(map[uint32]*outLink, len(cfg.Members)),
-		clients:        make(map[peer.ID]*clientSession),
-		closed:         make(chan struct{}),
+		logger:       cfg.Logger,
+		self:         cfg.Self,
+		clientHost:   cfg.Self == -1,
+		replicaProto: orDefaultProtocol(cfg.ReplicaProtocol),
+		clientRate:   cfg.ClientRateLimit,
+		clientBurst:  clientBurst(cfg.ClientRateLimit, cfg.ClientRateBurst),
+		maxFrameSize: orDefault(cfg.MaxFrameSize, DefaultMaxFrameSize),
+		queueSize:    orDefault(cfg.PeerQueueSize, DefaultPeerQueueSize),
+		writeTimeout: orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
+		dialTimeout:  orDefault(cfg.DialTimeout, DefaultDialTimeout),
+		backoffMin:   orDefault(cfg.ReconnectBackoffMin, DefaultReconnectBackoffMin),
+		backoffMax:   orDefault(cfg.ReconnectBackoffMax, DefaultReconnectBackoffMax),
+		clients:      make(map[peer.ID]*clientSession),
+		closed:       make(chan struct{}),
 	}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
@@ -156,32 +153,24 @@ func newHost(cfg Config) (*Host, error) {
 	if h.backoffMin <= 0 || h.backoffMax < h.backoffMin || h.writeTimeout <= 0 || h.dialTimeout <= 0 {
 		return nil, errors.New("p2p: config: timeouts must be positive and ReconnectBackoffMax >= ReconnectBackoffMin")
 	}
-	for _, m := range cfg.Members {
-		if err := m.ID.Validate(); err != nil {
-			return nil, fmt.Errorf("p2p: config: member %d: %w", m.Index, err)
-		}
-		if _, dup := h.membersByIndex[m.Index]; dup {
-			return nil, fmt.Errorf("p2p: config: duplicate member index %d", m.Index)
-		}
-		if _, dup := h.memberIndex[m.ID]; dup {
-			return nil, fmt.Errorf("p2p: config: member %d: duplicate peer ID %s", m.Index, m.ID)
-		}
-		h.membersByIndex[m.Index] = m
-		h.memberIndex[m.ID] = m.Index
+	set, err := newMemberSet(cfg.Members)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: config: %w", err)
 	}
+	h.members.Store(set)
 	switch {
 	case cfg.Self == -1:
 		if cfg.ClientsAllowed {
 			return nil, errors.New("p2p: config: ClientsAllowed applies to replica hosts only")
 		}
-		if _, isMember := h.memberIndex[selfID]; isMember {
+		if _, isMember := set.byID[selfID]; isMember {
 			return nil, errors.New("p2p: config: a client host must not use a member's key")
 		}
 		if len(cfg.ClientAllowlist) > 0 {
 			return nil, errors.New("p2p: config: ClientAllowlist applies to replica hosts only")
 		}
 	case cfg.Self >= 0 && uint64(cfg.Self) <= uint64(^uint32(0)):
-		m, ok := h.membersByIndex[uint32(cfg.Self)]
+		m, ok := set.byIndex[uint32(cfg.Self)]
 		if !ok {
 			return nil, fmt.Errorf("p2p: config: Self %d is not a member index", cfg.Self)
 		}

@@ -5,7 +5,9 @@
 // codec with its size limit, one bounded outbound queue and writer goroutine
 // per peer, reconnection with capped exponential backoff and jitter, and the
 // connection gater that keeps peers outside the cluster configuration off
-// the replica protocol.
+// the replica protocol. The member set may change while the host runs
+// (Host.SetMembers): links follow it, and so do the gater and the replica
+// stream handler.
 //
 // The package moves opaque frames: it neither decodes nor verifies what a
 // frame carries. What it does guarantee is who sent a frame: Frame.From is

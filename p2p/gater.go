@@ -18,7 +18,7 @@ import (
 // allowed client must still never reach the replica protocol, and the
 // ClientProtocol handler checks the allowlist again.
 type membershipGater struct {
-	members         map[peer.ID]uint32
+	isMember        func(peer.ID) bool // the host's current member set
 	clientsAllowed  bool
 	clientAllowlist peerSet // nil: any client
 	stats           *counters
@@ -29,8 +29,7 @@ var _ connmgr.ConnectionGater = (*membershipGater)(nil)
 
 // InterceptPeerDial allows dialing cluster members only.
 func (g *membershipGater) InterceptPeerDial(p peer.ID) bool {
-	_, ok := g.members[p]
-	return ok
+	return g.isMember(p)
 }
 
 // InterceptAddrDial allows every address of a peer InterceptPeerDial allowed.
@@ -49,7 +48,7 @@ func (g *membershipGater) InterceptAccept(network.ConnMultiaddrs) bool {
 // accepts clients, and only if they are on its client allowlist when it has
 // one. Refusals are counted in Stats.RejectedPeers.
 func (g *membershipGater) InterceptSecured(dir network.Direction, p peer.ID, addrs network.ConnMultiaddrs) bool {
-	if _, ok := g.members[p]; ok {
+	if g.isMember(p) {
 		return true
 	}
 	if dir == network.DirInbound && g.clientsAllowed && g.clientAllowlist.allows(p) {

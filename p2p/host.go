@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
@@ -57,25 +57,24 @@ type Host struct {
 	host   host.Host
 	logger *slog.Logger
 
-	self           int
-	clientHost     bool
-	replicaProto   protocol.ID // ReplicaProtocol or RaftProtocol
-	clientRate     float64     // client frames per second, 0: unlimited
-	clientBurst    int
-	maxFrameSize   int
-	queueSize      int
-	writeTimeout   time.Duration
-	dialTimeout    time.Duration
-	backoffMin     time.Duration
-	backoffMax     time.Duration
-	rng            *lockedRand
-	membersByIndex map[uint32]Member
-	memberIndex    map[peer.ID]uint32
+	self         int
+	clientHost   bool
+	replicaProto protocol.ID // ReplicaProtocol or RaftProtocol
+	clientRate   float64     // client frames per second, 0: unlimited
+	clientBurst  int
+	maxFrameSize int
+	queueSize    int
+	writeTimeout time.Duration
+	dialTimeout  time.Duration
+	backoffMin   time.Duration
+	backoffMax   time.Duration
+	rng          *lockedRand
+	// members is the current member set (members.go): replaced, never
+	// modified, by SetMembers under membersMu, read without locks.
+	members   atomic.Pointer[memberSet]
+	membersMu sync.Mutex
 
 	clientAllowlist peerSet // replica host: the clients allowed to connect; nil: any client
-
-	links     map[uint32]*outLink // replica host: ReplicaProtocol links; client host: ClientProtocol links
-	linkOrder []uint32            // link indexes in ascending order
 
 	sched   *scheduler // replica host: every inbound replica and client frame
 	faulty  *faultBook
@@ -132,7 +131,7 @@ func (h *Host) start(cfg Config) error {
 		return fmt.Errorf("p2p: connection manager: %w", err)
 	}
 	gater := &membershipGater{
-		members:        h.memberIndex,
+		isMember:       h.isMember,
 		clientsAllowed: cfg.ClientsAllowed,
 		stats:          &h.stats,
 		logger:         h.logger,
@@ -161,29 +160,21 @@ func (h *Host) start(cfg Config) error {
 			h.host.SetStreamHandler(ClientProtocol, h.handleClientStream)
 		}
 	}
-	for _, m := range h.membersByIndex {
+	set := h.members.Load()
+	for _, m := range set.byIndex {
 		if int64(m.Index) == int64(h.self) {
 			continue
 		}
-		h.host.ConnManager().Protect(m.ID, memberTag)
-		if m.Addr != nil {
-			if err := h.SetMemberAddr(m.Index, m.Addr); err != nil {
-				return err
-			}
+		if err := h.addLink(set, m); err != nil {
+			return err
 		}
-		proto := h.replicaProto
-		if h.clientHost {
-			proto = ClientProtocol
-		}
-		h.links[m.Index] = newOutLink(h, m, proto)
-		h.linkOrder = append(h.linkOrder, m.Index)
 	}
-	slices.Sort(h.linkOrder)
-	for _, index := range h.linkOrder {
+	slices.Sort(set.linkOrder)
+	for _, index := range set.linkOrder {
 		if !h.enter() {
 			return errors.New("p2p: host closed while starting")
 		}
-		go h.links[index].run()
+		go set.links[index].run()
 	}
 	return nil
 }
@@ -209,21 +200,19 @@ func TransportOptions() []libp2p.Option {
 // if that ID is the member's. It errors for an unknown index or a
 // mismatched ID.
 func (h *Host) SetMemberAddr(index uint32, addr multiaddr.Multiaddr) error {
-	m, ok := h.membersByIndex[index]
+	set := h.members.Load()
+	m, ok := set.byIndex[index]
 	if !ok {
 		return fmt.Errorf("p2p: set member address: unknown member %d", index)
 	}
-	transport, id := peer.SplitAddr(addr)
-	if transport == nil {
-		return fmt.Errorf("p2p: set member address: member %d: empty address %q", index, addr)
+	if m.ID == "" || addr == nil {
+		return fmt.Errorf("p2p: set member address: member %d: empty address", index)
 	}
-	if id != "" && id != m.ID {
-		return fmt.Errorf("p2p: set member address: member %d: address names peer %s, member is %s", index, id, m.ID)
+	m.Addr = addr
+	if err := h.addrOf(m); err != nil {
+		return err
 	}
-	ps := h.host.Peerstore()
-	ps.ClearAddrs(m.ID)
-	ps.AddAddr(m.ID, transport, peerstore.PermanentAddrTTL)
-	if l, ok := h.links[index]; ok {
+	if l, ok := set.links[index]; ok {
 		l.wakeUp()
 	}
 	return nil
@@ -279,7 +268,7 @@ func (h *Host) Send(to uint32, frame []byte) bool {
 
 // Broadcast calls Send for every member but self.
 func (h *Host) Broadcast(frame []byte) {
-	for _, index := range h.linkOrder {
+	for _, index := range h.members.Load().linkOrder {
 		h.Send(index, frame)
 	}
 }
@@ -295,7 +284,7 @@ func (h *Host) SendToReplica(to uint32, frame []byte) bool {
 }
 
 func (h *Host) enqueue(to uint32, frame []byte) bool {
-	l, ok := h.links[to]
+	l, ok := h.members.Load().links[to]
 	if !ok || h.ctx.Err() != nil {
 		h.stats.droppedNoRoute.Add(1)
 		return false
@@ -381,7 +370,7 @@ func (h *Host) deliverInbound(f Frame) {
 // connection to (for readiness and status).
 func (h *Host) ConnectedPeers() int {
 	n := 0
-	for _, m := range h.membersByIndex {
+	for _, m := range h.members.Load().byIndex {
 		if int64(m.Index) != int64(h.self) && h.host.Network().Connectedness(m.ID) == network.Connected {
 			n++
 		}

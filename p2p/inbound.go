@@ -20,7 +20,7 @@ func (h *Host) handleReplicaStream(s network.Stream) {
 	}
 	defer h.wg.Done()
 	remote := s.Conn().RemotePeer()
-	index, ok := h.memberIndex[remote]
+	index, ok := h.members.Load().byID[remote]
 	if !ok || int64(index) == int64(h.self) {
 		h.stats.rejectedPeers.Add(1)
 		h.logger.Warn("p2p: refused replica stream from a peer that is not a member",

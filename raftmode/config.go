@@ -55,6 +55,10 @@ type Config struct {
 	// number of replicas (n = 2f+1).
 	Index uint32
 	N     int
+	// Spare starts the replica outside the configuration (its Index need
+	// not be below N): its log starts empty, and it joins when the leader,
+	// having added it as a learner, sends it a snapshot.
+	Spare bool
 	// Log is the replica's raft log; Executor applies committed entries.
 	// Both write to the replica's database.
 	Log      LogStorage
@@ -113,7 +117,7 @@ func (c *Config) applyDefaults() error {
 	switch {
 	case c.N < 1:
 		return fmt.Errorf("raftmode: %d replicas", c.N)
-	case int(c.Index) >= c.N:
+	case int(c.Index) >= c.N && !c.Spare:
 		return fmt.Errorf("raftmode: index %d outside %d replicas", c.Index, c.N)
 	case c.Log == nil:
 		return errors.New("raftmode: no log storage")

@@ -63,6 +63,9 @@ type StateNeed struct {
 	// From is the replica that sent the snapshot (the leader), the best
 	// peer to ask first; -1 when unknown.
 	From int
+	// Peers are the other replicas the snapshot's configuration names;
+	// nil: replicas 0 to n-1.
+	Peers []uint32
 }
 
 // Status is a summary of the Core's state.
@@ -79,6 +82,10 @@ type Status struct {
 	// PendingReads counts the read-only requests waiting for an answer.
 	PendingReads    int
 	WaitingForState bool
+	// Epoch is the configuration's epoch; Removed reports that a change
+	// removed this replica.
+	Epoch   uint64
+	Removed bool
 }
 
 type requestKey struct {
@@ -95,6 +102,11 @@ type Core struct {
 
 	pending    []*wire.Request
 	pendingSet map[requestKey]struct{}
+	// confQueue holds configuration change requests waiting to be
+	// proposed, one at a time (confchange.go); confPendingIndex is the
+	// index up to which the leader may have an unapplied one.
+	confQueue        []*wire.Request
+	confPendingIndex uint64
 	// budget bounds the pending requests per client key and in bytes
 	// (see admit).
 	budget pendingBudget
@@ -154,10 +166,14 @@ func New(cfg Config) (*Core, error) {
 	}
 	c.confState, c.term, c.vote, c.commit = cs, hs.GetTerm(), hs.GetVote(), hs.GetCommit()
 	c.snapIndex = snap.GetMetadata().GetIndex()
-	applied := min(c.exec.LastExecuted(), hs.GetCommit())
+	// Raft redelivers the committed entries after the latest snapshot:
+	// the normal ones the executor applied already are skipped, the
+	// configuration changes among them applied to raft again (see
+	// applyConfEntry).
+	applied := min(c.snapIndex, c.exec.LastExecuted(), hs.GetCommit())
 	if c.exec.LastExecuted() < first-1 {
 		// The log starts after the application state: fetch the state.
-		c.need = &StateNeed{Index: first - 1, From: -1}
+		c.need = &StateNeed{Index: first - 1, From: -1, Peers: peersOf(cs, cfg.Index)}
 		if d, ok := decodeSnapshotData(snap.GetData()); ok && c.snapIndex == first-1 {
 			c.need.Digest, c.need.HasDigest = d, true
 		}
@@ -182,6 +198,9 @@ func New(cfg Config) (*Core, error) {
 	}
 	c.rn = rn
 	c.resetElectionTimer()
+	if c.need == nil && c.exec.LastExecuted() <= c.snapIndex {
+		c.checkConfState()
+	}
 	return c, nil
 }
 
@@ -197,7 +216,9 @@ func (c *Core) bootstrap() error {
 	if err != nil {
 		return fmt.Errorf("raftmode: initial state: %w", err)
 	}
-	if last > 0 || len(cs.GetVoters()) > 0 {
+	if last > 0 || len(cs.GetVoters()) > 0 || c.cfg.Spare {
+		// A spare starts with no configuration: the leader's snapshot
+		// brings one once it is added.
 		return nil
 	}
 	voters := make([]uint64, c.cfg.N)
@@ -233,6 +254,7 @@ func (c *Core) Tick() {
 	if c.isLeader {
 		c.electionElapsed = 0
 		c.tickHandOver()
+		c.handOverIfRemoved()
 		return
 	}
 	c.electionElapsed++
@@ -301,6 +323,9 @@ func (c *Core) Submit(req *wire.Request) (*execution.Reply, error) {
 	if _, ok := c.pendingSet[k]; ok {
 		return nil, nil
 	}
+	if isConfigChange(req) {
+		return nil, c.submitConfChange(req, k)
+	}
 	if proto.Size(req) > c.cfg.MaxEntryBytes-entryOverhead {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, proto.Size(req))
 	}
@@ -325,7 +350,8 @@ func (c *Core) Status() Status {
 	return Status{
 		Term: c.term, Leader: leader, IsLeader: c.isLeader, Commit: c.commit,
 		Applied: c.exec.LastExecuted(), LastIndex: last, SnapshotIndex: c.snapIndex,
-		PendingRequests: len(c.pending), PendingReads: c.reads.count, WaitingForState: c.need != nil,
+		PendingRequests: len(c.pending) + len(c.confQueue), PendingReads: c.reads.count, WaitingForState: c.need != nil,
+		Epoch: c.Epoch(), Removed: c.Removed(),
 	}
 }
 

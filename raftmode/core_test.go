@@ -39,6 +39,14 @@ type cluster struct {
 	// maxReads configure the cores' read path (0: defaults).
 	reads                 map[string]*wire.Reply
 	readTimeout, maxReads int
+	// rules, when set, run the executors WithMembership; spare marks the
+	// replicas started outside the configuration (addSpare).
+	rules *execution.MembershipRules
+	spare map[int]bool
+	// drop, when set, loses the raft messages it returns true for.
+	drop func(m *raftpb.Message) bool
+	// wrapLog, when set, wraps replica i's raft log storage.
+	wrapLog func(i int, l *raftlog.Log) raftmode.LogStorage
 }
 
 // delivery is a raft message or a state chunk in flight.
@@ -99,14 +107,19 @@ func (p ports) Keep(s *execution.StateSnapshot) {
 func newCluster(t *testing.T, n int, interval uint64) *cluster {
 	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, reads: map[string]*wire.Reply{}, interval: interval, n: n}
 	for i := range n {
-		c.dbs = append(c.dbs, c.openDB(i))
-		c.logs = append(c.logs, nil)
-		c.cores = append(c.cores, nil)
-		c.drivers = append(c.drivers, nil)
-		c.snaps = append(c.snaps, nil)
-		c.start(i)
+		c.add(i)
 	}
 	return c
+}
+
+// add opens replica i's database (the next one) and starts it.
+func (c *cluster) add(i int) {
+	c.dbs = append(c.dbs, c.openDB(i))
+	c.logs = append(c.logs, nil)
+	c.cores = append(c.cores, nil)
+	c.drivers = append(c.drivers, nil)
+	c.snaps = append(c.snaps, nil)
+	c.start(i)
 }
 
 // openDB opens an empty database for replica i; the test's cleanup
@@ -142,7 +155,11 @@ func (c *cluster) start(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	exec, err := execution.NewExecutor(db, kv, nil)
+	var opts []execution.ExecutorOption
+	if c.rules != nil {
+		opts = append(opts, execution.WithMembership(*c.rules))
+	}
+	exec, err := execution.NewExecutor(db, kv, nil, opts...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -151,7 +168,7 @@ func (c *cluster) start(i int) {
 		c.t.Fatal(err)
 	}
 	core, err := raftmode.New(raftmode.Config{
-		Index: uint32(i), N: c.n, Log: log, Executor: exec,
+		Index: uint32(i), N: c.n, Spare: c.spare[i], Log: c.logStorage(i, log), Executor: exec,
 		Rand: rand.New(rand.NewPCG(uint64(i), 7)), ElectionTicks: 10, HeartbeatTicks: 2,
 		SnapshotInterval: c.interval, MaxBatchSize: 4,
 		ReadTimeoutTicks: c.readTimeout, MaxPendingReads: c.maxReads,
@@ -171,12 +188,19 @@ func (c *cluster) start(i int) {
 	delete(c.down, i)
 }
 
+func (c *cluster) logStorage(i int, l *raftlog.Log) raftmode.LogStorage {
+	if c.wrapLog != nil {
+		return c.wrapLog(i, l)
+	}
+	return l
+}
+
 func (c *cluster) round() {
 	c.t.Helper()
 	sent := c.inflight
 	c.inflight = nil
 	for _, d := range sent {
-		if c.down[d.to] || c.cut[d.to] || c.cut[d.from] {
+		if c.down[d.to] || c.cut[d.to] || c.cut[d.from] || (d.msg != nil && c.drop != nil && c.drop(d.msg)) {
 			continue
 		}
 		if d.msg != nil {

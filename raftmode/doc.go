@@ -1,8 +1,10 @@
 // Package raftmode is the crash-fault Raft mode's replica logic: an etcd
 // raft RawNode (go.etcd.io/raft/v3) plus what the Raft mode adds around it,
 // batching client requests into log entries, applying committed entries to
-// the shared execution layer, taking and installing snapshots, and driving
-// elections from a seeded timer.
+// the shared execution layer, applying configuration changes (etcd raft's
+// ConfChangeV2 with learners, decided by the executor's membership rules:
+// confchange.go), taking and installing snapshots, and driving elections
+// from a seeded timer.
 //
 // Like protocol/ for PBFT, a Core does no network I/O, starts no goroutine
 // and reads no clock: time arrives as Tick, messages as Step, client

@@ -3,6 +3,7 @@ package raftmode
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -31,6 +32,7 @@ func (c *Core) Process() (out Output, err error) {
 		}
 	}
 	c.propose()
+	c.proposeConfChanges()
 	c.requestReadIndex()
 	for c.rn.HasReady() {
 		rd := c.rn.Ready()
@@ -40,7 +42,7 @@ func (c *Core) Process() (out Output, err error) {
 			// The leader sent a snapshot: fetch its state before the
 			// snapshot is recorded, so that the log never starts after
 			// what this replica can apply.
-			need := &StateNeed{Index: snap.GetMetadata().GetIndex(), From: c.snapFrom}
+			need := &StateNeed{Index: snap.GetMetadata().GetIndex(), From: c.snapFrom, Peers: peersOf(snap.GetMetadata().GetConfState(), c.cfg.Index)}
 			need.Digest, need.HasDigest = decodeSnapshotData(snap.GetData())
 			c.need, c.held = need, &rd
 			c.failReads(ErrReadAborted)
@@ -120,6 +122,9 @@ func (c *Core) observe(rd *raft.Ready) {
 			c.transferTicks = 0
 		}
 	}
+	if c.isLeader {
+		c.trackConfEntries(rd, !leader || c.term != term)
+	}
 }
 
 // propose turns the queued requests into log entries of at most
@@ -182,6 +187,9 @@ func (c *Core) finishReady(rd *raft.Ready, out *Output) error {
 // last executed index were applied already (before a restart, or inside
 // an installed snapshot) and are skipped.
 func (c *Core) apply(e *raftpb.Entry, out *Output) error {
+	if e.GetType() != raftpb.EntryType_EntryNormal {
+		return c.applyConfEntry(e, out)
+	}
 	index := e.GetIndex()
 	last := c.exec.LastExecuted()
 	if index <= last {
@@ -191,8 +199,7 @@ func (c *Core) apply(e *raftpb.Entry, out *Output) error {
 		return fmt.Errorf("raftmode: committed entry %d after executed %d: gap", index, last)
 	}
 	var reqs []execution.Request
-	switch e.GetType() {
-	case raftpb.EntryType_EntryNormal:
+	{
 		if len(e.GetData()) > 0 {
 			var entry wire.RaftEntry
 			if err := proto.Unmarshal(e.GetData(), &entry); err != nil {
@@ -203,19 +210,6 @@ func (c *Core) apply(e *raftpb.Entry, out *Output) error {
 			for i, r := range entry.GetRequests() {
 				reqs[i] = execution.Request{ClientID: r.GetClientId(), RequestNumber: r.GetRequestNumber(), Operation: r.GetOperation()}
 			}
-		}
-	case raftpb.EntryType_EntryConfChange:
-		// The Raft mode never proposes membership changes (the cluster
-		// file fixes the members); should one be committed, raft must
-		// still see it applied.
-		var cc raftpb.ConfChange
-		if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
-			c.confState = c.rn.ApplyConfChange(&cc)
-		}
-	case raftpb.EntryType_EntryConfChangeV2:
-		var cc raftpb.ConfChangeV2
-		if err := proto.Unmarshal(e.GetData(), &cc); err == nil {
-			c.confState = c.rn.ApplyConfChange(&cc)
 		}
 	}
 	replies, err := c.exec.Apply(index, reqs)
@@ -284,5 +278,11 @@ func decodeSnapshotData(data []byte) ([32]byte, bool) {
 // every other replica in turn. Servers choose with statetransfer.Pick.
 func (need StateNeed) Target(n int, self uint32) statetransfer.Target {
 	peers, first := statetransfer.Ring(n, self, need.From)
+	if len(need.Peers) > 0 {
+		peers, first = need.Peers, 0
+		if i := slices.Index(peers, uint32(max(need.From, 0))); need.From >= 0 && i >= 0 {
+			first = i
+		}
+	}
 	return statetransfer.Target{Sequence: need.Index, Digest: need.Digest, HasDigest: need.HasDigest, Peers: peers, First: first}
 }

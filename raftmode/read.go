@@ -175,7 +175,11 @@ func (c *Core) answerReads() {
 		}
 		for _, req := range b.reads {
 			r := ReadReply{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber()}
-			r.Result, r.Err = c.exec.Read(req.GetClientId(), req.GetOperation())
+			if req.GetConfigQuery() {
+				r.Result, r.Err = c.configHistory()
+			} else {
+				r.Result, r.Err = c.exec.Read(req.GetClientId(), req.GetOperation())
+			}
 			q.done = append(q.done, r)
 		}
 		q.count -= len(b.reads)

@@ -26,6 +26,8 @@ type Core interface {
 	WaitingForState() *raftmode.StateNeed
 	Term() uint64
 	Leader() int
+	// Epoch is the configuration epoch replies carry.
+	Epoch() uint64
 }
 
 var _ Core = (*raftmode.Core)(nil)
@@ -233,7 +235,7 @@ func (d *Driver) Process() error {
 func (d *Driver) Reply(r execution.Reply) {
 	d.cfg.Network.Reply(&wire.Reply{
 		View: d.cfg.Core.Term(), ClientId: r.ClientID, RequestNumber: r.RequestNumber,
-		Replica: d.cfg.Self, Result: r.Result, LeaderHint: d.leaderHint(),
+		Replica: d.cfg.Self, Result: r.Result, LeaderHint: d.leaderHint(), Epoch: d.cfg.Core.Epoch(),
 	})
 }
 
@@ -244,6 +246,7 @@ func (d *Driver) ReadReply(r raftmode.ReadReply) {
 	reply := &wire.Reply{
 		View: d.cfg.Core.Term(), ClientId: r.ClientID, RequestNumber: r.RequestNumber,
 		Replica: d.cfg.Self, Result: r.Result, LeaderHint: d.leaderHint(), ReadOnly: true,
+		Epoch: d.cfg.Core.Epoch(),
 	}
 	if r.Err != nil {
 		reply.Result, reply.Error = nil, r.Err.Error()

@@ -67,6 +67,7 @@ func (c *fakeCore) StateInstalled() error {
 func (c *fakeCore) WaitingForState() *raftmode.StateNeed { return c.need }
 func (c *fakeCore) Term() uint64                         { return c.term }
 func (c *fakeCore) Leader() int                          { return c.leader }
+func (c *fakeCore) Epoch() uint64                        { return 0 }
 
 // fakeApp restores into nothing but its last executed index.
 type fakeApp struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/receipt"
 )
 
@@ -190,33 +191,63 @@ func checkClusterApplication(dir string, op clientOperation) error {
 func invokeOnce(dir, keyPath string, timeout time.Duration, op []byte, withReceipt, readOnly bool) ([]byte, *receipt.Receipt, error) {
 	sess := claimSession(dir)
 	defer sess.release()
-	c, err := openClientWith(dir, keyPath, func(cfg *client.Config) {
-		cfg.HintTimeout, cfg.BroadcastWhenUnknown = cliHintTimeout, true
-		if sess != nil {
-			cfg.Session, cfg.FirstRequestNumber, cfg.Hint = sess.id, sess.first, sess.hint
-		}
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var raw []byte
-	var rec *receipt.Receipt
-	if withReceipt {
-		raw, rec, err = c.InvokeWithReceipt(ctx, op)
-	} else if readOnly {
-		raw, err = c.Read(ctx, op)
-	} else {
-		raw, err = c.Invoke(ctx, op)
+	var clusterID string
+	var members []p2p.Member
+	var opened uint64 // the epoch of the members the client was opened with
+	for attempt := 0; ; attempt++ {
+		c, err := openClientWith(dir, keyPath, func(cfg *client.Config) {
+			cfg.HintTimeout, cfg.BroadcastWhenUnknown = cliHintTimeout, true
+			if sess != nil {
+				cfg.Session, cfg.FirstRequestNumber, cfg.Hint = sess.id, sess.first, sess.hint
+			}
+			useCachedMembership(dir, cfg)
+			clusterID, opened = cfg.ClusterID, cfg.Epoch
+			if members != nil {
+				cfg.Replicas = members
+			}
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		raw, rec, err := invokeWith(ctx, c, op, withReceipt, readOnly)
+		// Replies (a result or refusals) taught the client where the primary
+		// is; without them its hint is only what the slots held.
+		if h, ok := c.Hint(); ok && sess != nil && (err == nil || errors.Is(err, client.ErrRefused)) {
+			_ = sess.remember(h, time.Now()) // a hint lost costs a later command a broadcast
+		}
+		if err == nil || !errors.Is(err, client.ErrUnknownOutcome) || attempt > 0 || sess == nil {
+			learnIfMoved(dir, clusterID, c)
+			c.Close()
+			return raw, rec, err
+		}
+		// Too few members answered: the membership may have moved on.
+		// Learn it and send the same request (same session and number:
+		// executed at most once) to the members it names.
+		learned, lerr := learnMembership(ctx, dir, clusterID, c)
+		c.Close()
+		if lerr != nil || learned.Epoch <= opened {
+			return raw, rec, err
+		}
+		if members, lerr = client.Members(learned); lerr != nil {
+			return raw, rec, err
+		}
 	}
-	// Replies (a result or refusals) taught the client where the primary
-	// is; without them its hint is only what the slots held.
-	if h, ok := c.Hint(); ok && sess != nil && (err == nil || errors.Is(err, client.ErrRefused)) {
-		_ = sess.remember(h, time.Now()) // a hint lost costs a later command a broadcast
+}
+
+// invokeWith sends op on c: with a receipt (client.InvokeWithReceipt), by
+// the read-only path (client.Read) or ordered (client.Invoke).
+func invokeWith(ctx context.Context, c *client.Client, op []byte, withReceipt, readOnly bool) ([]byte, *receipt.Receipt, error) {
+	switch {
+	case withReceipt:
+		return c.InvokeWithReceipt(ctx, op)
+	case readOnly:
+		raw, err := c.Read(ctx, op)
+		return raw, nil, err
 	}
-	return raw, rec, err
+	raw, err := c.Invoke(ctx, op)
+	return raw, nil, err
 }
 
 // describeOutcome is describeResult for the key-value operation named

@@ -35,7 +35,8 @@ func commands() []command {
 		{"verify-receipt", "check a receipt (pbftnode client --receipt) against a cluster file, offline", runVerifyReceipt},
 		{"sim", "run seeded deterministic simulations of the protocol and check them", runSim},
 		{"keygen", "generate a replica or client key file (optionally encrypted) and print its public key", runKeygen},
-		{"status", "ask a running replica for its view, executed sequence, checkpoint and peers", runStatus},
+		{"status", "ask a running replica for its view, executed sequence, checkpoint, peers, epoch and members", runStatus},
+		{"admin", "membership: members, add-replica --home HOME, remove-replica INDEX, rotate-key INDEX --key FILE", runAdmin},
 		{"config", "config validate --home DIR: check a replica's configuration and key", runConfig},
 		{"bench", "benchmark PBFT against Raft on local replica processes (--compare: the full matrix, table, JSON, plots)", runBench},
 		{"attack", "TESTING INSTRUMENT: attack a testnet as one faulty client (bench's attack scenarios run it)", runAttack},
@@ -72,8 +73,9 @@ func mainWithArgs(args []string, stdout, stderr io.Writer) int {
 }
 
 // exitStatus maps a command's error to the process's exit status: 0
-// success or help; 2 a usage or configuration error; for the client, 3
-// outcome unknown and 4 refused (see clientUsage); 1 anything else.
+// success or help; 2 a usage or configuration error; for the client and
+// admin, 3 outcome unknown and 4 refused (see clientUsage, adminUsage); 1
+// anything else.
 func exitStatus(err error) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):

@@ -17,6 +17,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	protocol := fs.String("protocol", "pbft", "protocol to simulate: pbft or raft")
 	scenario := fs.String("scenario", "", "raft only: a dedicated scenario instead of random faults ("+strings.Join(raftsim.Scenarios[1:], ", ")+")")
 	plainWipes := fs.Bool("plain-wipes", false, "raft only: random wipes leave the leader running (see docs/testing.md)")
+	reconfigure := fs.Bool("reconfigure", false, "raft only (PBFT: not yet): add two spares and remove a first member in every run, under the random faults")
 	seeds := fs.Uint64("seeds", 100, "number of seeds to run")
 	start := fs.Uint64("start", 1, "first seed")
 	replicas := fs.Int("replicas", 4, "replicas per run (pbft: 4 or 7; raft: 3 or 5, default 3)")
@@ -47,12 +48,15 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 		if *scenario != "" || *plainWipes {
 			return fmt.Errorf("%w: --scenario and --plain-wipes are for --protocol raft", errUsage)
 		}
+		if *reconfigure {
+			return fmt.Errorf("%w: --reconfigure: the PBFT simulator does not reconfigure yet (--protocol raft does)", errUsage)
+		}
 	case "raft":
 		if *byz != 0 || *strategy != "" {
 			return fmt.Errorf("%w: the Raft mode tolerates crash faults only (--byzantine 0)", errUsage)
 		}
 		rcfg := raftsim.Config{Replicas: *replicas, Plant: *plant, Scenario: *scenario, PlainWipes: *plainWipes,
-			Ledger: ledger, MaxSteps: *steps, Logger: logger, Verbose: *verbose}
+			Reconfigure: *reconfigure, Ledger: ledger, MaxSteps: *steps, Logger: logger, Verbose: *verbose}
 		if !flagSet(fs, "replicas") {
 			rcfg.Replicas = 3
 		}
@@ -168,6 +172,9 @@ func runRaftSim(cfg raftsim.Config, start, seeds uint64, workers int, out simOut
 			sum.Runs, sum.Steps, sum.Ticks, sum.Elections, sum.Snapshots, sum.StateTransfers, sum.Crashes, sum.Wipes, sum.WaitingRestarts,
 			sum.Partitions, sum.Messages, sum.Dropped, sum.CommittedRequests, sum.Operations, sum.Violations)
 	}
+	if cfg.Reconfigure && !out.json {
+		fmt.Fprintf(out.stdout, "config_changes=%d\n", sum.ConfigChanges)
+	}
 	if sum.Violations > 0 {
 		return fmt.Errorf("%d violations in %d runs (seeds %v)", sum.Violations, sum.Runs, sum.FailedSeeds)
 	}
@@ -181,6 +188,9 @@ func raftReplayCommand(cfg raftsim.Config, seed uint64) string {
 	}
 	if cfg.PlainWipes {
 		s += " --plain-wipes"
+	}
+	if cfg.Reconfigure {
+		s += " --reconfigure"
 	}
 	if cfg.Plant != "" {
 		s += " --plant " + cfg.Plant

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pbftnode/pbftnode/config"
@@ -102,9 +104,19 @@ func printStatus(w io.Writer, r node.StatusReport, clusterID, application string
 		fmt.Fprintf(w, "executed sequence:  %d\n", r.ExecutedSequence)
 		fmt.Fprintf(w, "stable checkpoint:  %d\n", r.StableCheckpoint)
 	}
+	fmt.Fprintf(w, "epoch:              %d (members %s)\n", r.Epoch, formatIndices(r.Members))
 	fmt.Fprintf(w, "connected peers:    %s\n", peers)
 	fmt.Fprintf(w, "state digest:       %s\n", r.StateDigest)
 	fmt.Fprintf(w, "ready:              %s (%s)\n", ready, r.ReadyReason)
+}
+
+// formatIndices lists member indices as "0, 1, 2".
+func formatIndices(members []uint32) string {
+	parts := make([]string, len(members))
+	for i, m := range members {
+		parts[i] = strconv.FormatUint(uint64(m), 10)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // dialableAddr turns a listen address into one to connect to: a wildcard

@@ -22,6 +22,9 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	noReceipts := fs.Bool("no-receipts", false, "PBFT: write configurations with receipts off (\"receipts\": false; no signature per executed batch)")
 	snapshotInterval := fs.Uint64("raft-snapshot-interval", 0, "Raft mode: snapshot the application every N log entries (0: the default, 8192)")
 	app := fs.String("app", config.ApplicationKV, "the replicated application: kv (the key-value store) or ledger")
+	spares := fs.Int("spares", 0, "also write K spare homes (nodeN.. after the N replicas): replicas that are not members until `pbftnode admin add-replica --home` adds them")
+	admins := fs.Int("admins", 1, "write M administrator keys (DIR/admin0.pem ...) whose signatures change the membership (pbftnode admin)")
+	adminThreshold := fs.Int("admin-threshold", 1, "how many of the administrators must sign a membership change")
 	issuerKey := fs.String("issuer-key", "", "--app ledger: the key file (from pbftnode keygen) of the account allowed to mint (default: the testnet's client key)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -37,6 +40,10 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: --app %q: want kv or ledger", errUsage, *app)
 	case *issuerKey != "" && *app != config.ApplicationLedger:
 		return fmt.Errorf("%w: --issuer-key needs --app ledger", errUsage)
+	case *spares < 0:
+		return fmt.Errorf("%w: --spares %d: want 0 or more", errUsage, *spares)
+	case *admins < 1 || *adminThreshold < 1 || *adminThreshold > *admins:
+		return fmt.Errorf("%w: --admins %d --admin-threshold %d: want 1 <= threshold <= admins", errUsage, *admins, *adminThreshold)
 	}
 	if *replicas != 0 {
 		if err := config.CheckClusterSize(*proto, *replicas); err != nil {
@@ -46,7 +53,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	t := config.Testnet{
 		Dir: *dir, Replicas: *replicas, Consensus: *proto, Host: *host, BasePort: *basePort,
 		UnsafeNoFsync: *noFsync, NoReceipts: *noReceipts, ReceiptsCachedOnly: *cachedReceipts, RaftSnapshotInterval: *snapshotInterval,
-		Application: *app,
+		Application: *app, Spares: *spares, Admins: *admins, AdminThreshold: *adminThreshold,
 	}
 	issuer, err := testnetIssuer(&t, *issuerKey)
 	if err != nil {
@@ -60,6 +67,13 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	for i := range cluster.Replicas {
 		fmt.Fprintf(stdout, "  pbftnode run --home %s\n", filepath.Join(*dir, fmt.Sprintf("node%d", i)))
 	}
+	if *spares > 0 {
+		fmt.Fprintf(stdout, "%d spare(s), not yet members: start one with pbftnode run --home, then add it with\n", *spares)
+		for i := len(cluster.Replicas); i < len(cluster.Replicas)+*spares; i++ {
+			fmt.Fprintf(stdout, "  pbftnode admin --dir %s add-replica --home %s\n", *dir, filepath.Join(*dir, fmt.Sprintf("node%d", i)))
+		}
+	}
+	fmt.Fprintf(stdout, "administrators: %d of %d must sign a membership change (keys %s)\n", cluster.AdminThreshold, len(cluster.Admins), filepath.Join(*dir, "admin*.pem"))
 	if *app == config.ApplicationLedger {
 		fmt.Fprintf(stdout, "application: ledger; ledger_issuers %s: %s may mint\n", strings.Join(cluster.LedgerIssuers, ", "), issuer)
 		fmt.Fprintf(stdout, "then: pbftnode client --dir %s [--key FILE] ledger mint ACCOUNT AMOUNT\n", *dir)

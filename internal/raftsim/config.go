@@ -107,6 +107,11 @@ type Config struct {
 	// that applied something. The plants alter and read key-value
 	// operations: they need the key-value store.
 	Ledger bool
+	// Reconfigure runs a reconfiguration (reconfig.go): ReconfigSpares
+	// spares beside the Replicas members, added one by one while the
+	// clients run, then one of the first members removed. Random
+	// schedules only; no wipes.
+	Reconfigure bool
 	// MaxSteps caps a run's steps (default DefaultMaxSteps); a run that
 	// reaches it with work pending is a violation.
 	MaxSteps uint64
@@ -140,6 +145,9 @@ func (c Config) Validate() error {
 	if !slices.Contains(Scenarios, c.Scenario) {
 		return fmt.Errorf("raftsim: unknown scenario %q (known: %q)", c.Scenario, Scenarios)
 	}
+	if c.Reconfigure && c.Scenario != ScenarioRandom {
+		return fmt.Errorf("raftsim: reconfiguration runs use random schedules, not scenario %q", c.Scenario)
+	}
 	if c.Scenario != ScenarioRandom && c.Replicas < 3 {
 		return fmt.Errorf("raftsim: the dedicated scenarios need at least 3 replicas, not %d", c.Replicas)
 	}
@@ -167,6 +175,9 @@ type Counters struct {
 	// ordered.
 	FastReads     uint64 `json:"fast_reads"`
 	ReadFallbacks uint64 `json:"read_fallbacks"`
+	// ConfigChanges counts the configuration changes applied
+	// (Config.Reconfigure).
+	ConfigChanges uint64 `json:"config_changes"`
 	Messages      uint64 `json:"messages"`
 	Dropped       uint64 `json:"dropped"`
 	simkit.Work

@@ -45,6 +45,8 @@
 // replica: Core and driver, storage, executor, crash, restart, wipe, the
 // driver's Network, Snapshots and Observer, serving state),
 // client.go (the clients' Raft-mode rules: leader hints, first reply),
-// schedule.go (asymmetric partitions, leader crashes, wipes), check.go
+// schedule.go (asymmetric partitions, leader crashes, wipes), reconfig.go
+// (Config.Reconfigure: spares added, a key rotated, a member removed by an
+// administrator's signed requests), check.go
 // and liveness.go (the checkers), run.go (Result, Run and RunMany).
 package raftsim

@@ -32,6 +32,8 @@ type tuning struct {
 type host struct {
 	w  *world
 	id uint32
+	// spare: started outside the configuration (a reconfiguration run).
+	spare bool
 
 	db *storage.DB
 	// kv is the application of a key-value run, ledger that of a ledger
@@ -77,7 +79,11 @@ func (h *host) start() error {
 		h.kv = &recordingApp{KV: app.(*execution.KV), hook: h.hook, alterPuts: w.cfg.Plant == PlantAlterOp && h.id == 0}
 		app = h.kv
 	}
-	if h.exec, err = execution.NewExecutor(h.db, app, nil); err != nil {
+	var opts []execution.ExecutorOption
+	if w.reconf != nil {
+		opts = append(opts, execution.WithMembership(w.reconf.rules))
+	}
+	if h.exec, err = execution.NewExecutor(h.db, app, nil, opts...); err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
 	w.check.restarted(h)
@@ -88,7 +94,7 @@ func (h *host) start() error {
 	h.clients = map[int]bool{}
 	logger := w.log.With("replica", h.id)
 	h.core, err = raftmode.New(raftmode.Config{
-		Index: h.id, N: w.n, Log: h.raftLog, Executor: h.exec,
+		Index: h.id, N: w.genesis, Spare: h.spare, Log: h.raftLog, Executor: h.exec,
 		Rand:          rand.New(rand.NewPCG(w.rng.Uint64(), w.rng.Uint64())),
 		ElectionTicks: ElectionTicks, HeartbeatTicks: HeartbeatTicks,
 		MaxBatchSize: w.tuning.maxBatchSize, MaxInflightMsgs: w.tuning.maxInflightMsgs,
@@ -99,7 +105,7 @@ func (h *host) start() error {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
 	h.driver = raftreplica.New(raftreplica.Config{
-		Self: h.id, N: w.n, Core: h.core, App: simRestorer{Executor: h.exec, h: h},
+		Self: h.id, N: w.genesis, Core: h.core, App: simRestorer{Executor: h.exec, h: h},
 		Network: h, Snapshots: h, Observer: h, Logger: logger,
 	})
 	waiting := h.core.WaitingForState() != nil

@@ -31,6 +31,10 @@ func (w *world) checkLiveness(clientsDone bool) {
 		w.violate(simkit.KindLiveness, d+"; "+w.describeReplicas())
 		return
 	}
+	if d := w.reconf.overdue(w.now, settled, bound); d != "" {
+		w.violate(simkit.KindLiveness, d+"; "+w.describeReplicas())
+		return
+	}
 	if w.sched.wipePending() && w.now > w.sched.wipeFrom+bound {
 		w.violate(simkit.KindLiveness, fmt.Sprintf("no stable leader with caught-up followers within %d ticks of tick %d (the planned wipe never happened); %s",
 			bound, w.sched.wipeFrom, w.describeReplicas()))
@@ -55,6 +59,9 @@ func (w *world) converged() bool {
 	st := leader.core.Status()
 	digest := leader.exec.StateDigest()
 	for _, h := range w.hosts {
+		if !w.participates(h) {
+			continue
+		}
 		if h.exec.LastExecuted() != st.LastIndex || h.exec.StateDigest() != digest {
 			return false
 		}
@@ -68,6 +75,9 @@ func (w *world) converged() bool {
 func (w *world) stableLeader() *host {
 	var leader *host
 	for _, h := range w.hosts {
+		if !w.participates(h) {
+			continue
+		}
 		if h.down || h.driver.Transferring() || h.core.WaitingForState() != nil {
 			return nil
 		}
@@ -83,6 +93,9 @@ func (w *world) stableLeader() *host {
 		return nil
 	}
 	for _, h := range w.hosts {
+		if !w.participates(h) {
+			continue
+		}
 		st := h.core.Status()
 		if st.Term != ls.Term || st.Leader != int(leader.id) || st.LastIndex != ls.LastIndex || st.Commit != ls.Commit {
 			return nil
@@ -101,6 +114,10 @@ func (w *world) describeReplicas() string {
 		st := h.core.Status()
 		s += fmt.Sprintf(" [%d term %d leader %d commit %d applied %d last %d snapshot %d pending %d waiting %v transferring %v]",
 			h.id, st.Term, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.PendingRequests, st.WaitingForState, h.driver.Transferring())
+		if w.reconf != nil {
+			cs := h.core.ConfState()
+			s += fmt.Sprintf("{epoch %d voters %v learners %v}", st.Epoch, cs.GetVoters(), cs.GetLearners())
+		}
 		if w.cfg.Verbose && h.driver.Transferring() {
 			s += fmt.Sprintf("{%v}", h.driver.Fetcher())
 		}

@@ -27,7 +27,7 @@ func Run(cfg Config) (res Result) {
 		return Result{Seed: cfg.Seed, Counters: Counters{Progress: simkit.OneRun}, Violations: simkit.Invalid(cfg.Seed, err)}
 	}
 	w := &world{
-		cfg: cfg, n: cfg.Replicas,
+		cfg: cfg, n: cfg.Replicas, genesis: cfg.Replicas,
 		rng:         rand.New(rand.NewPCG(cfg.Seed, 0x5deece66d2b992dd)),
 		log:         cfg.Logger,
 		leaderTerms: map[uint64]bool{}, clientsDoneAt: -1,
@@ -65,6 +65,10 @@ func (w *world) setup() error {
 		maxInflightMsgs:  1 + r.IntN(8),
 		maxSizePerMsg:    uint64(256 + r.IntN(4096)),
 	}
+	if w.cfg.Reconfigure {
+		w.n += ReconfigSpares
+		w.reconf = newReconfig(w, w.genesis)
+	}
 	if w.cfg.Scenario != ScenarioRandom {
 		w.tuning.snapshotInterval = 16
 		w.sched = newWipeSchedule(w, w.cfg.Scenario == ScenarioWipeNewLeader)
@@ -86,7 +90,7 @@ func (w *world) setup() error {
 		if err != nil {
 			return fmt.Errorf("replica %d: %w", i, err)
 		}
-		h := &host{w: w, id: uint32(i), db: db}
+		h := &host{w: w, id: uint32(i), db: db, spare: i >= w.genesis}
 		w.hosts = append(w.hosts, h)
 		if err := h.start(); err != nil {
 			return err
@@ -120,6 +124,9 @@ func (w *world) setup() error {
 	}
 	if w.cfg.Ledger {
 		w.res.Scenario += " app=ledger"
+	}
+	if w.reconf != nil {
+		w.res.Scenario += " " + w.reconf.String()
 	}
 	return nil
 }

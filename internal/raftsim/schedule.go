@@ -38,7 +38,7 @@ func newSchedule(w *world) *schedule {
 	r := w.rng
 	s := &schedule{Faults: simkit.DrawFaults[*host](r, w.n, max(1, (w.n-1)/2))}
 	s.Asymmetric = true
-	s.wipe = w.n >= 3 && r.IntN(4) == 0
+	s.wipe = w.n >= 3 && r.IntN(4) == 0 && w.reconf == nil
 	s.wipeLeader = !w.cfg.PlainWipes
 	s.Arm(r)
 	s.wipeFrom = s.CalmAt + WipeSettleTicks

@@ -62,6 +62,10 @@ type world struct {
 	clients []*client
 	work    simkit.Workload[*wire.Request]
 	sched   *schedule
+	// reconf is the administrator of a reconfiguration run (nil
+	// otherwise); genesis is the number of first members.
+	reconf  *reconfig
+	genesis int
 	check   *checker
 	tuning  tuning
 	// app is the application the replicas run and the clients use.
@@ -213,6 +217,7 @@ func (w *world) loop() {
 			return
 		}
 		w.sched.apply(w)
+		w.reconf.apply(w)
 		for _, h := range w.hosts {
 			if h.down || w.stop {
 				continue
@@ -228,7 +233,7 @@ func (w *world) loop() {
 		if done && w.clientsDoneAt < 0 {
 			w.clientsDoneAt = w.now
 		}
-		if done && w.calm() && !w.sched.wipePending() && w.converged() {
+		if done && w.calm() && !w.sched.wipePending() && w.reconf.done() && w.converged() {
 			return
 		}
 		w.checkLiveness(done)

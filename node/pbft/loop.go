@@ -184,7 +184,9 @@ func (n *Node) eventLoop(ctx context.Context) {
 // handle hands one verified input to the driver and counts the outcome.
 func (n *Node) handle(in input) {
 	if in.read != nil {
-		n.handleRead(in.read)
+		if !n.answerConfigQuery(in.read) {
+			n.handleRead(in.read)
+		}
 		return
 	}
 	if in.msg != nil {
@@ -240,6 +242,8 @@ func (n *Node) publishStatus() {
 		ViewActive:       st.ViewActive,
 		ViewChanges:      st.ViewChangesCompleted,
 		Leader:           int(st.View % uint64(len(n.cfg.Replicas))),
+		Epoch:            n.cfg.Genesis.Epoch,
+		Members:          n.members,
 	})
 }
 

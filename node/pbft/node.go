@@ -40,6 +40,10 @@ type Node struct {
 	snapshotEvents chan snapshotEvent
 	stateRequests  chan node.StateRequest
 
+	// members are the genesis's member indices (Status.Members): the
+	// PBFT runtime does not change its membership yet.
+	members []uint32
+
 	// phases times each sequence's phases; owned by the event loop.
 	phases *phaseClock
 
@@ -57,7 +61,11 @@ func Start(cfg node.Config, filter Filter) (*Node, error) {
 	if err := cfg.ApplyDefaults(); err != nil {
 		return nil, err
 	}
+	if cfg.Spare {
+		return nil, fmt.Errorf("node: replica %d is a spare (not among the cluster file's replicas): %w", cfg.Index, errNoReconfiguration)
+	}
 	n := &Node{cfg: cfg, filter: filter, log: cfg.Logger.With("replica", cfg.Index), metrics: node.NewMetrics(), phases: newPhaseClock()}
+	n.members = cfg.Genesis.Indices()
 	n.WatchDatabaseSize(n.metrics)
 	n.readOnly = newReadOnlyCounter(n.metrics)
 	if cf, ok := filter.(CountingFilter); ok {

@@ -13,4 +13,12 @@
 // bounded channels. Trust model: crash faults only; a client is
 // authenticated by its stream's Noise session, so request signatures are
 // not checked.
+//
+// Membership (members.go): the executor applies configuration changes
+// under the Raft mode's rules; the transport admits the applied
+// configuration's members and follows each change (p2p.Host.SetMembers).
+// A spare learns the configuration with config_query reads (a goroutine
+// of its own) until one names it, then admits the members and is brought
+// in by the leader; a removed replica idles, and one removed while it was
+// down or cut off learns it by asking the members (removal.go).
 package raftnode

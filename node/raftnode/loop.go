@@ -124,6 +124,10 @@ func (n *Node) handle(in raftInput) {
 		if err := n.driver.Chunk(in.from, in.chunk); err != nil {
 			n.log.Error("state transfer: install", "err", err)
 		}
+	case in.joined != nil:
+		n.joined(*in.joined)
+	case in.retired != nil:
+		n.retired(*in.retired)
 	case in.req != nil && in.req.GetReadOnly():
 		// Answered without a log append (ReadIndex), or refused with an
 		// error reply.
@@ -192,6 +196,7 @@ func (p *raftPorts) Keep(s *execution.StateSnapshot) {
 
 // Persisted times the core's persist and counts the applied batches.
 func (p *raftPorts) Persisted(out *raftmode.Output) {
+	p.n.syncMembers()
 	m := p.n.metrics
 	if len(out.Messages) > 0 || len(out.AppliedBatches) > 0 {
 		m.PersistSeconds.Observe(time.Since(p.processStart).Seconds())
@@ -226,6 +231,12 @@ func (n *Node) publishStatus() {
 		n.leaderTerms++
 		n.lastLeader = st.Leader
 	}
+	applied := n.core.Membership()
+	n.applied.Store(&applied)
+	cur, epoch := applied, st.Epoch
+	if r := n.learnedRetired; r != nil && r.Epoch > epoch {
+		cur, epoch = *r, r.Epoch // removed while cut off: say so
+	}
 	n.metrics.View.Set(float64(st.Term))
 	n.metrics.ExecutedSequence.Set(float64(st.Applied))
 	n.metrics.StableCheckpoint.Set(float64(st.SnapshotIndex))
@@ -241,5 +252,7 @@ func (n *Node) publishStatus() {
 		ViewActive:       st.Leader >= 0,
 		ViewChanges:      n.leaderTerms - min(n.leaderTerms, 1),
 		Leader:           st.Leader,
+		Epoch:            epoch,
+		Members:          cur.Indices(),
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
@@ -52,6 +53,21 @@ type Node struct {
 	ports       *raftPorts
 	lastLeader  int
 	leaderTerms uint64
+	// hostEpoch is the configuration epoch the transport's member set
+	// follows; joinPending: a spare admitted the members of a learned
+	// configuration and waits to apply one; removedLogged: the removal
+	// was logged (members.go).
+	hostEpoch     uint64
+	joinPending   bool
+	removedLogged bool
+	// mustLearn: a spare not in its applied configuration, which
+	// learnMembership runs for (set before the goroutines start).
+	mustLearn bool
+	// applied is the applied configuration, published for watchRemoval;
+	// learnedRetired a configuration learned from the members that
+	// removed this replica (removal.go).
+	applied        atomic.Pointer[membership.Config]
+	learnedRetired *membership.Config
 }
 
 // raftInput is one input for the Raft event loop.
@@ -61,6 +77,11 @@ type raftInput struct {
 	chunk  *wire.StateChunk
 	req    *wire.Request
 	client peer.ID
+	// joined is a configuration naming this spare, learned from the
+	// members (learnMembership); retired one that removed this replica
+	// (watchRemoval).
+	joined  *membership.Config
+	retired *membership.Config
 }
 
 // Start opens the replica's database, starts its transport, receiver,
@@ -75,7 +96,7 @@ func Start(cfg node.Config) (*Node, error) {
 		_ = n.CloseResources(nil)
 		return nil, err
 	}
-	n.Run(n.receiveFrames, n.serveSnapshots, n.eventLoop)
+	n.Run(n.receiveFrames, n.serveSnapshots, n.eventLoop, n.learnMembership, n.watchRemoval)
 	return n, nil
 }
 
@@ -90,7 +111,13 @@ func (n *Node) open() error {
 		return err
 	}
 	n.metrics.WatchApplication(app)
-	if n.executor, err = execution.NewExecutor(db, app, n.log); err != nil {
+	var opts []execution.ExecutorOption
+	if rules, ok := membershipRules(cfg); ok {
+		opts = append(opts, execution.WithMembership(rules))
+	} else {
+		n.log.Info("the cluster file's configuration is incomplete (no addresses); configuration changes are refused")
+	}
+	if n.executor, err = execution.NewExecutor(db, app, n.log, opts...); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	raftLog, err := raftlog.Open(db)
@@ -103,11 +130,18 @@ func (n *Node) open() error {
 	}
 	rc := cfg.Raft
 	rc.Index, rc.N, rc.Log, rc.Executor, rc.Logger = cfg.Index, len(cfg.Replicas), raftLog, n.executor, n.log
+	rc.Spare = cfg.Spare
 	rc.Rand = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	if n.core, err = raftmode.New(rc); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	if err := n.StartHost(cfg, p2p.RaftProtocol, n.log); err != nil {
+	// The transport admits the applied configuration's members (see
+	// hostReplicas), which may differ from the cluster file's.
+	hostCfg := cfg
+	hostCfg.Replicas = n.hostReplicas(n.core.Membership())
+	n.hostEpoch = n.core.Epoch()
+	n.mustLearn = cfg.Spare && n.core.Membership().Position(cfg.Index) < 0
+	if err := n.StartHost(hostCfg, p2p.RaftProtocol, n.log); err != nil {
 		return err
 	}
 	n.metrics.WatchTransport(n.Host.Stats)

@@ -1,0 +1,258 @@
+package raftnode_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	pbftnode "github.com/pbftnode/pbftnode"
+	"github.com/pbftnode/pbftnode/config"
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/keyfile"
+	"github.com/pbftnode/pbftnode/membership"
+	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/node/raftnode"
+	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+const waitLimit = 60 * time.Second
+
+// waitUntil polls cond until it holds, failing the test after waitLimit.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// admin sends configuration changes as a client of the given members and
+// waits for the first reply.
+type admin struct {
+	t         *testing.T
+	clusterID string
+	key       ed25519.PrivateKey
+	client    ed25519.PrivateKey
+	number    uint64
+}
+
+func (a *admin) change(members []node.Replica, ch membership.Change) string {
+	t := a.t
+	t.Helper()
+	sc := membership.SignedChange{Change: ch.Encode()}
+	sc.Signatures = append(sc.Signatures, membership.Sign(a.clusterID, sc.Change, a.key))
+	var pm []p2p.Member
+	for _, r := range members {
+		m, err := node.Member(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pm = append(pm, m)
+	}
+	key, err := identity.LibP2PPrivateKey(a.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := p2p.New(p2p.Config{PrivateKey: key, Self: -1, Members: pm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	id, err := crypto.ClientID(a.client.Public().(ed25519.PublicKey), []byte("admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.number++
+	payload, _ := proto.Marshal(&wire.Request{ClientId: id, RequestNumber: a.number, ConfigChange: sc.Encode()})
+	frame, _ := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: &wire.Signed{Payload: payload}}})
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	resend := time.NewTicker(time.Second)
+	defer resend.Stop()
+	for {
+		for _, m := range members {
+			h.SendToReplica(m.Index, frame)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no answer to %s", ch)
+		case <-resend.C:
+		case f := <-h.Replies():
+			var r wire.Reply
+			if proto.Unmarshal(f.Data, &r) == nil && r.GetRequestNumber() == a.number && r.GetError() == "" {
+				return string(r.GetResult())
+			}
+		}
+	}
+}
+
+func replicasOf(t *testing.T, nodes map[int]*raftnode.Node, cfgs map[int]node.Config, indices ...int) []node.Replica {
+	var out []node.Replica
+	for _, i := range indices {
+		out = append(out, node.Replica{Index: uint32(i), PublicKey: cfgs[i].Self.PublicKey, Addr: cfgs[i].Self.Address})
+	}
+	return out
+}
+
+// agree reports whether the listed replicas report the same epoch,
+// members, executed sequence and state digest, with members as given.
+func agree(nodes map[int]*raftnode.Node, epoch uint64, members []uint32, indices ...int) bool {
+	first := nodes[indices[0]].Status()
+	for _, i := range indices {
+		st := nodes[i].Status()
+		if st.Epoch != epoch || !slices.Equal(st.Members, members) || st.ExecutedSequence != first.ExecutedSequence || st.StateDigest != first.StateDigest {
+			return false
+		}
+	}
+	return true
+}
+
+// A spare joins a running Raft cluster once added (learning the
+// configuration, receiving the state, voting), and a removed member's
+// departure leaves the rest serving.
+func TestSpareJoinsAndRemovedMemberLeaves(t *testing.T) {
+	dir := t.TempDir()
+	base, err := pbftnode.FreeBasePort("127.0.0.1", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.WriteTestnet(config.Testnet{Dir: dir, Replicas: 3, Spares: 1, Consensus: config.ConsensusRaft, BasePort: base, UnsafeNoFsync: true, RaftSnapshotInterval: 16}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, cfgs := map[int]*raftnode.Node{}, map[int]node.Config{}
+	for i := range 4 {
+		cfg, err := node.LoadHome(pbftnode.TestnetHome(dir, i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MetricsAddr = ""
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		n, err := raftnode.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		nodes[i], cfgs[i] = n, cfg
+	}
+	adminKey, err := keyfile.Read(filepath.Join(dir, config.AdminKeyFile(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := pbftnode.Dial(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	put := func(k, v string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		if _, err := cl.Invoke(ctx, execution.EncodePut([]byte(k), []byte(v))); err != nil {
+			t.Fatalf("put %s: %v", k, err)
+		}
+	}
+	for i := range 40 {
+		put(fmt.Sprintf("k%d", i), "v")
+	}
+	ad := &admin{t: t, clusterID: cfgs[0].ClusterID, key: adminKey, client: cryptoKey(t)}
+	res := ad.change(replicasOf(t, nodes, cfgs, 0, 1, 2), membership.Change{Epoch: 0, Kind: membership.AddReplica, Member: cfgs[3].Self})
+	if !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
+		t.Fatalf("add-replica: %q", res)
+	}
+	put("after", "add")
+	waitUntil(t, "all four to agree on epoch 1", func() bool { return agree(nodes, 1, []uint32{0, 1, 2, 3}, 0, 1, 2, 3) })
+
+	// Remove the leader: it hands leadership over before it goes.
+	var victim int
+	waitUntil(t, "a leader", func() bool { victim = nodes[0].Status().Leader; return victim >= 0 })
+	rest := slices.DeleteFunc([]int{0, 1, 2, 3}, func(i int) bool { return i == victim })
+	restIdx := make([]uint32, len(rest))
+	for i, r := range rest {
+		restIdx[i] = uint32(r)
+	}
+	res = ad.change(replicasOf(t, nodes, cfgs, 0, 1, 2, 3), membership.Change{Epoch: 1, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(victim)}})
+	if !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
+		t.Fatalf("remove-replica %d: %q", victim, res)
+	}
+	waitUntil(t, "the other three to agree on epoch 2", func() bool { return agree(nodes, 2, restIdx, rest...) })
+	waitUntil(t, "a new leader", func() bool { l := nodes[rest[0]].Status().Leader; return l >= 0 && l != victim })
+	_ = nodes[victim].Close()
+	put("after", "remove")
+	// With one more down, the other two are a majority of the three.
+	_ = nodes[rest[len(rest)-1]].Close()
+	put("with", "two")
+	waitUntil(t, "the last two to agree", func() bool { return agree(nodes, 2, restIdx, rest[:2]...) })
+}
+
+func cryptoKey(t *testing.T) ed25519.PrivateKey {
+	_, k, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// A follower removed while cut off from the others never hears of it from
+// raft; it notices the silence, asks the members, and reports that it is
+// no longer a member.
+func TestFollowerRemovedWhileCutOffLearnsIt(t *testing.T) {
+	dir := t.TempDir()
+	base, err := pbftnode.FreeBasePort("127.0.0.1", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.WriteTestnet(config.Testnet{Dir: dir, Replicas: 3, Consensus: config.ConsensusRaft, BasePort: base, UnsafeNoFsync: true}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, cfgs := map[int]*raftnode.Node{}, map[int]node.Config{}
+	start := func(i int) {
+		cfg, err := node.LoadHome(pbftnode.TestnetHome(dir, i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MetricsAddr = ""
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		n, err := raftnode.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		nodes[i], cfgs[i] = n, cfg
+	}
+	for i := range 3 {
+		start(i)
+	}
+	var leader int
+	waitUntil(t, "a leader", func() bool { leader = nodes[0].Status().Leader; return leader >= 0 })
+	victim := (leader + 1) % 3
+	// The victim is down while it is removed, so it cannot apply its
+	// removal; it comes back to a cluster that no longer admits it.
+	_ = nodes[victim].Close()
+	adminKey, err := keyfile.Read(filepath.Join(dir, config.AdminKeyFile(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad := &admin{t: t, clusterID: cfgs[0].ClusterID, key: adminKey, client: cryptoKey(t)}
+	if res := ad.change(replicasOf(t, nodes, cfgs, 0, 1, 2), membership.Change{Epoch: 0, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(victim)}}); !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
+		t.Fatalf("remove-replica %d: %q", victim, res)
+	}
+	start(victim)
+	waitUntil(t, "the removed follower to report epoch 1 without itself", func() bool {
+		st := nodes[victim].Status()
+		return st.Epoch == 1 && !slices.Contains(st.Members, uint32(victim))
+	})
+}
