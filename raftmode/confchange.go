@@ -30,8 +30,7 @@ import (
 //
 // A learner is promoted to voter by the leader once its log matches the
 // leader's commit index: a ConfChangeV2 entry with an empty Context, which
-// applies only if the node is still a learner and a member (else as a
-// no-op). One configuration change is in flight at a time. A leader that
+// applies only if the node is still a learner (else as a no-op). One configuration change is in flight at a time. A leader that
 // removes itself leads on until it has handed leadership over
 // (handOverIfRemoved).
 //
@@ -89,8 +88,10 @@ func isNoop(cc *raftpb.ConfChangeV2) bool {
 	return true
 }
 
-// proposedChange predicts, for the proposal's record only, the raft change
-// of a configuration change request: what its apply derives may differ.
+// proposedChange is the raft change a configuration change request asks
+// for, by its kind, with the request as Context: the proposal's record
+// (what an apply hands raft is derived from the executor's outcome) and,
+// once a replay knows the request was accepted at an entry, its change.
 func proposedChange(req *wire.Request) *raftpb.ConfChangeV2 {
 	cc := noopConfChange()
 	cc.Context = mustMarshal(req)
@@ -405,9 +406,21 @@ func (c *Core) checkConfState() {
 // them its vote, and a two-voter configuration could elect no one. A
 // hand-over waits until the new leader's log matches this one's, which
 // then grants its vote.
+//
+// etcd raft sends the transferee one MsgTimeoutNow, and a removed leader
+// cannot abort the transfer to start it again (raft finds no progress of
+// its own): were that message lost, the hand-over would hang. The Core
+// therefore resends it every heartbeat interval while the transferee's
+// log matches this one's.
 func (c *Core) handOverIfRemoved() {
 	self := RaftID(c.cfg.Index)
-	if c.transferTicks > 0 || slices.Contains(c.confState.GetVoters(), self) {
+	if slices.Contains(c.confState.GetVoters(), self) {
+		return
+	}
+	if c.transferTicks > 0 {
+		if c.transferTicks%c.cfg.HeartbeatTicks == 0 {
+			c.resendTimeoutNow()
+		}
 		return
 	}
 	st := c.rn.Status()
@@ -423,6 +436,20 @@ func (c *Core) handOverIfRemoved() {
 	c.log.Info("removed from the configuration while leading; handing leadership over", "to", to-1)
 	c.rn.TransferLeader(to)
 	c.transferTicks = 1
+}
+
+// resendTimeoutNow sends the leadership transferee a MsgTimeoutNow again
+// when its log matches this leader's.
+func (c *Core) resendTimeoutNow() {
+	st := c.rn.Status()
+	to := st.LeadTransferee
+	last, err := c.cfg.Log.LastIndex()
+	if to == raft.None || err != nil || st.Progress[to].Match != last {
+		return
+	}
+	c.extra = append(c.extra, &raftpb.Message{
+		Type: raftpb.MessageType_MsgTimeoutNow.Enum(), To: new(to), From: new(RaftID(c.cfg.Index)), Term: new(c.term),
+	})
 }
 
 // Membership returns the configuration in force after the last applied

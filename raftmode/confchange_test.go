@@ -131,6 +131,16 @@ func (c *cluster) leader2() int {
 func TestRemovedLeaderHandsOverAndTheRestGoOn(t *testing.T) {
 	c, admin := newMemberCluster(t, 3, 0, 1000)
 	l := c.leader2()
+	// The first MsgTimeoutNow of the hand-over is lost: the removed
+	// leader must send it again.
+	lost := false
+	c.drop = func(m *raftpb.Message) bool {
+		if m.GetType() == raftpb.MessageType_MsgTimeoutNow && !lost {
+			lost = true
+			return true
+		}
+		return false
+	}
 	c.submitChange(l, 1, signedChange(t, admin, membership.Change{Epoch: 0, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(l)}}))
 	c.runUntil(1000, func() bool {
 		nl := c.leader()
@@ -138,6 +148,9 @@ func TestRemovedLeaderHandsOverAndTheRestGoOn(t *testing.T) {
 	})
 	if res, ok := c.changeResult(1); !ok || !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
 		t.Fatalf("remove-replica result %q (replied %v)", res, ok)
+	}
+	if !lost {
+		t.Fatal("no MsgTimeoutNow was sent")
 	}
 	c.runUntil(300, func() bool { return c.cores[l].Removed() })
 	if st := c.cores[l].Status(); !st.Removed || st.Epoch != 1 {

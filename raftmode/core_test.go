@@ -43,6 +43,8 @@ type cluster struct {
 	// replicas started outside the configuration (addSpare).
 	rules *execution.MembershipRules
 	spare map[int]bool
+	// drop, when set, loses the raft messages it returns true for.
+	drop func(m *raftpb.Message) bool
 	// wrapLog, when set, wraps replica i's raft log storage.
 	wrapLog func(i int, l *raftlog.Log) raftmode.LogStorage
 }
@@ -198,7 +200,7 @@ func (c *cluster) round() {
 	sent := c.inflight
 	c.inflight = nil
 	for _, d := range sent {
-		if c.down[d.to] || c.cut[d.to] || c.cut[d.from] {
+		if c.down[d.to] || c.cut[d.to] || c.cut[d.from] || (d.msg != nil && c.drop != nil && c.drop(d.msg)) {
 			continue
 		}
 		if d.msg != nil {

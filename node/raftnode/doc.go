@@ -19,5 +19,6 @@
 // configuration's members and follows each change (p2p.Host.SetMembers).
 // A spare learns the configuration with config_query reads (a goroutine
 // of its own) until one names it, then admits the members and is brought
-// in by the leader; a removed replica idles.
+// in by the leader; a removed replica idles, and one removed while it was
+// down or cut off learns it by asking the members (removal.go).
 package raftnode

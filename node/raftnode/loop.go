@@ -126,6 +126,8 @@ func (n *Node) handle(in raftInput) {
 		}
 	case in.joined != nil:
 		n.joined(*in.joined)
+	case in.retired != nil:
+		n.retired(*in.retired)
 	case in.req != nil && in.req.GetReadOnly():
 		// Answered without a log append (ReadIndex), or refused with an
 		// error reply.
@@ -229,6 +231,12 @@ func (n *Node) publishStatus() {
 		n.leaderTerms++
 		n.lastLeader = st.Leader
 	}
+	applied := n.core.Membership()
+	n.applied.Store(&applied)
+	cur, epoch := applied, st.Epoch
+	if r := n.learnedRetired; r != nil && r.Epoch > epoch {
+		cur, epoch = *r, r.Epoch // removed while cut off: say so
+	}
 	n.metrics.View.Set(float64(st.Term))
 	n.metrics.ExecutedSequence.Set(float64(st.Applied))
 	n.metrics.StableCheckpoint.Set(float64(st.SnapshotIndex))
@@ -244,7 +252,7 @@ func (n *Node) publishStatus() {
 		ViewActive:       st.Leader >= 0,
 		ViewChanges:      n.leaderTerms - min(n.leaderTerms, 1),
 		Leader:           st.Leader,
-		Epoch:            st.Epoch,
-		Members:          n.core.Membership().Indices(),
+		Epoch:            epoch,
+		Members:          cur.Indices(),
 	})
 }

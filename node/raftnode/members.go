@@ -125,31 +125,21 @@ const spareQueryInterval = time.Second
 // configuration naming it to the event loop. The leader's answer counts
 // (a crash-fault cluster: no certificate).
 func (n *Node) learnMembership(ctx context.Context) {
-	if !n.cfg.Spare || n.core.Membership().Position(n.cfg.Index) >= 0 {
+	if !n.mustLearn {
+		return
+	}
+	q, err := n.newQuerier()
+	if err != nil {
+		n.log.Error("spare: cannot ask for the configuration", "err", err)
 		return
 	}
 	known := n.cfg.Genesis
-	key, err := identity.LibP2PPrivateKey(n.cfg.Key)
-	if err != nil {
-		n.log.Error("spare: client key", "err", err)
-		return
-	}
-	session := make([]byte, 8)
-	_, _ = rand.Read(session)
-	clientID, err := crypto.ClientID(n.cfg.Self.PublicKey, session)
-	if err != nil {
-		n.log.Error("spare: client id", "err", err)
-		return
-	}
 	n.log.Info("spare: not a member yet; asking the members for the configuration")
-	for number := uint64(1); ctx.Err() == nil; number++ {
-		cur, ok := n.queryMembership(ctx, key, known, clientID, number)
-		if ok {
-			if _, member := cur.Member(n.cfg.Index); member {
-				if m, _ := cur.Member(n.cfg.Index); bytes.Equal(m.PublicKey, n.cfg.Self.PublicKey) {
-					node.Push(ctx, n.inbox, raftInput{joined: &cur})
-					return
-				}
+	for ctx.Err() == nil {
+		if cur, ok := n.queryMembership(ctx, q, known); ok {
+			if m, member := cur.Member(n.cfg.Index); member && bytes.Equal(m.PublicKey, n.cfg.Self.PublicKey) {
+				node.Push(ctx, n.inbox, raftInput{joined: &cur})
+				return
 			}
 			if cur.Epoch > known.Epoch {
 				known = cur
@@ -162,26 +152,54 @@ func (n *Node) learnMembership(ctx context.Context) {
 	}
 }
 
+// querier is what a replica needs to ask for the configuration as a
+// client: its key, a client id of its own key and a fresh session, and
+// the next request number.
+type querier struct {
+	key      libp2pcrypto.PrivKey
+	clientID []byte
+	number   uint64
+}
+
+func (n *Node) newQuerier() (*querier, error) {
+	key, err := identity.LibP2PPrivateKey(n.cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("client key: %w", err)
+	}
+	session := make([]byte, 8)
+	_, _ = rand.Read(session)
+	clientID, err := crypto.ClientID(n.cfg.Self.PublicKey, session)
+	if err != nil {
+		return nil, fmt.Errorf("client id: %w", err)
+	}
+	return &querier{key: key, clientID: clientID}, nil
+}
+
 // queryMembership asks every member of known once for the configuration
 // and returns the first answer that decodes, within spareQueryInterval.
-func (n *Node) queryMembership(ctx context.Context, key libp2pcrypto.PrivKey, known membership.Config, clientID []byte, number uint64) (membership.Config, bool) {
+func (n *Node) queryMembership(ctx context.Context, q *querier, known membership.Config) (membership.Config, bool) {
+	q.number++
+	number := q.number
 	var members []p2p.Member
 	for _, m := range known.Members {
+		if m.Index == n.cfg.Index {
+			continue // the others are asked; a client host must not use a member's key
+		}
 		pm, err := node.Member(node.Replica{Index: m.Index, PublicKey: m.PublicKey, Addr: m.Address})
 		if err != nil {
 			return membership.Config{}, false
 		}
 		members = append(members, pm)
 	}
-	h, err := p2p.New(p2p.Config{PrivateKey: key, Self: -1, Members: members, Logger: n.log})
+	h, err := p2p.New(p2p.Config{PrivateKey: q.key, Self: -1, Members: members, Logger: n.log})
 	if err != nil {
 		n.log.Warn("spare: client host", "err", err)
 		return membership.Config{}, false
 	}
 	defer func() { _ = h.Close() }()
-	payload, _ := proto.Marshal(&wire.Request{ClientId: clientID, RequestNumber: number, ReadOnly: true, ConfigQuery: true})
+	payload, _ := proto.Marshal(&wire.Request{ClientId: q.clientID, RequestNumber: number, ReadOnly: true, ConfigQuery: true})
 	frame, _ := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: &wire.Signed{Payload: payload}}})
-	for _, m := range known.Members {
+	for _, m := range members {
 		h.SendToReplica(m.Index, frame)
 	}
 	timeout := time.NewTimer(spareQueryInterval)

@@ -60,6 +60,14 @@ type Node struct {
 	hostEpoch     uint64
 	joinPending   bool
 	removedLogged bool
+	// mustLearn: a spare not in its applied configuration, which
+	// learnMembership runs for (set before the goroutines start).
+	mustLearn bool
+	// applied is the applied configuration, published for watchRemoval;
+	// learnedRetired a configuration learned from the members that
+	// removed this replica (removal.go).
+	applied        atomic.Pointer[membership.Config]
+	learnedRetired *membership.Config
 }
 
 // raftInput is one input for the Raft event loop.
@@ -70,8 +78,10 @@ type raftInput struct {
 	req    *wire.Request
 	client peer.ID
 	// joined is a configuration naming this spare, learned from the
-	// members (learnMembership).
-	joined *membership.Config
+	// members (learnMembership); retired one that removed this replica
+	// (watchRemoval).
+	joined  *membership.Config
+	retired *membership.Config
 }
 
 // Start opens the replica's database, starts its transport, receiver,
@@ -86,7 +96,7 @@ func Start(cfg node.Config) (*Node, error) {
 		_ = n.CloseResources(nil)
 		return nil, err
 	}
-	n.Run(n.receiveFrames, n.serveSnapshots, n.eventLoop, n.learnMembership)
+	n.Run(n.receiveFrames, n.serveSnapshots, n.eventLoop, n.learnMembership, n.watchRemoval)
 	return n, nil
 }
 
@@ -130,6 +140,7 @@ func (n *Node) open() error {
 	hostCfg := cfg
 	hostCfg.Replicas = n.hostReplicas(n.core.Membership())
 	n.hostEpoch = n.core.Epoch()
+	n.mustLearn = cfg.Spare && n.core.Membership().Position(cfg.Index) < 0
 	if err := n.StartHost(hostCfg, p2p.RaftProtocol, n.log); err != nil {
 		return err
 	}

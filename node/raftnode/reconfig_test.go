@@ -176,17 +176,26 @@ func TestSpareJoinsAndRemovedMemberLeaves(t *testing.T) {
 	put("after", "add")
 	waitUntil(t, "all four to agree on epoch 1", func() bool { return agree(nodes, 1, []uint32{0, 1, 2, 3}, 0, 1, 2, 3) })
 
-	res = ad.change(replicasOf(t, nodes, cfgs, 0, 1, 2, 3), membership.Change{Epoch: 1, Kind: membership.RemoveReplica, Member: membership.Member{Index: 0}})
-	if !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
-		t.Fatalf("remove-replica: %q", res)
+	// Remove the leader: it hands leadership over before it goes.
+	var victim int
+	waitUntil(t, "a leader", func() bool { victim = nodes[0].Status().Leader; return victim >= 0 })
+	rest := slices.DeleteFunc([]int{0, 1, 2, 3}, func(i int) bool { return i == victim })
+	restIdx := make([]uint32, len(rest))
+	for i, r := range rest {
+		restIdx[i] = uint32(r)
 	}
-	waitUntil(t, "the other three to agree on epoch 2", func() bool { return agree(nodes, 2, []uint32{1, 2, 3}, 1, 2, 3) })
-	_ = nodes[0].Close()
+	res = ad.change(replicasOf(t, nodes, cfgs, 0, 1, 2, 3), membership.Change{Epoch: 1, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(victim)}})
+	if !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
+		t.Fatalf("remove-replica %d: %q", victim, res)
+	}
+	waitUntil(t, "the other three to agree on epoch 2", func() bool { return agree(nodes, 2, restIdx, rest...) })
+	waitUntil(t, "a new leader", func() bool { l := nodes[rest[0]].Status().Leader; return l >= 0 && l != victim })
+	_ = nodes[victim].Close()
 	put("after", "remove")
-	// With replica 1 down too, 2 and 3 are a majority of the three.
-	_ = nodes[1].Close()
+	// With one more down, the other two are a majority of the three.
+	_ = nodes[rest[len(rest)-1]].Close()
 	put("with", "two")
-	waitUntil(t, "2 and 3 to agree", func() bool { return agree(nodes, 2, []uint32{1, 2, 3}, 2, 3) })
+	waitUntil(t, "the last two to agree", func() bool { return agree(nodes, 2, restIdx, rest[:2]...) })
 }
 
 func cryptoKey(t *testing.T) ed25519.PrivateKey {
@@ -195,4 +204,55 @@ func cryptoKey(t *testing.T) ed25519.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// A follower removed while cut off from the others never hears of it from
+// raft; it notices the silence, asks the members, and reports that it is
+// no longer a member.
+func TestFollowerRemovedWhileCutOffLearnsIt(t *testing.T) {
+	dir := t.TempDir()
+	base, err := pbftnode.FreeBasePort("127.0.0.1", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.WriteTestnet(config.Testnet{Dir: dir, Replicas: 3, Consensus: config.ConsensusRaft, BasePort: base, UnsafeNoFsync: true}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, cfgs := map[int]*raftnode.Node{}, map[int]node.Config{}
+	start := func(i int) {
+		cfg, err := node.LoadHome(pbftnode.TestnetHome(dir, i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MetricsAddr = ""
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		n, err := raftnode.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		nodes[i], cfgs[i] = n, cfg
+	}
+	for i := range 3 {
+		start(i)
+	}
+	var leader int
+	waitUntil(t, "a leader", func() bool { leader = nodes[0].Status().Leader; return leader >= 0 })
+	victim := (leader + 1) % 3
+	// The victim is down while it is removed, so it cannot apply its
+	// removal; it comes back to a cluster that no longer admits it.
+	_ = nodes[victim].Close()
+	adminKey, err := keyfile.Read(filepath.Join(dir, config.AdminKeyFile(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad := &admin{t: t, clusterID: cfgs[0].ClusterID, key: adminKey, client: cryptoKey(t)}
+	if res := ad.change(replicasOf(t, nodes, cfgs, 0, 1, 2), membership.Change{Epoch: 0, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(victim)}}); !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
+		t.Fatalf("remove-replica %d: %q", victim, res)
+	}
+	start(victim)
+	waitUntil(t, "the removed follower to report epoch 1 without itself", func() bool {
+		st := nodes[victim].Status()
+		return st.Epoch == 1 && !slices.Contains(st.Members, uint32(victim))
+	})
 }
