@@ -177,6 +177,8 @@ type Client struct {
 	// follow is the state of learning a new membership in the background
 	// (guarded by mu; see followLocked).
 	follow followState
+	// crashFaults: ReplyQuorum is 1 (the Raft mode), fixed at New.
+	crashFaults bool
 	// defaultQuorums: ReplyQuorum and ReadQuorum were defaulted from the
 	// number of replicas, so Follow recomputes them for a new membership.
 	defaultReplyQuorum, defaultReadQuorum bool
@@ -274,6 +276,7 @@ func New(cfg Config) (*Client, error) {
 		span:   span,
 		member: member,
 
+		crashFaults:        cfg.ReplyQuorum == 1,
 		defaultReplyQuorum: defaultReply,
 		defaultReadQuorum:  defaultRead,
 		log:                cfg.Logger,

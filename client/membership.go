@@ -74,6 +74,7 @@ func (c *Client) Membership(ctx context.Context) (membership.Config, error) {
 	defer c.end(cl)
 	c.mu.Lock()
 	cl.readOnly, cl.answers = true, make(chan queryAnswer, 2*c.span)
+	n := c.n // Follow may change it
 	c.mu.Unlock()
 	frame, err := c.queryFrame(cl.number)
 	if err != nil {
@@ -84,10 +85,10 @@ func (c *Client) Membership(ctx context.Context) (membership.Config, error) {
 	defer timer.Stop()
 	var best *membership.Config
 	var reasons []error
-	verified := make(map[uint32]bool, c.n)
-	answered := make(map[uint32]bool, c.n) // since the last send
-	for len(verified) < c.n {
-		if best != nil && len(answered) == c.n {
+	verified := make(map[uint32]bool, n)
+	answered := make(map[uint32]bool, n) // since the last send
+	for len(verified) < n {
+		if best != nil && len(answered) == n {
 			break // every member answered; some did not verify
 		}
 		select {
@@ -102,7 +103,7 @@ func (c *Client) Membership(ctx context.Context) (membership.Config, error) {
 			if best == nil || cfg.Epoch > best.Epoch {
 				best = &cfg
 			}
-			if c.cfg.ReplyQuorum == 1 {
+			if c.crashFaults {
 				return *best, nil // crash faults: the leader's answer is the one
 			}
 		case <-timer.C:
@@ -132,7 +133,7 @@ func (c *Client) verifyAnswer(genesis membership.Config, a queryAnswer) (members
 	if a.refusal != "" {
 		return membership.Config{}, fmt.Errorf("refused: %s", a.refusal)
 	}
-	if c.cfg.ReplyQuorum == 1 {
+	if c.crashFaults {
 		var h wire.ConfigHistory
 		if len(a.result) > membership.MaxEncodedHistory {
 			return membership.Config{}, fmt.Errorf("%w: %d bytes", membership.ErrBadCertificate, len(a.result))
@@ -156,7 +157,7 @@ func (c *Client) rules() membership.Rules {
 	if c.cfg.MembershipRules != (membership.Rules{}) {
 		return c.cfg.MembershipRules
 	}
-	if c.cfg.ReplyQuorum == 1 {
+	if c.crashFaults {
 		return membership.Rules{MinMembers: 1}
 	}
 	return membership.Rules{MinMembers: 4}
@@ -169,7 +170,10 @@ func (c *Client) genesis() (membership.Config, error) {
 		return c.cfg.Genesis, nil
 	}
 	var g membership.Config
-	for _, r := range c.cfg.Replicas {
+	c.mu.Lock()
+	replicas := c.cfg.Replicas // replaced, never modified, by Follow
+	c.mu.Unlock()
+	for _, r := range replicas {
 		pub, err := identity.PublicKeyFromPeerID(r.ID)
 		if err != nil {
 			return membership.Config{}, fmt.Errorf("client: replica %d: %w", r.Index, err)

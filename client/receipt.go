@@ -65,7 +65,10 @@ func (c *Client) ReceiptsRejected() uint64 { return c.receiptsRejected.Load() }
 func (c *Client) InvokeWithReceipt(ctx context.Context, op []byte) ([]byte, *receipt.Receipt, error) {
 	// ReplyQuorum 1 is the Raft mode's rule (see Hint); PBFT's f+1 is at
 	// least 2.
-	if c.cfg.ReplyQuorum < max(2, (c.n-1)/3+1) {
+	c.mu.Lock()
+	n, quorum := c.n, c.cfg.ReplyQuorum // Follow may change them
+	c.mu.Unlock()
+	if quorum < max(2, (n-1)/3+1) {
 		return nil, nil, ErrNoReceipts
 	}
 	cl, err := c.begin(ctx)
@@ -76,7 +79,7 @@ func (c *Client) InvokeWithReceipt(ctx context.Context, op []byte) ([]byte, *rec
 	c.mu.Lock()
 	cl.receipts = make(chan receiptReply, 2*c.n)
 	c.mu.Unlock()
-	col := &receiptCollector{c: c, number: cl.number, op: op, need: (c.n-1)/3 + 1, valid: make(map[uint32]verifiedReceipt)}
+	col := &receiptCollector{c: c, number: cl.number, op: op, need: (n-1)/3 + 1, valid: make(map[uint32]verifiedReceipt)}
 	result, err := c.await(ctx, cl, op, col)
 	if err != nil && !errors.Is(err, ErrIncompleteReceipt) {
 		return nil, nil, err

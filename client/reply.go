@@ -174,8 +174,8 @@ func (c *Client) readReplies() {
 }
 
 func (c *Client) handleReply(f p2p.Frame) {
-	if !c.isMember(f.FromIndex) {
-		return
+	if f.FromIndex < 0 || f.FromIndex >= maxMemberIndex {
+		return // not a replica (membership is checked under c.mu below)
 	}
 	var r reply
 	if err := parseReply(f.Data, &r); err != nil {
@@ -190,6 +190,9 @@ func (c *Client) handleReply(f p2p.Frame) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.isMember(f.FromIndex) {
+		return
+	}
 	if r.epoch > c.epochSeen {
 		c.epochSeen = r.epoch
 		if r.epoch > c.cfg.Epoch {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbftnode/pbftnode"
+	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/node/launch"
 )
@@ -131,4 +133,26 @@ func TestAdminReconfiguresRaft(t *testing.T) {
 	}
 	run(0, "admin", "--dir", dir, "--admin-key", filepath.Join(dir, "admin0.pem"), "--admin-key", second, "remove-replica", "1")
 	waitMembers(t, nodes[2:], 4, "[2 3]")
+
+	// The directory's commands keep what they learned: a fresh client
+	// command starts from the current members, not client.json's.
+	if out := run(0, "client", "--dir", dir, "--timeout", "60s", "get", "a"); out != "1\n" {
+		t.Fatalf("get a after the changes: %q", out)
+	}
+	var cf config.ClientFile
+	if err := config.ReadJSON(filepath.Join(dir, "client.json"), &cf); err != nil {
+		t.Fatal(err)
+	}
+	cached, ok := cachedMembership(dir, cf.ClusterID)
+	if !ok || cached.Epoch != 4 || fmt.Sprint(cached.Indices()) != "[2 3]" {
+		t.Fatalf("the directory's cached configuration: %v epoch %d members %v; want epoch 4 of [2 3]", ok, cached.Epoch, cached.Indices())
+	}
+	ccfg, err := pbftnode.ClientConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	useCachedMembership(dir, &ccfg)
+	if ccfg.Epoch != 4 || len(ccfg.Replicas) != 2 || ccfg.Replicas[0].Index != 2 {
+		t.Fatalf("a fresh command's client: epoch %d, %d replicas", ccfg.Epoch, len(ccfg.Replicas))
+	}
 }
