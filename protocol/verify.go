@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
@@ -28,6 +29,10 @@ import (
 type MessageVerifier struct {
 	clusterID string
 	replicas  []ed25519.PublicKey
+	// epoch is the configuration epoch whose messages this verifier
+	// accepts (see WithEpoch); wrongEpoch counts the others it refused.
+	epoch      uint64
+	wrongEpoch atomic.Uint64
 	cache     *crypto.VerifiedCache // may be nil
 	pool      SignaturePool         // may be nil: verify inline
 	sigs      *crypto.Verifier      // the pool's, or the verifier's own
@@ -251,6 +256,10 @@ func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, b
 	}
 	if int64(body.From) >= int64(len(v.replicas)) {
 		p.err = ErrUnknownSender
+		return
+	}
+	if err := v.checkEpoch(&body); err != nil {
+		p.err = err
 		return
 	}
 	if admit != nil {
@@ -485,6 +494,9 @@ func (v *MessageVerifier) queueCheckpointVotes(signed []*wire.Signed, sigs *nest
 		}
 		if int64(body.From) >= int64(len(v.replicas)) {
 			return nil, ErrUnknownSender
+		}
+		if err := v.checkEpoch(&body); err != nil {
+			return nil, err
 		}
 		sigs.add(v, body.From, s)
 		votes[i] = checkpoint.Vote{Replica: body.From, Sequence: cp.Sequence, Signed: s}

@@ -80,6 +80,9 @@ func (v *MessageVerifier) inner(s *wire.Signed, sigs *nestedSigs) (*wire.Replica
 	if int64(body.From) >= int64(len(v.replicas)) {
 		return nil, ErrUnknownSender
 	}
+	if err := v.checkEpoch(&body); err != nil {
+		return nil, err
+	}
 	sigs.add(v, body.From, s)
 	return &body, nil
 }
