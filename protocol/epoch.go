@@ -80,12 +80,15 @@ func (r *Replica) beyondEnd(seq uint64) bool { return r.endAt != 0 && seq > r.en
 // batches for the sequences up to the end when no request is queued, as
 // far as the pipeline and the window allow.
 func (r *Replica) fillToEnd() {
-	if r.endAt == 0 || !r.viewActive || !r.IsPrimary() || r.requests.queued() > 0 {
-		return
-	}
-	for r.nextSequence <= r.endAt && r.inFlight() < r.cfg.MaxInFlight && r.window.Contains(r.nextSequence) {
+	for r.canFill() {
 		r.proposeBatch(nil, nil, 0)
 	}
+}
+
+// canFill reports whether fillToEnd would propose an empty batch now.
+func (r *Replica) canFill() bool {
+	return r.endAt != 0 && r.viewActive && r.IsPrimary() && r.requests.queued() == 0 && r.transferring == nil &&
+		r.nextSequence <= r.endAt && r.inFlight() < r.cfg.MaxInFlight && r.window.Contains(r.nextSequence)
 }
 
 // startAtBase sets up a replica of an epoch that starts after cfg.Base:

@@ -167,6 +167,9 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 	if !bytes.Equal(pp.Digest, digest[:]) {
 		return ErrDigestMismatch
 	}
+	if m.Batch == nil {
+		m.Batch = []*wire.Signed{} // a null request: a batch that is held (empty), not missing
+	}
 	s := r.slot(pp.Sequence)
 	if s.committed {
 		// Decided already (possibly by a commit certificate, before any

@@ -186,7 +186,7 @@ func (r *Replica) Status() Status {
 }
 
 // HasReady reports whether Ready would return something to do.
-func (r *Replica) HasReady() bool { return !r.ready.Empty() || r.canPropose() }
+func (r *Replica) HasReady() bool { return !r.ready.Empty() || r.canPropose() || r.canFill() }
 
 // Ready returns the actions accumulated since the last call and clears
 // them. The caller must persist rd.View and rd.Persist before sending
