@@ -33,10 +33,10 @@ type MessageVerifier struct {
 	// accepts (see WithEpoch); wrongEpoch counts the others it refused.
 	epoch      uint64
 	wrongEpoch atomic.Uint64
-	cache     *crypto.VerifiedCache // may be nil
-	pool      SignaturePool         // may be nil: verify inline
-	sigs      *crypto.Verifier      // the pool's, or the verifier's own
-	maxBatch  int
+	cache      *crypto.VerifiedCache // may be nil
+	pool       SignaturePool         // may be nil: verify inline
+	sigs       *crypto.Verifier      // the pool's, or the verifier's own
+	maxBatch   int
 	// maxPrepared bounds the prepared certificates of a VIEW-CHANGE and
 	// the pre-prepares of a NEW-VIEW (the window size).
 	maxPrepared uint64
