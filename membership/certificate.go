@@ -64,7 +64,28 @@ type Certificate struct {
 	Votes       []*wire.Signed
 }
 
-// Encode returns the certificate's wire form.
+// Wire returns the certificate's wire form.
+func (c Certificate) Wire() *wire.ConfigCertificate { return c.wire() }
+
+// CertificateFromWire decodes a certificate's parts (bounded as in a
+// history); it checks that they decode, not that they prove anything
+// (Verify does).
+func CertificateFromWire(c *wire.ConfigCertificate) (Certificate, error) {
+	if len(c.GetVotes()) > MaxMembers {
+		return Certificate{}, fmt.Errorf("%w: %d votes", ErrBadCertificate, len(c.GetVotes()))
+	}
+	sc, err := DecodeSignedChange(c.GetChange())
+	if err != nil {
+		return Certificate{}, fmt.Errorf("%w: %w", ErrBadCertificate, err)
+	}
+	cfg, err := Decode(c.GetConfig())
+	if err != nil {
+		return Certificate{}, fmt.Errorf("%w: %w", ErrBadCertificate, err)
+	}
+	return Certificate{Change: sc, Config: cfg, Sequence: c.GetSequence(),
+		StateDigest: votedStateDigest(c.GetVotes()), Votes: c.GetVotes()}, nil
+}
+
 func (c Certificate) wire() *wire.ConfigCertificate {
 	return &wire.ConfigCertificate{Change: c.Change.Encode(), Config: c.Config.Encode(), Sequence: c.Sequence, Votes: c.Votes}
 }
@@ -145,16 +166,11 @@ func DecodeHistory(b []byte) (History, error) {
 	}
 	var h History
 	for i, c := range w.Certificates {
-		sc, err := DecodeSignedChange(c.GetChange())
+		cert, err := CertificateFromWire(c)
 		if err != nil {
-			return History{}, fmt.Errorf("%w: certificate %d: %w", ErrBadCertificate, i, err)
+			return History{}, fmt.Errorf("certificate %d: %w", i, err)
 		}
-		cfg, err := Decode(c.GetConfig())
-		if err != nil {
-			return History{}, fmt.Errorf("%w: certificate %d: %w", ErrBadCertificate, i, err)
-		}
-		h.Certificates = append(h.Certificates, Certificate{Change: sc, Config: cfg, Sequence: c.GetSequence(),
-			StateDigest: votedStateDigest(c.GetVotes()), Votes: c.GetVotes()})
+		h.Certificates = append(h.Certificates, cert)
 	}
 	return h, nil
 }

@@ -170,6 +170,9 @@ type Config struct {
 	Receipts ReceiptMode
 	// Filter, when set, makes the replica Byzantine (fault injection).
 	Filter   Filter
+	// Epochs, when set, makes the driver follow configuration epochs
+	// (epoch.go); nil runs the genesis configuration of Core forever.
+	Epochs *Epochs
 	Observer Observer
 	Logger   *slog.Logger
 }
