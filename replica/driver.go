@@ -345,7 +345,7 @@ func (d *Driver) pruneRequests() {
 
 // reply sends a reply, with its receipt if not nil, through the Filter.
 func (d *Driver) reply(clientID []byte, number uint64, result []byte, receipt *wire.ReplyReceipt) {
-	r := &wire.Reply{View: d.core.View(), Epoch: d.Epoch(), ClientId: clientID, RequestNumber: number, Replica: d.cfg.Core.ID, Result: result, Receipt: receipt}
+	r := &wire.Reply{View: d.core.View(), Epoch: d.Epoch(), ClientId: clientID, RequestNumber: number, Replica: d.replyID(), Result: result, Receipt: receipt}
 	if d.cfg.Filter != nil && !d.cfg.Filter.Reply(r) {
 		return
 	}

@@ -528,5 +528,14 @@ func (d *Driver) resumeEpochEnd() {
 // configuration in force (removed, rotated away, or not added yet).
 var ErrNotMember = errors.New("replica: not a member of the configuration in force")
 
+// replyID is the Replica a reply names: the member index with epochs
+// (clients know members by index), else the core's ID.
+func (d *Driver) replyID() uint32 {
+	if d.ep != nil {
+		return d.ep.cfg.Self
+	}
+	return d.cfg.Core.ID
+}
+
 // inactive reports whether this replica runs no core (not a member).
 func (d *Driver) inactive() bool { return d.ep != nil && !d.ep.member }
