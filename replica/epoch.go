@@ -43,6 +43,10 @@ type EpochStorage interface {
 type EpochNetwork interface {
 	SendConfigVote(toMember uint32, vote *wire.Signed)
 	SendConfigCertificate(toMember uint32, cert *wire.ConfigCertificate)
+	// RequestConfig asks a member for the certificates after epoch (the
+	// receiver calls OldEpochMessage): a replica that is not a member of
+	// the configuration it knows polls with it.
+	RequestConfig(toMember uint32, epoch uint64)
 }
 
 // MembershipExecutor is an Executor that applies configuration changes
@@ -216,8 +220,14 @@ func (e *epochState) memberOf(cfg membership.Config) bool {
 }
 
 // beyondEnd reports whether an old-epoch batch at seq must not execute.
+// It first looks at the executor's membership: a state transfer may have
+// installed a state in which the change already executed.
 func (d *Driver) beyondEnd(seq uint64) bool {
-	if d.ep == nil || d.ep.endAt == 0 || seq <= d.ep.endAt {
+	if d.ep == nil {
+		return false
+	}
+	d.noteExecuted()
+	if d.ep.endAt == 0 || seq <= d.ep.endAt {
 		return false
 	}
 	d.ep.discarded++
@@ -279,14 +289,24 @@ func (d *Driver) sendVote() {
 	}
 }
 
-// epochTick resends the own vote while the switch waits.
+// epochTick resends the own vote while the switch waits; a replica that
+// is not a member of the configuration it knows asks its members for
+// newer certificates (a joiner waiting to be added, a removed member).
 func (d *Driver) epochTick() {
-	if d.ep == nil {
+	e := d.ep
+	if e == nil {
 		return
 	}
-	d.ep.ticks++
-	if d.ep.ownVote != nil && d.ep.ticks-d.ep.voteSent >= epochResendTicks {
+	e.ticks++
+	if e.ownVote != nil && e.ticks-e.voteSent >= epochResendTicks {
 		d.sendVote()
+	}
+	if !e.member && e.ticks%epochResendTicks == 0 {
+		for _, m := range e.current.Members {
+			if m.Index != e.cfg.Self {
+				e.cfg.Network.RequestConfig(m.Index, e.current.Epoch)
+			}
+		}
 	}
 }
 

@@ -48,6 +48,8 @@ type epochMsg struct {
 	frame    []byte
 	vote     *wire.Signed
 	cert     *wire.ConfigCertificate
+	// askAfter, when positive, asks for the certificates after epoch askAfter-1.
+	askAfter uint64
 }
 
 type epochCluster struct {
@@ -154,6 +156,10 @@ func (e epochNet) SendConfigVote(to uint32, vote *wire.Signed) {
 	e.n.c.queue = append(e.n.c.queue, epochMsg{from: e.n.index, to: to, vote: vote})
 }
 
+func (e epochNet) RequestConfig(to uint32, epoch uint64) {
+	e.n.c.queue = append(e.n.c.queue, epochMsg{from: e.n.index, to: to, askAfter: epoch + 1})
+}
+
 func (e epochNet) SendConfigCertificate(to uint32, cert *wire.ConfigCertificate) {
 	e.n.c.queue = append(e.n.c.queue, epochMsg{from: e.n.index, to: to, cert: cert})
 }
@@ -188,6 +194,8 @@ func (c *epochCluster) deliver() {
 			_ = n.driver.StepConfigVote(m.vote)
 		case m.cert != nil:
 			_ = n.driver.StepConfigCertificate(m.cert)
+		case m.askAfter > 0:
+			n.driver.OldEpochMessage(m.from, m.askAfter-1)
 		default:
 			c.deliverFrame(n, m)
 		}

@@ -69,7 +69,13 @@ type adminClient struct {
 	// rotate is the member whose key the pending change rotates.
 	done []string
 	plan string
+	// retries counts the pending change's refusals for coming too early.
+	retries int
 }
+
+// adminRetries bounds how often a change refused for coming before the
+// previous one took effect is sent again.
+const adminRetries = 20
 
 // setupReconfigure builds the genesis, the spares and the administrator's
 // plan; byz are the Byzantine genesis members.
@@ -162,6 +168,10 @@ func (n hostEpochNetwork) SendConfigCertificate(to uint32, cert *wire.ConfigCert
 	n.h.w.sendConfig(n.h, to, event{kind: evConfigCert, cert: cert})
 }
 
+func (n hostEpochNetwork) RequestConfig(to uint32, epoch uint64) {
+	n.h.w.sendConfig(n.h, to, event{kind: evConfigReq, configEpoch: epoch})
+}
+
 func (w *world) sendConfig(from *host, to uint32, e event) {
 	if int(to) >= len(w.byID) || w.stop {
 		return
@@ -185,6 +195,8 @@ func (w *world) deliverConfig(e *event) {
 		_ = h.driver.StepConfigVote(e.vote)
 	case evConfigCert:
 		_ = h.driver.StepConfigCertificate(e.cert)
+	case evConfigReq:
+		h.driver.OldEpochMessage(e.from, e.configEpoch)
 	}
 	h.process()
 }
@@ -297,7 +309,19 @@ func (w *world) adminReply(from uint32, r *wire.Reply) {
 	}
 	ch := a.changes[a.next]
 	ok := strings.HasPrefix(string(r.Result), execution.ConfigChangeAccepted)
-	a.done = append(a.done, fmt.Sprintf("%s:%d=%t", ch.Kind, ch.Member.Index, ok))
+	if !ok && strings.Contains(string(r.Result), "send this one after it") && a.retries < adminRetries {
+		// The previous change has not taken effect yet: send again later.
+		a.retries++
+		a.frame = nil
+		a.startAt = w.now + 50 + w.rng.Int64N(100)
+		return
+	}
+	a.retries = 0
+	outcome := "ok"
+	if !ok {
+		outcome = strings.ReplaceAll(string(r.Result), " ", "_")
+	}
+	a.done = append(a.done, fmt.Sprintf("%s:%d=%s", ch.Kind, ch.Member.Index, outcome))
 	if ok {
 		a.epoch++
 		w.res.ConfigChanges++
@@ -334,7 +358,7 @@ func (w *world) restartRotated() {
 		}
 		var history membership.History
 		for _, o := range w.hosts {
-			if o.correct && !o.down && o != h {
+			if o.correct && !o.down {
 				if hh := o.driver.ConfigHistory(); len(hh.Certificates) > len(history.Certificates) {
 					history = hh
 				}

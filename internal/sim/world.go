@@ -24,11 +24,12 @@ const clusterID = "pbftnode-sim"
 type eventKind byte
 
 const (
-	evReplica eventKind = iota // a replica frame to a host
-	evRequest                  // a client request to a host
-	evReply                    // a reply to a client
-	evConfigVote               // a configuration vote to a host (reconfig.go)
-	evConfigCert               // a configuration certificate to a host
+	evReplica    eventKind = iota // a replica frame to a host
+	evRequest                     // a client request to a host
+	evReply                       // a reply to a client
+	evConfigVote                  // a configuration vote to a host (reconfig.go)
+	evConfigCert                  // a configuration certificate to a host
+	evConfigReq                   // a request for configuration certificates
 )
 
 // event is a message the network delivers (see simkit.Queue: events of
@@ -45,6 +46,8 @@ type event struct {
 	// vote and cert are a configuration vote or certificate.
 	vote *wire.Signed
 	cert *wire.ConfigCertificate
+	// configEpoch is the epoch a certificate request starts after.
+	configEpoch uint64
 	// note describes the message for Config.Trace (empty without one).
 	note string
 }
@@ -224,13 +227,13 @@ func (w *world) deliver(e *event) {
 	case evReply:
 		w.clients[e.client].handleReply(e.from, e.reply)
 		return
-	case evReplica, evRequest, evConfigVote, evConfigCert:
+	case evReplica, evRequest, evConfigVote, evConfigCert, evConfigReq:
 		h := e.to
 		if h.down || h.epoch != e.epoch {
 			w.res.Dropped++
 			return
 		}
-		if e.kind == evConfigVote || e.kind == evConfigCert {
+		if e.kind == evConfigVote || e.kind == evConfigCert || e.kind == evConfigReq {
 			w.deliverConfig(e)
 			return
 		}
