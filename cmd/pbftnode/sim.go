@@ -118,6 +118,9 @@ func replayCommand(cfg sim.Config, seed uint64) string {
 	if cfg.Ledger {
 		s += " --app ledger"
 	}
+	if cfg.Reconfigure {
+		s += " --reconfigure"
+	}
 	if cfg.MaxSteps != sim.DefaultMaxSteps {
 		s += fmt.Sprintf(" --steps %d", cfg.MaxSteps)
 	}
