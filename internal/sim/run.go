@@ -127,9 +127,6 @@ func (w *world) setup() error {
 		}
 		w.check.byzClients[string(byzantineClientID(w.keys[i]))] = true
 		all := AllStrategies()
-		if w.cfg.Reconfigure {
-			all = slices.DeleteFunc(slices.Clone(all), func(s string) bool { return s == stratTwins })
-		}
 		strategy := all[r.IntN(len(all))]
 		if attack && i == 1 {
 			strategy = stratOmitCertificates
@@ -141,7 +138,7 @@ func (w *world) setup() error {
 			sides := w.twinSides(uint32(i))
 			scenario = append(scenario, fmt.Sprintf("%d:twins%v|%v", i, keysOf(sides[0], w.n), keysOf(sides[1], w.n)))
 			for t := range 2 {
-				if err := w.addHost(&host{id: uint32(i), twin: t + 1, side: sides[t], cfg: cfg}); err != nil {
+				if err := w.addHost(&host{id: uint32(i), twin: t + 1, side: sides[t], cfg: cfg, key: w.keys[i]}); err != nil {
 					return err
 				}
 			}
@@ -229,7 +226,7 @@ func (w *world) strategy(name string, id uint32) (outFilter, error) {
 // id; sometimes one replica hears both.
 func (w *world) twinSides(id uint32) [2]map[uint32]bool {
 	var others []uint32
-	for i := range w.n {
+	for i := range w.total { // the spares too: Twins across an epoch boundary
 		if uint32(i) != id {
 			others = append(others, uint32(i))
 		}
