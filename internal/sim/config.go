@@ -91,7 +91,7 @@ type Config struct {
 	// Reconfigure runs configuration changes among the workload (see
 	// reconfig.go): Spares more hosts start as non-members, an
 	// administrator adds and removes members and rotates a key. Fast
-	// reads and Twins are not drawn in these runs.
+	// reads are off in these runs; Twins' sides include the spares.
 	Reconfigure bool
 	// MaxSteps caps a run's steps (default DefaultMaxSteps); a run that
 	// reaches it with operations pending is a violation.

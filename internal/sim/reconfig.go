@@ -28,8 +28,8 @@ import (
 // member index. A rotated member restarts with its new key as a fresh
 // joiner (new storage, a history fetched from a correct member). The
 // checkers are the same: agreement by sequence across epochs, exactly
-// once, linearizability; at the end every correct member must agree on
-// the epoch and the configuration.
+// once, linearizability; at the end correct hosts must hold the same
+// configuration for every epoch they know.
 
 // Spares is how many non-member hosts a reconfiguration run starts with.
 const Spares = 2
