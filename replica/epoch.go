@@ -204,6 +204,21 @@ func (d *Driver) DiscardedBeyondEnd() uint64 {
 	return d.ep.discarded
 }
 
+// everMember reports whether index is a member of the genesis or of a
+// configuration of the history (and so may be owed certificates): the
+// answer map stays bounded by the members ever named.
+func (e *epochState) everMember(index uint32) bool {
+	if _, ok := e.cfg.Genesis.Member(index); ok {
+		return true
+	}
+	for _, c := range e.history {
+		if _, ok := c.Config.Member(index); ok {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *epochState) status() EpochStatus {
 	st := EpochStatus{Config: e.current, Base: e.base, Member: e.member}
 	if e.member {
@@ -405,11 +420,11 @@ func (d *Driver) OldEpochMessage(from uint32, epoch uint64) {
 
 func (d *Driver) answerLagging(from uint32, epoch uint64) {
 	e := d.ep
+	if !e.everMember(from) {
+		return // answers go only to replicas some configuration named
+	}
 	if last, ok := e.answered[from]; ok && e.ticks-last < epochResendTicks {
 		return
-	}
-	if len(e.answered) > 4*membership.MaxMembers {
-		clear(e.answered)
 	}
 	e.answered[from] = e.ticks
 	for _, c := range e.history {
