@@ -87,7 +87,7 @@ func (r *Replica) fillToEnd() {
 
 // canFill reports whether fillToEnd would propose an empty batch now.
 func (r *Replica) canFill() bool {
-	return r.endAt != 0 && r.viewActive && r.IsPrimary() && r.requests.queued() == 0 && r.transferring == nil &&
+	return r.endAt != 0 && !r.adopting && r.viewActive && r.IsPrimary() && r.requests.queued() == 0 && r.transferring == nil &&
 		r.nextSequence <= r.endAt && r.inFlight() < r.cfg.MaxInFlight && r.window.Contains(r.nextSequence)
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -56,6 +58,14 @@ func TestMessagesOfAnotherEpochAreRefused(t *testing.T) {
 	}
 	if c.verifier.WrongEpoch() != 1 {
 		t.Fatalf("wrong-epoch drops counted %d, want 1", c.verifier.WrongEpoch())
+	}
+	// The epoch is checked before the sender: position 4 of a larger
+	// earlier epoch is of another epoch, not an unknown sender (a
+	// restarted replica skips such log entries; it failed on them).
+	wide := &wire.ReplicaMessage{From: 4, Epoch: 0, Body: &wire.ReplicaMessage_Prepare{Prepare: &wire.Prepare{Sequence: 1, Digest: make([]byte, 32)}}}
+	wp, _ := protoMarshal(wide)
+	if _, err := c.verifier.ReplicaMessage(&wire.Signed{Payload: wp, Signature: c.signers[0].Sign(crypto.DomainReplicaMessage, wp)}); !errors.Is(err, ErrWrongEpoch) {
+		t.Fatalf("a message of another epoch from a position outside this one: %v", err)
 	}
 	// Nested: a checkpoint certificate whose votes are of epoch 0.
 	var votes []*wire.Signed
@@ -197,4 +207,65 @@ func TestNewViewReProposalsBeyondTheEndAreIgnored(t *testing.T) {
 		}
 	}
 	c.assertAgreement()
+}
+
+// TestNewPrimaryFillsOnlyAfterTheReProposals: a new primary whose epoch
+// ends, entering a NEW-VIEW that moves its window, must not fill a
+// sequence the NEW-VIEW re-proposes with an empty batch (it once did:
+// moving the window proposed before the re-proposals were in place, and
+// the primary sent two pre-prepares for one sequence and view).
+func TestNewPrimaryFillsOnlyAfterTheReProposals(t *testing.T) {
+	c := newCluster(t, 4, func(cfg *Config) { cfg.CheckpointInterval = 4; cfg.MaxBatchSize = 1 })
+	// Replica 1, the primary of view 1, misses the checkpoint votes: its
+	// window stays at 0 while the others' checkpoint at 4 is stable.
+	c.drop = func(_, to uint32, k Kind) bool { return to == 1 && k == KindCheckpoint }
+	submitN(t, c, 0, 4, 1)
+	c.run()
+	// Sequence 5 prepares everywhere, its commits are lost.
+	c.drop = func(_, to uint32, k Kind) bool { return k == KindCommit || (to == 1 && k == KindCheckpoint) }
+	_ = c.replicas[0].Submit(request(1, 5, "prepared-only"))
+	c.run()
+	if st := c.replicas[1].Status(); st.LowWatermark != 0 || st.LastCommitted != 4 {
+		t.Fatalf("replica 1: %+v", st)
+	}
+	for _, r := range c.replicas {
+		if err := r.EndAt(8); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent := map[[2]uint64]crypto.Digest{}
+	note := func(s *wire.Signed) {
+		var m wire.ReplicaMessage
+		if proto.Unmarshal(s.Payload, &m) != nil || m.GetPrePrepare() == nil {
+			return
+		}
+		pp := m.GetPrePrepare()
+		var d crypto.Digest
+		copy(d[:], pp.Digest)
+		k := [2]uint64{pp.View, pp.Sequence}
+		if prev, ok := sent[k]; ok && prev != d {
+			t.Fatalf("replica 1 sent two pre-prepares for view %d sequence %d", pp.View, pp.Sequence)
+		}
+		sent[k] = d
+	}
+	c.outFilter = func(from, _ uint32, m Outbound) (Outbound, bool) {
+		if from == 1 {
+			note(m.Signed)
+			var body wire.ReplicaMessage
+			if proto.Unmarshal(m.Signed.Payload, &body) == nil && body.GetNewView() != nil {
+				for _, pp := range body.GetNewView().PrePrepares {
+					note(pp)
+				}
+			}
+		}
+		return m, true
+	}
+	c.drop = func(from, to uint32, _ Kind) bool { return from == 0 || to == 0 }
+	broadcastRequests(t, c, 2, 0, 1)
+	c.tickUntil(3*DefaultViewChangeTimeoutTicks, "view change to view 1", func() bool { return c.allActiveIn(1, 0) })
+	c.run()
+	c.assertAgreement()
+	if _, ok := sent[[2]uint64{1, 5}]; !ok {
+		t.Fatal("the new primary did not re-propose sequence 5: the test tests nothing")
+	}
 }

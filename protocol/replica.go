@@ -23,8 +23,11 @@ type Replica struct {
 	checkpoints   *checkpoint.Tracker
 	nextSequence  uint64 // primary: next sequence to assign
 	lastCommitted uint64 // highest sequence handed out in Ready.Committed
-	// endAt, when not 0, is the last sequence of this epoch (EndAt).
-	endAt uint64
+	// endAt, when not 0, is the last sequence of this epoch (EndAt);
+	// adopting is true while a NEW-VIEW's re-proposals are installed
+	// (no fill batch then: see canFill).
+	endAt    uint64
+	adopting bool
 
 	slots    map[uint64]*slot
 	requests *requestTracker

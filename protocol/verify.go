@@ -254,12 +254,13 @@ func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, b
 		p.err = fmt.Errorf("%w: replica message: %w", ErrMalformed, err)
 		return
 	}
-	if int64(body.From) >= int64(len(v.replicas)) {
-		p.err = ErrUnknownSender
-		return
-	}
+	// The epoch first: a sender's position means nothing in another epoch.
 	if err := v.checkEpoch(&body); err != nil {
 		p.err = err
+		return
+	}
+	if int64(body.From) >= int64(len(v.replicas)) {
+		p.err = ErrUnknownSender
 		return
 	}
 	if admit != nil {
@@ -492,11 +493,11 @@ func (v *MessageVerifier) queueCheckpointVotes(signed []*wire.Signed, sigs *nest
 		if cp == nil || len(cp.StateDigest) != 32 {
 			return nil, fmt.Errorf("%w: certificate vote is not a checkpoint", ErrMalformed)
 		}
-		if int64(body.From) >= int64(len(v.replicas)) {
-			return nil, ErrUnknownSender
-		}
 		if err := v.checkEpoch(&body); err != nil {
 			return nil, err
+		}
+		if int64(body.From) >= int64(len(v.replicas)) {
+			return nil, ErrUnknownSender
 		}
 		sigs.add(v, body.From, s)
 		votes[i] = checkpoint.Vote{Replica: body.From, Sequence: cp.Sequence, Signed: s}

@@ -77,11 +77,11 @@ func (v *MessageVerifier) inner(s *wire.Signed, sigs *nestedSigs) (*wire.Replica
 	if err := proto.Unmarshal(s.Payload, &body); err != nil {
 		return nil, fmt.Errorf("%w: nested message: %w", ErrMalformed, err)
 	}
-	if int64(body.From) >= int64(len(v.replicas)) {
-		return nil, ErrUnknownSender
-	}
 	if err := v.checkEpoch(&body); err != nil {
 		return nil, err
+	}
+	if int64(body.From) >= int64(len(v.replicas)) {
+		return nil, ErrUnknownSender
 	}
 	sigs.add(v, body.From, s)
 	return &body, nil

@@ -298,6 +298,9 @@ func (r *Replica) stepNewView(from uint32, signed *wire.Signed, nv *VerifiedNewV
 // this view before the NEW-VIEW.
 func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePrepare, newView *wire.Signed) {
 	r.viewActive, r.vcTimer = true, 0
+	// No empty fill batch until the re-proposals are in place (moving the
+	// window below proposes).
+	r.adopting = true
 	r.timerBase = r.ticks
 	r.restartLivenessClocks()
 	r.lastNewView, r.ownViewChange = newView, nil
@@ -354,6 +357,7 @@ func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePr
 			}
 		}
 	}
+	r.adopting = false
 	pending := r.pendingView
 	r.pendingView = nil
 	for _, m := range pending {
