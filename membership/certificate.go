@@ -24,18 +24,21 @@ const (
 var ErrBadCertificate = errors.New("membership: invalid configuration certificate")
 
 // Vote is a member's statement that Config (by digest) holds from
-// Sequence on; From is the signer's index in the previous configuration.
+// Sequence on, and that the state after executing Sequence-1 (the previous
+// epoch's last stable checkpoint) has digest StateDigest; From is the
+// signer's index in the previous configuration.
 type Vote struct {
 	Epoch        uint64
 	ConfigDigest [32]byte
 	Sequence     uint64
 	From         uint32
+	StateDigest  [32]byte
 }
 
 // Encode returns the vote's encoding (wire.ConfigVote): what its signer signs.
 func (v Vote) Encode() []byte {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(&wire.ConfigVote{
-		Epoch: v.Epoch, ConfigDigest: v.ConfigDigest[:], Sequence: v.Sequence, From: v.From,
+		Epoch: v.Epoch, ConfigDigest: v.ConfigDigest[:], Sequence: v.Sequence, From: v.From, StateDigest: v.StateDigest[:],
 	})
 	if err != nil {
 		panic(fmt.Sprintf("membership: encoding a vote: %v", err)) // plain messages always encode
@@ -51,15 +54,38 @@ func SignVote(clusterID string, v Vote, key ed25519.PrivateKey) *wire.Signed {
 
 // Certificate proves one change: the administrators' signed change, the
 // configuration it produced (epoch = previous + 1), the sequence from which
-// it holds, and a quorum of the previous configuration's members' votes.
+// it holds, the state digest at Sequence-1 (the votes carry it), and a
+// quorum of the previous configuration's members' votes.
 type Certificate struct {
-	Change   SignedChange
-	Config   Config
-	Sequence uint64
-	Votes    []*wire.Signed
+	Change      SignedChange
+	Config      Config
+	Sequence    uint64
+	StateDigest [32]byte
+	Votes       []*wire.Signed
 }
 
-// Encode returns the certificate's wire form.
+// Wire returns the certificate's wire form.
+func (c Certificate) Wire() *wire.ConfigCertificate { return c.wire() }
+
+// CertificateFromWire decodes a certificate's parts (bounded as in a
+// history); it checks that they decode, not that they prove anything
+// (Verify does).
+func CertificateFromWire(c *wire.ConfigCertificate) (Certificate, error) {
+	if len(c.GetVotes()) > MaxMembers {
+		return Certificate{}, fmt.Errorf("%w: %d votes", ErrBadCertificate, len(c.GetVotes()))
+	}
+	sc, err := DecodeSignedChange(c.GetChange())
+	if err != nil {
+		return Certificate{}, fmt.Errorf("%w: %w", ErrBadCertificate, err)
+	}
+	cfg, err := Decode(c.GetConfig())
+	if err != nil {
+		return Certificate{}, fmt.Errorf("%w: %w", ErrBadCertificate, err)
+	}
+	return Certificate{Change: sc, Config: cfg, Sequence: c.GetSequence(),
+		StateDigest: votedStateDigest(c.GetVotes()), Votes: c.GetVotes()}, nil
+}
+
 func (c Certificate) wire() *wire.ConfigCertificate {
 	return &wire.ConfigCertificate{Change: c.Change.Encode(), Config: c.Config.Encode(), Sequence: c.Sequence, Votes: c.Votes}
 }
@@ -67,8 +93,8 @@ func (c Certificate) wire() *wire.ConfigCertificate {
 // Verify checks that cert proves a change of prev in cluster clusterID:
 // the change is approved by prev's administrators and produces exactly
 // cert.Config under rules, and distinct members of prev making a quorum
-// (prev.Quorum) signed votes for that configuration and sequence. It
-// returns the proven configuration.
+// (prev.Quorum) signed votes for that configuration, sequence and state
+// digest. It returns the proven configuration.
 func (cert Certificate) Verify(clusterID string, prev Config, rules Rules) (Config, error) {
 	next, _, err := prev.Apply(clusterID, cert.Change, rules)
 	if err != nil {
@@ -88,7 +114,8 @@ func (cert Certificate) Verify(clusterID string, prev Config, rules Rules) (Conf
 		if !ok || voted[v.From] {
 			continue // not a member of the previous epoch, or counted already
 		}
-		if v.Epoch != next.Epoch || !bytes.Equal(v.ConfigDigest, digest[:]) || v.Sequence != cert.Sequence {
+		if v.Epoch != next.Epoch || !bytes.Equal(v.ConfigDigest, digest[:]) || v.Sequence != cert.Sequence ||
+			!bytes.Equal(v.StateDigest, cert.StateDigest[:]) {
 			return Config{}, fmt.Errorf("%w: epoch %d: replica %d voted for something else", ErrBadCertificate, next.Epoch, v.From)
 		}
 		if !crypto.Verify(m.PublicKey, clusterID, crypto.DomainConfigVote, s.GetPayload(), s.GetSignature()) {
@@ -139,15 +166,11 @@ func DecodeHistory(b []byte) (History, error) {
 	}
 	var h History
 	for i, c := range w.Certificates {
-		sc, err := DecodeSignedChange(c.GetChange())
+		cert, err := CertificateFromWire(c)
 		if err != nil {
-			return History{}, fmt.Errorf("%w: certificate %d: %w", ErrBadCertificate, i, err)
+			return History{}, fmt.Errorf("certificate %d: %w", i, err)
 		}
-		cfg, err := Decode(c.GetConfig())
-		if err != nil {
-			return History{}, fmt.Errorf("%w: certificate %d: %w", ErrBadCertificate, i, err)
-		}
-		h.Certificates = append(h.Certificates, Certificate{Change: sc, Config: cfg, Sequence: c.GetSequence(), Votes: c.GetVotes()})
+		h.Certificates = append(h.Certificates, cert)
 	}
 	return h, nil
 }
@@ -169,4 +192,19 @@ func VerifyHistory(clusterID string, genesis Config, h History, rules Rules) (Co
 		cur, from = next, cert.Sequence
 	}
 	return cur, from, nil
+}
+
+// votedStateDigest returns the state digest the first decodable vote
+// names (the zero digest if none does): Verify then requires every
+// counted vote to name the same one.
+func votedStateDigest(votes []*wire.Signed) [32]byte {
+	var d [32]byte
+	for _, s := range votes {
+		var v wire.ConfigVote
+		if proto.Unmarshal(s.GetPayload(), &v) == nil && len(v.StateDigest) == len(d) {
+			copy(d[:], v.StateDigest)
+			return d
+		}
+	}
+	return d
 }

@@ -110,7 +110,7 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 // it drops it as stale. Without this a replica whose window stopped below
 // the others' stable checkpoint never moved it in an idle cluster.
 func (r *Replica) sendsStableCertificate(f *wire.Fetch, stable checkpoint.Certificate) bool {
-	return stable.Sequence > 0 && stable.Sequence == r.window.Low && f.FromSequence <= r.window.High()
+	return len(stable.Proof) > 0 && stable.Sequence == r.window.Low && f.FromSequence <= r.window.High()
 }
 
 func (r *Replica) sendTo(to uint32, kind Kind, signed *wire.Signed) {
@@ -154,6 +154,16 @@ func (r *Replica) requestStateTransfer(cert *checkpoint.Certificate) {
 // cert.StateDigest). The replica continues from cert.Sequence and asks the
 // others for the log above it.
 func (r *Replica) InstallCheckpoint(cert checkpoint.Certificate) error {
+	if r.isBaseCertificate(cert) && r.transferring != nil && r.transferring.Sequence == cert.Sequence {
+		// The state at the epoch's base (NeedBaseState): the configuration
+		// certificate proved its digest; the window is already there.
+		r.transferring = nil
+		r.timerBase = r.ticks
+		r.restartLivenessClocks()
+		r.deliver()
+		r.broadcastFetch()
+		return nil
+	}
 	if _, err := checkpoint.VerifyCertificate(cert.Proof, r.cfg.N, r.quorum, r.cfg.CheckpointInterval); err != nil {
 		return fmt.Errorf("protocol: install: %w", err)
 	}

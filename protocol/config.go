@@ -21,6 +21,16 @@ type Config struct {
 	// Signer signs this replica's messages.
 	Signer Signer
 
+	// Epoch is the configuration epoch this replica runs (see epoch.go):
+	// its messages carry it, and it shifts the primary rotation. Base is
+	// the sequence the epoch starts after (0 for the genesis epoch, else a
+	// checkpoint sequence): the replica starts with its low watermark and
+	// last committed sequence there. BaseStateDigest is the state digest
+	// at Base that the configuration certificate names.
+	Epoch           uint64
+	Base            uint64
+	BaseStateDigest [32]byte
+
 	// CheckpointInterval K: a checkpoint every K sequence numbers (128).
 	CheckpointInterval uint64
 	// WindowSize L: sequences in (low, low+L] are accepted (2K).
@@ -194,6 +204,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("protocol: replica id %d outside [0, %d)", c.ID, c.N)
 	case c.Signer == nil:
 		return errors.New("protocol: no signer")
+	case c.Base%c.CheckpointInterval != 0:
+		return fmt.Errorf("protocol: epoch base %d is not a multiple of the checkpoint interval %d", c.Base, c.CheckpointInterval)
 	case c.WindowSize < c.CheckpointInterval:
 		return fmt.Errorf("protocol: window %d smaller than checkpoint interval %d", c.WindowSize, c.CheckpointInterval)
 	case c.MaxBatchSize < 1 || c.MaxInFlight < 1 || c.BatchDelayTicks < 0:
@@ -223,5 +235,6 @@ func Quorum(n int) int {
 	return (n + f + 2) / 2
 }
 
-// Primary returns the primary of view v among n replicas.
-func Primary(view uint64, n int) uint32 { return uint32(view % uint64(n)) }
+// Primary returns the primary of view v among n replicas in epoch 0 (see
+// PrimaryIn for the others).
+func Primary(view uint64, n int) uint32 { return PrimaryIn(0, view, n) }

@@ -123,8 +123,9 @@ func fzEdge(tb testing.TB) [][]byte {
 		fzFrame(tb, 1, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Prepare{Prepare: &wire.Prepare{}}}),
 		fzFrame(tb, 2, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Commit{Commit: &wire.Commit{Sequence: 1 << 62, Digest: make([]byte, 32)}}}),
 		fzFrame(tb, 3, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Checkpoint{Checkpoint: &wire.Checkpoint{Sequence: 3}}}),
-		// A null request outside a NEW-VIEW.
-		fzFrame(tb, 0, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{Sequence: 1, Digest: fzNullDigest()}}}),
+		// A null request from a backup (null requests are valid pre-prepares:
+		// an ending epoch's primary fills with them).
+		fzFrame(tb, 2, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: &wire.PrePrepare{Sequence: 1, Digest: fzNullDigest()}}}),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/pbftnode/pbftnode/byzantine"
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/replica"
 	"github.com/pbftnode/pbftnode/statetransfer"
@@ -87,11 +88,18 @@ type interactionEnv struct {
 	// digests at one sequence or one replica executes a request twice.
 	executedAt map[uint64]string
 	executedBy []map[string]uint64
+	// Configuration epochs (interaction_epoch_test.go; nil verifiers:
+	// off): the administrator, the genesis, a verifier per epoch and the
+	// configuration frames in flight.
+	admin        ed25519.PrivateKey
+	genesis      membership.Config
+	verifiers    map[uint64]*protocol.MessageVerifier
+	configFrames map[int]configFrame
 }
 
 const interactionClients = 4
 
-func newInteractionEnv(t *testing.T, n int, core protocol.Config) *interactionEnv {
+func newInteractionEnv(t *testing.T, n int, core protocol.Config, epochs bool) *interactionEnv {
 	env := &interactionEnv{t: t, n: n, core: core, group: make([]int, n),
 		nextRequest: map[int]uint64{}, ops: map[string]string{}, out: &strings.Builder{},
 		executedAt: map[uint64]string{}}
@@ -105,6 +113,9 @@ func newInteractionEnv(t *testing.T, n int, core protocol.Config) *interactionEn
 	}
 	env.verifier = protocol.NewMessageVerifier(interactionClusterID, pubs, nil, nil, 0)
 	env.verifier.SetWindowSize(core.WindowSize)
+	if epochs {
+		env.enableEpochs()
+	}
 	for i := range n {
 		db, err := storage.OpenMem(storage.Options{})
 		if err != nil {
@@ -160,7 +171,8 @@ func (r *envReplica) start() error {
 	if err != nil {
 		return err
 	}
-	if r.exec, err = execution.NewExecutor(r.db, kv, nil); err != nil {
+	opts, epochs := r.epochOptions()
+	if r.exec, err = execution.NewExecutor(r.db, kv, nil, opts...); err != nil {
 		return err
 	}
 	r.snaps = replica.NewMemorySnapshots(r.store)
@@ -169,7 +181,7 @@ func (r *envReplica) start() error {
 	cfg.Signer = crypto.NewSigner(r.env.keys[r.id], interactionClusterID)
 	d, err := replica.New(replica.Config{
 		Core: cfg, Storage: envStorage{r.store, r}, Network: envNetwork{r}, Executor: r.exec,
-		Snapshots: r.snaps, Verifier: r.env.verifier, Filter: envFilter{r}, Observer: envObserver{r: r},
+		Snapshots: r.snaps, Verifier: r.env.verifier, Filter: envFilter{r}, Observer: envObserver{r: r}, Epochs: epochs,
 	})
 	if err != nil {
 		return err
@@ -495,7 +507,7 @@ func mustMarshal(m proto.Message) []byte {
 // does (the driver leaves state requests to its caller).
 func (r *envReplica) serveState(from uint32, req *wire.StateRequest) {
 	chunk := statetransfer.Serve(statetransfer.At(r.snaps.Taken, req.Sequence), req, 64)
-	body := &wire.ReplicaMessage{From: r.id, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
+	body := &wire.ReplicaMessage{From: r.id, Epoch: r.driver.Epoch(), Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
 	payload := mustMarshal(body)
 	signed := &wire.Signed{Payload: payload, Signature: crypto.NewSigner(r.env.keys[r.id], interactionClusterID).Sign(crypto.DomainReplicaMessage, payload)}
 	frame, err := protocol.EncodeFrame(signed, nil)

@@ -58,7 +58,8 @@ func TestInteraction(t *testing.T) {
 }
 
 // initEnv handles "init n=4 [checkpoint=4] [window=8] [timeout=10]
-// [retransmit=15] [inflight=8]".
+// [retransmit=15] [inflight=8] [epochs]" (epochs: see
+// interaction_epoch_test.go).
 func initEnv(t *testing.T, d *datadriven.TestData) *interactionEnv {
 	n, k, timeout := 4, 4, 10
 	window, retransmit, inflight := -1, -1, 8
@@ -77,7 +78,7 @@ func initEnv(t *testing.T, d *datadriven.TestData) *interactionEnv {
 	return newInteractionEnv(t, n, protocol.Config{
 		CheckpointInterval: uint64(k), WindowSize: uint64(window), ViewChangeTimeoutTicks: timeout,
 		RetransmitTicks: retransmit, MaxInFlight: inflight, MaxPartialInFlight: min(2, inflight),
-	})
+	}, d.HasArg("epochs"))
 }
 
 func intArg(t *testing.T, d *datadriven.TestData, key string, dest *int) {
@@ -175,12 +176,18 @@ func (env *interactionEnv) submit(d *datadriven.TestData) error {
 		d.ScanArgs(env.t, "num", &number)
 	}
 	env.nextRequest[client] = max(env.nextRequest[client], number)
-	encoded, err := encodeOperation(op)
+	change, isChange, err := env.configChange(op)
 	if err != nil {
 		return err
 	}
+	var encoded []byte
+	if !isChange {
+		if encoded, err = encodeOperation(op); err != nil {
+			return err
+		}
+	}
 	key := env.clients[client]
-	req := &wire.Request{ClientId: key.Public().(ed25519.PublicKey), RequestNumber: number, Operation: encoded}
+	req := &wire.Request{ClientId: key.Public().(ed25519.PublicKey), RequestNumber: number, Operation: encoded, ConfigChange: change}
 	name := env.requestName(req.ClientId, number)
 	env.ops[name] = strings.ReplaceAll(op, "/", " ")
 	payload, err := proto.Marshal(req)
@@ -309,7 +316,10 @@ func (env *interactionEnv) deliverFrame(f envFrame) error {
 	env.detailf("%d->%d %s", f.from, f.to, f.trimmed())
 	env.indent = "  "
 	defer func() { env.indent = "" }()
-	m, err := env.verifier.ReplicaFrame(f.data)
+	if f.kind == kindConfig {
+		return env.deliverConfig(r, f)
+	}
+	m, err := env.verifierOf(r).ReplicaFrame(f.data)
 	if err != nil {
 		env.detailf("%d rejects: %v", f.to, err)
 		return nil

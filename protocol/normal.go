@@ -68,17 +68,27 @@ func (r *Replica) propose() {
 			continue // only stale queue entries were dropped
 		}
 		r.batchWait = 0
-		seq := r.nextSequence
-		r.nextSequence++
-		digest := crypto.BatchDigest(signed)
-		pp := &wire.PrePrepare{View: r.view, Sequence: seq, Digest: digest[:]}
-		out := r.sign(&wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: pp}})
-		r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: out, Batch: signed, Kind: KindPrePrepare, BeforePersist: true})
-		r.logPrePrepare(r.view, seq, out, digest, signed, reqs)
-		s := r.slot(seq)
-		s.prePrepare, s.digest, s.batch, s.requests = out, digest, signed, reqs
-		s.largeBytes = large
+		r.proposeBatch(signed, reqs, large)
 	}
+	r.fillToEnd()
+}
+
+// proposeBatch assigns the next sequence to a batch (empty: a null
+// request) and pre-prepares it; large is its large-request bytes.
+func (r *Replica) proposeBatch(signed []*wire.Signed, reqs []*wire.Request, large int) {
+	seq := r.nextSequence
+	r.nextSequence++
+	digest := crypto.BatchDigest(signed)
+	if signed == nil {
+		signed = []*wire.Signed{}
+	}
+	pp := &wire.PrePrepare{View: r.view, Sequence: seq, Digest: digest[:]}
+	out := r.sign(&wire.ReplicaMessage{Body: &wire.ReplicaMessage_PrePrepare{PrePrepare: pp}})
+	r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: out, Batch: signed, Kind: KindPrePrepare, BeforePersist: true})
+	r.logPrePrepare(r.view, seq, out, digest, signed, reqs)
+	s := r.slot(seq)
+	s.prePrepare, s.digest, s.batch, s.requests = out, digest, signed, reqs
+	s.largeBytes = large
 }
 
 // largeAllowance is how many bytes of large requests the next batch may
@@ -111,7 +121,7 @@ func (r *Replica) canPropose() bool {
 	if !r.viewActive || !r.IsPrimary() || r.requests.queued() == 0 {
 		return false
 	}
-	if r.inFlight() >= r.cfg.MaxInFlight || !r.window.Contains(r.nextSequence) {
+	if r.inFlight() >= r.cfg.MaxInFlight || !r.window.Contains(r.nextSequence) || r.beyondEnd(r.nextSequence) {
 		return false
 	}
 	full := r.requests.queued() >= r.cfg.MaxBatchSize
@@ -130,14 +140,16 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 	switch {
 	case pp.View != r.view:
 		return ErrWrongView
-	case from != Primary(r.view, r.cfg.N):
+	case from != r.primary(r.view):
 		return ErrNotFromPrimary
 	case pp.Sequence <= r.window.Low:
 		return ErrStale
 	case !r.window.Contains(pp.Sequence):
 		return ErrOutsideWindow
-	case len(m.Batch) == 0 || len(m.Batch) != len(m.Requests):
-		return ErrMalformed // null requests come only from NEW-VIEW
+	case r.beyondEnd(pp.Sequence):
+		return ErrBeyondEpoch
+	case len(m.Batch) != len(m.Requests):
+		return ErrMalformed // an empty batch is a null request (EndAt fills with them)
 	case len(m.Batch) > r.cfg.MaxBatchSize:
 		return ErrBatchTooLarge
 	}
@@ -154,6 +166,9 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 	digest := crypto.BatchDigest(m.Batch)
 	if !bytes.Equal(pp.Digest, digest[:]) {
 		return ErrDigestMismatch
+	}
+	if m.Batch == nil {
+		m.Batch = []*wire.Signed{} // a null request: a batch that is held (empty), not missing
 	}
 	s := r.slot(pp.Sequence)
 	if s.committed {
@@ -213,7 +228,7 @@ func (r *Replica) stepPrepare(from uint32, p *wire.Prepare, signed *wire.Signed)
 	if err != nil {
 		return err
 	}
-	if from == Primary(r.view, r.cfg.N) {
+	if from == r.primary(r.view) {
 		return ErrFromPrimary
 	}
 	s := r.slot(p.Sequence)

@@ -40,14 +40,18 @@ type Recovered struct {
 // contradicted. That is what lets the runtime send the primary's
 // PRE-PREPAREs before persisting them (Outbound.BeforePersist).
 func (r *Replica) Restore(rec Recovered) error {
-	if r.lastCommitted != 0 || len(r.slots) != 0 {
+	if r.lastCommitted != r.cfg.Base || len(r.slots) != 0 {
 		return fmt.Errorf("protocol: restore into a replica that already ran")
 	}
 	r.view = rec.View
-	r.lastCommitted = rec.Executed
+	// A replica of an epoch that starts after its base never goes below
+	// it; one whose executor is below the base (a joiner that has not
+	// fetched the base state yet) fetches it.
+	r.lastCommitted = max(rec.Executed, r.cfg.Base)
+	needBase := rec.Executed < r.cfg.Base
 	// The low watermark is always the stable checkpoint the tracker holds:
 	// answers to Fetch and certificate checks rely on the two agreeing.
-	if rec.Stable != nil && rec.Stable.Sequence > 0 {
+	if rec.Stable != nil && rec.Stable.Sequence > r.cfg.Base {
 		cert, err := checkpoint.VerifyCertificate(rec.Stable.Proof, r.cfg.N, r.quorum, r.cfg.CheckpointInterval)
 		if err != nil {
 			return fmt.Errorf("protocol: restore: stored certificate: %w", err)
@@ -58,7 +62,11 @@ func (r *Replica) Restore(rec Recovered) error {
 			// The executor's (unsynced) state is older than the stable
 			// checkpoint: fetch the certified state.
 			r.requestStateTransfer(&cert)
+			needBase = false
 		}
+	}
+	if needBase {
+		r.NeedBaseState()
 	}
 	r.nextSequence = r.lastCommitted + 1
 	for _, m := range rec.Log {
@@ -109,7 +117,7 @@ func (r *Replica) restoreEntry(m VerifiedMessage) error {
 		if pp.View != r.view {
 			return nil
 		}
-		if body.From != Primary(pp.View, r.cfg.N) {
+		if body.From != r.primary(pp.View) {
 			return fmt.Errorf("protocol: restore: logged pre-prepare %d not from the primary", pp.Sequence)
 		}
 		s := r.slot(pp.Sequence)

@@ -23,6 +23,11 @@ type Replica struct {
 	checkpoints   *checkpoint.Tracker
 	nextSequence  uint64 // primary: next sequence to assign
 	lastCommitted uint64 // highest sequence handed out in Ready.Committed
+	// endAt, when not 0, is the last sequence of this epoch (EndAt);
+	// adopting is true while a NEW-VIEW's re-proposals are installed
+	// (no fill batch then: see canFill).
+	endAt    uint64
+	adopting bool
 
 	slots    map[uint64]*slot
 	requests *requestTracker
@@ -96,7 +101,7 @@ type Replica struct {
 	ready Ready
 }
 
-// New returns a replica in view 0 with an empty log.
+// New returns a replica in view 0 with an empty log, at cfg.Base.
 func New(cfg Config) (*Replica, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -108,7 +113,7 @@ func New(cfg Config) (*Replica, error) {
 	if err != nil {
 		return nil, fmt.Errorf("protocol: %w", err)
 	}
-	return &Replica{
+	r := &Replica{
 		cfg:          cfg,
 		quorum:       quorum,
 		window:       checkpoint.Window{Low: 0, Size: cfg.WindowSize},
@@ -129,8 +134,10 @@ func New(cfg Config) (*Replica, error) {
 		prepared:       make(map[uint64]viewchange.PreparedCertificate),
 		retained:       make(map[crypto.Digest]*retainedBatch),
 		vcConfig: viewchange.Config{N: cfg.N, Quorum: cfg.ViewChangeQuorum, CheckpointInterval: cfg.CheckpointInterval,
-			WindowSize: cfg.WindowSize, NullDigest: crypto.BatchDigest(nil)},
-	}, nil
+			WindowSize: cfg.WindowSize, NullDigest: crypto.BatchDigest(nil), Epoch: cfg.Epoch, Base: cfg.Base},
+	}
+	r.startAtBase()
+	return r, nil
 }
 
 // ID returns this replica's index.
@@ -147,7 +154,7 @@ func (r *Replica) View() uint64 { return r.view }
 func (r *Replica) HighestPrepared() uint64 { return r.highestPrepared }
 
 // IsPrimary reports whether this replica is the current view's primary.
-func (r *Replica) IsPrimary() bool { return Primary(r.view, r.cfg.N) == r.cfg.ID }
+func (r *Replica) IsPrimary() bool { return r.primary(r.view) == r.cfg.ID }
 
 // ViewActive reports whether the replica runs the normal case in its view
 // (false while it changes views).
@@ -158,7 +165,7 @@ func (r *Replica) Status() Status {
 	return Status{
 		ID:              r.cfg.ID,
 		View:            r.view,
-		Primary:         Primary(r.view, r.cfg.N),
+		Primary:         r.primary(r.view),
 		LowWatermark:    r.window.Low,
 		HighWatermark:   r.window.High(),
 		LastCommitted:   r.lastCommitted,
@@ -182,7 +189,7 @@ func (r *Replica) Status() Status {
 }
 
 // HasReady reports whether Ready would return something to do.
-func (r *Replica) HasReady() bool { return !r.ready.Empty() || r.canPropose() }
+func (r *Replica) HasReady() bool { return !r.ready.Empty() || r.canPropose() || r.canFill() }
 
 // Ready returns the actions accumulated since the last call and clears
 // them. The caller must persist rd.View and rd.Persist before sending
@@ -232,7 +239,7 @@ func (r *Replica) Submit(req ClientRequest) error {
 	if !r.viewActive {
 		return nil // kept for the new primary
 	}
-	r.send(Primary(r.view, r.cfg.N), KindForward, &wire.ReplicaMessage{
+	r.send(r.primary(r.view), KindForward, &wire.ReplicaMessage{
 		Body: &wire.ReplicaMessage_ForwardedRequest{ForwardedRequest: req.Signed},
 	})
 	return nil
@@ -250,6 +257,8 @@ func (r *Replica) Step(m VerifiedMessage) error {
 		return ErrUnknownSender
 	case from == r.cfg.ID:
 		return ErrFromSelf
+	case m.Body.Epoch != r.cfg.Epoch:
+		return ErrWrongEpoch
 	}
 	if !r.viewActive && r.bufferForNewView(m) {
 		return nil
@@ -269,7 +278,7 @@ func (r *Replica) Step(m VerifiedMessage) error {
 		if body.PrePrepare == nil {
 			return ErrMalformed
 		}
-		if from == Primary(r.view, r.cfg.N) && r.deferIfAhead(body.PrePrepare.View, body.PrePrepare.Sequence, m) {
+		if from == r.primary(r.view) && r.deferIfAhead(body.PrePrepare.View, body.PrePrepare.Sequence, m) {
 			return nil
 		}
 		return r.stepPrePrepare(from, body.PrePrepare, m)
@@ -313,7 +322,7 @@ func (r *Replica) send(to uint32, kind Kind, body *wire.ReplicaMessage) *wire.Si
 }
 
 func (r *Replica) sign(body *wire.ReplicaMessage) *wire.Signed {
-	body.From = r.cfg.ID
+	body.From, body.Epoch = r.cfg.ID, r.cfg.Epoch
 	payload, err := proto.Marshal(body)
 	if err != nil {
 		panic(fmt.Sprintf("protocol: marshal own message: %v", err)) // generated types always marshal

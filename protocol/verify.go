@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
@@ -28,10 +29,14 @@ import (
 type MessageVerifier struct {
 	clusterID string
 	replicas  []ed25519.PublicKey
-	cache     *crypto.VerifiedCache // may be nil
-	pool      SignaturePool         // may be nil: verify inline
-	sigs      *crypto.Verifier      // the pool's, or the verifier's own
-	maxBatch  int
+	// epoch is the configuration epoch whose messages this verifier
+	// accepts (see WithEpoch); wrongEpoch counts the others it refused.
+	epoch      uint64
+	wrongEpoch atomic.Uint64
+	cache      *crypto.VerifiedCache // may be nil
+	pool       SignaturePool         // may be nil: verify inline
+	sigs       *crypto.Verifier      // the pool's, or the verifier's own
+	maxBatch   int
 	// maxPrepared bounds the prepared certificates of a VIEW-CHANGE and
 	// the pre-prepares of a NEW-VIEW (the window size).
 	maxPrepared uint64
@@ -247,6 +252,11 @@ func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, b
 	var body wire.ReplicaMessage
 	if err := proto.Unmarshal(signed.GetPayload(), &body); err != nil {
 		p.err = fmt.Errorf("%w: replica message: %w", ErrMalformed, err)
+		return
+	}
+	// The epoch first: a sender's position means nothing in another epoch.
+	if err := v.checkEpoch(&body); err != nil {
+		p.err = err
 		return
 	}
 	if int64(body.From) >= int64(len(v.replicas)) {
@@ -482,6 +492,9 @@ func (v *MessageVerifier) queueCheckpointVotes(signed []*wire.Signed, sigs *nest
 		cp := body.GetCheckpoint()
 		if cp == nil || len(cp.StateDigest) != 32 {
 			return nil, fmt.Errorf("%w: certificate vote is not a checkpoint", ErrMalformed)
+		}
+		if err := v.checkEpoch(&body); err != nil {
+			return nil, err
 		}
 		if int64(body.From) >= int64(len(v.replicas)) {
 			return nil, ErrUnknownSender

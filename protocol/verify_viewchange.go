@@ -77,6 +77,9 @@ func (v *MessageVerifier) inner(s *wire.Signed, sigs *nestedSigs) (*wire.Replica
 	if err := proto.Unmarshal(s.Payload, &body); err != nil {
 		return nil, fmt.Errorf("%w: nested message: %w", ErrMalformed, err)
 	}
+	if err := v.checkEpoch(&body); err != nil {
+		return nil, err
+	}
 	if int64(body.From) >= int64(len(v.replicas)) {
 		return nil, ErrUnknownSender
 	}

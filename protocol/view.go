@@ -118,7 +118,7 @@ func (r *Replica) recordSuspect(from uint32, v uint64) {
 	if prev, ok := r.suspects[from]; ok && prev >= v {
 		return
 	}
-	if from != r.cfg.ID && from == Primary(r.view, r.cfg.N) && v == r.view+1 {
+	if from != r.cfg.ID && from == r.primary(r.view) && v == r.view+1 {
 		r.startViewChange(v)
 		return
 	}
@@ -170,9 +170,10 @@ func (r *Replica) sendViewChange() {
 	v := r.view
 
 	stable := r.checkpoints.Stable()
-	vc := &wire.ViewChange{NewView: v, StableSequence: stable.Sequence}
+	vc := &wire.ViewChange{NewView: v}
 	own := viewchange.ViewChange{From: r.cfg.ID, NewView: v, Stable: stable}
-	if stable.Sequence > 0 {
+	if len(stable.Proof) > 0 { // else stable checkpoint 0, or the epoch's base: no proof
+		vc.StableSequence = stable.Sequence
 		vc.Stable = &wire.CheckpointCertificate{}
 		for _, vote := range stable.Proof {
 			vc.Stable.Votes = append(vc.Stable.Votes, vote.Signed)
@@ -276,7 +277,7 @@ func (r *Replica) stepNewView(from uint32, signed *wire.Signed, nv *VerifiedNewV
 	if nv.View < r.view || (nv.View == r.view && r.viewActive) {
 		return ErrStale
 	}
-	if from != Primary(nv.View, r.cfg.N) {
+	if from != r.primary(nv.View) {
 		return ErrNotFromPrimary
 	}
 	decision, err := r.vcConfig.CheckNewView(nv.View, nv.ViewChanges, nv.PrePrepares)
@@ -297,6 +298,9 @@ func (r *Replica) stepNewView(from uint32, signed *wire.Signed, nv *VerifiedNewV
 // this view before the NEW-VIEW.
 func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePrepare, newView *wire.Signed) {
 	r.viewActive, r.vcTimer = true, 0
+	// No empty fill batch until the re-proposals are in place (moving the
+	// window below proposes).
+	r.adopting = true
 	r.timerBase = r.ticks
 	r.restartLivenessClocks()
 	r.lastNewView, r.ownViewChange = newView, nil
@@ -336,8 +340,8 @@ func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePr
 	r.requests.reset(r.IsPrimary())
 	maxSeq := r.lastCommitted
 	for _, h := range headers {
-		if h.Sequence <= r.window.Low {
-			continue
+		if h.Sequence <= r.window.Low || r.beyondEnd(h.Sequence) {
+			continue // below the window, or beyond the end of the epoch: not prepared
 		}
 		maxSeq = max(maxSeq, h.Sequence)
 		r.adoptProposal(h, held)
@@ -353,6 +357,7 @@ func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePr
 			}
 		}
 	}
+	r.adopting = false
 	pending := r.pendingView
 	r.pendingView = nil
 	for _, m := range pending {
@@ -369,7 +374,7 @@ func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePr
 		// were dropped, and the view stalled until retransmission). Clients
 		// send to every replica after their timeout anyway.
 		for _, req := range r.requests.fromClientRequests(r.cfg.MaxBatchSize) {
-			r.send(Primary(r.view, r.cfg.N), KindForward, &wire.ReplicaMessage{
+			r.send(r.primary(r.view), KindForward, &wire.ReplicaMessage{
 				Body: &wire.ReplicaMessage_ForwardedRequest{ForwardedRequest: req.Signed}})
 		}
 	}
@@ -490,7 +495,7 @@ func (r *Replica) recordPrepared(seq uint64, s *slot) {
 		return
 	}
 	pc := viewchange.PreparedCertificate{PrePrepare: viewchange.PrePrepare{
-		From: Primary(s.view, r.cfg.N), View: s.view, Sequence: seq, Digest: s.digest, Signed: s.prePrepare}}
+		From: r.primary(s.view), View: s.view, Sequence: seq, Digest: s.digest, Signed: s.prePrepare}}
 	wc := &wire.PreparedCertificate{PrePrepare: s.prePrepare}
 	for _, id := range slices.Sorted(maps.Keys(s.prepares)) {
 		v := s.prepares[id]

@@ -185,7 +185,10 @@ type Config struct {
 	// (ReceiptMode; the zero value is ReceiptsOff).
 	Receipts ReceiptMode
 	// Filter, when set, makes the replica Byzantine (fault injection).
-	Filter   Filter
+	Filter Filter
+	// Epochs, when set, makes the driver follow configuration epochs
+	// (epoch.go); nil runs the genesis configuration of Core forever.
+	Epochs   *Epochs
 	Observer Observer
 	Logger   *slog.Logger
 }

@@ -48,6 +48,9 @@ type Driver struct {
 	unexpected     bool
 	installedBytes int
 
+	// ep follows configuration epochs (Config.Epochs; nil without).
+	ep *epochState
+
 	// reads waits for execution to catch up (see Read).
 	reads readQueue
 	// receipts are the recent batches' receipts (Config.Receipts).
@@ -78,6 +81,14 @@ func New(cfg Config) (*Driver, error) {
 	}
 	d := &Driver{cfg: cfg, core: core, exec: cfg.Executor, store: cfg.Storage, net: cfg.Network,
 		snaps: cfg.Snapshots, obs: cfg.Observer, log: cfg.Logger}
+	if cfg.Epochs != nil {
+		if _, ok := cfg.Executor.(MembershipExecutor); !ok {
+			return nil, errors.New("replica: Epochs needs an Executor with Membership")
+		}
+		if d.ep, err = newEpochState(*cfg.Epochs); err != nil {
+			return nil, err
+		}
+	}
 	d.fetcher = d.newFetcher()
 	return d, nil
 }
@@ -97,6 +108,9 @@ func (d *Driver) Transferring() bool { return d.fetcher.Active() }
 // (the core's error, ErrUnexpectedStateChunk, ErrStateRequest); a dropped
 // input changes nothing.
 func (d *Driver) Step(m protocol.VerifiedMessage) error {
+	if d.inactive() {
+		return ErrNotMember
+	}
 	if c := m.Body.GetStateChunk(); c != nil {
 		return d.handleStateChunk(m.Body.From, c)
 	}
@@ -110,6 +124,9 @@ func (d *Driver) Step(m protocol.VerifiedMessage) error {
 // is answered from its reply cache, one too old for the cache is dropped
 // (ErrRequestTooOld), others go to the core (its error if it drops them).
 func (d *Driver) Submit(req protocol.ClientRequest) error {
+	if d.inactive() {
+		return ErrNotMember
+	}
 	r := req.Request
 	switch d.exec.Status(r.ClientId, r.RequestNumber) {
 	case execution.RequestExecuted:
@@ -126,6 +143,10 @@ func (d *Driver) Submit(req protocol.ClientRequest) error {
 // transfer peer, sends the held frames now due and what the Filter's
 // Injector returns.
 func (d *Driver) Tick() {
+	d.epochTick()
+	if d.inactive() {
+		return
+	}
 	d.core.Tick()
 	d.readsTick()
 	d.transferTick()
@@ -136,7 +157,7 @@ func (d *Driver) Tick() {
 // (see the package documentation). An error means storage or execution
 // failed: the replica must stop (a restart recovers from Storage).
 func (d *Driver) Process() error {
-	for d.core.HasReady() {
+	for !d.inactive() && d.core.HasReady() {
 		rd := d.core.Ready()
 		d.obs.Ready(&rd)
 		if err := d.handleReady(&rd); err != nil {
@@ -259,6 +280,9 @@ func (d *Driver) send(out protocol.Outbound, encode func(*wire.Signed, []*wire.S
 // execute applies one committed batch, replies to its clients, and at a
 // checkpoint sequence takes a snapshot and hands its digest to the core.
 func (d *Driver) execute(b protocol.CommittedBatch) error {
+	if d.beyondEnd(b.Sequence) {
+		return nil // an old-epoch batch above the end: the next epoch orders that sequence
+	}
 	reqs := make([]execution.Request, len(b.Requests))
 	for i, r := range b.Requests {
 		reqs[i] = execution.Request{ClientID: r.ClientId, RequestNumber: r.RequestNumber, Operation: r.Operation, ConfigChange: r.ConfigChange}
@@ -269,6 +293,7 @@ func (d *Driver) execute(b protocol.CommittedBatch) error {
 		return fmt.Errorf("replica: apply %d: %w", b.Sequence, err)
 	}
 	d.obs.Executed(b)
+	d.noteExecuted()
 	receipts := d.signReceipts(b.Sequence, replies)
 	for i := range replies {
 		r := &replies[i]
@@ -312,6 +337,7 @@ func (d *Driver) persistStable(cp *checkpoint.Certificate) error {
 	d.snaps.Stable(cp.Sequence)
 	d.obs.Stable(cp.Sequence)
 	d.pruneRequests()
+	d.noteStable(cp)
 	return nil
 }
 
@@ -324,7 +350,7 @@ func (d *Driver) pruneRequests() {
 
 // reply sends a reply, with its receipt if not nil, through the Filter.
 func (d *Driver) reply(clientID []byte, number uint64, result []byte, receipt *wire.ReplyReceipt) {
-	r := &wire.Reply{View: d.core.View(), ClientId: clientID, RequestNumber: number, Replica: d.cfg.Core.ID, Result: result, Receipt: receipt}
+	r := &wire.Reply{View: d.core.View(), Epoch: d.Epoch(), ClientId: clientID, RequestNumber: number, Replica: d.replyID(), Result: result, Receipt: receipt}
 	if d.cfg.Filter != nil && !d.cfg.Filter.Reply(r) {
 		return
 	}

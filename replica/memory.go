@@ -23,6 +23,8 @@ type MemoryStorage struct {
 	// entry, so that LoadLog returns what DB.LoadLog would.
 	log    map[string]storage.LogEntry
 	stable []byte
+	// epochs are the configuration certificates saved (memory_epoch.go).
+	epochs [][]byte
 
 	// BeforeAppend, when set, is called at the start of every AppendLog;
 	// an error it returns fails the call (wrapped), and nothing is

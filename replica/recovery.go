@@ -26,6 +26,23 @@ import (
 // primary that crashed between its early sends and its first persist has
 // only its view stored, and must not propose those sequences afresh.)
 func (d *Driver) Recover() error {
+	if d.ep != nil {
+		if err := d.recoverEpoch(); err != nil {
+			return err
+		}
+		if !d.ep.member {
+			return nil // no core to recover: it waits for a certificate that adds it
+		}
+	}
+	if err := d.recoverCore(); err != nil {
+		return err
+	}
+	d.resumeEpochEnd()
+	return nil
+}
+
+// recoverCore is Recover for the core of the epoch in force.
+func (d *Driver) recoverCore() error {
 	rec := protocol.Recovered{Executed: d.exec.LastExecuted()}
 	view, active, viewFound, err := d.store.LoadViewState()
 	if err != nil {
@@ -39,12 +56,18 @@ func (d *Driver) Recover() error {
 	from := uint64(0)
 	if found {
 		cert, err := d.decodeCertificate(encoded)
-		if err != nil {
+		switch {
+		case errors.Is(err, protocol.ErrWrongEpoch) && d.cfg.Core.Base > 0:
+			// The previous epoch's last stable checkpoint: this epoch's base.
+			from = d.cfg.Core.Base + 1
+		case err != nil:
 			return fmt.Errorf("replica: recover stable checkpoint: %w", err)
+		default:
+			rec.Stable = &cert
+			from = cert.Sequence + 1
 		}
-		rec.Stable = &cert
-		from = cert.Sequence + 1
 	}
+	from = max(from, d.cfg.Core.Base+1)
 	if err := d.recoverLog(&rec, from); err != nil {
 		return err
 	}
@@ -127,6 +150,9 @@ func (d *Driver) recoverLog(rec *protocol.Recovered, from uint64) error {
 				return fmt.Errorf("replica: recover prepared certificate at %d: %w", e.Sequence, err)
 			}
 			pc, err := d.cfg.Verifier.PreparedCertificate(&wc)
+			if errors.Is(err, protocol.ErrWrongEpoch) {
+				continue // of an ended epoch (above its end, never executed)
+			}
 			if err != nil {
 				return fmt.Errorf("replica: recover prepared certificate at %d: %w", e.Sequence, err)
 			}
@@ -134,6 +160,9 @@ func (d *Driver) recoverLog(rec *protocol.Recovered, from uint64) error {
 			continue
 		}
 		m, err := d.cfg.Verifier.ReplicaFrame(e.Signed)
+		if errors.Is(err, protocol.ErrWrongEpoch) {
+			continue // of an ended epoch (above its end, never executed)
+		}
 		if err != nil {
 			return fmt.Errorf("replica: recover log entry at sequence %d: %w", e.Sequence, err)
 		}

@@ -45,22 +45,19 @@ func (d *Driver) startTransfer(cert checkpoint.Certificate) error {
 	if d.fetcher.Active() && cert.Sequence <= d.behind.Sequence {
 		return nil
 	}
-	var peers []uint32
-	for _, v := range cert.Proof {
-		if v.Replica != d.cfg.Core.ID {
-			peers = append(peers, v.Replica)
-		}
-	}
+	peers, base := transferPeers(cert, d.cfg.Core.ID, d.cfg.Core.N)
 	if len(peers) == 0 {
 		d.log.Error("state transfer: no peer signed the certificate", "sequence", cert.Sequence)
 		return nil
 	}
-	stored, err := encodeCertificate(&cert)
-	if err != nil {
-		return fmt.Errorf("replica: state transfer: %w", err)
-	}
-	if err := d.store.SaveStableCheckpoint(stored); err != nil {
-		return fmt.Errorf("replica: state transfer: store the target: %w", err)
+	if !base {
+		stored, err := encodeCertificate(&cert)
+		if err != nil {
+			return fmt.Errorf("replica: state transfer: %w", err)
+		}
+		if err := d.store.SaveStableCheckpoint(stored); err != nil {
+			return fmt.Errorf("replica: state transfer: store the target: %w", err)
+		}
 	}
 	d.behind = &cert
 	d.fetcher.Start(statetransfer.Target{
@@ -111,7 +108,7 @@ func (d *Driver) handleStateChunk(from uint32, c *wire.StateChunk) error {
 
 // sendOwn signs body as this replica and sends it through the Filter.
 func (d *Driver) sendOwn(to uint32, kind protocol.Kind, body *wire.ReplicaMessage) {
-	body.From = d.cfg.Core.ID
+	body.From, body.Epoch = d.cfg.Core.ID, d.cfg.Core.Epoch
 	payload, err := proto.Marshal(body)
 	if err != nil {
 		d.log.Error("encode own message", "err", fmt.Errorf("replica: %w", err))
@@ -177,3 +174,23 @@ func (o fetchObserver) Rejected(reason string) {
 func (o fetchObserver) Received(entries, _ int) { o.d.obs.TransferReceived(entries) }
 
 func (o fetchObserver) Installed(_ uint64, bytes int) { o.d.installedBytes = bytes }
+
+// transferPeers returns whom to ask for cert's state: its signers but
+// self, or, for an epoch's base (no proof: the configuration certificate
+// names its digest), every other replica; base says which.
+func transferPeers(cert checkpoint.Certificate, self uint32, n int) (peers []uint32, base bool) {
+	if len(cert.Proof) == 0 {
+		for i := range uint32(n) {
+			if i != self {
+				peers = append(peers, i)
+			}
+		}
+		return peers, true
+	}
+	for _, v := range cert.Proof {
+		if v.Replica != self {
+			peers = append(peers, v.Replica)
+		}
+	}
+	return peers, false
+}

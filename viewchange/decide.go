@@ -134,7 +134,7 @@ func (c Config) CheckNewView(view uint64, vcs []ViewChange, prePrepares []PrePre
 		return Decision{}, fmt.Errorf("%w: %d pre-prepares for %d proposals",
 			ErrInvalidNewView, len(prePrepares), len(d.Proposals))
 	}
-	primary := Primary(view, c.N)
+	primary := c.primary(view)
 	minS := d.Stable.Sequence
 	matched := make(map[uint64]bool, len(prePrepares))
 	for i, pp := range prePrepares {
@@ -193,7 +193,7 @@ func (c Config) Select(view uint64, vcs []ViewChange) ([]ViewChange, bool) {
 	if len(senders) < c.Quorum {
 		return nil, false
 	}
-	primary := Primary(view, c.N)
+	primary := c.primary(view)
 	sort.Slice(senders, func(i, j int) bool {
 		// The primary first, then by index.
 		if (senders[i] == primary) != (senders[j] == primary) {

@@ -17,7 +17,7 @@ func (c Config) ValidatePreparedCertificate(pc PreparedCertificate) error {
 		return err
 	}
 	pp := pc.PrePrepare
-	primary := Primary(pp.View, c.N)
+	primary := c.primary(pp.View)
 	switch {
 	case pp.Sequence == 0:
 		return fmt.Errorf("%w: sequence 0", ErrInvalidCertificate)
@@ -100,11 +100,15 @@ func (c Config) checkViewChange(vc ViewChange) (checkpoint.Certificate, error) {
 // canonical form. At sequence 0 the state digest is not checked (there is
 // no proof of it) and is dropped.
 func (c Config) checkStable(s checkpoint.Certificate) (checkpoint.Certificate, error) {
-	if s.Sequence == 0 {
+	if s.Sequence == 0 || (c.Base > 0 && s.Sequence == c.Base && len(s.Proof) == 0) {
 		if len(s.Proof) != 0 {
 			return checkpoint.Certificate{}, fmt.Errorf("stable checkpoint 0 with %d votes of proof", len(s.Proof))
 		}
-		return checkpoint.Certificate{}, nil
+		// The epoch's base: certified by the previous epoch.
+		return checkpoint.Certificate{Sequence: c.Base}, nil
+	}
+	if s.Sequence <= c.Base {
+		return checkpoint.Certificate{}, fmt.Errorf("stable checkpoint %d at or below the epoch's base %d", s.Sequence, c.Base)
 	}
 	if len(s.Proof) == 0 {
 		return checkpoint.Certificate{}, fmt.Errorf("stable checkpoint %d without proof", s.Sequence)

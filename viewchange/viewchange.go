@@ -43,15 +43,30 @@ type Config struct {
 	WindowSize uint64
 	// NullDigest is the digest of the empty batch (crypto.BatchDigest(nil)).
 	NullDigest [32]byte
+	// Epoch is the configuration epoch: the primary of view v is
+	// (v + Epoch) mod N (PrimaryIn).
+	Epoch uint64
+	// Base is the sequence the epoch starts after: a VIEW-CHANGE whose
+	// stable checkpoint carries no proof (sequence 0 or Base) stands for
+	// Base, which the previous epoch certified.
+	Base uint64
 }
 
-// Primary returns the primary of view among n replicas: view mod n, the
-// same as protocol.Primary. It returns 0 when n is not positive.
-func Primary(view uint64, n int) uint32 {
+// primary returns the primary of view in c's epoch.
+func (c Config) primary(view uint64) uint32 { return PrimaryIn(c.Epoch, view, c.N) }
+
+// Primary returns the primary of view among n replicas in epoch 0: view
+// mod n, the same as protocol.Primary. It returns 0 when n is not positive.
+func Primary(view uint64, n int) uint32 { return PrimaryIn(0, view, n) }
+
+// PrimaryIn returns the primary of view among n replicas in configuration
+// epoch: (view + epoch) mod n, so the rotation starts elsewhere in each
+// epoch. It returns 0 when n is not positive.
+func PrimaryIn(epoch, view uint64, n int) uint32 {
 	if n <= 0 {
 		return 0
 	}
-	return uint32(view % uint64(n))
+	return uint32((view%uint64(n) + epoch%uint64(n)) % uint64(n))
 }
 
 // PrePrepare is a decoded PRE-PREPARE(view, sequence, digest) signed by From.

@@ -263,7 +263,11 @@ type ReplicaMessage struct {
 	//	*ReplicaMessage_BatchRequest
 	//	*ReplicaMessage_BatchReply
 	//	*ReplicaMessage_Suspect
-	Body          isReplicaMessage_Body `protobuf_oneof:"body"`
+	Body isReplicaMessage_Body `protobuf_oneof:"body"`
+	// epoch is the configuration epoch the message belongs to (signed with
+	// it): a replica accepts only messages of its current epoch, so a vote
+	// of one configuration never counts in another.
+	Epoch         uint64 `protobuf:"varint,16,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -436,6 +440,13 @@ func (x *ReplicaMessage) GetSuspect() *Suspect {
 		}
 	}
 	return nil
+}
+
+func (x *ReplicaMessage) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 type isReplicaMessage_Body interface {
@@ -3216,11 +3227,15 @@ func (x *AdminSignature) GetSignature() []byte {
 // config_digest is epoch's configuration from sequence on. Travels as
 // Signed{payload: ConfigVote} (crypto.DomainConfigVote).
 type ConfigVote struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	ConfigDigest  []byte                 `protobuf:"bytes,2,opt,name=config_digest,json=configDigest,proto3" json:"config_digest,omitempty"`
-	Sequence      uint64                 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	From          uint32                 `protobuf:"varint,4,opt,name=from,proto3" json:"from,omitempty"` // the signer's member index in the previous epoch
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Epoch        uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	ConfigDigest []byte                 `protobuf:"bytes,2,opt,name=config_digest,json=configDigest,proto3" json:"config_digest,omitempty"`
+	Sequence     uint64                 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	From         uint32                 `protobuf:"varint,4,opt,name=from,proto3" json:"from,omitempty"` // the signer's member index in the previous epoch
+	// state_digest is the state digest of the stable checkpoint at
+	// sequence - 1 (the last of the previous epoch): a joiner fetches that
+	// state knowing its digest from the certificate alone.
+	StateDigest   []byte `protobuf:"bytes,5,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3281,6 +3296,13 @@ func (x *ConfigVote) GetFrom() uint32 {
 		return x.From
 	}
 	return 0
+}
+
+func (x *ConfigVote) GetStateDigest() []byte {
+	if x != nil {
+		return x.StateDigest
+	}
+	return nil
 }
 
 // ConfigCertificate proves one configuration change: the change the
@@ -3427,7 +3449,7 @@ const file_wire_proto_rawDesc = "" +
 	"\fconfig_query\x18\x06 \x01(\bR\vconfigQuery\"l\n" +
 	"\fReplicaFrame\x12/\n" +
 	"\amessage\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedR\amessage\x12+\n" +
-	"\x05batch\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\x05batch\"\x8a\a\n" +
+	"\x05batch\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\x05batch\"\xa0\a\n" +
 	"\x0eReplicaMessage\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\rR\x04from\x12<\n" +
 	"\vpre_prepare\x18\x02 \x01(\v2\x19.pbftnode.wire.PrePrepareH\x00R\n" +
@@ -3450,7 +3472,8 @@ const file_wire_proto_rawDesc = "" +
 	"\rbatch_request\x18\r \x01(\v2\x1b.pbftnode.wire.BatchRequestH\x00R\fbatchRequest\x12<\n" +
 	"\vbatch_reply\x18\x0e \x01(\v2\x19.pbftnode.wire.BatchReplyH\x00R\n" +
 	"batchReply\x122\n" +
-	"\asuspect\x18\x0f \x01(\v2\x16.pbftnode.wire.SuspectH\x00R\asuspectB\x06\n" +
+	"\asuspect\x18\x0f \x01(\v2\x16.pbftnode.wire.SuspectH\x00R\asuspect\x12\x14\n" +
+	"\x05epoch\x18\x10 \x01(\x04R\x05epochB\x06\n" +
 	"\x04body\"T\n" +
 	"\n" +
 	"PrePrepare\x12\x12\n" +
@@ -3634,13 +3657,14 @@ const file_wire_proto_rawDesc = "" +
 	"\x0eAdminSignature\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x01 \x01(\fR\tpublicKey\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"w\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x9a\x01\n" +
 	"\n" +
 	"ConfigVote\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12#\n" +
 	"\rconfig_digest\x18\x02 \x01(\fR\fconfigDigest\x12\x1a\n" +
 	"\bsequence\x18\x03 \x01(\x04R\bsequence\x12\x12\n" +
-	"\x04from\x18\x04 \x01(\rR\x04from\"\x8c\x01\n" +
+	"\x04from\x18\x04 \x01(\rR\x04from\x12!\n" +
+	"\fstate_digest\x18\x05 \x01(\fR\vstateDigest\"\x8c\x01\n" +
 	"\x11ConfigCertificate\x12\x16\n" +
 	"\x06change\x18\x01 \x01(\fR\x06change\x12\x16\n" +
 	"\x06config\x18\x02 \x01(\fR\x06config\x12\x1a\n" +

@@ -25,6 +25,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	strategy := fs.String("strategy", "", "pbft only: the strategy every Byzantine replica runs ("+strings.Join(sim.AllStrategies(), ", ")+"); default: each seed draws one")
 	plant := fs.String("plant", "", "TESTING ONLY: plant a bug (pbft: an unsafe quorum in the correct replicas, "+strings.Join(sim.Plants, ", ")+"; raft: "+strings.Join(raftsim.Plants, ", ")+")")
 	app := fs.String("app", "kv", "the application the replicas run: kv (the key-value store) or ledger (the built-in ledger: its invariants checked after every batch)")
+	reconfigure := fs.Bool("reconfigure", false, "pbft only: configuration changes among the workload (add spares, remove a member, rotate a key)")
 	steps := fs.Uint64("steps", sim.DefaultMaxSteps, "step limit per run")
 	workers := fs.Int("workers", 0, "seeds run in parallel (0: GOMAXPROCS)")
 	jsonOut := fs.Bool("json", false, "print the summary as one JSON object (the last line)")
@@ -55,6 +56,9 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 		if *byz != 0 || *strategy != "" {
 			return fmt.Errorf("%w: the Raft mode tolerates crash faults only (--byzantine 0)", errUsage)
 		}
+		if *reconfigure {
+			return fmt.Errorf("%w: --reconfigure is for --protocol pbft", errUsage)
+		}
 		rcfg := raftsim.Config{Replicas: *replicas, Plant: *plant, Scenario: *scenario, PlainWipes: *plainWipes,
 			Reconfigure: *reconfigure, Ledger: ledger, MaxSteps: *steps, Logger: logger, Verbose: *verbose}
 		if !flagSet(fs, "replicas") {
@@ -68,7 +72,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: --protocol %q: want pbft or raft", errUsage, *protocol)
 	}
 	cfg := sim.Config{Replicas: *replicas, Byzantine: *byz, Strategy: *strategy, Plant: *plant, Ledger: ledger,
-		MaxSteps: *steps, Logger: logger, Verbose: *verbose}
+		Reconfigure: *reconfigure, MaxSteps: *steps, Logger: logger, Verbose: *verbose}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -117,6 +121,9 @@ func replayCommand(cfg sim.Config, seed uint64) string {
 	}
 	if cfg.Ledger {
 		s += " --app ledger"
+	}
+	if cfg.Reconfigure {
+		s += " --reconfigure"
 	}
 	if cfg.MaxSteps != sim.DefaultMaxSteps {
 		s += fmt.Sprintf(" --steps %d", cfg.MaxSteps)

@@ -88,6 +88,11 @@ type Config struct {
 	// read-only path (0: never, every get is ordered). Byzantine replicas
 	// then answer reads with forged or stale results.
 	FastReads float64
+	// Reconfigure runs configuration changes among the workload (see
+	// reconfig.go): Spares more hosts start as non-members, an
+	// administrator adds and removes members and rotates a key. Fast
+	// reads are off in these runs; Twins' sides include the spares.
+	Reconfigure bool
 	// MaxSteps caps a run's steps (default DefaultMaxSteps); a run that
 	// reaches it with operations pending is a violation.
 	MaxSteps uint64
@@ -105,6 +110,9 @@ const DefaultMaxSteps = simkit.DefaultMaxSteps
 
 func (c Config) withDefaults() Config {
 	simkit.Defaults(&c.Replicas, 4, &c.MaxSteps, &c.Logger)
+	if c.Reconfigure {
+		c.FastReads = 0
+	}
 	return c
 }
 
@@ -148,6 +156,10 @@ type Counters struct {
 	FastReads     uint64 `json:"fast_reads,omitempty"`
 	ReadFallbacks uint64 `json:"read_fallbacks,omitempty"`
 	ForgedReads   uint64 `json:"forged_reads,omitempty"`
+	// ConfigChanges counts configuration changes applied, Rotations the
+	// replicas restarted with a rotated key (Config.Reconfigure).
+	ConfigChanges uint64 `json:"config_changes,omitempty"`
+	Rotations     uint64 `json:"rotations,omitempty"`
 	simkit.Work
 }
 

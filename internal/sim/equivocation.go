@@ -16,6 +16,7 @@ const KindEquivocation = "equivocation"
 // voteKey names one vote a replica may cast at most once: its
 // PRE-PREPARE, PREPARE or COMMIT for a view and sequence.
 type voteKey struct {
+	epoch    uint64
 	from     uint32
 	kind     protocol.Kind
 	view     uint64
@@ -46,11 +47,11 @@ func (c *equivocationChecker) check(from uint32, out protocol.Outbound) string {
 	}
 	switch b := m.Body.(type) {
 	case *wire.ReplicaMessage_PrePrepare:
-		return c.record(voteKey{from, protocol.KindPrePrepare, b.PrePrepare.View, b.PrePrepare.Sequence}, b.PrePrepare.Digest)
+		return c.record(voteKey{m.Epoch, from, protocol.KindPrePrepare, b.PrePrepare.View, b.PrePrepare.Sequence}, b.PrePrepare.Digest)
 	case *wire.ReplicaMessage_Prepare:
-		return c.record(voteKey{from, protocol.KindPrepare, b.Prepare.View, b.Prepare.Sequence}, b.Prepare.Digest)
+		return c.record(voteKey{m.Epoch, from, protocol.KindPrepare, b.Prepare.View, b.Prepare.Sequence}, b.Prepare.Digest)
 	case *wire.ReplicaMessage_Commit:
-		return c.record(voteKey{from, protocol.KindCommit, b.Commit.View, b.Commit.Sequence}, b.Commit.Digest)
+		return c.record(voteKey{m.Epoch, from, protocol.KindCommit, b.Commit.View, b.Commit.Sequence}, b.Commit.Digest)
 	case *wire.ReplicaMessage_NewView:
 		// The NEW-VIEW's re-proposals are the new primary's PRE-PREPAREs.
 		for _, s := range b.NewView.PrePrepares {
@@ -59,7 +60,7 @@ func (c *equivocationChecker) check(from uint32, out protocol.Outbound) string {
 				return fmt.Sprintf("replica %d sent a NEW-VIEW with an undecodable re-proposal", from)
 			}
 			pp := pm.GetPrePrepare()
-			if d := c.record(voteKey{from, protocol.KindPrePrepare, pp.View, pp.Sequence}, pp.Digest); d != "" {
+			if d := c.record(voteKey{pm.Epoch, from, protocol.KindPrePrepare, pp.View, pp.Sequence}, pp.Digest); d != "" {
 				return d
 			}
 		}

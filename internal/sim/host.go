@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/simkit"
 	"github.com/pbftnode/pbftnode/ledger"
+	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/replica"
 	"github.com/pbftnode/pbftnode/storage"
@@ -45,6 +47,15 @@ type host struct {
 	readMemo map[string][]byte
 	correct  bool
 	cfg      protocol.Config
+
+	// Reconfiguration runs (reconfig.go): key is the key the host signs
+	// with; verifier checks its epoch's frames; history is given to a
+	// joiner's driver; rotateTo, when set, is the key it restarts with
+	// once its old key is rotated away.
+	key      ed25519.PrivateKey
+	verifier *protocol.MessageVerifier
+	history  membership.History
+	rotateTo ed25519.PrivateKey
 
 	driver *replica.Driver
 	// core is the driver's core, for reading its state.
@@ -96,7 +107,16 @@ func (h *host) start(restore bool) error {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
 	h.ledger = l
-	exec, err := execution.NewExecutor(h.db, app, nil)
+	var opts []execution.ExecutorOption
+	var epochs *replica.Epochs
+	h.verifier = h.w.verifier
+	if h.w.admin != nil {
+		var opt execution.ExecutorOption
+		epochs, opt = h.epochsFor()
+		opts = append(opts, opt)
+		h.verifier = h.w.verifierFor(h.w.genesis)
+	}
+	exec, err := execution.NewExecutor(h.db, app, nil, opts...)
 	if err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)
 	}
@@ -104,7 +124,7 @@ func (h *host) start(restore bool) error {
 	h.snaps = replica.NewMemorySnapshots(h.store)
 	cfg := replica.Config{
 		Core: h.cfg, Storage: h.store, Network: hostNetwork{h}, Executor: hostExecutor{exec, h},
-		Snapshots: h.snaps, Verifier: h.w.verifier, Observer: hostObserver{h: h},
+		Snapshots: h.snaps, Verifier: h.verifier, Observer: hostObserver{h: h}, Epochs: epochs,
 	}
 	if h.filter != nil {
 		cfg.Filter = hostFilter{h}
@@ -220,6 +240,10 @@ func (n hostNetwork) Send(out protocol.Outbound, _ []byte) {
 }
 
 func (n hostNetwork) Reply(r *wire.Reply) {
+	if a := n.h.w.admin; a != nil && string(r.ClientId) == string(a.signer.Public()) {
+		n.h.w.adminReply(n.h.id, r)
+		return
+	}
 	client := n.h.w.clientIndex(r.ClientId)
 	if client < 0 {
 		return // not one of the simulated clients (a Byzantine replica's own)
@@ -268,7 +292,7 @@ func (o hostObserver) TransferInstalled(seq uint64, from uint32, _ int) {
 	}
 	h.checkLedger(fmt.Sprintf("after installing sequence %d from replica %d", seq, from))
 	var src *host
-	for _, s := range h.w.byID[from] {
+	for _, s := range h.w.byID[h.memberOf(from)] {
 		if s.correct {
 			src = s
 		}

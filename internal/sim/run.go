@@ -79,6 +79,13 @@ func (w *world) setup() error {
 	}
 	w.verifier = protocol.NewMessageVerifier(clusterID, pubs, nil, nil, 0)
 	w.verifier.SetWindowSize(WindowSize)
+	w.total = w.n
+	if w.cfg.Reconfigure {
+		w.total = w.n + Spares
+		for i := w.n; i < w.total; i++ {
+			w.keys = append(w.keys, replicaKey(i))
+		}
+	}
 	w.sched = newSchedule(w)
 	w.app = simkit.Application{Ledger: w.cfg.Ledger, Issuer: clientKey(ledgermodel.IssuerClient).Public().(ed25519.PublicKey)}
 
@@ -103,14 +110,17 @@ func (w *world) setup() error {
 	}
 	slices.Sort(byz)
 	var scenario []string
-	w.byID = make([][]*host, w.n)
-	for i := range w.n {
+	if w.cfg.Reconfigure {
+		w.setupReconfigure(byz)
+	}
+	w.byID = make([][]*host, w.total)
+	for i := range w.total {
 		cfg := base
-		cfg.ID = uint32(i)
+		cfg.ID = uint32(min(i, w.n-1))
 		cfg.Signer = w.signerFor(uint32(i))
 		if !slices.Contains(byz, i) {
 			plant(&cfg, w.cfg.Plant, w.f)
-			if err := w.addHost(&host{id: uint32(i), correct: true, cfg: cfg}); err != nil {
+			if err := w.addHost(&host{id: uint32(i), correct: true, cfg: cfg, key: w.keys[i]}); err != nil {
 				return err
 			}
 			continue
@@ -128,7 +138,7 @@ func (w *world) setup() error {
 			sides := w.twinSides(uint32(i))
 			scenario = append(scenario, fmt.Sprintf("%d:twins%v|%v", i, keysOf(sides[0], w.n), keysOf(sides[1], w.n)))
 			for t := range 2 {
-				if err := w.addHost(&host{id: uint32(i), twin: t + 1, side: sides[t], cfg: cfg}); err != nil {
+				if err := w.addHost(&host{id: uint32(i), twin: t + 1, side: sides[t], cfg: cfg, key: w.keys[i]}); err != nil {
 					return err
 				}
 			}
@@ -147,7 +157,7 @@ func (w *world) setup() error {
 			f, strategy = chain{f, g}, strategy+"+"+second
 		}
 		scenario = append(scenario, fmt.Sprintf("%d:%s", i, strategy))
-		if err := w.addHost(&host{id: uint32(i), filter: f, cfg: cfg}); err != nil {
+		if err := w.addHost(&host{id: uint32(i), filter: f, cfg: cfg, key: w.keys[i]}); err != nil {
 			return err
 		}
 	}
@@ -171,6 +181,9 @@ func (w *world) setup() error {
 	}
 	if w.cfg.Ledger {
 		w.res.Scenario += " app=ledger"
+	}
+	if w.admin != nil {
+		w.res.Scenario += w.admin.plan
 	}
 	return nil
 }
@@ -213,7 +226,7 @@ func (w *world) strategy(name string, id uint32) (outFilter, error) {
 // id; sometimes one replica hears both.
 func (w *world) twinSides(id uint32) [2]map[uint32]bool {
 	var others []uint32
-	for i := range w.n {
+	for i := range w.total { // the spares too: Twins across an epoch boundary
 		if uint32(i) != id {
 			others = append(others, uint32(i))
 		}
@@ -260,6 +273,9 @@ func (w *world) finish() {
 		if ok, detail := simkit.CheckHistory(w.app.Model(), w.work.History()); !ok {
 			w.violate(simkit.KindLinearizability, detail)
 		}
+	}
+	if len(w.res.Violations) == 0 {
+		w.checkMembership()
 	}
 	w.res.Steps, w.res.Ticks = w.steps, w.now
 	w.res.CommittedRequests = uint64(len(w.check.Committed))

@@ -22,7 +22,7 @@ type schedule struct {
 }
 
 func newSchedule(w *world) *schedule {
-	s := &schedule{Faults: simkit.DrawFaults[*host](w.rng, w.n, max(1, w.f))}
+	s := &schedule{Faults: simkit.DrawFaults[*host](w.rng, w.total, max(1, w.f))}
 	s.Arm(w.rng)
 	return s
 }

@@ -30,6 +30,9 @@ func requireClean(t *testing.T, cfg Config, results []Result) {
 			if cfg.Ledger {
 				app = " --app ledger"
 			}
+			if cfg.Reconfigure {
+				app += " --reconfigure"
+			}
 			t.Errorf("%s\n  scenario: %s\n  replay: pbftnode sim --seeds 1 --start %d --replicas %d --byzantine %d%s -v",
 				v, r.Scenario, r.Seed, cfg.Replicas, cfg.Byzantine, app)
 		}

@@ -19,6 +19,12 @@ const transferChunkBytes = 256
 func (h *host) serveState(from uint32, req *wire.StateRequest) {
 	chunk := statetransfer.Serve(statetransfer.At(h.snaps.Taken, req.Sequence), req, transferChunkBytes)
 	body := &wire.ReplicaMessage{From: h.id, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
+	if st, ok := h.driver.EpochStatus(); ok {
+		if !st.Member {
+			return
+		}
+		body.From, body.Epoch = st.Position, st.Config.Epoch
+	}
 	payload, err := proto.Marshal(body)
 	if err != nil {
 		return

@@ -3,7 +3,9 @@ package sim
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/internal/simkit"
+	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -21,9 +24,12 @@ const clusterID = "pbftnode-sim"
 type eventKind byte
 
 const (
-	evReplica eventKind = iota // a replica frame to a host
-	evRequest                  // a client request to a host
-	evReply                    // a reply to a client
+	evReplica    eventKind = iota // a replica frame to a host
+	evRequest                     // a client request to a host
+	evReply                       // a reply to a client
+	evConfigVote                  // a configuration vote to a host (reconfig.go)
+	evConfigCert                  // a configuration certificate to a host
+	evConfigReq                   // a request for configuration certificates
 )
 
 // event is a message the network delivers (see simkit.Queue: events of
@@ -37,6 +43,11 @@ type event struct {
 	// client is the receiving (evReply) or sending (evRequest) client.
 	client int
 	reply  *wire.Reply
+	// vote and cert are a configuration vote or certificate.
+	vote *wire.Signed
+	cert *wire.ConfigCertificate
+	// configEpoch is the epoch a certificate request starts after.
+	configEpoch uint64
 	// note describes the message for Config.Trace (empty without one).
 	note string
 }
@@ -85,6 +96,12 @@ type world struct {
 
 	res  Result
 	stop bool
+
+	// Reconfiguration (reconfig.go; nil admin: a fixed membership).
+	genesis membership.Config
+	admin   *adminClient
+	// total is the number of replica identities: n, plus the spares.
+	total int
 }
 
 // push puts p on the network for delivery at tick at.
@@ -125,10 +142,7 @@ func (w *world) sendReplica(from *host, out protocol.Outbound, extraDelay int64)
 		return
 	}
 	note := w.traceNote(frame, true)
-	for to := range w.n {
-		if uint32(to) == from.id || (out.To != protocol.Broadcast && out.To != uint32(to)) {
-			continue
-		}
+	for _, to := range w.destinations(from, out.To) {
 		for _, dst := range w.byID[to] {
 			if !w.connected(from, dst) {
 				w.res.Dropped++
@@ -174,12 +188,18 @@ func (w *world) sendReply(from uint32, client int, r *wire.Reply) {
 	w.push(w.now+d, event{kind: evReply, from: from, client: client, reply: r, note: note})
 }
 
-func (w *world) verifyFrame(frame []byte) verified {
+func (w *world) verifyFrame(h *host, frame []byte) verified {
+	verifier := w.verifier
 	key := sha256.Sum256(frame)
+	if w.admin != nil {
+		// Each host checks with its epoch's verifier.
+		verifier = h.verifier
+		key = sha256.Sum256(binary.BigEndian.AppendUint64(key[:], verifier.Epoch()))
+	}
 	if v, ok := w.vcache[key]; ok {
 		return v
 	}
-	vm, err := w.verifier.ReplicaFrame(frame)
+	vm, err := verifier.ReplicaFrame(frame)
 	v := verified{vm: vm, err: err}
 	w.vcache[key] = v
 	return v
@@ -207,10 +227,14 @@ func (w *world) deliver(e *event) {
 	case evReply:
 		w.clients[e.client].handleReply(e.from, e.reply)
 		return
-	case evReplica, evRequest:
+	case evReplica, evRequest, evConfigVote, evConfigCert, evConfigReq:
 		h := e.to
 		if h.down || h.epoch != e.epoch {
 			w.res.Dropped++
+			return
+		}
+		if e.kind == evConfigVote || e.kind == evConfigCert || e.kind == evConfigReq {
+			w.deliverConfig(e)
 			return
 		}
 		if e.kind == evRequest {
@@ -226,9 +250,12 @@ func (w *world) deliver(e *event) {
 			h.submit(e.client, v.req)
 			return
 		}
-		v := w.verifyFrame(e.frame)
+		v := w.verifyFrame(h, e.frame)
 		if v.err != nil {
 			w.res.RejectedFrames++
+			if w.admin != nil && errors.Is(v.err, protocol.ErrWrongEpoch) {
+				w.noteOldEpoch(h, e.from, e.frame)
+			}
 			return
 		}
 		h.step(v.vm)
@@ -265,6 +292,8 @@ func (w *world) loop() {
 			return
 		}
 		w.sched.apply(w)
+		w.adminTick()
+		w.restartRotated()
 		for _, h := range w.hosts {
 			if h.down {
 				continue
@@ -276,7 +305,7 @@ func (w *world) loop() {
 			}
 		}
 		done := w.work.Tick(w.rng, w.now, w.n, w)
-		if done && w.calm() {
+		if done && w.adminDone() && w.calm() {
 			return
 		}
 		w.checkLiveness()
