@@ -17,7 +17,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	protocol := fs.String("protocol", "pbft", "protocol to simulate: pbft or raft")
 	scenario := fs.String("scenario", "", "raft only: a dedicated scenario instead of random faults ("+strings.Join(raftsim.Scenarios[1:], ", ")+")")
 	plainWipes := fs.Bool("plain-wipes", false, "raft only: random wipes leave the leader running (see docs/testing.md)")
-	reconfigure := fs.Bool("reconfigure", false, "raft only (PBFT: not yet): add two spares and remove a first member in every run, under the random faults")
+	reconfigure := fs.Bool("reconfigure", false, "configuration changes among the workload (pbft: add spares, remove a member, rotate a key; raft: add two spares, rotate a key, remove a first member), under the random faults")
 	seeds := fs.Uint64("seeds", 100, "number of seeds to run")
 	start := fs.Uint64("start", 1, "first seed")
 	replicas := fs.Int("replicas", 4, "replicas per run (pbft: 4 or 7; raft: 3 or 5, default 3)")
@@ -25,7 +25,6 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	strategy := fs.String("strategy", "", "pbft only: the strategy every Byzantine replica runs ("+strings.Join(sim.AllStrategies(), ", ")+"); default: each seed draws one")
 	plant := fs.String("plant", "", "TESTING ONLY: plant a bug (pbft: an unsafe quorum in the correct replicas, "+strings.Join(sim.Plants, ", ")+"; raft: "+strings.Join(raftsim.Plants, ", ")+")")
 	app := fs.String("app", "kv", "the application the replicas run: kv (the key-value store) or ledger (the built-in ledger: its invariants checked after every batch)")
-	reconfigure := fs.Bool("reconfigure", false, "pbft only: configuration changes among the workload (add spares, remove a member, rotate a key)")
 	steps := fs.Uint64("steps", sim.DefaultMaxSteps, "step limit per run")
 	workers := fs.Int("workers", 0, "seeds run in parallel (0: GOMAXPROCS)")
 	jsonOut := fs.Bool("json", false, "print the summary as one JSON object (the last line)")
@@ -49,15 +48,9 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 		if *scenario != "" || *plainWipes {
 			return fmt.Errorf("%w: --scenario and --plain-wipes are for --protocol raft", errUsage)
 		}
-		if *reconfigure {
-			return fmt.Errorf("%w: --reconfigure: the PBFT simulator does not reconfigure yet (--protocol raft does)", errUsage)
-		}
 	case "raft":
 		if *byz != 0 || *strategy != "" {
 			return fmt.Errorf("%w: the Raft mode tolerates crash faults only (--byzantine 0)", errUsage)
-		}
-		if *reconfigure {
-			return fmt.Errorf("%w: --reconfigure is for --protocol pbft", errUsage)
 		}
 		rcfg := raftsim.Config{Replicas: *replicas, Plant: *plant, Scenario: *scenario, PlainWipes: *plainWipes,
 			Reconfigure: *reconfigure, Ledger: ledger, MaxSteps: *steps, Logger: logger, Verbose: *verbose}
