@@ -186,6 +186,7 @@ func (n *Node) verifierFor(cfg membership.Config) *protocol.MessageVerifier {
 // log line when this replica is not a member.
 func (n *Node) onEpoch(st replica.EpochStatus) {
 	n.verifier.Store(n.verifierFor(st.Config))
+	n.epochNow.Store(&st)
 	n.epochMetrics.epoch.Set(float64(st.Config.Epoch))
 	if !st.Member {
 		if _, listed := st.Config.Member(n.cfg.Index); listed || n.everMember {
@@ -351,4 +352,15 @@ func (n *Node) leader(view uint64) int {
 	}
 	index, _ := n.driver.MemberAt(uint32(view % uint64(len(members))))
 	return int(index)
+}
+
+// replyTarget is the member index to answer a verified replica message
+// with core sender position from on: with epochs the transport's sender
+// (the message is signed by the key at that position, and travels on
+// its sender's own stream), without them the position itself.
+func (n *Node) replyTarget(f p2p.Frame, from uint32) uint32 {
+	if n.epochs && f.FromIndex >= 0 {
+		return uint32(f.FromIndex)
+	}
+	return from
 }

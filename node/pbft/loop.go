@@ -99,7 +99,7 @@ func (n *Node) acceptReplicaMessage(ctx context.Context, f p2p.Frame, v protocol
 	n.metrics.Ops.BytesReceived.WithLabelValues(kindOf(m.Body).String()).Add(float64(len(f.Data)))
 	if req := m.Body.GetStateRequest(); req != nil {
 		select {
-		case n.stateRequests <- node.StateRequest{From: m.Body.From, Req: req}:
+		case n.stateRequests <- node.StateRequest{From: n.replyTarget(f, m.Body.From), Req: req}:
 		default:
 			n.drop("state_requests_full")
 		}

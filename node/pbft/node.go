@@ -40,6 +40,9 @@ type Node struct {
 	epochs        bool
 	epochMetrics  *epochMetrics
 	hostConfigKey string
+	// epochNow is the driver's epoch status as of the last switch, for
+	// the snapshot server off the event loop.
+	epochNow atomic.Pointer[replica.EpochStatus]
 	everMember    bool
 	metrics  *node.Metrics
 	// readOnly counts read-only requests handed to the driver.
@@ -101,6 +104,9 @@ func (n *Node) open() error {
 	n.metrics.WatchApplication(app)
 	pcfg := cfg.PBFT
 	pcfg.ID, pcfg.N, pcfg.Logger = cfg.Index, len(cfg.Replicas), n.log
+	if cfg.Spare {
+		pcfg.ID = 0 // a placeholder: with epochs the core runs at this replica's position once it is a member
+	}
 	rules, withEpochs := pbftMembershipRules(cfg, pcfg.CheckpointInterval)
 	var opts []execution.ExecutorOption
 	if withEpochs {
