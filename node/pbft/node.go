@@ -42,9 +42,9 @@ type Node struct {
 	hostConfigKey string
 	// epochNow is the driver's epoch status as of the last switch, for
 	// the snapshot server off the event loop.
-	epochNow atomic.Pointer[replica.EpochStatus]
-	everMember    bool
-	metrics  *node.Metrics
+	epochNow   atomic.Pointer[replica.EpochStatus]
+	everMember bool
+	metrics    *node.Metrics
 	// readOnly counts read-only requests handed to the driver.
 	readOnly prometheus.Counter
 
