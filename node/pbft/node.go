@@ -88,7 +88,7 @@ func Start(cfg node.Config, filter Filter) (*Node, error) {
 	for range cfg.VerifyLoops() {
 		loops = append(loops, n.verifyLoop)
 	}
-	n.Run(append(loops, n.serveSnapshots, n.eventLoop)...)
+	n.Run(append(loops, n.serveSnapshots, n.eventLoop, n.learnHistory)...)
 	return n, nil
 }
 

@@ -280,6 +280,17 @@ func TestReconfigurationAddRemoveRotate(t *testing.T) {
 		return c.nodes[2].Status().ExecutedSequence > 0 && c.nodes[2].Status().ViewActive
 	})
 
+	// A joiner's config_query learns the verified history: epochs 1-3.
+	qctx, qcancel := context.WithTimeout(context.Background(), reconfigWait)
+	c.mu.Lock()
+	spare := c.nodes[4]
+	c.mu.Unlock()
+	h, ok, err := pbft.QueryHistory(qctx, spare)
+	qcancel()
+	if err != nil || !ok || len(h.Certificates) != 3 || h.Certificates[2].Config.Epoch != 3 {
+		t.Fatalf("config_query history: %d certificates, ok %v, err %v", len(h.Certificates), ok, err)
+	}
+
 	time.Sleep(time.Second) // let the writer run in the last epoch
 	stopWriter()
 	writerDone.Wait()
