@@ -447,7 +447,7 @@ func (d *Driver) switchTo(cert membership.Certificate, own bool) error {
 	}
 	prev := e.current
 	e.history = append(e.history, cert)
-	if err := d.startEpoch(); err != nil {
+	if err := d.startEpoch(true); err != nil {
 		return err
 	}
 	if own {
@@ -462,8 +462,13 @@ func (d *Driver) switchTo(cert membership.Certificate, own bool) error {
 }
 
 // startEpoch makes the last certificate's configuration the one in force:
-// a new core at its base (view 0) when this replica is a member.
-func (d *Driver) startEpoch() error {
+// a new core at its base when this replica is a member. enter is true when
+// this replica enters the epoch now (a switch, or a recovery that adopts
+// a given history beyond the stored one): it stores view 0 of the epoch.
+// A recovery into an epoch it already ran keeps the stored view: the core
+// restores it (Restore), and a replica must never go back to a view it
+// left (its VIEW-CHANGE promised not to prepare or commit there again).
+func (d *Driver) startEpoch(enter bool) error {
 	e := d.ep
 	e.current, e.base = e.cfg.Genesis, 0
 	var baseDigest [32]byte
@@ -489,13 +494,13 @@ func (d *Driver) startEpoch() error {
 		}
 		d.behind = nil
 		d.fetcher = d.newFetcher()
-		if e.current.Epoch > 0 {
+		if e.current.Epoch > 0 && enter {
 			if err := d.store.SaveViewState(0, true); err != nil {
 				return fmt.Errorf("replica: epoch %d: save view: %w", e.current.Epoch, err)
 			}
-			if d.exec.LastExecuted() < e.base {
-				d.core.NeedBaseState()
-			}
+		}
+		if e.current.Epoch > 0 && d.exec.LastExecuted() < e.base {
+			d.core.NeedBaseState()
 		}
 	}
 	if e.cfg.OnEpoch != nil {
@@ -542,8 +547,10 @@ func (d *Driver) recoverEpoch() error {
 		}
 		h = e.cfg.History
 	}
+	// A certificate that was not stored is an epoch this replica never
+	// switched to (SaveEpoch is the switch point): it enters it now.
 	e.history = h.Certificates
-	return d.startEpoch()
+	return d.startEpoch(len(h.Certificates) > len(stored))
 }
 
 // resumeEpochEnd, after recovery, ends the epoch again if the executor

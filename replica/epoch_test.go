@@ -487,3 +487,40 @@ func TestEpochOldBatchAboveTheEndIsNeverExecuted(t *testing.T) {
 		}
 	}
 }
+
+// TestEpochRestartKeepsTheViewOfTheEpoch restarts a member of epoch 1
+// after a view change in that epoch: it recovers in the view it had
+// entered, not in view 0 (it once did: starting the stored epoch stored
+// view 0 again, so the restarted replica went back to a view it had left
+// and restored its log of that view; sim --reconfigure seed 46).
+func TestEpochRestartKeepsTheViewOfTheEpoch(t *testing.T) {
+	c := newEpochCluster(t, 4, 1)
+	c.put("a")
+	c.change(c.addChange(0, 4))
+	c.settle(1, 2, 0, 1, 2, 3, 4)
+	// Epoch 1's view 0 is led by position (0+1) mod 5, member 1: with it
+	// down, the next request needs a view change.
+	if p := protocol.PrimaryIn(1, 0, 5); p != 1 {
+		t.Fatalf("primary of view 0 in epoch 1 is %d", p)
+	}
+	c.nodes[1].down = true
+	c.put("b")
+	c.settle(1, 3, 0, 2, 3, 4)
+	victim := c.nodes[3]
+	before := victim.driver.Status().View
+	if before == 0 {
+		t.Fatal("no view change in epoch 1")
+	}
+	victim.down = true
+	c.deliver()
+	victim.start()
+	if got := victim.driver.Status().View; got != before {
+		t.Fatalf("restarted in view %d, had entered view %d", got, before)
+	}
+	if view, _, _, err := victim.store.LoadViewState(); err != nil || view != before {
+		t.Fatalf("stored view %d (err %v) after the restart, want %d", view, err, before)
+	}
+	c.put("c")
+	c.settle(1, 4, 0, 2, 3, 4)
+	c.assertAgreement()
+}
