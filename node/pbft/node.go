@@ -111,7 +111,7 @@ func (n *Node) open() error {
 	var opts []execution.ExecutorOption
 	if withEpochs {
 		opts = append(opts, execution.WithMembership(rules))
-	} else if cfg.Spare || !cfg.Self.PublicKey.Equal(cfg.Replicas[min(int(cfg.Index), len(cfg.Replicas)-1)].PublicKey) {
+	} else if cfg.Spare || cfg.KeyRotated {
 		return fmt.Errorf("node: replica %d is a spare or has a rotated key, but the cluster file's configuration is incomplete (%w)", cfg.Index, cfg.Genesis.Check())
 	} else {
 		n.log.Info("the cluster file's configuration is incomplete (no addresses); configuration changes are refused")

@@ -280,6 +280,13 @@ func TestReconfigurationAddRemoveRotate(t *testing.T) {
 		return c.nodes[2].Status().ExecutedSequence > 0 && c.nodes[2].Status().ViewActive
 	})
 
+	c.mu.Lock()
+	gauge := c.nodes[0].MetricValue("pbftnode_epoch")
+	c.mu.Unlock()
+	if gauge != 3 {
+		t.Fatalf("pbftnode_epoch = %v, want 3", gauge)
+	}
+
 	// A joiner's config_query learns the verified history: epochs 1-3.
 	qctx, qcancel := context.WithTimeout(context.Background(), reconfigWait)
 	c.mu.Lock()
