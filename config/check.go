@@ -350,7 +350,10 @@ func checkKey(home string, fc FileConfig, replicas []Replica, f *findings) (ed25
 	}
 	pub := key.Public().(ed25519.PublicKey)
 	if int(fc.Index) < len(replicas) {
-		if replicas[fc.Index].PublicKey != nil && !pub.Equal(replicas[fc.Index].PublicKey) {
+		if replicas[fc.Index].PublicKey != nil && !pub.Equal(replicas[fc.Index].PublicKey) && len(fc.Admins) > 0 {
+			f.warn("key file %s holds public key %s, not replica %d's public_key %s: the replica starts as a joiner and takes part once a configuration (admin rotate-key) names this key",
+				keyPath, keyfile.EncodePublicKey(pub), fc.Index, fc.Replicas[fc.Index].PublicKey)
+		} else if replicas[fc.Index].PublicKey != nil && !pub.Equal(replicas[fc.Index].PublicKey) {
 			f.problem("key file %s holds public key %s, but replica %d's public_key is %s", keyPath, keyfile.EncodePublicKey(pub), fc.Index, fc.Replicas[fc.Index].PublicKey)
 		}
 		return key, encrypted

@@ -39,6 +39,11 @@ type Config struct {
 	// then Self.Address is required.
 	Self  membership.Member
 	Spare bool
+	// KeyRotated says Key is not the one the cluster file gives this
+	// replica (ApplyDefaults sets it; only when the genesis names
+	// administrators): the replica was restarted after a key rotation and
+	// takes part only once a configuration names it with Key.
+	KeyRotated bool
 	// Genesis is the configuration of membership epoch 0: the cluster
 	// file's replicas and administrators (ApplyDefaults derives one with
 	// no administrators from Replicas when it is empty).
@@ -177,9 +182,15 @@ func (c *Config) defaultSelf() error {
 	} else {
 		r := c.Replicas[c.Index]
 		c.Self = membership.Member{Index: r.Index, PublicKey: r.PublicKey, Address: r.Addr}
+		if !pub.Equal(c.Self.PublicKey) && len(c.Genesis.Admins) > 0 {
+			// A replica restarted after `admin rotate-key`: it starts as
+			// a joiner under its new key, and the runtime checks that key
+			// against the configuration it learns.
+			c.Self.PublicKey, c.KeyRotated = pub, true
+		}
 	}
 	if !pub.Equal(c.Self.PublicKey) {
-		return fmt.Errorf("node: key does not match replica %d's public key", c.Index)
+		return fmt.Errorf("node: key does not match replica %d's public key (and the cluster names no administrators who could have rotated it)", c.Index)
 	}
 	if len(c.Genesis.Members) == 0 {
 		for _, r := range c.Replicas {

@@ -44,13 +44,29 @@ func (d driverNetwork) Reply(r *wire.Reply) {
 	node.ReplyToClient(d.n.Host, d.n.metrics, r)
 }
 
-// transmit sends an encoded frame to one replica, or to all others for
-// protocol.Broadcast, and counts it.
+// transmit sends an encoded frame to the replica at core position to, or
+// to all other members of the epoch in force for protocol.Broadcast, and
+// counts it. With epochs positions map to member indices (MemberAt); the
+// transport may also hold the previous and next configurations' members,
+// which a broadcast does not reach.
 func (n *Node) transmit(to uint32, kind protocol.Kind, b []byte) {
-	if to == protocol.Broadcast {
+	switch {
+	case !n.epochs && to == protocol.Broadcast:
 		n.Host.Broadcast(b)
-	} else {
-		n.Host.Send(to, b)
+	case to == protocol.Broadcast:
+		st := n.epochStatus()
+		for _, m := range st.Config.Members {
+			if m.Index != n.cfg.Index {
+				n.Host.Send(m.Index, b)
+			}
+		}
+	default:
+		index, ok := n.driver.MemberAt(to)
+		if !ok {
+			n.drop("unroutable", "to", to)
+			return
+		}
+		n.Host.Send(index, b)
 	}
 	n.metrics.CountSent(kind.String(), len(b))
 }

@@ -52,11 +52,12 @@ func fzNode() *Node {
 	for i := range pubs {
 		pubs[i] = fzKey('r', byte(i)).Public().(ed25519.PublicKey)
 	}
-	return &Node{
-		log:      slog.New(slog.DiscardHandler),
-		metrics:  node.NewMetrics(),
-		verifier: protocol.NewMessageVerifier(fzCluster, pubs, crypto.NewVerifiedCache(64), nil, 0),
+	n := &Node{
+		log:     slog.New(slog.DiscardHandler),
+		metrics: node.NewMetrics(),
 	}
+	n.verifier.Store(protocol.NewMessageVerifier(fzCluster, pubs, crypto.NewVerifiedCache(64), nil, 0))
+	return n
 }
 
 // FuzzVerifyClientFrame feeds arbitrary client frames, from the client

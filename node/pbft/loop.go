@@ -22,6 +22,8 @@ type input struct {
 	// acceptRead): answered by Driver.Read, never verified or ordered.
 	read   *wire.Request
 	client peer.ID
+	// config is a CONFIG frame, or a note of an old-epoch frame (epochs.go).
+	config *configInput
 }
 
 // verifyLoop decodes frames and checks signatures off the loop goroutine.
@@ -50,6 +52,9 @@ func (n *Node) verifyArrivals(ctx context.Context, arrivals []node.Arrival) {
 				continue
 			}
 			frames = append(frames, protocol.Frame{ClientRequest: signed})
+		} else if isConfigFrame(a.Frame.Data) {
+			n.acceptConfigFrame(ctx, a.Frame)
+			continue
 		} else {
 			frames = append(frames, protocol.Frame{ReplicaFrame: a.Frame.Data})
 		}
@@ -58,7 +63,7 @@ func (n *Node) verifyArrivals(ctx context.Context, arrivals []node.Arrival) {
 	if len(frames) == 0 {
 		return
 	}
-	verdicts := n.verifier.VerifyFramesAdmitting(frames, n.admission())
+	verdicts := n.verifier.Load().VerifyFramesAdmitting(frames, n.admission())
 	for i, a := range arrivals {
 		if index[i] < 0 {
 			continue
@@ -76,6 +81,13 @@ func (n *Node) verifyArrivals(ctx context.Context, arrivals []node.Arrival) {
 
 // acceptReplicaMessage hands a verified replica frame to where it goes.
 func (n *Node) acceptReplicaMessage(ctx context.Context, f p2p.Frame, v protocol.Verified) {
+	if errors.Is(v.Err, protocol.ErrWrongEpoch) {
+		if in, ok := n.noteWrongEpoch(f); ok {
+			n.push(ctx, input{config: &in})
+		}
+		n.drop("wrong_epoch", "from", f.FromIndex)
+		return
+	}
 	if v.Err != nil {
 		n.countSignature(v.Err)
 		node.Refused(n.Host, n.metrics, n.log, f, v.Err)
@@ -87,7 +99,7 @@ func (n *Node) acceptReplicaMessage(ctx context.Context, f p2p.Frame, v protocol
 	n.metrics.Ops.BytesReceived.WithLabelValues(kindOf(m.Body).String()).Add(float64(len(f.Data)))
 	if req := m.Body.GetStateRequest(); req != nil {
 		select {
-		case n.stateRequests <- node.StateRequest{From: m.Body.From, Req: req}:
+		case n.stateRequests <- node.StateRequest{From: n.replyTarget(f, m.Body.From), Req: req}:
 		default:
 			n.drop("state_requests_full")
 		}
@@ -96,13 +108,28 @@ func (n *Node) acceptReplicaMessage(ctx context.Context, f p2p.Frame, v protocol
 	n.push(ctx, input{msg: &m})
 }
 
+// acceptConfigFrame decodes a CONFIG frame from a replica and hands it to
+// the event loop (the driver verifies what it carries).
+func (n *Node) acceptConfigFrame(ctx context.Context, f p2p.Frame) {
+	if !n.epochs || f.FromIndex < 0 {
+		n.drop("malformed", "from", f.FromIndex, "err", "configuration frame without epochs")
+		return
+	}
+	in, err := decodeConfigFrame(uint32(f.FromIndex), f.Data)
+	if err != nil {
+		n.drop("malformed", "from", f.FromIndex, "err", err)
+		return
+	}
+	n.push(ctx, input{config: &in})
+}
+
 // verifyClientFrame decodes and verifies one client frame on its own.
 func (n *Node) verifyClientFrame(f p2p.Frame) (input, bool) {
 	signed, ok := n.decodeClientFrame(f)
 	if !ok {
 		return input{}, false
 	}
-	return n.acceptClientRequest(f, n.verifier.VerifyFrames([]protocol.Frame{{ClientRequest: signed}})[0])
+	return n.acceptClientRequest(f, n.verifier.Load().VerifyFrames([]protocol.Frame{{ClientRequest: signed}})[0])
 }
 
 // decodeClientFrame decodes a client frame down to its signed request.
@@ -183,6 +210,10 @@ func (n *Node) eventLoop(ctx context.Context) {
 
 // handle hands one verified input to the driver and counts the outcome.
 func (n *Node) handle(in input) {
+	if in.config != nil {
+		n.stepConfig(*in.config)
+		return
+	}
 	if in.read != nil {
 		if !n.answerConfigQuery(in.read) {
 			n.handleRead(in.read)
@@ -206,6 +237,12 @@ func (n *Node) handle(in input) {
 }
 
 func (n *Node) publishStatus() {
+	ep := n.epochStatus()
+	n.syncHostMembers()
+	if d := n.driver.DiscardedBeyondEnd(); d > n.epochMetrics.discardedSeen {
+		n.epochMetrics.discarded.Add(float64(d - n.epochMetrics.discardedSeen))
+		n.epochMetrics.discardedSeen = d
+	}
 	st := n.driver.Status()
 	prev := n.lastCore
 	n.lastCore = st
@@ -241,9 +278,9 @@ func (n *Node) publishStatus() {
 		Transferring:     st.Transferring,
 		ViewActive:       st.ViewActive,
 		ViewChanges:      st.ViewChangesCompleted,
-		Leader:           int(st.View % uint64(len(n.cfg.Replicas))),
-		Epoch:            n.cfg.Genesis.Epoch,
-		Members:          n.members,
+		Leader:           n.leader(st.View),
+		Epoch:            ep.Config.Epoch,
+		Members:          ep.Config.Indices(),
 	})
 }
 

@@ -25,10 +25,26 @@ type Node struct {
 	log      *slog.Logger
 	executor *execution.Executor
 	driver   *replica.Driver
-	verifier *protocol.MessageVerifier
+	// verifier is the verifier of the epoch in force (swapped by onEpoch;
+	// read by the verification goroutines).
+	verifier atomic.Pointer[protocol.MessageVerifier]
 	window   uint64 // the core's window size, for the verifier's pre-check
 	pool     *verifypool.Pool
-	metrics  *node.Metrics
+	// requestCache and maxBatch are what every epoch's verifier shares.
+	requestCache *crypto.VerifiedCache
+	maxBatch     int
+	// epochs says the driver follows configuration epochs; epochMetrics
+	// count them; hostConfigKey names the configurations the transport's
+	// member set was last built from; everMember is set once this
+	// replica was a member of a configuration in force (event loop).
+	epochs        bool
+	epochMetrics  *epochMetrics
+	hostConfigKey string
+	// epochNow is the driver's epoch status as of the last switch, for
+	// the snapshot server off the event loop.
+	epochNow   atomic.Pointer[replica.EpochStatus]
+	everMember bool
+	metrics    *node.Metrics
 	// readOnly counts read-only requests handed to the driver.
 	readOnly prometheus.Counter
 
@@ -39,10 +55,6 @@ type Node struct {
 	// State transfer: snapshots are served off the loop goroutine.
 	snapshotEvents chan snapshotEvent
 	stateRequests  chan node.StateRequest
-
-	// members are the genesis's member indices (Status.Members): the
-	// PBFT runtime does not change its membership yet.
-	members []uint32
 
 	// phases times each sequence's phases; owned by the event loop.
 	phases *phaseClock
@@ -61,11 +73,8 @@ func Start(cfg node.Config, filter Filter) (*Node, error) {
 	if err := cfg.ApplyDefaults(); err != nil {
 		return nil, err
 	}
-	if cfg.Spare {
-		return nil, fmt.Errorf("node: replica %d is a spare (not among the cluster file's replicas): %w", cfg.Index, errNoReconfiguration)
-	}
 	n := &Node{cfg: cfg, filter: filter, log: cfg.Logger.With("replica", cfg.Index), metrics: node.NewMetrics(), phases: newPhaseClock()}
-	n.members = cfg.Genesis.Indices()
+	n.epochMetrics = newEpochMetrics(n.metrics)
 	n.WatchDatabaseSize(n.metrics)
 	n.readOnly = newReadOnlyCounter(n.metrics)
 	if cf, ok := filter.(CountingFilter); ok {
@@ -79,7 +88,7 @@ func Start(cfg node.Config, filter Filter) (*Node, error) {
 	for range cfg.VerifyLoops() {
 		loops = append(loops, n.verifyLoop)
 	}
-	n.Run(append(loops, n.serveSnapshots, n.eventLoop)...)
+	n.Run(append(loops, n.serveSnapshots, n.eventLoop, n.learnHistory)...)
 	return n, nil
 }
 
@@ -93,14 +102,33 @@ func (n *Node) open() error {
 		return err
 	}
 	n.metrics.WatchApplication(app)
-	if n.executor, err = execution.NewExecutor(n.DB, app, n.log); err != nil {
-		return fmt.Errorf("node: %w", err)
-	}
 	pcfg := cfg.PBFT
 	pcfg.ID, pcfg.N, pcfg.Logger = cfg.Index, len(cfg.Replicas), n.log
+	if cfg.Spare {
+		pcfg.ID = 0 // a placeholder: with epochs the core runs at this replica's position once it is a member
+	}
+	rules, withEpochs := pbftMembershipRules(cfg, pcfg.CheckpointInterval)
+	var opts []execution.ExecutorOption
+	if withEpochs {
+		opts = append(opts, execution.WithMembership(rules))
+	} else if cfg.Spare || cfg.KeyRotated {
+		return fmt.Errorf("node: replica %d is a spare or has a rotated key, but the cluster file's configuration is incomplete (%w)", cfg.Index, cfg.Genesis.Check())
+	} else {
+		n.log.Info("the cluster file's configuration is incomplete (no addresses); configuration changes are refused")
+	}
+	if n.executor, err = execution.NewExecutor(n.DB, app, n.log, opts...); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	n.signer = crypto.NewSigner(cfg.Key, cfg.ClusterID)
 	pcfg.Signer = n.signer
-	n.verifier, n.pool = node.NewVerifier(cfg, pcfg.MaxBatchSize)
+	var verifier *protocol.MessageVerifier
+	verifier, n.pool = node.NewVerifier(cfg, pcfg.MaxBatchSize)
+	n.verifier.Store(verifier)
+	n.requestCache, n.maxBatch = crypto.NewVerifiedCache(1<<16), pcfg.MaxBatchSize
+	var epochs *replica.Epochs
+	if withEpochs {
+		n.epochs, epochs = true, n.epochsConfig(rules)
+	}
 	// The snapshot server's channel exists before the driver can hand it
 	// a snapshot.
 	n.snapshotEvents = make(chan snapshotEvent, 16)
@@ -110,7 +138,8 @@ func (n *Node) open() error {
 		Network:   driverNetwork{n: n},
 		Executor:  n.executor,
 		Snapshots: driverSnapshots{n: n},
-		Verifier:  n.verifier,
+		Verifier:  verifier,
+		Epochs:    epochs,
 		Receipts:  receiptMode(cfg),
 		Filter:    n.filter,
 		Observer:  &driverObserver{n: n},
@@ -119,12 +148,16 @@ func (n *Node) open() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	n.window = n.driver.Core().Config().WindowSize
-	n.verifier.SetWindowSize(n.window)
+	verifier.SetWindowSize(n.window)
+	// The transport starts before Recover: with epochs, Recover's OnEpoch
+	// sets its members to the configurations of the epoch in force.
+	hostCfg := cfg
+	hostCfg.Replicas = hostReplicas(cfg)
+	if err := n.StartHost(hostCfg, "", n.log); err != nil {
+		return err
+	}
 	if err := n.driver.Recover(); err != nil {
 		return fmt.Errorf("node: %w", err)
-	}
-	if err := n.StartHost(cfg, "", n.log); err != nil {
-		return err
 	}
 	n.metrics.WatchTransport(n.Host.Stats)
 	n.inbox = make(chan input, cfg.InboxSize)

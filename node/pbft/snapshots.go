@@ -104,7 +104,15 @@ func (n *Node) answerStateRequest(signer *crypto.Signer, snaps map[uint64]*execu
 	} else if !chunk.Unavailable {
 		n.metrics.StateServedBytes.Add(float64(proto.Size(chunk)))
 	}
+	// With epochs the chunk is signed as this replica's position in the
+	// epoch in force, and r.From is the requester's member index.
 	body := &wire.ReplicaMessage{From: n.cfg.Index, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
+	if st := n.epochNow.Load(); st != nil {
+		if !st.Member {
+			return 0 // no position to sign as: the requester asks a member
+		}
+		body.From, body.Epoch = st.Position, st.Config.Epoch
+	}
 	payload, err := proto.Marshal(body)
 	if err != nil {
 		return 0

@@ -1,0 +1,328 @@
+package pbft_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	pbftnode "github.com/pbftnode/pbftnode"
+	"github.com/pbftnode/pbftnode/config"
+	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/keyfile"
+	"github.com/pbftnode/pbftnode/membership"
+	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/node/pbft"
+	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+const reconfigWait = 90 * time.Second
+
+// waitFor polls cond until it holds, failing the test after reconfigWait.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(reconfigWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// reconfigAdmin sends signed configuration changes as a client of the
+// members it is given and returns the first result f+1 replicas agree on.
+type reconfigAdmin struct {
+	t         *testing.T
+	clusterID string
+	key       ed25519.PrivateKey
+	client    ed25519.PrivateKey
+	number    uint64
+}
+
+func (a *reconfigAdmin) change(members []membership.Member, ch membership.Change) string {
+	t := a.t
+	t.Helper()
+	sc := membership.SignedChange{Change: ch.Encode()}
+	sc.Signatures = append(sc.Signatures, membership.Sign(a.clusterID, sc.Change, a.key))
+	var pm []p2p.Member
+	for _, m := range members {
+		p, err := node.Member(node.Replica{Index: m.Index, PublicKey: m.PublicKey, Addr: m.Address})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pm = append(pm, p)
+	}
+	key, err := identity.LibP2PPrivateKey(a.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := p2p.New(p2p.Config{PrivateKey: key, Self: -1, Members: pm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	id, err := crypto.ClientID(a.client.Public().(ed25519.PublicKey), []byte("admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.number++
+	payload, _ := proto.Marshal(&wire.Request{ClientId: id, RequestNumber: a.number, ConfigChange: sc.Encode()})
+	signed := &wire.Signed{Payload: payload, Signature: crypto.NewSigner(a.client, a.clusterID).Sign(crypto.DomainClientRequest, payload)}
+	frame, _ := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: signed}})
+	ctx, cancel := context.WithTimeout(context.Background(), reconfigWait)
+	defer cancel()
+	resend := time.NewTicker(2 * time.Second)
+	defer resend.Stop()
+	results := map[uint32]string{}
+	for {
+		for _, m := range members {
+			h.SendToReplica(m.Index, frame)
+		}
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no answer to %s", ch)
+			case <-resend.C:
+				break wait
+			case f := <-h.Replies():
+				var r wire.Reply
+				if proto.Unmarshal(f.Data, &r) != nil || r.GetRequestNumber() != a.number || r.GetError() != "" {
+					continue
+				}
+				results[r.GetReplica()] = string(r.GetResult())
+				count := 0
+				for _, res := range results {
+					if res == string(r.GetResult()) {
+						count++
+					}
+				}
+				if count >= (len(members)-1)/3+1 {
+					return string(r.GetResult())
+				}
+			}
+		}
+	}
+}
+
+// reconfigCluster is an in-process PBFT testnet with spares.
+type reconfigCluster struct {
+	t     *testing.T
+	dir   string
+	mu    sync.Mutex
+	nodes map[int]*pbft.Node
+	cfgs  map[int]node.Config
+}
+
+func (c *reconfigCluster) start(i int, key ed25519.PrivateKey) {
+	t := c.t
+	t.Helper()
+	cfg, err := node.LoadHome(pbftnode.TestnetHome(c.dir, i), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MetricsAddr = ""
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.PBFT.CheckpointInterval = 16
+	if key != nil {
+		cfg.Key = key
+	}
+	n, err := pbft.Start(cfg, nil)
+	if err != nil {
+		t.Fatalf("start replica %d: %v", i, err)
+	}
+	c.mu.Lock()
+	c.nodes[i], c.cfgs[i] = n, cfg
+	c.mu.Unlock()
+}
+
+func (c *reconfigCluster) stop(i int) {
+	c.mu.Lock()
+	n := c.nodes[i]
+	delete(c.nodes, i)
+	c.mu.Unlock()
+	_ = n.Close()
+}
+
+// agree reports whether the running replicas among indices report epoch
+// and members.
+func (c *reconfigCluster) agree(epoch uint64, members []uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, i := range members {
+		n, ok := c.nodes[int(i)]
+		if !ok {
+			continue
+		}
+		st := n.Status()
+		if st.Epoch != epoch || !slices.Equal(st.Members, members) {
+			return false
+		}
+	}
+	return true
+}
+
+// converged reports whether the running members executed the same
+// sequence with the same state digest.
+func (c *reconfigCluster) converged(members []uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var first *node.Status
+	for _, i := range members {
+		st := c.nodes[int(i)].Status()
+		if first == nil {
+			first = &st
+		} else if st.ExecutedSequence != first.ExecutedSequence || st.StateDigest != first.StateDigest {
+			return false
+		}
+	}
+	return true
+}
+
+// A PBFT cluster of 4 adds a spare (n=5), removes a member and rotates a
+// key (the replica restarts with the new key) while a client writes:
+// after each change every member agrees on the epoch and the members, at
+// the end on the state, and every acknowledged write reads back.
+func TestReconfigurationAddRemoveRotate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a multi-epoch cluster run")
+	}
+	dir := t.TempDir()
+	base, err := pbftnode.FreeBasePort("127.0.0.1", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.WriteTestnet(config.Testnet{Dir: dir, Replicas: 4, Spares: 1, BasePort: base, UnsafeNoFsync: true}); err != nil {
+		t.Fatal(err)
+	}
+	c := &reconfigCluster{t: t, dir: dir, nodes: map[int]*pbft.Node{}, cfgs: map[int]node.Config{}}
+	for i := range 5 {
+		c.start(i, nil)
+	}
+	t.Cleanup(func() {
+		for i := range 5 {
+			c.mu.Lock()
+			_, ok := c.nodes[i]
+			c.mu.Unlock()
+			if ok {
+				c.stop(i)
+			}
+		}
+	})
+	adminKey, err := keyfile.Read(filepath.Join(dir, config.AdminKeyFile(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := pbftnode.Dial(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+
+	// The writer: sequential puts; each acknowledged one is recorded.
+	ctx, stopWriter := context.WithCancel(context.Background())
+	var acked []int
+	var writerDone sync.WaitGroup
+	writerDone.Add(1)
+	go func() {
+		defer writerDone.Done()
+		for k := 1; ctx.Err() == nil; k++ {
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := cl.Invoke(wctx, execution.EncodePut([]byte(fmt.Sprintf("w%d", k)), []byte(fmt.Sprint(k))))
+			cancel()
+			if err == nil {
+				acked = append(acked, k)
+			}
+		}
+	}()
+
+	cfg0 := c.cfgs[0]
+	ad := &reconfigAdmin{t: t, clusterID: cfg0.ClusterID, key: adminKey, client: newKey(t)}
+	genesis := cfg0.Genesis.Members
+	mustAccept := func(members []membership.Member, ch membership.Change) {
+		t.Helper()
+		if res := ad.change(members, ch); !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
+			t.Fatalf("%s: %q", ch, res)
+		}
+	}
+
+	mustAccept(genesis, membership.Change{Epoch: 0, Kind: membership.AddReplica, Member: c.cfgs[4].Self})
+	waitFor(t, "epoch 1 with members 0-4", func() bool { return c.agree(1, []uint32{0, 1, 2, 3, 4}) })
+	five := append(slices.Clone(genesis), c.cfgs[4].Self)
+
+	mustAccept(five, membership.Change{Epoch: 1, Kind: membership.RemoveReplica, Member: membership.Member{Index: 1}})
+	waitFor(t, "epoch 2 without replica 1", func() bool { return c.agree(2, []uint32{0, 2, 3, 4}) })
+	c.stop(1)
+	four := slices.DeleteFunc(slices.Clone(five), func(m membership.Member) bool { return m.Index == 1 })
+
+	rotated := newKey(t)
+	rec := c.cfgs[2].Self
+	rec.PublicKey = rotated.Public().(ed25519.PublicKey)
+	mustAccept(four, membership.Change{Epoch: 2, Kind: membership.RotateKey, Member: rec})
+	c.stop(2)
+	c.start(2, rotated)
+	waitFor(t, "epoch 3 with replica 2's new key", func() bool { return c.agree(3, []uint32{0, 2, 3, 4}) })
+	waitFor(t, "replica 2 to execute under its new key", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.nodes[2].Status().ExecutedSequence > 0 && c.nodes[2].Status().ViewActive
+	})
+
+	c.mu.Lock()
+	gauge := c.nodes[0].MetricValue("pbftnode_epoch")
+	c.mu.Unlock()
+	if gauge != 3 {
+		t.Fatalf("pbftnode_epoch = %v, want 3", gauge)
+	}
+
+	// A joiner's config_query learns the verified history: epochs 1-3.
+	qctx, qcancel := context.WithTimeout(context.Background(), reconfigWait)
+	c.mu.Lock()
+	spare := c.nodes[4]
+	c.mu.Unlock()
+	h, ok, err := pbft.QueryHistory(qctx, spare)
+	qcancel()
+	if err != nil || !ok || len(h.Certificates) != 3 || h.Certificates[2].Config.Epoch != 3 {
+		t.Fatalf("config_query history: %d certificates, ok %v, err %v", len(h.Certificates), ok, err)
+	}
+
+	time.Sleep(time.Second) // let the writer run in the last epoch
+	stopWriter()
+	writerDone.Wait()
+	waitFor(t, "the members to converge", func() bool { return c.converged([]uint32{0, 2, 3, 4}) })
+	if len(acked) < 5 {
+		t.Fatalf("only %d writes acknowledged", len(acked))
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), reconfigWait)
+	defer cancel()
+	for _, k := range acked {
+		raw, err := cl.Invoke(rctx, execution.EncodeGet([]byte(fmt.Sprintf("w%d", k))))
+		if err != nil {
+			t.Fatalf("get w%d: %v", k, err)
+		}
+		if res, err := execution.DecodeResult(raw); err != nil || !res.Ok || string(res.Value) != fmt.Sprint(k) {
+			t.Fatalf("acknowledged write w%d reads back %+v (%v)", k, res, err)
+		}
+	}
+}
+
+func newKey(t *testing.T) ed25519.PrivateKey {
+	t.Helper()
+	_, k, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
