@@ -2,21 +2,11 @@ package pbft
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"fmt"
 	"time"
 
-	libp2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/pbftnode/pbftnode/config"
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/node"
-	"github.com/pbftnode/pbftnode/p2p"
-	"github.com/pbftnode/pbftnode/p2p/identity"
-	"github.com/pbftnode/pbftnode/wire"
 )
 
 // learnInterval is how often a joiner asks for the configuration history.
@@ -38,17 +28,17 @@ func (n *Node) learnHistory(ctx context.Context) {
 	if !n.epochs || !(n.cfg.Spare || n.cfg.KeyRotated) {
 		return
 	}
-	q, err := newJoinerClient(n.cfg.ClusterID)
+	q, err := node.NewConfigQuerier(n.log)
 	if err != nil {
 		n.log.Error("joiner: cannot ask for the configuration", "err", err)
 		return
 	}
 	wait := learnInterval
-	for number := uint64(1); ctx.Err() == nil; number++ {
+	for ctx.Err() == nil {
 		st := n.epochNow.Load()
 		if st == nil || !st.Member {
 			progress := false
-			if h, ok := n.queryHistory(ctx, q, number); ok {
+			if h, ok := n.queryHistory(ctx, q); ok {
 				for _, c := range h.Certificates {
 					if st == nil || c.Config.Epoch > st.Config.Epoch {
 						progress = true
@@ -73,85 +63,25 @@ func (n *Node) learnHistory(ctx context.Context) {
 // queryHistory asks the members this replica knows for the history once
 // and returns the longest answer verified from the genesis, within
 // learnInterval.
-func (n *Node) queryHistory(ctx context.Context, q joinerClient, number uint64) (membership.History, bool) {
-	members := n.knownMembers()
-	if len(members) == 0 {
-		return membership.History{}, false
-	}
-	h, err := p2p.New(p2p.Config{PrivateKey: q.key, Self: -1, Members: members, Logger: n.log})
-	if err != nil {
-		n.log.Warn("joiner: client host", "err", err)
-		return membership.History{}, false
-	}
-	defer func() { _ = h.Close() }()
-	payload, _ := proto.Marshal(&wire.Request{ClientId: q.clientID, RequestNumber: number, ReadOnly: true, ConfigQuery: true})
-	signed := &wire.Signed{Payload: payload, Signature: q.signer.Sign(crypto.DomainClientRequest, payload)}
-	frame, _ := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: signed}})
-	for _, m := range members {
-		h.SendToReplica(m.Index, frame)
-	}
-	timeout := time.NewTimer(learnInterval)
-	defer timeout.Stop()
+func (n *Node) queryHistory(ctx context.Context, q *node.ConfigQuerier) (membership.History, bool) {
 	var best membership.History
 	found := false
-	for answers := 0; answers < len(members); {
-		select {
-		case <-ctx.Done():
-			return best, found
-		case <-timeout.C:
-			return best, found
-		case f, ok := <-h.Replies():
-			if !ok {
-				return best, found
-			}
-			answers++
-			if hist, err := n.verifiedAnswer(f.Data, number); err == nil && (!found || len(hist.Certificates) > len(best.Certificates)) {
-				best, found = hist, true
-			}
+	q.Ask(ctx, n.knownMembers(), n.cfg.Index, learnInterval, func(result []byte) bool {
+		if hist, err := n.verifiedHistory(result); err == nil && (!found || len(hist.Certificates) > len(best.Certificates)) {
+			best, found = hist, true
 		}
-	}
+		return false // hear every member: the longest verified history wins
+	})
 	return best, found
-}
-
-// joinerClient is the client identity a joiner asks with: a fresh key
-// (the replica's key is its transport identity, which must not open
-// client streams beside its links), its client id and signer.
-type joinerClient struct {
-	key      libp2pcrypto.PrivKey
-	clientID []byte
-	signer   *crypto.Signer
-}
-
-func newJoinerClient(clusterID string) (joinerClient, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return joinerClient{}, err
-	}
-	key, err := identity.LibP2PPrivateKey(priv)
-	if err != nil {
-		return joinerClient{}, err
-	}
-	clientID, err := crypto.ClientID(pub, []byte("joiner"))
-	if err != nil {
-		return joinerClient{}, err
-	}
-	return joinerClient{key: key, clientID: clientID, signer: crypto.NewSigner(priv, clusterID)}, nil
 }
 
 // pbftRules are the membership rules of a PBFT cluster.
 func pbftRules() membership.Rules { return config.MembershipRules(config.ConsensusPBFT) }
 
-// verifiedAnswer decodes an answer to config_query number and verifies
-// its history from the genesis.
-func (n *Node) verifiedAnswer(data []byte, number uint64) (membership.History, error) {
-	var r wire.Reply
-	if err := proto.Unmarshal(data, &r); err != nil {
-		return membership.History{}, fmt.Errorf("reply: %w", err)
-	}
-	if r.GetRequestNumber() != number || r.GetError() != "" {
-		return membership.History{}, fmt.Errorf("not an answer to query %d", number)
-	}
-	h, err := membership.DecodeHistory(r.GetResult())
+// verifiedHistory decodes an answer to config_query and verifies its
+// history from the genesis.
+func (n *Node) verifiedHistory(result []byte) (membership.History, error) {
+	h, err := membership.DecodeHistory(result)
 	if err != nil {
 		return membership.History{}, err
 	}
@@ -161,23 +91,20 @@ func (n *Node) verifiedAnswer(data []byte, number uint64) (membership.History, e
 	return h, nil
 }
 
-// knownMembers are the transport members of the genesis and of the
-// newest configuration this replica knows, itself excepted.
-func (n *Node) knownMembers() []p2p.Member {
+// knownMembers are the members of the newest configuration this replica
+// knows and of the genesis (each index once, the newest record first).
+func (n *Node) knownMembers() []membership.Member {
 	configs := []membership.Config{n.cfg.Genesis}
 	if st := n.epochNow.Load(); st != nil {
 		configs = append([]membership.Config{st.Config}, configs...)
 	}
-	seen := map[uint32]bool{n.cfg.Index: true}
-	var out []p2p.Member
+	seen := map[uint32]bool{}
+	var out []membership.Member
 	for _, c := range configs {
 		for _, m := range c.Members {
-			if seen[m.Index] {
-				continue
-			}
-			seen[m.Index] = true
-			if pm, err := node.Member(node.Replica{Index: m.Index, PublicKey: m.PublicKey, Addr: m.Address}); err == nil {
-				out = append(out, pm)
+			if !seen[m.Index] {
+				seen[m.Index] = true
+				out = append(out, m)
 			}
 		}
 	}

@@ -3,20 +3,15 @@ package raftnode
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"fmt"
 	"time"
 
-	libp2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/config"
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
-	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -128,7 +123,7 @@ func (n *Node) learnMembership(ctx context.Context) {
 	if !n.mustLearn {
 		return
 	}
-	q, err := n.newQuerier()
+	q, err := node.NewConfigQuerier(n.log)
 	if err != nil {
 		n.log.Error("spare: cannot ask for the configuration", "err", err)
 		return
@@ -152,87 +147,23 @@ func (n *Node) learnMembership(ctx context.Context) {
 	}
 }
 
-// querier is what a replica needs to ask for the configuration as a
-// client: its key, a client id of its own key and a fresh session, and
-// the next request number.
-type querier struct {
-	key      libp2pcrypto.PrivKey
-	clientID []byte
-	number   uint64
-}
-
-func (n *Node) newQuerier() (*querier, error) {
-	key, err := identity.LibP2PPrivateKey(n.cfg.Key)
-	if err != nil {
-		return nil, fmt.Errorf("client key: %w", err)
-	}
-	session := make([]byte, 8)
-	_, _ = rand.Read(session)
-	clientID, err := crypto.ClientID(n.cfg.Self.PublicKey, session)
-	if err != nil {
-		return nil, fmt.Errorf("client id: %w", err)
-	}
-	return &querier{key: key, clientID: clientID}, nil
-}
-
-// queryMembership asks every member of known once for the configuration
-// and returns the first answer that decodes, within spareQueryInterval.
-func (n *Node) queryMembership(ctx context.Context, q *querier, known membership.Config) (membership.Config, bool) {
-	q.number++
-	number := q.number
-	var members []p2p.Member
-	for _, m := range known.Members {
-		if m.Index == n.cfg.Index {
-			continue // the others are asked; a client host must not use a member's key
+// queryMembership asks every member of known (but this replica) once for
+// the configuration and returns the first answer that decodes, within
+// spareQueryInterval. The answer is a Raft member's applied configuration,
+// taken on trust: a crash-fault cluster has no certificates.
+func (n *Node) queryMembership(ctx context.Context, q *node.ConfigQuerier, known membership.Config) (membership.Config, bool) {
+	var cur membership.Config
+	ok := q.Ask(ctx, known.Members, n.cfg.Index, spareQueryInterval, func(result []byte) bool {
+		var hist wire.ConfigHistory
+		if proto.Unmarshal(result, &hist) != nil {
+			return false
 		}
-		pm, err := node.Member(node.Replica{Index: m.Index, PublicKey: m.PublicKey, Addr: m.Address})
+		c, err := membership.Decode(hist.GetCurrent())
 		if err != nil {
-			return membership.Config{}, false
+			return false
 		}
-		members = append(members, pm)
-	}
-	h, err := p2p.New(p2p.Config{PrivateKey: q.key, Self: -1, Members: members, Logger: n.log})
-	if err != nil {
-		n.log.Warn("spare: client host", "err", err)
-		return membership.Config{}, false
-	}
-	defer func() { _ = h.Close() }()
-	payload, _ := proto.Marshal(&wire.Request{ClientId: q.clientID, RequestNumber: number, ReadOnly: true, ConfigQuery: true})
-	frame, _ := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: &wire.Signed{Payload: payload}}})
-	for _, m := range members {
-		h.SendToReplica(m.Index, frame)
-	}
-	timeout := time.NewTimer(spareQueryInterval)
-	defer timeout.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return membership.Config{}, false
-		case <-timeout.C:
-			return membership.Config{}, false
-		case f, ok := <-h.Replies():
-			if !ok {
-				return membership.Config{}, false
-			}
-			if cur, err := decodeConfigAnswer(f.Data, number); err == nil {
-				return cur, true
-			}
-		}
-	}
-}
-
-// decodeConfigAnswer decodes a replica's answer to config_query number.
-func decodeConfigAnswer(data []byte, number uint64) (membership.Config, error) {
-	var r wire.Reply
-	if err := proto.Unmarshal(data, &r); err != nil {
-		return membership.Config{}, fmt.Errorf("reply: %w", err)
-	}
-	if r.GetRequestNumber() != number || r.GetError() != "" {
-		return membership.Config{}, fmt.Errorf("not an answer to query %d: %q", number, r.GetError())
-	}
-	var hist wire.ConfigHistory
-	if err := proto.Unmarshal(r.GetResult(), &hist); err != nil {
-		return membership.Config{}, fmt.Errorf("history: %w", err)
-	}
-	return membership.Decode(hist.GetCurrent())
+		cur = c
+		return true
+	})
+	return cur, ok
 }

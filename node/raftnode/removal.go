@@ -31,7 +31,7 @@ func (n *Node) watchRemoval(ctx context.Context) {
 	if n.mustLearn {
 		return // a spare: learnMembership
 	}
-	q, err := n.newQuerier()
+	q, err := node.NewConfigQuerier(n.log)
 	if err != nil {
 		n.log.Error("cannot watch for a removal", "err", err)
 		return
