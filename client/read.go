@@ -230,14 +230,14 @@ func (c *Client) readTargets() (first, rest []int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := &c.reads
-	if len(r.missed) != c.n {
-		r.missed = make([]bool, c.n)
+	if len(r.missed) != c.span {
+		r.missed = make([]bool, c.span) // by member index
 	}
-	start := r.next
-	r.next = (r.next + 1) % c.n
+	start := r.next % c.n
+	r.next = (start + 1) % c.n
 	var skipped []int
 	for k := range c.n {
-		i := (start + k) % c.n
+		i := int(c.cfg.Replicas[(start+k)%c.n].Index) // members are named by index, which may have gaps
 		switch {
 		case r.missed[i]:
 			skipped = append(skipped, i)

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -232,4 +233,32 @@ func (c *Client) lastNumber(t *testing.T) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.reads.number - 1
+}
+
+// After a reconfiguration members are named by indices with gaps: reads
+// go to members, never to an index that is not one.
+func TestReadTargetsAreMemberIndices(t *testing.T) {
+	c, _ := newReadTestClient(t)
+	c.cfg.Replicas = []p2p.Member{{Index: 0}, {Index: 2}, {Index: 4}, {Index: 6}}
+	span, member, err := memberIndices(c.cfg.Replicas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.span, c.member = span, member
+	seen := map[int]bool{}
+	for range 8 {
+		first, rest := c.readTargets()
+		if len(first) != c.cfg.ReadQuorum || len(first)+len(rest) != 4 {
+			t.Fatalf("targets %v + %v", first, rest)
+		}
+		for _, i := range append(first, rest...) {
+			if !c.isMember(i) {
+				t.Fatalf("read sent to %d, not a member (targets %v + %v)", i, first, rest)
+			}
+			seen[i] = true
+		}
+	}
+	if len(seen) != 4 {
+		t.Fatalf("reads reached %v only", seen)
+	}
 }
