@@ -7,24 +7,18 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	pbftnode "github.com/pbftnode/pbftnode"
 	"github.com/pbftnode/pbftnode/config"
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/internal/localnet/localnettest"
 	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/node/pbft"
-	"github.com/pbftnode/pbftnode/p2p"
-	"github.com/pbftnode/pbftnode/p2p/identity"
-	"github.com/pbftnode/pbftnode/wire"
 )
 
 const reconfigWait = 90 * time.Second
@@ -32,89 +26,7 @@ const reconfigWait = 90 * time.Second
 // waitFor polls cond until it holds, failing the test after reconfigWait.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(reconfigWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// reconfigAdmin sends signed configuration changes as a client of the
-// members it is given and returns the first result f+1 replicas agree on.
-type reconfigAdmin struct {
-	t         *testing.T
-	clusterID string
-	key       ed25519.PrivateKey
-	client    ed25519.PrivateKey
-	number    uint64
-}
-
-func (a *reconfigAdmin) change(members []membership.Member, ch membership.Change) string {
-	t := a.t
-	t.Helper()
-	sc := membership.SignedChange{Change: ch.Encode()}
-	sc.Signatures = append(sc.Signatures, membership.Sign(a.clusterID, sc.Change, a.key))
-	var pm []p2p.Member
-	for _, m := range members {
-		p, err := node.Member(node.Replica{Index: m.Index, PublicKey: m.PublicKey, Addr: m.Address})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pm = append(pm, p)
-	}
-	key, err := identity.LibP2PPrivateKey(a.client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := p2p.New(p2p.Config{PrivateKey: key, Self: -1, Members: pm})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	id, err := crypto.ClientID(a.client.Public().(ed25519.PublicKey), []byte("admin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.number++
-	payload, _ := proto.Marshal(&wire.Request{ClientId: id, RequestNumber: a.number, ConfigChange: sc.Encode()})
-	signed := &wire.Signed{Payload: payload, Signature: crypto.NewSigner(a.client, a.clusterID).Sign(crypto.DomainClientRequest, payload)}
-	frame, _ := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: signed}})
-	ctx, cancel := context.WithTimeout(context.Background(), reconfigWait)
-	defer cancel()
-	resend := time.NewTicker(2 * time.Second)
-	defer resend.Stop()
-	results := map[uint32]string{}
-	for {
-		for _, m := range members {
-			h.SendToReplica(m.Index, frame)
-		}
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("no answer to %s", ch)
-			case <-resend.C:
-				break wait
-			case f := <-h.Replies():
-				var r wire.Reply
-				if proto.Unmarshal(f.Data, &r) != nil || r.GetRequestNumber() != a.number || r.GetError() != "" {
-					continue
-				}
-				results[r.GetReplica()] = string(r.GetResult())
-				count := 0
-				for _, res := range results {
-					if res == string(r.GetResult()) {
-						count++
-					}
-				}
-				if count >= (len(members)-1)/3+1 {
-					return string(r.GetResult())
-				}
-			}
-		}
-	}
+	localnettest.WaitFor(t, what, reconfigWait, cond)
 }
 
 // reconfigCluster is an in-process PBFT testnet with spares.
@@ -248,29 +160,22 @@ func TestReconfigurationAddRemoveRotate(t *testing.T) {
 		}
 	}()
 
-	cfg0 := c.cfgs[0]
-	ad := &reconfigAdmin{t: t, clusterID: cfg0.ClusterID, key: adminKey, client: newKey(t)}
-	genesis := cfg0.Genesis.Members
-	mustAccept := func(members []membership.Member, ch membership.Change) {
+	mustAccept := func(ch membership.Change) {
 		t.Helper()
-		if res := ad.change(members, ch); !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
-			t.Fatalf("%s: %q", ch, res)
-		}
+		localnettest.MustChangeConfig(t, cl, adminKey, ch, reconfigWait)
 	}
 
-	mustAccept(genesis, membership.Change{Epoch: 0, Kind: membership.AddReplica, Member: c.cfgs[4].Self})
+	mustAccept(membership.Change{Epoch: 0, Kind: membership.AddReplica, Member: c.cfgs[4].Self})
 	waitFor(t, "epoch 1 with members 0-4", func() bool { return c.agree(1, []uint32{0, 1, 2, 3, 4}) })
-	five := append(slices.Clone(genesis), c.cfgs[4].Self)
 
-	mustAccept(five, membership.Change{Epoch: 1, Kind: membership.RemoveReplica, Member: membership.Member{Index: 1}})
+	mustAccept(membership.Change{Epoch: 1, Kind: membership.RemoveReplica, Member: membership.Member{Index: 1}})
 	waitFor(t, "epoch 2 without replica 1", func() bool { return c.agree(2, []uint32{0, 2, 3, 4}) })
 	c.stop(1)
-	four := slices.DeleteFunc(slices.Clone(five), func(m membership.Member) bool { return m.Index == 1 })
 
 	rotated := newKey(t)
 	rec := c.cfgs[2].Self
 	rec.PublicKey = rotated.Public().(ed25519.PublicKey)
-	mustAccept(four, membership.Change{Epoch: 2, Kind: membership.RotateKey, Member: rec})
+	mustAccept(membership.Change{Epoch: 2, Kind: membership.RotateKey, Member: rec})
 	c.stop(2)
 	c.start(2, rotated)
 	waitFor(t, "epoch 3 with replica 2's new key", func() bool { return c.agree(3, []uint32{0, 2, 3, 4}) })

@@ -2,28 +2,21 @@ package raftnode_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	pbftnode "github.com/pbftnode/pbftnode"
 	"github.com/pbftnode/pbftnode/config"
-	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/internal/localnet/localnettest"
 	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/node/raftnode"
-	"github.com/pbftnode/pbftnode/p2p"
-	"github.com/pbftnode/pbftnode/p2p/identity"
-	"github.com/pbftnode/pbftnode/wire"
 )
 
 const waitLimit = 60 * time.Second
@@ -31,81 +24,7 @@ const waitLimit = 60 * time.Second
 // waitUntil polls cond until it holds, failing the test after waitLimit.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// admin sends configuration changes as a client of the given members and
-// waits for the first reply.
-type admin struct {
-	t         *testing.T
-	clusterID string
-	key       ed25519.PrivateKey
-	client    ed25519.PrivateKey
-	number    uint64
-}
-
-func (a *admin) change(members []node.Replica, ch membership.Change) string {
-	t := a.t
-	t.Helper()
-	sc := membership.SignedChange{Change: ch.Encode()}
-	sc.Signatures = append(sc.Signatures, membership.Sign(a.clusterID, sc.Change, a.key))
-	var pm []p2p.Member
-	for _, r := range members {
-		m, err := node.Member(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pm = append(pm, m)
-	}
-	key, err := identity.LibP2PPrivateKey(a.client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := p2p.New(p2p.Config{PrivateKey: key, Self: -1, Members: pm})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	id, err := crypto.ClientID(a.client.Public().(ed25519.PublicKey), []byte("admin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.number++
-	payload, _ := proto.Marshal(&wire.Request{ClientId: id, RequestNumber: a.number, ConfigChange: sc.Encode()})
-	frame, _ := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: &wire.Signed{Payload: payload}}})
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	resend := time.NewTicker(time.Second)
-	defer resend.Stop()
-	for {
-		for _, m := range members {
-			h.SendToReplica(m.Index, frame)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no answer to %s", ch)
-		case <-resend.C:
-		case f := <-h.Replies():
-			var r wire.Reply
-			if proto.Unmarshal(f.Data, &r) == nil && r.GetRequestNumber() == a.number && r.GetError() == "" {
-				return string(r.GetResult())
-			}
-		}
-	}
-}
-
-func replicasOf(t *testing.T, nodes map[int]*raftnode.Node, cfgs map[int]node.Config, indices ...int) []node.Replica {
-	var out []node.Replica
-	for _, i := range indices {
-		out = append(out, node.Replica{Index: uint32(i), PublicKey: cfgs[i].Self.PublicKey, Addr: cfgs[i].Self.Address})
-	}
-	return out
+	localnettest.WaitFor(t, what, waitLimit, cond)
 }
 
 // agree reports whether the listed replicas report the same epoch,
@@ -168,11 +87,7 @@ func TestSpareJoinsAndRemovedMemberLeaves(t *testing.T) {
 	for i := range 40 {
 		put(fmt.Sprintf("k%d", i), "v")
 	}
-	ad := &admin{t: t, clusterID: cfgs[0].ClusterID, key: adminKey, client: cryptoKey(t)}
-	res := ad.change(replicasOf(t, nodes, cfgs, 0, 1, 2), membership.Change{Epoch: 0, Kind: membership.AddReplica, Member: cfgs[3].Self})
-	if !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
-		t.Fatalf("add-replica: %q", res)
-	}
+	localnettest.MustChangeConfig(t, cl, adminKey, membership.Change{Epoch: 0, Kind: membership.AddReplica, Member: cfgs[3].Self}, waitLimit)
 	put("after", "add")
 	waitUntil(t, "all four to agree on epoch 1", func() bool { return agree(nodes, 1, []uint32{0, 1, 2, 3}, 0, 1, 2, 3) })
 
@@ -184,10 +99,7 @@ func TestSpareJoinsAndRemovedMemberLeaves(t *testing.T) {
 	for i, r := range rest {
 		restIdx[i] = uint32(r)
 	}
-	res = ad.change(replicasOf(t, nodes, cfgs, 0, 1, 2, 3), membership.Change{Epoch: 1, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(victim)}})
-	if !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
-		t.Fatalf("remove-replica %d: %q", victim, res)
-	}
+	localnettest.MustChangeConfig(t, cl, adminKey, membership.Change{Epoch: 1, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(victim)}}, waitLimit)
 	waitUntil(t, "the other three to agree on epoch 2", func() bool { return agree(nodes, 2, restIdx, rest...) })
 	waitUntil(t, "a new leader", func() bool { l := nodes[rest[0]].Status().Leader; return l >= 0 && l != victim })
 	_ = nodes[victim].Close()
@@ -196,14 +108,6 @@ func TestSpareJoinsAndRemovedMemberLeaves(t *testing.T) {
 	_ = nodes[rest[len(rest)-1]].Close()
 	put("with", "two")
 	waitUntil(t, "the last two to agree", func() bool { return agree(nodes, 2, restIdx, rest[:2]...) })
-}
-
-func cryptoKey(t *testing.T) ed25519.PrivateKey {
-	_, k, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 // A follower removed while cut off from the others never hears of it from
@@ -246,10 +150,12 @@ func TestFollowerRemovedWhileCutOffLearnsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ad := &admin{t: t, clusterID: cfgs[0].ClusterID, key: adminKey, client: cryptoKey(t)}
-	if res := ad.change(replicasOf(t, nodes, cfgs, 0, 1, 2), membership.Change{Epoch: 0, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(victim)}}); !strings.HasPrefix(res, execution.ConfigChangeAccepted) {
-		t.Fatalf("remove-replica %d: %q", victim, res)
+	cl, err := pbftnode.Dial(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer cl.Close()
+	localnettest.MustChangeConfig(t, cl, adminKey, membership.Change{Epoch: 0, Kind: membership.RemoveReplica, Member: membership.Member{Index: uint32(victim)}}, waitLimit)
 	start(victim)
 	waitUntil(t, "the removed follower to report epoch 1 without itself", func() bool {
 		st := nodes[victim].Status()
