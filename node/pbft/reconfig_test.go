@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,6 +147,7 @@ func TestReconfigurationAddRemoveRotate(t *testing.T) {
 	// The writer: sequential puts; each acknowledged one is recorded.
 	ctx, stopWriter := context.WithCancel(context.Background())
 	var acked []int
+	var ackedCount atomic.Int64 // len(acked), for waiting while the writer runs
 	var writerDone sync.WaitGroup
 	writerDone.Add(1)
 	go func() {
@@ -156,6 +158,7 @@ func TestReconfigurationAddRemoveRotate(t *testing.T) {
 			cancel()
 			if err == nil {
 				acked = append(acked, k)
+				ackedCount.Add(1)
 			}
 		}
 	}()
@@ -203,7 +206,9 @@ func TestReconfigurationAddRemoveRotate(t *testing.T) {
 		t.Fatalf("config_query history: %d certificates, ok %v, err %v", len(h.Certificates), ok, err)
 	}
 
-	time.Sleep(time.Second) // let the writer run in the last epoch
+	// The writer must get writes through in the last epoch too.
+	inLastEpoch := ackedCount.Load()
+	waitFor(t, "writes acknowledged in epoch 3", func() bool { return ackedCount.Load() >= inLastEpoch+3 })
 	stopWriter()
 	writerDone.Wait()
 	waitFor(t, "the members to converge", func() bool { return c.converged([]uint32{0, 2, 3, 4}) })
