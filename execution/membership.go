@@ -187,16 +187,11 @@ func decodeMembership(b []byte) (Membership, error) {
 	if m.ExecutedAt, err = binary.ReadUvarint(r); err != nil || m.ExecutedAt >= m.ActiveFrom {
 		return Membership{}, fmt.Errorf("%w: executed at %d, active from %d", errCorruptMembership, m.ExecutedAt, m.ActiveFrom)
 	}
-	for _, into := range []*membershipConfigRef{{&m.Previous}, {&m.Current}} {
-		n, err := binary.ReadUvarint(r)
-		if err != nil || n > uint64(r.Len()) || n > membership.MaxEncodedConfig {
-			return Membership{}, fmt.Errorf("%w: configuration length", errCorruptMembership)
-		}
-		raw := make([]byte, n)
-		_, _ = r.Read(raw)
-		if *into.cfg, err = membership.Decode(raw); err != nil {
-			return Membership{}, fmt.Errorf("%w: %w", errCorruptMembership, err)
-		}
+	if m.Previous, err = readMembershipConfig(r); err != nil {
+		return Membership{}, err
+	}
+	if m.Current, err = readMembershipConfig(r); err != nil {
+		return Membership{}, err
 	}
 	if m.Current.Epoch != m.Previous.Epoch+1 {
 		return Membership{}, fmt.Errorf("%w: epochs %d then %d", errCorruptMembership, m.Previous.Epoch, m.Current.Epoch)
@@ -209,7 +204,21 @@ func decodeMembership(b []byte) (Membership, error) {
 	return m, nil
 }
 
-type membershipConfigRef struct{ cfg *membership.Config }
+// readMembershipConfig reads one length-prefixed configuration of a
+// membership record.
+func readMembershipConfig(r *bytes.Reader) (membership.Config, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > uint64(r.Len()) || n > membership.MaxEncodedConfig {
+		return membership.Config{}, fmt.Errorf("%w: configuration length", errCorruptMembership)
+	}
+	raw := make([]byte, n)
+	_, _ = r.Read(raw)
+	c, err := membership.Decode(raw)
+	if err != nil {
+		return membership.Config{}, fmt.Errorf("%w: %w", errCorruptMembership, err)
+	}
+	return c, nil
+}
 
 // loadMembership reads the membership record (absent: genesis).
 func (e *Executor) loadMembership() error {
