@@ -22,7 +22,9 @@ import (
 // genesis replicas and Spares more hosts that are not members; an
 // administrator client sends configuration changes among the workload
 // (add a spare, remove a member, preferring a Byzantine one, rotate a
-// correct member's key, add another spare). Every host runs the driver
+// correct member's key, add another spare). In a third of the runs with
+// one Byzantine replica, that replica is the first spare: a joiner that
+// lies once it is a member. Every host runs the driver
 // with configuration epochs (replica.Epochs): its core's IDs are
 // positions in its epoch's configuration, translated here to hosts by
 // member index. A rotated member restarts with its new key as a fresh
@@ -78,7 +80,8 @@ type adminClient struct {
 const adminRetries = 20
 
 // setupReconfigure builds the genesis, the spares and the administrator's
-// plan; byz are the Byzantine genesis members.
+// plan; byz are the Byzantine hosts: genesis members, or the first spare
+// (a joiner that lies once it is a member).
 func (w *world) setupReconfigure(byz []int) {
 	r := w.rng
 	admin := adminKey()
@@ -88,7 +91,11 @@ func (w *world) setupReconfigure(byz []int) {
 	}
 	a := &adminClient{w: w, signer: crypto.NewSigner(admin, clusterID), key: admin, startAt: 30 + r.Int64N(200), results: map[uint32]string{}}
 	remove := uint32(r.IntN(w.n))
-	if len(byz) > 0 {
+	switch {
+	case len(byz) > 0 && byz[0] >= w.n && r.IntN(2) == 0:
+		// A Byzantine joiner stays a member; a correct genesis member
+		// leaves instead.
+	case len(byz) > 0:
 		remove = uint32(byz[0])
 	}
 	rotate := uint32(r.IntN(w.n))

@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -23,5 +25,38 @@ func TestReconfigureSeeds(t *testing.T) {
 			t.Errorf("byzantine=%d: %d configuration changes and %d key rotations in %d runs: the runs do not reconfigure",
 				byz, changes, rotations, len(results))
 		}
+	}
+}
+
+// TestLyingJoiner runs reconfiguration seeds whose Byzantine replica is
+// the spare the administrator adds (genesis members all correct): the
+// joiner is added, its strategy acts once it is a member, and agreement,
+// exactly-once, linearizability and the configuration history still hold.
+func TestLyingJoiner(t *testing.T) {
+	cfg := Config{Replicas: 4, Byzantine: 1, Reconfigure: true}
+	results := RunMany(cfg, 1, testSeeds(t, 45), 0)
+	requireClean(t, cfg, results)
+	joiner := fmt.Sprintf("byzantine=[%d:", cfg.Replicas)
+	var runs, added, acted int
+	for _, r := range results {
+		if !strings.Contains(r.Scenario, joiner) {
+			continue
+		}
+		runs++
+		if r.ConfigChanges > 0 {
+			added++
+		}
+		if r.ConfigChanges > 0 && r.ByzantineActions > 0 {
+			acted++
+		}
+	}
+	if raceEnabled() || testing.Short() {
+		return // too few seeds to require a joiner run
+	}
+	if runs == 0 {
+		t.Fatalf("no run in %d seeds had a Byzantine joiner", len(results))
+	}
+	if added == 0 || acted == 0 {
+		t.Errorf("%d runs with a Byzantine joiner: %d added it, %d of those saw it act", runs, added, acted)
 	}
 }

@@ -98,10 +98,17 @@ func (w *world) setup() error {
 	// each batch as soon as the pipeline has room.
 	base.MaxPartialInFlight = 1 + r.IntN(base.MaxInFlight)
 	byz := r.Perm(w.n)[:w.cfg.Byzantine]
+	// The lying joiner (a third of the reconfiguration seeds with one
+	// Byzantine replica): the genesis members are correct and the first
+	// spare, which the administrator adds, is the Byzantine one.
+	joiner := w.cfg.Reconfigure && w.cfg.Byzantine == 1 && r.IntN(3) == 0
+	if joiner {
+		byz = []int{w.n}
+	}
 	// The attack scenario (a quarter of the seeds with Byzantine
 	// replicas): replica 1, the primary of view 1, omits certificates from
 	// its NEW-VIEW, and replica 0 crashes early so that view 1 comes soon.
-	attack := w.cfg.Byzantine > 0 && r.IntN(2) == 0
+	attack := w.cfg.Byzantine > 0 && !joiner && r.IntN(2) == 0
 	if attack {
 		if !slices.Contains(byz, 1) {
 			byz[0] = 1
