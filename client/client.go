@@ -164,10 +164,16 @@ type Client struct {
 	wg               sync.WaitGroup
 
 	reads readCounters
-	// receiptKeys are the replicas' public keys by index, derived once
-	// from their peer IDs for InvokeWithReceipt.
-	receiptKeysOnce sync.Once
-	receiptKeys     map[uint32]ed25519.PublicKey
+	// receiptKeys are the members' public keys by index in epoch
+	// receiptKeysEpoch, derived from their peer IDs for InvokeWithReceipt
+	// (guarded by mu; rebuilt when Follow moves to another epoch).
+	receiptKeys      map[uint32]ed25519.PublicKey
+	receiptKeysEpoch uint64
+	// history is the encoded configuration history (wire.ConfigHistory)
+	// of the newest configuration Membership verified, historyEpoch its
+	// epoch (guarded by mu): receipts of later epochs carry it.
+	history      []byte
+	historyEpoch uint64
 	// receiptsRejected counts reply receipts InvokeWithReceipt dropped
 	// (invalid, or beyond a call's queue).
 	receiptsRejected atomic.Uint64

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -84,6 +85,7 @@ func (c *Client) Membership(ctx context.Context) (membership.Config, error) {
 	timer := time.NewTimer(c.cfg.RetransmitTimeout)
 	defer timer.Stop()
 	var best *membership.Config
+	var bestHistory []byte
 	var reasons []error
 	verified := make(map[uint32]bool, n)
 	answered := make(map[uint32]bool, n) // since the last send
@@ -101,13 +103,14 @@ func (c *Client) Membership(ctx context.Context) (membership.Config, error) {
 			}
 			verified[a.replica] = true
 			if best == nil || cfg.Epoch > best.Epoch {
-				best = &cfg
+				best, bestHistory = &cfg, a.result
 			}
 			if c.crashFaults {
 				return *best, nil // crash faults: the leader's answer is the one
 			}
 		case <-timer.C:
 			if best != nil {
+				c.keepHistory(*best, bestHistory)
 				return *best, nil
 			}
 			// Lost, members not reached yet, or refused (a Raft follower,
@@ -125,7 +128,21 @@ func (c *Client) Membership(ctx context.Context) (membership.Config, error) {
 			return membership.Config{}, ErrClosed
 		}
 	}
+	c.keepHistory(*best, bestHistory)
 	return *best, nil
+}
+
+// keepHistory keeps a verified PBFT history for the receipts of its epoch
+// (InvokeWithReceipt) when it is newer than the one held.
+func (c *Client) keepHistory(cfg membership.Config, encoded []byte) {
+	if c.crashFaults {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.history == nil || cfg.Epoch > c.historyEpoch {
+		c.history, c.historyEpoch = bytes.Clone(encoded), cfg.Epoch
+	}
 }
 
 // verifyAnswer returns the configuration one member's answer proves.

@@ -84,7 +84,17 @@ func (c *Client) InvokeWithReceipt(ctx context.Context, op []byte) ([]byte, *rec
 	if err != nil && !errors.Is(err, ErrIncompleteReceipt) {
 		return nil, nil, err
 	}
-	return result, col.best(), err
+	rec := col.best()
+	if rec != nil && rec.Epoch > 0 {
+		// The receipt must carry the chain of certificates that proves its
+		// epoch's members, from the genesis the cluster file names.
+		history, herr := c.historyFor(ctx, rec.Epoch)
+		if herr != nil {
+			return result, rec, fmt.Errorf("client: request %d: %w: %w", cl.number, ErrIncompleteReceipt, herr)
+		}
+		rec.History = hex.EncodeToString(history)
+	}
+	return result, rec, err
 }
 
 // plainReceipt reports whether b is a wire.ReplyReceipt encoding that
@@ -100,7 +110,7 @@ func plainReceipt(b []byte) bool {
 		}
 		b = b[n:]
 		switch {
-		case typ == protowire.VarintType && (num == 1 || num == 4 || num == 5):
+		case typ == protowire.VarintType && (num == 1 || num == 4 || num == 5 || num == 8):
 			n = protowire.ConsumeFieldValue(num, typ, b)
 		case typ == protowire.BytesType && num >= 2 && num <= 7 && num != 4 && num != 5:
 			n = protowire.ConsumeFieldValue(num, typ, b)
@@ -145,17 +155,45 @@ func (col *receiptCollector) finish(cl *call, cause error) ([]byte, error) {
 	}
 }
 
-// replicaKey returns replica index's public key, from its peer ID.
+// replicaKey returns member index's public key in the client's current
+// epoch, from its peer ID.
 func (c *Client) replicaKey(index uint32) ed25519.PublicKey {
-	c.receiptKeysOnce.Do(func() {
-		c.receiptKeys = make(map[uint32]ed25519.PublicKey, c.n)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.receiptKeys == nil || c.receiptKeysEpoch != c.cfg.Epoch {
+		c.receiptKeys = make(map[uint32]ed25519.PublicKey, len(c.cfg.Replicas))
 		for _, m := range c.cfg.Replicas {
 			if pub, err := identity.PublicKeyFromPeerID(m.ID); err == nil {
 				c.receiptKeys[m.Index] = pub
 			}
 		}
-	})
+		c.receiptKeysEpoch = c.cfg.Epoch
+	}
 	return c.receiptKeys[index]
+}
+
+// historyFor returns the encoded configuration history the client holds
+// when it proves epoch, and otherwise asks the members for it
+// (Membership). Epoch 0 needs none.
+func (c *Client) historyFor(ctx context.Context, epoch uint64) ([]byte, error) {
+	if epoch == 0 {
+		return nil, nil
+	}
+	c.mu.Lock()
+	history, known := c.history, c.historyEpoch
+	c.mu.Unlock()
+	if known >= epoch {
+		return history, nil
+	}
+	if _, err := c.Membership(ctx); err != nil {
+		return nil, fmt.Errorf("client: the configuration history to epoch %d: %w", epoch, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.historyEpoch < epoch {
+		return nil, fmt.Errorf("client: the members proved epochs up to %d, the receipt names epoch %d", c.historyEpoch, epoch)
+	}
+	return c.history, nil
 }
 
 // verifiedReceipt is one replica's receipt that verified.
@@ -253,5 +291,5 @@ func (col *receiptCollector) best() *receipt.Receipt {
 	}
 	first := col.valid[members[0]].wire
 	c := col.c
-	return receipt.Assemble(c.cfg.ClusterID, c.id, col.number, col.op, col.result, first, sigs)
+	return receipt.Assemble(c.cfg.ClusterID, c.id, col.number, col.op, col.result, first, sigs, nil)
 }

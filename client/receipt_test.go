@@ -56,7 +56,9 @@ func newReceiptHarness(t *testing.T) *receiptHarness {
 			Index: uint32(i), PublicKey: hex.EncodeToString(keys[uint32(i)]), Address: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 21000+i),
 		})
 	}
-	c.receiptKeysOnce.Do(func() { c.receiptKeys = keys })
+	c.mu.Lock()
+	c.receiptKeys, c.receiptKeysEpoch = keys, c.cfg.Epoch
+	c.mu.Unlock()
 	return h
 }
 
@@ -64,7 +66,7 @@ func newReceiptHarness(t *testing.T) *receiptHarness {
 // the receipt signer makes for a one-request batch at sequence 5.
 func (h *receiptHarness) reply(t *testing.T, from int, signer *crypto.Signer, number uint64, result []byte) *wire.Reply {
 	leaf := receipt.LeafHash(h.c.id, number, result)
-	rr := receipt.SignBatch(signer, 5, crypto.Digest{1}, []crypto.Digest{leaf})[0]
+	rr := receipt.SignBatch(signer, 0, 5, crypto.Digest{1}, []crypto.Digest{leaf})[0]
 	return &wire.Reply{ClientId: h.c.id, RequestNumber: number, Replica: uint32(from), Result: result, Receipt: rr}
 }
 
@@ -157,7 +159,7 @@ func TestReceiptOfAnotherResultIsNotCounted(t *testing.T) {
 // only when proto.Unmarshal would decode it the same; a malformed,
 // repeated or unusual one goes to proto.Unmarshal.
 func TestParseReplyFastReceipts(t *testing.T) {
-	rr := receipt.SignBatch(crypto.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), "c"), 3, crypto.Digest{1},
+	rr := receipt.SignBatch(crypto.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), "c"), 0, 3, crypto.Digest{1},
 		[]crypto.Digest{{1}, {2}, {3}})[1]
 	enc, err := proto.Marshal(rr)
 	if err != nil {

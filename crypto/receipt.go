@@ -22,3 +22,25 @@ func ReceiptStatement(sequence uint64, stateDigest, resultsRoot Digest) []byte {
 	out = append(out, stateDigest[:]...)
 	return append(out, resultsRoot[:]...)
 }
+
+// DomainReceiptEpoch signs a receipt statement about a batch executed in
+// a configuration epoch after the genesis (ReceiptEpochStatement). Epoch 0
+// keeps DomainReceipt and ReceiptStatement, so receipts of a cluster that
+// never reconfigured are unchanged.
+const DomainReceiptEpoch = "pbftnode/v1/receipt-epoch"
+
+// ReceiptEpochStatement returns the payload a replica signs under
+// DomainReceiptEpoch once per batch it executed in epoch (above 0):
+//
+//	uvarint(epoch) || ReceiptStatement(sequence, stateDigest, resultsRoot)
+//
+// Binding the epoch means a signature counts only with the keys of the
+// configuration that executed the batch: a verifier looks the signers up
+// in that epoch's configuration, proven by the certificate chain.
+func ReceiptEpochStatement(epoch, sequence uint64, stateDigest, resultsRoot Digest) []byte {
+	out := make([]byte, 0, 2*binary.MaxVarintLen64+2*DigestSize)
+	out = binary.AppendUvarint(out, epoch)
+	out = binary.AppendUvarint(out, sequence)
+	out = append(out, stateDigest[:]...)
+	return append(out, resultsRoot[:]...)
+}

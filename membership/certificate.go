@@ -180,18 +180,41 @@ func DecodeHistory(b []byte) (History, error) {
 // which it holds (0 for genesis). Certificates must prove consecutive
 // epochs at non-decreasing sequences.
 func VerifyHistory(clusterID string, genesis Config, h History, rules Rules) (Config, uint64, error) {
-	cur, from := genesis, uint64(0)
-	for _, cert := range h.Certificates {
-		next, err := cert.Verify(clusterID, cur, rules)
-		if err != nil {
-			return Config{}, 0, err
-		}
-		if cert.Sequence < from {
-			return Config{}, 0, fmt.Errorf("%w: epoch %d holds from sequence %d, before epoch %d's %d", ErrBadCertificate, next.Epoch, cert.Sequence, cur.Epoch, from)
-		}
-		cur, from = next, cert.Sequence
+	spans, err := VerifyHistorySpans(clusterID, genesis, h, rules)
+	if err != nil {
+		return Config{}, 0, err
 	}
-	return cur, from, nil
+	last := spans[len(spans)-1]
+	return last.Config, last.From, nil
+}
+
+// Span is one epoch of a verified history: its configuration, which
+// orders the sequences from From on (the certificate's Sequence, one
+// above the checkpoint that ended the previous epoch; 0 for genesis).
+type Span struct {
+	Config Config
+	From   uint64
+}
+
+// VerifyHistorySpans is VerifyHistory returning every epoch it proved,
+// genesis first: spans[e] is epoch e. Epoch e orders the sequences in
+// [spans[e].From, spans[e+1].From); the last epoch's end is not known
+// from h.
+func VerifyHistorySpans(clusterID string, genesis Config, h History, rules Rules) ([]Span, error) {
+	spans := make([]Span, 1, len(h.Certificates)+1)
+	spans[0] = Span{Config: genesis}
+	for _, cert := range h.Certificates {
+		cur := spans[len(spans)-1]
+		next, err := cert.Verify(clusterID, cur.Config, rules)
+		if err != nil {
+			return nil, err
+		}
+		if cert.Sequence < cur.From {
+			return nil, fmt.Errorf("%w: epoch %d holds from sequence %d, before epoch %d's %d", ErrBadCertificate, next.Epoch, cert.Sequence, cur.Config.Epoch, cur.From)
+		}
+		spans = append(spans, Span{Config: next, From: cert.Sequence})
+	}
+	return spans, nil
 }
 
 // votedStateDigest returns the state digest the first decodable vote

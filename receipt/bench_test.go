@@ -23,7 +23,7 @@ func BenchmarkSignBatch(b *testing.B) {
 		for i := range leaves {
 			leaves[i] = LeafHash(client, uint64(i), result)
 		}
-		rrs := SignBatch(signer, 1, crypto.Digest{}, leaves)
+		rrs := SignBatch(signer, 0, 1, crypto.Digest{}, leaves)
 		for _, rr := range rrs {
 			_, _ = proto.Marshal(&wire.Reply{ClientId: client, RequestNumber: 1, Result: result, Receipt: rr})
 		}
@@ -43,6 +43,6 @@ func BenchmarkSignBatchOnly(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		SignBatch(signer, 1, crypto.Digest{}, leaves)
+		SignBatch(signer, 0, 1, crypto.Digest{}, leaves)
 	}
 }

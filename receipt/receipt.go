@@ -11,6 +11,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -32,6 +33,10 @@ var (
 	// ErrTooFewSigners: fewer than f+1 distinct replicas of the cluster
 	// signed the statement.
 	ErrTooFewSigners = errors.New("receipt: too few signers")
+	// ErrWrongEpoch: the receipt's configuration history does not verify
+	// from the cluster file's genesis, does not reach the receipt's
+	// epoch, or shows the sequence outside that epoch.
+	ErrWrongEpoch = errors.New("receipt: wrong epoch")
 )
 
 // Version is the receipt file format's version.
@@ -47,6 +52,15 @@ type Receipt struct {
 	Version   int    `json:"version"`
 	ClusterID string `json:"cluster_id"`
 	Sequence  uint64 `json:"sequence"`
+	// Epoch is the configuration epoch that executed the batch (0, left
+	// out: the genesis, the cluster file's replicas). Above 0, History
+	// proves who its members were.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// History is the hex encoding of the configuration certificates from
+	// epoch 1 on (a wire.ConfigHistory, as a config_query answers), at
+	// least up to Epoch: the chain of quorum-signed changes that makes the
+	// receipt checkable with the cluster file alone.
+	History string `json:"history,omitempty"`
 	// StateDigest and ResultsRoot are the signed statement's digests.
 	StateDigest   string `json:"state_digest"`
 	ResultsRoot   string `json:"results_root"`
@@ -79,14 +93,29 @@ type Signature struct {
 // Statement is what a replica signs once per executed batch
 // (crypto.ReceiptStatement, under the cluster's id).
 type Statement struct {
+	// Epoch is the configuration epoch that executed the batch.
+	Epoch       uint64
 	Sequence    uint64
 	StateDigest crypto.Digest
 	ResultsRoot crypto.Digest
 }
 
-// Payload returns the signed payload (crypto.ReceiptStatement).
+// Payload returns the signed payload: crypto.ReceiptStatement in epoch
+// 0, crypto.ReceiptEpochStatement after.
 func (s Statement) Payload() []byte {
-	return crypto.ReceiptStatement(s.Sequence, s.StateDigest, s.ResultsRoot)
+	if s.Epoch == 0 {
+		return crypto.ReceiptStatement(s.Sequence, s.StateDigest, s.ResultsRoot)
+	}
+	return crypto.ReceiptEpochStatement(s.Epoch, s.Sequence, s.StateDigest, s.ResultsRoot)
+}
+
+// Domain returns the signature domain of the statement:
+// crypto.DomainReceipt in epoch 0, crypto.DomainReceiptEpoch after.
+func (s Statement) Domain() string {
+	if s.Epoch == 0 {
+		return crypto.DomainReceipt
+	}
+	return crypto.DomainReceiptEpoch
 }
 
 // OperationKind returns the key-value operation kind of op ("put", "get",
@@ -152,21 +181,20 @@ func FormatResult(operation string, raw []byte) string {
 // Verify checks r against the cluster file: the cluster id, that Result
 // is FormatResult of the raw result, that the leaf of (client, request
 // number, raw result) is in the results tree by the proof, and that at
-// least f+1 distinct replicas of the cluster signed the statement (each
-// signature must name a replica of the cluster, match its key if it
-// states one, and verify; a replica counted twice counts once). The
-// error wraps ErrWrongCluster, ErrMalformed, ErrTamperedResult,
-// ErrBadProof, ErrUnknownKey, ErrBadSignature or ErrTooFewSigners.
+// least f+1 distinct members of the configuration that executed the batch
+// signed the statement (each signature must name a member, match its key
+// if it states one, and verify; a member counted twice counts once). That
+// configuration is the cluster file's replicas in epoch 0, else the one
+// r.History proves for r.Epoch from the cluster file's genesis, which must
+// also place r.Sequence in that epoch. The error wraps ErrWrongCluster,
+// ErrMalformed, ErrTamperedResult, ErrBadProof, ErrWrongEpoch,
+// ErrUnknownKey, ErrBadSignature or ErrTooFewSigners.
 func Verify(r *Receipt, cluster config.ClusterFile) error {
 	if r == nil {
 		return fmt.Errorf("%w: no receipt", ErrMalformed)
 	}
 	if r.ClusterID != cluster.ClusterID {
 		return fmt.Errorf("%w: the receipt is for cluster %q, the cluster file is %q", ErrWrongCluster, r.ClusterID, cluster.ClusterID)
-	}
-	replicas, err := cluster.Decode()
-	if err != nil {
-		return fmt.Errorf("receipt: cluster file: %w", err)
 	}
 	d, err := decode(r)
 	if err != nil {
@@ -179,34 +207,97 @@ func Verify(r *Receipt, cluster config.ClusterFile) error {
 	if err := VerifyProof(leaf, uint64(r.LeafIndex), uint64(r.LeafCount), d.proof, d.statement.ResultsRoot); err != nil {
 		return err
 	}
-	keys := make(map[uint32]ed25519.PublicKey, len(replicas))
-	for _, rep := range replicas {
-		keys[rep.Index] = rep.PublicKey
+	keys, err := signingKeys(r, cluster)
+	if err != nil {
+		return err
 	}
-	payload := d.statement.Payload()
+	payload, domain := d.statement.Payload(), d.statement.Domain()
 	signers := make(map[uint32]bool)
 	for i, s := range r.Signatures {
 		key, ok := keys[s.Replica]
 		if !ok {
-			return fmt.Errorf("%w: signature %d names replica %d, not in the cluster", ErrUnknownKey, i, s.Replica)
+			return fmt.Errorf("%w: signature %d names replica %d, not a member in epoch %d", ErrUnknownKey, i, s.Replica, r.Epoch)
 		}
 		if s.PublicKey != "" {
 			stated, err := hex.DecodeString(s.PublicKey)
 			if err != nil || !key.Equal(ed25519.PublicKey(stated)) {
-				return fmt.Errorf("%w: signature %d states a key that is not replica %d's", ErrUnknownKey, i, s.Replica)
+				return fmt.Errorf("%w: signature %d states a key that is not replica %d's in epoch %d", ErrUnknownKey, i, s.Replica, r.Epoch)
 			}
 		}
 		sig, err := hex.DecodeString(s.Signature)
-		if err != nil || !crypto.Verify(key, cluster.ClusterID, crypto.DomainReceipt, payload, sig) {
+		if err != nil || !crypto.Verify(key, cluster.ClusterID, domain, payload, sig) {
 			return fmt.Errorf("%w: replica %d's signature does not verify over the statement", ErrBadSignature, s.Replica)
 		}
 		signers[s.Replica] = true
 	}
-	need := config.FaultTolerance(config.ConsensusPBFT, len(replicas)) + 1
+	need := config.FaultTolerance(config.ConsensusPBFT, len(keys)) + 1
 	if len(signers) < need {
-		return fmt.Errorf("%w: %d distinct replicas signed, %d needed (f+1 of %d)", ErrTooFewSigners, len(signers), need, len(replicas))
+		return fmt.Errorf("%w: %d distinct replicas signed, %d needed (f+1 of %d in epoch %d)", ErrTooFewSigners, len(signers), need, len(keys), r.Epoch)
 	}
 	return nil
+}
+
+// Members returns how many members the configuration that executed r's
+// batch had (the cluster file's replicas in epoch 0, else as r's history
+// proves it): f+1 of them must sign. The error is Verify's for a history
+// that does not prove r's epoch.
+func Members(r *Receipt, cluster config.ClusterFile) (int, error) {
+	keys, err := signingKeys(r, cluster)
+	return len(keys), err
+}
+
+// signingKeys returns the members' keys, by index, of the configuration
+// that executed r's batch: the cluster file's replicas for epoch 0
+// without a history; otherwise the configuration of r's epoch as the
+// history proves it from the cluster file's genesis, which must also
+// place r's sequence inside that epoch (from the sequence the epoch
+// began at and, when the history goes on, before the next one began).
+func signingKeys(r *Receipt, cluster config.ClusterFile) (map[uint32]ed25519.PublicKey, error) {
+	if r.Epoch == 0 && r.History == "" {
+		replicas, err := cluster.Decode()
+		if err != nil {
+			return nil, fmt.Errorf("receipt: cluster file: %w", err)
+		}
+		keys := make(map[uint32]ed25519.PublicKey, len(replicas))
+		for _, rep := range replicas {
+			keys[rep.Index] = rep.PublicKey
+		}
+		return keys, nil
+	}
+	if len(r.History) > 2*membership.MaxEncodedHistory {
+		return nil, fmt.Errorf("%w: history of %d hex characters", ErrMalformed, len(r.History))
+	}
+	encoded, err := hex.DecodeString(r.History)
+	if err != nil {
+		return nil, fmt.Errorf("%w: history: %w", ErrMalformed, err)
+	}
+	h, err := membership.DecodeHistory(encoded)
+	if err != nil {
+		return nil, fmt.Errorf("%w: history: %w", ErrMalformed, err)
+	}
+	genesis, err := cluster.Genesis()
+	if err != nil {
+		return nil, fmt.Errorf("receipt: cluster file: %w", err)
+	}
+	spans, err := membership.VerifyHistorySpans(cluster.ClusterID, genesis, h, config.MembershipRules(config.ConsensusPBFT))
+	if err != nil {
+		return nil, fmt.Errorf("%w: the history does not verify from the cluster file: %w", ErrWrongEpoch, err)
+	}
+	if r.Epoch >= uint64(len(spans)) {
+		return nil, fmt.Errorf("%w: the history proves epochs up to %d, the receipt names epoch %d", ErrWrongEpoch, len(spans)-1, r.Epoch)
+	}
+	span := spans[r.Epoch]
+	if r.Sequence < span.From {
+		return nil, fmt.Errorf("%w: sequence %d is before epoch %d, which began at sequence %d", ErrWrongEpoch, r.Sequence, r.Epoch, span.From)
+	}
+	if r.Epoch+1 < uint64(len(spans)) && r.Sequence >= spans[r.Epoch+1].From {
+		return nil, fmt.Errorf("%w: sequence %d is after epoch %d, which ended before sequence %d", ErrWrongEpoch, r.Sequence, r.Epoch, spans[r.Epoch+1].From)
+	}
+	keys := make(map[uint32]ed25519.PublicKey, len(span.Config.Members))
+	for _, m := range span.Config.Members {
+		keys[m.Index] = m.PublicKey
+	}
+	return keys, nil
 }
 
 // Signers returns the distinct replica indexes of r's signatures, in
@@ -231,7 +322,7 @@ type decoded struct {
 func decode(r *Receipt) (decoded, error) {
 	var d decoded
 	var err error
-	d.statement.Sequence = r.Sequence
+	d.statement.Epoch, d.statement.Sequence = r.Epoch, r.Sequence
 	if d.statement.StateDigest, err = decodeDigest(r.StateDigest); err != nil {
 		return d, fmt.Errorf("%w: state_digest: %w", ErrMalformed, err)
 	}

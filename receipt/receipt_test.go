@@ -42,15 +42,15 @@ func genuine(t *testing.T, cf config.ClusterFile, signers []*crypto.Signer) *Rec
 	var state crypto.Digest
 	state[0] = 9
 	var sigs []Signature
-	var first = SignBatch(signers[0], 42, state, leaves)[2]
+	var first = SignBatch(signers[0], 0, 42, state, leaves)[2]
 	for i, s := range signers[:2] {
-		rr := SignBatch(s, 42, state, leaves)[2]
+		rr := SignBatch(s, 0, 42, state, leaves)[2]
 		if _, err := VerifyReply(s.Public(), cf.ClusterID, client, 7, raw, rr); err != nil {
 			t.Fatalf("replica %d's reply receipt: %v", i, err)
 		}
 		sigs = append(sigs, Signature{Replica: uint32(i), PublicKey: hex.EncodeToString(s.Public()), Signature: hex.EncodeToString(rr.Signature)})
 	}
-	r := Assemble(cf.ClusterID, client, 7, op, raw, first, sigs)
+	r := Assemble(cf.ClusterID, client, 7, op, raw, first, sigs, nil)
 	if r.Result != "ok" || r.Operation != "put" {
 		t.Fatalf("assembled result %q, operation %q; want ok, put", r.Result, r.Operation)
 	}

@@ -20,6 +20,7 @@ type Signer interface {
 // each reply's wire.ReplyReceipt is built (Receipt, Receipts). It is
 // immutable once made.
 type SignedBatch struct {
+	epoch       uint64
 	sequence    uint64
 	stateDigest crypto.Digest
 	root        crypto.Digest
@@ -28,16 +29,18 @@ type SignedBatch struct {
 }
 
 // Sign is the replica side: it builds the results tree over leaves (one
-// per reply of the batch at sequence, in execution order; LeafHash) and
-// signs the statement once with signer. No leaves: nil.
-func Sign(signer Signer, sequence uint64, stateDigest crypto.Digest, leaves []crypto.Digest) *SignedBatch {
+// per reply of the batch at sequence, executed in configuration epoch
+// epoch, in execution order; LeafHash) and signs the statement once with
+// signer. No leaves: nil.
+func Sign(signer Signer, epoch, sequence uint64, stateDigest crypto.Digest, leaves []crypto.Digest) *SignedBatch {
 	if len(leaves) == 0 {
 		return nil
 	}
 	tree := NewTree(leaves)
 	root := tree.Root()
-	sig := signer.Sign(crypto.DomainReceipt, crypto.ReceiptStatement(sequence, stateDigest, root))
-	return &SignedBatch{sequence: sequence, stateDigest: stateDigest, root: root, signature: sig, tree: tree}
+	st := Statement{Epoch: epoch, Sequence: sequence, StateDigest: stateDigest, ResultsRoot: root}
+	sig := signer.Sign(st.Domain(), st.Payload())
+	return &SignedBatch{epoch: epoch, sequence: sequence, stateDigest: stateDigest, root: root, signature: sig, tree: tree}
 }
 
 // Len returns the number of leaves (replies) of the batch.
@@ -60,7 +63,7 @@ func (b *SignedBatch) Receipt(i int) *wire.ReplyReceipt {
 		hashes[j] = proof[j][:]
 	}
 	return &wire.ReplyReceipt{
-		Sequence: b.sequence, StateDigest: b.stateDigest[:], ResultsRoot: b.root[:],
+		Epoch: b.epoch, Sequence: b.sequence, StateDigest: b.stateDigest[:], ResultsRoot: b.root[:],
 		LeafIndex: uint32(i), LeafCount: uint32(b.Len()), Proof: hashes, Signature: b.signature,
 	}
 }
@@ -89,7 +92,7 @@ func (b *SignedBatch) Receipts() []*wire.ReplyReceipt {
 			index /= 2
 		}
 		rr := &receipts[i]
-		rr.Sequence, rr.StateDigest, rr.ResultsRoot = b.sequence, b.stateDigest[:], b.root[:]
+		rr.Epoch, rr.Sequence, rr.StateDigest, rr.ResultsRoot = b.epoch, b.sequence, b.stateDigest[:], b.root[:]
 		rr.LeafIndex, rr.LeafCount, rr.Proof, rr.Signature = uint32(i), uint32(n), slices[start:used:used], b.signature
 		out[i] = rr
 	}
@@ -97,8 +100,8 @@ func (b *SignedBatch) Receipts() []*wire.ReplyReceipt {
 }
 
 // SignBatch is Sign(...).Receipts(): every reply's receipt for a batch.
-func SignBatch(signer Signer, sequence uint64, stateDigest crypto.Digest, leaves []crypto.Digest) []*wire.ReplyReceipt {
-	b := Sign(signer, sequence, stateDigest, leaves)
+func SignBatch(signer Signer, epoch, sequence uint64, stateDigest crypto.Digest, leaves []crypto.Digest) []*wire.ReplyReceipt {
+	b := Sign(signer, epoch, sequence, stateDigest, leaves)
 	if b == nil {
 		return nil
 	}
@@ -107,7 +110,8 @@ func SignBatch(signer Signer, sequence uint64, stateDigest crypto.Digest, leaves
 
 // VerifyReply checks one replica's receipt on its reply: the digests'
 // lengths, that the leaf of (clientID, number, result) is in the results
-// root by the proof, and that pub signed the statement for clusterID. It
+// root by the proof, and that pub signed the statement for clusterID. pub
+// must be the replica's key in the receipt's epoch (rr.Epoch). It
 // returns the statement. Every byte of rr comes from the network: it is
 // bounded and never trusted.
 func VerifyReply(pub ed25519.PublicKey, clusterID string, clientID []byte, number uint64, result []byte, rr *wire.ReplyReceipt) (Statement, error) {
@@ -116,7 +120,7 @@ func VerifyReply(pub ed25519.PublicKey, clusterID string, clientID []byte, numbe
 	if rr == nil {
 		return st, fmt.Errorf("%w: no receipt", ErrMalformed)
 	}
-	st.Sequence = rr.Sequence
+	st.Epoch, st.Sequence = rr.Epoch, rr.Sequence
 	if st.StateDigest, err = crypto.DigestFromBytes(rr.StateDigest); err != nil {
 		return st, fmt.Errorf("%w: state digest: %w", ErrMalformed, err)
 	}
@@ -136,8 +140,8 @@ func VerifyReply(pub ed25519.PublicKey, clusterID string, clientID []byte, numbe
 	if err := VerifyProof(leaf, uint64(rr.LeafIndex), uint64(rr.LeafCount), proof, st.ResultsRoot); err != nil {
 		return st, err
 	}
-	if !crypto.Verify(pub, clusterID, crypto.DomainReceipt, st.Payload(), rr.Signature) {
-		return st, fmt.Errorf("%w: over sequence %d", ErrBadSignature, st.Sequence)
+	if !crypto.Verify(pub, clusterID, st.Domain(), st.Payload(), rr.Signature) {
+		return st, fmt.Errorf("%w: over sequence %d (epoch %d)", ErrBadSignature, st.Sequence, st.Epoch)
 	}
 	return st, nil
 }
@@ -145,9 +149,12 @@ func VerifyReply(pub ed25519.PublicKey, clusterID string, clientID []byte, numbe
 // Assemble builds the receipt file for the request (clientID, number)
 // whose operation was op and raw result raw, from one verified reply
 // receipt rr (its statement, leaf place and proof) and the signatures
-// gathered over the same statement (sorted by replica here). It verifies
-// nothing: the caller checked every signature (VerifyReply).
-func Assemble(clusterID string, clientID []byte, number uint64, op, raw []byte, rr *wire.ReplyReceipt, sigs []Signature) *Receipt {
+// gathered over the same statement (sorted by replica here). history is
+// the encoded configuration history (a wire.ConfigHistory) that proves
+// the members of rr's epoch; it goes into the receipt when that epoch is
+// above 0. It verifies nothing: the caller checked every signature
+// (VerifyReply).
+func Assemble(clusterID string, clientID []byte, number uint64, op, raw []byte, rr *wire.ReplyReceipt, sigs []Signature, history []byte) *Receipt {
 	proof := make([]string, len(rr.Proof))
 	for i, p := range rr.Proof {
 		proof[i] = hex.EncodeToString(p)
@@ -155,8 +162,12 @@ func Assemble(clusterID string, clientID []byte, number uint64, op, raw []byte, 
 	sigs = slices.Clone(sigs)
 	slices.SortFunc(sigs, func(a, b Signature) int { return int(a.Replica) - int(b.Replica) })
 	operation := OperationKind(op)
+	var encodedHistory string
+	if rr.Epoch > 0 {
+		encodedHistory = hex.EncodeToString(history)
+	}
 	return &Receipt{
-		Version: Version, ClusterID: clusterID, Sequence: rr.Sequence,
+		Version: Version, ClusterID: clusterID, Sequence: rr.Sequence, Epoch: rr.Epoch, History: encodedHistory,
 		StateDigest: hex.EncodeToString(rr.StateDigest), ResultsRoot: hex.EncodeToString(rr.ResultsRoot),
 		ClientID: hex.EncodeToString(clientID), RequestNumber: number,
 		Operation: operation, Result: FormatResult(operation, raw), RawResult: hex.EncodeToString(raw),

@@ -142,7 +142,7 @@ func (d *Driver) signReceipts(sequence uint64, replies []execution.Reply) []*wir
 		r := &replies[i]
 		leaves[i] = receipt.LeafHash(r.ClientID, r.RequestNumber, r.Result)
 	}
-	signed := receipt.Sign(d.cfg.Core.Signer, sequence, d.exec.StateDigest(), leaves)
+	signed := receipt.Sign(d.cfg.Core.Signer, d.Epoch(), sequence, d.exec.StateDigest(), leaves)
 	d.receipts.add(signed, replies)
 	if d.cfg.Receipts != ReceiptsInReplies {
 		return nil

@@ -68,7 +68,7 @@ func TestReceiptCacheIsBounded(t *testing.T) {
 			replies[i] = execution.Reply{ClientID: []byte(client), RequestNumber: n}
 			leaves[i] = receipt.LeafHash(replies[i].ClientID, n, nil)
 		}
-		c.add(receipt.Sign(signer, seq, crypto.Digest{}, leaves), replies)
+		c.add(receipt.Sign(signer, 0, seq, crypto.Digest{}, leaves), replies)
 	}
 	batch(1, "a", 1)
 	batch(2, "a", 2)

@@ -1630,14 +1630,18 @@ func (x *Reply) GetEpoch() uint64 {
 // replica executing the batch signs the same statement, so f+1 matching
 // signatures over it make a receipt.
 type ReplyReceipt struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	StateDigest   []byte                 `protobuf:"bytes,2,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"` // 32 bytes
-	ResultsRoot   []byte                 `protobuf:"bytes,3,opt,name=results_root,json=resultsRoot,proto3" json:"results_root,omitempty"` // 32 bytes
-	LeafIndex     uint32                 `protobuf:"varint,4,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`      // this reply's leaf
-	LeafCount     uint32                 `protobuf:"varint,5,opt,name=leaf_count,json=leafCount,proto3" json:"leaf_count,omitempty"`      // leaves in the tree (at most the batch's requests)
-	Proof         [][]byte               `protobuf:"bytes,6,rep,name=proof,proto3" json:"proof,omitempty"`                                // sibling hashes from the leaf up, 32 bytes each
-	Signature     []byte                 `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`                        // Ed25519 over the statement, by Reply.replica
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Sequence    uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	StateDigest []byte                 `protobuf:"bytes,2,opt,name=state_digest,json=stateDigest,proto3" json:"state_digest,omitempty"` // 32 bytes
+	ResultsRoot []byte                 `protobuf:"bytes,3,opt,name=results_root,json=resultsRoot,proto3" json:"results_root,omitempty"` // 32 bytes
+	LeafIndex   uint32                 `protobuf:"varint,4,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`      // this reply's leaf
+	LeafCount   uint32                 `protobuf:"varint,5,opt,name=leaf_count,json=leafCount,proto3" json:"leaf_count,omitempty"`      // leaves in the tree (at most the batch's requests)
+	Proof       [][]byte               `protobuf:"bytes,6,rep,name=proof,proto3" json:"proof,omitempty"`                                // sibling hashes from the leaf up, 32 bytes each
+	Signature   []byte                 `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`                        // Ed25519 over the statement, by Reply.replica
+	// epoch is the configuration epoch that executed the batch. Above 0 the
+	// statement is crypto.ReceiptEpochStatement under DomainReceiptEpoch,
+	// signed with the key Reply.replica (a member index) has in that epoch.
+	Epoch         uint64 `protobuf:"varint,8,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1719,6 +1723,13 @@ func (x *ReplyReceipt) GetSignature() []byte {
 		return x.Signature
 	}
 	return nil
+}
+
+func (x *ReplyReceipt) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 // RaftEntry is the data of one normal entry of the Raft log: a batch of
@@ -3549,7 +3560,7 @@ const file_wire_proto_rawDesc = "" +
 	"\areceipt\x18\b \x01(\v2\x1b.pbftnode.wire.ReplyReceiptR\areceipt\x12\x1b\n" +
 	"\tread_only\x18\t \x01(\bR\breadOnly\x12\x14\n" +
 	"\x05epoch\x18\n" +
-	" \x01(\x04R\x05epoch\"\xe2\x01\n" +
+	" \x01(\x04R\x05epoch\"\xf8\x01\n" +
 	"\fReplyReceipt\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12!\n" +
 	"\fstate_digest\x18\x02 \x01(\fR\vstateDigest\x12!\n" +
@@ -3559,7 +3570,8 @@ const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"leaf_count\x18\x05 \x01(\rR\tleafCount\x12\x14\n" +
 	"\x05proof\x18\x06 \x03(\fR\x05proof\x12\x1c\n" +
-	"\tsignature\x18\a \x01(\fR\tsignature\"?\n" +
+	"\tsignature\x18\a \x01(\fR\tsignature\x12\x14\n" +
+	"\x05epoch\x18\b \x01(\x04R\x05epoch\"?\n" +
 	"\tRaftEntry\x122\n" +
 	"\brequests\x18\x01 \x03(\v2\x16.pbftnode.wire.RequestR\brequests\"\xb1\x01\n" +
 	"\tRaftFrame\x12\x1a\n" +

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/config"
+	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/receipt"
 )
 
@@ -18,11 +19,12 @@ import (
 const verifyReceiptUsage = `usage: pbftnode verify-receipt --cluster FILE RECEIPT
 Checks RECEIPT (a file pbftnode client --receipt wrote, or a gateway's
 "receipt") offline against the cluster file FILE (a testnet's DIR/cluster.json:
-the cluster id and the replicas' public keys). Exit status 0: f+1 replicas of
-the cluster signed that they executed the request with this result at this
+the cluster id and the replicas' public keys; a receipt of a later configuration
+epoch carries the chain of configuration certificates that proves its members
+from that genesis). Exit status 0: f+1 members of the cluster signed that they executed the request with this result at this
 sequence, and it prints what the receipt proves; 1: the receipt is invalid (the
 error names what is wrong: tampered result, bad proof, too few signers, unknown
-key, bad signature, wrong cluster, malformed); 2: usage or unreadable files.`
+key, bad signature, wrong cluster, wrong epoch, malformed); 2: usage or unreadable files.`
 
 func runVerifyReceipt(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("verify-receipt", flag.ContinueOnError)
@@ -52,14 +54,21 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer) error {
 	for _, s := range r.Signers() {
 		signers = append(signers, fmt.Sprint(s))
 	}
+	members, err := receipt.Members(&r, cluster)
+	if err != nil {
+		return fmt.Errorf("%s: INVALID: %w", fs.Arg(0), err)
+	}
 	fmt.Fprintf(stdout, "valid receipt: cluster %s executed the request at sequence %d\n", r.ClusterID, r.Sequence)
+	if r.Epoch > 0 {
+		fmt.Fprintf(stdout, "  epoch:    %d (its members proven by the receipt's history from the cluster file)\n", r.Epoch)
+	}
 	fmt.Fprintf(stdout, "  client:   %s\n  request:  %d\n", r.ClientID, r.RequestNumber)
 	if r.Operation != "" {
 		fmt.Fprintf(stdout, "  operation (not signed): %s\n", r.Operation)
 	}
 	fmt.Fprintf(stdout, "  result:   %s\n  state:    %s (digest after the batch)\n", r.Result, r.StateDigest)
-	fmt.Fprintf(stdout, "  signers:  replicas %s (%d of %d; f+1 = %d needed)\n", strings.Join(signers, ", "), len(signers), len(cluster.Replicas),
-		config.FaultTolerance(config.ConsensusPBFT, len(cluster.Replicas))+1)
+	fmt.Fprintf(stdout, "  signers:  replicas %s (%d of %d; f+1 = %d needed)\n", strings.Join(signers, ", "), len(signers), members,
+		config.FaultTolerance(config.ConsensusPBFT, members)+1)
 	return nil
 }
 
@@ -77,8 +86,10 @@ func readClusterFile(path string) (config.ClusterFile, error) {
 	return cf, nil
 }
 
-// maxReceiptFile bounds a receipt file read (a receipt is a few KiB).
-const maxReceiptFile = 4 << 20
+// maxReceiptFile bounds a receipt file read: a receipt is a few KiB, and
+// one of a reconfigured cluster carries its configuration history in hex
+// (at most membership.MaxEncodedHistory bytes encoded).
+const maxReceiptFile = 2*membership.MaxEncodedHistory + 1<<20
 
 func readReceipt(path string, r *receipt.Receipt) error {
 	f, err := os.Open(path)

@@ -35,9 +35,9 @@ func testnetReceipt(t *testing.T, edit func(*receipt.Receipt)) (clusterPath, rec
 		if err != nil {
 			t.Fatal(err)
 		}
-		rr := receipt.SignBatch(crypto.NewSigner(key, cluster.ClusterID), 9, crypto.Digest{7}, leaves)[1]
+		rr := receipt.SignBatch(crypto.NewSigner(key, cluster.ClusterID), 0, 9, crypto.Digest{7}, leaves)[1]
 		sigs = append(sigs, receipt.Signature{Replica: uint32(i), Signature: hex.EncodeToString(rr.Signature)})
-		first = receipt.Assemble(cluster.ClusterID, client, 3, execution.EncodePut([]byte("a"), []byte("1")), raw, rr, sigs)
+		first = receipt.Assemble(cluster.ClusterID, client, 3, execution.EncodePut([]byte("a"), []byte("1")), raw, rr, sigs, nil)
 	}
 	if edit != nil {
 		edit(first)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	pbftnode "github.com/pbftnode/pbftnode"
+	"github.com/pbftnode/pbftnode/client"
 	"github.com/pbftnode/pbftnode/config"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/internal/localnet/localnettest"
@@ -20,6 +21,7 @@ import (
 	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/node/pbft"
+	"github.com/pbftnode/pbftnode/receipt"
 )
 
 const reconfigWait = 90 * time.Second
@@ -206,6 +208,11 @@ func TestReconfigurationAddRemoveRotate(t *testing.T) {
 		t.Fatalf("config_query history: %d certificates, ok %v, err %v", len(h.Certificates), ok, err)
 	}
 
+	// A receipt taken in epoch 3 (signed by members that include the
+	// joiner and the rotated key) verifies against the genesis cluster
+	// file alone: it carries the certificate chain.
+	checkReceiptInEpoch(t, cl, dir, 3)
+
 	// The writer must get writes through in the last epoch too.
 	inLastEpoch := ackedCount.Load()
 	waitFor(t, "writes acknowledged in epoch 3", func() bool { return ackedCount.Load() >= inLastEpoch+3 })
@@ -235,4 +242,32 @@ func newKey(t *testing.T) ed25519.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// checkReceiptInEpoch takes a receipt for a put and checks it names epoch
+// and verifies against the testnet's genesis cluster file.
+func checkReceiptInEpoch(t *testing.T, cl *client.Client, dir string, epoch uint64) {
+	t.Helper()
+	var cluster config.ClusterFile
+	if err := config.ReadJSON(filepath.Join(dir, "cluster.json"), &cluster); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), reconfigWait)
+	defer cancel()
+	for {
+		_, rec, err := cl.InvokeWithReceipt(ctx, execution.EncodePut([]byte("receipted"), []byte("1")))
+		if err != nil {
+			t.Fatalf("put with a receipt: %v", err)
+		}
+		if rec.Epoch < epoch {
+			continue // the client had not followed yet
+		}
+		if rec.Epoch != epoch || rec.History == "" {
+			t.Fatalf("receipt names epoch %d (history %d hex characters), want epoch %d with a history", rec.Epoch, len(rec.History), epoch)
+		}
+		if err := receipt.Verify(rec, cluster); err != nil {
+			t.Fatalf("the epoch %d receipt does not verify against the genesis cluster file: %v", epoch, err)
+		}
+		return
+	}
 }
