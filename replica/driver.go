@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -185,8 +186,10 @@ func (c frameCache) encode(s *wire.Signed, batch []*wire.Signed) ([]byte, error)
 }
 
 // handleReady carries out one Ready: persist the view, send the messages
-// marked BeforePersist, persist the log, send the rest, execute and
-// reply, persist the stable checkpoint, then start a state transfer.
+// marked BeforePersist, execute and reply to the committed batches that
+// do not wait for the log (executableBeforePersist), persist the log,
+// send the rest, execute and reply to the other committed batches,
+// persist the stable checkpoint, then start a state transfer.
 func (d *Driver) handleReady(rd *protocol.Ready) error {
 	frames := make(frameCache, len(rd.Messages))
 	if rd.View != nil {
@@ -204,6 +207,12 @@ func (d *Driver) handleReady(rd *protocol.Ready) error {
 			}
 		}
 	}
+	early := executableBeforePersist(rd)
+	for _, b := range rd.Committed[:early] {
+		if err := d.execute(b); err != nil {
+			return err
+		}
+	}
 	if err := d.persist(rd.Persist, frames); err != nil {
 		return err
 	}
@@ -214,7 +223,7 @@ func (d *Driver) handleReady(rd *protocol.Ready) error {
 			}
 		}
 	}
-	for _, b := range rd.Committed {
+	for _, b := range rd.Committed[early:] {
 		if err := d.execute(b); err != nil {
 			return err
 		}
@@ -228,6 +237,39 @@ func (d *Driver) handleReady(rd *protocol.Ready) error {
 		return d.startTransfer(*rd.Behind)
 	}
 	return nil
+}
+
+// executableBeforePersist is how many of rd.Committed, from the first,
+// are executed (and answered) before rd.Persist is made durable rather
+// than after it. Under load a Ready that commits sequence k usually also
+// logs the PRE-PREPARE, PREPARE or COMMIT of later sequences, and the
+// replies of k would otherwise wait for that fsync.
+//
+// Safe because such a batch's decision rests only on what earlier Readies
+// made durable: a batch qualifies only while no entry of rd.Persist is at
+// its sequence, so this replica's PRE-PREPARE, PREPARE, prepared
+// certificate and COMMIT for it (when it voted; a batch adopted from a
+// commit certificate rests on the other replicas' votes) were stored before
+// the core counted them; the entries of rd.Persist belong to other
+// sequences, which neither the execution nor the replies depend on. A
+// restart recovers exactly as before: the executor's writes are not
+// synced on their own either way. It stops at the first batch with an
+// entry in rd.Persist (the rest keep their order), at a batch carrying a
+// configuration change (so an epoch's end is noted after this Ready's
+// log, as before), and takes none when rd.View is set (a view change) or
+// nothing is to be persisted (no fsync to wait for: the order stays
+// send, then execute).
+func executableBeforePersist(rd *protocol.Ready) int {
+	if rd.View != nil || len(rd.Persist) == 0 {
+		return 0
+	}
+	for i, b := range rd.Committed {
+		if slices.ContainsFunc(rd.Persist, func(e protocol.LogEntry) bool { return e.Sequence == b.Sequence }) ||
+			slices.ContainsFunc(b.Requests, func(r *wire.Request) bool { return r.ConfigChange != nil }) {
+			return i
+		}
+	}
+	return len(rd.Committed)
 }
 
 // persist appends the Ready's log entries to Storage.
