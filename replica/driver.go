@@ -251,9 +251,11 @@ func (d *Driver) handleReady(rd *protocol.Ready) error {
 // certificate and COMMIT for it (when it voted; a batch adopted from a
 // commit certificate rests on the other replicas' votes) were stored before
 // the core counted them; the entries of rd.Persist belong to other
-// sequences, which neither the execution nor the replies depend on. A
-// restart recovers exactly as before: the executor's writes are not
-// synced on their own either way. It stops at the first batch with an
+// sequences, which neither the execution nor the replies depend on, and
+// a crash before the append loses only messages not yet sent. The
+// executor's writes were never synced on their own (a reply could always
+// precede the fsync covering its execution), so a restart recovers as
+// before. It stops at the first batch with an
 // entry in rd.Persist (the rest keep their order), at a batch carrying a
 // configuration change (so an epoch's end is noted after this Ready's
 // log, as before), and takes none when rd.View is set (a view change) or
