@@ -33,7 +33,10 @@
 //     configuration change; none in a Ready that changes the view) are
 //     executed between 2 and 3 instead: their decision rests on entries
 //     earlier Readies made durable, and their replies need not wait for
-//     the fsync of later sequences' entries (see executableBeforePersist);
+//     the fsync of later sequences' entries (see executableBeforePersist).
+//     When Storage is a BackgroundAppender, step 3 then starts before
+//     those executions on another goroutine and is waited for after them,
+//     so the fsync and the executions overlap;
 //     6. store a new stable checkpoint's certificate
 //     (Storage.SaveStableCheckpoint), let the executor forget the
 //     rollback records at or below it, then tell Snapshots (which may

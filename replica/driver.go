@@ -207,14 +207,20 @@ func (d *Driver) handleReady(rd *protocol.Ready) error {
 			}
 		}
 	}
+	entries, err := logEntries(rd.Persist, frames)
+	if err != nil {
+		return err
+	}
 	early := executableBeforePersist(rd)
+	wait := d.startAppend(entries, early > 0)
 	for _, b := range rd.Committed[:early] {
 		if err := d.execute(b); err != nil {
+			_ = wait() // let the append finish before the replica stops
 			return err
 		}
 	}
-	if err := d.persist(rd.Persist, frames); err != nil {
-		return err
+	if err := wait(); err != nil {
+		return fmt.Errorf("replica: append log: %w", err)
 	}
 	for _, out := range rd.Messages {
 		if !out.BeforePersist {
@@ -274,10 +280,25 @@ func executableBeforePersist(rd *protocol.Ready) int {
 	return len(rd.Committed)
 }
 
-// persist appends the Ready's log entries to Storage.
-func (d *Driver) persist(persist []protocol.LogEntry, frames frameCache) error {
+// startAppend starts appending entries to Storage: on another goroutine
+// when background is set and Storage is a BackgroundAppender (the early
+// executions then overlap the fsync), else on this one when wait is
+// called. wait returns the append's result once it is durable; either way
+// nothing that depends on the entries happens before it.
+func (d *Driver) startAppend(entries []storage.LogEntry, background bool) (wait func() error) {
+	if len(entries) == 0 {
+		return func() error { return nil }
+	}
+	if a, ok := d.store.(BackgroundAppender); ok && background {
+		return a.StartAppendLog(entries)
+	}
+	return func() error { return d.store.AppendLog(entries) }
+}
+
+// logEntries encodes the Ready's log entries for Storage.
+func logEntries(persist []protocol.LogEntry, frames frameCache) ([]storage.LogEntry, error) {
 	if len(persist) == 0 {
-		return nil
+		return nil, nil
 	}
 	entries := make([]storage.LogEntry, len(persist))
 	for i, e := range persist {
@@ -289,14 +310,11 @@ func (d *Driver) persist(persist []protocol.LogEntry, frames frameCache) error {
 			b, err = frames.encode(e.Signed, e.Batch)
 		}
 		if err != nil {
-			return fmt.Errorf("replica: encode log entry at %d: %w", e.Sequence, err)
+			return nil, fmt.Errorf("replica: encode log entry at %d: %w", e.Sequence, err)
 		}
 		entries[i] = storage.LogEntry{View: e.View, Sequence: e.Sequence, Kind: byte(e.Kind), Signed: b}
 	}
-	if err := d.store.AppendLog(entries); err != nil {
-		return fmt.Errorf("replica: append log: %w", err)
-	}
-	return nil
+	return entries, nil
 }
 
 // send passes out through the Filter and sends (or holds) what it lets out.

@@ -36,12 +36,18 @@ func (c *testCluster) deliverHolding(to uint32, hold func(m protocol.VerifiedMes
 	return held
 }
 
-// TestCommittedBatchExecutesBeforeLaterSequencesPersist: a Ready that
-// commits sequence 1 and also logs sequence 2 executes and answers 1
-// before its log append, and 2, whose own entries are in that append,
-// only after it.
-func TestCommittedBatchExecutesBeforeLaterSequencesPersist(t *testing.T) {
+// commitOneWhileLoggingTwo has backup 1 handle, in one Ready, the COMMITs
+// that commit sequence 1 and everything of sequence 2 (which it logs,
+// prepares and commits there), and returns the steps of that Ready. With
+// background, replica 1's storage is a BackgroundAppender.
+func commitOneWhileLoggingTwo(t *testing.T, background bool) []step {
+	t.Helper()
 	c := newTestCluster(t, 4)
+	if background {
+		c.replicas[1].background = true
+		c.replicas[1].start()
+		c.deliver() // what a restarted replica asks its peers, answered
+	}
 	for i := uint64(1); i <= 2; i++ {
 		if err := c.submit(0, c.request(i, string(rune('a'+i)))); err != nil {
 			t.Fatalf("submit %d: %v", i, err)
@@ -84,10 +90,24 @@ func TestCommittedBatchExecutesBeforeLaterSequencesPersist(t *testing.T) {
 	if next := slices.IndexFunc(rd[1:], func(s step) bool { return s.what == "ready" }); next >= 0 {
 		rd = rd[:next+1]
 	}
-	at := func(what string, seq uint64) int {
-		return slices.IndexFunc(rd, func(s step) bool { return s.what == what && (seq == 0 || s.seq == seq) })
+	if got := r.exec.LastExecuted(); got != 2 {
+		t.Errorf("replica 1 executed %d, want 2", got)
 	}
-	apply1, reply1, appendAt, apply2 := at("apply", 1), at("reply", 1), at("append", 0), at("apply", 2)
+	return rd
+}
+
+// stepAt is the index in rd of the first step what (at seq, unless 0).
+func stepAt(rd []step, what string, seq uint64) int {
+	return slices.IndexFunc(rd, func(s step) bool { return s.what == what && (seq == 0 || s.seq == seq) })
+}
+
+// TestCommittedBatchExecutesBeforeLaterSequencesPersist: a Ready that
+// commits sequence 1 and also logs sequence 2 executes and answers 1
+// before its log append, and 2, whose own entries are in that append,
+// only after it; the COMMIT of 2 leaves after the append.
+func TestCommittedBatchExecutesBeforeLaterSequencesPersist(t *testing.T) {
+	rd := commitOneWhileLoggingTwo(t, false)
+	apply1, reply1, appendAt, apply2 := stepAt(rd, "apply", 1), stepAt(rd, "reply", 1), stepAt(rd, "append", 0), stepAt(rd, "apply", 2)
 	if apply1 < 0 || reply1 < 0 || appendAt < 0 || apply2 < 0 {
 		t.Fatalf("the Ready does not execute 1 and 2 and append the log: %v", rd)
 	}
@@ -97,8 +117,26 @@ func TestCommittedBatchExecutesBeforeLaterSequencesPersist(t *testing.T) {
 	if apply2 < appendAt {
 		t.Errorf("sequence 2 executed before its own log entries were appended: %v", rd)
 	}
-	if got := r.exec.LastExecuted(); got != 2 {
-		t.Errorf("replica 1 executed %d, want 2", got)
+	if send := stepAt(rd, "send", 0); send < appendAt {
+		t.Errorf("a message left before the log append: %v", rd)
+	}
+}
+
+// TestEarlyExecutionOverlapsABackgroundAppend: with a BackgroundAppender
+// the append starts before sequence 1 executes and is waited for after
+// it, before any send and before sequence 2 executes.
+func TestEarlyExecutionOverlapsABackgroundAppend(t *testing.T) {
+	rd := commitOneWhileLoggingTwo(t, true)
+	start, apply1, reply1, appendAt := stepAt(rd, "append-start", 0), stepAt(rd, "apply", 1), stepAt(rd, "reply", 1), stepAt(rd, "append", 0)
+	send, apply2 := stepAt(rd, "send", 0), stepAt(rd, "apply", 2)
+	if start < 0 || apply1 < 0 || reply1 < 0 || appendAt < 0 || send < 0 || apply2 < 0 {
+		t.Fatalf("the Ready lacks a step: %v", rd)
+	}
+	if start > apply1 || appendAt < reply1 {
+		t.Errorf("the append did not overlap the execution of sequence 1: %v", rd)
+	}
+	if send < appendAt || apply2 < appendAt {
+		t.Errorf("a send or sequence 2's execution did not wait for the append: %v", rd)
 	}
 }
 
