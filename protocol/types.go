@@ -165,7 +165,10 @@ type CommittedBatch struct {
 }
 
 // Ready is what the runtime must do after an input, in this order: persist
-// Persist (synced), then send Messages, then execute Committed in order.
+// Persist (synced), then send Messages, then execute Committed in order. A
+// committed batch with no entry in Persist (in a Ready that does not change
+// the view) does not depend on Persist and may execute before it (see
+// replica.executableBeforePersist).
 // StableCheckpoint, when set, allows deleting the log at or below it.
 // Behind, when set, is a stable checkpoint above what this replica has
 // executed: it must catch up by state transfer.

@@ -59,6 +59,8 @@ type testReplica struct {
 	snaps *MemorySnapshots
 	// cut: frames to and from it are lost.
 	cut bool
+	// background: its storage is a BackgroundAppender (backgroundStorage).
+	background bool
 }
 
 type testCluster struct {
@@ -109,11 +111,15 @@ func (r *testReplica) start() {
 		t.Fatal(err)
 	}
 	r.snaps = NewMemorySnapshots(r.store)
+	var store Storage = recordingStorage{r.store, r}
+	if r.background {
+		store = backgroundStorage{recordingStorage{r.store, r}}
+	}
 	d, err := New(Config{
 		Core: protocol.Config{ID: r.id, N: r.c.n, Signer: crypto.NewSigner(r.c.keys[r.id], testClusterID),
 			CheckpointInterval: 2, WindowSize: 4},
 		Receipts: ReceiptsInReplies,
-		Storage:  recordingStorage{r.store, r}, Network: recordingNetwork{r}, Executor: r.exec,
+		Storage:  store, Network: recordingNetwork{r}, Executor: r.exec,
 		Snapshots: recordingSnapshots{r}, Verifier: r.c.verifier, Observer: recordingObserver{r: r},
 	})
 	if err != nil {
@@ -149,6 +155,16 @@ func (s recordingStorage) AppendLog(entries []storage.LogEntry) error {
 func (s recordingStorage) SaveStableCheckpoint(b []byte) error {
 	s.r.note(step{what: "stable-save"})
 	return s.MemoryStorage.SaveStableCheckpoint(b)
+}
+
+// backgroundStorage is a BackgroundAppender that notes when an append
+// starts and appends only when waited for: the driver's work in between
+// is what would overlap the append on another goroutine.
+type backgroundStorage struct{ recordingStorage }
+
+func (s backgroundStorage) StartAppendLog(entries []storage.LogEntry) func() error {
+	s.r.note(step{what: "append-start", seq: entries[len(entries)-1].Sequence})
+	return func() error { return s.AppendLog(entries) }
 }
 
 type recordingNetwork struct{ r *testReplica }

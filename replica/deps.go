@@ -38,6 +38,18 @@ type Storage interface {
 	LoadStableCheckpoint() (encodedCert []byte, found bool, err error)
 }
 
+// BackgroundAppender is a Storage that can append to the log on another
+// goroutine. StartAppendLog begins AppendLog(entries) and returns at once;
+// wait blocks until that append is durable and returns its error. The
+// Driver calls wait before anything that depends on the entries (sends,
+// executions that need them, the next Storage call), so the only work that
+// overlaps the append is the execution of committed batches that do not
+// depend on it (executableBeforePersist). A Storage that is not one appends
+// on the Driver's goroutine.
+type BackgroundAppender interface {
+	StartAppendLog(entries []storage.LogEntry) (wait func() error)
+}
+
 // Network carries what the replica sends. Both calls must not block on
 // the peer (queue or drop instead) and must not call back into the
 // Driver.

@@ -28,7 +28,15 @@
 //     4. send the other messages, which may depend on the log;
 //     5. execute the committed batches in order, reply to their clients,
 //     and at each checkpoint sequence take a snapshot
-//     (Snapshots.Checkpointed) and give the core its digest;
+//     (Snapshots.Checkpointed) and give the core its digest. The leading
+//     committed batches that have no log entry in this Ready (and no
+//     configuration change; none in a Ready that changes the view) are
+//     executed between 2 and 3 instead: their decision rests on entries
+//     earlier Readies made durable, and their replies need not wait for
+//     the fsync of later sequences' entries (see executableBeforePersist).
+//     When Storage is a BackgroundAppender, step 3 then starts before
+//     those executions on another goroutine and is waited for after them,
+//     so the fsync and the executions overlap;
 //     6. store a new stable checkpoint's certificate
 //     (Storage.SaveStableCheckpoint), let the executor forget the
 //     rollback records at or below it, then tell Snapshots (which may

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -185,8 +186,10 @@ func (c frameCache) encode(s *wire.Signed, batch []*wire.Signed) ([]byte, error)
 }
 
 // handleReady carries out one Ready: persist the view, send the messages
-// marked BeforePersist, persist the log, send the rest, execute and
-// reply, persist the stable checkpoint, then start a state transfer.
+// marked BeforePersist, execute and reply to the committed batches that
+// do not wait for the log (executableBeforePersist), persist the log,
+// send the rest, execute and reply to the other committed batches,
+// persist the stable checkpoint, then start a state transfer.
 func (d *Driver) handleReady(rd *protocol.Ready) error {
 	frames := make(frameCache, len(rd.Messages))
 	if rd.View != nil {
@@ -204,8 +207,20 @@ func (d *Driver) handleReady(rd *protocol.Ready) error {
 			}
 		}
 	}
-	if err := d.persist(rd.Persist, frames); err != nil {
+	entries, err := logEntries(rd.Persist, frames)
+	if err != nil {
 		return err
+	}
+	early := executableBeforePersist(rd)
+	wait := d.startAppend(entries, early > 0)
+	for _, b := range rd.Committed[:early] {
+		if err := d.execute(b); err != nil {
+			_ = wait() // let the append finish before the replica stops
+			return err
+		}
+	}
+	if err := wait(); err != nil {
+		return fmt.Errorf("replica: append log: %w", err)
 	}
 	for _, out := range rd.Messages {
 		if !out.BeforePersist {
@@ -214,7 +229,7 @@ func (d *Driver) handleReady(rd *protocol.Ready) error {
 			}
 		}
 	}
-	for _, b := range rd.Committed {
+	for _, b := range rd.Committed[early:] {
 		if err := d.execute(b); err != nil {
 			return err
 		}
@@ -230,10 +245,60 @@ func (d *Driver) handleReady(rd *protocol.Ready) error {
 	return nil
 }
 
-// persist appends the Ready's log entries to Storage.
-func (d *Driver) persist(persist []protocol.LogEntry, frames frameCache) error {
+// executableBeforePersist is how many of rd.Committed, from the first,
+// are executed (and answered) before rd.Persist is made durable rather
+// than after it. Under load a Ready that commits sequence k usually also
+// logs the PRE-PREPARE, PREPARE or COMMIT of later sequences, and the
+// replies of k would otherwise wait for that fsync.
+//
+// Safe because such a batch's decision rests only on what earlier Readies
+// made durable: a batch qualifies only while no entry of rd.Persist is at
+// its sequence, so this replica's PRE-PREPARE, PREPARE, prepared
+// certificate and COMMIT for it (when it voted; a batch adopted from a
+// commit certificate rests on the other replicas' votes) were stored before
+// the core counted them; the entries of rd.Persist belong to other
+// sequences, which neither the execution nor the replies depend on, and
+// a crash before the append loses only messages not yet sent. The
+// executor's writes were never synced on their own (a reply could always
+// precede the fsync covering its execution), so a restart recovers as
+// before. It stops at the first batch with an
+// entry in rd.Persist (the rest keep their order), at a batch carrying a
+// configuration change (so an epoch's end is noted after this Ready's
+// log, as before), and takes none when rd.View is set (a view change) or
+// nothing is to be persisted (no fsync to wait for: the order stays
+// send, then execute).
+func executableBeforePersist(rd *protocol.Ready) int {
+	if rd.View != nil || len(rd.Persist) == 0 {
+		return 0
+	}
+	for i, b := range rd.Committed {
+		if slices.ContainsFunc(rd.Persist, func(e protocol.LogEntry) bool { return e.Sequence == b.Sequence }) ||
+			slices.ContainsFunc(b.Requests, func(r *wire.Request) bool { return r.ConfigChange != nil }) {
+			return i
+		}
+	}
+	return len(rd.Committed)
+}
+
+// startAppend starts appending entries to Storage: on another goroutine
+// when background is set and Storage is a BackgroundAppender (the early
+// executions then overlap the fsync), else on this one when wait is
+// called. wait returns the append's result once it is durable; either way
+// nothing that depends on the entries happens before it.
+func (d *Driver) startAppend(entries []storage.LogEntry, background bool) (wait func() error) {
+	if len(entries) == 0 {
+		return func() error { return nil }
+	}
+	if a, ok := d.store.(BackgroundAppender); ok && background {
+		return a.StartAppendLog(entries)
+	}
+	return func() error { return d.store.AppendLog(entries) }
+}
+
+// logEntries encodes the Ready's log entries for Storage.
+func logEntries(persist []protocol.LogEntry, frames frameCache) ([]storage.LogEntry, error) {
 	if len(persist) == 0 {
-		return nil
+		return nil, nil
 	}
 	entries := make([]storage.LogEntry, len(persist))
 	for i, e := range persist {
@@ -245,14 +310,11 @@ func (d *Driver) persist(persist []protocol.LogEntry, frames frameCache) error {
 			b, err = frames.encode(e.Signed, e.Batch)
 		}
 		if err != nil {
-			return fmt.Errorf("replica: encode log entry at %d: %w", e.Sequence, err)
+			return nil, fmt.Errorf("replica: encode log entry at %d: %w", e.Sequence, err)
 		}
 		entries[i] = storage.LogEntry{View: e.View, Sequence: e.Sequence, Kind: byte(e.Kind), Signed: b}
 	}
-	if err := d.store.AppendLog(entries); err != nil {
-		return fmt.Errorf("replica: append log: %w", err)
-	}
-	return nil
+	return entries, nil
 }
 
 // send passes out through the Filter and sends (or holds) what it lets out.

@@ -29,6 +29,16 @@ func (s driverStorage) AppendLog(entries []storage.LogEntry) error {
 	return nil
 }
 
+// StartAppendLog implements replica.BackgroundAppender: the append (and its
+// fsync) runs on its own goroutine while the event loop executes the
+// committed batches that do not depend on it; wait returns its result.
+// goleveldb is safe for the executor's concurrent writes.
+func (s driverStorage) StartAppendLog(entries []storage.LogEntry) (wait func() error) {
+	done := make(chan error, 1)
+	go func() { done <- s.AppendLog(entries) }()
+	return func() error { return <-done }
+}
+
 // driverNetwork sends through the transport and counts what it sends.
 type driverNetwork struct{ n *Node }
 
