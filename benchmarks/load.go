@@ -63,10 +63,19 @@ func closeClients(cls []*client.Client) {
 	}
 }
 
+// opRunner is one logical client as the load drives it: a pbftnode
+// client (client.Client), or a connection to a peer system (peer.go).
+// Both run the workload's encoded operations and return an encoded
+// execution result; an error is a failed operation.
+type opRunner interface {
+	Invoke(ctx context.Context, op []byte) ([]byte, error)
+	Read(ctx context.Context, op []byte) ([]byte, error)
+}
+
 // load drives the clients and records every completed operation.
 type load struct {
 	cfg     Config
-	clients []*client.Client
+	clients []opRunner
 	rec     *recorder
 	start   time.Time
 	work    workload
@@ -77,9 +86,13 @@ type load struct {
 }
 
 // newLoad prepares the clients' load of operations drawn from work.
-func newLoad(cfg Config, clients []*client.Client, work workload) *load {
+func newLoad[C opRunner](cfg Config, clients []C, work workload) *load {
+	runners := make([]opRunner, len(clients))
+	for i, c := range clients {
+		runners[i] = c
+	}
 	return &load{
-		cfg: cfg, clients: clients, rec: &recorder{}, work: work,
+		cfg: cfg, clients: runners, rec: &recorder{}, work: work,
 		measureFrom: cfg.Warmup, measureTo: cfg.Warmup + cfg.Duration,
 	}
 }
@@ -161,7 +174,7 @@ func (l *load) runOpen(ctx context.Context) {
 // path, ordered when that fails) and a write through Invoke, and records
 // it. An operation cut short by the end of the run is not counted; one
 // that failed or was refused is.
-func (l *load) invoke(ctx context.Context, cl *client.Client, op []byte, read bool, issued time.Time) {
+func (l *load) invoke(ctx context.Context, cl opRunner, op []byte, read bool, issued time.Time) {
 	var raw []byte
 	var err error
 	if read {
@@ -183,10 +196,15 @@ func (l *load) invoke(ctx context.Context, cl *client.Client, op []byte, read bo
 	l.rec.add(now.Sub(l.start), now.Sub(issued), read)
 }
 
-// readCounts adds up the clients' read outcomes (fast, ordered instead).
-func readCounts(clients []*client.Client) client.ReadCounts {
+// readCounts adds up the pbftnode clients' read outcomes (fast, ordered
+// instead); a peer's runners have none.
+func readCounts(clients []opRunner) client.ReadCounts {
 	var total client.ReadCounts
-	for _, cl := range clients {
+	for _, r := range clients {
+		cl, ok := r.(*client.Client)
+		if !ok {
+			continue
+		}
 		c := cl.ReadCounts()
 		total.Fast += c.Fast
 		total.Fallback += c.Fallback

@@ -27,11 +27,15 @@ const probeTimeout = 20 * time.Second
 // Run measures one configuration: for PBFT it first measures the crypto
 // ceiling, then starts the cluster as processes, runs the load, injects
 // the scenario's fault and reports what it measured. It stops the
-// replicas before returning.
+// replicas before returning. With Config.Peer it measures that peer
+// system under the same load instead (peer.go).
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return Result{}, err
+	}
+	if cfg.Peer != "" {
+		return runPeer(ctx, cfg)
 	}
 	res := header(cfg)
 	prog := progress{w: cfg.Progress, label: cfg.Label}
