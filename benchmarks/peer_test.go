@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -226,5 +227,34 @@ func TestComparePeersSkippedWhenMissing(t *testing.T) {
 		if r.cfg.Peer != "" {
 			t.Errorf("the plan runs missing peer %s", r.cfg.Peer)
 		}
+	}
+}
+
+// A peer that never serves is an error after the deadline carrying each
+// member's log tail; one whose process exits is an error at once.
+func TestWaitMembersReportsLogTails(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "m0.log")
+	p, err := startProcess("/bin/sh", []string{"-c", "echo member says it cannot bind; sleep 30"}, logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopProcesses([]*replicaProc{p}, time.Second)
+	never := func(context.Context) error { return errors.New("connection refused") }
+	// The member writes its line before the deadline passes.
+	err = waitMembers(context.Background(), []*replicaProc{p}, []string{logPath}, 2*time.Second, never)
+	if err == nil || !strings.Contains(err.Error(), "not serving after") || !strings.Contains(err.Error(), "member says it cannot bind") {
+		t.Errorf("never ready: %v; want the deadline and the member's log tail", err)
+	}
+
+	exitLog := filepath.Join(dir, "m1.log")
+	q, err := startProcess("/bin/sh", []string{"-c", "echo address already in use; exit 3"}, exitLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-q.exited
+	err = waitMembers(context.Background(), []*replicaProc{q}, []string{exitLog}, time.Minute, never)
+	if err == nil || !strings.Contains(err.Error(), "exited") || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("exited member: %v; want its exit and log tail", err)
 	}
 }
