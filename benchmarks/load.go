@@ -107,6 +107,63 @@ func (l *load) run(ctx context.Context, start time.Time) {
 	l.runClosed(ctx)
 }
 
+// background runs the load from now until stop is called or ctx ends,
+// with a progress line every second on prog. stop ends the load, waits
+// for its workers and may be called more than once.
+func (l *load) background(ctx context.Context, prog progress) (start time.Time, stop func()) {
+	loadCtx, cancel := context.WithCancel(ctx)
+	start = time.Now()
+	done := make(chan struct{})
+	go func() {
+		l.run(loadCtx, start)
+		close(done)
+	}()
+	stopProgress := prog.follow(l.rec, start)
+	return start, func() {
+		cancel()
+		<-done
+		stopProgress()
+	}
+}
+
+// cpuMeter measures, over the measured interval, the bench process's CPU
+// time (its clients) and the machine's busy time.
+type cpuMeter struct {
+	harness0, machine0 float64
+	harness, machine   float64 // over the interval, once stopped
+	machineErr         error
+}
+
+// startCPUMeter samples both at the start of the interval.
+func startCPUMeter() *cpuMeter {
+	m := &cpuMeter{harness0: selfCPUSeconds()}
+	m.machine0, m.machineErr = machineBusySeconds()
+	return m
+}
+
+// stop samples both at the end of the interval.
+func (m *cpuMeter) stop() {
+	m.harness = selfCPUSeconds() - m.harness0
+	machine, err := machineBusySeconds()
+	if m.machineErr == nil {
+		m.machineErr = err
+	}
+	m.machine = machine - m.machine0
+}
+
+// report fills in res's harness CPU per 1000 operations and the cores
+// other work used, given the interval's length d, its ops and the
+// system's own CPU (res.CPUSecondsPer1kOpsAll, from summarize).
+func (m *cpuMeter) report(res *Result, ops int, d time.Duration) {
+	if ops > 0 {
+		res.HarnessCPUSecondsPer1kOps = m.harness / (float64(ops) / 1000)
+	}
+	if m.machineErr == nil {
+		systemCPU := res.CPUSecondsPer1kOpsAll * float64(ops) / 1000
+		res.BackgroundCPUCores = max(0, m.machine-systemCPU-m.harness) / d.Seconds()
+	}
+}
+
 // runClosed runs Window workers per client, each sending its next
 // operation as soon as the previous one completed.
 func (l *load) runClosed(ctx context.Context) {

@@ -216,17 +216,8 @@ func measurePeer(ctx context.Context, cfg Config, pc peerCluster, prog progress,
 	}
 	defer closeRunners()
 	ld := newLoad(cfg, runners, newKVWorkload(cfg))
-	loadCtx, stopLoad := context.WithCancel(ctx)
+	start, stopLoad := ld.background(ctx, prog)
 	defer stopLoad()
-	start := time.Now()
-	loadDone := make(chan struct{})
-	go func() {
-		ld.run(loadCtx, start)
-		close(loadDone)
-	}()
-	stopProgress := prog.follow(ld.rec, start)
-	defer stopProgress()
-
 	from, to := cfg.Warmup, cfg.Warmup+cfg.Duration
 	if err := sleepUntil(ctx, start.Add(from)); err != nil {
 		return err
@@ -235,8 +226,7 @@ func measurePeer(ctx context.Context, cfg Config, pc peerCluster, prog progress,
 	if err != nil {
 		return err
 	}
-	harnessBefore := selfCPUSeconds()
-	machineBefore, machineErr := machineBusySeconds()
+	meter := startCPUMeter()
 	if err := sleepUntil(ctx, start.Add(to)); err != nil {
 		return err
 	}
@@ -244,25 +234,13 @@ func measurePeer(ctx context.Context, cfg Config, pc peerCluster, prog progress,
 	if err != nil {
 		return err
 	}
-	harnessCPU := selfCPUSeconds() - harnessBefore
-	machineAfter, err := machineBusySeconds()
-	if machineErr == nil {
-		machineErr = err
-	}
+	meter.stop()
 	stopLoad()
-	<-loadDone
-	stopProgress()
 
 	samples, failed := ld.rec.snapshot()
 	w := within(samples, from, to)
 	summarize(res, w, failed, int(ld.dropped.Load()), cfg.Duration, before, after)
-	if w.ops > 0 {
-		res.HarnessCPUSecondsPer1kOps = harnessCPU / (float64(w.ops) / 1000)
-	}
-	if machineErr == nil {
-		membersCPU := res.CPUSecondsPer1kOpsAll * float64(w.ops) / 1000
-		res.BackgroundCPUCores = max(0, machineAfter-machineBefore-membersCPU-harnessCPU) / cfg.Duration.Seconds()
-	}
+	meter.report(res, w.ops, cfg.Duration)
 	if res.Ops == 0 {
 		return fmt.Errorf("no operation completed in the measured %v (%d failed)", cfg.Duration, failed)
 	}
