@@ -87,10 +87,10 @@ func (c Config) validatePeer() error {
 	return nil
 }
 
-// FindPeer returns the path of peer's executable: Config.PeerBinary-style
-// override path when not empty, else etcd on PATH, or cometbft on PATH
-// or in $(go env GOPATH)/bin. A missing one is an ErrPeerMissing error
-// that names the install command.
+// FindPeer returns the path of peer's executable: override when not
+// empty (Config.PeerBinary), else etcd on PATH, or cometbft on PATH or in
+// $(go env GOPATH)/bin. A missing one is an ErrPeerMissing error that
+// names the install command.
 func FindPeer(peer, override string) (string, error) {
 	if override != "" {
 		if _, err := os.Stat(override); err != nil {
@@ -146,7 +146,6 @@ var peerStarters = map[string]peerStarter{
 // on loopback, runs the load against it and stops it.
 func runPeer(ctx context.Context, cfg Config) (Result, error) {
 	res := header(cfg)
-	res.F = cfg.faultTolerance()
 	prog := progress{w: cfg.Progress, label: cfg.Label}
 	binary, err := FindPeer(cfg.Peer, cfg.PeerBinary)
 	if err != nil {

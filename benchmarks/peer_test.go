@@ -38,7 +38,6 @@ func TestPeerConfigDefaultsAndLabels(t *testing.T) {
 				tc.peer, c.Protocol, c.Replicas, c.faultTolerance(), c.Label, tc.peer, tc.replicas, tc.f, tc.label)
 		}
 		res := header(c)
-		res.F = c.faultTolerance()
 		if tc.peer == PeerEtcd {
 			(&etcdCluster{version: "3.4.23"}).describe(&res)
 		}
@@ -50,8 +49,8 @@ func TestPeerConfigDefaultsAndLabels(t *testing.T) {
 		if err := json.Unmarshal(buf.Bytes(), &obj); err != nil {
 			t.Fatal(err)
 		}
-		if obj["protocol"] != tc.peer || obj["replicas"] != float64(tc.replicas) || obj["label"] != tc.label {
-			t.Errorf("%s JSON: protocol %v replicas %v label %v", tc.peer, obj["protocol"], obj["replicas"], obj["label"])
+		if obj["protocol"] != tc.peer || obj["replicas"] != float64(tc.replicas) || obj["f"] != float64(tc.f) || obj["label"] != tc.label {
+			t.Errorf("%s JSON: protocol %v replicas %v f %v label %v", tc.peer, obj["protocol"], obj["replicas"], obj["f"], obj["label"])
 		}
 		if got, _ := obj["peer_connections"].(float64); int(got) != tc.wantConns {
 			t.Errorf("%s with %d clients: peer_connections %v, want %d", tc.peer, tc.clients, obj["peer_connections"], tc.wantConns)
