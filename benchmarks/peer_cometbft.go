@@ -186,7 +186,7 @@ func startCometBFT(ctx context.Context, cfg Config, binary, dir string) (peerClu
 			return nil, fmt.Errorf("cometbft config: %w", err)
 		}
 	}
-	c.hc = &http.Client{Transport: c.transport(outstanding)}
+	c.hc = &http.Client{Transport: c.transport(cometbftConnsPerNode(cfg.Clients, cfg.Window, len(c.nodes)))}
 	for i, n := range c.nodes {
 		p, err := startProcess(binary, []string{"node", "--home", n.home}, n.logPath)
 		if err != nil {
@@ -206,16 +206,17 @@ func startCometBFT(ctx context.Context, cfg Config, binary, dir string) (peerClu
 	return c, nil
 }
 
-// connsPerNode bounds the HTTP connections to each node: the logical
-// clients are spread over the nodes round robin, and each outstanding
-// broadcast_tx_commit holds one connection.
-func (c *cometbftCluster) connsPerNode(outstanding int) int {
-	return max(1, (outstanding+len(c.nodes)-1)/len(c.nodes))
+// cometbftConnsPerNode bounds the HTTP connections to each of n nodes:
+// logical client i talks to node i mod n, so a node serves at most
+// ceil(clients/n) clients, and each of their window outstanding
+// broadcast_tx_commit calls holds one connection.
+func cometbftConnsPerNode(clients, window, n int) int {
+	return max(1, (clients+n-1)/n*window)
 }
 
-// transport is the one bounded HTTP transport every runner shares.
-func (c *cometbftCluster) transport(outstanding int) *http.Transport {
-	per := c.connsPerNode(outstanding)
+// transport is the one HTTP transport every runner shares, bounded at
+// per connections to each node.
+func (c *cometbftCluster) transport(per int) *http.Transport {
 	return &http.Transport{
 		MaxConnsPerHost: per, MaxIdleConnsPerHost: per, MaxIdleConns: per * len(c.nodes),
 		IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 60 * time.Second,
@@ -255,7 +256,7 @@ func (c *cometbftCluster) processes() []*replicaProc { return c.procs }
 
 func (c *cometbftCluster) describe(res *Result) {
 	res.PeerVersion = c.version
-	res.PeerConnections = c.connsPerNode(res.Clients*res.Window) * len(c.nodes)
+	res.PeerConnections = cometbftConnsPerNode(res.Clients, res.Window, len(c.nodes)) * len(c.nodes)
 	res.CometBFTTimeoutCommitMs = ms(c.cfg.CometBFTTimeoutCommit)
 	res.ClientRetransmitMs = 0
 }

@@ -257,3 +257,15 @@ func TestWaitMembersReportsLogTails(t *testing.T) {
 		t.Errorf("exited member: %v; want its exit and log tail", err)
 	}
 }
+
+func TestCometBFTConnsPerNode(t *testing.T) {
+	for _, tc := range []struct{ clients, window, n, want int }{
+		{64, 1, 4, 16}, {1, 1, 4, 1}, {16, 64, 4, 256},
+		// Clients 0 and 4 both talk to node 0: it needs two windows.
+		{6, 64, 4, 128},
+	} {
+		if got := cometbftConnsPerNode(tc.clients, tc.window, tc.n); got != tc.want {
+			t.Errorf("%d clients x %d over %d nodes: %d connections per node, want %d", tc.clients, tc.window, tc.n, got, tc.want)
+		}
+	}
+}
