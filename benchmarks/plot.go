@@ -125,9 +125,13 @@ func throughputLatencyPlot(all []Result) (*plot.Plot, error) {
 		}
 	}
 	// Latencies span from about a millisecond (one client) to hundreds
-	// (saturation): a log scale shows both ends.
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	// (saturation): a log scale shows both ends. Without any point (every
+	// run failed) the plot stays empty and linear: a log axis over
+	// nothing panics.
+	if len(p.Legend.Entries) > 0 {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
 	p.X.Tick.Marker = plainTicks{}
 	p.X.Min = 0
 	return p, nil

@@ -125,3 +125,12 @@ func TestWritePlotsShowPeers(t *testing.T) {
 		}
 	}
 }
+
+// A matrix whose every run failed still gets its (empty) plots: a
+// --compare where nothing could be measured reports its errors.
+func TestWritePlotsWithNoResult(t *testing.T) {
+	failed := []Result{{Group: GroupScaling, Protocol: "pbft", Replicas: 4, Error: "failed"}}
+	if paths, err := WritePlots(t.TempDir(), failed); err != nil || len(paths) != 2 {
+		t.Errorf("plots of failed runs: %v, %v", paths, err)
+	}
+}

@@ -23,8 +23,10 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{[]string{"bench", "--app", "ledger", "--protocol", "floor"}, "executes nothing"},
 		{[]string{"bench", "--app", "ledger", "--compare"}, "--compare measures the key-value store"},
 		{[]string{"bench", "--peer", "zookeeper"}, `peer "zookeeper"`},
-		{[]string{"bench", "--peer", "etcd", "--protocol", "raft"}, "drop --protocol"},
-		{[]string{"bench", "--peer", "etcd", "--compare"}, "--compare runs the peers"},
+		// --duration -1s: were the check missing, these would fail fast on
+		// the duration instead of running a benchmark.
+		{[]string{"bench", "--peer", "etcd", "--protocol", "raft", "--duration", "-1s"}, "drop --protocol"},
+		{[]string{"bench", "--peer", "etcd", "--compare", "--duration", "-1s"}, "--compare runs the peers"},
 		{[]string{"bench", "--peer", "cometbft", "--unsafe-no-fsync"}, "CometBFT has no switch"},
 		{[]string{"bench", "--peer", "etcd", "--scenario", "crash-leader"}, "without faults"},
 	} {
