@@ -91,6 +91,7 @@ func throughputLatencyPlot(all []Result) (*plot.Plot, error) {
 	p.Y.Label.Text = "latency (ms), p50 solid, p99 dashed"
 	p.Legend.Top, p.Legend.Left = true, true
 	results := usable(all)
+	drawn := false
 	for _, proto := range protocols(results) {
 		var curve []Result
 		smallest := 0
@@ -123,12 +124,13 @@ func throughputLatencyPlot(all []Result) (*plot.Plot, error) {
 		if err := addSeries(p, p99, protocolStyle[proto], true, name+" p99"); err != nil {
 			return nil, err
 		}
+		drawn = true
 	}
 	// Latencies span from about a millisecond (one client) to hundreds
 	// (saturation): a log scale shows both ends. Without any point (every
 	// run failed) the plot stays empty and linear: a log axis over
 	// nothing panics.
-	if len(p.Legend.Entries) > 0 {
+	if drawn {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	}
