@@ -167,17 +167,30 @@ func (c *cluster) startAll(ctx context.Context) error {
 // appended to DIR/nodeI.log. The process is killed if the bench process
 // dies first.
 func (c *cluster) start(i int) error {
-	args := c.replicaArgs(i)
-	logf, err := os.OpenFile(c.logPath(i), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := startProcess(c.spec.binary, c.replicaArgs(i), c.logPath(i))
 	if err != nil {
-		return fmt.Errorf("replica %d log: %w", i, err)
+		return fmt.Errorf("replica %d: %w", i, err)
 	}
-	cmd := exec.Command(c.spec.binary, args...)
+	c.mu.Lock()
+	c.procs[i] = p
+	c.mu.Unlock()
+	return nil
+}
+
+// startProcess starts binary with args, its output appended to logPath.
+// The process gets SIGKILL if the bench process dies first (Pdeathsig).
+// The peers' processes (peer*.go) start the same way.
+func startProcess(binary string, args []string, logPath string) (*replicaProc, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("log: %w", err)
+	}
+	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("start replica %d: %w", i, err)
+		return nil, fmt.Errorf("start %s: %w", binary, err)
 	}
 	p := &replicaProc{cmd: cmd, exited: make(chan struct{})}
 	go func() {
@@ -185,10 +198,7 @@ func (c *cluster) start(i int) error {
 		logf.Close()
 		close(p.exited)
 	}()
-	c.mu.Lock()
-	c.procs[i] = p
-	c.mu.Unlock()
-	return nil
+	return p, nil
 }
 
 // replicaArgs is replica i's `pbftnode run` command line. A replica with
@@ -270,12 +280,18 @@ func (c *cluster) stop() {
 	procs := c.procs
 	c.procs = make([]*replicaProc, len(procs))
 	c.mu.Unlock()
+	stopProcesses(procs, 3*time.Second)
+}
+
+// stopProcesses sends SIGTERM to every process (nil entries are skipped),
+// then SIGKILL to those still running after grace, and waits for all.
+func stopProcesses(procs []*replicaProc, grace time.Duration) {
 	for _, p := range procs {
 		if p != nil {
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		}
 	}
-	deadline := time.After(3 * time.Second)
+	deadline := time.After(grace)
 	for _, p := range procs {
 		if p == nil {
 			continue

@@ -29,9 +29,27 @@ type CompareOptions struct {
 	// saturated throughput the first scaling run measured (default 0.1,
 	// 0.25, 0.5, 0.75, 0.9).
 	SweepFractions []float64
+	// Peers are the peer systems measured beside pbftnode (default
+	// Peers: etcd and CometBFT), each at the saturated load (Base's
+	// clients and window), the moderate load (64 x 1) and one client.
+	// A peer whose executable is not found is skipped (OnPeerSkipped).
+	Peers []string
+	// NoPeers runs no peer system.
+	NoPeers bool
 	// OnResult, if set, is called after each configuration.
 	OnResult func(Result)
+	// OnPeerSkipped, if set, is called for each peer Compare skips, with
+	// the reason (an ErrPeerMissing error naming the install command).
+	OnPeerSkipped func(peer string, reason error)
 }
+
+// The moderate load of the matrix (GroupModerate): tens of clients with
+// one request each, the load most deployments run and issue 21's
+// headline comparison with etcd.
+const (
+	ModerateClients = 64
+	ModerateWindow  = 1
+)
 
 func (o CompareOptions) withDefaults() CompareOptions {
 	if len(o.Protocols) == 0 {
@@ -48,6 +66,12 @@ func (o CompareOptions) withDefaults() CompareOptions {
 	}
 	if len(o.SweepFractions) == 0 {
 		o.SweepFractions = []float64{0.1, 0.25, 0.5, 0.75, 0.9}
+	}
+	if o.Peers == nil {
+		o.Peers = Peers
+	}
+	if o.NoPeers {
+		o.Peers = []string{}
 	}
 	return o
 }
@@ -99,22 +123,62 @@ func (o CompareOptions) plan() []plannedRun {
 		if proto == "pbft" {
 			runs = append(runs, at(GroupByzantine, n0, func(c *Config) { c.Scenario = ScenarioByzantine }))
 		}
-		runs = append(runs, at(GroupOneClient, n0, func(c *Config) { c.Clients, c.Window = 1, 1 }))
+		runs = append(runs,
+			at(GroupModerate, n0, func(c *Config) { c.Clients, c.Window = ModerateClients, ModerateWindow }),
+			at(GroupOneClient, n0, func(c *Config) { c.Clients, c.Window = 1, 1 }))
 		for _, f := range o.SweepFractions {
 			r := at(GroupRateSweep, n0, nil)
 			r.rateFraction = f
 			runs = append(runs, r)
 		}
 	}
+	return append(runs, o.peerRuns()...)
+}
+
+// peerRuns lists the peers' configurations: each peer at its default
+// size, fsync on, at the saturated, moderate and one-client loads.
+func (o CompareOptions) peerRuns() []plannedRun {
+	var runs []plannedRun
+	for _, peer := range o.Peers {
+		at := func(group string, clients, window int) plannedRun {
+			c := o.Base
+			c.Peer, c.Protocol, c.Replicas, c.Scenario, c.Label, c.NoFsync = peer, peer, 0, ScenarioNone, "", false
+			c.NoReceipts, c.ReceiptsCachedOnly, c.CPUProfileDir, c.ReplicaLogLevel = false, false, "", ""
+			if clients > 0 {
+				c.Clients, c.Window = clients, window
+			}
+			return plannedRun{group: group, cfg: c}
+		}
+		runs = append(runs, at(GroupScaling, 0, 0), at(GroupModerate, ModerateClients, ModerateWindow), at(GroupOneClient, 1, 1))
+	}
 	return runs
 }
 
+// availablePeers keeps the peers whose executable is found and reports
+// each other one to OnPeerSkipped.
+func (o CompareOptions) availablePeers() CompareOptions {
+	var found []string
+	for _, peer := range o.Peers {
+		if _, err := FindPeer(peer, ""); err != nil {
+			if o.OnPeerSkipped != nil {
+				o.OnPeerSkipped(peer, err)
+			}
+			continue
+		}
+		found = append(found, peer)
+	}
+	o.Peers = append([]string{}, found...)
+	return o
+}
+
 // Compare runs the standard matrix, one configuration after the other,
-// and returns every result. A configuration that fails is reported with
+// and returns every result: pbftnode's configurations, then the peers
+// whose executables are found (the others are reported to
+// OnPeerSkipped). A configuration that fails is reported with
 // Error set and the matrix continues; open-loop runs whose protocol has
 // no saturated throughput to scale from are skipped.
 func Compare(ctx context.Context, opts CompareOptions) ([]Result, error) {
-	opts = opts.withDefaults()
+	opts = opts.withDefaults().availablePeers()
 	saturated := make(map[string]float64)
 	var results []Result
 	for _, pr := range opts.plan() {

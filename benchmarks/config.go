@@ -57,8 +57,20 @@ type Config struct {
 	// transfers one unit at a time to the next client's account;
 	// GetRatio of the operations read the client's balance instead).
 	App string
-	// Replicas is n (default 4 for PBFT, 3 for Raft).
+	// Replicas is n (default 4 for PBFT, 3 for Raft; with Peer, 3 etcd
+	// members or 4 CometBFT validators).
 	Replicas int
+	// Peer, when set, measures a peer system instead of pbftnode under the
+	// same load: PeerEtcd or PeerCometBFT (see peer.go). Protocol is then
+	// the peer's name; the pbftnode-only fields (App, Scenario, receipts,
+	// profiles, log level) must keep their defaults.
+	Peer string
+	// PeerBinary is the peer's executable (default: looked up on PATH,
+	// and for CometBFT also in $(go env GOPATH)/bin).
+	PeerBinary string
+	// CometBFTTimeoutCommit is the CometBFT validators' timeout_commit
+	// (default DefaultCometBFTTimeoutCommit).
+	CometBFTTimeoutCommit time.Duration
 	// NoFsync turns fsync off on every replica (--unsafe-no-fsync).
 	NoFsync bool
 	// NoReceipts turns the PBFT replicas' receipts off (testnet
@@ -151,14 +163,20 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Protocol == "" {
 		c.Protocol = "pbft"
 	}
+	if c.Peer != "" {
+		c.Protocol = c.Peer
+	}
 	if c.App == "" {
 		c.App = AppKV
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 4
-		if c.Protocol == "raft" {
+		if c.Protocol == "raft" || c.Protocol == PeerEtcd {
 			c.Replicas = 3
 		}
+	}
+	if c.CometBFTTimeoutCommit == 0 {
+		c.CometBFTTimeoutCommit = DefaultCometBFTTimeoutCommit
 	}
 	if c.Scenario == "" {
 		c.Scenario = ScenarioNone
@@ -232,6 +250,12 @@ const ProtocolFloor = "floor"
 var ErrConfig = errors.New("invalid benchmark configuration")
 
 func (c Config) validate() error {
+	if c.Peer != "" {
+		if err := c.validatePeer(); err != nil {
+			return err
+		}
+		return c.validateLoad()
+	}
 	switch {
 	case c.Protocol != "pbft" && c.Protocol != "raft" && c.Protocol != ProtocolFloor:
 		return fmt.Errorf("%w: protocol %q: want pbft, raft or %s", ErrConfig, c.Protocol, ProtocolFloor)
@@ -259,6 +283,14 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: negative attack rate %v", ErrConfig, c.AttackRate)
 	case !slices.Contains(byzantine.Strategies, c.ByzantineStrategy):
 		return fmt.Errorf("%w: byzantine strategy %q: want one of %v", ErrConfig, c.ByzantineStrategy, byzantine.Strategies)
+	}
+	return c.validateLoad()
+}
+
+// validateLoad checks the workload's fields, which pbftnode and the peers
+// share.
+func (c Config) validateLoad() error {
+	switch {
 	case c.Clients < 1 || c.Window < 1 || c.Window > 64:
 		return fmt.Errorf("%w: need at least 1 client and a window in [1, 64], got %d clients, window %d", ErrConfig, c.Clients, c.Window)
 	case c.Rate < 0:
@@ -275,10 +307,10 @@ func (c Config) validate() error {
 	return nil
 }
 
-// faultTolerance is f for the configuration: (n-1)/3 for PBFT, (n-1)/2
-// for Raft.
+// faultTolerance is f for the configuration: (n-1)/3 for PBFT and
+// CometBFT, (n-1)/2 for Raft and etcd.
 func (c Config) faultTolerance() int {
-	if c.Protocol == "raft" {
+	if c.Protocol == "raft" || c.Protocol == PeerEtcd {
 		return (c.Replicas - 1) / 2
 	}
 	return (c.Replicas - 1) / 3
@@ -301,6 +333,9 @@ func (c Config) defaultLabel() string {
 	}
 	if c.Scenario != ScenarioNone && c.Scenario != "" {
 		s += " " + c.Scenario
+	}
+	if c.Protocol == PeerCometBFT {
+		s += " commit=" + c.CometBFTTimeoutCommit.String()
 	}
 	if c.Rate > 0 {
 		s += fmt.Sprintf(" rate=%.0f", c.Rate)

@@ -79,14 +79,31 @@ func TestComparePlan(t *testing.T) {
 		"pbft one-client": 1, "pbft rate-sweep": 5, "floor floor": 1,
 		"raft scaling": 3, "raft fsync-off": 1, "raft crash-backup": 1, "raft crash-leader": 1,
 		"raft one-client": 1, "raft rate-sweep": 5,
+		"pbft moderate": 1, "raft moderate": 1,
+		"etcd scaling": 1, "etcd moderate": 1, "etcd one-client": 1,
+		"cometbft scaling": 1, "cometbft moderate": 1, "cometbft one-client": 1,
 	}
 	for k, v := range want {
 		if count[k] != v {
 			t.Errorf("%s: %d runs, want %d", k, count[k], v)
 		}
 	}
-	if len(runs) != 26 {
-		t.Errorf("%d runs, want 26", len(runs))
+	if len(runs) != 34 {
+		t.Errorf("%d runs, want 34", len(runs))
+	}
+	for _, r := range runs {
+		if r.group == GroupModerate && (r.cfg.Clients != ModerateClients || r.cfg.Window != ModerateWindow) {
+			t.Errorf("%s moderate load %dx%d, want %dx%d", r.cfg.Protocol, r.cfg.Clients, r.cfg.Window, ModerateClients, ModerateWindow)
+		}
+	}
+	// The peers come last, each named as itself, fsync on.
+	for _, r := range runs[28:] {
+		if r.cfg.Peer == "" || r.cfg.Protocol != r.cfg.Peer || r.cfg.NoFsync {
+			t.Errorf("run %s %s: peer %q, fsync off %v; want a peer run with fsync on", r.cfg.Protocol, r.group, r.cfg.Peer, r.cfg.NoFsync)
+		}
+	}
+	if n := len(CompareOptions{NoPeers: true}.plan()); n != 28 {
+		t.Errorf("NoPeers: %d runs, want 28", n)
 	}
 	for _, r := range runs {
 		if r.cfg.QuietWait != DefaultCompareQuietWait {

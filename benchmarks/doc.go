@@ -13,6 +13,12 @@
 // backup, a crashed leader, a Byzantine replica) and, for PBFT, measures
 // the crypto ceiling (cryptoceiling.Measure) before starting the cluster.
 //
-// Run measures one configuration; Compare runs the standard matrix and
-// writes a table, JSON and plots (WriteTable, WriteJSON, WritePlots).
+// With Config.Peer, Run measures a peer system a user would pick instead
+// (PeerEtcd, PeerCometBFT: peer.go) under the same load and statistics:
+// the peer starts its own processes on loopback and supplies one
+// operation runner per client to the same load loop.
+//
+// Run measures one configuration; Compare runs the standard matrix (and
+// the installed peers) and writes a table, JSON and plots (WriteTable,
+// WriteJSON, WritePlots).
 package benchmarks

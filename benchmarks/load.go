@@ -63,10 +63,19 @@ func closeClients(cls []*client.Client) {
 	}
 }
 
+// opRunner is one logical client as the load drives it: a pbftnode
+// client (client.Client), or a connection to a peer system (peer.go).
+// Both run the workload's encoded operations and return an encoded
+// execution result; an error is a failed operation.
+type opRunner interface {
+	Invoke(ctx context.Context, op []byte) ([]byte, error)
+	Read(ctx context.Context, op []byte) ([]byte, error)
+}
+
 // load drives the clients and records every completed operation.
 type load struct {
 	cfg     Config
-	clients []*client.Client
+	clients []opRunner
 	rec     *recorder
 	start   time.Time
 	work    workload
@@ -77,9 +86,13 @@ type load struct {
 }
 
 // newLoad prepares the clients' load of operations drawn from work.
-func newLoad(cfg Config, clients []*client.Client, work workload) *load {
+func newLoad[C opRunner](cfg Config, clients []C, work workload) *load {
+	runners := make([]opRunner, len(clients))
+	for i, c := range clients {
+		runners[i] = c
+	}
 	return &load{
-		cfg: cfg, clients: clients, rec: &recorder{}, work: work,
+		cfg: cfg, clients: runners, rec: &recorder{}, work: work,
 		measureFrom: cfg.Warmup, measureTo: cfg.Warmup + cfg.Duration,
 	}
 }
@@ -92,6 +105,63 @@ func (l *load) run(ctx context.Context, start time.Time) {
 		return
 	}
 	l.runClosed(ctx)
+}
+
+// background runs the load from now until stop is called or ctx ends,
+// with a progress line every second on prog. stop ends the load, waits
+// for its workers and may be called more than once.
+func (l *load) background(ctx context.Context, prog progress) (start time.Time, stop func()) {
+	loadCtx, cancel := context.WithCancel(ctx)
+	start = time.Now()
+	done := make(chan struct{})
+	go func() {
+		l.run(loadCtx, start)
+		close(done)
+	}()
+	stopProgress := prog.follow(l.rec, start)
+	return start, func() {
+		cancel()
+		<-done
+		stopProgress()
+	}
+}
+
+// cpuMeter measures, over the measured interval, the bench process's CPU
+// time (its clients) and the machine's busy time.
+type cpuMeter struct {
+	harness0, machine0 float64
+	harness, machine   float64 // over the interval, once stopped
+	machineErr         error
+}
+
+// startCPUMeter samples both at the start of the interval.
+func startCPUMeter() *cpuMeter {
+	m := &cpuMeter{harness0: selfCPUSeconds()}
+	m.machine0, m.machineErr = machineBusySeconds()
+	return m
+}
+
+// stop samples both at the end of the interval.
+func (m *cpuMeter) stop() {
+	m.harness = selfCPUSeconds() - m.harness0
+	machine, err := machineBusySeconds()
+	if m.machineErr == nil {
+		m.machineErr = err
+	}
+	m.machine = machine - m.machine0
+}
+
+// report fills in res's harness CPU per 1000 operations and the cores
+// other work used, given the interval's length d, its ops and the
+// system's own CPU (res.CPUSecondsPer1kOpsAll, from summarize).
+func (m *cpuMeter) report(res *Result, ops int, d time.Duration) {
+	if ops > 0 {
+		res.HarnessCPUSecondsPer1kOps = m.harness / (float64(ops) / 1000)
+	}
+	if m.machineErr == nil {
+		systemCPU := res.CPUSecondsPer1kOpsAll * float64(ops) / 1000
+		res.BackgroundCPUCores = max(0, m.machine-systemCPU-m.harness) / d.Seconds()
+	}
 }
 
 // runClosed runs Window workers per client, each sending its next
@@ -161,7 +231,7 @@ func (l *load) runOpen(ctx context.Context) {
 // path, ordered when that fails) and a write through Invoke, and records
 // it. An operation cut short by the end of the run is not counted; one
 // that failed or was refused is.
-func (l *load) invoke(ctx context.Context, cl *client.Client, op []byte, read bool, issued time.Time) {
+func (l *load) invoke(ctx context.Context, cl opRunner, op []byte, read bool, issued time.Time) {
 	var raw []byte
 	var err error
 	if read {
@@ -183,10 +253,15 @@ func (l *load) invoke(ctx context.Context, cl *client.Client, op []byte, read bo
 	l.rec.add(now.Sub(l.start), now.Sub(issued), read)
 }
 
-// readCounts adds up the clients' read outcomes (fast, ordered instead).
-func readCounts(clients []*client.Client) client.ReadCounts {
+// readCounts adds up the pbftnode clients' read outcomes (fast, ordered
+// instead); a peer's runners have none.
+func readCounts(clients []opRunner) client.ReadCounts {
 	var total client.ReadCounts
-	for _, cl := range clients {
+	for _, r := range clients {
+		cl, ok := r.(*client.Client)
+		if !ok {
+			continue
+		}
 		c := cl.ReadCounts()
 		total.Fast += c.Fast
 		total.Fallback += c.Fallback

@@ -24,6 +24,7 @@ const (
 	GroupOneClient   = "one-client"   // one client, one operation outstanding
 	GroupRateSweep   = "rate-sweep"   // open loop at fractions of the saturated throughput
 	GroupFloor       = "floor"        // PBFT's smallest n as ProtocolFloor: its data path without agreement
+	GroupModerate    = "moderate"     // ModerateClients x ModerateWindow: tens of clients, one request each
 )
 
 // Plot file names WritePlots writes.
@@ -36,13 +37,17 @@ const (
 var protocolStyle = map[string]color.RGBA{
 	"pbft": {R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
 	"raft": {R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
+	// The peer systems, beside pbftnode's modes.
+	PeerEtcd:     {R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+	PeerCometBFT: {R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
 }
 
 // WritePlots writes the two plots of the results into dir and returns
 // their paths: throughput against p50 (and p99) latency for the smallest
-// cluster of each protocol (one-client, open-loop sweep and saturated
-// points), and saturated throughput against n (with PBFT's crypto
-// ceiling for each n).
+// cluster of each protocol and peer system (one-client, moderate,
+// open-loop sweep and saturated points), and saturated throughput
+// against n (with PBFT's crypto ceiling for each n; a peer is one point
+// at its size).
 func WritePlots(dir string, results []Result) ([]string, error) {
 	var paths []string
 	for _, w := range []struct {
@@ -67,10 +72,11 @@ func usable(results []Result) []Result {
 	return slices.DeleteFunc(slices.Clone(results), func(r Result) bool { return r.Error != "" || r.Ops == 0 })
 }
 
-// protocols lists the protocols present, PBFT first.
+// protocols lists the protocols present, PBFT first, then Raft and the
+// peer systems.
 func protocols(results []Result) []string {
 	var out []string
-	for _, p := range []string{"pbft", "raft"} {
+	for _, p := range append([]string{"pbft", "raft"}, Peers...) {
 		if slices.ContainsFunc(results, func(r Result) bool { return r.Protocol == p }) {
 			out = append(out, p)
 		}
@@ -85,6 +91,7 @@ func throughputLatencyPlot(all []Result) (*plot.Plot, error) {
 	p.Y.Label.Text = "latency (ms), p50 solid, p99 dashed"
 	p.Legend.Top, p.Legend.Left = true, true
 	results := usable(all)
+	drawn := false
 	for _, proto := range protocols(results) {
 		var curve []Result
 		smallest := 0
@@ -97,7 +104,7 @@ func throughputLatencyPlot(all []Result) (*plot.Plot, error) {
 			if r.Protocol != proto || r.Scenario != ScenarioNone || !r.Fsync {
 				continue
 			}
-			if r.Group == GroupOneClient || r.Group == GroupRateSweep || (r.Group == GroupScaling && r.Replicas == smallest) {
+			if r.Group == GroupOneClient || r.Group == GroupModerate || r.Group == GroupRateSweep || (r.Group == GroupScaling && r.Replicas == smallest) {
 				curve = append(curve, r)
 			}
 		}
@@ -117,11 +124,16 @@ func throughputLatencyPlot(all []Result) (*plot.Plot, error) {
 		if err := addSeries(p, p99, protocolStyle[proto], true, name+" p99"); err != nil {
 			return nil, err
 		}
+		drawn = true
 	}
 	// Latencies span from about a millisecond (one client) to hundreds
-	// (saturation): a log scale shows both ends.
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	// (saturation): a log scale shows both ends. Without any point (every
+	// run failed) the plot stays empty and linear: a log axis over
+	// nothing panics.
+	if drawn {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
 	p.X.Tick.Marker = plainTicks{}
 	p.X.Min = 0
 	return p, nil

@@ -98,3 +98,39 @@ func sizeOf(st os.FileInfo) int64 {
 	}
 	return st.Size()
 }
+
+func TestWritePlotsShowPeers(t *testing.T) {
+	results := append(plotResults(),
+		Result{Group: GroupScaling, Protocol: PeerEtcd, Replicas: 3, Scenario: ScenarioNone, Fsync: true, Ops: 120000, ThroughputOps: 12000, LatencyP50Ms: 75, LatencyP99Ms: 220},
+		Result{Group: GroupModerate, Protocol: PeerEtcd, Replicas: 3, Scenario: ScenarioNone, Fsync: true, Ops: 60000, ThroughputOps: 6000, LatencyP50Ms: 9, LatencyP99Ms: 30},
+		Result{Group: GroupOneClient, Protocol: PeerEtcd, Replicas: 3, Scenario: ScenarioNone, Fsync: true, Ops: 8500, ThroughputOps: 850, LatencyP50Ms: 1.1, LatencyP99Ms: 2.3},
+		Result{Group: GroupModerate, Protocol: PeerCometBFT, Replicas: 4, Scenario: ScenarioNone, Fsync: true, Ops: 6500, ThroughputOps: 650, LatencyP50Ms: 100, LatencyP99Ms: 140},
+	)
+	dir := t.TempDir()
+	if _, err := WritePlots(dir, results); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]string{
+		PlotThroughputLatency: {"etcd n=3 p50", "cometbft n=4 p50", "pbft n=4 p50"},
+		PlotThroughputVsN:     {"etcd"},
+	} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, legend := range want {
+			if !strings.Contains(string(b), legend) {
+				t.Errorf("%s has no %q series beside pbftnode's", name, legend)
+			}
+		}
+	}
+}
+
+// A matrix whose every run failed still gets its (empty) plots: a
+// --compare where nothing could be measured reports its errors.
+func TestWritePlotsWithNoResult(t *testing.T) {
+	failed := []Result{{Group: GroupScaling, Protocol: "pbft", Replicas: 4, Error: "failed"}}
+	if paths, err := WritePlots(t.TempDir(), failed); err != nil || len(paths) != 2 {
+		t.Errorf("plots of failed runs: %v, %v", paths, err)
+	}
+}

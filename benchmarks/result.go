@@ -119,6 +119,17 @@ type Result struct {
 	ElectionTimeoutMs   float64 `json:"election_timeout_ms,omitempty"`
 	ClientRetransmitMs  float64 `json:"client_retransmit_ms"`
 
+	// The peer systems (Config.Peer; Protocol is then "etcd" or
+	// "cometbft", Replicas its members). PeerVersion is what the peer's
+	// executable reports. PeerConnections is how many client connections
+	// the logical clients share, round robin: etcd clientv3 clients (each
+	// one gRPC connection balanced over every member), or CometBFT's
+	// bound on HTTP connections per validator.
+	PeerVersion     string `json:"peer_version,omitempty"`
+	PeerConnections int    `json:"peer_connections,omitempty"`
+	// CometBFTTimeoutCommitMs is the validators' timeout_commit.
+	CometBFTTimeoutCommitMs float64 `json:"cometbft_timeout_commit_ms,omitempty"`
+
 	// The attack scenarios (issue 15) measure a fault-free baseline, then
 	// the attack (the fields above, and view_changes from the attack's
 	// start to the end of the recovery), then the recovery.

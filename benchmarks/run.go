@@ -27,11 +27,15 @@ const probeTimeout = 20 * time.Second
 // Run measures one configuration: for PBFT it first measures the crypto
 // ceiling, then starts the cluster as processes, runs the load, injects
 // the scenario's fault and reports what it measured. It stops the
-// replicas before returning.
+// replicas before returning. With Config.Peer it measures that peer
+// system under the same load instead (peer.go).
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return Result{}, err
+	}
+	if cfg.Peer != "" {
+		return runPeer(ctx, cfg)
 	}
 	res := header(cfg)
 	prog := progress{w: cfg.Progress, label: cfg.Label}
@@ -190,16 +194,8 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 	}
 
 	ld := newLoad(cfg, clients, work)
-	loadCtx, stopLoad := context.WithCancel(ctx)
+	start, stopLoad := ld.background(ctx, prog)
 	defer stopLoad()
-	start := time.Now()
-	loadDone := make(chan struct{})
-	go func() {
-		ld.run(loadCtx, start)
-		close(loadDone)
-	}()
-	stopProgress := prog.follow(ld.rec, start)
-	defer stopProgress()
 
 	from, to := cfg.Warmup, cfg.Warmup+cfg.Duration
 	if err := sleepUntil(ctx, start.Add(from)); err != nil {
@@ -209,8 +205,7 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 	if err != nil {
 		return err
 	}
-	harnessBefore := selfCPUSeconds()
-	machineBefore, machineErr := machineBusySeconds()
+	meter := startCPUMeter()
 	after := make(map[int]counters)
 	var killedAt time.Duration
 	if cfg.Scenario == ScenarioCrashLeader {
@@ -238,17 +233,11 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 	if err != nil {
 		return err
 	}
-	harnessCPU := selfCPUSeconds() - harnessBefore
-	machineAfter, err := machineBusySeconds()
-	if machineErr == nil {
-		machineErr = err
-	}
+	meter.stop()
 	for i, s := range end {
 		after[i] = s
 	}
 	stopLoad()
-	<-loadDone
-	stopProgress()
 	if cfg.Scenario == ScenarioCrashLeader {
 		if leader, err := cl.leader(ctx); err == nil {
 			res.LeaderAfter = ptr(leader)
@@ -260,13 +249,7 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 	summarize(res, w, failed, int(ld.dropped.Load()), cfg.Duration, before, after)
 	rc := readCounts(ld.clients)
 	res.FastReads, res.ReadFallbacks = rc.Fast, rc.Fallback
-	if w.ops > 0 {
-		res.HarnessCPUSecondsPer1kOps = harnessCPU / (float64(w.ops) / 1000)
-	}
-	if machineErr == nil {
-		replicasCPU := res.CPUSecondsPer1kOpsAll * float64(w.ops) / 1000
-		res.BackgroundCPUCores = max(0, machineAfter-machineBefore-replicasCPU-harnessCPU) / cfg.Duration.Seconds()
-	}
+	meter.report(res, w.ops, cfg.Duration)
 	switch cfg.Scenario {
 	case ScenarioCrashLeader:
 		res.UnavailabilityMs = ptr(ms(Unavailability(w.completed, killedAt, to)))

@@ -22,7 +22,10 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	var cfg benchmarks.Config
 	fs.StringVar(&cfg.Protocol, "protocol", "pbft", "consensus protocol: pbft or raft; or floor: PBFT's signature checks and messages to clients without agreement, persistence or execution (the most PBFT could reach here)")
 	fs.StringVar(&cfg.App, "app", benchmarks.AppKV, "the replicated application: kv (puts, --get-ratio gets) or ledger (transfers between the clients' accounts, after a setup that mints to each; --get-ratio balance reads)")
-	fs.IntVar(&cfg.Replicas, "replicas", 0, "number of replicas (default 4 for pbft, 3 for raft)")
+	fs.IntVar(&cfg.Replicas, "replicas", 0, "number of replicas (default 4 for pbft, 3 for raft; with --peer: 3 etcd members, 4 CometBFT validators)")
+	fs.StringVar(&cfg.Peer, "peer", "", "measure a peer system instead of pbftnode, under the same load: "+strings.Join(benchmarks.Peers, " or ")+" (started on loopback; see docs/benchmarks.md, \"Peers\")")
+	fs.StringVar(&cfg.PeerBinary, "peer-binary", "", "--peer: the peer's executable (default: etcd on PATH; cometbft on PATH or in $(go env GOPATH)/bin)")
+	fs.DurationVar(&cfg.CometBFTTimeoutCommit, "cometbft-timeout-commit", benchmarks.DefaultCometBFTTimeoutCommit, "--peer cometbft: the validators' timeout_commit (CometBFT's own default is 1s)")
 	fs.BoolVar(&cfg.NoFsync, "unsafe-no-fsync", false, "run the replicas with fsync off")
 	fs.BoolVar(&cfg.ReceiptsCachedOnly, "receipts-cached-only", false, "PBFT: receipts only on replies to retransmitted requests (see docs/receipts.md)")
 	fs.BoolVar(&cfg.NoReceipts, "no-receipts", false, "PBFT: run the replicas with receipts off (no signature per batch), to measure what receipts cost")
@@ -49,7 +52,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temporary testnet directories and replica logs")
 	asJSON := fs.Bool("json", false, "print JSON on stdout: one object for one configuration, a list for --compare")
 	showProgress := fs.Bool("progress", false, "print progress on stderr even with --json (it is on without --json)")
-	compare := fs.Bool("compare", false, "run the standard matrix (PBFT n=4,7,10 and Raft n=3,5,7, the floor, fsync off, faults, one client, open-loop sweep) and write table, JSON and plots to --out")
+	compare := fs.Bool("compare", false, "run the standard matrix (PBFT n=4,7,10 and Raft n=3,5,7, the floor, fsync off, faults, 64 x 1, one client, open-loop sweep; then etcd and CometBFT where installed, at the saturated, 64 x 1 and one-client loads) and write table, JSON and plots to --out")
 	out := fs.String("out", "benchmarks/results", "--compare: directory for results.json, results.txt and the SVG plots")
 	logs := addLogFlags(fs, "warn")
 	fs.Usage = func() {
@@ -61,6 +64,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if err := checkPeerFlags(fs, cfg.Peer, *compare); err != nil {
+		return err
 	}
 	logger, err := logs.logger(stderr)
 	if err != nil {
@@ -95,6 +101,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 // runCompare runs the matrix and writes its report.
 func runCompare(ctx context.Context, base benchmarks.Config, out string, asJSON bool, stdout, stderr io.Writer) error {
 	opts := benchmarks.CompareOptions{Base: base}
+	opts.OnPeerSkipped = func(peer string, reason error) {
+		fmt.Fprintf(stderr, "bench --compare: skipping %s: %v\n", peer, reason)
+	}
 	if base.Progress != nil {
 		opts.OnResult = func(r benchmarks.Result) {
 			_ = benchmarks.WriteTable(base.Progress, []benchmarks.Result{r})
@@ -116,4 +125,26 @@ func runCompare(ctx context.Context, base benchmarks.Config, out string, asJSON 
 		}
 	}
 	return err
+}
+
+// checkPeerFlags refuses --peer with flags that choose pbftnode's own
+// configuration (--protocol, --app) or with --compare (which runs the
+// peers it finds by itself).
+func checkPeerFlags(fs *flag.FlagSet, peer string, compare bool) error {
+	if peer == "" {
+		return nil
+	}
+	if compare {
+		return fmt.Errorf("%w: --compare runs the peers it finds by itself; drop --peer", errUsage)
+	}
+	var clash []string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "protocol" || f.Name == "app" {
+			clash = append(clash, "--"+f.Name)
+		}
+	})
+	if len(clash) > 0 {
+		return fmt.Errorf("%w: --peer %s measures %s, not pbftnode: drop %s", errUsage, peer, peer, strings.Join(clash, " and "))
+	}
+	return nil
 }

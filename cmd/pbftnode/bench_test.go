@@ -22,6 +22,13 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{[]string{"bench", "--app", "bank"}, `app "bank"`},
 		{[]string{"bench", "--app", "ledger", "--protocol", "floor"}, "executes nothing"},
 		{[]string{"bench", "--app", "ledger", "--compare"}, "--compare measures the key-value store"},
+		{[]string{"bench", "--peer", "zookeeper"}, `peer "zookeeper"`},
+		// --duration -1s: were the check missing, these would fail fast on
+		// the duration instead of running a benchmark.
+		{[]string{"bench", "--peer", "etcd", "--protocol", "raft", "--duration", "-1s"}, "drop --protocol"},
+		{[]string{"bench", "--peer", "etcd", "--compare", "--duration", "-1s"}, "--compare runs the peers"},
+		{[]string{"bench", "--peer", "cometbft", "--unsafe-no-fsync"}, "CometBFT has no switch"},
+		{[]string{"bench", "--peer", "etcd", "--scenario", "crash-leader"}, "without faults"},
 	} {
 		code, _, stderr := cli(t, tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
