@@ -100,9 +100,21 @@ type Config struct {
 	// never recovers reports it as recovery_ms (default 15 s).
 	RecoveryCap time.Duration
 
-	// Clients is the number of clients, each with its own key and
-	// connection (default DefaultClients).
+	// Clients is the number of logical clients, each a closed-loop
+	// requester with Window operations outstanding (default
+	// DefaultClients).
 	Clients int
+	// Connections is how many connections the logical clients share,
+	// round robin, the same rule for every system: for pbftnode that many
+	// client.Client instances (each its own key, session and connections
+	// to every replica) with the outstanding operations of the logical
+	// clients they carry, for etcd that many clientv3 clients. 0 is
+	// DefaultConnections; it is raised to one per logical client for the
+	// ledger and the attack scenarios (accounts and attack budgets are per
+	// key), and for pbftnode to at least Clients*Window/64 (the replicas'
+	// per-client bound). CometBFT's connections are per RPC call
+	// (cometbftConnsPerNode).
+	Connections int
 	// Window is each client's outstanding operations in the closed loop
 	// (at most 64, the replicas' per-client bound). The default is
 	// DefaultWindow, or 1 with a single client: one client then measures
@@ -193,6 +205,7 @@ func (c Config) withDefaults() (Config, error) {
 			c.Window = 1
 		}
 	}
+	c.Connections = c.connections()
 	if c.Payload == 0 {
 		c.Payload = 16
 	}
@@ -305,6 +318,32 @@ func (c Config) validateLoad() error {
 		return fmt.Errorf("%w: duration %v must be positive", ErrConfig, c.Duration)
 	}
 	return nil
+}
+
+// DefaultConnections is how many connections the logical clients share
+// by default (Config.Connections): the reference etcd measurement of
+// issue 21 drove its closed-loop workers over 4 gRPC connections, and
+// every system here gets the same.
+const DefaultConnections = 4
+
+// maxClientWindow is the replicas' bound on one client's outstanding
+// requests: a pbftnode connection carries at most that many.
+const maxClientWindow = 64
+
+// connections is Config.Connections resolved (see its doc); Clients and
+// Window must be set.
+func (c Config) connections() int {
+	n := c.Connections
+	if n <= 0 {
+		n = DefaultConnections
+	}
+	if c.App == AppLedger || isAttack(c.Scenario) || c.Scenario == ScenarioByzantine {
+		n = c.Clients
+	}
+	if c.Peer == "" {
+		n = max(n, (c.Clients*c.Window+maxClientWindow-1)/maxClientWindow)
+	}
+	return max(1, min(n, c.Clients))
 }
 
 // faultTolerance is f for the configuration: (n-1)/3 for PBFT and

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/pbftnode/pbftnode/client"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -114,5 +116,36 @@ func TestComparePlan(t *testing.T) {
 	// saturated throughput of the smallest one.
 	if runs[0].group != GroupScaling || runs[0].cfg.Replicas != 4 {
 		t.Errorf("first run is %s n=%d, want scaling n=4", runs[0].group, runs[0].cfg.Replicas)
+	}
+}
+
+// TestConnections: the logical clients share DefaultConnections
+// connections unless told otherwise, never more connections than clients,
+// a pbftnode connection carries at most 64 outstanding operations, and the
+// ledger and the attack scenarios keep one key per client.
+func TestConnections(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		want int
+	}{
+		{"64 x 1", Config{Clients: 64, Window: 1}, 4},
+		{"16 x 64", Config{Clients: 16, Window: 64}, 16},
+		{"1 client", Config{Clients: 1, Window: 1}, 1},
+		{"64 x 1 over 64", Config{Clients: 64, Window: 1, Connections: 64}, 64},
+		{"16 x 64 over 2", Config{Clients: 16, Window: 64, Connections: 2}, 16},
+		{"8 x 16 over 1", Config{Clients: 8, Window: 16, Connections: 1}, 2},
+		{"ledger", Config{Clients: 8, Window: 1, App: AppLedger}, 8},
+		{"attack", Config{Clients: 8, Window: 1, Scenario: ScenarioSlowPrimary}, 8},
+		{"etcd 16 x 64", Config{Clients: 16, Window: 64, Peer: PeerEtcd}, 4},
+	}
+	for _, c := range cases {
+		if got := c.cfg.connections(); got != c.want {
+			t.Errorf("%s: %d connections, want %d", c.name, got, c.want)
+		}
+	}
+	shared := spread([]*client.Client{new(client.Client), new(client.Client)}, 5)
+	if len(shared) != 5 || shared[0] != shared[2] || shared[0] == shared[1] {
+		t.Errorf("spread over 2 clients: %p", shared)
 	}
 }

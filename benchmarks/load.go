@@ -14,13 +14,14 @@ import (
 	"github.com/pbftnode/pbftnode/p2p"
 )
 
-// newClients connects cfg.Clients clients, each with a fresh key (clients
-// sharing a key would share a peer ID and steal each other's replies).
-// Raft clients accept one reply (ReplyQuorum 1); PBFT clients wait for
-// f+1 matching ones (the default).
+// newClients connects cfg.Connections clients, each with a fresh key
+// (clients sharing a key would share a peer ID and steal each other's
+// replies); the cfg.Clients logical clients share them (spread). Raft
+// clients accept one reply (ReplyQuorum 1); PBFT clients wait for f+1
+// matching ones (the default).
 func newClients(cfg Config, clusterID string, members []p2p.Member) ([]*client.Client, error) {
 	var out []*client.Client
-	for range cfg.Clients {
+	for range cfg.Connections {
 		key, err := crypto.GenerateKey(nil)
 		if err != nil {
 			closeClients(out)
@@ -55,6 +56,17 @@ func newClient(cfg Config, clusterID string, members []p2p.Member, key ed25519.P
 		return nil, fmt.Errorf("bench client: %w", err)
 	}
 	return cl, nil
+}
+
+// spread returns n logical clients over clients, round robin: logical
+// client i runs on clients[i%len(clients)], with its own closed-loop
+// workers.
+func spread(clients []*client.Client, n int) []*client.Client {
+	out := make([]*client.Client, n)
+	for i := range out {
+		out[i] = clients[i%len(clients)]
+	}
+	return out
 }
 
 func closeClients(cls []*client.Client) {
@@ -257,11 +269,13 @@ func (l *load) invoke(ctx context.Context, cl opRunner, op []byte, read bool, is
 // instead); a peer's runners have none.
 func readCounts(clients []opRunner) client.ReadCounts {
 	var total client.ReadCounts
+	seen := make(map[*client.Client]bool)
 	for _, r := range clients {
 		cl, ok := r.(*client.Client)
-		if !ok {
-			continue
+		if !ok || seen[cl] {
+			continue // a peer's, or a shared client counted already
 		}
+		seen[cl] = true
 		c := cl.ReadCounts()
 		total.Fast += c.Fast
 		total.Fallback += c.Fallback

@@ -53,7 +53,7 @@ var ErrPeerMissing = errors.New("peer system not installed")
 type peerCluster interface {
 	// runners connects n logical clients and returns their operation
 	// runners and a function that closes them.
-	runners(n int) ([]opRunner, func(), error)
+	runners(n, conns int) ([]opRunner, func(), error)
 	// processes lists the members' processes (for their CPU time).
 	processes() []*replicaProc
 	// describe fills in the result's peer fields.
@@ -209,7 +209,7 @@ func startPeer(ctx context.Context, cfg Config, binary, workDir string) (peerClu
 // measurePeer runs the load against a started peer and fills in res: the
 // same load and statistics as measure, with the members' CPU time.
 func measurePeer(ctx context.Context, cfg Config, pc peerCluster, prog progress, res *Result) error {
-	runners, closeRunners, err := pc.runners(cfg.Clients)
+	runners, closeRunners, err := pc.runners(cfg.Clients, cfg.Connections)
 	if err != nil {
 		return err
 	}

@@ -244,7 +244,7 @@ func (c *cometbftCluster) allCommitted(ctx context.Context) error {
 	return nil
 }
 
-func (c *cometbftCluster) runners(n int) ([]opRunner, func(), error) {
+func (c *cometbftCluster) runners(n, _ int) ([]opRunner, func(), error) {
 	out := make([]opRunner, n)
 	for i := range out {
 		out[i] = &cometbftRunner{c: c, url: c.nodes[i%len(c.nodes)].rpcURL}

@@ -13,11 +13,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// etcdConnections bounds the clientv3 clients (each one gRPC connection)
-// the logical clients share, round robin: issue 21's reference
-// measurement drove etcd over 4 connections shared by its workers.
-const etcdConnections = 4
-
 // etcdMember is one etcd member's name, loopback ports and data
 // directory.
 type etcdMember struct {
@@ -137,16 +132,17 @@ func (c *etcdCluster) client() (*clientv3.Client, error) {
 	return cli, nil
 }
 
-// runners connects min(n, etcdConnections) clientv3 clients and spreads
-// the n logical clients over them round robin.
-func (c *etcdCluster) runners(n int) ([]opRunner, func(), error) {
+// runners connects conns clientv3 clients (Config.Connections, each one
+// gRPC connection) and spreads the n logical clients over them round
+// robin.
+func (c *etcdCluster) runners(n, conns int) ([]opRunner, func(), error) {
 	var clis []*clientv3.Client
 	closeAll := func() {
 		for _, cli := range clis {
 			_ = cli.Close()
 		}
 	}
-	for range etcdConnectionsFor(n) {
+	for range conns {
 		cli, err := c.client()
 		if err != nil {
 			closeAll()
@@ -161,14 +157,12 @@ func (c *etcdCluster) runners(n int) ([]opRunner, func(), error) {
 	return out, closeAll, nil
 }
 
-// etcdConnectionsFor is how many clientv3 clients n logical clients share.
-func etcdConnectionsFor(n int) int { return min(n, etcdConnections) }
 
 func (c *etcdCluster) processes() []*replicaProc { return c.procs }
 
 func (c *etcdCluster) describe(res *Result) {
 	res.PeerVersion = c.version
-	res.PeerConnections = etcdConnectionsFor(res.Clients)
+	res.PeerConnections = res.Connections
 	res.ClientRetransmitMs = 0
 }
 

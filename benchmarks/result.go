@@ -127,6 +127,9 @@ type Result struct {
 	// bound on HTTP connections per validator.
 	PeerVersion     string `json:"peer_version,omitempty"`
 	PeerConnections int    `json:"peer_connections,omitempty"`
+	// Connections is how many connections the logical clients shared
+	// (Config.Connections): pbftnode client instances, or etcd clients.
+	Connections int `json:"connections,omitempty"`
 	// CometBFTTimeoutCommitMs is the validators' timeout_commit.
 	CometBFTTimeoutCommitMs float64 `json:"cometbft_timeout_commit_ms,omitempty"`
 

@@ -134,7 +134,7 @@ func byzantineReplicas(cfg Config) (map[int]string, bool) {
 func header(cfg Config) Result {
 	r := Result{
 		Label: cfg.Label, App: cfg.App, Protocol: cfg.Protocol, Replicas: cfg.Replicas, F: cfg.faultTolerance(),
-		Fsync: !cfg.NoFsync, Scenario: cfg.Scenario, Load: "closed", Clients: cfg.Clients, Window: cfg.Window,
+		Fsync: !cfg.NoFsync, Scenario: cfg.Scenario, Load: "closed", Clients: cfg.Clients, Connections: cfg.Connections, Window: cfg.Window,
 		PayloadBytes: cfg.Payload, GetRatio: cfg.GetRatio,
 		DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
 		ClientRetransmitMs: ms(cfg.ClientRetransmit),
@@ -193,7 +193,7 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 		res.KilledReplica, res.LeaderBefore = ptr(victim), ptr(leader)
 	}
 
-	ld := newLoad(cfg, clients, work)
+	ld := newLoad(cfg, spread(clients, cfg.Clients), work)
 	start, stopLoad := ld.background(ctx, prog)
 	defer stopLoad()
 

@@ -75,7 +75,7 @@ func measureAttack(ctx context.Context, cfg Config, plan attackPlan, cl *cluster
 		res.AttackingReplica, res.AttackStrategy = ptr(plan.replica), plan.strategy
 	}
 
-	r.ld = newLoad(cfg, clients, newKVWorkload(cfg))
+	r.ld = newLoad(cfg, spread(clients, cfg.Clients), newKVWorkload(cfg))
 	r.ld.measureTo = cfg.Warmup + 2*cfg.Duration
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
