@@ -19,7 +19,15 @@ import (
 // entries and takes snapshots, and returns the messages and replies to
 // send. An error means storage or execution failed and the replica must
 // stop.
-func (c *Core) Process() (out Output, err error) {
+//
+// early, when not nil, receives the messages of a Ready that may leave
+// before that Ready is persisted (see overtakesPersist), on the caller's
+// goroutine, before the Ready's synced write begins: a leader's appends
+// and heartbeats, so that its own log write runs in parallel with its
+// followers' (Raft thesis §10.2.1). early must send them and must not
+// call back into the Core. With early nil, every message is in
+// Output.Messages, after its Ready was persisted.
+func (c *Core) Process(early func([]*raftpb.Message)) (out Output, err error) {
 	defer c.handOutReads(&out)
 	if c.need != nil {
 		return out, nil
@@ -27,7 +35,7 @@ func (c *Core) Process() (out Output, err error) {
 	if c.held != nil {
 		rd := c.held
 		c.held = nil
-		if err := c.finishReady(rd, &out); err != nil {
+		if err := c.finishReady(rd, &out, nil); err != nil {
 			return out, err
 		}
 	}
@@ -36,6 +44,9 @@ func (c *Core) Process() (out Output, err error) {
 	c.requestReadIndex()
 	for c.rn.HasReady() {
 		rd := c.rn.Ready()
+		// c.term and c.vote are what the log holds until observe takes
+		// this Ready's hard state.
+		persistedTerm, persistedVote := c.term, c.vote
 		c.observe(&rd)
 		c.confirmReadStates(rd.ReadStates)
 		if snap := rd.Snapshot; !raft.IsEmptySnap(snap) && snap.GetMetadata().GetIndex() > c.exec.LastExecuted() {
@@ -50,7 +61,11 @@ func (c *Core) Process() (out Output, err error) {
 			c.log.Info("snapshot from leader; fetching state", "index", need.Index, "from", need.From)
 			return out, nil
 		}
-		if err := c.finishReady(&rd, &out); err != nil {
+		send := early
+		if !c.overtakesPersist(&rd, persistedTerm, persistedVote) {
+			send = nil
+		}
+		if err := c.finishReady(&rd, &out, send); err != nil {
 			return out, err
 		}
 		// A confirmed read index lets the reads queued behind it go.
@@ -163,7 +178,19 @@ func (c *Core) propose() {
 	c.budget.reset()
 }
 
-func (c *Core) finishReady(rd *raft.Ready, out *Output) error {
+// finishReady persists rd, hands out its messages and applies its
+// committed entries. With early set (overtakesPersist allowed it), the
+// messages earlyMessage accepts go to early before the Ready is persisted,
+// the others after.
+func (c *Core) finishReady(rd *raft.Ready, out *Output, early func([]*raftpb.Message)) error {
+	late := rd.Messages
+	if early != nil {
+		var first []*raftpb.Message
+		first, late = splitEarly(rd.Messages)
+		if len(first) > 0 {
+			early(first)
+		}
+	}
 	if err := c.cfg.Log.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 		return fmt.Errorf("raftmode: save: %w", err)
 	}
@@ -171,7 +198,7 @@ func (c *Core) finishReady(rd *raft.Ready, out *Output) error {
 		c.confState = snap.GetMetadata().GetConfState()
 		c.snapIndex = snap.GetMetadata().GetIndex()
 	}
-	out.Messages = append(out.Messages, rd.Messages...)
+	out.Messages = append(out.Messages, late...)
 	out.Messages = append(out.Messages, c.extra...)
 	c.extra = nil
 	for _, e := range rd.CommittedEntries {

@@ -1,0 +1,83 @@
+package raftmode
+
+import (
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// overtakesPersist reports whether some of rd's messages may leave before
+// rd is persisted: only a leader's, and only when rd changes neither the
+// term nor the vote (persistedTerm and persistedVote are what the log
+// holds) and carries no snapshot.
+//
+// The contract relied on is etcd raft's (go.etcd.io/raft/v3 doc.go, the
+// Ready steps): no message may be sent until the latest HardState is
+// persisted and all entries of every previous Ready are, but messages may
+// be sent while the entries of the same Ready are being persisted, which
+// lets a leader write to its disk in parallel with its followers (Raft
+// thesis §10.2.1). Process persists every Ready before it takes the next,
+// so the previous Readys are durable; a Ready whose hard state differs
+// from the persisted one only in its commit index needs nothing of it
+// durable before a leader's appends go out (the commit index is
+// recomputed from the followers' acknowledgements after a restart, and
+// raft's MustSync does not sync for it either). A Ready that changes the
+// term or the vote (an election) or installs a snapshot keeps the
+// persist-then-send order for all its messages.
+//
+// Why the leader's own entries are safe: raft counts the leader's own
+// copy of an entry towards the commit quorum only when the Ready is
+// advanced (RawNode.Advance steps the leader's self-acknowledgement),
+// which Process does after Save returned; so an entry is committed only
+// by replicas that hold it durably, whatever the leader had sent.
+func (c *Core) overtakesPersist(rd *raft.Ready, persistedTerm, persistedVote uint64) bool {
+	if !c.isLeader || !raft.IsEmptySnap(rd.Snapshot) {
+		return false
+	}
+	hs := rd.HardState
+	return raft.IsEmptyHardState(hs) || (hs.GetTerm() == persistedTerm && hs.GetVote() == persistedVote)
+}
+
+// earlyMessage reports whether a leader's message may leave before the
+// Ready that carries it is persisted: appends and heartbeats, which
+// vouch for nothing of the sender's storage. Acknowledgements and votes
+// (MsgAppResp, MsgVoteResp, MsgPreVoteResp: the messages etcd raft itself
+// holds back until the state they are predicated on is durable) never go
+// early, nor does anything else (snapshots, leadership transfers, read
+// index answers, the Core's own extra messages), which keeps the
+// persist-then-send order.
+func earlyMessage(m *raftpb.Message) bool {
+	switch m.GetType() {
+	case raftpb.MessageType_MsgApp, raftpb.MessageType_MsgHeartbeat:
+		return true
+	}
+	return false
+}
+
+// splitEarly splits msgs into those earlyMessage accepts and the others,
+// each in its original order. It reuses msgs's backing array for the
+// early ones when all of msgs go early (the common case: a leader's
+// appends), and allocates otherwise.
+func splitEarly(msgs []*raftpb.Message) (early, late []*raftpb.Message) {
+	n := 0
+	for _, m := range msgs {
+		if earlyMessage(m) {
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return nil, msgs
+	case len(msgs):
+		return msgs, nil
+	}
+	early = make([]*raftpb.Message, 0, n)
+	late = make([]*raftpb.Message, 0, len(msgs)-n)
+	for _, m := range msgs {
+		if earlyMessage(m) {
+			early = append(early, m)
+		} else {
+			late = append(late, m)
+		}
+	}
+	return early, late
+}

@@ -1,0 +1,125 @@
+package raftmode_test
+
+import (
+	"fmt"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/pbftnode/pbftnode/execution"
+	"github.com/pbftnode/pbftnode/raftmode"
+	"github.com/pbftnode/pbftnode/storage/raftlog"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// watchedLog calls onSave before each Save that writes entries, with the
+// replica's index and the entries.
+type watchedLog struct {
+	*raftlog.Log
+	i      int
+	onSave func(i int, entries []*raftpb.Entry)
+}
+
+func (l watchedLog) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot) error {
+	if len(entries) > 0 {
+		l.onSave(l.i, entries)
+	}
+	return l.Log.Save(hs, entries, snap)
+}
+
+// newWatchedCluster is newCluster with every replica's Save watched.
+func newWatchedCluster(t *testing.T, n int, onSave func(i int, entries []*raftpb.Entry)) *cluster {
+	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, reads: map[string]*wire.Reply{}, interval: 1000, n: n}
+	c.wrapLog = func(i int, l *raftlog.Log) raftmode.LogStorage { return watchedLog{Log: l, i: i, onSave: onSave} }
+	for i := range n {
+		c.add(i)
+	}
+	return c
+}
+
+// sentBy returns the messages replica i has sent that are still in
+// flight (sent in the current round).
+func (c *cluster) sentBy(i int) []*raftpb.Message {
+	var out []*raftpb.Message
+	for _, d := range c.inflight {
+		if d.from == i && d.msg != nil {
+			out = append(out, d.msg)
+		}
+	}
+	return out
+}
+
+// A leader sends its appends while it persists the same entries (Raft
+// thesis §10.2.1): when its Save of a batch of requests begins, the
+// MsgApp carrying them has already gone to every follower.
+func TestLeaderSendsAppendsBeforePersisting(t *testing.T) {
+	var c *cluster
+	early, saves := 0, 0
+	// watching: the first request was replied, so raft replicates to
+	// both followers (after an election it probes them, one append at a
+	// time, until they answer).
+	watching := false
+	c = newWatchedCluster(t, 3, func(i int, entries []*raftpb.Entry) {
+		if !watching || !c.cores[i].Status().IsLeader {
+			return
+		}
+		saves++
+		first := entries[0].GetIndex()
+		to := map[uint64]bool{}
+		for _, m := range c.sentBy(i) {
+			if m.GetType() == raftpb.MessageType_MsgApp && len(m.GetEntries()) > 0 && m.GetEntries()[0].GetIndex() <= first {
+				to[m.GetTo()] = true
+			}
+		}
+		if len(to) == 2 {
+			early++
+		}
+	})
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	l := c.leader()
+	for n := uint64(1); n <= 10; n++ {
+		c.submit(l, n, execution.EncodePut([]byte("k"), fmt.Appendf(nil, "v%d", n)))
+		c.runUntil(50, func() bool { return c.replied(n) && c.converged() })
+		watching = true
+	}
+	if saves == 0 || early != saves {
+		t.Fatalf("the leader's appends left before %d of its %d saves of entries, want all", early, saves)
+	}
+}
+
+// A follower acknowledges entries only once they are persisted: when its
+// Save of entries begins, it has sent no MsgAppResp for them (nor for
+// anything beyond its log), and every message that leaves any replica
+// keeps the persist-before-send rules (checkPersisted, in SendRaft).
+func TestFollowerAcknowledgesOnlyPersistedEntries(t *testing.T) {
+	var c *cluster
+	followerSaves := 0
+	c = newWatchedCluster(t, 3, func(i int, entries []*raftpb.Entry) {
+		if c == nil || c.cores[i].Status().IsLeader {
+			return
+		}
+		followerSaves++
+		first := entries[0].GetIndex()
+		for _, m := range c.sentBy(i) {
+			if m.GetType() == raftpb.MessageType_MsgAppResp && !m.GetReject() && m.GetIndex() >= first {
+				t.Fatalf("replica %d acknowledged index %d before persisting entries from %d", i, m.GetIndex(), first)
+			}
+		}
+	})
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	l := c.leader()
+	for n := uint64(1); n <= 10; n++ {
+		c.submit(l, n, execution.EncodePut([]byte("k"), fmt.Appendf(nil, "v%d", n)))
+	}
+	c.runUntil(200, func() bool { return c.replied(10) && c.converged() })
+	// A crashed and restarted leader: a new term, whose messages wait for
+	// the term to be persisted.
+	c.down[l] = true
+	c.runUntil(500, func() bool { return c.leader() >= 0 && c.leader() != l })
+	c.start(l)
+	c.submit(c.leader(), 11, execution.EncodePut([]byte("k"), []byte("v11")))
+	c.runUntil(300, func() bool { return c.replied(11) && c.converged() })
+	if followerSaves == 0 {
+		t.Fatal("no follower saved entries")
+	}
+}
