@@ -3,7 +3,53 @@ package raftmode
 import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/pbftnode/pbftnode/execution"
 )
+
+// Early is what Core.Process hands out of a Ready before persisting it:
+// Messages, a leader's appends and heartbeats (overtakesPersist), and
+// Replies, the results of committed entries that earlier Readys
+// persisted (appliesBeforePersist). The runtime sends both at once; an
+// unsent message is reported with Core.ReportUnreachable after Process
+// returns.
+type Early struct {
+	Messages []*raftpb.Message
+	Replies  []execution.Reply
+}
+
+// appliesBeforePersist reports whether rd's committed entries may be
+// applied, and their replies sent, before rd is persisted: when every one
+// of them is in the log already (an earlier Ready persisted it; etcd raft
+// in this synchronous mode may otherwise hand out as committed entries
+// that this very Ready persists, which must not be applied before they
+// are durable here), none is a configuration change (those stay in the
+// Ready's order) or at a snapshot index (the snapshot is recorded with
+// the stored commit index, which must not be below it: that index is in
+// this Ready's hard state, written by its Save), and rd installs no
+// snapshot. etcd raft's contract lets
+// applying run in parallel with persisting (its doc.go: the Ready steps
+// "may be performed in parallel, except as noted in step 2", which is
+// about sending). A committed entry is durable on a majority, so its
+// result may be announced before this replica's write of later entries;
+// the executor's write lands in the database's journal before the Ready's
+// synced write, so that sync covers it as before.
+func (c *Core) appliesBeforePersist(rd *raft.Ready) bool {
+	ents := rd.CommittedEntries
+	if len(ents) == 0 || !raft.IsEmptySnap(rd.Snapshot) {
+		return false
+	}
+	last, err := c.cfg.Log.LastIndex()
+	if err != nil || ents[len(ents)-1].GetIndex() > last {
+		return false
+	}
+	for _, e := range ents {
+		if e.GetType() != raftpb.EntryType_EntryNormal || e.GetIndex()%c.cfg.SnapshotInterval == 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // overtakesPersist reports whether some of rd's messages may leave before
 // rd is persisted: only a leader's, and only when rd changes neither the

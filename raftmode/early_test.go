@@ -13,11 +13,20 @@ import (
 )
 
 // watchedLog calls onSave before each Save that writes entries, with the
-// replica's index and the entries.
+// replica's index and the entries, and onSnapshot (when set) before each
+// CreateSnapshot.
 type watchedLog struct {
 	*raftlog.Log
-	i      int
-	onSave func(i int, entries []*raftpb.Entry)
+	i          int
+	onSave     func(i int, entries []*raftpb.Entry)
+	onSnapshot func(i int, index uint64)
+}
+
+func (l watchedLog) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
+	if l.onSnapshot != nil {
+		l.onSnapshot(l.i, index)
+	}
+	return l.Log.CreateSnapshot(index, cs, data)
 }
 
 func (l watchedLog) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot) error {
@@ -29,8 +38,16 @@ func (l watchedLog) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *ra
 
 // newWatchedCluster is newCluster with every replica's Save watched.
 func newWatchedCluster(t *testing.T, n int, onSave func(i int, entries []*raftpb.Entry)) *cluster {
-	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, reads: map[string]*wire.Reply{}, interval: 1000, n: n}
-	c.wrapLog = func(i int, l *raftlog.Log) raftmode.LogStorage { return watchedLog{Log: l, i: i, onSave: onSave} }
+	return newWatchedClusterSnapshotting(t, n, 1000, onSave, nil)
+}
+
+// newWatchedClusterSnapshotting is newWatchedCluster with a snapshot
+// interval and every replica's CreateSnapshot watched too.
+func newWatchedClusterSnapshotting(t *testing.T, n int, interval uint64, onSave func(i int, entries []*raftpb.Entry), onSnapshot func(i int, index uint64)) *cluster {
+	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, reads: map[string]*wire.Reply{}, interval: interval, n: n}
+	c.wrapLog = func(i int, l *raftlog.Log) raftmode.LogStorage {
+		return watchedLog{Log: l, i: i, onSave: onSave, onSnapshot: onSnapshot}
+	}
 	for i := range n {
 		c.add(i)
 	}
@@ -121,5 +138,89 @@ func TestFollowerAcknowledgesOnlyPersistedEntries(t *testing.T) {
 	c.runUntil(300, func() bool { return c.replied(11) && c.converged() })
 	if followerSaves == 0 {
 		t.Fatal("no follower saved entries")
+	}
+}
+
+// A leader answers the requests of committed entries before it persists
+// the entries proposed since: when a Ready carries both new entries and
+// committed ones an earlier Ready persisted, the committed requests'
+// replies are out when the Ready's Save begins.
+func TestRepliesOfCommittedEntriesDoNotWaitForTheNextSave(t *testing.T) {
+	var c *cluster
+	watching := false
+	checked := 0
+	var expect uint64 // the committed request the leader's next Save must find replied
+	c = newWatchedCluster(t, 3, func(i int, entries []*raftpb.Entry) {
+		if !watching || !c.cores[i].Status().IsLeader || expect == 0 {
+			return
+		}
+		if !c.replied(expect) {
+			t.Fatalf("the leader saves entries from %d before it replied to request %d, committed earlier", entries[0].GetIndex(), expect)
+		}
+		checked++
+	})
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	l := c.leader()
+	c.submit(l, 1, execution.EncodePut([]byte("k"), []byte("v1")))
+	c.runUntil(50, func() bool { return c.replied(1) && c.converged() })
+	watching = true
+	for n := uint64(2); n <= 6; n++ {
+		c.submit(l, n, execution.EncodePut([]byte("k"), fmt.Appendf(nil, "v%d", n)))
+		c.round() // the leader proposes n and sends its appends
+		c.round() // the followers persist n and acknowledge it
+		// The acknowledgements commit n in the leader's next Process,
+		// which also proposes n+1.
+		expect = n
+		c.submit(l, n+10, execution.EncodePut([]byte("j"), fmt.Appendf(nil, "w%d", n)))
+		c.round()
+		expect = 0
+		c.runUntil(50, func() bool { return c.replied(n) && c.replied(n+10) && c.converged() })
+	}
+	if checked == 0 {
+		t.Fatal("no Ready of the leader carried both committed and new entries")
+	}
+}
+
+// Applying before persisting is limited to entries the log holds already
+// and to no snapshot index: no replica applies an entry before its log
+// holds it (a follower learns of an entry and of its commit in one
+// Ready), and a snapshot is recorded only once the commit index that
+// covers it is stored (raft refuses to start from a stored commit index
+// below the snapshot's).
+func TestNothingIsAppliedOrSnapshottedAheadOfTheLog(t *testing.T) {
+	var c *cluster
+	snapshots := 0
+	c = newWatchedClusterSnapshotting(t, 3, 4, func(i int, entries []*raftpb.Entry) {
+		if c == nil {
+			return
+		}
+		last, _ := c.logs[i].LastIndex()
+		if executed := c.cores[i].Executor().LastExecuted(); executed > last {
+			t.Fatalf("replica %d executed %d before its log held it (last index %d)", i, executed, last)
+		}
+	}, func(i int, index uint64) {
+		hs, _, _ := c.logs[i].InitialState()
+		if hs.GetCommit() < index {
+			t.Fatalf("replica %d records a snapshot at %d with its stored commit index at %d", i, index, hs.GetCommit())
+		}
+		snapshots++
+	})
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	lagging := (c.leader() + 1) % 3
+	for n := uint64(1); n <= 30; n++ {
+		// A follower cut off for a while catches up from appends that
+		// carry entries together with a commit index covering them.
+		c.cut[lagging] = n > 10 && n <= 20
+		l := c.leader()
+		c.submit(l, n, execution.EncodePut([]byte("k"), fmt.Appendf(nil, "v%d", n)))
+		if n%3 == 0 {
+			c.runUntil(100, func() bool { return c.replied(n) })
+		} else {
+			c.round()
+		}
+	}
+	c.runUntil(300, func() bool { return c.replied(30) && c.converged() })
+	if snapshots == 0 {
+		t.Fatal("no snapshot was taken")
 	}
 }

@@ -20,14 +20,16 @@ import (
 // send. An error means storage or execution failed and the replica must
 // stop.
 //
-// early, when not nil, receives the messages of a Ready that may leave
-// before that Ready is persisted (see overtakesPersist), on the caller's
-// goroutine, before the Ready's synced write begins: a leader's appends
-// and heartbeats, so that its own log write runs in parallel with its
-// followers' (Raft thesis §10.2.1). early must send them and must not
-// call back into the Core. With early nil, every message is in
-// Output.Messages, after its Ready was persisted.
-func (c *Core) Process(early func([]*raftpb.Message)) (out Output, err error) {
+// early, when not nil, receives what of a Ready may leave before that
+// Ready is persisted (Early), on the caller's goroutine, before the
+// Ready's synced write begins: a leader's appends and heartbeats, so that
+// its own log write runs in parallel with its followers' (Raft thesis
+// §10.2.1), and the replies of committed entries that an earlier Ready
+// persisted, so that they do not wait for the write of the entries
+// proposed since. early must send them and must not call back into the
+// Core. With early nil, everything is in the returned Output, after its
+// Ready was persisted.
+func (c *Core) Process(early func(*Early)) (out Output, err error) {
 	defer c.handOutReads(&out)
 	if c.need != nil {
 		return out, nil
@@ -35,7 +37,7 @@ func (c *Core) Process(early func([]*raftpb.Message)) (out Output, err error) {
 	if c.held != nil {
 		rd := c.held
 		c.held = nil
-		if err := c.finishReady(rd, &out, nil); err != nil {
+		if err := c.finishReady(rd, &out, nil, false); err != nil {
 			return out, err
 		}
 	}
@@ -61,11 +63,8 @@ func (c *Core) Process(early func([]*raftpb.Message)) (out Output, err error) {
 			c.log.Info("snapshot from leader; fetching state", "index", need.Index, "from", need.From)
 			return out, nil
 		}
-		send := early
-		if !c.overtakesPersist(&rd, persistedTerm, persistedVote) {
-			send = nil
-		}
-		if err := c.finishReady(&rd, &out, send); err != nil {
+		overtake := c.overtakesPersist(&rd, persistedTerm, persistedVote)
+		if err := c.finishReady(&rd, &out, early, overtake); err != nil {
 			return out, err
 		}
 		// A confirmed read index lets the reads queued behind it go.
@@ -179,16 +178,30 @@ func (c *Core) propose() {
 }
 
 // finishReady persists rd, hands out its messages and applies its
-// committed entries. With early set (overtakesPersist allowed it), the
-// messages earlyMessage accepts go to early before the Ready is persisted,
-// the others after.
-func (c *Core) finishReady(rd *raft.Ready, out *Output, early func([]*raftpb.Message)) error {
+// committed entries. With early set, what may go before the Ready is
+// persisted goes to early first: the messages earlyMessage accepts when
+// overtake is set (overtakesPersist allowed it), and the replies of the
+// committed entries when appliesBeforePersist allows applying them first;
+// the rest follows the Ready's write.
+func (c *Core) finishReady(rd *raft.Ready, out *Output, early func(*Early), overtake bool) error {
 	late := rd.Messages
+	applied := false
 	if early != nil {
-		var first []*raftpb.Message
-		first, late = splitEarly(rd.Messages)
-		if len(first) > 0 {
-			early(first)
+		var e Early
+		if overtake {
+			e.Messages, late = splitEarly(rd.Messages)
+		}
+		if c.appliesBeforePersist(rd) {
+			first := len(out.Replies)
+			if err := c.applyAll(rd.CommittedEntries, out); err != nil {
+				return err
+			}
+			applied = true
+			e.Replies = out.Replies[first:len(out.Replies):len(out.Replies)]
+			out.Replies = out.Replies[:first]
+		}
+		if len(e.Messages) > 0 || len(e.Replies) > 0 {
+			early(&e)
 		}
 	}
 	if err := c.cfg.Log.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
@@ -201,12 +214,22 @@ func (c *Core) finishReady(rd *raft.Ready, out *Output, early func([]*raftpb.Mes
 	out.Messages = append(out.Messages, late...)
 	out.Messages = append(out.Messages, c.extra...)
 	c.extra = nil
-	for _, e := range rd.CommittedEntries {
-		if err := c.apply(e, out); err != nil {
+	if !applied {
+		if err := c.applyAll(rd.CommittedEntries, out); err != nil {
 			return err
 		}
 	}
 	c.rn.Advance(*rd)
+	return nil
+}
+
+// applyAll applies committed entries in order.
+func (c *Core) applyAll(entries []*raftpb.Entry, out *Output) error {
+	for _, e := range entries {
+		if err := c.apply(e, out); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -19,7 +19,7 @@ type Core interface {
 	Step(from uint32, m *raftpb.Message) error
 	Submit(req *wire.Request) (*execution.Reply, error)
 	Read(req *wire.Request) error
-	Process(early func([]*raftpb.Message)) (raftmode.Output, error)
+	Process(early func(*raftmode.Early)) (raftmode.Output, error)
 	ReportSnapshot(to uint32, ok bool)
 	ReportUnreachable(to uint32)
 	StateInstalled() error
@@ -238,17 +238,20 @@ func (d *Driver) Process() error {
 	return nil
 }
 
-// sendEarly sends the messages the core lets leave before their Ready is
-// persisted (a leader's appends and heartbeats: raftmode.Core.Process).
-// A message the transport did not take is reported unreachable after
-// Process returns, not during it: the core is between raft's Ready and
-// Advance.
-func (d *Driver) sendEarly(msgs []*raftpb.Message) {
-	for _, m := range msgs {
+// sendEarly sends what the core lets leave before its Ready is persisted
+// (raftmode.Core.Process): a leader's appends and heartbeats, then the
+// replies of entries committed and persisted earlier. A message the
+// transport did not take is reported unreachable after Process returns,
+// not during it: the core is between raft's Ready and Advance meanwhile.
+func (d *Driver) sendEarly(e *raftmode.Early) {
+	for _, m := range e.Messages {
 		to := uint32(m.GetTo() - 1)
 		if !d.cfg.Network.SendRaft(to, m) {
 			d.unreached = append(d.unreached, to)
 		}
+	}
+	for _, r := range e.Replies {
+		d.Reply(r)
 	}
 }
 

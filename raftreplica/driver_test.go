@@ -27,7 +27,7 @@ type fakeCore struct {
 	out raftmode.Output
 	// early are the messages Process hands to its early callback before
 	// it "persists".
-	early      []*raftpb.Message
+	early      *raftmode.Early
 	processErr error
 	need       *raftmode.StateNeed
 	installErr error
@@ -52,9 +52,9 @@ func (c *fakeCore) Read(req *wire.Request) error {
 	c.t.add("read %d", req.GetRequestNumber())
 	return c.readErr
 }
-func (c *fakeCore) Process(early func([]*raftpb.Message)) (raftmode.Output, error) {
+func (c *fakeCore) Process(early func(*raftmode.Early)) (raftmode.Output, error) {
 	c.t.add("process")
-	if len(c.early) > 0 {
+	if c.early != nil {
 		early(c.early)
 		c.early = nil
 		c.t.add("persist")
@@ -188,19 +188,22 @@ func TestProcessOrder(t *testing.T) {
 }
 
 // TestProcessEarlyMessages: what the core hands to the early callback
-// goes out at once, before the core persists, and a message the
+// goes out at once, messages then replies, before the core persists, and a message the
 // transport did not take is reported unreachable only after the core's
 // Process returned (it is between raft's Ready and Advance meanwhile).
 func TestProcessEarlyMessages(t *testing.T) {
 	f := newFixture()
 	f.ports.unreachable[1] = true
-	f.core.early = []*raftpb.Message{msg(raftpb.MessageType_MsgApp, 2), msg(raftpb.MessageType_MsgApp, 3)}
+	f.core.early = &raftmode.Early{
+		Messages: []*raftpb.Message{msg(raftpb.MessageType_MsgApp, 2), msg(raftpb.MessageType_MsgApp, 3)},
+		Replies:  []execution.Reply{{RequestNumber: 4}},
+	}
 	f.core.out = raftmode.Output{Messages: []*raftpb.Message{msg(raftpb.MessageType_MsgAppResp, 3)}}
 	if err := f.d.Process(); err != nil {
 		t.Fatal(err)
 	}
 	f.expect(t,
-		"process", "send MsgApp to 1", "send MsgApp to 2", "persist",
+		"process", "send MsgApp to 1", "send MsgApp to 2", "reply 4", "persist",
 		"unreachable 1",
 		"persisted 1", "send MsgAppResp to 2",
 	)
