@@ -20,10 +20,11 @@ type Early struct {
 
 // appliesBeforePersist reports whether rd's committed entries may be
 // applied, and their replies sent, before rd is persisted: when every one
-// of them is in the log already (an earlier Ready persisted it; etcd raft
-// in this synchronous mode may otherwise hand out as committed entries
-// that this very Ready persists, which must not be applied before they
-// are durable here), none is a configuration change (those stay in the
+// of them is in the log already and rd replaces none of them (an earlier
+// Ready persisted it; etcd raft in this synchronous mode may otherwise
+// hand out as committed entries that this very Ready persists, possibly
+// over a stale entry of an older term at the same index, which must not
+// be applied before they are durable here), none is a configuration change (those stay in the
 // Ready's order) or at a snapshot index (the snapshot is recorded with
 // the stored commit index, which must not be below it: that index is in
 // this Ready's hard state, written by its Save), and rd installs no
@@ -40,7 +41,15 @@ func (c *Core) appliesBeforePersist(rd *raft.Ready) bool {
 		return false
 	}
 	last, err := c.cfg.Log.LastIndex()
-	if err != nil || ents[len(ents)-1].GetIndex() > last {
+	if err != nil {
+		return false
+	}
+	if len(rd.Entries) > 0 {
+		// Entries from rd.Entries[0] on are replaced by this Ready's:
+		// what the log holds there is not what was committed.
+		last = min(last, rd.Entries[0].GetIndex()-1)
+	}
+	if ents[len(ents)-1].GetIndex() > last {
 		return false
 	}
 	for _, e := range ents {
