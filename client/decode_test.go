@@ -299,3 +299,28 @@ func TestReadOnlyFramesAreUnsigned(t *testing.T) {
 		t.Fatalf("ordered frame lost its signature: %v", err)
 	}
 }
+
+// TestRaftModeFramesAreUnsigned: a crash-fault client (ReplyQuorum 1, the
+// Raft mode) signs no request, read-only or ordered; each encodes as
+// proto.Marshal would, with no signature.
+func TestRaftModeFramesAreUnsigned(t *testing.T) {
+	c := newBenchClient(64)
+	c.crashFaults = true
+	for _, readOnly := range []bool{false, true} {
+		got, err := c.frame(7, []byte("put"), readOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, err := proto.Marshal(&wire.Request{ClientId: c.id, RequestNumber: 7, Operation: []byte("put"), ReadOnly: readOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: &wire.Signed{Payload: payload}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("Raft-mode frame (read-only %v):\n got %x\nwant %x", readOnly, got, want)
+		}
+	}
+}
