@@ -19,7 +19,10 @@ type Early struct {
 }
 
 // appliesBeforePersist reports whether rd's committed entries may be
-// applied, and their replies sent, before rd is persisted: when every one
+// applied, and their replies sent, before rd is persisted: on a leader
+// (its clients wait for the replies, and it sent the Ready's appends
+// already; a follower's acknowledgement waits for its write, which
+// applying first would only delay, and its clients are few), when every one
 // of them is in the log already and rd replaces none of them (an earlier
 // Ready persisted it; etcd raft in this synchronous mode may otherwise
 // hand out as committed entries that this very Ready persists, possibly
@@ -37,7 +40,7 @@ type Early struct {
 // synced write, so that sync covers it as before.
 func (c *Core) appliesBeforePersist(rd *raft.Ready) bool {
 	ents := rd.CommittedEntries
-	if len(ents) == 0 || !raft.IsEmptySnap(rd.Snapshot) {
+	if !c.isLeader || len(ents) == 0 || !raft.IsEmptySnap(rd.Snapshot) {
 		return false
 	}
 	last, err := c.cfg.Log.LastIndex()
