@@ -262,19 +262,9 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	host, err := p2p.New(p2p.Config{
-		PrivateKey: libp2pKey,
-		Self:       -1,
-		Members:    cfg.Replicas,
-		Logger:     cfg.Logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
-	}
 	c := &Client{
 		cfg:    cfg,
 		signer: crypto.NewSigner(cfg.Key, cfg.ClusterID),
-		host:   host,
 		n:      n,
 		span:   span,
 		member: member,
@@ -289,11 +279,23 @@ func New(cfg Config) (*Client, error) {
 		leader:             -1,
 	}
 	c.id = id
-	c.send = host.SendToReplica
 	c.adoptHint(cfg.Hint)
 	c.windowFree = sync.NewCond(&c.mu)
-	c.wg.Add(1)
-	go c.readReplies()
+	// Replies are handled on the goroutines that read them (one per
+	// replica), not handed over a channel to another goroutine: one
+	// goroutine switch less per reply. handleReply never blocks.
+	host, err := p2p.New(p2p.Config{
+		PrivateKey: libp2pKey,
+		Self:       -1,
+		Members:    cfg.Replicas,
+		Logger:     cfg.Logger,
+		OnReply:    c.handleReply,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	c.host = host
+	c.send = host.SendToReplica
 	return c, nil
 }
 
