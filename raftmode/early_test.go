@@ -104,9 +104,11 @@ func TestLeaderSendsAppendsBeforePersisting(t *testing.T) {
 	}
 }
 
-// A follower acknowledges entries only once they are persisted: when its
-// Save of entries begins, it has sent no MsgAppResp for them (nor for
-// anything beyond its log), and every message that leaves any replica
+// A follower acknowledges entries only once they are persisted, and
+// applies committed entries only after its write: when its Save of
+// entries begins, it has sent no MsgAppResp for them (nor for anything
+// beyond its log) and executed nothing past its stored commit index, and
+// every message that leaves any replica
 // keeps the persist-before-send rules (checkPersisted, in SendRaft).
 func TestFollowerAcknowledgesOnlyPersistedEntries(t *testing.T) {
 	var c *cluster
@@ -116,6 +118,12 @@ func TestFollowerAcknowledgesOnlyPersistedEntries(t *testing.T) {
 			return
 		}
 		followerSaves++
+		// A follower applies after its write (its acknowledgement waits
+		// for the write): nothing beyond the commit index it stored.
+		hs, _, _ := c.logs[i].InitialState()
+		if executed := c.cores[i].Executor().LastExecuted(); executed > hs.GetCommit() {
+			t.Fatalf("follower %d executed %d before saving (stored commit %d)", i, executed, hs.GetCommit())
+		}
 		first := entries[0].GetIndex()
 		for _, m := range c.sentBy(i) {
 			if m.GetType() == raftpb.MessageType_MsgAppResp && !m.GetReject() && m.GetIndex() >= first {
