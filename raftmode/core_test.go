@@ -47,6 +47,8 @@ type cluster struct {
 	drop func(m *raftpb.Message) bool
 	// wrapLog, when set, wraps replica i's raft log storage.
 	wrapLog func(i int, l *raftlog.Log) raftmode.LogStorage
+	// repliedBy lists, per client/number, the replicas that answered it.
+	repliedBy map[string][]uint32
 }
 
 // delivery is a raft message or a state chunk in flight.
@@ -124,7 +126,12 @@ func (p ports) Reply(r *wire.Reply) {
 		p.c.reads[fmt.Sprintf("%x/%d", r.GetClientId(), r.GetRequestNumber())] = r
 		return
 	}
-	p.c.replies[fmt.Sprintf("%x/%d", r.GetClientId(), r.GetRequestNumber())] = r.GetResult()
+	key := fmt.Sprintf("%x/%d", r.GetClientId(), r.GetRequestNumber())
+	p.c.replies[key] = r.GetResult()
+	if p.c.repliedBy == nil {
+		p.c.repliedBy = map[string][]uint32{}
+	}
+	p.c.repliedBy[key] = append(p.c.repliedBy[key], r.GetReplica())
 }
 
 func (p ports) Keep(s *execution.StateSnapshot) {

@@ -266,7 +266,7 @@ func (c *Core) apply(e *raftpb.Entry, out *Output) error {
 	if err != nil {
 		return fmt.Errorf("raftmode: %w", err)
 	}
-	out.Replies = append(out.Replies, replies...)
+	out.Replies = c.answers(out.Replies, replies)
 	if len(reqs) > 0 {
 		out.AppliedBatches = append(out.AppliedBatches, len(reqs))
 	}
