@@ -49,6 +49,8 @@ type cluster struct {
 	wrapLog func(i int, l *raftlog.Log) raftmode.LogStorage
 	// repliedBy lists, per client/number, the replicas that answered it.
 	repliedBy map[string][]uint32
+	// onSend, when set, sees every raft message a replica sends.
+	onSend func(i int, m *raftpb.Message)
 }
 
 // delivery is a raft message or a state chunk in flight.
@@ -69,6 +71,9 @@ type ports struct {
 // (checkPersisted).
 func (p ports) SendRaft(to uint32, m *raftpb.Message) bool {
 	p.c.checkPersisted(p.i, m)
+	if p.c.onSend != nil {
+		p.c.onSend(p.i, m)
+	}
 	p.c.inflight = append(p.c.inflight, delivery{from: p.i, to: int(to), msg: m})
 	return true
 }

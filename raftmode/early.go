@@ -7,12 +7,13 @@ import (
 	"github.com/pbftnode/pbftnode/execution"
 )
 
-// Early is what Core.Process hands out of a Ready before persisting it:
-// Messages, a leader's appends and heartbeats (overtakesPersist), and
-// Replies, the results of committed entries that earlier Readys
-// persisted (appliesBeforePersist). The runtime sends both at once; an
-// unsent message is reported with Core.ReportUnreachable after Process
-// returns.
+// Early is what Core.Process hands out of a Ready before it returns:
+// before persisting it, Messages, a leader's appends and heartbeats
+// (overtakesPersist), and Replies, the results of committed entries that
+// earlier Readys persisted (appliesBeforePersist); after persisting it and
+// before applying its entries, its other Messages but snapshots. The
+// runtime sends them at once; an unsent message is reported with
+// Core.ReportUnreachable after Process returns.
 type Early struct {
 	Messages []*raftpb.Message
 	Replies  []execution.Reply
@@ -109,6 +110,26 @@ func earlyMessage(m *raftpb.Message) bool {
 		return true
 	}
 	return false
+}
+
+// splitPersisted splits the messages of a persisted Ready into those that
+// may go at once (all but snapshots) and the snapshots, which go in the
+// Output for the runtime to report with Core.ReportSnapshot.
+func splitPersisted(msgs []*raftpb.Message) (now, snaps []*raftpb.Message) {
+	for i, m := range msgs {
+		if m.GetType() == raftpb.MessageType_MsgSnap {
+			now = append(now, msgs[:i]...)
+			for _, m := range msgs[i:] {
+				if m.GetType() == raftpb.MessageType_MsgSnap {
+					snaps = append(snaps, m)
+				} else {
+					now = append(now, m)
+				}
+			}
+			return now, snaps
+		}
+	}
+	return msgs, nil
 }
 
 // splitEarly splits msgs into those earlyMessage accepts and the others,

@@ -259,3 +259,37 @@ func TestNothingIsAppliedOrSnapshottedAheadOfTheLog(t *testing.T) {
 		t.Fatal("no snapshot was taken")
 	}
 }
+
+// A follower acknowledges appended entries as soon as they are written,
+// before it applies the entries the same Ready commits: under load one
+// append carries new entries and the commit of earlier ones, and the
+// acknowledgement would otherwise wait for executing them.
+func TestFollowerAcknowledgesBeforeApplying(t *testing.T) {
+	c := newCluster(t, 3, 1000)
+	before := 0
+	c.onSend = func(i int, m *raftpb.Message) {
+		if m.GetType() != raftpb.MessageType_MsgAppResp || m.GetReject() || c.cores[i].Status().IsLeader {
+			return
+		}
+		hs, _, _ := c.logs[i].InitialState()
+		if c.cores[i].Executor().LastExecuted() < hs.GetCommit() {
+			before++
+		}
+	}
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	l := c.leader()
+	c.submit(l, 1, execution.EncodePut([]byte("k"), []byte("v1")))
+	c.runUntil(50, func() bool { return c.replied(1) && c.converged() })
+	for n := uint64(2); n <= 6; n++ {
+		c.submit(l, n, execution.EncodePut([]byte("k"), fmt.Appendf(nil, "v%d", n)))
+		c.round() // the leader proposes n
+		c.round() // the followers acknowledge n
+		// The leader commits n and proposes n+10 in one Process: its
+		// append carries both.
+		c.submit(l, n+10, execution.EncodePut([]byte("j"), fmt.Appendf(nil, "w%d", n)))
+		c.runUntil(50, func() bool { return c.replied(n) && c.replied(n+10) && c.converged() })
+	}
+	if before == 0 {
+		t.Fatal("no follower acknowledged an append before applying the entries it committed")
+	}
+}

@@ -20,15 +20,17 @@ import (
 // send. An error means storage or execution failed and the replica must
 // stop.
 //
-// early, when not nil, receives what of a Ready may leave before that
-// Ready is persisted (Early), on the caller's goroutine, before the
-// Ready's synced write begins: a leader's appends and heartbeats, so that
-// its own log write runs in parallel with its followers' (Raft thesis
-// §10.2.1), and the replies of committed entries that an earlier Ready
-// persisted, so that they do not wait for the write of the entries
-// proposed since. early must send them and must not call back into the
-// Core. With early nil, everything is in the returned Output, after its
-// Ready was persisted.
+// early, when not nil, receives what may leave before Process returns
+// (Early), on the caller's goroutine. Before a Ready's synced write: a
+// leader's appends and heartbeats, so that its own log write runs in
+// parallel with its followers' (Raft thesis §10.2.1), and the replies of
+// committed entries that an earlier Ready persisted, so that they do not
+// wait for the write of the entries proposed since. After the write and
+// before the Ready's entries are applied: its other messages but
+// snapshots (a follower's acknowledgement does not wait for applying).
+// early must send them and must not call back into the Core. With early
+// nil, everything is in the returned Output, after its Ready was
+// persisted and applied.
 func (c *Core) Process(early func(*Early)) (out Output, err error) {
 	defer c.handOutReads(&out)
 	if c.need != nil {
@@ -182,7 +184,9 @@ func (c *Core) propose() {
 // persisted goes to early first: the messages earlyMessage accepts when
 // overtake is set (overtakesPersist allowed it), and the replies of the
 // committed entries when appliesBeforePersist allows applying them first;
-// the rest follows the Ready's write.
+// once the Ready is written, its other messages but snapshots go to early
+// before the entries are applied; snapshots (which need
+// Core.ReportSnapshot) and replies go in the Output.
 func (c *Core) finishReady(rd *raft.Ready, out *Output, early func(*Early), overtake bool) error {
 	late := rd.Messages
 	applied := false
@@ -211,9 +215,18 @@ func (c *Core) finishReady(rd *raft.Ready, out *Output, early func(*Early), over
 		c.confState = snap.GetMetadata().GetConfState()
 		c.snapIndex = snap.GetMetadata().GetIndex()
 	}
-	out.Messages = append(out.Messages, late...)
-	out.Messages = append(out.Messages, c.extra...)
+	late = append(late, c.extra...)
 	c.extra = nil
+	if early != nil {
+		// Persisted: the messages may go now, before the entries are
+		// applied (a follower's acknowledgement need not wait for that).
+		var e Early
+		e.Messages, late = splitPersisted(late)
+		if len(e.Messages) > 0 {
+			early(&e)
+		}
+	}
+	out.Messages = append(out.Messages, late...)
 	if !applied {
 		if err := c.applyAll(rd.CommittedEntries, out); err != nil {
 			return err
