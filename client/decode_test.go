@@ -270,16 +270,15 @@ func TestLeaderHintOnlyWithQuorumOne(t *testing.T) {
 	}
 }
 
-// TestReadOnlyFramesAreUnsigned: a read-only request carries no
-// signature (replicas answer it on the client's authenticated stream
-// without verifying one), and otherwise encodes as proto.Marshal would.
-func TestReadOnlyFramesAreUnsigned(t *testing.T) {
-	c := newBenchClient(64)
-	got, err := c.frame(7, []byte("get"), true)
+// checkUnsignedFrame fails unless c's frame of request 7 with op encodes
+// as proto.Marshal would with no signature.
+func checkUnsignedFrame(t *testing.T, c *Client, op []byte, readOnly bool) {
+	t.Helper()
+	got, err := c.frame(7, op, readOnly)
 	if err != nil {
 		t.Fatal(err)
 	}
-	payload, err := proto.Marshal(&wire.Request{ClientId: c.id, RequestNumber: 7, Operation: []byte("get"), ReadOnly: true})
+	payload, err := proto.Marshal(&wire.Request{ClientId: c.id, RequestNumber: 7, Operation: op, ReadOnly: readOnly})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,8 +287,16 @@ func TestReadOnlyFramesAreUnsigned(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("read-only frame:\n got %x\nwant %x", got, want)
+		t.Fatalf("frame (read-only %v):\n got %x\nwant %x", readOnly, got, want)
 	}
+}
+
+// TestReadOnlyFramesAreUnsigned: a read-only request carries no
+// signature (replicas answer it on the client's authenticated stream
+// without verifying one), and otherwise encodes as proto.Marshal would.
+func TestReadOnlyFramesAreUnsigned(t *testing.T) {
+	c := newBenchClient(64)
+	checkUnsignedFrame(t, c, []byte("get"), true)
 	ordered, err := c.frame(7, []byte("get"), false)
 	if err != nil {
 		t.Fatal(err)
@@ -298,4 +305,14 @@ func TestReadOnlyFramesAreUnsigned(t *testing.T) {
 	if err := proto.Unmarshal(ordered, &f); err != nil || len(f.GetRequest().GetSignature()) != 64 {
 		t.Fatalf("ordered frame lost its signature: %v", err)
 	}
+}
+
+// TestRaftModeFramesAreUnsigned: a crash-fault client (ReplyQuorum 1, the
+// Raft mode) signs no request, read-only or ordered; each encodes as
+// proto.Marshal would, with no signature.
+func TestRaftModeFramesAreUnsigned(t *testing.T) {
+	c := newBenchClient(64)
+	c.crashFaults = true
+	checkUnsignedFrame(t, c, []byte("put"), false)
+	checkUnsignedFrame(t, c, []byte("get"), true)
 }

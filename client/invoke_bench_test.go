@@ -108,7 +108,7 @@ func appendReply(b []byte, view uint64, clientID []byte, number uint64, replica 
 }
 
 // startFakeReplicas makes every request the client sends answered by all
-// four replicas, in index order, on one goroutine like readReplies. The
+// four replicas, in index order, on one goroutine like one replica's reader. The
 // returned function stops them.
 func startFakeReplicas(tb testing.TB, c *Client) func() {
 	reqs := make(chan uint64, 1024)

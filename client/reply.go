@@ -157,22 +157,10 @@ func (a *replyRecord) matches(b *replyRecord) bool {
 	return a.refused == b.refused && bytes.Equal(a.body, b.body)
 }
 
-// readReplies matches replies to outstanding calls.
-func (c *Client) readReplies() {
-	defer c.wg.Done()
-	for {
-		select {
-		case <-c.done:
-			return
-		case f, ok := <-c.host.Replies():
-			if !ok {
-				return
-			}
-			c.handleReply(f)
-		}
-	}
-}
-
+// handleReply matches a reply to its outstanding call, on the goroutine that read it from its
+// replica's stream (p2p.Config.OnReply): calls for different replicas run
+// concurrently, each replica's in order. It never blocks (c.mu is held
+// only briefly; receipts and answers are offered without waiting).
 func (c *Client) handleReply(f p2p.Frame) {
 	if f.FromIndex < 0 || f.FromIndex >= maxMemberIndex {
 		return // not a replica (membership is checked under c.mu below)

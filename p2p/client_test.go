@@ -121,3 +121,43 @@ func TestConfigValidation(t *testing.T) {
 		})
 	}
 }
+
+// A client host with OnReply hands it every reply, each replica's in
+// order, on the reading goroutine, and leaves the Replies channel empty.
+func TestClientHostOnReply(t *testing.T) {
+	const n, each = 2, 20
+	replicas, keys := startCluster(t, n, func(_ int, cfg *Config) { cfg.ClientsAllowed = true })
+	members := membersOf(keys)
+	for i := range members {
+		members[i].Addr = listenAddr(t, replicas[i])
+	}
+	got := make(chan Frame, n*each)
+	cfg := testConfig(t, newTestKey(t), -1, members, 43)
+	cfg.OnReply = func(f Frame) { got <- f }
+	client := newTestHost(t, cfg)
+	for i, r := range replicas {
+		if !client.SendToReplica(uint32(i), []byte("hello")) {
+			t.Fatalf("SendToReplica(%d) refused", i)
+		}
+		receive(t, clientFrames(r), fmt.Sprintf("replica %d client frames", i))
+	}
+	for k := range each {
+		for i, r := range replicas {
+			if !r.SendToClient(client.ID(), fmt.Appendf(nil, "reply %d from %d", k, i)) {
+				t.Fatalf("replica %d: SendToClient refused", i)
+			}
+		}
+	}
+	next := make([]int, n)
+	for range n * each {
+		f := receive(t, got, "OnReply")
+		if f.FromIndex < 0 || f.FromIndex >= n {
+			t.Fatalf("reply with FromIndex %d", f.FromIndex)
+		}
+		if want := fmt.Sprintf("reply %d from %d", next[f.FromIndex], f.FromIndex); string(f.Data) != want {
+			t.Fatalf("got %q, want %q", f.Data, want)
+		}
+		next[f.FromIndex]++
+	}
+	assertNoFrame(t, client.Replies(), "client Replies channel")
+}

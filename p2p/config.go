@@ -41,14 +41,21 @@ type Member struct {
 // Config configures a Host. A replica host has Self set to its own member
 // index; a client host has Self = -1.
 type Config struct {
-	PrivateKey     crypto.PrivKey // libp2p identity (Ed25519); required
-	ListenAddr     string         // e.g. "/ip4/127.0.0.1/tcp/26600"; "" for a client host that does not listen
-	Self           int            // this replica's member index, or -1 for a client host
-	Members        []Member       // all replicas, including self
-	MaxFrameSize   int            // 0 -> DefaultMaxFrameSize
-	PeerQueueSize  int            // 0 -> DefaultPeerQueueSize frames per peer (and per client on a replica)
-	InboundBuffer  int            // client host: capacity of the Replies channel; 0 -> DefaultInboundBuffer
-	ClientsAllowed bool           // replica host: accept connections and ClientProtocol streams from non-members
+	PrivateKey    crypto.PrivKey // libp2p identity (Ed25519); required
+	ListenAddr    string         // e.g. "/ip4/127.0.0.1/tcp/26600"; "" for a client host that does not listen
+	Self          int            // this replica's member index, or -1 for a client host
+	Members       []Member       // all replicas, including self
+	MaxFrameSize  int            // 0 -> DefaultMaxFrameSize
+	PeerQueueSize int            // 0 -> DefaultPeerQueueSize frames per peer (and per client on a replica)
+	InboundBuffer int            // client host: capacity of the Replies channel; 0 -> DefaultInboundBuffer
+	// OnReply, on a client host, takes each reply instead of the Replies
+	// channel (which then stays empty): it is called on the goroutine
+	// reading the replica's stream, so calls for different replicas run
+	// concurrently and each replica's come in order, and none after Close
+	// returns. It must not block: the stream is not read meanwhile. nil:
+	// replies go to the Replies channel.
+	OnReply        func(Frame)
+	ClientsAllowed bool // replica host: accept connections and ClientProtocol streams from non-members
 	// ClientAllowlist, when not empty, restricts ClientsAllowed to these
 	// peers: the gater refuses inbound connections from peers that are
 	// neither members nor listed, and ClientProtocol streams from peers not
@@ -197,6 +204,7 @@ func newHost(cfg Config) (*Host, error) {
 	}
 	inbound := orDefault(cfg.InboundBuffer, DefaultInboundBuffer)
 	h.replies = make(chan Frame, inbound)
+	h.onReply = cfg.OnReply
 	if err := h.configureInbound(cfg); err != nil {
 		return nil, err
 	}

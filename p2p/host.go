@@ -83,7 +83,8 @@ type Host struct {
 	// streams; nil: unlimited (and on a client host).
 	streamGate *streamGate
 	deadline   frameDeadline
-	replies    chan Frame // client host: the replicas' replies
+	replies    chan Frame  // client host: the replicas' replies
+	onReply    func(Frame) // client host: Config.OnReply, or nil
 
 	replyQueueBytes int
 	clientByteRate  int // client key read pacing, bytes per second; <= 0: unpaced
@@ -249,8 +250,8 @@ func (h *Host) MarkClientEstablished(client peer.ID) {
 }
 
 // Replies delivers, on a client host, the frames replicas wrote back on the
-// client's streams, with FromIndex = the replica's member index. The channel
-// is closed when Close returns.
+// client's streams, with FromIndex = the replica's member index, unless
+// Config.OnReply takes them. The channel is closed when Close returns.
 func (h *Host) Replies() <-chan Frame { return h.replies }
 
 // Send enqueues frame on member to's bounded queue, from a replica host. It
@@ -342,11 +343,16 @@ func (h *Host) Close() error {
 	return err
 }
 
-// deliverReply hands a replica's reply to the Replies channel without
-// blocking; when the channel is full the frame is dropped and counted.
+// deliverReply hands a replica's reply to Config.OnReply, or else to the
+// Replies channel without blocking; when the channel is full the frame is
+// dropped and counted.
 func (h *Host) deliverReply(f Frame) {
 	h.stats.framesReceived.Add(1)
 	h.stats.bytesReceived.Add(uint64(len(f.Data)))
+	if h.onReply != nil {
+		h.onReply(f)
+		return
+	}
 	select {
 	case h.replies <- f:
 	default:

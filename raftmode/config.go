@@ -18,7 +18,8 @@ type LogStorage interface {
 	raft.Storage
 	// Save durably persists one Ready's snapshot, entries and hard state,
 	// in that order and in one write. The Core calls it before handing the
-	// Ready's messages out.
+	// Ready's messages out, except a leader's appends and heartbeats,
+	// which may leave while it runs (see Core.Process).
 	Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot) error
 	// CreateSnapshot records snapshot metadata at index.
 	CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error)

@@ -34,7 +34,9 @@ type Output struct {
 	// Messages go to other replicas (To is a raft ID: index+1).
 	Messages []*raftpb.Message
 	// Replies are the results of applied requests (and cached results of
-	// retransmitted ones), for the clients that sent them.
+	// retransmitted ones), for the clients that sent them: on a leader
+	// every applied request's, on a follower only those its clients sent
+	// to it (see answers).
 	Replies []execution.Reply
 	// Snapshot is a new application snapshot, taken at a snapshot index,
 	// for the runtime to serve to followers that need state. The runtime
@@ -102,6 +104,9 @@ type Core struct {
 
 	pending    []*wire.Request
 	pendingSet map[requestKey]struct{}
+	// direct are the requests a client sent to this replica while it did
+	// not lead, which it answers when it applies them (replies.go).
+	direct map[requestKey]struct{}
 	// confQueue holds configuration change requests waiting to be
 	// proposed, one at a time (confchange.go); confPendingIndex is the
 	// index up to which the leader may have an unapplied one.
@@ -145,7 +150,7 @@ func New(cfg Config) (*Core, error) {
 	}
 	c := &Core{
 		cfg: cfg, log: cfg.Logger, exec: cfg.Executor,
-		pendingSet: make(map[requestKey]struct{}), snapFrom: -1,
+		pendingSet: make(map[requestKey]struct{}), direct: make(map[requestKey]struct{}), snapFrom: -1,
 		budget: newPendingBudget(),
 	}
 	c.reads.nonce = cfg.Rand.Uint64()
@@ -337,6 +342,7 @@ func (c *Core) Submit(req *wire.Request) (*execution.Reply, error) {
 	}
 	c.pendingSet[k] = struct{}{}
 	c.pending = append(c.pending, req)
+	c.noteDirect(k)
 	return nil, nil
 }
 

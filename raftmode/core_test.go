@@ -47,6 +47,10 @@ type cluster struct {
 	drop func(m *raftpb.Message) bool
 	// wrapLog, when set, wraps replica i's raft log storage.
 	wrapLog func(i int, l *raftlog.Log) raftmode.LogStorage
+	// repliedBy lists, per client/number, the replicas that answered it.
+	repliedBy map[string][]uint32
+	// onSend, when set, sees every raft message a replica sends.
+	onSend func(i int, m *raftpb.Message)
 }
 
 // delivery is a raft message or a state chunk in flight.
@@ -63,17 +67,52 @@ type ports struct {
 	i int
 }
 
-// SendRaft also checks that the entries a message carries are in the
-// sender's raft log already (persist before send).
+// SendRaft also checks etcd raft's persist-before-send rules
+// (checkPersisted).
 func (p ports) SendRaft(to uint32, m *raftpb.Message) bool {
-	if ents := m.GetEntries(); len(ents) > 0 {
-		last, err := p.c.logs[p.i].LastIndex()
-		if want := ents[len(ents)-1].GetIndex(); err != nil || last < want {
-			p.c.t.Fatalf("replica %d sends entries up to %d before its log holds them (last index %d, %v)", p.i, want, last, err)
-		}
+	p.c.checkPersisted(p.i, m)
+	if p.c.onSend != nil {
+		p.c.onSend(p.i, m)
 	}
 	p.c.inflight = append(p.c.inflight, delivery{from: p.i, to: int(to), msg: m})
 	return true
+}
+
+// checkPersisted fails the test when replica i sends m before its raft
+// log holds what m vouches for: an acknowledgement of entries up to
+// m.Index, a granted vote, or, for any message, the term it carries. A
+// leader's append may carry entries its log does not hold yet (they are
+// being persisted in the same Ready: raftmode's early messages), but
+// only of a term its log holds.
+func (c *cluster) checkPersisted(i int, m *raftpb.Message) {
+	c.t.Helper()
+	log := c.logs[i]
+	hs, _, err := log.InitialState()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	last, err := log.LastIndex()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if m.GetTerm() > hs.GetTerm() && m.GetType() != raftpb.MessageType_MsgPreVote && m.GetType() != raftpb.MessageType_MsgPreVoteResp {
+		c.t.Fatalf("replica %d sends %v at term %d before its log holds that term (%d)", i, m.GetType(), m.GetTerm(), hs.GetTerm())
+	}
+	switch m.GetType() {
+	case raftpb.MessageType_MsgAppResp:
+		if !m.GetReject() && last < m.GetIndex() {
+			c.t.Fatalf("replica %d acknowledges entries up to %d before its log holds them (last index %d)", i, m.GetIndex(), last)
+		}
+	case raftpb.MessageType_MsgVoteResp:
+		if !m.GetReject() && (hs.GetVote() != m.GetTo() || hs.GetTerm() != m.GetTerm()) {
+			c.t.Fatalf("replica %d grants its vote to %d at term %d before its log holds it (vote %d at term %d)", i, m.GetTo(), m.GetTerm(), hs.GetVote(), hs.GetTerm())
+		}
+	case raftpb.MessageType_MsgApp:
+	default:
+		if ents := m.GetEntries(); len(ents) > 0 && last < ents[len(ents)-1].GetIndex() {
+			c.t.Fatalf("replica %d sends %v with entries up to %d before its log holds them (last index %d)", i, m.GetType(), ents[len(ents)-1].GetIndex(), last)
+		}
+	}
 }
 
 // SendStateRequest is answered at once from the peer's snapshots; the
@@ -92,7 +131,12 @@ func (p ports) Reply(r *wire.Reply) {
 		p.c.reads[fmt.Sprintf("%x/%d", r.GetClientId(), r.GetRequestNumber())] = r
 		return
 	}
-	p.c.replies[fmt.Sprintf("%x/%d", r.GetClientId(), r.GetRequestNumber())] = r.GetResult()
+	key := fmt.Sprintf("%x/%d", r.GetClientId(), r.GetRequestNumber())
+	p.c.replies[key] = r.GetResult()
+	if p.c.repliedBy == nil {
+		p.c.repliedBy = map[string][]uint32{}
+	}
+	p.c.repliedBy[key] = append(p.c.repliedBy[key], r.GetReplica())
 }
 
 func (p ports) Keep(s *execution.StateSnapshot) {

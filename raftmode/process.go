@@ -19,7 +19,19 @@ import (
 // entries and takes snapshots, and returns the messages and replies to
 // send. An error means storage or execution failed and the replica must
 // stop.
-func (c *Core) Process() (out Output, err error) {
+//
+// early, when not nil, receives what may leave before Process returns
+// (Early), on the caller's goroutine. Before a Ready's synced write: a
+// leader's appends and heartbeats, so that its own log write runs in
+// parallel with its followers' (Raft thesis §10.2.1), and the replies of
+// committed entries that an earlier Ready persisted, so that they do not
+// wait for the write of the entries proposed since. After the write and
+// before the Ready's entries are applied: its other messages but
+// snapshots (a follower's acknowledgement does not wait for applying).
+// early must send them and must not call back into the Core. With early
+// nil, everything is in the returned Output, after its Ready was
+// persisted and applied.
+func (c *Core) Process(early func(*Early)) (out Output, err error) {
 	defer c.handOutReads(&out)
 	if c.need != nil {
 		return out, nil
@@ -27,7 +39,7 @@ func (c *Core) Process() (out Output, err error) {
 	if c.held != nil {
 		rd := c.held
 		c.held = nil
-		if err := c.finishReady(rd, &out); err != nil {
+		if err := c.finishReady(rd, &out, nil, false); err != nil {
 			return out, err
 		}
 	}
@@ -36,6 +48,9 @@ func (c *Core) Process() (out Output, err error) {
 	c.requestReadIndex()
 	for c.rn.HasReady() {
 		rd := c.rn.Ready()
+		// c.term and c.vote are what the log holds until observe takes
+		// this Ready's hard state.
+		persistedTerm, persistedVote := c.term, c.vote
 		c.observe(&rd)
 		c.confirmReadStates(rd.ReadStates)
 		if snap := rd.Snapshot; !raft.IsEmptySnap(snap) && snap.GetMetadata().GetIndex() > c.exec.LastExecuted() {
@@ -50,7 +65,8 @@ func (c *Core) Process() (out Output, err error) {
 			c.log.Info("snapshot from leader; fetching state", "index", need.Index, "from", need.From)
 			return out, nil
 		}
-		if err := c.finishReady(&rd, &out); err != nil {
+		overtake := c.overtakesPersist(&rd, persistedTerm, persistedVote)
+		if err := c.finishReady(&rd, &out, early, overtake); err != nil {
 			return out, err
 		}
 		// A confirmed read index lets the reads queued behind it go.
@@ -163,7 +179,35 @@ func (c *Core) propose() {
 	c.budget.reset()
 }
 
-func (c *Core) finishReady(rd *raft.Ready, out *Output) error {
+// finishReady persists rd, hands out its messages and applies its
+// committed entries. With early set, what may go before the Ready is
+// persisted goes to early first: the messages earlyMessage accepts when
+// overtake is set (overtakesPersist allowed it), and the replies of the
+// committed entries when appliesBeforePersist allows applying them first;
+// once the Ready is written, its other messages but snapshots go to early
+// before the entries are applied; snapshots (which need
+// Core.ReportSnapshot) and replies go in the Output.
+func (c *Core) finishReady(rd *raft.Ready, out *Output, early func(*Early), overtake bool) error {
+	late := rd.Messages
+	applied := false
+	if early != nil {
+		var e Early
+		if overtake {
+			e.Messages, late = splitEarly(rd.Messages)
+		}
+		if c.appliesBeforePersist(rd) {
+			first := len(out.Replies)
+			if err := c.applyAll(rd.CommittedEntries, out); err != nil {
+				return err
+			}
+			applied = true
+			e.Replies = out.Replies[first:len(out.Replies):len(out.Replies)]
+			out.Replies = out.Replies[:first]
+		}
+		if len(e.Messages) > 0 || len(e.Replies) > 0 {
+			early(&e)
+		}
+	}
 	if err := c.cfg.Log.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 		return fmt.Errorf("raftmode: save: %w", err)
 	}
@@ -171,15 +215,34 @@ func (c *Core) finishReady(rd *raft.Ready, out *Output) error {
 		c.confState = snap.GetMetadata().GetConfState()
 		c.snapIndex = snap.GetMetadata().GetIndex()
 	}
-	out.Messages = append(out.Messages, rd.Messages...)
-	out.Messages = append(out.Messages, c.extra...)
+	late = append(late, c.extra...)
 	c.extra = nil
-	for _, e := range rd.CommittedEntries {
-		if err := c.apply(e, out); err != nil {
+	if early != nil {
+		// Persisted: the messages may go now, before the entries are
+		// applied (a follower's acknowledgement need not wait for that).
+		var e Early
+		e.Messages, late = splitPersisted(late)
+		if len(e.Messages) > 0 {
+			early(&e)
+		}
+	}
+	out.Messages = append(out.Messages, late...)
+	if !applied {
+		if err := c.applyAll(rd.CommittedEntries, out); err != nil {
 			return err
 		}
 	}
 	c.rn.Advance(*rd)
+	return nil
+}
+
+// applyAll applies committed entries in order.
+func (c *Core) applyAll(entries []*raftpb.Entry, out *Output) error {
+	for _, e := range entries {
+		if err := c.apply(e, out); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -216,7 +279,7 @@ func (c *Core) apply(e *raftpb.Entry, out *Output) error {
 	if err != nil {
 		return fmt.Errorf("raftmode: %w", err)
 	}
-	out.Replies = append(out.Replies, replies...)
+	out.Replies = c.answers(out.Replies, replies)
 	if len(reqs) > 0 {
 		out.AppliedBatches = append(out.AppliedBatches, len(reqs))
 	}

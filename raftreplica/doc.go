@@ -19,6 +19,16 @@
 //   - Messages leave only after the core persisted them: Process calls
 //     Core.Process (which makes the Ready durable and applies committed
 //     entries), then Observer.Persisted, and only then Network.SendRaft.
+//     What the core hands to Process's early callback goes out at once
+//     (raftmode.Early): before a Ready is persisted, a leader's appends
+//     and heartbeats of a Ready that changes neither term nor vote, which
+//     etcd raft lets go while the same Ready's entries are written, and
+//     the replies of entries committed and persisted by earlier Readys;
+//     after it is persisted and before its entries are applied, its
+//     other messages but snapshots (see raftmode.Core.Process).
+//     Acknowledgements and votes never go before the write. An early
+//     message the transport did not take is reported with
+//     Core.ReportUnreachable once Core.Process has returned.
 //   - Every sent raft message is reported back: a MsgSnap with
 //     Core.ReportSnapshot(to, sent), any other unsent message with
 //     Core.ReportUnreachable(to).

@@ -19,7 +19,7 @@ type Core interface {
 	Step(from uint32, m *raftpb.Message) error
 	Submit(req *wire.Request) (*execution.Reply, error)
 	Read(req *wire.Request) error
-	Process() (raftmode.Output, error)
+	Process(early func(*raftmode.Early)) (raftmode.Output, error)
 	ReportSnapshot(to uint32, ok bool)
 	ReportUnreachable(to uint32)
 	StateInstalled() error
@@ -100,6 +100,9 @@ type Driver struct {
 	// fetch is the state transfer in progress: non-nil from the core's
 	// need until the core accepts the state.
 	fetch *statetransfer.Fetcher
+	// unreached collects the replicas an early message could not be
+	// queued for, reported to the core once its Process returned.
+	unreached []uint32
 }
 
 // New returns a Driver. It panics if a required Config field is nil (a
@@ -201,7 +204,12 @@ func (d *Driver) Chunk(from uint32, c *wire.StateChunk) error {
 // replica must stop.
 func (d *Driver) Process() error {
 	core := d.cfg.Core
-	out, err := core.Process()
+	out, err := core.Process(d.sendEarly)
+	for _, to := range d.unreached {
+		core.ReportUnreachable(to)
+	}
+	clear(d.unreached)
+	d.unreached = d.unreached[:0]
 	if err != nil {
 		return fmt.Errorf("raftreplica: process: %w", err)
 	}
@@ -228,6 +236,23 @@ func (d *Driver) Process() error {
 		d.startTransfer(*out.NeedState)
 	}
 	return nil
+}
+
+// sendEarly sends what the core lets leave before its Ready is persisted
+// (raftmode.Core.Process): a leader's appends and heartbeats, then the
+// replies of entries committed and persisted earlier. A message the
+// transport did not take is reported unreachable after Process returns,
+// not during it: the core is between raft's Ready and Advance meanwhile.
+func (d *Driver) sendEarly(e *raftmode.Early) {
+	for _, m := range e.Messages {
+		to := uint32(m.GetTo() - 1)
+		if !d.cfg.Network.SendRaft(to, m) {
+			d.unreached = append(d.unreached, to)
+		}
+	}
+	for _, r := range e.Replies {
+		d.Reply(r)
+	}
 }
 
 // Reply sends a result to its client through Network.Reply, with the

@@ -23,8 +23,11 @@ func (t *trace) add(format string, args ...any) {
 
 // fakeCore records the calls the Driver makes; Process returns out.
 type fakeCore struct {
-	t          *trace
-	out        raftmode.Output
+	t   *trace
+	out raftmode.Output
+	// early are the messages Process hands to its early callback before
+	// it "persists".
+	early      *raftmode.Early
 	processErr error
 	need       *raftmode.StateNeed
 	installErr error
@@ -49,8 +52,13 @@ func (c *fakeCore) Read(req *wire.Request) error {
 	c.t.add("read %d", req.GetRequestNumber())
 	return c.readErr
 }
-func (c *fakeCore) Process() (raftmode.Output, error) {
+func (c *fakeCore) Process(early func(*raftmode.Early)) (raftmode.Output, error) {
 	c.t.add("process")
+	if c.early != nil {
+		early(c.early)
+		c.early = nil
+		c.t.add("persist")
+	}
 	out := c.out
 	c.out = raftmode.Output{}
 	return out, c.processErr
@@ -177,6 +185,33 @@ func TestProcessOrder(t *testing.T) {
 	if !f.d.Transferring() {
 		t.Fatal("NeedState did not start a transfer")
 	}
+}
+
+// TestProcessEarlyMessages: what the core hands to the early callback
+// goes out at once, messages then replies, before the core persists, and a message the
+// transport did not take is reported unreachable only after the core's
+// Process returned (it is between raft's Ready and Advance meanwhile).
+func TestProcessEarlyMessages(t *testing.T) {
+	f := newFixture()
+	f.ports.unreachable[1] = true
+	f.core.early = &raftmode.Early{
+		Messages: []*raftpb.Message{msg(raftpb.MessageType_MsgApp, 2), msg(raftpb.MessageType_MsgApp, 3)},
+		Replies:  []execution.Reply{{RequestNumber: 4}},
+	}
+	f.core.out = raftmode.Output{Messages: []*raftpb.Message{msg(raftpb.MessageType_MsgAppResp, 3)}}
+	if err := f.d.Process(); err != nil {
+		t.Fatal(err)
+	}
+	f.expect(t,
+		"process", "send MsgApp to 1", "send MsgApp to 2", "reply 4", "persist",
+		"unreachable 1",
+		"persisted 1", "send MsgAppResp to 2",
+	)
+	// Reported once, not again by the next Process.
+	if err := f.d.Process(); err != nil {
+		t.Fatal(err)
+	}
+	f.expect(t, "process", "persisted 0")
 }
 
 // TestProcessErrorSendsNothing: when the core fails to persist, nothing of
