@@ -143,6 +143,11 @@ func Scale(ctx context.Context, opts ScaleOptions) ([]ScaleResult, error) {
 			return results, err
 		}
 		cfg := scaleConfig(opts.Base, c)
+		if cfg.WorkDir != "" {
+			// One directory per case: a testnet written over another's
+			// would start on its state.
+			cfg.WorkDir = filepath.Join(cfg.WorkDir, fmt.Sprintf("%s-%s-n%d-keys%d", c.Sweep, c.Protocol, c.Replicas, c.Keys))
+		}
 		var r ScaleResult
 		load := loadAverage()
 		if c.Sweep == SweepN {
@@ -250,8 +255,6 @@ func runKeysCase(ctx context.Context, cfg Config, c ScaleCase, opts ScaleOptions
 		if !cfg.Keep {
 			defer os.RemoveAll(workDir)
 		}
-	} else {
-		workDir = filepath.Join(workDir, fmt.Sprintf("%s-n%d-keys%d", c.Protocol, c.Replicas, c.Keys))
 	}
 	spec := clusterSpec{
 		binary: cfg.Binary, protocol: cfg.Protocol, replicas: cfg.Replicas, noFsync: cfg.NoFsync,
