@@ -92,7 +92,7 @@ type ScaleOptions struct {
 	// default, 100 bytes).
 	PreloadValueBytes int
 	// CatchUpTimeout bounds how long a wiped replica may take to catch up
-	// (default 6 min).
+	// (default 5 min).
 	CatchUpTimeout time.Duration
 	// OnResult, when set, is called after each case.
 	OnResult func(ScaleResult)
@@ -135,7 +135,7 @@ func Scale(ctx context.Context, opts ScaleOptions) ([]ScaleResult, error) {
 		return nil, err
 	}
 	if opts.CatchUpTimeout <= 0 {
-		opts.CatchUpTimeout = 6 * time.Minute
+		opts.CatchUpTimeout = 5 * time.Minute
 	}
 	var results []ScaleResult
 	for _, c := range cases {
