@@ -59,7 +59,55 @@ func WriteScaleTable(w io.Writer, results []ScaleResult) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
 	}
+	for _, ratio := range ScaleRatios(results) {
+		fmt.Fprintf(w, "%s: %.2f (target at least %.1f)\n", ratio.Name, ratio.Value, ratio.Target)
+	}
 	return nil
+}
+
+// ScaleRatio is one of issue 21's scale targets as measured.
+type ScaleRatio struct {
+	Name   string
+	Value  float64
+	Target float64
+}
+
+// ScaleRatios returns the targets the results allow to compute: PBFT
+// n=10 over n=4 saturated throughput (SweepN), and PBFT n=4 at the
+// largest preloaded state over the smallest (SweepKeys; at least 0.8 when
+// those are 10 million and 10 thousand keys).
+func ScaleRatios(results []ScaleResult) []ScaleRatio {
+	find := func(match func(ScaleResult) bool) (ScaleResult, bool) {
+		for _, r := range results {
+			if r.Error == "" && r.Ops > 0 && r.Protocol == "pbft" && match(r) {
+				return r, true
+			}
+		}
+		return ScaleResult{}, false
+	}
+	var out []ScaleRatio
+	n4, ok4 := find(func(r ScaleResult) bool { return r.Sweep == SweepN && r.Replicas == 4 })
+	n10, ok10 := find(func(r ScaleResult) bool { return r.Sweep == SweepN && r.Replicas == 10 })
+	if ok4 && ok10 && n4.ThroughputOps > 0 {
+		out = append(out, ScaleRatio{"PBFT n=10 / n=4, saturated throughput", n10.ThroughputOps / n4.ThroughputOps, 0.5})
+	}
+	var small, large ScaleResult
+	for _, r := range usableScale(results, SweepKeys) {
+		if r.Protocol != "pbft" {
+			continue
+		}
+		if small.Ops == 0 || r.PreloadKeys < small.PreloadKeys {
+			small = r
+		}
+		if large.Ops == 0 || r.PreloadKeys > large.PreloadKeys {
+			large = r
+		}
+	}
+	if small.Ops > 0 && large.PreloadKeys > small.PreloadKeys && small.ThroughputOps > 0 {
+		name := fmt.Sprintf("PBFT n=4 at %s keys / at %s keys, throughput", humanCount(large.PreloadKeys), humanCount(small.PreloadKeys))
+		out = append(out, ScaleRatio{name, large.ThroughputOps / small.ThroughputOps, 0.8})
+	}
+	return out
 }
 
 // WriteScaleJSON writes the results as an indented JSON list.

@@ -166,3 +166,23 @@ func TestWriteScaleReport(t *testing.T) {
 		t.Fatalf("table does not mark the replica that did not catch up:\n%s", table.String())
 	}
 }
+
+// TestScaleRatios: the n=10/n=4 and largest/smallest state ratios, from
+// PBFT results only.
+func TestScaleRatios(t *testing.T) {
+	r := func(sweep, proto string, n, keys int, ops float64) ScaleResult {
+		return ScaleResult{Result: Result{Protocol: proto, Replicas: n, Ops: 1, ThroughputOps: ops}, Sweep: sweep, PreloadKeys: keys}
+	}
+	got := ScaleRatios([]ScaleResult{
+		r(SweepN, "pbft", 4, 0, 4000), r(SweepN, "raft", 3, 0, 9000), r(SweepN, "pbft", 10, 0, 1000), r(SweepN, "raft", 10, 0, 100),
+		r(SweepKeys, "pbft", 4, 10_000_000, 3000), r(SweepKeys, "pbft", 4, 10_000, 4000), r(SweepKeys, "raft", 3, 100, 1),
+		r(SweepKeys, "pbft", 4, 100_000, 1),
+	})
+	want := []ScaleRatio{
+		{"PBFT n=10 / n=4, saturated throughput", 0.25, 0.5},
+		{"PBFT n=4 at 10M keys / at 10k keys, throughput", 0.75, 0.8},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("ScaleRatios = %v, want %v", got, want)
+	}
+}
