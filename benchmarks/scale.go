@@ -124,6 +124,13 @@ type ScaleResult struct {
 	CaughtUp        *bool    `json:"caught_up,omitempty"`
 	CatchUpReplica  *int     `json:"catch_up_replica,omitempty"`
 	CatchUpSequence uint64   `json:"catch_up_sequence,omitempty"`
+	// CatchUpTransfers is how many state transfers the wiped replica
+	// started (pbftnode_state_transfers_total; each retarget to a newer
+	// checkpoint counts) and CatchUpTransferS the seconds its completed
+	// ones took (pbftnode_state_transfer_seconds), read when the wait
+	// ended.
+	CatchUpTransfers *float64 `json:"catch_up_transfers,omitempty"`
+	CatchUpTransferS *float64 `json:"catch_up_transfer_s,omitempty"`
 }
 
 // Scale runs the plan's cases one after the other and returns every

@@ -144,8 +144,28 @@ func measureCatchUp(ctx context.Context, cfg Config, cl *cluster, prog progress,
 	if err != nil && !errors.Is(err, errCatchUpTimeout) {
 		return err
 	}
+	if counts, merr := transferCounts(ctx, cl, victim); merr == nil {
+		r.CatchUpTransfers = ptr(counts[metricTransfers])
+		r.CatchUpTransferS = ptr(counts[metricTransferSeconds+"_sum"])
+	}
 	prog.say("replica %d caught up in %.1f s (sequence %d, caught up %v)", victim, took.Seconds(), seq, err == nil)
 	return nil
+}
+
+// The state-transfer metrics the catch-up reports.
+const (
+	metricTransfers       = "pbftnode_state_transfers_total"
+	metricTransferSeconds = "pbftnode_state_transfer_seconds"
+)
+
+// transferCounts reads replica i's state-transfer metrics.
+func transferCounts(ctx context.Context, cl *cluster, i int) (map[string]float64, error) {
+	body, err := get(ctx, cl.hc, cl.httpURL(i, "/metrics"))
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	return metricSums(body, metricTransfers, metricTransferSeconds+"_sum")
 }
 
 // waitAllExecuted waits until each of replicas executed at least floor.

@@ -34,13 +34,16 @@ func WriteScaleTable(w io.Writer, results []ScaleResult) error {
 		width = max(width, len(r.Label))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-*s\tops/s\tp50 ms\tp99 ms\treq/batch\tCPU s/1k ops/replica\tmax RSS MiB\tcatch-up s\tsetup s\tload avg\t\n", width, "configuration")
+	fmt.Fprintf(tw, "%-*s\tops/s\tp50 ms\tp99 ms\treq/batch\tCPU s/1k ops/replica\tmax RSS MiB\tcatch-up s\ttransfers\tsetup s\tload avg\t\n", width, "configuration")
 	for _, r := range results {
 		if r.Error != "" {
-			fmt.Fprintf(tw, "%-*s\terror\t\t\t\t\t\t\t\t%.2f\t  %s\n", width, r.Label, r.LoadAvg1, oneLine(r.Error, 100))
+			fmt.Fprintf(tw, "%-*s\terror\t\t\t\t\t\t\t\t\t%.2f\t  %s\n", width, r.Label, r.LoadAvg1, oneLine(r.Error, 100))
 			continue
 		}
-		rss, catchUp, setup := "-", "-", "-"
+		rss, catchUp, transfers, setup := "-", "-", "-", "-"
+		if r.CatchUpTransfers != nil {
+			transfers = fmt.Sprintf("%.0f", *r.CatchUpTransfers)
+		}
 		if r.MaxRSSMiB > 0 {
 			rss = fmt.Sprintf("%.0f", r.MaxRSSMiB)
 		}
@@ -53,8 +56,8 @@ func WriteScaleTable(w io.Writer, results []ScaleResult) error {
 		if r.SetupS > 0 {
 			setup = fmt.Sprintf("%.0f", r.SetupS)
 		}
-		fmt.Fprintf(tw, "%-*s\t%.0f\t%.2f\t%.2f\t%.1f\t%.3f\t%s\t%s\t%s\t%.2f\t\n", width, r.Label, r.ThroughputOps,
-			r.LatencyP50Ms, r.LatencyP99Ms, r.RequestsPerBatch, r.CPUSecondsPer1kOpsPerReplica, rss, catchUp, setup, r.LoadAvg1)
+		fmt.Fprintf(tw, "%-*s\t%.0f\t%.2f\t%.2f\t%.1f\t%.3f\t%s\t%s\t%s\t%s\t%.2f\t\n", width, r.Label, r.ThroughputOps,
+			r.LatencyP50Ms, r.LatencyP99Ms, r.RequestsPerBatch, r.CPUSecondsPer1kOpsPerReplica, rss, catchUp, transfers, setup, r.LoadAvg1)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
