@@ -42,8 +42,11 @@ type clusterSpec struct {
 	// ledgerIssuer, when set, makes the testnet a ledger whose issuer it
 	// is (testnet --app ledger --issuer-key).
 	ledgerIssuer *ledgerIssuer
-	rng          *rand.Rand
-	log          *slog.Logger
+	// testnetArgs are added to the testnet command (the scale sweep's
+	// --preload-keys).
+	testnetArgs []string
+	rng         *rand.Rand
+	log         *slog.Logger
 }
 
 // testnetProtocol is the protocol of the testnet's configuration: a
@@ -105,6 +108,7 @@ func startCluster(ctx context.Context, spec clusterSpec) (*cluster, error) {
 		if spec.ledgerIssuer != nil {
 			args = append(args, "--app", AppLedger, "--issuer-key", spec.ledgerIssuer.path)
 		}
+		args = append(args, spec.testnetArgs...)
 		if out, err := exec.CommandContext(ctx, spec.binary, args...).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("pbftnode %v: %w: %s", args, err, out)
 		}

@@ -20,5 +20,8 @@
 //
 // Run measures one configuration; Compare runs the standard matrix (and
 // the installed peers) and writes a table, JSON and plots (WriteTable,
-// WriteJSON, WritePlots).
+// WriteJSON, WritePlots). Scale runs the sweeps of how the cost grows
+// (`bench --scale`): throughput against n, and throughput, memory and a
+// wiped replica's catch-up time against a preloaded state's size
+// (WriteScaleReport).
 package benchmarks

@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/membership"
 )
@@ -66,6 +67,14 @@ type Testnet struct {
 	// must sign a membership change (0: 1).
 	Admins         int
 	AdminThreshold int
+	// PreloadKeys, when positive, gives every replica (not the spares)
+	// the same key-value state of that many entries, k0000000 ...,
+	// of PreloadValueBytes each (0: execution.DefaultPreloadValueBytes),
+	// as if executed before sequence 1 (execution.Preload): written once
+	// into node0's database and copied to the others. Key-value
+	// application only.
+	PreloadKeys       int
+	PreloadValueBytes int
 }
 
 // AdminKeyFile is the name of administrator i's key file in a testnet
@@ -112,6 +121,10 @@ func WriteTestnet(t Testnet) (ClusterFile, error) {
 		return ClusterFile{}, fmt.Errorf("testnet: %d admins (1 to %d)", t.Admins, membership.MaxAdmins)
 	case t.AdminThreshold < 1 || t.AdminThreshold > t.Admins:
 		return ClusterFile{}, fmt.Errorf("testnet: admin threshold %d of %d admins (want 1 to %d)", t.AdminThreshold, t.Admins, t.Admins)
+	case t.PreloadKeys < 0 || t.PreloadValueBytes < 0:
+		return ClusterFile{}, fmt.Errorf("testnet: preload of %d keys of %d bytes", t.PreloadKeys, t.PreloadValueBytes)
+	case t.PreloadKeys > 0 && t.Application != "" && t.Application != ApplicationKV:
+		return ClusterFile{}, fmt.Errorf("testnet: a preload needs the %s application, not %q", ApplicationKV, t.Application)
 	}
 	if err := os.MkdirAll(t.Dir, 0o755); err != nil {
 		return ClusterFile{}, fmt.Errorf("testnet: %w", err)
@@ -152,6 +165,9 @@ func WriteTestnet(t Testnet) (ClusterFile, error) {
 		if err := writeTestnetHome(t, cluster, i, key); err != nil {
 			return ClusterFile{}, err
 		}
+	}
+	if err := preloadTestnet(t); err != nil {
+		return ClusterFile{}, err
 	}
 	if err := replaceKey(filepath.Join(t.Dir, DefaultClientKeyFile), clientKey); err != nil {
 		return ClusterFile{}, err
@@ -231,6 +247,24 @@ func replaceKey(path string, key ed25519.PrivateKey) error {
 	}
 	if err := keyfile.Write(path, key); err != nil {
 		return fmt.Errorf("testnet: %w", err)
+	}
+	return nil
+}
+
+// preloadTestnet writes t's preload (if any) into replica 0's database
+// and copies it to the other replicas' (see Testnet.PreloadKeys).
+func preloadTestnet(t Testnet) error {
+	if t.PreloadKeys == 0 {
+		return nil
+	}
+	dataDir := func(i int) string { return filepath.Join(t.Dir, fmt.Sprintf("node%d", i), DefaultDataDir) }
+	if _, err := execution.PreloadDataDir(dataDir(0), t.PreloadKeys, cmp.Or(t.PreloadValueBytes, execution.DefaultPreloadValueBytes)); err != nil {
+		return fmt.Errorf("testnet: %w", err)
+	}
+	for i := 1; i < t.Replicas; i++ {
+		if err := execution.CopyDatabase(dataDir(0), dataDir(i)); err != nil {
+			return fmt.Errorf("testnet: replica %d: %w", i, err)
+		}
 	}
 	return nil
 }

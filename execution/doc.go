@@ -93,6 +93,13 @@
 // partial state and starts empty. Only a TransferableApplication (KV is
 // one) supports state transfer.
 //
+// Preload (preload.go): Preload writes N key-value entries and their
+// digest accumulator into a fresh database, the state a KV has after
+// executing those puts before sequence 1 (no reply cache, LastExecuted 0);
+// `pbftnode testnet --preload-keys` writes it once and copies the database
+// to every replica, for benchmarks at a given state size. State transfer
+// carries the preloaded entries like any others.
+//
 // Rollback records (rollback.go): those goleveldb snapshots die with the
 // process, and a restarted replica has usually executed past its stable
 // checkpoint. With TrackRollback on (the PBFT driver turns it on), each

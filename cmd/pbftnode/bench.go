@@ -54,7 +54,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print JSON on stdout: one object for one configuration, a list for --compare")
 	showProgress := fs.Bool("progress", false, "print progress on stderr even with --json (it is on without --json)")
 	compare := fs.Bool("compare", false, "run the standard matrix (PBFT n=4,7,10 and Raft n=3,5,7, the floor, fsync off, faults, 64 x 1, one client, open-loop sweep; then etcd and CometBFT where installed, at the saturated, 64 x 1 and one-client loads) and write table, JSON and plots to --out")
-	out := fs.String("out", "benchmarks/results", "--compare: directory for results.json, results.txt and the SVG plots")
+	out := fs.String("out", "benchmarks/results", "--compare, --scale: directory for the results (JSON, table) and the SVG plots")
+	scale := fs.String("scale", "", "run the cost-as-work-grows sweeps and write scale.json, scale.txt and plots to --out: "+strings.Join(benchmarks.ScalePlans, ", ")+" (see docs/benchmarks.md)")
 	logs := addLogFlags(fs, "warn")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: pbftnode bench [flags]           one configuration\n       pbftnode bench --compare [flags] the standard matrix")
@@ -80,6 +81,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if *scale != "" {
+		return runScale(ctx, cfg, *scale, *out, *asJSON, stdout, stderr)
+	}
 	if *compare {
 		if cfg.App != benchmarks.AppKV {
 			return fmt.Errorf("%w: --compare measures the key-value store; run --app %s without it (once per protocol)", errUsage, cfg.App)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pbftnode/pbftnode/config"
+	"github.com/pbftnode/pbftnode/execution"
 )
 
 func runTestnet(args []string, stdout, stderr io.Writer) error {
@@ -26,6 +27,8 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	admins := fs.Int("admins", 1, "write M administrator keys (DIR/admin0.pem ...) whose signatures change the membership (pbftnode admin)")
 	adminThreshold := fs.Int("admin-threshold", 1, "how many of the administrators must sign a membership change")
 	issuerKey := fs.String("issuer-key", "", "--app ledger: the key file (from pbftnode keygen) of the account allowed to mint (default: the testnet's client key)")
+	preloadKeys := fs.Int("preload-keys", 0, "kv: every replica starts with the same state of N keys, k0000000 ... (the bench workload's key names), as if executed before sequence 1; a replica wiped later catches up by state transfer")
+	preloadValueBytes := fs.Int("preload-value-bytes", execution.DefaultPreloadValueBytes, "--preload-keys: bytes of each preloaded value (10 million keys of 100 bytes: about 1 GiB)")
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -40,6 +43,10 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: --app %q: want kv or ledger", errUsage, *app)
 	case *issuerKey != "" && *app != config.ApplicationLedger:
 		return fmt.Errorf("%w: --issuer-key needs --app ledger", errUsage)
+	case *preloadKeys < 0 || *preloadValueBytes < 0:
+		return fmt.Errorf("%w: --preload-keys %d --preload-value-bytes %d: want 0 or more", errUsage, *preloadKeys, *preloadValueBytes)
+	case *preloadKeys > 0 && *app != config.ApplicationKV:
+		return fmt.Errorf("%w: --preload-keys needs --app kv", errUsage)
 	case *spares < 0:
 		return fmt.Errorf("%w: --spares %d: want 0 or more", errUsage, *spares)
 	case *admins < 1 || *adminThreshold < 1 || *adminThreshold > *admins:
@@ -54,6 +61,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 		Dir: *dir, Replicas: *replicas, Consensus: *proto, Host: *host, BasePort: *basePort,
 		UnsafeNoFsync: *noFsync, NoReceipts: *noReceipts, ReceiptsCachedOnly: *cachedReceipts, RaftSnapshotInterval: *snapshotInterval,
 		Application: *app, Spares: *spares, Admins: *admins, AdminThreshold: *adminThreshold,
+		PreloadKeys: *preloadKeys, PreloadValueBytes: *preloadValueBytes,
 	}
 	issuer, err := testnetIssuer(&t, *issuerKey)
 	if err != nil {
