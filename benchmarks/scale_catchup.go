@@ -98,7 +98,7 @@ func measureCatchUp(ctx context.Context, cfg Config, cl *cluster, prog progress,
 		return err
 	}
 	defer closeClients(clients)
-	ld := newLoad(cfg, clients, newKVWorkload(cfg))
+	ld := newLoad(cfg, spread(clients, cfg.Clients), newKVWorkload(cfg))
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan struct{})
 	go func() {
