@@ -157,7 +157,6 @@ func (c *etcdCluster) runners(n, conns int) ([]opRunner, func(), error) {
 	return out, closeAll, nil
 }
 
-
 func (c *etcdCluster) processes() []*replicaProc { return c.procs }
 
 func (c *etcdCluster) describe(res *Result) {
