@@ -504,3 +504,19 @@ func tailFile(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// killBackup kills a backup: the highest of the replicas indices that is
+// not the leader. It returns that replica and the leader.
+func (c *cluster) killBackup(ctx context.Context, replicas int) (victim, leader int, err error) {
+	if leader, err = c.leader(ctx); err != nil {
+		return 0, 0, err
+	}
+	victim = replicas - 1
+	if victim == leader {
+		victim--
+	}
+	if err := c.kill(victim); err != nil {
+		return 0, 0, err
+	}
+	return victim, leader, nil
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -222,9 +223,10 @@ const (
 	ReportTable = "results.txt"
 )
 
-// WriteReport writes the results into dir (created if needed): the JSON
-// list, the table and the plots. It returns the paths written.
-func WriteReport(dir string, results []Result) ([]string, error) {
+// writeJSONAndTable creates dir if needed and writes results there as
+// indented JSON (jsonName) and as the table writeTable prints
+// (tableName); it returns the paths written.
+func writeJSONAndTable(dir, jsonName, tableName string, results any, writeTable func(io.Writer) error) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("results directory: %w", err)
 	}
@@ -233,19 +235,29 @@ func WriteReport(dir string, results []Result) ([]string, error) {
 		return nil, fmt.Errorf("encode results: %w", err)
 	}
 	var table bytes.Buffer
-	if err := WriteTable(&table, results); err != nil {
+	if err := writeTable(&table); err != nil {
 		return nil, err
 	}
 	var paths []string
 	for _, f := range []struct {
 		name    string
 		content []byte
-	}{{ReportJSON, append(js, '\n')}, {ReportTable, table.Bytes()}} {
+	}{{jsonName, append(js, '\n')}, {tableName, table.Bytes()}} {
 		path := filepath.Join(dir, f.name)
 		if err := os.WriteFile(path, f.content, 0o644); err != nil {
 			return paths, fmt.Errorf("write %s: %w", path, err)
 		}
 		paths = append(paths, path)
+	}
+	return paths, nil
+}
+
+// WriteReport writes the results into dir (created if needed): the JSON
+// list, the table and the plots. It returns the paths written.
+func WriteReport(dir string, results []Result) ([]string, error) {
+	paths, err := writeJSONAndTable(dir, ReportJSON, ReportTable, results, func(w io.Writer) error { return WriteTable(w, results) })
+	if err != nil {
+		return paths, err
 	}
 	plots, err := WritePlots(dir, results)
 	return append(paths, plots...), err

@@ -178,18 +178,11 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 		}
 	}
 	if cfg.Scenario == ScenarioCrashBackup {
-		leader, err := cl.leader(ctx)
+		victim, leader, err := cl.killBackup(ctx, cfg.Replicas)
 		if err != nil {
 			return err
 		}
-		victim := cfg.Replicas - 1
-		if victim == leader {
-			victim--
-		}
-		prog.say("killing backup replica %d (leader is %d)", victim, leader)
-		if err := cl.kill(victim); err != nil {
-			return err
-		}
+		prog.say("killed backup replica %d (leader is %d)", victim, leader)
 		res.KilledReplica, res.LeaderBefore = ptr(victim), ptr(leader)
 	}
 

@@ -113,18 +113,11 @@ func measureCatchUp(ctx context.Context, cfg Config, cl *cluster, prog progress,
 	if err := waitAllExecuted(ctx, src, cl.running(), catchUpFloor(cfg.Protocol), timeout); err != nil {
 		return err
 	}
-	leader, err := cl.leader(ctx)
+	victim, leader, err := cl.killBackup(ctx, cfg.Replicas)
 	if err != nil {
 		return err
 	}
-	victim := cfg.Replicas - 1
-	if victim == leader {
-		victim--
-	}
-	prog.say("wiping backup replica %d (leader %d) and restarting it under load", victim, leader)
-	if err := cl.kill(victim); err != nil {
-		return err
-	}
+	prog.say("killed backup replica %d (leader %d); wiping it and restarting it under load", victim, leader)
 	if err := os.RemoveAll(filepath.Join(cl.home(victim), config.DefaultDataDir)); err != nil {
 		return fmt.Errorf("wipe replica %d: %w", victim, err)
 	}

@@ -1,12 +1,10 @@
 package benchmarks
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"text/tabwriter"
@@ -128,27 +126,9 @@ func WriteScaleJSON(w io.Writer, results []ScaleResult) error {
 // n; throughput, peak memory and catch-up time against the state size).
 // It returns the paths written.
 func WriteScaleReport(dir string, results []ScaleResult) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("results directory: %w", err)
-	}
-	js, err := json.MarshalIndent(results, "", "  ")
+	paths, err := writeJSONAndTable(dir, ScaleReportJSON, ScaleReportTable, results, func(w io.Writer) error { return WriteScaleTable(w, results) })
 	if err != nil {
-		return nil, fmt.Errorf("encode results: %w", err)
-	}
-	var table bytes.Buffer
-	if err := WriteScaleTable(&table, results); err != nil {
-		return nil, err
-	}
-	var paths []string
-	for _, f := range []struct {
-		name    string
-		content []byte
-	}{{ScaleReportJSON, append(js, '\n')}, {ScaleReportTable, table.Bytes()}} {
-		path := filepath.Join(dir, f.name)
-		if err := os.WriteFile(path, f.content, 0o644); err != nil {
-			return paths, fmt.Errorf("write %s: %w", path, err)
-		}
-		paths = append(paths, path)
+		return paths, err
 	}
 	plots := map[string]*plot.Plot{}
 	var nResults []Result
