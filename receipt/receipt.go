@@ -190,60 +190,59 @@ func FormatResult(operation string, raw []byte) string {
 // ErrMalformed, ErrTamperedResult, ErrBadProof, ErrWrongEpoch,
 // ErrUnknownKey, ErrBadSignature or ErrTooFewSigners.
 func Verify(r *Receipt, cluster config.ClusterFile) error {
+	_, err := Check(r, cluster)
+	return err
+}
+
+// Check is Verify that also returns how many members the configuration
+// that executed r's batch had (f+1 of them had to sign), so that a caller
+// reporting it does not verify the history a second time.
+func Check(r *Receipt, cluster config.ClusterFile) (members int, err error) {
 	if r == nil {
-		return fmt.Errorf("%w: no receipt", ErrMalformed)
+		return 0, fmt.Errorf("%w: no receipt", ErrMalformed)
 	}
 	if r.ClusterID != cluster.ClusterID {
-		return fmt.Errorf("%w: the receipt is for cluster %q, the cluster file is %q", ErrWrongCluster, r.ClusterID, cluster.ClusterID)
+		return 0, fmt.Errorf("%w: the receipt is for cluster %q, the cluster file is %q", ErrWrongCluster, r.ClusterID, cluster.ClusterID)
 	}
 	d, err := decode(r)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if want := FormatResult(r.Operation, d.raw); r.Result != want {
-		return fmt.Errorf("%w: result %q is not the signed raw result, which prints as %q", ErrTamperedResult, r.Result, want)
+		return 0, fmt.Errorf("%w: result %q is not the signed raw result, which prints as %q", ErrTamperedResult, r.Result, want)
 	}
 	leaf := LeafHash(d.clientID, r.RequestNumber, d.raw)
 	if err := VerifyProof(leaf, uint64(r.LeafIndex), uint64(r.LeafCount), d.proof, d.statement.ResultsRoot); err != nil {
-		return err
+		return 0, err
 	}
 	keys, err := signingKeys(r, cluster)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	payload, domain := d.statement.Payload(), d.statement.Domain()
 	signers := make(map[uint32]bool)
 	for i, s := range r.Signatures {
 		key, ok := keys[s.Replica]
 		if !ok {
-			return fmt.Errorf("%w: signature %d names replica %d, not a member in epoch %d", ErrUnknownKey, i, s.Replica, r.Epoch)
+			return 0, fmt.Errorf("%w: signature %d names replica %d, not a member in epoch %d", ErrUnknownKey, i, s.Replica, r.Epoch)
 		}
 		if s.PublicKey != "" {
 			stated, err := hex.DecodeString(s.PublicKey)
 			if err != nil || !key.Equal(ed25519.PublicKey(stated)) {
-				return fmt.Errorf("%w: signature %d states a key that is not replica %d's in epoch %d", ErrUnknownKey, i, s.Replica, r.Epoch)
+				return 0, fmt.Errorf("%w: signature %d states a key that is not replica %d's in epoch %d", ErrUnknownKey, i, s.Replica, r.Epoch)
 			}
 		}
 		sig, err := hex.DecodeString(s.Signature)
 		if err != nil || !crypto.Verify(key, cluster.ClusterID, domain, payload, sig) {
-			return fmt.Errorf("%w: replica %d's signature does not verify over the statement", ErrBadSignature, s.Replica)
+			return 0, fmt.Errorf("%w: replica %d's signature does not verify over the statement", ErrBadSignature, s.Replica)
 		}
 		signers[s.Replica] = true
 	}
 	need := config.FaultTolerance(config.ConsensusPBFT, len(keys)) + 1
 	if len(signers) < need {
-		return fmt.Errorf("%w: %d distinct replicas signed, %d needed (f+1 of %d in epoch %d)", ErrTooFewSigners, len(signers), need, len(keys), r.Epoch)
+		return 0, fmt.Errorf("%w: %d distinct replicas signed, %d needed (f+1 of %d in epoch %d)", ErrTooFewSigners, len(signers), need, len(keys), r.Epoch)
 	}
-	return nil
-}
-
-// Members returns how many members the configuration that executed r's
-// batch had (the cluster file's replicas in epoch 0, else as r's history
-// proves it): f+1 of them must sign. The error is Verify's for a history
-// that does not prove r's epoch.
-func Members(r *Receipt, cluster config.ClusterFile) (int, error) {
-	keys, err := signingKeys(r, cluster)
-	return len(keys), err
+	return len(keys), nil
 }
 
 // signingKeys returns the members' keys, by index, of the configuration

@@ -47,16 +47,13 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer) error {
 	if err := readReceipt(fs.Arg(0), &r); err != nil {
 		return err
 	}
-	if err := receipt.Verify(&r, cluster); err != nil {
+	members, err := receipt.Check(&r, cluster)
+	if err != nil {
 		return fmt.Errorf("%s: INVALID: %w", fs.Arg(0), err)
 	}
 	signers := make([]string, 0, len(r.Signatures))
 	for _, s := range r.Signers() {
 		signers = append(signers, fmt.Sprint(s))
-	}
-	members, err := receipt.Members(&r, cluster)
-	if err != nil {
-		return fmt.Errorf("%s: INVALID: %w", fs.Arg(0), err)
 	}
 	fmt.Fprintf(stdout, "valid receipt: cluster %s executed the request at sequence %d\n", r.ClusterID, r.Sequence)
 	if r.Epoch > 0 {
