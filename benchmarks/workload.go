@@ -53,7 +53,7 @@ func newKVWorkload(cfg Config) *kvWorkload {
 }
 
 func (w *kvWorkload) op(_ int, rng *rand.Rand) ([]byte, bool) {
-	key := fmt.Appendf(nil, "k%07d", rng.IntN(w.cfg.Keys))
+	key := execution.PreloadKey(rng.IntN(w.cfg.Keys))
 	if rng.Float64() < w.cfg.GetRatio {
 		return execution.EncodeGet(key), true
 	}

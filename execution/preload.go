@@ -23,8 +23,12 @@ const preloadBatchEntries = 1 << 14
 
 // PreloadKey returns the key of preloaded entry i: "k" and i in at least
 // seven decimal digits, the key names of the benchmark's key-value
-// workload (benchmarks.kvWorkload), so its puts and gets hit the entries.
-func PreloadKey(i int) []byte { return fmt.Appendf(nil, "k%07d", i) }
+// workload (benchmarks.kvWorkload, which draws its keys here), so its
+// puts and gets hit the entries.
+func PreloadKey(i int) []byte { return AppendPreloadKey(nil, i) }
+
+// AppendPreloadKey appends PreloadKey(i) to dst.
+func AppendPreloadKey(dst []byte, i int) []byte { return fmt.Appendf(dst, "k%07d", i) }
 
 // appendPreloadValue appends entry i's value: valueBytes lowercase
 // letters drawn from a splitmix64 stream seeded with i, deterministic
@@ -77,7 +81,7 @@ func Preload(db *leveldb.DB, keys, valueBytes int) ([32]byte, error) {
 	b := new(leveldb.Batch)
 	var key, value []byte
 	for i := range keys {
-		key = fmt.Appendf(append(key[:0], kvDataPrefix...), "k%07d", i)
+		key = AppendPreloadKey(append(key[:0], kvDataPrefix...), i)
 		value = appendPreloadValue(value[:0], i, valueBytes)
 		acc.add(entryHash(kvEntryDomain, key[len(kvDataPrefix):], value))
 		b.Put(key, value)
