@@ -22,25 +22,51 @@ import (
 // by running the request through Executor.Apply at the entry's index (so
 // the executor's sequence stays contiguous and the change executes exactly
 // once, under the executor's membership rules), then hands raft the change
-// the executor's outcome implies: the new members join as learners, the
-// removed ones leave, a key rotation changes no raft membership; a refused
-// change applies as a no-op change (a single change of node 0, which raft
-// skips). The raft change is derived from the executor's outcome, never
-// from what the proposer wrote, so every replica applies the same one.
+// the executor's outcome implies (raftChange): the new members join as
+// learners (a simple change: no voter changes); a removal of a voter
+// enters a joint configuration (below); a key rotation changes no raft
+// membership; a refused change changes nothing (it is not handed to raft).
+// The raft change is derived from the executor's outcome and raft's
+// configuration at the entry, never from what the proposer wrote, so every
+// replica applies the same one.
+//
+// Every change of raft's voters goes through joint consensus with an
+// explicit transition (joint.go): the entry enters C_old,new
+// (ConfChangeTransitionJointExplicit), in which elections and commits need
+// a majority of the old voters and one of the new; the leader proposes
+// the leave (an empty ConfChangeV2) as soon as it has applied the entry
+// that entered it. A leader elected while the configuration is joint
+// (after a crash, a partition or a restart: raft's configuration is
+// restored from the latest snapshot and the entries after it) proposes
+// the leave as soon as it has applied its log, so a cluster with a leader
+// never stays joint. The leave applies only to a joint configuration
+// (else it changes nothing). Why it is safe: in C_old,new no decision is
+// taken without a majority of C_old, so nothing C_old could still decide
+// conflicts with it, and C_new alone decides only once the leave is
+// committed, which needed a majority of C_new and of C_old.
 //
 // A learner is promoted to voter by the leader once its log matches the
-// leader's commit index: a ConfChangeV2 entry with an empty Context, which
-// applies only if the node is still a learner (else as a no-op). One configuration change is in flight at a time. A leader that
-// removes itself leads on until it has handed leadership over
-// (handOverIfRemoved).
+// leader's commit index: one ConfChangeV2 entry with an empty Context
+// promotes every learner that has caught up (two spares added together
+// become voters in one joint configuration); it applies to the named
+// replicas that still are learners, and changes nothing when none is or
+// when the configuration is joint. One configuration change is in flight
+// at a time: the leader proposes the next (the leave first, then a
+// promotion, then the queued requests in order) only once it has applied
+// the last, and a follower holds its queued requests while joint; a
+// request that commits while joint anyway is refused, not executed. A
+// leader that removes itself leads on through the joint configuration,
+// proposes the leave, and then hands leadership over (handOverIfRemoved).
 //
-// Every entry that changes raft's configuration is followed by a snapshot
-// at its index (the same on every replica): the snapshot a new learner
-// receives then names it (etcd raft refuses a snapshot that does not), and
-// at restart raft's configuration (from the latest snapshot) includes
-// every change but possibly the last one executed, which New's replay
-// (Applied = the snapshot's index) applies again. A replica that installs
-// state past a snapshot replays the changes between the two the same way
+// Every entry that changes raft's configuration (the leave included) is
+// followed by a snapshot at its index (the same on every replica), with
+// raft's configuration, joint or not (VotersOutgoing): the snapshot a new
+// learner receives then names it (etcd raft refuses a snapshot that does
+// not), and at restart raft's configuration (from the latest snapshot)
+// includes every change but possibly the last one executed, which New's
+// replay (Applied = the snapshot's index) applies again, deriving the
+// same change from the same configuration. A replica that installs state
+// past a snapshot replays the changes between the two the same way
 // (replayedChange).
 
 // maxPendingConfChanges bounds the configuration change requests queued at
@@ -125,14 +151,20 @@ func mustMarshal(m proto.Message) []byte {
 // raft drops a second one silently meanwhile.
 func (c *Core) confChangeInFlight() bool { return c.exec.LastExecuted() < c.confPendingIndex }
 
-// proposeConfChanges proposes the queued configuration change requests:
-// the leader one at a time (or a learner's promotion first), a follower
-// forwards them all to the leader.
+// proposeConfChanges proposes the next configuration change: at the
+// leader, once no change is in flight, the leave of a joint configuration
+// first, then the promotion of the learners that caught up, then the
+// queued requests one at a time; a follower forwards its queued requests
+// to the leader, holding them while its configuration is joint (the
+// leader would drop them).
 func (c *Core) proposeConfChanges() {
 	if c.lead == 0 || c.need != nil {
 		return
 	}
 	if !c.isLeader {
+		if c.Joint() {
+			return
+		}
 		for _, req := range c.confQueue {
 			if err := c.rn.ProposeConfChange(proposedChange(req)); err != nil {
 				c.log.Debug("configuration change proposal dropped", "err", err)
@@ -144,7 +176,12 @@ func (c *Core) proposeConfChanges() {
 	if c.confChangeInFlight() {
 		return
 	}
-	if c.promoteLearner() {
+	if c.Joint() {
+		c.log.Info("leaving the joint configuration", "voters", c.confState.GetVoters(), "outgoing", c.confState.GetVotersOutgoing())
+		c.proposeConf(leaveJoint())
+		return
+	}
+	if c.promoteLearners() {
 		return
 	}
 	if len(c.confQueue) == 0 {
@@ -171,24 +208,6 @@ func (c *Core) proposeConf(cc *raftpb.ConfChangeV2) {
 	}
 	// The Ready that follows in this Process carries the entry, and
 	// trackConfEntries records its index.
-}
-
-// promoteLearner proposes the promotion of the lowest learner whose log
-// matches the leader's commit index, and reports whether it did.
-func (c *Core) promoteLearner() bool {
-	if len(c.confState.GetLearners()) == 0 {
-		return false
-	}
-	st := c.rn.Status()
-	learners := slices.Sorted(slices.Values(c.confState.GetLearners()))
-	for _, id := range learners {
-		if pr, ok := st.Progress[id]; ok && pr.IsLearner && c.commit > 0 && pr.Match >= c.commit {
-			c.log.Info("promoting learner to voter", "replica", id-1, "match", pr.Match)
-			c.proposeConf(&raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{single(raftpb.ConfChangeType_ConfChangeAddNode, uint32(id-1))}})
-			return true
-		}
-	}
-	return false
 }
 
 // trackConfEntries records, at the leader, the index of the
@@ -227,7 +246,7 @@ func (c *Core) applyConfEntry(e *raftpb.Entry, out *Output) error {
 	}
 	if !replay {
 		var reqs []execution.Request
-		if reason := c.removesLastVoter(req); reason != "" {
+		if reason := c.refusal(req); reason != "" {
 			// Not executed (so not in the client's window): a retransmission
 			// is checked again, once the learners are voters.
 			out.Replies = append(out.Replies, execution.Reply{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber(), Result: []byte(execution.ConfigChangeRefused + reason)})
@@ -246,48 +265,31 @@ func (c *Core) applyConfEntry(e *raftpb.Entry, out *Output) error {
 		change = c.replayedChange(index, req)
 	case req != nil:
 		change = c.membershipChange(index)
+	case isLeave(cc):
+		change = c.leave()
 	case len(cc.GetContext()) == 0:
 		change = c.promotion(cc)
 	default:
 		change = noopConfChange()
 	}
-	c.confState = c.rn.ApplyConfChange(change)
+	changed := !changesNothing(change)
+	if changed {
+		c.confState = c.rn.ApplyConfChange(change)
+	}
 	if index >= c.exec.LastExecuted() {
 		c.checkConfState()
 	}
-	if !isNoop(change) {
-		c.log.Info("raft configuration changed", "index", index, "voters", c.confState.GetVoters(), "learners", c.confState.GetLearners(), "epoch", c.exec.Membership().Current.Epoch)
-		if c.Removed() {
+	if changed {
+		c.log.Info("raft configuration changed", "index", index, "voters", c.confState.GetVoters(), "outgoing", c.confState.GetVotersOutgoing(),
+			"learners", c.confState.GetLearners(), "joint", c.Joint(), "epoch", c.exec.Membership().Current.Epoch)
+		if c.Removed() && !c.Joint() {
 			c.log.Warn("this replica was removed from the cluster", "index", index)
 		}
 	}
-	if !isNoop(change) || index%c.cfg.SnapshotInterval == 0 {
+	if changed || index%c.cfg.SnapshotInterval == 0 {
 		return c.snapshot(index, out)
 	}
 	return nil
-}
-
-// removesLastVoter says why req, when it removes raft's only voter while
-// the other members are still learners, must not execute (raft cannot
-// apply it: no voter would be left); "" otherwise. It depends only on
-// raft's configuration at the entry, the same on every replica.
-func (c *Core) removesLastVoter(req *wire.Request) string {
-	if req == nil {
-		return ""
-	}
-	sc, err := membership.DecodeSignedChange(req.GetConfigChange())
-	if err != nil {
-		return ""
-	}
-	ch, err := membership.DecodeChange(sc.Change)
-	if err != nil || ch.Kind != membership.RemoveReplica {
-		return ""
-	}
-	voters := c.confState.GetVoters()
-	if len(voters) == 1 && voters[0] == RaftID(ch.Member.Index) && len(c.confState.GetLearners()) > 0 {
-		return fmt.Sprintf("replica %d is the only voter; the new members are still catching up (learners): send this again once they vote", ch.Member.Index)
-	}
-	return ""
 }
 
 // decodeConfEntry returns an entry's change as a ConfChangeV2 (empty when
@@ -316,21 +318,18 @@ func (c *Core) membershipChange(index uint64) *raftpb.ConfChangeV2 {
 	if m.ExecutedAt != index || m.Current.Epoch != m.Previous.Epoch+1 {
 		return noopConfChange()
 	}
-	var changes []*raftpb.ConfChangeSingle
+	var adds, removes []uint32
 	for _, mem := range m.Current.Members {
 		if m.Previous.Position(mem.Index) < 0 {
-			changes = append(changes, single(raftpb.ConfChangeType_ConfChangeAddLearnerNode, mem.Index))
+			adds = append(adds, mem.Index)
 		}
 	}
 	for _, mem := range m.Previous.Members {
 		if m.Current.Position(mem.Index) < 0 {
-			changes = append(changes, single(raftpb.ConfChangeType_ConfChangeRemoveNode, mem.Index))
+			removes = append(removes, mem.Index)
 		}
 	}
-	if len(changes) == 0 {
-		return noopConfChange() // a key rotation or an admin change
-	}
-	return &raftpb.ConfChangeV2{Changes: changes}
+	return c.raftChange(adds, removes)
 }
 
 // replayedChange is the raft change of a configuration change request
@@ -352,30 +351,29 @@ func (c *Core) replayedChange(index uint64, req *wire.Request) *raftpb.ConfChang
 	if _, err := fmt.Sscanf(string(result), execution.ConfigChangeAccepted+"epoch %d from sequence %d", &epoch, &from); err != nil || from != index+1 {
 		return noopConfChange()
 	}
-	cc := proposedChange(req)
-	cc.Context = nil
-	return cc
-}
-
-// promotion is the raft change of a promotion entry: the learner becomes a
-// voter if it still is a learner, else nothing changes.
-func (c *Core) promotion(cc *raftpb.ConfChangeV2) *raftpb.ConfChangeV2 {
-	chs := cc.GetChanges()
-	if len(chs) != 1 || chs[0].GetType() != raftpb.ConfChangeType_ConfChangeAddNode || chs[0].GetNodeId() == 0 {
+	sc, err := membership.DecodeSignedChange(req.GetConfigChange())
+	if err != nil {
 		return noopConfChange()
 	}
-	id := chs[0].GetNodeId()
-	// A learner is a member (checkConfState); raft's configuration alone
-	// decides, so a replay promotes exactly as the first apply did.
-	if !slices.Contains(c.confState.GetLearners(), id) {
+	ch, err := membership.DecodeChange(sc.Change)
+	if err != nil {
 		return noopConfChange()
 	}
-	return &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{single(raftpb.ConfChangeType_ConfChangeAddNode, uint32(id-1))}}
+	switch ch.Kind {
+	case membership.AddReplica:
+		return c.raftChange([]uint32{ch.Member.Index}, nil)
+	case membership.RemoveReplica:
+		return c.raftChange(nil, []uint32{ch.Member.Index})
+	}
+	return noopConfChange()
 }
 
-// checkConfState panics unless raft's configuration (voters and learners)
-// names exactly the members of the executor's configuration: the two are
-// changed by the same entries, so a difference is a broken invariant.
+// checkConfState panics unless raft's incoming configuration (voters,
+// learners and the learners staged for the leave) names exactly the
+// members of the executor's configuration: the two are changed by the
+// same entries, so a difference is a broken invariant. The outgoing
+// voters of a joint configuration are C_old's: a removed member votes
+// there until the leave.
 // Without membership rules (no members recorded), or on a spare that has
 // no configuration yet, there is nothing to compare.
 func (c *Core) checkConfState() {
@@ -386,7 +384,7 @@ func (c *Core) checkConfState() {
 	var got []uint64
 	got = append(got, c.confState.GetVoters()...)
 	got = append(got, c.confState.GetLearners()...)
-	got = append(got, c.confState.GetVotersOutgoing()...)
+	got = append(got, c.confState.GetLearnersNext()...)
 	slices.Sort(got)
 	got = slices.Compact(got)
 	want := make([]uint64, len(cur.Members))
@@ -412,9 +410,13 @@ func (c *Core) checkConfState() {
 // its own): were that message lost, the hand-over would hang. The Core
 // therefore resends it every heartbeat interval while the transferee's
 // log matches this one's.
+//
+// While the configuration is joint, a leader that the change removed still
+// votes in C_old and leads on: it proposes the leave, and hands over once
+// that is applied.
 func (c *Core) handOverIfRemoved() {
 	self := RaftID(c.cfg.Index)
-	if slices.Contains(c.confState.GetVoters(), self) {
+	if slices.Contains(c.confState.GetVoters(), self) || c.Joint() {
 		return
 	}
 	if c.transferTicks > 0 {
@@ -460,7 +462,9 @@ func (c *Core) Membership() membership.Config { return c.exec.Membership().Curre
 func (c *Core) Epoch() uint64 { return c.exec.Membership().Current.Epoch }
 
 // Removed reports whether a configuration change removed this replica: it
-// takes no further part (raft no longer counts it) and the runtime stops.
+// takes no further part once the configuration is no longer joint (until
+// then raft counts it among the outgoing voters: OutgoingMembers) and the
+// runtime stops.
 func (c *Core) Removed() bool { return c.exec.Membership().Current.IsRetired(c.cfg.Index) }
 
 // ConfState returns raft's configuration after the last applied entry

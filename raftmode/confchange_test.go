@@ -65,9 +65,13 @@ func (c *cluster) changeResult(number uint64) (string, bool) {
 }
 
 // membersConverged: the listed replicas applied the same index, hold the
-// same state digest and agree on the configuration, raft's included.
+// same state digest and agree on the configuration, raft's included,
+// which is not joint.
 func (c *cluster) membersConverged(members ...int) bool {
 	first := c.cores[members[0]]
+	if first.Joint() {
+		return false
+	}
 	for _, i := range members[1:] {
 		core := c.cores[i]
 		if core.Status().Applied != first.Status().Applied || core.Executor().StateDigest() != first.Executor().StateDigest() ||
