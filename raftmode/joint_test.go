@@ -218,7 +218,10 @@ func TestRestartInAJointConfiguration(t *testing.T) {
 		}
 	}
 	c.drop = nil
-	c.runUntil(2000, func() bool { l := c.leader(); return l >= 0 && isVoter(c.cores[l], 3) && c.membersConverged(0, 1, 2, 3) })
+	c.runUntil(2000, func() bool {
+		l := c.leader()
+		return l >= 0 && isVoter(c.cores[l], 3) && c.membersConverged(0, 1, 2, 3)
+	})
 	c.submit(c.leader2(), 1, execution.EncodePut([]byte("k"), []byte("v")))
 	c.runUntil(500, func() bool { return c.replied(1) && c.membersConverged(0, 1, 2, 3) })
 }
