@@ -173,7 +173,7 @@ func runRaftSim(cfg raftsim.Config, start, seeds uint64, workers int, out simOut
 			sum.Partitions, sum.Messages, sum.Dropped, sum.CommittedRequests, sum.Operations, sum.Violations)
 	}
 	if cfg.Reconfigure && !out.json {
-		fmt.Fprintf(out.stdout, "config_changes=%d\n", sum.ConfigChanges)
+		fmt.Fprintf(out.stdout, "config_changes=%d joint_entered=%d joint_left=%d joint_crashes=%d\n", sum.ConfigChanges, sum.JointEntered, sum.JointLeft, sum.JointCrashes)
 	}
 	if sum.Violations > 0 {
 		return fmt.Errorf("%d violations in %d runs (seeds %v)", sum.Violations, sum.Runs, sum.FailedSeeds)

@@ -178,8 +178,14 @@ type Counters struct {
 	// ConfigChanges counts the configuration changes applied
 	// (Config.Reconfigure).
 	ConfigChanges uint64 `json:"config_changes"`
-	Messages      uint64 `json:"messages"`
-	Dropped       uint64 `json:"dropped"`
+	// JointEntered and JointLeft count the joint configurations (changes
+	// of raft's voters) some replica entered and some replica left;
+	// JointCrashes the leaders crashed just after entering one (joint.go).
+	JointEntered uint64 `json:"joint_entered"`
+	JointLeft    uint64 `json:"joint_left"`
+	JointCrashes uint64 `json:"joint_crashes"`
+	Messages     uint64 `json:"messages"`
+	Dropped      uint64 `json:"dropped"`
 	simkit.Work
 }
 

@@ -34,6 +34,9 @@ type host struct {
 	id uint32
 	// spare: started outside the configuration (a reconfiguration run).
 	spare bool
+	// jointKey is the joint configuration this replica was in after its
+	// last Process ("" when none; joint.go).
+	jointKey string
 
 	db *storage.DB
 	// kv is the application of a key-value run, ledger that of a ledger
@@ -245,6 +248,7 @@ func (h *host) process() {
 	if st := h.core.Status(); st.IsLeader {
 		w.leaderTerms[st.Term] = true
 	}
+	w.watchJoint(h) // last: it may crash h
 }
 
 // SendRaft is the driver's Network: it encodes m and sends it over the

@@ -116,7 +116,7 @@ func (w *world) describeReplicas() string {
 			h.id, st.Term, st.Leader, st.Commit, st.Applied, st.LastIndex, st.SnapshotIndex, st.PendingRequests, st.WaitingForState, h.driver.Transferring())
 		if w.reconf != nil {
 			cs := h.core.ConfState()
-			s += fmt.Sprintf("{epoch %d voters %v learners %v}", st.Epoch, cs.GetVoters(), cs.GetLearners())
+			s += fmt.Sprintf("{epoch %d voters %v outgoing %v learners %v}", st.Epoch, cs.GetVoters(), cs.GetVotersOutgoing(), cs.GetLearners())
 		}
 		if w.cfg.Verbose && h.driver.Transferring() {
 			s += fmt.Sprintf("{%v}", h.driver.Fetcher())

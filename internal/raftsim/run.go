@@ -68,6 +68,7 @@ func (w *world) setup() error {
 	if w.cfg.Reconfigure {
 		w.n += ReconfigSpares
 		w.reconf = newReconfig(w, w.genesis)
+		w.joints = jointWatch{entered: map[string]bool{}, left: map[string]bool{}}
 	}
 	if w.cfg.Scenario != ScenarioRandom {
 		w.tuning.snapshotInterval = 16
@@ -146,6 +147,7 @@ func (w *world) count() {
 	w.res.Steps, w.res.Ticks = w.steps, w.now
 	w.res.CommittedRequests = uint64(len(w.check.Committed))
 	w.res.Elections = uint64(len(w.leaderTerms))
+	w.countJoints()
 	if s := w.sched; s.wipedReplica >= 0 {
 		w.res.Scenario += fmt.Sprintf(" wiped=%d@%d", s.wipedReplica, s.wipedAt)
 	}

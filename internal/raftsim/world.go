@@ -64,7 +64,9 @@ type world struct {
 	sched   *schedule
 	// reconf is the administrator of a reconfiguration run (nil
 	// otherwise); genesis is the number of first members.
-	reconf  *reconfig
+	reconf *reconfig
+	// joints are the joint configurations seen (joint.go).
+	joints  jointWatch
 	genesis int
 	check   *checker
 	tuning  tuning
@@ -233,7 +235,7 @@ func (w *world) loop() {
 		if done && w.clientsDoneAt < 0 {
 			w.clientsDoneAt = w.now
 		}
-		if done && w.calm() && !w.sched.wipePending() && w.reconf.done() && w.converged() {
+		if done && w.calm() && !w.sched.wipePending() && w.reconf.done() && w.confSettled() && w.converged() {
 			return
 		}
 		w.checkLiveness(done)
