@@ -238,6 +238,11 @@ func (n *Node) publishStatus() {
 		cur, epoch = *r, r.Epoch // removed while cut off: say so
 	}
 	n.metrics.View.Set(float64(st.Term))
+	if n.core.Joint() {
+		n.configJoint.Set(1)
+	} else {
+		n.configJoint.Set(0)
+	}
 	n.metrics.ExecutedSequence.Set(float64(st.Applied))
 	n.metrics.StableCheckpoint.Set(float64(st.SnapshotIndex))
 	n.metrics.SetChanging(st.Leader < 0, n.driver.Transferring())

@@ -3,8 +3,10 @@ package raftnode
 import (
 	"bytes"
 	"context"
+	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/config"
@@ -48,17 +50,42 @@ func (n *Node) hostReplicas(cur membership.Config) []node.Replica {
 	return out
 }
 
+// transportReplicas are the replicas the transport admits: those of
+// hostReplicas, and while raft's configuration is joint the members
+// removed by the change that entered it, which still vote in C_old
+// (outgoing: raftmode.Core.OutgoingMembers) until the leave is applied.
+// A removed replica that still votes there keeps its links to them all.
+func (n *Node) transportReplicas(cur membership.Config, outgoing []membership.Member) []node.Replica {
+	_, member := cur.Member(n.cfg.Index)
+	if len(outgoing) == 0 || (!member && !votesIn(outgoing, n.cfg.Index)) {
+		return n.hostReplicas(cur)
+	}
+	out := make([]node.Replica, 0, len(cur.Members)+len(outgoing))
+	for _, m := range append(slices.Clone(cur.Members), outgoing...) {
+		out = append(out, node.Replica{Index: m.Index, PublicKey: m.PublicKey, Addr: m.Address})
+	}
+	return out
+}
+
+func votesIn(members []membership.Member, index uint32) bool {
+	return slices.ContainsFunc(members, func(m membership.Member) bool { return m.Index == index })
+}
+
 // syncMembers hands the transport the applied configuration's members
-// when its epoch changed since the last call (on the event loop, before
-// the Process output that follows a change is sent). A removed replica
-// keeps only itself (its links stop, the members no longer hear from it):
-// it takes no further part and idles.
+// (transportReplicas) when its epoch, or whether raft's configuration is
+// joint, changed since the last call (on the event loop, before the
+// Process output that follows a change is sent). A removed replica keeps
+// its links while it votes in a joint configuration's C_old, then only
+// itself (its links stop, the members no longer hear from it): it takes
+// no further part and idles.
 func (n *Node) syncMembers() {
 	cur := n.core.Membership()
-	if cur.Epoch == n.hostEpoch && !n.joinPending {
+	outgoing := n.core.OutgoingMembers()
+	joint := len(outgoing) > 0
+	if cur.Epoch == n.hostEpoch && joint == n.hostJoint && !n.joinPending {
 		return
 	}
-	if n.core.Removed() {
+	if n.core.Removed() && !votesIn(outgoing, n.cfg.Index) {
 		if n.core.Status().IsLeader {
 			return // it hands leadership over first, over its links
 		}
@@ -66,26 +93,30 @@ func (n *Node) syncMembers() {
 			n.log.Warn("this replica was removed from the cluster: it idles (stop it)", "epoch", cur.Epoch)
 			n.removedLogged = true
 		}
-		if err := n.setHostMembers(cur); err != nil {
+		if err := n.setHostMembers(n.hostReplicas(cur)); err != nil {
 			n.log.Error("transport: member set", "epoch", cur.Epoch, "err", err)
 		}
-		n.hostEpoch = cur.Epoch
+		n.hostEpoch, n.hostJoint = cur.Epoch, joint
 		return
 	}
-	if _, ok := cur.Member(n.cfg.Index); !ok {
+	if _, ok := cur.Member(n.cfg.Index); !ok && !votesIn(outgoing, n.cfg.Index) {
 		return // a spare not yet added: it learns the configuration first
 	}
-	if err := n.setHostMembers(cur); err != nil {
+	if err := n.setHostMembers(n.transportReplicas(cur, outgoing)); err != nil {
 		n.log.Error("transport: member set", "epoch", cur.Epoch, "err", err)
 		return
 	}
-	n.hostEpoch, n.joinPending = cur.Epoch, false
+	n.hostEpoch, n.hostJoint, n.joinPending = cur.Epoch, joint, false
+	if joint {
+		n.log.Info("configuration applied; joint until its leave", "epoch", cur.Epoch, "members", cur.Indices(), "outgoing_removed", len(outgoing))
+		return
+	}
 	n.log.Info("configuration applied", "epoch", cur.Epoch, "members", cur.Indices())
 }
 
-func (n *Node) setHostMembers(cur membership.Config) error {
+func (n *Node) setHostMembers(replicas []node.Replica) error {
 	var members []p2p.Member
-	for _, r := range n.hostReplicas(cur) {
+	for _, r := range replicas {
 		m, err := node.Member(r)
 		if err != nil {
 			return err
@@ -102,7 +133,7 @@ func (n *Node) joined(cur membership.Config) {
 	if n.hostEpoch > 0 || n.core.Membership().Position(n.cfg.Index) >= 0 {
 		return // the applied configuration rules already
 	}
-	if err := n.setHostMembers(cur); err != nil {
+	if err := n.setHostMembers(n.hostReplicas(cur)); err != nil {
 		n.log.Error("transport: member set of the learned configuration", "epoch", cur.Epoch, "err", err)
 		return
 	}
@@ -166,4 +197,16 @@ func (n *Node) queryMembership(ctx context.Context, q *node.ConfigQuerier, known
 		return true
 	})
 	return cur, ok
+}
+
+// newJointGauge registers pbftnode_raft_config_joint on reg: 1 while
+// raft's configuration is joint (a change of the voters entered it and its
+// leave is not applied yet), 0 otherwise.
+func newJointGauge(reg *prometheus.Registry) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pbftnode_raft_config_joint",
+		Help: "1 while the Raft configuration is joint (a change of the voters is between its enter and leave entries), 0 otherwise.",
+	})
+	reg.MustRegister(g)
+	return g
 }

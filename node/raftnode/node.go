@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/pbftnode/pbftnode/execution"
@@ -60,6 +61,11 @@ type Node struct {
 	hostEpoch     uint64
 	joinPending   bool
 	removedLogged bool
+	// hostJoint: the transport's member set includes the members removed
+	// by a joint configuration's change (transportReplicas); configJoint
+	// is pbftnode_raft_config_joint.
+	hostJoint   bool
+	configJoint prometheus.Gauge
 	// mustLearn: a spare not in its applied configuration, which
 	// learnMembership runs for (set before the goroutines start).
 	mustLearn bool
@@ -138,8 +144,10 @@ func (n *Node) open() error {
 	// The transport admits the applied configuration's members (see
 	// hostReplicas), which may differ from the cluster file's.
 	hostCfg := cfg
-	hostCfg.Replicas = n.hostReplicas(n.core.Membership())
-	n.hostEpoch = n.core.Epoch()
+	outgoing := n.core.OutgoingMembers()
+	hostCfg.Replicas = n.transportReplicas(n.core.Membership(), outgoing)
+	n.hostEpoch, n.hostJoint = n.core.Epoch(), len(outgoing) > 0
+	n.configJoint = newJointGauge(n.metrics.Registry)
 	n.mustLearn = cfg.Spare && n.core.Membership().Position(cfg.Index) < 0
 	if err := n.StartHost(hostCfg, p2p.RaftProtocol, n.log); err != nil {
 		return err

@@ -75,7 +75,7 @@ func (n *Node) retired(cur membership.Config) {
 	}
 	n.log.Warn("this replica was removed from the cluster (learned from the members): it idles (stop it)", "epoch", cur.Epoch, "members", cur.Indices())
 	n.removedLogged = true
-	if err := n.setHostMembers(cur); err != nil {
+	if err := n.setHostMembers(n.hostReplicas(cur)); err != nil {
 		n.log.Error("transport: member set", "epoch", cur.Epoch, "err", err)
 	}
 	n.learnedRetired = &cur
