@@ -53,7 +53,8 @@ import (
 // when the configuration is joint. One configuration change is in flight
 // at a time: the leader proposes the next (the leave first, then a
 // promotion, then the queued requests in order) only once it has applied
-// the last, and a follower holds its queued requests while joint; a
+// the last; the requests a follower forwards join the leader's queue
+// (queueForwarded) rather than raft's log, which would drop them; a
 // request that commits while joint anyway is refused, not executed. A
 // leader that removes itself leads on through the joint configuration,
 // proposes the leave, and then hands leadership over (handOverIfRemoved).
@@ -155,16 +156,12 @@ func (c *Core) confChangeInFlight() bool { return c.exec.LastExecuted() < c.conf
 // leader, once no change is in flight, the leave of a joint configuration
 // first, then the promotion of the learners that caught up, then the
 // queued requests one at a time; a follower forwards its queued requests
-// to the leader, holding them while its configuration is joint (the
-// leader would drop them).
+// to the leader, which queues them in turn (queueForwarded).
 func (c *Core) proposeConfChanges() {
 	if c.lead == 0 || c.need != nil {
 		return
 	}
 	if !c.isLeader {
-		if c.Joint() {
-			return
-		}
 		for _, req := range c.confQueue {
 			if err := c.rn.ProposeConfChange(proposedChange(req)); err != nil {
 				c.log.Debug("configuration change proposal dropped", "err", err)
@@ -199,6 +196,38 @@ func (c *Core) clearConfQueue() {
 	}
 	clear(c.confQueue)
 	c.confQueue = c.confQueue[:0]
+}
+
+// queueForwarded takes, at the leader, the configuration change requests
+// a follower forwarded (the ConfChangeV2 entries of a MsgProp whose
+// Context is a request) into the queue, where they wait their turn,
+// instead of letting raft append them: etcd raft's leader turns a change
+// into an empty entry while another is in flight or the configuration is
+// joint, and the request would be lost. Other configuration entries (a
+// follower proposes none) are dropped, normal entries stay in m. A request
+// that is too large, already executed or finds the queue full is dropped
+// (its client retransmits). It reports whether m, with the entries that
+// are left, is still to be stepped (raft panics on an empty proposal).
+func (c *Core) queueForwarded(m *raftpb.Message) bool {
+	if !c.isLeader {
+		return len(m.GetEntries()) > 0
+	}
+	kept := m.GetEntries()[:0]
+	for _, e := range m.GetEntries() {
+		if e.GetType() == raftpb.EntryType_EntryNormal {
+			kept = append(kept, e)
+			continue
+		}
+		req := new(wire.Request)
+		if ctx := decodeConfEntry(e).GetContext(); len(ctx) == 0 || proto.Unmarshal(ctx, req) != nil || !isConfigChange(req) {
+			continue
+		}
+		if _, err := c.Submit(req); err != nil {
+			c.log.Debug("forwarded configuration change dropped", "err", err)
+		}
+	}
+	m.Entries = kept
+	return len(kept) > 0
 }
 
 // proposeConf proposes cc at the leader and records its index.

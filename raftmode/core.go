@@ -304,6 +304,10 @@ func (c *Core) Step(from uint32, m *raftpb.Message) error {
 		if c.isLeader && m.GetReject() && m.GetTerm() == c.term {
 			c.checkFollowerDataLoss(from, m)
 		}
+	case raftpb.MessageType_MsgProp:
+		if !c.queueForwarded(m) {
+			return nil
+		}
 	}
 	if err := c.rn.Step(m); err != nil {
 		return fmt.Errorf("raftmode: step %s from %d: %w", m.GetType(), from, err)

@@ -1,6 +1,7 @@
 package raftmode_test
 
 import (
+	"crypto/ed25519"
 	"slices"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pbftnode/pbftnode/crypto/cryptotest"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/membership"
 	"github.com/pbftnode/pbftnode/raftmode"
@@ -224,4 +226,64 @@ func TestRestartInAJointConfiguration(t *testing.T) {
 	})
 	c.submit(c.leader2(), 1, execution.EncodePut([]byte("k"), []byte("v")))
 	c.runUntil(500, func() bool { return c.replied(1) && c.membersConverged(0, 1, 2, 3) })
+}
+
+// Changes submitted while the configuration is joint, to the leader and
+// to a follower, wait until the leave is applied and then go: none is
+// lost (etcd raft's leader drops a change proposed while joint).
+func TestChangesSubmittedWhileJointWaitAndGo(t *testing.T) {
+	c, admin := newMemberCluster(t, 3, 1, 1000)
+	l := c.leader2()
+	f := (l + 1) % 3
+	c.drop = carriesLeave
+	c.submitChange(l, 1, signedChange(t, admin, membership.Change{Epoch: 0, Kind: membership.AddReplica, Member: testMember(t, 3)}))
+	c.runUntil(2000, func() bool { return c.cores[l].Joint() && c.cores[f].Joint() })
+	fresh := cryptotest.Key(t, 777).Public().(ed25519.PublicKey)
+	c.submitChange(f, 2, signedChange(t, admin, membership.Change{Epoch: 1, Kind: membership.RotateKey, Member: membership.Member{Index: 0, PublicKey: fresh}}))
+	c.submitChange(l, 3, signedChange(t, admin, membership.Change{Epoch: 1, Kind: membership.RotateKey, Member: membership.Member{Index: 1, PublicKey: fresh}}))
+	for range 50 {
+		c.round()
+	}
+	if _, ok := c.changeResult(2); ok || c.cores[l].Epoch() != 1 {
+		t.Fatalf("a change executed while joint: epoch %d", c.cores[l].Epoch())
+	}
+	c.drop = nil
+	c.runUntil(2000, func() bool {
+		_, ok2 := c.changeResult(2)
+		_, ok3 := c.changeResult(3)
+		return ok2 && ok3 && c.membersConverged(0, 1, 2, 3)
+	})
+	// Both were signed for epoch 1: the one ordered first is accepted,
+	// the other refused for its epoch.
+	r2, _ := c.changeResult(2)
+	r3, _ := c.changeResult(3)
+	if strings.HasPrefix(r2, execution.ConfigChangeAccepted) == strings.HasPrefix(r3, execution.ConfigChangeAccepted) {
+		t.Fatalf("results %q and %q: want one accepted", r2, r3)
+	}
+	if got := c.cores[c.leader2()].Epoch(); got != 2 {
+		t.Fatalf("epoch %d, want 2", got)
+	}
+}
+
+// A proposal from the network that is empty, or holds only configuration
+// entries that are not requests, is dropped at the leader (etcd raft
+// panics on an empty proposal).
+func TestEmptyForwardedProposalIsDropped(t *testing.T) {
+	c, _ := newMemberCluster(t, 3, 0, 1000)
+	l := c.leader2()
+	f := uint32((l + 1) % 3)
+	from, to := raftmode.RaftID(f), raftmode.RaftID(uint32(l))
+	bare, _ := proto.Marshal(&raftpb.ConfChangeV2{})
+	for _, m := range []*raftpb.Message{
+		{Type: raftpb.MessageType_MsgProp.Enum(), From: &from, To: &to},
+		{Type: raftpb.MessageType_MsgProp.Enum(), From: &from, To: &to, Entries: []*raftpb.Entry{{Type: raftpb.EntryType_EntryConfChangeV2.Enum(), Data: bare}}},
+	} {
+		if err := c.drivers[l].Step(f, m); err != nil {
+			t.Fatal(err)
+		}
+		c.round()
+	}
+	if c.cores[l].Joint() || !c.cores[l].Status().IsLeader {
+		t.Fatalf("after the proposals: %+v %v", c.cores[l].Status(), c.cores[l].ConfState())
+	}
 }
