@@ -117,8 +117,8 @@ func isNoop(cc *raftpb.ConfChangeV2) bool {
 
 // proposedChange is the raft change a configuration change request asks
 // for, by its kind, with the request as Context: the proposal's record
-// (what an apply hands raft is derived from the executor's outcome) and,
-// once a replay knows the request was accepted at an entry, its change.
+// only (what an apply hands raft is derived from the executor's outcome
+// and raft's configuration: raftChange).
 func proposedChange(req *wire.Request) *raftpb.ConfChangeV2 {
 	cc := noopConfChange()
 	cc.Context = mustMarshal(req)
@@ -277,7 +277,8 @@ func (c *Core) applyConfEntry(e *raftpb.Entry, out *Output) error {
 		var reqs []execution.Request
 		if reason := c.refusal(req); reason != "" {
 			// Not executed (so not in the client's window): a retransmission
-			// is checked again, once the learners are voters.
+			// is checked again (once the learners are voters, or the joint
+			// configuration is left).
 			out.Replies = append(out.Replies, execution.Reply{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber(), Result: []byte(execution.ConfigChangeRefused + reason)})
 		} else if req != nil {
 			reqs = []execution.Request{{ClientID: req.GetClientId(), RequestNumber: req.GetRequestNumber(), ConfigChange: req.GetConfigChange()}}
