@@ -18,7 +18,9 @@ import (
 // adds each spare, rotates a member's key, then removes one of the first
 // members (both drawn from the seed). Each change is a signed request the administrator sends to every
 // running replica, again every ReconfigRetryTicks, until some replica has
-// applied it; the next follows a seeded pause later. The run is not over
+// applied it; the next follows a seeded pause later (after an addition, in
+// half of the cases at once: a spare is then added while the one before is
+// still a learner catching up). The run is not over
 // before the last change is applied and the members (the removed one
 // apart) converge.
 
@@ -105,6 +107,11 @@ func (rc *reconfig) apply(w *world) {
 			rc.next++
 			rc.progressAt = w.now
 			rc.sendAt = w.now + 50 + w.rng.Int64N(maxReconfigPause-50)
+			if rc.changes[rc.next-1].Kind == membership.AddReplica && w.rng.IntN(2) == 0 {
+				// The next at once, while the spare just added is likely
+				// still a learner catching up.
+				rc.sendAt = w.now + 1
+			}
 			return
 		}
 	}
