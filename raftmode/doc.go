@@ -2,8 +2,8 @@
 // raft RawNode (go.etcd.io/raft/v3) plus what the Raft mode adds around it,
 // batching client requests into log entries, applying committed entries to
 // the shared execution layer, applying configuration changes (etcd raft's
-// ConfChangeV2 with learners, decided by the executor's membership rules:
-// confchange.go), taking and installing snapshots, and driving elections
+// ConfChangeV2 with learners and joint consensus, decided by the
+// executor's membership rules: confchange.go, joint.go), taking and installing snapshots, and driving elections
 // from a seeded timer.
 //
 // Like protocol/ for PBFT, a Core does no network I/O, starts no goroutine

@@ -47,6 +47,7 @@
 // client.go (the clients' Raft-mode rules: leader hints, first reply),
 // schedule.go (asymmetric partitions, leader crashes, wipes), reconfig.go
 // (Config.Reconfigure: spares added, a key rotated, a member removed by an
-// administrator's signed requests), check.go
+// administrator's signed requests), joint.go (the joint configurations
+// counted, a leader crashed in one), check.go
 // and liveness.go (the checkers), run.go (Result, Run and RunMany).
 package raftsim
