@@ -305,7 +305,15 @@ func TestRestoreDetectsTampering(t *testing.T) {
 		}
 		return out
 	}
-	kvIdx, replyIdx := indexOf(kvDataPrefix), indexOf(executorReplyPrefix)
+	kvIdx, replyIdx := indexOf(kvDataPrefix), indexOf(windowPrefix)
+	// The first window's header, then its entries (windowstore.go).
+	windowEnd := replyIdx + 1
+	for windowEnd < len(entries) && bytes.HasPrefix(entries[windowEnd].Key, entries[replyIdx].Key) {
+		windowEnd++
+	}
+	if windowEnd < replyIdx+3 {
+		t.Fatalf("first window has %d entries, want at least 2", windowEnd-replyIdx-1)
+	}
 	cases := map[string]func() []*wire.KeyValue{
 		"tampered kv value": func() []*wire.KeyValue {
 			c := clone()
@@ -319,17 +327,23 @@ func TestRestoreDetectsTampering(t *testing.T) {
 			return slices.Insert(c, i, added)
 		},
 		"removed kv entry":      func() []*wire.KeyValue { return slices.Delete(clone(), kvIdx, kvIdx+1) },
-		"removed client window": func() []*wire.KeyValue { return slices.Delete(clone(), replyIdx, replyIdx+1) },
+		"removed client window": func() []*wire.KeyValue { return slices.Delete(clone(), replyIdx, windowEnd) },
+		// A window without one of its entries (not its H) is a
+		// consistent window, but not the certified one.
+		"removed window entry": func() []*wire.KeyValue { return slices.Delete(clone(), replyIdx+1, replyIdx+2) },
+		"tampered window entry": func() []*wire.KeyValue {
+			c := clone()
+			c[replyIdx+1].Value = append(c[replyIdx+1].Value, '!')
+			return c
+		},
 		// A valid, earlier lastSeq: it would change later evictions.
 		"tampered window lastSeq": func() []*wire.KeyValue {
 			c := clone()
-			id := string(c[replyIdx].Key[len(executorReplyPrefix):])
-			w, err := decodeClientWindow(id, c[replyIdx].Value)
-			if err != nil || w.lastSeq != 20 {
-				t.Fatalf("window %q: lastSeq %d, %v", id, w.lastSeq, err)
+			high, lastSeq, err := decodeWindowHeader(c[replyIdx].Value)
+			if err != nil || lastSeq != 20 {
+				t.Fatalf("window %q: lastSeq %d, %v", c[replyIdx].Key, lastSeq, err)
 			}
-			w.lastSeq = 19
-			c[replyIdx].Value = w.encode()
+			c[replyIdx].Value = appendWindowHeader(nil, high, 19)
 			return c
 		},
 		"tampered last executed": func() []*wire.KeyValue {
