@@ -3,8 +3,11 @@ package execution
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"maps"
 	"math/bits"
+	"slices"
 )
 
 // ClientWindow is the width of the per-client exactly-once window. The
@@ -179,6 +182,132 @@ func (w *clientWindow) digest(clientID string) adHash {
 	}
 	acc.add(windowSeqHash(clientID, w.lastSeq))
 	return acc
+}
+
+// encode returns the persisted record: uvarint(high) || uvarint(count) ||
+// count x (uvarint(n) || uvarint(len result) || result), n ascending,
+// then uvarint(lastSeq) when lastSeq > 0 (a record without it has lastSeq
+// 0; records written before lastSeq existed have none).
+func (w *clientWindow) encode() []byte { return w.appendEncoded(nil) }
+
+// appendEncoded appends the record encode returns to out and returns the
+// extended slice.
+func (w *clientWindow) appendEncoded(out []byte) []byte {
+	// Under the invariant every number is in [high-ClientWindow+1, high]:
+	// mark each by its distance below high in a bitmap, which lists them
+	// in order without sorting. Windows built by hand (tests of corrupt
+	// records) may break the invariant; those take the sorting path.
+	var (
+		bitmap  uint64
+		results [ClientWindow][]byte
+		size    = 2 * binary.MaxVarintLen64
+	)
+	inOrder := true
+	for n, entry := range w.entries {
+		size += 2*binary.MaxVarintLen64 + len(entry.result)
+		if n > w.high || w.high-n >= ClientWindow {
+			inOrder = false
+			continue
+		}
+		d := w.high - n
+		bitmap |= 1 << d
+		results[d] = entry.result
+	}
+	out = slices.Grow(out, size+binary.MaxVarintLen64)
+	out = binary.AppendUvarint(out, w.high)
+	out = binary.AppendUvarint(out, uint64(len(w.entries)))
+	if !inOrder {
+		for _, n := range slices.Sorted(maps.Keys(w.entries)) {
+			result := w.entries[n].result
+			out = binary.AppendUvarint(out, n)
+			out = binary.AppendUvarint(out, uint64(len(result)))
+			out = append(out, result...)
+		}
+	} else {
+		for bitmap != 0 {
+			d := uint64(63 - bits.LeadingZeros64(bitmap))
+			bitmap &^= 1 << d
+			out = binary.AppendUvarint(out, w.high-d)
+			out = binary.AppendUvarint(out, uint64(len(results[d])))
+			out = append(out, results[d]...)
+		}
+	}
+	if w.lastSeq > 0 {
+		out = binary.AppendUvarint(out, w.lastSeq)
+	}
+	return out
+}
+
+var errCorruptWindow = errors.New("corrupt client window record")
+
+// decodeClientWindow parses and validates a record written by encode
+// (with or without the lastSeq trailer; a trailer must be a minimal uvarint
+// of a nonzero lastSeq, so each window has one encoding of its lastSeq).
+// The results are copied out of b. The caller checks lastSeq against the
+// last executed sequence.
+func decodeClientWindow(clientID string, b []byte) (*clientWindow, error) {
+	next := func(what string) (uint64, error) {
+		v, size := binary.Uvarint(b)
+		if size <= 0 {
+			return 0, fmt.Errorf("%w: bad %s", errCorruptWindow, what)
+		}
+		b = b[size:]
+		return v, nil
+	}
+	high, err := next("highest request number")
+	if err != nil {
+		return nil, err
+	}
+	count, err := next("entry count")
+	if err != nil {
+		return nil, err
+	}
+	if count == 0 || count > ClientWindow {
+		return nil, fmt.Errorf("%w: %d entries, want 1..%d", errCorruptWindow, count, ClientWindow)
+	}
+	w := &clientWindow{high: high, entries: make(map[uint64]windowEntry, count)}
+	var prev uint64
+	for i := range count {
+		n, err := next("request number")
+		if err != nil {
+			return nil, err
+		}
+		if (i > 0 && n <= prev) || n > high || w.tooOld(n) {
+			return nil, fmt.Errorf("%w: request number %d out of order or outside the window of %d", errCorruptWindow, n, high)
+		}
+		size, err := next("result length")
+		if err != nil {
+			return nil, err
+		}
+		if size > uint64(len(b)) {
+			return nil, fmt.Errorf("%w: result of %d bytes, %d left", errCorruptWindow, size, len(b))
+		}
+		result := slices.Clone(b[:size])
+		b = b[size:]
+		w.entries[n] = windowEntry{result: result, hash: replyHash(clientID, n, result)}
+		prev = n
+	}
+	if prev != high {
+		return nil, fmt.Errorf("%w: highest request number %d has no entry", errCorruptWindow, high)
+	}
+	if len(b) != 0 {
+		lastSeq, size := binary.Uvarint(b)
+		switch {
+		case size <= 0:
+			return nil, fmt.Errorf("%w: bad last active sequence", errCorruptWindow)
+		case size != uvarintLen(lastSeq):
+			return nil, fmt.Errorf("%w: last active sequence %d not minimally encoded", errCorruptWindow, lastSeq)
+		case lastSeq == 0:
+			return nil, fmt.Errorf("%w: explicit last active sequence 0", errCorruptWindow)
+		}
+		w.lastSeq = lastSeq
+		b = b[size:]
+	}
+	w.seqHash = windowSeqHash(clientID, w.lastSeq)
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", errCorruptWindow, len(b))
+	}
+	return w, nil
 }
 
 // uvarintLen returns the length of the minimal uvarint encoding of v.

@@ -196,10 +196,17 @@ func TestExecutorWindowBound(t *testing.T) {
 	if _, ok := r.exe.CachedReply(alice, high-ClientWindow+1); !ok {
 		t.Fatal("entry at H-ClientWindow+1 not cached")
 	}
-	// The persisted records are bounded too.
-	w := storedWindows(t, r)[string(alice)]
-	if w.high != high || w != summarize(r.exe.clients[string(alice)]) {
-		t.Fatalf("persisted window has H=%d, want %d and the entries in memory", w.high, high)
+	// The persisted record is bounded too.
+	value, err := r.db.LevelDB().Get([]byte(executorReplyPrefix+string(alice)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := decodeClientWindow(string(alice), value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.high != high || len(w.entries) != ClientWindow {
+		t.Fatalf("persisted window has H=%d and %d entries, want %d and %d", w.high, len(w.entries), high, ClientWindow)
 	}
 }
 
@@ -307,7 +314,7 @@ func TestExecutorRejectsCorruptWindow(t *testing.T) {
 	// NewExecutor refuses to start on a corrupt record.
 	dir := t.TempDir()
 	db := openStorage(t, dir)
-	if err := db.LevelDB().Put([]byte(legacyReplyPrefix+"alice"), cases["truncated"], nil); err != nil {
+	if err := db.LevelDB().Put([]byte(executorReplyPrefix+"alice"), cases["truncated"], nil); err != nil {
 		t.Fatal(err)
 	}
 	kv, err := NewKV(db.LevelDB())

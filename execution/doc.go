@@ -46,18 +46,12 @@
 //	a/k/<key>      KV entry (value bytes)
 //	a/m/digest     KV digest accumulator (32 bytes)
 //	e/last         last executed sequence (8 bytes, big-endian)
-//	e/w/<id16><id> client window header: uvarint(H) || uvarint(lastSeq),
-//	               both minimal; <id16> is len(id) as 2 bytes big-endian
-//	e/w/<id16><id><n>
-//	               entry n (8 bytes big-endian) of the window: its result
-//
-// One key per entry (windowstore.go): a batch writes the header of each
-// window it touched, the entries it added and the deletions of the
-// entries it evicted, not the whole window. A window's header sorts right
-// before its entries; loading checks that every entry follows its own
-// header and lies in (H-ClientWindow, H] and that H has an entry. Records
-// of the earlier layout (e/reply/<id>, one whole window per client) are
-// converted at load, with the rollback records, in one write.
+//	e/reply/<id>   client window: uvarint(H) || uvarint(count) ||
+//	               count x (uvarint(n) || uvarint(len result) || result)
+//	               [|| uvarint(lastSeq)], n ascending, the last entry
+//	               being H; lastSeq is present iff it is nonzero (minimal
+//	               encoding, at most e/last); records written before it
+//	               existed have none and load with lastSeq 0
 //
 // Crash atomicity: when the application implements BatchApplication (KV
 // does), the application's writes for a batch, the reply cache updates
@@ -83,13 +77,12 @@
 // without stalling ordering. A snapshot's entries are, in key order, the
 // application entries the application transfers (for KV a/k/*; derived
 // values such as a/m/digest are left out) and the executor records
-// (e/last, e/membership, e/w/*). The receiver, on its loop goroutine, calls
+// (e/last, e/reply/*). The receiver, on its loop goroutine, calls
 // RestoreBegin (durably sets the transfer marker of package storage and
 // wipes a/ and e/), RestoreChunk for each chunk (every entry validated:
 // known key shape, size limits, strictly increasing keys across chunks,
 // decodable executor records, no window lastSeq above e/last, which sorts
-// before every window; a chunk is written whole or not at all; whether
-// the entries form valid windows is checked when they are loaded),
+// before every window; a chunk is written whole or not at all),
 // then RestoreFinishExpect(certified digest) (or RestoreFinish and its own
 // comparison): the application recomputes its digest from the entries and
 // the executor reloads and validates its records, so no digest value from

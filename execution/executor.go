@@ -11,15 +11,14 @@ import (
 	"github.com/pbftnode/pbftnode/storage"
 	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/util"
 )
 
 const (
-	executorLastKey = storage.PrefixExecutor + "last"
-	// legacyReplyPrefix held, before the per-entry layout (windowstore.go),
-	// one whole-window record per client; loadState converts them.
-	legacyReplyPrefix = storage.PrefixExecutor + "reply/"
-	replyEntryDomain  = "pbftnode/v1/reply-entry"
-	stateDigestDomain = "pbftnode/v1/state"
+	executorLastKey     = storage.PrefixExecutor + "last"
+	executorReplyPrefix = storage.PrefixExecutor + "reply/"
+	replyEntryDomain    = "pbftnode/v1/reply-entry"
+	stateDigestDomain   = "pbftnode/v1/state"
 	// MaxClientIDSize bounds a request's client ID; requests with an empty
 	// or longer ID are skipped (deterministically, on every replica).
 	MaxClientIDSize = 256
@@ -106,17 +105,13 @@ type Executor struct {
 	// batch touched, in first-touch order, the undo log of their entries,
 	// the windows evicted and the eviction heap refs popped (see Apply).
 	// batch, keyBuf and valueBuf are reused buffers.
-	touched []touchedWindow
-	undo    []windowChange
-	evicted []evictedWindow
-	popped  []windowRef
-	// added and windowIDs are stageWindows' scratch: the entries the
-	// batch added, and the client ID of each touched window.
-	added     map[windowEntryRef]struct{}
-	windowIDs map[*clientWindow]string
-	batch     *leveldb.Batch
-	keyBuf    []byte
-	valueBuf  []byte
+	touched  []touchedWindow
+	undo     []windowChange
+	evicted  []evictedWindow
+	popped   []windowRef
+	batch    *leveldb.Batch
+	keyBuf   []byte
+	valueBuf []byte
 }
 
 // The executor's goleveldb batch is what a BatchApplication stages into.
@@ -132,6 +127,9 @@ type touchedWindow struct {
 	prevLastSeq uint64
 	prevSeqHash [32]byte
 	created     bool
+	// prevEnd ends the window's encoding before the batch in
+	// e.rollbackKeys.windows (written only when tracking rollback).
+	prevEnd int
 }
 
 // revertWindows undoes the changes the current Apply made to the windows:
@@ -165,8 +163,6 @@ func (e *Executor) resetBatchLog() {
 	e.evicted = e.evicted[:0]
 	clear(e.popped)
 	e.popped = e.popped[:0]
-	clear(e.added)
-	clear(e.windowIDs)
 	e.rollbackKeys.reset()
 }
 
@@ -187,11 +183,28 @@ func (e *Executor) loadState() error {
 	default:
 		e.lastExecuted = binary.BigEndian.Uint64(last)
 	}
-	if err := e.loadWindows(); err != nil {
-		return err
+	iter := e.ldb.NewIterator(util.BytesPrefix([]byte(executorReplyPrefix)), nil)
+	defer iter.Release()
+	for iter.Next() {
+		clientID := string(iter.Key()[len(executorReplyPrefix):])
+		if len(clientID) == 0 || len(clientID) > MaxClientIDSize {
+			return fmt.Errorf("executor: load reply cache: client ID of invalid length %d", len(clientID))
+		}
+		w, err := decodeClientWindow(clientID, iter.Value())
+		if err != nil {
+			return fmt.Errorf("executor: load reply cache of client %x: %w", clientID, err)
+		}
+		if w.lastSeq > e.lastExecuted {
+			return fmt.Errorf("executor: load reply cache of client %x: %w: last active sequence %d above last executed %d", clientID, errCorruptWindow, w.lastSeq, e.lastExecuted)
+		}
+		e.clients[clientID] = w
+		for _, entry := range w.entries {
+			e.cacheAcc.add(entry.hash)
+		}
+		e.cacheAcc.add(w.seqHash)
 	}
-	if err := e.migrateLegacyWindows(); err != nil {
-		return err
+	if err := iter.Error(); err != nil {
+		return fmt.Errorf("executor: load reply cache: %w", err)
 	}
 	e.rebuildEvictHeap()
 	return e.loadMembership()
@@ -421,9 +434,18 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 			return nil, fmt.Errorf("executor: apply sequence %d: %w", sequence, err)
 		}
 	}
-	// The reply cache's changes, in the order of the batch's own logs,
-	// never a map order (see stageWindows).
-	e.stageWindows(batch)
+	// Windows in the order the batch first touched them: the written
+	// batch does not depend on map iteration order.
+	for _, t := range e.touched {
+		e.keyBuf = append(append(e.keyBuf[:0], executorReplyPrefix...), t.id...)
+		e.valueBuf = t.w.appendEncoded(e.valueBuf[:0])
+		batch.Put(e.keyBuf, e.valueBuf)
+	}
+	// Evicted windows in eviction order ((lastSeq, client ID) ascending).
+	for _, ev := range e.evicted {
+		e.keyBuf = append(append(e.keyBuf[:0], executorReplyPrefix...), ev.id...)
+		batch.Delete(e.keyBuf)
+	}
 	e.stageMembership(batch)
 	batch.Put([]byte(executorLastKey), binary.BigEndian.AppendUint64(e.keyBuf[:0], sequence))
 	if e.trackRollback {
@@ -534,6 +556,7 @@ func (e *Executor) runRequests(sequence uint64, requests []Request, cacheAcc *ad
 		} else if !w.touched {
 			w.touched = true
 			e.touched = append(e.touched, touchedWindow{id: string(req.ClientID), w: w, prevHigh: w.high, prevLastSeq: w.lastSeq, prevSeqHash: w.seqHash})
+			e.notePriorWindow(w)
 			w.stamp(req.ClientID, sequence, false, cacheAcc)
 		}
 		result := execute(req)

@@ -75,13 +75,14 @@ func (e *Executor) TrackRollback(stable uint64) error {
 }
 
 // keyCollector gathers the distinct keys a batch writes, in first-write
-// order, in one reused buffer; prior holds the values before the batch
-// that the executor knows without reading (stageWindows, priorValues).
+// order, in one reused buffer; windows holds the encodings of the client
+// windows the batch touched as they were before it (notePriorWindow).
 type keyCollector struct {
-	seen  map[string]struct{}
-	arena []byte
-	ends  []int
-	prior map[string]priorValue
+	seen    map[string]struct{}
+	arena   []byte
+	ends    []int
+	windows []byte
+	prior   map[string][]byte
 }
 
 func (c *keyCollector) add(key []byte) {
@@ -99,10 +100,21 @@ func (c *keyCollector) Delete(key []byte) { c.add(key) }
 func (c *keyCollector) reset() {
 	clear(c.seen)
 	clear(c.prior)
-	c.arena, c.ends = c.arena[:0], c.ends[:0]
-	if cap(c.arena) > maxKeptBufferSize {
-		c.arena = nil
+	c.arena, c.ends, c.windows = c.arena[:0], c.ends[:0], c.windows[:0]
+	if cap(c.arena)+cap(c.windows) > maxKeptBufferSize {
+		c.arena, c.windows = nil, nil
 	}
+}
+
+// notePriorWindow records w's encoding before the batch changes it (it
+// is the last one touched), sparing stageRollback a database read.
+func (e *Executor) notePriorWindow(w *clientWindow) {
+	if !e.trackRollback {
+		return
+	}
+	c := &e.rollbackKeys
+	c.windows = w.appendEncoded(c.windows)
+	e.touched[len(e.touched)-1].prevEnd = len(c.windows)
 }
 
 // CommittedValueCache is an optional side of an application: the value
@@ -114,17 +126,29 @@ type CommittedValueCache interface {
 	CachedCommittedValue(key []byte) (value []byte, present, ok bool)
 }
 
-// priorValues adds to c.prior the value of e/last before the batch at
-// sequence (stageWindows has added the reply cache's keys).
+// priorValues fills c.prior with the values before the batch at sequence
+// that the executor knows without reading: e/last and the client windows
+// the batch writes or deletes (nil: absent).
 func (e *Executor) priorValues(sequence uint64) {
 	c := &e.rollbackKeys
 	if c.prior == nil {
-		c.prior = make(map[string]priorValue)
+		c.prior = make(map[string][]byte)
 	}
 	if sequence > 1 {
-		c.prior[executorLastKey] = priorValue{value: binary.BigEndian.AppendUint64(nil, sequence-1), present: true}
-	} else {
-		c.prior[executorLastKey] = priorValue{}
+		c.prior[executorLastKey] = binary.BigEndian.AppendUint64(nil, sequence-1)
+	}
+	start := 0
+	for _, t := range e.touched {
+		key := executorReplyPrefix + t.id
+		if t.created {
+			c.prior[key] = nil
+			continue
+		}
+		c.prior[key] = c.windows[start:t.prevEnd]
+		start = t.prevEnd
+	}
+	for _, ev := range e.evicted {
+		c.prior[executorReplyPrefix+ev.id] = ev.w.appendEncoded(nil)
 	}
 }
 
@@ -168,7 +192,7 @@ func (e *Executor) stageRollback(sequence uint64, batch *leveldb.Batch) error {
 // the executor, cached by the application, or read from the database.
 func (e *Executor) valueBefore(c *keyCollector, appCache CommittedValueCache, key []byte) (value []byte, present bool, err error) {
 	if v, ok := c.prior[string(key)]; ok {
-		return v.value, v.present, nil
+		return v, v != nil, nil
 	}
 	if appCache != nil {
 		if v, present, ok := appCache.CachedCommittedValue(key); ok {

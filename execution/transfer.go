@@ -204,9 +204,9 @@ func (s *StateSnapshot) Release() {
 }
 
 // isExecutorTransferKey reports whether key is one of the executor's
-// records (e/last, e/membership or a window's header or entry, e/w/...).
+// records (e/last or e/reply/<id>).
 func isExecutorTransferKey(key []byte) bool {
-	return string(key) == executorLastKey || string(key) == executorMembershipKey || bytes.HasPrefix(key, []byte(windowPrefix))
+	return string(key) == executorLastKey || string(key) == executorMembershipKey || bytes.HasPrefix(key, []byte(executorReplyPrefix))
 }
 
 // restoreState tracks a restore between RestoreBegin and its end.
@@ -214,7 +214,7 @@ type restoreState struct {
 	// lastKey is the last key written, nil before the first.
 	lastKey []byte
 	// lastExecuted is the value of the e/last entry accepted, 0 before it
-	// (e/last sorts before every e/w/ key, so windows are checked
+	// (e/last sorts before every e/reply/ key, so windows are checked
 	// against the final value).
 	lastExecuted uint64
 	// failed is the first error of the restore; once set, only
@@ -257,11 +257,9 @@ func (e *Executor) RestoreBegin() error {
 // before RestoreFinish clears the marker). Every key must be strictly
 // greater than all keys of earlier chunks of this restore; application
 // keys (storage.PrefixApp) must pass the application's CheckTransferEntry;
-// executor keys must be e/last with an 8-byte value, e/membership with a
-// valid record, or a client window's header or entry (windowstore.go:
-// client ID of 1 to MaxClientIDSize bytes, a header whose last active
-// sequence is at most e/last, 0 when no e/last came); how headers and
-// entries fit together is checked when RestoreFinish loads them. On any
+// executor keys must be e/last with an 8-byte value or e/reply/<client ID>
+// (1 to MaxClientIDSize bytes) with a valid client window record whose
+// last active sequence is at most e/last (0 when no e/last came). On any
 // error nothing of the chunk is written and the restore is failed: only
 // RestoreAbort or RestoreBegin may follow.
 func (e *Executor) RestoreChunk(entries []*wire.KeyValue) error {
@@ -319,8 +317,19 @@ func (e *Executor) checkRestoreEntry(entry *wire.KeyValue, prev []byte) error {
 		return nil
 	case string(key) == executorMembershipKey:
 		return e.checkMembershipEntry(value)
-	case bytes.HasPrefix(key, []byte(windowPrefix)):
-		return e.checkRestoreWindowRecord(key, value)
+	case bytes.HasPrefix(key, []byte(executorReplyPrefix)):
+		clientID := key[len(executorReplyPrefix):]
+		if len(clientID) == 0 || len(clientID) > MaxClientIDSize {
+			return fmt.Errorf("client window key with client ID of length %d, want 1..%d", len(clientID), MaxClientIDSize)
+		}
+		w, err := decodeClientWindow(string(clientID), value)
+		if err != nil {
+			return fmt.Errorf("client window of %x: %w", clientID, err)
+		}
+		if w.lastSeq > e.restore.lastExecuted {
+			return fmt.Errorf("client window of %x: %w: last active sequence %d above last executed %d", clientID, errCorruptWindow, w.lastSeq, e.restore.lastExecuted)
+		}
+		return nil
 	default:
 		return fmt.Errorf("key %q outside the transferred state", truncateKey(key))
 	}

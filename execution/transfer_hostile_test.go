@@ -15,54 +15,45 @@ func TestRestoreRejectsHostileChunks(t *testing.T) {
 		return &wire.KeyValue{Key: []byte(kvDataPrefix + key), Value: value}
 	}
 	valid := kvEntry("a", []byte("1"))
-	header := func(value []byte) *wire.KeyValue {
-		return &wire.KeyValue{Key: appendWindowKey(nil, "c"), Value: value}
-	}
-	windowWith := func(lastSeq ...byte) *wire.KeyValue {
-		return header(append(binary.AppendUvarint(nil, 3), lastSeq...))
-	}
-	windowKey := func(idLen uint16, rest int) *wire.KeyValue {
-		key := binary.BigEndian.AppendUint16([]byte(windowPrefix), idLen)
-		return &wire.KeyValue{Key: append(key, bytes.Repeat([]byte("c"), rest)...), Value: []byte("r")}
+	window := (&clientWindow{high: 3, entries: map[uint64]windowEntry{3: {result: []byte("r")}}}).encode()
+	windowWith := func(trailer ...byte) *wire.KeyValue {
+		return &wire.KeyValue{Key: []byte(executorReplyPrefix + "c"), Value: append(bytes.Clone(window), trailer...)}
 	}
 	last9 := &wire.KeyValue{Key: []byte(executorLastKey), Value: binary.BigEndian.AppendUint64(nil, 9)}
 	cases := map[string]struct {
 		earlier []*wire.KeyValue // an accepted chunk before the hostile one
 		chunk   []*wire.KeyValue
 	}{
-		"protocol key":              {chunk: []*wire.KeyValue{{Key: []byte("p/view"), Value: make([]byte, 8)}}},
-		"raft key":                  {chunk: []*wire.KeyValue{{Key: []byte("r/x"), Value: []byte("v")}}},
-		"empty key":                 {chunk: []*wire.KeyValue{{Value: []byte("v")}}},
-		"nil entry":                 {chunk: []*wire.KeyValue{valid, nil}},
-		"kv digest accumulator":     {chunk: []*wire.KeyValue{{Key: []byte(kvDigestKey), Value: bytes.Repeat([]byte{0xaa}, 32)}}},
-		"unknown app key":           {chunk: []*wire.KeyValue{{Key: []byte("a/x/junk"), Value: []byte("v")}}},
-		"unknown executor key":      {chunk: []*wire.KeyValue{{Key: []byte("e/other"), Value: []byte("v")}}},
-		"repeated key":              {chunk: []*wire.KeyValue{valid, valid}},
-		"decreasing in chunk":       {chunk: []*wire.KeyValue{kvEntry("b", nil), valid}},
-		"decreasing over chunks":    {earlier: []*wire.KeyValue{kvEntry("b", nil)}, chunk: []*wire.KeyValue{kvEntry("c", nil), valid}},
-		"oversize key":              {chunk: []*wire.KeyValue{kvEntry(string(bytes.Repeat([]byte("k"), MaxKeySize+1)), nil)}},
-		"oversize value":            {chunk: []*wire.KeyValue{kvEntry("v", make([]byte, MaxValueSize+1))}},
-		"short last executed":       {chunk: []*wire.KeyValue{{Key: []byte(executorLastKey), Value: make([]byte, 7)}}},
-		"window key without length": {chunk: []*wire.KeyValue{{Key: []byte(windowPrefix + "c"), Value: []byte("r")}}},
-		"window client ID empty":    {chunk: []*wire.KeyValue{windowKey(0, 0)}},
-		"window client too long":    {chunk: []*wire.KeyValue{windowKey(MaxClientIDSize+1, MaxClientIDSize+1)}},
-		"window key too short":      {chunk: []*wire.KeyValue{windowKey(2, 1)}},
-		"window entry key too long": {chunk: []*wire.KeyValue{windowKey(1, 1+entryNumberSize+1)}},
-		"undecodable header":        {chunk: []*wire.KeyValue{header([]byte{0xff})}},
-		"header non-minimal high":   {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{header([]byte{0x83, 0x00, 0x01})}},
-		// The lastSeq (see decodeWindowHeader), after an accepted e/last
-		// of 9.
-		"window lastSeq missing":     {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith()}},
+		"protocol key":           {chunk: []*wire.KeyValue{{Key: []byte("p/view"), Value: make([]byte, 8)}}},
+		"raft key":               {chunk: []*wire.KeyValue{{Key: []byte("r/x"), Value: []byte("v")}}},
+		"empty key":              {chunk: []*wire.KeyValue{{Value: []byte("v")}}},
+		"nil entry":              {chunk: []*wire.KeyValue{valid, nil}},
+		"kv digest accumulator":  {chunk: []*wire.KeyValue{{Key: []byte(kvDigestKey), Value: bytes.Repeat([]byte{0xaa}, 32)}}},
+		"unknown app key":        {chunk: []*wire.KeyValue{{Key: []byte("a/x/junk"), Value: []byte("v")}}},
+		"unknown executor key":   {chunk: []*wire.KeyValue{{Key: []byte("e/other"), Value: []byte("v")}}},
+		"repeated key":           {chunk: []*wire.KeyValue{valid, valid}},
+		"decreasing in chunk":    {chunk: []*wire.KeyValue{kvEntry("b", nil), valid}},
+		"decreasing over chunks": {earlier: []*wire.KeyValue{kvEntry("b", nil)}, chunk: []*wire.KeyValue{kvEntry("c", nil), valid}},
+		"oversize key":           {chunk: []*wire.KeyValue{kvEntry(string(bytes.Repeat([]byte("k"), MaxKeySize+1)), nil)}},
+		"oversize value":         {chunk: []*wire.KeyValue{kvEntry("v", make([]byte, MaxValueSize+1))}},
+		"short last executed":    {chunk: []*wire.KeyValue{{Key: []byte(executorLastKey), Value: make([]byte, 7)}}},
+		"window without client":  {chunk: []*wire.KeyValue{{Key: []byte(executorReplyPrefix), Value: window}}},
+		"window client too long": {chunk: []*wire.KeyValue{{Key: append([]byte(executorReplyPrefix), make([]byte, MaxClientIDSize+1)...), Value: window}}},
+		"undecodable window":     {chunk: []*wire.KeyValue{{Key: []byte(executorReplyPrefix + "c"), Value: []byte{0xff}}}},
+		"window trailing bytes":  {chunk: []*wire.KeyValue{{Key: []byte(executorReplyPrefix + "c"), Value: append(bytes.Clone(window), 0)}}},
+		"window missing high": {chunk: []*wire.KeyValue{{Key: []byte(executorReplyPrefix + "c"),
+			Value: binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(nil, 9), 1), 3), 0)}}},
+		// The lastSeq trailer (see decodeClientWindow), after an accepted
+		// e/last of 9.
 		"window lastSeq truncated":   {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith(0x85)}},
 		"window lastSeq overflow":    {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith(bytes.Repeat([]byte{0xff}, 10)...)}},
+		"window lastSeq zero":        {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith(0)}},
 		"window lastSeq non-minimal": {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith(0x85, 0x00)}},
 		"window lastSeq trailing":    {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith(5, 0)}},
 		"window lastSeq above last":  {earlier: []*wire.KeyValue{last9}, chunk: []*wire.KeyValue{windowWith(10)}},
 		"window lastSeq, no last":    {chunk: []*wire.KeyValue{windowWith(1)}},
 		"window lastSeq above last in chunk": {chunk: []*wire.KeyValue{
 			{Key: []byte(executorLastKey), Value: binary.BigEndian.AppendUint64(nil, 4)}, windowWith(5)}},
-		"window of the earlier layout": {chunk: []*wire.KeyValue{{Key: []byte(legacyReplyPrefix + "c"),
-			Value: (&clientWindow{high: 3, entries: map[uint64]windowEntry{3: {result: []byte("r")}}}).encode()}}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -143,7 +134,7 @@ func TestRestoreFinishRejectsCorruptStoredState(t *testing.T) {
 	if err := r.exe.RestoreBegin(); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.db.LevelDB().Put(appendWindowKey(nil, "c"), []byte{1}, nil); err != nil {
+	if err := r.db.LevelDB().Put([]byte(executorReplyPrefix+"c"), []byte{1}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.exe.RestoreFinish(); err == nil {
