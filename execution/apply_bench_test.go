@@ -14,28 +14,45 @@ import (
 func BenchmarkApply(b *testing.B) { benchmarkApply(b, false) }
 
 // BenchmarkApplyRollback is BenchmarkApply with the rollback records the
-// PBFT driver has the executor write (TrackRollback), trimmed every 128
-// batches to those above the previous multiple of 128, as stable
-// checkpoints do.
+// PBFT driver has the executor write (TrackRollback, at most one record
+// per key per interval of 128 sequences: SetRollbackInterval), trimmed
+// every 128 batches to those above the previous multiple of 128, as
+// stable checkpoints do.
 func BenchmarkApplyRollback(b *testing.B) { benchmarkApply(b, true) }
+
+// rollbackIntervals are the record densities the 64 x 1 benchmarks
+// compare: a record per key per batch, and per interval of 128.
+var rollbackIntervals = []uint64{0, 128}
 
 // BenchmarkApplyRollback64x1 is BenchmarkApplyRollback at the load of
 // bench --clients 64 --window 1: batches of 21 requests from the 4 client
 // instances the 64 logical clients share (--connections 4), round robin,
 // whose windows are full (64 entries).
-func BenchmarkApplyRollback64x1(b *testing.B) { benchmarkApplyClients(b, true, 21, 4, true) }
+func BenchmarkApplyRollback64x1(b *testing.B) {
+	for _, k := range rollbackIntervals {
+		b.Run(fmt.Sprintf("interval=%d", k), func(b *testing.B) { benchmarkApplyClients(b, true, k, 21, 4, true) })
+	}
+}
 
 // BenchmarkApplyRollbackOneEach is BenchmarkApplyRollback64x1 with a
 // client instance per logical client: each request of a batch is of its
 // own client (round robin over 64).
-func BenchmarkApplyRollbackOneEach(b *testing.B) { benchmarkApplyClients(b, true, 21, 64, true) }
+func BenchmarkApplyRollbackOneEach(b *testing.B) {
+	for _, k := range rollbackIntervals {
+		b.Run(fmt.Sprintf("interval=%d", k), func(b *testing.B) { benchmarkApplyClients(b, true, k, 21, 64, true) })
+	}
+}
 
-func benchmarkApply(b *testing.B, rollback bool) { benchmarkApplyClients(b, rollback, 32, 16, false) }
+func benchmarkApply(b *testing.B, rollback bool) {
+	benchmarkApplyClients(b, rollback, 128, 32, 16, false)
+}
 
 // benchmarkApplyClients runs batches of batchSize puts from clients
 // clients (picked at random, or round robin), and reports the bytes
 // goleveldb wrote (journal and tables) per request.
-func benchmarkApplyClients(b *testing.B, rollback bool, batchSize, clients int, roundRobin bool) {
+// With rollback, records are kept per interval of the given sequences
+// (SetRollbackInterval; 0: per batch).
+func benchmarkApplyClients(b *testing.B, rollback bool, interval uint64, batchSize, clients int, roundRobin bool) {
 	const keys = 10_000
 	next := 0
 	r := openReplica(b, b.TempDir())
@@ -67,6 +84,7 @@ func benchmarkApplyClients(b *testing.B, rollback bool, batchSize, clients int, 
 		return reqs
 	}
 	if rollback {
+		r.exe.SetRollbackInterval(interval)
 		if err := r.exe.TrackRollback(0); err != nil {
 			b.Fatal(err)
 		}

@@ -45,12 +45,20 @@ func (w *windowWorkload) batch() []Request {
 // the rollback records rebuild the state at every checkpoint since the
 // last stable one, before and after a restart, entry for entry, restoring
 // to that checkpoint's digest. Any storage layout of the reply cache must
-// pass it.
+// pass it, with a rollback record per batch and per checkpoint interval
+// (SetRollbackInterval).
 func TestWindowsAcrossRestartAndRollback(t *testing.T) {
+	for _, interval := range []uint64{0, 10} {
+		t.Run(fmt.Sprintf("interval=%d", interval), func(t *testing.T) { testWindowsAcrossRestartAndRollback(t, interval) })
+	}
+}
+
+func testWindowsAcrossRestartAndRollback(t *testing.T, interval uint64) {
 	const limit, checkpoint, batches = 3, 10, 120
 	dir := t.TempDir()
 	r := openLimited(t, dir, limit)
 	defer func() { r.db.Close() }()
+	r.exe.SetRollbackInterval(interval)
 	if err := r.exe.TrackRollback(0); err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +104,7 @@ func TestWindowsAcrossRestartAndRollback(t *testing.T) {
 			before := windowsOf(r.exe)
 			r.db.Close()
 			r = openLimited(t, dir, limit)
+			r.exe.SetRollbackInterval(interval)
 			if err := r.exe.TrackRollback(stable); err != nil {
 				t.Fatal(err)
 			}
