@@ -46,15 +46,15 @@ type frame struct {
 }
 
 type testReplica struct {
-	c      *testCluster
-	id     uint32
-	store  *MemoryStorage
-	db     *storage.DB
-	exec   *execution.Executor
+	c     *testCluster
+	id    uint32
+	store *MemoryStorage
+	db    *storage.DB
+	exec  *execution.Executor
 	// rollbackInterval is what the driver gave SetRollbackInterval.
 	rollbackInterval uint64
-	driver *Driver
-	trace  []step
+	driver           *Driver
+	trace            []step
 	// replies are the replies the replica sent, in order.
 	replies []*wire.Reply
 	// snaps are the checkpoint snapshots it keeps to serve.
