@@ -24,14 +24,18 @@ import (
 //	e/u/<sequence, 8 bytes big-endian><key> = 0 (absent) | 1 <value>
 //
 // so that SnapshotAt can rebuild the state at any executed sequence above
-// the last one TrackRollback was given, after a restart too. The records
+// the last one TrackRollback was given, after a restart too. With
+// SetRollbackInterval(k) (the PBFT driver's checkpoint interval), only
+// the multiples of k can be rebuilt, and a key's record is written only
+// at its first write in each interval of k sequences. The records
 // are under storage.PrefixExecutor, so a state transfer's wipe deletes
 // them, and they are never transferred (isExecutorTransferKey).
 //
 // Cost: one read (usually from the memtable or block cache) per distinct
-// key a batch writes, and on disk the previous values of the keys written
+// key a batch records, and on disk the previous values of the keys written
 // by the batches above the stable checkpoint: at most WindowSize batches,
-// deleted when the next checkpoint becomes stable.
+// deleted when the next checkpoint becomes stable; per interval, at most
+// one record per distinct key written in it.
 const rollbackPrefix = storage.PrefixExecutor + "u/"
 
 var (
