@@ -14,17 +14,47 @@ import (
 func BenchmarkApply(b *testing.B) { benchmarkApply(b, false) }
 
 // BenchmarkApplyRollback is BenchmarkApply with the rollback records the
-// PBFT driver has the executor write (TrackRollback), trimmed every 128
-// batches to those above the previous multiple of 128, as stable
-// checkpoints do.
+// PBFT driver has the executor write (TrackRollback, at most one record
+// per key per interval of 128 sequences: SetRollbackInterval), trimmed
+// every 128 batches to those above the previous multiple of 128, as
+// stable checkpoints do.
 func BenchmarkApplyRollback(b *testing.B) { benchmarkApply(b, true) }
 
+// rollbackIntervals are the record densities the 64 x 1 benchmarks
+// compare: a record per key per batch, and per interval of 128.
+var rollbackIntervals = []uint64{0, 128}
+
+// BenchmarkApplyRollback64x1 is BenchmarkApplyRollback at the load of
+// bench --clients 64 --window 1: batches of 21 requests from the 4 client
+// instances the 64 logical clients share (--connections 4), round robin,
+// whose windows are full (64 entries).
+func BenchmarkApplyRollback64x1(b *testing.B) {
+	for _, k := range rollbackIntervals {
+		b.Run(fmt.Sprintf("interval=%d", k), func(b *testing.B) { benchmarkApplyClients(b, true, k, 21, 4, true) })
+	}
+}
+
+// BenchmarkApplyRollbackOneEach is BenchmarkApplyRollback64x1 with a
+// client instance per logical client: each request of a batch is of its
+// own client (round robin over 64).
+func BenchmarkApplyRollbackOneEach(b *testing.B) {
+	for _, k := range rollbackIntervals {
+		b.Run(fmt.Sprintf("interval=%d", k), func(b *testing.B) { benchmarkApplyClients(b, true, k, 21, 64, true) })
+	}
+}
+
 func benchmarkApply(b *testing.B, rollback bool) {
-	const (
-		batchSize = 32
-		clients   = 16
-		keys      = 10_000
-	)
+	benchmarkApplyClients(b, rollback, 128, 32, 16, false)
+}
+
+// benchmarkApplyClients runs batches of batchSize puts from clients
+// clients (picked at random, or round robin), and reports the bytes
+// goleveldb wrote (journal and tables) per request.
+// With rollback, records are kept per interval of the given sequences
+// (SetRollbackInterval; 0: per batch).
+func benchmarkApplyClients(b *testing.B, rollback bool, interval uint64, batchSize, clients int, roundRobin bool) {
+	const keys = 10_000
+	next := 0
 	r := openReplica(b, b.TempDir())
 	defer r.db.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -41,6 +71,9 @@ func benchmarkApply(b *testing.B, rollback bool) {
 		reqs := make([]Request, batchSize)
 		for i := range reqs {
 			c := rng.IntN(clients)
+			if roundRobin {
+				c, next = next, (next+1)%clients
+			}
 			numbers[c]++
 			for j := range value {
 				value[j] = byte('a' + rng.IntN(26))
@@ -51,6 +84,7 @@ func benchmarkApply(b *testing.B, rollback bool) {
 		return reqs
 	}
 	if rollback {
+		r.exe.SetRollbackInterval(interval)
 		if err := r.exe.TrackRollback(0); err != nil {
 			b.Fatal(err)
 		}
@@ -68,10 +102,23 @@ func benchmarkApply(b *testing.B, rollback bool) {
 	}
 	// Warm up: touch most keys once so puts mostly overwrite, as in a
 	// long-running benchmark.
-	for range 2 * keys / batchSize {
+	for range max(2*keys/batchSize, 2*ClientWindow*clients/batchSize) {
 		apply(makeBatch())
 	}
+	written := func() float64 {
+		var read, write float64
+		stats, err := r.db.LevelDB().GetProperty("leveldb.iostats")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := fmt.Sscanf(stats, "Read(MB):%f Write(MB):%f", &read, &write); err != nil {
+			b.Fatal(err)
+		}
+		return write * (1 << 20)
+	}
+	before := written()
 	measureBatches(b, batchSize, makeBatch, apply)
+	b.ReportMetric((written()-before)/float64(b.N), "disk-B/op")
 }
 
 // BenchmarkApplyEvicting measures the execution cost per request under

@@ -106,7 +106,10 @@
 // Apply also writes, in its atomic batch, the previous value of every
 // transferred key it writes (e/u/<sequence><key>), and SnapshotAt rebuilds
 // the state at any executed sequence above the last one TrackRollback was
-// given, across restarts, from the current state and those records.
+// given, across restarts, from the current state and those records. With
+// SetRollbackInterval(k) (the PBFT driver sets its checkpoint interval) a
+// key is recorded only at its first write in each interval of k
+// sequences, and only the multiples of k can be rebuilt.
 //
 // KV keeps a bounded LRU read cache of its committed entries (present
 // values, absent keys and entry hashes; see kvCache), so a write, which

@@ -90,6 +90,15 @@ type Executor struct {
 	trackRollback bool
 	rollbackFloor uint64
 	rollbackKeys  keyCollector
+	// rollbackInterval, when nonzero, keeps records only for SnapshotAt
+	// at its multiples (see SetRollbackInterval): rollbackRecorded holds
+	// the keys already recorded in rollbackSpan, the interval of
+	// sequences being executed, and rollbackPending those this Apply
+	// records, added to it once the batch is written.
+	rollbackInterval uint64
+	rollbackSpan     uint64
+	rollbackRecorded map[string]struct{}
+	rollbackPending  []string
 
 	// memberRules (nil: configuration changes refused), the membership
 	// after the last executed sequence, whether it is recorded (a change
@@ -163,6 +172,8 @@ func (e *Executor) resetBatchLog() {
 	e.evicted = e.evicted[:0]
 	clear(e.popped)
 	e.popped = e.popped[:0]
+	clear(e.rollbackPending)
+	e.rollbackPending = e.rollbackPending[:0]
 	e.rollbackKeys.reset()
 }
 
@@ -213,6 +224,7 @@ func (e *Executor) loadState() error {
 // resetState empties the in-memory executor state (last executed
 // sequence, windows, reply-cache digest, eviction heap).
 func (e *Executor) resetState() {
+	e.forgetRollbackRecorded()
 	e.lastExecuted = 0
 	e.clients = make(map[string]*clientWindow)
 	e.cacheAcc = adHash{}
@@ -457,6 +469,7 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 		return nil, fmt.Errorf("executor: apply sequence %d: write: %w", sequence, err)
 	}
 	written = true
+	e.commitRollbackRecorded()
 	e.commitMembership()
 	e.commitEvictHeap(sequence)
 	if e.batchApp != nil {

@@ -24,14 +24,18 @@ import (
 //	e/u/<sequence, 8 bytes big-endian><key> = 0 (absent) | 1 <value>
 //
 // so that SnapshotAt can rebuild the state at any executed sequence above
-// the last one TrackRollback was given, after a restart too. The records
+// the last one TrackRollback was given, after a restart too. With
+// SetRollbackInterval(k) (the PBFT driver's checkpoint interval), only
+// the multiples of k can be rebuilt, and a key's record is written only
+// at its first write in each interval of k sequences. The records
 // are under storage.PrefixExecutor, so a state transfer's wipe deletes
 // them, and they are never transferred (isExecutorTransferKey).
 //
 // Cost: one read (usually from the memtable or block cache) per distinct
-// key a batch writes, and on disk the previous values of the keys written
+// key a batch records, and on disk the previous values of the keys written
 // by the batches above the stable checkpoint: at most WindowSize batches,
-// deleted when the next checkpoint becomes stable.
+// deleted when the next checkpoint becomes stable; per interval, at most
+// one record per distinct key written in it.
 const rollbackPrefix = storage.PrefixExecutor + "u/"
 
 var (
@@ -60,6 +64,10 @@ func (e *Executor) TrackRollback(stable uint64) error {
 		return nil
 	}
 	e.trackRollback = true
+	// The deletion may take records the set counts on (when stable is
+	// not below the current interval); recording those keys again is
+	// harmless, the earliest record of a key being the one used.
+	e.forgetRollbackRecorded()
 	if stable < e.rollbackFloor {
 		return nil
 	}
@@ -163,6 +171,7 @@ func (e *Executor) stageRollback(sequence uint64, batch *leveldb.Batch) error {
 		return fmt.Errorf("rollback record: %w", err)
 	}
 	e.priorValues(sequence)
+	e.enterRollbackSpan(sequence)
 	appCache, _ := e.app.(CommittedValueCache)
 	recordKey := rollbackSequencePrefix(sequence)
 	prefixLen := len(recordKey)
@@ -172,6 +181,12 @@ func (e *Executor) stageRollback(sequence uint64, batch *leveldb.Batch) error {
 		start = end
 		if !e.transfers(key) {
 			continue // never served, so never rolled back (a/m/digest)
+		}
+		if e.rollbackInterval > 0 {
+			if _, ok := e.rollbackRecorded[string(key)]; ok {
+				continue // its value at this interval's start is recorded
+			}
+			e.rollbackPending = append(e.rollbackPending, string(key))
 		}
 		recordKey = append(recordKey[:prefixLen], key...)
 		old, present, err := e.valueBefore(c, appCache, key)
@@ -232,11 +247,14 @@ func (e *Executor) SnapshotAt(seq uint64) (*StateSnapshot, error) {
 	if e.restore != nil || seq > e.lastExecuted {
 		return nil, fmt.Errorf("executor: snapshot at %d (executed %d, restoring %v): %w", seq, e.lastExecuted, e.restore != nil, ErrRollbackUnavailable)
 	}
+	if k := e.rollbackInterval; k > 0 && seq%k != 0 {
+		return nil, fmt.Errorf("executor: snapshot at %d, not a multiple of the rollback interval %d: %w", seq, k, ErrRollbackUnavailable)
+	}
 	snap, err := e.TakeSnapshot()
 	if err != nil {
 		return nil, err
 	}
-	overlay, err := loadRollbackOverlay(snap.snap, seq, e.lastExecuted)
+	overlay, err := loadRollbackOverlay(snap.snap, seq, e.lastExecuted, e.rollbackInterval)
 	if err != nil {
 		snap.Release()
 		return nil, fmt.Errorf("executor: snapshot at %d: %w", seq, err)
@@ -247,14 +265,17 @@ func (e *Executor) SnapshotAt(seq uint64) (*StateSnapshot, error) {
 
 // loadRollbackOverlay reads the undo records of the sequences in
 // (seq, last] from snap, keeping for each key the earliest one (its value
-// at seq), and checks that every one of those sequences has records (each
-// tracked Apply writes at least e/last).
-func loadRollbackOverlay(snap *leveldb.Snapshot, seq, last uint64) (*rollbackOverlay, error) {
+// at seq), and checks that the batches after seq were tracked: every
+// tracked Apply writes a record of e/last, at every sequence when
+// interval is 0, else at least at the first sequence of each interval
+// (seq+1, seq+1+interval, ...; seq is then a multiple of interval).
+func loadRollbackOverlay(snap *leveldb.Snapshot, seq, last, interval uint64) (*rollbackOverlay, error) {
 	o := &rollbackOverlay{undoKeys: make(map[string][]byte)}
 	rng := &util.Range{Start: rollbackSequencePrefix(seq + 1), Limit: rollbackSequencePrefix(last + 1)}
 	iter := snap.NewIterator(rng, nil)
 	defer iter.Release()
-	want := seq + 1
+	step := max(interval, 1)
+	want := seq + 1 // the next sequence that must have records
 	for iter.Next() {
 		k := iter.Key()
 		if len(k) < len(rollbackPrefix)+8 {
@@ -263,8 +284,8 @@ func loadRollbackOverlay(snap *leveldb.Snapshot, seq, last uint64) (*rollbackOve
 		s := binary.BigEndian.Uint64(k[len(rollbackPrefix):])
 		switch {
 		case s == want:
-			want++
-		case s != want-1:
+			want += step
+		case s > want:
 			return nil, fmt.Errorf("no rollback record of sequence %d: %w", want, ErrRollbackUnavailable)
 		}
 		key := k[len(rollbackPrefix)+8:]
@@ -276,7 +297,7 @@ func loadRollbackOverlay(snap *leveldb.Snapshot, seq, last uint64) (*rollbackOve
 	if err := iter.Error(); err != nil {
 		return nil, fmt.Errorf("read rollback records: %w", err)
 	}
-	if want != last+1 {
+	if want <= last {
 		return nil, fmt.Errorf("no rollback record of sequence %d: %w", want, ErrRollbackUnavailable)
 	}
 	slices.SortFunc(o.keys, bytes.Compare)
@@ -305,4 +326,74 @@ func (e *Executor) transfers(key []byte) bool {
 		return e.transferApp.TransferKey(key)
 	}
 	return isExecutorTransferKey(key)
+}
+
+// maxRollbackRecorded bounds the keys SetRollbackInterval's set holds in
+// one interval; past it, keys are recorded at every write again until the
+// next interval (more records, never fewer).
+const maxRollbackRecorded = 1 << 20
+
+// SetRollbackInterval makes the rollback records serve SnapshotAt only at
+// multiples of k (the checkpoint interval; 0: at every sequence, the
+// default): within each interval of sequences (c, c+k], c a multiple of
+// k, a key's undo record is written at its first write only, since the
+// state at c needs only the value before that write. A key written at
+// every batch (a busy client's window, e/last) then costs one record per
+// interval instead of one per batch. SnapshotAt then fails with
+// ErrRollbackUnavailable for a sequence that is not a multiple of k
+// (other than LastExecuted). The PBFT driver sets it to its checkpoint
+// interval at recovery, before TrackRollback: SnapshotAt serves only
+// checkpoints. k must stay the same for as long as the records kept: the
+// interval is part of how they were written. Call it between Applies.
+//
+// Safe: the set of keys recorded in the current interval is forgotten at
+// each interval's start, at every TrackRollback (which may delete
+// records) and whenever the state is reloaded or wiped (a state transfer
+// deletes every record), and it lives only in memory, so a restarted
+// replica records again; a key is added to it only once the batch holding
+// its record is written. A key can thus be recorded twice in an interval
+// (harmless: the earliest record is the one used), never not at all
+// before its first write of the interval. A state SnapshotAt rebuilds
+// wrong would still be refused by the replica fetching it, which checks
+// it against the certified digest.
+func (e *Executor) SetRollbackInterval(k uint64) {
+	if k != e.rollbackInterval {
+		e.rollbackInterval = k
+		e.forgetRollbackRecorded()
+	}
+}
+
+// enterRollbackSpan starts a new set of recorded keys when sequence is in
+// another interval than the keys recorded so far.
+func (e *Executor) enterRollbackSpan(sequence uint64) {
+	if e.rollbackInterval == 0 {
+		return
+	}
+	if span := (sequence - 1) / e.rollbackInterval; span != e.rollbackSpan {
+		e.forgetRollbackRecorded()
+		e.rollbackSpan = span
+	}
+}
+
+// commitRollbackRecorded adds the keys the written batch recorded to the
+// current interval's set (while it is under maxRollbackRecorded).
+func (e *Executor) commitRollbackRecorded() {
+	if len(e.rollbackPending) == 0 {
+		return
+	}
+	if e.rollbackRecorded == nil {
+		e.rollbackRecorded = make(map[string]struct{})
+	}
+	for _, key := range e.rollbackPending {
+		if len(e.rollbackRecorded) >= maxRollbackRecorded {
+			return
+		}
+		e.rollbackRecorded[key] = struct{}{}
+	}
+}
+
+// forgetRollbackRecorded empties the set of keys recorded in the current
+// interval, so that their next writes are recorded again.
+func (e *Executor) forgetRollbackRecorded() {
+	clear(e.rollbackRecorded)
 }

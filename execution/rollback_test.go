@@ -1,9 +1,13 @@
 package execution
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/syndtr/goleveldb/leveldb/util"
 
 	"github.com/pbftnode/pbftnode/wire"
 )
@@ -125,5 +129,92 @@ func TestSnapshotAtWithEvictions(t *testing.T) {
 	defer dst.db.Close()
 	if d := restoreChunks(t, dst, chunkAll(t, snap, 30)); d != at5.Digest() {
 		t.Fatalf("restored digest %x, want %x", d, at5.Digest())
+	}
+}
+
+// rollbackRecordSequences returns, for each key with undo records, the
+// sequences that recorded it, ascending.
+func rollbackRecordSequences(t *testing.T, r *testReplica) map[string][]uint64 {
+	t.Helper()
+	out := make(map[string][]uint64)
+	iter := r.db.LevelDB().NewIterator(util.BytesPrefix([]byte(rollbackPrefix)), nil)
+	defer iter.Release()
+	for iter.Next() {
+		k := iter.Key()[len(rollbackPrefix):]
+		key := string(k[8:])
+		out[key] = append(out[key], binary.BigEndian.Uint64(k))
+	}
+	if err := iter.Error(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestRollbackRecordsOncePerInterval: with SetRollbackInterval(k) a key
+// written at every batch has one undo record per interval of k sequences,
+// at its first write there (again after a restart, whose executor knows
+// nothing of the records before it); the states at the multiples of k
+// are still rebuilt exactly, and SnapshotAt refuses the other sequences.
+func TestRollbackRecordsOncePerInterval(t *testing.T) {
+	const k = 4
+	dir := t.TempDir()
+	r := openReplica(t, dir)
+	open := func() {
+		r.exe.SetRollbackInterval(k)
+		if err := r.exe.TrackRollback(0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open()
+	states := make(map[uint64][]*wire.KeyValue)
+	digests := make(map[uint64][32]byte)
+	batch := func(seq uint64) {
+		reqs := []Request{{ClientID: alice, RequestNumber: seq, Operation: putOp("hot", fmt.Sprint(seq))}}
+		if seq >= 6 {
+			reqs = append(reqs, Request{ClientID: bob, RequestNumber: seq, Operation: putOp("late", fmt.Sprint(seq))})
+		}
+		apply(t, r.exe, seq, reqs...)
+		snap := takeSnapshot(t, r.exe)
+		states[seq], digests[seq] = flatten(chunkAll(t, snap, 1<<20)), snap.Digest()
+		snap.Release()
+	}
+	for seq := uint64(1); seq <= 10; seq++ {
+		batch(seq)
+	}
+	r.db.Close()
+	r = openReplica(t, dir)
+	defer func() { r.db.Close() }()
+	open()
+	for seq := uint64(11); seq <= 13; seq++ {
+		batch(seq)
+	}
+	records := rollbackRecordSequences(t, r)
+	for key, want := range map[string][]uint64{
+		kvDataPrefix + "hot":                {1, 5, 9, 11, 13},
+		kvDataPrefix + "late":               {6, 9, 11, 13},
+		executorReplyPrefix + string(alice): {1, 5, 9, 11, 13},
+		executorLastKey:                     {1, 5, 9, 11, 13},
+	} {
+		if got := records[key]; !slices.Equal(got, want) {
+			t.Errorf("records of %q at %v, want %v", key, got, want)
+		}
+	}
+	for _, seq := range []uint64{4, 8, 12} {
+		snap, err := r.exe.SnapshotAt(seq)
+		if err != nil {
+			t.Fatalf("SnapshotAt(%d): %v", seq, err)
+		}
+		if got := flatten(chunkAll(t, snap, 50)); !sameEntries(got, states[seq]) {
+			t.Fatalf("rolled back to %d: %d entries, want the %d stored then", seq, len(got), len(states[seq]))
+		}
+		dst := openReplica(t, t.TempDir())
+		if d := restoreChunks(t, dst, chunkAll(t, snap, 50)); d != digests[seq] {
+			t.Fatalf("restored %d to digest %x, want %x", seq, d, digests[seq])
+		}
+		dst.db.Close()
+		snap.Release()
+	}
+	if _, err := r.exe.SnapshotAt(6); !errors.Is(err, ErrRollbackUnavailable) {
+		t.Fatalf("SnapshotAt(6) = %v, want ErrRollbackUnavailable", err)
 	}
 }

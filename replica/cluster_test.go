@@ -46,13 +46,15 @@ type frame struct {
 }
 
 type testReplica struct {
-	c      *testCluster
-	id     uint32
-	store  *MemoryStorage
-	db     *storage.DB
-	exec   *execution.Executor
-	driver *Driver
-	trace  []step
+	c     *testCluster
+	id    uint32
+	store *MemoryStorage
+	db    *storage.DB
+	exec  *execution.Executor
+	// rollbackInterval is what the driver gave SetRollbackInterval.
+	rollbackInterval uint64
+	driver           *Driver
+	trace            []step
 	// replies are the replies the replica sent, in order.
 	replies []*wire.Reply
 	// snaps are the checkpoint snapshots it keeps to serve.
@@ -119,7 +121,7 @@ func (r *testReplica) start() {
 		Core: protocol.Config{ID: r.id, N: r.c.n, Signer: crypto.NewSigner(r.c.keys[r.id], testClusterID),
 			CheckpointInterval: 2, WindowSize: 4},
 		Receipts: ReceiptsInReplies,
-		Storage:  store, Network: recordingNetwork{r}, Executor: r.exec,
+		Storage:  store, Network: recordingNetwork{r}, Executor: recordingExecutor{r.exec, r},
 		Snapshots: recordingSnapshots{r}, Verifier: r.c.verifier, Observer: recordingObserver{r: r},
 	})
 	if err != nil {
@@ -136,6 +138,18 @@ func (r *testReplica) start() {
 }
 
 func (r *testReplica) note(s step) { r.trace = append(r.trace, s) }
+
+// recordingExecutor is the replica's executor noting the rollback
+// interval the driver sets.
+type recordingExecutor struct {
+	*execution.Executor
+	r *testReplica
+}
+
+func (e recordingExecutor) SetRollbackInterval(k uint64) {
+	e.r.rollbackInterval = k
+	e.Executor.SetRollbackInterval(k)
+}
 
 type recordingStorage struct {
 	*MemoryStorage

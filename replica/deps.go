@@ -89,6 +89,10 @@ type Executor interface {
 // checkpoint and restarted can still serve that checkpoint's state (the
 // snapshot TakeSnapshot took there died with the process).
 type RollbackExecutor interface {
+	// SetRollbackInterval has SnapshotAt serve only multiples of k (the
+	// checkpoint interval), which lets the executor keep one record per
+	// key per interval instead of one per batch.
+	SetRollbackInterval(k uint64)
 	// TrackRollback makes later Applies keep what SnapshotAt needs, and
 	// forgets what only the state at or below stable would need.
 	TrackRollback(stable uint64) error

@@ -400,6 +400,24 @@ func TestLaggingReplicaRecoversAfterAWholeClusterRestart(t *testing.T) {
 	}
 }
 
+// TestRecoveryKeepsRollbackRecordsPerCheckpoint: recovery has the
+// executor keep its rollback records per checkpoint interval (it only
+// ever rebuilds checkpoints; execution.SetRollbackInterval), after a
+// restart too.
+func TestRecoveryKeepsRollbackRecordsPerCheckpoint(t *testing.T) {
+	c := newTestCluster(t, 4)
+	r := c.replicas[0]
+	if r.rollbackInterval != 2 {
+		t.Fatalf("rollback interval %d, want the checkpoint interval 2", r.rollbackInterval)
+	}
+	run(t, c, 5)
+	r.rollbackInterval = 0
+	r.start()
+	if r.rollbackInterval != 2 {
+		t.Fatalf("rollback interval %d after a restart, want 2", r.rollbackInterval)
+	}
+}
+
 // TestInstalledStateIsServed: a replica that installed a checkpoint by
 // state transfer serves that checkpoint's state to others (it may be the
 // one replica that still has it once the others restarted).

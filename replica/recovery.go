@@ -109,6 +109,10 @@ func (d *Driver) recoverSnapshots(stable *checkpoint.Certificate) error {
 		from = stable.Sequence
 	}
 	if canRollBack {
+		// Only checkpoints are ever rebuilt (below): one record per key
+		// per checkpoint interval is enough (execution.SetRollbackInterval
+		// says why that is safe).
+		rb.SetRollbackInterval(d.core.CheckpointInterval())
 		if err := rb.TrackRollback(from); err != nil {
 			return fmt.Errorf("replica: recover: %w", err)
 		}
