@@ -39,6 +39,13 @@ type readCounters struct {
 	// answer one again); next rotates where the choice starts.
 	missed []bool
 	next   int
+	// Guarded by Client.mu: queued holds the encoded ReadItems of the
+	// reads waiting to go in the next ReadBatch frame, queuedCount how
+	// many; flushing is set while a reader is about to send them (see
+	// queueRead).
+	queued      []byte
+	queuedCount int
+	flushing    bool
 }
 
 // ReadCounts returns how many Read calls the client answered on the
@@ -103,6 +110,12 @@ func (c *Client) readOnly(ctx context.Context, op []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer c.endRead(cl)
+	if c.cfg.ReadQuorum == 1 && c.crashFaults && len(op) <= maxBatchedReadBytes {
+		// The Raft mode: the leader's answer is the one, and the reads
+		// outstanding together go in one frame (readbatch.go).
+		c.queueRead(cl.number, op)
+		return c.awaitRead(ctx, cl, nil, nil, nil)
+	}
 	frame, err := c.frame(cl.number, op, true)
 	if err != nil {
 		return nil, err
