@@ -40,11 +40,11 @@ type readCounters struct {
 	missed []bool
 	next   int
 	// Guarded by Client.mu: queued holds the encoded ReadItems of the
-	// reads waiting to go in the next ReadBatch frame, queuedCount how
-	// many; flushing is set while a reader is about to send them (see
+	// reads waiting to go in the next ReadBatch frame, queuedCalls their
+	// calls; flushing is set while a reader is about to send them (see
 	// queueRead).
 	queued      []byte
-	queuedCount int
+	queuedCalls []*call
 	flushing    bool
 }
 
@@ -113,8 +113,7 @@ func (c *Client) readOnly(ctx context.Context, op []byte) ([]byte, error) {
 	if c.cfg.ReadQuorum == 1 && c.crashFaults && len(op) <= maxBatchedReadBytes {
 		// The Raft mode: the leader's answer is the one, and the reads
 		// outstanding together go in one frame (readbatch.go).
-		c.queueRead(cl.number, op)
-		return c.awaitRead(ctx, cl, nil, nil, nil)
+		return c.readBatched(ctx, cl, op)
 	}
 	frame, err := c.frame(cl.number, op, true)
 	if err != nil {
@@ -225,6 +224,11 @@ func (c *Client) awaitRead(ctx context.Context, cl *call, first, rest []int, fra
 func (c *Client) timeOutRead(cl *call) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.timeOutReadLocked(cl)
+}
+
+// timeOutReadLocked is timeOutRead with c.mu held.
+func (c *Client) timeOutReadLocked(cl *call) {
 	if cl.result != nil || cl.err != nil {
 		return
 	}

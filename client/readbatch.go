@@ -1,8 +1,10 @@
 package client
 
 import (
+	"context"
 	"fmt"
 	"runtime"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -30,23 +32,38 @@ const (
 	readBatchBytes      = 64 << 10
 )
 
-// queueRead queues the read numbered number for the next ReadBatch frame
-// and sees that the frame is sent: the first read queued after a frame
-// went out becomes the flusher. It yields the processor once
-// (runtime.Gosched), so the client's other goroutines about to read queue
-// theirs first, then sends what is queued. With nothing else runnable
-// the yield returns at once, so a lone read waits for nothing. A read
-// that fills the batch (wire.MaxReadBatch reads or readBatchBytes) sends
-// it at once. The read is encoded before queueRead returns.
-func (c *Client) queueRead(number uint64, op []byte) {
+// readBatched sends cl's read of op in a ReadBatch frame (queueRead) and
+// waits for its answer, or for ReadTimeout after the frame left (one
+// timer per frame, not per read).
+func (c *Client) readBatched(ctx context.Context, cl *call, op []byte) ([]byte, error) {
+	c.queueRead(cl, op)
+	select {
+	case <-cl.done:
+		return cl.result, cl.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("client: read %d: %w", cl.number, ctx.Err())
+	case <-c.done:
+		return nil, ErrClosed
+	}
+}
+
+// queueRead queues cl's read of op for the next ReadBatch frame and sees
+// that the frame is sent: the first read queued after a frame went out
+// becomes the flusher. It yields the processor once (runtime.Gosched), so
+// the client's other goroutines about to read queue theirs first, then
+// sends what is queued. With nothing else runnable the yield returns at
+// once, so a lone read waits for nothing. A read that fills the batch
+// (wire.MaxReadBatch reads or readBatchBytes) sends it at once. The read
+// is encoded before queueRead returns.
+func (c *Client) queueRead(cl *call, op []byte) {
 	c.mu.Lock()
 	r := &c.reads
-	r.queued = appendReadItem(r.queued, number, op)
-	r.queuedCount++
-	if r.queuedCount >= wire.MaxReadBatch || len(r.queued) >= readBatchBytes {
-		frame := c.takeQueuedLocked()
+	r.queued = appendReadItem(r.queued, cl.number, op)
+	r.queuedCalls = append(r.queuedCalls, cl)
+	if len(r.queuedCalls) >= wire.MaxReadBatch || len(r.queued) >= readBatchBytes {
+		frame, calls := c.takeQueuedLocked()
 		c.mu.Unlock()
-		c.sendFirst(frame)
+		c.sendReadBatch(frame, calls)
 		return
 	}
 	if r.flushing {
@@ -58,11 +75,26 @@ func (c *Client) queueRead(number uint64, op []byte) {
 	runtime.Gosched()
 	c.mu.Lock()
 	r.flushing = false
-	frame := c.takeQueuedLocked()
+	frame, calls := c.takeQueuedLocked()
 	c.mu.Unlock()
-	if frame != nil {
-		c.sendFirst(frame)
+	c.sendReadBatch(frame, calls)
+}
+
+// sendReadBatch sends frame, the reads of calls, to the leader the client
+// believes in (sendFirst), and fails those still unanswered ReadTimeout
+// later with errReadTimeout (Read then orders them).
+func (c *Client) sendReadBatch(frame []byte, calls []*call) {
+	if len(calls) == 0 {
+		return
 	}
+	c.sendFirst(frame)
+	time.AfterFunc(c.cfg.ReadTimeout, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, cl := range calls {
+			c.timeOutReadLocked(cl)
+		}
+	})
 }
 
 // appendReadItem appends the ReadBatch.reads field of one read.
@@ -89,12 +121,13 @@ func appendReadItem(buf []byte, number uint64, op []byte) []byte {
 
 // takeQueuedLocked returns the queued reads as one frame,
 // ClientFrame{reads: ReadBatch{client_id, reads}} (byte for byte what
-// proto.Marshal makes of it), and empties the queue; nil when nothing is
-// queued. c.mu must be held.
-func (c *Client) takeQueuedLocked() []byte {
+// proto.Marshal makes of it), with their calls, and empties the queue;
+// no calls when nothing is queued. c.mu must be held.
+func (c *Client) takeQueuedLocked() ([]byte, []*call) {
 	r := &c.reads
-	if r.queuedCount == 0 {
-		return nil
+	calls := r.queuedCalls
+	if len(calls) == 0 {
+		return nil, nil
 	}
 	batchLen := len(r.queued)
 	if len(c.id) > 0 {
@@ -108,8 +141,8 @@ func (c *Client) takeQueuedLocked() []byte {
 		buf = protowire.AppendBytes(buf, c.id)
 	}
 	buf = append(buf, r.queued...)
-	r.queued, r.queuedCount = r.queued[:0], 0
-	return buf
+	r.queued, r.queuedCalls = r.queued[:0], nil
+	return buf, calls
 }
 
 // readAnswer is one of a reply's read_answers. Its slices may alias the
