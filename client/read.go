@@ -209,6 +209,11 @@ func (c *Client) awaitRead(ctx context.Context, cl *call, first, rest []int, fra
 		})
 		defer spread.Stop()
 	}
+	return c.waitRead(ctx, cl)
+}
+
+// waitRead waits for the read's outcome, ctx's end or the client's close.
+func (c *Client) waitRead(ctx context.Context, cl *call) ([]byte, error) {
 	select {
 	case <-cl.done:
 		return cl.result, cl.err

@@ -37,14 +37,7 @@ const (
 // timer per frame, not per read).
 func (c *Client) readBatched(ctx context.Context, cl *call, op []byte) ([]byte, error) {
 	c.queueRead(cl, op)
-	select {
-	case <-cl.done:
-		return cl.result, cl.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("client: read %d: %w", cl.number, ctx.Err())
-	case <-c.done:
-		return nil, ErrClosed
-	}
+	return c.waitRead(ctx, cl)
 }
 
 // queueRead queues cl's read of op for the next ReadBatch frame and sees

@@ -13,32 +13,50 @@ import (
 	"github.com/pbftnode/pbftnode/node/raftnode"
 )
 
+// startCluster writes testnet tn into dir (on free ports) and starts
+// every replica of it, spares included, closing them when the test ends.
+func startCluster(t *testing.T, dir string, tn config.Testnet) (map[int]*raftnode.Node, map[int]node.Config) {
+	t.Helper()
+	base, err := pbftnode.FreeBasePort("127.0.0.1", tn.Replicas+tn.Spares+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Dir, tn.BasePort = dir, base
+	if _, err := config.WriteTestnet(tn); err != nil {
+		t.Fatal(err)
+	}
+	nodes, cfgs := map[int]*raftnode.Node{}, map[int]node.Config{}
+	for i := range tn.Replicas + tn.Spares {
+		nodes[i], cfgs[i] = startReplica(t, dir, i)
+	}
+	return nodes, cfgs
+}
+
+// startReplica starts replica i of the testnet in dir, without metrics or
+// logs, closing it when the test ends.
+func startReplica(t *testing.T, dir string, i int) (*raftnode.Node, node.Config) {
+	t.Helper()
+	cfg, err := node.LoadHome(pbftnode.TestnetHome(dir, i), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MetricsAddr = ""
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	n, err := raftnode.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n, cfg
+}
+
 // Concurrent reads of a Raft client, which go in ReadBatch frames and are
 // answered in replies with read_answers, are all answered on the
 // read-only path, each with the value of the write that completed before
 // it began.
 func TestConcurrentReadsAnsweredInBatches(t *testing.T) {
 	dir := t.TempDir()
-	base, err := pbftnode.FreeBasePort("127.0.0.1", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := config.WriteTestnet(config.Testnet{Dir: dir, Replicas: 3, Consensus: config.ConsensusRaft, BasePort: base, UnsafeNoFsync: true}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		cfg, err := node.LoadHome(pbftnode.TestnetHome(dir, i), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.MetricsAddr = ""
-		cfg.Logger = slog.New(slog.DiscardHandler)
-		n, err := raftnode.Start(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = n.Close() })
-	}
+	startCluster(t, dir, config.Testnet{Replicas: 3, Consensus: config.ConsensusRaft, UnsafeNoFsync: true})
 	cl, err := pbftnode.Dial(dir)
 	if err != nil {
 		t.Fatal(err)
