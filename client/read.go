@@ -39,6 +39,13 @@ type readCounters struct {
 	// answer one again); next rotates where the choice starts.
 	missed []bool
 	next   int
+	// Guarded by Client.mu: queued holds the encoded ReadItems of the
+	// reads waiting to go in the next ReadBatch frame, queuedCalls their
+	// calls; flushing is set while a reader is about to send them (see
+	// queueRead).
+	queued      []byte
+	queuedCalls []*call
+	flushing    bool
 }
 
 // ReadCounts returns how many Read calls the client answered on the
@@ -103,6 +110,11 @@ func (c *Client) readOnly(ctx context.Context, op []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer c.endRead(cl)
+	if c.cfg.ReadQuorum == 1 && c.crashFaults && len(op) <= maxBatchedReadBytes {
+		// The Raft mode: the leader's answer is the one, and the reads
+		// outstanding together go in one frame (readbatch.go).
+		return c.readBatched(ctx, cl, op)
+	}
 	frame, err := c.frame(cl.number, op, true)
 	if err != nil {
 		return nil, err
@@ -197,6 +209,11 @@ func (c *Client) awaitRead(ctx context.Context, cl *call, first, rest []int, fra
 		})
 		defer spread.Stop()
 	}
+	return c.waitRead(ctx, cl)
+}
+
+// waitRead waits for the read's outcome, ctx's end or the client's close.
+func (c *Client) waitRead(ctx context.Context, cl *call) ([]byte, error) {
 	select {
 	case <-cl.done:
 		return cl.result, cl.err
@@ -212,6 +229,11 @@ func (c *Client) awaitRead(ctx context.Context, cl *call, first, rest []int, fra
 func (c *Client) timeOutRead(cl *call) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.timeOutReadLocked(cl)
+}
+
+// timeOutReadLocked is timeOutRead with c.mu held.
+func (c *Client) timeOutReadLocked(cl *call) {
 	if cl.result != nil || cl.err != nil {
 		return
 	}

@@ -27,6 +27,9 @@ type reply struct {
 	// receipt is the encoded wire.ReplyReceipt, if any: decoded only for
 	// a call that asked for receipts (InvokeWithReceipt).
 	receipt []byte
+	// answers are wire.Reply.read_answers (readbatch.go): each stands
+	// for this reply with its own number, result and refusal.
+	answers []readAnswer
 }
 
 // wire.Reply field numbers.
@@ -41,6 +44,7 @@ const (
 	replyReadOnly   protowire.Number = 9
 	replyReceipt    protowire.Number = 8
 	replyEpoch      protowire.Number = 10
+	replyAnswers    protowire.Number = 11
 )
 
 // parseReplyFast decodes data as a wire.Reply without the proto runtime
@@ -103,6 +107,10 @@ func parseReplyFast(data []byte, r *reply) bool {
 					return false
 				}
 				r.refusal = v
+			case replyAnswers:
+				if !appendAnswerFast(r, v) {
+					return false
+				}
 			default:
 				return false
 			}
@@ -134,6 +142,9 @@ func parseReply(data []byte, r *reply) error {
 		leaderHint: m.LeaderHint,
 		readOnly:   m.ReadOnly,
 		epoch:      m.Epoch,
+	}
+	if err := takeAnswers(r, m.ReadAnswers); err != nil {
+		return err
 	}
 	if m.Receipt != nil {
 		if r.receipt, err = proto.Marshal(m.Receipt); err != nil {
@@ -187,17 +198,27 @@ func (c *Client) handleReply(f p2p.Frame) {
 			c.followLocked()
 		}
 	}
+	if r.answers != nil {
+		c.takeAnswersLocked(replica, &r)
+		return
+	}
+	c.takeReplyLocked(replica, &r)
+}
+
+// takeReplyLocked counts r, a reply from replica, toward its call. c.mu
+// must be held.
+func (c *Client) takeReplyLocked(replica uint32, r *reply) {
 	cl := c.callLocked(r.number)
 	if cl != nil && int(replica) >= len(cl.replies) {
 		// A member of a membership the client followed after the call began.
 		cl.replies = append(cl.replies, make([]replyRecord, c.span-len(cl.replies))...)
 	}
 	if cl != nil && cl.answers != nil {
-		offerAnswerLocked(cl, replica, &r)
+		offerAnswerLocked(cl, replica, r)
 		return
 	}
 	if cl != nil && cl.receipts != nil {
-		c.offerReceiptLocked(cl, replica, &r)
+		c.offerReceiptLocked(cl, replica, r)
 	}
 	if cl == nil || cl.result != nil || cl.err != nil || int(replica) >= len(cl.replies) {
 		return

@@ -1425,6 +1425,7 @@ type ClientFrame struct {
 	// Types that are valid to be assigned to Body:
 	//
 	//	*ClientFrame_Request
+	//	*ClientFrame_Reads
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1476,6 +1477,15 @@ func (x *ClientFrame) GetRequest() *Signed {
 	return nil
 }
 
+func (x *ClientFrame) GetReads() *ReadBatch {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_Reads); ok {
+			return x.Reads
+		}
+	}
+	return nil
+}
+
 type isClientFrame_Body interface {
 	isClientFrame_Body()
 }
@@ -1484,7 +1494,125 @@ type ClientFrame_Request struct {
 	Request *Signed `protobuf:"bytes,1,opt,name=request,proto3,oneof"` // Signed{payload: Request}
 }
 
+type ClientFrame_Reads struct {
+	Reads *ReadBatch `protobuf:"bytes,2,opt,name=reads,proto3,oneof"`
+}
+
 func (*ClientFrame_Request) isClientFrame_Body() {}
+
+func (*ClientFrame_Reads) isClientFrame_Body() {}
+
+// ReadBatch is several read-only requests of one client in one frame
+// (the Raft mode's client: unsigned, on its own Noise-authenticated
+// stream, so client_id must name the stream's peer). Each read is the
+// Request {client_id, request_number, operation, read_only: true}. At
+// most MaxReadBatch reads; a frame with more, or with a read without a
+// request number, is dropped and counted. A PBFT replica drops it too
+// (its clients send reads one per frame).
+type ReadBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      []byte                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Reads         []*ReadItem            `protobuf:"bytes,2,rep,name=reads,proto3" json:"reads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadBatch) Reset() {
+	*x = ReadBatch{}
+	mi := &file_wire_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadBatch) ProtoMessage() {}
+
+func (x *ReadBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadBatch.ProtoReflect.Descriptor instead.
+func (*ReadBatch) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ReadBatch) GetClientId() []byte {
+	if x != nil {
+		return x.ClientId
+	}
+	return nil
+}
+
+func (x *ReadBatch) GetReads() []*ReadItem {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+// ReadItem is one read of a ReadBatch.
+type ReadItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestNumber uint64                 `protobuf:"varint,1,opt,name=request_number,json=requestNumber,proto3" json:"request_number,omitempty"`
+	Operation     []byte                 `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadItem) Reset() {
+	*x = ReadItem{}
+	mi := &file_wire_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadItem) ProtoMessage() {}
+
+func (x *ReadItem) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadItem.ProtoReflect.Descriptor instead.
+func (*ReadItem) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReadItem) GetRequestNumber() uint64 {
+	if x != nil {
+		return x.RequestNumber
+	}
+	return 0
+}
+
+func (x *ReadItem) GetOperation() []byte {
+	if x != nil {
+		return x.Operation
+	}
+	return nil
+}
 
 // Reply is what a replica sends back on the client's stream. It needs no
 // signature: the Noise session binds the stream to the replica's key.
@@ -1514,14 +1642,23 @@ type Reply struct {
 	// membership; 0: the cluster file's). A client that sees an epoch above
 	// the one it knows asks for the configuration history (config_query)
 	// to learn the new members.
-	Epoch         uint64 `protobuf:"varint,10,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Epoch uint64 `protobuf:"varint,10,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// read_answers, when set, makes this reply the answers to several
+	// read-only requests of the client at once (the Raft leader answering
+	// the reads of one read state): each answer stands for a Reply with
+	// this one's view, client_id, replica, leader_hint, read_only (which
+	// must be set) and epoch, and the answer's own request_number, result
+	// and error; this reply's own request_number, result and error are
+	// then unset. At most MaxReadBatch answers; a client drops a reply with
+	// more.
+	ReadAnswers   []*ReadAnswer `protobuf:"bytes,11,rep,name=read_answers,json=readAnswers,proto3" json:"read_answers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_wire_proto_msgTypes[20]
+	mi := &file_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1670,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[20]
+	mi := &file_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1683,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{20}
+	return file_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Reply) GetView() uint64 {
@@ -1619,6 +1756,74 @@ func (x *Reply) GetEpoch() uint64 {
 	return 0
 }
 
+func (x *Reply) GetReadAnswers() []*ReadAnswer {
+	if x != nil {
+		return x.ReadAnswers
+	}
+	return nil
+}
+
+// ReadAnswer is one answer of a Reply's read_answers.
+type ReadAnswer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestNumber uint64                 `protobuf:"varint,1,opt,name=request_number,json=requestNumber,proto3" json:"request_number,omitempty"`
+	Result        []byte                 `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadAnswer) Reset() {
+	*x = ReadAnswer{}
+	mi := &file_wire_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadAnswer) ProtoMessage() {}
+
+func (x *ReadAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadAnswer.ProtoReflect.Descriptor instead.
+func (*ReadAnswer) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReadAnswer) GetRequestNumber() uint64 {
+	if x != nil {
+		return x.RequestNumber
+	}
+	return 0
+}
+
+func (x *ReadAnswer) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *ReadAnswer) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // ReplyReceipt lets anyone holding the cluster's public keys check, offline,
 // that a replica executed a request with a result at a sequence. Per
 // executed batch a replica signs once (crypto.ReceiptStatement): the
@@ -1648,7 +1853,7 @@ type ReplyReceipt struct {
 
 func (x *ReplyReceipt) Reset() {
 	*x = ReplyReceipt{}
-	mi := &file_wire_proto_msgTypes[21]
+	mi := &file_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1865,7 @@ func (x *ReplyReceipt) String() string {
 func (*ReplyReceipt) ProtoMessage() {}
 
 func (x *ReplyReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[21]
+	mi := &file_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1878,7 @@ func (x *ReplyReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplyReceipt.ProtoReflect.Descriptor instead.
 func (*ReplyReceipt) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{21}
+	return file_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReplyReceipt) GetSequence() uint64 {
@@ -1744,7 +1949,7 @@ type RaftEntry struct {
 
 func (x *RaftEntry) Reset() {
 	*x = RaftEntry{}
-	mi := &file_wire_proto_msgTypes[22]
+	mi := &file_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1961,7 @@ func (x *RaftEntry) String() string {
 func (*RaftEntry) ProtoMessage() {}
 
 func (x *RaftEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[22]
+	mi := &file_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1974,7 @@ func (x *RaftEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftEntry.ProtoReflect.Descriptor instead.
 func (*RaftEntry) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{22}
+	return file_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RaftEntry) GetRequests() []*Request {
@@ -1794,7 +1999,7 @@ type RaftFrame struct {
 
 func (x *RaftFrame) Reset() {
 	*x = RaftFrame{}
-	mi := &file_wire_proto_msgTypes[23]
+	mi := &file_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1806,7 +2011,7 @@ func (x *RaftFrame) String() string {
 func (*RaftFrame) ProtoMessage() {}
 
 func (x *RaftFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[23]
+	mi := &file_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1819,7 +2024,7 @@ func (x *RaftFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftFrame.ProtoReflect.Descriptor instead.
 func (*RaftFrame) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{23}
+	return file_wire_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RaftFrame) GetBody() isRaftFrame_Body {
@@ -1897,7 +2102,7 @@ type KVOperation struct {
 
 func (x *KVOperation) Reset() {
 	*x = KVOperation{}
-	mi := &file_wire_proto_msgTypes[24]
+	mi := &file_wire_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2114,7 @@ func (x *KVOperation) String() string {
 func (*KVOperation) ProtoMessage() {}
 
 func (x *KVOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[24]
+	mi := &file_wire_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2127,7 @@ func (x *KVOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVOperation.ProtoReflect.Descriptor instead.
 func (*KVOperation) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{24}
+	return file_wire_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KVOperation) GetOp() isKVOperation_Op {
@@ -2006,7 +2211,7 @@ type KVPut struct {
 
 func (x *KVPut) Reset() {
 	*x = KVPut{}
-	mi := &file_wire_proto_msgTypes[25]
+	mi := &file_wire_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2223,7 @@ func (x *KVPut) String() string {
 func (*KVPut) ProtoMessage() {}
 
 func (x *KVPut) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[25]
+	mi := &file_wire_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2236,7 @@ func (x *KVPut) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPut.ProtoReflect.Descriptor instead.
 func (*KVPut) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{25}
+	return file_wire_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KVPut) GetKey() []byte {
@@ -2057,7 +2262,7 @@ type KVGet struct {
 
 func (x *KVGet) Reset() {
 	*x = KVGet{}
-	mi := &file_wire_proto_msgTypes[26]
+	mi := &file_wire_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2274,7 @@ func (x *KVGet) String() string {
 func (*KVGet) ProtoMessage() {}
 
 func (x *KVGet) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[26]
+	mi := &file_wire_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2287,7 @@ func (x *KVGet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGet.ProtoReflect.Descriptor instead.
 func (*KVGet) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{26}
+	return file_wire_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KVGet) GetKey() []byte {
@@ -2101,7 +2306,7 @@ type KVDelete struct {
 
 func (x *KVDelete) Reset() {
 	*x = KVDelete{}
-	mi := &file_wire_proto_msgTypes[27]
+	mi := &file_wire_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2318,7 @@ func (x *KVDelete) String() string {
 func (*KVDelete) ProtoMessage() {}
 
 func (x *KVDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[27]
+	mi := &file_wire_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2331,7 @@ func (x *KVDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDelete.ProtoReflect.Descriptor instead.
 func (*KVDelete) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{27}
+	return file_wire_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *KVDelete) GetKey() []byte {
@@ -2150,7 +2355,7 @@ type KVCompareAndSwap struct {
 
 func (x *KVCompareAndSwap) Reset() {
 	*x = KVCompareAndSwap{}
-	mi := &file_wire_proto_msgTypes[28]
+	mi := &file_wire_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2162,7 +2367,7 @@ func (x *KVCompareAndSwap) String() string {
 func (*KVCompareAndSwap) ProtoMessage() {}
 
 func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[28]
+	mi := &file_wire_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2175,7 +2380,7 @@ func (x *KVCompareAndSwap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwap.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwap) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{28}
+	return file_wire_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *KVCompareAndSwap) GetKey() []byte {
@@ -2218,7 +2423,7 @@ type KVResult struct {
 
 func (x *KVResult) Reset() {
 	*x = KVResult{}
-	mi := &file_wire_proto_msgTypes[29]
+	mi := &file_wire_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2435,7 @@ func (x *KVResult) String() string {
 func (*KVResult) ProtoMessage() {}
 
 func (x *KVResult) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[29]
+	mi := &file_wire_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2448,7 @@ func (x *KVResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVResult.ProtoReflect.Descriptor instead.
 func (*KVResult) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{29}
+	return file_wire_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KVResult) GetOk() bool {
@@ -2290,7 +2495,7 @@ type LedgerOperation struct {
 
 func (x *LedgerOperation) Reset() {
 	*x = LedgerOperation{}
-	mi := &file_wire_proto_msgTypes[30]
+	mi := &file_wire_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +2507,7 @@ func (x *LedgerOperation) String() string {
 func (*LedgerOperation) ProtoMessage() {}
 
 func (x *LedgerOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[30]
+	mi := &file_wire_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +2520,7 @@ func (x *LedgerOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerOperation.ProtoReflect.Descriptor instead.
 func (*LedgerOperation) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{30}
+	return file_wire_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LedgerOperation) GetOp() isLedgerOperation_Op {
@@ -2401,7 +2606,7 @@ type LedgerMint struct {
 
 func (x *LedgerMint) Reset() {
 	*x = LedgerMint{}
-	mi := &file_wire_proto_msgTypes[31]
+	mi := &file_wire_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2413,7 +2618,7 @@ func (x *LedgerMint) String() string {
 func (*LedgerMint) ProtoMessage() {}
 
 func (x *LedgerMint) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[31]
+	mi := &file_wire_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2426,7 +2631,7 @@ func (x *LedgerMint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerMint.ProtoReflect.Descriptor instead.
 func (*LedgerMint) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{31}
+	return file_wire_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LedgerMint) GetAccount() []byte {
@@ -2454,7 +2659,7 @@ type LedgerTransfer struct {
 
 func (x *LedgerTransfer) Reset() {
 	*x = LedgerTransfer{}
-	mi := &file_wire_proto_msgTypes[32]
+	mi := &file_wire_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2671,7 @@ func (x *LedgerTransfer) String() string {
 func (*LedgerTransfer) ProtoMessage() {}
 
 func (x *LedgerTransfer) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[32]
+	mi := &file_wire_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2684,7 @@ func (x *LedgerTransfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerTransfer.ProtoReflect.Descriptor instead.
 func (*LedgerTransfer) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{32}
+	return file_wire_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LedgerTransfer) GetTo() []byte {
@@ -2506,7 +2711,7 @@ type LedgerBalance struct {
 
 func (x *LedgerBalance) Reset() {
 	*x = LedgerBalance{}
-	mi := &file_wire_proto_msgTypes[33]
+	mi := &file_wire_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2723,7 @@ func (x *LedgerBalance) String() string {
 func (*LedgerBalance) ProtoMessage() {}
 
 func (x *LedgerBalance) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[33]
+	mi := &file_wire_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2736,7 @@ func (x *LedgerBalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerBalance.ProtoReflect.Descriptor instead.
 func (*LedgerBalance) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{33}
+	return file_wire_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LedgerBalance) GetAccount() []byte {
@@ -2553,7 +2758,7 @@ type LedgerHistory struct {
 
 func (x *LedgerHistory) Reset() {
 	*x = LedgerHistory{}
-	mi := &file_wire_proto_msgTypes[34]
+	mi := &file_wire_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2565,7 +2770,7 @@ func (x *LedgerHistory) String() string {
 func (*LedgerHistory) ProtoMessage() {}
 
 func (x *LedgerHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[34]
+	mi := &file_wire_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2578,7 +2783,7 @@ func (x *LedgerHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerHistory.ProtoReflect.Descriptor instead.
 func (*LedgerHistory) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{34}
+	return file_wire_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LedgerHistory) GetAccount() []byte {
@@ -2612,7 +2817,7 @@ type LedgerResult struct {
 
 func (x *LedgerResult) Reset() {
 	*x = LedgerResult{}
-	mi := &file_wire_proto_msgTypes[35]
+	mi := &file_wire_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2624,7 +2829,7 @@ func (x *LedgerResult) String() string {
 func (*LedgerResult) ProtoMessage() {}
 
 func (x *LedgerResult) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[35]
+	mi := &file_wire_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2637,7 +2842,7 @@ func (x *LedgerResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerResult.ProtoReflect.Descriptor instead.
 func (*LedgerResult) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{35}
+	return file_wire_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LedgerResult) GetError() string {
@@ -2687,7 +2892,7 @@ type LedgerEntry struct {
 
 func (x *LedgerEntry) Reset() {
 	*x = LedgerEntry{}
-	mi := &file_wire_proto_msgTypes[36]
+	mi := &file_wire_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2904,7 @@ func (x *LedgerEntry) String() string {
 func (*LedgerEntry) ProtoMessage() {}
 
 func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[36]
+	mi := &file_wire_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2917,7 @@ func (x *LedgerEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LedgerEntry.ProtoReflect.Descriptor instead.
 func (*LedgerEntry) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{36}
+	return file_wire_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LedgerEntry) GetSequenceInAccount() uint64 {
@@ -2773,7 +2978,7 @@ type MembershipConfig struct {
 
 func (x *MembershipConfig) Reset() {
 	*x = MembershipConfig{}
-	mi := &file_wire_proto_msgTypes[37]
+	mi := &file_wire_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2785,7 +2990,7 @@ func (x *MembershipConfig) String() string {
 func (*MembershipConfig) ProtoMessage() {}
 
 func (x *MembershipConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[37]
+	mi := &file_wire_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2798,7 +3003,7 @@ func (x *MembershipConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembershipConfig.ProtoReflect.Descriptor instead.
 func (*MembershipConfig) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{37}
+	return file_wire_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MembershipConfig) GetEpoch() uint64 {
@@ -2850,7 +3055,7 @@ type MemberRecord struct {
 
 func (x *MemberRecord) Reset() {
 	*x = MemberRecord{}
-	mi := &file_wire_proto_msgTypes[38]
+	mi := &file_wire_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2862,7 +3067,7 @@ func (x *MemberRecord) String() string {
 func (*MemberRecord) ProtoMessage() {}
 
 func (x *MemberRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[38]
+	mi := &file_wire_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2875,7 +3080,7 @@ func (x *MemberRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRecord.ProtoReflect.Descriptor instead.
 func (*MemberRecord) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{38}
+	return file_wire_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MemberRecord) GetIndex() uint32 {
@@ -2918,7 +3123,7 @@ type ConfigChange struct {
 
 func (x *ConfigChange) Reset() {
 	*x = ConfigChange{}
-	mi := &file_wire_proto_msgTypes[39]
+	mi := &file_wire_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3135,7 @@ func (x *ConfigChange) String() string {
 func (*ConfigChange) ProtoMessage() {}
 
 func (x *ConfigChange) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[39]
+	mi := &file_wire_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3148,7 @@ func (x *ConfigChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigChange.ProtoReflect.Descriptor instead.
 func (*ConfigChange) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{39}
+	return file_wire_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ConfigChange) GetEpoch() uint64 {
@@ -3034,7 +3239,7 @@ type RotateKey struct {
 
 func (x *RotateKey) Reset() {
 	*x = RotateKey{}
-	mi := &file_wire_proto_msgTypes[40]
+	mi := &file_wire_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3046,7 +3251,7 @@ func (x *RotateKey) String() string {
 func (*RotateKey) ProtoMessage() {}
 
 func (x *RotateKey) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[40]
+	mi := &file_wire_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3059,7 +3264,7 @@ func (x *RotateKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKey.ProtoReflect.Descriptor instead.
 func (*RotateKey) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{40}
+	return file_wire_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RotateKey) GetIndex() uint32 {
@@ -3086,7 +3291,7 @@ type SetAdmins struct {
 
 func (x *SetAdmins) Reset() {
 	*x = SetAdmins{}
-	mi := &file_wire_proto_msgTypes[41]
+	mi := &file_wire_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3098,7 +3303,7 @@ func (x *SetAdmins) String() string {
 func (*SetAdmins) ProtoMessage() {}
 
 func (x *SetAdmins) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[41]
+	mi := &file_wire_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3111,7 +3316,7 @@ func (x *SetAdmins) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAdmins.ProtoReflect.Descriptor instead.
 func (*SetAdmins) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{41}
+	return file_wire_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SetAdmins) GetAdmins() [][]byte {
@@ -3140,7 +3345,7 @@ type SignedConfigChange struct {
 
 func (x *SignedConfigChange) Reset() {
 	*x = SignedConfigChange{}
-	mi := &file_wire_proto_msgTypes[42]
+	mi := &file_wire_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3152,7 +3357,7 @@ func (x *SignedConfigChange) String() string {
 func (*SignedConfigChange) ProtoMessage() {}
 
 func (x *SignedConfigChange) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[42]
+	mi := &file_wire_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3165,7 +3370,7 @@ func (x *SignedConfigChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedConfigChange.ProtoReflect.Descriptor instead.
 func (*SignedConfigChange) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{42}
+	return file_wire_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SignedConfigChange) GetChange() []byte {
@@ -3192,7 +3397,7 @@ type AdminSignature struct {
 
 func (x *AdminSignature) Reset() {
 	*x = AdminSignature{}
-	mi := &file_wire_proto_msgTypes[43]
+	mi := &file_wire_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3204,7 +3409,7 @@ func (x *AdminSignature) String() string {
 func (*AdminSignature) ProtoMessage() {}
 
 func (x *AdminSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[43]
+	mi := &file_wire_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3217,7 +3422,7 @@ func (x *AdminSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminSignature.ProtoReflect.Descriptor instead.
 func (*AdminSignature) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{43}
+	return file_wire_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *AdminSignature) GetPublicKey() []byte {
@@ -3253,7 +3458,7 @@ type ConfigVote struct {
 
 func (x *ConfigVote) Reset() {
 	*x = ConfigVote{}
-	mi := &file_wire_proto_msgTypes[44]
+	mi := &file_wire_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3265,7 +3470,7 @@ func (x *ConfigVote) String() string {
 func (*ConfigVote) ProtoMessage() {}
 
 func (x *ConfigVote) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[44]
+	mi := &file_wire_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3278,7 +3483,7 @@ func (x *ConfigVote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigVote.ProtoReflect.Descriptor instead.
 func (*ConfigVote) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{44}
+	return file_wire_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ConfigVote) GetEpoch() uint64 {
@@ -3331,7 +3536,7 @@ type ConfigCertificate struct {
 
 func (x *ConfigCertificate) Reset() {
 	*x = ConfigCertificate{}
-	mi := &file_wire_proto_msgTypes[45]
+	mi := &file_wire_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3343,7 +3548,7 @@ func (x *ConfigCertificate) String() string {
 func (*ConfigCertificate) ProtoMessage() {}
 
 func (x *ConfigCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[45]
+	mi := &file_wire_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3356,7 +3561,7 @@ func (x *ConfigCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigCertificate.ProtoReflect.Descriptor instead.
 func (*ConfigCertificate) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{45}
+	return file_wire_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ConfigCertificate) GetChange() []byte {
@@ -3400,7 +3605,7 @@ type ConfigHistory struct {
 
 func (x *ConfigHistory) Reset() {
 	*x = ConfigHistory{}
-	mi := &file_wire_proto_msgTypes[46]
+	mi := &file_wire_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3412,7 +3617,7 @@ func (x *ConfigHistory) String() string {
 func (*ConfigHistory) ProtoMessage() {}
 
 func (x *ConfigHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[46]
+	mi := &file_wire_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3425,7 +3630,7 @@ func (x *ConfigHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigHistory.ProtoReflect.Descriptor instead.
 func (*ConfigHistory) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{46}
+	return file_wire_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ConfigHistory) GetCertificates() []*ConfigCertificate {
@@ -3544,10 +3749,17 @@ const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"BatchReply\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\fR\x06digest\x121\n" +
-	"\brequests\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\brequests\"H\n" +
+	"\brequests\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\brequests\"z\n" +
 	"\vClientFrame\x121\n" +
-	"\arequest\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedH\x00R\arequestB\x06\n" +
-	"\x04body\"\xb2\x02\n" +
+	"\arequest\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedH\x00R\arequest\x120\n" +
+	"\x05reads\x18\x02 \x01(\v2\x18.pbftnode.wire.ReadBatchH\x00R\x05readsB\x06\n" +
+	"\x04body\"W\n" +
+	"\tReadBatch\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12-\n" +
+	"\x05reads\x18\x02 \x03(\v2\x17.pbftnode.wire.ReadItemR\x05reads\"O\n" +
+	"\bReadItem\x12%\n" +
+	"\x0erequest_number\x18\x01 \x01(\x04R\rrequestNumber\x12\x1c\n" +
+	"\toperation\x18\x02 \x01(\fR\toperation\"\xf0\x02\n" +
 	"\x05Reply\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\x04R\x04view\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\fR\bclientId\x12%\n" +
@@ -3560,7 +3772,13 @@ const file_wire_proto_rawDesc = "" +
 	"\areceipt\x18\b \x01(\v2\x1b.pbftnode.wire.ReplyReceiptR\areceipt\x12\x1b\n" +
 	"\tread_only\x18\t \x01(\bR\breadOnly\x12\x14\n" +
 	"\x05epoch\x18\n" +
-	" \x01(\x04R\x05epoch\"\xf8\x01\n" +
+	" \x01(\x04R\x05epoch\x12<\n" +
+	"\fread_answers\x18\v \x03(\v2\x19.pbftnode.wire.ReadAnswerR\vreadAnswers\"a\n" +
+	"\n" +
+	"ReadAnswer\x12%\n" +
+	"\x0erequest_number\x18\x01 \x01(\x04R\rrequestNumber\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\fR\x06result\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xf8\x01\n" +
 	"\fReplyReceipt\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12!\n" +
 	"\fstate_digest\x18\x02 \x01(\fR\vstateDigest\x12!\n" +
@@ -3698,7 +3916,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 	return file_wire_proto_rawDescData
 }
 
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_wire_proto_goTypes = []any{
 	(*Signed)(nil),                // 0: pbftnode.wire.Signed
 	(*Request)(nil),               // 1: pbftnode.wire.Request
@@ -3720,33 +3938,36 @@ var file_wire_proto_goTypes = []any{
 	(*BatchRequest)(nil),          // 17: pbftnode.wire.BatchRequest
 	(*BatchReply)(nil),            // 18: pbftnode.wire.BatchReply
 	(*ClientFrame)(nil),           // 19: pbftnode.wire.ClientFrame
-	(*Reply)(nil),                 // 20: pbftnode.wire.Reply
-	(*ReplyReceipt)(nil),          // 21: pbftnode.wire.ReplyReceipt
-	(*RaftEntry)(nil),             // 22: pbftnode.wire.RaftEntry
-	(*RaftFrame)(nil),             // 23: pbftnode.wire.RaftFrame
-	(*KVOperation)(nil),           // 24: pbftnode.wire.KVOperation
-	(*KVPut)(nil),                 // 25: pbftnode.wire.KVPut
-	(*KVGet)(nil),                 // 26: pbftnode.wire.KVGet
-	(*KVDelete)(nil),              // 27: pbftnode.wire.KVDelete
-	(*KVCompareAndSwap)(nil),      // 28: pbftnode.wire.KVCompareAndSwap
-	(*KVResult)(nil),              // 29: pbftnode.wire.KVResult
-	(*LedgerOperation)(nil),       // 30: pbftnode.wire.LedgerOperation
-	(*LedgerMint)(nil),            // 31: pbftnode.wire.LedgerMint
-	(*LedgerTransfer)(nil),        // 32: pbftnode.wire.LedgerTransfer
-	(*LedgerBalance)(nil),         // 33: pbftnode.wire.LedgerBalance
-	(*LedgerHistory)(nil),         // 34: pbftnode.wire.LedgerHistory
-	(*LedgerResult)(nil),          // 35: pbftnode.wire.LedgerResult
-	(*LedgerEntry)(nil),           // 36: pbftnode.wire.LedgerEntry
-	(*MembershipConfig)(nil),      // 37: pbftnode.wire.MembershipConfig
-	(*MemberRecord)(nil),          // 38: pbftnode.wire.MemberRecord
-	(*ConfigChange)(nil),          // 39: pbftnode.wire.ConfigChange
-	(*RotateKey)(nil),             // 40: pbftnode.wire.RotateKey
-	(*SetAdmins)(nil),             // 41: pbftnode.wire.SetAdmins
-	(*SignedConfigChange)(nil),    // 42: pbftnode.wire.SignedConfigChange
-	(*AdminSignature)(nil),        // 43: pbftnode.wire.AdminSignature
-	(*ConfigVote)(nil),            // 44: pbftnode.wire.ConfigVote
-	(*ConfigCertificate)(nil),     // 45: pbftnode.wire.ConfigCertificate
-	(*ConfigHistory)(nil),         // 46: pbftnode.wire.ConfigHistory
+	(*ReadBatch)(nil),             // 20: pbftnode.wire.ReadBatch
+	(*ReadItem)(nil),              // 21: pbftnode.wire.ReadItem
+	(*Reply)(nil),                 // 22: pbftnode.wire.Reply
+	(*ReadAnswer)(nil),            // 23: pbftnode.wire.ReadAnswer
+	(*ReplyReceipt)(nil),          // 24: pbftnode.wire.ReplyReceipt
+	(*RaftEntry)(nil),             // 25: pbftnode.wire.RaftEntry
+	(*RaftFrame)(nil),             // 26: pbftnode.wire.RaftFrame
+	(*KVOperation)(nil),           // 27: pbftnode.wire.KVOperation
+	(*KVPut)(nil),                 // 28: pbftnode.wire.KVPut
+	(*KVGet)(nil),                 // 29: pbftnode.wire.KVGet
+	(*KVDelete)(nil),              // 30: pbftnode.wire.KVDelete
+	(*KVCompareAndSwap)(nil),      // 31: pbftnode.wire.KVCompareAndSwap
+	(*KVResult)(nil),              // 32: pbftnode.wire.KVResult
+	(*LedgerOperation)(nil),       // 33: pbftnode.wire.LedgerOperation
+	(*LedgerMint)(nil),            // 34: pbftnode.wire.LedgerMint
+	(*LedgerTransfer)(nil),        // 35: pbftnode.wire.LedgerTransfer
+	(*LedgerBalance)(nil),         // 36: pbftnode.wire.LedgerBalance
+	(*LedgerHistory)(nil),         // 37: pbftnode.wire.LedgerHistory
+	(*LedgerResult)(nil),          // 38: pbftnode.wire.LedgerResult
+	(*LedgerEntry)(nil),           // 39: pbftnode.wire.LedgerEntry
+	(*MembershipConfig)(nil),      // 40: pbftnode.wire.MembershipConfig
+	(*MemberRecord)(nil),          // 41: pbftnode.wire.MemberRecord
+	(*ConfigChange)(nil),          // 42: pbftnode.wire.ConfigChange
+	(*RotateKey)(nil),             // 43: pbftnode.wire.RotateKey
+	(*SetAdmins)(nil),             // 44: pbftnode.wire.SetAdmins
+	(*SignedConfigChange)(nil),    // 45: pbftnode.wire.SignedConfigChange
+	(*AdminSignature)(nil),        // 46: pbftnode.wire.AdminSignature
+	(*ConfigVote)(nil),            // 47: pbftnode.wire.ConfigVote
+	(*ConfigCertificate)(nil),     // 48: pbftnode.wire.ConfigCertificate
+	(*ConfigHistory)(nil),         // 49: pbftnode.wire.ConfigHistory
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: pbftnode.wire.ReplicaFrame.message:type_name -> pbftnode.wire.Signed
@@ -3775,31 +3996,34 @@ var file_wire_proto_depIdxs = []int32{
 	0,  // 23: pbftnode.wire.NewView.pre_prepares:type_name -> pbftnode.wire.Signed
 	0,  // 24: pbftnode.wire.BatchReply.requests:type_name -> pbftnode.wire.Signed
 	0,  // 25: pbftnode.wire.ClientFrame.request:type_name -> pbftnode.wire.Signed
-	21, // 26: pbftnode.wire.Reply.receipt:type_name -> pbftnode.wire.ReplyReceipt
-	1,  // 27: pbftnode.wire.RaftEntry.requests:type_name -> pbftnode.wire.Request
-	11, // 28: pbftnode.wire.RaftFrame.state_request:type_name -> pbftnode.wire.StateRequest
-	12, // 29: pbftnode.wire.RaftFrame.state_chunk:type_name -> pbftnode.wire.StateChunk
-	25, // 30: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
-	26, // 31: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
-	27, // 32: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
-	28, // 33: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
-	31, // 34: pbftnode.wire.LedgerOperation.mint:type_name -> pbftnode.wire.LedgerMint
-	32, // 35: pbftnode.wire.LedgerOperation.transfer:type_name -> pbftnode.wire.LedgerTransfer
-	33, // 36: pbftnode.wire.LedgerOperation.balance:type_name -> pbftnode.wire.LedgerBalance
-	34, // 37: pbftnode.wire.LedgerOperation.history:type_name -> pbftnode.wire.LedgerHistory
-	36, // 38: pbftnode.wire.LedgerResult.history:type_name -> pbftnode.wire.LedgerEntry
-	38, // 39: pbftnode.wire.MembershipConfig.members:type_name -> pbftnode.wire.MemberRecord
-	38, // 40: pbftnode.wire.ConfigChange.add_replica:type_name -> pbftnode.wire.MemberRecord
-	40, // 41: pbftnode.wire.ConfigChange.rotate_key:type_name -> pbftnode.wire.RotateKey
-	41, // 42: pbftnode.wire.ConfigChange.set_admins:type_name -> pbftnode.wire.SetAdmins
-	43, // 43: pbftnode.wire.SignedConfigChange.signatures:type_name -> pbftnode.wire.AdminSignature
-	0,  // 44: pbftnode.wire.ConfigCertificate.votes:type_name -> pbftnode.wire.Signed
-	45, // 45: pbftnode.wire.ConfigHistory.certificates:type_name -> pbftnode.wire.ConfigCertificate
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	20, // 26: pbftnode.wire.ClientFrame.reads:type_name -> pbftnode.wire.ReadBatch
+	21, // 27: pbftnode.wire.ReadBatch.reads:type_name -> pbftnode.wire.ReadItem
+	24, // 28: pbftnode.wire.Reply.receipt:type_name -> pbftnode.wire.ReplyReceipt
+	23, // 29: pbftnode.wire.Reply.read_answers:type_name -> pbftnode.wire.ReadAnswer
+	1,  // 30: pbftnode.wire.RaftEntry.requests:type_name -> pbftnode.wire.Request
+	11, // 31: pbftnode.wire.RaftFrame.state_request:type_name -> pbftnode.wire.StateRequest
+	12, // 32: pbftnode.wire.RaftFrame.state_chunk:type_name -> pbftnode.wire.StateChunk
+	28, // 33: pbftnode.wire.KVOperation.put:type_name -> pbftnode.wire.KVPut
+	29, // 34: pbftnode.wire.KVOperation.get:type_name -> pbftnode.wire.KVGet
+	30, // 35: pbftnode.wire.KVOperation.delete:type_name -> pbftnode.wire.KVDelete
+	31, // 36: pbftnode.wire.KVOperation.cas:type_name -> pbftnode.wire.KVCompareAndSwap
+	34, // 37: pbftnode.wire.LedgerOperation.mint:type_name -> pbftnode.wire.LedgerMint
+	35, // 38: pbftnode.wire.LedgerOperation.transfer:type_name -> pbftnode.wire.LedgerTransfer
+	36, // 39: pbftnode.wire.LedgerOperation.balance:type_name -> pbftnode.wire.LedgerBalance
+	37, // 40: pbftnode.wire.LedgerOperation.history:type_name -> pbftnode.wire.LedgerHistory
+	39, // 41: pbftnode.wire.LedgerResult.history:type_name -> pbftnode.wire.LedgerEntry
+	41, // 42: pbftnode.wire.MembershipConfig.members:type_name -> pbftnode.wire.MemberRecord
+	41, // 43: pbftnode.wire.ConfigChange.add_replica:type_name -> pbftnode.wire.MemberRecord
+	43, // 44: pbftnode.wire.ConfigChange.rotate_key:type_name -> pbftnode.wire.RotateKey
+	44, // 45: pbftnode.wire.ConfigChange.set_admins:type_name -> pbftnode.wire.SetAdmins
+	46, // 46: pbftnode.wire.SignedConfigChange.signatures:type_name -> pbftnode.wire.AdminSignature
+	0,  // 47: pbftnode.wire.ConfigCertificate.votes:type_name -> pbftnode.wire.Signed
+	48, // 48: pbftnode.wire.ConfigHistory.certificates:type_name -> pbftnode.wire.ConfigCertificate
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -3825,25 +4049,26 @@ func file_wire_proto_init() {
 	}
 	file_wire_proto_msgTypes[19].OneofWrappers = []any{
 		(*ClientFrame_Request)(nil),
+		(*ClientFrame_Reads)(nil),
 	}
-	file_wire_proto_msgTypes[23].OneofWrappers = []any{
+	file_wire_proto_msgTypes[26].OneofWrappers = []any{
 		(*RaftFrame_Message)(nil),
 		(*RaftFrame_StateRequest)(nil),
 		(*RaftFrame_StateChunk)(nil),
 	}
-	file_wire_proto_msgTypes[24].OneofWrappers = []any{
+	file_wire_proto_msgTypes[27].OneofWrappers = []any{
 		(*KVOperation_Put)(nil),
 		(*KVOperation_Get)(nil),
 		(*KVOperation_Delete)(nil),
 		(*KVOperation_Cas)(nil),
 	}
-	file_wire_proto_msgTypes[30].OneofWrappers = []any{
+	file_wire_proto_msgTypes[33].OneofWrappers = []any{
 		(*LedgerOperation_Mint)(nil),
 		(*LedgerOperation_Transfer)(nil),
 		(*LedgerOperation_Balance)(nil),
 		(*LedgerOperation_History)(nil),
 	}
-	file_wire_proto_msgTypes[39].OneofWrappers = []any{
+	file_wire_proto_msgTypes[42].OneofWrappers = []any{
 		(*ConfigChange_AddReplica)(nil),
 		(*ConfigChange_RemoveReplica)(nil),
 		(*ConfigChange_RotateKey)(nil),
@@ -3855,7 +4080,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -69,8 +69,17 @@ func (n *Node) receiveReplicaFrame(ctx context.Context, f p2p.Frame) {
 // peer; its signature is not checked (crash-fault model).
 func (n *Node) receiveClientFrame(ctx context.Context, f p2p.Frame) {
 	var frame wire.ClientFrame
-	if err := proto.Unmarshal(f.Data, &frame); err != nil || frame.GetRequest() == nil {
+	if err := proto.Unmarshal(f.Data, &frame); err != nil || (frame.GetRequest() == nil && frame.GetReads() == nil) {
 		n.drop("malformed", "client", f.From, "err", err)
+		return
+	}
+	if b := frame.GetReads(); b != nil {
+		reads, reason := readBatchRequests(b, string(f.From))
+		if reason != "" {
+			n.drop(reason, "client", f.From)
+			return
+		}
+		n.push(ctx, raftInput{reads: reads, client: f.From})
 		return
 	}
 	req := new(wire.Request)
@@ -106,7 +115,9 @@ func (n *Node) eventLoop(ctx context.Context) {
 		Handle:       n.handle,
 		Process: func() error {
 			n.ports.processStart = time.Now()
-			return n.driver.Process()
+			err := n.driver.Process()
+			n.ports.reads.flush(n)
+			return err
 		},
 		Processed: n.publishStatus,
 		Metrics:   n.metrics,
@@ -128,6 +139,10 @@ func (n *Node) handle(in raftInput) {
 		n.joined(*in.joined)
 	case in.retired != nil:
 		n.retired(*in.retired)
+	case in.reads != nil:
+		for _, req := range in.reads {
+			n.driver.Read(req)
+		}
 	case in.req != nil && in.req.GetReadOnly():
 		// Answered without a log append (ReadIndex), or refused with an
 		// error reply.
@@ -147,6 +162,9 @@ type raftPorts struct {
 	// processStart is when the loop called Driver.Process, to time the
 	// core's persist.
 	processStart time.Time
+	// reads holds the read-only replies until the loop's Process ends,
+	// which sends them, a client's together (reads.go).
+	reads readReplies
 }
 
 var (
@@ -179,8 +197,14 @@ func (p *raftPorts) SendStateRequest(to uint32, req *wire.StateRequest) {
 }
 
 // Reply sends a result to its client, if the client has a stream to this
-// replica; the replica the client talks to replies when it applies.
+// replica; the replica the client talks to replies when it applies. A
+// read-only reply waits for the end of the loop's Process, to go with the
+// client's other read answers (reads.go).
 func (p *raftPorts) Reply(r *wire.Reply) {
+	if r.GetReadOnly() {
+		p.reads.add(r)
+		return
+	}
 	node.ReplyToClient(p.n.Host, p.n.metrics, r)
 }
 

@@ -78,10 +78,12 @@ type Node struct {
 
 // raftInput is one input for the Raft event loop.
 type raftInput struct {
-	from   uint32
-	msg    *raftpb.Message
-	chunk  *wire.StateChunk
-	req    *wire.Request
+	from  uint32
+	msg   *raftpb.Message
+	chunk *wire.StateChunk
+	req   *wire.Request
+	// reads are the read-only requests of one ReadBatch frame.
+	reads  []*wire.Request
 	client peer.ID
 	// joined is a configuration naming this spare, learned from the
 	// members (learnMembership); retired one that removed this replica

@@ -3,7 +3,6 @@ package raftnode_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -15,7 +14,6 @@ import (
 	"github.com/pbftnode/pbftnode/internal/localnet/localnettest"
 	"github.com/pbftnode/pbftnode/keyfile"
 	"github.com/pbftnode/pbftnode/membership"
-	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/node/raftnode"
 )
 
@@ -45,28 +43,7 @@ func agree(nodes map[int]*raftnode.Node, epoch uint64, members []uint32, indices
 // departure leaves the rest serving.
 func TestSpareJoinsAndRemovedMemberLeaves(t *testing.T) {
 	dir := t.TempDir()
-	base, err := pbftnode.FreeBasePort("127.0.0.1", 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := config.WriteTestnet(config.Testnet{Dir: dir, Replicas: 3, Spares: 1, Consensus: config.ConsensusRaft, BasePort: base, UnsafeNoFsync: true, RaftSnapshotInterval: 16}); err != nil {
-		t.Fatal(err)
-	}
-	nodes, cfgs := map[int]*raftnode.Node{}, map[int]node.Config{}
-	for i := range 4 {
-		cfg, err := node.LoadHome(pbftnode.TestnetHome(dir, i), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.MetricsAddr = ""
-		cfg.Logger = slog.New(slog.DiscardHandler)
-		n, err := raftnode.Start(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = n.Close() })
-		nodes[i], cfgs[i] = n, cfg
-	}
+	nodes, cfgs := startCluster(t, dir, config.Testnet{Replicas: 3, Spares: 1, Consensus: config.ConsensusRaft, UnsafeNoFsync: true, RaftSnapshotInterval: 16})
 	adminKey, err := keyfile.Read(filepath.Join(dir, config.AdminKeyFile(0)))
 	if err != nil {
 		t.Fatal(err)
@@ -115,31 +92,8 @@ func TestSpareJoinsAndRemovedMemberLeaves(t *testing.T) {
 // no longer a member.
 func TestFollowerRemovedWhileCutOffLearnsIt(t *testing.T) {
 	dir := t.TempDir()
-	base, err := pbftnode.FreeBasePort("127.0.0.1", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := config.WriteTestnet(config.Testnet{Dir: dir, Replicas: 3, Consensus: config.ConsensusRaft, BasePort: base, UnsafeNoFsync: true}); err != nil {
-		t.Fatal(err)
-	}
-	nodes, cfgs := map[int]*raftnode.Node{}, map[int]node.Config{}
-	start := func(i int) {
-		cfg, err := node.LoadHome(pbftnode.TestnetHome(dir, i), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.MetricsAddr = ""
-		cfg.Logger = slog.New(slog.DiscardHandler)
-		n, err := raftnode.Start(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = n.Close() })
-		nodes[i], cfgs[i] = n, cfg
-	}
-	for i := range 3 {
-		start(i)
-	}
+	nodes, cfgs := startCluster(t, dir, config.Testnet{Replicas: 3, Consensus: config.ConsensusRaft, UnsafeNoFsync: true})
+	start := func(i int) { nodes[i], cfgs[i] = startReplica(t, dir, i) }
 	var leader int
 	waitUntil(t, "a leader", func() bool { leader = nodes[0].Status().Leader; return leader >= 0 })
 	victim := (leader + 1) % 3

@@ -1,0 +1,176 @@
+package raftnode
+
+import (
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/p2p/identity"
+	"github.com/pbftnode/pbftnode/wire"
+)
+
+// Batched reads (client/readbatch.go): a Raft client sends the reads it
+// has outstanding together in one wire.ReadBatch frame, and the leader
+// answers every read of one client handed out by one Process in one
+// Reply with read_answers. Batching changes what a frame holds, not what
+// a read is answered from: each read goes to Core.Read as before.
+
+// maxAnswerBytes bounds the results and errors of one batched reply, far
+// below the transport's frame limit (p2p.DefaultMaxFrameSize); more
+// answers go in another reply.
+const maxAnswerBytes = 1 << 20
+
+// readBatchRequests decodes a ReadBatch from client into its read-only
+// requests, or reports why it is dropped: more than wire.MaxReadBatch
+// reads, a client id that is not the stream's peer, or a read without a
+// request number.
+func readBatchRequests(b *wire.ReadBatch, client string) ([]*wire.Request, string) {
+	items := b.GetReads()
+	switch {
+	case len(items) == 0 || len(items) > wire.MaxReadBatch:
+		return nil, "read_batch_size"
+	case !clientIs(b.GetClientId(), client):
+		return nil, "client_mismatch"
+	}
+	reqs := make([]*wire.Request, len(items))
+	for i, it := range items {
+		if it.GetRequestNumber() == 0 {
+			return nil, "malformed"
+		}
+		reqs[i] = &wire.Request{ClientId: b.GetClientId(), RequestNumber: it.GetRequestNumber(), Operation: it.GetOperation(), ReadOnly: true}
+	}
+	return reqs, ""
+}
+
+// clientIs reports whether clientID is the id of the client whose stream
+// is peer.
+func clientIs(clientID []byte, peer string) bool {
+	id, ok := clientPeer(clientID)
+	return ok && string(id) == peer
+}
+
+// readReplies holds the read-only replies of one Process, to be sent
+// together: the event loop owns it.
+type readReplies struct {
+	pending []*wire.Reply
+	// groups is flush's scratch space.
+	groups [][]*wire.Reply
+}
+
+// add holds r, a read-only reply, for flush.
+func (q *readReplies) add(r *wire.Reply) { q.pending = append(q.pending, r) }
+
+// flush sends the held replies, a client's together (groupReadReplies):
+// one reply alone as it is, several as one Reply with read_answers.
+func (q *readReplies) flush(n *Node) {
+	if len(q.pending) == 0 {
+		return
+	}
+	q.groups = groupReadReplies(q.pending, q.groups[:0])
+	for _, g := range q.groups {
+		if len(g) == 1 {
+			node.ReplyToClient(n.Host, n.metrics, g[0])
+			continue
+		}
+		sendAnswers(n, g)
+	}
+	clear(q.groups)
+	clear(q.pending)
+	q.pending = q.pending[:0]
+}
+
+// groupReadReplies appends to groups the replies split into the frames
+// they go in: those for one client together, in order, at most
+// wire.MaxReadBatch and about maxAnswerBytes of results and errors per
+// group; replies that differ in view, leader hint or epoch never share a
+// group (its Reply carries one of each).
+func groupReadReplies(replies []*wire.Reply, groups [][]*wire.Reply) [][]*wire.Reply {
+	type open struct{ group, bytes int }
+	byClient := make(map[string]open) // client id: its open group
+	for _, r := range replies {
+		id, size := string(r.GetClientId()), len(r.GetResult())+len(r.GetError())
+		o, ok := byClient[id]
+		if ok && fitsGroup(groups[o.group], r) && o.bytes+size <= maxAnswerBytes {
+			groups[o.group] = append(groups[o.group], r)
+			byClient[id] = open{o.group, o.bytes + size}
+			continue
+		}
+		byClient[id] = open{len(groups), size}
+		groups = append(groups, []*wire.Reply{r})
+	}
+	return groups
+}
+
+// fitsGroup reports whether r may join g, a non-empty group of replies to
+// r's client, by count and by its view, leader hint and epoch.
+func fitsGroup(g []*wire.Reply, r *wire.Reply) bool {
+	first := g[0]
+	return len(g) < wire.MaxReadBatch && r.GetView() == first.GetView() &&
+		r.GetLeaderHint() == first.GetLeaderHint() && r.GetEpoch() == first.GetEpoch()
+}
+
+// sendAnswers sends replies (at least two, for one client, alike but for
+// their number, result and error) as one Reply with read_answers.
+func sendAnswers(n *Node, replies []*wire.Reply) {
+	id, err := identity.ClientPeerID(replies[0].GetClientId())
+	if err != nil {
+		return
+	}
+	if n.Host.SendToClient(id, encodeAnswers(replies)) {
+		n.metrics.ClientReplies.Add(float64(len(replies)))
+	}
+}
+
+// encodeAnswers encodes replies (alike but for their number, result and
+// error) as one wire.Reply with read_answers, byte for byte what
+// proto.Marshal makes of it, in one buffer.
+func encodeAnswers(replies []*wire.Reply) []byte {
+	first := replies[0]
+	answerLen := func(r *wire.Reply) int {
+		n := 0
+		if v := r.GetRequestNumber(); v != 0 {
+			n += protowire.SizeTag(1) + protowire.SizeVarint(v)
+		}
+		if v := r.GetResult(); len(v) > 0 {
+			n += protowire.SizeTag(2) + protowire.SizeBytes(len(v))
+		}
+		if v := r.GetError(); len(v) > 0 {
+			n += protowire.SizeTag(3) + protowire.SizeBytes(len(v))
+		}
+		return n
+	}
+	size := 0
+	for _, r := range replies {
+		size += protowire.SizeTag(11) + protowire.SizeBytes(answerLen(r))
+	}
+	buf := make([]byte, 0, size+64+len(first.GetClientId()))
+	if v := first.GetView(); v != 0 {
+		buf = protowire.AppendVarint(protowire.AppendTag(buf, 1, protowire.VarintType), v)
+	}
+	if v := first.GetClientId(); len(v) > 0 {
+		buf = protowire.AppendBytes(protowire.AppendTag(buf, 2, protowire.BytesType), v)
+	}
+	if v := first.GetReplica(); v != 0 {
+		buf = protowire.AppendVarint(protowire.AppendTag(buf, 4, protowire.VarintType), uint64(v))
+	}
+	if v := first.GetLeaderHint(); v != 0 {
+		buf = protowire.AppendVarint(protowire.AppendTag(buf, 7, protowire.VarintType), uint64(v))
+	}
+	buf = protowire.AppendVarint(protowire.AppendTag(buf, 9, protowire.VarintType), 1) // read_only
+	if v := first.GetEpoch(); v != 0 {
+		buf = protowire.AppendVarint(protowire.AppendTag(buf, 10, protowire.VarintType), v)
+	}
+	for _, r := range replies {
+		buf = protowire.AppendTag(buf, 11, protowire.BytesType) // read_answers
+		buf = protowire.AppendVarint(buf, uint64(answerLen(r)))
+		if v := r.GetRequestNumber(); v != 0 {
+			buf = protowire.AppendVarint(protowire.AppendTag(buf, 1, protowire.VarintType), v)
+		}
+		if v := r.GetResult(); len(v) > 0 {
+			buf = protowire.AppendBytes(protowire.AppendTag(buf, 2, protowire.BytesType), v)
+		}
+		if v := r.GetError(); len(v) > 0 {
+			buf = protowire.AppendString(protowire.AppendTag(buf, 3, protowire.BytesType), v)
+		}
+	}
+	return buf
+}
