@@ -128,7 +128,7 @@ func (r *Replica) stalled() (uint64, bool) {
 		return 0, false
 	}
 	r.monitor.suspects++ // Status.SlowPrimarySuspects counts both rules
-	w.filled = 0 // judge again on a fresh history
+	w.filled = 0         // judge again on a fresh history
 	return waited, true
 }
 
