@@ -1,7 +1,5 @@
 package protocol
 
-import "math/bits"
-
 // The stall rule: a fast suspicion of a saturated primary that stops
 // proposing.
 //
@@ -13,8 +11,8 @@ import "math/bits"
 // primary cuts well-filled batches a few ticks apart, and as soon as a
 // batch commits it proposes the next from the requests that kept
 // arriving. So a backup whose latest stallHistory pre-prepares of this view
-// carried at least stallMinFilled well-filled batches (half of
-// MaxBatchSize requests, and at least stallMinBatchRequests), whose
+// carried well-filled batches on average (half of MaxBatchSize requests,
+// and at least stallMinBatchRequests), whose
 // pipeline is empty (every pre-prepare of this view logged here committed
 // here, the window has room, nothing is buffered beyond it) and which
 // holds the primary's own COMMIT for the last sequence (the primary got
@@ -50,8 +48,7 @@ const (
 	stallMaxPercent       = 80
 	stallGapFactor        = 3
 	stallGapDecayFraction = 8
-	stallHistory          = 16 // the latest pre-prepares judged (the bits of stallWatch.filled)
-	stallMinFilled        = 12 // of which this many must be well filled
+	stallHistory          = 16 // the latest pre-prepares judged
 	stallMinBatchRequests = 16 // a well-filled batch holds half of MaxBatchSize, and at least this many
 )
 
@@ -65,10 +62,12 @@ type stallWatch struct {
 	voted bool
 	// committed and low are r.lastCommitted and r.window.Low as last seen.
 	committed, low uint64
-	// filled has a bit for each of the latest stallHistory pre-prepares
-	// logged in this view, newest lowest: set when its batch was well
-	// filled.
-	filled uint16
+	// sizes holds the batch sizes of the latest stallHistory pre-prepares
+	// logged in this view (a ring, next the oldest), n how many of them
+	// there are, sum their total.
+	sizes  [stallHistory]int
+	next   int
+	n, sum int
 	// refGap is the decaying maximum of the waits, from the primary's
 	// COMMIT to its next PRE-PREPARE, that ended with a PRE-PREPARE.
 	refGap uint64
@@ -80,15 +79,20 @@ func (w *stallWatch) noteBatch(size, maxBatch int, now uint64) {
 		w.refGap = max(w.refGap, now-w.since)
 	}
 	w.since, w.voted = now, false
-	w.filled <<= 1
-	if size >= max(maxBatch/2, stallMinBatchRequests) {
-		w.filled |= 1
-	}
+	w.sum += size - w.sizes[w.next]
+	w.sizes[w.next] = size
+	w.next = (w.next + 1) % stallHistory
+	w.n = min(w.n+1, stallHistory)
 }
 
-// saturated reports whether stallMinFilled of the latest stallHistory
-// pre-prepares of this view carried well-filled batches.
-func (w *stallWatch) saturated() bool { return bits.OnesCount16(w.filled) >= stallMinFilled }
+// saturated reports whether the latest stallHistory pre-prepares of this
+// view carried well-filled batches on average.
+func (w *stallWatch) saturated(maxBatch int) bool {
+	return w.n == stallHistory && w.sum >= stallHistory*max(maxBatch/2, stallMinBatchRequests)
+}
+
+// forget drops the batch history: the next stall is judged on a fresh one.
+func (w *stallWatch) forget() { w.sizes, w.next, w.n, w.sum = [stallHistory]int{}, 0, 0, 0 }
 
 // restart clears the rule's evidence at the start of a view (or the end of
 // a state transfer); the reference gap carries over.
@@ -114,7 +118,7 @@ func (r *Replica) stalled() (uint64, bool) {
 	if r.lastCommitted != w.committed || r.window.Low != w.low {
 		w.committed, w.low, w.since, w.voted = r.lastCommitted, r.window.Low, r.ticks, false
 	}
-	if r.IsPrimary() || !w.saturated() || !r.pipelineDrained() {
+	if r.IsPrimary() || !w.saturated(r.cfg.MaxBatchSize) || !r.pipelineDrained() {
 		return 0, false
 	}
 	if !w.voted {
@@ -128,7 +132,7 @@ func (r *Replica) stalled() (uint64, bool) {
 		return 0, false
 	}
 	r.monitor.suspects++ // Status.SlowPrimarySuspects counts both rules
-	w.filled = 0         // judge again on a fresh history
+	w.forget()
 	return waited, true
 }
 
