@@ -58,6 +58,8 @@ import "github.com/pbftnode/pbftnode/wire"
 // PRE-PREPARE) is not used: clients send to the primary alone until their
 // 1 s timeout, so under a slow primary backups rarely hold requests long
 // enough to measure, while the batches the primary cuts show its load.
+// The stall rule (liveness_stall.go) suspects sooner a saturated primary
+// that stops proposing; its suspicions count in suspects too.
 const (
 	orderCreditBytesPerTick    = 16 << 10
 	orderCreditFreeBytes       = 4 << 10
