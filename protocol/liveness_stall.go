@@ -33,10 +33,19 @@ package protocol
 // the requests outstanding then wait for one view change instead of a
 // slow phase of several holds.
 //
-// What it cannot tell apart: a saturating load that stops dead leaves the
-// backups expecting batches that never come, and they replace the idle
-// primary (one view change that no request waits for; loads that wind
-// down, batches shrinking, do not qualify). A primary that means to evade
+// The backup must also hold a request a client sent it directly: clients
+// send to the primary alone until their retransmission timeout (1 s by
+// default, 500 ms in the benchmark), then to every replica, and a backup
+// relays what it receives to the primary. Without that evidence a
+// saturating load that stops dead (every client at once, the end of a
+// batch job, or a faulty client's bursts timed to look saturated) would
+// leave the backups expecting batches that never come, and they would
+// replace an idle primary. With it, a request is known to wait, and an
+// honest primary that was relayed it proposes it within a few ticks. So
+// the rule suspects a slow primary once the clients' retransmissions
+// arrive (by then the primary's pipeline has been empty for longer than
+// the limit), before its first held PRE-PREPARE at the benchmark's
+// retransmission timeout. A primary that means to evade
 // the rule can (by cutting small batches); the throughput monitor and the
 // request timer still judge it. The rule only adds suspicions, which
 // change views and never decide what executes, so it cannot affect
@@ -126,6 +135,12 @@ func (r *Replica) stalled() (uint64, bool) {
 			return 0, false
 		}
 		w.voted, w.since = true, r.ticks
+	}
+	// Only a backup that holds a request a client sent it (a retransmission,
+	// relayed to the primary) knows the primary has work: without one, a
+	// saturating load that stopped dead looks the same as a stall.
+	if r.requests.fromClients == 0 {
+		return 0, false
 	}
 	waited := r.ticks - w.since
 	if waited < r.stallLimit() {

@@ -2,6 +2,10 @@ package protocol
 
 import "testing"
 
+// stallRetransmitTicks is when the tests' clients retransmit to every
+// replica: the benchmark's 500 ms retransmission timeout in 10 ms ticks.
+const stallRetransmitTicks = 50
+
 // saturatingLoad is a closed loop that keeps the primary's batches full:
 // 4 clients with 16 requests outstanding each, MaxBatchSize 32.
 func saturatingLoad(t *testing.T, tweak func(*Config)) (*cluster, *delayNet, *closedLoop) {
@@ -41,11 +45,16 @@ func TestSlowPrimaryIsSuspectedBeforeItsFirstHeldPrePrepare(t *testing.T) {
 		if d.now-start >= hold {
 			t.Fatalf("still in view %d %d ticks after the primary began holding its PRE-PREPAREs", c.replicas[1].View(), d.now-start)
 		}
+		if d.now-start == stallRetransmitTicks {
+			// The clients retransmit what the primary holds, to every
+			// replica: the backups' evidence that requests wait.
+			load.broadcast = true
+			load.resubmit()
+		}
 		load.refill()
 		d.tick()
 	}
 	took := d.now - start
-	// The clients retransmit what the old primary held, to every replica.
 	load.broadcast = true
 	load.resubmit()
 	after := load.run(d, slowWindowTicks)
@@ -114,4 +123,16 @@ func (l *closedLoop) resubmit() {
 			}
 		}
 	}
+}
+
+// A saturating load that stops dead (every client at once) leaves the
+// primary idle with the backups' pipelines empty: no backup holds a
+// request a client sent it, so none suspects the idle primary.
+func TestSaturatingLoadThatStopsDeadIsNotSuspected(t *testing.T) {
+	c, d, load := saturatingLoad(t, nil)
+	load.run(d, 2*slowWindowTicks)
+	for range 3 * DefaultViewChangeTimeoutTicks {
+		d.tick() // no refill: the clients stopped
+	}
+	assertNoSuspicion(t, c)
 }
