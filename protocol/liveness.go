@@ -58,6 +58,8 @@ import "github.com/pbftnode/pbftnode/wire"
 // PRE-PREPARE) is not used: clients send to the primary alone until their
 // 1 s timeout, so under a slow primary backups rarely hold requests long
 // enough to measure, while the batches the primary cuts show its load.
+// The stall rule (liveness_stall.go) suspects sooner a saturated primary
+// that stops proposing; its suspicions count in suspects too.
 const (
 	orderCreditBytesPerTick    = 16 << 10
 	orderCreditFreeBytes       = 4 << 10
@@ -90,6 +92,7 @@ type primaryMonitor struct {
 	slowWindows          int
 	judge                bool // false for the first window of a view
 	suspects             uint64
+	stall                stallWatch
 }
 
 // noteOrdered counts a batch this replica logged a pre-prepare for: the
@@ -104,6 +107,7 @@ func (r *Replica) noteOrdered(batch []*wire.Signed, reqs []*wire.Request) {
 			r.requests.noteKeyOrdered(string(reqs[i].ClientId), r.ticks)
 		}
 	}
+	r.monitor.stall.noteBatch(len(batch), r.cfg.MaxBatchSize, r.ticks)
 	if len(batch) > 0 {
 		r.monitor.reqs += uint64(len(batch))
 		r.monitor.bytes += n
@@ -118,6 +122,7 @@ func (r *Replica) restartLivenessClocks() {
 	m := &r.monitor
 	m.windowStart, m.reqs, m.bytes, m.batches, m.pendingSum = r.ticks, 0, 0, 0, 0
 	m.slowWindows, m.judge = 0, false
+	m.stall.restart(r.ticks, r.lastCommitted, r.window.Low)
 }
 
 // headOverdue runs the head request's timer and reports whether the head
@@ -154,6 +159,7 @@ func (r *Replica) monitorTick() bool {
 	m.refReqs = max(m.reqs, m.refReqs-m.refReqs/slowReferenceDecayFraction)
 	m.refBytes = max(m.bytes, m.refBytes-m.refBytes/slowReferenceDecayFraction)
 	m.windowStart, m.reqs, m.bytes, m.batches, m.pendingSum = r.ticks, 0, 0, 0, 0
+	m.stall.nextWindow()
 	m.judge = true
 	if !slow {
 		m.slowWindows = 0

@@ -48,6 +48,10 @@ func (r *Replica) viewChangeTick() {
 	// credit the primary earns by ordering bytes meanwhile (see
 	// liveness.go). Ordering others does not reset it: a primary that
 	// lets a request wait is suspected even if it orders others.
+	if waited, stalled := r.stalled(); stalled {
+		r.suspectOnce("stalled_primary", "waited_ticks", waited, "reference_gap_ticks", r.monitor.stall.refGap)
+		return
+	}
 	if r.monitorTick() {
 		m := &r.monitor
 		r.suspectOnce("slow_primary", "reference_requests", m.refReqs, "reference_bytes", m.refBytes)
