@@ -25,6 +25,17 @@ const (
 	DefaultMaxBackoffTicks = 200
 )
 
+// MaxChunksPerRequest bounds StateRequest.Chunks: a server answers one
+// request with at most this many chunks (each within its per-peer byte
+// budget), and a Fetcher's Config.Window is clamped to it. With the
+// runtimes' 1 MiB chunks it is 8 MiB in flight per transfer.
+const MaxChunksPerRequest = 8
+
+// DefaultWindow is the PBFT runtime's Config.Window: every chunk a server
+// holds of the window, so one round trip fetches MaxChunksPerRequest
+// chunks instead of one.
+const DefaultWindow = MaxChunksPerRequest
+
 // errStateIndex: the restored state is not at the snapshot sequence served.
 var errStateIndex = errors.New("restored state is not at the served snapshot sequence")
 
@@ -97,6 +108,19 @@ type Config struct {
 	// after a round of peers that all gave up (see DefaultBackoffTicks);
 	// 0 means the default.
 	BackoffTicks, MaxBackoffTicks int
+	// Window is how many consecutive chunks one request asks for
+	// (StateRequest.Chunks), at most MaxChunksPerRequest; 0 means 1. The
+	// Fetcher asks for the next window once the last chunk of the one
+	// before is restored, so a transfer takes one round trip per Window
+	// chunks instead of one per chunk. Every server must answer a request
+	// with that many chunks (ServeChunks, or Rest in a loop), or the
+	// Fetcher waits for the missing ones until IdleTicks pass.
+	Window int
+	// KeepTarget: Start does not retarget a fetch that is making progress
+	// (see Keeps); the caller retargets once Stalled, e.g. when the
+	// servers released the target. Without it any higher target
+	// retargets at once.
+	KeepTarget bool
 	// Restorer installs the fetched state. Required.
 	Restorer Restorer
 	// Request sends req to replica to. Required. It must not call back into
@@ -123,6 +147,9 @@ type Fetcher struct {
 	nextKey []byte
 	idle    int
 	bytes   int
+	// due is how many chunks of the last request's window have not
+	// arrived; the next request goes out when it reaches 0.
+	due int
 	begun   bool // RestoreBegin was called and no abort or finish ended it
 	// failures counts the peers given up on since the last chunk restored
 	// (or Start); a whole round of them makes the next request wait.
@@ -152,6 +179,7 @@ func New(cfg Config) *Fetcher {
 	if cfg.MaxBackoffTicks < cfg.BackoffTicks {
 		cfg.MaxBackoffTicks = max(DefaultMaxBackoffTicks, cfg.BackoffTicks)
 	}
+	cfg.Window = min(max(cfg.Window, 1), MaxChunksPerRequest)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -161,19 +189,18 @@ func New(cfg Config) *Fetcher {
 	return &Fetcher{cfg: cfg}
 }
 
-// Start begins fetching t, or retargets a fetch in progress to t if
-// t.Sequence is higher than the current target's; otherwise it does
-// nothing. A Target without peers is logged and ignored. A retarget wipes
-// what was restored: a snapshot at another sequence has other content,
-// and no chunk of it can be checked on its own (only the whole state's
-// digest is certified).
-func (f *Fetcher) Start(t Target) {
-	if f.active && t.Sequence <= f.target.Sequence {
-		return
+// Start begins fetching t, or retargets a fetch in progress to t unless
+// Keeps(t); it reports whether it (re)started. A Target without peers is
+// logged and ignored. A retarget wipes what was restored: a snapshot at
+// another sequence has other content, and no chunk of it can be checked
+// on its own (only the whole state's digest is certified).
+func (f *Fetcher) Start(t Target) bool {
+	if f.Keeps(t) {
+		return false
 	}
 	if len(t.Peers) == 0 {
 		f.cfg.Logger.Error("state transfer: no peer to ask", "sequence", t.Sequence)
-		return
+		return false
 	}
 	t.Peers = append([]uint32(nil), t.Peers...)
 	f.target, f.started, f.active = t, true, true
@@ -185,10 +212,29 @@ func (f *Fetcher) Start(t Target) {
 	f.cfg.Observer.Started(t)
 	f.cfg.Logger.Info("state transfer: starting", "sequence", t.Sequence, "exact", t.Exact,
 		"executed", f.cfg.Restorer.LastExecuted(), "peer", t.Peers[f.current])
-	if f.resume() {
-		return
+	if !f.resume() {
+		f.restart()
 	}
-	f.restart()
+	return true
+}
+
+// Keeps reports whether Start(t) would leave the fetch in progress as it
+// is: t is not above its target, or (Config.KeepTarget) the fetch is not
+// Stalled. Keeping the target while it is served lets a transfer longer
+// than one checkpoint interval finish instead of being wiped by every
+// newer stable checkpoint; the caller fetches what follows afterwards.
+func (f *Fetcher) Keeps(t Target) bool {
+	if !f.active {
+		return false
+	}
+	return t.Sequence <= f.target.Sequence || (f.cfg.KeepTarget && !f.Stalled())
+}
+
+// Stalled reports whether a fetch is in progress and every one of its
+// peers in turn gave up (timed out, answered Unavailable or was refused)
+// since the last chunk restored: none of them serves the target now.
+func (f *Fetcher) Stalled() bool {
+	return f.active && f.failures >= len(f.target.Peers)
 }
 
 // tag names the target for a Resumer: its sequence and digest; nil when
@@ -329,7 +375,12 @@ func (f *Fetcher) request() {
 	if want == 0 {
 		want = f.target.Sequence
 	}
-	f.cfg.Request(f.target.Peers[f.current], &wire.StateRequest{Sequence: want, StartKey: f.nextKey})
+	req := &wire.StateRequest{Sequence: want, StartKey: f.nextKey}
+	if f.cfg.Window > 1 {
+		req.Chunks = uint32(f.cfg.Window)
+	}
+	f.due = f.cfg.Window
+	f.cfg.Request(f.target.Peers[f.current], req)
 }
 
 // next gives up on the current peer and asks the next one, after a
@@ -421,7 +472,9 @@ func (f *Fetcher) Chunk(from uint32, c *wire.StateChunk) (installed uint64, done
 			return 0, false
 		}
 		f.nextKey = c.GetNextKey()
-		f.request()
+		if f.due--; f.due <= 0 {
+			f.request()
+		}
 		return 0, false
 	}
 	if err := f.finish(); err != nil {
