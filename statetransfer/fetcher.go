@@ -149,8 +149,8 @@ type Fetcher struct {
 	bytes   int
 	// due is how many chunks of the last request's window have not
 	// arrived; the next request goes out when it reaches 0.
-	due int
-	begun   bool // RestoreBegin was called and no abort or finish ended it
+	due   int
+	begun bool // RestoreBegin was called and no abort or finish ended it
 	// failures counts the peers given up on since the last chunk restored
 	// (or Start); a whole round of them makes the next request wait.
 	failures int
