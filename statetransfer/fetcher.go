@@ -149,7 +149,12 @@ type Fetcher struct {
 	bytes   int
 	// due is how many chunks of the last request's window have not
 	// arrived; the next request goes out when it reaches 0.
-	due   int
+	due int
+	// early holds chunks of the current window from the current peer that
+	// arrived before the one they follow (the runtime verifies frames on
+	// several workers, which may reorder them), by start key; at most
+	// due-1 of them.
+	early map[string]*wire.StateChunk
 	begun bool // RestoreBegin was called and no abort or finish ended it
 	// failures counts the peers given up on since the last chunk restored
 	// (or Start); a whole round of them makes the next request wait.
@@ -331,6 +336,7 @@ func (f *Fetcher) Stop() {
 // restart wipes what was fetched and asks the current peer for the
 // snapshot from its first key (after the backoff, if one runs).
 func (f *Fetcher) restart() {
+	f.early = nil
 	if f.begun {
 		f.abort()
 	}
@@ -379,7 +385,7 @@ func (f *Fetcher) request() {
 	if f.cfg.Window > 1 {
 		req.Chunks = uint32(f.cfg.Window)
 	}
-	f.due = f.cfg.Window
+	f.due, f.early = f.cfg.Window, nil
 	f.cfg.Request(f.target.Peers[f.current], req)
 }
 
@@ -393,6 +399,7 @@ func (f *Fetcher) request() {
 // check) wipes the restore and starts it over.
 func (f *Fetcher) next(reason string) {
 	f.cfg.Observer.Rejected(reason)
+	f.early = nil
 	peer := f.target.Peers[f.current]
 	f.current = (f.current + 1) % len(f.target.Peers)
 	f.failures++
@@ -432,9 +439,48 @@ func (f *Fetcher) backoff() int {
 // Chunk applies one chunk from peer from. It returns done (and the
 // sequence installed) once the state is restored and checked; the caller
 // then tells its core, and may call Fail if the core refuses (see the
-// package doc). A chunk that is
+// package doc). A chunk of the current window that arrives before the one
+// it follows is held until that one is applied; any other chunk that is
 // not the answer the Fetcher waits for is ignored.
 func (f *Fetcher) Chunk(from uint32, c *wire.StateChunk) (installed uint64, done bool) {
+	if f.holdEarly(from, c) {
+		return 0, false
+	}
+	peer := f.Peer()
+	installed, done = f.chunk(from, c)
+	for !done && f.active && f.Peer() == peer && len(f.early) > 0 {
+		held, ok := f.early[string(f.nextKey)]
+		if !ok {
+			break
+		}
+		delete(f.early, string(f.nextKey))
+		installed, done = f.chunk(from, held)
+	}
+	return installed, done
+}
+
+// holdEarly keeps c for later and reports true when it is a chunk of the
+// current window from the current peer that does not start at the next
+// key: a later chunk of the window that overtook the one before it. At
+// most due-1 are held (one window's worth), each at most one frame.
+func (f *Fetcher) holdEarly(from uint32, c *wire.StateChunk) bool {
+	if !f.active || f.wait > 0 || f.due <= 1 || from != f.target.Peers[f.current] || c.GetUnavailable() ||
+		bytes.Compare(c.GetStartKey(), f.nextKey) <= 0 || len(f.early) >= f.due-1 ||
+		(f.index != 0 && c.GetSequence() != f.index) || (f.target.Exact && c.GetSequence() != f.target.Sequence) {
+		return false
+	}
+	if _, dup := f.early[string(c.GetStartKey())]; dup {
+		return false
+	}
+	if f.early == nil {
+		f.early = make(map[string]*wire.StateChunk, f.due-1)
+	}
+	f.early[string(c.GetStartKey())] = c
+	return true
+}
+
+// chunk applies c if it is the chunk the Fetcher waits for (see Chunk).
+func (f *Fetcher) chunk(from uint32, c *wire.StateChunk) (installed uint64, done bool) {
 	if !f.active || f.wait > 0 || from != f.target.Peers[f.current] || !bytes.Equal(c.GetStartKey(), f.nextKey) ||
 		(f.target.Exact && c.GetSequence() != f.target.Sequence) {
 		f.cfg.Observer.Rejected("unexpected")

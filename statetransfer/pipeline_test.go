@@ -152,3 +152,34 @@ func TestAForgedChunkInAWindowIsCaught(t *testing.T) {
 		t.Fatalf("rejected %v, want a digest mismatch", c.obs.rejected)
 	}
 }
+
+// TestAWindowDeliveredOutOfOrderIsApplied: the runtime verifies frames on
+// several workers, so a window's chunks may arrive in any order; each is
+// held until the one before it is applied, and the transfer still takes
+// one round trip per window.
+func TestAWindowDeliveredOutOfOrderIsApplied(t *testing.T) {
+	c := newClusterWith(t, true, Config{Window: 4})
+	good := state(10, 60, "")
+	c.snaps[1] = []*snap{good}
+	c.f.Start(pbftTarget(good, 1))
+	for range 100 {
+		if len(c.inFlight) == 0 {
+			rq := c.sent[0]
+			c.sent = c.sent[1:]
+			c.rounds++
+			for _, chunk := range ServeChunks(c.pick(rq.to, rq.req.Sequence), rq.req, 16) {
+				c.inFlight = append([]served{{rq.to, chunk}}, c.inFlight...) // reversed
+			}
+		}
+		if seq, done := c.answer(); done {
+			if seq != 10 || digest(c.r.state) != digest(good.entries) || len(c.obs.rejected) != 0 {
+				t.Fatalf("installed %d, rejected %v", seq, c.obs.rejected)
+			}
+			if want := (good.chunks + 3) / 4; c.rounds > want+1 {
+				t.Fatalf("%d round trips for %d chunks", c.rounds, good.chunks)
+			}
+			return
+		}
+	}
+	t.Fatalf("not done: rejected %v", c.obs.rejected)
+}

@@ -89,11 +89,14 @@ func (n *Node) answerWindow(signer *crypto.Signer, snaps *servedSnapshots, budge
 	}
 }
 
-// Snapshots below the stable checkpoint that a transfer read within
-// readSnapshotRetention are kept, at most maxReadSnapshotsKept of them
-// (the newest): a transfer takes longer than one checkpoint interval
-// under load for a large state, and its fetcher keeps its target while
-// the target is served (statetransfer.Config.KeepTarget). A kept
+// Below the stable checkpoint the server keeps the previous stable
+// checkpoint's snapshot (the newest below it: the target of a transfer
+// that began before the new one became stable, from whichever peer it
+// asks next) and those a transfer read within readSnapshotRetention, at
+// most maxReadSnapshotsKept of them (the newest): a transfer takes longer
+// than one checkpoint interval under load for a large state, and its
+// fetcher keeps its target while the target is served
+// (statetransfer.Config.KeepTarget). A kept
 // snapshot holds goleveldb's old versions of the keys written since, so
 // both the time and the count are bounded; the log is deleted at the
 // stable checkpoint regardless (the snapshot alone serves a transfer).
@@ -139,11 +142,18 @@ func (s *servedSnapshots) read(seq uint64, now time.Time) statetransfer.Snapshot
 }
 
 // stable releases the snapshots below stable but the newest
-// maxReadSnapshotsKept of those read since now-readSnapshotRetention.
+// maxReadSnapshotsKept of the newest one below it and those read since
+// now-readSnapshotRetention.
 func (s *servedSnapshots) stable(stable uint64, now time.Time) {
 	var kept []uint64
+	newest := uint64(0)
 	for seq := range s.bySeq {
-		if seq < stable && now.Sub(s.lastRead[seq]) < readSnapshotRetention {
+		if seq < stable {
+			newest = max(newest, seq)
+		}
+	}
+	for seq := range s.bySeq {
+		if seq < stable && (seq == newest || now.Sub(s.lastRead[seq]) < readSnapshotRetention) {
 			kept = append(kept, seq)
 		}
 	}
