@@ -74,17 +74,28 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 // budget: the window's rest that does not fit waits as the deferred
 // request, so a window never makes the server send more than the budget.
 func (n *Node) answerWindow(signer *crypto.Signer, snaps *servedSnapshots, budget *chunkBudget, r node.StateRequest, now time.Time) {
+	deferred := budget.window(r, now, func(r node.StateRequest) (int, *wire.StateChunk) {
+		return n.answerStateRequest(signer, snaps, r, now)
+	})
+	if deferred {
+		n.drop("rate_limited", "from", r.From, "kind", "state_request")
+	}
+}
+
+// window answers r (already admitted) with answer, then the rest of its
+// window chunk by chunk while the budget admits it, charging each chunk's
+// bytes; it reports whether a rest was deferred.
+func (b *chunkBudget) window(r node.StateRequest, now time.Time, answer func(node.StateRequest) (int, *wire.StateChunk)) (deferred bool) {
 	for {
-		sent, chunk := n.answerStateRequest(signer, snaps, r, now)
-		budget.charge(r.From, sent)
+		sent, chunk := answer(r)
+		b.charge(r.From, sent)
 		rest := statetransfer.Rest(r.Req, chunk)
 		if rest == nil {
-			return
+			return false
 		}
 		r = node.StateRequest{From: r.From, Req: rest}
-		if !budget.admit(r, now) {
-			n.drop("rate_limited", "from", r.From, "kind", "state_request")
-			return
+		if !b.admit(r, now) {
+			return true
 		}
 	}
 }
@@ -105,15 +116,21 @@ const (
 	maxReadSnapshotsKept  = 2
 )
 
+// servedSnapshot is a snapshot the server holds (*execution.StateSnapshot).
+type servedSnapshot interface {
+	statetransfer.Snapshot
+	Release()
+}
+
 // servedSnapshots are the server's snapshots by sequence, with when a
 // transfer last read each. Used by the server's goroutine only.
 type servedSnapshots struct {
-	bySeq    map[uint64]*execution.StateSnapshot
+	bySeq    map[uint64]servedSnapshot
 	lastRead map[uint64]time.Time
 }
 
 func newServedSnapshots() *servedSnapshots {
-	return &servedSnapshots{bySeq: make(map[uint64]*execution.StateSnapshot), lastRead: make(map[uint64]time.Time)}
+	return &servedSnapshots{bySeq: make(map[uint64]servedSnapshot), lastRead: make(map[uint64]time.Time)}
 }
 
 func (s *servedSnapshots) releaseAll() {
@@ -124,7 +141,7 @@ func (s *servedSnapshots) releaseAll() {
 }
 
 // add keeps snap, releasing one it replaces.
-func (s *servedSnapshots) add(snap *execution.StateSnapshot) {
+func (s *servedSnapshots) add(snap servedSnapshot) {
 	if old := s.bySeq[snap.Sequence()]; old != nil && old != snap {
 		old.Release()
 	}
