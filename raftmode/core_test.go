@@ -1,6 +1,7 @@
 package raftmode_test
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -35,6 +36,9 @@ type cluster struct {
 	replies  map[string][]byte
 	snaps    [][]*execution.StateSnapshot // the two latest per replica
 	interval uint64
+	// catchUp is Config.SnapshotCatchUpEntries: 0 means interval (the
+	// log from the previous snapshot on), as the tests of snapshots need.
+	catchUp uint64
 	// reads are the read-only answers, by client/number; readTimeout and
 	// maxReads configure the cores' read path (0: defaults).
 	reads                 map[string]*wire.Reply
@@ -115,15 +119,16 @@ func (c *cluster) checkPersisted(i int, m *raftpb.Message) {
 	}
 }
 
-// SendStateRequest is answered at once from the peer's snapshots; the
-// chunk arrives in the next round.
+// SendStateRequest is answered at once from the peer's snapshots (the
+// request's whole window); the chunks arrive in the next round.
 func (p ports) SendStateRequest(to uint32, req *wire.StateRequest) {
 	c := p.c
 	if c.down[int(to)] || c.cut[int(to)] || c.cut[p.i] {
 		return
 	}
-	chunk := statetransfer.Serve(statetransfer.Pick(c.snaps[to], req.GetSequence()), req, 256)
-	c.inflight = append(c.inflight, delivery{from: int(to), to: p.i, chunk: chunk})
+	for _, chunk := range statetransfer.ServeChunks(statetransfer.Pick(c.snaps[to], req.GetSequence()), req, 256) {
+		c.inflight = append(c.inflight, delivery{from: int(to), to: p.i, chunk: chunk})
+	}
 }
 
 func (p ports) Reply(r *wire.Reply) {
@@ -149,7 +154,13 @@ func (p ports) Keep(s *execution.StateSnapshot) {
 }
 
 func newCluster(t *testing.T, n int, interval uint64) *cluster {
-	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, reads: map[string]*wire.Reply{}, interval: interval, n: n}
+	return newClusterCatchUp(t, n, interval, 0)
+}
+
+// newClusterCatchUp is newCluster with cluster.catchUp set.
+func newClusterCatchUp(t *testing.T, n int, interval, catchUp uint64) *cluster {
+	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, reads: map[string]*wire.Reply{},
+		interval: interval, catchUp: catchUp, n: n}
 	for i := range n {
 		c.add(i)
 	}
@@ -214,7 +225,7 @@ func (c *cluster) start(i int) {
 	core, err := raftmode.New(raftmode.Config{
 		Index: uint32(i), N: c.n, Spare: c.spare[i], Log: c.logStorage(i, log), Executor: exec,
 		Rand: rand.New(rand.NewPCG(uint64(i), 7)), ElectionTicks: 10, HeartbeatTicks: 2,
-		SnapshotInterval: c.interval, MaxBatchSize: 4,
+		SnapshotInterval: c.interval, SnapshotCatchUpEntries: cmp.Or(c.catchUp, c.interval), MaxBatchSize: 4,
 		ReadTimeoutTicks: c.readTimeout, MaxPendingReads: c.maxReads,
 	})
 	if err != nil {
@@ -387,6 +398,32 @@ func TestLaggingFollowerCatchesUpFromSnapshot(t *testing.T) {
 	// It keeps up afterwards.
 	c.submit(c.leader(), 121, execution.EncodePut([]byte("z"), []byte("z")))
 	c.runUntil(200, func() bool { return c.replied(121) && c.converged() })
+}
+
+// TestCompactionKeepsSnapshotCatchUpEntries: with SnapshotCatchUpEntries
+// above the interval, the leader's log keeps at least that many entries
+// behind its newest snapshot, so a follower that far behind catches up
+// from entries, without a snapshot.
+func TestCompactionKeepsSnapshotCatchUpEntries(t *testing.T) {
+	c := newClusterCatchUp(t, 3, 8, 100)
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	l := c.leader()
+	lagging := (l + 1) % 3
+	c.cut[lagging] = true
+	for n := uint64(1); n <= 90; n++ {
+		c.submit(l, n, execution.EncodePut(fmt.Appendf(nil, "k%d", n%10), fmt.Appendf(nil, "v%d", n)))
+		c.round()
+	}
+	c.runUntil(300, func() bool { return c.replied(90) })
+	snap := c.cores[l].Status().SnapshotIndex
+	if first, _ := c.logs[l].FirstIndex(); snap < 3*8 || first > 2 {
+		t.Fatalf("leader snapshot at %d, log from %d: want several snapshots and the whole log kept", snap, first)
+	}
+	c.cut = map[int]bool{}
+	c.runUntil(500, func() bool { return c.converged() })
+	if st := c.cores[lagging].Status(); st.SnapshotIndex >= 8 && st.SnapshotIndex < snap {
+		t.Fatalf("lagging replica installed a snapshot at %d: the leader's log did not reach it", st.SnapshotIndex)
+	}
 }
 
 func TestStepRejectsSpoofedAndForeignMessages(t *testing.T) {

@@ -304,12 +304,14 @@ func (c *Core) snapshot(index uint64, out *Output) error {
 		}
 		return fmt.Errorf("raftmode: snapshot at %d: %w", index, err)
 	}
-	// Keep the log from the previous snapshot on: a follower less than
-	// one interval behind catches up from entries.
-	if prev := c.snapIndex; prev > 1 {
-		if err := c.cfg.Log.Compact(prev); err != nil && !errors.Is(err, raft.ErrCompacted) {
+	// Keep the log from the previous snapshot on, and at least
+	// SnapshotCatchUpEntries entries: a follower less than that far behind
+	// (or that just installed an older snapshot) catches up from entries.
+	if prev := c.snapIndex; prev > 1 && index > c.cfg.SnapshotCatchUpEntries {
+		compact := min(prev, index-c.cfg.SnapshotCatchUpEntries)
+		if err := c.cfg.Log.Compact(compact); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			state.Release()
-			return fmt.Errorf("raftmode: compact below %d: %w", prev, err)
+			return fmt.Errorf("raftmode: compact below %d: %w", compact, err)
 		}
 	}
 	c.snapIndex = index
