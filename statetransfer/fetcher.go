@@ -31,9 +31,8 @@ const (
 // runtimes' 1 MiB chunks it is 8 MiB in flight per transfer.
 const MaxChunksPerRequest = 8
 
-// DefaultWindow is the PBFT runtime's Config.Window: every chunk a server
-// holds of the window, so one round trip fetches MaxChunksPerRequest
-// chunks instead of one.
+// DefaultWindow is the runtimes' Config.Window (both modes): one round
+// trip fetches MaxChunksPerRequest chunks instead of one.
 const DefaultWindow = MaxChunksPerRequest
 
 // errStateIndex: the restored state is not at the snapshot sequence served.
