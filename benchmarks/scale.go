@@ -26,6 +26,11 @@ const (
 	ScalePlanFull  = "full"  // ScalePlanN then ScalePlanKeys
 	ScalePlanN     = "n"     // PBFT n=4,7,10,13 and Raft n=3,5,7,9
 	ScalePlanKeys  = "keys"  // PBFT n=4 and Raft n=3 at 10k, 100k, 1M and 10M keys
+	// ScalePlanKeysOne is the prefix of a one-row selection of
+	// ScalePlanKeys: "keys:SIZE" (both protocols) or "keys:SIZE:PROTOCOL",
+	// SIZE as in the table (10k, 100k, 1M, 10M) or in digits, e.g.
+	// "keys:1M:pbft" to rerun one catch-up measurement.
+	ScalePlanKeysOne = "keys:"
 )
 
 // ScalePlans lists the plan names.
@@ -75,6 +80,9 @@ func ScalePlan(plan string) ([]ScaleCase, error) {
 		return fullN, nil
 	case ScalePlanKeys:
 		return fullKeys, nil
+	}
+	if sel, ok := strings.CutPrefix(plan, ScalePlanKeysOne); ok {
+		return selectKeys(fullKeys, sel)
 	}
 	return nil, fmt.Errorf("%w: scale plan %q: want one of %s", ErrConfig, plan, strings.Join(ScalePlans, ", "))
 }
@@ -195,6 +203,22 @@ func scaleConfig(base Config, c ScaleCase) Config {
 		return cfg
 	}
 	return cfg
+}
+
+// selectKeys returns the cases of keys that sel ("SIZE" or
+// "SIZE:PROTOCOL") names, or ErrConfig when it names none.
+func selectKeys(keys []ScaleCase, sel string) ([]ScaleCase, error) {
+	size, protocol, _ := strings.Cut(sel, ":")
+	var out []ScaleCase
+	for _, c := range keys {
+		if (size == humanCount(c.Keys) || size == strconv.Itoa(c.Keys)) && (protocol == "" || protocol == c.Protocol) {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: scale plan %q selects no row of %q", ErrConfig, ScalePlanKeysOne+sel, ScalePlanKeys)
+	}
+	return out, nil
 }
 
 // humanCount writes 10000 as 10k, 1000000 as 1M.

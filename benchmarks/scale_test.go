@@ -41,8 +41,20 @@ func TestScalePlan(t *testing.T) {
 			t.Errorf("ScalePlan(%q) = %v, want %v", plan, got, want[plan])
 		}
 	}
-	if _, err := ScalePlan("huge"); !errors.Is(err, ErrConfig) {
-		t.Fatalf("ScalePlan(huge) = %v, want ErrConfig", err)
+	for plan, want := range map[string][]string{
+		"keys:1M":           {"keys/pbft4/1000000", "keys/raft3/1000000"},
+		"keys:1000000:pbft": {"keys/pbft4/1000000"},
+		"keys:10k:raft":     {"keys/raft3/10000"},
+	} {
+		cases, err := ScalePlan(plan)
+		if got := caseNames(cases); err != nil || !slices.Equal(got, want) {
+			t.Errorf("ScalePlan(%q) = %v, %v; want %v", plan, got, err, want)
+		}
+	}
+	for _, plan := range []string{"huge", "keys:2M", "keys:1M:etcd"} {
+		if _, err := ScalePlan(plan); !errors.Is(err, ErrConfig) {
+			t.Fatalf("ScalePlan(%s) = %v, want ErrConfig", plan, err)
+		}
 	}
 }
 

@@ -36,7 +36,9 @@ const (
 	DefaultMaxInflightMsgs    = 256
 	DefaultMaxSizePerMsg      = 1 << 20
 	DefaultSnapshotInterval   = 8192
-	DefaultMaxEntryBytes      = 1 << 20
+	// DefaultSnapshotCatchUpEntries is etcd's SnapshotCatchUpEntries.
+	DefaultSnapshotCatchUpEntries = 5000
+	DefaultMaxEntryBytes          = 1 << 20
 	// DefaultMaxPendingBytes is 64 MiB, DefaultMaxPendingBytesPerKey 8 MiB.
 	DefaultMaxPendingBytes       = 64 << 20
 	DefaultMaxPendingPerKey      = 256
@@ -97,6 +99,13 @@ type Config struct {
 	// previous snapshot, so a follower less than one interval behind still
 	// catches up from the log.
 	SnapshotInterval uint64
+	// SnapshotCatchUpEntries: compaction also keeps at least this many
+	// entries behind the newest snapshot (as etcd does), so a follower
+	// whose snapshot install took longer than a few snapshot intervals
+	// (a large state, a short interval) continues from the log instead of
+	// needing another snapshot; 0 means DefaultSnapshotCatchUpEntries. The
+	// entries are on disk (storage/raftlog), not in memory.
+	SnapshotCatchUpEntries uint64
 	// MaxPendingReads and MaxPendingReadBytes bound the reads waiting for
 	// an answer (count and encoded bytes); ReadTimeoutTicks is how long a
 	// read may wait for its read index to be confirmed and applied before
@@ -162,6 +171,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.SnapshotInterval == 0 {
 		c.SnapshotInterval = DefaultSnapshotInterval
+	}
+	if c.SnapshotCatchUpEntries == 0 {
+		c.SnapshotCatchUpEntries = DefaultSnapshotCatchUpEntries
 	}
 	if c.MaxPendingReads <= 0 {
 		c.MaxPendingReads = DefaultMaxPendingReads

@@ -1,6 +1,7 @@
 package raftmode_test
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -35,6 +36,11 @@ type cluster struct {
 	replies  map[string][]byte
 	snaps    [][]*execution.StateSnapshot // the two latest per replica
 	interval uint64
+	// stateRequests counts the state requests sent to live peers.
+	stateRequests int
+	// catchUp is Config.SnapshotCatchUpEntries: 0 means interval (the
+	// log from the previous snapshot on), as the tests of snapshots need.
+	catchUp uint64
 	// reads are the read-only answers, by client/number; readTimeout and
 	// maxReads configure the cores' read path (0: defaults).
 	reads                 map[string]*wire.Reply
@@ -115,15 +121,17 @@ func (c *cluster) checkPersisted(i int, m *raftpb.Message) {
 	}
 }
 
-// SendStateRequest is answered at once from the peer's snapshots; the
-// chunk arrives in the next round.
+// SendStateRequest is answered at once from the peer's snapshots (the
+// request's whole window); the chunks arrive in the next round.
 func (p ports) SendStateRequest(to uint32, req *wire.StateRequest) {
 	c := p.c
 	if c.down[int(to)] || c.cut[int(to)] || c.cut[p.i] {
 		return
 	}
-	chunk := statetransfer.Serve(statetransfer.Pick(c.snaps[to], req.GetSequence()), req, 256)
-	c.inflight = append(c.inflight, delivery{from: int(to), to: p.i, chunk: chunk})
+	c.stateRequests++
+	for _, chunk := range statetransfer.ServeChunks(statetransfer.Pick(c.snaps[to], req.GetSequence()), req, 256) {
+		c.inflight = append(c.inflight, delivery{from: int(to), to: p.i, chunk: chunk})
+	}
 }
 
 func (p ports) Reply(r *wire.Reply) {
@@ -149,7 +157,13 @@ func (p ports) Keep(s *execution.StateSnapshot) {
 }
 
 func newCluster(t *testing.T, n int, interval uint64) *cluster {
-	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, reads: map[string]*wire.Reply{}, interval: interval, n: n}
+	return newClusterCatchUp(t, n, interval, 0)
+}
+
+// newClusterCatchUp is newCluster with cluster.catchUp set.
+func newClusterCatchUp(t *testing.T, n int, interval, catchUp uint64) *cluster {
+	c := &cluster{t: t, down: map[int]bool{}, cut: map[int]bool{}, replies: map[string][]byte{}, reads: map[string]*wire.Reply{},
+		interval: interval, catchUp: catchUp, n: n}
 	for i := range n {
 		c.add(i)
 	}
@@ -214,7 +228,7 @@ func (c *cluster) start(i int) {
 	core, err := raftmode.New(raftmode.Config{
 		Index: uint32(i), N: c.n, Spare: c.spare[i], Log: c.logStorage(i, log), Executor: exec,
 		Rand: rand.New(rand.NewPCG(uint64(i), 7)), ElectionTicks: 10, HeartbeatTicks: 2,
-		SnapshotInterval: c.interval, MaxBatchSize: 4,
+		SnapshotInterval: c.interval, SnapshotCatchUpEntries: cmp.Or(c.catchUp, c.interval), MaxBatchSize: 4,
 		ReadTimeoutTicks: c.readTimeout, MaxPendingReads: c.maxReads,
 	})
 	if err != nil {
@@ -387,6 +401,37 @@ func TestLaggingFollowerCatchesUpFromSnapshot(t *testing.T) {
 	// It keeps up afterwards.
 	c.submit(c.leader(), 121, execution.EncodePut([]byte("z"), []byte("z")))
 	c.runUntil(200, func() bool { return c.replied(121) && c.converged() })
+}
+
+// TestCompactionKeepsSnapshotCatchUpEntries: with SnapshotCatchUpEntries
+// above the interval, the leader's log keeps at least that many entries
+// behind its newest snapshot (after the first compaction, which drops the
+// entries below the first snapshot as before), so a follower that far
+// behind catches up from entries, without a state transfer.
+func TestCompactionKeepsSnapshotCatchUpEntries(t *testing.T) {
+	c := newClusterCatchUp(t, 3, 8, 100)
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	l := c.leader()
+	submit := func(from, to uint64) {
+		for n := from; n <= to; n++ {
+			c.submit(l, n, execution.EncodePut(fmt.Appendf(nil, "k%d", n%10), fmt.Appendf(nil, "v%d", n)))
+			c.round()
+		}
+		c.runUntil(300, func() bool { return c.replied(to) })
+	}
+	submit(1, 30)
+	lagging := (l + 1) % 3
+	c.cut[lagging] = true
+	submit(31, 90)
+	snap := c.cores[l].Status().SnapshotIndex
+	if first, _ := c.logs[l].FirstIndex(); snap < 80 || first != 9 {
+		t.Fatalf("leader snapshot at %d, log from %d: want the log from 9 (the first compaction) kept", snap, first)
+	}
+	c.cut = map[int]bool{}
+	c.runUntil(500, func() bool { return c.converged() })
+	if c.stateRequests != 0 {
+		t.Fatalf("the lagging follower sent %d state requests; want it to catch up from the log", c.stateRequests)
+	}
 }
 
 func TestStepRejectsSpoofedAndForeignMessages(t *testing.T) {

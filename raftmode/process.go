@@ -304,12 +304,10 @@ func (c *Core) snapshot(index uint64, out *Output) error {
 		}
 		return fmt.Errorf("raftmode: snapshot at %d: %w", index, err)
 	}
-	// Keep the log from the previous snapshot on: a follower less than
-	// one interval behind catches up from entries.
-	if prev := c.snapIndex; prev > 1 {
-		if err := c.cfg.Log.Compact(prev); err != nil && !errors.Is(err, raft.ErrCompacted) {
+	if compact := c.compactionIndex(index); compact > 0 {
+		if err := c.cfg.Log.Compact(compact); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			state.Release()
-			return fmt.Errorf("raftmode: compact below %d: %w", prev, err)
+			return fmt.Errorf("raftmode: compact below %d: %w", compact, err)
 		}
 	}
 	c.snapIndex = index
@@ -318,6 +316,29 @@ func (c *Core) snapshot(index uint64, out *Output) error {
 	}
 	out.Snapshot = state
 	return nil
+}
+
+// compactionIndex is where to compact the log after a snapshot at index
+// (0: not at all). The log keeps the entries from the previous snapshot on
+// (a follower up to one interval behind catches up from entries) and at
+// least SnapshotCatchUpEntries of them (a follower that just installed an
+// older snapshot, which takes long for a large state, continues from the
+// log, as in etcd). The first compaction, at the second snapshot, drops
+// the entries below the first as it always did, so that the log stops
+// holding entry 1 two intervals in (a preloaded state, execution.Preload,
+// is in no entry: a follower must not replay it from entry 1).
+func (c *Core) compactionIndex(index uint64) uint64 {
+	prev := c.snapIndex
+	if prev <= 1 {
+		return 0
+	}
+	if first, err := c.cfg.Log.FirstIndex(); err == nil && first <= c.cfg.SnapshotInterval {
+		return prev // the log still holds entries of the first interval
+	}
+	if index <= c.cfg.SnapshotCatchUpEntries {
+		return 0
+	}
+	return min(prev, index-c.cfg.SnapshotCatchUpEntries)
 }
 
 // entryOverhead bounds the bytes one request adds to an encoded

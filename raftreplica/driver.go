@@ -306,6 +306,8 @@ func (d *Driver) startTransfer(need raftmode.StateNeed) {
 			Request:  d.cfg.Network.SendStateRequest,
 			Logger:   d.cfg.Logger,
 			Observer: d.cfg.TransferObserver,
+			// Servers answer whole windows (statetransfer.ServeChunks).
+			Window: statetransfer.DefaultWindow,
 		})
 	}
 	d.fetch.Start(need.Target(d.cfg.N, d.cfg.Self))

@@ -204,7 +204,12 @@ type Config struct {
 	Filter Filter
 	// Epochs, when set, makes the driver follow configuration epochs
 	// (epoch.go); nil runs the genesis configuration of Core forever.
-	Epochs   *Epochs
-	Observer Observer
-	Logger   *slog.Logger
+	Epochs *Epochs
+	// TransferWindow is how many state chunks one state request asks for
+	// (statetransfer.Config.Window; 0 means 1): every server of this
+	// replica's state requests must answer whole windows
+	// (statetransfer.ServeChunks or Rest).
+	TransferWindow int
+	Observer       Observer
+	Logger         *slog.Logger
 }

@@ -44,8 +44,11 @@ type Driver struct {
 
 	// The state transfer: the fetcher, the certificate it fetches for,
 	// and what its observer noted during the last Chunk.
-	fetcher        *statetransfer.Fetcher
-	behind         *checkpoint.Certificate
+	fetcher *statetransfer.Fetcher
+	behind  *checkpoint.Certificate
+	// deferred is a newer certificate than behind, kept for when the
+	// transfer of behind stalls (see startTransfer).
+	deferred       *checkpoint.Certificate
 	unexpected     bool
 	installedBytes int
 
@@ -162,6 +165,11 @@ func (d *Driver) Process() error {
 		rd := d.core.Ready()
 		d.obs.Ready(&rd)
 		if err := d.handleReady(&rd); err != nil {
+			return err
+		}
+	}
+	if !d.inactive() {
+		if err := d.retargetStalled(); err != nil {
 			return err
 		}
 	}

@@ -127,14 +127,18 @@ func memoryLogKey(e storage.LogEntry) string {
 }
 
 // MemorySnapshots is a Snapshots in memory, for the simulator and the
-// tests: it keeps the snapshot of each checkpoint until a later one is
-// stable, and then deletes Store's log at or below the stable checkpoint,
-// as the runtime does with its database. Taken serves state transfers
+// tests: it keeps the snapshot of each checkpoint until the second
+// stable checkpoint above it (so a transfer of the previous stable
+// checkpoint, which keeps its target while it is served, can finish, as
+// the runtime keeps a snapshot being read), and deletes Store's log at or
+// below the stable checkpoint, as the runtime does with its database. Taken serves state transfers
 // (statetransfer.At(s.Taken, seq)). Not safe for concurrent use.
 type MemorySnapshots struct {
 	Store *MemoryStorage
 	// Taken maps a checkpoint's sequence to its snapshot.
 	Taken map[uint64]*execution.StateSnapshot
+	// stable and previous are the last two stable checkpoints.
+	stable, previous uint64
 }
 
 // NewMemorySnapshots returns a MemorySnapshots over store's log.
@@ -151,11 +155,14 @@ func (s *MemorySnapshots) Checkpointed(snap *execution.StateSnapshot) {
 	s.Taken[snap.Sequence()] = snap
 }
 
-// Stable implements Snapshots: it releases the snapshots below seq and
-// deletes the log at or below seq.
+// Stable implements Snapshots: it releases the snapshots below the
+// stable checkpoint before seq and deletes the log at or below seq.
 func (s *MemorySnapshots) Stable(seq uint64) {
+	if seq > s.stable {
+		s.previous, s.stable = s.stable, seq
+	}
 	for q, snap := range s.Taken {
-		if q < seq {
+		if q < s.previous {
 			snap.Release()
 			delete(s.Taken, q)
 		}

@@ -16,6 +16,20 @@ import (
 // statetransfer.Fetcher fetches the snapshot of the certified checkpoint
 // chunk by chunk from the certificate's signers, checks its digest, and
 // the driver installs the checkpoint in the core.
+//
+// A transfer keeps its target while it progresses: a newer stable
+// checkpoint certified meanwhile is remembered (deferred), not fetched,
+// until the fetcher is Stalled (no peer serves the target any more, see
+// statetransfer.Fetcher.Keeps). Retargeting wipes what was restored, so
+// without this a state larger than one checkpoint interval's worth of
+// transfer never finished under load. Servers keep the snapshots being
+// read for a while after they become older than the stable checkpoint
+// (Snapshots), so that a transfer reading one can finish. Once it lands,
+// the core continues from the kept target: it fetches the log above it,
+// or learns the newer certificate again and asks for a second transfer.
+// Safety is unchanged: whatever target is fetched, the restored state is
+// checked against that target's certified digest before the core installs
+// it.
 
 // newFetcher returns the driver's fetcher, reporting to d's Observer.
 func (d *Driver) newFetcher() *statetransfer.Fetcher {
@@ -24,8 +38,10 @@ func (d *Driver) newFetcher() *statetransfer.Fetcher {
 		Request: func(to uint32, req *wire.StateRequest) {
 			d.sendOwn(to, protocol.KindStateRequest, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_StateRequest{StateRequest: req}})
 		},
-		Logger:   d.log,
-		Observer: fetchObserver{d},
+		Logger:     d.log,
+		Observer:   fetchObserver{d},
+		Window:     d.cfg.TransferWindow,
+		KeepTarget: true,
 	})
 }
 
@@ -41,10 +57,19 @@ func (d *Driver) newFetcher() *statetransfer.Fetcher {
 // An error storing it is returned (as persistStable's is) and nothing
 // starts: a restore must never begin that a restart could not resume or
 // wipe.
+//
+// A transfer in progress keeps its target while it progresses (Keeps): a
+// higher cert is then deferred (see retargetStalled), and nothing is
+// stored.
 func (d *Driver) startTransfer(cert checkpoint.Certificate) error {
-	if d.fetcher.Active() && cert.Sequence <= d.behind.Sequence {
+	if d.fetcher.Keeps(statetransfer.Target{Sequence: cert.Sequence}) {
+		if cert.Sequence > d.behind.Sequence && (d.deferred == nil || cert.Sequence > d.deferred.Sequence) {
+			d.log.Info("state transfer: keeping the target while it is served", "sequence", d.behind.Sequence, "deferred", cert.Sequence)
+			d.deferred = &cert
+		}
 		return nil
 	}
+	d.deferred = nil
 	peers, base := transferPeers(cert, d.cfg.Core.ID, d.cfg.Core.N)
 	if len(peers) == 0 {
 		d.log.Error("state transfer: no peer signed the certificate", "sequence", cert.Sequence)
@@ -70,6 +95,23 @@ func (d *Driver) startTransfer(cert checkpoint.Certificate) error {
 // transferTick times out a silent peer.
 func (d *Driver) transferTick() { d.fetcher.Tick() }
 
+// retargetStalled starts the transfer of the deferred certificate once
+// the one in progress is Stalled (its peers no longer serve it), and
+// forgets it once no transfer is in progress (the core asks again if it
+// is still behind).
+func (d *Driver) retargetStalled() error {
+	switch {
+	case d.deferred == nil:
+		return nil
+	case !d.fetcher.Active():
+		d.deferred = nil
+		return nil
+	case d.fetcher.Keeps(statetransfer.Target{Sequence: d.deferred.Sequence}):
+		return nil
+	}
+	return d.startTransfer(*d.deferred)
+}
+
 // handleStateChunk applies one chunk of the transfer in progress; when
 // the state is complete and matches the certificate, it installs the
 // checkpoint in the core and prunes the requests the state executed.
@@ -83,7 +125,7 @@ func (d *Driver) handleStateChunk(from uint32, c *wire.StateChunk) error {
 		return nil
 	}
 	cert := *d.behind
-	d.behind = nil
+	d.behind, d.deferred = nil, nil
 	if seq != cert.Sequence {
 		panic(fmt.Sprintf("replica: exact state transfer of %d installed %d", cert.Sequence, seq))
 	}

@@ -13,6 +13,12 @@
 // Chunk that reports done.
 //
 // Contracts the Fetcher keeps:
+//   - It asks for Config.Window consecutive chunks per request
+//     (StateRequest.Chunks, at most MaxChunksPerRequest) and sends the next
+//     request once the window's last chunk is restored: one round trip per
+//     window, not per chunk. A server answers a window chunk by chunk
+//     (ServeChunks, or Rest admitted against its byte budget), so a
+//     request never makes it send more than MaxChunksPerRequest chunks.
 //   - It asks one peer at a time, Target.Peers[Target.First] first, and
 //     moves to the next one in Peers (wrapping) on a timeout, an
 //     Unavailable answer, a chunk the Restorer refuses, a NextKey that does
@@ -33,6 +39,10 @@
 //   - A new, higher target (Start) wipes and starts over: a snapshot at
 //     another sequence has other content, and only the whole state's
 //     digest is certified, so no chunk of the old one can be re-checked.
+//     With Config.KeepTarget, Start leaves a fetch that is not Stalled
+//     (some peer still serves its target) as it is (Keeps), so a transfer
+//     longer than one checkpoint interval finishes; the caller retargets
+//     once it is Stalled, and fetches what follows after it lands.
 //   - A chunk from another peer, for another start key, or (Exact mode) for
 //     another sequence is ignored and reported as Observer.Rejected
 //     ("unexpected"); it neither resets the idle count nor moves on.

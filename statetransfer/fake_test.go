@@ -159,6 +159,15 @@ type cluster struct {
 	sent  []request          // requests not yet answered
 	// tamper, when set, may change a chunk before it is delivered.
 	tamper func(from uint32, c *wire.StateChunk)
+	// inFlight are chunks served but not yet delivered (a window's rest).
+	inFlight []served
+	// rounds counts the requests answered: round trips.
+	rounds int
+}
+
+type served struct {
+	from  uint32
+	chunk *wire.StateChunk
 }
 
 const (
@@ -168,26 +177,44 @@ const (
 )
 
 func newCluster(t *testing.T, exact bool) *cluster {
+	return newClusterWith(t, exact, Config{})
+}
+
+// newClusterWith is newCluster with cfg's Window and KeepTarget.
+func newClusterWith(t *testing.T, exact bool, cfg Config) *cluster {
 	c := &cluster{t: t, r: &restorer{}, obs: &observer{}, snaps: map[uint32][]*snap{}, exact: exact}
 	c.f = New(Config{IdleTicks: testIdle, BackoffTicks: testBackoff, MaxBackoffTicks: testMaxBackoff, Restorer: c.r, Observer: c.obs,
+		Window: cfg.Window, KeepTarget: cfg.KeepTarget,
 		Request: func(to uint32, req *wire.StateRequest) { c.sent = append(c.sent, request{to, req}) }})
 	return c
 }
 
-// answer serves one pending request and delivers the chunk.
+// answer delivers the next chunk of a window in flight, or else serves
+// the oldest pending request (its whole window, as ServeChunks does) and
+// delivers its first chunk.
 func (c *cluster) answer() (uint64, bool) {
 	c.t.Helper()
-	if len(c.sent) == 0 {
-		c.t.Fatal("no request pending")
+	if len(c.inFlight) == 0 {
+		if len(c.sent) == 0 {
+			c.t.Fatal("no request pending")
+		}
+		rq := c.sent[0]
+		c.sent = c.sent[1:]
+		c.rounds++
+		for _, chunk := range ServeChunks(c.pick(rq.to, rq.req.Sequence), rq.req, 16) {
+			c.inFlight = append(c.inFlight, served{rq.to, chunk})
+		}
 	}
-	rq := c.sent[0]
-	c.sent = c.sent[1:]
-	chunk := Serve(c.pick(rq.to, rq.req.Sequence), rq.req, 16)
+	next := c.inFlight[0]
+	c.inFlight = c.inFlight[1:]
 	if c.tamper != nil {
-		c.tamper(rq.to, chunk)
+		c.tamper(next.from, next.chunk)
 	}
-	return c.f.Chunk(rq.to, chunk)
+	return c.f.Chunk(next.from, next.chunk)
 }
+
+// pending reports whether a chunk or a request awaits delivery.
+func (c *cluster) pending() bool { return len(c.inFlight) > 0 || len(c.sent) > 0 }
 
 func (c *cluster) pick(peer uint32, seq uint64) Snapshot {
 	if c.exact {
@@ -205,7 +232,7 @@ func (c *cluster) pick(peer uint32, seq uint64) Snapshot {
 func (c *cluster) run(maxSteps int) (uint64, bool) {
 	c.t.Helper()
 	for range maxSteps {
-		if len(c.sent) == 0 {
+		if !c.pending() {
 			c.t.Fatalf("stalled: no request pending (rejected %v)", c.obs.rejected)
 		}
 		if seq, done := c.answer(); done {

@@ -25,6 +25,16 @@ const (
 	DefaultMaxBackoffTicks = 200
 )
 
+// MaxChunksPerRequest bounds StateRequest.Chunks: a server answers one
+// request with at most this many chunks (each within its per-peer byte
+// budget), and a Fetcher's Config.Window is clamped to it. With the
+// runtimes' 1 MiB chunks it is 8 MiB in flight per transfer.
+const MaxChunksPerRequest = 8
+
+// DefaultWindow is the runtimes' Config.Window (both modes): one round
+// trip fetches MaxChunksPerRequest chunks instead of one.
+const DefaultWindow = MaxChunksPerRequest
+
 // errStateIndex: the restored state is not at the snapshot sequence served.
 var errStateIndex = errors.New("restored state is not at the served snapshot sequence")
 
@@ -97,6 +107,19 @@ type Config struct {
 	// after a round of peers that all gave up (see DefaultBackoffTicks);
 	// 0 means the default.
 	BackoffTicks, MaxBackoffTicks int
+	// Window is how many consecutive chunks one request asks for
+	// (StateRequest.Chunks), at most MaxChunksPerRequest; 0 means 1. The
+	// Fetcher asks for the next window once the last chunk of the one
+	// before is restored, so a transfer takes one round trip per Window
+	// chunks instead of one per chunk. Every server must answer a request
+	// with that many chunks (ServeChunks, or Rest in a loop), or the
+	// Fetcher waits for the missing ones until IdleTicks pass.
+	Window int
+	// KeepTarget: Start does not retarget a fetch that is making progress
+	// (see Keeps); the caller retargets once Stalled, e.g. when the
+	// servers released the target. Without it any higher target
+	// retargets at once.
+	KeepTarget bool
 	// Restorer installs the fetched state. Required.
 	Restorer Restorer
 	// Request sends req to replica to. Required. It must not call back into
@@ -123,7 +146,15 @@ type Fetcher struct {
 	nextKey []byte
 	idle    int
 	bytes   int
-	begun   bool // RestoreBegin was called and no abort or finish ended it
+	// due is how many chunks of the last request's window have not
+	// arrived; the next request goes out when it reaches 0.
+	due int
+	// early holds chunks of the current window from the current peer that
+	// arrived before the one they follow (the runtime verifies frames on
+	// several workers, which may reorder them), by start key; at most
+	// due-1 of them.
+	early map[string]*wire.StateChunk
+	begun bool // RestoreBegin was called and no abort or finish ended it
 	// failures counts the peers given up on since the last chunk restored
 	// (or Start); a whole round of them makes the next request wait.
 	failures int
@@ -152,6 +183,7 @@ func New(cfg Config) *Fetcher {
 	if cfg.MaxBackoffTicks < cfg.BackoffTicks {
 		cfg.MaxBackoffTicks = max(DefaultMaxBackoffTicks, cfg.BackoffTicks)
 	}
+	cfg.Window = min(max(cfg.Window, 1), MaxChunksPerRequest)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -161,19 +193,18 @@ func New(cfg Config) *Fetcher {
 	return &Fetcher{cfg: cfg}
 }
 
-// Start begins fetching t, or retargets a fetch in progress to t if
-// t.Sequence is higher than the current target's; otherwise it does
-// nothing. A Target without peers is logged and ignored. A retarget wipes
-// what was restored: a snapshot at another sequence has other content,
-// and no chunk of it can be checked on its own (only the whole state's
-// digest is certified).
-func (f *Fetcher) Start(t Target) {
-	if f.active && t.Sequence <= f.target.Sequence {
-		return
+// Start begins fetching t, or retargets a fetch in progress to t unless
+// Keeps(t); it reports whether it (re)started. A Target without peers is
+// logged and ignored. A retarget wipes what was restored: a snapshot at
+// another sequence has other content, and no chunk of it can be checked
+// on its own (only the whole state's digest is certified).
+func (f *Fetcher) Start(t Target) bool {
+	if f.Keeps(t) {
+		return false
 	}
 	if len(t.Peers) == 0 {
 		f.cfg.Logger.Error("state transfer: no peer to ask", "sequence", t.Sequence)
-		return
+		return false
 	}
 	t.Peers = append([]uint32(nil), t.Peers...)
 	f.target, f.started, f.active = t, true, true
@@ -185,10 +216,29 @@ func (f *Fetcher) Start(t Target) {
 	f.cfg.Observer.Started(t)
 	f.cfg.Logger.Info("state transfer: starting", "sequence", t.Sequence, "exact", t.Exact,
 		"executed", f.cfg.Restorer.LastExecuted(), "peer", t.Peers[f.current])
-	if f.resume() {
-		return
+	if !f.resume() {
+		f.restart()
 	}
-	f.restart()
+	return true
+}
+
+// Keeps reports whether Start(t) would leave the fetch in progress as it
+// is: t is not above its target, or (Config.KeepTarget) the fetch is not
+// Stalled. Keeping the target while it is served lets a transfer longer
+// than one checkpoint interval finish instead of being wiped by every
+// newer stable checkpoint; the caller fetches what follows afterwards.
+func (f *Fetcher) Keeps(t Target) bool {
+	if !f.active {
+		return false
+	}
+	return t.Sequence <= f.target.Sequence || (f.cfg.KeepTarget && !f.Stalled())
+}
+
+// Stalled reports whether a fetch is in progress and every one of its
+// peers in turn gave up (timed out, answered Unavailable or was refused)
+// since the last chunk restored: none of them serves the target now.
+func (f *Fetcher) Stalled() bool {
+	return f.active && f.failures >= len(f.target.Peers)
 }
 
 // tag names the target for a Resumer: its sequence and digest; nil when
@@ -285,6 +335,7 @@ func (f *Fetcher) Stop() {
 // restart wipes what was fetched and asks the current peer for the
 // snapshot from its first key (after the backoff, if one runs).
 func (f *Fetcher) restart() {
+	f.early = nil
 	if f.begun {
 		f.abort()
 	}
@@ -329,7 +380,12 @@ func (f *Fetcher) request() {
 	if want == 0 {
 		want = f.target.Sequence
 	}
-	f.cfg.Request(f.target.Peers[f.current], &wire.StateRequest{Sequence: want, StartKey: f.nextKey})
+	req := &wire.StateRequest{Sequence: want, StartKey: f.nextKey}
+	if f.cfg.Window > 1 {
+		req.Chunks = uint32(f.cfg.Window)
+	}
+	f.due, f.early = f.cfg.Window, nil
+	f.cfg.Request(f.target.Peers[f.current], req)
 }
 
 // next gives up on the current peer and asks the next one, after a
@@ -342,6 +398,7 @@ func (f *Fetcher) request() {
 // check) wipes the restore and starts it over.
 func (f *Fetcher) next(reason string) {
 	f.cfg.Observer.Rejected(reason)
+	f.early = nil
 	peer := f.target.Peers[f.current]
 	f.current = (f.current + 1) % len(f.target.Peers)
 	f.failures++
@@ -381,9 +438,48 @@ func (f *Fetcher) backoff() int {
 // Chunk applies one chunk from peer from. It returns done (and the
 // sequence installed) once the state is restored and checked; the caller
 // then tells its core, and may call Fail if the core refuses (see the
-// package doc). A chunk that is
+// package doc). A chunk of the current window that arrives before the one
+// it follows is held until that one is applied; any other chunk that is
 // not the answer the Fetcher waits for is ignored.
 func (f *Fetcher) Chunk(from uint32, c *wire.StateChunk) (installed uint64, done bool) {
+	if f.holdEarly(from, c) {
+		return 0, false
+	}
+	peer := f.Peer()
+	installed, done = f.chunk(from, c)
+	for !done && f.active && f.Peer() == peer && len(f.early) > 0 {
+		held, ok := f.early[string(f.nextKey)]
+		if !ok {
+			break
+		}
+		delete(f.early, string(f.nextKey))
+		installed, done = f.chunk(from, held)
+	}
+	return installed, done
+}
+
+// holdEarly keeps c for later and reports true when it is a chunk of the
+// current window from the current peer that does not start at the next
+// key: a later chunk of the window that overtook the one before it. At
+// most due-1 are held (one window's worth), each at most one frame.
+func (f *Fetcher) holdEarly(from uint32, c *wire.StateChunk) bool {
+	if !f.active || f.wait > 0 || f.due <= 1 || from != f.target.Peers[f.current] || c.GetUnavailable() ||
+		bytes.Compare(c.GetStartKey(), f.nextKey) <= 0 || len(f.early) >= f.due-1 ||
+		(f.index != 0 && c.GetSequence() != f.index) || (f.target.Exact && c.GetSequence() != f.target.Sequence) {
+		return false
+	}
+	if _, dup := f.early[string(c.GetStartKey())]; dup {
+		return false
+	}
+	if f.early == nil {
+		f.early = make(map[string]*wire.StateChunk, f.due-1)
+	}
+	f.early[string(c.GetStartKey())] = c
+	return true
+}
+
+// chunk applies c if it is the chunk the Fetcher waits for (see Chunk).
+func (f *Fetcher) chunk(from uint32, c *wire.StateChunk) (installed uint64, done bool) {
 	if !f.active || f.wait > 0 || from != f.target.Peers[f.current] || !bytes.Equal(c.GetStartKey(), f.nextKey) ||
 		(f.target.Exact && c.GetSequence() != f.target.Sequence) {
 		f.cfg.Observer.Rejected("unexpected")
@@ -421,7 +517,9 @@ func (f *Fetcher) Chunk(from uint32, c *wire.StateChunk) (installed uint64, done
 			return 0, false
 		}
 		f.nextKey = c.GetNextKey()
-		f.request()
+		if f.due--; f.due <= 0 {
+			f.request()
+		}
 		return 0, false
 	}
 	if err := f.finish(); err != nil {

@@ -41,6 +41,38 @@ func ServeChunk(snap Snapshot, req *wire.StateRequest, maxBytes int) (*wire.Stat
 	return chunk, nil
 }
 
+// Rest returns the request for the rest of req's window once chunk
+// answered its first chunk: chunk's sequence (the snapshot that served
+// it), from chunk's NextKey, one chunk fewer; nil when chunk ends the window (its last chunk, the
+// snapshot's last, or Unavailable). req.Chunks is clamped to
+// MaxChunksPerRequest, so a request makes a server send at most that many
+// chunks. A server with a byte budget answers a window one chunk at a
+// time, admitting each Rest against the budget.
+func Rest(req *wire.StateRequest, chunk *wire.StateChunk) *wire.StateRequest {
+	left := min(max(req.GetChunks(), 1), MaxChunksPerRequest) - 1
+	if left == 0 || chunk.GetUnavailable() || len(chunk.GetNextKey()) == 0 {
+		return nil
+	}
+	rest := &wire.StateRequest{Sequence: chunk.GetSequence(), StartKey: chunk.GetNextKey()}
+	if left > 1 {
+		rest.Chunks = left
+	}
+	return rest
+}
+
+// ServeChunks answers req's whole window from snap (Serve, then Rest
+// until it ends): the answer of a server without a byte budget (the
+// simulators, tests).
+func ServeChunks(snap Snapshot, req *wire.StateRequest, maxBytes int) []*wire.StateChunk {
+	var out []*wire.StateChunk
+	for req != nil {
+		chunk := Serve(snap, req, maxBytes)
+		out = append(out, chunk)
+		req = Rest(req, chunk)
+	}
+	return out
+}
+
 // Pick chooses which of snaps serves a request for the state at seq: the
 // one at exactly seq if held, else the newest above it (a fetch without
 // Target.Exact accepts any snapshot at or above its sequence), else an

@@ -944,9 +944,14 @@ func (x *CheckpointCertificate) GetVotes() []*Signed {
 // StateRequest asks for the entries of the state snapshot taken at the
 // stable checkpoint `sequence`, in key order starting at start_key.
 type StateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	StartKey      []byte                 `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Sequence uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	StartKey []byte                 `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	// chunks is how many consecutive chunks from start_key the requester
+	// wants in one answer (0 means 1); a server sends at most
+	// statetransfer.MaxChunksPerRequest of them, each a StateChunk of its
+	// own, in key order.
+	Chunks        uint32 `protobuf:"varint,3,opt,name=chunks,proto3" json:"chunks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -993,6 +998,13 @@ func (x *StateRequest) GetStartKey() []byte {
 		return x.StartKey
 	}
 	return nil
+}
+
+func (x *StateRequest) GetChunks() uint32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
 }
 
 // StateChunk answers a StateRequest. The receiver checks the whole
@@ -3716,10 +3728,11 @@ const file_wire_proto_rawDesc = "" +
 	"\aSuspect\x12\x19\n" +
 	"\bnew_view\x18\x01 \x01(\x04R\anewView\"D\n" +
 	"\x15CheckpointCertificate\x12+\n" +
-	"\x05votes\x18\x01 \x03(\v2\x15.pbftnode.wire.SignedR\x05votes\"G\n" +
+	"\x05votes\x18\x01 \x03(\v2\x15.pbftnode.wire.SignedR\x05votes\"_\n" +
 	"\fStateRequest\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1b\n" +
-	"\tstart_key\x18\x02 \x01(\fR\bstartKey\"\xb5\x01\n" +
+	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x16\n" +
+	"\x06chunks\x18\x03 \x01(\rR\x06chunks\"\xb5\x01\n" +
 	"\n" +
 	"StateChunk\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1b\n" +

@@ -102,7 +102,10 @@ func (h *host) start() error {
 		ElectionTicks: ElectionTicks, HeartbeatTicks: HeartbeatTicks,
 		MaxBatchSize: w.tuning.maxBatchSize, MaxInflightMsgs: w.tuning.maxInflightMsgs,
 		MaxSizePerMsg: w.tuning.maxSizePerMsg, SnapshotInterval: w.tuning.snapshotInterval,
-		Logger: logger,
+		// One interval, as before SnapshotCatchUpEntries: the seeds' short
+		// runs must compact to exercise state transfer.
+		SnapshotCatchUpEntries: w.tuning.snapshotInterval,
+		Logger:                 logger,
 	})
 	if err != nil {
 		return fmt.Errorf("replica %d: %w", h.id, err)

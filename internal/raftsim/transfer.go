@@ -47,6 +47,7 @@ func (h *host) handleStateChunk(from uint32, c *wire.StateChunk) {
 // serveState answers a state request from the snapshots h holds, as
 // raftnode.Node.serveSnapshots does.
 func (h *host) serveState(from *host, r *wire.StateRequest) {
-	chunk := statetransfer.Serve(statetransfer.Pick(h.snaps, r.GetSequence()), r, TransferChunkBytes)
-	h.w.sendBetween(h, from, event{kind: evStateChunk, chunk: chunk})
+	for _, chunk := range statetransfer.ServeChunks(statetransfer.Pick(h.snaps, r.GetSequence()), r, TransferChunkBytes) {
+		h.w.sendBetween(h, from, event{kind: evStateChunk, chunk: chunk})
+	}
 }

@@ -125,6 +125,7 @@ func (h *host) start(restore bool) error {
 	cfg := replica.Config{
 		Core: h.cfg, Storage: h.store, Network: hostNetwork{h}, Executor: hostExecutor{exec, h},
 		Snapshots: h.snaps, Verifier: h.verifier, Observer: hostObserver{h: h}, Epochs: epochs,
+		TransferWindow: transferWindow,
 	}
 	if h.filter != nil {
 		cfg.Filter = hostFilter{h}

@@ -9,15 +9,26 @@ import (
 	"github.com/pbftnode/pbftnode/wire"
 )
 
-// transferChunkBytes is small so that transfers take several chunks.
-const transferChunkBytes = 256
+// transferChunkBytes is small so that transfers take several chunks, and
+// transferWindow makes a request ask for several of them (the runtime asks
+// for statetransfer.DefaultWindow).
+const (
+	transferChunkBytes = 256
+	transferWindow     = 4
+)
 
 // serveState answers a state request over the virtual network from the
 // host's checkpoint snapshots, as node/pbft's snapshot server does (through
 // the host's Filter, without its rate limits): the requesting replica's
-// driver fetches state chunk by chunk as in production.
+// driver fetches state window by window as in production.
 func (h *host) serveState(from uint32, req *wire.StateRequest) {
-	chunk := statetransfer.Serve(statetransfer.At(h.snaps.Taken, req.Sequence), req, transferChunkBytes)
+	for _, chunk := range statetransfer.ServeChunks(statetransfer.At(h.snaps.Taken, req.Sequence), req, transferChunkBytes) {
+		h.sendChunk(from, chunk)
+	}
+}
+
+// sendChunk signs chunk as this replica and sends it to from.
+func (h *host) sendChunk(from uint32, chunk *wire.StateChunk) {
 	body := &wire.ReplicaMessage{From: h.id, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
 	if st, ok := h.driver.EpochStatus(); ok {
 		if !st.Member {

@@ -14,6 +14,7 @@ import (
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/replica"
+	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/verifypool"
 )
 
@@ -142,8 +143,10 @@ func (n *Node) open() error {
 		Epochs:    epochs,
 		Receipts:  receiptMode(cfg),
 		Filter:    n.filter,
-		Observer:  &driverObserver{n: n},
-		Logger:    n.log,
+		// The snapshot server answers whole windows (answerWindow).
+		TransferWindow: statetransfer.DefaultWindow,
+		Observer:       &driverObserver{n: n},
+		Logger:         n.log,
 	}); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}

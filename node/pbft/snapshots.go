@@ -25,14 +25,11 @@ type snapshotEvent struct {
 
 // serveSnapshots answers state requests from the snapshots taken at
 // checkpoints, off the event loop's goroutine. It owns the snapshots: it
-// keeps the stable one and those above it, and releases the rest.
+// keeps the stable one and those above it, and those below it that a
+// transfer read recently (see servedSnapshots), and releases the rest.
 func (n *Node) serveSnapshots(ctx context.Context) {
-	snaps := make(map[uint64]*execution.StateSnapshot)
-	defer func() {
-		for _, s := range snaps {
-			s.Release()
-		}
-	}()
+	snaps := newServedSnapshots()
+	defer snaps.releaseAll()
 	signer := crypto.NewSigner(n.cfg.Key, n.cfg.ClusterID)
 	budget := newChunkBudget()
 	// retry is armed only while requests are deferred (nil: not armed).
@@ -54,40 +51,151 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case ev := <-n.snapshotEvents:
-			n.snapshotEvent(snaps, ev)
+			n.snapshotEvent(snaps, ev, time.Now())
 		case r := <-n.stateRequests:
-			if !budget.admit(r, time.Now()) {
+			now := time.Now()
+			if !budget.admit(r, now) {
 				n.drop("rate_limited", "from", r.From, "kind", "state_request")
 				continue
 			}
-			budget.charge(r.From, n.answerStateRequest(signer, snaps, r))
+			n.answerWindow(signer, snaps, budget, r, now)
 		case now := <-retryC:
 			retry = nil
 			for _, r := range budget.due(now) {
-				budget.charge(r.From, n.answerStateRequest(signer, snaps, r))
+				n.answerWindow(signer, snaps, budget, r, now)
 			}
 		}
 	}
 }
 
-// snapshotEvent adds a snapshot (releasing one it replaces), or releases
-// those below a new stable checkpoint and deletes the log at or below it.
-func (n *Node) snapshotEvent(snaps map[uint64]*execution.StateSnapshot, ev snapshotEvent) {
-	if ev.add != nil {
-		if old := snaps[ev.add.Sequence()]; old != nil && old != ev.add {
-			old.Release()
+// answerWindow answers r, admitted by budget, and then the rest of its
+// window (statetransfer.Rest: at most statetransfer.MaxChunksPerRequest
+// chunks) one chunk at a time, each charged to and admitted by r.From's
+// budget: the window's rest that does not fit waits as the deferred
+// request, so a window never makes the server send more than the budget.
+func (n *Node) answerWindow(signer *crypto.Signer, snaps *servedSnapshots, budget *chunkBudget, r node.StateRequest, now time.Time) {
+	deferred := budget.window(r, now, func(r node.StateRequest) (int, *wire.StateChunk) {
+		return n.answerStateRequest(signer, snaps, r, now)
+	})
+	if deferred {
+		n.drop("rate_limited", "from", r.From, "kind", "state_request")
+	}
+}
+
+// window answers r (already admitted) with answer, then the rest of its
+// window chunk by chunk while the budget admits it, charging each chunk's
+// bytes; it reports whether a rest was deferred.
+func (b *chunkBudget) window(r node.StateRequest, now time.Time, answer func(node.StateRequest) (int, *wire.StateChunk)) (deferred bool) {
+	for {
+		sent, chunk := answer(r)
+		b.charge(r.From, sent)
+		rest := statetransfer.Rest(r.Req, chunk)
+		if rest == nil {
+			return false
 		}
-		snaps[ev.add.Sequence()] = ev.add
+		r = node.StateRequest{From: r.From, Req: rest}
+		if !b.admit(r, now) {
+			return true
+		}
+	}
+}
+
+// Below the stable checkpoint the server keeps the previous stable
+// checkpoint's snapshot (the newest below it: the target of a transfer
+// that began before the new one became stable, from whichever peer it
+// asks next) and those a transfer read within readSnapshotRetention, at
+// most maxReadSnapshotsKept of them (the newest): a transfer takes longer
+// than one checkpoint interval under load for a large state, and its
+// fetcher keeps its target while the target is served
+// (statetransfer.Config.KeepTarget). A kept
+// snapshot holds goleveldb's old versions of the keys written since, so
+// both the time and the count are bounded; the log is deleted at the
+// stable checkpoint regardless (the snapshot alone serves a transfer).
+const (
+	readSnapshotRetention = 30 * time.Second
+	maxReadSnapshotsKept  = 2
+)
+
+// servedSnapshot is a snapshot the server holds (*execution.StateSnapshot).
+type servedSnapshot interface {
+	statetransfer.Snapshot
+	Release()
+}
+
+// servedSnapshots are the server's snapshots by sequence, with when a
+// transfer last read each. Used by the server's goroutine only.
+type servedSnapshots struct {
+	bySeq    map[uint64]servedSnapshot
+	lastRead map[uint64]time.Time
+}
+
+func newServedSnapshots() *servedSnapshots {
+	return &servedSnapshots{bySeq: make(map[uint64]servedSnapshot), lastRead: make(map[uint64]time.Time)}
+}
+
+func (s *servedSnapshots) releaseAll() {
+	for seq, snap := range s.bySeq {
+		snap.Release()
+		delete(s.bySeq, seq)
+	}
+}
+
+// add keeps snap, releasing one it replaces.
+func (s *servedSnapshots) add(snap servedSnapshot) {
+	if old := s.bySeq[snap.Sequence()]; old != nil && old != snap {
+		old.Release()
+	}
+	s.bySeq[snap.Sequence()] = snap
+}
+
+// read returns the snapshot at exactly seq (an untyped nil if none) and
+// notes that a transfer read it at now.
+func (s *servedSnapshots) read(seq uint64, now time.Time) statetransfer.Snapshot {
+	snap := statetransfer.At(s.bySeq, seq)
+	if snap != nil {
+		s.lastRead[seq] = now
+	}
+	return snap
+}
+
+// stable releases the snapshots below stable but the newest
+// maxReadSnapshotsKept of the newest one below it and those read since
+// now-readSnapshotRetention.
+func (s *servedSnapshots) stable(stable uint64, now time.Time) {
+	var kept []uint64
+	newest := uint64(0)
+	for seq := range s.bySeq {
+		if seq < stable {
+			newest = max(newest, seq)
+		}
+	}
+	for seq := range s.bySeq {
+		if seq < stable && (seq == newest || now.Sub(s.lastRead[seq]) < readSnapshotRetention) {
+			kept = append(kept, seq)
+		}
+	}
+	slices.Sort(kept)
+	kept = kept[max(0, len(kept)-maxReadSnapshotsKept):]
+	for seq, snap := range s.bySeq {
+		if seq < stable && !slices.Contains(kept, seq) {
+			snap.Release()
+			delete(s.bySeq, seq)
+			delete(s.lastRead, seq)
+		}
+	}
+}
+
+// snapshotEvent adds a snapshot (releasing one it replaces), or releases
+// those below a new stable checkpoint (but those read recently, see
+// servedSnapshots.stable) and deletes the log at or below it.
+func (n *Node) snapshotEvent(snaps *servedSnapshots, ev snapshotEvent, now time.Time) {
+	if ev.add != nil {
+		snaps.add(ev.add)
 	}
 	if ev.stable == 0 {
 		return
 	}
-	for seq, s := range snaps {
-		if seq < ev.stable {
-			s.Release()
-			delete(snaps, seq)
-		}
-	}
+	snaps.stable(ev.stable, now)
 	// The certificate is saved: the log at or below it is never read again
 	// (see storage.DB.DeleteLogBelow).
 	if err := n.DB.DeleteLogBelow(ev.stable + 1); err != nil {
@@ -95,10 +203,10 @@ func (n *Node) snapshotEvent(snaps map[uint64]*execution.StateSnapshot, ev snaps
 	}
 }
 
-// answerStateRequest sends the chunk r asks for (or Unavailable) and
-// returns the bytes sent.
-func (n *Node) answerStateRequest(signer *crypto.Signer, snaps map[uint64]*execution.StateSnapshot, r node.StateRequest) int {
-	chunk, err := statetransfer.ServeChunk(statetransfer.At(snaps, r.Req.Sequence), r.Req, node.StateChunkBytes)
+// answerStateRequest sends the first chunk r asks for (or Unavailable)
+// and returns the bytes sent and the chunk.
+func (n *Node) answerStateRequest(signer *crypto.Signer, snaps *servedSnapshots, r node.StateRequest, now time.Time) (int, *wire.StateChunk) {
+	chunk, err := statetransfer.ServeChunk(snaps.read(r.Req.Sequence, now), r.Req, node.StateChunkBytes)
 	if err != nil {
 		n.log.Warn("state transfer: reading snapshot", "sequence", r.Req.Sequence, "err", err)
 	} else if !chunk.Unavailable {
@@ -109,13 +217,13 @@ func (n *Node) answerStateRequest(signer *crypto.Signer, snaps map[uint64]*execu
 	body := &wire.ReplicaMessage{From: n.cfg.Index, Body: &wire.ReplicaMessage_StateChunk{StateChunk: chunk}}
 	if st := n.epochNow.Load(); st != nil {
 		if !st.Member {
-			return 0 // no position to sign as: the requester asks a member
+			return 0, nil // no position to sign as: the requester asks a member
 		}
 		body.From, body.Epoch = st.Position, st.Config.Epoch
 	}
 	payload, err := proto.Marshal(body)
 	if err != nil {
-		return 0
+		return 0, nil
 	}
 	signed := &wire.Signed{Payload: payload, Signature: signer.Sign(crypto.DomainReplicaMessage, payload)}
 	out := []protocol.Outbound{{To: r.From, Signed: signed, Kind: protocol.KindStateChunk}}
@@ -129,7 +237,7 @@ func (n *Node) answerStateRequest(signer *crypto.Signer, snaps map[uint64]*execu
 			sent += len(b)
 		}
 	}
-	return sent
+	return sent, chunk
 }
 
 // State-transfer chunk requests are about 50 bytes and each answer up to
@@ -138,8 +246,9 @@ func (n *Node) answerStateRequest(signer *crypto.Signer, snaps map[uint64]*execu
 // bucket of stateServeRequestsPerSecond requests and
 // stateServeBytesPerSecond bytes, holding at most one second's worth. A
 // request that finds the bucket empty is deferred, not dropped (a
-// requester asks for one chunk at a time and restarts its transfer on a
-// timeout, so dropping would stall an honest transfer of a large state):
+// requester asks for one window of chunks at a time and moves to another
+// peer on a timeout, so dropping would stall an honest transfer of a
+// large state); so is the rest of a window that does not fit:
 // the server keeps the latest deferred request of each replica, answers it
 // when the bucket has refilled, and counts every request it defers or
 // replaces (pbftnode_messages_dropped_total{reason="rate_limited"}). An

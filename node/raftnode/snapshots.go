@@ -32,11 +32,13 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 				snaps = snaps[1:]
 			}
 		case r := <-n.stateReqs:
-			chunk := statetransfer.Serve(statetransfer.Pick(snaps, r.Req.GetSequence()), r.Req, node.StateChunkBytes)
-			if !chunk.Unavailable {
-				n.metrics.StateServedBytes.Add(float64(proto.Size(chunk)))
+			// A request's window: at most statetransfer.MaxChunksPerRequest chunks.
+			for _, chunk := range statetransfer.ServeChunks(statetransfer.Pick(snaps, r.Req.GetSequence()), r.Req, node.StateChunkBytes) {
+				if !chunk.Unavailable {
+					n.metrics.StateServedBytes.Add(float64(proto.Size(chunk)))
+				}
+				n.sendFrame(r.From, &wire.RaftFrame{Body: &wire.RaftFrame_StateChunk{StateChunk: chunk}}, "StateChunk")
 			}
-			n.sendFrame(r.From, &wire.RaftFrame{Body: &wire.RaftFrame_StateChunk{StateChunk: chunk}}, "StateChunk")
 		}
 	}
 }
