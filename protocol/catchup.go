@@ -154,9 +154,13 @@ func (r *Replica) requestStateTransfer(cert *checkpoint.Certificate) {
 // cert.StateDigest). The replica continues from cert.Sequence and asks the
 // others for the log above it.
 func (r *Replica) InstallCheckpoint(cert checkpoint.Certificate) error {
-	if r.isBaseCertificate(cert) && r.transferring != nil && r.transferring.Sequence == cert.Sequence {
+	if r.isBaseCertificate(cert) && r.transferring != nil && r.transferring.Sequence >= cert.Sequence {
 		// The state at the epoch's base (NeedBaseState): the configuration
-		// certificate proved its digest; the window is already there.
+		// certificate proved its digest; the window is already there. The
+		// runtime may have kept fetching the base while the replica learned
+		// a newer stable checkpoint (replica.Driver keeps a transfer's
+		// target while it is served): the replica then continues from the
+		// base and asks for what follows, as after any install.
 		r.transferring = nil
 		r.timerBase = r.ticks
 		r.restartLivenessClocks()

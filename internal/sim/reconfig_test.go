@@ -60,3 +60,14 @@ func TestLyingJoiner(t *testing.T) {
 		t.Errorf("%d runs with a Byzantine joiner: %d added it, %d of those saw it act", runs, added, acted)
 	}
 }
+
+// TestKeptTransferTargetAtAnEpochBase replays seed 1797: a replica keeps
+// fetching the state at an epoch's base (its transfer target is kept
+// while served) after its core learned a newer stable checkpoint; the
+// core must accept the base state it asked for earlier and go on, or the
+// replica stays behind for good and the cluster, which needs it for a
+// quorum, stops (a liveness violation).
+func TestKeptTransferTargetAtAnEpochBase(t *testing.T) {
+	cfg := Config{Replicas: 4, Byzantine: 1, Reconfigure: true}
+	requireClean(t, cfg, RunMany(cfg, 1797, 1, 0))
+}
