@@ -94,7 +94,8 @@ func (d *Driver) recoverCore() error {
 }
 
 // recoverSnapshots hands Snapshots the state of the stable checkpoint
-// (nil: none yet) and of every checkpoint above it the executor has
+// (nil: none yet) or of the epoch's base, if higher, and of every
+// checkpoint above it the executor has
 // executed, which the snapshots taken when they were executed, lost with
 // the previous process, held: peers behind may need exactly those, and
 // after a restart of the whole cluster no one else has them. The state at
@@ -117,11 +118,17 @@ func (d *Driver) recoverSnapshots(stable *checkpoint.Certificate) error {
 			return fmt.Errorf("replica: recover: %w", err)
 		}
 	}
-	if from == 0 {
+	// This epoch's base too: a joining replica fetches its state, and it is
+	// no stable checkpoint of this epoch (the one stored is the previous
+	// epoch's), so without it a cluster whose members all restarted after
+	// the epoch began, before its first stable checkpoint, could not serve
+	// a joiner, which a quorum may need.
+	first := max(from, d.cfg.Core.Base)
+	if first == 0 {
 		return nil
 	}
 	executed, k := d.exec.LastExecuted(), d.core.CheckpointInterval()
-	for seq := from; seq <= executed; seq = (seq/k + 1) * k {
+	for seq := first; seq <= executed; seq = (seq/k + 1) * k {
 		var snap *execution.StateSnapshot
 		var err error
 		switch {

@@ -71,3 +71,13 @@ func TestKeptTransferTargetAtAnEpochBase(t *testing.T) {
 	cfg := Config{Replicas: 4, Byzantine: 1, Reconfigure: true}
 	requireClean(t, cfg, RunMany(cfg, 1797, 1, 0))
 }
+
+// TestEpochBaseServedAfterRestart replays seed 2028: every member
+// restarts after an epoch began and before its first stable checkpoint,
+// and the joiner needs the epoch's base state; the restarted members must
+// rebuild it (replica's recoverSnapshots) or the joiner, which the
+// quorum needs, never catches up (a liveness violation).
+func TestEpochBaseServedAfterRestart(t *testing.T) {
+	cfg := Config{Replicas: 4, Byzantine: 1, Reconfigure: true}
+	requireClean(t, cfg, RunMany(cfg, 2028, 1, 0))
+}
