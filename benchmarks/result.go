@@ -208,10 +208,7 @@ func WriteJSON(w io.Writer, results []Result) error {
 func WriteTable(w io.Writer, results []Result) error {
 	// Numbers right-aligned; labels padded to one width so that they
 	// read left-aligned.
-	width := len("configuration")
-	for _, r := range results {
-		width = max(width, len(r.Label))
-	}
+	width := labelWidth(results, func(r Result) string { return r.Label })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-*s\tops/s\treads/s\twrites/s\tp50 ms\tp95 ms\tp99 ms\tread p99\twrite p99\tCPU s/1k ops/replica\tbytes/op\treq/batch\tceiling ops/s\tof ceiling\tunavail ms\tbg cores\t\n", width, "configuration")
 	for _, r := range results {
@@ -253,4 +250,14 @@ func oneLine(s string, n int) string {
 		s = s[:n] + "..."
 	}
 	return s
+}
+
+// labelWidth is the width of a table's first column: "configuration" or
+// the longest label of results, whichever is longer.
+func labelWidth[R any](results []R, label func(R) string) int {
+	width := len("configuration")
+	for _, r := range results {
+		width = max(width, len(label(r)))
+	}
+	return width
 }

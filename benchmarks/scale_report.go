@@ -27,10 +27,7 @@ const (
 // WriteScaleTable writes one row per case: throughput, latency, the
 // scale figures and the load average the case started at.
 func WriteScaleTable(w io.Writer, results []ScaleResult) error {
-	width := len("configuration")
-	for _, r := range results {
-		width = max(width, len(r.Label))
-	}
+	width := labelWidth(results, func(r ScaleResult) string { return r.Label })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-*s\tops/s\tp50 ms\tp99 ms\treq/batch\tCPU s/1k ops/replica\tmax RSS MiB\tcatch-up s\ttransfers\tsetup s\tload avg\t\n", width, "configuration")
 	for _, r := range results {

@@ -61,23 +61,20 @@ func TestLyingJoiner(t *testing.T) {
 	}
 }
 
-// TestKeptTransferTargetAtAnEpochBase replays seed 1797: a replica keeps
-// fetching the state at an epoch's base (its transfer target is kept
-// while served) after its core learned a newer stable checkpoint; the
-// core must accept the base state it asked for earlier and go on, or the
-// replica stays behind for good and the cluster, which needs it for a
-// quorum, stops (a liveness violation).
-func TestKeptTransferTargetAtAnEpochBase(t *testing.T) {
+// TestReconfigureRegressionSeeds replays seeds that once left a replica
+// behind for good, so that the cluster, which needed it for a quorum,
+// stopped (a liveness violation):
+//   - 1797: a replica kept fetching the state at an epoch's base (its
+//     transfer target is kept while served) after its core learned a
+//     newer stable checkpoint; the core must accept the base state it
+//     asked for earlier and go on;
+//   - 2028: every member restarted after an epoch began and before its
+//     first stable checkpoint, and the joiner needs the epoch's base
+//     state; the restarted members must rebuild it (replica's
+//     recoverSnapshots).
+func TestReconfigureRegressionSeeds(t *testing.T) {
 	cfg := Config{Replicas: 4, Byzantine: 1, Reconfigure: true}
-	requireClean(t, cfg, RunMany(cfg, 1797, 1, 0))
-}
-
-// TestEpochBaseServedAfterRestart replays seed 2028: every member
-// restarts after an epoch began and before its first stable checkpoint,
-// and the joiner needs the epoch's base state; the restarted members must
-// rebuild it (replica's recoverSnapshots) or the joiner, which the
-// quorum needs, never catches up (a liveness violation).
-func TestEpochBaseServedAfterRestart(t *testing.T) {
-	cfg := Config{Replicas: 4, Byzantine: 1, Reconfigure: true}
-	requireClean(t, cfg, RunMany(cfg, 2028, 1, 0))
+	for _, seed := range []uint64{1797, 2028} {
+		requireClean(t, cfg, RunMany(cfg, seed, 1, 0))
+	}
 }
