@@ -29,17 +29,17 @@ func encodeOperation(op *wire.KVOperation) []byte {
 
 // EncodePut encodes a put of value under key.
 func EncodePut(key, value []byte) []byte {
-	return encodeOperation(&wire.KVOperation{Op: &wire.KVOperation_Put{Put: &wire.KVPut{Key: key, Value: value}}})
+	return encodeSimpleOp(opPutField, key, value)
 }
 
 // EncodeGet encodes a read of key.
 func EncodeGet(key []byte) []byte {
-	return encodeOperation(&wire.KVOperation{Op: &wire.KVOperation_Get{Get: &wire.KVGet{Key: key}}})
+	return encodeSimpleOp(opGetField, key, nil)
 }
 
 // EncodeDelete encodes a deletion of key.
 func EncodeDelete(key []byte) []byte {
-	return encodeOperation(&wire.KVOperation{Op: &wire.KVOperation_Delete{Delete: &wire.KVDelete{Key: key}}})
+	return encodeSimpleOp(opDeleteField, key, nil)
 }
 
 // EncodeCAS encodes a compare-and-swap: set key to newValue if its current
@@ -53,6 +53,9 @@ func EncodeCAS(key, old []byte, oldAbsent bool, newValue []byte) []byte {
 
 // DecodeResult decodes a result returned by KV.Execute.
 func DecodeResult(b []byte) (*wire.KVResult, error) {
+	if r, ok := decodeResultFast(b); ok {
+		return r, nil
+	}
 	var r wire.KVResult
 	if err := proto.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("decode kv result: %w", err)

@@ -1,6 +1,12 @@
 package execution
 
-import "google.golang.org/protobuf/encoding/protowire"
+import (
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/pbftnode/pbftnode/wire"
+)
 
 // kvResult is a wire.KVResult before encoding.
 type kvResult struct {
@@ -106,4 +112,67 @@ func decodeSimpleOp(op []byte) (simpleOp, bool) {
 		return d, false
 	}
 	return d, true
+}
+
+// encodeSimpleOp returns the bytes proto.MarshalOptions{Deterministic:
+// true} produces for a put (value), get or delete (value nil) of key: the
+// oneof's field holding the message, whose key and value fields are
+// omitted when empty, as proto3 omits them.
+// TestSimpleOpEncodingMatchesProto checks the equivalence.
+func encodeSimpleOp(field int, key, value []byte) []byte {
+	inner := 0
+	if len(key) > 0 {
+		inner += 1 + protowire.SizeBytes(len(key))
+	}
+	if len(value) > 0 {
+		inner += 1 + protowire.SizeBytes(len(value))
+	}
+	out := make([]byte, 0, 1+protowire.SizeBytes(inner))
+	out = protowire.AppendTag(out, protowire.Number(field), protowire.BytesType)
+	out = protowire.AppendVarint(out, uint64(inner))
+	if len(key) > 0 {
+		out = protowire.AppendTag(out, opKeyField, protowire.BytesType)
+		out = protowire.AppendBytes(out, key)
+	}
+	if len(value) > 0 {
+		out = protowire.AppendTag(out, opValueField, protowire.BytesType)
+		out = protowire.AppendBytes(out, value)
+	}
+	return out
+}
+
+// decodeResultFast decodes, without proto.Unmarshal's reflection, the
+// encodings of wire.KVResult in the shape kvResult.encode produces: the
+// ok, value and error fields each at most once, in field order, with
+// single-byte tags and a valid UTF-8 error. For every input it accepts,
+// proto.Unmarshal yields the same result; it rejects everything else
+// (valid encodings of other shapes included, which DecodeResult decodes
+// with proto.Unmarshal). Value aliases b.
+func decodeResultFast(b []byte) (*wire.KVResult, bool) {
+	var r wire.KVResult
+	if len(b) > 0 && b[0] == byte(protowire.EncodeTag(resultOkField, protowire.VarintType)) {
+		v, n := protowire.ConsumeVarint(b[1:])
+		if n < 0 {
+			return nil, false
+		}
+		r.Ok, b = v != 0, b[1+n:]
+	}
+	if len(b) > 0 && b[0] == byte(protowire.EncodeTag(resultValueField, protowire.BytesType)) {
+		v, n := protowire.ConsumeBytes(b[1:])
+		if n < 0 {
+			return nil, false
+		}
+		r.Value, b = v, b[1+n:]
+	}
+	if len(b) > 0 && b[0] == byte(protowire.EncodeTag(resultErrorField, protowire.BytesType)) {
+		v, n := protowire.ConsumeBytes(b[1:])
+		if n < 0 || !utf8.Valid(v) {
+			return nil, false
+		}
+		r.Error, b = string(v), b[1+n:]
+	}
+	if len(b) != 0 {
+		return nil, false
+	}
+	return &r, true
 }

@@ -106,3 +106,102 @@ func FuzzDecodeSimpleOp(f *testing.F) {
 		checkSimpleOpAgainstProto(t, op)
 	})
 }
+
+// TestSimpleOpEncodingMatchesProto: EncodePut, EncodeGet and EncodeDelete
+// give exactly the bytes of deterministic proto.Marshal of the operation.
+func TestSimpleOpEncodingMatchesProto(t *testing.T) {
+	values := [][]byte{nil, {}, []byte("v"), bytes.Repeat([]byte("v"), 200), bytes.Repeat([]byte("w"), 70000)}
+	marshal := func(op *wire.KVOperation) []byte {
+		t.Helper()
+		out, err := proto.MarshalOptions{Deterministic: true}.Marshal(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for _, k := range values {
+		for _, v := range values {
+			if got, want := EncodePut(k, v), marshal(&wire.KVOperation{Op: &wire.KVOperation_Put{Put: &wire.KVPut{Key: k, Value: v}}}); !bytes.Equal(got, want) {
+				t.Fatalf("put key len %d value len %d: %x, proto %x", len(k), len(v), got, want)
+			}
+		}
+		if got, want := EncodeGet(k), marshal(&wire.KVOperation{Op: &wire.KVOperation_Get{Get: &wire.KVGet{Key: k}}}); !bytes.Equal(got, want) {
+			t.Fatalf("get key len %d: %x, proto %x", len(k), got, want)
+		}
+		if got, want := EncodeDelete(k), marshal(&wire.KVOperation{Op: &wire.KVOperation_Delete{Delete: &wire.KVDelete{Key: k}}}); !bytes.Equal(got, want) {
+			t.Fatalf("delete key len %d: %x, proto %x", len(k), got, want)
+		}
+	}
+}
+
+// checkResultAgainstProto fails if decodeResultFast accepts b but
+// proto.Unmarshal rejects it or decodes another result.
+func checkResultAgainstProto(t *testing.T, b []byte) {
+	t.Helper()
+	got, ok := decodeResultFast(b)
+	if !ok {
+		return
+	}
+	var want wire.KVResult
+	if err := proto.Unmarshal(b, &want); err != nil {
+		t.Fatalf("decodeResultFast accepted %x, proto.Unmarshal rejects it: %v", b, err)
+	}
+	if got.GetOk() != want.GetOk() || !bytes.Equal(got.GetValue(), want.GetValue()) || got.GetError() != want.GetError() {
+		t.Fatalf("result %x: fast %v, proto %v", b, got, &want)
+	}
+}
+
+// TestDecodeResultFastMatchesProto: decodeResultFast accepts every result
+// kvResult.encode produces, and on those and random mutations of them,
+// whatever it accepts proto.Unmarshal decodes the same way.
+func TestDecodeResultFastMatchesProto(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	var seeds [][]byte
+	for _, ok := range []bool{false, true} {
+		for _, v := range [][]byte{nil, []byte("v"), bytes.Repeat([]byte("v"), 200)} {
+			for _, e := range []string{"", "malformed operation"} {
+				enc := kvResult{ok: ok, value: v, err: e}.encode()
+				if _, accepted := decodeResultFast(enc); !accepted {
+					t.Fatalf("encoded result %x not accepted", enc)
+				}
+				seeds = append(seeds, enc)
+			}
+		}
+	}
+	seeds = append(seeds, []byte{0x1a, 0x01, 0xff}, []byte{0x12, 0x00, 0x08, 0x01}, []byte{0x08, 0x02})
+	for _, s := range seeds {
+		checkResultAgainstProto(t, s)
+		for range 2000 {
+			m := bytes.Clone(s)
+			for range 1 + rng.IntN(3) {
+				switch r := rng.IntN(4); {
+				case r == 0 && len(m) > 0:
+					m[rng.IntN(len(m))] = byte(rng.Uint32())
+				case r == 1 && len(m) > 0:
+					m = m[:rng.IntN(len(m))]
+				case r == 2:
+					m = append(m, byte(rng.Uint32()))
+				default:
+					if len(m) > 0 {
+						m[rng.IntN(len(m))] ^= 1 << rng.IntN(8)
+					}
+				}
+			}
+			checkResultAgainstProto(t, m)
+		}
+	}
+	// Shapes the fast path leaves to proto.Unmarshal still decode.
+	for _, b := range [][]byte{{0x12, 0x00, 0x08, 0x01}, {0x08, 0x01, 0x08, 0x00}} {
+		var want wire.KVResult
+		if err := proto.Unmarshal(b, &want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeResult(b)
+		if err != nil || got.GetOk() != want.GetOk() || !bytes.Equal(got.GetValue(), want.GetValue()) {
+			t.Fatalf("DecodeResult(%x) = %v, %v; proto %v", b, got, err, &want)
+		}
+	}
+	if _, err := DecodeResult([]byte{0x1a, 0x01, 0xff}); err == nil {
+		t.Fatal("DecodeResult accepted an error string that is not UTF-8")
+	}
+}

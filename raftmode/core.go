@@ -104,6 +104,8 @@ type Core struct {
 
 	pending    []*wire.Request
 	pendingSet map[requestKey]struct{}
+	// heldTicks counts the ticks pending requests were held (holdProposals).
+	heldTicks int
 	// direct are the requests a client sent to this replica while it did
 	// not lead, which it answers when it applies them (replies.go).
 	direct map[requestKey]struct{}
@@ -252,6 +254,9 @@ func (c *Core) Executor() *execution.Executor { return c.exec }
 // Tick advances time by one tick.
 func (c *Core) Tick() {
 	c.tickReads()
+	if len(c.pending) > 0 {
+		c.heldTicks++
+	}
 	if c.need != nil {
 		return
 	}

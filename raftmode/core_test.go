@@ -57,6 +57,9 @@ type cluster struct {
 	repliedBy map[string][]uint32
 	// onSend, when set, sees every raft message a replica sends.
 	onSend func(i int, m *raftpb.Message)
+	// processing is the replica whose Process round runs (-1: none);
+	// answeredInProcess counts the read answers it sent in that call.
+	processing, answeredInProcess int
 }
 
 // delivery is a raft message or a state chunk in flight.
@@ -145,6 +148,15 @@ func (p ports) Reply(r *wire.Reply) {
 		p.c.repliedBy = map[string][]uint32{}
 	}
 	p.c.repliedBy[key] = append(p.c.repliedBy[key], r.GetReplica())
+}
+
+func (p ports) ReadReplies(rs []*wire.Reply) {
+	if p.c.processing == p.i {
+		p.c.answeredInProcess += len(rs)
+	}
+	for _, r := range rs {
+		p.Reply(r)
+	}
 }
 
 func (p ports) Keep(s *execution.StateSnapshot) {
@@ -272,9 +284,11 @@ func (c *cluster) round() {
 			continue
 		}
 		d.Tick()
+		c.processing, c.answeredInProcess = i, 0
 		if err := d.Process(); err != nil {
 			c.t.Fatalf("replica %d: %v", i, err)
 		}
+		c.processing = -1
 	}
 }
 

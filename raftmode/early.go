@@ -8,15 +8,41 @@ import (
 )
 
 // Early is what Core.Process hands out of a Ready before it returns:
-// before persisting it, Messages, a leader's appends and heartbeats
-// (overtakesPersist), and Replies, the results of committed entries that
-// earlier Readys persisted (appliesBeforePersist); after persisting it and
+// before persisting it, Messages, a leader's appends and heartbeats and a
+// follower's heartbeat answers (overtakesPersist, earlyMessage), Reads,
+// the answers of reads confirmed and applied (answerReadsEarly), and
+// Replies, the results of committed entries that earlier Readys persisted
+// (appliesBeforePersist); after persisting it and
 // before applying its entries, its other Messages but snapshots. The
 // runtime sends them at once; an unsent message is reported with
 // Core.ReportUnreachable after Process returns.
 type Early struct {
 	Messages []*raftpb.Message
 	Replies  []execution.Reply
+	// Reads are the answers of the reads whose read index was confirmed
+	// and applied (answerReadsEarly).
+	Reads []ReadReply
+}
+
+// answerReadsEarly answers the reads that may go before the Ready being
+// finished is persisted, and returns all answers waiting to be handed
+// out: the confirmed batches whose read index the executor has applied.
+// Process calls it only for a Ready that changes neither term nor vote
+// (overtakesPersist), after applying what appliesBeforePersist allows.
+// A read's answer depends on nothing the Ready writes: raft confirmed the
+// read index by a heartbeat quorum of the current term (persisted by an
+// earlier Ready), and the executor's state holds only committed entries,
+// durable on a majority; the entries this Ready persists are not
+// committed yet and are not read. Waiting for the Ready's fsync would
+// only add it to every read's latency.
+func (c *Core) answerReadsEarly() []ReadReply {
+	c.answerReads()
+	if len(c.reads.done) == 0 {
+		return nil
+	}
+	done := c.reads.done
+	c.reads.done = nil
+	return done
 }
 
 // appliesBeforePersist reports whether rd's committed entries may be
@@ -65,8 +91,8 @@ func (c *Core) appliesBeforePersist(rd *raft.Ready) bool {
 }
 
 // overtakesPersist reports whether some of rd's messages may leave before
-// rd is persisted: only a leader's, and only when rd changes neither the
-// term nor the vote (persistedTerm and persistedVote are what the log
+// rd is persisted (earlyMessage says which): only when rd changes neither
+// the term nor the vote (persistedTerm and persistedVote are what the log
 // holds) and carries no snapshot.
 //
 // The contract relied on is etcd raft's (go.etcd.io/raft/v3 doc.go, the
@@ -77,11 +103,11 @@ func (c *Core) appliesBeforePersist(rd *raft.Ready) bool {
 // thesis §10.2.1). Process persists every Ready before it takes the next,
 // so the previous Readys are durable; a Ready whose hard state differs
 // from the persisted one only in its commit index needs nothing of it
-// durable before a leader's appends go out (the commit index is
-// recomputed from the followers' acknowledgements after a restart, and
-// raft's MustSync does not sync for it either). A Ready that changes the
-// term or the vote (an election) or installs a snapshot keeps the
-// persist-then-send order for all its messages.
+// durable before its appends, heartbeats or heartbeat answers go out (the
+// commit index is recomputed from the followers' acknowledgements after a
+// restart, and raft's MustSync does not sync for it either). A Ready that
+// changes the term or the vote (an election) or installs a snapshot keeps
+// the persist-then-send order for all its messages.
 //
 // Why the leader's own entries are safe: raft counts the leader's own
 // copy of an entry towards the commit quorum only when the Ready is
@@ -89,24 +115,29 @@ func (c *Core) appliesBeforePersist(rd *raft.Ready) bool {
 // which Process does after Save returned; so an entry is committed only
 // by replicas that hold it durably, whatever the leader had sent.
 func (c *Core) overtakesPersist(rd *raft.Ready, persistedTerm, persistedVote uint64) bool {
-	if !c.isLeader || !raft.IsEmptySnap(rd.Snapshot) {
+	if !raft.IsEmptySnap(rd.Snapshot) {
 		return false
 	}
 	hs := rd.HardState
 	return raft.IsEmptyHardState(hs) || (hs.GetTerm() == persistedTerm && hs.GetVote() == persistedVote)
 }
 
-// earlyMessage reports whether a leader's message may leave before the
-// Ready that carries it is persisted: appends and heartbeats, which
-// vouch for nothing of the sender's storage. Acknowledgements and votes
-// (MsgAppResp, MsgVoteResp, MsgPreVoteResp: the messages etcd raft itself
-// holds back until the state they are predicated on is durable) never go
-// early, nor does anything else (snapshots, leadership transfers, read
-// index answers, the Core's own extra messages), which keeps the
-// persist-then-send order.
+// earlyMessage reports whether a message may leave before the Ready that
+// carries it is persisted: a leader's appends and heartbeats, which vouch
+// for nothing of the sender's storage, and a follower's heartbeat
+// answers, which vouch only for its term (persisted already, by
+// overtakesPersist) and confirm a leader's ReadIndex round. etcd raft
+// sorts its messages the same way when its storage writes are
+// asynchronous (raft.go, send: only MsgAppResp, MsgVoteResp and
+// MsgPreVoteResp wait for the append). A follower's heartbeat answer thus
+// need not wait for the synced write of the entries it received with the
+// heartbeat, so a read waits for one heartbeat round trip, not for a
+// follower's disk. Acknowledgements and votes never go early, nor does
+// anything else (snapshots, leadership transfers, read index answers, the
+// Core's own extra messages), which keeps the persist-then-send order.
 func earlyMessage(m *raftpb.Message) bool {
 	switch m.GetType() {
-	case raftpb.MessageType_MsgApp, raftpb.MessageType_MsgHeartbeat:
+	case raftpb.MessageType_MsgApp, raftpb.MessageType_MsgHeartbeat, raftpb.MessageType_MsgHeartbeatResp:
 		return true
 	}
 	return false

@@ -293,3 +293,108 @@ func TestFollowerAcknowledgesBeforeApplying(t *testing.T) {
 		t.Fatal("no follower acknowledged an append before applying the entries it committed")
 	}
 }
+
+// A follower answers a heartbeat before it persists the entries that came
+// with it: when the leader proposes a write and starts a ReadIndex round
+// at once, a follower's Save of the write's entries begins with its
+// heartbeat answer already sent (and no acknowledgement of the entries),
+// so the read waits for a heartbeat round trip, not for the follower's
+// fsync.
+func TestFollowerAnswersHeartbeatBeforePersisting(t *testing.T) {
+	var c *cluster
+	watching := false
+	saves, answered := 0, 0
+	c = newWatchedCluster(t, 3, func(i int, entries []*raftpb.Entry) {
+		if !watching || c.cores[i].Status().IsLeader {
+			return
+		}
+		saves++
+		for _, m := range c.sentBy(i) {
+			if m.GetType() == raftpb.MessageType_MsgHeartbeatResp && len(m.GetContext()) > 0 {
+				answered++
+				return
+			}
+		}
+	})
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	l := c.leader()
+	c.submit(l, 1, execution.EncodePut([]byte("k"), []byte("v1")))
+	c.runUntil(50, func() bool { return c.replied(1) && c.converged() })
+	watching = true
+	for n := uint64(2); n <= 6; n += 2 {
+		c.submit(l, n, execution.EncodePut([]byte("k"), fmt.Appendf(nil, "v%d", n)))
+		c.read(l, n+1, execution.EncodeGet([]byte("k")))
+		c.runUntil(50, func() bool { return c.replied(n) && c.readAnswer(n+1) != nil && c.converged() })
+	}
+	if saves == 0 || answered == 0 {
+		t.Fatalf("followers' heartbeat answers left before %d of their %d saves of entries, want some", answered, saves)
+	}
+}
+
+// While a leader's append round is out, the requests arriving meanwhile
+// wait and then share one entry: a request submitted while the previous
+// entry is uncommitted is not proposed at the next Process, and the two
+// submitted during the round go in one entry once it commits. A request
+// with nothing out is proposed at once.
+func TestLeaderHoldsProposalsWhileAnAppendIsOut(t *testing.T) {
+	c := newCluster(t, 3, 1000)
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	l := c.leader()
+	c.submit(l, 1, execution.EncodePut([]byte("k"), []byte("v1")))
+	c.runUntil(50, func() bool { return c.replied(1) && c.converged() })
+	start := c.cores[l].Status().LastIndex
+	c.submit(l, 2, execution.EncodePut([]byte("k"), []byte("v2")))
+	if err := c.drivers[l].Process(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.cores[l].Status().LastIndex; got != start+1 {
+		t.Fatalf("with nothing out, the leader's log grew from %d to %d, want one entry", start, got)
+	}
+	for n := uint64(3); n <= 4; n++ {
+		c.submit(l, n, execution.EncodePut([]byte("k"), fmt.Appendf(nil, "v%d", n)))
+		if err := c.drivers[l].Process(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.cores[l].Status().LastIndex; got != start+1 {
+		t.Fatalf("while entry %d was out, the leader's log grew to %d", start+1, got)
+	}
+	c.runUntil(50, func() bool { return c.replied(4) && c.converged() })
+	if got := c.cores[l].Status().LastIndex; got != start+2 {
+		t.Fatalf("requests 3 and 4 took entries up to %d, want one entry (%d)", got, start+2)
+	}
+}
+
+// A leader answers the reads a Ready confirms before it persists the
+// Ready's new entries: under a load of writes and reads, some of the
+// leader's Saves of entries begin with read answers of the same Process
+// already sent, so a read does not wait for the fsync of writes proposed
+// after it.
+func TestLeaderAnswersConfirmedReadsBeforePersisting(t *testing.T) {
+	var c *cluster
+	watching := false
+	saves, early := 0, 0
+	c = newWatchedCluster(t, 3, func(i int, entries []*raftpb.Entry) {
+		if !watching || !c.cores[i].Status().IsLeader {
+			return
+		}
+		saves++
+		if c.processing == i && c.answeredInProcess > 0 {
+			early++
+		}
+	})
+	c.runUntil(200, func() bool { return c.leader() >= 0 })
+	l := c.leader()
+	c.submit(l, 1, execution.EncodePut([]byte("k"), []byte("v1")))
+	c.runUntil(50, func() bool { return c.replied(1) && c.converged() })
+	watching = true
+	for n := uint64(2); n < 40; n += 2 {
+		c.submit(l, n, execution.EncodePut([]byte("k"), fmt.Appendf(nil, "v%d", n)))
+		c.read(l, n+1, execution.EncodeGet([]byte("k")))
+		c.round()
+	}
+	c.runUntil(100, func() bool { return c.replied(38) && c.readAnswer(39) != nil && c.converged() })
+	if saves == 0 || early == 0 {
+		t.Fatalf("read answers left before %d of the leader's %d saves of entries, want some", early, saves)
+	}
+}

@@ -23,7 +23,9 @@ import (
 // early, when not nil, receives what may leave before Process returns
 // (Early), on the caller's goroutine. Before a Ready's synced write: a
 // leader's appends and heartbeats, so that its own log write runs in
-// parallel with its followers' (Raft thesis §10.2.1), and the replies of
+// parallel with its followers' (Raft thesis §10.2.1), a follower's
+// heartbeat answers, so that a ReadIndex round does not wait for its
+// write, and the replies of
 // committed entries that an earlier Ready persisted, so that they do not
 // wait for the write of the entries proposed since. After the write and
 // before the Ready's entries are applied: its other messages but
@@ -147,9 +149,10 @@ func (c *Core) observe(rd *raft.Ready) {
 // MaxBatchSize requests. Without a known leader the queue waits; a
 // follower's proposals are forwarded to the leader by raft.
 func (c *Core) propose() {
-	if len(c.pending) == 0 || c.lead == raft.None {
+	if len(c.pending) == 0 || c.lead == raft.None || c.holdProposals() {
 		return
 	}
+	c.heldTicks = 0
 	for start := 0; start < len(c.pending); {
 		end, size := start, 0
 		for end < len(c.pending) && end-start < c.cfg.MaxBatchSize {
@@ -179,6 +182,21 @@ func (c *Core) propose() {
 	c.budget.reset()
 }
 
+// holdProposals reports whether the leader's queued requests wait for the
+// next Process rather than go into an entry now: while its last entry is
+// not committed (an append round is out), the queue holds less than a
+// full entry (MaxBatchSize), and the queue has waited less than a tick.
+// Requests arriving during a round then share one entry, one append and
+// one fsync per replica when that round ends, instead of each Process
+// cutting its own small entry; a lone request (nothing out) goes at once.
+func (c *Core) holdProposals() bool {
+	if !c.isLeader || len(c.pending) >= c.cfg.MaxBatchSize || c.heldTicks > 0 {
+		return false
+	}
+	last, err := c.cfg.Log.LastIndex()
+	return err == nil && last > c.rn.BasicStatus().GetCommit()
+}
+
 // finishReady persists rd, hands out its messages and applies its
 // committed entries. With early set, what may go before the Ready is
 // persisted goes to early first: the messages earlyMessage accepts when
@@ -204,7 +222,10 @@ func (c *Core) finishReady(rd *raft.Ready, out *Output, early func(*Early), over
 			e.Replies = out.Replies[first:len(out.Replies):len(out.Replies)]
 			out.Replies = out.Replies[:first]
 		}
-		if len(e.Messages) > 0 || len(e.Replies) > 0 {
+		if overtake {
+			e.Reads = c.answerReadsEarly()
+		}
+		if len(e.Messages) > 0 || len(e.Replies) > 0 || len(e.Reads) > 0 {
 			early(&e)
 		}
 	}

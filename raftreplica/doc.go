@@ -21,8 +21,9 @@
 //     entries), then Observer.Persisted, and only then Network.SendRaft.
 //     What the core hands to Process's early callback goes out at once
 //     (raftmode.Early): before a Ready is persisted, a leader's appends
-//     and heartbeats of a Ready that changes neither term nor vote, which
-//     etcd raft lets go while the same Ready's entries are written, and
+//     and heartbeats and a follower's heartbeat answers of a Ready that
+//     changes neither term nor vote, which etcd raft lets go while the
+//     same Ready's entries are written, and
 //     the replies of entries committed and persisted by earlier Readys;
 //     after it is persisted and before its entries are applied, its
 //     other messages but snapshots (see raftmode.Core.Process).

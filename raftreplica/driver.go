@@ -53,6 +53,11 @@ type Network interface {
 	// Reply sends r to the client r.ClientId names, if that client has a
 	// stream to this replica; otherwise it drops it.
 	Reply(r *wire.Reply)
+	// ReadReplies sends answers to read-only requests (marked read_only)
+	// as Reply does; they are the answers of one step, so an
+	// implementation may pack each client's into one frame. It must not
+	// keep rs.
+	ReadReplies(rs []*wire.Reply)
 }
 
 // Snapshots keeps the snapshots this replica serves to its peers.
@@ -226,9 +231,7 @@ func (d *Driver) Process() error {
 	for _, r := range out.Replies {
 		d.Reply(r)
 	}
-	for _, r := range out.ReadReplies {
-		d.ReadReply(r)
-	}
+	d.sendReads(out.ReadReplies)
 	if out.Snapshot != nil {
 		d.cfg.Snapshots.Keep(out.Snapshot)
 	}
@@ -239,8 +242,9 @@ func (d *Driver) Process() error {
 }
 
 // sendEarly sends what the core lets leave before its Ready is persisted
-// (raftmode.Core.Process): a leader's appends and heartbeats, then the
-// replies of entries committed and persisted earlier. A message the
+// (raftmode.Core.Process): a leader's appends and heartbeats (a
+// follower's heartbeat answers), then the replies of entries committed and
+// persisted earlier and the answers of confirmed reads. A message the
 // transport did not take is reported unreachable after Process returns,
 // not during it: the core is between raft's Ready and Advance meanwhile.
 func (d *Driver) sendEarly(e *raftmode.Early) {
@@ -253,6 +257,7 @@ func (d *Driver) sendEarly(e *raftmode.Early) {
 	for _, r := range e.Replies {
 		d.Reply(r)
 	}
+	d.sendReads(e.Reads)
 }
 
 // Reply sends a result to its client through Network.Reply, with the
@@ -264,19 +269,29 @@ func (d *Driver) Reply(r execution.Reply) {
 	})
 }
 
-// ReadReply sends the answer to a read-only request through
-// Network.Reply, marked read_only, with the core's term and leader hint:
-// its result, or its failure as the reply's error.
-func (d *Driver) ReadReply(r raftmode.ReadReply) {
-	reply := &wire.Reply{
-		View: d.cfg.Core.Term(), ClientId: r.ClientID, RequestNumber: r.RequestNumber,
-		Replica: d.cfg.Self, Result: r.Result, LeaderHint: d.leaderHint(), ReadOnly: true,
-		Epoch: d.cfg.Core.Epoch(),
+// ReadReply sends the answer to one read-only request (sendReads).
+func (d *Driver) ReadReply(r raftmode.ReadReply) { d.sendReads([]raftmode.ReadReply{r}) }
+
+// sendReads sends the answers to read-only requests through
+// Network.ReadReplies, each marked read_only, with the core's term and
+// leader hint: its result, or its failure as the reply's error.
+func (d *Driver) sendReads(rs []raftmode.ReadReply) {
+	if len(rs) == 0 {
+		return
 	}
-	if r.Err != nil {
-		reply.Result, reply.Error = nil, r.Err.Error()
+	view, hint, epoch := d.cfg.Core.Term(), d.leaderHint(), d.cfg.Core.Epoch()
+	replies := make([]*wire.Reply, len(rs))
+	for i, r := range rs {
+		reply := &wire.Reply{
+			View: view, ClientId: r.ClientID, RequestNumber: r.RequestNumber,
+			Replica: d.cfg.Self, Result: r.Result, LeaderHint: hint, ReadOnly: true, Epoch: epoch,
+		}
+		if r.Err != nil {
+			reply.Result, reply.Error = nil, r.Err.Error()
+		}
+		replies[i] = reply
 	}
-	d.cfg.Network.Reply(reply)
+	d.cfg.Network.ReadReplies(replies)
 }
 
 // leaderHint is the leader's index + 1, 0 when unknown.

@@ -119,6 +119,11 @@ func (p *fakePorts) Reply(r *wire.Reply) {
 	p.t.add("reply %d", r.GetRequestNumber())
 	p.replies = append(p.replies, r)
 }
+func (p *fakePorts) ReadReplies(rs []*wire.Reply) {
+	for _, r := range rs {
+		p.Reply(r)
+	}
+}
 func (p *fakePorts) Keep(*execution.StateSnapshot)  { p.t.add("keep") }
 func (p *fakePorts) Persisted(out *raftmode.Output) { p.t.add("persisted %d", len(out.Messages)) }
 func (p *fakePorts) StateInstalled(from uint32, index uint64) {

@@ -269,6 +269,13 @@ func (h *host) Reply(r *wire.Reply) {
 	h.w.sendReply(h, client, r)
 }
 
+// ReadReplies is the driver's Network: each answer goes as Reply sends it.
+func (h *host) ReadReplies(rs []*wire.Reply) {
+	for _, r := range rs {
+		h.Reply(r)
+	}
+}
+
 // Persisted is the driver's Observer: it counts the snapshots taken.
 func (h *host) Persisted(out *raftmode.Output) {
 	if out.Snapshot != nil {

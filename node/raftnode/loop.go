@@ -115,9 +115,7 @@ func (n *Node) eventLoop(ctx context.Context) {
 		Handle:       n.handle,
 		Process: func() error {
 			n.ports.processStart = time.Now()
-			err := n.driver.Process()
-			n.ports.reads.flush(n)
-			return err
+			return n.driver.Process()
 		},
 		Processed: n.publishStatus,
 		Metrics:   n.metrics,
@@ -197,16 +195,14 @@ func (p *raftPorts) SendStateRequest(to uint32, req *wire.StateRequest) {
 }
 
 // Reply sends a result to its client, if the client has a stream to this
-// replica; the replica the client talks to replies when it applies. A
-// read-only reply waits for the end of the loop's Process, to go with the
-// client's other read answers (reads.go).
+// replica; the replica the client talks to replies when it applies.
 func (p *raftPorts) Reply(r *wire.Reply) {
-	if r.GetReadOnly() {
-		p.reads.add(r)
-		return
-	}
 	node.ReplyToClient(p.n.Host, p.n.metrics, r)
 }
+
+// ReadReplies sends the answers of one step's read-only requests, each
+// client's together (reads.go).
+func (p *raftPorts) ReadReplies(rs []*wire.Reply) { p.reads.send(p.n, rs) }
 
 // Keep hands a snapshot to the snapshot server, or releases it when the
 // server is behind.

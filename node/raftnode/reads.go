@@ -48,24 +48,17 @@ func clientIs(clientID []byte, peer string) bool {
 	return ok && string(id) == peer
 }
 
-// readReplies holds the read-only replies of one Process, to be sent
-// together: the event loop owns it.
+// readReplies sends read-only replies a client's together; the event
+// loop owns it.
 type readReplies struct {
-	pending []*wire.Reply
-	// groups is flush's scratch space.
+	// groups is send's scratch space.
 	groups [][]*wire.Reply
 }
 
-// add holds r, a read-only reply, for flush.
-func (q *readReplies) add(r *wire.Reply) { q.pending = append(q.pending, r) }
-
-// flush sends the held replies, a client's together (groupReadReplies):
-// one reply alone as it is, several as one Reply with read_answers.
-func (q *readReplies) flush(n *Node) {
-	if len(q.pending) == 0 {
-		return
-	}
-	q.groups = groupReadReplies(q.pending, q.groups[:0])
+// send sends rs, a client's together (groupReadReplies): one reply alone
+// as it is, several as one Reply with read_answers.
+func (q *readReplies) send(n *Node, rs []*wire.Reply) {
+	q.groups = groupReadReplies(rs, q.groups[:0])
 	for _, g := range q.groups {
 		if len(g) == 1 {
 			node.ReplyToClient(n.Host, n.metrics, g[0])
@@ -74,8 +67,6 @@ func (q *readReplies) flush(n *Node) {
 		sendAnswers(n, g)
 	}
 	clear(q.groups)
-	clear(q.pending)
-	q.pending = q.pending[:0]
 }
 
 // groupReadReplies appends to groups the replies split into the frames
