@@ -28,6 +28,10 @@ type ReadOnlyApplication interface {
 // application that is not a ReadOnlyApplication).
 var ErrNotReadOnly = errors.New("execution: not a read-only operation")
 
+// ErrRestoring is returned by Executor.Read while a state transfer
+// restores the state (RestoreBegin to its end): the state is partial.
+var ErrRestoring = errors.New("execution: state being restored")
+
 // errReadDuringBatch reports a Read while a batch is being applied: the
 // caller (one goroutine owns the executor) broke the contract.
 var errReadDuringBatch = errors.New("execution: read during a batch")
@@ -39,6 +43,9 @@ var errReadDuringBatch = errors.New("execution: read during a batch")
 // read-only. Not allowed during Apply (the one goroutine that owns the
 // executor calls it between batches).
 func (e *Executor) Read(clientID, op []byte) ([]byte, error) {
+	if e.restore != nil {
+		return nil, ErrRestoring
+	}
 	ro, ok := e.app.(ReadOnlyApplication)
 	if !ok {
 		return nil, ErrNotReadOnly

@@ -229,12 +229,17 @@ type restoreState struct {
 
 // RestoreBegin starts replacing the state with a snapshot served by peers:
 // it durably sets the transfer marker (see storage.DB.SetTransferInProgress),
-// deletes all application and executor state (storage.PrefixApp and
-// storage.PrefixExecutor) from the database and memory, and expects the
-// snapshot's entries through RestoreChunk, then RestoreFinish (or
-// RestoreFinishExpect). Called on the runtime's goroutine; Apply and
-// TakeSnapshot fail until the restore ends. Calling it during a restore
-// starts over.
+// deletes the executor's state (storage.PrefixExecutor) from the database
+// and forgets the state held in memory, and expects the snapshot's entries
+// through RestoreChunk, then RestoreFinish (or RestoreFinishExpect). The
+// application's entries (storage.PrefixApp) are not wiped up front:
+// RestoreChunk merges each chunk into them, deleting the local entries
+// the snapshot does not hold, and the finish deletes those after its last
+// key, so a replica that restores over a state it already holds (a second
+// transfer, after the cluster moved past the first one's checkpoint)
+// rewrites it once instead of deleting every entry first. Called on the
+// runtime's goroutine; Apply, TakeSnapshot and Read fail until the
+// restore ends. Calling it during a restore starts over.
 func (e *Executor) RestoreBegin() error {
 	if e.transferApp == nil {
 		return fmt.Errorf("executor: restore begin: %w", ErrTransferUnsupported)
@@ -243,7 +248,7 @@ func (e *Executor) RestoreBegin() error {
 		return fmt.Errorf("executor: restore begin: %w", err)
 	}
 	e.restore = &restoreState{}
-	if err := e.wipeState(); err != nil {
+	if err := e.forgetState(); err != nil {
 		err = fmt.Errorf("executor: restore begin: %w", err)
 		e.restore.failed = err
 		return err
@@ -278,11 +283,18 @@ func (e *Executor) RestoreChunk(entries []*wire.KeyValue) error {
 			e.restore.failed = err
 			return err
 		}
-		batch.Put(entry.GetKey(), entry.GetValue())
 		prev = entry.GetKey()
 	}
-	if batch.Len() == 0 {
+	if len(entries) == 0 {
 		return nil
+	}
+	if err := e.deleteStaleAppEntries(batch, e.restore.lastKey, prev, entries); err != nil {
+		err = fmt.Errorf("executor: restore chunk: %w", err)
+		e.restore.failed = err
+		return err
+	}
+	for _, entry := range entries {
+		batch.Put(entry.GetKey(), entry.GetValue())
 	}
 	if e.restore.tag != nil {
 		batch.Put([]byte(restoreProgressKey), encodeRestoreProgress(e.restore.tag, prev))
@@ -368,6 +380,9 @@ func (e *Executor) finishRestore(want *[32]byte) ([32]byte, error) {
 		err = fmt.Errorf("executor: restore finish: %w", err)
 		e.restore.failed = err
 		return [32]byte{}, err
+	}
+	if err := e.deleteAppEntriesAfter(e.restore.lastKey); err != nil {
+		return fail(err)
 	}
 	if err := e.transferApp.Reload(); err != nil {
 		return fail(err)
@@ -457,6 +472,81 @@ func (e *Executor) wipeState() error {
 	e.resetState()
 	if err := e.transferApp.Reload(); err != nil {
 		return fmt.Errorf("wipe: %w", err)
+	}
+	return nil
+}
+
+// forgetState starts a restore: it deletes the executor's records
+// (storage.PrefixExecutor: client windows, rollback records, the last
+// executed sequence; a few per client and per recently written key) and
+// forgets the state held in memory, keeping the application's entries for
+// RestoreChunk to merge into.
+func (e *Executor) forgetState() error {
+	e.dropAppCache()
+	wo := &opt.WriteOptions{Sync: e.db.Sync()}
+	if err := e.deleteRange(util.BytesPrefix([]byte(storage.PrefixExecutor)), wo); err != nil {
+		return fmt.Errorf("wipe %s: %w", storage.PrefixExecutor, err)
+	}
+	e.resetState()
+	return nil
+}
+
+// appRange is the key range of the application's entries.
+var appRange = util.BytesPrefix([]byte(storage.PrefixApp))
+
+// deleteStaleAppEntries adds to batch the deletion of every application
+// entry in the database after after (from the range's start when nil) up
+// to and including last that entries (sorted, strictly increasing, the
+// chunk ending at last) does not hold: what the snapshot does not have
+// there. A chunk reaching past the application's range covers the rest of
+// it.
+func (e *Executor) deleteStaleAppEntries(batch *leveldb.Batch, after, last []byte, entries []*wire.KeyValue) error {
+	rng := &util.Range{Start: appRange.Start, Limit: appRange.Limit}
+	if after != nil {
+		if bytes.Compare(after, rng.Limit) >= 0 {
+			return nil
+		}
+		if bytes.Compare(after, rng.Start) >= 0 {
+			rng.Start = append(bytes.Clone(after), 0)
+		}
+	}
+	if bytes.Compare(last, rng.Limit) < 0 {
+		rng.Limit = append(bytes.Clone(last), 0)
+	}
+	iter := e.ldb.NewIterator(rng, nil)
+	defer iter.Release()
+	i := 0
+	for iter.Next() {
+		key := iter.Key()
+		for i < len(entries) && bytes.Compare(entries[i].GetKey(), key) < 0 {
+			i++
+		}
+		if i < len(entries) && bytes.Equal(entries[i].GetKey(), key) {
+			continue
+		}
+		batch.Delete(bytes.Clone(key))
+	}
+	if err := iter.Error(); err != nil {
+		return fmt.Errorf("merge application entries: %w", err)
+	}
+	return nil
+}
+
+// deleteAppEntriesAfter deletes every application entry after after (all
+// of them when nil): those the restored snapshot does not hold past its
+// last chunk.
+func (e *Executor) deleteAppEntriesAfter(after []byte) error {
+	rng := &util.Range{Start: appRange.Start, Limit: appRange.Limit}
+	if after != nil {
+		if bytes.Compare(after, rng.Limit) >= 0 {
+			return nil
+		}
+		if bytes.Compare(after, rng.Start) >= 0 {
+			rng.Start = append(bytes.Clone(after), 0)
+		}
+	}
+	if err := e.deleteRange(rng, &opt.WriteOptions{Sync: e.db.Sync()}); err != nil {
+		return fmt.Errorf("delete application entries after the snapshot's: %w", err)
 	}
 	return nil
 }

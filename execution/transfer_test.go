@@ -550,3 +550,44 @@ func BenchmarkSnapshotChunk(b *testing.B) {
 		}
 	}
 }
+
+// A restore over a state the replica already holds (another transfer,
+// after the cluster moved on) ends with exactly the snapshot's state:
+// entries the snapshot lacks are deleted wherever they sort (before the
+// first chunk, between chunks, inside one, after the last), others take
+// the snapshot's values, and the digest matches.
+func TestRestoreMergesIntoAnotherState(t *testing.T) {
+	src := openReplica(t, t.TempDir())
+	t.Cleanup(func() { src.db.Close() })
+	buildState(t, src.exe, 1, 40)
+	snap := takeSnapshot(t, src.exe)
+	want := kvStateFromDB(t, src.db)
+
+	for _, chunkBytes := range []int{1, 120, 1 << 20} {
+		dst := openReplica(t, t.TempDir())
+		buildState(t, dst.exe, 1, 25)
+		seq := uint64(26)
+		for _, k := range []string{"", "aaa", "key-0005x", "key-010a", "zzz", "\xff\xff"} {
+			apply(t, dst.exe, seq, Request{ClientID: alice, RequestNumber: seq, Operation: putOp(k, "stale")})
+			seq++
+		}
+		if err := dst.exe.RestoreBegin(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dst.exe.Read(alice, EncodeGet([]byte("aaa"))); !errors.Is(err, ErrRestoring) {
+			t.Fatalf("a read during the restore gave %v, want ErrRestoring", err)
+		}
+		for _, c := range chunkAll(t, snap, chunkBytes) {
+			if err := dst.exe.RestoreChunk(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := dst.exe.RestoreFinishExpect(snap.Digest()); err != nil {
+			t.Fatalf("chunks of %d bytes: %v", chunkBytes, err)
+		}
+		if got := kvStateFromDB(t, dst.db); !maps2Equal(got, want) {
+			t.Fatalf("chunks of %d bytes: restored state %v, want %v", chunkBytes, got, want)
+		}
+		dst.db.Close()
+	}
+}

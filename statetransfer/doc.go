@@ -27,16 +27,18 @@
 //   - After a timeout or an Unavailable answer the next peer continues the
 //     restore from the key the last one stopped at: every correct peer
 //     serves the same snapshot at one sequence, and the final digest check
-//     covers every chunk whoever served it. After any other reason it wipes
-//     what the restore installed so far (RestoreAbort, then RestoreBegin)
-//     and starts over; once a restore failed its final check (or Fail),
-//     every later restore of that target takes all its chunks from one
-//     peer, so a peer that serves forged chunks cannot spoil another's.
+//     covers every chunk whoever served it. After any other reason it
+//     starts the restore over with RestoreBegin, which replaces what the
+//     restore installed so far (no RestoreAbort wipe first: the executor
+//     merges the new chunks into what it holds and deletes the rest); once
+//     a restore failed its final check (or Fail), every later restore of
+//     that target takes all its chunks from one peer, so a peer that
+//     serves forged chunks cannot spoil another's.
 //   - Backoff, in ticks: the first round of peers since the last chunk
 //     restored is asked at once; after that each request waits
 //     Config.BackoffTicks, doubling per round up to Config.MaxBackoffTicks.
 //     A chunk restored resets it.
-//   - A new, higher target (Start) wipes and starts over: a snapshot at
+//   - A new, higher target (Start) starts over the same way: a snapshot at
 //     another sequence has other content, and only the whole state's
 //     digest is certified, so no chunk of the old one can be re-checked.
 //     With Config.KeepTarget, Start leaves a fetch that is not Stalled

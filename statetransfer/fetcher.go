@@ -39,7 +39,10 @@ const DefaultWindow = MaxChunksPerRequest
 var errStateIndex = errors.New("restored state is not at the served snapshot sequence")
 
 // Restorer is the executor's restore side (*execution.Executor implements
-// it; see its methods for the contracts).
+// it; see its methods for the contracts). The Fetcher relies on
+// RestoreBegin starting over during a restore (or after one finished):
+// nothing the new restore does not install survives it. It calls
+// RestoreAbort only to leave an empty state (Stop).
 type Restorer interface {
 	RestoreBegin() error
 	RestoreChunk(entries []*wire.KeyValue) error
@@ -195,7 +198,7 @@ func New(cfg Config) *Fetcher {
 
 // Start begins fetching t, or retargets a fetch in progress to t unless
 // Keeps(t); it reports whether it (re)started. A Target without peers is
-// logged and ignored. A retarget wipes what was restored: a snapshot at
+// logged and ignored. A retarget starts the restore over: a snapshot at
 // another sequence has other content, and no chunk of it can be checked
 // on its own (only the whole state's digest is certified).
 func (f *Fetcher) Start(t Target) bool {
@@ -311,9 +314,9 @@ func (f *Fetcher) Tick() {
 }
 
 // Fail gives up on the peer that served the state just installed (the
-// core refused it, reason says why), wipes it, and asks the next peer;
-// the next restore takes every chunk from one peer. It does nothing after
-// Stop or before Start.
+// core refused it, reason says why), starts the restore over, and asks
+// the next peer; the next restore takes every chunk from one peer. It
+// does nothing after Stop or before Start.
 func (f *Fetcher) Fail(reason string) {
 	if !f.started {
 		return
@@ -332,13 +335,15 @@ func (f *Fetcher) Stop() {
 	f.nextKey = nil
 }
 
-// restart wipes what was fetched and asks the current peer for the
-// snapshot from its first key (after the backoff, if one runs).
+// restart starts the restore over and asks the current peer for the
+// snapshot from its first key (after the backoff, if one runs). It does
+// not abort the restore in progress first: RestoreBegin starts over
+// (Restorer), and what the earlier restore installed is replaced by the
+// new one's chunks or deleted (the executor merges the chunks into the
+// state it holds, execution.Executor.RestoreBegin), so a retarget does
+// not pay for wiping a large state before fetching it again.
 func (f *Fetcher) restart() {
 	f.early = nil
-	if f.begun {
-		f.abort()
-	}
 	f.index, f.nextKey, f.idle, f.bytes = 0, nil, 0, 0
 	if f.target.Exact {
 		f.index = f.target.Sequence
@@ -395,7 +400,7 @@ func (f *Fetcher) request() {
 // correct peer serves the same certified snapshot at one sequence, and
 // the final digest check covers every chunk, whoever served it. Any
 // other reason (a chunk refused, a changed sequence, a failed final
-// check) wipes the restore and starts it over.
+// check) starts the restore over.
 func (f *Fetcher) next(reason string) {
 	f.cfg.Observer.Rejected(reason)
 	f.early = nil
