@@ -591,3 +591,61 @@ func TestRestoreMergesIntoAnotherState(t *testing.T) {
 		dst.db.Close()
 	}
 }
+
+// BenchmarkRestoreOverState restores a snapshot of 100,000 preloaded
+// entries (100-byte values, 1 MiB chunks) over a replica that holds the
+// same entries, as a second transfer does: "merge" is RestoreBegin as it
+// is, "wipe-first" deletes the held state first (RestoreAbort), as every
+// restore did before the merge.
+func BenchmarkRestoreOverState(b *testing.B) {
+	const keys = 100_000
+	open := func() *testReplica {
+		db := openStorage(b, b.TempDir())
+		if _, err := Preload(db.LevelDB(), keys, 100); err != nil {
+			b.Fatal(err)
+		}
+		kv, err := NewKV(db.LevelDB())
+		if err != nil {
+			b.Fatal(err)
+		}
+		exe, err := NewExecutor(db, kv, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		return &testReplica{db: db, kv: kv, exe: exe}
+	}
+	src := open()
+	snap := takeSnapshot(b, src.exe)
+	chunks := chunkAll(b, snap, 1<<20)
+	for _, wipeFirst := range []bool{false, true} {
+		name := "merge"
+		if wipeFirst {
+			name = "wipe-first"
+		}
+		b.Run(name, func(b *testing.B) {
+			dst := open()
+			for b.Loop() {
+				if err := dst.exe.RestoreBegin(); err != nil {
+					b.Fatal(err)
+				}
+				if wipeFirst {
+					if err := dst.exe.RestoreAbort(); err != nil {
+						b.Fatal(err)
+					}
+					if err := dst.exe.RestoreBegin(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for _, c := range chunks {
+					if err := dst.exe.RestoreChunk(c); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := dst.exe.RestoreFinishExpect(snap.Digest()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
