@@ -36,6 +36,27 @@ func checkSimpleOpAgainstProto(t *testing.T, op []byte) {
 	}
 }
 
+// mutate returns a copy of s with one to three random edits: a byte
+// replaced, the tail cut, a byte appended or a bit flipped.
+func mutate(rng *rand.Rand, s []byte) []byte {
+	m := bytes.Clone(s)
+	for range 1 + rng.IntN(3) {
+		switch r := rng.IntN(4); {
+		case r == 0 && len(m) > 0:
+			m[rng.IntN(len(m))] = byte(rng.Uint32())
+		case r == 1 && len(m) > 0:
+			m = m[:rng.IntN(len(m))]
+		case r == 2:
+			m = append(m, byte(rng.Uint32()))
+		default:
+			if len(m) > 0 {
+				m[rng.IntN(len(m))] ^= 1 << rng.IntN(8)
+			}
+		}
+	}
+	return m
+}
+
 // TestDecodeSimpleOpMatchesProto: on encoded operations and random
 // mutations of them, whatever decodeSimpleOp accepts, proto.Unmarshal
 // decodes the same way; and it accepts what EncodePut, EncodeGet and
@@ -56,21 +77,7 @@ func TestDecodeSimpleOpMatchesProto(t *testing.T) {
 	for _, s := range seeds {
 		checkSimpleOpAgainstProto(t, s)
 		for range 2000 {
-			m := bytes.Clone(s)
-			for range 1 + rng.IntN(3) {
-				switch r := rng.IntN(4); {
-				case r == 0 && len(m) > 0:
-					m[rng.IntN(len(m))] = byte(rng.Uint32())
-				case r == 1 && len(m) > 0:
-					m = m[:rng.IntN(len(m))]
-				case r == 2:
-					m = append(m, byte(rng.Uint32()))
-				default:
-					if len(m) > 0 {
-						m[rng.IntN(len(m))] ^= 1 << rng.IntN(8)
-					}
-				}
-			}
+			m := mutate(rng, s)
 			checkSimpleOpAgainstProto(t, m)
 		}
 	}
@@ -172,21 +179,7 @@ func TestDecodeResultFastMatchesProto(t *testing.T) {
 	for _, s := range seeds {
 		checkResultAgainstProto(t, s)
 		for range 2000 {
-			m := bytes.Clone(s)
-			for range 1 + rng.IntN(3) {
-				switch r := rng.IntN(4); {
-				case r == 0 && len(m) > 0:
-					m[rng.IntN(len(m))] = byte(rng.Uint32())
-				case r == 1 && len(m) > 0:
-					m = m[:rng.IntN(len(m))]
-				case r == 2:
-					m = append(m, byte(rng.Uint32()))
-				default:
-					if len(m) > 0 {
-						m[rng.IntN(len(m))] ^= 1 << rng.IntN(8)
-					}
-				}
-			}
+			m := mutate(rng, s)
 			checkResultAgainstProto(t, m)
 		}
 	}

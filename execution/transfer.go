@@ -494,6 +494,20 @@ func (e *Executor) forgetState() error {
 // appRange is the key range of the application's entries.
 var appRange = util.BytesPrefix([]byte(storage.PrefixApp))
 
+// appRangeAfter returns the part of the application's key range after
+// after (all of it when nil), and false when none is left.
+func appRangeAfter(after []byte) (*util.Range, bool) {
+	rng := &util.Range{Start: appRange.Start, Limit: appRange.Limit}
+	if after == nil || bytes.Compare(after, rng.Start) < 0 {
+		return rng, true
+	}
+	if bytes.Compare(after, rng.Limit) >= 0 {
+		return nil, false
+	}
+	rng.Start = append(bytes.Clone(after), 0)
+	return rng, true
+}
+
 // deleteStaleAppEntries adds to batch the deletion of every application
 // entry in the database after after (from the range's start when nil) up
 // to and including last that entries (sorted, strictly increasing, the
@@ -501,14 +515,9 @@ var appRange = util.BytesPrefix([]byte(storage.PrefixApp))
 // there. A chunk reaching past the application's range covers the rest of
 // it.
 func (e *Executor) deleteStaleAppEntries(batch *leveldb.Batch, after, last []byte, entries []*wire.KeyValue) error {
-	rng := &util.Range{Start: appRange.Start, Limit: appRange.Limit}
-	if after != nil {
-		if bytes.Compare(after, rng.Limit) >= 0 {
-			return nil
-		}
-		if bytes.Compare(after, rng.Start) >= 0 {
-			rng.Start = append(bytes.Clone(after), 0)
-		}
+	rng, ok := appRangeAfter(after)
+	if !ok {
+		return nil
 	}
 	if bytes.Compare(last, rng.Limit) < 0 {
 		rng.Limit = append(bytes.Clone(last), 0)
@@ -536,14 +545,9 @@ func (e *Executor) deleteStaleAppEntries(batch *leveldb.Batch, after, last []byt
 // of them when nil): those the restored snapshot does not hold past its
 // last chunk.
 func (e *Executor) deleteAppEntriesAfter(after []byte) error {
-	rng := &util.Range{Start: appRange.Start, Limit: appRange.Limit}
-	if after != nil {
-		if bytes.Compare(after, rng.Limit) >= 0 {
-			return nil
-		}
-		if bytes.Compare(after, rng.Start) >= 0 {
-			rng.Start = append(bytes.Clone(after), 0)
-		}
+	rng, ok := appRangeAfter(after)
+	if !ok {
+		return nil
 	}
 	if err := e.deleteRange(rng, &opt.WriteOptions{Sync: e.db.Sync()}); err != nil {
 		return fmt.Errorf("delete application entries after the snapshot's: %w", err)
