@@ -2,7 +2,6 @@ package raftnode
 
 import (
 	"context"
-	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -113,13 +112,10 @@ func (n *Node) eventLoop(ctx context.Context) {
 		Inbox:        n.inbox,
 		Tick:         n.driver.Tick,
 		Handle:       n.handle,
-		Process: func() error {
-			n.ports.processStart = time.Now()
-			return n.driver.Process()
-		},
-		Processed: n.publishStatus,
-		Metrics:   n.metrics,
-		Log:       n.log,
+		Process:      n.driver.Process,
+		Processed:    n.publishStatus,
+		Metrics:      n.metrics,
+		Log:          n.log,
 	}.Run(ctx)
 }
 
@@ -157,11 +153,8 @@ func (n *Node) handle(in raftInput) {
 // Observer (the metrics). It runs on the event loop.
 type raftPorts struct {
 	n *Node
-	// processStart is when the loop called Driver.Process, to time the
-	// core's persist.
-	processStart time.Time
-	// reads holds the read-only replies until the loop's Process ends,
-	// which sends them, a client's together (reads.go).
+	// reads sends the read-only replies of one step, a client's together
+	// (reads.go).
 	reads readReplies
 }
 
@@ -214,13 +207,10 @@ func (p *raftPorts) Keep(s *execution.StateSnapshot) {
 	}
 }
 
-// Persisted times the core's persist and counts the applied batches.
+// Persisted counts the applied batches (timedLog times the persists).
 func (p *raftPorts) Persisted(out *raftmode.Output) {
 	p.n.syncMembers()
 	m := p.n.metrics
-	if len(out.Messages) > 0 || len(out.AppliedBatches) > 0 {
-		m.PersistSeconds.Observe(time.Since(p.processStart).Seconds())
-	}
 	for _, size := range out.AppliedBatches {
 		m.CommittedBatches.Inc()
 		m.CommittedRequests.Add(float64(size))

@@ -137,7 +137,8 @@ func (n *Node) open() error {
 		return fmt.Errorf("node: seed: %w", err)
 	}
 	rc := cfg.Raft
-	rc.Index, rc.N, rc.Log, rc.Executor, rc.Logger = cfg.Index, len(cfg.Replicas), raftLog, n.executor, n.log
+	rc.Index, rc.N, rc.Executor, rc.Logger = cfg.Index, len(cfg.Replicas), n.executor, n.log
+	rc.Log = timedLog{LogStorage: raftLog, seconds: n.metrics.PersistSeconds}
 	rc.Spare = cfg.Spare
 	rc.Rand = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	if n.core, err = raftmode.New(rc); err != nil {
