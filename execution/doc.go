@@ -79,15 +79,19 @@
 // values such as a/m/digest are left out) and the executor records
 // (e/last, e/reply/*). The receiver, on its loop goroutine, calls
 // RestoreBegin (durably sets the transfer marker of package storage and
-// wipes a/ and e/), RestoreChunk for each chunk (every entry validated:
-// known key shape, size limits, strictly increasing keys across chunks,
-// decodable executor records, no window lastSeq above e/last, which sorts
-// before every window; a chunk is written whole or not at all),
+// deletes e/; the a/ entries stay, to be merged into), RestoreChunk for
+// each chunk (every entry validated: known key shape, size limits,
+// strictly increasing keys across chunks, decodable executor records, no
+// window lastSeq above e/last, which sorts before every window; a chunk is
+// written whole or not at all, with the deletion of the local a/ entries
+// in its key range that it lacks; the finish deletes those after the last
+// chunk),
 // then RestoreFinishExpect(certified digest) (or RestoreFinish and its own
 // comparison): the application recomputes its digest from the entries and
 // the executor reloads and validates its records, so no digest value from
-// the peer is trusted; the marker is cleared only on success. RestoreAbort
-// wipes again for a retry with another peer. Restore writes are fsynced
+// the peer is trusted; the marker is cleared only on success. A retry
+// with another peer calls RestoreBegin again; RestoreAbort wipes a/ and
+// e/ and leaves an empty state. Restore writes are fsynced
 // per storage.Options.Sync, so once the marker is cleared the state is
 // durable; if a crash leaves the marker set, NewExecutor discards the
 // partial state and starts empty. Only a TransferableApplication (KV is

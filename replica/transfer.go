@@ -20,7 +20,7 @@ import (
 // A transfer keeps its target while it progresses: a newer stable
 // checkpoint certified meanwhile is remembered (deferred), not fetched,
 // until the fetcher is Stalled (no peer serves the target any more, see
-// statetransfer.Fetcher.Keeps). Retargeting wipes what was restored, so
+// statetransfer.Fetcher.Keeps). Retargeting starts the restore over, so
 // without this a state larger than one checkpoint interval's worth of
 // transfer never finished under load. Servers keep the snapshots being
 // read for a while after they become older than the stable checkpoint
