@@ -58,6 +58,9 @@ type Config struct {
 	// Sync fsyncs the protocol log before sending (the default; turning it
 	// off is for benchmarks only and logs a warning).
 	Sync bool
+	// WALSegmentBytes is the preallocated size of each segment of the
+	// protocol log (storage.Options.WALSegmentBytes); 0 is the default.
+	WALSegmentBytes int64
 	// ClientAllowlist, when not empty, lists the Ed25519 public keys of
 	// the only clients that may connect to this replica; other non-member
 	// peers are refused by the transport. Empty: any client may connect.

@@ -67,7 +67,7 @@ func (s *Shell) OpenDB(cfg Config, log *slog.Logger, unsynced string) error {
 	if !cfg.Sync && unsynced != "" {
 		log.Warn("fsync is off: a machine crash can lose " + unsynced + "; use only for benchmarks")
 	}
-	db, err := storage.Open(cfg.DataDir, storage.Options{Sync: cfg.Sync, Logger: log})
+	db, err := storage.Open(cfg.DataDir, storage.Options{Sync: cfg.Sync, Logger: log, WALSegmentBytes: cfg.WALSegmentBytes})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}

@@ -1,10 +1,15 @@
 // Package storage owns a replica's single goleveldb database and the PBFT
-// protocol log kept in it.
+// protocol log kept beside it.
 //
-// One database per replica lives in <dir>/db. Every owner writes under its
-// own key prefix so owners never collide:
+// One database per replica lives in <dir>/db, and the protocol log in a
+// write-ahead log in <dir>/wal (package storage/wal: preallocated segments,
+// one write and one fdatasync per AppendLog, whole segments removed by
+// DeleteLogBelow). OpenMem keeps the log in the database under p/log/, and
+// LoadLog reads both (a database written before the WAL holds its log
+// there). Every owner of the database writes under its own key prefix so
+// owners never collide:
 //
-//	PrefixProtocol ("p/")  protocol log and current view (this package)
+//	PrefixProtocol ("p/")  view, checkpoints, markers (this package)
 //	PrefixApp      ("a/")  application state (execution.KV)
 //	PrefixExecutor ("e/")  last executed sequence and reply cache (execution.Executor)
 //	PrefixRaft     ("r/")  Raft log, hard state and snapshot metadata (package storage/raftlog)
@@ -14,7 +19,7 @@
 // boundary. It lives in its own package so that this one, and what imports
 // it, do not depend on etcd raft.
 //
-// Besides the protocol log (p/log/...) and the view (p/view), PrefixProtocol
+// Besides the view (p/view), PrefixProtocol
 // holds the latest stable checkpoint certificate (p/stable, an encoded
 // wire.CheckpointCertificate stored opaquely; SaveStableCheckpoint,
 // LoadStableCheckpoint) and the state-transfer marker (p/transfer;

@@ -1,13 +1,17 @@
 package storage
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/util"
+
+	"github.com/pbftnode/pbftnode/storage/wal"
 )
 
 // Log entry kinds.
@@ -68,15 +72,18 @@ func logSeqKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(key, seq)
 }
 
-// AppendLog persists entries in one atomic batch, fsynced when Sync is on.
+// AppendLog persists entries in one atomic write, fsynced when Sync is on.
 // It returns only after the write is durable (per Options.Sync), so the
 // caller may then send messages that depend on the entries. Entries with
 // an unknown Kind or empty Signed are rejected and nothing is written.
+//
+// A DB from Open appends to its write-ahead log (one write and one
+// fdatasync of a preallocated segment, package wal); one from OpenMem
+// writes under p/log/ in goleveldb.
 func (d *DB) AppendLog(entries []LogEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	batch := new(leveldb.Batch)
 	for i, e := range entries {
 		if !validKind(e.Kind) {
 			return fmt.Errorf("append log: entry %d (seq %d): unknown kind %q", i, e.Sequence, e.Kind)
@@ -84,6 +91,19 @@ func (d *DB) AppendLog(entries []LogEntry) error {
 		if len(e.Signed) == 0 {
 			return fmt.Errorf("append log: entry %d (seq %d): empty signed message", i, e.Sequence)
 		}
+	}
+	if d.wal != nil {
+		recs := make([]wal.Record, len(entries))
+		for i, e := range entries {
+			recs[i] = wal.Record{Tag: e.Sequence, Data: encodeWALEntry(e)}
+		}
+		if err := d.wal.Append(recs); err != nil {
+			return fmt.Errorf("append log (%d entries): %w", len(entries), err)
+		}
+		return nil
+	}
+	batch := new(leveldb.Batch)
+	for _, e := range entries {
 		batch.Put(logKey(e), e.Signed)
 	}
 	if err := d.ldb.Write(batch, d.writeOptions()); err != nil {
@@ -92,10 +112,74 @@ func (d *DB) AppendLog(entries []LogEntry) error {
 	return nil
 }
 
-// LoadLog returns the entries with Sequence >= fromSeq in key order
-// (sequence, view, kind). A key that does not have the log key shape is
-// reported as corruption.
+// walEntryHeader is a log entry's record in the WAL before its Signed
+// bytes: view BE8, kind (the sequence is the record's tag).
+const walEntryHeader = 8 + 1
+
+func encodeWALEntry(e LogEntry) []byte {
+	b := make([]byte, 0, walEntryHeader+len(e.Signed))
+	b = binary.BigEndian.AppendUint64(b, e.View)
+	b = append(b, e.Kind)
+	return append(b, e.Signed...)
+}
+
+func decodeWALEntry(seq uint64, data []byte) (LogEntry, error) {
+	if len(data) <= walEntryHeader {
+		return LogEntry{}, fmt.Errorf("log record at seq %d: %d bytes, too short", seq, len(data))
+	}
+	e := LogEntry{
+		Sequence: seq,
+		View:     binary.BigEndian.Uint64(data[0:8]),
+		Kind:     data[8],
+		Signed:   append([]byte(nil), data[walEntryHeader:]...),
+	}
+	if !validKind(e.Kind) {
+		return LogEntry{}, fmt.Errorf("log record at seq %d: unknown kind %q", seq, e.Kind)
+	}
+	return e, nil
+}
+
+// LoadLog returns the entries with Sequence >= fromSeq (and not below
+// what DeleteLogBelow deleted in this process) in key order (sequence,
+// view, kind, then a hash of the message), each distinct message once. It
+// reads the write-ahead log and the entries under p/log/ in goleveldb
+// (where OpenMem keeps them, and where databases written before the WAL
+// kept them). A malformed key or record is reported as corruption.
 func (d *DB) LoadLog(fromSeq uint64) ([]LogEntry, error) {
+	fromSeq = max(fromSeq, d.logFloor.Load())
+	entries, err := d.loadLevelDBLog(fromSeq)
+	if err != nil || d.wal == nil {
+		return entries, err
+	}
+	seen := make(map[string]struct{}, len(entries))
+	for _, e := range entries {
+		seen[string(logKey(e))] = struct{}{}
+	}
+	err = d.wal.Scan(func(seq uint64, data []byte) error {
+		if seq < fromSeq {
+			return nil
+		}
+		e, err := decodeWALEntry(seq, data)
+		if err != nil {
+			return err
+		}
+		key := string(logKey(e))
+		if _, dup := seen[key]; dup {
+			return nil
+		}
+		seen[key] = struct{}{}
+		entries = append(entries, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load log from seq %d: %w", fromSeq, err)
+	}
+	slices.SortFunc(entries, func(a, b LogEntry) int { return bytes.Compare(logKey(a), logKey(b)) })
+	return entries, nil
+}
+
+// loadLevelDBLog returns the entries under p/log/ from fromSeq on.
+func (d *DB) loadLevelDBLog(fromSeq uint64) ([]LogEntry, error) {
 	iter := d.ldb.NewIterator(&util.Range{Start: logSeqKey(fromSeq), Limit: util.BytesPrefix([]byte(logPrefix)).Limit}, nil)
 	defer iter.Release()
 	var entries []LogEntry
@@ -123,14 +207,23 @@ func (d *DB) LoadLog(fromSeq uint64) ([]LogEntry, error) {
 }
 
 // DeleteLogBelow deletes the entries with Sequence < seq (garbage
-// collection after a stable checkpoint). It deletes in bounded batches and
-// does not wait for fsync: the caller must first have saved (durably) a
+// collection after a stable checkpoint): LoadLog no longer returns them,
+// the write-ahead log's segments that hold only such entries are removed
+// (an entry in a segment that also holds later ones stays on disk until
+// that segment goes; after a restart LoadLog can return it again, below
+// the stable checkpoint that recovery starts above), and those under
+// p/log/ are deleted in bounded batches. It does not wait for fsync: the caller must first have saved (durably) a
 // stable checkpoint at seq-1 or above, so that recovery never reads the
 // entries below it (LoadLog starts above the stable checkpoint), and a
 // deletion a crash loses costs only space until the next call, which
 // deletes everything below its own seq. Entries at or above seq are never
 // touched. Safe to call from another goroutine than the one appending.
 func (d *DB) DeleteLogBelow(seq uint64) error {
+	if d.wal != nil {
+		if _, err := d.wal.RemoveBelow(seq); err != nil {
+			return fmt.Errorf("delete log below seq %d: %w", seq, err)
+		}
+	}
 	start := logSeqKey(min(d.logFloor.Load(), seq))
 	rng := &util.Range{Start: start, Limit: logSeqKey(seq)}
 	for {

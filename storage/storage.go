@@ -13,6 +13,8 @@ import (
 	leveldberrors "github.com/syndtr/goleveldb/leveldb/errors"
 	"github.com/syndtr/goleveldb/leveldb/filter"
 	"github.com/syndtr/goleveldb/leveldb/opt"
+
+	"github.com/pbftnode/pbftnode/storage/wal"
 )
 
 // Key prefixes, one per owner of data in the replica's database.
@@ -37,6 +39,9 @@ type Options struct {
 	Sync bool
 	// Logger receives operational messages. Nil discards them.
 	Logger *slog.Logger
+	// WALSegmentBytes is the preallocated size of each segment of the
+	// protocol log (package wal). Zero means wal.DefaultSegmentBytes.
+	WALSegmentBytes int64
 }
 
 // DefaultOptions returns the production options: Sync on.
@@ -50,12 +55,17 @@ type DB struct {
 	ldb    *leveldb.DB
 	sync   bool
 	logger *slog.Logger
+	// wal holds the protocol log (nil for OpenMem, whose log stays in
+	// goleveldb under p/log/).
+	wal *wal.WAL
 	// logFloor is a sequence below which DeleteLogBelow already deleted
-	// every log entry (0 after Open): where its next scan starts.
+	// every log entry (0 after Open): where its next scan starts, and
+	// below which LoadLog returns nothing.
 	logFloor atomic.Uint64
 }
 
-// Open opens (creating if needed) the database in dir/db. It fails with an
+// Open opens (creating if needed) the database in dir/db and the protocol
+// log in dir/wal. It fails with an
 // error wrapping ErrLocked when the database is already open elsewhere, and
 // with a clear error when it is corrupted (it never repairs silently).
 func Open(dir string, opts Options) (*DB, error) {
@@ -75,16 +85,28 @@ func Open(dir string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
 	}
+	log, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{SegmentBytes: opts.WALSegmentBytes, Sync: opts.Sync})
+	if err != nil {
+		_ = ldb.Close()
+		return nil, fmt.Errorf("open the protocol log in %s: %w", dir, err)
+	}
 	if !opts.Sync {
 		logger.Warn("storage: fsync disabled; a power loss can lose protocol state (benchmarks only)", "path", path)
 	}
-	return &DB{dir: path, ldb: ldb, sync: opts.Sync, logger: logger}, nil
+	return &DB{dir: path, ldb: ldb, wal: log, sync: opts.Sync, logger: logger}, nil
 }
 
 // Close closes the database. Further calls on d fail.
 func (d *DB) Close() error {
+	var walErr error
+	if d.wal != nil {
+		walErr = d.wal.Close()
+	}
 	if err := d.ldb.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", d.dir, err)
+	}
+	if walErr != nil {
+		return fmt.Errorf("close %s: %w", d.dir, walErr)
 	}
 	return nil
 }
@@ -106,9 +128,13 @@ func (d *DB) Sync() bool { return d.sync }
 func (d *DB) Dir() string { return d.dir }
 
 // SizeBytes returns the approximate on-disk size: the sum of the sizes of
-// the regular files under the database directory.
+// the regular files under the database directory and the bytes of the
+// protocol log's records (wal.WAL.Segments).
 func (d *DB) SizeBytes() (int64, error) {
 	var total int64
+	if d.wal != nil {
+		_, total = d.wal.Segments()
+	}
 	err := filepath.WalkDir(d.dir, func(_ string, entry fs.DirEntry, err error) error {
 		if err != nil {
 			// A table file can vanish under a concurrent compaction.

@@ -34,6 +34,8 @@ type Options struct {
 	Dir string
 	// NoSync turns fsync off (faster; for benchmarks and tests).
 	NoSync bool
+	// WALSegmentBytes sets node.Config.WALSegmentBytes on every replica.
+	WALSegmentBytes int64
 	// Protocol tunes every replica's core.
 	Protocol protocol.Config
 	// Consensus is config.ConsensusPBFT (the default) or config.ConsensusRaft;
@@ -133,7 +135,7 @@ func Start(opts Options) (*Net, error) {
 			ClusterID: net.ClusterID, Index: uint32(i), Key: key, Replicas: net.Replicas,
 			DataDir: filepath.Join(net.dir, fmt.Sprintf("node%d", i)), Sync: !opts.NoSync,
 			PBFT: opts.Protocol, Logger: opts.Logger, TickInterval: opts.TickInterval,
-			Consensus: opts.Consensus, Raft: opts.Raft,
+			Consensus: opts.Consensus, Raft: opts.Raft, WALSegmentBytes: opts.WALSegmentBytes,
 		})
 		if opts.Application != nil {
 			net.configs[i].Application = opts.Application(i)

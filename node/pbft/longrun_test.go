@@ -102,7 +102,9 @@ func TestLongRunBoundedMemoryAndDisk(t *testing.T) {
 	// so 4000 operations span only about a hundred sequences; a small K
 	// still moves the window and garbage-collects the log many times.
 	const checkpointInterval = 16
-	opts := localnet.Options{}
+	// Small WAL segments, so that the protocol log's segments roll and are
+	// removed behind the stable checkpoint many times in the run too.
+	opts := localnet.Options{WALSegmentBytes: 64 << 10}
 	opts.Protocol.CheckpointInterval = checkpointInterval
 	net := startNet(t, opts)
 	ops := longRunOps()
