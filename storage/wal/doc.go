@@ -30,5 +30,7 @@
 //   - A WAL is safe for concurrent use; appends are serialized.
 //
 // The first segment is created at the first Append, so opening a WAL that
-// is never written (a Raft-mode replica, a tool) allocates nothing.
+// is never written (a Raft-mode replica, a tool) allocates nothing; the
+// next segment is prepared in the background once the active one is half
+// full, so a roll does not wait for it.
 package wal

@@ -10,7 +10,8 @@ import (
 // then zeros up to the segment size, written and synced before it is
 // needed, so the appends into it write data only (no extent or size
 // change for fdatasync to commit) and a roll does not wait for a segment of
-// writes.
+// writes. (A segment made on the append path is allocated instead: see
+// prepareNow.)
 type preparation struct {
 	path string
 	done chan struct{}
@@ -22,12 +23,25 @@ func (w *WAL) prepare() *preparation {
 	p := &preparation{path: filepath.Join(w.dir, nextName), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		p.file, p.err = makeSegmentFile(p.path, w.opts.SegmentBytes, w.opts.Sync)
+		p.file, p.err = makeSegmentFile(p.path, w.opts.SegmentBytes, w.opts.Sync, false)
 	}()
 	return p
 }
 
-func makeSegmentFile(path string, size int64, sync bool) (*os.File, error) {
+// prepareNow makes the next segment file on the caller's goroutine (the
+// first append after Open, or a roll that came before the background
+// preparation was started): allocated, where the platform can, rather
+// than written, so that the append waits for no segment's worth of zeros.
+func (w *WAL) prepareNow() *preparation {
+	p := &preparation{path: filepath.Join(w.dir, nextName), done: make(chan struct{})}
+	p.file, p.err = makeSegmentFile(p.path, w.opts.SegmentBytes, w.opts.Sync, true)
+	close(p.done)
+	return p
+}
+
+// makeSegmentFile creates a segment file of size bytes holding the magic:
+// zeros written, or (allocate) space reserved where the platform can.
+func makeSegmentFile(path string, size int64, sync, allocate bool) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("wal: make segment: %w", err)
@@ -40,10 +54,12 @@ func makeSegmentFile(path string, size int64, sync bool) (*os.File, error) {
 	if _, err := f.WriteAt([]byte(magic), 0); err != nil {
 		return fail(err)
 	}
-	zeros := make([]byte, zeroChunk)
-	for off := int64(len(magic)); off < size; off += zeroChunk {
-		if _, err := f.WriteAt(zeros[:min(zeroChunk, size-off)], off); err != nil {
-			return fail(err)
+	if !allocate || !preallocate(f, size) {
+		zeros := make([]byte, zeroChunk)
+		for off := int64(len(magic)); off < size; off += zeroChunk {
+			if _, err := f.WriteAt(zeros[:min(zeroChunk, size-off)], off); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	if sync {

@@ -26,3 +26,9 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// preallocate reserves size bytes for f (fallocate(2), which extends it and
+// reads back as zeros); false when the file system cannot.
+func preallocate(f *os.File, size int64) bool {
+	return syscall.Fallocate(int(f.Fd()), 0, 0, size) == nil
+}

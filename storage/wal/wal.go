@@ -223,6 +223,9 @@ func (w *WAL) Append(recs []Record) error {
 	}
 	w.active.end += int64(len(w.buf))
 	w.active.maxTag = max(w.active.maxTag, maxTag)
+	if w.next == nil && w.active.end > w.opts.SegmentBytes/2 {
+		w.next = w.prepare() // ready before this one fills up
+	}
 	if cap(w.buf) > 4*zeroChunk {
 		w.buf = nil
 	}
@@ -253,7 +256,7 @@ func (w *WAL) makeRoom(n int64) error {
 		index = w.closedSegs[len(w.closedSegs)-1].index + 1
 	}
 	if w.next == nil {
-		w.next = w.prepare()
+		w.next = w.prepareNow()
 	}
 	f, err := w.next.take(w.segmentPath(index), w.opts.Sync)
 	w.next = nil
@@ -269,7 +272,6 @@ func (w *WAL) makeRoom(n int64) error {
 	}
 	w.file = f
 	w.active = &segment{index: index, end: int64(len(magic))}
-	w.next = w.prepare()
 	return nil
 }
 
