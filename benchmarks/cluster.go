@@ -401,6 +401,9 @@ type counters struct {
 	view         float64 // pbftnode_view: the PBFT view or Raft term
 	batches      float64 // pbftnode_committed_batches_total
 	requests     float64 // pbftnode_committed_requests_total
+	// persistSeconds and persists are pbftnode_persist_seconds' sum and
+	// count: the synced log writes (PBFT appends, Raft saves).
+	persistSeconds, persists float64
 	// dropped is pbftnode_messages_dropped_total by reason, plus the
 	// transport's drops (queue_full, inbound_full, rate_limited).
 	dropped map[string]float64
@@ -414,6 +417,8 @@ const (
 	metricBatches      = "pbftnode_committed_batches_total"
 	metricRequests     = "pbftnode_committed_requests_total"
 	metricDropped      = "pbftnode_messages_dropped_total"
+	metricPersistSum   = "pbftnode_persist_seconds_sum"
+	metricPersistCount = "pbftnode_persist_seconds_count"
 )
 
 // transportDrops maps the transport's drop counters to the reasons the
@@ -454,7 +459,7 @@ func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
 		return s, err
 	}
 	defer body.Close()
-	names := []string{metricP2PBytesSent, metricMsgBytesSent, metricView, metricBatches, metricRequests, metricDropped, metricInboundDropped}
+	names := []string{metricP2PBytesSent, metricMsgBytesSent, metricView, metricBatches, metricRequests, metricDropped, metricInboundDropped, metricPersistSum, metricPersistCount}
 	for name := range transportDrops {
 		names = append(names, name)
 	}
@@ -464,6 +469,7 @@ func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
 	}
 	s.p2pBytesSent, s.msgBytesSent, s.view = sums[metricP2PBytesSent], sums[metricMsgBytesSent], sums[metricView]
 	s.batches, s.requests = sums[metricBatches], sums[metricRequests]
+	s.persistSeconds, s.persists = sums[metricPersistSum], sums[metricPersistCount]
 	s.dropped = make(map[string]float64)
 	for series, v := range sums {
 		if reason, ok := strings.CutPrefix(series, metricDropped+`{reason="`); ok {

@@ -90,6 +90,14 @@ type Result struct {
 	// RequestsPerBatch is committed requests over committed batches (PBFT
 	// batches, Raft entries), summed over the replicas.
 	RequestsPerBatch float64 `json:"requests_per_batch,omitempty"`
+	// PersistsPerBatch is the replicas' synced log writes
+	// (pbftnode_persist_seconds: PBFT appends, Raft saves) per committed
+	// batch, PersistMsAvg their mean duration, and PersistBusyFraction the
+	// share of the measured time a replica spends in them, averaged over
+	// the replicas: how much of its event loop waits for the disk.
+	PersistsPerBatch    float64 `json:"persists_per_batch,omitempty"`
+	PersistMsAvg        float64 `json:"persist_ms_avg,omitempty"`
+	PersistBusyFraction float64 `json:"persist_busy_fraction,omitempty"`
 	// DroppedByReason counts, summed over the replicas, the messages and
 	// requests they dropped during the measurement, by reason
 	// (pbftnode_messages_dropped_total, and p2p_* for the transport's

@@ -296,7 +296,8 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 		viewAfter = max(viewAfter, a.view)
 	}
 	res.ViewChanges = int(max(0, viewAfter-viewBefore))
-	var cpu, p2pBytes, msgBytes, batches, requests float64
+	var cpu, p2pBytes, msgBytes, batches, requests, persistSeconds, persists float64
+	sampled := 0
 	for i, b := range before {
 		a, ok := after[i]
 		if !ok {
@@ -307,9 +308,19 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 		msgBytes += a.msgBytesSent - b.msgBytesSent
 		batches += a.batches - b.batches
 		requests += a.requests - b.requests
+		persistSeconds += a.persistSeconds - b.persistSeconds
+		persists += a.persists - b.persists
+		sampled++
 	}
 	if batches > 0 {
 		res.RequestsPerBatch = requests / batches
+		res.PersistsPerBatch = persists / batches
+	}
+	if persists > 0 {
+		res.PersistMsAvg = persistSeconds / persists * 1000
+	}
+	if sampled > 0 && d > 0 {
+		res.PersistBusyFraction = persistSeconds / float64(sampled) / d.Seconds()
 	}
 	kops := float64(w.ops) / 1000
 	res.CPUSecondsPer1kOpsAll = cpu / kops

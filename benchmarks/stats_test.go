@@ -128,13 +128,15 @@ func TestSummarizeCPUAndBytes(t *testing.T) {
 	res.CryptoCeilingOps = ptr(4000.0)
 	w := window{ops: 2000, latencies: []time.Duration{time.Millisecond, 3 * time.Millisecond}}
 	before := map[int]counters{
-		0: {cpuSeconds: 10, p2pBytesSent: 1000, msgBytesSent: 100, view: 3},
-		1: {cpuSeconds: 20, p2pBytesSent: 2000, msgBytesSent: 200, view: 3},
+		0: {cpuSeconds: 10, p2pBytesSent: 1000, msgBytesSent: 100, view: 3, batches: 10, persists: 5, persistSeconds: 1},
+		1: {cpuSeconds: 20, p2pBytesSent: 2000, msgBytesSent: 200, view: 3, batches: 10, persists: 5, persistSeconds: 1},
 	}
 	after := map[int]counters{
-		0: {cpuSeconds: 11, p2pBytesSent: 401000, msgBytesSent: 40100},          // +1 s, +400000, +40000
-		1: {cpuSeconds: 23, p2pBytesSent: 202000, msgBytesSent: 20200, view: 5}, // +3 s, +200000, +20000, 2 views
-		2: {cpuSeconds: 99},                                                     // not measured at the start
+		// +1 s, +400000, +40000; 100 batches, 150 persists taking 0.5 s
+		0: {cpuSeconds: 11, p2pBytesSent: 401000, msgBytesSent: 40100, batches: 110, persists: 155, persistSeconds: 1.5},
+		// +3 s, +200000, +20000, 2 views; 100 batches, 150 persists taking 1.5 s
+		1: {cpuSeconds: 23, p2pBytesSent: 202000, msgBytesSent: 20200, view: 5, batches: 110, persists: 155, persistSeconds: 2.5},
+		2: {cpuSeconds: 99}, // not measured at the start
 	}
 	summarize(&res, w, 1, 0, 2*time.Second, before, after)
 	check := func(name string, got, want float64) {
@@ -151,6 +153,9 @@ func TestSummarizeCPUAndBytes(t *testing.T) {
 	check("message bytes sent per op", res.MessageBytesSentPerOp, 30)
 	check("p50 ms", res.LatencyP50Ms, 1)
 	check("p99 ms", res.LatencyP99Ms, 3)
+	check("persists per batch", res.PersistsPerBatch, 1.5)       // 300 over 200 batches
+	check("persist ms", res.PersistMsAvg, 2000.0/300)            // 2 s over 300
+	check("persist busy fraction", res.PersistBusyFraction, 0.5) // 1 s a replica in 2 s
 	if res.ViewChanges != 2 {
 		t.Errorf("view changes = %d, want 2 (highest view 3 -> 5)", res.ViewChanges)
 	}
