@@ -110,9 +110,10 @@ func (c *Client) readOnly(ctx context.Context, op []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer c.endRead(cl)
-	if c.cfg.ReadQuorum == 1 && c.crashFaults && len(op) <= maxBatchedReadBytes {
-		// The Raft mode: the leader's answer is the one, and the reads
-		// outstanding together go in one frame (readbatch.go).
+	if len(op) <= maxBatchedReadBytes && (c.crashFaults || c.cfg.ReadQuorum > 1) {
+		// The reads outstanding together go in one frame (readbatch.go):
+		// to the Raft leader, whose answer is the one, or to a PBFT read
+		// quorum.
 		return c.readBatched(ctx, cl, op)
 	}
 	frame, err := c.frame(cl.number, op, true)

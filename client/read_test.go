@@ -23,19 +23,39 @@ func newReadTestClient(t *testing.T) (*Client, chan *wire.Request) {
 	}
 	sent := make(chan *wire.Request, 64)
 	c.send = func(_ uint32, frame []byte) bool {
-		var f wire.ClientFrame
-		req := new(wire.Request)
-		if proto.Unmarshal(frame, &f) != nil || proto.Unmarshal(f.GetRequest().GetPayload(), req) != nil {
-			t.Errorf("client sent an undecodable frame")
-			return true
+		for _, req := range sentRequests(t, frame) {
+			sent <- req
 		}
-		sent <- req
 		return true
 	}
 	return c, sent
 }
 
-// nextSent waits for the next frame the client sends.
+// sentRequests decodes a frame the client sent into its requests: one, or
+// the reads of a ReadBatch as the replica sees them.
+func sentRequests(t *testing.T, frame []byte) []*wire.Request {
+	t.Helper()
+	var f wire.ClientFrame
+	if err := proto.Unmarshal(frame, &f); err != nil {
+		t.Errorf("client sent an undecodable frame: %v", err)
+		return nil
+	}
+	if b := f.GetReads(); b != nil {
+		reqs := make([]*wire.Request, len(b.GetReads()))
+		for i, it := range b.GetReads() {
+			reqs[i] = &wire.Request{ClientId: b.GetClientId(), RequestNumber: it.GetRequestNumber(), Operation: it.GetOperation(), ReadOnly: true}
+		}
+		return reqs
+	}
+	req := new(wire.Request)
+	if err := proto.Unmarshal(f.GetRequest().GetPayload(), req); err != nil {
+		t.Errorf("client sent an undecodable request: %v", err)
+		return nil
+	}
+	return []*wire.Request{req}
+}
+
+// nextSent waits for the next request the client sends.
 func nextSent(t *testing.T, sent chan *wire.Request) *wire.Request {
 	t.Helper()
 	select {

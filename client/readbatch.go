@@ -12,11 +12,14 @@ import (
 	"github.com/pbftnode/pbftnode/wire"
 )
 
-// Batched reads (the Raft mode). A Raft client sends its reads to the
-// leader alone and takes its one answer (ReadQuorum 1), so the reads it
-// has outstanding together can share a frame: one wire.ReadBatch instead
-// of one ClientFrame per read, and the leader answers the reads of one
-// read state in one Reply with read_answers. Per read that saves a frame
+// Batched reads. The reads a client has outstanding together share a
+// frame: one wire.ReadBatch instead of one ClientFrame per read, sent to
+// the Raft leader (ReadQuorum 1: its answer is the one) or, in PBFT, to a
+// read quorum of replicas (readTargets), each answering the reads it
+// executed in one step in one Reply with read_answers; the client counts
+// each answer as a reply of its own toward the read's quorum. Read
+// requests are never signed (a replica takes them from the client's own
+// stream), so a batch needs no signature either. Per read that saves a frame
 // on each side (queue hand-off, decode, the replica's inbox), the client
 // id's bytes in the request and the reply, and the replica's per-reply
 // encode and queueing; the transport already wrote the frames queued
@@ -80,12 +83,43 @@ func (c *Client) sendReadBatch(frame []byte, calls []*call) {
 	if len(calls) == 0 {
 		return
 	}
-	c.sendFirst(frame)
+	if c.cfg.ReadQuorum == 1 {
+		c.sendFirst(frame)
+	} else {
+		c.sendReadQuorum(frame, calls)
+	}
 	time.AfterFunc(c.cfg.ReadTimeout, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, cl := range calls {
 			c.timeOutReadLocked(cl)
+		}
+	})
+}
+
+// sendReadQuorum sends frame, the reads of calls, to a read quorum
+// (readTargets), and to the other replicas too once ReadSpreadTimeout
+// passed with any of the reads still waiting, marking the replicas of the
+// quorum that had not answered them (as awaitRead does for one read).
+func (c *Client) sendReadQuorum(frame []byte, calls []*call) {
+	first, rest := c.readTargets()
+	for _, i := range first {
+		c.send(uint32(i), frame)
+	}
+	if len(rest) == 0 {
+		return
+	}
+	time.AfterFunc(c.cfg.ReadSpreadTimeout, func() {
+		waiting := false
+		for _, cl := range calls {
+			if c.noteSilent(cl, first) {
+				waiting = true
+			}
+		}
+		if waiting {
+			for _, i := range rest {
+				c.send(uint32(i), frame)
+			}
 		}
 	})
 }

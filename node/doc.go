@@ -27,6 +27,10 @@
 //   - Snapshot serving (transfer.go): StateRequest and StateChunkBytes.
 //   - Replies (reply.go): SendReply and ReplyToClient answer a client on
 //     its own stream.
+//   - Batched reads (readbatch.go): ReadBatchRequests turns a client's
+//     ReadBatch frame into its read-only requests, ReadReplies sends one
+//     step's read answers a client's together (Reply.read_answers); the
+//     PBFT and Raft runtimes both use them.
 //   - Status and Runner (status.go): what every runtime reports.
 //
 // Contracts: a runtime's Start calls Config.ApplyDefaults first; its

@@ -49,7 +49,13 @@ func (d driverNetwork) Send(out protocol.Outbound, frame []byte) {
 
 // Reply implements replica.Network: the reply goes back on the stream of
 // the client it names (requests are admitted only from their own client).
+// A read-only reply waits for the end of the event loop's step, to go
+// with the client's other answers of that step (holdReadReply).
 func (d driverNetwork) Reply(r *wire.Reply) {
+	if r.GetReadOnly() {
+		d.n.holdReadReply(r)
+		return
+	}
 	// The verifier admits only well-formed client ids.
 	node.ReplyToClient(d.n.Host, d.n.metrics, r)
 }

@@ -76,6 +76,8 @@ func FuzzVerifyClientFrame(f *testing.F) {
 	bad := append([]byte(nil), valid...)
 	bad[len(bad)-1] ^= 0x80
 	f.Add(bad, true)
+	f.Add(fzReadBatchFrame(f, client), true)
+	f.Add(fzReadBatchFrame(f, client), false)
 
 	n := fzNode()
 	clientID := fzPeerID(f, client)
@@ -88,6 +90,10 @@ func FuzzVerifyClientFrame(f *testing.F) {
 		}
 		in, ok := n.verifyClientFrame(p2p.Frame{From: from, FromIndex: -1, Data: data})
 		if !ok {
+			return
+		}
+		if in.reads != nil {
+			checkReadBatchInput(t, in, from)
 			return
 		}
 		if in.req == nil || in.req.Request == nil || in.req.Signed == nil || in.msg != nil {
@@ -106,9 +112,29 @@ func FuzzVerifyClientFrame(f *testing.F) {
 	})
 }
 
+// checkReadBatchInput fails unless in holds at most wire.MaxReadBatch
+// read-only requests, each of the client of the stream from.
+func checkReadBatchInput(t *testing.T, in input, from peer.ID) {
+	t.Helper()
+	if len(in.reads) == 0 || len(in.reads) > wire.MaxReadBatch || in.req != nil || in.msg != nil || in.client != from {
+		t.Fatalf("accepted read batch gave input %+v", in)
+	}
+	for _, r := range in.reads {
+		if id, err := identity.ClientPeerID(r.GetClientId()); err != nil || id != from || !r.GetReadOnly() || r.GetRequestNumber() == 0 {
+			t.Fatalf("accepted read %+v from peer %s", r, from)
+		}
+	}
+}
+
 func TestVerifyClientFrameSeeds(t *testing.T) {
 	n := fzNode()
 	client := fzKey('c', 0)
+	if in, ok := n.verifyClientFrame(p2p.Frame{From: fzPeerID(t, client), FromIndex: -1, Data: fzReadBatchFrame(t, client)}); !ok || len(in.reads) != 2 {
+		t.Fatalf("a read batch from its own client gave %+v, %v; want its two reads", in, ok)
+	}
+	if _, ok := n.verifyClientFrame(p2p.Frame{From: fzPeerID(t, fzKey('c', 9)), FromIndex: -1, Data: fzReadBatchFrame(t, client)}); ok {
+		t.Fatal("a read batch relayed by another peer was accepted")
+	}
 	valid := fzClientFrame(t, client, 1, "op")
 	if _, ok := n.verifyClientFrame(p2p.Frame{From: fzPeerID(t, client), FromIndex: -1, Data: valid}); !ok {
 		t.Fatal("a valid request from its own client was dropped")
@@ -121,4 +147,17 @@ func TestVerifyClientFrameSeeds(t *testing.T) {
 	if _, ok := n.verifyClientFrame(p2p.Frame{From: fzPeerID(t, client), FromIndex: -1, Data: bad}); ok {
 		t.Fatal("a request with a corrupted signature was accepted")
 	}
+}
+
+// fzReadBatchFrame is a ClientFrame with a ReadBatch of two reads by
+// client.
+func fzReadBatchFrame(tb testing.TB, client ed25519.PrivateKey) []byte {
+	tb.Helper()
+	id := []byte(client.Public().(ed25519.PublicKey))
+	b, err := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Reads{Reads: &wire.ReadBatch{ClientId: id, Reads: []*wire.ReadItem{
+		{RequestNumber: 1 << 63, Operation: []byte("get a")}, {RequestNumber: 1<<63 + 1, Operation: []byte("get b")}}}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pbftnode/pbftnode/node"
@@ -20,7 +22,10 @@ type input struct {
 	req *protocol.ClientRequest
 	// read is a read-only request from its client's own stream (see
 	// acceptRead): answered by Driver.Read, never verified or ordered.
-	read   *wire.Request
+	read *wire.Request
+	// reads are the read-only requests of one ReadBatch frame from their
+	// client's own stream, handled as reads are.
+	reads  []*wire.Request
 	client peer.ID
 	// config is a CONFIG frame, or a note of an old-epoch frame (epochs.go).
 	config *configInput
@@ -41,8 +46,12 @@ func (n *Node) verifyArrivals(ctx context.Context, arrivals []node.Arrival) {
 	for i, a := range arrivals {
 		index[i] = -1
 		if a.Client {
-			signed, ok := n.decodeClientFrame(a.Frame)
+			signed, reads, ok := n.decodeClientFrame(a.Frame)
 			if !ok {
+				continue
+			}
+			if reads != nil {
+				n.acceptReadBatch(ctx, a.Frame, reads)
 				continue
 			}
 			if in, ok, dropped := n.acceptRead(a.Frame, signed); ok || dropped {
@@ -125,21 +134,34 @@ func (n *Node) acceptConfigFrame(ctx context.Context, f p2p.Frame) {
 
 // verifyClientFrame decodes and verifies one client frame on its own.
 func (n *Node) verifyClientFrame(f p2p.Frame) (input, bool) {
-	signed, ok := n.decodeClientFrame(f)
+	signed, reads, ok := n.decodeClientFrame(f)
 	if !ok {
 		return input{}, false
+	}
+	if reads != nil {
+		reqs, reason := node.ReadBatchRequests(reads, string(f.From))
+		if reason != "" {
+			n.drop(reason, "client", f.From)
+			return input{}, false
+		}
+		return input{reads: reqs, client: f.From}, true
 	}
 	return n.acceptClientRequest(f, n.verifier.Load().VerifyFrames([]protocol.Frame{{ClientRequest: signed}})[0])
 }
 
-// decodeClientFrame decodes a client frame down to its signed request.
-func (n *Node) decodeClientFrame(f p2p.Frame) (*wire.Signed, bool) {
-	signed, err := node.SignedRequestOf(f)
+// decodeClientFrame decodes a client frame down to its signed request, or
+// its batch of reads.
+func (n *Node) decodeClientFrame(f p2p.Frame) (*wire.Signed, *wire.ReadBatch, bool) {
+	var frame wire.ClientFrame
+	err := proto.Unmarshal(f.Data, &frame)
+	if err == nil && frame.GetRequest() == nil && frame.GetReads() == nil {
+		err = errors.New("client frame without a request")
+	}
 	if err != nil {
 		n.drop("malformed", "client", f.From, "err", err)
-		return nil, false
+		return nil, nil, false
 	}
-	return signed, true
+	return frame.GetRequest(), frame.GetReads(), true
 }
 
 // acceptClientRequest turns a verified client request into an input.
@@ -202,7 +224,10 @@ func (n *Node) eventLoop(ctx context.Context) {
 		Tick:         n.driver.Tick,
 		Handle:       n.handle,
 		Process:      n.driver.Process,
-		Processed:    n.publishStatus,
+		Processed: func() {
+			n.flushReadReplies()
+			n.publishStatus()
+		},
 		Metrics:      n.metrics,
 		Log:          n.log,
 	}.Run(ctx)
@@ -215,8 +240,13 @@ func (n *Node) handle(in input) {
 		return
 	}
 	if in.read != nil {
-		if !n.answerConfigQuery(in.read) {
-			n.handleRead(in.read)
+		in.reads = []*wire.Request{in.read}
+	}
+	if in.reads != nil {
+		for _, r := range in.reads {
+			if !n.answerConfigQuery(r) {
+				n.handleRead(r)
+			}
 		}
 		return
 	}

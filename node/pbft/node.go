@@ -16,6 +16,7 @@ import (
 	"github.com/pbftnode/pbftnode/replica"
 	"github.com/pbftnode/pbftnode/statetransfer"
 	"github.com/pbftnode/pbftnode/verifypool"
+	"github.com/pbftnode/pbftnode/wire"
 )
 
 // Node is one running PBFT replica.
@@ -48,6 +49,11 @@ type Node struct {
 	metrics    *node.Metrics
 	// readOnly counts read-only requests handed to the driver.
 	readOnly prometheus.Counter
+	// readReplies holds the read-only replies of one event-loop step, sent
+	// a client's together at its end (flushReadReplies); readSender packs
+	// them. Both owned by the event loop.
+	readReplies []*wire.Reply
+	readSender  node.ReadReplies
 
 	inbox  chan input
 	status atomic.Pointer[node.Status]

@@ -1,6 +1,8 @@
 package pbft
 
 import (
+	"context"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -87,4 +89,42 @@ func newReadOnlyCounter(m *node.Metrics) prometheus.Counter {
 	})
 	m.Registry.MustRegister(c)
 	return c
+}
+
+// acceptReadBatch hands the reads of a ReadBatch frame to the event loop
+// as one input, as acceptRead does each read of its own frame: the Noise
+// session of the client's stream authenticates them (the batch must name
+// that stream's client), so no signature is checked.
+func (n *Node) acceptReadBatch(ctx context.Context, f p2p.Frame, b *wire.ReadBatch) {
+	reads, reason := node.ReadBatchRequests(b, string(f.From))
+	if reason != "" {
+		n.drop(reason, "client", f.From)
+		return
+	}
+	n.push(ctx, input{reads: reads, client: f.From})
+}
+
+// maxHeldReadReplies bounds the read-only replies one event-loop step
+// holds before sending them.
+const maxHeldReadReplies = 4096
+
+// holdReadReply keeps a read-only reply for the end of the step
+// (flushReadReplies), so that the replies to one client's reads go in one
+// frame with read_answers.
+func (n *Node) holdReadReply(r *wire.Reply) {
+	n.readReplies = append(n.readReplies, r)
+	if len(n.readReplies) >= maxHeldReadReplies {
+		n.flushReadReplies()
+	}
+}
+
+// flushReadReplies sends the read-only replies held, a client's together.
+func (n *Node) flushReadReplies() {
+	if len(n.readReplies) == 0 || n.Host == nil {
+		n.readReplies = n.readReplies[:0]
+		return
+	}
+	n.readSender.Send(n.Host, n.metrics, n.readReplies)
+	clear(n.readReplies)
+	n.readReplies = n.readReplies[:0]
 }

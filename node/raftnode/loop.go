@@ -73,7 +73,7 @@ func (n *Node) receiveClientFrame(ctx context.Context, f p2p.Frame) {
 		return
 	}
 	if b := frame.GetReads(); b != nil {
-		reads, reason := readBatchRequests(b, string(f.From))
+		reads, reason := node.ReadBatchRequests(b, string(f.From))
 		if reason != "" {
 			n.drop(reason, "client", f.From)
 			return
@@ -155,7 +155,7 @@ type raftPorts struct {
 	n *Node
 	// reads sends the read-only replies of one step, a client's together
 	// (reads.go).
-	reads readReplies
+	reads node.ReadReplies
 }
 
 var (
@@ -195,7 +195,7 @@ func (p *raftPorts) Reply(r *wire.Reply) {
 
 // ReadReplies sends the answers of one step's read-only requests, each
 // client's together (reads.go).
-func (p *raftPorts) ReadReplies(rs []*wire.Reply) { p.reads.send(p.n, rs) }
+func (p *raftPorts) ReadReplies(rs []*wire.Reply) { p.reads.Send(p.n.Host, p.n.metrics, rs) }
 
 // Keep hands a snapshot to the snapshot server, or releases it when the
 // server is behind.

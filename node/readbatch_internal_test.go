@@ -1,4 +1,4 @@
-package raftnode
+package node
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -22,8 +23,8 @@ func testClientID(t *testing.T, seed byte) ([]byte, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, ok := clientPeer(id)
-	if !ok {
+	p, err := identity.ClientPeerID(id)
+	if err != nil {
 		t.Fatal("no peer for the client id")
 	}
 	return id, string(p)
@@ -42,7 +43,7 @@ func readBatch(id []byte, numbers ...uint64) *wire.ReadBatch {
 func TestReadBatchRequests(t *testing.T) {
 	id, self := testClientID(t, 1)
 	other, _ := testClientID(t, 2)
-	reqs, reason := readBatchRequests(readBatch(id, 5, 6), self)
+	reqs, reason := ReadBatchRequests(readBatch(id, 5, 6), self)
 	if reason != "" || len(reqs) != 2 {
 		t.Fatalf("a good batch: %d requests, dropped for %q", len(reqs), reason)
 	}
@@ -64,11 +65,11 @@ func TestReadBatchRequests(t *testing.T) {
 		"another client":    {readBatch(other, 1), "client_mismatch"},
 		"no request number": {readBatch(id, 1, 0), "malformed"},
 	} {
-		if reqs, reason := readBatchRequests(tc.b, self); reason != tc.want || reqs != nil {
+		if reqs, reason := ReadBatchRequests(tc.b, self); reason != tc.want || reqs != nil {
 			t.Errorf("%s: dropped for %q with %d requests, want %q", name, reason, len(reqs), tc.want)
 		}
 	}
-	if _, reason := readBatchRequests(readBatch(id, many[:wire.MaxReadBatch]...), self); reason != "" {
+	if _, reason := ReadBatchRequests(readBatch(id, many[:wire.MaxReadBatch]...), self); reason != "" {
 		t.Errorf("a batch of wire.MaxReadBatch reads dropped for %q", reason)
 	}
 }

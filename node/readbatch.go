@@ -1,29 +1,31 @@
-package raftnode
+package node
 
 import (
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/pbftnode/pbftnode/node"
+	"github.com/pbftnode/pbftnode/p2p"
 	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
-// Batched reads (client/readbatch.go): a Raft client sends the reads it
-// has outstanding together in one wire.ReadBatch frame, and the leader
-// answers every read of one client handed out by one Process in one
-// Reply with read_answers. Batching changes what a frame holds, not what
-// a read is answered from: each read goes to Core.Read as before.
+// Batched reads (client/readbatch.go): a client sends the reads it has
+// outstanding together in one wire.ReadBatch frame (to the Raft leader, or
+// to a PBFT read quorum), and a replica answers every read of one client
+// that one step of its event loop answered in one Reply with
+// read_answers. Batching changes what a frame holds, not what a read is
+// answered from: each read goes to the driver's read path as before.
 
 // maxAnswerBytes bounds the results and errors of one batched reply, far
 // below the transport's frame limit (p2p.DefaultMaxFrameSize); more
 // answers go in another reply.
 const maxAnswerBytes = 1 << 20
 
-// readBatchRequests decodes a ReadBatch from client into its read-only
-// requests, or reports why it is dropped: more than wire.MaxReadBatch
+// ReadBatchRequests decodes a ReadBatch from client (the stream's peer)
+// into its read-only requests, or reports why it is dropped (the reason
+// for pbftnode_messages_dropped_total): more than wire.MaxReadBatch
 // reads, a client id that is not the stream's peer, or a read without a
 // request number.
-func readBatchRequests(b *wire.ReadBatch, client string) ([]*wire.Request, string) {
+func ReadBatchRequests(b *wire.ReadBatch, client string) ([]*wire.Request, string) {
 	items := b.GetReads()
 	switch {
 	case len(items) == 0 || len(items) > wire.MaxReadBatch:
@@ -44,27 +46,27 @@ func readBatchRequests(b *wire.ReadBatch, client string) ([]*wire.Request, strin
 // clientIs reports whether clientID is the id of the client whose stream
 // is peer.
 func clientIs(clientID []byte, peer string) bool {
-	id, ok := clientPeer(clientID)
-	return ok && string(id) == peer
+	id, err := identity.ClientPeerID(clientID)
+	return err == nil && string(id) == peer
 }
 
-// readReplies sends read-only replies a client's together; the event
+// ReadReplies sends read-only replies a client's together; the event
 // loop owns it.
-type readReplies struct {
+type ReadReplies struct {
 	// groups is send's scratch space.
 	groups [][]*wire.Reply
 }
 
-// send sends rs, a client's together (groupReadReplies): one reply alone
+// Send sends rs, a client's together (groupReadReplies): one reply alone
 // as it is, several as one Reply with read_answers.
-func (q *readReplies) send(n *Node, rs []*wire.Reply) {
+func (q *ReadReplies) Send(host *p2p.Host, m *Metrics, rs []*wire.Reply) {
 	q.groups = groupReadReplies(rs, q.groups[:0])
 	for _, g := range q.groups {
 		if len(g) == 1 {
-			node.ReplyToClient(n.Host, n.metrics, g[0])
+			ReplyToClient(host, m, g[0])
 			continue
 		}
-		sendAnswers(n, g)
+		sendAnswers(host, m, g)
 	}
 	clear(q.groups)
 }
@@ -101,13 +103,13 @@ func fitsGroup(g []*wire.Reply, r *wire.Reply) bool {
 
 // sendAnswers sends replies (at least two, for one client, alike but for
 // their number, result and error) as one Reply with read_answers.
-func sendAnswers(n *Node, replies []*wire.Reply) {
+func sendAnswers(host *p2p.Host, m *Metrics, replies []*wire.Reply) {
 	id, err := identity.ClientPeerID(replies[0].GetClientId())
 	if err != nil {
 		return
 	}
-	if n.Host.SendToClient(id, encodeAnswers(replies)) {
-		n.metrics.ClientReplies.Add(float64(len(replies)))
+	if host.SendToClient(id, encodeAnswers(replies)) {
+		m.ClientReplies.Add(float64(len(replies)))
 	}
 }
 
