@@ -228,8 +228,8 @@ func (n *Node) eventLoop(ctx context.Context) {
 			n.flushReadReplies()
 			n.publishStatus()
 		},
-		Metrics:      n.metrics,
-		Log:          n.log,
+		Metrics: n.metrics,
+		Log:     n.log,
 	}.Run(ctx)
 }
 
