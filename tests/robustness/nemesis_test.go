@@ -56,6 +56,7 @@ func (n *nemesis) logf(format string, args ...any) {
 // run injects faults until d has passed, each kind at least once: it
 // goes through the kinds in a shuffled order, round after round.
 func (n *nemesis) run(d time.Duration) {
+	defer n.insistOnByzantine()
 	deadline := time.Now().Add(d)
 	kinds := []func(){n.killOne, n.killAll, n.byzantinePhase}
 	for first := true; first || time.Now().Before(deadline); first = false {
@@ -70,6 +71,23 @@ func (n *nemesis) run(d time.Duration) {
 			}
 			n.pause(1000, 2000)
 		}
+	}
+}
+
+// maxExtraByzantinePhases bounds the Byzantine phases the nemesis adds
+// after its run when none injected a fault.
+const maxExtraByzantinePhases = 3
+
+// insistOnByzantine runs further Byzantine phases, at most
+// maxExtraByzantinePhases, while the run's phases injected no fault: a
+// strategy that acts only as the primary is skipped when the view changes
+// caused to reach its replica's view pass it by (a view change lacking a
+// quorum while another replica is down or transferring state times out to
+// the next view), and the test must see the fault happen.
+func (n *nemesis) insistOnByzantine() {
+	for i := 0; i < maxExtraByzantinePhases && n.byzActions == 0 && !n.t.Failed(); i++ {
+		n.logf("no fault injected yet: another Byzantine phase")
+		n.byzantinePhase()
 	}
 }
 
