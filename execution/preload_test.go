@@ -1,6 +1,7 @@
 package execution
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
 )
@@ -124,5 +125,14 @@ func TestPreloadCopyAndStateTransfer(t *testing.T) {
 	}
 	if n := len(kvStateFromDB(t, wiped.db)); n != keys {
 		t.Fatalf("restored %d entries, want %d", n, keys)
+	}
+}
+
+// AppendPreloadKey writes what fmt's "k%07d" writes, for every width.
+func TestAppendPreloadKeyMatchesFmt(t *testing.T) {
+	for _, i := range []int{0, 1, 9, 10, 123, 999999, 1000000, 9999999, 10000000, 123456789, -1, -42} {
+		if got, want := string(AppendPreloadKey([]byte("x"), i)), fmt.Sprintf("xk%07d", i); got != want {
+			t.Errorf("AppendPreloadKey(%d) = %q, want %q", i, got, want)
+		}
 	}
 }
