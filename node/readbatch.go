@@ -167,3 +167,147 @@ func encodeAnswers(replies []*wire.Reply) []byte {
 	}
 	return buf
 }
+
+// Field numbers of wire.ClientFrame.reads, wire.ReadBatch and
+// wire.ReadItem, for ReadBatchFrameRequests.
+const (
+	clientFrameReads protowire.Number = 2
+	batchClientID    protowire.Number = 1
+	batchReads       protowire.Number = 2
+	itemNumber       protowire.Number = 1
+	itemOperation    protowire.Number = 2
+)
+
+// ReadBatchFrameRequests is proto.Unmarshal of a wire.ClientFrame followed
+// by ReadBatchRequests of its reads, without the proto runtime and with
+// three allocations a batch: for a frame that holds a ReadBatch and
+// nothing else, each field once with its declared wire type, it returns
+// what those two would (ok true); for anything else ok is false and the
+// caller decodes the frame with proto.Unmarshal. The operations are
+// copied out of data.
+func ReadBatchFrameRequests(data []byte, client string) (reqs []*wire.Request, reason string, ok bool) {
+	num, typ, n := protowire.ConsumeTag(data)
+	if n < 0 || num != clientFrameReads || typ != protowire.BytesType {
+		return nil, "", false
+	}
+	batch, m := protowire.ConsumeBytes(data[n:])
+	if m < 0 || n+m != len(data) {
+		return nil, "", false
+	}
+	clientID, items, count, opBytes, ok := scanReadBatch(batch)
+	switch {
+	case !ok:
+		return nil, "", false
+	case count == 0 || count > wire.MaxReadBatch:
+		return nil, "read_batch_size", true
+	case !clientIs(clientID, client):
+		return nil, "client_mismatch", true
+	}
+	id := append([]byte(nil), clientID...)
+	ops := make([]byte, 0, opBytes)
+	structs := make([]wire.Request, count)
+	reqs = make([]*wire.Request, count)
+	for i := range count {
+		item, k := nextField(items)
+		items = items[k:]
+		number, op := scanReadItem(item)
+		if number == 0 {
+			return nil, "malformed", true
+		}
+		start := len(ops)
+		ops = append(ops, op...)
+		r := &structs[i]
+		r.ClientId, r.RequestNumber, r.ReadOnly = id, number, true
+		if len(op) > 0 {
+			r.Operation = ops[start:len(ops):len(ops)]
+		}
+		reqs[i] = r
+	}
+	return reqs, "", true
+}
+
+// scanReadBatch checks an encoded wire.ReadBatch: its client id (at most
+// once), the reads' field bytes, how many (counting stops past
+// wire.MaxReadBatch) and their operations' bytes; ok is false for
+// anything the fast path leaves to proto.Unmarshal.
+func scanReadBatch(b []byte) (clientID, items []byte, count, opBytes int, ok bool) {
+	seenID := false
+	for rest := b; len(rest) > 0; {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 || typ != protowire.BytesType {
+			return nil, nil, 0, 0, false
+		}
+		v, m := protowire.ConsumeBytes(rest[n:])
+		if m < 0 {
+			return nil, nil, 0, 0, false
+		}
+		switch {
+		case num == batchClientID && !seenID:
+			clientID, seenID = v, true
+		case num == batchReads:
+			if _, op, ok := checkReadItem(v); !ok {
+				return nil, nil, 0, 0, false
+			} else {
+				opBytes += len(op)
+			}
+			if items == nil {
+				items = rest
+			}
+			count++
+		default:
+			return nil, nil, 0, 0, false
+		}
+		rest = rest[n+m:]
+	}
+	return clientID, items, count, opBytes, true
+}
+
+// nextField returns the next ReadBatch.reads item's bytes in b (which
+// scanReadBatch checked), skipping the client id, and how far it read.
+func nextField(b []byte) ([]byte, int) {
+	read := 0
+	for {
+		num, _, n := protowire.ConsumeTag(b[read:])
+		v, m := protowire.ConsumeBytes(b[read+n:])
+		read += n + m
+		if num == batchReads {
+			return v, read
+		}
+	}
+}
+
+// checkReadItem decodes an encoded wire.ReadItem with each field at most
+// once and its declared wire type (ok false otherwise).
+func checkReadItem(b []byte) (number uint64, op []byte, ok bool) {
+	seenNumber, seenOp := false, false
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, nil, false
+		}
+		b = b[n:]
+		switch {
+		case num == itemNumber && typ == protowire.VarintType && !seenNumber:
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return 0, nil, false
+			}
+			number, seenNumber, b = v, true, b[m:]
+		case num == itemOperation && typ == protowire.BytesType && !seenOp:
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return 0, nil, false
+			}
+			op, seenOp, b = v, true, b[m:]
+		default:
+			return 0, nil, false
+		}
+	}
+	return number, op, true
+}
+
+// scanReadItem is checkReadItem of an item already checked.
+func scanReadItem(b []byte) (uint64, []byte) {
+	number, op, _ := checkReadItem(b)
+	return number, op
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pbftnode/pbftnode/crypto"
@@ -119,4 +120,108 @@ func TestEncodeAnswersMatchesProtoMarshal(t *testing.T) {
 	if got := encodeAnswers(replies); !bytes.Equal(got, wantBytes) {
 		t.Errorf("encodeAnswers = %x\nproto.Marshal = %x", got, wantBytes)
 	}
+}
+
+// slowReadBatchFrame is what the runtimes did before the fast path:
+// proto.Unmarshal of the ClientFrame, then ReadBatchRequests of its reads
+// (ok false: not a ReadBatch frame).
+func slowReadBatchFrame(data []byte, client string) ([]*wire.Request, string, bool) {
+	var frame wire.ClientFrame
+	if err := proto.Unmarshal(data, &frame); err != nil || frame.GetReads() == nil {
+		return nil, "", false
+	}
+	reqs, reason := ReadBatchRequests(frame.GetReads(), client)
+	return reqs, reason, true
+}
+
+// checkFastReadBatch fails if ReadBatchFrameRequests accepts data and
+// decodes it otherwise than proto.Unmarshal and ReadBatchRequests would.
+func checkFastReadBatch(t *testing.T, data []byte, client string) (fast bool) {
+	t.Helper()
+	got, gotReason, ok := ReadBatchFrameRequests(data, client)
+	if !ok {
+		return false
+	}
+	want, wantReason, isBatch := slowReadBatchFrame(data, client)
+	if !isBatch {
+		t.Fatalf("fast path took %x, which proto.Unmarshal does not read as a ReadBatch frame", data)
+	}
+	if gotReason != wantReason || len(got) != len(want) {
+		t.Fatalf("fast path: %d requests, reason %q; slow path: %d, %q", len(got), gotReason, len(want), wantReason)
+	}
+	for i := range got {
+		if !proto.Equal(got[i], want[i]) {
+			t.Fatalf("request %d: fast %v, slow %v", i, got[i], want[i])
+		}
+	}
+	return true
+}
+
+func marshalFrame(t testing.TB, b *wire.ReadBatch) []byte {
+	data, err := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Reads{Reads: b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// The fast path decodes what clients send exactly as the proto runtime
+// does, drops what ReadBatchRequests drops for the same reason, and
+// leaves everything else to proto.Unmarshal.
+func TestReadBatchFrameRequestsMatchesProto(t *testing.T) {
+	id, self := testClientID(t, 1)
+	other, _ := testClientID(t, 2)
+	many := readBatch(id)
+	for i := range wire.MaxReadBatch + 1 {
+		many.Reads = append(many.Reads, &wire.ReadItem{RequestNumber: uint64(i + 1)})
+	}
+	taken := map[string]*wire.ReadBatch{
+		"two reads":               readBatch(id, 5, 6),
+		"an empty op":             {ClientId: id, Reads: []*wire.ReadItem{{RequestNumber: 7}}},
+		"another client":          readBatch(other, 5),
+		"a read without a number": {ClientId: id, Reads: []*wire.ReadItem{{RequestNumber: 5}, {Operation: []byte("get x")}}},
+		"too many reads":          many,
+		"no reads":                {ClientId: id},
+	}
+	for name, b := range taken {
+		if !checkFastReadBatch(t, marshalFrame(t, b), self) {
+			t.Errorf("%s: left to the slow path", name)
+		}
+	}
+	plain := marshalFrame(t, readBatch(id, 5))
+	left := map[string][]byte{
+		"a request frame":  append(protowire.AppendTag(nil, 1, protowire.BytesType), 0),
+		"reads twice":      append(append([]byte(nil), plain...), plain...),
+		"an unknown field": protowire.AppendVarint(protowire.AppendTag(append([]byte(nil), plain...), 9, protowire.VarintType), 1),
+		"garbage":          {0xff, 0xff, 0xff},
+		"client id twice":  marshalFrameRaw(protowire.AppendBytes(protowire.AppendTag(batchBytes(t, readBatch(id, 5)), 1, protowire.BytesType), id)),
+	}
+	for name, data := range left {
+		if checkFastReadBatch(t, data, self) {
+			t.Errorf("%s: taken by the fast path", name)
+		}
+	}
+}
+
+func batchBytes(t testing.TB, b *wire.ReadBatch) []byte {
+	data, err := proto.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func marshalFrameRaw(batch []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), batch)
+}
+
+func FuzzReadBatchFrameRequests(f *testing.F) {
+	id := make([]byte, 32)
+	f.Add(marshalFrame(f, readBatch(id, 1, 2)))
+	f.Add(marshalFrame(f, &wire.ReadBatch{ClientId: id, Reads: []*wire.ReadItem{{}}}))
+	f.Add([]byte{0x12, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, self := testClientID(t, 1)
+		checkFastReadBatch(t, data, self)
+	})
 }

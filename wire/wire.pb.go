@@ -1515,12 +1515,11 @@ func (*ClientFrame_Request) isClientFrame_Body() {}
 func (*ClientFrame_Reads) isClientFrame_Body() {}
 
 // ReadBatch is several read-only requests of one client in one frame
-// (the Raft mode's client: unsigned, on its own Noise-authenticated
-// stream, so client_id must name the stream's peer). Each read is the
-// Request {client_id, request_number, operation, read_only: true}. At
-// most MaxReadBatch reads; a frame with more, or with a read without a
-// request number, is dropped and counted. A PBFT replica drops it too
-// (its clients send reads one per frame).
+// (unsigned, on the client's own Noise-authenticated stream, so client_id
+// must name the stream's peer; sent to the Raft leader, or to a PBFT read
+// quorum). Each read is the Request {client_id, request_number,
+// operation, read_only: true}. At most MaxReadBatch reads; a frame with
+// more, or with a read without a request number, is dropped and counted.
 type ReadBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ClientId      []byte                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`

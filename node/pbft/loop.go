@@ -46,6 +46,12 @@ func (n *Node) verifyArrivals(ctx context.Context, arrivals []node.Arrival) {
 	for i, a := range arrivals {
 		index[i] = -1
 		if a.Client {
+			if in, ok, handled := n.readBatchInput(a.Frame); handled {
+				if ok {
+					n.push(ctx, in)
+				}
+				continue
+			}
 			signed, reads, ok := n.decodeClientFrame(a.Frame)
 			if !ok {
 				continue
@@ -134,6 +140,9 @@ func (n *Node) acceptConfigFrame(ctx context.Context, f p2p.Frame) {
 
 // verifyClientFrame decodes and verifies one client frame on its own.
 func (n *Node) verifyClientFrame(f p2p.Frame) (input, bool) {
+	if in, ok, handled := n.readBatchInput(f); handled {
+		return in, ok
+	}
 	signed, reads, ok := n.decodeClientFrame(f)
 	if !ok {
 		return input{}, false

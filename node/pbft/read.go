@@ -104,6 +104,22 @@ func (n *Node) acceptReadBatch(ctx context.Context, f p2p.Frame, b *wire.ReadBat
 	n.push(ctx, input{reads: reads, client: f.From})
 }
 
+// readBatchInput decodes a client frame that is a plain ReadBatch by
+// node.ReadBatchFrameRequests (no proto runtime): handled is false for any
+// other frame, which the caller decodes as usual; ok is false when the
+// batch was dropped (counted).
+func (n *Node) readBatchInput(f p2p.Frame) (in input, ok, handled bool) {
+	reads, reason, handled := node.ReadBatchFrameRequests(f.Data, string(f.From))
+	if !handled {
+		return input{}, false, false
+	}
+	if reason != "" {
+		n.drop(reason, "client", f.From)
+		return input{}, false, true
+	}
+	return input{reads: reads, client: f.From}, true, true
+}
+
 // maxHeldReadReplies bounds the read-only replies one event-loop step
 // holds before sending them.
 const maxHeldReadReplies = 4096

@@ -67,6 +67,14 @@ func (n *Node) receiveReplicaFrame(ctx context.Context, f p2p.Frame) {
 // stream authenticates the client, so the request must name the stream's
 // peer; its signature is not checked (crash-fault model).
 func (n *Node) receiveClientFrame(ctx context.Context, f p2p.Frame) {
+	if reads, reason, ok := node.ReadBatchFrameRequests(f.Data, string(f.From)); ok {
+		if reason != "" {
+			n.drop(reason, "client", f.From)
+			return
+		}
+		n.push(ctx, raftInput{reads: reads, client: f.From})
+		return
+	}
 	var frame wire.ClientFrame
 	if err := proto.Unmarshal(f.Data, &frame); err != nil || (frame.GetRequest() == nil && frame.GetReads() == nil) {
 		n.drop("malformed", "client", f.From, "err", err)
