@@ -1,11 +1,11 @@
 package storage
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/syndtr/goleveldb/leveldb"
@@ -151,9 +151,10 @@ func (d *DB) LoadLog(fromSeq uint64) ([]LogEntry, error) {
 	if err != nil || d.wal == nil {
 		return entries, err
 	}
-	seen := make(map[string]struct{}, len(entries))
+	// Each entry by its key, computed once: it deduplicates and orders.
+	byKey := make(map[string]LogEntry, len(entries))
 	for _, e := range entries {
-		seen[string(logKey(e))] = struct{}{}
+		byKey[string(logKey(e))] = e
 	}
 	err = d.wal.Scan(func(seq uint64, data []byte) error {
 		if seq < fromSeq {
@@ -164,17 +165,19 @@ func (d *DB) LoadLog(fromSeq uint64) ([]LogEntry, error) {
 			return err
 		}
 		key := string(logKey(e))
-		if _, dup := seen[key]; dup {
-			return nil
+		if _, dup := byKey[key]; !dup {
+			byKey[key] = e
 		}
-		seen[key] = struct{}{}
-		entries = append(entries, e)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load log from seq %d: %w", fromSeq, err)
 	}
-	slices.SortFunc(entries, func(a, b LogEntry) int { return bytes.Compare(logKey(a), logKey(b)) })
+	keys := slices.Sorted(maps.Keys(byKey))
+	entries = entries[:0]
+	for _, k := range keys {
+		entries = append(entries, byKey[k])
+	}
 	return entries, nil
 }
 

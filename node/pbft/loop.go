@@ -20,11 +20,9 @@ import (
 type input struct {
 	msg *protocol.VerifiedMessage
 	req *protocol.ClientRequest
-	// read is a read-only request from its client's own stream (see
-	// acceptRead): answered by Driver.Read, never verified or ordered.
-	read *wire.Request
-	// reads are the read-only requests of one ReadBatch frame from their
-	// client's own stream, handled as reads are.
+	// reads are read-only requests from their client's own stream (one
+	// frame's, or a ReadBatch's; see acceptRead): answered by Driver.Read,
+	// never verified or ordered.
 	reads  []*wire.Request
 	client peer.ID
 	// config is a CONFIG frame, or a note of an old-epoch frame (epochs.go).
@@ -149,11 +147,7 @@ func (n *Node) verifyClientFrame(f p2p.Frame) (input, bool) {
 	}
 	if reads != nil {
 		reqs, reason := node.ReadBatchRequests(reads, string(f.From))
-		if reason != "" {
-			n.drop(reason, "client", f.From)
-			return input{}, false
-		}
-		return input{reads: reqs, client: f.From}, true
+		return n.readsInput(f, reqs, reason)
 	}
 	return n.acceptClientRequest(f, n.verifier.Load().VerifyFrames([]protocol.Frame{{ClientRequest: signed}})[0])
 }
@@ -247,9 +241,6 @@ func (n *Node) handle(in input) {
 	if in.config != nil {
 		n.stepConfig(*in.config)
 		return
-	}
-	if in.read != nil {
-		in.reads = []*wire.Request{in.read}
 	}
 	if in.reads != nil {
 		for _, r := range in.reads {

@@ -70,7 +70,7 @@ func (n *Node) acceptRead(f p2p.Frame, signed *wire.Signed) (in input, ok, dropp
 		n.drop("client_mismatch", "client", f.From)
 		return input{}, false, true
 	}
-	return input{read: &req, client: f.From}, true, false
+	return input{reads: []*wire.Request{&req}, client: f.From}, true, false
 }
 
 // handleRead hands a read-only request to the driver.
@@ -97,11 +97,19 @@ func newReadOnlyCounter(m *node.Metrics) prometheus.Counter {
 // that stream's client), so no signature is checked.
 func (n *Node) acceptReadBatch(ctx context.Context, f p2p.Frame, b *wire.ReadBatch) {
 	reads, reason := node.ReadBatchRequests(b, string(f.From))
+	if in, ok := n.readsInput(f, reads, reason); ok {
+		n.push(ctx, in)
+	}
+}
+
+// readsInput is the input of a ReadBatch frame's reads, or (ok false) its
+// drop, counted under reason, when reason is set.
+func (n *Node) readsInput(f p2p.Frame, reads []*wire.Request, reason string) (input, bool) {
 	if reason != "" {
 		n.drop(reason, "client", f.From)
-		return
+		return input{}, false
 	}
-	n.push(ctx, input{reads: reads, client: f.From})
+	return input{reads: reads, client: f.From}, true
 }
 
 // readBatchInput decodes a client frame that is a plain ReadBatch by
@@ -113,11 +121,8 @@ func (n *Node) readBatchInput(f p2p.Frame) (in input, ok, handled bool) {
 	if !handled {
 		return input{}, false, false
 	}
-	if reason != "" {
-		n.drop(reason, "client", f.From)
-		return input{}, false, true
-	}
-	return input{reads: reads, client: f.From}, true, true
+	in, ok = n.readsInput(f, reads, reason)
+	return in, ok, true
 }
 
 // maxHeldReadReplies bounds the read-only replies one event-loop step
