@@ -22,6 +22,7 @@ type ExecutorOption func(*executorConfig) error
 
 type executorConfig struct {
 	maxClientWindows int
+	maxWindowsPerKey int
 	membership       *MembershipRules
 }
 
@@ -161,13 +162,20 @@ func (e *Executor) evictWindows(acc *adHash) {
 		if w == nil || w.lastSeq != r.lastSeq || w.touched {
 			continue
 		}
-		for _, entry := range w.entries {
-			acc.sub(entry.hash)
-		}
-		acc.sub(w.seqHash)
-		delete(e.clients, r.id)
-		e.evicted = append(e.evicted, evictedWindow{id: r.id, w: w})
+		e.evictWindow(r.id, w, acc)
 	}
+}
+
+// evictWindow removes window w of client id, takes its elements out of
+// acc and logs it in e.evicted (for revertEvictions and the batch's
+// deletes). Its refs in the eviction heap go stale.
+func (e *Executor) evictWindow(id string, w *clientWindow, acc *adHash) {
+	for _, entry := range w.entries {
+		acc.sub(entry.hash)
+	}
+	acc.sub(w.seqHash)
+	e.dropWindow(id)
+	e.evicted = append(e.evicted, evictedWindow{id: id, w: w})
 }
 
 // revertEvictions undoes evictWindows: the evicted windows (unchanged
@@ -176,7 +184,7 @@ func (e *Executor) evictWindows(acc *adHash) {
 // reverted too.
 func (e *Executor) revertEvictions() {
 	for _, ev := range e.evicted {
-		e.clients[ev.id] = ev.w
+		e.putWindow(ev.id, ev.w)
 	}
 	for _, r := range e.popped {
 		e.evictHeap.push(r)

@@ -113,6 +113,7 @@ func checkEvictState(t testing.TB, name string, r *testReplica, allowOver bool) 
 	if e.cacheAcc != recomputeReplyDigest(e) {
 		t.Fatalf("%s: reply-cache digest differs from a recomputation", name)
 	}
+	checkKeyIndex(t, name, e)
 	if stored := storedWindows(t, r); !maps.Equal(stored, windowsOf(e)) {
 		t.Fatalf("%s: stored windows %v differ from memory %v", name, slices.Sorted(maps.Keys(stored)), slices.Sorted(maps.Keys(windowsOf(e))))
 	}

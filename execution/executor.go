@@ -81,6 +81,10 @@ type Executor struct {
 	// evictWindows); evictHeap orders the windows for eviction.
 	maxClientWindows int
 	evictHeap        windowHeap
+	// byKey indexes clients by client key; maxWindowsPerKey bounds each
+	// key's windows after each Apply (keywindows.go).
+	byKey            keyWindows
+	maxWindowsPerKey int
 
 	// restore is the state transfer in progress, nil when none.
 	restore *restoreState
@@ -148,7 +152,7 @@ func (e *Executor) revertWindows() {
 	undoChanges(e.undo)
 	for _, t := range e.touched {
 		if t.created {
-			delete(e.clients, t.id)
+			e.dropWindow(t.id)
 		} else {
 			t.w.high = t.prevHigh
 			t.w.lastSeq = t.prevLastSeq
@@ -208,7 +212,7 @@ func (e *Executor) loadState() error {
 		if w.lastSeq > e.lastExecuted {
 			return fmt.Errorf("executor: load reply cache of client %x: %w: last active sequence %d above last executed %d", clientID, errCorruptWindow, w.lastSeq, e.lastExecuted)
 		}
-		e.clients[clientID] = w
+		e.putWindow(clientID, w)
 		for _, entry := range w.entries {
 			e.cacheAcc.add(entry.hash)
 		}
@@ -227,6 +231,7 @@ func (e *Executor) resetState() {
 	e.forgetRollbackRecorded()
 	e.lastExecuted = 0
 	e.clients = make(map[string]*clientWindow)
+	e.byKey = make(keyWindows)
 	e.cacheAcc = adHash{}
 	clear(e.evictHeap)
 	e.evictHeap = e.evictHeap[:0]
@@ -251,7 +256,7 @@ func NewExecutor(db *storage.DB, app Application, logger *slog.Logger, opts ...E
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	cfg := executorConfig{maxClientWindows: DefaultMaxClientWindows}
+	cfg := executorConfig{maxClientWindows: DefaultMaxClientWindows, maxWindowsPerKey: DefaultMaxWindowsPerKey}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, fmt.Errorf("executor: %w", err)
@@ -263,7 +268,9 @@ func NewExecutor(db *storage.DB, app Application, logger *slog.Logger, opts ...E
 		app:              app,
 		logger:           logger,
 		clients:          make(map[string]*clientWindow),
+		byKey:            make(keyWindows),
 		maxClientWindows: cfg.maxClientWindows,
+		maxWindowsPerKey: cfg.maxWindowsPerKey,
 		batch:            new(leveldb.Batch),
 		memberRules:      cfg.membership,
 	}
@@ -429,11 +436,12 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 			return e.executeOne(req)
 		})
 	}
+	e.evictKeyWindows(&cacheAcc)
 	if len(e.clients) > e.maxClientWindows {
 		e.evictWindows(&cacheAcc)
-		if len(e.evicted) > 0 {
-			e.logger.Debug("executor: evicted client windows", "sequence", sequence, "evicted", len(e.evicted), "windows", len(e.clients))
-		}
+	}
+	if len(e.evicted) > 0 {
+		e.logger.Debug("executor: evicted client windows", "sequence", sequence, "evicted", len(e.evicted), "windows", len(e.clients))
 	}
 
 	if e.batch == nil {
@@ -453,7 +461,8 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 		e.valueBuf = t.w.appendEncoded(e.valueBuf[:0])
 		batch.Put(e.keyBuf, e.valueBuf)
 	}
-	// Evicted windows in eviction order ((lastSeq, client ID) ascending).
+	// Evicted windows in eviction order (per key, then globally; each
+	// step by (lastSeq, client ID) ascending).
 	for _, ev := range e.evicted {
 		e.keyBuf = append(append(e.keyBuf[:0], executorReplyPrefix...), ev.id...)
 		batch.Delete(e.keyBuf)
@@ -562,7 +571,7 @@ func (e *Executor) runRequests(sequence uint64, requests []Request, cacheAcc *ad
 		if w == nil {
 			w = newClientWindow()
 			id := string(req.ClientID)
-			e.clients[id] = w
+			e.putWindow(id, w)
 			w.touched = true
 			e.touched = append(e.touched, touchedWindow{id: id, w: w, created: true})
 			w.stamp(req.ClientID, sequence, true, cacheAcc)
