@@ -184,10 +184,13 @@ func (w *clientWindow) digest(clientID string) adHash {
 	return acc
 }
 
-// encode returns the persisted record: uvarint(high) || uvarint(count) ||
-// count x (uvarint(n) || uvarint(len result) || result), n ascending,
-// then uvarint(lastSeq) when lastSeq > 0 (a record without it has lastSeq
-// 0; records written before lastSeq existed have none).
+// encode returns the persisted record: the compact form (windowrecord.go)
+// for a window that keeps the invariant, else (windows built by hand in
+// tests, records of earlier versions) the listed form: uvarint(high) ||
+// uvarint(count) || count x (uvarint(n) || uvarint(len result) || result),
+// n ascending. Either ends with uvarint(lastSeq) when lastSeq > 0 (a
+// record without it has lastSeq 0; records written before lastSeq existed
+// have none). decodeClientWindow reads both forms.
 func (w *clientWindow) encode() []byte { return w.appendEncoded(nil) }
 
 // appendEncoded appends the record encode returns to out and returns the
@@ -215,21 +218,15 @@ func (w *clientWindow) appendEncoded(out []byte) []byte {
 	}
 	out = slices.Grow(out, size+binary.MaxVarintLen64)
 	out = binary.AppendUvarint(out, w.high)
-	out = binary.AppendUvarint(out, uint64(len(w.entries)))
-	if !inOrder {
+	if inOrder {
+		out = appendCompactEntries(out, bitmap, &results)
+	} else {
+		out = binary.AppendUvarint(out, uint64(len(w.entries)))
 		for _, n := range slices.Sorted(maps.Keys(w.entries)) {
 			result := w.entries[n].result
 			out = binary.AppendUvarint(out, n)
 			out = binary.AppendUvarint(out, uint64(len(result)))
 			out = append(out, result...)
-		}
-	} else {
-		for bitmap != 0 {
-			d := uint64(63 - bits.LeadingZeros64(bitmap))
-			bitmap &^= 1 << d
-			out = binary.AppendUvarint(out, w.high-d)
-			out = binary.AppendUvarint(out, uint64(len(results[d])))
-			out = append(out, results[d]...)
 		}
 	}
 	if w.lastSeq > 0 {
@@ -246,6 +243,7 @@ var errCorruptWindow = errors.New("corrupt client window record")
 // The results are copied out of b. The caller checks lastSeq against the
 // last executed sequence.
 func decodeClientWindow(clientID string, b []byte) (*clientWindow, error) {
+	record := b
 	next := func(what string) (uint64, error) {
 		v, size := binary.Uvarint(b)
 		if size <= 0 {
@@ -262,33 +260,17 @@ func decodeClientWindow(clientID string, b []byte) (*clientWindow, error) {
 	if err != nil {
 		return nil, err
 	}
-	if count == 0 || count > ClientWindow {
-		return nil, fmt.Errorf("%w: %d entries, want 1..%d", errCorruptWindow, count, ClientWindow)
+	var w *clientWindow
+	if count == 0 {
+		if header := record[:len(record)-len(b)]; len(header) != uvarintLen(high)+1 {
+			return nil, fmt.Errorf("%w: compact record header not minimally encoded", errCorruptWindow)
+		}
+		w, b, err = decodeCompactWindow(clientID, high, b)
+	} else {
+		w, b, err = decodeListedWindow(clientID, high, count, b)
 	}
-	w := &clientWindow{high: high, entries: make(map[uint64]windowEntry, count)}
-	var prev uint64
-	for i := range count {
-		n, err := next("request number")
-		if err != nil {
-			return nil, err
-		}
-		if (i > 0 && n <= prev) || n > high || w.tooOld(n) {
-			return nil, fmt.Errorf("%w: request number %d out of order or outside the window of %d", errCorruptWindow, n, high)
-		}
-		size, err := next("result length")
-		if err != nil {
-			return nil, err
-		}
-		if size > uint64(len(b)) {
-			return nil, fmt.Errorf("%w: result of %d bytes, %d left", errCorruptWindow, size, len(b))
-		}
-		result := slices.Clone(b[:size])
-		b = b[size:]
-		w.entries[n] = windowEntry{result: result, hash: replyHash(clientID, n, result)}
-		prev = n
-	}
-	if prev != high {
-		return nil, fmt.Errorf("%w: highest request number %d has no entry", errCorruptWindow, high)
+	if err != nil {
+		return nil, err
 	}
 	if len(b) != 0 {
 		lastSeq, size := binary.Uvarint(b)
@@ -308,6 +290,48 @@ func decodeClientWindow(clientID string, b []byte) (*clientWindow, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", errCorruptWindow, len(b))
 	}
 	return w, nil
+}
+
+// decodeListedWindow parses the entries of a record in the listed form
+// (count > 0; see encode) and returns the window and the bytes after them.
+func decodeListedWindow(clientID string, high, count uint64, b []byte) (*clientWindow, []byte, error) {
+	next := func(what string) (uint64, error) {
+		v, size := binary.Uvarint(b)
+		if size <= 0 {
+			return 0, fmt.Errorf("%w: bad %s", errCorruptWindow, what)
+		}
+		b = b[size:]
+		return v, nil
+	}
+	if count > ClientWindow {
+		return nil, nil, fmt.Errorf("%w: %d entries, want 1..%d", errCorruptWindow, count, ClientWindow)
+	}
+	w := &clientWindow{high: high, entries: make(map[uint64]windowEntry, count)}
+	var prev uint64
+	for i := range count {
+		n, err := next("request number")
+		if err != nil {
+			return nil, nil, err
+		}
+		if (i > 0 && n <= prev) || n > high || w.tooOld(n) {
+			return nil, nil, fmt.Errorf("%w: request number %d out of order or outside the window of %d", errCorruptWindow, n, high)
+		}
+		size, err := next("result length")
+		if err != nil {
+			return nil, nil, err
+		}
+		if size > uint64(len(b)) {
+			return nil, nil, fmt.Errorf("%w: result of %d bytes, %d left", errCorruptWindow, size, len(b))
+		}
+		result := slices.Clone(b[:size])
+		b = b[size:]
+		w.entries[n] = windowEntry{result: result, hash: replyHash(clientID, n, result)}
+		prev = n
+	}
+	if prev != high {
+		return nil, nil, fmt.Errorf("%w: highest request number %d has no entry", errCorruptWindow, high)
+	}
+	return w, b, nil
 }
 
 // uvarintLen returns the length of the minimal uvarint encoding of v.
