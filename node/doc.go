@@ -24,7 +24,9 @@
 //   - The event loop (loop.go): EventLoop is the one goroutine a runtime's
 //     driver runs on (ticks, bursts of at most MaxBurst inputs, then
 //     Process); Push queues inputs without blocking.
-//   - Snapshot serving (transfer.go): StateRequest and StateChunkBytes.
+//   - Snapshot serving (transfer.go, statebudget.go): StateRequest,
+//     StateChunkBytes and ChunkServer, the per-requester budget both
+//     runtimes' snapshot servers answer within.
 //   - Replies (reply.go): SendReply and ReplyToClient answer a client on
 //     its own stream.
 //   - Batched reads (readbatch.go): ReadBatchRequests turns a client's

@@ -31,22 +31,9 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 	snaps := newServedSnapshots()
 	defer snaps.releaseAll()
 	signer := crypto.NewSigner(n.cfg.Key, n.cfg.ClusterID)
-	budget := newChunkBudget()
-	// retry is armed only while requests are deferred (nil: not armed).
-	var retry *time.Timer
-	defer func() {
-		if retry != nil {
-			retry.Stop()
-		}
-	}()
+	server := node.NewChunkServer()
+	defer server.Stop()
 	for {
-		var retryC <-chan time.Time
-		if retry != nil {
-			retryC = retry.C
-		} else if len(budget.deferred) > 0 {
-			retry = time.NewTimer(stateServeRetry)
-			retryC = retry.C
-		}
 		select {
 		case <-ctx.Done():
 			return
@@ -54,50 +41,21 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 			n.snapshotEvent(snaps, ev, time.Now())
 		case r := <-n.stateRequests:
 			now := time.Now()
-			if !budget.admit(r, now) {
+			if !server.Serve(r, now, n.chunkAnswer(signer, snaps, now)) {
 				n.drop("rate_limited", "from", r.From, "kind", "state_request")
-				continue
 			}
-			n.answerWindow(signer, snaps, budget, r, now)
-		case now := <-retryC:
-			retry = nil
-			for _, r := range budget.due(now) {
-				n.answerWindow(signer, snaps, budget, r, now)
+		case now := <-server.RetryC():
+			for range server.Retry(now, n.chunkAnswer(signer, snaps, now)) {
+				n.drop("rate_limited", "kind", "state_request")
 			}
 		}
 	}
 }
 
-// answerWindow answers r, admitted by budget, and then the rest of its
-// window (statetransfer.Rest: at most statetransfer.MaxChunksPerRequest
-// chunks) one chunk at a time, each charged to and admitted by r.From's
-// budget: the window's rest that does not fit waits as the deferred
-// request, so a window never makes the server send more than the budget.
-func (n *Node) answerWindow(signer *crypto.Signer, snaps *servedSnapshots, budget *chunkBudget, r node.StateRequest, now time.Time) {
-	deferred := budget.window(r, now, func(r node.StateRequest) (int, *wire.StateChunk) {
-		return n.answerStateRequest(signer, snaps, r, now)
-	})
-	if deferred {
-		n.drop("rate_limited", "from", r.From, "kind", "state_request")
-	}
-}
-
-// window answers r (already admitted) with answer, then the rest of its
-// window chunk by chunk while the budget admits it, charging each chunk's
-// bytes; it reports whether a rest was deferred.
-func (b *chunkBudget) window(r node.StateRequest, now time.Time, answer func(node.StateRequest) (int, *wire.StateChunk)) (deferred bool) {
-	for {
-		sent, chunk := answer(r)
-		b.charge(r.From, sent)
-		rest := statetransfer.Rest(r.Req, chunk)
-		if rest == nil {
-			return false
-		}
-		r = node.StateRequest{From: r.From, Req: rest}
-		if !b.admit(r, now) {
-			return true
-		}
-	}
+// chunkAnswer answers one state request from snaps, signed (see
+// answerStateRequest).
+func (n *Node) chunkAnswer(signer *crypto.Signer, snaps *servedSnapshots, now time.Time) node.ChunkAnswer {
+	return func(r node.StateRequest) (int, *wire.StateChunk) { return n.answerStateRequest(signer, snaps, r, now) }
 }
 
 // Below the stable checkpoint the server keeps the previous stable
@@ -238,94 +196,4 @@ func (n *Node) answerStateRequest(signer *crypto.Signer, snaps *servedSnapshots,
 		}
 	}
 	return sent, chunk
-}
-
-// State-transfer chunk requests are about 50 bytes and each answer up to
-// node.StateChunkBytes: without a bound one replica could make another send it
-// its whole state over and over. Each requesting replica has a token
-// bucket of stateServeRequestsPerSecond requests and
-// stateServeBytesPerSecond bytes, holding at most one second's worth. A
-// request that finds the bucket empty is deferred, not dropped (a
-// requester asks for one window of chunks at a time and moves to another
-// peer on a timeout, so dropping would stall an honest transfer of a
-// large state); so is the rest of a window that does not fit:
-// the server keeps the latest deferred request of each replica, answers it
-// when the bucket has refilled, and counts every request it defers or
-// replaces (pbftnode_messages_dropped_total{reason="rate_limited"}). An
-// honest transfer of a few MiB fits in the first second's burst; a larger
-// one proceeds at the budget's rate.
-const (
-	stateServeBytesPerSecond    = 32 << 20
-	stateServeRequestsPerSecond = 64
-	stateServeRetry             = 50 * time.Millisecond
-)
-
-// chunkBudget is the snapshot server's per-replica budget. It is used by
-// the server's goroutine only.
-type chunkBudget struct {
-	bytesPerSecond, requestsPerSecond float64
-	peers                             map[uint32]*chunkBucket
-	deferred                          map[uint32]node.StateRequest
-}
-
-type chunkBucket struct {
-	bytes, requests float64
-	refilled        time.Time
-}
-
-func newChunkBudget() *chunkBudget {
-	return &chunkBudget{bytesPerSecond: stateServeBytesPerSecond, requestsPerSecond: stateServeRequestsPerSecond,
-		peers: make(map[uint32]*chunkBucket), deferred: make(map[uint32]node.StateRequest)}
-}
-
-// bucket returns from's bucket refilled up to now. from is a replica
-// index checked by the verifier, so the map holds at most N entries.
-func (b *chunkBudget) bucket(from uint32, now time.Time) *chunkBucket {
-	p := b.peers[from]
-	if p == nil {
-		p = &chunkBucket{bytes: b.bytesPerSecond, requests: b.requestsPerSecond, refilled: now}
-		b.peers[from] = p
-		return p
-	}
-	if dt := now.Sub(p.refilled).Seconds(); dt > 0 {
-		p.bytes = min(b.bytesPerSecond, p.bytes+dt*b.bytesPerSecond)
-		p.requests = min(b.requestsPerSecond, p.requests+dt*b.requestsPerSecond)
-		p.refilled = now
-	}
-	return p
-}
-
-// admit reports whether r may be answered now, taking a request token if
-// so; otherwise r becomes from's deferred request (replacing an older one).
-func (b *chunkBudget) admit(r node.StateRequest, now time.Time) bool {
-	p := b.bucket(r.From, now)
-	if _, waiting := b.deferred[r.From]; !waiting && p.requests >= 1 && p.bytes > 0 {
-		p.requests--
-		return true
-	}
-	b.deferred[r.From] = r
-	return false
-}
-
-// charge takes the bytes sent to from out of its bucket (it may go into
-// debt: a chunk's size is known only once read).
-func (b *chunkBudget) charge(from uint32, sent int) {
-	if p := b.peers[from]; p != nil {
-		p.bytes -= float64(sent)
-	}
-}
-
-// due returns the deferred requests whose buckets have refilled, taking a
-// request token for each, in replica order.
-func (b *chunkBudget) due(now time.Time) []node.StateRequest {
-	var out []node.StateRequest
-	for from, r := range b.deferred {
-		if p := b.bucket(from, now); p.requests >= 1 && p.bytes > 0 {
-			p.requests--
-			delete(b.deferred, from)
-			out = append(out, r)
-		}
-	}
-	slices.SortFunc(out, func(a, c node.StateRequest) int { return int(a.From) - int(c.From) })
-	return out
 }

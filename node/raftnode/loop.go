@@ -229,15 +229,19 @@ func (p *raftPorts) Persisted(out *raftmode.Output) {
 // StateInstalled needs nothing more: the fetcher's observer timed it.
 func (p *raftPorts) StateInstalled(uint32, uint64) {}
 
-func (n *Node) sendFrame(to uint32, frame *wire.RaftFrame, kind string) {
+// sendFrame encodes frame and sends it to replica to, counting it; it
+// returns the bytes sent (0 when the frame could not be encoded or queued).
+func (n *Node) sendFrame(to uint32, frame *wire.RaftFrame, kind string) (sent int) {
 	b, err := proto.Marshal(frame)
 	if err != nil {
 		n.log.Error("encode raft frame", "err", err)
-		return
+		return 0
 	}
-	if n.Host.Send(to, b) {
-		n.metrics.CountSent(kind, len(b))
+	if !n.Host.Send(to, b) {
+		return 0
 	}
+	n.metrics.CountSent(kind, len(b))
+	return len(b)
 }
 
 func (n *Node) publishStatus() {

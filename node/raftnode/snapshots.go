@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -13,7 +14,9 @@ import (
 
 // serveSnapshots answers state requests off the event loop from the
 // two latest snapshots (the Core snapshots at the same indexes on every
-// replica). It owns the snapshots and releases those it drops.
+// replica), within each requester's budget (node.ChunkServer: what does
+// not fit waits, counted as rate_limited). It owns the snapshots and
+// releases those it drops.
 func (n *Node) serveSnapshots(ctx context.Context) {
 	var snaps []*execution.StateSnapshot // oldest first, at most 2
 	defer func() {
@@ -21,6 +24,9 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 			s.Release()
 		}
 	}()
+	server := node.NewChunkServer()
+	defer server.Stop()
+	answer := func(r node.StateRequest) (int, *wire.StateChunk) { return n.answerStateRequest(snaps, r) }
 	for {
 		select {
 		case <-ctx.Done():
@@ -32,13 +38,25 @@ func (n *Node) serveSnapshots(ctx context.Context) {
 				snaps = snaps[1:]
 			}
 		case r := <-n.stateReqs:
-			// A request's window: at most statetransfer.MaxChunksPerRequest chunks.
-			for _, chunk := range statetransfer.ServeChunks(statetransfer.Pick(snaps, r.Req.GetSequence()), r.Req, node.StateChunkBytes) {
-				if !chunk.Unavailable {
-					n.metrics.StateServedBytes.Add(float64(proto.Size(chunk)))
-				}
-				n.sendFrame(r.From, &wire.RaftFrame{Body: &wire.RaftFrame_StateChunk{StateChunk: chunk}}, "StateChunk")
+			if !server.Serve(r, time.Now(), answer) {
+				n.drop("rate_limited", "from", r.From, "kind", "state_request")
+			}
+		case now := <-server.RetryC():
+			for range server.Retry(now, answer) {
+				n.drop("rate_limited", "kind", "state_request")
 			}
 		}
 	}
+}
+
+// answerStateRequest sends r.From one chunk from snaps and returns the
+// bytes sent and the chunk.
+func (n *Node) answerStateRequest(snaps []*execution.StateSnapshot, r node.StateRequest) (int, *wire.StateChunk) {
+	chunk, err := statetransfer.ServeChunk(statetransfer.Pick(snaps, r.Req.GetSequence()), r.Req, node.StateChunkBytes)
+	if err != nil {
+		n.log.Warn("state transfer: reading snapshot", "sequence", r.Req.GetSequence(), "err", err)
+	} else if !chunk.Unavailable {
+		n.metrics.StateServedBytes.Add(float64(proto.Size(chunk)))
+	}
+	return n.sendFrame(r.From, &wire.RaftFrame{Body: &wire.RaftFrame_StateChunk{StateChunk: chunk}}, "StateChunk"), chunk
 }
