@@ -244,14 +244,7 @@ var errCorruptWindow = errors.New("corrupt client window record")
 // last executed sequence.
 func decodeClientWindow(clientID string, b []byte) (*clientWindow, error) {
 	record := b
-	next := func(what string) (uint64, error) {
-		v, size := binary.Uvarint(b)
-		if size <= 0 {
-			return 0, fmt.Errorf("%w: bad %s", errCorruptWindow, what)
-		}
-		b = b[size:]
-		return v, nil
-	}
+	next := func(what string) (uint64, error) { return nextUvarint(&b, what) }
 	high, err := next("highest request number")
 	if err != nil {
 		return nil, err
@@ -292,17 +285,21 @@ func decodeClientWindow(clientID string, b []byte) (*clientWindow, error) {
 	return w, nil
 }
 
+// nextUvarint reads a uvarint off the front of *b (what names it in the
+// error: errCorruptWindow when it is truncated or overflows).
+func nextUvarint(b *[]byte, what string) (uint64, error) {
+	v, size := binary.Uvarint(*b)
+	if size <= 0 {
+		return 0, fmt.Errorf("%w: bad %s", errCorruptWindow, what)
+	}
+	*b = (*b)[size:]
+	return v, nil
+}
+
 // decodeListedWindow parses the entries of a record in the listed form
 // (count > 0; see encode) and returns the window and the bytes after them.
 func decodeListedWindow(clientID string, high, count uint64, b []byte) (*clientWindow, []byte, error) {
-	next := func(what string) (uint64, error) {
-		v, size := binary.Uvarint(b)
-		if size <= 0 {
-			return 0, fmt.Errorf("%w: bad %s", errCorruptWindow, what)
-		}
-		b = b[size:]
-		return v, nil
-	}
+	next := func(what string) (uint64, error) { return nextUvarint(&b, what) }
 	if count > ClientWindow {
 		return nil, nil, fmt.Errorf("%w: %d entries, want 1..%d", errCorruptWindow, count, ClientWindow)
 	}
