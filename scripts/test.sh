@@ -72,6 +72,7 @@ if [ "$FUZZTIME" != "0" ]; then
     "./client FuzzHandleReply"
     "./p2p FuzzReadFrame"
     "./execution FuzzKVExecute"
+    "./execution FuzzDecodeClientWindow"
     "./ledger FuzzExecuteRequest"
     "./apphost FuzzCheckTransferEntry"
     "./crypto FuzzVerify"
