@@ -1,6 +1,9 @@
 package execution
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Windows per client key. A client ID is a key (its first clientKeySize
 // bytes: the client's public key) followed by an optional session name,
@@ -11,7 +14,7 @@ import "fmt"
 // other client's window out of the executor, after which those clients'
 // retransmitted requests would no longer be recognised as executed. With
 // it, a key that opens more than WithMaxWindowsPerKey sessions evicts its
-// own least recently active windows first, and other keys' windows go only
+// own least recently active windows, and other keys' windows go only
 // under the global bound, to keys that are themselves numerous.
 
 const (
@@ -25,10 +28,12 @@ const (
 )
 
 // WithMaxWindowsPerKey bounds the windows of one client key to n >= 1
-// (default DefaultMaxWindowsPerKey): after each batch, while a key the
-// batch gave a new window has more than n, its window with the smallest
-// (last active sequence, client ID) that the batch did not touch is
-// evicted, before the global bound (WithMaxClientWindows) is applied.
+// (default DefaultMaxWindowsPerKey): after each batch, a key the batch
+// gave a new window and that has more than n loses its least recently
+// active windows the batch did not touch (smallest (last active sequence,
+// client ID) first) until it has three quarters of n (see
+// evictKeyWindows), before the global bound (WithMaxClientWindows) is
+// applied.
 //
 // Like the global bound, it is part of the replicated state machine:
 // every replica must use the same value, changed at the same executed
@@ -69,19 +74,25 @@ func (k keyWindows) remove(id string) {
 	}
 }
 
-// oldestUntouched returns the window of key with the smallest (last
-// active sequence, client ID) that the current Apply did not touch, or
-// ok false when every window of key was touched.
-func (k keyWindows) oldestUntouched(key string) (id string, w *clientWindow, ok bool) {
-	var best windowRef
-	for cid, cw := range k[key] {
-		r := windowRef{lastSeq: cw.lastSeq, id: cid}
-		if cw.touched || (ok && !r.less(best)) {
-			continue
+// untouchedByAge returns the windows of key the current Apply did not
+// touch, by (last active sequence, client ID) ascending.
+func (k keyWindows) untouchedByAge(key string) []windowRef {
+	var refs []windowRef
+	for id, w := range k[key] {
+		if !w.touched {
+			refs = append(refs, windowRef{lastSeq: w.lastSeq, id: id})
 		}
-		best, id, w, ok = r, cid, cw, true
 	}
-	return id, w, ok
+	slices.SortFunc(refs, func(a, b windowRef) int {
+		if a.less(b) {
+			return -1
+		}
+		if b.less(a) {
+			return 1
+		}
+		return 0
+	})
+	return refs
 }
 
 // putWindow adds a window to the executor's map and the key index.
@@ -97,22 +108,33 @@ func (e *Executor) dropWindow(id string) {
 }
 
 // evictKeyWindows is the first eviction step of Apply: for each key the
-// batch gave a new window, in the order the batch touched them, while the
-// key has more than maxWindowsPerKey windows, it evicts the key's oldest
-// window the batch did not touch (a key whose windows were all touched
-// stays above the bound until a later batch).
+// batch gave a new window, in the order the batch touched them, when the
+// key has more than maxWindowsPerKey windows, it evicts the key's
+// untouched windows by (last active sequence, client ID), oldest first,
+// until the key is down to keyEvictionTarget of them (a key whose windows
+// were all touched stays above the bound until a later batch). Going down
+// to three quarters of the bound, not to the bound, makes a key that
+// opens a session per request cost one scan of its windows per quarter of
+// the bound, not one per request.
 func (e *Executor) evictKeyWindows(acc *adHash) {
 	for _, t := range e.touched {
 		if !t.created {
 			continue
 		}
 		key := windowKey(t.id)
-		for len(e.byKey[key]) > e.maxWindowsPerKey {
-			id, w, ok := e.byKey.oldestUntouched(key)
-			if !ok {
+		if len(e.byKey[key]) <= e.maxWindowsPerKey {
+			continue
+		}
+		target := keyEvictionTarget(e.maxWindowsPerKey)
+		for _, r := range e.byKey.untouchedByAge(key) {
+			if len(e.byKey[key]) <= target {
 				break
 			}
-			e.evictWindow(id, w, acc)
+			e.evictWindow(r.id, e.clients[r.id], acc)
 		}
 	}
 }
+
+// keyEvictionTarget is how many windows a key over the bound keeps:
+// three quarters of the bound, at least one.
+func keyEvictionTarget(bound int) int { return max(1, bound-bound/4) }
