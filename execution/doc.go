@@ -39,14 +39,23 @@
 // eviction), which is why the limit is large. Finding the victims
 // costs O(log n) per eviction (a min-heap of (lastSeq, client ID) with
 // lazy deletion of stale entries, compacted when it outgrows twice the
-// window count), not a scan of the windows.
+// window count), not a scan of the windows. Before that global step each
+// client key (the ID's first 32 bytes; the rest names a session) is held
+// to WithMaxWindowsPerKey windows (default 1024): a key over it loses its
+// own least recently active windows, down to three quarters of the bound,
+// so one key opening sessions cannot push out other clients' windows
+// (keywindows.go).
 //
 // Storage layout inside the replica's database (see package storage):
 //
 //	a/k/<key>      KV entry (value bytes)
 //	a/m/digest     KV digest accumulator (32 bytes)
 //	e/last         last executed sequence (8 bytes, big-endian)
-//	e/reply/<id>   client window: uvarint(H) || uvarint(count) ||
+//	e/reply/<id>   client window, compact form (windowrecord.go):
+//	               uvarint(H) || 0x00 || 8-byte bitmap of the executed
+//	               numbers below H || one shared result or each entry's
+//	               [|| uvarint(lastSeq)]; or the listed form of earlier
+//	               versions, still read: uvarint(H) || uvarint(count) ||
 //	               count x (uvarint(n) || uvarint(len result) || result)
 //	               [|| uvarint(lastSeq)], n ascending, the last entry
 //	               being H; lastSeq is present iff it is nonzero (minimal
