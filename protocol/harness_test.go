@@ -60,6 +60,33 @@ type cluster struct {
 	// outFilter, when set, rewrites (or drops, returning false) what
 	// replica from sends to replica to: a Byzantine replica.
 	outFilter func(from, to uint32, m Outbound) (Outbound, bool)
+	// verified caches what verifiedBy (the verifier when it was filled)
+	// accepted, by frame hash (see verify).
+	verified   map[[32]byte]VerifiedMessage
+	verifiedBy *MessageVerifier
+}
+
+// verifiedCacheFrames bounds the cluster's verification cache.
+const verifiedCacheFrames = 4096
+
+// verify checks a frame with the cluster's verifier once per distinct
+// frame, as the simulator does: a broadcast reaches each replica as the
+// same bytes, and the replicas share the verified message (the core never
+// modifies one). Only accepted frames are cached; the cache is emptied
+// when the verifier changes or it holds verifiedCacheFrames.
+func (c *cluster) verify(frame []byte) (VerifiedMessage, error) {
+	if c.verifiedBy != c.verifier || len(c.verified) >= verifiedCacheFrames {
+		c.verified, c.verifiedBy = make(map[[32]byte]VerifiedMessage), c.verifier
+	}
+	key := sha256.Sum256(frame)
+	if vm, ok := c.verified[key]; ok {
+		return vm, nil
+	}
+	vm, err := c.verifier.ReplicaFrame(frame)
+	if err == nil {
+		c.verified[key] = vm
+	}
+	return vm, err
 }
 
 // prePrepareFrom builds a pre-prepare signed by from with its batch.
@@ -214,7 +241,7 @@ func (c *cluster) run() {
 		if c.dropFrame != nil && c.dropFrame(m.from, m.to, m.kind, m.frame) {
 			continue
 		}
-		vm, err := c.verifier.ReplicaFrame(m.frame)
+		vm, err := c.verify(m.frame)
 		if err != nil {
 			c.t.Fatalf("own message from %d failed verification: %v", m.from, err)
 		}
