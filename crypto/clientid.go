@@ -23,6 +23,15 @@ func ClientID(pub ed25519.PublicKey, session []byte) ([]byte, error) {
 	return append(append(id, pub...), session...), nil
 }
 
+// ClientKeySize is how many leading bytes of a client id name its key.
+const ClientKeySize = ed25519.PublicKeySize
+
+// ClientKeyOf returns the key part of a client id, for what is counted or
+// bounded per key over all its sessions: its first ClientKeySize bytes,
+// or the whole id when it is shorter (an id not checked yet). It aliases
+// id.
+func ClientKeyOf[ID ~string | ~[]byte](id ID) ID { return id[:min(len(id), ClientKeySize)] }
+
 // ClientPublicKey returns the public key a client id names: its first
 // ed25519.PublicKeySize bytes. The rest, at most MaxClientSessionSize
 // bytes, is the client's session. The key aliases id.

@@ -1,7 +1,9 @@
 package execution
 
 import (
+	"cmp"
 	"fmt"
+	"strings"
 )
 
 const (
@@ -54,11 +56,11 @@ type windowRef struct {
 	id      string
 }
 
-func (a windowRef) less(b windowRef) bool {
-	if a.lastSeq != b.lastSeq {
-		return a.lastSeq < b.lastSeq
-	}
-	return a.id < b.id
+func (a windowRef) less(b windowRef) bool { return a.compare(b) < 0 }
+
+// compare orders refs by (lastSeq, id), for slices.SortFunc.
+func (a windowRef) compare(b windowRef) int {
+	return cmp.Or(cmp.Compare(a.lastSeq, b.lastSeq), strings.Compare(a.id, b.id))
 }
 
 // windowHeap is a binary min-heap of windowRefs with lazy deletion: a ref

@@ -3,10 +3,13 @@ package execution
 import (
 	"fmt"
 	"slices"
+
+	"github.com/pbftnode/pbftnode/crypto"
 )
 
-// Windows per client key. A client ID is a key (its first clientKeySize
-// bytes: the client's public key) followed by an optional session name,
+// Windows per client key. A client ID is a key (crypto.ClientKeyOf: the
+// client's public key, as the replicas' admission control counts requests
+// per key) followed by an optional session name,
 // and every session that executes a request gets a window of its own. The
 // executor's global bound (WithMaxClientWindows) evicts the least recently
 // active windows, whoever owns them: without a bound per key, one key
@@ -21,10 +24,6 @@ const (
 	// DefaultMaxWindowsPerKey is the default bound on the windows of one
 	// client key (see WithMaxWindowsPerKey).
 	DefaultMaxWindowsPerKey = 1024
-	// clientKeySize is how many leading bytes of a client ID are its key
-	// (protocol.ClientKeySize: the replicas' admission control counts
-	// requests per key the same way).
-	clientKeySize = 32
 )
 
 // WithMaxWindowsPerKey bounds the windows of one client key to n >= 1
@@ -48,14 +47,11 @@ func WithMaxWindowsPerKey(n int) ExecutorOption {
 	}
 }
 
-// windowKey returns the key part of a client ID.
-func windowKey(id string) string { return id[:min(len(id), clientKeySize)] }
-
 // keyWindows indexes the windows by client key: key -> client ID -> window.
 type keyWindows map[string]map[string]*clientWindow
 
 func (k keyWindows) add(id string, w *clientWindow) {
-	key := windowKey(id)
+	key := crypto.ClientKeyOf(id)
 	m := k[key]
 	if m == nil {
 		m = make(map[string]*clientWindow)
@@ -65,7 +61,7 @@ func (k keyWindows) add(id string, w *clientWindow) {
 }
 
 func (k keyWindows) remove(id string) {
-	key := windowKey(id)
+	key := crypto.ClientKeyOf(id)
 	if m := k[key]; m != nil {
 		delete(m, id)
 		if len(m) == 0 {
@@ -83,15 +79,7 @@ func (k keyWindows) untouchedByAge(key string) []windowRef {
 			refs = append(refs, windowRef{lastSeq: w.lastSeq, id: id})
 		}
 	}
-	slices.SortFunc(refs, func(a, b windowRef) int {
-		if a.less(b) {
-			return -1
-		}
-		if b.less(a) {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(refs, windowRef.compare)
 	return refs
 }
 
@@ -121,7 +109,7 @@ func (e *Executor) evictKeyWindows(acc *adHash) {
 		if !t.created {
 			continue
 		}
-		key := windowKey(t.id)
+		key := crypto.ClientKeyOf(t.id)
 		if len(e.byKey[key]) <= e.maxWindowsPerKey {
 			continue
 		}

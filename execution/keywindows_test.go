@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pbftnode/pbftnode/crypto"
 )
 
 // openKeyLimited opens a replica whose executor keeps at most maxWindows
@@ -35,7 +37,7 @@ func checkKeyIndex(t testing.TB, name string, e *Executor) {
 			t.Fatalf("%s: key %q indexed with no windows", name, key)
 		}
 		for id, w := range m {
-			if windowKey(id) != key || e.clients[id] != w {
+			if crypto.ClientKeyOf(id) != key || e.clients[id] != w {
 				t.Fatalf("%s: key index holds %q under %q, not the executor's window", name, id, key)
 			}
 			n++
@@ -48,7 +50,7 @@ func checkKeyIndex(t testing.TB, name string, e *Executor) {
 
 // sessionID returns client ID of session s of a 32-byte key named by c.
 func sessionID(c byte, s int) string {
-	return strings.Repeat(string(c), clientKeySize) + fmt.Sprintf("/session-%03d", s)
+	return strings.Repeat(string(c), crypto.ClientKeySize) + fmt.Sprintf("/session-%03d", s)
 }
 
 // TestKeyOpeningSessionsEvictsOnlyItsOwnWindows: a key that opens a new
@@ -63,7 +65,7 @@ func TestKeyOpeningSessionsEvictsOnlyItsOwnWindows(t *testing.T) {
 		perKey   = 4
 		sessions = 60
 	)
-	honest := []string{strings.Repeat("h", clientKeySize), sessionID('g', 1), sessionID('g', 2)}
+	honest := []string{strings.Repeat("h", crypto.ClientKeySize), sessionID('g', 1), sessionID('g', 2)}
 	run := func(t *testing.T, dir string, perKeyBound int) *testReplica {
 		r := openKeyLimited(t, dir, global, perKeyBound)
 		seq := uint64(0)
@@ -90,7 +92,7 @@ func TestKeyOpeningSessionsEvictsOnlyItsOwnWindows(t *testing.T) {
 		}
 		var attacker []string
 		for id := range r.exe.clients {
-			if windowKey(id) == windowKey(sessionID('x', 0)) {
+			if crypto.ClientKeyOf(id) == crypto.ClientKeyOf(sessionID('x', 0)) {
 				attacker = append(attacker, id)
 			}
 		}
@@ -138,7 +140,7 @@ func TestKeyEvictionSparesTouchedWindows(t *testing.T) {
 	}
 	apply(t, r.exe, 1, batch...)
 	checkEvictState(t, "over the bound", r, false)
-	if got := len(r.exe.byKey[windowKey(sessionID('x', 0))]); got != 5 {
+	if got := len(r.exe.byKey[crypto.ClientKeyOf(sessionID('x', 0))]); got != 5 {
 		t.Fatalf("%d windows after a batch of 5 new sessions, want all 5 kept", got)
 	}
 	// Session 4 runs again and session 5 is new: 5 is created, so the key
@@ -194,7 +196,7 @@ func TestKeyEvictionIsAmortized(t *testing.T) {
 	const perKey, sessions = 16, 200
 	r := openKeyLimited(t, t.TempDir(), 1000, perKey)
 	defer func() { _ = r.db.Close() }()
-	key, target := windowKey(sessionID('x', 0)), keyEvictionTarget(perKey)
+	key, target := crypto.ClientKeyOf(sessionID('x', 0)), keyEvictionTarget(perKey)
 	evictingBatches := 0
 	for s := range sessions {
 		before := len(r.exe.byKey[key])

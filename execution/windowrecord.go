@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"math/bits"
 	"slices"
 )
@@ -31,6 +32,20 @@ const (
 	bitmapBytes   = 8
 )
 
+// oldestFirst yields the bits set in bitmap from the highest down: the
+// distances below high of a window's entries, oldest entry first.
+func oldestFirst(bitmap uint64) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for m := bitmap; m != 0; {
+			d := 63 - bits.LeadingZeros64(m)
+			m &^= 1 << d
+			if !yield(d) {
+				return
+			}
+		}
+	}
+}
+
 // appendCompactEntries appends the compact form's marker, bitmap, form and
 // results: results[d] is the result of request high-d for each bit d of
 // bitmap.
@@ -39,9 +54,7 @@ func appendCompactEntries(out []byte, bitmap uint64, results *[ClientWindow][]by
 	out = binary.LittleEndian.AppendUint64(out, bitmap)
 	oldest := 63 - bits.LeadingZeros64(bitmap|1)
 	shared := true
-	for m := bitmap; m != 0; {
-		d := 63 - bits.LeadingZeros64(m)
-		m &^= 1 << d
+	for d := range oldestFirst(bitmap) {
 		if !bytes.Equal(results[d], results[oldest]) {
 			shared = false
 			break
@@ -53,9 +66,7 @@ func appendCompactEntries(out []byte, bitmap uint64, results *[ClientWindow][]by
 		return append(out, results[oldest]...)
 	}
 	out = append(out, compactEach)
-	for m := bitmap; m != 0; {
-		d := 63 - bits.LeadingZeros64(m)
-		m &^= 1 << d
+	for d := range oldestFirst(bitmap) {
 		out = binary.AppendUvarint(out, uint64(len(results[d])))
 		out = append(out, results[d]...)
 	}
@@ -100,17 +111,13 @@ func decodeCompactWindow(clientID string, high uint64, b []byte) (*clientWindow,
 		if err != nil {
 			return nil, nil, err
 		}
-		for m := bitmap; m != 0; {
-			d := 63 - bits.LeadingZeros64(m)
-			m &^= 1 << d
+		for d := range oldestFirst(bitmap) {
 			put(d, r)
 		}
 	case compactEach:
 		var first []byte
 		equal := true
-		for m := bitmap; m != 0; {
-			d := 63 - bits.LeadingZeros64(m)
-			m &^= 1 << d
+		for d := range oldestFirst(bitmap) {
 			r, err := next()
 			if err != nil {
 				return nil, nil, err

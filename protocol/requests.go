@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -54,7 +55,7 @@ type requestTracker struct {
 	// (queued on the primary, forwarded on a backup), so a client flooding
 	// the replica holds at most that much of the queue ahead of everyone
 	// else's requests: byClient counts them per client id, byKey and
-	// keyBytes per client key (the id's first ClientKeySize bytes: every
+	// keyBytes per client key (the id's first crypto.ClientKeySize bytes: every
 	// session of a key shares its key's budget). Ordered requests do not
 	// count: the pipeline bounds them, and a replica that commits a little
 	// later than the f+1 replicas a client heard from still holds requests
@@ -82,13 +83,6 @@ type trackerLimits struct {
 	total, totalBytes              int
 	perClient, perKey, perKeyBytes int
 }
-
-// ClientKeySize is how many leading bytes of a client id are its key; the
-// rest names a session of that key.
-const ClientKeySize = 32
-
-// clientKeyOf returns the key part of a client id.
-func clientKeyOf(client string) string { return client[:min(len(client), ClientKeySize)] }
 
 // largeRequestBytes: requests above it are large; the primary bounds the
 // large bytes it has in flight (see Replica.propose).
@@ -123,7 +117,7 @@ func (t *requestTracker) setState(key requestKey, tr *trackedRequest, s requestS
 }
 
 func (t *requestTracker) count(client string, size int) {
-	k := clientKeyOf(client)
+	k := crypto.ClientKeyOf(client)
 	t.byClient[client]++
 	t.byKey[k]++
 	t.keyBytes[k] += size
@@ -133,7 +127,7 @@ func (t *requestTracker) uncount(client string, size int) {
 	if t.byClient[client]--; t.byClient[client] <= 0 {
 		delete(t.byClient, client)
 	}
-	k := clientKeyOf(client)
+	k := crypto.ClientKeyOf(client)
 	if t.byKey[k]--; t.byKey[k] <= 0 {
 		delete(t.byKey, k)
 		delete(t.keyOrdered, k)
@@ -146,7 +140,7 @@ func (t *requestTracker) uncount(client string, size int) {
 // noteKeyOrdered records that a request of client's key was ordered at
 // tick now, if the key has requests waiting here.
 func (t *requestTracker) noteKeyOrdered(client string, now uint64) {
-	if k := clientKeyOf(client); t.byKey[k] > 0 {
+	if k := crypto.ClientKeyOf(client); t.byKey[k] > 0 {
 		t.keyOrdered[k] = now
 	}
 }
@@ -154,13 +148,13 @@ func (t *requestTracker) noteKeyOrdered(client string, now uint64) {
 // keyProgress returns the last tick a request of client's key was ordered
 // while the key had requests waiting here (0 if none).
 func (t *requestTracker) keyProgress(client string) uint64 {
-	return t.keyOrdered[clientKeyOf(client)]
+	return t.keyOrdered[crypto.ClientKeyOf(client)]
 }
 
 // admit reports why a new request of size bytes from client does not fit
 // the budgets, or nil.
 func (t *requestTracker) admit(client string, size int) error {
-	k := clientKeyOf(client)
+	k := crypto.ClientKeyOf(client)
 	switch {
 	case len(t.known) >= t.limits.total:
 		return ErrQueueFull
@@ -230,7 +224,7 @@ func (t *requestTracker) popBatch(maxCount, maxBytes int, gate largeGate) (signe
 		}
 		taken++
 		if n > largeRequestBytes {
-			key := clientKeyOf(string(q.Request.ClientId))
+			key := crypto.ClientKeyOf(string(q.Request.ClientId))
 			if !gate.takes(key, large, n) {
 				kept = append(kept, q)
 				continue
@@ -260,7 +254,7 @@ func (t *requestTracker) proposable(gate largeGate) bool {
 		if tr == nil || tr.state != stateQueued {
 			continue
 		}
-		if tr.size <= largeRequestBytes || gate.takes(clientKeyOf(string(q.Request.ClientId)), 0, tr.size) {
+		if tr.size <= largeRequestBytes || gate.takes(crypto.ClientKeyOf(string(q.Request.ClientId)), 0, tr.size) {
 			return true
 		}
 	}

@@ -5,12 +5,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/wire"
 )
-
-// clientKeySize is how many leading bytes of a client id are its key; the
-// rest names a session, so every session of a key shares its budget.
-const clientKeySize = 32
 
 // pendingBudget counts the requests waiting to be proposed per client key
 // and in bytes. The queue empties at every proposal, so the budget bounds
@@ -28,7 +25,7 @@ func newPendingBudget() pendingBudget {
 // admit charges req to its key, or reports why it does not fit.
 func (b *pendingBudget) admit(cfg Config, req *wire.Request) error {
 	id := req.GetClientId()
-	k := string(id[:min(len(id), clientKeySize)])
+	k := string(crypto.ClientKeyOf(id)) // every session of a key shares its budget
 	size := proto.Size(req) + entryOverhead
 	switch {
 	case b.bytes+size > cfg.MaxPendingBytes:

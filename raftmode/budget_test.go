@@ -5,12 +5,13 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/raftmode"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
 func keyedClient(key byte, session byte) []byte {
-	return append(bytes.Repeat([]byte{key}, raftmode.ClientKeySize), 's', session)
+	return append(bytes.Repeat([]byte{key}, crypto.ClientKeySize), 's', session)
 }
 
 // Before a leader is known nothing is proposed, so what a client key

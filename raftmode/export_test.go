@@ -1,8 +1,5 @@
 package raftmode
 
-// ClientKeySize is clientKeySize, for the external tests.
-const ClientKeySize = clientKeySize
-
 // UnconfirmedReadIndexes counts c's ReadIndex requests raft has not
 // confirmed yet.
 func UnconfirmedReadIndexes(c *Core) int { return c.reads.unconfirmed() }
