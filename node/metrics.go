@@ -26,6 +26,8 @@ type Metrics struct {
 	Dropped           *prometheus.CounterVec
 	ClientReplies     prometheus.Counter
 	PersistSeconds    prometheus.Histogram
+	LogWrites         prometheus.Counter // protocol log writes not synced (a later synced append covers them)
+	PreparesWithheld  prometheus.Gauge   // the core's count of PREPAREs not sent in the view it restored
 	InboxDepth        prometheus.Gauge
 	Retransmissions   prometheus.Gauge
 	SlowPrimary       prometheus.Gauge // the core's count of slow-primary suspicions
@@ -108,6 +110,12 @@ func NewMetrics() *Metrics {
 		SlowPrimary: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pbftnode_slow_primary_suspicions", Help: "Times this replica's slow-primary monitor suspected the primary (since start).",
 		}),
+		LogWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pbftnode_log_writes_unsynced_total", Help: "Protocol log writes made without fdatasync, for Readies whose messages could all go before it (the next synced append, before any COMMIT, makes them durable).",
+		}),
+		PreparesWithheld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pbftnode_prepares_withheld", Help: "PREPAREs this replica did not send in the view it restored after a restart (since start).",
+		}),
 		ServeLimited: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pbftnode_serve_limited_batches", Help: "Batches left out of Fetch answers because the requesting peer's serve budget was spent (since start).",
 		}),
@@ -162,7 +170,7 @@ func NewMetrics() *Metrics {
 		m.BatchSize, m.Received, m.Sent, m.Dropped, m.ClientReplies, m.PersistSeconds, m.InboxDepth,
 		m.Retransmissions,
 		m.SlowPrimary,
-		m.ServeLimited,
+		m.ServeLimited, m.LogWrites, m.PreparesWithheld,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m

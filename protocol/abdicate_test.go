@@ -3,6 +3,7 @@ package protocol
 import (
 	"testing"
 
+	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/wire"
 )
 
@@ -129,5 +130,70 @@ func TestOnlyTheCurrentPrimaryCanAbdicate(t *testing.T) {
 	}
 	if st := backup.Status(); st.View != 0 {
 		t.Fatalf("the primary suspecting view 2 (not the next) moved replica 2 to view %d", st.View)
+	}
+}
+
+// TestPrepareSentBeforePersistIsNeverContradicted: a backup sends its
+// PREPARE for a faulty primary's PRE-PREPARE before persisting either
+// (BeforePersist) and crashes with neither durable. Restarted, it is
+// offered a conflicting PRE-PREPARE for the same view and sequence: it
+// must not prepare that one (it cannot know what it prepared before), and
+// it keeps asking for the next view, where it prepares again.
+func TestPrepareSentBeforePersistIsNeverContradicted(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	prePrepare := func(view uint64, op string) VerifiedMessage {
+		batch := []*wire.Signed{request(1, 1, op).Signed}
+		d := crypto.BatchDigest(batch)
+		return c.prePrepareFrom(uint32(view%4), &wire.PrePrepare{View: view, Sequence: 1, Digest: digestBytes(d)}, batch)
+	}
+	prepares := func(rd Ready) (early, late int) {
+		for _, m := range rd.Messages {
+			if m.Kind == KindPrepare && m.BeforePersist {
+				early++
+			} else if m.Kind == KindPrepare {
+				late++
+			}
+		}
+		return early, late
+	}
+	backup := c.replicas[1]
+	if err := backup.Step(prePrepare(0, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if early, late := prepares(backup.Ready()); early != 1 || late != 0 {
+		t.Fatalf("backup's PREPARE: %d sent before persisting, %d after; want 1 before", early, late)
+	}
+	// The crash: that Ready's Persist never became durable (it never
+	// reached c.persisted[1]).
+	c.restart(1)
+	backup = c.replicas[1]
+	backup.Ready()
+	if err := backup.Step(prePrepare(0, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if early, late := prepares(backup.Ready()); early+late != 0 {
+		t.Fatal("restarted backup prepared a second PRE-PREPARE for view 0, sequence 1")
+	}
+	if st := backup.Status(); st.PreparesWithheld != 1 {
+		t.Fatalf("PreparesWithheld = %d, want 1", st.PreparesWithheld)
+	}
+	suspected := false
+	for range backup.cfg.ViewChangeTimeoutTicks + 1 {
+		backup.Tick()
+		for _, m := range backup.Ready().Messages {
+			if m.Kind == KindSuspect && c.decode(m).Body.GetSuspect().GetNewView() == 1 {
+				suspected = true
+			}
+		}
+	}
+	if !suspected {
+		t.Fatal("a backup withholding its PREPAREs did not ask for view 1 within the view timeout")
+	}
+	// Another replica that finds the view failing joins it: f+1.
+	if err := backup.Step(c.signedBy(2, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Suspect{Suspect: &wire.Suspect{NewView: 1}}})); err != nil {
+		t.Fatal(err)
+	}
+	if st := backup.Status(); st.View != 1 {
+		t.Fatalf("backup in view %d after f+1 Suspects, want 1", st.View)
 	}
 }

@@ -232,6 +232,15 @@ func (s envStorage) AppendLog(entries []storage.LogEntry) error {
 	return s.MemoryStorage.AppendLog(entries)
 }
 
+// WriteLog prints the entries a Ready stores without a sync (its
+// messages all went before it: see replica.Storage.WriteLog).
+func (s envStorage) WriteLog(entries []storage.LogEntry) error {
+	for _, e := range entries {
+		s.r.env.detailf("%d write %s", s.r.id, s.r.env.describeLogEntry(e))
+	}
+	return s.MemoryStorage.WriteLog(entries)
+}
+
 func (s envStorage) SaveStableCheckpoint(b []byte) error {
 	s.r.env.printf("%d persist stable checkpoint %s", s.r.id, describeCertificate(b))
 	return s.MemoryStorage.SaveStableCheckpoint(b)

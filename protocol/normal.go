@@ -198,12 +198,30 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 	s.prePrepare, s.digest, s.batch, s.requests = m.Signed, digest, m.Batch, m.Requests
 	r.requests.ordered(m.Batch, m.Requests)
 	r.logPrePrepare(pp.View, pp.Sequence, m.Signed, digest, m.Batch, m.Requests)
-	prep := &wire.Prepare{View: pp.View, Sequence: pp.Sequence, Digest: digest[:]}
-	out := r.send(Broadcast, KindPrepare, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Prepare{Prepare: prep}})
-	r.persist(pp.View, pp.Sequence, KindPrepare, out)
-	s.prepares[r.cfg.ID] = vote{digest: digest, signed: out}
+	r.prepare(pp.View, pp.Sequence, s)
 	r.tryPrepared(pp.Sequence, s)
 	return nil
+}
+
+// prepare sends and logs this backup's PREPARE for the pre-prepare in s.
+// The PREPARE may go before its log entry is durable
+// (Outbound.BeforePersist): the entry must be durable only before this
+// replica's COMMIT for the sequence, which the runtime sends after a
+// durable append. A crash before that may lose a PREPARE the others hold;
+// so a restarted replica sends no new PREPARE in the view it restored
+// (Restore), where it might otherwise prepare a different pre-prepare of
+// a faulty primary for the same sequence. It still commits there on the
+// others' prepares, and prepares again from the next view on.
+func (r *Replica) prepare(view, seq uint64, s *slot) {
+	if r.restored && view <= r.restoredView {
+		r.preparesWithheld++
+		return
+	}
+	prep := &wire.Prepare{View: view, Sequence: seq, Digest: append([]byte(nil), s.digest[:]...)}
+	out := r.sign(&wire.ReplicaMessage{Body: &wire.ReplicaMessage_Prepare{Prepare: prep}})
+	r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: out, Kind: KindPrepare, BeforePersist: true})
+	r.persist(view, seq, KindPrepare, out)
+	s.prepares[r.cfg.ID] = vote{digest: s.digest, signed: out}
 }
 
 // checkVote applies the checks common to prepares and commits.

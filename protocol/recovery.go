@@ -44,6 +44,7 @@ func (r *Replica) Restore(rec Recovered) error {
 		return fmt.Errorf("protocol: restore into a replica that already ran")
 	}
 	r.view = rec.View
+	r.restored, r.restoredView = true, rec.View
 	// A replica of an epoch that starts after its base never goes below
 	// it; one whose executor is below the base (a joiner that has not
 	// fetched the base state yet) fetches it.

@@ -59,6 +59,12 @@ type Replica struct {
 	adoptedCommits uint64
 	// transferring is the checkpoint a state transfer is fetching.
 	transferring *checkpoint.Certificate
+	// restored is set by Restore, restoredView is the view it restored:
+	// this replica sends no new PREPARE up to that view (see prepare);
+	// preparesWithheld counts the PREPAREs it did not send for that.
+	restored         bool
+	restoredView     uint64
+	preparesWithheld uint64
 
 	// View change. viewActive is false from a replica's VIEW-CHANGE until
 	// it accepts the NEW-VIEW of r.view.
@@ -163,21 +169,22 @@ func (r *Replica) ViewActive() bool { return r.viewActive }
 // Status returns the replica's position.
 func (r *Replica) Status() Status {
 	return Status{
-		ID:              r.cfg.ID,
-		View:            r.view,
-		Primary:         r.primary(r.view),
-		LowWatermark:    r.window.Low,
-		HighWatermark:   r.window.High(),
-		LastCommitted:   r.lastCommitted,
-		NextSequence:    r.nextSequence,
-		PendingRequests: r.requests.len(),
-		ClientPending:   r.requests.fromClients,
-		Slots:           len(r.slots),
-		Retransmissions: r.retransmissions,
-		Buffered:        r.future.len(),
-		FetchesSent:     r.fetchesSent,
-		AdoptedCommits:  r.adoptedCommits,
-		Transferring:    r.transferring != nil,
+		ID:               r.cfg.ID,
+		View:             r.view,
+		Primary:          r.primary(r.view),
+		LowWatermark:     r.window.Low,
+		HighWatermark:    r.window.High(),
+		LastCommitted:    r.lastCommitted,
+		NextSequence:     r.nextSequence,
+		PendingRequests:  r.requests.len(),
+		ClientPending:    r.requests.fromClients,
+		Slots:            len(r.slots),
+		Retransmissions:  r.retransmissions,
+		Buffered:         r.future.len(),
+		FetchesSent:      r.fetchesSent,
+		AdoptedCommits:   r.adoptedCommits,
+		PreparesWithheld: r.preparesWithheld,
+		Transferring:     r.transferring != nil,
 
 		ViewActive:           r.viewActive,
 		ViewChangesStarted:   r.viewChangesStarted,

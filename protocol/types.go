@@ -222,4 +222,7 @@ type Status struct {
 	// ServeLimited counts batches left out of Fetch answers because the
 	// asker had used its serve budget (see serve.go).
 	ServeLimited uint64
+	// PreparesWithheld counts the PREPAREs a restarted replica did not
+	// send in the view it restored (see Replica.Restore).
+	PreparesWithheld uint64
 }

@@ -42,6 +42,14 @@ func (r *Replica) viewChangeTick() {
 		}
 		return
 	}
+	if r.preparesWithheld > 0 && r.restored && r.view == r.restoredView {
+		// A restarted replica sends no PREPARE in the view it restored
+		// (see prepare), which weakens the view: it keeps asking for the
+		// next one, which the others join only if the view fails them too
+		// (f+1 Suspects), as when a faulty replica is silent as well.
+		r.suspectOnce("withholding_prepares", "withheld", r.preparesWithheld)
+		return
+	}
 	// Active: the request at the head of this backup's FIFO of requests
 	// clients sent it must execute within the timeout from when it became
 	// the head (or this view, or a state transfer, started), plus the
@@ -432,10 +440,7 @@ func (r *Replica) acceptBatch(seq uint64, s *slot) {
 		r.tryPrepared(seq, s)
 		return
 	}
-	prep := &wire.Prepare{View: s.view, Sequence: seq, Digest: append([]byte(nil), s.digest[:]...)}
-	out := r.send(Broadcast, KindPrepare, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Prepare{Prepare: prep}})
-	r.persist(s.view, seq, KindPrepare, out)
-	s.prepares[r.cfg.ID] = vote{digest: s.digest, signed: out}
+	r.prepare(s.view, seq, s)
 	r.tryPrepared(seq, s)
 }
 

@@ -286,14 +286,17 @@ func TestRestartKeepsTheView(t *testing.T) {
 	if v := c.replicas[2].View(); v != 1 {
 		t.Fatalf("restarted replica is in view %d, want 1", v)
 	}
-	submitOK := c.replicas[1].Submit(request(1, 2, "after"))
-	if submitOK != nil {
-		t.Fatal(submitOK)
-	}
-	c.run()
+	// With replica 0 still cut off, view 1 cannot prepare while the
+	// restarted replica withholds its PREPAREs there (it may have sent one
+	// it lost): it asks for view 2, and replica 3 joins once the client's
+	// retransmitted request waits too long.
+	broadcastRequests(t, c, 1, 1, 1)
+	c.tickUntil(10*DefaultViewChangeTimeoutTicks, "the request after the restart", func() bool {
+		return len(c.executedRequests(2)) == 2 && len(c.executedRequests(3)) == 2
+	})
 	c.assertAgreement()
-	if got := len(c.executedRequests(2)); got != 2 {
-		t.Fatalf("restarted replica executed %d of 2", got)
+	if st := c.replicas[2].Status(); st.PreparesWithheld == 0 || st.View != 2 {
+		t.Fatalf("restarted replica: withheld %d PREPAREs, view %d; want some withheld and view 2", st.PreparesWithheld, st.View)
 	}
 }
 

@@ -166,6 +166,11 @@ func (s recordingStorage) AppendLog(entries []storage.LogEntry) error {
 	return s.MemoryStorage.AppendLog(entries)
 }
 
+func (s recordingStorage) WriteLog(entries []storage.LogEntry) error {
+	s.r.note(step{what: "write", seq: entries[len(entries)-1].Sequence})
+	return s.MemoryStorage.WriteLog(entries)
+}
+
 func (s recordingStorage) SaveStableCheckpoint(b []byte) error {
 	s.r.note(step{what: "stable-save"})
 	return s.MemoryStorage.SaveStableCheckpoint(b)

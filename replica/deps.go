@@ -27,7 +27,15 @@ type Storage interface {
 	// AppendLog stores entries atomically. Signed holds the encoded frame
 	// (protocol.EncodeFrame) or, for KindPreparedCertificate, the encoded
 	// wire.PreparedCertificate.
+	// It returns once they survive a crash, and so does every entry
+	// WriteLog stored before them.
 	AppendLog(entries []storage.LogEntry) error
+	// WriteLog stores entries atomically, as AppendLog does, but may
+	// return before they are durable: a crash may lose them and every
+	// entry written after them, never an earlier one, until the next
+	// AppendLog. The Driver uses it for a Ready whose messages all may go
+	// before its log is durable (see logMustBeDurable).
+	WriteLog(entries []storage.LogEntry) error
 	// LoadLog returns the entries with Sequence >= fromSeq ordered by
 	// (sequence, view, kind).
 	LoadLog(fromSeq uint64) ([]storage.LogEntry, error)

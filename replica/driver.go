@@ -195,9 +195,11 @@ func (c frameCache) encode(s *wire.Signed, batch []*wire.Signed) ([]byte, error)
 
 // handleReady carries out one Ready: persist the view, send the messages
 // marked BeforePersist, execute and reply to the committed batches that
-// do not wait for the log (executableBeforePersist), persist the log,
-// send the rest, execute and reply to the other committed batches,
-// persist the stable checkpoint, then start a state transfer.
+// do not wait for the log (executableBeforePersist), persist the log
+// (or only write it, when nothing else in the Ready needs it durable: see
+// logMustBeDurable), send the rest, execute and reply to the other
+// committed batches, persist the stable checkpoint, then start a state
+// transfer.
 func (d *Driver) handleReady(rd *protocol.Ready) error {
 	frames := make(frameCache, len(rd.Messages))
 	if rd.View != nil {
@@ -219,8 +221,10 @@ func (d *Driver) handleReady(rd *protocol.Ready) error {
 	if err != nil {
 		return err
 	}
-	early := executableBeforePersist(rd)
-	wait := d.startAppend(entries, early > 0)
+	early, wait, err := d.startLog(rd, entries)
+	if err != nil {
+		return fmt.Errorf("replica: write log: %w", err)
+	}
 	for _, b := range rd.Committed[:early] {
 		if err := d.execute(b); err != nil {
 			_ = wait() // let the append finish before the replica stops
@@ -253,6 +257,49 @@ func (d *Driver) handleReady(rd *protocol.Ready) error {
 	return nil
 }
 
+// startLog stores rd's log entries: written without a sync when nothing
+// in rd needs them durable (logMustBeDurable; every committed batch may
+// then execute at once), else appended durably, in the background when
+// early batches can execute meanwhile (executableBeforePersist). early
+// is how many of rd.Committed execute before wait.
+func (d *Driver) startLog(rd *protocol.Ready, entries []storage.LogEntry) (early int, wait func() error, err error) {
+	if len(entries) > 0 && !logMustBeDurable(rd) {
+		if err := d.store.WriteLog(entries); err != nil {
+			return 0, nil, err
+		}
+		return len(rd.Committed), func() error { return nil }, nil
+	}
+	early = executableBeforePersist(rd)
+	return early, d.startAppend(entries, early > 0), nil
+}
+
+// logMustBeDurable reports whether rd.Persist must be durable before the
+// rest of rd is carried out. It need not be when every message of rd may
+// go before it anyway (Outbound.BeforePersist: the primary's new
+// PRE-PREPAREs, a backup's PREPAREs outside the view it restored) and rd
+// changes no view, checkpoint, transfer or configuration: such entries
+// are needed durable only before this replica's COMMIT for their sequence
+// (its prepared certificate must survive a crash), and a COMMIT is never
+// BeforePersist, so the Ready that sends it appends durably, which makes
+// every entry written before it durable too (Storage.AppendLog). A crash
+// before that loses only votes the restarted replica never contradicts
+// (protocol.Replica.Restore). Executions and replies never depended on
+// the log's fsync: a batch commits at this replica only on 2f+1 COMMITs,
+// its own sent after a durable append, or on a commit certificate.
+func logMustBeDurable(rd *protocol.Ready) bool {
+	if rd.View != nil || rd.StableCheckpoint != nil || rd.Behind != nil {
+		return true
+	}
+	if slices.ContainsFunc(rd.Messages, func(out protocol.Outbound) bool { return !out.BeforePersist }) {
+		return true
+	}
+	return slices.ContainsFunc(rd.Committed, carriesConfigChange)
+}
+
+func carriesConfigChange(b protocol.CommittedBatch) bool {
+	return slices.ContainsFunc(b.Requests, func(r *wire.Request) bool { return r.ConfigChange != nil })
+}
+
 // executableBeforePersist is how many of rd.Committed, from the first,
 // are executed (and answered) before rd.Persist is made durable rather
 // than after it. Under load a Ready that commits sequence k usually also
@@ -280,8 +327,7 @@ func executableBeforePersist(rd *protocol.Ready) int {
 		return 0
 	}
 	for i, b := range rd.Committed {
-		if slices.ContainsFunc(rd.Persist, func(e protocol.LogEntry) bool { return e.Sequence == b.Sequence }) ||
-			slices.ContainsFunc(b.Requests, func(r *wire.Request) bool { return r.ConfigChange != nil }) {
+		if slices.ContainsFunc(rd.Persist, func(e protocol.LogEntry) bool { return e.Sequence == b.Sequence }) || carriesConfigChange(b) {
 			return i
 		}
 	}

@@ -21,7 +21,7 @@ func rank(s step) int {
 			return 1
 		}
 		return 3
-	case "append":
+	case "append", "write":
 		return 2
 	case "apply", "reply", "snapshot":
 		return 4
@@ -36,11 +36,17 @@ func rank(s step) int {
 // orderError says where, within one Ready, a step comes after one that
 // must follow it (nil: nowhere).
 func orderError(r *testReplica) error {
-	last, ready := -1, 0
+	last, ready, written := -1, 0, false
 	for i, s := range r.trace {
 		if s.what == "ready" {
-			last, ready = -1, i
+			last, ready, written = -1, i, false
 			continue
+		}
+		written = written || s.what == "write"
+		if written && (s.what == "send" && !s.early || s.what == "stable-save") {
+			// An unsynced write is only for a Ready whose every message
+			// may go before the log is durable.
+			return fmt.Errorf("replica %d: %v in a Ready whose log was written without a sync: %v", r.id, s, r.trace[ready:i+1])
 		}
 		if k := rank(s); k >= 0 && k < last {
 			return fmt.Errorf("replica %d: %v after %v in one Ready: %v", r.id, s, r.trace[i-1], r.trace[ready:i+1])
@@ -104,9 +110,26 @@ func TestProcessOrder(t *testing.T) {
 		t.Fatalf("primary: no PRE-PREPARE sent before its log append: %v", p)
 	}
 	for _, r := range c.replicas[1:] {
-		if slices.ContainsFunc(r.trace, func(s step) bool { return s.early }) {
-			t.Errorf("backup %d sent before persisting", r.id)
+		if slices.ContainsFunc(r.trace, func(s step) bool { return s.early && s.kind != protocol.KindPrepare }) {
+			t.Errorf("backup %d sent something other than a PREPARE before persisting", r.id)
 		}
+		if !slices.ContainsFunc(r.trace, func(s step) bool { return s.what == "write" }) {
+			t.Errorf("backup %d never wrote its log without a sync (its PRE-PREPARE and PREPARE)", r.id)
+		}
+	}
+	for _, r := range c.replicas {
+		if slices.ContainsFunc(r.trace, func(s step) bool { return s.early && s.kind == protocol.KindCommit }) {
+			t.Errorf("replica %d sent a COMMIT before its log append", r.id)
+		}
+	}
+}
+
+// TestProcessOrderCatchesACommitAfterAnUnsyncedWrite: the order check
+// catches a COMMIT sent in a Ready whose log was only written.
+func TestProcessOrderCatchesACommitAfterAnUnsyncedWrite(t *testing.T) {
+	r := &testReplica{trace: []step{{what: "ready"}, {what: "send", kind: protocol.KindPrepare, early: true}, {what: "write"}, {what: "send", kind: protocol.KindCommit}}}
+	if orderError(r) == nil {
+		t.Fatal("a COMMIT after an unsynced write passed the order check")
 	}
 }
 

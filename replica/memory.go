@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -21,15 +22,18 @@ type MemoryStorage struct {
 	viewFound  bool
 	// log maps storage.DB's key order (sequence, view, kind, hash) to the
 	// entry, so that LoadLog returns what DB.LoadLog would.
-	log    map[string]storage.LogEntry
-	stable []byte
+	log map[string]storage.LogEntry
+	// unsynced are the entries WriteLog stored since the last AppendLog,
+	// in order: what a crash may lose (LoseUnsynced).
+	unsynced []storage.LogEntry
+	stable   []byte
 	// epochs are the configuration certificates saved (memory_epoch.go).
 	epochs [][]byte
 
-	// BeforeAppend, when set, is called at the start of every AppendLog;
-	// an error it returns fails the call (wrapped), and nothing is
-	// stored. The simulator uses it to crash a replica between its early
-	// sends and its persist.
+	// BeforeAppend, when set, is called at the start of every AppendLog
+	// and WriteLog; an error it returns fails the call (wrapped), and
+	// nothing is stored. The simulator uses it to crash a replica between
+	// its early sends and its persist.
 	BeforeAppend func() error
 }
 
@@ -53,8 +57,37 @@ func (m *MemoryStorage) LoadViewState() (view uint64, active, found bool, err er
 	return m.view, m.viewActive, true, nil
 }
 
-// AppendLog implements Storage.
+// AppendLog implements Storage: entries, and those WriteLog stored before
+// them, survive a crash.
 func (m *MemoryStorage) AppendLog(entries []storage.LogEntry) error {
+	if err := m.check(entries); err != nil {
+		return err
+	}
+	for _, e := range m.unsynced {
+		m.log[memoryLogKey(e)] = e
+	}
+	m.unsynced = nil
+	for _, e := range entries {
+		e.Signed = slices.Clone(e.Signed)
+		m.log[memoryLogKey(e)] = e
+	}
+	return nil
+}
+
+// WriteLog implements Storage: the entries are loaded as appended ones
+// unless a crash loses them first (LoseUnsynced).
+func (m *MemoryStorage) WriteLog(entries []storage.LogEntry) error {
+	if err := m.check(entries); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		e.Signed = slices.Clone(e.Signed)
+		m.unsynced = append(m.unsynced, e)
+	}
+	return nil
+}
+
+func (m *MemoryStorage) check(entries []storage.LogEntry) error {
 	if m.BeforeAppend != nil {
 		if err := m.BeforeAppend(); err != nil {
 			return fmt.Errorf("append log: %w", err)
@@ -65,17 +98,32 @@ func (m *MemoryStorage) AppendLog(entries []storage.LogEntry) error {
 			return fmt.Errorf("append log: entry %d (seq %d): empty signed message", i, e.Sequence)
 		}
 	}
-	for _, e := range entries {
-		e.Signed = slices.Clone(e.Signed)
-		m.log[memoryLogKey(e)] = e
-	}
 	return nil
+}
+
+// Unsynced is how many entries WriteLog stored since the last AppendLog.
+func (m *MemoryStorage) Unsynced() int { return len(m.unsynced) }
+
+// LoseUnsynced is what a power loss does: of the entries WriteLog stored
+// since the last AppendLog, only the first keep survive (all of them when
+// keep is larger). It returns how many were lost.
+func (m *MemoryStorage) LoseUnsynced(keep int) int {
+	if keep >= len(m.unsynced) {
+		return 0
+	}
+	lost := len(m.unsynced) - keep
+	m.unsynced = m.unsynced[:keep]
+	return lost
 }
 
 // LoadLog implements Storage.
 func (m *MemoryStorage) LoadLog(fromSeq uint64) ([]storage.LogEntry, error) {
-	keys := make([]string, 0, len(m.log))
-	for k, e := range m.log {
+	all := maps.Clone(m.log)
+	for _, e := range m.unsynced {
+		all[memoryLogKey(e)] = e
+	}
+	keys := make([]string, 0, len(all))
+	for k, e := range all {
 		if e.Sequence >= fromSeq {
 			keys = append(keys, k)
 		}
@@ -83,7 +131,7 @@ func (m *MemoryStorage) LoadLog(fromSeq uint64) ([]storage.LogEntry, error) {
 	slices.SortFunc(keys, strings.Compare)
 	entries := make([]storage.LogEntry, len(keys))
 	for i, k := range keys {
-		e := m.log[k]
+		e := all[k]
 		e.Signed = slices.Clone(e.Signed)
 		entries[i] = e
 	}
@@ -98,10 +146,11 @@ func (m *MemoryStorage) DeleteLogBelow(seq uint64) {
 			delete(m.log, k)
 		}
 	}
+	m.unsynced = slices.DeleteFunc(m.unsynced, func(e storage.LogEntry) bool { return e.Sequence < seq })
 }
 
 // LogEntries returns how many log entries are stored.
-func (m *MemoryStorage) LogEntries() int { return len(m.log) }
+func (m *MemoryStorage) LogEntries() int { return len(m.log) + len(m.unsynced) }
 
 // SaveStableCheckpoint implements Storage.
 func (m *MemoryStorage) SaveStableCheckpoint(encodedCert []byte) error {

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/opt"
 	"github.com/syndtr/goleveldb/leveldb/util"
 
 	"github.com/pbftnode/pbftnode/storage/wal"
@@ -73,14 +74,24 @@ func logSeqKey(seq uint64) []byte {
 }
 
 // AppendLog persists entries in one atomic write, fsynced when Sync is on.
-// It returns only after the write is durable (per Options.Sync), so the
-// caller may then send messages that depend on the entries. Entries with
-// an unknown Kind or empty Signed are rejected and nothing is written.
+// It returns only after the write is durable (per Options.Sync), with
+// every entry WriteLog wrote before it, so the caller may then send
+// messages that depend on them. Entries with an unknown Kind or empty
+// Signed are rejected and nothing is written.
 //
 // A DB from Open appends to its write-ahead log (one write and one
 // fdatasync of a preallocated segment, package wal); one from OpenMem
 // writes under p/log/ in goleveldb.
-func (d *DB) AppendLog(entries []LogEntry) error {
+func (d *DB) AppendLog(entries []LogEntry) error { return d.writeLog(entries, d.sync) }
+
+// WriteLog stores entries in one atomic write as AppendLog does, but
+// returns without waiting for them to be durable: a crash (a power loss)
+// may lose them, and then every entry written after them too, never an
+// earlier one; the next AppendLog makes them durable. For entries nothing
+// sent so far depends on being durable.
+func (d *DB) WriteLog(entries []LogEntry) error { return d.writeLog(entries, false) }
+
+func (d *DB) writeLog(entries []LogEntry, sync bool) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -97,7 +108,11 @@ func (d *DB) AppendLog(entries []LogEntry) error {
 		for i, e := range entries {
 			recs[i] = wal.Record{Tag: e.Sequence, Data: encodeWALEntry(e)}
 		}
-		if err := d.wal.Append(recs); err != nil {
+		write := d.wal.Write
+		if sync {
+			write = d.wal.Append
+		}
+		if err := write(recs); err != nil {
 			return fmt.Errorf("append log (%d entries): %w", len(entries), err)
 		}
 		return nil
@@ -106,7 +121,7 @@ func (d *DB) AppendLog(entries []LogEntry) error {
 	for _, e := range entries {
 		batch.Put(logKey(e), e.Signed)
 	}
-	if err := d.ldb.Write(batch, d.writeOptions()); err != nil {
+	if err := d.ldb.Write(batch, &opt.WriteOptions{Sync: sync}); err != nil {
 		return fmt.Errorf("append log (%d entries): %w", len(entries), err)
 	}
 	return nil

@@ -298,3 +298,33 @@ func TestLogGoesToTheWALAndMergesWithOlderEntries(t *testing.T) {
 		t.Fatalf("after DeleteLogBelow(150): %d entries from %d, want 51 from 150", len(got), got[0].Sequence)
 	}
 }
+
+func TestWriteLogEntriesLoadLikeAppendedOnes(t *testing.T) {
+	dir := t.TempDir()
+	db := openTestDB(t, dir)
+	written := []LogEntry{
+		{View: 0, Sequence: 1, Kind: KindPrePrepare, Signed: signedBytes(1, KindPrePrepare, 0)},
+		{View: 0, Sequence: 1, Kind: KindPrepare, Signed: signedBytes(1, KindPrepare, 1)},
+	}
+	if err := db.WriteLog(written); err != nil {
+		t.Fatalf("WriteLog: %v", err)
+	}
+	if err := db.WriteLog([]LogEntry{{View: 0, Sequence: 2, Kind: 'z', Signed: []byte("x")}}); err == nil {
+		t.Fatal("WriteLog accepted an unknown kind")
+	}
+	if err := db.AppendLog([]LogEntry{{View: 0, Sequence: 1, Kind: KindCommit, Signed: signedBytes(1, KindCommit, 1)}}); err != nil {
+		t.Fatalf("AppendLog: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	db = openTestDB(t, dir)
+	defer db.Close()
+	got, err := db.LoadLog(0)
+	if err != nil {
+		t.Fatalf("LoadLog: %v", err)
+	}
+	if len(got) != 3 || got[0].Kind != KindPrePrepare || got[1].Kind != KindCommit || got[2].Kind != KindPrepare {
+		t.Fatalf("LoadLog after reopen = %+v, want the two written entries and the appended one", got)
+	}
+}

@@ -94,8 +94,8 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, string(b))
 	} else {
-		fmt.Fprintf(stdout, "runs=%d steps=%d ticks=%d view_changes=%d checkpoints=%d state_transfers=%d crashes=%d torn_crashes=%d partitions=%d messages=%d dropped=%d rejected_frames=%d byzantine_actions=%d committed_requests=%d operations=%d violations=%d\n",
-			sum.Runs, sum.Steps, sum.Ticks, sum.ViewChanges, sum.Checkpoints, sum.StateTransfers, sum.Crashes, sum.TornCrashes, sum.Partitions, sum.Messages,
+		fmt.Fprintf(stdout, "runs=%d steps=%d ticks=%d view_changes=%d checkpoints=%d state_transfers=%d crashes=%d torn_crashes=%d lost_log_entries=%d partitions=%d messages=%d dropped=%d rejected_frames=%d byzantine_actions=%d committed_requests=%d operations=%d violations=%d\n",
+			sum.Runs, sum.Steps, sum.Ticks, sum.ViewChanges, sum.Checkpoints, sum.StateTransfers, sum.Crashes, sum.TornCrashes, sum.LostLogEntries, sum.Partitions, sum.Messages,
 			sum.Dropped, sum.RejectedFrames, sum.ByzantineActions, sum.CommittedRequests, sum.Operations, sum.Violations)
 	}
 	if sum.Violations > 0 {

@@ -144,7 +144,11 @@ type Counters struct {
 	Crashes        uint64 `json:"crashes"`
 	// TornCrashes counts crashes of a primary between sending its
 	// PRE-PREPAREs (Outbound.BeforePersist) and persisting them.
-	TornCrashes      uint64 `json:"torn_crashes"`
+	TornCrashes uint64 `json:"torn_crashes"`
+	// LostLogEntries counts the log entries a crash lost that the replica
+	// had written without a sync (replica.Storage.WriteLog): a crash is a
+	// power loss, keeping a random prefix of them.
+	LostLogEntries   uint64 `json:"lost_log_entries"`
 	Partitions       uint64 `json:"partitions"`
 	Messages         uint64 `json:"messages"`
 	Dropped          uint64 `json:"dropped"`

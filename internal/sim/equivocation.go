@@ -45,6 +45,13 @@ func (c *equivocationChecker) check(from uint32, out protocol.Outbound) string {
 	if err := proto.Unmarshal(out.Signed.GetPayload(), &m); err != nil {
 		return fmt.Sprintf("replica %d sent an undecodable message: %v", from, err)
 	}
+	if m.From != from {
+		// Another replica's message relayed (a pre-prepare in a Fetch
+		// answer or a batch reply): its vote, not this replica's. A
+		// restarted backup that lost an unsynced pre-prepare of a faulty
+		// primary may relay a conflicting one later, which is harmless.
+		return ""
+	}
 	switch b := m.Body.(type) {
 	case *wire.ReplicaMessage_PrePrepare:
 		return c.record(voteKey{m.Epoch, from, protocol.KindPrePrepare, b.PrePrepare.View, b.PrePrepare.Sequence}, b.PrePrepare.Digest)

@@ -158,9 +158,18 @@ func (h *host) checkLedger(where string) {
 }
 
 // crash stops the replica: messages in flight to it are lost, in-memory
-// state (the driver, the core, snapshots) is gone; the storage and the
-// database stay.
+// state (the driver, the core, snapshots) is gone, and so is a random
+// suffix of the log entries written without a sync (a power loss); the
+// rest of the storage and the database stay.
 func (h *host) crash() {
+	lost := 0
+	if n := h.store.Unsynced(); n > 0 {
+		lost = h.store.LoseUnsynced(h.w.rng.IntN(n + 1))
+		h.w.res.LostLogEntries += uint64(lost)
+	}
+	if h.w.cfg.Trace != nil {
+		fmt.Fprintf(h.w.cfg.Trace, "crash step=%d tick=%d replica=%d%s lost_log_entries=%d\n", h.w.steps, h.w.now, h.id, h.label(), lost)
+	}
 	h.down = true
 	h.tornArmedAt = 0
 	h.epoch++
@@ -170,6 +179,9 @@ func (h *host) crash() {
 }
 
 func (h *host) restart() {
+	if h.w.cfg.Trace != nil {
+		fmt.Fprintf(h.w.cfg.Trace, "restart step=%d tick=%d replica=%d%s\n", h.w.steps, h.w.now, h.id, h.label())
+	}
 	h.down = false
 	if err := h.start(true); err != nil {
 		h.w.violate(KindInternal, fmt.Sprintf("restart: %v", err))

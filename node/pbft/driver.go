@@ -29,6 +29,15 @@ func (s driverStorage) AppendLog(entries []storage.LogEntry) error {
 	return nil
 }
 
+// WriteLog implements replica.Storage, counting the unsynced writes.
+func (s driverStorage) WriteLog(entries []storage.LogEntry) error {
+	if err := s.DB.WriteLog(entries); err != nil {
+		return err
+	}
+	s.m.LogWrites.Inc()
+	return nil
+}
+
 // StartAppendLog implements replica.BackgroundAppender: the append (and its
 // fsync) runs on its own goroutine while the event loop executes the
 // committed batches that do not depend on it; wait returns its result.

@@ -295,6 +295,7 @@ func (n *Node) publishStatus() {
 	n.metrics.Retransmissions.Set(float64(st.Retransmissions))
 	n.metrics.SlowPrimary.Set(float64(st.SlowPrimarySuspects))
 	n.metrics.ServeLimited.Set(float64(st.ServeLimited))
+	n.metrics.PreparesWithheld.Set(float64(st.PreparesWithheld))
 	n.metrics.SetChanging(!st.ViewActive, n.driver.Transferring())
 	n.status.Store(&node.Status{
 		Index:            n.cfg.Index,

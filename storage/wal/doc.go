@@ -18,10 +18,17 @@
 // Contracts:
 //   - Append writes all of its records in one write and returns once they
 //     are durable (one fdatasync, when Options.Sync is set): it is the
-//     group commit of everything the caller gathered.
+//     group commit of everything the caller gathered, and of every record
+//     written before it.
+//   - Write writes its records in one write and returns without a sync: a
+//     crash (a power loss) may lose them and every record written after
+//     them, never an earlier record, until the next Append makes them
+//     durable. A roll to the next segment and Close sync them first, so an
+//     unsynced record is only ever in the active segment.
 //   - After a crash, Scan returns every record whose Append returned, in
 //     append order, and possibly records of an Append that had not
-//     returned (whole records only, never a torn one). Open finds the end
+//     returned or of Writes after the last Append (whole records only,
+//     never a torn one, and never one that followed a lost one). Open finds the end
 //     of the last segment's valid records (a zero header or a checksum
 //     mismatch), cuts the torn tail off and starts a new segment, so a
 //     stale record can never follow a new one. A checksum mismatch in any

@@ -79,8 +79,13 @@ type WAL struct {
 	active *segment
 	file   *os.File
 	buf    []byte
+	// unsynced: the active segment holds records written (Write) since its
+	// last fdatasync, with Options.Sync set.
+	unsynced bool
 	// next is the preparation of the segment file after the active one.
 	next *preparation
+	// syncs counts fdatasyncs of segments with records (for the tests).
+	syncs int
 }
 
 // Open opens the WAL in dir, creating dir if needed. It checks every
@@ -190,9 +195,20 @@ func truncateSynced(path string, size int64) error {
 }
 
 // Append writes recs as one write and returns once they are durable
-// (fdatasync, when Options.Sync is set). A record with data over
-// Options.MaxRecordBytes is refused and nothing is written.
-func (w *WAL) Append(recs []Record) error {
+// (fdatasync, when Options.Sync is set), with every record written before
+// them. A record with data over Options.MaxRecordBytes is refused and
+// nothing is written.
+func (w *WAL) Append(recs []Record) error { return w.write(recs, w.opts.Sync) }
+
+// Write writes recs as one write and returns without waiting for them to
+// be durable: a crash (a power loss; a killed process loses nothing the
+// kernel holds) may lose them and every record written after them, never
+// an earlier one, until the next Append, or a roll to the next segment,
+// makes them durable. Records that a crash cut short or left out are
+// found as a torn tail by Open, which cuts them off.
+func (w *WAL) Write(recs []Record) error { return w.write(recs, false) }
+
+func (w *WAL) write(recs []Record, sync bool) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -216,11 +232,12 @@ func (w *WAL) Append(recs []Record) error {
 	if _, err := w.file.WriteAt(w.buf, w.active.end); err != nil {
 		return fmt.Errorf("wal: append %d records: %w", len(recs), err)
 	}
-	if w.opts.Sync {
-		if err := datasync(w.file); err != nil {
+	if sync {
+		if err := w.datasync(); err != nil {
 			return fmt.Errorf("wal: sync %d records: %w", len(recs), err)
 		}
 	}
+	w.unsynced = !sync && w.opts.Sync
 	w.active.end += int64(len(w.buf))
 	w.active.maxTag = max(w.active.maxTag, maxTag)
 	if w.next == nil && w.active.end > w.opts.SegmentBytes/2 {
@@ -230,6 +247,11 @@ func (w *WAL) Append(recs []Record) error {
 		w.buf = nil
 	}
 	return nil
+}
+
+func (w *WAL) datasync() error {
+	w.syncs++
+	return datasync(w.file)
 }
 
 func appendRecord(buf []byte, r Record) []byte {
@@ -264,6 +286,15 @@ func (w *WAL) makeRoom(n int64) error {
 		return err
 	}
 	if w.file != nil {
+		if w.unsynced {
+			// Records written without a sync must not outlive the segment
+			// unsynced: a later Append syncs only the next one.
+			if err := w.datasync(); err != nil {
+				_ = f.Close()
+				return fmt.Errorf("wal: sync segment before rolling: %w", err)
+			}
+			w.unsynced = false
+		}
 		if err := w.file.Close(); err != nil {
 			_ = f.Close()
 			return fmt.Errorf("wal: close segment: %w", err)
@@ -333,7 +364,8 @@ func (w *WAL) Segments() (count int, bytes int64) {
 	return count, bytes
 }
 
-// Close closes the WAL; its appended records stay.
+// Close makes the records written durable and closes the WAL; its
+// records stay.
 func (w *WAL) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -347,6 +379,11 @@ func (w *WAL) Close() error {
 		w.next = nil
 	}
 	if w.file != nil {
+		if w.unsynced {
+			if serr := w.datasync(); err == nil && serr != nil {
+				err = fmt.Errorf("wal: sync on close: %w", serr)
+			}
+		}
 		if cerr := w.file.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("wal: close: %w", cerr)
 		}

@@ -85,6 +85,51 @@ func TestAppendScanAcrossSegmentsAndReopen(t *testing.T) {
 	}
 }
 
+func TestWritesAreSyncedByTheNextAppendARollOrClose(t *testing.T) {
+	dir := t.TempDir()
+	w := openWAL(t, dir, 1024)
+	write := func(tag uint64) {
+		t.Helper()
+		if err := w.Write([]Record{{Tag: tag, Data: bytes.Repeat([]byte{'w'}, 100)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1)
+	write(2)
+	if w.syncs != 0 {
+		t.Fatalf("%d syncs after two Writes, want none", w.syncs)
+	}
+	if got := scanAll(t, w); len(got) != 2 {
+		t.Fatalf("scan sees %d written records, want 2", len(got))
+	}
+	appendN(t, w, 3, 1, 10)
+	if w.syncs != 1 {
+		t.Fatalf("%d syncs after the Append, want 1 (covering the Writes before it)", w.syncs)
+	}
+	// Fill the segment with Writes: the roll must sync the one it leaves.
+	first := w.active.index
+	tag := uint64(4)
+	for w.active.index == first {
+		write(tag)
+		tag++
+	}
+	if w.syncs != 2 {
+		t.Fatalf("%d syncs after rolling past unsynced Writes, want 2", w.syncs)
+	}
+	write(tag)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if w.syncs != 3 {
+		t.Fatalf("%d syncs after Close with unsynced Writes, want 3", w.syncs)
+	}
+	w = openWAL(t, dir, 1024)
+	defer w.Close()
+	if got := scanAll(t, w); len(got) != int(tag) {
+		t.Fatalf("reopened: %d records, want %d", len(got), tag)
+	}
+}
+
 func TestRecordsOfOneAppendAreWrittenTogether(t *testing.T) {
 	dir := t.TempDir()
 	w := openWAL(t, dir, 1<<16)
