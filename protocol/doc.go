@@ -14,7 +14,12 @@
 //     signature checked. The core checks everything else (view, sender
 //     role, window, digest, duplicates) and drops what does not check out,
 //     returning the reason as an error.
-//   - Ready.Persist must be durable BEFORE any of Ready.Messages is sent.
+//   - Ready.Persist must be durable BEFORE any of Ready.Messages is sent,
+//     except those marked Outbound.BeforePersist (the primary's
+//     PRE-PREPAREs, a backup's PREPAREs), which may go first; a Ready
+//     whose messages are all marked so may leave Persist undurable until
+//     a later Ready's Persist is made durable, which must then cover it
+//     (every later message not so marked waits for that).
 //   - Ready.Committed batches must be executed in order, each exactly once,
 //     and for every executed sequence that is a multiple of the checkpoint
 //     interval the runtime calls CheckpointExecuted with the state digest.

@@ -37,8 +37,10 @@ type Recovered struct {
 // next view at once and asks the others to follow (see abdicate). It
 // never proposes again in the restored view, so a PRE-PREPARE or NEW-VIEW
 // it sent there but had not persisted when it crashed cannot be
-// contradicted. That is what lets the runtime send the primary's
-// PRE-PREPAREs before persisting them (Outbound.BeforePersist).
+// contradicted. A backup sends no new PREPARE in the restored view (see
+// prepare), for the same reason. That is what lets the runtime send the
+// primary's PRE-PREPAREs and the backups' PREPAREs before persisting them
+// (Outbound.BeforePersist).
 func (r *Replica) Restore(rec Recovered) error {
 	if r.lastCommitted != r.cfg.Base || len(r.slots) != 0 {
 		return fmt.Errorf("protocol: restore into a replica that already ran")

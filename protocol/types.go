@@ -73,11 +73,13 @@ type Outbound struct {
 	Batch []*wire.Signed
 	Kind  Kind
 	// BeforePersist marks a message the runtime may send before the
-	// Ready's Persist is durable: the primary's own PRE-PREPAREs. A crash
-	// between sending and persisting one cannot lead to a contradiction,
-	// because a restarted primary never proposes again in the view it
-	// restored (Restore abdicates). Its later messages for that sequence
-	// (a COMMIT) come in later Readys, after this one's Persist.
+	// Ready's Persist is durable: the primary's own PRE-PREPAREs and a
+	// backup's PREPAREs. A crash between sending and persisting one cannot
+	// lead to a contradiction, because a restarted replica never proposes
+	// (Restore abdicates) or prepares (see prepare) again in the view it
+	// restored. Its later messages for that sequence (a COMMIT) come in
+	// later Readys, and are never BeforePersist: the runtime makes the
+	// log durable before sending them.
 	BeforePersist bool
 }
 

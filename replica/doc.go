@@ -23,8 +23,15 @@
 //   - Process after inputs, which handles every Ready in this order:
 //     1. save the view (Storage.SaveViewState), when it changed;
 //     2. send the messages marked BeforePersist (the primary's
-//     PRE-PREPAREs);
+//     PRE-PREPAREs, a backup's PREPAREs);
 //     3. append the log entries (Storage.AppendLog) - durable on return;
+//     or, when every message of the Ready was marked BeforePersist and it
+//     changes no view, checkpoint, transfer or configuration, only write
+//     them (Storage.WriteLog, no fsync): they need to be durable only
+//     before this replica's COMMIT for their sequence, and the Ready
+//     that sends it appends, which makes them durable too (see
+//     logMustBeDurable; a Ready that writes executes all its committed
+//     batches at once);
 //     4. send the other messages, which may depend on the log;
 //     5. execute the committed batches in order, reply to their clients,
 //     and at each checkpoint sequence take a snapshot

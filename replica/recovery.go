@@ -21,8 +21,8 @@ import (
 // On a first start (nothing stored) it stores view 0 instead, durably and
 // before the core sends anything, so that every later start is a restart
 // the core learns of through Restore: the primary may send PRE-PREPAREs
-// before persisting them (Outbound.BeforePersist), and only a restored
-// primary knows to abdicate. (A stored view alone makes a restart: a
+// and the backups PREPAREs before persisting them (Outbound.BeforePersist),
+// and only a restored replica knows to abdicate or withhold its PREPAREs. (A stored view alone makes a restart: a
 // primary that crashed between its early sends and its first persist has
 // only its view stored, and must not propose those sequences afresh.)
 func (d *Driver) Recover() error {
