@@ -28,7 +28,9 @@
 //
 // Writes that protect safety (AppendLog, SaveView, SaveStableCheckpoint,
 // SetTransferInProgress) are fsynced when Options.Sync is true, which
-// DefaultOptions sets. Turning Sync off is meant for benchmarks only; Open
+// DefaultOptions sets. WriteLog stores log entries in the same order
+// without a sync, for entries nothing sent depends on yet: the next
+// AppendLog makes them durable with its own. Turning Sync off is meant for benchmarks only; Open
 // logs a warning when it is off.
 //
 // A DB is safe for concurrent use by multiple goroutines, as goleveldb is.
