@@ -197,3 +197,45 @@ func TestPrepareSentBeforePersistIsNeverContradicted(t *testing.T) {
 		t.Fatalf("backup in view %d after f+1 Suspects, want 1", st.View)
 	}
 }
+
+// TestRestartedBackupWithholdsOnlyWhatItMayHavePrepared: a backup sends a
+// PREPARE early only up to a span above a durable base (its stable
+// checkpoint or its last COMMIT of the view), so a restarted one withholds
+// only up to its restored base plus that span, and prepares the sequences
+// beyond (those, too far above the base to go early, after its append).
+func TestRestartedBackupWithholdsOnlyWhatItMayHavePrepared(t *testing.T) {
+	c := newCluster(t, 4, nil)
+	backup := c.replicas[1]
+	span := backup.early.span
+	prePrepare := func(seq uint64) VerifiedMessage {
+		batch := []*wire.Signed{request(1, seq, "op").Signed}
+		d := crypto.BatchDigest(batch)
+		return c.prePrepareFrom(0, &wire.PrePrepare{View: 0, Sequence: seq, Digest: digestBytes(d)}, batch)
+	}
+	prepared := func(seq uint64) (sent, early bool) {
+		if err := backup.Step(prePrepare(seq)); err != nil {
+			t.Fatalf("pre-prepare %d: %v", seq, err)
+		}
+		for _, m := range backup.Ready().Messages {
+			if m.Kind == KindPrepare && c.decode(m).Body.GetPrepare().GetSequence() == seq {
+				return true, m.BeforePersist
+			}
+		}
+		return false, false
+	}
+	if sent, early := prepared(span + 1); !sent || early {
+		t.Fatalf("PREPARE %d, beyond base 0 + span %d: sent %v, early %v; want sent after the append", span+1, span, sent, early)
+	}
+	if sent, early := prepared(span); !sent || !early {
+		t.Fatalf("PREPARE %d, within the span: sent %v, early %v; want sent early", span, sent, early)
+	}
+	c.restart(1) // nothing of it was persisted: the base is 0 again
+	backup = c.replicas[1]
+	backup.Ready()
+	if sent, _ := prepared(span - 1); sent {
+		t.Fatalf("restarted backup prepared %d, within the span it may have prepared early", span-1)
+	}
+	if sent, early := prepared(span + 2); !sent || early {
+		t.Fatalf("restarted backup, PREPARE %d beyond its restored base + span: sent %v, early %v; want sent after the append", span+2, sent, early)
+	}
+}

@@ -205,21 +205,23 @@ func (r *Replica) stepPrePrepare(from uint32, pp *wire.PrePrepare, m VerifiedMes
 
 // prepare sends and logs this backup's PREPARE for the pre-prepare in s.
 // The PREPARE may go before its log entry is durable
-// (Outbound.BeforePersist): the entry must be durable only before this
+// (Outbound.BeforePersist) when its sequence is close enough above a
+// durable base (early.go): the entry must be durable only before this
 // replica's COMMIT for the sequence, which the runtime sends after a
 // durable append. A crash before that may lose a PREPARE the others hold;
-// so a restarted replica sends no new PREPARE in the view it restored
-// (Restore), where it might otherwise prepare a different pre-prepare of
-// a faulty primary for the same sequence. It still commits there on the
-// others' prepares, and prepares again from the next view on.
+// so a restarted replica sends no new PREPARE in the view it restored for
+// the sequences it may have prepared early (Restore), where it might
+// otherwise prepare a different pre-prepare of a faulty primary for the
+// same sequence. It still commits those on the others' prepares.
 func (r *Replica) prepare(view, seq uint64, s *slot) {
-	if r.restored && view <= r.restoredView {
-		r.preparesWithheld++
+	if r.early.withholds(view, seq) {
+		r.early.withheld++
 		return
 	}
 	prep := &wire.Prepare{View: view, Sequence: seq, Digest: append([]byte(nil), s.digest[:]...)}
 	out := r.sign(&wire.ReplicaMessage{Body: &wire.ReplicaMessage_Prepare{Prepare: prep}})
-	r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: out, Kind: KindPrepare, BeforePersist: true})
+	early := r.early.early(view, seq)
+	r.ready.Messages = append(r.ready.Messages, Outbound{To: Broadcast, Signed: out, Kind: KindPrepare, BeforePersist: early})
 	r.persist(view, seq, KindPrepare, out)
 	s.prepares[r.cfg.ID] = vote{digest: s.digest, signed: out}
 }
@@ -293,6 +295,7 @@ func (r *Replica) tryPrepared(seq uint64, s *slot) {
 	c := &wire.Commit{View: s.view, Sequence: seq, Digest: s.digest[:]}
 	out := r.send(Broadcast, KindCommit, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Commit{Commit: c}})
 	r.persist(s.view, seq, KindCommit, out)
+	r.early.noteCommit(s.view, seq)
 	s.commits[r.cfg.ID] = vote{digest: s.digest, signed: out}
 	r.tryCommitted(seq, s)
 }

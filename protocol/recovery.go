@@ -37,8 +37,9 @@ type Recovered struct {
 // next view at once and asks the others to follow (see abdicate). It
 // never proposes again in the restored view, so a PRE-PREPARE or NEW-VIEW
 // it sent there but had not persisted when it crashed cannot be
-// contradicted. A backup sends no new PREPARE in the restored view (see
-// prepare), for the same reason. That is what lets the runtime send the
+// contradicted. A backup sends no new PREPARE in the restored view for
+// the sequences it may have prepared early (see prepare), for the same
+// reason. That is what lets the runtime send the
 // primary's PRE-PREPAREs and the backups' PREPAREs before persisting them
 // (Outbound.BeforePersist).
 func (r *Replica) Restore(rec Recovered) error {
@@ -46,7 +47,6 @@ func (r *Replica) Restore(rec Recovered) error {
 		return fmt.Errorf("protocol: restore into a replica that already ran")
 	}
 	r.view = rec.View
-	r.restored, r.restoredView = true, rec.View
 	// A replica of an epoch that starts after its base never goes below
 	// it; one whose executor is below the base (a joiner that has not
 	// fetched the base state yet) fetches it.
@@ -90,6 +90,11 @@ func (r *Replica) Restore(rec Recovered) error {
 		}
 		r.highestPrepared = max(r.highestPrepared, seq)
 	}
+	base := r.window.Low
+	if r.early.commitView == r.view {
+		base = max(base, r.early.committed)
+	}
+	r.early.restore(r.view, base)
 	switch {
 	case r.IsPrimary():
 		r.viewActive = !rec.ViewChanging
@@ -154,6 +159,7 @@ func (r *Replica) restoreEntry(m VerifiedMessage) error {
 		copy(d[:], c.Digest)
 		s := r.slot(c.Sequence)
 		s.commits[r.cfg.ID] = vote{digest: d, signed: m.Signed}
+		r.early.noteCommit(c.View, c.Sequence)
 		// A replica commits only once prepared, and logs the pre-prepare
 		// before its commit.
 		s.prepared = s.prePrepare != nil && s.digest == d

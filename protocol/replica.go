@@ -59,12 +59,9 @@ type Replica struct {
 	adoptedCommits uint64
 	// transferring is the checkpoint a state transfer is fetching.
 	transferring *checkpoint.Certificate
-	// restored is set by Restore, restoredView is the view it restored:
-	// this replica sends no new PREPARE up to that view (see prepare);
-	// preparesWithheld counts the PREPAREs it did not send for that.
-	restored         bool
-	restoredView     uint64
-	preparesWithheld uint64
+	// early decides which PREPAREs go before their log entry is durable
+	// and which a restarted replica withholds (early.go).
+	early earlyPrepares
 
 	// View change. viewActive is false from a replica's VIEW-CHANGE until
 	// it accepts the NEW-VIEW of r.view.
@@ -130,6 +127,7 @@ func New(cfg Config) (*Replica, error) {
 			perClient: cfg.MaxPendingPerClient, perKey: cfg.MaxPendingPerKey, perKeyBytes: cfg.MaxPendingBytesPerKey}),
 
 		pace:           newLargePace(largePaceBurst),
+		early:          earlyPrepares{span: earlyPrepareSpan * uint64(cfg.MaxInFlight)},
 		ownCheckpoints: make(map[uint64]*wire.Signed),
 		future:         newFutureBuffer(cfg.N),
 		fetchAnswered:  make(map[uint32]uint64),
@@ -183,7 +181,7 @@ func (r *Replica) Status() Status {
 		Buffered:         r.future.len(),
 		FetchesSent:      r.fetchesSent,
 		AdoptedCommits:   r.adoptedCommits,
-		PreparesWithheld: r.preparesWithheld,
+		PreparesWithheld: r.early.withheld,
 		Transferring:     r.transferring != nil,
 
 		ViewActive:           r.viewActive,
@@ -211,6 +209,7 @@ func (r *Replica) Ready() Ready {
 	r.propose()
 	rd := r.ready
 	r.ready = Ready{}
+	r.early.readied(r.view, r.window.Low)
 	return rd
 }
 

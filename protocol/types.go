@@ -225,6 +225,7 @@ type Status struct {
 	// asker had used its serve budget (see serve.go).
 	ServeLimited uint64
 	// PreparesWithheld counts the PREPAREs a restarted replica did not
-	// send in the view it restored (see Replica.Restore).
+	// send in the view it restored, for sequences it may have prepared
+	// before the crash (see Replica.Restore).
 	PreparesWithheld uint64
 }

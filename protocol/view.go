@@ -42,12 +42,13 @@ func (r *Replica) viewChangeTick() {
 		}
 		return
 	}
-	if r.preparesWithheld > 0 && r.restored && r.view == r.restoredView {
-		// A restarted replica sends no PREPARE in the view it restored
-		// (see prepare), which weakens the view: it keeps asking for the
-		// next one, which the others join only if the view fails them too
-		// (f+1 Suspects), as when a faulty replica is silent as well.
-		r.suspectOnce("withholding_prepares", "withheld", r.preparesWithheld)
+	if r.early.withheld > 0 && r.early.withholds(r.view, r.lastCommitted+1) {
+		// A restarted replica sends no PREPARE for the sequences it may
+		// have prepared before the crash (see prepare), which weakens the
+		// view until they commit: it keeps asking for the next view,
+		// which the others join only if the view fails them too (f+1
+		// Suspects), as when a faulty replica is silent as well.
+		r.suspectOnce("withholding_prepares", "withheld", r.early.withheld)
 		return
 	}
 	// Active: the request at the head of this backup's FIFO of requests

@@ -286,10 +286,11 @@ func TestRestartKeepsTheView(t *testing.T) {
 	if v := c.replicas[2].View(); v != 1 {
 		t.Fatalf("restarted replica is in view %d, want 1", v)
 	}
-	// With replica 0 still cut off, view 1 cannot prepare while the
-	// restarted replica withholds its PREPAREs there (it may have sent one
-	// it lost): it asks for view 2, and replica 3 joins once the client's
-	// retransmitted request waits too long.
+	// With replica 0 still cut off, view 1 cannot prepare the next
+	// sequence while the restarted replica withholds its PREPARE for it
+	// (it may have sent one it lost: the sequence is within the span
+	// above its restored base): it asks for view 2, and replica 3 joins
+	// once the client's retransmitted request waits too long.
 	broadcastRequests(t, c, 1, 1, 1)
 	c.tickUntil(10*DefaultViewChangeTimeoutTicks, "the request after the restart", func() bool {
 		return len(c.executedRequests(2)) == 2 && len(c.executedRequests(3)) == 2

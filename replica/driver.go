@@ -276,7 +276,7 @@ func (d *Driver) startLog(rd *protocol.Ready, entries []storage.LogEntry) (early
 // logMustBeDurable reports whether rd.Persist must be durable before the
 // rest of rd is carried out. It need not be when every message of rd may
 // go before it anyway (Outbound.BeforePersist: the primary's new
-// PRE-PREPAREs, a backup's PREPAREs outside the view it restored) and rd
+// PRE-PREPAREs, a backup's PREPAREs close above a durable base) and rd
 // changes no view, checkpoint, transfer or configuration: such entries
 // are needed durable only before this replica's COMMIT for their sequence
 // (its prepared certificate must survive a crash), and a COMMIT is never

@@ -473,8 +473,9 @@ func TestEpochCrashAtEachPoint(t *testing.T) {
 				c.put(fmt.Sprintf("k%d", i))
 			}
 			// The restarted victim sends no PREPARE in the view it
-			// restored; with node 2 down that view cannot prepare, and the
-			// puts wait for a view change, in fewer batches.
+			// restored for the next sequences (within the span above its
+			// restored base); with node 2 down that view cannot prepare
+			// them, and the puts wait for a view change, in fewer batches.
 			seq := c.settleIdle(1, 3, 0, 1, 3, 4)
 			for _, i := range []uint32{0, 1, 3, 4} {
 				kv, err := execution.NewKV(c.nodes[i].db.LevelDB())
