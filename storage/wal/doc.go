@@ -30,8 +30,10 @@
 //     returned or of Writes after the last Append (whole records only,
 //     never a torn one, and never one that followed a lost one). Open finds the end
 //     of the last segment's valid records (a zero header or a checksum
-//     mismatch), cuts the torn tail off and starts a new segment, so a
-//     stale record can never follow a new one. A checksum mismatch in any
+//     mismatch), cuts the torn tail off with a sync (so every record it
+//     found, written unsynced or not, survives a later crash: a restart
+//     may rely on what it read) and starts a new segment, so a stale
+//     record can never follow a new one. A checksum mismatch in any
 //     earlier segment is corruption (ErrCorrupt), never silently skipped.
 //   - Every record is bounded (Options.MaxRecordBytes) on write and on read.
 //   - A WAL is safe for concurrent use; appends are serialized.
