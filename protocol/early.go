@@ -1,5 +1,13 @@
 package protocol
 
+// earlyPrepareSpan times MaxInFlight is the span: how far above its
+// durable base a PREPARE may go early. The primary keeps at most
+// MaxInFlight batches in flight, so a backup's COMMITs trail its PREPAREs
+// by about that many sequences (and the base by one Ready more); beyond
+// the span, as for the re-proposals of a NEW-VIEW, a PREPARE waits for
+// its Ready's append.
+const earlyPrepareSpan = 4
+
 // earlyPrepares decides which of a backup's PREPAREs may go before their
 // log entry is durable (Outbound.BeforePersist), and which PREPAREs a
 // restarted replica withholds because it may have sent one for the same
@@ -17,14 +25,6 @@ package protocol
 // withholds its PREPAREs in the view it restored up to its restored base
 // (its stable checkpoint and its logged COMMITs of that view) plus span:
 // beyond that it cannot have sent any.
-// earlyPrepareSpan times MaxInFlight is the span: how far above its
-// durable base a PREPARE may go early. The primary keeps at most
-// MaxInFlight batches in flight, so a backup's COMMITs trail its PREPAREs
-// by about that many sequences (and the base by one Ready more); beyond
-// the span, as for the re-proposals of a NEW-VIEW, a PREPARE waits for
-// its Ready's append.
-const earlyPrepareSpan = 4
-
 type earlyPrepares struct {
 	span uint64
 	// commitView and committed: the highest sequence this replica sent

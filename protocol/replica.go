@@ -199,7 +199,9 @@ func (r *Replica) HasReady() bool { return !r.ready.Empty() || r.canPropose() ||
 // Ready returns the actions accumulated since the last call and clears
 // them. The caller must persist rd.View and rd.Persist before sending
 // rd.Messages (except those marked BeforePersist, which it may send
-// first), and execute rd.Committed in order.
+// first), and execute rd.Committed in order, and must have carried out a
+// Ready before it asks for the next (the core then counts what it made
+// durable: see earlyPrepares).
 //
 // On the primary, Ready first cuts batches from the requests queued since
 // the last call (Submit only queues), so a burst of requests handed to the
