@@ -58,10 +58,16 @@ func (e *earlyPrepares) noteCommit(view, seq uint64) {
 // replica's now, which the Ready being returned makes durable.
 func (e *earlyPrepares) readied(view, low uint64) {
 	e.view, e.base = e.lastView, e.last
-	e.lastView, e.last = view, low
+	e.lastView, e.last = view, e.baseOf(view, low)
+}
+
+// baseOf is the base in view given the low watermark: the higher of it
+// and this replica's highest COMMIT in view.
+func (e *earlyPrepares) baseOf(view, low uint64) uint64 {
 	if e.commitView == view {
-		e.last = max(e.last, e.committed)
+		return max(low, e.committed)
 	}
+	return low
 }
 
 // early reports whether this replica's PREPARE for (view, seq) may go
@@ -77,9 +83,8 @@ func (e *earlyPrepares) withholds(view, seq uint64) bool {
 }
 
 // restore sets what a restarted replica withholds: in view, PREPAREs up
-// to base (its stable checkpoint, or its highest logged COMMIT of the
-// view) plus span.
-func (e *earlyPrepares) restore(view, base uint64) {
-	e.restored, e.restoredView, e.withholdThrough = true, view, base+e.span
-	e.noteCommit(view, base)
+// to its base (its stable checkpoint low, or its highest logged COMMIT of
+// the view, noted before) plus span.
+func (e *earlyPrepares) restore(view, low uint64) {
+	e.restored, e.restoredView, e.withholdThrough = true, view, e.baseOf(view, low)+e.span
 }

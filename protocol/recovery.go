@@ -90,11 +90,7 @@ func (r *Replica) Restore(rec Recovered) error {
 		}
 		r.highestPrepared = max(r.highestPrepared, seq)
 	}
-	base := r.window.Low
-	if r.early.commitView == r.view {
-		base = max(base, r.early.committed)
-	}
-	r.early.restore(r.view, base)
+	r.early.restore(r.view, r.window.Low)
 	switch {
 	case r.IsPrimary():
 		r.viewActive = !rec.ViewChanging

@@ -118,9 +118,12 @@ func (m *MemoryStorage) LoseUnsynced(keep int) int {
 
 // LoadLog implements Storage.
 func (m *MemoryStorage) LoadLog(fromSeq uint64) ([]storage.LogEntry, error) {
-	all := maps.Clone(m.log)
-	for _, e := range m.unsynced {
-		all[memoryLogKey(e)] = e
+	all := m.log
+	if len(m.unsynced) > 0 {
+		all = maps.Clone(m.log)
+		for _, e := range m.unsynced {
+			all[memoryLogKey(e)] = e
+		}
 	}
 	keys := make([]string, 0, len(all))
 	for k, e := range all {
