@@ -122,16 +122,14 @@ var (
 	ErrRefused = errors.New("refused")
 )
 
-// errBadSignature reports a signer that did not return an Ed25519
-// signature; it cannot happen with crypto.Signer.
-var errBadSignature = errors.New("unexpected signature length")
-
 // Client sends operations to a pbftnode cluster. Safe for concurrent use.
 type Client struct {
 	cfg    Config
 	signer *crypto.Signer
-	id     []byte
-	host   *p2p.Host
+	// requests signs the ordered requests, concurrent ones as bundles.
+	requests requestSigner
+	id       []byte
+	host     *p2p.Host
 	// send enqueues a frame for a replica: host.SendToReplica, or a fake
 	// in benchmarks.
 	send func(to uint32, frame []byte) bool
@@ -357,11 +355,7 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 // (InvokeWithReceipt) it also feeds col the replies' receipts and, once
 // the result is agreed, waits on until col is complete or ctx ends.
 func (c *Client) await(ctx context.Context, cl *call, op []byte, col *receiptCollector) ([]byte, error) {
-	frame, err := c.frame(cl.number, op, false)
-	if err != nil {
-		return nil, err
-	}
-	return c.awaitFrame(ctx, cl, frame, col)
+	return c.awaitFrame(ctx, cl, c.frame(cl.number, op, false), col)
 }
 
 // awaitFrame is await with cl's request already encoded and signed.
@@ -557,12 +551,54 @@ func (c *Client) end(cl *call) {
 
 // frame encodes and signs the request as a ClientFrame{request:
 // Signed{payload: Request, signature}}, byte for byte what proto.Marshal
-// makes of those messages, in one buffer: the payload is written in place
-// and signed there.
-// readOnly sets Request.read_only. Read-only requests, and every request
-// of a crash-fault (Raft mode, ReplyQuorum 1) client, go without a
-// signature.
-func (c *Client) frame(number uint64, op []byte, readOnly bool) ([]byte, error) {
+// makes of those messages. readOnly sets Request.read_only. Read-only
+// requests, and every request of a crash-fault (Raft mode, ReplyQuorum 1)
+// client, go without a signature; the others are signed by c.requests,
+// with a plain signature or, when other calls are signing at the same
+// time, a bundle's (crypto.SignRequests).
+func (c *Client) frame(number uint64, op []byte, readOnly bool) []byte {
+	const bytesType = protowire.BytesType
+	// A read-only request is not signed: it travels only on the client's
+	// own Noise-authenticated stream, where replicas answer it without
+	// verifying a signature and never relay it (an unsigned request on
+	// the ordering path is refused), so a signature would cost the client
+	// for nothing. Its fallback to the ordered path is a new, signed
+	// request.
+	// A Raft replica checks no signature either (crash faults: the
+	// client is who its Noise session says, and requests travel between
+	// replicas inside raft entries, unsigned), so a Raft-mode client
+	// signs nothing: signing was about a tenth of a benchmark client's
+	// CPU.
+	sign := !readOnly && !c.crashFaults
+	payload := c.requestPayload(number, op, readOnly)
+	var sig []byte
+	if sign {
+		sig = c.requests.sign(c.signer, c.id, payload)
+	}
+	signedLen := 0
+	if len(sig) > 0 {
+		signedLen = protowire.SizeTag(2) + protowire.SizeBytes(len(sig))
+	}
+	if len(payload) > 0 {
+		signedLen += protowire.SizeTag(1) + protowire.SizeBytes(len(payload))
+	}
+	buf := make([]byte, 0, protowire.SizeTag(1)+protowire.SizeBytes(signedLen))
+	buf = protowire.AppendTag(buf, 1, bytesType) // ClientFrame.request
+	buf = protowire.AppendVarint(buf, uint64(signedLen))
+	if len(payload) > 0 {
+		buf = protowire.AppendTag(buf, 1, bytesType) // Signed.payload
+		buf = protowire.AppendBytes(buf, payload)
+	}
+	if len(sig) > 0 {
+		buf = protowire.AppendTag(buf, 2, bytesType) // Signed.signature
+		buf = protowire.AppendBytes(buf, sig)
+	}
+	return buf
+}
+
+// requestPayload encodes the wire.Request, byte for byte what
+// proto.Marshal makes of it.
+func (c *Client) requestPayload(number uint64, op []byte, readOnly bool) []byte {
 	const bytesType = protowire.BytesType
 	payloadLen := 0
 	if len(c.id) > 0 {
@@ -577,59 +613,24 @@ func (c *Client) frame(number uint64, op []byte, readOnly bool) ([]byte, error) 
 	if readOnly {
 		payloadLen += protowire.SizeTag(4) + protowire.SizeVarint(1)
 	}
-	// A read-only request is not signed: it travels only on the client's
-	// own Noise-authenticated stream, where replicas answer it without
-	// verifying a signature and never relay it (an unsigned request on
-	// the ordering path is refused), so a signature would cost the client
-	// for nothing. Its fallback to the ordered path is a new, signed
-	// request.
-	// A Raft replica checks no signature either (crash faults: the
-	// client is who its Noise session says, and requests travel between
-	// replicas inside raft entries, unsigned), so a Raft-mode client
-	// signs nothing: signing was about a tenth of a benchmark client's
-	// CPU.
-	sign := !readOnly && !c.crashFaults
-	signedLen := 0
-	if sign {
-		signedLen = protowire.SizeTag(2) + protowire.SizeBytes(ed25519.SignatureSize)
-	}
-	if payloadLen > 0 {
-		signedLen += protowire.SizeTag(1) + protowire.SizeBytes(payloadLen)
-	}
-	buf := make([]byte, 0, protowire.SizeTag(1)+protowire.SizeBytes(signedLen))
-	buf = protowire.AppendTag(buf, 1, bytesType) // ClientFrame.request
-	buf = protowire.AppendVarint(buf, uint64(signedLen))
-	if payloadLen > 0 {
-		buf = protowire.AppendTag(buf, 1, bytesType) // Signed.payload
-		buf = protowire.AppendVarint(buf, uint64(payloadLen))
-	}
-	start := len(buf)
+	payload := make([]byte, 0, payloadLen)
 	if len(c.id) > 0 {
-		buf = protowire.AppendTag(buf, 1, bytesType) // Request.client_id
-		buf = protowire.AppendBytes(buf, c.id)
+		payload = protowire.AppendTag(payload, 1, bytesType) // Request.client_id
+		payload = protowire.AppendBytes(payload, c.id)
 	}
 	if number != 0 {
-		buf = protowire.AppendTag(buf, 2, protowire.VarintType) // Request.request_number
-		buf = protowire.AppendVarint(buf, number)
+		payload = protowire.AppendTag(payload, 2, protowire.VarintType) // Request.request_number
+		payload = protowire.AppendVarint(payload, number)
 	}
 	if len(op) > 0 {
-		buf = protowire.AppendTag(buf, 3, bytesType) // Request.operation
-		buf = protowire.AppendBytes(buf, op)
+		payload = protowire.AppendTag(payload, 3, bytesType) // Request.operation
+		payload = protowire.AppendBytes(payload, op)
 	}
 	if readOnly {
-		buf = protowire.AppendTag(buf, 4, protowire.VarintType) // Request.read_only
-		buf = protowire.AppendVarint(buf, 1)
+		payload = protowire.AppendTag(payload, 4, protowire.VarintType) // Request.read_only
+		payload = protowire.AppendVarint(payload, 1)
 	}
-	if !sign {
-		return buf, nil
-	}
-	sig := c.signer.Sign(crypto.DomainClientRequest, buf[start:])
-	if len(sig) != ed25519.SignatureSize {
-		return nil, fmt.Errorf("client: encode frame: signature of %d bytes: %w", len(sig), errBadSignature)
-	}
-	buf = protowire.AppendTag(buf, 2, bytesType) // Signed.signature
-	buf = protowire.AppendBytes(buf, sig)
-	return buf, nil
+	return payload
 }
 
 // Close disconnects the client. Pending Invoke calls return ErrClosed.

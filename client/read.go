@@ -116,10 +116,7 @@ func (c *Client) readOnly(ctx context.Context, op []byte) ([]byte, error) {
 		// quorum.
 		return c.readBatched(ctx, cl, op)
 	}
-	frame, err := c.frame(cl.number, op, true)
-	if err != nil {
-		return nil, err
-	}
+	frame := c.frame(cl.number, op, true)
 	if c.cfg.ReadQuorum == 1 {
 		// The crash-fault mode: the leader's answer is the one.
 		c.sendFirst(frame)

@@ -10,6 +10,10 @@ import (
 // project computes.
 const verifiedKeyPrefix = "pbftnode/v1/verified"
 
+// verifiedBundleKeyPrefix separates the keys of bundle statements from
+// those of request payloads.
+const verifiedBundleKeyPrefix = "pbftnode/v1/verified-bundle"
+
 // VerifiedCache remembers (payload, signature) pairs whose signature was
 // already checked and found valid, so a replica verifies each client
 // request once even though it sees it twice (from the client and inside a
@@ -46,8 +50,29 @@ func NewVerifiedCache(capacity int) *VerifiedCache {
 // that looks a pair up and later adds it computes the key once and uses
 // ContainsKey and AddKey.
 func VerifiedKey(payload, sig []byte) Digest {
+	return verifiedKey(verifiedKeyPrefix, payload, sig)
+}
+
+// VerifiedBundleKey is the cache key of a bundle statement and its
+// signature (RequestCheck.Bundled): VerifiedKey's form under a prefix of
+// its own, so a verified bundle statement never vouches for a request
+// whose payload has the same bytes, nor the reverse.
+func VerifiedBundleKey(statement, sig []byte) Digest {
+	return verifiedKey(verifiedBundleKeyPrefix, statement, sig)
+}
+
+// Key is the cache key of the check: VerifiedBundleKey for a bundle's
+// statement, VerifiedKey for a request's own payload.
+func (c RequestCheck) Key() Digest {
+	if c.Bundled {
+		return VerifiedBundleKey(c.Payload, c.Signature)
+	}
+	return VerifiedKey(c.Payload, c.Signature)
+}
+
+func verifiedKey(prefix string, payload, sig []byte) Digest {
 	h := sha256.New()
-	h.Write([]byte(verifiedKeyPrefix))
+	h.Write([]byte(prefix))
 	h.Write(binary.AppendUvarint(nil, uint64(len(payload))))
 	h.Write(payload)
 	h.Write(sig)

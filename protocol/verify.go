@@ -155,6 +155,7 @@ type pendingFrame struct {
 type pendingRequests struct {
 	signed []*wire.Signed
 	reqs   []*wire.Request
+	checks []crypto.RequestCheck // what each signature stands for (crypto.CheckOfRequest)
 	jobs   []int
 	keys   []crypto.Digest // cache keys (with a cache)
 }
@@ -512,11 +513,16 @@ const (
 	toQueue = -2 // its signature must be checked
 )
 
-// decodeRequests decodes signed client requests and notes which
-// signatures the cache has not vouched for. The error is that of the first
-// request that does not decode (checked before any signature).
+// decodeRequests decodes signed client requests, works out the check each
+// signature stands for (a bundle signature's proof is checked here) and
+// notes which the cache has not vouched for. The error is that of the
+// first request that does not decode or whose signature field is
+// malformed (checked before any signature).
 func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests, error) {
-	p := pendingRequests{signed: signed, reqs: make([]*wire.Request, len(signed)), jobs: make([]int, len(signed))}
+	p := pendingRequests{
+		signed: signed, reqs: make([]*wire.Request, len(signed)),
+		checks: make([]crypto.RequestCheck, len(signed)), jobs: make([]int, len(signed)),
+	}
 	if v.cache != nil {
 		p.keys = make([]crypto.Digest, len(signed))
 	}
@@ -534,10 +540,15 @@ func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests
 		if req.ReadOnly {
 			return pendingRequests{}, ErrReadOnlyOrdered
 		}
+		check, err := crypto.CheckOfRequest(req.ClientId, s.Payload, s.Signature)
+		if err != nil {
+			return pendingRequests{}, fmt.Errorf("%w: client request: %w", ErrBadSignature, err)
+		}
 		p.reqs[i] = &req
+		p.checks[i] = check
 		p.jobs[i] = toQueue
 		if v.cache != nil {
-			p.keys[i] = crypto.VerifiedKey(s.Payload, s.Signature)
+			p.keys[i] = check.Key()
 			if v.cache.ContainsKey(p.keys[i]) {
 				p.jobs[i] = vouched
 			}
@@ -561,11 +572,11 @@ func (p *pendingRequests) queue(jobs *[]crypto.VerifyJob, seen map[crypto.Digest
 			}
 			seen[p.keys[i]] = len(*jobs)
 		}
-		s := p.signed[i]
+		c := &p.checks[i]
 		p.jobs[i] = len(*jobs)
 		*jobs = append(*jobs, crypto.VerifyJob{
-			PublicKey: p.reqs[i].ClientId[:ed25519.PublicKeySize], Domain: crypto.DomainClientRequest,
-			Payload: s.Payload, Signature: s.Signature,
+			PublicKey: p.reqs[i].ClientId[:ed25519.PublicKeySize], Domain: c.Domain,
+			Payload: c.Payload, Signature: c.Signature,
 		})
 	}
 }

@@ -54,6 +54,15 @@ func verifyCorpus(t *testing.T) []Frame {
 	payload = fzMarshal(t, body)
 	sig = crypto.NewSigner(fzReplicaKey(0), fzCluster).Sign(crypto.DomainReplicaMessage, payload)
 	frames = append(frames, Frame{ReplicaFrame: fzMarshal(t, &wire.ReplicaFrame{Message: &wire.Signed{Payload: payload, Signature: sig}, Batch: big})})
+	// Bundles: a good pre-prepare of two, a forged member (client 1's
+	// request in client 0's bundle), members sent alone.
+	bundle := fzBundle(t, 0, fzOwners(0, 5), 400)
+	forged := fzBundle(t, 0, []int{0, 1}, 500)
+	frames = append(frames,
+		Frame{ReplicaFrame: fzPrePrepareFrame(t, 4, append(append([]*wire.Signed{}, bundle...), fzBundle(t, 1, fzOwners(1, 3), 450)...))},
+		Frame{ReplicaFrame: fzPrePrepareFrame(t, 5, forged)},
+		Frame{ClientRequest: bundle[2]}, Frame{ClientRequest: forged[0]}, Frame{ClientRequest: forged[1]},
+	)
 	// Replica messages without a frame.
 	for _, name := range []string{"prepare", "commit"} {
 		b := bodies[name]

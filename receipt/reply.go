@@ -49,7 +49,7 @@ func (b *SignedBatch) Len() int { return b.tree.Count() }
 // Bytes approximates the memory the batch holds.
 func (b *SignedBatch) Bytes() int {
 	n := 0
-	for _, level := range b.tree.levels {
+	for _, level := range b.tree.Levels() {
 		n += len(level) * crypto.DigestSize
 	}
 	return n + 256
@@ -73,7 +73,8 @@ func (b *SignedBatch) Receipt(i int) *wire.ReplyReceipt {
 // whatever the batch size: the driver calls it on the event loop.
 func (b *SignedBatch) Receipts() []*wire.ReplyReceipt {
 	tree, n := b.tree, b.Len()
-	depth := len(tree.levels) - 1
+	levels := tree.Levels()
+	depth := len(levels) - 1
 	hashes := make([]byte, n*depth*crypto.DigestSize)
 	slices := make([][]byte, n*depth)
 	receipts := make([]wire.ReplyReceipt, n)
@@ -82,7 +83,7 @@ func (b *SignedBatch) Receipts() []*wire.ReplyReceipt {
 	for i := range n {
 		start := used
 		index := i
-		for _, level := range tree.levels[:depth] {
+		for _, level := range levels[:depth] {
 			if sibling := index ^ 1; sibling < len(level) {
 				h := hashes[used*crypto.DigestSize : (used+1)*crypto.DigestSize : (used+1)*crypto.DigestSize]
 				copy(h, level[sibling][:])

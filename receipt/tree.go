@@ -18,7 +18,7 @@ const (
 
 // MaxLeaves bounds the leaves of a results tree (and so a proof's length)
 // that Verify and VerifyProof accept: far above any batch size.
-const MaxLeaves = 1 << 20
+const MaxLeaves = crypto.MaxMerkleLeaves
 
 // ErrBadProof: the inclusion proof does not lead from the leaf to the
 // signed results root (wrong sibling, index, count or length), or the
@@ -44,102 +44,32 @@ func LeafHash(clientID []byte, requestNumber uint64, result []byte) crypto.Diges
 
 // innerHash is SHA-256("pbftnode/v1/receipt-node" || left || right).
 func innerHash(left, right crypto.Digest) crypto.Digest {
-	var buf [len(innerDomain) + 2*crypto.DigestSize]byte
-	n := copy(buf[:], innerDomain)
-	n += copy(buf[n:], left[:])
-	copy(buf[n:], right[:])
-	return sha256.Sum256(buf[:])
+	return crypto.MerkleInner(innerDomain, left, right)
 }
 
-// Tree is a results tree: a binary Merkle tree built level by level from
-// the leaves in order. At each level nodes 2i and 2i+1 are hashed into
-// node i of the next level; when a level has an odd number of nodes, its
-// last node is promoted to the next level unchanged (it is not hashed
-// with itself, and its proof has no entry for that level). The root of a
-// single leaf is the leaf. The shape is a function of the leaf count
-// alone, so (index, count) fixes which proof entries exist and on which
-// side each sibling is.
-type Tree struct {
-	// levels[0] are the leaves, the last level holds the root.
-	levels [][]crypto.Digest
-}
+// Tree is a results tree: a crypto.MerkleTree over the batch's reply
+// leaves, its inner nodes hashed under "pbftnode/v1/receipt-node" (see
+// crypto.MerkleTree for the shape and the proofs).
+type Tree = crypto.MerkleTree
 
-// NewTree builds the tree over leaves (at least one; they are not
+// NewTree builds the results tree over leaves (at least one; they are not
 // copied). It panics on none: the driver builds a tree only for a batch
 // that produced replies.
 func NewTree(leaves []crypto.Digest) *Tree {
-	if len(leaves) == 0 {
-		panic("receipt: NewTree with no leaves")
-	}
-	t := &Tree{levels: [][]crypto.Digest{leaves}}
-	for level := leaves; len(level) > 1; {
-		next := make([]crypto.Digest, (len(level)+1)/2)
-		for i := range next {
-			if 2*i+1 < len(level) {
-				next[i] = innerHash(level[2*i], level[2*i+1])
-			} else {
-				next[i] = level[2*i]
-			}
-		}
-		t.levels = append(t.levels, next)
-		level = next
-	}
-	return t
+	return crypto.NewMerkleTree(innerDomain, leaves)
 }
 
-// Root returns the tree's root.
-func (t *Tree) Root() crypto.Digest { return t.levels[len(t.levels)-1][0] }
-
-// Count returns the number of leaves.
-func (t *Tree) Count() int { return len(t.levels[0]) }
-
-// Proof returns the sibling hashes from leaf index up to the root, one per
-// level where the path's node has a sibling. index must be below Count.
-func (t *Tree) Proof(index int) []crypto.Digest {
-	var proof []crypto.Digest
-	for _, level := range t.levels[:len(t.levels)-1] {
-		sibling := index ^ 1
-		if sibling < len(level) {
-			proof = append(proof, level[sibling])
-		}
-		index /= 2
-	}
-	return proof
-}
-
-// VerifyProof checks that leaf is the leaf at index of a tree of count
-// leaves whose root is root, given proof (Tree.Proof's form). It refuses
-// an index at or above count, a count of 0 or above MaxLeaves, and a
-// proof with an entry missing or one too many: the result wraps
+// VerifyProof checks that leaf is the leaf at index of a results tree of
+// count leaves whose root is root, given proof (Tree.Proof's form). It
+// refuses an index at or above count, a count of 0 or above MaxLeaves,
+// and a proof with an entry missing or one too many: the result wraps
 // ErrBadProof.
 func VerifyProof(leaf crypto.Digest, index, count uint64, proof []crypto.Digest, root crypto.Digest) error {
-	switch {
-	case count == 0 || count > MaxLeaves:
+	if count > MaxLeaves {
 		return fmt.Errorf("%w: leaf count %d (want 1..%d)", ErrBadProof, count, MaxLeaves)
-	case index >= count:
-		return fmt.Errorf("%w: leaf index %d not below leaf count %d", ErrBadProof, index, count)
 	}
-	node, used := leaf, 0
-	for width := count; width > 1; width = (width + 1) / 2 {
-		sibling := index ^ 1
-		if sibling < width {
-			if used == len(proof) {
-				return fmt.Errorf("%w: proof too short (%d entries)", ErrBadProof, len(proof))
-			}
-			if index%2 == 0 {
-				node = innerHash(node, proof[used])
-			} else {
-				node = innerHash(proof[used], node)
-			}
-			used++
-		}
-		index /= 2
-	}
-	if used != len(proof) {
-		return fmt.Errorf("%w: proof has %d entries, the tree's shape wants %d", ErrBadProof, len(proof), used)
-	}
-	if node != root {
-		return fmt.Errorf("%w: the proof leads to another root", ErrBadProof)
+	if err := crypto.VerifyMerkleProof(innerDomain, leaf, index, count, proof, root); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadProof, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
@@ -25,7 +26,16 @@ func (c *client) signRequest(req *wire.Request) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal request: %w", err)
 	}
-	signed := &wire.Signed{Payload: payload, Signature: c.signer.Sign(crypto.DomainClientRequest, payload)}
+	sig := c.signer.Sign(crypto.DomainClientRequest, payload)
+	if req.RequestNumber%2 == 0 {
+		// Every other request is signed as one of a bundle of two whose
+		// other request is never sent, so that every run checks bundle
+		// signatures too (crypto.SignRequests); no random draw, so seeds
+		// replay as before.
+		sibling := append(bytes.Clone(payload), 0)
+		sig = crypto.SignRequests(c.signer, c.ID, [][]byte{payload, sibling})[0]
+	}
+	signed := &wire.Signed{Payload: payload, Signature: sig}
 	frame, err := proto.Marshal(signed)
 	if err != nil {
 		return nil, fmt.Errorf("marshal request: %w", err)
