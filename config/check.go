@@ -282,6 +282,14 @@ func checkTuning(fc FileConfig, f *findings) time.Duration {
 	if fc.ClientRateLimit < 0 {
 		f.problem("client_rate_limit %v is negative", fc.ClientRateLimit)
 	}
+	switch {
+	case fc.GCPercent < -1:
+		f.problem("gc_percent %d: want -1 (collect only at the memory limit), 0 (the default) or a percentage", fc.GCPercent)
+	case fc.GCPercent == -1 && fc.MemoryLimitMiB == 0:
+		f.problem("gc_percent -1 needs memory_limit_mib: without a limit the heap would grow without bound")
+	case fc.MemoryLimitMiB < 0:
+		f.problem("memory_limit_mib %d is negative", fc.MemoryLimitMiB)
+	}
 	for _, s := range []struct {
 		name  string
 		value int

@@ -198,6 +198,24 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	})
 	_, problems = checkHome(t, home)
 	wantProblem(t, problems, "but replica 0's public_key is")
+
+	// The Go runtime settings.
+	for _, c := range []struct {
+		gc, limit int
+		want      string
+	}{
+		{-2, 0, "gc_percent -2"},
+		{-1, 0, "gc_percent -1 needs memory_limit_mib"},
+		{0, -5, "memory_limit_mib -5 is negative"},
+	} {
+		home, _ = writeHome(t, ConsensusPBFT, 4, func(fc *FileConfig) { fc.GCPercent, fc.MemoryLimitMiB = c.gc, c.limit })
+		_, problems = checkHome(t, home)
+		wantProblem(t, problems, c.want)
+	}
+	home, _ = writeHome(t, ConsensusPBFT, 4, func(fc *FileConfig) { fc.GCPercent, fc.MemoryLimitMiB = -1, 512 })
+	if _, problems = checkHome(t, home); len(problems) > 0 {
+		t.Fatalf("gc_percent -1 with a memory limit: %q", problems)
+	}
 }
 
 func TestValidateWarnings(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/benchmarks"
 	"github.com/pbftnode/pbftnode/byzantine"
+	"github.com/pbftnode/pbftnode/config"
 )
 
 // runBench parses the bench flags and hands over to package benchmarks.
@@ -64,6 +66,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
+	// The load generator runs with the replicas' collector setting: it
+	// shares the machine with every system it drives, peers included.
+	applyRuntimeSettings(config.FileConfig{}, slog.New(slog.DiscardHandler))
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}

@@ -48,6 +48,7 @@ func runReplica(args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	applyRuntimeSettings(h.File, logger)
 	if *strategy != "" && cfg.Consensus == config.ConsensusRaft {
 		return fmt.Errorf("%w: --byzantine applies to PBFT only (the Raft mode tolerates crash faults only)", errUsage)
 	}
