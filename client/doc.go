@@ -10,7 +10,13 @@
 // Client.Hint hands where the primary was to a later client. Replies need no signature: the Noise session of each stream
 // binds them to that replica's key.
 //
-// Many goroutines may call Invoke on one Client at once. Request numbers
+// Many goroutines may call Invoke on one Client at once. Their requests
+// are signed together when they arrive together: a call that finds no
+// signing under way signs its own request; the calls that arrive while one
+// is under way are then signed as one bundle (crypto.SignRequests: one
+// signature over a Merkle tree of their payloads, which each replica
+// checks once for all of them), so a client with many callers makes about
+// one signature per round of replies, and a lone call waits for nothing. Request numbers
 // increase per client; the client keeps every outstanding number within
 // the replicas' per-client window (execution.ClientWindow) so none is
 // refused as too old. Read's read-only requests are not ordered and hold

@@ -2,9 +2,13 @@
 // generation, domain-separated signing and verification (single and
 // batch, with a cache of expanded public keys: Verifier), the digests
 // that identify client requests and batches, client ids (a public key
-// and a session), and a bounded cache of client requests whose signatures
-// were already checked (VerifiedCache). It is what the protocol core needs
-// and nothing more: it imports no networking or storage library.
+// and a session), a bounded cache of client requests whose signatures
+// were already checked (VerifiedCache), the Merkle tree that receipts and
+// request bundles share (MerkleTree), and request bundles: one client
+// signature over many requests, each request carrying its proof
+// (SignRequests, CheckOfRequest; bundle.go has the format). It is what
+// the protocol core needs and nothing more: it imports no networking or
+// storage library.
 //
 // What was built on the primitives lives where it is used: key files in
 // package keyfile, the verification workers in package verifypool, the
