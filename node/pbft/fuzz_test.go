@@ -46,6 +46,26 @@ func fzClientFrame(tb testing.TB, key ed25519.PrivateKey, number uint64, op stri
 	return frame
 }
 
+// fzBundledClientFrame is a request of client key signed as the second of
+// a bundle of three (crypto.SignRequests).
+func fzBundledClientFrame(tb testing.TB, key ed25519.PrivateKey) []byte {
+	id := key.Public().(ed25519.PublicKey)
+	payloads := make([][]byte, 3)
+	for i := range payloads {
+		p, err := proto.Marshal(&wire.Request{ClientId: id, RequestNumber: uint64(10 + i), Operation: []byte("op")})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		payloads[i] = p
+	}
+	sigs := crypto.SignRequests(crypto.NewSigner(key, fzCluster), id, payloads)
+	frame, err := proto.Marshal(&wire.ClientFrame{Body: &wire.ClientFrame_Request{Request: &wire.Signed{Payload: payloads[1], Signature: sigs[1]}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return frame
+}
+
 // fzNode is a Node with just what verifyClientFrame uses.
 func fzNode() *Node {
 	pubs := make([]ed25519.PublicKey, 4)
@@ -78,6 +98,7 @@ func FuzzVerifyClientFrame(f *testing.F) {
 	f.Add(bad, true)
 	f.Add(fzReadBatchFrame(f, client), true)
 	f.Add(fzReadBatchFrame(f, client), false)
+	f.Add(fzBundledClientFrame(f, client), true)
 
 	n := fzNode()
 	clientID := fzPeerID(f, client)
@@ -106,8 +127,9 @@ func FuzzVerifyClientFrame(f *testing.F) {
 		if id, err := identity.PeerIDFromPublicKey(pub); err != nil || id != from {
 			t.Fatalf("accepted a request of client %x from peer %s", pub, from)
 		}
-		if !crypto.Verify(pub, fzCluster, crypto.DomainClientRequest, in.req.Signed.Payload, in.req.Signed.Signature) {
-			t.Fatal("accepted a request its client did not sign")
+		check, err := crypto.CheckOfRequest(in.req.Request.ClientId, in.req.Signed.Payload, in.req.Signed.Signature)
+		if err != nil || !crypto.Verify(pub, fzCluster, check.Domain, check.Payload, check.Signature) {
+			t.Fatalf("accepted a request its client did not sign (%v)", err)
 		}
 	})
 }
