@@ -298,6 +298,7 @@ func checkTuning(fc FileConfig, f *findings) time.Duration {
 		{"max_batch_size", fc.MaxBatchSize},
 		{"max_in_flight", fc.MaxInFlight},
 		{"max_partial_in_flight", fc.MaxPartialInFlight},
+		{"pipelined_batch_below", fc.PipelinedBatchBelow},
 		{"batch_delay_ticks", fc.BatchDelayTicks},
 	} {
 		if s.value < 0 {

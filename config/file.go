@@ -113,12 +113,13 @@ type FileConfig struct {
 	// replies small; clients asking for a receipt retransmit once.
 	ReceiptsCachedOnly bool `json:"receipts_cached_only,omitempty"`
 	// PBFT tuning; zero values take the defaults.
-	CheckpointInterval uint64 `json:"checkpoint_interval,omitempty"`
-	WindowSize         uint64 `json:"window_size,omitempty"`
-	MaxBatchSize       int    `json:"max_batch_size,omitempty"`
-	MaxInFlight        int    `json:"max_in_flight,omitempty"`
-	MaxPartialInFlight int    `json:"max_partial_in_flight,omitempty"`
-	BatchDelayTicks    int    `json:"batch_delay_ticks,omitempty"`
+	CheckpointInterval  uint64 `json:"checkpoint_interval,omitempty"`
+	WindowSize          uint64 `json:"window_size,omitempty"`
+	MaxBatchSize        int    `json:"max_batch_size,omitempty"`
+	MaxInFlight         int    `json:"max_in_flight,omitempty"`
+	MaxPartialInFlight  int    `json:"max_partial_in_flight,omitempty"`
+	PipelinedBatchBelow int    `json:"pipelined_batch_below,omitempty"`
+	BatchDelayTicks     int    `json:"batch_delay_ticks,omitempty"`
 	// TickInterval is a Go duration, e.g. "10ms".
 	TickInterval string `json:"tick_interval,omitempty"`
 	// The Go runtime of a `pbftnode run` process (a program that embeds

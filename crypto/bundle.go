@@ -2,7 +2,6 @@ package crypto
 
 import (
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -47,12 +46,7 @@ var ErrBadRequestSignature = errors.New("crypto: malformed client request signat
 // BundleLeaf is the leaf of one request payload in a bundle's tree:
 // SHA-256("pbftnode/v1/bundle-leaf" || payload).
 func BundleLeaf(payload []byte) Digest {
-	h := sha256.New()
-	h.Write([]byte(bundleLeafDomain))
-	h.Write(payload)
-	var d Digest
-	h.Sum(d[:0])
-	return d
+	return prefixedDigest(bundleLeafDomain, payload)
 }
 
 // BundleStatement is what a bundle's signature signs:

@@ -50,9 +50,14 @@ func DigestFromBytes(b []byte) (Digest, error) {
 // wire.Request. The signature is deliberately not covered, so a different
 // (malleated) signature over the same request does not change its identity.
 func RequestDigest(payload []byte) Digest {
+	return prefixedDigest(requestDigestPrefix, payload)
+}
+
+// prefixedDigest is SHA-256(prefix || data).
+func prefixedDigest(prefix string, data []byte) Digest {
 	h := sha256.New()
-	h.Write([]byte(requestDigestPrefix))
-	h.Write(payload)
+	h.Write([]byte(prefix))
+	h.Write(data)
 	var d Digest
 	h.Sum(d[:0])
 	return d

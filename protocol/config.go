@@ -53,6 +53,15 @@ type Config struct {
 	// lone request still goes out at once. Setting it to MaxInFlight cuts
 	// every batch as soon as the pipeline has room.
 	MaxPartialInFlight int
+	// PipelinedBatchBelow: a partial batch is cut while others are in
+	// flight (up to MaxPartialInFlight) only if the newest of them holds
+	// fewer than this many requests (8). A larger one shows requests
+	// arriving faster than batches commit: waiting for a commit then
+	// gathers a larger batch, and each batch costs every replica the same
+	// votes, signatures and synced append whatever its size, while a few
+	// requests at a time (one client, two) still go out at once. Above
+	// MaxBatchSize it never holds a partial batch back.
+	PipelinedBatchBelow int
 	// MaxLargeInFlightBytes bounds the bytes of large requests (over
 	// 64 KiB each) in the batches the primary proposed and that have not
 	// committed (1 MiB); one large request of any allowed size may always
@@ -117,6 +126,7 @@ const (
 	DefaultMaxBatchBytes       = 4<<20 - 64<<10
 	DefaultMaxInFlight         = 8
 	DefaultMaxPartialInFlight  = 2
+	DefaultPipelinedBatchBelow = 8
 	DefaultMaxPendingRequests  = 65536
 	DefaultMaxPendingPerClient = 64
 	// DefaultMaxPendingBytes is 64 MiB.
@@ -150,6 +160,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPartialInFlight == 0 {
 		c.MaxPartialInFlight = min(DefaultMaxPartialInFlight, c.MaxInFlight)
+	}
+	if c.PipelinedBatchBelow == 0 {
+		c.PipelinedBatchBelow = DefaultPipelinedBatchBelow
 	}
 	if c.MaxLargeInFlightBytes == 0 {
 		c.MaxLargeInFlightBytes = DefaultMaxLargeInFlightBytes
@@ -220,6 +233,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("protocol: serve budget %d bytes below the batch limit %d, or no requests", c.MaxServeBytesPerPeer, c.MaxBatchBytes)
 	case c.MaxPartialInFlight < 1 || c.MaxPartialInFlight > c.MaxInFlight:
 		return fmt.Errorf("protocol: partial in-flight limit %d outside [1, max in flight %d]", c.MaxPartialInFlight, c.MaxInFlight)
+	case c.PipelinedBatchBelow < 1:
+		return fmt.Errorf("protocol: pipelined batch bound %d is not positive", c.PipelinedBatchBelow)
 	}
 	return nil
 }

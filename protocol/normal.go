@@ -45,9 +45,10 @@ func (r *Replica) slot(seq uint64) *slot {
 func (r *Replica) inFlight() int { return int(r.nextSequence - 1 - r.lastCommitted) }
 
 // propose cuts batches from the request queue while the pipeline and the
-// window have room. A partial batch goes out at once when fewer than
-// MaxPartialInFlight batches are in flight, otherwise when one commits or
-// after BatchDelayTicks (if set).
+// window have room. A partial batch goes out at once when nothing is in
+// flight, or fewer than MaxPartialInFlight batches are and the newest of
+// them is small (PipelinedBatchBelow), otherwise when one commits or after
+// BatchDelayTicks (if set).
 //
 // Large requests (over largeRequestBytes) in flight are bounded by
 // MaxLargeInFlightBytes in all: a burst of large requests from one key would
@@ -91,6 +92,18 @@ func (r *Replica) proposeBatch(signed []*wire.Signed, reqs []*wire.Request, larg
 	s.largeBytes = large
 }
 
+// newestInFlightSize is the number of requests of the newest batch in
+// flight (0 with none).
+func (r *Replica) newestInFlightSize() int {
+	if r.inFlight() == 0 {
+		return 0
+	}
+	if s := r.slots[r.nextSequence-1]; s != nil {
+		return len(s.batch)
+	}
+	return 0
+}
+
 // largeAllowance is how many bytes of large requests the next batch may
 // carry (what MaxLargeInFlightBytes leaves), and whether none is in
 // flight, in which case one large request of any allowed size fits.
@@ -114,9 +127,10 @@ func (r *Replica) largeInFlight() int {
 // canPropose reports whether propose would cut a batch now: this replica
 // is the active primary, requests are queued that the large-request bound
 // lets through, fewer than MaxInFlight batches are in flight, the window
-// has room, and the batch is full, or
-// fewer than MaxPartialInFlight batches are in flight, or the partial
-// batch has waited BatchDelayTicks (when positive).
+// has room, and the batch is full, or nothing is in flight, or fewer than
+// MaxPartialInFlight batches are in flight and the newest has fewer than
+// PipelinedBatchBelow requests, or the partial batch has waited
+// BatchDelayTicks (when positive).
 func (r *Replica) canPropose() bool {
 	if !r.viewActive || !r.IsPrimary() || r.requests.queued() == 0 {
 		return false
@@ -127,6 +141,9 @@ func (r *Replica) canPropose() bool {
 	full := r.requests.queued() >= r.cfg.MaxBatchSize
 	waited := r.cfg.BatchDelayTicks > 0 && r.batchWait >= r.cfg.BatchDelayTicks
 	if !full && r.inFlight() >= r.cfg.MaxPartialInFlight && !waited {
+		return false
+	}
+	if !full && !waited && r.inFlight() > 0 && r.newestInFlightSize() >= r.cfg.PipelinedBatchBelow {
 		return false
 	}
 	// Last, as it scans the slots in flight and the queue: false when

@@ -585,6 +585,36 @@ func TestPartialBatchesWaitForThePipeline(t *testing.T) {
 		}
 	})
 
+	t.Run("a partial batch waits behind a batch that is not small", func(t *testing.T) {
+		seen = 0
+		c := newCluster(t, 4, nil)
+		primary := c.replicas[0]
+		submit(t, primary, 0, DefaultPipelinedBatchBelow)
+		if got := proposed(c); len(got) != 1 || got[0] != DefaultPipelinedBatchBelow {
+			t.Fatalf("first batch: proposed %v, want one of %d", got, DefaultPipelinedBatchBelow)
+		}
+		submit(t, primary, DefaultPipelinedBatchBelow, DefaultPipelinedBatchBelow+3)
+		if primary.HasReady() {
+			t.Fatalf("HasReady with a batch of %d in flight: the partial batch should wait for its commit", DefaultPipelinedBatchBelow)
+		}
+		c.run()
+		for i := range c.replicas {
+			if got := len(c.executedRequests(i)); got != DefaultPipelinedBatchBelow+3 {
+				t.Fatalf("replica %d executed %d requests, want %d", i, got, DefaultPipelinedBatchBelow+3)
+			}
+		}
+		// Behind a small batch it goes out at once (the subtest above).
+		seen = 0
+		c = newCluster(t, 4, nil)
+		primary = c.replicas[0]
+		submit(t, primary, 0, DefaultPipelinedBatchBelow-1)
+		proposed(c)
+		submit(t, primary, DefaultPipelinedBatchBelow-1, DefaultPipelinedBatchBelow)
+		if got := proposed(c); len(got) != 1 || got[0] != 1 {
+			t.Fatalf("behind a batch of %d: proposed %v, want one batch of 1", DefaultPipelinedBatchBelow-1, got)
+		}
+	})
+
 	t.Run("limit equal to MaxInFlight cuts at once", func(t *testing.T) {
 		seen = 0
 		c := newCluster(t, 4, func(cfg *Config) { cfg.MaxInFlight, cfg.MaxPartialInFlight = 4, 4 })
