@@ -124,11 +124,11 @@ type FileConfig struct {
 	TickInterval string `json:"tick_interval,omitempty"`
 	// The Go runtime of a `pbftnode run` process (a program that embeds
 	// a replica keeps its own settings). GCPercent is the garbage
-	// collector's target, as Go's GOGC (0: DefaultGCPercent unless GOGC
-	// is set in the environment; -1: collect only at the memory limit,
-	// which then must be set). MemoryLimitMiB is a soft limit on the
-	// process's Go memory, as Go's GOMEMLIMIT (0: none unless GOMEMLIMIT
-	// is set): the collector works harder as the heap nears it.
+	// collector's target, as Go's GOGC (0: the runtime's, Go's 100 unless
+	// GOGC is set; -1: collect only at the memory limit, which then must
+	// be set). MemoryLimitMiB is a soft limit on the process's Go memory,
+	// as Go's GOMEMLIMIT (0: none unless GOMEMLIMIT is set): the collector
+	// works harder as the heap nears it.
 	GCPercent      int `json:"gc_percent,omitempty"`
 	MemoryLimitMiB int `json:"memory_limit_mib,omitempty"`
 	// Raft mode tuning (zero: the raftmode defaults). The snapshot

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/pbftnode/pbftnode/benchmarks"
 	"github.com/pbftnode/pbftnode/byzantine"
-	"github.com/pbftnode/pbftnode/config"
 )
 
 // runBench parses the bench flags and hands over to package benchmarks.
@@ -66,9 +64,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
-	// The load generator runs with the replicas' collector setting: it
-	// shares the machine with every system it drives, peers included.
-	applyRuntimeSettings(config.FileConfig{}, slog.New(slog.DiscardHandler))
+	applyBenchRuntimeSettings()
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
