@@ -3,6 +3,7 @@ package crypto_test
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"testing"
@@ -142,5 +143,20 @@ func TestBundleCacheKeysAreSeparate(t *testing.T) {
 	bundled := crypto.RequestCheck{Payload: x, Signature: sig, Bundled: true}
 	if plain.Key() != crypto.VerifiedKey(x, sig) || bundled.Key() != crypto.VerifiedBundleKey(x, sig) {
 		t.Fatal("RequestCheck.Key picks the wrong key")
+	}
+}
+
+// TestMerkleInnerMatchesItsDefinition: SHA-256(domain || left || right),
+// for a short domain (hashed from the stack) and a long one.
+func TestMerkleInnerMatchesItsDefinition(t *testing.T) {
+	left, right := crypto.BundleLeaf([]byte("l")), crypto.BundleLeaf([]byte("r"))
+	for _, domain := range []string{"pbftnode/v1/bundle-node", string(bytes.Repeat([]byte("d"), 100))} {
+		want := sha256.Sum256(append(append([]byte(domain), left[:]...), right[:]...))
+		if got := crypto.MerkleInner(domain, left, right); got != want {
+			t.Fatalf("domain of %d bytes: %x, want %x", len(domain), got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(10, func() { crypto.MerkleInner("pbftnode/v1/bundle-node", left, right) }); n != 0 {
+		t.Fatalf("MerkleInner allocates %v times", n)
 	}
 }
