@@ -3,7 +3,6 @@ package client
 import (
 	"runtime"
 	"sync"
-	"sync/atomic"
 
 	"github.com/pbftnode/pbftnode/crypto"
 )
@@ -12,18 +11,16 @@ import (
 // that finds no signing under way signs its own request at once (a plain
 // signature: nothing waits for company); calls that arrive while a signing
 // is under way queue, and when it ends the first of them signs every
-// queued request as one bundle (crypto.SignRequests: one Ed25519 signature
-// over a Merkle tree of their payloads, which a replica checks once for
-// all of them). A request therefore waits at most for the signing before
+// queued request in bundles (crypto.SignRequests: one Ed25519 signature
+// over a Merkle tree of up to MaxBundle payloads, which a replica checks
+// once for all of them). A request therefore waits at most for the signing before
 // its own, and a client whose callers are many (a benchmark's logical
 // clients, a gateway) makes about one signature per round of replies
 // instead of one per request.
 type requestSigner struct {
-	mu      sync.Mutex
-	queue   []*pendingSignature // waiting; non-empty only while busy
-	busy    bool                // a call is signing
-	signed  atomic.Uint64       // requests signed
-	signing atomic.Uint64       // Ed25519 signatures made for them
+	mu    sync.Mutex
+	queue []*pendingSignature // waiting; non-empty only while busy
+	busy  bool                // a call is signing
 }
 
 // pendingSignature is one call's request in the queue.
@@ -57,8 +54,8 @@ func (s *requestSigner) sign(signer *crypto.Signer, clientID, payload []byte) []
 	// otherwise wait for a processor until this signing is over.
 	runtime.Gosched()
 	s.mu.Lock()
-	take := s.queue[:min(len(s.queue), crypto.MaxBundle)]
-	s.queue = append([]*pendingSignature(nil), s.queue[len(take):]...)
+	take := s.queue // SignRequests splits it into bundles of MaxBundle
+	s.queue = nil
 	s.mu.Unlock()
 
 	payloads := make([][]byte, len(take))
@@ -66,8 +63,6 @@ func (s *requestSigner) sign(signer *crypto.Signer, clientID, payload []byte) []
 		payloads[i] = p.payload
 	}
 	sigs := crypto.SignRequests(signer, clientID, payloads)
-	s.signed.Add(uint64(len(take)))
-	s.signing.Add(uint64((len(take) + crypto.MaxBundle - 1) / crypto.MaxBundle))
 	for i, p := range take {
 		p.sig = sigs[i]
 		if p != me {

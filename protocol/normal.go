@@ -93,11 +93,8 @@ func (r *Replica) proposeBatch(signed []*wire.Signed, reqs []*wire.Request, larg
 }
 
 // newestInFlightSize is the number of requests of the newest batch in
-// flight (0 with none).
+// flight; the caller checked that one is.
 func (r *Replica) newestInFlightSize() int {
-	if r.inFlight() == 0 {
-		return 0
-	}
 	if s := r.slots[r.nextSequence-1]; s != nil {
 		return len(s.batch)
 	}
@@ -140,10 +137,8 @@ func (r *Replica) canPropose() bool {
 	}
 	full := r.requests.queued() >= r.cfg.MaxBatchSize
 	waited := r.cfg.BatchDelayTicks > 0 && r.batchWait >= r.cfg.BatchDelayTicks
-	if !full && r.inFlight() >= r.cfg.MaxPartialInFlight && !waited {
-		return false
-	}
-	if !full && !waited && r.inFlight() > 0 && r.newestInFlightSize() >= r.cfg.PipelinedBatchBelow {
+	if !full && !waited && r.inFlight() > 0 &&
+		(r.inFlight() >= r.cfg.MaxPartialInFlight || r.newestInFlightSize() >= r.cfg.PipelinedBatchBelow) {
 		return false
 	}
 	// Last, as it scans the slots in flight and the queue: false when

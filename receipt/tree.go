@@ -42,11 +42,6 @@ func LeafHash(clientID []byte, requestNumber uint64, result []byte) crypto.Diges
 	return d
 }
 
-// innerHash is SHA-256("pbftnode/v1/receipt-node" || left || right).
-func innerHash(left, right crypto.Digest) crypto.Digest {
-	return crypto.MerkleInner(innerDomain, left, right)
-}
-
 // Tree is a results tree: a crypto.MerkleTree over the batch's reply
 // leaves, its inner nodes hashed under "pbftnode/v1/receipt-node" (see
 // crypto.MerkleTree for the shape and the proofs).

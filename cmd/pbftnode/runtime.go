@@ -22,9 +22,7 @@ func applyRuntimeSettings(fc config.FileConfig, logger *slog.Logger) {
 	if fc.MemoryLimitMiB > 0 {
 		debug.SetMemoryLimit(int64(fc.MemoryLimitMiB) << 20)
 	}
-	gc := debug.SetGCPercent(-1)
-	debug.SetGCPercent(gc)
-	logger.Debug("go runtime", "gc_percent", gc, "memory_limit_bytes", debug.SetMemoryLimit(-1))
+	logger.Debug("go runtime", "gc_percent", fc.GCPercent, "memory_limit_mib", fc.MemoryLimitMiB)
 }
 
 // benchGCPercent is the collector target of bench's load generator unless
