@@ -118,9 +118,13 @@ func (f *Filter) floodFrame(st protocol.Status) (protocol.Outbound, bool) {
 	return protocol.Outbound{}, false
 }
 
-// badSignatureFrame forges a PREPARE or COMMIT for the current view and a
-// sequence in the window, well formed, from this replica, whose
-// signature is invalid. A primary sends no PREPAREs, so it forges COMMITs.
+// badSignatureFrame forges a PREPARE for the current view and a sequence
+// in the window, well formed, from this replica, whose signature is
+// invalid: every victim checks it before its core looks further (a
+// primary's PREPARE too, which the core then drops). It forges no COMMITs:
+// a COMMIT its author's own session delivers counts on the session's word
+// (protocol.Frame.Sender), so a bad signature on one costs no check; it is
+// only that replica's vote, for a digest nobody proposed.
 func (f *Filter) badSignatureFrame(st protocol.Status) protocol.Outbound {
 	fl := &f.flood
 	window := max(st.HighWatermark-st.LowWatermark, 1)
@@ -128,14 +132,8 @@ func (f *Filter) badSignatureFrame(st protocol.Status) protocol.Outbound {
 	var d [32]byte
 	binary.BigEndian.PutUint64(d[:], fl.counter)
 	d = sha256.Sum256(d[:])
-	m := &wire.ReplicaMessage{From: f.self}
-	kind := protocol.KindCommit
-	if fl.counter%2 == 0 && st.Primary != f.self {
-		kind = protocol.KindPrepare
-		m.Body = &wire.ReplicaMessage_Prepare{Prepare: &wire.Prepare{View: st.View, Sequence: seq, Digest: d[:]}}
-	} else {
-		m.Body = &wire.ReplicaMessage_Commit{Commit: &wire.Commit{View: st.View, Sequence: seq, Digest: d[:]}}
-	}
+	kind := protocol.KindPrepare
+	m := &wire.ReplicaMessage{From: f.self, Body: &wire.ReplicaMessage_Prepare{Prepare: &wire.Prepare{View: st.View, Sequence: seq, Digest: d[:]}}}
 	payload, _ := proto.Marshal(m)
 	sig := badSignature
 	binary.BigEndian.PutUint64(sig[:], fl.counter)

@@ -112,6 +112,10 @@ type FileConfig struct {
 	// retransmitted request (from the reply cache), keeping other
 	// replies small; clients asking for a receipt retransmit once.
 	ReceiptsCachedOnly bool `json:"receipts_cached_only,omitempty"`
+	// CheckDirectCommits checks the signature of every COMMIT, even one
+	// its author's own authenticated session delivered (by default such
+	// a COMMIT counts on the session's word).
+	CheckDirectCommits bool `json:"check_direct_commits,omitempty"`
 	// PBFT tuning; zero values take the defaults.
 	CheckpointInterval  uint64 `json:"checkpoint_interval,omitempty"`
 	WindowSize          uint64 `json:"window_size,omitempty"`

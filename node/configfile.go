@@ -33,6 +33,7 @@ func ConfigFromHome(h config.Home) (Config, error) {
 	}
 	cfg.NoReceipts = h.File.Receipts != nil && !*h.File.Receipts
 	cfg.ReceiptsCachedOnly = h.File.ReceiptsCachedOnly
+	cfg.CheckDirectCommits = h.File.CheckDirectCommits
 	if err := cfg.ApplyDefaults(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", h.Dir, err)
 	}

@@ -32,6 +32,10 @@ type Metrics struct {
 	Retransmissions   prometheus.Gauge
 	SlowPrimary       prometheus.Gauge // the core's count of slow-primary suspicions
 	ServeLimited      prometheus.Gauge // the core's count of batches left out of Fetch answers over a peer's serve budget
+	// CommitsByChannel and RelayRefused: the core's counts of COMMITs
+	// taken on their author's session's word, and of those whose
+	// signature failed the check before a relay.
+	CommitsByChannel, RelayRefused prometheus.Gauge
 
 	CheckpointsStable     prometheus.Counter
 	StateTransfers        prometheus.Counter
@@ -119,6 +123,12 @@ func NewMetrics() *Metrics {
 		ServeLimited: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pbftnode_serve_limited_batches", Help: "Batches left out of Fetch answers because the requesting peer's serve budget was spent (since start).",
 		}),
+		CommitsByChannel: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pbftnode_commits_by_channel", Help: "COMMITs counted without a signature check, on the word of their author's own authenticated session (since start).",
+		}),
+		RelayRefused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pbftnode_commits_relay_refused", Help: "COMMITs taken on their author's session's word whose signature then failed the check made before relaying them (never relayed; the author is faulty; since start).",
+		}),
 		Retransmissions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pbftnode_retransmissions", Help: "Times this replica resent its messages after a period without progress.",
 		}),
@@ -170,7 +180,7 @@ func NewMetrics() *Metrics {
 		m.BatchSize, m.Received, m.Sent, m.Dropped, m.ClientReplies, m.PersistSeconds, m.InboxDepth,
 		m.Retransmissions,
 		m.SlowPrimary,
-		m.ServeLimited, m.LogWrites, m.PreparesWithheld,
+		m.ServeLimited, m.LogWrites, m.PreparesWithheld, m.CommitsByChannel, m.RelayRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m

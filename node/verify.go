@@ -59,7 +59,8 @@ func ReceiveLoop(ctx context.Context, host *p2p.Host, receive func(context.Conte
 // pool.
 func NewVerifier(cfg Config, maxBatch int) (*protocol.MessageVerifier, *verifypool.Pool) {
 	pool := verifypool.New(cfg.ClusterID, cfg.VerifyWorkers)
-	return protocol.NewMessageVerifier(cfg.ClusterID, cfg.PublicKeys(), crypto.NewVerifiedCache(1<<16), pool, maxBatch), pool
+	v := protocol.NewMessageVerifier(cfg.ClusterID, cfg.PublicKeys(), crypto.NewVerifiedCache(1<<16), pool, maxBatch)
+	return v.CheckDirectCommits(cfg.CheckDirectCommits), pool
 }
 
 // SignedRequestOf decodes a client frame down to its signed request.

@@ -84,9 +84,12 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 		// Every matching commit it holds, the others' too: signed, they
 		// are forwardable, and a quorum of them is a commit certificate
 		// the asker can act on even if this replica's own vote is missing.
+		// A commit taken on its author's session's word is relayed only
+		// once its signature is checked: a correct replica relays only
+		// what it verified.
 		for _, id := range slices.Sorted(maps.Keys(s.commits)) {
-			if v := s.commits[id]; v.digest == s.digest {
-				r.sendTo(from, KindCommit, v.signed)
+			if s.commits[id].digest == s.digest && r.relayable(s.commits, id) {
+				r.sendTo(from, KindCommit, s.commits[id].signed)
 			}
 		}
 	}
@@ -96,6 +99,28 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 		}
 	}
 	return nil
+}
+
+// relayable reports whether the vote of replica id in votes may be
+// relayed: its signature was checked when it arrived, or Config.RelayCheck
+// checks it now. The verdict is kept in the vote, so each vote's signature
+// is checked at most once however often it is asked for.
+func (r *Replica) relayable(votes map[uint32]vote, id uint32) bool {
+	v := votes[id]
+	if !v.byChannel {
+		return true
+	}
+	if v.unrelayable || r.cfg.RelayCheck == nil {
+		return false
+	}
+	if r.cfg.RelayCheck(v.signed) {
+		v.byChannel = false
+	} else {
+		v.unrelayable = true
+		r.relayRefused++
+	}
+	votes[id] = v
+	return !v.unrelayable
 }
 
 // sendsStableCertificate reports whether a Fetch answer carries the

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+
+	"github.com/pbftnode/pbftnode/wire"
 )
 
 // Signer signs a payload under a domain (crypto.Signer implements it).
@@ -20,6 +22,14 @@ type Config struct {
 	N int
 	// Signer signs this replica's messages.
 	Signer Signer
+	// RelayCheck checks the signature of a COMMIT this replica counted on
+	// its author's session's word (VerifiedMessage.ByChannel) before a
+	// Fetch answer relays it: true when it verifies as its author's
+	// message. It must be a pure function of its input (the core stays
+	// deterministic). Nil: such COMMITs are never relayed, only checked
+	// ones and this replica's own. replica.Driver sets it to its
+	// verifier's check.
+	RelayCheck func(signed *wire.Signed) bool
 
 	// Epoch is the configuration epoch this replica runs (see epoch.go):
 	// its messages carry it, and it shifts the primary rotation. Base is

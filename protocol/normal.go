@@ -29,6 +29,10 @@ type slot struct {
 type vote struct {
 	digest crypto.Digest
 	signed *wire.Signed
+	// byChannel: a COMMIT taken on its author's session's word, its
+	// signature not (yet) checked (VerifiedMessage.ByChannel);
+	// unrelayable: Config.RelayCheck refused its signature since.
+	byChannel, unrelayable bool
 }
 
 func (r *Replica) slot(seq uint64) *slot {
@@ -272,7 +276,7 @@ func (r *Replica) stepPrepare(from uint32, p *wire.Prepare, signed *wire.Signed)
 	return nil
 }
 
-func (r *Replica) stepCommit(from uint32, c *wire.Commit, signed *wire.Signed) error {
+func (r *Replica) stepCommit(from uint32, c *wire.Commit, signed *wire.Signed, byChannel bool) error {
 	d, err := r.checkVote(c.View, c.Sequence, c.Digest)
 	if err != nil {
 		return err
@@ -281,7 +285,10 @@ func (r *Replica) stepCommit(from uint32, c *wire.Commit, signed *wire.Signed) e
 	if _, dup := s.commits[from]; dup {
 		return ErrDuplicate
 	}
-	s.commits[from] = vote{digest: d, signed: signed}
+	s.commits[from] = vote{digest: d, signed: signed, byChannel: byChannel}
+	if byChannel {
+		r.commitsByChannel++
+	}
 	r.tryCommitted(c.Sequence, s)
 	return nil
 }

@@ -72,6 +72,13 @@ func TestDuplicateRequestIsOrderedOnce(t *testing.T) {
 func backupWithPrePrepare(t *testing.T) (*cluster, *Replica, crypto.Digest) {
 	t.Helper()
 	c := newCluster(t, 4, nil)
+	backup, d := backupWithPrePrepareIn(t, c)
+	return c, backup, d
+}
+
+// backupWithPrePrepareIn is backupWithPrePrepare in the cluster c.
+func backupWithPrePrepareIn(t *testing.T, c *cluster) (*Replica, crypto.Digest) {
+	t.Helper()
 	req := request(1, 1, "x")
 	batch := []*wire.Signed{req.Signed}
 	d := crypto.BatchDigest(batch)
@@ -85,7 +92,7 @@ func backupWithPrePrepare(t *testing.T) (*cluster, *Replica, crypto.Digest) {
 	if len(rd.Messages) != 1 || rd.Messages[0].Kind != KindPrepare || len(rd.Persist) != 2 {
 		t.Fatalf("after pre-prepare: %d messages, %d persisted; want one prepare sent and pre-prepare+prepare persisted", len(rd.Messages), len(rd.Persist))
 	}
-	return c, backup, d
+	return backup, d
 }
 
 func prepare(c *cluster, from uint32, view, seq uint64, d crypto.Digest) VerifiedMessage {

@@ -57,6 +57,9 @@ type Replica struct {
 	// adoptedCommits counts sequences decided by a commit certificate for
 	// a batch this replica had not accepted.
 	adoptedCommits uint64
+	// commitsByChannel counts the COMMITs counted on their author's
+	// session's word; relayRefused those of them RelayCheck refused.
+	commitsByChannel, relayRefused uint64
 	// transferring is the checkpoint a state transfer is fetching.
 	transferring *checkpoint.Certificate
 	// early decides which PREPAREs go before their log entry is durable
@@ -181,6 +184,8 @@ func (r *Replica) Status() Status {
 		Buffered:         r.future.len(),
 		FetchesSent:      r.fetchesSent,
 		AdoptedCommits:   r.adoptedCommits,
+		CommitsByChannel: r.commitsByChannel,
+		RelayRefused:     r.relayRefused,
 		PreparesWithheld: r.early.withheld,
 		Transferring:     r.transferring != nil,
 
@@ -299,7 +304,7 @@ func (r *Replica) Step(m VerifiedMessage) error {
 		if r.deferIfAhead(body.Commit.GetView(), body.Commit.GetSequence(), m) {
 			return nil
 		}
-		return r.stepCommit(from, body.Commit, m.Signed)
+		return r.stepCommit(from, body.Commit, m.Signed, m.ByChannel)
 	case *wire.ReplicaMessage_Checkpoint:
 		return r.stepCheckpoint(from, body.Checkpoint, m.Signed)
 	case *wire.ReplicaMessage_Fetch:

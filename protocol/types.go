@@ -56,6 +56,11 @@ type VerifiedMessage struct {
 	// checked; their structure is the core's to validate.
 	ViewChange *viewchange.ViewChange
 	NewView    *VerifiedNewView
+	// ByChannel marks a COMMIT taken on the word of its author's own
+	// authenticated session (Frame.Sender): its signature was not
+	// checked. It counts as its author's vote here; the core relays it
+	// only once Config.RelayCheck has checked it.
+	ByChannel bool
 }
 
 // ClientRequest is a client request whose client signature was checked.
@@ -212,7 +217,14 @@ type Status struct {
 	Buffered        int
 	FetchesSent     uint64
 	AdoptedCommits  uint64
-	Transferring    bool
+	// CommitsByChannel counts the COMMITs counted without a signature
+	// check, on the word of their author's own session
+	// (VerifiedMessage.ByChannel); RelayRefused those of them whose
+	// signature Config.RelayCheck later refused (never relayed: the
+	// author is faulty).
+	CommitsByChannel uint64
+	RelayRefused     uint64
+	Transferring     bool
 	// ViewActive is false while the replica changes views.
 	ViewActive           bool
 	ViewChangesStarted   uint64

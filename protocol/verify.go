@@ -40,6 +40,10 @@ type MessageVerifier struct {
 	// maxPrepared bounds the prepared certificates of a VIEW-CHANGE and
 	// the pre-prepares of a NEW-VIEW (the window size).
 	maxPrepared uint64
+	// checkDirectCommits makes every COMMIT's signature checked, even
+	// one its author's own authenticated session delivered (see
+	// Frame.Sender and CheckDirectCommits).
+	checkDirectCommits bool
 	// viewChanges remembers the VIEW-CHANGEs (signed payload and
 	// signature) this verifier verified whole, nested signatures
 	// included: a NEW-VIEW repeats a quorum of them, and re-checking
@@ -88,7 +92,17 @@ func NewMessageVerifier(clusterID string, replicas []ed25519.PublicKey, cache *c
 // NEW-VIEW may cover (the replicas' WindowSize).
 func (v *MessageVerifier) SetWindowSize(window uint64) { v.maxPrepared = window }
 
-// Frame is one input of VerifyFrames: exactly one of its fields is set.
+// CheckDirectCommits(true) makes v check the signature of every COMMIT,
+// as it does every other message's, instead of taking a COMMIT its
+// author's own session delivered on that session's word (Frame.Sender).
+// It returns v, for chaining.
+func (v *MessageVerifier) CheckDirectCommits(on bool) *MessageVerifier {
+	v.checkDirectCommits = on
+	return v
+}
+
+// Frame is one input of VerifyFrames: exactly one of ReplicaFrame,
+// ReplicaMessage and ClientRequest is set.
 type Frame struct {
 	// ReplicaFrame is an encoded wire.ReplicaFrame, as ReplicaFrame takes.
 	ReplicaFrame []byte
@@ -97,6 +111,23 @@ type Frame struct {
 	ReplicaMessage *wire.Signed
 	// ClientRequest is a client's signed request, as ClientRequest takes.
 	ClientRequest *wire.Signed
+	// Sender is the Ed25519 public key of the peer whose authenticated
+	// session delivered the frame (the transport's Noise handshake proved
+	// it holds the private key, and the session's AEAD that the bytes are
+	// the ones it sent), or nil when that is unknown (a frame read back
+	// from the protocol log, a simulator's message without a sender).
+	//
+	// A COMMIT whose author (its From) has exactly this key is taken on
+	// the session's word, without its signature checked: it is that
+	// replica's vote as surely as if its signature had been checked, and
+	// a COMMIT counts only as its author's vote at the replica that got
+	// it. What a signature adds is that others can check it too, and the
+	// core never hands such a COMMIT on unchecked (VerifiedMessage.
+	// ByChannel, Config.RelayCheck). Every other message keeps its
+	// signature check: PRE-PREPAREs and PREPAREs make up the prepared
+	// certificates a replica must be able to show at a view change, and
+	// checkpoint votes the certificates of state transfer.
+	Sender []byte
 }
 
 // Verified is VerifyFrames' verdict on one Frame: Message for a replica
@@ -138,15 +169,17 @@ func EncodeFrame(signed *wire.Signed, batch []*wire.Signed) ([]byte, error) {
 // finish and checked one by one: certificates are rare), then the clients'
 // signatures (requests).
 type pendingFrame struct {
-	err      error
-	signed   *wire.Signed
-	batch    []*wire.Signed
-	body     *wire.ReplicaMessage
-	outer    int // index of the replica's signature in the jobs
-	after    error
-	deferred bool
-	requests pendingRequests
-	client   bool // a client request: no replica signature
+	err    error
+	signed *wire.Signed
+	batch  []*wire.Signed
+	body   *wire.ReplicaMessage
+	outer  int // index of the replica's signature in the jobs; -1: none (byChannel)
+	// byChannel: a COMMIT from its author's own session, signature unchecked
+	byChannel bool
+	after     error
+	deferred  bool
+	requests  pendingRequests
+	client    bool // a client request: no replica signature
 }
 
 // pendingRequests are decoded client requests whose signatures wait in the
@@ -193,7 +226,7 @@ func (v *MessageVerifier) VerifyFramesAdmitting(frames []Frame, admit Admission)
 			p.client = true
 			p.requests, p.err = v.decodeRequests([]*wire.Signed{f.ClientRequest})
 		case f.ReplicaMessage != nil:
-			v.decodeAdmitted(p, f.ReplicaMessage, nil, &outerJobs, admit)
+			v.decodeAdmitted(p, f.ReplicaMessage, nil, &outerJobs, admit, f.Sender)
 		default:
 			var rf wire.ReplicaFrame
 			if err := proto.Unmarshal(f.ReplicaFrame, &rf); err != nil {
@@ -204,7 +237,7 @@ func (v *MessageVerifier) VerifyFramesAdmitting(frames []Frame, admit Admission)
 				p.err = fmt.Errorf("%w: frame without a message", ErrMalformed)
 				continue
 			}
-			v.decodeAdmitted(p, rf.Message, rf.Batch, &outerJobs, admit)
+			v.decodeAdmitted(p, rf.Message, rf.Batch, &outerJobs, admit, f.Sender)
 		}
 	}
 	outerOK := v.verifyJobs(outerJobs)
@@ -217,7 +250,7 @@ func (v *MessageVerifier) VerifyFramesAdmitting(frames []Frame, admit Admission)
 	}
 	for i := range pending {
 		p := &pending[i]
-		if p.err == nil && p.after == nil && (p.client || outerOK[p.outer]) {
+		if p.err == nil && p.after == nil && (p.client || p.byChannel || outerOK[p.outer]) {
 			p.requests.queue(&jobs, seen)
 		}
 	}
@@ -243,12 +276,13 @@ func (v *MessageVerifier) verifyJobs(jobs []crypto.VerifyJob) []bool {
 // decodeReplica decodes a signed replica message (with the batch beside
 // it) and queues its signatures, recording the first failed check.
 func (v *MessageVerifier) decodeReplica(p *pendingFrame, signed *wire.Signed, batch []*wire.Signed, outerJobs *[]crypto.VerifyJob) {
-	v.decodeAdmitted(p, signed, batch, outerJobs, nil)
+	v.decodeAdmitted(p, signed, batch, outerJobs, nil, nil)
 }
 
 // decodeAdmitted is decodeReplica that asks admit (when not nil) about the
-// decoded message before queuing any signature.
-func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, batch []*wire.Signed, outerJobs *[]crypto.VerifyJob, admit Admission) {
+// decoded message before queuing any signature, and takes a COMMIT that
+// sender (the frame's Frame.Sender) authored without a signature check.
+func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, batch []*wire.Signed, outerJobs *[]crypto.VerifyJob, admit Admission, sender []byte) {
 	p.signed, p.batch = signed, batch
 	var body wire.ReplicaMessage
 	if err := proto.Unmarshal(signed.GetPayload(), &body); err != nil {
@@ -271,11 +305,15 @@ func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, b
 		}
 	}
 	p.body = &body
-	p.outer = len(*outerJobs)
-	*outerJobs = append(*outerJobs, crypto.VerifyJob{
-		PublicKey: v.replicas[body.From], Domain: crypto.DomainReplicaMessage,
-		Payload: signed.GetPayload(), Signature: signed.GetSignature(),
-	})
+	if v.byChannel(&body, sender) {
+		p.outer, p.byChannel = -1, true
+	} else {
+		p.outer = len(*outerJobs)
+		*outerJobs = append(*outerJobs, crypto.VerifyJob{
+			PublicKey: v.replicas[body.From], Domain: crypto.DomainReplicaMessage,
+			Payload: signed.GetPayload(), Signature: signed.GetSignature(),
+		})
+	}
 	if _, isPrePrepare := body.Body.(*wire.ReplicaMessage_PrePrepare); !isPrePrepare && len(batch) > 0 {
 		p.after = fmt.Errorf("%w: batch beside a message that is not a pre-prepare", ErrMalformed)
 		return
@@ -347,6 +385,18 @@ func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, b
 	}
 }
 
+// byChannel reports whether body is a COMMIT that sender, the key of the
+// session that delivered it, authored (see Frame.Sender).
+func (v *MessageVerifier) byChannel(body *wire.ReplicaMessage, sender []byte) bool {
+	if v.checkDirectCommits || len(sender) != ed25519.PublicKeySize {
+		return false
+	}
+	if _, ok := body.Body.(*wire.ReplicaMessage_Commit); !ok {
+		return false
+	}
+	return bytes.Equal(sender, v.replicas[body.From])
+}
+
 // ErrNotAdmitted marks a frame an Admission refused before verification;
 // it wraps the reason (ErrStale or ErrOutsideWindow).
 var ErrNotAdmitted = errors.New("dropped before verification")
@@ -405,7 +455,7 @@ func (v *MessageVerifier) finish(p *pendingFrame, outerOK, ok []bool, out *Verif
 		out.Request = ClientRequest{Signed: p.requests.signed[0], Request: p.requests.reqs[0]}
 		return
 	}
-	if !outerOK[p.outer] {
+	if !p.byChannel && !outerOK[p.outer] {
 		out.Err = fmt.Errorf("%w from replica %d", ErrBadSignature, p.body.From)
 		return
 	}
@@ -413,7 +463,7 @@ func (v *MessageVerifier) finish(p *pendingFrame, outerOK, ok []bool, out *Verif
 		out.Err = p.after
 		return
 	}
-	m := VerifiedMessage{Signed: p.signed, Body: p.body}
+	m := VerifiedMessage{Signed: p.signed, Body: p.body, ByChannel: p.byChannel}
 	switch b := p.body.Body.(type) {
 	case *wire.ReplicaMessage_PrePrepare:
 		if err := v.checkRequests(&p.requests, ok); err != nil {

@@ -79,12 +79,16 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Core.Logger == nil {
 		cfg.Core.Logger = cfg.Logger
 	}
+	d := &Driver{exec: cfg.Executor, store: cfg.Storage, net: cfg.Network,
+		snaps: cfg.Snapshots, obs: cfg.Observer, log: cfg.Logger}
+	if cfg.Core.RelayCheck == nil {
+		cfg.Core.RelayCheck = d.relayCheck
+	}
 	core, err := protocol.New(cfg.Core)
 	if err != nil {
 		return nil, fmt.Errorf("replica: %w", err)
 	}
-	d := &Driver{cfg: cfg, core: core, exec: cfg.Executor, store: cfg.Storage, net: cfg.Network,
-		snaps: cfg.Snapshots, obs: cfg.Observer, log: cfg.Logger}
+	d.cfg, d.core = cfg, core
 	if cfg.Epochs != nil {
 		if _, ok := cfg.Executor.(MembershipExecutor); !ok {
 			return nil, errors.New("replica: Epochs needs an Executor with Membership")
@@ -95,6 +99,14 @@ func New(cfg Config) (*Driver, error) {
 	}
 	d.fetcher = d.newFetcher()
 	return d, nil
+}
+
+// relayCheck is the core's Config.RelayCheck: the signature check of
+// the current epoch's verifier, which every message relayed to another
+// replica must pass.
+func (d *Driver) relayCheck(signed *wire.Signed) bool {
+	_, err := d.cfg.Verifier.ReplicaMessage(signed)
+	return err == nil
 }
 
 // Core returns the protocol core, for reading its state (Status, View,

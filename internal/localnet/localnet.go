@@ -61,6 +61,9 @@ type Options struct {
 	// ReceiptsCachedOnly sets node.Config.ReceiptsCachedOnly on every
 	// replica.
 	ReceiptsCachedOnly bool
+	// CheckDirectCommits sets node.Config.CheckDirectCommits on every
+	// replica.
+	CheckDirectCommits bool
 	// Rand supplies the keys; nil uses crypto/rand.
 	Rand   io.Reader
 	Logger *slog.Logger
@@ -141,6 +144,7 @@ func Start(opts Options) (*Net, error) {
 			net.configs[i].Application = opts.Application(i)
 		}
 		net.configs[i].ReceiptsCachedOnly = opts.ReceiptsCachedOnly
+		net.configs[i].CheckDirectCommits = opts.CheckDirectCommits
 		net.filters = append(net.filters, filter)
 		if opts.Metrics {
 			net.configs[i].MetricsAddr = "127.0.0.1:0"

@@ -188,9 +188,13 @@ func (w *world) sendReply(from uint32, client int, r *wire.Reply) {
 	w.push(w.now+d, event{kind: evReply, from: from, client: client, reply: r, note: note})
 }
 
-func (w *world) verifyFrame(h *host, frame []byte) verified {
+// verifyFrame verifies a frame replica from sent h over their channel,
+// which authenticates from's current key as the runtime's sessions do
+// (protocol.Frame.Sender).
+func (w *world) verifyFrame(h *host, frame []byte, from uint32) verified {
 	verifier := w.verifier
-	key := sha256.Sum256(frame)
+	sender := w.keys[from].Public().(ed25519.PublicKey)
+	key := sha256.Sum256(append(append([]byte(nil), frame...), sender...))
 	if w.admin != nil {
 		// Each host checks with its epoch's verifier.
 		verifier = h.verifier
@@ -199,7 +203,8 @@ func (w *world) verifyFrame(h *host, frame []byte) verified {
 	if v, ok := w.vcache[key]; ok {
 		return v
 	}
-	vm, err := verifier.ReplicaFrame(frame)
+	out := verifier.VerifyFrames([]protocol.Frame{{ReplicaFrame: frame, Sender: sender}})[0]
+	vm, err := out.Message, out.Err
 	v := verified{vm: vm, err: err}
 	w.vcache[key] = v
 	return v
@@ -250,7 +255,7 @@ func (w *world) deliver(e *event) {
 			h.submit(e.client, v.req)
 			return
 		}
-		v := w.verifyFrame(h, e.frame)
+		v := w.verifyFrame(h, e.frame, e.from)
 		if v.err != nil {
 			w.res.RejectedFrames++
 			if w.admin != nil && errors.Is(v.err, protocol.ErrWrongEpoch) {

@@ -186,3 +186,31 @@ func TestClientsAcceptOnlyCorrectResults(t *testing.T) {
 	}
 	waitConverged(t, net)
 }
+
+// Every replica counts the COMMITs of the others on the word of their
+// authenticated sessions (no signature check), unless CheckDirectCommits
+// is set; either way the cluster agrees.
+func TestCommitsGoByChannelUnlessChecked(t *testing.T) {
+	for _, check := range []bool{false, true} {
+		net := startNet(t, localnet.Options{Metrics: true, CheckDirectCommits: check})
+		if n := runWorkload(t, net, 1, 2, 8); n != 16 {
+			t.Fatalf("check %v: %d operations completed, want 16", check, n)
+		}
+		// The status waitConverged saw was published with the gauge, after
+		// every COMMIT that executed its batches was counted.
+		waitConverged(t, net)
+		for i := range net.Nodes {
+			byChannel := func() float64 { return net.Nodes[i].MetricValue("pbftnode_commits_by_channel") }
+			if check {
+				if v := byChannel(); v != 0 {
+					t.Fatalf("replica %d counted %v COMMITs by channel with CheckDirectCommits", i, v)
+				}
+				continue
+			}
+			waitUntil(t, net, 10*time.Second, "COMMITs counted by channel", func() bool { return byChannel() > 0 })
+		}
+		if err := net.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -174,7 +174,8 @@ func (n *Node) verifierFor(cfg membership.Config) *protocol.MessageVerifier {
 	for i, m := range cfg.Members {
 		pubs[i] = m.PublicKey
 	}
-	v := protocol.NewMessageVerifier(n.cfg.ClusterID, pubs, n.requestCache, n.pool, n.maxBatch).WithEpoch(cfg.Epoch)
+	v := protocol.NewMessageVerifier(n.cfg.ClusterID, pubs, n.requestCache, n.pool, n.maxBatch).WithEpoch(cfg.Epoch).
+		CheckDirectCommits(n.cfg.CheckDirectCommits)
 	if n.window > 0 {
 		v.SetWindowSize(n.window)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
+	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/replica"
 	"github.com/pbftnode/pbftnode/wire"
@@ -69,7 +70,7 @@ func (n *Node) verifyArrivals(ctx context.Context, arrivals []node.Arrival) {
 			n.acceptConfigFrame(ctx, a.Frame)
 			continue
 		} else {
-			frames = append(frames, protocol.Frame{ReplicaFrame: a.Frame.Data})
+			frames = append(frames, protocol.Frame{ReplicaFrame: a.Frame.Data, Sender: senderKey(a.Frame)})
 		}
 		index[i] = len(frames) - 1
 	}
@@ -296,6 +297,8 @@ func (n *Node) publishStatus() {
 	n.metrics.SlowPrimary.Set(float64(st.SlowPrimarySuspects))
 	n.metrics.ServeLimited.Set(float64(st.ServeLimited))
 	n.metrics.PreparesWithheld.Set(float64(st.PreparesWithheld))
+	n.metrics.CommitsByChannel.Set(float64(st.CommitsByChannel))
+	n.metrics.RelayRefused.Set(float64(st.RelayRefused))
 	n.metrics.SetChanging(!st.ViewActive, n.driver.Transferring())
 	n.status.Store(&node.Status{
 		Index:            n.cfg.Index,
@@ -359,4 +362,13 @@ func (n *Node) admission() protocol.Admission {
 	}
 	w := protocol.Watermarks{View: st.View, Low: st.StableCheckpoint, Window: n.window}
 	return func(body *wire.ReplicaMessage) error { return protocol.AdmitNormalCase(body, w) }
+}
+
+// senderKey is the public key of the replica whose authenticated session
+// delivered f (protocol.Frame.Sender), or nil for a client's session.
+func senderKey(f p2p.Frame) []byte {
+	if f.FromIndex < 0 {
+		return nil
+	}
+	return identity.Ed25519KeyOfPeerID(f.From)
 }

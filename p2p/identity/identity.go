@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"strings"
 
 	libp2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/crypto/pb"
@@ -52,6 +53,17 @@ func PeerIDFromPublicKey(pub ed25519.PublicKey) (peer.ID, error) {
 		return "", fmt.Errorf("identity: peer ID: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
 	}
 	return peer.ID(ed25519PeerIDPrefix + string(pub)), nil
+}
+
+// Ed25519KeyOfPeerID returns the Ed25519 public key that the peer ID id
+// inlines, read straight from its bytes (the inverse of
+// PeerIDFromPublicKey), or nil when id is not the peer ID of an Ed25519
+// key. Runtimes call it for every frame a replica's session delivers.
+func Ed25519KeyOfPeerID(id peer.ID) []byte {
+	if len(id) != len(ed25519PeerIDPrefix)+ed25519.PublicKeySize || !strings.HasPrefix(string(id), ed25519PeerIDPrefix) {
+		return nil
+	}
+	return []byte(id[len(ed25519PeerIDPrefix):])
 }
 
 // libp2pPeerID is PeerIDFromPublicKey the long way, through libp2p (for

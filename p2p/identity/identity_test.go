@@ -132,3 +132,32 @@ func TestPeerIDFromPublicKeyMatchesLibp2p(t *testing.T) {
 		}
 	}
 }
+
+// Ed25519KeyOfPeerID reads back exactly the key PublicKeyFromPeerID
+// decodes, and nothing from a peer ID of another kind or length.
+func TestEd25519KeyOfPeerID(t *testing.T) {
+	pub := cryptotest.Key(t, 21).Public().(ed25519.PublicKey)
+	id, err := PeerIDFromPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Ed25519KeyOfPeerID(id); !bytes.Equal(got, pub) {
+		t.Fatalf("Ed25519KeyOfPeerID = %x, want %x", got, pub)
+	}
+	_, secpPub, err := libp2pcrypto.GenerateSecp256k1Key(rand.New(rand.NewSource(24)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secpID, err := peer.IDFromPublicKey(secpPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string]peer.ID{
+		"empty": "", "secp256k1": secpID, "truncated": id[:len(id)-1], "longer": id + "x",
+		"sha256 multihash": peer.ID(append([]byte{0x12, 0x20}, make([]byte, 36)...)),
+	} {
+		if got := Ed25519KeyOfPeerID(bad); got != nil {
+			t.Errorf("%s: Ed25519KeyOfPeerID = %x, want nil", name, got)
+		}
+	}
+}
