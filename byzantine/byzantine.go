@@ -164,6 +164,10 @@ func (f *Filter) Outbound(out protocol.Outbound) []protocol.Outbound {
 		if out.Kind == protocol.KindNewView {
 			return f.badNewView(out)
 		}
+	case StrategyBadSignatureFlood:
+		if out.Kind == protocol.KindCommit {
+			return []protocol.Outbound{withBadSignature(out)}
+		}
 	}
 	return []protocol.Outbound{out}
 }

@@ -140,6 +140,17 @@ func (f *Filter) badSignatureFrame(st protocol.Status) protocol.Outbound {
 	return protocol.Outbound{Signed: &wire.Signed{Payload: payload, Signature: sig[:]}, Kind: kind}
 }
 
+// withBadSignature is out, a COMMIT of this replica's own, with its
+// signature made invalid (bad-signature-flood sends every COMMIT so, not
+// counted as actions). Its victims count it as this replica's vote, on
+// its session's word, and must never relay it: a correct replica that did
+// would look faulty to the replica it relayed it to.
+func withBadSignature(out protocol.Outbound) protocol.Outbound {
+	sig := badSignature
+	out.Signed = &wire.Signed{Payload: out.Signed.GetPayload(), Signature: sig[:]}
+	return out
+}
+
 // refreshStalePool (re-)signs stale-flood's pool when it is empty, or
 // when the view or the low watermark moved and the pool is at least
 // stalePoolRefreshTicks old: the signing cost stays a few milliseconds a

@@ -13,6 +13,24 @@ import (
 // different votes for one view and sequence (see equivocationChecker).
 const KindEquivocation = "equivocation"
 
+// KindBadSignature: a correct replica sent a frame that fails its
+// signature check (it relayed something it had not checked, such as a
+// COMMIT taken on its author's session's word).
+const KindBadSignature = "bad-signature"
+
+// correct reports whether every copy of replica id is correct.
+func (w *world) correct(id uint32) bool {
+	if int(id) >= len(w.byID) || len(w.byID[id]) == 0 {
+		return false
+	}
+	for _, h := range w.byID[id] {
+		if !h.correct {
+			return false
+		}
+	}
+	return true
+}
+
 // voteKey names one vote a replica may cast at most once: its
 // PRE-PREPARE, PREPARE or COMMIT for a view and sequence.
 type voteKey struct {

@@ -257,6 +257,11 @@ func (w *world) deliver(e *event) {
 		}
 		v := w.verifyFrame(h, e.frame, e.from)
 		if v.err != nil {
+			if errors.Is(v.err, protocol.ErrBadSignature) && w.correct(e.from) {
+				// A correct replica sends only what it signed or checked.
+				w.violate(KindBadSignature, fmt.Sprintf("replica %d received a frame from correct replica %d that fails its signature check: %v", h.id, e.from, v.err))
+				return
+			}
 			w.res.RejectedFrames++
 			if w.admin != nil && errors.Is(v.err, protocol.ErrWrongEpoch) {
 				w.noteOldEpoch(h, e.from, e.frame)
