@@ -194,7 +194,10 @@ func (w *world) sendReply(from uint32, client int, r *wire.Reply) {
 func (w *world) verifyFrame(h *host, frame []byte, from uint32) verified {
 	verifier := w.verifier
 	sender := w.keys[from].Public().(ed25519.PublicKey)
-	key := sha256.Sum256(append(append([]byte(nil), frame...), sender...))
+	hash := sha256.New()
+	hash.Write(frame)
+	hash.Write(sender)
+	key := [32]byte(hash.Sum(nil))
 	if w.admin != nil {
 		// Each host checks with its epoch's verifier.
 		verifier = h.verifier
