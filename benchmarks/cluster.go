@@ -34,6 +34,9 @@ type clusterSpec struct {
 	byzantine map[int]string
 	// noReceipts writes the testnet with receipts off (--no-receipts).
 	noReceipts bool
+	// checkDirectCommits writes it with check_direct_commits on
+	// (--check-direct-commits).
+	checkDirectCommits bool
 	// receiptsCachedOnly writes it with --receipts-cached-only.
 	receiptsCachedOnly bool
 	// toggle starts the byzantine strategies inactive
@@ -104,6 +107,9 @@ func startCluster(ctx context.Context, spec clusterSpec) (*cluster, error) {
 		}
 		if spec.receiptsCachedOnly {
 			args = append(args, "--receipts-cached-only")
+		}
+		if spec.checkDirectCommits {
+			args = append(args, "--check-direct-commits")
 		}
 		if spec.ledgerIssuer != nil {
 			args = append(args, "--app", AppLedger, "--issuer-key", spec.ledgerIssuer.path)

@@ -145,6 +145,7 @@ func (o CompareOptions) peerRuns() []plannedRun {
 			c := o.Base
 			c.Peer, c.Protocol, c.Replicas, c.Scenario, c.Label, c.NoFsync = peer, peer, 0, ScenarioNone, "", false
 			c.NoReceipts, c.ReceiptsCachedOnly, c.CPUProfileDir, c.ReplicaLogLevel = false, false, "", ""
+			c.CheckDirectCommits = false
 			if clients > 0 {
 				c.Clients, c.Window = clients, window
 			}

@@ -76,6 +76,10 @@ type Config struct {
 	// NoReceipts turns the PBFT replicas' receipts off (testnet
 	// --no-receipts): no signature per batch, to measure their cost.
 	NoReceipts bool
+	// CheckDirectCommits makes the PBFT replicas check every COMMIT's
+	// signature, even one its author's own session delivered (testnet
+	// --check-direct-commits), to measure what the default saves.
+	CheckDirectCommits bool
 	// ReceiptsCachedOnly writes the testnet with receipts only on replies
 	// from the reply cache (testnet --receipts-cached-only).
 	ReceiptsCachedOnly bool
@@ -369,6 +373,9 @@ func (c Config) defaultLabel() string {
 	}
 	if c.ReceiptsCachedOnly {
 		s += " receipts-cached"
+	}
+	if c.CheckDirectCommits {
+		s += " signed-commits"
 	}
 	if c.Scenario != ScenarioNone && c.Scenario != "" {
 		s += " " + c.Scenario

@@ -75,6 +75,7 @@ func TestPeerConfigRejects(t *testing.T) {
 		"peer ledger":      {Peer: PeerEtcd, App: AppLedger},
 		"peer scenario":    {Peer: PeerEtcd, Scenario: ScenarioCrashLeader},
 		"peer receipts":    {Peer: PeerEtcd, NoReceipts: true},
+		"peer commits":     {Peer: PeerEtcd, CheckDirectCommits: true},
 		"cometbft nofsync": {Peer: PeerCometBFT, NoFsync: true},
 		"peer window 65":   {Peer: PeerEtcd, Window: 65},
 		"peer payload":     {Peer: PeerCometBFT, Payload: 100},

@@ -44,6 +44,8 @@ type Testnet struct {
 	// ReceiptsCachedOnly with receipts_cached_only.
 	NoReceipts         bool
 	ReceiptsCachedOnly bool
+	// CheckDirectCommits writes check_direct_commits (benchmarks).
+	CheckDirectCommits bool
 	// RaftSnapshotInterval sets the Raft mode's snapshot interval (0:
 	// the default).
 	RaftSnapshotInterval uint64
@@ -226,6 +228,7 @@ func writeTestnetHome(t Testnet, cluster ClusterFile, i int, key ed25519.Private
 		fc.Address = testnetAddress(t, i)
 	}
 	fc.ReceiptsCachedOnly = t.ReceiptsCachedOnly
+	fc.CheckDirectCommits = t.CheckDirectCommits
 	if t.NoReceipts {
 		off := false
 		fc.Receipts = &off

@@ -8,10 +8,11 @@ import (
 
 // TestTestnetWritesClusterFile: DIR/cluster.json is the cluster the
 // testnet returns (its id and the replicas' public keys), and
-// NoReceipts writes "receipts": false into every replica's home.
+// NoReceipts writes "receipts": false into every replica's home, and
+// CheckDirectCommits "check_direct_commits": true.
 func TestTestnetWritesClusterFile(t *testing.T) {
 	dir := t.TempDir()
-	cluster, err := WriteTestnet(Testnet{Dir: dir, NoReceipts: true})
+	cluster, err := WriteTestnet(Testnet{Dir: dir, NoReceipts: true, CheckDirectCommits: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,5 +32,8 @@ func TestTestnetWritesClusterFile(t *testing.T) {
 	}
 	if fc.Receipts == nil || *fc.Receipts {
 		t.Fatalf("node0 receipts %v, want false", fc.Receipts)
+	}
+	if !fc.CheckDirectCommits {
+		t.Fatal("node0 check_direct_commits false, want true")
 	}
 }

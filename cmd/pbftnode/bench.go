@@ -29,6 +29,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.NoFsync, "unsafe-no-fsync", false, "run the replicas with fsync off")
 	fs.BoolVar(&cfg.ReceiptsCachedOnly, "receipts-cached-only", false, "PBFT: receipts only on replies to retransmitted requests (see docs/receipts.md)")
 	fs.BoolVar(&cfg.NoReceipts, "no-receipts", false, "PBFT: run the replicas with receipts off (no signature per batch), to measure what receipts cost")
+	fs.BoolVar(&cfg.CheckDirectCommits, "check-direct-commits", false, "PBFT: the replicas check every COMMIT's signature, even one its author's own session delivered (check_direct_commits), to measure what taking those on the session's word saves")
 	fs.StringVar(&cfg.Scenario, "scenario", benchmarks.ScenarioNone, "fault: "+strings.Join(benchmarks.Scenarios, ", ")+" (the attack scenarios measure a fault-free baseline, the attack and the recovery, each --duration long at most)")
 	fs.StringVar(&cfg.CPUProfileDir, "cpuprofile-dir", "", "write CPU profiles of every replica (nodeI.pprof) and of the clients (harness.pprof) into this directory")
 	fs.StringVar(&cfg.ReplicaLogLevel, "replica-log-level", "", "pass --log-level to every replica (e.g. debug, with --keep to study the replica logs)")
