@@ -71,8 +71,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	spec := clusterSpec{
 		binary: cfg.Binary, protocol: cfg.Protocol, replicas: cfg.Replicas, noFsync: cfg.NoFsync, noReceipts: cfg.NoReceipts, receiptsCachedOnly: cfg.ReceiptsCachedOnly,
-		checkDirectCommits: cfg.CheckDirectCommits,
-		logLevel:           cfg.ReplicaLogLevel, profDir: cfg.CPUProfileDir, dir: workDir, log: cfg.Logger,
+		logLevel: cfg.ReplicaLogLevel, profDir: cfg.CPUProfileDir, dir: workDir, log: cfg.Logger, checkDirectCommits: cfg.CheckDirectCommits,
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), cfg.Seed)),
 	}
 	spec.byzantine, spec.toggle = byzantineReplicas(cfg)
