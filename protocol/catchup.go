@@ -60,13 +60,15 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 			CheckpointCertificate: &wire.CheckpointCertificate{Votes: votes},
 		}})
 	}
-	sent := 0
-	for seq := max(f.FromSequence, r.window.Low) + 1; seq <= r.window.High() && sent < DefaultFetchSlots; seq++ {
-		s := r.slots[seq]
-		if s == nil || s.view != r.view || (s.prePrepare == nil && !s.committed) {
-			continue
+	var answered []uint64
+	for seq := max(f.FromSequence, r.window.Low) + 1; seq <= r.window.High() && len(answered) < DefaultFetchSlots; seq++ {
+		if s := r.slots[seq]; s != nil && s.view == r.view && (s.prePrepare != nil || s.committed) {
+			answered = append(answered, seq)
 		}
-		sent++
+	}
+	r.checkForRelay(answered)
+	for _, seq := range answered {
+		s := r.slots[seq]
 		if s.prePrepare != nil && s.batch != nil {
 			// Without its batch a pre-prepare frame fails verification.
 			// Batches are charged to the asker's serve budget; beyond it
@@ -85,11 +87,11 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 		// are forwardable, and a quorum of them is a commit certificate
 		// the asker can act on even if this replica's own vote is missing.
 		// A commit taken on its author's session's word is relayed only
-		// once its signature is checked: a correct replica relays only
-		// what it verified.
+		// once its signature is checked (checkForRelay): a correct
+		// replica relays only what it verified.
 		for _, id := range slices.Sorted(maps.Keys(s.commits)) {
-			if s.commits[id].digest == s.digest && r.relayable(s.commits, id) {
-				r.sendTo(from, KindCommit, s.commits[id].signed)
+			if v := s.commits[id]; v.digest == s.digest && !v.byChannel {
+				r.sendTo(from, KindCommit, v.signed)
 			}
 		}
 	}
@@ -101,26 +103,45 @@ func (r *Replica) stepFetch(from uint32, f *wire.Fetch) error {
 	return nil
 }
 
-// relayable reports whether the vote of replica id in votes may be
-// relayed: its signature was checked when it arrived, or Config.RelayCheck
-// checks it now. The verdict is kept in the vote, so each vote's signature
-// is checked at most once however often it is asked for.
-func (r *Replica) relayable(votes map[uint32]vote, id uint32) bool {
-	v := votes[id]
-	if !v.byChannel {
-		return true
+// checkForRelay checks, in one call of Config.RelayCheck, the signatures
+// of the matching commits taken on their authors' sessions' word in the
+// slots seqs, which a Fetch answer is about to relay: a checked one is
+// relayable from then on (byChannel cleared), a refused one never
+// (unrelayable). Each vote is checked at most once however often it is
+// asked for, and one call checks them all together.
+func (r *Replica) checkForRelay(seqs []uint64) {
+	if r.cfg.RelayCheck == nil {
+		return
 	}
-	if v.unrelayable || r.cfg.RelayCheck == nil {
-		return false
+	type voteRef struct {
+		s  *slot
+		id uint32
 	}
-	if r.cfg.RelayCheck(v.signed) {
-		v.byChannel = false
-	} else {
-		v.unrelayable = true
-		r.relayRefused++
+	var refs []voteRef
+	var signed []*wire.Signed
+	for _, seq := range seqs {
+		s := r.slots[seq]
+		for _, id := range slices.Sorted(maps.Keys(s.commits)) {
+			if v := s.commits[id]; v.byChannel && !v.unrelayable && v.digest == s.digest {
+				refs = append(refs, voteRef{s, id})
+				signed = append(signed, v.signed)
+			}
+		}
 	}
-	votes[id] = v
-	return !v.unrelayable
+	if len(refs) == 0 {
+		return
+	}
+	ok := r.cfg.RelayCheck(signed)
+	for i, ref := range refs {
+		v := ref.s.commits[ref.id]
+		if i < len(ok) && ok[i] {
+			v.byChannel = false
+		} else {
+			v.unrelayable = true
+			r.relayRefused++
+		}
+		ref.s.commits[ref.id] = v
+	}
 }
 
 // sendsStableCertificate reports whether a Fetch answer carries the

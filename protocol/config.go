@@ -22,14 +22,15 @@ type Config struct {
 	N int
 	// Signer signs this replica's messages.
 	Signer Signer
-	// RelayCheck checks the signature of a COMMIT this replica counted on
-	// its author's session's word (VerifiedMessage.ByChannel) before a
-	// Fetch answer relays it: true when it verifies as its author's
-	// message. It must be a pure function of its input (the core stays
-	// deterministic). Nil: such COMMITs are never relayed, only checked
-	// ones and this replica's own. replica.Driver sets it to its
-	// verifier's check.
-	RelayCheck func(signed *wire.Signed) bool
+	// RelayCheck checks the signatures of COMMITs this replica counted on
+	// their authors' sessions' word (VerifiedMessage.ByChannel) before a
+	// Fetch answer relays them: one verdict per message, in order, true
+	// when it verifies as its author's message. It must be a pure
+	// function of its input (the core stays deterministic). Nil: such
+	// COMMITs are never relayed, only checked ones and this replica's
+	// own. replica.Driver sets it to its verifier's check (one batch
+	// verification for a whole answer).
+	RelayCheck func(signed []*wire.Signed) []bool
 
 	// Epoch is the configuration epoch this replica runs (see epoch.go):
 	// its messages carry it, and it shifts the primary rotation. Base is

@@ -103,10 +103,17 @@ func New(cfg Config) (*Driver, error) {
 
 // relayCheck is the core's Config.RelayCheck: the signature check of
 // the current epoch's verifier, which every message relayed to another
-// replica must pass.
-func (d *Driver) relayCheck(signed *wire.Signed) bool {
-	_, err := d.cfg.Verifier.ReplicaMessage(signed)
-	return err == nil
+// replica must pass, for all of them in one batch verification.
+func (d *Driver) relayCheck(signed []*wire.Signed) []bool {
+	frames := make([]protocol.Frame, len(signed))
+	for i, s := range signed {
+		frames[i] = protocol.Frame{ReplicaMessage: s}
+	}
+	ok := make([]bool, len(signed))
+	for i, v := range d.cfg.Verifier.VerifyFrames(frames) {
+		ok[i] = v.Err == nil
+	}
+	return ok
 }
 
 // Core returns the protocol core, for reading its state (Status, View,
