@@ -177,7 +177,7 @@ func (c *cluster) startAll(ctx context.Context) error {
 // appended to DIR/nodeI.log. The process is killed if the bench process
 // dies first.
 func (c *cluster) start(i int) error {
-	p, err := startProcess(c.spec.binary, c.replicaArgs(i), c.logPath(i))
+	p, err := startProcess(c.spec.binary, c.replicaArgs(i), c.logPath(i), 0)
 	if err != nil {
 		return fmt.Errorf("replica %d: %w", i, err)
 	}
@@ -189,13 +189,19 @@ func (c *cluster) start(i int) error {
 
 // startProcess starts binary with args, its output appended to logPath.
 // The process gets SIGKILL if the bench process dies first (Pdeathsig).
-// The peers' processes (peer*.go) start the same way.
-func startProcess(binary string, args []string, logPath string) (*replicaProc, error) {
+// The peers' processes (peer*.go) start the same way, with gomaxprocs > 0:
+// GOMAXPROCS set to it unless the environment sets it, as pbftnode's
+// testnet sets each replica's gomaxprocs (config.TestnetGOMAXPROCS), so
+// every system runs its processes with their share of the machine.
+func startProcess(binary string, args []string, logPath string, gomaxprocs int) (*replicaProc, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
 	cmd := exec.Command(binary, args...)
+	if _, set := os.LookupEnv("GOMAXPROCS"); gomaxprocs > 0 && !set {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(gomaxprocs))
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -11,6 +11,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/pbftnode/pbftnode/config"
 )
 
 // etcdMember is one etcd member's name, loopback ports and data
@@ -84,7 +86,7 @@ func startEtcd(ctx context.Context, cfg Config, binary, dir string) (peerCluster
 	}
 	token := fmt.Sprintf("pbftnode-bench-%d-%d", os.Getpid(), time.Now().UnixNano())
 	for i := range c.members {
-		p, err := startProcess(binary, etcdArgs(c.members, i, token, cfg.NoFsync), c.logs[i])
+		p, err := startProcess(binary, etcdArgs(c.members, i, token, cfg.NoFsync), c.logs[i], config.TestnetGOMAXPROCS(len(c.members)))
 		if err != nil {
 			c.stop()
 			return nil, fmt.Errorf("etcd member %d: %w", i, err)

@@ -235,7 +235,7 @@ func TestComparePeersSkippedWhenMissing(t *testing.T) {
 func TestWaitMembersReportsLogTails(t *testing.T) {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "m0.log")
-	p, err := startProcess("/bin/sh", []string{"-c", "echo member says it cannot bind; sleep 30"}, logPath)
+	p, err := startProcess("/bin/sh", []string{"-c", "echo member says it cannot bind; sleep 30"}, logPath, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestWaitMembersReportsLogTails(t *testing.T) {
 	}
 
 	exitLog := filepath.Join(dir, "m1.log")
-	q, err := startProcess("/bin/sh", []string{"-c", "echo address already in use; exit 3"}, exitLog)
+	q, err := startProcess("/bin/sh", []string{"-c", "echo address already in use; exit 3"}, exitLog, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

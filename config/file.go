@@ -135,6 +135,11 @@ type FileConfig struct {
 	// works harder as the heap nears it.
 	GCPercent      int `json:"gc_percent,omitempty"`
 	MemoryLimitMiB int `json:"memory_limit_mib,omitempty"`
+	// GOMAXPROCS bounds the OS threads running Go code at once, as Go's
+	// GOMAXPROCS (0: the runtime's, the machine's or the container's CPUs
+	// unless GOMAXPROCS is set). testnet sets it to each replica's share
+	// of the machine's cores when they all run on one machine.
+	GOMAXPROCS int `json:"gomaxprocs,omitempty"`
 	// Raft mode tuning (zero: the raftmode defaults). The snapshot
 	// interval is in log entries; election and heartbeat are in ticks.
 	RaftSnapshotInterval uint64 `json:"raft_snapshot_interval,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 
 	"github.com/pbftnode/pbftnode/crypto"
@@ -46,6 +47,11 @@ type Testnet struct {
 	ReceiptsCachedOnly bool
 	// CheckDirectCommits writes check_direct_commits (benchmarks).
 	CheckDirectCommits bool
+	// GOMAXPROCS is every home's gomaxprocs: 0 writes each replica's
+	// share of this machine's CPUs (TestnetGOMAXPROCS), since a testnet's
+	// replicas run on one machine; negative writes none (Go's default,
+	// every CPU for each).
+	GOMAXPROCS int
 	// RaftSnapshotInterval sets the Raft mode's snapshot interval (0:
 	// the default).
 	RaftSnapshotInterval uint64
@@ -205,6 +211,17 @@ func writeAdminKeys(dir string, n int) ([]string, error) {
 	return pubs, nil
 }
 
+// TestnetGOMAXPROCS is the share of this machine's CPUs of each of
+// processes Go processes that run on it together: at least 1. Each
+// replica of a testnet gets it (Testnet.GOMAXPROCS): with Go's default
+// every replica would run as many threads as the machine has CPUs, and
+// on two CPUs shared by four replicas their goroutines' hand-offs then
+// cross threads (futex wake-ups, spinning threads) instead of staying on
+// one (docs/profile.md, "Stop 33").
+func TestnetGOMAXPROCS(processes int) int {
+	return max(1, runtime.NumCPU()/max(1, processes))
+}
+
 // writeTestnetHome writes replica i's home, DIR/nodeI: a spare's when i is
 // not among the cluster's replicas (then config.json gives its address).
 func writeTestnetHome(t Testnet, cluster ClusterFile, i int, key ed25519.PrivateKey) error {
@@ -229,6 +246,12 @@ func writeTestnetHome(t Testnet, cluster ClusterFile, i int, key ed25519.Private
 	}
 	fc.ReceiptsCachedOnly = t.ReceiptsCachedOnly
 	fc.CheckDirectCommits = t.CheckDirectCommits
+	switch {
+	case t.GOMAXPROCS == 0:
+		fc.GOMAXPROCS = TestnetGOMAXPROCS(len(cluster.Replicas) + t.Spares)
+	case t.GOMAXPROCS > 0:
+		fc.GOMAXPROCS = t.GOMAXPROCS
+	}
 	if t.NoReceipts {
 		off := false
 		fc.Receipts = &off

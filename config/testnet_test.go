@@ -3,6 +3,7 @@ package config
 import (
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"testing"
 )
 
@@ -35,5 +36,30 @@ func TestTestnetWritesClusterFile(t *testing.T) {
 	}
 	if !fc.CheckDirectCommits {
 		t.Fatal("node0 check_direct_commits false, want true")
+	}
+	if want := TestnetGOMAXPROCS(4); fc.GOMAXPROCS != want || want < 1 {
+		t.Fatalf("node0 gomaxprocs %d, want its share %d", fc.GOMAXPROCS, want)
+	}
+}
+
+// The replicas of a testnet share the machine's CPUs: each gets its share
+// (at least one), or, with Testnet.GOMAXPROCS negative, no setting.
+func TestTestnetGOMAXPROCS(t *testing.T) {
+	if got := TestnetGOMAXPROCS(runtime.NumCPU() * 4); got != 1 {
+		t.Fatalf("share of %d processes: %d, want 1", runtime.NumCPU()*4, got)
+	}
+	if got := TestnetGOMAXPROCS(1); got != runtime.NumCPU() {
+		t.Fatalf("share of one process: %d, want %d", got, runtime.NumCPU())
+	}
+	dir := t.TempDir()
+	if _, err := WriteTestnet(Testnet{Dir: dir, GOMAXPROCS: -1}); err != nil {
+		t.Fatal(err)
+	}
+	var fc FileConfig
+	if err := ReadJSON(filepath.Join(dir, "node0", FileName), &fc); err != nil {
+		t.Fatal(err)
+	}
+	if fc.GOMAXPROCS != 0 {
+		t.Fatalf("GOMAXPROCS -1 wrote gomaxprocs %d, want none", fc.GOMAXPROCS)
 	}
 }

@@ -21,6 +21,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	noFsync := fs.Bool("unsafe-no-fsync", false, "write configurations with fsync off (benchmarks only)")
 	cachedReceipts := fs.Bool("receipts-cached-only", false, "PBFT: write configurations with \"receipts_cached_only\": true (receipts only on replies to retransmitted requests)")
 	noReceipts := fs.Bool("no-receipts", false, "PBFT: write configurations with receipts off (\"receipts\": false; no signature per executed batch)")
+	gomaxprocs := fs.Int("gomaxprocs", 0, "every replica's gomaxprocs: 0 writes its share of this machine's CPUs (the replicas run on one machine), at least 1; -1 writes none (Go's default: every CPU)")
 	checkDirectCommits := fs.Bool("check-direct-commits", false, "PBFT: write configurations with \"check_direct_commits\": true (every COMMIT's signature checked; benchmarks)")
 	snapshotInterval := fs.Uint64("raft-snapshot-interval", 0, "Raft mode: snapshot the application every N log entries (0: the default, 8192)")
 	app := fs.String("app", config.ApplicationKV, "the replicated application: kv (the key-value store) or ledger")
@@ -60,7 +61,7 @@ func runTestnet(args []string, stdout, stderr io.Writer) error {
 	}
 	t := config.Testnet{
 		Dir: *dir, Replicas: *replicas, Consensus: *proto, Host: *host, BasePort: *basePort,
-		UnsafeNoFsync: *noFsync, NoReceipts: *noReceipts, ReceiptsCachedOnly: *cachedReceipts, CheckDirectCommits: *checkDirectCommits, RaftSnapshotInterval: *snapshotInterval,
+		UnsafeNoFsync: *noFsync, NoReceipts: *noReceipts, ReceiptsCachedOnly: *cachedReceipts, CheckDirectCommits: *checkDirectCommits, GOMAXPROCS: *gomaxprocs, RaftSnapshotInterval: *snapshotInterval,
 		Application: *app, Spares: *spares, Admins: *admins, AdminThreshold: *adminThreshold,
 		PreloadKeys: *preloadKeys, PreloadValueBytes: *preloadValueBytes,
 	}
