@@ -289,7 +289,8 @@ func checkTuning(fc FileConfig, f *findings) time.Duration {
 		f.problem("gc_percent -1 needs memory_limit_mib: without a limit the heap would grow without bound")
 	case fc.MemoryLimitMiB < 0:
 		f.problem("memory_limit_mib %d is negative", fc.MemoryLimitMiB)
-	case fc.GOMAXPROCS < 0:
+	}
+	if fc.GOMAXPROCS < 0 {
 		f.problem("gomaxprocs %d is negative", fc.GOMAXPROCS)
 	}
 	for _, s := range []struct {

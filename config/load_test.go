@@ -216,6 +216,9 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	if _, problems = checkHome(t, home); len(problems) > 0 {
 		t.Fatalf("gc_percent -1 with a memory limit: %q", problems)
 	}
+	home, _ = writeHome(t, ConsensusPBFT, 4, func(fc *FileConfig) { fc.GOMAXPROCS = -1 })
+	_, problems = checkHome(t, home)
+	wantProblem(t, problems, "gomaxprocs -1 is negative")
 }
 
 func TestValidateWarnings(t *testing.T) {
