@@ -5,7 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
-	"strings"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
@@ -236,11 +236,7 @@ func (n *Node) syncHostMembers() {
 	if len(configs) == 0 {
 		return
 	}
-	var key strings.Builder
-	for _, c := range configs {
-		fmt.Fprintf(&key, "%d,", c.Epoch)
-	}
-	if key.String() == n.hostConfigKey {
+	if slices.EqualFunc(configs, n.hostEpochs, func(c membership.Config, epoch uint64) bool { return c.Epoch == epoch }) {
 		return
 	}
 	members, err := n.hostMembers(configs)
@@ -251,7 +247,10 @@ func (n *Node) syncHostMembers() {
 		n.log.Error("transport: member set", "err", err)
 		return
 	}
-	n.hostConfigKey = key.String()
+	n.hostEpochs = n.hostEpochs[:0]
+	for _, c := range configs {
+		n.hostEpochs = append(n.hostEpochs, c.Epoch)
+	}
 }
 
 // hostMembers is the union of configs' members (newest record first for

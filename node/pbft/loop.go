@@ -305,7 +305,7 @@ func (n *Node) publishStatus() {
 		View:             st.View,
 		ExecutedSequence: n.executor.LastExecuted(),
 		StableCheckpoint: st.LowWatermark,
-		StateDigest:      n.executor.StateDigest(),
+		StateDigest:      n.stateDigest(st.Transferring),
 		RetainedSlots:    st.Slots,
 		BufferedAhead:    st.Buffered,
 		PendingRequests:  st.PendingRequests,
@@ -371,4 +371,16 @@ func senderKey(f p2p.Frame) []byte {
 		return nil
 	}
 	return identity.Ed25519KeyOfPeerID(f.From)
+}
+
+// stateDigest is the executor's state digest for publishStatus, computed
+// again only when the executed sequence moved or a state transfer is (or
+// was) under way: the digest changes only with an execution or a restore,
+// and the loop publishes its status many times per executed batch.
+func (n *Node) stateDigest(transferring bool) [32]byte {
+	seq := n.executor.LastExecuted()
+	if c := &n.digestAt; !c.valid || c.seq != seq || transferring {
+		c.seq, c.digest, c.valid = seq, n.executor.StateDigest(), !transferring
+	}
+	return n.digestAt.digest
 }

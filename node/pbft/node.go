@@ -36,12 +36,12 @@ type Node struct {
 	requestCache *crypto.VerifiedCache
 	maxBatch     int
 	// epochs says the driver follows configuration epochs; epochMetrics
-	// count them; hostConfigKey names the configurations the transport's
-	// member set was last built from; everMember is set once this
-	// replica was a member of a configuration in force (event loop).
-	epochs        bool
-	epochMetrics  *epochMetrics
-	hostConfigKey string
+	// count them; hostEpochs are the epochs of the configurations the
+	// transport's member set was last built from; everMember is set once
+	// this replica was a member of a configuration in force (event loop).
+	epochs       bool
+	epochMetrics *epochMetrics
+	hostEpochs   []uint64
 	// epochNow is the driver's epoch status as of the last switch, for
 	// the snapshot server off the event loop.
 	epochNow   atomic.Pointer[replica.EpochStatus]
@@ -69,6 +69,13 @@ type Node struct {
 	// View-change accounting, owned by the event loop.
 	lastCore          protocol.Status
 	viewChangeStarted time.Time
+	// digestAt caches the state digest publishStatus last computed and
+	// the sequence it was computed at (event loop).
+	digestAt struct {
+		seq    uint64
+		digest [32]byte
+		valid  bool
+	}
 }
 
 // Start opens the replica's database, starts its transport, verification
