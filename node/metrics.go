@@ -2,6 +2,7 @@ package node
 
 import (
 	"log/slog"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -14,6 +15,10 @@ import (
 // are safe for concurrent use (Prometheus collectors).
 type Metrics struct {
 	Registry *prometheus.Registry
+	// labelled caches the counters of the labelled vectors the hot paths
+	// count into (labelKey -> prometheus.Counter): a few label values,
+	// each resolved by WithLabelValues once instead of per message.
+	labelled sync.Map
 
 	ExecutedSequence  prometheus.Gauge
 	View              prometheus.Gauge
@@ -216,15 +221,45 @@ func (m *Metrics) Value(name string) float64 {
 // Drop counts a message or request dropped for reason and logs it at
 // debug level with args.
 func (m *Metrics) Drop(log *slog.Logger, reason string, args ...any) {
-	m.Dropped.WithLabelValues(reason).Inc()
+	m.labelledCounter(m.Dropped, reason).Inc()
 	log.Debug("dropped", append([]any{"reason", reason}, args...)...)
 }
 
 // CountSent counts one protocol message of kind sent, encoded in bytes
 // bytes (a broadcast counts once).
 func (m *Metrics) CountSent(kind string, bytes int) {
-	m.Sent.WithLabelValues(kind).Inc()
-	m.Ops.BytesSent.WithLabelValues(kind).Add(float64(bytes))
+	m.labelledCounter(m.Sent, kind).Inc()
+	m.labelledCounter(m.Ops.BytesSent, kind).Add(float64(bytes))
+}
+
+// CountReceived counts one protocol message of kind handed to the
+// protocol (pbftnode_messages_received_total).
+func (m *Metrics) CountReceived(kind string) {
+	m.labelledCounter(m.Received, kind).Inc()
+}
+
+// CountReceivedBytes counts the bytes of one protocol message of kind
+// that passed verification (pbftnode_message_bytes_received_total).
+func (m *Metrics) CountReceivedBytes(kind string, bytes int) {
+	m.labelledCounter(m.Ops.BytesReceived, kind).Add(float64(bytes))
+}
+
+// labelKey names one counter of a labelled vector in Metrics.labelled.
+type labelKey struct {
+	vec   *prometheus.CounterVec
+	label string
+}
+
+// labelledCounter returns vec's counter for label, from the cache after
+// the first time.
+func (m *Metrics) labelledCounter(vec *prometheus.CounterVec, label string) prometheus.Counter {
+	key := labelKey{vec, label}
+	if c, ok := m.labelled.Load(key); ok {
+		return c.(prometheus.Counter)
+	}
+	c := vec.WithLabelValues(label)
+	m.labelled.Store(key, c)
+	return c
 }
 
 // SetChanging sets the gauges of what keeps a replica from ordering:

@@ -110,7 +110,7 @@ func (n *Node) acceptReplicaMessage(ctx context.Context, f p2p.Frame, v protocol
 	}
 	m := v.Message
 	n.metrics.Ops.Verified.Inc()
-	n.metrics.Ops.BytesReceived.WithLabelValues(kindOf(m.Body).String()).Add(float64(len(f.Data)))
+	n.metrics.CountReceivedBytes(kindOf(m.Body).String(), len(f.Data))
 	if req := m.Body.GetStateRequest(); req != nil {
 		select {
 		case n.stateRequests <- node.StateRequest{From: n.replyTarget(f, m.Body.From), Req: req}:
@@ -258,7 +258,7 @@ func (n *Node) handle(in input) {
 			return
 		}
 		if !chunk {
-			n.metrics.Received.WithLabelValues(kindOf(in.msg.Body).String()).Inc()
+			n.metrics.CountReceived(kindOf(in.msg.Body).String())
 		}
 		return
 	}

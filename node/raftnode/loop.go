@@ -47,8 +47,8 @@ func (n *Node) receiveReplicaFrame(ctx context.Context, f p2p.Frame) {
 			return
 		}
 		kind := m.GetType().String()
-		n.metrics.Received.WithLabelValues(kind).Inc()
-		n.metrics.Ops.BytesReceived.WithLabelValues(kind).Add(float64(len(f.Data)))
+		n.metrics.CountReceived(kind)
+		n.metrics.CountReceivedBytes(kind, len(f.Data))
 		n.push(ctx, raftInput{from: from, msg: m})
 	case *wire.RaftFrame_StateChunk:
 		n.push(ctx, raftInput{from: from, chunk: body.StateChunk})
