@@ -191,7 +191,7 @@ func (c *cluster) start(i int) error {
 // The process gets SIGKILL if the bench process dies first (Pdeathsig).
 // The peers' processes (peer*.go) start the same way, with gomaxprocs > 0:
 // GOMAXPROCS set to it unless the environment sets it, as pbftnode's
-// testnet sets each replica's gomaxprocs (config.TestnetGOMAXPROCS), so
+// testnet sets each replica's gomaxprocs (config.CPUShare), so
 // every system runs its processes with their share of the machine.
 func startProcess(binary string, args []string, logPath string, gomaxprocs int) (*replicaProc, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

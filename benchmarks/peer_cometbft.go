@@ -190,7 +190,7 @@ func startCometBFT(ctx context.Context, cfg Config, binary, dir string) (peerClu
 	}
 	c.hc = &http.Client{Transport: c.transport(cometbftConnsPerNode(cfg.Clients, cfg.Window, len(c.nodes)))}
 	for i, n := range c.nodes {
-		p, err := startProcess(binary, []string{"node", "--home", n.home}, n.logPath, config.TestnetGOMAXPROCS(len(c.nodes)))
+		p, err := startProcess(binary, []string{"node", "--home", n.home}, n.logPath, config.CPUShare(len(c.nodes)))
 		if err != nil {
 			c.stop()
 			return nil, fmt.Errorf("cometbft node %d: %w", i, err)

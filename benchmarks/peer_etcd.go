@@ -86,7 +86,7 @@ func startEtcd(ctx context.Context, cfg Config, binary, dir string) (peerCluster
 	}
 	token := fmt.Sprintf("pbftnode-bench-%d-%d", os.Getpid(), time.Now().UnixNano())
 	for i := range c.members {
-		p, err := startProcess(binary, etcdArgs(c.members, i, token, cfg.NoFsync), c.logs[i], config.TestnetGOMAXPROCS(len(c.members)))
+		p, err := startProcess(binary, etcdArgs(c.members, i, token, cfg.NoFsync), c.logs[i], config.CPUShare(len(c.members)))
 		if err != nil {
 			c.stop()
 			return nil, fmt.Errorf("etcd member %d: %w", i, err)

@@ -48,7 +48,7 @@ type Testnet struct {
 	// CheckDirectCommits writes check_direct_commits (benchmarks).
 	CheckDirectCommits bool
 	// GOMAXPROCS is every home's gomaxprocs: 0 writes each replica's
-	// share of this machine's CPUs (TestnetGOMAXPROCS), since a testnet's
+	// share of this machine's CPUs (CPUShare), since a testnet's
 	// replicas run on one machine; negative writes none (Go's default,
 	// every CPU for each).
 	GOMAXPROCS int
@@ -211,14 +211,14 @@ func writeAdminKeys(dir string, n int) ([]string, error) {
 	return pubs, nil
 }
 
-// TestnetGOMAXPROCS is the share of this machine's CPUs of each of
-// processes Go processes that run on it together: at least 1. Each
-// replica of a testnet gets it (Testnet.GOMAXPROCS): with Go's default
+// CPUShare is each one's share of this machine's CPUs when processes
+// processes run on it together: at least 1. Each replica of a testnet
+// gets it as its gomaxprocs (Testnet.GOMAXPROCS): with Go's default
 // every replica would run as many threads as the machine has CPUs, and
 // on two CPUs shared by four replicas their goroutines' hand-offs then
 // cross threads (futex wake-ups, spinning threads) instead of staying on
 // one (docs/profile.md, "Stop 33").
-func TestnetGOMAXPROCS(processes int) int {
+func CPUShare(processes int) int {
 	return max(1, runtime.NumCPU()/max(1, processes))
 }
 
@@ -248,7 +248,7 @@ func writeTestnetHome(t Testnet, cluster ClusterFile, i int, key ed25519.Private
 	fc.CheckDirectCommits = t.CheckDirectCommits
 	switch {
 	case t.GOMAXPROCS == 0:
-		fc.GOMAXPROCS = TestnetGOMAXPROCS(len(cluster.Replicas) + t.Spares)
+		fc.GOMAXPROCS = CPUShare(len(cluster.Replicas) + t.Spares)
 	case t.GOMAXPROCS > 0:
 		fc.GOMAXPROCS = t.GOMAXPROCS
 	}

@@ -37,18 +37,18 @@ func TestTestnetWritesClusterFile(t *testing.T) {
 	if !fc.CheckDirectCommits {
 		t.Fatal("node0 check_direct_commits false, want true")
 	}
-	if want := TestnetGOMAXPROCS(4); fc.GOMAXPROCS != want || want < 1 {
+	if want := CPUShare(4); fc.GOMAXPROCS != want || want < 1 {
 		t.Fatalf("node0 gomaxprocs %d, want its share %d", fc.GOMAXPROCS, want)
 	}
 }
 
 // The replicas of a testnet share the machine's CPUs: each gets its share
 // (at least one), or, with Testnet.GOMAXPROCS negative, no setting.
-func TestTestnetGOMAXPROCS(t *testing.T) {
-	if got := TestnetGOMAXPROCS(runtime.NumCPU() * 4); got != 1 {
+func TestCPUShare(t *testing.T) {
+	if got := CPUShare(runtime.NumCPU() * 4); got != 1 {
 		t.Fatalf("share of %d processes: %d, want 1", runtime.NumCPU()*4, got)
 	}
-	if got := TestnetGOMAXPROCS(1); got != runtime.NumCPU() {
+	if got := CPUShare(1); got != runtime.NumCPU() {
 		t.Fatalf("share of one process: %d, want %d", got, runtime.NumCPU())
 	}
 	dir := t.TempDir()

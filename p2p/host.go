@@ -49,7 +49,11 @@ const (
 type Frame struct {
 	From      peer.ID // the Noise-authenticated sender
 	FromIndex int     // the sender's member index, or -1 for a client
-	Data      []byte  // the frame body, owned by the receiver
+	// FromKey is From's Ed25519 public key (identity.Ed25519KeyOfPeerID,
+	// read once per stream, shared by its frames; nil if From inlines
+	// none): the key the session authenticated.
+	FromKey []byte
+	Data    []byte // the frame body, owned by the receiver
 }
 
 // Host is a pbftnode libp2p host. Its methods are safe for concurrent use.

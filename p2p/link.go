@@ -11,6 +11,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+
+	"github.com/pbftnode/pbftnode/p2p/identity"
 )
 
 // writeBufferSize is the buffer between a peer's queue and its stream; a
@@ -199,6 +201,7 @@ func (h *Host) readFrames(s network.Stream, fromIndex int, deliver func(Frame)) 
 func (h *Host) readFramesLimited(s network.Stream, fromIndex int, deliver func(Frame), allow func() bool) error {
 	defer func() { _ = s.Reset() }()
 	from := s.Conn().RemotePeer()
+	fromKey := identity.Ed25519KeyOfPeerID(from)
 	var budget *partialBudget
 	if fromIndex < 0 {
 		budget = h.partial // nil on a client host
@@ -223,6 +226,6 @@ func (h *Host) readFramesLimited(s network.Stream, fromIndex int, deliver func(F
 		if allow != nil && !allow() {
 			continue
 		}
-		deliver(Frame{From: from, FromIndex: fromIndex, Data: data})
+		deliver(Frame{From: from, FromIndex: fromIndex, FromKey: fromKey, Data: data})
 	}
 }

@@ -173,7 +173,7 @@ type pendingFrame struct {
 	signed *wire.Signed
 	batch  []*wire.Signed
 	body   *wire.ReplicaMessage
-	outer  int // index of the replica's signature in the jobs; -1: none (byChannel)
+	outer  int // index of the replica's signature in the jobs (unless byChannel)
 	// byChannel: a COMMIT from its author's own session, signature unchecked
 	byChannel bool
 	after     error
@@ -305,9 +305,7 @@ func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, b
 		}
 	}
 	p.body = &body
-	if v.byChannel(&body, sender) {
-		p.outer, p.byChannel = -1, true
-	} else {
+	if p.byChannel = v.byChannel(&body, sender); !p.byChannel {
 		p.outer = len(*outerJobs)
 		*outerJobs = append(*outerJobs, crypto.VerifyJob{
 			PublicKey: v.replicas[body.From], Domain: crypto.DomainReplicaMessage,

@@ -11,7 +11,6 @@ import (
 
 	"github.com/pbftnode/pbftnode/node"
 	"github.com/pbftnode/pbftnode/p2p"
-	"github.com/pbftnode/pbftnode/p2p/identity"
 	"github.com/pbftnode/pbftnode/protocol"
 	"github.com/pbftnode/pbftnode/replica"
 	"github.com/pbftnode/pbftnode/wire"
@@ -370,7 +369,7 @@ func senderKey(f p2p.Frame) []byte {
 	if f.FromIndex < 0 {
 		return nil
 	}
-	return identity.Ed25519KeyOfPeerID(f.From)
+	return f.FromKey
 }
 
 // stateDigest is the executor's state digest for publishStatus, computed

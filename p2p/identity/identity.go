@@ -58,7 +58,7 @@ func PeerIDFromPublicKey(pub ed25519.PublicKey) (peer.ID, error) {
 // Ed25519KeyOfPeerID returns the Ed25519 public key that the peer ID id
 // inlines, read straight from its bytes (the inverse of
 // PeerIDFromPublicKey), or nil when id is not the peer ID of an Ed25519
-// key. Runtimes call it for every frame a replica's session delivers.
+// key. The transport reads it once per stream (p2p.Frame.FromKey).
 func Ed25519KeyOfPeerID(id peer.ID) []byte {
 	if len(id) != len(ed25519PeerIDPrefix)+ed25519.PublicKeySize || !strings.HasPrefix(string(id), ed25519PeerIDPrefix) {
 		return nil
