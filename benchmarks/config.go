@@ -83,6 +83,11 @@ type Config struct {
 	// ReceiptsCachedOnly writes the testnet with receipts only on replies
 	// from the reply cache (testnet --receipts-cached-only).
 	ReceiptsCachedOnly bool
+	// AskReceipts makes every write ask for a receipt and wait for f+1
+	// valid ones (client.InvokeWithReceipt), as a client that keeps
+	// receipts does; by default the load's clients ask for none, so the
+	// replicas sign none (docs/receipts.md). PBFT, with receipts on.
+	AskReceipts bool
 	// ReplicaLogLevel, when set, is passed to every replica as
 	// --log-level (e.g. "debug", with --keep, to study a run's logs).
 	ReplicaLogLevel string
@@ -300,6 +305,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: negative attack rate %v", ErrConfig, c.AttackRate)
 	case !slices.Contains(byzantine.Strategies, c.ByzantineStrategy):
 		return fmt.Errorf("%w: byzantine strategy %q: want one of %v", ErrConfig, c.ByzantineStrategy, byzantine.Strategies)
+	case c.AskReceipts && (c.Protocol != "pbft" || c.NoReceipts || c.App != AppKV):
+		return fmt.Errorf("%w: --receipts needs --protocol pbft with receipts on and --app %s", ErrConfig, AppKV)
 	}
 	return c.validateLoad()
 }
@@ -373,6 +380,9 @@ func (c Config) defaultLabel() string {
 	}
 	if c.ReceiptsCachedOnly {
 		s += " receipts-cached"
+	}
+	if c.AskReceipts {
+		s += " receipts"
 	}
 	if c.CheckDirectCommits {
 		s += " signed-commits"

@@ -69,6 +69,30 @@ func spread(clients []*client.Client, n int) []*client.Client {
 	return out
 }
 
+// writers are the load's runners for clients: the clients themselves, or
+// with Config.AskReceipts each wrapped to ask for a receipt with every
+// write.
+func writers(cfg Config, clients []*client.Client) []opRunner {
+	out := make([]opRunner, len(clients))
+	for i, cl := range clients {
+		out[i] = cl
+		if cfg.AskReceipts {
+			out[i] = receiptAsker{cl}
+		}
+	}
+	return out
+}
+
+// receiptAsker is a client whose writes ask for a receipt and wait for f+1
+// valid ones; the receipt itself is dropped.
+type receiptAsker struct{ *client.Client }
+
+// Invoke runs op with InvokeWithReceipt.
+func (r receiptAsker) Invoke(ctx context.Context, op []byte) ([]byte, error) {
+	result, _, err := r.InvokeWithReceipt(ctx, op)
+	return result, err
+}
+
 func closeClients(cls []*client.Client) {
 	for _, cl := range cls {
 		_ = cl.Close()

@@ -75,7 +75,7 @@ func (c Config) validatePeer() error {
 		return fmt.Errorf("%w: the peers run the key-value workload only, not --app %s", ErrConfig, c.App)
 	case c.Scenario != ScenarioNone:
 		return fmt.Errorf("%w: the peers run without faults, not scenario %q", ErrConfig, c.Scenario)
-	case c.NoReceipts || c.ReceiptsCachedOnly || c.CheckDirectCommits || c.CPUProfileDir != "" || c.ReplicaLogLevel != "":
+	case c.NoReceipts || c.ReceiptsCachedOnly || c.AskReceipts || c.CheckDirectCommits || c.CPUProfileDir != "" || c.ReplicaLogLevel != "":
 		return fmt.Errorf("%w: receipts, COMMIT checks, replica profiles and replica log levels are pbftnode settings, not %s's", ErrConfig, c.Peer)
 	case c.Replicas < 1:
 		return fmt.Errorf("%w: %s needs at least 1 member, got %d", ErrConfig, c.Peer, c.Replicas)

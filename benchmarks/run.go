@@ -186,7 +186,7 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 		res.KilledReplica, res.LeaderBefore = ptr(victim), ptr(leader)
 	}
 
-	ld := newLoad(cfg, spread(clients, cfg.Clients), work)
+	ld := newLoad(cfg, writers(cfg, spread(clients, cfg.Clients)), work)
 	start, stopLoad := ld.background(ctx, prog)
 	defer stopLoad()
 

@@ -355,7 +355,9 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 // (InvokeWithReceipt) it also feeds col the replies' receipts and, once
 // the result is agreed, waits on until col is complete or ctx ends.
 func (c *Client) await(ctx context.Context, cl *call, op []byte, col *receiptCollector) ([]byte, error) {
-	return c.awaitFrame(ctx, cl, c.frame(cl.number, op, false), col)
+	// A call that wants a receipt says so in its request: replicas sign
+	// and attach receipts only for requests that ask.
+	return c.awaitFrame(ctx, cl, c.frame(cl.number, op, false, col != nil), col)
 }
 
 // awaitFrame is await with cl's request already encoded and signed.
@@ -556,7 +558,7 @@ func (c *Client) end(cl *call) {
 // client, go without a signature; the others are signed by c.requests,
 // with a plain signature or, when other calls are signing at the same
 // time, a bundle's (crypto.SignRequests).
-func (c *Client) frame(number uint64, op []byte, readOnly bool) []byte {
+func (c *Client) frame(number uint64, op []byte, readOnly, receipt bool) []byte {
 	const bytesType = protowire.BytesType
 	// A read-only request is not signed: it travels only on the client's
 	// own Noise-authenticated stream, where replicas answer it without
@@ -570,7 +572,7 @@ func (c *Client) frame(number uint64, op []byte, readOnly bool) []byte {
 	// signs nothing: signing was about a tenth of a benchmark client's
 	// CPU.
 	sign := !readOnly && !c.crashFaults
-	payload := c.requestPayload(number, op, readOnly)
+	payload := c.requestPayload(number, op, readOnly, receipt)
 	var sig []byte
 	if sign {
 		sig = c.requests.sign(c.signer, c.id, payload)
@@ -598,7 +600,7 @@ func (c *Client) frame(number uint64, op []byte, readOnly bool) []byte {
 
 // requestPayload encodes the wire.Request, byte for byte what
 // proto.Marshal makes of it.
-func (c *Client) requestPayload(number uint64, op []byte, readOnly bool) []byte {
+func (c *Client) requestPayload(number uint64, op []byte, readOnly, receipt bool) []byte {
 	const bytesType = protowire.BytesType
 	payloadLen := 0
 	if len(c.id) > 0 {
@@ -612,6 +614,9 @@ func (c *Client) requestPayload(number uint64, op []byte, readOnly bool) []byte 
 	}
 	if readOnly {
 		payloadLen += protowire.SizeTag(4) + protowire.SizeVarint(1)
+	}
+	if receipt {
+		payloadLen += protowire.SizeTag(7) + protowire.SizeVarint(1)
 	}
 	payload := make([]byte, 0, payloadLen)
 	if len(c.id) > 0 {
@@ -628,6 +633,10 @@ func (c *Client) requestPayload(number uint64, op []byte, readOnly bool) []byte 
 	}
 	if readOnly {
 		payload = protowire.AppendTag(payload, 4, protowire.VarintType) // Request.read_only
+		payload = protowire.AppendVarint(payload, 1)
+	}
+	if receipt {
+		payload = protowire.AppendTag(payload, 7, protowire.VarintType) // Request.receipt
 		payload = protowire.AppendVarint(payload, 1)
 	}
 	return payload

@@ -15,9 +15,9 @@ import (
 )
 
 // referenceFrame is how frame encoded requests with the proto runtime.
-func referenceFrame(t *testing.T, c *Client, number uint64, op []byte) []byte {
+func referenceFrame(t *testing.T, c *Client, number uint64, op []byte, receipt bool) []byte {
 	t.Helper()
-	payload, err := proto.Marshal(&wire.Request{ClientId: c.id, RequestNumber: number, Operation: op})
+	payload, err := proto.Marshal(&wire.Request{ClientId: c.id, RequestNumber: number, Operation: op, Receipt: receipt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,10 +33,11 @@ func TestFrameMatchesProtoMarshal(t *testing.T) {
 	c := newBenchClient(64)
 	ops := [][]byte{nil, {}, []byte("x"), bytes.Repeat([]byte{7}, 200), bytes.Repeat([]byte{1}, 20000)}
 	for _, number := range []uint64{0, 1, 127, 128, 1 << 40, 1<<64 - 1} {
-		for _, op := range ops {
-			got := c.frame(number, op, false)
-			if want := referenceFrame(t, c, number, op); !bytes.Equal(got, want) {
-				t.Fatalf("frame(%d, %d bytes) differs from proto.Marshal:\n got %x\nwant %x", number, len(op), got, want)
+		for i, op := range ops {
+			receipt := i%2 == 1 // with and without the request for a receipt
+			got := c.frame(number, op, false, receipt)
+			if want := referenceFrame(t, c, number, op, receipt); !bytes.Equal(got, want) {
+				t.Fatalf("frame(%d, %d bytes, receipt %v) differs from proto.Marshal:\n got %x\nwant %x", number, len(op), receipt, got, want)
 			}
 			var f wire.ClientFrame
 			if err := proto.Unmarshal(got, &f); err != nil {
@@ -46,7 +47,7 @@ func TestFrameMatchesProtoMarshal(t *testing.T) {
 			if err := proto.Unmarshal(f.GetRequest().GetPayload(), &req); err != nil {
 				t.Fatalf("payload does not decode: %v", err)
 			}
-			if !bytes.Equal(req.ClientId, c.id) || req.RequestNumber != number || !bytes.Equal(req.Operation, op) {
+			if !bytes.Equal(req.ClientId, c.id) || req.RequestNumber != number || !bytes.Equal(req.Operation, op) || req.Receipt != receipt {
 				t.Fatalf("decoded request %v; want number %d, %d-byte op", &req, number, len(op))
 			}
 		}
@@ -271,7 +272,7 @@ func TestLeaderHintOnlyWithQuorumOne(t *testing.T) {
 // as proto.Marshal would with no signature.
 func checkUnsignedFrame(t *testing.T, c *Client, op []byte, readOnly bool) {
 	t.Helper()
-	got := c.frame(7, op, readOnly)
+	got := c.frame(7, op, readOnly, false)
 	payload, err := proto.Marshal(&wire.Request{ClientId: c.id, RequestNumber: 7, Operation: op, ReadOnly: readOnly})
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +292,7 @@ func checkUnsignedFrame(t *testing.T, c *Client, op []byte, readOnly bool) {
 func TestReadOnlyFramesAreUnsigned(t *testing.T) {
 	c := newBenchClient(64)
 	checkUnsignedFrame(t, c, []byte("get"), true)
-	ordered := c.frame(7, []byte("get"), false)
+	ordered := c.frame(7, []byte("get"), false, false)
 	var f wire.ClientFrame
 	if err := proto.Unmarshal(ordered, &f); err != nil || len(f.GetRequest().GetSignature()) != 64 {
 		t.Fatalf("ordered frame lost its signature: %v", err)

@@ -75,6 +75,9 @@ type testCluster struct {
 	client   ed25519.PrivateKey
 	// halt, when set, stops deliver (leaving the queue) once it is true.
 	halt func() bool
+	// askReceipts makes request ask for a receipt (wire.Request.receipt),
+	// or only the request numbers it holds when it returns true for them.
+	askReceipts func(number uint64) bool
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
@@ -235,6 +238,7 @@ func (c *testCluster) request(number uint64, key string) protocol.ClientRequest 
 	c.t.Helper()
 	pub := c.client.Public().(ed25519.PublicKey)
 	req := &wire.Request{ClientId: pub, RequestNumber: number, Operation: execution.EncodePut([]byte(key), []byte("v"))}
+	req.Receipt = c.askReceipts != nil && c.askReceipts(number)
 	payload, err := proto.Marshal(req)
 	if err != nil {
 		c.t.Fatal(err)

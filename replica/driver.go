@@ -429,7 +429,7 @@ func (d *Driver) execute(b protocol.CommittedBatch) error {
 	}
 	d.obs.Executed(b)
 	d.noteExecuted()
-	receipts := d.signReceipts(b.Sequence, replies)
+	receipts := d.signReceipts(b.Sequence, b.Requests, replies)
 	for i := range replies {
 		r := &replies[i]
 		var rr *wire.ReplyReceipt

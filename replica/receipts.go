@@ -1,7 +1,9 @@
 package replica
 
 import (
+	"bytes"
 	"hash/maphash"
+	"slices"
 
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
@@ -131,10 +133,13 @@ func (c *receiptCache) key(clientID []byte, number uint64) receiptKey {
 }
 
 // signReceipts signs one executed batch's results tree (receipt.Sign)
-// and caches it; it returns the replies' receipts when they go in every
-// reply (ReceiptsInReplies), else nil.
-func (d *Driver) signReceipts(sequence uint64, replies []execution.Reply) []*wire.ReplyReceipt {
-	if d.cfg.Receipts == ReceiptsOff || len(replies) == 0 {
+// and caches it when at least one of the batch's requests asks for a
+// receipt (wire.Request.receipt); a batch whose requests ask for none
+// costs no signature, no tree and no cache entry. It returns the replies'
+// receipts when they go in the first replies (ReceiptsInReplies): the
+// receipt of a reply whose request asked, nil for the others; else nil.
+func (d *Driver) signReceipts(sequence uint64, requests []*wire.Request, replies []execution.Reply) []*wire.ReplyReceipt {
+	if d.cfg.Receipts == ReceiptsOff || len(replies) == 0 || !slices.ContainsFunc(requests, (*wire.Request).GetReceipt) {
 		return nil
 	}
 	leaves := make([]crypto.Digest, len(replies))
@@ -147,5 +152,33 @@ func (d *Driver) signReceipts(sequence uint64, replies []execution.Reply) []*wir
 	if d.cfg.Receipts != ReceiptsInReplies {
 		return nil
 	}
-	return signed.Receipts()
+	receipts := make([]*wire.ReplyReceipt, len(replies))
+	for i, asked := range repliesAsking(requests, replies) {
+		if asked {
+			receipts[i] = signed.Receipt(i)
+		}
+	}
+	return receipts
+}
+
+// repliesAsking reports, for each reply of a batch, whether its request
+// asked for a receipt. The executor answers the requests in their order,
+// skipping some (package execution, Executor.Apply), so the replies are a
+// subsequence of the requests: each reply is its next request with the
+// same client and number.
+func repliesAsking(requests []*wire.Request, replies []execution.Reply) []bool {
+	asked := make([]bool, len(replies))
+	j := 0
+	for i := range replies {
+		r := &replies[i]
+		for j < len(requests) && (requests[j].GetRequestNumber() != r.RequestNumber || !bytes.Equal(requests[j].GetClientId(), r.ClientID)) {
+			j++
+		}
+		if j == len(requests) {
+			break // not a subsequence (a batch runner that reorders): no receipt
+		}
+		asked[i] = requests[j].GetReceipt()
+		j++
+	}
+	return asked
 }

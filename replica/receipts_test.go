@@ -2,6 +2,7 @@ package replica
 
 import (
 	"crypto/ed25519"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -9,13 +10,18 @@ import (
 	"github.com/pbftnode/pbftnode/crypto"
 	"github.com/pbftnode/pbftnode/execution"
 	"github.com/pbftnode/pbftnode/receipt"
+	"github.com/pbftnode/pbftnode/wire"
 )
 
+// everyRequest asks for a receipt with every request.
+func everyRequest(uint64) bool { return true }
+
 // TestRepliesCarryVerifiableReceipts: with Config.Receipts every reply
-// carries a receipt that verifies with its replica's key, and all
-// replicas sign the same statement for a batch.
+// to a request that asks carries a receipt that verifies with its
+// replica's key, and all replicas sign the same statement for a batch.
 func TestRepliesCarryVerifiableReceipts(t *testing.T) {
 	c := newTestCluster(t, 4)
+	c.askReceipts = everyRequest
 	run(t, c, 3)
 	statements := make(map[uint64]receipt.Statement)
 	for _, r := range c.replicas {
@@ -40,6 +46,7 @@ func TestRepliesCarryVerifiableReceipts(t *testing.T) {
 // answered from the reply cache carries its batch's receipt.
 func TestCachedReplyOfRecentBatchCarriesReceipt(t *testing.T) {
 	c := newTestCluster(t, 4)
+	c.askReceipts = everyRequest
 	run(t, c, 2)
 	r := c.replicas[1]
 	first := r.replies[0]
@@ -52,6 +59,56 @@ func TestCachedReplyOfRecentBatchCarriesReceipt(t *testing.T) {
 	}
 	if !proto.Equal(again.Receipt, first.Receipt) {
 		t.Fatalf("cached reply's receipt %v, want the batch's %v", again.Receipt, first.Receipt)
+	}
+}
+
+// TestReceiptsOnlyForRequestsThatAsk: a batch none of whose requests
+// asks for a receipt is not signed (no receipt, nothing cached, not even
+// for a retransmission); the reply to a request that asks carries one
+// that verifies.
+func TestReceiptsOnlyForRequestsThatAsk(t *testing.T) {
+	c := newTestCluster(t, 4)
+	c.askReceipts = func(number uint64) bool { return number == 2 }
+	run(t, c, 3)
+	for _, r := range c.replicas {
+		if len(r.driver.receipts.batches) != 1 {
+			t.Fatalf("replica %d cached %d signed batches, want 1 (only request 2 asked)", r.id, len(r.driver.receipts.batches))
+		}
+		pub := c.keys[r.id].Public().(ed25519.PublicKey)
+		for _, rep := range r.replies {
+			if rep.RequestNumber != 2 {
+				if rep.Receipt != nil {
+					t.Fatalf("replica %d: reply to request %d, which asked for none, carries a receipt", r.id, rep.RequestNumber)
+				}
+				continue
+			}
+			if _, err := receipt.VerifyReply(pub, testClusterID, rep.ClientId, rep.RequestNumber, rep.Result, rep.Receipt); err != nil {
+				t.Fatalf("replica %d: request 2's receipt: %v", r.id, err)
+			}
+		}
+	}
+	if err := c.submit(1, c.request(1, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if again := c.replicas[1].replies[len(c.replicas[1].replies)-1]; again.RequestNumber != 1 || again.Receipt != nil {
+		t.Fatalf("cached reply %v: want request 1 without a receipt", again)
+	}
+}
+
+// TestRepliesAsking: each reply is matched to its own request, past the
+// requests the executor skipped and with a request answered twice.
+func TestRepliesAsking(t *testing.T) {
+	req := func(client string, number uint64, ask bool) *wire.Request {
+		return &wire.Request{ClientId: []byte(client), RequestNumber: number, Receipt: ask}
+	}
+	requests := []*wire.Request{req("a", 1, false), req("b", 1, true), req("a", 2, true), req("a", 2, false), req("c", 9, true)}
+	replies := []execution.Reply{{ClientID: []byte("b"), RequestNumber: 1}, {ClientID: []byte("a"), RequestNumber: 2}, {ClientID: []byte("a"), RequestNumber: 2}}
+	got := repliesAsking(requests, replies)
+	if want := []bool{true, true, false}; !slices.Equal(got, want) {
+		t.Fatalf("repliesAsking = %v, want %v", got, want)
+	}
+	if got := repliesAsking(requests[:1], replies); slices.Contains(got, true) {
+		t.Fatalf("replies that are no subsequence of the requests: %v, want none asking", got)
 	}
 }
 
@@ -101,6 +158,7 @@ func TestReceiptCacheIsBounded(t *testing.T) {
 // and it verifies.
 func TestReceiptsCachedOnly(t *testing.T) {
 	c := newTestCluster(t, 4)
+	c.askReceipts = everyRequest
 	for _, r := range c.replicas {
 		r.driver.cfg.Receipts = ReceiptsCachedOnly
 	}

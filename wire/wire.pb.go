@@ -107,7 +107,13 @@ type Request struct {
 	// config_query asks for the cluster's configuration history instead of
 	// running an operation (operation empty, read_only set): the result is
 	// an encoded ConfigHistory.
-	ConfigQuery   bool `protobuf:"varint,6,opt,name=config_query,json=configQuery,proto3" json:"config_query,omitempty"`
+	ConfigQuery bool `protobuf:"varint,6,opt,name=config_query,json=configQuery,proto3" json:"config_query,omitempty"`
+	// receipt asks for a verifiable receipt of the result (PBFT replicas
+	// with receipts on): the replicas sign the results tree of a batch only
+	// when one of its requests asks, and attach a receipt to the replies of
+	// the requests that asked (docs/receipts.md). Part of the signed
+	// payload, like every field.
+	Receipt       bool `protobuf:"varint,7,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,6 +186,13 @@ func (x *Request) GetConfigChange() []byte {
 func (x *Request) GetConfigQuery() bool {
 	if x != nil {
 		return x.ConfigQuery
+	}
+	return false
+}
+
+func (x *Request) GetReceipt() bool {
+	if x != nil {
+		return x.Receipt
 	}
 	return false
 }
@@ -3666,14 +3679,15 @@ const file_wire_proto_rawDesc = "" +
 	"wire.proto\x12\rpbftnode.wire\"@\n" +
 	"\x06Signed\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xd0\x01\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xea\x01\n" +
 	"\aRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12%\n" +
 	"\x0erequest_number\x18\x02 \x01(\x04R\rrequestNumber\x12\x1c\n" +
 	"\toperation\x18\x03 \x01(\fR\toperation\x12\x1b\n" +
 	"\tread_only\x18\x04 \x01(\bR\breadOnly\x12#\n" +
 	"\rconfig_change\x18\x05 \x01(\fR\fconfigChange\x12!\n" +
-	"\fconfig_query\x18\x06 \x01(\bR\vconfigQuery\"l\n" +
+	"\fconfig_query\x18\x06 \x01(\bR\vconfigQuery\x12\x18\n" +
+	"\areceipt\x18\a \x01(\bR\areceipt\"l\n" +
 	"\fReplicaFrame\x12/\n" +
 	"\amessage\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedR\amessage\x12+\n" +
 	"\x05batch\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\x05batch\"\xa0\a\n" +
