@@ -24,7 +24,7 @@ func newInboundMetrics(reg *prometheus.Registry) *InboundMetrics {
 	m := &InboundMetrics{
 		Prechecked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pbftnode_prechecked_dropped_total",
-			Help: "Replica messages dropped before any signature check because the core would drop them anyway, by reason (stale, outside_window).",
+			Help: "Replica messages dropped before any signature check because the core would drop them anyway, by reason (stale, outside_window, already_prepared).",
 		}, []string{"reason"}),
 		FaultyReplicaBackoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pbftnode_faulty_replica_backoffs_total",

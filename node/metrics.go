@@ -194,7 +194,11 @@ func NewMetrics() *Metrics {
 // Value returns the value of an unlabelled counter or gauge of this
 // replica, or the sum over all its label values (0 if absent); for a
 // histogram, its sample count. For tests and status tools.
-func (m *Metrics) Value(name string) float64 {
+func (m *Metrics) Value(name string) float64 { return m.ValueWith(name, "", "") }
+
+// ValueWith is Value summed only over the series whose label is value
+// (every series when label is empty).
+func (m *Metrics) ValueWith(name, label, value string) float64 {
 	families, err := m.Registry.Gather()
 	if err != nil {
 		return 0
@@ -205,6 +209,15 @@ func (m *Metrics) Value(name string) float64 {
 			continue
 		}
 		for _, m := range f.GetMetric() {
+			matches := label == ""
+			for _, p := range m.GetLabel() {
+				if p.GetName() == label {
+					matches = p.GetValue() == value
+				}
+			}
+			if !matches {
+				continue
+			}
 			switch {
 			case m.Counter != nil:
 				total += m.Counter.GetValue()

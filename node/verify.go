@@ -108,6 +108,7 @@ func ReasonOf(err error) string {
 		{protocol.ErrViewChangeRejected, "view_change_rejected"},
 		{protocol.ErrNewViewRejected, "new_view_rejected"},
 		{protocol.ErrStale, "stale"},
+		{protocol.ErrAlreadyPrepared, "already_prepared"},
 		{protocol.ErrRateLimited, "rate_limited"},
 		{protocol.ErrReadOnlyOrdered, "read_only_ordered"},
 	} {

@@ -311,6 +311,7 @@ func (r *Replica) tryPrepared(seq uint64, s *slot) {
 	}
 	s.prepared = true
 	r.recordPrepared(seq, s)
+	r.preparedRun.add(s.view, seq)
 	c := &wire.Commit{View: s.view, Sequence: seq, Digest: s.digest[:]}
 	out := r.send(Broadcast, KindCommit, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Commit{Commit: c}})
 	r.persist(s.view, seq, KindCommit, out)

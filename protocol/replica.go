@@ -81,6 +81,10 @@ type Replica struct {
 	// prepared is the highest-view prepared certificate per sequence
 	// above the stable checkpoint.
 	prepared map[uint64]viewchange.PreparedCertificate
+	// preparedRun is the newest run of consecutive sequences this
+	// replica prepared in one view (Status.PreparedRun): the PREPAREs of
+	// that view for those sequences are of no more use to it.
+	preparedRun PreparedRun
 	// highestPrepared is the highest sequence this replica ever prepared
 	// (and so sent a COMMIT for) in any view; see HighestPrepared.
 	highestPrepared uint64
@@ -187,6 +191,7 @@ func (r *Replica) Status() Status {
 		CommitsByChannel: r.commitsByChannel,
 		RelayRefused:     r.relayRefused,
 		PreparesWithheld: r.early.withheld,
+		PreparedRun:      r.preparedRun,
 		Transferring:     r.transferring != nil,
 
 		ViewActive:           r.viewActive,

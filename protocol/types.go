@@ -20,6 +20,7 @@ var (
 	ErrFromPrimary           = errors.New("prepare from the view's primary")
 	ErrOutsideWindow         = errors.New("sequence outside the watermark window")
 	ErrStale                 = errors.New("sequence at or below the stable checkpoint")
+	ErrAlreadyPrepared       = errors.New("prepare for a sequence already prepared in its view")
 	ErrDigestMismatch        = errors.New("digest does not match the batch")
 	ErrConflictingPrePrepare = errors.New("a different pre-prepare was already accepted for this view and sequence")
 	ErrDuplicate             = errors.New("duplicate message")
@@ -240,4 +241,35 @@ type Status struct {
 	// send in the view it restored, for sequences it may have prepared
 	// before the crash (see Replica.Restore).
 	PreparesWithheld uint64
+	// PreparedRun is the newest run of consecutive sequences the replica
+	// prepared in one view (AdmitNormalCase drops the PREPAREs of that
+	// view for them unchecked).
+	PreparedRun PreparedRun
+}
+
+// PreparedRun is a run of consecutive sequences, From to Through, all
+// prepared in View by a replica (none when Through is 0). A slot that is
+// prepared stays prepared in its view, so a published run never claims
+// too much, however old: further PREPAREs of View for those sequences
+// cannot change what the replica does (it has its certificate and sent
+// its COMMIT).
+type PreparedRun struct {
+	View, From, Through uint64
+}
+
+// add extends the run with seq, prepared in view: the next sequence of
+// the run's view extends it; a sequence of another view, or one past a
+// gap, starts a new run; an older one leaves it as it is.
+func (p *PreparedRun) add(view, seq uint64) {
+	switch {
+	case p.Through != 0 && view == p.View && seq == p.Through+1:
+		p.Through = seq
+	case p.Through == 0 || view != p.View || seq > p.Through+1:
+		*p = PreparedRun{View: view, From: seq, Through: seq}
+	}
+}
+
+// Holds reports whether the run covers seq in view.
+func (p PreparedRun) Holds(view, seq uint64) bool {
+	return p.Through != 0 && view == p.View && seq >= p.From && seq <= p.Through
 }

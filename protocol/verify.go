@@ -209,7 +209,7 @@ func (v *MessageVerifier) VerifyFrames(frames []Frame) []Verified {
 // Admission is a cheap check of a decoded replica message that runs before
 // any of its signatures is checked: a non-nil error is the frame's verdict
 // and no signature of the frame is checked. It must only refuse what the
-// core would drop anyway (see AdmitNormalCase).
+// core would drop anyway, or keep without using (see AdmitNormalCase).
 type Admission func(body *wire.ReplicaMessage) error
 
 // VerifyFramesAdmitting is VerifyFrames that first asks admit (when not
@@ -396,13 +396,15 @@ func (v *MessageVerifier) byChannel(body *wire.ReplicaMessage, sender []byte) bo
 }
 
 // ErrNotAdmitted marks a frame an Admission refused before verification;
-// it wraps the reason (ErrStale or ErrOutsideWindow).
+// it wraps the reason (ErrStale, ErrOutsideWindow or ErrAlreadyPrepared).
 var ErrNotAdmitted = errors.New("dropped before verification")
 
 // Watermarks are what AdmitNormalCase needs of a replica's state: its
-// view, its low watermark and its window size, published together.
+// view, its low watermark, its window size and its newest run of prepared
+// sequences, published together.
 type Watermarks struct {
 	View, Low, Window uint64
+	Prepared          PreparedRun
 }
 
 // AdmitNormalCase refuses the normal-case messages (PRE-PREPARE, PREPARE,
@@ -413,8 +415,12 @@ type Watermarks struct {
 // beyond w.Low+2*w.Window (outside the window and beyond what the future
 // buffer takes: such a sequence becomes usable only once the low
 // watermark has moved, by a checkpoint the sender will have to prove
-// anyway). Every other message, of any kind, is admitted: Fetch answers,
-// checkpoint certificates, view changes and messages of later views.
+// anyway). It also refuses a PREPARE for a sequence the replica already
+// prepared in the PREPARE's view (w.Prepared): the core would only store
+// it beside the 2f it has, which make its certificate and its COMMIT,
+// so a late PREPARE costs no signature check. Every other message, of
+// any kind, is admitted: Fetch answers, checkpoint certificates, view
+// changes and messages of later views.
 func AdmitNormalCase(body *wire.ReplicaMessage, w Watermarks) error {
 	var view, seq uint64
 	switch b := body.Body.(type) {
@@ -434,6 +440,9 @@ func AdmitNormalCase(body *wire.ReplicaMessage, w Watermarks) error {
 		return fmt.Errorf("%w: %w: sequence %d at or below %d", ErrNotAdmitted, ErrStale, seq, w.Low)
 	case w.Window > 0 && seq > w.Low+2*w.Window:
 		return fmt.Errorf("%w: %w: sequence %d beyond %d", ErrNotAdmitted, ErrOutsideWindow, seq, w.Low+2*w.Window)
+	}
+	if _, prepare := body.Body.(*wire.ReplicaMessage_Prepare); prepare && w.Prepared.Holds(view, seq) {
+		return fmt.Errorf("%w: %w: sequence %d, view %d", ErrNotAdmitted, ErrAlreadyPrepared, seq, view)
 	}
 	return nil
 }

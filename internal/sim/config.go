@@ -148,11 +148,15 @@ type Counters struct {
 	// LostLogEntries counts the log entries a crash lost that the replica
 	// had written without a sync (replica.Storage.WriteLog): a crash is a
 	// power loss, keeping a random prefix of them.
-	LostLogEntries   uint64 `json:"lost_log_entries"`
-	Partitions       uint64 `json:"partitions"`
-	Messages         uint64 `json:"messages"`
-	Dropped          uint64 `json:"dropped"`
-	RejectedFrames   uint64 `json:"rejected_frames"`
+	LostLogEntries uint64 `json:"lost_log_entries"`
+	Partitions     uint64 `json:"partitions"`
+	Messages       uint64 `json:"messages"`
+	Dropped        uint64 `json:"dropped"`
+	RejectedFrames uint64 `json:"rejected_frames"`
+	// Prechecked counts verified frames the runtime's pre-check
+	// (protocol.AdmitNormalCase) dropped before they reached the core:
+	// stale, beyond the window, or PREPAREs of sequences already prepared.
+	Prechecked       uint64 `json:"prechecked"`
 	ByzantineActions uint64 `json:"byzantine_actions"`
 	// FastReads counts reads answered by 2f+1 read-only answers,
 	// ReadFallbacks reads ordered instead, ForgedReads the read-only

@@ -9,7 +9,8 @@
 //
 // Concurrency: the transport's goroutines deliver frames; verification
 // workers (node.ReceiveLoop) decode them and check signatures in batches,
-// after a cheap admission pre-check against the last published status;
+// after a cheap admission pre-check against the last published
+// watermarks (protocol.Watermarks, published with the status);
 // one goroutine, the event loop (node.EventLoop), owns the driver (and
 // through it the core and the executor): it feeds it ticks and verified
 // inputs, and after each tick or burst of inputs calls Driver.Process,

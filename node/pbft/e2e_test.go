@@ -190,6 +190,26 @@ func TestClientsAcceptOnlyCorrectResults(t *testing.T) {
 // Every replica counts the COMMITs of the others on the word of their
 // authenticated sessions (no signature check), unless CheckDirectCommits
 // is set; either way the cluster agrees.
+// TestLatePreparesGoUnchecked: over libp2p, PREPAREs that reach a
+// replica after it prepared their sequence are dropped before their
+// signature check (the primary needs two of the three, a backup one of
+// the other two), and the replicas still agree.
+func TestLatePreparesGoUnchecked(t *testing.T) {
+	net := startNet(t, localnet.Options{Metrics: true})
+	if n := runWorkload(t, net, 1, 1, 32); n != 32 {
+		t.Fatalf("%d operations completed, want 32", n)
+	}
+	waitConverged(t, net)
+	late := func() float64 {
+		total := 0.0
+		for _, nd := range net.Nodes {
+			total += nd.MetricValueWith("pbftnode_prechecked_dropped_total", "reason", "already_prepared")
+		}
+		return total
+	}
+	waitUntil(t, net, 10*time.Second, "late PREPAREs dropped unchecked", func() bool { return late() > 0 })
+}
+
 func TestCommitsGoByChannelUnlessChecked(t *testing.T) {
 	for _, check := range []bool{false, true} {
 		net := startNet(t, localnet.Options{Metrics: true, CheckDirectCommits: check})

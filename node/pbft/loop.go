@@ -299,6 +299,7 @@ func (n *Node) publishStatus() {
 	n.metrics.CommitsByChannel.Set(float64(st.CommitsByChannel))
 	n.metrics.RelayRefused.Set(float64(st.RelayRefused))
 	n.metrics.SetChanging(!st.ViewActive, n.driver.Transferring())
+	n.watermarks.Store(&protocol.Watermarks{View: st.View, Low: st.LowWatermark, Window: n.window, Prepared: st.PreparedRun})
 	n.status.Store(&node.Status{
 		Index:            n.cfg.Index,
 		View:             st.View,
@@ -355,12 +356,11 @@ func kindOf(m *wire.ReplicaMessage) protocol.Kind {
 // the normal-case messages the core, in its last published state or any
 // later one, would drop (nil before the first publication).
 func (n *Node) admission() protocol.Admission {
-	st := n.status.Load()
-	if st == nil {
+	w := n.watermarks.Load()
+	if w == nil {
 		return nil
 	}
-	w := protocol.Watermarks{View: st.View, Low: st.StableCheckpoint, Window: n.window}
-	return func(body *wire.ReplicaMessage) error { return protocol.AdmitNormalCase(body, w) }
+	return func(body *wire.ReplicaMessage) error { return protocol.AdmitNormalCase(body, *w) }
 }
 
 // senderKey is the public key of the replica whose authenticated session

@@ -57,7 +57,10 @@ type Node struct {
 
 	inbox  chan input
 	status atomic.Pointer[node.Status]
-	signer *crypto.Signer
+	// watermarks are what the verifier's admission pre-check needs of the
+	// core's state, published with status.
+	watermarks atomic.Pointer[protocol.Watermarks]
+	signer     *crypto.Signer
 
 	// State transfer: snapshots are served off the loop goroutine.
 	snapshotEvents chan snapshotEvent
@@ -196,6 +199,11 @@ func (n *Node) Status() node.Status { return *n.status.Load() }
 // replica, or the sum over all its label values (0 if absent). For tests
 // and status tools.
 func (n *Node) MetricValue(name string) float64 { return n.metrics.Value(name) }
+
+// MetricValueWith is MetricValue over the series whose label is value.
+func (n *Node) MetricValueWith(name, label, value string) float64 {
+	return n.metrics.ValueWith(name, label, value)
+}
 
 // Close stops the replica and releases its resources. Idempotent.
 func (n *Node) Close() error { return n.Shutdown(n.closePool) }
