@@ -19,10 +19,11 @@ const (
 	// ReceiptsOff: no signing, replies carry no receipt.
 	ReceiptsOff ReceiptMode = iota
 	// ReceiptsInReplies: the driver signs a receipt statement once per
-	// executed batch (package receipt) and attaches to each reply its
-	// wire.ReplyReceipt; it keeps the last batches' receipts
-	// (ReceiptCacheBatches, ReceiptCacheBytes) for replies from the
-	// executor's reply cache.
+	// executed batch that holds a request asking for a receipt
+	// (wire.Request.receipt; package receipt) and attaches to the reply
+	// of each request that asked its wire.ReplyReceipt; it keeps the
+	// last signed batches' receipts (ReceiptCacheBatches,
+	// ReceiptCacheBytes) for replies from the executor's reply cache.
 	ReceiptsInReplies
 	// ReceiptsCachedOnly signs and keeps the receipts the same way but
 	// attaches them only to replies from the reply cache (a retransmitted
