@@ -275,7 +275,16 @@ func (n *Node) publishStatus() {
 	}
 	st := n.driver.Status()
 	prev := n.lastCore
+	if core := n.driver.Core(); core != n.statusCore {
+		// A new epoch's core: its counters start from 0.
+		if n.statusCore != nil {
+			n.earlierCores.add(prev)
+		}
+		n.statusCore, prev = core, protocol.Status{}
+	}
 	n.lastCore = st
+	total := n.earlierCores
+	total.add(st)
 	n.metrics.ViewChangeAttempts.Add(float64(st.ViewChangesStarted - min(prev.ViewChangesStarted, st.ViewChangesStarted)))
 	n.metrics.ViewChanges.Add(float64(st.ViewChangesCompleted - min(prev.ViewChangesCompleted, st.ViewChangesCompleted)))
 	if !st.ViewActive && n.viewChangeStarted.IsZero() {
@@ -292,12 +301,12 @@ func (n *Node) publishStatus() {
 	// persistStable: a restarted or transferred replica must not report 0.
 	n.metrics.ExecutedSequence.Set(float64(n.executor.LastExecuted()))
 	n.metrics.StableCheckpoint.Set(float64(st.LowWatermark))
-	n.metrics.Retransmissions.Set(float64(st.Retransmissions))
-	n.metrics.SlowPrimary.Set(float64(st.SlowPrimarySuspects))
-	n.metrics.ServeLimited.Set(float64(st.ServeLimited))
-	n.metrics.PreparesWithheld.Set(float64(st.PreparesWithheld))
-	n.metrics.CommitsByChannel.Set(float64(st.CommitsByChannel))
-	n.metrics.RelayRefused.Set(float64(st.RelayRefused))
+	n.metrics.Retransmissions.Set(float64(total.retransmissions))
+	n.metrics.SlowPrimary.Set(float64(total.slowPrimarySuspects))
+	n.metrics.ServeLimited.Set(float64(total.serveLimited))
+	n.metrics.PreparesWithheld.Set(float64(total.preparesWithheld))
+	n.metrics.CommitsByChannel.Set(float64(total.commitsByChannel))
+	n.metrics.RelayRefused.Set(float64(total.relayRefused))
 	n.metrics.SetChanging(!st.ViewActive, n.driver.Transferring())
 	n.watermarks.Store(&protocol.Watermarks{View: st.View, Low: st.LowWatermark, Window: n.window, Prepared: st.PreparedRun})
 	n.status.Store(&node.Status{
@@ -316,6 +325,23 @@ func (n *Node) publishStatus() {
 		Epoch:            ep.Config.Epoch,
 		Members:          ep.Config.Indices(),
 	})
+}
+
+// coreCounters are the cores' counters that the metrics publish as running
+// totals over the replica's life, across configuration epochs.
+type coreCounters struct {
+	retransmissions, slowPrimarySuspects, serveLimited uint64
+	preparesWithheld, commitsByChannel, relayRefused   uint64
+}
+
+// add adds a core's counters from its status.
+func (c *coreCounters) add(st protocol.Status) {
+	c.retransmissions += st.Retransmissions
+	c.slowPrimarySuspects += st.SlowPrimarySuspects
+	c.serveLimited += st.ServeLimited
+	c.preparesWithheld += st.PreparesWithheld
+	c.commitsByChannel += st.CommitsByChannel
+	c.relayRefused += st.RelayRefused
 }
 
 func kindOf(m *wire.ReplicaMessage) protocol.Kind {

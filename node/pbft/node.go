@@ -69,8 +69,12 @@ type Node struct {
 	// phases times each sequence's phases; owned by the event loop.
 	phases *phaseClock
 
-	// View-change accounting, owned by the event loop.
+	// View-change accounting, owned by the event loop: the last status of
+	// the core in force (statusCore), and what the cores of earlier
+	// configuration epochs counted (each epoch's core counts from 0).
 	lastCore          protocol.Status
+	statusCore        *protocol.Replica
+	earlierCores      coreCounters
 	viewChangeStarted time.Time
 	// digestAt caches the state digest publishStatus last computed and
 	// the sequence it was computed at (event loop).

@@ -165,6 +165,15 @@ func TestReconfigurationAddRemoveRotate(t *testing.T) {
 		}
 	}()
 
+	// The counters' gauges run across epochs: each epoch has a core of
+	// its own, counting from 0, and replica 0's gauge of COMMITs taken on
+	// their author's session must never go down.
+	stopSampler := sampleMonotonic(t, func() float64 {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.nodes[0].MetricValue("pbftnode_commits_by_channel")
+	})
+
 	mustAccept := func(ch membership.Change) {
 		t.Helper()
 		localnettest.MustChangeConfig(t, cl, adminKey, ch, reconfigWait)
@@ -189,6 +198,10 @@ func TestReconfigurationAddRemoveRotate(t *testing.T) {
 		defer c.mu.Unlock()
 		return c.nodes[2].Status().ExecutedSequence > 0 && c.nodes[2].Status().ViewActive
 	})
+
+	if samples, last := stopSampler(); last == 0 {
+		t.Fatalf("replica 0 counted no COMMIT by channel in %d samples", samples)
+	}
 
 	c.mu.Lock()
 	gauge := c.nodes[0].MetricValue("pbftnode_epoch")
@@ -269,5 +282,45 @@ func checkReceiptInEpoch(t *testing.T, cl *client.Client, dir string, epoch uint
 			t.Fatalf("the epoch %d receipt does not verify against the genesis cluster file: %v", epoch, err)
 		}
 		return
+	}
+}
+
+// sampleMonotonic reads value every few milliseconds until the returned
+// stop is called, failing the test if a reading is below the one before;
+// stop returns how many readings it took and the last.
+func sampleMonotonic(t *testing.T, value func() float64) (stop func() (int, float64)) {
+	t.Helper()
+	done := make(chan struct{})
+	type result struct {
+		samples int
+		last    float64
+		err     string
+	}
+	out := make(chan result, 1)
+	go func() {
+		var r result
+		ticker := time.NewTicker(5 * time.Millisecond)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-done:
+				out <- r
+				return
+			case <-ticker.C:
+				v := value()
+				if v < r.last && r.err == "" {
+					r.err = fmt.Sprintf("went down from %v to %v after %d readings", r.last, v, r.samples)
+				}
+				r.samples, r.last = r.samples+1, v
+			}
+		}
+	}()
+	return func() (int, float64) {
+		close(done)
+		r := <-out
+		if r.err != "" {
+			t.Fatalf("a counter's gauge %s", r.err)
+		}
+		return r.samples, r.last
 	}
 }
