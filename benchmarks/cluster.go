@@ -416,6 +416,9 @@ type counters struct {
 	// persistSeconds and persists are pbftnode_persist_seconds' sum and
 	// count: the synced log writes (PBFT appends, Raft saves).
 	persistSeconds, persists float64
+	// phaseSeconds and phases are pbftnode_phase_seconds' sum and count
+	// by phase.
+	phaseSeconds, phases map[string]float64
 	// dropped is pbftnode_messages_dropped_total by reason, plus the
 	// transport's drops (queue_full, inbound_full, rate_limited).
 	dropped map[string]float64
@@ -431,6 +434,8 @@ const (
 	metricDropped      = "pbftnode_messages_dropped_total"
 	metricPersistSum   = "pbftnode_persist_seconds_sum"
 	metricPersistCount = "pbftnode_persist_seconds_count"
+	metricPhaseSum     = "pbftnode_phase_seconds_sum"
+	metricPhaseCount   = "pbftnode_phase_seconds_count"
 )
 
 // transportDrops maps the transport's drop counters to the reasons the
@@ -471,7 +476,7 @@ func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
 		return s, err
 	}
 	defer body.Close()
-	names := []string{metricP2PBytesSent, metricMsgBytesSent, metricView, metricBatches, metricRequests, metricDropped, metricInboundDropped, metricPersistSum, metricPersistCount}
+	names := []string{metricP2PBytesSent, metricMsgBytesSent, metricView, metricBatches, metricRequests, metricDropped, metricInboundDropped, metricPersistSum, metricPersistCount, metricPhaseSum, metricPhaseCount}
 	for name := range transportDrops {
 		names = append(names, name)
 	}
@@ -483,7 +488,14 @@ func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
 	s.batches, s.requests = sums[metricBatches], sums[metricRequests]
 	s.persistSeconds, s.persists = sums[metricPersistSum], sums[metricPersistCount]
 	s.dropped = make(map[string]float64)
+	s.phaseSeconds, s.phases = make(map[string]float64), make(map[string]float64)
 	for series, v := range sums {
+		if phase, ok := strings.CutPrefix(series, metricPhaseSum+`{phase="`); ok {
+			s.phaseSeconds[strings.TrimSuffix(phase, `"}`)] += v
+		}
+		if phase, ok := strings.CutPrefix(series, metricPhaseCount+`{phase="`); ok {
+			s.phases[strings.TrimSuffix(phase, `"}`)] += v
+		}
 		if reason, ok := strings.CutPrefix(series, metricDropped+`{reason="`); ok {
 			s.dropped[strings.TrimSuffix(reason, `"}`)] += v
 		}

@@ -98,6 +98,12 @@ type Result struct {
 	PersistsPerBatch    float64 `json:"persists_per_batch,omitempty"`
 	PersistMsAvg        float64 `json:"persist_ms_avg,omitempty"`
 	PersistBusyFraction float64 `json:"persist_busy_fraction,omitempty"`
+	// PhaseMsAvg is, per phase of pbftnode_phase_seconds (PBFT: prepared,
+	// committed, executed), the mean time from a sequence's PRE-PREPARE
+	// at a replica to that phase there, over the replicas and the
+	// measured sequences: where one operation's time goes inside the
+	// cluster.
+	PhaseMsAvg map[string]float64 `json:"phase_ms_avg,omitempty"`
 	// DroppedByReason counts, summed over the replicas, the messages and
 	// requests they dropped during the measurement, by reason
 	// (pbftnode_messages_dropped_total, and p2p_* for the transport's

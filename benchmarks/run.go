@@ -319,6 +319,7 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 	if persists > 0 {
 		res.PersistMsAvg = persistSeconds / persists * 1000
 	}
+	res.PhaseMsAvg = phaseAverages(before, after)
 	if sampled > 0 && d > 0 {
 		res.PersistBusyFraction = persistSeconds / float64(sampled) / d.Seconds()
 	}
@@ -327,6 +328,33 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 	res.CPUSecondsPer1kOpsPerReplica = cpu / kops / float64(len(before))
 	res.BytesSentPerOp = p2pBytes / float64(w.ops)
 	res.MessageBytesSentPerOp = msgBytes / float64(w.ops)
+}
+
+// phaseAverages is the mean time to each phase (pbftnode_phase_seconds)
+// in milliseconds, over the replicas sampled before and after, or nil
+// without phases.
+func phaseAverages(before, after map[int]counters) map[string]float64 {
+	seconds, count := make(map[string]float64), make(map[string]float64)
+	for i, b := range before {
+		a, ok := after[i]
+		if !ok {
+			continue
+		}
+		for phase, n := range a.phases {
+			count[phase] += n - b.phases[phase]
+			seconds[phase] += a.phaseSeconds[phase] - b.phaseSeconds[phase]
+		}
+	}
+	var avg map[string]float64
+	for phase, n := range count {
+		if n > 0 {
+			if avg == nil {
+				avg = make(map[string]float64)
+			}
+			avg[phase] = seconds[phase] / n * 1000
+		}
+	}
+	return avg
 }
 
 // droppedBetween sums, over the replicas sampled both times, how many
