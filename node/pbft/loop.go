@@ -380,7 +380,8 @@ func kindOf(m *wire.ReplicaMessage) protocol.Kind {
 
 // admission returns the pre-check for the frames verified now: it drops
 // the normal-case messages the core, in its last published state or any
-// later one, would drop (nil before the first publication).
+// later one, would drop or keep unused (protocol.AdmitNormalCase; nil
+// before the first publication).
 func (n *Node) admission() protocol.Admission {
 	w := n.watermarks.Load()
 	if w == nil {
