@@ -48,9 +48,9 @@ func (c *Client) readBatched(ctx context.Context, cl *call, op []byte) ([]byte, 
 // becomes the flusher. It yields the processor (gatherReads), so the
 // client's other goroutines about to read queue theirs first, then sends
 // what is queued. With nothing else runnable the yield returns at once
-// and the queue has not grown, so a lone read waits for nothing. A read that fills the batch
-// (wire.MaxReadBatch reads or readBatchBytes) sends it at once. The read
-// is encoded before queueRead returns.
+// and the queue has not grown, so a lone read waits for nothing. A read
+// that fills the batch (wire.MaxReadBatch reads or readBatchBytes) sends
+// it at once. The read is encoded before queueRead returns.
 func (c *Client) queueRead(cl *call, op []byte) {
 	c.mu.Lock()
 	r := &c.reads

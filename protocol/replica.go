@@ -203,6 +203,12 @@ func (r *Replica) Status() Status {
 	}
 }
 
+// Watermarks returns what AdmitNormalCase needs of the replica's state
+// now: its view, low watermark, window size and newest prepared run.
+func (r *Replica) Watermarks() Watermarks {
+	return Watermarks{View: r.view, Low: r.window.Low, Window: r.cfg.WindowSize, Prepared: r.preparedRun}
+}
+
 // HasReady reports whether Ready would return something to do.
 func (r *Replica) HasReady() bool { return !r.ready.Empty() || r.canPropose() || r.canFill() }
 

@@ -274,9 +274,7 @@ func (w *world) deliver(e *event) {
 		// The runtime's pre-check (node/pbft's admission), against the
 		// core's current state.
 		if h.core != nil {
-			st := h.core.Status()
-			wm := protocol.Watermarks{View: st.View, Low: st.LowWatermark, Window: h.core.Config().WindowSize, Prepared: st.PreparedRun}
-			if err := protocol.AdmitNormalCase(v.vm.Body, wm); err != nil {
+			if err := protocol.AdmitNormalCase(v.vm.Body, h.core.Watermarks()); err != nil {
 				w.res.Prechecked++
 				return
 			}

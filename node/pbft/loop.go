@@ -285,8 +285,8 @@ func (n *Node) publishStatus() {
 	n.lastCore = st
 	total := n.earlierCores
 	total.add(st)
-	n.metrics.ViewChangeAttempts.Add(float64(st.ViewChangesStarted - min(prev.ViewChangesStarted, st.ViewChangesStarted)))
-	n.metrics.ViewChanges.Add(float64(st.ViewChangesCompleted - min(prev.ViewChangesCompleted, st.ViewChangesCompleted)))
+	n.metrics.ViewChangeAttempts.Add(float64(st.ViewChangesStarted - prev.ViewChangesStarted))
+	n.metrics.ViewChanges.Add(float64(st.ViewChangesCompleted - prev.ViewChangesCompleted))
 	if !st.ViewActive && n.viewChangeStarted.IsZero() {
 		n.viewChangeStarted = time.Now()
 		n.log.Info("changing view", "to", st.View)
@@ -308,7 +308,8 @@ func (n *Node) publishStatus() {
 	n.metrics.CommitsByChannel.Set(float64(total.commitsByChannel))
 	n.metrics.RelayRefused.Set(float64(total.relayRefused))
 	n.metrics.SetChanging(!st.ViewActive, n.driver.Transferring())
-	n.watermarks.Store(&protocol.Watermarks{View: st.View, Low: st.LowWatermark, Window: n.window, Prepared: st.PreparedRun})
+	wm := n.driver.Core().Watermarks()
+	n.watermarks.Store(&wm)
 	n.status.Store(&node.Status{
 		Index:            n.cfg.Index,
 		View:             st.View,
