@@ -114,6 +114,10 @@ type Executor struct {
 	memberDigest   [32]byte
 	stagedMember   *Membership
 
+	// tentative is the batch ApplyTentative staged, nil when none
+	// (tentative.go).
+	tentative *tentativeBatch
+
 	// Per-Apply scratch state, empty between Applies: the windows the
 	// batch touched, in first-touch order, the undo log of their entries,
 	// the windows evicted and the eviction heap refs popped (see Apply).
@@ -299,7 +303,10 @@ func NewExecutor(db *storage.DB, app Application, logger *slog.Logger, opts ...E
 // ClientWindows returns the number of client windows kept (at most the
 // limit set by WithMaxClientWindows, except right after a batch that
 // executed requests of more clients than that).
-func (e *Executor) ClientWindows() int { return len(e.clients) }
+func (e *Executor) ClientWindows() int {
+	e.settle()
+	return len(e.clients)
+}
 
 // LastExecuted returns the sequence of the last applied batch (0 if none).
 func (e *Executor) LastExecuted() uint64 { return e.lastExecuted }
@@ -308,6 +315,7 @@ func (e *Executor) LastExecuted() uint64 { return e.lastExecuted }
 // the client (not necessarily the most recently executed one), or 0 if it
 // has none. Requests numbered H-ClientWindow or lower are too old.
 func (e *Executor) LastRequestNumber(clientID []byte) uint64 {
+	e.settleFor(clientID)
 	if w := e.clients[string(clientID)]; w != nil {
 		return w.high
 	}
@@ -320,6 +328,7 @@ func (e *Executor) LastRequestNumber(clientID []byte) uint64 {
 // (it will never execute and has no reply), RequestNew otherwise. The
 // runtime calls it before handing a request to consensus.
 func (e *Executor) Status(clientID []byte, n uint64) RequestStatus {
+	e.settleFor(clientID)
 	if w := e.clients[string(clientID)]; w != nil {
 		return w.status(n)
 	}
@@ -330,6 +339,7 @@ func (e *Executor) Status(clientID []byte, n uint64) RequestStatus {
 // requestNumber if that request executed and is still in the client's
 // window.
 func (e *Executor) CachedReply(clientID []byte, requestNumber uint64) ([]byte, bool) {
+	e.settleFor(clientID)
 	w := e.clients[string(clientID)]
 	if w == nil {
 		return nil, false
@@ -352,6 +362,9 @@ func (e *Executor) CachedReply(clientID []byte, requestNumber uint64) ([]byte, b
 // (elements are added when cached or stamped and subtracted when evicted
 // or restamped), so StateDigest costs O(1) when app.Digest does.
 func (e *Executor) StateDigest() [32]byte {
+	if e.tentative != nil {
+		return e.tentative.digest // the executed state's, not the staged batch's
+	}
 	h := sha256.New()
 	h.Write([]byte(stateDigestDomain))
 	appDigest := e.app.Digest()
@@ -395,38 +408,46 @@ func (e *Executor) StateDigest() [32]byte {
 // written in one unsynced goleveldb batch (see the package documentation
 // for why no fsync is needed).
 func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
+	e.settle()
+	replies, cacheAcc, err := e.stage(sequence, requests)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.writeStaged(sequence, cacheAcc); err != nil {
+		return nil, err
+	}
+	return replies, nil
+}
+
+// stage executes the batch at sequence and prepares its atomic write in
+// e.batch without writing it: the windows are changed in place (with
+// e.touched, e.undo, e.evicted and e.popped saying how to revert them),
+// a BatchApplication holds the batch's writes, and the reply cache's new
+// digest accumulator is returned. writeStaged then writes it, or unstage
+// reverts it; on error (or a panic of the application) stage reverts it
+// itself, so the executor's state is unchanged.
+func (e *Executor) stage(sequence uint64, requests []Request) ([]Reply, adHash, error) {
 	if e.restore != nil {
-		return nil, fmt.Errorf("executor: apply sequence %d: %w", sequence, errRestoreInProgress)
+		return nil, adHash{}, fmt.Errorf("executor: apply sequence %d: %w", sequence, errRestoreInProgress)
 	}
 	if sequence != e.lastExecuted+1 {
-		return nil, fmt.Errorf("executor: apply sequence %d, want %d (last executed %d)", sequence, e.lastExecuted+1, e.lastExecuted)
+		return nil, adHash{}, fmt.Errorf("executor: apply sequence %d, want %d (last executed %d)", sequence, e.lastExecuted+1, e.lastExecuted)
 	}
 	if e.batchApp != nil {
 		e.batchApp.Begin()
 	}
-	// The batch changes the committed windows in place, logging in e.undo
-	// how to revert the entries, in e.touched each window's previous H and
-	// lastSeq, and in e.evicted and e.popped the evictions; unless the
-	// batch is written, the deferred call reverts them (and removes the
-	// windows it created), so on error, or a panic of the application, the
-	// executor's state is unchanged.
-	written := false
+	staged := false
 	defer func() {
-		e.stagedMember = nil
-		if !written {
-			e.revertWindows()
-			if e.batchApp != nil {
-				e.batchApp.Rollback()
-			}
+		if !staged {
+			e.unstage()
 		}
-		e.resetBatchLog()
 	}()
 	cacheAcc := e.cacheAcc
 	var replies []Reply
 	if e.batchRunner != nil {
 		var err error
 		if replies, err = e.runBatch(sequence, requests, &cacheAcc); err != nil {
-			return nil, fmt.Errorf("executor: apply sequence %d: %w", sequence, err)
+			return nil, adHash{}, fmt.Errorf("executor: apply sequence %d: %w", sequence, err)
 		}
 	} else {
 		replies = e.runRequests(sequence, requests, &cacheAcc, func(req Request) []byte {
@@ -443,7 +464,17 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 	if len(e.evicted) > 0 {
 		e.logger.Debug("executor: evicted client windows", "sequence", sequence, "evicted", len(e.evicted), "windows", len(e.clients))
 	}
+	if err := e.stageBatch(sequence); err != nil {
+		return nil, adHash{}, fmt.Errorf("executor: apply sequence %d: %w", sequence, err)
+	}
+	staged = true
+	return replies, cacheAcc, nil
+}
 
+// stageBatch fills e.batch with the staged batch's writes: the
+// application's, the touched and evicted windows, the membership, the
+// last executed sequence and the rollback records.
+func (e *Executor) stageBatch(sequence uint64) error {
 	if e.batch == nil {
 		e.batch = new(leveldb.Batch)
 	}
@@ -451,7 +482,7 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 	batch.Reset()
 	if e.batchApp != nil {
 		if err := e.batchApp.Stage(batch); err != nil {
-			return nil, fmt.Errorf("executor: apply sequence %d: %w", sequence, err)
+			return err
 		}
 	}
 	// Windows in the order the batch first touched them: the written
@@ -470,20 +501,39 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 	e.stageMembership(batch)
 	batch.Put([]byte(executorLastKey), binary.BigEndian.AppendUint64(e.keyBuf[:0], sequence))
 	if e.trackRollback {
-		if err := e.stageRollback(sequence, batch); err != nil {
-			return nil, fmt.Errorf("executor: apply sequence %d: %w", sequence, err)
-		}
+		return e.stageRollback(sequence, batch)
 	}
+	return nil
+}
+
+// unstage reverts what stage did: the windows, the application's
+// buffered writes and the staged membership.
+func (e *Executor) unstage() {
+	e.stagedMember = nil
+	e.revertWindows()
+	if e.batchApp != nil {
+		e.batchApp.Rollback()
+	}
+	e.resetBatchLog()
+}
+
+// writeStaged writes the staged batch at sequence (unsynced: see the
+// package documentation for why no fsync is needed) and makes it the
+// executor's state; on error it reverts it.
+func (e *Executor) writeStaged(sequence uint64, cacheAcc adHash) error {
+	batch := e.batch
 	if err := e.ldb.Write(batch, &opt.WriteOptions{Sync: false}); err != nil {
-		return nil, fmt.Errorf("executor: apply sequence %d: write: %w", sequence, err)
+		e.unstage()
+		return fmt.Errorf("executor: apply sequence %d: write: %w", sequence, err)
 	}
-	written = true
 	e.commitRollbackRecorded()
 	e.commitMembership()
 	e.commitEvictHeap(sequence)
 	if e.batchApp != nil {
 		e.batchApp.Commit()
 	}
+	e.stagedMember = nil
+	e.resetBatchLog()
 	// Keep the reusable buffers only while they are modest.
 	if len(batch.Dump()) > maxKeptBufferSize {
 		e.batch = new(leveldb.Batch)
@@ -493,7 +543,7 @@ func (e *Executor) Apply(sequence uint64, requests []Request) ([]Reply, error) {
 	}
 	e.cacheAcc = cacheAcc
 	e.lastExecuted = sequence
-	return replies, nil
+	return nil
 }
 
 // executeOne executes one new request on the application.

@@ -43,6 +43,7 @@ var errReadDuringBatch = errors.New("execution: read during a batch")
 // read-only. Not allowed during Apply (the one goroutine that owns the
 // executor calls it between batches).
 func (e *Executor) Read(clientID, op []byte) ([]byte, error) {
+	e.settle()
 	if e.restore != nil {
 		return nil, ErrRestoring
 	}

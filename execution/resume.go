@@ -33,6 +33,7 @@ const maxRestoreTag = 256
 // RestoreBeginTagged is RestoreBegin that makes the restore resumable
 // after a crash under tag (1 to 256 bytes; see RestoreResume).
 func (e *Executor) RestoreBeginTagged(tag []byte) error {
+	e.settle()
 	if len(tag) == 0 || len(tag) > maxRestoreTag {
 		return fmt.Errorf("executor: restore begin: tag of %d bytes, want 1..%d", len(tag), maxRestoreTag)
 	}
@@ -55,6 +56,7 @@ func (e *Executor) RestoreBeginTagged(tag []byte) error {
 // nothing (the caller starts over with RestoreBegin or
 // RestoreBeginTagged, which wipe the partial state).
 func (e *Executor) RestoreResume(tag []byte) (startKey []byte, ok bool) {
+	e.settle()
 	r := e.restore
 	if r == nil || !r.recovered || r.failed != nil || !bytes.Equal(r.tag, tag) {
 		return nil, false

@@ -60,6 +60,7 @@ func rollbackSequencePrefix(sequence uint64) []byte {
 // checkpoint, on the executor's goroutine. It does nothing for an
 // application that cannot be rolled back (SnapshotAt then always fails).
 func (e *Executor) TrackRollback(stable uint64) error {
+	e.settle()
 	if e.batchApp == nil || e.transferApp == nil {
 		return nil
 	}
@@ -238,6 +239,7 @@ type rollbackOverlay struct {
 // record is missing (TrackRollback was off, or its records were deleted).
 // Call it between Applies; the snapshot is independent of later ones.
 func (e *Executor) SnapshotAt(seq uint64) (*StateSnapshot, error) {
+	e.settle()
 	if seq == e.lastExecuted {
 		return e.TakeSnapshot()
 	}
@@ -357,6 +359,7 @@ const maxRollbackRecorded = 1 << 20
 // wrong would still be refused by the replica fetching it, which checks
 // it against the certified digest.
 func (e *Executor) SetRollbackInterval(k uint64) {
+	e.settle()
 	if k != e.rollbackInterval {
 		e.rollbackInterval = k
 		e.forgetRollbackRecorded()

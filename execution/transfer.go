@@ -58,6 +58,7 @@ type StateSnapshot struct {
 // ErrTransferUnsupported when the application is not a
 // TransferableApplication, and during a restore.
 func (e *Executor) TakeSnapshot() (*StateSnapshot, error) {
+	e.settle()
 	if e.transferApp == nil {
 		return nil, fmt.Errorf("executor: take snapshot: %w", ErrTransferUnsupported)
 	}
@@ -241,6 +242,7 @@ type restoreState struct {
 // runtime's goroutine; Apply, TakeSnapshot and Read fail until the
 // restore ends. Calling it during a restore starts over.
 func (e *Executor) RestoreBegin() error {
+	e.settle()
 	if e.transferApp == nil {
 		return fmt.Errorf("executor: restore begin: %w", ErrTransferUnsupported)
 	}
@@ -268,6 +270,7 @@ func (e *Executor) RestoreBegin() error {
 // error nothing of the chunk is written and the restore is failed: only
 // RestoreAbort or RestoreBegin may follow.
 func (e *Executor) RestoreChunk(entries []*wire.KeyValue) error {
+	e.settle()
 	if e.restore == nil {
 		return fmt.Errorf("executor: restore chunk: %w", errNoRestore)
 	}
@@ -359,6 +362,7 @@ func (e *Executor) checkRestoreEntry(entry *wire.KeyValue, prev []byte) error {
 // clearing the marker, so a crash can never leave an unverified state
 // behind, and is preferred.
 func (e *Executor) RestoreFinish() ([32]byte, error) {
+	e.settle()
 	return e.finishRestore(nil)
 }
 
@@ -366,6 +370,7 @@ func (e *Executor) RestoreFinish() ([32]byte, error) {
 // ErrStateDigestMismatch and the marker still set, unless the restored
 // state's digest equals want (the 2f+1-certified checkpoint digest).
 func (e *Executor) RestoreFinishExpect(want [32]byte) ([32]byte, error) {
+	e.settle()
 	return e.finishRestore(&want)
 }
 
@@ -412,6 +417,7 @@ func (e *Executor) finishRestore(want *[32]byte) ([32]byte, error) {
 // marker. To retry, with another peer, call RestoreBegin again. If it
 // fails, the marker stays set.
 func (e *Executor) RestoreAbort() error {
+	e.settle()
 	if e.restore == nil {
 		return fmt.Errorf("executor: restore abort: %w", errNoRestore)
 	}

@@ -315,6 +315,9 @@ func (r *Replica) tryPrepared(seq uint64, s *slot) {
 	c := &wire.Commit{View: s.view, Sequence: seq, Digest: s.digest[:]}
 	out := r.send(Broadcast, KindCommit, &wire.ReplicaMessage{Body: &wire.ReplicaMessage_Commit{Commit: c}})
 	r.persist(s.view, seq, KindCommit, out)
+	if s.batch != nil {
+		r.ready.Prepared = append(r.ready.Prepared, CommittedBatch{View: s.view, Sequence: seq, Digest: s.digest, Requests: s.requests})
+	}
 	r.early.noteCommit(s.view, seq)
 	s.commits[r.cfg.ID] = vote{digest: s.digest, signed: out}
 	r.tryCommitted(seq, s)

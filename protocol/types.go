@@ -185,18 +185,26 @@ type Ready struct {
 	// Messages are sent), and ViewActive whether the replica entered it or
 	// is still changing to it: a replica never returns to a lower view, and
 	// one restarted mid-change resumes the change.
-	View             *uint64
-	ViewActive       bool
-	Persist          []LogEntry
-	Messages         []Outbound
-	Committed        []CommittedBatch
+	View       *uint64
+	ViewActive bool
+	Persist    []LogEntry
+	Messages   []Outbound
+	Committed  []CommittedBatch
+	// Prepared are the batches this replica prepared in this Ready (in
+	// the order it prepared them), each with its COMMIT in Messages: once
+	// Persist is durable and that COMMIT sent, the prepared certificate
+	// survives a crash, and the runtime may execute the batch tentatively
+	// (without applying it to its state until it commits) and send
+	// tentative replies (replica's tentative execution). A batch of
+	// Prepared may also be in Committed (then it executes as usual).
+	Prepared         []CommittedBatch
 	StableCheckpoint *checkpoint.Certificate
 	Behind           *checkpoint.Certificate
 }
 
 // Empty reports whether there is nothing to do.
 func (rd *Ready) Empty() bool {
-	return rd.View == nil && len(rd.Persist) == 0 && len(rd.Messages) == 0 && len(rd.Committed) == 0 &&
+	return rd.View == nil && len(rd.Persist) == 0 && len(rd.Messages) == 0 && len(rd.Committed) == 0 && len(rd.Prepared) == 0 &&
 		rd.StableCheckpoint == nil && rd.Behind == nil
 }
 

@@ -113,7 +113,16 @@ type Request struct {
 	// when one of its requests asks, and attach a receipt to the replies of
 	// the requests that asked (docs/receipts.md). Part of the signed
 	// payload, like every field.
-	Receipt       bool `protobuf:"varint,7,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	Receipt bool `protobuf:"varint,7,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	// tentative accepts tentative replies (PBFT): a replica may execute the
+	// request's batch once it prepared it and its prepared certificate is
+	// durable, before the batch commits, and reply at once with
+	// Reply.tentative set (it never applies the batch to its state before
+	// the commit). The client then accepts 2f+1 matching replies of one view
+	// and sequence (tentative or not) as well as f+1 matching committed
+	// ones (docs/architecture.md, "Tentative replies"). A request that also
+	// asks for a receipt gets committed replies only.
+	Tentative     bool `protobuf:"varint,8,opt,name=tentative,proto3" json:"tentative,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -193,6 +202,13 @@ func (x *Request) GetConfigQuery() bool {
 func (x *Request) GetReceipt() bool {
 	if x != nil {
 		return x.Receipt
+	}
+	return false
+}
+
+func (x *Request) GetTentative() bool {
+	if x != nil {
+		return x.Tentative
 	}
 	return false
 }
@@ -1675,7 +1691,17 @@ type Reply struct {
 	// and error; this reply's own request_number, result and error are
 	// then unset. At most MaxReadBatch answers; a client drops a reply with
 	// more.
-	ReadAnswers   []*ReadAnswer `protobuf:"bytes,11,rep,name=read_answers,json=readAnswers,proto3" json:"read_answers,omitempty"`
+	ReadAnswers []*ReadAnswer `protobuf:"bytes,11,rep,name=read_answers,json=readAnswers,proto3" json:"read_answers,omitempty"`
+	// sequence is the sequence number of the batch that executed the
+	// request (PBFT; 0 when unknown, as for an answer from the reply cache
+	// or the read-only path).
+	Sequence uint64 `protobuf:"varint,12,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// tentative marks a reply sent before the batch committed at this
+	// replica (Request.tentative): the replica prepared the batch in view
+	// view at sequence, its prepared certificate is durable, and the result
+	// is the batch's on the state every earlier sequence committed. It
+	// counts only toward 2f+1 matching replies of that view and sequence.
+	Tentative     bool `protobuf:"varint,13,opt,name=tentative,proto3" json:"tentative,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1785,6 +1811,20 @@ func (x *Reply) GetReadAnswers() []*ReadAnswer {
 		return x.ReadAnswers
 	}
 	return nil
+}
+
+func (x *Reply) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *Reply) GetTentative() bool {
+	if x != nil {
+		return x.Tentative
+	}
+	return false
 }
 
 // ReadAnswer is one answer of a Reply's read_answers.
@@ -3679,7 +3719,7 @@ const file_wire_proto_rawDesc = "" +
 	"wire.proto\x12\rpbftnode.wire\"@\n" +
 	"\x06Signed\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"\xea\x01\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x88\x02\n" +
 	"\aRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\fR\bclientId\x12%\n" +
 	"\x0erequest_number\x18\x02 \x01(\x04R\rrequestNumber\x12\x1c\n" +
@@ -3687,7 +3727,8 @@ const file_wire_proto_rawDesc = "" +
 	"\tread_only\x18\x04 \x01(\bR\breadOnly\x12#\n" +
 	"\rconfig_change\x18\x05 \x01(\fR\fconfigChange\x12!\n" +
 	"\fconfig_query\x18\x06 \x01(\bR\vconfigQuery\x12\x18\n" +
-	"\areceipt\x18\a \x01(\bR\areceipt\"l\n" +
+	"\areceipt\x18\a \x01(\bR\areceipt\x12\x1c\n" +
+	"\ttentative\x18\b \x01(\bR\ttentative\"l\n" +
 	"\fReplicaFrame\x12/\n" +
 	"\amessage\x18\x01 \x01(\v2\x15.pbftnode.wire.SignedR\amessage\x12+\n" +
 	"\x05batch\x18\x02 \x03(\v2\x15.pbftnode.wire.SignedR\x05batch\"\xa0\a\n" +
@@ -3785,7 +3826,7 @@ const file_wire_proto_rawDesc = "" +
 	"\x05reads\x18\x02 \x03(\v2\x17.pbftnode.wire.ReadItemR\x05reads\"O\n" +
 	"\bReadItem\x12%\n" +
 	"\x0erequest_number\x18\x01 \x01(\x04R\rrequestNumber\x12\x1c\n" +
-	"\toperation\x18\x02 \x01(\fR\toperation\"\xf0\x02\n" +
+	"\toperation\x18\x02 \x01(\fR\toperation\"\xaa\x03\n" +
 	"\x05Reply\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\x04R\x04view\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\fR\bclientId\x12%\n" +
@@ -3799,7 +3840,9 @@ const file_wire_proto_rawDesc = "" +
 	"\tread_only\x18\t \x01(\bR\breadOnly\x12\x14\n" +
 	"\x05epoch\x18\n" +
 	" \x01(\x04R\x05epoch\x12<\n" +
-	"\fread_answers\x18\v \x03(\v2\x19.pbftnode.wire.ReadAnswerR\vreadAnswers\"a\n" +
+	"\fread_answers\x18\v \x03(\v2\x19.pbftnode.wire.ReadAnswerR\vreadAnswers\x12\x1a\n" +
+	"\bsequence\x18\f \x01(\x04R\bsequence\x12\x1c\n" +
+	"\ttentative\x18\r \x01(\bR\ttentative\"a\n" +
 	"\n" +
 	"ReadAnswer\x12%\n" +
 	"\x0erequest_number\x18\x01 \x01(\x04R\rrequestNumber\x12\x16\n" +
