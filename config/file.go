@@ -116,6 +116,11 @@ type FileConfig struct {
 	// its author's own authenticated session delivered (by default such
 	// a COMMIT counts on the session's word).
 	CheckDirectCommits bool `json:"check_direct_commits,omitempty"`
+	// CommittedRepliesOnly (PBFT) turns tentative replies off: the
+	// replica answers every request only once its batch committed, even
+	// one that accepts a tentative reply (docs/architecture.md,
+	// "Tentative replies").
+	CommittedRepliesOnly bool `json:"committed_replies_only,omitempty"`
 	// PBFT tuning; zero values take the defaults.
 	CheckpointInterval  uint64 `json:"checkpoint_interval,omitempty"`
 	WindowSize          uint64 `json:"window_size,omitempty"`

@@ -315,9 +315,8 @@ func (e *Executor) LastExecuted() uint64 { return e.lastExecuted }
 // the client (not necessarily the most recently executed one), or 0 if it
 // has none. Requests numbered H-ClientWindow or lower are too old.
 func (e *Executor) LastRequestNumber(clientID []byte) uint64 {
-	e.settleFor(clientID)
-	if w := e.clients[string(clientID)]; w != nil {
-		return w.high
+	if x, ok := e.windowBefore(clientID); ok {
+		return x.high
 	}
 	return 0
 }
@@ -328,9 +327,8 @@ func (e *Executor) LastRequestNumber(clientID []byte) uint64 {
 // (it will never execute and has no reply), RequestNew otherwise. The
 // runtime calls it before handing a request to consensus.
 func (e *Executor) Status(clientID []byte, n uint64) RequestStatus {
-	e.settleFor(clientID)
-	if w := e.clients[string(clientID)]; w != nil {
-		return w.status(n)
+	if x, ok := e.windowBefore(clientID); ok {
+		return x.status(n)
 	}
 	return RequestNew
 }
@@ -339,12 +337,11 @@ func (e *Executor) Status(clientID []byte, n uint64) RequestStatus {
 // requestNumber if that request executed and is still in the client's
 // window.
 func (e *Executor) CachedReply(clientID []byte, requestNumber uint64) ([]byte, bool) {
-	e.settleFor(clientID)
-	w := e.clients[string(clientID)]
-	if w == nil {
+	x, ok := e.windowBefore(clientID)
+	if !ok {
 		return nil, false
 	}
-	entry, ok := w.entries[requestNumber]
+	entry, ok := x.entry(requestNumber)
 	if !ok {
 		return nil, false
 	}

@@ -16,9 +16,8 @@ import (
 //
 // While a batch is staged, the executor's state as every other method
 // sees it is still the executed one: LastExecuted and StateDigest answer
-// for it directly; Status, LastRequestNumber and CachedReply do for a
-// client the staged batch did not touch (and no eviction is staged);
-// every other call, and these for a touched client, first discards the
+// for it directly, Status, LastRequestNumber and CachedReply from the
+// batch's undo log (executedWindow); every other call first discards the
 // staged batch (the replica then executes it again at its commit). So a
 // tentative result never reaches the reply cache, a checkpoint, a read
 // or a state transfer before its batch commits.
@@ -107,14 +106,63 @@ func (e *Executor) settle() {
 	}
 }
 
-// settleFor discards the staged tentative batch if it changed the
-// window of clientID or evicted any, so that the window the caller reads
-// next is the executed state's.
-func (e *Executor) settleFor(clientID []byte) {
-	if e.tentative == nil {
-		return
-	}
-	if w := e.clients[string(clientID)]; len(e.evicted) > 0 || (w != nil && w.touched) {
+// executedWindow is the executed state's view of a client's window
+// while a tentative batch is staged (its changes are made in place):
+// found is false when the client had no window; a window the batch
+// changed is answered from the batch's undo log. The staged batch is
+// discarded first when it evicted windows (rare: the answer would need
+// the evicted windows back).
+type executedWindow struct {
+	e       *Executor
+	w       *clientWindow
+	changed bool   // the staged batch changed w
+	high    uint64 // H before the batch
+}
+
+// windowBefore returns clientID's window as the executed state has it.
+func (e *Executor) windowBefore(clientID []byte) (executedWindow, bool) {
+	if e.tentative != nil && len(e.evicted) > 0 {
 		e.settle()
 	}
+	w := e.clients[string(clientID)]
+	if w == nil {
+		return executedWindow{}, false
+	}
+	if e.tentative == nil || !w.touched {
+		return executedWindow{e: e, w: w, high: w.high}, true
+	}
+	for _, t := range e.touched {
+		if t.w == w {
+			if t.created {
+				return executedWindow{}, false
+			}
+			return executedWindow{e: e, w: w, changed: true, high: t.prevHigh}, true
+		}
+	}
+	panic("execution: a touched window is not in the batch log")
+}
+
+// entry returns entry n as the executed state has it.
+func (x executedWindow) entry(n uint64) (windowEntry, bool) {
+	if x.changed {
+		// The first change the batch made to entry n says what it was.
+		for _, c := range x.e.undo {
+			if c.w == x.w && c.n == n {
+				return c.old, c.had
+			}
+		}
+	}
+	entry, ok := x.w.entries[n]
+	return entry, ok
+}
+
+// status is clientWindow.status on the executed state.
+func (x executedWindow) status(n uint64) RequestStatus {
+	if x.high >= ClientWindow && n <= x.high-ClientWindow {
+		return RequestTooOld
+	}
+	if _, ok := x.entry(n); ok {
+		return RequestExecuted
+	}
+	return RequestNew
 }

@@ -3,6 +3,7 @@ package execution
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -82,29 +83,34 @@ func TestTentativeDiscardLeavesNoTrace(t *testing.T) {
 	if tent.exe.StateDigest() != digest || tent.exe.LastExecuted() != 2 {
 		t.Fatal("a staged batch shows in StateDigest or LastExecuted")
 	}
-	// bob's window is not the staged batch's: answered without discarding.
-	if tent.exe.LastRequestNumber(bob) != 1 {
-		t.Fatal("bob's window changed")
+	// Questions about clients are answered on the executed state, and
+	// keep the staged batch: bob's window is not the batch's, alice's is
+	// (request 2 is new, 3 is not cached, 1 is).
+	if tent.exe.LastRequestNumber(bob) != 1 || tent.exe.LastRequestNumber(alice) != 1 {
+		t.Fatal("LastRequestNumber shows the staged batch")
 	}
-	if _, ok := tent.exe.TentativeSequence(); !ok {
-		t.Fatal("a question about an untouched client discarded the staged batch")
-	}
-	// alice's is: the answer is the executed state's, and the batch goes.
-	if tent.exe.Status(alice, 2) != RequestNew || tent.exe.LastRequestNumber(alice) != 1 {
-		t.Fatal("the staged batch shows in alice's window")
+	if tent.exe.Status(alice, 2) != RequestNew || tent.exe.Status(alice, 1) != RequestExecuted {
+		t.Fatal("Status shows the staged batch")
 	}
 	if _, ok := tent.exe.CachedReply(alice, 3); ok {
 		t.Fatal("a tentative result reached the reply cache")
 	}
-	if _, ok := tent.exe.TentativeSequence(); ok {
-		t.Fatal("the staged batch survived a question about its client")
+	if _, ok := tent.exe.CachedReply(alice, 1); !ok {
+		t.Fatal("an executed result is missing from the reply cache")
 	}
+	if _, ok := tent.exe.TentativeSequence(); !ok {
+		t.Fatal("a question about a client discarded the staged batch")
+	}
+	// A read discards it.
 	got, err := tent.exe.Read(alice, EncodeGet([]byte("a")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r := mustDecode(t, got); !bytes.Equal(r.Value, []byte("1")) {
 		t.Fatalf("read after discard: %q, want the executed value 1", r.Value)
+	}
+	if _, ok := tent.exe.TentativeSequence(); ok {
+		t.Fatal("the staged batch survived a read")
 	}
 	other := Request{ClientID: bob, RequestNumber: 2, Operation: putOp("a", "9")}
 	apply(t, tent.exe, 3, other)
@@ -158,5 +164,64 @@ func TestTentativeRefusesConfigChanges(t *testing.T) {
 	}
 	if _, err := tent.exe.ApplyTentative(4, nil); err == nil {
 		t.Fatal("ApplyTentative out of order succeeded")
+	}
+}
+
+// While a random batch is staged, Status, LastRequestNumber and
+// CachedReply answer for every client and request number what an
+// executor that never saw the batch answers (the staged batch changes
+// the windows in place; the answers come from its undo log).
+func TestTentativeAnswersFromTheExecutedState(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	tent, plain := openReplica(t, t.TempDir()), openReplica(t, t.TempDir())
+	t.Cleanup(func() { tent.db.Close(); plain.db.Close() })
+	clients := [][]byte{alice, bob, []byte("carol-public-key")}
+	next := make([]uint64, len(clients))
+	batch := func() []Request {
+		var reqs []Request
+		for range 1 + rng.IntN(6) {
+			i := rng.IntN(len(clients))
+			n := next[i] + 1
+			if rng.IntN(4) == 0 && next[i] > 0 {
+				n = 1 + rng.Uint64N(next[i]) // a duplicate or a too-old one
+			} else {
+				next[i] = n
+				n += uint64(rng.IntN(3)) * ClientWindow / 2 // jumps move the window
+				next[i] = n
+			}
+			reqs = append(reqs, Request{ClientID: clients[i], RequestNumber: n, Operation: putOp("k", string(rune('a'+i)))})
+		}
+		return reqs
+	}
+	for seq := uint64(1); seq <= 60; seq++ {
+		reqs := batch()
+		if _, err := tent.exe.ApplyTentative(seq, reqs); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range clients {
+			if tent.exe.LastRequestNumber(id) != plain.exe.LastRequestNumber(id) {
+				t.Fatalf("sequence %d: LastRequestNumber differs", seq)
+			}
+			for n := uint64(1); n <= next[0]+next[1]+next[2]+1; n++ {
+				if tent.exe.Status(id, n) != plain.exe.Status(id, n) {
+					t.Fatalf("sequence %d: Status(%s, %d) = %v, want %v", seq, id, n, tent.exe.Status(id, n), plain.exe.Status(id, n))
+				}
+				a, okA := tent.exe.CachedReply(id, n)
+				b, okB := plain.exe.CachedReply(id, n)
+				if okA != okB || !bytes.Equal(a, b) {
+					t.Fatalf("sequence %d: CachedReply(%s, %d) differs", seq, id, n)
+				}
+			}
+		}
+		if _, ok := tent.exe.TentativeSequence(); !ok {
+			t.Fatalf("sequence %d: a question discarded the staged batch", seq)
+		}
+		if _, err := tent.exe.CommitTentative(seq); err != nil {
+			t.Fatal(err)
+		}
+		apply(t, plain.exe, seq, reqs...)
+		if tent.exe.StateDigest() != plain.exe.StateDigest() {
+			t.Fatalf("sequence %d: states differ", seq)
+		}
 	}
 }

@@ -87,6 +87,9 @@ type Config struct {
 	// ReceiptsCachedOnly attaches receipts only to replies from the
 	// reply cache (replica.Config.ReceiptsCachedOnly).
 	ReceiptsCachedOnly bool
+	// CommittedRepliesOnly turns tentative replies off (PBFT;
+	// replica.Config.CommittedRepliesOnly).
+	CommittedRepliesOnly bool
 	// Application opens the replicated application on the replica's
 	// database; nil is the built-in key-value store (execution.OpenKV).
 	Application execution.Opener

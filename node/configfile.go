@@ -34,6 +34,7 @@ func ConfigFromHome(h config.Home) (Config, error) {
 	cfg.NoReceipts = h.File.Receipts != nil && !*h.File.Receipts
 	cfg.ReceiptsCachedOnly = h.File.ReceiptsCachedOnly
 	cfg.CheckDirectCommits = h.File.CheckDirectCommits
+	cfg.CommittedRepliesOnly = h.File.CommittedRepliesOnly
 	if err := cfg.ApplyDefaults(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", h.Dir, err)
 	}

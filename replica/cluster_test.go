@@ -78,6 +78,9 @@ type testCluster struct {
 	// askReceipts makes request ask for a receipt (wire.Request.receipt),
 	// or only the request numbers it holds when it returns true for them.
 	askReceipts func(number uint64) bool
+	// tentative makes request accept tentative replies
+	// (wire.Request.tentative).
+	tentative bool
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
@@ -239,6 +242,7 @@ func (c *testCluster) request(number uint64, key string) protocol.ClientRequest 
 	pub := c.client.Public().(ed25519.PublicKey)
 	req := &wire.Request{ClientId: pub, RequestNumber: number, Operation: execution.EncodePut([]byte(key), []byte("v"))}
 	req.Receipt = c.askReceipts != nil && c.askReceipts(number)
+	req.Tentative = c.tentative
 	payload, err := proto.Marshal(req)
 	if err != nil {
 		c.t.Fatal(err)

@@ -208,6 +208,10 @@ type Config struct {
 	// Receipts says whether and where the driver attaches receipts
 	// (ReceiptMode; the zero value is ReceiptsOff).
 	Receipts ReceiptMode
+	// CommittedRepliesOnly turns tentative replies off (tentative.go):
+	// every reply waits for its batch to commit, whatever the request
+	// asks.
+	CommittedRepliesOnly bool
 	// Filter, when set, makes the replica Byzantine (fault injection).
 	Filter Filter
 	// Epochs, when set, makes the driver follow configuration epochs

@@ -59,6 +59,10 @@ type Driver struct {
 	reads readQueue
 	// receipts are the recent batches' receipts (Config.Receipts).
 	receipts receiptCache
+	// tent is the batch executed tentatively and not yet committed, nil
+	// when none (tentative.go); tentCounts counts them.
+	tent       *tentativeState
+	tentCounts TentativeCounts
 }
 
 // New creates the core from cfg.Core and a Driver around it. Call Recover
@@ -154,7 +158,7 @@ func (d *Driver) Submit(req protocol.ClientRequest) error {
 	switch d.exec.Status(r.ClientId, r.RequestNumber) {
 	case execution.RequestExecuted:
 		result, _ := d.exec.CachedReply(r.ClientId, r.RequestNumber)
-		d.reply(r.ClientId, r.RequestNumber, result, d.receipts.lookup(r.ClientId, r.RequestNumber))
+		d.reply(r.ClientId, r.RequestNumber, 0, result, d.receipts.lookup(r.ClientId, r.RequestNumber))
 		return nil
 	case execution.RequestTooOld:
 		return ErrRequestTooOld
@@ -273,6 +277,7 @@ func (d *Driver) handleReady(rd *protocol.Ready) error {
 	if rd.Behind != nil {
 		return d.startTransfer(*rd.Behind)
 	}
+	d.executeTentative(rd)
 	return nil
 }
 
@@ -412,31 +417,32 @@ func (d *Driver) send(out protocol.Outbound, encode func(*wire.Signed, []*wire.S
 	return nil
 }
 
-// execute applies one committed batch, replies to its clients, and at a
-// checkpoint sequence takes a snapshot and hands its digest to the core.
+// execute applies one committed batch (or writes its tentative
+// execution, see tentative.go), replies to its clients (but not again to
+// those answered tentatively in its view), and at a checkpoint sequence
+// takes a snapshot and hands its digest to the core.
 func (d *Driver) execute(b protocol.CommittedBatch) error {
 	if d.beyondEnd(b.Sequence) {
 		return nil // an old-epoch batch above the end: the next epoch orders that sequence
 	}
-	reqs := make([]execution.Request, len(b.Requests))
-	for i, r := range b.Requests {
-		reqs[i] = execution.Request{ClientID: r.ClientId, RequestNumber: r.RequestNumber, Operation: r.Operation, ConfigChange: r.ConfigChange}
-	}
 	d.obs.Executing(b)
-	replies, err := d.exec.Apply(b.Sequence, reqs)
+	replies, answered, err := d.applyCommitted(b, executionRequests(b))
 	if err != nil {
-		return fmt.Errorf("replica: apply %d: %w", b.Sequence, err)
+		return err
 	}
 	d.obs.Executed(b)
 	d.noteExecuted()
 	receipts := d.signReceipts(b.Sequence, b.Requests, replies)
 	for i := range replies {
+		if answered != nil && answered[i] {
+			continue
+		}
 		r := &replies[i]
 		var rr *wire.ReplyReceipt
 		if receipts != nil {
 			rr = receipts[i]
 		}
-		d.reply(r.ClientID, r.RequestNumber, r.Result, rr)
+		d.reply(r.ClientID, r.RequestNumber, b.Sequence, r.Result, rr)
 	}
 	if b.Sequence%d.core.CheckpointInterval() != 0 {
 		return nil
@@ -483,9 +489,17 @@ func (d *Driver) pruneRequests() {
 	})
 }
 
-// reply sends a reply, with its receipt if not nil, through the Filter.
-func (d *Driver) reply(clientID []byte, number uint64, result []byte, receipt *wire.ReplyReceipt) {
-	r := &wire.Reply{View: d.core.View(), Epoch: d.Epoch(), ClientId: clientID, RequestNumber: number, Replica: d.replyID(), Result: result, Receipt: receipt}
+// reply sends a committed reply, with its receipt if not nil, through
+// the Filter; sequence is the batch's (0 for an answer from the reply
+// cache).
+func (d *Driver) reply(clientID []byte, number, sequence uint64, result []byte, receipt *wire.ReplyReceipt) {
+	d.sendReply(&wire.Reply{View: d.core.View(), ClientId: clientID, RequestNumber: number, Result: result, Receipt: receipt, Sequence: sequence})
+}
+
+// sendReply sets r's replica index and epoch and sends it through the
+// Filter.
+func (d *Driver) sendReply(r *wire.Reply) {
+	r.Replica, r.Epoch = d.replyID(), d.Epoch()
 	if d.cfg.Filter != nil && !d.cfg.Filter.Reply(r) {
 		return
 	}

@@ -141,10 +141,6 @@ func (d *Driver) answerRead(req *wire.Request) {
 
 // readReply sends a read-only answer (or refusal) through the Filter.
 func (d *Driver) readReply(req *wire.Request, result []byte, refusal string) {
-	r := &wire.Reply{View: d.core.View(), ClientId: req.ClientId, RequestNumber: req.RequestNumber,
-		Replica: d.replyID(), Epoch: d.Epoch(), Result: result, Error: refusal, ReadOnly: true}
-	if d.cfg.Filter != nil && !d.cfg.Filter.Reply(r) {
-		return
-	}
-	d.net.Reply(r)
+	d.sendReply(&wire.Reply{View: d.core.View(), ClientId: req.ClientId, RequestNumber: req.RequestNumber,
+		Result: result, Error: refusal, ReadOnly: true})
 }

@@ -163,11 +163,17 @@ func (d *Driver) signReceipts(sequence uint64, requests []*wire.Request, replies
 }
 
 // repliesAsking reports, for each reply of a batch, whether its request
-// asked for a receipt. The executor answers the requests in their order,
+// asked for a receipt (see repliesWhose).
+func repliesAsking(requests []*wire.Request, replies []execution.Reply) []bool {
+	return repliesWhose(requests, replies, (*wire.Request).GetReceipt)
+}
+
+// repliesWhose reports, for each reply of a batch, whether its request
+// satisfies pred. The executor answers the requests in their order,
 // skipping some (package execution, Executor.Apply), so the replies are a
 // subsequence of the requests: each reply is its next request with the
 // same client and number.
-func repliesAsking(requests []*wire.Request, replies []execution.Reply) []bool {
+func repliesWhose(requests []*wire.Request, replies []execution.Reply, pred func(*wire.Request) bool) []bool {
 	asked := make([]bool, len(replies))
 	j := 0
 	for i := range replies {
@@ -176,9 +182,9 @@ func repliesAsking(requests []*wire.Request, replies []execution.Reply) []bool {
 			j++
 		}
 		if j == len(requests) {
-			break // not a subsequence (a batch runner that reorders): no receipt
+			break // not a subsequence (a batch runner that reorders): false
 		}
-		asked[i] = requests[j].GetReceipt()
+		asked[i] = pred(requests[j])
 		j++
 	}
 	return asked

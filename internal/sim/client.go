@@ -12,28 +12,41 @@ import (
 // client is a simulated client (simkit.Client's workload, each operation
 // a signed request frame): one operation at a time, sent to the primary
 // it believes in, broadcast after simkit.ClientTimeoutTicks (doubling up to 8x),
-// accepted once f+1 replicas sent the same reply.
+// accepted once f+1 replicas sent the same committed reply, or 2f+1 the
+// same reply naming one view and sequence (tentative replies: the
+// clients of even index accept them).
 type client struct {
 	*simkit.Client[[]byte]
 	w      *world
 	signer *crypto.Signer
 	view   uint64
-	// results and views hold each replica's first reply to the pending
-	// operation (client.go's rule).
-	results map[uint32]string
-	views   map[uint32]uint64
+	// replies holds each replica's reply to the pending operation
+	// (client/client.go's rule: a committed reply stands, a tentative one
+	// gives way to a later one).
+	replies map[uint32]simReply
 	// reading: the pending operation is a read-only request (see
 	// read.go); readOp is its operation, for the ordered fallback.
 	reading bool
 	readOp  []byte
 }
 
+// simReply is one replica's reply to the pending operation.
+type simReply struct {
+	outcome   string
+	view, seq uint64
+	tentative bool
+}
+
+// tentative reports whether the client accepts tentative replies.
+func (c *client) tentative() bool { return c.Index%2 == 0 }
+
 // Request (simkit.Network) signs client's new request: a frame.
 func (w *world) Request(client int, number uint64, operation []byte) ([]byte, error) {
 	c := w.clients[client]
-	c.results, c.views = map[uint32]string{}, map[uint32]uint64{}
+	c.replies = map[uint32]simReply{}
 	c.reading, c.readOp = w.wantsFastRead(operation), operation
-	return c.signRequest(&wire.Request{ClientId: c.ID, RequestNumber: number, Operation: operation, ReadOnly: c.reading})
+	return c.signRequest(&wire.Request{ClientId: c.ID, RequestNumber: number, Operation: operation, ReadOnly: c.reading,
+		Tentative: !c.reading && c.tentative()})
 }
 
 // Fail (simkit.Network) reports a request that could not be encoded.
@@ -48,34 +61,26 @@ func (w *world) Issued(client []byte, number uint64, operation []byte) {
 // learnt.
 func (w *world) Target(client int) uint32 { return protocol.Primary(w.clients[client].view, w.n) }
 
-// handleReply applies client/client.go's rule: a replica's first reply
-// stands; f+1 replicas with the same outcome decide; the view moves to the
-// (f+1)-th highest view those replicas report.
+// handleReply applies client/client.go's rule: a replica's committed
+// reply stands and a tentative one gives way to a later one; f+1
+// committed replies with the same outcome decide, and so do 2f+1 with the
+// same outcome, view and sequence (tentative or not); the view moves to
+// the (f+1)-th highest view of the deciding replies.
 func (c *client) handleReply(from uint32, r *wire.Reply) {
-	if c.Answers(from, r) == nil || r.ReadOnly != c.reading {
+	if c.Answers(from, r) == nil || r.ReadOnly != c.reading || (r.Tentative && (c.reading || r.Error != "")) {
 		return
 	}
-	if _, seen := c.results[from]; seen {
+	if prev, seen := c.replies[from]; seen && !prev.tentative {
 		return
 	}
-	outcome := "result:" + string(r.Result)
+	rec := simReply{outcome: "result:" + string(r.Result), view: r.View, seq: r.Sequence, tentative: r.Tentative}
 	if r.Error != "" {
-		outcome = "error:" + r.Error
+		rec.outcome = "error:" + r.Error
 	}
-	c.results[from] = outcome
-	c.views[from] = r.View
-	var views []uint64
-	for rep, out := range c.results {
-		if out == outcome {
-			views = append(views, c.views[rep])
-		}
-	}
-	quorum := c.w.f + 1
-	if c.reading {
-		quorum = c.w.readQuorum()
-	}
-	if len(views) < quorum {
-		if c.reading && c.readQuorumLost(quorum) {
+	c.replies[from] = rec
+	views, ok := c.decided(rec)
+	if !ok {
+		if c.reading && c.readQuorumLost(c.w.readQuorum()) {
 			c.w.fallBack(c)
 		}
 		return
@@ -86,7 +91,7 @@ func (c *client) handleReply(from uint32, r *wire.Reply) {
 		return
 	}
 	slices.Sort(views)
-	if v := views[len(views)-quorum]; v > c.view {
+	if v := views[len(views)-c.w.f-1]; v > c.view {
 		c.view = v
 	}
 	c.Accept(c.w.rng, c.w.now, r)
@@ -94,6 +99,37 @@ func (c *client) handleReply(from uint32, r *wire.Reply) {
 	if c.reading {
 		c.w.res.FastReads++
 	}
+	if rec.tentative {
+		c.w.res.TentativeAccepts++
+	}
+}
+
+// decided reports whether rec's outcome is decided, with the views of
+// the replies that decide it: for a read ReadQuorum matching answers; for
+// an ordered request f+1 matching committed replies, or 2f+1 matching
+// replies of rec's view and sequence.
+func (c *client) decided(rec simReply) ([]uint64, bool) {
+	var committed, tagged []uint64
+	for _, o := range c.replies {
+		if o.outcome != rec.outcome {
+			continue
+		}
+		if !o.tentative {
+			committed = append(committed, o.view)
+		}
+		if rec.seq != 0 && o.view == rec.view && o.seq == rec.seq {
+			tagged = append(tagged, o.view)
+		}
+	}
+	switch {
+	case c.reading:
+		return committed, len(committed) >= c.w.readQuorum()
+	case len(committed) >= c.w.f+1:
+		return committed, true
+	case len(tagged) >= 2*c.w.f+1:
+		return tagged, true
+	}
+	return nil, false
 }
 
 // clientIndex returns the simulated client with this id, or -1.

@@ -164,6 +164,13 @@ type Counters struct {
 	FastReads     uint64 `json:"fast_reads,omitempty"`
 	ReadFallbacks uint64 `json:"read_fallbacks,omitempty"`
 	ForgedReads   uint64 `json:"forged_reads,omitempty"`
+	// TentativeAccepts counts operations a client accepted on 2f+1
+	// replies of one view and sequence with at least one tentative
+	// (wire.Reply.tentative), TentativeDiscarded the tentative
+	// executions executed again or replaced at their commit (by the
+	// drivers of the correct replicas up at the end).
+	TentativeAccepts   uint64 `json:"tentative_accepts,omitempty"`
+	TentativeDiscarded uint64 `json:"tentative_discarded,omitempty"`
 	// ConfigChanges counts configuration changes applied, Rotations the
 	// replicas restarted with a rotated key (Config.Reconfigure).
 	ConfigChanges uint64 `json:"config_changes,omitempty"`

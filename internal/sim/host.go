@@ -281,6 +281,19 @@ func (e hostExecutor) Apply(sequence uint64, requests []execution.Request) ([]ex
 	return replies, err
 }
 
+// CommitTentative writes a tentative execution, as Apply would the
+// batch, and checks the ledger after it.
+func (e hostExecutor) CommitTentative(sequence uint64) ([]execution.Reply, error) {
+	if e.h.w.stop {
+		return nil, errStopped
+	}
+	replies, err := e.Executor.CommitTentative(sequence)
+	if err == nil {
+		e.h.checkLedger(fmt.Sprintf("after sequence %d", sequence))
+	}
+	return replies, err
+}
+
 // hostObserver runs the checkers and counts state transfers.
 type hostObserver struct {
 	replica.NopObserver

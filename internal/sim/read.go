@@ -73,8 +73,8 @@ func (w *world) sendRead(c *client) {
 // number and sends it to every replica.
 func (w *world) fallBack(c *client) {
 	c.reading = false
-	c.results, c.views = map[uint32]string{}, map[uint32]uint64{}
-	frame, err := c.signRequest(&wire.Request{ClientId: c.ID, RequestNumber: c.Cur.Number, Operation: c.readOp})
+	c.replies = map[uint32]simReply{}
+	frame, err := c.signRequest(&wire.Request{ClientId: c.ID, RequestNumber: c.Cur.Number, Operation: c.readOp, Tentative: c.tentative()})
 	if err != nil {
 		w.Fail(err)
 		return
@@ -91,11 +91,11 @@ func (w *world) fallBack(c *client) {
 func (c *client) readQuorumLost(quorum int) bool {
 	count := map[string]int{}
 	best := 0
-	for _, out := range c.results {
-		count[out]++
-		best = max(best, count[out])
+	for _, r := range c.replies {
+		count[r.outcome]++
+		best = max(best, count[r.outcome])
 	}
-	return best+c.w.n-len(c.results) < quorum
+	return best+c.w.n-len(c.replies) < quorum
 }
 
 // readOnlyRequest decodes a request frame that asks for the read-only

@@ -293,6 +293,7 @@ func (w *world) finish() {
 		if !h.correct || h.down {
 			continue
 		}
+		w.res.TentativeDiscarded += h.driver.TentativeCounts().Discarded
 		st := h.core.Status()
 		w.res.ViewChanges = max(w.res.ViewChanges, st.ViewChangesCompleted)
 		w.res.Checkpoints = max(w.res.Checkpoints, st.LowWatermark/CheckpointInterval)

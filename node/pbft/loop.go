@@ -273,6 +273,7 @@ func (n *Node) publishStatus() {
 		n.epochMetrics.discarded.Add(float64(d - n.epochMetrics.discardedSeen))
 		n.epochMetrics.discardedSeen = d
 	}
+	n.tentative.publish(n.driver.TentativeCounts())
 	st := n.driver.Status()
 	prev := n.lastCore
 	if core := n.driver.Core(); core != n.statusCore {

@@ -41,6 +41,7 @@ type Node struct {
 	// this replica was a member of a configuration in force (event loop).
 	epochs       bool
 	epochMetrics *epochMetrics
+	tentative    *tentativeMetrics
 	hostEpochs   []uint64
 	// epochNow is the driver's epoch status as of the last switch, for
 	// the snapshot server off the event loop.
@@ -96,6 +97,7 @@ func Start(cfg node.Config, filter Filter) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, filter: filter, log: cfg.Logger.With("replica", cfg.Index), metrics: node.NewMetrics(), phases: newPhaseClock()}
 	n.epochMetrics = newEpochMetrics(n.metrics)
+	n.tentative = newTentativeMetrics(n.metrics)
 	n.WatchDatabaseSize(n.metrics)
 	n.readOnly = newReadOnlyCounter(n.metrics)
 	if cf, ok := filter.(CountingFilter); ok {
@@ -162,7 +164,9 @@ func (n *Node) open() error {
 		Verifier:  verifier,
 		Epochs:    epochs,
 		Receipts:  receiptMode(cfg),
-		Filter:    n.filter,
+		// Tentative replies (replica's tentative execution).
+		CommittedRepliesOnly: cfg.CommittedRepliesOnly,
+		Filter:               n.filter,
 		// The snapshot server answers whole windows (answerWindow).
 		TransferWindow: statetransfer.DefaultWindow,
 		Observer:       &driverObserver{n: n},
