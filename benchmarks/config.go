@@ -88,6 +88,10 @@ type Config struct {
 	// receipts does; by default the load's clients ask for none, so the
 	// replicas sign none (docs/receipts.md). PBFT, with receipts on.
 	AskReceipts bool
+	// CommittedRepliesOnly makes the load's clients ask for no tentative
+	// replies (client.Config.CommittedRepliesOnly): every result waits for
+	// f+1 committed replies, to measure what tentative replies save.
+	CommittedRepliesOnly bool
 	// ReplicaLogLevel, when set, is passed to every replica as
 	// --log-level (e.g. "debug", with --keep, to study a run's logs).
 	ReplicaLogLevel string
@@ -383,6 +387,9 @@ func (c Config) defaultLabel() string {
 	}
 	if c.AskReceipts {
 		s += " receipts"
+	}
+	if c.CommittedRepliesOnly {
+		s += " committed-replies"
 	}
 	if c.CheckDirectCommits {
 		s += " signed-commits"

@@ -50,7 +50,7 @@ func newClient(cfg Config, clusterID string, members []p2p.Member, key ed25519.P
 	cl, err := client.New(client.Config{
 		ClusterID: clusterID, Key: key, Replicas: members,
 		ReplyQuorum: quorum, RetransmitTimeout: cfg.ClientRetransmit, ReadTimeout: readTimeout,
-		Logger: cfg.Logger,
+		CommittedRepliesOnly: cfg.CommittedRepliesOnly, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bench client: %w", err)

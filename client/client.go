@@ -91,6 +91,19 @@ type Config struct {
 	// (0: the genesis; a configuration learned earlier by Membership and
 	// kept, such as the CLI's session cache, has its own).
 	Epoch uint64
+	// CommittedRepliesOnly stops the client from asking for tentative
+	// replies (Request.tentative): every result then waits for f+1
+	// replicas' committed replies, an extra message round later. Without
+	// it, an ordered request of a PBFT client (ReplyQuorum at least 2,
+	// with at least 2*ReplyQuorum-1 members) asks for them, and Invoke
+	// also returns a result once 2*ReplyQuorum-1 replicas (2f+1) sent it
+	// with the same view and sequence, tentatively executed or committed
+	// (see tentative.go). Such a result is as final as one of f+1
+	// committed replies: f+1 correct replicas among them prepared its
+	// batch at that sequence, so the batch commits there in whatever view.
+	// Requests that ask for a receipt (InvokeWithReceipt), configuration
+	// changes and reads never ask for tentative replies.
+	CommittedRepliesOnly bool
 }
 
 // Hint is what a client knows of where the cluster's primary is.
@@ -198,11 +211,17 @@ type call struct {
 	// an ordered call only ordered ones); quorum is how many must match.
 	readOnly bool
 	quorum   int
-	done     chan struct{}
-	result   []byte
-	err      error
-	// replies holds each replica's first reply, by replica index; it is
-	// inline for clusters of up to len(inline) replicas.
+	// tentativeQuorum is how many replies of one view and sequence, some
+	// or all tentative, complete the call (2*quorum-1), set when its
+	// request asked for tentative replies (askTentative); 0: tentative
+	// replies do not count.
+	tentativeQuorum int
+	done            chan struct{}
+	result          []byte
+	err             error
+	// replies holds each replica's standing reply (its first committed
+	// one, or its latest tentative one: call.recordLocked), by replica
+	// index; it is inline for clusters of up to len(inline) replicas.
 	replies []replyRecord
 	inline  [4]replyRecord
 	// receipts, set by InvokeWithReceipt, receives copies of the replies
@@ -337,11 +356,14 @@ func (c *Client) isMember(index int) bool {
 func (c *Client) ID() []byte { return c.id }
 
 // Invoke orders op through the cluster and returns its result once
-// ReplyQuorum replicas sent the same one. It sends to the primary it
-// believes in (see Config.Hint and BroadcastWhenUnknown) and retransmits to
-// every replica until ctx ends. Errors: ErrRefused when ReplyQuorum
-// replicas refused; ErrUnknownOutcome (wrapping ctx's error) when ctx
-// ended after the request was sent; ErrClosed.
+// ReplyQuorum replicas sent the same one in committed replies, or (unless
+// Config.CommittedRepliesOnly) 2*ReplyQuorum-1 replicas sent it with the
+// same view and sequence, tentative replies included (tentative.go). It
+// sends to the primary it believes in (see Config.Hint and
+// BroadcastWhenUnknown) and retransmits to every replica until ctx ends.
+// Errors: ErrRefused when ReplyQuorum replicas refused; ErrUnknownOutcome
+// (wrapping ctx's error) when ctx ended after the request was sent;
+// ErrClosed.
 func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 	cl, err := c.begin(ctx)
 	if err != nil {
@@ -356,8 +378,11 @@ func (c *Client) Invoke(ctx context.Context, op []byte) ([]byte, error) {
 // the result is agreed, waits on until col is complete or ctx ends.
 func (c *Client) await(ctx context.Context, cl *call, op []byte, col *receiptCollector) ([]byte, error) {
 	// A call that wants a receipt says so in its request: replicas sign
-	// and attach receipts only for requests that ask.
-	return c.awaitFrame(ctx, cl, c.frame(cl.number, op, false, col != nil), col)
+	// and attach receipts only for requests that ask, and then reply
+	// committed only, so such a call asks for no tentative replies.
+	flags := requestFlags{receipt: col != nil}
+	flags.tentative = col == nil && c.askTentative(cl)
+	return c.awaitFrame(ctx, cl, c.frame(cl.number, op, flags), col)
 }
 
 // awaitFrame is await with cl's request already encoded and signed.
@@ -551,14 +576,21 @@ func (c *Client) end(cl *call) {
 	}
 }
 
+// requestFlags are the boolean fields of a wire.Request the client sets.
+type requestFlags struct {
+	readOnly  bool // Request.read_only: a Read's, unsigned
+	receipt   bool // Request.receipt: replicas attach reply receipts
+	tentative bool // Request.tentative: replicas may reply tentatively
+}
+
 // frame encodes and signs the request as a ClientFrame{request:
 // Signed{payload: Request, signature}}, byte for byte what proto.Marshal
-// makes of those messages. readOnly sets Request.read_only. Read-only
+// makes of those messages. flags set Request's boolean fields. Read-only
 // requests, and every request of a crash-fault (Raft mode, ReplyQuorum 1)
 // client, go without a signature; the others are signed by c.requests,
 // with a plain signature or, when other calls are signing at the same
 // time, a bundle's (crypto.SignRequests).
-func (c *Client) frame(number uint64, op []byte, readOnly, receipt bool) []byte {
+func (c *Client) frame(number uint64, op []byte, flags requestFlags) []byte {
 	const bytesType = protowire.BytesType
 	// A read-only request is not signed: it travels only on the client's
 	// own Noise-authenticated stream, where replicas answer it without
@@ -571,8 +603,8 @@ func (c *Client) frame(number uint64, op []byte, readOnly, receipt bool) []byte 
 	// replicas inside raft entries, unsigned), so a Raft-mode client
 	// signs nothing: signing was about a tenth of a benchmark client's
 	// CPU.
-	sign := !readOnly && !c.crashFaults
-	payload := c.requestPayload(number, op, readOnly, receipt)
+	sign := !flags.readOnly && !c.crashFaults
+	payload := c.requestPayload(number, op, flags)
 	var sig []byte
 	if sign {
 		sig = c.requests.sign(c.signer, c.id, payload)
@@ -600,7 +632,7 @@ func (c *Client) frame(number uint64, op []byte, readOnly, receipt bool) []byte 
 
 // requestPayload encodes the wire.Request, byte for byte what
 // proto.Marshal makes of it.
-func (c *Client) requestPayload(number uint64, op []byte, readOnly, receipt bool) []byte {
+func (c *Client) requestPayload(number uint64, op []byte, flags requestFlags) []byte {
 	const bytesType = protowire.BytesType
 	payloadLen := 0
 	if len(c.id) > 0 {
@@ -612,11 +644,14 @@ func (c *Client) requestPayload(number uint64, op []byte, readOnly, receipt bool
 	if len(op) > 0 {
 		payloadLen += protowire.SizeTag(3) + protowire.SizeBytes(len(op))
 	}
-	if readOnly {
+	if flags.readOnly {
 		payloadLen += protowire.SizeTag(4) + protowire.SizeVarint(1)
 	}
-	if receipt {
+	if flags.receipt {
 		payloadLen += protowire.SizeTag(7) + protowire.SizeVarint(1)
+	}
+	if flags.tentative {
+		payloadLen += protowire.SizeTag(8) + protowire.SizeVarint(1)
 	}
 	payload := make([]byte, 0, payloadLen)
 	if len(c.id) > 0 {
@@ -631,12 +666,16 @@ func (c *Client) requestPayload(number uint64, op []byte, readOnly, receipt bool
 		payload = protowire.AppendTag(payload, 3, bytesType) // Request.operation
 		payload = protowire.AppendBytes(payload, op)
 	}
-	if readOnly {
+	if flags.readOnly {
 		payload = protowire.AppendTag(payload, 4, protowire.VarintType) // Request.read_only
 		payload = protowire.AppendVarint(payload, 1)
 	}
-	if receipt {
+	if flags.receipt {
 		payload = protowire.AppendTag(payload, 7, protowire.VarintType) // Request.receipt
+		payload = protowire.AppendVarint(payload, 1)
+	}
+	if flags.tentative {
+		payload = protowire.AppendTag(payload, 8, protowire.VarintType) // Request.tentative
 		payload = protowire.AppendVarint(payload, 1)
 	}
 	return payload

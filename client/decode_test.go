@@ -15,9 +15,9 @@ import (
 )
 
 // referenceFrame is how frame encoded requests with the proto runtime.
-func referenceFrame(t *testing.T, c *Client, number uint64, op []byte, receipt bool) []byte {
+func referenceFrame(t *testing.T, c *Client, number uint64, op []byte, flags requestFlags) []byte {
 	t.Helper()
-	payload, err := proto.Marshal(&wire.Request{ClientId: c.id, RequestNumber: number, Operation: op, Receipt: receipt})
+	payload, err := proto.Marshal(&wire.Request{ClientId: c.id, RequestNumber: number, Operation: op, Receipt: flags.receipt, Tentative: flags.tentative})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,24 +33,33 @@ func TestFrameMatchesProtoMarshal(t *testing.T) {
 	c := newBenchClient(64)
 	ops := [][]byte{nil, {}, []byte("x"), bytes.Repeat([]byte{7}, 200), bytes.Repeat([]byte{1}, 20000)}
 	for _, number := range []uint64{0, 1, 127, 128, 1 << 40, 1<<64 - 1} {
-		for i, op := range ops {
-			receipt := i%2 == 1 // with and without the request for a receipt
-			got := c.frame(number, op, false, receipt)
-			if want := referenceFrame(t, c, number, op, receipt); !bytes.Equal(got, want) {
-				t.Fatalf("frame(%d, %d bytes, receipt %v) differs from proto.Marshal:\n got %x\nwant %x", number, len(op), receipt, got, want)
-			}
-			var f wire.ClientFrame
-			if err := proto.Unmarshal(got, &f); err != nil {
-				t.Fatalf("frame does not decode: %v", err)
-			}
-			var req wire.Request
-			if err := proto.Unmarshal(f.GetRequest().GetPayload(), &req); err != nil {
-				t.Fatalf("payload does not decode: %v", err)
-			}
-			if !bytes.Equal(req.ClientId, c.id) || req.RequestNumber != number || !bytes.Equal(req.Operation, op) || req.Receipt != receipt {
-				t.Fatalf("decoded request %v; want number %d, %d-byte op", &req, number, len(op))
+		for _, op := range ops {
+			for _, flags := range []requestFlags{{}, {receipt: true}, {tentative: true}, {receipt: true, tentative: true}} {
+				checkFrame(t, c, number, op, flags)
 			}
 		}
+	}
+}
+
+// checkFrame fails unless c.frame encodes the ordered request as
+// proto.Marshal would, and it decodes to what was asked.
+func checkFrame(t *testing.T, c *Client, number uint64, op []byte, flags requestFlags) {
+	t.Helper()
+	got := c.frame(number, op, flags)
+	if want := referenceFrame(t, c, number, op, flags); !bytes.Equal(got, want) {
+		t.Fatalf("frame(%d, %d bytes, %+v) differs from proto.Marshal:\n got %x\nwant %x", number, len(op), flags, got, want)
+	}
+	var f wire.ClientFrame
+	if err := proto.Unmarshal(got, &f); err != nil {
+		t.Fatalf("frame does not decode: %v", err)
+	}
+	var req wire.Request
+	if err := proto.Unmarshal(f.GetRequest().GetPayload(), &req); err != nil {
+		t.Fatalf("payload does not decode: %v", err)
+	}
+	if !bytes.Equal(req.ClientId, c.id) || req.RequestNumber != number || !bytes.Equal(req.Operation, op) ||
+		req.Receipt != flags.receipt || req.Tentative != flags.tentative {
+		t.Fatalf("decoded request %v; want number %d, %d-byte op, %+v", &req, number, len(op), flags)
 	}
 }
 
@@ -61,13 +70,14 @@ func protoReply(data []byte) (reply, error) {
 		return reply{}, err
 	}
 	return reply{view: m.View, clientID: m.ClientId, number: m.RequestNumber, replica: m.Replica,
-		result: m.Result, refusal: []byte(m.Error), leaderHint: m.LeaderHint}, nil
+		result: m.Result, refusal: []byte(m.Error), leaderHint: m.LeaderHint,
+		sequence: m.Sequence, tentative: m.Tentative}, nil
 }
 
 func sameReply(a, b reply) bool {
 	return a.view == b.view && bytes.Equal(a.clientID, b.clientID) && a.number == b.number &&
 		a.replica == b.replica && bytes.Equal(a.result, b.result) && bytes.Equal(a.refusal, b.refusal) &&
-		a.leaderHint == b.leaderHint
+		a.leaderHint == b.leaderHint && a.sequence == b.sequence && a.tentative == b.tentative
 }
 
 // checkFastAgrees fails if parseReplyFast accepts data but decodes it
@@ -96,6 +106,8 @@ func TestParseReplyFastOnMarshalledReplies(t *testing.T) {
 			RequestNumber: rng.Uint64() >> rng.IntN(64),
 			Replica:       rng.Uint32() >> rng.IntN(32),
 			LeaderHint:    rng.Uint32() >> rng.IntN(32),
+			Sequence:      rng.Uint64() >> rng.IntN(64),
+			Tentative:     rng.IntN(2) == 0,
 		}
 		if rng.IntN(4) > 0 {
 			m.ClientId = bytes.Repeat([]byte{byte(rng.IntN(256))}, rng.IntN(40))
@@ -161,7 +173,9 @@ func TestParseReplyFastEdgeCases(t *testing.T) {
 func FuzzParseReplyFast(f *testing.F) {
 	good, _ := proto.Marshal(&wire.Reply{View: 3, ClientId: []byte("id"), RequestNumber: 7, Replica: 2, Result: []byte("ok"), LeaderHint: 1})
 	refused, _ := proto.Marshal(&wire.Reply{RequestNumber: 7, Error: "no"})
+	tentative, _ := proto.Marshal(&wire.Reply{View: 3, RequestNumber: 7, Result: []byte("ok"), Sequence: 9, Tentative: true})
 	f.Add(good)
+	f.Add(tentative)
 	f.Add(refused)
 	f.Add([]byte{0x32, 0x01, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -272,7 +286,7 @@ func TestLeaderHintOnlyWithQuorumOne(t *testing.T) {
 // as proto.Marshal would with no signature.
 func checkUnsignedFrame(t *testing.T, c *Client, op []byte, readOnly bool) {
 	t.Helper()
-	got := c.frame(7, op, readOnly, false)
+	got := c.frame(7, op, requestFlags{readOnly: readOnly})
 	payload, err := proto.Marshal(&wire.Request{ClientId: c.id, RequestNumber: 7, Operation: op, ReadOnly: readOnly})
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +306,7 @@ func checkUnsignedFrame(t *testing.T, c *Client, op []byte, readOnly bool) {
 func TestReadOnlyFramesAreUnsigned(t *testing.T) {
 	c := newBenchClient(64)
 	checkUnsignedFrame(t, c, []byte("get"), true)
-	ordered := c.frame(7, []byte("get"), false, false)
+	ordered := c.frame(7, []byte("get"), requestFlags{})
 	var f wire.ClientFrame
 	if err := proto.Unmarshal(ordered, &f); err != nil || len(f.GetRequest().GetSignature()) != 64 {
 		t.Fatalf("ordered frame lost its signature: %v", err)

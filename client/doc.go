@@ -3,12 +3,15 @@
 // believes is the primary over its authenticated libp2p stream (with
 // Config.BroadcastWhenUnknown, to every replica at once while it has no
 // idea: no reply yet and no Config.Hint), and after a timeout to every
-// replica; Invoke returns once ReplyQuorum
-// replicas (f+1 for PBFT, so at least one correct one) sent the same
-// result for the request. Its errors say what a caller may assume:
+// replica; Invoke returns once ReplyQuorum replicas (f+1 for PBFT, so at
+// least one correct one) sent the same result for the request in committed
+// replies, or 2f+1 sent it with one view and sequence, tentative replies
+// included (tentative execution: a message round sooner; see
+// Config.CommittedRepliesOnly). Its errors say what a caller may assume:
 // ErrRefused (no effect), ErrUnknownOutcome (it may take effect), and
-// Client.Hint hands where the primary was to a later client. Replies need no signature: the Noise session of each stream
-// binds them to that replica's key.
+// Client.Hint hands where the primary was to a later client. Replies need
+// no signature: the Noise session of each stream binds them to that
+// replica's key.
 //
 // Many goroutines may call Invoke on one Client at once. Their requests
 // are signed together when they arrive together: a call that finds no

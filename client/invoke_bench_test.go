@@ -164,7 +164,7 @@ func BenchmarkFrame(b *testing.B) {
 	op := []byte("put k v")
 	b.ReportAllocs()
 	for i := range b.N {
-		c.frame(uint64(i+1), op, false, false)
+		c.frame(uint64(i+1), op, requestFlags{})
 	}
 }
 

@@ -116,7 +116,7 @@ func (c *Client) readOnly(ctx context.Context, op []byte) ([]byte, error) {
 		// quorum.
 		return c.readBatched(ctx, cl, op)
 	}
-	frame := c.frame(cl.number, op, true, false)
+	frame := c.frame(cl.number, op, requestFlags{readOnly: true})
 	if c.cfg.ReadQuorum == 1 {
 		// The crash-fault mode: the leader's answer is the one.
 		c.sendFirst(frame)

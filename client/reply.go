@@ -30,6 +30,13 @@ type reply struct {
 	// answers are wire.Reply.read_answers (readbatch.go): each stands
 	// for this reply with its own number, result and refusal.
 	answers []readAnswer
+	// sequence is wire.Reply.Sequence: the sequence number of the batch
+	// that executed the request (0: unknown, as from a reply cache).
+	sequence uint64
+	// tentative is wire.Reply.Tentative: sent before the batch committed
+	// at the replica, view being the view it prepared the batch in
+	// (tentative.go).
+	tentative bool
 }
 
 // wire.Reply field numbers.
@@ -45,6 +52,8 @@ const (
 	replyReceipt    protowire.Number = 8
 	replyEpoch      protowire.Number = 10
 	replyAnswers    protowire.Number = 11
+	replySequence   protowire.Number = 12
+	replyTentative  protowire.Number = 13
 )
 
 // parseReplyFast decodes data as a wire.Reply without the proto runtime
@@ -81,6 +90,10 @@ func parseReplyFast(data []byte, r *reply) bool {
 				r.readOnly = v != 0
 			case replyEpoch:
 				r.epoch = v
+			case replySequence:
+				r.sequence = v
+			case replyTentative:
+				r.tentative = v != 0
 			default:
 				return false
 			}
@@ -142,6 +155,8 @@ func parseReply(data []byte, r *reply) error {
 		leaderHint: m.LeaderHint,
 		readOnly:   m.ReadOnly,
 		epoch:      m.Epoch,
+		sequence:   m.Sequence,
+		tentative:  m.Tentative,
 	}
 	if err := takeAnswers(r, m.ReadAnswers); err != nil {
 		return err
@@ -154,12 +169,18 @@ func parseReply(data []byte, r *reply) error {
 	return nil
 }
 
-// replyRecord is the first reply one replica sent for a call.
+// replyRecord is the reply of one replica that stands for a call: its
+// first committed reply, or else its latest tentative one (see
+// call.recordLocked).
 type replyRecord struct {
 	seen    bool
 	refused bool   // body is the refusal message, not a result
 	body    []byte // the result or the refusal
 	view    uint64
+	// sequence and tentative are the reply's (wire.Reply.Sequence and
+	// Tentative): with view, the tag of the rule for tentative replies.
+	sequence  uint64
+	tentative bool
 }
 
 // matches reports whether two replies carry the same outcome: the same
@@ -229,26 +250,16 @@ func (c *Client) takeReplyLocked(replica uint32, r *reply) {
 	if r.readOnly != cl.readOnly && !(cl.readOnly && len(r.refusal) > 0) {
 		return
 	}
-	rec := &cl.replies[replica]
-	if rec.seen {
-		return // a replica's first reply stands
+	rec := cl.recordLocked(replica, r)
+	if rec == nil {
+		return // not counted, or the replica's standing reply stays
 	}
-	*rec = replyRecord{seen: true, body: r.result, view: r.view}
 	if cl.readOnly && int(replica) < len(c.reads.missed) {
 		c.reads.missed[replica] = false // it answers reads again
 	}
-	if len(r.refusal) > 0 {
-		rec.refused, rec.body = true, r.refusal
-	}
 	var buf [8]uint64
-	views := buf[:0]
-	for i := range cl.replies {
-		if o := &cl.replies[i]; o.seen && o.matches(rec) {
-			views = append(views, o.view)
-		}
-	}
-	matching := len(views)
-	if matching < cl.quorum {
+	views, accepted := cl.acceptedLocked(rec, buf[:0])
+	if !accepted {
 		if cl.readOnly && !cl.quorumPossible() {
 			cl.err = errReadDisagreed
 			clear(cl.replies)
@@ -256,9 +267,12 @@ func (c *Client) takeReplyLocked(replica uint32, r *reply) {
 		}
 		return
 	}
+	matching := len(views)
 	// At least one of ReplyQuorum replicas is correct, so the
-	// ReplyQuorum-th highest view they report is one a correct replica
-	// reached: a faulty replica cannot steer the client to a made-up view.
+	// ReplyQuorum-th highest view the counted replies report (under the
+	// rule for tentative replies they all report one view) is one a
+	// correct replica reached: a faulty replica cannot steer the client to
+	// a made-up view.
 	// The first such view replaces one from Config.Hint even if lower (the
 	// hint may be stale, from another run of the cluster); after that the
 	// view only rises, whatever order concurrent calls complete in.

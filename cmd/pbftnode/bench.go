@@ -29,6 +29,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.NoFsync, "unsafe-no-fsync", false, "run the replicas with fsync off")
 	fs.BoolVar(&cfg.ReceiptsCachedOnly, "receipts-cached-only", false, "PBFT: receipts only on replies to retransmitted requests (see docs/receipts.md)")
 	fs.BoolVar(&cfg.AskReceipts, "receipts", false, "PBFT: every write asks for a receipt and waits for f+1 valid ones (client InvokeWithReceipt); by default the clients ask for none and the replicas sign none")
+	fs.BoolVar(&cfg.CommittedRepliesOnly, "committed-replies-only", false, "PBFT: the clients ask for no tentative replies (each result waits for f+1 committed replies, a message round later), to measure what tentative replies save")
 	fs.BoolVar(&cfg.NoReceipts, "no-receipts", false, "PBFT: run the replicas with receipts off (no signature per batch), to measure what receipts cost")
 	fs.BoolVar(&cfg.CheckDirectCommits, "check-direct-commits", false, "PBFT: the replicas check every COMMIT's signature, even one its author's own session delivered (check_direct_commits), to measure what taking those on the session's word saves")
 	fs.StringVar(&cfg.Scenario, "scenario", benchmarks.ScenarioNone, "fault: "+strings.Join(benchmarks.Scenarios, ", ")+" (the attack scenarios measure a fault-free baseline, the attack and the recovery, each --duration long at most)")
