@@ -422,6 +422,8 @@ type counters struct {
 	// dropped is pbftnode_messages_dropped_total by reason, plus the
 	// transport's drops (queue_full, inbound_full, rate_limited).
 	dropped map[string]float64
+	// tentative is pbftnode_tentative_batches_total by outcome.
+	tentative map[string]float64
 }
 
 // Metric names the harness reads.
@@ -436,6 +438,7 @@ const (
 	metricPersistCount = "pbftnode_persist_seconds_count"
 	metricPhaseSum     = "pbftnode_phase_seconds_sum"
 	metricPhaseCount   = "pbftnode_phase_seconds_count"
+	metricTentative    = "pbftnode_tentative_batches_total"
 )
 
 // transportDrops maps the transport's drop counters to the reasons the
@@ -476,7 +479,7 @@ func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
 		return s, err
 	}
 	defer body.Close()
-	names := []string{metricP2PBytesSent, metricMsgBytesSent, metricView, metricBatches, metricRequests, metricDropped, metricInboundDropped, metricPersistSum, metricPersistCount, metricPhaseSum, metricPhaseCount}
+	names := []string{metricP2PBytesSent, metricMsgBytesSent, metricView, metricBatches, metricRequests, metricDropped, metricInboundDropped, metricPersistSum, metricPersistCount, metricPhaseSum, metricPhaseCount, metricTentative}
 	for name := range transportDrops {
 		names = append(names, name)
 	}
@@ -489,12 +492,16 @@ func (c *cluster) sample(ctx context.Context, i int) (counters, error) {
 	s.persistSeconds, s.persists = sums[metricPersistSum], sums[metricPersistCount]
 	s.dropped = make(map[string]float64)
 	s.phaseSeconds, s.phases = make(map[string]float64), make(map[string]float64)
+	s.tentative = make(map[string]float64)
 	for series, v := range sums {
 		if phase, ok := strings.CutPrefix(series, metricPhaseSum+`{phase="`); ok {
 			s.phaseSeconds[strings.TrimSuffix(phase, `"}`)] += v
 		}
 		if phase, ok := strings.CutPrefix(series, metricPhaseCount+`{phase="`); ok {
 			s.phases[strings.TrimSuffix(phase, `"}`)] += v
+		}
+		if outcome, ok := strings.CutPrefix(series, metricTentative+`{outcome="`); ok {
+			s.tentative[strings.TrimSuffix(outcome, `"}`)] += v
 		}
 		if reason, ok := strings.CutPrefix(series, metricDropped+`{reason="`); ok {
 			s.dropped[strings.TrimSuffix(reason, `"}`)] += v

@@ -104,6 +104,11 @@ type Result struct {
 	// measured sequences: where one operation's time goes inside the
 	// cluster.
 	PhaseMsAvg map[string]float64 `json:"phase_ms_avg,omitempty"`
+	// TentativePerBatch is, per outcome of
+	// pbftnode_tentative_batches_total (executed, committed, discarded),
+	// the replicas' count over their committed batches: the share of
+	// batches a replica answered tentatively (PBFT).
+	TentativePerBatch map[string]float64 `json:"tentative_per_batch,omitempty"`
 	// DroppedByReason counts, summed over the replicas, the messages and
 	// requests they dropped during the measurement, by reason
 	// (pbftnode_messages_dropped_total, and p2p_* for the transport's

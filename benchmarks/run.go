@@ -315,6 +315,7 @@ func summarize(res *Result, w window, failed, dropped int, d time.Duration, befo
 	if batches > 0 {
 		res.RequestsPerBatch = requests / batches
 		res.PersistsPerBatch = persists / batches
+		res.TentativePerBatch = perBatch(before, after, batches)
 	}
 	if persists > 0 {
 		res.PersistMsAvg = persistSeconds / persists * 1000
@@ -355,6 +356,28 @@ func phaseAverages(before, after map[int]counters) map[string]float64 {
 		}
 	}
 	return avg
+}
+
+// perBatch is each outcome's tentative executions (pbftnode_tentative_
+// batches_total), summed over the replicas sampled both times, over
+// batches (nil when none).
+func perBatch(before, after map[int]counters, batches float64) map[string]float64 {
+	var out map[string]float64
+	for i, b := range before {
+		a, ok := after[i]
+		if !ok {
+			continue
+		}
+		for outcome, n := range a.tentative {
+			if d := n - b.tentative[outcome]; d > 0 {
+				if out == nil {
+					out = make(map[string]float64)
+				}
+				out[outcome] += d / batches
+			}
+		}
+	}
+	return out
 }
 
 // droppedBetween sums, over the replicas sampled both times, how many
