@@ -178,6 +178,9 @@ type Client struct {
 	wg               sync.WaitGroup
 
 	reads readCounters
+	// tentativeAccepts counts the calls accepted by the rule for
+	// tentative replies (TentativeAccepts).
+	tentativeAccepts atomic.Uint64
 	// receiptKeys are the members' public keys by index in epoch
 	// receiptKeysEpoch, derived from their peer IDs for InvokeWithReceipt
 	// (guarded by mu; rebuilt when Follow moves to another epoch).
@@ -216,9 +219,11 @@ type call struct {
 	// request asked for tentative replies (askTentative); 0: tentative
 	// replies do not count.
 	tentativeQuorum int
-	done            chan struct{}
-	result          []byte
-	err             error
+	// byTag: the call was accepted by that rule (acceptedLocked).
+	byTag  bool
+	done   chan struct{}
+	result []byte
+	err    error
 	// replies holds each replica's standing reply (its first committed
 	// one, or its latest tentative one: call.recordLocked), by replica
 	// index; it is inline for clusters of up to len(inline) replicas.

@@ -289,6 +289,9 @@ func (c *Client) takeReplyLocked(replica uint32, r *reply) {
 		c.leader = int(r.leaderHint) - 1
 	}
 	c.known, c.confirmed = true, true
+	if cl.byTag {
+		c.tentativeAccepts.Add(1)
+	}
 	if rec.refused {
 		cl.err = fmt.Errorf("client: request %w by %d replicas: %s", ErrRefused, matching, rec.body)
 	} else {

@@ -116,5 +116,11 @@ func (cl *call) acceptedLocked(rec *replyRecord, views []uint64) ([]uint64, bool
 	for range tagged {
 		views = append(views, rec.view)
 	}
+	cl.byTag = true
 	return views, true
 }
+
+// TentativeAccepts returns how many ordered calls the client accepted on
+// 2f+1 matching replies of one view and sequence (the rule for tentative
+// replies), not on f+1 committed ones.
+func (c *Client) TentativeAccepts() uint64 { return c.tentativeAccepts.Load() }

@@ -187,9 +187,6 @@ func TestClientsAcceptOnlyCorrectResults(t *testing.T) {
 	waitConverged(t, net)
 }
 
-// Every replica counts the COMMITs of the others on the word of their
-// authenticated sessions (no signature check), unless CheckDirectCommits
-// is set; either way the cluster agrees.
 // TestLatePreparesGoUnchecked: over libp2p, PREPAREs that reach a
 // replica after it prepared their sequence are dropped before their
 // signature check (the primary needs two of the three, a backup one of
@@ -210,6 +207,9 @@ func TestLatePreparesGoUnchecked(t *testing.T) {
 	waitUntil(t, net, 10*time.Second, "late PREPAREs dropped unchecked", func() bool { return late() > 0 })
 }
 
+// Every replica counts the COMMITs of the others on the word of their
+// authenticated sessions (no signature check), unless CheckDirectCommits
+// is set; either way the cluster agrees.
 func TestCommitsGoByChannelUnlessChecked(t *testing.T) {
 	for _, check := range []bool{false, true} {
 		net := startNet(t, localnet.Options{Metrics: true, CheckDirectCommits: check})
@@ -229,6 +229,52 @@ func TestCommitsGoByChannelUnlessChecked(t *testing.T) {
 			}
 			waitUntil(t, net, 10*time.Second, "COMMITs counted by channel", func() bool { return byChannel() > 0 })
 		}
+		if err := net.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestTentativeRepliesOverLibp2p: a client that accepts tentative replies
+// (the default) gets most of its writes accepted on 2f+1 tentative replies
+// of one view and sequence, which the replicas sent before the batches
+// committed, and every result is the key-value model's; a client with
+// CommittedRepliesOnly gets none, and no replica executes tentatively for
+// it. Either way the replicas agree.
+func TestTentativeRepliesOverLibp2p(t *testing.T) {
+	for _, committedOnly := range []bool{false, true} {
+		net := startNet(t, localnet.Options{Metrics: true})
+		c, err := net.NewClientWithConfig(client.Config{RetransmitTimeout: 300 * time.Millisecond, CommittedRepliesOnly: committedOnly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		const ops = 24
+		for i := range ops {
+			key := []byte(fmt.Sprint("k", i%4))
+			if res := invoke(ctx, t, c, execution.EncodePut(key, []byte(fmt.Sprint(i)))); !res.Ok {
+				t.Fatalf("put %d: %+v", i, res)
+			}
+			if res := invoke(ctx, t, c, execution.EncodeCAS(key, []byte(fmt.Sprint(i)), false, []byte("x"))); !res.Ok {
+				t.Fatalf("cas after put %d failed: %+v", i, res)
+			}
+		}
+		cancel()
+		waitConverged(t, net)
+		executed := 0.0
+		for _, nd := range net.Nodes {
+			executed += nd.MetricValueWith("pbftnode_tentative_batches_total", "outcome", "executed")
+		}
+		accepted := c.TentativeAccepts()
+		if committedOnly {
+			if accepted != 0 || executed != 0 {
+				t.Fatalf("CommittedRepliesOnly: %d calls accepted on tentative replies, %v batches executed tentatively", accepted, executed)
+			}
+		} else if accepted < ops || executed < ops {
+			t.Fatalf("%d of %d calls accepted on tentative replies, %v batches executed tentatively", accepted, 2*ops, executed)
+		}
+		t.Logf("committed only %v: %d of %d calls accepted on tentative replies; %v tentative executions", committedOnly, accepted, 2*ops, executed)
+		_ = c.Close()
 		if err := net.Close(); err != nil {
 			t.Fatal(err)
 		}
