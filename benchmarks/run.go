@@ -362,20 +362,9 @@ func phaseAverages(before, after map[int]counters) map[string]float64 {
 // batches_total), summed over the replicas sampled both times, over
 // batches (nil when none).
 func perBatch(before, after map[int]counters, batches float64) map[string]float64 {
-	var out map[string]float64
-	for i, b := range before {
-		a, ok := after[i]
-		if !ok {
-			continue
-		}
-		for outcome, n := range a.tentative {
-			if d := n - b.tentative[outcome]; d > 0 {
-				if out == nil {
-					out = make(map[string]float64)
-				}
-				out[outcome] += d / batches
-			}
-		}
+	out := labelledDeltas(before, after, func(c counters) map[string]float64 { return c.tentative })
+	for outcome := range out {
+		out[outcome] /= batches
 	}
 	return out
 }
@@ -383,18 +372,26 @@ func perBatch(before, after map[int]counters, batches float64) map[string]float6
 // droppedBetween sums, over the replicas sampled both times, how many
 // messages each reason dropped from before to after (nil: none).
 func droppedBetween(before, after map[int]counters) map[string]float64 {
+	return labelledDeltas(before, after, func(c counters) map[string]float64 { return c.dropped })
+}
+
+// labelledDeltas sums, over the replicas sampled both times, how much
+// each label of the counter series picks grew from before to after (nil:
+// none grew).
+func labelledDeltas(before, after map[int]counters, series func(counters) map[string]float64) map[string]float64 {
 	var out map[string]float64
 	for i, b := range before {
 		a, ok := after[i]
 		if !ok {
 			continue
 		}
-		for reason, v := range a.dropped {
-			if d := v - b.dropped[reason]; d > 0 {
+		was := series(b)
+		for label, v := range series(a) {
+			if d := v - was[label]; d > 0 {
 				if out == nil {
 					out = make(map[string]float64)
 				}
-				out[reason] += d
+				out[label] += d
 			}
 		}
 	}

@@ -52,7 +52,14 @@
 //     7. when the core is behind, start (or retarget) a state transfer:
 //     fetch the certified snapshot chunk by chunk from the certificate's
 //     signers, check its digest, install it in the core, prune requests,
-//     and hand Snapshots a snapshot of the installed state.
+//     and hand Snapshots a snapshot of the installed state;
+//     8. otherwise, when the Ready prepared the batch at the next sequence
+//     to execute (Ready.Prepared: its COMMIT went in step 4, after the
+//     durable append) and one of its requests accepts a tentative reply,
+//     execute it without applying it (TentativeExecutor) and answer
+//     those requests tentatively; step 5 of a later Ready writes that
+//     execution when the batch commits, without answering them again
+//     (tentative.go).
 //
 // Every message goes through the optional Filter (Byzantine fault
 // injection) and its Delayer and Injector hooks before Network.Send.

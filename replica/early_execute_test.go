@@ -13,25 +13,8 @@ import (
 func (c *testCluster) deliverHolding(to uint32, hold func(m protocol.VerifiedMessage) bool) []protocol.VerifiedMessage {
 	c.t.Helper()
 	var held []protocol.VerifiedMessage
-	for steps := 0; len(c.queue) > 0; steps++ {
-		if steps > 100000 {
-			c.t.Fatal("the cluster does not settle")
-		}
-		f := c.queue[0]
-		c.queue = c.queue[1:]
-		m, err := c.verifier.ReplicaFrame(f.data)
-		if err != nil {
-			c.t.Fatalf("frame from %d: %v", f.from, err)
-		}
-		if f.to == to && hold(m) {
-			held = append(held, m)
-			continue
-		}
-		r := c.replicas[f.to]
-		_ = r.driver.Step(m)
-		if err := r.driver.Process(); err != nil {
-			c.t.Fatal(err)
-		}
+	for _, k := range c.deliverAllHolding(func(dest uint32, m protocol.VerifiedMessage) bool { return dest == to && hold(m) }) {
+		held = append(held, k.m)
 	}
 	return held
 }

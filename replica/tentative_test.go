@@ -13,8 +13,9 @@ type keptFrame struct {
 }
 
 // deliverAllHolding delivers every queued frame, as deliver does, except
-// those hold picks (to any replica): it returns those, verified.
-func (c *testCluster) deliverAllHolding(hold func(m protocol.VerifiedMessage) bool) []keptFrame {
+// those hold picks (by destination and message): it returns those,
+// verified, in the order they came.
+func (c *testCluster) deliverAllHolding(hold func(to uint32, m protocol.VerifiedMessage) bool) []keptFrame {
 	c.t.Helper()
 	var held []keptFrame
 	for steps := 0; len(c.queue) > 0; steps++ {
@@ -27,7 +28,7 @@ func (c *testCluster) deliverAllHolding(hold func(m protocol.VerifiedMessage) bo
 		if err != nil {
 			c.t.Fatalf("frame from %d: %v", f.from, err)
 		}
-		if hold(m) {
+		if hold(f.to, m) {
 			held = append(held, keptFrame{to: f.to, m: m})
 			continue
 		}
@@ -53,7 +54,7 @@ func (c *testCluster) stepHeld(held []keptFrame) {
 	c.deliver()
 }
 
-func isCommit(m protocol.VerifiedMessage) bool { return m.Body.GetCommit() != nil }
+func isCommit(_ uint32, m protocol.VerifiedMessage) bool { return m.Body.GetCommit() != nil }
 
 // orderWithCommitsHeld has the primary order client request 1 (accepting
 // tentative replies when tentative is set) with every COMMIT held back,
