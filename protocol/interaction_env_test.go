@@ -277,6 +277,10 @@ func (n envNetwork) Send(out protocol.Outbound, frame []byte) {
 }
 
 func (n envNetwork) Reply(rep *wire.Reply) {
+	if rep.Tentative {
+		n.r.env.detailf("%d reply %s v=%d n=%d tentative", n.r.id, n.r.env.requestName(rep.ClientId, rep.RequestNumber), rep.View, rep.Sequence)
+		return
+	}
 	n.r.env.detailf("%d reply %s v=%d", n.r.id, n.r.env.requestName(rep.ClientId, rep.RequestNumber), rep.View)
 }
 

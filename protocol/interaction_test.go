@@ -163,9 +163,11 @@ func (env *interactionEnv) targets(d *datadriven.TestData) []int {
 	return out
 }
 
-// submit handles "submit client=0 op=put/k/v [to=..] [num=N]": client
+// submit handles "submit client=0 op=put/k/v [to=..] [num=N] [tentative]": client
 // signs request N (default: its next number) and sends it to the
-// replicas named; num= repeats an earlier request (a client retransmits).
+// replicas named; num= repeats an earlier request (a client retransmits);
+// tentative sets wire.Request.tentative (the replicas may answer once
+// they prepared the batch, before it commits).
 func (env *interactionEnv) submit(d *datadriven.TestData) error {
 	client := 0
 	intArg(env.t, d, "client", &client)
@@ -187,7 +189,8 @@ func (env *interactionEnv) submit(d *datadriven.TestData) error {
 		}
 	}
 	key := env.clients[client]
-	req := &wire.Request{ClientId: key.Public().(ed25519.PublicKey), RequestNumber: number, Operation: encoded, ConfigChange: change}
+	req := &wire.Request{ClientId: key.Public().(ed25519.PublicKey), RequestNumber: number, Operation: encoded, ConfigChange: change,
+		Tentative: d.HasArg("tentative")}
 	name := env.requestName(req.ClientId, number)
 	env.ops[name] = strings.ReplaceAll(op, "/", " ")
 	payload, err := proto.Marshal(req)
