@@ -109,6 +109,9 @@ func (d *Driver) executeTentative(rd *protocol.Ready) {
 		}
 		return
 	}
+	if d.tent != nil {
+		d.tentCounts.Discarded++ // the earlier staged execution (another view's), which ApplyTentative dropped
+	}
 	d.tentCounts.Executed++
 	answered := repliesWhose(b.Requests, replies, wantsTentative)
 	d.tent = &tentativeState{view: b.View, sequence: b.Sequence, digest: b.Digest, answered: answered}

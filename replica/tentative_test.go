@@ -163,3 +163,51 @@ func TestTentativeExecutionDiscardedMeanwhile(t *testing.T) {
 		t.Fatalf("replies %v, want the one tentative reply", r.replies)
 	}
 }
+
+// TestTentativeAcrossAViewChange: replicas that answered tentatively in
+// view 0 and never got the COMMITs change views; the new primary
+// re-proposes the prepared batch at its sequence, and each replica
+// answers again naming the new view (its tentative reply of view 0 gives
+// way to it at the client), executes the batch once, and agrees.
+func TestTentativeAcrossAViewChange(t *testing.T) {
+	c := newTestCluster(t, 4)
+	c.tentative = true
+	req := c.request(1, "k")
+	for i := range c.replicas {
+		_ = c.submit(i, req) // every replica watches it
+	}
+	held := c.deliverAllHolding(isCommit)
+	if len(held) == 0 {
+		t.Fatal("no COMMIT held")
+	}
+	for ticks := 0; ; ticks++ {
+		done := true
+		for _, r := range c.replicas {
+			done = done && r.driver.Status().View > 0 && r.exec.LastExecuted() == 1
+		}
+		if done {
+			break
+		}
+		if ticks > 5000 {
+			t.Fatal("no view change committed the batch")
+		}
+		c.tick()
+	}
+	discarded := uint64(0)
+	for _, r := range c.replicas {
+		if r.exec.StateDigest() != c.replicas[0].exec.StateDigest() {
+			t.Fatalf("replica %d disagrees", r.id)
+		}
+		first, last := r.replies[0], r.replies[len(r.replies)-1]
+		if !first.Tentative || first.View != 0 || first.Sequence != 1 {
+			t.Fatalf("replica %d's first reply: %v", r.id, first)
+		}
+		if last.View == 0 || last.Sequence != 1 {
+			t.Fatalf("replica %d never answered in the new view: %v", r.id, r.replies)
+		}
+		discarded += r.driver.TentativeCounts().Discarded
+	}
+	if discarded == 0 {
+		t.Fatal("no staged execution of view 0 was replaced")
+	}
+}
