@@ -50,10 +50,11 @@ type readQueue struct {
 // and it is never relayed). The answer (Reply.read_only set) waits until
 // the executor executed every sequence this replica had prepared when the
 // read arrived (protocol.Replica.HighestPrepared): an operation that
-// completed before the read was sent committed at a quorum, which
-// shares a correct replica with any 2f+1 answering ones, and that replica
-// answers only after executing it. So 2f+1 matching answers are
-// linearizable. While the replica changes views or transfers state, or
+// completed before the read was sent was prepared at a quorum (2f+1
+// tentative replies, or f+1 committed ones, which mean 2f+1 COMMITs),
+// which shares a correct replica with any 2f+1 answering ones, and that
+// replica answers only after executing it (a tentative execution is not
+// one: tentative.go). So 2f+1 matching answers are linearizable. While the replica changes views or transfers state, or
 // when the application does not classify the operation as read-only, the
 // answer is an error (the client orders the operation instead).
 // ErrReadsFull when MaxPendingReads reads wait (answered with an error).
