@@ -23,7 +23,7 @@ func runSim(args []string, stdout, stderr io.Writer) error {
 	replicas := fs.Int("replicas", 4, "replicas per run (pbft: 4 or 7; raft: 3 or 5, default 3)")
 	byz := fs.Int("byzantine", 0, "Byzantine replicas per run (at most f)")
 	strategy := fs.String("strategy", "", "pbft only: the strategy every Byzantine replica runs ("+strings.Join(sim.AllStrategies(), ", ")+"); default: each seed draws one")
-	plant := fs.String("plant", "", "TESTING ONLY: plant a bug (pbft: an unsafe quorum in the correct replicas, "+strings.Join(sim.Plants, ", ")+"; raft: "+strings.Join(raftsim.Plants, ", ")+")")
+	plant := fs.String("plant", "", "TESTING ONLY: plant a bug (pbft: an unsafe quorum in the correct replicas, or in the clients for tentative-quorum: "+strings.Join(sim.Plants, ", ")+"; raft: "+strings.Join(raftsim.Plants, ", ")+")")
 	app := fs.String("app", "kv", "the application the replicas run: kv (the key-value store) or ledger (the built-in ledger: its invariants checked after every batch)")
 	steps := fs.Uint64("steps", sim.DefaultMaxSteps, "step limit per run")
 	workers := fs.Int("workers", 0, "seeds run in parallel (0: GOMAXPROCS)")

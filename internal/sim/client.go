@@ -121,12 +121,16 @@ func (c *client) decided(rec simReply) ([]uint64, bool) {
 			tagged = append(tagged, o.view)
 		}
 	}
+	tentativeQuorum := 2*c.w.f + 1
+	if c.w.cfg.Plant == PlantTentativeQuorum {
+		tentativeQuorum = c.w.f + 1
+	}
 	switch {
 	case c.reading:
 		return committed, len(committed) >= c.w.readQuorum()
 	case len(committed) >= c.w.f+1:
 		return committed, true
-	case len(tagged) >= 2*c.w.f+1:
+	case len(tagged) >= tentativeQuorum:
 		return tagged, true
 	}
 	return nil, false

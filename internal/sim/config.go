@@ -10,8 +10,9 @@ import (
 	"github.com/pbftnode/pbftnode/protocol"
 )
 
-// Planted bugs: unsafe quorum settings applied to the correct replicas, to
-// show that the checkers catch them (see Config.Plant).
+// Planted bugs: unsafe quorum settings applied to the correct replicas (or,
+// for the tentative replies, to the clients), to show that the checkers
+// catch them (see Config.Plant).
 const (
 	// PlantPrepareQuorum makes a slot prepared with f matching prepares
 	// instead of 2f.
@@ -21,10 +22,14 @@ const (
 	// PlantViewChangeQuorum builds and accepts a NEW-VIEW from f+1
 	// VIEW-CHANGEs instead of 2f+1.
 	PlantViewChangeQuorum = "viewchange-quorum"
+	// PlantTentativeQuorum makes the clients that accept tentative
+	// replies accept f+1 matching replies of one view and sequence
+	// instead of 2f+1.
+	PlantTentativeQuorum = "tentative-quorum"
 )
 
 // Plants lists the planted bugs Config.Plant accepts.
-var Plants = []string{PlantPrepareQuorum, PlantCommitQuorum, PlantViewChangeQuorum}
+var Plants = []string{PlantPrepareQuorum, PlantCommitQuorum, PlantViewChangeQuorum, PlantTentativeQuorum}
 
 // Protocol timing used by every simulated replica, in ticks.
 const (
