@@ -80,8 +80,12 @@ func newClientWindow() *clientWindow {
 }
 
 // tooOld reports whether n is at or below high-ClientWindow.
-func (w *clientWindow) tooOld(n uint64) bool {
-	return w.high >= ClientWindow && n <= w.high-ClientWindow
+func (w *clientWindow) tooOld(n uint64) bool { return belowWindow(w.high, n) }
+
+// belowWindow reports whether request number n is at or below
+// high-ClientWindow, high being a window's H.
+func belowWindow(high, n uint64) bool {
+	return high >= ClientWindow && n <= high-ClientWindow
 }
 
 // status classifies request number n.

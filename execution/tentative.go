@@ -107,11 +107,11 @@ func (e *Executor) settle() {
 }
 
 // executedWindow is the executed state's view of a client's window
-// while a tentative batch is staged (its changes are made in place):
-// found is false when the client had no window; a window the batch
-// changed is answered from the batch's undo log. The staged batch is
-// discarded first when it evicted windows (rare: the answer would need
-// the evicted windows back).
+// while a tentative batch is staged (its changes are made in place): a
+// window the batch changed is answered from the batch's undo log
+// (windowBefore reports a window the batch created as none, and
+// discards the staged batch when it evicted windows: rare, and the answer
+// would need the evicted windows back).
 type executedWindow struct {
 	e       *Executor
 	w       *clientWindow
@@ -158,7 +158,7 @@ func (x executedWindow) entry(n uint64) (windowEntry, bool) {
 
 // status is clientWindow.status on the executed state.
 func (x executedWindow) status(n uint64) RequestStatus {
-	if x.high >= ClientWindow && n <= x.high-ClientWindow {
+	if belowWindow(x.high, n) {
 		return RequestTooOld
 	}
 	if _, ok := x.entry(n); ok {

@@ -426,7 +426,7 @@ func (d *Driver) execute(b protocol.CommittedBatch) error {
 		return nil // an old-epoch batch above the end: the next epoch orders that sequence
 	}
 	d.obs.Executing(b)
-	replies, answered, err := d.applyCommitted(b, executionRequests(b))
+	replies, answered, err := d.applyCommitted(b)
 	if err != nil {
 		return err
 	}

@@ -124,13 +124,12 @@ func (d *Driver) executeTentative(rd *protocol.Ready) {
 	}
 }
 
-// applyCommitted applies the committed batch b (reqs are its requests):
-// it writes the tentative execution of b if one is staged, else applies
-// b. answered marks the replies already sent tentatively for b in its
+// applyCommitted applies the committed batch b: it writes the
+// tentative execution of b if one is staged, else applies b. answered marks the replies already sent tentatively for b in its
 // view (nil when none): executed again on the same state, b gives the
 // same results, so a batch whose staged execution was discarded
 // meanwhile is not answered twice either.
-func (d *Driver) applyCommitted(b protocol.CommittedBatch, reqs []execution.Request) (replies []execution.Reply, answered []bool, err error) {
+func (d *Driver) applyCommitted(b protocol.CommittedBatch) (replies []execution.Reply, answered []bool, err error) {
 	t := d.tent
 	d.tent = nil
 	same := t != nil && t.sequence == b.Sequence && t.digest == b.Digest
@@ -152,7 +151,7 @@ func (d *Driver) applyCommitted(b protocol.CommittedBatch, reqs []execution.Requ
 		te.DiscardTentative()
 		d.tentCounts.Discarded++
 	}
-	replies, err = d.exec.Apply(b.Sequence, reqs)
+	replies, err = d.exec.Apply(b.Sequence, executionRequests(b))
 	if err != nil {
 		return nil, nil, fmt.Errorf("replica: apply %d: %w", b.Sequence, err)
 	}

@@ -275,10 +275,7 @@ func (e hostExecutor) Apply(sequence uint64, requests []execution.Request) ([]ex
 		return nil, errStopped
 	}
 	replies, err := e.Executor.Apply(sequence, requests)
-	if err == nil {
-		e.h.checkLedger(fmt.Sprintf("after sequence %d", sequence))
-	}
-	return replies, err
+	return e.written(sequence, replies, err)
 }
 
 // CommitTentative writes a tentative execution, as Apply would the
@@ -288,6 +285,12 @@ func (e hostExecutor) CommitTentative(sequence uint64) ([]execution.Reply, error
 		return nil, errStopped
 	}
 	replies, err := e.Executor.CommitTentative(sequence)
+	return e.written(sequence, replies, err)
+}
+
+// written checks the ledger after the batch at sequence was written
+// (err nil) and passes the write's results on.
+func (e hostExecutor) written(sequence uint64, replies []execution.Reply, err error) ([]execution.Reply, error) {
 	if err == nil {
 		e.h.checkLedger(fmt.Sprintf("after sequence %d", sequence))
 	}
