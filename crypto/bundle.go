@@ -34,6 +34,9 @@ const (
 	// proof of at most 6 entries).
 	MaxBundle = 64
 
+	// maxBundleProof is the longest proof of a bundle of MaxBundle.
+	maxBundleProof = 6
+
 	bundleLeafDomain = "pbftnode/v1/bundle-leaf"
 	bundleNodeDomain = "pbftnode/v1/bundle-node"
 )
@@ -122,6 +125,12 @@ type RequestCheck struct {
 // (wrapping ErrBadRequestSignature) means no check can make the request
 // valid. sig is not copied.
 func CheckOfRequest(clientID, payload, sig []byte) (RequestCheck, error) {
+	return checkOfRequest(clientID, payload, sig, nil)
+}
+
+// checkOfRequest is CheckOfRequest, remembering in c (when not nil) what
+// the next requests of the same bundle can use (RequestChecker).
+func checkOfRequest(clientID, payload, sig []byte, c *RequestChecker) (RequestCheck, error) {
 	if len(sig) == ed25519.SignatureSize {
 		return RequestCheck{Domain: DomainClientRequest, Payload: payload, Signature: sig}, nil
 	}
@@ -143,21 +152,17 @@ func CheckOfRequest(clientID, payload, sig []byte) (RequestCheck, error) {
 		return RequestCheck{}, fmt.Errorf("%w: leaf %d of a bundle of %d (want 2..%d)", ErrBadRequestSignature, index, count, MaxBundle)
 	}
 	want := MerkleProofLen(index, count)
-	if len(rest) != want*DigestSize {
+	if want > maxBundleProof || len(rest) != want*DigestSize {
 		return RequestCheck{}, fmt.Errorf("%w: proof of %d bytes, want %d", ErrBadRequestSignature, len(rest), want*DigestSize)
 	}
-	proof := make([]Digest, want)
+	var entries [maxBundleProof]Digest
+	proof := entries[:want]
 	for i := range proof {
 		copy(proof[i][:], rest[i*DigestSize:])
 	}
-	root, err := MerkleRootOf(bundleNodeDomain, BundleLeaf(payload), index, count, proof)
+	root, err := merkleRootOf(bundleNodeDomain, BundleLeaf(payload), index, count, proof, c)
 	if err != nil {
 		return RequestCheck{}, fmt.Errorf("%w: %w", ErrBadRequestSignature, err)
 	}
-	return RequestCheck{
-		Domain:    DomainClientRequestBundle,
-		Payload:   BundleStatement(clientID, count, root),
-		Signature: sig[:ed25519.SignatureSize:ed25519.SignatureSize],
-		Bundled:   true,
-	}, nil
+	return c.bundled(clientID, count, root, sig[:ed25519.SignatureSize:ed25519.SignatureSize]), nil
 }

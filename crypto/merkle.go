@@ -110,6 +110,12 @@ func MerkleProofLen(index, count uint64) int {
 // 0 or above MaxMerkleLeaves, and a proof with an entry missing or one too
 // many: the error wraps ErrBadMerkleProof.
 func MerkleRootOf(domain string, leaf Digest, index, count uint64, proof []Digest) (Digest, error) {
+	return merkleRootOf(domain, leaf, index, count, proof, nil)
+}
+
+// merkleRootOf is MerkleRootOf, its inner nodes hashed through memo (nil:
+// none remembered).
+func merkleRootOf(domain string, leaf Digest, index, count uint64, proof []Digest, memo *RequestChecker) (Digest, error) {
 	switch {
 	case count == 0 || count > MaxMerkleLeaves:
 		return Digest{}, fmt.Errorf("%w: leaf count %d (want 1..%d)", ErrBadMerkleProof, count, MaxMerkleLeaves)
@@ -120,12 +126,12 @@ func MerkleRootOf(domain string, leaf Digest, index, count uint64, proof []Diges
 		return Digest{}, fmt.Errorf("%w: proof has %d entries, the tree's shape wants %d", ErrBadMerkleProof, len(proof), want)
 	}
 	node, used := leaf, 0
-	for width := count; width > 1; width = (width + 1) / 2 {
+	for level, width := 0, count; width > 1; level, width = level+1, (width+1)/2 {
 		if index^1 < width {
 			if index%2 == 0 {
-				node = MerkleInner(domain, node, proof[used])
+				node = memo.inner(domain, level, node, proof[used])
 			} else {
-				node = MerkleInner(domain, proof[used], node)
+				node = memo.inner(domain, level, proof[used], node)
 			}
 			used++
 		}

@@ -583,6 +583,9 @@ func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests
 	if v.cache != nil {
 		p.keys = make([]crypto.Digest, len(signed))
 	}
+	// The requests of one bundle usually come together: the checker
+	// hashes their tree's inner nodes and builds their statement once.
+	var checker crypto.RequestChecker
 	for i, s := range signed {
 		if s == nil {
 			return pendingRequests{}, fmt.Errorf("%w: empty request", ErrMalformed)
@@ -597,7 +600,7 @@ func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests
 		if req.ReadOnly {
 			return pendingRequests{}, ErrReadOnlyOrdered
 		}
-		check, err := crypto.CheckOfRequest(req.ClientId, s.Payload, s.Signature)
+		check, err := checker.Check(req.ClientId, s.Payload, s.Signature)
 		if err != nil {
 			return pendingRequests{}, fmt.Errorf("%w: client request: %w", ErrBadSignature, err)
 		}
@@ -605,7 +608,7 @@ func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests
 		p.checks[i] = check
 		p.jobs[i] = toQueue
 		if v.cache != nil {
-			p.keys[i] = check.Key()
+			p.keys[i] = checker.Key(check)
 			if v.cache.ContainsKey(p.keys[i]) {
 				p.jobs[i] = vouched
 			}
