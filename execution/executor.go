@@ -129,6 +129,8 @@ type Executor struct {
 	batch    *leveldb.Batch
 	keyBuf   []byte
 	valueBuf []byte
+	// rollbackBuf is the reused buffer of a batch's rollback record.
+	rollbackBuf []byte
 }
 
 // The executor's goleveldb batch is what a BatchApplication stages into.

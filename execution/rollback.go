@@ -19,23 +19,30 @@ import (
 // goleveldb snapshot TakeSnapshot took at the checkpoint dies with the
 // process. With TrackRollback on, every Apply also writes, in the same
 // atomic batch, the value each key it changes had before the batch (its
-// "undo record"), under
+// "undo entry"), all of the batch's in one record:
 //
-//	e/u/<sequence, 8 bytes big-endian><key> = 0 (absent) | 1 <value>
+//	e/u/<sequence, 8 bytes big-endian> = entries, each
+//	    uvarint(len(key)) key 0            (the key was absent)
+//	    uvarint(len(key)) key 1 uvarint(len(value)) value
 //
 // so that SnapshotAt can rebuild the state at any executed sequence above
-// the last one TrackRollback was given, after a restart too. With
-// SetRollbackInterval(k) (the PBFT driver's checkpoint interval), only
-// the multiples of k can be rebuilt, and a key's record is written only
-// at its first write in each interval of k sequences. The records
-// are under storage.PrefixExecutor, so a state transfer's wipe deletes
-// them, and they are never transferred (isExecutorTransferKey).
+// the last one TrackRollback was given, after a restart too. One record
+// per batch rather than one per key: each goleveldb entry costs a
+// memtable insert (a skip-list search) whatever its size, and the
+// records were a third of a replica's entries. A replica that wrote
+// records of the earlier form, one per key (e/u/<sequence><key> = 0 |
+// 1 value), still reads them. With SetRollbackInterval(k) (the PBFT
+// driver's checkpoint interval), only the multiples of k can be rebuilt,
+// and a key's entry is written only at its first write in each interval
+// of k sequences. The records are under storage.PrefixExecutor, so a
+// state transfer's wipe deletes them, and they are never transferred
+// (isExecutorTransferKey).
 //
 // Cost: one read (usually from the memtable or block cache) per distinct
 // key a batch records, and on disk the previous values of the keys written
 // by the batches above the stable checkpoint: at most WindowSize batches,
 // deleted when the next checkpoint becomes stable; per interval, at most
-// one record per distinct key written in it.
+// one entry per distinct key written in it.
 const rollbackPrefix = storage.PrefixExecutor + "u/"
 
 var (
@@ -161,8 +168,8 @@ func (e *Executor) priorValues(sequence uint64) {
 	}
 }
 
-// stageRollback adds to batch, about to be written for sequence, the undo
-// record of every key it writes: that key's value now.
+// stageRollback adds to batch, about to be written for sequence, the
+// record of the undo entry of every key it writes: that key's value now.
 func (e *Executor) stageRollback(sequence uint64, batch *leveldb.Batch) error {
 	c := &e.rollbackKeys
 	if c.seen == nil {
@@ -174,8 +181,7 @@ func (e *Executor) stageRollback(sequence uint64, batch *leveldb.Batch) error {
 	e.priorValues(sequence)
 	e.enterRollbackSpan(sequence)
 	appCache, _ := e.app.(CommittedValueCache)
-	recordKey := rollbackSequencePrefix(sequence)
-	prefixLen := len(recordKey)
+	record := e.rollbackBuf[:0]
 	start := 0
 	for _, end := range c.ends {
 		key := c.arena[start:end]
@@ -189,19 +195,87 @@ func (e *Executor) stageRollback(sequence uint64, batch *leveldb.Batch) error {
 			}
 			e.rollbackPending = append(e.rollbackPending, string(key))
 		}
-		recordKey = append(recordKey[:prefixLen], key...)
 		old, present, err := e.valueBefore(c, appCache, key)
-		switch {
-		case err != nil:
+		if err != nil {
 			return fmt.Errorf("rollback record of %q: %w", key, err)
-		case !present:
-			batch.Put(recordKey, []byte{0})
-		default:
-			e.valueBuf = append(append(e.valueBuf[:0], 1), old...)
-			batch.Put(recordKey, e.valueBuf)
 		}
+		record = appendUndoEntry(record, key, old, present)
+	}
+	if len(record) > 0 {
+		batch.Put(rollbackSequencePrefix(sequence), record)
+	}
+	e.rollbackBuf = record
+	if cap(e.rollbackBuf) > maxKeptBufferSize {
+		e.rollbackBuf = nil
 	}
 	return nil
+}
+
+// appendUndoEntry appends to record the undo entry of key: absent, or
+// present with value.
+func appendUndoEntry(record, key, value []byte, present bool) []byte {
+	record = binary.AppendUvarint(record, uint64(len(key)))
+	record = append(record, key...)
+	if !present {
+		return append(record, 0)
+	}
+	record = append(record, 1)
+	record = binary.AppendUvarint(record, uint64(len(value)))
+	return append(record, value...)
+}
+
+// errCorruptUndoRecord: a rollback record does not decode.
+var errCorruptUndoRecord = errors.New("corrupt rollback record")
+
+// walkUndoRecord calls visit with the key of each undo entry of a batch's
+// record and the offset of the entry's value part (its 0 or 1 byte).
+func walkUndoRecord(record []byte, visit func(key []byte, at int)) error {
+	for i := 0; i < len(record); {
+		n, w := binary.Uvarint(record[i:])
+		if w <= 0 || n > uint64(len(record)-i-w) {
+			return errCorruptUndoRecord
+		}
+		key := record[i+w : i+w+int(n)]
+		at := i + w + int(n)
+		end, err := undoEntryEnd(record, at)
+		if err != nil {
+			return err
+		}
+		visit(key, at)
+		i = end
+	}
+	return nil
+}
+
+// undoEntryEnd returns the end of the value part of an undo entry that
+// starts at at in record.
+func undoEntryEnd(record []byte, at int) (int, error) {
+	switch {
+	case at >= len(record):
+		return 0, errCorruptUndoRecord
+	case record[at] == 0:
+		return at + 1, nil
+	case record[at] != 1:
+		return 0, errCorruptUndoRecord
+	}
+	n, w := binary.Uvarint(record[at+1:])
+	if w <= 0 || n > uint64(len(record)-at-1-w) {
+		return 0, errCorruptUndoRecord
+	}
+	return at + 1 + w + int(n), nil
+}
+
+// undoValue decodes the value part of an undo entry at at in record.
+func undoValue(record []byte, at int) (value []byte, present bool, err error) {
+	end, err := undoEntryEnd(record, at)
+	if err != nil {
+		return nil, false, err
+	}
+	if record[at] == 0 {
+		return nil, false, nil
+	}
+	_, w := binary.Uvarint(record[at+1:])
+	return record[at+1+w : end], true, nil
 }
 
 // valueBefore returns key's committed value before the batch: known to
@@ -223,12 +297,20 @@ func (e *Executor) valueBefore(c *keyCollector, appCache CommittedValueCache, ke
 }
 
 // rollbackOverlay is what a StateSnapshot built by SnapshotAt changes in
-// its goleveldb snapshot: for each key a later batch wrote (sorted), the
-// undo record holding its value at the snapshot's sequence. Values are
-// read from the snapshot when served, so memory holds only keys.
+// its goleveldb snapshot: for each key a later batch wrote (sorted), where
+// its undo entry holding its value at the snapshot's sequence is. Values
+// are read from the snapshot when served, so memory holds only keys.
 type rollbackOverlay struct {
-	keys     [][]byte
-	undoKeys map[string][]byte
+	keys  [][]byte
+	undos map[string]undoLocation
+}
+
+// undoLocation is where an undo entry is: in the record under record, at
+// offset at (a batch's record), or the whole record (at < 0: one record
+// per key, the earlier form).
+type undoLocation struct {
+	record []byte
+	at     int
 }
 
 // SnapshotAt returns the state as of executed sequence seq, which must be
@@ -272,7 +354,13 @@ func (e *Executor) SnapshotAt(seq uint64) (*StateSnapshot, error) {
 // interval is 0, else at least at the first sequence of each interval
 // (seq+1, seq+1+interval, ...; seq is then a multiple of interval).
 func loadRollbackOverlay(snap *leveldb.Snapshot, seq, last, interval uint64) (*rollbackOverlay, error) {
-	o := &rollbackOverlay{undoKeys: make(map[string][]byte)}
+	o := &rollbackOverlay{undos: make(map[string]undoLocation)}
+	note := func(key []byte, loc undoLocation) {
+		if _, ok := o.undos[string(key)]; !ok {
+			o.undos[string(key)] = loc
+			o.keys = append(o.keys, bytes.Clone(key))
+		}
+	}
 	rng := &util.Range{Start: rollbackSequencePrefix(seq + 1), Limit: rollbackSequencePrefix(last + 1)}
 	iter := snap.NewIterator(rng, nil)
 	defer iter.Release()
@@ -290,10 +378,15 @@ func loadRollbackOverlay(snap *leveldb.Snapshot, seq, last, interval uint64) (*r
 		case s > want:
 			return nil, fmt.Errorf("no rollback record of sequence %d: %w", want, ErrRollbackUnavailable)
 		}
-		key := k[len(rollbackPrefix)+8:]
-		if _, ok := o.undoKeys[string(key)]; !ok {
-			o.undoKeys[string(key)] = bytes.Clone(k)
-			o.keys = append(o.keys, bytes.Clone(key))
+		if len(k) > len(rollbackPrefix)+8 { // one key's record, the earlier form
+			note(k[len(rollbackPrefix)+8:], undoLocation{record: bytes.Clone(k), at: -1})
+			continue
+		}
+		record := bytes.Clone(k)
+		if err := walkUndoRecord(iter.Value(), func(key []byte, at int) {
+			note(key, undoLocation{record: record, at: at})
+		}); err != nil {
+			return nil, fmt.Errorf("rollback record of sequence %d: %w", s, err)
 		}
 	}
 	if err := iter.Error(); err != nil {
@@ -307,11 +400,19 @@ func loadRollbackOverlay(snap *leveldb.Snapshot, seq, last, interval uint64) (*r
 }
 
 // value returns key's value at the snapshot's sequence from its
-// undo record; ok is false when the key did not exist then.
+// undo entry; ok is false when the key did not exist then.
 func (o *rollbackOverlay) value(snap *leveldb.Snapshot, key []byte) (value []byte, ok bool, err error) {
-	rec, err := snap.Get(o.undoKeys[string(key)], nil)
+	loc := o.undos[string(key)]
+	rec, err := snap.Get(loc.record, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("read rollback record of %q: %w", key, err)
+	}
+	if loc.at >= 0 {
+		value, ok, err = undoValue(rec, loc.at)
+		if err != nil {
+			return nil, false, fmt.Errorf("rollback record of %q: %w", key, err)
+		}
+		return value, ok, nil
 	}
 	switch {
 	case len(rec) == 1 && rec[0] == 0:

@@ -141,8 +141,15 @@ func rollbackRecordSequences(t *testing.T, r *testReplica) map[string][]uint64 {
 	defer iter.Release()
 	for iter.Next() {
 		k := iter.Key()[len(rollbackPrefix):]
-		key := string(k[8:])
-		out[key] = append(out[key], binary.BigEndian.Uint64(k))
+		if len(k) != 8 {
+			t.Fatalf("a rollback record of one key (%q): each batch writes one record", k)
+		}
+		seq := binary.BigEndian.Uint64(k)
+		if err := walkUndoRecord(iter.Value(), func(key []byte, _ int) {
+			out[string(key)] = append(out[string(key)], seq)
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := iter.Error(); err != nil {
 		t.Fatal(err)
