@@ -46,7 +46,7 @@ type Config struct {
 	CheckpointInterval uint64
 	// WindowSize L: sequences in (low, low+L] are accepted (2K).
 	WindowSize uint64
-	// MaxBatchSize is the most requests in one pre-prepare (256).
+	// MaxBatchSize is the most requests in one pre-prepare (512).
 	MaxBatchSize int
 	// MaxBatchBytes bounds the encoded requests of one batch (4 MiB - 64 KiB).
 	MaxBatchBytes int
@@ -132,8 +132,12 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultCheckpointInterval  = 128
-	DefaultMaxBatchSize        = 256
+	DefaultCheckpointInterval = 128
+	DefaultMaxBatchSize       = 512
+	// maxRelayedRequests bounds the client requests a backup relays to
+	// a new primary at once: a quarter of the runtime's 1,024-frame
+	// queue to a peer.
+	maxRelayedRequests         = 256
 	DefaultMaxBatchBytes       = 4<<20 - 64<<10
 	DefaultMaxInFlight         = 8
 	DefaultMaxPartialInFlight  = 2

@@ -44,8 +44,10 @@ import "github.com/pbftnode/pbftnode/wire"
 // views and this one (the decay halves it in about 44 windows). A window
 // is slow when the backup saw demand in it (on average slowDemandPending
 // client-sent requests pending here, or the primary's batches averaging at
-// least slowDemandBatchFraction of MaxBatchSize, which a primary cuts only
-// when requests queue) and the primary ordered under 1/slowFactor of the
+// least slowDemandBatchRequests, or slowDemandBatchFraction of
+// MaxBatchSize when that is fewer, which a primary cuts only when requests
+// queue; how many requests wait is the evidence, not how large a batch may
+// grow) and the primary ordered under 1/slowFactor of the
 // reference in requests and in bytes both. After slowWindowsToSuspect
 // consecutive slow windows the backup suspects the primary (a Suspect, so
 // f+1 backups must agree, as with the timer). The first window of a view
@@ -68,7 +70,8 @@ const (
 	slowFactor                 = 5
 	slowWindowsToSuspect       = 2
 	slowMinReferenceRequests   = 64
-	slowDemandBatchFraction    = 16 // batches of MaxBatchSize/16 requests or more show demand
+	slowDemandBatchRequests    = 16 // batches of this many requests or more show demand
+	slowDemandBatchFraction    = 16 // or of MaxBatchSize/16 when that is fewer
 	slowDemandPending          = 8  // or this many client requests pending here on average
 	slowReferenceDecayFraction = 64 // the reference loses 1/64 per window
 )
@@ -182,6 +185,12 @@ func (r *Replica) windowDemand() bool {
 	if m.pendingSum >= slowDemandPending*slowWindowTicks {
 		return true
 	}
-	threshold := uint64(max(2, r.cfg.MaxBatchSize/slowDemandBatchFraction))
+	threshold := uint64(demandBatch(r.cfg.MaxBatchSize))
 	return m.batches > 0 && m.reqs >= threshold*m.batches
+}
+
+// demandBatch is the average batch size, in requests, that shows demand
+// to the slow-primary monitor when batches hold at most maxBatch.
+func demandBatch(maxBatch int) int {
+	return max(2, min(maxBatch/slowDemandBatchFraction, slowDemandBatchRequests))
 }

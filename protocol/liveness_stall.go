@@ -11,8 +11,9 @@ package protocol
 // primary cuts well-filled batches a few ticks apart, and as soon as a
 // batch commits it proposes the next from the requests that kept
 // arriving. So a backup whose latest stallHistory pre-prepares of this view
-// carried well-filled batches on average (half of MaxBatchSize requests,
-// and at least stallMinBatchRequests), whose
+// carried well-filled batches on average (stallWellFilledRequests, or half
+// of MaxBatchSize when that is fewer, and at least stallMinBatchRequests),
+// whose
 // pipeline is empty (every pre-prepare of this view logged here committed
 // here, the window has room, nothing is buffered beyond it) and which
 // holds the primary's own COMMIT for the last sequence (the primary got
@@ -53,12 +54,13 @@ package protocol
 // ticker drops the ticks a busy loop misses, so a backup stalled itself
 // counts less, not more.
 const (
-	stallMinPercent       = 40
-	stallMaxPercent       = 80
-	stallGapFactor        = 3
-	stallGapDecayFraction = 8
-	stallHistory          = 16 // the latest pre-prepares judged
-	stallMinBatchRequests = 16 // a well-filled batch holds half of MaxBatchSize, and at least this many
+	stallMinPercent         = 40
+	stallMaxPercent         = 80
+	stallGapFactor          = 3
+	stallGapDecayFraction   = 8
+	stallHistory            = 16  // the latest pre-prepares judged
+	stallWellFilledRequests = 128 // a well-filled batch holds this many requests, or half of MaxBatchSize when fewer
+	stallMinBatchRequests   = 16  // and at least this many
 )
 
 // stallWatch is the stall rule's state for this view's primary.
@@ -97,7 +99,13 @@ func (w *stallWatch) noteBatch(size, maxBatch int, now uint64) {
 // saturated reports whether the latest stallHistory pre-prepares of this
 // view carried well-filled batches on average.
 func (w *stallWatch) saturated(maxBatch int) bool {
-	return w.n == stallHistory && w.sum >= stallHistory*max(maxBatch/2, stallMinBatchRequests)
+	return w.n == stallHistory && w.sum >= stallHistory*wellFilledBatch(maxBatch)
+}
+
+// wellFilledBatch is the average batch size, in requests, that shows a
+// saturating load to the stall rule when batches hold at most maxBatch.
+func wellFilledBatch(maxBatch int) int {
+	return max(min(maxBatch/2, stallWellFilledRequests), stallMinBatchRequests)
 }
 
 // forget drops the batch history: the next stall is judged on a fresh one.

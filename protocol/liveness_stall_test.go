@@ -136,3 +136,21 @@ func TestSaturatingLoadThatStopsDeadIsNotSuspected(t *testing.T) {
 	}
 	assertNoSuspicion(t, c)
 }
+
+// TestLivenessBatchThresholdsDoNotGrowWithTheBatchBound: what shows a
+// saturating load (the stall rule) or demand (the slow-primary monitor)
+// is how many requests a primary's batches gather, so raising MaxBatchSize
+// above 256 leaves both thresholds where they were (128 and 16 requests);
+// a smaller bound lowers them with it.
+func TestLivenessBatchThresholdsDoNotGrowWithTheBatchBound(t *testing.T) {
+	for _, c := range []struct{ maxBatch, wellFilled, demand int }{
+		{DefaultMaxBatchSize, 128, 16}, {4096, 128, 16}, {256, 128, 16}, {32, 16, 2}, {64, 32, 4}, {1, 16, 2},
+	} {
+		if got := wellFilledBatch(c.maxBatch); got != c.wellFilled {
+			t.Errorf("MaxBatchSize %d: well-filled batch %d, want %d", c.maxBatch, got, c.wellFilled)
+		}
+		if got := demandBatch(c.maxBatch); got != c.demand {
+			t.Errorf("MaxBatchSize %d: demand batch %d, want %d", c.maxBatch, got, c.demand)
+		}
+	}
+}

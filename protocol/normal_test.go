@@ -518,7 +518,7 @@ func TestPartialBatchesWaitForThePipeline(t *testing.T) {
 	submit := func(t *testing.T, r *Replica, from, to int) {
 		t.Helper()
 		for i := from; i < to; i++ {
-			if err := r.Submit(request(byte(10+i%8), uint64(i/8+1), fmt.Sprint("op", i))); err != nil {
+			if err := r.Submit(request(byte(10+i%16), uint64(i/16+1), fmt.Sprint("op", i))); err != nil {
 				t.Fatal(err)
 			}
 		}

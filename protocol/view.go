@@ -380,13 +380,14 @@ func (r *Replica) enterNewView(d viewchange.Decision, headers []viewchange.PrePr
 	r.propose()
 	if !r.IsPrimary() {
 		// Relay the requests clients sent here to the new primary: after
-		// this view's prepares, and at most one batch of them, so that the
-		// relay cannot crowd the votes the new view needs out of a bounded
-		// transport queue (it did: 2048 relayed requests overflowed the
-		// 1024-frame queue to the new primary, the prepares behind them
-		// were dropped, and the view stalled until retransmission). Clients
-		// send to every replica after their timeout anyway.
-		for _, req := range r.requests.fromClientRequests(r.cfg.MaxBatchSize) {
+		// this view's prepares, and at most one batch of them (and at most
+		// maxRelayedRequests), so that the relay cannot crowd the votes the
+		// new view needs out of a bounded transport queue (it did: 2048
+		// relayed requests overflowed the 1024-frame queue to the new
+		// primary, the prepares behind them were dropped, and the view
+		// stalled until retransmission). Clients send to every replica
+		// after their timeout anyway.
+		for _, req := range r.requests.fromClientRequests(min(r.cfg.MaxBatchSize, maxRelayedRequests)) {
 			r.send(r.primary(r.view), KindForward, &wire.ReplicaMessage{
 				Body: &wire.ReplicaMessage_ForwardedRequest{ForwardedRequest: req.Signed}})
 		}

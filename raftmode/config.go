@@ -31,7 +31,7 @@ type LogStorage interface {
 const (
 	DefaultElectionTicks      = 100 // 1 s at a 10 ms tick
 	DefaultHeartbeatTicks     = 10
-	DefaultMaxBatchSize       = 256
+	DefaultMaxBatchSize       = 512
 	DefaultMaxPendingRequests = 65536
 	DefaultMaxInflightMsgs    = 256
 	DefaultMaxSizePerMsg      = 1 << 20
