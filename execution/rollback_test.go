@@ -26,14 +26,8 @@ func sameEntries(a, b []*wire.KeyValue) bool {
 // sequence given to TrackRollback are deleted.
 func TestSnapshotAtRollsBackAcrossARestart(t *testing.T) {
 	dir := t.TempDir()
-	src := openReplica(t, dir)
-	if err := src.exe.TrackRollback(0); err != nil {
-		t.Fatal(err)
-	}
-	buildState(t, src.exe, 1, 20)
-	at20 := takeSnapshot(t, src.exe)
+	src, at20 := trackedPast20(t, dir)
 	want := flatten(chunkAll(t, at20, 1<<20))
-	buildState(t, src.exe, 21, 37)
 	if src.exe.StateDigest() == at20.Digest() {
 		t.Fatal("later batches did not change the digest; the test proves nothing")
 	}
@@ -71,6 +65,20 @@ func TestSnapshotAtRollsBackAcrossARestart(t *testing.T) {
 	}
 	buildState(t, src.exe, 38, 40)
 	check(src.exe)
+}
+
+// trackedPast20 opens a replica in dir with TrackRollback on, executes
+// sequences 1 to 37 and returns it with a snapshot taken at 20.
+func trackedPast20(t *testing.T, dir string) (*testReplica, *StateSnapshot) {
+	t.Helper()
+	src := openReplica(t, dir)
+	if err := src.exe.TrackRollback(0); err != nil {
+		t.Fatal(err)
+	}
+	buildState(t, src.exe, 1, 20)
+	at20 := takeSnapshot(t, src.exe)
+	buildState(t, src.exe, 21, 37)
+	return src, at20
 }
 
 // TestSnapshotAtWithoutRecords: batches applied with TrackRollback off

@@ -52,15 +52,9 @@ func rewriteRecordsPerKey(t *testing.T, r *testReplica, from, to uint64) int {
 func TestSnapshotAtReadsRecordsOfTheEarlierForm(t *testing.T) {
 	for _, upgradedAt := range []uint64{37, 28} {
 		dir := t.TempDir()
-		src := openReplica(t, dir)
-		if err := src.exe.TrackRollback(0); err != nil {
-			t.Fatal(err)
-		}
-		buildState(t, src.exe, 1, 20)
-		at20 := takeSnapshot(t, src.exe)
+		src, at20 := trackedPast20(t, dir)
 		want := flatten(chunkAll(t, at20, 1<<20))
 		at20.Release()
-		buildState(t, src.exe, 21, 37)
 		src.db.Close()
 
 		src = openReplica(t, dir)
