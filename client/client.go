@@ -104,6 +104,17 @@ type Config struct {
 	// Requests that ask for a receipt (InvokeWithReceipt), configuration
 	// changes and reads never ask for tentative replies.
 	CommittedRepliesOnly bool
+	// TentativePause is how long the client stops asking for tentative
+	// replies after a call that asked for them reached its first
+	// retransmission holding some tentative replies but not 2f+1
+	// (default 30 s; see tentative.go). A replica that answered a
+	// request tentatively sends no committed reply when the batch
+	// commits, so such a call waits for its retransmission, which the
+	// replicas' reply caches answer; a replica that keeps silent toward
+	// clients while it votes, beside a correct one slow to reach this
+	// client, would make every call wait that long, where committed
+	// replies need only f+1 replicas.
+	TentativePause time.Duration
 }
 
 // Hint is what a client knows of where the cluster's primary is.
@@ -181,6 +192,11 @@ type Client struct {
 	// tentativeAccepts counts the calls accepted by the rule for
 	// tentative replies (TentativeAccepts).
 	tentativeAccepts atomic.Uint64
+	// tentativePausedUntil: until then, calls ask for committed replies
+	// only (guarded by mu; noteRetransmitLocked). tentativePauses counts
+	// the pauses (TentativePauses).
+	tentativePausedUntil time.Time
+	tentativePauses      atomic.Uint64
 	// receiptKeys are the members' public keys by index in epoch
 	// receiptKeysEpoch, derived from their peer IDs for InvokeWithReceipt
 	// (guarded by mu; rebuilt when Follow moves to another epoch).
@@ -266,6 +282,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.HintTimeout <= 0 {
 		cfg.HintTimeout = cfg.RetransmitTimeout
+	}
+	if cfg.TentativePause <= 0 {
+		cfg.TentativePause = DefaultTentativePause
 	}
 	if cfg.Window == 0 {
 		cfg.Window = 64
@@ -428,6 +447,7 @@ func (c *Client) awaitFrame(ctx context.Context, cl *call, frame []byte, col *re
 			// and check whether the membership moved on.
 			c.mu.Lock()
 			c.followLocked()
+			c.noteRetransmitLocked(cl)
 			c.mu.Unlock()
 			c.sendAll(frame)
 			timeout = min(2*timeout, 8*c.cfg.RetransmitTimeout)

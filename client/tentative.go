@@ -1,5 +1,7 @@
 package client
 
+import "time"
+
 // Tentative replies (Castro and Liskov's tentative execution). A PBFT
 // replica that prepared a batch and made its prepared certificate durable
 // may execute the batch, without applying it to its state, and reply at
@@ -32,17 +34,40 @@ package client
 // same view at another sequence: the newer), so a replica that prepared
 // the batch again after a view change counts with its new tag only.
 
+//
+// A replica that answered a request tentatively sends no committed reply
+// when its batch commits (unless it committed in another view), so a call
+// that got fewer than T tentative replies waits for its retransmission,
+// which the replicas' reply caches answer with committed replies. That
+// costs a retransmission timeout whenever fewer than T replicas can
+// answer this client promptly while the batch still commits: a replica
+// that votes but never replies to clients (a faulty one) beside a
+// correct one that is slow or cut off from this client, where committed
+// replies would have needed only q. So a call that reaches its first
+// retransmission holding a tentative reply but not its tentative quorum
+// pauses the client's tentative replies: for Config.TentativePause, its
+// calls ask for committed replies only (noteRetransmitLocked). A call
+// that stalls for another reason (a primary gone) holds no tentative
+// reply and pauses nothing.
+
+// DefaultTentativePause is Config.TentativePause's default.
+const DefaultTentativePause = 30 * time.Second
+
 // askTentative reports whether cl, an ordered call about to send its
 // request, asks for tentative replies (Request.tentative), and if so
 // arms rule 2 for it (call.tentativeQuorum). It asks unless
 // Config.CommittedRepliesOnly is set, the client is in crash-faults mode
-// or cl's quorum is below 2, or 2*quorum-1 replies could not come from
-// the members the client knows. It takes c.mu.
+// or cl's quorum is below 2, 2*quorum-1 replies could not come from the
+// members the client knows, or tentative replies are paused
+// (noteRetransmitLocked). It takes c.mu.
 func (c *Client) askTentative(cl *call) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := 2*cl.quorum - 1
 	if c.cfg.CommittedRepliesOnly || c.crashFaults || cl.readOnly || cl.quorum < 2 || t > c.n {
+		return false
+	}
+	if !c.tentativePausedUntil.IsZero() && time.Now().Before(c.tentativePausedUntil) {
 		return false
 	}
 	cl.tentativeQuorum = t
@@ -119,6 +144,34 @@ func (cl *call) acceptedLocked(rec *replyRecord, views []uint64) ([]uint64, bool
 	cl.byTag = true
 	return views, true
 }
+
+// noteRetransmitLocked, at a retransmission of cl, pauses the client's
+// tentative replies when cl asked for them and holds a tentative reply
+// but is not complete (see the notes above askTentative). c.mu must be
+// held.
+func (c *Client) noteRetransmitLocked(cl *call) {
+	if cl.tentativeQuorum == 0 {
+		return
+	}
+	select {
+	case <-cl.done:
+		return // complete
+	default:
+	}
+	for i := range cl.replies {
+		if r := &cl.replies[i]; r.seen && r.tentative {
+			c.tentativePausedUntil = time.Now().Add(c.cfg.TentativePause)
+			c.tentativePauses.Add(1)
+			c.log.Info("client: tentative replies fell short of their quorum until the retransmission; asking for committed replies only for a while",
+				"request", cl.number, "pause", c.cfg.TentativePause)
+			return
+		}
+	}
+}
+
+// TentativePauses returns how many times the client paused asking for
+// tentative replies (see Config.TentativePause).
+func (c *Client) TentativePauses() uint64 { return c.tentativePauses.Load() }
 
 // TentativeAccepts returns how many ordered calls the client accepted on
 // 2f+1 matching replies of one view and sequence (the rule for tentative
