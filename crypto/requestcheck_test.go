@@ -131,9 +131,70 @@ func TestRequestCheckerHashesABundleOnce(t *testing.T) {
 	}
 }
 
+// TestRequestCheckerInterleavedBundles: the requests of two bundles of
+// MaxBundle of two clients, alternating (as one round's client frames
+// arrive), still hash each bundle's inner nodes once and share each
+// bundle's statement; their checks and keys are CheckOfRequest's.
+func TestRequestCheckerInterleavedBundles(t *testing.T) {
+	type signed struct{ id, payload, sig []byte }
+	var bundles [2][]signed
+	for b := range bundles {
+		s, id := checkerClient(t, byte(20+b))
+		payloads := make([][]byte, MaxBundle)
+		for i := range payloads {
+			payloads[i] = fmt.Appendf(nil, "client %d request %d", b, i)
+		}
+		for i, sig := range SignRequests(s, id, payloads) {
+			bundles[b] = append(bundles[b], signed{id, payloads[i], sig})
+		}
+	}
+	var c RequestChecker
+	var statements [2][]byte
+	for i := range MaxBundle {
+		for b := range bundles {
+			r := bundles[b][i]
+			got, err := c.Check(r.id, r.payload, r.sig)
+			want, _ := CheckOfRequest(r.id, r.payload, r.sig)
+			if err != nil || !bytes.Equal(got.Payload, want.Payload) || c.Key(got) != want.Key() {
+				t.Fatalf("bundle %d request %d: %v", b, i, err)
+			}
+			if statements[b] == nil {
+				statements[b] = got.Payload
+			} else if &got.Payload[0] != &statements[b][0] {
+				t.Fatalf("bundle %d request %d: a statement of its own", b, i)
+			}
+		}
+	}
+	if c.hashed != 2*(MaxBundle-1) {
+		t.Fatalf("%d inner nodes hashed for two bundles of %d, want %d", c.hashed, MaxBundle, 2*(MaxBundle-1))
+	}
+}
+
+// TestRequestCheckerIsBounded: a round of many distinct bundles makes the
+// checker remember at most maxCheckerBundles bundles, and its answers
+// stay right beyond that.
+func TestRequestCheckerIsBounded(t *testing.T) {
+	s, id := checkerClient(t, 9)
+	var c RequestChecker
+	for b := 0; b < maxCheckerBundles+8; b++ {
+		payloads := [][]byte{fmt.Appendf(nil, "bundle %d a", b), fmt.Appendf(nil, "bundle %d b", b), fmt.Appendf(nil, "bundle %d c", b)}
+		for i, sig := range SignRequests(s, id, payloads) {
+			got, err := c.Check(id, payloads[i], sig)
+			want, _ := CheckOfRequest(id, payloads[i], sig)
+			if err != nil || !bytes.Equal(got.Payload, want.Payload) || c.Key(got) != want.Key() {
+				t.Fatalf("bundle %d request %d: %v", b, i, err)
+			}
+		}
+	}
+	if len(c.bundles) != maxCheckerBundles {
+		t.Fatalf("%d bundles remembered, bound %d", len(c.bundles), maxCheckerBundles)
+	}
+}
+
 // BenchmarkRequestChecks: the checks of a PRE-PREPARE of 256 requests in
 // bundles of 26 (what 16 clients x 64 outstanding send), each alone
-// (CheckOfRequest) and through one checker, with their cache keys.
+// (CheckOfRequest) and through one checker, in the bundles' order and
+// interleaved, with their cache keys.
 func BenchmarkRequestChecks(b *testing.B) {
 	s, id := checkerClient(b, 3)
 	var msg []checkerRequest
@@ -159,6 +220,23 @@ func BenchmarkRequestChecks(b *testing.B) {
 		for b.Loop() {
 			var c RequestChecker
 			for _, r := range msg {
+				check, _ := c.Check(r.client, r.payload, r.sig)
+				_ = c.Key(check)
+			}
+		}
+	})
+	// The same requests in the order a round of 10 clients' frames
+	// arrives: one request of each bundle in turn.
+	var interleaved []checkerRequest
+	for i := range 26 {
+		for start := 0; start+i < len(msg); start += 26 {
+			interleaved = append(interleaved, msg[start+i])
+		}
+	}
+	b.Run("checker-interleaved", func(b *testing.B) {
+		for b.Loop() {
+			var c RequestChecker
+			for _, r := range interleaved {
 				check, _ := c.Check(r.client, r.payload, r.sig)
 				_ = c.Key(check)
 			}

@@ -219,14 +219,20 @@ type Admission func(body *wire.ReplicaMessage) error
 func (v *MessageVerifier) VerifyFramesAdmitting(frames []Frame, admit Admission) []Verified {
 	pending := make([]pendingFrame, len(frames))
 	var outerJobs []crypto.VerifyJob
+	// The requests of one bundle come together, in a pre-prepare, or
+	// interleaved with others' in the client frames of one round: one
+	// checker hashes each bundle's inner nodes and builds its statement
+	// once for the whole round.
+	var round crypto.RequestChecker
+	checker := &round
 	for i, f := range frames {
 		p := &pending[i]
 		switch {
 		case f.ClientRequest != nil:
 			p.client = true
-			p.requests, p.err = v.decodeRequests([]*wire.Signed{f.ClientRequest})
+			p.requests, p.err = v.decodeRequests([]*wire.Signed{f.ClientRequest}, checker)
 		case f.ReplicaMessage != nil:
-			v.decodeAdmitted(p, f.ReplicaMessage, nil, &outerJobs, admit, f.Sender)
+			v.decodeAdmitted(p, f.ReplicaMessage, nil, &outerJobs, admit, f.Sender, checker)
 		default:
 			var rf wire.ReplicaFrame
 			if err := proto.Unmarshal(f.ReplicaFrame, &rf); err != nil {
@@ -237,7 +243,7 @@ func (v *MessageVerifier) VerifyFramesAdmitting(frames []Frame, admit Admission)
 				p.err = fmt.Errorf("%w: frame without a message", ErrMalformed)
 				continue
 			}
-			v.decodeAdmitted(p, rf.Message, rf.Batch, &outerJobs, admit, f.Sender)
+			v.decodeAdmitted(p, rf.Message, rf.Batch, &outerJobs, admit, f.Sender, checker)
 		}
 	}
 	outerOK := v.verifyJobs(outerJobs)
@@ -276,13 +282,14 @@ func (v *MessageVerifier) verifyJobs(jobs []crypto.VerifyJob) []bool {
 // decodeReplica decodes a signed replica message (with the batch beside
 // it) and queues its signatures, recording the first failed check.
 func (v *MessageVerifier) decodeReplica(p *pendingFrame, signed *wire.Signed, batch []*wire.Signed, outerJobs *[]crypto.VerifyJob) {
-	v.decodeAdmitted(p, signed, batch, outerJobs, nil, nil)
+	v.decodeAdmitted(p, signed, batch, outerJobs, nil, nil, new(crypto.RequestChecker))
 }
 
 // decodeAdmitted is decodeReplica that asks admit (when not nil) about the
 // decoded message before queuing any signature, and takes a COMMIT that
 // sender (the frame's Frame.Sender) authored without a signature check.
-func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, batch []*wire.Signed, outerJobs *[]crypto.VerifyJob, admit Admission, sender []byte) {
+// The client requests it carries are checked through checker.
+func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, batch []*wire.Signed, outerJobs *[]crypto.VerifyJob, admit Admission, sender []byte, checker *crypto.RequestChecker) {
 	p.signed, p.batch = signed, batch
 	var body wire.ReplicaMessage
 	if err := proto.Unmarshal(signed.GetPayload(), &body); err != nil {
@@ -330,9 +337,9 @@ func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, b
 			p.after = ErrDigestMismatch
 			return
 		}
-		p.requests, p.after = v.decodeRequests(batch)
+		p.requests, p.after = v.decodeRequests(batch, checker)
 	case *wire.ReplicaMessage_ForwardedRequest:
-		p.requests, p.after = v.decodeRequests([]*wire.Signed{b.ForwardedRequest})
+		p.requests, p.after = v.decodeRequests([]*wire.Signed{b.ForwardedRequest}, checker)
 	case *wire.ReplicaMessage_Prepare:
 		if b.Prepare == nil {
 			p.after = ErrMalformed
@@ -375,7 +382,7 @@ func (v *MessageVerifier) decodeAdmitted(p *pendingFrame, signed *wire.Signed, b
 			p.after = ErrDigestMismatch
 			return
 		}
-		p.requests, p.after = v.decodeRequests(br.Requests)
+		p.requests, p.after = v.decodeRequests(br.Requests, checker)
 	case *wire.ReplicaMessage_CheckpointCertificate, *wire.ReplicaMessage_ViewChange, *wire.ReplicaMessage_NewView:
 		p.deferred = true
 	default:
@@ -571,11 +578,11 @@ const (
 )
 
 // decodeRequests decodes signed client requests, works out the check each
-// signature stands for (a bundle signature's proof is checked here) and
-// notes which the cache has not vouched for. The error is that of the
-// first request that does not decode or whose signature field is
-// malformed (checked before any signature).
-func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests, error) {
+// signature stands for through checker (a bundle signature's proof is
+// checked here) and notes which the cache has not vouched for. The error
+// is that of the first request that does not decode or whose signature
+// field is malformed (checked before any signature).
+func (v *MessageVerifier) decodeRequests(signed []*wire.Signed, checker *crypto.RequestChecker) (pendingRequests, error) {
 	p := pendingRequests{
 		signed: signed, reqs: make([]*wire.Request, len(signed)),
 		checks: make([]crypto.RequestCheck, len(signed)), jobs: make([]int, len(signed)),
@@ -583,9 +590,6 @@ func (v *MessageVerifier) decodeRequests(signed []*wire.Signed) (pendingRequests
 	if v.cache != nil {
 		p.keys = make([]crypto.Digest, len(signed))
 	}
-	// The requests of one bundle usually come together: the checker
-	// hashes their tree's inner nodes and builds their statement once.
-	var checker crypto.RequestChecker
 	for i, s := range signed {
 		if s == nil {
 			return pendingRequests{}, fmt.Errorf("%w: empty request", ErrMalformed)

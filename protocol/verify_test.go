@@ -240,7 +240,7 @@ func TestVerifyFramesQueuesARequestOnce(t *testing.T) {
 	var pp, client pendingFrame
 	var outer []crypto.VerifyJob
 	v.decodeReplica(&pp, rf.Message, rf.Batch, &outer)
-	client.requests, client.err = v.decodeRequests([]*wire.Signed{batch[0]})
+	client.requests, client.err = v.decodeRequests([]*wire.Signed{batch[0]}, new(crypto.RequestChecker))
 	if client.err != nil || pp.err != nil || pp.after != nil {
 		t.Fatal(client.err, pp.err, pp.after)
 	}
