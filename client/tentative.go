@@ -33,7 +33,6 @@ import "time"
 // committed reply, or to a tentative one of a higher view (or of the
 // same view at another sequence: the newer), so a replica that prepared
 // the batch again after a view change counts with its new tag only.
-
 //
 // A replica that answered a request tentatively sends no committed reply
 // when its batch commits (unless it committed in another view), so a call

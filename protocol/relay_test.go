@@ -6,10 +6,21 @@ import "testing"
 // the new primary only after its prepares for the re-proposals, and at
 // most one batch of them: a bulk relay ahead of the votes overflowed the
 // runtime's bounded per-peer queue, the prepares were dropped, and the
-// new view stalled until retransmission.
+// new view stalled until retransmission. With the default MaxBatchSize
+// (512) the relay is bounded by maxRelayedRequests (256).
 func TestNewViewRelayComesAfterPreparesAndIsBounded(t *testing.T) {
-	const batch = 4
-	c := newCluster(t, 4, func(cfg *Config) { cfg.MaxBatchSize = batch })
+	t.Run("MaxBatchSize 4", func(t *testing.T) { relayAfterViewChange(t, 4, 4, 10, 4) })
+	t.Run("default MaxBatchSize", func(t *testing.T) {
+		relayAfterViewChange(t, 0, 7, 60, maxRelayedRequests)
+	})
+}
+
+// relayAfterViewChange runs the scenario above with batches of maxBatch
+// (0: the default) and clients clients sending perClient requests each,
+// and checks that replica 2 relays at most bound of them, after its
+// prepares.
+func relayAfterViewChange(t *testing.T, maxBatch, clients, perClient, bound int) {
+	c := newCluster(t, 4, func(cfg *Config) { cfg.MaxBatchSize = maxBatch })
 	// Sequences prepare in view 0 but do not commit: the NEW-VIEW
 	// re-proposes them.
 	c.drop = func(_, _ uint32, kind Kind) bool { return kind == KindCommit }
@@ -23,8 +34,8 @@ func TestNewViewRelayComesAfterPreparesAndIsBounded(t *testing.T) {
 		}
 		return from == 0 || to == 0
 	}
-	for client := byte(2); client < 6; client++ {
-		broadcastRequests(t, c, client, 0, 10)
+	for client := byte(2); client < byte(2+clients); client++ {
+		broadcastRequests(t, c, client, 0, perClient)
 	}
 	c.run()
 	c.tickUntil(3*DefaultViewChangeTimeoutTicks, "view change to view 1", func() bool { return c.allActiveIn(1, 0) })
@@ -59,8 +70,11 @@ func TestNewViewRelayComesAfterPreparesAndIsBounded(t *testing.T) {
 	if firstForward < firstPrepare {
 		t.Fatalf("relayed requests went before the new view's prepares: %v", stream[lastVC+1:])
 	}
-	if forwards > batch {
-		t.Fatalf("replica 2 relayed %d requests to the new primary; want at most one batch (%d)", forwards, batch)
+	if forwards > bound {
+		t.Fatalf("replica 2 relayed %d requests to the new primary; want at most %d", forwards, bound)
+	}
+	if forwards < min(bound, clients*perClient)/2 {
+		t.Fatalf("replica 2 relayed only %d requests; the bound (%d) was not exercised", forwards, bound)
 	}
 	c.assertAgreement()
 }
