@@ -45,67 +45,49 @@ func TestTentativeRepliesPauseAfterAStall(t *testing.T) {
 	c, sent := pauseClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
 	defer cancel()
+	// call runs one Invoke: it checks whether its request asked for
+	// tentative replies, feeds it before (the replicas' first replies),
+	// waits for its retransmission when after is set, then feeds after.
+	call := func(name string, wantTentative bool, before, after []tagged) {
+		t.Helper()
+		drain(sent)
+		done := invokeAsync(ctx, c)
+		req := nextSent(t, sent)
+		if req.Tentative != wantTentative {
+			t.Fatalf("%s: the request asked for tentative replies: %v, want %v", name, req.Tentative, wantTentative)
+		}
+		for _, r := range before {
+			feed(t, c, req.RequestNumber, r)
+		}
+		if after != nil {
+			nextSent(t, sent) // the retransmission to every replica
+		}
+		for _, r := range after {
+			feed(t, c, req.RequestNumber, r)
+		}
+		if err := awaitErr(t, done); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
 
 	// A stall without tentative replies (one committed reply came): no
 	// pause.
-	done := invokeAsync(ctx, c)
-	first := nextSent(t, sent)
-	if !first.Tentative {
-		t.Fatal("the first call did not ask for tentative replies")
-	}
-	feed(t, c, first.RequestNumber, comm(1, "ok", 0, 7)) // one committed reply only
-	nextSent(t, sent)                                    // the retransmission to every replica
-	feed(t, c, first.RequestNumber, comm(2, "ok", 0, 7))
-	if err := awaitErr(t, done); err != nil {
-		t.Fatal(err)
-	}
+	call("committed reply, then a stall", true, []tagged{comm(1, "ok", 0, 7)}, []tagged{comm(2, "ok", 0, 7)})
 	if n := c.TentativePauses(); n != 0 {
 		t.Fatalf("a stall with no tentative reply paused tentative replies (%d)", n)
 	}
-
-	// A stall with tentative replies short of their quorum: a pause.
-	drain(sent)
-	done = invokeAsync(ctx, c)
-	second := nextSent(t, sent)
-	if !second.Tentative {
-		t.Fatal("the second call did not ask for tentative replies")
-	}
-	feed(t, c, second.RequestNumber, tent(0, "ok", 0, 8))
-	feed(t, c, second.RequestNumber, tent(1, "ok", 0, 8))
-	nextSent(t, sent)                                     // the retransmission
-	feed(t, c, second.RequestNumber, comm(0, "ok", 0, 0)) // from the reply caches
-	feed(t, c, second.RequestNumber, comm(1, "ok", 0, 0))
-	if err := awaitErr(t, done); err != nil {
-		t.Fatal(err)
-	}
+	// A stall with tentative replies short of their quorum: a pause. The
+	// replies after the retransmission come from the reply caches.
+	call("tentative replies short of the quorum", true,
+		[]tagged{tent(0, "ok", 0, 8), tent(1, "ok", 0, 8)}, []tagged{comm(0, "ok", 0, 0), comm(1, "ok", 0, 0)})
 	if n := c.TentativePauses(); n != 1 {
 		t.Fatalf("tentative replies paused %d times, want 1", n)
 	}
-	drain(sent)
-	done = invokeAsync(ctx, c)
-	third := nextSent(t, sent)
-	if third.Tentative {
-		t.Fatal("a call during the pause asked for tentative replies")
-	}
-	feed(t, c, third.RequestNumber, comm(0, "ok", 0, 9))
-	feed(t, c, third.RequestNumber, comm(2, "ok", 0, 9))
-	if err := awaitErr(t, done); err != nil {
-		t.Fatal(err)
-	}
+	call("during the pause", false, []tagged{comm(0, "ok", 0, 9), comm(2, "ok", 0, 9)}, nil)
 
 	// The pause over, calls ask again.
 	c.mu.Lock()
 	c.tentativePausedUntil = time.Now().Add(-time.Second)
 	c.mu.Unlock()
-	drain(sent)
-	done = invokeAsync(ctx, c)
-	fourth := nextSent(t, sent)
-	if !fourth.Tentative {
-		t.Fatal("a call after the pause did not ask for tentative replies")
-	}
-	feed(t, c, fourth.RequestNumber, comm(0, "ok", 0, 10))
-	feed(t, c, fourth.RequestNumber, comm(2, "ok", 0, 10))
-	if err := awaitErr(t, done); err != nil {
-		t.Fatal(err)
-	}
+	call("after the pause", true, []tagged{comm(0, "ok", 0, 10), comm(2, "ok", 0, 10)}, nil)
 }
