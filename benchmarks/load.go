@@ -289,10 +289,10 @@ func (l *load) invoke(ctx context.Context, cl opRunner, op []byte, read bool, is
 	l.rec.add(now.Sub(l.start), now.Sub(issued), read)
 }
 
-// readCounts adds up the pbftnode clients' read outcomes (fast, ordered
-// instead); a peer's runners have none.
-func readCounts(clients []opRunner) client.ReadCounts {
-	var total client.ReadCounts
+// clientCounts adds up the pbftnode clients' read outcomes (fast,
+// ordered instead) and their pauses of tentative replies; a peer's
+// runners have none.
+func clientCounts(clients []opRunner) (reads client.ReadCounts, tentativePauses uint64) {
 	seen := make(map[*client.Client]bool)
 	for _, r := range clients {
 		cl, ok := r.(*client.Client)
@@ -301,8 +301,9 @@ func readCounts(clients []opRunner) client.ReadCounts {
 		}
 		seen[cl] = true
 		c := cl.ReadCounts()
-		total.Fast += c.Fast
-		total.Fallback += c.Fallback
+		reads.Fast += c.Fast
+		reads.Fallback += c.Fallback
+		tentativePauses += cl.TentativePauses()
 	}
-	return total
+	return reads, tentativePauses
 }

@@ -59,6 +59,10 @@ type Result struct {
 	// disagreed, were refused or late).
 	FastReads     uint64 `json:"fast_reads"`
 	ReadFallbacks uint64 `json:"read_fallbacks"`
+	// TentativePauses counts the times a client stopped asking for
+	// tentative replies after a call whose tentative quorum did not form
+	// before its retransmission (client.Config.TentativePause).
+	TentativePauses uint64 `json:"tentative_pauses"`
 
 	// CPUSecondsPer1kOpsPerReplica is the replicas' CPU time (utime+stime
 	// from /proc, 100 Hz ticks) over the measured interval, per 1000

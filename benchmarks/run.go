@@ -240,8 +240,8 @@ func measure(ctx context.Context, cfg Config, cl *cluster, prog progress, res *R
 	samples, failed := ld.rec.snapshot()
 	w := within(samples, from, to)
 	summarize(res, w, failed, int(ld.dropped.Load()), cfg.Duration, before, after)
-	rc := readCounts(ld.clients)
-	res.FastReads, res.ReadFallbacks = rc.Fast, rc.Fallback
+	rc, pauses := clientCounts(ld.clients)
+	res.FastReads, res.ReadFallbacks, res.TentativePauses = rc.Fast, rc.Fallback, pauses
 	meter.report(res, w.ops, cfg.Duration)
 	switch cfg.Scenario {
 	case ScenarioCrashLeader:
