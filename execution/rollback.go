@@ -399,11 +399,42 @@ func loadRollbackOverlay(snap *leveldb.Snapshot, seq, last, interval uint64) (*r
 	return o, nil
 }
 
+// maxUndoRecordCacheBytes bounds the rollback records one scan keeps.
+const maxUndoRecordCacheBytes = 16 << 20
+
+// undoRecordCache holds the rollback records one scan of a snapshot read:
+// a batch's record holds the undo entries of all its keys, which a scan
+// in key order meets far apart, so each record is read once rather than
+// once per key (at most maxUndoRecordCacheBytes; past it, it starts
+// over). The zero value is ready; it is not safe for concurrent use.
+type undoRecordCache struct {
+	records map[string][]byte
+	bytes   int
+}
+
+// get returns the record under key in snap.
+func (c *undoRecordCache) get(snap *leveldb.Snapshot, key []byte) ([]byte, error) {
+	if rec, ok := c.records[string(key)]; ok {
+		return rec, nil
+	}
+	rec, err := snap.Get(key, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.records == nil || c.bytes+len(rec) > maxUndoRecordCacheBytes {
+		c.records, c.bytes = make(map[string][]byte), 0
+	}
+	c.records[string(key)] = rec
+	c.bytes += len(key) + len(rec)
+	return rec, nil
+}
+
 // value returns key's value at the snapshot's sequence from its
-// undo entry; ok is false when the key did not exist then.
-func (o *rollbackOverlay) value(snap *leveldb.Snapshot, key []byte) (value []byte, ok bool, err error) {
+// undo entry, reading its record through records; ok is false when the
+// key did not exist then.
+func (o *rollbackOverlay) value(snap *leveldb.Snapshot, key []byte, records *undoRecordCache) (value []byte, ok bool, err error) {
 	loc := o.undos[string(key)]
-	rec, err := snap.Get(loc.record, nil)
+	rec, err := records.get(snap, loc.record)
 	if err != nil {
 		return nil, false, fmt.Errorf("read rollback record of %q: %w", key, err)
 	}

@@ -161,6 +161,7 @@ func (s *StateSnapshot) scan(rng *util.Range, visit func(key, value []byte) bool
 		hi, _ := slices.BinarySearchFunc(s.overlay.keys, rng.Limit, bytes.Compare)
 		over = s.overlay.keys[lo:hi]
 	}
+	var records undoRecordCache
 	valid := iter.Next()
 	for valid || len(over) > 0 {
 		if len(over) == 0 || valid && bytes.Compare(iter.Key(), over[0]) < 0 {
@@ -175,7 +176,7 @@ func (s *StateSnapshot) scan(rng *util.Range, visit func(key, value []byte) bool
 		if valid && bytes.Equal(iter.Key(), key) {
 			valid = iter.Next()
 		}
-		value, ok, err := s.overlay.value(s.snap, key)
+		value, ok, err := s.overlay.value(s.snap, key, &records)
 		if err != nil {
 			return err
 		}

@@ -54,9 +54,10 @@ type readQueue struct {
 // tentative replies, or f+1 committed ones, which mean 2f+1 COMMITs),
 // which shares a correct replica with any 2f+1 answering ones, and that
 // replica answers only after executing it (a tentative execution is not
-// one: tentative.go). So 2f+1 matching answers are linearizable. While the replica changes views or transfers state, or
-// when the application does not classify the operation as read-only, the
-// answer is an error (the client orders the operation instead).
+// one: tentative.go). So 2f+1 matching answers are linearizable. While
+// the replica changes views or transfers state, or when the application
+// does not classify the operation as read-only, the answer is an error
+// (the client orders the operation instead).
 // ErrReadsFull when MaxPendingReads reads wait (answered with an error).
 func (d *Driver) Read(req *wire.Request) error {
 	if !d.core.ViewActive() || d.fetcher.Active() {

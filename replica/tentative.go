@@ -124,9 +124,10 @@ func (d *Driver) executeTentative(rd *protocol.Ready) {
 	}
 }
 
-// applyCommitted applies the committed batch b: it writes the
-// tentative execution of b if one is staged, else applies b. answered marks the replies already sent tentatively for b in its
-// view (nil when none): executed again on the same state, b gives the
+// applyCommitted applies the committed batch b: it writes the tentative
+// execution of b if one is staged, else applies b. answered marks the
+// replies already sent tentatively for b in its view (nil when none):
+// executed again on the same state, b gives the
 // same results, so a batch whose staged execution was discarded
 // meanwhile is not answered twice either.
 func (d *Driver) applyCommitted(b protocol.CommittedBatch) (replies []execution.Reply, answered []bool, err error) {
